@@ -1,0 +1,494 @@
+"""The `clones` terminal front end: the Slack grammar, plus a few terminal-only options.
+
+`clones deploy capture 25 as nov-cohort` means exactly what `/clones deploy capture 25 as
+nov-cohort` means in Slack: the words go through `bot.grammar.parse` and the service layer.
+On top: `--json`, `--yes`, `--chart FILE`, and the terminal-only verbs `lab` and `demo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from bot import grammar
+from bot.errors import ClonesError, UsageError
+from bot.models import CloneState, RunState
+from bot.savings import Savings, format_table
+from bot.service import (
+    DeployResult,
+    EnvironmentStatus,
+    ProgressEvent,
+    TeardownPlan,
+    TeardownResult,
+    TypeStatus,
+)
+from bot.settings import load_settings
+
+log = logging.getLogger("clones")
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+@dataclass
+class Options:
+    json: bool
+    yes: bool
+    chart: Path | None
+    config: Path | None
+    verbose: bool
+    words: list[str]
+
+
+def parse_options(argv: Sequence[str]) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="clones",
+        add_help=False,
+        description="Deploy and strip back vSphere linked-clone training labs.",
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--yes", "-y", action="store_true", help="confirm destructive commands")
+    parser.add_argument("--chart", type=Path, help="write the savings chart PNG to this file")
+    parser.add_argument("--config", type=Path, help="configuration file (default $CLONES_CONFIG)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log what happens")
+    parser.add_argument("--help", "-h", action="store_true", help="show help")
+    known, words = parser.parse_known_args(list(argv))
+    if known.help:
+        words = ["help", *words]
+    return Options(known.json, known.yes, known.chart, known.config, known.verbose, words)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        opts = parse_options(argv)
+    except SystemExit as exc:  # argparse's own message is already printed
+        return int(exc.code or EXIT_USAGE)
+    logging.basicConfig(
+        level=logging.INFO if opts.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return run(opts, sys.stdout)
+    except UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except ClonesError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        _error("interrupted; what was done so far is recorded (see `clones status`).")
+        return 130
+    except Exception as exc:  # the last line of defence: never a traceback on the terminal
+        path = _write_crash_report()
+        _error(f"unexpected internal error ({type(exc).__name__}: {exc}); details in {path}")
+        return EXIT_ERROR
+
+
+def run(opts: Options, out: TextIO) -> int:
+    words = opts.words
+    if words[:1] == ["lab"]:
+        return _lab(words[1:], opts, out)
+    if words[:1] == ["demo"]:
+        return _demo(words[1:], opts, out)
+    command = grammar.parse(" ".join(_quote(w) for w in words))
+    if isinstance(command, grammar.Help):
+        text = grammar.usage(command.topic)
+        if command.topic is None:
+            text += (
+                "\n\nTerminal only: `clones lab up|down|status|build`, `clones demo`;"
+                " options --json, --yes, --chart FILE, --config FILE, -v."
+            )
+        print(text.replace("`", ""), file=out)
+        return EXIT_OK
+
+    from bot.bootstrap import build
+
+    settings = load_settings(opts.config)
+    app = build(settings)
+    actor = os.environ.get("CLONES_USER") or getpass.getuser()
+    try:
+        svc = app.service
+        if isinstance(command, grammar.Deploy):
+            if command.at or command.until:
+                raise UsageError(
+                    "Scheduled deployments (at/until) are not available yet; deploy now with "
+                    '"deploy capture 25 as nov-cohort".'
+                )
+            with _Progress(out, enabled=not opts.json) as progress:
+                result = svc.deploy(command, actor=actor, source="cli", on_event=progress)
+            return _show_deploy(result, opts, out)
+        if isinstance(command, grammar.Teardown):
+            plan = svc.teardown_plan(command.environment)
+            if not opts.yes and not _confirm(plan, opts, out):
+                print("Cancelled: nothing was destroyed.", file=out)
+                return EXIT_OK
+            with _Progress(out, enabled=not opts.json) as progress:
+                result_t = svc.teardown(
+                    command.environment, actor=actor, source="cli", on_event=progress
+                )
+            return _show_teardown(result_t, opts, out)
+        if isinstance(command, grammar.Status):
+            return _show_status(svc.status(command.environment), command, opts, out, app)
+        if isinstance(command, grammar.Savings):
+            return _show_savings(svc.savings(command.environment), command.environment, opts, out)
+        if isinstance(command, grammar.Types):
+            return _show_types(svc.types(), opts, out)
+        raise UsageError(f'"{words[0]}" is not available in the terminal; type "clones help".')
+    finally:
+        app.close()
+
+
+# ===================================================================== rendering
+def _show_deploy(result: DeployResult, opts: Options, out: TextIO) -> int:
+    if opts.chart and result.savings is not None:
+        _write_chart(result.savings, opts.chart, result.environment)
+    if opts.json:
+        print(
+            json.dumps(
+                {
+                    "run": result.run_id,
+                    "environment": result.environment,
+                    "state": result.state.value,
+                    "requested": result.requested,
+                    "ready": result.ready,
+                    "failed": [f.__dict__ for f in result.failed],
+                    "elapsed_s": round(result.elapsed_s, 2),
+                    "savings": result.savings.as_dict() if result.savings else None,
+                },
+                indent=2,
+            ),
+            file=out,
+        )
+    else:
+        print(
+            f"{len(result.ready)} of {result.requested} linked clones ready in "
+            f"{result.environment} ({result.elapsed_s:.1f} s).",
+            file=out,
+        )
+        for f in result.failed:
+            print(f"  failed: {f.name} ({f.type}): {f.error}", file=out)
+        if result.message and result.state is not RunState.SUCCEEDED:
+            print(result.message, file=out)
+        if result.savings is not None:
+            print("", file=out)
+            print(format_table(result.savings), file=out)
+        if opts.chart:
+            print(f"Chart written to {opts.chart}", file=out)
+    if result.state is RunState.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
+
+
+def _confirm(plan: TeardownPlan, opts: Options, out: TextIO) -> bool:
+    print(_plan_text(plan), file=out)
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"Strip back needs confirmation: run `clones teardown {plan.environment} --yes`."
+        )
+    answer = input(f"Type {plan.environment} to destroy these clones: ").strip()
+    return answer == plan.environment
+
+
+def _plan_text(plan: TeardownPlan) -> str:
+    kinds = ", ".join(f"{n} {t}" for t, n in plan.by_type.items())
+    return (
+        f"Strip back {plan.environment}: power off and destroy {plan.clones} clones ({kinds}), "
+        f"reclaiming about {plan.reclaim_gb:.2f} GB. Parents and their snapshots are kept."
+    )
+
+
+def _show_teardown(result: TeardownResult, opts: Options, out: TextIO) -> int:
+    if opts.json:
+        print(
+            json.dumps(
+                {
+                    "run": result.run_id,
+                    "environment": result.environment,
+                    "state": result.state.value,
+                    "destroyed": result.destroyed,
+                    "already_gone": result.already_gone,
+                    "skipped": [f.__dict__ for f in result.skipped],
+                    "failed": [f.__dict__ for f in result.failed],
+                    "reclaimed_gb": result.reclaimed_gb,
+                    "elapsed_s": round(result.elapsed_s, 2),
+                },
+                indent=2,
+            ),
+            file=out,
+        )
+    else:
+        print(
+            f"Stripped back {result.environment}: {len(result.destroyed)} clones destroyed, "
+            f"{result.reclaimed_gb:.2f} GB reclaimed ({result.elapsed_s:.1f} s).",
+            file=out,
+        )
+        if result.already_gone:
+            print(f"  already gone from vCenter: {len(result.already_gone)}", file=out)
+        for f in result.skipped:
+            print(f"  left alone: {f.name}: {f.error}", file=out)
+        for f in result.failed:
+            print(f"  failed: {f.name}: {f.error}", file=out)
+    if result.state is RunState.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
+
+
+def _show_status(
+    statuses: list[EnvironmentStatus],
+    command: grammar.Status,
+    opts: Options,
+    out: TextIO,
+    app: Any,
+) -> int:
+    if opts.json:
+        envs = []
+        for st in statuses:
+            clones = st.clones or app.repo.clones(environment=st.environment.name)
+            envs.append(
+                {
+                    "name": st.environment.name,
+                    "owner": st.environment.owner,
+                    "channel": st.environment.channel,
+                    "created_at": _iso(st.environment.created_at),
+                    "counts": st.by_type,
+                    "clones": [
+                        {
+                            "name": c.name,
+                            "type": c.type,
+                            "state": c.state.value,
+                            "parent": c.parent,
+                            "moref": c.moref,
+                        }
+                        for c in clones
+                        if c.state.live or command.environment
+                    ],
+                }
+            )
+        print(json.dumps({"environments": envs}, indent=2), file=out)
+        return EXIT_OK
+    if not statuses:
+        print(
+            'No environments with clones. Deploy one with "clones deploy capture 25 as x".',
+            file=out,
+        )
+        return EXIT_OK
+    for st in statuses:
+        env = st.environment
+        print(f"{env.name}  (owner {env.owner}, {st.live} live clones)", file=out)
+        for t, states in sorted(st.by_type.items()):
+            parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+            print(f"  {t:<14} {parts}", file=out)
+        if command.environment:
+            for c in st.clones:
+                if c.state.live or c.state is CloneState.FAILED:
+                    extra = f"  {c.error}" if c.error else ""
+                    print(f"    {c.name:<16} {c.type:<14} {c.state.value}{extra}", file=out)
+    return EXIT_OK
+
+
+def _show_savings(s: Savings, environment: str | None, opts: Options, out: TextIO) -> int:
+    if opts.chart:
+        _write_chart(s, opts.chart, environment)
+    if opts.json:
+        data = {"environment": environment, **s.as_dict()}
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK
+    print(f"Savings for {environment or 'all environments'}:", file=out)
+    print(format_table(s), file=out)
+    if opts.chart:
+        print(f"Chart written to {opts.chart}", file=out)
+    return EXIT_OK
+
+
+def _show_types(types: list[TypeStatus], opts: Options, out: TextIO) -> int:
+    if opts.json:
+        rows = [
+            {
+                "type": ts.type.name,
+                "parent": ts.type.parent,
+                "readiness": ts.readiness,
+                "used_gb": round(ts.parent.used_bytes / 2**30, 2) if ts.parent else None,
+                "provisioned_gb": (
+                    round(ts.parent.provisioned_bytes / 2**30, 2) if ts.parent else None
+                ),
+                "max_count": ts.type.max_count,
+            }
+            for ts in types
+        ]
+        print(json.dumps({"types": rows}, indent=2), file=out)
+        return EXIT_OK
+    for ts in types:
+        size = ""
+        if ts.parent:
+            size = (
+                f"  {ts.parent.used_bytes / 2**30:.2f} GB used of "
+                f"{ts.parent.provisioned_bytes / 2**30:.2f} GB"
+            )
+        print(f"{ts.type.name:<14} parent {ts.type.parent:<14} {ts.readiness}{size}", file=out)
+    return EXIT_OK
+
+
+def _write_chart(s: Savings, path: Path, environment: str | None) -> None:
+    from bot.chart import write_savings_chart
+
+    write_savings_chart(s, path)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class _Progress:
+    """A progress bar on a terminal; plain lines otherwise (logs, CI)."""
+
+    def __init__(self, out: TextIO, enabled: bool) -> None:
+        self.out = out
+        self.enabled = enabled
+        self.bar: tqdm[Any] | None = None
+        self.tty = sys.stderr.isatty()
+
+    def __enter__(self) -> Callable[[ProgressEvent], None]:
+        return self.on_event
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def on_event(self, e: ProgressEvent) -> None:
+        if not self.enabled:
+            return
+        if e.kind == "started":
+            print(e.message, file=sys.stderr)
+            if self.tty:
+                self.bar = tqdm(total=e.total, unit="vm", file=sys.stderr, dynamic_ncols=True)
+            return
+        if e.kind in ("clone_ready", "clone_failed"):
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix(ok=e.done, failed=e.failed)
+            elif e.kind == "clone_failed" or (e.done + e.failed) % 10 == 0 or e.remaining == 0:
+                eta = f", ETA {e.eta_s:.0f} s" if e.eta_s is not None and e.remaining else ""
+                print(
+                    f"  [{e.done + e.failed}/{e.total}] {e.done} ok, {e.failed} failed{eta}",
+                    file=sys.stderr,
+                )
+            if e.kind == "clone_failed":
+                msg = f"  {e.clone}: {e.message}"
+                if self.bar is not None:
+                    self.bar.write(msg, file=sys.stderr)
+                else:
+                    print(msg, file=sys.stderr)
+        elif e.kind == "clone_retry" and self.bar is None:
+            print(f"  retrying {e.clone}: {e.message}", file=sys.stderr)
+
+
+# ===================================================================== terminal-only verbs
+def _lab(words: list[str], opts: Options, out: TextIO) -> int:
+    from bot import lab
+
+    parser = argparse.ArgumentParser(prog="clones lab", exit_on_error=False, add_help=False)
+    parser.add_argument("action", choices=["up", "down", "status", "build"])
+    parser.add_argument("--spec", type=Path)
+    parser.add_argument("--port", type=int, default=8989)
+    try:
+        args = parser.parse_args(words)
+    except (argparse.ArgumentError, SystemExit):
+        raise UsageError(
+            "Usage: clones lab up [--spec FILE] [--port N] | clones lab down | clones lab status "
+            "| clones lab build"
+        ) from None
+    if args.action == "build":
+        path = lab.ensure_built(log=lambda m: print(m, file=sys.stderr))
+        print(f"lab vCenter built: {path}", file=out)
+        return EXIT_OK
+    if args.action == "down":
+        stopped = lab.lab_down()
+        print("lab vCenter stopped." if stopped else "lab vCenter was not running.", file=out)
+        return EXIT_OK
+    if args.action == "status":
+        info = lab.running_lab()
+        if info is None:
+            print("lab vCenter is not running; start it with `clones lab up`.", file=out)
+            return EXIT_ERROR
+    else:
+        info = lab.lab_up(spec=args.spec, port=args.port)
+    if opts.json:
+        print(json.dumps(info.__dict__, indent=2), file=out)
+    else:
+        print(
+            f"lab vCenter running at {info.url} (pid {info.pid})\n"
+            f"  user {info.user}, password {info.password} (a lab-only password)\n"
+            f"  control {info.control}\n"
+            "The bundled configuration uses it: `clones types`, `clones deploy capture 5 as try`.",
+            file=out,
+        )
+    return EXIT_OK
+
+
+def _demo(words: list[str], opts: Options, out: TextIO) -> int:
+    """The origin's lab: 25 clones of each type, the savings table and chart, then strip back."""
+    from bot.bootstrap import build
+    from bot.settings import BUNDLED_LAB_CONFIG
+
+    if words:
+        raise UsageError("Usage: clones demo [--chart FILE]")
+    settings = load_settings(opts.config) if opts.config else load_settings(BUNDLED_LAB_CONFIG)
+    if not settings.vcenter.is_lab:
+        raise UsageError('The demo runs against the bundled lab vCenter only (url = "lab").')
+    workdir = Path(tempfile.mkdtemp(prefix="clones-demo-"))
+    from dataclasses import replace
+
+    settings = replace(settings, database=workdir / "demo.db")
+    chart = opts.chart or Path("savings.png")
+    app = build(settings)
+    try:
+        svc = app.service
+        env = "demo"
+        items = " ".join(f"{t} 25" for t in settings.types)
+        print(f"Demo: deploy {items} as {env} against the lab vCenter", file=out)
+        command = grammar.parse(f"deploy {items} as {env}")
+        assert isinstance(command, grammar.Deploy)
+        with _Progress(out, enabled=True) as progress:
+            result = svc.deploy(command, actor="demo", source="cli", on_event=progress)
+        code = _show_deploy(result, Options(False, True, chart, None, False, []), out)
+        with _Progress(out, enabled=True) as progress:
+            stripped = svc.teardown(env, actor="demo", source="cli", on_event=progress)
+        _show_teardown(stripped, Options(False, True, None, None, False, []), out)
+        return code
+    finally:
+        app.close()
+
+
+# ===================================================================== helpers
+def _quote(word: str) -> str:
+    return word if word and not any(c in word for c in " '\"\\") else json.dumps(word)
+
+
+def _error(message: str) -> None:
+    print(f"clones: {message}", file=sys.stderr)
+
+
+def _write_crash_report() -> Path:
+    path = Path(tempfile.gettempdir()) / "clones-crash.log"
+    try:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(traceback.format_exc())
+    except OSError:
+        pass
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

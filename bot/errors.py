@@ -1,0 +1,56 @@
+"""Named errors. Each carries a message a user can act on; front ends show `str(error)`."""
+
+from __future__ import annotations
+
+
+class ClonesError(Exception):
+    """Base of every error a user may see; its text says what went wrong and what to do."""
+
+
+class UsageError(ClonesError):
+    """The command text could not be understood; the message shows what to type instead."""
+
+
+class ConfigError(ClonesError):
+    """The configuration file, a lab spec or the environment is missing or malformed."""
+
+
+class NotFoundError(ClonesError):
+    """A type, environment, parent, snapshot or other named thing does not exist."""
+
+
+class ConflictError(ClonesError):
+    """The request clashes with the current state (busy environment, name taken, ...)."""
+
+
+class CapacityError(ClonesError):
+    """The datastore or a limit cannot take the requested deployment."""
+
+
+class PermissionDenied(ClonesError):
+    """The user or channel may not run this command."""
+
+
+class VCenterError(ClonesError):
+    """vCenter could not be reached, refused the login or answered with a fault."""
+
+
+class VCenterUnreachable(VCenterError):
+    """vCenter did not answer at all (network, TLS, DNS)."""
+
+
+class VCenterFault(VCenterError):
+    """A vSphere fault raised by a task or a call.
+
+    `fault` is the vSphere fault's type name (e.g. ``FileLocked``); `transient` says whether a
+    retry may succeed.
+    """
+
+    def __init__(self, message: str, fault: str = "", transient: bool = False) -> None:
+        super().__init__(message)
+        self.fault = fault
+        self.transient = transient
+
+
+class LinkedCloneCheckFailed(VCenterError):
+    """A clone came out as a full copy: its disk backing has no parent."""

@@ -1,0 +1,504 @@
+"""The command grammar: one parser for Slack's `/clones ...` and the terminal's `clones ...`.
+
+`parse(text)` turns the words after `/clones` (or `clones`) into a frozen command dataclass, or
+raises `UsageError` with one line that names the problem and shows what to type instead.
+
+To add a verb: define a frozen dataclass, add it to `Command`, and write a small parser decorated
+with `@_verb(...)` that takes the words after the verb and returns the dataclass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from bot.errors import UsageError
+
+MAX_COUNT = (
+    500  # per type and command; a type's own (lower) maximum is checked by the service layer
+)
+
+ENV_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+# Type names are configured by the operator; this only keeps junk (quotes, unicode) out of commands.
+TYPE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+COUNT_PATTERN = re.compile(r"[0-9]{1,6}")  # ASCII digits only: int() would accept "٢٥" and "2_5"
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+@dataclass(frozen=True, slots=True)
+class DeployItem:
+    type: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    """Deploy clones of one or more types; `at`/`until` are raw time text, parsed later."""
+
+    items: tuple[DeployItem, ...]
+    environment: str | None = None
+    power_on: bool = False
+    at: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    environment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Savings:
+    environment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Teardown:
+    environment: str
+
+
+@dataclass(frozen=True, slots=True)
+class Types:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    topic: str | None = None  # a canonical verb name
+
+
+Command = Deploy | Status | Savings | Teardown | Types | Help
+
+# ---------------------------------------------------------------------------------------------
+# The verb registry
+
+
+@dataclass(frozen=True, slots=True)
+class VerbSpec:
+    """One verb: its parser and the help text shown for it."""
+
+    name: str
+    parse: Callable[[list[str]], Command]
+    summary: str
+    example: str
+    syntax: str
+    detail: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()  # may hold several words, e.g. "strip back"
+
+
+_REGISTRY: dict[str, VerbSpec] = {}
+_ALIASES: dict[tuple[str, ...], str] = {}  # words -> canonical verb
+
+
+def _verb(
+    name: str,
+    *,
+    summary: str,
+    example: str,
+    syntax: str,
+    detail: Iterable[str] = (),
+    examples: Iterable[str] = (),
+    aliases: Iterable[str] = (),
+) -> Callable[[Callable[[list[str]], Command]], Callable[[list[str]], Command]]:
+    """Register a verb's parser (which receives the words after the verb)."""
+
+    def register(fn: Callable[[list[str]], Command]) -> Callable[[list[str]], Command]:
+        spec = VerbSpec(
+            name, fn, summary, example, syntax, tuple(detail), tuple(examples), tuple(aliases)
+        )
+        _REGISTRY[name] = spec
+        for words in (name, *spec.aliases):
+            _ALIASES[tuple(words.split())] = name
+        return fn
+
+    return register
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def suggest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to `word` (case-insensitive), or None when nothing is close."""
+    options = {c.lower(): c for c in choices}
+    match = difflib.get_close_matches(word.lower(), list(options), n=1, cutoff=0.6)
+    return options[match[0]] if match else None
+
+
+def _show(word: str, limit: int = 30) -> str:
+    """A user's word made safe to echo inside a one-line message."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in word)
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
+_QUOTES = str.maketrans(
+    {
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        # Phones and Slack turn "-" into dashes; environment names only use the ASCII one.
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        # Invisible characters pasted from documents.
+        "\u200b": None,
+        "\u200c": None,
+        "\u200d": None,
+        "\u2060": None,
+        "\ufeff": None,
+    }
+)
+
+
+def normalise(text: str) -> str:
+    """Straighten smart quotes and dashes and turn any unicode space into a plain space."""
+    text = text.translate(_QUOTES)
+    # shlex only splits on ASCII whitespace; Slack sends non-breaking spaces.
+    return "".join(" " if ch.isspace() else ch for ch in text)
+
+
+def _tokens(text: str) -> list[str]:
+    try:
+        words = shlex.split(normalise(text))
+    except ValueError as exc:  # unbalanced quotes or a trailing backslash
+        raise UsageError(
+            f'could not read the command ({exc}): check the quotes, e.g. "deploy capture 25"'
+        ) from None
+    # Tolerate the command name itself, pasted from a terminal or Slack.
+    if words and words[0].lower() in ("clones", "/clones"):
+        words = words[1:]
+    return words
+
+
+def _environment(word: str, example: str) -> str:
+    name = word.lower()
+    if not ENV_PATTERN.fullmatch(name):
+        raise UsageError(
+            f'"{_show(word)}" is not a valid environment name: use lower-case letters, digits and '
+            f'dashes, up to 40 characters, starting with a letter or digit, e.g. "{example}"'
+        )
+    return name
+
+
+def _optional_environment(verb: str, args: list[str]) -> str | None:
+    example = f"{verb} nov-cohort"
+    if len(args) > 1:
+        raise UsageError(
+            f'{verb} takes at most one environment name, got "{_show(" ".join(args))}", '
+            f'e.g. "{example}"'
+        )
+    return _environment(args[0], example) if args else None
+
+
+def _no_arguments(verb: str, args: list[str]) -> None:
+    if args:
+        raise UsageError(
+            f'{verb} takes nothing after it, got "{_show(" ".join(args))}", e.g. "{verb}"'
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Deploy
+
+_DEPLOY_EXAMPLE = "deploy capture 25 as nov-cohort"
+_POWER_ON_TAILS = (("power", "on"), ("power-on",), ("poweron",))
+
+
+def _strip_power_on(words: list[str]) -> tuple[list[str], bool]:
+    """Remove a trailing `[and] power on` / `power-on` flag."""
+    lowered = [w.lower() for w in words]
+    for tail in _POWER_ON_TAILS:
+        n = len(tail)
+        if len(words) >= n and tuple(lowered[-n:]) == tail:
+            rest = words[:-n]
+            if rest and rest[-1].lower() == "and":
+                rest = rest[:-1]
+            return rest, True
+    return words, False
+
+
+def _time_text(keyword: str, words: list[str]) -> str:
+    if not words:
+        raise UsageError(
+            f'"{keyword}" needs a time after it, e.g. "deploy capture 25 as nov-cohort '
+            f'at mon 08:00 until fri 17:00"'
+        )
+    return " ".join(words)
+
+
+def _count(type_name: str, word: str) -> int:
+    if not COUNT_PATTERN.fullmatch(word) or not 1 <= int(word) <= MAX_COUNT:
+        raise UsageError(
+            f'count must be a whole number from 1 to {MAX_COUNT}, got "{_show(word)}" for '
+            f'{_show(type_name)}, e.g. "deploy {_show(type_name)} 25 as nov-cohort"'
+        )
+    return int(word)
+
+
+def _deploy_items(words: list[str]) -> tuple[DeployItem, ...]:
+    # "capture 25 and packaging 10" reads naturally; "and" between pairs is a separator.
+    words = [w for w in words if w.lower() != "and"]
+    if not words:
+        raise UsageError(f'say which type and how many, e.g. "{_DEPLOY_EXAMPLE}"')
+    items: list[DeployItem] = []
+    seen: set[str] = set()
+    for i in range(0, len(words), 2):
+        word = words[i]
+        following = words[i + 1] if i + 1 < len(words) else None
+        if COUNT_PATTERN.fullmatch(word) or (word.startswith("-") and word[1:].isdigit()):
+            if following is not None and not COUNT_PATTERN.fullmatch(following):
+                raise UsageError(
+                    f"put the type before its count, "
+                    f'e.g. "deploy {_show(following.lower())} {_show(word)}" '
+                    f'not "deploy {_show(word)} {_show(following)}"'
+                )
+            raise UsageError(f'a count needs a type before it, e.g. "{_DEPLOY_EXAMPLE}"')
+        type_name = word.lower()
+        if not TYPE_PATTERN.fullmatch(type_name):
+            raise UsageError(
+                f'"{_show(word)}" is not a type name: use letters, digits, "-" or "_", '
+                f'e.g. "{_DEPLOY_EXAMPLE}" (`types` lists them)'
+            )
+        if following is None:
+            if items:  # most likely an environment name without "as"
+                raise UsageError(
+                    f'"{_show(word)}" has no count after it; to name the environment use "as", '
+                    f'e.g. "deploy capture 25 as {_show(type_name)}"'
+                )
+            raise UsageError(
+                f"say how many {_show(type_name)} VMs after the type, "
+                f'e.g. "deploy {_show(type_name)} 25 as nov-cohort"'
+            )
+        count = _count(type_name, following)
+        if type_name in seen:
+            raise UsageError(
+                f"{_show(type_name)} appears twice: give each type once with its total count, "
+                f'e.g. "deploy capture 25 packaging 10"'
+            )
+        seen.add(type_name)
+        items.append(DeployItem(type_name, count))
+    return tuple(items)
+
+
+def _parse_deploy(args: list[str]) -> Command:
+    # The time tail: `at ...` runs to `until`; `until ...` runs to the end (so that
+    # "until fri at 17:00" keeps its "at"). Each part may end with the power-on flag.
+    lowered = [w.lower() for w in args]
+    first = next((i for i, w in enumerate(lowered) if w in ("at", "until")), len(args))
+    at_words: list[str] | None = None
+    until_words: list[str] | None = None
+    if first < len(args) and lowered[first] == "at":
+        cut = lowered.index("until", first) if "until" in lowered[first:] else len(args)
+        at_words = args[first + 1 : cut]
+        if cut < len(args):
+            until_words = args[cut + 1 :]
+    elif first < len(args):
+        until_words = args[first + 1 :]
+
+    power_on = False
+    at = until = None
+    if at_words is not None:
+        at_words, flag = _strip_power_on(at_words)
+        at, power_on = _time_text("at", at_words), power_on or flag
+    if until_words is not None:
+        until_words, flag = _strip_power_on(until_words)
+        until, power_on = _time_text("until", until_words), power_on or flag
+
+    # Commas separate type/count pairs: treat them as spaces ("capture 25, packaging 10").
+    head = [part for arg in args[:first] for part in arg.split(",") if part]
+    head, flag = _strip_power_on(head)
+    power_on = power_on or flag
+
+    environment: str | None = None
+    head_lower = [w.lower() for w in head]
+    if "as" in head_lower:
+        cut = head_lower.index("as")
+        after = head[cut + 1 :]
+        if len(after) != 1:
+            raise UsageError(
+                f'"as" takes one environment name at the end, e.g. "{_DEPLOY_EXAMPLE}"'
+                if after
+                else f'"as" needs an environment name after it, e.g. "{_DEPLOY_EXAMPLE}"'
+            )
+        if after[0].lower() in ("at", "until", "as", "and"):
+            raise UsageError(f'"{after[0]}" is a keyword, not a name, e.g. "{_DEPLOY_EXAMPLE}"')
+        environment = _environment(after[0], _DEPLOY_EXAMPLE)
+        head = head[:cut]
+
+    return Deploy(_deploy_items(head), environment, power_on, at, until)
+
+
+_verb(
+    "deploy",
+    summary="deploy linked clones of one or more types into an environment",
+    example=_DEPLOY_EXAMPLE,
+    syntax="deploy TYPE COUNT [TYPE COUNT ...] [as ENV] [and power on] [at WHEN] [until WHEN]",
+    detail=(
+        f"COUNT is 1 to {MAX_COUNT} per type (a type may allow fewer); "
+        "separate pairs with spaces, commas or `and`.",
+        "ENV names the environment: lower-case letters, digits and dashes, up to 40 characters.",
+        "`and power on` powers the clones on once they are ready.",
+        "`at WHEN` deploys later; `until WHEN` strips the environment back then (put it last).",
+    ),
+    examples=(
+        "deploy capture 25",
+        "deploy capture 25 packaging 25 verification 25 as nov-cohort",
+        "deploy capture 25, packaging 10 as demo and power on",
+        "deploy capture 25 as nov-cohort at mon 08:00 until fri 17:00",
+    ),
+)(_parse_deploy)
+
+# ---------------------------------------------------------------------------------------------
+# The other verbs
+
+
+@_verb(
+    "status",
+    summary="show environments, or one environment's clones",
+    example="status nov-cohort",
+    syntax="status [ENV]",
+    examples=("status", "status nov-cohort"),
+)
+def _parse_status(args: list[str]) -> Command:
+    return Status(_optional_environment("status", args))
+
+
+@_verb(
+    "savings",
+    summary="disk space linked clones save against thick and thin full clones",
+    example="savings nov-cohort",
+    syntax="savings [ENV]",
+    detail=("Without ENV, counts every live clone.",),
+    examples=("savings", "savings nov-cohort"),
+)
+def _parse_savings(args: list[str]) -> Command:
+    return Savings(_optional_environment("savings", args))
+
+
+@_verb(
+    "teardown",
+    summary="power off and destroy an environment's clones (never anything else)",
+    example="teardown nov-cohort",
+    syntax="teardown ENV",
+    detail=("Also `strip-back`, `strip back` or `destroy`.",),
+    examples=("teardown nov-cohort", "strip back nov-cohort"),
+    aliases=("strip-back", "stripback", "strip back", "destroy"),
+)
+def _parse_teardown(args: list[str]) -> Command:
+    example = "teardown nov-cohort"
+    if not args:
+        raise UsageError(f'say which environment to strip back, e.g. "{example}"')
+    if len(args) > 1:
+        raise UsageError(
+            f'teardown takes one environment name, got "{_show(" ".join(args))}", e.g. "{example}"'
+        )
+    return Teardown(_environment(args[0], example))
+
+
+@_verb(
+    "types",
+    summary="list the VM types you can deploy",
+    example="types",
+    syntax="types",
+)
+def _parse_types(args: list[str]) -> Command:
+    _no_arguments("types", args)
+    return Types()
+
+
+@_verb(
+    "help",
+    summary="list the commands, or explain one",
+    example="help deploy",
+    syntax="help [COMMAND]",
+    examples=("help", "help deploy"),
+)
+def _parse_help(args: list[str]) -> Command:
+    if not args:
+        return Help()
+    return Help(_topic(args))
+
+
+def _topic(words: list[str]) -> str:
+    """The canonical verb named by `words` (aliases allowed), or UsageError."""
+    verb, n = _match_verb(words)
+    if verb is None or n != len(words):
+        raise UsageError(
+            f'no help on "{_show(" ".join(words))}"{_did_you_mean(words[0])}; '
+            "type `help` for the list"
+        )
+    return verb
+
+
+VERBS: tuple[str, ...] = tuple(_REGISTRY)
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and help
+
+
+def _match_verb(words: list[str]) -> tuple[str | None, int]:
+    """The verb at the start of `words` (longest alias wins) and how many words name it."""
+    lowered = [w.lower() for w in words]
+    longest = max(len(alias) for alias in _ALIASES)
+    for n in range(min(longest, len(lowered)), 0, -1):
+        verb = _ALIASES.get(tuple(lowered[:n]))
+        if verb is not None:
+            return verb, n
+    return None, 0
+
+
+def _did_you_mean(word: str) -> str:
+    names = [" ".join(words) for words in _ALIASES]
+    guess = suggest(word, names)
+    return f' (did you mean "{guess}"?)' if guess else ""
+
+
+def parse(text: str) -> Command:
+    """Parse the words after `/clones` (Slack) or `clones` (terminal) into a command."""
+    words = _tokens(text)
+    if not words:
+        return Help()
+    verb, n = _match_verb(words)
+    if verb is None:
+        raise UsageError(
+            f'unknown command "{_show(words[0])}"{_did_you_mean(words[0])}; '
+            "type `help` for the list"
+        )
+    return _REGISTRY[verb].parse(words[n:])
+
+
+def usage(topic: str | None = None) -> str:
+    """Help text: every command with an example, or one command in detail.
+
+    Commands are in backticks, which Slack shows as code and a terminal shows as is.
+    """
+    if topic is None:
+        lines = ["Type these after `/clones` in Slack or `clones` in a terminal:"]
+        lines += [f"`{spec.example}` - {spec.summary}" for spec in _REGISTRY.values()]
+        lines.append("Type `help COMMAND` for more, e.g. `help deploy`.")
+        return "\n".join(lines)
+    spec = _REGISTRY[_topic(_tokens(topic))]
+    lines = [f"`{spec.syntax}`", spec.summary[0].upper() + spec.summary[1:] + "."]
+    lines += spec.detail
+    if spec.examples:
+        lines.append("Examples:")
+        lines += [f"  `{example}`" for example in spec.examples]
+    return "\n".join(lines)

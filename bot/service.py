@@ -1,0 +1,837 @@
+"""The service layer: deploy, strip back, status, savings and types, for every front end.
+
+Front ends (the CLI, Slack handlers, the scheduler) build a command, call one method here and
+render the result or the progress events. Nothing here knows about Slack or the terminal, and
+nothing here speaks SQL (that is `storage/`) or pyVmomi (that is `bot.vcenter`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from bot import grammar
+from bot.errors import (
+    CapacityError,
+    ClonesError,
+    ConflictError,
+    NotFoundError,
+    UsageError,
+    VCenterError,
+    VCenterFault,
+    VCenterUnreachable,
+)
+from bot.models import Clone, CloneState, Environment, ParentFacts, RunKind, RunState
+from bot.savings import Savings, compute_savings, estimate
+from bot.settings import Settings, TypeSettings
+from bot.vcenter import (
+    ATTR_DEPLOYED_AT,
+    ATTR_DEPLOYED_BY,
+    ATTR_DEPLOYED_FROM,
+    ATTR_ENVIRONMENT,
+    ATTR_MANAGED_BY,
+    CloneRequest,
+    VCenter,
+    VmFacts,
+)
+from storage import Repository
+
+log = logging.getLogger(__name__)
+
+GIB = 2**30
+LIVE_STATES = tuple(s for s in CloneState if s.live)
+
+EventKind = Literal["started", "clone_ready", "clone_failed", "clone_retry", "finished"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One step of a deployment or strip back, for a front end to render."""
+
+    kind: EventKind
+    run_id: int
+    environment: str
+    action: RunKind
+    total: int
+    done: int
+    failed: int
+    elapsed_s: float
+    eta_s: float | None = None
+    clone: str | None = None
+    message: str = ""
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.done - self.failed
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True)
+class FailedClone:
+    name: str
+    type: str
+    error: str
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    run_id: int
+    environment: str
+    requested: int
+    ready: list[str]
+    failed: list[FailedClone]
+    elapsed_s: float
+    state: RunState
+    savings: Savings | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TeardownPlan:
+    """What a strip back would destroy, shown before the user confirms."""
+
+    environment: str
+    by_type: dict[str, int]
+    clones: int
+    reclaim_bytes: int
+
+    @property
+    def reclaim_gb(self) -> float:
+        return round(self.reclaim_bytes / GIB, 2)
+
+
+@dataclass(frozen=True)
+class TeardownResult:
+    run_id: int
+    environment: str
+    destroyed: list[str]
+    already_gone: list[str]
+    skipped: list[FailedClone]  # recorded but not verifiably ours in vCenter: left untouched
+    failed: list[FailedClone]
+    reclaimed_bytes: int
+    elapsed_s: float
+    state: RunState
+
+    @property
+    def reclaimed_gb(self) -> float:
+        return round(self.reclaimed_bytes / GIB, 2)
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    environment: Environment
+    by_type: dict[str, dict[str, int]]  # type -> state -> count
+    clones: list[Clone] = field(default_factory=list)
+
+    @property
+    def live(self) -> int:
+        return sum(
+            n for states in self.by_type.values() for s, n in states.items() if CloneState(s).live
+        )
+
+
+@dataclass(frozen=True)
+class TypeStatus:
+    type: TypeSettings
+    readiness: str  # ready / needs snapshot / powered on / parent missing / vCenter unreachable
+    parent: ParentFacts | None = None
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        repo: Repository,
+        vcenter: VCenter,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.vcenter = vcenter
+        self.clock = clock
+        # One deployment or strip back per environment at a time, within this process.
+        self._env_locks: dict[str, threading.Lock] = {}
+        self._env_locks_guard = threading.Lock()
+
+    # ================================================================= deploy
+    def deploy(
+        self,
+        command: grammar.Deploy,
+        *,
+        actor: str,
+        source: str = "cli",
+        channel: str = "",
+        on_event: ProgressCallback | None = None,
+    ) -> DeployResult:
+        env_name = command.environment or self.default_environment(command)
+        items = [(self.settings.type(i.type), i.count) for i in command.items]
+        self._check_counts(env_name, items)
+        with self._environment_lock(env_name):
+            parents = self._prepare_parents(items)
+            self._check_capacity(items, parents)
+            self.vcenter.ensure_attribute_definitions()
+            env = self.repo.ensure_environment(env_name, owner=actor, channel=channel)
+            total = sum(n for _, n in items)
+            run = self.repo.start_run(
+                environment=env.name, kind=RunKind.DEPLOY, requested_by=actor, requested=total
+            )
+            self.repo.audit(
+                actor=actor,
+                source=source,
+                channel=channel,
+                command=f"deploy {_items_text(items)} as {env.name}",
+                result="started",
+                detail=f"run {run.id}",
+            )
+            planned: list[Clone] = []
+            for t, n in items:
+                self._remember_parent(parents[t.name])
+                planned += self.repo.reserve_clones(
+                    environment=env.name,
+                    type=t.name,
+                    parent=t.parent,
+                    pattern=t.name_pattern,
+                    count=n,
+                    run_id=run.id,
+                )
+            return self._run_clones(run.id, env, planned, actor, on_event)
+
+    def default_environment(self, command: grammar.Deploy) -> str:
+        first = command.items[0].type
+        return f"{first}-{self.clock():%m%d}"
+
+    def _check_counts(self, env_name: str, items: Sequence[tuple[TypeSettings, int]]) -> None:
+        existing = self.repo.clones(environment=env_name, states=LIVE_STATES)
+        by_type = Counter(c.type for c in existing)
+        for t, n in items:
+            if by_type[t.name] + n > t.max_count:
+                have = by_type[t.name]
+                more = f" ({have} already in {env_name})" if have else ""
+                raise UsageError(
+                    f"{n} {t.name} clones is more than the type's maximum of {t.max_count}{more}; "
+                    f'ask for at most {max(t.max_count - have, 0)}, e.g. "deploy {t.name} '
+                    f'{max(min(t.max_count - have, 25), 1)} as {env_name}".'
+                )
+        total = len(existing) + sum(n for _, n in items)
+        if total > self.settings.max_environment_clones:
+            raise UsageError(
+                f"An environment holds at most {self.settings.max_environment_clones} clones; "
+                f"{env_name} would have {total}. Split the cohort into two environments."
+            )
+
+    def _prepare_parents(self, items: Sequence[tuple[TypeSettings, int]]) -> dict[str, ParentFacts]:
+        """Check every parent before anything is created; snapshot parents that need it."""
+        facts: dict[str, ParentFacts] = {}
+        for t, _ in items:
+            f = self.vcenter.parent_facts(t.parent, t.snapshot)
+            if f.snapshot is None and f.powered_on:
+                raise VCenterError(
+                    f'Parent "{t.parent}" of type {t.name} is powered on and has no base snapshot '
+                    f'"{t.snapshot}". Shut it down cleanly, then deploy again (the bot snapshots '
+                    "a parent only while it is powered off)."
+                )
+            facts[t.name] = f
+        for t, _ in items:
+            if facts[t.name].snapshot is None:
+                self.vcenter.ensure_base_snapshot(t.parent, t.snapshot)
+                self.repo.audit(
+                    actor="clones",
+                    source="service",
+                    command=f"snapshot {t.parent}",
+                    result="ok",
+                    detail=f'created base snapshot "{t.snapshot}"',
+                )
+        return facts
+
+    def _check_capacity(
+        self, items: Sequence[tuple[TypeSettings, int]], parents: dict[str, ParentFacts]
+    ) -> None:
+        need: Counter[str] = Counter()
+        for t, n in items:
+            delta = self._delta_estimate(t)
+            need[t.datastore] += (
+                estimate(parents[t.name], n, delta).linked_bytes - parents[t.name].used_bytes
+            )
+        for datastore, needed in need.items():
+            free = self.vcenter.datastore_free_bytes(datastore)
+            if free < needed:
+                raise CapacityError(
+                    f"Datastore {datastore} has {free / GIB:.2f} GB free but the linked clones "
+                    f"need about {needed / GIB:.2f} GB. Free some space or deploy fewer clones."
+                )
+
+    def _delta_estimate(self, t: TypeSettings) -> int:
+        """Expected delta per new clone: the average of this type's recorded clones, else 1 GB."""
+        seen = [
+            c.delta_bytes
+            for c in self.repo.clones(type=t.name, states=[CloneState.READY])
+            if c.delta_bytes
+        ]
+        return int(sum(seen) / len(seen)) if seen else GIB
+
+    def _remember_parent(self, facts: ParentFacts) -> None:
+        self.repo.save_parent_facts(facts)
+
+    def _run_clones(
+        self,
+        run_id: int,
+        env: Environment,
+        planned: list[Clone],
+        actor: str,
+        on_event: ProgressCallback | None,
+    ) -> DeployResult:
+        started = time.monotonic()
+        deployed_at = self.clock().isoformat(timespec="seconds")
+        emit = _Emitter(run_id, env.name, RunKind.DEPLOY, len(planned), started, on_event)
+        emit("started", message=f"Deploying {len(planned)} linked clones into {env.name}")
+        unreachable: list[VCenterUnreachable] = []
+        stop = threading.Event()
+
+        def work(clone: Clone) -> Clone:
+            if stop.is_set():
+                return clone
+            try:
+                done = self._clone_one(clone, env, actor, deployed_at, emit)
+            except VCenterUnreachable as exc:
+                unreachable.append(exc)
+                stop.set()
+                raise
+            if done.state is CloneState.READY:
+                emit("clone_ready", clone=done.name, ok=True)
+            else:
+                emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
+            return done
+
+        with ThreadPoolExecutor(
+            max_workers=self.settings.concurrency, thread_name_prefix="clone"
+        ) as pool:
+            futures: list[Future[Clone]] = [pool.submit(work, c) for c in planned]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if stop.is_set():
+                for f in futures:
+                    f.cancel()
+        return self._finish_deploy(run_id, env, planned, started, unreachable, emit)
+
+    def _clone_one(
+        self,
+        clone: Clone,
+        env: Environment,
+        actor: str,
+        deployed_at: str,
+        emit: _Emitter,
+    ) -> Clone:
+        t = self.settings.type(clone.type)
+        instance_uuid = clone.instance_uuid or str(uuid.uuid4())
+        # Record the instance UUID before asking vCenter, so a lost reply or a crash can still
+        # find the VM again by it (and never make a second one).
+        clone = self.repo.update_clone(
+            clone.id, state=CloneState.CLONING, instance_uuid=instance_uuid
+        )
+        request = CloneRequest(
+            parent=t.parent,
+            snapshot=t.snapshot,
+            name=clone.name,
+            instance_uuid=instance_uuid,
+            folder=t.folder,
+            resource_pool=t.resource_pool,
+            datastore=t.datastore,
+            attributes={
+                ATTR_MANAGED_BY: self.settings.managed_by,
+                ATTR_ENVIRONMENT: env.name,
+                ATTR_DEPLOYED_FROM: t.parent,
+                ATTR_DEPLOYED_BY: actor,
+                ATTR_DEPLOYED_AT: deployed_at,
+            },
+        )
+        attempts = 0
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            emit("clone_retry", clone=clone.name, message=str(exc))
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.settings.retries + 1),
+            wait=wait_exponential_jitter(
+                initial=self.settings.retry_backoff_s, max=60, jitter=self.settings.retry_backoff_s
+            ),
+            retry=retry_if_exception(lambda e: isinstance(e, VCenterFault) and e.transient),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    facts = self._clone_or_adopt(request)
+        except VCenterUnreachable:
+            self.repo.update_clone(clone.id, attempts=attempts)
+            raise
+        except ClonesError as exc:
+            return self.repo.update_clone(
+                clone.id, state=CloneState.FAILED, error=str(exc), attempts=attempts
+            )
+        return self.repo.update_clone(
+            clone.id,
+            state=CloneState.READY,
+            moref=facts.moref,
+            instance_uuid=facts.instance_uuid,
+            delta_bytes=facts.unshared_bytes or facts.committed_bytes,
+            error=None,
+            attempts=attempts,
+        )
+
+    def _clone_or_adopt(self, request: CloneRequest) -> VmFacts:
+        try:
+            return self.vcenter.clone(request)
+        except VCenterFault as exc:
+            if exc.fault != "DuplicateName":
+                raise
+            # A VM with this name exists. It is ours only if it carries the instance UUID we
+            # recorded (an earlier attempt whose reply was lost); anything else is not touched.
+            mine = self._find_mine(request.folder, request.name, request.instance_uuid)
+            if mine is None:
+                raise VCenterFault(
+                    f"A VM named {request.name} already exists in folder {request.folder} and was "
+                    "not made by this deployment; it was left alone. Rename or remove it, or "
+                    "change the type's name_pattern.",
+                    "DuplicateName",
+                    transient=False,
+                ) from None
+            self.vcenter.set_attributes(mine.moref, request.attributes)
+            return mine
+
+    def _find_mine(self, folder: str, name: str, instance_uuid: str) -> VmFacts | None:
+        for vm in self.vcenter.find_vms(folder):
+            if vm.name == name and vm.instance_uuid == instance_uuid and vm.linked:
+                return vm
+        return None
+
+    def _finish_deploy(
+        self,
+        run_id: int,
+        env: Environment,
+        planned: list[Clone],
+        started: float,
+        unreachable: list[VCenterUnreachable],
+        emit: _Emitter,
+    ) -> DeployResult:
+        ids = {c.id for c in planned}
+        clones = [c for c in self.repo.clones(run_id=run_id) if c.id in ids]
+        if unreachable:
+            # Clones never attempted keep no reservation; those mid-clone keep theirs
+            # (state cloning, instance UUID recorded) until reconciled.
+            for c in clones:
+                if c.state is CloneState.PLANNED:
+                    self.repo.update_clone(
+                        c.id,
+                        state=CloneState.FAILED,
+                        error="not attempted: vCenter became unreachable",
+                    )
+            clones = [c for c in self.repo.clones(run_id=run_id) if c.id in ids]
+        else:
+            clones = self._verify_ready(clones)
+        ready = [c.name for c in clones if c.state is CloneState.READY]
+        failed = [
+            FailedClone(c.name, c.type, c.error or c.state.value)
+            for c in clones
+            if c.state is not CloneState.READY
+        ]
+        if unreachable:
+            state = RunState.INTERRUPTED
+            message = str(unreachable[0])
+        elif not failed:
+            state, message = RunState.SUCCEEDED, ""
+        elif ready:
+            state, message = RunState.PARTIAL, f"{len(failed)} of {len(clones)} clones failed"
+        else:
+            state, message = RunState.FAILED, "every clone failed"
+        self.repo.finish_run(
+            run_id, state=state, succeeded=len(ready), failed=len(failed), message=message
+        )
+        elapsed = time.monotonic() - started
+        savings = self._savings_or_none(env.name)
+        result = DeployResult(
+            run_id=run_id,
+            environment=env.name,
+            requested=len(planned),
+            ready=ready,
+            failed=failed,
+            elapsed_s=elapsed,
+            state=state,
+            savings=savings,
+            message=message,
+        )
+        emit("finished", message=message or f"{len(ready)} clones ready in {env.name}")
+        return result
+
+    def _verify_ready(self, clones: list[Clone]) -> list[Clone]:
+        """Count exactly what exists: re-read every clone this run says is ready (one call)."""
+        ready = [c for c in clones if c.state is CloneState.READY and c.moref]
+        facts = self.vcenter.vm_facts([c.moref for c in ready if c.moref])
+        out = {c.id: c for c in clones}
+        for c, f in zip(ready, facts, strict=True):
+            if f is None or f.instance_uuid != c.instance_uuid:
+                out[c.id] = self.repo.update_clone(
+                    c.id, state=CloneState.FAILED, error="missing from vCenter after deployment"
+                )
+        return [out[c.id] for c in clones]
+
+    # ================================================================= strip back
+    def teardown_plan(self, environment: str) -> TeardownPlan:
+        env = self.environment(environment)
+        clones = self.repo.clones(environment=env.name, states=LIVE_STATES)
+        if not clones:
+            raise NotFoundError(f"Environment {env.name} has no clones to strip back.")
+        by_type = Counter(c.type for c in clones)
+        return TeardownPlan(
+            environment=env.name,
+            by_type=dict(sorted(by_type.items())),
+            clones=len(clones),
+            reclaim_bytes=sum(c.delta_bytes or 0 for c in clones),
+        )
+
+    def teardown(
+        self,
+        environment: str,
+        *,
+        actor: str,
+        source: str = "cli",
+        channel: str = "",
+        on_event: ProgressCallback | None = None,
+    ) -> TeardownResult:
+        env = self.environment(environment)
+        with self._environment_lock(env.name):
+            clones = self.repo.clones(environment=env.name, states=LIVE_STATES)
+            if not clones:
+                raise NotFoundError(f"Environment {env.name} has no clones to strip back.")
+            run = self.repo.start_run(
+                environment=env.name,
+                kind=RunKind.TEARDOWN,
+                requested_by=actor,
+                requested=len(clones),
+            )
+            self.repo.audit(
+                actor=actor,
+                source=source,
+                channel=channel,
+                command=f"teardown {env.name}",
+                result="started",
+                detail=f"run {run.id}: {len(clones)} clones",
+            )
+            return self._strip(run.id, env, clones, on_event)
+
+    def _strip(
+        self,
+        run_id: int,
+        env: Environment,
+        clones: list[Clone],
+        on_event: ProgressCallback | None,
+    ) -> TeardownResult:
+        started = time.monotonic()
+        emit = _Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
+        emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
+        verified, gone, skipped = self._verify_ours(env, clones)
+        for c in gone:
+            self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
+            emit("clone_ready", clone=c.name, ok=True, message="already gone")
+        for c, why in skipped:
+            emit("clone_failed", clone=c.name, ok=False, message=why)
+        destroyed: list[str] = []
+        failed: list[FailedClone] = []
+        reclaimed = 0
+        lock = threading.Lock()
+
+        def work(item: tuple[Clone, VmFacts]) -> None:
+            nonlocal reclaimed
+            clone, facts = item
+            self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
+            try:
+                freed = self.vcenter.destroy(facts.moref, expected_uuid=facts.instance_uuid)
+            except VCenterUnreachable:
+                raise
+            except ClonesError as exc:
+                self.repo.update_clone(clone.id, state=CloneState.READY, error=str(exc))
+                with lock:
+                    failed.append(FailedClone(clone.name, clone.type, str(exc)))
+                emit("clone_failed", clone=clone.name, ok=False, message=str(exc))
+                return
+            self.repo.update_clone(clone.id, state=CloneState.DESTROYED, error=None)
+            with lock:
+                destroyed.append(clone.name)
+                reclaimed += freed
+            emit("clone_ready", clone=clone.name, ok=True)
+
+        error: VCenterUnreachable | None = None
+        with ThreadPoolExecutor(
+            max_workers=self.settings.concurrency, thread_name_prefix="strip"
+        ) as pool:
+            futures = [pool.submit(work, item) for item in verified]
+            for f in futures:
+                exc = f.exception()
+                if isinstance(exc, VCenterUnreachable) and error is None:
+                    error = exc
+                    for other in futures:
+                        other.cancel()
+                elif exc is not None and not isinstance(exc, VCenterUnreachable):
+                    raise exc
+        if error is not None:
+            # Whatever was mid-destroy goes back to ready; a later strip back re-verifies it.
+            for c in self.repo.clones(environment=env.name, states=[CloneState.DESTROYING]):
+                self.repo.update_clone(c.id, state=CloneState.READY)
+        problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped]
+        if error is not None:
+            state = RunState.INTERRUPTED
+        elif problems:
+            state = RunState.PARTIAL if destroyed or gone else RunState.FAILED
+        else:
+            state = RunState.SUCCEEDED
+        self.repo.finish_run(
+            run_id,
+            state=state,
+            succeeded=len(destroyed) + len(gone),
+            failed=len(problems),
+            message=str(error) if error else "",
+        )
+        result = TeardownResult(
+            run_id=run_id,
+            environment=env.name,
+            destroyed=sorted(destroyed),
+            already_gone=sorted(c.name for c in gone),
+            skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
+            failed=failed,
+            reclaimed_bytes=reclaimed,
+            elapsed_s=time.monotonic() - started,
+            state=state,
+        )
+        emit("finished", message=f"{len(destroyed)} clones destroyed, {result.reclaimed_gb} GB")
+        if error is not None:
+            raise error
+        return result
+
+    def _verify_ours(
+        self, env: Environment, clones: list[Clone]
+    ) -> tuple[list[tuple[Clone, VmFacts]], list[Clone], list[tuple[Clone, str]]]:
+        """Split recorded clones into (verified in vCenter, already gone, not provably ours).
+
+        A VM is destroyed only when its moref, instance UUID and the ManagedBy/Environment
+        attributes all match what was recorded. Clones without a moref (a crash mid-clone) are
+        looked up by the instance UUID the bot chose before cloning.
+        """
+        with_moref = [c for c in clones if c.moref]
+        facts = dict(
+            zip(
+                [c.id for c in with_moref],
+                self.vcenter.vm_facts([c.moref for c in with_moref if c.moref]),
+                strict=True,
+            )
+        )
+        without = [c for c in clones if not c.moref]
+        by_uuid: dict[str, VmFacts] = {}
+        if without:
+            folders = {
+                self.settings.types[c.type].folder for c in without if c.type in self.settings.types
+            }
+            for folder in folders:
+                for vm in self.vcenter.find_vms(folder):
+                    by_uuid[vm.instance_uuid] = vm
+        verified: list[tuple[Clone, VmFacts]] = []
+        gone: list[Clone] = []
+        skipped: list[tuple[Clone, str]] = []
+        for c in clones:
+            f = facts.get(c.id) if c.moref else by_uuid.get(c.instance_uuid or "")
+            if f is None:
+                gone.append(c)
+                continue
+            problems = []
+            if f.instance_uuid != c.instance_uuid:
+                problems.append("instance UUID differs")
+            if f.attributes.get(ATTR_MANAGED_BY) != self.settings.managed_by:
+                problems.append(f"{ATTR_MANAGED_BY} is not {self.settings.managed_by!r}")
+            if f.attributes.get(ATTR_ENVIRONMENT) != env.name:
+                problems.append(f"{ATTR_ENVIRONMENT} is not {env.name!r}")
+            if problems:
+                skipped.append((c, "not touched: " + ", ".join(problems)))
+            else:
+                verified.append((c, f))
+        return verified, gone, skipped
+
+    # ================================================================= reading
+    def environment(self, name: str) -> Environment:
+        env = self.repo.get_environment(name)
+        if env is None:
+            known = [e.name for e in self.repo.list_environments()]
+            hint = grammar.suggest(name, known)
+            did = f' Did you mean "{hint}"?' if hint else ""
+            listing = ", ".join(known[:10]) if known else "none yet"
+            raise NotFoundError(
+                f'No environment named "{name}".{did} Environments: {listing}. '
+                'Type "status" to see them.'
+            )
+        return env
+
+    def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
+        counts = self.repo.clone_counts()
+        if environment is not None:
+            env = self.environment(environment)
+            clones = self.repo.clones(environment=env.name)
+            by_type = {
+                t: {s.value: n for s, n in states.items()}
+                for t, states in counts.get(env.name, {}).items()
+            }
+            return [EnvironmentStatus(env, by_type, clones)]
+        out = []
+        for env in self.repo.list_environments():
+            by_type = {
+                t: {s.value: n for s, n in states.items()}
+                for t, states in counts.get(env.name, {}).items()
+            }
+            status = EnvironmentStatus(env, by_type)
+            if status.live or env.ends_at or env.starts_at:
+                out.append(status)
+        return out
+
+    def savings(self, environment: str | None = None) -> Savings:
+        if environment is not None:
+            self.environment(environment)
+        clones = self.repo.clones(environment=environment, states=[CloneState.READY])
+        parents = self.repo.parent_facts()
+        missing = {c.parent for c in clones} - set(parents)
+        for name in missing:  # recorded before parent facts were kept: ask vCenter once
+            t = next(t for t in self.settings.types.values() if t.parent == name)
+            facts = self.vcenter.parent_facts(t.parent, t.snapshot)
+            self._remember_parent(facts)
+            parents[name] = facts
+        return compute_savings(((c.parent, c.delta_bytes) for c in clones), parents)
+
+    def _savings_or_none(self, environment: str) -> Savings | None:
+        try:
+            return self.savings(environment)
+        except ClonesError as exc:
+            log.warning("savings for %s unavailable: %s", environment, exc)
+            return None
+
+    def types(self) -> list[TypeStatus]:
+        out = []
+        for t in self.settings.types.values():
+            try:
+                facts = self.vcenter.parent_facts(t.parent, t.snapshot)
+            except NotFoundError:
+                out.append(TypeStatus(t, "parent missing"))
+                continue
+            except VCenterUnreachable:
+                out.append(TypeStatus(t, "vCenter unreachable"))
+                continue
+            if facts.snapshot is not None:
+                readiness = "ready"
+            elif facts.powered_on:
+                readiness = "powered on"
+            else:
+                readiness = "needs snapshot"
+            out.append(TypeStatus(t, readiness, facts))
+        return out
+
+    # ================================================================= helpers
+    def _environment_lock(self, name: str) -> _TryLock:
+        with self._env_locks_guard:
+            lock = self._env_locks.setdefault(name, threading.Lock())
+        return _TryLock(lock, name)
+
+
+class _TryLock:
+    """Refuse (rather than queue) a second deployment or strip back of one environment."""
+
+    def __init__(self, lock: threading.Lock, name: str) -> None:
+        self.lock = lock
+        self.name = name
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            raise ConflictError(
+                f"{self.name} is busy with another deployment or strip back; wait for it to "
+                f'finish (see "status {self.name}") and try again.'
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+class _Emitter:
+    """Counts progress and forwards events; a failing renderer never stops the work."""
+
+    def __init__(
+        self,
+        run_id: int,
+        environment: str,
+        action: RunKind,
+        total: int,
+        started: float,
+        callback: ProgressCallback | None,
+    ) -> None:
+        self.run_id = run_id
+        self.environment = environment
+        self.action = action
+        self.total = total
+        self.started = started
+        self.callback = callback
+        self.done = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+
+    def __call__(
+        self,
+        kind: EventKind,
+        *,
+        clone: str | None = None,
+        ok: bool | None = None,
+        message: str = "",
+    ) -> None:
+        with self.lock:
+            if ok is True:
+                self.done += 1
+            elif ok is False:
+                self.failed += 1
+            elapsed = time.monotonic() - self.started
+            finished = self.done + self.failed
+            remaining = self.total - finished
+            eta = elapsed / finished * remaining if finished else None
+            event = ProgressEvent(
+                kind=kind,
+                run_id=self.run_id,
+                environment=self.environment,
+                action=self.action,
+                total=self.total,
+                done=self.done,
+                failed=self.failed,
+                elapsed_s=elapsed,
+                eta_s=eta,
+                clone=clone,
+                message=message,
+            )
+        if self.callback is not None:
+            try:
+                self.callback(event)
+            except Exception:  # a broken progress display must not abort a deployment
+                log.exception("progress callback failed")
+
+
+def _items_text(items: Iterable[tuple[TypeSettings, int]]) -> str:
+    return " ".join(f"{t.name} {n}" for t, n in items)

@@ -1,0 +1,845 @@
+"""The vCenter adapter: the only module that imports pyVmomi.
+
+It speaks the vSphere API for the service layer in the service layer's words: parents, base
+snapshots, linked clones, custom attributes, power and storage figures. Faults come out as
+`bot.errors` exceptions; pyVmomi objects never leave this module except as opaque morefs (strings
+such as ``vm-42``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from pyVim import connect as pyvim_connect
+from pyVim.connect import SmartStubAdapter, VimSessionOrientedStub
+from pyVmomi import SoapStubAdapter
+from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
+from pyVmomi.VmomiSupport import GetServiceVersions
+
+from bot.errors import (
+    ConfigError,
+    LinkedCloneCheckFailed,
+    NotFoundError,
+    VCenterError,
+    VCenterFault,
+    VCenterUnreachable,
+)
+from bot.models import ParentFacts
+from bot.settings import VCenterSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# pyVmomi's generated stubs type every optional property as `X | None`; this module is the only
+# importer and checks what it reads, so it treats the dynamic vSphere types as Any.
+vim: Any = _vim
+vmodl: Any = _vmodl
+
+# Custom attributes the bot writes on every clone: the origin used them as its asset database.
+ATTR_MANAGED_BY = "ManagedBy"
+ATTR_ENVIRONMENT = "Environment"
+ATTR_DEPLOYED_FROM = "DeployedFrom"
+ATTR_DEPLOYED_BY = "DeployedBy"
+ATTR_DEPLOYED_AT = "DeployedAt"
+CLONE_ATTRIBUTES = (
+    ATTR_MANAGED_BY,
+    ATTR_ENVIRONMENT,
+    ATTR_DEPLOYED_FROM,
+    ATTR_DEPLOYED_BY,
+    ATTR_DEPLOYED_AT,
+)
+
+# Faults after which the same clone may succeed if tried again a little later.
+TRANSIENT_FAULTS = frozenset(
+    {
+        "FileLocked",
+        "TaskInProgress",
+        "HostCommunication",
+        "HostNotConnected",
+        "HostNotReachable",
+        "Timedout",
+        "ResourceInUse",
+        "ConcurrentAccess",
+        "RequestCanceled",
+        "SystemError",
+        "TooManyConcurrentNfcs",
+    }
+)
+
+VM_PROPERTIES = [
+    "name",
+    "config.instanceUuid",
+    "config.hardware.device",
+    "customValue",
+    "runtime.powerState",
+    "runtime.host",
+    "summary.storage",
+    "parent",
+]
+
+
+@dataclass(frozen=True)
+class VmFacts:
+    """What the bot needs to know about one VM, read in one round trip."""
+
+    moref: str
+    name: str
+    instance_uuid: str
+    powered_on: bool
+    linked: bool  # every disk has a backing parent (a linked clone's delta disk)
+    attributes: dict[str, str] = field(default_factory=dict)
+    committed_bytes: int = 0
+    unshared_bytes: int = 0
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class CloneRequest:
+    parent: str  # the parent VM's configured name or path
+    snapshot: str  # base snapshot name
+    name: str
+    instance_uuid: str  # chosen by the bot so a lost reply can still be found again
+    folder: str
+    resource_pool: str
+    datastore: str
+    attributes: Mapping[str, str]
+    host: str | None = None
+
+
+@dataclass
+class _Placement:
+    folder: Any
+    pool: Any
+    datastore: Any
+
+
+class VCenter:
+    """A shared, thread-safe connection to one vCenter.
+
+    One SOAP session is shared by all threads; each thread gets its own PropertyCollector for
+    waiting on tasks (a collector's WaitForUpdatesEx is not meant to be shared between waiters).
+    An expired session is renewed by pyVmomi's session-oriented stub (it logs in again on
+    NotAuthenticated and repeats the call).
+    """
+
+    def __init__(self, settings: VCenterSettings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._si: Any | None = None
+        self._content: Any | None = None
+        self._snapshots: dict[tuple[str, str], str] = {}
+        self._local = threading.local()
+        self._collectors: list[Any] = []
+        self._field_keys: dict[str, int] = {}
+        self._parents: dict[str, vim.VirtualMachine] = {}
+        self._placements: dict[tuple[str, str, str], _Placement] = {}
+        self._datacenter: Any | None = None
+        self._datacenter_name = ""
+
+    # ----------------------------------------------------------------- connection
+    def connect(self) -> None:
+        with self._lock:
+            if self._si is not None:
+                return
+            s = self.settings
+            if not s.user or not s.password:
+                raise ConfigError(
+                    f"vCenter credentials are missing: set CLONES_VCENTER_USER (or [vcenter] user) "
+                    f"and {s.password_env} in the environment."
+                )
+            url = urlparse(s.url)
+            host = url.hostname or ""
+            secure = url.scheme == "https"
+            port = url.port or (443 if secure else 80)
+            context: ssl.SSLContext | None = None
+            if secure:
+                if s.insecure:
+                    context = ssl._create_unverified_context()
+                else:
+                    context = ssl.create_default_context(cafile=s.ca_file)
+            try:
+                stub = _stub_adapter(host, port, url.path or "/sdk", secure, context, s.timeout_s)
+                login = VimSessionOrientedStub.makeUserLoginMethod(s.user, s.password)
+                session = VimSessionOrientedStub(stub, login, retryDelay=0.5, retryCount=3)
+                si = vim.ServiceInstance("ServiceInstance", session)
+                # Force the first login now so bad credentials fail here, clearly.
+                si.content.sessionManager.currentSession  # noqa: B018
+            except VCenterError:
+                raise
+            except vim.fault.InvalidLogin:
+                raise VCenterError(
+                    f"vCenter at {host} refused the login for user {s.user!r}: check "
+                    f"CLONES_VCENTER_USER and {s.password_env}."
+                ) from None
+            except ssl.SSLError as exc:
+                raise VCenterUnreachable(
+                    f"TLS to vCenter at {host} failed ({exc.reason or exc}). Install the vCenter "
+                    "CA certificate and set [vcenter] ca_file, or set insecure = true for a lab."
+                ) from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise VCenterUnreachable(
+                    f"vCenter at {s.url} is unreachable ({_short(exc)}). Check [vcenter] url and "
+                    "the network; for the lab, run `clones lab up`."
+                ) from None
+            except Exception as exc:  # SmartStubAdapter raises bare Exception for non-vSphere
+                if isinstance(exc, vmodl.MethodFault):
+                    raise _fault_error(exc, f"logging in to {host}") from None
+                raise VCenterUnreachable(
+                    f"{s.url} does not answer as a vCenter ({_short(exc)}). Check [vcenter] url."
+                ) from None
+            self._si = si
+            # Every read of si.content is a round trip; the content's morefs never change.
+            self._content = si.content
+
+    def close(self) -> None:
+        with self._lock:
+            si, self._si = self._si, None
+            self._content = None
+            self._snapshots.clear()
+            collectors, self._collectors = self._collectors, []
+            self._local = threading.local()
+            self._parents.clear()
+            self._placements.clear()
+            self._datacenter = None
+        if si is None:
+            return
+        for pc in collectors:
+            with _quiet():
+                pc.Destroy()
+        with _quiet():
+            si.content.sessionManager.Logout()
+
+    def __enter__(self) -> VCenter:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def content(self) -> Any:
+        self.connect()
+        assert self._content is not None
+        return self._content
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one vSphere call, turning pyVmomi and socket errors into `bot.errors`."""
+        try:
+            return fn()
+        except vmodl.MethodFault as exc:
+            raise _fault_error(exc, what) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise VCenterUnreachable(
+                f"Lost contact with vCenter while {what} ({_short(exc)}). The work done so far "
+                "is recorded; run the command again to resume once vCenter answers."
+            ) from None
+
+    # ----------------------------------------------------------------- inventory
+    def datacenter(self) -> Any:
+        with self._lock:
+            if self._datacenter is not None:
+                return self._datacenter
+        wanted = self.settings.datacenter
+        dcs = [
+            e for e in self.call("listing datacenters", lambda: self.content.rootFolder.childEntity)
+        ]
+        dcs = [d for d in dcs if isinstance(d, vim.Datacenter)]
+        if wanted:
+            found = [d for d in dcs if d.name == wanted]
+            if not found:
+                names = ", ".join(d.name for d in dcs) or "none"
+                raise NotFoundError(
+                    f'Datacenter "{wanted}" not found in vCenter (found: {names}); '
+                    "fix [vcenter] datacenter."
+                )
+            dc = found[0]
+        elif len(dcs) == 1:
+            dc = dcs[0]
+        else:
+            names = ", ".join(d.name for d in dcs) or "none"
+            raise ConfigError(
+                f"vCenter has {len(dcs)} datacenters ({names}); name one in [vcenter] datacenter."
+            )
+        name = self.call("reading the datacenter", lambda: dc.name)
+        with self._lock:
+            self._datacenter = dc
+            self._datacenter_name = name
+        return dc
+
+    def _find_path(self, kind: str, root: str, path: str) -> Any:
+        self.datacenter()
+        dc_name = self._datacenter_name
+        full = f"{dc_name}/{root}/{path.strip('/')}"
+        index = self.content.searchIndex
+        obj = self.call(f"looking up {kind} {path}", lambda: index.FindByInventoryPath(full))
+        if obj is None:
+            raise NotFoundError(
+                f'{kind.capitalize()} "{path}" not found in datacenter {dc_name}; check the '
+                "type's configuration."
+            )
+        return obj
+
+    def placement(self, folder: str, resource_pool: str, datastore: str) -> _Placement:
+        key = (folder, resource_pool, datastore)
+        with self._lock:
+            cached = self._placements.get(key)
+        if cached is not None:
+            return cached
+        folder_obj = self._find_path("folder", "vm", folder)
+        if not isinstance(folder_obj, vim.Folder):
+            raise NotFoundError(f'"{folder}" is not a VM folder; check the type\'s folder.')
+        pool_obj = self._find_path("resource pool", "host", resource_pool)
+        if isinstance(pool_obj, vim.ComputeResource):
+            pool_obj = pool_obj.resourcePool
+        if not isinstance(pool_obj, vim.ResourcePool):
+            raise NotFoundError(
+                f'"{resource_pool}" is not a cluster or resource pool; check the type\'s '
+                "resource_pool."
+            )
+        ds_obj = self._find_path("datastore", "datastore", datastore)
+        result = _Placement(folder_obj, pool_obj, ds_obj)
+        with self._lock:
+            self._placements[key] = result
+        return result
+
+    def find_parent(self, parent: str) -> Any:
+        """Find a parent by inventory path ("Parents/Capture") or by a name that is unique."""
+        with self._lock:
+            cached = self._parents.get(parent)
+        if cached is not None:
+            return cached
+        if "/" in parent:
+            vm = self._find_path("parent VM", "vm", parent)
+            if not isinstance(vm, vim.VirtualMachine):
+                raise NotFoundError(f'"{parent}" is not a VM; check the type\'s parent.')
+        else:
+            matches = [v for v in self._vms_named(parent)]
+            if not matches:
+                raise NotFoundError(
+                    f'Parent VM "{parent}" not found in vCenter; check the type\'s parent '
+                    "(a VM name or a path such as Parents/Capture)."
+                )
+            if len(matches) > 1:
+                raise ConfigError(
+                    f'{len(matches)} VMs are named "{parent}"; give the type\'s parent as a path '
+                    "(e.g. Parents/Capture) so the bot clones the right one."
+                )
+            vm = matches[0]
+        with self._lock:
+            self._parents[parent] = vm
+        return vm
+
+    def _vms_named(self, name: str) -> list[Any]:
+        rows = self._retrieve_container(vim.VirtualMachine, ["name"], root=self.datacenter())
+        return [obj for obj, props in rows if props.get("name") == name]
+
+    def parent_facts(self, parent: str, snapshot: str) -> ParentFacts:
+        vm = self.find_parent(parent)
+        props = self._retrieve_one(
+            vm,
+            [
+                "config.hardware.device",
+                "summary.storage",
+                "runtime.powerState",
+                "snapshot",
+                "config.hardware.memoryMB",
+            ],
+        )
+        disks = [d for d in props.get("config.hardware.device", []) if _is_disk(d)]
+        provisioned = sum(int(d.capacityInBytes or d.capacityInKB * 1024) for d in disks)
+        storage = props.get("summary.storage")
+        used = int(storage.committed) if storage is not None else 0
+        snap = _find_snapshot(props.get("snapshot"), snapshot)
+        return ParentFacts(
+            name=parent,
+            provisioned_bytes=provisioned,
+            used_bytes=used,
+            powered_on=props.get("runtime.powerState") == vim.VirtualMachinePowerState.poweredOn,
+            snapshot=snapshot if snap is not None else None,
+            memory_mb=int(props.get("config.hardware.memoryMB") or 0),
+        )
+
+    def datastore_free_bytes(self, datastore: str) -> int:
+        ds = self._find_path("datastore", "datastore", datastore)
+        summary = self._retrieve_one(ds, ["summary"]).get("summary")
+        return int(summary.freeSpace) if summary is not None else 0
+
+    # ----------------------------------------------------------------- snapshots
+    def ensure_base_snapshot(self, parent: str, snapshot: str, *, create: bool = True) -> str:
+        """Return the base snapshot's moref, creating it once while the parent is powered off.
+
+        The bot never removes or reverts a base snapshot: clones depend on it.
+        """
+        vm = self.find_parent(parent)
+        props = self._retrieve_one(vm, ["snapshot", "runtime.powerState"])
+        snap = _find_snapshot(props.get("snapshot"), snapshot)
+        if snap is not None:
+            return str(snap._moId)
+        if props.get("runtime.powerState") != vim.VirtualMachinePowerState.poweredOff:
+            raise VCenterError(
+                f'Parent "{parent}" is powered on and has no base snapshot "{snapshot}". Shut it '
+                "down cleanly, then deploy again: the bot snapshots parents only while powered off."
+            )
+        if not create:
+            raise NotFoundError(f'Parent "{parent}" has no base snapshot "{snapshot}".')
+        task = self.call(
+            f"snapshotting {parent}",
+            lambda: vm.CreateSnapshot_Task(
+                name=snapshot,
+                description="Base disk for linked clones, made by clones. Do not remove or revert "
+                "while clones exist.",
+                memory=False,
+                quiesce=False,
+            ),
+        )
+        result = self.wait_for_tasks([task])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return str(result._moId)
+
+    # ----------------------------------------------------------------- custom attributes
+    def ensure_attribute_definitions(self, names: Iterable[str] = CLONE_ATTRIBUTES) -> None:
+        cfm = self.content.customFieldsManager
+        with self._lock:
+            missing = [n for n in names if n not in self._field_keys]
+            if not missing:
+                return
+            existing = {
+                f.name: f.key
+                for f in self.call("reading custom attributes", lambda: cfm.field or [])
+                if f.managedObjectType in (None, vim.VirtualMachine)
+            }
+            for name in missing:
+                if name not in existing:
+                    try:
+                        fd = self.call(
+                            f"defining custom attribute {name}",
+                            lambda n=name: cfm.AddCustomFieldDef(  # type: ignore[misc]
+                                name=n, moType=vim.VirtualMachine
+                            ),
+                        )
+                        existing[name] = fd.key
+                    except VCenterFault as exc:
+                        if exc.fault != "DuplicateName":
+                            raise
+                        refreshed = {f.name: f.key for f in cfm.field or []}
+                        existing[name] = refreshed[name]
+            self._field_keys.update({n: existing[n] for n in names})
+
+    def set_attributes(self, moref: str, values: Mapping[str, str]) -> None:
+        self.ensure_attribute_definitions(values.keys())
+        cfm = self.content.customFieldsManager
+        vm = self._vm(moref)
+        for name, value in values.items():
+            key = self._field_keys[name]
+            self.call(
+                f"setting {name} on {moref}",
+                lambda k=key, v=value: cfm.SetField(entity=vm, key=k, value=v),  # type: ignore[misc]
+            )
+
+    # ----------------------------------------------------------------- cloning
+    def clone(self, req: CloneRequest) -> VmFacts:
+        """Create one linked clone from the base snapshot, verify it, label it, return its facts.
+
+        Raises VCenterFault (with `.transient`) when the clone task fails; nothing is left
+        behind by a failed task. Raises LinkedCloneCheckFailed (after destroying the copy) when
+        vCenter produced a full copy instead of a linked clone.
+        """
+        vm = self.find_parent(req.parent)
+        key = (req.parent, req.snapshot)
+        with self._lock:
+            snap_moref = self._snapshots.get(key)
+        if snap_moref is None:
+            snap_moref = self.ensure_base_snapshot(req.parent, req.snapshot, create=False)
+            with self._lock:
+                self._snapshots[key] = snap_moref
+        snap = vim.vm.Snapshot(snap_moref, self._stub())
+        place = self.placement(req.folder, req.resource_pool, req.datastore)
+        relocate = vim.vm.RelocateSpec(
+            pool=place.pool,
+            datastore=place.datastore,
+            diskMoveType="createNewChildDiskBacking",
+        )
+        if req.host:
+            relocate.host = self._find_host(req.host)
+        spec = vim.vm.CloneSpec(
+            location=relocate,
+            snapshot=snap,
+            powerOn=False,
+            template=False,
+            config=vim.vm.ConfigSpec(instanceUuid=req.instance_uuid),
+        )
+        task = self.call(
+            f"cloning {req.name}",
+            lambda: vm.CloneVM_Task(folder=place.folder, name=req.name, spec=spec),
+        )
+        result = self.wait_for_tasks([task])[0]
+        if isinstance(result, VCenterFault) and result.fault == "ManagedObjectNotFound":
+            with self._lock:  # the snapshot (or parent) went away: look it up afresh next time
+                self._snapshots.pop(key, None)
+                self._parents.pop(req.parent, None)
+        if isinstance(result, BaseException):
+            raise result
+        facts = self.vm_facts([str(result._moId)])[0]
+        if facts is None:
+            raise VCenterFault(f"{req.name} vanished right after cloning.", "NotFound", True)
+        if not facts.linked:
+            # A silent full copy wastes the space linked clones exist to save: remove it.
+            self.destroy(facts.moref, expected_uuid=facts.instance_uuid)
+            raise LinkedCloneCheckFailed(
+                f"{req.name} came out as a full copy (its disk has no parent backing); it was "
+                f'removed. Check that parent "{req.parent}" has snapshot "{req.snapshot}" and no '
+                "per-disk placement overrides."
+            )
+        self.set_attributes(facts.moref, req.attributes)
+        return VmFacts(
+            moref=facts.moref,
+            name=facts.name,
+            instance_uuid=facts.instance_uuid,
+            powered_on=facts.powered_on,
+            linked=facts.linked,
+            attributes=dict(req.attributes),
+            committed_bytes=facts.committed_bytes,
+            unshared_bytes=facts.unshared_bytes,
+            host=facts.host,
+        )
+
+    def _find_host(self, name: str) -> Any:
+        rows = self._retrieve_container(vim.HostSystem, ["name"], root=self.datacenter())
+        for obj, props in rows:
+            if props.get("name") == name:
+                return obj
+        raise NotFoundError(f'Host "{name}" not found.')
+
+    # ----------------------------------------------------------------- reading VMs
+    def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
+        """Facts for each moref (None where the VM no longer exists), in one round trip."""
+        if not morefs:
+            return []
+        objs = [self._vm(m) for m in morefs]
+        rows = self._retrieve(objs, VM_PROPERTIES, report_missing=True)
+        by_moref = {str(obj._moId): props for obj, props in rows}
+        return [self._facts(m, by_moref[m]) if m in by_moref else None for m in morefs]
+
+    def find_vms(self, folder: str | None = None) -> list[VmFacts]:
+        """Every VM (templates excluded) under a folder path, or in the whole datacenter."""
+        root = self._find_path("folder", "vm", folder) if folder else self.datacenter()
+        rows = self._retrieve_container(
+            vim.VirtualMachine, [*VM_PROPERTIES, "config.template"], root=root
+        )
+        return [
+            self._facts(str(obj._moId), props)
+            for obj, props in rows
+            if not props.get("config.template")
+        ]
+
+    def _facts(self, moref: str, props: Mapping[str, Any]) -> VmFacts:
+        disks = [d for d in props.get("config.hardware.device", []) if _is_disk(d)]
+        linked = bool(disks) and all(getattr(d.backing, "parent", None) for d in disks)
+        storage = props.get("summary.storage")
+        names = {v: k for k, v in self._field_keys.items()}
+        if props.get("customValue") and len(names) < len(CLONE_ATTRIBUTES):
+            self.ensure_attribute_definitions()
+            names = {v: k for k, v in self._field_keys.items()}
+        attributes = {
+            names[cv.key]: str(cv.value) for cv in props.get("customValue", []) if cv.key in names
+        }
+        host = props.get("runtime.host")
+        return VmFacts(
+            moref=moref,
+            name=str(props.get("name", "")),
+            instance_uuid=str(props.get("config.instanceUuid") or ""),
+            powered_on=props.get("runtime.powerState") == vim.VirtualMachinePowerState.poweredOn,
+            linked=linked,
+            attributes=attributes,
+            committed_bytes=int(storage.committed) if storage is not None else 0,
+            unshared_bytes=int(storage.unshared or 0) if storage is not None else 0,
+            host=str(host._moId) if host is not None else "",
+        )
+
+    # ----------------------------------------------------------------- power and destroy
+    def power_off(self, morefs: Sequence[str]) -> list[VCenterError | None]:
+        """Power off VMs that are on (hard power-off: training clones are non-persistent)."""
+        tasks = []
+        index: list[int] = []
+        for i, moref in enumerate(morefs):
+            vm = self._vm(moref)
+            tasks.append(self.call(f"powering off {moref}", vm.PowerOffVM_Task))
+            index.append(i)
+        out: list[VCenterError | None] = [None] * len(morefs)
+        for i, result in zip(index, self.wait_for_tasks(tasks), strict=True):
+            if isinstance(result, VCenterFault) and result.fault == "InvalidPowerState":
+                continue  # already off
+            if isinstance(result, VCenterError):
+                out[i] = result
+        return out
+
+    def destroy(self, moref: str, *, expected_uuid: str) -> int:
+        """Destroy one VM after checking it is the one recorded; return the bytes reclaimed.
+
+        Destroy_Task on a linked clone removes only the clone's own delta disk; the parent's
+        base disk stays (vCenter never deletes a disk another VM's chain still uses).
+        """
+        facts = self.vm_facts([moref])[0]
+        if facts is None:
+            return 0
+        if facts.instance_uuid != expected_uuid:
+            raise VCenterError(
+                f"{moref} is no longer the recorded VM (instance UUID changed); not touched."
+            )
+        if facts.powered_on:
+            err = self.power_off([moref])[0]
+            if err is not None:
+                raise err
+        vm = self._vm(moref)
+        result = self.wait_for_tasks([self.call(f"destroying {facts.name}", vm.Destroy_Task)])[0]
+        if isinstance(result, VCenterFault) and result.fault == "ManagedObjectNotFound":
+            return 0
+        if isinstance(result, BaseException):
+            raise result
+        return facts.committed_bytes
+
+    # ----------------------------------------------------------------- tasks
+    def wait_for_tasks(self, tasks: Sequence[Any]) -> list[Any]:
+        """Wait for tasks through one PropertyCollector filter; return results or errors.
+
+        Each element of the result is the task's `info.result` on success or a `VCenterError`
+        on failure. The calling thread's own collector is used, so workers never share one.
+        """
+        if not tasks:
+            return []
+        pc = self._collector()
+        spec = vmodl.query.PropertyCollector.FilterSpec(
+            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=t) for t in tasks],
+            propSet=[
+                vmodl.query.PropertyCollector.PropertySpec(
+                    type=vim.Task, pathSet=["info.state", "info.result", "info.error"]
+                )
+            ],
+        )
+        results: dict[str, Any] = {}
+        pending = {str(t._moId) for t in tasks}
+        state: dict[str, dict[str, Any]] = {m: {} for m in pending}
+        deadline = time.monotonic() + self.settings.task_timeout_s
+        flt = self.call("watching tasks", lambda: pc.CreateFilter(spec, partialUpdates=True))
+        try:
+            version = ""
+            while pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    for moref in pending:
+                        results[moref] = VCenterFault(
+                            f"Task {moref} did not finish within "
+                            f"{self.settings.task_timeout_s:.0f} s.",
+                            "Timedout",
+                            transient=True,
+                        )
+                    break
+                options = vmodl.query.PropertyCollector.WaitOptions(
+                    maxWaitSeconds=max(1, min(60, int(remaining)))
+                )
+                update = self.call(
+                    "waiting for tasks",
+                    lambda v=version, o=options: pc.WaitForUpdatesEx(v, o),  # type: ignore[misc]
+                )
+                if update is None:
+                    continue
+                version = update.version
+                for fs in update.filterSet or []:
+                    for obj in fs.objectSet or []:
+                        moref = str(obj.obj._moId)
+                        for change in obj.changeSet or []:
+                            state[moref][change.name] = change.val
+                        st = state[moref].get("info.state")
+                        if moref in pending and st in ("success", "error"):
+                            pending.discard(moref)
+                            if st == "success":
+                                results[moref] = state[moref].get("info.result")
+                            else:
+                                results[moref] = _fault_error(
+                                    state[moref].get("info.error"), f"task {moref}"
+                                )
+        finally:
+            with _quiet():
+                flt.Destroy()
+        return [results.get(str(t._moId)) for t in tasks]
+
+    def _collector(self) -> Any:
+        pc = getattr(self._local, "collector", None)
+        if pc is None:
+            pc = self.call(
+                "creating a property collector",
+                self.content.propertyCollector.CreatePropertyCollector,
+            )
+            self._local.collector = pc
+            with self._lock:
+                self._collectors.append(pc)
+        return pc
+
+    # ----------------------------------------------------------------- helpers
+    def _stub(self) -> Any:
+        self.connect()
+        assert self._si is not None
+        return self._si._stub
+
+    def _vm(self, moref: str) -> Any:
+        return vim.VirtualMachine(moref, self._stub())
+
+    def _retrieve_one(self, obj: Any, paths: list[str]) -> dict[str, Any]:
+        rows = self._retrieve([obj], paths)
+        if not rows:
+            raise NotFoundError(f"{obj._moId} no longer exists in vCenter.")
+        return rows[0][1]
+
+    def _retrieve(
+        self, objs: Sequence[Any], paths: list[str], *, report_missing: bool = False
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        pc = self.content.propertyCollector
+        spec = vmodl.query.PropertyCollector.FilterSpec(
+            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=o) for o in objs],
+            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=type(objs[0]), pathSet=paths)],
+            reportMissingObjectsInResults=report_missing or None,
+        )
+        return list(self._retrieve_all(pc, spec))
+
+    def _retrieve_container(
+        self, kind: type, paths: list[str], *, root: Any
+    ) -> list[tuple[Any, dict[str, Any]]]:
+        views = self.content.viewManager
+        view = self.call(
+            "listing inventory",
+            lambda: views.CreateContainerView(container=root, type=[kind], recursive=True),
+        )
+        try:
+            traversal = vmodl.query.PropertyCollector.TraversalSpec(
+                name="view", path="view", skip=False, type=vim.view.ContainerView
+            )
+            spec = vmodl.query.PropertyCollector.FilterSpec(
+                objectSet=[
+                    vmodl.query.PropertyCollector.ObjectSpec(
+                        obj=view, skip=True, selectSet=[traversal]
+                    )
+                ],
+                propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths)],
+            )
+            return list(self._retrieve_all(self.content.propertyCollector, spec))
+        finally:
+            with _quiet():
+                view.Destroy()
+
+    def _retrieve_all(self, pc: Any, spec: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+        options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=1000)
+        result = self.call("reading properties", lambda: pc.RetrievePropertiesEx([spec], options))
+        while result is not None:
+            for oc in result.objects or []:
+                if getattr(oc, "missingSet", None) and not oc.propSet:
+                    continue
+                yield oc.obj, {p.name: p.val for p in oc.propSet or []}
+            token = result.token
+            if not token:
+                break
+            result = self.call(
+                "reading properties",
+                lambda t=token: pc.ContinueRetrievePropertiesEx(t),  # type: ignore[misc]
+            )
+
+
+# --------------------------------------------------------------------- module helpers
+def _stub_adapter(
+    host: str,
+    port: int,
+    path: str,
+    secure: bool,
+    context: ssl.SSLContext | None,
+    timeout_s: float,
+) -> Any:
+    if secure:
+        return SmartStubAdapter(
+            host=host,
+            port=port,
+            path=path,
+            sslContext=context,
+            httpConnectionTimeout=timeout_s,
+            poolSize=32,
+        )
+    # Plain http (lab endpoints only): SmartStubAdapter cannot negotiate the API version over
+    # http (it passes pyVmomi's negative-port convention to the version probe), so negotiate
+    # with the same probe SmartConnect uses, then build the stub; a negative port means http.
+    find_version = getattr(pyvim_connect, "__FindSupportedVersion")
+    version = find_version(
+        "http", host, port, path, GetServiceVersions("vim25"), None, None, 80, None
+    )
+    if version is None:
+        raise VCenterUnreachable(f"http://{host}:{port}{path} does not answer as a vCenter.")
+    return SoapStubAdapter(
+        host=host,
+        port=-port,
+        path=path,
+        version=version,
+        httpConnectionTimeout=timeout_s,
+        poolSize=32,
+    )
+
+
+def fault_name(fault: Any) -> str:
+    return str(getattr(fault, "_wsdlName", None) or type(fault).__name__)
+
+
+def _fault_error(fault: Any, what: str) -> VCenterError:
+    if fault is None:
+        return VCenterFault(f"vCenter reported a failure while {what}.", "Unknown")
+    name = fault_name(fault)
+    if isinstance(fault, vmodl.fault.ManagedObjectNotFound):
+        name = "ManagedObjectNotFound"
+    message = getattr(fault, "msg", None) or ""
+    if not message:
+        messages = [m.message for m in getattr(fault, "faultMessage", None) or [] if m.message]
+        message = "; ".join(messages)
+    text = f"{name}: {message}" if message else name
+    return VCenterFault(f"vCenter fault while {what}: {text}", name, name in TRANSIENT_FAULTS)
+
+
+def _find_snapshot(info: Any, name: str) -> Any:
+    if info is None:
+        return None
+
+    def walk(trees: Iterable[Any]) -> Iterator[Any]:
+        for tree in trees or []:
+            yield tree
+            yield from walk(tree.childSnapshotList)
+
+    for tree in walk(info.rootSnapshotList):
+        if tree.name == name:
+            return tree.snapshot
+    return None
+
+
+def _is_disk(device: Any) -> bool:
+    return isinstance(device, vim.vm.device.VirtualDisk)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, socket.timeout):
+        text = "timed out"
+    return text.splitlines()[0][:200]
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Best-effort clean-up calls (destroying a view or filter) must never mask the real error."""
+    try:
+        yield
+    except Exception as exc:  # clean-up only; the primary outcome is already decided
+        log.debug("ignored clean-up failure: %s", exc)

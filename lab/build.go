@@ -1,0 +1,273 @@
+package main
+
+// Builds the inventory described by a Spec inside a govmomi simulator model.
+
+import (
+	"context"
+	"fmt"
+	"io/ioutil"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vmware/govmomi/find"
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/simulator/esx"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// parentInfo remembers what the lab knows about a parent VM.
+type parentInfo struct {
+	spec      ParentSpec
+	ref       types.ManagedObjectReference
+	diskFile  string
+	datastore types.ManagedObjectReference
+}
+
+// inventory is the lab's view of what it built.
+type inventory struct {
+	client      *vim25.Client
+	dc          *object.Datacenter
+	folders     *object.DatacenterFolders
+	vmFolders   map[string]types.ManagedObjectReference // spec folder path -> moref
+	clusters    map[string]types.ManagedObjectReference
+	pools       map[string]types.ManagedObjectReference // cluster name -> root pool
+	datastores  map[string]types.ManagedObjectReference
+	dsBaseFree  map[types.ManagedObjectReference]int64 // free bytes with only the parents present
+	dsCapacity  map[types.ManagedObjectReference]int64
+	parents     map[string]*parentInfo // by name
+	parentByRef map[types.ManagedObjectReference]*parentInfo
+	tmpDir      string
+}
+
+func gbBytes(gb float64) int64 {
+	return int64(gb*float64(gib) + 0.5)
+}
+
+func hostName(cluster string, i int) string {
+	slug := strings.ToLower(strings.ReplaceAll(cluster, " ", "-"))
+	return fmt.Sprintf("esx-%s-%02d", slug, i+1)
+}
+
+func buildInventory(ctx context.Context, client *vim25.Client, spec *Spec) (*inventory, error) {
+	inv := &inventory{
+		client:      client,
+		vmFolders:   map[string]types.ManagedObjectReference{},
+		clusters:    map[string]types.ManagedObjectReference{},
+		pools:       map[string]types.ManagedObjectReference{},
+		datastores:  map[string]types.ManagedObjectReference{},
+		dsBaseFree:  map[types.ManagedObjectReference]int64{},
+		dsCapacity:  map[types.ManagedObjectReference]int64{},
+		parents:     map[string]*parentInfo{},
+		parentByRef: map[types.ManagedObjectReference]*parentInfo{},
+	}
+	finder := find.NewFinder(client, false)
+	dc, err := finder.DefaultDatacenter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("no datacenter in the model: %v", err)
+	}
+	if spec.Datacenter != dc.Name() {
+		task, err := dc.Rename(ctx, spec.Datacenter)
+		if err != nil {
+			return nil, err
+		}
+		if err := task.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("rename datacenter: %v", err)
+		}
+		dc = object.NewDatacenter(client, dc.Reference())
+	}
+	inv.dc = dc
+	folders, err := dc.Folders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	inv.folders = folders
+	inv.vmFolders[""] = folders.VmFolder.Reference()
+
+	// Clusters and hosts.
+	var allHosts []*object.HostSystem
+	for _, cs := range spec.Clusters {
+		cluster, err := folders.HostFolder.CreateCluster(ctx, cs.Name, types.ClusterConfigSpecEx{})
+		if err != nil {
+			return nil, fmt.Errorf("create cluster %s: %v", cs.Name, err)
+		}
+		for i := 0; i < cs.Hosts; i++ {
+			task, err := cluster.AddHost(ctx, types.HostConnectSpec{HostName: hostName(cs.Name, i)}, true, nil, nil)
+			if err != nil {
+				return nil, err
+			}
+			info, err := task.WaitForResult(ctx, nil)
+			if err != nil {
+				return nil, fmt.Errorf("add host to %s: %v", cs.Name, err)
+			}
+			allHosts = append(allHosts, object.NewHostSystem(client, info.Result.(types.ManagedObjectReference)))
+		}
+		pool, err := cluster.ResourcePool(ctx)
+		if err != nil {
+			return nil, err
+		}
+		inv.clusters[cs.Name] = cluster.Reference()
+		inv.pools[cs.Name] = pool.Reference()
+	}
+
+	// Datastores, mounted on every host.
+	inv.tmpDir, err = ioutil.TempDir("", "clones-lab-")
+	if err != nil {
+		return nil, err
+	}
+	for _, ds := range spec.Datastores {
+		dir := filepath.Join(inv.tmpDir, ds.Name)
+		if err := os.MkdirAll(dir, 0700); err != nil {
+			return nil, err
+		}
+		var ref types.ManagedObjectReference
+		for _, host := range allHosts {
+			dss, err := host.ConfigManager().DatastoreSystem(ctx)
+			if err != nil {
+				return nil, err
+			}
+			d, err := dss.CreateLocalDatastore(ctx, ds.Name, dir)
+			if err != nil {
+				return nil, fmt.Errorf("create datastore %s: %v", ds.Name, err)
+			}
+			ref = d.Reference()
+		}
+		inv.datastores[ds.Name] = ref
+		inv.dsCapacity[ref] = gbBytes(ds.CapacityGB)
+		inv.dsBaseFree[ref] = gbBytes(ds.FreeGB)
+		// The simulator makes one Datastore object per host mount; keep one, mounted everywhere.
+		obj := simulator.Map.Get(ref).(*simulator.Datastore)
+		var mounts []types.DatastoreHostMount
+		for _, host := range allHosts {
+			mounts = append(mounts, types.DatastoreHostMount{
+				Key: host.Reference(),
+				MountInfo: types.HostMountInfo{
+					Path:       dir,
+					AccessMode: string(types.HostMountModeReadWrite),
+					Mounted:    types.NewBool(true),
+					Accessible: types.NewBool(true),
+				},
+			})
+		}
+		obj.Host = mounts
+		obj.Summary.Type = "VMFS"
+		obj.Summary.MultipleHostAccess = types.NewBool(true)
+	}
+	dsFolder := simulator.Map.Get(folders.DatastoreFolder.Reference()).(*simulator.Folder)
+	dsFolder.ChildEntity = dedupe(dsFolder.ChildEntity)
+
+	// VM folders (nested with "/").
+	for _, path := range spec.Folders {
+		parentPath := ""
+		for _, part := range strings.Split(path, "/") {
+			cur := part
+			if parentPath != "" {
+				cur = parentPath + "/" + part
+			}
+			if _, ok := inv.vmFolders[cur]; !ok {
+				parent := object.NewFolder(client, inv.vmFolders[parentPath])
+				f, err := parent.CreateFolder(ctx, part)
+				if err != nil {
+					return nil, fmt.Errorf("create folder %s: %v", cur, err)
+				}
+				inv.vmFolders[cur] = f.Reference()
+			}
+			parentPath = cur
+		}
+	}
+
+	// Parents: powered off, no snapshot, one thin disk.
+	for _, ps := range spec.Parents {
+		p, err := createVM(ctx, inv, ps, ps.Name, inv.vmFolders[ps.Folder], nil)
+		if err != nil {
+			return nil, fmt.Errorf("create parent %s: %v", ps.Name, err)
+		}
+		inv.parents[ps.Name] = p
+		inv.parentByRef[p.ref] = p
+	}
+	return inv, nil
+}
+
+func dedupe(refs []types.ManagedObjectReference) []types.ManagedObjectReference {
+	seen := map[types.ManagedObjectReference]bool{}
+	var out []types.ManagedObjectReference
+	for _, r := range refs {
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// createVM makes a VM shaped like a parent spec (used for parents and decoys).
+func createVM(ctx context.Context, inv *inventory, ps ParentSpec, name string,
+	folder types.ManagedObjectReference, host *types.ManagedObjectReference) (*parentInfo, error) {
+	dsName := ps.Datastore
+	diskFile := fmt.Sprintf("[%s] %s/%s.vmdk", dsName, name, name)
+	config := types.VirtualMachineConfigSpec{
+		Name:     name,
+		GuestId:  ps.GuestID,
+		NumCPUs:  int32(ps.NumCPUs),
+		MemoryMB: int64(ps.MemoryMB),
+		Files:    &types.VirtualMachineFileInfo{VmPathName: fmt.Sprintf("[%s]", dsName)},
+	}
+	var devices object.VirtualDeviceList
+	scsi, err := devices.CreateSCSIController("lsilogic-sas")
+	if err != nil {
+		return nil, err
+	}
+	devices = append(devices, scsi)
+	disk := devices.CreateDisk(scsi.(types.BaseVirtualController), inv.datastores[dsName], diskFile)
+	disk.CapacityInBytes = gbBytes(ps.DiskGB)
+	disk.CapacityInKB = disk.CapacityInBytes / 1024
+	if b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
+		b.ThinProvisioned = types.NewBool(true)
+		b.DiskMode = string(types.VirtualDiskModePersistent)
+	}
+	nic := esx.EthernetCard
+	devices = append(devices, disk, &nic)
+	config.DeviceChange, err = devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
+	if err != nil {
+		return nil, err
+	}
+	pool := object.NewResourcePool(inv.client, inv.pools[ps.Cluster])
+	var hs *object.HostSystem
+	if host != nil {
+		hs = object.NewHostSystem(inv.client, *host)
+	}
+	task, err := object.NewFolder(inv.client, folder).CreateVM(ctx, config, pool, hs)
+	if err != nil {
+		return nil, err
+	}
+	info, err := task.WaitForResult(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	ref := info.Result.(types.ManagedObjectReference)
+	// Read back the disk file name the simulator settled on.
+	vm := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	for _, d := range vm.Config.Hardware.Device {
+		if vd, ok := d.(*types.VirtualDisk); ok {
+			if b, ok := vd.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
+				diskFile = b.FileName
+			}
+		}
+	}
+	return &parentInfo{spec: ps, ref: ref, diskFile: diskFile, datastore: inv.datastores[dsName]}, nil
+}
+
+// entityName returns the name of a managed entity in the simulator's map ("" if gone).
+func entityName(ref *types.ManagedObjectReference) string {
+	if ref == nil {
+		return ""
+	}
+	obj := simulator.Map.Get(*ref)
+	if e, ok := obj.(mo.Entity); ok {
+		return e.Entity().Name
+	}
+	return ""
+}

@@ -1,0 +1,117 @@
+"""Schema migrations, applied in order by `sqlite_utils.Migrations`.
+
+To change the schema, append a new function decorated with `@migrations()` at the end of this file
+(`m002_...`, `m003_...`). Never edit, rename or reorder one that has shipped: its name is the record
+in `_sqlite_migrations` that it ran, so an edited migration would never run on existing databases.
+Each migration runs in its own savepoint inside the repository's `BEGIN IMMEDIATE` transaction, so
+it is all-or-nothing and two processes opening one file cannot both apply it.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("clones")
+
+# Frozen copy of the "not live" clone states (CloneState.FAILED / DESTROYED) as of migration 1: a
+# migration's SQL must not change when Python enums change later.
+_SCHEMA_V1 = (
+    """
+    CREATE TABLE environments (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        channel TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        starts_at TEXT,
+        ends_at TEXT
+    )
+    """,
+    # AUTOINCREMENT so ids of deleted runs and clones are never reused: audit details cite them.
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL REFERENCES environments(name) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        state TEXT NOT NULL,
+        requested INTEGER NOT NULL DEFAULT 0,
+        succeeded INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        message TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    """
+    CREATE TABLE clones (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        environment TEXT NOT NULL REFERENCES environments(name) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        parent TEXT NOT NULL,
+        state TEXT NOT NULL,
+        run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+        moref TEXT,
+        instance_uuid TEXT,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        delta_bytes INTEGER,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        channel TEXT NOT NULL DEFAULT '',
+        command TEXT NOT NULL,
+        result TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    # Leading `environment` serves lookups by environment; the whole index covers the
+    # environment/type/state GROUP BY of clone_counts, so it never reads the table.
+    "CREATE INDEX clones_environment ON clones(environment, type, state)",
+    "CREATE INDEX clones_state ON clones(state)",
+    "CREATE INDEX clones_run_id ON clones(run_id)",
+    # vCenter VM names are unique across the inventory: two live clones may never share a name,
+    # while failed/destroyed rows keep their (reusable) name as history.
+    """
+    CREATE UNIQUE INDEX clones_live_name ON clones(name)
+    WHERE state NOT IN ('failed', 'destroyed')
+    """,
+    "CREATE INDEX runs_environment ON runs(environment)",
+    "CREATE INDEX audit_at ON audit(at)",
+)
+
+
+@migrations()
+def m001_initial_schema(db: Database) -> None:
+    # Statement by statement, not executescript(): sqlite3's executescript() commits first.
+    for statement in _SCHEMA_V1:
+        db.execute(statement)
+
+
+@migrations()
+def m002_parent_facts(db: Database) -> None:
+    # What vCenter said of each parent at its last deployment: savings and plans can then be
+    # shown without a vCenter round trip (and while vCenter is down).
+    db.execute(
+        """
+        CREATE TABLE parents (
+            name TEXT PRIMARY KEY,
+            provisioned_bytes INTEGER NOT NULL,
+            used_bytes INTEGER NOT NULL,
+            memory_mb INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+
+
+def apply_migrations(db: Database) -> None:
+    """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
+    migrations.apply(db)

@@ -1,0 +1,41 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.lab import DEFAULT_SPEC, LabProcess, deep_merge, ensure_built
+
+
+@pytest.fixture(scope="session")
+def lab_binary() -> Path:
+    """The lab vCenter binary, built once (cached across runs)."""
+    return ensure_built()
+
+
+@pytest.fixture
+def lab(lab_binary: Path) -> Iterator[LabProcess]:
+    """A fresh lab vCenter with the default spec on a free port, stopped afterwards."""
+    with LabProcess.start() as process:
+        yield process
+
+
+@pytest.fixture
+def make_lab(lab_binary: Path) -> Iterator[Callable[[dict[str, Any]], LabProcess]]:
+    """Factory: start a lab from the default spec with `overrides` deep-merged in."""
+    started: list[LabProcess] = []
+
+    def make(overrides: dict[str, Any] | None = None) -> LabProcess:
+        spec = json.loads(DEFAULT_SPEC.read_text(encoding="utf-8"))
+        process = LabProcess.start(deep_merge(spec, overrides or {}))
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()

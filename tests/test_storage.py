@@ -1,0 +1,489 @@
+"""Repository tests against real SQLite files (no mocks).
+
+Schema checks read the file with plain sqlite3: what is on disk is what the next process sees.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError, ConflictError, NotFoundError
+from bot.models import CloneState, ParentFacts, RunKind, RunState
+from storage import Repository
+from storage.migrations import migrations
+
+PATTERN = "TRN-CAP-{n:03}"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "clones.db"
+
+
+@pytest.fixture
+def repo(db_path: Path) -> Iterator[Repository]:
+    repository = Repository(db_path)
+    yield repository
+    repository.close()
+
+
+def raw(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def reserve(repo: Repository, count: int, env: str = "nov", pattern: str = PATTERN) -> list[str]:
+    clones = repo.reserve_clones(
+        environment=env,
+        type="capture",
+        parent="cap-parent",
+        pattern=pattern,
+        count=count,
+        run_id=None,
+    )
+    return [clone.name for clone in clones]
+
+
+# -- schema and migrations -----------------------------------------------------------------
+
+
+def test_schema_created_and_migrations_applied_once(db_path: Path) -> None:
+    Repository(db_path).close()
+    Repository(db_path).close()
+    applied = raw(db_path, "SELECT migration_set, name FROM _sqlite_migrations ORDER BY id")
+    assert applied == [("clones", "m001_initial_schema"), ("clones", "m002_parent_facts")]
+    tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"environments", "clones", "runs", "audit", "parents"} <= tables
+    indexes = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"clones_environment", "clones_state", "clones_live_name", "audit_at"} <= indexes
+    with Repository(db_path) as repo:
+        assert migrations.pending(repo._db()) == []
+
+
+def test_parent_facts_round_trip_and_update(repo: Repository) -> None:
+    assert repo.parent_facts() == {}
+    repo.save_parent_facts(ParentFacts("Capture", 11 * 2**30, 3 * 2**30, memory_mb=1024))
+    repo.save_parent_facts(ParentFacts("Capture", 11 * 2**30, 4 * 2**30, memory_mb=2048))
+    assert repo.parent_facts() == {
+        "Capture": ParentFacts("Capture", 11 * 2**30, 4 * 2**30, memory_mb=2048)
+    }
+
+
+def test_wal_mode_and_foreign_keys(repo: Repository, db_path: Path) -> None:
+    assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
+    conn = repo._db().conn
+    assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 30_000
+
+
+def test_live_states_match_the_sql_filter() -> None:
+    # The SQL says "state NOT IN ('failed', 'destroyed')"; CloneState.live must agree.
+    assert {state.value for state in CloneState if not state.live} == {"failed", "destroyed"}
+
+
+# -- environments --------------------------------------------------------------------------
+
+
+def test_environments(repo: Repository) -> None:
+    created = repo.ensure_environment("nov", owner="U1", channel="C1")
+    assert created.owner == "U1" and created.channel == "C1"
+    assert repo.ensure_environment("nov", owner="U2") == created  # existing: unchanged
+    repo.ensure_environment("april", owner="U3")
+    assert [env.name for env in repo.list_environments()] == ["april", "nov"]
+    assert repo.get_environment("missing") is None
+
+    ends = datetime(2025, 11, 28, 17, 0, tzinfo=timezone(timedelta(hours=1)))
+    updated = repo.update_environment("nov", channel="C2", ends_at=ends)
+    assert (updated.channel, updated.owner, updated.ends_at) == ("C2", "U1", ends)
+    assert updated.ends_at is not None and updated.ends_at.tzinfo == UTC
+    assert repo.update_environment("nov", owner="U9").ends_at == ends  # kept
+    assert repo.update_environment("nov", ends_at=None).ends_at is None  # cleared
+    with pytest.raises(ValueError, match="time zone"):
+        repo.update_environment("nov", starts_at=datetime(2025, 1, 1))
+    with pytest.raises(NotFoundError, match="missing"):
+        repo.update_environment("missing", channel="C")
+
+
+def test_delete_environment_only_without_live_clones(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    run = repo.start_run(environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=2)
+    clones = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=2, run_id=run.id
+    )
+    repo.finish_run(run.id, state=RunState.SUCCEEDED, succeeded=2, failed=0)
+    with pytest.raises(ConflictError, match="strip it back"):
+        repo.delete_environment("nov")
+    for clone in clones:
+        repo.update_clone(clone.id, state=CloneState.DESTROYED)
+    repo.delete_environment("nov")
+    assert repo.get_environment("nov") is None
+    assert repo.clones(environment="nov") == []  # history goes with it
+    with pytest.raises(NotFoundError):
+        repo.get_run(run.id)
+    with pytest.raises(NotFoundError):
+        repo.delete_environment("nov")
+
+
+def test_delete_environment_refused_while_a_run_is_running(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    repo.start_run(environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=0)
+    with pytest.raises(ConflictError, match="in progress"):
+        repo.delete_environment("nov")
+
+
+# -- clone reservation ---------------------------------------------------------------------
+
+
+def test_reservation_picks_smallest_free_numbers_and_reuses_dead_names(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    repo.ensure_environment("dec", owner="U1")
+    first = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=5, run_id=None
+    )
+    assert [c.name for c in first] == [f"TRN-CAP-00{n}" for n in range(1, 6)]
+    assert all(c.state is CloneState.PLANNED and c.attempts == 0 for c in first)
+    repo.update_clone(first[1].id, state=CloneState.DESTROYED)  # 002 free again
+    repo.update_clone(first[3].id, state=CloneState.FAILED, error="FileLocked")  # 004 free again
+    repo.update_clone(first[4].id, state=CloneState.DESTROYING)  # still live
+    # Names are unique across environments, so "dec" gets the gaps and then continues.
+    assert reserve(repo, 3, env="dec") == ["TRN-CAP-002", "TRN-CAP-004", "TRN-CAP-006"]
+    assert reserve(repo, 0) == []
+
+
+def test_reservation_spans_name_batches(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    names = reserve(repo, 1200, pattern="V-{n}")
+    assert names == [f"V-{n}" for n in range(1, 1201)]
+
+
+def test_reservation_validates_input(repo: Repository) -> None:
+    with pytest.raises(NotFoundError, match="nov"):
+        reserve(repo, 1)
+    repo.ensure_environment("nov", owner="U1")
+    with pytest.raises(ConfigError, match=r"\{n\}"):
+        reserve(repo, 1, pattern="TRN-CAP")
+    with pytest.raises(ConfigError, match="not valid"):
+        reserve(repo, 1, pattern="TRN-{type}-{n}")
+    with pytest.raises(NotFoundError, match="run"):
+        repo.reserve_clones(
+            environment="nov", type="capture", parent="p", pattern=PATTERN, count=1, run_id=99
+        )
+    assert repo.clones() == []
+
+
+def run_threads(workers: list[Callable[[], None]]) -> None:
+    errors: list[BaseException] = []
+
+    def guarded(work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # surface failures in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(work,)) for work in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+
+def concurrent_reservation(repos: list[Repository]) -> list[str]:
+    repos[0].ensure_environment("nov", owner="U1")
+    barrier = threading.Barrier(8)
+    names: list[str] = []
+    lock = threading.Lock()
+
+    def worker(repo: Repository) -> Callable[[], None]:
+        def work() -> None:
+            barrier.wait()
+            for _ in range(10):  # one at a time, to interleave as much as possible
+                got = reserve(repo, 1)
+                with lock:
+                    names.extend(got)
+
+        return work
+
+    run_threads([worker(repos[i % len(repos)]) for i in range(8)])
+    return names
+
+
+def test_concurrent_reservation_from_threads(repo: Repository) -> None:
+    names = concurrent_reservation([repo])
+    assert sorted(names) == [f"TRN-CAP-{n:03}" for n in range(1, 81)]
+
+
+def test_concurrent_reservation_from_two_repositories(db_path: Path) -> None:
+    with Repository(db_path) as one, Repository(db_path) as two:
+        names = concurrent_reservation([one, two])
+        assert sorted(names) == [f"TRN-CAP-{n:03}" for n in range(1, 81)]
+        assert len(two.clones(states=[CloneState.PLANNED])) == 80
+
+
+def reserve_in_process(path: str, start: threading.Barrier | None = None) -> list[str]:
+    """Run in a child process: reserve 40 clones one at a time."""
+    with Repository(path) as repo:
+        if start is not None:
+            start.wait()
+        return [name for _ in range(40) for name in reserve(repo, 1)]
+
+
+def test_concurrent_reservation_from_two_processes(db_path: Path) -> None:
+    with Repository(db_path) as repo:
+        repo.ensure_environment("nov", owner="U1")
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding connections
+    start = context.Manager().Barrier(2)
+    with context.Pool(2) as pool:
+        results = pool.starmap(reserve_in_process, [(str(db_path), start)] * 2)
+    names = [name for result in results for name in result]
+    assert sorted(names) == [f"TRN-CAP-{n:03}" for n in range(1, 81)]
+
+
+def test_concurrent_first_open_applies_migrations_once(db_path: Path) -> None:
+    barrier = threading.Barrier(6)
+    opened: list[Repository] = []
+
+    def work() -> None:
+        barrier.wait()
+        opened.append(Repository(db_path))
+
+    run_threads([work] * 6)
+    for repo in opened:
+        repo.close()
+    assert raw(db_path, "SELECT count(*) FROM _sqlite_migrations") == [(len(migrations._migrations),)]
+
+
+def test_partial_unique_index_rejects_second_live_name(repo: Repository, db_path: Path) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    (old,) = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=1, run_id=None
+    )
+    repo.update_clone(old.id, state=CloneState.FAILED)
+    (new,) = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=1, run_id=None
+    )
+    assert new.name == old.name and new.id != old.id
+    with pytest.raises(ConflictError, match="another live clone"):
+        repo.update_clone(old.id, state=CloneState.READY)
+    assert repo.get_clone(old.id).state is CloneState.FAILED  # the failed update left no trace
+    # The database itself enforces it, whoever writes.
+    conn = sqlite3.connect(db_path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            conn.execute(
+                "INSERT INTO clones (name, environment, type, parent, state, created_at,"
+                " updated_at) VALUES (?, 'nov', 'capture', 'p', 'planned', '', '')",
+                (new.name,),
+            )
+    finally:
+        conn.close()
+
+
+# -- clones: update, get, find, list, counts -----------------------------------------------
+
+
+def test_update_get_find(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    run = repo.start_run(environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=1)
+    (clone,) = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=1, run_id=run.id
+    )
+    assert clone.run_id == run.id
+    time.sleep(0.001)
+    ready = repo.update_clone(
+        clone.id,
+        state="ready",
+        moref="vm-42",
+        instance_uuid="5003-abcd",
+        attempts=2,
+        delta_bytes=130_000_000,
+    )
+    assert ready.state is CloneState.READY and ready.moref == "vm-42" and ready.attempts == 2
+    assert ready.delta_bytes == 130_000_000 and ready.instance_uuid == "5003-abcd"
+    assert ready.updated_at is not None and clone.updated_at is not None
+    assert ready.updated_at > clone.updated_at and ready.created_at == clone.created_at
+    assert repo.get_clone(clone.id) == ready
+    assert repo.find_clone("TRN-CAP-001") == ready
+    assert repo.find_clone("TRN-CAP-999") is None
+    repo.update_clone(clone.id, state=CloneState.DESTROYED)
+    assert repo.find_clone("TRN-CAP-001") is None  # only live clones are found
+
+    with pytest.raises(NotFoundError, match="12345"):
+        repo.get_clone(12345)
+    with pytest.raises(NotFoundError):
+        repo.update_clone(12345, state=CloneState.READY)
+    with pytest.raises(TypeError, match="name"):
+        repo.update_clone(clone.id, name="other")
+    with pytest.raises(ConflictError, match="no such run"):
+        repo.update_clone(clone.id, run_id=777)
+
+
+def test_clones_filters_and_order(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    repo.ensure_environment("dec", owner="U1")
+    run = repo.start_run(environment="dec", kind=RunKind.DEPLOY, requested_by="U1", requested=1)
+    for env, kind, pattern, run_id in [
+        ("nov", "verification", "V-{n}", None),
+        ("nov", "capture", "C-{n}", None),
+        ("dec", "capture", "D-{n}", run.id),
+    ]:
+        repo.reserve_clones(
+            environment=env, type=kind, parent="p", pattern=pattern, count=2, run_id=run_id
+        )
+    c2 = repo.find_clone("C-2")
+    assert c2 is not None
+    repo.update_clone(c2.id, state=CloneState.READY)
+    assert [c.name for c in repo.clones()] == ["D-1", "D-2", "C-1", "C-2", "V-1", "V-2"]
+    assert [c.name for c in repo.clones(environment="nov", type="capture")] == ["C-1", "C-2"]
+    assert [c.name for c in repo.clones(states=[CloneState.READY])] == ["C-2"]
+    assert [c.name for c in repo.clones(run_id=run.id)] == ["D-1", "D-2"]
+    assert repo.clones(states=[]) == []
+
+
+def test_clone_counts(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    repo.ensure_environment("dec", owner="U1")
+    nov = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern="C-{n}", count=3, run_id=None
+    )
+    repo.reserve_clones(
+        environment="dec", type="packaging", parent="p", pattern="P-{n}", count=2, run_id=None
+    )
+    repo.update_clone(nov[0].id, state=CloneState.READY)
+    assert repo.clone_counts() == {
+        "nov": {"capture": {CloneState.READY: 1, CloneState.PLANNED: 2}},
+        "dec": {"packaging": {CloneState.PLANNED: 2}},
+    }
+
+
+def test_clone_counts_with_20000_clones(repo: Repository) -> None:
+    """Correct at scale; its speed is measured in benchmarks/, not asserted here."""
+    for env in ("a", "b"):
+        repo.ensure_environment(env, owner="U1")
+        for kind in ("capture", "packaging"):
+            repo.reserve_clones(
+                environment=env,
+                type=kind,
+                parent="p",
+                pattern=f"{env}-{kind}-{{n}}",
+                count=5000,
+                run_id=None,
+            )
+    counts = repo.clone_counts()
+    assert counts["b"]["packaging"] == {CloneState.PLANNED: 5000}
+    assert sum(n for env in counts.values() for t in env.values() for n in t.values()) == 20000
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+def test_runs_lifecycle(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    with pytest.raises(NotFoundError):
+        repo.start_run(environment="missing", kind=RunKind.DEPLOY, requested_by="U1", requested=1)
+    first = repo.start_run(environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=3)
+    assert first.state is RunState.RUNNING and first.finished_at is None
+    assert first.started_at is not None and first.started_at.tzinfo == UTC
+    progress = repo.update_run(first.id, succeeded=1, message="1 of 3 ready")
+    assert (progress.succeeded, progress.message) == (1, "1 of 3 ready")
+    done = repo.finish_run(first.id, state=RunState.PARTIAL, succeeded=2, failed=1, message="x")
+    assert (done.state, done.succeeded, done.failed, done.message) == (RunState.PARTIAL, 2, 1, "x")
+    assert done.finished_at is not None
+    with pytest.raises(ConflictError, match="already finished"):
+        repo.finish_run(first.id, state=RunState.SUCCEEDED, succeeded=3, failed=0)
+    with pytest.raises(ValueError):
+        repo.finish_run(first.id, state=RunState.RUNNING, succeeded=0, failed=0)
+
+    second = repo.start_run(
+        environment="nov", kind=RunKind.TEARDOWN, requested_by="U2", requested=2
+    )
+    repo.update_run(second.id, state=RunState.INTERRUPTED)  # resumable: may still finish
+    resumed = repo.finish_run(second.id, state=RunState.SUCCEEDED, succeeded=2, failed=0)
+    assert resumed.state is RunState.SUCCEEDED
+    third = repo.start_run(environment="nov", kind=RunKind.REFRESH, requested_by="U1", requested=1)
+
+    assert [r.id for r in repo.runs()] == [third.id, second.id, first.id]
+    assert [r.id for r in repo.runs(states=[RunState.RUNNING])] == [third.id]
+    assert [r.id for r in repo.runs(environment="nov", limit=2)] == [third.id, second.id]
+    assert repo.runs(environment="other") == []
+    with pytest.raises(NotFoundError):
+        repo.get_run(999)
+    with pytest.raises(TypeError):
+        repo.update_run(third.id, environment="x")
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+def test_audit(repo: Repository) -> None:
+    first = repo.audit(actor="U1", source="slack", command="deploy capture 3", result="ok")
+    repo.audit(actor="U2", source="cli", command="strip nov", result="denied", detail="not owner")
+    third = repo.audit(
+        actor="U1", source="scheduler", command="strip nov", result="ok", channel="C1"
+    )
+    entries = repo.audit_entries()
+    assert [e.command for e in entries] == ["strip nov", "strip nov", "deploy capture 3"]
+    assert entries[0] == third and entries[-1] == first
+    assert entries[1].detail == "not owner"
+    assert [e.id for e in repo.audit_entries(actor="U1")] == [third.id, first.id]
+    assert len(repo.audit_entries(limit=1)) == 1
+
+
+# -- transactions, threads, times ----------------------------------------------------------
+
+
+def test_transaction_rolls_back_and_nests(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    with pytest.raises(RuntimeError), repo.transaction():
+        reserve(repo, 2)
+        raise RuntimeError("boom")
+    assert repo.clones() == []
+
+    with repo.transaction():
+        reserve(repo, 1)
+        with pytest.raises(RuntimeError), repo.transaction():
+            reserve(repo, 1)
+            raise RuntimeError("inner only")
+        reserve(repo, 1)
+    assert [c.name for c in repo.clones()] == ["TRN-CAP-001", "TRN-CAP-002"]
+
+
+def test_one_connection_per_thread_and_close(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    seen: list[int] = []
+
+    def work() -> None:
+        seen.append(id(repo._db()))
+        assert repo.get_environment("nov") is not None
+
+    run_threads([work, work])
+    assert len(set(seen)) == 2 and id(repo._db()) not in seen
+    repo.close()
+    assert repo.get_environment("nov") is not None  # reconnects after close()
+
+
+def test_times_round_trip_as_aware_utc(repo: Repository, db_path: Path) -> None:
+    before = datetime.now(UTC)
+    env = repo.ensure_environment("nov", owner="U1")
+    starts = datetime(2025, 3, 30, 1, 30, tzinfo=timezone(timedelta(hours=-5)))
+    repo.update_environment("nov", starts_at=starts)
+    assert env.created_at is not None and env.created_at.tzinfo == UTC
+    assert before <= env.created_at <= datetime.now(UTC)
+    with Repository(db_path) as other:  # read back through a fresh connection
+        stored = other.get_environment("nov")
+    assert stored is not None and stored.created_at == env.created_at
+    assert stored.starts_at == starts and stored.starts_at is not None
+    assert stored.starts_at.utcoffset() == timedelta(0)
+    text = raw(db_path, "SELECT starts_at FROM environments")[0][0]
+    assert text == "2025-03-30T06:30:00.000000+00:00"
