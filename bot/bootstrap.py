@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from bot.admin import Admin
 from bot.service import Service
 from bot.settings import Settings, VCenterSettings, load_settings
 from bot.vcenter import VCenter
@@ -16,6 +17,7 @@ class App:
     repo: Repository
     vcenter: VCenter
     service: Service
+    admin: Admin
 
     def close(self) -> None:
         self.vcenter.close()
@@ -47,4 +49,5 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> App:
     settings.database.parent.mkdir(parents=True, exist_ok=True)
     repo = Repository(settings.database)
     vcenter = VCenter(settings.vcenter)
-    return App(settings, repo, vcenter, Service(settings, repo, vcenter))
+    service = Service(settings, repo, vcenter)
+    return App(settings, repo, vcenter, service, Admin(service))

@@ -8,6 +8,9 @@ On top: `--json`, `--yes`, `--chart FILE`, and the terminal-only verbs `lab` and
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
+import enum
 import getpass
 import json
 import logging
@@ -17,12 +20,14 @@ import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
 from bot import grammar
+from bot.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
 from bot.errors import ClonesError, UsageError
 from bot.models import CloneState, RunState
 from bot.savings import Savings, format_table
@@ -34,7 +39,9 @@ from bot.service import (
     TeardownResult,
     TypeStatus,
 )
+from bot.schedules import ScheduleResult, ScheduleService, SchedulerLock, lock_path_for
 from bot.settings import load_settings
+from bot.timeparse import describe_time
 
 log = logging.getLogger("clones")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -45,6 +52,7 @@ class Options:
     json: bool
     yes: bool
     chart: Path | None
+    csv: bool
     config: Path | None
     verbose: bool
     words: list[str]
@@ -59,13 +67,22 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.add_argument("--yes", "-y", action="store_true", help="confirm destructive commands")
     parser.add_argument("--chart", type=Path, help="write the savings chart PNG to this file")
+    parser.add_argument("--csv", action="store_true", help="inventory as CSV")
     parser.add_argument("--config", type=Path, help="configuration file (default $CLONES_CONFIG)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log what happens")
     parser.add_argument("--help", "-h", action="store_true", help="show help")
     known, words = parser.parse_known_args(list(argv))
     if known.help:
         words = ["help", *words]
-    return Options(known.json, known.yes, known.chart, known.config, known.verbose, words)
+    return Options(
+        json=known.json,
+        yes=known.yes,
+        chart=known.chart,
+        csv=known.csv,
+        config=known.config,
+        verbose=known.verbose,
+        words=words,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,14 +138,31 @@ def run(opts: Options, out: TextIO) -> int:
     try:
         svc = app.service
         if isinstance(command, grammar.Deploy):
-            if command.at or command.until:
-                raise UsageError(
-                    "Scheduled deployments (at/until) are not available yet; deploy now with "
-                    '"deploy capture 25 as nov-cohort".'
-                )
+            if command.at:
+                scheduled = _schedules(app).schedule_deploy(command, actor=actor, source="cli")
+                return _show_schedule(scheduled, opts, out, app)
+            # `until` alone: check it (and the cap) before deploying, record it after.
+            times = _schedules(app).deploy_times(command) if command.until else None
             with _Progress(out, enabled=not opts.json) as progress:
                 result = svc.deploy(command, actor=actor, source="cli", on_event=progress)
-            return _show_deploy(result, opts, out)
+            code = _show_deploy(result, opts, out)
+            if times is not None and times.ends_at is not None and result.ready:
+                ended = _schedules(app).set_end(
+                    result.environment, times.ends_at, actor=actor, source="cli"
+                )
+                print(ended.message, file=sys.stderr if opts.json else out)
+            return code
+        if isinstance(command, grammar.Schedule):
+            scheduled = _schedules(app).schedule(command, actor=actor, source="cli")
+            return _show_schedule(scheduled, opts, out, app)
+        if isinstance(command, grammar.Extend):
+            extended = _schedules(app).extend(
+                command.environment, command.by, actor=actor, source="cli"
+            )
+            return _show_schedule(extended, opts, out, app)
+        if isinstance(command, grammar.CancelSchedule):
+            cancelled = _schedules(app).cancel(command.environment, actor=actor, source="cli")
+            return _show_schedule(cancelled, opts, out, app)
         if isinstance(command, grammar.Teardown):
             plan = svc.teardown_plan(command.environment)
             if not opts.yes and not _confirm(plan, opts, out):
@@ -145,9 +179,54 @@ def run(opts: Options, out: TextIO) -> int:
             return _show_savings(svc.savings(command.environment), command.environment, opts, out)
         if isinstance(command, grammar.Types):
             return _show_types(svc.types(), opts, out)
+        if isinstance(command, grammar.Prepare):
+            return _show_prepare(app.admin.prepare(command, actor=actor), opts, out)
+        if isinstance(command, grammar.Power):
+            return _show_power(app.admin.power(command, actor=actor), opts, out)
+        if isinstance(command, grammar.Plan):
+            return _show_plan(app.admin.plan(command), opts, out)
+        if isinstance(command, grammar.Inventory):
+            return _show_inventory(app.admin.inventory(command.environment), opts, out)
+        if isinstance(command, grammar.Refresh):
+            if not opts.yes and not _confirm_refresh(command.environment, app, out):
+                print("Cancelled: nothing was changed.", file=out)
+                return EXIT_OK
+            with _Progress(out, enabled=not opts.json) as progress:
+                refreshed = app.admin.refresh(command, actor=actor, on_event=progress)
+            return _show_refresh(refreshed, opts, out)
         raise UsageError(f'"{words[0]}" is not available in the terminal; type "clones help".')
     finally:
         app.close()
+
+
+# ===================================================================== schedules
+def _schedules(app: Any) -> ScheduleService:
+    """The schedule service over this process's service layer (it writes SQLite; the bot process
+    that holds the scheduler lock runs the jobs)."""
+    return ScheduleService(app.settings, app.repo, app.service)
+
+
+def _show_schedule(result: ScheduleResult, opts: Options, out: TextIO, app: Any) -> int:
+    running = SchedulerLock(lock_path_for(app.settings.database)).is_held_elsewhere()
+    if opts.json:
+        data = {
+            "environment": result.environment,
+            "starts_at": _iso(result.starts_at),
+            "ends_at": _iso(result.ends_at),
+            "changed": result.changed,
+            "message": result.message,
+            "scheduler_running": running,
+        }
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK
+    print(result.message, file=out)
+    if result.changed and (result.starts_at or result.ends_at) and not running:
+        print(
+            "No bot is running the scheduler for this database right now: start it "
+            "(`python -m bot`) and it runs anything due, late if need be.",
+            file=out,
+        )
+    return EXIT_OK
 
 
 # ===================================================================== rendering
@@ -287,6 +366,10 @@ def _show_status(
     for st in statuses:
         env = st.environment
         print(f"{env.name}  (owner {env.owner}, {st.live} live clones)", file=out)
+        for label, when in (("deploys", env.starts_at), ("strips back", env.ends_at)):
+            if when is not None:
+                shown = describe_time(when, datetime.now(UTC), app.settings.timezone)
+                print(f"  {label} {shown}", file=out)
         for t, states in sorted(st.by_type.items()):
             parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
             print(f"  {t:<14} {parts}", file=out)
@@ -338,6 +421,137 @@ def _show_types(types: list[TypeStatus], opts: Options, out: TextIO) -> int:
             )
         print(f"{ts.type.name:<14} parent {ts.type.parent:<14} {ts.readiness}{size}", file=out)
     return EXIT_OK
+
+
+def _show_prepare(report: PrepareReport, opts: Options, out: TextIO) -> int:
+    if opts.json:
+        print(json.dumps(_plain(report), indent=2), file=out)
+    else:
+        verdict = "ready for linked clones" if report.ready else "NOT ready"
+        print(f"{report.type} (parent {report.parent}): {verdict}", file=out)
+        marks = {"ok": "ok", "done": "done", "advice": "advice", "problem": "PROBLEM"}
+        for f in report.findings:
+            print(f"  {marks.get(f.level, f.level):<8} {f.text}", file=out)
+    return EXIT_OK if report.ready else EXIT_ERROR
+
+
+def _show_power(result: PowerResult, opts: Options, out: TextIO) -> int:
+    if opts.json:
+        print(json.dumps(_plain(result), indent=2), file=out)
+    else:
+        print(
+            f"Power {result.action} {result.environment}: {len(result.done)} done, "
+            f"{len(result.failed)} failed.",
+            file=out,
+        )
+        for f in [*result.failed, *result.skipped]:
+            print(f"  {f.name}: {f.error}", file=out)
+    return EXIT_OK if not result.failed and not result.skipped else EXIT_PARTIAL
+
+
+def _show_plan(plan: PlanResult, opts: Options, out: TextIO) -> int:
+    if opts.json:
+        data = {
+            "estimate": plan.estimate.as_dict(),
+            "power_on": plan.power_on,
+            "fits": plan.fits,
+            "datastores": [{**_plain(n), "fits": n.fits} for n in plan.needs],
+        }
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK if plan.fits else EXIT_ERROR
+    print("Estimated sizes (nothing is created):", file=out)
+    print(format_table(plan.estimate), file=out)
+    for n in plan.needs:
+        gb = 2**30
+        verdict = "fits" if n.fits else "DOES NOT FIT"
+        swap = f" (incl. {n.swap_bytes / gb:.2f} GB swap)" if n.swap_bytes else ""
+        print(
+            f"Datastore {n.datastore}: {n.free_bytes / gb:.2f} GB free, needs "
+            f"{n.needed_bytes / gb:.2f} GB{swap} + {n.headroom_bytes / gb:.2f} GB headroom: "
+            f"{verdict}",
+            file=out,
+        )
+    return EXIT_OK if plan.fits else EXIT_ERROR
+
+
+INVENTORY_COLUMNS = (
+    "name",
+    "type",
+    "parent",
+    "environment",
+    "state",
+    "deployed_by",
+    "deployed_at",
+    "power_state",
+    "committed_gb",
+    "host",
+)
+
+
+def _show_inventory(rows: list[InventoryRow], opts: Options, out: TextIO) -> int:
+    extra = sorted({k for r in rows for k in r.attributes})
+    if opts.json:
+        print(json.dumps([_plain(r) for r in rows], indent=2), file=out)
+    elif opts.csv:
+        writer = csv.writer(out)
+        writer.writerow([*INVENTORY_COLUMNS, *extra])
+        for r in rows:
+            plain = _plain(r)
+            writer.writerow(
+                [plain[c] for c in INVENTORY_COLUMNS] + [r.attributes.get(k, "") for k in extra]
+            )
+    elif not rows:
+        print("No clones recorded.", file=out)
+    else:
+        for r in rows:
+            attrs = " ".join(f"{k}={v}" for k, v in sorted(r.attributes.items()))
+            print(
+                f"{r.name:<14} {r.type:<13} {r.environment:<14} {r.power_state or r.state:<10} "
+                f"{r.committed_gb:>6.2f} GB  {r.host:<14} {r.deployed_by} {r.deployed_at} {attrs}",
+                file=out,
+            )
+    return EXIT_OK
+
+
+def _confirm_refresh(environment: str, app: Any, out: TextIO) -> bool:
+    n = len(app.repo.clones(environment=environment, states=[CloneState.READY]))
+    print(
+        f"Refresh {environment}: destroy and re-create {n} clones from the current base "
+        "snapshot (same names and attributes; whatever is on them now is lost).",
+        file=out,
+    )
+    if not sys.stdin.isatty():
+        raise UsageError(f"Refresh needs confirmation: run `clones refresh {environment} --yes`.")
+    return input(f"Type {environment} to refresh: ").strip() == environment
+
+
+def _show_refresh(result: RefreshResult, opts: Options, out: TextIO) -> int:
+    if opts.json:
+        print(json.dumps(_plain(result), indent=2), file=out)
+    else:
+        print(
+            f"Refreshed {result.environment}: {len(result.refreshed)} clones re-created from the "
+            f"current base snapshot ({result.elapsed_s:.1f} s).",
+            file=out,
+        )
+        for f in [*result.failed, *result.skipped]:
+            print(f"  {f.name}: {f.error}", file=out)
+    if result.state is RunState.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclasses, enums and paths as JSON-ready values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    return obj
 
 
 def _write_chart(s: Savings, path: Path, environment: str | None) -> None:
@@ -462,10 +676,10 @@ def _demo(words: list[str], opts: Options, out: TextIO) -> int:
         assert isinstance(command, grammar.Deploy)
         with _Progress(out, enabled=True) as progress:
             result = svc.deploy(command, actor="demo", source="cli", on_event=progress)
-        code = _show_deploy(result, Options(False, True, chart, None, False, []), out)
+        code = _show_deploy(result, Options(False, True, chart, False, None, False, []), out)
         with _Progress(out, enabled=True) as progress:
             stripped = svc.teardown(env, actor="demo", source="cli", on_event=progress)
-        _show_teardown(stripped, Options(False, True, None, None, False, []), out)
+        _show_teardown(stripped, Options(False, True, None, False, None, False, []), out)
         return code
     finally:
         app.close()

@@ -65,6 +65,9 @@ class Clone:
     error: str | None = None
     attempts: int = 0
     delta_bytes: int | None = None  # the clone's own (unshared) storage, from vCenter
+    host: str | None = None  # moref of the host it was placed on
+    power_state: str | None = None  # last known: poweredOn / poweredOff / suspended
+    customization: str = ""  # "", "pending", "succeeded", "failed"
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

@@ -12,11 +12,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from tenacity import (
     RetryCallState,
@@ -38,7 +38,8 @@ from bot.errors import (
     VCenterUnreachable,
 )
 from bot.models import Clone, CloneState, Environment, ParentFacts, RunKind, RunState
-from bot.savings import Savings, compute_savings, estimate
+from bot.placement import Host, drs_prefix, plan_confinement
+from bot.savings import Savings, compute_savings
 from bot.settings import Settings, TypeSettings
 from bot.vcenter import (
     ATTR_DEPLOYED_AT,
@@ -46,6 +47,7 @@ from bot.vcenter import (
     ATTR_DEPLOYED_FROM,
     ATTR_ENVIRONMENT,
     ATTR_MANAGED_BY,
+    CLONE_ATTRIBUTES,
     CloneRequest,
     VCenter,
     VmFacts,
@@ -184,11 +186,15 @@ class Service:
     ) -> DeployResult:
         env_name = command.environment or self.default_environment(command)
         items = [(self.settings.type(i.type), i.count) for i in command.items]
+        power_on = command.power_on or any(t.power_on for t, _ in items)
         self._check_counts(env_name, items)
-        with self._environment_lock(env_name):
+        with self.environment_lock(env_name):
+            self._check_customization_specs(items)
             parents = self._prepare_parents(items)
-            self._check_capacity(items, parents)
-            self.vcenter.ensure_attribute_definitions()
+            self._check_capacity(items, parents, power_on=power_on)
+            placements = {t.name: self._placement(t) for t, _ in items}
+            self._snapshot_parents(items, parents)
+            self.vcenter.ensure_attribute_definitions(self._attribute_names(items))
             env = self.repo.ensure_environment(env_name, owner=actor, channel=channel)
             total = sum(n for _, n in items)
             run = self.repo.start_run(
@@ -198,14 +204,15 @@ class Service:
                 actor=actor,
                 source=source,
                 channel=channel,
-                command=f"deploy {_items_text(items)} as {env.name}",
+                command=f"deploy {_items_text(items)} as {env.name}"
+                + (" and power on" if power_on else ""),
                 result="started",
                 detail=f"run {run.id}",
             )
             planned: list[Clone] = []
             for t, n in items:
                 self._remember_parent(parents[t.name])
-                planned += self.repo.reserve_clones(
+                reserved = self.repo.reserve_clones(
                     environment=env.name,
                     type=t.name,
                     parent=t.parent,
@@ -213,7 +220,11 @@ class Service:
                     count=n,
                     run_id=run.id,
                 )
-            return self._run_clones(run.id, env, planned, actor, on_event)
+                placements[t.name] = placements[t.name].assign([c.name for c in reserved])
+                planned += reserved
+            return self._run_clones(
+                run.id, env, planned, actor, on_event, placements=placements, power_on=power_on
+            )
 
     def default_environment(self, command: grammar.Deploy) -> str:
         first = command.items[0].type
@@ -239,7 +250,7 @@ class Service:
             )
 
     def _prepare_parents(self, items: Sequence[tuple[TypeSettings, int]]) -> dict[str, ParentFacts]:
-        """Check every parent before anything is created; snapshot parents that need it."""
+        """Check every parent before anything is created (snapshots come after every check)."""
         facts: dict[str, ParentFacts] = {}
         for t, _ in items:
             f = self.vcenter.parent_facts(t.parent, t.snapshot)
@@ -250,6 +261,12 @@ class Service:
                     "a parent only while it is powered off)."
                 )
             facts[t.name] = f
+        return facts
+
+    def _snapshot_parents(
+        self, items: Sequence[tuple[TypeSettings, int]], facts: dict[str, ParentFacts]
+    ) -> None:
+        """Create the base snapshot of each parent that has none (checked: powered off)."""
         for t, _ in items:
             if facts[t.name].snapshot is None:
                 self.vcenter.ensure_base_snapshot(t.parent, t.snapshot)
@@ -260,26 +277,101 @@ class Service:
                     result="ok",
                     detail=f'created base snapshot "{t.snapshot}"',
                 )
-        return facts
 
     def _check_capacity(
-        self, items: Sequence[tuple[TypeSettings, int]], parents: dict[str, ParentFacts]
+        self,
+        items: Sequence[tuple[TypeSettings, int]],
+        parents: dict[str, ParentFacts],
+        *,
+        power_on: bool,
     ) -> None:
-        need: Counter[str] = Counter()
-        for t, n in items:
-            delta = self._delta_estimate(t)
-            need[t.datastore] += (
-                estimate(parents[t.name], n, delta).linked_bytes - parents[t.name].used_bytes
-            )
-        for datastore, needed in need.items():
-            free = self.vcenter.datastore_free_bytes(datastore)
-            if free < needed:
+        for need in self.capacity_needs(items, parents, power_on=power_on):
+            if need.free_bytes < need.needed_bytes + need.headroom_bytes:
+                swap = (
+                    f" including {need.swap_bytes / GIB:.2f} GB of swap for powered-on clones"
+                    if need.swap_bytes
+                    else ""
+                )
                 raise CapacityError(
-                    f"Datastore {datastore} has {free / GIB:.2f} GB free but the linked clones "
-                    f"need about {needed / GIB:.2f} GB. Free some space or deploy fewer clones."
+                    f"Datastore {need.datastore} has {need.free_bytes / GIB:.2f} GB free; the "
+                    f"linked clones need about {need.needed_bytes / GIB:.2f} GB{swap}, plus "
+                    f"{need.headroom_bytes / GIB:.2f} GB headroom. Free some space, deploy fewer "
+                    "clones, or lower capacity_headroom_gb."
                 )
 
-    def _delta_estimate(self, t: TypeSettings) -> int:
+    def capacity_needs(
+        self,
+        items: Sequence[tuple[TypeSettings, int]],
+        parents: dict[str, ParentFacts],
+        *,
+        power_on: bool,
+    ) -> list[CapacityNeed]:
+        """Estimated new space per datastore: each clone's delta, plus RAM-sized swap files
+        when the clones will be powered on (vSphere creates one per running VM)."""
+        needed: Counter[str] = Counter()
+        swap: Counter[str] = Counter()
+        for t, n in items:
+            needed[t.datastore] += n * self.delta_estimate(t)
+            if power_on:
+                swap[t.datastore] += n * parents[t.name].memory_mb * 2**20
+        headroom = int(self.settings.capacity_headroom_gb * GIB)
+        return [
+            CapacityNeed(
+                datastore=ds,
+                free_bytes=self.vcenter.datastore_free_bytes(ds),
+                needed_bytes=needed[ds] + swap[ds],
+                swap_bytes=swap[ds],
+                headroom_bytes=headroom,
+            )
+            for ds in needed
+        ]
+
+    def _check_customization_specs(self, items: Sequence[tuple[TypeSettings, int]]) -> None:
+        for t, _ in items:
+            spec = t.customization_spec
+            if spec and not self.vcenter.customization_spec_exists(spec):
+                raise NotFoundError(
+                    f'Customization spec "{spec}" of type {t.name} does not exist in vCenter; '
+                    "create it (Policies and Profiles) or fix the type's customization_spec."
+                )
+
+    def _placement(self, t: TypeSettings) -> _TypePlacement:
+        """Check the host limit for a shared base disk before anything is created."""
+        cluster, hosts = self.vcenter.cluster_hosts(t.resource_pool)
+        limit = self.settings.max_hosts_per_base_disk
+        prefix = drs_prefix(t.parent)
+        current: list[str] = []
+        if len(hosts) > limit:
+            _, current, _ = self.vcenter.drs_confinement(cluster, prefix)
+        live = self.repo.clones(type=t.name, states=LIVE_STATES)
+        load = Counter(c.host for c in live if c.host)
+        plain_hosts = [Host(h.moref, h.name, h.usable) for h in hosts]
+        confinement = plan_confinement(
+            parent=t.parent,
+            names=[],
+            hosts=plain_hosts,
+            current_group=current,
+            load=load,
+            limit=limit,
+            confine=self.settings.confine_hosts,
+        )
+        return _TypePlacement(
+            cluster=cluster,
+            prefix=prefix,
+            hosts=plain_hosts,
+            group=confinement.group,
+            load=load,
+            limit=limit,
+            parent=t.parent,
+        )
+
+    def _attribute_names(self, items: Sequence[tuple[TypeSettings, int]]) -> list[str]:
+        names = list(CLONE_ATTRIBUTES)
+        for t, _ in items:
+            names += [k for k in t.attributes if k not in names]
+        return names
+
+    def delta_estimate(self, t: TypeSettings) -> int:
         """Expected delta per new clone: the average of this type's recorded clones, else 1 GB."""
         seen = [
             c.delta_bytes
@@ -298,10 +390,13 @@ class Service:
         planned: list[Clone],
         actor: str,
         on_event: ProgressCallback | None,
+        *,
+        placements: dict[str, _TypePlacement] | None = None,
+        power_on: bool = False,
     ) -> DeployResult:
         started = time.monotonic()
         deployed_at = self.clock().isoformat(timespec="seconds")
-        emit = _Emitter(run_id, env.name, RunKind.DEPLOY, len(planned), started, on_event)
+        emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(planned), started, on_event)
         emit("started", message=f"Deploying {len(planned)} linked clones into {env.name}")
         unreachable: list[VCenterUnreachable] = []
         stop = threading.Event()
@@ -309,8 +404,9 @@ class Service:
         def work(clone: Clone) -> Clone:
             if stop.is_set():
                 return clone
+            host = placements[clone.type].host_for(clone.name) if placements else None
             try:
-                done = self._clone_one(clone, env, actor, deployed_at, emit)
+                done = self.clone_one(clone, env, actor, deployed_at, emit, host=host)
             except VCenterUnreachable as exc:
                 unreachable.append(exc)
                 stop.set()
@@ -329,18 +425,100 @@ class Service:
             if stop.is_set():
                 for f in futures:
                     f.cancel()
+        if not unreachable:
+            try:
+                self._after_clones(run_id, planned, placements or {}, power_on, emit)
+            except VCenterUnreachable as exc:
+                unreachable.append(exc)
         return self._finish_deploy(run_id, env, planned, started, unreachable, emit)
 
-    def _clone_one(
+    def _after_clones(
+        self,
+        run_id: int,
+        planned: list[Clone],
+        placements: dict[str, _TypePlacement],
+        power_on: bool,
+        emit: Emitter,
+    ) -> None:
+        """Confine each parent's clones to its host group, then power on and customise."""
+        ids = {c.id for c in planned}
+        ready = [
+            c
+            for c in self.repo.clones(run_id=run_id, states=[CloneState.READY])
+            if c.id in ids and c.moref
+        ]
+        for placement in placements.values():
+            if placement.group:
+                members = [
+                    c.moref
+                    for c in self.repo.clones(states=[CloneState.READY])
+                    if c.parent == placement.parent and c.host in placement.group and c.moref
+                ]
+                self.vcenter.ensure_drs_confinement(
+                    placement.cluster, placement.prefix, members, placement.group
+                )
+        if power_on and ready:
+            # Events are matched from shortly before the power-on (allowing for clock skew).
+            since = self.clock() - timedelta(seconds=30)
+            self.power_clones(ready, "on", emit=emit)
+            self._await_customization(ready, since, emit)
+
+    def power_clones(
+        self, clones: Sequence[Clone], action: str, *, emit: Emitter | None = None
+    ) -> list[FailedClone]:
+        """Power clones on, off or reset in batches of `concurrency` tasks at a time."""
+        state = {"on": "poweredOn", "off": "poweredOff", "reset": "poweredOn"}[action]
+        failed: list[FailedClone] = []
+        batch = self.settings.concurrency
+        for i in range(0, len(clones), batch):
+            chunk = [c for c in clones[i : i + batch] if c.moref]
+            errors = self.vcenter.power([c.moref for c in chunk if c.moref], action)
+            for clone, error in zip(chunk, errors, strict=True):
+                if error is None:
+                    self.repo.update_clone(clone.id, power_state=state)
+                else:
+                    failed.append(FailedClone(clone.name, clone.type, str(error)))
+        if emit is not None and failed:
+            for f in failed:
+                emit("clone_retry", clone=f.name, message=f"power {action} failed: {f.error}")
+        return failed
+
+    def _await_customization(self, clones: Sequence[Clone], since: datetime, emit: Emitter) -> None:
+        custom = [c for c in clones if self.settings.types[c.type].customization_spec and c.moref]
+        if not custom:
+            return
+        for c in custom:
+            self.repo.update_clone(c.id, customization="pending")
+        outcomes = self.vcenter.wait_for_customization(
+            [c.moref for c in custom if c.moref],
+            since=since,
+            timeout_s=self.settings.customization_timeout_s,
+        )
+        for c in custom:
+            outcome = outcomes.get(c.moref or "")
+            if outcome is not None and outcome.ok:
+                self.repo.update_clone(c.id, customization="succeeded")
+            else:
+                why = outcome.message if outcome else "no result"
+                self.repo.update_clone(
+                    c.id, customization="failed", error=f"guest customization failed: {why}"
+                )
+                emit("clone_retry", clone=c.name, message=f"customization failed: {why}")
+
+    def clone_one(
         self,
         clone: Clone,
         env: Environment,
         actor: str,
         deployed_at: str,
-        emit: _Emitter,
+        emit: Emitter,
+        *,
+        host: str | None = None,
+        keep_attributes: Mapping[str, str] | None = None,
+        new_uuid: bool = False,
     ) -> Clone:
         t = self.settings.type(clone.type)
-        instance_uuid = clone.instance_uuid or str(uuid.uuid4())
+        instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
         # Record the instance UUID before asking vCenter, so a lost reply or a crash can still
         # find the VM again by it (and never make a second one).
         clone = self.repo.update_clone(
@@ -360,7 +538,12 @@ class Service:
                 ATTR_DEPLOYED_FROM: t.parent,
                 ATTR_DEPLOYED_BY: actor,
                 ATTR_DEPLOYED_AT: deployed_at,
+                **extra_attributes(t, clone.name, env.name),
+                **(keep_attributes or {}),
             },
+            host=host,
+            customization_spec=t.customization_spec,
+            disk_mode=t.disk_mode,
         )
         attempts = 0
 
@@ -397,6 +580,8 @@ class Service:
             delta_bytes=facts.unshared_bytes or facts.committed_bytes,
             error=None,
             attempts=attempts,
+            host=facts.host or None,
+            power_state="poweredOn" if facts.powered_on else "poweredOff",
         )
 
     def _clone_or_adopt(self, request: CloneRequest) -> VmFacts:
@@ -416,8 +601,7 @@ class Service:
                     "DuplicateName",
                     transient=False,
                 ) from None
-            self.vcenter.set_attributes(mine.moref, request.attributes)
-            return mine
+            return self.vcenter.finish_clone(mine, request)
 
     def _find_mine(self, folder: str, name: str, instance_uuid: str) -> VmFacts | None:
         for vm in self.vcenter.find_vms(folder):
@@ -432,7 +616,7 @@ class Service:
         planned: list[Clone],
         started: float,
         unreachable: list[VCenterUnreachable],
-        emit: _Emitter,
+        emit: Emitter,
     ) -> DeployResult:
         ids = {c.id for c in planned}
         clones = [c for c in self.repo.clones(run_id=run_id) if c.id in ids]
@@ -519,7 +703,7 @@ class Service:
         on_event: ProgressCallback | None = None,
     ) -> TeardownResult:
         env = self.environment(environment)
-        with self._environment_lock(env.name):
+        with self.environment_lock(env.name):
             clones = self.repo.clones(environment=env.name, states=LIVE_STATES)
             if not clones:
                 raise NotFoundError(f"Environment {env.name} has no clones to strip back.")
@@ -547,9 +731,9 @@ class Service:
         on_event: ProgressCallback | None,
     ) -> TeardownResult:
         started = time.monotonic()
-        emit = _Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
+        emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
-        verified, gone, skipped = self._verify_ours(env, clones)
+        verified, gone, skipped = self.verify_ours(env, clones)
         for c in gone:
             self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
             emit("clone_ready", clone=c.name, ok=True, message="already gone")
@@ -627,7 +811,7 @@ class Service:
             raise error
         return result
 
-    def _verify_ours(
+    def verify_ours(
         self, env: Environment, clones: list[Clone]
     ) -> tuple[list[tuple[Clone, VmFacts]], list[Clone], list[tuple[Clone, str]]]:
         """Split recorded clones into (verified in vCenter, already gone, not provably ours).
@@ -750,10 +934,64 @@ class Service:
         return out
 
     # ================================================================= helpers
-    def _environment_lock(self, name: str) -> _TryLock:
+    def environment_lock(self, name: str) -> _TryLock:
         with self._env_locks_guard:
             lock = self._env_locks.setdefault(name, threading.Lock())
         return _TryLock(lock, name)
+
+
+@dataclass(frozen=True)
+class CapacityNeed:
+    datastore: str
+    free_bytes: int
+    needed_bytes: int  # deltas plus swap
+    swap_bytes: int
+    headroom_bytes: int
+
+    @property
+    def fits(self) -> bool:
+        return self.free_bytes >= self.needed_bytes + self.headroom_bytes
+
+
+@dataclass(frozen=True)
+class _TypePlacement:
+    """A type's cluster and host group for one deployment, and each new clone's host."""
+
+    cluster: Any
+    prefix: str
+    hosts: list[Host]
+    group: tuple[str, ...]
+    load: Counter[str]
+    limit: int
+    parent: str
+    assignments: dict[str, str | None] = field(default_factory=dict)
+
+    def assign(self, names: Sequence[str]) -> _TypePlacement:
+        if not self.group:
+            return replace(self, assignments={n: None for n in names})
+        plan = plan_confinement(
+            parent=self.parent,
+            names=names,
+            hosts=self.hosts,
+            current_group=self.group,
+            load=self.load,
+            limit=self.limit,
+            confine=True,
+        )
+        return replace(self, assignments=plan.assignments)
+
+    def host_for(self, name: str) -> str | None:
+        return self.assignments.get(name)
+
+
+def extra_attributes(t: TypeSettings, name: str, environment: str) -> dict[str, str]:
+    """The type's configured asset-inventory attributes, filled in for one clone."""
+    digits = "".join(ch for ch in name if ch.isdigit())
+    n = int(digits) if digits else 0
+    return {
+        key: pattern.format(name=name, n=n, type=t.name, environment=environment)
+        for key, pattern in t.attributes.items()
+    }
 
 
 class _TryLock:
@@ -774,7 +1012,7 @@ class _TryLock:
         self.lock.release()
 
 
-class _Emitter:
+class Emitter:
     """Counts progress and forwards events; a failing renderer never stops the work."""
 
     def __init__(

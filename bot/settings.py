@@ -54,6 +54,24 @@ class TypeSettings:
     snapshot: str = "clones-base"
     max_count: int = 100
     description: str = ""
+    customization_spec: str | None = None  # a named guest customization spec in vCenter
+    disk_mode: str | None = None  # e.g. "independent_nonpersistent", set after cloning
+    power_on: bool = False  # power clones on when they are ready
+    # Extra custom attributes for the asset inventory: name -> value pattern, with {name} (the
+    # clone's name), {n} (its number), {type} and {environment} filled in at deploy time.
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+DISK_MODES = (
+    "persistent",
+    "nonpersistent",
+    "undoable",
+    "independent_persistent",
+    "independent_nonpersistent",
+    "append",
+)
+NETBIOS_MAX = 15  # Windows computer names; customization uses the clone's name
+ATTRIBUTE_FIELDS = ("name", "n", "type", "environment")
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,15 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    """Deploy-ahead, strip-back and reminder policy (the `[schedule]` table)."""
+
+    reminder_lead_min: int = 60  # remind the owner this long before a scheduled strip back
+    max_lease_hours: int = 336  # an environment's end may be at most this long after its start
+    default_extension_min: int = 120  # `extend ENV` without a length, and Slack's "Extend" button
+
+
+@dataclass(frozen=True)
 class Settings:
     vcenter: VCenterSettings
     types: dict[str, TypeSettings]
@@ -82,8 +109,14 @@ class Settings:
     retry_backoff_s: float = 2.0  # first backoff; doubles each attempt, with jitter
     managed_by: str = "clones"  # value of the ManagedBy custom attribute on every clone
     max_environment_clones: int = 500
+    # Hosts that may open one shared base disk: 8 on VMFS3, 32 on VMFS5+ with vSphere 5.1+.
+    max_hosts_per_base_disk: int = 8
+    confine_hosts: bool = True  # keep each parent's clones on at most that many hosts (DRS rule)
+    capacity_headroom_gb: float = 10.0  # free space to leave on a datastore after a deployment
+    customization_timeout_s: float = 900.0  # wait this long for a guest customization to finish
     slack: SlackSettings = field(default_factory=SlackSettings)
     timezone: str = "UTC"  # the team's time zone for schedules and displayed times
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     source: Path | None = None  # the file these settings came from
 
     def type(self, name: str) -> TypeSettings:
@@ -138,15 +171,27 @@ def settings_from_dict(
         database = base_dir / database
     concurrency = _int(clones_raw, "concurrency", 8, 1, 64, f"{where} [clones]")
     retries = _int(clones_raw, "retries", 3, 0, 10, f"{where} [clones]")
-    backoff = float(clones_raw.get("retry_backoff_s", 2.0))
+    backoff = _number(clones_raw, "retry_backoff_s", 2.0, f"{where} [clones]")
     if backoff < 0:
         raise ConfigError(f"{where} [clones] retry_backoff_s must be 0 or more seconds.")
     managed_by = str(clones_raw.get("managed_by", "clones"))
     if not managed_by.strip():
         raise ConfigError(f'{where} [clones] managed_by must not be empty (e.g. "clones").')
     max_env = _int(clones_raw, "max_environment_clones", 500, 1, 10_000, f"{where} [clones]")
+    max_hosts = _int(clones_raw, "max_hosts_per_base_disk", 8, 1, 64, f"{where} [clones]")
+    confine = clones_raw.get("confine_hosts", True)
+    if not isinstance(confine, bool):
+        raise ConfigError(f"{where} [clones] confine_hosts must be true or false.")
+    headroom = clones_raw.get("capacity_headroom_gb", 10.0)
+    if isinstance(headroom, bool) or not isinstance(headroom, int | float) or headroom < 0:
+        raise ConfigError(f"{where} [clones] capacity_headroom_gb must be 0 or more (GB).")
+    custom_timeout = clones_raw.get("customization_timeout_s", 900.0)
+    if isinstance(custom_timeout, bool) or not isinstance(custom_timeout, int | float):
+        raise ConfigError(f"{where} [clones] customization_timeout_s must be a number of seconds.")
+    if custom_timeout <= 0:
+        raise ConfigError(f"{where} [clones] customization_timeout_s must be more than 0.")
 
-    types_raw = _table(raw, "types", where)
+    types_raw = _table(raw, "types", where, required=False)
     if not types_raw:
         raise ConfigError(f"{where}: no [types.NAME] tables; add one per kind of training VM.")
     types = {name: _type(name, t, where) for name, t in types_raw.items()}
@@ -162,10 +207,13 @@ def settings_from_dict(
             '"Europe/London".'
         ) from None
 
+    schedule = _schedule(_table(raw, "schedule", where, required=False), where)
+
     return Settings(
         vcenter=vcenter,
         slack=slack,
         timezone=timezone,
+        schedule=schedule,
         types=types,
         database=database,
         concurrency=concurrency,
@@ -173,6 +221,10 @@ def settings_from_dict(
         retry_backoff_s=backoff,
         managed_by=managed_by,
         max_environment_clones=max_env,
+        max_hosts_per_base_disk=max_hosts,
+        confine_hosts=confine,
+        capacity_headroom_gb=float(headroom),
+        customization_timeout_s=float(custom_timeout),
         source=source,
     )
 
@@ -190,7 +242,9 @@ def _vcenter(vc: dict[str, Any], env: dict[str, str], where: str) -> VCenterSett
             f"{where} [vcenter] must not contain a password; put it in the environment "
             f"variable named by password_env ({password_env})."
         )
-    insecure = bool(vc.get("insecure", False))
+    insecure = vc.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"{where} [vcenter] insecure must be true or false (no quotes).")
     if url != LAB_URL:
         parsed = urlparse(url)
         if parsed.scheme not in ("https", "http") or not parsed.hostname:
@@ -214,8 +268,8 @@ def _vcenter(vc: dict[str, Any], env: dict[str, str], where: str) -> VCenterSett
         insecure=insecure,
         ca_file=str(ca_file) if ca_file else None,
         datacenter=vc.get("datacenter"),
-        timeout_s=float(vc.get("timeout_s", 60.0)),
-        task_timeout_s=float(vc.get("task_timeout_s", 1800.0)),
+        timeout_s=_number(vc, "timeout_s", 60.0, f"{where} [vcenter]"),
+        task_timeout_s=_number(vc, "task_timeout_s", 1800.0, f"{where} [vcenter]"),
     )
 
 
@@ -234,7 +288,7 @@ def _slack(raw: dict[str, Any], where: str) -> SlackSettings:
             )
         return tuple(value)
 
-    interval = float(raw.get("progress_interval_s", 3.0))
+    interval = _number(raw, "progress_interval_s", 3.0, ctx)
     if interval < 1.0:
         raise ConfigError(
             f"{ctx} progress_interval_s must be at least 1 second (Slack rate limits)."
@@ -249,6 +303,27 @@ def _slack(raw: dict[str, Any], where: str) -> SlackSettings:
         app_token_env=str(raw.get("app_token_env", "SLACK_APP_TOKEN")),
         progress_interval_s=interval,
         api_url=raw.get("api_url"),
+    )
+
+
+def _schedule(raw: dict[str, Any], where: str) -> ScheduleSettings:
+    ctx = f"{where} [schedule]"
+    lead = _int(raw, "reminder_lead_min", 60, 0, 7 * 24 * 60, ctx)
+    max_lease = _int(raw, "max_lease_hours", 336, 1, 366 * 24, ctx)
+    extension = _int(raw, "default_extension_min", 120, 1, 7 * 24 * 60, ctx)
+    if extension > max_lease * 60:
+        raise ConfigError(
+            f"{ctx} default_extension_min ({extension}) is longer than max_lease_hours "
+            f"({max_lease} h); make it shorter, e.g. 120."
+        )
+    unknown = sorted(set(raw) - {"reminder_lead_min", "max_lease_hours", "default_extension_min"})
+    if unknown:
+        raise ConfigError(
+            f"{ctx} has unknown key(s) {', '.join(unknown)}; known: reminder_lead_min, "
+            "max_lease_hours, default_extension_min."
+        )
+    return ScheduleSettings(
+        reminder_lead_min=lead, max_lease_hours=max_lease, default_extension_min=extension
     )
 
 
@@ -281,6 +356,41 @@ def _type(name: str, t: Any, where: str) -> TypeSettings:
     snapshot = str(t.get("snapshot", "clones-base"))
     if not snapshot.strip():
         raise ConfigError(f'{ctx} snapshot must not be empty (e.g. "clones-base").')
+    spec = t.get("customization_spec")
+    if spec is not None:
+        if not isinstance(spec, str) or not spec.strip():
+            raise ConfigError(f'{ctx} customization_spec must be a spec name, e.g. "win-training".')
+        longest = pattern.format(n=max_count)
+        if len(longest) > NETBIOS_MAX:
+            raise ConfigError(
+                f'{ctx} name_pattern makes computer names such as "{longest}" ({len(longest)} '
+                f"characters); Windows allows {NETBIOS_MAX}. Shorten the pattern, e.g. "
+                '"TRN-CAP-{n:03}".'
+            )
+    disk_mode = t.get("disk_mode")
+    if disk_mode is not None and disk_mode not in DISK_MODES:
+        raise ConfigError(
+            f'{ctx} disk_mode "{disk_mode}" is not a vSphere disk mode; use one of '
+            f"{', '.join(DISK_MODES)} (training labs usually want independent_nonpersistent)."
+        )
+    power_on = t.get("power_on", False)
+    if not isinstance(power_on, bool):
+        raise ConfigError(f"{ctx} power_on must be true or false.")
+    attributes = t.get("attributes", {})
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise ConfigError(
+            f'{ctx} attributes must be a table of names to text, e.g. CostCentre = "TR-01".'
+        )
+    for key, value in attributes.items():
+        try:
+            value.format(name="TRN-CAP-001", n=1, type=name, environment="env")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f'{ctx} attributes.{key} = "{value}" is not valid ({exc}); use only '
+                f"{{name}}, {{n}}, {{type}} and {{environment}}."
+            ) from None
     return TypeSettings(
         name=name,
         parent=str(t["parent"]),
@@ -291,6 +401,10 @@ def _type(name: str, t: Any, where: str) -> TypeSettings:
         snapshot=snapshot,
         max_count=max_count,
         description=str(t.get("description", "")),
+        customization_spec=spec,
+        disk_mode=disk_mode,
+        power_on=power_on,
+        attributes=dict(attributes),
     )
 
 
@@ -311,11 +425,21 @@ def _table(raw: dict[str, Any], key: str, where: str, required: bool = True) -> 
     value = raw.get(key)
     if value is None:
         if required:
-            raise ConfigError(f"{where}: the [{key}] table is missing.")
+            raise ConfigError(
+                f"{where}: the [{key}] table is missing; add it (README.md, Configuration, "
+                "lists its settings)."
+            )
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: {key} must be a table ([{key}]).")
     return value
+
+
+def _number(raw: dict[str, Any], key: str, default: float, ctx: str) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{ctx} {key} must be a number of seconds (e.g. {default}), not {value!r}.")
+    return float(value)
 
 
 def _int(raw: dict[str, Any], key: str, default: int, lo: int, hi: int, ctx: str) -> int:

@@ -8,6 +8,7 @@ such as ``vm-42``).
 
 from __future__ import annotations
 
+import copy
 import http.client
 import logging
 import socket
@@ -16,7 +17,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -77,6 +79,15 @@ TRANSIENT_FAULTS = frozenset(
     }
 )
 
+CUSTOMIZATION_EVENTS = [
+    "CustomizationSucceeded",
+    "CustomizationFailed",
+    "CustomizationSysprepFailed",
+    "CustomizationLinuxIdentityFailed",
+    "CustomizationNetworkSetupFailed",
+    "CustomizationUnknownFailure",
+]
+
 VM_PROPERTIES = [
     "name",
     "config.instanceUuid",
@@ -101,7 +112,45 @@ class VmFacts:
     attributes: dict[str, str] = field(default_factory=dict)
     committed_bytes: int = 0
     unshared_bytes: int = 0
-    host: str = ""
+    host: str = ""  # moref of the host it runs on
+    disk_modes: tuple[str, ...] = ()
+    parent_moref: str = ""  # the folder or vApp it sits in
+
+
+@dataclass(frozen=True)
+class DiskInfo:
+    label: str
+    capacity_bytes: int
+    thin: bool
+    mode: str  # persistent, independent_nonpersistent, ...
+    has_parent: bool
+
+
+@dataclass(frozen=True)
+class ParentReport:
+    """Everything `prepare` checks about a parent, read in one round trip."""
+
+    name: str
+    moref: str
+    powered_on: bool
+    disks: tuple[DiskInfo, ...]
+    snapshots_named: int  # snapshots carrying the base snapshot's name
+    used_bytes: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    moref: str
+    name: str
+    usable: bool  # connected and not in maintenance mode
+
+
+@dataclass(frozen=True)
+class CustomizationOutcome:
+    moref: str
+    ok: bool | None  # None: no result before the timeout
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,7 +163,9 @@ class CloneRequest:
     resource_pool: str
     datastore: str
     attributes: Mapping[str, str]
-    host: str | None = None
+    host: str | None = None  # moref of the host to place it on (host-limit confinement)
+    customization_spec: str | None = None  # named spec; the computer name is the clone's name
+    disk_mode: str | None = None  # applied after cloning: the parent's disks stay cloneable
 
 
 @dataclass
@@ -139,6 +190,7 @@ class VCenter:
         self._si: Any | None = None
         self._content: Any | None = None
         self._snapshots: dict[tuple[str, str], str] = {}
+        self._custom_specs: dict[str, Any] = {}
         self._local = threading.local()
         self._collectors: list[Any] = []
         self._field_keys: dict[str, int] = {}
@@ -408,6 +460,11 @@ class VCenter:
             raise result
         return str(result._moId)
 
+    def forget_snapshots(self) -> None:
+        """Look base snapshots up afresh (a parent may have been re-snapshotted)."""
+        with self._lock:
+            self._snapshots.clear()
+
     # ----------------------------------------------------------------- custom attributes
     def ensure_attribute_definitions(self, names: Iterable[str] = CLONE_ATTRIBUTES) -> None:
         cfm = self.content.customFieldsManager
@@ -472,7 +529,7 @@ class VCenter:
             diskMoveType="createNewChildDiskBacking",
         )
         if req.host:
-            relocate.host = self._find_host(req.host)
+            relocate.host = vim.HostSystem(req.host, self._stub())
         spec = vim.vm.CloneSpec(
             location=relocate,
             snapshot=snap,
@@ -480,6 +537,8 @@ class VCenter:
             template=False,
             config=vim.vm.ConfigSpec(instanceUuid=req.instance_uuid),
         )
+        if req.customization_spec:
+            spec.customization = self._customization(req.customization_spec, req.name)
         task = self.call(
             f"cloning {req.name}",
             lambda: vm.CloneVM_Task(folder=place.folder, name=req.name, spec=spec),
@@ -502,25 +561,284 @@ class VCenter:
                 f'removed. Check that parent "{req.parent}" has snapshot "{req.snapshot}" and no '
                 "per-disk placement overrides."
             )
+        return self.finish_clone(facts, req)
+
+    def finish_clone(self, facts: VmFacts, req: CloneRequest) -> VmFacts:
+        """The steps after CloneVM_Task, idempotent so an adopted clone can be finished too."""
+        if req.disk_mode and any(m != req.disk_mode for m in facts.disk_modes):
+            self.set_disk_mode(facts.moref, req.disk_mode)
+            facts = replace(facts, disk_modes=tuple(req.disk_mode for _ in facts.disk_modes))
         self.set_attributes(facts.moref, req.attributes)
-        return VmFacts(
-            moref=facts.moref,
-            name=facts.name,
-            instance_uuid=facts.instance_uuid,
-            powered_on=facts.powered_on,
-            linked=facts.linked,
-            attributes=dict(req.attributes),
-            committed_bytes=facts.committed_bytes,
-            unshared_bytes=facts.unshared_bytes,
-            host=facts.host,
+        return replace(facts, attributes={**facts.attributes, **req.attributes})
+
+    def _customization(self, spec_name: str, computer_name: str) -> Any:
+        """The named customization spec, with the clone's name as its computer name."""
+        with self._lock:
+            cached = self._custom_specs.get(spec_name)
+        if cached is None:
+            manager = self.content.customizationSpecManager
+            try:
+                item = self.call(
+                    f"reading customization spec {spec_name}",
+                    lambda: manager.GetCustomizationSpec(name=spec_name),
+                )
+            except VCenterFault as exc:
+                if exc.fault != "NotFound":
+                    raise
+                raise NotFoundError(
+                    f'Customization spec "{spec_name}" does not exist in vCenter; create it under '
+                    "Policies and Profiles, or fix the type's customization_spec."
+                ) from None
+            cached = item.spec
+            with self._lock:
+                self._custom_specs[spec_name] = cached
+        spec = copy.deepcopy(cached)
+        fixed = vim.vm.customization.FixedName(name=computer_name)
+        identity = spec.identity
+        if isinstance(identity, vim.vm.customization.Sysprep):
+            identity.userData.computerName = fixed
+        elif isinstance(identity, vim.vm.customization.LinuxPrep):
+            identity.hostName = fixed
+        return spec
+
+    def customization_spec_exists(self, spec_name: str) -> bool:
+        manager = self.content.customizationSpecManager
+        return bool(
+            self.call(
+                f"looking up customization spec {spec_name}",
+                lambda: manager.DoesCustomizationSpecExist(name=spec_name),
+            )
         )
 
-    def _find_host(self, name: str) -> Any:
-        rows = self._retrieve_container(vim.HostSystem, ["name"], root=self.datacenter())
-        for obj, props in rows:
-            if props.get("name") == name:
-                return obj
-        raise NotFoundError(f'Host "{name}" not found.')
+    def set_disk_mode(self, moref: str, mode: str) -> None:
+        """Set every disk of a clone to `mode` and check vCenter reports it back."""
+        vm = self._vm(moref)
+        props = self._retrieve_one(vm, ["config.hardware.device"])
+        changes = []
+        for disk in props.get("config.hardware.device", []):
+            if not _is_disk(disk) or disk.backing.diskMode == mode:
+                continue
+            disk.backing.diskMode = mode
+            changes.append(
+                vim.vm.device.VirtualDeviceSpec(
+                    operation=vim.vm.device.VirtualDeviceSpec.Operation.edit, device=disk
+                )
+            )
+        if changes:
+            task = self.call(
+                f"setting disk mode on {moref}",
+                lambda: vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=changes)),
+            )
+            result = self.wait_for_tasks([task])[0]
+            if isinstance(result, BaseException):
+                raise result
+        after = self._retrieve_one(vm, ["config.hardware.device"])
+        modes = {d.backing.diskMode for d in after.get("config.hardware.device", []) if _is_disk(d)}
+        if modes != {mode}:
+            raise VCenterFault(
+                f"{moref}: disk mode is {', '.join(sorted(modes))} after asking for {mode}.",
+                "InvalidState",
+            )
+
+    # ----------------------------------------------------------------- parents and placement
+    def parent_report(self, parent: str, snapshot: str) -> ParentReport:
+        vm = self.find_parent(parent)
+        props = self._retrieve_one(
+            vm,
+            [
+                "config.hardware.device",
+                "summary.storage",
+                "runtime.powerState",
+                "snapshot",
+                "config.hardware.memoryMB",
+            ],
+        )
+        disks = tuple(
+            DiskInfo(
+                label=str(d.deviceInfo.label if d.deviceInfo else d.key),
+                capacity_bytes=int(d.capacityInBytes or d.capacityInKB * 1024),
+                thin=bool(getattr(d.backing, "thinProvisioned", False)),
+                mode=str(getattr(d.backing, "diskMode", "persistent")),
+                has_parent=getattr(d.backing, "parent", None) is not None,
+            )
+            for d in props.get("config.hardware.device", [])
+            if _is_disk(d)
+        )
+        storage = props.get("summary.storage")
+        return ParentReport(
+            name=parent,
+            moref=str(vm._moId),
+            powered_on=props.get("runtime.powerState") != "poweredOff",
+            disks=disks,
+            snapshots_named=_count_snapshots(props.get("snapshot"), snapshot),
+            used_bytes=int(storage.committed) if storage is not None else 0,
+            memory_mb=int(props.get("config.hardware.memoryMB") or 0),
+        )
+
+    def shut_down(self, parent: str, timeout_s: float = 300.0) -> None:
+        """Shut a parent down: a clean guest shutdown when VMware Tools runs, else power off."""
+        vm = self.find_parent(parent)
+        props = self._retrieve_one(vm, ["runtime.powerState", "guest.toolsRunningStatus"])
+        if props.get("runtime.powerState") == "poweredOff":
+            return
+        if props.get("guest.toolsRunningStatus") == "guestToolsRunning":
+            self.call(f"shutting down {parent}", vm.ShutdownGuest)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                state = self._retrieve_one(vm, ["runtime.powerState"]).get("runtime.powerState")
+                if state == "poweredOff":
+                    return
+                time.sleep(2)
+            raise VCenterFault(
+                f"{parent} did not shut down within {timeout_s:.0f} s; shut it down yourself.",
+                "Timedout",
+            )
+        result = self.wait_for_tasks([self.call(f"powering off {parent}", vm.PowerOffVM_Task)])[0]
+        if isinstance(result, BaseException):
+            raise result
+
+    def cluster_hosts(self, resource_pool: str) -> tuple[Any, list[HostInfo]]:
+        """The cluster behind a type's resource pool, and its hosts (morefs, names, usable)."""
+        pool = self.placement_pool(resource_pool)
+        owner = self._retrieve_one(pool, ["owner"]).get("owner")
+        if not isinstance(owner, vim.ClusterComputeResource):
+            return owner, []
+        rows = self._retrieve_container(
+            vim.HostSystem,
+            ["name", "runtime.connectionState", "runtime.inMaintenanceMode"],
+            root=owner,
+        )
+        hosts = [
+            HostInfo(
+                moref=str(obj._moId),
+                name=str(props.get("name", "")),
+                usable=props.get("runtime.connectionState") == "connected"
+                and not props.get("runtime.inMaintenanceMode"),
+            )
+            for obj, props in rows
+        ]
+        return owner, sorted(hosts, key=lambda h: h.name)
+
+    def placement_pool(self, resource_pool: str) -> Any:
+        pool_obj = self._find_path("resource pool", "host", resource_pool)
+        if isinstance(pool_obj, vim.ComputeResource):
+            pool_obj = self._retrieve_one(pool_obj, ["resourcePool"]).get("resourcePool")
+        return pool_obj
+
+    def drs_confinement(self, cluster: Any, prefix: str) -> tuple[list[str], list[str], bool]:
+        """Read the bot's DRS groups and rule for one parent: (vm morefs, host morefs, rule?)."""
+        config = self._retrieve_one(cluster, ["configurationEx"]).get("configurationEx")
+        vms: list[str] = []
+        hosts: list[str] = []
+        for group in getattr(config, "group", None) or []:
+            if group.name == f"{prefix}-vms":
+                vms = [str(v._moId) for v in group.vm or []]
+            elif group.name == f"{prefix}-hosts":
+                hosts = [str(h._moId) for h in group.host or []]
+        rule = any(r.name == f"{prefix}-must-run" for r in getattr(config, "rule", None) or [])
+        return vms, hosts, rule
+
+    def ensure_drs_confinement(
+        self, cluster: Any, prefix: str, vm_morefs: Sequence[str], host_morefs: Sequence[str]
+    ) -> None:
+        """Keep one parent's clones on its host group: a VM group, a host group and a
+        mandatory "must run on" rule, created or updated in one cluster reconfiguration."""
+        vms, hosts, has_rule = self.drs_confinement(cluster, prefix)
+        want_vms = sorted(set(vm_morefs))
+        want_hosts = sorted(set(host_morefs))
+        if sorted(vms) == want_vms and sorted(hosts) == want_hosts and has_rule:
+            return
+        stub = self._stub()
+        spec = vim.cluster.ConfigSpecEx(
+            groupSpec=[
+                vim.cluster.GroupSpec(
+                    operation="edit" if vms else "add",
+                    info=vim.cluster.VmGroup(
+                        name=f"{prefix}-vms",
+                        vm=[vim.VirtualMachine(m, stub) for m in want_vms],
+                    ),
+                ),
+                vim.cluster.GroupSpec(
+                    operation="edit" if hosts else "add",
+                    info=vim.cluster.HostGroup(
+                        name=f"{prefix}-hosts",
+                        host=[vim.HostSystem(h, stub) for h in want_hosts],
+                    ),
+                ),
+            ],
+        )
+        if not has_rule:
+            spec.rulesSpec = [
+                vim.cluster.RuleSpec(
+                    operation="add",
+                    info=vim.cluster.VmHostRuleInfo(
+                        name=f"{prefix}-must-run",
+                        enabled=True,
+                        mandatory=True,
+                        vmGroupName=f"{prefix}-vms",
+                        affineHostGroupName=f"{prefix}-hosts",
+                    ),
+                )
+            ]
+        task = self.call(
+            f"confining {prefix} to its hosts",
+            lambda: cluster.ReconfigureComputeResource_Task(spec=spec, modify=True),
+        )
+        result = self.wait_for_tasks([task])[0]
+        if isinstance(result, BaseException):
+            raise result
+
+    # ----------------------------------------------------------------- power and customization
+    def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]:
+        """Power on, off or reset VMs as one batch of tasks; per-VM errors, None where done."""
+        method = {"on": "PowerOnVM_Task", "off": "PowerOffVM_Task", "reset": "ResetVM_Task"}[action]
+        tasks = []
+        for moref in morefs:
+            vm = self._vm(moref)
+            tasks.append(self.call(f"power {action} {moref}", getattr(vm, method)))
+        out: list[VCenterError | None] = []
+        for result in self.wait_for_tasks(tasks):
+            if isinstance(result, VCenterFault) and result.fault == "InvalidPowerState":
+                out.append(None)  # already in the asked-for state
+            elif isinstance(result, VCenterError):
+                out.append(result)
+            else:
+                out.append(None)
+        return out
+
+    def wait_for_customization(
+        self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0
+    ) -> dict[str, CustomizationOutcome]:
+        """Wait for CustomizationSucceeded/Failed events of these VMs (one query per poll)."""
+        pending = set(morefs)
+        out: dict[str, CustomizationOutcome] = {}
+        events = self.content.eventManager
+        spec = vim.event.EventFilterSpec(
+            eventTypeId=CUSTOMIZATION_EVENTS,
+            time=vim.event.EventFilterSpec.ByTime(beginTime=since),
+        )
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            found = self.call("reading customization events", lambda: events.QueryEvents(spec))
+            for event in found or []:
+                vm = getattr(getattr(event, "vm", None), "vm", None)
+                moref = str(vm._moId) if vm is not None else ""
+                if moref not in pending:
+                    continue
+                ok = fault_name(event) == "CustomizationSucceeded"
+                reason = getattr(event, "reason", None) or getattr(
+                    event, "fullFormattedMessage", ""
+                )
+                out[moref] = CustomizationOutcome(moref, ok, "" if ok else str(reason or ""))
+                pending.discard(moref)
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(poll_s)
+        for moref in pending:
+            out[moref] = CustomizationOutcome(
+                moref, None, f"no customization result within {timeout_s:.0f} s"
+            )
+        return out
 
     # ----------------------------------------------------------------- reading VMs
     def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
@@ -566,6 +884,8 @@ class VCenter:
             committed_bytes=int(storage.committed) if storage is not None else 0,
             unshared_bytes=int(storage.unshared or 0) if storage is not None else 0,
             host=str(host._moId) if host is not None else "",
+            disk_modes=tuple(str(getattr(d.backing, "diskMode", "")) for d in disks),
+            parent_moref=str(parent._moId) if (parent := props.get("parent")) is not None else "",
         )
 
     # ----------------------------------------------------------------- power and destroy
@@ -619,6 +939,18 @@ class VCenter:
         """
         if not tasks:
             return []
+        try:
+            return self._wait_for_tasks(tasks)
+        except VCenterFault as exc:
+            if exc.fault != "ManagedObjectNotFound":
+                raise
+            # A collector belongs to the session that made it: after the session expired and
+            # was renewed it is gone. Make this thread a fresh one and wait again (a task keeps
+            # its result, so nothing is lost or done twice).
+            self._local.collector = None
+            return self._wait_for_tasks(tasks)
+
+    def _wait_for_tasks(self, tasks: Sequence[Any]) -> list[Any]:
         pc = self._collector()
         spec = vmodl.query.PropertyCollector.FilterSpec(
             objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=t) for t in tasks],
@@ -810,19 +1142,26 @@ def _fault_error(fault: Any, what: str) -> VCenterError:
     return VCenterFault(f"vCenter fault while {what}: {text}", name, name in TRANSIENT_FAULTS)
 
 
-def _find_snapshot(info: Any, name: str) -> Any:
-    if info is None:
-        return None
-
+def _snapshot_trees(info: Any) -> Iterator[Any]:
     def walk(trees: Iterable[Any]) -> Iterator[Any]:
         for tree in trees or []:
             yield tree
             yield from walk(tree.childSnapshotList)
 
-    for tree in walk(info.rootSnapshotList):
-        if tree.name == name:
-            return tree.snapshot
-    return None
+    if info is not None:
+        yield from walk(info.rootSnapshotList)
+
+
+def _find_snapshot(info: Any, name: str) -> Any:
+    """The newest snapshot with this name (a re-snapshotted parent's current base)."""
+    named = [t for t in _snapshot_trees(info) if t.name == name]
+    if not named:
+        return None
+    return max(named, key=lambda t: t.createTime).snapshot
+
+
+def _count_snapshots(info: Any, name: str) -> int:
+    return sum(1 for tree in _snapshot_trees(info) if tree.name == name)
 
 
 def _is_disk(device: Any) -> bool:

@@ -112,6 +112,37 @@ def m002_parent_facts(db: Database) -> None:
     )
 
 
+@migrations()
+def m003_schedules(db: Database) -> None:
+    # Bookkeeping for schedules; the times themselves are environments.starts_at/ends_at.
+    # deploy_command: the grammar text a scheduled deploy runs ("deploy capture 25 as x");
+    # lease_from: when the environment's lease began (the cap on extensions counts from it);
+    # reminded_for_end: the end a reminder was sent for (one reminder per scheduled end);
+    # stripping_for_end: a scheduled strip back claimed for this end and not finished yet.
+    db.execute(
+        """
+        CREATE TABLE schedules (
+            environment TEXT PRIMARY KEY REFERENCES environments(name) ON DELETE CASCADE,
+            deploy_command TEXT,
+            requested_by TEXT NOT NULL DEFAULT '',
+            lease_from TEXT,
+            reminded_for_end TEXT,
+            stripping_for_end TEXT,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+
+
+@migrations()
+def m004_clone_runtime(db: Database) -> None:
+    # Where a clone runs, its last known power state and its guest customization outcome
+    # ("", "pending", "succeeded", "failed"): shown by status without a vCenter round trip.
+    db.execute("ALTER TABLE clones ADD COLUMN host TEXT")
+    db.execute("ALTER TABLE clones ADD COLUMN power_state TEXT")
+    db.execute("ALTER TABLE clones ADD COLUMN customization TEXT NOT NULL DEFAULT ''")
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

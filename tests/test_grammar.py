@@ -178,7 +178,8 @@ def test_suggest() -> None:
 
 
 def test_verbs_and_usage() -> None:
-    assert VERBS == ("deploy", "status", "savings", "teardown", "types", "help")
+    required = {"deploy", "status", "savings", "teardown", "types", "help", "prepare", "power"}
+    assert required | {"plan", "inventory", "refresh"} <= set(VERBS)
     text = usage()
     for verb in VERBS:
         assert f"`{verb}" in text
