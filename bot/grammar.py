@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bot.errors import UsageError
+from bot.timeparse import DURATION_EXAMPLES, parse_duration
 
 MAX_COUNT = (
     500  # per type and command; a type's own (lower) maximum is checked by the service layer
@@ -63,6 +64,28 @@ class Teardown:
 
 
 @dataclass(frozen=True, slots=True)
+class Schedule:
+    """Set or move an environment's start (a scheduled deploy) and/or end (raw time text)."""
+
+    environment: str
+    at: str | None = None
+    until: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Extend:
+    """Move an environment's scheduled end later; `by` is raw duration text (None: default)."""
+
+    environment: str
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelSchedule:
+    environment: str
+
+
+@dataclass(frozen=True, slots=True)
 class Types:
     pass
 
@@ -72,7 +95,52 @@ class Help:
     topic: str | None = None  # a canonical verb name
 
 
-Command = Deploy | Status | Savings | Teardown | Types | Help
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Check a type's parent; optionally power it off; create the base snapshot if missing."""
+
+    type: str
+    power_off: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Power:
+    action: str  # "on", "off" or "reset"
+    environment: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    items: tuple[DeployItem, ...]
+    power_on: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory:
+    environment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    environment: str
+
+
+Command = (
+    Deploy
+    | Status
+    | Savings
+    | Teardown
+    | Schedule
+    | Extend
+    | CancelSchedule
+    | Types
+    | Help
+    | Prepare
+    | Power
+    | Plan
+    | Inventory
+    | Refresh
+)
 
 # ---------------------------------------------------------------------------------------------
 # The verb registry
@@ -206,6 +274,13 @@ def _optional_environment(verb: str, args: list[str]) -> str | None:
             f'e.g. "{example}"'
         )
     return _environment(args[0], example) if args else None
+
+
+def _type_name(word: str, example: str) -> str:
+    name = word.lower()
+    if not TYPE_PATTERN.fullmatch(name):
+        raise UsageError(f'"{_show(word)}" is not a type name, e.g. "{example}"')
+    return name
 
 
 def _no_arguments(verb: str, args: list[str]) -> None:
@@ -413,6 +488,99 @@ def _parse_teardown(args: list[str]) -> Command:
     return Teardown(_environment(args[0], example))
 
 
+def _one_environment(args: list[str], example: str) -> str:
+    if not args:
+        raise UsageError(f'say which environment, e.g. "{example}"')
+    return _environment(args[0], example)
+
+
+_SCHEDULE_EXAMPLE = "schedule nov-cohort until fri 17:00"
+
+
+@_verb(
+    "schedule",
+    summary="set when an environment is stripped back (and when a scheduled deploy starts)",
+    example=_SCHEDULE_EXAMPLE,
+    syntax="schedule ENV [at WHEN] [until WHEN]",
+    detail=(
+        "`until WHEN` strips the environment back then; the owner is reminded beforehand.",
+        "`at WHEN` moves a deployment scheduled with `deploy ... at WHEN`.",
+        'WHEN is in the team\'s time zone: "fri 17:00", "tomorrow 9:00", "in 3h", '
+        '"2026-12-01 09:00".',
+    ),
+    examples=(
+        _SCHEDULE_EXAMPLE,
+        "schedule nov-cohort at mon 08:00 until fri 17:00",
+        "schedule nov-cohort until in 3h",
+    ),
+)
+def _parse_schedule(args: list[str]) -> Command:
+    env = _one_environment(args, _SCHEDULE_EXAMPLE)
+    rest = args[1:]
+    lowered = [w.lower() for w in rest]
+    if not rest or lowered[0] not in ("at", "until"):
+        got = f', got "{_show(" ".join(rest))}"' if rest else ""
+        raise UsageError(
+            f'say when with "until" (and "at" for a scheduled deploy){got}, '
+            f'e.g. "schedule {env} until fri 17:00"'
+        )
+    at = until = None
+    if lowered[0] == "at":
+        cut = lowered.index("until") if "until" in lowered else len(rest)
+        at = _time_text("at", rest[1:cut])
+        if cut < len(rest):
+            until = _time_text("until", rest[cut + 1 :])
+    else:
+        until = _time_text("until", rest[1:])
+    return Schedule(env, at, until)
+
+
+_EXTEND_EXAMPLE = "extend nov-cohort 2h"
+
+
+@_verb(
+    "extend",
+    summary="strip an environment back later than scheduled",
+    example=_EXTEND_EXAMPLE,
+    syntax="extend ENV [by] [HOW-LONG]",
+    detail=(
+        f"HOW-LONG is like {DURATION_EXAMPLES}; without it, the configured default (usually 2h).",
+        "Extensions are capped by the configured maximum lease.",
+    ),
+    examples=(_EXTEND_EXAMPLE, "extend nov-cohort by 1h30m", "extend nov-cohort"),
+)
+def _parse_extend(args: list[str]) -> Command:
+    env = _one_environment(args, _EXTEND_EXAMPLE)
+    words = args[1:]
+    if not words:
+        return Extend(env)
+    text = " ".join(words)
+    parse_duration(text)  # refuse nonsense here; the schedule service re-reads the text
+    return Extend(env, text)
+
+
+_CANCEL_EXAMPLE = "cancel-schedule nov-cohort"
+
+
+@_verb(
+    "cancel-schedule",
+    summary="drop an environment's scheduled deploy, strip back and reminder",
+    example=_CANCEL_EXAMPLE,
+    syntax="cancel-schedule ENV",
+    detail=("Also `unschedule`. The clones stay until you strip them back.",),
+    examples=(_CANCEL_EXAMPLE, "unschedule nov-cohort"),
+    aliases=("unschedule", "cancel schedule"),
+)
+def _parse_cancel_schedule(args: list[str]) -> Command:
+    env = _one_environment(args, _CANCEL_EXAMPLE)
+    if len(args) > 1:
+        raise UsageError(
+            f'cancel-schedule takes one environment name, got "{_show(" ".join(args))}", '
+            f'e.g. "{_CANCEL_EXAMPLE}"'
+        )
+    return CancelSchedule(env)
+
+
 @_verb(
     "types",
     summary="list the VM types you can deploy",
@@ -422,6 +590,92 @@ def _parse_teardown(args: list[str]) -> Command:
 def _parse_types(args: list[str]) -> Command:
     _no_arguments("types", args)
     return Types()
+
+
+@_verb(
+    "prepare",
+    summary="check a type's parent and create its base snapshot if missing",
+    example="prepare capture",
+    syntax="prepare TYPE [power-off]",
+    detail=(
+        "Reports what would stop linked clones: a powered-on parent, independent disks, thick "
+        "disks, a missing or doubled base snapshot.",
+        "`power-off` shuts the parent down first (cleanly when VMware Tools runs).",
+    ),
+    examples=("prepare capture", "prepare capture power-off"),
+)
+def _parse_prepare(args: list[str]) -> Command:
+    example = "prepare capture"
+    words, power_off = list(args), False
+    if words and words[-1].lower() in ("power-off", "poweroff", "shutdown"):
+        words, power_off = words[:-1], True
+    elif len(words) >= 2 and [w.lower() for w in words[-2:]] == ["power", "off"]:
+        words, power_off = words[:-2], True
+    if len(words) != 1:
+        raise UsageError(f'say which type to prepare, e.g. "{example}" or "{example} power-off"')
+    return Prepare(_type_name(words[0], example), power_off)
+
+
+_POWER_ACTIONS = {"on": "on", "off": "off", "reset": "reset", "restart": "reset"}
+
+
+@_verb(
+    "power",
+    summary="power an environment's clones on, off or reset",
+    example="power on nov-cohort",
+    syntax="power on|off|reset ENV",
+    examples=("power on nov-cohort", "power off nov-cohort", "power reset nov-cohort"),
+)
+def _parse_power(args: list[str]) -> Command:
+    example = "power on nov-cohort"
+    if len(args) != 2:
+        raise UsageError(f'say on, off or reset and the environment, e.g. "{example}"')
+    action = _POWER_ACTIONS.get(args[0].lower())
+    if action is None:
+        raise UsageError(
+            f'"{_show(args[0])}" is not a power action: use on, off or reset, e.g. "{example}"'
+        )
+    return Power(action, _environment(args[1], example))
+
+
+@_verb(
+    "plan",
+    summary="estimate thick, thin and linked sizes and check the datastore's free space",
+    example="plan capture 25",
+    syntax="plan TYPE COUNT [TYPE COUNT ...] [and power on]",
+    detail=("Nothing is created; `and power on` counts RAM-sized swap files too.",),
+    examples=("plan capture 25", "plan capture 25 packaging 25 and power on"),
+)
+def _parse_plan(args: list[str]) -> Command:
+    words, power_on = _strip_power_on(list(args))
+    return Plan(_deploy_items(words), power_on)
+
+
+@_verb(
+    "inventory",
+    summary="list clones with their custom attributes, power state and storage",
+    example="inventory nov-cohort",
+    syntax="inventory [ENV]",
+    detail=("In a terminal, `--csv` prints CSV.",),
+    examples=("inventory", "inventory nov-cohort"),
+)
+def _parse_inventory(args: list[str]) -> Command:
+    return Inventory(_optional_environment("inventory", args))
+
+
+@_verb(
+    "refresh",
+    summary="re-create an environment's clones from the current base snapshot, same names",
+    example="refresh nov-cohort",
+    syntax="refresh ENV",
+    detail=("For a parent that was patched and re-snapshotted, or a lab reset between cohorts.",),
+    examples=("refresh nov-cohort",),
+)
+def _parse_refresh(args: list[str]) -> Command:
+    example = "refresh nov-cohort"
+    if len(args) != 1:
+        raise UsageError(f'say which environment to refresh, e.g. "{example}"')
+    return Refresh(_environment(args[0], example))
 
 
 @_verb(
