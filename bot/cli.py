@@ -31,6 +31,7 @@ from bot.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, Refr
 from bot.errors import ClonesError, UsageError
 from bot.models import CloneState, RunState
 from bot.savings import Savings, format_table
+from bot.schedules import ScheduleResult, SchedulerLock, ScheduleService, lock_path_for
 from bot.service import (
     DeployResult,
     EnvironmentStatus,
@@ -39,7 +40,6 @@ from bot.service import (
     TeardownResult,
     TypeStatus,
 )
-from bot.schedules import ScheduleResult, ScheduleService, SchedulerLock, lock_path_for
 from bot.settings import load_settings
 from bot.timeparse import describe_time
 
@@ -349,6 +349,10 @@ def _show_status(
                             "state": c.state.value,
                             "parent": c.parent,
                             "moref": c.moref,
+                            "host": c.host,
+                            "power_state": c.power_state,
+                            "customization": c.customization,
+                            "error": c.error,
                         }
                         for c in clones
                         if c.state.live or command.environment
@@ -374,10 +378,17 @@ def _show_status(
             parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
             print(f"  {t:<14} {parts}", file=out)
         if command.environment:
+            limit = app.settings.max_hosts_per_base_disk
+            for parent, n in st.hosts_by_parent.items():
+                print(f"  {parent}: clones on {n} host(s) (limit {limit} per base disk)", file=out)
             for c in st.clones:
                 if c.state.live or c.state is CloneState.FAILED:
+                    power = {"poweredOn": "on", "poweredOff": "off"}.get(c.power_state or "", "")
                     extra = f"  {c.error}" if c.error else ""
-                    print(f"    {c.name:<16} {c.type:<14} {c.state.value}{extra}", file=out)
+                    print(
+                        f"    {c.name:<16} {c.type:<14} {c.state.value:<8} {power:<4}{extra}",
+                        file=out,
+                    )
     return EXIT_OK
 
 

@@ -142,6 +142,8 @@ class EnvironmentStatus:
     environment: Environment
     by_type: dict[str, dict[str, int]]  # type -> state -> count
     clones: list[Clone] = field(default_factory=list)
+    # parent -> how many hosts its live clones in this environment run on (host-limit check)
+    hosts_by_parent: dict[str, int] = field(default_factory=dict)
 
     @property
     def live(self) -> int:
@@ -881,7 +883,12 @@ class Service:
                 t: {s.value: n for s, n in states.items()}
                 for t, states in counts.get(env.name, {}).items()
             }
-            return [EnvironmentStatus(env, by_type, clones)]
+            hosts: dict[str, set[str]] = {}
+            for c in clones:
+                if c.state.live and c.host:
+                    hosts.setdefault(c.parent, set()).add(c.host)
+            spread = {parent: len(h) for parent, h in sorted(hosts.items())}
+            return [EnvironmentStatus(env, by_type, clones, hosts_by_parent=spread)]
         out = []
         for env in self.repo.list_environments():
             by_type = {
