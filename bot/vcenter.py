@@ -813,9 +813,12 @@ class VCenter:
         pending = set(morefs)
         out: dict[str, CustomizationOutcome] = {}
         events = self.content.eventManager
+        # vCenter matches exact event type names, so every failure subtype is listed; at most
+        # 1000 events per query (vCenter's cap), newest first, order not relied on.
         spec = vim.event.EventFilterSpec(
             eventTypeId=CUSTOMIZATION_EVENTS,
             time=vim.event.EventFilterSpec.ByTime(beginTime=since),
+            maxCount=1000,
         )
         deadline = time.monotonic() + timeout_s
         while pending:
