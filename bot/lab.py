@@ -216,6 +216,8 @@ _TOP_KEYS = {
     "faults",
     "user",
     "password",
+    "customization_specs",
+    "customization_latency_ms",
 }
 _NESTED_KEYS = {
     "clusters": {"name", "hosts"},
@@ -232,8 +234,18 @@ _NESTED_KEYS = {
         "cluster",
         "datastore",
     },
+    "customization_specs": {"name", "kind", "description"},
 }
-_FAULT_KEYS = {"fail_nth", "fail_fraction", "fault", "seed"}
+_FAULT_KEYS = {
+    "fail_nth",
+    "fail_fraction",
+    "fault",
+    "seed",
+    "full_copy_nth",
+    "customization_fail_names",
+    "customization_fail_nth",
+}
+CUSTOMIZATION_KINDS = ("sysprep", "linux")
 
 
 def _check_keys(where: str, data: dict[str, Any], allowed: set[str]) -> None:
@@ -278,6 +290,23 @@ def _validate_faults(faults: Any, where: str = "faults") -> None:
     for n in nth:
         if _integer(f"{where}.fail_nth", n) < 1:
             raise LabError(f"{where}.fail_nth: ordinals start at 1, got {n}")
+    full = faults.get("full_copy_nth", [])
+    if not isinstance(full, list):
+        raise LabError(f"{where}.full_copy_nth: must be a list of call numbers (1-based)")
+    for n in full:
+        if _integer(f"{where}.full_copy_nth", n) < 1:
+            raise LabError(f"{where}.full_copy_nth: ordinals start at 1, got {n}")
+    cust_nth = faults.get("customization_fail_nth", [])
+    if not isinstance(cust_nth, list):
+        raise LabError(f"{where}.customization_fail_nth: must be a list of numbers (1-based)")
+    for n in cust_nth:
+        if _integer(f"{where}.customization_fail_nth", n) < 1:
+            raise LabError(f"{where}.customization_fail_nth: ordinals start at 1, got {n}")
+    fail_names = faults.get("customization_fail_names", [])
+    if not isinstance(fail_names, list):
+        raise LabError(f"{where}.customization_fail_names: must be a list of VM names")
+    for i, n in enumerate(fail_names):
+        _name(f"{where}.customization_fail_names[{i}]", n)
     fraction = _number(f"{where}.fail_fraction", faults.get("fail_fraction", 0.0))
     if not 0 <= fraction <= 1:
         raise LabError(f"{where}.fail_fraction: must be between 0 and 1, got {fraction}")
@@ -305,9 +334,19 @@ def validate_spec_data(spec: Any) -> dict[str, Any]:
         "destroy_latency_ms": 0,
         "user": "clones",
         "password": "lab-password",
+        "customization_specs": [],
+        "customization_latency_ms": 0,
     }
     out.update(copy.deepcopy(spec))
-    out["faults"] = {"fail_nth": [], "fail_fraction": 0.0, "fault": "FileLocked", "seed": 1}
+    out["faults"] = {
+        "fail_nth": [],
+        "fail_fraction": 0.0,
+        "fault": "FileLocked",
+        "seed": 1,
+        "full_copy_nth": [],
+        "customization_fail_names": [],
+        "customization_fail_nth": [],
+    }
     if "faults" in spec:
         _validate_faults(spec["faults"])
         out["faults"].update(spec["faults"])
@@ -396,7 +435,21 @@ def validate_spec_data(spec: Any) -> dict[str, Any]:
             raise LabError(f'{where}: cluster {p["cluster"]!r} is not in "clusters"')
         if p["datastore"] not in datastores:
             raise LabError(f'{where}: datastore {p["datastore"]!r} is not in "datastores"')
-    for key in ("clone_latency_ms", "destroy_latency_ms"):
+    spec_names: set[str] = set()
+    for i, c in enumerate(_list_of_objects("customization_specs", out["customization_specs"])):
+        name = _name(f"customization_specs[{i}].name", c.get("name"))
+        if name in spec_names:
+            raise LabError(f"customization_specs[{i}]: duplicate name {name!r}")
+        spec_names.add(name)
+        kind = c.get("kind")
+        if kind not in CUSTOMIZATION_KINDS:
+            raise LabError(
+                f"customization_specs[{i}] {name!r}: kind must be "
+                f'"sysprep" or "linux", got {kind!r}'
+            )
+        if not isinstance(c.get("description", ""), str):
+            raise LabError(f"customization_specs[{i}] {name!r}: description must be a string")
+    for key in ("clone_latency_ms", "destroy_latency_ms", "customization_latency_ms"):
         if _integer(key, out[key]) < 0:
             raise LabError(f"{key}: must be 0 or more")
     return out
@@ -480,7 +533,8 @@ class LabControl:
         return result
 
     def configure(self, **kwargs: Any) -> None:
-        """Change clone_latency_ms, destroy_latency_ms and/or faults (partial dict) at runtime."""
+        """Change clone_latency_ms, destroy_latency_ms, customization_latency_ms and/or faults
+        (partial dict) at runtime."""
         if "faults" in kwargs:
             _validate_faults(kwargs["faults"])
         self._call("POST", "/config", kwargs)

@@ -556,7 +556,9 @@ class Service:
         retrying = Retrying(
             stop=stop_after_attempt(self.settings.retries + 1),
             wait=wait_exponential_jitter(
-                initial=self.settings.retry_backoff_s, max=60, jitter=self.settings.retry_backoff_s
+                multiplier=self.settings.retry_backoff_s,
+                max=60,
+                jitter=self.settings.retry_backoff_s,
             ),
             retry=retry_if_exception(lambda e: isinstance(e, VCenterFault) and e.transient),
             before_sleep=before_sleep,

@@ -188,6 +188,12 @@ func buildInventory(ctx context.Context, client *vim25.Client, spec *Spec) (*inv
 		inv.parents[ps.Name] = p
 		inv.parentByRef[p.ref] = p
 	}
+
+	// Customization specs with one NIC mapping per parent NIC (every parent has one NIC).
+	first := simulator.Map.Get(inv.parents[spec.Parents[0].Name].ref).(*simulator.VirtualMachine)
+	if err := createCustomizationSpecs(ctx, client, spec.CustomizationSpecs, countNICs(first.Config.Hardware.Device)); err != nil {
+		return nil, err
+	}
 	return inv, nil
 }
 

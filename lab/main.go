@@ -77,6 +77,9 @@ func main() {
 		fail(1, "cannot listen on %s: %v", *listen, err)
 	}
 
+	// A fresh vCenter has no customization specs: drop the simulator's vcsim-* samples (the
+	// spec's customization_specs are created by buildInventory).
+	simulator.DefaultCustomizationSpec = nil
 	model := simulator.VPX()
 	model.Datacenter = 1
 	model.Cluster = 0

@@ -68,6 +68,8 @@ type Lab struct {
 	cloneMu sync.Mutex // serialises the body of CloneVM_Task (not its latency)
 	figMu   sync.Mutex
 	figs    map[types.ManagedObjectReference]*figures
+
+	cust *customizer // guest customization state (customize.go)
 }
 
 func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
@@ -82,6 +84,7 @@ func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
 		requests:     map[string]int{},
 		sessions:     map[string]bool{},
 		figs:         map[types.ManagedObjectReference]*figures{},
+		cust:         newCustomizer(spec),
 	}
 	for _, p := range inv.parents {
 		l.figs[p.ref] = &figures{
@@ -292,12 +295,20 @@ func (l *Lab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "CloneVM_Task":
 		l.handleClone(w, r, body)
 		return
+	case "CustomizeVM_Task":
+		if l.rejectCustomize(w, body) {
+			return
+		}
 	case "Destroy_Task":
 		if strings.Contains(string(body), "VirtualMachine") {
 			l.sleep(func() int { return l.destroyLat })
 		}
 	}
+	after := l.beforeMethod(name, body) // customization, DRS clean-up (customize.go)
 	rec := l.forward(r, body)
+	if after != nil {
+		after(rec)
+	}
 	switch name {
 	case "Login", "LoginByToken", "CloneSession", "LoginExtensionByCertificate", "LoginExtensionBySubjectName":
 		if rec.Code == http.StatusOK {
@@ -460,6 +471,12 @@ func (l *Lab) handleClone(w http.ResponseWriter, r *http.Request, body []byte) {
 	if l.faults.FailFraction > 0 && l.rng.Float64() < l.faults.FailFraction {
 		inject = true
 	}
+	fullCopy := false
+	for _, n := range l.faults.FullCopyNth {
+		if n == l.cloneOrdinal {
+			fullCopy = true
+		}
+	}
 	faultName := l.faults.Fault
 	l.mu.Unlock()
 
@@ -493,6 +510,10 @@ func (l *Lab) handleClone(w http.ResponseWriter, r *http.Request, body []byte) {
 			return
 		}
 	}
+	if fault := l.checkCloneCustomization(req, src); fault != nil {
+		l.failTask(w, src, fault)
+		return
+	}
 
 	// The simulator's CloneVM_Task edits the source's device objects in place (disk file name,
 	// keys...). Give it deep copies to chew on and put the originals back afterwards.
@@ -507,7 +528,8 @@ func (l *Lab) handleClone(w http.ResponseWriter, r *http.Request, body []byte) {
 	var cloneEnt mo.Entity
 	simulator.Map.WithLock(folder, func() { cloneEnt = simulator.Map.FindByName(req.Name, folder.ChildEntity) })
 	if clone, ok := cloneEnt.(*simulator.VirtualMachine); ok && rec.Code == http.StatusOK {
-		l.fixClone(req, src, orig, clone)
+		l.fixClone(req, src, orig, clone, fullCopy)
+		l.applyCloneCustomization(req, clone)
 	}
 	l.applyFigures()
 	copyRecorded(w, rec)
@@ -515,9 +537,9 @@ func (l *Lab) handleClone(w http.ResponseWriter, r *http.Request, body []byte) {
 
 // fixClone makes the simulator's clone look like what vCenter would have made.
 func (l *Lab) fixClone(req *types.CloneVM_Task, src *simulator.VirtualMachine, srcDevices []types.BaseVirtualDevice,
-	clone *simulator.VirtualMachine) {
+	clone *simulator.VirtualMachine, fullCopy bool) {
 	createChild := string(types.VirtualMachineRelocateDiskMoveOptionsCreateNewChildDiskBacking)
-	linkedReq := req.Spec.Snapshot != nil && req.Spec.Location.DiskMoveType == createChild
+	linkedReq := req.Spec.Snapshot != nil && req.Spec.Location.DiskMoveType == createChild && !fullCopy
 	srcDisks := vmDisks(srcDevices)
 	allLinked := true
 	var capacity int64
@@ -681,6 +703,7 @@ func (l *Lab) applyFigures() {
 			used[fig.ds] += committed
 		}
 		simulator.Map.WithLock(vm, func() {
+			used[fig.ds] += swapBytes(vm) // a powered-on VM's .vswp file
 			s := vm.Summary.Storage
 			if s != nil && s.Committed == committed && s.Uncommitted == uncommitted && s.Unshared == committed {
 				return
@@ -817,6 +840,7 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 		l.total, l.cloneCalls, l.injected, l.cloneOrdinal = 0, 0, 0, 0
 		l.rng = rand.New(rand.NewSource(l.faults.Seed))
 		l.mu.Unlock()
+		l.cust.reset()
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	case "GET /lab/config":
 		writeJSON(w, http.StatusOK, l.config())
@@ -853,11 +877,28 @@ func (l *Lab) config() map[string]interface{} {
 	if nth == nil {
 		nth = []int{}
 	}
+	fullNth := l.faults.FullCopyNth
+	if fullNth == nil {
+		fullNth = []int{}
+	}
+	failNames := l.faults.CustomizationFailNames
+	if failNames == nil {
+		failNames = []string{}
+	}
+	custNth := l.faults.CustomizationFailNth
+	if custNth == nil {
+		custNth = []int{}
+	}
+	l.cust.mu.Lock()
+	custLatency := l.cust.latency
+	l.cust.mu.Unlock()
 	return map[string]interface{}{
 		"clone_latency_ms": l.cloneLatency, "destroy_latency_ms": l.destroyLat,
+		"customization_latency_ms": custLatency,
 		"faults": map[string]interface{}{
+			"customization_fail_names": failNames, "customization_fail_nth": custNth,
 			"fail_nth": nth, "fail_fraction": l.faults.FailFraction,
-			"fault": l.faults.Fault, "seed": l.faults.Seed,
+			"fault": l.faults.Fault, "seed": l.faults.Seed, "full_copy_nth": fullNth,
 		},
 	}
 }
@@ -871,17 +912,19 @@ func (l *Lab) configure(body io.Reader) error {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return fmt.Errorf("config must be a JSON object: %v", err)
 	}
-	if err := checkKeys("config", raw, []string{"clone_latency_ms", "destroy_latency_ms", "faults"}); err != nil {
+	if err := checkKeys("config", raw, []string{"clone_latency_ms", "destroy_latency_ms", "faults", "customization_latency_ms"}); err != nil {
 		return err
 	}
 	var upd struct {
 		CloneLatencyMS   *int `json:"clone_latency_ms"`
 		DestroyLatencyMS *int `json:"destroy_latency_ms"`
+		CustLatencyMS    *int `json:"customization_latency_ms"`
 	}
 	if err := json.Unmarshal(data, &upd); err != nil {
 		return fmt.Errorf("config has a field of the wrong type: %v", err)
 	}
-	if (upd.CloneLatencyMS != nil && *upd.CloneLatencyMS < 0) || (upd.DestroyLatencyMS != nil && *upd.DestroyLatencyMS < 0) {
+	if (upd.CloneLatencyMS != nil && *upd.CloneLatencyMS < 0) || (upd.DestroyLatencyMS != nil && *upd.DestroyLatencyMS < 0) ||
+		(upd.CustLatencyMS != nil && *upd.CustLatencyMS < 0) {
 		return fmt.Errorf("latencies must be 0 or more")
 	}
 	l.mu.Lock()
@@ -893,11 +936,20 @@ func (l *Lab) configure(body io.Reader) error {
 		if err := json.Unmarshal(f, &fraw); err != nil {
 			return fmt.Errorf("faults must be an object")
 		}
-		if err := checkKeys("faults", fraw, []string{"fail_nth", "fail_fraction", "fault", "seed"}); err != nil {
+		if err := checkKeys("faults", fraw, faultKeys); err != nil {
 			return err
+		}
+		if _, ok := fraw["customization_fail_names"]; ok {
+			faults.CustomizationFailNames = nil
+		}
+		if _, ok := fraw["customization_fail_nth"]; ok {
+			faults.CustomizationFailNth = nil
 		}
 		if _, ok := fraw["fail_nth"]; ok {
 			faults.FailNth = nil
+		}
+		if _, ok := fraw["full_copy_nth"]; ok {
+			faults.FullCopyNth = nil
 		}
 		if err := json.Unmarshal(f, &faults); err != nil {
 			return fmt.Errorf("faults has a field of the wrong type: %v", err)
@@ -916,6 +968,11 @@ func (l *Lab) configure(body io.Reader) error {
 	}
 	if upd.DestroyLatencyMS != nil {
 		l.destroyLat = *upd.DestroyLatencyMS
+	}
+	if upd.CustLatencyMS != nil {
+		l.cust.mu.Lock()
+		l.cust.latency = *upd.CustLatencyMS
+		l.cust.mu.Unlock()
 	}
 	return nil
 }
@@ -998,8 +1055,11 @@ func (l *Lab) vmEntry(vm *simulator.VirtualMachine, fields map[int32]string) map
 			"power_state": string(vm.Runtime.PowerState), "linked": linked, "parent": parent,
 			"committed": committed, "is_parent": isParent, "snapshots": snapshots,
 			"custom": custom, "instance_uuid": vm.Config.InstanceUuid, "disks": len(disks),
+			"disk_modes": diskModes(vm), "guest_hostname": guestHostName(vm),
+			"memory_mb": vm.Config.Hardware.MemoryMB,
 		}
 	})
+	out["customization"] = l.cust.state(vm.Self)
 	return out
 }
 

@@ -47,6 +47,13 @@ type FaultSpec struct {
 	FailFraction float64 `json:"fail_fraction"`
 	Fault        string  `json:"fault"`
 	Seed         int64   `json:"seed"`
+	// FullCopyNth lists CloneVM_Task calls (same ordinals as FailNth) that succeed but come out
+	// as a full copy whatever diskMoveType says: the silent trap the bot must detect.
+	FullCopyNth []int `json:"full_copy_nth"`
+	// Guest customization (customize.go): VMs whose customization fails, by name or by the
+	// ordinal of the customization run (counted since start or the last POST /lab/reset).
+	CustomizationFailNames []string `json:"customization_fail_names"`
+	CustomizationFailNth   []int    `json:"customization_fail_nth"`
 }
 
 // Spec is the whole lab description.
@@ -61,6 +68,9 @@ type Spec struct {
 	Faults           FaultSpec       `json:"faults"`
 	User             string          `json:"user"`
 	Password         string          `json:"password"`
+	// Guest customization (customize.go).
+	CustomizationSpecs     []CustomizationSpecSpec `json:"customization_specs"`
+	CustomizationLatencyMS int                     `json:"customization_latency_ms"`
 }
 
 // knownFaults lists the fault names accepted by faults.fault (see faultFor in server.go).
@@ -81,7 +91,7 @@ func isKnownFault(name string) bool {
 
 var topLevelKeys = []string{
 	"datacenter", "clusters", "datastores", "folders", "parents", "clone_latency_ms",
-	"destroy_latency_ms", "faults", "user", "password",
+	"destroy_latency_ms", "faults", "user", "password", "customization_specs", "customization_latency_ms",
 }
 
 func checkKeys(where string, raw map[string]json.RawMessage, allowed []string) error {
@@ -141,6 +151,7 @@ func ParseSpec(data []byte) (*Spec, error) {
 		"datastores": {"name", "capacity_gb", "free_gb"},
 		"parents": {"name", "disk_gb", "used_gb", "delta_gb", "memory_mb", "num_cpus", "guest_id",
 			"folder", "cluster", "datastore"},
+		"customization_specs": customizationSpecKeys,
 	}
 	for key, allowed := range nested {
 		if v, ok := raw[key]; ok {
@@ -154,7 +165,7 @@ func ParseSpec(data []byte) (*Spec, error) {
 		if err := json.Unmarshal(v, &f); err != nil {
 			return nil, fmt.Errorf("faults: must be an object")
 		}
-		if err := checkKeys("faults", f, []string{"fail_nth", "fail_fraction", "fault", "seed"}); err != nil {
+		if err := checkKeys("faults", f, faultKeys); err != nil {
 			return nil, err
 		}
 	}
@@ -290,6 +301,9 @@ func (s *Spec) validate() error {
 	if s.CloneLatencyMS < 0 || s.DestroyLatencyMS < 0 {
 		return fmt.Errorf("clone_latency_ms/destroy_latency_ms: must be 0 or more")
 	}
+	if err := s.validateCustomization(); err != nil {
+		return err
+	}
 	return s.Faults.validate()
 }
 
@@ -298,6 +312,14 @@ func (f *FaultSpec) validate() error {
 		if n < 1 {
 			return fmt.Errorf("faults.fail_nth: ordinals start at 1, got %d", n)
 		}
+	}
+	for _, n := range f.FullCopyNth {
+		if n < 1 {
+			return fmt.Errorf("faults.full_copy_nth: ordinals start at 1, got %d", n)
+		}
+	}
+	if err := f.validateCustomization(); err != nil {
+		return err
 	}
 	if f.FailFraction < 0 || f.FailFraction > 1 {
 		return fmt.Errorf("faults.fail_fraction: must be between 0 and 1, got %v", f.FailFraction)

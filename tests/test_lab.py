@@ -460,6 +460,8 @@ def _bad_specs() -> list[tuple[str, str]]:
     bad_ds["parents"][2]["datastore"] = "NoDS"
     bad_folder = _default()
     bad_folder["parents"][0]["folder"] = "Attic"
+    bad_kind = _default()
+    bad_kind["customization_specs"] = [{"name": "w", "kind": "windows-xp"}]
     return [
         ("{not json", "JSON"),
         (json.dumps(no_parents), "parents"),
@@ -468,6 +470,7 @@ def _bad_specs() -> list[tuple[str, str]]:
         (json.dumps(bad_cluster), "Nowhere"),
         (json.dumps(bad_ds), "NoDS"),
         (json.dumps(bad_folder), "Attic"),
+        (json.dumps(bad_kind), "windows-xp"),
     ]
 
 
@@ -517,3 +520,348 @@ def test_lab_up_and_down(lab_binary: Path, tmp_path: Path) -> None:
     assert running_lab(state) is None
     assert not (state / "lab.json").exists()
     assert lab_down(state) is False
+
+
+# ------------------------------------------------------------------------------------------------
+# guest customization, disk modes, power, DRS groups and rules
+
+CUSTOMIZATION_EVENTS = [
+    "CustomizationStartedEvent",
+    "CustomizationSucceeded",
+    "CustomizationFailed",
+    "CustomizationSysprepFailed",
+    "CustomizationLinuxIdentityFailed",
+    "CustomizationNetworkSetupFailed",
+    "CustomizationUnknownFailure",
+]
+CUSTOMIZATION_SPECS = {
+    "customization_specs": [
+        {"name": "win-training", "kind": "sysprep", "description": "Windows training VMs"},
+        {"name": "linux-training", "kind": "linux"},
+    ]
+}
+
+
+def customization_events(si: Any, vm: Any) -> list[Any]:
+    """Customization events of `vm`, oldest first."""
+    content = si.RetrieveContent()
+    spec = vim.event.EventFilterSpec(
+        entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"),
+        eventTypeId=CUSTOMIZATION_EVENTS,
+    )
+    return sorted(content.eventManager.QueryEvents(spec), key=lambda e: e.key)
+
+
+def win_spec(si: Any) -> Any:
+    csm = si.RetrieveContent().customizationSpecManager
+    return csm.GetCustomizationSpec(name="win-training").spec
+
+
+def custom_clone(si: Any, parent: Any, snap: Any, name: str, customization: Any) -> Any:
+    spec = clone_spec(si, snap)
+    spec.customization = customization
+    return clone(si, parent, name, spec)
+
+
+def test_customization_specs_listed_and_fetched(make_lab: Callable[..., LabProcess]) -> None:
+    lab = make_lab(CUSTOMIZATION_SPECS)
+    si = connect(lab)
+    try:
+        csm = si.RetrieveContent().customizationSpecManager
+        # Only the spec's entries: the simulator's vcsim-* samples are dropped.
+        assert [(i.name, i.type) for i in csm.info] == [
+            ("win-training", "Windows"),
+            ("linux-training", "Linux"),
+        ]
+        assert csm.DoesCustomizationSpecExist(name="win-training") is True
+        item = csm.GetCustomizationSpec(name="win-training")
+        assert item.info.description == "Windows training VMs"
+        identity = item.spec.identity
+        assert isinstance(identity, vim.vm.customization.Sysprep)
+        assert isinstance(
+            identity.userData.computerName, vim.vm.customization.VirtualMachineNameGenerator
+        )
+        nics = [
+            d
+            for d in find(si, vim.VirtualMachine, "Capture").config.hardware.device
+            if isinstance(d, vim.vm.device.VirtualEthernetCard)
+        ]
+        assert len(item.spec.nicSettingMap) == len(nics) == 1
+        linux = csm.GetCustomizationSpec(name="linux-training").spec.identity
+        assert isinstance(linux, vim.vm.customization.LinuxPrep)
+        with pytest.raises(vim.fault.NotFound):
+            csm.GetCustomizationSpec(name="vcsim-linux")
+    finally:
+        Disconnect(si)
+
+
+def test_clone_with_customization_then_power_on(make_lab: Callable[..., LabProcess]) -> None:
+    lab = make_lab(CUSTOMIZATION_SPECS)
+    si = connect(lab)
+    try:
+        parent = find(si, vim.VirtualMachine, "Capture")
+        snap = snapshot(parent)
+        info = custom_clone(si, parent, snap, "cap-cust-01", win_spec(si))
+        assert info.state == "success", info.error
+        vm = info.result
+        assert vm.config.tools.pendingCustomization  # pending until the first power-on
+        (entry,) = [v for v in lab.control.vms() if v["name"] == "cap-cust-01"]
+        assert entry["customization"] == "pending" and entry["linked"] is True
+        assert customization_events(si, vm) == []
+
+        assert wait(vm.PowerOnVM_Task()).state == "success"
+        events = customization_events(si, vm)
+        assert [type(e) for e in events] == [
+            vim.event.CustomizationStartedEvent,
+            vim.event.CustomizationSucceeded,
+        ]
+        assert all(e.vm.vm == vm and e.vm.name == "cap-cust-01" for e in events)
+        assert vm.guest.hostName == "cap-cust-01"
+        assert not vm.config.tools.pendingCustomization
+        (entry,) = [v for v in lab.control.vms() if v["name"] == "cap-cust-01"]
+        assert entry["customization"] == "succeeded"
+        assert entry["guest_hostname"] == "cap-cust-01"
+        assert entry["power_state"] == "poweredOn"
+        # A collector with the same filter finds them too.
+        content = si.RetrieveContent()
+        collector = content.eventManager.CreateCollectorForEvents(
+            vim.event.EventFilterSpec(
+                entity=vim.event.EventFilterSpec.ByEntity(entity=vm, recursion="self"),
+                eventTypeId=["CustomizationSucceeded", "CustomizationFailed"],
+            )
+        )
+        try:
+            assert [type(e) for e in collector.latestPage] == [vim.event.CustomizationSucceeded]
+        finally:
+            collector.DestroyCollector()
+        # A second power cycle does not customize again.
+        assert wait(vm.PowerOffVM_Task()).state == "success"
+        assert wait(vm.PowerOnVM_Task()).state == "success"
+        assert len(customization_events(si, vm)) == 2
+    finally:
+        Disconnect(si)
+
+
+def test_customization_latency_is_asynchronous(make_lab: Callable[..., LabProcess]) -> None:
+    lab = make_lab({**CUSTOMIZATION_SPECS, "customization_latency_ms": 300})
+    assert lab.control.config()["customization_latency_ms"] == 300
+    si = connect(lab)
+    try:
+        parent = find(si, vim.VirtualMachine, "Packaging")
+        vm = custom_clone(si, parent, snapshot(parent), "pkg-slow", win_spec(si)).result
+        assert wait(vm.PowerOnVM_Task()).state == "success"
+        assert [type(e) for e in customization_events(si, vm)] == [
+            vim.event.CustomizationStartedEvent
+        ]
+        assert vm.guest.hostName != "pkg-slow"
+        deadline = time.monotonic() + 5
+        while len(customization_events(si, vm)) < 2:
+            assert time.monotonic() < deadline, "no customization outcome"
+            time.sleep(0.05)
+        assert isinstance(customization_events(si, vm)[-1], vim.event.CustomizationSucceeded)
+        assert vm.guest.hostName == "pkg-slow"
+    finally:
+        Disconnect(si)
+
+
+def test_injected_customization_failure(make_lab: Callable[..., LabProcess]) -> None:
+    lab = make_lab({**CUSTOMIZATION_SPECS, "faults": {"customization_fail_names": ["cap-bad"]}})
+    si = connect(lab)
+    try:
+        parent = find(si, vim.VirtualMachine, "Capture")
+        snap = snapshot(parent)
+        bad = custom_clone(si, parent, snap, "cap-bad", win_spec(si)).result
+        good = custom_clone(si, parent, snap, "cap-good", win_spec(si)).result
+        assert wait(bad.PowerOnVM_Task()).state == "success"  # power-on itself succeeds
+        assert wait(good.PowerOnVM_Task()).state == "success"
+        *_, outcome = customization_events(si, bad)
+        assert isinstance(outcome, vim.event.CustomizationSysprepFailed)
+        assert isinstance(outcome, vim.event.CustomizationFailed)
+        assert outcome.reason
+        assert bad.guest.hostName != "cap-bad"
+        assert isinstance(customization_events(si, good)[-1], vim.event.CustomizationSucceeded)
+        states = {v["name"]: v["customization"] for v in lab.control.vms()}
+        assert states["cap-bad"] == "failed" and states["cap-good"] == "succeeded"
+        assert states["Capture"] == ""
+
+        # By ordinal, set at runtime: the 1st customization after a reset fails.
+        lab.control.configure(
+            faults={"customization_fail_names": [], "customization_fail_nth": [1]}
+        )
+        lab.control.reset()
+        third = custom_clone(si, parent, snap, "cap-third", win_spec(si)).result
+        assert wait(third.PowerOnVM_Task()).state == "success"
+        assert isinstance(customization_events(si, third)[-1], vim.event.CustomizationFailed)
+    finally:
+        Disconnect(si)
+
+
+def test_long_fixed_computer_name_fails_the_clone(make_lab: Callable[..., LabProcess]) -> None:
+    lab = make_lab(CUSTOMIZATION_SPECS)
+    si = connect(lab)
+    try:
+        parent = find(si, vim.VirtualMachine, "Capture")
+        snap = snapshot(parent)
+        spec = win_spec(si)
+        spec.identity.userData.computerName = vim.vm.customization.FixedName(name="a" * 16)
+        info = custom_clone(si, parent, snap, "cap-long", spec)
+        assert info.state == "error"
+        assert isinstance(info.error, vmodl.fault.InvalidArgument)
+        assert info.error.invalidProperty == "spec.identity.userData.computerName"
+        assert find(si, vim.VirtualMachine, "cap-long") is None
+        # 15 characters is fine; a NIC mapping count that does not match is not.
+        spec.identity.userData.computerName = vim.vm.customization.FixedName(name="a" * 15)
+        assert custom_clone(si, parent, snap, "cap-15", spec).state == "success"
+        spec.nicSettingMap = spec.nicSettingMap * 2
+        info = custom_clone(si, parent, snap, "cap-nics", spec)
+        assert info.state == "error" and isinstance(info.error, vim.fault.NicSettingMismatch)
+    finally:
+        Disconnect(si)
+
+
+def test_disk_mode_reconfigure_keeps_parent_backing(si: Any, lab: LabProcess) -> None:
+    parent = find(si, vim.VirtualMachine, "Capture")
+    vm = clone(si, parent, "cap-nonp", clone_spec(si, snapshot(parent))).result
+    (disk,) = disks(vm)
+    parent_file = disk.backing.parent.fileName
+    committed = vm.summary.storage.committed
+    disk.backing.diskMode = "independent_nonpersistent"
+    change = vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk)
+    info = wait(vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(deviceChange=[change])))
+    assert info.state == "success", info.error
+    (disk,) = disks(vm)
+    assert disk.backing.diskMode == "independent_nonpersistent"
+    assert disk.backing.parent is not None and disk.backing.parent.fileName == parent_file
+    assert vm.summary.storage.committed == committed
+    (entry,) = [v for v in lab.control.vms() if v["name"] == "cap-nonp"]
+    assert entry["disk_modes"] == ["independent_nonpersistent"] and entry["linked"] is True
+
+
+def test_power_operations_and_swap(si: Any, lab: LabProcess) -> None:
+    parent = find(si, vim.VirtualMachine, "Verification")
+    vm = clone(si, parent, "ver-power", clone_spec(si, snapshot(parent))).result
+    committed = vm.summary.storage.committed
+    free = datastore_free(si)
+    assert wait(vm.PowerOnVM_Task()).state == "success"
+    assert vm.runtime.powerState == "poweredOn"
+    assert vm.summary.storage.committed == committed
+    assert datastore_free(si) == free - 1024 * 2**20  # the .vswp file (memory_mb)
+    assert wait(vm.ResetVM_Task()).state == "success"
+    assert vm.runtime.powerState == "poweredOn"
+    (entry,) = [v for v in lab.control.vms() if v["name"] == "ver-power"]
+    assert entry["power_state"] == "poweredOn" and entry["memory_mb"] == 1024
+    assert wait(vm.PowerOffVM_Task()).state == "success"
+    assert datastore_free(si) == free
+    (entry,) = [v for v in lab.control.vms() if v["name"] == "ver-power"]
+    assert entry["power_state"] == "poweredOff"
+
+
+def test_drs_groups_and_rules_round_trip(si: Any) -> None:
+    cluster = find(si, vim.ClusterComputeResource, "Training")
+    parent = find(si, vim.VirtualMachine, "Capture")
+    snap = snapshot(parent)
+    vms = [clone(si, parent, f"drs-{i}", clone_spec(si, snap)).result for i in range(2)]
+    hosts = list(cluster.host[:4])
+    spec = vim.cluster.ConfigSpecEx(
+        groupSpec=[
+            vim.cluster.GroupSpec(
+                operation="add", info=vim.cluster.VmGroup(name="capture-vms", vm=vms)
+            ),
+            vim.cluster.GroupSpec(
+                operation="add", info=vim.cluster.HostGroup(name="capture-hosts", host=hosts)
+            ),
+        ],
+        rulesSpec=[
+            vim.cluster.RuleSpec(
+                operation="add",
+                info=vim.cluster.VmHostRuleInfo(
+                    name="capture-on-hosts",
+                    enabled=True,
+                    mandatory=True,
+                    vmGroupName="capture-vms",
+                    affineHostGroupName="capture-hosts",
+                ),
+            )
+        ],
+    )
+    info = wait(cluster.ReconfigureComputeResource_Task(spec=spec, modify=True))
+    assert info.state == "success", info.error
+
+    config = cluster.configurationEx
+    groups = {g.name: g for g in config.group}
+    assert isinstance(groups["capture-vms"], vim.cluster.VmGroup)
+    assert list(groups["capture-vms"].vm) == vms
+    assert isinstance(groups["capture-hosts"], vim.cluster.HostGroup)
+    assert list(groups["capture-hosts"].host) == hosts
+    (rule,) = config.rule
+    assert isinstance(rule, vim.cluster.VmHostRuleInfo)
+    assert (rule.name, rule.mandatory, rule.vmGroupName, rule.affineHostGroupName) == (
+        "capture-on-hosts",
+        True,
+        "capture-vms",
+        "capture-hosts",
+    )
+    # The same through RetrievePropertiesEx (what a PropertyCollector-based adapter uses).
+    pc = si.RetrieveContent().propertyCollector
+    filter_spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=cluster)],
+        propSet=[
+            vmodl.query.PropertyCollector.PropertySpec(
+                type=vim.ClusterComputeResource, pathSet=["configurationEx"]
+            )
+        ],
+    )
+    result = pc.RetrievePropertiesEx(
+        specSet=[filter_spec], options=vmodl.query.PropertyCollector.RetrieveOptions()
+    )
+    (prop,) = result.objects[0].propSet
+    assert {g.name for g in prop.val.group} == {"capture-vms", "capture-hosts"}
+    assert [r.name for r in prop.val.rule] == ["capture-on-hosts"]
+
+    # Adding a VM (edit), then a destroyed VM leaves the group, as on vCenter.
+    third = clone(si, parent, "drs-2", clone_spec(si, snap)).result
+    edit = vim.cluster.GroupSpec(
+        operation="edit", info=vim.cluster.VmGroup(name="capture-vms", vm=[*vms, third])
+    )
+    assert (
+        wait(
+            cluster.ReconfigureComputeResource_Task(
+                spec=vim.cluster.ConfigSpecEx(groupSpec=[edit]), modify=True
+            )
+        ).state
+        == "success"
+    )
+    assert wait(vms[0].Destroy_Task()).state == "success"
+    groups = {g.name: g for g in cluster.configurationEx.group}
+    assert [v.name for v in groups["capture-vms"].vm] == ["drs-1", "drs-2"]
+
+    # Remove: rules by key, groups by name.
+    remove = vim.cluster.ConfigSpecEx(
+        rulesSpec=[vim.cluster.RuleSpec(operation="remove", removeKey=rule.key)],
+        groupSpec=[
+            vim.cluster.GroupSpec(operation="remove", removeKey="capture-vms"),
+            vim.cluster.GroupSpec(operation="remove", removeKey="capture-hosts"),
+        ],
+    )
+    info = wait(cluster.ReconfigureComputeResource_Task(spec=remove, modify=True))
+    assert info.state == "success", info.error
+    assert not cluster.configurationEx.rule and not cluster.configurationEx.group
+
+
+def test_customization_spec_validation(tmp_path: Path) -> None:
+    spec = _default()
+    spec["customization_specs"] = [{"name": "x", "kind": "windows"}]
+    with pytest.raises(LabError, match="kind"):
+        validate_spec(_write(tmp_path, json.dumps(spec)))
+    spec["customization_specs"] = [{"name": "x", "kind": "sysprep", "colour": "red"}]
+    with pytest.raises(LabError, match="colour"):
+        validate_spec(_write(tmp_path, json.dumps(spec)))
+    spec["customization_specs"] = [{"name": "x", "kind": "linux"}]
+    spec["faults"]["customization_fail_nth"] = [0]
+    with pytest.raises(LabError, match="customization_fail_nth"):
+        validate_spec(_write(tmp_path, json.dumps(spec)))
+    spec["faults"]["customization_fail_nth"] = [1]
+    assert (
+        validate_spec(_write(tmp_path, json.dumps(spec)))["customization_specs"][0]["kind"]
+        == "linux"
+    )

@@ -1,0 +1,123 @@
+"""Who may run which verb where, from Slack.
+
+Read-only verbs (status, savings, types, help) are for everyone, everywhere. Changing verbs
+(deploy, teardown, and whatever later issues add) need an admin, an operator, or a member of an
+operator user group, in one of the configured channels (any channel when none are configured).
+With nobody configured, changing verbs are refused: a fresh install must not let a whole
+workspace destroy VMs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from bot.settings import SlackSettings
+
+log = logging.getLogger(__name__)
+
+READ_ONLY_VERBS = frozenset({"status", "savings", "types", "help"})
+
+GroupMembers = Callable[[str], Iterable[str]]  # user group ID -> member user IDs
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""  # for a denial: one sentence the user can act on
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+ALLOWED = Decision(True)
+
+
+class AccessPolicy:
+    """Decides from SlackSettings; operator groups are looked up lazily and cached."""
+
+    def __init__(
+        self,
+        settings: SlackSettings,
+        group_members: GroupMembers | None = None,
+        *,
+        cache_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._group_members = group_members
+        self._cache_s = cache_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def configured(self) -> bool:
+        s = self.settings
+        return bool(s.admins or s.operators or s.operator_groups)
+
+    def is_admin(self, user: str) -> bool:
+        return user in self.settings.admins
+
+    def is_operator(self, user: str) -> bool:
+        if self.is_admin(user) or user in self.settings.operators:
+            return True
+        return any(user in self._members(group) for group in self.settings.operator_groups)
+
+    def check(self, user: str, channel: str, verb: str) -> Decision:
+        """May `user` run `verb` in `channel`?"""
+        if verb in READ_ONLY_VERBS:
+            return ALLOWED
+        if not self.configured:
+            return Decision(
+                False,
+                f"`{verb}` is refused: no operators or admins are configured for this bot yet, so "
+                "only status, savings, types and help work. Ask whoever runs the bot to add Slack "
+                "user IDs to `operators` or `admins` in the [slack] section of clones.toml.",
+            )
+        if not self.is_operator(user):
+            return Decision(
+                False,
+                f"You are not allowed to `{verb}`: only the bot's operators and admins may change "
+                "environments. You can still use status, savings, types and help. Ask an admin "
+                "to add you to `operators` (or an operator user group) in clones.toml.",
+            )
+        if self.settings.channels and channel not in self.settings.channels:
+            where = ", ".join(f"<#{c}>" for c in self.settings.channels)
+            return Decision(
+                False,
+                f"`{verb}` is not allowed in this channel; the bot changes environments only "
+                f"from {where}. Run it there.",
+            )
+        return ALLOWED
+
+    def may_confirm(self, user: str, requester: str) -> Decision:
+        """Only the person who asked for a strip back, or an admin, may confirm it."""
+        if user == requester or self.is_admin(user):
+            return ALLOWED
+        return Decision(
+            False,
+            f"Only <@{requester}>, who asked for this strip back, or an admin can confirm it.",
+        )
+
+    def _members(self, group: str) -> frozenset[str]:
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(group)
+            if hit is not None and now - hit[0] < self._cache_s:
+                return hit[1]
+        if self._group_members is None:
+            return frozenset()
+        try:
+            members = frozenset(self._group_members(group))
+        except Exception:
+            # Slack unreachable: keep the last known members if any (a blip must not lock out
+            # the operators), otherwise fail closed; cache nothing, so the next command asks again.
+            log.exception("could not list members of user group %s", group)
+            return hit[1] if hit is not None else frozenset()
+        with self._lock:
+            self._cache[group] = (now, members)
+        return members

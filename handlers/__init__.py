@@ -1,0 +1,22 @@
+"""Slack listeners, grouped by kind; `register(app, ctx)` attaches them all to a Bolt app.
+
+Listeners are thin: parse the payload, `bot.grammar.parse`, `bot.access`, hand the work to the
+service layer through `bot.jobs`, render with `handlers.blocks`. No pyVmomi and no SQL here.
+"""
+
+from __future__ import annotations
+
+from slack_bolt import App
+
+from handlers.context import HandlerContext
+
+
+def register(app: App, ctx: HandlerContext) -> None:
+    from handlers import actions, commands, home
+
+    commands.register(app, ctx)
+    actions.register(app, ctx)
+    home.register(app, ctx)
+
+
+__all__ = ["HandlerContext", "register"]

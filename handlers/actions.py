@@ -1,0 +1,198 @@
+"""Buttons: Confirm / Cancel of a strip back, and the App Home's buttons.
+
+Every click is acknowledged first (Slack's 3 s), then checked again from scratch: a button's
+value is user-controlled input, and a view may be older than the viewer's current rights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.errors import ClonesError
+from bot.models import RunKind
+from handlers import blocks
+from handlers.commands import post_plan
+from handlers.context import SOURCE, DirectReply, HandlerContext, Reply, Tell, log, reporting
+from handlers.home import publish_home
+from handlers.progress import ProgressMessage
+
+
+def register(app: App, ctx: HandlerContext) -> None:
+    @app.action(blocks.ACTION_CONFIRM)
+    def confirm_teardown(
+        ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
+        ack()
+        on_confirm(ctx, body, client, Reply(respond))
+
+    @app.action(blocks.ACTION_CANCEL)
+    def cancel_teardown(
+        ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
+        ack()
+        on_cancel(ctx, body, client, Reply(respond))
+
+    @app.action(blocks.ACTION_HOME_TEARDOWN)
+    def home_teardown(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        on_home_teardown(ctx, body, client)
+
+    @app.action(blocks.ACTION_HOME_REFRESH)
+    def home_refresh(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        user = str(body["user"]["id"])
+        reporting(
+            DirectReply(client, user), "home refresh", lambda: publish_home(ctx, client, user)
+        )
+
+
+def _click(body: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """(user, channel, message ts, environment, token) of a Confirm/Cancel click."""
+    user = str(body.get("user", {}).get("id", ""))
+    channel = str(body.get("channel", {}).get("id", ""))
+    ts = str(body.get("message", {}).get("ts", ""))
+    value = str((body.get("actions") or [{}])[0].get("value", ""))
+    environment, _, token = value.partition(" ")
+    return user, channel, ts, environment, token
+
+
+def _gone(tell: Tell, environment: str) -> None:
+    tell(
+        blocks.error(
+            f"This strip back of {environment} was already confirmed or cancelled, or has "
+            f'expired. Run "/clones teardown {environment}" again if it is still needed.'
+        )
+    )
+
+
+def _allowed(
+    ctx: HandlerContext, tell: Tell, user: str, channel: str, what: str, requester: str
+) -> bool:
+    decision = ctx.access.may_confirm(user, requester)
+    if decision:
+        return True
+    ctx.repo.audit(
+        actor=user,
+        source=SOURCE,
+        channel=channel,
+        command=what,
+        result="denied",
+        detail=decision.reason,
+    )
+    tell(f":no_entry: {decision.reason}")
+    return False
+
+
+def on_confirm(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell: Tell) -> None:
+    user, channel, ts, environment, token = _click(body)
+    pending = ctx.confirmations.peek(token, environment)
+    if pending is None:
+        _gone(tell, environment)
+        return
+    if not _allowed(ctx, tell, user, channel, f"confirm teardown {environment}", pending.requester):
+        return
+    # Only now is the token used up: a bystander's click must not burn the requester's button.
+    taken = ctx.confirmations.take(token, environment)
+    if taken is None:  # a concurrent click won
+        _gone(tell, environment)
+        return
+    progress = ProgressMessage(
+        client,
+        channel,
+        lambda e: blocks.teardown_progress(e, user),
+        interval_s=ctx.settings.slack.progress_interval_s,
+        ts=ts,
+    )
+
+    def strip() -> None:
+        try:
+            result = ctx.service.teardown(
+                environment,
+                actor=user,
+                source=SOURCE,
+                channel=channel,
+                on_event=progress.on_event,
+            )
+        except Exception as exc:
+            progress.finish(
+                blocks.run_aborted(RunKind.TEARDOWN, environment, taken.requester, _brief(exc))
+            )
+            raise
+        progress.finish(blocks.teardown_result(result, user))
+        log.info("strip back of %s finished: %s", environment, result.state.value)
+
+    # Replace the buttons at once, so nobody clicks a button whose token is already gone; that
+    # edit counts against the progress message's interval like any other.
+    starting = blocks.teardown_starting(environment, user)
+    progress.mark_sent()
+    try:
+        ctx.jobs.submit(strip)
+    except ClonesError as exc:
+        starting = blocks.run_aborted(RunKind.TEARDOWN, environment, taken.requester, str(exc))
+    reporting(
+        tell,
+        "teardown",
+        lambda: client.chat_update(
+            channel=channel, ts=ts, text=starting.text, blocks=starting.blocks
+        ),
+    )
+
+
+def _brief(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ClonesError) else "internal error (logged)"
+
+
+def on_cancel(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell: Tell) -> None:
+    user, channel, ts, environment, token = _click(body)
+    pending = ctx.confirmations.peek(token, environment)
+    if pending is None:
+        _gone(tell, environment)
+        return
+    if not _allowed(ctx, tell, user, channel, f"cancel teardown {environment}", pending.requester):
+        return
+    if ctx.confirmations.take(token, environment) is None:
+        _gone(tell, environment)
+        return
+    ctx.repo.audit(
+        actor=user,
+        source=SOURCE,
+        channel=channel,
+        command=f"teardown {environment}",
+        result="cancelled",
+    )
+    r = blocks.teardown_cancelled(environment, user)
+    reporting(
+        tell,
+        "cancel",
+        lambda: client.chat_update(channel=channel, ts=ts, text=r.text, blocks=r.blocks),
+    )
+
+
+def on_home_teardown(ctx: HandlerContext, body: dict[str, Any], client: WebClient) -> None:
+    """The Home tab's Strip back button: post the usual plan with Confirm / Cancel."""
+    user = str(body.get("user", {}).get("id", ""))
+    environment = str((body.get("actions") or [{}])[0].get("value", ""))
+    tell = DirectReply(client, user)
+
+    def plan() -> None:
+        env = ctx.service.environment(environment)
+        # The plan goes where the environment lives; without a channel, to the app's DM.
+        channel = env.channel or user
+        decision = ctx.access.check(user, channel, "teardown")
+        if not decision:
+            ctx.repo.audit(
+                actor=user,
+                source=SOURCE,
+                channel=channel,
+                command=f"teardown {environment} (App Home)",
+                result="denied",
+                detail=decision.reason,
+            )
+            tell(f":no_entry: {decision.reason}")
+            return
+        post_plan(ctx, environment, user, channel, client)
+
+    reporting(tell, "home teardown", lambda: ctx.jobs.submit(reporting, tell, "teardown", plan))

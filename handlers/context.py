@@ -1,0 +1,97 @@
+"""What every listener needs, and the one place that turns errors into Slack replies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slack_bolt import Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.access import AccessPolicy
+from bot.errors import ClonesError
+from bot.jobs import Jobs, incident_id
+from bot.service import Service
+from bot.settings import Settings
+from handlers import blocks
+from handlers.confirmations import Confirmations
+from storage import Repository
+
+log = logging.getLogger("handlers")
+
+SOURCE = "slack"  # the audit log's `source` for everything done from Slack
+
+Tell = Callable[[str], object]  # shows one line to the user who acted (ephemeral)
+
+
+class Reply:
+    """Ephemeral answers to the user who acted, through the command's or click's response_url."""
+
+    def __init__(self, respond: Respond) -> None:
+        self._respond = respond
+
+    def __call__(self, text: str) -> object:
+        return self._respond(text=text, response_type="ephemeral", replace_original=False)
+
+    def rendered(self, r: blocks.Rendered) -> object:
+        return self._respond(
+            text=r.text, blocks=r.blocks, response_type="ephemeral", replace_original=False
+        )
+
+
+class DirectReply:
+    """Answers for clicks without a response_url (App Home): a message in the app's DM."""
+
+    def __init__(self, client: WebClient, user: str) -> None:
+        self._client = client
+        self._user = user
+
+    def __call__(self, text: str) -> object:
+        return self._client.chat_postMessage(channel=self._user, text=text)
+
+
+@dataclass
+class HandlerContext:
+    settings: Settings
+    service: Service
+    repo: Repository
+    access: AccessPolicy
+    jobs: Jobs
+    confirmations: Confirmations
+
+
+# Slack API errors a user can fix, with what to do.
+_SLACK_HINTS = {
+    "not_in_channel": "I am not in this channel: invite me with `/invite @clones` and try again.",
+    "channel_not_found": "I cannot see this channel: invite me with `/invite @clones`.",
+    "is_archived": "This channel is archived; run the command in another channel.",
+}
+
+
+def explain(exc: BaseException) -> str:
+    """The user-facing line for an error; unknown errors are logged with an incident id."""
+    if isinstance(exc, ClonesError):
+        return blocks.error(str(exc))
+    if isinstance(exc, SlackApiError):
+        code = str(exc.response.get("error", "")) if exc.response is not None else ""
+        if code in _SLACK_HINTS:
+            return blocks.error(_SLACK_HINTS[code])
+    incident = incident_id()
+    log.error("unexpected error, incident %s", incident, exc_info=exc)
+    return blocks.internal_error(incident)
+
+
+def reporting(tell: Tell, what: str, fn: Callable[[], object]) -> None:
+    """Run `fn`; tell the user what went wrong instead of letting it vanish in a thread."""
+    try:
+        fn()
+    except Exception as exc:
+        message = explain(exc)
+        if isinstance(exc, ClonesError):
+            log.info("%s: %s", what, exc)
+        try:
+            tell(message)
+        except Exception:
+            log.exception("could not tell the user that %s failed", what)

@@ -1,0 +1,169 @@
+"""Fixtures: the real Bolt app on the real service layer, against the lab vCenter, a SQLite file,
+and local fake Slack servers (Web API over HTTP, Socket Mode over WebSocket)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import bootstrap
+from bot.lab import LabProcess
+from bot.settings import BUNDLED_LAB_CONFIG, SlackSettings, VCenterSettings, load_settings
+from bot.slack import SlackBot, SlackTokens, create_bot, http_server
+
+from .fake_api import FakeSlack
+from .signing import (
+    SECRET,
+    action_body,
+    action_payload,
+    sign,
+    slash_body,
+)
+
+OPERATOR = "UOPERATOR"
+ADMIN = "UADMIN"
+STRANGER = "USTRANGER"
+GROUP_MEMBER = "UGROUPIE"
+CHANNEL = "CTRAINING"
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
+@dataclass
+class Reply:
+    status: int
+    body: str
+    elapsed_s: float
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body) if self.body else {}
+
+
+@dataclass
+class SlackHarness:
+    """The app under test, and ways to poke it like Slack would."""
+
+    bot: SlackBot
+    core: bootstrap.App
+    fake: FakeSlack
+    lab: LabProcess
+    url: str
+    db_path: Path
+    secret: str = SECRET
+    _clicks: int = field(default=0)
+
+    def post(self, body: str, headers: dict[str, str]) -> Reply:
+        request = urllib.request.Request(self.url, data=body.encode(), headers=headers)
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return Reply(response.status, response.read().decode(), time.monotonic() - started)
+        except urllib.error.HTTPError as exc:
+            return Reply(exc.code, exc.read().decode(), time.monotonic() - started)
+
+    def command(self, text: str, user: str = OPERATOR, channel: str = CHANNEL) -> Reply:
+        body = slash_body(text, user, channel, self.fake.response_url("cmd"))
+        return self.post(body, sign(body, self.secret))
+
+    def click(
+        self, action_id: str, value: str, user: str, ts: str, channel: str = CHANNEL
+    ) -> Reply:
+        self._clicks += 1
+        payload = action_payload(
+            action_id, value, user, channel, ts, self.fake.response_url(f"click{self._clicks}")
+        )
+        body = action_body(payload)
+        return self.post(body, sign(body, self.secret))
+
+    def event(self, event: dict[str, Any]) -> Reply:
+        body = json.dumps(
+            {
+                "token": "x",
+                "team_id": "T1",
+                "api_app_id": "A1",
+                "type": "event_callback",
+                "event_id": "Ev1",
+                "event_time": int(time.time()),
+                "event": event,
+            }
+        )
+        headers = sign(body, self.secret)
+        headers["Content-Type"] = "application/json"
+        return self.post(body, headers)
+
+    def ephemeral_texts(self) -> list[str]:
+        return [str(c.params.get("text", "")) for c in self.fake.of("response_url")]
+
+
+def lab_settings(lab: LabProcess, db: Path, slack: SlackSettings) -> Any:
+    settings = load_settings(BUNDLED_LAB_CONFIG)
+    info = lab.info
+    vc = VCenterSettings(
+        url=info.url,
+        user=info.user,
+        password=info.password,
+        insecure=True,
+        timeout_s=20.0,
+        task_timeout_s=60.0,
+    )
+    return replace(
+        settings, vcenter=vc, database=db, slack=slack, concurrency=4, retry_backoff_s=0.1
+    )
+
+
+@pytest.fixture
+def make_harness(
+    lab: LabProcess, fake_slack: FakeSlack, tmp_path: Path
+) -> Iterator[Callable[..., SlackHarness]]:
+    started: list[tuple[SlackHarness, Any]] = []
+
+    def make(**slack_overrides: Any) -> SlackHarness:
+        slack = SlackSettings(
+            **{
+                "admins": (ADMIN,),
+                "operators": (OPERATOR,),
+                "operator_groups": ("SOPS",),
+                "progress_interval_s": 1.0,
+                "api_url": fake_slack.api_url,
+                **slack_overrides,
+            }
+        )
+        fake_slack.group_members["SOPS"] = [GROUP_MEMBER]
+        db = tmp_path / "clones.db"
+        core = bootstrap.build(lab_settings(lab, db, slack), start_lab=False)
+        bot = create_bot(core, SlackTokens("xoxb-test", SECRET, "", 0))
+        server = http_server(bot.app, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        harness = SlackHarness(
+            bot, core, fake_slack, lab, f"http://127.0.0.1:{port}/slack/events", db
+        )
+        started.append((harness, server))
+        return harness
+
+    yield make
+    for harness, server in started:
+        server.shutdown()
+        server.server_close()
+        harness.bot.close(wait=True)
+        harness.core.close()
+
+
+@pytest.fixture
+def harness(make_harness: Callable[..., SlackHarness]) -> SlackHarness:
+    return make_harness()

@@ -1,0 +1,255 @@
+"""A local fake of the Slack Web API that records every call.
+
+Speaks what slack_sdk's WebClient and Bolt send: form or JSON bodies to /api/METHOD, the file
+upload URL of files_upload_v2, and response_url posts. It can answer 429 with Retry-After, and
+keeps the latest text and blocks of every message so tests can assert what a channel shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+
+@dataclass
+class Call:
+    method: str  # Web API method, "upload" or "response_url"
+    params: dict[str, Any]
+    at: float  # time.monotonic() on arrival
+    status: int = 200
+    body: bytes = b""
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)
+    edits: int = 0
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.messages: dict[str, Message] = {}  # ts -> message
+        self.uploads: dict[str, bytes] = {}  # file_id -> bytes
+        self.group_members: dict[str, list[str]] = {}
+        self.socket_url = ""
+        self._rate_limits: dict[str, list[int]] = {}  # method -> [remaining, retry_after]
+        self._ts = itertools.count(1)
+        self._files = itertools.count(1)
+        self._cond = threading.Condition()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> FakeSlack:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def base(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.base + "/api/"
+
+    def response_url(self, name: str = "r") -> str:
+        return f"{self.base}/response/{name}"
+
+    # ------------------------------------------------------------------ scripting and queries
+    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next `times` calls of `method` with 429 and Retry-After."""
+        with self._cond:
+            self._rate_limits[method] = [times, retry_after]
+
+    def of(self, method: str) -> list[Call]:
+        with self._cond:
+            return [c for c in self.calls if c.method == method]
+
+    def ok_calls(self, method: str) -> list[Call]:
+        return [c for c in self.of(method) if c.status == 200]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                result = predicate()
+                if result:
+                    return result
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    said = [c.params.get("text") for c in self.calls if c.method == "response_url"]
+                    raise AssertionError(
+                        f"timed out waiting; calls so far: {[c.method for c in self.calls]}; "
+                        f"ephemeral replies: {said}"
+                    )
+                self._cond.wait(min(left, 0.2))
+
+    # ------------------------------------------------------------------ the server
+    def _record(self, call: Call) -> None:
+        with self._cond:
+            self.calls.append(call)
+            self._cond.notify_all()
+
+    def _limited(self, method: str) -> int | None:
+        with self._cond:
+            rule = self._rate_limits.get(method)
+            if rule and rule[0] > 0:
+                rule[0] -= 1
+                return rule[1]
+        return None
+
+    def _api(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
+        with self._cond:
+            if method == "auth.test":
+                return {
+                    "ok": True,
+                    "user_id": "UBOT",
+                    "bot_id": "BBOT",
+                    "team_id": "T1",
+                    "user": "clones",
+                    "team": "Test",
+                }
+            if method == "chat.postMessage":
+                ts = f"{1700000000 + next(self._ts)}.000100"
+                channel = str(p.get("channel"))
+                self.messages[ts] = Message(
+                    channel,
+                    ts,
+                    str(p.get("text", "")),
+                    list(p.get("blocks") or []),
+                    p.get("thread_ts"),
+                )
+                return {
+                    "ok": True,
+                    "channel": channel,
+                    "ts": ts,
+                    "message": {"text": p.get("text"), "ts": ts},
+                }
+            if method == "chat.update":
+                m = self.messages.get(str(p.get("ts")))
+                if m is None:
+                    return {"ok": False, "error": "message_not_found"}
+                m.text, m.blocks, m.edits = (
+                    str(p.get("text", "")),
+                    list(p.get("blocks") or []),
+                    m.edits + 1,
+                )
+                return {"ok": True, "channel": m.channel, "ts": m.ts}
+            if method == "chat.postEphemeral":
+                return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
+            if method == "views.publish":
+                return {"ok": True, "view": p.get("view")}
+            if method == "usergroups.users.list":
+                return {"ok": True, "users": self.group_members.get(str(p.get("usergroup")), [])}
+            if method == "files.getUploadURLExternal":
+                file_id = f"F{next(self._files):04d}"
+                return {
+                    "ok": True,
+                    "file_id": file_id,
+                    "upload_url": f"{self.base}/upload/{file_id}",
+                }
+            if method == "files.completeUploadExternal":
+                files = p.get("files") or []
+                if isinstance(files, str):
+                    files = json.loads(files)
+                thread = self.messages.get(str(p.get("thread_ts")))
+                out = []
+                for f in files:
+                    entry = {
+                        "id": f["id"],
+                        "title": f.get("title"),
+                        "channel": p.get("channel_id"),
+                        "thread_ts": p.get("thread_ts"),
+                        "bytes": len(self.uploads.get(f["id"], b"")),
+                    }
+                    if thread is not None:
+                        thread.files.append(entry)
+                    out.append(entry)
+                return {"ok": True, "files": out}
+            if method == "apps.connections.open":
+                return {"ok": True, "url": self.socket_url}
+        return {"ok": False, "error": "unknown_method"}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                arrived = time.monotonic()
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path.partition("?")[0]
+                if path.startswith("/upload/"):
+                    file_id = path.rsplit("/", 1)[1]
+                    with fake._cond:
+                        fake.uploads[file_id] = raw
+                    fake._record(Call("upload", {"file_id": file_id}, arrived, 200, raw))
+                    self._reply(200, b"OK", "text/plain")
+                    return
+                params = _params(raw, self.headers.get("Content-Type", ""))
+                if path.startswith("/response/"):
+                    fake._record(Call("response_url", params, arrived))
+                    self._reply(200, b"ok", "text/plain")
+                    return
+                method = path.removeprefix("/api/")
+                retry_after = fake._limited(method)
+                if retry_after is not None:
+                    fake._record(Call(method, params, arrived, 429))
+                    body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+                    self._reply(429, body, "application/json", {"Retry-After": str(retry_after)})
+                    return
+                result = fake._api(method, params)
+                fake._record(Call(method, params, arrived))
+                self._reply(200, json.dumps(result).encode(), "application/json")
+
+            def _reply(
+                self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+def _params(raw: bytes, content_type: str) -> dict[str, Any]:
+    text = raw.decode("utf-8") if raw else ""
+    if not text:
+        return {}
+    if "json" in content_type:
+        data = json.loads(text)
+        return data if isinstance(data, dict) else {"_": data}
+    params: dict[str, Any] = dict(parse_qsl(text, keep_blank_values=True))
+    for key in ("blocks", "files", "view"):  # form-encoded JSON fields
+        if isinstance(params.get(key), str):
+            with contextlib.suppress(ValueError):
+                params[key] = json.loads(params[key])
+    return params

@@ -1,0 +1,60 @@
+"""The throttled progress message, against the fake Web API (no vCenter needed)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+from bot.models import RunKind
+from bot.service import ProgressEvent
+from bot.settings import SlackSettings
+from bot.slack import make_client
+from handlers import blocks
+from handlers.progress import ProgressMessage
+
+from .fake_api import FakeSlack
+
+
+def _event(done: int, total: int = 50) -> ProgressEvent:
+    return ProgressEvent("clone_ready", 1, "env", RunKind.DEPLOY, total, done, 0, done * 0.01)
+
+
+def test_bursts_are_coalesced_and_the_final_state_always_sent(fake_slack: FakeSlack) -> None:
+    client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
+    progress = ProgressMessage(
+        client, "C1", lambda e: blocks.deploy_progress(e, "U1"), interval_s=1.0
+    )
+    workers = [
+        threading.Thread(
+            target=lambda i=i: [progress.on_event(_event(i * 10 + k)) for k in range(10)]
+        )
+        for i in range(5)
+    ]
+    started = time.monotonic()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert time.monotonic() - started < 0.5  # events never wait on Slack
+    ts = progress.finish(blocks.Rendered("done", [blocks.section("all done")]))
+
+    posts, updates = fake_slack.of("chat.postMessage"), fake_slack.of("chat.update")
+    assert len(posts) == 1 and ts == posts[0].params.get("ts", ts)
+    assert 1 <= len(updates) <= 3  # 50 events became a handful of edits
+    assert fake_slack.messages[ts].text == "done"
+    stamps = [posts[0].at] + [u.at for u in updates]
+    assert all(b - a >= 0.95 for a, b in itertools.pairwise(stamps))
+
+
+def test_final_survives_429(fake_slack: FakeSlack) -> None:
+    client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
+    fake_slack.rate_limit("chat.update", times=2, retry_after=1)
+    progress = ProgressMessage(
+        client, "C1", lambda e: blocks.deploy_progress(e, "U1"), interval_s=1.0
+    )
+    progress.on_event(_event(1, 2))
+    fake_slack.wait_for(lambda: fake_slack.of("chat.postMessage"))
+    ts = progress.finish(blocks.Rendered("final", []))
+    assert ts is not None and fake_slack.messages[ts].text == "final"
+    assert [c.status for c in fake_slack.of("chat.update")] == [429, 429, 200]
