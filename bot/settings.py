@@ -438,7 +438,9 @@ def _table(raw: dict[str, Any], key: str, where: str, required: bool = True) -> 
 def _number(raw: dict[str, Any], key: str, default: float, ctx: str) -> float:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{ctx} {key} must be a number of seconds (e.g. {default}), not {value!r}.")
+        raise ConfigError(
+            f"{ctx} {key} must be a number of seconds (e.g. {default}), not {value!r}."
+        )
     return float(value)
 
 

@@ -10,11 +10,14 @@ from bot.errors import UsageError
 from bot.grammar import (
     MAX_COUNT,
     VERBS,
+    CancelSchedule,
     Command,
     Deploy,
     DeployItem,
+    Extend,
     Help,
     Savings,
+    Schedule,
     Status,
     Teardown,
     Types,
@@ -256,3 +259,68 @@ def test_valid_deploys_round_trip(
         text += " and power on"
     assert parse(text) == Deploy(items(*pairs), env, power_on)
     assert all(1 <= n <= MAX_COUNT for _, n in pairs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules: schedule / extend / cancel-schedule (times stay raw text; see bot.timeparse)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("schedule nov-cohort until fri 17:00", Schedule("nov-cohort", until="fri 17:00")),
+        ("schedule nov-cohort until fri at 17:00", Schedule("nov-cohort", until="fri at 17:00")),
+        (
+            "schedule Nov-Cohort AT mon 08:00 UNTIL fri 17:00",
+            Schedule("nov-cohort", at="mon 08:00", until="fri 17:00"),
+        ),
+        ("schedule x at mon 08:00", Schedule("x", at="mon 08:00")),
+        ("schedule x until in 3h", Schedule("x", until="in 3h")),
+        ("schedule x until 2026-12-01 09:00", Schedule("x", until="2026-12-01 09:00")),
+        ("extend nov-cohort 2h", Extend("nov-cohort", "2h")),
+        ("extend nov-cohort by 1h 30m", Extend("nov-cohort", "by 1h 30m")),
+        ("extend nov-cohort", Extend("nov-cohort")),
+        ("cancel-schedule nov-cohort", CancelSchedule("nov-cohort")),
+        ("unschedule nov-cohort", CancelSchedule("nov-cohort")),
+        ("cancel schedule nov-cohort", CancelSchedule("nov-cohort")),
+        ("help unschedule", Help("cancel-schedule")),
+    ],
+)
+def test_parses_schedule_verbs(text: str, expected: Command) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("schedule", ["say which environment", '"schedule nov-cohort until fri 17:00"']),
+        ("schedule x", ['"until"', '"schedule x until fri 17:00"']),
+        ("schedule x fri 17:00", ['got "fri 17:00"', '"schedule x until fri 17:00"']),
+        ("schedule x until", ['"until" needs a time']),
+        ("schedule x at", ['"at" needs a time']),
+        ("schedule x at mon 08:00 until", ['"until" needs a time']),
+        ("schedule x_y until fri 17:00", ["not a valid environment name"]),
+        ("extend", ["say which environment", '"extend nov-cohort 2h"']),
+        ("extend x 2 parsecs", ['could not read "2 parsecs"', '"2h"']),
+        ("extend x 0h", ["more than zero"]),
+        ("cancel-schedule", ["say which environment"]),
+        ("unschedule x y", ["one environment name", '"cancel-schedule nov-cohort"']),
+    ],
+)
+def test_schedule_verb_errors_show_an_example(text: str, words: list[str]) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text)
+    message = str(caught.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_schedule_verbs_in_usage() -> None:
+    assert {"schedule", "extend", "cancel-schedule"} <= set(VERBS)
+    text = usage()
+    assert "`schedule nov-cohort until fri 17:00`" in text
+    assert "`extend nov-cohort 2h`" in text
+    assert "unschedule" in usage("cancel-schedule")
+    assert usage("unschedule") == usage("cancel-schedule")
+    assert "maximum lease" in usage("extend")

@@ -1,0 +1,916 @@
+"""Schedules: deploy ahead, strip back after training, remind the owner first, extend.
+
+SQLite is the truth: an environment's `starts_at` (a scheduled deploy) and `ends_at` (a scheduled
+strip back) plus its `schedules` row (the deploy command, the lease start, which end was already
+reminded). The APScheduler 3 `BackgroundScheduler` only holds jobs derived from that, and they are
+rebuilt from it at start-up and re-synced every minute (so schedules set from the terminal, in
+another process, are picked up). APScheduler's traps, avoided here:
+
+- jobs name an importable module-level function (`bot.schedules:run_job`) with plain arguments;
+- fixed ids `deploy:<env>`, `teardown:<env>`, `remind:<env>` with `replace_existing=True`;
+- `misfire_grace_time=None`: a job that fell due while the process was busy still runs;
+- explicit time zones: the team zone for the scheduler, aware datetimes everywhere;
+- one scheduler per database: an exclusive `flock` on `<database>.scheduler.lock`. The kernel
+  drops it when the process dies (no stale lease to wait out after a crash); a second bot process
+  on the same database logs that it will not schedule and leaves the jobs to the first.
+
+Jobs also *claim* their work in SQLite before acting (compare-and-set on the planned time), so a
+job that was moved, cancelled or already run does nothing, and even two schedulers racing could
+not both run it. Deploys are claimed before they start (at most once: a crash mid-deploy leaves
+the run for the engine's own recovery, never a second set of clones); strip backs are claimed
+into `stripping_for_end` and finished afterwards, so one interrupted by a crash or by vCenter
+going away is resumed at the next start (strip back is idempotent).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, Literal, Protocol, TextIO
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from bot import grammar
+from bot.errors import ClonesError, ConflictError, NotFoundError, UsageError, VCenterError
+from bot.models import CloneState, Environment, RunKind
+from bot.service import ProgressCallback, Service
+from bot.settings import Settings
+from bot.timeparse import (
+    describe_delta,
+    describe_time,
+    format_duration,
+    parse_duration,
+    parse_time,
+    zone_of,
+)
+from storage import Repository
+from storage.repository import ScheduleRecord
+
+log = logging.getLogger("clones.schedule")
+
+JobKind = Literal["deploy", "teardown", "remind"]
+EventKind = Literal["deploy", "teardown"]
+JOB_KINDS: tuple[JobKind, ...] = ("deploy", "teardown", "remind")
+JOB_FUNC = "bot.schedules:run_job"
+SYNC_JOB_ID = "sync:schedules"
+LIVE_STATES = tuple(s for s in CloneState if s.live)
+_TIME_EXAMPLE = '"fri 17:00" or "in 3h"'
+
+
+def job_id(kind: JobKind, environment: str) -> str:
+    return f"{kind}:{environment}"
+
+
+# ============================================================================ notifier
+class Notifier(Protocol):
+    """Where scheduled work reports. Slack posts to the environment's channel; the default logs.
+
+    A notifier may also offer `progress(environment, action) -> ProgressCallback | None` to
+    render scheduled deploys and strip backs with the same live progress as manual ones.
+    """
+
+    def notify(self, environment: Environment, text: str) -> None: ...
+
+    def remind(self, environment: Environment, owner: str, ends_at: datetime) -> None: ...
+
+
+class LogNotifier:
+    """The default notifier: log every message, and print it when given a stream."""
+
+    def __init__(self, zone: str = "UTC", stream: TextIO | None = None) -> None:
+        self.zone = zone
+        self.stream = stream
+
+    def _say(self, text: str) -> None:
+        log.info("%s", text)
+        if self.stream is not None:
+            print(text, file=self.stream, flush=True)
+
+    def notify(self, environment: Environment, text: str) -> None:
+        where = f" [{environment.channel}]" if environment.channel else ""
+        self._say(f"{environment.name}{where}: {text}")
+
+    def remind(self, environment: Environment, owner: str, ends_at: datetime) -> None:
+        when = describe_time(ends_at, datetime.now(UTC), self.zone)
+        self._say(
+            f"{environment.name}: reminder for {owner}: strip back at {when}; "
+            f'"extend {environment.name} 2h" to keep it longer.'
+        )
+
+
+# ======================================================================= single-scheduler guard
+def lock_path_for(database: Path) -> Path:
+    return database.with_name(database.name + ".scheduler.lock")
+
+
+class SchedulerLock:
+    """An exclusive, non-blocking `flock` on a file next to the database.
+
+    flock locks belong to the open file, so two SchedulerLocks conflict even inside one process
+    (which is how the tests show two schedulers cannot both run). Linux/macOS only; a database
+    on a network file system is unsafe for SQLite anyway.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
+    def acquire(self) -> bool:
+        if self._file is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        handle.seek(0)
+        handle.truncate()
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}\n")
+        handle.flush()
+        self._file = handle
+        return True
+
+    def holder(self) -> str:
+        """Who holds the lock, as its holder wrote it ("" when unknown)."""
+        try:
+            return self.path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
+
+    def is_held_elsewhere(self) -> bool:
+        """True while another open file (process or SchedulerLock) holds the lock."""
+        if self._file is not None or not self.path.exists():
+            return False
+        with self.path.open("a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return False
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+# ============================================================================ results
+@dataclass(frozen=True)
+class ScheduleResult:
+    """What a schedule command did, with the sentence to show the user."""
+
+    environment: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    message: str
+    changed: bool = True
+
+
+@dataclass(frozen=True)
+class DeployTimes:
+    """The validated times of `deploy ... at WHEN until WHEN` (nothing recorded yet)."""
+
+    environment: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+
+
+@dataclass(frozen=True)
+class StartReport:
+    active: bool  # False: another process runs the scheduler for this database
+    message: str
+    jobs: list[str] = field(default_factory=list)  # job ids in the scheduler after the rebuild
+    missed: list[str] = field(default_factory=list)  # what fell due while the bot was down
+
+
+# ============================================================================ job entry points
+_SERVICES: dict[str, ScheduleService] = {}
+_SERVICES_LOCK = threading.Lock()
+
+
+def run_job(key: str, kind: str, environment: str, planned: str, missed: bool = False) -> None:
+    """APScheduler's entry point: plain arguments naming the schedule service and the work."""
+    with _SERVICES_LOCK:
+        svc = _SERVICES.get(key)
+    if svc is None:
+        log.warning("job %s:%s for a stopped scheduler ignored", kind, environment)
+        return
+    svc.run(kind, environment, datetime.fromisoformat(planned), missed=missed)
+
+
+def sync_job(key: str) -> None:
+    """Periodic re-sync of the job table from SQLite (schedules set by another process)."""
+    with _SERVICES_LOCK:
+        svc = _SERVICES.get(key)
+    if svc is not None:
+        svc.sync()
+
+
+# ============================================================================ the service
+class ScheduleService:
+    def __init__(
+        self,
+        settings: Settings,
+        repo: Repository,
+        service: Service,
+        *,
+        notifier: Notifier | None = None,
+        clock: Callable[[], datetime] | None = None,
+        scheduler: BaseScheduler | None = None,
+        lock_path: Path | None = None,
+        resync_s: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.service = service
+        self.zone = zone_of(settings.timezone)
+        self.notifier: Notifier = notifier or LogNotifier(settings.timezone)
+        self.clock = clock or service.clock
+        self.scheduler = scheduler or BackgroundScheduler(timezone=self.zone)
+        self.lock = SchedulerLock(lock_path or lock_path_for(settings.database))
+        self.resync_s = resync_s
+        self.key = uuid.uuid4().hex
+        self._sync_lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        """True while this process runs the scheduler for its database."""
+        return self.lock.held and self.scheduler.running
+
+    @property
+    def lead(self) -> timedelta:
+        return timedelta(minutes=self.settings.schedule.reminder_lead_min)
+
+    @property
+    def max_lease(self) -> timedelta:
+        return timedelta(hours=self.settings.schedule.max_lease_hours)
+
+    @property
+    def default_extension(self) -> timedelta:
+        return timedelta(minutes=self.settings.schedule.default_extension_min)
+
+    # ------------------------------------------------------------------ showing times
+    def describe(self, moment: datetime) -> str:
+        """ "Fri 28 Nov 17:00 GMT (in 2 d 3 h)" in the team zone."""
+        return describe_time(moment, self.clock(), self.zone)
+
+    def next_event(self, environment: str) -> tuple[EventKind, datetime] | None:
+        """The environment's next scheduled deploy or strip back, from SQLite."""
+        env = self.repo.get_environment(environment)
+        return _next_event(env) if env is not None else None
+
+    def next_events(self) -> dict[str, tuple[EventKind, datetime]]:
+        """Every environment's next scheduled event (one query; for status and App Home)."""
+        out: dict[str, tuple[EventKind, datetime]] = {}
+        for env, _ in self.repo.scheduled_environments():
+            event = _next_event(env)
+            if event is not None:
+                out[env.name] = event
+        return out
+
+    def next_event_text(self, environment: str) -> str | None:
+        """ "strip back Fri 28 Nov 17:00 GMT (in 2 d 3 h)", or None when nothing is scheduled."""
+        event = self.next_event(environment)
+        if event is None:
+            return None
+        kind, when = event
+        return f"{'deploy' if kind == 'deploy' else 'strip back'} {self.describe(when)}"
+
+    # ------------------------------------------------------------------ validation helpers
+    def _parse(self, text: str, what: str, after: datetime | None = None) -> datetime:
+        now = self.clock()
+        when = parse_time(text, now=now, zone=self.zone, after=after)
+        if when <= now:
+            raise UsageError(
+                f'the {what} time "{text}" is {self.describe(when)}, which has passed; give a '
+                f"time in the future, e.g. {_TIME_EXAMPLE}"
+            )
+        return when
+
+    def _check_order(self, starts: datetime | None, ends: datetime | None, env: str) -> None:
+        if starts is not None and ends is not None and ends <= starts:
+            raise UsageError(
+                f"the end ({self.describe(ends)}) must be after the start "
+                f'({self.describe(starts)}), e.g. "schedule {env} at mon 08:00 until fri 17:00"'
+            )
+
+    def _check_cap(self, env: str, lease_from: datetime, ends: datetime, verb: str) -> None:
+        limit = lease_from + self.max_lease
+        if ends <= limit:
+            return
+        cap = f"{self.settings.schedule.max_lease_hours} h"
+        room = limit - max(self.clock(), lease_from)
+        head = (
+            f"{env} cannot {verb} {self.describe(ends)}: an environment may run at most {cap} "
+            f"(the [schedule] max_lease_hours setting) and {env}'s lease began "
+            f"{self.describe(lease_from)}, so it must be stripped back by {self.describe(limit)}."
+        )
+        if verb == "be extended to":
+            current = self.repo.get_environment(env)
+            if current is not None and current.ends_at is not None:
+                room = limit - current.ends_at
+            if room >= timedelta(hours=1):
+                room -= timedelta(minutes=(room // timedelta(minutes=1)) % 60)  # whole hours
+            if room >= timedelta(minutes=1):
+                raise UsageError(
+                    f"{head} Extend by at most {describe_delta(room)}, e.g. "
+                    f'"extend {env} {format_duration(room)}", or ask an admin to raise the cap.'
+                )
+            raise UsageError(f"{head} It is at the cap already; ask an admin to raise it.")
+        raise UsageError(
+            f'{head} Pick an earlier end, e.g. "schedule {env} until '
+            f'{limit.astimezone(self.zone):%Y-%m-%d %H:%M}".'
+        )
+
+    def _reminded_if_inside_lead(self, ends: datetime) -> datetime | None:
+        """A user who sets an end inside the reminder lead has just seen it: no reminder."""
+        return ends if ends - self.lead <= self.clock() else None
+
+    def _when_text(self, env: str, starts: datetime | None, ends: datetime | None) -> str:
+        parts = []
+        if starts is not None:
+            parts.append(f"deploys {self.describe(starts)}")
+        if ends is not None:
+            parts.append(f"strips back {self.describe(ends)}")
+        text = f"{env} " + " and ".join(parts) if parts else f"{env} has nothing scheduled"
+        if ends is not None and self.lead and ends - self.lead > self.clock():
+            text += f"; the owner is reminded {describe_delta(self.lead)} before"
+        return text + "."
+
+    # ------------------------------------------------------------------ commands
+    def deploy_times(self, command: grammar.Deploy) -> DeployTimes:
+        """Validate a deploy's `at`/`until` (and its types) without changing anything."""
+        env_name = command.environment or self.service.default_environment(command)
+        for item in command.items:
+            t = self.settings.type(item.type)  # unknown type: ConfigError naming the known ones
+            if item.count > t.max_count:
+                raise UsageError(
+                    f"{item.count} {t.name} clones is more than the type's maximum of "
+                    f'{t.max_count}, e.g. "deploy {t.name} {min(t.max_count, 25)} as {env_name}"'
+                )
+        starts = self._parse(command.at, "start") if command.at else None
+        ends = self._parse(command.until, "end", after=starts) if command.until else None
+        self._check_order(starts, ends, env_name)
+        if ends is not None:
+            self._check_cap(env_name, starts or self.clock(), ends, "run until")
+        existing = self.repo.get_environment(env_name)
+        if starts is not None and existing is not None and existing.starts_at is not None:
+            raise ConflictError(
+                f"{env_name} already has a deployment scheduled "
+                f"{self.describe(existing.starts_at)}; "
+                f'move it with "schedule {env_name} at ..." or drop it with '
+                f'"cancel-schedule {env_name}".'
+            )
+        return DeployTimes(env_name, starts, ends)
+
+    def schedule_deploy(
+        self, command: grammar.Deploy, *, actor: str, source: str = "cli", channel: str = ""
+    ) -> ScheduleResult:
+        """Record `deploy ... at WHEN [until WHEN]`: the deploy runs at WHEN in the scheduler."""
+        if not command.at:
+            raise UsageError(
+                'say when to deploy with "at", e.g. "deploy capture 25 as nov-cohort at mon 08:00"'
+            )
+        times = self.deploy_times(command)
+        assert times.starts_at is not None
+        text = _deploy_text(command, times.environment)
+        with self.repo.transaction():
+            self.repo.ensure_environment(times.environment, owner=actor, channel=channel)
+            self.repo.update_environment(
+                times.environment, starts_at=times.starts_at, ends_at=times.ends_at
+            )
+            self.repo.save_schedule(
+                times.environment,
+                deploy_command=text,
+                requested_by=actor,
+                lease_from=times.starts_at,
+                reminded_for_end=None,
+                stripping_for_end=None,
+            )
+            self.repo.audit(
+                actor=actor,
+                source=source,
+                channel=channel,
+                command=f"{text} at {command.at}"
+                + (f" until {command.until}" if command.until else ""),
+                result="scheduled",
+                detail=_times_detail(times.starts_at, times.ends_at),
+            )
+        self._resync_one(times.environment)
+        return ScheduleResult(
+            times.environment,
+            times.starts_at,
+            times.ends_at,
+            self._when_text(times.environment, times.starts_at, times.ends_at),
+        )
+
+    def set_end(
+        self, environment: str, ends_at: datetime, *, actor: str, source: str = "cli"
+    ) -> ScheduleResult:
+        """Record the end of a deploy that ran now (`deploy ... until WHEN`), validated earlier by
+        `deploy_times`; an end that passed during the deploy strips back at once."""
+        env = self.service.environment(environment)
+        with self.repo.transaction():
+            self.repo.update_environment(env.name, ends_at=ends_at)
+            self.repo.save_schedule(
+                env.name,
+                requested_by=actor,
+                lease_from=self.clock(),
+                reminded_for_end=self._reminded_if_inside_lead(ends_at),
+                stripping_for_end=None,
+            )
+            self.repo.audit(
+                actor=actor,
+                source=source,
+                channel=env.channel,
+                command=f"schedule {env.name} until {ends_at.isoformat()}",
+                result="ok",
+                detail=_times_detail(None, ends_at),
+            )
+        self._resync_one(env.name)
+        return ScheduleResult(env.name, None, ends_at, self._when_text(env.name, None, ends_at))
+
+    def schedule(
+        self, command: grammar.Schedule, *, actor: str, source: str = "cli", channel: str = ""
+    ) -> ScheduleResult:
+        """`schedule ENV [at WHEN] [until WHEN]`: set or move an environment's start and end."""
+        env = self.service.environment(command.environment)
+        record = self.repo.get_schedule(env.name)
+        if record is not None and record.stripping_for_end is not None:
+            raise ConflictError(f"{env.name} is being stripped back now; there is nothing to move.")
+        if command.at and env.starts_at is None:
+            raise UsageError(
+                f'{env.name} has no scheduled deployment to move ("at" moves one made with '
+                f'"deploy ... at"); to set its end use "schedule {env.name} until fri 17:00"'
+            )
+        if not command.at and not command.until:
+            raise UsageError(f'say when, e.g. "schedule {env.name} until fri 17:00"')
+        starts = self._parse(command.at, "start") if command.at else env.starts_at
+        ends = self._parse(command.until, "end", after=starts) if command.until else env.ends_at
+        self._check_order(starts, ends, env.name)
+        if command.until and starts is None:
+            live = self.repo.clones(environment=env.name, states=LIVE_STATES)
+            if not live:
+                raise UsageError(
+                    f"{env.name} has no clones, so there is nothing to strip back; deploy "
+                    f'with an end instead, e.g. "deploy capture 25 as {env.name} until fri 17:00"'
+                )
+        lease_from = starts or (
+            record.lease_from
+            if record is not None and record.lease_from is not None and env.ends_at is not None
+            else self.clock()
+        )
+        if ends is not None:
+            self._check_cap(env.name, lease_from, ends, "run until")
+        with self.repo.transaction():
+            self.repo.update_environment(env.name, starts_at=starts, ends_at=ends)
+            self.repo.save_schedule(
+                env.name,
+                requested_by=actor,
+                lease_from=lease_from,
+                reminded_for_end=self._reminded_if_inside_lead(ends) if ends else None,
+            )
+            self.repo.audit(
+                actor=actor,
+                source=source,
+                channel=channel,
+                command=_command_text(command),
+                result="ok",
+                detail=_times_detail(starts, ends),
+            )
+        self._resync_one(env.name)
+        return ScheduleResult(env.name, starts, ends, self._when_text(env.name, starts, ends))
+
+    def extend(
+        self,
+        environment: str,
+        by: str | timedelta | None = None,
+        *,
+        actor: str,
+        source: str = "cli",
+        channel: str = "",
+    ) -> ScheduleResult:
+        """Move the scheduled strip back later by `by` (default: the configured extension)."""
+        env = self.service.environment(environment)
+        record = self.repo.get_schedule(env.name)
+        if record is not None and record.stripping_for_end is not None:
+            raise ConflictError(f"{env.name} is being stripped back now; it is too late to extend.")
+        if env.ends_at is None:
+            raise UsageError(
+                f"{env.name} has no scheduled strip back to extend; set one with "
+                f'"schedule {env.name} until fri 17:00"'
+            )
+        if by is None:
+            delta = self.default_extension
+        elif isinstance(by, str):
+            delta = parse_duration(by)
+        else:
+            delta = by
+        if delta <= timedelta(0):
+            raise UsageError(f'extend by a positive length of time, e.g. "extend {env.name} 2h"')
+        ends = env.ends_at + delta
+        lease_from = (record.lease_from if record else None) or env.starts_at or self.clock()
+        self._check_cap(env.name, lease_from, ends, "be extended to")
+        with self.repo.transaction():
+            self.repo.update_environment(env.name, ends_at=ends)
+            self.repo.save_schedule(
+                env.name,
+                requested_by=actor,
+                lease_from=lease_from,
+                reminded_for_end=self._reminded_if_inside_lead(ends),
+            )
+            self.repo.audit(
+                actor=actor,
+                source=source,
+                channel=channel,
+                command=f"extend {env.name} {format_duration(delta)}",
+                result="ok",
+                detail=_times_detail(None, ends),
+            )
+        self._resync_one(env.name)
+        message = (
+            f"{env.name} now strips back {self.describe(ends)}, {describe_delta(delta)} later; "
+            f"the cap allows until {self.describe(lease_from + self.max_lease)}."
+        )
+        return ScheduleResult(env.name, env.starts_at, ends, message)
+
+    def cancel(
+        self, environment: str, *, actor: str, source: str = "cli", channel: str = ""
+    ) -> ScheduleResult:
+        """Drop the scheduled deploy, strip back and reminder; the clones stay."""
+        env = self.service.environment(environment)
+        record = self.repo.get_schedule(env.name)
+        if record is not None and record.stripping_for_end is not None:
+            raise ConflictError(f"{env.name} is being stripped back now; it cannot be cancelled.")
+        if env.starts_at is None and env.ends_at is None:
+            return ScheduleResult(
+                env.name, None, None, f"{env.name} has nothing scheduled.", changed=False
+            )
+        with self.repo.transaction():
+            self.repo.update_environment(env.name, starts_at=None, ends_at=None)
+            self.repo.delete_schedule(env.name)
+            self.repo.audit(
+                actor=actor,
+                source=source,
+                channel=channel,
+                command=f"cancel-schedule {env.name}",
+                result="ok",
+                detail=_times_detail(env.starts_at, env.ends_at),
+            )
+            # An environment made only to hold a scheduled deploy goes with it.
+            if not self.repo.clones(environment=env.name) and not self.repo.runs(
+                environment=env.name, limit=1
+            ):
+                self.repo.delete_environment(env.name)
+        self._resync_one(env.name)
+        dropped = []
+        if env.starts_at is not None:
+            dropped.append(f"the deployment {self.describe(env.starts_at)}")
+        if env.ends_at is not None:
+            dropped.append(f"the strip back {self.describe(env.ends_at)}")
+        message = f"Cancelled {' and '.join(dropped)} of {env.name}."
+        if env.ends_at is not None and env.starts_at is None:
+            message += f' Its clones stay until "teardown {env.name}".'
+        return ScheduleResult(env.name, None, None, message)
+
+    # ------------------------------------------------------------------ scheduler lifecycle
+    def start(self, *, paused: bool = False) -> StartReport:
+        """Take the single-scheduler lock, rebuild jobs from SQLite and start the scheduler.
+
+        Missed deploys and strip backs run at once and say so in their channel. With `paused`
+        the scheduler holds its jobs without running them (tests drive `run_due`).
+        """
+        database = self.settings.database
+        if not self.lock.acquire():
+            holder = self.lock.holder() or "another process"
+            message = (
+                f"Scheduler not started: {holder} already runs the scheduler for {database}. "
+                "This process will not run scheduled deploys, strip backs or reminders (schedules "
+                "set here are saved and that process picks them up within a minute). Stop the "
+                "other bot, or give this one its own database."
+            )
+            log.warning("%s", message)
+            return StartReport(False, message)
+        with _SERVICES_LOCK:
+            _SERVICES[self.key] = self
+        self.scheduler.start(paused=True)
+        missed = self.sync(startup=True)
+        if self.resync_s > 0:
+            self.scheduler.add_job(
+                "bot.schedules:sync_job",
+                "interval",
+                seconds=self.resync_s,
+                args=[self.key],
+                id=SYNC_JOB_ID,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+            )
+        if not paused:
+            self.scheduler.resume()
+        jobs = self.job_ids()
+        message = (
+            f"Scheduler running for {database} (lock {self.lock.path}), times in "
+            f"{self.settings.timezone}: {len(jobs)} scheduled job(s)"
+        )
+        if missed:
+            message += f"; {len(missed)} missed while stopped, running now: " + "; ".join(missed)
+        log.info("%s", message)
+        return StartReport(True, message + ".", jobs, missed)
+
+    def shutdown(self, wait: bool = True) -> None:
+        with _SERVICES_LOCK:
+            _SERVICES.pop(self.key, None)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        self.lock.release()
+
+    def job_ids(self) -> list[str]:
+        return sorted(j.id for j in self.scheduler.get_jobs() if j.id != SYNC_JOB_ID)
+
+    def sync(self, *, startup: bool = False) -> list[str]:
+        """Make the job table match SQLite; return what fell due while stopped (at start-up)."""
+        if not self.lock.held:
+            return []
+        with self._sync_lock:
+            now = self.clock()
+            wanted: dict[str, tuple[datetime, list[Any]]] = {}
+            missed: list[str] = []
+            for env, record in self.repo.scheduled_environments():
+                for kind, planned, run_at in self._jobs_for(env, record, now, startup):
+                    late = startup and planned <= now
+                    wanted[job_id(kind, env.name)] = (
+                        run_at,
+                        [self.key, kind, env.name, planned.isoformat(), late],
+                    )
+                    if late and kind != "remind":
+                        missed.append(f"{kind} of {env.name} due {self.describe(planned)}")
+            for job in self.scheduler.get_jobs():
+                if job.id.split(":", 1)[0] in JOB_KINDS and job.id not in wanted:
+                    self.scheduler.remove_job(job.id)
+            for jid, (run_at, args) in wanted.items():
+                existing = self.scheduler.get_job(jid)
+                if existing is not None and list(existing.args) == args:
+                    continue
+                self.scheduler.add_job(
+                    JOB_FUNC,
+                    trigger=DateTrigger(run_date=run_at, timezone=self.zone),
+                    args=args,
+                    id=jid,
+                    name=f"{args[1]} {args[2]}",
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                    coalesce=True,
+                    max_instances=1,
+                )
+            return missed
+
+    def _jobs_for(
+        self, env: Environment, record: ScheduleRecord | None, now: datetime, startup: bool
+    ) -> list[tuple[JobKind, datetime, datetime]]:
+        """(kind, planned time, when to run) for one environment's pending work."""
+        jobs: list[tuple[JobKind, datetime, datetime]] = []
+        if env.starts_at is not None:
+            jobs.append(("deploy", env.starts_at, env.starts_at))
+        if env.ends_at is not None:
+            # A strip back never runs before a deploy that is still pending.
+            run_at = max(env.ends_at, env.starts_at) if env.starts_at else env.ends_at
+            jobs.append(("teardown", env.ends_at, run_at))
+            reminded = record.reminded_for_end if record is not None else None
+            if self.lead and reminded != env.ends_at and env.ends_at > now:
+                jobs.append(("remind", env.ends_at, env.ends_at - self.lead))
+        elif startup and record is not None and record.stripping_for_end is not None:
+            jobs.append(("teardown", record.stripping_for_end, record.stripping_for_end))
+        return jobs
+
+    def _resync_one(self, environment: str) -> None:
+        if self.active:  # the CLI (no scheduler) only writes SQLite; the bot's sync picks it up
+            self.sync()
+
+    def run_due(self, limit: int = 100) -> list[str]:
+        """Run, in this thread and in time order, every job due by `clock()`; return their ids.
+
+        For tests and tools with a controlled clock (and a paused scheduler): the same job
+        functions with the same arguments the scheduler would call, without waiting on wall time.
+        """
+        ran: list[str] = []
+        for _ in range(limit):
+            now = self.clock()
+            due = [
+                j
+                for j in self.scheduler.get_jobs()
+                if j.id.split(":", 1)[0] in JOB_KINDS
+                and j.next_run_time is not None
+                and j.next_run_time <= now
+            ]
+            if not due:
+                break
+            job = min(due, key=lambda j: (j.next_run_time, JOB_KINDS.index(j.id.split(":")[0])))
+            self.scheduler.remove_job(job.id)
+            job.func(*job.args, **job.kwargs)
+            ran.append(job.id)
+        return ran
+
+    # ------------------------------------------------------------------ the jobs
+    def run(self, kind: str, environment: str, planned: datetime, *, missed: bool = False) -> None:
+        try:
+            if kind == "deploy":
+                self._run_deploy(environment, planned, missed)
+            elif kind == "teardown":
+                self._run_teardown(environment, planned, missed)
+            elif kind == "remind":
+                self._run_remind(environment, planned)
+            else:
+                log.error("unknown scheduled job kind %r for %s", kind, environment)
+        except Exception:
+            log.exception("scheduled %s of %s failed", kind, environment)
+
+    def _say(self, env: Environment, text: str) -> None:
+        try:
+            self.notifier.notify(env, text)
+        except Exception:  # a broken notifier must not stop the work
+            log.exception("notifier failed for %s", env.name)
+
+    def _progress(self, env: Environment, action: RunKind) -> ProgressCallback | None:
+        hook = getattr(self.notifier, "progress", None)
+        if hook is None:
+            return None
+        try:
+            callback: ProgressCallback | None = hook(env, action)
+        except Exception:
+            log.exception("notifier progress hook failed for %s", env.name)
+            return None
+        return callback
+
+    def _late(self, planned: datetime, missed: bool) -> str:
+        return (
+            f" (it was due {self.describe(planned)} while the bot was not running)"
+            if missed
+            else ""
+        )
+
+    def _run_deploy(self, name: str, planned: datetime, missed: bool) -> None:
+        record = self.repo.get_schedule(name)
+        if record is None or not record.deploy_command:
+            log.info("scheduled deploy of %s: nothing to deploy", name)
+            return
+        if not self.repo.claim_start(name, planned):
+            log.info("scheduled deploy of %s for %s: moved, cancelled or done", name, planned)
+            return
+        command = grammar.parse(record.deploy_command)
+        assert isinstance(command, grammar.Deploy)
+        self.repo.save_schedule(name, deploy_command=None)
+        env = self.service.environment(name)
+        actor = record.requested_by or "scheduler"
+        self._say(
+            env,
+            f"Scheduled deployment starting: {record.deploy_command}{self._late(planned, missed)}.",
+        )
+        try:
+            result = self.service.deploy(
+                command,
+                actor=actor,
+                source="scheduler",
+                channel=env.channel,
+                on_event=self._progress(env, RunKind.DEPLOY),
+            )
+        except ClonesError as exc:
+            self._say(env, f"Scheduled deployment of {name} failed: {exc}")
+            return
+        text = (
+            f"Scheduled deployment of {name} done: {len(result.ready)} of {result.requested} ready"
+        )
+        if result.failed:
+            text += f", {len(result.failed)} failed"
+        current = self.repo.get_environment(name)
+        if current is not None and current.ends_at is not None:
+            text += f"; strip back {self.describe(current.ends_at)}"
+        self._say(env, text + ".")
+
+    def _run_teardown(self, name: str, planned: datetime, missed: bool) -> None:
+        claimed = self.repo.claim_end(name, planned)
+        if not claimed:
+            record = self.repo.get_schedule(name)
+            resuming = missed and record is not None and record.stripping_for_end == planned
+            if not resuming:
+                log.info(
+                    "scheduled strip back of %s for %s: moved, cancelled or done", name, planned
+                )
+                return
+        if self.scheduler.get_job(job_id("remind", name)) is not None:
+            self.scheduler.remove_job(job_id("remind", name))
+        env = self.service.environment(name)
+        self._say(env, f"Scheduled strip back of {name} starting{self._late(planned, missed)}.")
+        try:
+            result = self.service.teardown(
+                name,
+                actor="scheduler",
+                source="scheduler",
+                channel=env.channel,
+                on_event=self._progress(env, RunKind.TEARDOWN),
+            )
+        except NotFoundError as exc:
+            self._say(env, f"Scheduled strip back of {name}: nothing to do ({exc}).")
+        except VCenterError as exc:
+            self._say(
+                env,
+                f"Scheduled strip back of {name} stopped: {exc}. It resumes when the bot next "
+                f'starts; to retry now, "teardown {name}".',
+            )
+            return
+        except ClonesError as exc:
+            self._say(env, f"Scheduled strip back of {name} failed: {exc}")
+        else:
+            text = (
+                f"Scheduled strip back of {name} done: {len(result.destroyed)} clones destroyed, "
+                f"{result.reclaimed_gb:.2f} GB reclaimed"
+            )
+            problems = len(result.failed) + len(result.skipped)
+            if problems:
+                text += f'; {problems} left (see "status {name}")'
+            self._say(env, text + ".")
+        self._finish_teardown(name)
+
+    def _finish_teardown(self, name: str) -> None:
+        with self.repo.transaction():
+            env = self.repo.get_environment(name)
+            if env is None:
+                return
+            if env.starts_at is None and env.ends_at is None:
+                self.repo.delete_schedule(name)
+            else:
+                self.repo.save_schedule(name, stripping_for_end=None)
+
+    def _run_remind(self, name: str, planned_end: datetime) -> None:
+        if not self.repo.mark_reminded(name, planned_end):
+            log.info("reminder for %s at %s: already sent, or the end moved", name, planned_end)
+            return
+        env = self.service.environment(name)
+        try:
+            self.notifier.remind(env, env.owner, planned_end)
+        except Exception:
+            log.exception("reminder for %s failed", name)
+
+
+# ============================================================================ helpers
+def _next_event(env: Environment) -> tuple[EventKind, datetime] | None:
+    events: list[tuple[datetime, EventKind]] = []
+    if env.starts_at is not None:
+        events.append((env.starts_at, "deploy"))
+    if env.ends_at is not None:
+        events.append((env.ends_at, "teardown"))
+    if not events:
+        return None
+    when, kind = min(events)
+    return kind, when
+
+
+def _deploy_text(command: grammar.Deploy, environment: str) -> str:
+    """The grammar text of a deploy (without its times), which `grammar.parse` reads back."""
+    items = " ".join(f"{i.type} {i.count}" for i in command.items)
+    text = f"deploy {items} as {environment}" + (" and power on" if command.power_on else "")
+    parsed = grammar.parse(text)
+    assert isinstance(parsed, grammar.Deploy) and parsed.items == command.items
+    return text
+
+
+def _command_text(command: grammar.Schedule) -> str:
+    text = f"schedule {command.environment}"
+    if command.at:
+        text += f" at {command.at}"
+    if command.until:
+        text += f" until {command.until}"
+    return text
+
+
+def _times_detail(starts: datetime | None, ends: datetime | None) -> str:
+    parts = []
+    if starts is not None:
+        parts.append(f"starts_at={starts.astimezone(UTC).isoformat()}")
+    if ends is not None:
+        parts.append(f"ends_at={ends.astimezone(UTC).isoformat()}")
+    return " ".join(parts)
+
+
+def default_notifier(settings: Settings, stream: TextIO | None = sys.stderr) -> LogNotifier:
+    return LogNotifier(settings.timezone, stream)

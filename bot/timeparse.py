@@ -1,0 +1,305 @@
+"""Times and durations as people type them, in the team's time zone, and how to show them back.
+
+Why hand-written: the accepted forms are a small closed grammar (weekday + time, today/tomorrow,
+ISO dates, "28 nov", "in 3h", durations like "2h"/"1h30m"). `dateparser` is large, guesses
+across languages and date orders ("01/02"), and reads the wall clock unless carefully fenced in;
+`parsedatetime` returns "best effort" results with a status flag. Here every result is a pure
+function of (text, now, zone): the same words always give the same instant, and anything outside
+the grammar is a UsageError with an example rather than a guess.
+
+Rules worth knowing:
+- Wall-clock forms ("fri 17:00", "tomorrow 9:00", "2026-12-01 09:00") are local times in the team
+  zone. A weekday or a bare time means its next occurrence after `after` (default: now).
+- "in 3h" and extensions ("2h") are elapsed time: across a daylight-saving change "in 3h" is
+  three real hours, whatever the clocks say.
+- A local time that does not exist (clocks go forward: 01:30 on the last Sunday of March in
+  Europe/London) moves forward by the gap (02:30 BST); one that happens twice (clocks go back)
+  means the first of the two. `describe_time` always shows the zone, so the user sees which.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from bot.errors import UsageError
+
+TIME_EXAMPLES = '"fri 17:00", "tomorrow 9:00", "in 3h" or "2026-12-01 09:00"'
+DURATION_EXAMPLES = '"2h", "90m", "1h30m" or "1d"'
+
+_WEEKDAYS = {
+    "mon": 0, "monday": 0, "tue": 1, "tues": 1, "tuesday": 1, "wed": 2, "weds": 2,
+    "wednesday": 2, "thu": 3, "thur": 3, "thurs": 3, "thursday": 3, "fri": 4, "friday": 4,
+    "sat": 5, "saturday": 5, "sun": 6, "sunday": 6,
+}  # fmt: skip
+_MONTHS = {
+    "jan": 1, "january": 1, "feb": 2, "february": 2, "mar": 3, "march": 3, "apr": 4, "april": 4,
+    "may": 5, "jun": 6, "june": 6, "jul": 7, "july": 7, "aug": 8, "august": 8, "sep": 9,
+    "sept": 9, "september": 9, "oct": 10, "october": 10, "nov": 11, "november": 11, "dec": 12,
+    "december": 12,
+}  # fmt: skip
+_UNITS = {
+    "m": 1, "min": 1, "mins": 1, "minute": 1, "minutes": 1,
+    "h": 60, "hr": 60, "hrs": 60, "hour": 60, "hours": 60,
+    "d": 1440, "day": 1440, "days": 1440,
+    "w": 10080, "wk": 10080, "week": 10080, "weeks": 10080,
+}  # fmt: skip
+_FILLER = {"at", "on", "next", "this", "the", "by"}
+MAX_DURATION = timedelta(days=366)
+
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+_CLOCK = re.compile(r"(\d{1,2})(?:[:.h](\d{2}))?(am|pm)?")
+_DURATION_PART = re.compile(r"(\d{1,4})\s*([a-z]+)")
+
+
+def zone_of(name: str | tzinfo) -> tzinfo:
+    return ZoneInfo(name) if isinstance(name, str) else name
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A user's text made safe to echo inside a one-line message."""
+    clean = "".join(ch if ch.isprintable() else "?" for ch in text.strip())
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
+def _bad_time(text: str, why: str = "") -> UsageError:
+    shown = _shown(text)
+    reason = f" ({why})" if why else ""
+    return UsageError(f'could not read "{shown}" as a time{reason}; try {TIME_EXAMPLES}')
+
+
+def localise(day: date, clock: time, zone: tzinfo) -> datetime:
+    """The instant a wall-clock time on `day` names in `zone` (gap: forward; overlap: first)."""
+    naive = datetime.combine(day, clock)
+    first = naive.replace(tzinfo=zone, fold=0)
+    # Round-trip through UTC: a time in a spring-forward gap comes back moved forward.
+    return first.astimezone(UTC).astimezone(zone)
+
+
+def parse_duration(text: str) -> timedelta:
+    """ "2h", "2 h", "90m", "1h30m", "1 day", "2 hours 30 minutes" -> a positive timedelta."""
+    compact = text.strip().lower()
+    if compact.startswith("by "):
+        compact = compact[3:]
+    rest = compact.replace(" ", "")
+    if not rest:
+        raise UsageError(f"say how long, e.g. {DURATION_EXAMPLES}")
+    minutes = 0
+    pos = 0
+    for match in _DURATION_PART.finditer(rest):
+        if match.start() != pos or match.group(2) not in _UNITS:
+            break
+        minutes += int(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(rest) or pos == 0:
+        shown = _shown(text, 30)
+        raise UsageError(f'could not read "{shown}" as a length of time; try {DURATION_EXAMPLES}')
+    duration = timedelta(minutes=minutes)
+    if duration <= timedelta(0):
+        raise UsageError(f"a length of time must be more than zero, e.g. {DURATION_EXAMPLES}")
+    if duration > MAX_DURATION:
+        raise UsageError(f"{describe_delta(duration)} is too long; at most a year, e.g. 2h")
+    return duration
+
+
+def _clock(word: str) -> time | None:
+    if word in ("noon", "midday"):
+        return time(12, 0)
+    if word == "midnight":
+        return time(0, 0)
+    match = _CLOCK.fullmatch(word)
+    if not match:
+        return None
+    hour, minute = int(match.group(1)), int(match.group(2) or 0)
+    suffix = match.group(3)
+    if match.group(2) is None and suffix is None:
+        return None  # a bare number is a day of the month ("28 nov"), not a time
+    if suffix:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if suffix == "pm" else 0)
+    if hour > 23 or minute > 59:
+        return None
+    return time(hour, minute)
+
+
+def _split(text: str) -> list[str]:
+    words = text.lower().replace(",", " ").split()
+    out: list[str] = []
+    for word in words:
+        # "5 pm" -> "5pm"
+        if word in ("am", "pm") and out and out[-1].replace(":", "").replace(".", "").isdigit():
+            out[-1] += word
+        else:
+            out.append(word)
+    return out
+
+
+def parse_time(
+    text: str,
+    *,
+    now: datetime,
+    zone: str | tzinfo,
+    after: datetime | None = None,
+) -> datetime:
+    """Parse a time the way a trainer types it; the result is aware, in `zone`.
+
+    `after` anchors the "next occurrence" forms (weekday, bare time): pass the start time when
+    parsing an end, so "at fri 08:00 until fri 17:00" means the same Friday.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be time-zone aware")
+    tz = zone_of(zone)
+    local_now = now.astimezone(tz)
+    anchor = (after or now).astimezone(tz)
+    raw = text.strip()
+    if not raw:
+        raise UsageError(f"say when, e.g. {TIME_EXAMPLES}")
+    lowered = raw.lower()
+
+    if lowered == "now":
+        return local_now
+    # Relative: "in 3h", "in 1h 30m", "in 2 days".
+    if lowered.startswith("in "):
+        try:
+            return (now + parse_duration(lowered[3:])).astimezone(tz)
+        except UsageError:
+            raise _bad_time(raw) from None
+    # Full ISO-8601 with an explicit offset ("2026-12-01T09:00+01:00") keeps that offset's instant.
+    if "t" in lowered and len(lowered.split()) == 1:
+        try:
+            parsed = datetime.fromisoformat(raw.upper().replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            if parsed.tzinfo is not None:
+                return parsed.astimezone(tz)
+            return localise(parsed.date(), parsed.time(), tz)
+
+    words = [w for w in _split(raw) if w not in _FILLER]
+    day: date | None = None
+    weekday: int | None = None
+    clock: time | None = None
+    month: int | None = None
+    mday: int | None = None
+    year: int | None = None
+    for word in words:
+        iso_time = None
+        if "t" in word and _ISO_DATE.match(word):  # "2026-12-01t09:00" without offset
+            word, _, iso_time = word.partition("t")
+        iso = _ISO_DATE.fullmatch(word)
+        if iso and day is None and weekday is None and month is None:
+            try:
+                day = date(int(iso.group(1)), int(iso.group(2)), int(iso.group(3)))
+            except ValueError:
+                raise _bad_time(raw, f"there is no date {word}") from None
+            if iso_time:
+                clock = _clock(iso_time)
+                if clock is None:
+                    raise _bad_time(raw)
+            continue
+        if word in ("today", "tonight") and day is None and weekday is None:
+            day = local_now.date()
+            continue
+        if word == "tomorrow" and day is None and weekday is None:
+            day = local_now.date() + timedelta(days=1)
+            continue
+        if word in _WEEKDAYS and weekday is None and day is None:
+            weekday = _WEEKDAYS[word]
+            continue
+        if word in _MONTHS and month is None and day is None:
+            month = _MONTHS[word]
+            continue
+        if word.isdigit() and len(word) == 4 and year is None and month is not None:
+            year = int(word)
+            continue
+        if word.isdigit() and len(word) <= 2 and mday is None and day is None:
+            mday = int(word)
+            continue
+        found = _clock(word)
+        if found is not None and clock is None:
+            clock = found
+            continue
+        raise _bad_time(raw)
+
+    if mday is not None or month is not None:
+        if mday is None or month is None:
+            raise _bad_time(raw, 'give a day and a month, e.g. "28 nov 17:00"')
+        candidate_year = year or anchor.year
+        try:
+            day = date(candidate_year, month, mday)
+        except ValueError:
+            raise _bad_time(raw, f"there is no day {mday} in that month") from None
+        if year is None and clock is not None and localise(day, clock, tz) <= anchor:
+            day = date(candidate_year + 1, month, mday)  # "5 jan" said in December
+        if weekday is not None and day.weekday() != weekday:
+            raise _bad_time(raw, f"{day:%d %b %Y} is a {day:%A}")
+        weekday = None
+
+    if clock is None:
+        if day is not None or weekday is not None:
+            raise _bad_time(raw, 'add a time of day, e.g. "fri 17:00"')
+        raise _bad_time(raw)
+
+    if day is not None:
+        return localise(day, clock, tz)
+    # Next occurrence after the anchor: a weekday within the coming week, else today/tomorrow.
+    base = anchor.date()
+    for offset in range(8):
+        candidate_day = base + timedelta(days=offset)
+        if weekday is not None and candidate_day.weekday() != weekday:
+            continue
+        candidate = localise(candidate_day, clock, tz)
+        if candidate > anchor:
+            return candidate
+    raise _bad_time(raw)  # pragma: no cover - one of the eight days always matches
+
+
+def describe_delta(delta: timedelta) -> str:
+    """A length of time in at most two units: "2 d 3 h", "2 h", "45 min", "less than a minute"."""
+    minutes = int(abs(delta).total_seconds() // 60)
+    if minutes == 0:
+        return "less than a minute"
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    parts: list[str] = []
+    if days:
+        parts.append(f"{days} d")
+    if hours:
+        parts.append(f"{hours} h")
+    if mins and not days:
+        parts.append(f"{mins} min")
+    return " ".join(parts[:2])
+
+
+def format_duration(delta: timedelta) -> str:
+    """A duration in the form `parse_duration` reads back, rounded down to minutes: "1d2h30m"."""
+    minutes = int(delta.total_seconds() // 60)
+    days, rest = divmod(max(minutes, 0), 1440)
+    hours, mins = divmod(rest, 60)
+    text = (
+        (f"{days}d" if days else "") + (f"{hours}h" if hours else "") + (f"{mins}m" if mins else "")
+    )
+    return text or "0m"
+
+
+def describe_relative(moment: datetime, now: datetime) -> str:
+    """ "in 2 h", "5 min ago", "now"."""
+    delta = moment - now
+    if abs(delta) < timedelta(minutes=1):
+        return "now"
+    text = describe_delta(delta)
+    return f"in {text}" if delta > timedelta(0) else f"{text} ago"
+
+
+def describe_time(moment: datetime, now: datetime, zone: str | tzinfo) -> str:
+    """ "Fri 28 Nov 17:00 GMT (in 2 d 3 h)"; the year is shown when it is not `now`'s."""
+    tz = zone_of(zone)
+    local = moment.astimezone(tz)
+    year = f" {local.year}" if local.year != now.astimezone(tz).year else ""
+    name = local.tzname() or ""
+    if not re.fullmatch(r"[A-Za-z]+", name):  # zones without an abbreviation: "+03"
+        name = f"UTC{name}" if name else ""
+    absolute = f"{local:%a} {local.day} {local:%b}{year} {local:%H:%M} {name}".strip()
+    return f"{absolute} ({describe_relative(moment, now)})"

@@ -1,0 +1,619 @@
+"""Schedules: deploy ahead, strip back after, remind once, extend; survive restarts.
+
+The clock is a controllable object and the APScheduler scheduler is started paused: tests look at
+its job table (ids, next run times) and run due jobs with `ScheduleService.run_due()`, which calls
+the same job function with the same arguments the scheduler would. Nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import grammar
+from bot.bootstrap import App
+from bot.errors import ConflictError, NotFoundError, UsageError
+from bot.lab import LabProcess
+from bot.models import CloneState, Environment, RunKind, RunState
+from bot.schedules import (
+    SchedulerLock,
+    ScheduleService,
+    lock_path_for,
+    run_job,
+)
+from bot.service import DeployResult, ProgressCallback, Service, TeardownResult
+from bot.settings import Settings, settings_from_dict
+from bot.vcenter import VCenter
+from storage import Repository
+from tests.helpers import lab_app, lab_config
+
+LONDON = "Europe/London"
+# Thursday 26 November 2026, 10:00 GMT.
+START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class Notes:
+    """A notifier that records what it would say."""
+
+    messages: list[tuple[str, str]] = field(default_factory=list)
+    reminders: list[tuple[str, str, datetime]] = field(default_factory=list)
+    progress_for: list[tuple[str, RunKind]] = field(default_factory=list)
+
+    def notify(self, environment: Environment, text: str) -> None:
+        self.messages.append((environment.name, text))
+
+    def remind(self, environment: Environment, owner: str, ends_at: datetime) -> None:
+        self.reminders.append((environment.name, owner, ends_at))
+
+    def progress(self, environment: Environment, action: RunKind) -> ProgressCallback | None:
+        self.progress_for.append((environment.name, action))
+        return None
+
+    def text(self) -> str:
+        return "\n".join(t for _, t in self.messages)
+
+
+class RecordingService(Service):
+    """The real service layer, except deploy and strip back are recorded instead of sent to
+    vCenter (the end-to-end tests below use the real ones against the lab)."""
+
+    def __init__(self, settings: Settings, repo: Repository) -> None:
+        super().__init__(settings, repo, VCenter(settings.vcenter))
+        self.calls: list[tuple[str, str, str]] = []
+
+    def deploy(self, command: grammar.Deploy, **kwargs: Any) -> DeployResult:
+        assert command.environment is not None
+        self.calls.append(("deploy", command.environment, kwargs["source"]))
+        return DeployResult(0, command.environment, 0, [], [], 0.0, RunState.SUCCEEDED)
+
+    def teardown(self, environment: str, **kwargs: Any) -> TeardownResult:
+        self.calls.append(("teardown", environment, kwargs["source"]))
+        for c in self.repo.clones(environment=environment):
+            self.repo.update_clone(c.id, state=CloneState.DESTROYED)
+        return TeardownResult(0, environment, [], [], [], [], 0, 0.0, RunState.SUCCEEDED)
+
+
+@dataclass
+class World:
+    tmp: Path
+    clock: Clock
+    notes: Notes
+    settings: Settings
+    started: list[ScheduleService] = field(default_factory=list)
+    repos: list[Repository] = field(default_factory=list)
+
+    def scheduler(self, *, start: bool = True) -> ScheduleService:
+        """A schedule service over the shared database: a 'bot process' (new repo, new lock)."""
+        repo = Repository(self.settings.database)
+        self.repos.append(repo)
+        svc = ScheduleService(
+            self.settings, repo, RecordingService(self.settings, repo),
+            notifier=self.notes, clock=self.clock,
+        )  # fmt: skip
+        if start:
+            svc.start(paused=True)
+        self.started.append(svc)
+        return svc
+
+    def add_clones(self, svc: ScheduleService, env: str, n: int = 2) -> None:
+        svc.repo.ensure_environment(env, owner="UOWNER", channel="CTRAIN")
+        for c in svc.repo.reserve_clones(
+            environment=env, type="capture", parent="Capture", pattern=f"{env}-{{n}}",
+            count=n, run_id=None,
+        ):  # fmt: skip
+            svc.repo.update_clone(c.id, state=CloneState.READY)
+
+
+def make_settings(tmp: Path, **schedule: int) -> Settings:
+    raw = lab_config(None, tmp / "clones.db", timezone=LONDON)
+    raw["schedule"] = schedule
+    return settings_from_dict(raw, env={})
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path, Clock(START), Notes(), make_settings(tmp_path))
+    yield w
+    for svc in w.started:
+        svc.shutdown(wait=False)
+    for repo in w.repos:
+        repo.close()
+
+
+def sched_jobs(svc: ScheduleService) -> dict[str, datetime]:
+    return {
+        j.id: j.next_run_time
+        for j in svc.scheduler.get_jobs()
+        if j.id.split(":")[0] in ("deploy", "teardown", "remind")
+    }
+
+
+def schedule(svc: ScheduleService, text: str) -> None:
+    command = grammar.parse(text)
+    assert isinstance(command, grammar.Schedule)
+    svc.schedule(command, actor="UOWNER")
+
+
+def calls(svc: ScheduleService) -> list[tuple[str, str, str]]:
+    assert isinstance(svc.service, RecordingService)
+    return svc.service.calls
+
+
+# ===================================================================== the job table
+def test_schedule_makes_fixed_id_jobs_with_aware_times(world: World) -> None:
+    svc = world.scheduler()
+    world.add_clones(svc, "nov")
+    schedule(svc, "schedule nov until fri 17:00")
+    end = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+    assert sched_jobs(svc) == {"teardown:nov": end, "remind:nov": end - timedelta(hours=1)}
+    job = svc.scheduler.get_job("teardown:nov")
+    assert job.func_ref == "bot.schedules:run_job"
+    assert job.misfire_grace_time is None
+    assert all(isinstance(a, str | bool) for a in job.args)
+    assert job.next_run_time.tzinfo is not None
+    assert svc.next_event("nov") == ("teardown", end)
+    assert svc.next_event_text("nov") == "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)"
+    assert svc.next_events() == {"nov": ("teardown", end)}
+    env = svc.repo.get_environment("nov")
+    assert env is not None and env.ends_at == end
+
+
+def test_a_schedule_survives_a_restart(world: World) -> None:
+    first = world.scheduler()
+    world.add_clones(first, "nov")
+    schedule(first, "schedule nov until fri 17:00")
+    before = sched_jobs(first)
+    first.shutdown()
+
+    second = world.scheduler()  # a new bot process: new repository, new scheduler
+    assert sched_jobs(second) == before
+    world.clock.now = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+    assert second.run_due() == ["remind:nov", "teardown:nov"]
+    assert calls(second) == [("teardown", "nov", "scheduler")]
+    assert "while the bot was not running" not in world.notes.text()
+    assert sched_jobs(second) == {}
+    assert second.next_event("nov") is None
+
+
+def test_a_teardown_missed_while_down_runs_at_the_next_start_and_says_so(world: World) -> None:
+    first = world.scheduler()
+    world.add_clones(first, "nov")
+    schedule(first, "schedule nov until fri 17:00")
+    first.shutdown()
+
+    world.clock.now = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)  # two hours late
+    second = world.scheduler(start=False)
+    report = second.start(paused=True)
+    assert report.active
+    assert report.missed == ["teardown of nov due Fri 27 Nov 17:00 GMT (2 h ago)"]
+    assert "missed while stopped" in report.message
+    assert sched_jobs(second) == {"teardown:nov": datetime(2026, 11, 27, 17, 0, tzinfo=UTC)}
+    assert second.run_due() == ["teardown:nov"]
+    assert calls(second) == [("teardown", "nov", "scheduler")]
+    assert "while the bot was not running" in world.notes.text()
+    assert world.notes.reminders == []  # the end has passed: no reminder after the fact
+
+
+def test_a_missed_scheduled_deploy_runs_at_start(world: World) -> None:
+    first = world.scheduler()
+    command = grammar.parse("deploy capture 3 as dec at mon 08:00 until fri 17:00")
+    assert isinstance(command, grammar.Deploy)
+    result = first.schedule_deploy(command, actor="UOWNER", channel="CTRAIN")
+    assert result.starts_at == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    assert result.ends_at == datetime(2026, 12, 4, 17, 0, tzinfo=UTC)
+    assert set(sched_jobs(first)) == {"deploy:dec", "teardown:dec", "remind:dec"}
+    first.shutdown()
+
+    world.clock.now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    second = world.scheduler(start=False)
+    report = second.start(paused=True)
+    assert [m.split(" due")[0] for m in report.missed] == ["deploy of dec"]
+    assert second.run_due() == ["deploy:dec"]
+    assert calls(second) == [("deploy", "dec", "scheduler")]
+    assert world.notes.progress_for == [("dec", RunKind.DEPLOY)]
+    assert "deploy capture 3 as dec" in world.notes.text()
+    # Run once: the start is claimed, so neither a restart nor a stray job deploys again.
+    assert second.repo.get_environment("dec").starts_at is None  # type: ignore[union-attr]
+    run_job(second.key, "deploy", "dec", "2026-11-30T08:00:00+00:00", True)
+    second.shutdown()
+    third = world.scheduler()
+    assert set(sched_jobs(third)) == {"teardown:dec", "remind:dec"}
+    assert calls(second) == [("deploy", "dec", "scheduler")]
+
+
+def test_extend_moves_the_teardown_and_the_reminder(world: World) -> None:
+    svc = world.scheduler()
+    world.add_clones(svc, "nov")
+    schedule(svc, "schedule nov until fri 17:00")
+    result = svc.extend("nov", "2h", actor="UOWNER")
+    end = datetime(2026, 11, 27, 19, 0, tzinfo=UTC)
+    assert result.ends_at == end
+    assert "now strips back Fri 27 Nov 19:00 GMT" in result.message
+    assert sched_jobs(svc) == {"teardown:nov": end, "remind:nov": end - timedelta(hours=1)}
+    # The old time does nothing, even if a job for it were still around.
+    world.clock.now = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+    run_job(svc.key, "teardown", "nov", "2026-11-27T17:00:00+00:00")
+    assert svc.run_due() == []
+    assert calls(svc) == []
+    # The default extension is 2 h.
+    assert svc.extend("nov", None, actor="UOWNER").ends_at == end + timedelta(hours=2)
+
+
+def test_a_reminder_fires_exactly_once_per_scheduled_end(world: World) -> None:
+    svc = world.scheduler()
+    world.add_clones(svc, "nov")
+    schedule(svc, "schedule nov until fri 17:00")
+    end = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+    world.clock.now = end - timedelta(hours=1)
+    assert svc.run_due() == ["remind:nov"]
+    assert world.notes.reminders == [("nov", "UOWNER", end)]
+    # Again, directly, and after a restart: nothing more.
+    run_job(svc.key, "remind", "nov", end.isoformat())
+    assert svc.run_due() == []
+    svc.shutdown()
+    again = world.scheduler()
+    assert sched_jobs(again) == {"teardown:nov": end}
+    assert again.run_due() == []
+    assert len(world.notes.reminders) == 1
+    # A new end (extend) earns a new reminder, once.
+    again.extend("nov", "3h", actor="UOWNER")
+    world.clock.now = end + timedelta(hours=2)
+    assert again.run_due() == ["remind:nov"]
+    assert world.notes.reminders[-1] == ("nov", "UOWNER", end + timedelta(hours=3))
+    assert len(world.notes.reminders) == 2
+
+
+def test_an_end_set_inside_the_lead_is_not_reminded(world: World) -> None:
+    svc = world.scheduler()
+    world.add_clones(svc, "nov")
+    schedule(svc, "schedule nov until in 30m")
+    assert set(sched_jobs(svc)) == {"teardown:nov"}
+
+
+def test_reminder_lead_is_configurable(tmp_path: Path) -> None:
+    w = World(tmp_path, Clock(START), Notes(), make_settings(tmp_path, reminder_lead_min=15))
+    try:
+        svc = w.scheduler()
+        w.add_clones(svc, "nov")
+        schedule(svc, "schedule nov until fri 17:00")
+        assert sched_jobs(svc)["remind:nov"] == datetime(2026, 11, 27, 16, 45, tzinfo=UTC)
+    finally:
+        for s in w.started:
+            s.shutdown(wait=False)
+
+
+def test_cancel_removes_jobs_and_keeps_clones(world: World) -> None:
+    svc = world.scheduler()
+    world.add_clones(svc, "nov")
+    schedule(svc, "schedule nov until fri 17:00")
+    result = svc.cancel("nov", actor="UOWNER")
+    assert "Cancelled the strip back Fri 27 Nov 17:00 GMT" in result.message
+    assert sched_jobs(svc) == {}
+    assert svc.next_event("nov") is None
+    assert len(svc.repo.clones(environment="nov", states=[CloneState.READY])) == 2
+    assert not svc.cancel("nov", actor="UOWNER").changed
+
+
+def test_cancelling_a_scheduled_deploy_of_a_new_environment_removes_it(world: World) -> None:
+    svc = world.scheduler()
+    command = grammar.parse("deploy capture 3 as dec at mon 08:00")
+    assert isinstance(command, grammar.Deploy)
+    svc.schedule_deploy(command, actor="UOWNER")
+    svc.cancel("dec", actor="UOWNER")
+    assert svc.repo.get_environment("dec") is None
+    assert sched_jobs(svc) == {}
+
+
+def test_a_schedule_set_by_another_process_is_picked_up_by_sync(world: World) -> None:
+    bot = world.scheduler()
+    world.add_clones(bot, "nov")
+    cli = world.scheduler(start=False)  # like `clones schedule ...` in a terminal
+    schedule(cli, "schedule nov until fri 17:00")
+    assert sched_jobs(cli) == {}  # the CLI only writes SQLite
+    assert sched_jobs(bot) == {}
+    bot.sync()
+    assert set(sched_jobs(bot)) == {"teardown:nov", "remind:nov"}
+
+
+# ===================================================================== daylight saving
+def test_schedule_across_spring_forward(tmp_path: Path) -> None:
+    w = World(tmp_path, Clock(datetime(2026, 3, 27, 12, 0, tzinfo=UTC)), Notes(),
+              make_settings(tmp_path))  # fmt: skip
+    try:
+        svc = w.scheduler()
+        w.add_clones(svc, "spring")
+        schedule(svc, "schedule spring until mon 08:00")
+        end = datetime(2026, 3, 30, 7, 0, tzinfo=UTC)  # 08:00 BST
+        assert sched_jobs(svc) == {
+            "teardown:spring": end,
+            "remind:spring": end - timedelta(hours=1),
+        }
+        assert svc.next_event_text("spring") == "strip back Mon 30 Mar 08:00 BST (in 2 d 19 h)"
+        w.clock.now = end - timedelta(minutes=1)
+        assert svc.run_due() == ["remind:spring"]
+        w.clock.now = end
+        assert svc.run_due() == ["teardown:spring"]
+    finally:
+        for s in w.started:
+            s.shutdown(wait=False)
+
+
+def test_extend_across_fall_back_is_elapsed_time(tmp_path: Path) -> None:
+    w = World(tmp_path, Clock(datetime(2026, 10, 24, 12, 0, tzinfo=UTC)), Notes(),
+              make_settings(tmp_path))  # fmt: skip
+    try:
+        svc = w.scheduler()
+        w.add_clones(svc, "autumn")
+        schedule(svc, "schedule autumn until sun 00:30")  # 00:30 BST = Sat 23:30 UTC
+        result = svc.extend("autumn", "2h", actor="UOWNER")
+        assert result.ends_at == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+        # Two real hours later the clocks say 01:30 GMT, one hour later on the wall.
+        assert "Sun 25 Oct 01:30 GMT" in result.message
+        assert sched_jobs(svc)["teardown:autumn"] == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    finally:
+        for s in w.started:
+            s.shutdown(wait=False)
+
+
+# ===================================================================== one scheduler per database
+def test_a_second_scheduler_on_the_same_database_refuses(world: World) -> None:
+    first = world.scheduler()
+    world.add_clones(first, "nov")
+    schedule(first, "schedule nov until fri 17:00")
+    second = world.scheduler(start=False)
+    report = second.start(paused=True)
+    assert not report.active
+    assert "already runs the scheduler" in report.message
+    assert "will not run scheduled deploys" in report.message
+    assert f"pid {os.getpid()}" in report.message
+    assert not second.scheduler.running and sched_jobs(second) == {}
+    assert second.sync() == []
+    world.clock.now = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+    assert second.run_due() == []
+    assert first.run_due() == ["remind:nov", "teardown:nov"]
+    assert calls(first) == [("teardown", "nov", "scheduler")] and calls(second) == []
+    # Once the first stops, the next one to start takes over.
+    first.shutdown()
+    assert second.start(paused=True).active
+
+
+def test_racing_jobs_run_once(world: World) -> None:
+    """Even if two schedulers fired one job, the SQLite claim lets only one act."""
+    a = world.scheduler()
+    b = world.scheduler(start=False)
+    world.add_clones(a, "nov")
+    schedule(a, "schedule nov until fri 17:00")
+    world.clock.now = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+    planned = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+    a.run("teardown", "nov", planned)
+    b.run("teardown", "nov", planned)
+    assert calls(a) + calls(b) == [("teardown", "nov", "scheduler")]
+    a.run("remind", "nov", planned)
+    b.run("remind", "nov", planned)
+    assert world.notes.reminders == []  # the end was claimed: no reminder after it
+
+
+def test_the_lock_is_refused_to_another_process(world: World) -> None:
+    svc = world.scheduler()
+    assert svc.active
+    code = (
+        "import sys; from pathlib import Path; from bot.schedules import SchedulerLock; "
+        "lock = SchedulerLock(Path(sys.argv[1])); print(lock.acquire(), lock.is_held_elsewhere())"
+    )
+    path = lock_path_for(world.settings.database)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]
+    svc.shutdown()
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["True", "False"]
+    assert not SchedulerLock(path).is_held_elsewhere()
+
+
+# ===================================================================== bad input changes nothing
+def _snapshot(svc: ScheduleService) -> tuple[Any, ...]:
+    return (
+        svc.repo.list_environments(),
+        [svc.repo.get_schedule(e.name) for e in svc.repo.list_environments()],
+        sched_jobs(svc),
+        len(svc.repo.audit_entries(limit=1000)),
+    )
+
+
+BAD: list[tuple[str, type[Exception], list[str]]] = [
+    ("schedule nov until today 09:00", UsageError, ["has passed", "e.g."]),
+    ("schedule nov until 2026-11-01 09:00", UsageError, ["has passed"]),
+    ("schedule nov until whenever", UsageError, ['could not read "whenever"', "fri 17:00"]),
+    ("schedule nov until fri", UsageError, ["add a time of day"]),
+    ("schedule nov until 2027-06-01 09:00", UsageError, ["at most 336 h", "earlier end"]),
+    ("schedule nov at mon 08:00 until fri 17:00", UsageError, ["no scheduled deployment"]),
+    ("schedule nope until fri 17:00", NotFoundError, ['No environment named "nope"', "status"]),
+    ("schedule nob until fri 17:00", NotFoundError, ['Did you mean "nov"']),
+    ("schedule empty until fri 17:00", UsageError, ["no clones", "deploy capture 25 as empty"]),
+]
+
+
+@pytest.mark.parametrize(("text", "error", "words"), BAD)
+def test_bad_schedules_change_nothing(
+    world: World, text: str, error: type[Exception], words: list[str]
+) -> None:
+    svc = world.scheduler()
+    world.add_clones(svc, "nov")
+    svc.repo.ensure_environment("empty", owner="UOWNER")
+    schedule(svc, "schedule nov until fri 17:00")
+    before = _snapshot(svc)
+    with pytest.raises(error) as caught:
+        schedule(svc, text)
+    for word in words:
+        assert word in str(caught.value)
+    assert _snapshot(svc) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("deploy capture 3 as dec at 2026-12-02 09:00 until 2026-12-01 17:00", ["must be after"]),
+        ("deploy capture 3 as dec at today 08:00", ["has passed"]),
+        ("deploy capture 3 as dec at mon 08:00 until 2027-01-01 09:00", ["at most 336 h"]),
+        ("deploy capture 300 as dec at mon 08:00", ["maximum of 100"]),
+        ("deploy nosuch 3 as dec at mon 08:00", ['Unknown type "nosuch"']),
+        ("deploy capture 3 as nov at mon 08:00", []),  # sets up the conflict below
+    ],
+)
+def test_bad_scheduled_deploys_change_nothing(world: World, text: str, words: list[str]) -> None:
+    svc = world.scheduler()
+    command = grammar.parse(text)
+    assert isinstance(command, grammar.Deploy)
+    if not words:
+        svc.schedule_deploy(command, actor="UOWNER")
+        before = _snapshot(svc)
+        with pytest.raises(ConflictError, match="already has a deployment scheduled"):
+            svc.schedule_deploy(command, actor="UOWNER")
+        assert _snapshot(svc) == before
+        return
+    before = _snapshot(svc)
+    with pytest.raises(Exception) as caught:
+        svc.schedule_deploy(command, actor="UOWNER")
+    for word in words:
+        assert word in str(caught.value)
+    assert _snapshot(svc) == before
+
+
+def test_extension_past_the_cap_is_explained_and_changes_nothing(tmp_path: Path) -> None:
+    w = World(tmp_path, Clock(START), Notes(), make_settings(tmp_path, max_lease_hours=48))
+    try:
+        svc = w.scheduler()
+        w.add_clones(svc, "nov")
+        schedule(svc, "schedule nov until in 40h")
+        before = _snapshot(svc)
+        with pytest.raises(UsageError) as caught:
+            svc.extend("nov", "10h", actor="UOWNER")
+        message = str(caught.value)
+        assert "at most 48 h" in message
+        assert "max_lease_hours" in message
+        assert "Sat 28 Nov 10:00 GMT" in message  # the latest allowed end
+        assert 'Extend by at most 8 h, e.g. "extend nov 8h"' in message
+        assert _snapshot(svc) == before
+        svc.extend("nov", "8h", actor="UOWNER")
+        with pytest.raises(UsageError, match="at the cap already"):
+            svc.extend("nov", "1m", actor="UOWNER")
+    finally:
+        for s in w.started:
+            s.shutdown(wait=False)
+
+
+def test_extend_without_an_end_or_environment(world: World) -> None:
+    svc = world.scheduler()
+    world.add_clones(svc, "nov")
+    with pytest.raises(UsageError, match='"schedule nov until fri 17:00"'):
+        svc.extend("nov", "2h", actor="UOWNER")
+    with pytest.raises(NotFoundError):
+        svc.extend("nope", "2h", actor="UOWNER")
+    with pytest.raises(NotFoundError):
+        svc.cancel("nope", actor="UOWNER")
+
+
+def test_schedule_settings_are_validated(tmp_path: Path) -> None:
+    from bot.errors import ConfigError
+
+    for bad in ({"reminder_lead_min": -1}, {"max_lease_hours": 0}, {"bogus": 1},
+                {"default_extension_min": 600, "max_lease_hours": 2}):  # fmt: skip
+        with pytest.raises(ConfigError, match=r"\[schedule\]"):
+            make_settings(tmp_path, **bad)
+    s = make_settings(tmp_path).schedule
+    assert (s.reminder_lead_min, s.max_lease_hours, s.default_extension_min) == (60, 336, 120)
+
+
+# ===================================================================== end to end against the lab
+@pytest.fixture
+def lab_world(
+    lab: LabProcess, tmp_path: Path
+) -> Iterator[tuple[App, ScheduleService, Clock, Notes]]:
+    app = lab_app(lab, tmp_path / "clones.db", timezone=LONDON)
+    clock, notes = Clock(datetime.now(UTC)), Notes()
+    svc = ScheduleService(app.settings, app.repo, app.service, notifier=notes, clock=clock)
+    svc.start(paused=True)
+    yield app, svc, clock, notes
+    svc.shutdown(wait=False)
+    app.close()
+
+
+@pytest.mark.lab
+def test_scheduled_deploy_then_strip_back_of_real_clones(
+    lab_world: tuple[App, ScheduleService, Clock, Notes],
+) -> None:
+    app, svc, clock, notes = lab_world
+    command = grammar.parse("deploy capture 2 packaging 1 as e2e at in 1h until in 3h")
+    assert isinstance(command, grammar.Deploy)
+    svc.schedule_deploy(command, actor="UOWNER", channel="CTRAIN")
+    assert app.repo.clones(environment="e2e") == []
+
+    clock.advance(hours=1)
+    assert svc.run_due() == ["deploy:e2e"]
+    ready = app.repo.clones(environment="e2e", states=[CloneState.READY])
+    assert len(ready) == 3
+    facts = app.vcenter.vm_facts([c.moref for c in ready if c.moref])
+    assert all(f is not None for f in facts)
+
+    clock.advance(hours=1)
+    assert svc.run_due() == ["remind:e2e"]
+    clock.advance(hours=1)
+    assert svc.run_due() == ["teardown:e2e"]
+    assert [c.state for c in app.repo.clones(environment="e2e")] == [CloneState.DESTROYED] * 3
+    assert app.vcenter.vm_facts([c.moref for c in ready if c.moref]) == [None, None, None]
+    text = notes.text()
+    assert "Scheduled deployment of e2e done: 3 of 3 ready" in text
+    assert "Scheduled strip back of e2e done: 3 clones destroyed" in text
+    kinds = [r.kind for r in app.repo.runs(environment="e2e")]
+    assert kinds == [RunKind.TEARDOWN, RunKind.DEPLOY]
+    assert {e.source for e in app.repo.audit_entries()} >= {"scheduler"}
+    assert svc.next_event("e2e") is None
+
+
+@pytest.mark.lab
+def test_missed_strip_back_of_real_clones_runs_at_restart(lab: LabProcess, tmp_path: Path) -> None:
+    app = lab_app(lab, tmp_path / "clones.db", timezone=LONDON)
+    clock, notes = Clock(datetime.now(UTC)), Notes()
+    try:
+        command = grammar.parse("deploy capture 2 as late")
+        assert isinstance(command, grammar.Deploy)
+        app.service.deploy(command, actor="UOWNER", source="cli")
+        first = ScheduleService(app.settings, app.repo, app.service, notifier=notes, clock=clock)
+        first.start(paused=True)
+        schedule(first, "schedule late until in 2h")
+        first.shutdown()
+        clock.advance(hours=5)
+        second = ScheduleService(app.settings, app.repo, app.service, notifier=notes, clock=clock)
+        report = second.start(paused=True)
+        try:
+            assert len(report.missed) == 1 and report.missed[0].startswith("teardown of late")
+            assert second.run_due() == ["teardown:late"]
+        finally:
+            second.shutdown(wait=False)
+        assert [c.state for c in app.repo.clones(environment="late")] == [CloneState.DESTROYED] * 2
+        assert "while the bot was not running" in notes.text()
+    finally:
+        app.close()
