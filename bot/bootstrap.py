@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from bot.admin import Admin
+from bot.recovery import Recovery
 from bot.service import Service
 from bot.settings import Settings, VCenterSettings, load_settings
 from bot.vcenter import VCenter
@@ -18,6 +19,7 @@ class App:
     vcenter: VCenter
     service: Service
     admin: Admin
+    recovery: Recovery
 
     def close(self) -> None:
         self.vcenter.close()
@@ -50,4 +52,4 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> App:
     repo = Repository(settings.database)
     vcenter = VCenter(settings.vcenter)
     service = Service(settings, repo, vcenter)
-    return App(settings, repo, vcenter, service, Admin(service))
+    return App(settings, repo, vcenter, service, Admin(service), Recovery(service))

@@ -137,6 +137,8 @@ def run(opts: Options, out: TextIO) -> int:
     actor = os.environ.get("CLONES_USER") or getpass.getuser()
     try:
         svc = app.service
+        if isinstance(command, CHANGING_COMMANDS):
+            _warn_abandoned(app)
         if isinstance(command, grammar.Deploy):
             if command.at:
                 scheduled = _schedules(app).schedule_deploy(command, actor=actor, source="cli")
@@ -187,6 +189,16 @@ def run(opts: Options, out: TextIO) -> int:
             return _show_plan(app.admin.plan(command), opts, out)
         if isinstance(command, grammar.Inventory):
             return _show_inventory(app.admin.inventory(command.environment), opts, out)
+        if isinstance(command, grammar.Resume):
+            with _Progress(out, enabled=not opts.json) as progress:
+                report = app.recovery.recover(actor=actor, on_event=progress)
+            if opts.json:
+                print(json.dumps(_plain(report), indent=2), file=out)
+            else:
+                print(report.text, file=out)
+            return EXIT_OK if not report.left else EXIT_ERROR
+        if isinstance(command, grammar.Orphans):
+            return _orphans(command, app, actor, opts, out)
         if isinstance(command, grammar.Refresh):
             if not opts.yes and not _confirm_refresh(command.environment, app, out):
                 print("Cancelled: nothing was changed.", file=out)
@@ -550,6 +562,84 @@ def _show_refresh(result: RefreshResult, opts: Options, out: TextIO) -> int:
     if result.state is RunState.SUCCEEDED:
         return EXIT_OK
     return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
+
+
+CHANGING_COMMANDS = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Power)
+
+
+def _warn_abandoned(app: Any) -> None:
+    runs = app.recovery.abandoned()
+    if runs:
+        names = ", ".join(f"{r.kind.value} of {r.environment} (run {r.id})" for r in runs[:5])
+        print(
+            f"clones: note: {len(runs)} interrupted run(s): {names}. "
+            'Run "clones resume" to finish them.',
+            file=sys.stderr,
+        )
+
+
+def _orphans(command: grammar.Orphans, app: Any, actor: str, opts: Options, out: TextIO) -> int:
+    orphans = app.recovery.orphans()
+    ours = [o for o in orphans if o.ours]
+    foreign = [o for o in orphans if not o.ours]
+    if opts.json and command.action is None:
+        rows = [
+            {
+                "name": o.vm.name,
+                "moref": o.vm.moref,
+                "ours": o.ours,
+                "environment": o.vm.attributes.get("Environment", ""),
+                "linked": o.vm.linked,
+            }
+            for o in orphans
+        ]
+        print(json.dumps({"orphans": rows}, indent=2), file=out)
+        return EXIT_OK
+    if not orphans:
+        print("No orphans: every VM marked as this bot's is recorded.", file=out)
+        return EXIT_OK
+    for o in ours:
+        env = o.vm.attributes.get("Environment", "?")
+        print(f"  {o.vm.name:<16} {o.vm.moref:<10} made by this bot (environment {env})", file=out)
+    for o in foreign:
+        print(
+            f"  {o.vm.name:<16} {o.vm.moref:<10} carries ManagedBy but was not made by this bot: "
+            "never touched",
+            file=out,
+        )
+    if command.action is None:
+        if ours:
+            print(
+                'Run "clones orphans adopt" or "clones orphans remove" to deal with them.', file=out
+            )
+        return EXIT_OK
+    if not ours:
+        print("Nothing this bot made to adopt or remove.", file=out)
+        return EXIT_OK
+    if not opts.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"Confirm with: clones orphans {command.action} --yes")
+        answer = input(f"{command.action} {len(ours)} VMs? Type {command.action} to confirm: ")
+        if answer.strip() != command.action:
+            print("Cancelled: nothing was changed.", file=out)
+            return EXIT_OK
+    problems = 0
+    for o in ours:
+        if command.action == "adopt":
+            try:
+                clone = app.recovery.adopt(o, actor=actor)
+                print(f"  adopted {o.vm.name} into {clone.environment}", file=out)
+            except ClonesError as exc:
+                problems += 1
+                print(f"  {o.vm.name}: {exc}", file=out)
+        else:
+            failure = app.recovery.remove(o, actor=actor)
+            if failure is None:
+                print(f"  removed {o.vm.name}", file=out)
+            else:
+                problems += 1
+                print(f"  {o.vm.name}: {failure.error}", file=out)
+    return EXIT_OK if not problems else EXIT_PARTIAL
 
 
 def _plain(obj: Any) -> Any:

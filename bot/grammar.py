@@ -125,6 +125,16 @@ class Refresh:
     environment: str
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Finish deployments and strip backs that a crash or a lost vCenter interrupted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Orphans:
+    action: str | None = None  # None: list; "adopt" or "remove"
+
+
 Command = (
     Deploy
     | Status
@@ -140,6 +150,8 @@ Command = (
     | Plan
     | Inventory
     | Refresh
+    | Resume
+    | Orphans
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -676,6 +688,42 @@ def _parse_refresh(args: list[str]) -> Command:
     if len(args) != 1:
         raise UsageError(f'say which environment to refresh, e.g. "{example}"')
     return Refresh(_environment(args[0], example))
+
+
+@_verb(
+    "resume",
+    summary="finish deployments and strip backs that a crash or a lost vCenter interrupted",
+    example="resume",
+    syntax="resume",
+    detail=(
+        "Clones already in vCenter are adopted (found by the instance UUID the bot chose), "
+        "missing ones are re-created under the same names. The bot also does this at start-up.",
+    ),
+    examples=("resume",),
+)
+def _parse_resume(args: list[str]) -> Command:
+    _no_arguments("resume", args)
+    return Resume()
+
+
+@_verb(
+    "orphans",
+    summary="VMs marked ManagedBy this bot that no environment records; adopt or remove them",
+    example="orphans",
+    syntax="orphans [adopt|remove]",
+    detail=(
+        "Only VMs the bot itself made (their instance UUID is on record) can be adopted or "
+        "removed; any other VM carrying the attribute is listed and never touched.",
+    ),
+    examples=("orphans", "orphans adopt", "orphans remove"),
+)
+def _parse_orphans(args: list[str]) -> Command:
+    example = "orphans adopt"
+    if not args:
+        return Orphans()
+    if len(args) == 1 and args[0].lower() in ("adopt", "remove"):
+        return Orphans(args[0].lower())
+    raise UsageError(f'orphans takes nothing, "adopt" or "remove", e.g. "{example}"')
 
 
 @_verb(

@@ -87,6 +87,8 @@ class Run:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     message: str = ""
+    owner: str = ""  # "host:pid" of the process running it
+    heartbeat_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ nothing here speaks SQL (that is `storage/`) or pyVmomi (that is `bot.vcenter`).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -37,7 +39,7 @@ from bot.errors import (
     VCenterFault,
     VCenterUnreachable,
 )
-from bot.models import Clone, CloneState, Environment, ParentFacts, RunKind, RunState
+from bot.models import Clone, CloneState, Environment, ParentFacts, Run, RunKind, RunState
 from bot.placement import Host, drs_prefix, plan_confinement
 from bot.savings import Savings, compute_savings
 from bot.settings import Settings, TypeSettings
@@ -57,6 +59,7 @@ from storage import Repository
 log = logging.getLogger(__name__)
 
 GIB = 2**30
+HEARTBEAT_S = 15.0  # how often a running run says its process is alive
 LIVE_STATES = tuple(s for s in CloneState if s.live)
 
 EventKind = Literal["started", "clone_ready", "clone_failed", "clone_retry", "finished"]
@@ -175,6 +178,60 @@ class Service:
         # One deployment or strip back per environment at a time, within this process.
         self._env_locks: dict[str, threading.Lock] = {}
         self._env_locks_guard = threading.Lock()
+        # Runs this process owns are marked with it and kept alive by a heartbeat, so that a
+        # run whose process died can be told apart from one still in progress elsewhere.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._active_runs: set[int] = set()
+        self._heartbeat: threading.Thread | None = None
+        self._heartbeat_wake = threading.Event()
+
+    # ================================================================= runs
+    def start_run(
+        self, *, environment: str, kind: RunKind, requested_by: str, requested: int
+    ) -> Run:
+        run = self.repo.start_run(
+            environment=environment,
+            kind=kind,
+            requested_by=requested_by,
+            requested=requested,
+            owner=self.owner,
+        )
+        self.track_run(run.id)
+        return run
+
+    def track_run(self, run_id: int) -> None:
+        with self._env_locks_guard:
+            self._active_runs.add(run_id)
+            if self._heartbeat is None or not self._heartbeat.is_alive():
+                self._heartbeat = threading.Thread(
+                    target=self._beat, name="run-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
+
+    def finish_run(
+        self, run_id: int, *, state: RunState, succeeded: int, failed: int, message: str = ""
+    ) -> Run:
+        try:
+            return self.repo.finish_run(
+                run_id, state=state, succeeded=succeeded, failed=failed, message=message
+            )
+        finally:
+            with self._env_locks_guard:
+                self._active_runs.discard(run_id)
+
+    def _beat(self) -> None:
+        while True:
+            self._heartbeat_wake.wait(HEARTBEAT_S)
+            with self._env_locks_guard:
+                runs = list(self._active_runs)
+                if not runs:
+                    self._heartbeat = None
+                    return
+            for run_id in runs:
+                try:
+                    self.repo.heartbeat(run_id)
+                except Exception:  # a missed beat only makes the run look stale sooner
+                    log.exception("heartbeat of run %s failed", run_id)
 
     # ================================================================= deploy
     def deploy(
@@ -194,12 +251,12 @@ class Service:
             self._check_customization_specs(items)
             parents = self._prepare_parents(items)
             self._check_capacity(items, parents, power_on=power_on)
-            placements = {t.name: self._placement(t) for t, _ in items}
+            placements = {t.name: self.placement_for(t) for t, _ in items}
             self._snapshot_parents(items, parents)
             self.vcenter.ensure_attribute_definitions(self._attribute_names(items))
             env = self.repo.ensure_environment(env_name, owner=actor, channel=channel)
             total = sum(n for _, n in items)
-            run = self.repo.start_run(
+            run = self.start_run(
                 environment=env.name, kind=RunKind.DEPLOY, requested_by=actor, requested=total
             )
             self.repo.audit(
@@ -224,7 +281,7 @@ class Service:
                 )
                 placements[t.name] = placements[t.name].assign([c.name for c in reserved])
                 planned += reserved
-            return self._run_clones(
+            return self.run_clones(
                 run.id, env, planned, actor, on_event, placements=placements, power_on=power_on
             )
 
@@ -337,7 +394,7 @@ class Service:
                     "create it (Policies and Profiles) or fix the type's customization_spec."
                 )
 
-    def _placement(self, t: TypeSettings) -> _TypePlacement:
+    def placement_for(self, t: TypeSettings) -> _TypePlacement:
         """Check the host limit for a shared base disk before anything is created."""
         cluster, hosts = self.vcenter.cluster_hosts(t.resource_pool)
         limit = self.settings.max_hosts_per_base_disk
@@ -385,7 +442,7 @@ class Service:
     def _remember_parent(self, facts: ParentFacts) -> None:
         self.repo.save_parent_facts(facts)
 
-    def _run_clones(
+    def run_clones(
         self,
         run_id: int,
         env: Environment,
@@ -395,11 +452,14 @@ class Service:
         *,
         placements: dict[str, _TypePlacement] | None = None,
         power_on: bool = False,
+        todo: list[Clone] | None = None,
     ) -> DeployResult:
+        """Clone `todo` (default: all of `planned`) in the pool; report on all of `planned`."""
+        work_list = planned if todo is None else todo
         started = time.monotonic()
         deployed_at = self.clock().isoformat(timespec="seconds")
-        emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(planned), started, on_event)
-        emit("started", message=f"Deploying {len(planned)} linked clones into {env.name}")
+        emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(work_list), started, on_event)
+        emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
         unreachable: list[VCenterUnreachable] = []
         stop = threading.Event()
 
@@ -422,7 +482,7 @@ class Service:
         with ThreadPoolExecutor(
             max_workers=self.settings.concurrency, thread_name_prefix="clone"
         ) as pool:
-            futures: list[Future[Clone]] = [pool.submit(work, c) for c in planned]
+            futures: list[Future[Clone]] = [pool.submit(work, c) for c in work_list]
             wait(futures, return_when=FIRST_EXCEPTION)
             if stop.is_set():
                 for f in futures:
@@ -526,26 +586,8 @@ class Service:
         clone = self.repo.update_clone(
             clone.id, state=CloneState.CLONING, instance_uuid=instance_uuid
         )
-        request = CloneRequest(
-            parent=t.parent,
-            snapshot=t.snapshot,
-            name=clone.name,
-            instance_uuid=instance_uuid,
-            folder=t.folder,
-            resource_pool=t.resource_pool,
-            datastore=t.datastore,
-            attributes={
-                ATTR_MANAGED_BY: self.settings.managed_by,
-                ATTR_ENVIRONMENT: env.name,
-                ATTR_DEPLOYED_FROM: t.parent,
-                ATTR_DEPLOYED_BY: actor,
-                ATTR_DEPLOYED_AT: deployed_at,
-                **extra_attributes(t, clone.name, env.name),
-                **(keep_attributes or {}),
-            },
-            host=host,
-            customization_spec=t.customization_spec,
-            disk_mode=t.disk_mode,
+        request = self.clone_request(
+            clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
         )
         attempts = 0
 
@@ -588,6 +630,41 @@ class Service:
             power_state="poweredOn" if facts.powered_on else "poweredOff",
         )
 
+    def clone_request(
+        self,
+        clone: Clone,
+        t: TypeSettings,
+        environment: str,
+        actor: str,
+        keep_attributes: Mapping[str, str] | None = None,
+        *,
+        deployed_at: str | None = None,
+        host: str | None = None,
+    ) -> CloneRequest:
+        """What to ask vCenter for one clone (also used to finish an adopted one)."""
+        assert clone.instance_uuid, "the instance UUID is recorded before cloning"
+        return CloneRequest(
+            parent=t.parent,
+            snapshot=t.snapshot,
+            name=clone.name,
+            instance_uuid=clone.instance_uuid,
+            folder=t.folder,
+            resource_pool=t.resource_pool,
+            datastore=t.datastore,
+            attributes={
+                ATTR_MANAGED_BY: self.settings.managed_by,
+                ATTR_ENVIRONMENT: environment,
+                ATTR_DEPLOYED_FROM: t.parent,
+                ATTR_DEPLOYED_BY: actor,
+                ATTR_DEPLOYED_AT: deployed_at or self.clock().isoformat(timespec="seconds"),
+                **extra_attributes(t, clone.name, environment),
+                **(keep_attributes or {}),
+            },
+            host=host,
+            customization_spec=t.customization_spec,
+            disk_mode=t.disk_mode,
+        )
+
     def _clone_or_adopt(self, request: CloneRequest) -> VmFacts:
         try:
             return self.vcenter.clone(request)
@@ -624,18 +701,10 @@ class Service:
     ) -> DeployResult:
         ids = {c.id for c in planned}
         clones = [c for c in self.repo.clones(run_id=run_id) if c.id in ids]
-        if unreachable:
-            # Clones never attempted keep no reservation; those mid-clone keep theirs
-            # (state cloning, instance UUID recorded) until reconciled.
-            for c in clones:
-                if c.state is CloneState.PLANNED:
-                    self.repo.update_clone(
-                        c.id,
-                        state=CloneState.FAILED,
-                        error="not attempted: vCenter became unreachable",
-                    )
-            clones = [c for c in self.repo.clones(run_id=run_id) if c.id in ids]
-        else:
+        # After a lost vCenter, clones not attempted stay planned and those mid-clone stay
+        # cloning (with their instance UUID recorded): the run is interrupted and `resume`
+        # finishes it. Otherwise, re-read what exists so the report counts exactly that.
+        if not unreachable:
             clones = self._verify_ready(clones)
         ready = [c.name for c in clones if c.state is CloneState.READY]
         failed = [
@@ -645,14 +714,20 @@ class Service:
         ]
         if unreachable:
             state = RunState.INTERRUPTED
-            message = str(unreachable[0])
+            unfinished = sum(
+                1 for c in clones if c.state in (CloneState.PLANNED, CloneState.CLONING)
+            )
+            message = (
+                f"{unreachable[0]} {unfinished} clones are not finished; once vCenter answers, "
+                'run "resume" to finish them.'
+            )
         elif not failed:
             state, message = RunState.SUCCEEDED, ""
         elif ready:
             state, message = RunState.PARTIAL, f"{len(failed)} of {len(clones)} clones failed"
         else:
             state, message = RunState.FAILED, "every clone failed"
-        self.repo.finish_run(
+        self.finish_run(
             run_id, state=state, succeeded=len(ready), failed=len(failed), message=message
         )
         elapsed = time.monotonic() - started
@@ -711,7 +786,7 @@ class Service:
             clones = self.repo.clones(environment=env.name, states=LIVE_STATES)
             if not clones:
                 raise NotFoundError(f"Environment {env.name} has no clones to strip back.")
-            run = self.repo.start_run(
+            run = self.start_run(
                 environment=env.name,
                 kind=RunKind.TEARDOWN,
                 requested_by=actor,
@@ -792,7 +867,7 @@ class Service:
             state = RunState.PARTIAL if destroyed or gone else RunState.FAILED
         else:
             state = RunState.SUCCEEDED
-        self.repo.finish_run(
+        self.finish_run(
             run_id,
             state=state,
             succeeded=len(destroyed) + len(gone),

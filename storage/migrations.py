@@ -143,6 +143,16 @@ def m004_clone_runtime(db: Database) -> None:
     db.execute("ALTER TABLE clones ADD COLUMN customization TEXT NOT NULL DEFAULT ''")
 
 
+@migrations()
+def m005_run_owner(db: Database) -> None:
+    # Which process runs a run ("host:pid") and when it last said it was alive: a run whose
+    # process died (SIGKILL, power cut) is found and resumed at the next start.
+    db.execute("ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE runs ADD COLUMN heartbeat_at TEXT")
+    db.execute("CREATE INDEX runs_state ON runs(state)")
+    db.execute("CREATE INDEX clones_instance_uuid ON clones(instance_uuid)")
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

@@ -146,6 +146,8 @@ def _run(row: dict[str, Any]) -> Run:
         started_at=_from_text(row["started_at"]),
         finished_at=_from_text(row["finished_at"]),
         message=row["message"],
+        owner=row.get("owner") or "",
+        heartbeat_at=_from_text(row.get("heartbeat_at")),
     )
 
 
@@ -582,20 +584,29 @@ class Repository:
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(
-        self, *, environment: str, kind: RunKind, requested_by: str, requested: int
+        self,
+        *,
+        environment: str,
+        kind: RunKind,
+        requested_by: str,
+        requested: int,
+        owner: str = "",
     ) -> Run:
         with self.transaction():
             self._require_environment(environment)
+            now = _to_text(_now())
             cursor = self._execute(
-                "INSERT INTO runs (environment, kind, requested_by, state, requested, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (environment, kind, requested_by, state, requested, started_at,"
+                " owner, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     environment,
                     RunKind(kind).value,
                     requested_by,
                     RunState.RUNNING.value,
                     requested,
-                    _to_text(_now()),
+                    now,
+                    owner,
+                    now,
                 ),
             )
             assert cursor.lastrowid is not None
@@ -808,6 +819,51 @@ class Repository:
                 return False
             self.save_schedule(name, reminded_for_end=end)
             return True
+
+    # -- run ownership (crash recovery) -------------------------------------------------------
+
+    def heartbeat(self, run_id: int) -> None:
+        """Say that the process running this run is alive."""
+        with self.transaction():
+            self._execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = ?",
+                (_to_text(_now()), run_id, RunState.RUNNING.value),
+            )
+
+    def take_over_run(self, run_id: int, *, owner: str, expected_owner: str) -> bool:
+        """Atomically make `owner` the run's owner and mark it running again (resume).
+
+        False when another process got there first (its owner is no longer `expected_owner`).
+        """
+        with self.transaction():
+            cursor = self._execute(
+                "UPDATE runs SET owner = ?, heartbeat_at = ?, state = ?, finished_at = NULL"
+                " WHERE id = ? AND owner = ? AND state IN (?, ?)",
+                (
+                    owner,
+                    _to_text(_now()),
+                    RunState.RUNNING.value,
+                    run_id,
+                    expected_owner,
+                    RunState.RUNNING.value,
+                    RunState.INTERRUPTED.value,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def clones_by_instance_uuid(self, uuids: Iterable[str]) -> dict[str, Clone]:
+        """The newest clone row for each instance UUID (live or not)."""
+        wanted = list(dict.fromkeys(uuids))
+        out: dict[str, Clone] = {}
+        for i in range(0, len(wanted), _NAME_BATCH):
+            batch = wanted[i : i + _NAME_BATCH]
+            rows = self._rows(
+                f"SELECT * FROM clones WHERE instance_uuid IN ({_placeholders(batch)}) ORDER BY id",
+                batch,
+            )
+            for row in rows:
+                out[row["instance_uuid"]] = _clone(row)
+        return out
 
 
 @dataclass(frozen=True)

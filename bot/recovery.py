@@ -1,0 +1,317 @@
+"""Crash recovery and orphans: SQLite is reconciled with vCenter so nothing is lost or doubled.
+
+A deployment records each clone's name and the instance UUID it asks vCenter to use before the
+clone task is issued. If the process dies (SIGKILL, power cut) or vCenter goes away mid-run, the
+next start finds the run (its owning process is gone, or it was interrupted), looks each unfinished
+clone up in vCenter by that instance UUID, adopts the ones that exist and verify as linked clones,
+re-creates the missing ones under the same names, and finishes the run. Never a duplicate (a name
+and a UUID are reserved once), never an orphan (every VM the bot made has a row).
+
+Orphans are VMs carrying the bot's ManagedBy attribute that no live clone row claims. Only those
+whose instance UUID the bot itself chose (it has a row for them, e.g. a clone recorded as failed
+whose reply was lost) may be adopted or removed; any other VM with the attribute is foreign (the
+attribute can be set by anyone) and is only reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bot.errors import ClonesError, ConflictError, VCenterUnreachable
+from bot.models import Clone, CloneState, Run, RunKind, RunState
+from bot.service import (
+    LIVE_STATES,
+    DeployResult,
+    FailedClone,
+    ProgressCallback,
+    Service,
+    TeardownResult,
+)
+from bot.vcenter import ATTR_ENVIRONMENT, ATTR_MANAGED_BY, VmFacts
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(minutes=2)  # a run whose heartbeat is older than this is abandoned
+
+
+@dataclass(frozen=True)
+class ResumedRun:
+    run_id: int
+    environment: str
+    kind: RunKind
+    adopted: list[str] = field(default_factory=list)  # found in vCenter and verified
+    recreated: list[str] = field(default_factory=list)  # not found: cloned again, same name
+    state: RunState = RunState.SUCCEEDED
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    resumed: list[ResumedRun]
+    left: list[tuple[int, str]]  # (run id, why it was not resumed)
+
+    @property
+    def text(self) -> str:
+        if not self.resumed and not self.left:
+            return "Nothing to recover."
+        lines = []
+        for r in self.resumed:
+            lines.append(
+                f"Resumed {r.kind.value} run {r.run_id} of {r.environment}: "
+                f"{len(r.adopted)} clones adopted, {len(r.recreated)} re-created, "
+                f"finished {r.state.value}." + (f" {r.message}" if r.message else "")
+            )
+        lines += [f"Run {run_id} not resumed: {why}" for run_id, why in self.left]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Orphan:
+    vm: VmFacts
+    clone: Clone | None  # the bot's own (not live) record of it; None: foreign
+
+    @property
+    def ours(self) -> bool:
+        return self.clone is not None
+
+
+class Recovery:
+    def __init__(self, service: Service, *, clock: Callable[[], datetime] | None = None) -> None:
+        self.service = service
+        self.repo = service.repo
+        self.vcenter = service.vcenter
+        self.settings = service.settings
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    # ================================================================= abandoned runs
+    def abandoned(self) -> list[Run]:
+        """Runs that say they are running but whose process is gone, and interrupted runs."""
+        out = []
+        for run in self.repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED], limit=1000):
+            if run.state is RunState.INTERRUPTED or self._owner_dead(run):
+                out.append(run)
+        return sorted(out, key=lambda r: r.id)
+
+    def _owner_dead(self, run: Run) -> bool:
+        if run.owner == self.service.owner:
+            return False  # this very process runs it
+        host, _, pid = run.owner.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+            return True
+        beat = run.heartbeat_at or run.started_at
+        return beat is None or self.clock() - beat > STALE_AFTER
+
+    def recover(
+        self, *, actor: str = "clones", on_event: ProgressCallback | None = None
+    ) -> RecoveryReport:
+        """Resume every abandoned run; each one is taken over atomically, so two processes
+        starting at once never both resume the same run."""
+        resumed: list[ResumedRun] = []
+        left: list[tuple[int, str]] = []
+        for run in self.abandoned():
+            if not self.repo.take_over_run(
+                run.id, owner=self.service.owner, expected_owner=run.owner
+            ):
+                continue  # another process took it over first
+            self.service.track_run(run.id)
+            try:
+                if run.kind is RunKind.TEARDOWN:
+                    resumed.append(self._resume_teardown(run, actor, on_event))
+                else:
+                    resumed.append(self._resume_deploy(run, actor, on_event))
+            except VCenterUnreachable as exc:
+                self.service.finish_run(
+                    run.id, state=RunState.INTERRUPTED, succeeded=0, failed=0, message=str(exc)
+                )
+                left.append((run.id, str(exc)))
+            except ClonesError as exc:
+                self.service.finish_run(
+                    run.id, state=RunState.FAILED, succeeded=0, failed=0, message=str(exc)
+                )
+                left.append((run.id, str(exc)))
+        report = RecoveryReport(resumed, left)
+        if resumed or left:
+            self.repo.audit(
+                actor=actor, source="recovery", command="recover", result="ok", detail=report.text
+            )
+        return report
+
+    def _resume_deploy(self, run: Run, actor: str, on_event: ProgressCallback | None) -> ResumedRun:
+        env = self.service.environment(run.environment)
+        with self.service.environment_lock(env.name):
+            clones = self.repo.clones(run_id=run.id)
+            unfinished = [c for c in clones if c.state in (CloneState.CLONING, CloneState.PLANNED)]
+            found = self._by_uuid(unfinished)
+            adopted: list[str] = []
+            to_clone: list[Clone] = []
+            for c in unfinished:
+                vm = found.get(c.instance_uuid or "")
+                if vm is not None and vm.linked:
+                    self.repo.update_clone(
+                        c.id,
+                        state=CloneState.READY,
+                        moref=vm.moref,
+                        host=vm.host or None,
+                        delta_bytes=vm.unshared_bytes or vm.committed_bytes,
+                        power_state="poweredOn" if vm.powered_on else "poweredOff",
+                        error=None,
+                    )
+                    adopted.append(c.name)
+                elif vm is not None:
+                    # A full copy made under our UUID: never keep it (it defeats the savings).
+                    self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
+                    to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
+                else:
+                    to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
+            # Adopted clones get their attributes written (idempotent) by re-running them
+            # through the pipeline would clone again; so finish them here.
+            for name in adopted:
+                clone = next(c for c in unfinished if c.name == name)
+                vm = found[clone.instance_uuid or ""]
+                self._finish_adopted(clone, vm, env.name, actor)
+            placements = {}
+            for type_name in {c.type for c in to_clone}:
+                t = self.settings.type(type_name)
+                placements[type_name] = self.service.placement_for(t).assign(
+                    [c.name for c in to_clone if c.type == type_name]
+                )
+            result: DeployResult = self.service.run_clones(
+                run.id,
+                env,
+                clones,  # the whole run: the final report counts all of it
+                actor,
+                on_event,
+                placements=placements,
+                todo=to_clone,
+            )
+        return ResumedRun(
+            run_id=run.id,
+            environment=env.name,
+            kind=run.kind,
+            adopted=sorted(adopted),
+            recreated=sorted(c.name for c in to_clone),
+            state=result.state,
+            message=result.message,
+        )
+
+    def _finish_adopted(self, clone: Clone, vm: VmFacts, environment: str, actor: str) -> None:
+        t = self.settings.type(clone.type)
+        request = self.service.clone_request(clone, t, environment, actor, vm.attributes)
+        try:
+            self.vcenter.finish_clone(vm, request)
+        except ClonesError as exc:
+            self.repo.update_clone(clone.id, error=f"adopted, but: {exc}")
+
+    def _resume_teardown(
+        self, run: Run, actor: str, on_event: ProgressCallback | None
+    ) -> ResumedRun:
+        env = self.service.environment(run.environment)
+        destroying = self.repo.clones(environment=env.name, states=[CloneState.DESTROYING])
+        # Put them back to ready, then strip back again: the strip back re-verifies each one.
+        for c in destroying:
+            self.repo.update_clone(c.id, state=CloneState.READY)
+        self.service.finish_run(
+            run.id,
+            state=RunState.INTERRUPTED,
+            succeeded=run.succeeded,
+            failed=run.failed,
+            message="resumed as a new strip back",
+        )
+        if not self.repo.clones(environment=env.name, states=LIVE_STATES):
+            return ResumedRun(run.id, env.name, run.kind, state=RunState.SUCCEEDED)
+        result: TeardownResult = self.service.teardown(
+            env.name, actor=actor, source="recovery", on_event=on_event
+        )
+        return ResumedRun(
+            run_id=result.run_id,
+            environment=env.name,
+            kind=RunKind.TEARDOWN,
+            state=result.state,
+            message=f"{len(result.destroyed)} destroyed",
+        )
+
+    def _by_uuid(self, clones: list[Clone]) -> dict[str, VmFacts]:
+        folders = {
+            self.settings.types[c.type].folder for c in clones if c.type in self.settings.types
+        }
+        found: dict[str, VmFacts] = {}
+        for folder in sorted(folders):
+            for vm in self.vcenter.find_vms(folder):
+                found[vm.instance_uuid] = vm
+        return found
+
+    # ================================================================= orphans
+    def orphans(self) -> list[Orphan]:
+        """VMs carrying ManagedBy = this bot that no live clone row claims."""
+        tagged = [
+            vm
+            for vm in self.vcenter.find_vms(None)
+            if vm.attributes.get(ATTR_MANAGED_BY) == self.settings.managed_by
+        ]
+        live = {c.instance_uuid for c in self.repo.clones(states=LIVE_STATES) if c.instance_uuid}
+        unclaimed = [vm for vm in tagged if vm.instance_uuid not in live]
+        rows = self.repo.clones_by_instance_uuid(vm.instance_uuid for vm in unclaimed)
+        return [Orphan(vm, rows.get(vm.instance_uuid)) for vm in unclaimed]
+
+    def adopt(self, orphan: Orphan, *, actor: str) -> Clone:
+        """Record one of the bot's own orphans as a live clone again (same row, same name)."""
+        if orphan.clone is None:
+            raise ConflictError(
+                f"{orphan.vm.name} carries {ATTR_MANAGED_BY}={self.settings.managed_by} but was "
+                "not made by this bot (its instance UUID is unknown); it is left alone."
+            )
+        if not orphan.vm.linked:
+            raise ConflictError(f"{orphan.vm.name} is not a linked clone; it is left alone.")
+        clone = self.repo.update_clone(
+            orphan.clone.id,
+            state=CloneState.READY,
+            moref=orphan.vm.moref,
+            host=orphan.vm.host or None,
+            delta_bytes=orphan.vm.unshared_bytes or orphan.vm.committed_bytes,
+            power_state="poweredOn" if orphan.vm.powered_on else "poweredOff",
+            error=None,
+        )
+        self.repo.audit(
+            actor=actor,
+            source="recovery",
+            command=f"orphans adopt {orphan.vm.name}",
+            result="ok",
+            detail=f"{orphan.vm.moref} into {clone.environment}",
+        )
+        return clone
+
+    def remove(self, orphan: Orphan, *, actor: str) -> FailedClone | None:
+        """Destroy one of the bot's own orphans (never a foreign VM); None when done."""
+        if orphan.clone is None:
+            return FailedClone(
+                orphan.vm.name, "", "not made by this bot (unknown instance UUID): left alone"
+            )
+        env = orphan.vm.attributes.get(ATTR_ENVIRONMENT, "")
+        try:
+            self.vcenter.destroy(orphan.vm.moref, expected_uuid=orphan.vm.instance_uuid)
+        except ClonesError as exc:
+            return FailedClone(orphan.vm.name, orphan.clone.type, str(exc))
+        self.repo.update_clone(orphan.clone.id, state=CloneState.DESTROYED, error=None)
+        self.repo.audit(
+            actor=actor,
+            source="recovery",
+            command=f"orphans remove {orphan.vm.name}",
+            result="ok",
+            detail=f"{orphan.vm.moref} (Environment={env})",
+        )
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

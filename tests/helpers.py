@@ -1,0 +1,125 @@
+"""Shared helpers for integration tests: settings, configs and apps that target a test's lab."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from bot.bootstrap import App, build
+from bot.lab import LabProcess
+from bot.settings import Settings, settings_from_dict
+
+PASSWORD_ENV = "CLONES_VCENTER_PASSWORD"
+
+# The bundled lab configuration's three types (bot/data/lab.toml), as plain data.
+LAB_TYPES: dict[str, dict[str, Any]] = {
+    "capture": {
+        "parent": "Capture",
+        "name_pattern": "TRN-CAP-{n:03}",
+        "folder": "Training",
+        "resource_pool": "Training",
+        "datastore": "TrainingDS",
+        "max_count": 100,
+    },
+    "packaging": {
+        "parent": "Packaging",
+        "name_pattern": "TRN-PKG-{n:03}",
+        "folder": "Training",
+        "resource_pool": "Training",
+        "datastore": "TrainingDS",
+        "max_count": 100,
+    },
+    "verification": {
+        "parent": "Verification",
+        "name_pattern": "TRN-VER-{n:03}",
+        "folder": "Training",
+        "resource_pool": "Training",
+        "datastore": "TrainingDS",
+        "max_count": 100,
+    },
+}
+
+
+def lab_config(
+    lab: LabProcess | None,
+    database: Path,
+    *,
+    url: str | None = None,
+    types: dict[str, dict[str, Any]] | None = None,
+    **clones: Any,
+) -> dict[str, Any]:
+    """A raw configuration (as TOML would load it) that targets `lab` and a SQLite file.
+
+    `clones` overrides entries of the [clones] table; tests default to no retry backoff.
+    """
+    if url is None:
+        url = lab.info.url if lab is not None else "http://127.0.0.1:9/sdk"  # nothing listens
+    user = lab.info.user if lab is not None else "clones"
+    return {
+        "vcenter": {"url": url, "user": user, "insecure": True, "timeout_s": 10.0},
+        "clones": {
+            "database": str(database),
+            "concurrency": 8,
+            "retries": 3,
+            "retry_backoff_s": 0,
+            **clones,
+        },
+        "types": copy.deepcopy(LAB_TYPES if types is None else types),
+    }
+
+
+def lab_environ(lab: LabProcess | None, password: str | None = None) -> dict[str, str]:
+    """The environment variables a process needs to log in to `lab` (password only)."""
+    if password is None:
+        password = lab.info.password if lab is not None else "lab-password"
+    return {PASSWORD_ENV: password}
+
+
+def lab_settings(
+    lab: LabProcess, database: Path, *, password: str | None = None, **overrides: Any
+) -> Settings:
+    """Validated Settings for `lab`, with the database at `database`."""
+    raw = lab_config(lab, database, **overrides)
+    return settings_from_dict(raw, env=lab_environ(lab, password))
+
+
+def lab_app(lab: LabProcess, database: Path, **overrides: Any) -> App:
+    """The wired application (repository, vCenter adapter, service) for `lab`."""
+    return build(lab_settings(lab, database, **overrides), start_lab=False)
+
+
+def to_toml(raw: dict[str, Any]) -> str:
+    """Serialise a config dict of tables (and tables of tables) of scalars and lists to TOML."""
+    lines: list[str] = []
+
+    def emit(prefix: str, table: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+        if prefix and (scalars or not tables):
+            lines.append(f"[{prefix}]")
+        for key, value in scalars.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        if scalars:
+            lines.append("")
+        for key, sub in tables.items():
+            emit(f"{prefix}.{key}" if prefix else key, sub)
+
+    emit("", raw)
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def write_config(path: Path, raw: dict[str, Any]) -> Path:
+    path.write_text(to_toml(raw), encoding="utf-8")
+    return path

@@ -1,0 +1,505 @@
+"""The service layer against the lab vCenter: real SOAP through pyVmomi, a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import grammar
+from bot.bootstrap import App
+from bot.errors import (
+    CapacityError,
+    ConfigError,
+    NotFoundError,
+    UsageError,
+    VCenterError,
+)
+from bot.lab import LabProcess
+from bot.models import CloneState, RunKind, RunState
+from bot.service import ProgressEvent
+from tests.helpers import LAB_TYPES, lab_app
+
+pytestmark = pytest.mark.lab
+
+GIB = 2**30
+ATTRIBUTES = ("ManagedBy", "Environment", "DeployedFrom", "DeployedBy", "DeployedAt")
+PARENTS = ("Capture", "Packaging", "Verification")
+
+AppFactory = Callable[..., App]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[AppFactory]:
+    """Factory: the wired app for a lab, with its own SQLite file under tmp_path."""
+    apps: list[App] = []
+
+    def make(lab: LabProcess, **overrides: Any) -> App:
+        app = lab_app(lab, tmp_path / f"clones-{len(apps)}.db", **overrides)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()
+
+
+@pytest.fixture
+def app(lab: LabProcess, make_app: AppFactory) -> App:
+    return make_app(lab)
+
+
+def deploy(app: App, text: str, actor: str = "trainer", **kwargs: Any) -> Any:
+    command = grammar.parse(text)
+    assert isinstance(command, grammar.Deploy)
+    return app.service.deploy(command, actor=actor, **kwargs)
+
+
+def vms_by_name(lab: LabProcess) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every VM in the lab keyed by (folder, name)."""
+    return {(vm["folder"], vm["name"]): vm for vm in lab.control.vms()}
+
+
+def clone_vms(lab: LabProcess, prefix: str = "TRN-") -> dict[str, dict[str, Any]]:
+    return {
+        vm["name"]: vm
+        for vm in lab.control.vms()
+        if vm["name"].startswith(prefix) and vm["folder"] == "Training"
+    }
+
+
+def names(prefix: str, numbers: range | list[int]) -> list[str]:
+    return [f"{prefix}-{n:03}" for n in numbers]
+
+
+# ------------------------------------------------------------------------------------------------
+# deploy
+
+
+def test_deploy_25_capture_creates_verified_linked_clones(lab: LabProcess, app: App) -> None:
+    events: list[ProgressEvent] = []
+    result = deploy(app, "deploy capture 25 as demo", on_event=events.append)
+
+    assert result.state is RunState.SUCCEEDED
+    assert sorted(result.ready) == names("TRN-CAP", range(1, 26))
+    assert result.failed == []
+
+    vms = clone_vms(lab)
+    assert sorted(vms) == names("TRN-CAP", range(1, 26))
+    records = {c.name: c for c in app.repo.clones(environment="demo")}
+    for name, vm in vms.items():
+        assert vm["linked"] is True, name
+        assert vm["parent"] == "Capture"
+        assert vm["folder"] == "Training"
+        assert vm["committed"] == round(0.13 * GIB)
+        custom = vm["custom"]
+        assert set(ATTRIBUTES) <= set(custom), custom
+        assert custom["ManagedBy"] == "clones"
+        assert custom["Environment"] == "demo"
+        assert custom["DeployedFrom"] == "Capture"
+        assert custom["DeployedBy"] == "trainer"
+        datetime.fromisoformat(custom["DeployedAt"])
+        record = records[name]
+        assert record.state is CloneState.READY
+        assert record.moref == vm["moref"]
+        assert record.instance_uuid == vm["instance_uuid"]
+        assert record.attempts == 1
+        assert record.delta_bytes == round(0.13 * GIB)
+
+    parents = vms_by_name(lab)
+    assert parents[("Parents", "Capture")]["snapshots"] == 1
+    assert parents[("Parents", "Packaging")]["snapshots"] == 0  # untouched: not deployed
+
+    run = app.repo.get_run(result.run_id)
+    assert (run.kind, run.state, run.requested, run.succeeded, run.failed) == (
+        RunKind.DEPLOY,
+        RunState.SUCCEEDED,
+        25,
+        25,
+        0,
+    )
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "finished"
+    assert kinds.count("clone_ready") == 25
+    assert events[-1].done == 25 and events[-1].failed == 0
+
+
+def test_origin_figures_for_25_of_each_type(app: App) -> None:
+    result = deploy(app, "deploy capture 25 packaging 25 verification 25 as origin")
+    assert result.state is RunState.SUCCEEDED
+    assert len(result.ready) == 75
+
+    s = app.service.savings("origin")
+    assert s.clones == 75
+    assert (s.thick_gb, s.thin_gb, s.linked_gb) == (675.00, 238.75, 19.30)
+    assert s.saved_vs_thin_gb == pytest.approx(219.45, abs=0.01)
+    assert s.saved_vs_thick_gb == pytest.approx(655.70, abs=0.01)
+    by_parent = {p.parent: p.clones for p in s.by_parent}
+    assert by_parent == {"Capture": 25, "Packaging": 25, "Verification": 25}
+    assert result.savings is not None and result.savings.linked_gb == 19.30
+
+    overall = app.service.savings()
+    assert overall.as_dict() == s.as_dict()
+
+
+def test_status_counts_clones_by_type_and_state(app: App) -> None:
+    deploy(app, "deploy capture 3 packaging 2 as cohort")
+    [status] = app.service.status("cohort")
+    assert status.by_type == {"capture": {"ready": 3}, "packaging": {"ready": 2}}
+    assert status.live == 5
+    assert sorted(c.name for c in status.clones) == [
+        *names("TRN-CAP", range(1, 4)),
+        *names("TRN-PKG", range(1, 3)),
+    ]
+    assert [s.environment.name for s in app.service.status()] == ["cohort"]
+
+
+def test_deploying_more_adds_to_the_environment_with_the_next_free_names(
+    lab: LabProcess, app: App
+) -> None:
+    deploy(app, "deploy capture 3 as cohort")
+    more = deploy(app, "deploy capture 2 packaging 1 as cohort")
+
+    assert sorted(more.ready) == [*names("TRN-CAP", [4, 5]), "TRN-PKG-001"]
+    assert [e.name for e in app.repo.list_environments()] == ["cohort"]
+    [status] = app.service.status("cohort")
+    assert status.by_type == {"capture": {"ready": 5}, "packaging": {"ready": 1}}
+    assert sorted(clone_vms(lab)) == [*names("TRN-CAP", range(1, 6)), "TRN-PKG-001"]
+    assert app.service.savings("cohort").clones == 6
+
+
+def test_names_are_never_reused_while_a_clone_lives_and_reused_after_strip_back(
+    lab: LabProcess, app: App
+) -> None:
+    first = deploy(app, "deploy capture 2 as alpha")
+    second = deploy(app, "deploy capture 2 as beta")
+    assert sorted(first.ready) == names("TRN-CAP", [1, 2])
+    assert sorted(second.ready) == names("TRN-CAP", [3, 4])
+
+    app.service.teardown("alpha", actor="trainer")
+    third = deploy(app, "deploy capture 3 as gamma")
+    assert sorted(third.ready) == names("TRN-CAP", [1, 2, 5])
+
+    live = app.repo.clones(states=[CloneState.READY])
+    assert len({c.name for c in live}) == len(live) == 5
+    assert sorted(clone_vms(lab)) == names("TRN-CAP", range(1, 6))
+
+
+def test_an_unmanaged_vm_holding_a_name_is_left_alone(lab: LabProcess, app: App) -> None:
+    decoy = lab.control.add_vm("TRN-CAP-001", folder="Training", parent_like="Capture")
+    result = deploy(app, "deploy capture 2 as cohort")
+
+    assert result.state is RunState.PARTIAL
+    assert sorted(result.ready) == ["TRN-CAP-002"]
+    [failed] = result.failed
+    assert failed.name == "TRN-CAP-001" and "left alone" in failed.error
+    after = vms_by_name(lab)[("Training", "TRN-CAP-001")]
+    assert after["moref"] == decoy["moref"] and after["custom"] == {}
+
+
+# ------------------------------------------------------------------------------------------------
+# strip back
+
+
+def test_teardown_removes_exactly_the_environment_and_nothing_else(
+    lab: LabProcess, app: App
+) -> None:
+    # Decoys: a same-name VM in another folder, and VMs forging the bot's attributes.
+    lab.control.add_vm("TRN-CAP-001", folder="Parents", parent_like="Capture")
+    deploy(app, "deploy capture 3 packaging 2 as alpha")
+    deploy(app, "deploy capture 2 as beta")
+    lab.control.add_vm(
+        "forged", folder="Training", parent_like="Capture", linked=True,
+        custom={"ManagedBy": "clones", "Environment": "alpha"},
+    )  # fmt: skip
+    lab.control.add_vm(
+        "TRN-CAP-099", folder="Training", parent_like="Capture", power_state="poweredOn",
+        custom={"ManagedBy": "clones", "Environment": "alpha", "DeployedFrom": "Capture"},
+    )  # fmt: skip
+    before = vms_by_name(lab)
+    alpha = {c.name: c.moref for c in app.repo.clones(environment="alpha")}
+
+    plan = app.service.teardown_plan("alpha")
+    assert (plan.clones, plan.by_type) == (5, {"capture": 3, "packaging": 2})
+    result = app.service.teardown("alpha", actor="trainer")
+
+    assert result.state is RunState.SUCCEEDED
+    assert result.destroyed == sorted(alpha)
+    assert result.skipped == [] and result.failed == [] and result.already_gone == []
+    assert result.reclaimed_bytes == 5 * round(0.13 * GIB)
+
+    after = vms_by_name(lab)
+    gone = {key for key in before if key not in after}
+    assert gone == {("Training", name) for name in alpha}
+    for key, vm in after.items():  # everything else untouched, moref for moref
+        assert before[key]["moref"] == vm["moref"]
+        assert before[key]["power_state"] == vm["power_state"]
+    for parent in PARENTS[:2]:
+        assert after[("Parents", parent)]["snapshots"] == 1
+    assert after[("Parents", "Verification")]["snapshots"] == 0
+
+    states = {c.name: c.state for c in app.repo.clones(environment="alpha")}
+    assert set(states.values()) == {CloneState.DESTROYED}
+    assert {c.state for c in app.repo.clones(environment="beta")} == {CloneState.READY}
+    run = app.repo.get_run(result.run_id)
+    assert (run.kind, run.state, run.succeeded, run.failed) == (
+        RunKind.TEARDOWN,
+        RunState.SUCCEEDED,
+        5,
+        0,
+    )
+    assert app.service.savings("alpha").clones == 0
+    with pytest.raises(NotFoundError, match="no clones to strip back"):
+        app.service.teardown("alpha", actor="trainer")
+
+
+def test_teardown_leaves_a_clone_whose_attributes_no_longer_match(
+    lab: LabProcess, app: App
+) -> None:
+    deploy(app, "deploy capture 3 as alpha")
+    moved = app.repo.find_clone("TRN-CAP-002")
+    assert moved is not None and moved.moref is not None
+    # Someone relabelled this VM for another cohort: it is no longer provably ours.
+    app.vcenter.set_attributes(moved.moref, {"Environment": "someone-else"})
+
+    result = app.service.teardown("alpha", actor="trainer")
+
+    assert result.state is RunState.PARTIAL
+    assert result.destroyed == names("TRN-CAP", [1, 3])
+    [skipped] = result.skipped
+    assert skipped.name == "TRN-CAP-002" and "Environment" in skipped.error
+    assert sorted(clone_vms(lab)) == ["TRN-CAP-002"]
+
+
+def test_teardown_counts_a_clone_already_gone_from_vcenter(lab: LabProcess, app: App) -> None:
+    deploy(app, "deploy capture 2 as alpha")
+    gone = app.repo.find_clone("TRN-CAP-001")
+    assert gone is not None and gone.moref is not None
+    app.vcenter.destroy(gone.moref, expected_uuid=gone.instance_uuid or "")
+
+    result = app.service.teardown("alpha", actor="trainer")
+    assert result.state is RunState.SUCCEEDED
+    assert result.destroyed == ["TRN-CAP-002"]
+    assert result.already_gone == ["TRN-CAP-001"]
+    assert clone_vms(lab) == {}
+
+
+# ------------------------------------------------------------------------------------------------
+# faults
+
+
+def test_transient_faults_are_retried_until_every_clone_succeeds(
+    lab: LabProcess, make_app: AppFactory
+) -> None:
+    app = make_app(lab, retries=2)
+    lab.control.configure(faults={"fail_nth": [2, 3], "fault": "FileLocked"})
+    lab.control.reset()
+    events: list[ProgressEvent] = []
+
+    result = deploy(app, "deploy capture 5 as cohort", on_event=events.append)
+
+    assert result.state is RunState.SUCCEEDED
+    assert sorted(result.ready) == names("TRN-CAP", range(1, 6))
+    clones = app.repo.clones(environment="cohort")
+    assert sum(c.attempts for c in clones) == 7
+    assert max(c.attempts for c in clones) >= 2
+    retries = [e for e in events if e.kind == "clone_retry"]
+    assert len(retries) == 2 and all("FileLocked" in e.message for e in retries)
+    stats = lab.control.stats()
+    assert stats["clone_calls"] == 7 and stats["clones_failed_injected"] == 2
+    assert len(clone_vms(lab)) == 5
+
+
+def test_transient_faults_beyond_the_retries_fail_the_clone(
+    lab: LabProcess, make_app: AppFactory
+) -> None:
+    app = make_app(lab, retries=1, concurrency=1)
+    lab.control.configure(faults={"fail_nth": [1, 2], "fault": "TaskInProgress"})
+    lab.control.reset()
+
+    result = deploy(app, "deploy capture 2 as cohort")
+
+    assert result.state is RunState.PARTIAL
+    assert result.ready == ["TRN-CAP-002"]
+    [failed] = result.failed
+    assert failed.name == "TRN-CAP-001" and "TaskInProgress" in failed.error
+    assert app.repo.find_clone("TRN-CAP-002") is not None
+    record = next(c for c in app.repo.clones() if c.name == "TRN-CAP-001")
+    assert (record.state, record.attempts) == (CloneState.FAILED, 2)
+    assert sorted(clone_vms(lab)) == ["TRN-CAP-002"]
+
+
+def test_a_permanent_fault_fails_one_clone_without_retry_or_leftover(
+    lab: LabProcess, app: App
+) -> None:
+    lab.control.configure(faults={"fail_nth": [2], "fault": "InvalidArgument"})
+    lab.control.reset()
+
+    result = deploy(app, "deploy capture 4 as cohort")
+
+    assert result.state is RunState.PARTIAL
+    assert len(result.ready) == 3
+    [failed] = result.failed
+    assert "InvalidArgument" in failed.error
+    assert failed.name not in clone_vms(lab)
+    assert sorted(clone_vms(lab)) == sorted(result.ready)
+    record = next(c for c in app.repo.clones() if c.name == failed.name)
+    assert (record.state, record.attempts, record.moref) == (CloneState.FAILED, 1, None)
+    assert lab.control.stats()["clone_calls"] == 4  # no retry of a permanent fault
+    run = app.repo.get_run(result.run_id)
+    assert (run.state, run.requested, run.succeeded, run.failed) == (RunState.PARTIAL, 4, 3, 1)
+    [status] = app.service.status("cohort")
+    assert status.by_type == {"capture": {"ready": 3, "failed": 1}}
+    assert app.service.savings("cohort").clones == 3
+
+
+def test_a_full_copy_is_destroyed_and_recorded_as_a_failure(lab: LabProcess, app: App) -> None:
+    lab.control.configure(faults={"full_copy_nth": [1]})
+    lab.control.reset()
+
+    result = deploy(app, "deploy capture 3 as cohort")
+
+    assert result.state is RunState.PARTIAL
+    assert len(result.ready) == 2
+    [failed] = result.failed
+    assert "full copy" in failed.error
+    vms = clone_vms(lab)
+    assert sorted(vms) == sorted(result.ready)
+    assert all(vm["linked"] for vm in vms.values())
+    assert lab.control.stats()["requests"].get("Destroy_Task") == 1
+    record = next(c for c in app.repo.clones() if c.name == failed.name)
+    assert record.state is CloneState.FAILED
+
+
+# ------------------------------------------------------------------------------------------------
+# parents and snapshots
+
+
+def test_base_snapshot_is_created_once_and_kept(lab: LabProcess, app: App) -> None:
+    lab.control.reset()
+    deploy(app, "deploy capture 2 as alpha")
+    deploy(app, "deploy capture 2 as beta")
+    app.service.teardown("alpha", actor="trainer")
+    app.service.teardown("beta", actor="trainer")
+    deploy(app, "deploy capture 1 as gamma")
+
+    assert lab.control.stats()["requests"].get("CreateSnapshot_Task") == 1
+    capture = vms_by_name(lab)[("Parents", "Capture")]
+    assert capture["snapshots"] == 1
+    assert capture["power_state"] == "poweredOff"
+    audit = [e for e in app.repo.audit_entries() if e.command == "snapshot Capture"]
+    assert len(audit) == 1
+
+
+def test_powered_on_parent_without_snapshot_is_refused_before_anything_is_made(
+    lab: LabProcess, make_app: AppFactory
+) -> None:
+    lab.control.add_vm("Hot", folder="Parents", parent_like="Capture", power_state="poweredOn")
+    types = {**LAB_TYPES, "hot": {**LAB_TYPES["capture"], "parent": "Hot"}}
+    types["hot"]["name_pattern"] = "TRN-HOT-{n:03}"
+    app = make_app(lab, types=types)
+    before = vms_by_name(lab)
+    lab.control.reset()
+
+    with pytest.raises(VCenterError, match="powered on") as caught:
+        deploy(app, "deploy capture 2 hot 1 as cohort")
+
+    assert "Shut it down" in str(caught.value)
+    assert vms_by_name(lab) == before  # not even Capture's snapshot
+    requests = lab.control.stats()["requests"]
+    assert not {"CreateSnapshot_Task", "CloneVM_Task"} & set(requests)
+    assert app.repo.clones() == [] and app.repo.list_environments() == []
+
+
+def test_powered_on_parent_with_its_snapshot_can_be_cloned(
+    lab: LabProcess, make_app: AppFactory
+) -> None:
+    app = make_app(lab)
+    deploy(app, "deploy capture 1 as first")  # snapshots Capture while it is off
+    lab.control.add_vm("Other", folder="Training", power_state="poweredOn")
+    result = deploy(app, "deploy capture 1 as second")
+    assert result.state is RunState.SUCCEEDED
+
+
+def test_missing_parent_is_refused(lab: LabProcess, make_app: AppFactory) -> None:
+    types = {"capture": {**LAB_TYPES["capture"], "parent": "Nowhere"}}
+    app = make_app(lab, types=types)
+    with pytest.raises(NotFoundError, match='Parent VM "Nowhere" not found'):
+        deploy(app, "deploy capture 1 as cohort")
+    assert app.repo.clones() == [] and app.repo.list_environments() == []
+
+
+def test_datastore_too_small_is_refused_before_anything_is_made(
+    make_lab: Callable[[dict[str, Any]], LabProcess], make_app: AppFactory
+) -> None:
+    lab = make_lab({"datastores": [{"name": "TrainingDS", "capacity_gb": 500, "free_gb": 2}]})
+    app = make_app(lab)
+    before = vms_by_name(lab)
+
+    with pytest.raises(CapacityError, match=r"TrainingDS has 2\.00 GB free"):
+        deploy(app, "deploy capture 25 as cohort")
+
+    assert vms_by_name(lab) == before
+    assert app.repo.clones() == [] and app.repo.list_environments() == []
+
+
+# ------------------------------------------------------------------------------------------------
+# sessions and bad input at the service layer
+
+
+def test_session_expiry_mid_run_is_invisible(lab: LabProcess, app: App) -> None:
+    expired: list[str | None] = []
+
+    def expire_once(event: ProgressEvent) -> None:
+        if event.kind == "clone_ready" and not expired:
+            lab.control.expire_sessions()
+            expired.append(event.clone)
+
+    result = deploy(app, "deploy capture 10 as cohort", on_event=expire_once)
+    assert expired and result.state is RunState.SUCCEEDED
+    assert len(clone_vms(lab)) == 10
+
+    lab.control.expire_sessions()
+    [status] = app.service.status("cohort")
+    assert status.live == 10
+    lab.control.expire_sessions()
+    stripped = app.service.teardown("cohort", actor="trainer")
+    assert stripped.state is RunState.SUCCEEDED and len(stripped.destroyed) == 10
+    assert lab.control.stats()["requests"].get("Login", 0) >= 3
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "match"),
+    [
+        ("deploy captur 2 as cohort", ConfigError, 'Unknown type "captur". Did you mean "capture"'),
+        ("deploy capture 101 as cohort", UsageError, "maximum of 100"),
+    ],
+)
+def test_bad_deploys_create_nothing(
+    lab: LabProcess, app: App, text: str, error: type[Exception], match: str
+) -> None:
+    before = vms_by_name(lab)
+    with pytest.raises(error, match=match):
+        deploy(app, text)
+    assert vms_by_name(lab) == before
+    assert app.repo.clones() == [] and app.repo.list_environments() == []
+
+
+def test_over_the_maximum_counts_what_the_environment_already_has(app: App) -> None:
+    deploy(app, "deploy capture 98 as big")
+    with pytest.raises(UsageError, match=r"98 already in big.*at most 2"):
+        deploy(app, "deploy capture 3 as big")
+    assert len(app.repo.clones(environment="big")) == 98
+
+
+def test_unknown_environment(app: App) -> None:
+    deploy(app, "deploy capture 1 as cohort")
+    with pytest.raises(
+        NotFoundError, match=r'No environment named "cohrot"\. Did you mean "cohort"'
+    ):
+        app.service.teardown("cohrot", actor="trainer")
+    with pytest.raises(NotFoundError, match="No environment"):
+        app.service.savings("nowhere")

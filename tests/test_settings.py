@@ -1,0 +1,176 @@
+"""Configuration validation: every malformed config is a ConfigError naming the problem and fix."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.settings import BUNDLED_LAB_CONFIG, load_settings, settings_from_dict
+from tests.helpers import LAB_TYPES, PASSWORD_ENV, to_toml, write_config
+
+SOURCE = Path("/etc/clones/clones.toml")
+
+
+def good() -> dict[str, Any]:
+    return {
+        "vcenter": {"url": "https://vcenter.example.com/sdk", "user": "svc-clones"},
+        "clones": {"database": "clones.db", "retry_backoff_s": 0},
+        "types": copy.deepcopy(LAB_TYPES),
+    }
+
+
+def load(raw: dict[str, Any], env: dict[str, str] | None = None) -> Any:
+    return settings_from_dict(raw, env=env or {PASSWORD_ENV: "secret"}, source=SOURCE)
+
+
+def test_a_good_config_loads() -> None:
+    s = load(good())
+    assert s.vcenter.url == "https://vcenter.example.com/sdk"
+    assert s.vcenter.password == "secret" and not s.vcenter.insecure
+    assert s.database == Path("/etc/clones/clones.db")  # relative to the config file
+    assert sorted(s.types) == ["capture", "packaging", "verification"]
+    assert s.types["capture"].snapshot == "clones-base" and s.types["capture"].max_count == 100
+    assert s.retry_backoff_s == 0 and s.concurrency == 8 and s.retries == 3
+
+
+def test_the_environment_overrides_the_file() -> None:
+    env = {
+        "CLONES_VCENTER_URL": "https://other.example.com/sdk",
+        "CLONES_VCENTER_USER": "someone",
+        "CLONES_DB": "/tmp/x.db",
+        "MY_PASSWORD": "pw",
+    }
+    raw = good()
+    raw["vcenter"]["password_env"] = "MY_PASSWORD"
+    s = load(raw, env)
+    assert s.vcenter.url == "https://other.example.com/sdk"
+    assert (s.vcenter.user, s.vcenter.password) == ("someone", "pw")
+    assert s.database == Path("/tmp/x.db")
+
+
+def test_the_bundled_lab_config_loads() -> None:
+    s = load_settings(BUNDLED_LAB_CONFIG, environ={})
+    assert s.vcenter.is_lab
+    assert {t.parent for t in s.types.values()} == {"Capture", "Packaging", "Verification"}
+
+
+def test_unknown_type_suggests_the_nearest() -> None:
+    s = load(good())
+    with pytest.raises(ConfigError, match=r'Unknown type "captur"\. Did you mean "capture"'):
+        s.type("captur")
+
+
+Mutate = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutate:
+    def mutate(raw: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = raw
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return mutate
+
+
+def _drop(path: str) -> Mutate:
+    def mutate(raw: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = raw
+        for key in parents:
+            node = node[key]
+        del node[last]
+
+    return mutate
+
+
+BAD: list[tuple[str, Mutate, list[str]]] = [
+    ("no-vcenter", _drop("vcenter"), ["[vcenter] table is missing", "add it"]),
+    ("vcenter-not-table", _set("vcenter", "x"), ["vcenter must be a table"]),
+    ("no-url", _drop("vcenter.url"), ["url is missing", 'url = "https://']),
+    ("url-not-url", _set("vcenter.url", "vcenter.example.com"), ["is not a URL", "https://"]),
+    ("ftp-url", _set("vcenter.url", "ftp://vc/sdk"), ["is not a URL"]),
+    ("plain-http", _set("vcenter.url", "http://vc/sdk"), ["plain http", "insecure = true"]),
+    ("password-in-file", _set("vcenter.password", "pw"), ["must not contain a password",
+                                                          PASSWORD_ENV]),
+    ("ca-file-missing", _set("vcenter.ca_file", "/nowhere/ca.pem"), ["ca_file", "does not exist"]),
+    ("insecure-not-bool", _set("vcenter.insecure", "no"), ["insecure", "true or false"]),
+    ("timeout-not-number", _set("vcenter.timeout_s", "soon"), ["timeout_s", "number"]),
+    ("concurrency-zero", _set("clones.concurrency", 0), ["concurrency", "from 1 to 64"]),
+    ("concurrency-text", _set("clones.concurrency", "8"), ["concurrency", "whole number"]),
+    ("concurrency-bool", _set("clones.concurrency", True), ["concurrency", "whole number"]),
+    ("retries-negative", _set("clones.retries", -1), ["retries", "from 0 to 10"]),
+    ("backoff-negative", _set("clones.retry_backoff_s", -1), ["retry_backoff_s", "0 or more"]),
+    ("backoff-text", _set("clones.retry_backoff_s", "fast"), ["retry_backoff_s", "number"]),
+    ("managed-by-empty", _set("clones.managed_by", " "), ["managed_by must not be empty"]),
+    ("max-env-zero", _set("clones.max_environment_clones", 0), ["max_environment_clones"]),
+    ("timezone", _set("clones.timezone", "Mars/Olympus"), ["Mars/Olympus", "Europe/London"]),
+    ("no-types", _drop("types"), ["no [types.NAME] tables", "add one"]),
+    ("empty-types", _set("types", {}), ["no [types.NAME] tables"]),
+    ("type-name", _set("types.Capture", LAB_TYPES["capture"]), ["types.Capture", "lower-case"]),
+    ("type-not-table", _set("types.capture", 3), ["[types.capture] must be a table"]),
+    ("type-no-parent", _drop("types.capture.parent"), ["[types.capture] is missing parent"]),
+    ("type-no-place", _drop("types.capture.datastore"), ["is missing datastore"]),
+    ("pattern-no-n", _set("types.capture.name_pattern", "TRN-CAP"), ["must contain {n}"]),
+    ("pattern-bad-field", _set("types.capture.name_pattern", "TRN-{x}"), ["not valid", "{n}"]),
+    ("pattern-broken", _set("types.capture.name_pattern", "TRN-{n"), ["not valid", "{n}"]),
+    ("pattern-too-long", _set("types.capture.name_pattern", "T" * 80 + "{n}"), ["longer than 80"]),
+    ("max-count-zero", _set("types.capture.max_count", 0), ["max_count", "from 1"]),
+    ("snapshot-empty", _set("types.capture.snapshot", ""), ["snapshot must not be empty"]),
+    (
+        "same-pattern",
+        _set("types.packaging.name_pattern", "TRN-CAP-{n:03}"),
+        ["same name_pattern", "own prefix"],
+    ),
+    ("slack-admins-text", _set("slack.admins", "U123"), ["admins must be a list", "U012ABCDEF"]),
+    ("slack-bad-id", _set("slack.operators", ["bob"]), ["'bob' is not a Slack ID"]),
+    ("slack-interval", _set("slack.progress_interval_s", 0.1), ["at least 1 second"]),
+    ("slack-interval-text", _set("slack.progress_interval_s", "x"), ["progress_interval_s"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mutate", "fragments"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_malformed_config_names_the_problem_and_the_fix(
+    mutate: Mutate, fragments: list[str]
+) -> None:
+    raw = good()
+    mutate(raw)
+    with pytest.raises(ConfigError) as caught:
+        load(raw)
+    message = str(caught.value)
+    assert str(SOURCE) in message
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+def test_malformed_toml(tmp_path: Path) -> None:
+    path = tmp_path / "clones.toml"
+    path.write_text('[vcenter]\nurl = "https://vc/sdk"\n[types\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"not valid TOML .* Fix the file"):
+        load_settings(path, environ={})
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not found\. Set CLONES_CONFIG"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_config_path_comes_from_clones_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "mine.toml", good())
+    s = load_settings(environ={"CLONES_CONFIG": str(path)})
+    assert s.source == path and s.database == tmp_path / "clones.db"
+
+
+def test_to_toml_round_trips() -> None:
+    import tomllib
+
+    raw = good()
+    raw["slack"] = {"admins": ["U012ABCDEF"], "progress_interval_s": 3.0}
+    assert tomllib.loads(to_toml(raw)) == raw
