@@ -594,6 +594,18 @@ class Repository:
     ) -> Run:
         with self.transaction():
             self._require_environment(environment)
+            # One run per environment at a time, across processes: the check and the insert
+            # share one BEGIN IMMEDIATE transaction, so two bots cannot both pass the check.
+            busy = self._row(
+                "SELECT id, kind, requested_by FROM runs WHERE environment = ? AND state = ?",
+                (environment, RunState.RUNNING.value),
+            )
+            if busy is not None:
+                raise ConflictError(
+                    f"{environment} is busy: {busy['kind']} run {busy['id']} (by "
+                    f"{busy['requested_by']}) is still running. Wait for it to finish; if the "
+                    'process running it died, "resume" finishes it.'
+                )
             now = _to_text(_now())
             cursor = self._execute(
                 "INSERT INTO runs (environment, kind, requested_by, state, requested, started_at,"
