@@ -226,6 +226,23 @@ class Admin:
             )
         return rows
 
+    def _confine(self, types: set[str]) -> None:
+        """Refreshed clones are new VMs: put them in their parent's DRS VM group (host limit)."""
+        if not self.settings.confine_hosts:
+            return
+        for name in sorted(types):
+            placement = self.service.placement_for(self.settings.type(name))
+            if not placement.group:
+                continue
+            members = [
+                c.moref
+                for c in self.repo.clones(states=[CloneState.READY])
+                if c.parent == placement.parent and c.host in placement.group and c.moref
+            ]
+            self.vcenter.ensure_drs_confinement(
+                placement.cluster, placement.prefix, members, placement.group
+            )
+
     def _host_names(self) -> dict[str, str]:
         names: dict[str, str] = {}
         for t in self.settings.types.values():
@@ -267,7 +284,7 @@ class Admin:
                     )
             self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
             verified, gone, skipped = self.service.verify_ours(env, clones)
-            run = self.repo.start_run(
+            run = self.service.start_run(
                 environment=env.name,
                 kind=RunKind.REFRESH,
                 requested_by=actor,
@@ -341,6 +358,11 @@ class Admin:
             max_workers=self.settings.concurrency, thread_name_prefix="refresh"
         ) as pool:
             list(pool.map(work, verified))
+        if refreshed and not unreachable:
+            try:
+                self._confine({c.type for c, _ in verified})
+            except VCenterUnreachable as exc:
+                unreachable.append(exc)
         for c in gone:
             self.repo.update_clone(c.id, state=CloneState.FAILED, error="missing from vCenter")
         problems = failed + [FailedClone(c.name, c.type, "missing from vCenter") for c in gone]
@@ -350,7 +372,7 @@ class Admin:
             state = RunState.PARTIAL if refreshed else RunState.FAILED
         else:
             state = RunState.SUCCEEDED
-        self.repo.finish_run(
+        self.service.finish_run(
             run_id,
             state=state,
             succeeded=len(refreshed),

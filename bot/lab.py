@@ -233,6 +233,8 @@ _NESTED_KEYS = {
         "folder",
         "cluster",
         "datastore",
+        "thin",
+        "disk_mode",
     },
     "customization_specs": {"name", "kind", "description"},
 }
@@ -246,6 +248,14 @@ _FAULT_KEYS = {
     "customization_fail_nth",
 }
 CUSTOMIZATION_KINDS = ("sysprep", "linux")
+PARENT_DISK_MODES = (
+    "persistent",
+    "nonpersistent",
+    "undoable",
+    "independent_persistent",
+    "independent_nonpersistent",
+    "append",
+)
 
 
 def _check_keys(where: str, data: dict[str, Any], allowed: set[str]) -> None:
@@ -425,6 +435,13 @@ def validate_spec_data(spec: Any) -> dict[str, Any]:
         for key, default in (("memory_mb", 1024), ("num_cpus", 1)):
             if _integer(f"{where}: {key}", p.setdefault(key, default)) <= 0:
                 raise LabError(f"{where}: {key} must be positive, got {p[key]}")
+        if not isinstance(p.setdefault("thin", True), bool):
+            raise LabError(f"{where}: thin must be true or false, got {p['thin']!r}")
+        if p.setdefault("disk_mode", "persistent") not in PARENT_DISK_MODES:
+            raise LabError(
+                f"{where}: disk_mode {p['disk_mode']!r} is not a disk mode "
+                f"(known: {', '.join(PARENT_DISK_MODES)})"
+            )
         p.setdefault("guest_id", "windows9_64Guest")
         p.setdefault("folder", "")
         p.setdefault("cluster", out["clusters"][0]["name"])

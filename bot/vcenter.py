@@ -194,6 +194,7 @@ class VCenter:
         self._local = threading.local()
         self._collectors: list[Any] = []
         self._field_keys: dict[str, int] = {}
+        self._foreign_keys: set[int] = set()  # custom field keys that are not VM attributes
         self._parents: dict[str, vim.VirtualMachine] = {}
         self._placements: dict[tuple[str, str, str], _Placement] = {}
         self._datacenter: Any | None = None
@@ -494,6 +495,15 @@ class VCenter:
                         existing[name] = refreshed[name]
             self._field_keys.update({n: existing[n] for n in names})
 
+    def _load_attribute_definitions(self) -> None:
+        """Learn the keys of every VM custom attribute defined in vCenter (none are created)."""
+        cfm = self.content.customFieldsManager
+        fields = self.call("reading custom attributes", lambda: cfm.field or [])
+        with self._lock:
+            for f in fields:
+                if f.managedObjectType in (None, vim.VirtualMachine):
+                    self._field_keys.setdefault(f.name, f.key)
+
     def set_attributes(self, moref: str, values: Mapping[str, str]) -> None:
         self.ensure_attribute_definitions(values.keys())
         cfm = self.content.customFieldsManager
@@ -748,18 +758,21 @@ class VCenter:
         want_hosts = sorted(set(host_morefs))
         if sorted(vms) == want_vms and sorted(hosts) == want_hosts and has_rule:
             return
+        # A group emptied by destroyed VMs still exists: edit it (adding it again is refused).
+        config = self._retrieve_one(cluster, ["configurationEx"]).get("configurationEx")
+        groups = {g.name for g in getattr(config, "group", None) or []}
         stub = self._stub()
         spec = vim.cluster.ConfigSpecEx(
             groupSpec=[
                 vim.cluster.GroupSpec(
-                    operation="edit" if vms else "add",
+                    operation="edit" if f"{prefix}-vms" in groups else "add",
                     info=vim.cluster.VmGroup(
                         name=f"{prefix}-vms",
                         vm=[vim.VirtualMachine(m, stub) for m in want_vms],
                     ),
                 ),
                 vim.cluster.GroupSpec(
-                    operation="edit" if hosts else "add",
+                    operation="edit" if f"{prefix}-hosts" in groups else "add",
                     info=vim.cluster.HostGroup(
                         name=f"{prefix}-hosts",
                         host=[vim.HostSystem(h, stub) for h in want_hosts],
@@ -799,7 +812,15 @@ class VCenter:
         out: list[VCenterError | None] = []
         for result in self.wait_for_tasks(tasks):
             if isinstance(result, VCenterFault) and result.fault == "InvalidPowerState":
-                out.append(None)  # already in the asked-for state
+                if action == "reset":  # only a running VM can be reset: nothing was done
+                    out.append(
+                        VCenterFault(
+                            "it is powered off, so it was not reset; use power on.",
+                            "InvalidPowerState",
+                        )
+                    )
+                else:
+                    out.append(None)  # already in the asked-for state
             elif isinstance(result, VCenterError):
                 out.append(result)
             else:
@@ -870,9 +891,14 @@ class VCenter:
         linked = bool(disks) and all(getattr(d.backing, "parent", None) for d in disks)
         storage = props.get("summary.storage")
         names = {v: k for k, v in self._field_keys.items()}
-        if props.get("customValue") and len(names) < len(CLONE_ATTRIBUTES):
-            self.ensure_attribute_definitions()
+        keys = {cv.key for cv in props.get("customValue", [])}
+        if keys - set(names) - self._foreign_keys:
+            # An attribute this process has not defined itself (e.g. a type's extra asset
+            # attributes, set by an earlier run): learn every definition once.
+            self._load_attribute_definitions()
             names = {v: k for k, v in self._field_keys.items()}
+            with self._lock:
+                self._foreign_keys |= keys - set(names)
         attributes = {
             names[cv.key]: str(cv.value) for cv in props.get("customValue", []) if cv.key in names
         }

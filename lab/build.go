@@ -179,7 +179,7 @@ func buildInventory(ctx context.Context, client *vim25.Client, spec *Spec) (*inv
 		}
 	}
 
-	// Parents: powered off, no snapshot, one thin disk.
+	// Parents: powered off, no snapshot, one disk (thin and persistent unless the spec says).
 	for _, ps := range spec.Parents {
 		p, err := createVM(ctx, inv, ps, ps.Name, inv.vmFolders[ps.Folder], nil)
 		if err != nil {
@@ -231,8 +231,15 @@ func createVM(ctx context.Context, inv *inventory, ps ParentSpec, name string,
 	disk.CapacityInBytes = gbBytes(ps.DiskGB)
 	disk.CapacityInKB = disk.CapacityInBytes / 1024
 	if b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
-		b.ThinProvisioned = types.NewBool(true)
-		b.DiskMode = string(types.VirtualDiskModePersistent)
+		thin := ps.Thin == nil || *ps.Thin
+		b.ThinProvisioned = types.NewBool(thin)
+		if !thin {
+			b.EagerlyScrub = types.NewBool(false)
+		}
+		b.DiskMode = ps.DiskMode
+		if b.DiskMode == "" {
+			b.DiskMode = string(types.VirtualDiskModePersistent)
+		}
 	}
 	nic := esx.EthernetCard
 	devices = append(devices, disk, &nic)

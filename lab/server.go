@@ -38,6 +38,7 @@ type figures struct {
 	linked   bool
 	isParent bool // counted in the spec's free_gb already
 	ds       types.ManagedObjectReference
+	snapshot string // moref of the snapshot a linked clone was made from ("" otherwise)
 }
 
 func (f *figures) committed() int64 {
@@ -608,6 +609,9 @@ func (l *Lab) fixClone(req *types.CloneVM_Task, src *simulator.VirtualMachine, s
 	l.figMu.Lock()
 	srcFig := l.figs[src.Self]
 	fig := &figures{capacity: capacity, linked: allLinked}
+	if allLinked && req.Spec.Snapshot != nil {
+		fig.snapshot = req.Spec.Snapshot.Value
+	}
 	if srcFig != nil {
 		fig.used, fig.delta = srcFig.used, srcFig.delta
 		if fig.used > capacity {
@@ -1060,6 +1064,12 @@ func (l *Lab) vmEntry(vm *simulator.VirtualMachine, fields map[int32]string) map
 		}
 	})
 	out["customization"] = l.cust.state(vm.Self)
+	out["snapshot"] = ""
+	l.figMu.Lock()
+	if fig := l.figs[vm.Self]; fig != nil {
+		out["snapshot"] = fig.snapshot
+	}
+	l.figMu.Unlock()
 	return out
 }
 

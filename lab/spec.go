@@ -39,7 +39,15 @@ type ParentSpec struct {
 	Folder    string  `json:"folder"`
 	Cluster   string  `json:"cluster"`
 	Datastore string  `json:"datastore"`
+	// Thin (default true) and DiskMode (default "persistent") shape the parent's one disk, so a
+	// spec can show a thick or an independent parent disk (what `prepare` must report).
+	Thin     *bool  `json:"thin"`
+	DiskMode string `json:"disk_mode"`
 }
+
+// parentDiskModes lists the vSphere disk modes accepted by parents[].disk_mode.
+var parentDiskModes = []string{"persistent", "nonpersistent", "undoable", "independent_persistent",
+	"independent_nonpersistent", "append"}
 
 // FaultSpec configures fault injection for CloneVM_Task.
 type FaultSpec struct {
@@ -150,7 +158,7 @@ func ParseSpec(data []byte) (*Spec, error) {
 		"clusters":   {"name", "hosts"},
 		"datastores": {"name", "capacity_gb", "free_gb"},
 		"parents": {"name", "disk_gb", "used_gb", "delta_gb", "memory_mb", "num_cpus", "guest_id",
-			"folder", "cluster", "datastore"},
+			"folder", "cluster", "datastore", "thin", "disk_mode"},
 		"customization_specs": customizationSpecKeys,
 	}
 	for key, allowed := range nested {
@@ -282,6 +290,19 @@ func (s *Spec) validate() error {
 		if p.GuestID == "" {
 			p.GuestID = "windows9_64Guest"
 		}
+		if p.Thin == nil {
+			p.Thin = newBool(true)
+		}
+		if p.DiskMode == "" {
+			p.DiskMode = "persistent"
+		}
+		knownMode := false
+		for _, m := range parentDiskModes {
+			knownMode = knownMode || m == p.DiskMode
+		}
+		if !knownMode {
+			return fmt.Errorf("%s: disk_mode %q is not a disk mode (known: %s)", where, p.DiskMode, strings.Join(parentDiskModes, ", "))
+		}
 		if p.Cluster == "" {
 			p.Cluster = s.Clusters[0].Name
 		}
@@ -329,3 +350,5 @@ func (f *FaultSpec) validate() error {
 	}
 	return nil
 }
+
+func newBool(b bool) *bool { return &b }

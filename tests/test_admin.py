@@ -1,0 +1,704 @@
+"""The admin features against the lab vCenter over SOAP, with real SQLite files.
+
+prepare, host-limit confinement, guest customization, disk mode, power, plan and the capacity
+guard, the asset inventory and refresh: each through the service layer (`bot.service.Service`,
+`bot.admin.Admin`) wired by `bot.bootstrap.build`, checked in the lab's own view of its VMs
+(`/lab/vms`) and, where the lab shows no view, by reading vCenter through pyVmomi objects that
+the adapter hands out. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import grammar
+from bot.bootstrap import App
+from bot.errors import (
+    CapacityError,
+    ConfigError,
+    NotFoundError,
+    UsageError,
+    VCenterError,
+)
+from bot.lab import DEFAULT_SPEC, LabError, LabProcess, validate_spec_data
+from bot.models import CloneState
+from bot.placement import drs_prefix
+from bot.savings import GIB
+from tests.helpers import LAB_TYPES, lab_app, lab_settings
+
+pytestmark = pytest.mark.lab
+
+MakeLab = Callable[[dict[str, Any]], LabProcess]
+MakeApp = Callable[..., App]
+
+WIN_SPEC = {"name": "win-training", "kind": "sysprep", "description": "Training Windows guests"}
+LARGE_CLUSTERS = [{"name": "Training", "hosts": 8}, {"name": "Training-Large", "hosts": 12}]
+
+
+# ----------------------------------------------------------------------------------- helpers
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[MakeApp]:
+    """Factory: the wired application for a lab, on a SQLite file under tmp_path."""
+    made: list[App] = []
+
+    def make(lab: LabProcess, **overrides: Any) -> App:
+        app = lab_app(lab, tmp_path / "clones.db", **overrides)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()
+
+
+def types_with(**changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The lab's three types with some keys changed (or whole types added)."""
+    types = copy.deepcopy(LAB_TYPES)
+    for name, change in changes.items():
+        types.setdefault(name, {}).update(change)
+    return types
+
+
+def parents_with(**changes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The default spec's parents with some fields changed, by parent name."""
+    parents: list[dict[str, Any]] = json.loads(DEFAULT_SPEC.read_text(encoding="utf-8"))["parents"]
+    for p in parents:
+        p.update(changes.get(p["name"], {}))
+    return parents
+
+
+def vms(lab: LabProcess) -> dict[str, dict[str, Any]]:
+    """The lab's VMs by name (names are unique in these tests)."""
+    return {vm["name"]: vm for vm in lab.control.vms()}
+
+
+def clones_of(lab: LabProcess) -> dict[str, dict[str, Any]]:
+    return {n: vm for n, vm in vms(lab).items() if n.startswith("TRN-")}
+
+
+def deploy(app: App, text: str) -> Any:
+    command = grammar.parse(text)
+    assert isinstance(command, grammar.Deploy)
+    return app.service.deploy(command, actor="trainer")
+
+
+def run_task(app: App, task: Any) -> Any:
+    result = app.vcenter.wait_for_tasks([task])[0]
+    assert not isinstance(result, BaseException), result
+    return result
+
+
+def power_parent(app: App, parent: str, on: bool = True) -> None:
+    vm = app.vcenter.find_parent(parent)
+    run_task(app, vm.PowerOnVM_Task() if on else vm.PowerOffVM_Task())
+
+
+def snapshot_parent(app: App, parent: str, name: str = "clones-base") -> str:
+    """Take a snapshot of a (powered-off) parent through pyVmomi, as an admin would."""
+    vm = app.vcenter.find_parent(parent)
+    snap = run_task(app, vm.CreateSnapshot_Task(name=name, memory=False, quiesce=False))
+    return str(snap._moId)
+
+
+def assert_nothing_changed(lab: LabProcess, app: App, before: dict[str, dict[str, Any]]) -> None:
+    """No VM made, changed or removed in vCenter, nothing recorded in SQLite."""
+    assert vms(lab) == before
+    assert app.repo.list_environments() == []
+    assert app.repo.clones() == []
+    assert lab.control.stats()["requests"].get("CloneVM_Task", 0) == 0
+
+
+# ================================================================================ 1. prepare
+def test_prepare_refuses_a_powered_on_parent_and_power_off_shuts_it_down_then_snapshots(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    app = make_app(lab)
+    power_parent(app, "Capture")
+
+    refused = app.admin.prepare(grammar.parse("prepare capture"), actor="admin")  # type: ignore[arg-type]
+    assert not refused.ready
+    problems = [f.text for f in refused.findings if f.level == "problem"]
+    assert problems and "powered on" in problems[0] and "prepare capture power-off" in problems[0]
+    parent = vms(lab)["Capture"]
+    assert parent["power_state"] == "poweredOn" and parent["snapshots"] == 0
+
+    command = grammar.parse("prepare capture power-off")
+    assert command == grammar.Prepare("capture", power_off=True)
+    done = app.admin.prepare(command, actor="admin")
+    assert done.ready
+    parent = vms(lab)["Capture"]
+    assert parent["power_state"] == "poweredOff"
+    assert parent["snapshots"] == 1
+    assert app.vcenter.parent_report("Capture", "clones-base").snapshots_named == 1
+    assert any(f.level == "done" and "shut down" in f.text for f in done.findings)
+
+
+def test_prepare_reports_thick_and_independent_disks(make_lab: MakeLab, make_app: MakeApp) -> None:
+    lab = make_lab(
+        {
+            "parents": parents_with(
+                Capture={"thin": False}, Packaging={"disk_mode": "independent_persistent"}
+            )
+        }
+    )
+    app = make_app(lab)
+
+    thick = app.admin.prepare(grammar.Prepare("capture"), actor="admin")
+    advice = [f.text for f in thick.findings if f.level == "advice"]
+    assert len(advice) == 1 and "thick" in advice[0] and "11.00 GB" in advice[0]
+    assert thick.ready  # thick is advice: the parent can still be cloned
+    assert thick.provisioned_bytes == 11 * GIB
+
+    independent = app.admin.prepare(grammar.Prepare("packaging"), actor="admin")
+    assert not independent.ready
+    problems = [f.text for f in independent.findings if f.level == "problem"]
+    assert len(problems) == 1
+    assert "independent_persistent" in problems[0] and "block" in problems[0]
+    # A blocked parent is not snapshotted.
+    assert vms(lab)["Packaging"]["snapshots"] == 0
+    assert app.vcenter.parent_report("Verification", "clones-base").disks[0].thin
+
+
+def test_prepare_creates_the_configured_snapshot_once(lab: LabProcess, make_app: MakeApp) -> None:
+    app = make_app(lab, types=types_with(capture={"snapshot": "golden-2024"}))
+    first = app.admin.prepare(grammar.Prepare("capture"), actor="admin")
+    assert first.ready
+    assert any(f.level == "done" and '"golden-2024"' in f.text for f in first.findings)
+    second = app.admin.prepare(grammar.Prepare("capture"), actor="admin")
+    assert second.ready
+    assert not any(f.level == "done" for f in second.findings)
+    assert any(f.level == "ok" and "in place" in f.text for f in second.findings)
+    assert vms(lab)["Capture"]["snapshots"] == 1
+    assert app.vcenter.parent_report("Capture", "golden-2024").snapshots_named == 1
+    assert app.vcenter.parent_report("Capture", "clones-base").snapshots_named == 0
+    # A deployment after prepare uses that snapshot and makes no second one.
+    assert deploy(app, "deploy capture 2 as try").ready == ["TRN-CAP-001", "TRN-CAP-002"]
+    assert vms(lab)["Capture"]["snapshots"] == 1
+
+
+def test_prepare_unknown_type_is_a_clear_error(lab: LabProcess, make_app: MakeApp) -> None:
+    app = make_app(lab)
+    before = vms(lab)
+    with pytest.raises(ConfigError, match=r'Unknown type "captur".*Did you mean "capture"'):
+        app.admin.prepare(grammar.Prepare("captur"), actor="admin")
+    assert vms(lab) == before
+
+
+def test_types_shows_each_readiness(lab: LabProcess, make_app: MakeApp) -> None:
+    ghost = {**LAB_TYPES["capture"], "parent": "Nowhere", "name_pattern": "TRN-GHO-{n:03}"}
+    app = make_app(lab, types=types_with(ghost=ghost))
+    app.admin.prepare(grammar.Prepare("capture"), actor="admin")
+    power_parent(app, "Verification")
+    status = {ts.type.name: ts for ts in app.service.types()}
+    assert {n: ts.readiness for n, ts in status.items()} == {
+        "capture": "ready",
+        "packaging": "needs snapshot",
+        "verification": "powered on",
+        "ghost": "parent missing",
+    }
+    facts = status["capture"].parent
+    assert facts is not None
+    assert facts.provisioned_bytes == 11 * GIB
+    assert facts.used_bytes == pytest.approx(3.34 * GIB, abs=1)
+    assert status["ghost"].parent is None
+
+
+# ============================================================================= 2. host limit
+def large_lab(make_lab: MakeLab) -> LabProcess:
+    return make_lab({"clusters": LARGE_CLUSTERS})
+
+
+def drs_config(app: App, cluster_name: str) -> Any:
+    """The cluster's configurationEx, read through pyVmomi."""
+    cluster, _ = app.vcenter.cluster_hosts(cluster_name)
+    return cluster.configurationEx
+
+
+def test_host_limit_confines_a_parents_clones_to_a_drs_host_group(
+    make_lab: MakeLab, make_app: MakeApp
+) -> None:
+    lab = large_lab(make_lab)
+    app = make_app(
+        lab,
+        types=types_with(capture={"resource_pool": "Training-Large"}),
+        max_hosts_per_base_disk=8,
+    )
+    result = deploy(app, "deploy capture 12 as big")
+    assert len(result.ready) == 12 and not result.failed
+
+    clones = clones_of(lab)
+    assert len(clones) == 12
+    assert {vm["cluster"] for vm in clones.values()} == {"Training-Large"}
+    hosts_used = {vm["host"] for vm in clones.values()}
+    assert len(hosts_used) == 8  # spread across the group, never beyond it
+
+    cluster, all_hosts = app.vcenter.cluster_hosts("Training-Large")
+    assert len(all_hosts) == 12
+    name_of = {h.moref: h.name for h in all_hosts}
+    prefix = drs_prefix("Capture")
+    vm_group, host_group, has_rule = app.vcenter.drs_confinement(cluster, prefix)
+    assert sorted(vm_group) == sorted(vm["moref"] for vm in clones.values())
+    assert len(host_group) == 8 and {name_of[h] for h in host_group} == hosts_used
+    assert has_rule
+
+    # The same, read straight from the cluster's configuration with pyVmomi.
+    config = drs_config(app, "Training-Large")
+    groups = {g.name: g for g in config.group}
+    assert {f"{prefix}-vms", f"{prefix}-hosts"} <= set(groups)
+    assert {v._moId for v in groups[f"{prefix}-vms"].vm} == {vm["moref"] for vm in clones.values()}
+    assert {h.name for h in groups[f"{prefix}-hosts"].host} == hosts_used
+    rules = [r for r in config.rule if r.name == f"{prefix}-must-run"]
+    assert len(rules) == 1
+    rule = rules[0]
+    assert rule.mandatory and rule.enabled
+    assert rule.vmGroupName == f"{prefix}-vms" and rule.affineHostGroupName == f"{prefix}-hosts"
+
+    # status shows the spread.
+    [status] = app.service.status("big")
+    assert status.hosts_by_parent == {"Capture": 8}
+
+    # A second deployment keeps the host group and adds its clones to the VM group.
+    second = deploy(app, "deploy capture 4 as big-two")
+    assert len(second.ready) == 4
+    clones = clones_of(lab)
+    assert len(clones) == 16
+    assert {vm["host"] for vm in clones.values()} == hosts_used
+    vm_group2, host_group2, has_rule2 = app.vcenter.drs_confinement(cluster, prefix)
+    assert sorted(host_group2) == sorted(host_group)
+    assert sorted(vm_group2) == sorted(vm["moref"] for vm in clones.values())
+    assert has_rule2
+    config = drs_config(app, "Training-Large")
+    assert [r.name for r in config.rule].count(f"{prefix}-must-run") == 1
+    assert [g.name for g in config.group].count(f"{prefix}-vms") == 1
+
+
+def test_small_cluster_needs_no_confinement(make_lab: MakeLab, make_app: MakeApp) -> None:
+    lab = large_lab(make_lab)
+    app = make_app(lab, max_hosts_per_base_disk=8)
+    assert len(deploy(app, "deploy capture 10 as small").ready) == 10
+    cluster, _ = app.vcenter.cluster_hosts("Training")
+    assert app.vcenter.drs_confinement(cluster, drs_prefix("Capture")) == ([], [], False)
+
+
+def test_host_limit_without_confinement_is_refused_and_creates_nothing(
+    make_lab: MakeLab, make_app: MakeApp
+) -> None:
+    lab = large_lab(make_lab)
+    app = make_app(
+        lab,
+        types=types_with(capture={"resource_pool": "Training-Large"}),
+        max_hosts_per_base_disk=8,
+        confine_hosts=False,
+    )
+    before = vms(lab)
+    with pytest.raises(ConfigError) as info:
+        deploy(app, "deploy capture 3 as big")
+    text = str(info.value)
+    assert "12 hosts" in text and "at most 8" in text and "confine_hosts" in text
+    assert_nothing_changed(lab, app, before)
+    cluster, _ = app.vcenter.cluster_hosts("Training-Large")
+    assert app.vcenter.drs_confinement(cluster, drs_prefix("Capture")) == ([], [], False)
+
+
+# ========================================================================== 3. customization
+def test_customization_on_power_on_records_success_and_failure(
+    make_lab: MakeLab, make_app: MakeApp
+) -> None:
+    lab = make_lab(
+        {
+            "customization_specs": [WIN_SPEC],
+            "faults": {"customization_fail_names": ["TRN-CAP-002"]},
+        }
+    )
+    app = make_app(
+        lab,
+        types=types_with(capture={"customization_spec": "win-training"}),
+        customization_timeout_s=20,
+    )
+    result = deploy(app, "deploy capture 3 as cust and power on")
+    assert sorted(result.ready) == ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]
+
+    clones = clones_of(lab)
+    recorded = {c.name: c for c in app.repo.clones(environment="cust")}
+    for name in ("TRN-CAP-001", "TRN-CAP-003"):
+        assert clones[name]["power_state"] == "poweredOn"
+        assert clones[name]["customization"] == "succeeded"
+        assert clones[name]["guest_hostname"] == name
+        assert recorded[name].customization == "succeeded"
+        assert not recorded[name].error
+    failed = recorded["TRN-CAP-002"]
+    assert clones["TRN-CAP-002"]["customization"] == "failed"
+    assert clones["TRN-CAP-002"]["guest_hostname"] != "TRN-CAP-002"
+    assert failed.customization == "failed"
+    assert failed.error and "customization failed" in failed.error
+    assert len(failed.error) > len("guest customization failed: ")  # the reason is kept
+
+
+def test_missing_customization_spec_is_refused_before_anything_is_created(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    app = make_app(lab, types=types_with(capture={"customization_spec": "no-such-spec"}))
+    before = vms(lab)
+    with pytest.raises(NotFoundError, match='Customization spec "no-such-spec"'):
+        deploy(app, "deploy capture 3 as cust and power on")
+    assert_nothing_changed(lab, app, before)
+
+
+def test_long_name_pattern_with_customization_is_a_config_error(
+    lab: LabProcess, tmp_path: Path
+) -> None:
+    types = types_with(
+        capture={"customization_spec": "win-training", "name_pattern": "TRAINING-CAPTURE-{n:03}"}
+    )
+    with pytest.raises(ConfigError, match="15"):
+        lab_settings(lab, tmp_path / "clones.db", types=types)
+    # The same pattern without customization is fine (vSphere allows 80-character VM names).
+    del types["capture"]["customization_spec"]
+    assert lab_settings(lab, tmp_path / "clones.db", types=types).types["capture"]
+
+
+# ============================================================================== 4. disk mode
+def test_disk_mode_is_set_on_every_clone_and_not_on_the_parent(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    app = make_app(lab, types=types_with(capture={"disk_mode": "independent_nonpersistent"}))
+    assert len(deploy(app, "deploy capture 3 packaging 1 as disks").ready) == 4
+    rows = vms(lab)
+    for name in ("TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"):
+        assert rows[name]["disk_modes"] == ["independent_nonpersistent"]
+        assert rows[name]["linked"] and rows[name]["parent"] == "Capture"
+    assert rows["TRN-PKG-001"]["disk_modes"] == ["persistent"]  # a type without disk_mode
+    assert rows["Capture"]["disk_modes"] == ["persistent"]
+    assert not rows["Capture"]["linked"]
+
+
+def test_unknown_disk_mode_is_a_config_error(lab: LabProcess, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r'disk_mode "scratch".*independent_nonpersistent'):
+        lab_settings(
+            lab, tmp_path / "clones.db", types=types_with(capture={"disk_mode": "scratch"})
+        )
+
+
+# ================================================================================== 5. power
+def power(app: App, text: str) -> Any:
+    command = grammar.parse(text)
+    assert isinstance(command, grammar.Power)
+    return app.admin.power(command, actor="trainer")
+
+
+def test_power_on_off_reset_an_environment(lab: LabProcess, make_app: MakeApp) -> None:
+    app = make_app(lab)
+    deploy(app, "deploy capture 3 as pw")
+    deploy(app, "deploy capture 1 as other")
+    names = ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]
+
+    def states() -> dict[str, str]:
+        return {n: vm["power_state"] for n, vm in clones_of(lab).items()}
+
+    def recorded() -> dict[str, str | None]:
+        return {c.name: c.power_state for c in app.repo.clones(environment="pw")}
+
+    assert set(states().values()) == {"poweredOff"}
+    on = power(app, "power on pw")
+    assert sorted(on.done) == names and not on.failed
+    assert states() == {**dict.fromkeys(names, "poweredOn"), "TRN-CAP-004": "poweredOff"}
+    assert recorded() == dict.fromkeys(names, "poweredOn")
+
+    lab.control.reset()
+    reset = power(app, "power reset pw")
+    assert sorted(reset.done) == names
+    assert lab.control.stats()["requests"].get("ResetVM_Task") == 3
+    assert states() == {**dict.fromkeys(names, "poweredOn"), "TRN-CAP-004": "poweredOff"}
+
+    off = power(app, "power off pw")
+    assert sorted(off.done) == names
+    assert set(states().values()) == {"poweredOff"}
+    assert recorded() == dict.fromkeys(names, "poweredOff")
+
+    # Only a running VM can be reset: nothing happens, each clone says why, records stay off.
+    refused = power(app, "power reset pw")
+    assert refused.done == [] and sorted(f.name for f in refused.failed) == names
+    assert all("powered off" in f.error for f in refused.failed)
+    assert set(states().values()) == {"poweredOff"}
+    assert recorded() == dict.fromkeys(names, "poweredOff")
+
+
+def test_deploy_and_power_on(lab: LabProcess, make_app: MakeApp) -> None:
+    app = make_app(lab)
+    deploy(app, "deploy capture 2 as on and power on")
+    assert {vm["power_state"] for vm in clones_of(lab).values()} == {"poweredOn"}
+    assert {c.power_state for c in app.repo.clones(environment="on")} == {"poweredOn"}
+
+
+def test_power_bad_input(lab: LabProcess, make_app: MakeApp) -> None:
+    app = make_app(lab)
+    deploy(app, "deploy capture 2 as pw")
+    before = vms(lab)
+    with pytest.raises(UsageError, match="not a power action"):
+        grammar.parse("power sideways pw")
+    with pytest.raises(UsageError):
+        grammar.parse("power on")
+    with pytest.raises(NotFoundError, match=r'No environment named "pww".*Did you mean "pw"'):
+        power(app, "power on pww")
+    assert vms(lab) == before
+
+
+# =========================================================================== 6. plan, guard
+def plan(app: App, text: str) -> Any:
+    command = grammar.parse(text)
+    assert isinstance(command, grammar.Plan)
+    return app.admin.plan(command)
+
+
+def test_plan_shows_estimates_and_free_space(lab: LabProcess, make_app: MakeApp) -> None:
+    app = make_app(lab, capacity_headroom_gb=10)
+    before = vms(lab)
+    result = plan(app, "plan capture 25")
+    est = result.estimate
+    assert est.clones == 25
+    assert est.thick_bytes == 25 * 11 * GIB
+    assert est.thin_bytes == pytest.approx(25 * 3.34 * GIB, abs=25)
+    # No clone recorded yet: each delta is estimated at 1 GB, plus the shared base disk once.
+    assert est.linked_bytes == pytest.approx(3.34 * GIB + 25 * GIB, abs=1)
+    [need] = result.needs
+    assert need.datastore == "TrainingDS"
+    assert need.free_bytes == 480 * GIB
+    assert need.needed_bytes == 25 * GIB and need.swap_bytes == 0
+    assert need.headroom_bytes == 10 * GIB and result.fits
+    with_power = plan(app, "plan capture 25 and power on")
+    assert with_power.needs[0].swap_bytes == 25 * 1024 * 2**20
+    assert vms(lab) == before  # plan creates nothing
+
+
+def test_capacity_guard_counts_swap_when_powering_on(make_lab: MakeLab, make_app: MakeApp) -> None:
+    # 20 GB free, 10 GB headroom: 6 clones need 6 GB (fits), 12 GB with 1 GB swap each (not).
+    lab = make_lab({"datastores": [{"name": "TrainingDS", "capacity_gb": 500, "free_gb": 20}]})
+    app = make_app(lab, capacity_headroom_gb=10)
+    assert plan(app, "plan capture 6").fits
+    assert not plan(app, "plan capture 6 and power on").fits
+
+    before = vms(lab)
+    with pytest.raises(CapacityError) as info:
+        deploy(app, "deploy capture 6 as big and power on")
+    text = str(info.value)
+    assert "TrainingDS" in text and "20.00 GB free" in text and "swap" in text
+    assert_nothing_changed(lab, app, before)
+    assert vms(lab)["Capture"]["snapshots"] == 0
+
+    result = deploy(app, "deploy capture 6 as big")
+    assert len(result.ready) == 6
+    assert {vm["power_state"] for vm in clones_of(lab).values()} == {"poweredOff"}
+
+
+def test_plan_bad_input(lab: LabProcess, make_app: MakeApp) -> None:
+    app = make_app(lab)
+    with pytest.raises(ConfigError, match='Unknown type "nope"'):
+        plan(app, "plan nope 3")
+    with pytest.raises(UsageError):
+        grammar.parse("plan capture 0")
+    with pytest.raises(UsageError):
+        grammar.parse("plan capture")
+
+
+def test_impossible_count_creates_nothing(lab: LabProcess, make_app: MakeApp) -> None:
+    app = make_app(lab)
+    before = vms(lab)
+    with pytest.raises(UsageError, match="maximum of 100"):
+        deploy(app, "deploy capture 101 as big")
+    assert_nothing_changed(lab, app, before)
+
+
+# ============================================================================== 7. inventory
+ASSET_ATTRIBUTES = {"AssetTag": "TRN-{n:04}", "CostCentre": "TR-01"}
+
+
+def test_inventory_attributes_are_set_in_vcenter_and_listed(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    app = make_app(lab, types=types_with(capture={"attributes": ASSET_ATTRIBUTES}))
+    deploy(app, "deploy capture 3 packaging 1 as inv")
+    rows = vms(lab)
+    for n in (1, 2, 3):
+        custom = rows[f"TRN-CAP-{n:03}"]["custom"]
+        assert custom["AssetTag"] == f"TRN-{n:04}"
+        assert custom["CostCentre"] == "TR-01"
+        assert custom["ManagedBy"] == "clones" and custom["Environment"] == "inv"
+    assert "AssetTag" not in rows["TRN-PKG-001"]["custom"]
+    assert "AssetTag" not in rows["Capture"]["custom"]
+
+    inventory = {r.name: r for r in app.admin.inventory("inv")}
+    assert sorted(inventory) == ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003", "TRN-PKG-001"]
+    row = inventory["TRN-CAP-002"]
+    assert row.attributes == {
+        "AssetTag": "TRN-0002",
+        "CostCentre": "TR-01",
+        "ManagedBy": "clones",
+        "Environment": "inv",
+        "DeployedFrom": "Capture",
+    }
+    assert (row.type, row.parent, row.environment) == ("capture", "Capture", "inv")
+    assert row.deployed_by == "trainer" and row.deployed_at
+    assert row.power_state == "poweredOff" and row.state == "ready"
+    assert row.committed_gb == pytest.approx(0.13, abs=0.01)
+    assert row.host == rows["TRN-CAP-002"]["host"]
+    assert len(app.admin.inventory()) == 4
+    with pytest.raises(NotFoundError):
+        app.admin.inventory("nope")
+
+
+# ================================================================================ 8. refresh
+def test_refresh_recreates_clones_from_the_newest_snapshot(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    app = make_app(lab, types=types_with(capture={"attributes": ASSET_ATTRIBUTES}))
+    deploy(app, "deploy capture 3 as cohort and power on")
+    deploy(app, "deploy packaging 1 as other")
+    old = clones_of(lab)
+    first_snapshot = old["TRN-CAP-001"]["snapshot"]
+    assert first_snapshot and {old[f"TRN-CAP-00{n}"]["snapshot"] for n in (1, 2, 3)} == {
+        first_snapshot
+    }
+    # One clone is switched off by hand: refresh restores each clone's own power state.
+    assert app.vcenter.power([old["TRN-CAP-003"]["moref"]], "off") == [None]
+    # Decoys in the same folder: one even carries our attributes; neither is recorded.
+    lab.control.add_vm(
+        "TRN-CAP-900",
+        folder="Training",
+        parent_like="Capture",
+        custom={"ManagedBy": "clones", "Environment": "cohort"},
+        linked=True,
+    )
+    lab.control.add_vm("golden-image", folder="Training", parent_like="Capture")
+    decoys = {n: vms(lab)[n] for n in ("TRN-CAP-900", "golden-image")}
+
+    # The admin patches the parent (powered off) and snapshots it again under the same name.
+    assert vms(lab)["Capture"]["power_state"] == "poweredOff"
+    new_snapshot = snapshot_parent(app, "Capture")
+    assert new_snapshot != first_snapshot
+    assert app.vcenter.parent_report("Capture", "clones-base").snapshots_named == 2
+
+    command = grammar.parse("refresh cohort")
+    assert command == grammar.Refresh("cohort")
+    result = app.admin.refresh(command, actor="admin")
+    names = ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]
+    assert result.refreshed == names and not result.failed and not result.skipped
+    assert result.state.value == "succeeded"
+
+    now = vms(lab)
+    for name in names:
+        before, after = old[name], now[name]
+        assert after["moref"] != before["moref"]
+        assert after["instance_uuid"] != before["instance_uuid"]
+        assert after["linked"] and after["parent"] == "Capture"
+        assert after["snapshot"] == new_snapshot
+        assert after["host"] == before["host"]
+        assert set(after["custom"]) == set(before["custom"])
+        assert {k: v for k, v in after["custom"].items() if k != "DeployedAt"} == {
+            k: v for k, v in before["custom"].items() if k != "DeployedAt"
+        }
+    assert before["custom"]["AssetTag"] == "TRN-0003"
+    assert now["TRN-CAP-001"]["power_state"] == "poweredOn"
+    assert now["TRN-CAP-002"]["power_state"] == "poweredOn"
+    assert now["TRN-CAP-003"]["power_state"] == "poweredOff"
+    # Nothing else touched: the old VMs are gone, decoys and the other environment stay.
+    old_morefs = {old[n]["moref"] for n in names}
+    assert not old_morefs & {vm["moref"] for vm in now.values()}
+    for name, decoy in decoys.items():
+        assert now[name] == decoy
+    assert now["TRN-PKG-001"] == old["TRN-PKG-001"]
+    assert now["Capture"]["snapshots"] == 2
+    recorded = {c.name: c for c in app.repo.clones(environment="cohort")}
+    assert {n: c.moref for n, c in recorded.items()} == {n: now[n]["moref"] for n in names}
+    assert {c.state for c in recorded.values()} == {CloneState.READY}
+    assert recorded["TRN-CAP-003"].instance_uuid == now["TRN-CAP-003"]["instance_uuid"]
+
+
+def test_refresh_bad_input(lab: LabProcess, make_app: MakeApp) -> None:
+    app = make_app(lab)
+    with pytest.raises(NotFoundError, match='No environment named "ghost"'):
+        app.admin.refresh(grammar.Refresh("ghost"), actor="admin")
+    with pytest.raises(UsageError):
+        grammar.parse("refresh")
+    assert app.repo.list_environments() == []
+    assert clones_of(lab) == {}
+
+
+def test_deploy_from_a_powered_on_parent_without_snapshot_is_refused(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    app = make_app(lab)
+    power_parent(app, "Capture")
+    before = vms(lab)
+    with pytest.raises(VCenterError, match="powered on"):
+        deploy(app, "deploy capture 2 as hot")
+    assert_nothing_changed(lab, app, before)
+
+
+def test_refresh_keeps_confined_clones_in_their_drs_groups(
+    make_lab: MakeLab, make_app: MakeApp
+) -> None:
+    lab = large_lab(make_lab)
+    app = make_app(
+        lab,
+        types=types_with(capture={"resource_pool": "Training-Large"}),
+        max_hosts_per_base_disk=8,
+    )
+    deploy(app, "deploy capture 10 as big")
+    cluster, _ = app.vcenter.cluster_hosts("Training-Large")
+    prefix = drs_prefix("Capture")
+    _, host_group, _ = app.vcenter.drs_confinement(cluster, prefix)
+    old = clones_of(lab)
+    snapshot_parent(app, "Capture")
+
+    result = app.admin.refresh(grammar.Refresh("big"), actor="admin")
+    assert len(result.refreshed) == 10
+    now = clones_of(lab)
+    assert {n: vm["host"] for n, vm in now.items()} == {n: vm["host"] for n, vm in old.items()}
+    vm_group, host_group2, has_rule = app.vcenter.drs_confinement(cluster, prefix)
+    assert sorted(vm_group) == sorted(vm["moref"] for vm in now.values())
+    assert sorted(host_group2) == sorted(host_group) and has_rule
+
+
+def test_confinement_survives_a_strip_back_and_a_new_deployment(
+    make_lab: MakeLab, make_app: MakeApp
+) -> None:
+    lab = large_lab(make_lab)
+    app = make_app(
+        lab,
+        types=types_with(capture={"resource_pool": "Training-Large"}),
+        max_hosts_per_base_disk=8,
+    )
+    deploy(app, "deploy capture 3 as first")
+    cluster, _ = app.vcenter.cluster_hosts("Training-Large")
+    prefix = drs_prefix("Capture")
+    _, host_group, _ = app.vcenter.drs_confinement(cluster, prefix)
+    app.service.teardown("first", actor="trainer")
+    assert clones_of(lab) == {}
+
+    result = deploy(app, "deploy capture 3 as second")
+    assert len(result.ready) == 3 and not result.failed
+    vm_group, host_group2, has_rule = app.vcenter.drs_confinement(cluster, prefix)
+    assert sorted(vm_group) == sorted(vm["moref"] for vm in clones_of(lab).values())
+    assert sorted(host_group2) == sorted(host_group) and has_rule
+
+
+def test_lab_spec_checks_the_parent_disk_options() -> None:
+    spec = json.loads(DEFAULT_SPEC.read_text(encoding="utf-8"))
+    spec["parents"] = parents_with(Capture={"disk_mode": "scratch"})
+    with pytest.raises(LabError, match="disk_mode 'scratch' is not a disk mode"):
+        validate_spec_data(spec)
+    spec["parents"] = parents_with(Capture={"thin": "no"})
+    with pytest.raises(LabError, match="thin must be true or false"):
+        validate_spec_data(spec)
+    spec["parents"] = parents_with(Capture={"thin": False, "disk_mode": "independent_persistent"})
+    checked = validate_spec_data(spec)
+    assert checked["parents"][0]["thin"] is False
+    assert (
+        checked["parents"][1] | {"thin": True, "disk_mode": "persistent"} == checked["parents"][1]
+    )
