@@ -712,6 +712,13 @@ class Service:
             for c in clones
             if c.state is not CloneState.READY
         ]
+        # A clone whose guest customization failed exists and is linked, but is not usable as
+        # a training machine yet: the run reports it as a failure (it stays recorded as ready).
+        failed += [
+            FailedClone(c.name, c.type, c.error or "guest customization failed")
+            for c in clones
+            if c.state is CloneState.READY and c.customization == "failed"
+        ]
         if unreachable:
             state = RunState.INTERRUPTED
             unfinished = sum(
@@ -725,6 +732,8 @@ class Service:
             state, message = RunState.SUCCEEDED, ""
         elif ready:
             state, message = RunState.PARTIAL, f"{len(failed)} of {len(clones)} clones failed"
+            if len(failed) > len(clones) - len(ready):
+                message += " (including guest customization)"
         else:
             state, message = RunState.FAILED, "every clone failed"
         self.finish_run(
