@@ -1,10 +1,11 @@
 """Who may run which verb where, from Slack.
 
-Read-only verbs (status, savings, types, help) are for everyone, everywhere. Changing verbs
-(deploy, teardown, and whatever later issues add) need an admin, an operator, or a member of an
-operator user group, in one of the configured channels (any channel when none are configured).
-With nobody configured, changing verbs are refused: a fresh install must not let a whole
-workspace destroy VMs.
+Read-only verbs (status, savings, types, plan, inventory, help) are for everyone, everywhere.
+Every other verb changes something (deploy, teardown, prepare, power, refresh, schedule, extend,
+cancel-schedule, and any verb added later unless listed here) and needs an admin, an operator, or
+a member of an operator user group, in one of the configured channels (any channel when none
+are configured). With nobody configured, changing verbs are refused: a fresh install must not
+let a whole workspace destroy VMs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from bot.settings import SlackSettings
 
 log = logging.getLogger(__name__)
 
-READ_ONLY_VERBS = frozenset({"status", "savings", "types", "help"})
+READ_ONLY_VERBS = frozenset({"status", "savings", "types", "plan", "inventory", "help"})
+_READ_ONLY_TEXT = "status, savings, types, plan, inventory and help"
 
 GroupMembers = Callable[[str], Iterable[str]]  # user group ID -> member user IDs
 
@@ -75,14 +77,14 @@ class AccessPolicy:
             return Decision(
                 False,
                 f"`{verb}` is refused: no operators or admins are configured for this bot yet, so "
-                "only status, savings, types and help work. Ask whoever runs the bot to add Slack "
+                f"only {_READ_ONLY_TEXT} work. Ask whoever runs the bot to add Slack "
                 "user IDs to `operators` or `admins` in the [slack] section of clones.toml.",
             )
         if not self.is_operator(user):
             return Decision(
                 False,
                 f"You are not allowed to `{verb}`: only the bot's operators and admins may change "
-                "environments. You can still use status, savings, types and help. Ask an admin "
+                f"environments. You can still use {_READ_ONLY_TEXT}. Ask an admin "
                 "to add you to `operators` (or an operator user group) in clones.toml.",
             )
         if self.settings.channels and channel not in self.settings.channels:

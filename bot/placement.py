@@ -36,7 +36,7 @@ class Confinement:
 
 
 def drs_prefix(parent: str) -> str:
-    """Names of the bot's DRS group and rule for one parent: clones-<parent>-vms/-hosts/-must-run."""
+    """Prefix of the bot's DRS groups and rule for one parent (clones-<parent>-vms ...)."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", parent.rsplit("/", 1)[-1]).strip("-").lower()
     return f"clones-{slug or 'parent'}"
 

@@ -758,10 +758,10 @@ class Service:
     def _verify_ready(self, clones: list[Clone]) -> list[Clone]:
         """Count exactly what exists: re-read every clone this run says is ready (one call)."""
         ready = [c for c in clones if c.state is CloneState.READY and c.moref]
-        facts = self.vcenter.vm_facts([c.moref for c in ready if c.moref])
+        uuids = self.vcenter.instance_uuids([c.moref for c in ready if c.moref])
         out = {c.id: c for c in clones}
-        for c, f in zip(ready, facts, strict=True):
-            if f is None or f.instance_uuid != c.instance_uuid:
+        for c, found in zip(ready, uuids, strict=True):
+            if found is None or found != c.instance_uuid:
                 out[c.id] = self.repo.update_clone(
                     c.id, state=CloneState.FAILED, error="missing from vCenter after deployment"
                 )
@@ -837,7 +837,9 @@ class Service:
             clone, facts = item
             self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
             try:
-                freed = self.vcenter.destroy(facts.moref, expected_uuid=facts.instance_uuid)
+                freed = self.vcenter.destroy(
+                    facts.moref, expected_uuid=facts.instance_uuid, facts=facts
+                )
             except VCenterUnreachable:
                 raise
             except ClonesError as exc:
@@ -858,6 +860,8 @@ class Service:
         ) as pool:
             futures = [pool.submit(work, item) for item in verified]
             for f in futures:
+                if f.cancelled():  # not started: vCenter was lost first (stays ready)
+                    continue
                 exc = f.exception()
                 if isinstance(exc, VCenterUnreachable) and error is None:
                     error = exc
@@ -989,15 +993,15 @@ class Service:
     def savings(self, environment: str | None = None) -> Savings:
         if environment is not None:
             self.environment(environment)
-        clones = self.repo.clones(environment=environment, states=[CloneState.READY])
+        deltas = self.repo.clone_deltas(environment=environment)
         parents = self.repo.parent_facts()
-        missing = {c.parent for c in clones} - set(parents)
+        missing = {parent for parent, _ in deltas} - set(parents)
         for name in missing:  # recorded before parent facts were kept: ask vCenter once
             t = next(t for t in self.settings.types.values() if t.parent == name)
             facts = self.vcenter.parent_facts(t.parent, t.snapshot)
             self._remember_parent(facts)
             parents[name] = facts
-        return compute_savings(((c.parent, c.delta_bytes) for c in clones), parents)
+        return compute_savings(deltas, parents)
 
     def _savings_or_none(self, environment: str) -> Savings | None:
         try:

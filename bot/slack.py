@@ -4,6 +4,10 @@ Socket Mode when the app-level token (SLACK_APP_TOKEN) is set: no public URL nee
 choice behind a firewall next to vCenter. Otherwise HTTP on $PORT, where Slack's requests are
 verified with SLACK_SIGNING_SECRET. Either way start-up checks every token first and fails with
 one message listing everything that is missing or malformed.
+
+The schedule service (deploy ahead, strip back, reminders) runs in the same process, reporting to
+Slack through `handlers.notify.SlackNotifier`; `SlackBot.start()` takes the single-scheduler lock
+and rebuilds the jobs from SQLite, `SlackBot.close()` stops it.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
@@ -33,6 +38,7 @@ from bot import bootstrap
 from bot.access import AccessPolicy
 from bot.errors import ClonesError, ConfigError
 from bot.jobs import Jobs
+from bot.schedules import ScheduleService, StartReport
 from bot.settings import SlackSettings
 
 log = logging.getLogger("clones.slack")
@@ -123,13 +129,54 @@ def group_members_lookup(client: WebClient) -> Any:
 
 @dataclass
 class SlackBot:
-    """The Bolt app plus what it runs on; `close()` stops the job pool."""
+    """The Bolt app plus what it runs on; `start()` starts the scheduler, `close()` stops the
+    scheduler and the job pool."""
 
     app: App
     ctx: Any  # handlers.HandlerContext (imported lazily: handlers imports bot)
     tokens: SlackTokens
+    schedules: ScheduleService
+
+    def start(self, *, paused: bool = False) -> StartReport:
+        """Start the scheduler (rebuilt from SQLite; missed work runs now and says so in its
+        channel). The report is logged, and posted to the first configured channel when it
+        needs an operator's attention (another process holds the scheduler, or work was missed).
+        """
+        self.ctx.jobs.submit(self._recover)
+        report = self.schedules.start(paused=paused)
+        log.log(logging.INFO if report.active else logging.WARNING, "%s", report.message)
+        channels = self.ctx.settings.slack.channels
+        if channels and (not report.active or report.missed):
+            try:
+                self.app.client.chat_postMessage(
+                    channel=channels[0], text=f":calendar: {report.message}"
+                )
+            except (SlackClientError, OSError):
+                log.exception("could not post the scheduler's start-up report")
+        return report
+
+    def _recover(self) -> None:
+        """Finish what a crash or a lost vCenter interrupted (in the job pool: start-up must
+        not wait on vCenter), and say so in the first configured channel."""
+        try:
+            report = self.ctx.recovery.recover(actor="clones")
+        except ClonesError as exc:
+            log.warning("start-up recovery could not run: %s", exc)
+            return
+        if not report.resumed and not report.left:
+            return
+        log.warning("start-up recovery: %s", report.text)
+        channels = self.ctx.settings.slack.channels
+        if channels:
+            try:
+                self.app.client.chat_postMessage(
+                    channel=channels[0], text=f":recycle: After a restart: {report.text}"
+                )
+            except (SlackClientError, OSError):
+                log.exception("could not post the recovery report")
 
     def close(self, wait: bool = True) -> None:
+        self.schedules.shutdown(wait=wait)
         self.ctx.jobs.shutdown(wait=wait)
 
 
@@ -139,10 +186,14 @@ def create_bot(
     *,
     client: WebClient | None = None,
     jobs: Jobs | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> SlackBot:
-    """The real Bolt app with every listener registered, on the service layer of `core`."""
+    """The real Bolt app with every listener registered, on the service layer of `core`, and
+    the schedule service reporting to Slack (not started: see `SlackBot.start`). `clock` is
+    the schedule service's (tests pass a controllable one)."""
     from handlers import HandlerContext, register
     from handlers.confirmations import Confirmations
+    from handlers.notify import SlackNotifier
 
     s = core.settings.slack
     client = client or make_client(s, tokens.bot_token)
@@ -163,6 +214,14 @@ def create_bot(
             f"Could not reach Slack at {client.base_url} to check the bot token ({exc}). "
             "Check the network or proxy, then start again."
         ) from None
+    clock = clock or core.service.clock
+    schedules = ScheduleService(
+        core.settings,
+        core.repo,
+        core.service,
+        notifier=SlackNotifier(client, core.settings, clock),
+        clock=clock,
+    )
     ctx = HandlerContext(
         settings=core.settings,
         service=core.service,
@@ -170,14 +229,17 @@ def create_bot(
         access=AccessPolicy(s, group_members_lookup(client)),
         jobs=jobs or Jobs(workers=max(2, core.settings.concurrency // 2), max_pending=32),
         confirmations=Confirmations(),
+        admin=core.admin,
+        schedules=schedules,
+        recovery=core.recovery,
     )
     register(app, ctx)
     if not ctx.access.configured:
         log.warning(
             "No [slack] operators, operator_groups or admins configured: Slack users can only "
-            "run status, savings, types and help."
+            "run status, savings, types, plan, inventory and help."
         )
-    return SlackBot(app, ctx, tokens)
+    return SlackBot(app, ctx, tokens, schedules)
 
 
 # ===================================================================== HTTP
@@ -220,9 +282,15 @@ def http_server(app: App, host: str = "0.0.0.0", port: int = DEFAULT_PORT) -> Th
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http: " + format, *args)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = _Server((host, port), Handler)
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default listen backlog of 5 drops bursts of Slack requests (a burst of 20
+    # commands made clients wait a second to reconnect); see docs/performance.md.
+    request_queue_size = 128
 
 
 # ===================================================================== main
@@ -257,6 +325,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        bot.start()
         if tokens.socket_mode:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 

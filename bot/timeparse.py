@@ -48,9 +48,9 @@ _UNITS = {
 _FILLER = {"at", "on", "next", "this", "the", "by"}
 MAX_DURATION = timedelta(days=366)
 
-_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
-_CLOCK = re.compile(r"(\d{1,2})(?:[:.h](\d{2}))?(am|pm)?")
-_DURATION_PART = re.compile(r"(\d{1,4})\s*([a-z]+)")
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})", re.ASCII)
+_CLOCK = re.compile(r"(\d{1,2})(?:[:.h](\d{2}))?(am|pm)?", re.ASCII)
+_DURATION_PART = re.compile(r"(\d{1,4})\s*([a-z]+)", re.ASCII)
 
 
 def zone_of(name: str | tzinfo) -> tzinfo:
@@ -129,7 +129,7 @@ def _split(text: str) -> list[str]:
     out: list[str] = []
     for word in words:
         # "5 pm" -> "5pm"
-        if word in ("am", "pm") and out and out[-1].replace(":", "").replace(".", "").isdigit():
+        if word in ("am", "pm") and out and _digits(out[-1].replace(":", "").replace(".", "")):
             out[-1] += word
         else:
             out.append(word)
@@ -211,10 +211,10 @@ def parse_time(
         if word in _MONTHS and month is None and day is None:
             month = _MONTHS[word]
             continue
-        if word.isdigit() and len(word) == 4 and year is None and month is not None:
+        if _digits(word) and len(word) == 4 and year is None and month is not None:
             year = int(word)
             continue
-        if word.isdigit() and len(word) <= 2 and mday is None and day is None:
+        if _digits(word) and len(word) <= 2 and mday is None and day is None:
             mday = int(word)
             continue
         found = _clock(word)
@@ -303,3 +303,8 @@ def describe_time(moment: datetime, now: datetime, zone: str | tzinfo) -> str:
         name = f"UTC{name}" if name else ""
     absolute = f"{local:%a} {local.day} {local:%b}{year} {local:%H:%M} {name}".strip()
     return f"{absolute} ({describe_relative(moment, now)})"
+
+
+def _digits(word: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts "²" and "٢", which int() rejects."""
+    return word.isascii() and word.isdigit()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -191,8 +192,8 @@ class VCenter:
         self._content: Any | None = None
         self._snapshots: dict[tuple[str, str], str] = {}
         self._custom_specs: dict[str, Any] = {}
-        self._local = threading.local()
-        self._collectors: list[Any] = []
+        self._task_waiter: _TaskWaiter | None = None
+        self._starting = 0  # task-starting calls (CloneVM_Task, Destroy_Task, ...) in flight
         self._field_keys: dict[str, int] = {}
         self._foreign_keys: set[int] = set()  # custom field keys that are not VM attributes
         self._parents: dict[str, vim.VirtualMachine] = {}
@@ -258,18 +259,16 @@ class VCenter:
     def close(self) -> None:
         with self._lock:
             si, self._si = self._si, None
+            waiter, self._task_waiter = self._task_waiter, None
             self._content = None
             self._snapshots.clear()
-            collectors, self._collectors = self._collectors, []
-            self._local = threading.local()
             self._parents.clear()
             self._placements.clear()
             self._datacenter = None
+        if waiter is not None:
+            waiter.stop()
         if si is None:
             return
-        for pc in collectors:
-            with _quiet():
-                pc.Destroy()
         with _quiet():
             si.content.sessionManager.Logout()
 
@@ -549,18 +548,19 @@ class VCenter:
         )
         if req.customization_spec:
             spec.customization = self._customization(req.customization_spec, req.name)
-        task = self.call(
+        task = self._task(
             f"cloning {req.name}",
             lambda: vm.CloneVM_Task(folder=place.folder, name=req.name, spec=spec),
         )
-        result = self.wait_for_tasks([task])[0]
+        result = self.wait_for_tasks([task], read=VM_PROPERTIES)[0]
         if isinstance(result, VCenterFault) and result.fault == "ManagedObjectNotFound":
             with self._lock:  # the snapshot (or parent) went away: look it up afresh next time
                 self._snapshots.pop(key, None)
                 self._parents.pop(req.parent, None)
         if isinstance(result, BaseException):
             raise result
-        facts = self.vm_facts([str(result._moId)])[0]
+        moref, props = result
+        facts = self._facts(moref, props) if props is not None else None
         if facts is None:
             raise VCenterFault(f"{req.name} vanished right after cloning.", "NotFound", True)
         if not facts.linked:
@@ -808,7 +808,7 @@ class VCenter:
         tasks = []
         for moref in morefs:
             vm = self._vm(moref)
-            tasks.append(self.call(f"power {action} {moref}", getattr(vm, method)))
+            tasks.append(self._task(f"power {action} {moref}", getattr(vm, method)))
         out: list[VCenterError | None] = []
         for result in self.wait_for_tasks(tasks):
             if isinstance(result, VCenterFault) and result.fault == "InvalidPowerState":
@@ -924,7 +924,7 @@ class VCenter:
         index: list[int] = []
         for i, moref in enumerate(morefs):
             vm = self._vm(moref)
-            tasks.append(self.call(f"powering off {moref}", vm.PowerOffVM_Task))
+            tasks.append(self._task(f"powering off {moref}", vm.PowerOffVM_Task))
             index.append(i)
         out: list[VCenterError | None] = [None] * len(morefs)
         for i, result in zip(index, self.wait_for_tasks(tasks), strict=True):
@@ -934,16 +934,19 @@ class VCenter:
                 out[i] = result
         return out
 
-    def destroy(self, moref: str, *, expected_uuid: str) -> int:
+    def destroy(self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None) -> int:
         """Destroy one VM after checking it is the one recorded; return the bytes reclaimed.
 
-        Destroy_Task on a linked clone removes only the clone's own delta disk; the parent's
-        base disk stays (vCenter never deletes a disk another VM's chain still uses).
+        `facts` read moments ago in a batch (strip back verifies every clone in one call) spare
+        a read; a moref is never reused for another VM, so the check still holds. Destroy_Task
+        on a linked clone removes only the clone's own delta disk; the parent's base disk stays
+        (vCenter never deletes a disk another VM's chain still uses).
         """
-        facts = self.vm_facts([moref])[0]
+        if facts is None:
+            facts = self.vm_facts([moref])[0]
         if facts is None:
             return 0
-        if facts.instance_uuid != expected_uuid:
+        if facts.moref != moref or facts.instance_uuid != expected_uuid:
             raise VCenterError(
                 f"{moref} is no longer the recorded VM (instance UUID changed); not touched."
             )
@@ -952,101 +955,62 @@ class VCenter:
             if err is not None:
                 raise err
         vm = self._vm(moref)
-        result = self.wait_for_tasks([self.call(f"destroying {facts.name}", vm.Destroy_Task)])[0]
+        result = self.wait_for_tasks([self._task(f"destroying {facts.name}", vm.Destroy_Task)])[0]
+        if isinstance(result, VCenterFault) and result.fault == "InvalidPowerState":
+            # Powered on since it was read: power it off, then destroy.
+            err = self.power_off([moref])[0]
+            if err is not None:
+                raise err
+            result = self.wait_for_tasks([self._task(f"destroying {facts.name}", vm.Destroy_Task)])[
+                0
+            ]
         if isinstance(result, VCenterFault) and result.fault == "ManagedObjectNotFound":
             return 0
         if isinstance(result, BaseException):
             raise result
         return facts.committed_bytes
 
-    # ----------------------------------------------------------------- tasks
-    def wait_for_tasks(self, tasks: Sequence[Any]) -> list[Any]:
-        """Wait for tasks through one PropertyCollector filter; return results or errors.
+    def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
+        """Each VM's instance UUID (None where it no longer exists): a narrow read, in one call."""
+        if not morefs:
+            return []
+        rows = self._retrieve(
+            [self._vm(m) for m in morefs], ["config.instanceUuid"], report_missing=True
+        )
+        found = {str(obj._moId): p.get("config.instanceUuid") for obj, p in rows}
+        return [found.get(m) for m in morefs]
 
-        Each element of the result is the task's `info.result` on success or a `VCenterError`
-        on failure. The calling thread's own collector is used, so workers never share one.
+    def _task(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Start a vSphere task; while it is being started the waiter holds its next batch open,
+        so tasks started together are watched together."""
+        with self._lock:
+            self._starting += 1
+        try:
+            return self.call(what, fn)
+        finally:
+            with self._lock:
+                self._starting -= 1
+
+    # ----------------------------------------------------------------- tasks
+    def wait_for_tasks(
+        self, tasks: Sequence[Any], *, read: Sequence[str] | None = None
+    ) -> list[Any]:
+        """Wait for tasks; return each one's result, or a `VCenterError` for a failed one.
+
+        All threads' tasks are watched by one waiter thread through one PropertyCollector:
+        tasks that arrive together share one filter and one WaitForUpdatesEx, so waiting costs
+        a few calls per batch of tasks, never a poll per task. With `read`, a successful task's
+        result (a VM) is returned as `(moref, properties)` read in one call for the batch.
         """
         if not tasks:
             return []
-        try:
-            return self._wait_for_tasks(tasks)
-        except VCenterFault as exc:
-            if exc.fault != "ManagedObjectNotFound":
-                raise
-            # A collector belongs to the session that made it: after the session expired and
-            # was renewed it is gone. Make this thread a fresh one and wait again (a task keeps
-            # its result, so nothing is lost or done twice).
-            self._local.collector = None
-            return self._wait_for_tasks(tasks)
+        return self._waiter().wait(tasks, read)
 
-    def _wait_for_tasks(self, tasks: Sequence[Any]) -> list[Any]:
-        pc = self._collector()
-        spec = vmodl.query.PropertyCollector.FilterSpec(
-            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=t) for t in tasks],
-            propSet=[
-                vmodl.query.PropertyCollector.PropertySpec(
-                    type=vim.Task, pathSet=["info.state", "info.result", "info.error"]
-                )
-            ],
-        )
-        results: dict[str, Any] = {}
-        pending = {str(t._moId) for t in tasks}
-        state: dict[str, dict[str, Any]] = {m: {} for m in pending}
-        deadline = time.monotonic() + self.settings.task_timeout_s
-        flt = self.call("watching tasks", lambda: pc.CreateFilter(spec, partialUpdates=True))
-        try:
-            version = ""
-            while pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    for moref in pending:
-                        results[moref] = VCenterFault(
-                            f"Task {moref} did not finish within "
-                            f"{self.settings.task_timeout_s:.0f} s.",
-                            "Timedout",
-                            transient=True,
-                        )
-                    break
-                options = vmodl.query.PropertyCollector.WaitOptions(
-                    maxWaitSeconds=max(1, min(60, int(remaining)))
-                )
-                update = self.call(
-                    "waiting for tasks",
-                    lambda v=version, o=options: pc.WaitForUpdatesEx(v, o),  # type: ignore[misc]
-                )
-                if update is None:
-                    continue
-                version = update.version
-                for fs in update.filterSet or []:
-                    for obj in fs.objectSet or []:
-                        moref = str(obj.obj._moId)
-                        for change in obj.changeSet or []:
-                            state[moref][change.name] = change.val
-                        st = state[moref].get("info.state")
-                        if moref in pending and st in ("success", "error"):
-                            pending.discard(moref)
-                            if st == "success":
-                                results[moref] = state[moref].get("info.result")
-                            else:
-                                results[moref] = _fault_error(
-                                    state[moref].get("info.error"), f"task {moref}"
-                                )
-        finally:
-            with _quiet():
-                flt.Destroy()
-        return [results.get(str(t._moId)) for t in tasks]
-
-    def _collector(self) -> Any:
-        pc = getattr(self._local, "collector", None)
-        if pc is None:
-            pc = self.call(
-                "creating a property collector",
-                self.content.propertyCollector.CreatePropertyCollector,
-            )
-            self._local.collector = pc
-            with self._lock:
-                self._collectors.append(pc)
-        return pc
+    def _waiter(self) -> _TaskWaiter:
+        with self._lock:
+            if self._task_waiter is None:
+                self._task_waiter = _TaskWaiter(self)
+            return self._task_waiter
 
     # ----------------------------------------------------------------- helpers
     def _stub(self) -> Any:
@@ -1114,6 +1078,269 @@ class VCenter:
                 "reading properties",
                 lambda t=token: pc.ContinueRetrievePropertiesEx(t),  # type: ignore[misc]
             )
+
+
+# --------------------------------------------------------------------- task waiting
+TASK_PROPS = ["info.state", "info.result", "info.error"]
+WAIT_S = 30  # longest single WaitForUpdatesEx; new tasks interrupt it (CancelWaitForUpdates)
+GATHER_S = 0.05  # while tasks are being started, wait up to this long to batch them up
+
+
+@dataclass
+class _Waiting:
+    task: Any
+    read: Sequence[str] | None
+    deadline: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+    @property
+    def moref(self) -> str:
+        return str(self.task._moId)
+
+
+class _TaskWaiter:
+    """One thread and one PropertyCollector that wait for every thread's tasks.
+
+    Each batch of tasks that arrive together gets one filter; one WaitForUpdatesEx serves all
+    filters; a batch's filter is destroyed when its last task ends. When new tasks arrive while
+    the thread is blocked in WaitForUpdatesEx, CancelWaitForUpdates wakes it (one call). The
+    wait starts again from version "" after each new filter: that returns the current state of
+    every filter, which is what a new filter needs and is harmless for the others.
+    """
+
+    def __init__(self, vc: VCenter) -> None:
+        self.vc = vc
+        self._cond = threading.Condition()
+        self._queue: list[_Waiting] = []
+        self._blocked = False
+        self._cancelled = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._pc: Any = None
+
+    def wait(self, tasks: Sequence[Any], read: Sequence[str] | None) -> list[Any]:
+        deadline = time.monotonic() + self.vc.settings.task_timeout_s
+        items = [_Waiting(t, read, deadline) for t in tasks]
+        cancel = False
+        with self._cond:
+            self._queue.extend(items)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="task-waiter", daemon=True)
+                self._thread.start()
+            if self._blocked and not self._cancelled:
+                self._cancelled = cancel = True
+            self._cond.notify_all()
+        if cancel and self._pc is not None:
+            with _quiet():  # wake the waiter so it adds these tasks now
+                self._pc.CancelWaitForUpdates()
+        for item in items:
+            item.done.wait()
+        return [item.result for item in items]
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            with _quiet():
+                pc.Destroy()
+
+    # ------------------------------------------------------------------ the waiter thread
+    def _run(self) -> None:
+        outstanding: dict[str, _Waiting] = {}
+        filters: dict[Any, set[str]] = {}
+        state: dict[str, dict[str, Any]] = {}
+        version = ""
+        renewals = 0  # session renewals in a row without progress
+        while True:
+            with self._cond:
+                while not self._queue and not outstanding and not self._stopped:
+                    if not self._cond.wait(timeout=60):
+                        self._thread = None  # idle: let the thread go; a new one starts on demand
+                        return
+                if self._stopped:
+                    self._fail_all([*outstanding.values(), *self._queue], "the connection closed")
+                    return
+                gather_until = time.monotonic() + GATHER_S
+                while self._queue and self.vc._starting and time.monotonic() < gather_until:
+                    self._cond.wait(gather_until - time.monotonic())
+                new, self._queue = self._queue, []
+                self._cancelled = False
+            try:
+                if new:
+                    pc = self._collector()
+                    spec = vmodl.query.PropertyCollector.FilterSpec(
+                        objectSet=[
+                            vmodl.query.PropertyCollector.ObjectSpec(obj=w.task) for w in new
+                        ],
+                        propSet=[
+                            vmodl.query.PropertyCollector.PropertySpec(
+                                type=vim.Task, pathSet=TASK_PROPS
+                            )
+                        ],
+                    )
+                    for w in new:  # tracked before the call, so a failure cannot lose them
+                        outstanding[w.moref] = w
+                        state.setdefault(w.moref, {})
+                    flt = self.vc.call("watching tasks", partial(pc.CreateFilter, spec, True))
+                    filters[flt] = {w.moref for w in new}
+                    version = ""
+                finished = self._wait_once(version, outstanding, state)
+                if finished is None:
+                    continue  # cancelled to add new tasks; keep the version
+                version, ended = finished
+                renewals = 0
+                self._deliver(ended, outstanding, state)
+                for flt, morefs in list(filters.items()):
+                    if not morefs & outstanding.keys():
+                        del filters[flt]
+                        with _quiet():
+                            self.vc.call("dropping a task filter", flt.Destroy)
+            except VCenterFault as exc:
+                if exc.fault in ("ManagedObjectNotFound", "NotAuthenticated"):
+                    # The session was renewed: collectors and filters died with the old one.
+                    # Tasks live on, so watch them again from a fresh collector.
+                    self._pc = None
+                    filters.clear()
+                    with self._cond:
+                        self._queue[:0] = list(outstanding.values())
+                    outstanding.clear()
+                    state.clear()
+                    version = ""
+                    renewals += 1
+                    if renewals <= 3:
+                        continue
+                    with self._cond:  # the session keeps failing: give up on these tasks
+                        stuck, self._queue = self._queue, []
+                    self._fail_all(stuck, str(exc), exc)
+                    continue
+                self._fail_all([*outstanding.values()], str(exc), exc)
+                outstanding.clear()
+                filters.clear()
+                self._pc = None
+            except VCenterError as exc:
+                self._fail_all([*outstanding.values()], str(exc), exc)
+                outstanding.clear()
+                filters.clear()
+                self._pc = None
+                version = ""
+            except Exception as exc:  # a bug here must not leave callers waiting forever
+                log.exception("task waiter failed")
+                error = VCenterError(f"internal error while waiting for tasks: {exc}")
+                with self._cond:
+                    queued, self._queue = self._queue, []
+                self._fail_all([*outstanding.values(), *queued], str(error), error)
+                outstanding.clear()
+                filters.clear()
+                self._pc = None
+                version = ""
+
+    def _collector(self) -> Any:
+        if self._pc is None:
+            content = self.vc.content
+            self._pc = self.vc.call(
+                "creating a property collector",
+                content.propertyCollector.CreatePropertyCollector,
+            )
+        return self._pc
+
+    def _wait_once(
+        self,
+        version: str,
+        outstanding: dict[str, _Waiting],
+        state: dict[str, dict[str, Any]],
+    ) -> tuple[str, list[str]] | None:
+        pc = self._collector()
+        now = time.monotonic()
+        expired = [m for m, w in outstanding.items() if w.deadline <= now]
+        if expired:
+            return version, expired
+        remaining = min(w.deadline for w in outstanding.values()) - now if outstanding else 1
+        options = vmodl.query.PropertyCollector.WaitOptions(
+            maxWaitSeconds=max(1, min(WAIT_S, int(remaining)))
+        )
+        with self._cond:
+            if self._queue and version:
+                return None  # new tasks arrived meanwhile: add them first
+            self._blocked = True
+        try:
+            update = self.vc.call(
+                "waiting for tasks", lambda: pc.WaitForUpdatesEx(version, options)
+            )
+        except VCenterFault as exc:
+            if exc.fault == "RequestCanceled":
+                return None
+            raise
+        finally:
+            with self._cond:
+                self._blocked = False
+        if update is None:
+            return version, []
+        ended: list[str] = []
+        for fs in update.filterSet or []:
+            for obj in fs.objectSet or []:
+                moref = str(obj.obj._moId)
+                if moref not in outstanding:
+                    continue
+                for change in obj.changeSet or []:
+                    state[moref][change.name] = change.val
+                if state[moref].get("info.state") in ("success", "error"):
+                    ended.append(moref)
+        return update.version, ended
+
+    def _deliver(
+        self,
+        ended: list[str],
+        outstanding: dict[str, _Waiting],
+        state: dict[str, dict[str, Any]],
+    ) -> None:
+        if not ended:
+            return
+        results: dict[str, Any] = {}
+        reads: dict[tuple[str, ...], list[str]] = {}
+        for moref in ended:
+            st = state.get(moref, {})
+            w = outstanding[moref]
+            if st.get("info.state") == "success":
+                result = st.get("info.result")
+                results[moref] = result
+                if w.read is not None and result is not None:
+                    reads.setdefault(tuple(w.read), []).append(moref)
+            elif st.get("info.state") == "error":
+                results[moref] = _fault_error(st.get("info.error"), f"task {moref}")
+            else:
+                results[moref] = VCenterFault(
+                    f"Task {moref} did not finish within {self.vc.settings.task_timeout_s:.0f} s.",
+                    "Timedout",
+                    transient=True,
+                )
+        # One read for all the VMs this batch produced (a clone's verification).
+        for paths, morefs in reads.items():
+            vms = [results[m] for m in morefs]
+            try:
+                rows = self.vc._retrieve(vms, list(paths), report_missing=True)
+                props = {str(obj._moId): p for obj, p in rows}
+            except VCenterError as exc:
+                for m in morefs:
+                    results[m] = exc
+                continue
+            for m in morefs:
+                vm_moref = str(results[m]._moId)
+                results[m] = (vm_moref, props.get(vm_moref))
+        for moref in ended:
+            w = outstanding.pop(moref)
+            state.pop(moref, None)
+            w.result = results[moref]
+            w.done.set()
+
+    def _fail_all(
+        self, items: Sequence[_Waiting], why: str, exc: VCenterError | None = None
+    ) -> None:
+        for w in items:
+            w.result = exc or VCenterUnreachable(why)
+            w.done.set()
 
 
 # --------------------------------------------------------------------- module helpers

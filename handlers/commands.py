@@ -3,11 +3,20 @@
 The acknowledgement is the only thing done on Slack's clock; everything that may touch vCenter,
 or wait on SQLite's write lock, runs in `ctx.jobs` and answers through `respond` (the command's
 response_url) or the channel.
+
+Every command of the grammar has a handler in `HANDLERS`, keyed by its command class; the verb
+name used for access checks and the audit log is derived from the class the same way the grammar
+names it (`CancelSchedule` -> `cancel-schedule`). A command class without a handler is answered
+with a clear "not available from Slack" (the tests check there is none), never a KeyError.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -15,20 +24,42 @@ from slack_sdk import WebClient
 
 from bot import grammar
 from bot.chart import render_savings_chart
-from bot.errors import ClonesError, UsageError
-from bot.models import RunKind
+from bot.errors import ClonesError, NotFoundError, UsageError
+from bot.models import CloneState, RunKind
 from handlers import blocks
-from handlers.context import SOURCE, HandlerContext, Reply, Tell, explain, log, reporting
+from handlers.context import SOURCE, HandlerContext, Reply, explain, log, reporting
 from handlers.progress import ProgressMessage
 
-VERBS: dict[type[Any], str] = {
-    grammar.Deploy: "deploy",
-    grammar.Teardown: "teardown",
-    grammar.Status: "status",
-    grammar.Savings: "savings",
-    grammar.Types: "types",
-    grammar.Help: "help",
-}
+
+def verb_of(command: grammar.Command | type[Any]) -> str:
+    """The grammar's name for a command or its class: `CancelSchedule` -> "cancel-schedule"."""
+    cls = command if isinstance(command, type) else type(command)
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__).lower()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One slash command, as the handlers need it."""
+
+    ctx: HandlerContext
+    command: grammar.Command
+    text: str
+    user: str
+    channel: str
+    client: WebClient
+    tell: Reply
+
+    @property
+    def verb(self) -> str:
+        return verb_of(self.command)
+
+    def later(self, what: str, fn: Callable[[], object]) -> None:
+        """Run `fn` in the job pool; its errors reach the user privately."""
+        self.ctx.jobs.submit(reporting, self.tell, what, fn)
+
+
+# A handler returns the acknowledgement text ("" for a plain ack) and may queue work.
+Handler = Callable[[Request], str]
 
 
 def register(app: App, ctx: HandlerContext) -> None:
@@ -52,7 +83,7 @@ def handle(
         ack(response_type="ephemeral", text=blocks.usage(command.topic))
         return
 
-    verb = VERBS[type(command)]
+    verb = verb_of(command)
     decision = ctx.access.check(user, channel, verb)
     if not decision:
         ctx.repo.audit(
@@ -66,22 +97,15 @@ def handle(
         ack(response_type="ephemeral", text=f":no_entry: {decision.reason}")
         return
 
-    tell = Reply(respond)
+    handler = HANDLERS.get(type(command))
+    if handler is None:  # a grammar verb nobody wired up yet: say so, never a KeyError
+        log.warning("no Slack handler for %s", type(command).__name__)
+        ack(response_type="ephemeral", text=blocks.unsupported(verb))
+        return
+    request = Request(ctx, command, text, user, channel, client, Reply(respond))
     try:
-        if isinstance(command, grammar.Deploy):
-            reply = _start_deploy(ctx, command, user, channel, client, tell)
-        elif isinstance(command, grammar.Teardown):
-            ctx.jobs.submit(
-                reporting,
-                tell,
-                "teardown plan",
-                lambda: post_plan(ctx, command.environment, user, channel, client),
-            )
-            reply = f"Working out what strip back of {command.environment} would destroy..."
-        else:
-            ctx.jobs.submit(reporting, tell, verb, lambda: _read(ctx, command, tell))
-            reply = ""
-    except ClonesError as exc:
+        reply = handler(request)
+    except Exception as exc:  # known errors as a sentence; a bug with an incident id to quote
         ack(response_type="ephemeral", text=explain(exc))
         return
     if reply:
@@ -91,31 +115,34 @@ def handle(
 
 
 # ===================================================================== deploy
-def _start_deploy(
-    ctx: HandlerContext,
-    command: grammar.Deploy,
-    user: str,
-    channel: str,
-    client: WebClient,
-    tell: Tell,
-) -> str:
-    if command.at or command.until:
-        raise UsageError(
-            "Scheduled deployments (at/until) are not available yet; deploy now with "
-            '"deploy capture 25 as nov-cohort".'
-        )
+def _deploy_command(r: Request) -> str:
+    command = r.command
+    assert isinstance(command, grammar.Deploy)
+    ctx = r.ctx
     for item in command.items:  # unknown types are answered in the ack, not after a round trip
         ctx.settings.type(item.type)
+    # Times are checked before anything is recorded or created: bad ones are answered here.
+    times = ctx.schedules.deploy_times(command) if command.at or command.until else None
+    if command.at:
+        r.later("schedule", lambda: _schedule_deploy(r, command))
+        return ""
     environment = command.environment or ctx.service.default_environment(command)
     by_type = Counter({i.type: i.count for i in command.items})
-    total = sum(by_type.values())
-    ctx.jobs.submit(
-        reporting,
-        tell,
-        "deploy",
-        lambda: _deploy(ctx, command, environment, user, channel, client),
+    ends_at = times.ends_at if times is not None else None
+    r.later(
+        "deploy", lambda: _deploy(ctx, command, environment, r.user, r.channel, r.client, ends_at)
     )
-    return blocks.deploy_ack(total, dict(by_type), environment)
+    reply = blocks.deploy_ack(sum(by_type.values()), dict(by_type), environment)
+    if ends_at is not None:
+        reply += f" Strip back is set for {ctx.schedules.describe(ends_at)} once clones are ready."
+    return reply
+
+
+def _schedule_deploy(r: Request, command: grammar.Deploy) -> None:
+    result = r.ctx.schedules.schedule_deploy(
+        command, actor=r.user, source=SOURCE, channel=r.channel
+    )
+    r.tell.rendered(blocks.schedule_result(result, r.user), public=True)
 
 
 def _deploy(
@@ -125,6 +152,7 @@ def _deploy(
     user: str,
     channel: str,
     client: WebClient,
+    ends_at: datetime | None = None,
 ) -> None:
     progress = ProgressMessage(
         client,
@@ -142,7 +170,17 @@ def _deploy(
         if progress.started:
             progress.finish(blocks.run_aborted(RunKind.DEPLOY, environment, user, _short(exc)))
         raise
-    ts = progress.finish(blocks.deploy_summary(result, user))
+    note = ""
+    if ends_at is not None and result.ready:
+        try:
+            note = ctx.schedules.set_end(
+                result.environment, ends_at, actor=user, source=SOURCE
+            ).message
+        except ClonesError as exc:
+            note = f"The strip back could not be scheduled: {exc}"
+        except Exception as exc:
+            note = explain(exc).removeprefix(":boom: ")
+    ts = progress.finish(blocks.deploy_summary(result, user, note))
     if result.savings is not None and result.savings.clones and ts is not None:
         png = render_savings_chart(result.savings, f"Disk space used by {result.environment}")
         client.files_upload_v2(
@@ -162,7 +200,15 @@ def _short(exc: BaseException) -> str:
     return "internal error (logged)"
 
 
-# ===================================================================== teardown
+# ===================================================================== teardown and refresh
+def _teardown_command(r: Request) -> str:
+    command = r.command
+    assert isinstance(command, grammar.Teardown)
+    env = command.environment
+    r.later("teardown plan", lambda: post_plan(r.ctx, env, r.user, r.channel, r.client))
+    return f"Working out what strip back of {env} would destroy..."
+
+
 def post_plan(
     ctx: HandlerContext, environment: str, user: str, channel: str, client: WebClient
 ) -> None:
@@ -172,14 +218,172 @@ def post_plan(
     client.chat_postMessage(channel=channel, text=r.text, blocks=r.blocks)
 
 
+def _refresh_command(r: Request) -> str:
+    command = r.command
+    assert isinstance(command, grammar.Refresh)
+    env = command.environment
+    r.later("refresh plan", lambda: post_refresh_plan(r.ctx, env, r.user, r.channel, r.client))
+    return f"Working out what a refresh of {env} would re-create..."
+
+
+def post_refresh_plan(
+    ctx: HandlerContext, environment: str, user: str, channel: str, client: WebClient
+) -> None:
+    """Refresh destroys and re-creates VMs: show what, with Confirm / Cancel."""
+    env = ctx.service.environment(environment)
+    ready = ctx.repo.clones(environment=env.name, states=[CloneState.READY])
+    if not ready:
+        raise NotFoundError(f"Environment {env.name} has no ready clones to refresh.")
+    by_type = dict(sorted(Counter(c.type for c in ready).items()))
+    pending = ctx.confirmations.issue(env.name, requester=user, channel=channel, action="refresh")
+    r = blocks.refresh_plan(env.name, by_type, user, pending.token)
+    client.chat_postMessage(channel=channel, text=r.text, blocks=r.blocks)
+
+
+# ===================================================================== admin verbs
+def _prepare_command(r: Request) -> str:
+    command = r.command
+    assert isinstance(command, grammar.Prepare)
+    r.ctx.settings.type(command.type)  # an unknown type is answered in the ack
+
+    def work() -> None:
+        report = r.ctx.admin.prepare(command, actor=r.user, source=SOURCE)
+        r.tell.rendered(blocks.prepare_report(report))
+
+    r.later("prepare", work)
+    return f"Checking the parent of {command.type}..."
+
+
+def _power_command(r: Request) -> str:
+    command = r.command
+    assert isinstance(command, grammar.Power)
+
+    def work() -> None:
+        result = r.ctx.admin.power(command, actor=r.user, source=SOURCE)
+        r.tell.rendered(blocks.power_result(result, r.user), public=True)
+
+    r.later("power", work)
+    return f"Powering {command.action} the clones of {command.environment}..."
+
+
+# ===================================================================== recovery
+def _resume_command(r: Request) -> str:
+    def work() -> None:
+        report = r.ctx.recovery.recover(actor=r.user)
+        r.tell.rendered(blocks.recovery_report(report, r.user), public=True)
+
+    r.later("resume", work)
+    return "Looking for interrupted deployments and strip backs to finish..."
+
+
+def _orphans_command(r: Request) -> str:
+    command = r.command
+    assert isinstance(command, grammar.Orphans)
+    ctx = r.ctx
+
+    def work() -> None:
+        orphans = ctx.recovery.orphans()
+        ours = [o for o in orphans if o.ours]
+        if command.action is None or not ours:
+            r.tell.rendered(blocks.orphans_list(orphans, command.action))
+            if command.action is not None:
+                r.tell(f"Nothing this bot made to {command.action}.")
+            return
+        if command.action == "adopt":
+            adopted: list[tuple[str, str]] = []
+            problems: list[str] = []
+            for o in ours:
+                try:
+                    clone = ctx.recovery.adopt(o, actor=r.user)
+                    adopted.append((o.vm.name, clone.environment))
+                except ClonesError as exc:
+                    problems.append(f"{o.vm.name}: {exc}")
+            r.tell.rendered(blocks.orphans_adopted(adopted, problems), public=True)
+            return
+        # remove destroys VMs: show exactly which, with Confirm / Cancel (like a strip back).
+        pending = ctx.confirmations.issue(
+            blocks.ORPHANS_TOKEN_ENV,
+            requester=r.user,
+            channel=r.channel,
+            action="orphans",
+            items=tuple(o.vm.moref for o in ours),
+        )
+        plan = blocks.orphans_remove_plan([o.vm.name for o in ours], r.user, pending.token)
+        r.client.chat_postMessage(channel=r.channel, text=plan.text, blocks=plan.blocks)
+
+    r.later("orphans", work)
+    return "" if command.action is None else f"Looking for orphan VMs to {command.action}..."
+
+
+# ===================================================================== schedules
+def _schedule_command(r: Request) -> str:
+    command = r.command
+    ctx = r.ctx
+
+    def work() -> None:
+        sched = ctx.schedules
+        if isinstance(command, grammar.Schedule):
+            result = sched.schedule(command, actor=r.user, source=SOURCE, channel=r.channel)
+        elif isinstance(command, grammar.Extend):
+            result = sched.extend(
+                command.environment, command.by, actor=r.user, source=SOURCE, channel=r.channel
+            )
+        elif isinstance(command, grammar.CancelSchedule):
+            result = sched.cancel(
+                command.environment, actor=r.user, source=SOURCE, channel=r.channel
+            )
+        else:  # pragma: no cover - HANDLERS maps only the three schedule commands here
+            raise UsageError(f"{r.verb} is not a schedule command")
+        r.tell.rendered(blocks.schedule_result(result, r.user), public=result.changed)
+
+    r.later(r.verb, work)
+    return ""
+
+
 # ===================================================================== reads
+def _read_command(r: Request) -> str:
+    r.later(r.verb, lambda: _read(r.ctx, r.command, r.tell))
+    return ""
+
+
 def _read(ctx: HandlerContext, command: grammar.Command, tell: Reply) -> None:
     if isinstance(command, grammar.Status):
-        r = blocks.status(ctx.service.status(command.environment), command.environment)
+        statuses = ctx.service.status(command.environment)
+        r = blocks.status(statuses, command.environment, ctx.next_event_texts())
     elif isinstance(command, grammar.Savings):
         r = blocks.savings(ctx.service.savings(command.environment), command.environment)
     elif isinstance(command, grammar.Types):
         r = blocks.types(ctx.service.types())
-    else:  # pragma: no cover - every read verb is listed above
+    elif isinstance(command, grammar.Plan):
+        r = blocks.plan(ctx.admin.plan(command))
+    elif isinstance(command, grammar.Inventory):
+        r = blocks.inventory(ctx.admin.inventory(command.environment), command.environment)
+    else:  # pragma: no cover - HANDLERS maps only read commands here
         raise UsageError(f"{type(command).__name__} is not a read command")
     tell.rendered(r)
+
+
+def _help_command(r: Request) -> str:
+    command = r.command
+    assert isinstance(command, grammar.Help)
+    return blocks.usage(command.topic)
+
+
+HANDLERS: dict[type[Any], Handler] = {
+    grammar.Deploy: _deploy_command,
+    grammar.Teardown: _teardown_command,
+    grammar.Refresh: _refresh_command,
+    grammar.Prepare: _prepare_command,
+    grammar.Power: _power_command,
+    grammar.Schedule: _schedule_command,
+    grammar.Extend: _schedule_command,
+    grammar.CancelSchedule: _schedule_command,
+    grammar.Status: _read_command,
+    grammar.Savings: _read_command,
+    grammar.Types: _read_command,
+    grammar.Plan: _read_command,
+    grammar.Inventory: _read_command,
+    grammar.Resume: _resume_command,
+    grammar.Orphans: _orphans_command,
+    grammar.Help: _help_command,
+}

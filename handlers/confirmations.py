@@ -1,9 +1,10 @@
-"""One-time tokens behind the Confirm / Cancel buttons of a strip back.
+"""One-time tokens behind the Confirm / Cancel buttons of a strip back (or a refresh).
 
 A button's value carries the environment and a random token. The first click takes the token
 under a lock, so a double click, two people clicking at once, or a replayed request finds it gone
 and destroys nothing more. Tokens live in memory: after a restart an old button simply says it
-expired, which is the safe direction for a destructive action.
+expired, which is the safe direction for a destructive action. Each token is bound to its action
+("teardown" or "refresh"): a strip back's token cannot confirm a refresh, nor the other way round.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class PendingTeardown:
     requester: str
     channel: str
     issued_at: float
+    action: str = "teardown"  # what the token confirms: "teardown", "refresh", "orphans"
+    items: tuple[str, ...] = ()  # exactly what was shown, when the action acts on a list
 
 
 class Confirmations:
@@ -35,28 +38,39 @@ class Confirmations:
         self._pending: dict[str, PendingTeardown] = {}
         self._lock = threading.Lock()
 
-    def issue(self, environment: str, requester: str, channel: str) -> PendingTeardown:
+    def issue(
+        self,
+        environment: str,
+        requester: str,
+        channel: str,
+        action: str = "teardown",
+        items: tuple[str, ...] = (),
+    ) -> PendingTeardown:
         pending = PendingTeardown(
-            secrets.token_urlsafe(16), environment, requester, channel, self._clock()
+            secrets.token_urlsafe(16), environment, requester, channel, self._clock(), action, items
         )
         with self._lock:
             self._expire()
             self._pending[pending.token] = pending
         return pending
 
-    def peek(self, token: str, environment: str) -> PendingTeardown | None:
-        """The pending strip back for this button, without using it up (for permission checks)."""
+    def peek(
+        self, token: str, environment: str, action: str = "teardown"
+    ) -> PendingTeardown | None:
+        """The pending action for this button, without using it up (for permission checks)."""
         with self._lock:
             self._expire()
             pending = self._pending.get(token)
-        return pending if pending is not None and pending.environment == environment else None
+        return pending if _matches(pending, environment, action) else None
 
-    def take(self, token: str, environment: str) -> PendingTeardown | None:
+    def take(
+        self, token: str, environment: str, action: str = "teardown"
+    ) -> PendingTeardown | None:
         """Use the token up; exactly one caller ever gets it back."""
         with self._lock:
             self._expire()
             pending = self._pending.get(token)
-            if pending is None or pending.environment != environment:
+            if pending is None or not _matches(pending, environment, action):
                 return None
             del self._pending[token]
             return pending
@@ -65,3 +79,7 @@ class Confirmations:
         cutoff = self._clock() - self._ttl_s
         for token in [t for t, p in self._pending.items() if p.issued_at < cutoff]:
             del self._pending[token]
+
+
+def _matches(pending: PendingTeardown | None, environment: str, action: str) -> bool:
+    return pending is not None and pending.environment == environment and pending.action == action

@@ -11,8 +11,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.access import AccessPolicy
+from bot.admin import Admin
 from bot.errors import ClonesError
 from bot.jobs import Jobs, incident_id
+from bot.recovery import Recovery
+from bot.schedules import ScheduleService
 from bot.service import Service
 from bot.settings import Settings
 from handlers import blocks
@@ -35,9 +38,13 @@ class Reply:
     def __call__(self, text: str) -> object:
         return self._respond(text=text, response_type="ephemeral", replace_original=False)
 
-    def rendered(self, r: blocks.Rendered) -> object:
+    def rendered(self, r: blocks.Rendered, *, public: bool = False) -> object:
+        """Show `r` to the user who acted, or (`public`) to the whole channel."""
         return self._respond(
-            text=r.text, blocks=r.blocks, response_type="ephemeral", replace_original=False
+            text=r.text,
+            blocks=r.blocks,
+            response_type="in_channel" if public else "ephemeral",
+            replace_original=False,
         )
 
 
@@ -60,6 +67,17 @@ class HandlerContext:
     access: AccessPolicy
     jobs: Jobs
     confirmations: Confirmations
+    admin: Admin
+    schedules: ScheduleService
+    recovery: Recovery
+
+    def next_event_texts(self) -> dict[str, str]:
+        """Environment -> "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)" (one query)."""
+        sched = self.schedules
+        return {
+            name: f"{'deploy' if kind == 'deploy' else 'strip back'} {sched.describe(when)}"
+            for name, (kind, when) in sched.next_events().items()
+        }
 
 
 # Slack API errors a user can fix, with what to do.

@@ -1,4 +1,5 @@
-"""The App Home tab: environments with their types, counts, owner, savings and schedule."""
+"""The App Home tab: environments with their types, counts, owner, savings and next scheduled
+event, and what is being deployed, stripped back or refreshed right now."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.errors import ClonesError
+from bot.models import RunState
 from bot.savings import Savings
 from handlers import blocks
 from handlers.context import DirectReply, HandlerContext, reporting
@@ -42,6 +44,13 @@ def publish_home(ctx: HandlerContext, client: WebClient, user: str) -> None:
             "No operators or admins are configured, so nobody can change environments from "
             "Slack yet."
         )
-    client.views_publish(
-        user_id=user, view=blocks.home(user, statuses, savings, can_change, note=note)
+    view = blocks.home(
+        user,
+        statuses,
+        savings,
+        can_change,
+        note=note,
+        next_events=ctx.next_event_texts(),
+        running=ctx.repo.runs(states=[RunState.RUNNING]),
     )
+    client.views_publish(user_id=user, view=view)

@@ -570,6 +570,19 @@ class Repository:
             _clone(row) for row in self._rows(sql + " ORDER BY environment, type, name", params)
         ]
 
+    def clone_deltas(
+        self, *, environment: str | None = None, states: Iterable[CloneState] = (CloneState.READY,)
+    ) -> list[tuple[str, int | None]]:
+        """(parent, delta_bytes) of each clone: all the savings math needs, without building
+        a Clone object per row (20,000 of them took most of a savings report's time)."""
+        wanted = [CloneState(s).value for s in states]
+        sql = f"SELECT parent, delta_bytes FROM clones WHERE state IN ({_placeholders(wanted)})"
+        params: list[object] = list(wanted)
+        if environment is not None:
+            sql += " AND environment = ?"
+            params.append(environment)
+        return [(row[0], row[1]) for row in self._db().execute(sql, params).fetchall()]
+
     def clone_counts(self) -> dict[str, dict[str, dict[CloneState, int]]]:
         """environment -> type -> state -> number of clones (states with none are absent)."""
         counts: dict[str, dict[str, dict[CloneState, int]]] = {}

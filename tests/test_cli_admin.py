@@ -280,7 +280,10 @@ def test_customization_from_the_terminal(make_lab: MakeLab, term: Terminal) -> N
     types = types_with(capture={"customization_spec": "win-training"})
     term.configure(lab, types=types, customization_timeout_s=20)
 
-    ok(term("deploy", "capture", "3", "as", "cust", "and", "power", "on"))
+    deployed = term("deploy", "capture", "3", "as", "cust", "and", "power", "on")
+    # A clone whose customization failed is not a usable training machine: the run is partial.
+    assert deployed.code == 3, deployed
+    assert "TRN-CAP-003" in deployed.out and "customization" in deployed.out
     rows = clones_of(lab)
     assert {n: vm["guest_hostname"] for n, vm in rows.items() if n != "TRN-CAP-003"} == {
         "TRN-CAP-001": "TRN-CAP-001",

@@ -263,7 +263,9 @@ def test_concurrent_first_open_applies_migrations_once(db_path: Path) -> None:
     run_threads([work] * 6)
     for repo in opened:
         repo.close()
-    assert raw(db_path, "SELECT count(*) FROM _sqlite_migrations") == [(len(migrations._migrations),)]
+    assert raw(db_path, "SELECT count(*) FROM _sqlite_migrations") == [
+        (len(migrations._migrations),)
+    ]
 
 
 def test_partial_unique_index_rejects_second_live_name(repo: Repository, db_path: Path) -> None:

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,13 @@ import pytest
 
 from bot import bootstrap
 from bot.lab import LabProcess
-from bot.settings import BUNDLED_LAB_CONFIG, SlackSettings, VCenterSettings, load_settings
+from bot.settings import (
+    BUNDLED_LAB_CONFIG,
+    ScheduleSettings,
+    SlackSettings,
+    VCenterSettings,
+    load_settings,
+)
 from bot.slack import SlackBot, SlackTokens, create_bot, http_server
 
 from .fake_api import FakeSlack
@@ -34,6 +41,19 @@ ADMIN = "UADMIN"
 STRANGER = "USTRANGER"
 GROUP_MEMBER = "UGROUPIE"
 CHANNEL = "CTRAINING"
+
+
+class Clock:
+    """A controllable clock for the schedule service: time moves only when a test says so."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
 
 
 @pytest.fixture
@@ -97,7 +117,7 @@ class SlackHarness:
                 "team_id": "T1",
                 "api_app_id": "A1",
                 "type": "event_callback",
-                "event_id": "Ev1",
+                "event_id": f"Ev{time.time_ns()}",  # unique, as Slack's (repeats are dropped)
                 "event_time": int(time.time()),
                 "event": event,
             }
@@ -110,7 +130,9 @@ class SlackHarness:
         return [str(c.params.get("text", "")) for c in self.fake.of("response_url")]
 
 
-def lab_settings(lab: LabProcess, db: Path, slack: SlackSettings) -> Any:
+def lab_settings(
+    lab: LabProcess, db: Path, slack: SlackSettings, schedule: ScheduleSettings | None = None
+) -> Any:
     settings = load_settings(BUNDLED_LAB_CONFIG)
     info = lab.info
     vc = VCenterSettings(
@@ -122,7 +144,13 @@ def lab_settings(lab: LabProcess, db: Path, slack: SlackSettings) -> Any:
         task_timeout_s=60.0,
     )
     return replace(
-        settings, vcenter=vc, database=db, slack=slack, concurrency=4, retry_backoff_s=0.1
+        settings,
+        vcenter=vc,
+        database=db,
+        slack=slack,
+        concurrency=4,
+        retry_backoff_s=0.1,
+        schedule=schedule or settings.schedule,
     )
 
 
@@ -132,7 +160,13 @@ def make_harness(
 ) -> Iterator[Callable[..., SlackHarness]]:
     started: list[tuple[SlackHarness, Any]] = []
 
-    def make(**slack_overrides: Any) -> SlackHarness:
+    def make(
+        *,
+        clock: Clock | None = None,
+        schedule: ScheduleSettings | None = None,
+        **slack_overrides: Any,
+    ) -> SlackHarness:
+        """The bot with its scheduler started paused: tests run due jobs with `run_due()`."""
         slack = SlackSettings(
             **{
                 "admins": (ADMIN,),
@@ -145,8 +179,9 @@ def make_harness(
         )
         fake_slack.group_members["SOPS"] = [GROUP_MEMBER]
         db = tmp_path / "clones.db"
-        core = bootstrap.build(lab_settings(lab, db, slack), start_lab=False)
-        bot = create_bot(core, SlackTokens("xoxb-test", SECRET, "", 0))
+        core = bootstrap.build(lab_settings(lab, db, slack, schedule), start_lab=False)
+        bot = create_bot(core, SlackTokens("xoxb-test", SECRET, "", 0), clock=clock)
+        bot.start(paused=True)
         server = http_server(bot.app, "127.0.0.1", 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.server_address[1]

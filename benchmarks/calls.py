@@ -1,0 +1,106 @@
+"""2. vCenter calls per clone, by SOAP method, from the lab's request counts.
+
+One deployment of N clones and its strip back at concurrency c and latency L (the counters are
+reset before each). Logins and inventory look-ups done once per process are paid by a warm-up
+deployment first, so the figures are what every further deployment costs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    Profile,
+    Table,
+    deploy_text,
+    lab,
+    settings_for,
+    verdict,
+    with_concurrency,
+    write_result,
+)
+from bot import bootstrap, grammar
+
+TARGET_DEPLOY = 6.0
+TARGET_STRIP = 3.0
+WAIT_METHODS = ("WaitForUpdatesEx", "WaitForUpdates", "CheckForUpdates")
+ACTOR = "bench"
+
+
+def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
+    n = profile.clones
+    with tempfile.TemporaryDirectory(prefix="clones-bench-") as tmp, lab(profile.latency_ms) as lb:
+        settings = with_concurrency(settings_for(lb, Path(tmp) / "clones.db"), profile.concurrency)
+        app = bootstrap.build(settings, start_lab=False)
+        try:
+            app.service.deploy(grammar.parse(deploy_text(3, "warm")), actor=ACTOR)  # type: ignore[arg-type]
+            app.service.teardown("warm", actor=ACTOR)
+            lb.control.reset()
+            app.service.deploy(grammar.parse(deploy_text(n, "calls")), actor=ACTOR)  # type: ignore[arg-type]
+            deploy = lb.control.stats()
+            lb.control.reset()
+            app.service.teardown("calls", actor=ACTOR)
+            strip = lb.control.stats()
+        finally:
+            app.close()
+    by_deploy: Counter[str] = Counter(deploy.get("requests") or {})
+    by_strip: Counter[str] = Counter(strip.get("requests") or {})
+    per_deploy = sum(by_deploy.values()) / n
+    per_strip = sum(by_strip.values()) / n
+    wait_deploy = sum(by_deploy[m] for m in WAIT_METHODS) / n
+    wait_strip = sum(by_strip[m] for m in WAIT_METHODS) / n
+    targets: dict[str, dict[str, Any]] = {
+        "per_clone_deployed": {
+            "value": round(per_deploy, 2),
+            "target": f"<= {TARGET_DEPLOY:g}",
+            "met": per_deploy <= TARGET_DEPLOY,
+        },
+        "per_clone_stripped": {
+            "value": round(per_strip, 2),
+            "target": f"<= {TARGET_STRIP:g}",
+            "met": per_strip <= TARGET_STRIP,
+        },
+    }
+    table = Table(
+        f"2. SOAP requests per clone: N={n}, L={profile.latency_ms} ms, "
+        f"concurrency {profile.concurrency}",
+        ["method", "deploy", "per clone", "strip back", "per clone"],
+    )
+    for method in sorted(set(by_deploy) | set(by_strip), key=lambda m: -by_deploy[m] - by_strip[m]):
+        table.add(
+            method,
+            by_deploy[method],
+            by_deploy[method] / n,
+            by_strip[method],
+            by_strip[method] / n,
+        )
+    table.add("TOTAL", sum(by_deploy.values()), per_deploy, sum(by_strip.values()), per_strip)
+    table.add("  of which task waiting", "", wait_deploy, "", wait_strip)
+    checks = Table("   targets", ["check", "value", "target", "result"])
+    for name, t in targets.items():
+        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    print(table.render())
+    print(checks.render())
+    data = {
+        "params": {
+            "clones": n,
+            "concurrency": profile.concurrency,
+            "latency_ms": profile.latency_ms,
+        },
+        "deploy": {"by_method": dict(by_deploy), "total": sum(by_deploy.values())},
+        "strip": {"by_method": dict(by_strip), "total": sum(by_strip.values())},
+        "per_clone": {
+            "deploy": round(per_deploy, 3),
+            "strip": round(per_strip, 3),
+            "deploy_task_waiting": round(wait_deploy, 3),
+            "strip_task_waiting": round(wait_strip, 3),
+        },
+        "lab_stats": {"deploy": deploy, "strip": strip},
+        "targets": targets,
+        "tables": [table.to_json(), checks.to_json()],
+    }
+    write_result("calls", profile, data, out_dir)
+    return data

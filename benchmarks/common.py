@@ -1,0 +1,202 @@
+"""Shared pieces of the benchmarks: profiles (full and smoke), the lab, tables and JSON results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.lab import DEFAULT_SPEC, LabProcess
+from bot.settings import Settings, settings_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+
+# The three lab types (same as bot/data/lab.toml and tests/helpers.py), as plain data.
+LAB_TYPES: dict[str, dict[str, Any]] = {
+    name: {
+        "parent": parent,
+        "name_pattern": f"TRN-{prefix}-{{n:03}}",
+        "folder": "Training",
+        "resource_pool": "Training",
+        "datastore": "TrainingDS",
+        "max_count": 10_000,
+    }
+    for name, parent, prefix in (
+        ("capture", "Capture", "CAP"),
+        ("packaging", "Packaging", "PKG"),
+        ("verification", "Verification", "VER"),
+    )
+}
+TYPES = tuple(LAB_TYPES)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a run measures; `full` is the issue's figures, `smoke` keeps CI fast."""
+
+    name: str
+    clones: int = 75  # N, split evenly across the three types
+    concurrency: int = 8
+    latency_ms: int = 400  # lab clone and destroy latency L
+    slack_commands: int = 200
+    slack_concurrency: int = 20
+    slack_background_clones: int = 75
+    scale_sizes: tuple[int, ...] = (200, 2_000, 20_000)
+    scale_environments: int = 60
+    audit_per_clone: int = 10  # 2,000 clones come with 20,000 audit rows
+    repeats: int = 5  # timed repetitions of each render (the median is reported)
+    memory: bool = True
+
+
+FULL = Profile("full")
+SMOKE = Profile(
+    "smoke",
+    clones=6,
+    latency_ms=50,
+    slack_commands=20,
+    slack_concurrency=5,
+    slack_background_clones=6,
+    scale_sizes=(200,),
+    scale_environments=10,
+    repeats=2,
+)
+
+
+def deploy_text(n: int, environment: str) -> str:
+    """`deploy capture a packaging b verification c as ENV` with a+b+c = n, as even as can be."""
+    counts = [n // len(TYPES) + (1 if i < n % len(TYPES) else 0) for i in range(len(TYPES))]
+    items = " ".join(f"{t} {c}" for t, c in zip(TYPES, counts, strict=True) if c)
+    return f"deploy {items} as {environment}"
+
+
+def settings_for(lab: LabProcess | None, database: Path, **clones: Any) -> Settings:
+    """Validated settings for the lab (or for no vCenter at all) with the database given."""
+    url = lab.info.url if lab is not None else "http://127.0.0.1:9/sdk"
+    raw = {
+        "vcenter": {
+            "url": url,
+            "user": lab.info.user if lab else "clones",
+            "insecure": True,
+            "timeout_s": 30.0,
+        },
+        "clones": {
+            "database": str(database),
+            "concurrency": 8,
+            "retries": 3,
+            "retry_backoff_s": 0,
+            "max_environment_clones": 10_000,
+            **clones,
+        },
+        "types": LAB_TYPES,
+    }
+    password = lab.info.password if lab else "lab-password"
+    return settings_from_dict(raw, env={"CLONES_VCENTER_PASSWORD": password})
+
+
+def with_concurrency(settings: Settings, concurrency: int) -> Settings:
+    return replace(settings, concurrency=concurrency)
+
+
+@contextmanager
+def lab(latency_ms: int) -> Iterator[LabProcess]:
+    """A lab vCenter from the default spec with clone and destroy latency `latency_ms`."""
+    spec = json.loads(DEFAULT_SPEC.read_text(encoding="utf-8"))
+    spec["clone_latency_ms"] = latency_ms
+    spec["destroy_latency_ms"] = latency_ms
+    spec["datastores"] = [{"name": "TrainingDS", "capacity_gb": 50_000, "free_gb": 48_000}]
+    with LabProcess.start(spec) as process:
+        yield process
+
+
+def machine() -> dict[str, Any]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": round(load[0], 2),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0-100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def median_ms(samples: Sequence[float]) -> float:
+    return round(statistics.median(samples) * 1000, 1)
+
+
+def timed(fn: Any, repeats: int) -> tuple[list[float], Any]:
+    """Call `fn` `repeats` times; return the durations (s) and the last result."""
+    out: list[float] = []
+    result = None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        out.append(time.perf_counter() - started)
+    return out, result
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+
+    def add(self, *cells: Any) -> None:
+        self.rows.append(list(cells))
+
+    def render(self) -> str:
+        cells = [[_cell(c) for c in row] for row in self.rows]
+        widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(self.columns)]
+        line = "  ".join("-" * w for w in widths)
+        out = [self.title, "  ".join(h.ljust(w) for h, w in zip(self.columns, widths, strict=True))]
+        out.append(line)
+        for r in cells:
+            out.append(
+                "  ".join(
+                    c.rjust(w) if i else c.ljust(w)
+                    for i, (c, w) in enumerate(zip(r, widths, strict=True))
+                )
+            )
+        return "\n".join(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def write_result(name: str, profile: Profile, data: dict[str, Any], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    payload = {"benchmark": name, "profile": profile.name, "machine": machine(), **data}
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    return path

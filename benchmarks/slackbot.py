@@ -1,0 +1,128 @@
+"""The real Bolt app (bot.slack + handlers/) on a core App, served over HTTP for the benchmarks.
+
+Uses the test suite's fake Slack Web API and request signing (tests/slack/fake_api.py and
+signing.py) so the benchmarks drive the bot exactly as the end-to-end tests do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass, replace
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+from bot import bootstrap
+from bot.settings import Settings, SlackSettings
+from bot.slack import SlackTokens, create_bot, http_server, make_client
+from tests.slack.fake_api import FakeSlack
+from tests.slack.signing import SECRET, sign, slash_body
+
+OPERATOR = "UBENCHOP"
+CHANNEL = "CBENCH"
+
+log = logging.getLogger("benchmarks")
+
+__all__ = [
+    "CHANNEL",
+    "OPERATOR",
+    "SECRET",
+    "FakeSlack",
+    "RunningBot",
+    "sign",
+    "slack_settings",
+    "slash_body",
+    "start_bot",
+]
+
+
+def slack_settings(settings: Settings, fake: FakeSlack) -> Settings:
+    return replace(
+        settings,
+        slack=SlackSettings(
+            operators=(OPERATOR,),
+            admins=(OPERATOR,),
+            progress_interval_s=1.0,
+            api_url=fake.api_url,
+        ),
+    )
+
+
+@dataclass
+class RunningBot:
+    app: Any  # slack_bolt.App
+    ctx: Any  # handlers.HandlerContext
+    server: ThreadingHTTPServer
+    url: str
+    wiring: str  # "bot.slack.create_bot", or "benchmarks fallback" while create_bot is mid-edit
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.ctx.jobs.shutdown(wait=True)
+
+
+def build_context(core: bootstrap.App, client: Any) -> tuple[Any, str]:
+    """A HandlerContext for `core`: through bot.slack.create_bot when it works, else by filling
+    HandlerContext's fields the way create_bot does (its fields are being extended right now)."""
+    from handlers import HandlerContext
+
+    try:
+        bot = create_bot(core, SlackTokens("xoxb-bench", SECRET, "", 0), client=client)
+        return bot, "bot.slack.create_bot"
+    except TypeError as exc:
+        log.warning("create_bot failed (%s); wiring HandlerContext from its fields", exc)
+    from slack_bolt import App
+
+    from bot.access import AccessPolicy
+    from bot.jobs import Jobs
+    from bot.schedules import ScheduleService
+    from bot.slack import group_members_lookup
+    from handlers import register
+    from handlers.confirmations import Confirmations
+
+    s = core.settings
+    providers: dict[str, Any] = {
+        "settings": s,
+        "service": core.service,
+        "repo": core.repo,
+        "access": AccessPolicy(s.slack, group_members_lookup(client)),
+        "jobs": Jobs(workers=max(2, s.concurrency // 2), max_pending=32),
+        "confirmations": Confirmations(),
+        "admin": core.admin,
+        "schedules": ScheduleService(s, core.repo, core.service),
+    }
+    fields = [f.name for f in dataclasses.fields(HandlerContext) if f.init]
+    for name in fields:  # new fields named like the core App's parts (admin, recovery, ...)
+        if name not in providers and hasattr(core, name):
+            providers[name] = getattr(core, name)
+    missing = [f for f in fields if f not in providers]
+    if missing:
+        raise RuntimeError(f"HandlerContext needs {missing}; update benchmarks/slackbot.py")
+    ctx = HandlerContext(**{f: providers[f] for f in fields})
+    app = App(client=client, signing_secret=SECRET, process_before_response=False)
+    register(app, ctx)
+    return _Bot(app, ctx), "benchmarks fallback (create_bot raised TypeError mid-edit)"
+
+
+@dataclass
+class _Bot:
+    app: Any
+    ctx: Any
+
+
+def start_bot(core: bootstrap.App, *, backlog: int | None = None) -> RunningBot:
+    """Serve the real Bolt app for `core` on 127.0.0.1 (a free port) with bot.slack's server.
+
+    `backlog` re-listens with a longer accept queue than socketserver's default of 5, to show
+    the effect of that one setting.
+    """
+    client = make_client(core.settings.slack, "xoxb-bench")
+    bot, wiring = build_context(core, client)
+    server = http_server(bot.app, "127.0.0.1", 0)
+    if backlog is not None:
+        server.socket.listen(backlog)
+    threading.Thread(target=server.serve_forever, name="bench-http", daemon=True).start()
+    port = server.server_address[1]
+    return RunningBot(bot.app, bot.ctx, server, f"http://127.0.0.1:{port}/slack/events", wiring)

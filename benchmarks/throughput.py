@@ -1,0 +1,127 @@
+"""1. Deploy and strip-back throughput: wall time vs the ideal ceil(N/c) x L and vs concurrency 1.
+
+Both concurrency levels run against one lab vCenter in the same run, after a warm-up deployment
+(which also creates the parents' base snapshots, so neither measured run pays for them).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    Profile,
+    Table,
+    deploy_text,
+    lab,
+    settings_for,
+    verdict,
+    with_concurrency,
+    write_result,
+)
+from bot import bootstrap, grammar
+
+TARGET_IDEAL_RATIO = 1.15
+TARGET_SPEEDUP = 6.5
+ACTOR = "bench"
+
+
+def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
+    n, c, latency = profile.clones, profile.concurrency, profile.latency_ms / 1000
+    runs: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="clones-bench-") as tmp, lab(profile.latency_ms) as lb:
+        base = settings_for(lb, Path(tmp) / "clones.db")
+        for level in (c, 1):
+            app = bootstrap.build(with_concurrency(base, level), start_lab=False)
+            try:
+                warm = f"warm-c{level}"
+                app.service.deploy(grammar.parse(deploy_text(3, warm)), actor=ACTOR)  # type: ignore[arg-type]
+                app.service.teardown(warm, actor=ACTOR)
+                env = f"bench-c{level}"
+                lb.control.reset()
+                started = time.perf_counter()
+                deployed = app.service.deploy(grammar.parse(deploy_text(n, env)), actor=ACTOR)  # type: ignore[arg-type]
+                deploy_s = time.perf_counter() - started
+                deploy_stats = lb.control.stats()
+                lb.control.reset()
+                started = time.perf_counter()
+                stripped = app.service.teardown(env, actor=ACTOR)
+                strip_s = time.perf_counter() - started
+                strip_stats = lb.control.stats()
+            finally:
+                app.close()
+            if len(deployed.ready) != n or len(stripped.destroyed) != n:
+                raise RuntimeError(
+                    f"concurrency {level}: {len(deployed.ready)} ready, "
+                    f"{len(stripped.destroyed)} destroyed of {n}"
+                )
+            ideal = math.ceil(n / level) * latency
+            runs[f"c{level}"] = {
+                "concurrency": level,
+                "ideal_s": ideal,
+                "deploy_wall_s": round(deploy_s, 3),
+                "deploy_pool_s": round(deployed.elapsed_s, 3),
+                "strip_wall_s": round(strip_s, 3),
+                "strip_pool_s": round(stripped.elapsed_s, 3),
+                "deploy_vs_ideal": round(deploy_s / ideal, 3),
+                "strip_vs_ideal": round(strip_s / ideal, 3),
+                "deploy_requests": deploy_stats.get("total"),
+                "strip_requests": strip_stats.get("total"),
+            }
+    par, ser = runs[f"c{c}"], runs["c1"]
+    deploy_speedup = ser["deploy_wall_s"] / par["deploy_wall_s"]
+    strip_speedup = ser["strip_wall_s"] / par["strip_wall_s"]
+    targets: dict[str, dict[str, Any]] = {
+        "deploy_vs_ideal": {
+            "value": par["deploy_vs_ideal"],
+            "target": f"<= {TARGET_IDEAL_RATIO}",
+            "met": par["deploy_vs_ideal"] <= TARGET_IDEAL_RATIO,
+        },
+        "deploy_speedup": {
+            "value": round(deploy_speedup, 2),
+            "target": f">= {TARGET_SPEEDUP}",
+            "met": deploy_speedup >= TARGET_SPEEDUP,
+        },
+        "strip_vs_ideal": {
+            "value": par["strip_vs_ideal"],
+            "target": f"<= {TARGET_IDEAL_RATIO}",
+            "met": par["strip_vs_ideal"] <= TARGET_IDEAL_RATIO,
+        },
+        "strip_speedup": {
+            "value": round(strip_speedup, 2),
+            "target": f">= {TARGET_SPEEDUP}",
+            "met": strip_speedup >= TARGET_SPEEDUP,
+        },
+    }
+    table = Table(
+        f"1. Throughput: N={n}, L={profile.latency_ms} ms, concurrency {c} vs 1",
+        ["phase", "concurrency", "ideal s", "wall s", "pool s", "x ideal", "SOAP calls"],
+    )
+    for key in (f"c{c}", "c1"):
+        r = runs[key]
+        for phase in ("deploy", "strip"):
+            table.add(
+                "strip back" if phase == "strip" else phase,
+                r["concurrency"],
+                r["ideal_s"],
+                r[f"{phase}_wall_s"],
+                r[f"{phase}_pool_s"],
+                r[f"{phase}_vs_ideal"],
+                r[f"{phase}_requests"],
+            )
+    checks = Table("   targets", ["check", "value", "target", "result"])
+    for name, t in targets.items():
+        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    print(table.render())
+    print(checks.render())
+    data = {
+        "params": {"clones": n, "concurrency": c, "latency_ms": profile.latency_ms},
+        "runs": runs,
+        "targets": targets,
+        "tables": [table.to_json(), checks.to_json()],
+    }
+    write_result("throughput", profile, data, out_dir)
+    return data

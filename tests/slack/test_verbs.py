@@ -1,0 +1,262 @@
+"""Every verb of the grammar works from Slack: answered in time, checked, audited, rendered."""
+
+from __future__ import annotations
+
+import logging
+import typing
+
+import pytest
+
+from bot import grammar
+from bot.access import READ_ONLY_VERBS
+from bot.admin import InventoryRow
+from bot.models import Clone, CloneState, Environment
+from bot.service import EnvironmentStatus
+from handlers import blocks
+from handlers.blocks import (
+    ACTION_CONFIRM,
+    ACTION_REFRESH_CANCEL,
+    ACTION_REFRESH_CONFIRM,
+    SECTION_MAX,
+)
+from handlers.commands import HANDLERS, verb_of
+
+from .conftest import ADMIN, CHANNEL, OPERATOR, STRANGER, SlackHarness
+from .fake_api import Message
+
+# One sample per verb; an environment that does not exist still gets a specific answer.
+SAMPLES = {
+    "deploy": "deploy capture 1 as every-verb",
+    "status": "status",
+    "savings": "savings",
+    "teardown": "teardown nowhere",
+    "schedule": "schedule nowhere until fri 17:00",
+    "extend": "extend nowhere 2h",
+    "cancel-schedule": "cancel-schedule nowhere",
+    "types": "types",
+    "prepare": "prepare capture",
+    "power": "power on nowhere",
+    "plan": "plan capture 5",
+    "inventory": "inventory",
+    "refresh": "refresh nowhere",
+    "resume": "resume",
+    "orphans": "orphans",
+    "help": "help deploy",
+}
+CHANGING = (
+    "prepare",
+    "power",
+    "refresh",
+    "schedule",
+    "extend",
+    "cancel-schedule",
+    "resume",
+    "orphans",
+)
+
+
+# ===================================================================== without the lab
+def test_every_grammar_command_has_a_slack_handler() -> None:
+    commands = set(typing.get_args(grammar.Command))
+    assert commands == set(HANDLERS), "every command class needs an entry in HANDLERS"
+    assert {verb_of(c) for c in commands} == set(grammar.VERBS)
+    assert set(SAMPLES) == set(grammar.VERBS), "add a sample for the new verb below"
+    for verb, text in SAMPLES.items():
+        assert verb_of(grammar.parse(text)) == verb
+
+
+def test_read_only_verbs() -> None:
+    assert {"plan", "inventory"} <= READ_ONLY_VERBS
+    assert not READ_ONLY_VERBS & set(CHANGING)
+
+
+def test_long_lists_are_cut_with_and_n_more() -> None:
+    rows = [
+        InventoryRow(
+            f"TRN-CAP-{n:03}",
+            "capture",
+            "big",
+            "Capture",
+            "ready",
+            "UOP",
+            "",
+            "poweredOn",
+            0.13,
+            f"host{n % 8}",
+        )
+        for n in range(300)
+    ]
+    r = blocks.inventory(rows, "big")
+    texts = [b["text"]["text"] for b in r.blocks if b["type"] == "section"]
+    assert all(len(t) <= SECTION_MAX for t in texts)
+    assert texts[0].count("```") == 2 and "TRN-CAP-000" in texts[0]
+    tail = r.blocks[-1]["elements"][0]["text"]
+    assert tail.startswith("…and ") and "more" in tail and "--csv" in tail
+
+    env = Environment("big", "UOP")
+    clones = [
+        Clone(n, f"TRN-CAP-{n:03}", "big", "capture", "Capture", CloneState.FAILED, error="x" * 80)
+        for n in range(500)
+    ]
+    st = EnvironmentStatus(env, {"capture": {"failed": 500}}, clones)
+    r = blocks.status([st], "big", {"big": "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)"})
+    texts = [b["text"]["text"] for b in r.blocks]
+    assert all(len(t) <= SECTION_MAX for t in texts)
+    assert ":calendar: Next: strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)" in texts[0]
+    assert "more (`inventory ENV` lists all)" in texts[1]
+    assert len(r.blocks) <= 50
+
+
+# ===================================================================== against the lab
+def _answers(h: SlackHarness) -> list[str]:
+    return h.ephemeral_texts() + [
+        str(c.params.get("text", "")) for c in h.fake.of("chat.postMessage")
+    ]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("verb", grammar.VERBS)
+def test_every_verb_answers(
+    harness: SlackHarness, verb: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    caplog.set_level(logging.INFO)
+    reply = h.command(SAMPLES[verb])
+    assert reply.status == 200
+    assert reply.elapsed_s < 3
+    acked = reply.json.get("text", "")
+    if verb == "deploy":
+        h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
+    elif verb == "help":
+        assert acked.startswith("`deploy TYPE COUNT")
+    else:
+        # Every other verb answers after its work: privately, or in the channel.
+        h.fake.wait_for(lambda: h.fake.of("response_url") or h.fake.of("chat.postMessage"))
+    if verb in READ_ONLY_VERBS and verb != "help":
+        (answer,) = h.fake.of("response_url")
+        assert answer.params["text"] and answer.params["response_type"] == "ephemeral"
+        assert "warning" not in answer.params["text"], answer.params["text"]
+    h.bot.ctx.jobs.shutdown(wait=True)
+    said = [acked, *_answers(h)]
+    assert not any("Internal error" in t for t in said), said
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not any(verb in t and "not available from Slack" in t for t in said)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("verb", CHANGING)
+def test_changing_verbs_are_for_operators_and_denials_are_audited(
+    harness: SlackHarness, verb: str
+) -> None:
+    h = harness
+    text = {"prepare": "prepare capture power-off"}.get(verb, SAMPLES[verb])
+    vcenter_before = h.lab.control.stats()["total"]
+    reply = h.command(text, user=STRANGER)
+    assert reply.status == 200 and reply.elapsed_s < 3
+    assert reply.json["response_type"] == "ephemeral"
+    assert reply.json["text"].startswith(f":no_entry: You are not allowed to `{verb}`")
+    (entry,) = h.core.repo.audit_entries()
+    assert (entry.actor, entry.result, entry.channel) == (STRANGER, "denied", CHANNEL)
+    assert entry.command == f"/clones {text}" and entry.source == "slack"
+    # Nothing ran: no work, no messages, nothing in vCenter or SQLite.
+    h.bot.ctx.jobs.shutdown(wait=True)
+    assert h.fake.of("response_url") == [] and h.fake.of("chat.postMessage") == []
+    assert h.core.repo.list_environments() == []
+    assert h.lab.control.stats()["total"] == vcenter_before
+
+
+# ===================================================================== refresh
+def _message(h: SlackHarness, prefix: str) -> Message:
+    return h.fake.wait_for(
+        lambda: [m for m in h.fake.messages.values() if m.text.startswith(prefix)]
+    )[0]
+
+
+def _value(message: Message, action_id: str) -> str:
+    actions = next(b for b in message.blocks if b["type"] == "actions")
+    return str(next(e["value"] for e in actions["elements"] if e["action_id"] == action_id))
+
+
+@pytest.mark.lab
+def test_refresh_needs_confirmation(harness: SlackHarness) -> None:
+    h = harness
+    h.command("deploy capture 2 as fresh")
+    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
+    before = h.lab.control.stats()["clone_calls"]
+    old = {c.name: c.instance_uuid for c in h.core.repo.clones(environment="fresh")}
+
+    reply = h.command("refresh fresh")
+    assert reply.elapsed_s < 3 and "refresh of fresh" in reply.json["text"]
+    plan = _message(h, "Refresh fresh?")
+    assert plan.channel == CHANNEL
+    shown = plan.blocks[0]["text"]["text"]
+    assert "destroys and re-creates *2 clones* (2 capture)" in shown and "lost" in shown
+    value = _value(plan, ACTION_REFRESH_CONFIRM)
+    assert value == _value(plan, ACTION_REFRESH_CANCEL)
+    assert h.lab.control.stats()["clone_calls"] == before  # nothing yet
+
+    # The token confirms a refresh only: not a strip back, and not for a bystander.
+    h.click(ACTION_CONFIRM, value, OPERATOR, plan.ts)
+    h.fake.wait_for(lambda: any("already confirmed or cancelled" in t for t in h.ephemeral_texts()))
+    h.click(ACTION_REFRESH_CONFIRM, value, STRANGER, plan.ts)
+    h.fake.wait_for(lambda: any("who asked for this" in t for t in h.ephemeral_texts()))
+    assert h.lab.control.stats()["clone_calls"] == before
+    assert all(c.state is CloneState.READY for c in h.core.repo.clones(environment="fresh"))
+
+    reply = h.click(ACTION_REFRESH_CONFIRM, value, ADMIN, plan.ts)
+    assert reply.status == 200 and reply.elapsed_s < 3
+    h.fake.wait_for(lambda: plan.text.startswith("Refreshed fresh"), timeout=60)
+    assert "2 clones re-created" in plan.text
+    assert h.lab.control.stats()["clone_calls"] == before + 2
+    new = {c.name: c.instance_uuid for c in h.core.repo.clones(environment="fresh")}
+    assert set(new) == set(old) and all(new[n] != old[n] for n in old)
+
+    # A replayed click refreshes nothing more.
+    h.click(ACTION_REFRESH_CONFIRM, value, ADMIN, plan.ts)
+    h.fake.wait_for(
+        lambda: sum("already confirmed or cancelled" in t for t in h.ephemeral_texts()) >= 2
+    )
+    assert h.lab.control.stats()["clone_calls"] == before + 2
+
+
+@pytest.mark.lab
+def test_refresh_cancel_changes_nothing(harness: SlackHarness) -> None:
+    h = harness
+    h.command("deploy capture 1 as stay")
+    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
+    before = h.lab.control.stats()["clone_calls"]
+    h.command("refresh stay")
+    plan = _message(h, "Refresh stay?")
+    h.click(ACTION_REFRESH_CANCEL, _value(plan, ACTION_REFRESH_CANCEL), OPERATOR, plan.ts)
+    h.fake.wait_for(lambda: "cancelled" in plan.text)
+    assert "nothing was changed" in plan.text
+    assert h.lab.control.stats()["clone_calls"] == before
+    assert any(e.result == "cancelled" for e in h.core.repo.audit_entries())
+
+
+@pytest.mark.lab
+def test_power_and_plan_and_inventory_render(harness: SlackHarness) -> None:
+    h = harness
+    h.command("deploy capture 2 as pw")
+    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
+
+    h.command("power on pw")
+    power = h.fake.wait_for(
+        lambda: [c for c in h.fake.of("response_url") if "Power on" in c.params["text"]]
+    )[0]
+    assert power.params["response_type"] == "in_channel"
+    assert power.params["text"] == "Power on pw: 2 done, 0 failed"
+
+    h.command("inventory pw", user=STRANGER)  # read-only: anyone
+    inv = h.fake.wait_for(
+        lambda: [c for c in h.fake.of("response_url") if "Inventory" in c.params["text"]]
+    )[0]
+    table = inv.params["blocks"][0]["text"]["text"]
+    assert "```\nNAME" in table and table.count("\non ") + table.count(" on ") >= 2
+
+    h.command("plan capture 5", user=STRANGER)
+    plan = h.fake.wait_for(
+        lambda: [c for c in h.fake.of("response_url") if "Plan for" in c.params["text"]]
+    )[0]
+    assert plan.params["text"].startswith("Plan for 5 clones")
+    assert "Linked clones" in plan.params["blocks"][0]["text"]["text"]
