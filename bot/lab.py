@@ -560,6 +560,10 @@ class LabControl:
         """End every session: each client's next call gets NotAuthenticated."""
         self._call("POST", "/expire-sessions", {})
 
+    def pause(self, seconds: float) -> None:
+        """Make vCenter unreachable for `seconds` (SOAP connections are dropped); 0 resumes."""
+        self._call("POST", "/pause", {"seconds": seconds})
+
     def vms(self) -> list[dict[str, Any]]:
         """Every VM: name, moref, folder, host, power_state, linked, committed, custom, ..."""
         result: list[dict[str, Any]] = self._call("GET", "/vms")
@@ -701,7 +705,14 @@ def _wait_serving(info: LabInfo, timeout: float) -> bool:
 
 
 def _state_dir(state_dir: Path | None) -> Path:
-    return Path(state_dir) if state_dir is not None else Path.cwd() / ".lab"
+    if state_dir is not None:
+        return Path(state_dir)
+    # One lab per user, whatever the current directory: `clones lab down` run anywhere stops
+    # the lab `clones lab up` started elsewhere, and url = "lab" always finds it.
+    if os.environ.get("CLONES_LAB_DIR"):
+        return Path(os.environ["CLONES_LAB_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "clones" / "lab"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -731,8 +742,8 @@ def running_lab(state_dir: Path | None = None) -> LabInfo | None:
 def lab_up(spec: Path | None = None, port: int = 8989, state_dir: Path | None = None) -> LabInfo:
     """Start a lab in the background (detached), or return the one already running.
 
-    State goes to `state_dir` (default ./.lab/): lab.json (url, user, password, control, pid,
-    spec) and lab.log.
+    State goes to `state_dir` (default $CLONES_LAB_DIR, else ~/.local/state/clones/lab):
+    lab.json (url, user, password, control, pid, spec) and lab.log.
     """
     directory = _state_dir(state_dir)
     existing = running_lab(directory)

@@ -13,7 +13,10 @@ from handlers.context import HandlerContext
 
 def register(app: App, ctx: HandlerContext) -> None:
     from handlers import actions, commands, home
+    from handlers.dedupe import SeenRequests, dedupe_middleware
 
+    # Runs after Bolt's signature check: a replayed or retried request is acked, not acted on.
+    app.use(dedupe_middleware(SeenRequests()))
     commands.register(app, ctx)
     actions.register(app, ctx)
     home.register(app, ctx)

@@ -80,7 +80,7 @@ def register(app: App, ctx: HandlerContext) -> None:
     @app.action(blocks.ACTION_HOME_REFRESH)
     def home_refresh(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         ack()
-        user = str(body["user"]["id"])
+        user = str((body.get("user") or {}).get("id", ""))
         reporting(
             DirectReply(client, user), "home refresh", lambda: publish_home(ctx, client, user)
         )

@@ -65,6 +65,8 @@ type Lab struct {
 	injected     int
 	cloneOrdinal int
 	sessions     map[string]bool
+	pausedUntil  time.Time // SOAP connections are dropped until then (POST /lab/pause)
+	dropped      int       // SOAP requests dropped while paused
 
 	cloneMu sync.Mutex // serialises the body of CloneVM_Task (not its latency)
 	figMu   sync.Mutex
@@ -247,6 +249,44 @@ func (l *Lab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.mux.ServeHTTP(w, r)
 		return
 	}
+	// While paused (POST /lab/pause) vCenter is unreachable: a SOAP request that arrives, or
+	// whose answer is ready, is dropped with its connection (the work it asked for may be done:
+	// a lost reply), as when the network or vCenter goes away mid-run.
+	if l.paused() {
+		dropConnection(w)
+		return
+	}
+	rec := httptest.NewRecorder()
+	l.serveSOAP(rec, r)
+	if l.paused() {
+		dropConnection(w)
+		return
+	}
+	copyRecorded(w, rec)
+}
+
+// paused tells whether SOAP requests are being dropped now, and counts one more if so.
+func (l *Lab) paused() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Now().Before(l.pausedUntil) {
+		l.dropped++
+		return true
+	}
+	return false
+}
+
+func dropConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	http.Error(w, "lab paused", http.StatusServiceUnavailable)
+}
+
+func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	body, err := ioutil.ReadAll(r.Body)
 	_ = r.Body.Close()
 	if err != nil {
@@ -824,7 +864,8 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]interface{}{
 			"datacenter": l.spec.Datacenter, "user": l.spec.User,
 			"endpoints": []string{"GET /lab/stats", "POST /lab/reset", "POST /lab/config",
-				"GET /lab/config", "POST /lab/expire-sessions", "GET /lab/vms", "POST /lab/vms"},
+				"GET /lab/config", "POST /lab/expire-sessions", "GET /lab/vms", "POST /lab/vms",
+				"POST /lab/pause"},
 		})
 	case "GET /lab/stats":
 		l.mu.Lock()
@@ -835,13 +876,14 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 		out := map[string]interface{}{
 			"requests": reqs, "total": l.total, "clone_calls": l.cloneCalls,
 			"clones_failed_injected": l.injected, "sessions": len(l.sessions),
+			"dropped": l.dropped, "paused": time.Now().Before(l.pausedUntil),
 		}
 		l.mu.Unlock()
 		writeJSON(w, http.StatusOK, out)
 	case "POST /lab/reset":
 		l.mu.Lock()
 		l.requests = map[string]int{}
-		l.total, l.cloneCalls, l.injected, l.cloneOrdinal = 0, 0, 0, 0
+		l.total, l.cloneCalls, l.injected, l.cloneOrdinal, l.dropped = 0, 0, 0, 0, 0
 		l.rng = rand.New(rand.NewSource(l.faults.Seed))
 		l.mu.Unlock()
 		l.cust.reset()
@@ -854,6 +896,18 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, l.config())
+	case "POST /lab/pause":
+		var req struct {
+			Seconds *float64 `json:"seconds"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Seconds == nil || *req.Seconds < 0 {
+			jsonError(w, http.StatusBadRequest, `pause takes {"seconds": N} with N >= 0 (0 resumes)`)
+			return
+		}
+		l.mu.Lock()
+		l.pausedUntil = time.Now().Add(time.Duration(*req.Seconds * float64(time.Second)))
+		l.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]interface{}{"paused": *req.Seconds > 0, "seconds": *req.Seconds})
 	case "POST /lab/expire-sessions":
 		l.mu.Lock()
 		n := len(l.sessions)

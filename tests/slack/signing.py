@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from typing import Any
 from urllib.parse import urlencode
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # a made-up signing secret of Slack's shape
+_TRIGGERS = itertools.count(1)
+
+
+def trigger_id() -> str:
+    """A fresh trigger_id, as Slack gives each user action (repeats are deduplicated)."""
+    return f"{time.time_ns()}.{next(_TRIGGERS)}.a1b2c3"
 
 
 def sign(body: str, secret: str = SECRET, timestamp: int | None = None) -> dict[str, str]:
@@ -36,7 +43,7 @@ def slash_payload(text: str, user: str, channel: str, response_url: str) -> dict
         "text": text,
         "api_app_id": "A1",
         "response_url": response_url,
-        "trigger_id": "1.2.3",
+        "trigger_id": trigger_id(),
     }
 
 
@@ -54,7 +61,7 @@ def action_payload(
         "api_app_id": "A1",
         "token": "legacy-unused",
         "container": {"type": "message", "message_ts": ts, "channel_id": channel},
-        "trigger_id": "1.2.3",
+        "trigger_id": trigger_id(),
         "channel": {"id": channel, "name": "training"},
         "message": {"type": "message", "ts": ts, "text": "", "user": "UBOT"},
         "response_url": response_url,
