@@ -389,6 +389,8 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
         "total": 0,
         "clone_calls": 0,
         "clones_failed_injected": 0,
+        "dropped": 0,
+        "paused": False,
         "sessions": stats["sessions"],
     }
 
