@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bot import grammar
 from bot.errors import ClonesError, NotFoundError, UsageError, VCenterError, VCenterUnreachable
@@ -340,7 +341,9 @@ class Admin:
                 if done.state is CloneState.READY and vm.powered_on and done.moref:
                     errors = self.vcenter.power([done.moref], "on")
                     if errors[0] is None:
-                        self.repo.update_clone(done.id, power_state="poweredOn")
+                        done = self.repo.update_clone(done.id, power_state="poweredOn")
+                        with lock:
+                            powered.append(done)
             except VCenterUnreachable as exc:
                 unreachable.append(exc)
                 return
@@ -354,10 +357,21 @@ class Admin:
                     failed.append(FailedClone(done.name, done.type, done.error or done.state))
                     emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
 
+        powered: list[Clone] = []  # re-created and powered on again: customised on boot
+        since = self.service.clock() - timedelta(seconds=30)
         with ThreadPoolExecutor(
             max_workers=self.settings.concurrency, thread_name_prefix="refresh"
         ) as pool:
             list(pool.map(work, verified))
+        if powered and not unreachable:
+            try:
+                self.service.await_customization(powered, since, emit)
+            except VCenterUnreachable as exc:
+                unreachable.append(exc)
+            for c in self.repo.clones(environment=env.name, states=[CloneState.READY]):
+                if c.name in refreshed and c.customization == "failed":
+                    refreshed.remove(c.name)
+                    failed.append(FailedClone(c.name, c.type, c.error or "customization failed"))
         if refreshed and not unreachable:
             try:
                 self._confine({c.type for c, _ in verified})

@@ -523,7 +523,7 @@ class Service:
             # Events are matched from shortly before the power-on (allowing for clock skew).
             since = self.clock() - timedelta(seconds=30)
             self.power_clones(ready, "on", emit=emit)
-            self._await_customization(ready, since, emit)
+            self.await_customization(ready, since, emit)
 
     def power_clones(
         self, clones: Sequence[Clone], action: str, *, emit: Emitter | None = None
@@ -545,7 +545,7 @@ class Service:
                 emit("clone_retry", clone=f.name, message=f"power {action} failed: {f.error}")
         return failed
 
-    def _await_customization(self, clones: Sequence[Clone], since: datetime, emit: Emitter) -> None:
+    def await_customization(self, clones: Sequence[Clone], since: datetime, emit: Emitter) -> None:
         custom = [c for c in clones if self.settings.types[c.type].customization_spec and c.moref]
         if not custom:
             return
@@ -584,7 +584,7 @@ class Service:
         # Record the instance UUID before asking vCenter, so a lost reply or a crash can still
         # find the VM again by it (and never make a second one).
         clone = self.repo.update_clone(
-            clone.id, state=CloneState.CLONING, instance_uuid=instance_uuid
+            clone.id, state=CloneState.CLONING, instance_uuid=instance_uuid, customization=""
         )
         request = self.clone_request(
             clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
@@ -673,22 +673,30 @@ class Service:
                 raise
             # A VM with this name exists. It is ours only if it carries the instance UUID we
             # recorded (an earlier attempt whose reply was lost); anything else is not touched.
-            mine = self._find_mine(request.folder, request.name, request.instance_uuid)
-            if mine is None:
+            same_name = [
+                vm for vm in self.vcenter.find_vms(request.folder) if vm.name == request.name
+            ]
+            mine = next(
+                (vm for vm in same_name if vm.instance_uuid == request.instance_uuid and vm.linked),
+                None,
+            )
+            if mine is not None:
+                return self.vcenter.finish_clone(mine, request)
+            if not same_name:
                 raise VCenterFault(
-                    f"A VM named {request.name} already exists in folder {request.folder} and was "
-                    "not made by this deployment; it was left alone. Rename or remove it, or "
-                    "change the type's name_pattern.",
+                    f"vCenter refused the name {request.name} (DuplicateName), though no VM of "
+                    f"that name is in folder {request.folder} now; nothing was created. Deploy "
+                    "again to retry, or check the folder in vCenter.",
                     "DuplicateName",
                     transient=False,
                 ) from None
-            return self.vcenter.finish_clone(mine, request)
-
-    def _find_mine(self, folder: str, name: str, instance_uuid: str) -> VmFacts | None:
-        for vm in self.vcenter.find_vms(folder):
-            if vm.name == name and vm.instance_uuid == instance_uuid and vm.linked:
-                return vm
-        return None
+            raise VCenterFault(
+                f"A VM named {request.name} already exists in folder {request.folder} and was "
+                "not made by this deployment; it was left alone. Rename or remove it, or "
+                "change the type's name_pattern.",
+                "DuplicateName",
+                transient=False,
+            ) from None
 
     def _finish_deploy(
         self,

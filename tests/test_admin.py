@@ -340,6 +340,34 @@ def test_customization_on_power_on_records_success_and_failure(
     assert len(failed.error) > len("guest customization failed: ")  # the reason is kept
 
 
+def test_refresh_customises_powered_on_clones_again_and_reports_failures(
+    make_lab: MakeLab, make_app: MakeApp
+) -> None:
+    lab = make_lab(
+        {
+            "customization_specs": [WIN_SPEC],
+            "faults": {"customization_fail_names": ["TRN-CAP-002"]},
+        }
+    )
+    app = make_app(
+        lab,
+        types=types_with(capture={"customization_spec": "win-training"}),
+        customization_timeout_s=20,
+    )
+    deploy(app, "deploy capture 2 as cust and power on")
+    before = {n: vm["moref"] for n, vm in clones_of(lab).items()}
+    result = app.admin.refresh(grammar.Refresh("cust"), actor="tester")
+    after = clones_of(lab)
+    assert all(after[n]["moref"] != before[n] for n in before)  # new VMs
+    assert result.refreshed == ["TRN-CAP-001"]
+    assert [f.name for f in result.failed] == ["TRN-CAP-002"]
+    assert "customization" in result.failed[0].error
+    recorded = {c.name: c for c in app.repo.clones(environment="cust")}
+    assert recorded["TRN-CAP-001"].customization == "succeeded"
+    assert after["TRN-CAP-001"]["guest_hostname"] == "TRN-CAP-001"
+    assert recorded["TRN-CAP-002"].customization == "failed"
+
+
 def test_missing_customization_spec_is_refused_before_anything_is_created(
     lab: LabProcess, make_app: MakeApp
 ) -> None:
