@@ -16,7 +16,7 @@ def register(app: App, ctx: HandlerContext) -> None:
     from handlers.dedupe import SeenRequests, dedupe_middleware
 
     # Runs after Bolt's signature check: a replayed or retried request is acked, not acted on.
-    app.use(dedupe_middleware(SeenRequests()))
+    app.use(dedupe_middleware(SeenRequests(store=ctx.repo.first_sighting)))
     commands.register(app, ctx)
     actions.register(app, ctx)
     home.register(app, ctx)

@@ -10,8 +10,10 @@ fill its memory) and remembers, for 5 minutes:
 - a slash command's or a click's `trigger_id` and an event's `event_id`: the same user action
   delivered again, even re-signed (Slack's retries carry a new timestamp and signature).
 
-A repeat gets an empty 200 (so Slack stops retrying) and reaches no listener. Socket Mode
-requests carry no signature; their trigger_id and event_id still count.
+The keys live in SQLite (`Repository.first_sighting`), so a request replayed or retried after
+the bot restarted is still recognised. A repeat gets an empty 200 (so Slack stops retrying) and
+reaches no listener. Socket Mode requests carry no signature; their trigger_id and event_id still
+count.
 """
 
 from __future__ import annotations
@@ -32,14 +34,21 @@ REPLAY_WINDOW_S = 5 * 60.0  # Bolt's SignatureVerifier refuses anything older
 MAX_REMEMBERED = 100_000  # verified requests only; a bound all the same
 
 
+Store = Callable[[list[str], float], bool]  # keys, window seconds -> first sighting?
+
+
 class SeenRequests:
     """Keys seen in the last `window_s` seconds; `first(keys)` is an atomic check-and-insert."""
 
     def __init__(
-        self, window_s: float = REPLAY_WINDOW_S, clock: Callable[[], float] = time.monotonic
+        self,
+        window_s: float = REPLAY_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        store: Store | None = None,
     ) -> None:
         self._window_s = window_s
         self._clock = clock
+        self._store = store
         self._seen: dict[str, float] = {}  # key -> when it expires (insertion ordered)
         self._lock = threading.Lock()
 
@@ -47,6 +56,12 @@ class SeenRequests:
         """True if none of `keys` was seen (and remember them all); False for a repeat."""
         if not keys:
             return True
+        if self._store is not None:
+            # The database remembers across restarts of the bot (and across bots).
+            try:
+                return self._store(keys, self._window_s)
+            except Exception:  # never drop a real request because the store hiccuped
+                log.exception("replay store failed; remembering in memory only")
         now = self._clock()
         with self._lock:
             self._expire(now)

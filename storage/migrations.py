@@ -153,6 +153,14 @@ def m005_run_owner(db: Database) -> None:
     db.execute("CREATE INDEX clones_instance_uuid ON clones(instance_uuid)")
 
 
+@migrations()
+def m006_seen_requests(db: Database) -> None:
+    # Slack request keys (signature, trigger_id, event_id) seen in the replay window, so a request
+    # replayed or retried after a restart of the bot is still recognised; expires_at is Unix time.
+    db.execute("CREATE TABLE seen_requests (key TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
+    db.execute("CREATE INDEX seen_requests_expires ON seen_requests(expires_at)")
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

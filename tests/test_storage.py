@@ -491,3 +491,15 @@ def test_times_round_trip_as_aware_utc(repo: Repository, db_path: Path) -> None:
     assert stored.starts_at.utcoffset() == timedelta(0)
     text = raw(db_path, "SELECT starts_at FROM environments")[0][0]
     assert text == "2025-03-30T06:30:00.000000+00:00"
+
+
+def test_first_sighting_remembers_keys_for_the_window(repo: Repository, db_path: Path) -> None:
+    assert repo.first_sighting(["sig:1:a", "trigger:t1"], 300, now=1000.0)
+    assert not repo.first_sighting(["trigger:t1"], 300, now=1100.0)  # a repeat, even re-signed
+    assert not repo.first_sighting(["sig:1:a", "new"], 300, now=1100.0)
+    assert repo.first_sighting(["new"], 300, now=1100.0)  # a refused call remembered nothing
+    # Another Repository on the file (a restarted bot) still knows them, until they expire.
+    with Repository(db_path) as other:
+        assert not other.first_sighting(["trigger:t1"], 300, now=1299.0)
+        assert other.first_sighting(["trigger:t1"], 300, now=1300.0)
+    assert repo.first_sighting([], 300)

@@ -116,3 +116,16 @@ def test_a_replay_with_another_users_id_is_forged(h: SlackHarness) -> None:
 @pytest.fixture
 def h(harness: SlackHarness) -> SlackHarness:
     return harness
+
+
+def test_a_replay_after_the_bot_restarted_is_still_recognised(h: SlackHarness) -> None:
+    """The seen-request memory lives in SQLite: a fresh bot on the same database (a restart)
+    refuses what the first one already acted on."""
+    from handlers.dedupe import SeenRequests
+
+    keys = ["sig:1700000000:v0=abc", "trigger:9.9.9"]
+    before_restart = SeenRequests(store=h.core.repo.first_sighting)
+    assert before_restart.first(keys)
+    after_restart = SeenRequests(store=h.core.repo.first_sighting)
+    assert not after_restart.first(["trigger:9.9.9"])
+    assert after_restart.first(["trigger:another"])
