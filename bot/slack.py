@@ -178,6 +178,8 @@ class SlackBot:
     def close(self, wait: bool = True) -> None:
         self.schedules.shutdown(wait=wait)
         self.ctx.jobs.shutdown(wait=wait)
+        if self.ctx.reads is not None:
+            self.ctx.reads.shutdown(wait=wait)
 
 
 def create_bot(
@@ -232,6 +234,7 @@ def create_bot(
         admin=core.admin,
         schedules=schedules,
         recovery=core.recovery,
+        reads=Jobs(workers=2, max_pending=64, name="read"),
     )
     register(app, ctx)
     if not ctx.access.configured:

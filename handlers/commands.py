@@ -23,6 +23,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot import grammar
+from bot.access import READ_ONLY_VERBS
 from bot.chart import render_savings_chart
 from bot.errors import ClonesError, NotFoundError, UsageError
 from bot.models import CloneState, RunKind
@@ -54,8 +55,11 @@ class Request:
         return verb_of(self.command)
 
     def later(self, what: str, fn: Callable[[], object]) -> None:
-        """Run `fn` in the job pool; its errors reach the user privately."""
-        self.ctx.jobs.submit(reporting, self.tell, what, fn)
+        """Run `fn` in the job pool (reads in their own); its errors reach the user privately."""
+        pool = self.ctx.jobs
+        if self.ctx.reads is not None and self.verb in READ_ONLY_VERBS:
+            pool = self.ctx.reads
+        pool.submit(reporting, self.tell, what, fn)
 
 
 # A handler returns the acknowledgement text ("" for a plain ack) and may queue work.

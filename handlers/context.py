@@ -70,6 +70,8 @@ class HandlerContext:
     admin: Admin
     schedules: ScheduleService
     recovery: Recovery
+    # Read-only commands get their own small pool: queued deployments never make them "busy".
+    reads: Jobs | None = None
 
     def next_event_texts(self) -> dict[str, str]:
         """Environment -> "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)" (one query)."""
