@@ -174,3 +174,16 @@ def test_to_toml_round_trips() -> None:
     raw = good()
     raw["slack"] = {"admins": ["U012ABCDEF"], "progress_interval_s": 3.0}
     assert tomllib.loads(to_toml(raw)) == raw
+
+
+def test_the_example_configuration_loads() -> None:
+    """clones.example.toml (what the README and the errors point people to) stays valid."""
+    from pathlib import Path
+
+    from bot.settings import load_settings
+
+    example = Path(__file__).resolve().parent.parent / "clones.example.toml"
+    settings = load_settings(example, environ={"CLONES_VCENTER_PASSWORD": "secret"})
+    assert sorted(settings.types) == ["capture", "packaging", "verification"]
+    assert settings.vcenter.url.startswith("https://") and not settings.vcenter.insecure
+    assert settings.vcenter.password == "secret"
