@@ -112,17 +112,11 @@ class _Bot:
     ctx: Any
 
 
-def start_bot(core: bootstrap.App, *, backlog: int | None = None) -> RunningBot:
-    """Serve the real Bolt app for `core` on 127.0.0.1 (a free port) with bot.slack's server.
-
-    `backlog` re-listens with a longer accept queue than socketserver's default of 5, to show
-    the effect of that one setting.
-    """
+def start_bot(core: bootstrap.App) -> RunningBot:
+    """Serve the real Bolt app for `core` on 127.0.0.1 (a free port) with bot.slack's server."""
     client = make_client(core.settings.slack, "xoxb-bench")
     bot, wiring = build_context(core, client)
     server = http_server(bot.app, "127.0.0.1", 0)
-    if backlog is not None:
-        server.socket.listen(backlog)
     threading.Thread(target=server.serve_forever, name="bench-http", daemon=True).start()
     port = server.server_address[1]
     return RunningBot(bot.app, bot.ctx, server, f"http://127.0.0.1:{port}/slack/events", wiring)

@@ -2,6 +2,12 @@
 
 Both concurrency levels run against one lab vCenter in the same run, after a warm-up deployment
 (which also creates the parents' base snapshots, so neither measured run pays for them).
+
+The lab spends its own time on each request besides the injected latency L (the simulator makes
+the clone's files and objects; `busy_ms` in the lab's stats). "lab ideal" is ceil(N/c) x
+(L + the lab's own time per clone), the time if the bot took none: reported beside the issue's
+ideal, which charges the lab's own work to the bot. Blocking waits (WaitForUpdatesEx) are left
+out of the lab's own time: they are the lab waiting, not working.
 """
 
 from __future__ import annotations
@@ -26,6 +32,15 @@ from bot import bootstrap, grammar
 
 TARGET_IDEAL_RATIO = 1.15
 TARGET_SPEEDUP = 6.5
+BLOCKING = ("WaitForUpdatesEx", "WaitForUpdates")
+
+
+def lab_own_s(stats: dict[str, Any]) -> float:
+    """Seconds the lab spent on the requests in `stats` itself (injected latency excluded)."""
+    busy = stats.get("busy_ms") or {}
+    return sum(ms for method, ms in busy.items() if method not in BLOCKING) / 1000
+
+
 ACTOR = "bench"
 
 
@@ -59,6 +74,9 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
                     f"{len(stripped.destroyed)} destroyed of {n}"
                 )
             ideal = math.ceil(n / level) * latency
+            lab_deploy, lab_strip = lab_own_s(deploy_stats), lab_own_s(strip_stats)
+            lab_ideal_deploy = math.ceil(n / level) * (latency + lab_deploy / n)
+            lab_ideal_strip = math.ceil(n / level) * (latency + lab_strip / n)
             runs[f"c{level}"] = {
                 "concurrency": level,
                 "ideal_s": ideal,
@@ -68,6 +86,15 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
                 "strip_pool_s": round(stripped.elapsed_s, 3),
                 "deploy_vs_ideal": round(deploy_s / ideal, 3),
                 "strip_vs_ideal": round(strip_s / ideal, 3),
+                "deploy_lab_own_ms_per_clone": round(lab_deploy / n * 1000, 2),
+                "strip_lab_own_ms_per_clone": round(lab_strip / n * 1000, 2),
+                "deploy_lab_ideal_s": round(lab_ideal_deploy, 3),
+                "strip_lab_ideal_s": round(lab_ideal_strip, 3),
+                "deploy_vs_lab_ideal": round(deploy_s / lab_ideal_deploy, 3),
+                "strip_vs_lab_ideal": round(strip_s / lab_ideal_strip, 3),
+                "deploy_clone_lock_wait_ms": deploy_stats.get("clone_lock_wait_ms"),
+                "deploy_busy_ms": deploy_stats.get("busy_ms"),
+                "strip_busy_ms": strip_stats.get("busy_ms"),
                 "deploy_requests": deploy_stats.get("total"),
                 "strip_requests": strip_stats.get("total"),
             }
@@ -98,7 +125,18 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
     }
     table = Table(
         f"1. Throughput: N={n}, L={profile.latency_ms} ms, concurrency {c} vs 1",
-        ["phase", "concurrency", "ideal s", "wall s", "pool s", "x ideal", "SOAP calls"],
+        [
+            "phase",
+            "concurrency",
+            "ideal s",
+            "wall s",
+            "pool s",
+            "x ideal",
+            "lab ms/clone",
+            "lab ideal s",
+            "x lab ideal",
+            "SOAP calls",
+        ],
     )
     for key in (f"c{c}", "c1"):
         r = runs[key]
@@ -110,6 +148,9 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
                 r[f"{phase}_wall_s"],
                 r[f"{phase}_pool_s"],
                 r[f"{phase}_vs_ideal"],
+                r[f"{phase}_lab_own_ms_per_clone"],
+                r[f"{phase}_lab_ideal_s"],
+                r[f"{phase}_vs_lab_ideal"],
                 r[f"{phase}_requests"],
             )
     checks = Table("   targets", ["check", "value", "target", "result"])

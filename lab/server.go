@@ -60,6 +60,8 @@ type Lab struct {
 	faults       FaultSpec
 	rng          *rand.Rand
 	requests     map[string]int
+	busy         map[string]time.Duration // server-side time by method, injected latency excluded
+	cloneWait    time.Duration            // time CloneVM_Task bodies queued for cloneMu
 	total        int
 	cloneCalls   int
 	injected     int
@@ -85,6 +87,7 @@ func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
 		faults:       spec.Faults,
 		rng:          rand.New(rand.NewSource(spec.Faults.Seed)),
 		requests:     map[string]int{},
+		busy:         map[string]time.Duration{},
 		sessions:     map[string]bool{},
 		figs:         map[types.ManagedObjectReference]*figures{},
 		cust:         newCustomizer(spec),
@@ -294,6 +297,19 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := soapMethodName(body)
+	// Server-side time for this request, less the latency the lab injects on purpose and (for
+	// CloneVM_Task) the wait for cloneMu: what the lab itself spends on the method.
+	started := time.Now()
+	var excluded time.Duration
+	defer func() {
+		if name == "" {
+			return
+		}
+		spent := time.Since(started) - excluded
+		l.mu.Lock()
+		l.busy[name] += spent
+		l.mu.Unlock()
+	}()
 	l.mu.Lock()
 	l.total++
 	if name != "" {
@@ -334,7 +350,7 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 
 	switch name {
 	case "CloneVM_Task":
-		l.handleClone(w, r, body)
+		excluded = l.handleClone(w, r, body)
 		return
 	case "CustomizeVM_Task":
 		if l.rejectCustomize(w, body) {
@@ -342,7 +358,7 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		}
 	case "Destroy_Task":
 		if strings.Contains(string(body), "VirtualMachine") {
-			l.sleep(func() int { return l.destroyLat })
+			excluded = l.sleep(func() int { return l.destroyLat })
 		}
 	}
 	after := l.beforeMethod(name, body) // customization, DRS clean-up (customize.go)
@@ -372,13 +388,17 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	copyRecorded(w, rec)
 }
 
-func (l *Lab) sleep(ms func() int) {
+// sleep waits the injected latency ms() and returns how long it slept.
+func (l *Lab) sleep(ms func() int) time.Duration {
 	l.mu.Lock()
 	d := ms()
 	l.mu.Unlock()
-	if d > 0 {
-		time.Sleep(time.Duration(d) * time.Millisecond)
+	if d <= 0 {
+		return 0
 	}
+	started := time.Now()
+	time.Sleep(time.Duration(d) * time.Millisecond)
+	return time.Since(started)
 }
 
 func (l *Lab) forward(r *http.Request, body []byte) (rec *httptest.ResponseRecorder) {
@@ -485,21 +505,29 @@ func firstDiskFile(vm *simulator.VirtualMachine) string {
 	return ""
 }
 
-func (l *Lab) handleClone(w http.ResponseWriter, r *http.Request, body []byte) {
+// handleClone answers a CloneVM_Task; it returns the time not spent working on it (the injected
+// latency and the wait for cloneMu), which serveSOAP leaves out of busy_ms.
+func (l *Lab) handleClone(w http.ResponseWriter, r *http.Request, body []byte) (idle time.Duration) {
 	method, err := simulator.UnmarshalBody(typeFunc, body)
 	if err != nil {
 		copyRecorded(w, l.forward(r, body))
-		return
+		return 0
 	}
 	req, ok := method.Body.(*types.CloneVM_Task)
 	if !ok {
 		copyRecorded(w, l.forward(r, body))
-		return
+		return 0
 	}
-	l.sleep(func() int { return l.cloneLatency })
+	idle = l.sleep(func() int { return l.cloneLatency })
 
+	queued := time.Now()
 	l.cloneMu.Lock()
 	defer l.cloneMu.Unlock()
+	waited := time.Since(queued)
+	idle += waited
+	l.mu.Lock()
+	l.cloneWait += waited
+	l.mu.Unlock()
 
 	l.mu.Lock()
 	l.cloneOrdinal++
@@ -574,6 +602,7 @@ func (l *Lab) handleClone(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	l.applyFigures()
 	copyRecorded(w, rec)
+	return idle
 }
 
 // fixClone makes the simulator's clone look like what vCenter would have made.
@@ -846,6 +875,11 @@ func deepCopy(v reflect.Value) reflect.Value {
 // ---------------------------------------------------------------------------------------------
 // /lab control API
 
+// msOf is d in milliseconds, to 0.01 ms.
+func msOf(d time.Duration) float64 {
+	return float64(d.Round(10*time.Microsecond)) / float64(time.Millisecond)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v interface{}) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -873,8 +907,13 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 		for k, v := range l.requests {
 			reqs[k] = v
 		}
+		busy := map[string]float64{}
+		for k, v := range l.busy {
+			busy[k] = msOf(v)
+		}
 		out := map[string]interface{}{
 			"requests": reqs, "total": l.total, "clone_calls": l.cloneCalls,
+			"busy_ms": busy, "clone_lock_wait_ms": msOf(l.cloneWait),
 			"clones_failed_injected": l.injected, "sessions": len(l.sessions),
 			"dropped": l.dropped, "paused": time.Now().Before(l.pausedUntil),
 		}
@@ -883,6 +922,8 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 	case "POST /lab/reset":
 		l.mu.Lock()
 		l.requests = map[string]int{}
+		l.busy = map[string]time.Duration{}
+		l.cloneWait = 0
 		l.total, l.cloneCalls, l.injected, l.cloneOrdinal, l.dropped = 0, 0, 0, 0, 0
 		l.rng = rand.New(rand.NewSource(l.faults.Seed))
 		l.mu.Unlock()

@@ -383,9 +383,13 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
     assert stats["clone_calls"] == 1
     assert stats["requests"]["Fetch"] > 0  # pyvmomi reads properties with Fetch
     assert stats["total"] == sum(stats["requests"].values())
+    assert set(stats["busy_ms"]) == set(stats["requests"])  # server-side time, by method
+    assert all(ms >= 0 for ms in stats["busy_ms"].values())
     lab.control.reset()
     assert lab.control.stats() == {
         "requests": {},
+        "busy_ms": {},
+        "clone_lock_wait_ms": 0,
         "total": 0,
         "clone_calls": 0,
         "clones_failed_injected": 0,
