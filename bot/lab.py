@@ -715,7 +715,8 @@ def _state_dir(state_dir: Path | None) -> Path:
     return Path(base) / "clones" / "lab"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while a process with this id exists (a signal-0 probe)."""
     if pid <= 0:
         return False
     try:
@@ -734,7 +735,7 @@ def running_lab(state_dir: Path | None = None) -> LabInfo | None:
         info = LabInfo.from_json(json.loads(state.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError):
         return None
-    if not _pid_alive(info.pid) or not LabControl(info.control, timeout=2.0).ping():
+    if not pid_alive(info.pid) or not LabControl(info.control, timeout=2.0).ping():
         return None
     return info
 
@@ -797,16 +798,16 @@ def lab_down(state_dir: Path | None = None) -> bool:
         info = LabInfo.from_json(json.loads(state.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError):
         return False
-    was_running = _pid_alive(info.pid)
+    was_running = pid_alive(info.pid)
     if was_running:
         with contextlib.suppress(ProcessLookupError):
             os.kill(info.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while _pid_alive(info.pid) and time.monotonic() < deadline:
+        while pid_alive(info.pid) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(info.pid, os.WNOHANG)
             time.sleep(0.05)
-        if _pid_alive(info.pid):
+        if pid_alive(info.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(info.pid, signal.SIGKILL)
     state.unlink(missing_ok=True)

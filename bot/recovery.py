@@ -16,13 +16,13 @@ attribute can be set by anyone) and is only reported.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot.errors import ClonesError, ConflictError, VCenterUnreachable
+from bot.lab import pid_alive
 from bot.models import Clone, CloneState, Run, RunKind, RunState
 from bot.service import (
     LIVE_STATES,
@@ -101,7 +101,7 @@ class Recovery:
         if run.owner == self.service.owner:
             return False  # this very process runs it
         host, _, pid = run.owner.rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+        if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
             return True
         beat = run.heartbeat_at or run.started_at
         return beat is None or self.clock() - beat > STALE_AFTER
@@ -305,13 +305,3 @@ class Recovery:
             detail=f"{orphan.vm.moref} (Environment={env})",
         )
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -397,29 +397,16 @@ class VCenter:
         return [obj for obj, props in rows if props.get("name") == name]
 
     def parent_facts(self, parent: str, snapshot: str) -> ParentFacts:
-        vm = self.find_parent(parent)
-        props = self._retrieve_one(
-            vm,
-            [
-                "config.hardware.device",
-                "summary.storage",
-                "runtime.powerState",
-                "snapshot",
-                "config.hardware.memoryMB",
-            ],
-        )
-        disks = [d for d in props.get("config.hardware.device", []) if _is_disk(d)]
-        provisioned = sum(int(d.capacityInBytes or d.capacityInKB * 1024) for d in disks)
-        storage = props.get("summary.storage")
-        used = int(storage.committed) if storage is not None else 0
-        snap = _find_snapshot(props.get("snapshot"), snapshot)
+        """A parent's sizes and state (one read; see parent_report for the details)."""
+        report = self.parent_report(parent, snapshot)
         return ParentFacts(
             name=parent,
-            provisioned_bytes=provisioned,
-            used_bytes=used,
-            powered_on=props.get("runtime.powerState") == vim.VirtualMachinePowerState.poweredOn,
-            snapshot=snapshot if snap is not None else None,
-            memory_mb=int(props.get("config.hardware.memoryMB") or 0),
+            provisioned_bytes=sum(d.capacity_bytes for d in report.disks),
+            used_bytes=report.used_bytes,
+            # Anything but powered off (on, suspended) counts as on: no snapshot then.
+            powered_on=report.powered_on,
+            snapshot=snapshot if report.snapshots_named else None,
+            memory_mb=report.memory_mb,
         )
 
     def datastore_free_bytes(self, datastore: str) -> int:
