@@ -431,13 +431,18 @@ class Service:
         return names
 
     def delta_estimate(self, t: TypeSettings) -> int:
-        """Expected delta per new clone: the average of this type's recorded clones, else 1 GB."""
+        """Expected delta per new clone: the average of this type's recorded clones, else the
+        type's delta_estimate_gb, else 1 GB (a powered-off linked clone's delta starts small)."""
         seen = [
             c.delta_bytes
             for c in self.repo.clones(type=t.name, states=[CloneState.READY])
             if c.delta_bytes
         ]
-        return int(sum(seen) / len(seen)) if seen else GIB
+        if seen:
+            return int(sum(seen) / len(seen))
+        if t.delta_estimate_gb is not None:
+            return int(t.delta_estimate_gb * GIB)
+        return GIB
 
     def _remember_parent(self, facts: ParentFacts) -> None:
         self.repo.save_parent_facts(facts)

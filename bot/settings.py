@@ -57,6 +57,9 @@ class TypeSettings:
     customization_spec: str | None = None  # a named guest customization spec in vCenter
     disk_mode: str | None = None  # e.g. "independent_nonpersistent", set after cloning
     power_on: bool = False  # power clones on when they are ready
+    # Expected delta of a new clone (GB), for plans and the capacity guard until this type has
+    # clones of its own to average; None: 1 GB.
+    delta_estimate_gb: float | None = None
     # Extra custom attributes for the asset inventory: name -> value pattern, with {name} (the
     # clone's name), {n} (its number), {type} and {environment} filled in at deploy time.
     attributes: dict[str, str] = field(default_factory=dict)
@@ -373,6 +376,13 @@ def _type(name: str, t: Any, where: str) -> TypeSettings:
             f'{ctx} disk_mode "{disk_mode}" is not a vSphere disk mode; use one of '
             f"{', '.join(DISK_MODES)} (training labs usually want independent_nonpersistent)."
         )
+    delta_estimate = t.get("delta_estimate_gb")
+    if delta_estimate is not None and (
+        isinstance(delta_estimate, bool)
+        or not isinstance(delta_estimate, int | float)
+        or delta_estimate < 0
+    ):
+        raise ConfigError(f"{ctx} delta_estimate_gb must be a number of GB, 0 or more (e.g. 0.5).")
     power_on = t.get("power_on", False)
     if not isinstance(power_on, bool):
         raise ConfigError(f"{ctx} power_on must be true or false.")
@@ -405,6 +415,7 @@ def _type(name: str, t: Any, where: str) -> TypeSettings:
         disk_mode=disk_mode,
         power_on=power_on,
         attributes=dict(attributes),
+        delta_estimate_gb=float(delta_estimate) if delta_estimate is not None else None,
     )
 
 

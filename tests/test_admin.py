@@ -504,6 +504,19 @@ def test_plan_shows_estimates_and_free_space(lab: LabProcess, make_app: MakeApp)
     assert vms(lab) == before  # plan creates nothing
 
 
+def test_plan_uses_the_configured_delta_then_what_clones_measured(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    app = make_app(lab, types=types_with(capture={"delta_estimate_gb": 0.5}))
+    # No clone yet: the type's delta_estimate_gb.
+    assert plan(app, "plan capture 25").estimate.linked_bytes == pytest.approx(
+        3.34 * GIB + 25 * 0.5 * GIB, abs=25
+    )
+    deploy(app, "deploy capture 2 as measured")
+    # Clones exist: their measured delta (the lab's 0.13 GB) wins: the origin's 6.59 GB.
+    assert plan(app, "plan capture 25").estimate.linked_gb == 6.59
+
+
 def test_capacity_guard_counts_swap_when_powering_on(make_lab: MakeLab, make_app: MakeApp) -> None:
     # 20 GB free, 10 GB headroom: 6 clones need 6 GB (fits), 12 GB with 1 GB swap each (not).
     lab = make_lab({"datastores": [{"name": "TrainingDS", "capacity_gb": 500, "free_gb": 20}]})

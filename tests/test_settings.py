@@ -187,3 +187,28 @@ def test_the_example_configuration_loads() -> None:
     assert sorted(settings.types) == ["capture", "packaging", "verification"]
     assert settings.vcenter.url.startswith("https://") and not settings.vcenter.insecure
     assert settings.vcenter.password == "secret"
+
+
+def test_delta_estimate_is_validated() -> None:
+    from bot.errors import ConfigError
+    from bot.settings import settings_from_dict
+
+    def load(value: object) -> object:
+        raw = {
+            "vcenter": {"url": "lab"},
+            "types": {
+                "capture": {
+                    "parent": "Capture",
+                    "folder": "Training",
+                    "resource_pool": "Training",
+                    "datastore": "TrainingDS",
+                    "delta_estimate_gb": value,
+                }
+            },
+        }
+        return settings_from_dict(raw, env={}).types["capture"].delta_estimate_gb
+
+    assert load(0.13) == 0.13
+    for bad in (-1, "lots", True):
+        with pytest.raises(ConfigError, match="delta_estimate_gb"):
+            load(bad)
