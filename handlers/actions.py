@@ -19,7 +19,7 @@ from handlers import blocks
 from handlers.commands import post_plan
 from handlers.context import SOURCE, DirectReply, HandlerContext, Reply, Tell, log, reporting
 from handlers.home import publish_home
-from handlers.notify import extend_label
+from handlers.notify import extend_label, tell_home_channel
 from handlers.progress import ProgressMessage
 
 
@@ -150,6 +150,7 @@ def on_confirm(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tel
     )
 
     def strip() -> None:
+        env_record = ctx.repo.get_environment(environment)  # before its clones go
         try:
             result = ctx.service.teardown(
                 environment,
@@ -164,6 +165,13 @@ def on_confirm(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tel
             )
             raise
         progress.finish(blocks.teardown_result(result, user))
+        tell_home_channel(
+            client,
+            env_record,
+            channel,
+            f"Strip back of {environment} confirmed by <@{user}> finished: "
+            f"{len(result.destroyed)} clones destroyed, {result.reclaimed_gb:.2f} GB reclaimed.",
+        )
         log.info("strip back of %s finished: %s", environment, result.state.value)
 
     # Replace the buttons at once, so nobody clicks a button whose token is already gone; that

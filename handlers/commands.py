@@ -29,6 +29,7 @@ from bot.errors import ClonesError, NotFoundError, UsageError
 from bot.models import CloneState, RunKind
 from handlers import blocks
 from handlers.context import SOURCE, HandlerContext, Reply, explain, log, reporting
+from handlers.notify import tell_home_channel
 from handlers.progress import ProgressMessage
 
 
@@ -195,6 +196,14 @@ def _deploy(
             title=f"Savings in {result.environment}",
             alt_txt="Bar chart of disk space: thick vs thin full clones vs linked clones",
         )
+    failed = f", {len(result.failed)} failed" if result.failed else ""
+    tell_home_channel(
+        client,
+        ctx.repo.get_environment(result.environment),
+        channel,
+        f"Deployment into {result.environment} by <@{user}> finished: {len(result.ready)} of "
+        f"{result.requested} linked clones ready{failed}.",
+    )
     log.info("deploy of %s finished: %s", result.environment, result.state.value)
 
 

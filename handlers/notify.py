@@ -100,3 +100,18 @@ class SlackNotifier:
             ).start()
 
         return on_event
+
+
+def tell_home_channel(
+    client: WebClient, environment: Environment | None, from_channel: str, text: str
+) -> None:
+    """Trainers follow an environment in its own channel: when a run was started from another
+    channel (whose message shows the progress), post the outcome there too."""
+    if environment is None or not environment.channel or environment.channel == from_channel:
+        return
+    try:
+        client.chat_postMessage(
+            channel=environment.channel, text=text, blocks=[blocks.section(blocks.esc(text))]
+        )
+    except Exception:  # a notification must never turn a finished run into an error
+        log.exception("could not notify %s in %s", environment.name, environment.channel)

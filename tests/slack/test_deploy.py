@@ -108,3 +108,29 @@ def test_unknown_type_and_bad_words_answer_in_the_ack(harness: SlackHarness) -> 
     assert reply.json["text"].startswith("Type these after `/clones`")
     assert h.fake.of("chat.postMessage") == []
     assert h.core.repo.clones() == []
+
+
+def test_a_run_started_from_another_channel_is_reported_in_the_environments_channel(
+    harness: SlackHarness,
+) -> None:
+    """Trainers follow an environment in its own channel (where it was first deployed)."""
+    h = harness
+    h.command("deploy capture 1 as cohort")  # cohort's channel: CHANNEL
+    h.fake.wait_for(lambda: len(h.fake.ok_calls("files.completeUploadExternal")) == 1, timeout=60)
+    other = "C0OTHERCHAN"
+    h.command("deploy capture 2 as cohort", channel=other)
+    h.fake.wait_for(lambda: len(h.fake.ok_calls("files.completeUploadExternal")) == 2, timeout=60)
+    home = h.fake.wait_for(
+        lambda: [
+            p
+            for p in h.fake.ok_calls("chat.postMessage")
+            if p.params["channel"] == CHANNEL and "finished" in p.params["text"]
+        ]
+    )
+    assert home[0].params["text"].startswith("Deployment into cohort by <@")
+    assert "2 of 2 linked clones ready" in home[0].params["text"]
+    # Only the run from elsewhere is announced: the first one showed its own progress there.
+    notes = [
+        p for p in h.fake.ok_calls("chat.postMessage") if "Deployment into" in p.params["text"]
+    ]
+    assert len(notes) == 1

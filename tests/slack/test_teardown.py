@@ -130,3 +130,29 @@ def test_teardown_of_unknown_environment_says_so(harness: SlackHarness) -> None:
     assert reply.status == 200
     h.fake.wait_for(lambda: any('No environment named "nowhere"' in t for t in h.ephemeral_texts()))
     assert h.fake.of("chat.postMessage") == []
+
+
+def test_a_strip_back_confirmed_elsewhere_is_reported_in_the_environments_channel(
+    harness: SlackHarness,
+) -> None:
+    h = harness
+    _deploy(h, 2, "elsewhere")  # its channel: CHANNEL
+    other = "C0OTHERCHAN"
+    before = len(h.fake.ok_calls("chat.postMessage"))
+    h.command("teardown elsewhere", channel=other)
+    post = h.fake.wait_for(lambda: h.fake.ok_calls("chat.postMessage")[before:])[0]
+    assert post.params["channel"] == other
+    message = next(m for m in h.fake.messages.values() if m.text == post.params["text"])
+    actions = next(b for b in message.blocks if b["type"] == "actions")
+    value = next(e["value"] for e in actions["elements"] if e["action_id"] == ACTION_CONFIRM)
+    h.click(ACTION_CONFIRM, value, OPERATOR, message.ts, channel=other)
+    note = h.fake.wait_for(
+        lambda: [
+            p
+            for p in h.fake.ok_calls("chat.postMessage")
+            if p.params["channel"] == CHANNEL and "Strip back of elsewhere" in p.params["text"]
+        ],
+        timeout=60,
+    )
+    assert "2 clones destroyed" in note[0].params["text"]
+    assert _live(h, "elsewhere") == 0
