@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from bot.bootstrap import App
 from bot.lab import DEFAULT_SPEC, LabProcess, deep_merge, ensure_built
+from tests.helpers import MakeApp, lab_app
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +41,19 @@ def make_lab(lab_binary: Path) -> Iterator[Callable[[dict[str, Any]], LabProcess
     yield make
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[MakeApp]:
+    """Factory: the wired app (repository, adapter, service) for a lab, each on its own SQLite
+    file under tmp_path, closed afterwards."""
+    apps: list[App] = []
+
+    def make(lab: LabProcess, **overrides: Any) -> App:
+        app = lab_app(lab, tmp_path / f"clones-{len(apps)}.db", **overrides)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bot import grammar
 from bot.bootstrap import App, build
 from bot.lab import LabProcess
 from bot.settings import Settings, settings_from_dict
@@ -123,3 +125,14 @@ def _toml_value(value: Any) -> str:
 def write_config(path: Path, raw: dict[str, Any]) -> Path:
     path.write_text(to_toml(raw), encoding="utf-8")
     return path
+
+
+MakeLab = Callable[[dict[str, Any]], LabProcess]
+MakeApp = Callable[..., App]
+
+
+def deploy(app: App, text: str, actor: str = "trainer", **kwargs: Any) -> Any:
+    """Run a deploy command through the service layer, as a front end would."""
+    command = grammar.parse(text)
+    assert isinstance(command, grammar.Deploy)
+    return app.service.deploy(command, actor=actor, **kwargs)

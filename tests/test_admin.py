@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,10 @@ from bot.lab import DEFAULT_SPEC, LabError, LabProcess, validate_spec_data
 from bot.models import CloneState
 from bot.placement import drs_prefix
 from bot.savings import GIB
-from tests.helpers import LAB_TYPES, lab_app, lab_settings
+from tests.helpers import LAB_TYPES, MakeApp, MakeLab, deploy, lab_app, lab_settings
 
 pytestmark = pytest.mark.lab
 
-MakeLab = Callable[[dict[str, Any]], LabProcess]
-MakeApp = Callable[..., App]
 
 WIN_SPEC = {"name": "win-training", "kind": "sysprep", "description": "Training Windows guests"}
 LARGE_CLUSTERS = [{"name": "Training", "hosts": 8}, {"name": "Training-Large", "hosts": 12}]
@@ -80,12 +78,6 @@ def vms(lab: LabProcess) -> dict[str, dict[str, Any]]:
 
 def clones_of(lab: LabProcess) -> dict[str, dict[str, Any]]:
     return {n: vm for n, vm in vms(lab).items() if n.startswith("TRN-")}
-
-
-def deploy(app: App, text: str) -> Any:
-    command = grammar.parse(text)
-    assert isinstance(command, grammar.Deploy)
-    return app.service.deploy(command, actor="trainer")
 
 
 def run_task(app: App, task: Any) -> Any:

@@ -13,13 +13,8 @@ import copy
 import csv
 import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +24,8 @@ from bot import cli
 from bot.lab import DEFAULT_SPEC, LabProcess
 from bot.placement import drs_prefix
 from bot.vcenter import VCenter
-from storage import Repository
-from tests.helpers import (
-    LAB_TYPES,
-    PASSWORD_ENV,
-    lab_config,
-    lab_environ,
-    lab_settings,
-    write_config,
-)
+from tests.helpers import LAB_TYPES, lab_settings
+from tests.terminal import Result, Terminal, assert_clean_failure
 
 pytestmark = pytest.mark.lab
 
@@ -45,68 +33,6 @@ MakeLab = Callable[[dict[str, Any]], LabProcess]
 WIN_SPEC = {"name": "win-training", "kind": "sysprep"}
 LARGE_CLUSTERS = [{"name": "Training", "hosts": 8}, {"name": "Training-Large", "hosts": 12}]
 ASSET_ATTRIBUTES = {"AssetTag": "TRN-{n:04}", "CostCentre": "TR-01"}
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-class Terminal:
-    """`clones ...` for one test: a config file for its lab, a SQLite file, the environment."""
-
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-        self.tmp_path = tmp_path
-        self.monkeypatch = monkeypatch
-        self.capsys = capsys
-        self.config = tmp_path / "clones.toml"
-        self.database = tmp_path / "clones.db"
-        self.env: dict[str, str] = {}
-        for name in ("CLONES_DB", "CLONES_VCENTER_URL", "CLONES_VCENTER_USER", PASSWORD_ENV):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.chdir(tmp_path)
-
-    def configure(self, lab: LabProcess, **overrides: Any) -> None:
-        write_config(self.config, lab_config(lab, self.database, **overrides))
-        self.env = {"CLONES_CONFIG": str(self.config), "CLONES_USER": "trainer", **lab_environ(lab)}
-        for name, value in self.env.items():
-            self.monkeypatch.setenv(name, value)
-
-    def __call__(self, *args: str) -> Result:
-        self.capsys.readouterr()
-        code = cli.main(list(args))
-        captured = self.capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    def console_script(self, *args: str) -> Result:
-        exe = shutil.which("clones")
-        command = [exe] if exe else [sys.executable, "-m", "bot"]
-        proc = subprocess.run(
-            [*command, *args],
-            env={**os.environ, **self.env},
-            cwd=self.tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
-
-    def recorded(self) -> tuple[int, int]:
-        """(environments, clones) in the SQLite file (0, 0 if there is none)."""
-        if not self.database.exists():
-            return 0, 0
-        with Repository(self.database) as repo:
-            return len(repo.list_environments()), len(repo.clones())
-
-    def clones(self, environment: str) -> dict[str, Any]:
-        with Repository(self.database) as repo:
-            return {c.name: c for c in repo.clones(environment=environment)}
 
 
 @pytest.fixture
@@ -150,17 +76,6 @@ def vms(lab: LabProcess) -> dict[str, dict[str, Any]]:
 
 def clones_of(lab: LabProcess) -> dict[str, dict[str, Any]]:
     return {n: vm for n, vm in vms(lab).items() if n.startswith("TRN-")}
-
-
-def assert_clean_failure(result: Result, *fragments: str) -> None:
-    """A non-zero exit, one line on stderr naming the problem, no traceback."""
-    assert result.code != 0, result
-    assert "Traceback" not in result.err + result.out
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("clones: ")
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def ok(result: Result) -> Result:
@@ -506,17 +421,17 @@ def test_refresh_from_the_terminal(lab: LabProcess, term: Terminal, tmp_path: Pa
 # ======================================================================= the console script
 def test_admin_verbs_through_the_clones_console_script(lab: LabProcess, term: Terminal) -> None:
     term.configure(lab, types=types_with(capture={"attributes": ASSET_ATTRIBUTES}))
-    planned = term.console_script("plan", "capture", "3", "--json")
+    planned = term.subprocess("plan", "capture", "3", "--json")
     assert planned.code == 0, planned.err
     assert planned.json["estimate"]["clones"] == 3
-    prepared = term.console_script("prepare", "capture")
+    prepared = term.subprocess("prepare", "capture")
     assert prepared.code == 0 and "Created base snapshot" in prepared.out, prepared
-    deployed = term.console_script("deploy", "capture", "3", "as", "cs", "and", "power", "on")
+    deployed = term.subprocess("deploy", "capture", "3", "as", "cs", "and", "power", "on")
     assert deployed.code == 0, deployed.err
-    off = term.console_script("power", "off", "cs")
+    off = term.subprocess("power", "off", "cs")
     assert off.code == 0 and "3 done" in off.out, off
     assert {vm["power_state"] for vm in clones_of(lab).values()} == {"poweredOff"}
-    listed = term.console_script("inventory", "cs", "--csv")
+    listed = term.subprocess("inventory", "cs", "--csv")
     assert listed.code == 0 and len(listed.out.strip().splitlines()) == 4, listed
-    bad = term.console_script("power", "sideways", "cs")
+    bad = term.subprocess("power", "sideways", "cs")
     assert_clean_failure(Result(bad.code, bad.out, bad.err), "not a power action")

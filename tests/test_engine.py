@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot import grammar
 from bot.bootstrap import App
 from bot.errors import (
     CapacityError,
@@ -21,7 +19,7 @@ from bot.errors import (
 from bot.lab import LabProcess
 from bot.models import CloneState, RunKind, RunState
 from bot.service import ProgressEvent
-from tests.helpers import LAB_TYPES, lab_app
+from tests.helpers import LAB_TYPES, MakeApp, deploy
 
 pytestmark = pytest.mark.lab
 
@@ -29,33 +27,10 @@ GIB = 2**30
 ATTRIBUTES = ("ManagedBy", "Environment", "DeployedFrom", "DeployedBy", "DeployedAt")
 PARENTS = ("Capture", "Packaging", "Verification")
 
-AppFactory = Callable[..., App]
-
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[AppFactory]:
-    """Factory: the wired app for a lab, with its own SQLite file under tmp_path."""
-    apps: list[App] = []
-
-    def make(lab: LabProcess, **overrides: Any) -> App:
-        app = lab_app(lab, tmp_path / f"clones-{len(apps)}.db", **overrides)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.close()
-
-
-@pytest.fixture
-def app(lab: LabProcess, make_app: AppFactory) -> App:
+def app(lab: LabProcess, make_app: MakeApp) -> App:
     return make_app(lab)
-
-
-def deploy(app: App, text: str, actor: str = "trainer", **kwargs: Any) -> Any:
-    command = grammar.parse(text)
-    assert isinstance(command, grammar.Deploy)
-    return app.service.deploy(command, actor=actor, **kwargs)
 
 
 def vms_by_name(lab: LabProcess) -> dict[tuple[str, str], dict[str, Any]]:
@@ -292,7 +267,7 @@ def test_teardown_counts_a_clone_already_gone_from_vcenter(lab: LabProcess, app:
 
 
 def test_transient_faults_are_retried_until_every_clone_succeeds(
-    lab: LabProcess, make_app: AppFactory
+    lab: LabProcess, make_app: MakeApp
 ) -> None:
     app = make_app(lab, retries=2)
     lab.control.configure(faults={"fail_nth": [2, 3], "fault": "FileLocked"})
@@ -314,7 +289,7 @@ def test_transient_faults_are_retried_until_every_clone_succeeds(
 
 
 def test_transient_faults_beyond_the_retries_fail_the_clone(
-    lab: LabProcess, make_app: AppFactory
+    lab: LabProcess, make_app: MakeApp
 ) -> None:
     app = make_app(lab, retries=1, concurrency=1)
     lab.control.configure(faults={"fail_nth": [1, 2], "fault": "TaskInProgress"})
@@ -395,7 +370,7 @@ def test_base_snapshot_is_created_once_and_kept(lab: LabProcess, app: App) -> No
 
 
 def test_powered_on_parent_without_snapshot_is_refused_before_anything_is_made(
-    lab: LabProcess, make_app: AppFactory
+    lab: LabProcess, make_app: MakeApp
 ) -> None:
     lab.control.add_vm("Hot", folder="Parents", parent_like="Capture", power_state="poweredOn")
     types = {**LAB_TYPES, "hot": {**LAB_TYPES["capture"], "parent": "Hot"}}
@@ -415,7 +390,7 @@ def test_powered_on_parent_without_snapshot_is_refused_before_anything_is_made(
 
 
 def test_powered_on_parent_with_its_snapshot_can_be_cloned(
-    lab: LabProcess, make_app: AppFactory
+    lab: LabProcess, make_app: MakeApp
 ) -> None:
     app = make_app(lab)
     deploy(app, "deploy capture 1 as first")  # snapshots Capture while it is off
@@ -424,7 +399,7 @@ def test_powered_on_parent_with_its_snapshot_can_be_cloned(
     assert result.state is RunState.SUCCEEDED
 
 
-def test_missing_parent_is_refused(lab: LabProcess, make_app: AppFactory) -> None:
+def test_missing_parent_is_refused(lab: LabProcess, make_app: MakeApp) -> None:
     types = {"capture": {**LAB_TYPES["capture"], "parent": "Nowhere"}}
     app = make_app(lab, types=types)
     with pytest.raises(NotFoundError, match='Parent VM "Nowhere" not found'):
@@ -433,7 +408,7 @@ def test_missing_parent_is_refused(lab: LabProcess, make_app: AppFactory) -> Non
 
 
 def test_datastore_too_small_is_refused_before_anything_is_made(
-    make_lab: Callable[[dict[str, Any]], LabProcess], make_app: AppFactory
+    make_lab: Callable[[dict[str, Any]], LabProcess], make_app: MakeApp
 ) -> None:
     lab = make_lab({"datastores": [{"name": "TrainingDS", "capacity_gb": 500, "free_gb": 2}]})
     app = make_app(lab)

@@ -9,9 +9,8 @@ are refused with a clear message; concurrent SQLite writers lose nothing.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
@@ -25,31 +24,9 @@ from bot.models import CloneState, RunKind
 from bot.recovery import Recovery
 from storage import Repository
 from tests.faults import Clones, clone_vms, others, record, snapshot_count, wait_until
-from tests.helpers import lab_app
+from tests.helpers import MakeLab, deploy, lab_app
 
 pytestmark = pytest.mark.lab
-
-MakeLab = Callable[[dict[str, Any]], LabProcess]
-
-
-@pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
-    apps: list[App] = []
-
-    def make(lab: LabProcess, **overrides: Any) -> App:
-        app = lab_app(lab, tmp_path / f"clones-{len(apps)}.db", **overrides)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.close()
-
-
-def deploy(app: App, text: str, **kwargs: Any) -> Any:
-    command = grammar.parse(text)
-    assert isinstance(command, grammar.Deploy)
-    return app.service.deploy(command, actor="trainer", **kwargs)
 
 
 def _mark_as_template(lab: LabProcess, name: str) -> None:

@@ -5,45 +5,20 @@ DuplicateName, Timedout) and session expiry while clones are in flight."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
-from bot import grammar
 from bot.bootstrap import App
 from bot.lab import LabProcess
 from bot.models import CloneState, RunState
 from bot.recovery import Recovery
-from bot.service import DeployResult, ProgressEvent
+from bot.service import ProgressEvent
 from bot.vcenter import TRANSIENT_FAULTS
 from tests.faults import clone_vms, duplicates, record, wait_until
-from tests.helpers import lab_app
+from tests.helpers import MakeLab, deploy
 
 pytestmark = pytest.mark.lab
-
-MakeLab = Callable[[dict[str, Any]], LabProcess]
-
-
-@pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
-    apps: list[App] = []
-
-    def make(lab: LabProcess, **overrides: Any) -> App:
-        app = lab_app(lab, tmp_path / f"clones-{len(apps)}.db", **overrides)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.close()
-
-
-def deploy(app: App, text: str, **kwargs: Any) -> DeployResult:
-    command = grammar.parse(text)
-    assert isinstance(command, grammar.Deploy)
-    return app.service.deploy(command, actor="trainer", **kwargs)
 
 
 def test_vcenter_unreachable_mid_run_stops_cleanly_and_resume_finishes_it(
