@@ -290,14 +290,9 @@ class Admin:
                 kind=RunKind.REFRESH,
                 requested_by=actor,
                 requested=len(verified),
-            )
-            self.repo.audit(
-                actor=actor,
+                command=f"refresh {env.name}",
                 source=source,
                 channel=channel,
-                command=f"refresh {env.name}",
-                result="started",
-                detail=f"run {run.id}: {len(verified)} clones",
             )
             return self._refresh(run.id, env, verified, gone, skipped, actor, on_event)
 

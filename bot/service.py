@@ -187,8 +187,18 @@ class Service:
 
     # ================================================================= runs
     def start_run(
-        self, *, environment: str, kind: RunKind, requested_by: str, requested: int
+        self,
+        *,
+        environment: str,
+        kind: RunKind,
+        requested_by: str,
+        requested: int,
+        command: str,
+        source: str,
+        channel: str = "",
     ) -> Run:
+        """Record a run owned by this process (refused while the environment has another)
+        and audit who started it."""
         run = self.repo.start_run(
             environment=environment,
             kind=kind,
@@ -197,6 +207,14 @@ class Service:
             owner=self.owner,
         )
         self.track_run(run.id)
+        self.repo.audit(
+            actor=requested_by,
+            source=source,
+            channel=channel,
+            command=command,
+            result="started",
+            detail=f"run {run.id}: {requested} clones",
+        )
         return run
 
     def track_run(self, run_id: int) -> None:
@@ -257,16 +275,14 @@ class Service:
             env = self.repo.ensure_environment(env_name, owner=actor, channel=channel)
             total = sum(n for _, n in items)
             run = self.start_run(
-                environment=env.name, kind=RunKind.DEPLOY, requested_by=actor, requested=total
-            )
-            self.repo.audit(
-                actor=actor,
-                source=source,
-                channel=channel,
+                environment=env.name,
+                kind=RunKind.DEPLOY,
+                requested_by=actor,
+                requested=total,
                 command=f"deploy {_items_text(items)} as {env.name}"
                 + (" and power on" if power_on else ""),
-                result="started",
-                detail=f"run {run.id}",
+                source=source,
+                channel=channel,
             )
             planned: list[Clone] = []
             for t, n in items:
@@ -813,14 +829,9 @@ class Service:
                 kind=RunKind.TEARDOWN,
                 requested_by=actor,
                 requested=len(clones),
-            )
-            self.repo.audit(
-                actor=actor,
+                command=f"teardown {env.name}",
                 source=source,
                 channel=channel,
-                command=f"teardown {env.name}",
-                result="started",
-                detail=f"run {run.id}: {len(clones)} clones",
             )
             return self._strip(run.id, env, clones, on_event)
 

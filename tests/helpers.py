@@ -10,7 +10,7 @@ from typing import Any
 
 from bot import grammar
 from bot.bootstrap import App, build
-from bot.lab import LabProcess
+from bot.lab import DEFAULT_SPEC, LabProcess
 from bot.settings import Settings, settings_from_dict
 
 PASSWORD_ENV = "CLONES_VCENTER_PASSWORD"
@@ -136,3 +136,28 @@ def deploy(app: App, text: str, actor: str = "trainer", **kwargs: Any) -> Any:
     command = grammar.parse(text)
     assert isinstance(command, grammar.Deploy)
     return app.service.deploy(command, actor=actor, **kwargs)
+
+
+def types_with(**changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The lab's three types with some keys changed (or whole types added)."""
+    types = copy.deepcopy(LAB_TYPES)
+    for name, change in changes.items():
+        types.setdefault(name, {}).update(change)
+    return types
+
+
+def parents_with(**changes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The default spec's parents with some fields changed, by parent name."""
+    parents: list[dict[str, Any]] = json.loads(DEFAULT_SPEC.read_text(encoding="utf-8"))["parents"]
+    for p in parents:
+        p.update(changes.get(p["name"], {}))
+    return parents
+
+
+def vms(lab: LabProcess) -> dict[str, dict[str, Any]]:
+    """The lab's VMs by name (names are unique in these tests)."""
+    return {vm["name"]: vm for vm in lab.control.vms()}
+
+
+def clones_of(lab: LabProcess) -> dict[str, dict[str, Any]]:
+    return {n: vm for n, vm in vms(lab).items() if n.startswith("TRN-")}

@@ -9,7 +9,6 @@ the adapter hands out. Nothing is mocked.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,18 @@ from bot.lab import DEFAULT_SPEC, LabError, LabProcess, validate_spec_data
 from bot.models import CloneState
 from bot.placement import drs_prefix
 from bot.savings import GIB
-from tests.helpers import LAB_TYPES, MakeApp, MakeLab, deploy, lab_app, lab_settings
+from tests.helpers import (
+    LAB_TYPES,
+    MakeApp,
+    MakeLab,
+    clones_of,
+    deploy,
+    lab_app,
+    lab_settings,
+    parents_with,
+    types_with,
+    vms,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -53,31 +63,6 @@ def make_app(tmp_path: Path) -> Iterator[MakeApp]:
     yield make
     for app in made:
         app.close()
-
-
-def types_with(**changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The lab's three types with some keys changed (or whole types added)."""
-    types = copy.deepcopy(LAB_TYPES)
-    for name, change in changes.items():
-        types.setdefault(name, {}).update(change)
-    return types
-
-
-def parents_with(**changes: dict[str, Any]) -> list[dict[str, Any]]:
-    """The default spec's parents with some fields changed, by parent name."""
-    parents: list[dict[str, Any]] = json.loads(DEFAULT_SPEC.read_text(encoding="utf-8"))["parents"]
-    for p in parents:
-        p.update(changes.get(p["name"], {}))
-    return parents
-
-
-def vms(lab: LabProcess) -> dict[str, dict[str, Any]]:
-    """The lab's VMs by name (names are unique in these tests)."""
-    return {vm["name"]: vm for vm in lab.control.vms()}
-
-
-def clones_of(lab: LabProcess) -> dict[str, dict[str, Any]]:
-    return {n: vm for n, vm in vms(lab).items() if n.startswith("TRN-")}
 
 
 def run_task(app: App, task: Any) -> Any:

@@ -9,10 +9,8 @@ did is checked in the lab (`/lab/vms`) and in the SQLite file.
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +19,10 @@ from typing import Any
 import pytest
 
 from bot import cli
-from bot.lab import DEFAULT_SPEC, LabProcess
+from bot.lab import LabProcess
 from bot.placement import drs_prefix
 from bot.vcenter import VCenter
-from tests.helpers import LAB_TYPES, lab_settings
+from tests.helpers import LAB_TYPES, clones_of, lab_settings, parents_with, types_with, vms
 from tests.terminal import Result, Terminal, assert_clean_failure
 
 pytestmark = pytest.mark.lab
@@ -54,28 +52,6 @@ def run_task(vc: VCenter, task: Any) -> Any:
     result = vc.wait_for_tasks([task])[0]
     assert not isinstance(result, BaseException), result
     return result
-
-
-def types_with(**changes: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    types = copy.deepcopy(LAB_TYPES)
-    for name, change in changes.items():
-        types.setdefault(name, {}).update(change)
-    return types
-
-
-def parents_with(**changes: dict[str, Any]) -> list[dict[str, Any]]:
-    parents: list[dict[str, Any]] = json.loads(DEFAULT_SPEC.read_text(encoding="utf-8"))["parents"]
-    for p in parents:
-        p.update(changes.get(p["name"], {}))
-    return parents
-
-
-def vms(lab: LabProcess) -> dict[str, dict[str, Any]]:
-    return {vm["name"]: vm for vm in lab.control.vms()}
-
-
-def clones_of(lab: LabProcess) -> dict[str, dict[str, Any]]:
-    return {n: vm for n, vm in vms(lab).items() if n.startswith("TRN-")}
 
 
 def ok(result: Result) -> Result:
