@@ -16,6 +16,7 @@ from datetime import timedelta
 from bot import grammar
 from bot.errors import ClonesError, NotFoundError, UsageError, VCenterError, VCenterUnreachable
 from bot.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.provenance import read_provenance
 from bot.savings import GIB, Savings, estimate
 from bot.service import (
     LIVE_STATES,
@@ -210,6 +211,7 @@ class Admin:
         for c in clones:
             vm = live.get(c.moref or "")
             attributes = dict(vm.attributes) if vm else {}
+            noted = read_provenance(vm.notes) if vm else {}
             rows.append(
                 InventoryRow(
                     name=c.name,
@@ -217,8 +219,10 @@ class Admin:
                     parent=c.parent,
                     environment=c.environment,
                     state=c.state.value if vm or c.state is not CloneState.READY else "missing",
-                    deployed_by=attributes.pop(ATTR_DEPLOYED_BY, ""),
-                    deployed_at=attributes.pop(ATTR_DEPLOYED_AT, ""),
+                    deployed_by=attributes.pop(ATTR_DEPLOYED_BY, "")
+                    or noted.get(ATTR_DEPLOYED_BY, ""),
+                    deployed_at=attributes.pop(ATTR_DEPLOYED_AT, "")
+                    or noted.get(ATTR_DEPLOYED_AT, ""),
                     power_state=(("poweredOn" if vm.powered_on else "poweredOff") if vm else ""),
                     committed_gb=round(vm.committed_bytes / GIB, 2) if vm else 0.0,
                     host=hosts.get(vm.host, vm.host) if vm else "",
@@ -323,10 +327,13 @@ class Admin:
                 self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
                 keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
+                deployed_by = keep.get(ATTR_DEPLOYED_BY) or read_provenance(vm.notes).get(
+                    ATTR_DEPLOYED_BY, actor
+                )
                 done = self.service.clone_one(
                     clone,
                     env,
-                    keep.get(ATTR_DEPLOYED_BY, actor),
+                    deployed_by,
                     deployed_at,
                     emit,
                     host=vm.host or None,

@@ -41,6 +41,7 @@ from bot.errors import (
 )
 from bot.models import Clone, CloneState, Environment, ParentFacts, Run, RunKind, RunState
 from bot.placement import Host, drs_prefix, plan_confinement
+from bot.provenance import provenance_note
 from bot.savings import Savings, compute_savings
 from bot.settings import Settings, TypeSettings
 from bot.vcenter import (
@@ -50,6 +51,7 @@ from bot.vcenter import (
     ATTR_ENVIRONMENT,
     ATTR_MANAGED_BY,
     CLONE_ATTRIBUTES,
+    PROVENANCE_ATTRIBUTES,
     CloneRequest,
     VCenter,
     VmFacts,
@@ -442,6 +444,8 @@ class Service:
 
     def _attribute_names(self, items: Sequence[tuple[TypeSettings, int]]) -> list[str]:
         names = list(CLONE_ATTRIBUTES)
+        if self.settings.provenance_attributes:
+            names += PROVENANCE_ATTRIBUTES
         for t, _ in items:
             names += [k for k in t.attributes if k not in names]
         return names
@@ -664,6 +668,17 @@ class Service:
     ) -> CloneRequest:
         """What to ask vCenter for one clone (also used to finish an adopted one)."""
         assert clone.instance_uuid, "the instance UUID is recorded before cloning"
+        provenance = {
+            ATTR_MANAGED_BY: self.settings.managed_by,
+            ATTR_ENVIRONMENT: environment,
+            ATTR_DEPLOYED_FROM: t.parent,
+            "Snapshot": t.snapshot,
+            ATTR_DEPLOYED_BY: actor,
+            ATTR_DEPLOYED_AT: deployed_at or self.clock().isoformat(timespec="seconds"),
+        }
+        attributes = {k: provenance[k] for k in CLONE_ATTRIBUTES}
+        if self.settings.provenance_attributes:
+            attributes.update({k: provenance[k] for k in PROVENANCE_ATTRIBUTES})
         return CloneRequest(
             parent=t.parent,
             snapshot=t.snapshot,
@@ -673,14 +688,11 @@ class Service:
             resource_pool=t.resource_pool,
             datastore=t.datastore,
             attributes={
-                ATTR_MANAGED_BY: self.settings.managed_by,
-                ATTR_ENVIRONMENT: environment,
-                ATTR_DEPLOYED_FROM: t.parent,
-                ATTR_DEPLOYED_BY: actor,
-                ATTR_DEPLOYED_AT: deployed_at or self.clock().isoformat(timespec="seconds"),
+                **attributes,
                 **extra_attributes(t, clone.name, environment),
                 **(keep_attributes or {}),
             },
+            notes=provenance_note(provenance),
             host=host,
             customization_spec=t.customization_spec,
             disk_mode=t.disk_mode,

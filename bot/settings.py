@@ -111,6 +111,8 @@ class Settings:
     retries: int = 3  # extra attempts for a clone after a transient fault
     retry_backoff_s: float = 2.0  # first backoff; doubles each attempt, with jitter
     managed_by: str = "clones"  # value of the ManagedBy custom attribute on every clone
+    # Also write DeployedBy/DeployedAt as custom attributes (they are always in the Notes).
+    provenance_attributes: bool = False
     max_environment_clones: int = 500
     # Hosts that may open one shared base disk: 8 on VMFS3, 32 on VMFS5+ with vSphere 5.1+.
     max_hosts_per_base_disk: int = 8
@@ -180,6 +182,9 @@ def settings_from_dict(
     managed_by = str(clones_raw.get("managed_by", "clones"))
     if not managed_by.strip():
         raise ConfigError(f'{where} [clones] managed_by must not be empty (e.g. "clones").')
+    provenance = clones_raw.get("provenance_attributes", False)
+    if not isinstance(provenance, bool):
+        raise ConfigError(f"{where} [clones] provenance_attributes must be true or false.")
     max_env = _int(clones_raw, "max_environment_clones", 500, 1, 10_000, f"{where} [clones]")
     max_hosts = _int(clones_raw, "max_hosts_per_base_disk", 8, 1, 64, f"{where} [clones]")
     confine = clones_raw.get("confine_hosts", True)
@@ -223,6 +228,7 @@ def settings_from_dict(
         retries=retries,
         retry_backoff_s=backoff,
         managed_by=managed_by,
+        provenance_attributes=provenance,
         max_environment_clones=max_env,
         max_hosts_per_base_disk=max_hosts,
         confine_hosts=confine,

@@ -50,18 +50,15 @@ vim: Any = _vim
 vmodl: Any = _vmodl
 
 # Custom attributes the bot writes on every clone: the origin used them as its asset database.
+# Who deployed a clone and when go in its Notes (bot/provenance.py), and also in custom
+# attributes when `provenance_attributes` is set.
 ATTR_MANAGED_BY = "ManagedBy"
 ATTR_ENVIRONMENT = "Environment"
 ATTR_DEPLOYED_FROM = "DeployedFrom"
 ATTR_DEPLOYED_BY = "DeployedBy"
 ATTR_DEPLOYED_AT = "DeployedAt"
-CLONE_ATTRIBUTES = (
-    ATTR_MANAGED_BY,
-    ATTR_ENVIRONMENT,
-    ATTR_DEPLOYED_FROM,
-    ATTR_DEPLOYED_BY,
-    ATTR_DEPLOYED_AT,
-)
+CLONE_ATTRIBUTES = (ATTR_MANAGED_BY, ATTR_ENVIRONMENT, ATTR_DEPLOYED_FROM)
+PROVENANCE_ATTRIBUTES = (ATTR_DEPLOYED_BY, ATTR_DEPLOYED_AT)
 
 # Faults after which the same clone may succeed if tried again a little later.
 TRANSIENT_FAULTS = frozenset(
@@ -94,6 +91,7 @@ VM_PROPERTIES = [
     "config.instanceUuid",
     "config.hardware.device",
     "customValue",
+    "config.annotation",
     "runtime.powerState",
     "runtime.host",
     "summary.storage",
@@ -116,6 +114,7 @@ class VmFacts:
     host: str = ""  # moref of the host it runs on
     disk_modes: tuple[str, ...] = ()
     parent_moref: str = ""  # the folder or vApp it sits in
+    notes: str = ""  # the VM's Notes (annotation)
 
 
 @dataclass(frozen=True)
@@ -164,6 +163,7 @@ class CloneRequest:
     resource_pool: str
     datastore: str
     attributes: Mapping[str, str]
+    notes: str = ""  # the clone's Notes, written by CloneVM_Task itself (no extra call)
     host: str | None = None  # moref of the host to place it on (host-limit confinement)
     customization_spec: str | None = None  # named spec; the computer name is the clone's name
     disk_mode: str | None = None  # applied after cloning: the parent's disks stay cloneable
@@ -531,7 +531,7 @@ class VCenter:
             snapshot=snap,
             powerOn=False,
             template=False,
-            config=vim.vm.ConfigSpec(instanceUuid=req.instance_uuid),
+            config=vim.vm.ConfigSpec(instanceUuid=req.instance_uuid, annotation=req.notes or None),
         )
         if req.customization_spec:
             spec.customization = self._customization(req.customization_spec, req.name)
@@ -565,7 +565,10 @@ class VCenter:
         if req.disk_mode and any(m != req.disk_mode for m in facts.disk_modes):
             self.set_disk_mode(facts.moref, req.disk_mode)
             facts = replace(facts, disk_modes=tuple(req.disk_mode for _ in facts.disk_modes))
-        self.set_attributes(facts.moref, req.attributes)
+        # Only values the VM does not carry yet (an adopted clone may have some already).
+        todo = {k: v for k, v in req.attributes.items() if facts.attributes.get(k) != v}
+        if todo:
+            self.set_attributes(facts.moref, todo)
         return replace(facts, attributes={**facts.attributes, **req.attributes})
 
     def _customization(self, spec_name: str, computer_name: str) -> Any:
@@ -902,6 +905,7 @@ class VCenter:
             host=str(host._moId) if host is not None else "",
             disk_modes=tuple(str(getattr(d.backing, "diskMode", "")) for d in disks),
             parent_moref=str(parent._moId) if (parent := props.get("parent")) is not None else "",
+            notes=str(props.get("config.annotation") or ""),
         )
 
     # ----------------------------------------------------------------- power and destroy
@@ -985,8 +989,9 @@ class VCenter:
         """Wait for tasks; return each one's result, or a `VCenterError` for a failed one.
 
         All threads' tasks are watched by one waiter thread through one PropertyCollector:
-        tasks that arrive together share one filter and one WaitForUpdatesEx, so waiting costs
-        a few calls per batch of tasks, never a poll per task. With `read`, a successful task's
+        tasks that arrive together share one filter and one WaitForUpdatesEx (or, while tasks
+        tend to be over by the time they are seen, one direct read), so waiting costs a few
+        calls per batch of tasks, never a poll per task. With `read`, a successful task's
         result (a VM) is returned as `(moref, properties)` read in one call for the batch.
         """
         if not tasks:
@@ -1071,6 +1076,9 @@ class VCenter:
 TASK_PROPS = ["info.state", "info.result", "info.error"]
 WAIT_S = 30  # longest single WaitForUpdatesEx; new tasks interrupt it (CancelWaitForUpdates)
 GATHER_S = 0.05  # while tasks are being started, wait up to this long to batch them up
+# The same when tasks are read directly (they tend to be over once started): the caller is
+# waiting for a result that is already there, so hold a batch open only briefly.
+QUICK_GATHER_S = 0.01
 
 
 @dataclass
@@ -1094,6 +1102,12 @@ class _TaskWaiter:
     the thread is blocked in WaitForUpdatesEx, CancelWaitForUpdates wakes it (one call). The
     wait starts again from version "" after each new filter: that returns the current state of
     every filter, which is what a new filter needs and is harmless for the others.
+
+    Tasks that are already over when the waiter first sees them (fast tasks, or a vCenter that
+    answers a task-starting call only when the work is done) need no filter at all: while that
+    keeps happening, a batch is first read directly (one RetrievePropertiesEx for the batch)
+    and only its unfinished tasks get a filter. The first direct read that finds nothing over
+    switches this off; a new filter whose first update shows its tasks over switches it on.
     """
 
     def __init__(self, vc: VCenter) -> None:
@@ -1105,6 +1119,7 @@ class _TaskWaiter:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._pc: Any = None
+        self._quick = True  # read a new batch directly before watching it (see above)
 
     def wait(self, tasks: Sequence[Any], read: Sequence[str] | None) -> list[Any]:
         deadline = time.monotonic() + self.vc.settings.task_timeout_s
@@ -1150,12 +1165,16 @@ class _TaskWaiter:
                 if self._stopped:
                     self._fail_all([*outstanding.values(), *self._queue], "the connection closed")
                     return
-                gather_until = time.monotonic() + GATHER_S
+                gather_until = time.monotonic() + (QUICK_GATHER_S if self._quick else GATHER_S)
                 while self._queue and self.vc._starting and time.monotonic() < gather_until:
                     self._cond.wait(gather_until - time.monotonic())
                 new, self._queue = self._queue, []
                 self._cancelled = False
             try:
+                if new and self._quick:
+                    new = self._collect_finished(new, outstanding, state)
+                    if not new and not outstanding:
+                        continue
                 if new:
                     pc = self._collector()
                     spec = vmodl.query.PropertyCollector.FilterSpec(
@@ -1177,6 +1196,9 @@ class _TaskWaiter:
                 finished = self._wait_once(version, outstanding, state)
                 if finished is None:
                     continue  # cancelled to add new tasks; keep the version
+                if not version and new and not self._quick:
+                    # Tasks that were already over when first watched: read them directly next time.
+                    self._quick = any(w.moref in finished[1] for w in new)
                 version, ended = finished
                 renewals = 0
                 self._deliver(ended, outstanding, state)
@@ -1223,6 +1245,32 @@ class _TaskWaiter:
                 filters.clear()
                 self._pc = None
                 version = ""
+
+    def _collect_finished(
+        self,
+        new: list[_Waiting],
+        outstanding: dict[str, _Waiting],
+        state: dict[str, dict[str, Any]],
+    ) -> list[_Waiting]:
+        """Read a new batch's tasks once; deliver the finished ones; return the others."""
+        for w in new:  # tracked before the call, so a failure cannot lose them
+            outstanding[w.moref] = w
+            state.setdefault(w.moref, {})
+        rows = self.vc._retrieve([w.task for w in new], TASK_PROPS, report_missing=True)
+        props = {str(obj._moId): p for obj, p in rows}
+        ended: list[str] = []
+        rest: list[_Waiting] = []
+        for w in new:
+            p = props.get(w.moref) or {}
+            if p.get("info.state") in ("success", "error"):
+                state[w.moref].update(p)
+                ended.append(w.moref)
+            else:
+                rest.append(w)
+        if not ended:
+            self._quick = False
+        self._deliver(ended, outstanding, state)
+        return rest
 
     def _collector(self) -> Any:
         if self._pc is None:

@@ -64,6 +64,7 @@ type Lab struct {
 	cloneWait    time.Duration            // time CloneVM_Task bodies queued for cloneMu
 	total        int
 	cloneCalls   int
+	taskReads    int // RetrievePropertiesEx calls that read vim.Task properties
 	injected     int
 	cloneOrdinal int
 	sessions     map[string]bool
@@ -317,6 +318,9 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	}
 	if name == "CloneVM_Task" {
 		l.cloneCalls++
+	}
+	if name == "RetrievePropertiesEx" && bytes.Contains(body, []byte("<type>Task</type>")) {
+		l.taskReads++ // a read of tasks' own state: waiting, not reading the inventory
 	}
 	cookie := ""
 	if c, err := r.Cookie(soap.SessionCookieName); err == nil {
@@ -669,6 +673,12 @@ func (l *Lab) fixClone(req *types.CloneVM_Task, src *simulator.VirtualMachine, s
 				types.PropertyChange{Name: "config.uuid", Val: id},
 				types.PropertyChange{Name: "summary.config.uuid", Val: id})
 		}
+		// The clone's Notes come from the clone spec (the simulator drops them).
+		if req.Spec.Config != nil && req.Spec.Config.Annotation != "" {
+			changes = append(changes,
+				types.PropertyChange{Name: "config.annotation", Val: req.Spec.Config.Annotation},
+				types.PropertyChange{Name: "summary.config.annotation", Val: req.Spec.Config.Annotation})
+		}
 		simulator.Map.Update(clone, changes)
 	})
 
@@ -912,7 +922,7 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 			busy[k] = msOf(v)
 		}
 		out := map[string]interface{}{
-			"requests": reqs, "total": l.total, "clone_calls": l.cloneCalls,
+			"requests": reqs, "total": l.total, "clone_calls": l.cloneCalls, "task_reads": l.taskReads,
 			"busy_ms": busy, "clone_lock_wait_ms": msOf(l.cloneWait),
 			"clones_failed_injected": l.injected, "sessions": len(l.sessions),
 			"dropped": l.dropped, "paused": time.Now().Before(l.pausedUntil),
@@ -925,6 +935,7 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 		l.busy = map[string]time.Duration{}
 		l.cloneWait = 0
 		l.total, l.cloneCalls, l.injected, l.cloneOrdinal, l.dropped = 0, 0, 0, 0, 0
+		l.taskReads = 0
 		l.rng = rand.New(rand.NewSource(l.faults.Seed))
 		l.mu.Unlock()
 		l.cust.reset()
@@ -1155,7 +1166,7 @@ func (l *Lab) vmEntry(vm *simulator.VirtualMachine, fields map[int32]string) map
 			"committed": committed, "is_parent": isParent, "snapshots": snapshots,
 			"custom": custom, "instance_uuid": vm.Config.InstanceUuid, "disks": len(disks),
 			"disk_modes": diskModes(vm), "guest_hostname": guestHostName(vm),
-			"memory_mb": vm.Config.Hardware.MemoryMB,
+			"memory_mb": vm.Config.Hardware.MemoryMB, "notes": vm.Config.Annotation,
 		}
 	})
 	out["customization"] = l.cust.state(vm.Self)

@@ -28,6 +28,7 @@ from bot.errors import (
 from bot.lab import DEFAULT_SPEC, LabError, LabProcess, validate_spec_data
 from bot.models import CloneState
 from bot.placement import drs_prefix
+from bot.provenance import read_provenance
 from bot.savings import GIB
 from tests.helpers import (
     LAB_TYPES,
@@ -617,9 +618,12 @@ def test_refresh_recreates_clones_from_the_newest_snapshot(
         assert after["snapshot"] == new_snapshot
         assert after["host"] == before["host"]
         assert set(after["custom"]) == set(before["custom"])
-        assert {k: v for k, v in after["custom"].items() if k != "DeployedAt"} == {
-            k: v for k, v in before["custom"].items() if k != "DeployedAt"
-        }
+        assert after["custom"] == before["custom"]
+        # The Notes keep who deployed the clone (not the admin who refreshed it); the time is new.
+        noted_before = read_provenance(before["notes"])
+        noted_after = read_provenance(after["notes"])
+        assert noted_before["DeployedBy"] == noted_after["DeployedBy"] == "trainer"
+        assert noted_after["DeployedAt"] >= noted_before["DeployedAt"]
     assert before["custom"]["AssetTag"] == "TRN-0003"
     assert now["TRN-CAP-001"]["power_state"] == "poweredOn"
     assert now["TRN-CAP-002"]["power_state"] == "poweredOn"

@@ -16,12 +16,13 @@ import pytest
 
 from bot import cli
 from bot.lab import LabProcess
+from bot.provenance import read_provenance
 from tests.helpers import LAB_TYPES, PASSWORD_ENV
 from tests.terminal import Terminal, assert_clean_failure
 
 pytestmark = pytest.mark.lab
 
-CLONE_ATTRIBUTES = {"ManagedBy", "Environment", "DeployedFrom", "DeployedBy", "DeployedAt"}
+CLONE_ATTRIBUTES = {"ManagedBy", "Environment", "DeployedFrom"}
 MakeLab = Callable[[dict[str, Any]], LabProcess]
 
 
@@ -70,7 +71,7 @@ def test_deploy_status_savings_teardown_through_the_clones_command(
         assert vm["linked"] and vm["parent"] == "Capture"
         assert set(vm["custom"]) >= CLONE_ATTRIBUTES
         assert vm["custom"]["Environment"] == "demo"
-        assert vm["custom"]["DeployedBy"] == "trainer"
+        assert read_provenance(vm["notes"])["DeployedBy"] == "trainer"
 
     status = term.subprocess("status", "--json")
     assert status.code == 0, status.err

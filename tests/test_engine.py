@@ -18,13 +18,14 @@ from bot.errors import (
 )
 from bot.lab import LabProcess
 from bot.models import CloneState, RunKind, RunState
+from bot.provenance import read_provenance
 from bot.service import ProgressEvent
 from tests.helpers import LAB_TYPES, MakeApp, deploy
 
 pytestmark = pytest.mark.lab
 
 GIB = 2**30
-ATTRIBUTES = ("ManagedBy", "Environment", "DeployedFrom", "DeployedBy", "DeployedAt")
+ATTRIBUTES = ("ManagedBy", "Environment", "DeployedFrom")
 PARENTS = ("Capture", "Packaging", "Verification")
 
 
@@ -71,12 +72,16 @@ def test_deploy_25_capture_creates_verified_linked_clones(lab: LabProcess, app: 
         assert vm["folder"] == "Training"
         assert vm["committed"] == round(0.13 * GIB)
         custom = vm["custom"]
-        assert set(ATTRIBUTES) <= set(custom), custom
+        assert set(custom) == set(ATTRIBUTES), custom
         assert custom["ManagedBy"] == "clones"
         assert custom["Environment"] == "demo"
         assert custom["DeployedFrom"] == "Capture"
-        assert custom["DeployedBy"] == "trainer"
-        datetime.fromisoformat(custom["DeployedAt"])
+        # Who and when are in the Notes, written by CloneVM_Task itself.
+        noted = read_provenance(vm["notes"])
+        assert noted["DeployedBy"] == "trainer"
+        assert noted["Environment"] == "demo" and noted["DeployedFrom"] == "Capture"
+        assert noted["Snapshot"] == "clones-base"
+        datetime.fromisoformat(noted["DeployedAt"])
         record = records[name]
         assert record.state is CloneState.READY
         assert record.moref == vm["moref"]
@@ -100,6 +105,21 @@ def test_deploy_25_capture_creates_verified_linked_clones(lab: LabProcess, app: 
     assert kinds[0] == "started" and kinds[-1] == "finished"
     assert kinds.count("clone_ready") == 25
     assert events[-1].done == 25 and events[-1].failed == 0
+
+
+def test_provenance_attributes_also_writes_deployed_by_and_at(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    app = make_app(lab, provenance_attributes=True)
+    deploy(app, "deploy packaging 2 as audit")
+    for vm in lab.control.vms():
+        if vm["name"].startswith("TRN-PKG-"):
+            custom = vm["custom"]
+            assert set(custom) == {*ATTRIBUTES, "DeployedBy", "DeployedAt"}, custom
+            assert custom["DeployedBy"] == "trainer"
+            assert custom["DeployedAt"] == read_provenance(vm["notes"])["DeployedAt"]
+    rows = app.admin.inventory("audit")
+    assert [(r.deployed_by, bool(r.deployed_at)) for r in rows] == [("trainer", True)] * 2
 
 
 def test_origin_figures_for_25_of_each_type(app: App) -> None:

@@ -385,6 +385,35 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
     assert stats["total"] == sum(stats["requests"].values())
     assert set(stats["busy_ms"]) == set(stats["requests"])  # server-side time, by method
     assert all(ms >= 0 for ms in stats["busy_ms"].values())
+    # Reads of tasks' own state are counted apart from inventory reads.
+    lab.control.reset()
+    task = parent.CloneVM_Task(
+        folder=find(si, vim.Folder, "Training"), name="s-2", spec=clone_spec(si, None)
+    )
+    pc = si.content.propertyCollector
+    read = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=task)],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.Task, pathSet=["info.state"])],
+    )
+    [found] = pc.RetrievePropertiesEx(
+        [read], vmodl.query.PropertyCollector.RetrieveOptions()
+    ).objects
+    assert found.propSet[0].val == "success"  # the lab's tasks are over when the call returns
+    pc.RetrievePropertiesEx(
+        [
+            vmodl.query.PropertyCollector.FilterSpec(
+                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=parent)],
+                propSet=[
+                    vmodl.query.PropertyCollector.PropertySpec(
+                        type=vim.VirtualMachine, pathSet=["name"]
+                    )
+                ],
+            )
+        ],
+        vmodl.query.PropertyCollector.RetrieveOptions(),
+    )
+    after = lab.control.stats()
+    assert after["requests"]["RetrievePropertiesEx"] == 2 and after["task_reads"] == 1
     lab.control.reset()
     assert lab.control.stats() == {
         "requests": {},
@@ -392,6 +421,7 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
         "clone_lock_wait_ms": 0,
         "total": 0,
         "clone_calls": 0,
+        "task_reads": 0,
         "clones_failed_injected": 0,
         "dropped": 0,
         "paused": False,

@@ -109,6 +109,8 @@ BAD: list[tuple[str, Mutate, list[str]]] = [
     ("backoff-negative", _set("clones.retry_backoff_s", -1), ["retry_backoff_s", "0 or more"]),
     ("backoff-text", _set("clones.retry_backoff_s", "fast"), ["retry_backoff_s", "number"]),
     ("managed-by-empty", _set("clones.managed_by", " "), ["managed_by must not be empty"]),
+    ("provenance-not-bool", _set("clones.provenance_attributes", "yes"),
+     ["provenance_attributes", "true or false"]),
     ("max-env-zero", _set("clones.max_environment_clones", 0), ["max_environment_clones"]),
     ("timezone", _set("clones.timezone", "Mars/Olympus"), ["Mars/Olympus", "Europe/London"]),
     ("no-types", _drop("types"), ["no [types.NAME] tables", "add one"]),
