@@ -213,6 +213,7 @@ class Repository:
         self.path = Path(path)
         self._local = _ThreadState()
         self._lock = threading.Lock()
+        self._write_lock = threading.RLock()  # see _writing
         # Every connection opened, with its thread, so close() can close them all and
         # connections of finished threads can be closed instead of leaking.
         self._connections: list[tuple[threading.Thread, Database]] = []
@@ -290,20 +291,39 @@ class Repository:
             finally:
                 local.savepoints -= 1
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        else:
+        with self._writing():
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("COMMIT")
+                yield
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Writers in this process take turns on a lock before asking SQLite for its write lock.
+
+        SQLite's busy handler waits for a held write lock by sleeping in growing steps (up to
+        100 ms each), so many threads writing at once (a deployment's clone updates and a burst
+        of Slack requests, each recording its replay key) made each other wait hundreds of ms
+        more than the writes took; a lock queue wakes the next writer at once. Other processes
+        still meet SQLite's lock and busy timeout. Past that timeout the write goes ahead
+        without the lock, so a misuse can only ever be slow, never hang.
+        """
+        acquired = self._write_lock.acquire(timeout=BUSY_TIMEOUT_S)
+        try:
+            yield
+        finally:
+            if acquired:
+                self._write_lock.release()
 
     def _rows(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
         return list(self._db().query(sql, params))
@@ -313,7 +333,8 @@ class Repository:
         return rows[0] if rows else None
 
     def _execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
-        return self._db().execute(sql, params)
+        with self._writing():
+            return self._db().execute(sql, params)
 
     # -- parents ---------------------------------------------------------------------------
 

@@ -503,3 +503,40 @@ def test_first_sighting_remembers_keys_for_the_window(repo: Repository, db_path:
         assert not other.first_sighting(["trigger:t1"], 300, now=1299.0)
         assert other.first_sighting(["trigger:t1"], 300, now=1300.0)
     assert repo.first_sighting([], 300)
+
+
+def test_writers_in_one_process_take_turns_without_losing_or_doubling(repo: Repository) -> None:
+    # 20 request threads recording replay keys (each key twice) while 4 threads write audit
+    # rows and transactions: every write lands once, and each key is "first" exactly once.
+    keys = [f"sig:{i % 10}" for i in range(20)]
+    firsts: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(24)
+
+    def request(key: str) -> None:
+        try:
+            start.wait()
+            if repo.first_sighting([key], 300):
+                firsts.append(key)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def writer(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(10):
+                repo.audit(actor=f"w{n}", source="cli", command=f"write {i}", result="ok")
+                with repo.transaction():
+                    repo.audit(actor=f"w{n}", source="cli", command=f"inner {i}", result="ok")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=request, args=(k,)) for k in keys]
+    threads += [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert sorted(firsts) == sorted(set(keys))
+    assert len(repo.audit_entries(limit=1000)) == 4 * 10 * 2
