@@ -445,6 +445,40 @@ def test_datastore_too_small_is_refused_before_anything_is_made(
 # sessions and bad input at the service layer
 
 
+def test_task_waiting_reads_finished_batches_without_filters(lab: LabProcess, app: App) -> None:
+    # The lab answers CloneVM_Task when the clone is made, so each batch of tasks is collected
+    # with one direct read: no filter, no blocking wait, at most one read per clone.
+    deploy(app, "deploy capture 1 as warm")
+    lab.control.reset()
+    result = deploy(app, "deploy capture 8 packaging 8 as waits")
+    assert len(result.ready) == 16
+    stats = lab.control.stats()
+    requests = stats["requests"]
+    assert requests["CloneVM_Task"] == 16
+    assert requests["SetField"] == 16 * 3  # ManagedBy, Environment, DeployedFrom
+    assert "CreateFilter" not in requests and "WaitForUpdatesEx" not in requests
+    assert 1 <= stats["task_reads"] <= 16
+
+
+def test_task_waiting_falls_back_to_filters_and_back(lab: LabProcess, app: App) -> None:
+    # As with a real vCenter, whose clone tasks run on after CloneVM_Task returns: the waiter
+    # watches them through a filter and one WaitForUpdatesEx per batch.
+    deploy(app, "deploy capture 1 as warm")
+    waiter = app.vcenter._waiter()
+    waiter._quick = False
+    lab.control.reset()
+    result = deploy(app, "deploy capture 4 as filtered")
+    assert len(result.ready) == 4
+    requests = lab.control.stats()["requests"]
+    assert 1 <= requests["CreateFilter"] <= 4
+    assert 1 <= requests["WaitForUpdatesEx"] <= requests["CreateFilter"] + 4
+    # The filter's first update showed the tasks already over: direct reads are back on.
+    assert waiter._quick
+    lab.control.reset()
+    deploy(app, "deploy capture 2 as direct")
+    assert "CreateFilter" not in lab.control.stats()["requests"]
+
+
 def test_session_expiry_mid_run_is_invisible(lab: LabProcess, app: App) -> None:
     expired: list[str | None] = []
 
