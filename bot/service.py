@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -493,7 +494,7 @@ class Service:
                 return clone
             host = placements[clone.type].host_for(clone.name) if placements else None
             try:
-                done = self.clone_one(clone, env, actor, deployed_at, emit, host=host)
+                done = self.clone_one(clone, env, actor, deployed_at, emit, host=host, slot=slots)
             except VCenterUnreachable as exc:
                 unreachable.append(exc)
                 stop.set()
@@ -504,8 +505,11 @@ class Service:
                 emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
             return done
 
+        # `concurrency` clone tasks at once in vCenter (the slots); a clone frees its slot when
+        # vCenter has made it, and is labelled and recorded while the next one clones.
+        slots = threading.BoundedSemaphore(self.settings.concurrency)
         with ThreadPoolExecutor(
-            max_workers=self.settings.concurrency, thread_name_prefix="clone"
+            max_workers=2 * self.settings.concurrency, thread_name_prefix="clone"
         ) as pool:
             futures: list[Future[Clone]] = [pool.submit(work, c) for c in work_list]
             wait(futures, return_when=FIRST_EXCEPTION)
@@ -603,39 +607,34 @@ class Service:
         host: str | None = None,
         keep_attributes: Mapping[str, str] | None = None,
         new_uuid: bool = False,
+        slot: AbstractContextManager[object] | None = None,
     ) -> Clone:
+        """Clone one VM (while holding `slot`, if given), then label it; record the outcome."""
         t = self.settings.type(clone.type)
-        instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
-        # Record the instance UUID before asking vCenter, so a lost reply or a crash can still
-        # find the VM again by it (and never make a second one).
-        clone = self.repo.update_clone(
-            clone.id, state=CloneState.CLONING, instance_uuid=instance_uuid, customization=""
-        )
-        request = self.clone_request(
-            clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
-        )
         attempts = 0
-
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            emit("clone_retry", clone=clone.name, message=str(exc))
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.settings.retries + 1),
-            wait=wait_exponential_jitter(
-                multiplier=self.settings.retry_backoff_s,
-                max=60,
-                jitter=self.settings.retry_backoff_s,
-            ),
-            retry=retry_if_exception(lambda e: isinstance(e, VCenterFault) and e.transient),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
         try:
-            for attempt in retrying:
+            with slot or nullcontext():
+                instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
+                # Record the instance UUID before asking vCenter, so a lost reply or a crash
+                # can still find the VM again by it (and never make a second one).
+                clone = self.repo.update_clone(
+                    clone.id,
+                    state=CloneState.CLONING,
+                    instance_uuid=instance_uuid,
+                    customization="",
+                )
+                request = self.clone_request(
+                    clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
+                )
+                for attempt in self._retrying(emit, clone.name):
+                    with attempt:
+                        attempts += 1
+                        facts = self._clone_or_adopt(request)
+            # Labelling costs vCenter little: it happens after the slot is free, so the next
+            # clone starts at once. Idempotent, so a transient fault just repeats it.
+            for attempt in self._retrying(emit, clone.name):
                 with attempt:
-                    attempts += 1
-                    facts = self._clone_or_adopt(request)
+                    facts = self.vcenter.finish_clone(facts, request)
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, attempts=attempts)
             raise
@@ -653,6 +652,25 @@ class Service:
             attempts=attempts,
             host=facts.host or None,
             power_state="poweredOn" if facts.powered_on else "poweredOff",
+        )
+
+    def _retrying(self, emit: Emitter, name: str) -> Retrying:
+        """Retries with backoff for transient vCenter faults, each one reported as progress."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            emit("clone_retry", clone=name, message=str(exc))
+
+        return Retrying(
+            stop=stop_after_attempt(self.settings.retries + 1),
+            wait=wait_exponential_jitter(
+                multiplier=self.settings.retry_backoff_s,
+                max=60,
+                jitter=self.settings.retry_backoff_s,
+            ),
+            retry=retry_if_exception(lambda e: isinstance(e, VCenterFault) and e.transient),
+            before_sleep=before_sleep,
+            reraise=True,
         )
 
     def clone_request(
@@ -700,7 +718,7 @@ class Service:
 
     def _clone_or_adopt(self, request: CloneRequest) -> VmFacts:
         try:
-            return self.vcenter.clone(request)
+            return self.vcenter.clone(request, finish=False)
         except VCenterFault as exc:
             if exc.fault != "DuplicateName":
                 raise
@@ -714,7 +732,7 @@ class Service:
                 None,
             )
             if mine is not None:
-                return self.vcenter.finish_clone(mine, request)
+                return mine
             if not same_name:
                 raise VCenterFault(
                     f"vCenter refused the name {request.name} (DuplicateName), though no VM of "

@@ -502,9 +502,11 @@ class VCenter:
             )
 
     # ----------------------------------------------------------------- cloning
-    def clone(self, req: CloneRequest) -> VmFacts:
+    def clone(self, req: CloneRequest, *, finish: bool = True) -> VmFacts:
         """Create one linked clone from the base snapshot, verify it, label it, return its facts.
 
+        With `finish=False` the clone is verified but not labelled: the caller runs
+        `finish_clone` itself (the service does so after freeing its clone slot).
         Raises VCenterFault (with `.transient`) when the clone task fails; nothing is left
         behind by a failed task. Raises LinkedCloneCheckFailed (after destroying the copy) when
         vCenter produced a full copy instead of a linked clone.
@@ -558,7 +560,7 @@ class VCenter:
                 f'removed. Check that parent "{req.parent}" has snapshot "{req.snapshot}" and no '
                 "per-disk placement overrides."
             )
-        return self.finish_clone(facts, req)
+        return self.finish_clone(facts, req) if finish else facts
 
     def finish_clone(self, facts: VmFacts, req: CloneRequest) -> VmFacts:
         """The steps after CloneVM_Task, idempotent so an adopted clone can be finished too."""
