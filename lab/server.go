@@ -65,11 +65,13 @@ type Lab struct {
 	total        int
 	cloneCalls   int
 	taskReads    int // RetrievePropertiesEx calls that read vim.Task properties
-	injected     int
-	cloneOrdinal int
-	sessions     map[string]bool
-	pausedUntil  time.Time // SOAP connections are dropped until then (POST /lab/pause)
-	dropped      int       // SOAP requests dropped while paused
+	// CloneVM_Task requests being answered now, and the most at once since the last reset.
+	cloneInFlight, cloneInFlightMax int
+	injected                        int
+	cloneOrdinal                    int
+	sessions                        map[string]bool
+	pausedUntil                     time.Time // SOAP connections are dropped until then (POST /lab/pause)
+	dropped                         int       // SOAP requests dropped while paused
 
 	cloneMu sync.Mutex // serialises the body of CloneVM_Task (not its latency)
 	figMu   sync.Mutex
@@ -318,6 +320,15 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	}
 	if name == "CloneVM_Task" {
 		l.cloneCalls++
+		l.cloneInFlight++
+		if l.cloneInFlight > l.cloneInFlightMax {
+			l.cloneInFlightMax = l.cloneInFlight
+		}
+		defer func() {
+			l.mu.Lock()
+			l.cloneInFlight--
+			l.mu.Unlock()
+		}()
 	}
 	if name == "RetrievePropertiesEx" && bytes.Contains(body, []byte("<type>Task</type>")) {
 		l.taskReads++ // a read of tasks' own state: waiting, not reading the inventory
@@ -923,7 +934,8 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		out := map[string]interface{}{
 			"requests": reqs, "total": l.total, "clone_calls": l.cloneCalls, "task_reads": l.taskReads,
-			"busy_ms": busy, "clone_lock_wait_ms": msOf(l.cloneWait),
+			"clone_calls_in_flight_max": l.cloneInFlightMax,
+			"busy_ms":                   busy, "clone_lock_wait_ms": msOf(l.cloneWait),
 			"clones_failed_injected": l.injected, "sessions": len(l.sessions),
 			"dropped": l.dropped, "paused": time.Now().Before(l.pausedUntil),
 		}
@@ -935,7 +947,7 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 		l.busy = map[string]time.Duration{}
 		l.cloneWait = 0
 		l.total, l.cloneCalls, l.injected, l.cloneOrdinal, l.dropped = 0, 0, 0, 0, 0
-		l.taskReads = 0
+		l.taskReads, l.cloneInFlightMax = 0, l.cloneInFlight
 		l.rng = rand.New(rand.NewSource(l.faults.Seed))
 		l.mu.Unlock()
 		l.cust.reset()

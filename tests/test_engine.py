@@ -445,6 +445,25 @@ def test_datastore_too_small_is_refused_before_anything_is_made(
 # sessions and bad input at the service layer
 
 
+def test_clone_tasks_in_vcenter_never_exceed_the_concurrency(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    # Labelling and recording overlap the next clone, but vCenter never has more than
+    # `concurrency` clone tasks at once.
+    app = make_app(lab, concurrency=4)
+    deploy(app, "deploy capture 1 as warm")
+    lab.control.configure(clone_latency_ms=100)
+    try:
+        lab.control.reset()
+        result = deploy(app, "deploy capture 12 verification 12 as slots")
+        stats = lab.control.stats()
+    finally:
+        lab.control.configure(clone_latency_ms=0)
+    assert len(result.ready) == 24 and not result.failed
+    assert stats["clone_calls_in_flight_max"] == 4
+    assert stats["requests"]["CloneVM_Task"] == 24
+
+
 def test_task_waiting_reads_finished_batches_without_filters(lab: LabProcess, app: App) -> None:
     # The lab answers CloneVM_Task when the clone is made, so each batch of tasks is collected
     # with one direct read: no filter, no blocking wait, at most one read per clone.

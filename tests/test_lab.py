@@ -422,6 +422,7 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
         "total": 0,
         "clone_calls": 0,
         "task_reads": 0,
+        "clone_calls_in_flight_max": 0,
         "clones_failed_injected": 0,
         "dropped": 0,
         "paused": False,
