@@ -93,6 +93,8 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
                 "deploy_vs_lab_ideal": round(deploy_s / lab_ideal_deploy, 3),
                 "strip_vs_lab_ideal": round(strip_s / lab_ideal_strip, 3),
                 "deploy_clone_lock_wait_ms": deploy_stats.get("clone_lock_wait_ms"),
+                # Most CloneVM_Task calls at once: never above the concurrency.
+                "deploy_clone_calls_in_flight_max": deploy_stats.get("clone_calls_in_flight_max"),
                 "deploy_busy_ms": deploy_stats.get("busy_ms"),
                 "strip_busy_ms": strip_stats.get("busy_ms"),
                 "deploy_requests": deploy_stats.get("total"),
