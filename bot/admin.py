@@ -26,7 +26,13 @@ from bot.service import (
     ProgressCallback,
     Service,
 )
-from bot.vcenter import ATTR_DEPLOYED_AT, ATTR_DEPLOYED_BY, ParentReport, VmFacts
+from bot.vcenter import (
+    ATTR_DEPLOYED_AT,
+    ATTR_DEPLOYED_BY,
+    PROVENANCE_ATTRIBUTES,
+    ParentReport,
+    VmFacts,
+)
 
 
 @dataclass(frozen=True)
@@ -211,7 +217,9 @@ class Admin:
         for c in clones:
             vm = live.get(c.moref or "")
             attributes = dict(vm.attributes) if vm else {}
-            noted = read_provenance(vm.notes) if vm else {}
+            deployed_by, deployed_at = _deployed(vm) if vm else ("", "")
+            for name in PROVENANCE_ATTRIBUTES:
+                attributes.pop(name, None)
             rows.append(
                 InventoryRow(
                     name=c.name,
@@ -219,10 +227,8 @@ class Admin:
                     parent=c.parent,
                     environment=c.environment,
                     state=c.state.value if vm or c.state is not CloneState.READY else "missing",
-                    deployed_by=attributes.pop(ATTR_DEPLOYED_BY, "")
-                    or noted.get(ATTR_DEPLOYED_BY, ""),
-                    deployed_at=attributes.pop(ATTR_DEPLOYED_AT, "")
-                    or noted.get(ATTR_DEPLOYED_AT, ""),
+                    deployed_by=deployed_by,
+                    deployed_at=deployed_at,
                     power_state=(("poweredOn" if vm.powered_on else "poweredOff") if vm else ""),
                     committed_gb=round(vm.committed_bytes / GIB, 2) if vm else 0.0,
                     host=hosts.get(vm.host, vm.host) if vm else "",
@@ -271,8 +277,8 @@ class Admin:
         """Re-create each clone from the current base snapshot, keeping name and attributes.
 
         One clone at a time per worker: destroy the old VM (verified ours), clone the new one
-        on the same host, restore its power state. DeployedAt is the new VM's time; every other
-        attribute keeps its value.
+        on the same host, restore its power state. DeployedAt is the new VM's time; who
+        deployed it and every attribute keep their values.
         """
         env = self.service.environment(command.environment)
         with self.service.environment_lock(env.name):
@@ -327,13 +333,10 @@ class Admin:
                 self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
                 keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
-                deployed_by = keep.get(ATTR_DEPLOYED_BY) or read_provenance(vm.notes).get(
-                    ATTR_DEPLOYED_BY, actor
-                )
                 done = self.service.clone_one(
                     clone,
                     env,
-                    deployed_by,
+                    _deployed(vm)[0] or actor,
                     deployed_at,
                     emit,
                     host=vm.host or None,
@@ -444,3 +447,13 @@ def _disk_findings(report: ParentReport) -> list[Finding]:
             ),
         )
     return findings
+
+
+def _deployed(vm: VmFacts) -> tuple[str, str]:
+    """Who deployed a clone and when: its custom attributes where set (clones made with
+    `provenance_attributes`, or by an earlier version), else its Notes."""
+    noted = read_provenance(vm.notes)
+    return (
+        vm.attributes.get(ATTR_DEPLOYED_BY) or noted.get(ATTR_DEPLOYED_BY, ""),
+        vm.attributes.get(ATTR_DEPLOYED_AT) or noted.get(ATTR_DEPLOYED_AT, ""),
+    )
