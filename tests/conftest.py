@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,28 @@ import pytest
 from bot.bootstrap import App
 from bot.lab import DEFAULT_SPEC, LabProcess, deep_merge, ensure_built
 from tests.helpers import MakeApp, lab_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test session has its own lab state folder (a lab the user started by hand, or the
+    README's demo, is never seen), and processes the tests start run this checkout's code."""
+    saved = {name: os.environ.get(name) for name in ("CLONES_LAB_DIR", "PYTHONPATH")}
+    os.environ["CLONES_LAB_DIR"] = str(tmp_path_factory.mktemp("lab-state"))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), saved["PYTHONPATH"]) if p
+    )
+    yield
+    from bot.lab import lab_down
+
+    lab_down()  # a lab a test started with `clones lab up` in this session's folder
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")
