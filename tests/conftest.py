@@ -23,9 +23,7 @@ def _hermetic_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     README's demo, is never seen), and processes the tests start run this checkout's code."""
     saved = {name: os.environ.get(name) for name in ("CLONES_LAB_DIR", "PYTHONPATH")}
     os.environ["CLONES_LAB_DIR"] = str(tmp_path_factory.mktemp("lab-state"))
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), saved["PYTHONPATH"]) if p
-    )
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved["PYTHONPATH"]) if p)
     yield
     from bot.lab import lab_down
 
