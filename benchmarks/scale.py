@@ -97,6 +97,7 @@ def seed(repo: Repository, clones: int, environments: int, audit_rows: int) -> s
                     elif made % 20 == 1:
                         repo.update_clone(c.id, state=CloneState.DESTROYED)
                     else:
+                        repo.update_clone(c.id, state=CloneState.CLONING)
                         repo.update_clone(
                             c.id,
                             state=CloneState.READY,

@@ -169,6 +169,8 @@ class Admin:
             verified, gone, skipped = self.service.verify_ours(env, clones)
             ours = [c for c, _ in verified]
             failed = self.service.power_clones(ours, command.action)
+            for c in gone:  # nobody asked the bot to destroy them: recorded as missing
+                self.repo.update_clone(c.id, state=CloneState.MISSING, error="missing from vCenter")
         failed_names = {f.name for f in failed}
         result = PowerResult(
             environment=env.name,
@@ -303,6 +305,7 @@ class Admin:
                 command=f"refresh {env.name}",
                 source=source,
                 channel=channel,
+                clone_ids=[c.id for c, _ in verified],
             )
             return self._refresh(run.id, env, verified, gone, skipped, actor, on_event)
 
@@ -383,7 +386,7 @@ class Admin:
             except VCenterUnreachable as exc:
                 unreachable.append(exc)
         for c in gone:
-            self.repo.update_clone(c.id, state=CloneState.FAILED, error="missing from vCenter")
+            self.repo.update_clone(c.id, state=CloneState.MISSING, error="missing from vCenter")
         problems = failed + [FailedClone(c.name, c.type, "missing from vCenter") for c in gone]
         if unreachable:
             state = RunState.INTERRUPTED

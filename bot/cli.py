@@ -8,21 +8,24 @@ On top: `--json`, `--yes`, `--chart FILE`, and the terminal-only verbs `lab` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import enum
 import getpass
+import io
 import json
 import logging
 import os
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from tqdm import tqdm
 
@@ -97,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return run(opts, sys.stdout)
+        _check_options(opts)
+        return run(opts, cast(TextIO, _PipeSafe(sys.stdout)))
     except UsageError as exc:
         _error(str(exc))
         return EXIT_USAGE
@@ -111,6 +115,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = _write_crash_report()
         _error(f"unexpected internal error ({type(exc).__name__}: {exc}); details in {path}")
         return EXIT_ERROR
+
+
+def _check_options(opts: Options) -> None:
+    """Refuse unusable options before anything is done."""
+    chart = opts.chart
+    if chart is not None:
+        if chart.is_dir():
+            raise UsageError(
+                f"--chart {chart} is a folder; give a file name, e.g. "
+                f"--chart {chart / 'savings.png'}."
+            )
+        if not chart.parent.is_dir():
+            raise UsageError(
+                f"--chart {chart}: the folder {chart.parent} does not exist; create it or give "
+                "another file name, e.g. --chart savings.png."
+            )
+
+
+class _PipeSafe(io.TextIOBase):
+    """Standard output that stops writing, quietly, once its reader has gone away
+    (`clones status | head -1`): the command still finishes and returns its own exit code."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def _reader_gone(self) -> None:
+        self.closed_by_reader = True
+        # Python flushes stdout again at exit: point it at /dev/null so that cannot fail.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
 
 
 def run(opts: Options, out: TextIO) -> int:
@@ -196,7 +252,9 @@ def run(opts: Options, out: TextIO) -> int:
                 print(json.dumps(_plain(report), indent=2), file=out)
             else:
                 print(report.text, file=out)
-            return EXIT_OK if not report.left else EXIT_ERROR
+            if report.left or report.unchecked:
+                return EXIT_ERROR
+            return EXIT_OK if report.complete else EXIT_PARTIAL
         if isinstance(command, grammar.Orphans):
             return _orphans(command, app, actor, opts, out)
         if isinstance(command, grammar.Refresh):
@@ -255,6 +313,7 @@ def _show_deploy(result: DeployResult, opts: Options, out: TextIO) -> int:
                     "requested": result.requested,
                     "ready": result.ready,
                     "failed": [f.__dict__ for f in result.failed],
+                    "interrupted": result.interrupted,
                     "elapsed_s": round(result.elapsed_s, 2),
                     "savings": result.savings.as_dict() if result.savings else None,
                 },
@@ -270,6 +329,8 @@ def _show_deploy(result: DeployResult, opts: Options, out: TextIO) -> int:
         )
         for f in result.failed:
             print(f"  failed: {f.name} ({f.type}): {f.error}", file=out)
+        if result.interrupted:
+            print(f"  interrupted: {', '.join(result.interrupted)}", file=out)
         if result.message and result.state is not RunState.SUCCEEDED:
             print(result.message, file=out)
         if result.savings is not None:
@@ -312,6 +373,7 @@ def _show_teardown(result: TeardownResult, opts: Options, out: TextIO) -> int:
                     "already_gone": result.already_gone,
                     "skipped": [f.__dict__ for f in result.skipped],
                     "failed": [f.__dict__ for f in result.failed],
+                    "renamed": result.renamed,
                     "reclaimed_gb": result.reclaimed_gb,
                     "elapsed_s": round(result.elapsed_s, 2),
                 },
@@ -327,6 +389,8 @@ def _show_teardown(result: TeardownResult, opts: Options, out: TextIO) -> int:
         )
         if result.already_gone:
             print(f"  already gone from vCenter: {len(result.already_gone)}", file=out)
+        for old, new in sorted(result.renamed.items()):
+            print(f"  {old}, now named {new}: destroyed", file=out)
         for f in result.skipped:
             print(f"  left alone: {f.name}: {f.error}", file=out)
         for f in result.failed:
@@ -365,10 +429,16 @@ def _show_status(
                             "power_state": c.power_state,
                             "customization": c.customization,
                             "error": c.error,
+                            "drift": _plain(st.drift[c.id]) if c.id in st.drift else None,
                         }
                         for c in clones
                         if c.state.live or command.environment
                     ],
+                    **(
+                        {"checked_against_vcenter": st.checked, "unchecked": st.unchecked}
+                        if command.environment
+                        else {}
+                    ),
                 }
             )
         print(json.dumps({"environments": envs}, indent=2), file=out)
@@ -393,12 +463,23 @@ def _show_status(
             limit = app.settings.max_hosts_per_base_disk
             for parent, n in st.hosts_by_parent.items():
                 print(f"  {parent}: clones on {n} host(s) (limit {limit} per base disk)", file=out)
+            if st.checked:
+                differ = len(st.drift)
+                print(
+                    "  vCenter: "
+                    + (f"{differ} clone(s) differ from the records" if differ else "matches"),
+                    file=out,
+                )
+            else:
+                print(f"  vCenter not checked, records shown as they are: {st.unchecked}", file=out)
             for c in st.clones:
-                if c.state.live or c.state is CloneState.FAILED:
+                if c.state.live or c.state in (CloneState.FAILED, CloneState.MISSING):
                     power = {"poweredOn": "on", "poweredOff": "off"}.get(c.power_state or "", "")
                     extra = f"  {c.error}" if c.error else ""
+                    if c.id in st.drift:
+                        extra = f"  ! {st.drift[c.id].text}" + extra
                     print(
-                        f"    {c.name:<16} {c.type:<14} {c.state.value:<8} {power:<4}{extra}",
+                        f"    {c.name:<16} {c.type:<14} {c.state.value:<10} {power:<4}{extra}",
                         file=out,
                     )
     return EXIT_OK
@@ -652,6 +733,8 @@ def _plain(obj: Any) -> Any:
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, enum.Enum):
         return obj.value
+    if isinstance(obj, datetime):
+        return obj.isoformat()
     return obj
 
 
@@ -716,13 +799,14 @@ def _lab(words: list[str], opts: Options, out: TextIO) -> int:
     parser = argparse.ArgumentParser(prog="clones lab", exit_on_error=False, add_help=False)
     parser.add_argument("action", choices=["up", "down", "status", "build"])
     parser.add_argument("--spec", type=Path)
-    parser.add_argument("--port", type=int, default=8989)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--restart", action="store_true")
     try:
         args = parser.parse_args(words)
     except (argparse.ArgumentError, SystemExit):
         raise UsageError(
-            "Usage: clones lab up [--spec FILE] [--port N] | clones lab down | clones lab status "
-            "| clones lab build"
+            "Usage: clones lab up [--spec FILE] [--port N] [--restart] | clones lab down | "
+            "clones lab status | clones lab build"
         ) from None
     if args.action == "build":
         path = lab.ensure_built(log=lambda m: print(m, file=sys.stderr))
@@ -738,7 +822,7 @@ def _lab(words: list[str], opts: Options, out: TextIO) -> int:
             print("lab vCenter is not running; start it with `clones lab up`.", file=out)
             return EXIT_ERROR
     else:
-        info = lab.lab_up(spec=args.spec, port=args.port)
+        info = lab.lab_up(spec=args.spec, port=args.port, restart=args.restart)
     if opts.json:
         print(json.dumps(info.__dict__, indent=2), file=out)
     else:
@@ -796,13 +880,19 @@ def _error(message: str) -> None:
 
 
 def _write_crash_report() -> Path:
-    path = Path(tempfile.gettempdir()) / "clones-crash.log"
+    """The traceback, in a file of the user's own (never a shared, predictable path)."""
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    folder = base / "clones" / "crashes"
     try:
-        with path.open("a", encoding="utf-8") as f:
-            f.write(traceback.format_exc())
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, name = tempfile.mkstemp(
+            prefix=time.strftime("crash-%Y%m%d-%H%M%S-"), suffix=".log", dir=folder
+        )
     except OSError:
-        pass
-    return path
+        fd, name = tempfile.mkstemp(prefix="clones-crash-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(traceback.format_exc())
+    return Path(name)
 
 
 if __name__ == "__main__":

@@ -560,6 +560,15 @@ class LabControl:
         """End every session: each client's next call gets NotAuthenticated."""
         self._call("POST", "/expire-sessions", {})
 
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until the lab answers no SOAP request (blocking waits aside): work a killed
+        client asked for has then been done."""
+        deadline = time.monotonic() + timeout
+        while self.stats().get("requests_in_flight", 0):
+            if time.monotonic() > deadline:
+                raise LabError(f"the lab was still busy after {timeout:.0f} s")
+            time.sleep(0.02)
+
     def pause(self, seconds: float) -> None:
         """Make vCenter unreachable for `seconds` (SOAP connections are dropped); 0 resumes."""
         self._call("POST", "/pause", {"seconds": seconds})
@@ -740,17 +749,42 @@ def running_lab(state_dir: Path | None = None) -> LabInfo | None:
     return info
 
 
-def lab_up(spec: Path | None = None, port: int = 8989, state_dir: Path | None = None) -> LabInfo:
+DEFAULT_PORT = 8989
+
+
+def lab_up(
+    spec: Path | None = None,
+    port: int | None = None,
+    state_dir: Path | None = None,
+    *,
+    restart: bool = False,
+) -> LabInfo:
     """Start a lab in the background (detached), or return the one already running.
 
+    A running lab started with another spec, or on another port than one asked for, is never
+    silently kept: that is an error saying so, unless `restart` (then it is stopped first).
     State goes to `state_dir` (default $CLONES_LAB_DIR, else ~/.local/state/clones/lab):
     lab.json (url, user, password, control, pid, spec) and lab.log.
     """
     directory = _state_dir(state_dir)
+    spec_path = Path(spec).resolve() if spec is not None else DEFAULT_SPEC
     existing = running_lab(directory)
     if existing is not None:
-        return existing
-    spec_path = Path(spec).resolve() if spec is not None else DEFAULT_SPEC
+        differs = []
+        if Path(existing.spec) != spec_path:
+            differs.append(f"spec {existing.spec}, not {spec_path}")
+        if port is not None and port != existing.port:
+            differs.append(f"port {existing.port}, not {port}")
+        if not differs:
+            return existing
+        if not restart:
+            raise LabError(
+                f"A lab vCenter is already running at {existing.url} with "
+                + " and ".join(differs)
+                + ". Stop it first (`clones lab down`), or add --restart to replace it."
+            )
+        lab_down(directory)
+    port = DEFAULT_PORT if port is None else port
     validate_spec(spec_path)
     binary = ensure_built()
     directory.mkdir(parents=True, exist_ok=True)

@@ -8,19 +8,20 @@ from datetime import datetime
 
 
 class CloneState(enum.StrEnum):
-    """The life of one linked clone."""
+    """The life of one linked clone (transitions: CLONE_TRANSITIONS, docs/reliability.md)."""
 
     PLANNED = "planned"  # name reserved in SQLite, nothing in vCenter yet
-    CLONING = "cloning"  # CloneVM_Task issued
+    CLONING = "cloning"  # CloneVM_Task issued (the instance UUID it asked for is recorded)
     READY = "ready"  # exists in vCenter, verified linked, attributes written
     FAILED = "failed"  # gave up; `error` says why; nothing of it remains in vCenter
-    DESTROYING = "destroying"  # strip back in progress
-    DESTROYED = "destroyed"  # gone from vCenter; the name may be reused
+    DESTROYING = "destroying"  # strip back (or refresh) in progress
+    DESTROYED = "destroyed"  # gone from vCenter at the bot's request; the name may be reused
+    MISSING = "missing"  # gone from vCenter though nobody asked the bot to destroy it
 
     @property
     def live(self) -> bool:
         """True while the clone may exist in vCenter (its name stays reserved)."""
-        return self not in (CloneState.FAILED, CloneState.DESTROYED)
+        return self not in (CloneState.FAILED, CloneState.DESTROYED, CloneState.MISSING)
 
 
 class RunKind(enum.StrEnum):
@@ -30,11 +31,68 @@ class RunKind(enum.StrEnum):
 
 
 class RunState(enum.StrEnum):
+    """The life of one run (transitions: RUN_TRANSITIONS, docs/reliability.md)."""
+
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"  # some clones failed
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # process died or vCenter went away; resumable
+    SUPERSEDED = "superseded"  # taken over by a newer run over the same clones; never resumed
+
+    @property
+    def terminal(self) -> bool:
+        """True once the run can never act again (recovery never picks it up)."""
+        return self not in (RunState.RUNNING, RunState.INTERRUPTED)
+
+
+_C = CloneState
+# Every change of a clone's recorded state the bot may make; anything else is a bug.
+CLONE_TRANSITIONS: dict[CloneState, frozenset[CloneState]] = {
+    # reserved -> clone issued; never issued and the run gave up or was stripped back
+    _C.PLANNED: frozenset({_C.CLONING, _C.FAILED, _C.DESTROYED}),
+    # made and verified / gave up / resume re-creates it (not in vCenter) / a strip back takes
+    # over an unfinished deployment: its VM found by the recorded UUID, or not in vCenter
+    _C.CLONING: frozenset({_C.READY, _C.FAILED, _C.PLANNED, _C.DESTROYING, _C.DESTROYED}),
+    # strip back or refresh starts / a strip back found it already gone / its VM vanished
+    # behind the bot's back (a deployment's final re-read, status, resume)
+    _C.READY: frozenset({_C.DESTROYING, _C.DESTROYED, _C.MISSING}),
+    # destroyed (or found gone) / the destroy failed or was interrupted: still there /
+    # refresh re-creates it (new instance UUID) / refresh's resume re-creates a gone one
+    _C.DESTROYING: frozenset({_C.DESTROYED, _C.READY, _C.CLONING, _C.PLANNED}),
+    # `orphans adopt` (its VM, with the UUID the bot chose, still exists) or `orphans remove`
+    _C.FAILED: frozenset({_C.READY, _C.DESTROYED}),
+    _C.MISSING: frozenset({_C.READY, _C.DESTROYED}),
+    _C.DESTROYED: frozenset(),
+}
+
+_R = RunState
+RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    _R.RUNNING: frozenset({_R.SUCCEEDED, _R.PARTIAL, _R.FAILED, _R.INTERRUPTED, _R.SUPERSEDED}),
+    _R.INTERRUPTED: frozenset({_R.SUPERSEDED}),
+    _R.SUCCEEDED: frozenset(),
+    _R.PARTIAL: frozenset(),
+    _R.FAILED: frozenset(),
+    _R.SUPERSEDED: frozenset(),
+}
+
+
+def clone_transition(current: CloneState, new: CloneState) -> CloneState:
+    """Check one change of a clone's state; a same-state update is always allowed."""
+    if new is not current and new not in CLONE_TRANSITIONS[current]:
+        raise InvalidTransition(f"a clone cannot go from {current} to {new}")
+    return new
+
+
+def run_transition(current: RunState, new: RunState) -> RunState:
+    """Check one change of a run's state (a run that ended never changes again)."""
+    if new not in RUN_TRANSITIONS[current]:
+        raise InvalidTransition(f"a run cannot go from {current} to {new}")
+    return new
+
+
+class InvalidTransition(Exception):
+    """A state change the state machine does not allow: a bug, never a user error."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +117,7 @@ class Clone:
     type: str
     parent: str
     state: CloneState
-    run_id: int | None = None
+    run_id: int | None = None  # the run that created it (runs act on what they own: run_clones)
     moref: str | None = None
     instance_uuid: str | None = None
     error: str | None = None
@@ -89,6 +147,7 @@ class Run:
     message: str = ""
     owner: str = ""  # "host:pid" of the process running it
     heartbeat_at: datetime | None = None
+    superseded_by: int | None = None  # the run recovery started in its place
 
 
 @dataclass(frozen=True)

@@ -41,32 +41,63 @@ STALE_AFTER = timedelta(minutes=2)  # a run whose heartbeat is older than this i
 
 @dataclass(frozen=True)
 class ResumedRun:
-    run_id: int
+    run_id: int  # the new run that took the abandoned one over
     environment: str
     kind: RunKind
     adopted: list[str] = field(default_factory=list)  # found in vCenter and verified
     recreated: list[str] = field(default_factory=list)  # not found: cloned again, same name
     state: RunState = RunState.SUCCEEDED
     message: str = ""
+    previous_run_id: int | None = None  # the abandoned run, now superseded
+    # (name, why) of the run's clones that are not done: failed, or interrupted again
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        was = f"run {self.previous_run_id}" if self.previous_run_id is not None else "a run"
+        head = f"Resumed {self.kind.value} {was} of {self.environment} as run {self.run_id}: "
+        if self.kind is RunKind.TEARDOWN:
+            body = self.message or "nothing left to strip back"
+        else:
+            body = f"{len(self.adopted)} clones adopted, {len(self.recreated)} re-created"
+            if self.message:
+                body += f" ({self.message})"
+        return head + body + f", finished {self.state.value}."
 
 
 @dataclass(frozen=True)
 class RecoveryReport:
     resumed: list[ResumedRun]
     left: list[tuple[int, str]]  # (run id, why it was not resumed)
+    missing: list[Clone] = field(default_factory=list)  # ready records whose VM is gone
+    unchecked: str = ""  # why records could not be compared with vCenter
+
+    @property
+    def complete(self) -> bool:
+        """True when every resumed run succeeded, none was left and records were checked."""
+        return (
+            not self.left
+            and not self.unchecked
+            and all(r.state is RunState.SUCCEEDED for r in self.resumed)
+        )
 
     @property
     def text(self) -> str:
-        if not self.resumed and not self.left:
+        if not self.resumed and not self.left and not self.missing and not self.unchecked:
             return "Nothing to recover."
-        lines = []
+        lines = [r.text for r in self.resumed]
         for r in self.resumed:
-            lines.append(
-                f"Resumed {r.kind.value} run {r.run_id} of {r.environment}: "
-                f"{len(r.adopted)} clones adopted, {len(r.recreated)} re-created, "
-                f"finished {r.state.value}." + (f" {r.message}" if r.message else "")
-            )
+            lines += [f"  {name}: {why}" for name, why in r.problems]
         lines += [f"Run {run_id} not resumed: {why}" for run_id, why in self.left]
+        if self.missing:
+            names = ", ".join(c.name for c in self.missing[:20])
+            more = f" and {len(self.missing) - 20} more" if len(self.missing) > 20 else ""
+            lines.append(
+                f"{len(self.missing)} clones recorded as ready are gone from vCenter (deleted "
+                f"outside the bot): {names}{more}. Recorded as missing."
+            )
+        if self.unchecked:
+            lines.append(f"Records not checked against vCenter: {self.unchecked}")
         return "\n".join(lines)
 
 
@@ -109,41 +140,75 @@ class Recovery:
     def recover(
         self, *, actor: str = "clones", on_event: ProgressCallback | None = None
     ) -> RecoveryReport:
-        """Resume every abandoned run; each one is taken over atomically, so two processes
-        starting at once never both resume the same run."""
+        """Resume every abandoned run, then record ready clones whose VM is gone as missing.
+
+        Each abandoned run is taken over atomically: it ends superseded in the transaction that
+        starts its successor over the same clones, so two processes starting at once never
+        both resume it, and no later resume ever picks it up again.
+        """
         resumed: list[ResumedRun] = []
         left: list[tuple[int, str]] = []
+        lost = False  # vCenter stopped answering: records are not judged by it now
         for run in self.abandoned():
-            if not self.repo.take_over_run(
+            new = self.repo.supersede_run(
                 run.id, owner=self.service.owner, expected_owner=run.owner
-            ):
-                continue  # another process took it over first
-            self.service.track_run(run.id)
+            )
+            if new is None:
+                continue  # another process took it over first, or it ended meanwhile
+            self.service.track_run(new.id)
             try:
                 if run.kind is RunKind.TEARDOWN:
-                    resumed.append(self._resume_teardown(run, actor, on_event))
+                    resumed.append(self._resume_teardown(run, new, on_event))
                 else:
-                    resumed.append(self._resume_deploy(run, actor, on_event))
+                    resumed.append(self._resume_clones(run, new, actor, on_event))
             except VCenterUnreachable as exc:
-                self.service.finish_run(
-                    run.id, state=RunState.INTERRUPTED, succeeded=0, failed=0, message=str(exc)
-                )
+                self._end_if_running(new.id, RunState.INTERRUPTED, str(exc))
                 left.append((run.id, str(exc)))
+                lost = True
             except ClonesError as exc:
-                self.service.finish_run(
-                    run.id, state=RunState.FAILED, succeeded=0, failed=0, message=str(exc)
-                )
+                self._end_if_running(new.id, RunState.FAILED, str(exc))
                 left.append((run.id, str(exc)))
-        report = RecoveryReport(resumed, left)
-        if resumed or left:
+        missing: list[Clone] = []
+        unchecked = "vCenter stopped answering" if lost else ""
+        if not lost:
+            try:
+                missing = self.reconcile()
+            except VCenterUnreachable as exc:
+                unchecked = str(exc)
+        report = RecoveryReport(resumed, left, missing, unchecked)
+        if resumed or left or missing:
             self.repo.audit(
                 actor=actor, source="recovery", command="recover", result="ok", detail=report.text
             )
         return report
 
-    def _resume_deploy(self, run: Run, actor: str, on_event: ProgressCallback | None) -> ResumedRun:
+    def reconcile(self) -> list[Clone]:
+        """Ready records whose VM vCenter no longer has (by instance UUID, anywhere in the
+        datacenter) become missing. Environments with a run in progress are left to it."""
+        read_at = self.clock()
+        busy = {r.environment for r in self.repo.runs(states=[RunState.RUNNING], limit=1000)}
+        ready = [
+            c for c in self.repo.clones(states=[CloneState.READY]) if c.environment not in busy
+        ]
+        if not ready:
+            return []  # nothing to compare: no vCenter call
+        present = {vm.instance_uuid for vm in self.vcenter.sightings()}
+        gone = [c.id for c in ready if c.instance_uuid not in present]
+        return self.repo.mark_missing(gone, unchanged_since=read_at) if gone else []
+
+    def _end_if_running(self, run_id: int, state: RunState, message: str) -> None:
+        if self.repo.get_run(run_id).state is RunState.RUNNING:
+            self.service.finish_run(run_id, state=state, succeeded=0, failed=0, message=message)
+
+    def _resume_clones(
+        self, old: Run, run: Run, actor: str, on_event: ProgressCallback | None
+    ) -> ResumedRun:
+        """Finish a deployment or refresh: adopt what exists under the recorded instance UUID,
+        re-create what does not (same names), report on every clone the run owns."""
         env = self.service.environment(run.environment)
         with self.service.environment_lock(env.name):
+            clones = self.repo.clones(run_id=run.id)
+            kept = self._settle_refresh(clones)
             clones = self.repo.clones(run_id=run.id)
             unfinished = [c for c in clones if c.state in (CloneState.CLONING, CloneState.PLANNED)]
             found = self._by_uuid(unfinished)
@@ -168,8 +233,8 @@ class Recovery:
                     to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
                 else:
                     to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
-            # Adopted clones get their attributes written (idempotent) by re-running them
-            # through the pipeline would clone again; so finish them here.
+            # Adopted clones get their attributes written (idempotent); re-running them
+            # through the pipeline would clone again, so finish them here.
             for name in adopted:
                 clone = next(c for c in unfinished if c.name == name)
                 vm = found[clone.instance_uuid or ""]
@@ -183,12 +248,13 @@ class Recovery:
             result: DeployResult = self.service.run_clones(
                 run.id,
                 env,
-                clones,  # the whole run: the final report counts all of it
+                self.repo.clones(run_id=run.id),  # the whole run: the report counts all of it
                 actor,
                 on_event,
                 placements=placements,
                 todo=to_clone,
             )
+        message = f"{len(kept)} left as they were, refresh them again" if kept else ""
         return ResumedRun(
             run_id=run.id,
             environment=env.name,
@@ -196,8 +262,28 @@ class Recovery:
             adopted=sorted(adopted),
             recreated=sorted(c.name for c in to_clone),
             state=result.state,
-            message=result.message,
+            message=", ".join(m for m in (message, result.message) if m),
+            previous_run_id=old.id,
+            problems=[(f.name, f.error) for f in result.failed]
+            + [(name, "interrupted again") for name in result.interrupted],
         )
+
+    def _settle_refresh(self, clones: list[Clone]) -> list[str]:
+        """A refresh killed between destroying an old VM and cloning its successor: where the
+        old VM (recorded moref and UUID) still exists it stays, as it was; where it is gone,
+        the clone is re-created. Returns the names left as they were."""
+        destroying = [c for c in clones if c.state is CloneState.DESTROYING]
+        if not destroying:
+            return []
+        facts = self.vcenter.vm_facts([c.moref or "" for c in destroying])
+        kept = []
+        for c, vm in zip(destroying, facts, strict=True):
+            if vm is not None and vm.instance_uuid == c.instance_uuid:
+                self.repo.update_clone(c.id, state=CloneState.READY)
+                kept.append(c.name)
+            else:
+                self.repo.update_clone(c.id, state=CloneState.PLANNED, moref=None)
+        return kept
 
     def _finish_adopted(self, clone: Clone, vm: VmFacts, environment: str, actor: str) -> None:
         t = self.settings.type(clone.type)
@@ -207,32 +293,26 @@ class Recovery:
         except ClonesError as exc:
             self.repo.update_clone(clone.id, error=f"adopted, but: {exc}")
 
-    def _resume_teardown(
-        self, run: Run, actor: str, on_event: ProgressCallback | None
-    ) -> ResumedRun:
+    def _resume_teardown(self, old: Run, run: Run, on_event: ProgressCallback | None) -> ResumedRun:
+        """Finish a strip back over the clones it recorded when it started, and nothing else:
+        clones deployed into the environment name since are not its own."""
         env = self.service.environment(run.environment)
-        destroying = self.repo.clones(environment=env.name, states=[CloneState.DESTROYING])
-        # Put them back to ready, then strip back again: the strip back re-verifies each one.
-        for c in destroying:
-            self.repo.update_clone(c.id, state=CloneState.READY)
-        self.service.finish_run(
-            run.id,
-            state=RunState.INTERRUPTED,
-            succeeded=run.succeeded,
-            failed=run.failed,
-            message="resumed as a new strip back",
-        )
-        if not self.repo.clones(environment=env.name, states=LIVE_STATES):
-            return ResumedRun(run.id, env.name, run.kind, state=RunState.SUCCEEDED)
-        result: TeardownResult = self.service.teardown(
-            env.name, actor=actor, source="recovery", on_event=on_event
-        )
+        with self.service.environment_lock(env.name):
+            # Mid-destroy when the process died: strip_run re-verifies each one.
+            for c in self.repo.clones(run_id=run.id, states=[CloneState.DESTROYING]):
+                self.repo.update_clone(c.id, state=CloneState.READY)
+            result: TeardownResult = self.service.strip_run(run.id, env, on_event)
+        parts = [f"{len(result.destroyed)} destroyed"]
+        if result.already_gone:
+            parts.append(f"{len(result.already_gone)} already gone")
         return ResumedRun(
-            run_id=result.run_id,
+            run_id=run.id,
             environment=env.name,
             kind=RunKind.TEARDOWN,
             state=result.state,
-            message=f"{len(result.destroyed)} destroyed",
+            message=", ".join(parts),
+            previous_run_id=old.id,
+            problems=[(f.name, f.error) for f in result.failed + result.skipped],
         )
 
     def _by_uuid(self, clones: list[Clone]) -> dict[str, VmFacts]:

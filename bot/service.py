@@ -42,7 +42,7 @@ from bot.errors import (
 )
 from bot.models import Clone, CloneState, Environment, ParentFacts, Run, RunKind, RunState
 from bot.placement import Host, drs_prefix, plan_confinement
-from bot.provenance import provenance_note
+from bot.provenance import provenance_note, read_provenance
 from bot.savings import Savings, compute_savings
 from bot.settings import Settings, TypeSettings
 from bot.vcenter import (
@@ -110,6 +110,8 @@ class DeployResult:
     state: RunState
     savings: Savings | None = None
     message: str = ""
+    # not finished when vCenter went away (planned, or mid-clone): "resume" finishes them
+    interrupted: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -137,10 +139,34 @@ class TeardownResult:
     reclaimed_bytes: int
     elapsed_s: float
     state: RunState
+    renamed: dict[str, str] = field(default_factory=dict)  # recorded name -> name in vCenter
+    message: str = ""
 
     @property
     def reclaimed_gb(self) -> float:
         return round(self.reclaimed_bytes / GIB, 2)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How vCenter differs from one clone's record (found by its recorded moref)."""
+
+    missing: bool = False  # vCenter has no such VM
+    renamed_to: str = ""  # its name in vCenter, when someone renamed it
+    power: str = ""  # "on" / "off": its power state in vCenter, when the record says otherwise
+    relabelled: tuple[str, ...] = ()  # e.g. "Environment is 'other'"
+
+    @property
+    def text(self) -> str:
+        if self.missing:
+            return "missing from vCenter"
+        parts = []
+        if self.renamed_to:
+            parts.append(f"renamed to {self.renamed_to}")
+        if self.power:
+            parts.append(f"powered {self.power} outside the bot")
+        parts += [f"relabelled: {label}" for label in self.relabelled]
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -150,6 +176,10 @@ class EnvironmentStatus:
     clones: list[Clone] = field(default_factory=list)
     # parent -> how many hosts its live clones in this environment run on (host-limit check)
     hosts_by_parent: dict[str, int] = field(default_factory=dict)
+    # One environment's status is compared with vCenter: clone id -> how it differs there.
+    drift: dict[int, Drift] = field(default_factory=dict)
+    checked: bool = False  # compared with vCenter just now
+    unchecked: str = ""  # why it could not be compared (vCenter unreachable, ...)
 
     @property
     def live(self) -> int:
@@ -199,15 +229,17 @@ class Service:
         command: str,
         source: str,
         channel: str = "",
+        clone_ids: Sequence[int] = (),
     ) -> Run:
-        """Record a run owned by this process (refused while the environment has another)
-        and audit who started it."""
+        """Record a run owned by this process and the clones it owns (refused while the
+        environment has another), and audit who started it."""
         run = self.repo.start_run(
             environment=environment,
             kind=kind,
             requested_by=requested_by,
             requested=requested,
             owner=self.owner,
+            clone_ids=clone_ids,
         )
         self.track_run(run.id)
         self.repo.audit(
@@ -766,10 +798,12 @@ class Service:
         if not unreachable:
             clones = self._verify_ready(clones)
         ready = [c.name for c in clones if c.state is CloneState.READY]
+        unfinished = (CloneState.PLANNED, CloneState.CLONING)
+        interrupted = [c.name for c in clones if unreachable and c.state in unfinished]
         failed = [
             FailedClone(c.name, c.type, c.error or c.state.value)
             for c in clones
-            if c.state is not CloneState.READY
+            if c.state is not CloneState.READY and c.name not in interrupted
         ]
         # A clone whose guest customization failed exists and is linked, but is not usable as
         # a training machine yet: the run reports it as a failure (it stays recorded as ready).
@@ -780,12 +814,9 @@ class Service:
         ]
         if unreachable:
             state = RunState.INTERRUPTED
-            unfinished = sum(
-                1 for c in clones if c.state in (CloneState.PLANNED, CloneState.CLONING)
-            )
             message = (
-                f"{unreachable[0]} {unfinished} clones are not finished; once vCenter answers, "
-                'run "resume" to finish them.'
+                f"{unreachable[0]} {len(interrupted)} clones are not finished; once vCenter "
+                'answers, run "resume" to finish them.'
             )
         elif not failed:
             state, message = RunState.SUCCEEDED, ""
@@ -810,6 +841,7 @@ class Service:
             state=state,
             savings=savings,
             message=message,
+            interrupted=interrupted,
         )
         emit("finished", message=message or f"{len(ready)} clones ready in {env.name}")
         return result
@@ -822,7 +854,7 @@ class Service:
         for c, found in zip(ready, uuids, strict=True):
             if found is None or found != c.instance_uuid:
                 out[c.id] = self.repo.update_clone(
-                    c.id, state=CloneState.FAILED, error="missing from vCenter after deployment"
+                    c.id, state=CloneState.MISSING, error="missing from vCenter after deployment"
                 )
         return [out[c.id] for c in clones]
 
@@ -849,6 +881,9 @@ class Service:
         channel: str = "",
         on_event: ProgressCallback | None = None,
     ) -> TeardownResult:
+        """Strip back the environment's live clones as they are now: the run records that set
+        when it starts and acts on it alone (its recovery too), never on clones deployed into
+        the same environment name later."""
         env = self.environment(environment)
         with self.environment_lock(env.name):
             clones = self.repo.clones(environment=env.name, states=LIVE_STATES)
@@ -862,16 +897,15 @@ class Service:
                 command=f"teardown {env.name}",
                 source=source,
                 channel=channel,
+                clone_ids=[c.id for c in clones],
             )
-            return self._strip(run.id, env, clones, on_event)
+            return self.strip_run(run.id, env, on_event)
 
-    def _strip(
-        self,
-        run_id: int,
-        env: Environment,
-        clones: list[Clone],
-        on_event: ProgressCallback | None,
+    def strip_run(
+        self, run_id: int, env: Environment, on_event: ProgressCallback | None
     ) -> TeardownResult:
+        """Destroy the live clones that strip back run `run_id` owns (verified ours first)."""
+        clones = self.repo.clones(run_id=run_id, states=LIVE_STATES)
         started = time.monotonic()
         emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
@@ -882,6 +916,7 @@ class Service:
         for c, why in skipped:
             emit("clone_failed", clone=c.name, ok=False, message=why)
         destroyed: list[str] = []
+        already_gone = [c.name for c in gone]
         failed: list[FailedClone] = []
         reclaimed = 0
         lock = threading.Lock()
@@ -889,11 +924,13 @@ class Service:
         def work(item: tuple[Clone, VmFacts]) -> None:
             nonlocal reclaimed
             clone, facts = item
-            self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
+            self.repo.update_clone(clone.id, state=CloneState.DESTROYING, moref=facts.moref)
             try:
-                freed = self.vcenter.destroy(
-                    facts.moref, expected_uuid=facts.instance_uuid, facts=facts
-                )
+                for attempt in self._retrying(emit, clone.name):
+                    with attempt:
+                        outcome = self.vcenter.destroy(
+                            facts.moref, expected_uuid=facts.instance_uuid, facts=facts
+                        )
             except VCenterUnreachable:
                 raise
             except ClonesError as exc:
@@ -904,9 +941,12 @@ class Service:
                 return
             self.repo.update_clone(clone.id, state=CloneState.DESTROYED, error=None)
             with lock:
-                destroyed.append(clone.name)
-                reclaimed += freed
-            emit("clone_ready", clone=clone.name, ok=True)
+                if outcome.gone:
+                    already_gone.append(clone.name)
+                else:
+                    destroyed.append(clone.name)
+                    reclaimed += outcome.reclaimed_bytes
+            emit("clone_ready", clone=clone.name, ok=True, message="already gone" * outcome.gone)
 
         error: VCenterUnreachable | None = None
         with ThreadPoolExecutor(
@@ -924,33 +964,36 @@ class Service:
                 elif exc is not None and not isinstance(exc, VCenterUnreachable):
                     raise exc
         if error is not None:
-            # Whatever was mid-destroy goes back to ready; a later strip back re-verifies it.
-            for c in self.repo.clones(environment=env.name, states=[CloneState.DESTROYING]):
+            # Whatever was mid-destroy goes back to ready; the resumed run re-verifies it.
+            for c in self.repo.clones(run_id=run_id, states=[CloneState.DESTROYING]):
                 self.repo.update_clone(c.id, state=CloneState.READY)
         problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped]
         if error is not None:
             state = RunState.INTERRUPTED
         elif problems:
-            state = RunState.PARTIAL if destroyed or gone else RunState.FAILED
+            state = RunState.PARTIAL if destroyed or already_gone else RunState.FAILED
         else:
             state = RunState.SUCCEEDED
+        message = str(error) if error else ""
         self.finish_run(
             run_id,
             state=state,
-            succeeded=len(destroyed) + len(gone),
+            succeeded=len(destroyed) + len(already_gone),
             failed=len(problems),
-            message=str(error) if error else "",
+            message=message,
         )
         result = TeardownResult(
             run_id=run_id,
             environment=env.name,
             destroyed=sorted(destroyed),
-            already_gone=sorted(c.name for c in gone),
+            already_gone=sorted(already_gone),
             skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
             failed=failed,
             reclaimed_bytes=reclaimed,
             elapsed_s=time.monotonic() - started,
             state=state,
+            renamed={c.name: f.name for c, f in verified if f.name != c.name},
+            message=message,
         )
         emit("finished", message=f"{len(destroyed)} clones destroyed, {result.reclaimed_gb} GB")
         if error is not None:
@@ -964,7 +1007,9 @@ class Service:
 
         A VM is destroyed only when its moref, instance UUID and the ManagedBy/Environment
         attributes all match what was recorded. Clones without a moref (a crash mid-clone) are
-        looked up by the instance UUID the bot chose before cloning.
+        looked up by the instance UUID the bot chose before cloning; such a VM may not carry
+        its attributes yet, and then its Notes (written by the clone call itself) must name
+        this bot and environment instead.
         """
         with_moref = [c for c in clones if c.moref]
         facts = dict(
@@ -974,7 +1019,7 @@ class Service:
                 strict=True,
             )
         )
-        without = [c for c in clones if not c.moref]
+        without = [c for c in clones if not c.moref and c.instance_uuid]
         by_uuid: dict[str, VmFacts] = {}
         if without:
             folders = {
@@ -991,18 +1036,26 @@ class Service:
             if f is None:
                 gone.append(c)
                 continue
-            problems = []
-            if f.instance_uuid != c.instance_uuid:
-                problems.append("instance UUID differs")
-            if f.attributes.get(ATTR_MANAGED_BY) != self.settings.managed_by:
-                problems.append(f"{ATTR_MANAGED_BY} is not {self.settings.managed_by!r}")
-            if f.attributes.get(ATTR_ENVIRONMENT) != env.name:
-                problems.append(f"{ATTR_ENVIRONMENT} is not {env.name!r}")
+            problems = self._not_ours(c, f, env.name)
             if problems:
                 skipped.append((c, "not touched: " + ", ".join(problems)))
             else:
                 verified.append((c, f))
         return verified, gone, skipped
+
+    def _not_ours(self, clone: Clone, vm: VmFacts, environment: str) -> list[str]:
+        """Why a VM found for a recorded clone cannot be proven the bot's (empty: it is)."""
+        if vm.instance_uuid != clone.instance_uuid:
+            return ["instance UUID differs"]
+        labels = vm.attributes
+        if ATTR_MANAGED_BY not in labels and ATTR_ENVIRONMENT not in labels:
+            labels = read_provenance(vm.notes)  # made, not yet labelled (a crash mid-clone)
+        problems = []
+        if labels.get(ATTR_MANAGED_BY) != self.settings.managed_by:
+            problems.append(f"{ATTR_MANAGED_BY} is not {self.settings.managed_by!r}")
+        if labels.get(ATTR_ENVIRONMENT) != environment:
+            problems.append(f"{ATTR_ENVIRONMENT} is not {environment!r}")
+        return problems
 
     # ================================================================= reading
     def environment(self, name: str) -> Environment:
@@ -1032,7 +1085,21 @@ class Service:
                 if c.state.live and c.host:
                     hosts.setdefault(c.parent, set()).add(c.host)
             spread = {parent: len(h) for parent, h in sorted(hosts.items())}
-            return [EnvironmentStatus(env, by_type, clones, hosts_by_parent=spread)]
+            try:
+                drift, unchecked = self.drift(env.name, clones), ""
+            except VCenterError as exc:
+                drift, unchecked = {}, str(exc)
+            return [
+                EnvironmentStatus(
+                    env,
+                    by_type,
+                    clones,
+                    hosts_by_parent=spread,
+                    drift=drift,
+                    checked=not unchecked,
+                    unchecked=unchecked,
+                )
+            ]
         out = []
         for env in self.repo.list_environments():
             by_type = {
@@ -1042,6 +1109,41 @@ class Service:
             status = EnvironmentStatus(env, by_type)
             if status.live or env.ends_at or env.starts_at:
                 out.append(status)
+        return out
+
+    def drift(self, environment: str, clones: Sequence[Clone]) -> dict[int, Drift]:
+        """Compare recorded clones that should exist with what vCenter holds, in one read."""
+        settled = [
+            c for c in clones if c.state in (CloneState.READY, CloneState.DESTROYING) and c.moref
+        ]
+        seen = self.vcenter.sightings([c.moref for c in settled if c.moref])
+        by_moref = {vm.moref: vm for vm in seen}
+        out: dict[int, Drift] = {}
+        for c in settled:
+            vm = by_moref.get(c.moref or "")
+            if vm is None or vm.instance_uuid != c.instance_uuid:
+                out[c.id] = Drift(missing=True)
+                continue
+            power = ""
+            if c.power_state in ("poweredOn", "poweredOff"):
+                recorded_on = c.power_state == "poweredOn"
+                if vm.powered_on != recorded_on:
+                    power = "on" if vm.powered_on else "off"
+            labels = []
+            for name, expected in (
+                (ATTR_MANAGED_BY, self.settings.managed_by),
+                (ATTR_ENVIRONMENT, environment),
+            ):
+                actual = vm.attributes.get(name)
+                if actual != expected:
+                    labels.append(f"{name} is {actual!r}" if actual else f"{name} removed")
+            drift = Drift(
+                renamed_to=vm.name if vm.name != c.name else "",
+                power=power,
+                relabelled=tuple(labels),
+            )
+            if drift.text:
+                out[c.id] = drift
         return out
 
     def savings(self, environment: str | None = None) -> Savings:

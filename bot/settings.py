@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, UsageError
 
 BUNDLED_LAB_CONFIG = Path(__file__).resolve().parent / "data" / "lab.toml"
 LAB_URL = "lab"  # `[vcenter] url = "lab"`: use the bundled lab vCenter, started on demand
@@ -133,7 +133,8 @@ class Settings:
             known = ", ".join(sorted(self.types)) or "none configured"
             hint = suggest(name, list(self.types))
             did = f' Did you mean "{hint}"?' if hint else ""
-            raise ConfigError(f'Unknown type "{name}".{did} Known types: {known}.') from None
+            # What the user typed names no type: a bad command (exit 2), not a broken setup.
+            raise UsageError(f'Unknown type "{name}".{did} Known types: {known}.') from None
 
 
 def config_path(environ: dict[str, str] | None = None) -> Path:
@@ -154,6 +155,17 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
         raise ConfigError(
             f"Configuration file {path} not found. Set CLONES_CONFIG to your clones.toml "
             "or copy clones.example.toml to ./clones.toml."
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path} is a folder, not a configuration file; give the path of your clones.toml."
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (UTF-8 TOML) file; check the path.") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"Configuration file {path} cannot be read ({exc.strerror or exc}); check the path "
+            "and its permissions."
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}). Fix the file and try again.") from None

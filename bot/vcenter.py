@@ -118,6 +118,25 @@ class VmFacts:
 
 
 @dataclass(frozen=True)
+class VmSighting:
+    """A VM as a quick inventory read sees it (status drift, resume's reconciliation)."""
+
+    moref: str
+    instance_uuid: str
+    name: str
+    powered_on: bool
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Destroyed:
+    """The outcome of destroying one VM."""
+
+    reclaimed_bytes: int  # what it occupied on the datastore (0 when it was already gone)
+    gone: bool  # it no longer existed: nothing was destroyed by this call
+
+
+@dataclass(frozen=True)
 class DiskInfo:
     label: str
     capacity_bytes: int
@@ -878,12 +897,41 @@ class VCenter:
             if not props.get("config.template")
         ]
 
-    def _facts(self, moref: str, props: Mapping[str, Any]) -> VmFacts:
-        disks = [d for d in props.get("config.hardware.device", []) if _is_disk(d)]
-        linked = bool(disks) and all(getattr(d.backing, "parent", None) for d in disks)
-        storage = props.get("summary.storage")
+    def sightings(self, morefs: Sequence[str] | None = None) -> list[VmSighting]:
+        """VMs, narrowly: moref, instance UUID, name, power state and custom attributes, in
+        one PropertyCollector read (paged). With `morefs`, those VMs (absent ones are simply
+        not in the result; what status compares records with); without, every VM in the
+        datacenter, templates excluded (what resume reconciles against: a VM moved to another
+        folder or renamed is still found by its instance UUID).
+        """
+        paths = ["name", "config.instanceUuid", "runtime.powerState", "customValue"]
+        if morefs is not None:
+            if not morefs:
+                return []
+            rows = self._retrieve([self._vm(m) for m in morefs], paths, report_missing=True)
+        else:
+            rows = self._retrieve_container(
+                vim.VirtualMachine, [*paths, "config.template"], root=self.datacenter()
+            )
+        out = []
+        for obj, props in rows:
+            if props.get("config.template"):
+                continue
+            out.append(
+                VmSighting(
+                    moref=str(obj._moId),
+                    instance_uuid=str(props.get("config.instanceUuid") or ""),
+                    name=str(props.get("name", "")),
+                    powered_on=props.get("runtime.powerState")
+                    == vim.VirtualMachinePowerState.poweredOn,
+                    attributes=self._attribute_values(props.get("customValue", [])),
+                )
+            )
+        return out
+
+    def _attribute_values(self, values: Sequence[Any]) -> dict[str, str]:
         names = {v: k for k, v in self._field_keys.items()}
-        keys = {cv.key for cv in props.get("customValue", [])}
+        keys = {cv.key for cv in values}
         if keys - set(names) - self._foreign_keys:
             # An attribute this process has not defined itself (e.g. a type's extra asset
             # attributes, set by an earlier run): learn every definition once.
@@ -891,9 +939,13 @@ class VCenter:
             names = {v: k for k, v in self._field_keys.items()}
             with self._lock:
                 self._foreign_keys |= keys - set(names)
-        attributes = {
-            names[cv.key]: str(cv.value) for cv in props.get("customValue", []) if cv.key in names
-        }
+        return {names[cv.key]: str(cv.value) for cv in values if cv.key in names}
+
+    def _facts(self, moref: str, props: Mapping[str, Any]) -> VmFacts:
+        disks = [d for d in props.get("config.hardware.device", []) if _is_disk(d)]
+        linked = bool(disks) and all(getattr(d.backing, "parent", None) for d in disks)
+        storage = props.get("summary.storage")
+        attributes = self._attribute_values(props.get("customValue", []))
         host = props.get("runtime.host")
         return VmFacts(
             moref=moref,
@@ -927,22 +979,36 @@ class VCenter:
                 out[i] = result
         return out
 
-    def destroy(self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None) -> int:
-        """Destroy one VM after checking it is the one recorded; return the bytes reclaimed.
+    def destroy(self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None) -> Destroyed:
+        """Destroy one VM after checking it is the one recorded.
 
         `facts` read moments ago in a batch (strip back verifies every clone in one call) spare
         a read; a moref is never reused for another VM, so the check still holds. Destroy_Task
         on a linked clone removes only the clone's own delta disk; the parent's base disk stays
         (vCenter never deletes a disk another VM's chain still uses).
+
+        A VM that is gone is one outcome however vCenter says so: absent from the read, a
+        ManagedObjectNotFound fault of a call (the VM vanished between the read and the call,
+        e.g. another process's Destroy_Task finished) or of a task: `Destroyed(gone=True)`.
         """
         if facts is None:
             facts = self.vm_facts([moref])[0]
         if facts is None:
-            return 0
+            return Destroyed(0, gone=True)
         if facts.moref != moref or facts.instance_uuid != expected_uuid:
             raise VCenterError(
                 f"{moref} is no longer the recorded VM (instance UUID changed); not touched."
             )
+        try:
+            self._power_off_and_destroy(moref, facts)
+        except VCenterFault as exc:
+            if exc.fault == "ManagedObjectNotFound":
+                return Destroyed(0, gone=True)
+            raise
+        return Destroyed(facts.committed_bytes, gone=False)
+
+    def _power_off_and_destroy(self, moref: str, facts: VmFacts) -> None:
+        """Raises a `VCenterFault` (call or task fault alike) when anything fails."""
         if facts.powered_on:
             err = self.power_off([moref])[0]
             if err is not None:
@@ -957,11 +1023,8 @@ class VCenter:
             result = self.wait_for_tasks([self._task(f"destroying {facts.name}", vm.Destroy_Task)])[
                 0
             ]
-        if isinstance(result, VCenterFault) and result.fault == "ManagedObjectNotFound":
-            return 0
         if isinstance(result, BaseException):
             raise result
-        return facts.committed_bytes
 
     def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
         """Each VM's instance UUID (None where it no longer exists): a narrow read, in one call."""

@@ -339,6 +339,11 @@ def teardown_result(r: TeardownResult, confirmer: str) -> Rendered:
     ]
     if r.already_gone:
         blocks.append(section(f"{len(r.already_gone)} were already gone from vCenter."))
+    if r.renamed:
+        renamed = [
+            f"`{esc(old)}`, now named `{esc(new)}`" for old, new in sorted(r.renamed.items())
+        ]
+        blocks.append(section("Renamed outside the bot, destroyed:\n" + capped_lines(renamed)))
     blocks += _failures("Left alone (not provably ours)", r.skipped)
     blocks += _failures("Failed", r.failed)
     blocks.append(context(f"run {r.run_id} · {gone} of {gone + len(r.failed) + len(r.skipped)}"))
@@ -387,13 +392,20 @@ def status(
     for st in shown:
         blocks.append(section(_environment_summary(st, None, events.get(st.environment.name))))
         if environment is not None:
+            if st.checked:
+                differ = len(st.drift)
+                note = f":warning: {differ} differ from vCenter" if differ else "matches vCenter"
+            else:
+                note = f"vCenter not checked ({st.unchecked}): records as they are"
             lines = [
                 f"`{esc(c.name)}` {esc(c.type)} {c.state.value}"
+                + (f" :warning: {esc(st.drift[c.id].text)}" if c.id in st.drift else "")
                 + (f": {esc(c.error)}" if c.error else "")
                 for c in st.clones
                 if c.state.live or c.error
             ]
             if lines:
+                lines.insert(0, f"_{esc(note)}_")
                 blocks.append(section(capped_lines(lines, more=" (`inventory ENV` lists all)")))
     if len(statuses) > len(shown):
         blocks.append(context(f"…and {len(statuses) - len(shown)} more environments"))

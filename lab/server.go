@@ -67,11 +67,14 @@ type Lab struct {
 	taskReads    int // RetrievePropertiesEx calls that read vim.Task properties
 	// CloneVM_Task requests being answered now, and the most at once since the last reset.
 	cloneInFlight, cloneInFlightMax int
-	injected                        int
-	cloneOrdinal                    int
-	sessions                        map[string]bool
-	pausedUntil                     time.Time // SOAP connections are dropped until then (POST /lab/pause)
-	dropped                         int       // SOAP requests dropped while paused
+	// SOAP requests being answered now, blocking waits (WaitForUpdates[Ex]) excepted: 0 means
+	// the lab is idle (a killed client's last calls have finished their work).
+	inFlight     int
+	injected     int
+	cloneOrdinal int
+	sessions     map[string]bool
+	pausedUntil  time.Time // SOAP connections are dropped until then (POST /lab/pause)
+	dropped      int       // SOAP requests dropped while paused
 
 	cloneMu sync.Mutex // serialises the body of CloneVM_Task (not its latency)
 	figMu   sync.Mutex
@@ -317,6 +320,14 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	l.total++
 	if name != "" {
 		l.requests[name]++
+	}
+	if name != "WaitForUpdatesEx" && name != "WaitForUpdates" {
+		l.inFlight++
+		defer func() {
+			l.mu.Lock()
+			l.inFlight--
+			l.mu.Unlock()
+		}()
 	}
 	if name == "CloneVM_Task" {
 		l.cloneCalls++
@@ -934,8 +945,8 @@ func (l *Lab) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		out := map[string]interface{}{
 			"requests": reqs, "total": l.total, "clone_calls": l.cloneCalls, "task_reads": l.taskReads,
-			"clone_calls_in_flight_max": l.cloneInFlightMax,
-			"busy_ms":                   busy, "clone_lock_wait_ms": msOf(l.cloneWait),
+			"clone_calls_in_flight_max": l.cloneInFlightMax, "requests_in_flight": l.inFlight,
+			"busy_ms": busy, "clone_lock_wait_ms": msOf(l.cloneWait),
 			"clones_failed_injected": l.injected, "sessions": len(l.sessions),
 			"dropped": l.dropped, "paused": time.Now().Before(l.pausedUntil),
 		}

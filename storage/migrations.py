@@ -161,6 +161,59 @@ def m006_seen_requests(db: Database) -> None:
     db.execute("CREATE INDEX seen_requests_expires ON seen_requests(expires_at)")
 
 
+@migrations()
+def m007_run_members(db: Database) -> None:
+    # Which clones each run owns (acts on): recorded when the run starts, copied to the run that
+    # supersedes it, so a strip back and its recovery act only on the clones it started with,
+    # never on clones deployed later under the same environment name. clones.run_id stays the
+    # run that created the clone.
+    db.execute(
+        """
+        CREATE TABLE run_clones (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            clone_id INTEGER NOT NULL REFERENCES clones(id) ON DELETE CASCADE,
+            PRIMARY KEY (run_id, clone_id)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX run_clones_clone ON run_clones(clone_id)")
+    # A deployment owns the clones it reserved.
+    db.execute(
+        "INSERT INTO run_clones (run_id, clone_id) SELECT run_id, id FROM clones"
+        " WHERE run_id IS NOT NULL"
+    )
+    # An unfinished strip back (or refresh) of an older version recorded no set: it owns what
+    # it had started to destroy, nothing more.
+    db.execute(
+        """
+        INSERT OR IGNORE INTO run_clones (run_id, clone_id)
+        SELECT r.id, c.id FROM runs r JOIN clones c ON c.environment = r.environment
+        WHERE r.kind IN ('teardown', 'refresh') AND r.state IN ('running', 'interrupted')
+          AND c.state = 'destroying'
+        """
+    )
+    # The run that took this one over (recovery), so history reads as a chain.
+    db.execute("ALTER TABLE runs ADD COLUMN superseded_by INTEGER REFERENCES runs(id)")
+    # Strip backs interrupted by an older version were resumed as new runs but left
+    # "interrupted", so every later resume stripped the environment back again: they are over.
+    db.execute(
+        """
+        UPDATE runs SET state = 'superseded'
+        WHERE kind = 'teardown' AND state = 'interrupted'
+          AND message = 'resumed as a new strip back'
+        """
+    )
+    # A clone whose VM vanished from vCenter without the bot destroying it ("missing") frees
+    # its name like failed and destroyed ones.
+    db.execute("DROP INDEX clones_live_name")
+    db.execute(
+        """
+        CREATE UNIQUE INDEX clones_live_name ON clones(name)
+        WHERE state NOT IN ('failed', 'destroyed', 'missing')
+        """
+    )
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

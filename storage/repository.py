@@ -38,6 +38,8 @@ from bot.models import (
     Run,
     RunKind,
     RunState,
+    clone_transition,
+    run_transition,
 )
 from storage.migrations import apply_migrations
 
@@ -45,7 +47,7 @@ BUSY_TIMEOUT_S: Final = 30.0
 
 # Must match the partial unique index `clones_live_name` word for word, or SQLite will not use
 # that index for the name lookups of `reserve_clones` and `find_clone`.
-_LIVE: Final = "state NOT IN ('failed', 'destroyed')"
+_LIVE: Final = "state NOT IN ('failed', 'destroyed', 'missing')"
 
 # How many candidate names `reserve_clones` checks per query (kept under SQLite's 999 host
 # parameters limit of older builds).
@@ -148,6 +150,7 @@ def _run(row: dict[str, Any]) -> Run:
         message=row["message"],
         owner=row.get("owner") or "",
         heartbeat_at=_from_text(row.get("heartbeat_at")),
+        superseded_by=row.get("superseded_by"),
     )
 
 
@@ -504,6 +507,11 @@ class Repository:
                     ),
                 )
                 assert cursor.lastrowid is not None
+                if run_id is not None:
+                    self._execute(
+                        "INSERT INTO run_clones (run_id, clone_id) VALUES (?, ?)",
+                        (run_id, cursor.lastrowid),
+                    )
                 clones.append(
                     Clone(
                         id=cursor.lastrowid,
@@ -531,6 +539,8 @@ class Repository:
         assignments = ", ".join(f"{column} = ?" for column in values)
         with self.transaction():
             current = self.get_clone(clone_id)
+            if "state" in changes:
+                clone_transition(current.state, CloneState(changes["state"]))
             try:
                 self._execute(
                     f"UPDATE clones SET {assignments} WHERE id = ?", [*values.values(), clone_id]
@@ -582,7 +592,7 @@ class Repository:
             where.append("type = ?")
             params.append(type)
         if run_id is not None:
-            where.append("run_id = ?")
+            where.append("id IN (SELECT clone_id FROM run_clones WHERE run_id = ?)")
             params.append(run_id)
         sql = "SELECT * FROM clones"
         if where:
@@ -625,7 +635,17 @@ class Repository:
         requested_by: str,
         requested: int,
         owner: str = "",
+        clone_ids: Iterable[int] = (),
     ) -> Run:
+        """Record a new run that owns `clone_ids` (the clones it will act on).
+
+        Refused while another run of the environment is running. An interrupted run (vCenter
+        went away, or its process died and recovery could not finish it) blocks a deployment or
+        refresh, which would otherwise leave it to re-create clones later; a strip back takes
+        it over instead: it ends superseded in this same transaction, and the strip back's own
+        set (the environment's live clones) includes the clones it left unfinished.
+        """
+        kind = RunKind(kind)
         with self.transaction():
             self._require_environment(environment)
             # One run per environment at a time, across processes: the check and the insert
@@ -640,35 +660,99 @@ class Repository:
                     f"{busy['requested_by']}) is still running. Wait for it to finish; if the "
                     'process running it died, "resume" finishes it.'
                 )
-            now = _to_text(_now())
-            cursor = self._execute(
-                "INSERT INTO runs (environment, kind, requested_by, state, requested, started_at,"
-                " owner, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    environment,
-                    RunKind(kind).value,
-                    requested_by,
-                    RunState.RUNNING.value,
-                    requested,
-                    now,
-                    owner,
-                    now,
-                ),
+            stopped = self._rows(
+                "SELECT id, kind FROM runs WHERE environment = ? AND state = ? ORDER BY id",
+                (environment, RunState.INTERRUPTED.value),
             )
-            assert cursor.lastrowid is not None
-            return self.get_run(cursor.lastrowid)
+            if stopped and kind is not RunKind.TEARDOWN:
+                first = stopped[0]
+                raise ConflictError(
+                    f"{environment} has an unfinished {first['kind']} (run {first['id']}, "
+                    'interrupted). Type "resume" to finish it first, or strip the environment '
+                    f'back ("teardown {environment}").'
+                )
+            run = self._insert_run(environment, kind, requested_by, requested, owner, clone_ids)
+            for row in stopped:
+                self._supersede(row["id"], run.id, f"superseded by {kind} run {run.id}")
+            return run
+
+    def _insert_run(
+        self,
+        environment: str,
+        kind: RunKind,
+        requested_by: str,
+        requested: int,
+        owner: str,
+        clone_ids: Iterable[int],
+    ) -> Run:
+        now = _to_text(_now())
+        cursor = self._execute(
+            "INSERT INTO runs (environment, kind, requested_by, state, requested, started_at,"
+            " owner, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                environment,
+                RunKind(kind).value,
+                requested_by,
+                RunState.RUNNING.value,
+                requested,
+                now,
+                owner,
+                now,
+            ),
+        )
+        run_id = cursor.lastrowid
+        assert run_id is not None
+        with self._writing():
+            self._db().conn.executemany(
+                "INSERT INTO run_clones (run_id, clone_id) VALUES (?, ?)",
+                [(run_id, clone_id) for clone_id in clone_ids],
+            )
+        return self.get_run(run_id)
+
+    def _supersede(self, run_id: int, by: int, message: str) -> None:
+        run = self.get_run(run_id)
+        run_transition(run.state, RunState.SUPERSEDED)
+        self._execute(
+            "UPDATE runs SET state = ?, superseded_by = ?, message = ?, finished_at = ?"
+            " WHERE id = ?",
+            (RunState.SUPERSEDED.value, by, message, _to_text(_now()), run_id),
+        )
+
+    def supersede_run(self, run_id: int, *, owner: str, expected_owner: str) -> Run | None:
+        """Take an abandoned run over: in one transaction, end it as superseded and start a new
+        run of the same kind, owned by `owner`, over the same clones. The old run can then never
+        be picked up again.
+
+        None when the run has ended meanwhile or another process took it over first (its owner
+        is no longer `expected_owner`).
+        """
+        with self.transaction():
+            old = self.get_run(run_id)
+            if old.state.terminal or old.owner != expected_owner:
+                return None
+            new = self._insert_run(
+                old.environment, old.kind, old.requested_by, old.requested, owner, ()
+            )
+            self._execute(
+                "INSERT INTO run_clones (run_id, clone_id)"
+                " SELECT ?, clone_id FROM run_clones WHERE run_id = ?",
+                (new.id, old.id),
+            )
+            self._supersede(old.id, new.id, f"resumed as run {new.id}")
+            return new
 
     def finish_run(
         self, run_id: int, *, state: RunState, succeeded: int, failed: int, message: str = ""
     ) -> Run:
-        """Record a run's outcome; a run finishes once (running or interrupted runs only)."""
+        """Record a run's outcome; a run finishes once (running runs only)."""
         state = RunState(state)
         if state is RunState.RUNNING:
             raise ValueError("finish_run() needs a final state, not 'running'")
         with self.transaction():
             run = self.get_run(run_id)
-            if run.state not in (RunState.RUNNING, RunState.INTERRUPTED):
+            if run.state.terminal:
                 raise ConflictError(f"Run {run_id} has already finished ({run.state}).")
+            run_transition(run.state, state)
             self._execute(
                 "UPDATE runs SET state = ?, succeeded = ?, failed = ?, message = ?,"
                 " finished_at = ? WHERE id = ?",
@@ -687,7 +771,9 @@ class Repository:
         if "finished_at" in values:
             values["finished_at"] = _to_text(values["finished_at"])
         with self.transaction():
-            self.get_run(run_id)
+            current = self.get_run(run_id)
+            if "state" in changes:
+                run_transition(current.state, RunState(changes["state"]))
             if values:
                 assignments = ", ".join(f"{column} = ?" for column in values)
                 self._execute(
@@ -900,26 +986,28 @@ class Repository:
                 (_to_text(_now()), run_id, RunState.RUNNING.value),
             )
 
-    def take_over_run(self, run_id: int, *, owner: str, expected_owner: str) -> bool:
-        """Atomically make `owner` the run's owner and mark it running again (resume).
-
-        False when another process got there first (its owner is no longer `expected_owner`).
-        """
+    def mark_missing(self, clone_ids: Iterable[int], *, unchanged_since: datetime) -> list[Clone]:
+        """Record ready clones whose VM vCenter no longer has as missing, unless a row changed
+        after `unchanged_since` (the moment before vCenter was read): a clone made or changed
+        meanwhile is not judged by an older read."""
+        out: list[Clone] = []
         with self.transaction():
-            cursor = self._execute(
-                "UPDATE runs SET owner = ?, heartbeat_at = ?, state = ?, finished_at = NULL"
-                " WHERE id = ? AND owner = ? AND state IN (?, ?)",
-                (
-                    owner,
-                    _to_text(_now()),
-                    RunState.RUNNING.value,
-                    run_id,
-                    expected_owner,
-                    RunState.RUNNING.value,
-                    RunState.INTERRUPTED.value,
-                ),
-            )
-            return cursor.rowcount == 1
+            for clone_id in clone_ids:
+                cursor = self._execute(
+                    "UPDATE clones SET state = ?, error = ?, updated_at = ?"
+                    " WHERE id = ? AND state = ? AND updated_at <= ?",
+                    (
+                        CloneState.MISSING.value,
+                        "gone from vCenter, not destroyed by the bot",
+                        _to_text(_now()),
+                        clone_id,
+                        CloneState.READY.value,
+                        _to_text(unchanged_since),
+                    ),
+                )
+                if cursor.rowcount == 1:
+                    out.append(self.get_clone(clone_id))
+        return out
 
     def clones_by_instance_uuid(self, uuids: Iterable[str]) -> dict[str, Clone]:
         """The newest clone row for each instance UUID (live or not)."""

@@ -9,12 +9,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from bot.bootstrap import App
 from bot.lab import DEFAULT_SPEC, LabProcess, deep_merge, ensure_built
 from tests.helpers import MakeApp, lab_app
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests: a few hundred examples per test by default, thousands with
+# HYPOTHESIS_PROFILE=thorough. Under CI the examples are derived from each test alone
+# (derandomize, no example database), so a run is repeatable and never fails by luck; a local
+# run explores new examples each time and replays failures from .hypothesis/.
+_CI = bool(os.environ.get("CI"))
+_COMMON: dict[str, Any] = {
+    "deadline": None,
+    "derandomize": _CI,
+    "database": None if _CI else settings.default.database,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+settings.register_profile("ci", max_examples=400, **_COMMON)
+settings.register_profile("thorough", max_examples=5000, **_COMMON)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(HYPOTHESIS_PROFILE)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -161,3 +161,29 @@ def vms(lab: LabProcess) -> dict[str, dict[str, Any]]:
 
 def clones_of(lab: LabProcess) -> dict[str, dict[str, Any]]:
     return {n: vm for n, vm in vms(lab).items() if n.startswith("TRN-")}
+
+
+def set_state(repo: Any, clone_id: int, target: Any, **changes: Any) -> Any:
+    """Move a recorded clone to `target` along the shortest path the clone state machine
+    allows (tests that need a clone in some state without running the steps in between)."""
+    from collections import deque
+
+    from bot.models import CLONE_TRANSITIONS, CloneState
+
+    target = CloneState(target)
+    start = repo.get_clone(clone_id).state
+    paths: dict[CloneState, list[CloneState]] = {start: []}
+    queue = deque([start])
+    while queue:
+        state = queue.popleft()
+        for nxt in CLONE_TRANSITIONS[state]:
+            if nxt not in paths:
+                paths[nxt] = [*paths[state], nxt]
+                queue.append(nxt)
+    if target not in paths:
+        raise AssertionError(f"no path from {start} to {target}")
+    clone = repo.get_clone(clone_id)
+    steps = paths[target] or [target]
+    for i, state in enumerate(steps):
+        clone = repo.update_clone(clone_id, state=state, **(changes if i == len(steps) - 1 else {}))
+    return clone

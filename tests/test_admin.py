@@ -163,7 +163,7 @@ def test_prepare_creates_the_configured_snapshot_once(lab: LabProcess, make_app:
 def test_prepare_unknown_type_is_a_clear_error(lab: LabProcess, make_app: MakeApp) -> None:
     app = make_app(lab)
     before = vms(lab)
-    with pytest.raises(ConfigError, match=r'Unknown type "captur".*Did you mean "capture"'):
+    with pytest.raises(UsageError, match=r'Unknown type "captur".*Did you mean "capture"'):
         app.admin.prepare(grammar.Prepare("captur"), actor="admin")
     assert vms(lab) == before
 
@@ -517,7 +517,7 @@ def test_capacity_guard_counts_swap_when_powering_on(make_lab: MakeLab, make_app
 
 def test_plan_bad_input(lab: LabProcess, make_app: MakeApp) -> None:
     app = make_app(lab)
-    with pytest.raises(ConfigError, match='Unknown type "nope"'):
+    with pytest.raises(UsageError, match='Unknown type "nope"'):
         plan(app, "plan nope 3")
     with pytest.raises(UsageError):
         grammar.parse("plan capture 0")

@@ -7,7 +7,11 @@ it and passes the password in CLONES_VCENTER_PASSWORD, as an operator would.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -202,8 +206,59 @@ def test_bad_commands(
     before = lab_state(lab)
     result = term(*words)
     assert_clean_failure(result, *fragments)
+    # A command that cannot be understood is exit 2; a well-formed one naming nothing is 1.
+    assert result.code == (1 if fragments[0].startswith("No environment") else 2)
     assert lab_state(lab) == before
     assert term.recorded() == (0, 0)
+
+
+def test_edges_of_the_terminal_never_crash(lab: LabProcess, term: Terminal, tmp_path: Path) -> None:
+    term.configure(lab)
+    assert term("deploy", "capture", "3", "as", "edges").code == 0
+    # A reader that stops early (`| head -1`): no traceback, no "internal error".
+    proc = subprocess.run(
+        f"{' '.join(_clones_argv())} status edges | head -1",
+        shell=True,
+        env={**os.environ, **term.env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.startswith("edges")
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    # Unusable options are refused before anything happens, with the fix in the message.
+    (tmp_path / "charts").mkdir()
+    for args, fragments in (
+        (["--chart", "charts", "savings"], ["is a folder", "savings.png"]),
+        (["--chart", "nowhere/s.png", "savings"], ["does not exist"]),
+        (["--config", str(tmp_path), "status"], ["is a folder", "clones.toml"]),
+        (["prepare", "foo"], ['Unknown type "foo"']),
+        (["deploy", "foo", "5"], ['Unknown type "foo"']),
+    ):
+        result = term(*args)
+        assert_clean_failure(result, *fragments)
+        assert result.code == (2 if args[0] in ("--chart", "prepare", "deploy") else 1), args
+    assert term.recorded() == (1, 3)
+
+
+def _clones_argv() -> list[str]:
+    exe = shutil.which("clones")
+    return [exe] if exe else [sys.executable, "-m", "bot.cli"]
+
+
+def test_a_crash_report_is_the_users_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bot import cli
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        first = cli._write_crash_report()
+        second = cli._write_crash_report()
+    assert first != second and first.parent == tmp_path / "state" / "clones" / "crashes"
+    assert "RuntimeError: boom" in first.read_text()
+    assert oct(first.stat().st_mode & 0o777) == "0o600"
 
 
 def test_teardown_of_an_unknown_environment_destroys_nothing(

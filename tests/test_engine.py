@@ -11,7 +11,6 @@ import pytest
 from bot.bootstrap import App
 from bot.errors import (
     CapacityError,
-    ConfigError,
     NotFoundError,
     UsageError,
     VCenterError,
@@ -522,7 +521,7 @@ def test_session_expiry_mid_run_is_invisible(lab: LabProcess, app: App) -> None:
 @pytest.mark.parametrize(
     ("text", "error", "match"),
     [
-        ("deploy captur 2 as cohort", ConfigError, 'Unknown type "captur". Did you mean "capture"'),
+        ("deploy captur 2 as cohort", UsageError, 'Unknown type "captur". Did you mean "capture"'),
         ("deploy capture 101 as cohort", UsageError, "maximum of 100"),
     ],
 )

@@ -29,7 +29,7 @@ from tests.faults import (
     snapshot_count,
     wait_until,
 )
-from tests.helpers import lab_settings
+from tests.helpers import lab_settings, set_state
 from tests.slack.fake_api import FakeSlack
 
 pytestmark = pytest.mark.lab
@@ -100,7 +100,9 @@ def test_sigkill_mid_deploy_then_recovery_finishes_30_with_no_duplicate_or_orpha
     assert all(vm["linked"] and vm["folder"] == "Training" for vm in vms)
     with clones.repo() as repo:
         rows = repo.clones(environment="crash")
-        run = repo.get_run(run.id)
+        old = repo.get_run(run.id)
+        assert old.state is RunState.SUPERSEDED and old.superseded_by is not None
+        run = repo.get_run(old.superseded_by)
     assert [c.name for c in rows] == WANTED
     assert all(c.state is CloneState.READY for c in rows)
     by_uuid = {vm["instance_uuid"]: vm for vm in vms}
@@ -157,7 +159,9 @@ def test_sigkill_mid_strip_back_then_resume_destroys_the_rest_and_nothing_else(
         runs = repo.runs(environment="strip")
     assert all(c.state is CloneState.DESTROYED for c in rows) and len(rows) == 12
     teardowns = [r for r in runs if r.kind is RunKind.TEARDOWN]
-    assert [r.state for r in teardowns] == [RunState.SUCCEEDED, RunState.INTERRUPTED]
+    assert [r.state for r in teardowns] == [RunState.SUCCEEDED, RunState.SUPERSEDED]
+    again = clones.run("resume")  # the strip back is over: a second resume finds nothing
+    assert again.returncode == 0 and "Nothing to recover" in again.stdout
     assert not [r for r in runs if r.state is RunState.RUNNING]
     record(
         "sigkill mid-strip back, resumed",
@@ -167,6 +171,49 @@ def test_sigkill_mid_strip_back_then_resume_destroys_the_rest_and_nothing_else(
         decoys_touched=0,
         vms_lost=0,
         duplicates=0,
+    )
+
+
+def test_a_resumed_strip_back_ends_and_never_touches_a_later_deployment(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
+    """The strip back is killed while 8 Destroy_Task calls are still running in vCenter; resume
+    meets VMs that vanish under it (ManagedObjectNotFound on its own calls) and must record
+    them destroyed; a deployment into the same name afterwards is never stripped back by a
+    later resume (the superseded run is over)."""
+    lab = make_lab({"destroy_latency_ms": 1500})
+    clones = Clones(tmp_path, lab)
+    assert clones.run("deploy", "capture", "16", "as", "r1").returncode == 0
+    first = {vm["instance_uuid"] for vm in clone_vms(lab, "TRN-CAP-")}
+
+    proc = clones.start("teardown", "r1", "--yes")
+    wait_until(lambda: clones.count("r1", "destroying") >= 8, timeout=60)
+    kill(proc)
+
+    resumed = clones.run("resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Resumed teardown run" in resumed.stdout and "finished succeeded" in resumed.stdout
+    assert clone_vms(lab, "TRN-CAP-") == []
+    with clones.repo() as repo:
+        rows = repo.clones(environment="r1")
+    assert {c.state for c in rows} == {CloneState.DESTROYED}  # no record ready for a gone VM
+
+    assert clones.run("deploy", "capture", "6", "as", "r1").returncode == 0
+    later = {vm["instance_uuid"] for vm in clone_vms(lab, "TRN-CAP-")}
+    assert len(later) == 6 and not later & first
+    again = clones.run("resume")
+    assert again.returncode == 0 and "Nothing to recover" in again.stdout, again.stdout
+    assert {vm["instance_uuid"] for vm in clone_vms(lab, "TRN-CAP-")} == later
+    with clones.repo() as repo:
+        live = repo.clones(environment="r1", states=[CloneState.READY])
+        runs = repo.runs(environment="r1")
+    assert len(live) == 6
+    assert not [r for r in runs if not r.state.terminal]
+    record(
+        "sigkill mid-strip back with destroys in flight, resume, redeploy, resume",
+        faults_injected=1,
+        later_clones_destroyed=6 - len(live),
+        ready_rows_for_gone_vms=0,
     )
 
 
@@ -184,7 +231,7 @@ def test_orphans_lists_ours_and_a_forged_decoy_and_acts_only_on_ours(
     # A clone whose reply was lost: the VM exists, the row says failed.
     with clones.repo() as repo:
         first, second = repo.clones(environment="orph")[:2]
-        repo.update_clone(first.id, state=CloneState.FAILED, error="reply lost")
+        set_state(repo, first.id, CloneState.FAILED, error="reply lost")
 
     listed = clones.run("orphans")
     assert listed.returncode == 0
@@ -200,7 +247,7 @@ def test_orphans_lists_ours_and_a_forged_decoy_and_acts_only_on_ours(
         assert repo.get_clone(first.id).state is CloneState.READY
 
     with clones.repo() as repo:
-        repo.update_clone(second.id, state=CloneState.FAILED, error="reply lost")
+        set_state(repo, second.id, CloneState.FAILED, error="reply lost")
     removed = clones.run("orphans", "remove", "--yes")
     assert removed.returncode == 0, removed.stderr
     assert "removed TRN-CAP-002" in removed.stdout

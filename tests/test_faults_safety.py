@@ -24,7 +24,7 @@ from bot.models import CloneState, RunKind
 from bot.recovery import Recovery
 from storage import Repository
 from tests.faults import Clones, clone_vms, others, record, snapshot_count, wait_until
-from tests.helpers import MakeLab, deploy, lab_app
+from tests.helpers import MakeLab, deploy, lab_app, set_state
 
 pytestmark = pytest.mark.lab
 
@@ -80,7 +80,7 @@ def test_decoys_parents_snapshots_and_a_template_survive_every_operation(
     guarded("deploy", lambda: deploy(app, "deploy capture 4 as safe"))
     guarded("refresh", lambda: app.admin.refresh(grammar.Refresh("safe"), actor="trainer"))
     row = app.repo.clones(environment="safe")[0]
-    app.repo.update_clone(row.id, state=CloneState.FAILED, error="reply lost")  # an orphan
+    set_state(app.repo, row.id, CloneState.FAILED, error="reply lost")  # an orphan
 
     def clean_orphans() -> None:
         recovery = Recovery(app.service)
@@ -202,7 +202,7 @@ def test_no_lost_updates_from_eight_threads(tmp_path: Path) -> None:
             try:
                 barrier.wait()
                 for c in clones[k::8]:
-                    repo.update_clone(c.id, state=CloneState.READY, moref=f"vm-{c.id}", attempts=k)
+                    set_state(repo, c.id, CloneState.READY, moref=f"vm-{c.id}", attempts=k)
                     repo.audit(actor=f"t{k}", source="test", command=c.name, result="ok")
                     repo.heartbeat(run.id)
             except BaseException as exc:

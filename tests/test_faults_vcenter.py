@@ -58,7 +58,8 @@ def test_vcenter_unreachable_mid_run_stops_cleanly_and_resume_finishes_it(
     assert names == [f"TRN-CAP-{n:03}" for n in range(1, 21)]
     rows = app.repo.clones(environment="dark")
     assert all(c.state is CloneState.READY for c in rows)
-    run = app.repo.get_run(result.run_id)
+    assert app.repo.get_run(result.run_id).superseded_by == resumed.run_id
+    run = app.repo.get_run(resumed.run_id)
     assert (run.state, run.succeeded, run.failed) == (RunState.SUCCEEDED, 20, 0)
     assert Recovery(app.service).orphans() == []
     record(

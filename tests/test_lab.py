@@ -423,6 +423,7 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
         "clone_calls": 0,
         "task_reads": 0,
         "clone_calls_in_flight_max": 0,
+        "requests_in_flight": 0,
         "clones_failed_injected": 0,
         "dropped": 0,
         "paused": False,
@@ -551,7 +552,18 @@ def test_lab_up_and_down(lab_binary: Path, tmp_path: Path) -> None:
         assert info.port == port and info.url == f"http://127.0.0.1:{port}/sdk"
         assert json.loads((state / "lab.json").read_text())["pid"] == info.pid
         assert lab_up(port=port, state_dir=state) == info  # already running: same lab
+        assert lab_up(state_dir=state) == info  # no port asked for: whichever it runs on
         assert running_lab(state) == info
+        # Another spec or port is never silently ignored: an error says so, or --restart.
+        other_spec = tmp_path / "spec.json"
+        other_spec.write_text(DEFAULT_SPEC.read_text())
+        with pytest.raises(LabError, match=r"already running .*spec .*lab down.*--restart"):
+            lab_up(spec=other_spec, port=port, state_dir=state)
+        with pytest.raises(LabError, match=rf"port {port}, not {port + 1}"):
+            lab_up(port=port + 1, state_dir=state)
+        assert running_lab(state) == info
+        replaced = lab_up(spec=other_spec, port=port, state_dir=state, restart=True)
+        assert replaced.spec == str(other_spec.resolve()) and replaced.pid != info.pid
     finally:
         assert lab_down(state) is True
     assert running_lab(state) is None

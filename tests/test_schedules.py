@@ -33,7 +33,7 @@ from bot.service import DeployResult, ProgressCallback, Service, TeardownResult
 from bot.settings import Settings, settings_from_dict
 from bot.vcenter import VCenter
 from storage import Repository
-from tests.helpers import lab_app, lab_config
+from tests.helpers import lab_app, lab_config, set_state
 
 LONDON = "Europe/London"
 # Thursday 26 November 2026, 10:00 GMT.
@@ -89,7 +89,7 @@ class RecordingService(Service):
     def teardown(self, environment: str, **kwargs: Any) -> TeardownResult:
         self.calls.append(("teardown", environment, kwargs["source"]))
         for c in self.repo.clones(environment=environment):
-            self.repo.update_clone(c.id, state=CloneState.DESTROYED)
+            set_state(self.repo, c.id, CloneState.DESTROYED)
         return TeardownResult(0, environment, [], [], [], [], 0, 0.0, RunState.SUCCEEDED)
 
 
@@ -121,7 +121,7 @@ class World:
             environment=env, type="capture", parent="Capture", pattern=f"{env}-{{n}}",
             count=n, run_id=None,
         ):  # fmt: skip
-            svc.repo.update_clone(c.id, state=CloneState.READY)
+            set_state(svc.repo, c.id, CloneState.READY)
 
 
 def make_settings(tmp: Path, **schedule: int) -> Settings:

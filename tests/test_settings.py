@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, UsageError
 from bot.settings import BUNDLED_LAB_CONFIG, load_settings, settings_from_dict
 from tests.helpers import LAB_TYPES, PASSWORD_ENV, to_toml, write_config
 
@@ -61,7 +61,7 @@ def test_the_bundled_lab_config_loads() -> None:
 
 def test_unknown_type_suggests_the_nearest() -> None:
     s = load(good())
-    with pytest.raises(ConfigError, match=r'Unknown type "captur"\. Did you mean "capture"'):
+    with pytest.raises(UsageError, match=r'Unknown type "captur"\. Did you mean "capture"'):
         s.type("captur")
 
 

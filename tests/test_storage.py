@@ -6,6 +6,7 @@ Schema checks read the file with plain sqlite3: what is on disk is what the next
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sqlite3
 import threading
 import time
@@ -16,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError, ConflictError, NotFoundError
-from bot.models import CloneState, ParentFacts, RunKind, RunState
+from bot.models import CloneState, InvalidTransition, ParentFacts, RunKind, RunState
 from storage import Repository
 from storage.migrations import migrations
+from tests.helpers import set_state
 
 PATTERN = "TRN-CAP-{n:03}"
 
@@ -89,9 +91,19 @@ def test_wal_mode_and_foreign_keys(repo: Repository, db_path: Path) -> None:
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 30_000
 
 
-def test_live_states_match_the_sql_filter() -> None:
-    # The SQL says "state NOT IN ('failed', 'destroyed')"; CloneState.live must agree.
-    assert {state.value for state in CloneState if not state.live} == {"failed", "destroyed"}
+def test_live_states_match_the_sql_filter(repo: Repository) -> None:
+    # CloneState.live, the repository's filter and the unique index on live names must agree.
+    from storage.repository import _LIVE
+
+    not_live = {state.value for state in CloneState if not state.live}
+    assert not_live == {"failed", "destroyed", "missing"}
+    assert set(re.findall(r"'(\w+)'", _LIVE)) == not_live
+    (index_sql,) = (
+        repo._db()
+        .conn.execute("SELECT sql FROM sqlite_master WHERE name = 'clones_live_name'")
+        .fetchone()
+    )
+    assert _LIVE in " ".join(index_sql.split())
 
 
 # -- environments --------------------------------------------------------------------------
@@ -127,7 +139,7 @@ def test_delete_environment_only_without_live_clones(repo: Repository) -> None:
     with pytest.raises(ConflictError, match="strip it back"):
         repo.delete_environment("nov")
     for clone in clones:
-        repo.update_clone(clone.id, state=CloneState.DESTROYED)
+        set_state(repo, clone.id, CloneState.DESTROYED)
     repo.delete_environment("nov")
     assert repo.get_environment("nov") is None
     assert repo.clones(environment="nov") == []  # history goes with it
@@ -155,9 +167,9 @@ def test_reservation_picks_smallest_free_numbers_and_reuses_dead_names(repo: Rep
     )
     assert [c.name for c in first] == [f"TRN-CAP-00{n}" for n in range(1, 6)]
     assert all(c.state is CloneState.PLANNED and c.attempts == 0 for c in first)
-    repo.update_clone(first[1].id, state=CloneState.DESTROYED)  # 002 free again
-    repo.update_clone(first[3].id, state=CloneState.FAILED, error="FileLocked")  # 004 free again
-    repo.update_clone(first[4].id, state=CloneState.DESTROYING)  # still live
+    set_state(repo, first[1].id, CloneState.DESTROYED)  # 002 free again
+    set_state(repo, first[3].id, CloneState.FAILED, error="FileLocked")  # 004 free again
+    set_state(repo, first[4].id, CloneState.DESTROYING)  # still live
     # Names are unique across environments, so "dec" gets the gaps and then continues.
     assert reserve(repo, 3, env="dec") == ["TRN-CAP-002", "TRN-CAP-004", "TRN-CAP-006"]
     assert reserve(repo, 0) == []
@@ -273,13 +285,13 @@ def test_partial_unique_index_rejects_second_live_name(repo: Repository, db_path
     (old,) = repo.reserve_clones(
         environment="nov", type="capture", parent="p", pattern=PATTERN, count=1, run_id=None
     )
-    repo.update_clone(old.id, state=CloneState.FAILED)
+    set_state(repo, old.id, CloneState.FAILED)
     (new,) = repo.reserve_clones(
         environment="nov", type="capture", parent="p", pattern=PATTERN, count=1, run_id=None
     )
     assert new.name == old.name and new.id != old.id
     with pytest.raises(ConflictError, match="another live clone"):
-        repo.update_clone(old.id, state=CloneState.READY)
+        set_state(repo, old.id, CloneState.READY)
     assert repo.get_clone(old.id).state is CloneState.FAILED  # the failed update left no trace
     # The database itself enforces it, whoever writes.
     conn = sqlite3.connect(db_path)
@@ -305,6 +317,7 @@ def test_update_get_find(repo: Repository) -> None:
     )
     assert clone.run_id == run.id
     time.sleep(0.001)
+    repo.update_clone(clone.id, state="cloning")
     ready = repo.update_clone(
         clone.id,
         state="ready",
@@ -320,13 +333,13 @@ def test_update_get_find(repo: Repository) -> None:
     assert repo.get_clone(clone.id) == ready
     assert repo.find_clone("TRN-CAP-001") == ready
     assert repo.find_clone("TRN-CAP-999") is None
-    repo.update_clone(clone.id, state=CloneState.DESTROYED)
+    set_state(repo, clone.id, CloneState.DESTROYED)
     assert repo.find_clone("TRN-CAP-001") is None  # only live clones are found
 
     with pytest.raises(NotFoundError, match="12345"):
         repo.get_clone(12345)
     with pytest.raises(NotFoundError):
-        repo.update_clone(12345, state=CloneState.READY)
+        set_state(repo, 12345, CloneState.READY)
     with pytest.raises(TypeError, match="name"):
         repo.update_clone(clone.id, name="other")
     with pytest.raises(ConflictError, match="no such run"):
@@ -347,7 +360,7 @@ def test_clones_filters_and_order(repo: Repository) -> None:
         )
     c2 = repo.find_clone("C-2")
     assert c2 is not None
-    repo.update_clone(c2.id, state=CloneState.READY)
+    set_state(repo, c2.id, CloneState.READY)
     assert [c.name for c in repo.clones()] == ["D-1", "D-2", "C-1", "C-2", "V-1", "V-2"]
     assert [c.name for c in repo.clones(environment="nov", type="capture")] == ["C-1", "C-2"]
     assert [c.name for c in repo.clones(states=[CloneState.READY])] == ["C-2"]
@@ -364,7 +377,7 @@ def test_clone_counts(repo: Repository) -> None:
     repo.reserve_clones(
         environment="dec", type="packaging", parent="p", pattern="P-{n}", count=2, run_id=None
     )
-    repo.update_clone(nov[0].id, state=CloneState.READY)
+    set_state(repo, nov[0].id, CloneState.READY)
     assert repo.clone_counts() == {
         "nov": {"capture": {CloneState.READY: 1, CloneState.PLANNED: 2}},
         "dec": {"packaging": {CloneState.PLANNED: 2}},
@@ -412,19 +425,100 @@ def test_runs_lifecycle(repo: Repository) -> None:
     second = repo.start_run(
         environment="nov", kind=RunKind.TEARDOWN, requested_by="U2", requested=2
     )
-    repo.update_run(second.id, state=RunState.INTERRUPTED)  # resumable: may still finish
-    resumed = repo.finish_run(second.id, state=RunState.SUCCEEDED, succeeded=2, failed=0)
-    assert resumed.state is RunState.SUCCEEDED
+    stopped = repo.finish_run(second.id, state=RunState.INTERRUPTED, succeeded=0, failed=0)
+    assert not stopped.state.terminal  # resumable, by superseding it
+    with pytest.raises(InvalidTransition):
+        repo.finish_run(second.id, state=RunState.SUCCEEDED, succeeded=2, failed=0)
+    with pytest.raises(InvalidTransition):
+        repo.update_run(second.id, state=RunState.RUNNING)
+    resumed = repo.supersede_run(second.id, owner="me", expected_owner="")
+    assert resumed is not None
+    repo.finish_run(resumed.id, state=RunState.SUCCEEDED, succeeded=2, failed=0)
     third = repo.start_run(environment="nov", kind=RunKind.REFRESH, requested_by="U1", requested=1)
 
-    assert [r.id for r in repo.runs()] == [third.id, second.id, first.id]
+    assert [r.id for r in repo.runs()] == [third.id, resumed.id, second.id, first.id]
     assert [r.id for r in repo.runs(states=[RunState.RUNNING])] == [third.id]
-    assert [r.id for r in repo.runs(environment="nov", limit=2)] == [third.id, second.id]
+    assert [r.id for r in repo.runs(environment="nov", limit=2)] == [third.id, resumed.id]
     assert repo.runs(environment="other") == []
     with pytest.raises(NotFoundError):
         repo.get_run(999)
     with pytest.raises(TypeError):
         repo.update_run(third.id, environment="x")
+
+
+def test_a_run_owns_the_clones_it_started_with(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    deploy = repo.start_run(environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=2)
+    made = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=2, run_id=deploy.id
+    )
+    assert [c.id for c in repo.clones(run_id=deploy.id)] == [c.id for c in made]
+    repo.finish_run(deploy.id, state=RunState.SUCCEEDED, succeeded=2, failed=0)
+    strip = repo.start_run(
+        environment="nov",
+        kind=RunKind.TEARDOWN,
+        requested_by="U1",
+        requested=2,
+        owner="a:1",
+        clone_ids=[c.id for c in made],
+    )
+    later = reserve(repo, 3)  # deployed into the same environment name afterwards
+    assert {c.id for c in repo.clones(run_id=strip.id)} == {c.id for c in made}
+    repo.finish_run(strip.id, state=RunState.INTERRUPTED, succeeded=0, failed=0)
+
+    # Recovery takes it over once: the old run ends superseded, the new one owns the same set.
+    taken = repo.supersede_run(strip.id, owner="b:2", expected_owner="a:1")
+    assert taken is not None and taken.state is RunState.RUNNING and taken.owner == "b:2"
+    assert {c.id for c in repo.clones(run_id=taken.id)} == {c.id for c in made}
+    old = repo.get_run(strip.id)
+    assert old.state is RunState.SUPERSEDED and old.superseded_by == taken.id
+    assert old.state.terminal
+    assert repo.supersede_run(strip.id, owner="c:3", expected_owner="a:1") is None
+    assert repo.supersede_run(taken.id, owner="c:3", expected_owner="a:1") is None  # not its owner
+    assert not {c.name for c in repo.clones(run_id=taken.id)} & set(later)
+
+
+def test_an_interrupted_run_blocks_a_deploy_and_is_superseded_by_a_strip_back(
+    repo: Repository,
+) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    deploy = repo.start_run(environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=1)
+    repo.finish_run(deploy.id, state=RunState.INTERRUPTED, succeeded=0, failed=0)
+    for kind in (RunKind.DEPLOY, RunKind.REFRESH):
+        with pytest.raises(ConflictError, match="resume"):
+            repo.start_run(environment="nov", kind=kind, requested_by="U1", requested=1)
+    strip = repo.start_run(environment="nov", kind=RunKind.TEARDOWN, requested_by="U1", requested=1)
+    old = repo.get_run(deploy.id)
+    assert old.state is RunState.SUPERSEDED and old.superseded_by == strip.id
+
+
+def test_clone_state_changes_follow_the_state_machine(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    (clone,) = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=1, run_id=None
+    )
+    with pytest.raises(InvalidTransition):
+        repo.update_clone(clone.id, state=CloneState.READY)  # never cloned
+    assert repo.get_clone(clone.id).state is CloneState.PLANNED  # nothing changed
+    set_state(repo, clone.id, CloneState.DESTROYED)
+    with pytest.raises(InvalidTransition):
+        repo.update_clone(clone.id, state=CloneState.READY)  # destroyed is final
+
+
+def test_missing_is_recorded_only_for_rows_unchanged_since_the_read(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    a, b = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=2, run_id=None
+    )
+    set_state(repo, a.id, CloneState.READY)
+    read_at = datetime.now(UTC)
+    time.sleep(0.001)
+    set_state(repo, b.id, CloneState.READY)  # became ready after vCenter was read
+    marked = repo.mark_missing([a.id, b.id], unchanged_since=read_at)
+    assert [c.id for c in marked] == [a.id]
+    assert repo.get_clone(a.id).state is CloneState.MISSING
+    assert repo.get_clone(b.id).state is CloneState.READY
+    assert reserve(repo, 1) == [a.name]  # a missing clone's name is free again
 
 
 # -- audit ---------------------------------------------------------------------------------

@@ -9,19 +9,19 @@ CI runs a few hundred examples per test; HYPOTHESIS_PROFILE=thorough runs thousa
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from slack_bolt import BoltRequest
 
 from bot import grammar
 from bot.errors import UsageError
 from handlers import blocks
+from tests.conftest import HYPOTHESIS_PROFILE
 from tests.faults import record
 
 from .conftest import ADMIN, CHANNEL, OPERATOR, STRANGER, SlackHarness
@@ -29,20 +29,7 @@ from .signing import action_body, action_payload, sign, slash_body
 
 pytestmark = pytest.mark.lab
 
-settings.register_profile(
-    "ci",
-    max_examples=400,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-settings.register_profile(
-    "thorough",
-    max_examples=5000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
-settings.load_profile(PROFILE)
+PROFILE = HYPOTHESIS_PROFILE  # registered and loaded in tests/conftest.py
 
 CHANGING = {"deploy", "teardown", "refresh", "power", "schedule", "extend", "cancel-schedule"}
 WORDS = [*grammar.VERBS, "capture", "packaging", "as", "until", "at", "and", "power", "on"]

@@ -1,0 +1,344 @@
+"""A stateful, model-based test of the bot's trust promises against the lab vCenter.
+
+Hypothesis drives random sequences of what happens to a real estate: deployments (into reused
+environment names too), strip backs, refreshes and power changes through the `clones` command;
+any of them SIGKILLed at a random moment or cut off by vCenter going dark; sessions expired under
+them; `resume` and the Slack bot's start-up recovery; and someone at the vSphere Client
+destroying, renaming, powering or relabelling clones behind the bot's back.
+
+After every step (once the lab has finished any work a killed process had asked for) it checks:
+- nothing the bot did not make is touched (decoys, parents, their snapshots);
+- a VM disappears only when the step may remove it: a strip back or refresh of its environment
+  that recorded it when it started, recovery of such a strip back that was cut short, or a
+  destroy behind the bot's back. So no clone of a deployment that started after a strip back is
+  ever destroyed by that strip back or its recovery;
+- no duplicate VM names in the clones' folder, no duplicate instance UUIDs;
+- every exit code is one of the documented ones, and no traceback reaches the terminal;
+- after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
+  UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
+  unfinished, no clone is left mid-way.
+
+CI runs a bounded number of sequences (CLONES_MODEL_EXAMPLES, default 4, deterministic under
+CI=true); docs/reliability.md reports a long run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from slack_sdk import WebClient
+
+from bot.bootstrap import build
+from bot.lab import DEFAULT_SPEC, LabProcess, deep_merge
+from bot.models import CloneState, RunState
+from bot.slack import SlackTokens, create_bot
+from storage import Repository
+from tests.faults import Clones, record
+from tests.helpers import lab_settings
+from tests.slack.fake_api import FakeSlack
+from tests.vsphere import Admin
+
+pytestmark = pytest.mark.lab
+
+ENVIRONMENTS = ("a", "b")
+TYPES = ("capture", "packaging")
+EXIT_CODES = {0, 1, 2, 3}
+DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault strikes
+FOLDER = "Training"
+UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
+
+
+class TrustModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="clones-model-"))
+        spec = deep_merge(
+            json.loads(DEFAULT_SPEC.read_text(encoding="utf-8")),
+            {"clone_latency_ms": 60, "destroy_latency_ms": 60},
+        )
+        self.lab = LabProcess.start(spec)
+        self.clones = Clones(self.tmp, self.lab, concurrency=3, retries=1)
+        self.admin = Admin(self.lab)
+        # Decoys: a VM named like a clone in another folder, and one forging ManagedBy.
+        self.lab.control.add_vm("TRN-CAP-002", folder="Parents", parent_like="Capture")
+        self.lab.control.add_vm(
+            "forged-01",
+            folder=FOLDER,
+            parent_like="Capture",
+            custom={"ManagedBy": "clones", "Environment": "a"},
+        )
+        self.decoys = {vm["moref"]: vm for vm in self.lab.control.vms()}
+        # What later steps may legitimately remove: env -> instance UUIDs a strip back or
+        # refresh that did not finish had recorded (its recovery may still act on them).
+        self.pending: dict[str, set[str]] = {}
+        self.behind_destroyed: set[str] = set()
+        self.relabelled: set[str] = set()
+        self.renames = 0
+        self.steps: Counter[str] = Counter()
+
+    def teardown(self) -> None:
+        try:
+            record("model sequence", steps=sum(self.steps.values()), **self.steps)
+        finally:
+            self.admin.close()
+            self.lab.stop()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ----------------------------------------------------------------- what exists
+    def vms(self) -> dict[str, dict[str, Any]]:
+        """The bot's clones as vCenter holds them (decoys excepted), by instance UUID."""
+        return {
+            vm["instance_uuid"]: vm
+            for vm in self.lab.control.vms()
+            if vm["moref"] not in self.decoys
+        }
+
+    def rows(self) -> list[Any]:
+        if not self.clones.database.exists():
+            return []
+        with Repository(self.clones.database) as repo:
+            return repo.clones()
+
+    def owned_by(self, environment: str) -> set[str]:
+        """Instance UUIDs of the environment's live records: what a strip back or refresh of it
+        starting now may act on (less what was relabelled behind the bot's back)."""
+        return {
+            c.instance_uuid
+            for c in self.rows()
+            if c.environment == environment and c.state.live and c.instance_uuid
+        } - self.relabelled
+
+    def run_count(self) -> int:
+        if not self.clones.database.exists():
+            return 0
+        try:
+            with Repository(self.clones.database) as repo:
+                return len(repo.runs(limit=100_000))
+        except Exception:  # the other process may be creating the schema right now
+            return 0
+
+    def ours(self) -> list[dict[str, Any]]:
+        return [vm for vm in self.vms().values() if vm["folder"] == FOLDER]
+
+    # ----------------------------------------------------------------- running commands
+    def run(self, *words: str) -> int:
+        done = self.clones.run(*words, timeout=180)
+        self._check_output(done.returncode, done.stdout, done.stderr, words)
+        self.lab.control.wait_idle()
+        return done.returncode
+
+    def run_with_fault(self, fault: str, delay: float, *words: str) -> int | None:
+        """Start a command and strike it `delay` s in: SIGKILL it, make vCenter unreachable
+        for a while, or expire every session. Returns its exit code (None when killed)."""
+        runs_before = self.run_count()
+        proc = self.clones.start(*words)
+        # Strike `delay` s after the command's run has started (or once it has ended).
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and self.run_count() == runs_before:
+            assert time.monotonic() < deadline, f"{words} did not start a run"
+            time.sleep(0.01)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=delay)
+        code: int | None
+        if fault == "kill":
+            proc.kill()
+            proc.communicate(timeout=60)
+            code = None
+        else:
+            if fault == "pause":
+                self.lab.control.pause(0.8)
+            else:
+                self.lab.control.expire_sessions()
+            out, err = proc.communicate(timeout=180)
+            code = proc.returncode
+            self._check_output(code, out, err, words)
+        self.lab.control.pause(0)
+        self.lab.control.wait_idle()
+        return code
+
+    def _check_output(self, code: int, out: str, err: str, words: tuple[str, ...]) -> None:
+        assert code in EXIT_CODES, (words, code, out, err)
+        assert "Traceback" not in out + err, (words, out, err)
+        assert "internal error" not in out + err, (words, out, err)
+
+    def removable(self, kind: str, environment: str) -> set[str]:
+        return self.owned_by(environment) if kind in ("teardown", "refresh") else set()
+
+    def act(
+        self, kind: str, environment: str, words: tuple[str, ...], fault: str, delay: float
+    ) -> None:
+        """One command, perhaps struck by a fault; check that only what it owned vanished."""
+        before = self.vms()
+        may_remove = self.removable(kind, environment)
+        if fault == "none":
+            code: int | None = self.run(*words)
+        else:
+            code = self.run_with_fault(fault, delay, *words)
+        self.steps[f"{kind}/{fault}"] += 1
+        after = self.vms()
+        self.assert_vanished_only(before, after, may_remove)
+        if may_remove and code != 0:
+            # Cut short (killed, vCenter lost, or partly done): its recovery may finish it.
+            self.pending.setdefault(environment, set()).update(may_remove)
+
+    def assert_vanished_only(
+        self, before: dict[str, Any], after: dict[str, Any], allowed: set[str]
+    ) -> None:
+        vanished = set(before) - set(after)
+        unexplained = vanished - allowed - self.behind_destroyed
+        assert not unexplained, "VMs the step did not own were destroyed: " + ", ".join(
+            before[u]["name"] for u in unexplained
+        )
+
+    # ----------------------------------------------------------------- rules: the bot
+    @rule(
+        environment=st.sampled_from(ENVIRONMENTS),
+        kind=st.sampled_from(TYPES),
+        count=st.integers(1, 4),
+        fault=st.sampled_from(["none", "none", "kill", "pause", "expire"]),
+        delay=st.sampled_from(DELAYS),
+    )
+    def deploy(self, environment: str, kind: str, count: int, fault: str, delay: float) -> None:
+        words = ("deploy", kind, str(count), "as", environment)
+        self.act("deploy", environment, words, fault, delay)
+
+    @rule(
+        environment=st.sampled_from(ENVIRONMENTS),
+        fault=st.sampled_from(["none", "kill", "kill", "pause"]),
+        delay=st.sampled_from(DELAYS),
+    )
+    def strip_back(self, environment: str, fault: str, delay: float) -> None:
+        words = ("teardown", environment, "--yes")
+        self.act("teardown", environment, words, fault, delay)
+
+    @rule(
+        environment=st.sampled_from(ENVIRONMENTS),
+        fault=st.sampled_from(["none", "kill"]),
+        delay=st.sampled_from(DELAYS),
+    )
+    def refresh(self, environment: str, fault: str, delay: float) -> None:
+        self.act("refresh", environment, ("refresh", environment, "--yes"), fault, delay)
+
+    @rule(environment=st.sampled_from(ENVIRONMENTS), action=st.sampled_from(["on", "off"]))
+    def power(self, environment: str, action: str) -> None:
+        self.act("power", environment, ("power", action, environment), "none", 0.0)
+
+    @rule()
+    def resume(self) -> None:
+        before = self.vms()
+        allowed = set().union(*self.pending.values()) if self.pending else set()
+        code = self.run("resume")
+        self.steps["resume"] += 1
+        self.assert_vanished_only(before, self.vms(), allowed)
+        if code in (0, 3):
+            self.pending.clear()
+            self.assert_records_match_vcenter()
+
+    @rule()
+    def start_the_bot(self) -> None:
+        """The Slack bot starting on the same database: start-up recovery, run to the end."""
+        before = self.vms()
+        allowed = set().union(*self.pending.values()) if self.pending else set()
+        fake = FakeSlack().start()
+        core = build(lab_settings(self.lab, self.clones.database), start_lab=False)
+        try:
+            client = WebClient(token="xoxb-test", base_url=fake.api_url)
+            bot = create_bot(core, SlackTokens("xoxb-test", "s" * 32, "", 0), client=client)
+            bot.start(paused=True)
+            bot.close(wait=True)  # waits until its job pool (the recovery) is idle
+        finally:
+            core.close()
+            fake.stop()
+        self.lab.control.wait_idle()
+        self.steps["bot start"] += 1
+        self.assert_vanished_only(before, self.vms(), allowed)
+        with Repository(self.clones.database) as repo:
+            unfinished = repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED])
+        if not unfinished:
+            self.pending.clear()
+            self.assert_records_match_vcenter()
+
+    # ----------------------------------------------------------------- rules: behind its back
+    @precondition(lambda self: bool(self.ours()))
+    @rule(pick=st.integers(0, 1000), what=st.sampled_from(["destroy", "rename", "power", "label"]))
+    def behind_the_bots_back(self, pick: int, what: str) -> None:
+        vms = sorted(self.ours(), key=lambda vm: vm["name"])
+        vm = vms[pick % len(vms)]
+        if what == "destroy":
+            self.admin.destroy(vm["moref"])
+            self.behind_destroyed.add(vm["instance_uuid"])
+        elif what == "rename":
+            self.renames += 1
+            self.admin.rename(vm["moref"], f"renamed-{self.renames:03}")
+        elif what == "power":
+            self.admin.power(vm["moref"], vm["power_state"] != "poweredOn")
+        else:
+            self.admin.relabel(vm["moref"], "Environment", "elsewhere")
+            self.relabelled.add(vm["instance_uuid"])
+        self.steps[f"behind/{what}"] += 1
+
+    # ----------------------------------------------------------------- invariants
+    @invariant()
+    def decoys_parents_and_snapshots_untouched(self) -> None:
+        now = {vm["moref"]: vm for vm in self.lab.control.vms()}
+        for moref, vm in self.decoys.items():
+            assert moref in now, f"{vm['name']} was destroyed"
+            seen = now[moref]
+            keep = ("name", "folder", "custom", "power_state", "instance_uuid", "notes")
+            assert {k: seen.get(k) for k in keep} == {k: vm.get(k) for k in keep}, vm["name"]
+            # A parent gains its base snapshot once (the first deployment); never loses one.
+            assert int(seen.get("snapshots") or 0) >= int(vm.get("snapshots") or 0)
+
+    @invariant()
+    def no_duplicates(self) -> None:
+        vms = self.lab.control.vms()
+        uuids = [vm["instance_uuid"] for vm in vms]
+        assert len(uuids) == len(set(uuids)), "duplicate instance UUIDs"
+        names = [vm["name"] for vm in vms if vm["folder"] == FOLDER]
+        assert len(names) == len(set(names)), f"duplicate names: {sorted(names)}"
+        live = [c.name for c in self.rows() if c.state.live]
+        assert len(live) == len(set(live)), "two live records with one name"
+
+    def assert_records_match_vcenter(self) -> None:
+        """After a recovery that finished: records and vCenter agree by instance UUID."""
+        vms = self.vms()
+        rows = self.rows()
+        for c in rows:
+            assert c.state not in UNFINISHED, f"{c.name} left {c.state}"
+            if c.state is CloneState.READY:
+                assert c.instance_uuid in vms, f"{c.name} is recorded ready but gone"
+        latest: dict[str, Any] = {}
+        for c in rows:  # rows come ordered by name; keep the newest row per UUID
+            if c.instance_uuid and (
+                c.instance_uuid not in latest or c.id > latest[c.instance_uuid].id
+            ):
+                latest[c.instance_uuid] = c
+        for uuid, vm in vms.items():
+            row = latest.get(uuid)
+            if row is not None:
+                assert row.state.live, f"{vm['name']} exists but its record is {row.state}"
+        with Repository(self.clones.database) as repo:
+            assert not repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED])
+
+
+TrustModel.TestCase.settings = settings(
+    max_examples=int(os.environ.get("CLONES_MODEL_EXAMPLES", "4")),
+    stateful_step_count=int(os.environ.get("CLONES_MODEL_STEPS", "12")),
+)
+
+
+def test_trust_model(lab_binary: Path) -> None:
+    TrustModel.TestCase("runTest").runTest()

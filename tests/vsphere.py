@@ -1,0 +1,53 @@
+"""Someone else at the vSphere Client: changes made to a lab's VMs behind the bot's back (rename,
+destroy, power, relabel), over SOAP with pyVmomi, as an admin's script would. Tests use it to
+check that the bot notices (status drift, resume) and never acts on what it does not own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyVim.task import WaitForTask
+from pyVmomi import vim as _vim
+
+from bot.lab import LabProcess
+from bot.settings import VCenterSettings
+from bot.vcenter import VCenter
+
+vim: Any = _vim  # pyVmomi's dynamic types
+
+
+class Admin:
+    """A second vSphere session on a lab, independent of any `clones` process."""
+
+    def __init__(self, lab: LabProcess) -> None:
+        info = lab.info
+        self.vc = VCenter(
+            VCenterSettings(
+                url=info.url, user=info.user, password=info.password, insecure=True, timeout_s=10
+            )
+        )
+        self.vc.connect()
+
+    def close(self) -> None:
+        self.vc.close()
+
+    def _vm(self, moref: str) -> Any:
+        return vim.VirtualMachine(moref, self.vc._stub())
+
+    def rename(self, moref: str, name: str) -> None:
+        WaitForTask(self._vm(moref).Rename_Task(newName=name))
+
+    def power(self, moref: str, on: bool) -> None:
+        vm = self._vm(moref)
+        WaitForTask(vm.PowerOnVM_Task() if on else vm.PowerOffVM_Task())
+
+    def destroy(self, moref: str) -> None:
+        vm = self._vm(moref)
+        if vm.runtime.powerState == vim.VirtualMachinePowerState.poweredOn:
+            WaitForTask(vm.PowerOffVM_Task())
+        WaitForTask(vm.Destroy_Task())
+
+    def relabel(self, moref: str, attribute: str, value: str) -> None:
+        fields = self.vc.content.customFieldsManager
+        key = next(f.key for f in fields.field if f.name == attribute)
+        fields.SetField(entity=self._vm(moref), key=key, value=value)
