@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from bot.bootstrap import App
 from bot.lab import DEFAULT_SPEC, LabProcess, deep_merge, ensure_built
 from tests.helpers import MakeApp, lab_app
+from tests.terminal import Terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,6 +81,12 @@ def make_lab(lab_binary: Path) -> Iterator[Callable[[dict[str, Any]], LabProcess
     yield make
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def term(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Terminal:
+    """`clones ...` as an operator types it, for this test's lab and SQLite file."""
+    return Terminal(tmp_path, monkeypatch, capsys)
 
 
 @pytest.fixture

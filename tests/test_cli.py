@@ -30,11 +30,6 @@ CLONE_ATTRIBUTES = {"ManagedBy", "Environment", "DeployedFrom"}
 MakeLab = Callable[[dict[str, Any]], LabProcess]
 
 
-@pytest.fixture
-def term(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Terminal:
-    return Terminal(tmp_path, monkeypatch, capsys)
-
-
 def lab_state(lab: LabProcess) -> dict[tuple[str, str], dict[str, Any]]:
     return {(vm["folder"], vm["name"]): vm for vm in lab.control.vms()}
 

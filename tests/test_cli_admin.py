@@ -33,11 +33,6 @@ LARGE_CLUSTERS = [{"name": "Training", "hosts": 8}, {"name": "Training-Large", "
 ASSET_ATTRIBUTES = {"AssetTag": "TRN-{n:04}", "CostCentre": "TR-01"}
 
 
-@pytest.fixture
-def term(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Terminal:
-    return Terminal(tmp_path, monkeypatch, capsys)
-
-
 @contextmanager
 def adapter(lab: LabProcess, tmp_path: Path) -> Iterator[VCenter]:
     """The bot's own vCenter adapter, for a test to set the scene or read what pyVmomi sees."""
