@@ -881,3 +881,30 @@ def test_missed_strip_back_of_real_clones_runs_at_restart(lab: LabProcess, tmp_p
         assert "when no bot was running schedules" in notes.text()
     finally:
         app.close()
+
+
+@pytest.mark.lab
+def test_the_terminal_says_once_when_no_bot_runs_the_scheduler(
+    lab: LabProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from tests.terminal import Terminal
+
+    term = Terminal(tmp_path, monkeypatch, capsys)
+    term.configure(lab)
+    note = "No bot is running the scheduler for this database right now"
+    deployed = term("deploy", "capture", "1", "as", "cli-env", "until", "fri", "17:00")
+    assert deployed.code == 0, deployed.err
+    assert deployed.out.count(note) == 1
+    moved = term("schedule", "cli-env", "until", "fri", "18:00")
+    assert moved.code == 0 and moved.out.count(note) == 1
+    assert moved.out.startswith("cli-env strips back Fri")
+    shown = term("extend", "cli-env", "1h", "--json")
+    assert shown.json["scheduler_running"] is False and note in shown.json["message"]
+    # With a bot holding the scheduler (its lock, here held by the test), nothing to warn about.
+    lock = SchedulerLock(lock_path_for(term.database))
+    assert lock.acquire()
+    try:
+        held = term("extend", "cli-env", "1h")
+        assert held.code == 0 and "No bot" not in held.out
+    finally:
+        lock.release()
