@@ -324,7 +324,7 @@ def test_a_course_missed_while_the_bot_was_down_leaves_nothing_and_says_why(
     record(
         "course missed entirely while the bot was down",
         clone_calls=h.lab.control.stats()["clone_calls"],
-        vms_left=0,
+        vms_left=len([vm for vm in h.lab.control.vms() if vm["name"].startswith("TRN-")]),
         channel_messages=len([m for m in h.fake.messages.values() if m.channel == CHANNEL]),
     )
 
@@ -362,7 +362,7 @@ def test_a_late_start_whose_course_is_still_on_deploys_and_keeps_its_strip_back(
     record(
         "late start, course still on",
         deployed=len(live),
-        strip_back_kept=True,
+        strip_back_kept=_jobs(h).get("teardown:s4") == ends,
         reminder_after_done=float(reminder.ts) > float(done.ts),
     )
 
@@ -388,6 +388,27 @@ def test_a_deploy_whose_end_is_inside_the_lead_reminds_after_its_clones_exist(
     reminder = _message(h, "Reminder: brief is stripped back")
     assert float(done.ts) < float(reminder.ts)
     assert "(in 19 min)" in reminder.text or "(in 20 min)" in reminder.text
+
+
+def test_times_are_shown_back_as_typed_and_a_short_lead_never_reads_now(
+    make_harness: Callable[..., SlackHarness],
+) -> None:
+    h = make_harness()  # the real clock: the reply is made a moment after the time was read
+    reply = h.command("deploy capture 1 as three until in 3h")
+    assert re.search(
+        r"Strip back is set for .* UTC \(in 3 h\) once clones are ready", reply.json["text"]
+    )
+    _deployed(h)
+    h.bot.schedules.shutdown()
+
+    clock = Clock()
+    h = make_harness(clock=clock, schedule=ScheduleSettings(reminder_lead_min=1))
+    h.command("deploy capture 1 as lead1 until in 10m")
+    _deployed(h, 2)
+    clock.advance(minutes=9, seconds=0.3)  # the reminder's job runs a moment after its time
+    assert h.bot.schedules.run_due() == ["remind:lead1"]
+    reminder = _message(h, "Reminder: lead1 is stripped back")
+    assert reminder.text.endswith("(in 1 min)")
 
 
 def test_a_refused_deploy_past_the_cap_suggests_a_deploy_that_fits(
