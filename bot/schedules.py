@@ -76,6 +76,7 @@ JOB_FUNC = "bot.schedules:run_job"
 SYNC_JOB_ID = "sync:schedules"
 LIVE_STATES = tuple(s for s in CloneState if s.live)
 _TIME_EXAMPLE = '"fri 17:00" or "in 3h"'
+_JUST_SEEN = timedelta(minutes=1)  # a reminder due this soon after setting the end is not sent
 
 
 def job_id(kind: JobKind, environment: str) -> str:
@@ -436,7 +437,8 @@ class ScheduleService:
         deployment still to run, the reminder comes after it (see `_jobs_for`), never before."""
         if starts is not None:
             return None
-        return ends if ends - self.lead <= self.clock() else None
+        # A reminder due within a minute would land next to (or before) the reply itself.
+        return ends if ends - self.lead <= self.clock() + _JUST_SEEN else None
 
     def _when_text(self, env: str, starts: datetime | None, ends: datetime | None) -> str:
         parts = []
@@ -448,7 +450,7 @@ class ScheduleService:
         if ends is not None and self.lead:
             if starts is not None and ends - self.lead <= starts:
                 text += "; the owner is reminded once the deployment is done"
-            elif ends - self.lead > self.clock():
+            elif ends - self.lead > self.clock() + _JUST_SEEN:
                 text += f"; the owner is reminded {describe_delta(self.lead)} before"
         text += "."
         if parts:

@@ -127,7 +127,7 @@ class World:
             svc.repo.update_clone(c.id, state=CloneState.READY)
 
 
-def make_settings(tmp: Path, **schedule: int) -> Settings:
+def make_settings(tmp: Path, **schedule: Any) -> Settings:
     raw = lab_config(None, tmp / "clones.db", timezone=LONDON)
     raw["schedule"] = schedule
     return settings_from_dict(raw, env={})
@@ -295,6 +295,11 @@ def test_an_end_set_inside_the_lead_is_not_reminded(world: World) -> None:
     world.add_clones(svc, "nov")
     schedule(svc, "schedule nov until in 30m")
     assert set(sched_jobs(svc)) == {"teardown:nov"}
+    # A reminder due within a minute of the reply would arrive with it (or before it): none.
+    schedule(svc, "schedule nov until in 61m")
+    assert set(sched_jobs(svc)) == {"teardown:nov"}
+    schedule(svc, "schedule nov until in 62m")
+    assert set(sched_jobs(svc)) == {"teardown:nov", "remind:nov"}
 
 
 def test_reminder_lead_is_configurable(tmp_path: Path) -> None:
@@ -804,11 +809,14 @@ def test_schedule_settings_are_validated(tmp_path: Path) -> None:
     from bot.errors import ConfigError
 
     for bad in ({"reminder_lead_min": -1}, {"max_lease_hours": 0}, {"bogus": 1},
-                {"default_extension_min": 600, "max_lease_hours": 2}):  # fmt: skip
+                {"default_extension_min": 600, "max_lease_hours": 2},
+                {"resync_s": 0}, {"resync_s": 7200}, {"resync_s": "fast"}):  # fmt: skip
         with pytest.raises(ConfigError, match=r"\[schedule\]"):
             make_settings(tmp_path, **bad)
     s = make_settings(tmp_path).schedule
     assert (s.reminder_lead_min, s.max_lease_hours, s.default_extension_min) == (60, 336, 120)
+    assert s.resync_s == 30.0
+    assert make_settings(tmp_path, resync_s=0.5).schedule.resync_s == 0.5
 
 
 # ===================================================================== end to end against the lab
