@@ -330,6 +330,7 @@ class ScheduleService:
         self._guard = threading.Lock()  # the fields below
         self._inflight: dict[str, int] = {}  # job id -> handed to a thread, not finished
         self._env_locks: dict[str, threading.Lock] = {}  # one course's jobs run one at a time
+        self._waiting: dict[str, int] = {}  # environment -> jobs waiting for its lock
         self._retry_at: dict[str, datetime] = {}  # strip backs that met a busy environment
 
     @property
@@ -951,6 +952,11 @@ class ScheduleService:
             else:
                 self._inflight.pop(jid, None)
 
+    def waiting(self, environment: str) -> int:
+        """How many of `environment`'s jobs wait for another of its jobs to finish."""
+        with self._guard:
+            return self._waiting.get(environment, 0)
+
     def _environment_lock(self, environment: str) -> threading.Lock:
         with self._guard:
             return self._env_locks.setdefault(environment, threading.Lock())
@@ -960,7 +966,13 @@ class ScheduleService:
         """Run one job; the jobs of one environment run one at a time, in the order they get
         here (a strip back due during its deployment waits for it)."""
         try:
-            with self._environment_lock(environment):
+            lock = self._environment_lock(environment)
+            with self._guard:
+                self._waiting[environment] = self._waiting.get(environment, 0) + 1
+            lock.acquire()
+            with self._guard:
+                self._waiting[environment] -= 1
+            try:
                 if kind == "deploy":
                     try:
                         self._run_deploy(environment, planned, missed)
@@ -974,6 +986,8 @@ class ScheduleService:
                     self._run_remind(environment, planned)
                 else:
                     log.error("unknown scheduled job kind %r for %s", kind, environment)
+            finally:
+                lock.release()
         except Exception:
             log.exception("scheduled %s of %s failed", kind, environment)
 

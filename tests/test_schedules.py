@@ -33,6 +33,7 @@ from bot.service import DeployResult, ProgressCallback, Service, TeardownResult
 from bot.settings import Settings, settings_from_dict
 from bot.vcenter import VCenter
 from storage import Repository
+from tests.faults import wait_until
 from tests.helpers import lab_app, lab_config
 
 LONDON = "Europe/London"
@@ -455,8 +456,8 @@ def test_a_strip_back_due_during_its_deployment_waits_for_it(world: World) -> No
     end = datetime(2026, 11, 26, 10, 25, tzinfo=UTC)
     teardown = threading.Thread(target=svc.run, args=("teardown", "short", end))
     teardown.start()
-    teardown.join(0.2)
-    assert teardown.is_alive()  # held back by the deployment (not refused, not skipped)
+    wait_until(lambda: svc.waiting("short") == 1)  # held back by the deployment
+    assert calls(svc) == [] and svc.repo.get_environment("short").ends_at == end  # type: ignore[union-attr]
     release.set()
     deploy.join(30)
     teardown.join(30)

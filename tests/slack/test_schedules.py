@@ -531,7 +531,8 @@ def test_the_standing_bot_takes_over_when_the_holder_is_killed_and_runs_the_job_
         takeover_s=round(takeover_s, 2),
         teardown_runs=[r.kind for r in h.core.repo.runs(environment="s2c")].count(RunKind.TEARDOWN),
     )
-    assert takeover_s <= resync + 1.0, takeover_s  # the next try after the lock came free
+    # The next try after the lock came free (every `resync` s); the margin is for a busy machine.
+    assert takeover_s <= resync + 2.0, takeover_s
     [taken] = _texts(h, "Took the schedules over from a bot that stopped")
     assert taken.channel == CHANNEL
     assert "1 fell due while no bot was running schedules" in taken.text
