@@ -289,13 +289,7 @@ def _show_schedule(result: ScheduleResult, opts: Options, out: TextIO, app: Any)
         }
         print(json.dumps(data, indent=2), file=out)
         return EXIT_OK
-    print(result.message, file=out)
-    if result.changed and (result.starts_at or result.ends_at) and not running:
-        print(
-            "No bot is running the scheduler for this database right now: start it "
-            "(`python -m bot`) and it runs anything due, late if need be.",
-            file=out,
-        )
+    print(result.message, file=out)  # says so when no bot runs the scheduler (keeper_note)
     return EXIT_OK
 
 

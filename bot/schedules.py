@@ -3,16 +3,19 @@
 SQLite is the truth: an environment's `starts_at` (a scheduled deploy) and `ends_at` (a scheduled
 strip back) plus its `schedules` row (the deploy command, the lease start, which end was already
 reminded). The APScheduler 3 `BackgroundScheduler` only holds jobs derived from that, and they are
-rebuilt from it at start-up and re-synced every minute (so schedules set from the terminal, in
-another process, are picked up). APScheduler's traps, avoided here:
+rebuilt from it at start-up and re-synced every `[schedule] resync_s` (default 30 s), so schedules
+set from the terminal, in another process, are picked up. APScheduler's traps, avoided here:
 
 - jobs name an importable module-level function (`bot.schedules:run_job`) with plain arguments;
 - fixed ids `deploy:<env>`, `teardown:<env>`, `remind:<env>` with `replace_existing=True`;
 - `misfire_grace_time=None`: a job that fell due while the process was busy still runs;
 - explicit time zones: the team zone for the scheduler, aware datetimes everywhere;
 - one scheduler per database: an exclusive `flock` on `<database>.scheduler.lock`. The kernel
-  drops it when the process dies (no stale lease to wait out after a crash); a second bot process
-  on the same database logs that it will not schedule and leaves the jobs to the first.
+  drops it when the process dies (no stale lease to wait out after a crash). A second bot on the
+  same database stands by: every `resync_s` it tries the lock, and takes the scheduler over (jobs
+  rebuilt from SQLite, missed work run late and said so) as soon as the holder is gone. Every
+  started bot also holds a shared `flock` on `<database>.scheduler.lock.bots`, so a process
+  without a scheduler (the CLI) can tell "a bot stands by" from "no bot at all".
 
 Jobs also *claim* their work in SQLite before acting (compare-and-set on the planned time), so a
 job that was moved, cancelled or already run does nothing, and even two schedulers racing could
@@ -20,6 +23,11 @@ not both run it. Deploys are claimed before they start (at most once: a crash mi
 the run for the engine's own recovery, never a second set of clones); strip backs are claimed
 into `stripping_for_end` and finished afterwards, so one interrupted by a crash or by vCenter
 going away is resumed at the next start (strip back is idempotent).
+
+One course's jobs keep their order even when they all fall due at once (after downtime): the jobs
+of one environment run one at a time, a strip back never runs while its environment's deploy is
+still pending (it is put back once the deploy ran), a reminder is only scheduled once the
+deployment it is about has run, and a deploy whose course has already ended creates nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol, TextIO
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -66,6 +76,7 @@ JOB_FUNC = "bot.schedules:run_job"
 SYNC_JOB_ID = "sync:schedules"
 LIVE_STATES = tuple(s for s in CloneState if s.live)
 _TIME_EXAMPLE = '"fri 17:00" or "in 3h"'
+_JUST_SEEN = timedelta(minutes=1)  # a reminder due this soon after setting the end is not sent
 
 
 def job_id(kind: JobKind, environment: str) -> str:
@@ -120,11 +131,16 @@ class SchedulerLock:
     flock locks belong to the open file, so two SchedulerLocks conflict even inside one process
     (which is how the tests show two schedulers cannot both run). Linux/macOS only; a database
     on a network file system is unsafe for SQLite anyway.
+
+    Beside it, `<lock>.bots` carries a shared lock of every started bot (holder or standing by):
+    `bots_elsewhere()` tells a process without a scheduler whether any bot would take over.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.bots_path = path.with_name(path.name + ".bots")
         self._file: IO[str] | None = None
+        self._bot_mark: IO[str] | None = None
 
     @property
     def held(self) -> bool:
@@ -157,21 +173,43 @@ class SchedulerLock:
 
     def is_held_elsewhere(self) -> bool:
         """True while another open file (process or SchedulerLock) holds the lock."""
-        if self._file is not None or not self.path.exists():
+        if self._file is not None:
             return False
-        with self.path.open("a+", encoding="utf-8") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            return False
+        return _locked(self.path)
+
+    def mark_bot(self) -> None:
+        """Say that a bot runs here (holding the scheduler or standing by to take it over)."""
+        if self._bot_mark is not None:
+            return
+        self.bots_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.bots_path.open("a+", encoding="utf-8")
+        fcntl.flock(handle.fileno(), fcntl.LOCK_SH)  # shared: never waits for another bot
+        self._bot_mark = handle
+
+    def bots_elsewhere(self) -> bool:
+        """True while a bot (other than this SchedulerLock's) is running on this database."""
+        return self._bot_mark is None and _locked(self.bots_path)
 
     def release(self) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
+        for handle in (self._file, self._bot_mark):
+            if handle is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                handle.close()
+        self._file = None
+        self._bot_mark = None
+
+
+def _locked(path: Path) -> bool:
+    """True while some open file holds a lock on `path` (an exclusive try fails)."""
+    if not path.exists():
+        return False
+    with path.open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 # ============================================================================ results
@@ -197,10 +235,14 @@ class DeployTimes:
 
 @dataclass(frozen=True)
 class StartReport:
-    active: bool  # False: another process runs the scheduler for this database
+    """What starting (or taking over) the scheduler found. `message` is one line for the
+    channel: no server paths (those go to the log)."""
+
+    active: bool  # False: another process runs the scheduler; this one stands by
     message: str
     jobs: list[str] = field(default_factory=list)  # job ids in the scheduler after the rebuild
-    missed: list[str] = field(default_factory=list)  # what fell due while the bot was down
+    missed: list[str] = field(default_factory=list)  # what fell due while no scheduler ran
+    took_over: bool = False  # True: a standing-by bot took the scheduler over from one that stopped
 
 
 # ============================================================================ job entry points
@@ -215,7 +257,10 @@ def run_job(key: str, kind: str, environment: str, planned: str, missed: bool = 
     if svc is None:
         log.warning("job %s:%s for a stopped scheduler ignored", kind, environment)
         return
-    svc.run(kind, environment, datetime.fromisoformat(planned), missed=missed)
+    try:
+        svc.run(kind, environment, datetime.fromisoformat(planned), missed=missed)
+    finally:
+        svc._job_done(f"{kind}:{environment}")  # counted in when it was handed to a thread
 
 
 def sync_job(key: str) -> None:
@@ -224,6 +269,30 @@ def sync_job(key: str) -> None:
         svc = _SERVICES.get(key)
     if svc is not None:
         svc.sync()
+
+
+class _TrackingExecutor(ThreadPoolExecutor):
+    """APScheduler's thread pool, telling the schedule service when it is handed a job.
+
+    APScheduler removes a one-shot job from its store and hands it to a thread in one step; the
+    service counts it as in flight from that moment until `run_job` returns, so `idle()` and
+    `sync()` never miss a job that is between the two.
+    """
+
+    def __init__(self, service: ScheduleService, max_workers: int = 10) -> None:
+        super().__init__(max_workers)
+        self._service = service
+
+    def submit_job(self, job: Job, run_times: list[datetime]) -> None:
+        ours = job.id.split(":", 1)[0] in JOB_KINDS
+        if ours:
+            self._service._job_submitted(job.id)
+        try:
+            super().submit_job(job, run_times)
+        except BaseException:  # not handed over (e.g. max instances): not in flight either
+            if ours:
+                self._service._job_done(job.id)
+            raise
 
 
 # ============================================================================ the service
@@ -238,7 +307,8 @@ class ScheduleService:
         clock: Callable[[], datetime] | None = None,
         scheduler: BaseScheduler | None = None,
         lock_path: Path | None = None,
-        resync_s: float = 60.0,
+        resync_s: float | None = None,
+        on_takeover: Callable[[StartReport], None] | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -246,11 +316,22 @@ class ScheduleService:
         self.zone = zone_of(settings.timezone)
         self.notifier: Notifier = notifier or LogNotifier(settings.timezone)
         self.clock = clock or service.clock
-        self.scheduler = scheduler or BackgroundScheduler(timezone=self.zone)
+        self.scheduler = scheduler or BackgroundScheduler(
+            timezone=self.zone, executors={"default": _TrackingExecutor(self)}
+        )
         self.lock = SchedulerLock(lock_path or lock_path_for(settings.database))
-        self.resync_s = resync_s
+        self.resync_s = settings.schedule.resync_s if resync_s is None else resync_s
+        # Called (in the scheduler's thread) after this process took the scheduler over from
+        # one that stopped; the Slack bot reports it and recovers the runs the other left.
+        self.on_takeover = on_takeover
         self.key = uuid.uuid4().hex
         self._sync_lock = threading.Lock()
+        self._started = False  # start() ran: this process holds the scheduler or stands by
+        self._guard = threading.Lock()  # the fields below
+        self._inflight: dict[str, int] = {}  # job id -> handed to a thread, not finished
+        self._env_locks: dict[str, threading.Lock] = {}  # one course's jobs run one at a time
+        self._waiting: dict[str, int] = {}  # environment -> jobs waiting for its lock
+        self._retry_at: dict[str, datetime] = {}  # strip backs that met a busy environment
 
     @property
     def active(self) -> bool:
@@ -314,7 +395,16 @@ class ScheduleService:
                 f'({self.describe(starts)}), e.g. "schedule {env} at mon 08:00 until fri 17:00"'
             )
 
-    def _check_cap(self, env: str, lease_from: datetime, ends: datetime, verb: str) -> None:
+    def _check_cap(
+        self,
+        env: str,
+        lease_from: datetime,
+        ends: datetime,
+        verb: str,
+        deploy: Callable[[str], str] | None = None,
+    ) -> None:
+        """Refuse an end past the lease cap, suggesting one that fits: `deploy(until)` gives
+        the deploy command to suggest (for a deploy, whose environment may not exist yet)."""
         limit = lease_from + self.max_lease
         if ends <= limit:
             return
@@ -337,14 +427,19 @@ class ScheduleService:
                     f'"extend {env} {format_duration(room)}", or ask an admin to raise the cap.'
                 )
             raise UsageError(f"{head} It is at the cap already; ask an admin to raise it.")
-        raise UsageError(
-            f'{head} Pick an earlier end, e.g. "schedule {env} until '
-            f'{limit.astimezone(self.zone):%Y-%m-%d %H:%M}".'
-        )
+        until = f"{limit.astimezone(self.zone):%Y-%m-%d %H:%M}"  # minutes down: within the cap
+        example = deploy(until) if deploy is not None else f"schedule {env} until {until}"
+        raise UsageError(f'{head} Pick an earlier end, e.g. "{example}".')
 
-    def _reminded_if_inside_lead(self, ends: datetime) -> datetime | None:
-        """A user who sets an end inside the reminder lead has just seen it: no reminder."""
-        return ends if ends - self.lead <= self.clock() else None
+    def _reminded_if_inside_lead(
+        self, ends: datetime, starts: datetime | None = None
+    ) -> datetime | None:
+        """A user who sets an end inside the reminder lead has just seen it: no reminder. With a
+        deployment still to run, the reminder comes after it (see `_jobs_for`), never before."""
+        if starts is not None:
+            return None
+        # A reminder due within a minute would land next to (or before) the reply itself.
+        return ends if ends - self.lead <= self.clock() + _JUST_SEEN else None
 
     def _when_text(self, env: str, starts: datetime | None, ends: datetime | None) -> str:
         parts = []
@@ -353,9 +448,45 @@ class ScheduleService:
         if ends is not None:
             parts.append(f"strips back {self.describe(ends)}")
         text = f"{env} " + " and ".join(parts) if parts else f"{env} has nothing scheduled"
-        if ends is not None and self.lead and ends - self.lead > self.clock():
-            text += f"; the owner is reminded {describe_delta(self.lead)} before"
-        return text + "."
+        if ends is not None and self.lead:
+            if starts is not None and ends - self.lead <= starts:
+                text += "; the owner is reminded once the deployment is done"
+            elif ends - self.lead > self.clock() + _JUST_SEEN:
+                text += f"; the owner is reminded {describe_delta(self.lead)} before"
+        text += "."
+        if parts:
+            note = self.keeper_note()
+            if note:
+                text += f" {note}"
+        return text
+
+    # ------------------------------------------------------------------ who keeps the times
+    def keeper_note(self) -> str:
+        """ "" when a scheduler will run what was just scheduled (this process, or another bot
+        holding the lock); else a sentence saying that no scheduler runs right now.
+
+        A bot standing by takes the scheduler over here and now when it is free, so its reply
+        never promises a time that nobody keeps.
+        """
+        if self.active:
+            return ""
+        if self._started:
+            self.sync()  # stands by: takes over now if the holder is gone
+            if self.active:
+                return ""
+        if self.lock.is_held_elsewhere():
+            return ""
+        if self.lock.bots_elsewhere():
+            return (
+                "No bot holds the scheduler for this database at this moment; the bot standing "
+                f"by takes it over within {_seconds(self.resync_s)} and runs anything due, late "
+                "if need be."
+            )
+        return (
+            "No bot is running the scheduler for this database right now, so nothing runs at "
+            "that time until one starts (`python -m bot`); it then runs anything due, late if "
+            "need be."
+        )
 
     # ------------------------------------------------------------------ commands
     def deploy_times(self, command: grammar.Deploy) -> DeployTimes:
@@ -372,7 +503,14 @@ class ScheduleService:
         ends = self._parse(command.until, "end", after=starts) if command.until else None
         self._check_order(starts, ends, env_name)
         if ends is not None:
-            self._check_cap(env_name, starts or self.clock(), ends, "run until")
+            at = f" at {command.at}" if command.at else ""
+            self._check_cap(
+                env_name,
+                starts or self.clock(),
+                ends,
+                "run until",
+                deploy=lambda until: f"{_deploy_text(command, env_name)}{at} until {until}",
+            )
         existing = self.repo.get_environment(env_name)
         if starts is not None and existing is not None and existing.starts_at is not None:
             raise ConflictError(
@@ -488,7 +626,7 @@ class ScheduleService:
                 env.name,
                 requested_by=actor,
                 lease_from=lease_from,
-                reminded_for_end=self._reminded_if_inside_lead(ends) if ends else None,
+                reminded_for_end=self._reminded_if_inside_lead(ends, starts) if ends else None,
             )
             self.repo.audit(
                 actor=actor,
@@ -537,7 +675,7 @@ class ScheduleService:
                 env.name,
                 requested_by=actor,
                 lease_from=lease_from,
-                reminded_for_end=self._reminded_if_inside_lead(ends),
+                reminded_for_end=self._reminded_if_inside_lead(ends, env.starts_at),
             )
             self.repo.audit(
                 actor=actor,
@@ -552,7 +690,8 @@ class ScheduleService:
             f"{env.name} now strips back {self.describe(ends)}, {describe_delta(delta)} later; "
             f"the cap allows until {self.describe(lease_from + self.max_lease)}."
         )
-        return ScheduleResult(env.name, env.starts_at, ends, message)
+        note = self.keeper_note()
+        return ScheduleResult(env.name, env.starts_at, ends, f"{message} {note}".strip())
 
     def cancel(
         self, environment: str, *, actor: str, source: str = "cli", channel: str = ""
@@ -595,27 +734,35 @@ class ScheduleService:
 
     # ------------------------------------------------------------------ scheduler lifecycle
     def start(self, *, paused: bool = False) -> StartReport:
-        """Take the single-scheduler lock, rebuild jobs from SQLite and start the scheduler.
+        """Take the single-scheduler lock, rebuild jobs from SQLite and start the scheduler; or,
+        when another bot holds the lock, stand by and take it over once that bot stops.
 
         Missed deploys and strip backs run at once and say so in their channel. With `paused`
-        the scheduler holds its jobs without running them (tests drive `run_due`).
+        the scheduler holds its jobs without running them (tests drive `run_due` and `sync`).
         """
-        database = self.settings.database
-        if not self.lock.acquire():
-            holder = self.lock.holder() or "another process"
-            message = (
-                f"Scheduler not started: {holder} already runs the scheduler for {database}. "
-                "This process will not run scheduled deploys, strip backs or reminders (schedules "
-                "set here are saved and that process picks them up within a minute). Stop the "
-                "other bot, or give this one its own database."
-            )
-            log.warning("%s", message)
-            return StartReport(False, message)
         with _SERVICES_LOCK:
             _SERVICES[self.key] = self
+        self.lock.mark_bot()
         self.scheduler.start(paused=True)
-        missed = self.sync(startup=True)
+        self._started = True
+        if self.lock.acquire():
+            missed = self._sync_jobs(catch_up=True)
+            report = self._report(missed, took_over=False)
+        else:
+            holder = self.lock.holder() or "another process"
+            log.warning(
+                "Scheduler lock %s is held by %s: standing by, trying it every %s",
+                self.lock.path,
+                holder,
+                _seconds(self.resync_s),
+            )
+            report = StartReport(
+                False,
+                "Standing by: another bot runs the schedules for this database; this one takes "
+                f"them over within {_seconds(self.resync_s)} if that one stops.",
+            )
         if self.resync_s > 0:
+            # The holder re-reads SQLite; a bot standing by tries the lock (see `sync`).
             self.scheduler.add_job(
                 "bot.schedules:sync_job",
                 "interval",
@@ -628,19 +775,32 @@ class ScheduleService:
             )
         if not paused:
             self.scheduler.resume()
+        return report
+
+    def _report(self, missed: list[str], *, took_over: bool) -> StartReport:
         jobs = self.job_ids()
-        message = (
-            f"Scheduler running for {database} (lock {self.lock.path}), times in "
-            f"{self.settings.timezone}: {len(jobs)} scheduled job(s)"
+        head = (
+            "Took the schedules over from a bot that stopped" if took_over else "Scheduler running"
         )
+        message = f"{head} (times in {self.settings.timezone}): {len(jobs)} scheduled job(s)"
         if missed:
-            message += f"; {len(missed)} missed while stopped, running now: " + "; ".join(missed)
-        log.info("%s", message)
-        return StartReport(True, message + ".", jobs, missed)
+            message += (
+                f"; {len(missed)} fell due while no bot was running schedules, running now: "
+                + "; ".join(missed)
+            )
+        log.log(
+            logging.WARNING if took_over else logging.INFO,
+            "%s [database %s, lock %s]",
+            message,
+            self.settings.database,
+            self.lock.path,
+        )
+        return StartReport(True, message + ".", jobs, missed, took_over=took_over)
 
     def shutdown(self, wait: bool = True) -> None:
         with _SERVICES_LOCK:
             _SERVICES.pop(self.key, None)
+        self._started = False
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         self.lock.release()
@@ -649,44 +809,68 @@ class ScheduleService:
         return sorted(j.id for j in self.scheduler.get_jobs() if j.id != SYNC_JOB_ID)
 
     def sync(self, *, startup: bool = False) -> list[str]:
-        """Make the job table match SQLite; return what fell due while stopped (at start-up)."""
-        if not self.lock.held:
-            return []
+        """Make the job table match SQLite; return what fell due while no scheduler ran.
+
+        In a bot standing by (started without the lock), try the lock first: when the holder
+        has stopped, take the scheduler over (jobs rebuilt, missed work run now and reported to
+        `on_takeover`). A process that never started a scheduler (the CLI) does nothing here.
+        """
+        report: StartReport | None = None
         with self._sync_lock:
-            now = self.clock()
-            wanted: dict[str, tuple[datetime, list[Any]]] = {}
-            missed: list[str] = []
-            for env, record in self.repo.scheduled_environments():
-                for kind, planned, run_at in self._jobs_for(env, record, now, startup):
-                    late = startup and planned <= now
-                    wanted[job_id(kind, env.name)] = (
-                        run_at,
-                        [self.key, kind, env.name, planned.isoformat(), late],
-                    )
-                    if late and kind != "remind":
-                        missed.append(f"{kind} of {env.name} due {self.describe(planned)}")
-            for job in self.scheduler.get_jobs():
-                if job.id.split(":", 1)[0] in JOB_KINDS and job.id not in wanted:
-                    self.scheduler.remove_job(job.id)
-            for jid, (run_at, args) in wanted.items():
-                existing = self.scheduler.get_job(jid)
-                if existing is not None and list(existing.args) == args:
+            if not self.lock.held:
+                if not self._started or not self.lock.acquire():
+                    return []
+                report = self._report(self._sync_jobs(catch_up=True), took_over=True)
+            else:
+                return self._sync_jobs(catch_up=startup)
+        if self.on_takeover is not None:
+            try:
+                self.on_takeover(report)
+            except Exception:  # reporting must not undo the takeover
+                log.exception("reporting the scheduler takeover failed")
+        return report.missed
+
+    def _sync_jobs(self, *, catch_up: bool) -> list[str]:
+        now = self.clock()
+        wanted: dict[str, tuple[datetime, list[Any]]] = {}
+        missed: list[str] = []
+        with self._guard:
+            busy = {jid for jid, n in self._inflight.items() if n > 0}
+        for env, record in self.repo.scheduled_environments():
+            for kind, planned, run_at in self._jobs_for(env, record, now, catch_up):
+                jid = job_id(kind, env.name)
+                if jid in busy:  # running (or waiting for its environment) already
                     continue
-                self.scheduler.add_job(
-                    JOB_FUNC,
-                    trigger=DateTrigger(run_date=run_at, timezone=self.zone),
-                    args=args,
-                    id=jid,
-                    name=f"{args[1]} {args[2]}",
-                    replace_existing=True,
-                    misfire_grace_time=None,
-                    coalesce=True,
-                    max_instances=1,
-                )
-            return missed
+                late = catch_up and planned <= now
+                wanted[jid] = (run_at, [self.key, kind, env.name, planned.isoformat(), late])
+                if late and kind != "remind":
+                    what = "deployment" if kind == "deploy" else "strip back"
+                    missed.append(f"{what} of {env.name} due {self.describe(planned)}")
+        for job in self.scheduler.get_jobs():
+            if job.id.split(":", 1)[0] in JOB_KINDS and job.id not in wanted:
+                self.scheduler.remove_job(job.id)
+        for jid, (run_at, args) in wanted.items():
+            existing = self.scheduler.get_job(jid)
+            if existing is not None and list(existing.args) == args:
+                continue
+            self._add_job(jid, run_at, args)
+        return missed
+
+    def _add_job(self, jid: str, run_at: datetime, args: list[Any]) -> None:
+        self.scheduler.add_job(
+            JOB_FUNC,
+            trigger=DateTrigger(run_date=run_at, timezone=self.zone),
+            args=args,
+            id=jid,
+            name=f"{args[1]} {args[2]}",
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+            max_instances=1,
+        )
 
     def _jobs_for(
-        self, env: Environment, record: ScheduleRecord | None, now: datetime, startup: bool
+        self, env: Environment, record: ScheduleRecord | None, now: datetime, catch_up: bool
     ) -> list[tuple[JobKind, datetime, datetime]]:
         """(kind, planned time, when to run) for one environment's pending work."""
         jobs: list[tuple[JobKind, datetime, datetime]] = []
@@ -697,10 +881,21 @@ class ScheduleService:
             run_at = max(env.ends_at, env.starts_at) if env.starts_at else env.ends_at
             jobs.append(("teardown", env.ends_at, run_at))
             reminded = record.reminded_for_end if record is not None else None
-            if self.lead and reminded != env.ends_at and env.ends_at > now:
+            # The reminder is about clones: none before the deployment has run (a short lease
+            # would otherwise remind before anything exists).
+            if (
+                self.lead
+                and env.starts_at is None
+                and reminded != env.ends_at
+                and env.ends_at > now
+            ):
                 jobs.append(("remind", env.ends_at, env.ends_at - self.lead))
-        elif startup and record is not None and record.stripping_for_end is not None:
-            jobs.append(("teardown", record.stripping_for_end, record.stripping_for_end))
+        elif record is not None and record.stripping_for_end is not None:
+            retry = self._retry_at.get(env.name)
+            if retry is not None:  # the environment was busy: try again then
+                jobs.append(("teardown", record.stripping_for_end, retry))
+            elif catch_up:  # claimed by a scheduler that stopped before it finished
+                jobs.append(("teardown", record.stripping_for_end, record.stripping_for_end))
         return jobs
 
     def _resync_one(self, environment: str) -> None:
@@ -727,21 +922,72 @@ class ScheduleService:
                 break
             job = min(due, key=lambda j: (j.next_run_time, JOB_KINDS.index(j.id.split(":")[0])))
             self.scheduler.remove_job(job.id)
+            self._job_submitted(job.id)
             job.func(*job.args, **job.kwargs)
             ran.append(job.id)
         return ran
 
+    def idle(self) -> bool:
+        """True when no job is running or waiting for a thread, and none is due by the wall
+        clock (the running scheduler's time): what tests wait for instead of sleeping."""
+        with self._guard:
+            if any(n > 0 for n in self._inflight.values()):
+                return False
+        now = datetime.now(UTC)
+        return not any(
+            j.next_run_time is not None and j.next_run_time <= now
+            for j in self.scheduler.get_jobs()
+            if j.id.split(":", 1)[0] in JOB_KINDS
+        )
+
+    def _job_submitted(self, jid: str) -> None:
+        with self._guard:
+            self._inflight[jid] = self._inflight.get(jid, 0) + 1
+
+    def _job_done(self, jid: str) -> None:
+        with self._guard:
+            left = self._inflight.get(jid, 0) - 1
+            if left > 0:
+                self._inflight[jid] = left
+            else:
+                self._inflight.pop(jid, None)
+
+    def waiting(self, environment: str) -> int:
+        """How many of `environment`'s jobs wait for another of its jobs to finish."""
+        with self._guard:
+            return self._waiting.get(environment, 0)
+
+    def _environment_lock(self, environment: str) -> threading.Lock:
+        with self._guard:
+            return self._env_locks.setdefault(environment, threading.Lock())
+
     # ------------------------------------------------------------------ the jobs
     def run(self, kind: str, environment: str, planned: datetime, *, missed: bool = False) -> None:
+        """Run one job; the jobs of one environment run one at a time, in the order they get
+        here (a strip back due during its deployment waits for it)."""
         try:
-            if kind == "deploy":
-                self._run_deploy(environment, planned, missed)
-            elif kind == "teardown":
-                self._run_teardown(environment, planned, missed)
-            elif kind == "remind":
-                self._run_remind(environment, planned)
-            else:
-                log.error("unknown scheduled job kind %r for %s", kind, environment)
+            lock = self._environment_lock(environment)
+            with self._guard:
+                self._waiting[environment] = self._waiting.get(environment, 0) + 1
+            lock.acquire()
+            with self._guard:
+                self._waiting[environment] -= 1
+            try:
+                if kind == "deploy":
+                    try:
+                        self._run_deploy(environment, planned, missed)
+                    finally:
+                        # Its strip back (put back if it fell due first) and its reminder, now
+                        # that the deployment ran (or was skipped).
+                        self.sync()
+                elif kind == "teardown":
+                    self._run_teardown(environment, planned, missed)
+                elif kind == "remind":
+                    self._run_remind(environment, planned)
+                else:
+                    log.error("unknown scheduled job kind %r for %s", kind, environment)
+            finally:
+                lock.release()
         except Exception:
             log.exception("scheduled %s of %s failed", kind, environment)
 
@@ -763,20 +1009,35 @@ class ScheduleService:
         return callback
 
     def _late(self, planned: datetime, missed: bool) -> str:
+        # "No bot was running schedules" holds after a restart and after a takeover alike (a
+        # bot standing by was running, but not the schedules).
         return (
-            f" (it was due {self.describe(planned)} while the bot was not running)"
+            f" (it was due {self.describe(planned)}, when no bot was running schedules)"
             if missed
             else ""
         )
 
     def _run_deploy(self, name: str, planned: datetime, missed: bool) -> None:
         record = self.repo.get_schedule(name)
-        if record is None or not record.deploy_command:
-            log.info("scheduled deploy of %s: nothing to deploy", name)
+        env_now = self.repo.get_environment(name)
+        if (
+            record is None
+            or not record.deploy_command
+            or env_now is None
+            or env_now.starts_at != planned
+        ):
+            log.info("scheduled deploy of %s for %s: moved, cancelled or done", name, planned)
+            return
+        if env_now.ends_at is not None and env_now.ends_at <= self.clock():
+            self._skip_deploy(env_now, record, planned, missed)
             return
         if not self.repo.claim_start(name, planned):
             log.info("scheduled deploy of %s for %s: moved, cancelled or done", name, planned)
             return
+        self._deploy(name, record, planned, missed)
+
+    def _deploy(self, name: str, record: ScheduleRecord, planned: datetime, missed: bool) -> None:
+        assert record.deploy_command is not None
         command = grammar.parse(record.deploy_command)
         assert isinstance(command, grammar.Deploy)
         self.repo.save_schedule(name, deploy_command=None)
@@ -807,11 +1068,54 @@ class ScheduleService:
             text += f"; strip back {self.describe(current.ends_at)}"
         self._say(env, text + ".")
 
+    def _skip_deploy(
+        self, env: Environment, record: ScheduleRecord, planned: datetime, missed: bool
+    ) -> None:
+        """A deployment whose course has already ended creates nothing, and says why."""
+        assert env.ends_at is not None
+        if not self.repo.claim_start(env.name, planned):
+            return
+        ends = env.ends_at
+        live = self.repo.clones(environment=env.name, states=LIVE_STATES)
+        self.repo.save_schedule(env.name, deploy_command=None)
+        if not live and self.repo.claim_end(env.name, ends):
+            self._finish_teardown(env.name)  # nothing to strip back: the course is over
+        self.repo.audit(
+            actor="scheduler",
+            source="scheduler",
+            channel=env.channel,
+            command=record.deploy_command or f"deploy as {env.name}",
+            result="skipped",
+            detail=f"course ended {_times_detail(planned, ends)}",
+        )
+        why = "while no bot was running schedules" if missed else "before it could run"
+        text = (
+            f"The scheduled deployment of {env.name} ({record.deploy_command}) did not run: it "
+            f"was due {self.describe(planned)} and its course ended {self.describe(ends)}, "
+            f"{why}. Nothing was created."
+        )
+        if live:
+            text += f" Its {len(live)} earlier clones are stripped back now, as scheduled."
+        elif not self.repo.runs(environment=env.name, limit=1):
+            self.repo.delete_environment(env.name)  # made only to hold this deployment
+        log.warning("%s", text)
+        self._say(env, text)
+
     def _run_teardown(self, name: str, planned: datetime, missed: bool) -> None:
+        pending = self.repo.get_environment(name)
+        if pending is not None and pending.starts_at is not None:
+            # Its deployment has not run yet (both fell due at once): it runs first, and puts
+            # this strip back in the job table again, or drops it when the course is over.
+            log.info("scheduled strip back of %s waits for its pending deployment", name)
+            return
         claimed = self.repo.claim_end(name, planned)
         if not claimed:
             record = self.repo.get_schedule(name)
-            resuming = missed and record is not None and record.stripping_for_end == planned
+            resuming = (
+                (missed or name in self._retry_at)
+                and record is not None
+                and record.stripping_for_end == planned
+            )
             if not resuming:
                 log.info(
                     "scheduled strip back of %s for %s: moved, cancelled or done", name, planned
@@ -820,7 +1124,9 @@ class ScheduleService:
         if self.scheduler.get_job(job_id("remind", name)) is not None:
             self.scheduler.remove_job(job_id("remind", name))
         env = self.service.environment(name)
-        self._say(env, f"Scheduled strip back of {name} starting{self._late(planned, missed)}.")
+        retrying = name in self._retry_at
+        if not retrying:
+            self._say(env, f"Scheduled strip back of {name} starting{self._late(planned, missed)}.")
         try:
             result = self.service.teardown(
                 name,
@@ -831,12 +1137,33 @@ class ScheduleService:
             )
         except NotFoundError as exc:
             self._say(env, f"Scheduled strip back of {name}: nothing to do ({exc}).")
+        except ConflictError as exc:
+            # Busy with another run (a deployment typed meanwhile, or one being resumed): the
+            # claim stays, and the strip back is tried again until it can run. Said once.
+            every = max(self.resync_s, 1.0)
+            log.info("scheduled strip back of %s waits: %s", name, exc)
+            retry = self.clock() + timedelta(seconds=every)
+            with self._guard:
+                self._retry_at[name] = retry
+            if self.lock.held:
+                args = [self.key, "teardown", name, planned.isoformat(), False]
+                self._add_job(job_id("teardown", name), retry, args)
+            if not retrying:
+                self._say(
+                    env,
+                    f"Scheduled strip back of {name} waits: {name} is busy with another "
+                    f"deployment, strip back or refresh. It runs as soon as {name} is free "
+                    f"(tried every {_seconds(every)}); nothing to do meanwhile.",
+                )
+            return
         except VCenterError as exc:
             self._say(
                 env,
                 f"Scheduled strip back of {name} stopped: {exc}. It resumes when the bot next "
                 f'starts; to retry now, "teardown {name}".',
             )
+            with self._guard:
+                self._retry_at.pop(name, None)
             return
         except ClonesError as exc:
             self._say(env, f"Scheduled strip back of {name} failed: {exc}")
@@ -852,6 +1179,8 @@ class ScheduleService:
         self._finish_teardown(name)
 
     def _finish_teardown(self, name: str) -> None:
+        with self._guard:
+            self._retry_at.pop(name, None)
         with self.repo.transaction():
             env = self.repo.get_environment(name)
             if env is None:
@@ -862,6 +1191,10 @@ class ScheduleService:
                 self.repo.save_schedule(name, stripping_for_end=None)
 
     def _run_remind(self, name: str, planned_end: datetime) -> None:
+        env_now = self.repo.get_environment(name)
+        if env_now is not None and env_now.starts_at is not None:
+            log.info("reminder for %s: its deployment has not run yet", name)
+            return
         if not self.repo.mark_reminded(name, planned_end):
             log.info("reminder for %s at %s: already sent, or the end moved", name, planned_end)
             return
@@ -910,6 +1243,13 @@ def _times_detail(starts: datetime | None, ends: datetime | None) -> str:
     if ends is not None:
         parts.append(f"ends_at={ends.astimezone(UTC).isoformat()}")
     return " ".join(parts)
+
+
+def _seconds(value: float) -> str:
+    """ "30 s", "2 min": the re-sync interval as a person reads it."""
+    if value >= 60 and value % 60 == 0:
+        return f"{int(value // 60)} min"
+    return f"{value:g} s"
 
 
 def default_notifier(settings: Settings, stream: TextIO | None = sys.stderr) -> LogNotifier:

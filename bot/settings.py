@@ -100,6 +100,9 @@ class ScheduleSettings:
     reminder_lead_min: int = 60  # remind the owner this long before a scheduled strip back
     max_lease_hours: int = 336  # an environment's end may be at most this long after its start
     default_extension_min: int = 120  # `extend ENV` without a length, and Slack's "Extend" button
+    # How often the scheduler re-reads SQLite (schedules set by another process), and how often a
+    # bot standing by tries to take the scheduler over from one that stopped.
+    resync_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -337,14 +340,20 @@ def _schedule(raw: dict[str, Any], where: str) -> ScheduleSettings:
             f"{ctx} default_extension_min ({extension}) is longer than max_lease_hours "
             f"({max_lease} h); make it shorter, e.g. 120."
         )
-    unknown = sorted(set(raw) - {"reminder_lead_min", "max_lease_hours", "default_extension_min"})
+    resync = _number(raw, "resync_s", 30.0, ctx)
+    if not 0.1 <= resync <= 3600:
+        raise ConfigError(f"{ctx} resync_s must be from 0.1 to 3600 seconds (e.g. 30).")
+    known = ("reminder_lead_min", "max_lease_hours", "default_extension_min", "resync_s")
+    unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(
-            f"{ctx} has unknown key(s) {', '.join(unknown)}; known: reminder_lead_min, "
-            "max_lease_hours, default_extension_min."
+            f"{ctx} has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}."
         )
     return ScheduleSettings(
-        reminder_lead_min=lead, max_lease_hours=max_lease, default_extension_min=extension
+        reminder_lead_min=lead,
+        max_lease_hours=max_lease,
+        default_extension_min=extension,
+        resync_s=resync,
     )
 
 

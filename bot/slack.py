@@ -143,6 +143,7 @@ class SlackBot:
         needs an operator's attention (another process holds the scheduler, or work was missed).
         """
         self.ctx.jobs.submit(self._recover)
+        self.schedules.on_takeover = self._took_over
         report = self.schedules.start(paused=paused)
         log.log(logging.INFO if report.active else logging.WARNING, "%s", report.message)
         channels = self.ctx.settings.slack.channels
@@ -154,6 +155,19 @@ class SlackBot:
             except (SlackClientError, OSError):
                 log.exception("could not post the scheduler's start-up report")
         return report
+
+    def _took_over(self, report: StartReport) -> None:
+        """This bot, standing by, took the scheduler over from one that stopped: finish the
+        runs that one left (as at start-up), and say so where the start-up report goes."""
+        self.ctx.jobs.submit(self._recover)
+        channels = self.ctx.settings.slack.channels
+        if channels:
+            try:
+                self.app.client.chat_postMessage(
+                    channel=channels[0], text=f":calendar: {report.message}"
+                )
+            except (SlackClientError, OSError):
+                log.exception("could not post the scheduler takeover report")
 
     def _recover(self) -> None:
         """Finish what a crash or a lost vCenter interrupted (in the job pool: start-up must

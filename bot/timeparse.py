@@ -79,6 +79,14 @@ def localise(day: date, clock: time, zone: tzinfo) -> datetime:
 
 def parse_duration(text: str) -> timedelta:
     """ "2h", "2 h", "90m", "1h30m", "1 day", "2 hours 30 minutes" -> a positive timedelta."""
+    duration = _read_duration(text)
+    if duration > MAX_DURATION:
+        raise UsageError(f"{describe_delta(duration)} is too long; at most a year, e.g. 2h")
+    return duration
+
+
+def _read_duration(text: str) -> timedelta:
+    """A duration of any positive length (the callers say how long is too long)."""
     compact = text.strip().lower()
     if compact.startswith("by "):
         compact = compact[3:]
@@ -98,8 +106,6 @@ def parse_duration(text: str) -> timedelta:
     duration = timedelta(minutes=minutes)
     if duration <= timedelta(0):
         raise UsageError(f"a length of time must be more than zero, e.g. {DURATION_EXAMPLES}")
-    if duration > MAX_DURATION:
-        raise UsageError(f"{describe_delta(duration)} is too long; at most a year, e.g. 2h")
     return duration
 
 
@@ -163,9 +169,15 @@ def parse_time(
     # Relative: "in 3h", "in 1h 30m", "in 2 days".
     if lowered.startswith("in "):
         try:
-            return (now + parse_duration(lowered[3:])).astimezone(tz)
+            ahead = _read_duration(lowered[3:])
         except UsageError:
             raise _bad_time(raw) from None
+        if ahead > MAX_DURATION:
+            raise UsageError(
+                f'"{_shown(raw)}" is {describe_delta(ahead)} ahead; a time may be at most a year '
+                'ahead, e.g. "in 3h", "in 2d" or "fri 17:00"'
+            )
+        return (now + ahead).astimezone(tz)
     # Full ISO-8601 with an explicit offset ("2026-12-01T09:00+01:00") keeps that offset's instant.
     if "t" in lowered and len(lowered.split()) == 1:
         try:
@@ -285,12 +297,22 @@ def format_duration(delta: timedelta) -> str:
 
 
 def describe_relative(moment: datetime, now: datetime) -> str:
-    """ "in 2 h", "5 min ago", "now"."""
-    delta = moment - now
-    if abs(delta) < timedelta(minutes=1):
-        return "now"
-    text = describe_delta(delta)
-    return f"in {text}" if delta > timedelta(0) else f"{text} ago"
+    """ "in 2 h", "5 min ago", "in 46 s", "now".
+
+    Rounded to the nearest minute (the nearest second under a minute): a time typed as "in 3h"
+    and shown back a few milliseconds later reads "in 3 h", not "in 2 h 59 min", and a start 46 s
+    away reads "in 46 s", not "now".
+    """
+    seconds = (moment - now).total_seconds()
+    size = abs(seconds)
+    if size < 59.5:
+        whole = round(size)
+        if whole == 0:
+            return "now"
+        text = f"{whole} s"
+    else:
+        text = describe_delta(timedelta(minutes=round(size / 60)))
+    return f"in {text}" if seconds > 0 else f"{text} ago"
 
 
 def describe_time(moment: datetime, now: datetime, zone: str | tzinfo) -> str:

@@ -140,6 +140,9 @@ def _deploy_command(r: Request) -> str:
     reply = blocks.deploy_ack(sum(by_type.values()), dict(by_type), environment)
     if ends_at is not None:
         reply += f" Strip back is set for {ctx.schedules.describe(ends_at)} once clones are ready."
+        note = ctx.schedules.keeper_note()  # never a promise that no scheduler keeps
+        if note:
+            reply += f" {note}"
     return reply
 
 

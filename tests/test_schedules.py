@@ -7,7 +7,6 @@ the same job function with the same arguments the scheduler would. Nothing sleep
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from bot.models import CloneState, Environment, RunKind, RunState
 from bot.schedules import (
     SchedulerLock,
     ScheduleService,
+    StartReport,
     lock_path_for,
     run_job,
 )
@@ -33,6 +33,7 @@ from bot.service import DeployResult, ProgressCallback, Service, TeardownResult
 from bot.settings import Settings, settings_from_dict
 from bot.vcenter import VCenter
 from storage import Repository
+from tests.faults import wait_until
 from tests.helpers import lab_app, lab_config, set_state
 
 LONDON = "Europe/London"
@@ -80,6 +81,7 @@ class RecordingService(Service):
     def __init__(self, settings: Settings, repo: Repository) -> None:
         super().__init__(settings, repo, VCenter(settings.vcenter))
         self.calls: list[tuple[str, str, str]] = []
+        self.busy = False  # strip backs refused as if another run held the environment
 
     def deploy(self, command: grammar.Deploy, **kwargs: Any) -> DeployResult:
         assert command.environment is not None
@@ -87,6 +89,8 @@ class RecordingService(Service):
         return DeployResult(0, command.environment, 0, [], [], 0.0, RunState.SUCCEEDED)
 
     def teardown(self, environment: str, **kwargs: Any) -> TeardownResult:
+        if self.busy:
+            raise ConflictError(f"{environment} is busy with another deployment or strip back.")
         self.calls.append(("teardown", environment, kwargs["source"]))
         for c in self.repo.clones(environment=environment):
             set_state(self.repo, c.id, CloneState.DESTROYED)
@@ -124,7 +128,7 @@ class World:
             set_state(svc.repo, c.id, CloneState.READY)
 
 
-def make_settings(tmp: Path, **schedule: int) -> Settings:
+def make_settings(tmp: Path, **schedule: Any) -> Settings:
     raw = lab_config(None, tmp / "clones.db", timezone=LONDON)
     raw["schedule"] = schedule
     return settings_from_dict(raw, env={})
@@ -190,7 +194,7 @@ def test_a_schedule_survives_a_restart(world: World) -> None:
     world.clock.now = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
     assert second.run_due() == ["remind:nov", "teardown:nov"]
     assert calls(second) == [("teardown", "nov", "scheduler")]
-    assert "while the bot was not running" not in world.notes.text()
+    assert "when no bot was running schedules" not in world.notes.text()
     assert sched_jobs(second) == {}
     assert second.next_event("nov") is None
 
@@ -205,12 +209,15 @@ def test_a_teardown_missed_while_down_runs_at_the_next_start_and_says_so(world: 
     second = world.scheduler(start=False)
     report = second.start(paused=True)
     assert report.active
-    assert report.missed == ["teardown of nov due Fri 27 Nov 17:00 GMT (2 h ago)"]
-    assert "missed while stopped" in report.message
+    assert report.missed == ["strip back of nov due Fri 27 Nov 17:00 GMT (2 h ago)"]
+    assert "fell due while no bot was running schedules" in report.message
+    # One line for the channel, without the server's paths (they are in the log).
+    assert "\n" not in report.message and str(world.tmp) not in report.message
+    assert ".lock" not in report.message
     assert sched_jobs(second) == {"teardown:nov": datetime(2026, 11, 27, 17, 0, tzinfo=UTC)}
     assert second.run_due() == ["teardown:nov"]
     assert calls(second) == [("teardown", "nov", "scheduler")]
-    assert "while the bot was not running" in world.notes.text()
+    assert "when no bot was running schedules" in world.notes.text()
     assert world.notes.reminders == []  # the end has passed: no reminder after the fact
 
 
@@ -221,13 +228,14 @@ def test_a_missed_scheduled_deploy_runs_at_start(world: World) -> None:
     result = first.schedule_deploy(command, actor="UOWNER", channel="CTRAIN")
     assert result.starts_at == datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
     assert result.ends_at == datetime(2026, 12, 4, 17, 0, tzinfo=UTC)
-    assert set(sched_jobs(first)) == {"deploy:dec", "teardown:dec", "remind:dec"}
+    # No reminder before the deployment has run: it is scheduled once there are clones.
+    assert set(sched_jobs(first)) == {"deploy:dec", "teardown:dec"}
     first.shutdown()
 
     world.clock.now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
     second = world.scheduler(start=False)
     report = second.start(paused=True)
-    assert [m.split(" due")[0] for m in report.missed] == ["deploy of dec"]
+    assert [m.split(" due")[0] for m in report.missed] == ["deployment of dec"]
     assert second.run_due() == ["deploy:dec"]
     assert calls(second) == [("deploy", "dec", "scheduler")]
     assert world.notes.progress_for == [("dec", RunKind.DEPLOY)]
@@ -288,6 +296,11 @@ def test_an_end_set_inside_the_lead_is_not_reminded(world: World) -> None:
     world.add_clones(svc, "nov")
     schedule(svc, "schedule nov until in 30m")
     assert set(sched_jobs(svc)) == {"teardown:nov"}
+    # A reminder due within a minute of the reply would arrive with it (or before it): none.
+    schedule(svc, "schedule nov until in 61m")
+    assert set(sched_jobs(svc)) == {"teardown:nov"}
+    schedule(svc, "schedule nov until in 62m")
+    assert set(sched_jobs(svc)) == {"teardown:nov", "remind:nov"}
 
 
 def test_reminder_lead_is_configurable(tmp_path: Path) -> None:
@@ -333,6 +346,257 @@ def test_a_schedule_set_by_another_process_is_picked_up_by_sync(world: World) ->
     assert sched_jobs(bot) == {}
     bot.sync()
     assert set(sched_jobs(bot)) == {"teardown:nov", "remind:nov"}
+
+
+# ===================================================================== one course, in order
+def _deploy_at(svc: ScheduleService, text: str) -> None:
+    command = grammar.parse(text)
+    assert isinstance(command, grammar.Deploy)
+    svc.schedule_deploy(command, actor="UOWNER", channel="CTRAIN")
+
+
+def test_a_course_missed_entirely_creates_nothing_even_when_its_strip_back_fires_first(
+    world: World,
+) -> None:
+    """Both jobs of a course fell due while no bot ran: whichever the scheduler's threads start
+    first, the deployment is skipped (its course is over), nothing is left without an end."""
+    first = world.scheduler()
+    _deploy_at(first, "deploy capture 2 as s3r at 10:24 until 10:25")
+    first.shutdown()
+
+    world.clock.now = datetime(2026, 11, 26, 10, 25, 10, tzinfo=UTC)
+    second = world.scheduler(start=False)
+    report = second.start(paused=True)
+    assert [m.split(" due")[0] for m in report.missed] == ["deployment of s3r", "strip back of s3r"]
+    starts, ends = report.missed[0].split(" due ")[1], report.missed[1].split(" due ")[1]
+    # The worst order: the strip back's thread runs before the deployment's.
+    second.run("teardown", "s3r", datetime(2026, 11, 26, 10, 25, tzinfo=UTC), missed=True)
+    assert calls(second) == []  # it waits for its deployment: nothing claimed
+    second.run("deploy", "s3r", datetime(2026, 11, 26, 10, 24, tzinfo=UTC), missed=True)
+    assert calls(second) == []  # no deployment, no strip back of nothing
+    assert second.repo.get_environment("s3r") is None  # made only to hold the schedule
+    assert sched_jobs(second) == {} and second.run_due() == []
+    [(env, text)] = world.notes.messages
+    assert env == "s3r"
+    assert text == (
+        "The scheduled deployment of s3r (deploy capture 2 as s3r) did not run: it was due "
+        f"{starts} and its course ended {ends}, while no bot was running schedules. "
+        "Nothing was created."
+    )
+    [entry] = [e for e in second.repo.audit_entries() if e.result == "skipped"]
+    assert entry.source == "scheduler" and entry.command == "deploy capture 2 as s3r"
+
+
+def test_missed_jobs_run_in_time_order(world: World) -> None:
+    first = world.scheduler()
+    _deploy_at(first, "deploy capture 2 as s3r at 10:24 until 10:25")
+    first.shutdown()
+    world.clock.now = datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
+    second = world.scheduler()
+    assert second.run_due() == ["deploy:s3r"]  # the strip back went with the skipped deploy
+    assert calls(second) == [] and second.repo.get_environment("s3r") is None
+
+
+def test_a_skipped_deployment_still_strips_back_earlier_clones(world: World) -> None:
+    first = world.scheduler()
+    world.add_clones(first, "nov")
+    _deploy_at(first, "deploy capture 2 as nov at 10:24 until 10:25")
+    first.shutdown()
+    world.clock.now = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)
+    second = world.scheduler()
+    assert second.run_due() == ["deploy:nov", "teardown:nov"]
+    assert calls(second) == [("teardown", "nov", "scheduler")]
+    assert "Its 2 earlier clones are stripped back now, as scheduled." in world.notes.text()
+    assert second.next_event("nov") is None
+
+
+def test_a_late_deployment_whose_course_is_still_on_runs_and_keeps_its_strip_back(
+    world: World,
+) -> None:
+    first = world.scheduler()
+    _deploy_at(first, "deploy capture 2 as late at 10:24 until 17:00")
+    first.shutdown()
+    world.clock.now = datetime(2026, 11, 26, 10, 40, tzinfo=UTC)
+    second = world.scheduler()
+    end = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+    assert second.run_due() == ["deploy:late"]
+    assert calls(second) == [("deploy", "late", "scheduler")]
+    assert "(it was due Thu 26 Nov 10:24 GMT (16 min ago), when no bot was running schedules)" in (
+        world.notes.text()
+    )
+    assert sched_jobs(second) == {"teardown:late": end, "remind:late": end - timedelta(hours=1)}
+    assert second.repo.get_environment("late").ends_at == end  # type: ignore[union-attr]
+
+
+def test_a_strip_back_due_during_its_deployment_waits_for_it(world: World) -> None:
+    """The jobs of one environment run one at a time: a strip back that falls due while its
+    deployment is still running (a short course, a slow vCenter) runs right after it."""
+    import threading
+
+    svc = world.scheduler()
+    _deploy_at(svc, "deploy capture 2 as short at 10:24 until 10:25")
+    service = svc.service
+    assert isinstance(service, RecordingService)
+    deploying, release = threading.Event(), threading.Event()
+    real_deploy = service.deploy
+
+    def slow_deploy(command: grammar.Deploy, **kwargs: Any) -> DeployResult:
+        deploying.set()
+        release.wait(30)
+        world.add_clones(svc, "short")
+        return real_deploy(command, **kwargs)
+
+    service.deploy = slow_deploy  # type: ignore[method-assign]
+    world.clock.now = datetime(2026, 11, 26, 10, 24, tzinfo=UTC)
+    planned = datetime(2026, 11, 26, 10, 24, tzinfo=UTC)
+    deploy = threading.Thread(target=svc.run, args=("deploy", "short", planned))
+    deploy.start()
+    assert deploying.wait(30)
+    world.clock.now = datetime(2026, 11, 26, 10, 25, tzinfo=UTC)
+    end = datetime(2026, 11, 26, 10, 25, tzinfo=UTC)
+    teardown = threading.Thread(target=svc.run, args=("teardown", "short", end))
+    teardown.start()
+    wait_until(lambda: svc.waiting("short") == 1)  # held back by the deployment
+    assert calls(svc) == [] and svc.repo.get_environment("short").ends_at == end  # type: ignore[union-attr]
+    release.set()
+    deploy.join(30)
+    teardown.join(30)
+    assert calls(svc) == [("deploy", "short", "scheduler"), ("teardown", "short", "scheduler")]
+    assert svc.next_event("short") is None
+
+
+def test_the_reminder_of_a_short_lease_comes_after_its_deployment(world: World) -> None:
+    """With a lease shorter than the reminder lead the reminder is due before the start: it is
+    not scheduled until the deployment ran, and then comes right after it."""
+    svc = world.scheduler()
+    command = grammar.parse("deploy capture 2 as brief at in 1h until in 1h30m")
+    assert isinstance(command, grammar.Deploy)
+    result = svc.schedule_deploy(command, actor="UOWNER", channel="CTRAIN")
+    assert result.message == (
+        "brief deploys Thu 26 Nov 11:00 GMT (in 1 h) and strips back Thu 26 Nov 11:30 GMT "
+        "(in 1 h 30 min); the owner is reminded once the deployment is done."
+    )
+    assert set(sched_jobs(svc)) == {"deploy:brief", "teardown:brief"}
+    world.clock.advance(minutes=59, seconds=14)
+    assert svc.run_due() == []
+    assert svc.describe(datetime(2026, 11, 26, 11, 0, tzinfo=UTC)).endswith("(in 46 s)")
+    world.clock.advance(seconds=46)
+    assert svc.run_due() == ["deploy:brief", "remind:brief"]
+    assert world.notes.reminders == [
+        ("brief", "UOWNER", datetime(2026, 11, 26, 11, 30, tzinfo=UTC))
+    ]
+    texts = [t for _, t in world.notes.messages]
+    assert texts[0].startswith("Scheduled deployment starting") and len(texts) == 2
+
+
+def test_a_strip_back_meeting_a_busy_environment_waits_and_runs_once_it_is_free(
+    world: World,
+) -> None:
+    svc = world.scheduler()
+    world.add_clones(svc, "nov")
+    schedule(svc, "schedule nov until in 30m")  # inside the reminder lead: no reminder
+    service = svc.service
+    assert isinstance(service, RecordingService)
+    service.busy = True
+    world.clock.advance(minutes=30)
+    assert svc.run_due() == ["teardown:nov"]
+    assert calls(svc) == []
+    assert "Scheduled strip back of nov waits: nov is busy" in world.notes.text()
+    assert "tried every 30 s" in world.notes.text()
+    assert sched_jobs(svc) == {"teardown:nov": world.clock.now + timedelta(seconds=30)}
+    world.clock.advance(seconds=30)
+    assert svc.run_due() == ["teardown:nov"]  # still busy: tried again, said once
+    assert sum("waits" in t for _, t in world.notes.messages) == 1
+    svc.sync()  # a re-sync keeps the retry
+    assert set(sched_jobs(svc)) == {"teardown:nov"}
+    service.busy = False
+    world.clock.advance(seconds=30)
+    assert svc.run_due() == ["teardown:nov"]
+    assert calls(svc) == [("teardown", "nov", "scheduler")]
+    assert sched_jobs(svc) == {} and svc.next_event("nov") is None
+    assert svc.repo.get_schedule("nov") is None
+
+
+# ===================================================================== failover and promises
+def test_a_standing_bot_takes_over_when_the_holder_stops(world: World) -> None:
+    holder = world.scheduler()
+    world.add_clones(holder, "nov")
+    schedule(holder, "schedule nov until fri 17:00")
+    reports: list[StartReport] = []
+    standby = world.scheduler(start=False)
+    standby.on_takeover = reports.append
+    assert not standby.start(paused=True).active
+    assert standby.sync() == [] and reports == []
+    holder.shutdown()  # the kernel does the same when the holder is SIGKILLed (see tests/slack)
+
+    world.clock.now = datetime(2026, 11, 27, 17, 30, tzinfo=UTC)  # the end passed meanwhile
+    missed = standby.sync()
+    assert standby.active
+    assert missed == ["strip back of nov due Fri 27 Nov 17:00 GMT (30 min ago)"]
+    [report] = reports
+    assert report.took_over and report.active
+    assert report.message.startswith("Took the schedules over from a bot that stopped")
+    assert standby.run_due() == ["teardown:nov"]
+    assert calls(standby) == [("teardown", "nov", "scheduler")] and calls(holder) == []
+    text = world.notes.text()
+    assert "when no bot was running schedules" in text
+    assert "while the bot was not running" not in text  # the standing bot was running
+    assert standby.sync() == [] and len(reports) == 1
+
+
+def test_replies_never_promise_a_time_that_no_scheduler_keeps(world: World) -> None:
+    cli = world.scheduler(start=False)  # the terminal: writes SQLite, runs no scheduler
+    world.add_clones(cli, "nov")
+    lonely = cli.schedule(grammar.Schedule("nov", until="fri 17:00"), actor="UOWNER")
+    assert lonely.message.endswith(
+        "No bot is running the scheduler for this database right now, so nothing runs at "
+        "that time until one starts (`python -m bot`); it then runs anything due, late if need be."
+    )
+    holder = world.scheduler()
+    kept = cli.extend("nov", "1h", actor="UOWNER")
+    assert "No bot" not in kept.message
+    standby = world.scheduler()
+    holder.shutdown()
+    waiting = cli.extend("nov", "1h", actor="UOWNER")
+    assert waiting.message.endswith(
+        "No bot holds the scheduler for this database at this moment; the bot standing by "
+        "takes it over within 30 s and runs anything due, late if need be."
+    )
+    # The bot standing by, asked itself, takes the scheduler over there and then.
+    assert not standby.active
+    reply = standby.extend("nov", "1h", actor="UOWNER")
+    assert standby.active and "No bot" not in reply.message
+    assert set(sched_jobs(standby)) == {"teardown:nov", "remind:nov"}
+
+
+def test_a_deploy_past_the_cap_suggests_a_deploy_that_fits(tmp_path: Path) -> None:
+    w = World(tmp_path, Clock(START), Notes(), make_settings(tmp_path, max_lease_hours=3))
+    try:
+        svc = w.scheduler()
+        command = grammar.parse("deploy capture 1 as s6b until in 4h")
+        assert isinstance(command, grammar.Deploy)
+        with pytest.raises(UsageError) as caught:
+            svc.deploy_times(command)
+        message = str(caught.value)
+        assert 'e.g. "deploy capture 1 as s6b until 2026-11-26 13:00"' in message
+        assert "schedule s6b" not in message
+        fits = grammar.parse("deploy capture 1 as s6b until 2026-11-26 13:00")
+        assert isinstance(fits, grammar.Deploy)
+        assert svc.deploy_times(fits).ends_at == datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+        ahead = grammar.parse("deploy capture 1 as s6b at in 1h until in 5h")
+        assert isinstance(ahead, grammar.Deploy)
+        with pytest.raises(
+            UsageError, match='"deploy capture 1 as s6b at in 1h until 2026-11-26 14:00"'
+        ):
+            svc.deploy_times(ahead)
+        far = grammar.parse("deploy capture 1 as s6b until in 400d")
+        assert isinstance(far, grammar.Deploy)
+        with pytest.raises(UsageError, match="at most a year ahead"):
+            svc.deploy_times(far)
+        assert svc.repo.list_environments() == []
+    finally:
+        for s in w.started:
+            s.shutdown(wait=False)
 
 
 # ===================================================================== daylight saving
@@ -383,18 +647,24 @@ def test_a_second_scheduler_on_the_same_database_refuses(world: World) -> None:
     second = world.scheduler(start=False)
     report = second.start(paused=True)
     assert not report.active
-    assert "already runs the scheduler" in report.message
-    assert "will not run scheduled deploys" in report.message
-    assert f"pid {os.getpid()}" in report.message
-    assert not second.scheduler.running and sched_jobs(second) == {}
-    assert second.sync() == []
+    assert report.message == (
+        "Standing by: another bot runs the schedules for this database; this one takes them "
+        "over within 30 s if that one stops."
+    )
+    assert not second.active and sched_jobs(second) == {}
+    assert second.sync() == []  # the first still holds the lock: nothing changes
+    assert not second.active and sched_jobs(second) == {}
     world.clock.now = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
     assert second.run_due() == []
     assert first.run_due() == ["remind:nov", "teardown:nov"]
     assert calls(first) == [("teardown", "nov", "scheduler")] and calls(second) == []
-    # Once the first stops, the next one to start takes over.
+    # A third bot also stands by; once the first stops, one of them (the next to try) takes
+    # over, and the other keeps standing by.
+    third = world.scheduler()
+    assert not third.active
     first.shutdown()
-    assert second.start(paused=True).active
+    assert second.sync() == [] and second.active
+    assert third.sync() == [] and not third.active
 
 
 def test_racing_jobs_run_once(world: World) -> None:
@@ -540,11 +810,14 @@ def test_schedule_settings_are_validated(tmp_path: Path) -> None:
     from bot.errors import ConfigError
 
     for bad in ({"reminder_lead_min": -1}, {"max_lease_hours": 0}, {"bogus": 1},
-                {"default_extension_min": 600, "max_lease_hours": 2}):  # fmt: skip
+                {"default_extension_min": 600, "max_lease_hours": 2},
+                {"resync_s": 0}, {"resync_s": 7200}, {"resync_s": "fast"}):  # fmt: skip
         with pytest.raises(ConfigError, match=r"\[schedule\]"):
             make_settings(tmp_path, **bad)
     s = make_settings(tmp_path).schedule
     assert (s.reminder_lead_min, s.max_lease_hours, s.default_extension_min) == (60, 336, 120)
+    assert s.resync_s == 30.0
+    assert make_settings(tmp_path, resync_s=0.5).schedule.resync_s == 0.5
 
 
 # ===================================================================== end to end against the lab
@@ -609,11 +882,38 @@ def test_missed_strip_back_of_real_clones_runs_at_restart(lab: LabProcess, tmp_p
         second = ScheduleService(app.settings, app.repo, app.service, notifier=notes, clock=clock)
         report = second.start(paused=True)
         try:
-            assert len(report.missed) == 1 and report.missed[0].startswith("teardown of late")
+            assert len(report.missed) == 1 and report.missed[0].startswith("strip back of late")
             assert second.run_due() == ["teardown:late"]
         finally:
             second.shutdown(wait=False)
         assert [c.state for c in app.repo.clones(environment="late")] == [CloneState.DESTROYED] * 2
-        assert "while the bot was not running" in notes.text()
+        assert "when no bot was running schedules" in notes.text()
     finally:
         app.close()
+
+
+@pytest.mark.lab
+def test_the_terminal_says_once_when_no_bot_runs_the_scheduler(
+    lab: LabProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from tests.terminal import Terminal
+
+    term = Terminal(tmp_path, monkeypatch, capsys)
+    term.configure(lab)
+    note = "No bot is running the scheduler for this database right now"
+    deployed = term("deploy", "capture", "1", "as", "cli-env", "until", "fri", "17:00")
+    assert deployed.code == 0, deployed.err
+    assert deployed.out.count(note) == 1
+    moved = term("schedule", "cli-env", "until", "fri", "18:00")
+    assert moved.code == 0 and moved.out.count(note) == 1
+    assert moved.out.startswith("cli-env strips back Fri")
+    shown = term("extend", "cli-env", "1h", "--json")
+    assert shown.json["scheduler_running"] is False and note in shown.json["message"]
+    # With a bot holding the scheduler (its lock, here held by the test), nothing to warn about.
+    lock = SchedulerLock(lock_path_for(term.database))
+    assert lock.acquire()
+    try:
+        held = term("extend", "cli-env", "1h")
+        assert held.code == 0 and "No bot" not in held.out
+    finally:
+        lock.release()

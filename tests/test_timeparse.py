@@ -85,6 +85,8 @@ def test_parses(text: str, expected: datetime) -> None:
         ("in 3 parsecs", ["could not read"]),
         ("mon tue 08:00", ["could not read"]),
         ("13pm", ["could not read"]),
+        ("in 400d", ['"in 400d" is 400 d ahead', "at most a year ahead", "in 3h"]),
+        ("in 60w", ["at most a year ahead"]),
     ],
 )
 def test_bad_times_name_the_problem_and_show_an_example(text: str, words: list[str]) -> None:
@@ -190,7 +192,15 @@ def test_describe() -> None:
     assert describe_delta(timedelta(hours=2, minutes=5)) == "2 h 5 min"
     assert describe_delta(timedelta(seconds=20)) == "less than a minute"
     assert describe_relative(NOW - timedelta(minutes=5), NOW) == "5 min ago"
-    assert describe_relative(NOW + timedelta(seconds=10), NOW) == "now"
+    # Under a minute in seconds (a start 46 s away is not "now"), else to the nearest minute:
+    # "in 3h" shown back a moment later still reads "in 3 h".
+    assert describe_relative(NOW + timedelta(seconds=10), NOW) == "in 10 s"
+    assert describe_relative(NOW + timedelta(seconds=46), NOW) == "in 46 s"
+    assert describe_relative(NOW - timedelta(seconds=46), NOW) == "46 s ago"
+    assert describe_relative(NOW + timedelta(milliseconds=300), NOW) == "now"
+    assert describe_relative(NOW + timedelta(seconds=59.8), NOW) == "in 1 min"
+    assert describe_relative(NOW + timedelta(hours=3, milliseconds=-5), NOW) == "in 3 h"
+    assert describe_relative(NOW + timedelta(hours=2, minutes=59), NOW) == "in 2 h 59 min"
     assert describe_relative(NOW + timedelta(hours=2), NOW) == "in 2 h"
     # Zones whose abbreviation is numeric still say which offset.
     assert "UTC+03" in describe_time(NOW, NOW, "Asia/Riyadh")

@@ -164,9 +164,11 @@ def make_harness(
         *,
         clock: Clock | None = None,
         schedule: ScheduleSettings | None = None,
+        paused: bool = True,
         **slack_overrides: Any,
     ) -> SlackHarness:
-        """The bot with its scheduler started paused: tests run due jobs with `run_due()`."""
+        """The bot with its scheduler started paused: tests run due jobs with `run_due()`
+        (`paused=False`: the real scheduler, running jobs on the wall clock)."""
         slack = SlackSettings(
             **{
                 "admins": (ADMIN,),
@@ -181,7 +183,7 @@ def make_harness(
         db = tmp_path / "clones.db"
         core = bootstrap.build(lab_settings(lab, db, slack, schedule), start_lab=False)
         bot = create_bot(core, SlackTokens("xoxb-test", SECRET, "", 0), clock=clock)
-        bot.start(paused=True)
+        bot.start(paused=paused)
         server = http_server(bot.app, "127.0.0.1", 0)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.server_address[1]
