@@ -94,6 +94,7 @@ class TrustModel(RuleBasedStateMachine):
         self.relabelled: set[str] = set()
         self.renames = 0
         self.unreconciled = False  # VMs destroyed behind the bot's back since the last recovery
+        self.stripped: set[str] = set()  # environments a strip back was started on
         self.steps: Counter[str] = Counter()
 
     def teardown(self) -> None:
@@ -222,6 +223,20 @@ class TrustModel(RuleBasedStateMachine):
         words = ("deploy", kind, str(count), "as", environment)
         self.act("deploy", environment, words, fault, delay)
 
+    @precondition(lambda self: bool(self.stripped))
+    @rule(
+        pick=st.integers(0, 10),
+        kind=st.sampled_from(TYPES),
+        count=st.integers(1, 4),
+        fault=st.sampled_from(["none", "none", "kill"]),
+        delay=st.sampled_from(DELAYS),
+    )
+    def redeploy(self, pick: int, kind: str, count: int, fault: str, delay: float) -> None:
+        """A new cohort in the name of one that was stripped back (perhaps not to the end)."""
+        environment = sorted(self.stripped)[pick % len(self.stripped)]
+        words = ("deploy", kind, str(count), "as", environment)
+        self.act("deploy", environment, words, fault, delay)
+
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
         fault=st.sampled_from(["none", "kill", "kill", "pause"]),
@@ -230,6 +245,7 @@ class TrustModel(RuleBasedStateMachine):
     def strip_back(self, environment: str, fault: str, delay: float) -> None:
         words = ("teardown", environment, "--yes")
         self.act("teardown", environment, words, fault, delay)
+        self.stripped.add(environment)
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
