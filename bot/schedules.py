@@ -77,12 +77,41 @@ class Notifier(Protocol):
     """Where scheduled work reports. Slack posts to the environment's channel; the default logs.
 
     A notifier may also offer `progress(environment, action) -> ProgressCallback | None` to
-    render scheduled deploys and strip backs with the same live progress as manual ones.
+    render scheduled deploys and strip backs with the same live progress as manual ones, or
+    `run_report(environment, action, requester, text) -> RunReport | None` to show each run
+    from its start to its outcome as one message of its own (Slack edits one message in place).
     """
 
     def notify(self, environment: Environment, text: str) -> None: ...
 
     def remind(self, environment: Environment, owner: str, ends_at: datetime) -> None: ...
+
+
+class RunReport(Protocol):
+    """One scheduled run as a notifier shows it: progress events, then exactly one outcome."""
+
+    on_event: ProgressCallback | None
+
+    def finished(self, result: object, text: str) -> None:
+        """The run ended with a result (a DeployResult or TeardownResult); `text` says it."""
+
+    def stopped(self, text: str) -> None:
+        """The run ended without a result (refused, nothing to do, interrupted)."""
+
+
+class _SayReport:
+    """The default RunReport: one `notify` line at the start and one at the end."""
+
+    def __init__(self, svc: ScheduleService, env: Environment, action: RunKind, text: str) -> None:
+        self._svc, self._env = svc, env
+        svc._say(env, text)
+        self.on_event = svc._progress(env, action)
+
+    def finished(self, result: object, text: str) -> None:
+        self._svc._say(self._env, text)
+
+    def stopped(self, text: str) -> None:
+        self._svc._say(self._env, text)
 
 
 class LogNotifier:
@@ -762,6 +791,18 @@ class ScheduleService:
             return None
         return callback
 
+    def _report(self, env: Environment, action: RunKind, requester: str, text: str) -> RunReport:
+        hook = getattr(self.notifier, "run_report", None)
+        if hook is not None:
+            try:
+                report: RunReport | None = hook(env, action, requester, text)
+            except Exception:
+                log.exception("notifier run report failed for %s", env.name)
+            else:
+                if report is not None:
+                    return report
+        return _SayReport(self, env, action, text)
+
     def _late(self, planned: datetime, missed: bool) -> str:
         return (
             f" (it was due {self.describe(planned)} while the bot was not running)"
@@ -782,8 +823,10 @@ class ScheduleService:
         self.repo.save_schedule(name, deploy_command=None)
         env = self.service.environment(name)
         actor = record.requested_by or "scheduler"
-        self._say(
+        report = self._report(
             env,
+            RunKind.DEPLOY,
+            actor,
             f"Scheduled deployment starting: {record.deploy_command}{self._late(planned, missed)}.",
         )
         try:
@@ -792,10 +835,10 @@ class ScheduleService:
                 actor=actor,
                 source="scheduler",
                 channel=env.channel,
-                on_event=self._progress(env, RunKind.DEPLOY),
+                on_event=report.on_event,
             )
         except ClonesError as exc:
-            self._say(env, f"Scheduled deployment of {name} failed: {exc}")
+            report.stopped(f"Scheduled deployment of {name} failed: {exc}")
             return
         text = (
             f"Scheduled deployment of {name} done: {len(result.ready)} of {result.requested} ready"
@@ -805,7 +848,7 @@ class ScheduleService:
         current = self.repo.get_environment(name)
         if current is not None and current.ends_at is not None:
             text += f"; strip back {self.describe(current.ends_at)}"
-        self._say(env, text + ".")
+        report.finished(result, text + ".")
 
     def _run_teardown(self, name: str, planned: datetime, missed: bool) -> None:
         claimed = self.repo.claim_end(name, planned)
@@ -820,26 +863,30 @@ class ScheduleService:
         if self.scheduler.get_job(job_id("remind", name)) is not None:
             self.scheduler.remove_job(job_id("remind", name))
         env = self.service.environment(name)
-        self._say(env, f"Scheduled strip back of {name} starting{self._late(planned, missed)}.")
+        report = self._report(
+            env,
+            RunKind.TEARDOWN,
+            "scheduler",
+            f"Scheduled strip back of {name} starting{self._late(planned, missed)}.",
+        )
         try:
             result = self.service.teardown(
                 name,
                 actor="scheduler",
                 source="scheduler",
                 channel=env.channel,
-                on_event=self._progress(env, RunKind.TEARDOWN),
+                on_event=report.on_event,
             )
         except NotFoundError as exc:
-            self._say(env, f"Scheduled strip back of {name}: nothing to do ({exc}).")
+            report.stopped(f"Scheduled strip back of {name}: nothing to do ({exc}).")
         except VCenterError as exc:
-            self._say(
-                env,
+            report.stopped(
                 f"Scheduled strip back of {name} stopped: {exc}. It resumes when the bot next "
-                f'starts; to retry now, "teardown {name}".',
+                f'starts; to retry now, "teardown {name}".'
             )
             return
         except ClonesError as exc:
-            self._say(env, f"Scheduled strip back of {name} failed: {exc}")
+            report.stopped(f"Scheduled strip back of {name} failed: {exc}")
         else:
             text = (
                 f"Scheduled strip back of {name} done: {len(result.destroyed)} clones destroyed, "
@@ -848,7 +895,7 @@ class ScheduleService:
             problems = len(result.failed) + len(result.skipped)
             if problems:
                 text += f'; {problems} left (see "status {name}")'
-            self._say(env, text + ".")
+            report.finished(result, text + ".")
         self._finish_teardown(name)
 
     def _finish_teardown(self, name: str) -> None:
