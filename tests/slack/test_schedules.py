@@ -234,7 +234,7 @@ def test_bad_deploy_times_are_refused_in_the_ack_and_nothing_is_created(
     assert reply.status == 200 and reply.elapsed_s < 3
     assert reply.json["response_type"] == "ephemeral"
     assert expected in reply.json["text"].replace("&quot;", '"')
-    h.bot.ctx.jobs.shutdown(wait=True)
+    h.idle()
     assert h.core.repo.list_environments() == []
     assert h.lab.control.stats()["clone_calls"] == 0
     assert h.fake.of("chat.postMessage") == [] and _jobs(h) == {}
