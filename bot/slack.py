@@ -388,6 +388,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
             os._exit(0)
         bot.close(wait=True)
         core.close()
+    log.info("stopped")
     return 0
 
 
