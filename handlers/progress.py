@@ -67,7 +67,7 @@ class ProgressMessage:
             self._last_sent = self._clock()
 
     def on_event(self, event: ProgressEvent) -> None:
-        """The service layer's progress callback: record, never block on Slack."""
+        """The service layer's progress callback: remember, never block on Slack."""
         with self._cond:
             if self._final is not None:
                 return
@@ -79,6 +79,11 @@ class ProgressMessage:
                 )
                 self._thread.start()
             self._cond.notify()
+        if self.ts is not None:
+            # The message exists already (posted before the run, or a plan being confirmed):
+            # record it with the run's first event, before any edit, so that a crash from now
+            # on finds it. One SQLite write per run.
+            self._note_run()
 
     def finish(self, final: Rendered, timeout_s: float = 120.0) -> str | None:
         """Show `final` (after the interval since the last update) and return the message ts."""
@@ -147,10 +152,11 @@ class ProgressMessage:
 
     def _note_run(self) -> None:
         """Tell `record` where the current run is shown (once per run)."""
-        run_id = self._run_id
-        if self._record is None or run_id is None or run_id in self._recorded or not self.ts:
-            return
-        self._recorded.add(run_id)
+        with self._cond:
+            run_id = self._run_id
+            if self._record is None or run_id is None or run_id in self._recorded or not self.ts:
+                return
+            self._recorded.add(run_id)
         try:
             self._record(run_id, self.channel, self.ts)
         except Exception:  # the display goes on; only a later crash loses track of it

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.faults import record
+
 from .conftest import CHANNEL, OPERATOR, SlackHarness
 
 pytestmark = pytest.mark.lab
@@ -46,6 +48,7 @@ def test_deploy_where_the_bot_cannot_post_is_refused_privately_and_creates_nothi
     assert "Internal error" not in said
     _nothing_created(h)
     assert h.fake.messages == {}
+    record(f"deploy where chat.postMessage says {error}", runs=0, clones=0, internal_errors=0)
 
 
 def test_a_scheduled_deploy_where_the_bot_cannot_post_is_not_scheduled(
@@ -89,6 +92,8 @@ def test_a_refused_chart_is_explained_in_the_thread_and_the_rest_finishes(
     assert not any("Internal error" in t for t in h.ephemeral_texts())
     assert h.fake.ok_calls("files.completeUploadExternal") == []
     assert len([c for c in h.core.repo.clones(environment="charted") if c.state.live]) == 3
+    record("chart upload refused (missing_scope)", thread_notes=1, home_channel_told=1,
+           internal_errors=0)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from handlers.serving import MAX_BODY_BYTES
+from tests.faults import record
 
 from .conftest import STRANGER, SlackHarness
 from .signing import sign, slash_body
@@ -173,10 +174,14 @@ def test_a_flood_of_bad_requests_then_a_signed_status_is_answered_within_3s(
             t.join()
     h.idle()
     assert "Traceback" not in caplog.text and MARKER not in caplog.text
-    print(
-        f"flood: {len(flood)} bad requests + {len(slow)} slow connections in {flood_s:.2f} s; "
-        f"then status acked in {reply.elapsed_s * 1000:.0f} ms, answered in "
-        f"{answered_s * 1000:.0f} ms"
+    record(
+        "flood of malformed and oversized HTTP requests",
+        bad_requests=len(flood),
+        slow_connections=len(slow),
+        flood_s=round(flood_s, 2),
+        status_ack_ms=round(reply.elapsed_s * 1000),
+        status_answered_ms=round(answered_s * 1000),
+        tracebacks=0,
     )
 
 
