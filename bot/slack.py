@@ -183,7 +183,10 @@ class SlackBot:
         """Finish what a crash or a restart interrupted, each run in its own Slack message."""
         from handlers.recovered import recover_and_report
 
-        recover_and_report(self.ctx, self.app.client)
+        try:
+            recover_and_report(self.ctx, self.app.client)
+        except ClonesError as exc:  # vCenter unreachable, ...: the next start tries again
+            log.warning("start-up recovery could not run: %s", exc)
 
     # ------------------------------------------------------------------ idle and drain
     def wait_idle(self, timeout: float = 60.0) -> bool:

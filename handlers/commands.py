@@ -31,6 +31,7 @@ from handlers import blocks
 from handlers.context import SOURCE, HandlerContext, Reply, explain, log, reporting
 from handlers.notify import tell_home_channel
 from handlers.progress import ProgressMessage
+from handlers.recovered import recover_and_report
 from handlers.runs import finish_deploy, open_message, recorder
 
 
@@ -344,7 +345,8 @@ def _power_command(r: Request) -> str:
 # ===================================================================== recovery
 def _resume_command(r: Request) -> str:
     def work() -> None:
-        report = r.ctx.recovery.recover(actor=r.user)
+        # Each resumed run also finishes its own message, wherever it was started.
+        report = recover_and_report(r.ctx, r.client, actor=r.user)
         r.tell.rendered(blocks.recovery_report(report, r.user), public=True)
 
     r.later("resume", work)

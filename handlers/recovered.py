@@ -39,14 +39,12 @@ class _Shown:
     live: ProgressMessage | None = None
 
 
-def recover_and_report(ctx: HandlerContext, client: WebClient) -> RecoveryReport | None:
-    """Resume every abandoned run and finish each one's Slack message; the report, or None
-    when recovery could not run (vCenter unreachable: it runs again at the next start)."""
-    try:
-        abandoned = ctx.recovery.abandoned()
-    except ClonesError as exc:
-        log.warning("start-up recovery could not look for interrupted runs: %s", exc)
-        return None
+def recover_and_report(
+    ctx: HandlerContext, client: WebClient, *, actor: str = "clones"
+) -> RecoveryReport:
+    """Resume every abandoned run and finish each one's Slack message (at start-up, and for
+    `/clones resume`). Raises ClonesError when recovery cannot run (e.g. vCenter unreachable)."""
+    abandoned = ctx.recovery.abandoned()
     if not abandoned:
         return RecoveryReport([], [])
     # One run per environment at a time: an environment names the run its events belong to
@@ -69,13 +67,9 @@ def recover_and_report(ctx: HandlerContext, client: WebClient) -> RecoveryReport
             )
         s.live.on_event(event)
 
-    try:
-        report = ctx.recovery.recover(actor="clones", on_event=on_event)
-    except ClonesError as exc:
-        log.warning("start-up recovery could not run: %s", exc)
-        return None
+    report = ctx.recovery.recover(actor=actor, on_event=on_event)
     if report.resumed or report.left:
-        log.warning("start-up recovery: %s", report.text)
+        log.warning("recovery: %s", report.text)
     for resumed in report.resumed:
         s = shown.get(resumed.environment)
         if s is not None:

@@ -23,7 +23,7 @@ from tests.helpers import lab_config, lab_environ, write_config
 
 from .conftest import ADMIN, CHANNEL, OPERATOR, Reply
 from .fake_api import FakeSlack
-from .signing import SECRET, sign, slash_body
+from .signing import SECRET, action_body, action_payload, sign, slash_body
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +93,17 @@ class BotProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def command(self, text: str, user: str = OPERATOR, channel: str = CHANNEL) -> Reply:
-        body = slash_body(text, user, channel, self.fake.response_url("cmd"))
+        return self._post(slash_body(text, user, channel, self.fake.response_url("cmd")))
+
+    def click(
+        self, action_id: str, value: str, user: str, ts: str, channel: str = CHANNEL
+    ) -> Reply:
+        payload = action_payload(
+            action_id, value, user, channel, ts, self.fake.response_url("click")
+        )
+        return self._post(action_body(payload))
+
+    def _post(self, body: str) -> Reply:
         request = urllib.request.Request(self.url, data=body.encode(), headers=sign(body))
         started = time.monotonic()
         try:

@@ -14,9 +14,10 @@ import pytest
 
 from bot.lab import LabProcess
 from bot.models import CloneState, RunState
+from handlers.blocks import ACTION_CONFIRM
 from tests.faults import record, wait_until
 
-from .conftest import CHANNEL, STRANGER
+from .conftest import CHANNEL, OPERATOR, STRANGER
 from .fake_api import FakeSlack, Message
 from .process import BotProcess
 
@@ -99,6 +100,39 @@ def test_sigkill_mid_deploy_then_the_restart_finishes_the_original_message(
         notes_elsewhere=0,
         chart_in_thread=1,
     )
+
+
+def test_sigkill_mid_strip_back_then_the_restart_finishes_the_plan_message(
+    make_lab: MakeLab, fake_slack: FakeSlack, tmp_path: Path, bots: list[BotProcess]
+) -> None:
+    """The strip back is resumed as a new run; its message is still the confirmed plan."""
+    fake = fake_slack
+    lab = make_lab({"destroy_latency_ms": 600})
+    bot = BotProcess(tmp_path, lab, fake)
+    bots.append(bot.start())
+    bot.command("deploy capture 12 as strip")
+    fake.wait_for(lambda: fake.ok_calls("files.completeUploadExternal"), timeout=60)
+    bot.command("teardown strip")
+    plan = fake.wait_for(
+        lambda: [m for m in fake.in_channel(CHANNEL) if m.text.startswith("Strip back strip?")]
+    )[0]
+    value = next(b for b in plan.blocks if b["type"] == "actions")["elements"][0]["value"]
+    assert bot.click(ACTION_CONFIRM, value, OPERATOR, plan.ts).status == 200
+    wait_until(lambda: _destroyed(bot, "strip") >= 3, timeout=60)
+    bot.kill()
+    assert _destroyed(bot, "strip") < 12
+
+    bot.start()
+    fake.wait_for(lambda: plan.text.startswith("Stripped back strip: "), timeout=90)
+    assert "Finished after a restart of the bot" in _context(plan)
+    with bot.repo() as repo:
+        assert not any(c.state.live for c in repo.clones(environment="strip"))
+    assert [m.ts for m in fake.in_channel(CHANNEL) if "strip" in m.text.lower()][-1] == plan.ts
+
+
+def _destroyed(bot: BotProcess, environment: str) -> int:
+    with bot.repo() as repo:
+        return sum(c.state is CloneState.DESTROYED for c in repo.clones(environment=environment))
 
 
 def test_sigterm_keeps_answering_drains_for_a_bounded_time_and_the_rest_resumes(
