@@ -268,7 +268,7 @@ def deploy_starting(
 ) -> Rendered:
     """The run's message before anything is created; posting it proves the bot may post here."""
     total = sum(by_type.values())
-    what = f"{total} {next(iter(by_type))} clones" if len(by_type) == 1 else f"{total} clones"
+    what = _plural(total, f"{next(iter(by_type))} clone" if len(by_type) == 1 else "clone")
     text = f"Deploying {what} into {environment}: checking parents and datastores"
     blocks = [
         section(
@@ -281,6 +281,31 @@ def deploy_starting(
     return Rendered(text, blocks)
 
 
+def scheduling(by_type: dict[str, int], environment: str, requester: str) -> Rendered:
+    """The channel message of `deploy ... at`, posted before anything is recorded."""
+    return Rendered(
+        f"Scheduling a deployment into {environment}",
+        [
+            section(
+                f":calendar: Scheduling a deployment of {esc(_kinds(by_type))} into "
+                f"*{esc(environment)}* for {who(requester)}..."
+            )
+        ],
+    )
+
+
+def scheduling_failed(environment: str, message: str) -> Rendered:
+    return Rendered(
+        clip(f"Scheduling a deployment into {environment} failed: {message}"),
+        [
+            section(
+                f":x: Scheduling a deployment into *{esc(environment)}* failed: {esc(message)} "
+                "Nothing was scheduled."
+            )
+        ],
+    )
+
+
 def deploy_not_started(environment: str, requester: str, message: str) -> Rendered:
     """A deployment refused before anything was created (busy, capacity, parent problems)."""
     text = f"Deployment into {environment} did not start: {message}"
@@ -289,7 +314,7 @@ def deploy_not_started(environment: str, requester: str, message: str) -> Render
         [
             section(
                 f":x: Deployment into *{esc(environment)}* for {who(requester)} did not start: "
-                f"{esc(message)} Nothing was created."
+                f"{esc(message)} No clones were created."
             )
         ],
     )

@@ -182,34 +182,13 @@ def check_counts(ctx: HandlerContext, command: grammar.Deploy, environment: str)
 def _schedule_deploy(r: Request, command: grammar.Deploy, environment: str) -> None:
     # The scheduled run reports in this channel: make sure the bot may post here first.
     by_type = {i.type: i.count for i in command.items}
-    channel, ts = open_message(
-        r.client,
-        r.channel,
-        blocks.Rendered(
-            f"Scheduling a deployment into {environment}",
-            [
-                blocks.section(
-                    f":calendar: Scheduling a deployment of "
-                    f"{blocks.esc(', '.join(f'{n} {t}' for t, n in by_type.items()))} into "
-                    f"*{blocks.esc(environment)}* for {blocks.who(r.user)}..."
-                )
-            ],
-        ),
-    )
+    channel, ts = open_message(r.client, r.channel, blocks.scheduling(by_type, environment, r.user))
     try:
         result = r.ctx.schedules.schedule_deploy(
             command, actor=r.user, source=SOURCE, channel=r.channel
         )
     except Exception as exc:
-        failed = blocks.Rendered(
-            f"Scheduling a deployment into {environment} failed",
-            [
-                blocks.section(
-                    f":x: Scheduling a deployment into *{blocks.esc(environment)}* failed: "
-                    f"{blocks.esc(_short(exc))} Nothing was scheduled."
-                )
-            ],
-        )
+        failed = blocks.scheduling_failed(environment, _short(exc))
         r.client.chat_update(channel=channel, ts=ts, text=failed.text, blocks=failed.blocks)
         raise
     done = blocks.schedule_result(result, r.user)

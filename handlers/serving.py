@@ -175,7 +175,10 @@ class HttpServer:
         if self._serving.is_set() and not self._stopped.is_set():
             # Sockets belong to the serving thread's loop: close them there (closing them from
             # here could pull a file descriptor out from under its select()).
-            self._server.trigger.pull_trigger(self._close_all)
+            try:
+                self._server.trigger.pull_trigger(self._close_all)
+            except OSError:  # the wake-up pipe is gone already: nothing left to wake
+                self._close_all()
             self._stopped.wait(5)
         else:
             self._close_all()
