@@ -197,3 +197,56 @@ def test_no_warning_about_the_token_at_start_up(
     make_harness()
     assert "token` will be unused" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "slack" in r.name]
+
+
+def test_any_body_and_headers_through_the_wsgi_app_get_an_answer_never_an_exception(
+    harness: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Arbitrary bytes, content types and Content-Length values through the adapter itself."""
+    from io import BytesIO
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from handlers.serving import SlackWsgiApp
+
+    app = SlackWsgiApp(harness.bot.app)
+    caplog.set_level(logging.INFO)
+    seen: dict[int, int] = {}
+
+    @settings(
+        max_examples=300,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        body=st.binary(max_size=300) | st.text(max_size=200).map(str.encode),
+        ctype=st.sampled_from([FORM, "application/json", "text/plain", "", "multipart/x"]),
+        length=st.none() | st.sampled_from(["abc", "-1", "99999999999", " 3", ""]),
+        method=st.sampled_from(["POST", "GET", "PUT", "HEAD"]),
+        signed=st.booleans(),
+    )
+    def check(body: bytes, ctype: str, length: str | None, method: str, signed: bool) -> None:
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": "/slack/events",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "CONTENT_TYPE": ctype,
+            "CONTENT_LENGTH": str(len(body)) if length is None else length,
+            "wsgi.input": BytesIO(body),
+        }
+        if signed:
+            for k, v in sign(body.decode("utf-8", "replace")).items():
+                if k != "Content-Type":
+                    environ["HTTP_" + k.upper().replace("-", "_")] = v
+        answers: list[str] = []
+        app(environ, lambda status, headers, exc_info=None: answers.append(status))
+        status = int(answers[0].split()[0])
+        assert status in (200, 400, 401, 404, 413), answers
+        seen[status] = seen.get(status, 0) + 1
+
+    check()
+    harness.idle()
+    assert not [r for r in caplog.records if r.exc_info]
+    assert {400, 401, 404} <= set(seen)
