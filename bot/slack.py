@@ -165,7 +165,8 @@ class SlackBot:
         """Start the scheduler (rebuilt from SQLite; missed work runs now and says so in its
         channel) and resume interrupted runs in the job pool (start-up must not wait on
         vCenter). The scheduler's report is logged, and posted to the first configured channel
-        when it needs an operator's attention (another process holds the scheduler)."""
+        when it needs an operator's attention (another process holds the scheduler, or work was
+        missed); each resumed run is reported in its own message, not there."""
         self.ctx.jobs.submit(self._recover)
         report = self.schedules.start(paused=paused)
         log.log(logging.INFO if report.active else logging.WARNING, "%s", report.message)
