@@ -4,8 +4,8 @@ The real Bolt app (bot.slack + handlers/) over HTTP, on the real service layer a
 vCenter, with the fake Slack Web API. A 75-clone deployment is started with a signed slash
 command; once it is cloning, a separate process sends 200 signed slash commands (help, status,
 savings and a 1-clone deploy, in turn) at concurrency 20 and times each acknowledgement. The
-server is the one bot.slack ships (`http_server`, listen backlog 128); the figure from before
-that fix (socketserver's backlog of 5) is kept in docs/performance.md.
+server is the one bot.slack ships (`http_server`: waitress through Bolt's WSGI adapter); the
+figures of the servers before it are kept in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(profile: Profile, lb: LabProcess, tmp: Path) -> dict[str, Any]:
-    """One run against the server as shipped (bot.slack.http_server, listen backlog 128)."""
+    """One run against the server as shipped (bot.slack.http_server: waitress, Bolt's adapter)."""
     fake = FakeSlack().start()
     settings = with_concurrency(settings_for(lb, tmp / "clones.db"), profile.concurrency)
     core = bootstrap.build(slack_settings(settings, fake), start_lab=False)

@@ -10,12 +10,11 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, replace
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from bot import bootstrap
 from bot.settings import Settings, SlackSettings
-from bot.slack import SlackTokens, create_bot, http_server, make_client
+from bot.slack import HttpServer, SlackTokens, create_bot, http_server, make_client
 from tests.slack.fake_api import FakeSlack
 from tests.slack.signing import SECRET, sign, slash_body
 
@@ -53,13 +52,12 @@ def slack_settings(settings: Settings, fake: FakeSlack) -> Settings:
 class RunningBot:
     app: Any  # slack_bolt.App
     ctx: Any  # handlers.HandlerContext
-    server: ThreadingHTTPServer
+    server: HttpServer
     url: str
     wiring: str  # "bot.slack.create_bot", or "benchmarks fallback" while create_bot is mid-edit
 
     def close(self) -> None:
         self.server.shutdown()
-        self.server.server_close()
         self.ctx.jobs.shutdown(wait=True)
 
 

@@ -43,13 +43,18 @@ class VCenterFault(VCenterError):
     """A vSphere fault raised by a task or a call.
 
     `fault` is the vSphere fault's type name (e.g. ``FileLocked``); `transient` says whether a
-    retry may succeed.
+    retry may succeed; `reason` is the fault in plain words without the operation (e.g. "not
+    enough free space on the datastore (InsufficientStorageSpace: ...)"), for a caller that
+    names the operation itself.
     """
 
-    def __init__(self, message: str, fault: str = "", transient: bool = False) -> None:
+    def __init__(
+        self, message: str, fault: str = "", transient: bool = False, *, reason: str = ""
+    ) -> None:
         super().__init__(message)
         self.fault = fault
         self.transient = transient
+        self.reason = reason or message
 
 
 class LinkedCloneCheckFailed(VCenterError):

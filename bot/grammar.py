@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from bot.errors import UsageError
 from bot.timeparse import DURATION_EXAMPLES, parse_duration
 
-MAX_COUNT = (
-    500  # per type and command; a type's own (lower) maximum is checked by the service layer
-)
-
 ENV_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 # Type names are configured by the operator; this only keeps junk (quotes, unicode) out of commands.
 TYPE_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
-COUNT_PATTERN = re.compile(r"[0-9]{1,6}")  # ASCII digits only: int() would accept "٢٥" and "2_5"
+# ASCII digits only: int() would accept "٢٥" and "2_5". How many clones a type allows is one
+# limit, the type's max_count setting, checked against the configuration by each front end and
+# the service layer; the grammar only keeps counts to a sane length.
+COUNT_PATTERN = re.compile(r"[0-9]{1,6}")
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -332,9 +331,9 @@ def _time_text(keyword: str, words: list[str]) -> str:
 
 
 def _count(type_name: str, word: str) -> int:
-    if not COUNT_PATTERN.fullmatch(word) or not 1 <= int(word) <= MAX_COUNT:
+    if not COUNT_PATTERN.fullmatch(word) or int(word) < 1:
         raise UsageError(
-            f'count must be a whole number from 1 to {MAX_COUNT}, got "{_show(word)}" for '
+            f'count must be a whole number of 1 or more, got "{_show(word)}" for '
             f'{_show(type_name)}, e.g. "deploy {_show(type_name)} 25 as nov-cohort"'
         )
     return int(word)
@@ -439,7 +438,7 @@ _verb(
     example=_DEPLOY_EXAMPLE,
     syntax="deploy TYPE COUNT [TYPE COUNT ...] [as ENV] [and power on] [at WHEN] [until WHEN]",
     detail=(
-        f"COUNT is 1 to {MAX_COUNT} per type (a type may allow fewer); "
+        "COUNT is 1 up to the type's maximum (its max_count setting; `types` shows it); "
         "separate pairs with spaces, commas or `and`.",
         "ENV names the environment: lower-case letters, digits and dashes, up to 40 characters.",
         "`and power on` powers the clones on once they are ready.",

@@ -53,7 +53,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from bot import grammar
 from bot.errors import ClonesError, ConflictError, NotFoundError, UsageError, VCenterError
-from bot.models import CloneState, Environment, RunKind
+from bot.models import CloneState, Environment, RunKind, RunState
 from bot.service import ProgressCallback, Service
 from bot.settings import Settings
 from bot.timeparse import (
@@ -88,12 +88,41 @@ class Notifier(Protocol):
     """Where scheduled work reports. Slack posts to the environment's channel; the default logs.
 
     A notifier may also offer `progress(environment, action) -> ProgressCallback | None` to
-    render scheduled deploys and strip backs with the same live progress as manual ones.
+    render scheduled deploys and strip backs with the same live progress as manual ones, or
+    `run_report(environment, action, requester, text) -> RunReport | None` to show each run
+    from its start to its outcome as one message of its own (Slack edits one message in place).
     """
 
     def notify(self, environment: Environment, text: str) -> None: ...
 
     def remind(self, environment: Environment, owner: str, ends_at: datetime) -> None: ...
+
+
+class RunReport(Protocol):
+    """One scheduled run as a notifier shows it: progress events, then exactly one outcome."""
+
+    on_event: ProgressCallback | None
+
+    def finished(self, result: object, text: str) -> None:
+        """The run ended with a result (a DeployResult or TeardownResult); `text` says it."""
+
+    def stopped(self, text: str) -> None:
+        """The run ended without a result (refused, nothing to do, interrupted)."""
+
+
+class _SayReport:
+    """The default RunReport: one `notify` line at the start and one at the end."""
+
+    def __init__(self, svc: ScheduleService, env: Environment, action: RunKind, text: str) -> None:
+        self._svc, self._env = svc, env
+        svc._say(env, text)
+        self.on_event = svc._progress(env, action)
+
+    def finished(self, result: object, text: str) -> None:
+        self._svc._say(self._env, text)
+
+    def stopped(self, text: str) -> None:
+        self._svc._say(self._env, text)
 
 
 class LogNotifier:
@@ -747,7 +776,7 @@ class ScheduleService:
         self._started = True
         if self.lock.acquire():
             missed = self._sync_jobs(catch_up=True)
-            report = self._report(missed, took_over=False)
+            report = self._start_report(missed, took_over=False)
         else:
             holder = self.lock.holder() or "another process"
             log.warning(
@@ -777,7 +806,7 @@ class ScheduleService:
             self.scheduler.resume()
         return report
 
-    def _report(self, missed: list[str], *, took_over: bool) -> StartReport:
+    def _start_report(self, missed: list[str], *, took_over: bool) -> StartReport:
         jobs = self.job_ids()
         head = (
             "Took the schedules over from a bot that stopped" if took_over else "Scheduler running"
@@ -820,7 +849,7 @@ class ScheduleService:
             if not self.lock.held:
                 if not self._started or not self.lock.acquire():
                     return []
-                report = self._report(self._sync_jobs(catch_up=True), took_over=True)
+                report = self._start_report(self._sync_jobs(catch_up=True), took_over=True)
             else:
                 return self._sync_jobs(catch_up=startup)
         if self.on_takeover is not None:
@@ -1008,6 +1037,29 @@ class ScheduleService:
             return None
         return callback
 
+    def _report(self, env: Environment, action: RunKind, requester: str, text: str) -> RunReport:
+        hook = getattr(self.notifier, "run_report", None)
+        if hook is not None:
+            try:
+                report: RunReport | None = hook(env, action, requester, text)
+            except Exception:
+                log.exception("notifier run report failed for %s", env.name)
+            else:
+                if report is not None:
+                    return report
+        return _SayReport(self, env, action, text)
+
+    def _retry_teardown(self, name: str, planned: datetime) -> float:
+        """Run a busy environment's claimed strip back again in a while; returns how long."""
+        every = max(self.resync_s, 1.0)
+        retry = self.clock() + timedelta(seconds=every)
+        with self._guard:
+            self._retry_at[name] = retry
+        if self.lock.held:
+            args = [self.key, "teardown", name, planned.isoformat(), False]
+            self._add_job(job_id("teardown", name), retry, args)
+        return every
+
     def _late(self, planned: datetime, missed: bool) -> str:
         # "No bot was running schedules" holds after a restart and after a takeover alike (a
         # bot standing by was running, but not the schedules).
@@ -1043,8 +1095,10 @@ class ScheduleService:
         self.repo.save_schedule(name, deploy_command=None)
         env = self.service.environment(name)
         actor = record.requested_by or "scheduler"
-        self._say(
+        report = self._report(
             env,
+            RunKind.DEPLOY,
+            actor,
             f"Scheduled deployment starting: {record.deploy_command}{self._late(planned, missed)}.",
         )
         try:
@@ -1053,10 +1107,10 @@ class ScheduleService:
                 actor=actor,
                 source="scheduler",
                 channel=env.channel,
-                on_event=self._progress(env, RunKind.DEPLOY),
+                on_event=report.on_event,
             )
         except ClonesError as exc:
-            self._say(env, f"Scheduled deployment of {name} failed: {exc}")
+            report.stopped(f"Scheduled deployment of {name} failed: {exc}")
             return
         text = (
             f"Scheduled deployment of {name} done: {len(result.ready)} of {result.requested} ready"
@@ -1066,7 +1120,7 @@ class ScheduleService:
         current = self.repo.get_environment(name)
         if current is not None and current.ends_at is not None:
             text += f"; strip back {self.describe(current.ends_at)}"
-        self._say(env, text + ".")
+        report.finished(result, text + ".")
 
     def _skip_deploy(
         self, env: Environment, record: ScheduleRecord, planned: datetime, missed: bool
@@ -1125,48 +1179,48 @@ class ScheduleService:
             self.scheduler.remove_job(job_id("remind", name))
         env = self.service.environment(name)
         retrying = name in self._retry_at
-        if not retrying:
-            self._say(env, f"Scheduled strip back of {name} starting{self._late(planned, missed)}.")
+        if retrying and self.repo.runs(environment=name, states=[RunState.RUNNING], limit=1):
+            self._retry_teardown(name, planned)  # still busy: try again later, quietly
+            return
+        report = self._report(
+            env,
+            RunKind.TEARDOWN,
+            "scheduler",
+            f"Scheduled strip back of {name} starting{self._late(planned, missed)}."
+            if not retrying
+            else f"Scheduled strip back of {name} starting now that {name} is free.",
+        )
         try:
             result = self.service.teardown(
                 name,
                 actor="scheduler",
                 source="scheduler",
                 channel=env.channel,
-                on_event=self._progress(env, RunKind.TEARDOWN),
+                on_event=report.on_event,
             )
         except NotFoundError as exc:
-            self._say(env, f"Scheduled strip back of {name}: nothing to do ({exc}).")
+            report.stopped(f"Scheduled strip back of {name}: nothing to do ({exc}).")
         except ConflictError as exc:
             # Busy with another run (a deployment typed meanwhile, or one being resumed): the
-            # claim stays, and the strip back is tried again until it can run. Said once.
-            every = max(self.resync_s, 1.0)
+            # claim stays, and the strip back is tried again until it can run.
             log.info("scheduled strip back of %s waits: %s", name, exc)
-            retry = self.clock() + timedelta(seconds=every)
-            with self._guard:
-                self._retry_at[name] = retry
-            if self.lock.held:
-                args = [self.key, "teardown", name, planned.isoformat(), False]
-                self._add_job(job_id("teardown", name), retry, args)
-            if not retrying:
-                self._say(
-                    env,
-                    f"Scheduled strip back of {name} waits: {name} is busy with another "
-                    f"deployment, strip back or refresh. It runs as soon as {name} is free "
-                    f"(tried every {_seconds(every)}); nothing to do meanwhile.",
-                )
+            every = self._retry_teardown(name, planned)
+            report.stopped(
+                f"Scheduled strip back of {name} waits: {name} is busy with another "
+                f"deployment, strip back or refresh. It runs as soon as {name} is free "
+                f"(tried every {_seconds(every)}); nothing to do meanwhile."
+            )
             return
         except VCenterError as exc:
-            self._say(
-                env,
+            report.stopped(
                 f"Scheduled strip back of {name} stopped: {exc}. It resumes when the bot next "
-                f'starts; to retry now, "teardown {name}".',
+                f'starts; to retry now, "teardown {name}".'
             )
             with self._guard:
                 self._retry_at.pop(name, None)
             return
         except ClonesError as exc:
-            self._say(env, f"Scheduled strip back of {name} failed: {exc}")
+            report.stopped(f"Scheduled strip back of {name} failed: {exc}")
         else:
             text = (
                 f"Scheduled strip back of {name} done: {len(result.destroyed)} clones destroyed, "
@@ -1175,7 +1229,7 @@ class ScheduleService:
             problems = len(result.failed) + len(result.skipped)
             if problems:
                 text += f'; {problems} left (see "status {name}")'
-            self._say(env, text + ".")
+            report.finished(result, text + ".")
         self._finish_teardown(name)
 
     def _finish_teardown(self, name: str) -> None:

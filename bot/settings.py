@@ -90,7 +90,12 @@ class SlackSettings:
     signing_secret_env: str = "SLACK_SIGNING_SECRET"
     app_token_env: str = "SLACK_APP_TOKEN"
     progress_interval_s: float = 3.0  # at most one chat.update per message this often (Tier 3)
-    api_url: str | None = None  # Slack Web API base URL; tests point it at a local fake
+    # Slack Web API base URL: GovSlack (https://slack-gov.com/api/), a proxy, or a test fake.
+    api_url: str | None = None
+    # On SIGTERM, keep answering and wait this long for the work in hand before exiting; what is
+    # not finished by then is resumed at the next start. Keep it under the supervisor's kill
+    # timeout (Docker 10 s by default, systemd 90 s, Heroku 30 s).
+    drain_timeout_s: float = 25.0
 
 
 @dataclass(frozen=True)
@@ -317,6 +322,17 @@ def _slack(raw: dict[str, Any], where: str) -> SlackSettings:
         raise ConfigError(
             f"{ctx} progress_interval_s must be at least 1 second (Slack rate limits)."
         )
+    drain = _number(raw, "drain_timeout_s", 25.0, ctx)
+    if not 0 <= drain <= 3600:
+        raise ConfigError(f"{ctx} drain_timeout_s must be from 0 to 3600 seconds, got {drain}.")
+    api_url = raw.get("api_url")
+    if api_url is not None and (
+        not isinstance(api_url, str) or not re.fullmatch(r"https?://\S+", api_url)
+    ):
+        raise ConfigError(
+            f'{ctx} api_url must be an http(s) URL such as "https://slack-gov.com/api/", '
+            f"got {api_url!r}."
+        )
     return SlackSettings(
         admins=ids("admins", "UW"),
         operators=ids("operators", "UW"),
@@ -326,7 +342,8 @@ def _slack(raw: dict[str, Any], where: str) -> SlackSettings:
         signing_secret_env=str(raw.get("signing_secret_env", "SLACK_SIGNING_SECRET")),
         app_token_env=str(raw.get("app_token_env", "SLACK_APP_TOKEN")),
         progress_interval_s=interval,
-        api_url=raw.get("api_url"),
+        api_url=api_url,
+        drain_timeout_s=drain,
     )
 
 

@@ -5,9 +5,19 @@ choice behind a firewall next to vCenter. Otherwise HTTP on $PORT, where Slack's
 verified with SLACK_SIGNING_SECRET. Either way start-up checks every token first and fails with
 one message listing everything that is missing or malformed.
 
+HTTP is served by waitress through Bolt's WSGI adapter (`handlers.serving`): bodies are capped and
+never logged, and malformed requests get a short 4xx.
+
 The schedule service (deploy ahead, strip back, reminders) runs in the same process, reporting to
-Slack through `handlers.notify.SlackNotifier`; `SlackBot.start()` takes the single-scheduler lock
-and rebuilds the jobs from SQLite, `SlackBot.close()` stops it.
+Slack through `handlers.notify.SlackNotifier`; `SlackBot.start()` takes the single-scheduler lock,
+rebuilds the jobs from SQLite and resumes runs a crash or restart interrupted (finishing each one's
+own Slack message), `SlackBot.close()` stops it all.
+
+Stopping (SIGTERM, SIGINT): the bot drains. It keeps answering Slack (read-only commands as
+usual; changing commands and buttons are told the bot is restarting), stops the scheduler, and
+waits up to `[slack] drain_timeout_s` for the work in hand. Runs still going then are marked
+interrupted (their message says so) and resumed at the next start. A second signal ends the drain
+at once.
 """
 
 from __future__ import annotations
@@ -18,14 +28,14 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
-from slack_bolt import App, BoltRequest
+from slack_bolt import App
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
@@ -37,14 +47,27 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot import bootstrap
 from bot.access import AccessPolicy
 from bot.errors import ClonesError, ConfigError
-from bot.jobs import Jobs
+from bot.jobs import Jobs, TrackedExecutor
+from bot.models import CloneState, Run, RunState
 from bot.schedules import ScheduleService, StartReport
 from bot.settings import SlackSettings
+from handlers.serving import EVENTS_PATH, HttpServer, bolt_logger, http_server
 
 log = logging.getLogger("clones.slack")
 
-EVENTS_PATH = "/slack/events"  # what the manifest's request URLs point at
 DEFAULT_PORT = 3000
+LISTENER_THREADS = 16  # Bolt runs each listener here; a listener only acks and queues work
+__all__ = [
+    "EVENTS_PATH",
+    "HttpServer",
+    "SlackBot",
+    "SlackTokens",
+    "create_bot",
+    "http_server",
+    "main",
+    "make_client",
+    "read_tokens",
+]
 _SECRET_RE = re.compile(r"[0-9A-Za-z]{16,}")
 
 
@@ -129,19 +152,21 @@ def group_members_lookup(client: WebClient) -> Any:
 
 @dataclass
 class SlackBot:
-    """The Bolt app plus what it runs on; `start()` starts the scheduler, `close()` stops the
-    scheduler and the job pool."""
+    """The Bolt app plus what it runs on; `start()` starts the scheduler and start-up recovery,
+    `drain()` winds down before a restart, `close()` stops the scheduler and the job pools."""
 
     app: App
     ctx: Any  # handlers.HandlerContext (imported lazily: handlers imports bot)
     tokens: SlackTokens
     schedules: ScheduleService
+    listeners: TrackedExecutor | None = None  # Bolt's listener executor
 
     def start(self, *, paused: bool = False) -> StartReport:
         """Start the scheduler (rebuilt from SQLite; missed work runs now and says so in its
-        channel). The report is logged, and posted to the first configured channel when it
-        needs an operator's attention (another process holds the scheduler, or work was missed).
-        """
+        channel) and resume interrupted runs in the job pool (start-up must not wait on
+        vCenter). The scheduler's report is logged, and posted to the first configured channel
+        when it needs an operator's attention (another process holds the scheduler, or work was
+        missed); each resumed run is reported in its own message, not there."""
         self.ctx.jobs.submit(self._recover)
         self.schedules.on_takeover = self._took_over
         report = self.schedules.start(paused=paused)
@@ -170,30 +195,89 @@ class SlackBot:
                 log.exception("could not post the scheduler takeover report")
 
     def _recover(self) -> None:
-        """Finish what a crash or a lost vCenter interrupted (in the job pool: start-up must
-        not wait on vCenter), and say so in the first configured channel."""
+        """Finish what a crash or a restart interrupted, each run in its own Slack message."""
+        from handlers.recovered import recover_and_report
+
         try:
-            report = self.ctx.recovery.recover(actor="clones")
-        except ClonesError as exc:
+            recover_and_report(self.ctx, self.app.client)
+        except ClonesError as exc:  # vCenter unreachable, ...: the next start tries again
             log.warning("start-up recovery could not run: %s", exc)
-            return
-        if not report.resumed and not report.left:
-            return
-        log.warning("start-up recovery: %s", report.text)
-        channels = self.ctx.settings.slack.channels
-        if channels:
+
+    # ------------------------------------------------------------------ idle and drain
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until every request accepted so far is handled and every job it queued has
+        finished (True), or `timeout` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        pools = [p for p in (self.listeners, self.ctx.jobs, self.ctx.reads) if p is not None]
+        while True:
+            # A listener may queue a job after its pool was seen idle: repeat until one pass
+            # finds every pool idle at once.
+            settled = True
+            for pool in pools:
+                if pool.wait_idle(0):
+                    continue
+                settled = False
+                if not pool.wait_idle(max(0.0, deadline - time.monotonic())):
+                    return False
+            if settled:
+                return True
+
+    def unfinished_runs(self) -> list[Run]:
+        """Runs this process is running right now (typed, scheduled or resumed)."""
+        owner = self.ctx.service.owner
+        return [r for r in self.ctx.repo.runs(states=[RunState.RUNNING]) if r.owner == owner]
+
+    def drain(self, timeout_s: float, *, hurry: threading.Event | None = None) -> list[Run]:
+        """Stop taking changing work (requests are still answered), stop the scheduler, and wait
+        up to `timeout_s` for the work in hand. Returns the runs still unfinished."""
+        self.ctx.draining.set()
+        self.schedules.shutdown(wait=False)  # no new scheduled job; a running one goes on
+        deadline = time.monotonic() + timeout_s
+        wake = hurry or threading.Event()
+        while True:
+            left = self.unfinished_runs()
+            if not left and not self.ctx.jobs.busy:
+                return []
+            if time.monotonic() >= deadline or wake.is_set():
+                return left
+            wake.wait(0.2)
+
+    def interrupt(self, runs: list[Run]) -> None:
+        """Mark `runs` interrupted (the next start resumes them) and say so in their messages."""
+        from handlers import blocks
+
+        for run in runs:
             try:
-                self.app.client.chat_postMessage(
-                    channel=channels[0], text=f":recycle: After a restart: {report.text}"
+                self.ctx.service.finish_run(
+                    run.id,
+                    state=RunState.INTERRUPTED,
+                    succeeded=run.succeeded,
+                    failed=run.failed,
+                    message="The bot stopped before this run finished; it resumes at the next "
+                    "start.",
+                )
+            except ClonesError as exc:  # it finished meanwhile
+                log.info("run %s was not interrupted: %s", run.id, exc)
+                continue
+            shown = self.ctx.repo.run_message(run.id)
+            if shown is None:
+                continue
+            ready = len(self.ctx.repo.clones(run_id=run.id, states=[CloneState.READY]))
+            r = blocks.restart_pending(run, ready)
+            try:
+                self.app.client.chat_update(
+                    channel=shown.channel, ts=shown.ts, text=r.text, blocks=r.blocks
                 )
             except (SlackClientError, OSError):
-                log.exception("could not post the recovery report")
+                log.exception("could not mark run %s as interrupted in Slack", run.id)
 
     def close(self, wait: bool = True) -> None:
         self.schedules.shutdown(wait=wait)
         self.ctx.jobs.shutdown(wait=wait)
         if self.ctx.reads is not None:
             self.ctx.reads.shutdown(wait=wait)
+        if self.listeners is not None:
+            self.listeners.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def create_bot(
@@ -213,29 +297,34 @@ def create_bot(
 
     s = core.settings.slack
     client = client or make_client(s, tokens.bot_token)
+    listeners = TrackedExecutor(LISTENER_THREADS, thread_name_prefix="listener")
     try:
         app = App(
             client=client,
             signing_secret=tokens.signing_secret,
             # Socket Mode requests carry no signature; Bolt skips verification for them.
             process_before_response=False,
+            logger=bolt_logger(),  # never logs request bodies
+            listener_executor=listeners,
         )
     except BoltError as exc:
+        listeners.shutdown(wait=False)
         raise ConfigError(
             f"Slack refused the bot token ({exc}). Check {s.bot_token_env}: reinstall the app "
             "to your workspace and copy the Bot User OAuth Token again."
         ) from None
     except (SlackClientError, OSError) as exc:  # Bolt checks the token with auth.test at once
+        listeners.shutdown(wait=False)
         raise ConfigError(
             f"Could not reach Slack at {client.base_url} to check the bot token ({exc}). "
-            "Check the network or proxy, then start again."
+            "Check the network or proxy (and [slack] api_url), then start again."
         ) from None
     clock = clock or core.service.clock
     schedules = ScheduleService(
         core.settings,
         core.repo,
         core.service,
-        notifier=SlackNotifier(client, core.settings, clock),
+        notifier=SlackNotifier(client, core.settings, clock, repo=core.repo),
         clock=clock,
     )
     ctx = HandlerContext(
@@ -256,58 +345,7 @@ def create_bot(
             "No [slack] operators, operator_groups or admins configured: Slack users can only "
             "run status, savings, types, plan, inventory and help."
         )
-    return SlackBot(app, ctx, tokens, schedules)
-
-
-# ===================================================================== HTTP
-def http_server(app: App, host: str = "0.0.0.0", port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
-    """An HTTP server for Slack's requests (one thread per request; Bolt acks in time)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # a health check for load balancers and `honcho`
-            if self.path.partition("?")[0] == "/health":
-                self._send(200, {"Content-Type": "text/plain"}, "ok")
-            else:
-                self._send(404, {}, "")
-
-        def do_POST(self) -> None:
-            path, _, query = self.path.partition("?")
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length).decode("utf-8") if length else ""
-            if path != EVENTS_PATH:
-                self._send(404, {}, "")
-                return
-            headers: dict[str, str | Sequence[str]] = {
-                k.lower(): v for k, v in self.headers.items()
-            }
-            resp = app.dispatch(BoltRequest(body=body, query=query, headers=headers))
-            out = {k: v[0] for k, v in resp.headers.items() if v}
-            self._send(resp.status, out, resp.body)
-
-        def _send(self, status: int, headers: Mapping[str, str], body: str) -> None:
-            data = body.encode("utf-8")
-            self.send_response(status)
-            for k, v in headers.items():
-                if k.lower() != "content-length":
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http: " + format, *args)
-
-    server = _Server((host, port), Handler)
-    return server
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # socketserver's default listen backlog of 5 drops bursts of Slack requests (a burst of 20
-    # commands made clients wait a second to reconnect); see docs/performance.md.
-    request_queue_size = 128
+    return SlackBot(app, ctx, tokens, schedules, listeners)
 
 
 # ===================================================================== main
@@ -335,29 +373,53 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         print(f"clones: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
+    hurry = threading.Event()  # a second signal: stop draining now
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            hurry.set()
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    unfinished: list[Run] = []
     try:
         bot.start()
-        if tokens.socket_mode:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            handler = SocketModeHandler(bot.app, tokens.app_token)
-            handler.connect()
-            log.info("connected to Slack over Socket Mode")
-            stop.wait()
-            handler.close()
-        else:
-            server = http_server(bot.app, "0.0.0.0", tokens.port)
-            threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-            log.info("listening for Slack on http://0.0.0.0:%d%s", tokens.port, EVENTS_PATH)
-            stop.wait()
-            server.shutdown()
+        stop_serving = _serve(bot, tokens)
+        stop.wait()
+        limit = settings.slack.drain_timeout_s
+        log.info("stopping: finishing the work in hand (at most %.0f s)", limit)
+        unfinished = bot.drain(limit, hurry=hurry)
+        if unfinished:
+            bot.interrupt(unfinished)
+        stop_serving()
     finally:
+        if unfinished:
+            # Clone workers are still busy with runs now marked interrupted; they are resumed
+            # at the next start. Waiting for them is what the drain limit rules out.
+            log.warning(
+                "stopped with %d run(s) unfinished (%s); they resume at the next start",
+                len(unfinished),
+                ", ".join(f"{r.kind.value} of {r.environment}" for r in unfinished),
+            )
+            logging.shutdown()
+            os._exit(0)
         bot.close(wait=True)
         core.close()
+    log.info("stopped")
     return 0
+
+
+def _serve(bot: SlackBot, tokens: SlackTokens) -> Callable[[], None]:
+    """Connect over Socket Mode or listen on HTTP; returns what stops it."""
+    if tokens.socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        handler = SocketModeHandler(bot.app, tokens.app_token)
+        handler.connect()
+        log.info("connected to Slack over Socket Mode")
+        return handler.close
+    server = http_server(bot.app, "0.0.0.0", tokens.port)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    log.info("listening for Slack on http://0.0.0.0:%d%s", tokens.port, EVENTS_PATH)
+    return server.shutdown

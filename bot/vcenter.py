@@ -77,6 +77,31 @@ TRANSIENT_FAULTS = frozenset(
     }
 )
 
+# vSphere faults in plain words, for the people who read them in Slack or a terminal.
+FAULT_WORDS = {
+    "InsufficientStorageSpace": "not enough free space on the datastore",
+    "NoDiskSpace": "the datastore is full",
+    "FileLocked": "a disk file is locked by another operation",
+    "DuplicateName": "a VM with that name already exists",
+    "TaskInProgress": "vCenter is busy with another task on the same VM",
+    "HostCommunication": "vCenter lost contact with the host",
+    "HostNotConnected": "the host is not connected to vCenter",
+    "HostNotReachable": "the host cannot be reached",
+    "Timedout": "the operation timed out",
+    "InvalidArgument": "vCenter refused a setting of the request",
+    "InvalidState": "the VM is not in a state that allows this",
+    "ResourceInUse": "something it needs is in use",
+    "SystemError": "vCenter reported an internal error",
+    "ManagedObjectNotFound": "the object no longer exists in vCenter",
+    "NoPermission": "the vCenter user lacks a permission for this",
+    "NotAuthenticated": "the vCenter session is no longer valid",
+    "InvalidLogin": "vCenter refused the user name or password",
+    "ConcurrentAccess": "another client changed the same object at the same time",
+    "RequestCanceled": "the request was cancelled",
+    "TooManyConcurrentNfcs": "the host has too many disk copies in progress",
+    "CustomizationFault": "vCenter refused the guest customization",
+}
+
 CUSTOMIZATION_EVENTS = [
     "CustomizationSucceeded",
     "CustomizationFailed",
@@ -565,6 +590,14 @@ class VCenter:
             with self._lock:  # the snapshot (or parent) went away: look it up afresh next time
                 self._snapshots.pop(key, None)
                 self._parents.pop(req.parent, None)
+        if isinstance(result, VCenterFault):
+            # The task's fault names the task ("task-590"); say which clone, in plain words.
+            raise VCenterFault(
+                f"{req.name} could not be cloned: {result.reason}",
+                result.fault,
+                result.transient,
+                reason=result.reason,
+            ) from None
         if isinstance(result, BaseException):
             raise result
         moref, props = result
@@ -1484,6 +1517,19 @@ def fault_name(fault: Any) -> str:
     return str(getattr(fault, "_wsdlName", None) or type(fault).__name__)
 
 
+def describe_fault(name: str, message: str = "") -> str:
+    """A vSphere fault in plain words, then its name and vCenter's own message:
+    "not enough free space on the datastore (InsufficientStorageSpace: Insufficient disk space
+    on datastore 'TrainingDS'.)"."""
+    detail = message.strip()
+    if detail.removeprefix("*types.") == name:  # a type name, not a message (old simulators)
+        detail = ""
+    words = FAULT_WORDS.get(name)
+    if words is None:
+        return f"{name}: {detail}" if detail else name
+    return f"{words} ({name}: {detail})" if detail else f"{words} ({name})"
+
+
 def _fault_error(fault: Any, what: str) -> VCenterError:
     if fault is None:
         return VCenterFault(f"vCenter reported a failure while {what}.", "Unknown")
@@ -1494,8 +1540,13 @@ def _fault_error(fault: Any, what: str) -> VCenterError:
     if not message:
         messages = [m.message for m in getattr(fault, "faultMessage", None) or [] if m.message]
         message = "; ".join(messages)
-    text = f"{name}: {message}" if message else name
-    return VCenterFault(f"vCenter fault while {what}: {text}", name, name in TRANSIENT_FAULTS)
+    reason = describe_fault(name, message)
+    return VCenterFault(
+        f"vCenter could not finish {what}: {reason}",
+        name,
+        name in TRANSIENT_FAULTS,
+        reason=reason,
+    )
 
 
 def _snapshot_trees(info: Any) -> Iterator[Any]:

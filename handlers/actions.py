@@ -21,6 +21,7 @@ from handlers.context import SOURCE, DirectReply, HandlerContext, Reply, Tell, l
 from handlers.home import publish_home
 from handlers.notify import extend_label, tell_home_channel
 from handlers.progress import ProgressMessage
+from handlers.runs import recorder
 
 
 def register(app: App, ctx: HandlerContext) -> None:
@@ -130,6 +131,8 @@ def _allowed(
 
 def on_confirm(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell: Tell) -> None:
     user, channel, ts, environment, token = _click(body)
+    if ctx.refuse_while_draining(tell, "teardown"):  # the button stays valid until it expires
+        return
     pending = ctx.confirmations.peek(token, environment)
     if pending is None:
         _gone(tell, environment)
@@ -147,6 +150,7 @@ def on_confirm(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tel
         lambda e: blocks.teardown_progress(e, user),
         interval_s=ctx.settings.slack.progress_interval_s,
         ts=ts,
+        record=recorder(ctx.repo),
     )
 
     def strip() -> None:
@@ -226,6 +230,8 @@ def on_home_teardown(ctx: HandlerContext, body: dict[str, Any], client: WebClien
     user = str(body.get("user", {}).get("id", ""))
     environment = str((body.get("actions") or [{}])[0].get("value", ""))
     tell = DirectReply(client, user)
+    if ctx.refuse_while_draining(tell, "teardown"):
+        return
 
     def plan() -> None:
         env = ctx.service.environment(environment)
@@ -253,6 +259,8 @@ def on_refresh_confirm(
     ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell: Tell
 ) -> None:
     user, channel, ts, environment, token = _click(body)
+    if ctx.refuse_while_draining(tell, "refresh"):
+        return
     pending = ctx.confirmations.peek(token, environment, "refresh")
     if pending is None:
         _gone(tell, environment, "refresh")
@@ -270,6 +278,7 @@ def on_refresh_confirm(
         lambda e: blocks.refresh_progress(e, user),
         interval_s=ctx.settings.slack.progress_interval_s,
         ts=ts,
+        record=recorder(ctx.repo),
     )
 
     def refresh() -> None:
@@ -363,6 +372,8 @@ def _may(ctx: HandlerContext, tell: Tell, user: str, channel: str, verb: str, co
 def on_extend(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell: Tell) -> None:
     """ "Extend 2h": move the scheduled strip back by the default extension (capped)."""
     user, channel, ts, environment = _reminder_click(body)
+    if ctx.refuse_while_draining(tell, "extend"):
+        return
     label = extend_label(ctx.settings)
     if not _may(ctx, tell, user, channel, "extend", f"{label} {environment} (reminder button)"):
         return
@@ -387,6 +398,8 @@ def on_extend(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell
 def on_strip_now(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell: Tell) -> None:
     """ "Strip back now": the usual strip back plan with Confirm / Cancel, in this channel."""
     user, channel, _, environment = _reminder_click(body)
+    if ctx.refuse_while_draining(tell, "teardown"):
+        return
     command = f"teardown {environment} (reminder button)"
     if not _may(ctx, tell, user, channel, "teardown", command):
         return
@@ -408,6 +421,8 @@ def on_orphans_click(
 ) -> None:
     """Confirm: destroy exactly the orphans that were shown (if still orphans); Cancel: nothing."""
     user, channel, ts, environment, token = _click(body)
+    if confirm and ctx.refuse_while_draining(tell, "orphans"):
+        return
     pending = ctx.confirmations.peek(token, environment, "orphans")
     if pending is None:
         _gone(tell, environment, "orphans remove")

@@ -181,6 +181,15 @@ def deploy_ack(total: int, by_type: dict[str, int], environment: str) -> str:
     return f"Deploying {what} into {environment}... Progress follows in this channel."
 
 
+def restarting(verb: str) -> str:
+    """The answer to a changing command while the bot drains its work before a restart."""
+    return (
+        f":arrows_counterclockwise: The bot is restarting, so `{esc(verb)}` is paused: nothing "
+        "was done. Run it again in a minute, when the bot is back. (Read-only commands such "
+        "as `status` still work.)"
+    )
+
+
 def unsupported(verb: str) -> str:
     return error(
         f'"{verb}" is not available from Slack yet; run `clones {verb} ...` in a terminal.'
@@ -205,7 +214,16 @@ def deploy_progress(e: ProgressEvent, requester: str) -> Rendered:
     )
 
 
-def deploy_summary(r: DeployResult, requester: str, schedule_note: str = "") -> Rendered:
+def deploy_summary(
+    r: DeployResult,
+    requester: str,
+    schedule_note: str = "",
+    *,
+    origin: str = "",
+    chart_failed: bool = False,
+) -> Rendered:
+    """A deployment's final state. `origin` says how it came about (scheduled, resumed after a
+    restart); `chart_failed`: the chart promised in the thread could not be uploaded."""
     icon = {RunState.SUCCEEDED: ":white_check_mark:", RunState.PARTIAL: ":warning:"}.get(
         r.state, ":x:"
     )
@@ -219,6 +237,7 @@ def deploy_summary(r: DeployResult, requester: str, schedule_note: str = "") -> 
         text += f", {failed} failed"
     blocks = [
         section(head),
+        *([context(origin)] if origin else []),
         section(
             f"`{progress_bar(ready, failed, r.requested)}` {ready + failed}/{r.requested}\n"
             f"ready {ready} · failed {failed} · remaining {r.requested - ready - failed}"
@@ -235,9 +254,142 @@ def deploy_summary(r: DeployResult, requester: str, schedule_note: str = "") -> 
         blocks.append(section(f":calendar: {esc(schedule_note)}"))
     tail = f"run {r.run_id}"
     if r.savings is not None and r.savings.clones:
-        tail += " · savings chart in the thread"
+        tail += (
+            " · the savings chart could not be uploaded (see the thread)"
+            if chart_failed
+            else " · savings chart in the thread"
+        )
     blocks.append(context(tail))
     return Rendered(text, blocks)
+
+
+def deploy_starting(
+    by_type: dict[str, int], environment: str, requester: str, origin: str = ""
+) -> Rendered:
+    """The run's message before anything is created; posting it proves the bot may post here."""
+    total = sum(by_type.values())
+    what = _plural(total, f"{next(iter(by_type))} clone" if len(by_type) == 1 else "clone")
+    text = f"Deploying {what} into {environment}: checking parents and datastores"
+    blocks = [
+        section(
+            f":hourglass_flowing_sand: Deploying {esc(what)} into *{esc(environment)}* for "
+            f"{who(requester)}: checking parents and datastores..."
+        )
+    ]
+    if origin:
+        blocks.append(context(origin))
+    return Rendered(text, blocks)
+
+
+def scheduling(by_type: dict[str, int], environment: str, requester: str) -> Rendered:
+    """The channel message of `deploy ... at`, posted before anything is recorded."""
+    return Rendered(
+        f"Scheduling a deployment into {environment}",
+        [
+            section(
+                f":calendar: Scheduling a deployment of {esc(_kinds(by_type))} into "
+                f"*{esc(environment)}* for {who(requester)}..."
+            )
+        ],
+    )
+
+
+def scheduling_failed(environment: str, message: str) -> Rendered:
+    return Rendered(
+        clip(f"Scheduling a deployment into {environment} failed: {message}"),
+        [
+            section(
+                f":x: Scheduling a deployment into *{esc(environment)}* failed: {esc(message)} "
+                "Nothing was scheduled."
+            )
+        ],
+    )
+
+
+def deploy_not_started(environment: str, requester: str, message: str) -> Rendered:
+    """A deployment refused before anything was created (busy, capacity, parent problems)."""
+    text = f"Deployment into {environment} did not start: {message}"
+    return Rendered(
+        clip(text),
+        [
+            section(
+                f":x: Deployment into *{esc(environment)}* for {who(requester)} did not start: "
+                f"{esc(message)} No clones were created."
+            )
+        ],
+    )
+
+
+def resumed_progress(e: ProgressEvent, requester: str) -> Rendered:
+    """A run taken over after a restart: what is left of it, live."""
+    deploying = e.action is RunKind.DEPLOY
+    verb = "re-creating" if deploying else "stripping back"
+    what = "deployment into" if deploying else "strip back of"
+    done_word = "ready" if deploying else "destroyed"
+    bar = progress_bar(e.done, e.failed, e.total)
+    counts = f"{done_word} {e.done} · failed {e.failed} · remaining {e.remaining}"
+    return Rendered(
+        f"Resuming the {what} {e.environment} after a restart: {e.done + e.failed}/{e.total}",
+        [
+            section(
+                f":recycle: Resuming the {what} *{esc(e.environment)}* for {who(requester)} "
+                f"after a restart: {verb} {_plural(e.total, 'clone')}"
+            ),
+            section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}"),
+            context(f"elapsed {duration(e.elapsed_s)} · ETA {duration(e.eta_s)} · run {e.run_id}"),
+        ],
+    )
+
+
+def resumed_origin(adopted: int, recreated: int) -> str:
+    return (
+        f":recycle: Resumed after a restart of the bot: {_plural(adopted, 'clone')} found in "
+        f"vCenter and adopted, {recreated} re-created."
+    )
+
+
+def recovery_stopped(kind: RunKind, environment: str, requester: str, why: str) -> Rendered:
+    """A run interrupted by a restart that could not be finished at start-up."""
+    what = {RunKind.DEPLOY: "Deployment into", RunKind.REFRESH: "Refresh of"}.get(
+        kind, "Strip back of"
+    )
+    text = f"{what} {environment} was interrupted by a restart and is not finished: {why}"
+    return Rendered(
+        clip(text),
+        [
+            section(
+                f":warning: {what} *{esc(environment)}* for {who(requester)} was interrupted by a "
+                f"restart of the bot and could not be finished: {esc(why)}"
+            ),
+            context("Once the cause is fixed, `/clones resume` finishes it."),
+        ],
+    )
+
+
+def restart_pending(run: Run, ready: int) -> Rendered:
+    """A run the bot stopped in the middle of (SIGTERM past the drain limit)."""
+    what = {RunKind.DEPLOY: "Deployment into", RunKind.REFRESH: "Refresh of"}.get(
+        run.kind, "Strip back of"
+    )
+    done = f"{ready} of {run.requested} clones ready" if run.kind is RunKind.DEPLOY else ""
+    text = f"{what} {run.environment} paused by a restart of the bot"
+    return Rendered(
+        text,
+        [
+            section(
+                f":double_vertical_bar: {what} *{esc(run.environment)}* for "
+                f"{who(run.requested_by)} was paused by a restart of the bot"
+                + (f" ({done})" if done else "")
+                + ". It resumes in this message when the bot is back."
+            ),
+            context(f"run {run.id}"),
+        ],
+    )
+
+
+def chart_failed(reason: str) -> str:
+    """The thread reply when the savings chart could not be uploaded."""
+    return f":warning: The savings chart could not be uploaded: {esc(reason)}"
 
 
 def run_aborted(kind: RunKind, environment: str, requester: str, message: str) -> Rendered:
@@ -273,6 +425,47 @@ def scheduled_progress(e: ProgressEvent) -> Rendered:
             section(head),
             section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}"),
             context(f"elapsed {duration(e.elapsed_s)} · ETA {duration(e.eta_s)} · run {e.run_id}"),
+        ],
+    )
+
+
+def scheduled_starting(action: RunKind, environment: str, text: str) -> Rendered:
+    """A scheduled run's message before its first progress event."""
+    verb = "Deploying" if action is RunKind.DEPLOY else "Stripping back"
+    return Rendered(
+        f"{verb} {environment} (scheduled): starting",
+        [
+            section(f":hourglass_flowing_sand: {verb} *{esc(environment)}* (scheduled)..."),
+            context(esc(text)),
+        ],
+    )
+
+
+def scheduled_stopped(action: RunKind, environment: str, text: str) -> Rendered:
+    """A scheduled run that ended without a result: refused, nothing to do, or interrupted."""
+    what = "deployment into" if action is RunKind.DEPLOY else "strip back of"
+    return Rendered(
+        clip(text),
+        [section(f":warning: Scheduled {what} *{esc(environment)}*: {esc(text)}")],
+    )
+
+
+def resumed_teardown(run: Run) -> Rendered:
+    """The final state of a strip back finished after a restart (counts from its run record)."""
+    icon = ":white_check_mark:" if run.state is RunState.SUCCEEDED else ":warning:"
+    text = f"Stripped back {run.environment}: {run.succeeded} clones destroyed"
+    line = (
+        f"{icon} Stripped back *{esc(run.environment)}* for {who(run.requested_by)}: "
+        f"{_plural(run.succeeded, 'clone')} destroyed"
+        + (f", {run.failed} left (see `status {esc(run.environment)}`)" if run.failed else "")
+        + "."
+    )
+    return Rendered(
+        text,
+        [
+            section(line),
+            context(":recycle: Finished after a restart of the bot."),
+            context(f"run {run.id}"),
         ],
     )
 
@@ -323,16 +516,18 @@ def teardown_progress(e: ProgressEvent, confirmer: str) -> Rendered:
     )
 
 
-def teardown_result(r: TeardownResult, confirmer: str) -> Rendered:
+def teardown_result(r: TeardownResult, confirmer: str, how: str = "") -> Rendered:
+    """A strip back's final state; `how` replaces "confirmed by ..." (e.g. "scheduled")."""
     icon = ":white_check_mark:" if r.state is RunState.SUCCEEDED else ":warning:"
     gone = len(r.destroyed) + len(r.already_gone)
     text = (
         f"Stripped back {r.environment}: {len(r.destroyed)} clones destroyed, "
         f"{r.reclaimed_gb:.2f} GB reclaimed"
     )
+    how = how or f"confirmed by {who(confirmer)}"
     blocks = [
         section(
-            f"{icon} Stripped back *{esc(r.environment)}* (confirmed by <@{confirmer}>): "
+            f"{icon} Stripped back *{esc(r.environment)}* ({how}): "
             f"{_plural(len(r.destroyed), 'clone')} destroyed, {r.reclaimed_gb:.2f} GB reclaimed "
             f"in {duration(r.elapsed_s)}."
         )

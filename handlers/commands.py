@@ -24,13 +24,15 @@ from slack_sdk import WebClient
 
 from bot import grammar
 from bot.access import READ_ONLY_VERBS
-from bot.chart import render_savings_chart
 from bot.errors import ClonesError, NotFoundError, UsageError
 from bot.models import CloneState, RunKind
+from bot.service import LIVE_STATES
 from handlers import blocks
 from handlers.context import SOURCE, HandlerContext, Reply, explain, log, reporting
 from handlers.notify import tell_home_channel
 from handlers.progress import ProgressMessage
+from handlers.recovered import recover_and_report
+from handlers.runs import finish_deploy, open_message, recorder
 
 
 def verb_of(command: grammar.Command | type[Any]) -> str:
@@ -102,6 +104,10 @@ def handle(
         ack(response_type="ephemeral", text=f":no_entry: {decision.reason}")
         return
 
+    if ctx.draining.is_set() and verb not in READ_ONLY_VERBS:
+        ack(response_type="ephemeral", text=blocks.restarting(verb))
+        return
+
     handler = HANDLERS.get(type(command))
     if handler is None:  # a grammar verb nobody wired up yet: say so, never a KeyError
         log.warning("no Slack handler for %s", type(command).__name__)
@@ -124,14 +130,15 @@ def _deploy_command(r: Request) -> str:
     command = r.command
     assert isinstance(command, grammar.Deploy)
     ctx = r.ctx
-    for item in command.items:  # unknown types are answered in the ack, not after a round trip
-        ctx.settings.type(item.type)
+    environment = command.environment or ctx.service.default_environment(command)
+    # Unknown types and counts over a type's max_count are answered in the ack, before the
+    # "Deploying..." promise (one SQLite read; vCenter is asked only in the job).
+    check_counts(ctx, command, environment)
     # Times are checked before anything is recorded or created: bad ones are answered here.
     times = ctx.schedules.deploy_times(command) if command.at or command.until else None
     if command.at:
-        r.later("schedule", lambda: _schedule_deploy(r, command))
+        r.later("schedule", lambda: _schedule_deploy(r, command, environment))
         return ""
-    environment = command.environment or ctx.service.default_environment(command)
     by_type = Counter({i.type: i.count for i in command.items})
     ends_at = times.ends_at if times is not None else None
     r.later(
@@ -146,11 +153,49 @@ def _deploy_command(r: Request) -> str:
     return reply
 
 
-def _schedule_deploy(r: Request, command: grammar.Deploy) -> None:
-    result = r.ctx.schedules.schedule_deploy(
-        command, actor=r.user, source=SOURCE, channel=r.channel
-    )
-    r.tell.rendered(blocks.schedule_result(result, r.user), public=True)
+def check_counts(ctx: HandlerContext, command: grammar.Deploy, environment: str) -> None:
+    """UsageError when a count is over its type's max_count (the one limit, from the settings),
+    counting the live clones the environment already has."""
+    live = Counter(c.type for c in ctx.repo.clones(environment=environment, states=LIVE_STATES))
+    for item in command.items:
+        t = ctx.settings.type(item.type)  # unknown type: ConfigError naming the known ones
+        have = live[t.name]
+        if have + item.count <= t.max_count:
+            continue
+        room = max(t.max_count - have, 0)
+        already = f" ({have} already in {environment})" if have else ""
+        advice = (
+            f'ask for at most {room}, e.g. "deploy {t.name} {room} as {environment}"'
+            if room
+            else 'strip back some first, or deploy into another environment ("as NAME")'
+        )
+        raise UsageError(
+            f"{item.count} {t.name} clones is more than the type's maximum of {t.max_count}"
+            f"{already}; {advice}. (The maximum is the type's max_count setting.)"
+        )
+    total = sum(live.values()) + sum(i.count for i in command.items)
+    cap = ctx.settings.max_environment_clones
+    if total > cap:
+        raise UsageError(
+            f"An environment holds at most {cap} clones (the max_environment_clones setting); "
+            f"{environment} would have {total}. Split the cohort into two environments."
+        )
+
+
+def _schedule_deploy(r: Request, command: grammar.Deploy, environment: str) -> None:
+    # The scheduled run reports in this channel: make sure the bot may post here first.
+    by_type = {i.type: i.count for i in command.items}
+    channel, ts = open_message(r.client, r.channel, blocks.scheduling(by_type, environment, r.user))
+    try:
+        result = r.ctx.schedules.schedule_deploy(
+            command, actor=r.user, source=SOURCE, channel=r.channel
+        )
+    except Exception as exc:
+        failed = blocks.scheduling_failed(environment, _short(exc))
+        r.client.chat_update(channel=channel, ts=ts, text=failed.text, blocks=failed.blocks)
+        raise
+    done = blocks.schedule_result(result, r.user)
+    r.client.chat_update(channel=channel, ts=ts, text=done.text, blocks=done.blocks)
 
 
 def _deploy(
@@ -162,21 +207,28 @@ def _deploy(
     client: WebClient,
     ends_at: datetime | None = None,
 ) -> None:
+    by_type = {i.type: i.count for i in command.items}
+    # Posting the run's message first proves the bot may post here, before anything exists.
+    channel, ts = open_message(client, channel, blocks.deploy_starting(by_type, environment, user))
     progress = ProgressMessage(
         client,
         channel,
         lambda e: blocks.deploy_progress(e, user),
         interval_s=ctx.settings.slack.progress_interval_s,
+        ts=ts,
+        record=recorder(ctx.repo),
     )
+    progress.mark_sent()  # the first post counts against the update interval
     try:
         result = ctx.service.deploy(
             command, actor=user, source=SOURCE, channel=channel, on_event=progress.on_event
         )
     except Exception as exc:
-        # Errors before the first event (busy, capacity, parent problems) reach only the user;
-        # once the channel has a progress message it must not be left spinning.
+        # The channel's message must not be left at "checking..." or mid-progress.
         if progress.started:
             progress.finish(blocks.run_aborted(RunKind.DEPLOY, environment, user, _short(exc)))
+        else:
+            progress.finish(blocks.deploy_not_started(environment, user, _short(exc)))
         raise
     note = ""
     if ends_at is not None and result.ready:
@@ -188,17 +240,7 @@ def _deploy(
             note = f"The strip back could not be scheduled: {exc}"
         except Exception as exc:
             note = explain(exc).removeprefix(":boom: ")
-    ts = progress.finish(blocks.deploy_summary(result, user, note))
-    if result.savings is not None and result.savings.clones and ts is not None:
-        png = render_savings_chart(result.savings, f"Disk space used by {result.environment}")
-        client.files_upload_v2(
-            channel=progress.channel,
-            thread_ts=ts,
-            file=png,
-            filename=f"savings-{result.environment}.png",
-            title=f"Savings in {result.environment}",
-            alt_txt="Bar chart of disk space: thick vs thin full clones vs linked clones",
-        )
+    finish_deploy(client, progress, result, user, note=note)
     failed = f", {len(result.failed)} failed" if result.failed else ""
     tell_home_channel(
         client,
@@ -285,7 +327,8 @@ def _power_command(r: Request) -> str:
 # ===================================================================== recovery
 def _resume_command(r: Request) -> str:
     def work() -> None:
-        report = r.ctx.recovery.recover(actor=r.user)
+        # Each resumed run also finishes its own message, wherever it was started.
+        report = recover_and_report(r.ctx, r.client, actor=r.user)
         r.tell.rendered(blocks.recovery_report(report, r.user), public=True)
 
     r.later("resume", work)

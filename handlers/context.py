@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
@@ -72,6 +73,16 @@ class HandlerContext:
     recovery: Recovery
     # Read-only commands get their own small pool: queued deployments never make them "busy".
     reads: Jobs | None = None
+    # Set while the bot drains its work before exiting (SIGTERM): requests are still answered,
+    # but changing commands and buttons are told the bot is restarting.
+    draining: threading.Event = field(default_factory=threading.Event)
+
+    def refuse_while_draining(self, tell: Tell, what: str) -> bool:
+        """True (and the user told) when `what` must wait for the restart to finish."""
+        if not self.draining.is_set():
+            return False
+        tell(blocks.restarting(what))
+        return True
 
     def next_event_texts(self) -> dict[str, str]:
         """Environment -> "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)" (one query)."""

@@ -1,27 +1,31 @@
 """Where the scheduler reports in Slack: the environment's channel.
 
-`SlackNotifier` is the `bot.schedules.Notifier` of the Slack bot: scheduled deploys and strip
-backs announce themselves in the environment's channel with the same live progress message as a
-manual run, and the owner's reminder before a strip back carries "Extend 2h" and "Strip back now"
-buttons (handled in `handlers.actions`). An environment without a channel (made from the
-terminal) is reported to its owner's DM when the owner is a Slack user, otherwise only logged.
+`SlackNotifier` is the `bot.schedules.Notifier` of the Slack bot. A scheduled deploy or strip back
+is one message in the environment's channel, exactly like a typed one: posted when the job starts,
+edited in place with live progress, and finally with the outcome (for a deployment the savings
+table, with the chart in its thread). The owner's reminder before a strip back carries "Extend 2h"
+and "Strip back now" buttons (handled in `handlers.actions`). An environment without a channel
+(made from the terminal) is reported to its owner's DM when the owner is a Slack user, otherwise
+only logged.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 
 from bot.models import Environment, RunKind
-from bot.service import ProgressCallback, ProgressEvent
+from bot.service import DeployResult, ProgressCallback, TeardownResult
 from bot.settings import Settings
 from bot.timeparse import describe_time, format_duration
 from handlers import blocks
 from handlers.progress import ProgressMessage
+from handlers.runs import ChannelUnavailable, finish_deploy, open_message, recorder
+from storage import Repository
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +44,12 @@ class SlackNotifier:
         clock: Callable[[], datetime],
         *,
         interval_s: float | None = None,
+        repo: Repository | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.clock = clock
+        self.repo = repo  # where each run's message is recorded (None: not recorded)
         self.interval_s = settings.slack.progress_interval_s if interval_s is None else interval_s
 
     def channel_for(self, environment: Environment) -> str | None:
@@ -76,30 +82,88 @@ class SlackNotifier:
         )
         self.client.chat_postMessage(channel=channel, text=r.text, blocks=r.blocks)
 
-    def progress(self, environment: Environment, action: RunKind) -> ProgressCallback | None:
-        """A live progress message for a scheduled run, like a manual one's."""
+    def run_report(
+        self, environment: Environment, action: RunKind, requester: str, text: str
+    ) -> SlackRunReport | None:
+        """One message for one scheduled run (None: no channel, the scheduler just logs)."""
         channel = self.channel_for(environment)
         if channel is None:
             return None
-        message = ProgressMessage(
-            self.client, channel, blocks.scheduled_progress, interval_s=self.interval_s
+        return SlackRunReport(self, environment, channel, action, requester, text)
+
+
+class SlackRunReport:
+    """A scheduled run's one message: posted now, edited with progress, then the outcome."""
+
+    def __init__(
+        self,
+        notifier: SlackNotifier,
+        environment: Environment,
+        channel: str,
+        action: RunKind,
+        requester: str,
+        text: str,
+    ) -> None:
+        self.notifier = notifier
+        self.environment = environment
+        self.action = action
+        self.requester = requester
+        self.client = notifier.client
+        self.progress: ProgressMessage | None = None
+        self.on_event: ProgressCallback | None = None
+        try:
+            channel, ts = open_message(
+                self.client, channel, blocks.scheduled_starting(action, environment.name, text)
+            )
+        except (ChannelUnavailable, SlackClientError, OSError) as exc:
+            # The run goes ahead (it was asked for); only its display is lost.
+            log.warning(
+                "cannot post the scheduled run of %s in %s: %s", environment.name, channel, exc
+            )
+            return
+        repo = notifier.repo
+        self.progress = ProgressMessage(
+            self.client,
+            channel,
+            blocks.scheduled_progress,
+            interval_s=notifier.interval_s,
+            ts=ts,
+            record=recorder(repo) if repo is not None else None,
         )
+        self.progress.mark_sent()
+        self.on_event = self.progress.on_event
 
-        def on_event(event: ProgressEvent) -> None:
-            if event.kind != "finished":
-                message.on_event(event)
-                return
-            # The final state waits out the update interval; never hold the scheduler's
-            # worker for it.
-            final = blocks.scheduled_progress(event)
-            threading.Thread(
-                target=message.finish,
-                args=(final,),
-                name=f"progress-final-{event.run_id}",
-                daemon=True,
-            ).start()
+    def finished(self, result: object, text: str) -> None:
+        if self.progress is None:
+            log.info("%s: %s", self.environment.name, text)
+            return
+        if isinstance(result, DeployResult):
+            finish_deploy(
+                self.client,
+                self.progress,
+                result,
+                self.requester,
+                note=self._next_strip_back(),
+                origin=":calendar: Scheduled deployment",
+            )
+        elif isinstance(result, TeardownResult):
+            self.progress.finish(blocks.teardown_result(result, self.requester, how="scheduled"))
+        else:  # pragma: no cover - the scheduler reports only these two
+            self.progress.finish(blocks.scheduled_stopped(self.action, self.environment.name, text))
 
-        return on_event
+    def stopped(self, text: str) -> None:
+        final = blocks.scheduled_stopped(self.action, self.environment.name, text)
+        if self.progress is None:
+            log.info("%s: %s", self.environment.name, text)
+            return
+        self.progress.finish(final)
+
+    def _next_strip_back(self) -> str:
+        repo = self.notifier.repo
+        env = repo.get_environment(self.environment.name) if repo is not None else None
+        if env is None or env.ends_at is None:
+            return ""
+        return f"{env.name} strips back {self.notifier.describe(env.ends_at)}."
 
 
 def tell_home_channel(

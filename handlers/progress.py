@@ -5,6 +5,9 @@ is a Tier 3 method (about 50 a minute). So events only record the latest state, 
 thread per message posts it: at most once per `interval_s`, coalescing everything in between,
 and always ending with the final state. Rendering and the HTTP calls run on the sender thread, so a
 slow Slack never slows a clone worker.
+
+`record(run_id, channel, ts)` is told where each run is shown, once the message exists: the bot
+keeps it in SQLite so that a run resumed after a crash edits this same message.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class ProgressMessage:
         interval_s: float,
         ts: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        record: Callable[[int, str, str], object] | None = None,
     ) -> None:
         self.client = client
         self.channel = channel
@@ -47,6 +51,9 @@ class ProgressMessage:
         self._final: Rendered | None = None
         self._last_sent: float | None = None
         self._thread: threading.Thread | None = None
+        self._record = record
+        self._run_id: int | None = None  # the run of the latest event
+        self._recorded: set[int] = set()
         self.sent = 0  # messages posted or updated, for logs and tests
 
     @property
@@ -60,17 +67,23 @@ class ProgressMessage:
             self._last_sent = self._clock()
 
     def on_event(self, event: ProgressEvent) -> None:
-        """The service layer's progress callback: record, never block on Slack."""
+        """The service layer's progress callback: remember, never block on Slack."""
         with self._cond:
             if self._final is not None:
                 return
             self._latest = event
+            self._run_id = event.run_id
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name=f"progress-{event.run_id}", daemon=True
                 )
                 self._thread.start()
             self._cond.notify()
+        if self.ts is not None:
+            # The message exists already (posted before the run, or a plan being confirmed):
+            # record it with the run's first event, before any edit, so that a crash from now
+            # on finds it. One SQLite write per run.
+            self._note_run()
 
     def finish(self, final: Rendered, timeout_s: float = 120.0) -> str | None:
         """Show `final` (after the interval since the last update) and return the message ts."""
@@ -129,9 +142,22 @@ class ProgressMessage:
                     channel=self.channel, ts=self.ts, text=r.text, blocks=r.blocks
                 )
             self.sent += 1
+            self._note_run()
         except (SlackApiError, SlackClientError, OSError):
             # The retry handlers already waited out 429s and dropped connections; a progress
             # display that still fails must not stop the run. The final state is tried anyway.
             log.exception("could not update the progress message in %s", self.channel)
         finally:
             self._last_sent = self._clock()
+
+    def _note_run(self) -> None:
+        """Tell `record` where the current run is shown (once per run)."""
+        with self._cond:
+            run_id = self._run_id
+            if self._record is None or run_id is None or run_id in self._recorded or not self.ts:
+                return
+            self._recorded.add(run_id)
+        try:
+            self._record(run_id, self.channel, self.ts)
+        except Exception:  # the display goes on; only a later crash loses track of it
+            log.exception("could not record the message of run %s", run_id)

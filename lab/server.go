@@ -499,7 +499,49 @@ func faultFor(name string, req *types.CloneVM_Task, src *simulator.VirtualMachin
 	}
 }
 
-func (l *Lab) failTask(w http.ResponseWriter, src *simulator.VirtualMachine, fault types.BaseMethodFault) {
+// faultMessage is the sentence vCenter puts in a failed task's info.error.localizedMessage
+// (the simulator puts the Go type name there, "*types.InsufficientStorageSpace", which no
+// vCenter ever says). datastore is the clone's target datastore, when known.
+func faultMessage(fault types.BaseMethodFault, datastore string) string {
+	switch f := fault.(type) {
+	case *types.InsufficientStorageSpace:
+		return fmt.Sprintf("Insufficient disk space on datastore '%s'.", datastore)
+	case *types.NoDiskSpace:
+		return fmt.Sprintf("Insufficient disk space on datastore '%s'.", f.Datastore)
+	case *types.FileLocked:
+		return fmt.Sprintf("Unable to access file %s since it is locked", f.File)
+	case *types.DuplicateName:
+		return fmt.Sprintf("The name '%s' already exists.", f.Name)
+	case *types.TaskInProgress:
+		return "Another task is already in progress."
+	case *types.HostCommunication:
+		return "An error occurred communicating with the remote host."
+	case *types.Timedout:
+		return "Operation timed out."
+	case *types.InvalidArgument:
+		return fmt.Sprintf("A specified parameter was not correct: %s", f.InvalidProperty)
+	case *types.InvalidState:
+		return "The operation is not allowed in the current state."
+	case *types.ResourceInUse:
+		return fmt.Sprintf("The resource '%s' is in use.", f.Name)
+	case *types.SystemError:
+		return fmt.Sprintf("A general system error occurred: %s", f.Reason)
+	}
+	return strings.TrimPrefix(fmt.Sprintf("%T", fault), "*types.")
+}
+
+// datastoreName is the name of the datastore a CloneVM_Task puts the clone on ("" if unset).
+func datastoreName(req *types.CloneVM_Task) string {
+	if req.Spec.Location.Datastore == nil {
+		return ""
+	}
+	if ds, ok := simulator.Map.Get(*req.Spec.Location.Datastore).(*simulator.Datastore); ok {
+		return ds.Name
+	}
+	return ""
+}
+
+func (l *Lab) failTask(w http.ResponseWriter, src *simulator.VirtualMachine, req *types.CloneVM_Task, fault types.BaseMethodFault) {
 	task := simulator.CreateTask(src, "cloneVm", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
 		return nil, fault
 	})
@@ -507,6 +549,12 @@ func (l *Lab) failTask(w http.ResponseWriter, src *simulator.VirtualMachine, fau
 		tip.Task = task.Self
 	}
 	ref := task.Run()
+	// Tasks finish before the call returns in this simulator version, so the client only ever
+	// sees the corrected message.
+	simulator.Map.Update(task, []types.PropertyChange{{Name: "info.error", Val: types.LocalizedMethodFault{
+		Fault:            fault,
+		LocalizedMessage: faultMessage(fault, datastoreName(req)),
+	}}})
 	writeEnvelope(w, http.StatusOK, &response{Body: &methods.CloneVM_TaskBody{
 		Res: &types.CloneVM_TaskResponse{Returnval: ref},
 	}})
@@ -584,7 +632,7 @@ func (l *Lab) handleClone(w http.ResponseWriter, r *http.Request, body []byte) (
 		l.mu.Lock()
 		l.injected++
 		l.mu.Unlock()
-		l.failTask(w, src, faultFor(faultName, req, src, firstDiskFile(src)))
+		l.failTask(w, src, req, faultFor(faultName, req, src, firstDiskFile(src)))
 		return
 	}
 	folder, ok := simulator.Map.Get(req.Folder).(*simulator.Folder)
@@ -595,18 +643,18 @@ func (l *Lab) handleClone(w http.ResponseWriter, r *http.Request, body []byte) (
 	var existing mo.Entity
 	simulator.Map.WithLock(folder, func() { existing = simulator.Map.FindByName(req.Name, folder.ChildEntity) })
 	if existing != nil {
-		l.failTask(w, src, &types.DuplicateName{Name: req.Name, Object: existing.Reference()})
+		l.failTask(w, src, req, &types.DuplicateName{Name: req.Name, Object: existing.Reference()})
 		return
 	}
 	if req.Spec.Snapshot != nil {
 		snap, ok := simulator.Map.Get(*req.Spec.Snapshot).(*simulator.VirtualMachineSnapshot)
 		if !ok || snap.Vm != req.This {
-			l.failTask(w, src, &types.InvalidArgument{InvalidProperty: "spec.snapshot"})
+			l.failTask(w, src, req, &types.InvalidArgument{InvalidProperty: "spec.snapshot"})
 			return
 		}
 	}
 	if fault := l.checkCloneCustomization(req, src); fault != nil {
-		l.failTask(w, src, fault)
+		l.failTask(w, src, req, fault)
 		return
 	}
 

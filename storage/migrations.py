@@ -214,6 +214,23 @@ def m007_run_members(db: Database) -> None:
     )
 
 
+@migrations()
+def m008_run_messages(db: Database) -> None:
+    # The Slack message that shows a run (channel and message ts), recorded when it is first
+    # posted or taken over, so that after a crash the recovered run edits that same message
+    # (and threads its chart under it) instead of leaving it at "6/30" forever.
+    db.execute(
+        """
+        CREATE TABLE run_messages (
+            run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+            channel TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+
+
 def apply_migrations(db: Database) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

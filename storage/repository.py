@@ -1023,6 +1023,38 @@ class Repository:
                 out[row["instance_uuid"]] = _clone(row)
         return out
 
+    # -- the Slack message of each run (see migration m008_run_messages) ---------------------
+
+    def save_run_message(self, run_id: int, *, channel: str, ts: str) -> RunMessage:
+        """Record (or move) the message that shows run `run_id`."""
+        now = _to_text(_now())
+        with self.transaction():
+            self.get_run(run_id)
+            self._execute(
+                "INSERT INTO run_messages (run_id, channel, ts, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(run_id) DO UPDATE SET channel = excluded.channel,"
+                " ts = excluded.ts, updated_at = excluded.updated_at",
+                (run_id, channel, ts, now),
+            )
+        message = self.run_message(run_id)
+        assert message is not None
+        return message
+
+    def run_message(self, run_id: int) -> RunMessage | None:
+        row = self._row("SELECT * FROM run_messages WHERE run_id = ?", (run_id,))
+        if row is None:
+            return None
+        return RunMessage(row["run_id"], row["channel"], row["ts"])
+
+
+@dataclass(frozen=True)
+class RunMessage:
+    """Where a run is shown in Slack: the channel and the ts of its progress message."""
+
+    run_id: int
+    channel: str
+    ts: str
+
 
 @dataclass(frozen=True)
 class ScheduleRecord:

@@ -126,6 +126,11 @@ class SlackHarness:
         headers["Content-Type"] = "application/json"
         return self.post(body, headers)
 
+    def idle(self, timeout: float = 60.0) -> None:
+        """Wait until every request sent so far is handled and every job it started has
+        finished: how a test waits for "nothing happened" without sleeping."""
+        assert self.bot.wait_idle(timeout), f"the bot was still busy after {timeout} s"
+
     def ephemeral_texts(self) -> list[str]:
         return [str(c.params.get("text", "")) for c in self.fake.of("response_url")]
 
@@ -196,7 +201,6 @@ def make_harness(
     yield make
     for harness, server in started:
         server.shutdown()
-        server.server_close()
         harness.bot.close(wait=True)
         harness.core.close()
 

@@ -1,7 +1,8 @@
 """A local fake of the Slack Web API that records every call.
 
 Speaks what slack_sdk's WebClient and Bolt send: form or JSON bodies to /api/METHOD, the file
-upload URL of files_upload_v2, and response_url posts. It can answer 429 with Retry-After, and
+upload URL of files_upload_v2, and response_url posts. It can answer 429 with Retry-After, refuse
+a method with one of Slack's errors (`not_in_channel`, `missing_scope` with `needed`, ...), and
 keeps the latest text and blocks of every message so tests can assert what a channel shows.
 """
 
@@ -26,6 +27,15 @@ class Call:
     at: float  # time.monotonic() on arrival
     status: int = 200
     body: bytes = b""
+    error: str = ""  # Slack's error code when the call was answered {"ok": false}
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    method: str
+    error: str
+    channel: str | None
+    extra: dict[str, Any]
 
 
 @dataclass
@@ -47,6 +57,7 @@ class FakeSlack:
         self.group_members: dict[str, list[str]] = {}
         self.socket_url = ""
         self._rate_limits: dict[str, list[int]] = {}  # method -> [remaining, retry_after]
+        self._refusals: list[_Refusal] = []
         self._ts = itertools.count(1)
         self._files = itertools.count(1)
         self._cond = threading.Condition()
@@ -81,12 +92,33 @@ class FakeSlack:
         with self._cond:
             self._rate_limits[method] = [times, retry_after]
 
+    def refuse(self, method: str, error: str, *, channel: str | None = None, **extra: Any) -> None:
+        """Answer `method` (in `channel` only, if given) with {"ok": false, "error": error,
+        **extra}, as Slack does (HTTP 200), from now on."""
+        with self._cond:
+            self._refusals.append(_Refusal(method, error, channel, dict(extra)))
+
+    def _refusal(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        with self._cond:
+            for r in self._refusals:
+                where = params.get("channel") or params.get("channel_id")
+                if r.method == method and (r.channel is None or r.channel == where):
+                    return {"ok": False, "error": r.error, **r.extra}
+        return None
+
+    def in_channel(self, channel: str) -> list[Message]:
+        """The top-level messages of a channel (not thread replies), oldest first."""
+        with self._cond:
+            return [
+                m for m in self.messages.values() if m.channel == channel and m.thread_ts is None
+            ]
+
     def of(self, method: str) -> list[Call]:
         with self._cond:
             return [c for c in self.calls if c.method == method]
 
     def ok_calls(self, method: str) -> list[Call]:
-        return [c for c in self.of(method) if c.status == 200]
+        return [c for c in self.of(method) if c.status == 200 and not c.error]
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -219,8 +251,9 @@ class FakeSlack:
                     body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
                     self._reply(429, body, "application/json", {"Retry-After": str(retry_after)})
                     return
-                result = fake._api(method, params)
-                fake._record(Call(method, params, arrived))
+                result = fake._refusal(method, params) or fake._api(method, params)
+                error = "" if result.get("ok") else str(result.get("error", ""))
+                fake._record(Call(method, params, arrived, error=error))
                 self._reply(200, json.dumps(result).encode(), "application/json")
 
             def _reply(

@@ -74,6 +74,14 @@ def test_failed_clones_are_listed_with_the_vsphere_fault(harness: SlackHarness) 
     assert "(capture):" in shown
     failed = [c for c in h.core.repo.clones(environment="faulty") if c.state.value == "failed"]
     assert len(failed) == 1 and failed[0].error and failed[0].error[:40] in shown
+    # The fault names the clone and says what went wrong in plain words, then vCenter's own
+    # message (the lab's is vCenter's wording, not a Go type name), never a task id.
+    (error,) = [c.error for c in failed]
+    assert error == (
+        f"{failed[0].name} could not be cloned: not enough free space on the datastore "
+        "(InsufficientStorageSpace: Insufficient disk space on datastore 'TrainingDS'.)"
+    )
+    assert "*types" not in shown and "task-" not in shown
 
 
 def test_rate_limited_updates_are_retried_and_the_final_state_arrives(

@@ -36,7 +36,7 @@ def test_an_identical_signed_replay_never_starts_a_second_deployment(h: SlackHar
     replays = [h.post(body, headers) for _ in range(3)]  # same body, timestamp and signature
     assert [(r.status, r.body) for r in replays] == [(200, "")] * 3
     _deployed(h, "replayed")
-    time.sleep(0.3)
+    h.idle()
     assert _runs(h, "replayed") == 1
     assert len(h.core.repo.clones(environment="replayed")) == 2
     assert h.lab.control.stats()["clone_calls"] == 2
@@ -55,7 +55,7 @@ def test_a_retried_slash_command_never_starts_a_second_deployment(h: SlackHarnes
         retries.append(h.post(body, headers))
     assert [(r.status, r.body) for r in retries] == [(200, ""), (200, "")]
     _deployed(h, "retried")
-    time.sleep(0.3)
+    h.idle()
     assert _runs(h, "retried") == 1
     assert len(h.core.repo.clones(environment="retried")) == 2
     record("retried slash command (X-Slack-Retry-Num)", faults_injected=2, runs_started=1)
@@ -83,7 +83,7 @@ def test_a_replayed_confirm_click_strips_back_once(h: SlackHarness) -> None:
     replies.append(h.post(body, sign(body, timestamp=int(time.time()) + 1)))
     assert [r.status for r in replies] == [200] * 4
     h.fake.wait_for(lambda: message.text.startswith("Stripped back clicked"), timeout=60)
-    time.sleep(0.3)
+    h.idle()
     assert _runs(h, "clicked", "teardown") == 1
     assert h.lab.control.stats()["requests"].get("Destroy_Task", 0) - destroys == 3
     record("replayed Confirm click", faults_injected=3, strip_backs=1, destroyed=3)
@@ -98,7 +98,7 @@ def test_half_signed_requests_get_401_and_change_nothing(h: SlackHarness, drop: 
     headers = sign(body)
     del headers[drop]
     assert h.post(body, headers).status == 401
-    time.sleep(0.3)
+    h.idle()
     assert h.core.repo.runs() == [] and h.core.repo.audit_entries() == []
     assert h.lab.control.stats()["total"] == before
 

@@ -95,10 +95,11 @@ def test_deploy_at_schedules_without_creating_clones_then_runs_with_progress(
     h = make_harness(clock=clock)
     reply = h.command("deploy capture 2 as later at in 2h until in 1d")
     assert reply.status == 200 and reply.elapsed_s < 3
-    said = _said(h, "later deploys")
-    assert said["response_type"] == "in_channel"
-    assert re.search(f"later deploys {WHEN} and strips back {WHEN}", said["text"])
-    assert "(in 2 h)" in said["text"]
+    # The confirmation is a channel message: posting it proved the bot may post there.
+    said = _message(h, "later deploys")
+    assert said.channel == CHANNEL
+    assert re.search(f"later deploys {WHEN} and strips back {WHEN}", said.text)
+    assert "(in 2 h)" in said.text
 
     assert h.core.repo.clones(environment="later") == []
     assert h.lab.control.stats()["clone_calls"] == 0
@@ -113,20 +114,47 @@ def test_deploy_at_schedules_without_creating_clones_then_runs_with_progress(
     home = "\n".join(b["text"]["text"] for b in view["blocks"] if b["type"] == "section")
     assert re.search(f"\\*later\\*: 0 live clones.*\n:calendar: Next: deploy {WHEN}", home)
 
-    # Nothing is due yet; two hours later the deployment runs, with the usual progress message.
+    # Nothing is due yet; two hours later the deployment runs, in ONE channel message edited in
+    # place (progress, then savings and the chart in its thread), as a typed deploy is.
     assert h.bot.schedules.run_due() == []
+    before = {m.ts for m in h.fake.in_channel(CHANNEL)}
     clock.advance(hours=2, seconds=1)
     assert h.bot.schedules.run_due() == ["deploy:later"]
     assert len([c for c in h.core.repo.clones(environment="later") if c.state.live]) == 2
     assert set(_jobs(h)) == {"teardown:later", "remind:later"}
-    progress = _message(h, "Scheduled deployment into later finished")
-    assert progress.channel == CHANNEL
-    assert "ready 2 · failed 0 · remaining 0" in progress.blocks[1]["text"]["text"]
-    texts = [m.text for m in h.fake.messages.values()]
-    assert any(
-        t.startswith("Scheduled deployment starting: deploy capture 2 as later") for t in texts
-    )
-    assert any(t.startswith("Scheduled deployment of later done: 2 of 2 ready") for t in texts)
+    (run,) = [m for m in h.fake.in_channel(CHANNEL) if m.ts not in before]
+    assert run.text.startswith("2 of 2 linked clones ready in later")
+    shown = _shown(run)
+    assert "ready 2 · failed 0 · remaining 0" in shown
+    assert "```\nLayout" in shown and "Linked clones" in shown  # the savings table
+    assert re.search(f":calendar: later strips back {WHEN}", shown)
+    assert ":calendar: Scheduled deployment" in _context(run)
+    assert run.files and run.files[0]["title"] == "Savings in later"
+    edits = [u for u in h.fake.ok_calls("chat.update") if u.params["ts"] == run.ts]
+    assert edits and edits[-1].params["text"] == run.text  # the outcome is the last edit
+    assert not any("done" in m.text for m in h.fake.in_channel(CHANNEL))
+
+
+def test_a_scheduled_strip_back_is_one_message(make_harness: Callable[..., SlackHarness]) -> None:
+    clock = Clock()
+    h = make_harness(clock=clock, schedule=ScheduleSettings(reminder_lead_min=0))
+    h.command("deploy capture 2 as ending until in 3h")
+    _deployed(h)
+    before = {m.ts for m in h.fake.in_channel(CHANNEL)}
+    clock.advance(hours=3, seconds=1)
+    assert h.bot.schedules.run_due() == ["teardown:ending"]
+    (run,) = [m for m in h.fake.in_channel(CHANNEL) if m.ts not in before]
+    assert run.text.startswith("Stripped back ending: 2 clones destroyed")
+    assert "(scheduled)" in _shown(run)
+    assert not any(c.state.live for c in h.core.repo.clones(environment="ending"))
+
+
+def _shown(m: Message) -> str:
+    return "\n".join(b["text"]["text"] for b in m.blocks if b["type"] == "section")
+
+
+def _context(m: Message) -> str:
+    return "\n".join(e["text"] for b in m.blocks if b["type"] == "context" for e in b["elements"])
 
 
 def test_reminder_extend_and_strip_back_now(make_harness: Callable[..., SlackHarness]) -> None:
@@ -226,7 +254,7 @@ def test_bad_deploy_times_are_refused_in_the_ack_and_nothing_is_created(
     assert reply.status == 200 and reply.elapsed_s < 3
     assert reply.json["response_type"] == "ephemeral"
     assert expected in reply.json["text"].replace("&quot;", '"')
-    h.bot.ctx.jobs.shutdown(wait=True)
+    h.idle()
     assert h.core.repo.list_environments() == []
     assert h.lab.control.stats()["clone_calls"] == 0
     assert h.fake.of("chat.postMessage") == [] and _jobs(h) == {}

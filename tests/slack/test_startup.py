@@ -66,3 +66,22 @@ def test_python_m_bot_exits_with_the_message_and_no_traceback(tmp_path: Path) ->
     assert done.returncode == 2
     assert "Cannot start the Slack bot:" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _slack_settings(**slack: object) -> SlackSettings:
+    from bot.settings import settings_from_dict
+    from tests.helpers import lab_config, lab_environ
+
+    raw = lab_config(None, Path("/tmp/unused.db"))
+    raw["slack"] = slack
+    return settings_from_dict(raw, env=lab_environ(None)).slack
+
+
+def test_api_url_and_drain_timeout_are_read_and_checked() -> None:
+    s = _slack_settings(api_url="https://slack-gov.com/api/", drain_timeout_s=40)
+    assert (s.api_url, s.drain_timeout_s) == ("https://slack-gov.com/api/", 40.0)
+    assert _slack_settings().drain_timeout_s == 25.0 and _slack_settings().api_url is None
+    with pytest.raises(ConfigError, match=r'api_url must be an http\(s\) URL such as "https://'):
+        _slack_settings(api_url="slack-gov.com")
+    with pytest.raises(ConfigError, match="drain_timeout_s must be from 0 to 3600 seconds"):
+        _slack_settings(drain_timeout_s=-1)

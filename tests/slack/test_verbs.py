@@ -136,7 +136,7 @@ def test_every_verb_answers(
         (answer,) = h.fake.of("response_url")
         assert answer.params["text"] and answer.params["response_type"] == "ephemeral"
         assert "warning" not in answer.params["text"], answer.params["text"]
-    h.bot.ctx.jobs.shutdown(wait=True)
+    h.idle()
     said = [acked, *_answers(h)]
     assert not any("Internal error" in t for t in said), said
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
@@ -159,7 +159,7 @@ def test_changing_verbs_are_for_operators_and_denials_are_audited(
     assert (entry.actor, entry.result, entry.channel) == (STRANGER, "denied", CHANNEL)
     assert entry.command == f"/clones {text}" and entry.source == "slack"
     # Nothing ran: no work, no messages, nothing in vCenter or SQLite.
-    h.bot.ctx.jobs.shutdown(wait=True)
+    h.idle()
     assert h.fake.of("response_url") == [] and h.fake.of("chat.postMessage") == []
     assert h.core.repo.list_environments() == []
     assert h.lab.control.stats()["total"] == vcenter_before

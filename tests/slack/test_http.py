@@ -1,0 +1,252 @@
+"""HTTP mode as the internet sees it: waitress and Bolt's WSGI adapter. Malformed, oversized and
+unsigned requests get a short 4xx, no traceback and no body in the log; after a flood of them a
+signed `/clones status` is still answered within Slack's 3 s."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import pytest
+
+from handlers.serving import MAX_BODY_BYTES
+from tests.faults import record
+
+from .conftest import STRANGER, SlackHarness
+from .signing import sign, slash_body
+
+pytestmark = pytest.mark.lab
+
+MARKER = "BODY-MARKER-7f3a"  # text that must never reach the log
+
+
+def _raw(url: str, request: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
+    """Send `request` as is; (status, body) of the answer, status 0 when the server hung up
+    without one."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        # The server may refuse the rest of an oversized body; read its answer anyway.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    if not data.startswith(b"HTTP/1."):
+        return 0, b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    path = urlsplit(url).path
+    lines = [f"POST {path} HTTP/1.1", "Host: slack.test", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def _bad_requests(url: str) -> dict[str, tuple[bytes, int]]:
+    """Name -> (raw request, the status it must get)."""
+    path = urlsplit(url).path
+    bad_utf8 = b"text=\xff\xfe\xfa&user_id=" + MARKER.encode()
+    big = b"x" * (MAX_BODY_BYTES + 1)
+    return {
+        "invalid UTF-8": (_post(url, bad_utf8, {"Content-Length": str(len(bad_utf8))}), 400),
+        "Content-Length abc": (_post(url, b"text=hi", {"Content-Length": "abc"}), 400),
+        "negative Content-Length": (_post(url, b"text=hi", {"Content-Length": "-5"}), 400),
+        "declared too large": (
+            _post(url, b"text=hi", {"Content-Length": str(100 * 2**20), "Content-Type": FORM}),
+            413,
+        ),
+        "sent too large": (
+            _post(url, big, {"Content-Length": str(len(big)), "Content-Type": FORM}),
+            413,
+        ),
+        "chunked too large": (
+            _post(
+                url,
+                b"%x\r\n" % len(big) + big + b"\r\n0\r\n\r\n",
+                {"Transfer-Encoding": "chunked", "Content-Type": FORM},
+            ),
+            413,
+        ),
+        "JSON that is not an object": (
+            _post(url, b"[1, 2]", {"Content-Length": "6", "Content-Type": "application/json"}),
+            400,
+        ),
+        "JSON that does not parse": (
+            _post(url, b'{"a": ', {"Content-Length": "6", "Content-Type": "application/json"}),
+            400,
+        ),
+        "unsigned": (
+            _post(url, b"text=status", {"Content-Length": "11", "Content-Type": FORM}),
+            401,
+        ),
+        "GET of the events URL": (f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 404),
+        "garbage request line": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+    }
+
+
+def test_malformed_requests_get_a_clean_4xx_and_no_traceback(
+    harness: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    caplog.set_level(logging.DEBUG)
+    got = {name: _raw(h.url, raw)[0] for name, (raw, _) in _bad_requests(h.url).items()}
+    want = {name: status for name, (_, status) in _bad_requests(h.url).items()}
+    assert got == want
+    health = urlsplit(h.url)._replace(path="/health").geturl()
+    assert _raw(health, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == (200, b"ok")
+    h.idle()
+    assert not [r for r in caplog.records if r.exc_info], "no traceback in the log"
+    assert "Traceback" not in caplog.text
+    assert MARKER not in caplog.text
+    assert h.core.repo.audit_entries() == [] and h.core.repo.runs() == []
+
+
+def test_bodies_of_requests_with_a_bad_signature_are_never_logged(
+    harness: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    caplog.set_level(logging.DEBUG)
+    body = slash_body(f"deploy capture 2 as {MARKER.lower()}", STRANGER, "C1", MARKER)
+    body += "&padding=" + "y" * 500_000
+    headers = sign(body, secret="not-the-signing-secret-000000")
+    reply = h.post(body, headers)
+    assert reply.status == 401
+    h.idle()
+    assert MARKER not in caplog.text and MARKER.lower() not in caplog.text
+    assert len(caplog.text) < 10_000  # the 500 KB body did not reach the log
+    assert "Refused a request with an invalid or missing Slack signature" in caplog.text
+
+
+def _slow_client(url: str, stop: threading.Event) -> None:
+    """A client that sends half a request and waits (a slowloris connection)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+        stop.wait(30)
+
+
+def test_a_flood_of_bad_requests_then_a_signed_status_is_answered_within_3s(
+    harness: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    caplog.set_level(logging.INFO)
+    bad = list(_bad_requests(h.url).items())
+    flood = [bad[i % len(bad)] for i in range(220)]
+    stop = threading.Event()
+    slow = [threading.Thread(target=_slow_client, args=(h.url, stop)) for _ in range(30)]
+    for t in slow:
+        t.start()
+    started = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            statuses = list(pool.map(lambda item: _raw(h.url, item[1][0])[0], flood))
+        flood_s = time.monotonic() - started
+        assert statuses == [want for _, (_, want) in flood]
+
+        # The slow connections are still open; a signed status command is acked and answered.
+        sent = time.monotonic()
+        reply = h.command("status", user=STRANGER)
+        assert reply.status == 200 and reply.elapsed_s < 3, reply.elapsed_s
+        h.fake.wait_for(lambda: h.ephemeral_texts(), timeout=3)
+        answered_s = time.monotonic() - sent
+        assert answered_s < 3
+    finally:
+        stop.set()
+        for t in slow:
+            t.join()
+    h.idle()
+    assert "Traceback" not in caplog.text and MARKER not in caplog.text
+    record(
+        "flood of malformed and oversized HTTP requests",
+        bad_requests=len(flood),
+        slow_connections=len(slow),
+        flood_s=round(flood_s, 2),
+        status_ack_ms=round(reply.elapsed_s * 1000),
+        status_answered_ms=round(answered_s * 1000),
+        tracebacks=0,
+    )
+
+
+def test_no_warning_about_the_token_at_start_up(
+    make_harness: Callable[..., SlackHarness],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bolt warns "As you gave `client` as well, `token` will be unused" whenever
+    SLACK_BOT_TOKEN is set and a client is passed, which the bot always does on purpose."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", os.environ.get("SLACK_BOT_TOKEN", "xoxb-test-token"))
+    caplog.set_level(logging.DEBUG)
+    make_harness()
+    assert "token` will be unused" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "slack" in r.name]
+
+
+def test_any_body_and_headers_through_the_wsgi_app_get_an_answer_never_an_exception(
+    harness: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Arbitrary bytes, content types and Content-Length values through the adapter itself."""
+    from io import BytesIO
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from handlers.serving import SlackWsgiApp
+
+    app = SlackWsgiApp(harness.bot.app)
+    caplog.set_level(logging.INFO)
+    seen: dict[int, int] = {}
+
+    @settings(
+        max_examples=300,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        body=st.binary(max_size=300) | st.text(max_size=200).map(str.encode),
+        ctype=st.sampled_from([FORM, "application/json", "text/plain", "", "multipart/x"]),
+        length=st.none() | st.sampled_from(["abc", "-1", "99999999999", " 3", ""]),
+        method=st.sampled_from(["POST", "GET", "PUT", "HEAD"]),
+        signed=st.booleans(),
+    )
+    def check(body: bytes, ctype: str, length: str | None, method: str, signed: bool) -> None:
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": "/slack/events",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "CONTENT_TYPE": ctype,
+            "CONTENT_LENGTH": str(len(body)) if length is None else length,
+            "wsgi.input": BytesIO(body),
+        }
+        if signed:
+            for k, v in sign(body.decode("utf-8", "replace")).items():
+                if k != "Content-Type":
+                    environ["HTTP_" + k.upper().replace("-", "_")] = v
+        answers: list[str] = []
+        app(environ, lambda status, headers, exc_info=None: answers.append(status))
+        status = int(answers[0].split()[0])
+        assert status in (200, 400, 401, 404, 413), answers
+        seen[status] = seen.get(status, 0) + 1
+
+    check()
+    harness.idle()
+    assert not [r for r in caplog.records if r.exc_info]
+    assert {400, 401, 404} <= set(seen)
