@@ -555,17 +555,17 @@ class Service:
                     unreachable.append(exc)
                     stop.set()
                 raise
-            guard.leave(
+            if done.state is CloneState.READY:
+                emit("clone_ready", clone=done.name, ok=True)
+            else:
+                emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
+            guard.leave(  # after the event: a full copy is reported before what it stopped
                 clone.type,
                 turn,
                 linked=done.state is CloneState.READY,
                 name=clone.name,
                 full_copy=copies[0] if copies else None,
             )
-            if done.state is CloneState.READY:
-                emit("clone_ready", clone=done.name, ok=True)
-            else:
-                emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
             return done
 
         # `concurrency` clone tasks at once in vCenter (the slots); a clone frees its slot when
@@ -1306,9 +1306,10 @@ class FullCopyGuard:
         return _TypeSlot(self, slots, type_name)
 
     def halt(self, type_name: str) -> None:
+        """Stop the type now for clones waiting for a slot; those waiting for their turn hear
+        of it from `leave`, once the full copy is recorded."""
         with self._cond:
             self._state[type_name] = "stopped"
-            self._cond.notify_all()
 
     def has_stopped(self, type_name: str) -> bool:
         with self._cond:
