@@ -1315,23 +1315,23 @@ class FullCopyGuard:
         with self._cond:
             return self._state.get(type_name) == "stopped"
 
-    def not_attempted(self, type_name: str) -> str:
+    def not_attempted(self, type_name: str, what: str = "not attempted") -> str:
         """The error of a clone skipped because its type stopped (and count it)."""
         with self._cond:
             self._skipped[type_name] += 1
             first = self._first_copy.get(type_name, ("?", True))[0]
         return (
-            f"not attempted: {type_name} stopped at its first full copy ({first}); that "
-            "clone's error says why."
+            f"{what}: {type_name} stopped at its first full copy ({first}); that clone's error "
+            "says why."
         )
 
-    def summary(self) -> str:
+    def summary(self, what: str = "not attempted") -> str:
         with self._cond:
             parts = []
             for t, (name, removed) in sorted(self._first_copy.items()):
                 fate = "removed" if removed else "NOT removed"
                 skipped = self._skipped[t]
-                rest = f"{skipped} {t} clone{'' if skipped == 1 else 's'} not attempted"
+                rest = f"{skipped} {t} clone{'' if skipped == 1 else 's'} {what}"
                 parts.append(f"{t} stopped at its first full copy ({name}, {fate}); {rest}")
         return "; ".join(parts) + "."
 
