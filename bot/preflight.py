@@ -286,10 +286,16 @@ class Preflight:
         does. Raises NotFoundError or VCenterError listing every problem found."""
         problems: list[Finding] = []
         found_all: list[tuple[TypeEntities, Needs]] = []
+        networks = self.vcenter.networks_of(sorted({t.parent for t, _ in types}))
         for t, needs in types:
             found = TypeEntities(t, parent=self.vcenter.parent_entity(t.parent))
-            problems += [f for f in self.places(t, found) if f.level == "problem"]
-            found.networks = [i.entity() for i in self.vcenter.parent_networks(t.parent)[0]]
+            try:  # the lookups cloning uses (cached): one set for types that share them
+                found.places = self.vcenter.placement_entities(
+                    t.folder, t.resource_pool, t.datastore
+                )
+            except NotFoundError:  # say which one is missing
+                problems += [f for f in self.places(t, found) if f.level == "problem"]
+            found.networks = networks.get(t.parent, [])
             if needs.confine:
                 found.cluster = self.vcenter.cluster_entity(t.resource_pool)
             found_all.append((found, needs))

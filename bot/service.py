@@ -1305,6 +1305,13 @@ class FullCopyGuard:
     def slot(self, slots: threading.BoundedSemaphore, type_name: str) -> _TypeSlot:
         return _TypeSlot(self, slots, type_name)
 
+    def proven(self, type_name: str) -> None:
+        """A clone of the type came out linked: the others go (if it was the probe)."""
+        with self._cond:
+            if self._state.get(type_name) == "probing":
+                self._state[type_name] = "open"
+                self._cond.notify_all()
+
     def halt(self, type_name: str) -> None:
         """Stop the type now for clones waiting for a slot; those waiting for their turn hear
         of it from `leave`, once the full copy is recorded."""
@@ -1358,7 +1365,9 @@ class _TypeSlot:
             raise TypeStopped(self.type_name)
 
     def __exit__(self, kind: object, exc: object, tb: object) -> None:
-        if isinstance(exc, LinkedCloneCheckFailed):  # stop the type before the slot is free
+        if exc is None:  # vCenter made it and it is linked: the type's others may start now,
+            self.guard.proven(self.type_name)  # while this one is labelled
+        elif isinstance(exc, LinkedCloneCheckFailed):  # stop the type before the slot is free
             self.guard.halt(self.type_name)
         self.slots.release()
 

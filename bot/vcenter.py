@@ -234,6 +234,7 @@ class VCenter:
         self._datacenter: Any | None = None
         self._datacenter_name = ""
         self._trust = ""  # how the TLS certificate is trusted, for `clones check`
+        self._session_user = ""  # as vCenter names the logged-in user (privilege queries)
 
     # ----------------------------------------------------------------- connection
     def connect(self) -> None:
@@ -1104,6 +1105,20 @@ class VCenter:
             raise ValueError(f"unknown entity kind {kind!r}")
         return Entity(kind, path, str(obj._moId), obj)
 
+    def placement_entities(
+        self, folder: str, resource_pool: str, datastore: str
+    ) -> dict[str, Entity]:
+        """A type's folder, pool and datastore as cloning will use them (cached lookups, shared
+        with `clone`); NotFoundError when one is missing."""
+        place = self.placement(folder, resource_pool, datastore)
+        return {
+            "folder": Entity("folder", folder, str(place.folder._moId), place.folder),
+            "pool": Entity("pool", resource_pool, str(place.pool._moId), place.pool),
+            "datastore": Entity(
+                "datastore", datastore, str(place.datastore._moId), place.datastore
+            ),
+        }
+
     def parent_entity(self, parent: str) -> Entity:
         vm = self.find_parent(parent)
         return Entity("vm", parent, str(vm._moId), vm)
@@ -1152,11 +1167,35 @@ class VCenter:
                 dangling.append(f"{label} ({name or group})")
         return infos, dangling
 
+    def networks_of(self, parents: Sequence[str]) -> dict[str, list[Entity]]:
+        """The networks each parent's NICs use, for many parents in one read."""
+        vms = {p: self.find_parent(p) for p in parents}
+        if not vms:
+            return {}
+        rows = self._retrieve(list(vms.values()), ["network"], report_missing=True)
+        by_vm = {str(obj._moId): list(props.get("network") or []) for obj, props in rows}
+        networks = {str(n._moId): n for nets in by_vm.values() for n in nets}
+        names: dict[str, str] = {}
+        if networks:
+            for obj, props in self._retrieve(list(networks.values()), ["name"]):
+                names[str(obj._moId)] = str(props.get("name", ""))
+        return {
+            p: [
+                Entity("network", names.get(str(n._moId), str(n._moId)), str(n._moId), n)
+                for n in by_vm.get(str(vm._moId), [])
+            ]
+            for p, vm in vms.items()
+        }
+
     def missing_attribute_definitions(self, names: Iterable[str]) -> list[str]:
         """Which of these VM custom attributes vCenter does not define yet (none are created)."""
-        self._load_attribute_definitions()
+        wanted = list(names)
         with self._lock:
-            return [n for n in names if n not in self._field_keys]
+            known = all(n in self._field_keys for n in wanted)
+        if not known:
+            self._load_attribute_definitions()
+        with self._lock:
+            return [n for n in wanted if n not in self._field_keys]
 
     def privileges(self, entities: Sequence[Entity]) -> dict[str, frozenset[str]]:
         """The privileges this session's user holds on each entity, by moref (one call:
@@ -1168,8 +1207,15 @@ class VCenter:
         if not entities:
             return {}
         content = self.content
-        session = self.call("reading the session", lambda: content.sessionManager.currentSession)
-        user = str(getattr(session, "userName", "") or self.settings.user)
+        with self._lock:
+            user = self._session_user
+        if not user:
+            session = self.call(
+                "reading the session", lambda: content.sessionManager.currentSession
+            )
+            user = str(getattr(session, "userName", "") or self.settings.user)
+            with self._lock:
+                self._session_user = user
         unique = list({e.moref: e.obj for e in entities}.values())
         manager = content.authorizationManager
         results = self.call(
