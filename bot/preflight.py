@@ -123,9 +123,9 @@ class Needs:
 
 PLACE_KINDS = (("folder", "folder"), ("pool", "resource_pool"), ("datastore", "datastore"))
 PLACE_FIX = {
-    "folder": "create the VM folder (VMs and Templates view, New Folder) or fix {key}",
-    "pool": "name an existing cluster (or cluster/Resources/pool) in {key}",
-    "datastore": "name an existing datastore in {key}",
+    "folder": "Create the VM folder (VMs and Templates view, New Folder) or fix {key}",
+    "pool": "Name an existing cluster (or cluster/Resources/pool) in {key}",
+    "datastore": "Name an existing datastore in {key}",
 }
 PLACE_WORDS = {"folder": "VM folder", "pool": "Resource pool", "datastore": "Datastore"}
 
@@ -332,4 +332,4 @@ def _entity_words(entity: Entity) -> str:
 
 
 def _sentences(findings: Sequence[Finding]) -> str:
-    return " ".join(f"{f.text} Fix: {f.fix[0].upper()}{f.fix[1:]}" for f in findings)
+    return " ".join(f"{f.text} Fix: {f.fix}" for f in findings)

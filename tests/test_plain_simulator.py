@@ -326,7 +326,7 @@ def test_check_reports_the_missing_folder_and_changes_nothing(
     assert lines[0].startswith("ok       connection: VMware vCenter Server")
     assert f"verified against ca_file {term.tmp_path / 'certs' / 'ca.pem'}" in lines[0]
     assert (
-        'PROBLEM  vm folder: VM folder "Training" not found in datacenter DC0. Fix: create the '
+        'PROBLEM  vm folder: VM folder "Training" not found in datacenter DC0. Fix: Create the '
         "VM folder (VMs and Templates view, New Folder) or fix [types.vm] folder." in lines
     )
     snapshot = next(line for line in lines if line.startswith("PROBLEM  vm snapshot:"))
