@@ -97,7 +97,7 @@ class Checker:
                     "privileges",
                     f"vCenter did not say which privileges the service account holds ({exc}).",
                     "Give the account System.View at the vCenter root (the Read-only role) so "
-                    "the bot can check the others.",
+                    "the bot can check the others (vCenter 6.5 or later answers this query).",
                 )
             )
 
