@@ -1,11 +1,11 @@
 """Who may run which verb where, from Slack.
 
 Read-only verbs (status, savings, types, plan, inventory, help) are for everyone, everywhere.
-Every other verb changes something (deploy, teardown, prepare, power, refresh, schedule, extend,
-cancel-schedule, and any verb added later unless listed here) and needs an admin, an operator, or
-a member of an operator user group, in one of the configured channels (any channel when none
-are configured). With nobody configured, changing verbs are refused: a fresh install must not
-let a whole workspace destroy VMs.
+`check` is for admins only (in any channel). Every other verb changes something (deploy,
+teardown, prepare, power, refresh, schedule, extend, cancel-schedule, and any verb added later
+unless listed here) and needs an admin, an operator, or a member of an operator user group, in
+one of the configured channels (any channel when none are configured). With nobody configured,
+changing verbs are refused: a fresh install must not let a whole workspace destroy VMs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from bot.settings import SlackSettings
 log = logging.getLogger(__name__)
 
 READ_ONLY_VERBS = frozenset({"status", "savings", "types", "plan", "inventory", "help"})
+# Verbs for admins only, in any channel: `check` changes nothing but shows the vCenter setup
+# (hosts, objects, the service account's privileges).
+ADMIN_VERBS = frozenset({"check"})
 _READ_ONLY_TEXT = "status, savings, types, plan, inventory and help"
 
 GroupMembers = Callable[[str], Iterable[str]]  # user group ID -> member user IDs
@@ -73,6 +76,14 @@ class AccessPolicy:
         """May `user` run `verb` in `channel`?"""
         if verb in READ_ONLY_VERBS:
             return ALLOWED
+        if verb in ADMIN_VERBS:
+            if self.is_admin(user):
+                return ALLOWED
+            return Decision(
+                False,
+                f"`{verb}` is for the bot's admins: it shows how vCenter is set up. Ask an admin "
+                "to run it, or run `clones check` in a terminal.",
+            )
         if not self.configured:
             return Decision(
                 False,

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot import grammar
-from bot.errors import ClonesError, NotFoundError, UsageError, VCenterError, VCenterUnreachable
+from bot.errors import (
+    ClonesError,
+    LinkedCloneCheckFailed,
+    NotFoundError,
+    UsageError,
+    VCenterError,
+    VCenterUnreachable,
+)
 from bot.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.provenance import read_provenance
 from bot.savings import GIB, Savings, estimate
@@ -23,6 +30,7 @@ from bot.service import (
     CapacityNeed,
     Emitter,
     FailedClone,
+    FullCopyGuard,
     ProgressCallback,
     Service,
 )
@@ -332,6 +340,18 @@ class Admin:
             clone, vm = item
             if unreachable:
                 return
+            # Each type's first clone goes alone; a full copy stops the type with its other
+            # clones untouched (an endpoint that ignores linked cloning must not cost them all).
+            turn = guard.enter(clone.type)
+            if turn is None:
+                why = guard.not_attempted(clone.type, "not refreshed, left as it was")
+                with lock:
+                    kept.append(FailedClone(clone.name, clone.type, why))
+                emit("clone_failed", clone=clone.name, ok=False, message=why)
+                return
+            copies: list[LinkedCloneCheckFailed] = []
+            linked = False
+            done = clone
             try:
                 self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
@@ -345,7 +365,9 @@ class Admin:
                     host=vm.host or None,
                     keep_attributes=keep,
                     new_uuid=True,
+                    on_full_copy=copies.append,
                 )
+                linked = done.state is CloneState.READY
                 if done.state is CloneState.READY and vm.powered_on and done.moref:
                     errors = self.vcenter.power([done.moref], "on")
                     if errors[0] is None:
@@ -357,6 +379,14 @@ class Admin:
                 return
             except VCenterError as exc:
                 done = self.repo.update_clone(clone.id, state=CloneState.READY, error=str(exc))
+            finally:
+                guard.leave(
+                    clone.type,
+                    turn,
+                    linked=linked,
+                    name=clone.name,
+                    full_copy=copies[0] if copies else None,
+                )
             with lock:
                 if done.state is CloneState.READY and not done.error:
                     refreshed.append(done.name)
@@ -366,6 +396,8 @@ class Admin:
                     emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
 
         powered: list[Clone] = []  # re-created and powered on again: customised on boot
+        guard = FullCopyGuard()
+        kept: list[FailedClone] = []  # not refreshed (their type stopped at a full copy)
         since = self.service.clock() - timedelta(seconds=30)
         with ThreadPoolExecutor(
             max_workers=self.settings.concurrency, thread_name_prefix="refresh"
@@ -390,16 +422,19 @@ class Admin:
         problems = failed + [FailedClone(c.name, c.type, "missing from vCenter") for c in gone]
         if unreachable:
             state = RunState.INTERRUPTED
-        elif problems or skipped:
+        elif problems or skipped or kept:
             state = RunState.PARTIAL if refreshed else RunState.FAILED
         else:
             state = RunState.SUCCEEDED
+        message = str(unreachable[0]) if unreachable else ""
+        if guard.stopped:
+            message = " ".join(m for m in (message, guard.summary("not refreshed")) if m)
         self.service.finish_run(
             run_id,
             state=state,
             succeeded=len(refreshed),
             failed=len(problems),
-            message=str(unreachable[0]) if unreachable else "",
+            message=message,
         )
         emit("finished", message=f"{len(refreshed)} clones refreshed in {env.name}")
         if unreachable:
@@ -409,7 +444,7 @@ class Admin:
             environment=env.name,
             refreshed=sorted(refreshed),
             failed=problems,
-            skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
+            skipped=[FailedClone(c.name, c.type, why) for c, why in skipped] + kept,
             elapsed_s=time.monotonic() - started,
             state=state,
         )

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import ssl
 import sys
 import tempfile
 import time
@@ -26,18 +27,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
+from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
 from bot import grammar
 from bot.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
-from bot.errors import ClonesError, UsageError
+from bot.check import Checker, CheckReport
+from bot.errors import ClonesError, UsageError, VCenterUnreachable
 from bot.models import CloneState, RunState
 from bot.savings import Savings, format_table
 from bot.schedules import ScheduleResult, SchedulerLock, ScheduleService, lock_path_for
 from bot.service import (
     DeployResult,
     EnvironmentStatus,
+    FailedClone,
     ProgressEvent,
     TeardownPlan,
     TeardownResult,
@@ -175,12 +179,15 @@ def run(opts: Options, out: TextIO) -> int:
         return _lab(words[1:], opts, out)
     if words[:1] == ["demo"]:
         return _demo(words[1:], opts, out)
+    if words[:1] == ["thumbprint"]:
+        return _thumbprint(words[1:], opts, out)
     command = grammar.parse(" ".join(_quote(w) for w in words))
     if isinstance(command, grammar.Help):
         text = grammar.usage(command.topic)
         if command.topic is None:
             text += (
-                "\n\nTerminal only: `clones lab up|down|status|build`, `clones demo`;"
+                "\n\nTerminal only: `clones lab up|down|status|build`, `clones demo`, "
+                "`clones thumbprint [URL]` (vCenter's certificate fingerprint, to pin);"
                 " options --json, --yes, --chart FILE, --config FILE, -v."
             )
         print(text.replace("`", ""), file=out)
@@ -257,6 +264,8 @@ def run(opts: Options, out: TextIO) -> int:
             return EXIT_OK if report.complete else EXIT_PARTIAL
         if isinstance(command, grammar.Orphans):
             return _orphans(command, app, actor, opts, out)
+        if isinstance(command, grammar.Check):
+            return _show_check(Checker(app.service).run(), opts, out)
         if isinstance(command, grammar.Refresh):
             if not opts.yes and not _confirm_refresh(command.environment, app, out):
                 print("Cancelled: nothing was changed.", file=out)
@@ -321,8 +330,8 @@ def _show_deploy(result: DeployResult, opts: Options, out: TextIO) -> int:
             f"{result.environment} ({result.elapsed_s:.1f} s).",
             file=out,
         )
-        for f in result.failed:
-            print(f"  failed: {f.name} ({f.type}): {f.error}", file=out)
+        for line in _failure_lines(result.failed):
+            print(line, file=out)
         if result.interrupted:
             print(f"  interrupted: {', '.join(result.interrupted)}", file=out)
         if result.message and result.state is not RunState.SUCCEEDED:
@@ -335,6 +344,22 @@ def _show_deploy(result: DeployResult, opts: Options, out: TextIO) -> int:
     if result.state is RunState.SUCCEEDED:
         return EXIT_OK
     return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
+
+
+def _failure_lines(failed: Sequence[FailedClone]) -> list[str]:
+    """One line per failed clone; clones of one type that failed with the same words (e.g. not
+    attempted after a full copy) share one line."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for f in failed:
+        groups.setdefault((f.type, f.error), []).append(f.name)
+    lines = []
+    for (type_name, error), names in groups.items():
+        if len(names) == 1:
+            lines.append(f"  failed: {names[0]} ({type_name}): {error}")
+        else:
+            span = f"{names[0]} ... {names[-1]}" if len(names) > 2 else ", ".join(names)
+            lines.append(f"  failed: {len(names)} {type_name} clones ({span}): {error}")
+    return lines
 
 
 def _confirm(plan: TeardownPlan, opts: Options, out: TextIO) -> bool:
@@ -786,7 +811,94 @@ class _Progress:
             print(f"  retrying {e.clone}: {e.message}", file=sys.stderr)
 
 
+def _show_check(report: CheckReport, opts: Options, out: TextIO) -> int:
+    if opts.json:
+        data = {"ok": report.ok, "findings": [_plain(f) for f in report.findings]}
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK if report.ok else EXIT_ERROR
+    marks = {"ok": "ok", "note": "note", "problem": "PROBLEM"}
+    for f in report.findings:
+        fix = f" Fix: {f.fix}" if f.fix else ""
+        print(f"{marks.get(f.level, f.level):<8} {f.subject}: {f.text}{fix}", file=out)
+    problems = len(report.problems)
+    if problems:
+        print(f"{problems} problem(s) found: fix them, then run `clones check` again.", file=out)
+    else:
+        print("All checks passed: ready to deploy.", file=out)
+    return EXIT_OK if report.ok else EXIT_ERROR
+
+
 # ===================================================================== terminal-only verbs
+def _thumbprint(words: list[str], opts: Options, out: TextIO) -> int:
+    """`clones thumbprint [URL|HOST[:PORT]]`: the certificate an endpoint presents (default:
+    the configured vCenter), whether the configuration trusts it, and the line that pins it."""
+    from bot import tls
+
+    if len(words) > 1:
+        raise UsageError("Usage: clones thumbprint [https://vcenter.example.com/sdk | HOST[:PORT]]")
+    trust: dict[str, Any] = {}
+    if words:
+        target = words[0] if "://" in words[0] else f"https://{words[0]}"
+    else:
+        vc = load_settings(opts.config).vcenter
+        if vc.is_lab:
+            raise UsageError(
+                'The lab vCenter (url = "lab") speaks plain http: it has no certificate. Give '
+                "an address: clones thumbprint vcenter.example.com"
+            )
+        target = vc.url
+        trust = {"insecure": vc.insecure, "ca_file": vc.ca_file, "thumbprint": vc.thumbprint}
+        trust["timeout"] = vc.timeout_s
+    parsed = urlsplit(target)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise UsageError(f"{target} is not an https address; e.g. clones thumbprint vc.example.com")
+    host, port = parsed.hostname, parsed.port or 443
+    try:
+        seen = tls.inspect(host, port, **trust)
+    except ssl.SSLError as exc:
+        raise VCenterUnreachable(
+            tls.explain(exc, where=f"{host}:{port}", pinned=False, ca_file=None)
+        ) from None
+    except OSError as exc:
+        raise VCenterUnreachable(f"{host}:{port} is unreachable ({exc}).") from None
+    cert = seen.certificate
+    if opts.json:
+        data = {
+            "host": host,
+            "port": port,
+            "sha256": cert.sha256,
+            "sha1": cert.sha1,
+            "subject": cert.subject,
+            "issuer": cert.issuer,
+            "not_after": cert.not_after,
+            "names": list(cert.names),
+            "trusted": seen.trusted,
+            "reason": seen.reason,
+        }
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK
+    print(f"{host}:{port} presents this certificate:", file=out)
+    print(f"  SHA-256   {cert.sha256}", file=out)
+    print(
+        f"  SHA-1     {cert.sha1.removeprefix('SHA1:')} (older vSphere screens show this)", file=out
+    )
+    if cert.subject:
+        print(f"  subject   {cert.subject}", file=out)
+        print(f"  issuer    {cert.issuer}", file=out)
+        print(f"  expires   {cert.not_after}", file=out)
+        print(f"  names     {', '.join(cert.names) or '(none)'}", file=out)
+    if trust:
+        verdict = "trusted by clones.toml" if seen.trusted else f"NOT trusted: {seen.reason}"
+        print(f"With the current [vcenter] settings: {verdict}", file=out)
+    print(
+        "Compare the SHA-256 fingerprint with vCenter's own (vSphere Client, Administration, "
+        "Certificate Management, Machine SSL certificate), then pin it under [vcenter]:",
+        file=out,
+    )
+    print(f"  {seen.toml_line}", file=out)
+    return EXIT_OK
+
+
 def _lab(words: list[str], opts: Options, out: TextIO) -> int:
     from bot import lab
 

@@ -58,4 +58,12 @@ class VCenterFault(VCenterError):
 
 
 class LinkedCloneCheckFailed(VCenterError):
-    """A clone came out as a full copy: its disk backing has no parent."""
+    """A clone came out as a full copy: its disk backing has no parent.
+
+    `moref` is the copy's; `removed` says whether it was destroyed (else it is still there).
+    """
+
+    def __init__(self, message: str, *, moref: str = "", removed: bool = True) -> None:
+        super().__init__(message)
+        self.moref = moref
+        self.removed = removed

@@ -134,6 +134,11 @@ class Orphans:
     action: str | None = None  # None: list; "adopt" or "remove"
 
 
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A pre-flight of the configuration against vCenter that changes nothing."""
+
+
 Command = (
     Deploy
     | Status
@@ -151,6 +156,7 @@ Command = (
     | Refresh
     | Resume
     | Orphans
+    | Check
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -723,6 +729,25 @@ def _parse_orphans(args: list[str]) -> Command:
     if len(args) == 1 and args[0].lower() in ("adopt", "remove"):
         return Orphans(args[0].lower())
     raise UsageError(f'orphans takes nothing, "adopt" or "remove", e.g. "{example}"')
+
+
+@_verb(
+    "check",
+    summary="check the connection, every type's setup and the account's privileges in vCenter",
+    example="check",
+    syntax="check",
+    detail=(
+        "Changes nothing. Checks TLS and the login, then each type's parent, base snapshot, "
+        "folder, resource pool, datastore, network, customization spec, host limit and free "
+        "space, and the vSphere privileges the bot needs; one line per finding with its fix.",
+        "In Slack, for admins only.",
+    ),
+    examples=("check",),
+    aliases=("preflight",),
+)
+def _parse_check(args: list[str]) -> Command:
+    _no_arguments("check", args)
+    return Check()
 
 
 @_verb(

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,17 @@ from urllib.parse import urlsplit
 
 from bot.errors import ConfigError
 
-LAB_SOURCE_DIR: Path = Path(__file__).resolve().parent.parent / "lab"
+
+def _lab_source_dir() -> Path:
+    """The lab's Go sources and default spec: `bot/labsrc/` in an installed package (the wheel
+    maps the checkout's `lab/` there, see pyproject.toml), else `lab/` beside `bot/` in a
+    checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "labsrc"
+    return installed if (installed / "main.go").is_file() else here.parent / "lab"
+
+
+LAB_SOURCE_DIR: Path = _lab_source_dir()
 DEFAULT_SPEC: Path = LAB_SOURCE_DIR / "default-spec.json"
 GOPATH = Path("/usr/share/gocode")
 GOVMOMI_SRC = GOPATH / "src/github.com/vmware/govmomi/simulator"
@@ -69,6 +80,7 @@ class LabInfo:
     control: str
     pid: int
     spec: str
+    plain: bool = False  # VMware's simulator as shipped (`--plain`): HTTPS, no /lab control
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +97,7 @@ class LabInfo:
             control=str(data["control"]),
             pid=int(data.get("pid", 0)),
             spec=str(data.get("spec", "")),
+            plain=bool(data.get("plain", False)),
         )
 
 
@@ -218,6 +231,7 @@ _TOP_KEYS = {
     "password",
     "customization_specs",
     "customization_latency_ms",
+    "privileges",
 }
 _NESTED_KEYS = {
     "clusters": {"name", "hosts"},
@@ -324,6 +338,20 @@ def _validate_faults(faults: Any, where: str = "faults") -> None:
     if fault not in KNOWN_FAULTS:
         raise LabError(f"{where}.fault: unknown fault {fault!r} (known: {', '.join(KNOWN_FAULTS)})")
     _integer(f"{where}.seed", faults.get("seed", 1))
+
+
+def _validate_privileges(value: Any, where: str = "privileges") -> None:
+    """A list of vSphere privilege ids ("Group.Sub.Name"), or None for every privilege."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise LabError(f"{where}: must be a list of privilege ids, or null for all")
+    for i, p in enumerate(value):
+        if not isinstance(p, str) or "." not in p or any(c.isspace() for c in p):
+            raise LabError(
+                f"{where}[{i}]: {p!r} is not a privilege id "
+                '(e.g. "VirtualMachine.Provisioning.Clone")'
+            )
 
 
 def validate_spec_data(spec: Any) -> dict[str, Any]:
@@ -469,6 +497,7 @@ def validate_spec_data(spec: Any) -> dict[str, Any]:
     for key in ("clone_latency_ms", "destroy_latency_ms", "customization_latency_ms"):
         if _integer(key, out[key]) < 0:
             raise LabError(f"{key}: must be 0 or more")
+    _validate_privileges(out.get("privileges"))
     return out
 
 
@@ -550,10 +579,12 @@ class LabControl:
         return result
 
     def configure(self, **kwargs: Any) -> None:
-        """Change clone_latency_ms, destroy_latency_ms, customization_latency_ms and/or faults
-        (partial dict) at runtime."""
+        """Change clone_latency_ms, destroy_latency_ms, customization_latency_ms, faults
+        (partial dict) and/or privileges (a list, or None for all) at runtime."""
         if "faults" in kwargs:
             _validate_faults(kwargs["faults"])
+        if "privileges" in kwargs:
+            _validate_privileges(kwargs["privileges"])
         self._call("POST", "/config", kwargs)
 
     def expire_sessions(self) -> None:
@@ -659,6 +690,47 @@ class LabProcess:
             raise
         return cls(process, info, tmp_dir)
 
+    @classmethod
+    def start_plain(
+        cls,
+        cert_file: Path,
+        key_file: Path,
+        *,
+        user: str = "clones",
+        password: str = "lab-password",
+        port: int = 0,
+    ) -> LabProcess:
+        """Start VMware's simulator as shipped (`clones-lab --plain`): the default vcsim
+        inventory, none of the lab's fixes, over HTTPS with this certificate and key (PEM),
+        accepting one user and password. It has no /lab control API (`control` is empty)."""
+        binary = ensure_built()
+        tmp_dir = Path(tempfile.mkdtemp(prefix="clones-lab-run-"))
+        command = [
+            str(binary),
+            "--plain",
+            "--tls-cert",
+            str(cert_file),
+            "--tls-key",
+            str(key_file),
+            "--user",
+            user,
+            "--password",
+            password,
+            "--listen",
+            f"127.0.0.1:{port}",
+        ]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            info = _read_start_line(process)
+        except BaseException:
+            process.kill()
+            process.wait()
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+        return cls(process, info, tmp_dir)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -704,10 +776,21 @@ def _read_start_line(process: subprocess.Popen[str]) -> LabInfo:
 
 
 def _wait_serving(info: LabInfo, timeout: float) -> bool:
+    if info.plain:  # no control API: serving once the port accepts connections
+        return _wait_port(info.host, info.port, timeout)
     control = LabControl(info.control, timeout=2.0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if control.ping():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _wait_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
             return True
         time.sleep(0.1)
     return False

@@ -23,7 +23,9 @@ def _gb(n_bytes: int) -> float:
 
 
 def _pct(part: int, whole: int) -> float:
-    return round(100 * part / whole, 1) if whole > 0 else 0.0
+    """The share saved, 0 to 100: linked clones that use more than a full-copy layout (a lone
+    clone, or a tiny parent with a large delta estimate) save nothing, not a negative share."""
+    return max(0.0, round(100 * part / whole, 1)) if whole > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -152,11 +154,18 @@ def estimate(parent: ParentFacts, count: int, delta_bytes: int) -> Savings:
     return compute_savings([(parent.name, delta_bytes)] * count, {parent.name: parent})
 
 
+def _saved(full: int, linked: int) -> str:
+    """What linked clones save against one full-copy layout; never a negative saving."""
+    if linked > full:
+        return f"none (linked uses {_gb(linked - full):.2f} more)"
+    return f"{_gb(full - linked):.2f} ({_pct(full - linked, full)}%)"
+
+
 def format_table(s: Savings) -> str:
     """A fixed-width table for a terminal or a Slack code block."""
     rows = [
-        ("Thick, full clones", s.thick_gb, f"{s.saved_vs_thick_gb:.2f} ({s.saved_vs_thick_pct}%)"),
-        ("Thin, full clones", s.thin_gb, f"{s.saved_vs_thin_gb:.2f} ({s.saved_vs_thin_pct}%)"),
+        ("Thick, full clones", s.thick_gb, _saved(s.thick_bytes, s.linked_bytes)),
+        ("Thin, full clones", s.thin_gb, _saved(s.thin_bytes, s.linked_bytes)),
         ("Linked clones", s.linked_gb, "-"),
     ]
     size_w = max(len("Size GB"), *(len(f"{gb:.2f}") for _, gb, _ in rows))

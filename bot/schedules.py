@@ -53,8 +53,8 @@ from apscheduler.triggers.date import DateTrigger
 
 from bot import grammar
 from bot.errors import ClonesError, ConflictError, NotFoundError, UsageError, VCenterError
-from bot.models import CloneState, Environment, RunKind, RunState
-from bot.service import ProgressCallback, Service
+from bot.models import CloneState, Environment, RunKind
+from bot.service import ProgressCallback, ProgressEvent, Service
 from bot.settings import Settings
 from bot.timeparse import (
     describe_delta,
@@ -89,7 +89,7 @@ class Notifier(Protocol):
 
     A notifier may also offer `progress(environment, action) -> ProgressCallback | None` to
     render scheduled deploys and strip backs with the same live progress as manual ones, or
-    `run_report(environment, action, requester, text) -> RunReport | None` to show each run
+    `run_report(environment, action, requester, text, late) -> RunReport | None` to show each run
     from its start to its outcome as one message of its own (Slack edits one message in place).
     """
 
@@ -123,6 +123,31 @@ class _SayReport:
 
     def stopped(self, text: str) -> None:
         self._svc._say(self._env, text)
+
+
+class _LazyReport:
+    """A RunReport made only when there is something to show (its first event or outcome)."""
+
+    def __init__(self, make: Callable[[], RunReport]) -> None:
+        self._make = make
+        self._real: RunReport | None = None
+        self.on_event: ProgressCallback | None = self._forward
+
+    def _get(self) -> RunReport:
+        if self._real is None:
+            self._real = self._make()
+        return self._real
+
+    def _forward(self, event: ProgressEvent) -> None:
+        callback = self._get().on_event
+        if callback is not None:
+            callback(event)
+
+    def finished(self, result: object, text: str) -> None:
+        self._get().finished(result, text)
+
+    def stopped(self, text: str) -> None:
+        self._get().stopped(text)
 
 
 class LogNotifier:
@@ -1037,11 +1062,14 @@ class ScheduleService:
             return None
         return callback
 
-    def _report(self, env: Environment, action: RunKind, requester: str, text: str) -> RunReport:
+    def _report(
+        self, env: Environment, action: RunKind, requester: str, text: str, late: str = ""
+    ) -> RunReport:
+        """`late`: why the run starts after its time ("it was due ..., when ..."), or ""."""
         hook = getattr(self.notifier, "run_report", None)
         if hook is not None:
             try:
-                report: RunReport | None = hook(env, action, requester, text)
+                report: RunReport | None = hook(env, action, requester, text, late)
             except Exception:
                 log.exception("notifier run report failed for %s", env.name)
             else:
@@ -1061,10 +1089,14 @@ class ScheduleService:
         return every
 
     def _late(self, planned: datetime, missed: bool) -> str:
+        late = self._lateness(planned, missed)
+        return f" ({late})" if late else ""
+
+    def _lateness(self, planned: datetime, missed: bool) -> str:
         # "No bot was running schedules" holds after a restart and after a takeover alike (a
         # bot standing by was running, but not the schedules).
         return (
-            f" (it was due {self.describe(planned)}, when no bot was running schedules)"
+            f"it was due {self.describe(planned)}, when no bot was running schedules"
             if missed
             else ""
         )
@@ -1100,6 +1132,7 @@ class ScheduleService:
             RunKind.DEPLOY,
             actor,
             f"Scheduled deployment starting: {record.deploy_command}{self._late(planned, missed)}.",
+            self._lateness(planned, missed),
         )
         try:
             result = self.service.deploy(
@@ -1179,17 +1212,24 @@ class ScheduleService:
             self.scheduler.remove_job(job_id("remind", name))
         env = self.service.environment(name)
         retrying = name in self._retry_at
-        if retrying and self.repo.runs(environment=name, states=[RunState.RUNNING], limit=1):
-            self._retry_teardown(name, planned)  # still busy: try again later, quietly
-            return
-        report = self._report(
-            env,
-            RunKind.TEARDOWN,
-            "scheduler",
-            f"Scheduled strip back of {name} starting{self._late(planned, missed)}."
-            if not retrying
-            else f"Scheduled strip back of {name} starting now that {name} is free.",
-        )
+        report: RunReport
+        if not retrying:
+            report = self._report(
+                env,
+                RunKind.TEARDOWN,
+                "scheduler",
+                f"Scheduled strip back of {name} starting{self._late(planned, missed)}.",
+                self._lateness(planned, missed),
+            )
+        else:  # shown only once it does start: a retry that meets a busy environment is quiet
+            report = _LazyReport(
+                lambda: self._report(
+                    env,
+                    RunKind.TEARDOWN,
+                    "scheduler",
+                    f"Scheduled strip back of {name} starting now that {name} is free.",
+                )
+            )
         try:
             result = self.service.teardown(
                 name,
@@ -1205,11 +1245,12 @@ class ScheduleService:
             # claim stays, and the strip back is tried again until it can run.
             log.info("scheduled strip back of %s waits: %s", name, exc)
             every = self._retry_teardown(name, planned)
-            report.stopped(
-                f"Scheduled strip back of {name} waits: {name} is busy with another "
-                f"deployment, strip back or refresh. It runs as soon as {name} is free "
-                f"(tried every {_seconds(every)}); nothing to do meanwhile."
-            )
+            if not retrying:  # said once
+                report.stopped(
+                    f"Scheduled strip back of {name} waits: {name} is busy with another "
+                    f"deployment, strip back or refresh. It runs as soon as {name} is free "
+                    f"(tried every {_seconds(every)}); nothing to do meanwhile."
+                )
             return
         except VCenterError as exc:
             report.stopped(

@@ -34,6 +34,7 @@ from bot.errors import (
     CapacityError,
     ClonesError,
     ConflictError,
+    LinkedCloneCheckFailed,
     NotFoundError,
     UsageError,
     VCenterError,
@@ -42,6 +43,7 @@ from bot.errors import (
 )
 from bot.models import Clone, CloneState, Environment, ParentFacts, Run, RunKind, RunState
 from bot.placement import Host, drs_prefix, plan_confinement
+from bot.preflight import Needs, Preflight
 from bot.provenance import provenance_note, read_provenance
 from bot.savings import Savings, compute_savings
 from bot.settings import Settings, TypeSettings
@@ -191,7 +193,7 @@ class EnvironmentStatus:
 @dataclass(frozen=True)
 class TypeStatus:
     type: TypeSettings
-    readiness: str  # ready / needs snapshot / powered on / parent missing / vCenter unreachable
+    readiness: str  # ready / needs snapshot / powered on / parent missing
     parent: ParentFacts | None = None
 
 
@@ -305,6 +307,7 @@ class Service:
             parents = self._prepare_parents(items)
             self._check_capacity(items, parents, power_on=power_on)
             placements = {t.name: self.placement_for(t) for t, _ in items}
+            self._preflight(items, parents, placements, power_on=power_on)
             self._snapshot_parents(items, parents)
             self.vcenter.ensure_attribute_definitions(self._attribute_names(items))
             env = self.repo.ensure_environment(env_name, owner=actor, channel=channel)
@@ -372,6 +375,29 @@ class Service:
                 )
             facts[t.name] = f
         return facts
+
+    def _preflight(
+        self,
+        items: Sequence[tuple[TypeSettings, int]],
+        parents: dict[str, ParentFacts],
+        placements: dict[str, _TypePlacement],
+        *,
+        power_on: bool,
+    ) -> None:
+        """The cheap part of `clones check`, before anything changes: each type's folder,
+        pool and datastore exist, and the account holds what this deployment uses."""
+        needs = [
+            (
+                t,
+                Needs(
+                    snapshot=parents[t.name].snapshot is None,
+                    confine=bool(placements[t.name].group),
+                    power_on=power_on,
+                ),
+            )
+            for t, _ in items
+        ]
+        Preflight(self.settings, self.vcenter).before_deploy(needs, self._attribute_names(items))
 
     def _snapshot_parents(
         self, items: Sequence[tuple[TypeSettings, int]], facts: dict[str, ParentFacts]
@@ -520,21 +546,58 @@ class Service:
         emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
         unreachable: list[VCenterUnreachable] = []
         stop = threading.Event()
+        guard = FullCopyGuard()
+
+        def skip(clone: Clone) -> Clone:
+            done = self.repo.update_clone(
+                clone.id, state=CloneState.FAILED, error=guard.not_attempted(clone.type)
+            )
+            emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
+            return done
 
         def work(clone: Clone) -> Clone:
             if stop.is_set():
                 return clone
+            turn = guard.enter(clone.type)
+            if stop.is_set():  # vCenter was lost while this clone waited for its turn
+                if turn is not None:
+                    guard.leave(clone.type, turn, linked=False, name=clone.name)
+                return clone
+            if turn is None:  # this type stopped at a full copy: not attempted
+                return skip(clone)
             host = placements[clone.type].host_for(clone.name) if placements else None
+            copies: list[LinkedCloneCheckFailed] = []
             try:
-                done = self.clone_one(clone, env, actor, deployed_at, emit, host=host, slot=slots)
-            except VCenterUnreachable as exc:
-                unreachable.append(exc)
-                stop.set()
+                done = self.clone_one(
+                    clone,
+                    env,
+                    actor,
+                    deployed_at,
+                    emit,
+                    host=host,
+                    slot=guard.slot(slots, clone.type),
+                    on_full_copy=copies.append,
+                )
+            except TypeStopped:  # stopped while this clone waited for a slot
+                guard.leave(clone.type, turn, linked=False, name=clone.name)
+                return skip(clone)
+            except BaseException as exc:  # the turn passes on, whatever happened
+                guard.leave(clone.type, turn, linked=False, name=clone.name)
+                if isinstance(exc, VCenterUnreachable):
+                    unreachable.append(exc)
+                    stop.set()
                 raise
             if done.state is CloneState.READY:
                 emit("clone_ready", clone=done.name, ok=True)
             else:
                 emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
+            guard.leave(  # after the event: a full copy is reported before what it stopped
+                clone.type,
+                turn,
+                linked=done.state is CloneState.READY,
+                name=clone.name,
+                full_copy=copies[0] if copies else None,
+            )
             return done
 
         # `concurrency` clone tasks at once in vCenter (the slots); a clone frees its slot when
@@ -543,7 +606,8 @@ class Service:
         with ThreadPoolExecutor(
             max_workers=2 * self.settings.concurrency, thread_name_prefix="clone"
         ) as pool:
-            futures: list[Future[Clone]] = [pool.submit(work, c) for c in work_list]
+            # Each type's first clone first, so the types' probes run side by side.
+            futures: list[Future[Clone]] = [pool.submit(work, c) for c in probes_first(work_list)]
             wait(futures, return_when=FIRST_EXCEPTION)
             if stop.is_set():
                 for f in futures:
@@ -553,7 +617,13 @@ class Service:
                 self._after_clones(run_id, planned, placements or {}, power_on, emit)
             except VCenterUnreachable as exc:
                 unreachable.append(exc)
-        return self._finish_deploy(run_id, env, planned, started, unreachable, emit)
+        result = self._finish_deploy(run_id, env, planned, started, unreachable, emit)
+        if guard.stopped:  # said once, for the run: the first copy's own error has the causes
+            note = guard.summary()
+            message = f"{result.message}. {note}" if result.message else note
+            self.repo.update_run(run_id, message=message)
+            result = replace(result, message=message)
+        return result
 
     def _after_clones(
         self,
@@ -640,8 +710,12 @@ class Service:
         keep_attributes: Mapping[str, str] | None = None,
         new_uuid: bool = False,
         slot: AbstractContextManager[object] | None = None,
+        on_full_copy: Callable[[LinkedCloneCheckFailed], None] | None = None,
     ) -> Clone:
-        """Clone one VM (while holding `slot`, if given), then label it; record the outcome."""
+        """Clone one VM (while holding `slot`, if given), then label it; record the outcome.
+
+        A clone that comes out as a full copy is removed by the adapter; its removal is
+        audited here, and `on_full_copy` hears of it (deploy stops the type there)."""
         t = self.settings.type(clone.type)
         attempts = 0
         try:
@@ -670,6 +744,17 @@ class Service:
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, attempts=attempts)
             raise
+        except LinkedCloneCheckFailed as exc:
+            self._record_full_copy(clone, exc)
+            if on_full_copy is not None:
+                on_full_copy(exc)
+            return self.repo.update_clone(
+                clone.id,
+                state=CloneState.FAILED,
+                error=str(exc),
+                attempts=attempts,
+                moref=None if exc.removed else exc.moref,
+            )
         except ClonesError as exc:
             return self.repo.update_clone(
                 clone.id, state=CloneState.FAILED, error=str(exc), attempts=attempts
@@ -684,6 +769,16 @@ class Service:
             attempts=attempts,
             host=facts.host or None,
             power_state="poweredOn" if facts.powered_on else "poweredOff",
+        )
+
+    def _record_full_copy(self, clone: Clone, exc: LinkedCloneCheckFailed) -> None:
+        self.repo.audit(
+            actor="clones",
+            source="service",
+            command=f"remove full copy {clone.name}",
+            result="ok" if exc.removed else "error",
+            detail=f"{exc.moref} in {clone.environment}: "
+            + ("destroyed" if exc.removed else "NOT destroyed, remove it by hand"),
         )
 
     def _retrying(self, emit: Emitter, name: str) -> Retrying:
@@ -1167,15 +1262,15 @@ class Service:
             return None
 
     def types(self) -> list[TypeStatus]:
+        # A connection that fails (TLS, login, network) is one error with its reason, not a
+        # readiness of each type.
+        self.vcenter.connect()
         out = []
         for t in self.settings.types.values():
             try:
                 facts = self.vcenter.parent_facts(t.parent, t.snapshot)
             except NotFoundError:
                 out.append(TypeStatus(t, "parent missing"))
-                continue
-            except VCenterUnreachable:
-                out.append(TypeStatus(t, "vCenter unreachable"))
                 continue
             if facts.snapshot is not None:
                 readiness = "ready"
@@ -1245,6 +1340,149 @@ def extra_attributes(t: TypeSettings, name: str, environment: str) -> dict[str, 
         key: pattern.format(name=name, n=n, type=t.name, environment=environment)
         for key, pattern in t.attributes.items()
     }
+
+
+class FullCopyGuard:
+    """Per type, one clone goes first (a probe); the others wait until vCenter has made a
+    linked clone of that type, and a type whose clone comes out as a full copy stops there.
+
+    An endpoint that ignores linked cloning (VMware's simulator, a parent with per-disk
+    overrides) so writes one full copy, removed at once, instead of one per clone. A probe that
+    fails for another reason hands the turn to the next clone; after PROBE_TRIES such failures
+    the type runs in parallel anyway (a full copy among those still stops what has not started).
+    """
+
+    PROBE_TRIES = 3
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._state: dict[str, str] = {}  # type -> "probing", "open" or "stopped"
+        self._failed_probes: Counter[str] = Counter()
+        self._first_copy: dict[str, tuple[str, bool]] = {}  # type -> (full copy, removed?)
+        self._skipped: Counter[str] = Counter()  # clones not attempted, by type
+
+    def enter(self, type_name: str) -> str | None:
+        """Wait for this clone's turn: "probe", "go", or None when the type has stopped."""
+        with self._cond:
+            while True:
+                state = self._state.get(type_name)
+                if state is None:
+                    self._state[type_name] = "probing"
+                    return "probe"
+                if state == "open":
+                    return "go"
+                if state == "stopped":
+                    return None
+                self._cond.wait()
+
+    def leave(
+        self,
+        type_name: str,
+        turn: str,
+        *,
+        linked: bool,
+        name: str,
+        full_copy: LinkedCloneCheckFailed | None = None,
+    ) -> None:
+        with self._cond:
+            if full_copy is not None:
+                self._state[type_name] = "stopped"
+                self._first_copy.setdefault(type_name, (name, full_copy.removed))
+            elif turn == "probe" and self._state.get(type_name) == "probing":
+                if linked:
+                    self._state[type_name] = "open"
+                else:
+                    self._failed_probes[type_name] += 1
+                    if self._failed_probes[type_name] >= self.PROBE_TRIES:
+                        self._state[type_name] = "open"
+                    else:
+                        del self._state[type_name]  # the next clone probes
+            self._cond.notify_all()
+
+    @property
+    def stopped(self) -> bool:
+        with self._cond:
+            return bool(self._first_copy)
+
+    def slot(self, slots: threading.BoundedSemaphore, type_name: str) -> _TypeSlot:
+        return _TypeSlot(self, slots, type_name)
+
+    def proven(self, type_name: str) -> None:
+        """A clone of the type came out linked: the others go (if it was the probe)."""
+        with self._cond:
+            if self._state.get(type_name) == "probing":
+                self._state[type_name] = "open"
+                self._cond.notify_all()
+
+    def halt(self, type_name: str) -> None:
+        """Stop the type now for clones waiting for a slot; those waiting for their turn hear
+        of it from `leave`, once the full copy is recorded."""
+        with self._cond:
+            self._state[type_name] = "stopped"
+
+    def has_stopped(self, type_name: str) -> bool:
+        with self._cond:
+            return self._state.get(type_name) == "stopped"
+
+    def not_attempted(self, type_name: str, what: str = "not attempted") -> str:
+        """The error of a clone skipped because its type stopped (and count it)."""
+        with self._cond:
+            self._skipped[type_name] += 1
+            first = self._first_copy.get(type_name, ("?", True))[0]
+        return (
+            f"{what}: {type_name} stopped at its first full copy ({first}); that clone's error "
+            "says why."
+        )
+
+    def summary(self, what: str = "not attempted") -> str:
+        with self._cond:
+            parts = []
+            for t, (name, removed) in sorted(self._first_copy.items()):
+                fate = "removed" if removed else "NOT removed"
+                skipped = self._skipped[t]
+                rest = f"{skipped} {t} clone{'' if skipped == 1 else 's'} {what}"
+                parts.append(f"{t} stopped at its first full copy ({name}, {fate}); {rest}")
+        return "; ".join(parts) + "."
+
+
+class TypeStopped(Exception):
+    """A clone's type stopped at a full copy while the clone waited for a slot."""
+
+
+class _TypeSlot:
+    """A clone slot that, once had, checks the clone's type has not stopped meanwhile (a
+    clone waiting for a slot has not started: it must not start after a full copy)."""
+
+    def __init__(
+        self, guard: FullCopyGuard, slots: threading.BoundedSemaphore, type_name: str
+    ) -> None:
+        self.guard = guard
+        self.slots = slots
+        self.type_name = type_name
+
+    def __enter__(self) -> None:
+        self.slots.acquire()
+        if self.guard.has_stopped(self.type_name):
+            self.slots.release()
+            raise TypeStopped(self.type_name)
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if exc is None:  # vCenter made it and it is linked: the type's others may start now,
+            self.guard.proven(self.type_name)  # while this one is labelled
+        elif isinstance(exc, LinkedCloneCheckFailed):  # stop the type before the slot is free
+            self.guard.halt(self.type_name)
+        self.slots.release()
+
+
+def probes_first(clones: Sequence[Clone]) -> list[Clone]:
+    """The first clone of each type, then the rest, each in their order."""
+    seen: set[str] = set()
+    first: list[Clone] = []
+    rest: list[Clone] = []
+    for c in clones:
+        (rest if c.type in seen else first).append(c)
+        seen.add(c.type)
+    return first + rest
 
 
 class _TryLock:

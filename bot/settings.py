@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ConfigError, UsageError
+from bot.tls import ca_file_problem, parse_thumbprint
 
 BUNDLED_LAB_CONFIG = Path(__file__).resolve().parent / "data" / "lab.toml"
 LAB_URL = "lab"  # `[vcenter] url = "lab"`: use the bundled lab vCenter, started on demand
@@ -31,7 +32,8 @@ class VCenterSettings:
     password: str = field(default="", repr=False)
     password_env: str = "CLONES_VCENTER_PASSWORD"
     insecure: bool = False  # skip TLS certificate verification (self-signed lab endpoints only)
-    ca_file: str | None = None
+    ca_file: str | None = None  # PEM CA certificate(s) to trust (absolute path)
+    thumbprint: str | None = None  # pinned certificate fingerprint, "SHA256:AB:CD:..."
     datacenter: str | None = None
     timeout_s: float = 60.0
     task_timeout_s: float = 1800.0
@@ -188,7 +190,7 @@ def settings_from_dict(
     base_dir = source.parent if source and source != BUNDLED_LAB_CONFIG else Path.cwd()
 
     vc_raw = _table(raw, "vcenter", where)
-    vcenter = _vcenter(vc_raw, env, where)
+    vcenter = _vcenter(vc_raw, env, where, base_dir)
 
     clones_raw = _table(raw, "clones", where, required=False)
     database = Path(env.get("CLONES_DB") or clones_raw.get("database", "clones.db"))
@@ -258,7 +260,9 @@ def settings_from_dict(
     )
 
 
-def _vcenter(vc: dict[str, Any], env: dict[str, str], where: str) -> VCenterSettings:
+def _vcenter(
+    vc: dict[str, Any], env: dict[str, str], where: str, base_dir: Path
+) -> VCenterSettings:
     url = str(env.get("CLONES_VCENTER_URL") or vc.get("url", "")).strip()
     if not url:
         raise ConfigError(
@@ -286,20 +290,71 @@ def _vcenter(vc: dict[str, Any], env: dict[str, str], where: str) -> VCenterSett
                 "for a lab endpoint on a trusted network."
             )
     user = str(env.get("CLONES_VCENTER_USER") or vc.get("user", ""))
-    ca_file = vc.get("ca_file")
-    if ca_file is not None and not Path(str(ca_file)).is_file():
-        raise ConfigError(f"{where} [vcenter] ca_file {ca_file} does not exist.")
+    ca_file = _ca_file(vc.get("ca_file"), where, base_dir)
+    thumbprint = _thumbprint(vc.get("thumbprint"), where)
+    if thumbprint or ca_file:
+        chosen = "thumbprint" if thumbprint else "ca_file"
+        if insecure:
+            raise ConfigError(
+                f"{where} [vcenter] sets both insecure = true and {chosen}; insecure verifies "
+                f"nothing, so remove it (keep {chosen})."
+            )
+        if thumbprint and ca_file:
+            raise ConfigError(
+                f"{where} [vcenter] sets both ca_file and thumbprint; keep one: ca_file trusts "
+                "the CA that issued vCenter's certificate, thumbprint pins the certificate itself."
+            )
+        if url != LAB_URL and urlparse(url).scheme != "https":
+            raise ConfigError(f"{where} [vcenter] {chosen} needs an https url.")
+    timeout_s = _number(vc, "timeout_s", 60.0, f"{where} [vcenter]")
+    task_timeout_s = _number(vc, "task_timeout_s", 1800.0, f"{where} [vcenter]")
+    for key, value in (("timeout_s", timeout_s), ("task_timeout_s", task_timeout_s)):
+        if value <= 0:
+            raise ConfigError(f"{where} [vcenter] {key} must be more than 0 seconds.")
     return VCenterSettings(
         url=url,
         user=user,
         password=env.get(password_env, ""),
         password_env=password_env,
         insecure=insecure,
-        ca_file=str(ca_file) if ca_file else None,
+        ca_file=ca_file,
+        thumbprint=thumbprint,
         datacenter=vc.get("datacenter"),
-        timeout_s=_number(vc, "timeout_s", 60.0, f"{where} [vcenter]"),
-        task_timeout_s=_number(vc, "task_timeout_s", 1800.0, f"{where} [vcenter]"),
+        timeout_s=timeout_s,
+        task_timeout_s=task_timeout_s,
     )
+
+
+def _ca_file(value: Any, where: str, base_dir: Path) -> str | None:
+    """ca_file as an absolute path (relative to the configuration file's folder), checked to
+    hold PEM certificates."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f'{where} [vcenter] ca_file must be a path, e.g. "vcenter-ca.pem".')
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise ConfigError(
+            f"{where} [vcenter] ca_file {path} does not exist (a relative ca_file is read from "
+            "the configuration file's folder)."
+        )
+    problem = ca_file_problem(str(path))
+    if problem:
+        raise ConfigError(f"{where} [vcenter] {problem}.")
+    return str(path)
+
+
+def _thumbprint(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f'{where} [vcenter] thumbprint must be text, e.g. "SHA256:AB:CD:...".')
+    try:
+        return parse_thumbprint(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where} [vcenter] thumbprint {value!r} {exc}.") from None
 
 
 def _slack(raw: dict[str, Any], where: str) -> SlackSettings:

@@ -30,6 +30,7 @@ from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 from pyVmomi.VmomiSupport import GetServiceVersions
 
+from bot import tls
 from bot.errors import (
     ConfigError,
     LinkedCloneCheckFailed,
@@ -213,6 +214,38 @@ class CloneRequest:
     disk_mode: str | None = None  # applied after cloning: the parent's disks stay cloneable
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """The vCenter a connection talks to, for `clones check`."""
+
+    url: str
+    product: str  # e.g. "VMware vCenter Server 8.0.2 build-22385739"
+    api_version: str
+    user: str  # as vCenter names the session's user, e.g. "VSPHERE.LOCAL\\svc"
+    trust: str  # how its TLS certificate is trusted
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An inventory object the pre-flight check looks at; `obj` is opaque outside this module."""
+
+    kind: str  # "vm", "folder", "pool", "datastore", "cluster", "network", "root"
+    name: str
+    moref: str
+    obj: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    name: str
+    moref: str
+    accessible: bool
+    obj: Any = field(default=None, repr=False, compare=False)
+
+    def entity(self) -> Entity:
+        return Entity("network", self.name, self.moref, self.obj)
+
+
 @dataclass
 class _Placement:
     folder: Any
@@ -244,9 +277,18 @@ class VCenter:
         self._placements: dict[tuple[str, str, str], _Placement] = {}
         self._datacenter: Any | None = None
         self._datacenter_name = ""
+        self._trust = ""  # how the TLS certificate is trusted, for `clones check`
+        self._session_user = ""  # as vCenter names the logged-in user (privilege queries)
 
     # ----------------------------------------------------------------- connection
     def connect(self) -> None:
+        """Open the shared session: TLS as configured (bot.tls), then SessionManager.Login.
+
+        Login is called directly (pyVmomi's own login helper first reads currentSession, which
+        a vCenter, or VMware's simulator, answers with NotAuthenticated before a login). The
+        session-oriented stub logs in again the same way whenever a call gets NotAuthenticated
+        (an expired session) and repeats the call.
+        """
         with self._lock:
             if self._si is not None:
                 return
@@ -260,31 +302,25 @@ class VCenter:
             host = url.hostname or ""
             secure = url.scheme == "https"
             port = url.port or (443 if secure else 80)
-            context: ssl.SSLContext | None = None
-            if secure:
-                if s.insecure:
-                    context = ssl._create_unverified_context()
-                else:
-                    context = ssl.create_default_context(cafile=s.ca_file)
+            where = f"{host}:{port}"
             try:
+                context = self._tls_context(host, port) if secure else None
                 stub = _stub_adapter(host, port, url.path or "/sdk", secure, context, s.timeout_s)
-                login = VimSessionOrientedStub.makeUserLoginMethod(s.user, s.password)
+                login = _login_method(s.user, s.password)
                 session = VimSessionOrientedStub(stub, login, retryDelay=0.5, retryCount=3)
                 si = vim.ServiceInstance("ServiceInstance", session)
-                # Force the first login now so bad credentials fail here, clearly.
-                si.content.sessionManager.currentSession  # noqa: B018
-            except VCenterError:
+                # The first call logs in: bad credentials fail here, clearly.
+                content = si.RetrieveContent()
+            except (VCenterError, ConfigError):
                 raise
             except vim.fault.InvalidLogin:
                 raise VCenterError(
-                    f"vCenter at {host} refused the login for user {s.user!r}: check "
-                    f"CLONES_VCENTER_USER and {s.password_env}."
+                    f"vCenter at {where} refused the login for user {s.user!r}: check "
+                    f"CLONES_VCENTER_USER (or [vcenter] user, e.g. svc@vsphere.local) and "
+                    f"{s.password_env}."
                 ) from None
             except ssl.SSLError as exc:
-                raise VCenterUnreachable(
-                    f"TLS to vCenter at {host} failed ({exc.reason or exc}). Install the vCenter "
-                    "CA certificate and set [vcenter] ca_file, or set insecure = true for a lab."
-                ) from None
+                raise VCenterUnreachable(self._tls_reason(exc, where)) from None
             except (OSError, http.client.HTTPException) as exc:
                 raise VCenterUnreachable(
                     f"vCenter at {s.url} is unreachable ({_short(exc)}). Check [vcenter] url and "
@@ -292,13 +328,56 @@ class VCenter:
                 ) from None
             except Exception as exc:  # SmartStubAdapter raises bare Exception for non-vSphere
                 if isinstance(exc, vmodl.MethodFault):
-                    raise _fault_error(exc, f"logging in to {host}") from None
+                    raise _fault_error(exc, f"logging in to {where}") from None
                 raise VCenterUnreachable(
-                    f"{s.url} does not answer as a vCenter ({_short(exc)}). Check [vcenter] url."
+                    f"{s.url} does not answer as a vCenter ({_short(exc)}). Check [vcenter] url "
+                    "(https://host:port/sdk)."
                 ) from None
             self._si = si
             # Every read of si.content is a round trip; the content's morefs never change.
-            self._content = si.content
+            self._content = content
+
+    def _tls_context(self, host: str, port: int) -> ssl.SSLContext:
+        s = self.settings
+        try:
+            context = tls.context_for(
+                host=host,
+                port=port,
+                insecure=s.insecure,
+                ca_file=s.ca_file,
+                thumbprint=s.thumbprint,
+                timeout=s.timeout_s,
+            )
+        except ValueError as exc:  # a ca_file that is not (or no longer) PEM
+            raise ConfigError(f"[vcenter] {exc}.") from None
+        if s.insecure:
+            self._trust = "not verified (insecure = true)"
+        elif s.thumbprint:
+            self._trust = f"pinned certificate {s.thumbprint}"
+        elif s.ca_file:
+            self._trust = f"verified against ca_file {s.ca_file}"
+        else:
+            self._trust = "verified against the system's CA certificates"
+        return context
+
+    def _tls_reason(self, exc: ssl.SSLError, where: str) -> str:
+        return tls.explain(
+            exc, where=where, pinned=bool(self.settings.thumbprint), ca_file=self.settings.ca_file
+        )
+
+    def endpoint(self) -> Endpoint:
+        """Who and what this connection talks to (connects first)."""
+        content = self.content
+        about = self.call("reading vCenter's version", lambda: content.about)
+        session = self.call("reading the session", lambda: content.sessionManager.currentSession)
+        url = urlparse(self.settings.url)
+        return Endpoint(
+            url=self.settings.url,
+            product=str(getattr(about, "fullName", "") or ""),
+            api_version=str(getattr(about, "apiVersion", "") or ""),
+            user=str(getattr(session, "userName", "") or self.settings.user),
+            trust=self._trust if url.scheme == "https" else "plain http (not encrypted)",
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -335,6 +414,10 @@ class VCenter:
             return fn()
         except vmodl.MethodFault as exc:
             raise _fault_error(exc, what) from None
+        except ssl.SSLError as exc:  # the certificate changed under a running connection
+            url = urlparse(self.settings.url)
+            where = f"{url.hostname}:{url.port or 443}"
+            raise VCenterUnreachable(self._tls_reason(exc, where)) from None
         except (OSError, http.client.HTTPException) as exc:
             raise VCenterUnreachable(
                 f"Lost contact with vCenter while {what} ({_short(exc)}). The work done so far "
@@ -372,6 +455,10 @@ class VCenter:
             self._datacenter = dc
             self._datacenter_name = name
         return dc
+
+    def datacenter_name(self) -> str:
+        self.datacenter()
+        return self._datacenter_name
 
     def _find_path(self, kind: str, root: str, path: str) -> Any:
         self.datacenter()
@@ -605,14 +692,30 @@ class VCenter:
         if facts is None:
             raise VCenterFault(f"{req.name} vanished right after cloning.", "NotFound", True)
         if not facts.linked:
-            # A silent full copy wastes the space linked clones exist to save: remove it.
-            self.destroy(facts.moref, expected_uuid=facts.instance_uuid)
-            raise LinkedCloneCheckFailed(
-                f"{req.name} came out as a full copy (its disk has no parent backing); it was "
-                f'removed. Check that parent "{req.parent}" has snapshot "{req.snapshot}" and no '
-                "per-disk placement overrides."
-            )
+            raise self._full_copy(req, facts)
         return self.finish_clone(facts, req) if finish else facts
+
+    def _full_copy(self, req: CloneRequest, facts: VmFacts) -> LinkedCloneCheckFailed:
+        """A silent full copy wastes the space linked clones exist to save: remove it, and
+        say why it may have happened."""
+        size = facts.committed_bytes / 2**30
+        try:
+            self.destroy(facts.moref, expected_uuid=facts.instance_uuid, facts=facts)
+            fate, removed = "It was removed.", True
+        except VCenterError as exc:
+            fate, removed = (
+                f"It could not be removed ({exc}): delete VM {req.name} ({facts.moref}) by hand.",
+                False,
+            )
+        return LinkedCloneCheckFailed(
+            f"{req.name} came out as a full copy ({size:.2f} GB; its disk has no parent "
+            f"backing) although linked cloning was asked for. {fate} Possible causes: parent "
+            f'"{req.parent}" has no base snapshot "{req.snapshot}" (or it was replaced); a '
+            "per-disk placement override in the clone spec; or an endpoint that ignores linked "
+            "cloning and copies whatever diskMoveType says (VMware's vcsim simulator does).",
+            moref=facts.moref,
+            removed=removed,
+        )
 
     def finish_clone(self, facts: VmFacts, req: CloneRequest) -> VmFacts:
         """The steps after CloneVM_Task, idempotent so an adopted clone can be finished too."""
@@ -1080,6 +1183,146 @@ class VCenter:
             with self._lock:
                 self._starting -= 1
 
+    # ----------------------------------------------------------------- pre-flight reads
+    def entity(self, kind: str, path: str) -> Entity:
+        """Look up a type's folder ("folder"), resource pool ("pool": a cluster or
+        cluster/Resources/pool) or datastore ("datastore"); NotFoundError if missing."""
+        if kind == "folder":
+            obj = self._find_path("folder", "vm", path)
+            if not isinstance(obj, vim.Folder):
+                raise NotFoundError(f'"{path}" is not a VM folder.')
+        elif kind == "pool":
+            obj = self.placement_pool(path)
+            if not isinstance(obj, vim.ResourcePool):
+                raise NotFoundError(f'"{path}" is not a cluster or resource pool.')
+        elif kind == "datastore":
+            obj = self._find_path("datastore", "datastore", path)
+        else:  # pragma: no cover - callers pass one of the three
+            raise ValueError(f"unknown entity kind {kind!r}")
+        return Entity(kind, path, str(obj._moId), obj)
+
+    def placement_entities(
+        self, folder: str, resource_pool: str, datastore: str
+    ) -> dict[str, Entity]:
+        """A type's folder, pool and datastore as cloning will use them (cached lookups, shared
+        with `clone`); NotFoundError when one is missing."""
+        place = self.placement(folder, resource_pool, datastore)
+        return {
+            "folder": Entity("folder", folder, str(place.folder._moId), place.folder),
+            "pool": Entity("pool", resource_pool, str(place.pool._moId), place.pool),
+            "datastore": Entity(
+                "datastore", datastore, str(place.datastore._moId), place.datastore
+            ),
+        }
+
+    def parent_entity(self, parent: str) -> Entity:
+        vm = self.find_parent(parent)
+        return Entity("vm", parent, str(vm._moId), vm)
+
+    def root_entity(self) -> Entity:
+        root = self.content.rootFolder
+        return Entity("root", "vCenter", str(root._moId), root)
+
+    def cluster_entity(self, resource_pool: str) -> Entity | None:
+        """The cluster that owns a type's resource pool (None for a standalone host)."""
+        owner, _ = self.cluster_hosts(resource_pool)
+        if not isinstance(owner, vim.ClusterComputeResource):
+            return None
+        name = self._retrieve_one(owner, ["name"]).get("name", "")
+        return Entity("cluster", str(name), str(owner._moId), owner)
+
+    def parent_networks(self, parent: str) -> tuple[list[NetworkInfo], list[str]]:
+        """The networks a parent's NICs use (clones inherit them), and the labels of NICs
+        whose network vCenter does not know (a backing that names no existing network)."""
+        vm = self.find_parent(parent)
+        props = self._retrieve_one(vm, ["network", "config.hardware.device"])
+        networks = list(props.get("network") or [])
+        infos: list[NetworkInfo] = []
+        if networks:
+            rows = self._retrieve(networks, ["name", "summary.accessible"], report_missing=True)
+            for obj, p in rows:
+                infos.append(
+                    NetworkInfo(
+                        name=str(p.get("name", "")),
+                        moref=str(obj._moId),
+                        accessible=bool(p.get("summary.accessible", True)),
+                        obj=obj,
+                    )
+                )
+        known = {i.name for i in infos} | {i.moref for i in infos}
+        dangling = []
+        for device in props.get("config.hardware.device", []):
+            if not isinstance(device, vim.vm.device.VirtualEthernetCard):
+                continue
+            backing = device.backing
+            name = getattr(backing, "deviceName", None)
+            port = getattr(backing, "port", None)
+            group = getattr(port, "portgroupKey", None) if port is not None else None
+            if (name and name not in known) or (group and group not in known):
+                label = device.deviceInfo.label if device.deviceInfo else str(device.key)
+                dangling.append(f"{label} ({name or group})")
+        return infos, dangling
+
+    def networks_of(self, parents: Sequence[str]) -> dict[str, list[Entity]]:
+        """The networks each parent's NICs use, for many parents in one read."""
+        vms = {p: self.find_parent(p) for p in parents}
+        if not vms:
+            return {}
+        rows = self._retrieve(list(vms.values()), ["network"], report_missing=True)
+        by_vm = {str(obj._moId): list(props.get("network") or []) for obj, props in rows}
+        networks = {str(n._moId): n for nets in by_vm.values() for n in nets}
+        names: dict[str, str] = {}
+        if networks:
+            for obj, props in self._retrieve(list(networks.values()), ["name"]):
+                names[str(obj._moId)] = str(props.get("name", ""))
+        return {
+            p: [
+                Entity("network", names.get(str(n._moId), str(n._moId)), str(n._moId), n)
+                for n in by_vm.get(str(vm._moId), [])
+            ]
+            for p, vm in vms.items()
+        }
+
+    def missing_attribute_definitions(self, names: Iterable[str]) -> list[str]:
+        """Which of these VM custom attributes vCenter does not define yet (none are created)."""
+        wanted = list(names)
+        with self._lock:
+            known = all(n in self._field_keys for n in wanted)
+        if not known:
+            self._load_attribute_definitions()
+        with self._lock:
+            return [n for n in wanted if n not in self._field_keys]
+
+    def privileges(self, entities: Sequence[Entity]) -> dict[str, frozenset[str]]:
+        """The privileges this session's user holds on each entity, by moref (one call:
+        AuthorizationManager.FetchUserPrivilegeOnEntities, which needs System.View only).
+
+        The user is named as vCenter names it (currentSession.userName, e.g.
+        "VSPHERE.LOCAL\\svc"), whatever form the configuration used to log in.
+        """
+        if not entities:
+            return {}
+        content = self.content
+        with self._lock:
+            user = self._session_user
+        if not user:
+            session = self.call(
+                "reading the session", lambda: content.sessionManager.currentSession
+            )
+            user = str(getattr(session, "userName", "") or self.settings.user)
+            with self._lock:
+                self._session_user = user
+        unique = list({e.moref: e.obj for e in entities}.values())
+        manager = content.authorizationManager
+        results = self.call(
+            "reading the service account's privileges",
+            lambda: manager.FetchUserPrivilegeOnEntities(entities=unique, userName=user),
+        )
+        return {
+            str(r.entity._moId): frozenset(str(p) for p in r.privileges or [])
+            for r in results or []
+        }
+
     # ----------------------------------------------------------------- tasks
     def wait_for_tasks(
         self, tasks: Sequence[Any], *, read: Sequence[str] | None = None
@@ -1477,6 +1720,35 @@ class _TaskWaiter:
 
 
 # --------------------------------------------------------------------- module helpers
+def _login_method(user: str, password: str) -> Callable[[Any], None]:
+    """Log in with SessionManager.Login: the session-oriented stub calls this for the first
+    login and again after a call gets NotAuthenticated.
+
+    The first login goes straight to Login (RetrieveServiceContent needs no session anywhere;
+    pyVmomi's own helper reads currentSession first, which vCenter and VMware's simulator
+    refuse before a login). A re-login first asks whether the session is alive: several
+    threads hit by one expiry each ask for a re-login, and once one thread has logged in again
+    the others find a live session (a second Login on a live session is refused, and would
+    leave a spare session on vCenter).
+    """
+    logged_in = False
+
+    def login(soap_stub: Any) -> None:
+        nonlocal logged_in
+        content = vim.ServiceInstance("ServiceInstance", soap_stub).RetrieveContent()
+        manager = content.sessionManager
+        if logged_in:
+            try:
+                if manager.currentSession is not None:
+                    return  # another thread logged in again meanwhile
+            except vim.fault.NotAuthenticated:
+                pass
+        manager.Login(userName=user, password=password)
+        logged_in = True
+
+    return login
+
+
 def _stub_adapter(
     host: str,
     port: int,

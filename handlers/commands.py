@@ -24,10 +24,12 @@ from slack_sdk import WebClient
 
 from bot import grammar
 from bot.access import READ_ONLY_VERBS
+from bot.check import Checker
 from bot.errors import ClonesError, NotFoundError, UsageError
 from bot.models import CloneState, RunKind
 from bot.service import LIVE_STATES
 from handlers import blocks
+from handlers.check import render as render_check
 from handlers.context import SOURCE, HandlerContext, Reply, explain, log, reporting
 from handlers.notify import tell_home_channel
 from handlers.progress import ProgressMessage
@@ -324,6 +326,17 @@ def _power_command(r: Request) -> str:
     return f"Powering {command.action} the clones of {command.environment}..."
 
 
+# ===================================================================== pre-flight check
+def _check_command(r: Request) -> str:
+    """`/clones check` (admins): the pre-flight, answered privately; it changes nothing."""
+
+    def work() -> None:
+        r.tell.rendered(render_check(Checker(r.ctx.service).run()))
+
+    r.later("check", work)
+    return "Checking vCenter: the connection, each type's setup and the account's privileges..."
+
+
 # ===================================================================== recovery
 def _resume_command(r: Request) -> str:
     def work() -> None:
@@ -444,5 +457,6 @@ HANDLERS: dict[type[Any], Handler] = {
     grammar.Inventory: _read_command,
     grammar.Resume: _resume_command,
     grammar.Orphans: _orphans_command,
+    grammar.Check: _check_command,
     grammar.Help: _help_command,
 }

@@ -83,13 +83,14 @@ class SlackNotifier:
         self.client.chat_postMessage(channel=channel, text=r.text, blocks=r.blocks)
 
     def run_report(
-        self, environment: Environment, action: RunKind, requester: str, text: str
+        self, environment: Environment, action: RunKind, requester: str, text: str, late: str = ""
     ) -> SlackRunReport | None:
-        """One message for one scheduled run (None: no channel, the scheduler just logs)."""
+        """One message for one scheduled run (None: no channel, the scheduler just logs).
+        `late`: why it runs after its time, kept in the final state of the message."""
         channel = self.channel_for(environment)
         if channel is None:
             return None
-        return SlackRunReport(self, environment, channel, action, requester, text)
+        return SlackRunReport(self, environment, channel, action, requester, text, late)
 
 
 class SlackRunReport:
@@ -103,8 +104,10 @@ class SlackRunReport:
         action: RunKind,
         requester: str,
         text: str,
+        late: str = "",
     ) -> None:
         self.notifier = notifier
+        self.late = late
         self.environment = environment
         self.action = action
         self.requester = requester
@@ -144,10 +147,11 @@ class SlackRunReport:
                 result,
                 self.requester,
                 note=self._next_strip_back(),
-                origin=":calendar: Scheduled deployment",
+                origin=":calendar: Scheduled deployment" + (f" ({self.late})" if self.late else ""),
             )
         elif isinstance(result, TeardownResult):
-            self.progress.finish(blocks.teardown_result(result, self.requester, how="scheduled"))
+            how = "scheduled" + (f"; {self.late}" if self.late else "")
+            self.progress.finish(blocks.teardown_result(result, self.requester, how=how))
         else:  # pragma: no cover - the scheduler reports only these two
             self.progress.finish(blocks.scheduled_stopped(self.action, self.environment.name, text))
 

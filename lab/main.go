@@ -4,9 +4,11 @@
 // control API under /lab.
 //
 //	clones-lab --spec FILE --listen 127.0.0.1:PORT [--state-file FILE]
+//	clones-lab --plain --tls-cert CERT.pem --tls-key KEY.pem [--listen ...] [--user U --password P]
 //
 // On start it prints one JSON line ({"url", "user", "password", "control", ...}) to stdout and
 // serves until SIGTERM/SIGINT. A malformed spec exits with status 2 and one line on stderr.
+// --plain serves VMware's simulator as shipped instead, over HTTPS (plain.go).
 package main
 
 import (
@@ -59,7 +61,18 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8989", "address to serve on (port 0 picks a free port)")
 	stateFile := flag.String("state-file", "", "write the start-up JSON (plus pid) here; removed on exit")
 	verbose := flag.Bool("verbose", false, "log simulator messages to stderr")
+	plain := flag.Bool("plain", false, "serve VMware's simulator as shipped (no lab fixes, no spec) over HTTPS")
+	tlsCert := flag.String("tls-cert", "", "with --plain: the server certificate (PEM, chain allowed)")
+	tlsKey := flag.String("tls-key", "", "with --plain: the certificate's private key (PEM)")
+	user := flag.String("user", "clones", "with --plain: the one accepted user name")
+	password := flag.String("password", "lab-password", "with --plain: the one accepted password")
 	flag.Parse()
+
+	if *plain {
+		runPlain(plainOptions{listen: *listen, certFile: *tlsCert, keyFile: *tlsKey, user: *user,
+			password: *password, stateFile: *stateFile, verbose: *verbose})
+		return
+	}
 
 	if *specPath == "" {
 		fail(2, "--spec FILE is required (the bundled default is lab/default-spec.json)")

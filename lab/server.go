@@ -80,7 +80,8 @@ type Lab struct {
 	figMu   sync.Mutex
 	figs    map[types.ManagedObjectReference]*figures
 
-	cust *customizer // guest customization state (customize.go)
+	cust   *customizer // guest customization state (customize.go)
+	grants *grants     // the user's privileges (privileges.go)
 }
 
 func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
@@ -97,6 +98,7 @@ func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
 		sessions:     map[string]bool{},
 		figs:         map[types.ManagedObjectReference]*figures{},
 		cust:         newCustomizer(spec),
+		grants:       newGrants(spec.User, spec.Privileges),
 	}
 	for _, p := range inv.parents {
 		l.figs[p.ref] = &figures{
@@ -236,7 +238,6 @@ var noSessionMethods = map[string]bool{
 
 // Properties anyone may Fetch without a session (pyVmomi sends <prop versionId="...">NAME</prop>).
 var anonProps = regexp.MustCompile(`<prop[^>]*>content</prop>`)
-var anonSession = regexp.MustCompile(`<prop[^>]*>currentSession</prop>`)
 
 // Methods that cannot change storage figures (no re-application after them).
 var readOnlyMethods = map[string]bool{
@@ -355,13 +356,8 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		// Unknown or expired session: the simulator must not see the stale cookie (it would still
 		// accept it, and refuse a new Login while it is present).
 		r.Header.Del("Cookie")
-		// As on vCenter, a client may read ServiceInstance.content and
-		// SessionManager.currentSession before logging in (pyVmomi's session-oriented stub does,
-		// to decide whether to log in).
-		if name == "Fetch" && anonSession.Match(body) {
-			writeEmptyFetch(w) // no session: currentSession is unset
-			return
-		}
+		// As on vCenter, a client may read ServiceInstance.content before logging in. Anything
+		// else, SessionManager.currentSession included, needs a session (as in the simulator).
 		anonRead := name == "Fetch" && anonProps.Match(body)
 		if !noSessionMethods[name] && name != "" && !anonRead {
 			writeFault(w, "The session is not authenticated.", &types.NotAuthenticated{
@@ -374,6 +370,9 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if privilegeMethods[name] && l.handlePrivileges(w, body) {
+		return
+	}
 	switch name {
 	case "CloneVM_Task":
 		excluded = l.handleClone(w, r, body)
@@ -1075,7 +1074,7 @@ func (l *Lab) config() map[string]interface{} {
 	l.cust.mu.Unlock()
 	return map[string]interface{}{
 		"clone_latency_ms": l.cloneLatency, "destroy_latency_ms": l.destroyLat,
-		"customization_latency_ms": custLatency,
+		"customization_latency_ms": custLatency, "privileges": l.grants.current(),
 		"faults": map[string]interface{}{
 			"customization_fail_names": failNames, "customization_fail_nth": custNth,
 			"fail_nth": nth, "fail_fraction": l.faults.FailFraction,
@@ -1093,8 +1092,19 @@ func (l *Lab) configure(body io.Reader) error {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return fmt.Errorf("config must be a JSON object: %v", err)
 	}
-	if err := checkKeys("config", raw, []string{"clone_latency_ms", "destroy_latency_ms", "faults", "customization_latency_ms"}); err != nil {
+	if err := checkKeys("config", raw, []string{"clone_latency_ms", "destroy_latency_ms", "faults",
+		"customization_latency_ms", "privileges"}); err != nil {
 		return err
+	}
+	var privileges []string // JSON null: every privilege again
+	_, setPrivileges := raw["privileges"]
+	if setPrivileges {
+		if err := json.Unmarshal(raw["privileges"], &privileges); err != nil {
+			return fmt.Errorf("privileges must be a list of privilege ids, or null for all")
+		}
+		if err := validatePrivileges(privileges); err != nil {
+			return err
+		}
 	}
 	var upd struct {
 		CloneLatencyMS   *int `json:"clone_latency_ms"`
@@ -1154,6 +1164,9 @@ func (l *Lab) configure(body io.Reader) error {
 		l.cust.mu.Lock()
 		l.cust.latency = *upd.CustLatencyMS
 		l.cust.mu.Unlock()
+	}
+	if setPrivileges {
+		l.grants.set(privileges)
 	}
 	return nil
 }

@@ -79,6 +79,9 @@ type Spec struct {
 	// Guest customization (customize.go).
 	CustomizationSpecs     []CustomizationSpecSpec `json:"customization_specs"`
 	CustomizationLatencyMS int                     `json:"customization_latency_ms"`
+	// Privileges the lab's user holds on every entity, as answered to privilege queries
+	// (privileges.go); absent (nil): every privilege of the Admin role.
+	Privileges []string `json:"privileges"`
 }
 
 // knownFaults lists the fault names accepted by faults.fault (see faultFor in server.go).
@@ -100,6 +103,7 @@ func isKnownFault(name string) bool {
 var topLevelKeys = []string{
 	"datacenter", "clusters", "datastores", "folders", "parents", "clone_latency_ms",
 	"destroy_latency_ms", "faults", "user", "password", "customization_specs", "customization_latency_ms",
+	"privileges",
 }
 
 func checkKeys(where string, raw map[string]json.RawMessage, allowed []string) error {
@@ -319,6 +323,9 @@ func (s *Spec) validate() error {
 			return fmt.Errorf("%s: datastore %q is not in \"datastores\"", where, p.Datastore)
 		}
 	}
+	if err := validatePrivileges(s.Privileges); err != nil {
+		return err
+	}
 	if s.CloneLatencyMS < 0 || s.DestroyLatencyMS < 0 {
 		return fmt.Errorf("clone_latency_ms/destroy_latency_ms: must be 0 or more")
 	}
@@ -352,3 +359,13 @@ func (f *FaultSpec) validate() error {
 }
 
 func newBool(b bool) *bool { return &b }
+
+// validatePrivileges checks privilege ids look like vSphere's ("Group.Sub.Name").
+func validatePrivileges(list []string) error {
+	for i, p := range list {
+		if !strings.Contains(p, ".") || strings.ContainsAny(p, " \t") {
+			return fmt.Errorf("privileges[%d]: %q is not a privilege id (e.g. \"VirtualMachine.Provisioning.Clone\")", i, p)
+		}
+	}
+	return nil
+}

@@ -738,6 +738,12 @@ class Repository:
                 " SELECT ?, clone_id FROM run_clones WHERE run_id = ?",
                 (new.id, old.id),
             )
+            # The successor is shown where the run was (its Slack message, if any).
+            self._execute(
+                "INSERT INTO run_messages (run_id, channel, ts, updated_at)"
+                " SELECT ?, channel, ts, updated_at FROM run_messages WHERE run_id = ?",
+                (new.id, old.id),
+            )
             self._supersede(old.id, new.id, f"resumed as run {new.id}")
             return new
 

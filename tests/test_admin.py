@@ -724,3 +724,33 @@ def test_lab_spec_checks_the_parent_disk_options() -> None:
     assert (
         checked["parents"][1] | {"thin": True, "disk_mode": "persistent"} == checked["parents"][1]
     )
+
+
+def test_refresh_stops_a_type_at_its_first_full_copy(lab: LabProcess, make_app: MakeApp) -> None:
+    # The first clone re-created comes out as a full copy: it is removed (its old VM had to go
+    # first, for the name), and the type's other clones are left exactly as they were.
+    app = make_app(lab)
+    deploy(app, "deploy capture 4 as cohort")
+    before = clones_of(lab)
+    lab.control.reset()
+    lab.control.configure(faults={"full_copy_nth": [1]})
+
+    command = grammar.parse("refresh cohort")
+    assert isinstance(command, grammar.Refresh)
+    result = app.admin.refresh(command, actor="trainer")
+
+    assert result.refreshed == [] and lab.control.stats()["clone_calls"] == 1
+    [lost] = result.failed
+    assert "came out as a full copy" in lost.error and "Possible causes" in lost.error
+    kept = {f.name for f in result.skipped}
+    assert len(kept) == 3 and lost.name not in kept
+    assert all("not refreshed, left as it was" in f.error for f in result.skipped)
+    after = clones_of(lab)
+    assert sorted(after) == sorted(kept)
+    assert all(after[n]["moref"] == before[n]["moref"] for n in kept)  # untouched
+    records = {c.name: c for c in app.repo.clones(environment="cohort")}
+    assert records[lost.name].state is CloneState.FAILED
+    assert all(records[n].state is CloneState.READY for n in kept)
+    run = app.repo.get_run(result.run_id)
+    assert "capture stopped at its first full copy" in run.message
+    assert "3 capture clones not refreshed" in run.message

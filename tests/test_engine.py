@@ -350,22 +350,57 @@ def test_a_permanent_fault_fails_one_clone_without_retry_or_leftover(
     assert app.service.savings("cohort").clones == 3
 
 
-def test_a_full_copy_is_destroyed_and_recorded_as_a_failure(lab: LabProcess, app: App) -> None:
+def test_a_type_stops_at_its_first_full_copy_and_keeps_nothing(lab: LabProcess, app: App) -> None:
+    # The first clone of each type goes alone; when it comes out as a full copy (an endpoint
+    # that ignores linked cloning) that copy is removed and the type's other clones are not
+    # attempted: one full copy written, not one per clone. The other type goes on.
     lab.control.configure(faults={"full_copy_nth": [1]})
     lab.control.reset()
 
-    result = deploy(app, "deploy capture 3 as cohort")
+    result = deploy(app, "deploy capture 3 packaging 3 as cohort")
 
     assert result.state is RunState.PARTIAL
-    assert len(result.ready) == 2
-    [failed] = result.failed
-    assert "full copy" in failed.error
+    stats = lab.control.stats()
+    assert stats["requests"].get("Destroy_Task") == 1
+    assert stats["clone_calls"] == 4  # the full copy, then the other type's three
+    [stopped] = {f.type for f in result.failed}
+    went_on = "packaging" if stopped == "capture" else "capture"
+    assert sorted(result.ready) == sorted(c.name for c in app.repo.clones(type=went_on))
+    first, *rest = sorted(result.failed, key=lambda f: f.name)
+    assert "came out as a full copy" in first.error and "It was removed" in first.error
+    for cause in ("no base snapshot", "per-disk placement override", "ignores linked cloning"):
+        assert cause in first.error
+    assert len(rest) == 2
+    assert all(f.error.startswith(f"not attempted: {stopped} stopped") for f in rest)
+    assert all("Possible causes" not in f.error for f in rest)  # said once
+    assert result.message.count("stopped at its first full copy") == 1
+    assert f"2 {stopped} clones not attempted" in result.message
     vms = clone_vms(lab)
-    assert sorted(vms) == sorted(result.ready)
-    assert all(vm["linked"] for vm in vms.values())
-    assert lab.control.stats()["requests"].get("Destroy_Task") == 1
-    record = next(c for c in app.repo.clones() if c.name == failed.name)
-    assert record.state is CloneState.FAILED
+    assert sorted(vms) == sorted(result.ready) and all(vm["linked"] for vm in vms.values())
+    records = {c.name: c for c in app.repo.clones(type=stopped)}
+    assert all(c.state is CloneState.FAILED and c.moref is None for c in records.values())
+    run = app.repo.get_run(result.run_id)
+    assert run.message == result.message
+    [removal] = [e for e in app.repo.audit_entries() if e.command.startswith("remove full copy")]
+    assert removal.command == f"remove full copy {first.name}" and "destroyed" in removal.detail
+
+
+def test_a_later_full_copy_stops_what_has_not_started(lab: LabProcess, make_app: MakeApp) -> None:
+    # The probe was linked, so the rest went in parallel; a full copy among them still stops
+    # the type's clones that had not started. One clone at a time makes that exact.
+    app = make_app(lab, concurrency=1)
+    lab.control.configure(faults={"full_copy_nth": [3]})
+    lab.control.reset()
+
+    result = deploy(app, "deploy capture 5 as cohort")
+
+    assert len(result.ready) == 2 and "TRN-CAP-001" in result.ready  # the probe, then one
+    errors = sorted(f.error for f in result.failed)
+    assert len(errors) == 3
+    assert "came out as a full copy" in errors[0]
+    assert all(e.startswith("not attempted: capture stopped") for e in errors[1:])
+    assert lab.control.stats()["clone_calls"] == 3
+    assert "2 capture clones not attempted" in result.message
 
 
 # ------------------------------------------------------------------------------------------------

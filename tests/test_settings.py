@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from bot.errors import ConfigError, UsageError
 from bot.settings import BUNDLED_LAB_CONFIG, load_settings, settings_from_dict
@@ -214,3 +216,121 @@ def test_delta_estimate_is_validated() -> None:
     for bad in (-1, "lots", True):
         with pytest.raises(ConfigError, match="delta_estimate_gb"):
             load(bad)
+
+
+# ------------------------------------------------------------------------------------------------
+# [vcenter] trust: ca_file, thumbprint, user name forms
+
+
+def _config_with(tmp_path: Path, vcenter: str) -> Path:
+    path = tmp_path / "conf" / "clones.toml"
+    path.parent.mkdir(exist_ok=True)
+    raw = good()
+    del raw["vcenter"]
+    path.write_text(f"[vcenter]\n{vcenter}\n" + to_toml(raw), encoding="utf-8")
+    return path
+
+
+PEM = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBkTCCATegAwIBAgIUQ0HvJ2zGGZ+o9X7o7S5o3y8b3oIwCgYIKoZIzj0EAwIw\n"
+    "-----END CERTIFICATE-----\n"
+)
+
+
+def test_a_relative_ca_file_is_read_from_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = trustme.CA()
+    (tmp_path / "conf").mkdir()
+    ca.cert_pem.write_to_path(str(tmp_path / "conf" / "vcenter-ca.pem"))
+    config = _config_with(
+        tmp_path, 'url = "https://vc.example.com/sdk"\nca_file = "vcenter-ca.pem"'
+    )
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    s = load_settings(config, environ={PASSWORD_ENV: "pw"})
+    assert s.vcenter.ca_file == str(tmp_path / "conf" / "vcenter-ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"\x30\x82\x01\x0a\x02\x82", "is a DER (binary) certificate, not PEM"),
+        (b"ask the VMware team\n", "is not a PEM certificate file"),
+        (PEM.encode(), "holds a PEM block that is not a valid certificate"),
+    ],
+)
+def test_a_ca_file_that_is_not_pem_says_so(tmp_path: Path, content: bytes, words: str) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "ca.crt").write_bytes(content)
+    config = _config_with(tmp_path, 'url = "https://vc.example.com/sdk"\nca_file = "ca.crt"')
+    with pytest.raises(ConfigError, match=re.escape(words)) as info:
+        load_settings(config, environ={PASSWORD_ENV: "pw"})
+    assert str(tmp_path / "conf" / "ca.crt") in str(info.value)
+
+
+def test_a_missing_ca_file_names_where_it_was_looked_for(tmp_path: Path) -> None:
+    config = _config_with(tmp_path, 'url = "https://vc.example.com/sdk"\nca_file = "nope.pem"')
+    with pytest.raises(ConfigError, match="read from the configuration file's folder"):
+        load_settings(config, environ={PASSWORD_ENV: "pw"})
+
+
+HEX = "6C4F" * 16  # 32 bytes
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "SHA256:" + ":".join(HEX[i : i + 2] for i in range(0, 64, 2)),
+        HEX.lower(),
+        "sha256:" + HEX,
+        ":".join(HEX[i : i + 2] for i in range(0, 64, 2)).lower(),
+    ],
+)
+def test_thumbprint_forms(written: str) -> None:
+    raw = good()
+    raw["vcenter"]["thumbprint"] = written
+    expected = "SHA256:" + ":".join(HEX[i : i + 2] for i in range(0, 64, 2))
+    assert load(raw).vcenter.thumbprint == expected
+
+
+@pytest.mark.parametrize(
+    ("vcenter", "words"),
+    [
+        ({"thumbprint": "AB:CD:EF"}, "is not a SHA-256 fingerprint; run `clones thumbprint`"),
+        ({"thumbprint": "ab" * 20}, "looks like a SHA-1 thumbprint; pin the SHA-256"),
+        ({"thumbprint": HEX, "insecure": True}, "both insecure = true and thumbprint"),
+        (
+            {"thumbprint": HEX, "url": "http://vc.example.com/sdk", "insecure": False},
+            "plain http",
+        ),
+        ({"timeout_s": 0}, "timeout_s must be more than 0 seconds"),
+    ],
+)
+def test_trust_settings_that_cannot_work(vcenter: dict[str, Any], words: str) -> None:
+    raw = good()
+    raw["vcenter"].update(vcenter)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load(raw)
+
+
+def test_ca_file_and_thumbprint_are_alternatives(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    trustme.CA().cert_pem.write_to_path(str(tmp_path / "conf" / "ca.pem"))
+    config = _config_with(
+        tmp_path,
+        f'url = "https://vc.example.com/sdk"\nca_file = "ca.pem"\nthumbprint = "{HEX}"',
+    )
+    with pytest.raises(ConfigError, match="sets both ca_file and thumbprint; keep one"):
+        load_settings(config, environ={PASSWORD_ENV: "pw"})
+
+
+def test_user_name_forms_and_the_environment(tmp_path: Path) -> None:
+    upn = _config_with(tmp_path, 'url = "https://vc/sdk"\nuser = "svc-clones@vsphere.local"')
+    assert load_settings(upn, environ={}).vcenter.user == "svc-clones@vsphere.local"
+    literal = _config_with(tmp_path, "url = \"https://vc/sdk\"\nuser = 'CORP\\svc-clones'")
+    assert load_settings(literal, environ={}).vcenter.user == "CORP\\svc-clones"
+    escaped = _config_with(tmp_path, 'url = "https://vc/sdk"\nuser = "CORP\\\\svc-clones"')
+    assert load_settings(escaped, environ={}).vcenter.user == "CORP\\svc-clones"
+    env = {"CLONES_VCENTER_USER": "other@vsphere.local"}
+    assert load_settings(literal, environ=env).vcenter.user == "other@vsphere.local"

@@ -88,7 +88,11 @@ def test_sigkill_mid_deploy_then_the_restart_finishes_the_original_message(
     assert fake.in_channel(FIRST) == []
     assert [m.ts for m in fake.in_channel(CHANNEL)] == [message.ts]
     with bot.repo() as repo:
-        run = repo.get_run(run.id)
+        old = repo.get_run(run.id)
+        assert old.state is RunState.SUPERSEDED and old.superseded_by is not None
+        run = repo.get_run(old.superseded_by)  # the run recovery started in its place
+        again = repo.run_message(run.id)  # ... shown in the same message
+        assert again is not None and (again.channel, again.ts) == (CHANNEL, message.ts)
         names = sorted(c.name for c in repo.clones(environment="big-b") if c.state.live)
     assert (run.state, run.succeeded) == (RunState.SUCCEEDED, 30)
     assert names == [f"TRN-CAP-{n:03}" for n in range(1, 31)]

@@ -48,10 +48,15 @@ def _deployed(h: SlackHarness, n: int = 1) -> None:
 
 
 def _said(h: SlackHarness, fragment: str) -> dict:
-    call = h.fake.wait_for(
-        lambda: [c for c in h.fake.of("response_url") if fragment in str(c.params.get("text"))]
-    )[0]
-    return call.params
+    """A reply containing `fragment`: private (response_url) or, for `deploy ... at`, the
+    confirmation posted in the channel."""
+
+    def found() -> list[dict]:
+        private = [c.params for c in h.fake.of("response_url")]
+        public = [{"text": m.text} for m in h.fake.messages.values()]
+        return [p for p in private + public if fragment in str(p.get("text"))]
+
+    return h.fake.wait_for(found)[0]
 
 
 def _message(h: SlackHarness, prefix: str) -> Message:
@@ -376,10 +381,10 @@ def test_a_late_start_whose_course_is_still_on_deploys_and_keeps_its_strip_back(
     h = make_harness(paused=False, schedule=FAST)
     reminder = _message(h, "Reminder: s4 is stripped back")
     _idle(h)
-    starting = _message(h, "Scheduled deployment starting: deploy capture 2 as s4")
-    done = _message(h, "Scheduled deployment of s4 done: 2 of 2 ready; strip back")
-    assert "when no bot was running schedules" in starting.text
-    assert float(starting.ts) < float(done.ts) < float(reminder.ts)
+    done = _message(h, "2 of 2 linked clones ready in s4")  # the run's one message, finished
+    assert "when no bot was running schedules" in _context(done)
+    assert "s4 strips back" in _shown(done)
+    assert float(done.ts) < float(reminder.ts)
     live = [c for c in h.core.repo.clones(environment="s4") if c.state.live]
     assert len(live) == 2
     assert all(f is not None for f in h.core.vcenter.vm_facts([c.moref or "" for c in live]))
@@ -412,7 +417,7 @@ def test_a_deploy_whose_end_is_inside_the_lead_reminds_after_its_clones_exist(
     assert not _texts(h, "Reminder")
     clock.advance(seconds=46)
     assert h.bot.schedules.run_due() == ["deploy:brief", "remind:brief"]
-    done = _message(h, "Scheduled deployment of brief done: 1 of 1 ready")
+    done = _message(h, "1 of 1 linked clones ready in brief")
     reminder = _message(h, "Reminder: brief is stripped back")
     assert float(done.ts) < float(reminder.ts)
     assert "(in 19 min)" in reminder.text or "(in 20 min)" in reminder.text
@@ -547,7 +552,7 @@ def test_the_standing_bot_takes_over_when_the_holder_is_killed_and_runs_the_job_
         h.command("schedule s2d until in 2h")
         said = _said(h, "s2d strips back")
         assert "No bot" not in said["text"]
-        _message(h, "Scheduled strip back of s2c done: 2 clones destroyed")
+        _message(h, "Stripped back s2c: 2 clones destroyed")
         _idle(h)
     finally:
         if a.poll() is None:
@@ -564,10 +569,9 @@ def test_the_standing_bot_takes_over_when_the_holder_is_killed_and_runs_the_job_
     [taken] = _texts(h, "Took the schedules over from a bot that stopped")
     assert taken.channel == CHANNEL
     assert "1 fell due while no bot was running schedules" in taken.text
-    [starting] = _texts(h, "Scheduled strip back of s2c starting")
-    assert "when no bot was running schedules" in starting.text
+    [done] = _texts(h, "Stripped back s2c: 2 clones destroyed")  # the run's one message
+    assert "when no bot was running schedules" in _shown(done)
     assert not _texts(h, "while the bot was not running")
-    assert len(_texts(h, "Scheduled strip back of s2c done")) == 1
     runs = h.core.repo.runs(environment="s2c")
     assert [r.kind for r in runs].count(RunKind.TEARDOWN) == 1
     assert all(c.state is CloneState.DESTROYED for c in h.core.repo.clones(environment="s2c"))

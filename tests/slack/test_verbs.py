@@ -8,7 +8,7 @@ import typing
 import pytest
 
 from bot import grammar
-from bot.access import READ_ONLY_VERBS
+from bot.access import ADMIN_VERBS, READ_ONLY_VERBS
 from bot.admin import InventoryRow
 from bot.models import Clone, CloneState, Environment
 from bot.service import EnvironmentStatus
@@ -41,6 +41,7 @@ SAMPLES = {
     "refresh": "refresh nowhere",
     "resume": "resume",
     "orphans": "orphans",
+    "check": "check",
     "help": "help deploy",
 }
 CHANGING = (
@@ -121,7 +122,7 @@ def test_every_verb_answers(
 ) -> None:
     h = harness
     caplog.set_level(logging.INFO)
-    reply = h.command(SAMPLES[verb])
+    reply = h.command(SAMPLES[verb], user=ADMIN if verb in ADMIN_VERBS else OPERATOR)
     assert reply.status == 200
     assert reply.elapsed_s < 3
     acked = reply.json.get("text", "")
