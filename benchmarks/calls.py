@@ -22,7 +22,8 @@ from benchmarks.common import (
     with_concurrency,
     write_result,
 )
-from bot import bootstrap, grammar
+from bot import bootstrap
+from bot.domain import grammar
 
 TARGET_DEPLOY = 6.0
 TARGET_STRIP = 3.0

@@ -1,7 +1,7 @@
 """`python -m benchmarks.idle_bot`: the bot's HTTP mode as `python -m bot` runs it, for measuring
-memory while `bot.slack.create_bot` cannot be called (its HandlerContext wiring is mid-edit).
+memory while `handlers.app.create_bot` cannot be called (its HandlerContext wiring is mid-edit).
 
-Same steps as bot.slack.main: load settings and tokens from the environment, bootstrap.build,
+Same steps as handlers.app.main: load settings and tokens from the environment, bootstrap.build,
 the Bolt app with every listener (through benchmarks.slackbot.build_context), http_server on $PORT.
 """
 
@@ -17,7 +17,7 @@ from types import FrameType
 from benchmarks.slackbot import build_context
 from bot import bootstrap
 from bot.settings import load_settings
-from bot.slack import http_server, make_client, read_tokens
+from handlers.app import http_server, make_client, read_tokens
 
 
 def main() -> int:

@@ -43,10 +43,11 @@ from benchmarks.slackbot import (
     slack_settings,
     slash_body,
 )
-from bot import bootstrap, grammar
-from bot.models import CloneState, ParentFacts
+from bot import bootstrap
+from bot.domain import grammar
+from bot.domain.models import CloneState, ParentFacts
 from bot.settings import Settings
-from bot.slack import make_client
+from handlers.app import make_client
 from storage import Repository
 
 TARGET_RENDER_MS = 200.0

@@ -1,10 +1,10 @@
 """3. Slack acknowledgement latency under load.
 
-The real Bolt app (bot.slack + handlers/) over HTTP, on the real service layer and the lab
+The real Bolt app (handlers.app + handlers/) over HTTP, on the real service layer and the lab
 vCenter, with the fake Slack Web API. A 75-clone deployment is started with a signed slash
 command; once it is cloning, a separate process sends 200 signed slash commands (help, status,
 savings and a 1-clone deploy, in turn) at concurrency 20 and times each acknowledgement. The
-server is the one bot.slack ships (`http_server`: waitress through Bolt's WSGI adapter); the
+server is the one handlers.app ships (`http_server`: waitress through Bolt's WSGI adapter); the
 figures of the servers before it are kept in docs/performance.md.
 """
 
@@ -44,8 +44,8 @@ from benchmarks.slackbot import (
     start_bot,
 )
 from bot import bootstrap
-from bot.lab import LabProcess
-from bot.models import RunState
+from bot.adapters.lab.launcher import LabProcess
+from bot.domain.models import RunState
 
 TARGET_P99_MS = 250.0
 BACKGROUND_ENV = "load"
@@ -99,7 +99,8 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(profile: Profile, lb: LabProcess, tmp: Path) -> dict[str, Any]:
-    """One run against the server as shipped (bot.slack.http_server: waitress, Bolt's adapter)."""
+    """One run against the server as shipped (handlers.app.http_server: waitress and Bolt's
+    adapter)."""
     fake = FakeSlack().start()
     settings = with_concurrency(settings_for(lb, tmp / "clones.db"), profile.concurrency)
     core = bootstrap.build(slack_settings(settings, fake), start_lab=False)

@@ -1,4 +1,4 @@
-"""The real Bolt app (bot.slack + handlers/) on a core App, served over HTTP for the benchmarks.
+"""The real Bolt app (handlers.app + handlers/) on a core App, served over HTTP for the benchmarks.
 
 Uses the test suite's fake Slack Web API and request signing (tests/slack/fake_api.py and
 signing.py) so the benchmarks drive the bot exactly as the end-to-end tests do.
@@ -14,7 +14,7 @@ from typing import Any
 
 from bot import bootstrap
 from bot.settings import Settings, SlackSettings
-from bot.slack import HttpServer, SlackTokens, create_bot, http_server, make_client
+from handlers.app import HttpServer, SlackTokens, create_bot, http_server, make_client
 from tests.slack.fake_api import FakeSlack
 from tests.slack.signing import SECRET, sign, slash_body
 
@@ -54,7 +54,7 @@ class RunningBot:
     ctx: Any  # handlers.HandlerContext
     server: HttpServer
     url: str
-    wiring: str  # "bot.slack.create_bot", or "benchmarks fallback" while create_bot is mid-edit
+    wiring: str  # "handlers.app.create_bot", or "benchmarks fallback" while create_bot is mid-edit
 
     def close(self) -> None:
         self.server.shutdown()
@@ -62,23 +62,23 @@ class RunningBot:
 
 
 def build_context(core: bootstrap.App, client: Any) -> tuple[Any, str]:
-    """A HandlerContext for `core`: through bot.slack.create_bot when it works, else by filling
+    """A HandlerContext for `core`: through handlers.app.create_bot when it works, else by filling
     HandlerContext's fields the way create_bot does (its fields are being extended right now)."""
     from handlers import HandlerContext
 
     try:
         bot = create_bot(core, SlackTokens("xoxb-bench", SECRET, "", 0), client=client)
-        return bot, "bot.slack.create_bot"
+        return bot, "handlers.app.create_bot"
     except TypeError as exc:
         log.warning("create_bot failed (%s); wiring HandlerContext from its fields", exc)
     from slack_bolt import App
 
-    from bot.access import AccessPolicy
-    from bot.jobs import Jobs
-    from bot.schedules import ScheduleService
-    from bot.slack import group_members_lookup
+    from bot.services.access import AccessPolicy
+    from bot.services.schedules import ScheduleService
     from handlers import register
+    from handlers.app import group_members_lookup
     from handlers.confirmations import Confirmations
+    from handlers.jobs import Jobs
 
     s = core.settings
     providers: dict[str, Any] = {
@@ -111,7 +111,7 @@ class _Bot:
 
 
 def start_bot(core: bootstrap.App) -> RunningBot:
-    """Serve the real Bolt app for `core` on 127.0.0.1 (a free port) with bot.slack's server."""
+    """Serve the real Bolt app for `core` on 127.0.0.1 (a free port) with handlers.app's server."""
     client = make_client(core.settings.slack, "xoxb-bench")
     bot, wiring = build_context(core, client)
     server = http_server(bot.app, "127.0.0.1", 0)

@@ -28,7 +28,8 @@ from benchmarks.common import (
     with_concurrency,
     write_result,
 )
-from bot import bootstrap, grammar
+from bot import bootstrap
+from bot.domain import grammar
 
 TARGET_IDEAL_RATIO = 1.15
 TARGET_SPEEDUP = 6.5

@@ -1,5 +1,5 @@
-"""`python -m bot`: run the Slack bot (Socket Mode or HTTP, see bot.slack)."""
+"""`python -m bot`: run the Slack bot (Socket Mode or HTTP, see handlers.app)."""
 
-from bot.slack import main
+from handlers.app import main
 
 raise SystemExit(main())

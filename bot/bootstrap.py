@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from bot.admin import Admin
-from bot.recovery import Recovery
-from bot.service import Service
+from bot.adapters.vcenter.client import VCenter
+from bot.services.admin import Admin
+from bot.services.core import Service
+from bot.services.recovery import Recovery
 from bot.settings import Settings, VCenterSettings, load_settings
-from bot.vcenter import VCenter
 from storage import Repository
 
 
@@ -30,12 +30,12 @@ def resolve_vcenter(settings: VCenterSettings, *, start_lab: bool = True) -> VCe
     """For `url = "lab"`, connect to the bundled lab vCenter (starting it when asked)."""
     if not settings.is_lab:
         return settings
-    from bot import lab
+    from bot.adapters.lab import launcher as lab
 
     info = lab.running_lab()
     if info is None:
         if not start_lab:
-            from bot.errors import VCenterUnreachable
+            from bot.domain.errors import VCenterUnreachable
 
             raise VCenterUnreachable(
                 "The lab vCenter is not running; start it with `clones lab up`."

@@ -16,8 +16,8 @@ from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.errors import ConfigError, UsageError
-from bot.tls import ca_file_problem, parse_thumbprint
+from bot.certificates import ca_file_problem, parse_thumbprint
+from bot.domain.errors import ConfigError, UsageError
 
 BUNDLED_LAB_CONFIG = Path(__file__).resolve().parent / "data" / "lab.toml"
 LAB_URL = "lab"  # `[vcenter] url = "lab"`: use the bundled lab vCenter, started on demand
@@ -135,7 +135,7 @@ class Settings:
     source: Path | None = None  # the file these settings came from
 
     def type(self, name: str) -> TypeSettings:
-        from bot.grammar import suggest
+        from bot.domain.grammar import suggest
 
         try:
             return self.types[name]

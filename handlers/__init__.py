@@ -1,7 +1,8 @@
 """Slack listeners, grouped by kind; `register(app, ctx)` attaches them all to a Bolt app.
 
-Listeners are thin: parse the payload, `bot.grammar.parse`, `bot.access`, hand the work to the
-service layer through `bot.jobs`, render with `handlers.blocks`. No pyVmomi and no SQL here.
+Listeners are thin: parse the payload, `bot.domain.grammar.parse`, `bot.services.access`, hand the
+work to the service layer through `handlers.jobs`, render with `handlers.blocks`. No pyVmomi and no
+SQL here.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot import grammar
-from bot.errors import ClonesError
-from bot.models import RunKind
+from bot.domain import grammar
+from bot.domain.errors import ClonesError
+from bot.domain.models import RunKind
 from handlers import blocks
 from handlers.commands import post_plan
 from handlers.context import SOURCE, DirectReply, HandlerContext, Reply, Tell, log, reporting

@@ -13,21 +13,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot import grammar
-from bot.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
-from bot.models import Run, RunKind, RunState
-from bot.recovery import Orphan, RecoveryReport
-from bot.savings import GIB, Savings, format_table
-from bot.schedules import ScheduleResult
-from bot.service import (
+from bot.domain import grammar
+from bot.domain.models import Run, RunKind, RunState
+from bot.domain.results import (
     DeployResult,
     EnvironmentStatus,
     FailedClone,
     ProgressEvent,
     TeardownPlan,
     TeardownResult,
-    TypeStatus,
 )
+from bot.domain.savings import GIB, Savings, format_table
+from bot.services.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
+from bot.services.core import TypeStatus
+from bot.services.recovery import Orphan, RecoveryReport
+from bot.services.schedules import ScheduleResult
 
 Block = dict[str, Any]
 SLACK_ID = re.compile(r"[UW][A-Z0-9]{2,}")

@@ -3,8 +3,8 @@ problems and notes in full and counts what is fine)."""
 
 from __future__ import annotations
 
-from bot.check import CheckReport
-from bot.preflight import Finding
+from bot.services.check import CheckReport
+from bot.services.preflight import Finding
 from handlers.blocks import SECTION_MAX, Block, Rendered, context, esc, section
 
 MAX_SECTIONS = 40  # leaves room under Slack's 50 blocks a message

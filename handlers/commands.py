@@ -22,12 +22,12 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot import grammar
-from bot.access import READ_ONLY_VERBS
-from bot.check import Checker
-from bot.errors import ClonesError, NotFoundError, UsageError
-from bot.models import CloneState, RunKind
-from bot.service import LIVE_STATES
+from bot.domain import grammar
+from bot.domain.errors import ClonesError, NotFoundError, UsageError
+from bot.domain.models import CloneState, RunKind
+from bot.services.access import READ_ONLY_VERBS
+from bot.services.check import Checker
+from bot.services.core import LIVE_STATES
 from handlers import blocks
 from handlers.check import render as render_check
 from handlers.context import SOURCE, HandlerContext, Reply, explain, log, reporting

@@ -11,17 +11,17 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.access import AccessPolicy
-from bot.admin import Admin
-from bot.errors import ClonesError
-from bot.jobs import Jobs, incident_id
-from bot.recovery import Recovery
-from bot.schedules import ScheduleService
-from bot.service import Service
+from bot.domain.errors import ClonesError
+from bot.ports import Repository
+from bot.services.access import AccessPolicy
+from bot.services.admin import Admin
+from bot.services.core import Service
+from bot.services.recovery import Recovery
+from bot.services.schedules import ScheduleService
 from bot.settings import Settings
 from handlers import blocks
 from handlers.confirmations import Confirmations
-from storage import Repository
+from handlers.jobs import Jobs, incident_id
 
 log = logging.getLogger("handlers")
 

@@ -9,9 +9,9 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.errors import ClonesError
-from bot.models import RunState
-from bot.savings import Savings
+from bot.domain.errors import ClonesError
+from bot.domain.models import RunState
+from bot.domain.savings import Savings
 from handlers import blocks
 from handlers.context import DirectReply, HandlerContext, reporting
 

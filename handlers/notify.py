@@ -1,12 +1,12 @@
 """Where the scheduler reports in Slack: the environment's channel.
 
-`SlackNotifier` is the `bot.schedules.Notifier` of the Slack bot. A scheduled deploy or strip back
-is one message in the environment's channel, exactly like a typed one: posted when the job starts,
-edited in place with live progress, and finally with the outcome (for a deployment the savings
-table, with the chart in its thread). The owner's reminder before a strip back carries "Extend 2h"
-and "Strip back now" buttons (handled in `handlers.actions`). An environment without a channel
-(made from the terminal) is reported to its owner's DM when the owner is a Slack user, otherwise
-only logged.
+`SlackNotifier` is the `bot.services.schedules.Notifier` of the Slack bot. A scheduled deploy or
+strip back is one message in the environment's channel, exactly like a typed one: posted when the
+job starts, edited in place with live progress, and finally with the outcome (for a deployment the
+savings table, with the chart in its thread). The owner's reminder before a strip back carries
+"Extend 2h" and "Strip back now" buttons (handled in `handlers.actions`). An environment without a
+channel (made from the terminal) is reported to its owner's DM when the owner is a Slack user,
+otherwise only logged.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from datetime import datetime, timedelta
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot.models import Environment, RunKind
-from bot.service import DeployResult, ProgressCallback, TeardownResult
+from bot.domain.models import Environment, RunKind
+from bot.domain.results import DeployResult, TeardownResult
+from bot.domain.timeparse import describe_time, format_duration
+from bot.ports import Repository
+from bot.services.core import ProgressCallback
 from bot.settings import Settings
-from bot.timeparse import describe_time, format_duration
 from handlers import blocks
 from handlers.progress import ProgressMessage
 from handlers.runs import ChannelUnavailable, finish_deploy, open_message, recorder
-from storage import Repository
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.service import ProgressEvent
+from bot.domain.results import ProgressEvent
 from handlers.blocks import Rendered
 
 log = logging.getLogger(__name__)

@@ -1,12 +1,12 @@
 """Runs resumed at start-up, shown where they were started.
 
 A crash or a restart leaves a run's channel message at its last progress ("6/30"). At start-up the
-bot resumes such runs (`bot.recovery.Recovery.recover`); this module finds the message each one
-was shown in (recorded in SQLite when it was first posted, `Repository.run_message`), shows the
-resumed work live in that same message, then edits it to the final state: resumed, counts,
-savings, with the chart in its thread. A run with no recorded message (started from the terminal,
-or killed before its first post) is reported in its environment's channel, or to its owner's DM;
-never in some other configured channel.
+bot resumes such runs (`bot.services.recovery.Recovery.recover`); this module finds the message each
+one was shown in (recorded in SQLite when it was first posted, `Repository.run_message`), shows the
+resumed work live in that same message, then edits it to the final state: resumed, counts, savings,
+with the chart in its thread. A run with no recorded message (started from the terminal, or killed
+before its first post) is reported in its environment's channel, or to its owner's DM; never in some
+other configured channel.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
-from bot.errors import ClonesError
-from bot.models import CloneState, Run, RunKind
-from bot.recovery import RecoveryReport, ResumedRun
-from bot.service import DeployResult, FailedClone, ProgressEvent
+from bot.domain.errors import ClonesError
+from bot.domain.models import CloneState, Run, RunKind, RunMessage
+from bot.domain.results import DeployResult, FailedClone, ProgressEvent
+from bot.services.recovery import RecoveryReport, ResumedRun
 from handlers import blocks
 from handlers.context import HandlerContext
 from handlers.progress import ProgressMessage
 from handlers.runs import post_chart, recorder
-from storage.repository import RunMessage
 
 log = logging.getLogger(__name__)
 

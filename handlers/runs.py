@@ -19,13 +19,13 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.chart import render_savings_chart
-from bot.errors import ClonesError
-from bot.savings import Savings
-from bot.service import DeployResult
+from bot.adapters.chart import render_savings_chart
+from bot.domain.errors import ClonesError
+from bot.domain.results import DeployResult
+from bot.domain.savings import Savings
+from bot.ports import Repository
 from handlers import blocks
 from handlers.progress import ProgressMessage
-from storage import Repository
 
 log = logging.getLogger(__name__)
 

@@ -15,29 +15,31 @@ SQLITE_BUSY while upgrading a read lock to a write lock.
 
 from __future__ import annotations
 
-import enum
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from sqlite_utils import Database
 
-from bot.errors import ConfigError, ConflictError, NotFoundError
-from bot.models import (
+from bot.domain.errors import ConfigError, ConflictError, NotFoundError
+from bot.domain.models import (
+    KEEP,
     AuditEntry,
     Clone,
     CloneState,
     Environment,
+    Keep,
     ParentFacts,
     Run,
     RunKind,
+    RunMessage,
     RunState,
+    ScheduleRecord,
     clone_transition,
     run_transition,
 )
@@ -70,15 +72,6 @@ _CLONE_CHANGES: Final = frozenset(
 _RUN_CHANGES: Final = frozenset(
     {"state", "requested", "succeeded", "failed", "message", "finished_at"}
 )
-
-
-class _Keep(enum.Enum):
-    """Default of optional updates, distinct from None (which clears the value)."""
-
-    KEEP = enum.auto()
-
-
-KEEP: Final = _Keep.KEEP
 
 
 def _now() -> datetime:
@@ -403,8 +396,8 @@ class Repository:
         *,
         channel: str | None = None,
         owner: str | None = None,
-        starts_at: datetime | _Keep | None = KEEP,
-        ends_at: datetime | _Keep | None = KEEP,
+        starts_at: datetime | Keep | None = KEEP,
+        ends_at: datetime | Keep | None = KEEP,
     ) -> Environment:
         """Change the given fields; `starts_at`/`ends_at` accept None to clear the schedule."""
         changes: dict[str, object] = {}
@@ -412,9 +405,9 @@ class Repository:
             changes["channel"] = channel
         if owner is not None:
             changes["owner"] = owner
-        if not isinstance(starts_at, _Keep):
+        if not isinstance(starts_at, Keep):
             changes["starts_at"] = _to_text(starts_at)
-        if not isinstance(ends_at, _Keep):
+        if not isinstance(ends_at, Keep):
             changes["ends_at"] = _to_text(ends_at)
         with self.transaction():
             self._require_environment(name)
@@ -866,24 +859,24 @@ class Repository:
         self,
         name: str,
         *,
-        deploy_command: str | _Keep | None = KEEP,
-        requested_by: str | _Keep = KEEP,
-        lease_from: datetime | _Keep | None = KEEP,
-        reminded_for_end: datetime | _Keep | None = KEEP,
-        stripping_for_end: datetime | _Keep | None = KEEP,
+        deploy_command: str | Keep | None = KEEP,
+        requested_by: str | Keep = KEEP,
+        lease_from: datetime | Keep | None = KEEP,
+        reminded_for_end: datetime | Keep | None = KEEP,
+        stripping_for_end: datetime | Keep | None = KEEP,
     ) -> ScheduleRecord:
         """Create or change an environment's schedule bookkeeping (None clears a field)."""
         changes: dict[str, object] = {}
-        if not isinstance(deploy_command, _Keep):
+        if not isinstance(deploy_command, Keep):
             changes["deploy_command"] = deploy_command
-        if not isinstance(requested_by, _Keep):
+        if not isinstance(requested_by, Keep):
             changes["requested_by"] = requested_by
         for column, value in (
             ("lease_from", lease_from),
             ("reminded_for_end", reminded_for_end),
             ("stripping_for_end", stripping_for_end),
         ):
-            if not isinstance(value, _Keep):
+            if not isinstance(value, Keep):
                 changes[column] = _to_text(value)
         changes["updated_at"] = _to_text(_now())
         with self.transaction():
@@ -1051,28 +1044,6 @@ class Repository:
         if row is None:
             return None
         return RunMessage(row["run_id"], row["channel"], row["ts"])
-
-
-@dataclass(frozen=True)
-class RunMessage:
-    """Where a run is shown in Slack: the channel and the ts of its progress message."""
-
-    run_id: int
-    channel: str
-    ts: str
-
-
-@dataclass(frozen=True)
-class ScheduleRecord:
-    """An environment's schedule bookkeeping (see migration m003_schedules)."""
-
-    environment: str
-    deploy_command: str | None = None
-    requested_by: str = ""
-    lease_from: datetime | None = None
-    reminded_for_end: datetime | None = None
-    stripping_for_end: datetime | None = None
-    updated_at: datetime | None = None
 
 
 def _schedule_record(row: dict[str, Any]) -> ScheduleRecord:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.lab import LabProcess
+from bot.adapters.lab.launcher import LabProcess
 from storage import Repository
 from tests.helpers import lab_config, lab_environ, write_config
 
@@ -63,7 +63,7 @@ class Clones:
 
     def _argv(self, args: tuple[str, ...]) -> list[str]:
         exe = shutil.which("clones")
-        command = [exe] if exe else [sys.executable, "-c", "from bot.cli import main; main()"]
+        command = [exe] if exe else [sys.executable, "-c", "from bot.cli.main import main; main()"]
         return [*command, *args]
 
     def start(self, *args: str) -> subprocess.Popen[str]:

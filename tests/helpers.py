@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot import grammar
+from bot.adapters.lab.launcher import DEFAULT_SPEC, LabProcess
 from bot.bootstrap import App, build
-from bot.lab import DEFAULT_SPEC, LabProcess
+from bot.domain import grammar
 from bot.settings import Settings, settings_from_dict
 
 PASSWORD_ENV = "CLONES_VCENTER_PASSWORD"
@@ -168,7 +168,7 @@ def set_state(repo: Any, clone_id: int, target: Any, **changes: Any) -> Any:
     allows (tests that need a clone in some state without running the steps in between)."""
     from collections import deque
 
-    from bot.models import CLONE_TRANSITIONS, CloneState
+    from bot.domain.models import CLONE_TRANSITIONS, CloneState
 
     target = CloneState(target)
     start = repo.get_clone(clone_id).state

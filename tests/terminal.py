@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from bot import cli
-from bot.lab import LabProcess
+from bot.adapters.lab.launcher import LabProcess
+from bot.cli import main as cli
 from storage import Repository
 from tests.helpers import PASSWORD_ENV, lab_config, lab_environ, write_config
 
@@ -73,7 +73,7 @@ class Terminal:
     def subprocess(self, *args: str) -> Result:
         """The installed `clones` console script, in a process of its own."""
         exe = shutil.which("clones")
-        command = [exe] if exe else [sys.executable, "-m", "bot.cli"]
+        command = [exe] if exe else [sys.executable, "-m", "bot.cli.main"]
         proc = subprocess.run(
             [*command, *args],
             env={**os.environ, **self.env},

@@ -1,8 +1,8 @@
 """The admin features against the lab vCenter over SOAP, with real SQLite files.
 
 prepare, host-limit confinement, guest customization, disk mode, power, plan and the capacity
-guard, the asset inventory and refresh: each through the service layer (`bot.service.Service`,
-`bot.admin.Admin`) wired by `bot.bootstrap.build`, checked in the lab's own view of its VMs
+guard, the asset inventory and refresh: each through the service layer (`bot.services.core.Service`,
+`bot.services.admin.Admin`) wired by `bot.bootstrap.build`, checked in the lab's own view of its VMs
 (`/lab/vms`) and, where the lab shows no view, by reading vCenter through pyVmomi objects that
 the adapter hands out. Nothing is mocked.
 """
@@ -16,20 +16,20 @@ from typing import Any
 
 import pytest
 
-from bot import grammar
+from bot.adapters.lab.launcher import DEFAULT_SPEC, LabError, LabProcess, validate_spec_data
 from bot.bootstrap import App
-from bot.errors import (
+from bot.domain import grammar
+from bot.domain.errors import (
     CapacityError,
     ConfigError,
     NotFoundError,
     UsageError,
     VCenterError,
 )
-from bot.lab import DEFAULT_SPEC, LabError, LabProcess, validate_spec_data
-from bot.models import CloneState
-from bot.placement import drs_prefix
-from bot.provenance import read_provenance
-from bot.savings import GIB
+from bot.domain.models import CloneState
+from bot.domain.placement import drs_prefix
+from bot.domain.provenance import read_provenance
+from bot.domain.savings import GIB
 from tests.helpers import (
     LAB_TYPES,
     MakeApp,

@@ -6,9 +6,9 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bot.chart import render_savings_chart, write_savings_chart
-from bot.models import ParentFacts
-from bot.savings import GIB, Savings, compute_savings
+from bot.adapters.chart import render_savings_chart, write_savings_chart
+from bot.domain.models import ParentFacts
+from bot.domain.savings import GIB, Savings, compute_savings
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

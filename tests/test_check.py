@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
 
-from bot.check import Checker
-from bot.errors import NotFoundError, VCenterError
-from bot.lab import LabError, LabProcess, validate_spec_data
-from bot.preflight import PRIVILEGES
+from bot.adapters.lab.launcher import LabError, LabProcess, validate_spec_data
+from bot.domain.errors import NotFoundError, VCenterError
+from bot.services.check import Checker
+from bot.services.preflight import PRIVILEGES
 from tests.helpers import MakeApp, MakeLab, deploy, types_with, vms
 from tests.terminal import Terminal, assert_clean_failure
 

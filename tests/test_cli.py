@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from bot import cli
-from bot.lab import LabProcess
-from bot.provenance import read_provenance
+from bot.adapters.lab.launcher import LabProcess
+from bot.cli import main as cli
+from bot.domain.provenance import read_provenance
 from tests.helpers import LAB_TYPES, PASSWORD_ENV
 from tests.terminal import Terminal, assert_clean_failure
 
@@ -239,11 +239,11 @@ def test_edges_of_the_terminal_never_crash(lab: LabProcess, term: Terminal, tmp_
 
 def _clones_argv() -> list[str]:
     exe = shutil.which("clones")
-    return [exe] if exe else [sys.executable, "-m", "bot.cli"]
+    return [exe] if exe else [sys.executable, "-m", "bot.cli.main"]
 
 
 def test_a_crash_report_is_the_users_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from bot import cli
+    from bot.cli import main as cli
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     try:

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from bot import cli
-from bot.lab import LabProcess
-from bot.placement import drs_prefix
-from bot.vcenter import VCenter
+from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.vcenter.client import VCenter
+from bot.cli import main as cli
+from bot.domain.placement import drs_prefix
 from tests.helpers import LAB_TYPES, clones_of, lab_settings, parents_with, types_with, vms
 from tests.terminal import Result, Terminal, assert_clean_failure
 

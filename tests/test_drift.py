@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.lab import LabProcess
-from bot.models import CloneState
+from bot.adapters.lab.launcher import LabProcess
+from bot.domain.models import CloneState
 from tests.faults import Clones, clone_vms
 from tests.helpers import MakeApp, deploy
 from tests.terminal import Terminal

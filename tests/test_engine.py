@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
+from bot.adapters.lab.launcher import LabProcess
 from bot.bootstrap import App
-from bot.errors import (
+from bot.domain.errors import (
     CapacityError,
     NotFoundError,
     UsageError,
     VCenterError,
 )
-from bot.lab import LabProcess
-from bot.models import CloneState, RunKind, RunState
-from bot.provenance import read_provenance
-from bot.service import ProgressEvent
+from bot.domain.models import CloneState, RunKind, RunState
+from bot.domain.provenance import read_provenance
+from bot.domain.results import ProgressEvent
 from tests.helpers import LAB_TYPES, MakeApp, deploy
 
 pytestmark = pytest.mark.lab

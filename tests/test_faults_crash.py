@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
+from bot.adapters.lab.launcher import LabProcess
 from bot.bootstrap import build
-from bot.lab import LabProcess
-from bot.models import CloneState, RunKind, RunState
-from bot.slack import SlackTokens, create_bot
+from bot.domain.models import CloneState, RunKind, RunState
+from handlers.app import SlackTokens, create_bot
 from tests.faults import (
     Clones,
     clone_vms,

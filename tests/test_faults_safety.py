@@ -16,12 +16,12 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-from bot import grammar
+from bot.adapters.lab.launcher import LabProcess
 from bot.bootstrap import App
-from bot.errors import ConflictError
-from bot.lab import LabProcess
-from bot.models import CloneState, RunKind
-from bot.recovery import Recovery
+from bot.domain import grammar
+from bot.domain.errors import ConflictError
+from bot.domain.models import CloneState, RunKind
+from bot.services.recovery import Recovery
 from storage import Repository
 from tests.faults import Clones, clone_vms, others, record, snapshot_count, wait_until
 from tests.helpers import MakeLab, deploy, lab_app, set_state

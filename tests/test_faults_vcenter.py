@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 import pytest
 
+from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.vcenter.client import TRANSIENT_FAULTS
 from bot.bootstrap import App
-from bot.lab import LabProcess
-from bot.models import CloneState, RunState
-from bot.recovery import Recovery
-from bot.service import ProgressEvent
-from bot.vcenter import TRANSIENT_FAULTS
+from bot.domain.models import CloneState, RunState
+from bot.domain.results import ProgressEvent
+from bot.services.recovery import Recovery
 from tests.faults import clone_vms, duplicates, record, wait_until
 from tests.helpers import MakeLab, deploy
 

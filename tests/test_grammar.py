@@ -6,8 +6,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from bot.errors import UsageError
-from bot.grammar import (
+from bot.domain.errors import UsageError
+from bot.domain.grammar import (
     VERBS,
     CancelSchedule,
     Command,
@@ -267,7 +267,7 @@ def test_the_grammar_has_no_count_limit_of_its_own() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Schedules: schedule / extend / cancel-schedule (times stay raw text; see bot.timeparse)
+# Schedules: schedule / extend / cancel-schedule (times stay raw text; see bot.domain.timeparse)
 
 
 @pytest.mark.parametrize(

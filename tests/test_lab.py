@@ -15,7 +15,7 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from bot.lab import (
+from bot.adapters.lab.launcher import (
     DEFAULT_SPEC,
     LabError,
     LabProcess,

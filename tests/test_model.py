@@ -47,10 +47,10 @@ from hypothesis.stateful import (
 )
 from slack_sdk import WebClient
 
+from bot.adapters.lab.launcher import DEFAULT_SPEC, LabProcess, deep_merge
 from bot.bootstrap import build
-from bot.lab import DEFAULT_SPEC, LabProcess, deep_merge
-from bot.models import CloneState, RunState
-from bot.slack import SlackTokens, create_bot
+from bot.domain.models import CloneState, RunState
+from handlers.app import SlackTokens, create_bot
 from storage import Repository
 from tests.faults import Clones, record
 from tests.helpers import lab_settings

@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives import serialization
 from pyVim.connect import Disconnect, SmartConnect, SmartStubAdapter
 from pyVmomi import vim, vmodl
 
-from bot.errors import VCenterError, VCenterUnreachable
-from bot.lab import LabProcess
-from bot.models import CloneState
+from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.vcenter.client import VCenter
+from bot.domain.errors import VCenterError, VCenterUnreachable
+from bot.domain.models import CloneState
 from bot.settings import VCenterSettings
-from bot.vcenter import VCenter
 from tests.certs import Certs, ServerCert, make_certs
 from tests.helpers import PASSWORD_ENV, lab_config, write_config
 from tests.terminal import Terminal, assert_clean_failure

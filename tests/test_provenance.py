@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.provenance import HEADER, MAX_NOTES, provenance_note, read_provenance
+from bot.domain.provenance import HEADER, MAX_NOTES, provenance_note, read_provenance
 
 FACTS = {
     "ManagedBy": "clones",

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.models import Clone, CloneState, ParentFacts
-from bot.savings import GIB, compute_savings, estimate, format_table
+from bot.domain.models import Clone, CloneState, ParentFacts
+from bot.domain.savings import GIB, compute_savings, estimate, format_table
 
 
 def gib(gb: float) -> int:

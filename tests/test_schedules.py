@@ -17,21 +17,22 @@ from typing import Any
 
 import pytest
 
-from bot import grammar
+from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.vcenter.client import VCenter
 from bot.bootstrap import App
-from bot.errors import ConflictError, NotFoundError, UsageError
-from bot.lab import LabProcess
-from bot.models import CloneState, Environment, RunKind, RunState
-from bot.schedules import (
+from bot.domain import grammar
+from bot.domain.errors import ConflictError, NotFoundError, UsageError
+from bot.domain.models import CloneState, Environment, RunKind, RunState
+from bot.domain.results import DeployResult, TeardownResult
+from bot.services.core import ProgressCallback, Service
+from bot.services.schedules import (
     SchedulerLock,
     ScheduleService,
     StartReport,
     lock_path_for,
     run_job,
 )
-from bot.service import DeployResult, ProgressCallback, Service, TeardownResult
 from bot.settings import Settings, settings_from_dict
-from bot.vcenter import VCenter
 from storage import Repository
 from tests.faults import wait_until
 from tests.helpers import lab_app, lab_config, set_state
@@ -171,7 +172,7 @@ def test_schedule_makes_fixed_id_jobs_with_aware_times(world: World) -> None:
     end = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
     assert sched_jobs(svc) == {"teardown:nov": end, "remind:nov": end - timedelta(hours=1)}
     job = svc.scheduler.get_job("teardown:nov")
-    assert job.func_ref == "bot.schedules:run_job"
+    assert job.func_ref == "bot.services.schedules:run_job"
     assert job.misfire_grace_time is None
     assert all(isinstance(a, str | bool) for a in job.args)
     assert job.next_run_time.tzinfo is not None
@@ -687,7 +688,7 @@ def test_the_lock_is_refused_to_another_process(world: World) -> None:
     svc = world.scheduler()
     assert svc.active
     code = (
-        "import sys; from pathlib import Path; from bot.schedules import SchedulerLock; "
+        "import sys; from pathlib import Path; from bot.services.schedules import SchedulerLock; "
         "lock = SchedulerLock(Path(sys.argv[1])); print(lock.acquire(), lock.is_held_elsewhere())"
     )
     path = lock_path_for(world.settings.database)
@@ -807,7 +808,7 @@ def test_extend_without_an_end_or_environment(world: World) -> None:
 
 
 def test_schedule_settings_are_validated(tmp_path: Path) -> None:
-    from bot.errors import ConfigError
+    from bot.domain.errors import ConfigError
 
     for bad in ({"reminder_lead_min": -1}, {"max_lease_hours": 0}, {"bogus": 1},
                 {"default_extension_min": 600, "max_lease_hours": 2},

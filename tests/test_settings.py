@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trustme
 
-from bot.errors import ConfigError, UsageError
+from bot.domain.errors import ConfigError, UsageError
 from bot.settings import BUNDLED_LAB_CONFIG, load_settings, settings_from_dict
 from tests.helpers import LAB_TYPES, PASSWORD_ENV, to_toml, write_config
 
@@ -194,7 +194,7 @@ def test_the_example_configuration_loads() -> None:
 
 
 def test_delta_estimate_is_validated() -> None:
-    from bot.errors import ConfigError
+    from bot.domain.errors import ConfigError
     from bot.settings import settings_from_dict
 
     def load(value: object) -> object:

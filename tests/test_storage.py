@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError, ConflictError, NotFoundError
-from bot.models import CloneState, InvalidTransition, ParentFacts, RunKind, RunState
+from bot.domain.errors import ConfigError, ConflictError, NotFoundError
+from bot.domain.models import CloneState, InvalidTransition, ParentFacts, RunKind, RunState
 from storage import Repository
 from storage.migrations import migrations
 from tests.helpers import set_state

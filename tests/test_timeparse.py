@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.errors import UsageError
-from bot.timeparse import (
+from bot.domain.errors import UsageError
+from bot.domain.timeparse import (
     describe_delta,
     describe_relative,
     describe_time,

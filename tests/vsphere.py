@@ -9,9 +9,9 @@ from typing import Any
 from pyVim.task import WaitForTask
 from pyVmomi import vim as _vim
 
-from bot.lab import LabProcess
+from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.vcenter.client import VCenter
 from bot.settings import VCenterSettings
-from bot.vcenter import VCenter
 
 vim: Any = _vim  # pyVmomi's dynamic types
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bot import bootstrap
-from bot.lab import LabProcess
+from bot.adapters.lab.launcher import LabProcess
 from bot.settings import (
     BUNDLED_LAB_CONFIG,
     ScheduleSettings,
@@ -25,7 +25,7 @@ from bot.settings import (
     VCenterSettings,
     load_settings,
 )
-from bot.slack import SlackBot, SlackTokens, create_bot, http_server
+from handlers.app import SlackBot, SlackTokens, create_bot, http_server
 
 from .fake_api import FakeSlack
 from .signing import (

@@ -17,8 +17,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from slack_bolt import BoltRequest
 
-from bot import grammar
-from bot.errors import UsageError
+from bot.domain import grammar
+from bot.domain.errors import UsageError
 from handlers import blocks
 from tests.conftest import HYPOTHESIS_PROFILE
 from tests.faults import record

@@ -37,7 +37,7 @@ def _raw(url: str, request: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
             sock.sendall(request)
         data = b""
         try:
-            while b"\r\n\r\n" not in data:
+            while not _complete(data):
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
@@ -48,6 +48,18 @@ def _raw(url: str, request: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
         return 0, b""
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), body
+
+
+def _complete(data: bytes) -> bool:
+    """The whole answer is in: its head, and as much body as its Content-Length says."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return len(body) >= int(value)
+    return True
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> bytes:

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from bot.access import AccessPolicy
-from bot.errors import ConflictError
-from bot.jobs import Jobs
+from bot.domain.errors import ConflictError
+from bot.services.access import AccessPolicy
 from bot.settings import SlackSettings
+from handlers.jobs import Jobs
 
 
 def test_read_only_for_all_changes_for_operators() -> None:

@@ -6,11 +6,11 @@ import itertools
 import threading
 import time
 
-from bot.models import RunKind
-from bot.service import ProgressEvent
+from bot.domain.models import RunKind
+from bot.domain.results import ProgressEvent
 from bot.settings import SlackSettings
-from bot.slack import make_client
 from handlers import blocks
+from handlers.app import make_client
 from handlers.progress import ProgressMessage
 
 from .fake_api import FakeSlack

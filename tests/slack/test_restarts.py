@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.lab import LabProcess
-from bot.models import CloneState, RunState
+from bot.adapters.lab.launcher import LabProcess
+from bot.domain.models import CloneState, RunState
 from handlers.blocks import ACTION_CONFIRM
 from tests.faults import record, wait_until
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.lab import LabProcess
-from bot.models import CloneState, RunKind, RunState
-from bot.schedules import SchedulerLock, lock_path_for
+from bot.adapters.lab.launcher import LabProcess
+from bot.domain.models import CloneState, RunKind, RunState
+from bot.services.schedules import SchedulerLock, lock_path_for
 from bot.settings import ScheduleSettings
 from handlers.blocks import ACTION_CONFIRM, ACTION_EXTEND, ACTION_STRIP_NOW
 from tests.faults import record, wait_until

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ConfigError
+from bot.domain.errors import ConfigError
 from bot.settings import SlackSettings
-from bot.slack import read_tokens
+from handlers.app import read_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,11 +7,11 @@ import typing
 
 import pytest
 
-from bot import grammar
-from bot.access import ADMIN_VERBS, READ_ONLY_VERBS
-from bot.admin import InventoryRow
-from bot.models import Clone, CloneState, Environment
-from bot.service import EnvironmentStatus
+from bot.domain import grammar
+from bot.domain.models import Clone, CloneState, Environment
+from bot.domain.results import EnvironmentStatus
+from bot.services.access import ADMIN_VERBS, READ_ONLY_VERBS
+from bot.services.admin import InventoryRow
 from handlers import blocks
 from handlers.blocks import (
     ACTION_CONFIRM,

@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 
+class Keep(enum.Enum):
+    """Default of optional updates, distinct from None (which clears the value)."""
+
+    KEEP = enum.auto()
+
+
+KEEP = Keep.KEEP
+
+
 class CloneState(enum.StrEnum):
     """The life of one linked clone (transitions: CLONE_TRANSITIONS, docs/reliability.md)."""
 
@@ -182,3 +191,25 @@ class Placement:
     resource_pool: str
     datastore: str
     hosts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunMessage:
+    """Where a run is shown in Slack: the channel and the ts of its progress message."""
+
+    run_id: int
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """An environment's schedule bookkeeping (see migration m003_schedules)."""
+
+    environment: str
+    deploy_command: str | None = None
+    requested_by: str = ""
+    lease_from: datetime | None = None
+    reminded_for_end: datetime | None = None
+    stripping_for_end: datetime | None = None
+    updated_at: datetime | None = None

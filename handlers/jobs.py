@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from bot.errors import ConflictError
+from bot.domain.errors import ConflictError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

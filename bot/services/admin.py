@@ -1,6 +1,6 @@
 """What the admin used to do by hand: prepare parents, power, plan, inventory and refresh.
 
-Built on the service layer (`bot.service.Service`): the same repository, vCenter adapter,
+Built on the service layer (`bot.services.core.Service`): the same repository, vCenter adapter,
 locks, progress events and safety checks (a clone is touched only when it is verifiably ours).
 """
 
@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from bot import grammar
-from bot.errors import (
+from bot.domain import grammar
+from bot.domain.errors import (
     ClonesError,
     LinkedCloneCheckFailed,
     NotFoundError,
@@ -22,25 +22,18 @@ from bot.errors import (
     VCenterError,
     VCenterUnreachable,
 )
-from bot.models import Clone, CloneState, Environment, RunKind, RunState
-from bot.provenance import read_provenance
-from bot.savings import GIB, Savings, estimate
-from bot.service import (
-    LIVE_STATES,
-    CapacityNeed,
-    Emitter,
-    FailedClone,
-    FullCopyGuard,
-    ProgressCallback,
-    Service,
-)
-from bot.vcenter import (
+from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.provenance import read_provenance
+from bot.domain.results import CapacityNeed, FailedClone
+from bot.domain.savings import GIB, Savings, estimate
+from bot.domain.vsphere import (
     ATTR_DEPLOYED_AT,
     ATTR_DEPLOYED_BY,
     PROVENANCE_ATTRIBUTES,
     ParentReport,
     VmFacts,
 )
+from bot.services.core import LIVE_STATES, Emitter, FullCopyGuard, ProgressCallback, Service
 
 
 @dataclass(frozen=True)

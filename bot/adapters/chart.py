@@ -13,7 +13,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bot.savings import GIB, Savings
+from bot.domain.savings import GIB, Savings
 
 # Colours per parent (stacked segments), chosen to stay distinct for colour-blind readers
 # (Okabe-Ito); the bars are grey when there is nothing to split.

@@ -15,8 +15,8 @@ import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from bot.errors import UsageError
-from bot.timeparse import DURATION_EXAMPLES, parse_duration
+from bot.domain.errors import UsageError
+from bot.domain.timeparse import DURATION_EXAMPLES, parse_duration
 
 ENV_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 # Type names are configured by the operator; this only keeps junk (quotes, unicode) out of commands.

@@ -6,7 +6,8 @@ reminded). The APScheduler 3 `BackgroundScheduler` only holds jobs derived from 
 rebuilt from it at start-up and re-synced every `[schedule] resync_s` (default 30 s), so schedules
 set from the terminal, in another process, are picked up. APScheduler's traps, avoided here:
 
-- jobs name an importable module-level function (`bot.schedules:run_job`) with plain arguments;
+- jobs name an importable module-level function (`bot.services.schedules:run_job`) with plain
+  arguments;
 - fixed ids `deploy:<env>`, `teardown:<env>`, `remind:<env>` with `replace_existing=True`;
 - `misfire_grace_time=None`: a job that fell due while the process was busy still runs;
 - explicit time zones: the team zone for the scheduler, aware datetimes everywhere;
@@ -51,12 +52,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from bot import grammar
-from bot.errors import ClonesError, ConflictError, NotFoundError, UsageError, VCenterError
-from bot.models import CloneState, Environment, RunKind
-from bot.service import ProgressCallback, ProgressEvent, Service
-from bot.settings import Settings
-from bot.timeparse import (
+from bot.domain import grammar
+from bot.domain.errors import ClonesError, ConflictError, NotFoundError, UsageError, VCenterError
+from bot.domain.models import CloneState, Environment, RunKind, ScheduleRecord
+from bot.domain.results import ProgressEvent
+from bot.domain.timeparse import (
     describe_delta,
     describe_time,
     format_duration,
@@ -64,15 +64,16 @@ from bot.timeparse import (
     parse_time,
     zone_of,
 )
-from storage import Repository
-from storage.repository import ScheduleRecord
+from bot.ports import Repository
+from bot.services.core import ProgressCallback, Service
+from bot.settings import Settings
 
 log = logging.getLogger("clones.schedule")
 
 JobKind = Literal["deploy", "teardown", "remind"]
 EventKind = Literal["deploy", "teardown"]
 JOB_KINDS: tuple[JobKind, ...] = ("deploy", "teardown", "remind")
-JOB_FUNC = "bot.schedules:run_job"
+JOB_FUNC = "bot.services.schedules:run_job"
 SYNC_JOB_ID = "sync:schedules"
 LIVE_STATES = tuple(s for s in CloneState if s.live)
 _TIME_EXAMPLE = '"fri 17:00" or "in 3h"'
@@ -818,7 +819,7 @@ class ScheduleService:
         if self.resync_s > 0:
             # The holder re-reads SQLite; a bot standing by tries the lock (see `sync`).
             self.scheduler.add_job(
-                "bot.schedules:sync_job",
+                "bot.services.schedules:sync_job",
                 "interval",
                 seconds=self.resync_s,
                 args=[self.key],

@@ -45,12 +45,12 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import bootstrap
-from bot.access import AccessPolicy
-from bot.errors import ClonesError, ConfigError
-from bot.jobs import Jobs, TrackedExecutor
-from bot.models import CloneState, Run, RunState
-from bot.schedules import ScheduleService, StartReport
+from bot.domain.errors import ClonesError, ConfigError
+from bot.domain.models import CloneState, Run, RunState
+from bot.services.access import AccessPolicy
+from bot.services.schedules import ScheduleService, StartReport
 from bot.settings import SlackSettings
+from handlers.jobs import Jobs, TrackedExecutor
 from handlers.serving import EVENTS_PATH, HttpServer, bolt_logger, http_server
 
 log = logging.getLogger("clones.slack")

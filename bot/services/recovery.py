@@ -16,23 +16,16 @@ attribute can be set by anyone) and is only reported.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bot.errors import ClonesError, ConflictError, VCenterUnreachable
-from bot.lab import pid_alive
-from bot.models import Clone, CloneState, Run, RunKind, RunState
-from bot.service import (
-    LIVE_STATES,
-    DeployResult,
-    FailedClone,
-    ProgressCallback,
-    Service,
-    TeardownResult,
-)
-from bot.vcenter import ATTR_ENVIRONMENT, ATTR_MANAGED_BY, VmFacts
+from bot.domain.errors import ClonesError, ConflictError, VCenterUnreachable
+from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
+from bot.domain.results import DeployResult, FailedClone, TeardownResult
+from bot.domain.vsphere import ATTR_ENVIRONMENT, ATTR_MANAGED_BY, VmFacts
+from bot.host import owner_gone
+from bot.services.core import LIVE_STATES, ProgressCallback, Service
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +124,7 @@ class Recovery:
     def _owner_dead(self, run: Run) -> bool:
         if run.owner == self.service.owner:
             return False  # this very process runs it
-        host, _, pid = run.owner.rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
+        if owner_gone(run.owner):
             return True
         beat = run.heartbeat_at or run.started_at
         return beat is None or self.clock() - beat > STALE_AFTER

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bot.models import Clone, ParentFacts
+from bot.domain.models import Clone, ParentFacts
 
 GIB = 2**30
 

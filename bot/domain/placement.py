@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bot.errors import CapacityError, ConfigError
+from bot.domain.errors import CapacityError, ConfigError
 
 
 @dataclass(frozen=True)

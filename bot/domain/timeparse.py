@@ -23,7 +23,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from bot.errors import UsageError
+from bot.domain.errors import UsageError
 
 TIME_EXAMPLES = '"fri 17:00", "tomorrow 9:00", "in 3h" or "2026-12-01 09:00"'
 DURATION_EXAMPLES = '"2h", "90m", "1h30m" or "1d"'

@@ -7,7 +7,7 @@ It checks, in order, and reports one finding per line with its fix:
   datastore, network, customization spec, the host limit for a shared base disk, and the
   datastore's room for the type's clones;
 - the service account's privileges on every object the types use (one query, see
-  `bot.preflight.PRIVILEGES`).
+  `bot.services.preflight.PRIVILEGES`).
 The report is `ok` (exit 0 in the terminal) only when nothing is a problem. A deployment runs
 the cheap part of it first (`Preflight.before_deploy`).
 """
@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from bot.errors import ClonesError, VCenterUnreachable
-from bot.preflight import Finding, Needs, Preflight, TypeEntities
-from bot.service import GIB, Service
+from bot.domain.errors import ClonesError, VCenterUnreachable
+from bot.domain.vsphere import CLONE_ATTRIBUTES, PROVENANCE_ATTRIBUTES, Entity, ParentReport
+from bot.services.core import GIB, Service
+from bot.services.preflight import Finding, Needs, Preflight, TypeEntities
 from bot.settings import TypeSettings
-from bot.vcenter import CLONE_ATTRIBUTES, PROVENANCE_ATTRIBUTES, Entity, ParentReport
 
 
 @dataclass(frozen=True)

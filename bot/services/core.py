@@ -2,14 +2,12 @@
 
 Front ends (the CLI, Slack handlers, the scheduler) build a command, call one method here and
 render the result or the progress events. Nothing here knows about Slack or the terminal, and
-nothing here speaks SQL (that is `storage/`) or pyVmomi (that is `bot.vcenter`).
+nothing here speaks SQL (that is `storage/`) or pyVmomi (that is `bot.adapters.vcenter.client`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
@@ -19,7 +17,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from tenacity import (
     RetryCallState,
@@ -29,8 +27,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bot import grammar
-from bot.errors import (
+from bot.domain import grammar
+from bot.domain.errors import (
     CapacityError,
     ClonesError,
     ConflictError,
@@ -41,13 +39,22 @@ from bot.errors import (
     VCenterFault,
     VCenterUnreachable,
 )
-from bot.models import Clone, CloneState, Environment, ParentFacts, Run, RunKind, RunState
-from bot.placement import Host, drs_prefix, plan_confinement
-from bot.preflight import Needs, Preflight
-from bot.provenance import provenance_note, read_provenance
-from bot.savings import Savings, compute_savings
-from bot.settings import Settings, TypeSettings
-from bot.vcenter import (
+from bot.domain.models import Clone, CloneState, Environment, ParentFacts, Run, RunKind, RunState
+from bot.domain.placement import Host, drs_prefix, plan_confinement
+from bot.domain.provenance import provenance_note, read_provenance
+from bot.domain.results import (
+    CapacityNeed,
+    DeployResult,
+    Drift,
+    EnvironmentStatus,
+    EventKind,
+    FailedClone,
+    ProgressEvent,
+    TeardownPlan,
+    TeardownResult,
+)
+from bot.domain.savings import Savings, compute_savings
+from bot.domain.vsphere import (
     ATTR_DEPLOYED_AT,
     ATTR_DEPLOYED_BY,
     ATTR_DEPLOYED_FROM,
@@ -56,10 +63,12 @@ from bot.vcenter import (
     CLONE_ATTRIBUTES,
     PROVENANCE_ATTRIBUTES,
     CloneRequest,
-    VCenter,
     VmFacts,
 )
-from storage import Repository
+from bot.host import process_owner
+from bot.ports import Repository, VCenter
+from bot.services.preflight import Needs, Preflight
+from bot.settings import Settings, TypeSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,127 +76,7 @@ GIB = 2**30
 HEARTBEAT_S = 15.0  # how often a running run says its process is alive
 LIVE_STATES = tuple(s for s in CloneState if s.live)
 
-EventKind = Literal["started", "clone_ready", "clone_failed", "clone_retry", "finished"]
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """One step of a deployment or strip back, for a front end to render."""
-
-    kind: EventKind
-    run_id: int
-    environment: str
-    action: RunKind
-    total: int
-    done: int
-    failed: int
-    elapsed_s: float
-    eta_s: float | None = None
-    clone: str | None = None
-    message: str = ""
-
-    @property
-    def remaining(self) -> int:
-        return self.total - self.done - self.failed
-
-
 ProgressCallback = Callable[[ProgressEvent], None]
-
-
-@dataclass(frozen=True)
-class FailedClone:
-    name: str
-    type: str
-    error: str
-
-
-@dataclass(frozen=True)
-class DeployResult:
-    run_id: int
-    environment: str
-    requested: int
-    ready: list[str]
-    failed: list[FailedClone]
-    elapsed_s: float
-    state: RunState
-    savings: Savings | None = None
-    message: str = ""
-    # not finished when vCenter went away (planned, or mid-clone): "resume" finishes them
-    interrupted: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class TeardownPlan:
-    """What a strip back would destroy, shown before the user confirms."""
-
-    environment: str
-    by_type: dict[str, int]
-    clones: int
-    reclaim_bytes: int
-
-    @property
-    def reclaim_gb(self) -> float:
-        return round(self.reclaim_bytes / GIB, 2)
-
-
-@dataclass(frozen=True)
-class TeardownResult:
-    run_id: int
-    environment: str
-    destroyed: list[str]
-    already_gone: list[str]
-    skipped: list[FailedClone]  # recorded but not verifiably ours in vCenter: left untouched
-    failed: list[FailedClone]
-    reclaimed_bytes: int
-    elapsed_s: float
-    state: RunState
-    renamed: dict[str, str] = field(default_factory=dict)  # recorded name -> name in vCenter
-    message: str = ""
-
-    @property
-    def reclaimed_gb(self) -> float:
-        return round(self.reclaimed_bytes / GIB, 2)
-
-
-@dataclass(frozen=True)
-class Drift:
-    """How vCenter differs from one clone's record (found by its recorded moref)."""
-
-    missing: bool = False  # vCenter has no such VM
-    renamed_to: str = ""  # its name in vCenter, when someone renamed it
-    power: str = ""  # "on" / "off": its power state in vCenter, when the record says otherwise
-    relabelled: tuple[str, ...] = ()  # e.g. "Environment is 'other'"
-
-    @property
-    def text(self) -> str:
-        if self.missing:
-            return "missing from vCenter"
-        parts = []
-        if self.renamed_to:
-            parts.append(f"renamed to {self.renamed_to}")
-        if self.power:
-            parts.append(f"powered {self.power} outside the bot")
-        parts += [f"relabelled: {label}" for label in self.relabelled]
-        return "; ".join(parts)
-
-
-@dataclass(frozen=True)
-class EnvironmentStatus:
-    environment: Environment
-    by_type: dict[str, dict[str, int]]  # type -> state -> count
-    clones: list[Clone] = field(default_factory=list)
-    # parent -> how many hosts its live clones in this environment run on (host-limit check)
-    hosts_by_parent: dict[str, int] = field(default_factory=dict)
-    # One environment's status is compared with vCenter: clone id -> how it differs there.
-    drift: dict[int, Drift] = field(default_factory=dict)
-    checked: bool = False  # compared with vCenter just now
-    unchecked: str = ""  # why it could not be compared (vCenter unreachable, ...)
-
-    @property
-    def live(self) -> int:
-        return sum(
-            n for states in self.by_type.values() for s, n in states.items() if CloneState(s).live
-        )
 
 
 @dataclass(frozen=True)
@@ -215,7 +104,7 @@ class Service:
         self._env_locks_guard = threading.Lock()
         # Runs this process owns are marked with it and kept alive by a heartbeat, so that a
         # run whose process died can be told apart from one still in progress elsewhere.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = process_owner()
         self._active_runs: set[int] = set()
         self._heartbeat: threading.Thread | None = None
         self._heartbeat_wake = threading.Event()
@@ -1286,19 +1175,6 @@ class Service:
         with self._env_locks_guard:
             lock = self._env_locks.setdefault(name, threading.Lock())
         return _TryLock(lock, name)
-
-
-@dataclass(frozen=True)
-class CapacityNeed:
-    datastore: str
-    free_bytes: int
-    needed_bytes: int  # deltas plus swap
-    swap_bytes: int
-    headroom_bytes: int
-
-    @property
-    def fits(self) -> bool:
-        return self.free_bytes >= self.needed_bytes + self.headroom_bytes
 
 
 @dataclass(frozen=True)

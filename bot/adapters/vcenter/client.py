@@ -2,8 +2,8 @@
 
 It speaks the vSphere API for the service layer in the service layer's words: parents, base
 snapshots, linked clones, custom attributes, power and storage figures. Faults come out as
-`bot.errors` exceptions; pyVmomi objects never leave this module except as opaque morefs (strings
-such as ``vm-42``).
+`bot.domain.errors` exceptions; pyVmomi objects never leave this module except as opaque
+morefs (strings such as ``vm-42``).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pyVmomi import vim as _vim
 from pyVmomi import vmodl as _vmodl
 from pyVmomi.VmomiSupport import GetServiceVersions
 
-from bot import tls
-from bot.errors import (
+from bot.adapters.vcenter import tls
+from bot.domain.errors import (
     ConfigError,
     LinkedCloneCheckFailed,
     NotFoundError,
@@ -39,7 +39,21 @@ from bot.errors import (
     VCenterFault,
     VCenterUnreachable,
 )
-from bot.models import ParentFacts
+from bot.domain.models import ParentFacts
+from bot.domain.vsphere import (
+    CLONE_ATTRIBUTES,
+    CloneRequest,
+    CustomizationOutcome,
+    Destroyed,
+    DiskInfo,
+    Endpoint,
+    Entity,
+    HostInfo,
+    NetworkInfo,
+    ParentReport,
+    VmFacts,
+    VmSighting,
+)
 from bot.settings import VCenterSettings
 
 log = logging.getLogger(__name__)
@@ -50,16 +64,6 @@ T = TypeVar("T")
 vim: Any = _vim
 vmodl: Any = _vmodl
 
-# Custom attributes the bot writes on every clone: the origin used them as its asset database.
-# Who deployed a clone and when go in its Notes (bot/provenance.py), and also in custom
-# attributes when `provenance_attributes` is set.
-ATTR_MANAGED_BY = "ManagedBy"
-ATTR_ENVIRONMENT = "Environment"
-ATTR_DEPLOYED_FROM = "DeployedFrom"
-ATTR_DEPLOYED_BY = "DeployedBy"
-ATTR_DEPLOYED_AT = "DeployedAt"
-CLONE_ATTRIBUTES = (ATTR_MANAGED_BY, ATTR_ENVIRONMENT, ATTR_DEPLOYED_FROM)
-PROVENANCE_ATTRIBUTES = (ATTR_DEPLOYED_BY, ATTR_DEPLOYED_AT)
 
 # Faults after which the same clone may succeed if tried again a little later.
 TRANSIENT_FAULTS = frozenset(
@@ -125,127 +129,6 @@ VM_PROPERTIES = [
 ]
 
 
-@dataclass(frozen=True)
-class VmFacts:
-    """What the bot needs to know about one VM, read in one round trip."""
-
-    moref: str
-    name: str
-    instance_uuid: str
-    powered_on: bool
-    linked: bool  # every disk has a backing parent (a linked clone's delta disk)
-    attributes: dict[str, str] = field(default_factory=dict)
-    committed_bytes: int = 0
-    unshared_bytes: int = 0
-    host: str = ""  # moref of the host it runs on
-    disk_modes: tuple[str, ...] = ()
-    parent_moref: str = ""  # the folder or vApp it sits in
-    notes: str = ""  # the VM's Notes (annotation)
-
-
-@dataclass(frozen=True)
-class VmSighting:
-    """A VM as a quick inventory read sees it (status drift, resume's reconciliation)."""
-
-    moref: str
-    instance_uuid: str
-    name: str
-    powered_on: bool
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Destroyed:
-    """The outcome of destroying one VM."""
-
-    reclaimed_bytes: int  # what it occupied on the datastore (0 when it was already gone)
-    gone: bool  # it no longer existed: nothing was destroyed by this call
-
-
-@dataclass(frozen=True)
-class DiskInfo:
-    label: str
-    capacity_bytes: int
-    thin: bool
-    mode: str  # persistent, independent_nonpersistent, ...
-    has_parent: bool
-
-
-@dataclass(frozen=True)
-class ParentReport:
-    """Everything `prepare` checks about a parent, read in one round trip."""
-
-    name: str
-    moref: str
-    powered_on: bool
-    disks: tuple[DiskInfo, ...]
-    snapshots_named: int  # snapshots carrying the base snapshot's name
-    used_bytes: int
-    memory_mb: int
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    moref: str
-    name: str
-    usable: bool  # connected and not in maintenance mode
-
-
-@dataclass(frozen=True)
-class CustomizationOutcome:
-    moref: str
-    ok: bool | None  # None: no result before the timeout
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class CloneRequest:
-    parent: str  # the parent VM's configured name or path
-    snapshot: str  # base snapshot name
-    name: str
-    instance_uuid: str  # chosen by the bot so a lost reply can still be found again
-    folder: str
-    resource_pool: str
-    datastore: str
-    attributes: Mapping[str, str]
-    notes: str = ""  # the clone's Notes, written by CloneVM_Task itself (no extra call)
-    host: str | None = None  # moref of the host to place it on (host-limit confinement)
-    customization_spec: str | None = None  # named spec; the computer name is the clone's name
-    disk_mode: str | None = None  # applied after cloning: the parent's disks stay cloneable
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """The vCenter a connection talks to, for `clones check`."""
-
-    url: str
-    product: str  # e.g. "VMware vCenter Server 8.0.2 build-22385739"
-    api_version: str
-    user: str  # as vCenter names the session's user, e.g. "VSPHERE.LOCAL\\svc"
-    trust: str  # how its TLS certificate is trusted
-
-
-@dataclass(frozen=True)
-class Entity:
-    """An inventory object the pre-flight check looks at; `obj` is opaque outside this module."""
-
-    kind: str  # "vm", "folder", "pool", "datastore", "cluster", "network", "root"
-    name: str
-    moref: str
-    obj: Any = field(default=None, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class NetworkInfo:
-    name: str
-    moref: str
-    accessible: bool
-    obj: Any = field(default=None, repr=False, compare=False)
-
-    def entity(self) -> Entity:
-        return Entity("network", self.name, self.moref, self.obj)
-
-
 @dataclass
 class _Placement:
     folder: Any
@@ -282,7 +165,8 @@ class VCenter:
 
     # ----------------------------------------------------------------- connection
     def connect(self) -> None:
-        """Open the shared session: TLS as configured (bot.tls), then SessionManager.Login.
+        """Open the shared session: TLS as configured (bot.adapters.vcenter.tls), then
+        SessionManager.Login.
 
         Login is called directly (pyVmomi's own login helper first reads currentSession, which
         a vCenter, or VMware's simulator, answers with NotAuthenticated before a login). The
@@ -409,7 +293,7 @@ class VCenter:
         return self._content
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one vSphere call, turning pyVmomi and socket errors into `bot.errors`."""
+        """Run one vSphere call, turning pyVmomi and socket errors into `bot.domain.errors`."""
         try:
             return fn()
         except vmodl.MethodFault as exc:

@@ -29,16 +29,17 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.errors import ConfigError
+from bot.domain.errors import ConfigError
+from bot.host import pid_alive
 
 
 def _lab_source_dir() -> Path:
     """The lab's Go sources and default spec: `bot/labsrc/` in an installed package (the wheel
     maps the checkout's `lab/` there, see pyproject.toml), else `lab/` beside `bot/` in a
     checkout."""
-    here = Path(__file__).resolve().parent
-    installed = here / "labsrc"
-    return installed if (installed / "main.go").is_file() else here.parent / "lab"
+    package = Path(__file__).resolve().parents[2]  # bot/ (this file: bot/adapters/lab/)
+    installed = package / "labsrc"
+    return installed if (installed / "main.go").is_file() else package.parent / "lab"
 
 
 LAB_SOURCE_DIR: Path = _lab_source_dir()
@@ -805,19 +806,6 @@ def _state_dir(state_dir: Path | None) -> Path:
         return Path(os.environ["CLONES_LAB_DIR"])
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "clones" / "lab"
-
-
-def pid_alive(pid: int) -> bool:
-    """True while a process with this id exists (a signal-0 probe)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def running_lab(state_dir: Path | None = None) -> LabInfo | None:

@@ -1,7 +1,7 @@
 """The `clones` terminal front end: the Slack grammar, plus a few terminal-only options.
 
 `clones deploy capture 25 as nov-cohort` means exactly what `/clones deploy capture 25 as
-nov-cohort` means in Slack: the words go through `bot.grammar.parse` and the service layer.
+nov-cohort` means in Slack: the words go through `bot.domain.grammar.parse` and the service layer.
 On top: `--json`, `--yes`, `--chart FILE`, and the terminal-only verbs `lab` and `demo`.
 """
 
@@ -31,24 +31,24 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from bot import grammar
-from bot.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
-from bot.check import Checker, CheckReport
-from bot.errors import ClonesError, UsageError, VCenterUnreachable
-from bot.models import CloneState, RunState
-from bot.savings import Savings, format_table
-from bot.schedules import ScheduleResult, SchedulerLock, ScheduleService, lock_path_for
-from bot.service import (
+from bot.domain import grammar
+from bot.domain.errors import ClonesError, UsageError, VCenterUnreachable
+from bot.domain.models import CloneState, RunState
+from bot.domain.results import (
     DeployResult,
     EnvironmentStatus,
     FailedClone,
     ProgressEvent,
     TeardownPlan,
     TeardownResult,
-    TypeStatus,
 )
+from bot.domain.savings import Savings, format_table
+from bot.domain.timeparse import describe_time
+from bot.services.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
+from bot.services.check import Checker, CheckReport
+from bot.services.core import TypeStatus
+from bot.services.schedules import ScheduleResult, SchedulerLock, ScheduleService, lock_path_for
 from bot.settings import load_settings
-from bot.timeparse import describe_time
 
 log = logging.getLogger("clones")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -758,7 +758,7 @@ def _plain(obj: Any) -> Any:
 
 
 def _write_chart(s: Savings, path: Path, environment: str | None) -> None:
-    from bot.chart import write_savings_chart
+    from bot.adapters.chart import write_savings_chart
 
     write_savings_chart(s, path)
 
@@ -832,7 +832,7 @@ def _show_check(report: CheckReport, opts: Options, out: TextIO) -> int:
 def _thumbprint(words: list[str], opts: Options, out: TextIO) -> int:
     """`clones thumbprint [URL|HOST[:PORT]]`: the certificate an endpoint presents (default:
     the configured vCenter), whether the configuration trusts it, and the line that pins it."""
-    from bot import tls
+    from bot.adapters.vcenter import tls
 
     if len(words) > 1:
         raise UsageError("Usage: clones thumbprint [https://vcenter.example.com/sdk | HOST[:PORT]]")
@@ -900,7 +900,7 @@ def _thumbprint(words: list[str], opts: Options, out: TextIO) -> int:
 
 
 def _lab(words: list[str], opts: Options, out: TextIO) -> int:
-    from bot import lab
+    from bot.adapters.lab import launcher as lab
 
     parser = argparse.ArgumentParser(prog="clones lab", exit_on_error=False, add_help=False)
     parser.add_argument("action", choices=["up", "down", "status", "build"])

@@ -14,9 +14,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.errors import ClonesError, NotFoundError, VCenterError, VCenterUnreachable
+from bot.domain.errors import ClonesError, NotFoundError, VCenterError, VCenterUnreachable
+from bot.domain.vsphere import Entity
+from bot.ports import VCenter
 from bot.settings import Settings, TypeSettings
-from bot.vcenter import Entity, VCenter
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The lab vCenter: building, starting and controlling the Go simulator in `lab/`."""

@@ -1,0 +1,142 @@
+"""What the services hand back to the front ends: progress events and the results of a
+deployment, a strip back and a status read. Plain records of domain types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.savings import GIB, Savings
+
+EventKind = Literal["started", "clone_ready", "clone_failed", "clone_retry", "finished"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One step of a deployment or strip back, for a front end to render."""
+
+    kind: EventKind
+    run_id: int
+    environment: str
+    action: RunKind
+    total: int
+    done: int
+    failed: int
+    elapsed_s: float
+    eta_s: float | None = None
+    clone: str | None = None
+    message: str = ""
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.done - self.failed
+
+
+@dataclass(frozen=True)
+class FailedClone:
+    name: str
+    type: str
+    error: str
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    run_id: int
+    environment: str
+    requested: int
+    ready: list[str]
+    failed: list[FailedClone]
+    elapsed_s: float
+    state: RunState
+    savings: Savings | None = None
+    message: str = ""
+    # not finished when vCenter went away (planned, or mid-clone): "resume" finishes them
+    interrupted: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TeardownPlan:
+    """What a strip back would destroy, shown before the user confirms."""
+
+    environment: str
+    by_type: dict[str, int]
+    clones: int
+    reclaim_bytes: int
+
+    @property
+    def reclaim_gb(self) -> float:
+        return round(self.reclaim_bytes / GIB, 2)
+
+
+@dataclass(frozen=True)
+class TeardownResult:
+    run_id: int
+    environment: str
+    destroyed: list[str]
+    already_gone: list[str]
+    skipped: list[FailedClone]  # recorded but not verifiably ours in vCenter: left untouched
+    failed: list[FailedClone]
+    reclaimed_bytes: int
+    elapsed_s: float
+    state: RunState
+    renamed: dict[str, str] = field(default_factory=dict)  # recorded name -> name in vCenter
+    message: str = ""
+
+    @property
+    def reclaimed_gb(self) -> float:
+        return round(self.reclaimed_bytes / GIB, 2)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How vCenter differs from one clone's record (found by its recorded moref)."""
+
+    missing: bool = False  # vCenter has no such VM
+    renamed_to: str = ""  # its name in vCenter, when someone renamed it
+    power: str = ""  # "on" / "off": its power state in vCenter, when the record says otherwise
+    relabelled: tuple[str, ...] = ()  # e.g. "Environment is 'other'"
+
+    @property
+    def text(self) -> str:
+        if self.missing:
+            return "missing from vCenter"
+        parts = []
+        if self.renamed_to:
+            parts.append(f"renamed to {self.renamed_to}")
+        if self.power:
+            parts.append(f"powered {self.power} outside the bot")
+        parts += [f"relabelled: {label}" for label in self.relabelled]
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    environment: Environment
+    by_type: dict[str, dict[str, int]]  # type -> state -> count
+    clones: list[Clone] = field(default_factory=list)
+    # parent -> how many hosts its live clones in this environment run on (host-limit check)
+    hosts_by_parent: dict[str, int] = field(default_factory=dict)
+    # One environment's status is compared with vCenter: clone id -> how it differs there.
+    drift: dict[int, Drift] = field(default_factory=dict)
+    checked: bool = False  # compared with vCenter just now
+    unchecked: str = ""  # why it could not be compared (vCenter unreachable, ...)
+
+    @property
+    def live(self) -> int:
+        return sum(
+            n for states in self.by_type.values() for s, n in states.items() if CloneState(s).live
+        )
+
+
+@dataclass(frozen=True)
+class CapacityNeed:
+    datastore: str
+    free_bytes: int
+    needed_bytes: int  # deltas plus swap
+    swap_bytes: int
+    headroom_bytes: int
+
+    @property
+    def fits(self) -> bool:
+        return self.free_bytes >= self.needed_bytes + self.headroom_bytes

@@ -1,0 +1,267 @@
+"""The ports: what the services need from the world, as interfaces (typing.Protocol).
+
+The services are written against these and nothing else; `bot.bootstrap` hands them the
+adapters that implement them (pyVmomi's vCenter, SQLite, APScheduler, matplotlib, Slack or the
+terminal), and the unit tests hand them in-memory fakes (tests/fakes.py). Only the domain is
+imported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.domain.errors import VCenterError
+from bot.domain.models import (
+    KEEP,
+    AuditEntry,
+    Clone,
+    CloneState,
+    Environment,
+    Keep,
+    ParentFacts,
+    Run,
+    RunKind,
+    RunMessage,
+    RunState,
+    ScheduleRecord,
+)
+from bot.domain.results import ProgressEvent
+from bot.domain.savings import Savings
+from bot.domain.vsphere import (
+    CLONE_ATTRIBUTES,
+    CloneRequest,
+    CustomizationOutcome,
+    Destroyed,
+    Endpoint,
+    Entity,
+    HostInfo,
+    NetworkInfo,
+    ParentReport,
+    VmFacts,
+    VmSighting,
+)
+
+# ------------------------------------------------------------------------------------ time
+
+
+class Clock(Protocol):
+    """Now, as an aware datetime (tests move it by hand)."""
+
+    def __call__(self) -> datetime: ...
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+# ------------------------------------------------------------------------------------ vCenter
+
+
+class Inventory(Protocol):
+    """Reading vCenter: parents, VMs, placement entities, privileges (no change is made)."""
+
+    def connect(self) -> None: ...
+    def endpoint(self) -> Endpoint: ...
+    def datacenter_name(self) -> str: ...
+    def parent_facts(self, parent: str, snapshot: str) -> ParentFacts: ...
+    def parent_report(self, parent: str, snapshot: str) -> ParentReport: ...
+    def parent_entity(self, parent: str) -> Entity: ...
+    def parent_networks(self, parent: str) -> tuple[list[NetworkInfo], list[str]]: ...
+    def networks_of(self, parents: Sequence[str]) -> dict[str, list[Entity]]: ...
+    def find_vms(self, folder: str | None = None) -> list[VmFacts]: ...
+    def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]: ...
+    def sightings(self, morefs: Sequence[str] | None = None) -> list[VmSighting]: ...
+    def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]: ...
+    def datastore_free_bytes(self, datastore: str) -> int: ...
+    def customization_spec_exists(self, spec_name: str) -> bool: ...
+    def cluster_hosts(self, resource_pool: str) -> tuple[Any, list[HostInfo]]: ...
+    def cluster_entity(self, resource_pool: str) -> Entity | None: ...
+    def drs_confinement(self, cluster: Any, prefix: str) -> tuple[list[str], list[str], bool]: ...
+    def entity(self, kind: str, path: str) -> Entity: ...
+    def root_entity(self) -> Entity: ...
+    def placement_entities(
+        self, folder: str, resource_pool: str, datastore: str
+    ) -> dict[str, Entity]: ...
+    def privileges(self, entities: Sequence[Entity]) -> dict[str, frozenset[str]]: ...
+    def missing_attribute_definitions(self, names: Iterable[str]) -> list[str]: ...
+
+
+class Provisioning(Protocol):
+    """Changing vCenter: snapshots, clones, attributes, power, DRS rules, destroy."""
+
+    def ensure_base_snapshot(self, parent: str, snapshot: str, *, create: bool = True) -> str: ...
+    def forget_snapshots(self) -> None: ...
+    def ensure_attribute_definitions(self, names: Iterable[str] = CLONE_ATTRIBUTES) -> None: ...
+    def clone(self, req: CloneRequest, *, finish: bool = True) -> VmFacts: ...
+    def finish_clone(self, facts: VmFacts, req: CloneRequest) -> VmFacts: ...
+    def destroy(
+        self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None
+    ) -> Destroyed: ...
+    def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]: ...
+    def shut_down(self, parent: str, timeout_s: float = 300.0) -> None: ...
+    def wait_for_customization(
+        self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0
+    ) -> dict[str, CustomizationOutcome]: ...
+    def ensure_drs_confinement(
+        self, cluster: Any, prefix: str, vm_morefs: Sequence[str], host_morefs: Sequence[str]
+    ) -> None: ...
+
+
+class VCenter(Inventory, Provisioning, Protocol):
+    """One vCenter, shared by every thread of the process."""
+
+    def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------------ SQLite
+
+
+class Environments(Protocol):
+    def ensure_environment(self, name: str, owner: str, channel: str = "") -> Environment: ...
+    def get_environment(self, name: str) -> Environment | None: ...
+    def list_environments(self) -> list[Environment]: ...
+    def update_environment(
+        self,
+        name: str,
+        *,
+        channel: str | None = None,
+        owner: str | None = None,
+        starts_at: datetime | Keep | None = KEEP,
+        ends_at: datetime | Keep | None = KEEP,
+    ) -> Environment: ...
+    def delete_environment(self, name: str) -> None: ...
+
+
+class Clones(Protocol):
+    def reserve_clones(
+        self,
+        *,
+        environment: str,
+        type: str,
+        parent: str,
+        pattern: str,
+        count: int,
+        run_id: int | None,
+    ) -> list[Clone]: ...
+    def update_clone(self, clone_id: int, **changes: Any) -> Clone: ...
+    def get_clone(self, clone_id: int) -> Clone: ...
+    def clones(
+        self,
+        *,
+        environment: str | None = None,
+        states: Iterable[CloneState] | None = None,
+        type: str | None = None,
+        run_id: int | None = None,
+    ) -> list[Clone]: ...
+    def clones_by_instance_uuid(self, uuids: Iterable[str]) -> dict[str, Clone]: ...
+    def clone_counts(self) -> dict[str, dict[str, dict[CloneState, int]]]: ...
+    def clone_deltas(
+        self, *, environment: str | None = None, states: Iterable[CloneState] = ...
+    ) -> list[tuple[str, int | None]]: ...
+    def mark_missing(
+        self, clone_ids: Iterable[int], *, unchanged_since: datetime
+    ) -> list[Clone]: ...
+    def save_parent_facts(self, facts: ParentFacts) -> None: ...
+    def parent_facts(self) -> dict[str, ParentFacts]: ...
+
+
+class Runs(Protocol):
+    def start_run(
+        self,
+        *,
+        environment: str,
+        kind: RunKind,
+        requested_by: str,
+        requested: int,
+        owner: str = "",
+        clone_ids: Iterable[int] = (),
+    ) -> Run: ...
+    def supersede_run(self, run_id: int, *, owner: str, expected_owner: str) -> Run | None: ...
+    def finish_run(
+        self, run_id: int, *, state: RunState, succeeded: int, failed: int, message: str = ""
+    ) -> Run: ...
+    def update_run(self, run_id: int, **changes: Any) -> Run: ...
+    def get_run(self, run_id: int) -> Run: ...
+    def runs(
+        self,
+        *,
+        environment: str | None = None,
+        states: Iterable[RunState] | None = None,
+        limit: int = 100,
+    ) -> list[Run]: ...
+    def heartbeat(self, run_id: int) -> None: ...
+    def save_run_message(self, run_id: int, *, channel: str, ts: str) -> RunMessage: ...
+    def run_message(self, run_id: int) -> RunMessage | None: ...
+
+
+class Schedules(Protocol):
+    def get_schedule(self, name: str) -> ScheduleRecord | None: ...
+    def save_schedule(
+        self,
+        name: str,
+        *,
+        deploy_command: str | Keep | None = KEEP,
+        requested_by: str | Keep = KEEP,
+        lease_from: datetime | Keep | None = KEEP,
+        reminded_for_end: datetime | Keep | None = KEEP,
+        stripping_for_end: datetime | Keep | None = KEEP,
+    ) -> ScheduleRecord: ...
+    def delete_schedule(self, name: str) -> None: ...
+    def scheduled_environments(self) -> list[tuple[Environment, ScheduleRecord | None]]: ...
+    def claim_start(self, name: str, expected: datetime) -> bool: ...
+    def claim_end(self, name: str, expected: datetime) -> bool: ...
+    def mark_reminded(self, name: str, end: datetime) -> bool: ...
+
+
+class Audit(Protocol):
+    def audit(
+        self,
+        *,
+        actor: str,
+        source: str,
+        command: str,
+        result: str,
+        channel: str = "",
+        detail: str = "",
+    ) -> AuditEntry: ...
+    def audit_entries(self, *, limit: int = 100, actor: str | None = None) -> list[AuditEntry]: ...
+
+
+class Repository(Environments, Clones, Runs, Schedules, Audit, Protocol):
+    """The bot's records: what it intended and did (SQLite in production)."""
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+    def first_sighting(
+        self, keys: Sequence[str], window_s: float, now: float | None = None
+    ) -> bool: ...
+    def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------------ others
+
+
+class Chart(Protocol):
+    """The savings bar chart (matplotlib in production)."""
+
+    def render(self, savings: Savings, title: str) -> bytes: ...
+    def write(self, savings: Savings, path: Path) -> None: ...
+
+
+__all__ = [
+    "Audit",
+    "Chart",
+    "Clock",
+    "Clones",
+    "Environments",
+    "Inventory",
+    "Iterator",
+    "ProgressCallback",
+    "Provisioning",
+    "Repository",
+    "Runs",
+    "Schedules",
+    "VCenter",
+]
