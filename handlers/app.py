@@ -248,7 +248,7 @@ class SlackBot:
 
         for run in runs:
             try:
-                self.ctx.service.finish_run(
+                self.ctx.service.runs.finish_run(
                     run.id,
                     state=RunState.INTERRUPTED,
                     succeeded=run.succeeded,

@@ -27,7 +27,7 @@ from bot.domain.errors import ClonesError, NotFoundError, UsageError
 from bot.domain.models import CloneState, RunKind
 from bot.services.access import READ_ONLY_VERBS
 from bot.services.check import Checker
-from bot.services.core import LIVE_STATES
+from bot.services.runs import LIVE_STATES
 from handlers import blocks
 from handlers.check import render as render_check
 from handlers.context import SOURCE, HandlerContext, Reply, explain, log, reporting

@@ -33,7 +33,10 @@ from bot.domain.vsphere import (
     ParentReport,
     VmFacts,
 )
-from bot.services.core import LIVE_STATES, Emitter, FullCopyGuard, ProgressCallback, Service
+from bot.ports import ProgressCallback
+from bot.services.core import Service
+from bot.services.fullcopy import FullCopyGuard
+from bot.services.runs import LIVE_STATES, Emitter
 
 
 @dataclass(frozen=True)
@@ -166,10 +169,10 @@ class Admin:
             raise NotFoundError(
                 f"Environment {env.name} has no ready clones to power {command.action}."
             )
-        with self.service.environment_lock(env.name):
-            verified, gone, skipped = self.service.verify_ours(env, clones)
+        with self.service.runs.environment_lock(env.name):
+            verified, gone, skipped = self.service.ownership.verify_ours(env, clones)
             ours = [c for c, _ in verified]
-            failed = self.service.power_clones(ours, command.action)
+            failed = self.service.power.power_clones(ours, command.action)
             for c in gone:  # nobody asked the bot to destroy them: recorded as missing
                 self.repo.update_clone(c.id, state=CloneState.MISSING, error="missing from vCenter")
         failed_names = {f.name for f in failed}
@@ -193,7 +196,9 @@ class Admin:
     def plan(self, command: grammar.Plan) -> PlanResult:
         items = [(self.settings.type(i.type), i.count) for i in command.items]
         parents = {t.name: self.vcenter.parent_facts(t.parent, t.snapshot) for t, _ in items}
-        estimates = [estimate(parents[t.name], n, self.service.delta_estimate(t)) for t, n in items]
+        estimates = [
+            estimate(parents[t.name], n, self.service.deployer.delta_estimate(t)) for t, n in items
+        ]
         total = Savings(
             clones=sum(e.clones for e in estimates),
             thick_bytes=sum(e.thick_bytes for e in estimates),
@@ -201,7 +206,7 @@ class Admin:
             linked_bytes=sum(e.linked_bytes for e in estimates),
             by_parent=tuple(p for e in estimates for p in e.by_parent),
         )
-        needs = self.service.capacity_needs(items, parents, power_on=command.power_on)
+        needs = self.service.deployer.capacity_needs(items, parents, power_on=command.power_on)
         return PlanResult(total, needs, command.power_on)
 
     # ================================================================= inventory
@@ -245,7 +250,7 @@ class Admin:
         if not self.settings.confine_hosts:
             return
         for name in sorted(types):
-            placement = self.service.placement_for(self.settings.type(name))
+            placement = self.service.placements.placement_for(self.settings.type(name))
             if not placement.group:
                 continue
             members = [
@@ -284,7 +289,7 @@ class Admin:
         deployed it and every attribute keep their values.
         """
         env = self.service.environment(command.environment)
-        with self.service.environment_lock(env.name):
+        with self.service.runs.environment_lock(env.name):
             clones = self.repo.clones(environment=env.name, states=[CloneState.READY])
             if not clones:
                 raise NotFoundError(f"Environment {env.name} has no ready clones to refresh.")
@@ -297,8 +302,8 @@ class Admin:
                         f'"prepare {t}" first.'
                     )
             self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
-            verified, gone, skipped = self.service.verify_ours(env, clones)
-            run = self.service.start_run(
+            verified, gone, skipped = self.service.ownership.verify_ours(env, clones)
+            run = self.service.runs.start_run(
                 environment=env.name,
                 kind=RunKind.REFRESH,
                 requested_by=actor,
@@ -349,7 +354,7 @@ class Admin:
                 self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
                 keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
-                done = self.service.clone_one(
+                done = self.service.cloner.clone_one(
                     clone,
                     env,
                     _deployed(vm)[0] or actor,
@@ -398,7 +403,7 @@ class Admin:
             list(pool.map(work, verified))
         if powered and not unreachable:
             try:
-                self.service.await_customization(powered, since, emit)
+                self.service.power.await_customization(powered, since, emit)
             except VCenterUnreachable as exc:
                 unreachable.append(exc)
             for c in self.repo.clones(environment=env.name, states=[CloneState.READY]):
@@ -422,7 +427,7 @@ class Admin:
         message = str(unreachable[0]) if unreachable else ""
         if guard.stopped:
             message = " ".join(m for m in (message, guard.summary("not refreshed")) if m)
-        self.service.finish_run(
+        self.service.runs.finish_run(
             run_id,
             state=state,
             succeeded=len(refreshed),

@@ -25,7 +25,9 @@ from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
 from bot.domain.results import DeployResult, FailedClone, TeardownResult
 from bot.domain.vsphere import ATTR_ENVIRONMENT, ATTR_MANAGED_BY, VmFacts
 from bot.host import owner_gone
-from bot.services.core import LIVE_STATES, ProgressCallback, Service
+from bot.ports import ProgressCallback
+from bot.services.core import Service
+from bot.services.runs import LIVE_STATES
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ class Recovery:
             )
             if new is None:
                 continue  # another process took it over first, or it ended meanwhile
-            self.service.track_run(new.id)
+            self.service.runs.track_run(new.id)
             try:
                 if run.kind is RunKind.TEARDOWN:
                     resumed.append(self._resume_teardown(run, new, on_event))
@@ -190,7 +192,9 @@ class Recovery:
 
     def _end_if_running(self, run_id: int, state: RunState, message: str) -> None:
         if self.repo.get_run(run_id).state is RunState.RUNNING:
-            self.service.finish_run(run_id, state=state, succeeded=0, failed=0, message=message)
+            self.service.runs.finish_run(
+                run_id, state=state, succeeded=0, failed=0, message=message
+            )
 
     def _resume_clones(
         self, old: Run, run: Run, actor: str, on_event: ProgressCallback | None
@@ -198,7 +202,7 @@ class Recovery:
         """Finish a deployment or refresh: adopt what exists under the recorded instance UUID,
         re-create what does not (same names), report on every clone the run owns."""
         env = self.service.environment(run.environment)
-        with self.service.environment_lock(env.name):
+        with self.service.runs.environment_lock(env.name):
             clones = self.repo.clones(run_id=run.id)
             kept = self._settle_refresh(clones)
             clones = self.repo.clones(run_id=run.id)
@@ -234,10 +238,10 @@ class Recovery:
             placements = {}
             for type_name in {c.type for c in to_clone}:
                 t = self.settings.type(type_name)
-                placements[type_name] = self.service.placement_for(t).assign(
+                placements[type_name] = self.service.placements.placement_for(t).assign(
                     [c.name for c in to_clone if c.type == type_name]
                 )
-            result: DeployResult = self.service.run_clones(
+            result: DeployResult = self.service.deploy_runs.run_clones(
                 run.id,
                 env,
                 self.repo.clones(run_id=run.id),  # the whole run: the report counts all of it
@@ -279,7 +283,7 @@ class Recovery:
 
     def _finish_adopted(self, clone: Clone, vm: VmFacts, environment: str, actor: str) -> None:
         t = self.settings.type(clone.type)
-        request = self.service.clone_request(clone, t, environment, actor, vm.attributes)
+        request = self.service.cloner.clone_request(clone, t, environment, actor, vm.attributes)
         try:
             self.vcenter.finish_clone(vm, request)
         except ClonesError as exc:
@@ -289,11 +293,11 @@ class Recovery:
         """Finish a strip back over the clones it recorded when it started, and nothing else:
         clones deployed into the environment name since are not its own."""
         env = self.service.environment(run.environment)
-        with self.service.environment_lock(env.name):
+        with self.service.runs.environment_lock(env.name):
             # Mid-destroy when the process died: strip_run re-verifies each one.
             for c in self.repo.clones(run_id=run.id, states=[CloneState.DESTROYING]):
                 self.repo.update_clone(c.id, state=CloneState.READY)
-            result: TeardownResult = self.service.strip_run(run.id, env, on_event)
+            result: TeardownResult = self.service.strip_back.strip_run(run.id, env, on_event)
         parts = [f"{len(result.destroyed)} destroyed"]
         if result.already_gone:
             parts.append(f"{len(result.already_gone)} already gone")
