@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.domain.errors import (
@@ -23,6 +23,7 @@ from bot.domain.results import (
 )
 from bot.ports import ProgressCallback
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
+from bot.services.pipeline import Stop, run_per_clone
 from bot.services.runs import Core, Emitter
 
 if TYPE_CHECKING:
@@ -32,6 +33,19 @@ if TYPE_CHECKING:
     from bot.services.queries import Queries
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Batch:
+    """One deployment's clones in flight: what each needs to clone, and its type's guard."""
+
+    env: Environment
+    actor: str
+    deployed_at: str
+    emit: Emitter
+    placements: dict[str, TypePlacement]
+    guard: FullCopyGuard
+    slots: threading.BoundedSemaphore
 
 
 class DeployRuns:
@@ -62,77 +76,28 @@ class DeployRuns:
         """Clone `todo` (default: all of `planned`) in the pool; report on all of `planned`."""
         work_list = planned if todo is None else todo
         started = time.monotonic()
-        deployed_at = self.clock().isoformat(timespec="seconds")
         emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(work_list), started, on_event)
         emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
-        unreachable: list[VCenterUnreachable] = []
-        stop = threading.Event()
-        guard = FullCopyGuard()
-
-        def skip(clone: Clone) -> Clone:
-            done = self.repo.update_clone(
-                clone.id, state=CloneState.FAILED, error=guard.not_attempted(clone.type)
-            )
-            emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
-            return done
-
-        def work(clone: Clone) -> Clone:
-            if stop.is_set():
-                return clone
-            turn = guard.enter(clone.type)
-            if stop.is_set():  # vCenter was lost while this clone waited for its turn
-                if turn is not None:
-                    guard.leave(clone.type, turn, linked=False, name=clone.name)
-                return clone
-            if turn is None:  # this type stopped at a full copy: not attempted
-                return skip(clone)
-            host = placements[clone.type].host_for(clone.name) if placements else None
-            copies: list[LinkedCloneCheckFailed] = []
-            try:
-                done = self.cloner.clone_one(
-                    clone,
-                    env,
-                    actor,
-                    deployed_at,
-                    emit,
-                    host=host,
-                    slot=guard.slot(slots, clone.type),
-                    on_full_copy=copies.append,
-                )
-            except TypeStopped:  # stopped while this clone waited for a slot
-                guard.leave(clone.type, turn, linked=False, name=clone.name)
-                return skip(clone)
-            except BaseException as exc:  # the turn passes on, whatever happened
-                guard.leave(clone.type, turn, linked=False, name=clone.name)
-                if isinstance(exc, VCenterUnreachable):
-                    unreachable.append(exc)
-                    stop.set()
-                raise
-            if done.state is CloneState.READY:
-                emit("clone_ready", clone=done.name, ok=True)
-            else:
-                emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
-            guard.leave(  # after the event: a full copy is reported before what it stopped
-                clone.type,
-                turn,
-                linked=done.state is CloneState.READY,
-                name=clone.name,
-                full_copy=copies[0] if copies else None,
-            )
-            return done
-
-        # `concurrency` clone tasks at once in vCenter (the slots); a clone frees its slot when
-        # vCenter has made it, and is labelled and recorded while the next one clones.
-        slots = threading.BoundedSemaphore(self.settings.concurrency)
-        with ThreadPoolExecutor(
-            max_workers=2 * self.settings.concurrency, thread_name_prefix="clone"
-        ) as pool:
-            # Each type's first clone first, so the types' probes run side by side.
-            futures: list[Future[Clone]] = [pool.submit(work, c) for c in probes_first(work_list)]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            if stop.is_set():
-                for f in futures:
-                    f.cancel()
+        batch = _Batch(
+            env=env,
+            actor=actor,
+            deployed_at=self.clock().isoformat(timespec="seconds"),
+            emit=emit,
+            placements=placements or {},
+            guard=FullCopyGuard(),
+            # `concurrency` clone tasks at once in vCenter (the slots); a clone frees its slot
+            # when vCenter has made it, and is labelled and recorded while the next one clones.
+            slots=threading.BoundedSemaphore(self.settings.concurrency),
+        )
+        # Each type's first clone first, so the types' probes run side by side.
+        per = run_per_clone(
+            probes_first(work_list),
+            partial(self._clone_in_turn, batch),
+            workers=2 * self.settings.concurrency,
+            name="clone",
+        )
+        unreachable: list[VCenterUnreachable] = [per.lost] if per.lost else []
+        guard = batch.guard
         if not unreachable:
             try:
                 self._after_clones(run_id, planned, placements or {}, power_on, emit)
@@ -145,6 +110,58 @@ class DeployRuns:
             self.repo.update_run(run_id, message=message)
             result = replace(result, message=message)
         return result
+
+    def _clone_in_turn(self, b: _Batch, clone: Clone, stop: Stop) -> Clone:
+        """One clone of the batch, in its type's turn (the type's first clone probes alone; a
+        full copy stops the type), while holding a clone slot."""
+        if stop():
+            return clone
+        turn = b.guard.enter(clone.type)
+        if stop():  # vCenter was lost while this clone waited for its turn
+            if turn is not None:
+                b.guard.leave(clone.type, turn, linked=False, name=clone.name)
+            return clone
+        if turn is None:  # this type stopped at a full copy: not attempted
+            return self._skip(b, clone)
+        placement = b.placements.get(clone.type)
+        host = placement.host_for(clone.name) if placement else None
+        copies: list[LinkedCloneCheckFailed] = []
+        try:
+            done = self.cloner.clone_one(
+                clone,
+                b.env,
+                b.actor,
+                b.deployed_at,
+                b.emit,
+                host=host,
+                slot=b.guard.slot(b.slots, clone.type),
+                on_full_copy=copies.append,
+            )
+        except TypeStopped:  # stopped while this clone waited for a slot
+            b.guard.leave(clone.type, turn, linked=False, name=clone.name)
+            return self._skip(b, clone)
+        except BaseException:  # the turn passes on, whatever happened
+            b.guard.leave(clone.type, turn, linked=False, name=clone.name)
+            raise
+        if done.state is CloneState.READY:
+            b.emit("clone_ready", clone=done.name, ok=True)
+        else:
+            b.emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
+        b.guard.leave(  # after the event: a full copy is reported before what it stopped
+            clone.type,
+            turn,
+            linked=done.state is CloneState.READY,
+            name=clone.name,
+            full_copy=copies[0] if copies else None,
+        )
+        return done
+
+    def _skip(self, b: _Batch, clone: Clone) -> Clone:
+        done = self.repo.update_clone(
+            clone.id, state=CloneState.FAILED, error=b.guard.not_attempted(clone.type)
+        )
+        b.emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
+        return done
 
     def _after_clones(
         self,

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from bot.domain.models import Clone
+from bot.domain import grammar
+from bot.domain.errors import NotFoundError
+from bot.domain.models import Clone, CloneState
 from bot.domain.results import (
     FailedClone,
 )
 from bot.services.runs import Core, Emitter
+
+if TYPE_CHECKING:
+    from bot.services.ownership import Ownership
+    from bot.services.queries import Queries
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +74,55 @@ class Power:
                     c.id, customization="failed", error=f"guest customization failed: {why}"
                 )
                 emit("clone_retry", clone=c.name, message=f"customization failed: {why}")
+
+
+@dataclass(frozen=True)
+class PowerResult:
+    environment: str
+    action: str
+    done: list[str]
+    failed: list[FailedClone]
+    skipped: list[FailedClone]
+
+
+class PowerCommand:
+    """`power on|off|reset ENV`: the environment's ready clones that are verifiably ours."""
+
+    def __init__(self, core: Core, power: Power, ownership: Ownership, queries: Queries) -> None:
+        self.repo = core.repo
+        self.runs = core.runs
+        self.power_clones = power.power_clones
+        self.ownership = ownership
+        self.queries = queries
+
+    def power_environment(
+        self, command: grammar.Power, *, actor: str, source: str = "cli"
+    ) -> PowerResult:
+        env = self.queries.environment(command.environment)
+        clones = self.repo.clones(environment=env.name, states=[CloneState.READY])
+        if not clones:
+            raise NotFoundError(
+                f"Environment {env.name} has no ready clones to power {command.action}."
+            )
+        with self.runs.environment_lock(env.name):
+            verified, gone, skipped = self.ownership.verify_ours(env, clones)
+            ours = [c for c, _ in verified]
+            failed = self.power_clones(ours, command.action)
+            for c in gone:  # nobody asked the bot to destroy them: recorded as missing
+                self.repo.update_clone(c.id, state=CloneState.MISSING, error="missing from vCenter")
+        failed_names = {f.name for f in failed}
+        result = PowerResult(
+            environment=env.name,
+            action=command.action,
+            done=[c.name for c in ours if c.name not in failed_names],
+            failed=failed + [FailedClone(c.name, c.type, "missing from vCenter") for c in gone],
+            skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
+        )
+        self.repo.audit(
+            actor=actor,
+            source=source,
+            command=f"power {command.action} {env.name}",
+            result="ok" if not result.failed else "partial",
+            detail=f"{len(result.done)} done, {len(result.failed)} failed",
+        )
+        return result

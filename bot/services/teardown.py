@@ -4,10 +4,8 @@ starts and nothing else (its recovery acts on the same set)."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from bot.domain.errors import (
@@ -15,18 +13,16 @@ from bot.domain.errors import (
     NotFoundError,
     VCenterUnreachable,
 )
-from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.models import Clone, CloneState, Environment, RunKind
 from bot.domain.results import (
     FailedClone,
     TeardownPlan,
     TeardownResult,
 )
-from bot.domain.vsphere import (
-    VmFacts,
-)
+from bot.domain.vsphere import Destroyed, VmFacts
 from bot.ports import ProgressCallback
-from bot.services.pipeline import retrying
-from bot.services.runs import LIVE_STATES, Core, Emitter
+from bot.services.pipeline import Stop, retrying, run_per_clone
+from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state
 
 if TYPE_CHECKING:
     from bot.services.ownership import Ownership
@@ -103,14 +99,10 @@ class StripBack:
             emit("clone_ready", clone=c.name, ok=True, message="already gone")
         for c, why in skipped:
             emit("clone_failed", clone=c.name, ok=False, message=why)
-        destroyed: list[str] = []
-        already_gone = [c.name for c in gone]
-        failed: list[FailedClone] = []
-        reclaimed = 0
-        lock = threading.Lock()
 
-        def work(item: tuple[Clone, VmFacts]) -> None:
-            nonlocal reclaimed
+        def work(item: tuple[Clone, VmFacts], stop: Stop) -> Destroyed | FailedClone | None:
+            if stop():
+                return None
             clone, facts = item
             self.repo.update_clone(clone.id, state=CloneState.DESTROYING, moref=facts.moref)
             try:
@@ -123,45 +115,26 @@ class StripBack:
                 raise
             except ClonesError as exc:
                 self.repo.update_clone(clone.id, state=CloneState.READY, error=str(exc))
-                with lock:
-                    failed.append(FailedClone(clone.name, clone.type, str(exc)))
                 emit("clone_failed", clone=clone.name, ok=False, message=str(exc))
-                return
+                return FailedClone(clone.name, clone.type, str(exc))
             self.repo.update_clone(clone.id, state=CloneState.DESTROYED, error=None)
-            with lock:
-                if outcome.gone:
-                    already_gone.append(clone.name)
-                else:
-                    destroyed.append(clone.name)
-                    reclaimed += outcome.reclaimed_bytes
             emit("clone_ready", clone=clone.name, ok=True, message="already gone" * outcome.gone)
+            return outcome
 
-        error: VCenterUnreachable | None = None
-        with ThreadPoolExecutor(
-            max_workers=self.settings.concurrency, thread_name_prefix="strip"
-        ) as pool:
-            futures = [pool.submit(work, item) for item in verified]
-            for f in futures:
-                if f.cancelled():  # not started: vCenter was lost first (stays ready)
-                    continue
-                exc = f.exception()
-                if isinstance(exc, VCenterUnreachable) and error is None:
-                    error = exc
-                    for other in futures:
-                        other.cancel()
-                elif exc is not None and not isinstance(exc, VCenterUnreachable):
-                    raise exc
+        per = run_per_clone(verified, work, workers=self.settings.concurrency, name="strip")
+        error = per.lost
+        # Not started (vCenter was lost first) stays ready; mid-destroy goes back to ready: the
+        # resumed run re-verifies both.
         if error is not None:
-            # Whatever was mid-destroy goes back to ready; the resumed run re-verifies it.
             for c in self.repo.clones(run_id=run_id, states=[CloneState.DESTROYING]):
                 self.repo.update_clone(c.id, state=CloneState.READY)
+        done = [(c, r) for (c, _), r in per.results if isinstance(r, Destroyed)]
+        destroyed = [c.name for c, r in done if not r.gone]
+        already_gone = [c.name for c in gone] + [c.name for c, r in done if r.gone]
+        reclaimed = sum(r.reclaimed_bytes for _, r in done)
+        failed = [r for _, r in per.results if isinstance(r, FailedClone)]
         problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped]
-        if error is not None:
-            state = RunState.INTERRUPTED
-        elif problems:
-            state = RunState.PARTIAL if destroyed or already_gone else RunState.FAILED
-        else:
-            state = RunState.SUCCEEDED
+        state = outcome_state(len(destroyed) + len(already_gone), len(problems), lost=bool(error))
         message = str(error) if error else ""
         self.runs.finish_run(
             run_id,
