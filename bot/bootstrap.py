@@ -52,4 +52,4 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> App:
     repo = Repository(settings.database)
     vcenter = VCenter(settings.vcenter)
     service = Service(settings, repo, vcenter)
-    return App(settings, repo, vcenter, service, Admin(service), Recovery(service))
+    return App(settings, repo, vcenter, service, Admin(service), Recovery.over(service))
