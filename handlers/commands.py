@@ -12,7 +12,6 @@ with a clear "not available from Slack" (the tests check there is none), never a
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,9 +37,8 @@ from handlers.runs import finish_deploy, open_message, recorder
 
 
 def verb_of(command: grammar.Command | type[Any]) -> str:
-    """The grammar's name for a command or its class: `CancelSchedule` -> "cancel-schedule"."""
-    cls = command if isinstance(command, type) else type(command)
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__).lower()
+    """The grammar's name for a command or its class (each command class knows its verb)."""
+    return str(command.verb)
 
 
 @dataclass(frozen=True)
