@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from bot.adapters.scheduler import Scheduler, lock_path_for
 from bot.adapters.vcenter.client import VCenter
+from bot.domain.timeparse import zone_of
+from bot.ports import Clock, Notifier
 from bot.services.admin import Admin
 from bot.services.core import Service
 from bot.services.recovery import Recovery
+from bot.services.schedules import ScheduleService
 from bot.settings import Settings, VCenterSettings, load_settings
 from storage import Repository
 
@@ -53,3 +57,18 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> App:
     vcenter = VCenter(settings.vcenter)
     service = Service(settings, repo, vcenter)
     return App(settings, repo, vcenter, service, Admin(service), Recovery.over(service))
+
+
+def scheduler(settings: Settings) -> Scheduler:
+    """APScheduler in the team's zone, with the database's single-scheduler lock (not started)."""
+    return Scheduler(lock_path_for(settings.database), timezone=zone_of(settings.timezone))
+
+
+def schedule_service(
+    app: App, *, notifier: Notifier | None = None, clock: Clock | None = None
+) -> ScheduleService:
+    """The schedule service of `app` on the scheduler adapter. Not started: the bot starts it
+    (holding the scheduler or standing by); the terminal only records times in SQLite."""
+    return ScheduleService(
+        app.settings, app.repo, app.service, scheduler(app.settings), notifier=notifier, clock=clock
+    )

@@ -47,7 +47,7 @@ from bot.domain.timeparse import describe_time
 from bot.services.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
 from bot.services.check import Checker, CheckReport
 from bot.services.core import TypeStatus
-from bot.services.schedules import ScheduleResult, SchedulerLock, ScheduleService, lock_path_for
+from bot.services.schedules import ScheduleResult, ScheduleService
 from bot.settings import load_settings
 
 log = logging.getLogger("clones")
@@ -282,11 +282,13 @@ def run(opts: Options, out: TextIO) -> int:
 def _schedules(app: Any) -> ScheduleService:
     """The schedule service over this process's service layer (it writes SQLite; the bot process
     that holds the scheduler lock runs the jobs)."""
-    return ScheduleService(app.settings, app.repo, app.service)
+    from bot.bootstrap import schedule_service
+
+    return schedule_service(app)
 
 
 def _show_schedule(result: ScheduleResult, opts: Options, out: TextIO, app: Any) -> int:
-    running = SchedulerLock(lock_path_for(app.settings.database)).is_held_elsewhere()
+    running = _schedules(app).scheduler_running()
     if opts.json:
         data = {
             "environment": result.environment,
