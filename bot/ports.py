@@ -14,7 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from bot.certificates import Inspection
 from bot.domain.errors import VCenterError
+from bot.domain.lab import LabEndpoint
 from bot.domain.models import (
     KEEP,
     AuditEntry,
@@ -355,3 +357,32 @@ __all__ = [
     "Schedules",
     "VCenter",
 ]
+
+
+# ------------------------------------------------------------------------------------ tools
+
+
+class Lab(Protocol):
+    """The bundled lab vCenter (a Go build of VMware's simulator): build, start, stop."""
+
+    def build(self, log: Callable[[str], None]) -> Path: ...
+    def up(self, spec: Path | None, port: int | None, *, restart: bool) -> LabEndpoint: ...
+    def down(self) -> bool: ...
+    def running(self) -> LabEndpoint | None: ...
+
+
+class Trust(Protocol):
+    """What certificate an endpoint presents, and whether given trust settings accept it."""
+
+    def inspect(
+        self,
+        host: str,
+        port: int,
+        *,
+        insecure: bool = False,
+        ca_file: str | None = None,
+        thumbprint: str | None = None,
+        timeout: float = 10.0,
+    ) -> Inspection:
+        """VCenterUnreachable (with the real reason) when it cannot be read at all."""
+        ...

@@ -7,7 +7,8 @@ foreign (the attribute can be set by anyone) and is only reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
 from bot.domain.errors import ClonesError, ConflictError
 from bot.domain.models import Clone, CloneState
@@ -91,3 +92,48 @@ class Orphans:
             detail=f"{orphan.vm.moref} (Environment={env})",
         )
         return None
+
+
+@dataclass(frozen=True)
+class OrphansOutcome:
+    """`orphans [adopt|remove]`: what was found, and what was done to the bot's own."""
+
+    orphans: list[Orphan]
+    action: str | None = None
+    adopted: list[tuple[str, str]] = field(default_factory=list)  # (VM name, environment)
+    removed: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (VM name, why)
+
+    @property
+    def ours(self) -> list[Orphan]:
+        return [o for o in self.orphans if o.ours]
+
+    @property
+    def foreign(self) -> list[Orphan]:
+        return [o for o in self.orphans if not o.ours]
+
+
+def act_on_orphans(
+    finder: Orphans, action: str | None, *, actor: str, only: Collection[str] | None = None
+) -> OrphansOutcome:
+    """List the orphans; with "adopt" or "remove", do that to each of the bot's own (only those
+    whose moref is in `only`, when given: the set a confirmation showed), never a foreign VM."""
+    orphans = finder.orphans()
+    outcome = OrphansOutcome(orphans, action)
+    for o in outcome.ours:
+        if action is None or (only is not None and o.vm.moref not in only):
+            continue
+        if action == "adopt":
+            try:
+                clone = finder.adopt(o, actor=actor)
+            except ClonesError as exc:
+                outcome.problems.append((o.vm.name, str(exc)))
+            else:
+                outcome.adopted.append((o.vm.name, clone.environment))
+        else:
+            failure = finder.remove(o, actor=actor)
+            if failure is None:
+                outcome.removed.append(o.vm.name)
+            else:
+                outcome.problems.append((o.vm.name, failure.error))
+    return outcome

@@ -59,6 +59,10 @@ class Queries:
             )
         return env
 
+    def clones_of(self, environment: str) -> list[Clone]:
+        """Every clone recorded for an environment, live or not."""
+        return self.repo.clones(environment=environment)
+
     def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
         counts = self.repo.clone_counts()
         if environment is not None:

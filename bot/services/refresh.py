@@ -4,6 +4,7 @@ host, attributes, deployer and power state (DeployedAt becomes the new VM's time
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -66,6 +67,18 @@ class _Outcome:
     powered: bool = False  # re-created and powered on again: customised on boot
 
 
+@dataclass(frozen=True)
+class RefreshPlan:
+    """What a refresh would re-create, shown before the user confirms."""
+
+    environment: str
+    by_type: dict[str, int]
+
+    @property
+    def clones(self) -> int:
+        return sum(self.by_type.values())
+
+
 class Refresher:
     """Re-creates an environment's clones from the current base snapshot."""
 
@@ -83,6 +96,15 @@ class Refresher:
         self.clock, self.runs = core.clock, core.runs
         self.queries, self.ownership, self.cloner = queries, ownership, cloner
         self.power, self.placements = power, placements
+
+    def plan(self, environment: str) -> RefreshPlan:
+        """The ready clones a refresh of `environment` would destroy and re-create."""
+        env = self.queries.environment(environment)
+        ready = self.repo.clones(environment=env.name, states=[CloneState.READY])
+        if not ready:
+            raise NotFoundError(f"Environment {env.name} has no ready clones to refresh.")
+        by_type = dict(sorted(Counter(c.type for c in ready).items()))
+        return RefreshPlan(env.name, by_type)
 
     def refresh(
         self,
