@@ -101,17 +101,17 @@ def test_wal_mode_and_foreign_keys(repo: Repository, db_path: Path) -> None:
 
 def test_live_states_match_the_sql_filter(repo: Repository) -> None:
     # CloneState.live, the repository's filter and the unique index on live names must agree.
-    from storage.repository import _LIVE
+    from storage.sql import LIVE
 
     not_live = {state.value for state in CloneState if not state.live}
     assert not_live == {"failed", "destroyed", "missing"}
-    assert set(re.findall(r"'(\w+)'", _LIVE)) == not_live
+    assert set(re.findall(r"'(\w+)'", LIVE)) == not_live
     (index_sql,) = (
         repo._db()
         .conn.execute("SELECT sql FROM sqlite_master WHERE name = 'clones_live_name'")
         .fetchone()
     )
-    assert _LIVE in " ".join(index_sql.split())
+    assert LIVE in " ".join(index_sql.split())
 
 
 # -- environments --------------------------------------------------------------------------
