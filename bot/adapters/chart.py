@@ -26,6 +26,7 @@ _LAYOUTS = ("Thick,\nfull clones", "Thin,\nfull clones", "Linked\nclones")
 _LOCK = threading.Lock()
 
 
+# Kept whole: one matplotlib figure drawn top to bottom; every step uses the same axes.
 def render_savings_chart(s: Savings, title: str = "Disk space used by the training lab") -> bytes:
     """A PNG bar chart of `s`: one bar per layout, split by parent, labelled in GB."""
     totals = (s.thick_gb, s.thin_gb, s.linked_gb)

@@ -174,83 +174,79 @@ def show_teardown(result: TeardownResult, v: View) -> int:
 
 
 def show_status(statuses: list[EnvironmentStatus], v: View) -> int:
-    command, opts, out, app = v.command, v.opts, v.out, v.services
-    if opts.json:
-        envs = []
-        for st in statuses:
-            clones = st.clones or app.service.queries.clones_of(st.environment.name)
-            envs.append(
-                {
-                    "name": st.environment.name,
-                    "owner": st.environment.owner,
-                    "channel": st.environment.channel,
-                    "created_at": iso(st.environment.created_at),
-                    "counts": st.by_type,
-                    "clones": [
-                        {
-                            "name": c.name,
-                            "type": c.type,
-                            "state": c.state.value,
-                            "parent": c.parent,
-                            "moref": c.moref,
-                            "host": c.host,
-                            "power_state": c.power_state,
-                            "customization": c.customization,
-                            "error": c.error,
-                            "drift": plain(st.drift[c.id]) if c.id in st.drift else None,
-                        }
-                        for c in clones
-                        if c.state.live or command.environment
-                    ],
-                    **(
-                        {"checked_against_vcenter": st.checked, "unchecked": st.unchecked}
-                        if command.environment
-                        else {}
-                    ),
-                }
-            )
-        print(json.dumps({"environments": envs}, indent=2), file=out)
+    if v.opts.json:
+        envs = [_status_json(st, v) for st in statuses]
+        print(json.dumps({"environments": envs}, indent=2), file=v.out)
         return EXIT_OK
     if not statuses:
         print(
             'No environments with clones. Deploy one with "clones deploy capture 25 as x".',
-            file=out,
+            file=v.out,
         )
         return EXIT_OK
     for st in statuses:
-        env = st.environment
-        print(f"{env.name}  (owner {env.owner}, {st.live} live clones)", file=out)
-        for label, when in (("deploys", env.starts_at), ("strips back", env.ends_at)):
-            if when is not None:
-                shown = describe_time(when, datetime.now(UTC), app.settings.timezone)
-                print(f"  {label} {shown}", file=out)
-        for t, states in sorted(st.by_type.items()):
-            parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-            print(f"  {t:<14} {parts}", file=out)
-        if command.environment:
-            limit = app.settings.max_hosts_per_base_disk
-            for parent, n in st.hosts_by_parent.items():
-                print(f"  {parent}: clones on {n} host(s) (limit {limit} per base disk)", file=out)
-            if st.checked:
-                differ = len(st.drift)
-                print(
-                    "  vCenter: "
-                    + (f"{differ} clone(s) differ from the records" if differ else "matches"),
-                    file=out,
-                )
-            else:
-                print(f"  vCenter not checked, records shown as they are: {st.unchecked}", file=out)
-            for c in st.clones:
-                if c.state.live or c.state in (CloneState.FAILED, CloneState.MISSING):
-                    power = {"poweredOn": "on", "poweredOff": "off"}.get(c.power_state or "", "")
-                    extra = f"  {c.error}" if c.error else ""
-                    if c.id in st.drift:
-                        extra = f"  ! {st.drift[c.id].text}" + extra
-                    print(
-                        f"    {c.name:<16} {c.type:<14} {c.state.value:<10} {power:<4}{extra}",
-                        file=out,
-                    )
+        _status_text(st, v)
     return EXIT_OK
+
+
+def _status_json(st: EnvironmentStatus, v: View) -> dict[str, Any]:
+    one = v.command.environment
+    clones = st.clones or v.services.service.queries.clones_of(st.environment.name)
+    return {
+        "name": st.environment.name,
+        "owner": st.environment.owner,
+        "channel": st.environment.channel,
+        "created_at": iso(st.environment.created_at),
+        "counts": st.by_type,
+        "clones": [
+            {
+                "name": c.name,
+                "type": c.type,
+                "state": c.state.value,
+                "parent": c.parent,
+                "moref": c.moref,
+                "host": c.host,
+                "power_state": c.power_state,
+                "customization": c.customization,
+                "error": c.error,
+                "drift": plain(st.drift[c.id]) if c.id in st.drift else None,
+            }
+            for c in clones
+            if c.state.live or one
+        ],
+        **({"checked_against_vcenter": st.checked, "unchecked": st.unchecked} if one else {}),
+    }
+
+
+def _status_text(st: EnvironmentStatus, v: View) -> None:
+    out, settings = v.out, v.services.settings
+    env = st.environment
+    print(f"{env.name}  (owner {env.owner}, {st.live} live clones)", file=out)
+    for label, when in (("deploys", env.starts_at), ("strips back", env.ends_at)):
+        if when is not None:
+            shown = describe_time(when, datetime.now(UTC), settings.timezone)
+            print(f"  {label} {shown}", file=out)
+    for t, states in sorted(st.by_type.items()):
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        print(f"  {t:<14} {parts}", file=out)
+    if not v.command.environment:
+        return
+    limit = settings.max_hosts_per_base_disk
+    for parent, n in st.hosts_by_parent.items():
+        print(f"  {parent}: clones on {n} host(s) (limit {limit} per base disk)", file=out)
+    if st.checked:
+        differ = len(st.drift)
+        found = f"{differ} clone(s) differ from the records" if differ else "matches"
+        print(f"  vCenter: {found}", file=out)
+    else:
+        print(f"  vCenter not checked, records shown as they are: {st.unchecked}", file=out)
+    for c in st.clones:
+        if c.state.live or c.state in (CloneState.FAILED, CloneState.MISSING):
+            power = {"poweredOn": "on", "poweredOff": "off"}.get(c.power_state or "", "")
+            extra = f"  {c.error}" if c.error else ""
+            if c.id in st.drift:
+                extra = f"  ! {st.drift[c.id].text}" + extra
+            print(f"    {c.name:<16} {c.type:<14} {c.state.value:<10} {power:<4}{extra}", file=out)
 
 
 def show_savings(s: Savings, v: View) -> int:

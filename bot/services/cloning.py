@@ -44,6 +44,7 @@ class Cloner:
         self.clock = core.clock
         self.runs = core.runs
 
+    # Kept whole: one try around the clone, so each outcome is recorded in one place.
     def clone_one(
         self,
         clone: Clone,

@@ -194,6 +194,7 @@ class DeployRuns:
             self.power.power_clones(ready, "on", emit=emit)
             self.power.await_customization(ready, since, emit)
 
+    # Kept whole: a run's outcome in order: re-read, classify, finish the run, savings.
     def _finish_deploy(
         self,
         run_id: int,

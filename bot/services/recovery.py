@@ -232,34 +232,7 @@ class Recovery:
             kept = self._settle_refresh(clones)
             clones = self.repo.clones(run_id=run.id)
             unfinished = [c for c in clones if c.state in (CloneState.CLONING, CloneState.PLANNED)]
-            found = self._by_uuid(unfinished)
-            adopted: list[str] = []
-            to_clone: list[Clone] = []
-            for c in unfinished:
-                vm = found.get(c.instance_uuid or "")
-                if vm is not None and vm.linked:
-                    self.repo.update_clone(
-                        c.id,
-                        state=CloneState.READY,
-                        moref=vm.moref,
-                        host=vm.host or None,
-                        delta_bytes=vm.unshared_bytes or vm.committed_bytes,
-                        power_state="poweredOn" if vm.powered_on else "poweredOff",
-                        error=None,
-                    )
-                    adopted.append(c.name)
-                elif vm is not None:
-                    # A full copy made under our UUID: never keep it (it defeats the savings).
-                    self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
-                    to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
-                else:
-                    to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
-            # Adopted clones get their attributes written (idempotent); re-running them
-            # through the pipeline would clone again, so finish them here.
-            for name in adopted:
-                clone = next(c for c in unfinished if c.name == name)
-                vm = found[clone.instance_uuid or ""]
-                self._finish_adopted(clone, vm, env.name, actor)
+            adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor)
             placements = {}
             for type_name in {c.type for c in to_clone}:
                 t = self.settings.type(type_name)
@@ -288,6 +261,37 @@ class Recovery:
             problems=[(f.name, f.error) for f in result.failed]
             + [(name, "interrupted again") for name in result.interrupted],
         )
+
+    def _adopt_or_replan(
+        self, unfinished: list[Clone], environment: str, actor: str
+    ) -> tuple[list[str], list[Clone]]:
+        """Each unfinished clone: adopted when vCenter has it under the recorded instance UUID
+        (and linked), else planned again (a full copy made under our UUID is destroyed first:
+        it defeats the savings). Returns (adopted names, clones to clone)."""
+        found = self._by_uuid(unfinished)
+        adopted: list[str] = []
+        to_clone: list[Clone] = []
+        for c in unfinished:
+            vm = found.get(c.instance_uuid or "")
+            if vm is not None and vm.linked:
+                self.repo.update_clone(
+                    c.id,
+                    state=CloneState.READY,
+                    moref=vm.moref,
+                    host=vm.host or None,
+                    delta_bytes=vm.unshared_bytes or vm.committed_bytes,
+                    power_state="poweredOn" if vm.powered_on else "poweredOff",
+                    error=None,
+                )
+                # Its attributes are written here (idempotent): through the pipeline it would
+                # be cloned again.
+                self._finish_adopted(c, vm, environment, actor)
+                adopted.append(c.name)
+                continue
+            if vm is not None:
+                self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
+            to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
+        return adopted, to_clone
 
     def _settle_refresh(self, clones: list[Clone]) -> list[str]:
         """A refresh killed between destroying an old VM and cloning its successor: where the

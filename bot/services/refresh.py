@@ -148,8 +148,7 @@ class Refresher:
             )
             return self._refresh(run.id, env, verified, gone, skipped, actor, on_event)
 
-    # Kept whole: it reads as the refresh's one sequence (pool, customization, confinement,
-    # outcome); its parts are the helpers below.
+    # Kept whole: the refresh's one sequence (pool, customization, confinement, outcome).
     def _refresh(
         self,
         run_id: int,

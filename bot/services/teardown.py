@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.domain.errors import (
@@ -100,28 +101,12 @@ class StripBack:
         for c, why in skipped:
             emit("clone_failed", clone=c.name, ok=False, message=why)
 
-        def work(item: tuple[Clone, VmFacts], stop: Stop) -> Destroyed | FailedClone | None:
-            if stop():
-                return None
-            clone, facts = item
-            self.repo.update_clone(clone.id, state=CloneState.DESTROYING, moref=facts.moref)
-            try:
-                for attempt in retrying(self.settings, emit, clone.name):
-                    with attempt:
-                        outcome = self.vcenter.destroy(
-                            facts.moref, expected_uuid=facts.instance_uuid, facts=facts
-                        )
-            except VCenterUnreachable:
-                raise
-            except ClonesError as exc:
-                self.repo.update_clone(clone.id, state=CloneState.READY, error=str(exc))
-                emit("clone_failed", clone=clone.name, ok=False, message=str(exc))
-                return FailedClone(clone.name, clone.type, str(exc))
-            self.repo.update_clone(clone.id, state=CloneState.DESTROYED, error=None)
-            emit("clone_ready", clone=clone.name, ok=True, message="already gone" * outcome.gone)
-            return outcome
-
-        per = run_per_clone(verified, work, workers=self.settings.concurrency, name="strip")
+        per = run_per_clone(
+            verified,
+            partial(self._destroy_one, emit),
+            workers=self.settings.concurrency,
+            name="strip",
+        )
         error = per.lost
         # Not started (vCenter was lost first) stays ready; mid-destroy goes back to ready: the
         # resumed run re-verifies both.
@@ -160,3 +145,27 @@ class StripBack:
         if error is not None:
             raise error
         return result
+
+    def _destroy_one(
+        self, emit: Emitter, item: tuple[Clone, VmFacts], stop: Stop
+    ) -> Destroyed | FailedClone | None:
+        """Destroy one verified clone (retrying transient faults); record and report it."""
+        if stop():
+            return None
+        clone, facts = item
+        self.repo.update_clone(clone.id, state=CloneState.DESTROYING, moref=facts.moref)
+        try:
+            for attempt in retrying(self.settings, emit, clone.name):
+                with attempt:
+                    outcome = self.vcenter.destroy(
+                        facts.moref, expected_uuid=facts.instance_uuid, facts=facts
+                    )
+        except VCenterUnreachable:
+            raise
+        except ClonesError as exc:
+            self.repo.update_clone(clone.id, state=CloneState.READY, error=str(exc))
+            emit("clone_failed", clone=clone.name, ok=False, message=str(exc))
+            return FailedClone(clone.name, clone.type, str(exc))
+        self.repo.update_clone(clone.id, state=CloneState.DESTROYED, error=None)
+        emit("clone_ready", clone=clone.name, ok=True, message="already gone" * outcome.gone)
+        return outcome
