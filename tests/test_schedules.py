@@ -32,22 +32,11 @@ from bot.services.schedules import ScheduleService, StartReport
 from bot.settings import Settings, settings_from_dict
 from storage import Repository
 from tests.faults import wait_until
-from tests.helpers import lab_app, lab_config, set_state
+from tests.helpers import Clock, lab_app, lab_config, set_state
 
 LONDON = "Europe/London"
 # Thursday 26 November 2026, 10:00 GMT.
 START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass

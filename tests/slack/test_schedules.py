@@ -29,9 +29,9 @@ from bot.domain.models import CloneState, RunKind, RunState
 from bot.settings import ScheduleSettings
 from handlers.blocks import ACTION_CONFIRM, ACTION_EXTEND, ACTION_STRIP_NOW
 from tests.faults import record, wait_until
-from tests.helpers import lab_config, lab_environ, write_config
+from tests.helpers import Clock, lab_config, lab_environ, write_config
 
-from .conftest import CHANNEL, OPERATOR, STRANGER, Clock, SlackHarness
+from .conftest import CHANNEL, OPERATOR, STRANGER, SlackHarness
 from .fake_api import FakeSlack, Message
 from .signing import SECRET
 
