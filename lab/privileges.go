@@ -7,22 +7,20 @@ package main
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/simulator/esx"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
 // privilegeMethods are the AuthorizationManager methods the lab answers itself.
-var privilegeMethods = map[string]bool{
-	"FetchUserPrivilegeOnEntities": true, "HasUserPrivilegeOnEntities": true,
-	"HasPrivilegeOnEntities": true, "HasPrivilegeOnEntity": true,
-}
+var privilegeMethods = []string{"FetchUserPrivilegeOnEntities", "HasUserPrivilegeOnEntities",
+	"HasPrivilegeOnEntities", "HasPrivilegeOnEntity"}
 
 // grants holds the privileges of the lab's user (nil list: all of the Admin role).
 type grants struct {
@@ -90,14 +88,10 @@ func availability(held []string, asked []string) []types.PrivilegeAvailability {
 	return out
 }
 
-// handlePrivileges answers a privilege query; false when the body is not one it understands
-// (the simulator answers it then).
-func (l *Lab) handlePrivileges(w http.ResponseWriter, body []byte) bool {
-	method, err := simulator.UnmarshalBody(typeFunc, body)
-	if err != nil {
-		return false
-	}
-	switch req := method.Body.(type) {
+// privilegeHook answers a privilege query from the spec's privileges (the simulator answers a
+// body the lab does not understand).
+func (l *Lab) privilegeHook(c *soapCall, w http.ResponseWriter) (bool, func(*httptest.ResponseRecorder)) {
+	switch req := decodeBody(c.body).(type) {
 	case *types.FetchUserPrivilegeOnEntities:
 		held := l.grants.of(req.UserName)
 		var out []types.UserPrivilegeResult
@@ -130,7 +124,16 @@ func (l *Lab) handlePrivileges(w http.ResponseWriter, body []byte) bool {
 		writeEnvelope(w, http.StatusOK, &response{Body: &methods.HasPrivilegeOnEntityBody{
 			Res: &types.HasPrivilegeOnEntityResponse{Returnval: out}}})
 	default:
-		return false
+		return false, nil
 	}
-	return true
+	return true, nil
+}
+
+// privilegeProblems checks privilege ids look like vSphere's ("Group.Sub.Name").
+func privilegeProblems(list []string, p *problems) {
+	for i, id := range list {
+		if !strings.Contains(id, ".") || strings.ContainsAny(id, " \t") {
+			p.add("privileges[%d]: %q is not a privilege id (e.g. \"VirtualMachine.Provisioning.Clone\")", i, id)
+		}
+	}
 }
