@@ -16,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/simulator/esx"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
+	"github.com/vmware/govmomi/vim25/xml"
 )
 
 // privilegeMethods are the AuthorizationManager methods the lab answers itself.
@@ -88,6 +89,14 @@ func availability(held []string, asked []string) []types.PrivilegeAvailability {
 	return out
 }
 
+// hasPrivilegeOnEntityResponse is types.HasPrivilegeOnEntityResponse without omitempty: govmomi's
+// encoder applies it to each element of a []bool, so every false answer would be dropped and the
+// list would no longer match the privileges asked for.
+type hasPrivilegeOnEntityResponse struct {
+	XMLName   xml.Name `xml:"urn:vim25 HasPrivilegeOnEntityResponse"`
+	Returnval []bool   `xml:"returnval"`
+}
+
 // privilegeHook answers a privilege query from the spec's privileges (the simulator answers a
 // body the lab does not understand).
 func (l *Lab) privilegeHook(c *soapCall, w http.ResponseWriter) (bool, func(*httptest.ResponseRecorder)) {
@@ -121,8 +130,8 @@ func (l *Lab) privilegeHook(c *soapCall, w http.ResponseWriter) (bool, func(*htt
 		for _, a := range availability(l.grants.of(""), req.PrivId) {
 			out = append(out, a.IsGranted)
 		}
-		writeEnvelope(w, http.StatusOK, &response{Body: &methods.HasPrivilegeOnEntityBody{
-			Res: &types.HasPrivilegeOnEntityResponse{Returnval: out}}})
+		writeEnvelope(w, http.StatusOK, struct{ Res *hasPrivilegeOnEntityResponse }{
+			&hasPrivilegeOnEntityResponse{Returnval: out}})
 	default:
 		return false, nil
 	}
