@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.adapters.lab.launcher import DEFAULT_SPEC, LabProcess
+from bot.adapters.lab import DEFAULT_SPEC, LabProcess
 from bot.bootstrap import App, build
 from bot.domain import grammar
 from bot.settings import Settings, settings_from_dict

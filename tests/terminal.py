@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.cli import main as cli
 from storage import Repository
 from tests.helpers import PASSWORD_ENV, lab_config, lab_environ, write_config

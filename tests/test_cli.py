@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.cli import main as cli
 from bot.domain.provenance import read_provenance
 from tests.helpers import LAB_TYPES, PASSWORD_ENV

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.adapters.vcenter.client import VCenter
 from bot.bootstrap import App
 from bot.domain import grammar

@@ -900,7 +900,7 @@ def _thumbprint(words: list[str], opts: Options, out: TextIO) -> int:
 
 
 def _lab(words: list[str], opts: Options, out: TextIO) -> int:
-    from bot.adapters.lab import launcher as lab
+    from bot.adapters import lab
 
     parser = argparse.ArgumentParser(prog="clones lab", exit_on_error=False, add_help=False)
     parser.add_argument("action", choices=["up", "down", "status", "build"])
