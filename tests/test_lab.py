@@ -539,7 +539,7 @@ def test_default_spec_is_valid(lab_binary: Path) -> None:
 
 
 def test_the_binary_is_the_spec_validator(lab_binary: Path, tmp_path: Path) -> None:
-    """`clones-lab --check` reports every problem, one line each; the launcher says them all."""
+    """`clones-lab --check` reports every problem, one line each; LabError says them all."""
     spec = _default()
     spec["parents"][0]["disk_gb"] = -1
     spec["parents"][1]["cluster"] = "Nowhere"

@@ -109,3 +109,13 @@ def write_savings_chart(
     target = Path(path)
     target.write_bytes(render_savings_chart(s, title))
     return target
+
+
+class MatplotlibChart:
+    """The `Chart` port: the savings bar chart drawn with matplotlib (PNG)."""
+
+    def render(self, savings: Savings, title: str) -> bytes:
+        return render_savings_chart(savings, title)
+
+    def write(self, savings: Savings, path: Path) -> None:
+        write_savings_chart(savings, path)
