@@ -5,6 +5,7 @@ package main
 // Every problem of a spec is reported, one sentence each.
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/ioutil"
@@ -109,7 +110,11 @@ func LoadSpec(path string) (*Spec, error) {
 func ParseSpec(data []byte) (*Spec, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, problemList{fmt.Sprintf("spec is not a JSON object: %v", err)}
+		if syntax, ok := err.(*json.SyntaxError); ok {
+			line, column := position(data, syntax.Offset-1) // Offset is just past the bad character
+			return nil, problemList{fmt.Sprintf("spec is not valid JSON: %v (line %d, column %d)", err, line, column)}
+		}
+		return nil, problemList{"spec is not a JSON object"}
 	}
 	var p problems
 	spec := defaultSpec()
@@ -322,6 +327,19 @@ func (f FaultSpec) withLists() FaultSpec {
 		f.CustomizationFailNth = []int{}
 	}
 	return f
+}
+
+// position is the line and column (from 1) of a byte offset in data.
+func position(data []byte, offset int64) (int, int) {
+	if offset > int64(len(data)) {
+		offset = int64(len(data))
+	}
+	if offset < 0 {
+		offset = 0
+	}
+	before := data[:offset]
+	line := bytes.Count(before, []byte("\n")) + 1
+	return line, len(before) - bytes.LastIndexByte(before, '\n')
 }
 
 func contains(list []string, s string) bool {

@@ -29,7 +29,9 @@ func TestEveryProblemIsReportedWhereItIs(t *testing.T) {
 		spec string
 		want []string
 	}{
-		{`{not json`, []string{"spec is not a JSON object"}},
+		{`{not json`, []string{"spec is not valid JSON: invalid character 'n' looking for beginning of object key string (line 1, column 2)"}},
+		{"{\n  \"parents\": [,]}", []string{"spec is not valid JSON: invalid character ',' looking for beginning of value (line 2, column 15)"}},
+		{`["a list"]`, []string{"spec is not a JSON object"}},
 		{`{"datacenter": "DC0"}`, []string{`spec has no "parents"`}},
 		{`{"parents": [{"name": "P", "disk_gb": 4, "thin": "no", "colour": "red"}], "size": 3, "clone_latency_ms": 1.5}`,
 			[]string{
