@@ -4,6 +4,7 @@ package main
 // Each concern has its own file:
 //
 //	routing.go     SOAP routing: the path of every call, and the per-method hooks
+//	soap.go        SOAP plumbing: envelopes, faults, handing a call to the simulator
 //	sessions.go    the session gate (NotAuthenticated without a live session)
 //	stats.go       request counters, busy time, requests in flight (GET /lab/stats)
 //	pause.go       vCenter unreachable for a while (POST /lab/pause)
@@ -14,6 +15,8 @@ package main
 //	privileges.go  answers to privilege queries from the spec
 //	customize.go   guest customization
 //	control.go     the typed /lab control API; vms.go: GET and POST /lab/vms
+//
+// The spec is read by spec.go and decode.go, the inventory built by build.go and setup.go.
 
 import (
 	"math/rand"
