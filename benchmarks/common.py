@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.adapters.lab.launcher import DEFAULT_SPEC, LabProcess
+from bot.adapters.lab import DEFAULT_SPEC, LabProcess
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -44,7 +44,7 @@ from benchmarks.slackbot import (
     start_bot,
 )
 from bot import bootstrap
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.domain.models import RunState
 
 TARGET_P99_MS = 250.0

@@ -28,7 +28,7 @@ def resolve_vcenter(settings: VCenterSettings, *, start_lab: bool = True) -> VCe
     """For `url = "lab"`, connect to the bundled lab vCenter (starting it when asked)."""
     if not settings.is_lab:
         return settings
-    from bot.adapters.lab import launcher as lab
+    from bot.adapters import lab
 
     info = lab.running_lab()
     if info is None:

@@ -52,6 +52,8 @@ func hostName(cluster string, i int) string {
 	return fmt.Sprintf("esx-%s-%02d", slug, i+1)
 }
 
+// buildInventory creates the spec's datacenter, clusters and hosts, datastores, VM folders,
+// parents and customization specs in the simulator.
 func buildInventory(ctx context.Context, client *vim25.Client, spec *Spec) (*inventory, error) {
 	inv := &inventory{
 		client:      client,
@@ -64,33 +66,67 @@ func buildInventory(ctx context.Context, client *vim25.Client, spec *Spec) (*inv
 		parents:     map[string]*parentInfo{},
 		parentByRef: map[types.ManagedObjectReference]*parentInfo{},
 	}
-	finder := find.NewFinder(client, false)
-	dc, err := finder.DefaultDatacenter(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("no datacenter in the model: %v", err)
+	if err := inv.createDatacenter(ctx, spec.Datacenter); err != nil {
+		return nil, err
 	}
-	if spec.Datacenter != dc.Name() {
-		task, err := dc.Rename(ctx, spec.Datacenter)
+	hosts, err := inv.createClusters(ctx, spec.Clusters)
+	if err != nil {
+		return nil, err
+	}
+	if err := inv.createDatastores(ctx, spec.Datastores, hosts); err != nil {
+		return nil, err
+	}
+	if err := inv.createFolders(ctx, spec.Folders); err != nil {
+		return nil, err
+	}
+	// Parents: powered off, no snapshot, one disk (thin and persistent unless the spec says).
+	for _, ps := range spec.Parents {
+		p, err := createVM(ctx, inv, ps, ps.Name, inv.vmFolders[ps.Folder], nil)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("create parent %s: %v", ps.Name, err)
+		}
+		inv.parents[ps.Name] = p
+		inv.parentByRef[p.ref] = p
+	}
+	// Customization specs with one NIC mapping per parent NIC (every parent has one NIC).
+	first := simulator.Map.Get(inv.parents[spec.Parents[0].Name].ref).(*simulator.VirtualMachine)
+	if err := createCustomizationSpecs(ctx, client, spec.CustomizationSpecs, countNICs(first.Config.Hardware.Device)); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+// createDatacenter names the model's one datacenter and finds its folders.
+func (inv *inventory) createDatacenter(ctx context.Context, name string) error {
+	dc, err := find.NewFinder(inv.client, false).DefaultDatacenter(ctx)
+	if err != nil {
+		return fmt.Errorf("no datacenter in the model: %v", err)
+	}
+	if name != dc.Name() {
+		task, err := dc.Rename(ctx, name)
+		if err != nil {
+			return err
 		}
 		if err := task.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("rename datacenter: %v", err)
+			return fmt.Errorf("rename datacenter: %v", err)
 		}
-		dc = object.NewDatacenter(client, dc.Reference())
+		dc = object.NewDatacenter(inv.client, dc.Reference())
 	}
 	inv.dc = dc
 	folders, err := dc.Folders(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	inv.folders = folders
 	inv.vmFolders[""] = folders.VmFolder.Reference()
+	return nil
+}
 
-	// Clusters and hosts.
+// createClusters creates the clusters and their hosts; it returns every host.
+func (inv *inventory) createClusters(ctx context.Context, clusters []ClusterSpec) ([]*object.HostSystem, error) {
 	var allHosts []*object.HostSystem
-	for _, cs := range spec.Clusters {
-		cluster, err := folders.HostFolder.CreateCluster(ctx, cs.Name, types.ClusterConfigSpecEx{})
+	for _, cs := range clusters {
+		cluster, err := inv.folders.HostFolder.CreateCluster(ctx, cs.Name, types.ClusterConfigSpecEx{})
 		if err != nil {
 			return nil, fmt.Errorf("create cluster %s: %v", cs.Name, err)
 		}
@@ -103,7 +139,7 @@ func buildInventory(ctx context.Context, client *vim25.Client, spec *Spec) (*inv
 			if err != nil {
 				return nil, fmt.Errorf("add host to %s: %v", cs.Name, err)
 			}
-			allHosts = append(allHosts, object.NewHostSystem(client, info.Result.(types.ManagedObjectReference)))
+			allHosts = append(allHosts, object.NewHostSystem(inv.client, info.Result.(types.ManagedObjectReference)))
 		}
 		pool, err := cluster.ResourcePool(ctx)
 		if err != nil {
@@ -112,55 +148,66 @@ func buildInventory(ctx context.Context, client *vim25.Client, spec *Spec) (*inv
 		inv.clusters[cs.Name] = cluster.Reference()
 		inv.pools[cs.Name] = pool.Reference()
 	}
+	return allHosts, nil
+}
 
-	// Datastores, mounted on every host.
+// createDatastores creates the datastores, each one object mounted on every host.
+func (inv *inventory) createDatastores(ctx context.Context, datastores []DatastoreSpec, hosts []*object.HostSystem) error {
+	var err error
 	inv.tmpDir, err = ioutil.TempDir("", "clones-lab-")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	for _, ds := range spec.Datastores {
+	for _, ds := range datastores {
 		dir := filepath.Join(inv.tmpDir, ds.Name)
 		if err := os.MkdirAll(dir, 0700); err != nil {
-			return nil, err
+			return err
 		}
 		var ref types.ManagedObjectReference
-		for _, host := range allHosts {
+		for _, host := range hosts {
 			dss, err := host.ConfigManager().DatastoreSystem(ctx)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			d, err := dss.CreateLocalDatastore(ctx, ds.Name, dir)
 			if err != nil {
-				return nil, fmt.Errorf("create datastore %s: %v", ds.Name, err)
+				return fmt.Errorf("create datastore %s: %v", ds.Name, err)
 			}
 			ref = d.Reference()
 		}
 		inv.datastores[ds.Name] = ref
 		inv.dsCapacity[ref] = gbBytes(ds.CapacityGB)
 		inv.dsBaseFree[ref] = gbBytes(ds.FreeGB)
-		// The simulator makes one Datastore object per host mount; keep one, mounted everywhere.
-		obj := simulator.Map.Get(ref).(*simulator.Datastore)
-		var mounts []types.DatastoreHostMount
-		for _, host := range allHosts {
-			mounts = append(mounts, types.DatastoreHostMount{
-				Key: host.Reference(),
-				MountInfo: types.HostMountInfo{
-					Path:       dir,
-					AccessMode: string(types.HostMountModeReadWrite),
-					Mounted:    types.NewBool(true),
-					Accessible: types.NewBool(true),
-				},
-			})
-		}
-		obj.Host = mounts
-		obj.Summary.Type = "VMFS"
-		obj.Summary.MultipleHostAccess = types.NewBool(true)
+		mountEverywhere(simulator.Map.Get(ref).(*simulator.Datastore), dir, hosts)
 	}
-	dsFolder := simulator.Map.Get(folders.DatastoreFolder.Reference()).(*simulator.Folder)
+	dsFolder := simulator.Map.Get(inv.folders.DatastoreFolder.Reference()).(*simulator.Folder)
 	dsFolder.ChildEntity = dedupe(dsFolder.ChildEntity)
+	return nil
+}
 
-	// VM folders (nested with "/").
-	for _, path := range spec.Folders {
+// mountEverywhere makes one Datastore object shared by every host (the simulator makes one per
+// host mount).
+func mountEverywhere(obj *simulator.Datastore, dir string, hosts []*object.HostSystem) {
+	var mounts []types.DatastoreHostMount
+	for _, host := range hosts {
+		mounts = append(mounts, types.DatastoreHostMount{
+			Key: host.Reference(),
+			MountInfo: types.HostMountInfo{
+				Path:       dir,
+				AccessMode: string(types.HostMountModeReadWrite),
+				Mounted:    types.NewBool(true),
+				Accessible: types.NewBool(true),
+			},
+		})
+	}
+	obj.Host = mounts
+	obj.Summary.Type = "VMFS"
+	obj.Summary.MultipleHostAccess = types.NewBool(true)
+}
+
+// createFolders creates the VM folders ("A/B" nests).
+func (inv *inventory) createFolders(ctx context.Context, paths []string) error {
+	for _, path := range paths {
 		parentPath := ""
 		for _, part := range strings.Split(path, "/") {
 			cur := part
@@ -168,33 +215,17 @@ func buildInventory(ctx context.Context, client *vim25.Client, spec *Spec) (*inv
 				cur = parentPath + "/" + part
 			}
 			if _, ok := inv.vmFolders[cur]; !ok {
-				parent := object.NewFolder(client, inv.vmFolders[parentPath])
+				parent := object.NewFolder(inv.client, inv.vmFolders[parentPath])
 				f, err := parent.CreateFolder(ctx, part)
 				if err != nil {
-					return nil, fmt.Errorf("create folder %s: %v", cur, err)
+					return fmt.Errorf("create folder %s: %v", cur, err)
 				}
 				inv.vmFolders[cur] = f.Reference()
 			}
 			parentPath = cur
 		}
 	}
-
-	// Parents: powered off, no snapshot, one disk (thin and persistent unless the spec says).
-	for _, ps := range spec.Parents {
-		p, err := createVM(ctx, inv, ps, ps.Name, inv.vmFolders[ps.Folder], nil)
-		if err != nil {
-			return nil, fmt.Errorf("create parent %s: %v", ps.Name, err)
-		}
-		inv.parents[ps.Name] = p
-		inv.parentByRef[p.ref] = p
-	}
-
-	// Customization specs with one NIC mapping per parent NIC (every parent has one NIC).
-	first := simulator.Map.Get(inv.parents[spec.Parents[0].Name].ref).(*simulator.VirtualMachine)
-	if err := createCustomizationSpecs(ctx, client, spec.CustomizationSpecs, countNICs(first.Config.Hardware.Device)); err != nil {
-		return nil, err
-	}
-	return inv, nil
+	return nil
 }
 
 func dedupe(refs []types.ManagedObjectReference) []types.ManagedObjectReference {
@@ -213,7 +244,6 @@ func dedupe(refs []types.ManagedObjectReference) []types.ManagedObjectReference 
 func createVM(ctx context.Context, inv *inventory, ps ParentSpec, name string,
 	folder types.ManagedObjectReference, host *types.ManagedObjectReference) (*parentInfo, error) {
 	dsName := ps.Datastore
-	diskFile := fmt.Sprintf("[%s] %s/%s.vmdk", dsName, name, name)
 	config := types.VirtualMachineConfigSpec{
 		Name:     name,
 		GuestId:  ps.GuestID,
@@ -221,28 +251,10 @@ func createVM(ctx context.Context, inv *inventory, ps ParentSpec, name string,
 		MemoryMB: int64(ps.MemoryMB),
 		Files:    &types.VirtualMachineFileInfo{VmPathName: fmt.Sprintf("[%s]", dsName)},
 	}
-	var devices object.VirtualDeviceList
-	scsi, err := devices.CreateSCSIController("lsilogic-sas")
+	devices, err := parentDevices(ps, inv.datastores[dsName], fmt.Sprintf("[%s] %s/%s.vmdk", dsName, name, name))
 	if err != nil {
 		return nil, err
 	}
-	devices = append(devices, scsi)
-	disk := devices.CreateDisk(scsi.(types.BaseVirtualController), inv.datastores[dsName], diskFile)
-	disk.CapacityInBytes = gbBytes(ps.DiskGB)
-	disk.CapacityInKB = disk.CapacityInBytes / 1024
-	if b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
-		thin := ps.Thin == nil || *ps.Thin
-		b.ThinProvisioned = types.NewBool(thin)
-		if !thin {
-			b.EagerlyScrub = types.NewBool(false)
-		}
-		b.DiskMode = ps.DiskMode
-		if b.DiskMode == "" {
-			b.DiskMode = string(types.VirtualDiskModePersistent)
-		}
-	}
-	nic := esx.EthernetCard
-	devices = append(devices, disk, &nic)
 	config.DeviceChange, err = devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
 	if err != nil {
 		return nil, err
@@ -263,14 +275,34 @@ func createVM(ctx context.Context, inv *inventory, ps ParentSpec, name string,
 	ref := info.Result.(types.ManagedObjectReference)
 	// Read back the disk file name the simulator settled on.
 	vm := simulator.Map.Get(ref).(*simulator.VirtualMachine)
-	for _, d := range vm.Config.Hardware.Device {
-		if vd, ok := d.(*types.VirtualDisk); ok {
-			if b, ok := vd.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
-				diskFile = b.FileName
-			}
+	return &parentInfo{spec: ps, ref: ref, diskFile: firstDiskFile(vm), datastore: inv.datastores[dsName]}, nil
+}
+
+// parentDevices are a parent's devices: a SCSI controller, one disk (thin and persistent unless
+// the spec says otherwise) and one NIC on "VM Network".
+func parentDevices(ps ParentSpec, ds types.ManagedObjectReference, diskFile string) (object.VirtualDeviceList, error) {
+	var devices object.VirtualDeviceList
+	scsi, err := devices.CreateSCSIController("lsilogic-sas")
+	if err != nil {
+		return nil, err
+	}
+	devices = append(devices, scsi)
+	disk := devices.CreateDisk(scsi.(types.BaseVirtualController), ds, diskFile)
+	disk.CapacityInBytes = gbBytes(ps.DiskGB)
+	disk.CapacityInKB = disk.CapacityInBytes / 1024
+	if b, ok := disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
+		thin := ps.Thin == nil || *ps.Thin
+		b.ThinProvisioned = types.NewBool(thin)
+		if !thin {
+			b.EagerlyScrub = types.NewBool(false)
+		}
+		b.DiskMode = ps.DiskMode
+		if b.DiskMode == "" {
+			b.DiskMode = string(types.VirtualDiskModePersistent)
 		}
 	}
-	return &parentInfo{spec: ps, ref: ref, diskFile: diskFile, datastore: inv.datastores[dsName]}, nil
+	nic := esx.EthernetCard
+	return append(devices, disk, &nic), nil
 }
 
 // entityName returns the name of a managed entity in the simulator's map ("" if gone).

@@ -4,7 +4,6 @@ package main
 // spec, CloneVM_Task's spec.customization applied to the clone (the bare simulator ignores it),
 // spec validation at clone time, and CustomizationStartedEvent / CustomizationSucceeded /
 // CustomizationFailed subtypes posted when a VM with pending customization powers on.
-// Also: swap space of powered-on VMs and DRS groups that forget destroyed VMs.
 
 import (
 	"bytes"
@@ -32,40 +31,36 @@ type CustomizationSpecSpec struct {
 	Description string `json:"description"`
 }
 
-var customizationSpecKeys = []string{"name", "kind", "description"}
-
-func (s *Spec) validateCustomization() error {
+func (s *Spec) validateCustomization(p *problems) {
 	seen := map[string]bool{}
 	for i, c := range s.CustomizationSpecs {
-		if strings.TrimSpace(c.Name) == "" {
-			return fmt.Errorf("customization_specs[%d]: name must be non-empty", i)
-		}
-		if seen[c.Name] {
-			return fmt.Errorf("customization_specs[%d]: duplicate name %q", i, c.Name)
+		switch {
+		case strings.TrimSpace(c.Name) == "":
+			p.add("customization_specs[%d]: name must be non-empty", i)
+		case seen[c.Name]:
+			p.add("customization_specs[%d]: duplicate name %q", i, c.Name)
 		}
 		seen[c.Name] = true
 		if c.Kind != "sysprep" && c.Kind != "linux" {
-			return fmt.Errorf("customization_specs[%d] %q: kind must be \"sysprep\" or \"linux\", got %q", i, c.Name, c.Kind)
+			p.add("customization_specs[%d] %q: kind must be \"sysprep\" or \"linux\", got %q", i, c.Name, c.Kind)
 		}
 	}
 	if s.CustomizationLatencyMS < 0 {
-		return fmt.Errorf("customization_latency_ms: must be 0 or more")
+		p.add("customization_latency_ms: must be 0 or more")
 	}
-	return nil
 }
 
-func (f *FaultSpec) validateCustomization() error {
+func (f *FaultSpec) validateCustomization(p *problems) {
 	for _, n := range f.CustomizationFailNth {
 		if n < 1 {
-			return fmt.Errorf("faults.customization_fail_nth: ordinals start at 1, got %d", n)
+			p.add("faults.customization_fail_nth: ordinals start at 1, got %d", n)
 		}
 	}
 	for i, n := range f.CustomizationFailNames {
 		if strings.TrimSpace(n) == "" {
-			return fmt.Errorf("faults.customization_fail_names[%d]: must be a non-empty VM name", i)
+			p.add("faults.customization_fail_names[%d]: must be a non-empty VM name", i)
 		}
 	}
-	return nil
 }
 
 // customizationSpecItem builds what vCenter's CustomizationSpecManager would hold for a spec
@@ -221,6 +216,18 @@ func (c *customizer) reset() {
 	c.mu.Unlock()
 }
 
+func (c *customizer) getLatency() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.latency
+}
+
+func (c *customizer) setLatency(ms int) {
+	c.mu.Lock()
+	c.latency = ms
+	c.mu.Unlock()
+}
+
 func (c *customizer) nextSeq() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -272,108 +279,90 @@ func (l *Lab) recordPending(ref types.ManagedObjectReference, vmName string, spe
 	l.cust.mu.Unlock()
 }
 
-// rejectCustomize answers a CustomizeVM_Task whose spec vCenter would refuse with a failed task.
-func (l *Lab) rejectCustomize(w http.ResponseWriter, body []byte) bool {
-	method, err := simulator.UnmarshalBody(typeFunc, body)
-	if err != nil {
-		return false
-	}
-	req, ok := method.Body.(*types.CustomizeVM_Task)
+// customizeHook answers a CustomizeVM_Task whose spec vCenter would refuse with a failed task;
+// otherwise, once the simulator has made the customization pending, the lab records it.
+func (l *Lab) customizeHook(c *soapCall, w http.ResponseWriter) (bool, func(*httptest.ResponseRecorder)) {
+	req, ok := decodeBody(c.body).(*types.CustomizeVM_Task)
 	if !ok {
-		return false
+		return false, nil
 	}
 	vm, ok := simulator.Map.Get(req.This).(*simulator.VirtualMachine)
 	if !ok {
-		return false
+		return false, nil
 	}
 	var vmName string
 	simulator.Map.WithLock(vm, func() { vmName = vm.Name })
-	_, _, fault := computerName(&req.Spec, vmName, 0)
-	if fault == nil {
-		return false
+	if _, _, fault := computerName(&req.Spec, vmName, 0); fault != nil {
+		task := simulator.CreateTask(vm, "customizeVm", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+			return nil, fault
+		})
+		writeEnvelope(w, http.StatusOK, &response{Body: &methods.CustomizeVM_TaskBody{
+			Res: &types.CustomizeVM_TaskResponse{Returnval: task.Run()},
+		}})
+		return true, nil
 	}
-	task := simulator.CreateTask(vm, "customizeVm", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
-		return nil, fault
-	})
-	writeEnvelope(w, http.StatusOK, &response{Body: &methods.CustomizeVM_TaskBody{
-		Res: &types.CustomizeVM_TaskResponse{Returnval: task.Run()},
-	}})
-	return true
+	return false, func(rec *httptest.ResponseRecorder) {
+		if rec.Code == http.StatusOK {
+			l.recordCustomized(vm, &req.Spec)
+		}
+	}
 }
 
-// beforeMethod runs before a SOAP call is forwarded to the simulator; the function it returns (if
-// any) runs after.
-func (l *Lab) beforeMethod(name string, body []byte) func(rec *httptest.ResponseRecorder) {
-	switch name {
-	case "PowerOnVM_Task":
-		ref, ok := thisRef(body)
-		if !ok {
-			return nil
-		}
-		vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
-		if !ok {
-			return nil
-		}
-		var pending bool
-		var oldHost string
-		simulator.Map.WithLock(vm, func() {
-			pending = vm.Config.Tools != nil && vm.Config.Tools.PendingCustomization != "" &&
-				vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn
-			oldHost = vm.Guest.HostName
-		})
-		if !pending {
-			return nil
-		}
-		return func(rec *httptest.ResponseRecorder) {
-			var on bool
-			simulator.Map.WithLock(vm, func() {
-				on = vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
-				if on {
-					// The simulator's customize() names the guest "<vm>-<n>" at once; vCenter's
-					// guest keeps its old name until customization has run.
-					simulator.Map.Update(vm, []types.PropertyChange{{Name: "guest.hostName", Val: oldHost}})
-				}
-			})
-			if on {
-				l.startCustomization(vm)
-			}
-		}
-	case "CustomizeVM_Task":
-		ref, ok := thisRef(body)
-		if !ok {
-			return nil
-		}
-		return func(rec *httptest.ResponseRecorder) {
-			vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
-			if !ok || rec.Code != http.StatusOK {
-				return
-			}
-			method, err := simulator.UnmarshalBody(typeFunc, body)
-			if err != nil {
-				return
-			}
-			req, ok := method.Body.(*types.CustomizeVM_Task)
-			if !ok {
-				return
-			}
-			var pending bool
-			var vmName string
-			simulator.Map.WithLock(vm, func() {
-				pending = vm.Config.Tools != nil && vm.Config.Tools.PendingCustomization != ""
-				vmName = vm.Name
-			})
-			l.cust.mu.Lock()
-			r := l.cust.recs[ref]
-			fresh := r == nil || r.state != "pending"
-			l.cust.mu.Unlock()
-			if pending && fresh {
-				l.recordPending(ref, vmName, &req.Spec)
-			}
-		}
-	case "Destroy_Task":
-		return func(rec *httptest.ResponseRecorder) { l.forgetDestroyed() }
+// recordCustomized records the customization CustomizeVM_Task made pending (unless one is
+// pending already).
+func (l *Lab) recordCustomized(vm *simulator.VirtualMachine, spec *types.CustomizationSpec) {
+	if _, ok := simulator.Map.Get(vm.Self).(*simulator.VirtualMachine); !ok {
+		return
 	}
-	return nil
+	var pending bool
+	var vmName string
+	simulator.Map.WithLock(vm, func() {
+		pending = vm.Config.Tools != nil && vm.Config.Tools.PendingCustomization != ""
+		vmName = vm.Name
+	})
+	l.cust.mu.Lock()
+	r := l.cust.recs[vm.Self]
+	fresh := r == nil || r.state != "pending"
+	l.cust.mu.Unlock()
+	if pending && fresh {
+		l.recordPending(vm.Self, vmName, spec)
+	}
+}
+
+// powerOnHook starts the pending customization of a VM the call powers on.
+func (l *Lab) powerOnHook(c *soapCall, w http.ResponseWriter) (bool, func(*httptest.ResponseRecorder)) {
+	ref, ok := thisRef(c.body)
+	if !ok {
+		return false, nil
+	}
+	vm, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok {
+		return false, nil
+	}
+	var pending bool
+	var oldHost string
+	simulator.Map.WithLock(vm, func() {
+		pending = vm.Config.Tools != nil && vm.Config.Tools.PendingCustomization != "" &&
+			vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn
+		oldHost = vm.Guest.HostName
+	})
+	if !pending {
+		return false, nil
+	}
+	return false, func(rec *httptest.ResponseRecorder) {
+		var on bool
+		simulator.Map.WithLock(vm, func() {
+			on = vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
+			if on {
+				// The simulator's customize() names the guest "<vm>-<n>" at once; vCenter's
+				// guest keeps its old name until customization has run.
+				simulator.Map.Update(vm, []types.PropertyChange{{Name: "guest.hostName", Val: oldHost}})
+			}
+		})
+		if on {
+			l.startCustomization(vm)
+		}
+	}
 }
 
 var thisPattern = regexp.MustCompile(`<_this[^>]*>([^<]+)</_this>`)
@@ -403,57 +392,61 @@ func (l *Lab) startCustomization(vm *simulator.VirtualMachine) {
 
 	var vmName string
 	simulator.Map.WithLock(vm, func() { vmName = vm.Name })
-	l.mu.Lock()
-	fail := false
-	for _, n := range l.faults.CustomizationFailNth {
-		fail = fail || n == ordinal
-	}
-	for _, n := range l.faults.CustomizationFailNames {
-		fail = fail || n == vmName
-	}
-	l.mu.Unlock()
-
+	fail := l.customizationFails(vmName, ordinal)
 	l.postCustomizationEvent(vm, &types.CustomizationStartedEvent{CustomizationEvent: l.custEvent(vm,
 		fmt.Sprintf("Started customization of VM %s. Customization log located at %s in the guest OS.", vmName, custLog(rec.kind)), rec.kind)})
-	finish := func() {
-		if _, ok := simulator.Map.Get(vm.Self).(*simulator.VirtualMachine); !ok {
-			return // destroyed meanwhile
-		}
-		if fail {
-			l.postCustomizationEvent(vm, failureEvent(l.custEvent(vm,
-				fmt.Sprintf("An error occurred while customizing VM %s. For details reference the log file %s in the guest OS.", vmName, custLog(rec.kind)), rec.kind), rec.kind))
-		} else {
-			simulator.Map.WithLock(vm, func() {
-				changes := []types.PropertyChange{}
-				if rec.name != "" {
-					for i := range vm.Guest.Net {
-						if vm.Guest.Net[i].DnsConfig != nil {
-							vm.Guest.Net[i].DnsConfig.HostName = rec.name
-						}
-					}
-					changes = append(changes,
-						types.PropertyChange{Name: "guest.hostName", Val: rec.name},
-						types.PropertyChange{Name: "guest.net", Val: vm.Guest.Net})
-				}
-				simulator.Map.Update(vm, changes)
-			})
-			l.postCustomizationEvent(vm, &types.CustomizationSucceeded{CustomizationEvent: l.custEvent(vm,
-				fmt.Sprintf("Customization of VM %s succeeded. Customization log located at %s in the guest OS.", vmName, custLog(rec.kind)), rec.kind)})
-		}
-		l.cust.mu.Lock()
-		if cur := l.cust.recs[vm.Self]; cur != nil {
-			cur.state = map[bool]string{true: "failed", false: "succeeded"}[fail]
-		}
-		l.cust.mu.Unlock()
-	}
 	if latency <= 0 {
-		finish()
+		l.finishCustomization(vm, vmName, rec, fail)
 		return
 	}
 	go func() {
 		time.Sleep(time.Duration(latency) * time.Millisecond)
-		finish()
+		l.finishCustomization(vm, vmName, rec, fail)
 	}()
+}
+
+// customizationFails tells whether the faults make this customization run fail.
+func (l *Lab) customizationFails(vmName string, ordinal int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fail := containsInt(l.faults.CustomizationFailNth, ordinal)
+	for _, n := range l.faults.CustomizationFailNames {
+		fail = fail || n == vmName
+	}
+	return fail
+}
+
+// finishCustomization posts the outcome event; on success the guest takes its new name.
+func (l *Lab) finishCustomization(vm *simulator.VirtualMachine, vmName string, rec custRecord, fail bool) {
+	if _, ok := simulator.Map.Get(vm.Self).(*simulator.VirtualMachine); !ok {
+		return // destroyed meanwhile
+	}
+	if fail {
+		l.postCustomizationEvent(vm, failureEvent(l.custEvent(vm,
+			fmt.Sprintf("An error occurred while customizing VM %s. For details reference the log file %s in the guest OS.", vmName, custLog(rec.kind)), rec.kind), rec.kind))
+	} else {
+		simulator.Map.WithLock(vm, func() {
+			changes := []types.PropertyChange{}
+			if rec.name != "" {
+				for i := range vm.Guest.Net {
+					if vm.Guest.Net[i].DnsConfig != nil {
+						vm.Guest.Net[i].DnsConfig.HostName = rec.name
+					}
+				}
+				changes = append(changes,
+					types.PropertyChange{Name: "guest.hostName", Val: rec.name},
+					types.PropertyChange{Name: "guest.net", Val: vm.Guest.Net})
+			}
+			simulator.Map.Update(vm, changes)
+		})
+		l.postCustomizationEvent(vm, &types.CustomizationSucceeded{CustomizationEvent: l.custEvent(vm,
+			fmt.Sprintf("Customization of VM %s succeeded. Customization log located at %s in the guest OS.", vmName, custLog(rec.kind)), rec.kind)})
+	}
+	l.cust.mu.Lock()
+	if cur := l.cust.recs[vm.Self]; cur != nil {
+		cur.state = map[bool]string{true: "failed", false: "succeeded"}[fail]
+	}
+	l.cust.mu.Unlock()
 }
 
 func custLog(kind string) string {
@@ -496,71 +489,15 @@ func (l *Lab) postCustomizationEvent(vm *simulator.VirtualMachine, ev types.Base
 	_ = event.NewManager(l.inv.client).PostEvent(context.Background(), ev)
 }
 
-// forgetDestroyed drops destroyed VMs from customization state and from DRS VM groups (vCenter
-// removes a VM from its cluster's groups when the VM is deleted; the simulator does not).
-func (l *Lab) forgetDestroyed() {
-	l.cust.mu.Lock()
-	for ref := range l.cust.recs {
-		if simulator.Map.Get(ref) == nil {
-			delete(l.cust.recs, ref)
-		}
-	}
-	l.cust.mu.Unlock()
-	for _, ref := range l.inv.clusters {
-		cluster, ok := simulator.Map.Get(ref).(*simulator.ClusterComputeResource)
-		if !ok {
-			continue
-		}
-		simulator.Map.WithLock(cluster, func() {
-			cfg, ok := cluster.ConfigurationEx.(*types.ClusterConfigInfoEx)
-			if !ok {
-				return
+// forgetCustomizationHook drops destroyed VMs from the customization state once Destroy_Task ran.
+func (l *Lab) forgetCustomizationHook(c *soapCall, w http.ResponseWriter) (bool, func(*httptest.ResponseRecorder)) {
+	return false, func(*httptest.ResponseRecorder) {
+		l.cust.mu.Lock()
+		defer l.cust.mu.Unlock()
+		for ref := range l.cust.recs {
+			if simulator.Map.Get(ref) == nil {
+				delete(l.cust.recs, ref)
 			}
-			for _, g := range cfg.Group {
-				vg, ok := g.(*types.ClusterVmGroup)
-				if !ok {
-					continue
-				}
-				kept := vg.Vm[:0]
-				for _, v := range vg.Vm {
-					if simulator.Map.Get(v) != nil {
-						kept = append(kept, v)
-					}
-				}
-				vg.Vm = kept
-			}
-		})
-	}
-}
-
-// swapBytes is the .vswp file a powered-on VM keeps on its datastore (its memory size, no
-// reservation in the lab).
-func swapBytes(vm *simulator.VirtualMachine) int64 {
-	if vm.Runtime.PowerState != types.VirtualMachinePowerStatePoweredOn || vm.Config == nil {
-		return 0
-	}
-	return int64(vm.Config.Hardware.MemoryMB) << 20
-}
-
-func diskModes(vm *simulator.VirtualMachine) []string {
-	modes := []string{}
-	for _, d := range vmDisks(vm.Config.Hardware.Device) {
-		if b, ok := d.Backing.(*types.VirtualDiskFlatVer2BackingInfo); ok {
-			modes = append(modes, b.DiskMode)
-		} else {
-			modes = append(modes, "")
 		}
 	}
-	return modes
 }
-
-func guestHostName(vm *simulator.VirtualMachine) string {
-	if vm.Guest == nil {
-		return ""
-	}
-	return vm.Guest.HostName
-}
-
-// faultKeys are the keys of "faults" (spec and POST /lab/config).
-var faultKeys = []string{"fail_nth", "fail_fraction", "fault", "seed", "full_copy_nth",
-	"customization_fail_names", "customization_fail_nth"}

@@ -4,11 +4,14 @@
 // control API under /lab.
 //
 //	clones-lab --spec FILE --listen 127.0.0.1:PORT [--state-file FILE]
+//	clones-lab --check --spec FILE
 //	clones-lab --plain --tls-cert CERT.pem --tls-key KEY.pem [--listen ...] [--user U --password P]
 //
 // On start it prints one JSON line ({"url", "user", "password", "control", ...}) to stdout and
-// serves until SIGTERM/SIGINT. A malformed spec exits with status 2 and one line on stderr.
-// --plain serves VMware's simulator as shipped instead, over HTTPS (plain.go).
+// serves until SIGTERM/SIGINT. A malformed spec exits with status 2 and one line per problem on
+// stderr. --check only validates the spec: it prints the spec as the lab would run it (defaults
+// filled in) and exits 0, or exits 2 with the problems. --plain serves VMware's simulator as
+// shipped instead, over HTTPS (plain.go).
 package main
 
 import (
@@ -16,20 +19,17 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"io/ioutil"
 	"log"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/vmware/govmomi/simulator"
-	"github.com/vmware/govmomi/vim25"
 )
 
 func fail(code int, format string, args ...interface{}) {
@@ -58,6 +58,7 @@ func writeStateFile(path string, data []byte) error {
 
 func main() {
 	specPath := flag.String("spec", "", "lab spec (JSON); see docs/lab-spec.md")
+	check := flag.Bool("check", false, "only validate --spec: print it with defaults filled in (exit 0), or its problems (exit 2)")
 	listen := flag.String("listen", "127.0.0.1:8989", "address to serve on (port 0 picks a free port)")
 	stateFile := flag.String("state-file", "", "write the start-up JSON (plus pid) here; removed on exit")
 	verbose := flag.Bool("verbose", false, "log simulator messages to stderr")
@@ -68,70 +69,67 @@ func main() {
 	password := flag.String("password", "lab-password", "with --plain: the one accepted password")
 	flag.Parse()
 
-	if *plain {
+	switch {
+	case *plain:
 		runPlain(plainOptions{listen: *listen, certFile: *tlsCert, keyFile: *tlsKey, user: *user,
 			password: *password, stateFile: *stateFile, verbose: *verbose})
-		return
-	}
-
-	if *specPath == "" {
+	case *specPath == "":
 		fail(2, "--spec FILE is required (the bundled default is lab/default-spec.json)")
+	case *check:
+		os.Exit(runCheck(*specPath, os.Stdout, os.Stderr))
+	default:
+		runLab(*specPath, *listen, *stateFile, *verbose)
 	}
-	spec, err := LoadSpec(*specPath)
+}
+
+// runCheck validates the spec at path and returns the exit status: 0 with the spec as the lab
+// would run it on stdout, or 2 with one line per problem on stderr.
+func runCheck(path string, stdout, stderr io.Writer) int {
+	spec, err := LoadSpec(path)
 	if err != nil {
-		fail(2, "invalid spec %s: %v", *specPath, err)
+		reportSpecProblems(stderr, path, err)
+		return 2
 	}
-	if !*verbose {
+	out, _ := json.MarshalIndent(spec.withLists(), "", "  ")
+	fmt.Fprintln(stdout, string(out))
+	return 0
+}
+
+// reportSpecProblems writes one line per problem of a spec that does not load.
+func reportSpecProblems(stderr io.Writer, path string, err error) {
+	list, ok := err.(problemList)
+	if !ok {
+		list = problemList{err.Error()}
+	}
+	for _, problem := range list {
+		fmt.Fprintf(stderr, "clones-lab: invalid spec %s: %s\n", path, problem)
+	}
+}
+
+// runLab serves the lab built from the spec at specPath until SIGTERM or SIGINT.
+func runLab(specPath, listen, stateFile string, verbose bool) {
+	spec, err := LoadSpec(specPath)
+	if err != nil {
+		reportSpecProblems(os.Stderr, specPath, err)
+		os.Exit(2)
+	}
+	if !verbose {
 		log.SetOutput(ioutil.Discard)
 	}
-
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		fail(1, "cannot listen on %s: %v", *listen, err)
+		fail(1, "cannot listen on %s: %v", listen, err)
 	}
-
-	// A fresh vCenter has no customization specs: drop the simulator's vcsim-* samples (the
-	// spec's customization_specs are created by buildInventory).
-	simulator.DefaultCustomizationSpec = nil
-	model := simulator.VPX()
-	model.Datacenter = 1
-	model.Cluster = 0
-	model.ClusterHost = 0
-	model.Host = 0
-	model.Datastore = 0
-	model.Machine = 0
-	model.Portgroup = 0
-	model.Autostart = false
-	if err := model.Create(); err != nil {
-		fail(1, "simulator model: %v", err)
-	}
-	ctx := context.Background()
-	client, err := vim25.NewClient(ctx, model.Service)
-	if err != nil {
-		fail(1, "in-process client: %v", err)
-	}
-	inv, err := buildInventory(ctx, client, spec)
-	if err != nil {
-		fail(1, "building the inventory: %v", err)
-	}
-
-	// Credentials: a Userinfo distinct from simulator.DefaultLogin makes the simulator check them
-	// (with DefaultLogin itself it accepts any non-empty user and password).
-	simulator.DefaultLogin = url.UserPassword(spec.User, spec.Password)
-	model.Service.Listen = &url.URL{Host: "127.0.0.1:0", User: url.UserPassword(spec.User, spec.Password)}
-	model.Service.ServeMux = http.NewServeMux()
-	inner := model.Service.NewServer() // registers the SDK handlers on our ServeMux
-	inner.Close()                      // ...and its own listener is not used
-
 	addr := ln.Addr().(*net.TCPAddr)
 	hostport := net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))
-	simulator.Map.SessionManager().ServiceHostName = hostport
+	built, err := buildLab(spec, hostport)
+	if err != nil {
+		fail(1, "%v", err)
+	}
+	srv := &http.Server{Handler: built.lab, ErrorLog: log.New(os.Stderr, "clones-lab: ", log.LstdFlags)}
 
-	lab := newLab(spec, inv, model.Service.ServeMux)
-	srv := &http.Server{Handler: lab, ErrorLog: log.New(os.Stderr, "clones-lab: ", log.LstdFlags)}
-
-	absSpec, _ := filepath.Abs(*specPath)
-	info := map[string]interface{}{
+	absSpec, _ := filepath.Abs(specPath)
+	line, _ := json.Marshal(map[string]interface{}{
 		"url":      "http://" + hostport + "/sdk",
 		"host":     addr.IP.String(),
 		"port":     addr.Port,
@@ -140,17 +138,15 @@ func main() {
 		"control":  "http://" + hostport + "/lab",
 		"pid":      os.Getpid(),
 		"spec":     absSpec,
-	}
-	line, _ := json.Marshal(info)
-
+	})
 	go func() {
 		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 			fail(1, "serve: %v", err)
 		}
 	}()
-	if *stateFile != "" {
-		if err := writeStateFile(*stateFile, append(line, '\n')); err != nil {
-			fail(1, "cannot write state file %s: %v", *stateFile, err)
+	if stateFile != "" {
+		if err := writeStateFile(stateFile, append(line, '\n')); err != nil {
+			fail(1, "cannot write state file %s: %v", stateFile, err)
 		}
 	}
 	fmt.Fprintln(os.Stdout, string(line))
@@ -161,9 +157,8 @@ func main() {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
-	if *stateFile != "" {
-		_ = os.Remove(*stateFile)
+	if stateFile != "" {
+		_ = os.Remove(stateFile)
 	}
-	model.Remove()
-	_ = os.RemoveAll(inv.tmpDir)
+	built.close()
 }

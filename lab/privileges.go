@@ -7,22 +7,21 @@ package main
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/vmware/govmomi/object"
-	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/simulator/esx"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
+	"github.com/vmware/govmomi/vim25/xml"
 )
 
 // privilegeMethods are the AuthorizationManager methods the lab answers itself.
-var privilegeMethods = map[string]bool{
-	"FetchUserPrivilegeOnEntities": true, "HasUserPrivilegeOnEntities": true,
-	"HasPrivilegeOnEntities": true, "HasPrivilegeOnEntity": true,
-}
+var privilegeMethods = []string{"FetchUserPrivilegeOnEntities", "HasUserPrivilegeOnEntities",
+	"HasPrivilegeOnEntities", "HasPrivilegeOnEntity"}
 
 // grants holds the privileges of the lab's user (nil list: all of the Admin role).
 type grants struct {
@@ -90,14 +89,18 @@ func availability(held []string, asked []string) []types.PrivilegeAvailability {
 	return out
 }
 
-// handlePrivileges answers a privilege query; false when the body is not one it understands
-// (the simulator answers it then).
-func (l *Lab) handlePrivileges(w http.ResponseWriter, body []byte) bool {
-	method, err := simulator.UnmarshalBody(typeFunc, body)
-	if err != nil {
-		return false
-	}
-	switch req := method.Body.(type) {
+// hasPrivilegeOnEntityResponse is types.HasPrivilegeOnEntityResponse without omitempty: govmomi's
+// encoder applies it to each element of a []bool, so every false answer would be dropped and the
+// list would no longer match the privileges asked for.
+type hasPrivilegeOnEntityResponse struct {
+	XMLName   xml.Name `xml:"urn:vim25 HasPrivilegeOnEntityResponse"`
+	Returnval []bool   `xml:"returnval"`
+}
+
+// privilegeHook answers a privilege query from the spec's privileges (the simulator answers a
+// body the lab does not understand).
+func (l *Lab) privilegeHook(c *soapCall, w http.ResponseWriter) (bool, func(*httptest.ResponseRecorder)) {
+	switch req := decodeBody(c.body).(type) {
 	case *types.FetchUserPrivilegeOnEntities:
 		held := l.grants.of(req.UserName)
 		var out []types.UserPrivilegeResult
@@ -127,10 +130,19 @@ func (l *Lab) handlePrivileges(w http.ResponseWriter, body []byte) bool {
 		for _, a := range availability(l.grants.of(""), req.PrivId) {
 			out = append(out, a.IsGranted)
 		}
-		writeEnvelope(w, http.StatusOK, &response{Body: &methods.HasPrivilegeOnEntityBody{
-			Res: &types.HasPrivilegeOnEntityResponse{Returnval: out}}})
+		writeEnvelope(w, http.StatusOK, struct{ Res *hasPrivilegeOnEntityResponse }{
+			&hasPrivilegeOnEntityResponse{Returnval: out}})
 	default:
-		return false
+		return false, nil
 	}
-	return true
+	return true, nil
+}
+
+// privilegeProblems checks privilege ids look like vSphere's ("Group.Sub.Name").
+func privilegeProblems(list []string, p *problems) {
+	for i, id := range list {
+		if !strings.Contains(id, ".") || strings.ContainsAny(id, " \t") {
+			p.add("privileges[%d]: %q is not a privilege id (e.g. \"VirtualMachine.Provisioning.Clone\")", i, id)
+		}
+	}
 }

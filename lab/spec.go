@@ -1,14 +1,14 @@
 package main
 
-// Lab spec: parsing, defaults and validation. The Python side (bot/lab.py, validate_spec) applies
-// the same rules; docs/lab-spec.md is the reference.
+// Lab spec: parsing, defaults and validation. This is the only validator of a spec: the Python
+// launcher asks `clones-lab --check --spec FILE` (main.go). docs/lab-spec.md is the reference.
+// Every problem of a spec is reported, one sentence each.
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/ioutil"
-	"sort"
 	"strings"
 )
 
@@ -49,7 +49,7 @@ type ParentSpec struct {
 var parentDiskModes = []string{"persistent", "nonpersistent", "undoable", "independent_persistent",
 	"independent_nonpersistent", "append"}
 
-// FaultSpec configures fault injection for CloneVM_Task.
+// FaultSpec configures fault injection (faults.go); POST /lab/config changes it.
 type FaultSpec struct {
 	FailNth      []int   `json:"fail_nth"`
 	FailFraction float64 `json:"fail_fraction"`
@@ -84,105 +84,9 @@ type Spec struct {
 	Privileges []string `json:"privileges"`
 }
 
-// knownFaults lists the fault names accepted by faults.fault (see faultFor in server.go).
-var knownFaults = []string{
-	"FileLocked", "InsufficientDiskSpace", "InsufficientStorageSpace", "DuplicateName", "TaskInProgress",
-	"HostCommunication", "Timedout", "InvalidArgument", "SystemError",
-	"NoDiskSpace", "InvalidState", "ResourceInUse",
-}
-
-func isKnownFault(name string) bool {
-	for _, f := range knownFaults {
-		if f == name {
-			return true
-		}
-	}
-	return false
-}
-
-var topLevelKeys = []string{
-	"datacenter", "clusters", "datastores", "folders", "parents", "clone_latency_ms",
-	"destroy_latency_ms", "faults", "user", "password", "customization_specs", "customization_latency_ms",
-	"privileges",
-}
-
-func checkKeys(where string, raw map[string]json.RawMessage, allowed []string) error {
-	var unknown []string
-	for k := range raw {
-		ok := false
-		for _, a := range allowed {
-			if k == a {
-				ok = true
-				break
-			}
-		}
-		if !ok && !strings.HasPrefix(k, "_") { // "_comment" and friends are allowed
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return fmt.Errorf("%s: unknown field %q (allowed: %s)", where, unknown[0], strings.Join(allowed, ", "))
-	}
-	return nil
-}
-
-func strictObjects(where string, data json.RawMessage, allowed []string) error {
-	var items []map[string]json.RawMessage
-	if err := json.Unmarshal(data, &items); err != nil {
-		return fmt.Errorf("%s: must be a list of objects", where)
-	}
-	for i, item := range items {
-		if err := checkKeys(fmt.Sprintf("%s[%d]", where, i), item, allowed); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// LoadSpec reads, defaults and validates a spec file.
-func LoadSpec(path string) (*Spec, error) {
-	data, err := ioutil.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read spec %s: %v", path, err)
-	}
-	return ParseSpec(data)
-}
-
-// ParseSpec parses, defaults and validates a spec.
-func ParseSpec(data []byte) (*Spec, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("spec is not a JSON object: %v", err)
-	}
-	if err := checkKeys("spec", raw, topLevelKeys); err != nil {
-		return nil, err
-	}
-	nested := map[string][]string{
-		"clusters":   {"name", "hosts"},
-		"datastores": {"name", "capacity_gb", "free_gb"},
-		"parents": {"name", "disk_gb", "used_gb", "delta_gb", "memory_mb", "num_cpus", "guest_id",
-			"folder", "cluster", "datastore", "thin", "disk_mode"},
-		"customization_specs": customizationSpecKeys,
-	}
-	for key, allowed := range nested {
-		if v, ok := raw[key]; ok {
-			if err := strictObjects(key, v, allowed); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if v, ok := raw["faults"]; ok {
-		var f map[string]json.RawMessage
-		if err := json.Unmarshal(v, &f); err != nil {
-			return nil, fmt.Errorf("faults: must be an object")
-		}
-		if err := checkKeys("faults", f, faultKeys); err != nil {
-			return nil, err
-		}
-	}
-
-	spec := &Spec{
+// defaultSpec is a spec with every default but parents.
+func defaultSpec() *Spec {
+	return &Spec{
 		Datacenter: "DC0",
 		Clusters:   []ClusterSpec{{Name: "Training", Hosts: 8}},
 		Datastores: []DatastoreSpec{{Name: "TrainingDS", CapacityGB: 500, FreeGB: 480}},
@@ -191,105 +95,52 @@ func ParseSpec(data []byte) (*Spec, error) {
 		User:       "clones",
 		Password:   "lab-password",
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(spec); err != nil {
-		return nil, fmt.Errorf("spec has a field of the wrong type: %v", err)
+}
+
+// LoadSpec reads, defaults and validates a spec file; a malformed spec gives a problemList.
+func LoadSpec(path string) (*Spec, error) {
+	data, err := ioutil.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read spec %s: %v", path, err)
 	}
+	return ParseSpec(data)
+}
+
+// ParseSpec parses, defaults and validates a spec; a malformed spec gives a problemList.
+func ParseSpec(data []byte) (*Spec, error) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		if syntax, ok := err.(*json.SyntaxError); ok {
+			line, column := position(data, syntax.Offset-1) // Offset is just past the bad character
+			return nil, problemList{fmt.Sprintf("spec is not valid JSON: %v (line %d, column %d)", err, line, column)}
+		}
+		return nil, problemList{"spec is not a JSON object"}
+	}
+	var p problems
+	spec := defaultSpec()
+	decodeObject("", data, spec, &p)
 	if _, ok := raw["parents"]; !ok {
-		return nil, fmt.Errorf("spec has no \"parents\": list at least one parent VM")
+		p.add(`spec has no "parents": list at least one parent VM`)
 	}
-	if err := spec.validate(); err != nil {
+	if len(p) == 0 { // the rules below need values of the right types
+		spec.fillDefaults()
+		spec.validate(&p)
+	}
+	if err := p.err(); err != nil {
 		return nil, err
 	}
 	return spec, nil
 }
 
-func (s *Spec) validate() error {
-	if strings.TrimSpace(s.Datacenter) == "" {
-		return fmt.Errorf("datacenter: must be a non-empty name")
-	}
-	if s.User == "" || s.Password == "" {
-		return fmt.Errorf("user/password: must be non-empty")
-	}
-	if len(s.Clusters) == 0 {
-		return fmt.Errorf("clusters: list at least one cluster")
-	}
-	clusters := map[string]bool{}
-	for i, c := range s.Clusters {
-		if strings.TrimSpace(c.Name) == "" {
-			return fmt.Errorf("clusters[%d]: name must be non-empty", i)
-		}
-		if clusters[c.Name] {
-			return fmt.Errorf("clusters[%d]: duplicate cluster name %q", i, c.Name)
-		}
-		clusters[c.Name] = true
-		if c.Hosts < 1 || c.Hosts > 512 {
-			return fmt.Errorf("clusters[%d] %q: hosts must be between 1 and 512, got %d", i, c.Name, c.Hosts)
-		}
-	}
-	if len(s.Datastores) == 0 {
-		return fmt.Errorf("datastores: list at least one datastore")
-	}
-	datastores := map[string]bool{}
-	for i, d := range s.Datastores {
-		if strings.TrimSpace(d.Name) == "" || strings.ContainsAny(d.Name, "[]/") {
-			return fmt.Errorf("datastores[%d]: name must be non-empty and contain no '[', ']' or '/'", i)
-		}
-		if datastores[d.Name] {
-			return fmt.Errorf("datastores[%d]: duplicate datastore name %q", i, d.Name)
-		}
-		datastores[d.Name] = true
-		if d.CapacityGB <= 0 {
-			return fmt.Errorf("datastores[%d] %q: capacity_gb must be positive, got %v", i, d.Name, d.CapacityGB)
-		}
-		if d.FreeGB < 0 || d.FreeGB > d.CapacityGB {
-			return fmt.Errorf("datastores[%d] %q: free_gb must be between 0 and capacity_gb, got %v", i, d.Name, d.FreeGB)
-		}
-	}
-	folders := map[string]bool{"": true}
-	for i, f := range s.Folders {
-		if strings.TrimSpace(f) == "" || strings.HasPrefix(f, "/") || strings.HasSuffix(f, "/") || strings.Contains(f, "//") {
-			return fmt.Errorf("folders[%d]: %q is not a folder path (use \"Name\" or \"Parent/Child\")", i, f)
-		}
-		if folders[f] {
-			return fmt.Errorf("folders[%d]: duplicate folder %q", i, f)
-		}
-		folders[f] = true
-	}
-	if len(s.Parents) == 0 {
-		return fmt.Errorf("parents: list at least one parent VM")
-	}
-	parents := map[string]bool{}
+// fillDefaults gives parents the defaults of the fields they leave out.
+func (s *Spec) fillDefaults() {
 	for i := range s.Parents {
 		p := &s.Parents[i]
-		where := fmt.Sprintf("parents[%d] %q", i, p.Name)
-		if strings.TrimSpace(p.Name) == "" {
-			return fmt.Errorf("parents[%d]: name must be non-empty", i)
-		}
-		if parents[p.Name] {
-			return fmt.Errorf("parents[%d]: duplicate parent name %q", i, p.Name)
-		}
-		parents[p.Name] = true
-		if p.DiskGB <= 0 {
-			return fmt.Errorf("%s: disk_gb must be positive, got %v", where, p.DiskGB)
-		}
-		if p.UsedGB < 0 || p.UsedGB > p.DiskGB {
-			return fmt.Errorf("%s: used_gb must be between 0 and disk_gb, got %v", where, p.UsedGB)
-		}
-		if p.DeltaGB < 0 || p.DeltaGB > p.DiskGB {
-			return fmt.Errorf("%s: delta_gb must be between 0 and disk_gb, got %v", where, p.DeltaGB)
-		}
 		if p.MemoryMB == 0 {
 			p.MemoryMB = 1024
 		}
-		if p.MemoryMB < 0 {
-			return fmt.Errorf("%s: memory_mb must be positive, got %d", where, p.MemoryMB)
-		}
 		if p.NumCPUs == 0 {
 			p.NumCPUs = 1
-		}
-		if p.NumCPUs < 0 {
-			return fmt.Errorf("%s: num_cpus must be positive, got %d", where, p.NumCPUs)
 		}
 		if p.GuestID == "" {
 			p.GuestID = "windows9_64Guest"
@@ -300,72 +151,204 @@ func (s *Spec) validate() error {
 		if p.DiskMode == "" {
 			p.DiskMode = "persistent"
 		}
-		knownMode := false
-		for _, m := range parentDiskModes {
-			knownMode = knownMode || m == p.DiskMode
-		}
-		if !knownMode {
-			return fmt.Errorf("%s: disk_mode %q is not a disk mode (known: %s)", where, p.DiskMode, strings.Join(parentDiskModes, ", "))
-		}
-		if p.Cluster == "" {
+		if p.Cluster == "" && len(s.Clusters) > 0 {
 			p.Cluster = s.Clusters[0].Name
 		}
-		if p.Datastore == "" {
+		if p.Datastore == "" && len(s.Datastores) > 0 {
 			p.Datastore = s.Datastores[0].Name
 		}
-		if !folders[p.Folder] {
-			return fmt.Errorf("%s: folder %q is not in \"folders\"", where, p.Folder)
-		}
-		if !clusters[p.Cluster] {
-			return fmt.Errorf("%s: cluster %q is not in \"clusters\"", where, p.Cluster)
-		}
-		if !datastores[p.Datastore] {
-			return fmt.Errorf("%s: datastore %q is not in \"datastores\"", where, p.Datastore)
-		}
 	}
-	if err := validatePrivileges(s.Privileges); err != nil {
-		return err
-	}
-	if s.CloneLatencyMS < 0 || s.DestroyLatencyMS < 0 {
-		return fmt.Errorf("clone_latency_ms/destroy_latency_ms: must be 0 or more")
-	}
-	if err := s.validateCustomization(); err != nil {
-		return err
-	}
-	return s.Faults.validate()
 }
 
-func (f *FaultSpec) validate() error {
+// withLists is the spec with empty lists where it has none (how --check prints it).
+func (s Spec) withLists() Spec {
+	s.Faults = s.Faults.withLists()
+	if s.CustomizationSpecs == nil {
+		s.CustomizationSpecs = []CustomizationSpecSpec{}
+	}
+	return s
+}
+
+func (s *Spec) validate(p *problems) {
+	if strings.TrimSpace(s.Datacenter) == "" {
+		p.add("datacenter: must be a non-empty name")
+	}
+	if s.User == "" || s.Password == "" {
+		p.add("user/password: must be non-empty")
+	}
+	clusters := s.validateClusters(p)
+	datastores := s.validateDatastores(p)
+	folders := s.validateFolders(p)
+	s.validateParents(p, clusters, datastores, folders)
+	privilegeProblems(s.Privileges, p)
+	if s.CloneLatencyMS < 0 || s.DestroyLatencyMS < 0 {
+		p.add("clone_latency_ms/destroy_latency_ms: must be 0 or more")
+	}
+	s.validateCustomization(p)
+	s.Faults.validate(p)
+}
+
+// validateClusters checks the clusters and returns their names.
+func (s *Spec) validateClusters(p *problems) map[string]bool {
+	if len(s.Clusters) == 0 {
+		p.add("clusters: list at least one cluster")
+	}
+	names := map[string]bool{}
+	for i, c := range s.Clusters {
+		switch {
+		case strings.TrimSpace(c.Name) == "":
+			p.add("clusters[%d]: name must be non-empty", i)
+		case names[c.Name]:
+			p.add("clusters[%d]: duplicate cluster name %q", i, c.Name)
+		}
+		names[c.Name] = true
+		if c.Hosts < 1 || c.Hosts > 512 {
+			p.add("clusters[%d] %q: hosts must be between 1 and 512, got %d", i, c.Name, c.Hosts)
+		}
+	}
+	return names
+}
+
+// validateDatastores checks the datastores and returns their names.
+func (s *Spec) validateDatastores(p *problems) map[string]bool {
+	if len(s.Datastores) == 0 {
+		p.add("datastores: list at least one datastore")
+	}
+	names := map[string]bool{}
+	for i, d := range s.Datastores {
+		switch {
+		case strings.TrimSpace(d.Name) == "" || strings.ContainsAny(d.Name, "[]/"):
+			p.add("datastores[%d]: name must be non-empty and contain no '[', ']' or '/'", i)
+		case names[d.Name]:
+			p.add("datastores[%d]: duplicate datastore name %q", i, d.Name)
+		}
+		names[d.Name] = true
+		if d.CapacityGB <= 0 {
+			p.add("datastores[%d] %q: capacity_gb must be positive, got %v", i, d.Name, d.CapacityGB)
+		} else if d.FreeGB < 0 || d.FreeGB > d.CapacityGB {
+			p.add("datastores[%d] %q: free_gb must be between 0 and capacity_gb, got %v", i, d.Name, d.FreeGB)
+		}
+	}
+	return names
+}
+
+// validateFolders checks the folder paths and returns them ("" too: the vm folder itself).
+func (s *Spec) validateFolders(p *problems) map[string]bool {
+	folders := map[string]bool{"": true}
+	for i, f := range s.Folders {
+		switch {
+		case strings.TrimSpace(f) == "" || strings.HasPrefix(f, "/") || strings.HasSuffix(f, "/") || strings.Contains(f, "//"):
+			p.add("folders[%d]: %q is not a folder path (use \"Name\" or \"Parent/Child\")", i, f)
+		case folders[f]:
+			p.add("folders[%d]: duplicate folder %q", i, f)
+		}
+		folders[f] = true
+	}
+	return folders
+}
+
+func (s *Spec) validateParents(p *problems, clusters, datastores, folders map[string]bool) {
+	if len(s.Parents) == 0 {
+		p.add("parents: list at least one parent VM")
+	}
+	names := map[string]bool{}
+	for i, ps := range s.Parents {
+		where := fmt.Sprintf("parents[%d] %q", i, ps.Name)
+		switch {
+		case strings.TrimSpace(ps.Name) == "":
+			p.add("parents[%d]: name must be non-empty", i)
+		case names[ps.Name]:
+			p.add("parents[%d]: duplicate parent name %q", i, ps.Name)
+		}
+		names[ps.Name] = true
+		if ps.DiskGB <= 0 {
+			p.add("%s: disk_gb must be positive, got %v", where, ps.DiskGB)
+		} else { // used and delta are checked against a valid disk size only
+			if ps.UsedGB < 0 || ps.UsedGB > ps.DiskGB {
+				p.add("%s: used_gb must be between 0 and disk_gb, got %v", where, ps.UsedGB)
+			}
+			if ps.DeltaGB < 0 || ps.DeltaGB > ps.DiskGB {
+				p.add("%s: delta_gb must be between 0 and disk_gb, got %v", where, ps.DeltaGB)
+			}
+		}
+		if ps.MemoryMB < 0 {
+			p.add("%s: memory_mb must be positive, got %d", where, ps.MemoryMB)
+		}
+		if ps.NumCPUs < 0 {
+			p.add("%s: num_cpus must be positive, got %d", where, ps.NumCPUs)
+		}
+		if !contains(parentDiskModes, ps.DiskMode) {
+			p.add("%s: disk_mode %q is not a disk mode (known: %s)", where, ps.DiskMode, strings.Join(parentDiskModes, ", "))
+		}
+		if !folders[ps.Folder] {
+			p.add("%s: folder %q is not in \"folders\"", where, ps.Folder)
+		}
+		if len(clusters) > 0 && !clusters[ps.Cluster] {
+			p.add("%s: cluster %q is not in \"clusters\"", where, ps.Cluster)
+		}
+		if len(datastores) > 0 && !datastores[ps.Datastore] {
+			p.add("%s: datastore %q is not in \"datastores\"", where, ps.Datastore)
+		}
+	}
+}
+
+func (f *FaultSpec) validate(p *problems) {
 	for _, n := range f.FailNth {
 		if n < 1 {
-			return fmt.Errorf("faults.fail_nth: ordinals start at 1, got %d", n)
+			p.add("faults.fail_nth: ordinals start at 1, got %d", n)
 		}
 	}
 	for _, n := range f.FullCopyNth {
 		if n < 1 {
-			return fmt.Errorf("faults.full_copy_nth: ordinals start at 1, got %d", n)
+			p.add("faults.full_copy_nth: ordinals start at 1, got %d", n)
 		}
 	}
-	if err := f.validateCustomization(); err != nil {
-		return err
-	}
+	f.validateCustomization(p)
 	if f.FailFraction < 0 || f.FailFraction > 1 {
-		return fmt.Errorf("faults.fail_fraction: must be between 0 and 1, got %v", f.FailFraction)
+		p.add("faults.fail_fraction: must be between 0 and 1, got %v", f.FailFraction)
 	}
 	if !isKnownFault(f.Fault) {
-		return fmt.Errorf("faults.fault: unknown fault %q (known: %s)", f.Fault, strings.Join(knownFaults, ", "))
+		p.add("faults.fault: unknown fault %q (known: %s)", f.Fault, strings.Join(knownFaults(), ", "))
 	}
-	return nil
+}
+
+// withLists is the faults with empty lists where they have none (how the control API shows them).
+func (f FaultSpec) withLists() FaultSpec {
+	if f.FailNth == nil {
+		f.FailNth = []int{}
+	}
+	if f.FullCopyNth == nil {
+		f.FullCopyNth = []int{}
+	}
+	if f.CustomizationFailNames == nil {
+		f.CustomizationFailNames = []string{}
+	}
+	if f.CustomizationFailNth == nil {
+		f.CustomizationFailNth = []int{}
+	}
+	return f
+}
+
+// position is the line and column (from 1) of a byte offset in data.
+func position(data []byte, offset int64) (int, int) {
+	if offset > int64(len(data)) {
+		offset = int64(len(data))
+	}
+	if offset < 0 {
+		offset = 0
+	}
+	before := data[:offset]
+	line := bytes.Count(before, []byte("\n")) + 1
+	return line, len(before) - bytes.LastIndexByte(before, '\n')
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 func newBool(b bool) *bool { return &b }
-
-// validatePrivileges checks privilege ids look like vSphere's ("Group.Sub.Name").
-func validatePrivileges(list []string) error {
-	for i, p := range list {
-		if !strings.Contains(p, ".") || strings.ContainsAny(p, " \t") {
-			return fmt.Errorf("privileges[%d]: %q is not a privilege id (e.g. \"VirtualMachine.Provisioning.Clone\")", i, p)
-		}
-	}
-	return nil
-}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from bot.adapters.lab.launcher import DEFAULT_SPEC, LabProcess, deep_merge, ensure_built
+from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge, ensure_built
 from bot.bootstrap import App
 from tests.helpers import MakeApp, lab_app
 from tests.terminal import Terminal
@@ -44,7 +44,7 @@ def _hermetic_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     os.environ["CLONES_LAB_DIR"] = str(tmp_path_factory.mktemp("lab-state"))
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved["PYTHONPATH"]) if p)
     yield
-    from bot.adapters.lab.launcher import lab_down
+    from bot.adapters.lab import lab_down
 
     lab_down()  # a lab a test started with `clones lab up` in this session's folder
     for name, value in saved.items():

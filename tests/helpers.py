@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bot.adapters.lab.launcher import DEFAULT_SPEC, LabProcess
+from bot.adapters.lab import DEFAULT_SPEC, LabProcess
 from bot.bootstrap import App, build
 from bot.domain import grammar
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict

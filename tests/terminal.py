@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot import bootstrap
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from storage import Repository
 from tests.helpers import PASSWORD_ENV, lab_config, lab_environ, write_config
 

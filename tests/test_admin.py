@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.lab.launcher import DEFAULT_SPEC, LabError, LabProcess, validate_spec_data
+from bot.adapters.lab import DEFAULT_SPEC, LabError, LabProcess, validate_spec_data
 from bot.bootstrap import App
 from bot.domain import grammar
 from bot.domain.errors import (
@@ -693,13 +693,13 @@ def test_confinement_survives_a_strip_back_and_a_new_deployment(
     assert sorted(host_group2) == sorted(host_group) and has_rule
 
 
-def test_lab_spec_checks_the_parent_disk_options() -> None:
+def test_lab_spec_checks_the_parent_disk_options(lab_binary: Path) -> None:
     spec = json.loads(DEFAULT_SPEC.read_text(encoding="utf-8"))
     spec["parents"] = parents_with(Capture={"disk_mode": "scratch"})
-    with pytest.raises(LabError, match="disk_mode 'scratch' is not a disk mode"):
+    with pytest.raises(LabError, match='disk_mode "scratch" is not a disk mode'):
         validate_spec_data(spec)
     spec["parents"] = parents_with(Capture={"thin": "no"})
-    with pytest.raises(LabError, match="thin must be true or false"):
+    with pytest.raises(LabError, match=r"parents\[0\]\.thin: must be true or false"):
         validate_spec_data(spec)
     spec["parents"] = parents_with(Capture={"thin": False, "disk_mode": "independent_persistent"})
     checked = validate_spec_data(spec)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
 
-from bot.adapters.lab.launcher import LabError, LabProcess, validate_spec_data
+from bot.adapters.lab import LabError, LabProcess, validate_spec_data
 from bot.domain.errors import NotFoundError, VCenterError
 from bot.services.check import Checker
 from bot.services.preflight import PRIVILEGES
@@ -133,10 +133,12 @@ def test_check_in_json_and_without_vcenter(term: Terminal) -> None:
     assert "unreachable" in finding["text"]
 
 
-def test_lab_spec_privileges_are_validated() -> None:
+@pytest.mark.lab
+def test_lab_spec_privileges_are_validated(lab_binary: Path) -> None:
+    """The lab binary checks the spec (`clones-lab --check`)."""
     spec = {"parents": [{"name": "P", "disk_gb": 1}], "privileges": ["System.Read"]}
     assert validate_spec_data(spec)["privileges"] == ["System.Read"]
-    with pytest.raises(LabError, match=r"privileges\[0\]: 'Read' is not a privilege id"):
+    with pytest.raises(LabError, match=r'privileges\[0\]: "Read" is not a privilege id'):
         validate_spec_data({**spec, "privileges": ["Read"]})
 
 

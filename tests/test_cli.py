@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.cli import main as cli
 from bot.cli import options
 from bot.domain.provenance import read_provenance

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.adapters.vcenter.client import VCenter
 from bot.cli import options
 from bot.domain.placement import drs_prefix

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.domain.models import CloneState
 from tests.faults import Clones, clone_vms
 from tests.helpers import MakeApp, deploy

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.bootstrap import App
 from bot.domain.errors import (
     CapacityError,

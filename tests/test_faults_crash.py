@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from slack_sdk import WebClient
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.bootstrap import build
 from bot.domain.models import CloneState, RunKind, RunState
 from handlers.app import SlackTokens, create_bot

@@ -16,7 +16,7 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.bootstrap import App
 from bot.domain import grammar
 from bot.domain.errors import ConflictError

@@ -15,7 +15,7 @@ import pytest
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
-from bot.adapters.lab.launcher import (
+from bot.adapters.lab import (
     DEFAULT_SPEC,
     LabError,
     LabProcess,
@@ -530,9 +530,49 @@ def test_malformed_spec_exits_with_clear_error(
         validate_spec(spec)
 
 
-def test_default_spec_is_valid() -> None:
+def test_default_spec_is_valid(lab_binary: Path) -> None:
     spec = validate_spec(DEFAULT_SPEC)
     assert [p["name"] for p in spec["parents"]] == ["Capture", "Packaging", "Verification"]
+    # As the lab runs it: defaults filled in.
+    assert spec["parents"][0]["thin"] is True and spec["parents"][0]["num_cpus"] == 1
+    assert spec["privileges"] is None and spec["customization_specs"] == []
+
+
+def test_the_binary_is_the_spec_validator(lab_binary: Path, tmp_path: Path) -> None:
+    """`clones-lab --check` reports every problem, one line each; LabError says them all."""
+    spec = _default()
+    spec["parents"][0]["disk_gb"] = -1
+    spec["parents"][1]["cluster"] = "Nowhere"
+    spec["faults"]["fault"] = "NoSuchFault"
+    path = _write(tmp_path, json.dumps(spec))
+    result = subprocess.run(
+        [str(lab_binary), "--check", "--spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3, result.stderr
+    assert all(line.startswith(f"clones-lab: invalid spec {path}: ") for line in lines)
+    with pytest.raises(LabError) as caught:
+        validate_spec(path)
+    message = str(caught.value)
+    assert message.startswith(f"Invalid lab spec {path}:\n")
+    for mention in ("disk_gb must be positive", '"Nowhere"', '"NoSuchFault"'):
+        assert mention in message
+    # LabProcess checks a spec before starting anything.
+    with pytest.raises(LabError, match=r"^Invalid lab spec:"):
+        LabProcess.start(spec)
+
+
+def test_runtime_config_is_checked_by_the_lab(lab: LabProcess) -> None:
+    before = lab.control.config()
+    with pytest.raises(LabError, match=r'faults\.fault: unknown fault "Gremlins"'):
+        lab.control.configure(clone_latency_ms=5, faults={"fault": "Gremlins"})
+    with pytest.raises(LabError, match=r'privileges\[0\]: "Read" is not a privilege id'):
+        lab.control.configure(privileges=["Read"])
+    assert lab.control.config() == before
 
 
 def test_ensure_built_is_cached(lab_binary: Path) -> None:
@@ -897,7 +937,7 @@ def test_drs_groups_and_rules_round_trip(si: Any) -> None:
     assert not cluster.configurationEx.rule and not cluster.configurationEx.group
 
 
-def test_customization_spec_validation(tmp_path: Path) -> None:
+def test_customization_spec_validation(lab_binary: Path, tmp_path: Path) -> None:
     spec = _default()
     spec["customization_specs"] = [{"name": "x", "kind": "windows"}]
     with pytest.raises(LabError, match="kind"):

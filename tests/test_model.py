@@ -47,7 +47,7 @@ from hypothesis.stateful import (
 )
 from slack_sdk import WebClient
 
-from bot.adapters.lab.launcher import DEFAULT_SPEC, LabProcess, deep_merge
+from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
 from bot.bootstrap import build
 from bot.domain.models import CloneState, RunState
 from handlers.app import SlackTokens, create_bot

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.lab.launcher import _cache_root
+from bot.adapters.lab import cache_root
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("bot", "handlers", "storage", "lab", "pyproject.toml", "README.md")
@@ -71,7 +71,7 @@ def test_an_installed_wheel_runs_the_lab_and_the_demo(tmp_path: Path, lab_binary
     env.update(
         CLONES_LAB_DIR=str(tmp_path / "lab-state"),
         XDG_CACHE_HOME=str(tmp_path / "cache"),  # no lab binary yet: it is built from the wheel
-        GOCACHE=str(_cache_root() / "go-build"),  # ...reusing compiled packages (a quick link)
+        GOCACHE=str(cache_root() / "go-build"),  # ...reusing compiled packages (a quick link)
     )
 
     def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -82,12 +82,12 @@ def test_an_installed_wheel_runs_the_lab_and_the_demo(tmp_path: Path, lab_binary
     where = run(
         str(bindir / "python"),
         "-c",
-        "import bot, bot.adapters.lab.launcher as lab; print(bot.__file__); "
-        "print(lab.LAB_SOURCE_DIR)",
+        "import bot, bot.adapters.lab as lab; print(bot.__file__); print(lab.LAB_SOURCE_DIR)",
     )
     module, sources = where.stdout.split()
     assert module.startswith(str(env_dir)) and sources.startswith(str(env_dir)), where.stdout
     assert Path(sources, "main.go").is_file() and Path(sources, "default-spec.json").is_file()
+    assert not list(Path(sources).glob("*_test.go"))  # the lab's Go tests stay in the checkout
 
     clones = str(bindir / "clones")
     up = run(clones, "lab", "up", "--port", str(free_port()))

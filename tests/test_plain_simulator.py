@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from pyVim.connect import Disconnect, SmartConnect, SmartStubAdapter
 from pyVmomi import vim, vmodl
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.adapters.vcenter.client import VCenter
 from bot.domain.errors import VCenterError, VCenterUnreachable
 from bot.domain.models import CloneState

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bot import bootstrap
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.adapters.scheduler import JOB_FUNC, Scheduler, SchedulerLock, lock_path_for, run_job
 from bot.adapters.vcenter.client import VCenter
 from bot.bootstrap import App

@@ -9,7 +9,7 @@ from typing import Any
 from pyVim.task import WaitForTask
 from pyVmomi import vim as _vim
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.adapters.vcenter.client import VCenter
 from bot.settings import VCenterSettings
 

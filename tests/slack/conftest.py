@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bot import bootstrap
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.settings import (
     BUNDLED_LAB_CONFIG,
     ScheduleSettings,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.domain.models import CloneState, RunState
 from handlers.blocks import ACTION_CONFIRM
 from tests.faults import record, wait_until

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.lab import LabProcess
 from bot.adapters.scheduler import SchedulerLock, lock_path_for
 from bot.domain.models import CloneState, RunKind, RunState
 from bot.settings import ScheduleSettings

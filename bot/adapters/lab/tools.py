@@ -1,15 +1,17 @@
-"""The `Lab` port over the launcher: `clones lab up|down|status|build`."""
+"""The `Lab` port over the lab adapter: `clones lab up|down|status|build`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.adapters.lab import launcher
+from bot.adapters.lab.build import ensure_built
+from bot.adapters.lab.info import LabInfo
+from bot.adapters.lab.state import lab_down, lab_up, running_lab
 from bot.domain.lab import LabEndpoint
 
 
-def _endpoint(info: launcher.LabInfo) -> LabEndpoint:
+def _endpoint(info: LabInfo) -> LabEndpoint:
     return LabEndpoint(info.url, info.user, info.password, info.control, info.pid, info.spec)
 
 
@@ -17,14 +19,14 @@ class LabTools:
     """Builds, starts and stops the user's lab vCenter (state in $CLONES_LAB_DIR)."""
 
     def build(self, log: Callable[[str], None]) -> Path:
-        return launcher.ensure_built(log=log)
+        return ensure_built(log=log)
 
     def up(self, spec: Path | None, port: int | None, *, restart: bool) -> LabEndpoint:
-        return _endpoint(launcher.lab_up(spec=spec, port=port, restart=restart))
+        return _endpoint(lab_up(spec=spec, port=port, restart=restart))
 
     def down(self) -> bool:
-        return launcher.lab_down()
+        return lab_down()
 
     def running(self) -> LabEndpoint | None:
-        info = launcher.running_lab()
+        info = running_lab()
         return _endpoint(info) if info is not None else None

@@ -1,0 +1,103 @@
+package main
+
+// SOAP routing: every call to /sdk is counted, passes the session gate, then the hooks of its
+// method (which may answer it themselves), then the simulator; storage figures are re-imposed
+// after any call that may have changed them. While the lab is paused the connection is dropped.
+
+import (
+	"io/ioutil"
+	"net/http"
+	"net/http/httptest"
+	"time"
+)
+
+// soapCall is one SOAP request on its way through the lab.
+type soapCall struct {
+	r      *http.Request
+	body   []byte
+	name   string        // the method: the first element of the SOAP body ("" if unreadable)
+	cookie string        // the session cookie sent ("" if none)
+	idle   time.Duration // injected latency and lock waits: left out of busy_ms
+}
+
+// A methodHook runs before the simulator sees a call of its method. It either answers the call
+// itself (done: nothing else runs, the simulator included) or lets it through, and may return a
+// function to run on the simulator's answer before that is sent.
+type methodHook func(c *soapCall, w http.ResponseWriter) (done bool, after func(rec *httptest.ResponseRecorder))
+
+// registerHooks says which concern acts on which method, in the order they run.
+func (l *Lab) registerHooks() {
+	l.hooks = map[string][]methodHook{}
+	on := func(hook methodHook, names ...string) {
+		for _, name := range names {
+			l.hooks[name] = append(l.hooks[name], hook)
+		}
+	}
+	on(l.sessions.loginHook, loginMethods...)     // sessions.go
+	on(l.sessions.logoutHook, "Logout")           // sessions.go
+	on(l.privilegeHook, privilegeMethods...)      // privileges.go
+	on(l.cloneHook, "CloneVM_Task")               // clone.go
+	on(l.destroyLatencyHook, "Destroy_Task")      // faults.go
+	on(l.customizeHook, "CustomizeVM_Task")       // customize.go
+	on(l.powerOnHook, "PowerOnVM_Task")           // customize.go
+	on(l.forgetCustomizationHook, "Destroy_Task") // customize.go
+	on(l.forgetInGroupsHook, "Destroy_Task")      // drs.go
+}
+
+// Methods that cannot change storage figures (no re-application after them).
+var readOnlyMethods = map[string]bool{
+	"Fetch": true, "RetrieveProperties": true, "RetrievePropertiesEx": true, "ContinueRetrievePropertiesEx": true,
+	"CancelRetrievePropertiesEx": true, "WaitForUpdates": true, "WaitForUpdatesEx": true,
+	"CheckForUpdates": true, "CreateFilter": true, "DestroyPropertyFilter": true,
+	"CreatePropertyCollector": true, "DestroyPropertyCollector": true,
+	"CreateContainerView": true, "CreateListView": true, "DestroyView": true,
+	"RetrieveServiceContent": true, "CurrentTime": true, "Login": true, "Logout": true,
+	"FindByInventoryPath": true, "FindChild": true, "FindByUuid": true, "SessionIsActive": true,
+}
+
+func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
+	// While paused (POST /lab/pause) vCenter is unreachable: a SOAP request that arrives, or
+	// whose answer is ready, is dropped with its connection (the work it asked for may be done:
+	// a lost reply), as when the network or vCenter goes away mid-run.
+	if l.dropWhilePaused(w) {
+		return
+	}
+	rec := httptest.NewRecorder()
+	l.answerSOAP(rec, r)
+	if l.dropWhilePaused(w) {
+		return
+	}
+	copyRecorded(w, rec)
+}
+
+func (l *Lab) answerSOAP(w http.ResponseWriter, r *http.Request) {
+	body, err := ioutil.ReadAll(r.Body)
+	_ = r.Body.Close()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	c := &soapCall{r: r, body: body, name: soapMethodName(body), cookie: sessionCookie(r)}
+	defer l.stats.begin(c)()
+	if !l.sessions.admit(c, w) {
+		return
+	}
+	var afters []func(*httptest.ResponseRecorder)
+	for _, hook := range l.hooks[c.name] {
+		done, after := hook(c, w)
+		if done {
+			return
+		}
+		if after != nil {
+			afters = append(afters, after)
+		}
+	}
+	rec := l.forward(r, body)
+	for _, after := range afters {
+		after(rec)
+	}
+	if !readOnlyMethods[c.name] {
+		l.store.apply()
+	}
+	copyRecorded(w, rec)
+}
