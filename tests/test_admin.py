@@ -42,6 +42,7 @@ from tests.helpers import (
     types_with,
     vms,
 )
+from tests.vsphere import run_task
 
 pytestmark = pytest.mark.lab
 
@@ -66,21 +67,15 @@ def make_app(tmp_path: Path) -> Iterator[MakeApp]:
         app.close()
 
 
-def run_task(app: App, task: Any) -> Any:
-    result = app.vcenter.wait_for_tasks([task])[0]
-    assert not isinstance(result, BaseException), result
-    return result
-
-
 def power_parent(app: App, parent: str, on: bool = True) -> None:
-    vm = app.vcenter.find_parent(parent)
-    run_task(app, vm.PowerOnVM_Task() if on else vm.PowerOffVM_Task())
+    vm = app.vcenter.parent_entity(parent).obj
+    run_task(vm.PowerOnVM_Task() if on else vm.PowerOffVM_Task())
 
 
 def snapshot_parent(app: App, parent: str, name: str = "clones-base") -> str:
     """Take a snapshot of a (powered-off) parent through pyVmomi, as an admin would."""
-    vm = app.vcenter.find_parent(parent)
-    snap = run_task(app, vm.CreateSnapshot_Task(name=name, memory=False, quiesce=False))
+    vm = app.vcenter.parent_entity(parent).obj
+    snap = run_task(vm.CreateSnapshot_Task(name=name, memory=False, quiesce=False))
     return str(snap._moId)
 
 
