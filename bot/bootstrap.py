@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from bot.adapters.vcenter import VCenter
+from bot.adapters.vcenter.client import VCenter
 from bot.services.admin import Admin
 from bot.services.core import Service
 from bot.services.recovery import Recovery

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.lab.launcher import LabProcess
-from bot.adapters.vcenter import VCenter
+from bot.adapters.vcenter.client import VCenter
 from bot.cli import main as cli
 from bot.domain.placement import drs_prefix
 from tests.helpers import LAB_TYPES, clones_of, lab_settings, parents_with, types_with, vms

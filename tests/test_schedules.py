@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.lab.launcher import LabProcess
-from bot.adapters.vcenter import VCenter
+from bot.adapters.vcenter.client import VCenter
 from bot.bootstrap import App
 from bot.domain import grammar
 from bot.domain.errors import ConflictError, NotFoundError, UsageError
