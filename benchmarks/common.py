@@ -9,6 +9,7 @@ import platform
 import statistics
 import sys
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -17,26 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.lab.launcher import DEFAULT_SPEC, LabProcess
-from bot.settings import Settings, settings_from_dict
+from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
-# The three lab types (same as bot/data/lab.toml and tests/helpers.py), as plain data.
+# The bundled lab configuration's three types (bot/data/lab.toml), with room for scale runs.
 LAB_TYPES: dict[str, dict[str, Any]] = {
-    name: {
-        "parent": parent,
-        "name_pattern": f"TRN-{prefix}-{{n:03}}",
-        "folder": "Training",
-        "resource_pool": "Training",
-        "datastore": "TrainingDS",
-        "max_count": 10_000,
-    }
-    for name, parent, prefix in (
-        ("capture", "Capture", "CAP"),
-        ("packaging", "Packaging", "PKG"),
-        ("verification", "Verification", "VER"),
-    )
+    name: {**table, "max_count": 10_000}
+    for name, table in tomllib.loads(BUNDLED_LAB_CONFIG.read_text(encoding="utf-8"))[
+        "types"
+    ].items()
 }
 TYPES = tuple(LAB_TYPES)
 

@@ -74,7 +74,6 @@ def build_context(core: bootstrap.App, client: Any) -> tuple[Any, str]:
     from slack_bolt import App
 
     from bot.services.access import AccessPolicy
-    from bot.services.schedules import ScheduleService
     from handlers import register
     from handlers.app import group_members_lookup
     from handlers.confirmations import Confirmations
@@ -89,7 +88,7 @@ def build_context(core: bootstrap.App, client: Any) -> tuple[Any, str]:
         "jobs": Jobs(workers=max(2, s.concurrency // 2), max_pending=32),
         "confirmations": Confirmations(),
         "admin": core.admin,
-        "schedules": ScheduleService(s, core.repo, core.service),
+        "schedules": bootstrap.schedule_service(core),
     }
     fields = [f.name for f in dataclasses.fields(HandlerContext) if f.init]
     for name in fields:  # new fields named like the core App's parts (admin, recovery, ...)

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 
+from bot.adapters.chart import MatplotlibChart
+from bot.adapters.lab.tools import LabTools
+from bot.adapters.scheduler import Scheduler, lock_path_for
 from bot.adapters.vcenter.client import VCenter
+from bot.adapters.vcenter.trust import TlsTrust
+from bot.cli.main import main as cli_main
+from bot.domain.timeparse import zone_of
+from bot.ports import Clock, Lab, Notifier, Trust
 from bot.services.admin import Admin
+from bot.services.container import Services
 from bot.services.core import Service
 from bot.services.recovery import Recovery
+from bot.services.schedules import ScheduleService
 from bot.settings import Settings, VCenterSettings, load_settings
 from storage import Repository
 
-
-@dataclass
-class App:
-    settings: Settings
-    repo: Repository
-    vcenter: VCenter
-    service: Service
-    admin: Admin
-    recovery: Recovery
-
-    def close(self) -> None:
-        self.vcenter.close()
-        self.repo.close()
+App = Services  # the wired application: what every front end holds
 
 
 def resolve_vcenter(settings: VCenterSettings, *, start_lab: bool = True) -> VCenterSettings:
@@ -44,7 +42,9 @@ def resolve_vcenter(settings: VCenterSettings, *, start_lab: bool = True) -> VCe
     return replace(settings, url=info.url, user=info.user, password=info.password, insecure=True)
 
 
-def build(settings: Settings | None = None, *, start_lab: bool = True) -> App:
+def build(settings: Settings | None = None, *, start_lab: bool = True) -> Services:
+    """The services for `settings`: SQLite, the vCenter adapter, the chart, and the schedule
+    service (recording times; the Slack bot replaces it with one that runs the scheduler)."""
     settings = settings or load_settings()
     vc_settings = resolve_vcenter(settings.vcenter, start_lab=start_lab)
     settings = replace(settings, vcenter=vc_settings)
@@ -52,4 +52,45 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> App:
     repo = Repository(settings.database)
     vcenter = VCenter(settings.vcenter)
     service = Service(settings, repo, vcenter)
-    return App(settings, repo, vcenter, service, Admin(service), Recovery(service))
+    services = Services(
+        settings,
+        repo,
+        vcenter,
+        service,
+        Admin(service),
+        Recovery.over(service),
+        chart=MatplotlibChart(),
+    )
+    services.schedules = schedule_service(services)
+    return services
+
+
+def scheduler(settings: Settings) -> Scheduler:
+    """APScheduler in the team's zone, with the database's single-scheduler lock (not started)."""
+    return Scheduler(lock_path_for(settings.database), timezone=zone_of(settings.timezone))
+
+
+def schedule_service(
+    app: App, *, notifier: Notifier | None = None, clock: Clock | None = None
+) -> ScheduleService:
+    """The schedule service of `app` on the scheduler adapter. Not started: the bot starts it
+    (holding the scheduler or standing by); the terminal only records times in SQLite."""
+    return ScheduleService(
+        app.settings, app.repo, app.service, scheduler(app.settings), notifier=notifier, clock=clock
+    )
+
+
+class _TerminalWiring:
+    """What the terminal front end is handed: the services, the lab and the certificate tools."""
+
+    def __init__(self) -> None:
+        self.lab: Lab = LabTools()
+        self.trust: Trust = TlsTrust()
+
+    def build(self, settings: Settings) -> Services:
+        return build(settings)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """The `clones` console script."""
+    return cli_main(argv, _TerminalWiring())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 THUMBPRINT_RE = re.compile(r"^(?:SHA-?256:)?((?:[0-9A-Fa-f]{2}:?){32})$", re.IGNORECASE)
@@ -69,4 +70,34 @@ def ca_file_problem(path: str) -> str:
     return ""
 
 
-__all__ = ["ca_file_problem", "fingerprint", "format_fingerprint", "parse_thumbprint"]
+@dataclass(frozen=True)
+class PeerCertificate:
+    """The certificate an endpoint presents, read without verifying it."""
+
+    der: bytes
+    sha256: str
+    sha1: str
+    subject: str = ""  # empty when the certificate could not be decoded (see `peer_certificate`)
+    issuer: str = ""
+    not_after: str = ""
+    names: tuple[str, ...] = ()
+
+    @property
+    def pem(self) -> str:
+        return ssl.DER_cert_to_PEM_cert(self.der)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `clones thumbprint` shows: the endpoint's certificate, and whether the current
+    trust settings accept it (and if not, why)."""
+
+    host: str
+    port: int
+    certificate: PeerCertificate
+    trusted: bool
+    reason: str = ""  # why not, when not trusted
+
+    @property
+    def toml_line(self) -> str:
+        return f'thumbprint = "{self.certificate.sha256}"'

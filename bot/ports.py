@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from bot.certificates import Inspection
 from bot.domain.errors import VCenterError
+from bot.domain.lab import LabEndpoint
 from bot.domain.models import (
     KEEP,
     AuditEntry,
@@ -240,6 +242,89 @@ class Repository(Environments, Clones, Runs, Schedules, Audit, Protocol):
     def close(self) -> None: ...
 
 
+# ------------------------------------------------------------------------------------ scheduler
+
+
+JobArgs = tuple[str | bool, ...]  # a job's plain arguments (no objects: nothing to pickle or pin)
+JobHandler = Callable[[str, JobArgs], None]  # called with a due job's id and arguments
+
+
+class ScheduledJob(NamedTuple):
+    """A one-shot job in the scheduler's table."""
+
+    id: str
+    run_at: datetime  # aware
+    args: JobArgs
+
+
+class SchedulerLock(Protocol):
+    """One scheduler per database: an exclusive lock that dies with its holder (the kernel's
+    `flock` in production), plus a shared mark of every started bot so that a process without a
+    scheduler (the terminal) can tell "a bot stands by" from "no bot at all"."""
+
+    @property
+    def path(self) -> Path: ...  # for the log, never for a channel
+    @property
+    def held(self) -> bool: ...  # by this object
+    def acquire(self) -> bool: ...  # never waits: False while someone else holds it
+    def holder(self) -> str: ...  # who holds it, as its holder wrote it ("" when unknown)
+    def is_held_elsewhere(self) -> bool: ...
+    def mark_bot(self) -> None: ...  # this process is a bot (holding or standing by)
+    def bots_elsewhere(self) -> bool: ...
+    def release(self) -> None: ...  # the lock and the bot mark
+
+
+class Scheduler(Protocol):
+    """One-shot jobs at set times, run in a pool of threads, plus one periodic tick (APScheduler
+    in production). Jobs are handed to `JobHandler` with their id and plain arguments; a job
+    counts as in flight from the moment the pool takes it until the handler returns."""
+
+    @property
+    def lock(self) -> SchedulerLock: ...
+    @property
+    def running(self) -> bool: ...  # started and not shut down (paused counts as running)
+    def start(self, handler: JobHandler) -> None: ...  # paused: nothing runs before resume()
+    def every(self, seconds: float, tick: Callable[[], object]) -> None: ...  # 1 at a time
+    def resume(self) -> None: ...
+    def shutdown(self, wait: bool = True) -> None: ...  # a running job goes on unless waited for
+    def put(self, job_id: str, run_at: datetime, args: JobArgs) -> None: ...  # add or replace
+    def remove(self, job_id: str) -> None: ...  # absent: nothing to do
+    def get(self, job_id: str) -> ScheduledJob | None: ...
+    def jobs(self) -> list[ScheduledJob]: ...  # the one-shot jobs waiting, not the tick
+    def run_now(self, job_id: str) -> bool: ...  # take it out and run it in this thread
+    def in_flight(self) -> set[str]: ...  # taken by the pool (or run_now), not finished
+    def idle(self) -> bool: ...  # nothing in flight and nothing due by the wall clock
+
+
+# ------------------------------------------------------------------------------------ notifier
+
+
+class RunReport(Protocol):
+    """One scheduled run as a notifier shows it: progress events, then exactly one outcome."""
+
+    on_event: ProgressCallback | None
+
+    def finished(self, result: object, text: str) -> None:
+        """The run ended with a result (a DeployResult or TeardownResult); `text` says it."""
+
+    def stopped(self, text: str) -> None:
+        """The run ended without a result (refused, nothing to do, interrupted)."""
+
+
+class Notifier(Protocol):
+    """Where scheduled work reports. Slack posts to the environment's channel; the default logs.
+
+    A notifier may also offer `progress(environment, action) -> ProgressCallback | None` to
+    render scheduled deploys and strip backs with the same live progress as manual ones, or
+    `run_report(environment, action, requester, text, late) -> RunReport | None` to show each run
+    from its start to its outcome as one message of its own (Slack edits one message in place).
+    """
+
+    def notify(self, environment: Environment, text: str) -> None: ...
+
+    def remind(self, environment: Environment, owner: str, ends_at: datetime) -> None: ...
+
+
 # ------------------------------------------------------------------------------------ others
 
 
@@ -258,10 +343,46 @@ __all__ = [
     "Environments",
     "Inventory",
     "Iterator",
+    "JobArgs",
+    "JobHandler",
+    "Notifier",
     "ProgressCallback",
     "Provisioning",
     "Repository",
+    "RunReport",
     "Runs",
+    "ScheduledJob",
+    "Scheduler",
+    "SchedulerLock",
     "Schedules",
     "VCenter",
 ]
+
+
+# ------------------------------------------------------------------------------------ tools
+
+
+class Lab(Protocol):
+    """The bundled lab vCenter (a Go build of VMware's simulator): build, start, stop."""
+
+    def build(self, log: Callable[[str], None]) -> Path: ...
+    def up(self, spec: Path | None, port: int | None, *, restart: bool) -> LabEndpoint: ...
+    def down(self) -> bool: ...
+    def running(self) -> LabEndpoint | None: ...
+
+
+class Trust(Protocol):
+    """What certificate an endpoint presents, and whether given trust settings accept it."""
+
+    def inspect(
+        self,
+        host: str,
+        port: int,
+        *,
+        insecure: bool = False,
+        ca_file: str | None = None,
+        thumbprint: str | None = None,
+        timeout: float = 10.0,
+    ) -> Inspection:
+        """VCenterUnreachable (with the real reason) when it cannot be read at all."""
+        ...

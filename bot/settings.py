@@ -182,6 +182,7 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     return settings_from_dict(raw, env=env, source=path)
 
 
+# Kept whole: reads the file's tables in order; each check names the key it is about.
 def settings_from_dict(
     raw: dict[str, Any], *, env: dict[str, str] | None = None, source: Path | None = None
 ) -> Settings:
@@ -260,6 +261,7 @@ def settings_from_dict(
     )
 
 
+# Kept whole: reads [vcenter] key by key; each check names its key and the fix.
 def _vcenter(
     vc: dict[str, Any], env: dict[str, str], where: str, base_dir: Path
 ) -> VCenterSettings:
@@ -429,6 +431,7 @@ def _schedule(raw: dict[str, Any], where: str) -> ScheduleSettings:
     )
 
 
+# Kept whole: reads one [types.NAME] table key by key; each check names its key and the fix.
 def _type(name: str, t: Any, where: str) -> TypeSettings:
     ctx = f"{where} [types.{name}]"
     if not TYPE_NAME_RE.match(name):

@@ -248,7 +248,7 @@ class SlackBot:
 
         for run in runs:
             try:
-                self.ctx.service.finish_run(
+                self.ctx.service.runs.finish_run(
                     run.id,
                     state=RunState.INTERRUPTED,
                     succeeded=run.succeeded,
@@ -320,12 +320,8 @@ def create_bot(
             "Check the network or proxy (and [slack] api_url), then start again."
         ) from None
     clock = clock or core.service.clock
-    schedules = ScheduleService(
-        core.settings,
-        core.repo,
-        core.service,
-        notifier=SlackNotifier(client, core.settings, clock, repo=core.repo),
-        clock=clock,
+    schedules = bootstrap.schedule_service(
+        core, notifier=SlackNotifier(client, core.settings, clock, repo=core.repo), clock=clock
     )
     ctx = HandlerContext(
         settings=core.settings,

@@ -12,7 +12,6 @@ with a clear "not available from Slack" (the tests check there is none), never a
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from bot.domain.errors import ClonesError, NotFoundError, UsageError
 from bot.domain.models import CloneState, RunKind
 from bot.services.access import READ_ONLY_VERBS
 from bot.services.check import Checker
-from bot.services.core import LIVE_STATES
+from bot.services.runs import LIVE_STATES
 from handlers import blocks
 from handlers.check import render as render_check
 from handlers.context import SOURCE, HandlerContext, Reply, explain, log, reporting
@@ -38,9 +37,8 @@ from handlers.runs import finish_deploy, open_message, recorder
 
 
 def verb_of(command: grammar.Command | type[Any]) -> str:
-    """The grammar's name for a command or its class: `CancelSchedule` -> "cancel-schedule"."""
-    cls = command if isinstance(command, type) else type(command)
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__).lower()
+    """The grammar's name for a command or its class (each command class knows its verb)."""
+    return str(command.verb)
 
 
 @dataclass(frozen=True)

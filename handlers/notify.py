@@ -1,6 +1,6 @@
 """Where the scheduler reports in Slack: the environment's channel.
 
-`SlackNotifier` is the `bot.services.schedules.Notifier` of the Slack bot. A scheduled deploy or
+`SlackNotifier` is the `bot.ports.Notifier` of the Slack bot. A scheduled deploy or
 strip back is one message in the environment's channel, exactly like a typed one: posted when the
 job starts, edited in place with live progress, and finally with the outcome (for a deployment the
 savings table, with the chart in its thread). The owner's reminder before a strip back carries

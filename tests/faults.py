@@ -63,7 +63,7 @@ class Clones:
 
     def _argv(self, args: tuple[str, ...]) -> list[str]:
         exe = shutil.which("clones")
-        command = [exe] if exe else [sys.executable, "-c", "from bot.cli.main import main; main()"]
+        command = [exe] if exe else [sys.executable, "-c", "from bot.bootstrap import cli; cli()"]
         return [*command, *args]
 
     def start(self, *args: str) -> subprocess.Popen[str]:

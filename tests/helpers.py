@@ -4,43 +4,26 @@ from __future__ import annotations
 
 import copy
 import json
+import tomllib
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bot.adapters.lab.launcher import DEFAULT_SPEC, LabProcess
 from bot.bootstrap import App, build
 from bot.domain import grammar
-from bot.settings import Settings, settings_from_dict
+from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
 
 PASSWORD_ENV = "CLONES_VCENTER_PASSWORD"
 
-# The bundled lab configuration's three types (bot/data/lab.toml), as plain data.
+# The bundled lab configuration's three types (bot/data/lab.toml), as plain data: the one table.
+# Without its delta_estimate_gb: tests that estimate space set their own (default: 1 GB).
 LAB_TYPES: dict[str, dict[str, Any]] = {
-    "capture": {
-        "parent": "Capture",
-        "name_pattern": "TRN-CAP-{n:03}",
-        "folder": "Training",
-        "resource_pool": "Training",
-        "datastore": "TrainingDS",
-        "max_count": 100,
-    },
-    "packaging": {
-        "parent": "Packaging",
-        "name_pattern": "TRN-PKG-{n:03}",
-        "folder": "Training",
-        "resource_pool": "Training",
-        "datastore": "TrainingDS",
-        "max_count": 100,
-    },
-    "verification": {
-        "parent": "Verification",
-        "name_pattern": "TRN-VER-{n:03}",
-        "folder": "Training",
-        "resource_pool": "Training",
-        "datastore": "TrainingDS",
-        "max_count": 100,
-    },
+    name: {k: v for k, v in table.items() if k != "delta_estimate_gb"}
+    for name, table in tomllib.loads(BUNDLED_LAB_CONFIG.read_text(encoding="utf-8"))[
+        "types"
+    ].items()
 }
 
 
@@ -187,3 +170,16 @@ def set_state(repo: Any, clone_id: int, target: Any, **changes: Any) -> Any:
     for i, state in enumerate(steps):
         clone = repo.update_clone(clone_id, state=state, **(changes if i == len(steps) - 1 else {}))
     return clone
+
+
+class Clock:
+    """A controllable clock: time moves only when a test says so."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)

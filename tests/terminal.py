@@ -1,5 +1,5 @@
 """`clones ...` as an operator types it, for the CLI tests: a clones.toml for the test's lab,
-its SQLite file, the password in CLONES_VCENTER_PASSWORD; in-process through bot.cli.main or
+its SQLite file, the password in CLONES_VCENTER_PASSWORD; in-process through bot.bootstrap.cli or
 as the installed console script."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from bot import bootstrap
 from bot.adapters.lab.launcher import LabProcess
-from bot.cli import main as cli
 from storage import Repository
 from tests.helpers import PASSWORD_ENV, lab_config, lab_environ, write_config
 
@@ -66,14 +66,14 @@ class Terminal:
 
     def __call__(self, *args: str) -> Result:
         self.capsys.readouterr()
-        code = cli.main(list(args))
+        code = bootstrap.cli(list(args))
         captured = self.capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
     def subprocess(self, *args: str) -> Result:
         """The installed `clones` console script, in a process of its own."""
         exe = shutil.which("clones")
-        command = [exe] if exe else [sys.executable, "-m", "bot.cli.main"]
+        command = [exe] if exe else [sys.executable, "-c", "from bot.bootstrap import cli; cli()"]
         proc = subprocess.run(
             [*command, *args],
             env={**os.environ, **self.env},

@@ -10,7 +10,6 @@ the adapter hands out. Nothing is mocked.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,6 @@ from tests.helpers import (
     MakeLab,
     clones_of,
     deploy,
-    lab_app,
     lab_settings,
     parents_with,
     types_with,
@@ -52,19 +50,6 @@ LARGE_CLUSTERS = [{"name": "Training", "hosts": 8}, {"name": "Training-Large", "
 
 
 # ----------------------------------------------------------------------------------- helpers
-@pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[MakeApp]:
-    """Factory: the wired application for a lab, on a SQLite file under tmp_path."""
-    made: list[App] = []
-
-    def make(lab: LabProcess, **overrides: Any) -> App:
-        app = lab_app(lab, tmp_path / "clones.db", **overrides)
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        app.close()
 
 
 def power_parent(app: App, parent: str, on: bool = True) -> None:

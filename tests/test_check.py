@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pyVim.connect import Disconnect, SmartConnect
@@ -19,11 +18,6 @@ from tests.terminal import Terminal, assert_clean_failure
 
 ROOT = Path(__file__).resolve().parent.parent
 CREATE = "VirtualMachine.Inventory.CreateFromExisting"
-
-
-@pytest.fixture
-def term(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Terminal:
-    return Terminal(tmp_path, monkeypatch, capsys)
 
 
 def held_privileges(lab: LabProcess) -> list[str]:

@@ -1,4 +1,5 @@
-"""The `clones` CLI against the lab vCenter: in-process through bot.cli.main, and as a subprocess.
+"""The `clones` CLI against the lab vCenter: in-process through bot.bootstrap.cli, and as a
+subprocess.
 
 Each test writes a clones.toml under tmp_path that targets its own lab, points CLONES_CONFIG at
 it and passes the password in CLONES_VCENTER_PASSWORD, as an operator would.
@@ -20,6 +21,7 @@ import pytest
 
 from bot.adapters.lab.launcher import LabProcess
 from bot.cli import main as cli
+from bot.cli import options
 from bot.domain.provenance import read_provenance
 from tests.helpers import LAB_TYPES, PASSWORD_ENV
 from tests.terminal import Terminal, assert_clean_failure
@@ -138,7 +140,7 @@ def test_deploy_more_and_partial_runs_exit_codes(lab: LabProcess, term: Terminal
 
     partial = term("deploy", "capture", "3", "as", "cohort", "--json")
 
-    assert partial.code == cli.EXIT_PARTIAL
+    assert partial.code == options.EXIT_PARTIAL
     body = partial.json
     assert body["state"] == "partial" and len(body["ready"]) == 2
     [failed] = body["failed"]
@@ -239,12 +241,10 @@ def test_edges_of_the_terminal_never_crash(lab: LabProcess, term: Terminal, tmp_
 
 def _clones_argv() -> list[str]:
     exe = shutil.which("clones")
-    return [exe] if exe else [sys.executable, "-m", "bot.cli.main"]
+    return [exe] if exe else [sys.executable, "-c", "from bot.bootstrap import cli; cli()"]
 
 
 def test_a_crash_report_is_the_users_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from bot.cli import main as cli
-
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     try:
         raise RuntimeError("boom")

@@ -3,7 +3,7 @@ host-limit confinement, customization and disk modes, against the lab vCenter.
 
 Each test writes a clones.toml for its own lab under tmp_path, points CLONES_CONFIG at it and
 passes the password in CLONES_VCENTER_PASSWORD, as an operator would, then runs
-`bot.cli.main([...])` (one test runs the installed `clones` console script). What the commands
+`bot.bootstrap.cli([...])` (one test runs the installed `clones` console script). What the commands
 did is checked in the lab (`/lab/vms`) and in the SQLite file.
 """
 
@@ -20,7 +20,7 @@ import pytest
 
 from bot.adapters.lab.launcher import LabProcess
 from bot.adapters.vcenter.client import VCenter
-from bot.cli import main as cli
+from bot.cli import options
 from bot.domain.placement import drs_prefix
 from tests.helpers import LAB_TYPES, clones_of, lab_settings, parents_with, types_with, vms
 from tests.terminal import Result, Terminal, assert_clean_failure
@@ -248,14 +248,14 @@ def test_power_from_the_terminal(lab: LabProcess, term: Terminal) -> None:
 
     # A reset of powered-off clones does nothing and says so; status still says off.
     refused = term("power", "reset", "pw")
-    assert refused.code == cli.EXIT_PARTIAL
+    assert refused.code == options.EXIT_PARTIAL
     assert "0 done, 3 failed" in refused.out and "powered off" in refused.out
     assert in_lab() == {"poweredOff"} and set(shown().values()) == {"poweredOff"}
 
     before = vms(lab)
     bad = term("power", "sideways", "pw")
     assert_clean_failure(bad, '"sideways" is not a power action', "on, off or reset")
-    assert bad.code == cli.EXIT_USAGE
+    assert bad.code == options.EXIT_USAGE
     assert_clean_failure(term("power", "on", "nope"), 'No environment named "nope"')
     assert_clean_failure(term("power", "on"), "power on nov-cohort")
     assert vms(lab) == before

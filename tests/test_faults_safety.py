@@ -83,7 +83,7 @@ def test_decoys_parents_snapshots_and_a_template_survive_every_operation(
     set_state(app.repo, row.id, CloneState.FAILED, error="reply lost")  # an orphan
 
     def clean_orphans() -> None:
-        recovery = Recovery(app.service)
+        recovery = Recovery.over(app.service)
         orphans = recovery.orphans()
         assert sorted(o.vm.name for o in orphans) == sorted([row.name, "forged"])
         results = [recovery.remove(o, actor="trainer") for o in orphans]

@@ -50,7 +50,7 @@ def test_vcenter_unreachable_mid_run_stops_cleanly_and_resume_finishes_it(
     # A clone task whose reply was dropped may have made its VM: never a second one.
     made_while_dark = len(clone_vms(lab, "TRN-CAP-")) - ready_at_stop
 
-    report = Recovery(app.service).recover(actor="trainer")
+    report = Recovery.over(app.service).recover(actor="trainer")
     [resumed] = report.resumed
     assert resumed.state is RunState.SUCCEEDED and report.left == []
     assert len(resumed.adopted) + len(resumed.recreated) == unfinished
@@ -61,7 +61,7 @@ def test_vcenter_unreachable_mid_run_stops_cleanly_and_resume_finishes_it(
     assert app.repo.get_run(result.run_id).superseded_by == resumed.run_id
     run = app.repo.get_run(resumed.run_id)
     assert (run.state, run.succeeded, run.failed) == (RunState.SUCCEEDED, 20, 0)
-    assert Recovery(app.service).orphans() == []
+    assert Recovery.over(app.service).orphans() == []
     record(
         "vCenter unreachable mid-deploy (lab paused), resumed",
         faults_injected=dropped,
@@ -98,7 +98,7 @@ def test_vcenter_unreachable_mid_strip_back_stops_cleanly_and_resume_finishes_it
     assert run.state is RunState.INTERRUPTED
     assert not app.repo.clones(environment="dusk", states=[CloneState.DESTROYING])
 
-    report = Recovery(app.service).recover(actor="trainer")
+    report = Recovery.over(app.service).recover(actor="trainer")
     assert report.left == [] and len(report.resumed) == 1
     assert clone_vms(lab, "TRN-CAP-") == []
     assert {vm["moref"]: vm for vm in lab.control.vms() if vm["moref"] not in ours} == rest

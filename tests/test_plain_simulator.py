@@ -74,11 +74,6 @@ def fresh_plain(certs: Certs, lab_binary: Path) -> Iterator[LabProcess]:
         yield server
 
 
-@pytest.fixture
-def term(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Terminal:
-    return Terminal(tmp_path, monkeypatch, capsys)
-
-
 def fingerprint_of(cert: ServerCert) -> str:
     """The certificate's SHA-256 fingerprint, computed here without the bot's code."""
     der = x509.load_pem_x509_certificate(cert.cert.read_bytes()).public_bytes(

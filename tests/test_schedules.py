@@ -17,40 +17,26 @@ from typing import Any
 
 import pytest
 
+from bot import bootstrap
 from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.scheduler import JOB_FUNC, Scheduler, SchedulerLock, lock_path_for, run_job
 from bot.adapters.vcenter.client import VCenter
 from bot.bootstrap import App
 from bot.domain import grammar
 from bot.domain.errors import ConflictError, NotFoundError, UsageError
 from bot.domain.models import CloneState, Environment, RunKind, RunState
 from bot.domain.results import DeployResult, TeardownResult
+from bot.ports import ScheduledJob
 from bot.services.core import ProgressCallback, Service
-from bot.services.schedules import (
-    SchedulerLock,
-    ScheduleService,
-    StartReport,
-    lock_path_for,
-    run_job,
-)
+from bot.services.schedules import ScheduleService, StartReport
 from bot.settings import Settings, settings_from_dict
 from storage import Repository
 from tests.faults import wait_until
-from tests.helpers import lab_app, lab_config, set_state
+from tests.helpers import Clock, lab_app, lab_config, set_state
 
 LONDON = "Europe/London"
 # Thursday 26 November 2026, 10:00 GMT.
 START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
@@ -113,7 +99,7 @@ class World:
         self.repos.append(repo)
         svc = ScheduleService(
             self.settings, repo, RecordingService(self.settings, repo),
-            notifier=self.notes, clock=self.clock,
+            bootstrap.scheduler(self.settings), notifier=self.notes, clock=self.clock,
         )  # fmt: skip
         if start:
             svc.start(paused=True)
@@ -147,10 +133,16 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 def sched_jobs(svc: ScheduleService) -> dict[str, datetime]:
     return {
-        j.id: j.next_run_time
-        for j in svc.scheduler.get_jobs()
+        j.id: j.run_at
+        for j in svc.scheduler.jobs()
         if j.id.split(":")[0] in ("deploy", "teardown", "remind")
     }
+
+
+def fire(svc: ScheduleService, kind: str, env: str, planned: str, missed: bool = False) -> None:
+    """Call the job function as APScheduler would, with a job's plain arguments."""
+    assert isinstance(svc.scheduler, Scheduler)
+    run_job(svc.scheduler.key, f"{kind}:{env}", kind, env, planned, missed)
 
 
 def schedule(svc: ScheduleService, text: str) -> None:
@@ -171,8 +163,9 @@ def test_schedule_makes_fixed_id_jobs_with_aware_times(world: World) -> None:
     schedule(svc, "schedule nov until fri 17:00")
     end = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
     assert sched_jobs(svc) == {"teardown:nov": end, "remind:nov": end - timedelta(hours=1)}
-    job = svc.scheduler.get_job("teardown:nov")
-    assert job.func_ref == "bot.services.schedules:run_job"
+    assert isinstance(svc.scheduler, Scheduler)  # APScheduler, through the adapter
+    job = svc.scheduler.backend.get_job("teardown:nov")
+    assert job.func_ref == JOB_FUNC == "bot.adapters.scheduler.jobs:run_job"
     assert job.misfire_grace_time is None
     assert all(isinstance(a, str | bool) for a in job.args)
     assert job.next_run_time.tzinfo is not None
@@ -243,7 +236,7 @@ def test_a_missed_scheduled_deploy_runs_at_start(world: World) -> None:
     assert "deploy capture 3 as dec" in world.notes.text()
     # Run once: the start is claimed, so neither a restart nor a stray job deploys again.
     assert second.repo.get_environment("dec").starts_at is None  # type: ignore[union-attr]
-    run_job(second.key, "deploy", "dec", "2026-11-30T08:00:00+00:00", True)
+    fire(second, "deploy", "dec", "2026-11-30T08:00:00+00:00", True)
     second.shutdown()
     third = world.scheduler()
     assert set(sched_jobs(third)) == {"teardown:dec", "remind:dec"}
@@ -261,7 +254,7 @@ def test_extend_moves_the_teardown_and_the_reminder(world: World) -> None:
     assert sched_jobs(svc) == {"teardown:nov": end, "remind:nov": end - timedelta(hours=1)}
     # The old time does nothing, even if a job for it were still around.
     world.clock.now = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
-    run_job(svc.key, "teardown", "nov", "2026-11-27T17:00:00+00:00")
+    fire(svc, "teardown", "nov", "2026-11-27T17:00:00+00:00")
     assert svc.run_due() == []
     assert calls(svc) == []
     # The default extension is 2 h.
@@ -277,7 +270,7 @@ def test_a_reminder_fires_exactly_once_per_scheduled_end(world: World) -> None:
     assert svc.run_due() == ["remind:nov"]
     assert world.notes.reminders == [("nov", "UOWNER", end)]
     # Again, directly, and after a restart: nothing more.
-    run_job(svc.key, "remind", "nov", end.isoformat())
+    fire(svc, "remind", "nov", end.isoformat())
     assert svc.run_due() == []
     svc.shutdown()
     again = world.scheduler()
@@ -688,7 +681,7 @@ def test_the_lock_is_refused_to_another_process(world: World) -> None:
     svc = world.scheduler()
     assert svc.active
     code = (
-        "import sys; from pathlib import Path; from bot.services.schedules import SchedulerLock; "
+        "import sys; from pathlib import Path; from bot.adapters.scheduler import SchedulerLock; "
         "lock = SchedulerLock(Path(sys.argv[1])); print(lock.acquire(), lock.is_held_elsewhere())"
     )
     path = lock_path_for(world.settings.database)
@@ -702,6 +695,44 @@ def test_the_lock_is_refused_to_another_process(world: World) -> None:
     )
     assert out.stdout.split() == ["True", "False"]
     assert not SchedulerLock(path).is_held_elsewhere()
+
+
+# ===================================================================== the scheduler adapter
+def test_the_scheduler_adapter_keeps_plain_one_shot_jobs(tmp_path: Path) -> None:
+    """The port as the schedule service uses it: fixed ids replaced, the tick kept out of the
+    table, a job run in this thread once, in flight while it runs, and idle after."""
+    sched = Scheduler(tmp_path / "clones.db.scheduler.lock", timezone=LONDON)
+    ran: list[tuple[str, tuple[str | bool, ...], set[str]]] = []
+    sched.start(lambda jid, args: ran.append((jid, args, sched.in_flight())))
+    try:
+        at = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+        sched.put("remind:x", at, ("remind", "x", at.isoformat(), False))
+        later = at + timedelta(hours=1)
+        sched.put("remind:x", later, ("remind", "x", later.isoformat(), True))  # replaces it
+        sched.every(30, lambda: None)
+        assert sched.jobs() == [
+            ScheduledJob("remind:x", later, ("remind", "x", later.isoformat(), True))
+        ]
+        assert sched.get("remind:x") == sched.jobs()[0] and sched.get("tick") is None
+        assert not sched.idle()  # due by the wall clock
+        assert sched.run_now("remind:x")
+        assert ran == [("remind:x", ("remind", "x", later.isoformat(), True), {"remind:x"})]
+        assert not sched.run_now("remind:x") and sched.jobs() == []
+        sched.remove("remind:x")  # absent: nothing to do
+        assert sched.in_flight() == set() and sched.idle()
+    finally:
+        sched.shutdown(wait=False)
+
+
+def test_the_services_load_no_scheduler_library() -> None:
+    """APScheduler (and the lock file) live in bot.adapters.scheduler only: the schedule service
+    and the Slack rendering load neither."""
+    code = (
+        "import sys, bot.services.schedules, handlers.blocks; "
+        "print([m for m in sys.modules if m.startswith(('apscheduler', 'bot.adapters'))])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # ===================================================================== bad input changes nothing
@@ -828,7 +859,7 @@ def lab_world(
 ) -> Iterator[tuple[App, ScheduleService, Clock, Notes]]:
     app = lab_app(lab, tmp_path / "clones.db", timezone=LONDON)
     clock, notes = Clock(datetime.now(UTC)), Notes()
-    svc = ScheduleService(app.settings, app.repo, app.service, notifier=notes, clock=clock)
+    svc = bootstrap.schedule_service(app, notifier=notes, clock=clock)
     svc.start(paused=True)
     yield app, svc, clock, notes
     svc.shutdown(wait=False)
@@ -875,12 +906,12 @@ def test_missed_strip_back_of_real_clones_runs_at_restart(lab: LabProcess, tmp_p
         command = grammar.parse("deploy capture 2 as late")
         assert isinstance(command, grammar.Deploy)
         app.service.deploy(command, actor="UOWNER", source="cli")
-        first = ScheduleService(app.settings, app.repo, app.service, notifier=notes, clock=clock)
+        first = bootstrap.schedule_service(app, notifier=notes, clock=clock)
         first.start(paused=True)
         schedule(first, "schedule late until in 2h")
         first.shutdown()
         clock.advance(hours=5)
-        second = ScheduleService(app.settings, app.repo, app.service, notifier=notes, clock=clock)
+        second = bootstrap.schedule_service(app, notifier=notes, clock=clock)
         report = second.start(paused=True)
         try:
             assert len(report.missed) == 1 and report.missed[0].startswith("strip back of late")

@@ -11,13 +11,21 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from bot.domain.errors import ConfigError, ConflictError, NotFoundError
-from bot.domain.models import CloneState, InvalidTransition, ParentFacts, RunKind, RunState
+from bot.domain.models import (
+    CloneState,
+    InvalidTransition,
+    ParentFacts,
+    RunKind,
+    RunMessage,
+    RunState,
+)
 from storage import Repository
 from storage.migrations import migrations
 from tests.helpers import set_state
@@ -93,17 +101,17 @@ def test_wal_mode_and_foreign_keys(repo: Repository, db_path: Path) -> None:
 
 def test_live_states_match_the_sql_filter(repo: Repository) -> None:
     # CloneState.live, the repository's filter and the unique index on live names must agree.
-    from storage.repository import _LIVE
+    from storage.sql import LIVE
 
     not_live = {state.value for state in CloneState if not state.live}
     assert not_live == {"failed", "destroyed", "missing"}
-    assert set(re.findall(r"'(\w+)'", _LIVE)) == not_live
+    assert set(re.findall(r"'(\w+)'", LIVE)) == not_live
     (index_sql,) = (
         repo._db()
         .conn.execute("SELECT sql FROM sqlite_master WHERE name = 'clones_live_name'")
         .fetchone()
     )
-    assert _LIVE in " ".join(index_sql.split())
+    assert LIVE in " ".join(index_sql.split())
 
 
 # -- environments --------------------------------------------------------------------------
@@ -634,3 +642,172 @@ def test_writers_in_one_process_take_turns_without_losing_or_doubling(repo: Repo
     assert not errors
     assert sorted(firsts) == sorted(set(keys))
     assert len(repo.audit_entries(limit=1000)) == 4 * 10 * 2
+
+
+# -- transaction boundaries: a multi-step write is all or nothing --------------------------
+
+
+@contextmanager
+def fault(path: Path, event: str, when: str = "1") -> Iterator[None]:
+    """Make SQLite refuse one step of a write (a trigger that raises, as a full disk or an I/O
+    error would): whatever the method wrote before that step must be undone with it."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            f"CREATE TRIGGER injected_fault BEFORE {event} FOR EACH ROW WHEN {when}"
+            " BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="injected fault"):
+            yield
+    finally:
+        conn.execute("DROP TRIGGER IF EXISTS injected_fault")
+        conn.close()
+
+
+def count(path: Path, table: str) -> object:
+    return raw(path, f"SELECT count(*) FROM {table}")[0][0]
+
+
+def test_reserving_for_a_run_is_all_or_nothing(repo: Repository, db_path: Path) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    run = repo.start_run(environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=3)
+    # The third clone row is in; its membership of the run fails.
+    with fault(db_path, "INSERT ON run_clones", "(SELECT count(*) FROM clones) = 3"):
+        repo.reserve_clones(
+            environment="nov", type="capture", parent="p", pattern=PATTERN, count=3, run_id=run.id
+        )
+    assert repo.clones() == [] and count(db_path, "run_clones") == 0
+    assert reserve(repo, 3) == ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]  # no name burnt
+
+
+def test_a_strip_back_starts_and_takes_over_an_interrupted_run_together(
+    repo: Repository, db_path: Path
+) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    deploy = repo.start_run(environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=2)
+    made = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=2, run_id=deploy.id
+    )
+    repo.finish_run(deploy.id, state=RunState.INTERRUPTED, succeeded=0, failed=0)
+    with fault(db_path, "UPDATE OF state ON runs", "NEW.state = 'superseded'"):
+        repo.start_run(
+            environment="nov",
+            kind=RunKind.TEARDOWN,
+            requested_by="U1",
+            requested=2,
+            clone_ids=[c.id for c in made],
+        )
+    assert [(r.id, r.state) for r in repo.runs()] == [(deploy.id, RunState.INTERRUPTED)]
+    assert count(db_path, "run_clones") == 2  # the deploy's own, nothing of the refused run
+    strip = repo.start_run(environment="nov", kind=RunKind.TEARDOWN, requested_by="U1", requested=2)
+    assert repo.get_run(deploy.id).superseded_by == strip.id
+
+
+def test_taking_a_run_over_is_all_or_nothing(repo: Repository, db_path: Path) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    run = repo.start_run(
+        environment="nov", kind=RunKind.TEARDOWN, requested_by="U1", requested=2, owner="a:1"
+    )
+    made = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=2, run_id=run.id
+    )
+    repo.save_run_message(run.id, channel="C1", ts="1.2")
+    repo.finish_run(run.id, state=RunState.INTERRUPTED, succeeded=0, failed=0)
+    # The new run and its members are in; copying the Slack message fails.
+    with fault(db_path, "INSERT ON run_messages"):
+        repo.supersede_run(run.id, owner="b:2", expected_owner="a:1")
+    assert [r.id for r in repo.runs()] == [run.id]
+    old = repo.get_run(run.id)
+    assert (old.state, old.owner, old.superseded_by) == (RunState.INTERRUPTED, "a:1", None)
+    assert count(db_path, "run_clones") == 2 and count(db_path, "run_messages") == 1
+
+    taken = repo.supersede_run(run.id, owner="b:2", expected_owner="a:1")  # can still be resumed
+    assert taken is not None
+    assert [c.id for c in repo.clones(run_id=taken.id)] == [c.id for c in made]
+    assert repo.run_message(taken.id) == RunMessage(taken.id, "C1", "1.2")
+
+
+def test_claiming_an_end_is_all_or_nothing(repo: Repository, db_path: Path) -> None:
+    ends = datetime(2025, 11, 28, 16, 0, tzinfo=UTC)
+    repo.ensure_environment("nov", owner="U1")
+    repo.update_environment("nov", ends_at=ends)
+    # ends_at is cleared; recording the strip back as claimed fails: the end must stay scheduled.
+    with fault(db_path, "UPDATE OF stripping_for_end ON schedules"):
+        repo.claim_end("nov", ends)
+    env = repo.get_environment("nov")
+    assert env is not None and env.ends_at == ends
+    assert repo.get_schedule("nov") is None
+
+    assert repo.claim_end("nov", ends) and not repo.claim_end("nov", ends)
+    record = repo.get_schedule("nov")
+    assert record is not None and record.stripping_for_end == ends
+
+
+def test_marking_clones_missing_is_all_or_nothing(repo: Repository, db_path: Path) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    a, b = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=2, run_id=None
+    )
+    set_state(repo, a.id, CloneState.READY)
+    set_state(repo, b.id, CloneState.READY)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    with fault(db_path, "UPDATE OF state ON clones", f"NEW.state = 'missing' AND OLD.id = {b.id}"):
+        repo.mark_missing([a.id, b.id], unchanged_since=later)
+    assert [c.state for c in repo.clones()] == [CloneState.READY] * 2
+    assert len(repo.mark_missing([a.id, b.id], unchanged_since=later)) == 2
+
+
+def test_remembering_replay_keys_is_all_or_nothing(repo: Repository, db_path: Path) -> None:
+    assert repo.first_sighting(["old"], 10, now=1000.0)
+    with fault(db_path, "INSERT ON seen_requests", "NEW.key = 'b'"):
+        repo.first_sighting(["a", "b"], 300, now=2000.0)
+    assert raw(db_path, "SELECT key FROM seen_requests") == [("old",)]  # nor was "old" swept
+    assert repo.first_sighting(["a", "b"], 300, now=2000.0)  # "a" was not remembered
+
+
+def test_racing_repositories_get_exactly_one_winner(db_path: Path) -> None:
+    # Two bots on one file: taking a run over, the start and end claims, and starting a run in
+    # one environment are each won once, whatever the interleaving.
+    starts = datetime(2025, 11, 3, 8, 0, tzinfo=UTC)
+    ends = datetime(2025, 11, 28, 16, 0, tzinfo=UTC)
+    with Repository(db_path) as one, Repository(db_path) as two:
+        one.ensure_environment("nov", owner="U1")
+        one.ensure_environment("dec", owner="U1")
+        one.update_environment("nov", starts_at=starts, ends_at=ends)
+        run = one.start_run(
+            environment="nov", kind=RunKind.TEARDOWN, requested_by="U1", requested=0, owner="a:1"
+        )
+        one.finish_run(run.id, state=RunState.INTERRUPTED, succeeded=0, failed=0)
+        barrier = threading.Barrier(2)
+        won: dict[str, list[object]] = {"takeover": [], "start": [], "end": [], "run": []}
+
+        def bot(repo: Repository, owner: str) -> Callable[[], None]:
+            def work() -> None:
+                barrier.wait()
+                won["takeover"].append(
+                    repo.supersede_run(run.id, owner=owner, expected_owner="a:1")
+                )
+                barrier.wait()
+                won["start"].append(repo.claim_start("nov", starts))
+                barrier.wait()
+                won["end"].append(repo.claim_end("nov", ends))
+                barrier.wait()
+                try:
+                    won["run"].append(
+                        repo.start_run(
+                            environment="dec", kind=RunKind.DEPLOY, requested_by=owner, requested=1
+                        )
+                    )
+                except ConflictError as exc:
+                    assert "dec is busy" in str(exc)
+                    won["run"].append(None)
+
+            return work
+
+        run_threads([bot(one, "b:2"), bot(two, "c:3")])
+        (taken,) = [t for t in won["takeover"] if t is not None]
+        assert one.get_run(run.id).superseded_by == getattr(taken, "id", None)
+        assert len(one.runs(environment="nov")) == 2
+        assert sorted(won["start"]) == sorted(won["end"]) == [False, True]
+        assert len([r for r in won["run"] if r is not None]) == 1
+        assert len(one.runs(environment="dec")) == 1

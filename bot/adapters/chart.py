@@ -26,6 +26,7 @@ _LAYOUTS = ("Thick,\nfull clones", "Thin,\nfull clones", "Linked\nclones")
 _LOCK = threading.Lock()
 
 
+# Kept whole: one matplotlib figure drawn top to bottom; every step uses the same axes.
 def render_savings_chart(s: Savings, title: str = "Disk space used by the training lab") -> bytes:
     """A PNG bar chart of `s`: one bar per layout, split by parent, labelled in GB."""
     totals = (s.thick_gb, s.thin_gb, s.linked_gb)
@@ -109,3 +110,13 @@ def write_savings_chart(
     target = Path(path)
     target.write_bytes(render_savings_chart(s, title))
     return target
+
+
+class MatplotlibChart:
+    """The `Chart` port: the savings bar chart drawn with matplotlib (PNG)."""
+
+    def render(self, savings: Savings, title: str) -> bytes:
+        return render_savings_chart(savings, title)
+
+    def write(self, savings: Savings, path: Path) -> None:
+        write_savings_chart(savings, path)

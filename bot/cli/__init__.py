@@ -1,2 +1,2 @@
 """The terminal front end: `clones ...` takes the words `/clones ...` takes in Slack
-(entry point: `bot.cli.main:main`)."""
+(the console script: `bot.bootstrap:cli`, which hands `bot.cli.main.main` its wiring)."""

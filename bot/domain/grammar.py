@@ -10,10 +10,12 @@ with `@_verb(...)` that takes the words after the verb and returns the dataclass
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 from bot.domain.errors import UsageError
 from bot.domain.timeparse import DURATION_EXAMPLES, parse_duration
@@ -30,6 +32,15 @@ COUNT_PATTERN = re.compile(r"[0-9]{1,6}")
 # Commands
 
 
+class Access(enum.StrEnum):
+    """Who may run a command: anyone (it only reads), operators (it changes the lab) or admins
+    (it only reads, but shows how vCenter is set up)."""
+
+    READ = "read"
+    CHANGE = "change"
+    ADMIN = "admin"
+
+
 @dataclass(frozen=True, slots=True)
 class DeployItem:
     type: str
@@ -40,6 +51,9 @@ class DeployItem:
 class Deploy:
     """Deploy clones of one or more types; `at`/`until` are raw time text, parsed later."""
 
+    verb: ClassVar[str] = "deploy"
+    access: ClassVar[Access] = Access.CHANGE
+
     items: tuple[DeployItem, ...]
     environment: str | None = None
     power_on: bool = False
@@ -49,22 +63,34 @@ class Deploy:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    verb: ClassVar[str] = "status"
+    access: ClassVar[Access] = Access.READ
+
     environment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Savings:
+    verb: ClassVar[str] = "savings"
+    access: ClassVar[Access] = Access.READ
+
     environment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Teardown:
+    verb: ClassVar[str] = "teardown"
+    access: ClassVar[Access] = Access.CHANGE
+
     environment: str
 
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """Set or move an environment's start (a scheduled deploy) and/or end (raw time text)."""
+
+    verb: ClassVar[str] = "schedule"
+    access: ClassVar[Access] = Access.CHANGE
 
     environment: str
     at: str | None = None
@@ -75,22 +101,32 @@ class Schedule:
 class Extend:
     """Move an environment's scheduled end later; `by` is raw duration text (None: default)."""
 
+    verb: ClassVar[str] = "extend"
+    access: ClassVar[Access] = Access.CHANGE
+
     environment: str
     by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CancelSchedule:
+    verb: ClassVar[str] = "cancel-schedule"
+    access: ClassVar[Access] = Access.CHANGE
+
     environment: str
 
 
 @dataclass(frozen=True, slots=True)
 class Types:
-    pass
+    verb: ClassVar[str] = "types"
+    access: ClassVar[Access] = Access.READ
 
 
 @dataclass(frozen=True, slots=True)
 class Help:
+    verb: ClassVar[str] = "help"
+    access: ClassVar[Access] = Access.READ
+
     topic: str | None = None  # a canonical verb name
 
 
@@ -98,29 +134,44 @@ class Help:
 class Prepare:
     """Check a type's parent; optionally power it off; create the base snapshot if missing."""
 
+    verb: ClassVar[str] = "prepare"
+    access: ClassVar[Access] = Access.CHANGE
+
     type: str
     power_off: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Power:
+    verb: ClassVar[str] = "power"
+    access: ClassVar[Access] = Access.CHANGE
+
     action: str  # "on", "off" or "reset"
     environment: str
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    verb: ClassVar[str] = "plan"
+    access: ClassVar[Access] = Access.READ
+
     items: tuple[DeployItem, ...]
     power_on: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Inventory:
+    verb: ClassVar[str] = "inventory"
+    access: ClassVar[Access] = Access.READ
+
     environment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Refresh:
+    verb: ClassVar[str] = "refresh"
+    access: ClassVar[Access] = Access.CHANGE
+
     environment: str
 
 
@@ -128,15 +179,55 @@ class Refresh:
 class Resume:
     """Finish deployments and strip backs that a crash or a lost vCenter interrupted."""
 
+    verb: ClassVar[str] = "resume"
+    access: ClassVar[Access] = Access.CHANGE
+
 
 @dataclass(frozen=True, slots=True)
 class Orphans:
+    verb: ClassVar[str] = "orphans"
+    access: ClassVar[Access] = Access.CHANGE
+
     action: str | None = None  # None: list; "adopt" or "remove"
 
 
 @dataclass(frozen=True, slots=True)
 class Check:
     """A pre-flight of the configuration against vCenter that changes nothing."""
+
+    verb: ClassVar[str] = "check"
+    access: ClassVar[Access] = Access.ADMIN
+
+
+class _CommandClass(Protocol):
+    verb: ClassVar[str]
+    access: ClassVar[Access]
+
+
+COMMAND_CLASSES: tuple[type[_CommandClass], ...] = (
+    Deploy,
+    Status,
+    Savings,
+    Teardown,
+    Schedule,
+    Extend,
+    CancelSchedule,
+    Types,
+    Help,
+    Prepare,
+    Power,
+    Plan,
+    Inventory,
+    Refresh,
+    Resume,
+    Orphans,
+    Check,
+)
+
+
+def verbs_with(access: Access) -> frozenset[str]:
+    """The verbs of every command with this access (e.g. the read-only ones)."""
+    return frozenset(c.verb for c in COMMAND_CLASSES if c.access is access)
 
 
 Command = (

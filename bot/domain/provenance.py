@@ -40,3 +40,15 @@ def read_provenance(notes: str) -> dict[str, str]:
         if match:
             facts[match.group(1)] = match.group(2)
     return facts
+
+
+def deployed_by_and_at(attributes: Mapping[str, str], notes: str) -> tuple[str, str]:
+    """Who deployed a clone and when: its custom attributes where set (clones made with
+    `provenance_attributes`, or by an earlier version), else its Notes."""
+    from bot.domain.vsphere import ATTR_DEPLOYED_AT, ATTR_DEPLOYED_BY
+
+    noted = read_provenance(notes)
+    return (
+        attributes.get(ATTR_DEPLOYED_BY) or noted.get(ATTR_DEPLOYED_BY, ""),
+        attributes.get(ATTR_DEPLOYED_AT) or noted.get(ATTR_DEPLOYED_AT, ""),
+    )

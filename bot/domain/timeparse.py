@@ -20,6 +20,7 @@ Rules worth knowing:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -163,100 +164,123 @@ def parse_time(
     if not raw:
         raise UsageError(f"say when, e.g. {TIME_EXAMPLES}")
     lowered = raw.lower()
-
     if lowered == "now":
         return local_now
-    # Relative: "in 3h", "in 1h 30m", "in 2 days".
-    if lowered.startswith("in "):
-        try:
-            ahead = _read_duration(lowered[3:])
-        except UsageError:
-            raise _bad_time(raw) from None
-        if ahead > MAX_DURATION:
-            raise UsageError(
-                f'"{_shown(raw)}" is {describe_delta(ahead)} ahead; a time may be at most a year '
-                'ahead, e.g. "in 3h", "in 2d" or "fri 17:00"'
-            )
-        return (now + ahead).astimezone(tz)
-    # Full ISO-8601 with an explicit offset ("2026-12-01T09:00+01:00") keeps that offset's instant.
-    if "t" in lowered and len(lowered.split()) == 1:
-        try:
-            parsed = datetime.fromisoformat(raw.upper().replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            if parsed.tzinfo is not None:
-                return parsed.astimezone(tz)
-            return localise(parsed.date(), parsed.time(), tz)
+    if lowered.startswith("in "):  # relative: "in 3h", "in 1h 30m", "in 2 days"
+        return _relative(raw, lowered[3:], now, tz)
+    instant = _iso_instant(raw, lowered, tz)
+    if instant is not None:
+        return instant
+    parts = _read_words(raw, local_now)
+    _settle_calendar_day(parts, raw, anchor, tz)
+    if parts.clock is None:
+        if parts.day is not None or parts.weekday is not None:
+            raise _bad_time(raw, 'add a time of day, e.g. "fri 17:00"')
+        raise _bad_time(raw)
+    if parts.day is not None:
+        return localise(parts.day, parts.clock, tz)
+    return _next_occurrence(parts.weekday, parts.clock, anchor, tz, raw)
 
-    words = [w for w in _split(raw) if w not in _FILLER]
+
+@dataclass
+class _Parts:
+    """The pieces of an absolute time as read from its words."""
+
     day: date | None = None
     weekday: int | None = None
     clock: time | None = None
     month: int | None = None
     mday: int | None = None
     year: int | None = None
-    for word in words:
+
+
+def _relative(raw: str, duration: str, now: datetime, tz: tzinfo) -> datetime:
+    try:
+        ahead = _read_duration(duration)
+    except UsageError:
+        raise _bad_time(raw) from None
+    if ahead > MAX_DURATION:
+        raise UsageError(
+            f'"{_shown(raw)}" is {describe_delta(ahead)} ahead; a time may be at most a year '
+            'ahead, e.g. "in 3h", "in 2d" or "fri 17:00"'
+        )
+    return (now + ahead).astimezone(tz)
+
+
+def _iso_instant(raw: str, lowered: str, tz: tzinfo) -> datetime | None:
+    """Full ISO-8601 ("2026-12-01T09:00+01:00" keeps that offset's instant), else None."""
+    if "t" not in lowered or len(lowered.split()) != 1:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        return parsed.astimezone(tz)
+    return localise(parsed.date(), parsed.time(), tz)
+
+
+def _read_words(raw: str, local_now: datetime) -> _Parts:
+    """Each word is a date, a relative day, a weekday, a month, a year, a day of the month or a
+    time of day, once each; anything else is not a time."""
+    p = _Parts()
+    for word in (w for w in _split(raw) if w not in _FILLER):
         iso_time = None
         if "t" in word and _ISO_DATE.match(word):  # "2026-12-01t09:00" without offset
             word, _, iso_time = word.partition("t")
         iso = _ISO_DATE.fullmatch(word)
-        if iso and day is None and weekday is None and month is None:
+        undated = p.day is None and p.weekday is None
+        if iso and undated and p.month is None:
             try:
-                day = date(int(iso.group(1)), int(iso.group(2)), int(iso.group(3)))
+                p.day = date(int(iso.group(1)), int(iso.group(2)), int(iso.group(3)))
             except ValueError:
                 raise _bad_time(raw, f"there is no date {word}") from None
             if iso_time:
-                clock = _clock(iso_time)
-                if clock is None:
+                p.clock = _clock(iso_time)
+                if p.clock is None:
                     raise _bad_time(raw)
-            continue
-        if word in ("today", "tonight") and day is None and weekday is None:
-            day = local_now.date()
-            continue
-        if word == "tomorrow" and day is None and weekday is None:
-            day = local_now.date() + timedelta(days=1)
-            continue
-        if word in _WEEKDAYS and weekday is None and day is None:
-            weekday = _WEEKDAYS[word]
-            continue
-        if word in _MONTHS and month is None and day is None:
-            month = _MONTHS[word]
-            continue
-        if _digits(word) and len(word) == 4 and year is None and month is not None:
-            year = int(word)
-            continue
-        if _digits(word) and len(word) <= 2 and mday is None and day is None:
-            mday = int(word)
-            continue
-        found = _clock(word)
-        if found is not None and clock is None:
-            clock = found
-            continue
-        raise _bad_time(raw)
+        elif word in ("today", "tonight") and undated:
+            p.day = local_now.date()
+        elif word == "tomorrow" and undated:
+            p.day = local_now.date() + timedelta(days=1)
+        elif word in _WEEKDAYS and undated:
+            p.weekday = _WEEKDAYS[word]
+        elif word in _MONTHS and p.month is None and p.day is None:
+            p.month = _MONTHS[word]
+        elif _digits(word) and len(word) == 4 and p.year is None and p.month is not None:
+            p.year = int(word)
+        elif _digits(word) and len(word) <= 2 and p.mday is None and p.day is None:
+            p.mday = int(word)
+        elif (found := _clock(word)) is not None and p.clock is None:
+            p.clock = found
+        else:
+            raise _bad_time(raw)
+    return p
 
-    if mday is not None or month is not None:
-        if mday is None or month is None:
-            raise _bad_time(raw, 'give a day and a month, e.g. "28 nov 17:00"')
-        candidate_year = year or anchor.year
-        try:
-            day = date(candidate_year, month, mday)
-        except ValueError:
-            raise _bad_time(raw, f"there is no day {mday} in that month") from None
-        if year is None and clock is not None and localise(day, clock, tz) <= anchor:
-            day = date(candidate_year + 1, month, mday)  # "5 jan" said in December
-        if weekday is not None and day.weekday() != weekday:
-            raise _bad_time(raw, f"{day:%d %b %Y} is a {day:%A}")
-        weekday = None
 
-    if clock is None:
-        if day is not None or weekday is not None:
-            raise _bad_time(raw, 'add a time of day, e.g. "fri 17:00"')
-        raise _bad_time(raw)
+def _settle_calendar_day(p: _Parts, raw: str, anchor: datetime, tz: tzinfo) -> None:
+    """ "28 nov" (and a year, or the next such day) becomes a day; a weekday given with it must
+    agree."""
+    if p.mday is None and p.month is None:
+        return
+    if p.mday is None or p.month is None:
+        raise _bad_time(raw, 'give a day and a month, e.g. "28 nov 17:00"')
+    candidate_year = p.year or anchor.year
+    try:
+        p.day = date(candidate_year, p.month, p.mday)
+    except ValueError:
+        raise _bad_time(raw, f"there is no day {p.mday} in that month") from None
+    if p.year is None and p.clock is not None and localise(p.day, p.clock, tz) <= anchor:
+        p.day = date(candidate_year + 1, p.month, p.mday)  # "5 jan" said in December
+    if p.weekday is not None and p.day.weekday() != p.weekday:
+        raise _bad_time(raw, f"{p.day:%d %b %Y} is a {p.day:%A}")
+    p.weekday = None
 
-    if day is not None:
-        return localise(day, clock, tz)
-    # Next occurrence after the anchor: a weekday within the coming week, else today/tomorrow.
+
+def _next_occurrence(
+    weekday: int | None, clock: time, anchor: datetime, tz: tzinfo, raw: str
+) -> datetime:
+    """After the anchor: a weekday within the coming week, else today or tomorrow."""
     base = anchor.date()
     for offset in range(8):
         candidate_day = base + timedelta(days=offset)

@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from bot.domain import grammar
 from bot.settings import SlackSettings
 
 log = logging.getLogger(__name__)
 
-READ_ONLY_VERBS = frozenset({"status", "savings", "types", "plan", "inventory", "help"})
+READ_ONLY_VERBS = grammar.verbs_with(grammar.Access.READ)
 # Verbs for admins only, in any channel: `check` changes nothing but shows the vCenter setup
 # (hosts, objects, the service account's privileges).
-ADMIN_VERBS = frozenset({"check"})
+ADMIN_VERBS = grammar.verbs_with(grammar.Access.ADMIN)
 _READ_ONLY_TEXT = "status, savings, types, plan, inventory and help"
 
 GroupMembers = Callable[[str], Iterable[str]]  # user group ID -> member user IDs

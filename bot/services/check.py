@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from bot.domain.errors import ClonesError, VCenterUnreachable
+from bot.domain.savings import GIB
 from bot.domain.vsphere import CLONE_ATTRIBUTES, PROVENANCE_ATTRIBUTES, Entity, ParentReport
-from bot.services.core import GIB, Service
+from bot.services.core import Service
 from bot.services.preflight import Finding, Needs, Preflight, TypeEntities
 from bot.settings import TypeSettings
 
@@ -179,7 +180,7 @@ class Checker:
         subject = f"{t.name} hosts"
         limit = self.settings.max_hosts_per_base_disk
         try:
-            placement = self.service.placement_for(t)
+            placement = self.service.placements.placement_for(t)
         except VCenterUnreachable:
             raise
         except ClonesError as exc:
@@ -235,7 +236,7 @@ class Checker:
         subject = f"{t.name} capacity"
         free = self.vcenter.datastore_free_bytes(t.datastore)
         headroom = int(self.settings.capacity_headroom_gb * GIB)
-        per_clone = max(self.service.delta_estimate(t), 1)
+        per_clone = max(self.service.deployer.delta_estimate(t), 1)
         room = max(0, (free - headroom) // per_clone)
         text = (
             f"Datastore {t.datastore} has {free / GIB:.2f} GB free: room for about {room} "

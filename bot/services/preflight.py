@@ -209,6 +209,7 @@ class Preflight:
             and (not deploy or _deploy_uses(p, needs))
         ]
 
+    # Kept whole: one pass over the privileges, type by type, each finding with its fix.
     def privilege_findings(
         self,
         types: Sequence[tuple[TypeEntities, Needs]],

@@ -19,13 +19,24 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from bot.domain.errors import ClonesError, ConflictError, VCenterUnreachable
+from bot.domain.errors import ClonesError, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
 from bot.domain.results import DeployResult, FailedClone, TeardownResult
-from bot.domain.vsphere import ATTR_ENVIRONMENT, ATTR_MANAGED_BY, VmFacts
+from bot.domain.vsphere import VmFacts
 from bot.host import owner_gone
-from bot.services.core import LIVE_STATES, ProgressCallback, Service
+from bot.ports import ProgressCallback
+from bot.services.core import Service
+from bot.services.orphans import Orphan, Orphans
+from bot.services.runs import Core
+
+if TYPE_CHECKING:
+    from bot.services.cloning import Cloner
+    from bot.services.deploy_runs import DeployRuns
+    from bot.services.placements import Placements
+    from bot.services.queries import Queries
+    from bot.services.teardown import StripBack
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +105,43 @@ class RecoveryReport:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Orphan:
-    vm: VmFacts
-    clone: Clone | None  # the bot's own (not live) record of it; None: foreign
-
-    @property
-    def ours(self) -> bool:
-        return self.clone is not None
-
-
 class Recovery:
-    def __init__(self, service: Service, *, clock: Callable[[], datetime] | None = None) -> None:
-        self.service = service
-        self.repo = service.repo
-        self.vcenter = service.vcenter
-        self.settings = service.settings
+    """Finishes runs whose process died or lost vCenter, and reconciles records with vCenter."""
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        queries: Queries,
+        placements: Placements,
+        cloner: Cloner,
+        deploy_runs: DeployRuns,
+        strip_back: StripBack,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.settings, self.repo, self.vcenter, self.runs = (
+            core.settings,
+            core.repo,
+            core.vcenter,
+            core.runs,
+        )
+        self.queries, self.placements, self.cloner = queries, placements, cloner
+        self.deploy_runs, self.strip_back = deploy_runs, strip_back
+        self.orphan_finder = Orphans(core)
         self.clock = clock or (lambda: datetime.now(UTC))
+
+    @classmethod
+    def over(cls, service: Service, *, clock: Callable[[], datetime] | None = None) -> Recovery:
+        """Recovery over the services `service` wires."""
+        return cls(
+            service.core,
+            queries=service.queries,
+            placements=service.placements,
+            cloner=service.cloner,
+            deploy_runs=service.deploy_runs,
+            strip_back=service.strip_back,
+            clock=clock,
+        )
 
     # ================================================================= abandoned runs
     def abandoned(self) -> list[Run]:
@@ -122,7 +153,7 @@ class Recovery:
         return sorted(out, key=lambda r: r.id)
 
     def _owner_dead(self, run: Run) -> bool:
-        if run.owner == self.service.owner:
+        if run.owner == self.runs.owner:
             return False  # this very process runs it
         if owner_gone(run.owner):
             return True
@@ -142,12 +173,10 @@ class Recovery:
         left: list[tuple[int, str]] = []
         lost = False  # vCenter stopped answering: records are not judged by it now
         for run in self.abandoned():
-            new = self.repo.supersede_run(
-                run.id, owner=self.service.owner, expected_owner=run.owner
-            )
+            new = self.repo.supersede_run(run.id, owner=self.runs.owner, expected_owner=run.owner)
             if new is None:
                 continue  # another process took it over first, or it ended meanwhile
-            self.service.track_run(new.id)
+            self.runs.track_run(new.id)
             try:
                 if run.kind is RunKind.TEARDOWN:
                     resumed.append(self._resume_teardown(run, new, on_event))
@@ -190,54 +219,27 @@ class Recovery:
 
     def _end_if_running(self, run_id: int, state: RunState, message: str) -> None:
         if self.repo.get_run(run_id).state is RunState.RUNNING:
-            self.service.finish_run(run_id, state=state, succeeded=0, failed=0, message=message)
+            self.runs.finish_run(run_id, state=state, succeeded=0, failed=0, message=message)
 
     def _resume_clones(
         self, old: Run, run: Run, actor: str, on_event: ProgressCallback | None
     ) -> ResumedRun:
         """Finish a deployment or refresh: adopt what exists under the recorded instance UUID,
         re-create what does not (same names), report on every clone the run owns."""
-        env = self.service.environment(run.environment)
-        with self.service.environment_lock(env.name):
+        env = self.queries.environment(run.environment)
+        with self.runs.environment_lock(env.name):
             clones = self.repo.clones(run_id=run.id)
             kept = self._settle_refresh(clones)
             clones = self.repo.clones(run_id=run.id)
             unfinished = [c for c in clones if c.state in (CloneState.CLONING, CloneState.PLANNED)]
-            found = self._by_uuid(unfinished)
-            adopted: list[str] = []
-            to_clone: list[Clone] = []
-            for c in unfinished:
-                vm = found.get(c.instance_uuid or "")
-                if vm is not None and vm.linked:
-                    self.repo.update_clone(
-                        c.id,
-                        state=CloneState.READY,
-                        moref=vm.moref,
-                        host=vm.host or None,
-                        delta_bytes=vm.unshared_bytes or vm.committed_bytes,
-                        power_state="poweredOn" if vm.powered_on else "poweredOff",
-                        error=None,
-                    )
-                    adopted.append(c.name)
-                elif vm is not None:
-                    # A full copy made under our UUID: never keep it (it defeats the savings).
-                    self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
-                    to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
-                else:
-                    to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
-            # Adopted clones get their attributes written (idempotent); re-running them
-            # through the pipeline would clone again, so finish them here.
-            for name in adopted:
-                clone = next(c for c in unfinished if c.name == name)
-                vm = found[clone.instance_uuid or ""]
-                self._finish_adopted(clone, vm, env.name, actor)
+            adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor)
             placements = {}
             for type_name in {c.type for c in to_clone}:
                 t = self.settings.type(type_name)
-                placements[type_name] = self.service.placement_for(t).assign(
+                placements[type_name] = self.placements.placement_for(t).assign(
                     [c.name for c in to_clone if c.type == type_name]
                 )
-            result: DeployResult = self.service.run_clones(
+            result: DeployResult = self.deploy_runs.run_clones(
                 run.id,
                 env,
                 self.repo.clones(run_id=run.id),  # the whole run: the report counts all of it
@@ -260,6 +262,37 @@ class Recovery:
             + [(name, "interrupted again") for name in result.interrupted],
         )
 
+    def _adopt_or_replan(
+        self, unfinished: list[Clone], environment: str, actor: str
+    ) -> tuple[list[str], list[Clone]]:
+        """Each unfinished clone: adopted when vCenter has it under the recorded instance UUID
+        (and linked), else planned again (a full copy made under our UUID is destroyed first:
+        it defeats the savings). Returns (adopted names, clones to clone)."""
+        found = self._by_uuid(unfinished)
+        adopted: list[str] = []
+        to_clone: list[Clone] = []
+        for c in unfinished:
+            vm = found.get(c.instance_uuid or "")
+            if vm is not None and vm.linked:
+                self.repo.update_clone(
+                    c.id,
+                    state=CloneState.READY,
+                    moref=vm.moref,
+                    host=vm.host or None,
+                    delta_bytes=vm.unshared_bytes or vm.committed_bytes,
+                    power_state="poweredOn" if vm.powered_on else "poweredOff",
+                    error=None,
+                )
+                # Its attributes are written here (idempotent): through the pipeline it would
+                # be cloned again.
+                self._finish_adopted(c, vm, environment, actor)
+                adopted.append(c.name)
+                continue
+            if vm is not None:
+                self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
+            to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
+        return adopted, to_clone
+
     def _settle_refresh(self, clones: list[Clone]) -> list[str]:
         """A refresh killed between destroying an old VM and cloning its successor: where the
         old VM (recorded moref and UUID) still exists it stays, as it was; where it is gone,
@@ -279,7 +312,7 @@ class Recovery:
 
     def _finish_adopted(self, clone: Clone, vm: VmFacts, environment: str, actor: str) -> None:
         t = self.settings.type(clone.type)
-        request = self.service.clone_request(clone, t, environment, actor, vm.attributes)
+        request = self.cloner.clone_request(clone, t, environment, actor, vm.attributes)
         try:
             self.vcenter.finish_clone(vm, request)
         except ClonesError as exc:
@@ -288,12 +321,12 @@ class Recovery:
     def _resume_teardown(self, old: Run, run: Run, on_event: ProgressCallback | None) -> ResumedRun:
         """Finish a strip back over the clones it recorded when it started, and nothing else:
         clones deployed into the environment name since are not its own."""
-        env = self.service.environment(run.environment)
-        with self.service.environment_lock(env.name):
+        env = self.queries.environment(run.environment)
+        with self.runs.environment_lock(env.name):
             # Mid-destroy when the process died: strip_run re-verifies each one.
             for c in self.repo.clones(run_id=run.id, states=[CloneState.DESTROYING]):
                 self.repo.update_clone(c.id, state=CloneState.READY)
-            result: TeardownResult = self.service.strip_run(run.id, env, on_event)
+            result: TeardownResult = self.strip_back.strip_run(run.id, env, on_event)
         parts = [f"{len(result.destroyed)} destroyed"]
         if result.already_gone:
             parts.append(f"{len(result.already_gone)} already gone")
@@ -319,61 +352,10 @@ class Recovery:
 
     # ================================================================= orphans
     def orphans(self) -> list[Orphan]:
-        """VMs carrying ManagedBy = this bot that no live clone row claims."""
-        tagged = [
-            vm
-            for vm in self.vcenter.find_vms(None)
-            if vm.attributes.get(ATTR_MANAGED_BY) == self.settings.managed_by
-        ]
-        live = {c.instance_uuid for c in self.repo.clones(states=LIVE_STATES) if c.instance_uuid}
-        unclaimed = [vm for vm in tagged if vm.instance_uuid not in live]
-        rows = self.repo.clones_by_instance_uuid(vm.instance_uuid for vm in unclaimed)
-        return [Orphan(vm, rows.get(vm.instance_uuid)) for vm in unclaimed]
+        return self.orphan_finder.orphans()
 
     def adopt(self, orphan: Orphan, *, actor: str) -> Clone:
-        """Record one of the bot's own orphans as a live clone again (same row, same name)."""
-        if orphan.clone is None:
-            raise ConflictError(
-                f"{orphan.vm.name} carries {ATTR_MANAGED_BY}={self.settings.managed_by} but was "
-                "not made by this bot (its instance UUID is unknown); it is left alone."
-            )
-        if not orphan.vm.linked:
-            raise ConflictError(f"{orphan.vm.name} is not a linked clone; it is left alone.")
-        clone = self.repo.update_clone(
-            orphan.clone.id,
-            state=CloneState.READY,
-            moref=orphan.vm.moref,
-            host=orphan.vm.host or None,
-            delta_bytes=orphan.vm.unshared_bytes or orphan.vm.committed_bytes,
-            power_state="poweredOn" if orphan.vm.powered_on else "poweredOff",
-            error=None,
-        )
-        self.repo.audit(
-            actor=actor,
-            source="recovery",
-            command=f"orphans adopt {orphan.vm.name}",
-            result="ok",
-            detail=f"{orphan.vm.moref} into {clone.environment}",
-        )
-        return clone
+        return self.orphan_finder.adopt(orphan, actor=actor)
 
     def remove(self, orphan: Orphan, *, actor: str) -> FailedClone | None:
-        """Destroy one of the bot's own orphans (never a foreign VM); None when done."""
-        if orphan.clone is None:
-            return FailedClone(
-                orphan.vm.name, "", "not made by this bot (unknown instance UUID): left alone"
-            )
-        env = orphan.vm.attributes.get(ATTR_ENVIRONMENT, "")
-        try:
-            self.vcenter.destroy(orphan.vm.moref, expected_uuid=orphan.vm.instance_uuid)
-        except ClonesError as exc:
-            return FailedClone(orphan.vm.name, orphan.clone.type, str(exc))
-        self.repo.update_clone(orphan.clone.id, state=CloneState.DESTROYED, error=None)
-        self.repo.audit(
-            actor=actor,
-            source="recovery",
-            command=f"orphans remove {orphan.vm.name}",
-            result="ok",
-            detail=f"{orphan.vm.moref} (Environment={env})",
-        )
-        return None
+        return self.orphan_finder.remove(orphan, actor=actor)

@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from bot.settings import (
     load_settings,
 )
 from handlers.app import SlackBot, SlackTokens, create_bot, http_server
+from tests.helpers import Clock
 
 from .fake_api import FakeSlack
 from .signing import (
@@ -41,19 +41,6 @@ ADMIN = "UADMIN"
 STRANGER = "USTRANGER"
 GROUP_MEMBER = "UGROUPIE"
 CHANNEL = "CTRAINING"
-
-
-class Clock:
-    """A controllable clock for the schedule service: time moves only when a test says so."""
-
-    def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture

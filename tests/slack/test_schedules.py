@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 
 from bot.adapters.lab.launcher import LabProcess
+from bot.adapters.scheduler import SchedulerLock, lock_path_for
 from bot.domain.models import CloneState, RunKind, RunState
-from bot.services.schedules import SchedulerLock, lock_path_for
 from bot.settings import ScheduleSettings
 from handlers.blocks import ACTION_CONFIRM, ACTION_EXTEND, ACTION_STRIP_NOW
 from tests.faults import record, wait_until
-from tests.helpers import lab_config, lab_environ, write_config
+from tests.helpers import Clock, lab_config, lab_environ, write_config
 
-from .conftest import CHANNEL, OPERATOR, STRANGER, Clock, SlackHarness
+from .conftest import CHANNEL, OPERATOR, STRANGER, SlackHarness
 from .fake_api import FakeSlack, Message
 from .signing import SECRET
 
@@ -67,7 +67,7 @@ def _message(h: SlackHarness, prefix: str) -> Message:
 
 def _jobs(h: SlackHarness) -> dict[str, object]:
     ids = set(h.bot.schedules.job_ids())  # deploy:, teardown:, remind: (not the re-sync)
-    return {j.id: j.next_run_time for j in h.bot.schedules.scheduler.get_jobs() if j.id in ids}
+    return {j.id: j.run_at for j in h.bot.schedules.scheduler.jobs() if j.id in ids}
 
 
 def test_deploy_until_sets_the_end_and_status_shows_it(harness: SlackHarness) -> None:

@@ -20,9 +20,14 @@ import contextlib
 import hashlib
 import socket
 import ssl
-from dataclasses import dataclass
 
-from bot.certificates import ca_file_problem, fingerprint, format_fingerprint
+from bot.certificates import (
+    Inspection,
+    PeerCertificate,
+    ca_file_problem,
+    fingerprint,
+    format_fingerprint,
+)
 
 # OpenSSL verification error codes (X509_V_ERR_*) and what an admin does about each.
 _UNTRUSTED = frozenset({2, 18, 19, 20, 21})  # issuer unknown, self-signed (in chain), ...
@@ -38,23 +43,6 @@ class ThumbprintMismatch(ssl.SSLError):
         super().__init__(f"certificate fingerprint is {actual}, not the pinned {expected}")
         self.expected = expected
         self.actual = actual
-
-
-@dataclass(frozen=True)
-class PeerCertificate:
-    """The certificate an endpoint presents, read without verifying it."""
-
-    der: bytes
-    sha256: str
-    sha1: str
-    subject: str = ""  # empty when the certificate could not be decoded (see `peer_certificate`)
-    issuer: str = ""
-    not_after: str = ""
-    names: tuple[str, ...] = ()
-
-    @property
-    def pem(self) -> str:
-        return ssl.DER_cert_to_PEM_cert(self.der)
 
 
 def peer_certificate(host: str, port: int, timeout: float) -> PeerCertificate:
@@ -200,22 +188,6 @@ def explain(exc: ssl.SSLError, *, where: str, pinned: bool, ca_file: str | None)
             f"({reason}). Check the port in [vcenter] url (https://host:port/sdk)."
         )
     return f"TLS to vCenter at {where} failed: {reason}. Check [vcenter] url and the certificate."
-
-
-@dataclass(frozen=True)
-class Inspection:
-    """What `clones thumbprint` shows: the endpoint's certificate, and whether the current
-    trust settings accept it (and if not, why)."""
-
-    host: str
-    port: int
-    certificate: PeerCertificate
-    trusted: bool
-    reason: str = ""  # why not, when not trusted
-
-    @property
-    def toml_line(self) -> str:
-        return f'thumbprint = "{self.certificate.sha256}"'
 
 
 def inspect(

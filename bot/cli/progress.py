@@ -1,0 +1,56 @@
+"""Progress of a deployment, strip back or refresh in the terminal: a tqdm bar on a terminal,
+plain lines otherwise (logs, CI)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from bot.domain.results import ProgressEvent
+
+
+class Progress:
+    """A progress bar on a terminal; plain lines otherwise (logs, CI)."""
+
+    def __init__(self, out: TextIO, enabled: bool) -> None:
+        self.out = out
+        self.enabled = enabled
+        self.bar: tqdm[Any] | None = None
+        self.tty = sys.stderr.isatty()
+
+    def __enter__(self) -> Callable[[ProgressEvent], None]:
+        return self.on_event
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def on_event(self, e: ProgressEvent) -> None:
+        if not self.enabled:
+            return
+        if e.kind == "started":
+            print(e.message, file=sys.stderr)
+            if self.tty:
+                self.bar = tqdm(total=e.total, unit="vm", file=sys.stderr, dynamic_ncols=True)
+            return
+        if e.kind in ("clone_ready", "clone_failed"):
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix(ok=e.done, failed=e.failed)
+            elif e.kind == "clone_failed" or (e.done + e.failed) % 10 == 0 or e.remaining == 0:
+                eta = f", ETA {e.eta_s:.0f} s" if e.eta_s is not None and e.remaining else ""
+                print(
+                    f"  [{e.done + e.failed}/{e.total}] {e.done} ok, {e.failed} failed{eta}",
+                    file=sys.stderr,
+                )
+            if e.kind == "clone_failed":
+                msg = f"  {e.clone}: {e.message}"
+                if self.bar is not None:
+                    self.bar.write(msg, file=sys.stderr)
+                else:
+                    print(msg, file=sys.stderr)
+        elif e.kind == "clone_retry" and self.bar is None:
+            print(f"  retrying {e.clone}: {e.message}", file=sys.stderr)

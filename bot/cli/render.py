@@ -1,0 +1,542 @@
+"""The terminal's renderings of each command's result: text for people, `--json` for scripts,
+and the exit code (0 done, 1 error, 2 bad command, 3 partly done)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import enum
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot.cli.options import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, Options
+from bot.domain import grammar
+from bot.domain.errors import UsageError
+from bot.domain.models import CloneState, RunState
+from bot.domain.results import (
+    DeployResult,
+    EnvironmentStatus,
+    FailedClone,
+    TeardownPlan,
+    TeardownResult,
+)
+from bot.domain.savings import Savings, format_table
+from bot.domain.timeparse import describe_time
+from bot.services.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
+from bot.services.check import CheckReport
+from bot.services.container import Services
+from bot.services.dispatch import Deployed
+from bot.services.orphans import OrphansOutcome
+from bot.services.queries import TypeStatus
+from bot.services.recovery import RecoveryReport
+from bot.services.schedules import ScheduleResult
+
+
+@dataclass(frozen=True)
+class View:
+    """Where and how a result is shown: the command, the options, the output, the services."""
+
+    command: Any
+    opts: Options
+    out: TextIO
+    services: Services
+
+
+def show_schedule(result: ScheduleResult, v: View) -> int:
+    opts, out, app = v.opts, v.out, v.services
+    running = app.schedules.scheduler_running() if app.schedules is not None else False
+    if opts.json:
+        data = {
+            "environment": result.environment,
+            "starts_at": iso(result.starts_at),
+            "ends_at": iso(result.ends_at),
+            "changed": result.changed,
+            "message": result.message,
+            "scheduler_running": running,
+        }
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK
+    print(result.message, file=out)  # says so when no bot runs the scheduler (keeper_note)
+    return EXIT_OK
+
+
+def show_deploy_result(result: DeployResult, v: View) -> int:
+    opts, out = v.opts, v.out
+    if opts.chart and result.savings is not None:
+        write_chart(v, result.savings, opts.chart)
+    if opts.json:
+        print(
+            json.dumps(
+                {
+                    "run": result.run_id,
+                    "environment": result.environment,
+                    "state": result.state.value,
+                    "requested": result.requested,
+                    "ready": result.ready,
+                    "failed": [f.__dict__ for f in result.failed],
+                    "interrupted": result.interrupted,
+                    "elapsed_s": round(result.elapsed_s, 2),
+                    "savings": result.savings.as_dict() if result.savings else None,
+                },
+                indent=2,
+            ),
+            file=out,
+        )
+    else:
+        print(
+            f"{len(result.ready)} of {result.requested} linked clones ready in "
+            f"{result.environment} ({result.elapsed_s:.1f} s).",
+            file=out,
+        )
+        for line in failure_lines(result.failed):
+            print(line, file=out)
+        if result.interrupted:
+            print(f"  interrupted: {', '.join(result.interrupted)}", file=out)
+        if result.message and result.state is not RunState.SUCCEEDED:
+            print(result.message, file=out)
+        if result.savings is not None:
+            print("", file=out)
+            print(format_table(result.savings), file=out)
+        if opts.chart:
+            print(f"Chart written to {opts.chart}", file=out)
+    if result.state is RunState.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
+
+
+def failure_lines(failed: Sequence[FailedClone]) -> list[str]:
+    """One line per failed clone; clones of one type that failed with the same words (e.g. not
+    attempted after a full copy) share one line."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for f in failed:
+        groups.setdefault((f.type, f.error), []).append(f.name)
+    lines = []
+    for (type_name, error), names in groups.items():
+        if len(names) == 1:
+            lines.append(f"  failed: {names[0]} ({type_name}): {error}")
+        else:
+            span = f"{names[0]} ... {names[-1]}" if len(names) > 2 else ", ".join(names)
+            lines.append(f"  failed: {len(names)} {type_name} clones ({span}): {error}")
+    return lines
+
+
+def plan_text(plan: TeardownPlan) -> str:
+    kinds = ", ".join(f"{n} {t}" for t, n in plan.by_type.items())
+    return (
+        f"Strip back {plan.environment}: power off and destroy {plan.clones} clones ({kinds}), "
+        f"reclaiming about {plan.reclaim_gb:.2f} GB. Parents and their snapshots are kept."
+    )
+
+
+def show_teardown(result: TeardownResult, v: View) -> int:
+    opts, out = v.opts, v.out
+    if opts.json:
+        print(
+            json.dumps(
+                {
+                    "run": result.run_id,
+                    "environment": result.environment,
+                    "state": result.state.value,
+                    "destroyed": result.destroyed,
+                    "already_gone": result.already_gone,
+                    "skipped": [f.__dict__ for f in result.skipped],
+                    "failed": [f.__dict__ for f in result.failed],
+                    "renamed": result.renamed,
+                    "reclaimed_gb": result.reclaimed_gb,
+                    "elapsed_s": round(result.elapsed_s, 2),
+                },
+                indent=2,
+            ),
+            file=out,
+        )
+    else:
+        print(
+            f"Stripped back {result.environment}: {len(result.destroyed)} clones destroyed, "
+            f"{result.reclaimed_gb:.2f} GB reclaimed ({result.elapsed_s:.1f} s).",
+            file=out,
+        )
+        if result.already_gone:
+            print(f"  already gone from vCenter: {len(result.already_gone)}", file=out)
+        for old, new in sorted(result.renamed.items()):
+            print(f"  {old}, now named {new}: destroyed", file=out)
+        for f in result.skipped:
+            print(f"  left alone: {f.name}: {f.error}", file=out)
+        for f in result.failed:
+            print(f"  failed: {f.name}: {f.error}", file=out)
+    if result.state is RunState.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
+
+
+def show_status(statuses: list[EnvironmentStatus], v: View) -> int:
+    if v.opts.json:
+        envs = [_status_json(st, v) for st in statuses]
+        print(json.dumps({"environments": envs}, indent=2), file=v.out)
+        return EXIT_OK
+    if not statuses:
+        print(
+            'No environments with clones. Deploy one with "clones deploy capture 25 as x".',
+            file=v.out,
+        )
+        return EXIT_OK
+    for st in statuses:
+        _status_text(st, v)
+    return EXIT_OK
+
+
+def _status_json(st: EnvironmentStatus, v: View) -> dict[str, Any]:
+    one = v.command.environment
+    clones = st.clones or v.services.service.queries.clones_of(st.environment.name)
+    return {
+        "name": st.environment.name,
+        "owner": st.environment.owner,
+        "channel": st.environment.channel,
+        "created_at": iso(st.environment.created_at),
+        "counts": st.by_type,
+        "clones": [
+            {
+                "name": c.name,
+                "type": c.type,
+                "state": c.state.value,
+                "parent": c.parent,
+                "moref": c.moref,
+                "host": c.host,
+                "power_state": c.power_state,
+                "customization": c.customization,
+                "error": c.error,
+                "drift": plain(st.drift[c.id]) if c.id in st.drift else None,
+            }
+            for c in clones
+            if c.state.live or one
+        ],
+        **({"checked_against_vcenter": st.checked, "unchecked": st.unchecked} if one else {}),
+    }
+
+
+def _status_text(st: EnvironmentStatus, v: View) -> None:
+    out, settings = v.out, v.services.settings
+    env = st.environment
+    print(f"{env.name}  (owner {env.owner}, {st.live} live clones)", file=out)
+    for label, when in (("deploys", env.starts_at), ("strips back", env.ends_at)):
+        if when is not None:
+            shown = describe_time(when, datetime.now(UTC), settings.timezone)
+            print(f"  {label} {shown}", file=out)
+    for t, states in sorted(st.by_type.items()):
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        print(f"  {t:<14} {parts}", file=out)
+    if not v.command.environment:
+        return
+    limit = settings.max_hosts_per_base_disk
+    for parent, n in st.hosts_by_parent.items():
+        print(f"  {parent}: clones on {n} host(s) (limit {limit} per base disk)", file=out)
+    if st.checked:
+        differ = len(st.drift)
+        found = f"{differ} clone(s) differ from the records" if differ else "matches"
+        print(f"  vCenter: {found}", file=out)
+    else:
+        print(f"  vCenter not checked, records shown as they are: {st.unchecked}", file=out)
+    for c in st.clones:
+        if c.state.live or c.state in (CloneState.FAILED, CloneState.MISSING):
+            power = {"poweredOn": "on", "poweredOff": "off"}.get(c.power_state or "", "")
+            extra = f"  {c.error}" if c.error else ""
+            if c.id in st.drift:
+                extra = f"  ! {st.drift[c.id].text}" + extra
+            print(f"    {c.name:<16} {c.type:<14} {c.state.value:<10} {power:<4}{extra}", file=out)
+
+
+def show_savings(s: Savings, v: View) -> int:
+    environment, opts, out = v.command.environment, v.opts, v.out
+    if opts.chart:
+        write_chart(v, s, opts.chart)
+    if opts.json:
+        data = {"environment": environment, **s.as_dict()}
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK
+    print(f"Savings for {environment or 'all environments'}:", file=out)
+    print(format_table(s), file=out)
+    if opts.chart:
+        print(f"Chart written to {opts.chart}", file=out)
+    return EXIT_OK
+
+
+def show_types(types: list[TypeStatus], v: View) -> int:
+    opts, out = v.opts, v.out
+    if opts.json:
+        rows = [
+            {
+                "type": ts.type.name,
+                "parent": ts.type.parent,
+                "readiness": ts.readiness,
+                "used_gb": round(ts.parent.used_bytes / 2**30, 2) if ts.parent else None,
+                "provisioned_gb": (
+                    round(ts.parent.provisioned_bytes / 2**30, 2) if ts.parent else None
+                ),
+                "max_count": ts.type.max_count,
+            }
+            for ts in types
+        ]
+        print(json.dumps({"types": rows}, indent=2), file=out)
+        return EXIT_OK
+    for ts in types:
+        size = ""
+        if ts.parent:
+            size = (
+                f"  {ts.parent.used_bytes / 2**30:.2f} GB used of "
+                f"{ts.parent.provisioned_bytes / 2**30:.2f} GB"
+            )
+        print(f"{ts.type.name:<14} parent {ts.type.parent:<14} {ts.readiness}{size}", file=out)
+    return EXIT_OK
+
+
+def show_prepare(report: PrepareReport, v: View) -> int:
+    opts, out = v.opts, v.out
+    if opts.json:
+        print(json.dumps(plain(report), indent=2), file=out)
+    else:
+        verdict = "ready for linked clones" if report.ready else "NOT ready"
+        print(f"{report.type} (parent {report.parent}): {verdict}", file=out)
+        marks = {"ok": "ok", "done": "done", "advice": "advice", "problem": "PROBLEM"}
+        for f in report.findings:
+            print(f"  {marks.get(f.level, f.level):<8} {f.text}", file=out)
+    return EXIT_OK if report.ready else EXIT_ERROR
+
+
+def show_power(result: PowerResult, v: View) -> int:
+    opts, out = v.opts, v.out
+    if opts.json:
+        print(json.dumps(plain(result), indent=2), file=out)
+    else:
+        print(
+            f"Power {result.action} {result.environment}: {len(result.done)} done, "
+            f"{len(result.failed)} failed.",
+            file=out,
+        )
+        for f in [*result.failed, *result.skipped]:
+            print(f"  {f.name}: {f.error}", file=out)
+    return EXIT_OK if not result.failed and not result.skipped else EXIT_PARTIAL
+
+
+def show_plan(plan: PlanResult, v: View) -> int:
+    opts, out = v.opts, v.out
+    if opts.json:
+        data = {
+            "estimate": plan.estimate.as_dict(),
+            "power_on": plan.power_on,
+            "fits": plan.fits,
+            "datastores": [{**plain(n), "fits": n.fits} for n in plan.needs],
+        }
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK if plan.fits else EXIT_ERROR
+    print("Estimated sizes (nothing is created):", file=out)
+    print(format_table(plan.estimate), file=out)
+    for n in plan.needs:
+        gb = 2**30
+        verdict = "fits" if n.fits else "DOES NOT FIT"
+        swap = f" (incl. {n.swap_bytes / gb:.2f} GB swap)" if n.swap_bytes else ""
+        print(
+            f"Datastore {n.datastore}: {n.free_bytes / gb:.2f} GB free, needs "
+            f"{n.needed_bytes / gb:.2f} GB{swap} + {n.headroom_bytes / gb:.2f} GB headroom: "
+            f"{verdict}",
+            file=out,
+        )
+    return EXIT_OK if plan.fits else EXIT_ERROR
+
+
+INVENTORY_COLUMNS = (
+    "name",
+    "type",
+    "parent",
+    "environment",
+    "state",
+    "deployed_by",
+    "deployed_at",
+    "power_state",
+    "committed_gb",
+    "host",
+)
+
+
+def show_inventory(rows: list[InventoryRow], v: View) -> int:
+    opts, out = v.opts, v.out
+    extra = sorted({k for r in rows for k in r.attributes})
+    if opts.json:
+        print(json.dumps([plain(r) for r in rows], indent=2), file=out)
+    elif opts.csv:
+        writer = csv.writer(out)
+        writer.writerow([*INVENTORY_COLUMNS, *extra])
+        for r in rows:
+            row = plain(r)
+            writer.writerow(
+                [row[c] for c in INVENTORY_COLUMNS] + [r.attributes.get(k, "") for k in extra]
+            )
+    elif not rows:
+        print("No clones recorded.", file=out)
+    else:
+        for r in rows:
+            attrs = " ".join(f"{k}={v}" for k, v in sorted(r.attributes.items()))
+            print(
+                f"{r.name:<14} {r.type:<13} {r.environment:<14} {r.power_state or r.state:<10} "
+                f"{r.committed_gb:>6.2f} GB  {r.host:<14} {r.deployed_by} {r.deployed_at} {attrs}",
+                file=out,
+            )
+    return EXIT_OK
+
+
+def show_refresh(result: RefreshResult, v: View) -> int:
+    opts, out = v.opts, v.out
+    if opts.json:
+        print(json.dumps(plain(result), indent=2), file=out)
+    else:
+        print(
+            f"Refreshed {result.environment}: {len(result.refreshed)} clones re-created from the "
+            f"current base snapshot ({result.elapsed_s:.1f} s).",
+            file=out,
+        )
+        for f in [*result.failed, *result.skipped]:
+            print(f"  {f.name}: {f.error}", file=out)
+    if result.state is RunState.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
+
+
+def show_check(report: CheckReport, v: View) -> int:
+    opts, out = v.opts, v.out
+    if opts.json:
+        data = {"ok": report.ok, "findings": [plain(f) for f in report.findings]}
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK if report.ok else EXIT_ERROR
+    marks = {"ok": "ok", "note": "note", "problem": "PROBLEM"}
+    for f in report.findings:
+        fix = f" Fix: {f.fix}" if f.fix else ""
+        print(f"{marks.get(f.level, f.level):<8} {f.subject}: {f.text}{fix}", file=out)
+    problems = len(report.problems)
+    if problems:
+        print(f"{problems} problem(s) found: fix them, then run `clones check` again.", file=out)
+    else:
+        print("All checks passed: ready to deploy.", file=out)
+    return EXIT_OK if report.ok else EXIT_ERROR
+
+
+def plain(obj: Any) -> Any:
+    """Dataclasses, enums and paths as JSON-ready values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    return obj
+
+
+def write_chart(v: View, s: Savings, path: Path) -> None:
+    if v.services.chart is None:  # pragma: no cover - bootstrap always provides one
+        raise UsageError("Charts are not available here.")
+    v.services.chart.write(s, path)
+
+
+def iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def show_deploy(outcome: Deployed | ScheduleResult, v: View) -> int:
+    if isinstance(outcome, ScheduleResult):  # deploy ... at: scheduled, nothing created yet
+        return show_schedule(outcome, v)
+    code = show_deploy_result(outcome.result, v)
+    if outcome.end_note:
+        print(outcome.end_note, file=sys.stderr if v.opts.json else v.out)
+    return code
+
+
+def show_resume(report: RecoveryReport, v: View) -> int:
+    if v.opts.json:
+        print(json.dumps(plain(report), indent=2), file=v.out)
+    else:
+        print(report.text, file=v.out)
+    if report.left or report.unchecked:
+        return EXIT_ERROR
+    return EXIT_OK if report.complete else EXIT_PARTIAL
+
+
+def show_orphans(outcome: OrphansOutcome, v: View) -> int:
+    out = v.out
+    if v.opts.json and outcome.action is None:
+        rows = [
+            {
+                "name": o.vm.name,
+                "moref": o.vm.moref,
+                "ours": o.ours,
+                "environment": o.vm.attributes.get("Environment", ""),
+                "linked": o.vm.linked,
+            }
+            for o in outcome.orphans
+        ]
+        print(json.dumps({"orphans": rows}, indent=2), file=out)
+        return EXIT_OK
+    if outcome.action is None:
+        if not outcome.orphans:
+            print("No orphans: every VM marked as this bot's is recorded.", file=out)
+            return EXIT_OK
+        print(orphans_text(outcome), file=out)
+        if outcome.ours:
+            print(
+                'Run "clones orphans adopt" or "clones orphans remove" to deal with them.', file=out
+            )
+        return EXIT_OK
+    if not outcome.ours:
+        print(f"Nothing this bot made to {outcome.action}.", file=out)
+        return EXIT_OK
+    for name, environment in outcome.adopted:
+        print(f"  adopted {name} into {environment}", file=out)
+    for name in outcome.removed:
+        print(f"  removed {name}", file=out)
+    for name, why in outcome.problems:
+        print(f"  {name}: {why}", file=out)
+    return EXIT_OK if not outcome.problems else EXIT_PARTIAL
+
+
+def orphans_text(outcome: OrphansOutcome) -> str:
+    lines = []
+    for o in outcome.ours:
+        env = o.vm.attributes.get("Environment", "?")
+        lines.append(f"  {o.vm.name:<16} {o.vm.moref:<10} made by this bot (environment {env})")
+    for o in outcome.foreign:
+        lines.append(
+            f"  {o.vm.name:<16} {o.vm.moref:<10} carries ManagedBy but was not made by this bot: "
+            "never touched"
+        )
+    return "\n".join(lines)
+
+
+def show_help(text: str, v: View) -> int:
+    print(text.replace("`", ""), file=v.out)
+    return EXIT_OK
+
+
+RENDER: dict[type[Any], Callable[[Any, View], int]] = {
+    grammar.Deploy: show_deploy,
+    grammar.Teardown: show_teardown,
+    grammar.Refresh: show_refresh,
+    grammar.Status: show_status,
+    grammar.Savings: show_savings,
+    grammar.Types: show_types,
+    grammar.Plan: show_plan,
+    grammar.Inventory: show_inventory,
+    grammar.Prepare: show_prepare,
+    grammar.Power: show_power,
+    grammar.Schedule: show_schedule,
+    grammar.Extend: show_schedule,
+    grammar.CancelSchedule: show_schedule,
+    grammar.Resume: show_resume,
+    grammar.Orphans: show_orphans,
+    grammar.Check: show_check,
+    grammar.Help: show_help,
+}

@@ -1,0 +1,73 @@
+"""One `clones ...` command: parse the words, confirm what destroys, dispatch through the table
+every front end shares (`bot.services.dispatch`), render the result."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from typing import TextIO
+
+from bot.cli.dialogue import confirmed
+from bot.cli.options import EXIT_OK, Options
+from bot.cli.progress import Progress
+from bot.cli.render import RENDER, View
+from bot.cli.terminal import TERMINAL_HELP, run_terminal_verb
+from bot.cli.wiring import Wiring
+from bot.domain import grammar
+from bot.domain.errors import UsageError
+from bot.services.container import Services
+from bot.services.dispatch import Invocation, dispatch, plan_for
+from bot.settings import load_settings
+
+# Commands that report progress as they go (a bar on a terminal).
+_LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume)
+
+
+def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
+    words = opts.words
+    done = run_terminal_verb(words, opts, out, wiring)
+    if done is not None:
+        return done
+    command = grammar.parse(" ".join(_quote(w) for w in words))
+    if isinstance(command, grammar.Help):
+        text = grammar.usage(command.topic) + (TERMINAL_HELP if command.topic is None else "")
+        print(text.replace("`", ""), file=out)
+        return EXIT_OK
+    services = wiring.build(load_settings(opts.config))
+    try:
+        return _run(command, services, opts, out)
+    finally:
+        services.close()
+
+
+def _run(command: grammar.Command, services: Services, opts: Options, out: TextIO) -> int:
+    actor = os.environ.get("CLONES_USER") or getpass.getuser()
+    if command.access is grammar.Access.CHANGE and not isinstance(command, grammar.Resume):
+        _warn_abandoned(services)
+    plan = plan_for(services, command)
+    if plan is not None and not confirmed(command, plan, opts, out):
+        print("Cancelled: nothing was changed.", file=out)
+        return EXIT_OK
+    with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
+        result = dispatch(services, command, Invocation(actor, "cli", on_event=progress))
+    render = RENDER.get(type(command))
+    if render is None:  # every command has a renderer; a test checks it
+        raise UsageError(f'"{command.verb}" is not available in the terminal; type "clones help".')
+    return render(result, View(command, opts, out, services))
+
+
+def _warn_abandoned(services: Services) -> None:
+    runs = services.recovery.abandoned()
+    if runs:
+        names = ", ".join(f"{r.kind.value} of {r.environment} (run {r.id})" for r in runs[:5])
+        print(
+            f"clones: note: {len(runs)} interrupted run(s): {names}. "
+            'Run "clones resume" to finish them.',
+            file=sys.stderr,
+        )
+
+
+def _quote(word: str) -> str:
+    return word if word and not any(c in word for c in " '\"\\") else json.dumps(word)

@@ -1,0 +1,215 @@
+"""One linked clone: reserve its instance UUID, clone it from the base snapshot (adopting a VM
+an earlier attempt made under that UUID), label it, and record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+
+from bot.domain.errors import (
+    ClonesError,
+    LinkedCloneCheckFailed,
+    VCenterFault,
+    VCenterUnreachable,
+)
+from bot.domain.models import Clone, CloneState, Environment
+from bot.domain.provenance import provenance_note
+from bot.domain.vsphere import (
+    ATTR_DEPLOYED_AT,
+    ATTR_DEPLOYED_BY,
+    ATTR_DEPLOYED_FROM,
+    ATTR_ENVIRONMENT,
+    ATTR_MANAGED_BY,
+    CLONE_ATTRIBUTES,
+    PROVENANCE_ATTRIBUTES,
+    CloneRequest,
+    VmFacts,
+)
+from bot.services.pipeline import retrying
+from bot.services.runs import Core, Emitter
+from bot.settings import TypeSettings
+
+log = logging.getLogger(__name__)
+
+
+class Cloner:
+    """Clones one recorded clone at a time (the pool around it is `run_per_clone`)."""
+
+    def __init__(self, core: Core) -> None:
+        self.settings = core.settings
+        self.repo = core.repo
+        self.vcenter = core.vcenter
+        self.clock = core.clock
+        self.runs = core.runs
+
+    # Kept whole: one try around the clone, so each outcome is recorded in one place.
+    def clone_one(
+        self,
+        clone: Clone,
+        env: Environment,
+        actor: str,
+        deployed_at: str,
+        emit: Emitter,
+        *,
+        host: str | None = None,
+        keep_attributes: Mapping[str, str] | None = None,
+        new_uuid: bool = False,
+        slot: AbstractContextManager[object] | None = None,
+        on_full_copy: Callable[[LinkedCloneCheckFailed], None] | None = None,
+    ) -> Clone:
+        """Clone one VM (while holding `slot`, if given), then label it; record the outcome.
+
+        A clone that comes out as a full copy is removed by the adapter; its removal is
+        audited here, and `on_full_copy` hears of it (deploy stops the type there)."""
+        t = self.settings.type(clone.type)
+        attempts = 0
+        try:
+            with slot or nullcontext():
+                instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
+                # Record the instance UUID before asking vCenter, so a lost reply or a crash
+                # can still find the VM again by it (and never make a second one).
+                clone = self.repo.update_clone(
+                    clone.id,
+                    state=CloneState.CLONING,
+                    instance_uuid=instance_uuid,
+                    customization="",
+                )
+                request = self.clone_request(
+                    clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
+                )
+                for attempt in retrying(self.settings, emit, clone.name):
+                    with attempt:
+                        attempts += 1
+                        facts = self._clone_or_adopt(request)
+            # Labelling costs vCenter little: it happens after the slot is free, so the next
+            # clone starts at once. Idempotent, so a transient fault just repeats it.
+            for attempt in retrying(self.settings, emit, clone.name):
+                with attempt:
+                    facts = self.vcenter.finish_clone(facts, request)
+        except VCenterUnreachable:
+            self.repo.update_clone(clone.id, attempts=attempts)
+            raise
+        except LinkedCloneCheckFailed as exc:
+            self._record_full_copy(clone, exc)
+            if on_full_copy is not None:
+                on_full_copy(exc)
+            return self.repo.update_clone(
+                clone.id,
+                state=CloneState.FAILED,
+                error=str(exc),
+                attempts=attempts,
+                moref=None if exc.removed else exc.moref,
+            )
+        except ClonesError as exc:
+            return self.repo.update_clone(
+                clone.id, state=CloneState.FAILED, error=str(exc), attempts=attempts
+            )
+        return self.repo.update_clone(
+            clone.id,
+            state=CloneState.READY,
+            moref=facts.moref,
+            instance_uuid=facts.instance_uuid,
+            delta_bytes=facts.unshared_bytes or facts.committed_bytes,
+            error=None,
+            attempts=attempts,
+            host=facts.host or None,
+            power_state="poweredOn" if facts.powered_on else "poweredOff",
+        )
+
+    def _record_full_copy(self, clone: Clone, exc: LinkedCloneCheckFailed) -> None:
+        self.repo.audit(
+            actor="clones",
+            source="service",
+            command=f"remove full copy {clone.name}",
+            result="ok" if exc.removed else "error",
+            detail=f"{exc.moref} in {clone.environment}: "
+            + ("destroyed" if exc.removed else "NOT destroyed, remove it by hand"),
+        )
+
+    def clone_request(
+        self,
+        clone: Clone,
+        t: TypeSettings,
+        environment: str,
+        actor: str,
+        keep_attributes: Mapping[str, str] | None = None,
+        *,
+        deployed_at: str | None = None,
+        host: str | None = None,
+    ) -> CloneRequest:
+        """What to ask vCenter for one clone (also used to finish an adopted one)."""
+        assert clone.instance_uuid, "the instance UUID is recorded before cloning"
+        provenance = {
+            ATTR_MANAGED_BY: self.settings.managed_by,
+            ATTR_ENVIRONMENT: environment,
+            ATTR_DEPLOYED_FROM: t.parent,
+            "Snapshot": t.snapshot,
+            ATTR_DEPLOYED_BY: actor,
+            ATTR_DEPLOYED_AT: deployed_at or self.clock().isoformat(timespec="seconds"),
+        }
+        attributes = {k: provenance[k] for k in CLONE_ATTRIBUTES}
+        if self.settings.provenance_attributes:
+            attributes.update({k: provenance[k] for k in PROVENANCE_ATTRIBUTES})
+        return CloneRequest(
+            parent=t.parent,
+            snapshot=t.snapshot,
+            name=clone.name,
+            instance_uuid=clone.instance_uuid,
+            folder=t.folder,
+            resource_pool=t.resource_pool,
+            datastore=t.datastore,
+            attributes={
+                **attributes,
+                **extra_attributes(t, clone.name, environment),
+                **(keep_attributes or {}),
+            },
+            notes=provenance_note(provenance),
+            host=host,
+            customization_spec=t.customization_spec,
+            disk_mode=t.disk_mode,
+        )
+
+    def _clone_or_adopt(self, request: CloneRequest) -> VmFacts:
+        try:
+            return self.vcenter.clone(request, finish=False)
+        except VCenterFault as exc:
+            if exc.fault != "DuplicateName":
+                raise
+            # A VM with this name exists. It is ours only if it carries the instance UUID we
+            # recorded (an earlier attempt whose reply was lost); anything else is not touched.
+            same_name = [
+                vm for vm in self.vcenter.find_vms(request.folder) if vm.name == request.name
+            ]
+            mine = next(
+                (vm for vm in same_name if vm.instance_uuid == request.instance_uuid and vm.linked),
+                None,
+            )
+            if mine is not None:
+                return mine
+            if not same_name:
+                raise VCenterFault(
+                    f"vCenter refused the name {request.name} (DuplicateName), though no VM of "
+                    f"that name is in folder {request.folder} now; nothing was created. Deploy "
+                    "again to retry, or check the folder in vCenter.",
+                    "DuplicateName",
+                    transient=False,
+                ) from None
+            raise VCenterFault(
+                f"A VM named {request.name} already exists in folder {request.folder} and was "
+                "not made by this deployment; it was left alone. Rename or remove it, or "
+                "change the type's name_pattern.",
+                "DuplicateName",
+                transient=False,
+            ) from None
+
+
+def extra_attributes(t: TypeSettings, name: str, environment: str) -> dict[str, str]:
+    """The type's configured asset-inventory attributes, filled in for one clone."""
+    digits = "".join(ch for ch in name if ch.isdigit())
+    n = int(digits) if digits else 0
+    return {
+        key: pattern.format(name=name, n=n, type=t.name, environment=environment)
+        for key, pattern in t.attributes.items()
+    }

@@ -1,0 +1,258 @@
+"""`deploy`: every check before anything is created (counts, parents, capacity, placement, the
+pre-flight), the base snapshots, the names reserved in SQLite, then the clones."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from bot.domain import grammar
+from bot.domain.errors import (
+    CapacityError,
+    NotFoundError,
+    UsageError,
+    VCenterError,
+)
+from bot.domain.models import Clone, CloneState, ParentFacts, RunKind
+from bot.domain.results import (
+    CapacityNeed,
+    DeployResult,
+)
+from bot.domain.savings import GIB
+from bot.domain.vsphere import (
+    CLONE_ATTRIBUTES,
+    PROVENANCE_ATTRIBUTES,
+)
+from bot.ports import ProgressCallback
+from bot.services.preflight import Needs, Preflight
+from bot.services.runs import LIVE_STATES, Core
+from bot.settings import TypeSettings
+
+if TYPE_CHECKING:
+    from bot.services.deploy_runs import DeployRuns
+    from bot.services.placements import Placements, TypePlacement
+
+log = logging.getLogger(__name__)
+
+
+class Deployer:
+    """Deploys linked clones into an environment."""
+
+    def __init__(self, core: Core, placements: Placements, deploy_runs: DeployRuns) -> None:
+        self.settings = core.settings
+        self.repo = core.repo
+        self.vcenter = core.vcenter
+        self.clock = core.clock
+        self.runs = core.runs
+        self.placements = placements
+        self.deploy_runs = deploy_runs
+
+    def deploy(
+        self,
+        command: grammar.Deploy,
+        *,
+        actor: str,
+        source: str = "cli",
+        channel: str = "",
+        on_event: ProgressCallback | None = None,
+    ) -> DeployResult:
+        env_name = command.environment or self.default_environment(command)
+        items = [(self.settings.type(i.type), i.count) for i in command.items]
+        power_on = command.power_on or any(t.power_on for t, _ in items)
+        self._check_counts(env_name, items)
+        with self.runs.environment_lock(env_name):
+            self._check_customization_specs(items)
+            parents = self._prepare_parents(items)
+            self._check_capacity(items, parents, power_on=power_on)
+            placements = {t.name: self.placements.placement_for(t) for t, _ in items}
+            self._preflight(items, parents, placements, power_on=power_on)
+            self._snapshot_parents(items, parents)
+            self.vcenter.ensure_attribute_definitions(self.attribute_names(items))
+            env = self.repo.ensure_environment(env_name, owner=actor, channel=channel)
+            total = sum(n for _, n in items)
+            run = self.runs.start_run(
+                environment=env.name,
+                kind=RunKind.DEPLOY,
+                requested_by=actor,
+                requested=total,
+                command=f"deploy {_items_text(items)} as {env.name}"
+                + (" and power on" if power_on else ""),
+                source=source,
+                channel=channel,
+            )
+            planned: list[Clone] = []
+            for t, n in items:
+                self.repo.save_parent_facts(parents[t.name])
+                reserved = self.repo.reserve_clones(
+                    environment=env.name,
+                    type=t.name,
+                    parent=t.parent,
+                    pattern=t.name_pattern,
+                    count=n,
+                    run_id=run.id,
+                )
+                placements[t.name] = placements[t.name].assign([c.name for c in reserved])
+                planned += reserved
+            return self.deploy_runs.run_clones(
+                run.id, env, planned, actor, on_event, placements=placements, power_on=power_on
+            )
+
+    def default_environment(self, command: grammar.Deploy) -> str:
+        first = command.items[0].type
+        return f"{first}-{self.clock():%m%d}"
+
+    def _check_counts(self, env_name: str, items: Sequence[tuple[TypeSettings, int]]) -> None:
+        existing = self.repo.clones(environment=env_name, states=LIVE_STATES)
+        by_type = Counter(c.type for c in existing)
+        for t, n in items:
+            if by_type[t.name] + n > t.max_count:
+                have = by_type[t.name]
+                more = f" ({have} already in {env_name})" if have else ""
+                raise UsageError(
+                    f"{n} {t.name} clones is more than the type's maximum of {t.max_count}{more}; "
+                    f'ask for at most {max(t.max_count - have, 0)}, e.g. "deploy {t.name} '
+                    f'{max(min(t.max_count - have, 25), 1)} as {env_name}".'
+                )
+        total = len(existing) + sum(n for _, n in items)
+        if total > self.settings.max_environment_clones:
+            raise UsageError(
+                f"An environment holds at most {self.settings.max_environment_clones} clones; "
+                f"{env_name} would have {total}. Split the cohort into two environments."
+            )
+
+    def _prepare_parents(self, items: Sequence[tuple[TypeSettings, int]]) -> dict[str, ParentFacts]:
+        """Check every parent before anything is created (snapshots come after every check)."""
+        facts: dict[str, ParentFacts] = {}
+        for t, _ in items:
+            f = self.vcenter.parent_facts(t.parent, t.snapshot)
+            if f.snapshot is None and f.powered_on:
+                raise VCenterError(
+                    f'Parent "{t.parent}" of type {t.name} is powered on and has no base snapshot '
+                    f'"{t.snapshot}". Shut it down cleanly, then deploy again (the bot snapshots '
+                    "a parent only while it is powered off)."
+                )
+            facts[t.name] = f
+        return facts
+
+    def _preflight(
+        self,
+        items: Sequence[tuple[TypeSettings, int]],
+        parents: dict[str, ParentFacts],
+        placements: dict[str, TypePlacement],
+        *,
+        power_on: bool,
+    ) -> None:
+        """The cheap part of `clones check`, before anything changes: each type's folder,
+        pool and datastore exist, and the account holds what this deployment uses."""
+        needs = [
+            (
+                t,
+                Needs(
+                    snapshot=parents[t.name].snapshot is None,
+                    confine=bool(placements[t.name].group),
+                    power_on=power_on,
+                ),
+            )
+            for t, _ in items
+        ]
+        Preflight(self.settings, self.vcenter).before_deploy(needs, self.attribute_names(items))
+
+    def _snapshot_parents(
+        self, items: Sequence[tuple[TypeSettings, int]], facts: dict[str, ParentFacts]
+    ) -> None:
+        """Create the base snapshot of each parent that has none (checked: powered off)."""
+        for t, _ in items:
+            if facts[t.name].snapshot is None:
+                self.vcenter.ensure_base_snapshot(t.parent, t.snapshot)
+                self.repo.audit(
+                    actor="clones",
+                    source="service",
+                    command=f"snapshot {t.parent}",
+                    result="ok",
+                    detail=f'created base snapshot "{t.snapshot}"',
+                )
+
+    def _check_capacity(
+        self,
+        items: Sequence[tuple[TypeSettings, int]],
+        parents: dict[str, ParentFacts],
+        *,
+        power_on: bool,
+    ) -> None:
+        for need in self.capacity_needs(items, parents, power_on=power_on):
+            if need.free_bytes < need.needed_bytes + need.headroom_bytes:
+                swap = (
+                    f" including {need.swap_bytes / GIB:.2f} GB of swap for powered-on clones"
+                    if need.swap_bytes
+                    else ""
+                )
+                raise CapacityError(
+                    f"Datastore {need.datastore} has {need.free_bytes / GIB:.2f} GB free; the "
+                    f"linked clones need about {need.needed_bytes / GIB:.2f} GB{swap}, plus "
+                    f"{need.headroom_bytes / GIB:.2f} GB headroom. Free some space, deploy fewer "
+                    "clones, or lower capacity_headroom_gb."
+                )
+
+    def capacity_needs(
+        self,
+        items: Sequence[tuple[TypeSettings, int]],
+        parents: dict[str, ParentFacts],
+        *,
+        power_on: bool,
+    ) -> list[CapacityNeed]:
+        """Estimated new space per datastore: each clone's delta, plus RAM-sized swap files
+        when the clones will be powered on (vSphere creates one per running VM)."""
+        needed: Counter[str] = Counter()
+        swap: Counter[str] = Counter()
+        for t, n in items:
+            needed[t.datastore] += n * self.delta_estimate(t)
+            if power_on:
+                swap[t.datastore] += n * parents[t.name].memory_mb * 2**20
+        headroom = int(self.settings.capacity_headroom_gb * GIB)
+        return [
+            CapacityNeed(
+                datastore=ds,
+                free_bytes=self.vcenter.datastore_free_bytes(ds),
+                needed_bytes=needed[ds] + swap[ds],
+                swap_bytes=swap[ds],
+                headroom_bytes=headroom,
+            )
+            for ds in needed
+        ]
+
+    def _check_customization_specs(self, items: Sequence[tuple[TypeSettings, int]]) -> None:
+        for t, _ in items:
+            spec = t.customization_spec
+            if spec and not self.vcenter.customization_spec_exists(spec):
+                raise NotFoundError(
+                    f'Customization spec "{spec}" of type {t.name} does not exist in vCenter; '
+                    "create it (Policies and Profiles) or fix the type's customization_spec."
+                )
+
+    def attribute_names(self, items: Sequence[tuple[TypeSettings, int]]) -> list[str]:
+        names = list(CLONE_ATTRIBUTES)
+        if self.settings.provenance_attributes:
+            names += PROVENANCE_ATTRIBUTES
+        for t, _ in items:
+            names += [k for k in t.attributes if k not in names]
+        return names
+
+    def delta_estimate(self, t: TypeSettings) -> int:
+        """Expected delta per new clone: the average of this type's recorded clones, else the
+        type's delta_estimate_gb, else 1 GB (a powered-off linked clone's delta starts small)."""
+        seen = [
+            c.delta_bytes
+            for c in self.repo.clones(type=t.name, states=[CloneState.READY])
+            if c.delta_bytes
+        ]
+        if seen:
+            return int(sum(seen) / len(seen))
+        if t.delta_estimate_gb is not None:
+            return int(t.delta_estimate_gb * GIB)
+        return GIB
+
+
+def _items_text(items: Iterable[tuple[TypeSettings, int]]) -> str:
+    return " ".join(f"{t.name} {n}" for t, n in items)

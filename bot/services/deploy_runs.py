@@ -1,0 +1,273 @@
+"""A deployment's clones through the pool: each type's first clone first (a full copy stops the
+type), at most `concurrency` clone tasks in vCenter, then DRS confinement, power-on and
+customization, and a report counting exactly what exists."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING
+
+from bot.domain.errors import (
+    LinkedCloneCheckFailed,
+    VCenterUnreachable,
+)
+from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.results import (
+    DeployResult,
+    FailedClone,
+)
+from bot.ports import ProgressCallback
+from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
+from bot.services.pipeline import Stop, run_per_clone
+from bot.services.runs import Core, Emitter
+
+if TYPE_CHECKING:
+    from bot.services.cloning import Cloner
+    from bot.services.placements import TypePlacement
+    from bot.services.power import Power
+    from bot.services.queries import Queries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Batch:
+    """One deployment's clones in flight: what each needs to clone, and its type's guard."""
+
+    env: Environment
+    actor: str
+    deployed_at: str
+    emit: Emitter
+    placements: dict[str, TypePlacement]
+    guard: FullCopyGuard
+    slots: threading.BoundedSemaphore
+
+
+class DeployRuns:
+    """Runs a deployment's (or a resumed one's) clones and reports on the whole run."""
+
+    def __init__(self, core: Core, cloner: Cloner, power: Power, queries: Queries) -> None:
+        self.settings = core.settings
+        self.repo = core.repo
+        self.vcenter = core.vcenter
+        self.clock = core.clock
+        self.runs = core.runs
+        self.cloner = cloner
+        self.power = power
+        self.queries = queries
+
+    def run_clones(
+        self,
+        run_id: int,
+        env: Environment,
+        planned: list[Clone],
+        actor: str,
+        on_event: ProgressCallback | None,
+        *,
+        placements: dict[str, TypePlacement] | None = None,
+        power_on: bool = False,
+        todo: list[Clone] | None = None,
+    ) -> DeployResult:
+        """Clone `todo` (default: all of `planned`) in the pool; report on all of `planned`."""
+        work_list = planned if todo is None else todo
+        started = time.monotonic()
+        emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(work_list), started, on_event)
+        emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
+        batch = _Batch(
+            env=env,
+            actor=actor,
+            deployed_at=self.clock().isoformat(timespec="seconds"),
+            emit=emit,
+            placements=placements or {},
+            guard=FullCopyGuard(),
+            # `concurrency` clone tasks at once in vCenter (the slots); a clone frees its slot
+            # when vCenter has made it, and is labelled and recorded while the next one clones.
+            slots=threading.BoundedSemaphore(self.settings.concurrency),
+        )
+        # Each type's first clone first, so the types' probes run side by side.
+        per = run_per_clone(
+            probes_first(work_list),
+            partial(self._clone_in_turn, batch),
+            workers=2 * self.settings.concurrency,
+            name="clone",
+        )
+        unreachable: list[VCenterUnreachable] = [per.lost] if per.lost else []
+        guard = batch.guard
+        if not unreachable:
+            try:
+                self._after_clones(run_id, planned, placements or {}, power_on, emit)
+            except VCenterUnreachable as exc:
+                unreachable.append(exc)
+        result = self._finish_deploy(run_id, env, planned, started, unreachable, emit)
+        if guard.stopped:  # said once, for the run: the first copy's own error has the causes
+            note = guard.summary()
+            message = f"{result.message}. {note}" if result.message else note
+            self.repo.update_run(run_id, message=message)
+            result = replace(result, message=message)
+        return result
+
+    def _clone_in_turn(self, b: _Batch, clone: Clone, stop: Stop) -> Clone:
+        """One clone of the batch, in its type's turn (the type's first clone probes alone; a
+        full copy stops the type), while holding a clone slot."""
+        if stop():
+            return clone
+        turn = b.guard.enter(clone.type)
+        if stop():  # vCenter was lost while this clone waited for its turn
+            if turn is not None:
+                b.guard.leave(clone.type, turn, linked=False, name=clone.name)
+            return clone
+        if turn is None:  # this type stopped at a full copy: not attempted
+            return self._skip(b, clone)
+        placement = b.placements.get(clone.type)
+        host = placement.host_for(clone.name) if placement else None
+        copies: list[LinkedCloneCheckFailed] = []
+        try:
+            done = self.cloner.clone_one(
+                clone,
+                b.env,
+                b.actor,
+                b.deployed_at,
+                b.emit,
+                host=host,
+                slot=b.guard.slot(b.slots, clone.type),
+                on_full_copy=copies.append,
+            )
+        except TypeStopped:  # stopped while this clone waited for a slot
+            b.guard.leave(clone.type, turn, linked=False, name=clone.name)
+            return self._skip(b, clone)
+        except BaseException:  # the turn passes on, whatever happened
+            b.guard.leave(clone.type, turn, linked=False, name=clone.name)
+            raise
+        if done.state is CloneState.READY:
+            b.emit("clone_ready", clone=done.name, ok=True)
+        else:
+            b.emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
+        b.guard.leave(  # after the event: a full copy is reported before what it stopped
+            clone.type,
+            turn,
+            linked=done.state is CloneState.READY,
+            name=clone.name,
+            full_copy=copies[0] if copies else None,
+        )
+        return done
+
+    def _skip(self, b: _Batch, clone: Clone) -> Clone:
+        done = self.repo.update_clone(
+            clone.id, state=CloneState.FAILED, error=b.guard.not_attempted(clone.type)
+        )
+        b.emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
+        return done
+
+    def _after_clones(
+        self,
+        run_id: int,
+        planned: list[Clone],
+        placements: dict[str, TypePlacement],
+        power_on: bool,
+        emit: Emitter,
+    ) -> None:
+        """Confine each parent's clones to its host group, then power on and customise."""
+        ids = {c.id for c in planned}
+        ready = [
+            c
+            for c in self.repo.clones(run_id=run_id, states=[CloneState.READY])
+            if c.id in ids and c.moref
+        ]
+        for placement in placements.values():
+            if placement.group:
+                members = [
+                    c.moref
+                    for c in self.repo.clones(states=[CloneState.READY])
+                    if c.parent == placement.parent and c.host in placement.group and c.moref
+                ]
+                self.vcenter.ensure_drs_confinement(
+                    placement.cluster, placement.prefix, members, placement.group
+                )
+        if power_on and ready:
+            # Events are matched from shortly before the power-on (allowing for clock skew).
+            since = self.clock() - timedelta(seconds=30)
+            self.power.power_clones(ready, "on", emit=emit)
+            self.power.await_customization(ready, since, emit)
+
+    # Kept whole: a run's outcome in order: re-read, classify, finish the run, savings.
+    def _finish_deploy(
+        self,
+        run_id: int,
+        env: Environment,
+        planned: list[Clone],
+        started: float,
+        unreachable: list[VCenterUnreachable],
+        emit: Emitter,
+    ) -> DeployResult:
+        ids = {c.id for c in planned}
+        clones = [c for c in self.repo.clones(run_id=run_id) if c.id in ids]
+        # After a lost vCenter, clones not attempted stay planned and those mid-clone stay
+        # cloning (with their instance UUID recorded): the run is interrupted and `resume`
+        # finishes it. Otherwise, re-read what exists so the report counts exactly that.
+        if not unreachable:
+            clones = self._verify_ready(clones)
+        ready = [c.name for c in clones if c.state is CloneState.READY]
+        unfinished = (CloneState.PLANNED, CloneState.CLONING)
+        interrupted = [c.name for c in clones if unreachable and c.state in unfinished]
+        failed = [
+            FailedClone(c.name, c.type, c.error or c.state.value)
+            for c in clones
+            if c.state is not CloneState.READY and c.name not in interrupted
+        ]
+        # A clone whose guest customization failed exists and is linked, but is not usable as
+        # a training machine yet: the run reports it as a failure (it stays recorded as ready).
+        failed += [
+            FailedClone(c.name, c.type, c.error or "guest customization failed")
+            for c in clones
+            if c.state is CloneState.READY and c.customization == "failed"
+        ]
+        if unreachable:
+            state = RunState.INTERRUPTED
+            message = (
+                f"{unreachable[0]} {len(interrupted)} clones are not finished; once vCenter "
+                'answers, run "resume" to finish them.'
+            )
+        elif not failed:
+            state, message = RunState.SUCCEEDED, ""
+        elif ready:
+            state, message = RunState.PARTIAL, f"{len(failed)} of {len(clones)} clones failed"
+            if len(failed) > len(clones) - len(ready):
+                message += " (including guest customization)"
+        else:
+            state, message = RunState.FAILED, "every clone failed"
+        self.runs.finish_run(
+            run_id, state=state, succeeded=len(ready), failed=len(failed), message=message
+        )
+        elapsed = time.monotonic() - started
+        savings = self.queries.savings_or_none(env.name)
+        result = DeployResult(
+            run_id=run_id,
+            environment=env.name,
+            requested=len(planned),
+            ready=ready,
+            failed=failed,
+            elapsed_s=elapsed,
+            state=state,
+            savings=savings,
+            message=message,
+            interrupted=interrupted,
+        )
+        emit("finished", message=message or f"{len(ready)} clones ready in {env.name}")
+        return result
+
+    def _verify_ready(self, clones: list[Clone]) -> list[Clone]:
+        """Count exactly what exists: re-read every clone this run says is ready (one call)."""
+        ready = [c for c in clones if c.state is CloneState.READY and c.moref]
+        uuids = self.vcenter.instance_uuids([c.moref for c in ready if c.moref])
+        out = {c.id: c for c in clones}
+        for c, found in zip(ready, uuids, strict=True):
+            if found is None or found != c.instance_uuid:
+                out[c.id] = self.repo.update_clone(
+                    c.id, state=CloneState.MISSING, error="missing from vCenter after deployment"
+                )
+        return [out[c.id] for c in clones]

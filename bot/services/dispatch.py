@@ -1,0 +1,134 @@
+"""One table from each command of the grammar to the service call that carries it out, used by
+the terminal and by Slack alike: parse, check access, confirm (a front end's own dialogue, fed
+by `plan_for`), then `dispatch`, then render the result.
+
+Each route returns the service's own result (a `DeployResult`, a list of statuses, ...), except
+where a command is more than one call: a deploy with `until` also schedules its strip back
+(`Deployed`), and `orphans` lists, adopts or removes (`OrphansOutcome`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from bot.domain import grammar
+from bot.domain.errors import ClonesError, UsageError
+from bot.domain.results import DeployResult
+from bot.ports import ProgressCallback
+from bot.services.container import Services
+from bot.services.orphans import act_on_orphans
+from bot.services.schedules import ScheduleResult, ScheduleService
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Who runs a command, from where, and where its progress goes."""
+
+    actor: str
+    source: str  # "cli", "slack", "scheduler"
+    channel: str = ""
+    on_event: ProgressCallback | None = None
+    # `orphans remove`: only these morefs (the set the confirmation showed); None: all ours.
+    only: Collection[str] | None = None
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """A deployment's result, and (for `deploy ... until`) what became of its strip back."""
+
+    result: DeployResult
+    end_note: str = ""
+
+
+Route = Callable[[Services, Any, Invocation], object]
+
+
+def _schedules(s: Services) -> ScheduleService:
+    if s.schedules is None:  # pragma: no cover - bootstrap always provides one
+        raise UsageError("Schedules are not available here.")
+    return s.schedules
+
+
+def _deploy(s: Services, c: grammar.Deploy, i: Invocation) -> Deployed | ScheduleResult:
+    if c.at:
+        return _schedules(s).schedule_deploy(c, actor=i.actor, source=i.source, channel=i.channel)
+    # `until` alone: checked (and the lease cap) before anything is created, recorded after.
+    times = _schedules(s).deploy_times(c) if c.until else None
+    result = s.service.deploy(
+        c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
+    )
+    note = ""
+    if times is not None and times.ends_at is not None and result.ready:
+        try:
+            ended = _schedules(s).set_end(
+                result.environment, times.ends_at, actor=i.actor, source=i.source
+            )
+            note = ended.message
+        except ClonesError as exc:
+            note = f"The strip back could not be scheduled: {exc}"
+    return Deployed(result, note)
+
+
+def _schedule(s: Services, c: grammar.Schedule, i: Invocation) -> ScheduleResult:
+    return _schedules(s).schedule(c, actor=i.actor, source=i.source, channel=i.channel)
+
+
+def _extend(s: Services, c: grammar.Extend, i: Invocation) -> ScheduleResult:
+    return _schedules(s).extend(
+        c.environment, c.by, actor=i.actor, source=i.source, channel=i.channel
+    )
+
+
+def _cancel(s: Services, c: grammar.CancelSchedule, i: Invocation) -> ScheduleResult:
+    return _schedules(s).cancel(c.environment, actor=i.actor, source=i.source, channel=i.channel)
+
+
+ROUTES: dict[type[Any], Route] = {
+    grammar.Deploy: _deploy,
+    grammar.Teardown: lambda s, c, i: s.service.teardown(
+        c.environment, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
+    ),
+    grammar.Refresh: lambda s, c, i: s.admin.refresh(
+        c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
+    ),
+    grammar.Status: lambda s, c, i: s.service.status(c.environment),
+    grammar.Savings: lambda s, c, i: s.service.savings(c.environment),
+    grammar.Types: lambda s, c, i: s.service.types(),
+    grammar.Plan: lambda s, c, i: s.admin.plan(c),
+    grammar.Inventory: lambda s, c, i: s.admin.inventory(c.environment),
+    grammar.Prepare: lambda s, c, i: s.admin.prepare(c, actor=i.actor, source=i.source),
+    grammar.Power: lambda s, c, i: s.admin.power(c, actor=i.actor, source=i.source),
+    grammar.Schedule: _schedule,
+    grammar.Extend: _extend,
+    grammar.CancelSchedule: _cancel,
+    grammar.Resume: lambda s, c, i: s.recovery.recover(actor=i.actor, on_event=i.on_event),
+    grammar.Orphans: lambda s, c, i: act_on_orphans(
+        s.recovery.orphan_finder, c.action, actor=i.actor, only=i.only
+    ),
+    grammar.Check: lambda s, c, i: s.checker.run(),
+    grammar.Help: lambda s, c, i: grammar.usage(c.topic),
+}
+
+# Destructive commands show what they would do, and act only once confirmed: the front end
+# renders the plan and asks (terminal: type the name or --yes; Slack: Confirm / Cancel).
+PLANS: dict[type[Any], Callable[[Services, Any], object]] = {
+    grammar.Teardown: lambda s, c: s.service.teardown_plan(c.environment),
+    grammar.Refresh: lambda s, c: s.admin.refresher.plan(c.environment),
+    grammar.Orphans: lambda s, c: s.recovery.orphans() if c.action else None,
+}
+
+
+def dispatch(services: Services, command: object, invocation: Invocation) -> object:
+    """Carry `command` out (already confirmed, when it needs confirming) and return its result."""
+    route = ROUTES.get(type(command))
+    if route is None:  # every command class has a route; a test checks it
+        raise UsageError(f'"{getattr(command, "verb", command)}" cannot be run here.')
+    return route(services, command, invocation)
+
+
+def plan_for(services: Services, command: object) -> object | None:
+    """What a destructive command would do, to show before confirming; None: no confirming."""
+    plan = PLANS.get(type(command))
+    return plan(services, command) if plan is not None else None

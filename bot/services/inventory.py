@@ -1,0 +1,87 @@
+"""`inventory`: the asset database the origin kept in custom attributes, read back from vCenter
+(attributes, who deployed each clone and when, power, storage, host)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bot.domain.errors import ClonesError
+from bot.domain.models import CloneState
+from bot.domain.provenance import deployed_by_and_at
+from bot.domain.savings import GIB
+from bot.domain.vsphere import PROVENANCE_ATTRIBUTES, VmFacts
+from bot.services.runs import LIVE_STATES, Core
+
+if TYPE_CHECKING:
+    from bot.services.queries import Queries
+
+
+@dataclass(frozen=True)
+class InventoryRow:
+    name: str
+    type: str
+    parent: str
+    environment: str
+    state: str
+    deployed_by: str
+    deployed_at: str
+    power_state: str
+    committed_gb: float
+    host: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class Inventory:
+    """Reads the bot's clones as vCenter holds them."""
+
+    def __init__(self, core: Core, queries: Queries) -> None:
+        self.settings, self.repo, self.vcenter = core.settings, core.repo, core.vcenter
+        self.queries = queries
+
+    def inventory(self, environment: str | None = None) -> list[InventoryRow]:
+        if environment is not None:
+            self.queries.environment(environment)
+        clones = self.repo.clones(environment=environment, states=LIVE_STATES)
+        folders = {
+            self.settings.types[c.type].folder for c in clones if c.type in self.settings.types
+        }
+        live: dict[str, VmFacts] = {}
+        for folder in sorted(folders):
+            live.update({found.moref: found for found in self.vcenter.find_vms(folder)})
+        hosts = self._host_names()
+        rows = []
+        for c in clones:
+            vm = live.get(c.moref or "")
+            attributes = dict(vm.attributes) if vm else {}
+            deployed_by, deployed_at = (
+                deployed_by_and_at(vm.attributes, vm.notes) if vm else ("", "")
+            )
+            for name in PROVENANCE_ATTRIBUTES:
+                attributes.pop(name, None)
+            rows.append(
+                InventoryRow(
+                    name=c.name,
+                    type=c.type,
+                    parent=c.parent,
+                    environment=c.environment,
+                    state=c.state.value if vm or c.state is not CloneState.READY else "missing",
+                    deployed_by=deployed_by,
+                    deployed_at=deployed_at,
+                    power_state=(("poweredOn" if vm.powered_on else "poweredOff") if vm else ""),
+                    committed_gb=round(vm.committed_bytes / GIB, 2) if vm else 0.0,
+                    host=hosts.get(vm.host, vm.host) if vm else "",
+                    attributes=attributes,
+                )
+            )
+        return rows
+
+    def _host_names(self) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for t in self.settings.types.values():
+            try:
+                _, hosts = self.vcenter.cluster_hosts(t.resource_pool)
+            except ClonesError:
+                continue
+            names.update({h.moref: h.name for h in hosts})
+        return names

@@ -1,0 +1,125 @@
+"""One pool for every bulk operation: `run_per_clone` runs a piece of work per clone (deploy,
+strip back, refresh, and their recovery), stops starting new ones once vCenter is lost, and
+hands back what each finished with. `retrying` is the backoff for transient vCenter faults.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from bot.domain.errors import VCenterFault, VCenterUnreachable
+from bot.settings import Settings
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class PerClone(Generic[T, R]):
+    """What `run_per_clone` did: each finished item's result, the items never started, and
+    the loss of vCenter that stopped it (None when it ran to the end)."""
+
+    results: list[tuple[T, R]] = field(default_factory=list)
+    not_started: list[T] = field(default_factory=list)
+    lost: VCenterUnreachable | None = None
+
+
+class Stop:
+    """Set once vCenter is lost: work that has not started yet must not start."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.error: VCenterUnreachable | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, error: VCenterUnreachable) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+        self._event.set()
+
+
+def run_per_clone(
+    items: Sequence[T],
+    work: Callable[[T, Stop], R],
+    *,
+    workers: int,
+    name: str,
+) -> PerClone[T, R]:
+    """Run `work(item, stop)` for each item on `workers` threads, in order of submission.
+
+    `work` records its own clone's outcome (ready, failed, destroyed...) and returns it. When
+    it raises `VCenterUnreachable`, nothing further starts (`stop()` turns true for the others,
+    which check it before starting, and unstarted items are cancelled); any other exception is
+    a bug and propagates once the pool is done.
+    """
+    stop = Stop()
+    out: PerClone[T, R] = PerClone()
+
+    def guarded(item: T) -> R:
+        try:
+            return work(item, stop)
+        except VCenterUnreachable as exc:
+            stop.set(exc)
+            raise
+
+    with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix=name) as pool:
+        futures: list[tuple[T, Future[R]]] = [(item, pool.submit(guarded, item)) for item in items]
+        pending = [f for _, f in futures]
+        while pending:
+            _, not_done = wait(pending, return_when="FIRST_EXCEPTION")
+            pending = list(not_done)
+            if stop():
+                for f in pending:
+                    f.cancel()
+                wait(pending)
+                pending = []
+    bug: BaseException | None = None
+    for item, f in futures:
+        if f.cancelled():
+            out.not_started.append(item)
+            continue
+        exc = f.exception()
+        if exc is None:
+            out.results.append((item, f.result()))
+        elif not isinstance(exc, VCenterUnreachable) and bug is None:
+            bug = exc
+    if bug is not None:
+        raise bug
+    out.lost = stop.error
+    return out
+
+
+def retrying(settings: Settings, emit: Callable[..., None], name: str) -> Retrying:
+    """Retries with backoff for transient vCenter faults, each one reported as progress."""
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        emit("clone_retry", clone=name, message=str(exc))
+
+    return Retrying(
+        stop=stop_after_attempt(settings.retries + 1),
+        wait=wait_exponential_jitter(
+            multiplier=settings.retry_backoff_s,
+            max=60,
+            jitter=settings.retry_backoff_s,
+        ),
+        retry=retry_if_exception(lambda e: isinstance(e, VCenterFault) and e.transient),
+        before_sleep=before_sleep,
+        reraise=True,
+    )

@@ -1,0 +1,179 @@
+"""Reading the estate: an environment, its status compared with vCenter (drift), savings and
+the types' readiness."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.domain import grammar
+from bot.domain.errors import (
+    ClonesError,
+    NotFoundError,
+    VCenterError,
+)
+from bot.domain.models import Clone, CloneState, Environment, ParentFacts
+from bot.domain.results import (
+    Drift,
+    EnvironmentStatus,
+)
+from bot.domain.savings import Savings, compute_savings
+from bot.domain.vsphere import (
+    ATTR_ENVIRONMENT,
+    ATTR_MANAGED_BY,
+)
+from bot.services.runs import Core
+from bot.settings import TypeSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TypeStatus:
+    type: TypeSettings
+    readiness: str  # ready / needs snapshot / powered on / parent missing
+    parent: ParentFacts | None = None
+
+
+class Queries:
+    """Environments, status with drift, savings and types: reads only."""
+
+    def __init__(self, core: Core) -> None:
+        self.settings = core.settings
+        self.repo = core.repo
+        self.vcenter = core.vcenter
+        self.clock = core.clock
+        self.runs = core.runs
+
+    def environment(self, name: str) -> Environment:
+        env = self.repo.get_environment(name)
+        if env is None:
+            known = [e.name for e in self.repo.list_environments()]
+            hint = grammar.suggest(name, known)
+            did = f' Did you mean "{hint}"?' if hint else ""
+            listing = ", ".join(known[:10]) if known else "none yet"
+            raise NotFoundError(
+                f'No environment named "{name}".{did} Environments: {listing}. '
+                'Type "status" to see them.'
+            )
+        return env
+
+    def clones_of(self, environment: str) -> list[Clone]:
+        """Every clone recorded for an environment, live or not."""
+        return self.repo.clones(environment=environment)
+
+    def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
+        counts = self.repo.clone_counts()
+        if environment is not None:
+            env = self.environment(environment)
+            clones = self.repo.clones(environment=env.name)
+            by_type = {
+                t: {s.value: n for s, n in states.items()}
+                for t, states in counts.get(env.name, {}).items()
+            }
+            hosts: dict[str, set[str]] = {}
+            for c in clones:
+                if c.state.live and c.host:
+                    hosts.setdefault(c.parent, set()).add(c.host)
+            spread = {parent: len(h) for parent, h in sorted(hosts.items())}
+            try:
+                drift, unchecked = self.drift(env.name, clones), ""
+            except VCenterError as exc:
+                drift, unchecked = {}, str(exc)
+            return [
+                EnvironmentStatus(
+                    env,
+                    by_type,
+                    clones,
+                    hosts_by_parent=spread,
+                    drift=drift,
+                    checked=not unchecked,
+                    unchecked=unchecked,
+                )
+            ]
+        out = []
+        for env in self.repo.list_environments():
+            by_type = {
+                t: {s.value: n for s, n in states.items()}
+                for t, states in counts.get(env.name, {}).items()
+            }
+            status = EnvironmentStatus(env, by_type)
+            if status.live or env.ends_at or env.starts_at:
+                out.append(status)
+        return out
+
+    def drift(self, environment: str, clones: Sequence[Clone]) -> dict[int, Drift]:
+        """Compare recorded clones that should exist with what vCenter holds, in one read."""
+        settled = [
+            c for c in clones if c.state in (CloneState.READY, CloneState.DESTROYING) and c.moref
+        ]
+        seen = self.vcenter.sightings([c.moref for c in settled if c.moref])
+        by_moref = {vm.moref: vm for vm in seen}
+        out: dict[int, Drift] = {}
+        for c in settled:
+            vm = by_moref.get(c.moref or "")
+            if vm is None or vm.instance_uuid != c.instance_uuid:
+                out[c.id] = Drift(missing=True)
+                continue
+            power = ""
+            if c.power_state in ("poweredOn", "poweredOff"):
+                recorded_on = c.power_state == "poweredOn"
+                if vm.powered_on != recorded_on:
+                    power = "on" if vm.powered_on else "off"
+            labels = []
+            for name, expected in (
+                (ATTR_MANAGED_BY, self.settings.managed_by),
+                (ATTR_ENVIRONMENT, environment),
+            ):
+                actual = vm.attributes.get(name)
+                if actual != expected:
+                    labels.append(f"{name} is {actual!r}" if actual else f"{name} removed")
+            drift = Drift(
+                renamed_to=vm.name if vm.name != c.name else "",
+                power=power,
+                relabelled=tuple(labels),
+            )
+            if drift.text:
+                out[c.id] = drift
+        return out
+
+    def savings(self, environment: str | None = None) -> Savings:
+        if environment is not None:
+            self.environment(environment)
+        deltas = self.repo.clone_deltas(environment=environment)
+        parents = self.repo.parent_facts()
+        missing = {parent for parent, _ in deltas} - set(parents)
+        for name in missing:  # recorded before parent facts were kept: ask vCenter once
+            t = next(t for t in self.settings.types.values() if t.parent == name)
+            facts = self.vcenter.parent_facts(t.parent, t.snapshot)
+            self.repo.save_parent_facts(facts)
+            parents[name] = facts
+        return compute_savings(deltas, parents)
+
+    def savings_or_none(self, environment: str) -> Savings | None:
+        try:
+            return self.savings(environment)
+        except ClonesError as exc:
+            log.warning("savings for %s unavailable: %s", environment, exc)
+            return None
+
+    def types(self) -> list[TypeStatus]:
+        # A connection that fails (TLS, login, network) is one error with its reason, not a
+        # readiness of each type.
+        self.vcenter.connect()
+        out = []
+        for t in self.settings.types.values():
+            try:
+                facts = self.vcenter.parent_facts(t.parent, t.snapshot)
+            except NotFoundError:
+                out.append(TypeStatus(t, "parent missing"))
+                continue
+            if facts.snapshot is not None:
+                readiness = "ready"
+            elif facts.powered_on:
+                readiness = "powered on"
+            else:
+                readiness = "needs snapshot"
+            out.append(TypeStatus(t, readiness, facts))
+        return out

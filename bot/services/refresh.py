@@ -1,0 +1,287 @@
+"""`refresh ENV`: re-create each clone from the parent's newest base snapshot, keeping its name,
+host, attributes, deployer and power state (DeployedAt becomes the new VM's time)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from bot.domain import grammar
+from bot.domain.errors import (
+    LinkedCloneCheckFailed,
+    NotFoundError,
+    UsageError,
+    VCenterError,
+    VCenterUnreachable,
+)
+from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.provenance import deployed_by_and_at
+from bot.domain.results import FailedClone
+from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmFacts
+from bot.ports import ProgressCallback
+from bot.services.fullcopy import FullCopyGuard
+from bot.services.pipeline import Stop, run_per_clone
+from bot.services.runs import Core, Emitter, outcome_state
+
+if TYPE_CHECKING:
+    from bot.services.cloning import Cloner
+    from bot.services.ownership import Ownership
+    from bot.services.placements import Placements
+    from bot.services.power import Power
+    from bot.services.queries import Queries
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    run_id: int
+    environment: str
+    refreshed: list[str]
+    failed: list[FailedClone]
+    skipped: list[FailedClone]
+    elapsed_s: float
+    state: RunState
+
+
+@dataclass
+class _Refreshing:
+    """One refresh in flight: what each clone's work needs, and the type guard."""
+
+    env: Environment
+    actor: str
+    deployed_at: str
+    emit: Emitter
+    guard: FullCopyGuard = field(default_factory=FullCopyGuard)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What refreshing one clone came to."""
+
+    clone: Clone
+    refreshed: bool
+    error: str = ""
+    kept: bool = False  # not refreshed: its type stopped at a full copy (left as it was)
+    powered: bool = False  # re-created and powered on again: customised on boot
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    """What a refresh would re-create, shown before the user confirms."""
+
+    environment: str
+    by_type: dict[str, int]
+
+    @property
+    def clones(self) -> int:
+        return sum(self.by_type.values())
+
+
+class Refresher:
+    """Re-creates an environment's clones from the current base snapshot."""
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        queries: Queries,
+        ownership: Ownership,
+        cloner: Cloner,
+        power: Power,
+        placements: Placements,
+    ) -> None:
+        self.settings, self.repo, self.vcenter = core.settings, core.repo, core.vcenter
+        self.clock, self.runs = core.clock, core.runs
+        self.queries, self.ownership, self.cloner = queries, ownership, cloner
+        self.power, self.placements = power, placements
+
+    def plan(self, environment: str) -> RefreshPlan:
+        """The ready clones a refresh of `environment` would destroy and re-create."""
+        env = self.queries.environment(environment)
+        ready = self.repo.clones(environment=env.name, states=[CloneState.READY])
+        if not ready:
+            raise NotFoundError(f"Environment {env.name} has no ready clones to refresh.")
+        by_type = dict(sorted(Counter(c.type for c in ready).items()))
+        return RefreshPlan(env.name, by_type)
+
+    def refresh(
+        self,
+        command: grammar.Refresh,
+        *,
+        actor: str,
+        source: str = "cli",
+        channel: str = "",
+        on_event: ProgressCallback | None = None,
+    ) -> RefreshResult:
+        """Re-create each clone from the current base snapshot, keeping name and attributes.
+
+        One clone at a time per worker: destroy the old VM (verified ours), clone the new one
+        on the same host, restore its power state. DeployedAt is the new VM's time; who
+        deployed it and every attribute keep their values.
+        """
+        env = self.queries.environment(command.environment)
+        with self.runs.environment_lock(env.name):
+            clones = self.repo.clones(environment=env.name, states=[CloneState.READY])
+            if not clones:
+                raise NotFoundError(f"Environment {env.name} has no ready clones to refresh.")
+            for t in {c.type for c in clones}:
+                ts = self.settings.type(t)
+                facts = self.vcenter.parent_facts(ts.parent, ts.snapshot)
+                if facts.snapshot is None:
+                    raise UsageError(
+                        f'Parent "{ts.parent}" has no base snapshot "{ts.snapshot}"; run '
+                        f'"prepare {t}" first.'
+                    )
+            self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
+            verified, gone, skipped = self.ownership.verify_ours(env, clones)
+            run = self.runs.start_run(
+                environment=env.name,
+                kind=RunKind.REFRESH,
+                requested_by=actor,
+                requested=len(verified),
+                command=f"refresh {env.name}",
+                source=source,
+                channel=channel,
+                clone_ids=[c.id for c, _ in verified],
+            )
+            return self._refresh(run.id, env, verified, gone, skipped, actor, on_event)
+
+    # Kept whole: the refresh's one sequence (pool, customization, confinement, outcome).
+    def _refresh(
+        self,
+        run_id: int,
+        env: Environment,
+        verified: list[tuple[Clone, VmFacts]],
+        gone: list[Clone],
+        skipped: list[tuple[Clone, str]],
+        actor: str,
+        on_event: ProgressCallback | None,
+    ) -> RefreshResult:
+        started = time.monotonic()
+        emit = Emitter(run_id, env.name, RunKind.REFRESH, len(verified), started, on_event)
+        emit("started", message=f"Refreshing {len(verified)} clones of {env.name}")
+        job = _Refreshing(env, actor, self.clock().isoformat(timespec="seconds"), emit)
+        since = self.clock() - timedelta(seconds=30)
+        per = run_per_clone(
+            verified,
+            lambda item, stop: self._refresh_one(job, item, stop),
+            workers=self.settings.concurrency,
+            name="refresh",
+        )
+        outcomes = [o for _, o in per.results if o is not None]
+        lost = per.lost
+        refreshed = [o.clone.name for o in outcomes if o.refreshed]
+        failed = [
+            FailedClone(o.clone.name, o.clone.type, o.error)
+            for o in outcomes
+            if not o.refreshed and not o.kept
+        ]
+        kept = [FailedClone(o.clone.name, o.clone.type, o.error) for o in outcomes if o.kept]
+        powered = [o.clone for o in outcomes if o.powered]
+        if powered and lost is None:
+            try:
+                self.power.await_customization(powered, since, emit)
+            except VCenterUnreachable as exc:
+                lost = exc
+            for c in self.repo.clones(environment=env.name, states=[CloneState.READY]):
+                if c.name in refreshed and c.customization == "failed":
+                    refreshed.remove(c.name)
+                    failed.append(FailedClone(c.name, c.type, c.error or "customization failed"))
+        if refreshed and lost is None:
+            try:
+                self._confine({c.type for c, _ in verified})
+            except VCenterUnreachable as exc:
+                lost = exc
+        for c in gone:
+            self.repo.update_clone(c.id, state=CloneState.MISSING, error="missing from vCenter")
+        problems = failed + [FailedClone(c.name, c.type, "missing from vCenter") for c in gone]
+        state = outcome_state(
+            len(refreshed), len(problems) + len(skipped) + len(kept), lost=lost is not None
+        )
+        message = str(lost) if lost else ""
+        if job.guard.stopped:
+            message = " ".join(m for m in (message, job.guard.summary("not refreshed")) if m)
+        self.runs.finish_run(
+            run_id, state=state, succeeded=len(refreshed), failed=len(problems), message=message
+        )
+        emit("finished", message=f"{len(refreshed)} clones refreshed in {env.name}")
+        if lost is not None:
+            raise lost
+        return RefreshResult(
+            run_id=run_id,
+            environment=env.name,
+            refreshed=sorted(refreshed),
+            failed=problems,
+            skipped=[FailedClone(c.name, c.type, why) for c, why in skipped] + kept,
+            elapsed_s=time.monotonic() - started,
+            state=state,
+        )
+
+    def _refresh_one(
+        self, job: _Refreshing, item: tuple[Clone, VmFacts], stop: Stop
+    ) -> _Outcome | None:
+        """Destroy one old VM and clone its successor. Each type's first clone goes alone; a
+        full copy stops the type with its other clones untouched (an endpoint that ignores
+        linked cloning must not cost them all)."""
+        clone, vm = item
+        if stop():
+            return None
+        turn = job.guard.enter(clone.type)
+        if turn is None:
+            why = job.guard.not_attempted(clone.type, "not refreshed, left as it was")
+            job.emit("clone_failed", clone=clone.name, ok=False, message=why)
+            return _Outcome(clone, refreshed=False, error=why, kept=True)
+        copies: list[LinkedCloneCheckFailed] = []
+        done, linked, powered = clone, False, False
+        try:
+            self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
+            self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
+            keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
+            done = self.cloner.clone_one(
+                clone,
+                job.env,
+                deployed_by_and_at(vm.attributes, vm.notes)[0] or job.actor,
+                job.deployed_at,
+                job.emit,
+                host=vm.host or None,
+                keep_attributes=keep,
+                new_uuid=True,
+                on_full_copy=copies.append,
+            )
+            linked = done.state is CloneState.READY
+            if linked and vm.powered_on and done.moref:
+                errors = self.vcenter.power([done.moref], "on")
+                if errors[0] is None:
+                    done = self.repo.update_clone(done.id, power_state="poweredOn")
+                    powered = True
+        except VCenterUnreachable:
+            raise
+        except VCenterError as exc:
+            done = self.repo.update_clone(clone.id, state=CloneState.READY, error=str(exc))
+        finally:
+            full_copy = copies[0] if copies else None
+            job.guard.leave(clone.type, turn, linked=linked, name=clone.name, full_copy=full_copy)
+        if done.state is CloneState.READY and not done.error:
+            job.emit("clone_ready", clone=done.name, ok=True)
+            return _Outcome(done, refreshed=True, powered=powered)
+        job.emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
+        return _Outcome(done, refreshed=False, error=done.error or done.state)
+
+    def _confine(self, types: set[str]) -> None:
+        """Refreshed clones are new VMs: put them in their parent's DRS VM group (host limit)."""
+        if not self.settings.confine_hosts:
+            return
+        for name in sorted(types):
+            placement = self.placements.placement_for(self.settings.type(name))
+            if not placement.group:
+                continue
+            members = [
+                c.moref
+                for c in self.repo.clones(states=[CloneState.READY])
+                if c.parent == placement.parent and c.host in placement.group and c.moref
+            ]
+            self.vcenter.ensure_drs_confinement(
+                placement.cluster, placement.prefix, members, placement.group
+            )

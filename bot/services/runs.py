@@ -1,0 +1,211 @@
+"""Runs: who owns them, their heartbeat, one run per environment at a time, and progress.
+
+Every bulk operation (deploy, strip back, refresh, recovery) starts a run through `RunBook`,
+which records the clones it owns and keeps the run's heartbeat while this process works on it,
+and reports progress through an `Emitter`. `Core` is what every service shares.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.domain.errors import ConflictError
+from bot.domain.models import CloneState, Run, RunKind, RunState
+from bot.domain.results import EventKind, ProgressEvent
+from bot.host import process_owner
+from bot.ports import ProgressCallback, Repository, VCenter
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 15.0  # how often a running run says its process is alive
+LIVE_STATES = tuple(s for s in CloneState if s.live)
+
+
+class RunBook:
+    """Runs this process owns: recorded with the clones they own, kept alive by a heartbeat (so
+    a run whose process died is told apart from one in progress elsewhere), and refused while
+    the environment has another (within this process, and across processes through SQLite)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self._env_locks: dict[str, threading.Lock] = {}
+        self._env_locks_guard = threading.Lock()
+        self.owner = process_owner()
+        self._active_runs: set[int] = set()
+        self._heartbeat: threading.Thread | None = None
+        self._heartbeat_wake = threading.Event()
+
+    def start_run(
+        self,
+        *,
+        environment: str,
+        kind: RunKind,
+        requested_by: str,
+        requested: int,
+        command: str,
+        source: str,
+        channel: str = "",
+        clone_ids: Sequence[int] = (),
+    ) -> Run:
+        """Record a run owned by this process and the clones it owns (refused while the
+        environment has another), and audit who started it."""
+        run = self.repo.start_run(
+            environment=environment,
+            kind=kind,
+            requested_by=requested_by,
+            requested=requested,
+            owner=self.owner,
+            clone_ids=clone_ids,
+        )
+        self.track_run(run.id)
+        self.repo.audit(
+            actor=requested_by,
+            source=source,
+            channel=channel,
+            command=command,
+            result="started",
+            detail=f"run {run.id}: {requested} clones",
+        )
+        return run
+
+    def track_run(self, run_id: int) -> None:
+        with self._env_locks_guard:
+            self._active_runs.add(run_id)
+            if self._heartbeat is None or not self._heartbeat.is_alive():
+                self._heartbeat = threading.Thread(
+                    target=self._beat, name="run-heartbeat", daemon=True
+                )
+                self._heartbeat.start()
+
+    def finish_run(
+        self, run_id: int, *, state: RunState, succeeded: int, failed: int, message: str = ""
+    ) -> Run:
+        try:
+            return self.repo.finish_run(
+                run_id, state=state, succeeded=succeeded, failed=failed, message=message
+            )
+        finally:
+            with self._env_locks_guard:
+                self._active_runs.discard(run_id)
+
+    def _beat(self) -> None:
+        while True:
+            self._heartbeat_wake.wait(HEARTBEAT_S)
+            with self._env_locks_guard:
+                runs = list(self._active_runs)
+                if not runs:
+                    self._heartbeat = None
+                    return
+            for run_id in runs:
+                try:
+                    self.repo.heartbeat(run_id)
+                except Exception:  # a missed beat only makes the run look stale sooner
+                    log.exception("heartbeat of run %s failed", run_id)
+
+    def environment_lock(self, name: str) -> _TryLock:
+        with self._env_locks_guard:
+            lock = self._env_locks.setdefault(name, threading.Lock())
+        return _TryLock(lock, name)
+
+
+class _TryLock:
+    """Refuse (rather than queue) a second deployment or strip back of one environment."""
+
+    def __init__(self, lock: threading.Lock, name: str) -> None:
+        self.lock = lock
+        self.name = name
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            raise ConflictError(
+                f"{self.name} is busy with another deployment or strip back; wait for it to "
+                f'finish (see "status {self.name}") and try again.'
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+class Emitter:
+    """Counts progress and forwards events; a failing renderer never stops the work."""
+
+    def __init__(
+        self,
+        run_id: int,
+        environment: str,
+        action: RunKind,
+        total: int,
+        started: float,
+        callback: ProgressCallback | None,
+    ) -> None:
+        self.run_id = run_id
+        self.environment = environment
+        self.action = action
+        self.total = total
+        self.started = started
+        self.callback = callback
+        self.done = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+
+    def __call__(
+        self,
+        kind: EventKind,
+        *,
+        clone: str | None = None,
+        ok: bool | None = None,
+        message: str = "",
+    ) -> None:
+        with self.lock:
+            if ok is True:
+                self.done += 1
+            elif ok is False:
+                self.failed += 1
+            elapsed = time.monotonic() - self.started
+            finished = self.done + self.failed
+            remaining = self.total - finished
+            eta = elapsed / finished * remaining if finished else None
+            event = ProgressEvent(
+                kind=kind,
+                run_id=self.run_id,
+                environment=self.environment,
+                action=self.action,
+                total=self.total,
+                done=self.done,
+                failed=self.failed,
+                elapsed_s=elapsed,
+                eta_s=eta,
+                clone=clone,
+                message=message,
+            )
+        if self.callback is not None:
+            try:
+                self.callback(event)
+            except Exception:  # a broken progress display must not abort a deployment
+                log.exception("progress callback failed")
+
+
+def outcome_state(ok: int, problems: int, *, lost: bool) -> RunState:
+    """A finished run's state: interrupted when vCenter went away, else by its clones."""
+    if lost:
+        return RunState.INTERRUPTED
+    if problems:
+        return RunState.PARTIAL if ok else RunState.FAILED
+    return RunState.SUCCEEDED
+
+
+@dataclass
+class Core:
+    """What every service shares: settings, the two ports, the clock and the run book."""
+
+    settings: Settings
+    repo: Repository
+    vcenter: VCenter
+    clock: Callable[[], datetime]
+    runs: RunBook

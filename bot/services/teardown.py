@@ -1,0 +1,171 @@
+"""Strip back: power off and destroy an environment's clones, the set recorded when the run
+starts and nothing else (its recovery acts on the same set)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from functools import partial
+from typing import TYPE_CHECKING
+
+from bot.domain.errors import (
+    ClonesError,
+    NotFoundError,
+    VCenterUnreachable,
+)
+from bot.domain.models import Clone, CloneState, Environment, RunKind
+from bot.domain.results import (
+    FailedClone,
+    TeardownPlan,
+    TeardownResult,
+)
+from bot.domain.vsphere import Destroyed, VmFacts
+from bot.ports import ProgressCallback
+from bot.services.pipeline import Stop, retrying, run_per_clone
+from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state
+
+if TYPE_CHECKING:
+    from bot.services.ownership import Ownership
+    from bot.services.queries import Queries
+
+log = logging.getLogger(__name__)
+
+
+class StripBack:
+    """Strips environments back."""
+
+    def __init__(self, core: Core, ownership: Ownership, queries: Queries) -> None:
+        self.settings = core.settings
+        self.repo = core.repo
+        self.vcenter = core.vcenter
+        self.clock = core.clock
+        self.runs = core.runs
+        self.ownership = ownership
+        self.queries = queries
+
+    def teardown_plan(self, environment: str) -> TeardownPlan:
+        env = self.queries.environment(environment)
+        clones = self.repo.clones(environment=env.name, states=LIVE_STATES)
+        if not clones:
+            raise NotFoundError(f"Environment {env.name} has no clones to strip back.")
+        by_type = Counter(c.type for c in clones)
+        return TeardownPlan(
+            environment=env.name,
+            by_type=dict(sorted(by_type.items())),
+            clones=len(clones),
+            reclaim_bytes=sum(c.delta_bytes or 0 for c in clones),
+        )
+
+    def teardown(
+        self,
+        environment: str,
+        *,
+        actor: str,
+        source: str = "cli",
+        channel: str = "",
+        on_event: ProgressCallback | None = None,
+    ) -> TeardownResult:
+        """Strip back the environment's live clones as they are now: the run records that set
+        when it starts and acts on it alone (its recovery too), never on clones deployed into
+        the same environment name later."""
+        env = self.queries.environment(environment)
+        with self.runs.environment_lock(env.name):
+            clones = self.repo.clones(environment=env.name, states=LIVE_STATES)
+            if not clones:
+                raise NotFoundError(f"Environment {env.name} has no clones to strip back.")
+            run = self.runs.start_run(
+                environment=env.name,
+                kind=RunKind.TEARDOWN,
+                requested_by=actor,
+                requested=len(clones),
+                command=f"teardown {env.name}",
+                source=source,
+                channel=channel,
+                clone_ids=[c.id for c in clones],
+            )
+            return self.strip_run(run.id, env, on_event)
+
+    def strip_run(
+        self, run_id: int, env: Environment, on_event: ProgressCallback | None
+    ) -> TeardownResult:
+        """Destroy the live clones that strip back run `run_id` owns (verified ours first)."""
+        clones = self.repo.clones(run_id=run_id, states=LIVE_STATES)
+        started = time.monotonic()
+        emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
+        emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
+        verified, gone, skipped = self.ownership.verify_ours(env, clones)
+        for c in gone:
+            self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
+            emit("clone_ready", clone=c.name, ok=True, message="already gone")
+        for c, why in skipped:
+            emit("clone_failed", clone=c.name, ok=False, message=why)
+
+        per = run_per_clone(
+            verified,
+            partial(self._destroy_one, emit),
+            workers=self.settings.concurrency,
+            name="strip",
+        )
+        error = per.lost
+        # Not started (vCenter was lost first) stays ready; mid-destroy goes back to ready: the
+        # resumed run re-verifies both.
+        if error is not None:
+            for c in self.repo.clones(run_id=run_id, states=[CloneState.DESTROYING]):
+                self.repo.update_clone(c.id, state=CloneState.READY)
+        done = [(c, r) for (c, _), r in per.results if isinstance(r, Destroyed)]
+        destroyed = [c.name for c, r in done if not r.gone]
+        already_gone = [c.name for c in gone] + [c.name for c, r in done if r.gone]
+        reclaimed = sum(r.reclaimed_bytes for _, r in done)
+        failed = [r for _, r in per.results if isinstance(r, FailedClone)]
+        problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped]
+        state = outcome_state(len(destroyed) + len(already_gone), len(problems), lost=bool(error))
+        message = str(error) if error else ""
+        self.runs.finish_run(
+            run_id,
+            state=state,
+            succeeded=len(destroyed) + len(already_gone),
+            failed=len(problems),
+            message=message,
+        )
+        result = TeardownResult(
+            run_id=run_id,
+            environment=env.name,
+            destroyed=sorted(destroyed),
+            already_gone=sorted(already_gone),
+            skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
+            failed=failed,
+            reclaimed_bytes=reclaimed,
+            elapsed_s=time.monotonic() - started,
+            state=state,
+            renamed={c.name: f.name for c, f in verified if f.name != c.name},
+            message=message,
+        )
+        emit("finished", message=f"{len(destroyed)} clones destroyed, {result.reclaimed_gb} GB")
+        if error is not None:
+            raise error
+        return result
+
+    def _destroy_one(
+        self, emit: Emitter, item: tuple[Clone, VmFacts], stop: Stop
+    ) -> Destroyed | FailedClone | None:
+        """Destroy one verified clone (retrying transient faults); record and report it."""
+        if stop():
+            return None
+        clone, facts = item
+        self.repo.update_clone(clone.id, state=CloneState.DESTROYING, moref=facts.moref)
+        try:
+            for attempt in retrying(self.settings, emit, clone.name):
+                with attempt:
+                    outcome = self.vcenter.destroy(
+                        facts.moref, expected_uuid=facts.instance_uuid, facts=facts
+                    )
+        except VCenterUnreachable:
+            raise
+        except ClonesError as exc:
+            self.repo.update_clone(clone.id, state=CloneState.READY, error=str(exc))
+            emit("clone_failed", clone=clone.name, ok=False, message=str(exc))
+            return FailedClone(clone.name, clone.type, str(exc))
+        self.repo.update_clone(clone.id, state=CloneState.DESTROYED, error=None)
+        emit("clone_ready", clone=clone.name, ok=True, message="already gone" * outcome.gone)
+        return outcome

@@ -1,0 +1,61 @@
+"""The audit log: who asked for what, from where, and what came of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.domain.models import AuditEntry
+from storage.core import Core
+from storage.sql import from_text, to_text, utc_now
+
+
+def audit_record(row: dict[str, Any]) -> AuditEntry:
+    at = from_text(row["at"])
+    assert at is not None  # NOT NULL column
+    return AuditEntry(
+        id=row["id"],
+        at=at,
+        actor=row["actor"],
+        source=row["source"],
+        channel=row["channel"],
+        command=row["command"],
+        result=row["result"],
+        detail=row["detail"],
+    )
+
+
+class AuditStore(Core):
+    """Implements `bot.ports.Audit`."""
+
+    def audit(
+        self,
+        *,
+        actor: str,
+        source: str,
+        command: str,
+        result: str,
+        channel: str = "",
+        detail: str = "",
+    ) -> AuditEntry:
+        at = utc_now()
+        cursor = self._execute(
+            "INSERT INTO audit (at, actor, source, channel, command, result, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (to_text(at), actor, source, channel, command, result, detail),
+        )
+        return AuditEntry(
+            id=cursor.lastrowid,
+            at=at,
+            actor=actor,
+            source=source,
+            channel=channel,
+            command=command,
+            result=result,
+            detail=detail,
+        )
+
+    def audit_entries(self, *, limit: int = 100, actor: str | None = None) -> list[AuditEntry]:
+        """Audit entries, newest first."""
+        where, params = ("WHERE actor = ?", [actor]) if actor is not None else ("", [])
+        rows = self._rows(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [audit_record(row) for row in rows]

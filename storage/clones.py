@@ -1,0 +1,318 @@
+"""Clones: name reservation, updates along the clone state machine, counts and deltas, clones
+gone from vCenter, and the parents' sizes that savings weigh the clones' deltas against."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Final
+
+from bot.domain.errors import ConfigError, ConflictError, NotFoundError
+from bot.domain.models import Clone, CloneState, ParentFacts, clone_transition
+from storage.core import Core
+from storage.environments import require_environment
+from storage.runs import load_run
+from storage.sql import LIVE, from_text, placeholders, to_text, utc_now
+
+# How many candidate names `reserve_clones` checks per query (kept under SQLite's 999 host
+# parameters limit of older builds).
+_NAME_BATCH: Final = 500
+
+_CLONE_CHANGES: Final = frozenset(
+    {
+        "state",
+        "run_id",
+        "moref",
+        "instance_uuid",
+        "error",
+        "attempts",
+        "delta_bytes",
+        "host",
+        "power_state",
+        "customization",
+    }
+)
+
+
+def clone_record(row: dict[str, Any]) -> Clone:
+    return Clone(
+        id=row["id"],
+        name=row["name"],
+        environment=row["environment"],
+        type=row["type"],
+        parent=row["parent"],
+        state=CloneState(row["state"]),
+        run_id=row["run_id"],
+        moref=row["moref"],
+        instance_uuid=row["instance_uuid"],
+        error=row["error"],
+        attempts=row["attempts"],
+        delta_bytes=row["delta_bytes"],
+        host=row.get("host"),
+        power_state=row.get("power_state"),
+        customization=row.get("customization") or "",
+        created_at=from_text(row["created_at"]),
+        updated_at=from_text(row["updated_at"]),
+    )
+
+
+def _check_pattern(pattern: str) -> None:
+    """A clone name pattern must be a str.format pattern whose only field is {n}."""
+    hint = "use {n} for the clone number, e.g. 'TRN-CAP-{n:03}'"
+    try:
+        first, second = pattern.format(n=1), pattern.format(n=2)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"Clone name pattern {pattern!r} is not valid ({exc}): {hint}") from exc
+    if first == second:
+        raise ConfigError(f"Clone name pattern {pattern!r} has no {{n}}: {hint}")
+
+
+class CloneStore(Core):
+    """Implements `bot.ports.Clones`."""
+
+# Kept whole: choosing and inserting names must share one transaction.
+    def reserve_clones(
+        self,
+        *,
+        environment: str,
+        type: str,
+        parent: str,
+        pattern: str,
+        count: int,
+        run_id: int | None,
+    ) -> list[Clone]:
+        """Reserve `count` names (the smallest free numbers) as PLANNED clones, atomically.
+
+        A name is free when no live clone has it, so names of failed and destroyed clones are
+        reused. The write lock is held from choosing to inserting, so concurrent callers, in
+        this process or another, never get the same name.
+        """
+        if count < 0:
+            raise ValueError(f"count must be 0 or more, not {count}")
+        _check_pattern(pattern)
+        with self.transaction():
+            require_environment(self, environment)
+            if run_id is not None:
+                load_run(self, run_id)
+            names = self._free_names(pattern, count)
+            now = utc_now()
+            clones = []
+            for name in names:
+                cursor = self._execute(
+                    "INSERT INTO clones (name, environment, type, parent, state, run_id,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        environment,
+                        type,
+                        parent,
+                        CloneState.PLANNED.value,
+                        run_id,
+                        to_text(now),
+                        to_text(now),
+                    ),
+                )
+                assert cursor.lastrowid is not None
+                if run_id is not None:
+                    self._execute(
+                        "INSERT INTO run_clones (run_id, clone_id) VALUES (?, ?)",
+                        (run_id, cursor.lastrowid),
+                    )
+                clones.append(
+                    Clone(
+                        id=cursor.lastrowid,
+                        name=name,
+                        environment=environment,
+                        type=type,
+                        parent=parent,
+                        state=CloneState.PLANNED,
+                        run_id=run_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            return clones
+
+    def _free_names(self, pattern: str, count: int) -> list[str]:
+        """The `count` smallest-numbered names no live clone has; call inside the transaction
+        that inserts them."""
+        names: list[str] = []
+        start = 1
+        while len(names) < count:
+            batch = [pattern.format(n=n) for n in range(start, start + _NAME_BATCH)]
+            taken = {
+                row["name"]
+                for row in self._rows(
+                    f"SELECT name FROM clones WHERE {LIVE} AND name IN ({placeholders(batch)})",
+                    batch,
+                )
+            }
+            names += [name for name in batch if name not in taken][: count - len(names)]
+            start += _NAME_BATCH
+        return names
+
+    def update_clone(self, clone_id: int, **changes: Any) -> Clone:
+        """Change a clone's recorded fields (state, moref, instance_uuid, error, host, ...)."""
+        unknown = set(changes) - _CLONE_CHANGES
+        if unknown:
+            raise TypeError(f"update_clone() cannot change {sorted(unknown)}")
+        values = dict(changes)
+        if "state" in values:
+            values["state"] = CloneState(values["state"]).value
+        values["updated_at"] = to_text(utc_now())
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        with self.transaction():
+            current = self.get_clone(clone_id)
+            if "state" in changes:
+                clone_transition(current.state, CloneState(changes["state"]))
+            try:
+                self._execute(
+                    f"UPDATE clones SET {assignments} WHERE id = ?", [*values.values(), clone_id]
+                )
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" in str(exc):
+                    raise ConflictError(
+                        f"Clone {current.name!r} cannot become live again: another live clone"
+                        " already has that name."
+                    ) from exc
+                raise ConflictError(
+                    f"Clone {current.name!r} cannot refer to run {values.get('run_id')}:"
+                    " there is no such run."
+                ) from exc
+            return self.get_clone(clone_id)
+
+    def get_clone(self, clone_id: int) -> Clone:
+        row = self._row("SELECT * FROM clones WHERE id = ?", (clone_id,))
+        if row is None:
+            raise NotFoundError(f"There is no clone with id {clone_id}.")
+        return clone_record(row)
+
+    def find_clone(self, name: str) -> Clone | None:
+        """The live clone with this name, if any."""
+        row = self._row(f"SELECT * FROM clones WHERE name = ? AND {LIVE}", (name,))
+        return clone_record(row) if row else None
+
+    def clones(
+        self,
+        *,
+        environment: str | None = None,
+        states: Iterable[CloneState] | None = None,
+        type: str | None = None,
+        run_id: int | None = None,
+    ) -> list[Clone]:
+        """Clones matching every given filter, ordered by environment, type and name."""
+        where: list[str] = []
+        params: list[object] = []
+        if environment is not None:
+            where.append("environment = ?")
+            params.append(environment)
+        if states is not None:
+            wanted = [CloneState(state).value for state in states]
+            if not wanted:
+                return []
+            where.append(f"state IN ({placeholders(wanted)})")
+            params += wanted
+        if type is not None:
+            where.append("type = ?")
+            params.append(type)
+        if run_id is not None:
+            where.append("id IN (SELECT clone_id FROM run_clones WHERE run_id = ?)")
+            params.append(run_id)
+        sql = "SELECT * FROM clones"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._rows(sql + " ORDER BY environment, type, name", params)
+        return [clone_record(row) for row in rows]
+
+    def clones_by_instance_uuid(self, uuids: Iterable[str]) -> dict[str, Clone]:
+        """The newest clone row for each instance UUID (live or not)."""
+        wanted = list(dict.fromkeys(uuids))
+        out: dict[str, Clone] = {}
+        for i in range(0, len(wanted), _NAME_BATCH):
+            batch = wanted[i : i + _NAME_BATCH]
+            rows = self._rows(
+                f"SELECT * FROM clones WHERE instance_uuid IN ({placeholders(batch)}) ORDER BY id",
+                batch,
+            )
+            for row in rows:
+                out[row["instance_uuid"]] = clone_record(row)
+        return out
+
+    def clone_deltas(
+        self, *, environment: str | None = None, states: Iterable[CloneState] = (CloneState.READY,)
+    ) -> list[tuple[str, int | None]]:
+        """(parent, delta_bytes) of each clone: all the savings math needs, without building
+        a Clone object per row (20,000 of them took most of a savings report's time)."""
+        wanted = [CloneState(s).value for s in states]
+        sql = f"SELECT parent, delta_bytes FROM clones WHERE state IN ({placeholders(wanted)})"
+        params: list[object] = list(wanted)
+        if environment is not None:
+            sql += " AND environment = ?"
+            params.append(environment)
+        return [(row[0], row[1]) for row in self._tuples(sql, params)]
+
+    def clone_counts(self) -> dict[str, dict[str, dict[CloneState, int]]]:
+        """environment -> type -> state -> number of clones (states with none are absent)."""
+        counts: dict[str, dict[str, dict[CloneState, int]]] = {}
+        for row in self._rows(
+            "SELECT environment, type, state, count(*) AS n FROM clones"
+            " GROUP BY environment, type, state"
+        ):
+            by_type = counts.setdefault(row["environment"], {})
+            by_type.setdefault(row["type"], {})[CloneState(row["state"])] = row["n"]
+        return counts
+
+    def mark_missing(self, clone_ids: Iterable[int], *, unchanged_since: datetime) -> list[Clone]:
+        """Record ready clones whose VM vCenter no longer has as missing, unless a row changed
+        after `unchanged_since` (the moment before vCenter was read): a clone made or changed
+        meanwhile is not judged by an older read."""
+        out: list[Clone] = []
+        with self.transaction():
+            for clone_id in clone_ids:
+                cursor = self._execute(
+                    "UPDATE clones SET state = ?, error = ?, updated_at = ?"
+                    " WHERE id = ? AND state = ? AND updated_at <= ?",
+                    (
+                        CloneState.MISSING.value,
+                        "gone from vCenter, not destroyed by the bot",
+                        to_text(utc_now()),
+                        clone_id,
+                        CloneState.READY.value,
+                        to_text(unchanged_since),
+                    ),
+                )
+                if cursor.rowcount == 1:
+                    out.append(self.get_clone(clone_id))
+        return out
+
+    # -- the parents' sizes (from vCenter), for savings reports ----------------------------
+
+    def save_parent_facts(self, facts: ParentFacts) -> None:
+        """Remember a parent's sizes (from vCenter) for savings reports."""
+        with self.transaction():
+            self._execute(
+                "INSERT INTO parents (name, provisioned_bytes, used_bytes, memory_mb, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
+                " provisioned_bytes = excluded.provisioned_bytes,"
+                " used_bytes = excluded.used_bytes, memory_mb = excluded.memory_mb,"
+                " updated_at = excluded.updated_at",
+                (
+                    facts.name,
+                    facts.provisioned_bytes,
+                    facts.used_bytes,
+                    facts.memory_mb,
+                    to_text(utc_now()),
+                ),
+            )
+
+    def parent_facts(self) -> dict[str, ParentFacts]:
+        return {
+            row["name"]: ParentFacts(
+                name=row["name"],
+                provisioned_bytes=row["provisioned_bytes"],
+                used_bytes=row["used_bytes"],
+                memory_mb=row["memory_mb"],
+            )
+            for row in self._rows("SELECT * FROM parents ORDER BY name")
+        }

@@ -1,0 +1,270 @@
+"""Runs: one deployment, strip back or refresh of an environment, the clones it owns
+(`run_clones`), its heartbeat, its end, its takeover after a crash, and its Slack message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+from bot.domain.errors import ConflictError, NotFoundError
+from bot.domain.models import Run, RunKind, RunMessage, RunState, run_transition
+from storage.core import Core
+from storage.environments import require_environment
+from storage.sql import from_text, placeholders, to_text, utc_now
+
+_RUN_CHANGES: Final = frozenset(
+    {"state", "requested", "succeeded", "failed", "message", "finished_at"}
+)
+
+
+def run_record(row: dict[str, Any]) -> Run:
+    return Run(
+        id=row["id"],
+        environment=row["environment"],
+        kind=RunKind(row["kind"]),
+        requested_by=row["requested_by"],
+        state=RunState(row["state"]),
+        requested=row["requested"],
+        succeeded=row["succeeded"],
+        failed=row["failed"],
+        started_at=from_text(row["started_at"]),
+        finished_at=from_text(row["finished_at"]),
+        message=row["message"],
+        owner=row.get("owner") or "",
+        heartbeat_at=from_text(row.get("heartbeat_at")),
+        superseded_by=row.get("superseded_by"),
+    )
+
+
+def load_run(core: Core, run_id: int) -> Run:
+    """The run with this id (other stores look one up through this); NotFoundError if none."""
+    row = core._row("SELECT * FROM runs WHERE id = ?", (run_id,))
+    if row is None:
+        raise NotFoundError(f"There is no run with id {run_id}.")
+    return run_record(row)
+
+
+class RunStore(Core):
+    """Implements `bot.ports.Runs`."""
+
+    def start_run(
+        self,
+        *,
+        environment: str,
+        kind: RunKind,
+        requested_by: str,
+        requested: int,
+        owner: str = "",
+        clone_ids: Iterable[int] = (),
+    ) -> Run:
+        """Record a new run that owns `clone_ids` (the clones it will act on).
+
+        Refused while another run of the environment is running. An interrupted run (vCenter
+        went away, or its process died and recovery could not finish it) blocks a deployment or
+        refresh, which would otherwise leave it to re-create clones later; a strip back takes
+        it over instead: it ends superseded in this same transaction, and the strip back's own
+        set (the environment's live clones) includes the clones it left unfinished.
+        """
+        kind = RunKind(kind)
+        with self.transaction():
+            require_environment(self, environment)
+            # One run per environment at a time, across processes: the check and the insert
+            # share one BEGIN IMMEDIATE transaction, so two bots cannot both pass the check.
+            busy = self._row(
+                "SELECT id, kind, requested_by FROM runs WHERE environment = ? AND state = ?",
+                (environment, RunState.RUNNING.value),
+            )
+            if busy is not None:
+                raise ConflictError(
+                    f"{environment} is busy: {busy['kind']} run {busy['id']} (by "
+                    f"{busy['requested_by']}) is still running. Wait for it to finish; if the "
+                    'process running it died, "resume" finishes it.'
+                )
+            stopped = self._rows(
+                "SELECT id, kind FROM runs WHERE environment = ? AND state = ? ORDER BY id",
+                (environment, RunState.INTERRUPTED.value),
+            )
+            if stopped and kind is not RunKind.TEARDOWN:
+                first = stopped[0]
+                raise ConflictError(
+                    f"{environment} has an unfinished {first['kind']} (run {first['id']}, "
+                    'interrupted). Type "resume" to finish it first, or strip the environment '
+                    f'back ("teardown {environment}").'
+                )
+            run = self._insert_run(environment, kind, requested_by, requested, owner, clone_ids)
+            for row in stopped:
+                self._supersede(row["id"], run.id, f"superseded by {kind} run {run.id}")
+            return run
+
+    def _insert_run(
+        self,
+        environment: str,
+        kind: RunKind,
+        requested_by: str,
+        requested: int,
+        owner: str,
+        clone_ids: Iterable[int],
+    ) -> Run:
+        """Insert a running run and its members; call inside the caller's transaction."""
+        now = to_text(utc_now())
+        cursor = self._execute(
+            "INSERT INTO runs (environment, kind, requested_by, state, requested, started_at,"
+            " owner, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                environment,
+                RunKind(kind).value,
+                requested_by,
+                RunState.RUNNING.value,
+                requested,
+                now,
+                owner,
+                now,
+            ),
+        )
+        run_id = cursor.lastrowid
+        assert run_id is not None
+        self._execute_many(
+            "INSERT INTO run_clones (run_id, clone_id) VALUES (?, ?)",
+            [(run_id, clone_id) for clone_id in clone_ids],
+        )
+        return self.get_run(run_id)
+
+    def _supersede(self, run_id: int, by: int, message: str) -> None:
+        """End a run as superseded by run `by`; call inside the caller's transaction."""
+        run = self.get_run(run_id)
+        run_transition(run.state, RunState.SUPERSEDED)
+        self._execute(
+            "UPDATE runs SET state = ?, superseded_by = ?, message = ?, finished_at = ?"
+            " WHERE id = ?",
+            (RunState.SUPERSEDED.value, by, message, to_text(utc_now()), run_id),
+        )
+
+    def supersede_run(self, run_id: int, *, owner: str, expected_owner: str) -> Run | None:
+        """Take an abandoned run over: in one transaction, end it as superseded and start a new
+        run of the same kind, owned by `owner`, over the same clones. The old run can then never
+        be picked up again.
+
+        None when the run has ended meanwhile or another process took it over first (its owner
+        is no longer `expected_owner`).
+        """
+        with self.transaction():
+            old = self.get_run(run_id)
+            if old.state.terminal or old.owner != expected_owner:
+                return None
+            new = self._insert_run(
+                old.environment, old.kind, old.requested_by, old.requested, owner, ()
+            )
+            self._execute(
+                "INSERT INTO run_clones (run_id, clone_id)"
+                " SELECT ?, clone_id FROM run_clones WHERE run_id = ?",
+                (new.id, old.id),
+            )
+            # The successor is shown where the run was (its Slack message, if any).
+            self._execute(
+                "INSERT INTO run_messages (run_id, channel, ts, updated_at)"
+                " SELECT ?, channel, ts, updated_at FROM run_messages WHERE run_id = ?",
+                (new.id, old.id),
+            )
+            self._supersede(old.id, new.id, f"resumed as run {new.id}")
+            return new
+
+    def finish_run(
+        self, run_id: int, *, state: RunState, succeeded: int, failed: int, message: str = ""
+    ) -> Run:
+        """Record a run's outcome; a run finishes once (running runs only)."""
+        state = RunState(state)
+        if state is RunState.RUNNING:
+            raise ValueError("finish_run() needs a final state, not 'running'")
+        with self.transaction():
+            run = self.get_run(run_id)
+            if run.state.terminal:
+                raise ConflictError(f"Run {run_id} has already finished ({run.state}).")
+            run_transition(run.state, state)
+            self._execute(
+                "UPDATE runs SET state = ?, succeeded = ?, failed = ?, message = ?,"
+                " finished_at = ? WHERE id = ?",
+                (state.value, succeeded, failed, message, to_text(utc_now()), run_id),
+            )
+            return self.get_run(run_id)
+
+    def update_run(self, run_id: int, **changes: Any) -> Run:
+        """Change a run's state, requested, succeeded, failed, message or finished_at."""
+        unknown = set(changes) - _RUN_CHANGES
+        if unknown:
+            raise TypeError(f"update_run() cannot change {sorted(unknown)}")
+        values = dict(changes)
+        if "state" in values:
+            values["state"] = RunState(values["state"]).value
+        if "finished_at" in values:
+            values["finished_at"] = to_text(values["finished_at"])
+        with self.transaction():
+            current = self.get_run(run_id)
+            if "state" in changes:
+                run_transition(current.state, RunState(changes["state"]))
+            if values:
+                assignments = ", ".join(f"{column} = ?" for column in values)
+                self._execute(
+                    f"UPDATE runs SET {assignments} WHERE id = ?", [*values.values(), run_id]
+                )
+            return self.get_run(run_id)
+
+    def get_run(self, run_id: int) -> Run:
+        return load_run(self, run_id)
+
+    def runs(
+        self,
+        *,
+        environment: str | None = None,
+        states: Iterable[RunState] | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Runs matching the filters, newest first."""
+        where: list[str] = []
+        params: list[object] = []
+        if environment is not None:
+            where.append("environment = ?")
+            params.append(environment)
+        if states is not None:
+            wanted = [RunState(state).value for state in states]
+            if not wanted:
+                return []
+            where.append(f"state IN ({placeholders(wanted)})")
+            params += wanted
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [run_record(row) for row in rows]
+
+    # -- run ownership (crash recovery) ----------------------------------------------------
+
+    def heartbeat(self, run_id: int) -> None:
+        """Say that the process running this run is alive."""
+        with self.transaction():
+            self._execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = ?",
+                (to_text(utc_now()), run_id, RunState.RUNNING.value),
+            )
+
+    # -- the Slack message of each run (see migration m008_run_messages) -------------------
+
+    def save_run_message(self, run_id: int, *, channel: str, ts: str) -> RunMessage:
+        """Record (or move) the message that shows run `run_id`."""
+        now = to_text(utc_now())
+        with self.transaction():
+            self.get_run(run_id)
+            self._execute(
+                "INSERT INTO run_messages (run_id, channel, ts, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(run_id) DO UPDATE SET channel = excluded.channel,"
+                " ts = excluded.ts, updated_at = excluded.updated_at",
+                (run_id, channel, ts, now),
+            )
+        message = self.run_message(run_id)
+        assert message is not None
+        return message
+
+    def run_message(self, run_id: int) -> RunMessage | None:
+        row = self._row("SELECT * FROM run_messages WHERE run_id = ?", (run_id,))
+        if row is None:
+            return None
+        return RunMessage(row["run_id"], row["channel"], row["ts"])

@@ -1,0 +1,332 @@
+"""In-memory fakes of the ports, for the fast unit tier (tests/unit/).
+
+`FakeVCenter` implements `bot.ports.VCenter` with a dictionary of VMs: parents with a base
+snapshot, linked clones, custom attributes, power, hosts and a datastore. It is a fake, not a
+mock: it keeps state and enforces what vCenter enforces that the services rely on (unique names
+in a folder, a destroyed VM is gone, a missing VM is `ManagedObjectNotFound`). Faults are
+switched on by the test (`fail_clone`, `full_copies`, `lost`). Everything that speaks SOAP is
+tested against the lab vCenter instead (tests/test_*.py); these tests run in milliseconds.
+
+The repository is the real SQLite one on a temporary file (cheap, and the one true
+implementation of its transactions).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from bot.domain.errors import (
+    LinkedCloneCheckFailed,
+    NotFoundError,
+    VCenterError,
+    VCenterFault,
+    VCenterUnreachable,
+)
+from bot.domain.models import ParentFacts
+from bot.domain.vsphere import (
+    CLONE_ATTRIBUTES,
+    CloneRequest,
+    CustomizationOutcome,
+    Destroyed,
+    DiskInfo,
+    Endpoint,
+    Entity,
+    HostInfo,
+    NetworkInfo,
+    ParentReport,
+    VmFacts,
+    VmSighting,
+)
+from bot.services.preflight import PRIVILEGES
+
+GIB = 2**30
+ALL_PRIVILEGES = frozenset(p.id for p in PRIVILEGES)
+
+
+@dataclass
+class FakeVM:
+    moref: str
+    name: str
+    instance_uuid: str
+    folder: str
+    linked: bool = True
+    powered_on: bool = False
+    attributes: dict[str, str] = field(default_factory=dict)
+    notes: str = ""
+    host: str = ""
+    committed_bytes: int = int(0.13 * GIB)
+    parent: bool = False
+    snapshots: list[str] = field(default_factory=list)
+
+    def facts(self) -> VmFacts:
+        return VmFacts(
+            moref=self.moref,
+            name=self.name,
+            instance_uuid=self.instance_uuid,
+            powered_on=self.powered_on,
+            linked=self.linked,
+            attributes=dict(self.attributes),
+            committed_bytes=self.committed_bytes,
+            unshared_bytes=self.committed_bytes,
+            host=self.host,
+            notes=self.notes,
+        )
+
+
+class FakeVCenter:
+    """A vCenter in memory: one datacenter, one cluster of `hosts` hosts, one datastore."""
+
+    def __init__(
+        self,
+        parents: Iterable[str] = ("Capture", "Packaging", "Verification"),
+        *,
+        hosts: int = 4,
+        free_bytes: int = 1000 * GIB,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(100)
+        self.vms: dict[str, FakeVM] = {}
+        self.hosts = [HostInfo(f"host-{i}", f"esx-{i:02}", True) for i in range(1, hosts + 1)]
+        self.free_bytes = free_bytes
+        self.attribute_names: set[str] = set()
+        self.calls: Counter[str] = Counter()
+        # Faults a test switches on.
+        self.fail_clone: dict[str, VCenterFault] = {}  # clone name -> its task fault
+        self.full_copies = False  # every clone comes out as a full copy
+        self.lost = False  # every call: vCenter unreachable
+        for name in parents:
+            self._add(name, folder="Parents", parent=True, linked=False, committed=3 * GIB)
+
+    # ----------------------------------------------------------------- test helpers
+    def _add(self, name: str, **fields: Any) -> FakeVM:
+        moref = f"vm-{next(self._ids)}"
+        committed = fields.pop("committed", int(0.13 * GIB))
+        vm = FakeVM(moref, name, f"uuid-{moref}", committed_bytes=committed, **fields)
+        self.vms[moref] = vm
+        return vm
+
+    def named(self, name: str) -> FakeVM:
+        return next(vm for vm in self.vms.values() if vm.name == name)
+
+    def clones(self) -> list[FakeVM]:
+        return sorted((vm for vm in self.vms.values() if not vm.parent), key=lambda v: v.name)
+
+    def _call(self, name: str) -> None:
+        with self._lock:
+            self.calls[name] += 1
+        if self.lost:
+            raise VCenterUnreachable(f"Lost contact with vCenter while {name} (fake).")
+
+    def _parent(self, name: str) -> FakeVM:
+        found = [vm for vm in self.vms.values() if vm.parent and vm.name == name.split("/")[-1]]
+        if not found:
+            raise NotFoundError(f'Parent VM "{name}" not found.')
+        return found[0]
+
+    # ----------------------------------------------------------------- Inventory
+    def connect(self) -> None:
+        self._call("connect")
+
+    def close(self) -> None:
+        pass
+
+    def endpoint(self) -> Endpoint:
+        return Endpoint("fake://vcenter", "Fake vCenter", "8.0", "fake\\svc", "none")
+
+    def datacenter_name(self) -> str:
+        return "DC"
+
+    def parent_facts(self, parent: str, snapshot: str) -> ParentFacts:
+        self._call("parent_facts")
+        vm = self._parent(parent)
+        return ParentFacts(
+            name=parent,
+            provisioned_bytes=11 * GIB,
+            used_bytes=vm.committed_bytes,
+            powered_on=vm.powered_on,
+            snapshot=snapshot if snapshot in vm.snapshots else None,
+            memory_mb=4096,
+        )
+
+    def parent_report(self, parent: str, snapshot: str) -> ParentReport:
+        vm = self._parent(parent)
+        disk = DiskInfo("Hard disk 1", 11 * GIB, True, "persistent", False)
+        return ParentReport(
+            parent, vm.moref, vm.powered_on, (disk,), vm.snapshots.count(snapshot),
+            vm.committed_bytes, 4096,
+        )  # fmt: skip
+
+    def parent_entity(self, parent: str) -> Entity:
+        vm = self._parent(parent)
+        return Entity("vm", vm.name, vm.moref)
+
+    def parent_networks(self, parent: str) -> tuple[list[NetworkInfo], list[str]]:
+        return [NetworkInfo("Training", "network-1", True)], []
+
+    def networks_of(self, parents: Sequence[str]) -> dict[str, list[Entity]]:
+        return {p: [Entity("network", "Training", "network-1")] for p in parents}
+
+    def find_vms(self, folder: str | None = None) -> list[VmFacts]:
+        self._call("find_vms")
+        with self._lock:
+            return [
+                vm.facts()
+                for vm in self.vms.values()
+                if folder is None or vm.folder == folder.split("/")[-1]
+            ]
+
+    def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
+        self._call("vm_facts")
+        with self._lock:
+            return [self.vms[m].facts() if m in self.vms else None for m in morefs]
+
+    def sightings(self, morefs: Sequence[str] | None = None) -> list[VmSighting]:
+        self._call("sightings")
+        with self._lock:
+            chosen = self.vms.values() if morefs is None else [
+                self.vms[m] for m in morefs if m in self.vms
+            ]  # fmt: skip
+            return [
+                VmSighting(vm.moref, vm.instance_uuid, vm.name, vm.powered_on, dict(vm.attributes))
+                for vm in chosen
+            ]
+
+    def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
+        self._call("instance_uuids")
+        with self._lock:
+            return [self.vms[m].instance_uuid if m in self.vms else None for m in morefs]
+
+    def datastore_free_bytes(self, datastore: str) -> int:
+        return self.free_bytes
+
+    def customization_spec_exists(self, spec_name: str) -> bool:
+        return spec_name == "win-training"
+
+    def cluster_hosts(self, resource_pool: str) -> tuple[Any, list[HostInfo]]:
+        return "cluster-1", list(self.hosts)
+
+    def cluster_entity(self, resource_pool: str) -> Entity | None:
+        return Entity("cluster", "Training", "cluster-1")
+
+    def drs_confinement(self, cluster: Any, prefix: str) -> tuple[list[str], list[str], bool]:
+        return [], [], False
+
+    def entity(self, kind: str, path: str) -> Entity:
+        return Entity(kind, path, f"{kind}-1")
+
+    def root_entity(self) -> Entity:
+        return Entity("root", "root", "group-d1")
+
+    def placement_entities(
+        self, folder: str, resource_pool: str, datastore: str
+    ) -> dict[str, Entity]:
+        return {
+            "folder": Entity("folder", folder, "folder-1"),
+            "pool": Entity("pool", resource_pool, "pool-1"),
+            "datastore": Entity("datastore", datastore, "datastore-1"),
+        }
+
+    def privileges(self, entities: Sequence[Entity]) -> dict[str, frozenset[str]]:
+        return {e.moref: ALL_PRIVILEGES for e in entities}
+
+    def missing_attribute_definitions(self, names: Iterable[str]) -> list[str]:
+        return [n for n in names if n not in self.attribute_names]
+
+    # ----------------------------------------------------------------- Provisioning
+    def ensure_base_snapshot(self, parent: str, snapshot: str, *, create: bool = True) -> str:
+        vm = self._parent(parent)
+        if snapshot not in vm.snapshots:
+            vm.snapshots.append(snapshot)
+        return f"snapshot-{vm.moref}"
+
+    def forget_snapshots(self) -> None:
+        pass
+
+    def ensure_attribute_definitions(self, names: Iterable[str] = CLONE_ATTRIBUTES) -> None:
+        self.attribute_names.update(names)
+
+    def clone(self, req: CloneRequest, *, finish: bool = True) -> VmFacts:
+        self._call("clone")
+        if req.name in self.fail_clone:
+            raise self.fail_clone[req.name]
+        with self._lock:
+            if any(v.name == req.name and v.folder == req.folder for v in self.vms.values()):
+                raise VCenterFault(f"{req.name} already exists", "DuplicateName")
+            vm = self._add(
+                req.name,
+                folder=req.folder,
+                linked=not self.full_copies,
+                notes=req.notes,
+                host=req.host or self.hosts[0].moref,
+            )
+            vm.instance_uuid = req.instance_uuid
+        if self.full_copies:
+            del self.vms[vm.moref]
+            raise LinkedCloneCheckFailed(
+                f"{req.name} came out as a full copy; removed.", moref=vm.moref, removed=True
+            )
+        facts = vm.facts()
+        return self.finish_clone(facts, req) if finish else facts
+
+    def finish_clone(self, facts: VmFacts, req: CloneRequest) -> VmFacts:
+        self._call("finish_clone")
+        with self._lock:
+            vm = self.vms[facts.moref]
+            vm.attributes.update(req.attributes)
+            return vm.facts()
+
+    def destroy(self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None) -> Destroyed:
+        self._call("destroy")
+        with self._lock:
+            vm = self.vms.get(moref)
+            if vm is None:
+                return Destroyed(0, gone=True)
+            if vm.instance_uuid != expected_uuid:
+                raise VCenterError(f"{moref} is no longer the recorded VM; not touched.")
+            del self.vms[moref]
+            return Destroyed(vm.committed_bytes, gone=False)
+
+    def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]:
+        self._call("power")
+        out: list[VCenterError | None] = []
+        with self._lock:
+            for m in morefs:
+                if m not in self.vms:
+                    out.append(VCenterFault(f"{m} not found", "ManagedObjectNotFound"))
+                    continue
+                self.vms[m].powered_on = action in ("on", "reset")
+                out.append(None)
+        return out
+
+    def shut_down(self, parent: str, timeout_s: float = 300.0) -> None:
+        self._parent(parent).powered_on = False
+
+    def wait_for_customization(
+        self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0
+    ) -> dict[str, CustomizationOutcome]:
+        return {m: CustomizationOutcome(m, True) for m in morefs}
+
+    def ensure_drs_confinement(
+        self, cluster: Any, prefix: str, vm_morefs: Sequence[str], host_morefs: Sequence[str]
+    ) -> None:
+        pass
+
+
+def relabel(vm: FakeVM, **attributes: str) -> FakeVM:
+    """Someone changed the VM's custom attributes behind the bot's back."""
+    vm.attributes.update(attributes)
+    return replace(vm)
+
+
+def _implements_the_port() -> None:
+    """mypy checks FakeVCenter against the port the services are typed against."""
+    from bot.ports import VCenter
+
+    port: VCenter = FakeVCenter()
+    del port

@@ -1,0 +1,69 @@
+"""The shape of the code (issue 15, docs/architecture.md): sizes, and the import rules.
+
+- No class over 300 lines and no function over 60 without a line beside it saying why it stays
+  whole: a comment starting `# Kept whole:` on the line just above it (above its decorators).
+- The import rules are import-linter contracts in pyproject.toml, checked here as in CI.
+- Every command of the grammar has a route in the dispatch table, a plan when it destroys, and
+  a terminal rendering; commands know their verb.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bot.domain import grammar
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bot", "handlers", "storage")
+MAX_CLASS, MAX_FUNCTION = 300, 60
+WHY = "# Kept whole:"
+
+
+def _too_long() -> list[str]:
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            source = path.read_text(encoding="utf-8")
+            lines = source.splitlines()
+            for node in ast.walk(ast.parse(source)):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    continue
+                start = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+                length = (node.end_lineno or start) - start + 1
+                limit = MAX_CLASS if isinstance(node, ast.ClassDef) else MAX_FUNCTION
+                above = lines[start - 2].strip() if start >= 2 else ""
+                if length > limit and not above.startswith(WHY):
+                    where = path.relative_to(ROOT)
+                    found.append(f"{where}:{start} {node.name} ({length} lines, limit {limit})")
+    return found
+
+
+def test_no_class_or_function_is_too_long_without_saying_why() -> None:
+    assert _too_long() == []
+
+
+@pytest.mark.skipif(shutil.which("lint-imports") is None, reason="import-linter not installed")
+def test_the_import_rules_hold() -> None:
+    done = subprocess.run(
+        ["lint-imports", "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_every_command_has_a_route_a_rendering_and_its_verb() -> None:
+    from bot.cli.render import RENDER
+    from bot.services.dispatch import PLANS, ROUTES
+
+    classes = set(grammar.COMMAND_CLASSES)
+    assert set(ROUTES) == classes
+    assert set(RENDER) == classes
+    assert {c.verb for c in classes} == set(grammar.VERBS)
+    for text, verb in (("cancel-schedule x", "cancel-schedule"), ("strip back x", "teardown")):
+        assert grammar.parse(text).verb == verb
+    destructive = {grammar.Teardown, grammar.Refresh, grammar.Orphans}
+    assert set(PLANS) == destructive

@@ -1,0 +1,195 @@
+"""The services against in-memory fakes of the ports: fast, no sockets (the lab tier covers
+everything that speaks SOAP)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from bot.domain import grammar
+from bot.domain.errors import ConflictError, VCenterFault, VCenterUnreachable
+from bot.domain.models import CloneState, RunKind, RunState
+from bot.services.container import Services
+from bot.services.dispatch import Deployed, Invocation, dispatch, plan_for
+from bot.services.pipeline import run_per_clone
+from tests.fakes import FakeVCenter
+
+WHO = Invocation("trainer", "cli")
+
+
+def deploy(s: Services, text: str) -> Any:
+    return dispatch(s, grammar.parse(text), WHO)
+
+
+def test_a_deployment_makes_linked_clones_the_run_owns(
+    services: Services, vcenter: FakeVCenter
+) -> None:
+    done = deploy(services, "deploy capture 3 packaging 2 as nov")
+    assert isinstance(done, Deployed)
+    result = done.result
+    assert result.state is RunState.SUCCEEDED and len(result.ready) == 5
+    names = [vm.name for vm in vcenter.clones()]
+    assert names == [*(f"TRN-CAP-00{n}" for n in (1, 2, 3)), "TRN-PKG-001", "TRN-PKG-002"]
+    assert all(vm.linked and vm.attributes["Environment"] == "nov" for vm in vcenter.clones())
+    owned = services.repo.clones(run_id=result.run_id)
+    assert sorted(c.name for c in owned) == names
+    assert result.savings is not None and result.savings.clones == 5
+
+
+def test_a_strip_back_destroys_only_what_it_recorded_and_ends_once(
+    services: Services, vcenter: FakeVCenter
+) -> None:
+    deploy(services, "deploy capture 4 as nov")
+    repo = services.repo
+    live = repo.clones(environment="nov", states=[CloneState.READY])
+    # A strip back whose process died after recording its set and destroying two clones.
+    run = repo.start_run(
+        environment="nov",
+        kind=RunKind.TEARDOWN,
+        requested_by="trainer",
+        requested=4,
+        owner="elsewhere:1:dead",
+        clone_ids=[c.id for c in live],
+    )
+    for c in live[:2]:
+        repo.update_clone(c.id, state=CloneState.DESTROYING)
+        vcenter.destroy(c.moref or "", expected_uuid=c.instance_uuid or "")
+        repo.update_clone(c.id, state=CloneState.DESTROYED)
+    repo.update_run(run.id, state=RunState.INTERRUPTED)
+
+    first = services.recovery.recover(actor="trainer")
+    [resumed] = first.resumed
+    assert resumed.kind is RunKind.TEARDOWN and resumed.state is RunState.SUCCEEDED
+    assert repo.get_run(run.id).state is RunState.SUPERSEDED
+    assert vcenter.clones() == []
+
+    deploy(services, "deploy capture 2 as nov")  # a new cohort under the same name
+    again = services.recovery.recover(actor="trainer")
+    assert again.resumed == [] and again.left == []
+    assert [vm.name for vm in vcenter.clones()] == ["TRN-CAP-001", "TRN-CAP-002"]
+
+
+def test_gone_is_one_outcome_however_it_is_found(services: Services, vcenter: FakeVCenter) -> None:
+    deploy(services, "deploy capture 3 as nov")
+    gone = vcenter.named("TRN-CAP-002")
+    del vcenter.vms[gone.moref]  # deleted in the vSphere Client
+    result = services.service.teardown("nov", actor="trainer")
+    assert result.already_gone == ["TRN-CAP-002"]
+    assert result.destroyed == ["TRN-CAP-001", "TRN-CAP-003"]
+    states = {c.name: c.state for c in services.repo.clones(environment="nov")}
+    assert set(states.values()) == {CloneState.DESTROYED}
+
+
+def test_a_full_copy_stops_its_type_and_nothing_else(
+    services: Services, vcenter: FakeVCenter
+) -> None:
+    vcenter.full_copies = True
+    result = deploy(services, "deploy capture 4 as nov").result
+    assert result.ready == [] and vcenter.clones() == []
+    errors = sorted(f.error for f in result.failed)
+    assert sum("full copy" in e for e in errors) == 4
+    assert vcenter.calls["clone"] == 1  # one full copy written, not four
+    assert "stopped at its first full copy" in result.message
+
+
+def test_a_lost_vcenter_interrupts_the_run_and_resume_finishes_it(
+    services: Services, vcenter: FakeVCenter
+) -> None:
+    original = vcenter.clone
+    made: list[str] = []
+
+    def flaky(req: Any, *, finish: bool = True) -> Any:
+        if len(made) == 2:
+            vcenter.lost = True
+        made.append(req.name)
+        return original(req, finish=finish)
+
+    vcenter.clone = flaky  # type: ignore[method-assign]
+    result = deploy(services, "deploy capture 5 as nov").result
+    assert result.state is RunState.INTERRUPTED and result.interrupted
+    assert "resume" in result.message
+    assert services.repo.get_run(result.run_id).state is RunState.INTERRUPTED
+    vcenter.lost = False
+    vcenter.clone = original  # type: ignore[method-assign]
+    report = services.recovery.recover(actor="trainer")
+    assert report.complete, report.text
+    ready = services.repo.clones(environment="nov", states=[CloneState.READY])
+    assert len(ready) == 5 and len(vcenter.clones()) == 5
+
+
+def test_status_shows_drift_beside_each_record(services: Services, vcenter: FakeVCenter) -> None:
+    deploy(services, "deploy capture 3 as nov")
+    vcenter.named("TRN-CAP-001").name = "renamed-001"
+    vcenter.named("TRN-CAP-002").attributes["Environment"] = "elsewhere"
+    del vcenter.vms[vcenter.named("TRN-CAP-003").moref]
+    [st] = services.service.status("nov")
+    drift = {c.name: st.drift[c.id].text for c in st.clones if c.id in st.drift}
+    assert drift == {
+        "TRN-CAP-001": "renamed to renamed-001",
+        "TRN-CAP-002": "relabelled: Environment is 'elsewhere'",
+        "TRN-CAP-003": "missing from vCenter",
+    }
+    # A strip back leaves the relabelled clone alone and names the renamed one.
+    result = services.service.teardown("nov", actor="trainer")
+    assert result.renamed == {"TRN-CAP-001": "renamed-001"}
+    assert [f.name for f in result.skipped] == ["TRN-CAP-002"]
+
+
+def test_a_transient_fault_is_retried_a_permanent_one_is_not(
+    make_services: Any, vcenter: FakeVCenter
+) -> None:
+    services = make_services(retries=2)
+    vcenter.fail_clone["TRN-CAP-001"] = VCenterFault("no space", "InsufficientDiskSpace")
+    result = deploy(services, "deploy capture 2 as nov").result
+    assert result.state is RunState.PARTIAL
+    assert [f.name for f in result.failed] == ["TRN-CAP-001"]
+    assert vcenter.calls["clone"] == 2  # no retry of a permanent fault
+
+
+def test_destructive_commands_have_a_plan_to_confirm(services: Services) -> None:
+    deploy(services, "deploy capture 2 as nov")
+    plan = plan_for(services, grammar.parse("teardown nov"))
+    assert plan is not None and plan.clones == 2  # type: ignore[attr-defined]
+    assert plan_for(services, grammar.parse("status nov")) is None
+    refresh = plan_for(services, grammar.parse("refresh nov"))
+    assert refresh is not None and refresh.by_type == {"capture": 2}  # type: ignore[attr-defined]
+
+
+def test_one_environment_runs_one_thing_at_a_time(services: Services) -> None:
+    deploy(services, "deploy capture 1 as nov")
+    with services.service.runs.environment_lock("nov"), pytest.raises(ConflictError, match="busy"):
+        services.service.teardown("nov", actor="trainer")
+
+
+def test_run_per_clone_stops_starting_work_once_vcenter_is_lost() -> None:
+    started: list[int] = []
+    gate = threading.Event()
+
+    def work(n: int, stop: Any) -> int:
+        if stop():
+            return -1
+        started.append(n)
+        if n == 0:
+            raise VCenterUnreachable("gone")
+        gate.wait(1)
+        return n
+
+    per = run_per_clone(list(range(20)), work, workers=2, name="t")
+    gate.set()
+    assert per.lost is not None and str(per.lost) == "gone"
+    assert len(started) < 20 and per.not_started  # the rest never began
+    assert all(r != 0 for _, r in per.results)
+
+
+def test_run_per_clone_lets_a_bug_surface() -> None:
+    def work(n: int, stop: Any) -> int:
+        if n == 3:
+            raise RuntimeError("a bug")
+        time.sleep(0.001)
+        return n
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_per_clone(list(range(6)), work, workers=3, name="t")
