@@ -71,7 +71,7 @@ def _check_pattern(pattern: str) -> None:
 class CloneStore(Core):
     """Implements `bot.ports.Clones`."""
 
-# Kept whole: choosing and inserting names must share one transaction.
+    # Kept whole: choosing and inserting names must share one transaction.
     def reserve_clones(
         self,
         *,

@@ -40,6 +40,7 @@ from tests.helpers import (
     types_with,
     vms,
 )
+from tests.vsphere import run_task
 
 pytestmark = pytest.mark.lab
 
@@ -49,21 +50,17 @@ LARGE_CLUSTERS = [{"name": "Training", "hosts": 8}, {"name": "Training-Large", "
 
 
 # ----------------------------------------------------------------------------------- helpers
-def run_task(app: App, task: Any) -> Any:
-    result = app.vcenter.wait_for_tasks([task])[0]
-    assert not isinstance(result, BaseException), result
-    return result
 
 
 def power_parent(app: App, parent: str, on: bool = True) -> None:
-    vm = app.vcenter.find_parent(parent)
-    run_task(app, vm.PowerOnVM_Task() if on else vm.PowerOffVM_Task())
+    vm = app.vcenter.parent_entity(parent).obj
+    run_task(vm.PowerOnVM_Task() if on else vm.PowerOffVM_Task())
 
 
 def snapshot_parent(app: App, parent: str, name: str = "clones-base") -> str:
     """Take a snapshot of a (powered-off) parent through pyVmomi, as an admin would."""
-    vm = app.vcenter.find_parent(parent)
-    snap = run_task(app, vm.CreateSnapshot_Task(name=name, memory=False, quiesce=False))
+    vm = app.vcenter.parent_entity(parent).obj
+    snap = run_task(vm.CreateSnapshot_Task(name=name, memory=False, quiesce=False))
     return str(snap._moId)
 
 

@@ -24,6 +24,7 @@ from bot.cli import options
 from bot.domain.placement import drs_prefix
 from tests.helpers import LAB_TYPES, clones_of, lab_settings, parents_with, types_with, vms
 from tests.terminal import Result, Terminal, assert_clean_failure
+from tests.vsphere import run_task
 
 pytestmark = pytest.mark.lab
 
@@ -41,12 +42,6 @@ def adapter(lab: LabProcess, tmp_path: Path) -> Iterator[VCenter]:
         yield vc
     finally:
         vc.close()
-
-
-def run_task(vc: VCenter, task: Any) -> Any:
-    result = vc.wait_for_tasks([task])[0]
-    assert not isinstance(result, BaseException), result
-    return result
 
 
 def ok(result: Result) -> Result:
@@ -69,7 +64,7 @@ def test_prepare_and_types_from_the_terminal(
     ghost = {**LAB_TYPES["capture"], "parent": "Nowhere", "name_pattern": "TRN-GHO-{n:03}"}
     term.configure(lab, types=types_with(ghost=ghost))
     with adapter(lab, tmp_path) as vc:
-        run_task(vc, vc.find_parent("Verification").PowerOnVM_Task())
+        run_task(vc.parent_entity("Verification").obj.PowerOnVM_Task())
 
     types = ok(term("types", "--json")).json["types"]
     readiness = {t["type"]: t["readiness"] for t in types}
@@ -356,10 +351,8 @@ def test_refresh_from_the_terminal(lab: LabProcess, term: Terminal, tmp_path: Pa
         assert vc.power([old["TRN-CAP-002"]["moref"]], "off") == [None]
     assert clones_of(lab)["TRN-CAP-002"]["power_state"] == "poweredOff"
     with adapter(lab, tmp_path) as vc:
-        parent = vc.find_parent("Capture")
-        snap = run_task(
-            vc, parent.CreateSnapshot_Task(name="clones-base", memory=False, quiesce=False)
-        )
+        parent = vc.parent_entity("Capture").obj
+        snap = run_task(parent.CreateSnapshot_Task(name="clones-base", memory=False, quiesce=False))
     new_snapshot = str(snap._moId)
     old = clones_of(lab)
 

@@ -20,6 +20,7 @@ from bot.domain.models import CloneState, RunKind, RunState
 from bot.domain.provenance import read_provenance
 from bot.domain.results import ProgressEvent
 from tests.helpers import LAB_TYPES, MakeApp, deploy
+from tests.vsphere import Admin
 
 pytestmark = pytest.mark.lab
 
@@ -257,7 +258,11 @@ def test_teardown_leaves_a_clone_whose_attributes_no_longer_match(
     moved = app.repo.find_clone("TRN-CAP-002")
     assert moved is not None and moved.moref is not None
     # Someone relabelled this VM for another cohort: it is no longer provably ours.
-    app.vcenter.set_attributes(moved.moref, {"Environment": "someone-else"})
+    admin = Admin(lab)
+    try:
+        admin.relabel(moved.moref, "Environment", "someone-else")
+    finally:
+        admin.close()
 
     result = app.service.teardown("alpha", actor="trainer")
 
@@ -517,7 +522,7 @@ def test_task_waiting_falls_back_to_filters_and_back(lab: LabProcess, app: App) 
     # As with a real vCenter, whose clone tasks run on after CloneVM_Task returns: the waiter
     # watches them through a filter and one WaitForUpdatesEx per batch.
     deploy(app, "deploy capture 1 as warm")
-    waiter = app.vcenter._waiter()
+    waiter = app.vcenter._tasks.waiter()
     waiter._quick = False
     lab.control.reset()
     result = deploy(app, "deploy capture 4 as filtered")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.adapters.lab import LabProcess
-from bot.adapters.vcenter.client import TRANSIENT_FAULTS
+from bot.adapters.vcenter.faults import TRANSIENT_FAULTS
 from bot.bootstrap import App
 from bot.domain.models import CloneState, RunState
 from bot.domain.results import ProgressEvent

@@ -24,7 +24,7 @@ from pyVim.connect import Disconnect, SmartConnect, SmartStubAdapter
 from pyVmomi import vim, vmodl
 
 from bot.adapters.lab import LabProcess
-from bot.adapters.vcenter.client import VCenter
+from bot.adapters.vcenter import VCenter
 from bot.domain.errors import VCenterError, VCenterUnreachable
 from bot.domain.models import CloneState
 from bot.settings import VCenterSettings
@@ -223,7 +223,8 @@ def test_a_session_that_expires_logs_in_again(plain: LabProcess, certs: Certs) -
     # The simulator ends a session on Logout; the next call logs in again by itself.
     with VCenter(settings(plain, ca_file=str(certs.ca))) as vc:
         vc.datacenter_name()
-        vc.content.sessionManager.Logout()
+        stub = vc.root_entity().obj._stub  # the adapter's own session
+        vim.ServiceInstance("ServiceInstance", stub).RetrieveContent().sessionManager.Logout()
         assert vc.find_vms()  # NotAuthenticated, a new Login, and the call again
 
 

@@ -10,7 +10,7 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim as _vim
 
 from bot.adapters.lab import LabProcess
-from bot.adapters.vcenter.client import VCenter
+from bot.adapters.vcenter.session import Session
 from bot.settings import VCenterSettings
 
 vim: Any = _vim  # pyVmomi's dynamic types
@@ -21,18 +21,18 @@ class Admin:
 
     def __init__(self, lab: LabProcess) -> None:
         info = lab.info
-        self.vc = VCenter(
+        self.session = Session(
             VCenterSettings(
                 url=info.url, user=info.user, password=info.password, insecure=True, timeout_s=10
             )
         )
-        self.vc.connect()
+        self.session.connect()
 
     def close(self) -> None:
-        self.vc.close()
+        self.session.close()
 
     def _vm(self, moref: str) -> Any:
-        return vim.VirtualMachine(moref, self.vc._stub())
+        return vim.VirtualMachine(moref, self.session.stub())
 
     def rename(self, moref: str, name: str) -> None:
         WaitForTask(self._vm(moref).Rename_Task(newName=name))
@@ -48,6 +48,12 @@ class Admin:
         WaitForTask(vm.Destroy_Task())
 
     def relabel(self, moref: str, attribute: str, value: str) -> None:
-        fields = self.vc.content.customFieldsManager
+        fields = self.session.content.customFieldsManager
         key = next(f.key for f in fields.field if f.name == attribute)
         fields.SetField(entity=self._vm(moref), key=key, value=value)
+
+
+def run_task(task: Any) -> Any:
+    """Wait for a task started through any session, as an admin's script would; its result."""
+    WaitForTask(task)
+    return task.info.result

@@ -10,7 +10,7 @@ Three ways to trust vCenter's certificate (`[vcenter]` in clones.toml):
 - neither: the system's CA store.
 `insecure = true` verifies nothing (a lab on a trusted network only).
 
-No pyVmomi here: `bot.adapters.vcenter.client` builds its SSL context with `context_for` and
+No pyVmomi here: `bot.adapters.vcenter.session` builds its SSL context with `context_for` and
 turns `ssl.SSLError` into one sentence with `explain`.
 """
 

@@ -1,0 +1,242 @@
+"""Reading VMs, parents, datastores and clusters, in the service's words (`VmFacts`,
+`VmSighting`, `ParentReport`, `HostInfo`): batched PropertyCollector reads, nothing changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from pyVmomi import vim as _vim
+
+from bot.adapters.vcenter.attributes import Attributes
+from bot.adapters.vcenter.lookup import Lookup
+from bot.domain.models import ParentFacts
+from bot.domain.vsphere import DiskInfo, HostInfo, ParentReport, VmFacts, VmSighting
+
+# pyVmomi's dynamic vSphere types, as Any (see faults.py).
+vim: Any = _vim
+
+# What a VM's facts are made of (read in one call, for one VM or a batch).
+VM_PROPERTIES = [
+    "name",
+    "config.instanceUuid",
+    "config.hardware.device",
+    "customValue",
+    "config.annotation",
+    "runtime.powerState",
+    "runtime.host",
+    "summary.storage",
+    "parent",
+]
+
+
+class InventoryReads:
+    """VMs and parents as facts, datastores' free space, clusters' hosts."""
+
+    def __init__(self, lookup: Lookup, attributes: Attributes) -> None:
+        self.lookup = lookup
+        self.attributes = attributes
+
+    # ----------------------------------------------------------------- VMs
+    def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
+        """Facts for each moref (None where the VM no longer exists), in one round trip."""
+        if not morefs:
+            return []
+        objs = [self.lookup.vm(m) for m in morefs]
+        rows = self.lookup.retrieve(objs, VM_PROPERTIES, report_missing=True)
+        by_moref = {str(obj._moId): props for obj, props in rows}
+        return [self.facts(m, by_moref[m]) if m in by_moref else None for m in morefs]
+
+    def find_vms(self, folder: str | None = None) -> list[VmFacts]:
+        """Every VM (templates excluded) under a folder path, or in the whole datacenter."""
+        lookup = self.lookup
+        root = lookup.find_path("folder", "vm", folder) if folder else lookup.datacenter()
+        rows = lookup.retrieve_container(
+            vim.VirtualMachine, [*VM_PROPERTIES, "config.template"], root=root
+        )
+        return [
+            self.facts(str(obj._moId), props)
+            for obj, props in rows
+            if not props.get("config.template")
+        ]
+
+    def sightings(self, morefs: Sequence[str] | None = None) -> list[VmSighting]:
+        """VMs, narrowly: moref, instance UUID, name, power state and custom attributes, in
+        one PropertyCollector read (paged). With `morefs`, those VMs (absent ones are simply
+        not in the result; what status compares records with); without, every VM in the
+        datacenter, templates excluded (what resume reconciles against: a VM moved to another
+        folder or renamed is still found by its instance UUID).
+        """
+        paths = ["name", "config.instanceUuid", "runtime.powerState", "customValue"]
+        lookup = self.lookup
+        if morefs is not None:
+            if not morefs:
+                return []
+            rows = lookup.retrieve([lookup.vm(m) for m in morefs], paths, report_missing=True)
+        else:
+            rows = lookup.retrieve_container(
+                vim.VirtualMachine, [*paths, "config.template"], root=lookup.datacenter()
+            )
+        out = []
+        for obj, props in rows:
+            if props.get("config.template"):
+                continue
+            out.append(
+                VmSighting(
+                    moref=str(obj._moId),
+                    instance_uuid=str(props.get("config.instanceUuid") or ""),
+                    name=str(props.get("name", "")),
+                    powered_on=props.get("runtime.powerState")
+                    == vim.VirtualMachinePowerState.poweredOn,
+                    attributes=self.attributes.values(props.get("customValue", [])),
+                )
+            )
+        return out
+
+    def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
+        """Each VM's instance UUID (None where it no longer exists): a narrow read, in one call."""
+        if not morefs:
+            return []
+        rows = self.lookup.retrieve(
+            [self.lookup.vm(m) for m in morefs], ["config.instanceUuid"], report_missing=True
+        )
+        found = {str(obj._moId): p.get("config.instanceUuid") for obj, p in rows}
+        return [found.get(m) for m in morefs]
+
+    def facts(self, moref: str, props: Mapping[str, Any]) -> VmFacts:
+        """A VM's facts from its `VM_PROPERTIES`."""
+        disks = [d for d in props.get("config.hardware.device", []) if is_disk(d)]
+        linked = bool(disks) and all(getattr(d.backing, "parent", None) for d in disks)
+        storage = props.get("summary.storage")
+        attributes = self.attributes.values(props.get("customValue", []))
+        host = props.get("runtime.host")
+        return VmFacts(
+            moref=moref,
+            name=str(props.get("name", "")),
+            instance_uuid=str(props.get("config.instanceUuid") or ""),
+            powered_on=props.get("runtime.powerState") == vim.VirtualMachinePowerState.poweredOn,
+            linked=linked,
+            attributes=attributes,
+            committed_bytes=int(storage.committed) if storage is not None else 0,
+            unshared_bytes=int(storage.unshared or 0) if storage is not None else 0,
+            host=str(host._moId) if host is not None else "",
+            disk_modes=tuple(str(getattr(d.backing, "diskMode", "")) for d in disks),
+            parent_moref=str(parent._moId) if (parent := props.get("parent")) is not None else "",
+            notes=str(props.get("config.annotation") or ""),
+        )
+
+    # ----------------------------------------------------------------- parents
+    def parent_report(self, parent: str, snapshot: str) -> ParentReport:
+        vm = self.lookup.find_parent(parent)
+        props = self.lookup.retrieve_one(
+            vm,
+            [
+                "config.hardware.device",
+                "summary.storage",
+                "runtime.powerState",
+                "snapshot",
+                "config.hardware.memoryMB",
+            ],
+        )
+        disks = tuple(
+            DiskInfo(
+                label=str(d.deviceInfo.label if d.deviceInfo else d.key),
+                capacity_bytes=int(d.capacityInBytes or d.capacityInKB * 1024),
+                thin=bool(getattr(d.backing, "thinProvisioned", False)),
+                mode=str(getattr(d.backing, "diskMode", "persistent")),
+                has_parent=getattr(d.backing, "parent", None) is not None,
+            )
+            for d in props.get("config.hardware.device", [])
+            if is_disk(d)
+        )
+        storage = props.get("summary.storage")
+        return ParentReport(
+            name=parent,
+            moref=str(vm._moId),
+            powered_on=props.get("runtime.powerState") != "poweredOff",
+            disks=disks,
+            snapshots_named=count_snapshots(props.get("snapshot"), snapshot),
+            used_bytes=int(storage.committed) if storage is not None else 0,
+            memory_mb=int(props.get("config.hardware.memoryMB") or 0),
+        )
+
+    def parent_facts(self, parent: str, snapshot: str) -> ParentFacts:
+        """A parent's sizes and state (one read; see parent_report for the details)."""
+        report = self.parent_report(parent, snapshot)
+        return ParentFacts(
+            name=parent,
+            provisioned_bytes=sum(d.capacity_bytes for d in report.disks),
+            used_bytes=report.used_bytes,
+            # Anything but powered off (on, suspended) counts as on: no snapshot then.
+            powered_on=report.powered_on,
+            snapshot=snapshot if report.snapshots_named else None,
+            memory_mb=report.memory_mb,
+        )
+
+    # ----------------------------------------------------------------- storage and clusters
+    def datastore_free_bytes(self, datastore: str) -> int:
+        ds = self.lookup.find_path("datastore", "datastore", datastore)
+        summary = self.lookup.retrieve_one(ds, ["summary"]).get("summary")
+        return int(summary.freeSpace) if summary is not None else 0
+
+    def cluster_hosts(self, resource_pool: str) -> tuple[Any, list[HostInfo]]:
+        """The cluster behind a type's resource pool, and its hosts (morefs, names, usable)."""
+        pool = self.lookup.placement_pool(resource_pool)
+        owner = self.lookup.retrieve_one(pool, ["owner"]).get("owner")
+        if not isinstance(owner, vim.ClusterComputeResource):
+            return owner, []
+        rows = self.lookup.retrieve_container(
+            vim.HostSystem,
+            ["name", "runtime.connectionState", "runtime.inMaintenanceMode"],
+            root=owner,
+        )
+        hosts = [
+            HostInfo(
+                moref=str(obj._moId),
+                name=str(props.get("name", "")),
+                usable=props.get("runtime.connectionState") == "connected"
+                and not props.get("runtime.inMaintenanceMode"),
+            )
+            for obj, props in rows
+        ]
+        return owner, sorted(hosts, key=lambda h: h.name)
+
+    def drs_confinement(self, cluster: Any, prefix: str) -> tuple[list[str], list[str], bool]:
+        """Read the bot's DRS groups and rule for one parent: (vm morefs, host morefs, rule?)."""
+        config = self.lookup.retrieve_one(cluster, ["configurationEx"]).get("configurationEx")
+        vms: list[str] = []
+        hosts: list[str] = []
+        for group in getattr(config, "group", None) or []:
+            if group.name == f"{prefix}-vms":
+                vms = [str(v._moId) for v in group.vm or []]
+            elif group.name == f"{prefix}-hosts":
+                hosts = [str(h._moId) for h in group.host or []]
+        rule = any(r.name == f"{prefix}-must-run" for r in getattr(config, "rule", None) or [])
+        return vms, hosts, rule
+
+
+# --------------------------------------------------------------------- disks and snapshots
+def is_disk(device: Any) -> bool:
+    return isinstance(device, vim.vm.device.VirtualDisk)
+
+
+def _snapshot_trees(info: Any) -> Iterator[Any]:
+    def walk(trees: Iterable[Any]) -> Iterator[Any]:
+        for tree in trees or []:
+            yield tree
+            yield from walk(tree.childSnapshotList)
+
+    if info is not None:
+        yield from walk(info.rootSnapshotList)
+
+
+def find_snapshot(info: Any, name: str) -> Any:
+    """The newest snapshot with this name (a re-snapshotted parent's current base)."""
+    named = [t for t in _snapshot_trees(info) if t.name == name]
+    if not named:
+        return None
+    return max(named, key=lambda t: t.createTime).snapshot
+
+
+def count_snapshots(info: Any, name: str) -> int:
+    return sum(1 for tree in _snapshot_trees(info) if tree.name == name)

@@ -1,0 +1,430 @@
+"""Starting vSphere tasks and waiting for them: one waiter thread and one PropertyCollector watch
+every thread's tasks.
+
+The waiter is given what it needs and nothing more (a way to make calls, a PropertyCollector
+factory, a batched property read and the task timeout), so it knows nothing of the operations
+that start the tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
+
+from bot.adapters.vcenter.faults import fault_error, quiet
+from bot.domain.errors import VCenterError, VCenterFault, VCenterUnreachable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# pyVmomi's dynamic vSphere types, as Any (see faults.py).
+vim: Any = _vim
+vmodl: Any = _vmodl
+
+TASK_PROPS = ["info.state", "info.result", "info.error"]
+WAIT_S = 30  # longest single WaitForUpdatesEx; new tasks interrupt it (CancelWaitForUpdates)
+GATHER_S = 0.05  # while tasks are being started, wait up to this long to batch them up
+# The same when tasks are read directly (they tend to be over once started): the caller is
+# waiting for a result that is already there, so hold a batch open only briefly.
+QUICK_GATHER_S = 0.01
+
+
+class Call(Protocol):
+    """`Session.call`: run one vSphere call, its errors as `bot.domain.errors`."""
+
+    def __call__(self, what: str, fn: Callable[[], T], /) -> T: ...
+
+
+# Properties of objects of one type, read in one call; absent objects are left out.
+Read = Callable[[Sequence[Any], list[str]], list[tuple[Any, dict[str, Any]]]]
+
+
+class Tasks:
+    """Start tasks and wait for them. The waiter is made on first use (again after `stop`)."""
+
+    def __init__(
+        self, *, call: Call, new_collector: Callable[[], Any], read: Read, timeout_s: float
+    ) -> None:
+        self._call = call
+        self._new_collector = new_collector
+        self._read = read
+        self._timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._starting = 0  # task-starting calls (CloneVM_Task, Destroy_Task, ...) in flight
+        self._waiter: TaskWaiter | None = None
+
+    def start(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Start a vSphere task; while it is being started the waiter holds its next batch open,
+        so tasks started together are watched together."""
+        with self._lock:
+            self._starting += 1
+        try:
+            return self._call(what, fn)
+        finally:
+            with self._lock:
+                self._starting -= 1
+
+    def starting(self) -> int:
+        return self._starting
+
+    def wait(self, tasks: Sequence[Any], read: Sequence[str] | None = None) -> list[Any]:
+        """Wait for tasks; return each one's result, or a `VCenterError` for a failed one.
+
+        All threads' tasks are watched by one waiter thread through one PropertyCollector:
+        tasks that arrive together share one filter and one WaitForUpdatesEx (or, while tasks
+        tend to be over by the time they are seen, one direct read), so waiting costs a few
+        calls per batch of tasks, never a poll per task. With `read`, a successful task's
+        result (a VM) is returned as `(moref, properties)` read in one call for the batch.
+        """
+        if not tasks:
+            return []
+        return self.waiter().wait(tasks, read)
+
+    def waiter(self) -> TaskWaiter:
+        with self._lock:
+            if self._waiter is None:
+                self._waiter = TaskWaiter(
+                    call=self._call,
+                    new_collector=self._new_collector,
+                    read=self._read,
+                    timeout_s=self._timeout_s,
+                    starting=self.starting,
+                )
+            return self._waiter
+
+    def stop(self) -> None:
+        """Fail whatever is still waited for (the connection closed) and drop the waiter."""
+        with self._lock:
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.stop()
+
+
+@dataclass
+class _Waiting:
+    task: Any
+    read: Sequence[str] | None
+    deadline: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+    @property
+    def moref(self) -> str:
+        return str(self.task._moId)
+
+
+@dataclass
+class _Watch:
+    """What the waiter thread is watching: tasks by moref, filters, task states, the version."""
+
+    outstanding: dict[str, _Waiting] = field(default_factory=dict)
+    filters: dict[Any, set[str]] = field(default_factory=dict)
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    version: str = ""
+    renewals: int = 0  # session renewals in a row without progress
+
+
+class TaskWaiter:
+    """One thread and one PropertyCollector that wait for every thread's tasks.
+
+    Each batch of tasks that arrive together gets one filter; one WaitForUpdatesEx serves all
+    filters; a batch's filter is destroyed when its last task ends. When new tasks arrive while
+    the thread is blocked in WaitForUpdatesEx, CancelWaitForUpdates wakes it (one call). The
+    wait starts again from version "" after each new filter: that returns the current state of
+    every filter, which is what a new filter needs and is harmless for the others.
+
+    Tasks that are already over when the waiter first sees them (fast tasks, or a vCenter that
+    answers a task-starting call only when the work is done) need no filter at all: while that
+    keeps happening, a batch is first read directly (one RetrievePropertiesEx for the batch)
+    and only its unfinished tasks get a filter. The first direct read that finds nothing over
+    switches this off; a new filter whose first update shows its tasks over switches it on.
+    """
+
+    def __init__(
+        self,
+        *,
+        call: Call,
+        new_collector: Callable[[], Any],
+        read: Read,
+        timeout_s: float,
+        starting: Callable[[], int],
+    ) -> None:
+        self._call = call
+        self._new_collector = new_collector
+        self._read = read
+        self._timeout_s = timeout_s
+        self._starting = starting  # how many tasks are being started right now
+        self._cond = threading.Condition()
+        self._queue: list[_Waiting] = []
+        self._blocked = False
+        self._cancelled = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._pc: Any = None
+        self._quick = True  # read a new batch directly before watching it (see above)
+
+    def wait(self, tasks: Sequence[Any], read: Sequence[str] | None) -> list[Any]:
+        deadline = time.monotonic() + self._timeout_s
+        items = [_Waiting(t, read, deadline) for t in tasks]
+        cancel = False
+        with self._cond:
+            self._queue.extend(items)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="task-waiter", daemon=True)
+                self._thread.start()
+            if self._blocked and not self._cancelled:
+                self._cancelled = cancel = True
+            self._cond.notify_all()
+        if cancel and self._pc is not None:
+            with quiet():  # wake the waiter so it adds these tasks now
+                self._pc.CancelWaitForUpdates()
+        for item in items:
+            item.done.wait()
+        return [item.result for item in items]
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            with quiet():
+                pc.Destroy()
+
+    # ------------------------------------------------------------------ the waiter thread
+    def _run(self) -> None:
+        watch = _Watch()
+        while True:
+            new = self._next_batch(watch)
+            if new is None:
+                return
+            try:
+                self._step(new, watch)
+            except VCenterError as exc:
+                self._recover(exc, watch)
+            except Exception as exc:  # a bug here must not leave callers waiting forever
+                log.exception("task waiter failed")
+                error = VCenterError(f"internal error while waiting for tasks: {exc}")
+                with self._cond:
+                    queued, self._queue = self._queue, []
+                self._fail_all([*watch.outstanding.values(), *queued], str(error), error)
+                watch.outstanding.clear()
+                watch.filters.clear()
+                self._pc = None
+                watch.version = ""
+
+    def _next_batch(self, watch: _Watch) -> list[_Waiting] | None:
+        """The tasks that arrived since the last step (held open briefly while more are being
+        started); None when the thread ends: stopped, or idle for a minute."""
+        with self._cond:
+            while not self._queue and not watch.outstanding and not self._stopped:
+                if not self._cond.wait(timeout=60):
+                    self._thread = None  # idle: let the thread go; a new one starts on demand
+                    return None
+            if self._stopped:
+                self._fail_all([*watch.outstanding.values(), *self._queue], "the connection closed")
+                return None
+            gather_until = time.monotonic() + (QUICK_GATHER_S if self._quick else GATHER_S)
+            while self._queue and self._starting() and time.monotonic() < gather_until:
+                self._cond.wait(gather_until - time.monotonic())
+            new, self._queue = self._queue, []
+            self._cancelled = False
+        return new
+
+    def _step(self, new: list[_Waiting], watch: _Watch) -> None:
+        """Take on a new batch (a direct read, or a filter), wait once, deliver what ended."""
+        if new and self._quick:
+            new = self._collect_finished(new, watch.outstanding, watch.state)
+            if not new and not watch.outstanding:
+                return
+        if new:
+            pc = self._collector()
+            spec = vmodl.query.PropertyCollector.FilterSpec(
+                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=w.task) for w in new],
+                propSet=[
+                    vmodl.query.PropertyCollector.PropertySpec(type=vim.Task, pathSet=TASK_PROPS)
+                ],
+            )
+            for w in new:  # tracked before the call, so a failure cannot lose them
+                watch.outstanding[w.moref] = w
+                watch.state.setdefault(w.moref, {})
+            flt = self._call("watching tasks", partial(pc.CreateFilter, spec, True))
+            watch.filters[flt] = {w.moref for w in new}
+            watch.version = ""
+        finished = self._wait_once(watch.version, watch.outstanding, watch.state)
+        if finished is None:
+            return  # cancelled to add new tasks; keep the version
+        if not watch.version and new and not self._quick:
+            # Tasks that were already over when first watched: read them directly next time.
+            self._quick = any(w.moref in finished[1] for w in new)
+        watch.version, ended = finished
+        watch.renewals = 0
+        self._deliver(ended, watch.outstanding, watch.state)
+        for flt, morefs in list(watch.filters.items()):
+            if not morefs & watch.outstanding.keys():
+                del watch.filters[flt]
+                with quiet():
+                    self._call("dropping a task filter", flt.Destroy)
+
+    def _recover(self, exc: VCenterError, watch: _Watch) -> None:
+        """After a failed step: watch the tasks again from a fresh collector when the session
+        was renewed, else fail the tasks being watched."""
+        if isinstance(exc, VCenterFault) and exc.fault in (
+            "ManagedObjectNotFound",
+            "NotAuthenticated",
+        ):
+            # The session was renewed: collectors and filters died with the old one.
+            # Tasks live on, so watch them again from a fresh collector.
+            self._pc = None
+            watch.filters.clear()
+            with self._cond:
+                self._queue[:0] = list(watch.outstanding.values())
+            watch.outstanding.clear()
+            watch.state.clear()
+            watch.version = ""
+            watch.renewals += 1
+            if watch.renewals <= 3:
+                return
+            with self._cond:  # the session keeps failing: give up on these tasks
+                stuck, self._queue = self._queue, []
+            self._fail_all(stuck, str(exc), exc)
+            return
+        self._fail_all([*watch.outstanding.values()], str(exc), exc)
+        watch.outstanding.clear()
+        watch.filters.clear()
+        self._pc = None
+        if not isinstance(exc, VCenterFault):
+            watch.version = ""
+
+    def _collect_finished(
+        self,
+        new: list[_Waiting],
+        outstanding: dict[str, _Waiting],
+        state: dict[str, dict[str, Any]],
+    ) -> list[_Waiting]:
+        """Read a new batch's tasks once; deliver the finished ones; return the others."""
+        for w in new:  # tracked before the call, so a failure cannot lose them
+            outstanding[w.moref] = w
+            state.setdefault(w.moref, {})
+        rows = self._read([w.task for w in new], TASK_PROPS)
+        props = {str(obj._moId): p for obj, p in rows}
+        ended: list[str] = []
+        rest: list[_Waiting] = []
+        for w in new:
+            p = props.get(w.moref) or {}
+            if p.get("info.state") in ("success", "error"):
+                state[w.moref].update(p)
+                ended.append(w.moref)
+            else:
+                rest.append(w)
+        if not ended:
+            self._quick = False
+        self._deliver(ended, outstanding, state)
+        return rest
+
+    def _collector(self) -> Any:
+        if self._pc is None:
+            self._pc = self._new_collector()
+        return self._pc
+
+    def _wait_once(
+        self,
+        version: str,
+        outstanding: dict[str, _Waiting],
+        state: dict[str, dict[str, Any]],
+    ) -> tuple[str, list[str]] | None:
+        pc = self._collector()
+        now = time.monotonic()
+        expired = [m for m, w in outstanding.items() if w.deadline <= now]
+        if expired:
+            return version, expired
+        remaining = min(w.deadline for w in outstanding.values()) - now if outstanding else 1
+        options = vmodl.query.PropertyCollector.WaitOptions(
+            maxWaitSeconds=max(1, min(WAIT_S, int(remaining)))
+        )
+        with self._cond:
+            if self._queue and version:
+                return None  # new tasks arrived meanwhile: add them first
+            self._blocked = True
+        try:
+            update = self._call("waiting for tasks", lambda: pc.WaitForUpdatesEx(version, options))
+        except VCenterFault as exc:
+            if exc.fault == "RequestCanceled":
+                return None
+            raise
+        finally:
+            with self._cond:
+                self._blocked = False
+        if update is None:
+            return version, []
+        ended: list[str] = []
+        for fs in update.filterSet or []:
+            for obj in fs.objectSet or []:
+                moref = str(obj.obj._moId)
+                if moref not in outstanding:
+                    continue
+                for change in obj.changeSet or []:
+                    state[moref][change.name] = change.val
+                if state[moref].get("info.state") in ("success", "error"):
+                    ended.append(moref)
+        return update.version, ended
+
+    def _deliver(
+        self,
+        ended: list[str],
+        outstanding: dict[str, _Waiting],
+        state: dict[str, dict[str, Any]],
+    ) -> None:
+        if not ended:
+            return
+        results: dict[str, Any] = {}
+        reads: dict[tuple[str, ...], list[str]] = {}
+        for moref in ended:
+            st = state.get(moref, {})
+            w = outstanding[moref]
+            if st.get("info.state") == "success":
+                result = st.get("info.result")
+                results[moref] = result
+                if w.read is not None and result is not None:
+                    reads.setdefault(tuple(w.read), []).append(moref)
+            elif st.get("info.state") == "error":
+                results[moref] = fault_error(st.get("info.error"), f"task {moref}")
+            else:
+                results[moref] = VCenterFault(
+                    f"Task {moref} did not finish within {self._timeout_s:.0f} s.",
+                    "Timedout",
+                    transient=True,
+                )
+        # One read for all the VMs this batch produced (a clone's verification).
+        for paths, morefs in reads.items():
+            vms = [results[m] for m in morefs]
+            try:
+                rows = self._read(vms, list(paths))
+                props = {str(obj._moId): p for obj, p in rows}
+            except VCenterError as exc:
+                for m in morefs:
+                    results[m] = exc
+                continue
+            for m in morefs:
+                vm_moref = str(results[m]._moId)
+                results[m] = (vm_moref, props.get(vm_moref))
+        for moref in ended:
+            w = outstanding.pop(moref)
+            state.pop(moref, None)
+            w.result = results[moref]
+            w.done.set()
+
+    def _fail_all(
+        self, items: Sequence[_Waiting], why: str, exc: VCenterError | None = None
+    ) -> None:
+        for w in items:
+            w.result = exc or VCenterUnreachable(why)
+            w.done.set()
