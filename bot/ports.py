@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from bot.certificates import Inspection
 from bot.domain.errors import VCenterError
 from bot.domain.lab import LabEndpoint
 from bot.domain.models import (
@@ -46,6 +45,9 @@ from bot.domain.vsphere import (
     VmFacts,
     VmSighting,
 )
+
+if TYPE_CHECKING:
+    from bot.certificates import Inspection  # ssl: imported by the commands that inspect
 
 # ------------------------------------------------------------------------------------ time
 

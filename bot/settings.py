@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.certificates import ca_file_problem, parse_thumbprint
 from bot.domain.errors import ConfigError, UsageError
 
 BUNDLED_LAB_CONFIG = Path(__file__).resolve().parent / "data" / "lab.toml"
@@ -342,6 +341,8 @@ def _ca_file(value: Any, where: str, base_dir: Path) -> str | None:
             f"{where} [vcenter] ca_file {path} does not exist (a relative ca_file is read from "
             "the configuration file's folder)."
         )
+    from bot.certificates import ca_file_problem  # ssl and hashlib: only when there is one
+
     problem = ca_file_problem(str(path))
     if problem:
         raise ConfigError(f"{where} [vcenter] {problem}.")
@@ -354,6 +355,8 @@ def _thumbprint(value: Any, where: str) -> str | None:
     if not isinstance(value, str):
         raise ConfigError(f'{where} [vcenter] thumbprint must be text, e.g. "SHA256:AB:CD:...".')
     try:
+        from bot.certificates import parse_thumbprint
+
         return parse_thumbprint(value)
     except ValueError as exc:
         raise ConfigError(f"{where} [vcenter] thumbprint {value!r} {exc}.") from None

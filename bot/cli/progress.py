@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.domain.results import ProgressEvent
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Progress:
@@ -34,6 +35,8 @@ class Progress:
         if e.kind == "started":
             print(e.message, file=sys.stderr)
             if self.tty:
+                from tqdm import tqdm  # imported by the commands that show a bar, when they do
+
                 self.bar = tqdm(total=e.total, unit="vm", file=sys.stderr, dynamic_ncols=True)
             return
         if e.kind in ("clone_ready", "clone_failed"):
