@@ -20,7 +20,7 @@ from bot.domain.errors import (
 from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.domain.provenance import deployed_by_and_at
 from bot.domain.results import FailedClone
-from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmFacts
+from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmSighting
 from bot.ports import ProgressCallback
 from bot.services.fullcopy import FullCopyGuard
 from bot.services.pipeline import Stop, run_per_clone
@@ -135,7 +135,9 @@ class Refresher:
                         f'"prepare {t}" first.'
                     )
             self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
-            verified, gone, skipped = self.ownership.verify_ours(env, clones)
+            verified, gone, skipped = self.ownership.verify_ours(
+                env, clones, also=("host", "notes")
+            )
             run = self.runs.start_run(
                 environment=env.name,
                 kind=RunKind.REFRESH,
@@ -153,7 +155,7 @@ class Refresher:
         self,
         run_id: int,
         env: Environment,
-        verified: list[tuple[Clone, VmFacts]],
+        verified: list[tuple[Clone, VmSighting]],
         gone: list[Clone],
         skipped: list[tuple[Clone, str]],
         actor: str,
@@ -220,7 +222,7 @@ class Refresher:
         )
 
     def _refresh_one(
-        self, job: _Refreshing, item: tuple[Clone, VmFacts], stop: Stop
+        self, job: _Refreshing, item: tuple[Clone, VmSighting], stop: Stop
     ) -> _Outcome | None:
         """Destroy one old VM and clone its successor. Each type's first clone goes alone; a
         full copy stops the type with its other clones untouched (an endpoint that ignores

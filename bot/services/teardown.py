@@ -20,7 +20,7 @@ from bot.domain.results import (
     TeardownPlan,
     TeardownResult,
 )
-from bot.domain.vsphere import Destroyed, VmFacts
+from bot.domain.vsphere import Destroyed, VmSighting
 from bot.ports import ProgressCallback
 from bot.services.pipeline import Stop, retrying, run_per_clone
 from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state
@@ -94,7 +94,7 @@ class StripBack:
         started = time.monotonic()
         emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
-        verified, gone, skipped = self.ownership.verify_ours(env, clones)
+        verified, gone, skipped = self.ownership.verify_ours(env, clones, also=("storage",))
         for c in gone:
             self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
             emit("clone_ready", clone=c.name, ok=True, message="already gone")
@@ -147,7 +147,7 @@ class StripBack:
         return result
 
     def _destroy_one(
-        self, emit: Emitter, item: tuple[Clone, VmFacts], stop: Stop
+        self, emit: Emitter, item: tuple[Clone, VmSighting], stop: Stop
     ) -> Destroyed | FailedClone | None:
         """Destroy one verified clone (retrying transient faults); record and report it."""
         if stop():

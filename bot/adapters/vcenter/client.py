@@ -19,7 +19,7 @@ exceptions; pyVmomi objects never leave the package except as opaque morefs (str
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -125,8 +125,10 @@ class VCenter:
     def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
         return self._inventory.vm_facts(morefs)
 
-    def sightings(self, morefs: Sequence[str] | None = None) -> list[VmSighting]:
-        return self._inventory.sightings(morefs)
+    def sightings(
+        self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
+    ) -> list[VmSighting]:
+        return self._inventory.sightings(morefs, also=also)
 
     def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
         return self._inventory.instance_uuids(morefs)
@@ -179,7 +181,9 @@ class VCenter:
     def finish_clone(self, facts: VmFacts, req: CloneRequest) -> VmFacts:
         return self._cloning.finish_clone(facts, req)
 
-    def destroy(self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None) -> Destroyed:
+    def destroy(
+        self, moref: str, *, expected_uuid: str, facts: VmFacts | VmSighting | None = None
+    ) -> Destroyed:
         return self._power.destroy(moref, expected_uuid=expected_uuid, facts=facts)
 
     def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]:

@@ -21,7 +21,7 @@ from bot.adapters.vcenter.lookup import Lookup
 from bot.adapters.vcenter.session import Session
 from bot.adapters.vcenter.tasks import Tasks
 from bot.domain.errors import LinkedCloneCheckFailed, NotFoundError, VCenterError, VCenterFault
-from bot.domain.vsphere import CloneRequest, CustomizationOutcome, Destroyed, VmFacts
+from bot.domain.vsphere import CloneRequest, CustomizationOutcome, Destroyed, VmFacts, VmSighting
 
 # pyVmomi's dynamic vSphere types, as Any (see faults.py).
 vim: Any = _vim
@@ -116,13 +116,16 @@ class Power:
         task = self.session.call(f"powering off {parent}", vm.PowerOffVM_Task)
         _raise_failed(self.tasks.wait([task])[0])
 
-    def destroy(self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None) -> Destroyed:
+    def destroy(
+        self, moref: str, *, expected_uuid: str, facts: VmFacts | VmSighting | None = None
+    ) -> Destroyed:
         """Destroy one VM after checking it is the one recorded.
 
-        `facts` read moments ago in a batch (strip back verifies every clone in one call) spare
-        a read; a moref is never reused for another VM, so the check still holds. Destroy_Task
-        on a linked clone removes only the clone's own delta disk; the parent's base disk stays
-        (vCenter never deletes a disk another VM's chain still uses).
+        `facts` read moments ago in a batch (strip back verifies every clone in one call, a
+        sighting with its storage) spare a read; a moref is never reused for another VM, so the
+        check still holds. Destroy_Task on a linked clone removes only the clone's own delta
+        disk; the parent's base disk stays (vCenter never deletes a disk another VM's chain
+        still uses).
 
         A VM that is gone is one outcome however vCenter says so: absent from the read, a
         ManagedObjectNotFound fault of a call (the VM vanished between the read and the call,
@@ -144,7 +147,7 @@ class Power:
             raise
         return Destroyed(facts.committed_bytes, gone=False)
 
-    def _power_off_and_destroy(self, moref: str, facts: VmFacts) -> None:
+    def _power_off_and_destroy(self, moref: str, facts: VmFacts | VmSighting) -> None:
         """Raises a `VCenterFault` (call or task fault alike) when anything fails."""
         if facts.powered_on:
             err = self.power_off([moref])[0]
