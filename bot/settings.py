@@ -22,6 +22,7 @@ BUNDLED_LAB_CONFIG = Path(__file__).resolve().parent / "data" / "lab.toml"
 LAB_URL = "lab"  # `[vcenter] url = "lab"`: use the bundled lab vCenter, started on demand
 TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 VM_NAME_MAX = 80  # vSphere limit for a VM name
+MAX_CONCURRENCY = 128  # clone tasks at once (the pool runs twice as many threads)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,13 @@ class Settings:
     vcenter: VCenterSettings
     types: dict[str, TypeSettings]
     database: Path
-    concurrency: int = 8
+    concurrency: int = 8  # clone tasks in vCenter at once, in all
+    # ...and at most this many operations (clones, power-ons) at once on one host, and clones
+    # on one datastore: vCenter's own defaults (8 provisioning operations per host, a cost of
+    # 128 per datastore). A cluster of many hosts can take a `concurrency` above the per-host
+    # limit; the bot then places each clone on a host itself to keep to it.
+    max_ops_per_host: int = 8
+    max_ops_per_datastore: int = 128
     retries: int = 3  # extra attempts for a clone after a transient fault
     retry_backoff_s: float = 2.0  # first backoff; doubles each attempt, with jitter
     managed_by: str = "clones"  # value of the ManagedBy custom attribute on every clone
@@ -196,7 +203,9 @@ def settings_from_dict(
     database = Path(env.get("CLONES_DB") or clones_raw.get("database", "clones.db"))
     if not database.is_absolute():
         database = base_dir / database
-    concurrency = _int(clones_raw, "concurrency", 8, 1, 64, f"{where} [clones]")
+    concurrency = _int(clones_raw, "concurrency", 8, 1, MAX_CONCURRENCY, f"{where} [clones]")
+    per_host = _int(clones_raw, "max_ops_per_host", 8, 1, MAX_CONCURRENCY, f"{where} [clones]")
+    per_datastore = _int(clones_raw, "max_ops_per_datastore", 128, 1, 1024, f"{where} [clones]")
     retries = _int(clones_raw, "retries", 3, 0, 10, f"{where} [clones]")
     backoff = _number(clones_raw, "retry_backoff_s", 2.0, f"{where} [clones]")
     if backoff < 0:
@@ -247,6 +256,8 @@ def settings_from_dict(
         types=types,
         database=database,
         concurrency=concurrency,
+        max_ops_per_host=per_host,
+        max_ops_per_datastore=per_datastore,
         retries=retries,
         retry_backoff_s=backoff,
         managed_by=managed_by,

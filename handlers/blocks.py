@@ -199,16 +199,17 @@ def unsupported(verb: str) -> str:
 # ===================================================================== deploy
 def deploy_progress(e: ProgressEvent, requester: str) -> Rendered:
     bar = progress_bar(e.done, e.failed, e.total)
-    eta = duration(e.eta_s) if e.remaining else "0s"
+    eta = duration(e.eta_s) if e.remaining or e.eta_s is None else "0s"
     head = f":hourglass_flowing_sand: Deploying {_plural(e.total, 'linked clone')} into "
     head += f"*{esc(e.environment)}* for {who(requester)}"
     counts = f"ready {e.done} · failed {e.failed} · remaining {e.remaining}"
+    stages = f"\n{e.stages_text}" if e.stages_text else ""  # cloned / powered on / customized
     text = f"Deploying into {e.environment}: {e.done + e.failed}/{e.total} ({counts})"
     return Rendered(
         text,
         [
             section(head),
-            section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}"),
+            section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}{stages}"),
             context(f"elapsed {duration(e.elapsed_s)} · ETA {eta} · run {e.run_id}"),
         ],
     )
@@ -411,6 +412,7 @@ def scheduled_progress(e: ProgressEvent) -> Rendered:
     done_word = "ready" if deploying else "destroyed"
     bar = progress_bar(e.done, e.failed, e.total)
     counts = f"{done_word} {e.done} · failed {e.failed} · remaining {e.remaining}"
+    stages = f"\n{e.stages_text}" if e.stages_text else ""  # cloned / powered on / customized
     if e.kind == "finished":
         icon = ":white_check_mark:" if not e.failed and not e.remaining else ":warning:"
         what = "deployment into" if deploying else "strip back of"
@@ -423,7 +425,7 @@ def scheduled_progress(e: ProgressEvent) -> Rendered:
         text,
         [
             section(head),
-            section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}"),
+            section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}{stages}"),
             context(f"elapsed {duration(e.elapsed_s)} · ETA {duration(e.eta_s)} · run {e.run_id}"),
         ],
     )

@@ -23,25 +23,31 @@ func TestOperationsInFlightAreCountedPerHost(t *testing.T) {
 	}
 	tl.mustCall("POST", "/lab/reset", nil, nil)
 
-	// Five clones pinned to one host and two to another, all at once; one more left to the lab.
+	// Five clones pinned to one host and two to another, all at once; then, while they are on
+	// their way, one more left to the lab to place.
 	pinned := map[string]string{
 		"a1": "esx-training-01", "a2": "esx-training-01", "a3": "esx-training-01",
 		"a4": "esx-training-01", "a5": "esx-training-01",
-		"b1": "esx-training-02", "b2": "esx-training-02", "free": "",
+		"b1": "esx-training-02", "b2": "esx-training-02",
 	}
 	var wg sync.WaitGroup
-	for name, host := range pinned {
-		spec := tl.cloneSpec(&snap, linkedMove)
-		if host != "" {
-			ref := hosts[host]
-			spec.Location.Host = &ref
-		}
+	start := func(name string, spec types.VirtualMachineCloneSpec) {
 		wg.Add(1)
-		go func(name string, spec types.VirtualMachineCloneSpec) {
+		go func() {
 			defer wg.Done()
 			tl.mustClone(parent, name, spec)
-		}(name, spec)
+		}()
 	}
+	for name, host := range pinned {
+		spec := tl.cloneSpec(&snap, linkedMove)
+		ref := hosts[host]
+		spec.Location.Host = &ref
+		start(name, spec)
+	}
+	waitFor(t, 5*time.Second, "seven clones in flight", func() bool {
+		return tl.stats().RequestsInFlight >= len(pinned)
+	})
+	start("free", tl.cloneSpec(&snap, linkedMove))
 	wg.Wait()
 
 	s := tl.stats()

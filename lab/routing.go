@@ -58,6 +58,10 @@ var readOnlyMethods = map[string]bool{
 	"CreateContainerView": true, "CreateListView": true, "DestroyView": true,
 	"RetrieveServiceContent": true, "CurrentTime": true, "Login": true, "Logout": true,
 	"FindByInventoryPath": true, "FindChild": true, "FindByUuid": true, "SessionIsActive": true,
+	// custom attribute values, events, privileges, customization specs: never storage
+	"SetField": true, "AddCustomFieldDef": true, "QueryEvents": true, "CancelWaitForUpdates": true,
+	"FetchUserPrivilegeOnEntities": true, "HasPrivilegeOnEntities": true,
+	"DoesCustomizationSpecExist": true, "GetCustomizationSpec": true,
 }
 
 func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {

@@ -321,6 +321,13 @@ class FakeVCenter:
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None:
         self._parent(parent).powered_on = False
 
+    def customization_outcomes(
+        self, morefs: Collection[str], since: datetime
+    ) -> dict[str, CustomizationOutcome]:
+        self._call("customization_outcomes")
+        with self._lock:
+            return {m: CustomizationOutcome(m, True) for m in morefs if self.vms[m].powered_on}
+
     def wait_for_customization(
         self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0
     ) -> dict[str, CustomizationOutcome]:

@@ -61,7 +61,7 @@ class VCenter:
         tasks = Tasks(
             call=session.call,
             new_collector=session.new_collector,
-            read=lambda objs, paths: lookup.retrieve(objs, paths, report_missing=True),
+            read=lambda groups: lookup.retrieve_groups(groups, report_missing=True),
             timeout_s=settings.task_timeout_s,
         )
         attributes = Attributes(session, lookup)
@@ -191,6 +191,11 @@ class VCenter:
 
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None:
         self._power.shut_down(parent, timeout_s)
+
+    def customization_outcomes(
+        self, morefs: Collection[str], since: datetime
+    ) -> dict[str, CustomizationOutcome]:
+        return self._customization.outcomes(morefs, since)
 
     def wait_for_customization(
         self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0

@@ -205,15 +205,16 @@ class InventoryReads:
         return int(summary.freeSpace) if summary is not None else 0
 
     def cluster_hosts(self, resource_pool: str) -> tuple[Any, list[HostInfo]]:
-        """The cluster behind a type's resource pool, and its hosts (morefs, names, usable)."""
-        pool = self.lookup.placement_pool(resource_pool)
-        owner = self.lookup.retrieve_one(pool, ["owner"]).get("owner")
+        """The cluster behind a type's resource pool, and its hosts (morefs, names, usable):
+        one read of the hosts' state (the pool's cluster is looked up once per connection)."""
+        owner = self.lookup.pool_owner(resource_pool)
         if not isinstance(owner, vim.ClusterComputeResource):
             return owner, []
-        rows = self.lookup.retrieve_container(
+        rows = self.lookup.retrieve_related(
+            owner,
+            "host",
             vim.HostSystem,
             ["name", "runtime.connectionState", "runtime.inMaintenanceMode"],
-            root=owner,
         )
         hosts = [
             HostInfo(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -212,12 +212,9 @@ class Customization:
             )
         )
 
-    def wait(
-        self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0
-    ) -> dict[str, CustomizationOutcome]:
-        """Wait for CustomizationSucceeded/Failed events of these VMs (one query per poll)."""
-        pending = set(morefs)
-        out: dict[str, CustomizationOutcome] = {}
+    def outcomes(self, morefs: Collection[str], since: datetime) -> dict[str, CustomizationOutcome]:
+        """The customization outcomes (CustomizationSucceeded/Failed events since `since`) of
+        those of these VMs that have one by now: one QueryEvents call."""
         events = self.session.content.eventManager
         # vCenter matches exact event type names, so every failure subtype is listed; at most
         # 1000 events per query (vCenter's cap), newest first, order not relied on.
@@ -226,22 +223,30 @@ class Customization:
             time=vim.event.EventFilterSpec.ByTime(beginTime=since),
             maxCount=1000,
         )
+        found = self.session.call("reading customization events", lambda: events.QueryEvents(spec))
+        wanted = set(morefs)
+        out: dict[str, CustomizationOutcome] = {}
+        for event in found or []:
+            vm = getattr(getattr(event, "vm", None), "vm", None)
+            moref = str(vm._moId) if vm is not None else ""
+            if moref not in wanted or moref in out:
+                continue
+            ok = fault_name(event) == "CustomizationSucceeded"
+            reason = getattr(event, "reason", None) or getattr(event, "fullFormattedMessage", "")
+            out[moref] = CustomizationOutcome(moref, ok, "" if ok else str(reason or ""))
+        return out
+
+    def wait(
+        self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0
+    ) -> dict[str, CustomizationOutcome]:
+        """Wait for CustomizationSucceeded/Failed events of these VMs (one query per poll)."""
+        pending = set(morefs)
+        out: dict[str, CustomizationOutcome] = {}
         deadline = time.monotonic() + timeout_s
         while pending:
-            found = self.session.call(
-                "reading customization events", lambda: events.QueryEvents(spec)
-            )
-            for event in found or []:
-                vm = getattr(getattr(event, "vm", None), "vm", None)
-                moref = str(vm._moId) if vm is not None else ""
-                if moref not in pending:
-                    continue
-                ok = fault_name(event) == "CustomizationSucceeded"
-                reason = getattr(event, "reason", None) or getattr(
-                    event, "fullFormattedMessage", ""
-                )
-                out[moref] = CustomizationOutcome(moref, ok, "" if ok else str(reason or ""))
-                pending.discard(moref)
+            found = self.outcomes(pending, since)
+            out.update(found)
+            pending -= found.keys()
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(poll_s)

@@ -43,8 +43,9 @@ class Call(Protocol):
     def __call__(self, what: str, fn: Callable[[], T], /) -> T: ...
 
 
-# Properties of objects of one type, read in one call; absent objects are left out.
-Read = Callable[[Sequence[Any], list[str]], list[tuple[Any, dict[str, Any]]]]
+# Properties of objects, read in one call: groups of (objects of one type, their property
+# paths), as rows of (object, properties); absent objects are left out.
+Read = Callable[[Sequence[tuple[Sequence[Any], list[str]]]], list[tuple[Any, dict[str, Any]]]]
 
 
 class Tasks:
@@ -123,13 +124,16 @@ class _Waiting:
 
 @dataclass
 class _Watch:
-    """What the waiter thread is watching: tasks by moref, filters, task states, the version."""
+    """What the waiter thread is watching: tasks by moref, filters, task states, the version,
+    and the finished tasks whose result (a VM) is still to be read."""
 
     outstanding: dict[str, _Waiting] = field(default_factory=dict)
     filters: dict[Any, set[str]] = field(default_factory=dict)
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: str = ""
     renewals: int = 0  # session renewals in a row without progress
+    # Finished, successful tasks asked to read their result: (the waiting item, the VM).
+    verify: list[tuple[_Waiting, Any]] = field(default_factory=list)
 
 
 class TaskWaiter:
@@ -215,22 +219,34 @@ class TaskWaiter:
                 error = VCenterError(f"internal error while waiting for tasks: {exc}")
                 with self._cond:
                     queued, self._queue = self._queue, []
-                self._fail_all([*watch.outstanding.values(), *queued], str(error), error)
+                verifying = [w for w, _ in watch.verify]
+                self._fail_all(
+                    [*watch.outstanding.values(), *queued, *verifying], str(error), error
+                )
                 watch.outstanding.clear()
                 watch.filters.clear()
+                watch.verify.clear()
                 self._pc = None
                 watch.version = ""
 
     def _next_batch(self, watch: _Watch) -> list[_Waiting] | None:
         """The tasks that arrived since the last step (held open briefly while more are being
-        started); None when the thread ends: stopped, or idle for a minute."""
+        started); None when the thread ends: stopped, or idle. A finished task's result waiting
+        to be read is read with them, or at once when none has arrived."""
         with self._cond:
-            while not self._queue and not watch.outstanding and not self._stopped:
+            while (
+                not self._queue and not watch.outstanding and not watch.verify and not self._stopped
+            ):
                 if not self._cond.wait(timeout=60):
                     self._thread = None  # idle: let the thread go; a new one starts on demand
                     return None
             if self._stopped:
-                self._fail_all([*watch.outstanding.values(), *self._queue], "the connection closed")
+                verifying = [w for w, _ in watch.verify]
+                watch.verify.clear()
+                self._fail_all(
+                    [*watch.outstanding.values(), *self._queue, *verifying],
+                    "the connection closed",
+                )
                 return None
             gather_until = time.monotonic() + (QUICK_GATHER_S if self._quick else GATHER_S)
             while self._queue and self._starting() and time.monotonic() < gather_until:
@@ -240,11 +256,15 @@ class TaskWaiter:
         return new
 
     def _step(self, new: list[_Waiting], watch: _Watch) -> None:
-        """Take on a new batch (a direct read, or a filter), wait once, deliver what ended."""
+        """Read the results waiting to be read and take on a new batch (one direct read for
+        both, or a filter), wait once, deliver what ended."""
+        verify, watch.verify = watch.verify, []
         if new and self._quick:
-            new = self._collect_finished(new, watch.outstanding, watch.state)
+            new = self._collect_finished(new, watch, verify)
             if not new and not watch.outstanding:
                 return
+        elif verify:
+            self._read_results(verify)
         if new:
             pc = self._collector()
             spec = vmodl.query.PropertyCollector.FilterSpec(
@@ -259,6 +279,8 @@ class TaskWaiter:
             flt = self._call("watching tasks", partial(pc.CreateFilter, spec, True))
             watch.filters[flt] = {w.moref for w in new}
             watch.version = ""
+        if not watch.outstanding:
+            return  # only results were read
         finished = self._wait_once(watch.version, watch.outstanding, watch.state)
         if finished is None:
             return  # cancelled to add new tasks; keep the version
@@ -267,7 +289,7 @@ class TaskWaiter:
             self._quick = any(w.moref in finished[1] for w in new)
         watch.version, ended = finished
         watch.renewals = 0
-        self._deliver(ended, watch.outstanding, watch.state)
+        self._deliver(ended, watch)
         for flt, morefs in list(watch.filters.items()):
             if not morefs & watch.outstanding.keys():
                 del watch.filters[flt]
@@ -305,30 +327,43 @@ class TaskWaiter:
             watch.version = ""
 
     def _collect_finished(
-        self,
-        new: list[_Waiting],
-        outstanding: dict[str, _Waiting],
-        state: dict[str, dict[str, Any]],
+        self, new: list[_Waiting], watch: _Watch, verify: list[tuple[_Waiting, Any]]
     ) -> list[_Waiting]:
-        """Read a new batch's tasks once; deliver the finished ones; return the others."""
+        """Read a new batch's tasks once, and in the same call the results waiting to be read;
+        deliver what finished; return the tasks still running."""
         for w in new:  # tracked before the call, so a failure cannot lose them
-            outstanding[w.moref] = w
-            state.setdefault(w.moref, {})
-        rows = self._read([w.task for w in new], TASK_PROPS)
-        props = {str(obj._moId): p for obj, p in rows}
+            watch.outstanding[w.moref] = w
+            watch.state.setdefault(w.moref, {})
+        try:
+            rows = self._read([([w.task for w in new], TASK_PROPS), *_result_groups(verify)])
+        except VCenterError as exc:
+            self._fail_all([w for w, _ in verify], str(exc), exc)
+            raise
+        tasks = {str(obj._moId): p for obj, p in rows if isinstance(obj, vim.Task)}
+        _deliver_results(verify, {str(o._moId): p for o, p in rows if not isinstance(o, vim.Task)})
         ended: list[str] = []
         rest: list[_Waiting] = []
         for w in new:
-            p = props.get(w.moref) or {}
+            p = tasks.get(w.moref) or {}
             if p.get("info.state") in ("success", "error"):
-                state[w.moref].update(p)
+                watch.state[w.moref].update(p)
                 ended.append(w.moref)
             else:
                 rest.append(w)
         if not ended:
             self._quick = False
-        self._deliver(ended, outstanding, state)
+        self._deliver(ended, watch)
         return rest
+
+    def _read_results(self, verify: list[tuple[_Waiting, Any]]) -> None:
+        """Read the VMs finished tasks produced (one call) and deliver them; a failed read is
+        each one's result."""
+        try:
+            rows = self._read(_result_groups(verify))
+        except VCenterError as exc:
+            self._fail_all([w for w, _ in verify], str(exc), exc)
+            return
+        _deliver_results(verify, {str(obj._moId): p for obj, p in rows})
 
     def _collector(self) -> Any:
         if self._pc is None:
@@ -377,49 +412,26 @@ class TaskWaiter:
                     ended.append(moref)
         return update.version, ended
 
-    def _deliver(
-        self,
-        ended: list[str],
-        outstanding: dict[str, _Waiting],
-        state: dict[str, dict[str, Any]],
-    ) -> None:
-        if not ended:
-            return
-        results: dict[str, Any] = {}
-        reads: dict[tuple[str, ...], list[str]] = {}
+    def _deliver(self, ended: list[str], watch: _Watch) -> None:
+        """Hand each ended task its result; a successful one whose result is to be read waits
+        in `watch.verify` for the next read (with the next batch's tasks, when there is one)."""
         for moref in ended:
-            st = state.get(moref, {})
-            w = outstanding[moref]
+            st = watch.state.pop(moref, {})
+            w = watch.outstanding.pop(moref)
             if st.get("info.state") == "success":
                 result = st.get("info.result")
-                results[moref] = result
                 if w.read is not None and result is not None:
-                    reads.setdefault(tuple(w.read), []).append(moref)
+                    watch.verify.append((w, result))
+                    continue
+                w.result = result
             elif st.get("info.state") == "error":
-                results[moref] = fault_error(st.get("info.error"), f"task {moref}")
+                w.result = fault_error(st.get("info.error"), f"task {moref}")
             else:
-                results[moref] = VCenterFault(
+                w.result = VCenterFault(
                     f"Task {moref} did not finish within {self._timeout_s:.0f} s.",
                     "Timedout",
                     transient=True,
                 )
-        # One read for all the VMs this batch produced (a clone's verification).
-        for paths, morefs in reads.items():
-            vms = [results[m] for m in morefs]
-            try:
-                rows = self._read(vms, list(paths))
-                props = {str(obj._moId): p for obj, p in rows}
-            except VCenterError as exc:
-                for m in morefs:
-                    results[m] = exc
-                continue
-            for m in morefs:
-                vm_moref = str(results[m]._moId)
-                results[m] = (vm_moref, props.get(vm_moref))
-        for moref in ended:
-            w = outstanding.pop(moref)
-            state.pop(moref, None)
-            w.result = results[moref]
             w.done.set()
 
     def _fail_all(
@@ -428,3 +440,19 @@ class TaskWaiter:
         for w in items:
             w.result = exc or VCenterUnreachable(why)
             w.done.set()
+
+
+def _result_groups(verify: list[tuple[_Waiting, Any]]) -> list[tuple[Sequence[Any], list[str]]]:
+    """The VMs to read, grouped by the properties asked for."""
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for w, vm in verify:
+        groups.setdefault(tuple(w.read or ()), []).append(vm)
+    return [(vms, list(paths)) for paths, vms in groups.items()]
+
+
+def _deliver_results(verify: list[tuple[_Waiting, Any]], props: dict[str, dict[str, Any]]) -> None:
+    """Each task's result as `(vm moref, its properties)` (None: the VM was gone by then)."""
+    for w, vm in verify:
+        moref = str(vm._moId)
+        w.result = (moref, props.get(moref))
+        w.done.set()
