@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from bot.adapters.chart import MatplotlibChart
@@ -62,6 +62,9 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
         chart=MatplotlibChart(),
     )
     services.schedules = schedule_service(services)
+    services.schedule_factory = lambda notifier, clock: schedule_service(
+        services, notifier=notifier, clock=clock
+    )
     return services
 
 
@@ -94,3 +97,10 @@ class _TerminalWiring:
 def cli(argv: Sequence[str] | None = None) -> int:
     """The `clones` console script."""
     return cli_main(argv, _TerminalWiring())
+
+
+def slack(environ: Mapping[str, str] | None = None) -> int:
+    """`python -m bot`: the Slack bot (Socket Mode or HTTP, see handlers.app)."""
+    from handlers.app import main as slack_main
+
+    return slack_main(build, environ)
