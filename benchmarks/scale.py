@@ -152,17 +152,18 @@ class _Client:
 
 
 def _read(ctx: Any, command: grammar.Command) -> int:
-    from handlers import commands
+    from handlers.context import Request
+    from handlers.replies import reply
 
     tell = _Tell()
-    commands._read(ctx, command, tell)  # type: ignore[arg-type]
+    reply(Request(ctx, command, OPERATOR, CHANNEL, None, tell))  # type: ignore[arg-type]
     if not tell.sent:
         raise RuntimeError(f"{command} rendered nothing")
     return len(tell.sent[-1])
 
 
 def _home(ctx: Any) -> int:
-    from handlers.home import publish_home
+    from handlers.listeners.home import publish_home
 
     client = _Client()
     publish_home(ctx, client, OPERATOR)  # type: ignore[arg-type]

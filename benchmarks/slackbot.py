@@ -51,7 +51,7 @@ def slack_settings(settings: Settings, fake: FakeSlack) -> Settings:
 @dataclass
 class RunningBot:
     app: Any  # slack_bolt.App
-    ctx: Any  # handlers.HandlerContext
+    ctx: Any  # handlers.context.HandlerContext
     server: HttpServer
     url: str
     wiring: str  # "handlers.app.create_bot", or "benchmarks fallback" while create_bot is mid-edit
@@ -64,7 +64,7 @@ class RunningBot:
 def build_context(core: bootstrap.App, client: Any) -> tuple[Any, str]:
     """A HandlerContext for `core`: through handlers.app.create_bot when it works, else by filling
     HandlerContext's fields the way create_bot does (its fields are being extended right now)."""
-    from handlers import HandlerContext
+    from handlers.context import HandlerContext
 
     try:
         bot = create_bot(core, SlackTokens("xoxb-bench", SECRET, "", 0), client=client)
@@ -74,21 +74,20 @@ def build_context(core: bootstrap.App, client: Any) -> tuple[Any, str]:
     from slack_bolt import App
 
     from bot.services.access import AccessPolicy
-    from handlers import register
     from handlers.app import group_members_lookup
     from handlers.confirmations import Confirmations
+    from handlers.dedupe import SeenRequests
     from handlers.jobs import Jobs
+    from handlers.listeners import register
 
     s = core.settings
     providers: dict[str, Any] = {
-        "settings": s,
-        "service": core.service,
-        "repo": core.repo,
+        "services": core,
         "access": AccessPolicy(s.slack, group_members_lookup(client)),
         "jobs": Jobs(workers=max(2, s.concurrency // 2), max_pending=32),
         "confirmations": Confirmations(),
-        "admin": core.admin,
-        "schedules": bootstrap.schedule_service(core),
+        "audit": core.repo,
+        "seen": SeenRequests(store=core.repo.first_sighting),
     }
     fields = [f.name for f in dataclasses.fields(HandlerContext) if f.init]
     for name in fields:  # new fields named like the core App's parts (admin, recovery, ...)

@@ -1,5 +1,5 @@
 """`python -m bot`: run the Slack bot (Socket Mode or HTTP, see handlers.app)."""
 
-from handlers.app import main
+from bot.bootstrap import slack
 
-raise SystemExit(main())
+raise SystemExit(slack())

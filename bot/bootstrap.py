@@ -10,7 +10,7 @@ made.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -137,6 +137,9 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     services.schedules = ScheduleService(
         settings, repo, service, cast("SchedulerPort", _LazyScheduler(settings))
     )
+    services.schedule_factory = lambda notifier, clock: schedule_service(
+        services, notifier=notifier, clock=clock
+    )
     return services
 
 
@@ -214,3 +217,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
     from bot.cli.main import main as cli_main
 
     return cli_main(argv, _TerminalWiring())
+
+
+def slack(environ: Mapping[str, str] | None = None) -> int:
+    """`python -m bot`: the Slack bot (Socket Mode or HTTP, see handlers.app)."""
+    from handlers.app import main as slack_main
+
+    return slack_main(build, environ)

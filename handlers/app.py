@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import FrameType
 from typing import Any
@@ -44,13 +44,20 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
-from bot import bootstrap
 from bot.domain.errors import ClonesError, ConfigError
 from bot.domain.models import CloneState, Run, RunState
 from bot.services.access import AccessPolicy
+from bot.services.container import Services
 from bot.services.schedules import ScheduleService, StartReport
-from bot.settings import SlackSettings
+from bot.settings import Settings, SlackSettings
+from handlers.blocks.runs import restart_pending
+from handlers.confirmations import Confirmations
+from handlers.context import HandlerContext
+from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, TrackedExecutor
+from handlers.listeners import register
+from handlers.notify import SlackNotifier
+from handlers.recovered import recover_and_report
 from handlers.serving import EVENTS_PATH, HttpServer, bolt_logger, http_server
 
 log = logging.getLogger("clones.slack")
@@ -156,7 +163,7 @@ class SlackBot:
     `drain()` winds down before a restart, `close()` stops the scheduler and the job pools."""
 
     app: App
-    ctx: Any  # handlers.HandlerContext (imported lazily: handlers imports bot)
+    ctx: HandlerContext
     tokens: SlackTokens
     schedules: ScheduleService
     listeners: TrackedExecutor | None = None  # Bolt's listener executor
@@ -196,8 +203,6 @@ class SlackBot:
 
     def _recover(self) -> None:
         """Finish what a crash or a restart interrupted, each run in its own Slack message."""
-        from handlers.recovered import recover_and_report
-
         try:
             recover_and_report(self.ctx, self.app.client)
         except ClonesError as exc:  # vCenter unreachable, ...: the next start tries again
@@ -224,8 +229,8 @@ class SlackBot:
 
     def unfinished_runs(self) -> list[Run]:
         """Runs this process is running right now (typed, scheduled or resumed)."""
-        owner = self.ctx.service.owner
-        return [r for r in self.ctx.repo.runs(states=[RunState.RUNNING]) if r.owner == owner]
+        service = self.ctx.services.service
+        return [r for r in service.queries.running_runs() if r.owner == service.owner]
 
     def drain(self, timeout_s: float, *, hurry: threading.Event | None = None) -> list[Run]:
         """Stop taking changing work (requests are still answered), stop the scheduler, and wait
@@ -244,11 +249,10 @@ class SlackBot:
 
     def interrupt(self, runs: list[Run]) -> None:
         """Mark `runs` interrupted (the next start resumes them) and say so in their messages."""
-        from handlers import blocks
-
+        service = self.ctx.services.service
         for run in runs:
             try:
-                self.ctx.service.runs.finish_run(
+                service.runs.finish_run(
                     run.id,
                     state=RunState.INTERRUPTED,
                     succeeded=run.succeeded,
@@ -259,11 +263,11 @@ class SlackBot:
             except ClonesError as exc:  # it finished meanwhile
                 log.info("run %s was not interrupted: %s", run.id, exc)
                 continue
-            shown = self.ctx.repo.run_message(run.id)
+            shown = service.runs.shown_in(run.id)
             if shown is None:
                 continue
-            ready = len(self.ctx.repo.clones(run_id=run.id, states=[CloneState.READY]))
-            r = blocks.restart_pending(run, ready)
+            ready = len(service.queries.run_clones(run.id, states=[CloneState.READY]))
+            r = restart_pending(run, ready)
             try:
                 self.app.client.chat_update(
                     channel=shown.channel, ts=shown.ts, text=r.text, blocks=r.blocks
@@ -281,20 +285,16 @@ class SlackBot:
 
 
 def create_bot(
-    core: bootstrap.App,
+    core: Services,
     tokens: SlackTokens,
     *,
     client: WebClient | None = None,
     jobs: Jobs | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> SlackBot:
-    """The real Bolt app with every listener registered, on the service layer of `core`, and
-    the schedule service reporting to Slack (not started: see `SlackBot.start`). `clock` is
-    the schedule service's (tests pass a controllable one)."""
-    from handlers import HandlerContext, register
-    from handlers.confirmations import Confirmations
-    from handlers.notify import SlackNotifier
-
+    """The real Bolt app with every listener registered, on the services of `core`, with a
+    schedule service that reports to Slack in place of the terminal's (not started: see
+    `SlackBot.start`). `clock` is the schedule service's (tests pass a controllable one)."""
     s = core.settings.slack
     client = client or make_client(s, tokens.bot_token)
     listeners = TrackedExecutor(LISTENER_THREADS, thread_name_prefix="listener")
@@ -320,19 +320,15 @@ def create_bot(
             "Check the network or proxy (and [slack] api_url), then start again."
         ) from None
     clock = clock or core.service.clock
-    schedules = bootstrap.schedule_service(
-        core, notifier=SlackNotifier(client, core.settings, clock, repo=core.repo), clock=clock
-    )
+    notifier = SlackNotifier(client, core.settings, clock, services=core)
+    schedules = core.schedules_for(notifier=notifier, clock=clock)
     ctx = HandlerContext(
-        settings=core.settings,
-        service=core.service,
-        repo=core.repo,
+        services=replace(core, schedules=schedules),
         access=AccessPolicy(s, group_members_lookup(client)),
         jobs=jobs or Jobs(workers=max(2, core.settings.concurrency // 2), max_pending=32),
         confirmations=Confirmations(),
-        admin=core.admin,
-        schedules=schedules,
-        recovery=core.recovery,
+        audit=core.repo,
+        seen=SeenRequests(store=core.repo.first_sighting),
         reads=Jobs(workers=2, max_pending=64, name="read"),
     )
     register(app, ctx)
@@ -345,8 +341,9 @@ def create_bot(
 
 
 # ===================================================================== main
-def main(environ: Mapping[str, str] | None = None) -> int:
-    """`python -m bot`: start the service layer and the Slack front end; returns an exit code."""
+def main(build: Callable[[Settings], Services], environ: Mapping[str, str] | None = None) -> int:
+    """`python -m bot` (through `bot.bootstrap.slack`, which hands it `build`): start the
+    services and the Slack front end; returns an exit code."""
     from bot.settings import load_settings
 
     env = dict(os.environ if environ is None else environ)
@@ -358,7 +355,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     try:
         settings = load_settings(environ=env)
         tokens = read_tokens(settings.slack, env)  # before the lab or vCenter: fail fast
-        core = bootstrap.build(settings)
+        core = build(settings)
     except ClonesError as exc:  # configuration, tokens, the lab or vCenter: one clear line
         print(f"clones: {exc}", file=sys.stderr)
         return 2

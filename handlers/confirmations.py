@@ -1,10 +1,12 @@
-"""One-time tokens behind the Confirm / Cancel buttons of a strip back (or a refresh).
+"""One-time tokens behind the Confirm / Cancel buttons (a strip back, a refresh, removing orphans;
+the flow that uses them is `handlers.confirming`).
 
 A button's value carries the environment and a random token. The first click takes the token
 under a lock, so a double click, two people clicking at once, or a replayed request finds it gone
 and destroys nothing more. Tokens live in memory: after a restart an old button simply says it
 expired, which is the safe direction for a destructive action. Each token is bound to its action
-("teardown" or "refresh"): a strip back's token cannot confirm a refresh, nor the other way round.
+("teardown", "refresh" or "orphans"): a strip back's token cannot confirm a refresh, nor the other
+way round; an orphans token also binds exactly the VMs that were shown.
 """
 
 from __future__ import annotations

@@ -1,33 +1,41 @@
-"""What every listener needs, and the one place that turns errors into Slack replies."""
+"""What every listener needs (`HandlerContext`), one command on its way (`Request`), and the one
+place that turns errors into Slack replies (`explain`, `reporting`)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.domain.errors import ClonesError
-from bot.ports import Repository
-from bot.services.access import AccessPolicy
-from bot.services.admin import Admin
-from bot.services.core import Service
-from bot.services.recovery import Recovery
+from bot.domain.errors import ClonesError, UsageError
+from bot.ports import Audit, ProgressCallback
+from bot.services.access import AccessPolicy, Decision
+from bot.services.container import Services
+from bot.services.dispatch import Invocation, dispatch
 from bot.services.schedules import ScheduleService
 from bot.settings import Settings
-from handlers import blocks
+from handlers.blocks.kit import Rendered, denied, error, internal_error, restarting
 from handlers.confirmations import Confirmations
+from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, incident_id
+from handlers.progress import Record, recorder
 
 log = logging.getLogger("handlers")
 
 SOURCE = "slack"  # the audit log's `source` for everything done from Slack
 
-Tell = Callable[[str], object]  # shows one line to the user who acted (ephemeral)
+
+class Tell(Protocol):
+    """Shows a line (or a rendered message) to the user who acted."""
+
+    def __call__(self, text: str) -> object: ...
+    def rendered(self, r: Rendered, *, public: bool = False) -> object: ...
 
 
 class Reply:
@@ -39,7 +47,7 @@ class Reply:
     def __call__(self, text: str) -> object:
         return self._respond(text=text, response_type="ephemeral", replace_original=False)
 
-    def rendered(self, r: blocks.Rendered, *, public: bool = False) -> object:
+    def rendered(self, r: Rendered, *, public: bool = False) -> object:
         """Show `r` to the user who acted, or (`public`) to the whole channel."""
         return self._respond(
             text=r.text,
@@ -59,30 +67,75 @@ class DirectReply:
     def __call__(self, text: str) -> object:
         return self._client.chat_postMessage(channel=self._user, text=text)
 
+    def rendered(self, r: Rendered, *, public: bool = False) -> object:
+        return self._client.chat_postMessage(channel=self._user, text=r.text, blocks=r.blocks)
+
 
 @dataclass
 class HandlerContext:
-    settings: Settings
-    service: Service
-    repo: Repository
+    """The services every front end holds, and what only the Slack front end needs."""
+
+    services: Services
     access: AccessPolicy
     jobs: Jobs
     confirmations: Confirmations
-    admin: Admin
-    schedules: ScheduleService
-    recovery: Recovery
+    # The repository is reached through the services, except for these two, on purpose:
+    audit: Audit  # denied and cancelled requests (nothing else is written from here)
+    seen: SeenRequests  # replayed and retried requests, remembered in SQLite
     # Read-only commands get their own small pool: queued deployments never make them "busy".
     reads: Jobs | None = None
     # Set while the bot drains its work before exiting (SIGTERM): requests are still answered,
     # but changing commands and buttons are told the bot is restarting.
     draining: threading.Event = field(default_factory=threading.Event)
 
-    def refuse_while_draining(self, tell: Tell, what: str) -> bool:
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def schedules(self) -> ScheduleService:
+        if self.services.schedules is None:  # pragma: no cover - create_bot always sets one
+            raise UsageError("Schedules are not available here.")
+        return self.services.schedules
+
+    def refuse_while_draining(self, tell: Callable[[str], object], what: str) -> bool:
         """True (and the user told) when `what` must wait for the restart to finish."""
         if not self.draining.is_set():
             return False
-        tell(blocks.restarting(what))
+        tell(restarting(what))
         return True
+
+    def denial(self, decision: Decision, *, user: str, channel: str, command: str) -> str:
+        """Audit a refused request; the sentence that tells the user why."""
+        self.audit.audit(
+            actor=user,
+            source=SOURCE,
+            channel=channel,
+            command=command,
+            result="denied",
+            detail=decision.reason,
+        )
+        return denied(decision.reason)
+
+    def permitted(
+        self,
+        decision: Decision,
+        tell: Callable[[str], object],
+        *,
+        user: str,
+        channel: str,
+        command: str,
+    ) -> bool:
+        """True when `decision` allows; otherwise the denial is audited and the user told."""
+        if decision:
+            return True
+        tell(self.denial(decision, user=user, channel=channel, command=command))
+        return False
+
+    @property
+    def record_run(self) -> Record:
+        """`ProgressMessage`'s record: where each run is shown, so a resumed run finishes it."""
+        return recorder(self.services)
 
     def next_event_texts(self) -> dict[str, str]:
         """Environment -> "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)" (one query)."""
@@ -91,6 +144,31 @@ class HandlerContext:
             name: f"{'deploy' if kind == 'deploy' else 'strip back'} {sched.describe(when)}"
             for name, (kind, when) in sched.next_events().items()
         }
+
+
+@dataclass(frozen=True)
+class Request:
+    """One command from Slack on its way: who asked, where, and where answers go. A button that
+    stands for a command (Strip back now, a Confirm) makes one too."""
+
+    ctx: HandlerContext
+    command: Any  # a bot.domain.grammar command
+    user: str
+    channel: str
+    client: WebClient
+    tell: Tell
+
+    def run(
+        self,
+        *,
+        channel: str | None = None,
+        on_event: ProgressCallback | None = None,
+        only: Collection[str] | None = None,
+    ) -> object:
+        """Carry the command out through the dispatch table every front end shares."""
+        where = self.channel if channel is None else channel
+        invocation = Invocation(self.user, SOURCE, where, on_event=on_event, only=only)
+        return dispatch(self.ctx.services, self.command, invocation)
 
 
 # Slack API errors a user can fix, with what to do.
@@ -104,17 +182,22 @@ _SLACK_HINTS = {
 def explain(exc: BaseException) -> str:
     """The user-facing line for an error; unknown errors are logged with an incident id."""
     if isinstance(exc, ClonesError):
-        return blocks.error(str(exc))
+        return error(str(exc))
     if isinstance(exc, SlackApiError):
         code = str(exc.response.get("error", "")) if exc.response is not None else ""
         if code in _SLACK_HINTS:
-            return blocks.error(_SLACK_HINTS[code])
+            return error(_SLACK_HINTS[code])
     incident = incident_id()
     log.error("unexpected error, incident %s", incident, exc_info=exc)
-    return blocks.internal_error(incident)
+    return internal_error(incident)
 
 
-def reporting(tell: Tell, what: str, fn: Callable[[], object]) -> None:
+def brief(exc: BaseException) -> str:
+    """An error in a few words for a run's message (the details of a bug are in the log)."""
+    return str(exc) if isinstance(exc, ClonesError) else "internal error (logged)"
+
+
+def reporting(tell: Callable[[str], object], what: str, fn: Callable[[], object]) -> None:
     """Run `fn`; tell the user what went wrong instead of letting it vanish in a thread."""
     try:
         fn()

@@ -4,7 +4,8 @@
 strip back is one message in the environment's channel, exactly like a typed one: posted when the
 job starts, edited in place with live progress, and finally with the outcome (for a deployment the
 savings table, with the chart in its thread). The owner's reminder before a strip back carries
-"Extend 2h" and "Strip back now" buttons (handled in `handlers.actions`). An environment without a
+"Extend 2h" and "Strip back now" buttons (handled in `handlers.listeners.actions`). An environment
+without a
 channel (made from the terminal) is reported to its owner's DM when the owner is a Slack user,
 otherwise only logged.
 """
@@ -21,12 +22,14 @@ from slack_sdk.errors import SlackClientError
 from bot.domain.models import Environment, RunKind
 from bot.domain.results import DeployResult, TeardownResult
 from bot.domain.timeparse import describe_time, format_duration
-from bot.ports import Repository
-from bot.services.core import ProgressCallback
+from bot.ports import ProgressCallback
+from bot.services.container import Services
 from bot.settings import Settings
-from handlers import blocks
-from handlers.progress import ProgressMessage
-from handlers.runs import ChannelUnavailable, finish_deploy, open_message, recorder
+from handlers.blocks import runs as shown
+from handlers.blocks import schedules
+from handlers.blocks.kit import SLACK_ID, esc, section
+from handlers.progress import ProgressMessage, recorder
+from handlers.runs import ChannelUnavailable, finish_deploy, open_message
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +48,19 @@ class SlackNotifier:
         clock: Callable[[], datetime],
         *,
         interval_s: float | None = None,
-        repo: Repository | None = None,
+        services: Services | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.clock = clock
-        self.repo = repo  # where each run's message is recorded (None: not recorded)
+        # Where each run's message is recorded, and the chart (None: neither).
+        self.services = services
         self.interval_s = settings.slack.progress_interval_s if interval_s is None else interval_s
 
     def channel_for(self, environment: Environment) -> str | None:
         if environment.channel:
             return environment.channel
-        if blocks.SLACK_ID.fullmatch(environment.owner):
+        if SLACK_ID.fullmatch(environment.owner):
             return environment.owner  # a user ID as channel: the app's DM with them
         return None
 
@@ -69,16 +73,14 @@ class SlackNotifier:
         if channel is None:
             log.info("%s (no Slack channel): %s", environment.name, text)
             return
-        self.client.chat_postMessage(
-            channel=channel, text=text, blocks=[blocks.section(blocks.esc(text))]
-        )
+        self.client.chat_postMessage(channel=channel, text=text, blocks=[section(esc(text))])
 
     def remind(self, environment: Environment, owner: str, ends_at: datetime) -> None:
         channel = self.channel_for(environment)
         if channel is None:
             log.info("reminder for %s (no Slack channel): strip back at %s", owner, ends_at)
             return
-        r = blocks.reminder(
+        r = schedules.reminder(
             environment.name, owner, self.describe(ends_at), extend_label(self.settings)
         )
         self.client.chat_postMessage(channel=channel, text=r.text, blocks=r.blocks)
@@ -117,7 +119,7 @@ class SlackRunReport:
         self.on_event: ProgressCallback | None = None
         try:
             channel, ts = open_message(
-                self.client, channel, blocks.scheduled_starting(action, environment.name, text)
+                self.client, channel, shown.scheduled_starting(action, environment.name, text)
             )
         except (ChannelUnavailable, SlackClientError, OSError) as exc:
             # The run goes ahead (it was asked for); only its display is lost.
@@ -125,14 +127,14 @@ class SlackRunReport:
                 "cannot post the scheduled run of %s in %s: %s", environment.name, channel, exc
             )
             return
-        repo = notifier.repo
+        services = notifier.services
         self.progress = ProgressMessage(
             self.client,
             channel,
-            blocks.scheduled_progress,
+            shown.scheduled_progress,
             interval_s=notifier.interval_s,
             ts=ts,
-            record=recorder(repo) if repo is not None else None,
+            record=recorder(services) if services is not None else None,
         )
         self.progress.mark_sent()
         self.on_event = self.progress.on_event
@@ -142,8 +144,10 @@ class SlackRunReport:
             log.info("%s: %s", self.environment.name, text)
             return
         if isinstance(result, DeployResult):
+            services = self.notifier.services
             finish_deploy(
                 self.client,
+                services.chart if services is not None else None,
                 self.progress,
                 result,
                 self.requester,
@@ -152,35 +156,21 @@ class SlackRunReport:
             )
         elif isinstance(result, TeardownResult):
             how = "scheduled" + (f"; {self.late}" if self.late else "")
-            self.progress.finish(blocks.teardown_result(result, self.requester, how=how))
+            self.progress.finish(shown.teardown_result(result, self.requester, how=how))
         else:  # pragma: no cover - the scheduler reports only these two
-            self.progress.finish(blocks.scheduled_stopped(self.action, self.environment.name, text))
+            self.progress.finish(shown.scheduled_stopped(self.action, self.environment.name, text))
 
     def stopped(self, text: str) -> None:
-        final = blocks.scheduled_stopped(self.action, self.environment.name, text)
+        final = shown.scheduled_stopped(self.action, self.environment.name, text)
         if self.progress is None:
             log.info("%s: %s", self.environment.name, text)
             return
         self.progress.finish(final)
 
     def _next_strip_back(self) -> str:
-        repo = self.notifier.repo
-        env = repo.get_environment(self.environment.name) if repo is not None else None
+        services = self.notifier.services
+        queries = services.service.queries if services is not None else None
+        env = queries.find_environment(self.environment.name) if queries is not None else None
         if env is None or env.ends_at is None:
             return ""
         return f"{env.name} strips back {self.notifier.describe(env.ends_at)}."
-
-
-def tell_home_channel(
-    client: WebClient, environment: Environment | None, from_channel: str, text: str
-) -> None:
-    """Trainers follow an environment in its own channel: when a run was started from another
-    channel (whose message shows the progress), post the outcome there too."""
-    if environment is None or not environment.channel or environment.channel == from_channel:
-        return
-    try:
-        client.chat_postMessage(
-            channel=environment.channel, text=text, blocks=[blocks.section(blocks.esc(text))]
-        )
-    except Exception:  # a notification must never turn a finished run into an error
-        log.exception("could not notify %s in %s", environment.name, environment.channel)

@@ -7,7 +7,7 @@ and always ending with the final state. Rendering and the HTTP calls run on the 
 slow Slack never slows a clone worker.
 
 `record(run_id, channel, ts)` is told where each run is shown, once the message exists: the bot
-keeps it in SQLite so that a run resumed after a crash edits this same message.
+keeps it with the run (`recorder`) so that a run resumed after a crash edits this same message.
 """
 
 from __future__ import annotations
@@ -21,9 +21,21 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.results import ProgressEvent
-from handlers.blocks import Rendered
+from bot.services.container import Services
+from handlers.blocks.kit import Rendered
 
 log = logging.getLogger(__name__)
+
+Record = Callable[[int, str, str], object]  # run id, channel, message ts
+
+
+def recorder(services: Services) -> Record:
+    """`record` for a ProgressMessage: where each run is shown, kept with the run."""
+
+    def record(run_id: int, channel: str, ts: str) -> object:
+        return services.service.runs.show_in(run_id, channel=channel, ts=ts)
+
+    return record
 
 
 class ProgressMessage:
@@ -38,7 +50,7 @@ class ProgressMessage:
         interval_s: float,
         ts: str | None = None,
         clock: Callable[[], float] = time.monotonic,
-        record: Callable[[int, str, str], object] | None = None,
+        record: Record | None = None,
     ) -> None:
         self.client = client
         self.channel = channel

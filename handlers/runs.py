@@ -1,33 +1,41 @@
 """One channel message per run, from before anything is created to its chart.
 
-A deployment's message is posted before the service layer creates anything: posting it is how the
+A deployment's message is posted before the services create anything: posting it is how the
 bot learns it may post in the channel at all (`not_in_channel` and friends), so a user who runs
 `/clones deploy` where the bot is not a member is told how to invite it, and nothing is created.
 The message is then edited in place with progress (`handlers.progress`) and its final state, and
-the savings chart goes into its thread. A chart Slack refuses (`missing_scope`, ...) is extra:
-the thread says why and which scope to add, and everything else still finishes.
+the savings chart (the `Chart` port) goes into its thread. A chart Slack refuses (`missing_scope`,
+...) is extra: the thread says why and which scope to add, and everything else still finishes.
 
-Where each run is shown is kept in SQLite (`Repository.save_run_message`), so that a run resumed
-after a crash or a restart finishes the same message (`handlers.recovered`).
+Where each run is shown is kept with the run (`RunBook.show_in`), so that a run resumed after a
+crash or a restart finishes the same message (`handlers.recovered`).
+
+`deploy` is the slash command's step after its ack: that message first, then the dispatch table,
+then the summary (and for `deploy ... at`, the message saying what was scheduled).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import Counter
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.adapters.chart import render_savings_chart
 from bot.domain.errors import ClonesError
+from bot.domain.models import Environment, RunKind
 from bot.domain.results import DeployResult
 from bot.domain.savings import Savings
-from bot.ports import Repository
-from handlers import blocks
+from bot.ports import Chart
+from bot.services.dispatch import Deployed
+from bot.services.schedules import ScheduleResult
+from handlers.blocks import runs as shown
+from handlers.blocks import schedules
+from handlers.blocks.kit import Rendered, esc, section
+from handlers.context import Request, brief, log
 from handlers.progress import ProgressMessage
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 
 class ChannelUnavailable(ClonesError):
@@ -57,7 +65,7 @@ def error_code(exc: SlackApiError) -> str:
     return str(exc.response.get("error", "")) if exc.response is not None else ""
 
 
-def open_message(client: WebClient, channel: str, first: blocks.Rendered) -> tuple[str, str]:
+def open_message(client: WebClient, channel: str, first: Rendered) -> tuple[str, str]:
     """Post a run's first message; (channel, ts). ChannelUnavailable when the bot may not."""
     try:
         resp = client.chat_postMessage(channel=channel, text=first.text, blocks=first.blocks)
@@ -69,26 +77,22 @@ def open_message(client: WebClient, channel: str, first: blocks.Rendered) -> tup
     return str(resp.get("channel") or channel), str(resp["ts"])
 
 
-def recorder(repo: Repository) -> Callable[[int, str, str], object]:
-    """ProgressMessage's `record`: remember in SQLite which message shows which run."""
-
-    def record(run_id: int, channel: str, ts: str) -> object:
-        return repo.save_run_message(run_id, channel=channel, ts=ts)
-
-    return record
-
-
-def post_chart(client: WebClient, channel: str, ts: str, savings: Savings, environment: str) -> str:
+# ===================================================================== the chart
+def post_chart(
+    client: WebClient, chart: Chart | None, channel: str, ts: str, savings: Savings, env: str
+) -> str:
     """Upload the savings chart into the message's thread. "" when it is there; otherwise the
     reason, which is also said in the thread (the chart is extra: never an error for the run)."""
     try:
-        png = render_savings_chart(savings, f"Disk space used by {environment}")
+        if chart is None:  # pragma: no cover - bootstrap always provides one
+            raise OSError("no chart renderer")
+        png = chart.render(savings, f"Disk space used by {env}")
         client.files_upload_v2(
             channel=channel,
             thread_ts=ts,
             file=png,
-            filename=f"savings-{environment}.png",
-            title=f"Savings in {environment}",
+            filename=f"savings-{env}.png",
+            title=f"Savings in {env}",
             alt_txt="Bar chart of disk space: thick vs thin full clones vs linked clones",
         )
         return ""
@@ -96,11 +100,11 @@ def post_chart(client: WebClient, channel: str, ts: str, savings: Savings, envir
         reason = _upload_refusal(exc)
     except (SlackClientError, OSError) as exc:
         reason = f"Slack could not be reached ({type(exc).__name__}); the savings table is above."
-    log.warning("the savings chart of %s was not uploaded: %s", environment, reason)
+    _log.warning("the savings chart of %s was not uploaded: %s", env, reason)
     try:
-        client.chat_postMessage(channel=channel, thread_ts=ts, text=blocks.chart_failed(reason))
+        client.chat_postMessage(channel=channel, thread_ts=ts, text=shown.chart_failed(reason))
     except (SlackClientError, OSError):
-        log.exception("could not say in %s why the chart is missing", channel)
+        _log.exception("could not say in %s why the chart is missing", channel)
     return reason
 
 
@@ -118,8 +122,35 @@ def _upload_refusal(exc: SlackApiError) -> str:
     return f"Slack refused the upload ({code}); the savings table is above."
 
 
+def edit(client: WebClient, channel: str, ts: str, r: Rendered) -> bool:
+    """Edit a message; False (and logged) when Slack cannot be reached or refuses."""
+    try:
+        client.chat_update(channel=channel, ts=ts, text=r.text, blocks=r.blocks)
+    except (SlackClientError, OSError):
+        _log.exception("could not edit message %s in %s", ts, channel)
+        return False
+    return True
+
+
+def chart_under(
+    client: WebClient,
+    chart: Chart | None,
+    where: tuple[str, str],
+    result: DeployResult,
+    fixed: Rendered,
+) -> None:
+    """The chart in the thread of the (channel, ts) message that shows `result`; when it
+    cannot be uploaded, the message is edited to `fixed`, which says so."""
+    if result.savings is None or not result.savings.clones:
+        return
+    channel, ts = where
+    if post_chart(client, chart, channel, ts, result.savings, result.environment):
+        edit(client, channel, ts, fixed)
+
+
 def finish_deploy(
     client: WebClient,
+    chart: Chart | None,
     progress: ProgressMessage,
     result: DeployResult,
     requester: str,
@@ -128,15 +159,79 @@ def finish_deploy(
     origin: str = "",
 ) -> str | None:
     """Show a deployment's final state in its message, then its chart in the thread."""
-    ts = progress.finish(blocks.deploy_summary(result, requester, note, origin=origin))
-    if ts is None or result.savings is None or not result.savings.clones:
-        return ts
-    if post_chart(client, progress.channel, ts, result.savings, result.environment):
-        fixed = blocks.deploy_summary(result, requester, note, origin=origin, chart_failed=True)
-        try:
-            client.chat_update(
-                channel=progress.channel, ts=ts, text=fixed.text, blocks=fixed.blocks
-            )
-        except (SlackClientError, OSError):
-            log.exception("could not correct the chart note of run %s", result.run_id)
+    summary = shown.deploy_summary(result, requester, note, origin=origin)
+    ts = progress.finish(summary)
+    if ts is not None:
+        fixed = shown.deploy_summary(result, requester, note, origin=origin, chart_failed=True)
+        chart_under(client, chart, (progress.channel, ts), result, fixed)
     return ts
+
+
+def tell_home_channel(
+    client: WebClient, environment: Environment | None, from_channel: str, text: str
+) -> None:
+    """Trainers follow an environment in its own channel: when a run was started from another
+    channel (whose message shows the progress), post the outcome there too."""
+    if environment is None or not environment.channel or environment.channel == from_channel:
+        return
+    try:
+        client.chat_postMessage(channel=environment.channel, text=text, blocks=[section(esc(text))])
+    except Exception:  # a notification must never turn a finished run into an error
+        _log.exception("could not notify %s in %s", environment.name, environment.channel)
+
+
+# ===================================================================== the deploy step
+def deploy(r: Request) -> None:
+    """`deploy`: the run's message first (which proves the bot may post here), then the
+    deployment through the dispatch table, with progress in that message, then its summary;
+    `deploy ... at`: a message saying what was scheduled."""
+    if r.command.at:
+        _schedule(r)
+        return
+    ctx, command, user = r.ctx, r.command, r.user
+    environment = command.environment
+    by_type = dict(Counter({i.type: i.count for i in command.items}))
+    channel, ts = open_message(
+        r.client, r.channel, shown.deploy_starting(by_type, environment, user)
+    )
+    progress = ProgressMessage(
+        r.client,
+        channel,
+        lambda e: shown.deploy_progress(e, user),
+        interval_s=ctx.settings.slack.progress_interval_s,
+        ts=ts,
+        record=ctx.record_run,
+    )
+    progress.mark_sent()  # the first post counts against the update interval
+    try:
+        deployed = r.run(channel=channel, on_event=progress.on_event)
+    except Exception as exc:
+        # The channel's message must not be left at "checking..." or mid-progress.
+        if progress.started:
+            progress.finish(shown.run_aborted(RunKind.DEPLOY, environment, user, brief(exc)))
+        else:
+            progress.finish(shown.deploy_not_started(environment, user, brief(exc)))
+        raise
+    assert isinstance(deployed, Deployed)
+    result = deployed.result
+    finish_deploy(r.client, ctx.services.chart, progress, result, user, note=deployed.end_note)
+    home = ctx.services.service.queries.find_environment(result.environment)
+    tell_home_channel(r.client, home, channel, shown.deploy_finished_note(result, user))
+    log.info("deploy of %s finished: %s", result.environment, result.state.value)
+
+
+def _schedule(r: Request) -> None:
+    # The scheduled run reports in this channel: make sure the bot may post here first.
+    environment = r.command.environment
+    by_type = {i.type: i.count for i in r.command.items}
+    first = schedules.scheduling(by_type, environment, r.user)
+    channel, ts = open_message(r.client, r.channel, first)
+    try:
+        result = r.run()
+    except Exception as exc:
+        failed = schedules.scheduling_failed(environment, brief(exc))
+        r.client.chat_update(channel=channel, ts=ts, text=failed.text, blocks=failed.blocks)
+        raise
+    assert isinstance(result, ScheduleResult)
+    done = schedules.schedule_result(result, r.user)
+    r.client.chat_update(channel=channel, ts=ts, text=done.text, blocks=done.blocks)

@@ -728,7 +728,7 @@ def test_the_services_load_no_scheduler_library() -> None:
     """APScheduler (and the lock file) live in bot.adapters.scheduler only: the schedule service
     and the Slack rendering load neither."""
     code = (
-        "import sys, bot.services.schedules, handlers.blocks; "
+        "import sys, bot.services.schedules, handlers.blocks.runs, handlers.blocks.schedules; "
         "print([m for m in sys.modules if m.startswith(('apscheduler', 'bot.adapters'))])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,10 +8,11 @@ import sys
 from typing import Any, TextIO
 
 from bot.cli.options import Options
-from bot.cli.render import orphans_text, plan_text
+from bot.cli.render import orphans_text
 from bot.domain import grammar
 from bot.domain.errors import UsageError
 from bot.domain.results import TeardownPlan
+from bot.services import sentences as say
 from bot.services.orphans import OrphansOutcome
 from bot.services.refresh import RefreshPlan
 
@@ -22,7 +23,7 @@ def confirmed(command: Any, plan: object, opts: Options, out: TextIO) -> bool:
         assert isinstance(plan, TeardownPlan)
         if opts.yes:
             return True
-        print(plan_text(plan), file=out)
+        print(f"Strip back {plan.environment}. {say.teardown_plan(plan)}", file=out)
         return _ask(
             f"Type {plan.environment} to destroy these clones: ",
             plan.environment,
@@ -32,11 +33,7 @@ def confirmed(command: Any, plan: object, opts: Options, out: TextIO) -> bool:
         assert isinstance(plan, RefreshPlan)
         if opts.yes:
             return True
-        print(
-            f"Refresh {plan.environment}: destroy and re-create {plan.clones} clones from the "
-            "current base snapshot (same names and attributes; whatever is on them now is lost).",
-            file=out,
-        )
+        print(f"Refresh {plan.environment}. {say.refresh_plan(plan)}", file=out)
         return _ask(
             f"Type {plan.environment} to refresh: ",
             plan.environment,

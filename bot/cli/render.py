@@ -22,11 +22,11 @@ from bot.domain.results import (
     DeployResult,
     EnvironmentStatus,
     FailedClone,
-    TeardownPlan,
     TeardownResult,
 )
 from bot.domain.savings import Savings, format_table
 from bot.domain.timeparse import describe_time
+from bot.services import sentences as say
 from bot.services.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
 from bot.services.check import CheckReport
 from bot.services.container import Services
@@ -88,11 +88,7 @@ def show_deploy_result(result: DeployResult, v: View) -> int:
             file=out,
         )
     else:
-        print(
-            f"{len(result.ready)} of {result.requested} linked clones ready in "
-            f"{result.environment} ({result.elapsed_s:.1f} s).",
-            file=out,
-        )
+        print(f"{say.deployed(result)} ({result.elapsed_s:.1f} s).", file=out)
         for line in failure_lines(result.failed):
             print(line, file=out)
         if result.interrupted:
@@ -125,14 +121,6 @@ def failure_lines(failed: Sequence[FailedClone]) -> list[str]:
     return lines
 
 
-def plan_text(plan: TeardownPlan) -> str:
-    kinds = ", ".join(f"{n} {t}" for t, n in plan.by_type.items())
-    return (
-        f"Strip back {plan.environment}: power off and destroy {plan.clones} clones ({kinds}), "
-        f"reclaiming about {plan.reclaim_gb:.2f} GB. Parents and their snapshots are kept."
-    )
-
-
 def show_teardown(result: TeardownResult, v: View) -> int:
     opts, out = v.opts, v.out
     if opts.json:
@@ -155,15 +143,11 @@ def show_teardown(result: TeardownResult, v: View) -> int:
             file=out,
         )
     else:
-        print(
-            f"Stripped back {result.environment}: {len(result.destroyed)} clones destroyed, "
-            f"{result.reclaimed_gb:.2f} GB reclaimed ({result.elapsed_s:.1f} s).",
-            file=out,
-        )
+        print(f"{say.stripped_back(result)} ({result.elapsed_s:.1f} s).", file=out)
         if result.already_gone:
-            print(f"  already gone from vCenter: {len(result.already_gone)}", file=out)
+            print(f"  {say.already_gone(len(result.already_gone))}", file=out)
         for old, new in sorted(result.renamed.items()):
-            print(f"  {old}, now named {new}: destroyed", file=out)
+            print(f"  {say.renamed(old, new)}: destroyed", file=out)
         for f in result.skipped:
             print(f"  left alone: {f.name}: {f.error}", file=out)
         for f in result.failed:
@@ -173,80 +157,77 @@ def show_teardown(result: TeardownResult, v: View) -> int:
     return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
 
 
+def _status_json(statuses: list[EnvironmentStatus], v: View) -> list[dict[str, Any]]:
+    command, app = v.command, v.services
+    envs = []
+    for st in statuses:
+        clones = st.clones or app.service.queries.clones_of(st.environment.name)
+        envs.append(
+            {
+                "name": st.environment.name,
+                "owner": st.environment.owner,
+                "channel": st.environment.channel,
+                "created_at": iso(st.environment.created_at),
+                "counts": st.by_type,
+                "clones": [
+                    {
+                        "name": c.name,
+                        "type": c.type,
+                        "state": c.state.value,
+                        "parent": c.parent,
+                        "moref": c.moref,
+                        "host": c.host,
+                        "power_state": c.power_state,
+                        "customization": c.customization,
+                        "error": c.error,
+                        "drift": plain(st.drift[c.id]) if c.id in st.drift else None,
+                    }
+                    for c in clones
+                    if c.state.live or command.environment
+                ],
+                **(
+                    {"checked_against_vcenter": st.checked, "unchecked": st.unchecked}
+                    if command.environment
+                    else {}
+                ),
+            }
+        )
+    return envs
+
+
 def show_status(statuses: list[EnvironmentStatus], v: View) -> int:
-    if v.opts.json:
-        envs = [_status_json(st, v) for st in statuses]
-        print(json.dumps({"environments": envs}, indent=2), file=v.out)
+    command, opts, out, app = v.command, v.opts, v.out, v.services
+    if opts.json:
+        print(json.dumps({"environments": _status_json(statuses, v)}, indent=2), file=out)
         return EXIT_OK
     if not statuses:
-        print(
-            'No environments with clones. Deploy one with "clones deploy capture 25 as x".',
-            file=v.out,
-        )
+        print(say.no_environments(), file=out)
         return EXIT_OK
     for st in statuses:
-        _status_text(st, v)
+        env = st.environment
+        print(say.environment_head(st, env.owner), file=out)
+        for label, when in (("deploys", env.starts_at), ("strips back", env.ends_at)):
+            if when is not None:
+                shown = describe_time(when, datetime.now(UTC), app.settings.timezone)
+                print(f"  {label} {shown}", file=out)
+        for t, states in sorted(st.by_type.items()):
+            print(f"  {t:<14} {say.state_counts(states)}", file=out)
+        if command.environment:
+            limit = app.settings.max_hosts_per_base_disk
+            for parent, n in st.hosts_by_parent.items():
+                print(f"  {parent}: clones on {n} host(s) (limit {limit} per base disk)", file=out)
+            print(f"  {say.vcenter_note(st)}", file=out)
+            for c in st.clones:
+                if c.state.live or c.state in (CloneState.FAILED, CloneState.MISSING):
+                    power = say.power_word(c.power_state)
+                    extra = f"  {c.error}" if c.error else ""
+                    if c.id in st.drift:
+                        extra = f"  ! {st.drift[c.id].text}" + extra
+                    print(
+                        f"    {c.name:<16} {c.type:<14} {c.state.value:<10} {power:<4}{extra}",
+                        file=out,
+                    )
     return EXIT_OK
-
-
-def _status_json(st: EnvironmentStatus, v: View) -> dict[str, Any]:
-    one = v.command.environment
-    clones = st.clones or v.services.service.queries.clones_of(st.environment.name)
-    return {
-        "name": st.environment.name,
-        "owner": st.environment.owner,
-        "channel": st.environment.channel,
-        "created_at": iso(st.environment.created_at),
-        "counts": st.by_type,
-        "clones": [
-            {
-                "name": c.name,
-                "type": c.type,
-                "state": c.state.value,
-                "parent": c.parent,
-                "moref": c.moref,
-                "host": c.host,
-                "power_state": c.power_state,
-                "customization": c.customization,
-                "error": c.error,
-                "drift": plain(st.drift[c.id]) if c.id in st.drift else None,
-            }
-            for c in clones
-            if c.state.live or one
-        ],
-        **({"checked_against_vcenter": st.checked, "unchecked": st.unchecked} if one else {}),
-    }
-
-
-def _status_text(st: EnvironmentStatus, v: View) -> None:
-    out, settings = v.out, v.services.settings
-    env = st.environment
-    print(f"{env.name}  (owner {env.owner}, {st.live} live clones)", file=out)
-    for label, when in (("deploys", env.starts_at), ("strips back", env.ends_at)):
-        if when is not None:
-            shown = describe_time(when, datetime.now(UTC), settings.timezone)
-            print(f"  {label} {shown}", file=out)
-    for t, states in sorted(st.by_type.items()):
-        parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-        print(f"  {t:<14} {parts}", file=out)
-    if not v.command.environment:
-        return
-    limit = settings.max_hosts_per_base_disk
-    for parent, n in st.hosts_by_parent.items():
-        print(f"  {parent}: clones on {n} host(s) (limit {limit} per base disk)", file=out)
-    if st.checked:
-        differ = len(st.drift)
-        found = f"{differ} clone(s) differ from the records" if differ else "matches"
-        print(f"  vCenter: {found}", file=out)
-    else:
-        print(f"  vCenter not checked, records shown as they are: {st.unchecked}", file=out)
-    for c in st.clones:
-        if c.state.live or c.state in (CloneState.FAILED, CloneState.MISSING):
-            power = {"poweredOn": "on", "poweredOff": "off"}.get(c.power_state or "", "")
-            extra = f"  {c.error}" if c.error else ""
-            if c.id in st.drift:
-                extra = f"  ! {st.drift[c.id].text}" + extra
-            print(f"    {c.name:<16} {c.type:<14} {c.state.value:<10} {power:<4}{extra}", file=out)
 
 
 def show_savings(s: Savings, v: View) -> int:
@@ -257,7 +238,7 @@ def show_savings(s: Savings, v: View) -> int:
         data = {"environment": environment, **s.as_dict()}
         print(json.dumps(data, indent=2), file=out)
         return EXIT_OK
-    print(f"Savings for {environment or 'all environments'}:", file=out)
+    print(f"{say.savings_title(environment)}:", file=out)
     print(format_table(s), file=out)
     if opts.chart:
         print(f"Chart written to {opts.chart}", file=out)
@@ -283,12 +264,7 @@ def show_types(types: list[TypeStatus], v: View) -> int:
         print(json.dumps({"types": rows}, indent=2), file=out)
         return EXIT_OK
     for ts in types:
-        size = ""
-        if ts.parent:
-            size = (
-                f"  {ts.parent.used_bytes / 2**30:.2f} GB used of "
-                f"{ts.parent.provisioned_bytes / 2**30:.2f} GB"
-            )
+        size = f"  {say.parent_size(ts.parent)}" if ts.parent else ""
         print(f"{ts.type.name:<14} parent {ts.type.parent:<14} {ts.readiness}{size}", file=out)
     return EXIT_OK
 
@@ -298,8 +274,7 @@ def show_prepare(report: PrepareReport, v: View) -> int:
     if opts.json:
         print(json.dumps(plain(report), indent=2), file=out)
     else:
-        verdict = "ready for linked clones" if report.ready else "NOT ready"
-        print(f"{report.type} (parent {report.parent}): {verdict}", file=out)
+        print(say.prepared(report), file=out)
         marks = {"ok": "ok", "done": "done", "advice": "advice", "problem": "PROBLEM"}
         for f in report.findings:
             print(f"  {marks.get(f.level, f.level):<8} {f.text}", file=out)
@@ -311,11 +286,7 @@ def show_power(result: PowerResult, v: View) -> int:
     if opts.json:
         print(json.dumps(plain(result), indent=2), file=out)
     else:
-        print(
-            f"Power {result.action} {result.environment}: {len(result.done)} done, "
-            f"{len(result.failed)} failed.",
-            file=out,
-        )
+        print(f"{say.powered(result)}.", file=out)
         for f in [*result.failed, *result.skipped]:
             print(f"  {f.name}: {f.error}", file=out)
     return EXIT_OK if not result.failed and not result.skipped else EXIT_PARTIAL
@@ -332,18 +303,10 @@ def show_plan(plan: PlanResult, v: View) -> int:
         }
         print(json.dumps(data, indent=2), file=out)
         return EXIT_OK if plan.fits else EXIT_ERROR
-    print("Estimated sizes (nothing is created):", file=out)
+    print(f"{say.ESTIMATED}:", file=out)
     print(format_table(plan.estimate), file=out)
     for n in plan.needs:
-        gb = 2**30
-        verdict = "fits" if n.fits else "DOES NOT FIT"
-        swap = f" (incl. {n.swap_bytes / gb:.2f} GB swap)" if n.swap_bytes else ""
-        print(
-            f"Datastore {n.datastore}: {n.free_bytes / gb:.2f} GB free, needs "
-            f"{n.needed_bytes / gb:.2f} GB{swap} + {n.headroom_bytes / gb:.2f} GB headroom: "
-            f"{verdict}",
-            file=out,
-        )
+        print(say.datastore(n), file=out)
     return EXIT_OK if plan.fits else EXIT_ERROR
 
 
@@ -375,7 +338,7 @@ def show_inventory(rows: list[InventoryRow], v: View) -> int:
                 [row[c] for c in INVENTORY_COLUMNS] + [r.attributes.get(k, "") for k in extra]
             )
     elif not rows:
-        print("No clones recorded.", file=out)
+        print(say.no_clones(v.command.environment), file=out)
     else:
         for r in rows:
             attrs = " ".join(f"{k}={v}" for k, v in sorted(r.attributes.items()))
@@ -392,11 +355,7 @@ def show_refresh(result: RefreshResult, v: View) -> int:
     if opts.json:
         print(json.dumps(plain(result), indent=2), file=out)
     else:
-        print(
-            f"Refreshed {result.environment}: {len(result.refreshed)} clones re-created from the "
-            f"current base snapshot ({result.elapsed_s:.1f} s).",
-            file=out,
-        )
+        print(f"{say.refreshed(result)} ({result.elapsed_s:.1f} s).", file=out)
         for f in [*result.failed, *result.skipped]:
             print(f"  {f.name}: {f.error}", file=out)
     if result.state is RunState.SUCCEEDED:
@@ -412,8 +371,7 @@ def show_check(report: CheckReport, v: View) -> int:
         return EXIT_OK if report.ok else EXIT_ERROR
     marks = {"ok": "ok", "note": "note", "problem": "PROBLEM"}
     for f in report.findings:
-        fix = f" Fix: {f.fix}" if f.fix else ""
-        print(f"{marks.get(f.level, f.level):<8} {f.subject}: {f.text}{fix}", file=out)
+        print(f"{marks.get(f.level, f.level):<8} {say.finding(f)}", file=out)
     problems = len(report.problems)
     if problems:
         print(f"{problems} problem(s) found: fix them, then run `clones check` again.", file=out)
@@ -483,37 +441,27 @@ def show_orphans(outcome: OrphansOutcome, v: View) -> int:
         return EXIT_OK
     if outcome.action is None:
         if not outcome.orphans:
-            print("No orphans: every VM marked as this bot's is recorded.", file=out)
+            print(say.NO_ORPHANS, file=out)
             return EXIT_OK
         print(orphans_text(outcome), file=out)
         if outcome.ours:
-            print(
-                'Run "clones orphans adopt" or "clones orphans remove" to deal with them.', file=out
-            )
+            print(say.deal_with_orphans(), file=out)
         return EXIT_OK
     if not outcome.ours:
-        print(f"Nothing this bot made to {outcome.action}.", file=out)
+        print(say.nothing_to(outcome.action), file=out)
         return EXIT_OK
     for name, environment in outcome.adopted:
-        print(f"  adopted {name} into {environment}", file=out)
+        print(f"  {say.adopted(name, environment)}", file=out)
     for name in outcome.removed:
-        print(f"  removed {name}", file=out)
+        print(f"  {say.removed(name)}", file=out)
     for name, why in outcome.problems:
         print(f"  {name}: {why}", file=out)
     return EXIT_OK if not outcome.problems else EXIT_PARTIAL
 
 
 def orphans_text(outcome: OrphansOutcome) -> str:
-    lines = []
-    for o in outcome.ours:
-        env = o.vm.attributes.get("Environment", "?")
-        lines.append(f"  {o.vm.name:<16} {o.vm.moref:<10} made by this bot (environment {env})")
-    for o in outcome.foreign:
-        lines.append(
-            f"  {o.vm.name:<16} {o.vm.moref:<10} carries ManagedBy but was not made by this bot: "
-            "never touched"
-        )
-    return "\n".join(lines)
+    """The bot's own orphans first, then the foreign ones (never touched)."""
+    return "\n".join(f"  {say.orphan(o)}" for o in [*outcome.ours, *outcome.foreign])
 
 
 def show_help(text: str, v: View) -> int:

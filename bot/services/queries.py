@@ -4,6 +4,7 @@ the types' readiness."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,17 +14,19 @@ from bot.domain.errors import (
     NotFoundError,
     VCenterError,
 )
-from bot.domain.models import Clone, CloneState, Environment, ParentFacts
+from bot.domain.models import Clone, CloneState, Environment, ParentFacts, Run, RunState
 from bot.domain.results import (
+    DeployResult,
     Drift,
     EnvironmentStatus,
+    FailedClone,
 )
 from bot.domain.savings import Savings, compute_savings
 from bot.domain.vsphere import (
     ATTR_ENVIRONMENT,
     ATTR_MANAGED_BY,
 )
-from bot.services.runs import Core
+from bot.services.runs import LIVE_STATES, Core
 from bot.settings import TypeSettings
 
 log = logging.getLogger(__name__)
@@ -59,9 +62,55 @@ class Queries:
             )
         return env
 
+    def find_environment(self, name: str) -> Environment | None:
+        """The environment named `name`, None when there is none (`environment` raises)."""
+        return self.repo.get_environment(name)
+
     def clones_of(self, environment: str) -> list[Clone]:
         """Every clone recorded for an environment, live or not."""
         return self.repo.clones(environment=environment)
+
+    def live_by_type(self, environment: str) -> dict[str, int]:
+        """How many live clones of each type the environment has (none: {})."""
+        return dict(
+            Counter(c.type for c in self.repo.clones(environment=environment, states=LIVE_STATES))
+        )
+
+    # ------------------------------------------------------------------ runs, for the front ends
+    def running_runs(self) -> list[Run]:
+        """Runs in progress right now (in any process)."""
+        return self.repo.runs(states=[RunState.RUNNING])
+
+    def run(self, run_id: int) -> Run:
+        return self.repo.get_run(run_id)
+
+    def run_clones(self, run_id: int, states: Sequence[CloneState] | None = None) -> list[Clone]:
+        """The clones a run owns (in `states`, when given)."""
+        return self.repo.clones(run_id=run_id, states=states)
+
+    def recorded_deploy(self, run_id: int) -> DeployResult:
+        """A deployment as recorded (all of it, not only what a resumed run did), with the
+        environment's savings when they can be read: for the usual summary."""
+        run = self.repo.get_run(run_id)
+        clones = self.repo.clones(run_id=run.id)
+        elapsed = 0.0
+        if run.started_at is not None and run.finished_at is not None:
+            elapsed = (run.finished_at - run.started_at).total_seconds()
+        return DeployResult(
+            run_id=run.id,
+            environment=run.environment,
+            requested=run.requested,
+            ready=[c.name for c in clones if c.state is CloneState.READY],
+            failed=[
+                FailedClone(c.name, c.type, c.error or c.state.value)
+                for c in clones
+                if c.state is not CloneState.READY
+            ],
+            elapsed_s=elapsed,
+            state=run.state,
+            savings=self.savings_or_none(run.environment),
+            message=run.message,
+        )
 
     def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
         counts = self.repo.clone_counts()

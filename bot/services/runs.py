@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.domain.errors import ConflictError
-from bot.domain.models import CloneState, Run, RunKind, RunState
+from bot.domain.models import CloneState, Run, RunKind, RunMessage, RunState
 from bot.domain.results import EventKind, ProgressEvent
 from bot.host import process_owner
 from bot.ports import ProgressCallback, Repository, VCenter
@@ -93,6 +93,15 @@ class RunBook:
         finally:
             with self._env_locks_guard:
                 self._active_runs.discard(run_id)
+
+    def show_in(self, run_id: int, *, channel: str, ts: str) -> RunMessage:
+        """Remember where a front end shows a run (a Slack message), so that the run, resumed
+        after a crash or a restart, finishes that same message."""
+        return self.repo.save_run_message(run_id, channel=channel, ts=ts)
+
+    def shown_in(self, run_id: int) -> RunMessage | None:
+        """Where the run is shown, if a front end said so (`show_in`)."""
+        return self.repo.run_message(run_id)
 
     def _beat(self) -> None:
         while True:

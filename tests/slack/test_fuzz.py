@@ -19,7 +19,7 @@ from slack_bolt import BoltRequest
 
 from bot.domain import grammar
 from bot.domain.errors import UsageError
-from handlers import blocks
+from handlers.blocks import ids
 from tests.conftest import HYPOTHESIS_PROFILE
 from tests.faults import record
 
@@ -41,7 +41,7 @@ texts = st.one_of(
 users = st.sampled_from([OPERATOR, ADMIN, STRANGER, "", "U" + "9" * 40]) | st.text(max_size=30)
 channels = st.sampled_from([CHANNEL, "CRANDOM", "", "D123"]) | st.text(max_size=30)
 ACTIONS = [
-    getattr(blocks, name) for name in dir(blocks) if name.startswith("ACTION_")
+    getattr(ids, name) for name in dir(ids) if name.startswith("ACTION_")
 ]  # every button the app listens for
 
 
@@ -94,9 +94,7 @@ def _wants_change(text: str) -> bool:
         command = grammar.parse(text)
     except UsageError:
         return False
-    from handlers.commands import verb_of
-
-    return verb_of(command) in CHANGING or isinstance(command, grammar.Orphans)
+    return command.verb in CHANGING or isinstance(command, grammar.Orphans)
 
 
 @pytest.fixture

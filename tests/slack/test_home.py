@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.blocks import ACTION_HOME_TEARDOWN
+from handlers.blocks.ids import ACTION_HOME_TEARDOWN
 
 from .conftest import CHANNEL, OPERATOR, STRANGER, SlackHarness
 

@@ -9,8 +9,9 @@ import time
 from bot.domain.models import RunKind
 from bot.domain.results import ProgressEvent
 from bot.settings import SlackSettings
-from handlers import blocks
 from handlers.app import make_client
+from handlers.blocks.kit import Rendered, section
+from handlers.blocks.runs import deploy_progress
 from handlers.progress import ProgressMessage
 
 from .fake_api import FakeSlack
@@ -22,9 +23,7 @@ def _event(done: int, total: int = 50) -> ProgressEvent:
 
 def test_bursts_are_coalesced_and_the_final_state_always_sent(fake_slack: FakeSlack) -> None:
     client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
-    progress = ProgressMessage(
-        client, "C1", lambda e: blocks.deploy_progress(e, "U1"), interval_s=1.0
-    )
+    progress = ProgressMessage(client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=1.0)
     workers = [
         threading.Thread(
             target=lambda i=i: [progress.on_event(_event(i * 10 + k)) for k in range(10)]
@@ -37,7 +36,7 @@ def test_bursts_are_coalesced_and_the_final_state_always_sent(fake_slack: FakeSl
     for w in workers:
         w.join()
     assert time.monotonic() - started < 0.5  # events never wait on Slack
-    ts = progress.finish(blocks.Rendered("done", [blocks.section("all done")]))
+    ts = progress.finish(Rendered("done", [section("all done")]))
 
     posts, updates = fake_slack.of("chat.postMessage"), fake_slack.of("chat.update")
     assert len(posts) == 1 and ts == posts[0].params.get("ts", ts)
@@ -50,11 +49,9 @@ def test_bursts_are_coalesced_and_the_final_state_always_sent(fake_slack: FakeSl
 def test_final_survives_429(fake_slack: FakeSlack) -> None:
     client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
     fake_slack.rate_limit("chat.update", times=2, retry_after=1)
-    progress = ProgressMessage(
-        client, "C1", lambda e: blocks.deploy_progress(e, "U1"), interval_s=1.0
-    )
+    progress = ProgressMessage(client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=1.0)
     progress.on_event(_event(1, 2))
     fake_slack.wait_for(lambda: fake_slack.of("chat.postMessage"))
-    ts = progress.finish(blocks.Rendered("final", []))
+    ts = progress.finish(Rendered("final", []))
     assert ts is not None and fake_slack.messages[ts].text == "final"
     assert [c.status for c in fake_slack.of("chat.update")] == [429, 429, 200]

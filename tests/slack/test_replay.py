@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlencode
 
 import pytest
 
-from handlers.blocks import ACTION_CONFIRM
+from handlers.blocks.ids import ACTION_CONFIRM
 from tests.faults import record
 
 from .conftest import CHANNEL, OPERATOR, SlackHarness

@@ -14,7 +14,7 @@ import pytest
 
 from bot.adapters.lab import LabProcess
 from bot.domain.models import CloneState, RunState
-from handlers.blocks import ACTION_CONFIRM
+from handlers.blocks.ids import ACTION_CONFIRM
 from tests.faults import record, wait_until
 
 from .conftest import CHANNEL, OPERATOR, STRANGER

@@ -27,7 +27,7 @@ from bot.adapters.lab import LabProcess
 from bot.adapters.scheduler import SchedulerLock, lock_path_for
 from bot.domain.models import CloneState, RunKind, RunState
 from bot.settings import ScheduleSettings
-from handlers.blocks import ACTION_CONFIRM, ACTION_EXTEND, ACTION_STRIP_NOW
+from handlers.blocks.ids import ACTION_CONFIRM, ACTION_EXTEND, ACTION_STRIP_NOW
 from tests.faults import record, wait_until
 from tests.helpers import Clock, lab_config, lab_environ, write_config
 

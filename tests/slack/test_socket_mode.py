@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from handlers.blocks import ACTION_CONFIRM
+from handlers.blocks.ids import ACTION_CONFIRM
 
 from .conftest import CHANNEL, OPERATOR, SlackHarness
 from .fake_socket import FakeSocketMode

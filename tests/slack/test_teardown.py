@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from handlers.blocks import ACTION_CANCEL, ACTION_CONFIRM
+from handlers.blocks.ids import ACTION_CANCEL, ACTION_CONFIRM
 
 from .conftest import ADMIN, CHANNEL, OPERATOR, STRANGER, SlackHarness
 from .fake_api import Message

@@ -12,14 +12,13 @@ from bot.domain.models import Clone, CloneState, Environment
 from bot.domain.results import EnvironmentStatus
 from bot.services.access import ADMIN_VERBS, READ_ONLY_VERBS
 from bot.services.admin import InventoryRow
-from handlers import blocks
-from handlers.blocks import (
-    ACTION_CONFIRM,
-    ACTION_REFRESH_CANCEL,
-    ACTION_REFRESH_CONFIRM,
-    SECTION_MAX,
-)
-from handlers.commands import HANDLERS, verb_of
+from bot.services.dispatch import ROUTES
+from handlers.blocks import reads
+from handlers.blocks.ids import ACTION_CONFIRM, ACTION_REFRESH_CANCEL, ACTION_REFRESH_CONFIRM
+from handlers.blocks.kit import SECTION_MAX
+from handlers.confirming import FLOWS
+from handlers.listeners.commands import STEPS, step_for
+from handlers.replies import REPLIES, reply
 
 from .conftest import ADMIN, CHANNEL, OPERATOR, STRANGER, SlackHarness
 from .fake_api import Message
@@ -57,13 +56,19 @@ CHANGING = (
 
 
 # ===================================================================== without the lab
-def test_every_grammar_command_has_a_slack_handler() -> None:
+def test_every_grammar_command_has_a_slack_step() -> None:
+    """Each command is dispatched (a route) and shown in Slack: answered with its result, in a
+    run's own message, or confirmed first; never "not available"."""
     commands = set(typing.get_args(grammar.Command))
-    assert commands == set(HANDLERS), "every command class needs an entry in HANDLERS"
-    assert {verb_of(c) for c in commands} == set(grammar.VERBS)
+    assert commands == set(ROUTES), "every command class needs a route in the dispatch table"
+    assert commands == set(REPLIES) | set(STEPS) | set(FLOWS), "and a way to show it in Slack"
+    assert {c.verb for c in commands} == set(grammar.VERBS)
     assert set(SAMPLES) == set(grammar.VERBS), "add a sample for the new verb below"
     for verb, text in SAMPLES.items():
-        assert verb_of(grammar.parse(text)) == verb
+        command = grammar.parse(text)
+        assert command.verb == verb
+        if step_for(command) is reply:
+            assert type(command) in REPLIES
 
 
 def test_read_only_verbs() -> None:
@@ -87,7 +92,7 @@ def test_long_lists_are_cut_with_and_n_more() -> None:
         )
         for n in range(300)
     ]
-    r = blocks.inventory(rows, "big")
+    r = reads.inventory(rows, "big")
     texts = [b["text"]["text"] for b in r.blocks if b["type"] == "section"]
     assert all(len(t) <= SECTION_MAX for t in texts)
     assert texts[0].count("```") == 2 and "TRN-CAP-000" in texts[0]
@@ -100,7 +105,7 @@ def test_long_lists_are_cut_with_and_n_more() -> None:
         for n in range(500)
     ]
     st = EnvironmentStatus(env, {"capture": {"failed": 500}}, clones)
-    r = blocks.status([st], "big", {"big": "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)"})
+    r = reads.status([st], "big", {"big": "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)"})
     texts = [b["text"]["text"] for b in r.blocks]
     assert all(len(t) <= SECTION_MAX for t in texts)
     assert ":calendar: Next: strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)" in texts[0]

@@ -1,0 +1,175 @@
+"""The read-only commands: status, savings, types, plan and inventory (answered privately)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from bot.domain.results import EnvironmentStatus
+from bot.domain.savings import Savings, format_table
+from bot.services import sentences as say
+from bot.services.inventory import InventoryRow
+from bot.services.plan import PlanResult
+from bot.services.queries import TypeStatus
+from handlers.blocks.kit import (
+    MESSAGE_MAX_BLOCKS,
+    MRKDWN,
+    SECTION_MAX,
+    Block,
+    Rendered,
+    capped_lines,
+    clip,
+    code,
+    context,
+    esc,
+    section,
+    who,
+)
+
+MAX_ENVIRONMENTS = 20  # each takes 1-2 blocks here and 3-4 on the Home tab (100 blocks a view)
+INVENTORY_MAX_ROWS = 40  # rows in Slack's inventory table; the terminal has --csv for all
+
+
+def environment_summary(
+    st: EnvironmentStatus, savings: Savings | None = None, next_event: str | None = None
+) -> str:
+    """One environment: live clones, owner, counts by type and state, savings, next event."""
+    # Owners from Slack are user IDs (shown as mentions); from the terminal, login names.
+    lines = [say.environment_head(st, who(st.environment.owner), MRKDWN)]
+    for t, states in sorted(st.by_type.items()):
+        lines.append(f"• {esc(t)}: {say.state_counts(states)}")
+    if savings is not None and savings.clones:
+        lines.append(
+            f"Saves {savings.saved_vs_thin_gb:.2f} GB against thin full clones "
+            f"({savings.saved_vs_thin_pct}%)"
+        )
+    if next_event:
+        lines.append(f":calendar: Next: {esc(next_event)}")
+    return "\n".join(lines)
+
+
+def _clone_lines(st: EnvironmentStatus) -> list[str]:
+    """One environment's clones (those alive or with an error), under the vCenter note."""
+    note = say.vcenter_note(st)
+    lines = [
+        f"`{esc(c.name)}` {esc(c.type)} {c.state.value}"
+        + (f" :warning: {esc(st.drift[c.id].text)}" if c.id in st.drift else "")
+        + (f": {esc(c.error)}" if c.error else "")
+        for c in st.clones
+        if c.state.live or c.error
+    ]
+    if not lines:
+        return []
+    return [f"{':warning: ' if st.drift else ''}_{esc(note)}_", *lines]
+
+
+def status(
+    statuses: Sequence[EnvironmentStatus],
+    environment: str | None,
+    next_events: dict[str, str] | None = None,
+) -> Rendered:
+    """`next_events`: environment -> "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)"."""
+    if not statuses:
+        return Rendered(say.no_environments(MRKDWN), [section(say.no_environments(MRKDWN))])
+    events = next_events or {}
+    blocks: list[Block] = []
+    shown = statuses[:MAX_ENVIRONMENTS]
+    for st in shown:
+        blocks.append(section(environment_summary(st, None, events.get(st.environment.name))))
+        lines = _clone_lines(st) if environment is not None else []
+        if lines:
+            blocks.append(section(capped_lines(lines, more=" (`inventory ENV` lists all)")))
+    if len(statuses) > len(shown):
+        blocks.append(context(f"…and {len(statuses) - len(shown)} more environments"))
+    parts = []
+    for st in statuses:
+        event = events.get(st.environment.name)
+        parts.append(f"{st.environment.name} ({st.live} live" + (f", {event})" if event else ")"))
+    return Rendered(clip(", ".join(parts)), blocks[:MESSAGE_MAX_BLOCKS])
+
+
+def savings(s: Savings, environment: str | None) -> Rendered:
+    title = say.savings_title(environment)
+    text = (
+        f"{title}: linked clones use {s.linked_gb:.2f} GB, "
+        f"{s.saved_vs_thin_gb:.2f} GB less than thin full clones"
+    )
+    return Rendered(text, [section(f"*{esc(title)}*\n{code(format_table(s))}")])
+
+
+def types(rows: Iterable[TypeStatus]) -> Rendered:
+    lines = []
+    for ts in rows:
+        size = f", {say.parent_size(ts.parent)}" if ts.parent is not None else ""
+        desc = f" ({esc(ts.type.description)})" if ts.type.description else ""
+        lines.append(
+            f"• *{esc(ts.type.name)}*{desc}: parent `{esc(ts.type.parent)}`, "
+            f"{ts.readiness}{size}, up to {ts.type.max_count}"
+        )
+    body = "\n".join(lines) or "No types configured."
+    return Rendered(clip(body), [section(body)])
+
+
+def plan(p: PlanResult) -> Rendered:
+    lines = [
+        f"{':white_check_mark:' if n.fits else ':x:'} {say.datastore(n, MRKDWN)}" for n in p.needs
+    ]
+    verdict = "fits" if p.fits else "does NOT fit"
+    text = (
+        f"Plan for {p.estimate.clones} clones: linked clones use about "
+        f"{p.estimate.linked_gb:.2f} GB; {verdict}"
+    )
+    blocks = [section(f"*{say.ESTIMATED}*\n{code(format_table(p.estimate))}")]
+    if lines:
+        blocks.append(section(capped_lines(lines)))
+    if p.power_on:
+        blocks.append(context("Counts RAM-sized swap files for powered-on clones."))
+    return Rendered(text, blocks)
+
+
+_INVENTORY_HEAD = ("NAME", "TYPE", "ENV", "POWER", "GB", "HOST")
+
+
+def inventory(rows: Sequence[InventoryRow], environment: str | None) -> Rendered:
+    """A compact table in a code block, capped to fit one section; the terminal has the rest."""
+    where = environment or "all environments"
+    if not rows:
+        return Rendered(say.no_clones(environment), [section(esc(say.no_clones(environment)))])
+    table = [
+        (
+            r.name,
+            r.type,
+            r.environment,
+            say.power_word(r.power_state) or r.state,
+            f"{r.committed_gb:.2f}",
+            r.host or "-",
+        )
+        for r in rows
+    ]
+    widths = [
+        min(24, max(len(h), *(len(row[i]) for row in table))) for i, h in enumerate(_INVENTORY_HEAD)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c[:w].ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    lines = [line(_INVENTORY_HEAD)]
+    budget = SECTION_MAX - 200  # the code fences and the title
+    for row in table[:INVENTORY_MAX_ROWS]:
+        text = line(row)
+        if sum(len(x) + 1 for x in lines) + len(text) > budget:
+            break
+        lines.append(text)
+    shown = len(lines) - 1
+    # Plain text inside a code block: escape Slack's control characters; no backticks.
+    body = esc("\n".join(lines)).replace("`", "'")
+    title = f"*Inventory of {esc(where)}* ({say.plural(len(rows), 'clone')})"
+    blocks = [section(f"{title}\n```\n{body}\n```")]
+    if shown < len(rows):
+        blocks.append(
+            context(
+                f"…and {len(rows) - shown} more: run `clones inventory"
+                + (f" {esc(environment)}" if environment else "")
+                + " --csv` in a terminal for every clone and custom attribute."
+            )
+        )
+    return Rendered(f"Inventory of {where}: {len(rows)} clones", blocks)

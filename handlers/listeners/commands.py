@@ -1,0 +1,144 @@
+"""The `/clones` slash command: parse, check access, ack within 3 s, work in the job pool.
+
+parse -> access (the command's verb) -> drain check -> the ack (with what can be checked at once)
+-> the job pool -> the command's step: a Slack pre-step where it needs one (a deployment's
+message is posted first; a strip back, a refresh or removing orphans asks Confirm / Cancel with
+the plan from `plan_for`), then `dispatch`, then the rendering.
+
+The acknowledgement is the only thing done on Slack's clock; everything that may touch vCenter,
+or wait on SQLite's write lock, runs in `ctx.jobs` (read-only commands in `ctx.reads`) and answers
+through `respond` (the command's response_url) or the channel.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.domain import grammar
+from bot.domain.errors import UsageError
+from handlers import confirming, recovered, runs
+from handlers.blocks import admin, plans
+from handlers.blocks.kit import restarting, usage_error
+from handlers.blocks.runs import deploy_ack
+from handlers.context import HandlerContext, Reply, Request, explain, reporting
+from handlers.replies import reply
+
+Step = Callable[[Request], None]
+
+# The steps after the ack that are more than dispatch-and-answer (`reply`); destructive
+# commands are confirmed first (`confirming.flow_for`).
+STEPS: dict[type[Any], Step] = {
+    grammar.Deploy: runs.deploy,  # the run's own message, posted before anything is created
+    grammar.Resume: recovered.resume,  # each resumed run finishes its own message
+}
+
+
+def step_for(command: object) -> Step:
+    if confirming.flow_for(command) is not None:
+        return confirming.ask
+    return STEPS.get(type(command), reply)
+
+
+def register(app: App, ctx: HandlerContext) -> None:
+    @app.command("/clones")
+    def clones_command(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        handle(ctx, ack, body, client, respond)
+
+
+def handle(
+    ctx: HandlerContext, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+) -> None:
+    text = str(body.get("text", ""))
+    user = str(body.get("user_id", ""))
+    channel = str(body.get("channel_id", ""))
+    try:
+        command = grammar.parse(text)
+    except UsageError as exc:
+        ack(response_type="ephemeral", text=usage_error(str(exc)))
+        return
+    if isinstance(command, grammar.Help):
+        ack(response_type="ephemeral", text=grammar.usage(command.topic))
+        return
+    decision = ctx.access.check(user, channel, command.verb)
+    if not decision:
+        said = f"/clones {text}".strip()
+        ack(
+            response_type="ephemeral",
+            text=ctx.denial(decision, user=user, channel=channel, command=said),
+        )
+        return
+    reads = command.access is grammar.Access.READ
+    if ctx.draining.is_set() and not reads:
+        ack(response_type="ephemeral", text=restarting(command.verb))
+        return
+    try:  # known errors as a sentence; a bug with an incident id to quote
+        request = Request(ctx, _settled(ctx, command), user, channel, client, Reply(respond))
+        answer = ACKS.get(type(command), _plain)(request)
+        pool = ctx.reads if reads and ctx.reads is not None else ctx.jobs
+        step = step_for(request.command)
+        pool.submit(reporting, request.tell, command.verb, lambda: step(request))
+    except Exception as exc:
+        ack(response_type="ephemeral", text=explain(exc))
+        return
+    if answer:
+        ack(response_type="ephemeral", text=answer)
+    else:
+        ack()
+
+
+def _settled(ctx: HandlerContext, command: Any) -> Any:
+    """A deployment into the default environment names it now, so the ack, the run's message
+    and the run itself agree on it."""
+    if isinstance(command, grammar.Deploy) and not command.environment:
+        return replace(command, environment=ctx.services.service.default_environment(command))
+    return command
+
+
+# ===================================================================== the ack
+def _plain(r: Request) -> str:
+    return ""  # a plain ack; the answer follows
+
+
+def _deploy(r: Request) -> str:
+    command, ctx = r.command, r.ctx
+    # Unknown types and counts over a type's max_count are answered in the ack, before the
+    # "Deploying..." promise (one SQLite read; vCenter is asked only in the job).
+    ctx.services.service.deployer.check_counts(command)
+    # Times are checked before anything is recorded or created: bad ones are answered here.
+    times = ctx.schedules.deploy_times(command) if command.at or command.until else None
+    if command.at:
+        return ""
+    by_type = dict(Counter({i.type: i.count for i in command.items}))
+    answer = deploy_ack(by_type, command.environment)
+    if times is not None and times.ends_at is not None:
+        answer += (
+            f" Strip back is set for {ctx.schedules.describe(times.ends_at)} once clones are ready."
+        )
+        note = ctx.schedules.keeper_note()  # never a promise that no scheduler keeps
+        if note:
+            answer += f" {note}"
+    return answer
+
+
+def _prepare(r: Request) -> str:
+    r.ctx.settings.type(r.command.type)  # an unknown type is answered in the ack
+    return admin.preparing(r.command.type)
+
+
+# What the slash command answers within 3 s, by command ("" or absent: a plain ack).
+ACKS: dict[type[Any], Callable[[Request], str]] = {
+    grammar.Deploy: _deploy,
+    grammar.Teardown: lambda r: plans.working_out("teardown", r.command.environment),
+    grammar.Refresh: lambda r: plans.working_out("refresh", r.command.environment),
+    grammar.Prepare: _prepare,
+    grammar.Power: lambda r: admin.powering(r.command.action, r.command.environment),
+    grammar.Check: lambda r: admin.CHECKING,
+    grammar.Resume: lambda r: admin.RESUMING,
+    grammar.Orphans: lambda r: admin.looking_for_orphans(r.command.action),
+}

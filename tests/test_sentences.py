@@ -1,0 +1,109 @@
+"""The terminal and Slack say the same outcome in the same words (bot.services.sentences): the
+terminal plainly, Slack in mrkdwn with what vCenter or a user wrote escaped. No lab needed."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from bot.cli.dialogue import confirmed
+from bot.cli.options import Options
+from bot.cli.render import View, show_deploy_result, show_orphans, show_teardown
+from bot.domain import grammar
+from bot.domain.errors import UsageError
+from bot.domain.models import Clone, CloneState, RunState
+from bot.domain.results import DeployResult, FailedClone, TeardownPlan, TeardownResult
+from bot.domain.vsphere import VmFacts
+from bot.services import sentences as say
+from bot.services.orphans import Orphan, OrphansOutcome
+from handlers.blocks import admin, plans
+from handlers.blocks import runs as shown
+from handlers.blocks.kit import MRKDWN, Rendered
+
+
+def _terminal(render: Any, result: object, command: object) -> str:
+    out = io.StringIO()
+    opts = Options(
+        json=False, yes=True, chart=None, csv=False, config=None, verbose=False, words=[]
+    )
+    render(result, View(command, opts, out, services=None))  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+def _slack(r: Rendered) -> str:
+    parts = [r.text]
+    for b in r.blocks:
+        if b["type"] == "section":
+            parts.append(b["text"]["text"])
+        parts += [e.get("text", "") for e in b.get("elements", []) if isinstance(e, dict)]
+    return "\n".join(str(p) for p in parts)
+
+
+DEPLOYED = DeployResult(
+    run_id=7,
+    environment="nov-cohort",
+    requested=3,
+    ready=["TRN-CAP-001", "TRN-CAP-002"],
+    failed=[FailedClone("TRN-CAP-003", "capture", "no room")],
+    elapsed_s=12.0,
+    state=RunState.PARTIAL,
+)
+STRIPPED = TeardownResult(
+    run_id=8,
+    environment="nov-cohort",
+    destroyed=["TRN-CAP-001"],
+    already_gone=["TRN-CAP-002"],
+    skipped=[],
+    failed=[],
+    reclaimed_bytes=2**30,
+    elapsed_s=3.0,
+    state=RunState.SUCCEEDED,
+    renamed={"TRN-CAP-001": "someone-else"},
+)
+
+
+def test_a_deployment_and_a_strip_back_are_summed_up_alike() -> None:
+    line = say.deployed(DEPLOYED)
+    assert line == "2 of 3 linked clones ready in nov-cohort"
+    assert line in _terminal(show_deploy_result, DEPLOYED, grammar.parse("deploy capture 3"))
+    assert shown.deploy_summary(DEPLOYED, "U1").text == f"{line}, 1 failed"
+
+    line = say.stripped_back(STRIPPED)
+    assert line == "Stripped back nov-cohort: 1 clone destroyed, 1.00 GB reclaimed"
+    terminal = _terminal(show_teardown, STRIPPED, grammar.Teardown("nov-cohort"))
+    slack = _slack(shown.teardown_result(STRIPPED, "U1"))
+    assert line in terminal and line in slack
+    for said in (say.already_gone(1), "TRN-CAP-001, now named someone-else"):
+        assert said in terminal
+    assert say.already_gone(1) in slack and "`TRN-CAP-001`, now named `someone-else`" in slack
+
+
+def test_the_plan_before_a_strip_back_is_the_same_sentence() -> None:
+    plan = TeardownPlan("nov-cohort", {"capture": 2, "packaging": 1}, 3, 3 * 2**30)
+    out = io.StringIO()
+    opts = Options(
+        json=False, yes=False, chart=None, csv=False, config=None, verbose=False, words=[]
+    )
+    with pytest.raises(UsageError, match="needs confirmation"):  # off a terminal, after the plan
+        confirmed(grammar.Teardown("nov-cohort"), plan, opts, out)
+    assert say.teardown_plan(plan) in out.getvalue()
+    slack = _slack(plans.teardown_plan(plan, "U1", "token"))
+    assert say.teardown_plan(plan, MRKDWN) in slack
+    assert "destroys *3 clones* (2 capture, 1 packaging) and reclaims about *3.00 GB*" in slack
+
+
+def test_orphans_are_listed_in_the_same_words() -> None:
+    vm = VmFacts("vm-9", "TRN-CAP-900", "u-9", False, True, {"Environment": "<old>"})
+    ours = Orphan(vm, Clone(9, "TRN-CAP-900", "old", "capture", "Capture", CloneState.FAILED))
+    foreign = Orphan(VmFacts("vm-10", "decoy", "u-10", False, True), None)
+    outcome = OrphansOutcome([ours, foreign])
+    terminal = _terminal(show_orphans, outcome, grammar.Orphans())
+    slack = _slack(admin.orphans_list(outcome))
+    assert say.orphan(ours) in terminal and say.orphan(foreign) in terminal
+    assert "TRN-CAP-900 (vm-9): made by this bot, environment <old>" in terminal
+    # Slack escapes what vCenter holds (an attribute anyone can set) and quotes the VM name.
+    assert "`TRN-CAP-900` (vm-9): made by this bot, environment &lt;old&gt;" in slack
+    assert "carries ManagedBy but was not made by this bot: never touched" in slack
+    assert say.deal_with_orphans() in terminal and say.deal_with_orphans(MRKDWN) in slack
