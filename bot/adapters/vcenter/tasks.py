@@ -220,9 +220,7 @@ class TaskWaiter:
                 with self._cond:
                     queued, self._queue = self._queue, []
                 verifying = [w for w, _ in watch.verify]
-                self._fail_all(
-                    [*watch.outstanding.values(), *queued, *verifying], str(error), error
-                )
+                _fail_all([*watch.outstanding.values(), *queued, *verifying], str(error), error)
                 watch.outstanding.clear()
                 watch.filters.clear()
                 watch.verify.clear()
@@ -243,7 +241,7 @@ class TaskWaiter:
             if self._stopped:
                 verifying = [w for w, _ in watch.verify]
                 watch.verify.clear()
-                self._fail_all(
+                _fail_all(
                     [*watch.outstanding.values(), *self._queue, *verifying],
                     "the connection closed",
                 )
@@ -317,9 +315,9 @@ class TaskWaiter:
                 return
             with self._cond:  # the session keeps failing: give up on these tasks
                 stuck, self._queue = self._queue, []
-            self._fail_all(stuck, str(exc), exc)
+            _fail_all(stuck, str(exc), exc)
             return
-        self._fail_all([*watch.outstanding.values()], str(exc), exc)
+        _fail_all([*watch.outstanding.values()], str(exc), exc)
         watch.outstanding.clear()
         watch.filters.clear()
         self._pc = None
@@ -337,7 +335,7 @@ class TaskWaiter:
         try:
             rows = self._read([([w.task for w in new], TASK_PROPS), *_result_groups(verify)])
         except VCenterError as exc:
-            self._fail_all([w for w, _ in verify], str(exc), exc)
+            _fail_all([w for w, _ in verify], str(exc), exc)
             raise
         tasks = {str(obj._moId): p for obj, p in rows if isinstance(obj, vim.Task)}
         _deliver_results(verify, {str(o._moId): p for o, p in rows if not isinstance(o, vim.Task)})
@@ -361,7 +359,7 @@ class TaskWaiter:
         try:
             rows = self._read(_result_groups(verify))
         except VCenterError as exc:
-            self._fail_all([w for w, _ in verify], str(exc), exc)
+            _fail_all([w for w, _ in verify], str(exc), exc)
             return
         _deliver_results(verify, {str(obj._moId): p for obj, p in rows})
 
@@ -434,13 +432,6 @@ class TaskWaiter:
                 )
             w.done.set()
 
-    def _fail_all(
-        self, items: Sequence[_Waiting], why: str, exc: VCenterError | None = None
-    ) -> None:
-        for w in items:
-            w.result = exc or VCenterUnreachable(why)
-            w.done.set()
-
 
 def _result_groups(verify: list[tuple[_Waiting, Any]]) -> list[tuple[Sequence[Any], list[str]]]:
     """The VMs to read, grouped by the properties asked for."""
@@ -455,4 +446,11 @@ def _deliver_results(verify: list[tuple[_Waiting, Any]], props: dict[str, dict[s
     for w, vm in verify:
         moref = str(vm._moId)
         w.result = (moref, props.get(moref))
+        w.done.set()
+
+
+def _fail_all(items: Sequence[_Waiting], why: str, exc: VCenterError | None = None) -> None:
+    """Each of these waits ends with `exc` (or vCenter unreachable, saying why)."""
+    for w in items:
+        w.result = exc or VCenterUnreachable(why)
         w.done.set()
