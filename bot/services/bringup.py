@@ -19,7 +19,7 @@ from datetime import datetime
 
 from bot.domain.errors import VCenterUnreachable
 from bot.domain.models import Clone
-from bot.services.limits import OpLimits, place_key
+from bot.services.limits import OpLimits, clone_host
 from bot.services.runs import Core, Emitter
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class BringUp:
             return
         t = self.settings.type(clone.type)
         try:
-            with self.limits.power(place_key(clone.host, t.resource_pool)):
+            with self.limits.host_op(clone_host(self.settings, clone)):
                 [error] = self.vcenter.power([clone.moref], "on")
         except VCenterUnreachable as exc:
             with self._guard:

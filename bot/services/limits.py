@@ -4,17 +4,23 @@
 vSphere limits provisioning per host and per datastore (vCenter as a whole takes hundreds at
 once), so a wide cluster can run more clones at once than one host should. A clone takes a
 ticket for its placement (the host the bot put it on, its type's datastore) before its
-`CloneVM_Task` and gives it back once vCenter has made it; a power-on counts on its host only.
+`CloneVM_Task` and gives it back once vCenter has made it; a power operation or a destroy counts
+on its host only (`host_op`); `power_batches` splits a power command's clones into batches that
+keep to both limits.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from bot.domain.models import Clone
     from bot.settings import Settings
+
+T = TypeVar("T")
 
 
 class OpLimits:
@@ -38,9 +44,10 @@ class OpLimits:
         """A clone's ticket: one of `concurrency`, one on its host, one on its datastore."""
         return Ticket(self, host, datastore, clone=True)
 
-    def power(self, host: str) -> Ticket:
-        """A power operation's ticket: one on its host."""
-        return Ticket(self, host, "", clone=False)
+    def host_op(self, host: str, datastore: str = "") -> Ticket:
+        """A power operation's ticket (one on its host), or a destroy's (one on its host and
+        one on its datastore)."""
+        return Ticket(self, host, datastore, clone=False)
 
     def _take(self, t: Ticket) -> None:
         with self._cond:
@@ -97,3 +104,49 @@ def place_key(host: str | None, resource_pool: str) -> str:
     as one (a standalone host, or a cluster where vCenter places clones because the per-host
     limit cannot be reached)."""
     return host or f"pool:{resource_pool}"
+
+
+def power_batches(
+    items: Sequence[T], host_of: Callable[[T], str], *, total: int, per_host: int
+) -> list[list[T]]:
+    """`items` in batches of at most `total`, each with at most `per_host` on any one host
+    (`host_of`), in order: an item that does not fit a batch goes to a later one."""
+    out: list[list[T]] = []
+    left = list(items)
+    while left:
+        batch: list[T] = []
+        on_host: Counter[str] = Counter()
+        rest: list[T] = []
+        for item in left:
+            host = host_of(item)
+            if len(batch) < total and on_host[host] < per_host:
+                batch.append(item)
+                on_host[host] += 1
+            else:
+                rest.append(item)
+        out.append(batch)
+        left = rest
+    return out
+
+
+def may_crowd_a_host(settings: Settings, *, power_on: bool = False) -> bool:
+    """More operations may run at once in all than one host may take (`concurrency` clone
+    tasks, and as many power-ons beside them for a deployment that powers on): the host of each
+    one must be known (the bot places clones, and reads a VM's host before destroying it)."""
+    in_flight = settings.concurrency * (2 if power_on else 1)
+    return settings.max_ops_per_host < in_flight
+
+
+def clone_host(settings: Settings, clone: Clone, seen_on: str = "") -> str:
+    """The host an operation on a recorded clone counts on: where it was last seen (`seen_on`),
+    else its recorded host, else its type's resource pool (a type gone from the configuration:
+    the type's name)."""
+    t = settings.types.get(clone.type)
+    return place_key(seen_on or clone.host, t.resource_pool if t else f"type:{clone.type}")
+
+
+def clone_datastore(settings: Settings, clone: Clone) -> str:
+    """The datastore a recorded clone's disks are on (its type's; "" for a type gone from the
+    configuration: not counted)."""
+    t = settings.types.get(clone.type)
+    return t.datastore if t else ""

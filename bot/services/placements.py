@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.domain.placement import Host, drs_prefix, plan_confinement, spread
 from bot.domain.vsphere import HostInfo
+from bot.services.limits import may_crowd_a_host
 from bot.services.runs import LIVE_STATES, Core
 from bot.settings import TypeSettings
 
@@ -66,17 +67,19 @@ class Placements:
         self.clock = core.clock
         self.runs = core.runs
 
-    def placements_for(self, types: Sequence[TypeSettings]) -> dict[str, TypePlacement]:
-        """Each type's placement; the hosts of a resource pool several types share are read
-        once."""
+    def placements_for(
+        self, types: Sequence[TypeSettings], *, power_on: bool = False
+    ) -> dict[str, TypePlacement]:
+        """Each type's placement for a deployment (that powers its clones on as they are made,
+        when `power_on`); the hosts of a resource pool several types share are read once."""
         seen: dict[str, tuple[Any, list[HostInfo]]] = {}
-        everyone = self._host_load()
+        everyone = self._host_load(power_on=power_on)
         return {t.name: self.placement_for(t, seen, everyone) for t in types}
 
-    def _host_load(self) -> Counter[str] | None:
+    def _host_load(self, *, power_on: bool = False) -> Counter[str] | None:
         """Live clones (of every type) per host, when the bot places clones on hosts itself:
-        more clones run at once than one host may take."""
-        if self.settings.max_ops_per_host >= self.settings.concurrency:
+        more operations run at once than one host may take."""
+        if not may_crowd_a_host(self.settings, power_on=power_on):
             return None
         return Counter(c.host for c in self.repo.clones(states=LIVE_STATES) if c.host)
 
