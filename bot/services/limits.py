@@ -35,6 +35,7 @@ class OpLimits:
         self._hosts: Counter[str] = Counter()
         self._datastores: Counter[str] = Counter()
         self.most_on_a_host = 0  # the most operations seen at once on one host
+        self.waiting = 0  # operations waiting for room now
 
     @classmethod
     def of(cls, settings: Settings) -> OpLimits:
@@ -51,13 +52,23 @@ class OpLimits:
 
     def _take(self, t: Ticket) -> None:
         with self._cond:
-            while not self._room(t):
-                self._cond.wait()
+            if not self._room(t):
+                self.waiting += 1
+                self._cond.notify_all()  # for `wait_for_waiting`
+                while not self._room(t):
+                    self._cond.wait()
+                self.waiting -= 1
             self._clones += t.is_clone
             self._hosts[t.host] += 1
             if t.datastore:
                 self._datastores[t.datastore] += 1
             self.most_on_a_host = max(self.most_on_a_host, self._hosts[t.host])
+
+    def wait_for_waiting(self, n: int, timeout_s: float) -> bool:
+        """Wait until `n` operations wait for room (a front end's or a test's view of a full
+        host); False if that did not happen within `timeout_s`."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.waiting >= n, timeout=timeout_s)
 
     def _room(self, t: Ticket) -> bool:
         if t.is_clone and self._clones >= self.total:
