@@ -35,15 +35,19 @@ def _deploy(app: Any, text: str) -> tuple[Any, list[ProgressEvent]]:
 def test_each_clone_is_powered_on_as_it_is_made_and_the_run_ends_when_the_last_is_usable(
     make_lab: Any, make_app: MakeApp
 ) -> None:
+    # Three hosts of two operations each; two clone tasks and two power-ons may be in flight.
     lab = make_lab(
         {
+            "clusters": [{"name": "Training", "hosts": 3}],
             "customization_specs": [WIN_SPEC],
             "clone_latency_ms": 400,
             "power_on_latency_ms": 20,
             "customization_latency_ms": 100,
         }
     )
-    app = make_app(lab, types=CUSTOMIZED, concurrency=2, customization_timeout_s=30)
+    app = make_app(
+        lab, types=CUSTOMIZED, concurrency=2, max_ops_per_host=2, customization_timeout_s=30
+    )
     result, events = _deploy(app, "deploy capture 4 packaging 2 as cohort and power on")
 
     assert result.state is RunState.SUCCEEDED and len(result.ready) == 6
@@ -65,6 +69,7 @@ def test_each_clone_is_powered_on_as_it_is_made_and_the_run_ends_when_the_last_i
     assert last.stages_text == "cloned 6 · powered on 6 · customized 6"
     records = app.repo.clones(environment="cohort")
     assert all(c.power_state == "poweredOn" and c.customization == "succeeded" for c in records)
+    assert lab.control.stats()["host_ops_in_flight_max_any"] <= 2  # the lab's own count
 
 
 def test_a_type_without_customization_is_only_powered_on(make_lab: Any, make_app: MakeApp) -> None:
