@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-from bot.domain.errors import VCenterUnreachable
+from bot.domain.errors import VCenterError, VCenterUnreachable
 from bot.domain.models import Clone
 from bot.services.limits import OpLimits, clone_host
 from bot.services.runs import Core, Emitter
@@ -78,6 +78,9 @@ class BringUp:
         self._pool.shutdown(wait=True)
         lost = self._lost
         lost = self.watch.finish(abandon=lost is not None) or lost
+        for f in self._futures:  # anything else a power-on raised is a bug: not swallowed
+            if not f.cancelled() and (error := f.exception()) is not None:
+                raise error
         return lost
 
     def abandon(self) -> None:
@@ -142,6 +145,9 @@ class CustomizationWatch:
                     self._lost = exc
                     self._pending.clear()  # left pending in SQLite: resume looks again
                 return
+            except VCenterError as exc:  # one failed read: read again (until the deadlines)
+                log.warning("reading customization outcomes failed: %s", exc)
+                outcomes = {}
             now = time.monotonic()
             for moref, (clone, deadline) in pending.items():
                 outcome = outcomes.get(moref)

@@ -82,7 +82,7 @@ class DeployRuns:
         emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(work_list), started, on_event)
         emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
         limits = OpLimits.of(self.settings)
-        bringup = self._bringup(planned, work_list, limits, emit) if power_on else None
+        bringup = self._bringup(run_id, planned, work_list, limits, emit) if power_on else None
         batch = _Batch(
             env=env,
             actor=actor,
@@ -180,7 +180,7 @@ class DeployRuns:
         return done
 
     def _bringup(
-        self, planned: list[Clone], todo: list[Clone], limits: OpLimits, emit: Emitter
+        self, run_id: int, planned: list[Clone], todo: list[Clone], limits: OpLimits, emit: Emitter
     ) -> BringUp:
         """The power-on and customization stage of this run, told of the clones a resumed run
         made before (they are powered on now; the run's new clones as each is made)."""
@@ -189,10 +189,11 @@ class DeployRuns:
         # Events are matched from shortly before the first power-on (allowing for clock skew).
         bringup = BringUp(self.core, limits, emit, self.clock() - timedelta(seconds=30))
         making = {c.id for c in todo}
-        ids = {c.id for c in planned}
-        for c in self.repo.clones(states=[CloneState.READY]):
-            if c.id in ids and c.id not in making and c.moref:
-                bringup.add(c)
+        ids = {c.id for c in planned} - making
+        if ids:
+            for c in self.repo.clones(run_id=run_id, states=[CloneState.READY]):
+                if c.id in ids and c.moref:
+                    bringup.add(c)
         return bringup
 
     def _confine(self, placements: dict[str, TypePlacement]) -> None:
