@@ -35,6 +35,11 @@ GATHER_S = 0.05  # while tasks are being started, wait up to this long to batch 
 # The same when tasks are read directly (they tend to be over once started): the caller is
 # waiting for a result that is already there, so hold a batch open only briefly.
 QUICK_GATHER_S = 0.01
+# ...except while tasks started together with the batch's (within SIBLING_S of its first) are
+# still being started: they tend to be over together, so the batch waits for them, up to
+# SIBLING_MAX_S (one read for a round of tasks however unevenly a loaded machine answers them).
+SIBLING_S = 0.025
+SIBLING_MAX_S = 0.05
 
 
 class Call(Protocol):
@@ -59,22 +64,42 @@ class Tasks:
         self._read = read
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
-        self._starting = 0  # task-starting calls (CloneVM_Task, Destroy_Task, ...) in flight
+        # Task-starting calls (CloneVM_Task, Destroy_Task, ...) in flight: when each started.
+        self._calls: dict[int, float] = {}
+        self._tokens = 0
+        self._started: dict[str, float] = {}  # a started task (moref) -> when its call started
         self._waiter: TaskWaiter | None = None
 
     def start(self, what: str, fn: Callable[[], Any]) -> Any:
         """Start a vSphere task; while it is being started the waiter holds its next batch open,
         so tasks started together are watched together."""
+        now = time.monotonic()
         with self._lock:
-            self._starting += 1
+            self._tokens += 1
+            token = self._tokens
+            self._calls[token] = now
+        task = None
         try:
-            return self._call(what, fn)
+            task = self._call(what, fn)
+            return task
         finally:
             with self._lock:
-                self._starting -= 1
+                del self._calls[token]
+                if task is not None and hasattr(task, "_moId"):
+                    self._started[str(task._moId)] = now
 
     def starting(self) -> int:
-        return self._starting
+        """How many tasks are being started right now."""
+        return len(self._calls)
+
+    def siblings(self, since: float) -> bool:
+        """Whether a task whose call started by `since` + SIBLING_S is still being started."""
+        with self._lock:
+            return any(t <= since + SIBLING_S for t in self._calls.values())
+
+    def _started_at(self, task: Any) -> float:
+        with self._lock:
+            return self._started.pop(str(getattr(task, "_moId", "")), time.monotonic())
 
     def wait(self, tasks: Sequence[Any], read: Sequence[str] | None = None) -> list[Any]:
         """Wait for tasks; return each one's result, or a `VCenterError` for a failed one.
@@ -87,7 +112,7 @@ class Tasks:
         """
         if not tasks:
             return []
-        return self.waiter().wait(tasks, read)
+        return self.waiter().wait(tasks, read, [self._started_at(t) for t in tasks])
 
     def waiter(self) -> TaskWaiter:
         with self._lock:
@@ -98,6 +123,7 @@ class Tasks:
                     read=self._read,
                     timeout_s=self._timeout_s,
                     starting=self.starting,
+                    siblings=self.siblings,
                 )
             return self._waiter
 
@@ -114,6 +140,7 @@ class _Waiting:
     task: Any
     read: Sequence[str] | None
     deadline: float
+    started: float = 0.0  # when the call that started it began (time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
 
@@ -160,12 +187,14 @@ class TaskWaiter:
         read: Read,
         timeout_s: float,
         starting: Callable[[], int],
+        siblings: Callable[[float], bool] = lambda since: False,
     ) -> None:
         self._call = call
         self._new_collector = new_collector
         self._read = read
         self._timeout_s = timeout_s
         self._starting = starting  # how many tasks are being started right now
+        self._siblings = siblings  # whether tasks started with a given one are still starting
         self._cond = threading.Condition()
         self._queue: list[_Waiting] = []
         self._blocked = False
@@ -175,9 +204,12 @@ class TaskWaiter:
         self._pc: Any = None
         self._quick = True  # read a new batch directly before watching it (see above)
 
-    def wait(self, tasks: Sequence[Any], read: Sequence[str] | None) -> list[Any]:
+    def wait(
+        self, tasks: Sequence[Any], read: Sequence[str] | None, started: Sequence[float] = ()
+    ) -> list[Any]:
         deadline = time.monotonic() + self._timeout_s
-        items = [_Waiting(t, read, deadline) for t in tasks]
+        at = list(started) or [0.0] * len(tasks)
+        items = [_Waiting(t, read, deadline, s) for t, s in zip(tasks, at, strict=True)]
         cancel = False
         with self._cond:
             self._queue.extend(items)
@@ -246,12 +278,22 @@ class TaskWaiter:
                     "the connection closed",
                 )
                 return None
-            gather_until = time.monotonic() + (QUICK_GATHER_S if self._quick else GATHER_S)
-            while self._queue and self._starting() and time.monotonic() < gather_until:
-                self._cond.wait(gather_until - time.monotonic())
+            self._gather()
             new, self._queue = self._queue, []
             self._cancelled = False
         return new
+
+    def _gather(self) -> None:
+        """Hold the queued batch open while more tasks are being started (see SIBLING_S)."""
+        opened = time.monotonic()
+        until = opened + (QUICK_GATHER_S if self._quick else GATHER_S)
+        first = min((w.started or opened for w in self._queue), default=opened)
+        while self._queue and self._starting():
+            sibling = self._quick and self._siblings(first)
+            end = max(until, opened + SIBLING_MAX_S) if sibling else until
+            if (left := end - time.monotonic()) <= 0:
+                return
+            self._cond.wait(left)
 
     def _step(self, new: list[_Waiting], watch: _Watch) -> None:
         """Read the results waiting to be read and take on a new batch (one direct read for
@@ -262,7 +304,7 @@ class TaskWaiter:
             if not new and not watch.outstanding:
                 return
         elif verify:
-            self._read_results(verify)
+            _read_results(self._read, verify)
         if new:
             pc = self._collector()
             spec = vmodl.query.PropertyCollector.FilterSpec(
@@ -352,16 +394,6 @@ class TaskWaiter:
             self._quick = False
         self._deliver(ended, watch)
         return rest
-
-    def _read_results(self, verify: list[tuple[_Waiting, Any]]) -> None:
-        """Read the VMs finished tasks produced (one call) and deliver them; a failed read is
-        each one's result."""
-        try:
-            rows = self._read(_result_groups(verify))
-        except VCenterError as exc:
-            _fail_all([w for w, _ in verify], str(exc), exc)
-            return
-        _deliver_results(verify, {str(obj._moId): p for obj, p in rows})
 
     def _collector(self) -> Any:
         if self._pc is None:
@@ -454,3 +486,14 @@ def _fail_all(items: Sequence[_Waiting], why: str, exc: VCenterError | None = No
     for w in items:
         w.result = exc or VCenterUnreachable(why)
         w.done.set()
+
+
+def _read_results(read: Read, verify: list[tuple[_Waiting, Any]]) -> None:
+    """Read the VMs finished tasks produced (one call) and deliver them; a failed read is each
+    one's result."""
+    try:
+        rows = read(_result_groups(verify))
+    except VCenterError as exc:
+        _fail_all([w for w, _ in verify], str(exc), exc)
+        return
+    _deliver_results(verify, {str(obj._moId): p for obj, p in rows})
