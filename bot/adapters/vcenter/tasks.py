@@ -4,6 +4,15 @@ every thread's tasks.
 The waiter is given what it needs and nothing more (a way to make calls, a PropertyCollector
 factory, a batched property read and the task timeout), so it knows nothing of the operations
 that start the tasks.
+
+Tasks that are already over when the waiter first sees them (fast tasks, or a vCenter that
+answers a task-starting call only when the work is done) need no filter at all: while that keeps
+happening, a batch is first read directly (one RetrievePropertiesEx for the batch, with the VMs
+of the tasks before it that are still to be read) and only its unfinished tasks get a filter. The
+first direct read that finds nothing over switches this off; a new filter whose first update
+shows its tasks over switches it on. A batch is held open while tasks started with it are still
+being started (SIBLING_S), and a VM still to be read waits for the tasks started with its own, to
+be read with them, instead of costing a call of its own.
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ GATHER_S = 0.05  # while tasks are being started, wait up to this long to batch 
 # waiting for a result that is already there, so hold a batch open only briefly.
 QUICK_GATHER_S = 0.01
 # ...except while tasks started together with the batch's (within SIBLING_S of its first) are
-# still being started: they tend to be over together, so the batch waits for them, up to
-# SIBLING_MAX_S (one read for a round of tasks however unevenly a loaded machine answers them).
+# still being started: they tend to be over together, so a batch of tasks with no result to read
+# (destroys, power operations) waits for them, up to SIBLING_MAX_S (one read for a round however
+# unevenly a loaded machine answers it). A clone's slot waits for its task: clones do not wait.
 SIBLING_S = 0.025
 SIBLING_MAX_S = 0.05
 
@@ -171,12 +181,7 @@ class TaskWaiter:
     the thread is blocked in WaitForUpdatesEx, CancelWaitForUpdates wakes it (one call). The
     wait starts again from version "" after each new filter: that returns the current state of
     every filter, which is what a new filter needs and is harmless for the others.
-
-    Tasks that are already over when the waiter first sees them (fast tasks, or a vCenter that
-    answers a task-starting call only when the work is done) need no filter at all: while that
-    keeps happening, a batch is first read directly (one RetrievePropertiesEx for the batch)
-    and only its unfinished tasks get a filter. The first direct read that finds nothing over
-    switches this off; a new filter whose first update shows its tasks over switches it on.
+    Tasks already over when first seen are read directly (see the module's docstring).
     """
 
     def __init__(
@@ -260,9 +265,8 @@ class TaskWaiter:
                 watch.version = ""
 
     def _next_batch(self, watch: _Watch) -> list[_Waiting] | None:
-        """The tasks that arrived since the last step (held open briefly while more are being
-        started); None when the thread ends: stopped, or idle. A finished task's result waiting
-        to be read is read with them, or at once when none has arrived."""
+        """The tasks that arrived since the last step (held open while more are being started:
+        `_gather`), or none but VMs to read; None when the thread ends: stopped, or idle."""
         with self._cond:
             while (
                 not self._queue and not watch.outstanding and not watch.verify and not self._stopped
@@ -271,26 +275,32 @@ class TaskWaiter:
                     self._thread = None  # idle: let the thread go; a new one starts on demand
                     return None
             if self._stopped:
-                verifying = [w for w, _ in watch.verify]
-                watch.verify.clear()
+                verifying, watch.verify = [w for w, _ in watch.verify], []
                 _fail_all(
                     [*watch.outstanding.values(), *self._queue, *verifying],
                     "the connection closed",
                 )
                 return None
-            self._gather()
+            self._gather(watch)
             new, self._queue = self._queue, []
             self._cancelled = False
         return new
 
-    def _gather(self) -> None:
-        """Hold the queued batch open while more tasks are being started (see SIBLING_S)."""
+    def _gather(self, watch: _Watch) -> None:
+        """Hold the queued batch (or a VM still to be read) open while tasks started with it
+        are still being started (see SIBLING_S)."""
         opened = time.monotonic()
         until = opened + (QUICK_GATHER_S if self._quick else GATHER_S)
-        first = min((w.started or opened for w in self._queue), default=opened)
-        while self._queue and self._starting():
-            sibling = self._quick and self._siblings(first)
-            end = max(until, opened + SIBLING_MAX_S) if sibling else until
+        held = self._queue or [w for w, _ in watch.verify]
+        first = min((w.started or opened for w in held), default=opened)
+        while (self._queue or watch.verify) and self._starting():
+            if self._queue:  # tasks with a result to read (clones) are not held for siblings
+                sibling = not any(w.read for w in self._queue) and self._siblings(first)
+                end = max(until, opened + SIBLING_MAX_S) if self._quick and sibling else until
+            elif self._quick and self._siblings(first):
+                end = opened + SIBLING_MAX_S  # a VM to read: with its siblings' tasks, if soon
+            else:
+                return
             if (left := end - time.monotonic()) <= 0:
                 return
             self._cond.wait(left)
