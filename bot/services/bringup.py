@@ -105,6 +105,7 @@ class CustomizationWatch:
         self._pending: dict[str, tuple[Clone, float]] = {}  # moref -> (clone, deadline)
         self._closed = False
         self._lost: VCenterUnreachable | None = None
+        self._failure: Exception | None = None
         self._thread: threading.Thread | None = None
 
     def add(self, clone: Clone) -> None:
@@ -127,9 +128,18 @@ class CustomizationWatch:
             thread = self._thread
         if thread is not None:
             thread.join()
+        if self._failure is not None:  # a bug in the watcher is raised, not swallowed
+            raise self._failure
         return self._lost
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        except Exception as exc:
+            log.exception("customization watcher failed")
+            self._failure = exc
+
+    def _watch(self) -> None:
         interval = POLL_MIN_S
         while True:
             with self._cond:
