@@ -118,10 +118,10 @@ class Settings:
     types: dict[str, TypeSettings]
     database: Path
     concurrency: int = 8  # clone tasks in vCenter at once, in all
-    # ...and at most this many operations (clones, power-ons) at once on one host, and clones
-    # on one datastore: vCenter's own defaults (8 provisioning operations per host, a cost of
-    # 128 per datastore). A cluster of many hosts can take a `concurrency` above the per-host
-    # limit; the bot then places each clone on a host itself to keep to it.
+    # ...and at most this many operations (clones, power operations, destroys) at once on one
+    # host, and clones and destroys on one datastore: vCenter's own defaults (8 provisioning
+    # operations per host, a cost of 128 per datastore). A cluster of many hosts can take a
+    # `concurrency` above the per-host limit; the bot then places each clone on a host itself.
     max_ops_per_host: int = 8
     max_ops_per_datastore: int = 128
     retries: int = 3  # extra attempts for a clone after a transient fault

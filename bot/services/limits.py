@@ -4,9 +4,9 @@
 vSphere limits provisioning per host and per datastore (vCenter as a whole takes hundreds at
 once), so a wide cluster can run more clones at once than one host should. A clone takes a
 ticket for its placement (the host the bot put it on, its type's datastore) before its
-`CloneVM_Task` and gives it back once vCenter has made it; a power operation or a destroy counts
-on its host only (`host_op`); `power_batches` splits a power command's clones into batches that
-keep to both limits.
+`CloneVM_Task` and gives it back once vCenter has made it; a power operation counts on its host,
+a destroy on its host and datastore (`host_op`); `power_batches` splits a power command's clones
+into batches that keep to `concurrency` and `max_ops_per_host`.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ class OpLimits:
             self.most_on_a_host = max(self.most_on_a_host, self._hosts[t.host])
 
     def wait_for_waiting(self, n: int, timeout_s: float) -> bool:
-        """Wait until `n` operations wait for room (a front end's or a test's view of a full
-        host); False if that did not happen within `timeout_s`."""
+        """Wait until `n` operations wait for room (how a test sees a full host without
+        sleeping); False if that did not happen within `timeout_s`."""
         with self._cond:
             return self._cond.wait_for(lambda: self.waiting >= n, timeout=timeout_s)
 
