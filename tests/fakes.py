@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -137,7 +137,7 @@ class FakeVCenter:
         pass
 
     def endpoint(self) -> Endpoint:
-        return Endpoint("fake://vcenter", "Fake vCenter", "8.0", "fake\\svc", "none")
+        return Endpoint("fake://vcenter", "Fake vCenter", "8.0", "fake\\svc", "none", "fake-uuid")
 
     def datacenter_name(self) -> str:
         return "DC"
@@ -303,6 +303,14 @@ class FakeVCenter:
                 self.vms[m].powered_on = action in ("on", "reset")
                 out.append(None)
         return out
+
+    def set_attributes(self, moref: str, values: Mapping[str, str]) -> None:
+        self._call("set_attributes")
+        with self._lock:
+            if moref not in self.vms:
+                raise VCenterFault(f"{moref} not found", "ManagedObjectNotFound")
+            self.attribute_names.update(values)
+            self.vms[moref].attributes.update(values)
 
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None:
         self._parent(parent).powered_on = False
