@@ -65,6 +65,7 @@ class HandOutMessage:
 def assign(r: Request) -> None:
     """The slash command's step for `assign`: its message, then the dispatch, then the outcome."""
     command = r.command
+    r.ctx.services.service.queries.environment(command.environment)  # unknown: said privately
     try:
         channel, ts = open_message(
             r.client, r.channel, trainees.handout_starting(command.environment, r.user)

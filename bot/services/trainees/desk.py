@@ -26,7 +26,7 @@ Target = grammar.Reset | grammar.Rebuild | grammar.MyPower
 
 NO_VM = (
     "You hold no training VM, so there is nothing to {verb}: your trainer gives you one with "
-    '"assign". (To {verb} an environment\'s clones, operators type "power {action} ENV".)'
+    '"assign". (For an environment\'s clones, operators type e.g. "power {action} nov-cohort".)'
 )
 
 
