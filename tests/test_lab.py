@@ -595,8 +595,13 @@ def test_lab_up_and_down(lab_binary: Path, tmp_path: Path) -> None:
         assert lab_up(state_dir=state) == info  # no port asked for: whichever it runs on
         assert running_lab(state) == info
         # Another spec or port is never silently ignored: an error says so, or --restart.
+        same_spec = tmp_path / "same.json"  # another file, the same contents: the same lab
+        same_spec.write_text(DEFAULT_SPEC.read_text())
+        assert lab_up(spec=same_spec, port=port, state_dir=state) == info
+        other = json.loads(DEFAULT_SPEC.read_text())
+        other["clone_latency_ms"] = 5
         other_spec = tmp_path / "spec.json"
-        other_spec.write_text(DEFAULT_SPEC.read_text())
+        other_spec.write_text(json.dumps(other))
         with pytest.raises(LabError, match=r"already running .*spec .*lab down.*--restart"):
             lab_up(spec=other_spec, port=port, state_dir=state)
         with pytest.raises(LabError, match=rf"port {port}, not {port + 1}"):

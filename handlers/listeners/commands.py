@@ -110,7 +110,7 @@ def _deploy(r: Request) -> str:
     command, ctx = r.command, r.ctx
     # Unknown types and counts over a type's max_count are answered in the ack, before the
     # "Deploying..." promise (one SQLite read; vCenter is asked only in the job).
-    check_counts(ctx, command)
+    ctx.services.service.deployer.check_counts(command)
     # Times are checked before anything is recorded or created: bad ones are answered here.
     times = ctx.schedules.deploy_times(command) if command.at or command.until else None
     if command.at:
@@ -125,36 +125,6 @@ def _deploy(r: Request) -> str:
         if note:
             answer += f" {note}"
     return answer
-
-
-def check_counts(ctx: HandlerContext, command: grammar.Deploy) -> None:
-    """UsageError when a count is over its type's max_count (the one limit, from the settings),
-    counting the live clones the environment already has."""
-    environment = command.environment or ""
-    live = Counter(ctx.services.service.queries.live_by_type(environment))
-    for item in command.items:
-        t = ctx.settings.type(item.type)  # unknown type: ConfigError naming the known ones
-        have = live[t.name]
-        if have + item.count <= t.max_count:
-            continue
-        room = max(t.max_count - have, 0)
-        already = f" ({have} already in {environment})" if have else ""
-        advice = (
-            f'ask for at most {room}, e.g. "deploy {t.name} {room} as {environment}"'
-            if room
-            else 'strip back some first, or deploy into another environment ("as NAME")'
-        )
-        raise UsageError(
-            f"{item.count} {t.name} clones is more than the type's maximum of {t.max_count}"
-            f"{already}; {advice}. (The maximum is the type's max_count setting.)"
-        )
-    total = sum(live.values()) + sum(i.count for i in command.items)
-    cap = ctx.settings.max_environment_clones
-    if total > cap:
-        raise UsageError(
-            f"An environment holds at most {cap} clones (the max_environment_clones setting); "
-            f"{environment} would have {total}. Split the cohort into two environments."
-        )
 
 
 def _prepare(r: Request) -> str:

@@ -57,8 +57,10 @@ def lab_up(
 ) -> LabInfo:
     """Start a lab in the background (detached), or return the one already running.
 
-    A running lab started with another spec, or on another port than one asked for, is never
-    silently kept: that is an error saying so, unless `restart` (then it is stopped first).
+    A running lab started with another spec than one asked for (`spec` given, and another file
+    with other contents), or on another port than one asked for, is never silently kept: that is
+    an error saying so, unless `restart` (then it is stopped first). Asked for nothing in
+    particular (the lab configuration, the demo), the running lab is the one used.
     State goes to the state folder (default $CLONES_LAB_DIR, else ~/.local/state/clones/lab):
     lab.json (url, user, password, control, pid, spec) and lab.log.
     """
@@ -67,7 +69,7 @@ def lab_up(
     existing = running_lab(directory)
     if existing is not None:
         differs = []
-        if Path(existing.spec) != spec_path:
+        if spec is not None and not _same_spec(Path(existing.spec), spec_path):
             differs.append(f"spec {existing.spec}, not {spec_path}")
         if port is not None and port != existing.port:
             differs.append(f"port {existing.port}, not {port}")
@@ -82,6 +84,16 @@ def lab_up(
         lab_down(directory)
     validate_spec(spec_path)
     return _start_detached(spec_path, DEFAULT_PORT if port is None else port, directory)
+
+
+def _same_spec(running: Path, asked: Path) -> bool:
+    """The same file, or files with the same contents (e.g. two checkouts' default spec)."""
+    if running == asked:
+        return True
+    try:
+        return running.read_bytes() == asked.read_bytes()
+    except OSError:
+        return False
 
 
 def _start_detached(spec_path: Path, port: int, directory: Path) -> LabInfo:
