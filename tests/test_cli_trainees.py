@@ -17,6 +17,7 @@ from bot.cli import options
 from tests.helpers import clones_of, lab_config, write_config
 from tests.slack.fake_api import FakeSlack
 from tests.terminal import Result, Terminal, assert_clean_failure
+from tests.vsphere import Admin
 
 pytestmark = pytest.mark.lab
 
@@ -113,6 +114,32 @@ def test_assign_from_a_roster_with_the_bots_token(
     ok(term("teardown", "nov", "--yes"))
     told = [c for c in fake_slack.ok_calls("chat.postMessage") if "is over" in c.params["text"]]
     assert sorted(c.params["channel"] for c in told) == ["DU0BOB", "DUANN", "DUCAT"]
+
+
+def test_assigned_to_is_written_and_cleared_in_vcenter(
+    lab: LabProcess, slack_term: Terminal, fake_slack: FakeSlack
+) -> None:
+    """With [trainees] assigned_to_attribute: AssignedTo as vCenter holds it, read back over SOAP
+    by a session of its own: written on assign, cleared on unassign, written again on a new
+    assign; the other clone never carries it."""
+    term = slack_term
+    ok(term("deploy", "capture", "2", "as", "nov"))
+    admin = Admin(lab)
+    try:
+        ok(term("assign", "nov", "UANN"))
+        assert admin.custom_values("TRN-CAP-001")["AssignedTo"] == "Ann Example (UANN)"
+        assert "AssignedTo" not in admin.custom_values("TRN-CAP-002")
+
+        ok(term("unassign", "nov", "UANN"))
+        assert admin.custom_values("TRN-CAP-001").get("AssignedTo", "") == ""
+        assert "-> " not in ok(term("status", "nov")).out
+
+        ok(term("assign", "nov", "bob@example.com"))
+        assert admin.custom_values("TRN-CAP-001")["AssignedTo"] == "Bob Example (U0BOB)"
+        # The other attributes the deployment wrote are untouched.
+        assert admin.custom_values("TRN-CAP-001")["Environment"] == "nov"
+    finally:
+        admin.close()
 
 
 def test_without_a_token_member_ids_are_assigned_and_nobody_is_messaged(
