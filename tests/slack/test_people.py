@@ -4,6 +4,8 @@ Slack refuses said in words, the workspace's look-ups."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from slack_sdk import WebClient
 
@@ -87,3 +89,30 @@ def test_the_workspace_is_read_page_by_page(fake_slack: FakeSlack, plain_client:
         "Ann Example", "ann@example.com", False, "Ann Example (UANN)"
     )  # fmt: skip
     assert people.person("UBOT2").bot
+
+
+# The Web API methods the bot calls for trainees, and the bot scope each needs.
+TRAINEE_SCOPES = {
+    "conversations.open": "im:write",
+    "users.info": "users:read",
+    "users.lookupByEmail": "users:read.email",
+    "conversations.members": "channels:read",  # and groups:read for private channels
+}
+
+
+def test_the_manifest_asks_for_the_trainee_scopes_and_the_docs_explain_them() -> None:
+    root = Path(__file__).resolve().parents[2]
+    manifest = (root / "slack-manifest.yml").read_text(encoding="utf-8")
+    scopes = {
+        line.split("#")[0].strip().removeprefix("- ").strip()
+        for line in manifest.splitlines()
+        if line.strip().startswith("- ") and ":" in line.split("#")[0]
+    }
+    needed = {*TRAINEE_SCOPES.values(), "groups:read", "chat:write"}
+    assert needed <= scopes, needed - scopes
+    # An @person or #channel picked in Slack reaches `assign` as an ID only when escaped.
+    assert "should_escape: true" in manifest
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    slack_doc = (root / "docs" / "slack.md").read_text(encoding="utf-8")
+    for scope in needed:
+        assert f"`{scope}`" in slack_doc and f"`{scope}`" in readme, scope
