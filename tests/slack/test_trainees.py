@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.settings import TraineeSettings
 from handlers.blocks.ids import (
     ACTION_CONFIRM,
     ACTION_MY_POWER_OFF,
@@ -17,7 +18,7 @@ from handlers.blocks.ids import (
     ACTION_MY_RESET,
     ACTION_REBUILD_CONFIRM,
 )
-from tests.helpers import vms
+from tests.helpers import Clock, vms
 
 from .conftest import CHANNEL, OPERATOR, STRANGER, SlackHarness
 from .fake_api import FakeSlack, Message
@@ -264,3 +265,38 @@ def test_a_strip_back_tells_each_trainee_once(harness: SlackHarness) -> None:
     assert h.core.repo.assignments() == []
     ended = h.core.repo.assignments(active=False)
     assert {a.ended_reason for a in ended} == {"removed"} and all(a.told_at for a in ended)
+
+
+def test_the_reminder_before_a_scheduled_strip_back_reaches_the_trainees_when_configured(
+    make_harness: Any,
+) -> None:
+    clock = Clock()
+    h: SlackHarness = make_harness(clock=clock, trainees=TraineeSettings(remind=True))
+    _deploy(h, "deploy capture 2 as lab until in 3h")
+    _workspace(h.fake, ANN, BOB)
+    _assign(h, f"assign lab <@{ANN}|ann> <@{BOB}|bob>")
+    held = {a.trainee: a.clone_name for a in h.core.repo.assignments()}
+
+    clock.advance(hours=2, minutes=1)
+    assert h.bot.schedules.run_due() == ["remind:lab"]
+    h.idle()
+    for user in (ANN, BOB):
+        hand_out, reminder = (c.params for c in _dms(h.fake, user))
+        assert hand_out["text"].startswith("Your training VM")
+        assert reminder["text"].startswith("lab ends ")
+        assert reminder["text"].endswith(f": your VM {held[user]} is removed then")
+    # The owner's reminder, with its buttons, is in the channel as before.
+    assert any(m.text.startswith("Reminder: lab") for m in h.fake.in_channel(CHANNEL))
+
+
+def test_without_the_setting_the_reminder_is_the_owners_only(make_harness: Any) -> None:
+    clock = Clock()
+    h: SlackHarness = make_harness(clock=clock)
+    _deploy(h, "deploy capture 1 as lab until in 3h")
+    _workspace(h.fake, ANN)
+    _assign(h, f"assign lab <@{ANN}|ann>")
+    clock.advance(hours=2, minutes=1)
+    assert h.bot.schedules.run_due() == ["remind:lab"]
+    h.idle()
+    assert len(_dms(h.fake, ANN)) == 1  # the hand-out only
+    assert any(m.text.startswith("Reminder: lab") for m in h.fake.in_channel(CHANNEL))
