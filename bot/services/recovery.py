@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.domain.errors import ClonesError, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
 from bot.domain.results import DeployResult, FailedClone, TeardownResult
 from bot.domain.vsphere import VmFacts
-from bot.host import owner_gone
 from bot.ports import ProgressCallback
 from bot.services.core import Service
 from bot.services.orphans import Orphan, Orphans
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
     from bot.services.teardown import StripBack
 
 log = logging.getLogger(__name__)
-
-STALE_AFTER = timedelta(minutes=2)  # a run whose heartbeat is older than this is abandoned
 
 
 @dataclass(frozen=True)
@@ -153,12 +150,7 @@ class Recovery:
         return sorted(out, key=lambda r: r.id)
 
     def _owner_dead(self, run: Run) -> bool:
-        if run.owner == self.runs.owner:
-            return False  # this very process runs it
-        if owner_gone(run.owner):
-            return True
-        beat = run.heartbeat_at or run.started_at
-        return beat is None or self.clock() - beat > STALE_AFTER
+        return self.runs.owner_dead(run, self.clock())
 
     def recover(
         self, *, actor: str = "clones", on_event: ProgressCallback | None = None

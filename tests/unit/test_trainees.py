@@ -10,8 +10,14 @@ from typing import Any
 import pytest
 
 from bot.domain import grammar
-from bot.domain.errors import CapacityError, NotFoundError, PermissionDenied, UsageError
-from bot.domain.models import CloneState
+from bot.domain.errors import (
+    CapacityError,
+    ConflictError,
+    NotFoundError,
+    PermissionDenied,
+    UsageError,
+)
+from bot.domain.models import CloneState, RunKind, RunState
 from bot.domain.trainees import (
     ASSIGNED_TO,
     Assigned,
@@ -195,6 +201,42 @@ def test_a_rebuild_re_creates_the_recorded_vm_same_name_and_assignment(
     assert services.repo.get_clone(held.clone_id).moref == new.moref
     with pytest.raises(PermissionDenied):
         settled(services, grammar.parse("rebuild TRN-CAP-002"), trainee("U01"))
+
+
+def test_a_rebuild_waits_for_a_live_run_but_not_for_a_dead_one(make_services: Any) -> None:
+    """A run whose process died never finishes by itself: the rebuild says "resume" at once
+    rather than waiting out busy_wait_s; a run in progress elsewhere is waited for (bounded)."""
+    import socket
+    import time
+
+    s = make_services(trainees={"busy_wait_s": 3})
+    fake = FakePeople()
+    fake.add("U01", "Trainee 1")
+    s.service.trainees.connect(fake, fake)
+    run(s, "deploy capture 1 as nov")
+    run(s, "assign nov U01")
+    dead = f"{socket.gethostname()}:{2**22 + 12345}:gone"  # no such pid here
+    stuck = s.repo.start_run(
+        environment="nov", kind=RunKind.REFRESH, requested_by="x", requested=1, owner=dead
+    )
+    started = time.monotonic()
+    with pytest.raises(ConflictError, match='"resume" finishes it'):
+        dispatch(s, grammar.Rebuild(vm="TRN-CAP-001"), trainee("U01"))
+    assert time.monotonic() - started < 1.5  # refused at once, not after busy_wait_s
+    s.repo.finish_run(stuck.id, state=RunState.SUCCEEDED, succeeded=1, failed=0)
+
+    alive = f"elsewhere.example:{1}:other"  # another machine, heartbeat fresh: in progress
+    busy = s.repo.start_run(
+        environment="nov", kind=RunKind.REFRESH, requested_by="x", requested=1, owner=alive
+    )
+    started = time.monotonic()
+    with pytest.raises(ConflictError, match="is busy"):
+        dispatch(s, grammar.Rebuild(vm="TRN-CAP-001"), trainee("U01"))
+    assert time.monotonic() - started >= 2.5  # waited for it, up to busy_wait_s
+    s.repo.finish_run(busy.id, state=RunState.SUCCEEDED, succeeded=1, failed=0)
+    assert dispatch(s, grammar.Rebuild(vm="TRN-CAP-001"), trainee("U01")).refreshed == [
+        "TRN-CAP-001"
+    ]
 
 
 def test_a_strip_back_ends_the_assignments_and_tells_each_trainee_once(

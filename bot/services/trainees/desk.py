@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from bot.domain import grammar
 from bot.domain.errors import ConflictError, NotFoundError, PermissionDenied, UsageError
-from bot.domain.models import Assignment, Clone, CloneState
+from bot.domain.models import Assignment, Clone, CloneState, RunState
 from bot.domain.results import FailedClone
 from bot.domain.trainees import MyVm, MyVms, RebuildPlan, SelfService
 from bot.ports import ProgressCallback
@@ -44,6 +44,7 @@ class Desk:
         handouts: HandOuts,
     ) -> None:
         self.settings, self.repo = core.settings, core.repo
+        self.runs, self.clock = core.runs, core.clock
         self.queries, self.ownership, self.power = queries, ownership, power
         self.refresher, self.handouts = refresher, handouts
 
@@ -194,7 +195,7 @@ class Desk:
         [(a, clone)] = self.targets(settled, actor, anyone=anyone, source=source, channel=channel)
         words = f"rebuild {clone.name}"
         for attempt in Retrying(
-            retry=retry_if_exception_type(ConflictError),
+            retry=retry_if_exception(lambda exc: self._busy_for_now(exc, a.environment)),
             stop=stop_after_delay(self.settings.trainees.busy_wait_s),
             wait=wait_fixed(1.0),
             reraise=True,
@@ -210,6 +211,19 @@ class Desk:
                     words=words,
                 )
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def _busy_for_now(self, exc: BaseException, environment: str) -> bool:
+        """Worth waiting for: the environment is busy with a run that is going somewhere. A
+        run whose process died, or an interrupted one, clears only with `resume`: said at once."""
+        if not isinstance(exc, ConflictError):
+            return False
+        blocking = self.repo.runs(
+            environment=environment, states=[RunState.RUNNING, RunState.INTERRUPTED], limit=20
+        )
+        now = self.clock()
+        return not any(
+            r.state is RunState.INTERRUPTED or self.runs.owner_dead(r, now) for r in blocking
+        )
 
 
 def _not_ready(clone: Clone) -> str:
