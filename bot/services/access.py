@@ -111,6 +111,13 @@ class AccessPolicy:
                 "user IDs to `operators` or `admins` in the [slack] section of clones.toml.",
             )
         if not self.is_operator(user):
+            if self.is_trainee(user):
+                return Decision(
+                    False,
+                    f"You are not allowed to `{verb}` an environment: that is for the bot's "
+                    "operators. On the VM you were given, type `power on`, `power off`, `reset` "
+                    "or `rebuild` (without a name); `my` shows it.",
+                )
             return Decision(
                 False,
                 f"You are not allowed to `{verb}`: only the bot's operators and admins may change "

@@ -194,6 +194,11 @@ def test_a_trainee_trying_anothers_vm_is_refused_and_audited(harness: SlackHarne
     assert reply.json["text"].startswith(":no_entry: `reset` is for trainees")
     assert h.core.repo.audit_entries(actor=STRANGER)[0].result == "denied"
 
+    # A trainee typing an operator's command is pointed at their own VM's commands.
+    reply = h.command("power off lab", user=ANN)
+    assert "On the VM you were given, type `power on`, `power off`" in reply.json["text"]
+    assert not h.lab.control.stats()["requests"].get("PowerOffVM_Task")
+
     # Operators see who holds which VM; a trainee does not.
     h.command("status lab", user=OPERATOR)
     h.idle()
