@@ -115,6 +115,7 @@ class Recovery:
         deploy_runs: DeployRuns,
         strip_back: StripBack,
         clock: Callable[[], datetime] | None = None,
+        relabel: Callable[[str], object] | None = None,
     ) -> None:
         self.settings, self.repo, self.vcenter, self.runs = (
             core.settings,
@@ -126,6 +127,9 @@ class Recovery:
         self.deploy_runs, self.strip_back = deploy_runs, strip_back
         self.orphan_finder = Orphans(core)
         self.clock = clock or (lambda: datetime.now(UTC))
+        # After a deployment or refresh is finished: labels kept outside the deployment (the
+        # trainees' AssignedTo) written again on the VMs it re-created.
+        self.relabel = relabel
 
     @classmethod
     def over(cls, service: Service, *, clock: Callable[[], datetime] | None = None) -> Recovery:
@@ -138,6 +142,7 @@ class Recovery:
             deploy_runs=service.deploy_runs,
             strip_back=service.strip_back,
             clock=clock,
+            relabel=service.trainees.relabel,
         )
 
     # ================================================================= abandoned runs
@@ -240,6 +245,11 @@ class Recovery:
                 placements=placements,
                 todo=to_clone,
             )
+        if self.relabel is not None and to_clone:
+            try:
+                self.relabel(env.name)
+            except Exception:  # the clones are back either way; a label is extra
+                log.exception("relabelling %s after recovery", env.name)
         message = f"{len(kept)} left as they were, refresh them again" if kept else ""
         return ResumedRun(
             run_id=run.id,

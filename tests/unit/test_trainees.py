@@ -239,6 +239,41 @@ def test_a_rebuild_waits_for_a_live_run_but_not_for_a_dead_one(make_services: An
     ]
 
 
+def test_a_rebuild_cut_short_is_finished_by_recovery_with_its_assigned_to(
+    make_services: Any,
+) -> None:
+    """A rebuild whose process died after destroying the old VM: `resume` clones it again,
+    same name, same assignment, and AssignedTo is written on the new VM too."""
+    s = make_services(trainees={"assigned_to_attribute": True})
+    vcenter = s.service.core.vcenter
+    fake = FakePeople()
+    fake.add("U01", "Trainee 1")
+    s.service.trainees.connect(fake, fake)
+    run(s, "deploy capture 2 as nov")
+    run(s, "assign nov U01")
+    [held] = s.repo.assignments(trainee="U01")
+    clone = s.repo.get_clone(held.clone_id)
+    stuck = s.repo.start_run(
+        environment="nov",
+        kind=RunKind.REFRESH,
+        requested_by="U01",
+        requested=1,
+        owner="elsewhere:1:dead",
+        clone_ids=[clone.id],
+    )
+    s.repo.update_clone(clone.id, state=CloneState.DESTROYING)
+    vcenter.destroy(clone.moref or "", expected_uuid=clone.instance_uuid or "")
+    s.repo.update_run(stuck.id, state=RunState.INTERRUPTED)
+
+    [resumed] = s.recovery.recover(actor="trainer").resumed
+    assert resumed.recreated == [clone.name]
+    new = vcenter.named(clone.name)
+    assert new.moref != clone.moref and new.attributes[ASSIGNED_TO] == "Trainee 1 (U01)"
+    [still] = s.repo.assignments(trainee="U01")
+    assert still.id == held.id and still.clone_name == clone.name
+    assert ASSIGNED_TO not in vcenter.named("TRN-CAP-002").attributes
+
+
 def test_a_strip_back_ends_the_assignments_and_tells_each_trainee_once(
     services: Services, people: FakePeople
 ) -> None:

@@ -137,6 +137,11 @@ class Trainees:
             on_event=on_event,
         )
 
+    def relabel(self, environment: str) -> list[tuple[str, str]]:
+        """AssignedTo written again on the environment's assigned clones (after a recovery
+        re-created VMs), when the setting asks for it."""
+        return self.assigner.relabel(environment)
+
     # ------------------------------------------------------------------ the course's end
     def tell_removed(self) -> int:
         """Tell trainees whose VM a strip back removed (once each)."""

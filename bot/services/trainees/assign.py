@@ -116,6 +116,17 @@ class Assigner:
         self._label(env, [(a, None) for a in ended], clear=True)
         return Unassigned(env.name, ended, missing)
 
+    def relabel(self, environment: str) -> list[tuple[str, str]]:
+        """Write AssignedTo again on the environment's assigned ready clones (a recovery
+        re-created some under the same names: a new VM carries only the deployment's
+        attributes). Returns (vm, why) for those not written."""
+        env = self.repo.get_environment(environment)
+        if env is None or not self.settings.trainees.assigned_to_attribute:
+            return []
+        ready = {c.id for c in self.repo.clones(environment=env.name, states=[CloneState.READY])}
+        held = [a for a in self.repo.assignments(environment=env.name) if a.clone_id in ready]
+        return self._label(env, [(a, None) for a in held])
+
     def _label(
         self,
         env: Environment,
