@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot import bootstrap
 from bot.settings import TraineeSettings
 from handlers.blocks.ids import (
     ACTION_CONFIRM,
@@ -305,3 +306,25 @@ def test_without_the_setting_the_reminder_is_the_owners_only(make_harness: Any) 
     h.idle()
     assert len(_dms(h.fake, ANN)) == 1  # the hand-out only
     assert any(m.text.startswith("Reminder: lab") for m in h.fake.in_channel(CHANNEL))
+
+
+def test_a_strip_back_from_a_terminal_without_a_token_is_told_by_the_running_bot(
+    harness: SlackHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    _deploy(h, "deploy capture 1 as lab")
+    _workspace(h.fake, ANN)
+    _assign(h, f"assign lab <@{ANN}|ann>")
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    terminal = bootstrap.build(h.core.settings, start_lab=False)  # no Slack here
+    try:
+        terminal.service.teardown("lab", actor="trainer", source="cli")
+    finally:
+        terminal.close()
+    assert len(_dms(h.fake, ANN)) == 1  # the hand-out only, so far
+
+    h.bot.schedules.keeper.resync()  # the bot's periodic re-sync
+    h.fake.wait_for(lambda: len(_dms(h.fake, ANN)) == 2)
+    assert _dms(h.fake, ANN)[1].params["text"].startswith("The course lab is over")
+    h.bot.schedules.keeper.resync()
+    assert len(_dms(h.fake, ANN)) == 2  # once
