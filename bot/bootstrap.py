@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -13,6 +14,7 @@ from bot.adapters.vcenter.trust import TlsTrust
 from bot.cli.main import main as cli_main
 from bot.domain.timeparse import zone_of
 from bot.ports import Clock, Lab, Notifier, Trust
+from bot.services.access import AccessPolicy
 from bot.services.admin import Admin
 from bot.services.container import Services
 from bot.services.core import Service
@@ -65,7 +67,34 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     services.schedule_factory = lambda notifier, clock: schedule_service(
         services, notifier=notifier, clock=clock
     )
+    connect_people(services)
     return services
+
+
+def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
+    """Trainees are looked up and messaged in Slack with the bot's token when it is set here
+    (the terminal's `assign`, a strip back's "your VM was removed"); otherwise the services say
+    so. The Slack bot connects its own client in its place (`handlers.app.create_bot`)."""
+    env = os.environ if environ is None else environ
+    slack = app.settings.slack
+    token = env.get(slack.bot_token_env, "").strip()
+    trainees = app.service.trainees
+    if not token:
+        trainees.connect(
+            None,
+            None,
+            staff=AccessPolicy(slack).is_operator,
+            missing=f"{slack.bot_token_env} is not set (the bot's token, xoxb-...): set it as "
+            "for the bot to look trainees up and message them",
+        )
+        return
+    from handlers.people import SlackPeople
+    from handlers.webapi import make_client
+
+    people = SlackPeople(
+        make_client(slack, token), interval_s=app.settings.trainees.message_interval_s
+    )
+    trainees.connect(people, people, staff=AccessPolicy(slack, people.group_members).is_operator)
 
 
 def scheduler(settings: Settings) -> Scheduler:

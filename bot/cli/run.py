@@ -7,22 +7,24 @@ import getpass
 import json
 import os
 import sys
-from typing import TextIO
+from dataclasses import replace
+from typing import Any, TextIO
 
 from bot.cli.dialogue import confirmed
 from bot.cli.options import EXIT_OK, Options
 from bot.cli.progress import Progress
 from bot.cli.render import RENDER, View
+from bot.cli.roster import handout_lines, with_roster
 from bot.cli.terminal import TERMINAL_HELP, run_terminal_verb
 from bot.cli.wiring import Wiring
 from bot.domain import grammar
 from bot.domain.errors import UsageError
 from bot.services.container import Services
-from bot.services.dispatch import Invocation, dispatch, plan_for
+from bot.services.dispatch import Invocation, dispatch, plan_for, settled
 from bot.settings import load_settings
 
 # Commands that report progress as they go (a bar on a terminal).
-_LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume)
+_LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume, grammar.Rebuild)
 
 
 def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
@@ -30,7 +32,7 @@ def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
     done = run_terminal_verb(words, opts, out, wiring)
     if done is not None:
         return done
-    command = grammar.parse(" ".join(_quote(w) for w in words))
+    command = with_roster(grammar.parse(" ".join(_quote(w) for w in words)))
     if isinstance(command, grammar.Help):
         text = grammar.usage(command.topic) + (TERMINAL_HELP if command.topic is None else "")
         print(text.replace("`", ""), file=out)
@@ -42,16 +44,19 @@ def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
         services.close()
 
 
-def _run(command: grammar.Command, services: Services, opts: Options, out: TextIO) -> int:
+def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
     actor = os.environ.get("CLONES_USER") or getpass.getuser()
     if command.access is grammar.Access.CHANGE and not isinstance(command, grammar.Resume):
         _warn_abandoned(services)
+    # The terminal is trusted like an operator: self-service commands may name any trainee's VM.
+    invocation = Invocation(actor, "cli", anyone=True, on_handout=handout_lines(opts, out))
+    command = settled(services, command, invocation)
     plan = plan_for(services, command)
     if plan is not None and not confirmed(command, plan, opts, out):
         print("Cancelled: nothing was changed.", file=out)
         return EXIT_OK
     with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
-        result = dispatch(services, command, Invocation(actor, "cli", on_event=progress))
+        result = dispatch(services, command, replace(invocation, on_event=progress))
     render = RENDER.get(type(command))
     if render is None:  # every command has a renderer; a test checks it
         raise UsageError(f'"{command.verb}" is not available in the terminal; type "clones help".')

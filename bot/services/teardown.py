@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -33,9 +34,18 @@ log = logging.getLogger(__name__)
 
 
 class StripBack:
-    """Strips environments back."""
+    """Strips environments back. `after` runs once each strip back has ended (its trainees are
+    told their VM was removed: `bot.services.trainees`); it never fails the strip back."""
 
-    def __init__(self, core: Core, ownership: Ownership, queries: Queries) -> None:
+    def __init__(
+        self,
+        core: Core,
+        ownership: Ownership,
+        queries: Queries,
+        *,
+        after: Callable[[], object] | None = None,
+    ) -> None:
+        self.after = after
         self.settings = core.settings
         self.repo = core.repo
         self.vcenter = core.vcenter
@@ -142,9 +152,18 @@ class StripBack:
             message=message,
         )
         emit("finished", message=f"{len(destroyed)} clones destroyed, {result.reclaimed_gb} GB")
+        self._ended()
         if error is not None:
             raise error
         return result
+
+    def _ended(self) -> None:
+        if self.after is None:
+            return
+        try:
+            self.after()
+        except Exception:  # the clones are gone either way; telling people is extra
+            log.exception("after the strip back")
 
     def _destroy_one(
         self, emit: Emitter, item: tuple[Clone, VmFacts], stop: Stop
