@@ -84,8 +84,8 @@ def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
             None,
             None,
             staff=AccessPolicy(slack).is_operator,
-            missing=f"{slack.bot_token_env} is not set (the bot's token, xoxb-...): set it as "
-            "for the bot to look trainees up and message them",
+            missing=f"{slack.bot_token_env} is not set (the bot's token, xoxb-...): set it "
+            "here as where the bot runs, so trainees can be looked up and messaged",
         )
         return
     from handlers.people import SlackPeople

@@ -280,8 +280,9 @@ def unassigned(r: Unassigned, m: Marks = PLAIN) -> str:
     if not r.ended:
         return f"{m.name(r.environment)}: nobody named held a VM there; nothing changed"
     vms = ", ".join(m.code(a.clone_name) for a in r.ended)
+    verb = "holds" if len(r.ended) == 1 else "hold"
     return (
-        f"{m.name(r.environment)}: {plural(len(r.ended), 'trainee')} no longer hold a VM "
+        f"{m.name(r.environment)}: {plural(len(r.ended), 'trainee')} no longer {verb} a VM "
         f"({vms}); the VMs stay as they are"
     )
 
