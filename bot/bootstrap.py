@@ -9,6 +9,7 @@ made.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -140,6 +141,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     services.schedule_factory = lambda notifier, clock: schedule_service(
         services, notifier=notifier, clock=clock
     )
+    connect_people(services)
     return services
 
 
@@ -169,6 +171,34 @@ class _LazyScheduler:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._scheduler(), name)
+
+
+def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
+    """Trainees are looked up and messaged in Slack with the bot's token when it is set here
+    (the terminal's `assign`, a strip back's "your VM was removed"); otherwise the services say
+    so. The Slack bot connects its own client in its place (`handlers.app.create_bot`)."""
+    from bot.services.access import AccessPolicy
+
+    env = os.environ if environ is None else environ
+    slack = app.settings.slack
+    token = env.get(slack.bot_token_env, "").strip()
+    trainees = app.service.trainees
+    if not token:
+        trainees.connect(
+            None,
+            None,
+            staff=AccessPolicy(slack).is_operator,
+            missing=f"{slack.bot_token_env} is not set (the bot's token, xoxb-...): set it "
+            "here as where the bot runs, so trainees can be looked up and messaged",
+        )
+        return
+    from handlers.people import SlackPeople
+    from handlers.webapi import make_client
+
+    people = SlackPeople(
+        make_client(slack, token), interval_s=app.settings.trainees.message_interval_s
+    )
+    trainees.connect(people, people, staff=AccessPolicy(slack, people.group_members).is_operator)
 
 
 def scheduler(settings: Settings) -> Scheduler:

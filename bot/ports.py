@@ -8,7 +8,7 @@ imported here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from bot.domain.errors import VCenterError
 from bot.domain.lab import LabEndpoint
 from bot.domain.models import (
     KEEP,
+    Assignment,
     AuditEntry,
     Clone,
     CloneState,
@@ -32,6 +33,7 @@ from bot.domain.models import (
 )
 from bot.domain.results import ProgressEvent
 from bot.domain.savings import Savings
+from bot.domain.trainees import DirectMessage, Person
 from bot.domain.vsphere import (
     CLONE_ATTRIBUTES,
     CloneRequest,
@@ -107,6 +109,7 @@ class Provisioning(Protocol):
         self, moref: str, *, expected_uuid: str, facts: VmFacts | VmSighting | None = None
     ) -> Destroyed: ...
     def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]: ...
+    def set_attributes(self, moref: str, values: Mapping[str, str]) -> None: ...
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None: ...
     def customization_outcomes(
         self, morefs: Collection[str], since: datetime
@@ -243,7 +246,33 @@ class Audit(Protocol):
     def audit_entries(self, *, limit: int = 100, actor: str | None = None) -> list[AuditEntry]: ...
 
 
-class Repository(Environments, Clones, Runs, Schedules, Audit, Protocol):
+class Assignments(Protocol):
+    """Which trainee holds which clone (active until unassigned, replaced or removed)."""
+
+    def assign(
+        self,
+        *,
+        environment: str,
+        pairs: Sequence[tuple[str, int]],
+        assigned_by: str,
+        replacing: Iterable[int] = (),
+    ) -> list[Assignment]: ...
+    def assignments(
+        self,
+        *,
+        environment: str | None = None,
+        trainee: str | None = None,
+        clone_ids: Iterable[int] | None = None,
+        active: bool | None = True,
+    ) -> list[Assignment]: ...
+    def holds_assignment(self, trainee: str) -> bool: ...
+    def end_assignments(self, ids: Iterable[int], *, reason: str) -> list[Assignment]: ...
+    def mark_handed_out(self, assignment_id: int) -> None: ...
+    def untold_removals(self) -> list[Assignment]: ...
+    def claim_told(self, assignment_id: int) -> bool: ...
+
+
+class Repository(Environments, Clones, Runs, Schedules, Audit, Assignments, Protocol):
     """The bot's records: what it intended and did (SQLite in production)."""
 
     def transaction(self) -> AbstractContextManager[None]: ...
@@ -336,6 +365,27 @@ class Notifier(Protocol):
     def remind(self, environment: Environment, owner: str, ends_at: datetime) -> None: ...
 
 
+# ------------------------------------------------------------------------------------ people
+
+
+class Directory(Protocol):
+    """The chat workspace's people (Slack in production): a channel's members, who a member
+    is, who has an e-mail address, a user group's members. Errors are `ClonesError`s whose
+    text says what to fix (a missing scope names it)."""
+
+    def channel_members(self, channel: str) -> list[str]: ...
+    def person(self, user: str) -> Person: ...
+    def user_by_email(self, email: str) -> str | None: ...  # None: nobody has it
+    def group_members(self, group: str) -> list[str]: ...
+
+
+class Messenger(Protocol):
+    """Direct messages to people (Slack DMs in production), paced to the workspace's limits
+    and waiting out rate limiting. `send` raises `NotDelivered` saying why it could not."""
+
+    def send(self, user: str, message: DirectMessage) -> None: ...
+
+
 # ------------------------------------------------------------------------------------ others
 
 
@@ -347,15 +397,18 @@ class Chart(Protocol):
 
 
 __all__ = [
+    "Assignments",
     "Audit",
     "Chart",
     "Clock",
     "Clones",
+    "Directory",
     "Environments",
     "Inventory",
     "Iterator",
     "JobArgs",
     "JobHandler",
+    "Messenger",
     "Notifier",
     "ProgressCallback",
     "Provisioning",

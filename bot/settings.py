@@ -113,6 +113,22 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class TraineeSettings:
+    """Trainees and the VMs they are given (the `[trainees]` table)."""
+
+    # Write each assignment on its clone as the custom attribute AssignedTo (one SetField per
+    # assignment), so vCenter's own views show who holds which VM.
+    assigned_to_attribute: bool = False
+    # Send each trainee the reminder before a scheduled strip back, as the owner gets it.
+    remind: bool = False
+    # Direct messages to one conversation at most this often (Slack: about one a second).
+    message_interval_s: float = 1.0
+    # A trainee's rebuild waits this long for a busy environment (another trainee's rebuild,
+    # a deployment) before it gives up.
+    busy_wait_s: float = 120.0
+
+
+@dataclass(frozen=True)
 class Settings:
     vcenter: VCenterSettings
     types: dict[str, TypeSettings]
@@ -138,6 +154,7 @@ class Settings:
     slack: SlackSettings = field(default_factory=SlackSettings)
     timezone: str = "UTC"  # the team's time zone for schedules and displayed times
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    trainees: TraineeSettings = field(default_factory=TraineeSettings)
     source: Path | None = None  # the file these settings came from
 
     def type(self, name: str) -> TypeSettings:
@@ -247,12 +264,14 @@ def settings_from_dict(
         ) from None
 
     schedule = _schedule(_table(raw, "schedule", where, required=False), where)
+    trainees = _trainees(_table(raw, "trainees", where, required=False), where)
 
     return Settings(
         vcenter=vcenter,
         slack=slack,
         timezone=timezone,
         schedule=schedule,
+        trainees=trainees,
         types=types,
         database=database,
         concurrency=concurrency,
@@ -442,6 +461,34 @@ def _schedule(raw: dict[str, Any], where: str) -> ScheduleSettings:
         max_lease_hours=max_lease,
         default_extension_min=extension,
         resync_s=resync,
+    )
+
+
+def _trainees(raw: dict[str, Any], where: str) -> TraineeSettings:
+    ctx = f"{where} [trainees]"
+    flags = {}
+    for key in ("assigned_to_attribute", "remind"):
+        value = raw.get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{ctx} {key} must be true or false.")
+        flags[key] = value
+    interval = _number(raw, "message_interval_s", 1.0, ctx)
+    if not 0 <= interval <= 60:
+        raise ConfigError(f"{ctx} message_interval_s must be from 0 to 60 seconds (e.g. 1).")
+    busy = _number(raw, "busy_wait_s", 120.0, ctx)
+    if not 0 <= busy <= 3600:
+        raise ConfigError(f"{ctx} busy_wait_s must be from 0 to 3600 seconds (e.g. 120).")
+    known = ("assigned_to_attribute", "remind", "message_interval_s", "busy_wait_s")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{ctx} has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}."
+        )
+    return TraineeSettings(
+        assigned_to_attribute=flags["assigned_to_attribute"],
+        remind=flags["remind"],
+        message_interval_s=interval,
+        busy_wait_s=busy,
     )
 
 

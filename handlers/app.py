@@ -39,10 +39,6 @@ from slack_bolt import App
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-)
 
 from bot.domain.errors import ClonesError, ConfigError
 from bot.domain.models import CloneState, Run, RunState
@@ -57,8 +53,10 @@ from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, TrackedExecutor
 from handlers.listeners import register
 from handlers.notify import SlackNotifier
+from handlers.people import SlackPeople
 from handlers.recovered import recover_and_report
 from handlers.serving import EVENTS_PATH, HttpServer, bolt_logger, http_server
+from handlers.webapi import make_client
 
 log = logging.getLogger("clones.slack")
 
@@ -136,20 +134,6 @@ def read_tokens(s: SlackSettings, environ: Mapping[str, str] | None = None) -> S
     return SlackTokens(bot, secret, app_token, port)
 
 
-def make_client(s: SlackSettings, token: str) -> WebClient:
-    """A Web API client that waits out 429s (Retry-After) and retries dropped connections."""
-    base_url = s.api_url or WebClient.BASE_URL
-    return WebClient(
-        token=token,
-        base_url=base_url if base_url.endswith("/") else base_url + "/",
-        timeout=30,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=5),
-        ],
-    )
-
-
 def group_members_lookup(client: WebClient) -> Any:
     def members(group: str) -> list[str]:
         return list(client.usergroups_users_list(usergroup=group).get("users") or [])
@@ -207,6 +191,11 @@ class SlackBot:
             recover_and_report(self.ctx, self.app.client)
         except ClonesError as exc:  # vCenter unreachable, ...: the next start tries again
             log.warning("start-up recovery could not run: %s", exc)
+        # Trainees whose VM a strip back removed while no messenger was at hand (the
+        # terminal without a token, a crash): told now, once each.
+        told = self.ctx.services.service.trainees.tell_removed()
+        if told:
+            log.info("told %d trainee(s) that their VM was removed", told)
 
     # ------------------------------------------------------------------ idle and drain
     def wait_idle(self, timeout: float = 60.0) -> bool:
@@ -322,9 +311,14 @@ def create_bot(
     clock = clock or core.service.clock
     notifier = SlackNotifier(client, core.settings, clock, services=core)
     schedules = core.schedules_for(notifier=notifier, clock=clock)
+    trainees = core.service.trainees
+    access = AccessPolicy(s, group_members_lookup(client), is_trainee=trainees.holds_vm)
+    # Trainees are looked up and messaged with the bot's own client (429s waited out).
+    people = SlackPeople(client, interval_s=core.settings.trainees.message_interval_s)
+    trainees.connect(people, people, staff=access.is_operator)
     ctx = HandlerContext(
         services=replace(core, schedules=schedules),
-        access=AccessPolicy(s, group_members_lookup(client)),
+        access=access,
         jobs=jobs or Jobs(workers=max(2, core.settings.concurrency // 2), max_pending=32),
         confirmations=Confirmations(),
         audit=core.repo,

@@ -1,5 +1,5 @@
 """Confirm / Cancel: how Slack confirms a destructive command (a strip back, a refresh, removing
-orphans), one flow parameterised by the command.
+orphans, a trainee's rebuild), one flow parameterised by the command.
 
 Asking: the plan from `bot.services.dispatch.plan_for` (what the terminal prints before it asks
 for the name) is posted in the channel with two buttons carrying a one-time token
@@ -22,15 +22,17 @@ from bot.domain import grammar
 from bot.domain.errors import ClonesError
 from bot.domain.models import RunKind
 from bot.domain.results import ProgressEvent
-from bot.services.dispatch import plan_for
+from bot.services.dispatch import plan_for, settled
 from bot.services.orphans import Orphan, OrphansOutcome
-from handlers.blocks import admin, plans
+from handlers.blocks import admin, plans, trainees
 from handlers.blocks import runs as shown
 from handlers.blocks.ids import (
     ACTION_CANCEL,
     ACTION_CONFIRM,
     ACTION_ORPHANS_CANCEL,
     ACTION_ORPHANS_CONFIRM,
+    ACTION_REBUILD_CANCEL,
+    ACTION_REBUILD_CONFIRM,
     ACTION_REFRESH_CANCEL,
     ACTION_REFRESH_CONFIRM,
 )
@@ -66,6 +68,9 @@ class Flow:
     nothing: Callable[[Any, Any], Rendered] | None = None
     # For the environment's own channel, when the run was confirmed in another.
     home_note: Callable[[Any, str], str] | None = None
+    # Where the question is posted (default: the request's channel). A trainee's rebuild goes
+    # to their direct messages with the bot, not to a course channel.
+    where: Callable[[Request], str] | None = None
 
 
 def _environment(plan: Any) -> tuple[str, tuple[str, ...]]:
@@ -126,6 +131,22 @@ FLOWS: dict[type[Any], Flow] = {
         cancelled=plans.orphans_cancelled,
         nothing=lambda plan, command: admin.orphans_list(OrphansOutcome(plan, command.action)),
     ),
+    grammar.Rebuild: Flow(
+        "rebuild",
+        ACTION_REBUILD_CONFIRM,
+        ACTION_REBUILD_CANCEL,
+        command=lambda vm: grammar.Rebuild(vm=vm),
+        words=lambda vm: f"rebuild {vm}",
+        what=lambda vm: f"rebuild of {vm}",
+        token=lambda plan: (plan.vm, ()),
+        ask=plans.rebuild_plan,
+        starting=trainees.rebuild_progress,
+        progress=lambda e, user: trainees.rebuild_progress(e.clone or "", user),
+        done=trainees.rebuilt,
+        aborted=trainees.rebuild_stopped,
+        cancelled=plans.rebuild_cancelled,
+        where=lambda r: r.user,
+    ),
 }
 
 
@@ -142,16 +163,21 @@ def ask(r: Request) -> None:
     """Post what the command would do, with Confirm / Cancel, in the request's channel."""
     flow = flow_for(r.command)
     assert flow is not None
-    plan = plan_for(r.ctx.services, r.command)
+    # What it acts on, named and checked first (a rebuild: the asker's own VM).
+    command = settled(r.ctx.services, r.command, r.invocation())
+    plan = plan_for(r.ctx.services, command)
     key, items = flow.token(plan)  # the orphans shown, exactly, are the ones a click removes
     if flow.nothing is not None and not items:  # nothing of the bot's own: say what was found
-        r.tell.rendered(flow.nothing(plan, r.command))
+        r.tell.rendered(flow.nothing(plan, command))
         return
+    channel = flow.where(r) if flow.where is not None else r.channel
     pending = r.ctx.confirmations.issue(
-        key, requester=r.user, channel=r.channel, action=flow.action, items=items
+        key, requester=r.user, channel=channel, action=flow.action, items=items
     )
     message = flow.ask(plan, r.user, pending.token)
-    r.client.chat_postMessage(channel=r.channel, text=message.text, blocks=message.blocks)
+    r.client.chat_postMessage(channel=channel, text=message.text, blocks=message.blocks)
+    if channel != r.channel:
+        r.tell(plans.asked_in_direct_messages(flow.what(key)))
 
 
 # ===================================================================== clicking

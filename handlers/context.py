@@ -14,11 +14,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.domain.errors import ClonesError, UsageError
+from bot.domain.grammar import Access
 from bot.ports import Audit, ProgressCallback
 from bot.services.access import AccessPolicy, Decision
 from bot.services.container import Services
 from bot.services.dispatch import Invocation, dispatch
 from bot.services.schedules import ScheduleService
+from bot.services.trainees import OnHandOut
 from bot.settings import Settings
 from handlers.blocks.kit import Rendered, denied, error, internal_error, restarting
 from handlers.confirmations import Confirmations
@@ -158,16 +160,40 @@ class Request:
     client: WebClient
     tell: Tell
 
+    def invocation(
+        self,
+        *,
+        channel: str | None = None,
+        on_event: ProgressCallback | None = None,
+        only: Collection[str] | None = None,
+        on_handout: OnHandOut | None = None,
+    ) -> Invocation:
+        """Who runs the command, from where; a self-service command may act on any trainee's
+        VM only for an operator."""
+        where = self.channel if channel is None else channel
+        anyone = self.command.access is Access.SELF and self.ctx.access.acts_for_anyone(self.user)
+        return Invocation(
+            self.user,
+            SOURCE,
+            where,
+            on_event=on_event,
+            only=only,
+            anyone=anyone,
+            on_handout=on_handout,
+        )
+
     def run(
         self,
         *,
         channel: str | None = None,
         on_event: ProgressCallback | None = None,
         only: Collection[str] | None = None,
+        on_handout: OnHandOut | None = None,
     ) -> object:
         """Carry the command out through the dispatch table every front end shares."""
-        where = self.channel if channel is None else channel
-        invocation = Invocation(self.user, SOURCE, where, on_event=on_event, only=only)
+        invocation = self.invocation(
+            channel=channel, on_event=on_event, only=only, on_handout=on_handout
+        )
         return dispatch(self.ctx.services, self.command, invocation)
 
 

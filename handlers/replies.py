@@ -1,5 +1,6 @@
 """Commands that answer with their result: the reads, prepare, power, the schedule commands,
-check, and the orphans listed or adopted. (A deployment and `resume` show runs in their own
+check, the orphans listed or adopted, and the trainee commands (unassign, my, reset, power on|off
+of one's own VM: answered privately). (A deployment and `resume` show runs in their own
 messages, `handlers.runs` and `handlers.recovered`; a strip back, a refresh and removing orphans
 are confirmed first, `handlers.confirming`.)
 
@@ -16,7 +17,7 @@ from typing import Any
 from bot.domain import grammar
 from bot.services.orphans import OrphansOutcome
 from bot.services.schedules import ScheduleResult
-from handlers.blocks import admin, reads, schedules
+from handlers.blocks import admin, reads, schedules, trainees
 from handlers.blocks.kit import Rendered, section
 from handlers.context import Request
 
@@ -37,16 +38,23 @@ def _orphans(outcome: OrphansOutcome, r: Request) -> Answer:
     return Answer(admin.orphans_list(outcome))
 
 
+def _sees_trainees(r: Request) -> bool:
+    """Who holds which VM is for the people who run the lab: a trainee never sees another's."""
+    return r.ctx.access.acts_for_anyone(r.user)
+
+
 # Every command whose step is `reply`, with how its result is shown (a test checks that every
 # command of the grammar is answered here, or by a run's message, or by a confirmation).
 REPLIES: dict[type[Any], Callable[[Any, Request], Answer]] = {
     grammar.Status: lambda statuses, r: Answer(
-        reads.status(statuses, r.command.environment, r.ctx.next_event_texts())
+        reads.status(statuses, r.command.environment, r.ctx.next_event_texts(), _sees_trainees(r))
     ),
     grammar.Savings: lambda s, r: Answer(reads.savings(s, r.command.environment)),
     grammar.Types: lambda types, r: Answer(reads.types(types)),
     grammar.Plan: lambda plan, r: Answer(reads.plan(plan)),
-    grammar.Inventory: lambda rows, r: Answer(reads.inventory(rows, r.command.environment)),
+    grammar.Inventory: lambda rows, r: Answer(
+        reads.inventory(rows, r.command.environment, _sees_trainees(r))
+    ),
     grammar.Prepare: lambda report, r: Answer(admin.prepare_report(report)),
     grammar.Power: lambda result, r: Answer(admin.power_result(result, r.user), public=True),
     grammar.Schedule: _schedule,
@@ -55,6 +63,10 @@ REPLIES: dict[type[Any], Callable[[Any, Request], Answer]] = {
     grammar.Check: lambda report, r: Answer(admin.check(report)),
     grammar.Orphans: _orphans,
     grammar.Help: lambda text, r: Answer(Rendered(text, [section(text)])),  # (answered in the ack)
+    grammar.Unassign: lambda result, r: Answer(trainees.unassigned(result, r.user)),
+    grammar.My: lambda mine, r: Answer(trainees.my_vms(mine)),
+    grammar.Reset: lambda result, r: Answer(trainees.self_service(result, r.user)),
+    grammar.MyPower: lambda result, r: Answer(trainees.self_service(result, r.user)),
 }
 
 

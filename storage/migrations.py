@@ -290,6 +290,54 @@ def m008_run_messages(db: Database) -> None:
     )
 
 
+@migrations()
+def m009_assignments(db: Database) -> None:
+    # Which trainee (a Slack user ID) holds which clone. Active while ended_at is NULL: one
+    # active assignment per clone and per trainee in an environment. ended_reason: unassigned,
+    # replaced or removed; told_at: when the trainee was told their VM was removed (once).
+    db.execute(
+        """
+        CREATE TABLE assignments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            environment TEXT NOT NULL REFERENCES environments(name) ON DELETE CASCADE,
+            trainee TEXT NOT NULL,
+            clone_id INTEGER NOT NULL REFERENCES clones(id) ON DELETE CASCADE,
+            assigned_by TEXT NOT NULL,
+            assigned_at TEXT NOT NULL,
+            handed_out_at TEXT,
+            ended_at TEXT,
+            ended_reason TEXT NOT NULL DEFAULT '',
+            told_at TEXT
+        )
+        """
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX assignments_active_clone ON assignments(clone_id)"
+        " WHERE ended_at IS NULL"
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX assignments_active_trainee ON assignments(environment, trainee)"
+        " WHERE ended_at IS NULL"
+    )
+    db.execute("CREATE INDEX assignments_trainee ON assignments(trainee)")
+    # A clone destroyed (a strip back, its recovery, ...) ends its assignment in the same
+    # statement, whatever destroyed it; the trainee is told afterwards (told_at). The time is
+    # written as storage.sql.to_text writes it (UTC, microseconds, +00:00).
+    db.execute(
+        """
+        CREATE TRIGGER assignments_end_with_clone
+        AFTER UPDATE OF state ON clones
+        WHEN NEW.state = 'destroyed' AND OLD.state != 'destroyed'
+        BEGIN
+            UPDATE assignments
+            SET ended_at = strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000+00:00',
+                ended_reason = 'removed'
+            WHERE clone_id = NEW.id AND ended_at IS NULL;
+        END
+        """
+    )
+
+
 def apply_migrations(db: _HasConnection) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

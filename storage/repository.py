@@ -11,6 +11,7 @@
   Slack messages);
 - `storage.schedules.ScheduleStore` (`ports.Schedules`: bookkeeping and claims);
 - `storage.audit.AuditStore` (`ports.Audit`);
+- `storage.assignments.AssignmentStore` (`ports.Assignments`: trainees and the clones they hold);
 - `storage.seen.SeenRequestStore` (replay keys).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from storage.assignments import AssignmentStore
 from storage.audit import AuditStore
 from storage.clones import CloneStore
 from storage.environments import EnvironmentStore
@@ -30,7 +32,13 @@ if TYPE_CHECKING:
 
 
 class Repository(
-    EnvironmentStore, CloneStore, RunStore, ScheduleStore, AuditStore, SeenRequestStore
+    EnvironmentStore,
+    CloneStore,
+    RunStore,
+    ScheduleStore,
+    AuditStore,
+    AssignmentStore,
+    SeenRequestStore,
 ):
     """All reads and writes of the bot's state. Safe to share between threads.
 
@@ -54,8 +62,15 @@ if TYPE_CHECKING:  # mypy checks each store against its port here, the whole at 
         runs: RunStore,
         schedules: ScheduleStore,
         audit: AuditStore,
+        assignments: AssignmentStore,
         repository: Repository,
     ) -> tuple[
-        ports.Environments, ports.Clones, ports.Runs, ports.Schedules, ports.Audit, ports.Repository
+        ports.Environments,
+        ports.Clones,
+        ports.Runs,
+        ports.Schedules,
+        ports.Audit,
+        ports.Assignments,
+        ports.Repository,
     ]:
-        return environments, clones, runs, schedules, audit, repository
+        return environments, clones, runs, schedules, audit, assignments, repository

@@ -1,4 +1,5 @@
-"""In-memory fakes of the ports, for the fast unit tier (tests/unit/).
+"""In-memory fakes of the ports, for the fast unit tier (tests/unit/): the vCenter, and the
+workspace's people (`FakePeople`: the Directory and Messenger ports).
 
 `FakeVCenter` implements `bot.ports.VCenter` with a dictionary of VMs: parents with a base
 snapshot, linked clones, custom attributes, power, hosts and a datastore. It is a fake, not a
@@ -16,19 +17,21 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from bot.domain.errors import (
     LinkedCloneCheckFailed,
+    NotDelivered,
     NotFoundError,
     VCenterError,
     VCenterFault,
     VCenterUnreachable,
 )
 from bot.domain.models import ParentFacts
+from bot.domain.trainees import DirectMessage, Person
 from bot.domain.vsphere import (
     CLONE_ATTRIBUTES,
     CloneRequest,
@@ -138,7 +141,7 @@ class FakeVCenter:
         pass
 
     def endpoint(self) -> Endpoint:
-        return Endpoint("fake://vcenter", "Fake vCenter", "8.0", "fake\\svc", "none")
+        return Endpoint("fake://vcenter", "Fake vCenter", "8.0", "fake\\svc", "none", "fake-uuid")
 
     def datacenter_name(self) -> str:
         return "DC"
@@ -318,6 +321,14 @@ class FakeVCenter:
                 out.append(None)
         return out
 
+    def set_attributes(self, moref: str, values: Mapping[str, str]) -> None:
+        self._call("set_attributes")
+        with self._lock:
+            if moref not in self.vms:
+                raise VCenterFault(f"{moref} not found", "ManagedObjectNotFound")
+            self.attribute_names.update(values)
+            self.vms[moref].attributes.update(values)
+
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None:
         self._parent(parent).powered_on = False
 
@@ -339,6 +350,53 @@ class FakeVCenter:
         pass
 
 
+class FakePeople:
+    """The `Directory` and `Messenger` ports in memory: members (with e-mail addresses, bots and
+    deactivated accounts), channels, user groups; every direct message sent, and the members a
+    message cannot reach (`unreachable`: member -> why)."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, Person] = {}
+        self.channels: dict[str, list[str]] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.unreachable: dict[str, str] = {}
+        self.sent: list[tuple[str, DirectMessage]] = []
+        self.lookups: Counter[str] = Counter()
+
+    def add(self, user: str, name: str = "", email: str = "", **flags: bool) -> Person:
+        person = Person(user, name, email, **flags)
+        self.members[user] = person
+        return person
+
+    def to(self, user: str) -> list[DirectMessage]:
+        """The messages `user` got, oldest first."""
+        return [m for u, m in self.sent if u == user]
+
+    # ----------------------------------------------------------------- Directory
+    def channel_members(self, channel: str) -> list[str]:
+        self.lookups["channel_members"] += 1
+        if channel not in self.channels:
+            raise NotFoundError(f"the bot cannot see channel {channel}")
+        return list(self.channels[channel])
+
+    def person(self, user: str) -> Person:
+        self.lookups["person"] += 1
+        return self.members.get(user, Person(user))
+
+    def user_by_email(self, email: str) -> str | None:
+        self.lookups["user_by_email"] += 1
+        return next((p.id for p in self.members.values() if p.email == email), None)
+
+    def group_members(self, group: str) -> list[str]:
+        return list(self.groups.get(group, []))
+
+    # ----------------------------------------------------------------- Messenger
+    def send(self, user: str, message: DirectMessage) -> None:
+        if user in self.unreachable:
+            raise NotDelivered(self.unreachable[user])
+        self.sent.append((user, message))
+
+
 def relabel(vm: FakeVM, **attributes: str) -> FakeVM:
     """Someone changed the VM's custom attributes behind the bot's back."""
     vm.attributes.update(attributes)
@@ -346,8 +404,10 @@ def relabel(vm: FakeVM, **attributes: str) -> FakeVM:
 
 
 def _implements_the_port() -> None:
-    """mypy checks FakeVCenter against the port the services are typed against."""
-    from bot.ports import VCenter
+    """mypy checks the fakes against the ports the services are typed against."""
+    from bot.ports import Directory, Messenger, VCenter
 
     port: VCenter = FakeVCenter()
-    del port
+    directory: Directory = FakePeople()
+    messenger: Messenger = FakePeople()
+    del port, directory, messenger

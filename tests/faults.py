@@ -58,7 +58,9 @@ class Clones:
             "CLONES_USER": "trainer",
             **lab_environ(lab),
         }
-        for name in ("CLONES_DB", "CLONES_VCENTER_URL", "CLONES_VCENTER_USER"):
+        # Hermetic: no database or vCenter of the caller's, and no Slack (a bot token would
+        # have the terminal message trainees in a real workspace).
+        for name in ("CLONES_DB", "CLONES_VCENTER_URL", "CLONES_VCENTER_USER", "SLACK_BOT_TOKEN"):
             self.env.pop(name, None)
 
     def _argv(self, args: tuple[str, ...]) -> list[str]:

@@ -428,8 +428,10 @@ def test_power_bad_input(lab: LabProcess, make_app: MakeApp) -> None:
     before = vms(lab)
     with pytest.raises(UsageError, match="not a power action"):
         grammar.parse("power sideways pw")
-    with pytest.raises(UsageError):
-        grammar.parse("power on")
+    with pytest.raises(UsageError, match='"power on nov-cohort"'):
+        grammar.parse("power")
+    # Without an environment it is one's own VM (a trainee's self-service), not an error.
+    assert grammar.parse("power on") == grammar.MyPower("on")
     with pytest.raises(NotFoundError, match=r'No environment named "pww".*Did you mean "pw"'):
         power(app, "power on pww")
     assert vms(lab) == before

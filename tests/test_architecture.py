@@ -65,5 +65,5 @@ def test_every_command_has_a_route_a_rendering_and_its_verb() -> None:
     assert {c.verb for c in classes} == set(grammar.VERBS)
     for text, verb in (("cancel-schedule x", "cancel-schedule"), ("strip back x", "teardown")):
         assert grammar.parse(text).verb == verb
-    destructive = {grammar.Teardown, grammar.Refresh, grammar.Orphans}
+    destructive = {grammar.Teardown, grammar.Refresh, grammar.Orphans, grammar.Rebuild}
     assert set(PLANS) == destructive

@@ -1,7 +1,8 @@
 """A stateful, model-based test of the bot's trust promises against the lab vCenter.
 
 Hypothesis drives random sequences of what happens to a real estate: deployments (into reused
-environment names too), strip backs, refreshes and power changes through the `clones` command;
+environment names too), strip backs, refreshes, power changes, trainees assigned and one
+trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
 any of them SIGKILLed at a random moment or cut off by vCenter going dark; sessions expired under
 them; `resume` and the Slack bot's start-up recovery; and someone at the vSphere Client
 destroying, renaming, powering or relabelling clones behind the bot's back.
@@ -9,10 +10,13 @@ destroying, renaming, powering or relabelling clones behind the bot's back.
 After every step (once the lab has finished any work a killed process had asked for) it checks:
 - nothing the bot did not make is touched (decoys, parents, their snapshots);
 - a VM disappears only when the step may remove it: a strip back or refresh of its environment
-  that recorded it when it started, recovery of such a strip back that was cut short, or a
-  destroy behind the bot's back. So no clone of a deployment that started after a strip back is
-  ever destroyed by that strip back or its recovery;
+  that recorded it when it started, the rebuild of that one VM (the one its assignment records),
+  recovery of such a run that was cut short, or a destroy behind the bot's back. So no clone
+  of a deployment that started after a strip back is ever destroyed by that strip back or its
+  recovery;
 - no duplicate VM names in the clones' folder, no duplicate instance UUIDs;
+- an assignment holds one clone and a trainee one clone per environment, and none outlives its
+  clone's destruction; a rebuild that finished left the VM under the same name, linked, new;
 - every exit code is one of the documented ones, and no traceback reaches the terminal;
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
   UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
@@ -65,6 +69,7 @@ EXIT_CODES = {0, 1, 2, 3}
 DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault strikes
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
+TRAINEES = ("U01", "U02", "U03", "U04")
 
 
 class TrustModel(RuleBasedStateMachine):
@@ -186,11 +191,18 @@ class TrustModel(RuleBasedStateMachine):
         return self.owned_by(environment) if kind in ("teardown", "refresh") else set()
 
     def act(
-        self, kind: str, environment: str, words: tuple[str, ...], fault: str, delay: float
-    ) -> None:
+        self,
+        kind: str,
+        environment: str,
+        words: tuple[str, ...],
+        fault: str,
+        delay: float,
+        may_remove: set[str] | None = None,
+    ) -> int | None:
         """One command, perhaps struck by a fault; check that only what it owned vanished."""
         before = self.vms()
-        may_remove = self.removable(kind, environment)
+        if may_remove is None:
+            may_remove = self.removable(kind, environment)
         if fault == "none":
             code: int | None = self.run(*words)
         else:
@@ -201,6 +213,7 @@ class TrustModel(RuleBasedStateMachine):
         if may_remove and code != 0:
             # Cut short (killed, vCenter lost, or partly done): its recovery may finish it.
             self.pending.setdefault(environment, set()).update(may_remove)
+        return code
 
     def assert_vanished_only(
         self, before: dict[str, Any], after: dict[str, Any], allowed: set[str]
@@ -258,6 +271,43 @@ class TrustModel(RuleBasedStateMachine):
     @rule(environment=st.sampled_from(ENVIRONMENTS), action=st.sampled_from(["on", "off"]))
     def power(self, environment: str, action: str) -> None:
         self.act("power", environment, ("power", action, environment), "none", 0.0)
+
+    # ----------------------------------------------------------------- rules: trainees
+    def assignments(self) -> list[Any]:
+        if not self.clones.database.exists():
+            return []
+        with Repository(self.clones.database) as repo:
+            return repo.assignments()
+
+    @rule(
+        environment=st.sampled_from(ENVIRONMENTS),
+        trainees=st.lists(st.sampled_from(TRAINEES), min_size=1, max_size=3, unique=True),
+    )
+    def assign(self, environment: str, trainees: list[str]) -> None:
+        """Trainees given VMs (refused when too few are ready): nothing vanishes."""
+        self.act("assign", environment, ("assign", environment, *trainees), "none", 0.0, set())
+
+    @precondition(lambda self: bool(self.assignments()))
+    @rule(
+        pick=st.integers(0, 100),
+        fault=st.sampled_from(["none", "kill", "kill"]),
+        delay=st.sampled_from(DELAYS),
+    )
+    def rebuild(self, pick: int, fault: str, delay: float) -> None:
+        """One trainee's VM rebuilt (perhaps killed mid-way): only that VM may vanish."""
+        held = self.assignments()
+        a = held[pick % len(held)]
+        with Repository(self.clones.database) as repo:
+            clone = repo.get_clone(a.clone_id)
+        mine = {clone.instance_uuid} - self.relabelled if clone.instance_uuid else set()
+        words = ("rebuild", a.clone_name, "--yes")
+        code = self.act("rebuild", a.environment, words, fault, delay, mine)
+        # Finished, refused or cut short, a rebuild never ends the assignment it acts for.
+        assert a.id in {held.id for held in self.assignments()}, f"{a.clone_name} unassigned"
+        if code == 0:
+            rebuilt = [vm for vm in self.ours() if vm["name"] == a.clone_name]
+            assert len(rebuilt) == 1 and rebuilt[0]["linked"], a.clone_name
+            assert rebuilt[0]["instance_uuid"] != clone.instance_uuid
 
     @initialize(kind=st.sampled_from(TYPES), count=st.integers(1, 4))
     def first_lab(self, kind: str, count: int) -> None:
@@ -354,6 +404,18 @@ class TrustModel(RuleBasedStateMachine):
         assert len(names) == len(set(names)), f"duplicate names: {sorted(names)}"
         live = [c.name for c in self.rows() if c.state.live]
         assert len(live) == len(set(live)), "two live records with one name"
+
+    @invariant()
+    def assignments_follow_their_clones(self) -> None:
+        if not self.clones.database.exists():
+            return
+        with Repository(self.clones.database) as repo:
+            active = repo.assignments()
+            states = {c.id: c.state for c in repo.clones()}
+        assert len({a.clone_id for a in active}) == len(active), "a clone held twice"
+        assert len({(a.environment, a.trainee) for a in active}) == len(active)
+        gone = [a.clone_name for a in active if states[a.clone_id] is CloneState.DESTROYED]
+        assert not gone, f"assignments outlived their destroyed clones: {gone}"
 
     def assert_records_match_vcenter(self) -> None:
         """After a recovery that finished: records and vCenter agree by instance UUID."""

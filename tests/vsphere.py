@@ -47,6 +47,19 @@ class Admin:
             WaitForTask(vm.PowerOffVM_Task())
         WaitForTask(vm.Destroy_Task())
 
+    def custom_values(self, name: str) -> dict[str, str]:
+        """A VM's custom attributes by name, as the vSphere Client shows them (found by name)."""
+        content = self.session.content
+        view = content.viewManager.CreateContainerView(
+            content.rootFolder, [vim.VirtualMachine], True
+        )
+        try:
+            vm = next(v for v in view.view if v.name == name)
+        finally:
+            view.Destroy()
+        names = {f.key: f.name for f in content.customFieldsManager.field}
+        return {names[v.key]: v.value for v in vm.customValue if v.key in names}
+
     def relabel(self, moref: str, attribute: str, value: str) -> None:
         fields = self.session.content.customFieldsManager
         key = next(f.key for f in fields.field if f.name == attribute)

@@ -12,6 +12,7 @@ from bot.cli.render import orphans_text
 from bot.domain import grammar
 from bot.domain.errors import UsageError
 from bot.domain.results import TeardownPlan
+from bot.domain.trainees import RebuildPlan
 from bot.services import sentences as say
 from bot.services.orphans import OrphansOutcome
 from bot.services.refresh import RefreshPlan
@@ -38,6 +39,16 @@ def confirmed(command: Any, plan: object, opts: Options, out: TextIO) -> bool:
             f"Type {plan.environment} to refresh: ",
             plan.environment,
             f"Refresh needs confirmation: run `clones refresh {plan.environment} --yes`.",
+        )
+    if isinstance(command, grammar.Rebuild):
+        assert isinstance(plan, RebuildPlan)
+        if opts.yes:
+            return True
+        print(f"Rebuild {plan.vm}. {say.rebuild_plan(plan)}", file=out)
+        return _ask(
+            f"Type {plan.vm} to rebuild it: ",
+            plan.vm,
+            f"Rebuild needs confirmation: run `clones rebuild {plan.vm} --yes`.",
         )
     if isinstance(command, grammar.Orphans) and command.action is not None:
         assert isinstance(plan, list)

@@ -26,6 +26,7 @@ from bot.domain.results import (
 )
 from bot.domain.savings import Savings, format_table
 from bot.domain.timeparse import describe_time
+from bot.domain.trainees import Assigned, MyVms, SelfService, Unassigned
 from bot.services import sentences as say
 from bot.services.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
 from bot.services.check import CheckReport
@@ -181,6 +182,7 @@ def _status_json(statuses: list[EnvironmentStatus], v: View) -> list[dict[str, A
                         "customization": c.customization,
                         "error": c.error,
                         "drift": plain(st.drift[c.id]) if c.id in st.drift else None,
+                        "assigned_to": st.assigned.get(c.id, ""),
                     }
                     for c in clones
                     if c.state.live or command.environment
@@ -223,6 +225,8 @@ def show_status(statuses: list[EnvironmentStatus], v: View) -> int:
                     extra = f"  {c.error}" if c.error else ""
                     if c.id in st.drift:
                         extra = f"  ! {st.drift[c.id].text}" + extra
+                    if c.id in st.assigned:
+                        extra = f"  -> {st.assigned[c.id]}" + extra
                     print(
                         f"    {c.name:<16} {c.type:<14} {c.state.value:<10} {power:<4}{extra}",
                         file=out,
@@ -321,6 +325,7 @@ INVENTORY_COLUMNS = (
     "power_state",
     "committed_gb",
     "host",
+    "assigned_to",
 )
 
 
@@ -344,7 +349,8 @@ def show_inventory(rows: list[InventoryRow], v: View) -> int:
             attrs = " ".join(f"{k}={v}" for k, v in sorted(r.attributes.items()))
             print(
                 f"{r.name:<14} {r.type:<13} {r.environment:<14} {r.power_state or r.state:<10} "
-                f"{r.committed_gb:>6.2f} GB  {r.host:<14} {r.deployed_by} {r.deployed_at} {attrs}",
+                f"{r.committed_gb:>6.2f} GB  {r.host:<14} {r.deployed_by} {r.deployed_at} {attrs}"
+                + (f" -> {r.assigned_to}" if r.assigned_to else ""),
                 file=out,
             )
     return EXIT_OK
@@ -469,6 +475,84 @@ def show_help(text: str, v: View) -> int:
     return EXIT_OK
 
 
+def show_assign(r: Assigned, v: View) -> int:
+    out = v.out
+    if v.opts.json:
+        data = {
+            "environment": r.environment,
+            "new": [{"trainee": a.trainee, "vm": a.clone_name} for a in r.new],
+            "kept": [{"trainee": a.trainee, "vm": a.clone_name} for a in r.kept],
+            "replaced": [{"trainee": a.trainee, "vm": a.clone_name} for a in r.replaced],
+            "left_out": r.left_out,
+            "handout": {
+                "sent": r.handout.sent,
+                "failed": [{"trainee": u, "why": why} for u, why in r.handout.failed],
+                "not_sent": r.handout.not_sent,
+            },
+            "attribute_errors": [{"vm": vm, "why": why} for vm, why in r.attribute_errors],
+        }
+        print(json.dumps(data, indent=2), file=out)
+    else:
+        print(f"{say.assigned(r)}.", file=out)
+        for a in r.new:
+            print(f"  {a.trainee} -> {a.clone_name}", file=out)
+        if r.left_out:
+            print(f"  {say.left_out(r.left_out)}", file=out)
+        print(f"{say.handed_out(r.handout)}.", file=out)
+        for trainee, why in r.handout.failed:
+            print(f"  not reached: {say.not_reached(trainee, why)}", file=out)
+        for vm, why in r.attribute_errors:
+            print(f"  AssignedTo not written on {vm}: {why}", file=out)
+    return EXIT_PARTIAL if r.handout.failed or r.attribute_errors else EXIT_OK
+
+
+def show_unassign(r: Unassigned, v: View) -> int:
+    if v.opts.json:
+        data = {
+            "environment": r.environment,
+            "ended": [{"trainee": a.trainee, "vm": a.clone_name} for a in r.ended],
+            "not_assigned": r.not_assigned,
+        }
+        print(json.dumps(data, indent=2), file=v.out)
+        return EXIT_OK
+    print(f"{say.unassigned(r)}.", file=v.out)
+    if r.not_assigned:
+        print(f"  held none there: {', '.join(r.not_assigned)}", file=v.out)
+    return EXIT_OK
+
+
+def show_my(mine: MyVms, v: View) -> int:
+    if v.opts.json:
+        print(json.dumps({"user": mine.user, "vms": plain(mine.vms)}, indent=2), file=v.out)
+        return EXIT_OK
+    if not mine.vms:
+        print(f"{say.no_vms()} (You are {mine.user} here.)", file=v.out)
+    for vm in mine.vms:
+        print(say.my_vm(vm), file=v.out)
+        for url in (vm.client_url, vm.vmrc_url):
+            if url:
+                print(f"  {url}", file=v.out)
+    return EXIT_OK
+
+
+def show_self_service(r: SelfService, v: View) -> int:
+    if v.opts.json:
+        print(json.dumps(plain(r), indent=2), file=v.out)
+    else:
+        print(f"{say.self_served(r)}.", file=v.out)
+        for f in r.failed:
+            print(f"  {f.name}: {f.error}", file=v.out)
+    return EXIT_OK if not r.failed else EXIT_PARTIAL if r.done else EXIT_ERROR
+
+
+def show_rebuild(result: RefreshResult, v: View) -> int:
+    if v.opts.json:
+        print(json.dumps(plain(result), indent=2), file=v.out)
+    else:
+        print(f"{say.rebuilt(result)} ({result.elapsed_s:.1f} s).", file=v.out)
+    return EXIT_OK if result.state is RunState.SUCCEEDED else EXIT_ERROR
+
+
 RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.Deploy: show_deploy,
     grammar.Teardown: show_teardown,
@@ -487,4 +571,10 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.Orphans: show_orphans,
     grammar.Check: show_check,
     grammar.Help: show_help,
+    grammar.Assign: show_assign,
+    grammar.Unassign: show_unassign,
+    grammar.My: show_my,
+    grammar.Reset: show_self_service,
+    grammar.MyPower: show_self_service,
+    grammar.Rebuild: show_rebuild,
 }

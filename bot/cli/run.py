@@ -10,7 +10,7 @@ import getpass
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.cli.options import EXIT_OK, TERMINAL_HELP, TERMINAL_VERBS, Options
 from bot.domain import grammar
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bot.services.container import Services
 
 # Commands that report progress as they go (a bar on a terminal).
-_LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume)
+_LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume, grammar.Rebuild)
 
 
 def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
@@ -37,8 +37,10 @@ def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
         text = grammar.usage(command.topic) + (TERMINAL_HELP if command.topic is None else "")
         print(text.replace("`", ""), file=out)
         return EXIT_OK
+    from bot.cli.roster import with_roster
     from bot.settings import load_settings
 
+    command = with_roster(command)
     services = wiring.build(load_settings(opts.config))
     try:
         return _run(command, services, opts, out)
@@ -46,21 +48,27 @@ def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
         services.close()
 
 
-def _run(command: grammar.Command, services: Services, opts: Options, out: TextIO) -> int:
+def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
+    from dataclasses import replace
+
     from bot.cli.dialogue import confirmed
     from bot.cli.progress import Progress
     from bot.cli.render import RENDER, View
-    from bot.services.dispatch import Invocation, dispatch, plan_for
+    from bot.cli.roster import handout_lines
+    from bot.services.dispatch import Invocation, dispatch, plan_for, settled
 
     actor = os.environ.get("CLONES_USER") or getpass.getuser()
     if command.access is grammar.Access.CHANGE and not isinstance(command, grammar.Resume):
         _warn_abandoned(services)
+    # The terminal is trusted like an operator: self-service commands may name any trainee's VM.
+    invocation = Invocation(actor, "cli", anyone=True, on_handout=handout_lines(opts, out))
+    command = settled(services, command, invocation)
     plan = plan_for(services, command)
     if plan is not None and not confirmed(command, plan, opts, out):
         print("Cancelled: nothing was changed.", file=out)
         return EXIT_OK
     with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
-        result = dispatch(services, command, Invocation(actor, "cli", on_event=progress))
+        result = dispatch(services, command, replace(invocation, on_event=progress))
     render = RENDER.get(type(command))
     if render is None:  # every command has a renderer; a test checks it
         raise UsageError(f'"{command.verb}" is not available in the terminal; type "clones help".')

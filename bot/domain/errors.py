@@ -31,6 +31,10 @@ class PermissionDenied(ClonesError):
     """The user or channel may not run this command."""
 
 
+class NotDelivered(ClonesError):
+    """A direct message could not reach its person (deactivated, no DMs, a missing scope)."""
+
+
 class VCenterError(ClonesError):
     """vCenter could not be reached, refused the login or answered with a fault."""
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from bot.domain import trainees
 from bot.domain.errors import UsageError
 from bot.domain.timeparse import DURATION_EXAMPLES, parse_duration
 
@@ -33,12 +34,14 @@ COUNT_PATTERN = re.compile(r"[0-9]{1,6}")
 
 
 class Access(enum.StrEnum):
-    """Who may run a command: anyone (it only reads), operators (it changes the lab) or admins
-    (it only reads, but shows how vCenter is set up)."""
+    """Who may run a command: anyone (it only reads), operators (it changes the lab), admins
+    (it only reads, but shows how vCenter is set up), or trainees on the VM they were given
+    (operators on anyone's)."""
 
     READ = "read"
     CHANGE = "change"
     ADMIN = "admin"
+    SELF = "self"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +202,74 @@ class Check:
     access: ClassVar[Access] = Access.ADMIN
 
 
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """Give each trainee one ready clone of an environment, then message them its details.
+
+    `people` are Slack member IDs or e-mail addresses; or `channel` (its members); or `roster`
+    (a CSV file the terminal reads into `people`)."""
+
+    verb: ClassVar[str] = "assign"
+    access: ClassVar[Access] = Access.CHANGE
+
+    environment: str
+    people: tuple[str, ...] = ()
+    channel: str | None = None
+    roster: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unassign:
+    verb: ClassVar[str] = "unassign"
+    access: ClassVar[Access] = Access.CHANGE
+
+    environment: str
+    people: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class My:
+    """The VMs the person asking holds."""
+
+    verb: ClassVar[str] = "my"
+    access: ClassVar[Access] = Access.READ
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """Power-reset the asker's VM (`vm`: one of theirs by name; `trainee`: an operator acting
+    for that trainee)."""
+
+    verb: ClassVar[str] = "reset"
+    access: ClassVar[Access] = Access.SELF
+
+    vm: str | None = None
+    trainee: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuild:
+    """Re-create the asker's VM from its base snapshot, same name and assignment."""
+
+    verb: ClassVar[str] = "rebuild"
+    access: ClassVar[Access] = Access.SELF
+
+    vm: str | None = None
+    trainee: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MyPower:
+    """`power on|off` without an environment: the asker's own VM (an operator: a trainee's)."""
+
+    verb: ClassVar[str] = "power"
+    access: ClassVar[Access] = Access.SELF
+
+    action: str  # "on" or "off"
+    vm: str | None = None
+    trainee: str | None = None
+
+
 class _CommandClass(Protocol):
     verb: ClassVar[str]
     access: ClassVar[Access]
@@ -222,6 +293,12 @@ COMMAND_CLASSES: tuple[type[_CommandClass], ...] = (
     Resume,
     Orphans,
     Check,
+    Assign,
+    Unassign,
+    My,
+    Reset,
+    Rebuild,
+    MyPower,
 )
 
 
@@ -248,6 +325,12 @@ Command = (
     | Resume
     | Orphans
     | Check
+    | Assign
+    | Unassign
+    | My
+    | Reset
+    | Rebuild
+    | MyPower
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -345,8 +428,9 @@ _QUOTES = str.maketrans(
 
 
 def normalise(text: str) -> str:
-    """Straighten smart quotes and dashes and turn any unicode space into a plain space."""
-    text = text.translate(_QUOTES)
+    """Straighten smart quotes and dashes, turn any unicode space into a plain space, and
+    Slack's escaped mentions into plain words (`<@U0123|alice>` -> `@U0123`)."""
+    text = trainees.unescape_mentions(text.translate(_QUOTES))
     # shlex only splits on ASCII whitespace; Slack sends non-breaking spaces.
     return "".join(" " if ch.isspace() else ch for ch in text)
 
@@ -729,20 +813,32 @@ _POWER_ACTIONS = {"on": "on", "off": "off", "reset": "reset", "restart": "reset"
 
 @_verb(
     "power",
-    summary="power an environment's clones on, off or reset",
+    summary="power an environment's clones on, off or reset; without ENV, your own VM",
     example="power on nov-cohort",
-    syntax="power on|off|reset ENV",
-    examples=("power on nov-cohort", "power off nov-cohort", "power reset nov-cohort"),
+    syntax="power on|off|reset ENV, or power on|off [@TRAINEE]",
+    detail=(
+        "With ENV (operators): every ready clone of the environment.",
+        "Without it: the VM you were given (`my` shows it); operators may name a trainee.",
+    ),
+    examples=("power on nov-cohort", "power reset nov-cohort", "power off", "power on @U01ALICE"),
 )
 def _parse_power(args: list[str]) -> Command:
     example = "power on nov-cohort"
-    if len(args) != 2:
-        raise UsageError(f'say on, off or reset and the environment, e.g. "{example}"')
+    if not args or len(args) > 2:
+        raise UsageError(
+            f'say on, off or reset and the environment, e.g. "{example}" (or "power on" for '
+            "your own VM)"
+        )
     action = _POWER_ACTIONS.get(args[0].lower())
     if action is None:
         raise UsageError(
             f'"{_show(args[0])}" is not a power action: use on, off or reset, e.g. "{example}"'
         )
+    if len(args) == 1:
+        return Reset() if action == "reset" else MyPower(action)
+    who = trainees.person(args[1])
+    if who is not None and not trainees.is_email(who):
+        return Reset(trainee=who) if action == "reset" else MyPower(action, trainee=who)
     return Power(action, _environment(args[1], example))
 
 
@@ -839,6 +935,150 @@ def _parse_orphans(args: list[str]) -> Command:
 def _parse_check(args: list[str]) -> Command:
     _no_arguments("check", args)
     return Check()
+
+
+_ASSIGN_EXAMPLE = "assign nov-cohort @U01ALICE @U02BOB"
+
+
+def _people(words: list[str], verb: str, example: str) -> tuple[str, ...]:
+    """Slack member IDs (from @mentions) and e-mail addresses, each once, in order."""
+    found: list[str] = []
+    for word in words:
+        for part in word.split(","):
+            if not part or part.lower() == "and":
+                continue
+            who = trainees.person(part)
+            if who is None:
+                raise UsageError(
+                    f'"{_show(part)}" is not a person I can identify: pick them from Slack\'s @ '
+                    "list (so Slack sends their member ID), or give their member ID or e-mail "
+                    f'address, e.g. "{example}" or "{verb} nov-cohort alice@example.com"'
+                )
+            if who not in found:
+                found.append(who)
+    if not found:
+        raise UsageError(f'say who, e.g. "{example}"')
+    return tuple(found)
+
+
+@_verb(
+    "assign",
+    summary="give each trainee one ready VM of an environment and message them its details",
+    example=_ASSIGN_EXAMPLE,
+    syntax="assign ENV @PERSON ..., assign ENV from #CHANNEL, or assign ENV from ROSTER.csv",
+    detail=(
+        "One ready clone per trainee; run it again to add trainees: existing pairs are kept.",
+        "PERSON is an @mention picked from Slack's list, a Slack member ID (U0123ABCD, in a "
+        "profile's ... menu) or an e-mail address.",
+        "`from #CHANNEL`: the channel's members, less bots and the people who run the lab.",
+        "`from ROSTER.csv` (terminal): a Slack member ID or e-mail address on each line.",
+        "Each trainee gets a direct message: the VM, its vSphere Client and console links, "
+        "when the lab ends and what they can do.",
+    ),
+    examples=(
+        _ASSIGN_EXAMPLE,
+        "assign nov-cohort alice@example.com bob@example.com",
+        "assign nov-cohort from #C0123ABCD",
+        "assign nov-cohort from roster.csv",
+    ),
+)
+def _parse_assign(args: list[str]) -> Command:
+    env = _one_environment(args, _ASSIGN_EXAMPLE)
+    rest = args[1:]
+    if rest and rest[0].lower() == "from":
+        if len(rest) != 2:
+            raise UsageError(
+                '"from" takes one channel or one roster file, e.g. "assign nov-cohort from '
+                '#nov-trainees" or "assign nov-cohort from roster.csv"'
+            )
+        source = rest[1]
+        found = trainees.channel(source)
+        if found is not None:
+            return Assign(env, channel=found)
+        if source.startswith("#"):
+            raise UsageError(
+                f'"{_show(source)}" is not a channel I can identify: pick it from Slack\'s # '
+                'list (so Slack sends its ID), or give its ID, e.g. "from #C0123ABCD"'
+            )
+        return Assign(env, roster=source)
+    return Assign(env, people=_people(rest, "assign", _ASSIGN_EXAMPLE))
+
+
+_UNASSIGN_EXAMPLE = "unassign nov-cohort @U01ALICE"
+
+
+@_verb(
+    "unassign",
+    summary="take an environment's VM back from trainees (the VM stays)",
+    example=_UNASSIGN_EXAMPLE,
+    syntax="unassign ENV @PERSON ...",
+    examples=(_UNASSIGN_EXAMPLE,),
+)
+def _parse_unassign(args: list[str]) -> Command:
+    env = _one_environment(args, _UNASSIGN_EXAMPLE)
+    return Unassign(env, _people(args[1:], "unassign", _UNASSIGN_EXAMPLE))
+
+
+@_verb(
+    "my",
+    summary="the training VMs you were given, their state and links",
+    example="my",
+    syntax="my",
+    aliases=("my vm", "my vms", "mine"),
+)
+def _parse_my(args: list[str]) -> Command:
+    _no_arguments("my", args)
+    return My()
+
+
+def _target(verb: str, args: list[str]) -> tuple[str | None, str | None]:
+    """(vm, trainee) named after a self-service verb: nothing (your VM), a VM name, or (for
+    operators) an @mention."""
+    example = f"{verb} TRN-CAP-001"
+    if not args:
+        return None, None
+    if len(args) > 1:
+        raise UsageError(
+            f'{verb} takes at most one VM name, got "{_show(" ".join(args))}", e.g. "{verb}" '
+            f'for your VM or "{example}"'
+        )
+    who = trainees.person(args[0])
+    if who is not None and not trainees.is_email(who):
+        return None, who
+    if not trainees.VM_NAME.fullmatch(args[0]):
+        raise UsageError(f'"{_show(args[0])}" is not a VM name, e.g. "{example}"')
+    return args[0], None
+
+
+@_verb(
+    "reset",
+    summary="power-reset your training VM (with non-persistent disks: back to the base image)",
+    example="reset",
+    syntax="reset [VM]",
+    detail=(
+        "Without VM: the VM you were given (`my` shows it); operators may name any trainee's.",
+    ),
+    examples=("reset", "reset TRN-CAP-001"),
+)
+def _parse_reset(args: list[str]) -> Command:
+    vm, trainee = _target("reset", args)
+    return Reset(vm, trainee)
+
+
+@_verb(
+    "rebuild",
+    summary="re-create your training VM from its base snapshot: same name, same assignment",
+    example="rebuild",
+    syntax="rebuild [VM]",
+    detail=(
+        "Everything on the VM is lost; you confirm first.",
+        "Without VM: the VM you were given; operators may name any trainee's.",
+    ),
+    examples=("rebuild", "rebuild TRN-CAP-001"),
+)
+def _parse_rebuild(args: list[str]) -> Command:
+    vm, trainee = _target("rebuild", args)
+    return Rebuild(vm, trainee)
 
 
 @_verb(

@@ -160,6 +160,31 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Assignment:
+    """One trainee holding one clone of an environment (a Slack user ID and a clone row).
+
+    Active while `ended_at` is None. It ends when it is unassigned, replaced (its clone was no
+    longer ready when the trainee was assigned again) or removed (the clone was destroyed: a
+    strip back); `told_at` is when the trainee was told a removal (at most once)."""
+
+    id: int
+    environment: str
+    trainee: str
+    clone_id: int
+    clone_name: str
+    assigned_by: str
+    assigned_at: datetime | None = None
+    handed_out_at: datetime | None = None  # the hand-out message reached the trainee
+    ended_at: datetime | None = None
+    ended_reason: str = ""  # "unassigned", "replaced" or "removed"
+    told_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     actor: str

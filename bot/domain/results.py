@@ -151,6 +151,8 @@ class EnvironmentStatus:
     drift: dict[int, Drift] = field(default_factory=dict)
     checked: bool = False  # compared with vCenter just now
     unchecked: str = ""  # why it could not be compared (vCenter unreachable, ...)
+    # One environment's status: clone id -> the trainee (Slack user ID) who holds it.
+    assigned: dict[int, str] = field(default_factory=dict)
 
     @property
     def live(self) -> int:

@@ -139,6 +139,7 @@ class Endpoint:
     api_version: str
     user: str  # as vCenter names the session's user, e.g. "VSPHERE.LOCAL\\svc"
     trust: str  # how its TLS certificate is trusted
+    instance_uuid: str = ""  # vCenter's own (about.instanceUuid): vSphere Client links use it
 
 
 @dataclass(frozen=True)

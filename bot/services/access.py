@@ -1,10 +1,13 @@
 """Who may run which verb where, from Slack.
 
-Read-only verbs (status, savings, types, plan, inventory, help) are for everyone, everywhere.
-`check` is for admins only (in any channel). Every other verb changes something (deploy,
-teardown, prepare, power, refresh, schedule, extend, cancel-schedule, and any verb added later
-unless listed here) and needs an admin, an operator, or a member of an operator user group, in
-one of the configured channels (any channel when none are configured). With nobody configured,
+Read-only verbs (status, savings, types, plan, inventory, my, help) are for everyone,
+everywhere. `check` is for admins only (in any channel). Self-service verbs (reset, rebuild, and
+power on|off without an environment) are for trainees (anyone holding an assignment) on their own
+VM, and for operators on anyone's, anywhere; which VM is checked by the trainee service, which
+audits a refusal too. Every other verb changes something (deploy, teardown, prepare, power ENV,
+refresh, schedule, extend, cancel-schedule, assign, unassign, and any verb added later unless
+listed here) and needs an admin, an operator, or a member of an operator user group, in one of
+the configured channels (any channel when none are configured). With nobody configured,
 changing verbs are refused: a fresh install must not let a whole workspace destroy VMs.
 """
 
@@ -25,7 +28,7 @@ READ_ONLY_VERBS = grammar.verbs_with(grammar.Access.READ)
 # Verbs for admins only, in any channel: `check` changes nothing but shows the vCenter setup
 # (hosts, objects, the service account's privileges).
 ADMIN_VERBS = grammar.verbs_with(grammar.Access.ADMIN)
-_READ_ONLY_TEXT = "status, savings, types, plan, inventory and help"
+_READ_ONLY_TEXT = "status, savings, types, plan, inventory, my and help"
 
 GroupMembers = Callable[[str], Iterable[str]]  # user group ID -> member user IDs
 
@@ -50,11 +53,13 @@ class AccessPolicy:
         settings: SlackSettings,
         group_members: GroupMembers | None = None,
         *,
+        is_trainee: Callable[[str], bool] | None = None,
         cache_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self._group_members = group_members
+        self._is_trainee = is_trainee
         self._cache_s = cache_s
         self._clock = clock
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
@@ -73,9 +78,22 @@ class AccessPolicy:
             return True
         return any(user in self._members(group) for group in self.settings.operator_groups)
 
-    def check(self, user: str, channel: str, verb: str) -> Decision:
-        """May `user` run `verb` in `channel`?"""
-        if verb in READ_ONLY_VERBS:
+    def is_trainee(self, user: str) -> bool:
+        """Holds an assignment (a training VM)."""
+        return self._is_trainee is not None and self._is_trainee(user)
+
+    def acts_for_anyone(self, user: str) -> bool:
+        """May act on any trainee's VM (self-service verbs): the operators."""
+        return self.configured and self.is_operator(user)
+
+    def check(
+        self, user: str, channel: str, verb: str, access: grammar.Access | None = None
+    ) -> Decision:
+        """May `user` run `verb` in `channel`? `access`: the command's own (a verb such as
+        `power` is both an operator's and a trainee's); None: the verb's usual one."""
+        if access is grammar.Access.SELF:
+            return self._self_service(user, verb)
+        if verb in READ_ONLY_VERBS and access in (None, grammar.Access.READ):
             return ALLOWED
         if verb in ADMIN_VERBS:
             if self.is_admin(user):
@@ -93,6 +111,13 @@ class AccessPolicy:
                 "user IDs to `operators` or `admins` in the [slack] section of clones.toml.",
             )
         if not self.is_operator(user):
+            if self.is_trainee(user):
+                return Decision(
+                    False,
+                    f"You are not allowed to `{verb}` an environment: that is for the bot's "
+                    "operators. On the VM you were given, type `power on`, `power off`, `reset` "
+                    "or `rebuild` (without a name); `my` shows it.",
+                )
             return Decision(
                 False,
                 f"You are not allowed to `{verb}`: only the bot's operators and admins may change "
@@ -107,6 +132,16 @@ class AccessPolicy:
                 f"from {where}. Run it there.",
             )
         return ALLOWED
+
+    def _self_service(self, user: str, verb: str) -> Decision:
+        if self.acts_for_anyone(user) or self.is_trainee(user):
+            return ALLOWED
+        return Decision(
+            False,
+            f"`{verb}` is for trainees, on the VM they were given, and for the bot's operators: "
+            "you hold no training VM. Your trainer gives you one with `assign`; `/clones my` "
+            "shows it.",
+        )
 
     def may_confirm(self, user: str, requester: str) -> Decision:
         """Only the person who asked for a strip back, or an admin, may confirm it."""

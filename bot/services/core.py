@@ -1,9 +1,9 @@
 """The deploy, strip back and query services, wired over one vCenter and one repository.
 
 `Service` builds the pieces every front end and the other services use (`runs`, `queries`,
-`placements`, `ownership`, `cloner`, `power`, `deploy_runs`, `deployer`, `strip_back`) and
-offers the operations a command asks for (deploy, strip back, status, savings, types). It holds
-no logic of its own: each operation lives in its own module.
+`placements`, `ownership`, `cloner`, `power`, `deploy_runs`, `deployer`, `trainees`,
+`strip_back`) and offers the operations a command asks for (deploy, strip back, status, savings,
+types). It holds no logic of its own: each operation lives in its own module.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from bot.services.ownership import Ownership
 from bot.services.placements import Placements
 from bot.services.power import Power
 from bot.services.queries import Queries, TypeStatus
+from bot.services.refresh import Refresher
 from bot.services.runs import Core, RunBook
 from bot.services.teardown import StripBack
+from bot.services.trainees import Trainees
 from bot.settings import Settings
 
 
@@ -49,7 +51,23 @@ class Service:
         self.power = Power(self.core)
         self.deploy_runs = DeployRuns(self.core, self.cloner, self.queries)
         self.deployer = Deployer(self.core, self.placements, self.deploy_runs)
-        self.strip_back = StripBack(self.core, self.ownership, self.queries)
+        self.trainees = Trainees(
+            self.core,
+            queries=self.queries,
+            ownership=self.ownership,
+            power=self.power,
+            refresher=Refresher(
+                self.core,
+                queries=self.queries,
+                ownership=self.ownership,
+                cloner=self.cloner,
+                power=self.power,
+                placements=self.placements,
+            ),
+        )
+        self.strip_back = StripBack(
+            self.core, self.ownership, self.queries, after=self.trainees.tell_removed
+        )
 
     @property
     def owner(self) -> str:

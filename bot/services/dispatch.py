@@ -16,10 +16,12 @@ from typing import Any
 from bot.domain import grammar
 from bot.domain.errors import ClonesError, UsageError
 from bot.domain.results import DeployResult
+from bot.domain.trainees import SelfService
 from bot.ports import ProgressCallback
 from bot.services.container import Services
 from bot.services.orphans import act_on_orphans
 from bot.services.schedules import ScheduleResult, ScheduleService
+from bot.services.trainees import OnHandOut
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class Invocation:
     on_event: ProgressCallback | None = None
     # `orphans remove`: only these morefs (the set the confirmation showed); None: all ours.
     only: Collection[str] | None = None
+    # Self-service commands (reset, rebuild, power on|off without ENV): may the actor act on
+    # any trainee's VM (an operator; the terminal), or only on the VM they were given?
+    anyone: bool = False
+    # `assign`: the hand-out's progress, after each trainee.
+    on_handout: OnHandOut | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,12 @@ def _cancel(s: Services, c: grammar.CancelSchedule, i: Invocation) -> ScheduleRe
     return _schedules(s).cancel(c.environment, actor=i.actor, source=i.source, channel=i.channel)
 
 
+def _power_mine(s: Services, c: grammar.Reset | grammar.MyPower, i: Invocation) -> SelfService:
+    return s.service.trainees.power(
+        c, actor=i.actor, anyone=i.anyone, source=i.source, channel=i.channel
+    )
+
+
 ROUTES: dict[type[Any], Route] = {
     grammar.Deploy: _deploy,
     grammar.Teardown: lambda s, c, i: s.service.teardown(
@@ -109,6 +122,23 @@ ROUTES: dict[type[Any], Route] = {
     ),
     grammar.Check: lambda s, c, i: s.checker.run(),
     grammar.Help: lambda s, c, i: grammar.usage(c.topic),
+    grammar.Assign: lambda s, c, i: s.service.trainees.assign(
+        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
+    ),
+    grammar.Unassign: lambda s, c, i: s.service.trainees.unassign(
+        c, actor=i.actor, source=i.source, channel=i.channel
+    ),
+    grammar.My: lambda s, c, i: s.service.trainees.mine(i.actor),
+    grammar.Reset: _power_mine,
+    grammar.MyPower: _power_mine,
+    grammar.Rebuild: lambda s, c, i: s.service.trainees.rebuild(
+        c,
+        actor=i.actor,
+        anyone=i.anyone,
+        source=i.source,
+        channel=i.channel,
+        on_event=i.on_event,
+    ),
 }
 
 # Destructive commands show what they would do, and act only once confirmed: the front end
@@ -117,6 +147,7 @@ PLANS: dict[type[Any], Callable[[Services, Any], object]] = {
     grammar.Teardown: lambda s, c: s.service.teardown_plan(c.environment),
     grammar.Refresh: lambda s, c: s.admin.refresher.plan(c.environment),
     grammar.Orphans: lambda s, c: s.recovery.orphans() if c.action else None,
+    grammar.Rebuild: lambda s, c: s.service.trainees.rebuild_plan(c),  # settled: its VM named
 }
 
 
@@ -126,6 +157,20 @@ def dispatch(services: Services, command: object, invocation: Invocation) -> obj
     if route is None:  # every command class has a route; a test checks it
         raise UsageError(f'"{getattr(command, "verb", command)}" cannot be run here.')
     return route(services, command, invocation)
+
+
+def settled(services: Services, command: object, invocation: Invocation) -> object:
+    """The command with what it acts on named, before it is planned and confirmed: `rebuild`
+    names the one VM (the actor's own, checked; a refusal is audited)."""
+    if isinstance(command, grammar.Rebuild):
+        return services.service.trainees.settle(
+            command,
+            actor=invocation.actor,
+            anyone=invocation.anyone,
+            source=invocation.source,
+            channel=invocation.channel,
+        )
+    return command
 
 
 def plan_for(services: Services, command: object) -> object | None:

@@ -1,5 +1,6 @@
 """`inventory`: the asset database the origin kept in custom attributes, read back from vCenter
-(attributes, who deployed each clone and when, power, storage, host)."""
+(attributes, who deployed each clone and when, power, storage, host), and who holds each clone
+(the assignments in SQLite)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class InventoryRow:
     committed_gb: float
     host: str
     attributes: dict[str, str] = field(default_factory=dict)
+    assigned_to: str = ""  # the trainee (Slack user ID) who holds it
 
 
 class Inventory:
@@ -50,6 +52,7 @@ class Inventory:
         for folder in sorted(folders):
             live.update({found.moref: found for found in self.vcenter.find_vms(folder)})
         hosts = self._host_names()
+        held = {a.clone_id: a.trainee for a in self.repo.assignments(environment=environment)}
         rows = []
         for c in clones:
             vm = live.get(c.moref or "")
@@ -72,6 +75,7 @@ class Inventory:
                     committed_gb=round(vm.committed_bytes / GIB, 2) if vm else 0.0,
                     host=hosts.get(vm.host, vm.host) if vm else "",
                     attributes=attributes,
+                    assigned_to=held.get(c.id, ""),
                 )
             )
         return rows

@@ -139,6 +139,9 @@ class Queries:
                     drift=drift,
                     checked=not unchecked,
                     unchecked=unchecked,
+                    assigned={
+                        a.clone_id: a.trainee for a in self.repo.assignments(environment=env.name)
+                    },
                 )
             ]
         out = []

@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.domain.errors import ClonesError, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
 from bot.domain.results import DeployResult, FailedClone, TeardownResult
 from bot.domain.vsphere import VmFacts
-from bot.host import owner_gone
 from bot.ports import ProgressCallback
 from bot.services.core import Service
 from bot.services.orphans import Orphan, Orphans
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
     from bot.services.teardown import StripBack
 
 log = logging.getLogger(__name__)
-
-STALE_AFTER = timedelta(minutes=2)  # a run whose heartbeat is older than this is abandoned
 
 
 @dataclass(frozen=True)
@@ -118,6 +115,7 @@ class Recovery:
         deploy_runs: DeployRuns,
         strip_back: StripBack,
         clock: Callable[[], datetime] | None = None,
+        relabel: Callable[[str], object] | None = None,
     ) -> None:
         self.settings, self.repo, self.vcenter, self.runs = (
             core.settings,
@@ -129,6 +127,9 @@ class Recovery:
         self.deploy_runs, self.strip_back = deploy_runs, strip_back
         self.orphan_finder = Orphans(core)
         self.clock = clock or (lambda: datetime.now(UTC))
+        # After a deployment or refresh is finished: labels kept outside the deployment (the
+        # trainees' AssignedTo) written again on the VMs it re-created.
+        self.relabel = relabel
 
     @classmethod
     def over(cls, service: Service, *, clock: Callable[[], datetime] | None = None) -> Recovery:
@@ -141,6 +142,7 @@ class Recovery:
             deploy_runs=service.deploy_runs,
             strip_back=service.strip_back,
             clock=clock,
+            relabel=service.trainees.relabel,
         )
 
     # ================================================================= abandoned runs
@@ -153,12 +155,7 @@ class Recovery:
         return sorted(out, key=lambda r: r.id)
 
     def _owner_dead(self, run: Run) -> bool:
-        if run.owner == self.runs.owner:
-            return False  # this very process runs it
-        if owner_gone(run.owner):
-            return True
-        beat = run.heartbeat_at or run.started_at
-        return beat is None or self.clock() - beat > STALE_AFTER
+        return self.runs.owner_dead(run, self.clock())
 
     def recover(
         self, *, actor: str = "clones", on_event: ProgressCallback | None = None
@@ -248,6 +245,11 @@ class Recovery:
                 placements=placements,
                 todo=to_clone,
             )
+        if self.relabel is not None and to_clone:
+            try:
+                self.relabel(env.name)
+            except Exception:  # the clones are back either way; a label is extra
+                log.exception("relabelling %s after recovery", env.name)
         message = f"{len(kept)} left as they were, refresh them again" if kept else ""
         return ResumedRun(
             run_id=run.id,

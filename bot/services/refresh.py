@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -116,16 +117,26 @@ class Refresher:
         source: str = "cli",
         channel: str = "",
         on_event: ProgressCallback | None = None,
+        clone_ids: Collection[int] | None = None,
+        words: str = "",
     ) -> RefreshResult:
         """Re-create each clone from the current base snapshot, keeping name and attributes.
 
         One clone at a time per worker: destroy the old VM (verified ours), clone the new one
         on the same host, restore its power state. DeployedAt is the new VM's time; who
-        deployed it and every attribute keep their values.
+        deployed it and every attribute keep their values. `clone_ids`: only these of the
+        environment's ready clones (a trainee's `rebuild`, said as `words` in the audit).
         """
         env = self.queries.environment(command.environment)
         with self.runs.environment_lock(env.name):
             clones = self.repo.clones(environment=env.name, states=[CloneState.READY])
+            if clone_ids is not None:
+                clones = [c for c in clones if c.id in clone_ids]
+                if not clones:
+                    raise NotFoundError(
+                        f"{words or 'The clone'}: the VM is not ready (being rebuilt, or "
+                        "gone); nothing was done."
+                    )
             if not clones:
                 raise NotFoundError(f"Environment {env.name} has no ready clones to refresh.")
             for t in {c.type for c in clones}:
@@ -145,7 +156,7 @@ class Refresher:
                 kind=RunKind.REFRESH,
                 requested_by=actor,
                 requested=len(verified),
-                command=f"refresh {env.name}",
+                command=words or f"refresh {env.name}",
                 source=source,
                 channel=channel,
                 clone_ids=[c.id for c, _ in verified],

@@ -12,18 +12,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.domain.errors import ConflictError
 from bot.domain.models import CloneState, Run, RunKind, RunMessage, RunState
 from bot.domain.results import EventKind, ProgressEvent
-from bot.host import process_owner
+from bot.host import owner_gone, process_owner
 from bot.ports import ProgressCallback, Repository, VCenter
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 15.0  # how often a running run says its process is alive
+STALE_AFTER = timedelta(minutes=2)  # a run whose heartbeat is older than this is abandoned
 LIVE_STATES = tuple(s for s in CloneState if s.live)
 
 
@@ -116,6 +117,16 @@ class RunBook:
                     self.repo.heartbeat(run_id)
                 except Exception:  # a missed beat only makes the run look stale sooner
                     log.exception("heartbeat of run %s failed", run_id)
+
+    def owner_dead(self, run: Run, now: datetime) -> bool:
+        """True when the process running `run` is gone: it certainly ended (this machine), or
+        its heartbeat is older than STALE_AFTER (another machine). Never for this process."""
+        if run.owner == self.owner:
+            return False  # this very process runs it
+        if owner_gone(run.owner):
+            return True
+        beat = run.heartbeat_at or run.started_at
+        return beat is None or now - beat > STALE_AFTER
 
     def environment_lock(self, name: str) -> _TryLock:
         with self._env_locks_guard:

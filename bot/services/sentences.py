@@ -26,6 +26,14 @@ from bot.domain.results import (
     TeardownResult,
 )
 from bot.domain.savings import GIB
+from bot.domain.trainees import (
+    Assigned,
+    HandOutReport,
+    MyVm,
+    RebuildPlan,
+    SelfService,
+    Unassigned,
+)
 from bot.domain.vsphere import ATTR_ENVIRONMENT
 from bot.services.orphans import Orphan, OrphansOutcome
 from bot.services.power import PowerResult
@@ -50,6 +58,7 @@ class Marks:
     strong: Mark = _same  # the figure a reader must not miss
     em: Mark = _same  # a label inside a line ("Fix:")
     command: Mark = lambda words: f"clones {words}"  # how to type a command here
+    person: Mark = _same  # a Slack member ID (Slack mentions it; the terminal shows the ID)
 
 
 PLAIN = Marks()  # the terminal
@@ -235,3 +244,84 @@ def adopted(name: str, environment: str, m: Marks = PLAIN) -> str:
 
 def removed(name: str, m: Marks = PLAIN) -> str:
     return f"removed {m.code(name)}"
+
+
+# ===================================================================== trainees
+def assigned(r: Assigned, m: Marks = PLAIN) -> str:
+    """ "nov-cohort: 25 trainees hold a VM (22 new, 3 kept)" """
+    parts = [f"{len(r.new)} new", f"{len(r.kept)} kept"]
+    if r.replaced:
+        parts.append(f"{len(r.replaced)} given another: theirs was not ready")
+    return (
+        f"{m.name(r.environment)}: {m.strong(plural(r.trainees, 'trainee'))} hold a VM "
+        f"({', '.join(parts)})"
+    )
+
+
+def left_out(n: int) -> str:
+    return f"{plural(n, 'channel member')} left out: bots, and the people who run the lab"
+
+
+def handed_out(r: HandOutReport, m: Marks = PLAIN) -> str:
+    """The hand-out's outcome, in one line (who was not reached follows, one line each)."""
+    if r.not_sent:
+        return f"Hand-out: {m.text(r.not_sent)}"
+    if not r.sent and not r.failed:
+        return "Hand-out: every trainee named already has theirs"
+    missed = f", {m.strong(plural(len(r.failed), 'trainee'))} not reached" if r.failed else ""
+    return f"Hand-out: {plural(len(r.sent), 'trainee')} reached{missed}"
+
+
+def not_reached(trainee: str, why: str, m: Marks = PLAIN) -> str:
+    return f"{m.person(trainee)}: {m.text(why)}"
+
+
+def unassigned(r: Unassigned, m: Marks = PLAIN) -> str:
+    if not r.ended:
+        return f"{m.name(r.environment)}: nobody named held a VM there; nothing changed"
+    vms = ", ".join(m.code(a.clone_name) for a in r.ended)
+    verb = "holds" if len(r.ended) == 1 else "hold"
+    return (
+        f"{m.name(r.environment)}: {plural(len(r.ended), 'trainee')} no longer {verb} a VM "
+        f"({vms}); the VMs stay as they are"
+    )
+
+
+def no_vms() -> str:
+    return 'You hold no training VM. Your trainer gives you one with "assign".'
+
+
+def my_vm(v: MyVm, m: Marks = PLAIN) -> str:
+    """ "TRN-CAP-003 (capture) in nov-cohort: ready, on; the lab ends Fri ..." """
+    a = v.assignment
+    power = power_word(v.power_state)
+    state = v.state + (f", {power}" if power and v.state == "ready" else "")
+    ends = f"; the lab ends {m.strong(v.ends)}" if v.ends else ""
+    return f"{m.code(a.clone_name)} ({m.text(v.type)}) in {m.name(a.environment)}: {state}{ends}"
+
+
+_SELF_DONE = {"reset": "Reset", "on": "Powered on", "off": "Powered off"}
+
+
+def self_served(r: SelfService, m: Marks = PLAIN) -> str:
+    """ "Reset TRN-CAP-003" / "Powered on TRN-CAP-003; 1 failed" """
+    done = ", ".join(m.code(n) for n in r.done) or "nothing"
+    failed = f"; {len(r.failed)} failed" if r.failed else ""
+    return f"{_SELF_DONE.get(r.action, r.action)} {done}{failed}"
+
+
+def rebuild_plan(plan: RebuildPlan, m: Marks = PLAIN) -> str:
+    return (
+        f"This destroys {m.code(plan.vm)} ({m.text(plan.type)} in {m.name(plan.environment)}, "
+        f"held by {m.person(plan.trainee)}) and clones it again from its base snapshot, same "
+        f"name. {m.strong('Whatever is on it now is lost.')}"
+    )
+
+
+def rebuilt(r: RefreshResult, m: Marks = PLAIN) -> str:
+    if r.refreshed:
+        return f"Rebuilt {m.code(r.refreshed[0])} from its base snapshot: same name, same trainee"
+    problems = r.failed or r.skipped
+    if not problems:
+        return "Nothing was rebuilt"
+    return f"Rebuilding {m.code(problems[0].name)} failed: {m.text(problems[0].error)}"

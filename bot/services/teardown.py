@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -34,9 +35,18 @@ log = logging.getLogger(__name__)
 
 
 class StripBack:
-    """Strips environments back."""
+    """Strips environments back. `after` runs once each strip back has ended (its trainees are
+    told their VM was removed: `bot.services.trainees`); it never fails the strip back."""
 
-    def __init__(self, core: Core, ownership: Ownership, queries: Queries) -> None:
+    def __init__(
+        self,
+        core: Core,
+        ownership: Ownership,
+        queries: Queries,
+        *,
+        after: Callable[[], object] | None = None,
+    ) -> None:
+        self.after = after
         self.settings = core.settings
         self.repo = core.repo
         self.vcenter = core.vcenter
@@ -143,6 +153,7 @@ class StripBack:
             message=message,
         )
         emit("finished", message=f"{len(destroyed)} clones destroyed, {result.reclaimed_gb} GB")
+        self._ended()
         if error is not None:
             raise error
         return result
@@ -152,6 +163,14 @@ class StripBack:
         frees, and where it runs when more destroys run at once than one host may take (each
         destroy counts on its host against `max_ops_per_host`)."""
         return ("storage", "host") if may_crowd_a_host(self.settings) else ("storage",)
+
+    def _ended(self) -> None:
+        if self.after is None:
+            return
+        try:
+            self.after()
+        except Exception:  # the clones are gone either way; telling people is extra
+            log.exception("after the strip back")
 
     def _destroy_one(
         self, emit: Emitter, limits: OpLimits, item: tuple[Clone, VmSighting], stop: Stop

@@ -1,5 +1,6 @@
-"""The App Home tab: what is being worked on now, then each environment with its counts, owner,
-savings and next event, and a Strip back button for who may use it."""
+"""The App Home tab: a trainee's own VMs with their buttons, what is being worked on now, then
+each environment with its counts, owner, savings and next event, and a Strip back button for who
+may use it."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import Any
 from bot.domain.models import Run, RunKind
 from bot.domain.results import EnvironmentStatus
 from bot.domain.savings import Savings
+from bot.domain.trainees import MyVms
 from handlers.blocks.ids import ACTION_HOME_REFRESH, ACTION_HOME_TEARDOWN
 from handlers.blocks.kit import Block, actions, button, capped_lines, context, esc, section, who
 from handlers.blocks.reads import MAX_ENVIRONMENTS, environment_summary
+from handlers.blocks.trainees import vm_blocks
 
 HOME_MAX_ENVIRONMENTS = MAX_ENVIRONMENTS  # each takes 3-4 blocks; a Home view holds 100
 HOME_MAX_RUNNING = 10  # runs listed under "Working now"
+HOME_MAX_OWN_VMS = 5  # a trainee's own VMs, two blocks each
 HOME_MAX_BLOCKS = 100
 
 _RUN_VERBS = {
@@ -44,6 +48,7 @@ def home(
     note: str = "",
     next_events: dict[str, str] | None = None,
     running: Sequence[Run] = (),
+    mine: MyVms | None = None,
 ) -> dict[str, Any]:
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Training lab environments"}},
@@ -51,6 +56,10 @@ def home(
     ]
     if note:
         blocks.append(context(note))
+    if mine is not None and mine.vms:  # a trainee's own VMs first, with their buttons
+        blocks.append(section("*Your training VMs*"))
+        for vm in mine.vms[:HOME_MAX_OWN_VMS]:
+            blocks += vm_blocks(vm)
     if running:
         blocks.append(section(_running(running)))
     events = next_events or {}

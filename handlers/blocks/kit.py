@@ -51,6 +51,7 @@ MRKDWN = Marks(
     strong=lambda s: f"*{s}*",
     em=lambda s: f"_{s}_",
     command=lambda words: f"/clones {words}",
+    person=lambda user: who(user),
 )
 
 

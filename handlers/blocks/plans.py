@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.domain.results import TeardownPlan
+from bot.domain.trainees import RebuildPlan
 from bot.services import sentences as say
 from bot.services.refresh import RefreshPlan
 from handlers.blocks.ids import (
@@ -13,6 +14,8 @@ from handlers.blocks.ids import (
     ACTION_CONFIRM,
     ACTION_ORPHANS_CANCEL,
     ACTION_ORPHANS_CONFIRM,
+    ACTION_REBUILD_CANCEL,
+    ACTION_REBUILD_CONFIRM,
     ACTION_REFRESH_CANCEL,
     ACTION_REFRESH_CONFIRM,
 )
@@ -34,6 +37,8 @@ ORPHANS_TOKEN_ENV = "orphans"  # the confirmation's "environment": orphans belon
 
 def working_out(action: str, environment: str) -> str:
     """The slash command's answer while the plan is worked out (it follows in the channel)."""
+    if action == "rebuild":
+        return f"Working out what a rebuild of {environment} would re-create..."
     if action == "refresh":
         return f"Working out what a refresh of {environment} would re-create..."
     return f"Working out what strip back of {environment} would destroy..."
@@ -44,6 +49,7 @@ _BUTTONS = {
     "teardown": ("clones_teardown", "Confirm strip back", ACTION_CONFIRM, ACTION_CANCEL),
     "refresh": ("clones_refresh", "Confirm refresh", ACTION_REFRESH_CONFIRM, ACTION_REFRESH_CANCEL),
     "orphans": ("clones_orphans", "Confirm remove", ACTION_ORPHANS_CONFIRM, ACTION_ORPHANS_CANCEL),
+    "rebuild": ("clones_rebuild", "Confirm rebuild", ACTION_REBUILD_CONFIRM, ACTION_REBUILD_CANCEL),
 }
 
 
@@ -89,6 +95,23 @@ def refresh_plan(plan: RefreshPlan, requester: str, token: str) -> Rendered:
         token,
         requester,
     )
+
+
+def rebuild_plan(plan: RebuildPlan, requester: str, token: str) -> Rendered:
+    return _asking(
+        "rebuild",
+        f"Rebuild {plan.vm}? It is destroyed and cloned again from its base snapshot",
+        f":warning: {who(requester)} asked to rebuild `{esc(plan.vm)}`.\n"
+        f"{say.rebuild_plan(plan, MRKDWN)}",
+        plan.vm,
+        token,
+        requester,
+    )
+
+
+def asked_in_direct_messages(what: str) -> str:
+    """Said where the command was typed when its Confirm / Cancel went to the asker's DM."""
+    return f":envelope: The {esc(what)} waits for your Confirm in your direct messages with me."
 
 
 def orphans_remove_plan(names: Sequence[str], requester: str, token: str) -> Rendered:
@@ -145,6 +168,11 @@ def teardown_cancelled(environment: str, user: str) -> Rendered:
 
 def refresh_cancelled(environment: str, user: str) -> Rendered:
     return _cancelled("Refresh", environment, user, "nothing was changed")
+
+
+def rebuild_cancelled(vm: str, user: str) -> Rendered:
+    text = f"Rebuild of {vm} cancelled: nothing was changed"
+    return Rendered(text, [section(f":no_entry_sign: {esc(text)} by {who(user)}.")])
 
 
 def orphans_cancelled(_: str, user: str) -> Rendered:

@@ -47,11 +47,13 @@ def environment_summary(
     return "\n".join(lines)
 
 
-def _clone_lines(st: EnvironmentStatus) -> list[str]:
-    """One environment's clones (those alive or with an error), under the vCenter note."""
+def _clone_lines(st: EnvironmentStatus, trainees: bool) -> list[str]:
+    """One environment's clones (those alive or with an error), under the vCenter note; who
+    holds each when `trainees` (operators see it; trainees never see each other's VMs)."""
     note = say.vcenter_note(st)
     lines = [
         f"`{esc(c.name)}` {esc(c.type)} {c.state.value}"
+        + (f" → {who(st.assigned[c.id])}" if trainees and c.id in st.assigned else "")
         + (f" :warning: {esc(st.drift[c.id].text)}" if c.id in st.drift else "")
         + (f": {esc(c.error)}" if c.error else "")
         for c in st.clones
@@ -66,8 +68,10 @@ def status(
     statuses: Sequence[EnvironmentStatus],
     environment: str | None,
     next_events: dict[str, str] | None = None,
+    trainees: bool = False,
 ) -> Rendered:
-    """`next_events`: environment -> "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)"."""
+    """`next_events`: environment -> "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)";
+    `trainees`: show who holds each clone."""
     if not statuses:
         return Rendered(say.no_environments(MRKDWN), [section(say.no_environments(MRKDWN))])
     events = next_events or {}
@@ -75,7 +79,7 @@ def status(
     shown = statuses[:MAX_ENVIRONMENTS]
     for st in shown:
         blocks.append(section(environment_summary(st, None, events.get(st.environment.name))))
-        lines = _clone_lines(st) if environment is not None else []
+        lines = _clone_lines(st, trainees) if environment is not None else []
         if lines:
             blocks.append(section(capped_lines(lines, more=" (`inventory ENV` lists all)")))
     if len(statuses) > len(shown):
@@ -129,11 +133,15 @@ def plan(p: PlanResult) -> Rendered:
 _INVENTORY_HEAD = ("NAME", "TYPE", "ENV", "POWER", "GB", "HOST")
 
 
-def inventory(rows: Sequence[InventoryRow], environment: str | None) -> Rendered:
-    """A compact table in a code block, capped to fit one section; the terminal has the rest."""
+def inventory(
+    rows: Sequence[InventoryRow], environment: str | None, trainees: bool = False
+) -> Rendered:
+    """A compact table in a code block, capped to fit one section; the terminal has the rest.
+    `trainees`: a column of who holds each clone (their member IDs)."""
     where = environment or "all environments"
     if not rows:
         return Rendered(say.no_clones(environment), [section(esc(say.no_clones(environment)))])
+    head = (*_INVENTORY_HEAD, "TRAINEE") if trainees else _INVENTORY_HEAD
     table = [
         (
             r.name,
@@ -142,17 +150,16 @@ def inventory(rows: Sequence[InventoryRow], environment: str | None) -> Rendered
             say.power_word(r.power_state) or r.state,
             f"{r.committed_gb:.2f}",
             r.host or "-",
+            *((r.assigned_to or "-",) if trainees else ()),
         )
         for r in rows
     ]
-    widths = [
-        min(24, max(len(h), *(len(row[i]) for row in table))) for i, h in enumerate(_INVENTORY_HEAD)
-    ]
+    widths = [min(24, max(len(h), *(len(row[i]) for row in table))) for i, h in enumerate(head)]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(c[:w].ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    lines = [line(_INVENTORY_HEAD)]
+    lines = [line(head)]
     budget = SECTION_MAX - 200  # the code fences and the title
     for row in table[:INVENTORY_MAX_ROWS]:
         text = line(row)

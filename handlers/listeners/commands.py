@@ -22,8 +22,8 @@ from slack_sdk import WebClient
 
 from bot.domain import grammar
 from bot.domain.errors import UsageError
-from handlers import confirming, recovered, runs
-from handlers.blocks import admin, plans
+from handlers import confirming, handout, recovered, runs
+from handlers.blocks import admin, plans, trainees
 from handlers.blocks.kit import restarting, usage_error
 from handlers.blocks.runs import deploy_ack
 from handlers.context import HandlerContext, Reply, Request, explain, reporting
@@ -36,6 +36,7 @@ Step = Callable[[Request], None]
 STEPS: dict[type[Any], Step] = {
     grammar.Deploy: runs.deploy,  # the run's own message, posted before anything is created
     grammar.Resume: recovered.resume,  # each resumed run finishes its own message
+    grammar.Assign: handout.assign,  # the hand-out's progress in one channel message
 }
 
 
@@ -65,7 +66,7 @@ def handle(
     if isinstance(command, grammar.Help):
         ack(response_type="ephemeral", text=grammar.usage(command.topic))
         return
-    decision = ctx.access.check(user, channel, command.verb)
+    decision = ctx.access.check(user, channel, command.verb, command.access)
     if not decision:
         said = f"/clones {text}".strip()
         ack(
@@ -131,6 +132,16 @@ def _prepare(r: Request) -> str:
     return admin.preparing(r.command.type)
 
 
+def _assign(r: Request) -> str:
+    if r.command.roster:  # a file on the trainer's computer: refused before anything is done
+        raise UsageError(
+            f'A roster file is read by the terminal: run "clones assign {r.command.environment} '
+            f'from {r.command.roster}" there. Here, name people ("/clones assign '
+            f'{r.command.environment} @alice @bob") or a channel ("from #channel").'
+        )
+    return trainees.assigning(r.command.environment)
+
+
 # What the slash command answers within 3 s, by command ("" or absent: a plain ack).
 ACKS: dict[type[Any], Callable[[Request], str]] = {
     grammar.Deploy: _deploy,
@@ -141,4 +152,6 @@ ACKS: dict[type[Any], Callable[[Request], str]] = {
     grammar.Check: lambda r: admin.CHECKING,
     grammar.Resume: lambda r: admin.RESUMING,
     grammar.Orphans: lambda r: admin.looking_for_orphans(r.command.action),
+    grammar.Assign: _assign,
+    grammar.Rebuild: lambda r: plans.working_out("rebuild", r.command.vm or "your VM"),
 }

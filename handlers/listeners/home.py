@@ -1,6 +1,8 @@
-"""The App Home tab: environments with their types, counts, owner, savings and next scheduled
-event, and what is being deployed, stripped back or refreshed right now; its Refresh button, and
-each environment's Strip back button (the usual plan with Confirm / Cancel, in its channel)."""
+"""The App Home tab: a trainee's own VMs (with Power on / off, Reset and Rebuild, handled in
+`handlers.listeners.trainees`), environments with their types, counts, owner, savings and next
+scheduled event, and what is being deployed, stripped back or refreshed right now; its Refresh
+button, and each environment's Strip back button (the usual plan with Confirm / Cancel, in its
+channel)."""
 
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ def publish_home(ctx: HandlerContext, client: WebClient, user: str) -> None:
         note=note,
         next_events=ctx.next_event_texts(),
         running=service.queries.running_runs(),
+        mine=service.trainees.mine(user),
     )
     client.views_publish(user_id=user, view=view)
 

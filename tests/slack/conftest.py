@@ -21,6 +21,7 @@ from bot.settings import (
     BUNDLED_LAB_CONFIG,
     ScheduleSettings,
     SlackSettings,
+    TraineeSettings,
     VCenterSettings,
     load_settings,
 )
@@ -123,7 +124,11 @@ class SlackHarness:
 
 
 def lab_settings(
-    lab: LabProcess, db: Path, slack: SlackSettings, schedule: ScheduleSettings | None = None
+    lab: LabProcess,
+    db: Path,
+    slack: SlackSettings,
+    schedule: ScheduleSettings | None = None,
+    trainees: TraineeSettings | None = None,
 ) -> Any:
     settings = load_settings(BUNDLED_LAB_CONFIG)
     info = lab.info
@@ -143,6 +148,7 @@ def lab_settings(
         concurrency=4,
         retry_backoff_s=0.1,
         schedule=schedule or settings.schedule,
+        trainees=trainees or settings.trainees,
     )
 
 
@@ -156,6 +162,7 @@ def make_harness(
         *,
         clock: Clock | None = None,
         schedule: ScheduleSettings | None = None,
+        trainees: TraineeSettings | None = None,
         paused: bool = True,
         **slack_overrides: Any,
     ) -> SlackHarness:
@@ -173,7 +180,7 @@ def make_harness(
         )
         fake_slack.group_members["SOPS"] = [GROUP_MEMBER]
         db = tmp_path / "clones.db"
-        core = bootstrap.build(lab_settings(lab, db, slack, schedule), start_lab=False)
+        core = bootstrap.build(lab_settings(lab, db, slack, schedule, trainees), start_lab=False)
         bot = create_bot(core, SlackTokens("xoxb-test", SECRET, "", 0), clock=clock)
         bot.start(paused=paused)
         server = http_server(bot.app, "127.0.0.1", 0)

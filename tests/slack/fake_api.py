@@ -3,7 +3,9 @@
 Speaks what slack_sdk's WebClient and Bolt send: form or JSON bodies to /api/METHOD, the file
 upload URL of files_upload_v2, and response_url posts. It can answer 429 with Retry-After, refuse
 a method with one of Slack's errors (`not_in_channel`, `missing_scope` with `needed`, ...), and
-keeps the latest text and blocks of every message so tests can assert what a channel shows.
+keeps the latest text and blocks of every message so tests can assert what a channel shows. It
+has a workspace too (`add_user`, `channel_members`): users.info, users.lookupByEmail,
+conversations.members (paged) and conversations.open (a direct message is channel `dm(user)`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class FakeSlack:
         self.messages: dict[str, Message] = {}  # ts -> message
         self.uploads: dict[str, bytes] = {}  # file_id -> bytes
         self.group_members: dict[str, list[str]] = {}
+        # The workspace: members (users.info / users.lookupByEmail) and channels' members
+        # (conversations.members, paged `page_size` at a time).
+        self.users: dict[str, dict[str, Any]] = {}
+        self.channel_members: dict[str, list[str]] = {}
+        self.page_size = 200
         self.socket_url = ""
         self._rate_limits: dict[str, list[int]] = {}  # method -> [remaining, retry_after]
         self._refusals: list[_Refusal] = []
@@ -105,6 +112,26 @@ class FakeSlack:
                 if r.method == method and (r.channel is None or r.channel == where):
                     return {"ok": False, "error": r.error, **r.extra}
         return None
+
+    def add_user(
+        self, user: str, name: str = "", email: str = "", *, bot: bool = False,
+        deleted: bool = False,
+    ) -> None:  # fmt: skip
+        """A workspace member, as users.info and users.lookupByEmail show them."""
+        with self._cond:
+            self.users[user] = {
+                "id": user,
+                "name": name.lower().replace(" ", "."),
+                "real_name": name,
+                "deleted": deleted,
+                "is_bot": bot,
+                "profile": {"real_name": name, "email": email},
+            }
+
+    @staticmethod
+    def dm(user: str) -> str:
+        """The direct-message conversation conversations.open gives for `user`."""
+        return f"D{user}"
 
     def in_channel(self, channel: str) -> list[Message]:
         """The top-level messages of a channel (not thread replies), oldest first."""
@@ -191,6 +218,9 @@ class FakeSlack:
                 return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
             if method == "views.publish":
                 return {"ok": True, "view": p.get("view")}
+            people = self._people(method, p)
+            if people is not None:
+                return people
             if method == "usergroups.users.list":
                 return {"ok": True, "users": self.group_members.get(str(p.get("usergroup")), [])}
             if method == "files.getUploadURLExternal":
@@ -221,6 +251,38 @@ class FakeSlack:
             if method == "apps.connections.open":
                 return {"ok": True, "url": self.socket_url}
         return {"ok": False, "error": "unknown_method"}
+
+    def _people(self, method: str, p: dict[str, Any]) -> dict[str, Any] | None:
+        """The workspace's methods (caller holds the lock); None: not one of them."""
+        if method == "users.info":
+            found = self.users.get(str(p.get("user")))
+            if found is None:
+                return {"ok": False, "error": "user_not_found"}
+            return {"ok": True, "user": found}
+        if method == "users.lookupByEmail":
+            email = str(p.get("email", "")).lower()
+            for record in self.users.values():
+                if str(record["profile"].get("email", "")).lower() == email:
+                    return {"ok": True, "user": record}
+            return {"ok": False, "error": "users_not_found"}
+        if method == "conversations.members":
+            channel = str(p.get("channel"))
+            if channel not in self.channel_members:
+                return {"ok": False, "error": "channel_not_found"}
+            members = self.channel_members[channel]
+            start = int(p.get("cursor") or 0)
+            page = members[start : start + self.page_size]
+            more = start + self.page_size < len(members)
+            cursor = str(start + self.page_size) if more else ""
+            return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
+        if method == "conversations.open":
+            member = str(p.get("users", ""))
+            if member not in self.users:
+                return {"ok": False, "error": "user_not_found"}
+            if self.users[member]["deleted"]:
+                return {"ok": False, "error": "user_disabled"}
+            return {"ok": True, "channel": {"id": self.dm(member)}}
+        return None
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self

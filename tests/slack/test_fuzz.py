@@ -31,6 +31,7 @@ pytestmark = pytest.mark.lab
 PROFILE = HYPOTHESIS_PROFILE  # registered and loaded in tests/conftest.py
 
 CHANGING = {"deploy", "teardown", "refresh", "power", "schedule", "extend", "cancel-schedule"}
+CHANGING |= {"assign", "unassign", "reset", "rebuild"}
 WORDS = [*grammar.VERBS, "capture", "packaging", "as", "until", "at", "and", "power", "on"]
 WORDS += ["25", "0", "-1", "999999", "fri", "17:00", "adopt", "remove", "--yes", "\u00a0"]
 

@@ -42,8 +42,15 @@ SAMPLES = {
     "orphans": "orphans",
     "check": "check",
     "help": "help deploy",
+    "assign": "assign nowhere <@UANN|ann>",
+    "unassign": "unassign nowhere <@UANN|ann>",
+    "my": "my",
+    "reset": "reset",
+    "rebuild": "rebuild",
 }
 CHANGING = (
+    "assign",
+    "unassign",
     "prepare",
     "power",
     "refresh",

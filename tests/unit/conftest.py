@@ -26,14 +26,15 @@ def vcenter() -> FakeVCenter:
 @pytest.fixture
 def make_services(tmp_path: Path, vcenter: FakeVCenter) -> Iterator[Any]:
     """Factory: `Services` over `vcenter` and a fresh SQLite file (settings may be overridden
-    as for the lab: `make_services(concurrency=2)`)."""
+    as for the lab: `make_services(concurrency=2)`; the [trainees] table: `trainees={...}`)."""
     made: list[Services] = []
 
-    def make(**overrides: Any) -> Services:
+    def make(*, trainees: dict[str, Any] | None = None, **overrides: Any) -> Services:
         database = tmp_path / f"unit-{len(made)}.db"
-        settings = settings_from_dict(
-            lab_config(None, database, **overrides), env={"CLONES_VCENTER_PASSWORD": "x"}
-        )
+        raw = lab_config(None, database, **overrides)
+        if trainees is not None:
+            raw["trainees"] = trainees
+        settings = settings_from_dict(raw, env={"CLONES_VCENTER_PASSWORD": "x"})
         repo = Repository(database)
         service = Service(settings, repo, vcenter)
         services = Services(

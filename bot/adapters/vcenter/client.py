@@ -19,7 +19,7 @@ exceptions; pyVmomi objects never leave the package except as opaque morefs (str
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -188,6 +188,10 @@ class VCenter:
 
     def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]:
         return self._power.power(morefs, action)
+
+    def set_attributes(self, moref: str, values: Mapping[str, str]) -> None:
+        """Set custom attributes on one VM (defining any vCenter lacks): one SetField each."""
+        self._attributes.set(moref, values)
 
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None:
         self._power.shut_down(parent, timeout_s)

@@ -142,6 +142,7 @@ class Session:
             api_version=str(getattr(about, "apiVersion", "") or ""),
             user=str(getattr(session, "userName", "") or self.settings.user),
             trust=self._trust if url.scheme == "https" else "plain http (not encrypted)",
+            instance_uuid=str(getattr(about, "instanceUuid", "") or ""),
         )
 
     def close(self) -> None:

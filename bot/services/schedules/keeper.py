@@ -59,6 +59,10 @@ class Keeper:
         # Called (in the scheduler's thread) after this process took the scheduler over from
         # one that stopped; the Slack bot reports it and recovers the runs the other left.
         self.on_takeover: Callable[[StartReport], None] | None = None
+        # Called after each periodic re-sync by the process holding the scheduler: work that
+        # another process recorded for the bot to finish (trainees to tell their VM was removed
+        # by a strip back run from a terminal without a Slack token).
+        self.after_resync: Callable[[], object] | None = None
         self._sync_lock = threading.Lock()
         self._started = False  # start() ran: this process holds the scheduler or stands by
         self._guard = threading.Lock()  # _retry_at
@@ -128,7 +132,7 @@ class Keeper:
             )
         if self.resync_s > 0:
             # The holder re-reads SQLite; a bot standing by tries the lock (see `sync`).
-            self.scheduler.every(self.resync_s, self.sync)
+            self.scheduler.every(self.resync_s, self.resync)
         if not paused:
             self.scheduler.resume()
         return report
@@ -162,6 +166,17 @@ class Keeper:
         return sorted(j.id for j in self.scheduler.jobs())
 
     # ------------------------------------------------------------------ the job table
+    def resync(self) -> None:
+        """The periodic job: `sync`, then `after_resync` when this process holds the
+        scheduler (its failure is logged; the next re-sync tries again)."""
+        self.sync()
+        if self.after_resync is None or not self.lock.held:
+            return
+        try:
+            self.after_resync()
+        except Exception:
+            log.exception("after the schedules' re-sync")
+
     def sync(self, *, startup: bool = False) -> list[str]:
         """Make the job table match SQLite; return what fell due while no scheduler ran.
 

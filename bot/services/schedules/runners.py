@@ -1,5 +1,6 @@
 """Running scheduled jobs: the deployment, the strip back (retried while its environment is busy)
-and the owner's reminder, one course at a time and in the order its times say.
+and the owner's reminder (and the trainees', when configured), one course at a time and in the
+order its times say.
 
 Jobs *claim* their work in SQLite before acting (compare-and-set on the planned time), so a job
 that was moved, cancelled or already run does nothing, and even two schedulers racing could not
@@ -319,3 +320,7 @@ class Runners:
             return
         env = self.service.environment(name)
         self.voice.remind(env, env.owner, planned_end)
+        try:  # the trainees too, when [trainees] remind is set
+            self.service.trainees.remind(env)
+        except Exception:  # a reminder that fails must not stop the scheduler
+            log.exception("reminding the trainees of %s failed", name)

@@ -49,6 +49,7 @@ class ScheduleService:
         resync = settings.schedule.resync_s if resync_s is None else resync_s
         self.keeper = Keeper(settings, repo, self.rules, scheduler, self.run, resync)
         self.keeper.on_takeover = on_takeover
+        self.keeper.after_resync = service.trainees.tell_removed
         self.commands = ScheduleCommands(settings, repo, service, self.rules, self.keeper)
         self.runners = Runners(repo, service, self.rules, self.keeper, self.voice)
 
