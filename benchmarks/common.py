@@ -49,6 +49,17 @@ class Profile:
     audit_per_clone: int = 10  # 2,000 clones come with 20,000 audit rows
     repeats: int = 5  # timed repetitions of each render (the median is reported)
     memory: bool = True
+    # usable: a lab is usable once cloned, powered on and customized (issue 16)
+    hosts: int = 12  # hosts in the lab's cluster
+    power_on_latency_ms: int = 200
+    customization_latency_ms: int = 5_000
+    # limits: a wide global limit held back per host
+    wide_concurrency: int = 64
+    max_ops_per_host: int = 8
+    # big: one environment of many clones
+    big_clones: int = 600
+    big_concurrency: int = 32
+    cold_repeats: int = 15  # cold starts of each command (the median is reported)
 
 
 FULL = Profile("full")
@@ -62,6 +73,14 @@ SMOKE = Profile(
     scale_sizes=(200,),
     scale_environments=10,
     repeats=2,
+    hosts=4,
+    power_on_latency_ms=20,
+    customization_latency_ms=200,
+    wide_concurrency=8,
+    max_ops_per_host=2,
+    big_clones=24,
+    big_concurrency=8,
+    cold_repeats=3,
 )
 
 
@@ -72,8 +91,15 @@ def deploy_text(n: int, environment: str) -> str:
     return f"deploy {items} as {environment}"
 
 
-def settings_for(lab: LabProcess | None, database: Path, **clones: Any) -> Settings:
-    """Validated settings for the lab (or for no vCenter at all) with the database given."""
+def settings_for(
+    lab: LabProcess | None,
+    database: Path,
+    *,
+    types: dict[str, dict[str, Any]] | None = None,
+    **clones: Any,
+) -> Settings:
+    """Validated settings for the lab (or for no vCenter at all) with the database given (the
+    `[clones]` keys and the types as given; default: the bundled lab's three types)."""
     url = lab.info.url if lab is not None else "http://127.0.0.1:9/sdk"
     raw = {
         "vcenter": {
@@ -90,7 +116,7 @@ def settings_for(lab: LabProcess | None, database: Path, **clones: Any) -> Setti
             "max_environment_clones": 10_000,
             **clones,
         },
-        "types": LAB_TYPES,
+        "types": types or LAB_TYPES,
     }
     password = lab.info.password if lab else "lab-password"
     return settings_from_dict(raw, env={"CLONES_VCENTER_PASSWORD": password})
@@ -101,14 +127,28 @@ def with_concurrency(settings: Settings, concurrency: int) -> Settings:
 
 
 @contextmanager
-def lab(latency_ms: int) -> Iterator[LabProcess]:
-    """A lab vCenter from the default spec with clone and destroy latency `latency_ms`."""
+def lab(latency_ms: int, **changes: Any) -> Iterator[LabProcess]:
+    """A lab vCenter from the default spec with clone and destroy latency `latency_ms` (and
+    the spec's other fields changed as given, e.g. `hosts=12` for the cluster's hosts)."""
     spec = json.loads(DEFAULT_SPEC.read_text(encoding="utf-8"))
     spec["clone_latency_ms"] = latency_ms
     spec["destroy_latency_ms"] = latency_ms
     spec["datastores"] = [{"name": "TrainingDS", "capacity_gb": 50_000, "free_gb": 48_000}]
+    hosts = changes.pop("hosts", None)
+    if hosts is not None:
+        spec["clusters"] = [{"name": "Training", "hosts": hosts}]
+    spec.update(changes)
     with LabProcess.start(spec) as process:
         yield process
+
+
+def design_ideal_s(n: int, concurrency: int, latency_s: float, types: int = len(TYPES)) -> float:
+    """The ideal of a deployment as the bot runs it: each type's first clone goes alone (the
+    full-copy guard's probes, side by side), then the rest `concurrency` at a time. At N = 75
+    and concurrency 8 it equals ceil(N/c) x L (the issue's ideal): the probes fill the first
+    round's spare slots."""
+    probes = min(types, n)
+    return latency_s * (1 + math.ceil((n - probes) / concurrency)) if n else 0.0
 
 
 def machine() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 if not __package__:  # `python benchmarks/run.py`: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import calls, scale, slack_ack, throughput
+from benchmarks import big, calls, coldstart, limits, scale, slack_ack, throughput, usable
 from benchmarks.common import FULL, RESULTS_DIR, SMOKE, Profile, machine
 
 BENCHMARKS: dict[str, Callable[[Profile, Path], dict[str, Any]]] = {
@@ -28,6 +28,10 @@ BENCHMARKS: dict[str, Callable[[Profile, Path], dict[str, Any]]] = {
     "calls": calls.run,
     "slack_ack": slack_ack.run,
     "scale": scale.run,
+    "usable": usable.run,
+    "limits": limits.run,
+    "coldstart": coldstart.run,
+    "big": big.run,
 }
 
 

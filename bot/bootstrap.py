@@ -1,29 +1,39 @@
-"""The one place that wires settings, storage, the vCenter adapter and the service layer."""
+"""The one place that wires settings, storage, the vCenter adapter and the service layer.
+
+Adapters are imported when they are first needed, not when this module is: pyVmomi, APScheduler
+and matplotlib together take most of a second to import, and `clones help` or `clones status`
+need none of them (docs/performance.md, "Cold start"). The vCenter adapter is built on its first
+use (`_LazyVCenter`), the chart on its first render, the scheduler when the schedule service is
+made.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-from bot.adapters.chart import MatplotlibChart
-from bot.adapters.lab.tools import LabTools
-from bot.adapters.scheduler import Scheduler, lock_path_for
-from bot.adapters.vcenter.client import VCenter
-from bot.adapters.vcenter.trust import TlsTrust
-from bot.cli.main import main as cli_main
-from bot.domain.timeparse import zone_of
-from bot.ports import Clock, Lab, Notifier, Trust
-from bot.services.access import AccessPolicy
-from bot.services.admin import Admin
-from bot.services.container import Services
-from bot.services.core import Service
-from bot.services.recovery import Recovery
-from bot.services.schedules import ScheduleService
-from bot.settings import Settings, VCenterSettings, load_settings
-from storage import Repository
+if TYPE_CHECKING:
+    from bot.adapters.scheduler.jobs import Scheduler
+    from bot.domain.savings import Savings
+    from bot.ports import Chart, Clock, Lab, Notifier, Trust, VCenter
+    from bot.ports import Scheduler as SchedulerPort
+    from bot.services.container import Services
+    from bot.services.container import Services as App  # the wired application
+    from bot.services.schedules import ScheduleService
+    from bot.settings import Settings, VCenterSettings
 
-App = Services  # the wired application: what every front end holds
+
+def __getattr__(name: str) -> Any:
+    """`App`, the wired application every front end holds (`Services`), imported on use."""
+    if name == "App":
+        from bot.services.container import Services
+
+        return Services
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_vcenter(settings: VCenterSettings, *, start_lab: bool = True) -> VCenterSettings:
@@ -44,15 +54,76 @@ def resolve_vcenter(settings: VCenterSettings, *, start_lab: bool = True) -> VCe
     return replace(settings, url=info.url, user=info.user, password=info.password, insecure=True)
 
 
+class _LazyVCenter:
+    """The vCenter adapter (`bot.adapters.vcenter.client.VCenter`), imported and built on first
+    use: a command that never talks to vCenter never imports pyVmomi. Every attribute is the
+    real adapter's; `close` closes it only if it was ever built."""
+
+    def __init__(self, settings: VCenterSettings) -> None:
+        self._settings = settings
+        self._real: Any = None
+        self._lock = threading.Lock()
+
+    def _adapter(self) -> Any:
+        with self._lock:
+            if self._real is None:
+                from bot.adapters.vcenter.client import VCenter as Adapter
+
+                self._real = Adapter(self._settings)
+            return self._real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter(), name)
+
+    def close(self) -> None:
+        with self._lock:
+            real = self._real
+        if real is not None:
+            real.close()
+
+
+class _LazyChart:
+    """The savings chart (matplotlib), imported on the first render."""
+
+    def __init__(self) -> None:
+        self._real: Chart | None = None
+
+    def _chart(self) -> Chart:
+        if self._real is None:
+            from bot.adapters.chart import MatplotlibChart
+
+            self._real = MatplotlibChart()
+        return self._real
+
+    def render(self, savings: Savings, title: str) -> bytes:
+        return self._chart().render(savings, title)
+
+    def write(self, savings: Savings, path: Path) -> None:
+        self._chart().write(savings, path)
+
+
+def vcenter_for(settings: VCenterSettings) -> VCenter:
+    """The vCenter port over `settings`, its adapter built on first use."""
+    return cast("VCenter", _LazyVCenter(settings))
+
+
 def build(settings: Settings | None = None, *, start_lab: bool = True) -> Services:
     """The services for `settings`: SQLite, the vCenter adapter, the chart, and the schedule
     service (recording times; the Slack bot replaces it with one that runs the scheduler)."""
+    from bot.services.admin import Admin
+    from bot.services.container import Services
+    from bot.services.core import Service
+    from bot.services.recovery import Recovery
+    from bot.services.schedules import ScheduleService
+    from bot.settings import load_settings
+    from storage import Repository
+
     settings = settings or load_settings()
     vc_settings = resolve_vcenter(settings.vcenter, start_lab=start_lab)
     settings = replace(settings, vcenter=vc_settings)
     settings.database.parent.mkdir(parents=True, exist_ok=True)
     repo = Repository(settings.database)
-    vcenter = VCenter(settings.vcenter)
+    vcenter = vcenter_for(settings.vcenter)
     service = Service(settings, repo, vcenter)
     services = Services(
         settings,
@@ -61,9 +132,12 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
         service,
         Admin(service),
         Recovery.over(service),
-        chart=MatplotlibChart(),
+        chart=_LazyChart(),
     )
-    services.schedules = schedule_service(services)
+    # Recording times only (the terminal): APScheduler is imported if the scheduler is ever used.
+    services.schedules = ScheduleService(
+        settings, repo, service, cast("SchedulerPort", _LazyScheduler(settings))
+    )
     services.schedule_factory = lambda notifier, clock: schedule_service(
         services, notifier=notifier, clock=clock
     )
@@ -71,10 +145,40 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     return services
 
 
+class _LazyScheduler:
+    """The scheduler adapter with its lock made now and APScheduler imported on first use (the
+    terminal's schedule service records times and never starts it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from bot.adapters.scheduler.lock import SchedulerLock, lock_path_for
+
+        self._settings = settings
+        self._path = lock_path_for(settings.database)
+        self.lock = SchedulerLock(self._path)
+        self._real: Scheduler | None = None
+        self._guard = threading.Lock()
+
+    def _scheduler(self) -> Scheduler:
+        with self._guard:
+            if self._real is None:
+                from bot.adapters.scheduler.jobs import Scheduler
+                from bot.domain.timeparse import zone_of
+
+                self._real = Scheduler(
+                    self._path, timezone=zone_of(self._settings.timezone), lock=self.lock
+                )
+            return self._real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._scheduler(), name)
+
+
 def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
     """Trainees are looked up and messaged in Slack with the bot's token when it is set here
     (the terminal's `assign`, a strip back's "your VM was removed"); otherwise the services say
     so. The Slack bot connects its own client in its place (`handlers.app.create_bot`)."""
+    from bot.services.access import AccessPolicy
+
     env = os.environ if environ is None else environ
     slack = app.settings.slack
     token = env.get(slack.bot_token_env, "").strip()
@@ -99,6 +203,10 @@ def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
 
 def scheduler(settings: Settings) -> Scheduler:
     """APScheduler in the team's zone, with the database's single-scheduler lock (not started)."""
+    from bot.adapters.scheduler.jobs import Scheduler
+    from bot.adapters.scheduler.lock import lock_path_for
+    from bot.domain.timeparse import zone_of
+
     return Scheduler(lock_path_for(settings.database), timezone=zone_of(settings.timezone))
 
 
@@ -107,17 +215,28 @@ def schedule_service(
 ) -> ScheduleService:
     """The schedule service of `app` on the scheduler adapter. Not started: the bot starts it
     (holding the scheduler or standing by); the terminal only records times in SQLite."""
+    from bot.services.schedules import ScheduleService
+
     return ScheduleService(
         app.settings, app.repo, app.service, scheduler(app.settings), notifier=notifier, clock=clock
     )
 
 
 class _TerminalWiring:
-    """What the terminal front end is handed: the services, the lab and the certificate tools."""
+    """What the terminal front end is handed: the services, the lab and the certificate tools
+    (each made when the command needs it)."""
 
-    def __init__(self) -> None:
-        self.lab: Lab = LabTools()
-        self.trust: Trust = TlsTrust()
+    @property
+    def lab(self) -> Lab:
+        from bot.adapters.lab.tools import LabTools
+
+        return LabTools()
+
+    @property
+    def trust(self) -> Trust:
+        from bot.adapters.vcenter.trust import TlsTrust
+
+        return TlsTrust()
 
     def build(self, settings: Settings) -> Services:
         return build(settings)
@@ -125,6 +244,8 @@ class _TerminalWiring:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """The `clones` console script."""
+    from bot.cli.main import main as cli_main
+
     return cli_main(argv, _TerminalWiring())
 
 

@@ -8,13 +8,12 @@ imported here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from bot.certificates import Inspection
 from bot.domain.errors import VCenterError
 from bot.domain.lab import LabEndpoint
 from bot.domain.models import (
@@ -49,6 +48,9 @@ from bot.domain.vsphere import (
     VmSighting,
 )
 
+if TYPE_CHECKING:
+    from bot.certificates import Inspection  # ssl: imported by the commands that inspect
+
 # ------------------------------------------------------------------------------------ time
 
 
@@ -77,7 +79,9 @@ class Inventory(Protocol):
     def networks_of(self, parents: Sequence[str]) -> dict[str, list[Entity]]: ...
     def find_vms(self, folder: str | None = None) -> list[VmFacts]: ...
     def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]: ...
-    def sightings(self, morefs: Sequence[str] | None = None) -> list[VmSighting]: ...
+    def sightings(
+        self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
+    ) -> list[VmSighting]: ...
     def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]: ...
     def datastore_free_bytes(self, datastore: str) -> int: ...
     def customization_spec_exists(self, spec_name: str) -> bool: ...
@@ -102,11 +106,18 @@ class Provisioning(Protocol):
     def clone(self, req: CloneRequest, *, finish: bool = True) -> VmFacts: ...
     def finish_clone(self, facts: VmFacts, req: CloneRequest) -> VmFacts: ...
     def destroy(
-        self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None
+        self, moref: str, *, expected_uuid: str, facts: VmFacts | VmSighting | None = None
     ) -> Destroyed: ...
     def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]: ...
     def set_attributes(self, moref: str, values: Mapping[str, str]) -> None: ...
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None: ...
+    def customization_outcomes(
+        self, morefs: Collection[str], since: datetime
+    ) -> dict[str, CustomizationOutcome]:
+        """The outcomes so far of these VMs' guest customization (only those that have one),
+        from vCenter's events since `since`: one query."""
+        ...
+
     def wait_for_customization(
         self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0
     ) -> dict[str, CustomizationOutcome]: ...

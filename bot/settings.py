@@ -16,13 +16,13 @@ from typing import Any
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.certificates import ca_file_problem, parse_thumbprint
 from bot.domain.errors import ConfigError, UsageError
 
 BUNDLED_LAB_CONFIG = Path(__file__).resolve().parent / "data" / "lab.toml"
 LAB_URL = "lab"  # `[vcenter] url = "lab"`: use the bundled lab vCenter, started on demand
 TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 VM_NAME_MAX = 80  # vSphere limit for a VM name
+MAX_CONCURRENCY = 128  # clone tasks at once (the pool runs twice as many threads)
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,13 @@ class Settings:
     vcenter: VCenterSettings
     types: dict[str, TypeSettings]
     database: Path
-    concurrency: int = 8
+    concurrency: int = 8  # clone tasks in vCenter at once, in all
+    # ...and at most this many operations (clones, power operations, destroys) at once on one
+    # host, and clones and destroys on one datastore: vCenter's own defaults (8 provisioning
+    # operations per host, a cost of 128 per datastore). A cluster of many hosts can take a
+    # `concurrency` above the per-host limit; the bot then places each clone on a host itself.
+    max_ops_per_host: int = 8
+    max_ops_per_datastore: int = 128
     retries: int = 3  # extra attempts for a clone after a transient fault
     retry_backoff_s: float = 2.0  # first backoff; doubles each attempt, with jitter
     managed_by: str = "clones"  # value of the ManagedBy custom attribute on every clone
@@ -214,7 +220,9 @@ def settings_from_dict(
     database = Path(env.get("CLONES_DB") or clones_raw.get("database", "clones.db"))
     if not database.is_absolute():
         database = base_dir / database
-    concurrency = _int(clones_raw, "concurrency", 8, 1, 64, f"{where} [clones]")
+    concurrency = _int(clones_raw, "concurrency", 8, 1, MAX_CONCURRENCY, f"{where} [clones]")
+    per_host = _int(clones_raw, "max_ops_per_host", 8, 1, MAX_CONCURRENCY, f"{where} [clones]")
+    per_datastore = _int(clones_raw, "max_ops_per_datastore", 128, 1, 1024, f"{where} [clones]")
     retries = _int(clones_raw, "retries", 3, 0, 10, f"{where} [clones]")
     backoff = _number(clones_raw, "retry_backoff_s", 2.0, f"{where} [clones]")
     if backoff < 0:
@@ -267,6 +275,8 @@ def settings_from_dict(
         types=types,
         database=database,
         concurrency=concurrency,
+        max_ops_per_host=per_host,
+        max_ops_per_datastore=per_datastore,
         retries=retries,
         retry_backoff_s=backoff,
         managed_by=managed_by,
@@ -361,6 +371,8 @@ def _ca_file(value: Any, where: str, base_dir: Path) -> str | None:
             f"{where} [vcenter] ca_file {path} does not exist (a relative ca_file is read from "
             "the configuration file's folder)."
         )
+    from bot.certificates import ca_file_problem  # ssl and hashlib: only when there is one
+
     problem = ca_file_problem(str(path))
     if problem:
         raise ConfigError(f"{where} [vcenter] {problem}.")
@@ -373,6 +385,8 @@ def _thumbprint(value: Any, where: str) -> str | None:
     if not isinstance(value, str):
         raise ConfigError(f'{where} [vcenter] thumbprint must be text, e.g. "SHA256:AB:CD:...".')
     try:
+        from bot.certificates import parse_thumbprint
+
         return parse_thumbprint(value)
     except ValueError as exc:
         raise ConfigError(f"{where} [vcenter] thumbprint {value!r} {exc}.") from None

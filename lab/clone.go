@@ -58,7 +58,7 @@ func (l *Lab) handleClone(w http.ResponseWriter, c *soapCall) (idle time.Duratio
 	}
 	rec, clone := l.simulatorClone(c, req, src, folder)
 	if clone != nil {
-		l.fixClone(req, src, clone, draw.fullCopy)
+		l.fixClone(req, src, clone, draw.fullCopy, c.cloneHost)
 		l.applyCloneCustomization(req, clone)
 	}
 	l.store.apply()
@@ -116,7 +116,7 @@ func (l *Lab) simulatorClone(c *soapCall, req *types.CloneVM_Task, src *simulato
 }
 
 // fixClone makes the simulator's clone look like what vCenter would have made.
-func (l *Lab) fixClone(req *types.CloneVM_Task, src, clone *simulator.VirtualMachine, fullCopy bool) {
+func (l *Lab) fixClone(req *types.CloneVM_Task, src, clone *simulator.VirtualMachine, fullCopy bool, host *types.ManagedObjectReference) {
 	var srcDevices []types.BaseVirtualDevice
 	simulator.Map.WithLock(src, func() { srcDevices = src.Config.Hardware.Device })
 	var capacity int64
@@ -125,7 +125,7 @@ func (l *Lab) fixClone(req *types.CloneVM_Task, src, clone *simulator.VirtualMac
 		capacity, allLinked = linkDisks(req, vmDisks(srcDevices), vmDisks(clone.Config.Hardware.Device), fullCopy)
 		simulator.Map.Update(clone, identityChanges(req))
 	})
-	l.placeClone(req, clone)
+	l.placeClone(req, clone, host)
 	snapshot := ""
 	if allLinked && req.Spec.Snapshot != nil {
 		snapshot = req.Spec.Snapshot.Value

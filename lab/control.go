@@ -116,6 +116,7 @@ func (l *Lab) describe(none) (infoResponse, error) {
 
 func (l *Lab) getStats(none) (statsResponse, error) {
 	out := l.stats.snapshot()
+	out.HostOpsMax, out.HostOpsMaxAny = l.hostOps.maxima()
 	out.Sessions = l.sessions.count()
 	out.Paused = l.outage.active()
 	return out, nil
@@ -135,6 +136,7 @@ func (l *Lab) resetCounters(none) (okResponse, error) {
 type configView struct {
 	CloneLatencyMS         int       `json:"clone_latency_ms"`
 	DestroyLatencyMS       int       `json:"destroy_latency_ms"`
+	PowerOnLatencyMS       int       `json:"power_on_latency_ms"`
 	CustomizationLatencyMS int       `json:"customization_latency_ms"`
 	Faults                 FaultSpec `json:"faults"`
 	Privileges             []string  `json:"privileges"` // null: every privilege
@@ -144,7 +146,7 @@ func (l *Lab) getConfig(none) (configView, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return configView{
-		CloneLatencyMS: l.cloneLatency, DestroyLatencyMS: l.destroyLat,
+		CloneLatencyMS: l.cloneLatency, DestroyLatencyMS: l.destroyLat, PowerOnLatencyMS: l.powerOnLat,
 		CustomizationLatencyMS: l.cust.getLatency(), Faults: l.faults.withLists(),
 		Privileges: l.grants.current(),
 	}, nil
@@ -154,6 +156,7 @@ func (l *Lab) getConfig(none) (configView, error) {
 type configUpdate struct {
 	CloneLatencyMS         *int `json:"clone_latency_ms"`
 	DestroyLatencyMS       *int `json:"destroy_latency_ms"`
+	PowerOnLatencyMS       *int `json:"power_on_latency_ms"`
 	CustomizationLatencyMS *int `json:"customization_latency_ms"`
 	// Faults is a partial FaultSpec: the fields given replace the current ones (a seed reseeds).
 	Faults json.RawMessage `json:"faults"`
@@ -182,7 +185,7 @@ func (o *optionalList) UnmarshalJSON(data []byte) error {
 func (l *Lab) setConfig(u configUpdate) (configView, error) {
 	var p problems
 	privilegeProblems(u.Privileges.list, &p)
-	for _, ms := range []*int{u.CloneLatencyMS, u.DestroyLatencyMS, u.CustomizationLatencyMS} {
+	for _, ms := range []*int{u.CloneLatencyMS, u.DestroyLatencyMS, u.PowerOnLatencyMS, u.CustomizationLatencyMS} {
 		if ms != nil && *ms < 0 {
 			p.add("latencies must be 0 or more")
 			break
@@ -210,6 +213,9 @@ func (l *Lab) setConfig(u configUpdate) (configView, error) {
 	}
 	if u.DestroyLatencyMS != nil {
 		l.destroyLat = *u.DestroyLatencyMS
+	}
+	if u.PowerOnLatencyMS != nil {
+		l.powerOnLat = *u.PowerOnLatencyMS
 	}
 	l.mu.Unlock()
 	if u.CustomizationLatencyMS != nil {

@@ -1,7 +1,8 @@
 package main
 
 // Placement and DRS: a clone goes to spec.location.host, else to the least loaded host of its
-// resource pool's cluster (the simulator leaves it on the source's host). DRS groups and rules
+// resource pool's cluster, counting clones on their way (the simulator leaves it on the source's
+// host). DRS groups and rules
 // themselves are the simulator's (ReconfigureComputeResource_Task); the lab only makes a destroyed
 // VM leave its VM groups, as vCenter does. The rules are not enforced when placing clones.
 
@@ -13,12 +14,13 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// placeClone puts the clone on location.host, or on the least loaded host of its pool's cluster.
-func (l *Lab) placeClone(req *types.CloneVM_Task, clone *simulator.VirtualMachine) {
+// placeClone puts the clone on the host chosen for it when the call arrived (cloneTarget), else on
+// the least loaded host of its pool's cluster.
+func (l *Lab) placeClone(req *types.CloneVM_Task, clone *simulator.VirtualMachine, chosen *types.ManagedObjectReference) {
 	var target types.ManagedObjectReference
-	if req.Spec.Location.Host != nil {
-		target = *req.Spec.Location.Host
-	} else if host, ok := leastLoadedHost(clone); ok {
+	if chosen != nil {
+		target = *chosen
+	} else if host, ok := l.cloneTarget(req); ok {
 		target = host
 	} else {
 		return
@@ -39,11 +41,22 @@ func (l *Lab) placeClone(req *types.CloneVM_Task, clone *simulator.VirtualMachin
 	})
 }
 
-// leastLoadedHost is the host of the VM's cluster with the fewest other VMs.
-func leastLoadedHost(vm *simulator.VirtualMachine) (types.ManagedObjectReference, bool) {
+// cloneTarget is the host a CloneVM_Task's clone goes to: location.host, else the least loaded host
+// of the target pool's cluster (its VMs plus the clones on their way there), as DRS places a clone
+// when the task starts.
+func (l *Lab) cloneTarget(req *types.CloneVM_Task) (types.ManagedObjectReference, bool) {
+	if req.Spec.Location.Host != nil {
+		return *req.Spec.Location.Host, true
+	}
+	pool := req.Spec.Location.Pool
+	if pool == nil {
+		if src, ok := simulator.Map.Get(req.This).(*simulator.VirtualMachine); ok {
+			simulator.Map.WithLock(src, func() { pool = src.ResourcePool })
+		}
+	}
 	var hosts []types.ManagedObjectReference
-	if vm.ResourcePool != nil {
-		if rp, ok := simulator.Map.Get(*vm.ResourcePool).(*simulator.ResourcePool); ok {
+	if pool != nil {
+		if rp, ok := simulator.Map.Get(*pool).(*simulator.ResourcePool); ok {
 			if cr, ok := simulator.Map.Get(rp.Owner).(*simulator.ClusterComputeResource); ok {
 				hosts = cr.Host
 			}
@@ -56,12 +69,9 @@ func leastLoadedHost(vm *simulator.VirtualMachine) (types.ManagedObjectReference
 		if !ok {
 			continue
 		}
-		n := 0
-		for _, v := range hs.Vm {
-			if v != vm.Self {
-				n++
-			}
-		}
+		var n int
+		simulator.Map.WithLock(hs, func() { n = len(hs.Vm) })
+		n += l.hostOps.incoming(h)
 		if best < 0 || n < best {
 			best, target = n, h
 		}

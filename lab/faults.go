@@ -1,6 +1,6 @@
 package main
 
-// Injected latency and faults: clone_latency_ms and destroy_latency_ms, and CloneVM_Task calls
+// Injected latency and faults: clone_latency_ms, destroy_latency_ms and power_on_latency_ms, and CloneVM_Task calls
 // that fail (faults.fail_nth, faults.fail_fraction) or silently come out as full copies
 // (faults.full_copy_nth). A failing call returns a real task whose info.error is the fault.
 
@@ -191,5 +191,12 @@ func (l *Lab) destroyLatencyHook(c *soapCall, w http.ResponseWriter) (bool, func
 	if strings.Contains(string(c.body), "VirtualMachine") {
 		c.idle += l.sleep(func() int { return l.destroyLat })
 	}
+	return false, nil
+}
+
+// powerOnLatencyHook delays PowerOnVM_Task by power_on_latency_ms (before the simulator powers the
+// VM on and any pending customization starts).
+func (l *Lab) powerOnLatencyHook(c *soapCall, w http.ResponseWriter) (bool, func(*httptest.ResponseRecorder)) {
+	c.idle += l.sleep(func() int { return l.powerOnLat })
 	return false, nil
 }

@@ -7,6 +7,7 @@ package main
 //	soap.go        SOAP plumbing: envelopes, faults, handing a call to the simulator
 //	sessions.go    the session gate (NotAuthenticated without a live session)
 //	stats.go       request counters, busy time, requests in flight (GET /lab/stats)
+//	hostops.go     operations in flight per host (clones, power, destroy)
 //	pause.go       vCenter unreachable for a while (POST /lab/pause)
 //	clone.go       CloneVM_Task as vCenter does it (linked clones, duplicate names, ...)
 //	faults.go      injected latency and faults (fail_nth, fail_fraction, full_copy_nth)
@@ -37,6 +38,7 @@ type Lab struct {
 	mu           sync.Mutex // guards the settings below (POST /lab/config changes them)
 	cloneLatency int
 	destroyLat   int
+	powerOnLat   int
 	faults       FaultSpec
 	rng          *rand.Rand // draws fail_fraction failures
 	cloneOrdinal int        // CloneVM_Task calls since start or the last reset (fail_nth, full_copy_nth)
@@ -49,6 +51,7 @@ type Lab struct {
 	store    *storageFigures
 	cust     *customizer
 	grants   *grants
+	hostOps  *hostOps
 }
 
 func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
@@ -58,6 +61,7 @@ func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
 		spec:         spec,
 		cloneLatency: spec.CloneLatencyMS,
 		destroyLat:   spec.DestroyLatencyMS,
+		powerOnLat:   spec.PowerOnLatencyMS,
 		faults:       spec.Faults,
 		rng:          rand.New(rand.NewSource(spec.Faults.Seed)),
 		stats:        newCounters(),
@@ -66,6 +70,7 @@ func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
 		store:        newStorageFigures(inv),
 		cust:         newCustomizer(spec),
 		grants:       newGrants(spec.User, spec.Privileges),
+		hostOps:      newHostOps(),
 	}
 	l.registerHooks()
 	l.control = l.controlHandlers()
@@ -101,6 +106,7 @@ func (l *Lab) sleep(ms func() int) time.Duration {
 // reset zeroes the counters and the fault ordinals and reseeds the fault RNG (POST /lab/reset).
 func (l *Lab) reset() {
 	l.stats.reset()
+	l.hostOps.reset()
 	l.mu.Lock()
 	l.cloneOrdinal = 0
 	l.reseed()

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"time"
+
+	"github.com/vmware/govmomi/vim25/types"
 )
 
 // soapCall is one SOAP request on its way through the lab.
@@ -18,6 +20,8 @@ type soapCall struct {
 	name   string        // the method: the first element of the SOAP body ("" if unreadable)
 	cookie string        // the session cookie sent ("" if none)
 	idle   time.Duration // injected latency and lock waits: left out of busy_ms
+	// CloneVM_Task: the host its clone goes to, chosen when the call arrives (hostops.go)
+	cloneHost *types.ManagedObjectReference
 }
 
 // A methodHook runs before the simulator sees a call of its method. It either answers the call
@@ -39,6 +43,7 @@ func (l *Lab) registerHooks() {
 	on(l.cloneHook, "CloneVM_Task")               // clone.go
 	on(l.destroyLatencyHook, "Destroy_Task")      // faults.go
 	on(l.customizeHook, "CustomizeVM_Task")       // customize.go
+	on(l.powerOnLatencyHook, "PowerOnVM_Task")    // faults.go
 	on(l.powerOnHook, "PowerOnVM_Task")           // customize.go
 	on(l.forgetCustomizationHook, "Destroy_Task") // customize.go
 	on(l.forgetInGroupsHook, "Destroy_Task")      // drs.go
@@ -53,6 +58,10 @@ var readOnlyMethods = map[string]bool{
 	"CreateContainerView": true, "CreateListView": true, "DestroyView": true,
 	"RetrieveServiceContent": true, "CurrentTime": true, "Login": true, "Logout": true,
 	"FindByInventoryPath": true, "FindChild": true, "FindByUuid": true, "SessionIsActive": true,
+	// custom attribute values, events, privileges, customization specs: never storage
+	"SetField": true, "AddCustomFieldDef": true, "QueryEvents": true, "CancelWaitForUpdates": true,
+	"FetchUserPrivilegeOnEntities": true, "HasPrivilegeOnEntities": true,
+	"DoesCustomizationSpecExist": true, "GetCustomizationSpec": true,
 }
 
 func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
@@ -79,6 +88,7 @@ func (l *Lab) answerSOAP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &soapCall{r: r, body: body, name: soapMethodName(body), cookie: sessionCookie(r)}
 	defer l.stats.begin(c)()
+	defer l.trackHostOp(c)()
 	if !l.sessions.admit(c, w) {
 		return
 	}

@@ -73,6 +73,7 @@ type Spec struct {
 	Parents          []ParentSpec    `json:"parents"`
 	CloneLatencyMS   int             `json:"clone_latency_ms"`
 	DestroyLatencyMS int             `json:"destroy_latency_ms"`
+	PowerOnLatencyMS int             `json:"power_on_latency_ms"`
 	Faults           FaultSpec       `json:"faults"`
 	User             string          `json:"user"`
 	Password         string          `json:"password"`
@@ -181,8 +182,8 @@ func (s *Spec) validate(p *problems) {
 	folders := s.validateFolders(p)
 	s.validateParents(p, clusters, datastores, folders)
 	privilegeProblems(s.Privileges, p)
-	if s.CloneLatencyMS < 0 || s.DestroyLatencyMS < 0 {
-		p.add("clone_latency_ms/destroy_latency_ms: must be 0 or more")
+	if s.CloneLatencyMS < 0 || s.DestroyLatencyMS < 0 || s.PowerOnLatencyMS < 0 {
+		p.add("clone_latency_ms/destroy_latency_ms/power_on_latency_ms: must be 0 or more")
 	}
 	s.validateCustomization(p)
 	s.Faults.validate(p)

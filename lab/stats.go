@@ -115,6 +115,9 @@ type statsResponse struct {
 	Sessions         int                `json:"sessions"`
 	Dropped          int                `json:"dropped"`
 	Paused           bool               `json:"paused"`
+	// The most operations at once per host (hostops.go), by host name, and over all hosts.
+	HostOpsMax    map[string]int `json:"host_ops_in_flight_max"`
+	HostOpsMaxAny int            `json:"host_ops_in_flight_max_any"`
 }
 
 // snapshot is the counters as GET /lab/stats shows them (sessions and paused come from their

@@ -1,5 +1,6 @@
-"""The connection and transaction core that every store runs on (sqlite_utils is used only here
-and in migrations.py).
+"""The connection and transaction core that every store runs on (sqlite_utils is used only in
+migrations.py, to apply pending migrations: the stores' queries need nothing but `sqlite3`, and
+importing sqlite_utils, which imports numpy, would cost every command about 0.1 s).
 
 Threading: a `sqlite3` connection must not be shared by threads that use it at the same time, and
 the service layer calls in from a worker pool plus Slack and scheduler threads. So every thread
@@ -24,11 +25,47 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Self
 
-from sqlite_utils import Database
-
 from storage.migrations import apply_migrations
 
 BUSY_TIMEOUT_S: Final = 30.0
+
+
+class Database:
+    """One thread's connection: queries as dicts, statements as cursors. The connection runs in
+    driver autocommit mode (see the module's docstring), so a statement is its own transaction
+    unless `Core.transaction` opened one."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> Iterator[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        keys = _unique([d[0] for d in cursor.description or ()])
+        return (dict(zip(keys, row, strict=True)) for row in cursor)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def enable_wal(self) -> None:
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.conn.execute("PRAGMA journal_mode=wal")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _unique(keys: list[str]) -> list[str]:
+    """Column names made unique as sqlite_utils does (a repeated name gets _2, _3...)."""
+    if len(set(keys)) == len(keys):
+        return keys
+    taken, seen, out = set(keys), set(), []
+    for key in keys:
+        new, n = key, 2
+        while key in seen and (new in seen or new in taken):
+            new, n = f"{key}_{n}", n + 1
+        seen.add(new)
+        out.append(new)
+    return out
 
 
 def _enable_wal(db: Database) -> None:
@@ -108,6 +145,7 @@ class Core:
         # In WAL mode NORMAL is corruption-safe and skips an fsync per commit; a power cut may
         # lose the last commits, which reconciliation against vCenter recovers.
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA recursive_triggers = on")  # as sqlite_utils' Database sets it
         db = Database(conn)
         with self._lock:
             alive = [(t, d) for t, d in self._connections if t.is_alive()]

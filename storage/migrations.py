@@ -5,13 +5,72 @@ To change the schema, append a new function decorated with `@migrations()` at th
 in `_sqlite_migrations` that it ran, so an edited migration would never run on existing databases.
 Each migration runs in its own savepoint inside the repository's `BEGIN IMMEDIATE` transaction, so
 it is all-or-nothing and two processes opening one file cannot both apply it.
+
+sqlite_utils (which imports numpy, about 0.1 s) is imported only when a migration is pending:
+opening an up-to-date database reads the names applied with one query (`_Registry.pending`).
 """
 
 from __future__ import annotations
 
-from sqlite_utils import Database, Migrations
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
-migrations = Migrations("clones")
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+MIGRATIONS_TABLE = "_sqlite_migrations"  # sqlite_utils.Migrations' table
+
+
+class _HasConnection(Protocol):
+    @property
+    def conn(self) -> sqlite3.Connection: ...
+
+
+class _Registry:
+    """The migrations in order, as `sqlite_utils.Migrations` records them (same set name, same
+    table), handed to it when one is pending."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._migrations: list[tuple[str, Callable[[Database], None]]] = []
+
+    def __call__(self) -> Callable[[Callable[[Database], None]], Callable[[Database], None]]:
+        def register(fn: Callable[[Database], None]) -> Callable[[Database], None]:
+            if any(name == fn.__name__ for name, _ in self._migrations):
+                raise ValueError(f"migration {fn.__name__} is registered twice")
+            self._migrations.append((fn.__name__, fn))
+            return fn
+
+        return register
+
+    def pending(self, db: _HasConnection) -> list[str]:
+        """The names not applied yet to `db` (read-only; one query)."""
+        conn = db.conn
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (MIGRATIONS_TABLE,)
+        ).fetchone()
+        applied: set[str] = set()
+        if exists:
+            rows = conn.execute(
+                f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?", (self.name,)
+            )
+            applied = {row[0] for row in rows}
+        return [name for name, _ in self._migrations if name not in applied]
+
+    def apply(self, db: _HasConnection) -> None:
+        """Apply the pending migrations with `sqlite_utils.Migrations` (imported only then)."""
+        if not self.pending(db):
+            return
+        from sqlite_utils import Database, Migrations
+
+        real = Migrations(self.name)
+        for name, fn in self._migrations:
+            real(name=name)(fn)
+        real.apply(Database(db.conn))
+
+
+migrations = _Registry("clones")
 
 # Frozen copy of the "not live" clone states (CloneState.FAILED / DESTROYED) as of migration 1: a
 # migration's SQL must not change when Python enums change later.
@@ -279,6 +338,6 @@ def m009_assignments(db: Database) -> None:
     )
 
 
-def apply_migrations(db: Database) -> None:
+def apply_migrations(db: _HasConnection) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -99,6 +99,7 @@ class FakeVCenter:
         self.free_bytes = free_bytes
         self.attribute_names: set[str] = set()
         self.calls: Counter[str] = Counter()
+        self.sighting_extras: list[tuple[str, ...]] = []  # `also` of each sightings read
         # Faults a test switches on.
         self.fail_clone: dict[str, VCenterFault] = {}  # clone name -> its task fault
         self.full_copies = False  # every clone comes out as a full copy
@@ -189,16 +190,27 @@ class FakeVCenter:
         with self._lock:
             return [self.vms[m].facts() if m in self.vms else None for m in morefs]
 
-    def sightings(self, morefs: Sequence[str] | None = None) -> list[VmSighting]:
+    def sightings(
+        self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
+    ) -> list[VmSighting]:
         self._call("sightings")
         with self._lock:
+            self.sighting_extras.append(tuple(sorted(also)))
             chosen = self.vms.values() if morefs is None else [
                 self.vms[m] for m in morefs if m in self.vms
             ]  # fmt: skip
-            return [
-                VmSighting(vm.moref, vm.instance_uuid, vm.name, vm.powered_on, dict(vm.attributes))
-                for vm in chosen
-            ]
+            out = []
+            for vm in chosen:
+                seen = vm.facts().sighting()
+                out.append(
+                    replace(
+                        seen,
+                        committed_bytes=seen.committed_bytes if "storage" in also else 0,
+                        host=seen.host if "host" in also else "",
+                        notes=seen.notes if "notes" in also else "",
+                    )
+                )
+            return out
 
     def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
         self._call("instance_uuids")
@@ -284,7 +296,9 @@ class FakeVCenter:
             vm.attributes.update(req.attributes)
             return vm.facts()
 
-    def destroy(self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None) -> Destroyed:
+    def destroy(
+        self, moref: str, *, expected_uuid: str, facts: VmFacts | VmSighting | None = None
+    ) -> Destroyed:
         self._call("destroy")
         with self._lock:
             vm = self.vms.get(moref)
@@ -317,6 +331,13 @@ class FakeVCenter:
 
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None:
         self._parent(parent).powered_on = False
+
+    def customization_outcomes(
+        self, morefs: Collection[str], since: datetime
+    ) -> dict[str, CustomizationOutcome]:
+        self._call("customization_outcomes")
+        with self._lock:
+            return {m: CustomizationOutcome(m, True) for m in morefs if self.vms[m].powered_on}
 
     def wait_for_customization(
         self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0

@@ -18,6 +18,10 @@ EXPECTED = {
     "calls": {"params", "deploy", "strip", "per_clone", "targets", "tables"},
     "slack_ack": {"params", "ack_ms", "outcomes", "background", "targets", "tables"},
     "scale": {"params", "sizes", "targets", "tables"},
+    "usable": {"params", "phases", "pipelined_bound_s", "ours_vs_peer_time", "targets", "tables"},
+    "limits": {"params", "wall_s", "ideal_s", "lab_ideal_s", "host_ops_in_flight_max", "targets"},
+    "coldstart": {"params", "median_s", "heavy_imports", "targets", "tables"},
+    "big": {"params", "sqlite", "precheck_s", "strip_calls_per_clone", "targets", "tables"},
 }
 
 

@@ -590,3 +590,19 @@ def test_unknown_environment(app: App) -> None:
         app.service.teardown("cohrot", actor="trainer")
     with pytest.raises(NotFoundError, match="No environment"):
         app.service.savings("nowhere")
+
+
+def test_sightings_read_only_the_extras_asked_for(lab: LabProcess, app: App) -> None:
+    # The narrow read behind strip back's and refresh's ownership check: identity, power and
+    # labels, plus only the extras asked for; what it reads agrees with the full VM facts.
+    deploy(app, "deploy capture 2 as cohort")
+    morefs = [c.moref or "" for c in app.repo.clones(environment="cohort")]
+    plain = {s.moref: s for s in app.vcenter.sightings(morefs)}
+    extra = {s.moref: s for s in app.vcenter.sightings(morefs, also=("storage", "host", "notes"))}
+    facts = {f.moref: f for f in app.vcenter.vm_facts(morefs) if f is not None}
+    for moref in morefs:
+        assert (plain[moref].committed_bytes, plain[moref].host, plain[moref].notes) == (0, "", "")
+        assert extra[moref] == facts[moref].sighting()
+        assert extra[moref].committed_bytes > 0 and extra[moref].host and extra[moref].notes
+    with pytest.raises(ValueError, match="disks"):
+        app.vcenter.sightings(morefs, also=("disks",))

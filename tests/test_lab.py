@@ -423,6 +423,8 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
         "clone_calls": 0,
         "task_reads": 0,
         "clone_calls_in_flight_max": 0,
+        "host_ops_in_flight_max": {},
+        "host_ops_in_flight_max_any": 0,
         "requests_in_flight": 0,
         "clones_failed_injected": 0,
         "dropped": 0,

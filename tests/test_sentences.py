@@ -107,3 +107,31 @@ def test_orphans_are_listed_in_the_same_words() -> None:
     assert "`TRN-CAP-900` (vm-9): made by this bot, environment &lt;old&gt;" in slack
     assert "carries ManagedBy but was not made by this bot: never touched" in slack
     assert say.deal_with_orphans() in terminal and say.deal_with_orphans(MRKDWN) in slack
+
+
+def test_a_deployment_that_powers_on_shows_its_stages_in_both_front_ends(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot.cli.progress import Progress
+    from bot.domain.models import RunKind
+    from bot.domain.results import ProgressEvent
+
+    def event(kind: Any, done: int, on: int, custom: int, failed: int = 0) -> ProgressEvent:
+        return ProgressEvent(
+            kind, 7, "nov", RunKind.DEPLOY, 20, done, 0, 3.0, None, powered_on=on,
+            customized=custom, customization_failed=failed,
+        )  # fmt: skip
+
+    midway = event("clone_powered_on", 20, 10, 4)
+    assert midway.stages_text == "cloned 20 · powered on 10 · customized 4"
+    slack = _slack(shown.deploy_progress(midway, "U1"))
+    assert "cloned 20 · powered on 10 · customized 4" in slack
+    assert "ETA unknown" in slack  # every clone made, its customization awaited
+    with Progress(io.StringIO(), enabled=True) as on_event:
+        on_event(midway)  # every tenth power-on is a line off a terminal
+        on_event(event("finished", 20, 20, 19, failed=1))
+    lines = capsys.readouterr().err
+    assert "cloned 20 · powered on 10 · customized 4" in lines
+    assert "cloned 20 · powered on 20 · customized 19 (1 failed)" in lines
+    plain = event("clone_ready", 20, 0, 0)
+    assert ProgressEvent(**{**plain.__dict__, "powered_on": None}).stages_text == ""

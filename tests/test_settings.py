@@ -104,7 +104,21 @@ BAD: list[tuple[str, Mutate, list[str]]] = [
     ("ca-file-missing", _set("vcenter.ca_file", "/nowhere/ca.pem"), ["ca_file", "does not exist"]),
     ("insecure-not-bool", _set("vcenter.insecure", "no"), ["insecure", "true or false"]),
     ("timeout-not-number", _set("vcenter.timeout_s", "soon"), ["timeout_s", "number"]),
-    ("concurrency-zero", _set("clones.concurrency", 0), ["concurrency", "from 1 to 64"]),
+    ("concurrency-zero", _set("clones.concurrency", 0), ["concurrency", "from 1 to 128"]),
+    ("concurrency-high", _set("clones.concurrency", 129), ["concurrency", "from 1 to 128"]),
+    ("per-host-zero", _set("clones.max_ops_per_host", 0), ["max_ops_per_host", "from 1 to 128"]),
+    ("per-host-text", _set("clones.max_ops_per_host", "8"), ["max_ops_per_host", "whole number"]),
+    ("per-host-float", _set("clones.max_ops_per_host", 2.5), ["max_ops_per_host", "whole number"]),
+    (
+        "per-datastore-zero",
+        _set("clones.max_ops_per_datastore", 0),
+        ["max_ops_per_datastore", "from 1 to 1024"],
+    ),
+    (
+        "per-datastore-bool",
+        _set("clones.max_ops_per_datastore", True),
+        ["max_ops_per_datastore", "whole number"],
+    ),
     ("concurrency-text", _set("clones.concurrency", "8"), ["concurrency", "whole number"]),
     ("concurrency-bool", _set("clones.concurrency", True), ["concurrency", "whole number"]),
     ("retries-negative", _set("clones.retries", -1), ["retries", "from 0 to 10"]),
@@ -334,3 +348,12 @@ def test_user_name_forms_and_the_environment(tmp_path: Path) -> None:
     assert load_settings(escaped, environ={}).vcenter.user == "CORP\\svc-clones"
     env = {"CLONES_VCENTER_USER": "other@vsphere.local"}
     assert load_settings(literal, environ=env).vcenter.user == "other@vsphere.local"
+
+
+def test_per_host_and_per_datastore_limits_default_to_vcenters_own() -> None:
+    s = load(good())
+    assert (s.concurrency, s.max_ops_per_host, s.max_ops_per_datastore) == (8, 8, 128)
+    raw = good()
+    raw["clones"].update(concurrency=64, max_ops_per_host=4, max_ops_per_datastore=16)
+    s = load(raw)
+    assert (s.concurrency, s.max_ops_per_host, s.max_ops_per_datastore) == (64, 4, 16)

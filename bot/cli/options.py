@@ -11,6 +11,14 @@ from bot.domain.errors import UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
+# The verbs only the terminal has (bot/cli/terminal.py), and the line `clones help` adds for them.
+TERMINAL_VERBS = ("lab", "demo", "thumbprint")
+TERMINAL_HELP = (
+    "\n\nTerminal only: `clones lab up|down|status|build`, `clones demo`, "
+    "`clones thumbprint [URL]` (vCenter's certificate fingerprint, to pin);"
+    " options --json, --yes, --chart FILE, --config FILE, -v."
+)
+
 
 @dataclass
 class Options:

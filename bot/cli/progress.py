@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.domain.results import ProgressEvent
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Progress:
@@ -34,12 +35,20 @@ class Progress:
         if e.kind == "started":
             print(e.message, file=sys.stderr)
             if self.tty:
+                from tqdm import tqdm  # imported by the commands that show a bar, when they do
+
                 self.bar = tqdm(total=e.total, unit="vm", file=sys.stderr, dynamic_ncols=True)
+            return
+        if e.kind in ("clone_powered_on", "clone_customized", "finished"):
+            self._stages(e)
             return
         if e.kind in ("clone_ready", "clone_failed"):
             if self.bar is not None:
                 self.bar.update(1)
-                self.bar.set_postfix(ok=e.done, failed=e.failed)
+                if e.stages_text:
+                    self.bar.set_postfix_str(_stages_postfix(e))
+                else:
+                    self.bar.set_postfix(ok=e.done, failed=e.failed)
             elif e.kind == "clone_failed" or (e.done + e.failed) % 10 == 0 or e.remaining == 0:
                 eta = f", ETA {e.eta_s:.0f} s" if e.eta_s is not None and e.remaining else ""
                 print(
@@ -54,3 +63,19 @@ class Progress:
                     print(msg, file=sys.stderr)
         elif e.kind == "clone_retry" and self.bar is None:
             print(f"  retrying {e.clone}: {e.message}", file=sys.stderr)
+
+    def _stages(self, e: ProgressEvent) -> None:
+        """A deployment that powers on: cloned / powered on / customized, on the bar, or as a
+        line every tenth step of a stage and at the end."""
+        if not e.stages_text:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(_stages_postfix(e))
+            return
+        step = e.powered_on if e.kind == "clone_powered_on" else e.customized
+        if e.kind == "finished" or (step and step % 10 == 0):
+            print(f"  {_stages_postfix(e)}", file=sys.stderr)
+
+
+def _stages_postfix(e: ProgressEvent) -> str:
+    return e.stages_text + (f" · failed {e.failed}" if e.failed else "")

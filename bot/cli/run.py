@@ -1,5 +1,8 @@
 """One `clones ...` command: parse the words, confirm what destroys, dispatch through the table
-every front end shares (`bot.services.dispatch`), render the result."""
+every front end shares (`bot.services.dispatch`), render the result.
+
+What a command needs is imported when it runs (the services, rendering, the terminal-only verbs):
+`clones help` imports the grammar and little else (docs/performance.md, "Cold start")."""
 
 from __future__ import annotations
 
@@ -7,21 +10,15 @@ import getpass
 import json
 import os
 import sys
-from dataclasses import replace
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.cli.dialogue import confirmed
-from bot.cli.options import EXIT_OK, Options
-from bot.cli.progress import Progress
-from bot.cli.render import RENDER, View
-from bot.cli.roster import handout_lines, with_roster
-from bot.cli.terminal import TERMINAL_HELP, run_terminal_verb
-from bot.cli.wiring import Wiring
+from bot.cli.options import EXIT_OK, TERMINAL_HELP, TERMINAL_VERBS, Options
 from bot.domain import grammar
 from bot.domain.errors import UsageError
-from bot.services.container import Services
-from bot.services.dispatch import Invocation, dispatch, plan_for, settled
-from bot.settings import load_settings
+
+if TYPE_CHECKING:
+    from bot.cli.wiring import Wiring
+    from bot.services.container import Services
 
 # Commands that report progress as they go (a bar on a terminal).
 _LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume, grammar.Rebuild)
@@ -29,14 +26,21 @@ _LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume, gram
 
 def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
     words = opts.words
-    done = run_terminal_verb(words, opts, out, wiring)
-    if done is not None:
-        return done
-    command = with_roster(grammar.parse(" ".join(_quote(w) for w in words)))
+    if words and words[0] in TERMINAL_VERBS:
+        from bot.cli.terminal import run_terminal_verb
+
+        done = run_terminal_verb(words, opts, out, wiring)
+        if done is not None:
+            return done
+    command = grammar.parse(" ".join(_quote(w) for w in words))
     if isinstance(command, grammar.Help):
         text = grammar.usage(command.topic) + (TERMINAL_HELP if command.topic is None else "")
         print(text.replace("`", ""), file=out)
         return EXIT_OK
+    from bot.cli.roster import with_roster
+    from bot.settings import load_settings
+
+    command = with_roster(command)
     services = wiring.build(load_settings(opts.config))
     try:
         return _run(command, services, opts, out)
@@ -45,6 +49,14 @@ def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
 
 
 def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
+    from dataclasses import replace
+
+    from bot.cli.dialogue import confirmed
+    from bot.cli.progress import Progress
+    from bot.cli.render import RENDER, View
+    from bot.cli.roster import handout_lines
+    from bot.services.dispatch import Invocation, dispatch, plan_for, settled
+
     actor = os.environ.get("CLONES_USER") or getpass.getuser()
     if command.access is grammar.Access.CHANGE and not isinstance(command, grammar.Resume):
         _warn_abandoned(services)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from bot.cli.options import EXIT_ERROR, EXIT_OK, Options
+from bot.cli.options import EXIT_ERROR, EXIT_OK, TERMINAL_HELP, TERMINAL_VERBS, Options
 from bot.cli.progress import Progress
 from bot.cli.render import View, show_deploy, show_teardown
 from bot.cli.wiring import Wiring
@@ -21,11 +21,7 @@ from bot.domain.errors import UsageError
 from bot.services.dispatch import Invocation, dispatch
 from bot.settings import BUNDLED_LAB_CONFIG, load_settings
 
-TERMINAL_HELP = (
-    "\n\nTerminal only: `clones lab up|down|status|build`, `clones demo`, "
-    "`clones thumbprint [URL]` (vCenter's certificate fingerprint, to pin);"
-    " options --json, --yes, --chart FILE, --config FILE, -v."
-)
+__all__ = ["TERMINAL_HELP", "TERMINAL_VERBS", "run_terminal_verb"]
 
 
 def run_terminal_verb(words: list[str], opts: Options, out: TextIO, wiring: Wiring) -> int | None:

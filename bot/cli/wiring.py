@@ -4,16 +4,20 @@ adapter and no storage; it reaches them only through this."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bot.ports import Lab, Trust
-from bot.services.container import Services
-from bot.settings import Settings
+if TYPE_CHECKING:
+    from bot.ports import Lab, Trust
+    from bot.services.container import Services
+    from bot.settings import Settings
 
 
 class Wiring(Protocol):
-    lab: Lab
-    trust: Trust
+    @property
+    def lab(self) -> Lab: ...
+
+    @property
+    def trust(self) -> Trust: ...
 
     def build(self, settings: Settings) -> Services:
         """The services for `settings` (starting the lab vCenter when url = "lab")."""

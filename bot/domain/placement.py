@@ -92,3 +92,20 @@ def plan_confinement(
         counts[host] += 1
         assignments[name] = host
     return Confinement(group, assignments)
+
+
+def spread(
+    names: Sequence[str], hosts: Sequence[Host], load: Counter[str]
+) -> dict[str, str | None]:
+    """Each new clone on the least loaded usable host (then by name), counting the clones placed
+    before it; `load` (live clones per host moref) is updated in place, so several types of one
+    deployment spread over the hosts together."""
+    usable = sorted((h for h in hosts if h.usable), key=lambda h: h.name)
+    if not usable:
+        return {n: None for n in names}
+    out: dict[str, str | None] = {}
+    for name in names:
+        host = min(usable, key=lambda h: load[h.moref])  # min keeps the first (by name) of ties
+        load[host.moref] += 1
+        out[name] = host.moref
+    return out

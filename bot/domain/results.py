@@ -9,12 +9,25 @@ from typing import Literal
 from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.domain.savings import GIB, Savings
 
-EventKind = Literal["started", "clone_ready", "clone_failed", "clone_retry", "finished"]
+EventKind = Literal[
+    "started",
+    "clone_ready",
+    "clone_failed",
+    "clone_retry",
+    "clone_powered_on",  # a deployment that powers on: this clone is on
+    "clone_customized",  # ...and its guest customization ended (`message`: why it failed)
+    "finished",
+]
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """One step of a deployment or strip back, for a front end to render."""
+    """One step of a deployment or strip back, for a front end to render.
+
+    `done` and `failed` count clones made (or destroyed); a deployment that powers its clones on
+    also counts them powered on (`powered_on`) and, when its types customize, customized
+    (`customized`, `customization_failed`); those are None for a run without that stage.
+    """
 
     kind: EventKind
     run_id: int
@@ -27,10 +40,27 @@ class ProgressEvent:
     eta_s: float | None = None
     clone: str | None = None
     message: str = ""
+    powered_on: int | None = None
+    customized: int | None = None
+    customization_failed: int = 0
 
     @property
     def remaining(self) -> int:
         return self.total - self.done - self.failed
+
+    @property
+    def stages_text(self) -> str:
+        """ "cloned 40 · powered on 32 · customized 10" for a deployment that powers its clones
+        on (and customizes them), as both front ends show it; "" for any other run."""
+        if self.powered_on is None:
+            return ""
+        parts = [f"cloned {self.done}", f"powered on {self.powered_on}"]
+        if self.customized is not None:
+            customized = f"customized {self.customized}"
+            if self.customization_failed:
+                customized += f" ({self.customization_failed} failed)"
+            parts.append(customized)
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -37,16 +37,37 @@ class VmFacts:
     parent_moref: str = ""  # the folder or vApp it sits in
     notes: str = ""  # the VM's Notes (annotation)
 
+    def sighting(self) -> VmSighting:
+        return VmSighting(
+            moref=self.moref,
+            instance_uuid=self.instance_uuid,
+            name=self.name,
+            powered_on=self.powered_on,
+            attributes=dict(self.attributes),
+            committed_bytes=self.committed_bytes,
+            host=self.host,
+            notes=self.notes,
+        )
+
 
 @dataclass(frozen=True)
 class VmSighting:
-    """A VM as a quick inventory read sees it (status drift, resume's reconciliation)."""
+    """A VM as a quick inventory read sees it (status drift, resume's reconciliation, the check
+    that a VM is ours): its identity, power and labels, and only what else was asked for
+    (`SIGHTING_EXTRAS`; left at its default otherwise)."""
 
     moref: str
     instance_uuid: str
     name: str
     powered_on: bool
     attributes: dict[str, str] = field(default_factory=dict)
+    committed_bytes: int = 0  # "storage"
+    host: str = ""  # "host": moref of the host it runs on
+    notes: str = ""  # "notes": the VM's Notes
+
+
+# What a sighting may also read, beside identity, power and labels (see VmSighting).
+SIGHTING_EXTRAS = ("storage", "host", "notes")
 
 
 @dataclass(frozen=True)

@@ -66,19 +66,20 @@ class Cloner:
         t = self.settings.type(clone.type)
         attempts = 0
         try:
+            instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
+            # Record the instance UUID before asking vCenter, so a lost reply or a crash can
+            # still find the VM again by it (and never make a second one). Recorded before the
+            # slot is taken: SQLite's write lock is never waited for while a slot is held.
+            clone = self.repo.update_clone(
+                clone.id,
+                state=CloneState.CLONING,
+                instance_uuid=instance_uuid,
+                customization="",
+            )
+            request = self.clone_request(
+                clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
+            )
             with slot or nullcontext():
-                instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
-                # Record the instance UUID before asking vCenter, so a lost reply or a crash
-                # can still find the VM again by it (and never make a second one).
-                clone = self.repo.update_clone(
-                    clone.id,
-                    state=CloneState.CLONING,
-                    instance_uuid=instance_uuid,
-                    customization="",
-                )
-                request = self.clone_request(
-                    clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
-                )
                 for attempt in retrying(self.settings, emit, clone.name):
                     with attempt:
                         attempts += 1

@@ -49,7 +49,7 @@ class Service:
         self.ownership = Ownership(self.core)
         self.cloner = Cloner(self.core)
         self.power = Power(self.core)
-        self.deploy_runs = DeployRuns(self.core, self.cloner, self.power, self.queries)
+        self.deploy_runs = DeployRuns(self.core, self.cloner, self.queries)
         self.deployer = Deployer(self.core, self.placements, self.deploy_runs)
         self.trainees = Trainees(
             self.core,

@@ -66,7 +66,7 @@ class Deployer:
             self._check_customization_specs(items)
             parents = self._prepare_parents(items)
             self._check_capacity(items, parents, power_on=power_on)
-            placements = {t.name: self.placements.placement_for(t) for t, _ in items}
+            placements = self.placements.placements_for([t for t, _ in items], power_on=power_on)
             self._preflight(items, parents, placements, power_on=power_on)
             self._snapshot_parents(items, parents)
             self.vcenter.ensure_attribute_definitions(self.attribute_names(items))

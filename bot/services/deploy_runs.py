@@ -1,11 +1,12 @@
 """A deployment's clones through the pool: each type's first clone first (a full copy stops the
-type), at most `concurrency` clone tasks in vCenter, then DRS confinement, power-on and
-customization, and a report counting exactly what exists."""
+type), at most `concurrency` clone tasks in vCenter (and `max_ops_per_host`, `max_ops_per_datastore`
+on any one host or datastore), each clone powered on as soon as it is made when the deployment
+powers on (customization watched meanwhile: bot/services/bringup.py), then DRS confinement, and
+a report counting exactly what exists."""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -22,14 +23,15 @@ from bot.domain.results import (
     FailedClone,
 )
 from bot.ports import ProgressCallback
+from bot.services.bringup import BringUp
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
+from bot.services.limits import OpLimits, place_key
 from bot.services.pipeline import Stop, run_per_clone
 from bot.services.runs import Core, Emitter
 
 if TYPE_CHECKING:
     from bot.services.cloning import Cloner
     from bot.services.placements import TypePlacement
-    from bot.services.power import Power
     from bot.services.queries import Queries
 
 log = logging.getLogger(__name__)
@@ -45,20 +47,21 @@ class _Batch:
     emit: Emitter
     placements: dict[str, TypePlacement]
     guard: FullCopyGuard
-    slots: threading.BoundedSemaphore
+    limits: OpLimits
+    bringup: BringUp | None  # powers each clone on as it is made (a deployment that powers on)
 
 
 class DeployRuns:
     """Runs a deployment's (or a resumed one's) clones and reports on the whole run."""
 
-    def __init__(self, core: Core, cloner: Cloner, power: Power, queries: Queries) -> None:
+    def __init__(self, core: Core, cloner: Cloner, queries: Queries) -> None:
+        self.core = core
         self.settings = core.settings
         self.repo = core.repo
         self.vcenter = core.vcenter
         self.clock = core.clock
         self.runs = core.runs
         self.cloner = cloner
-        self.power = power
         self.queries = queries
 
     def run_clones(
@@ -78,6 +81,8 @@ class DeployRuns:
         started = time.monotonic()
         emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(work_list), started, on_event)
         emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
+        limits = OpLimits.of(self.settings)
+        bringup = self._bringup(run_id, planned, work_list, limits, emit) if power_on else None
         batch = _Batch(
             env=env,
             actor=actor,
@@ -85,9 +90,11 @@ class DeployRuns:
             emit=emit,
             placements=placements or {},
             guard=FullCopyGuard(),
-            # `concurrency` clone tasks at once in vCenter (the slots); a clone frees its slot
-            # when vCenter has made it, and is labelled and recorded while the next one clones.
-            slots=threading.BoundedSemaphore(self.settings.concurrency),
+            # `concurrency` clone tasks at once in vCenter, `max_ops_per_host` on one host...:
+            # a clone frees its ticket when vCenter has made it, and is labelled, recorded (and
+            # powered on) while the next one clones.
+            limits=limits,
+            bringup=bringup,
         )
         # Each type's first clone first, so the types' probes run side by side.
         per = run_per_clone(
@@ -100,9 +107,14 @@ class DeployRuns:
         guard = batch.guard
         if not unreachable:
             try:
-                self._after_clones(run_id, planned, placements or {}, power_on, emit)
+                self._confine(placements or {})
             except VCenterUnreachable as exc:
                 unreachable.append(exc)
+        if bringup is not None:
+            if unreachable:
+                bringup.abandon()
+            elif (lost := bringup.finish()) is not None:
+                unreachable.append(lost)
         result = self._finish_deploy(run_id, env, planned, started, unreachable, emit)
         if guard.stopped:  # said once, for the run: the first copy's own error has the causes
             note = guard.summary()
@@ -125,6 +137,8 @@ class DeployRuns:
             return self._skip(b, clone)
         placement = b.placements.get(clone.type)
         host = placement.host_for(clone.name) if placement else None
+        t = self.settings.type(clone.type)
+        ticket = b.limits.clone(place_key(host, t.resource_pool), t.datastore)
         copies: list[LinkedCloneCheckFailed] = []
         try:
             done = self.cloner.clone_one(
@@ -134,7 +148,7 @@ class DeployRuns:
                 b.deployed_at,
                 b.emit,
                 host=host,
-                slot=b.guard.slot(b.slots, clone.type),
+                slot=b.guard.slot(ticket, clone.type),
                 on_full_copy=copies.append,
             )
         except TypeStopped:  # stopped while this clone waited for a slot
@@ -145,6 +159,8 @@ class DeployRuns:
             raise
         if done.state is CloneState.READY:
             b.emit("clone_ready", clone=done.name, ok=True)
+            if b.bringup is not None:
+                b.bringup.add(done)
         else:
             b.emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
         b.guard.leave(  # after the event: a full copy is reported before what it stopped
@@ -163,21 +179,26 @@ class DeployRuns:
         b.emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
         return done
 
-    def _after_clones(
-        self,
-        run_id: int,
-        planned: list[Clone],
-        placements: dict[str, TypePlacement],
-        power_on: bool,
-        emit: Emitter,
-    ) -> None:
-        """Confine each parent's clones to its host group, then power on and customise."""
-        ids = {c.id for c in planned}
-        ready = [
-            c
-            for c in self.repo.clones(run_id=run_id, states=[CloneState.READY])
-            if c.id in ids and c.moref
-        ]
+    def _bringup(
+        self, run_id: int, planned: list[Clone], todo: list[Clone], limits: OpLimits, emit: Emitter
+    ) -> BringUp:
+        """The power-on and customization stage of this run, told of the clones a resumed run
+        made before (they are powered on now; the run's new clones as each is made)."""
+        customizing = sum(1 for c in planned if self.settings.type(c.type).customization_spec)
+        emit.stages(customizing=customizing)
+        # Events are matched from shortly before the first power-on (allowing for clock skew).
+        bringup = BringUp(self.core, limits, emit, self.clock() - timedelta(seconds=30))
+        making = {c.id for c in todo}
+        ids = {c.id for c in planned} - making
+        if ids:
+            for c in self.repo.clones(run_id=run_id, states=[CloneState.READY]):
+                if c.id in ids and c.moref:
+                    bringup.add(c)
+        return bringup
+
+    def _confine(self, placements: dict[str, TypePlacement]) -> None:
+        """Confine each parent's clones to its host group (made on its hosts, and powered on
+        there: a power-on keeps a VM on the host it is registered on)."""
         for placement in placements.values():
             if placement.group:
                 members = [
@@ -188,11 +209,6 @@ class DeployRuns:
                 self.vcenter.ensure_drs_confinement(
                     placement.cluster, placement.prefix, members, placement.group
                 )
-        if power_on and ready:
-            # Events are matched from shortly before the power-on (allowing for clock skew).
-            since = self.clock() - timedelta(seconds=30)
-            self.power.power_clones(ready, "on", emit=emit)
-            self.power.await_customization(ready, since, emit)
 
     # Kept whole: a run's outcome in order: re-read, classify, finish the run, savings.
     def _finish_deploy(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from typing import Protocol
 
 from bot.domain.errors import LinkedCloneCheckFailed
 from bot.domain.models import Clone
@@ -73,7 +74,7 @@ class FullCopyGuard:
         with self._cond:
             return bool(self._first_copy)
 
-    def slot(self, slots: threading.BoundedSemaphore, type_name: str) -> _TypeSlot:
+    def slot(self, slots: Slot, type_name: str) -> _TypeSlot:
         return _TypeSlot(self, slots, type_name)
 
     def proven(self, type_name: str) -> None:
@@ -114,6 +115,13 @@ class FullCopyGuard:
         return "; ".join(parts) + "."
 
 
+class Slot(Protocol):
+    """Room for one clone task (a semaphore, or a ticket of bot.services.limits)."""
+
+    def acquire(self) -> object: ...
+    def release(self) -> None: ...
+
+
 class TypeStopped(Exception):
     """A clone's type stopped at a full copy while the clone waited for a slot."""
 
@@ -122,9 +130,7 @@ class _TypeSlot:
     """A clone slot that, once had, checks the clone's type has not stopped meanwhile (a
     clone waiting for a slot has not started: it must not start after a full copy)."""
 
-    def __init__(
-        self, guard: FullCopyGuard, slots: threading.BoundedSemaphore, type_name: str
-    ) -> None:
+    def __init__(self, guard: FullCopyGuard, slots: Slot, type_name: str) -> None:
         self.guard = guard
         self.slots = slots
         self.type_name = type_name

@@ -9,18 +9,13 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
-
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from bot.domain.errors import VCenterFault, VCenterUnreachable
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -106,7 +101,14 @@ def run_per_clone(
 
 
 def retrying(settings: Settings, emit: Callable[..., None], name: str) -> Retrying:
-    """Retries with backoff for transient vCenter faults, each one reported as progress."""
+    """Retries with backoff for transient vCenter faults, each one reported as progress.
+    (tenacity is imported here, by the commands that change vCenter, not by every command.)"""
+    from tenacity import (
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_exponential_jitter,
+    )
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

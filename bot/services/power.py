@@ -14,6 +14,7 @@ from bot.domain.models import Clone, CloneState
 from bot.domain.results import (
     FailedClone,
 )
+from bot.services.limits import clone_host, power_batches
 from bot.services.runs import Core, Emitter
 
 if TYPE_CHECKING:
@@ -36,12 +37,18 @@ class Power:
     def power_clones(
         self, clones: Sequence[Clone], action: str, *, emit: Emitter | None = None
     ) -> list[FailedClone]:
-        """Power clones on, off or reset in batches of `concurrency` tasks at a time."""
+        """Power clones on, off or reset in batches of `concurrency` tasks at a time, at most
+        `max_ops_per_host` of them on one host (a clone's recorded host; a clone the bot did not
+        place counts on its type's resource pool as one host)."""
         state = {"on": "poweredOn", "off": "poweredOff", "reset": "poweredOn"}[action]
         failed: list[FailedClone] = []
-        batch = self.settings.concurrency
-        for i in range(0, len(clones), batch):
-            chunk = [c for c in clones[i : i + batch] if c.moref]
+        batches = power_batches(
+            [c for c in clones if c.moref],
+            lambda c: clone_host(self.settings, c),
+            total=self.settings.concurrency,
+            per_host=self.settings.max_ops_per_host,
+        )
+        for chunk in batches:
             errors = self.vcenter.power([c.moref for c in chunk if c.moref], action)
             for clone, error in zip(chunk, errors, strict=True):
                 if error is None:

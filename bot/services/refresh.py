@@ -21,9 +21,10 @@ from bot.domain.errors import (
 from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.domain.provenance import deployed_by_and_at
 from bot.domain.results import FailedClone
-from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmFacts
+from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmSighting
 from bot.ports import ProgressCallback
 from bot.services.fullcopy import FullCopyGuard
+from bot.services.limits import OpLimits, clone_datastore, clone_host
 from bot.services.pipeline import Stop, run_per_clone
 from bot.services.runs import Core, Emitter, outcome_state
 
@@ -54,6 +55,7 @@ class _Refreshing:
     actor: str
     deployed_at: str
     emit: Emitter
+    limits: OpLimits  # each clone's destroy, clone and power-on count on its host
     guard: FullCopyGuard = field(default_factory=FullCopyGuard)
 
 
@@ -146,7 +148,9 @@ class Refresher:
                         f'"prepare {t}" first.'
                     )
             self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
-            verified, gone, skipped = self.ownership.verify_ours(env, clones)
+            verified, gone, skipped = self.ownership.verify_ours(
+                env, clones, also=("host", "notes")
+            )
             run = self.runs.start_run(
                 environment=env.name,
                 kind=RunKind.REFRESH,
@@ -164,7 +168,7 @@ class Refresher:
         self,
         run_id: int,
         env: Environment,
-        verified: list[tuple[Clone, VmFacts]],
+        verified: list[tuple[Clone, VmSighting]],
         gone: list[Clone],
         skipped: list[tuple[Clone, str]],
         actor: str,
@@ -173,7 +177,9 @@ class Refresher:
         started = time.monotonic()
         emit = Emitter(run_id, env.name, RunKind.REFRESH, len(verified), started, on_event)
         emit("started", message=f"Refreshing {len(verified)} clones of {env.name}")
-        job = _Refreshing(env, actor, self.clock().isoformat(timespec="seconds"), emit)
+        job = _Refreshing(
+            env, actor, self.clock().isoformat(timespec="seconds"), emit, OpLimits.of(self.settings)
+        )
         since = self.clock() - timedelta(seconds=30)
         per = run_per_clone(
             verified,
@@ -231,7 +237,7 @@ class Refresher:
         )
 
     def _refresh_one(
-        self, job: _Refreshing, item: tuple[Clone, VmFacts], stop: Stop
+        self, job: _Refreshing, item: tuple[Clone, VmSighting], stop: Stop
     ) -> _Outcome | None:
         """Destroy one old VM and clone its successor. Each type's first clone goes alone; a
         full copy stops the type with its other clones untouched (an endpoint that ignores
@@ -246,27 +252,29 @@ class Refresher:
             return _Outcome(clone, refreshed=False, error=why, kept=True)
         copies: list[LinkedCloneCheckFailed] = []
         done, linked, powered = clone, False, False
-        try:
-            self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
-            self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
-            keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
-            done = self.cloner.clone_one(
-                clone,
-                job.env,
-                deployed_by_and_at(vm.attributes, vm.notes)[0] or job.actor,
-                job.deployed_at,
-                job.emit,
-                host=vm.host or None,
-                keep_attributes=keep,
-                new_uuid=True,
-                on_full_copy=copies.append,
-            )
-            linked = done.state is CloneState.READY
-            if linked and vm.powered_on and done.moref:
-                errors = self.vcenter.power([done.moref], "on")
-                if errors[0] is None:
-                    done = self.repo.update_clone(done.id, power_state="poweredOn")
-                    powered = True
+        try:  # destroy, clone and power on, one after the other on the VM's host
+            host = clone_host(self.settings, clone, vm.host)
+            with job.limits.host_op(host, clone_datastore(self.settings, clone)):
+                self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
+                self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
+                keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
+                done = self.cloner.clone_one(
+                    clone,
+                    job.env,
+                    deployed_by_and_at(vm.attributes, vm.notes)[0] or job.actor,
+                    job.deployed_at,
+                    job.emit,
+                    host=vm.host or None,
+                    keep_attributes=keep,
+                    new_uuid=True,
+                    on_full_copy=copies.append,
+                )
+                linked = done.state is CloneState.READY
+                if linked and vm.powered_on and done.moref:
+                    errors = self.vcenter.power([done.moref], "on")
+                    if errors[0] is None:
+                        done = self.repo.update_clone(done.id, power_state="poweredOn")
+                        powered = True
         except VCenterUnreachable:
             raise
         except VCenterError as exc:

@@ -172,7 +172,20 @@ class Emitter:
         self.callback = callback
         self.done = 0
         self.failed = 0
+        # Stages after cloning (None: not part of this run): see `stages`.
+        self.powered_on: int | None = None
+        self.customized: int | None = None
+        self.customization_failed = 0
+        self.customizing = 0  # clones whose customization is awaited
         self.lock = threading.Lock()
+
+    def stages(self, *, customizing: int) -> None:
+        """This deployment powers its clones on, and awaits the customization of `customizing`
+        of them: events count both stages from now on."""
+        with self.lock:
+            self.powered_on = 0
+            self.customized = 0 if customizing else None
+            self.customizing = customizing
 
     def __call__(
         self,
@@ -187,10 +200,20 @@ class Emitter:
                 self.done += 1
             elif ok is False:
                 self.failed += 1
+            if kind == "clone_powered_on" and self.powered_on is not None:
+                self.powered_on += 1
+            elif kind == "clone_customized" and self.customized is not None:
+                if message:
+                    self.customization_failed += 1
+                else:
+                    self.customized += 1
             elapsed = time.monotonic() - self.started
             finished = self.done + self.failed
             remaining = self.total - finished
             eta = elapsed / finished * remaining if finished else None
+            awaited = self.customizing - self.customization_failed - (self.customized or 0)
+            if not remaining and kind != "finished" and awaited > 0:
+                eta = None  # every clone is made; how long customization takes is not known
             event = ProgressEvent(
                 kind=kind,
                 run_id=self.run_id,
@@ -203,6 +226,9 @@ class Emitter:
                 eta_s=eta,
                 clone=clone,
                 message=message,
+                powered_on=self.powered_on,
+                customized=self.customized,
+                customization_failed=self.customization_failed,
             )
         if self.callback is not None:
             try:

@@ -21,8 +21,9 @@ from bot.domain.results import (
     TeardownPlan,
     TeardownResult,
 )
-from bot.domain.vsphere import Destroyed, VmFacts
+from bot.domain.vsphere import Destroyed, VmSighting
 from bot.ports import ProgressCallback
+from bot.services.limits import OpLimits, clone_datastore, clone_host, may_crowd_a_host
 from bot.services.pipeline import Stop, retrying, run_per_clone
 from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state
 
@@ -104,7 +105,7 @@ class StripBack:
         started = time.monotonic()
         emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
-        verified, gone, skipped = self.ownership.verify_ours(env, clones)
+        verified, gone, skipped = self.ownership.verify_ours(env, clones, also=self._extras())
         for c in gone:
             self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
             emit("clone_ready", clone=c.name, ok=True, message="already gone")
@@ -113,7 +114,7 @@ class StripBack:
 
         per = run_per_clone(
             verified,
-            partial(self._destroy_one, emit),
+            partial(self._destroy_one, emit, OpLimits.of(self.settings)),
             workers=self.settings.concurrency,
             name="strip",
         )
@@ -157,6 +158,12 @@ class StripBack:
             raise error
         return result
 
+    def _extras(self) -> tuple[str, ...]:
+        """What strip back's check reads beside identity and labels: the storage each clone
+        frees, and where it runs when more destroys run at once than one host may take (each
+        destroy counts on its host against `max_ops_per_host`)."""
+        return ("storage", "host") if may_crowd_a_host(self.settings) else ("storage",)
+
     def _ended(self) -> None:
         if self.after is None:
             return
@@ -166,7 +173,7 @@ class StripBack:
             log.exception("after the strip back")
 
     def _destroy_one(
-        self, emit: Emitter, item: tuple[Clone, VmFacts], stop: Stop
+        self, emit: Emitter, limits: OpLimits, item: tuple[Clone, VmSighting], stop: Stop
     ) -> Destroyed | FailedClone | None:
         """Destroy one verified clone (retrying transient faults); record and report it."""
         if stop():
@@ -175,7 +182,8 @@ class StripBack:
         self.repo.update_clone(clone.id, state=CloneState.DESTROYING, moref=facts.moref)
         try:
             for attempt in retrying(self.settings, emit, clone.name):
-                with attempt:
+                host = clone_host(self.settings, clone, facts.host)
+                with attempt, limits.host_op(host, clone_datastore(self.settings, clone)):
                     outcome = self.vcenter.destroy(
                         facts.moref, expected_uuid=facts.instance_uuid, facts=facts
                     )

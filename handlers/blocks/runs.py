@@ -40,12 +40,13 @@ def _progress(text: str, head: str, e: ProgressEvent, done_word: str, eta: str =
     """A run's live message: what it is, the bar with its counts, and elapsed / ETA / run."""
     bar = progress_bar(e.done, e.failed, e.total)
     counts = f"{done_word} {e.done} · failed {e.failed} · remaining {e.remaining}"
+    stages = f"\n{e.stages_text}" if e.stages_text else ""  # cloned / powered on / customized
     eta = eta or duration(e.eta_s)
     return Rendered(
         text,
         [
             section(head),
-            section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}"),
+            section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}{stages}"),
             context(f"elapsed {duration(e.elapsed_s)} · ETA {eta} · run {e.run_id}"),
         ],
     )
@@ -89,7 +90,8 @@ def deploy_progress(e: ProgressEvent, requester: str) -> Rendered:
         f"*{esc(e.environment)}* for {who(requester)}",
         e,
         "ready",
-        eta=duration(e.eta_s) if e.remaining else "0s",
+        # every clone made, customization still awaited: the ETA is not known
+        eta=duration(e.eta_s) if e.remaining or e.eta_s is None else "0s",
     )
 
 

@@ -193,3 +193,33 @@ def test_run_per_clone_lets_a_bug_surface() -> None:
 
     with pytest.raises(RuntimeError, match="a bug"):
         run_per_clone(list(range(6)), work, workers=3, name="t")
+
+
+def test_strip_back_checks_ownership_with_one_narrow_read(
+    services: Services, vcenter: FakeVCenter
+) -> None:
+    # Strip back's check reads identity, power, labels and storage only: one sightings read for
+    # every clone, no full VM facts (device lists); what it reclaims comes from that read.
+    deploy(services, "deploy capture 5 as nov")
+    vcenter.calls.clear()
+    vcenter.sighting_extras.clear()
+    result = services.service.teardown("nov", actor="trainer")
+    assert len(result.destroyed) == 5
+    assert vcenter.calls["sightings"] == 1 and vcenter.calls["vm_facts"] == 0
+    assert vcenter.sighting_extras == [("storage",)]
+    assert result.reclaimed_bytes == 5 * int(0.13 * 2**30)
+
+
+def test_a_vm_without_labels_is_checked_by_its_notes_read_for_it_alone(
+    services: Services, vcenter: FakeVCenter
+) -> None:
+    # Made but not labelled (a crash between CloneVM_Task and SetField): its Notes, written by
+    # the clone call, prove it ours; they are read for that VM alone, after the narrow read.
+    deploy(services, "deploy capture 3 as nov")
+    bare = vcenter.named("TRN-CAP-002")
+    bare.attributes.clear()
+    vcenter.calls.clear()
+    vcenter.sighting_extras.clear()
+    result = services.service.teardown("nov", actor="trainer")
+    assert sorted(result.destroyed) == ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]
+    assert vcenter.sighting_extras == [("storage",), ("notes",)]

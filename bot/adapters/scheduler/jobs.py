@@ -98,10 +98,11 @@ class Scheduler:
         timezone: tzinfo | str = "UTC",
         max_workers: int = MAX_WORKERS,
         backend: BaseScheduler | None = None,
+        lock: SchedulerLock | None = None,
     ) -> None:
         self.key = uuid.uuid4().hex
         self.timezone = timezone
-        self._lock = SchedulerLock(lock_path)
+        self._lock = lock or SchedulerLock(lock_path)
         self.backend = backend or BackgroundScheduler(
             timezone=timezone, executors={"default": _TrackingExecutor(self, max_workers)}
         )

@@ -19,7 +19,7 @@ exceptions; pyVmomi objects never leave the package except as opaque morefs (str
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -61,7 +61,7 @@ class VCenter:
         tasks = Tasks(
             call=session.call,
             new_collector=session.new_collector,
-            read=lambda objs, paths: lookup.retrieve(objs, paths, report_missing=True),
+            read=lambda groups: lookup.retrieve_groups(groups, report_missing=True),
             timeout_s=settings.task_timeout_s,
         )
         attributes = Attributes(session, lookup)
@@ -125,8 +125,10 @@ class VCenter:
     def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
         return self._inventory.vm_facts(morefs)
 
-    def sightings(self, morefs: Sequence[str] | None = None) -> list[VmSighting]:
-        return self._inventory.sightings(morefs)
+    def sightings(
+        self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
+    ) -> list[VmSighting]:
+        return self._inventory.sightings(morefs, also=also)
 
     def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
         return self._inventory.instance_uuids(morefs)
@@ -179,7 +181,9 @@ class VCenter:
     def finish_clone(self, facts: VmFacts, req: CloneRequest) -> VmFacts:
         return self._cloning.finish_clone(facts, req)
 
-    def destroy(self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None) -> Destroyed:
+    def destroy(
+        self, moref: str, *, expected_uuid: str, facts: VmFacts | VmSighting | None = None
+    ) -> Destroyed:
         return self._power.destroy(moref, expected_uuid=expected_uuid, facts=facts)
 
     def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]:
@@ -191,6 +195,11 @@ class VCenter:
 
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None:
         self._power.shut_down(parent, timeout_s)
+
+    def customization_outcomes(
+        self, morefs: Collection[str], since: datetime
+    ) -> dict[str, CustomizationOutcome]:
+        return self._customization.outcomes(morefs, since)
 
     def wait_for_customization(
         self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0

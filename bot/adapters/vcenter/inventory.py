@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pyVmomi import vim as _vim
@@ -11,10 +11,24 @@ from pyVmomi import vim as _vim
 from bot.adapters.vcenter.attributes import Attributes
 from bot.adapters.vcenter.lookup import Lookup
 from bot.domain.models import ParentFacts
-from bot.domain.vsphere import DiskInfo, HostInfo, ParentReport, VmFacts, VmSighting
+from bot.domain.vsphere import (
+    SIGHTING_EXTRAS,
+    DiskInfo,
+    HostInfo,
+    ParentReport,
+    VmFacts,
+    VmSighting,
+)
 
 # pyVmomi's dynamic vSphere types, as Any (see faults.py).
 vim: Any = _vim
+
+# The extras a sighting may read (bot.domain.vsphere.SIGHTING_EXTRAS), by their property path.
+_EXTRA_PATHS = {
+    "storage": "summary.storage.committed",
+    "host": "runtime.host",
+    "notes": "config.annotation",
+}
 
 # What a VM's facts are made of (read in one call, for one VM or a batch).
 VM_PROPERTIES = [
@@ -60,14 +74,21 @@ class InventoryReads:
             if not props.get("config.template")
         ]
 
-    def sightings(self, morefs: Sequence[str] | None = None) -> list[VmSighting]:
+    def sightings(
+        self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
+    ) -> list[VmSighting]:
         """VMs, narrowly: moref, instance UUID, name, power state and custom attributes, in
-        one PropertyCollector read (paged). With `morefs`, those VMs (absent ones are simply
-        not in the result; what status compares records with); without, every VM in the
+        one PropertyCollector read (paged), plus only the extras asked for (`also`: "storage",
+        "host", "notes"; never the device list). With `morefs`, those VMs (absent ones are
+        simply not in the result; what status compares records with); without, every VM in the
         datacenter, templates excluded (what resume reconciles against: a VM moved to another
         folder or renamed is still found by its instance UUID).
         """
+        unknown = set(also) - set(SIGHTING_EXTRAS)
+        if unknown:
+            raise ValueError(f"sightings cannot also read {sorted(unknown)}")
         paths = ["name", "config.instanceUuid", "runtime.powerState", "customValue"]
+        paths += [_EXTRA_PATHS[k] for k in SIGHTING_EXTRAS if k in also]
         lookup = self.lookup
         if morefs is not None:
             if not morefs:
@@ -81,6 +102,7 @@ class InventoryReads:
         for obj, props in rows:
             if props.get("config.template"):
                 continue
+            host = props.get("runtime.host")
             out.append(
                 VmSighting(
                     moref=str(obj._moId),
@@ -89,6 +111,9 @@ class InventoryReads:
                     powered_on=props.get("runtime.powerState")
                     == vim.VirtualMachinePowerState.poweredOn,
                     attributes=self.attributes.values(props.get("customValue", [])),
+                    committed_bytes=int(props.get("summary.storage.committed") or 0),
+                    host=str(host._moId) if host is not None else "",
+                    notes=str(props.get("config.annotation") or ""),
                 )
             )
         return out
@@ -180,15 +205,16 @@ class InventoryReads:
         return int(summary.freeSpace) if summary is not None else 0
 
     def cluster_hosts(self, resource_pool: str) -> tuple[Any, list[HostInfo]]:
-        """The cluster behind a type's resource pool, and its hosts (morefs, names, usable)."""
-        pool = self.lookup.placement_pool(resource_pool)
-        owner = self.lookup.retrieve_one(pool, ["owner"]).get("owner")
+        """The cluster behind a type's resource pool, and its hosts (morefs, names, usable):
+        one read of the hosts' state (the pool's cluster is looked up once per connection)."""
+        owner = self.lookup.pool_owner(resource_pool)
         if not isinstance(owner, vim.ClusterComputeResource):
             return owner, []
-        rows = self.lookup.retrieve_container(
+        rows = self.lookup.retrieve_related(
+            owner,
+            "host",
             vim.HostSystem,
             ["name", "runtime.connectionState", "runtime.inMaintenanceMode"],
-            root=owner,
         )
         hosts = [
             HostInfo(

@@ -40,6 +40,7 @@ class Lookup:
         self._lock = threading.RLock()
         self._parents: dict[str, Any] = {}
         self._placements: dict[tuple[str, str, str], Placement] = {}
+        self._owners: dict[str, Any] = {}  # resource pool path -> its cluster (or host)
         self._datacenter: Any | None = None
         self._datacenter_name = ""
 
@@ -48,6 +49,7 @@ class Lookup:
         with self._lock:
             self._parents.clear()
             self._placements.clear()
+            self._owners.clear()
             self._datacenter = None
 
     # ----------------------------------------------------------------- inventory paths
@@ -130,6 +132,23 @@ class Lookup:
             self._placements[key] = result
         return result
 
+    def pool_owner(self, resource_pool: str) -> Any:
+        """The cluster (or standalone host's compute resource) a type's resource pool belongs
+        to, looked up once per connection (a pool does not move between clusters)."""
+        with self._lock:
+            cached = self._owners.get(resource_pool)
+        if cached is not None:
+            return cached
+        found = self.find_path("resource pool", "host", resource_pool)
+        owner = (
+            found
+            if isinstance(found, vim.ComputeResource)
+            else self.retrieve_one(found, ["owner"]).get("owner")
+        )
+        with self._lock:
+            self._owners[resource_pool] = owner
+        return owner
+
     def placement_pool(self, resource_pool: str) -> Any:
         pool_obj = self.find_path("resource pool", "host", resource_pool)
         if isinstance(pool_obj, vim.ComputeResource):
@@ -187,13 +206,47 @@ class Lookup:
         self, objs: Sequence[Any], paths: list[str], *, report_missing: bool = False
     ) -> list[Row]:
         """These properties of these objects (all of one type), in one call (paged)."""
+        return self.retrieve_groups([(objs, paths)], report_missing=report_missing)
+
+    def retrieve_groups(
+        self, groups: Sequence[tuple[Sequence[Any], list[str]]], *, report_missing: bool = False
+    ) -> list[Row]:
+        """Several groups of (objects of one type, their properties) in one call (paged): the
+        task waiter reads new tasks and the VMs finished ones made together."""
+        paths_by_type: dict[type, list[str]] = {}
+        objs: list[Any] = []
+        for group, paths in groups:
+            if not group:
+                continue
+            objs += group
+            known = paths_by_type.setdefault(type(group[0]), [])
+            known += [p for p in paths if p not in known]
+        if not objs:
+            return []
         pc = self.session.content.propertyCollector
         spec = vmodl.query.PropertyCollector.FilterSpec(
             objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=o) for o in objs],
-            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=type(objs[0]), pathSet=paths)],
+            propSet=[
+                vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths)
+                for kind, paths in paths_by_type.items()
+            ],
             reportMissingObjectsInResults=report_missing or None,
         )
         return list(self._retrieve_all(pc, spec))
+
+    def retrieve_related(self, obj: Any, path: str, kind: type, paths: list[str]) -> list[Row]:
+        """These properties of the objects `obj` refers to through its property `path` (a
+        cluster's "host"), in one call."""
+        traversal = vmodl.query.PropertyCollector.TraversalSpec(
+            name="related", path=path, skip=False, type=type(obj)
+        )
+        spec = vmodl.query.PropertyCollector.FilterSpec(
+            objectSet=[
+                vmodl.query.PropertyCollector.ObjectSpec(obj=obj, skip=True, selectSet=[traversal])
+            ],
+            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths)],
+        )
+        return list(self._retrieve_all(self.session.content.propertyCollector, spec))
 
     def retrieve_container(self, kind: type, paths: list[str], *, root: Any) -> list[Row]:
         """These properties of every object of a kind under `root`, through a container view."""

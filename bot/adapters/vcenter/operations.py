@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from bot.adapters.vcenter.lookup import Lookup
 from bot.adapters.vcenter.session import Session
 from bot.adapters.vcenter.tasks import Tasks
 from bot.domain.errors import LinkedCloneCheckFailed, NotFoundError, VCenterError, VCenterFault
-from bot.domain.vsphere import CloneRequest, CustomizationOutcome, Destroyed, VmFacts
+from bot.domain.vsphere import CloneRequest, CustomizationOutcome, Destroyed, VmFacts, VmSighting
 
 # pyVmomi's dynamic vSphere types, as Any (see faults.py).
 vim: Any = _vim
@@ -116,13 +116,16 @@ class Power:
         task = self.session.call(f"powering off {parent}", vm.PowerOffVM_Task)
         _raise_failed(self.tasks.wait([task])[0])
 
-    def destroy(self, moref: str, *, expected_uuid: str, facts: VmFacts | None = None) -> Destroyed:
+    def destroy(
+        self, moref: str, *, expected_uuid: str, facts: VmFacts | VmSighting | None = None
+    ) -> Destroyed:
         """Destroy one VM after checking it is the one recorded.
 
-        `facts` read moments ago in a batch (strip back verifies every clone in one call) spare
-        a read; a moref is never reused for another VM, so the check still holds. Destroy_Task
-        on a linked clone removes only the clone's own delta disk; the parent's base disk stays
-        (vCenter never deletes a disk another VM's chain still uses).
+        `facts` read moments ago in a batch (strip back verifies every clone in one call, a
+        sighting with its storage) spare a read; a moref is never reused for another VM, so the
+        check still holds. Destroy_Task on a linked clone removes only the clone's own delta
+        disk; the parent's base disk stays (vCenter never deletes a disk another VM's chain
+        still uses).
 
         A VM that is gone is one outcome however vCenter says so: absent from the read, a
         ManagedObjectNotFound fault of a call (the VM vanished between the read and the call,
@@ -144,7 +147,7 @@ class Power:
             raise
         return Destroyed(facts.committed_bytes, gone=False)
 
-    def _power_off_and_destroy(self, moref: str, facts: VmFacts) -> None:
+    def _power_off_and_destroy(self, moref: str, facts: VmFacts | VmSighting) -> None:
         """Raises a `VCenterFault` (call or task fault alike) when anything fails."""
         if facts.powered_on:
             err = self.power_off([moref])[0]
@@ -209,12 +212,9 @@ class Customization:
             )
         )
 
-    def wait(
-        self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0
-    ) -> dict[str, CustomizationOutcome]:
-        """Wait for CustomizationSucceeded/Failed events of these VMs (one query per poll)."""
-        pending = set(morefs)
-        out: dict[str, CustomizationOutcome] = {}
+    def outcomes(self, morefs: Collection[str], since: datetime) -> dict[str, CustomizationOutcome]:
+        """The customization outcomes (CustomizationSucceeded/Failed events since `since`) of
+        those of these VMs that have one by now: one QueryEvents call."""
         events = self.session.content.eventManager
         # vCenter matches exact event type names, so every failure subtype is listed; at most
         # 1000 events per query (vCenter's cap), newest first, order not relied on.
@@ -223,22 +223,30 @@ class Customization:
             time=vim.event.EventFilterSpec.ByTime(beginTime=since),
             maxCount=1000,
         )
+        found = self.session.call("reading customization events", lambda: events.QueryEvents(spec))
+        wanted = set(morefs)
+        out: dict[str, CustomizationOutcome] = {}
+        for event in found or []:
+            vm = getattr(getattr(event, "vm", None), "vm", None)
+            moref = str(vm._moId) if vm is not None else ""
+            if moref not in wanted or moref in out:
+                continue
+            ok = fault_name(event) == "CustomizationSucceeded"
+            reason = getattr(event, "reason", None) or getattr(event, "fullFormattedMessage", "")
+            out[moref] = CustomizationOutcome(moref, ok, "" if ok else str(reason or ""))
+        return out
+
+    def wait(
+        self, morefs: Sequence[str], since: datetime, timeout_s: float, poll_s: float = 2.0
+    ) -> dict[str, CustomizationOutcome]:
+        """Wait for CustomizationSucceeded/Failed events of these VMs (one query per poll)."""
+        pending = set(morefs)
+        out: dict[str, CustomizationOutcome] = {}
         deadline = time.monotonic() + timeout_s
         while pending:
-            found = self.session.call(
-                "reading customization events", lambda: events.QueryEvents(spec)
-            )
-            for event in found or []:
-                vm = getattr(getattr(event, "vm", None), "vm", None)
-                moref = str(vm._moId) if vm is not None else ""
-                if moref not in pending:
-                    continue
-                ok = fault_name(event) == "CustomizationSucceeded"
-                reason = getattr(event, "reason", None) or getattr(
-                    event, "fullFormattedMessage", ""
-                )
-                out[moref] = CustomizationOutcome(moref, ok, "" if ok else str(reason or ""))
-                pending.discard(moref)
+            found = self.outcomes(pending, since)
+            out.update(found)
+            pending -= found.keys()
             if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(poll_s)

@@ -72,7 +72,7 @@ class Preflight:
 
     def cluster_entity(self, resource_pool: str) -> Entity | None:
         """The cluster that owns a type's resource pool (None for a standalone host)."""
-        owner, _ = self.inventory.cluster_hosts(resource_pool)
+        owner = self.lookup.pool_owner(resource_pool)
         if not isinstance(owner, vim.ClusterComputeResource):
             return None
         name = self.lookup.retrieve_one(owner, ["name"]).get("name", "")

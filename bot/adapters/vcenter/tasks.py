@@ -4,6 +4,15 @@ every thread's tasks.
 The waiter is given what it needs and nothing more (a way to make calls, a PropertyCollector
 factory, a batched property read and the task timeout), so it knows nothing of the operations
 that start the tasks.
+
+Tasks that are already over when the waiter first sees them (fast tasks, or a vCenter that
+answers a task-starting call only when the work is done) need no filter at all: while that keeps
+happening, a batch is first read directly (one RetrievePropertiesEx for the batch, with the VMs
+of the tasks before it that are still to be read) and only its unfinished tasks get a filter. The
+first direct read that finds nothing over switches this off; a new filter whose first update
+shows its tasks over switches it on. A batch is held open while tasks started with it are still
+being started (SIBLING_S), and a VM still to be read waits for the tasks started with its own, to
+be read with them, instead of costing a call of its own.
 """
 
 from __future__ import annotations
@@ -35,6 +44,12 @@ GATHER_S = 0.05  # while tasks are being started, wait up to this long to batch 
 # The same when tasks are read directly (they tend to be over once started): the caller is
 # waiting for a result that is already there, so hold a batch open only briefly.
 QUICK_GATHER_S = 0.01
+# ...except while tasks started together with the batch's (within SIBLING_S of its first) are
+# still being started: they tend to be over together, so a batch of tasks with no result to read
+# (destroys, power operations) waits for them, up to SIBLING_MAX_S (one read for a round however
+# unevenly a loaded machine answers it). A clone's slot waits for its task: clones do not wait.
+SIBLING_S = 0.025
+SIBLING_MAX_S = 0.05
 
 
 class Call(Protocol):
@@ -43,8 +58,9 @@ class Call(Protocol):
     def __call__(self, what: str, fn: Callable[[], T], /) -> T: ...
 
 
-# Properties of objects of one type, read in one call; absent objects are left out.
-Read = Callable[[Sequence[Any], list[str]], list[tuple[Any, dict[str, Any]]]]
+# Properties of objects, read in one call: groups of (objects of one type, their property
+# paths), as rows of (object, properties); absent objects are left out.
+Read = Callable[[Sequence[tuple[Sequence[Any], list[str]]]], list[tuple[Any, dict[str, Any]]]]
 
 
 class Tasks:
@@ -58,22 +74,42 @@ class Tasks:
         self._read = read
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
-        self._starting = 0  # task-starting calls (CloneVM_Task, Destroy_Task, ...) in flight
+        # Task-starting calls (CloneVM_Task, Destroy_Task, ...) in flight: when each started.
+        self._calls: dict[int, float] = {}
+        self._tokens = 0
+        self._started: dict[str, float] = {}  # a started task (moref) -> when its call started
         self._waiter: TaskWaiter | None = None
 
     def start(self, what: str, fn: Callable[[], Any]) -> Any:
         """Start a vSphere task; while it is being started the waiter holds its next batch open,
         so tasks started together are watched together."""
+        now = time.monotonic()
         with self._lock:
-            self._starting += 1
+            self._tokens += 1
+            token = self._tokens
+            self._calls[token] = now
+        task = None
         try:
-            return self._call(what, fn)
+            task = self._call(what, fn)
+            return task
         finally:
             with self._lock:
-                self._starting -= 1
+                del self._calls[token]
+                if task is not None and hasattr(task, "_moId"):
+                    self._started[str(task._moId)] = now
 
     def starting(self) -> int:
-        return self._starting
+        """How many tasks are being started right now."""
+        return len(self._calls)
+
+    def siblings(self, since: float) -> bool:
+        """Whether a task whose call started by `since` + SIBLING_S is still being started."""
+        with self._lock:
+            return any(t <= since + SIBLING_S for t in self._calls.values())
+
+    def _started_at(self, task: Any) -> float:
+        with self._lock:
+            return self._started.pop(str(getattr(task, "_moId", "")), time.monotonic())
 
     def wait(self, tasks: Sequence[Any], read: Sequence[str] | None = None) -> list[Any]:
         """Wait for tasks; return each one's result, or a `VCenterError` for a failed one.
@@ -86,7 +122,7 @@ class Tasks:
         """
         if not tasks:
             return []
-        return self.waiter().wait(tasks, read)
+        return self.waiter().wait(tasks, read, [self._started_at(t) for t in tasks])
 
     def waiter(self) -> TaskWaiter:
         with self._lock:
@@ -97,6 +133,7 @@ class Tasks:
                     read=self._read,
                     timeout_s=self._timeout_s,
                     starting=self.starting,
+                    siblings=self.siblings,
                 )
             return self._waiter
 
@@ -113,6 +150,7 @@ class _Waiting:
     task: Any
     read: Sequence[str] | None
     deadline: float
+    started: float = 0.0  # when the call that started it began (time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
 
@@ -123,13 +161,16 @@ class _Waiting:
 
 @dataclass
 class _Watch:
-    """What the waiter thread is watching: tasks by moref, filters, task states, the version."""
+    """What the waiter thread is watching: tasks by moref, filters, task states, the version,
+    and the finished tasks whose result (a VM) is still to be read."""
 
     outstanding: dict[str, _Waiting] = field(default_factory=dict)
     filters: dict[Any, set[str]] = field(default_factory=dict)
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: str = ""
     renewals: int = 0  # session renewals in a row without progress
+    # Finished, successful tasks asked to read their result: (the waiting item, the VM).
+    verify: list[tuple[_Waiting, Any]] = field(default_factory=list)
 
 
 class TaskWaiter:
@@ -140,12 +181,7 @@ class TaskWaiter:
     the thread is blocked in WaitForUpdatesEx, CancelWaitForUpdates wakes it (one call). The
     wait starts again from version "" after each new filter: that returns the current state of
     every filter, which is what a new filter needs and is harmless for the others.
-
-    Tasks that are already over when the waiter first sees them (fast tasks, or a vCenter that
-    answers a task-starting call only when the work is done) need no filter at all: while that
-    keeps happening, a batch is first read directly (one RetrievePropertiesEx for the batch)
-    and only its unfinished tasks get a filter. The first direct read that finds nothing over
-    switches this off; a new filter whose first update shows its tasks over switches it on.
+    Tasks already over when first seen are read directly (see the module's docstring).
     """
 
     def __init__(
@@ -156,12 +192,14 @@ class TaskWaiter:
         read: Read,
         timeout_s: float,
         starting: Callable[[], int],
+        siblings: Callable[[float], bool] = lambda since: False,
     ) -> None:
         self._call = call
         self._new_collector = new_collector
         self._read = read
         self._timeout_s = timeout_s
         self._starting = starting  # how many tasks are being started right now
+        self._siblings = siblings  # whether tasks started with a given one are still starting
         self._cond = threading.Condition()
         self._queue: list[_Waiting] = []
         self._blocked = False
@@ -171,9 +209,12 @@ class TaskWaiter:
         self._pc: Any = None
         self._quick = True  # read a new batch directly before watching it (see above)
 
-    def wait(self, tasks: Sequence[Any], read: Sequence[str] | None) -> list[Any]:
+    def wait(
+        self, tasks: Sequence[Any], read: Sequence[str] | None, started: Sequence[float] = ()
+    ) -> list[Any]:
         deadline = time.monotonic() + self._timeout_s
-        items = [_Waiting(t, read, deadline) for t in tasks]
+        at = list(started) or [0.0] * len(tasks)
+        items = [_Waiting(t, read, deadline, s) for t, s in zip(tasks, at, strict=True)]
         cancel = False
         with self._cond:
             self._queue.extend(items)
@@ -215,36 +256,65 @@ class TaskWaiter:
                 error = VCenterError(f"internal error while waiting for tasks: {exc}")
                 with self._cond:
                     queued, self._queue = self._queue, []
-                self._fail_all([*watch.outstanding.values(), *queued], str(error), error)
+                verifying = [w for w, _ in watch.verify]
+                _fail_all([*watch.outstanding.values(), *queued, *verifying], str(error), error)
                 watch.outstanding.clear()
                 watch.filters.clear()
+                watch.verify.clear()
                 self._pc = None
                 watch.version = ""
 
     def _next_batch(self, watch: _Watch) -> list[_Waiting] | None:
-        """The tasks that arrived since the last step (held open briefly while more are being
-        started); None when the thread ends: stopped, or idle for a minute."""
+        """The tasks that arrived since the last step (held open while more are being started:
+        `_gather`), or none but VMs to read; None when the thread ends: stopped, or idle."""
         with self._cond:
-            while not self._queue and not watch.outstanding and not self._stopped:
+            while (
+                not self._queue and not watch.outstanding and not watch.verify and not self._stopped
+            ):
                 if not self._cond.wait(timeout=60):
                     self._thread = None  # idle: let the thread go; a new one starts on demand
                     return None
             if self._stopped:
-                self._fail_all([*watch.outstanding.values(), *self._queue], "the connection closed")
+                verifying, watch.verify = [w for w, _ in watch.verify], []
+                _fail_all(
+                    [*watch.outstanding.values(), *self._queue, *verifying],
+                    "the connection closed",
+                )
                 return None
-            gather_until = time.monotonic() + (QUICK_GATHER_S if self._quick else GATHER_S)
-            while self._queue and self._starting() and time.monotonic() < gather_until:
-                self._cond.wait(gather_until - time.monotonic())
+            self._gather(watch)
             new, self._queue = self._queue, []
             self._cancelled = False
         return new
 
+    def _gather(self, watch: _Watch) -> None:
+        """Hold the queued batch (or a VM still to be read) open while tasks started with it
+        are still being started (see SIBLING_S)."""
+        opened = time.monotonic()
+        until = opened + (QUICK_GATHER_S if self._quick else GATHER_S)
+        held = self._queue or [w for w, _ in watch.verify]
+        first = min((w.started or opened for w in held), default=opened)
+        while (self._queue or watch.verify) and self._starting():
+            if self._queue:  # tasks with a result to read (clones) are not held for siblings
+                sibling = not any(w.read for w in self._queue) and self._siblings(first)
+                end = max(until, opened + SIBLING_MAX_S) if self._quick and sibling else until
+            elif self._quick and self._siblings(first):
+                end = opened + SIBLING_MAX_S  # a VM to read: with its siblings' tasks, if soon
+            else:
+                return
+            if (left := end - time.monotonic()) <= 0:
+                return
+            self._cond.wait(left)
+
     def _step(self, new: list[_Waiting], watch: _Watch) -> None:
-        """Take on a new batch (a direct read, or a filter), wait once, deliver what ended."""
+        """Read the results waiting to be read and take on a new batch (one direct read for
+        both, or a filter), wait once, deliver what ended."""
+        verify, watch.verify = watch.verify, []
         if new and self._quick:
-            new = self._collect_finished(new, watch.outstanding, watch.state)
+            new = self._collect_finished(new, watch, verify)
             if not new and not watch.outstanding:
                 return
+        elif verify:
+            _read_results(self._read, verify)
         if new:
             pc = self._collector()
             spec = vmodl.query.PropertyCollector.FilterSpec(
@@ -259,6 +329,8 @@ class TaskWaiter:
             flt = self._call("watching tasks", partial(pc.CreateFilter, spec, True))
             watch.filters[flt] = {w.moref for w in new}
             watch.version = ""
+        if not watch.outstanding:
+            return  # only results were read
         finished = self._wait_once(watch.version, watch.outstanding, watch.state)
         if finished is None:
             return  # cancelled to add new tasks; keep the version
@@ -267,7 +339,7 @@ class TaskWaiter:
             self._quick = any(w.moref in finished[1] for w in new)
         watch.version, ended = finished
         watch.renewals = 0
-        self._deliver(ended, watch.outstanding, watch.state)
+        self._deliver(ended, watch)
         for flt, morefs in list(watch.filters.items()):
             if not morefs & watch.outstanding.keys():
                 del watch.filters[flt]
@@ -295,9 +367,9 @@ class TaskWaiter:
                 return
             with self._cond:  # the session keeps failing: give up on these tasks
                 stuck, self._queue = self._queue, []
-            self._fail_all(stuck, str(exc), exc)
+            _fail_all(stuck, str(exc), exc)
             return
-        self._fail_all([*watch.outstanding.values()], str(exc), exc)
+        _fail_all([*watch.outstanding.values()], str(exc), exc)
         watch.outstanding.clear()
         watch.filters.clear()
         self._pc = None
@@ -305,29 +377,32 @@ class TaskWaiter:
             watch.version = ""
 
     def _collect_finished(
-        self,
-        new: list[_Waiting],
-        outstanding: dict[str, _Waiting],
-        state: dict[str, dict[str, Any]],
+        self, new: list[_Waiting], watch: _Watch, verify: list[tuple[_Waiting, Any]]
     ) -> list[_Waiting]:
-        """Read a new batch's tasks once; deliver the finished ones; return the others."""
+        """Read a new batch's tasks once, and in the same call the results waiting to be read;
+        deliver what finished; return the tasks still running."""
         for w in new:  # tracked before the call, so a failure cannot lose them
-            outstanding[w.moref] = w
-            state.setdefault(w.moref, {})
-        rows = self._read([w.task for w in new], TASK_PROPS)
-        props = {str(obj._moId): p for obj, p in rows}
+            watch.outstanding[w.moref] = w
+            watch.state.setdefault(w.moref, {})
+        try:
+            rows = self._read([([w.task for w in new], TASK_PROPS), *_result_groups(verify)])
+        except VCenterError as exc:
+            _fail_all([w for w, _ in verify], str(exc), exc)
+            raise
+        tasks = {str(obj._moId): p for obj, p in rows if isinstance(obj, vim.Task)}
+        _deliver_results(verify, {str(o._moId): p for o, p in rows if not isinstance(o, vim.Task)})
         ended: list[str] = []
         rest: list[_Waiting] = []
         for w in new:
-            p = props.get(w.moref) or {}
+            p = tasks.get(w.moref) or {}
             if p.get("info.state") in ("success", "error"):
-                state[w.moref].update(p)
+                watch.state[w.moref].update(p)
                 ended.append(w.moref)
             else:
                 rest.append(w)
         if not ended:
             self._quick = False
-        self._deliver(ended, outstanding, state)
+        self._deliver(ended, watch)
         return rest
 
     def _collector(self) -> Any:
@@ -377,54 +452,58 @@ class TaskWaiter:
                     ended.append(moref)
         return update.version, ended
 
-    def _deliver(
-        self,
-        ended: list[str],
-        outstanding: dict[str, _Waiting],
-        state: dict[str, dict[str, Any]],
-    ) -> None:
-        if not ended:
-            return
-        results: dict[str, Any] = {}
-        reads: dict[tuple[str, ...], list[str]] = {}
+    def _deliver(self, ended: list[str], watch: _Watch) -> None:
+        """Hand each ended task its result; a successful one whose result is to be read waits
+        in `watch.verify` for the next read (with the next batch's tasks, when there is one)."""
         for moref in ended:
-            st = state.get(moref, {})
-            w = outstanding[moref]
+            st = watch.state.pop(moref, {})
+            w = watch.outstanding.pop(moref)
             if st.get("info.state") == "success":
                 result = st.get("info.result")
-                results[moref] = result
                 if w.read is not None and result is not None:
-                    reads.setdefault(tuple(w.read), []).append(moref)
+                    watch.verify.append((w, result))
+                    continue
+                w.result = result
             elif st.get("info.state") == "error":
-                results[moref] = fault_error(st.get("info.error"), f"task {moref}")
+                w.result = fault_error(st.get("info.error"), f"task {moref}")
             else:
-                results[moref] = VCenterFault(
+                w.result = VCenterFault(
                     f"Task {moref} did not finish within {self._timeout_s:.0f} s.",
                     "Timedout",
                     transient=True,
                 )
-        # One read for all the VMs this batch produced (a clone's verification).
-        for paths, morefs in reads.items():
-            vms = [results[m] for m in morefs]
-            try:
-                rows = self._read(vms, list(paths))
-                props = {str(obj._moId): p for obj, p in rows}
-            except VCenterError as exc:
-                for m in morefs:
-                    results[m] = exc
-                continue
-            for m in morefs:
-                vm_moref = str(results[m]._moId)
-                results[m] = (vm_moref, props.get(vm_moref))
-        for moref in ended:
-            w = outstanding.pop(moref)
-            state.pop(moref, None)
-            w.result = results[moref]
             w.done.set()
 
-    def _fail_all(
-        self, items: Sequence[_Waiting], why: str, exc: VCenterError | None = None
-    ) -> None:
-        for w in items:
-            w.result = exc or VCenterUnreachable(why)
-            w.done.set()
+
+def _result_groups(verify: list[tuple[_Waiting, Any]]) -> list[tuple[Sequence[Any], list[str]]]:
+    """The VMs to read, grouped by the properties asked for."""
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for w, vm in verify:
+        groups.setdefault(tuple(w.read or ()), []).append(vm)
+    return [(vms, list(paths)) for paths, vms in groups.items()]
+
+
+def _deliver_results(verify: list[tuple[_Waiting, Any]], props: dict[str, dict[str, Any]]) -> None:
+    """Each task's result as `(vm moref, its properties)` (None: the VM was gone by then)."""
+    for w, vm in verify:
+        moref = str(vm._moId)
+        w.result = (moref, props.get(moref))
+        w.done.set()
+
+
+def _fail_all(items: Sequence[_Waiting], why: str, exc: VCenterError | None = None) -> None:
+    """Each of these waits ends with `exc` (or vCenter unreachable, saying why)."""
+    for w in items:
+        w.result = exc or VCenterUnreachable(why)
+        w.done.set()
+
+
+def _read_results(read: Read, verify: list[tuple[_Waiting, Any]]) -> None:
+    """Read the VMs finished tasks produced (one call) and deliver them; a failed read is each
+    one's result."""
+    try:
+        rows = read(_result_groups(verify))
+    except VCenterError as exc:
+        _fail_all([w for w, _ in verify], str(exc), exc)
+        return
+    _deliver_results(verify, {str(obj._moId): p for obj, p in rows})

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
-
 from bot.domain import grammar
 from bot.domain.errors import ConflictError, NotFoundError, PermissionDenied, UsageError
 from bot.domain.models import Assignment, Clone, CloneState, RunState
@@ -194,6 +192,8 @@ class Desk:
         settled = self.settle(command, actor, anyone=anyone, source=source, channel=channel)
         [(a, clone)] = self.targets(settled, actor, anyone=anyone, source=source, channel=channel)
         words = f"rebuild {clone.name}"
+        from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
+
         for attempt in Retrying(
             retry=retry_if_exception(lambda exc: self._busy_for_now(exc, a.environment)),
             stop=stop_after_delay(self.settings.trainees.busy_wait_s),
