@@ -194,6 +194,7 @@ class Runs(Protocol):
         requested: int,
         owner: str = "",
         clone_ids: Iterable[int] = (),
+        power_on: bool = False,
     ) -> Run: ...
     def supersede_run(self, run_id: int, *, owner: str, expected_owner: str) -> Run | None: ...
     def finish_run(

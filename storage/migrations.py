@@ -338,6 +338,13 @@ def m009_assignments(db: Database) -> None:
     )
 
 
+@migrations()
+def m010_run_power_on(db: Database) -> None:
+    # A deployment asked to power its clones on ("deploy ... and power on"): the run that
+    # recovery starts in its place powers them on too.
+    db.execute("ALTER TABLE runs ADD COLUMN power_on INTEGER NOT NULL DEFAULT 0")
+
+
 def apply_migrations(db: _HasConnection) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

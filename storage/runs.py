@@ -33,6 +33,7 @@ def run_record(row: dict[str, Any]) -> Run:
         owner=row.get("owner") or "",
         heartbeat_at=from_text(row.get("heartbeat_at")),
         superseded_by=row.get("superseded_by"),
+        power_on=bool(row.get("power_on")),
     )
 
 
@@ -56,8 +57,10 @@ class RunStore(Core):
         requested: int,
         owner: str = "",
         clone_ids: Iterable[int] = (),
+        power_on: bool = False,
     ) -> Run:
-        """Record a new run that owns `clone_ids` (the clones it will act on).
+        """Record a new run that owns `clone_ids` (the clones it will act on); `power_on`: a
+        deployment that powers its clones on (its successor after a crash does too).
 
         Refused while another run of the environment is running. An interrupted run (vCenter
         went away, or its process died and recovery could not finish it) blocks a deployment or
@@ -91,7 +94,9 @@ class RunStore(Core):
                     'interrupted). Type "resume" to finish it first, or strip the environment '
                     f'back ("teardown {environment}").'
                 )
-            run = self._insert_run(environment, kind, requested_by, requested, owner, clone_ids)
+            run = self._insert_run(
+                environment, kind, requested_by, requested, owner, clone_ids, power_on
+            )
             for row in stopped:
                 self._supersede(row["id"], run.id, f"superseded by {kind} run {run.id}")
             return run
@@ -104,12 +109,13 @@ class RunStore(Core):
         requested: int,
         owner: str,
         clone_ids: Iterable[int],
+        power_on: bool = False,
     ) -> Run:
         """Insert a running run and its members; call inside the caller's transaction."""
         now = to_text(utc_now())
         cursor = self._execute(
             "INSERT INTO runs (environment, kind, requested_by, state, requested, started_at,"
-            " owner, heartbeat_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " owner, heartbeat_at, power_on) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 environment,
                 RunKind(kind).value,
@@ -119,6 +125,7 @@ class RunStore(Core):
                 now,
                 owner,
                 now,
+                int(power_on),
             ),
         )
         run_id = cursor.lastrowid
@@ -152,7 +159,7 @@ class RunStore(Core):
             if old.state.terminal or old.owner != expected_owner:
                 return None
             new = self._insert_run(
-                old.environment, old.kind, old.requested_by, old.requested, owner, ()
+                old.environment, old.kind, old.requested_by, old.requested, owner, (), old.power_on
             )
             self._execute(
                 "INSERT INTO run_clones (run_id, clone_id)"

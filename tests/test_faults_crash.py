@@ -59,6 +59,48 @@ def _recover_with_the_bot(lab: LabProcess, database: Path) -> str:
         fake.stop()
 
 
+def test_sigkill_mid_deploy_and_power_on_then_resume_powers_every_clone_on(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
+    """ "and power on" outlives a crash: the run recovery starts in its place powers on the
+    clones made before the kill (those on stay as they are) and the ones it makes itself."""
+    lab = make_lab({"clone_latency_ms": 300, "power_on_latency_ms": 200})
+    clones = Clones(tmp_path, lab)
+    proc = clones.start("deploy", "capture", "12", "as", "lit", "and", "power", "on")
+
+    def on() -> int:
+        with clones.repo() as repo:
+            return sum(c.power_state == "poweredOn" for c in repo.clones(environment="lit"))
+
+    wait_until(lambda: clones.count("lit", "ready") >= 4 and on() >= 1, timeout=90)
+    kill(proc)
+    with clones.repo() as repo:
+        [run] = repo.runs(environment="lit")
+        assert run.power_on and run.state is RunState.RUNNING
+        ready_at_kill = [c for c in repo.clones(environment="lit") if c.state is CloneState.READY]
+    assert len(ready_at_kill) < 12
+    off_at_kill = {vm["name"] for vm in clone_vms(lab) if vm["power_state"] != "poweredOn"}
+
+    result = clones.run("resume")
+    assert result.returncode == 0, result.stderr
+    assert "finished succeeded" in result.stdout
+    vms = clone_vms(lab, "TRN-CAP-")
+    assert sorted(vm["name"] for vm in vms) == [f"TRN-CAP-{n:03}" for n in range(1, 13)]
+    assert {vm["power_state"] for vm in vms} == {"poweredOn"}
+    with clones.repo() as repo:
+        rows = repo.clones(environment="lit")
+        new = repo.get_run(repo.get_run(run.id).superseded_by or 0)
+    assert new.power_on and new.state is RunState.SUCCEEDED
+    assert {c.power_state for c in rows} == {"poweredOn"}
+    record(
+        "sigkill mid-deploy and power on, resumed",
+        faults_injected=1,
+        ready_at_kill=len(ready_at_kill),
+        off_at_kill=len(off_at_kill & {c.name for c in ready_at_kill}),
+        on_after_resume=len(vms),
+    )
+
+
 @pytest.mark.parametrize("recover_with", ["cli", "bot"])
 def test_sigkill_mid_deploy_then_recovery_finishes_30_with_no_duplicate_or_orphan(
     make_lab: MakeLab, tmp_path: Path, recover_with: str

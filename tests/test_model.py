@@ -53,7 +53,7 @@ from slack_sdk import WebClient
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
 from bot.bootstrap import build
-from bot.domain.models import CloneState, RunState
+from bot.domain.models import CloneState, RunKind, RunState
 from handlers.app import SlackTokens, create_bot
 from storage import Repository
 from tests.faults import Clones, record
@@ -100,6 +100,10 @@ class TrustModel(RuleBasedStateMachine):
         self.renames = 0
         self.unreconciled = False  # VMs destroyed behind the bot's back since the last recovery
         self.stripped: set[str] = set()  # environments a strip back was started on
+        # Power changed since a deployment began, by someone else or the bot's `power`: a
+        # resumed "and power on" need not (and must not) undo it.
+        self.behind_powered: set[str] = set()  # instance UUIDs
+        self.bot_powered: set[str] = set()  # environments
         self.steps: Counter[str] = Counter()
 
     def teardown(self) -> None:
@@ -231,10 +235,22 @@ class TrustModel(RuleBasedStateMachine):
         count=st.integers(1, 4),
         fault=st.sampled_from(["none", "none", "none", "kill", "pause", "expire"]),
         delay=st.sampled_from(DELAYS),
+        power_on=st.sampled_from([False, False, True]),
     )
-    def deploy(self, environment: str, kind: str, count: int, fault: str, delay: float) -> None:
+    def deploy(
+        self, environment: str, kind: str, count: int, fault: str, delay: float, power_on: bool
+    ) -> None:
         words = ("deploy", kind, str(count), "as", environment)
-        self.act("deploy", environment, words, fault, delay)
+        self.deploy_words(environment, words, fault, delay, power_on)
+
+    def deploy_words(
+        self, environment: str, words: tuple[str, ...], fault: str, delay: float, power_on: bool
+    ) -> None:
+        """A deployment (perhaps "and power on"); one that ran powers on what it made."""
+        words += ("and", "power", "on") if power_on else ()
+        code = self.act("deploy", environment, words, fault, delay)
+        if code in (0, None):  # it ran (to the end, or until killed): a new run's clones
+            self.bot_powered.discard(environment)
 
     @precondition(lambda self: bool(self.stripped))
     @rule(
@@ -243,12 +259,15 @@ class TrustModel(RuleBasedStateMachine):
         count=st.integers(1, 4),
         fault=st.sampled_from(["none", "none", "kill"]),
         delay=st.sampled_from(DELAYS),
+        power_on=st.sampled_from([False, False, True]),
     )
-    def redeploy(self, pick: int, kind: str, count: int, fault: str, delay: float) -> None:
+    def redeploy(
+        self, pick: int, kind: str, count: int, fault: str, delay: float, power_on: bool
+    ) -> None:
         """A new cohort in the name of one that was stripped back (perhaps not to the end)."""
         environment = sorted(self.stripped)[pick % len(self.stripped)]
         words = ("deploy", kind, str(count), "as", environment)
-        self.act("deploy", environment, words, fault, delay)
+        self.deploy_words(environment, words, fault, delay, power_on)
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
@@ -271,6 +290,7 @@ class TrustModel(RuleBasedStateMachine):
     @rule(environment=st.sampled_from(ENVIRONMENTS), action=st.sampled_from(["on", "off"]))
     def power(self, environment: str, action: str) -> None:
         self.act("power", environment, ("power", action, environment), "none", 0.0)
+        self.bot_powered.add(environment)
 
     # ----------------------------------------------------------------- rules: trainees
     def assignments(self) -> list[Any]:
@@ -329,9 +349,11 @@ class TrustModel(RuleBasedStateMachine):
     def resume(self) -> None:
         before = self.vms()
         allowed = set().union(*self.pending.values()) if self.pending else set()
+        runs_before = self.run_count()
         code = self.run("resume")
         self.steps["resume"] += 1
         self.assert_vanished_only(before, self.vms(), allowed)
+        self.assert_resumed_deploys_powered_on(runs_before)
         if code in (0, 3):
             self.pending.clear()
             self.unreconciled = False
@@ -343,6 +365,7 @@ class TrustModel(RuleBasedStateMachine):
         """The Slack bot starting on the same database: start-up recovery, run to the end."""
         before = self.vms()
         allowed = set().union(*self.pending.values()) if self.pending else set()
+        runs_before = self.run_count()
         fake = FakeSlack().start()
         core = build(lab_settings(self.lab, self.clones.database), start_lab=False)
         try:
@@ -356,6 +379,7 @@ class TrustModel(RuleBasedStateMachine):
         self.lab.control.wait_idle()
         self.steps["bot start"] += 1
         self.assert_vanished_only(before, self.vms(), allowed)
+        self.assert_resumed_deploys_powered_on(runs_before)
         with Repository(self.clones.database) as repo:
             unfinished = repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED])
         if not unfinished:
@@ -378,6 +402,7 @@ class TrustModel(RuleBasedStateMachine):
             self.admin.rename(vm["moref"], f"renamed-{self.renames:03}")
         elif what == "power":
             self.admin.power(vm["moref"], vm["power_state"] != "poweredOn")
+            self.behind_powered.add(vm["instance_uuid"])
         else:
             self.admin.relabel(vm["moref"], "Environment", "elsewhere")
             self.relabelled.add(vm["instance_uuid"])
@@ -416,6 +441,28 @@ class TrustModel(RuleBasedStateMachine):
         assert len({(a.environment, a.trainee) for a in active}) == len(active)
         gone = [a.clone_name for a in active if states[a.clone_id] is CloneState.DESTROYED]
         assert not gone, f"assignments outlived their destroyed clones: {gone}"
+
+    def assert_resumed_deploys_powered_on(self, runs_before: int) -> None:
+        """A deployment "and power on" that recovery finished (a run started by this step) left
+        every clone it made on, those made before the crash included (unless someone powered
+        them since)."""
+        if not self.clones.database.exists():
+            return
+        vms = self.vms()
+        with Repository(self.clones.database) as repo:
+            runs = sorted(repo.runs(limit=100_000), key=lambda r: r.id)[runs_before:]
+            for run in runs:
+                if run.kind is not RunKind.DEPLOY or not run.power_on:
+                    continue
+                if run.state is not RunState.SUCCEEDED or run.environment in self.bot_powered:
+                    continue
+                for c in repo.clones(run_id=run.id, states=[CloneState.READY]):
+                    vm = vms.get(c.instance_uuid or "")
+                    if vm is None or c.instance_uuid in self.behind_powered:
+                        continue
+                    assert vm["power_state"] == "poweredOn", (
+                        f"{c.name} of resumed run {run.id} (and power on) is {vm['power_state']}"
+                    )
 
     def assert_records_match_vcenter(self) -> None:
         """After a recovery that finished: records and vCenter agree by instance UUID."""

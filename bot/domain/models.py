@@ -157,6 +157,7 @@ class Run:
     owner: str = ""  # "host:pid" of the process running it
     heartbeat_at: datetime | None = None
     superseded_by: int | None = None  # the run recovery started in its place
+    power_on: bool = False  # a deployment that powers its clones on as they are made
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ class Deployer:
                 + (" and power on" if power_on else ""),
                 source=source,
                 channel=channel,
+                power_on=power_on,
             )
             planned: list[Clone] = []
             for t, n in items:

@@ -183,17 +183,35 @@ class DeployRuns:
         self, run_id: int, planned: list[Clone], todo: list[Clone], limits: OpLimits, emit: Emitter
     ) -> BringUp:
         """The power-on and customization stage of this run, told of the clones a resumed run
-        made before (they are powered on now; the run's new clones as each is made)."""
+        made before: those not recorded on are powered on now, those on whose customization
+        was still awaited are watched again; the run's new clones as each is made."""
         customizing = sum(1 for c in planned if self.settings.type(c.type).customization_spec)
         emit.stages(customizing=customizing)
-        # Events are matched from shortly before the first power-on (allowing for clock skew).
-        bringup = BringUp(self.core, limits, emit, self.clock() - timedelta(seconds=30))
         making = {c.id for c in todo}
         ids = {c.id for c in planned} - making
-        if ids:
-            for c in self.repo.clones(run_id=run_id, states=[CloneState.READY]):
-                if c.id in ids and c.moref:
-                    bringup.add(c)
+        earlier = [
+            c
+            for c in (self.repo.clones(run_id=run_id, states=[CloneState.READY]) if ids else [])
+            if c.id in ids and c.moref
+        ]
+        on = [c for c in earlier if c.power_state == "poweredOn"]
+        awaited = [c for c in on if c.customization == "pending"]
+        # Events are matched from shortly before the first power-on (allowing for clock skew);
+        # for customizations awaited since before a crash, from when those clones were recorded.
+        since = min(
+            [self.clock(), *(c.created_at for c in awaited if c.created_at is not None)]
+        ) - timedelta(seconds=30)
+        bringup = BringUp(self.core, limits, emit, since)
+        for c in earlier:
+            if c.power_state != "poweredOn":
+                bringup.add(c)
+                continue
+            emit("clone_powered_on", clone=c.name)  # on before the crash: counted, not asked
+            if c in awaited:
+                bringup.watch.add(c)
+            elif c.customization in ("succeeded", "failed"):
+                why = "" if c.customization == "succeeded" else "customization failed"
+                emit("clone_customized", clone=c.name, message=why)
         return bringup
 
     def _confine(self, placements: dict[str, TypePlacement]) -> None:

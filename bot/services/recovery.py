@@ -243,6 +243,7 @@ class Recovery:
                 actor,
                 on_event,
                 placements=placements,
+                power_on=run.power_on,  # "and power on" holds for the clones made before too
                 todo=to_clone,
             )
         if self.relabel is not None and to_clone:

@@ -53,6 +53,7 @@ class RunBook:
         source: str,
         channel: str = "",
         clone_ids: Sequence[int] = (),
+        power_on: bool = False,
     ) -> Run:
         """Record a run owned by this process and the clones it owns (refused while the
         environment has another), and audit who started it."""
@@ -63,6 +64,7 @@ class RunBook:
             requested=requested,
             owner=self.owner,
             clone_ids=clone_ids,
+            power_on=power_on,
         )
         self.track_run(run.id)
         self.repo.audit(
