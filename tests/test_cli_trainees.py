@@ -172,3 +172,28 @@ def test_a_bad_roster_changes_nothing(lab: LabProcess, term: Terminal, tmp_path:
     short = term("assign", "nov", "from", "many.csv")
     assert_clean_failure(short, '"deploy capture 1 as nov"', "Nothing was assigned")
     assert "-> " not in ok(term("status", "nov")).out
+
+
+def test_an_operator_powers_one_trainees_vm_by_its_name(
+    lab: LabProcess, term: Terminal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`power off TRN-CAP-002` (a VM name where an environment goes) powers that trainee's VM
+    alone; a name that is neither an environment nor a held VM is the usual error."""
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    term.configure(lab)
+    ok(term("deploy", "capture", "3", "as", "nov", "and", "power", "on"))
+    ok(term("assign", "nov", "U0ANN", "U0BOB"))
+    held = {n: vm for n, vm in clones_of(lab).items()}
+    assert {vm["power_state"] for vm in held.values()} == {"poweredOn"}
+
+    done = ok(term("power", "off", "TRN-CAP-002"))
+    assert "TRN-CAP-002" in done.out
+    states = {n: vm["power_state"] for n, vm in clones_of(lab).items()}
+    assert states == {
+        "TRN-CAP-001": "poweredOn",
+        "TRN-CAP-002": "poweredOff",
+        "TRN-CAP-003": "poweredOn",
+    }
+    # TRN-CAP-003 is nobody's: not an environment either, so nothing changes.
+    assert_clean_failure(term("power", "off", "TRN-CAP-003"), 'No environment named "trn-cap-003"')
+    assert clones_of(lab)["TRN-CAP-003"]["power_state"] == "poweredOn"

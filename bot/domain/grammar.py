@@ -817,7 +817,8 @@ _POWER_ACTIONS = {"on": "on", "off": "off", "reset": "reset", "restart": "reset"
     example="power on nov-cohort",
     syntax="power on|off|reset ENV, or power on|off [@TRAINEE]",
     detail=(
-        "With ENV (operators): every ready clone of the environment.",
+        "With ENV (operators): every ready clone of the environment; with a trainee's VM name "
+        "in its place: that VM.",
         "Without it: the VM you were given (`my` shows it); operators may name a trainee.",
     ),
     examples=("power on nov-cohort", "power reset nov-cohort", "power off", "power on @U01ALICE"),

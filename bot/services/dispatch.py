@@ -161,7 +161,15 @@ def dispatch(services: Services, command: object, invocation: Invocation) -> obj
 
 def settled(services: Services, command: object, invocation: Invocation) -> object:
     """The command with what it acts on named, before it is planned and confirmed: `rebuild`
-    names the one VM (the actor's own, checked; a refusal is audited)."""
+    names the one VM (the actor's own, checked; a refusal is audited); `power off TRN-CAP-001`
+    (a name that is no environment but a trainee's VM) becomes that one VM's power command."""
+    if isinstance(command, grammar.Power):
+        name = command.environment
+        queries, trainees = services.service.queries, services.service.trainees
+        if queries.find_environment(name) is None and trainees.is_held(name):
+            if command.action == "reset":
+                return grammar.Reset(vm=name)
+            return grammar.MyPower(command.action, vm=name)
     if isinstance(command, grammar.Rebuild):
         return services.service.trainees.settle(
             command,

@@ -22,6 +22,7 @@ from slack_sdk import WebClient
 
 from bot.domain import grammar
 from bot.domain.errors import UsageError
+from bot.services.dispatch import Invocation, settled
 from handlers import confirming, handout, recovered, runs
 from handlers.blocks import admin, plans, trainees
 from handlers.blocks.kit import restarting, usage_error
@@ -80,7 +81,7 @@ def handle(
         return
     try:  # known errors as a sentence; a bug with an incident id to quote
         request = Request(ctx, _settled(ctx, command), user, channel, client, Reply(respond))
-        answer = ACKS.get(type(command), _plain)(request)
+        answer = ACKS.get(type(request.command), _plain)(request)
         pool = ctx.reads if reads and ctx.reads is not None else ctx.jobs
         step = step_for(request.command)
         pool.submit(reporting, request.tell, command.verb, lambda: step(request))
@@ -95,9 +96,11 @@ def handle(
 
 def _settled(ctx: HandlerContext, command: Any) -> Any:
     """A deployment into the default environment names it now, so the ack, the run's message
-    and the run itself agree on it."""
+    and the run itself agree on it; `power off TRN-CAP-001` names that one VM (`settled`)."""
     if isinstance(command, grammar.Deploy) and not command.environment:
         return replace(command, environment=ctx.services.service.default_environment(command))
+    if isinstance(command, grammar.Power):
+        return settled(ctx.services, command, Invocation("", "slack"))
     return command
 
 

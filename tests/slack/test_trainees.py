@@ -200,6 +200,16 @@ def test_a_trainee_trying_anothers_vm_is_refused_and_audited(harness: SlackHarne
     assert "On the VM you were given, type `power on`, `power off`" in reply.json["text"]
     assert not h.lab.control.stats()["requests"].get("PowerOffVM_Task")
 
+    # An operator naming Bob's VM where an environment goes powers that VM alone.
+    assert h.command(f"power off {theirs}", user=OPERATOR).status == 200
+    h.idle()
+    power = {n: vm["power_state"] for n, vm in vms(h.lab).items() if n.startswith("TRN-")}
+    assert power[theirs] == "poweredOff"
+    assert [n for n, state in power.items() if state == "poweredOff"] == [theirs]
+    assert theirs in h.fake.of("response_url")[-1].params.get("text", "") + json.dumps(
+        h.fake.of("response_url")[-1].params.get("blocks", [])
+    )
+
     # Operators see who holds which VM; a trainee does not.
     h.command("status lab", user=OPERATOR)
     h.idle()

@@ -77,6 +77,10 @@ class Trainees:
         """True when `user` is a trainee: they hold an assignment."""
         return self.repo.holds_assignment(user)
 
+    def is_held(self, vm: str) -> bool:
+        """True when a trainee holds the VM named `vm` (any case)."""
+        return any(a.clone_name.lower() == vm.lower() for a in self.repo.assignments())
+
     # ------------------------------------------------------------------ the commands
     def assign(
         self,
