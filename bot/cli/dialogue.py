@@ -5,7 +5,9 @@ answer is a usage error saying what to type."""
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO, cast
 
 from bot.cli.options import Options
 from bot.cli.render import orphans_text
@@ -18,37 +20,54 @@ from bot.services.orphans import OrphansOutcome
 from bot.services.refresh import RefreshPlan
 
 
+@dataclass(frozen=True)
+class _Typed:
+    """A command confirmed by typing the name it acts on (an environment, a VM)."""
+
+    title: str  # "Strip back"
+    verb: str  # the command's word, for the `--yes` hint
+    purpose: str  # what typing the name agrees to
+    name: Callable[[Any], str]  # the name to type, from the plan
+    text: Callable[[Any], str]  # what the plan does, in words
+
+
+_TYPED: dict[type[Any], _Typed] = {
+    grammar.Teardown: _Typed(
+        "Strip back",
+        "teardown",
+        "to destroy these clones",
+        lambda p: p.environment,
+        lambda p: say.teardown_plan(cast(TeardownPlan, p)),
+    ),
+    grammar.Refresh: _Typed(
+        "Refresh",
+        "refresh",
+        "to refresh",
+        lambda p: p.environment,
+        lambda p: say.refresh_plan(cast(RefreshPlan, p)),
+    ),
+    grammar.Rebuild: _Typed(
+        "Rebuild",
+        "rebuild",
+        "to rebuild it",
+        lambda p: p.vm,
+        lambda p: say.rebuild_plan(cast(RebuildPlan, p)),
+    ),
+}
+
+
 def confirmed(command: Any, plan: object, opts: Options, out: TextIO) -> bool:
     """Show `plan` and ask; True when the command may go ahead."""
-    if isinstance(command, grammar.Teardown):
-        assert isinstance(plan, TeardownPlan)
+    typed = _TYPED.get(type(command))
+    if typed is not None:
         if opts.yes:
             return True
-        print(f"Strip back {plan.environment}. {say.teardown_plan(plan)}", file=out)
+        name = typed.name(plan)
+        print(f"{typed.title} {name}. {typed.text(plan)}", file=out)
         return _ask(
-            f"Type {plan.environment} to destroy these clones: ",
-            plan.environment,
-            f"Strip back needs confirmation: run `clones teardown {plan.environment} --yes`.",
-        )
-    if isinstance(command, grammar.Refresh):
-        assert isinstance(plan, RefreshPlan)
-        if opts.yes:
-            return True
-        print(f"Refresh {plan.environment}. {say.refresh_plan(plan)}", file=out)
-        return _ask(
-            f"Type {plan.environment} to refresh: ",
-            plan.environment,
-            f"Refresh needs confirmation: run `clones refresh {plan.environment} --yes`.",
-        )
-    if isinstance(command, grammar.Rebuild):
-        assert isinstance(plan, RebuildPlan)
-        if opts.yes:
-            return True
-        print(f"Rebuild {plan.vm}. {say.rebuild_plan(plan)}", file=out)
-        return _ask(
-            f"Type {plan.vm} to rebuild it: ",
-            plan.vm,
-            f"Rebuild needs confirmation: run `clones rebuild {plan.vm} --yes`.",
+            f"Type {name} {typed.purpose}: ",
+            name,
+            f"{typed.title} needs confirmation: run `clones {typed.verb} {name} --yes`.",
         )
     if isinstance(command, grammar.Orphans) and command.action is not None:
         assert isinstance(plan, list)
