@@ -12,7 +12,7 @@ from bot.domain.errors import ConflictError
 from bot.domain.models import Assignment, CloneState
 from storage.core import Core
 from storage.environments import require_environment
-from storage.sql import from_text, placeholders, to_text, utc_now
+from storage.sql import Where, from_text, placeholders, to_text, utc_now
 
 _SELECT: Final = (
     "SELECT a.*, c.name AS clone_name FROM assignments a JOIN clones c ON c.id = a.clone_id"
@@ -97,24 +97,17 @@ class AssignmentStore(Core):
         active: bool | None = True,
     ) -> list[Assignment]:
         """Assignments (active ones by default; `active=None`: all), by clone name."""
-        where: list[str] = []
-        params: list[object] = []
-        if environment is not None:
-            where.append("a.environment = ?")
-            params.append(environment)
-        if trainee is not None:
-            where.append("a.trainee = ?")
-            params.append(trainee)
-        if clone_ids is not None:
-            ids = list(clone_ids)
-            if not ids:
-                return []
-            where.append(f"a.clone_id IN ({placeholders(ids)})")
-            params += ids
+        where = (
+            Where()
+            .equal("a.environment", environment)
+            .equal("a.trainee", trainee)
+            .among("a.clone_id", clone_ids)
+        )
         if active is not None:
-            where.append("a.ended_at IS NULL" if active else "a.ended_at IS NOT NULL")
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._rows(sql + " ORDER BY c.name, a.id", params)
+            where.holds("a.ended_at IS NULL" if active else "a.ended_at IS NOT NULL")
+        if where.nothing:
+            return []
+        rows = self._rows(f"{_SELECT}{where} ORDER BY c.name, a.id", where.params)
         return [assignment_record(row) for row in rows]
 
     def holds_assignment(self, trainee: str) -> bool:

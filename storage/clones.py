@@ -13,7 +13,7 @@ from bot.domain.models import Clone, CloneState, ParentFacts, clone_transition
 from storage.core import Core
 from storage.environments import require_environment
 from storage.runs import load_run
-from storage.sql import LIVE, from_text, placeholders, to_text, utc_now
+from storage.sql import LIVE, Where, from_text, placeholders, to_text, utc_now
 
 # How many candidate names `reserve_clones` checks per query (kept under SQLite's 999 host
 # parameters limit of older builds).
@@ -202,27 +202,19 @@ class CloneStore(Core):
         run_id: int | None = None,
     ) -> list[Clone]:
         """Clones matching every given filter, ordered by environment, type and name."""
-        where: list[str] = []
-        params: list[object] = []
-        if environment is not None:
-            where.append("environment = ?")
-            params.append(environment)
-        if states is not None:
-            wanted = [CloneState(state).value for state in states]
-            if not wanted:
-                return []
-            where.append(f"state IN ({placeholders(wanted)})")
-            params += wanted
-        if type is not None:
-            where.append("type = ?")
-            params.append(type)
+        where = (
+            Where()
+            .equal("environment", environment)
+            .among("state", None if states is None else [CloneState(s).value for s in states])
+            .equal("type", type)
+        )
         if run_id is not None:
-            where.append("id IN (SELECT clone_id FROM run_clones WHERE run_id = ?)")
-            params.append(run_id)
-        sql = "SELECT * FROM clones"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._rows(sql + " ORDER BY environment, type, name", params)
+            where.holds("id IN (SELECT clone_id FROM run_clones WHERE run_id = ?)", run_id)
+        if where.nothing:
+            return []
+        rows = self._rows(
+            f"SELECT * FROM clones{where} ORDER BY environment, type, name", where.params
+        )
         return [clone_record(row) for row in rows]
 
     def clones_by_instance_uuid(self, uuids: Iterable[str]) -> dict[str, Clone]:

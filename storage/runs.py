@@ -10,7 +10,7 @@ from bot.domain.errors import ConflictError, NotFoundError
 from bot.domain.models import Run, RunKind, RunMessage, RunState, run_transition
 from storage.core import Core
 from storage.environments import require_environment
-from storage.sql import from_text, placeholders, to_text, utc_now
+from storage.sql import Where, from_text, to_text, utc_now
 
 _RUN_CHANGES: Final = frozenset(
     {"state", "requested", "succeeded", "failed", "message", "finished_at"}
@@ -226,21 +226,16 @@ class RunStore(Core):
         limit: int = 100,
     ) -> list[Run]:
         """Runs matching the filters, newest first."""
-        where: list[str] = []
-        params: list[object] = []
-        if environment is not None:
-            where.append("environment = ?")
-            params.append(environment)
-        if states is not None:
-            wanted = [RunState(state).value for state in states]
-            if not wanted:
-                return []
-            where.append(f"state IN ({placeholders(wanted)})")
-            params += wanted
-        sql = "SELECT * FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = self._rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])
+        where = (
+            Where()
+            .equal("environment", environment)
+            .among("state", None if states is None else [RunState(s).value for s in states])
+        )
+        if where.nothing:
+            return []
+        rows = self._rows(
+            f"SELECT * FROM runs{where} ORDER BY id DESC LIMIT ?", [*where.params, limit]
+        )
         return [run_record(row) for row in rows]
 
     # -- run ownership (crash recovery) ----------------------------------------------------

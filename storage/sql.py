@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -34,3 +34,35 @@ def from_text(text: str | None) -> datetime | None:
 
 def placeholders(values: Sequence[object]) -> str:
     return ", ".join("?" for _ in values)
+
+
+class Where:
+    """The WHERE clause of a read with optional filters: a filter given as None is left out;
+    one given as an empty set matches nothing (`nothing`, so the caller need not ask)."""
+
+    def __init__(self) -> None:
+        self.clauses: list[str] = []
+        self.params: list[object] = []
+        self.nothing = False
+
+    def equal(self, column: str, value: object | None) -> Where:
+        if value is not None:
+            self.clauses.append(f"{column} = ?")
+            self.params.append(value)
+        return self
+
+    def among(self, column: str, values: Iterable[object] | None) -> Where:
+        if values is not None:
+            wanted = list(values)
+            self.nothing = self.nothing or not wanted
+            self.clauses.append(f"{column} IN ({placeholders(wanted)})")
+            self.params += wanted
+        return self
+
+    def holds(self, clause: str, *params: object) -> Where:
+        self.clauses.append(clause)
+        self.params += params
+        return self
+
+    def __str__(self) -> str:
+        return " WHERE " + " AND ".join(self.clauses) if self.clauses else ""
