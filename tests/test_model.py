@@ -70,6 +70,11 @@ DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault stri
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
 TRAINEES = ("U01", "U02", "U03", "U04")
+# UNSEEN_STATE: which rules may run never depends on what the lab or the database hold (a kill
+# lands at a slightly different moment each time, so the same choices can leave a different
+# estate): Hypothesis must see the same choices give the same rules, or it stops the run with
+# FlakyStrategyDefinition. Preconditions use the model's own bookkeeping only; a rule with
+# nothing to act on in the real estate returns at once.
 
 
 class TrustModel(RuleBasedStateMachine):
@@ -307,7 +312,6 @@ class TrustModel(RuleBasedStateMachine):
         """Trainees given VMs (refused when too few are ready): nothing vanishes."""
         self.act("assign", environment, ("assign", environment, *trainees), "none", 0.0, set())
 
-    @precondition(lambda self: bool(self.assignments()))
     @rule(
         pick=st.integers(0, 100),
         fault=st.sampled_from(["none", "kill", "kill"]),
@@ -316,6 +320,8 @@ class TrustModel(RuleBasedStateMachine):
     def rebuild(self, pick: int, fault: str, delay: float) -> None:
         """One trainee's VM rebuilt (perhaps killed mid-way): only that VM may vanish."""
         held = self.assignments()
+        if not held:  # nobody holds a VM now (see UNSEEN_STATE)
+            return
         a = held[pick % len(held)]
         with Repository(self.clones.database) as repo:
             clone = repo.get_clone(a.clone_id)
@@ -344,9 +350,10 @@ class TrustModel(RuleBasedStateMachine):
         with Repository(self.clones.database) as repo:
             return bool(repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED]))
 
-    @precondition(lambda self: self.needs_recovery())
     @rule()
     def resume(self) -> None:
+        if not self.needs_recovery():  # see UNSEEN_STATE
+            return
         before = self.vms()
         allowed = set().union(*self.pending.values()) if self.pending else set()
         runs_before = self.run_count()
@@ -359,10 +366,11 @@ class TrustModel(RuleBasedStateMachine):
             self.unreconciled = False
             self.assert_records_match_vcenter()
 
-    @precondition(lambda self: self.needs_recovery())
     @rule()
     def start_the_bot(self) -> None:
         """The Slack bot starting on the same database: start-up recovery, run to the end."""
+        if not self.needs_recovery():  # see UNSEEN_STATE
+            return
         before = self.vms()
         allowed = set().union(*self.pending.values()) if self.pending else set()
         runs_before = self.run_count()
@@ -388,10 +396,11 @@ class TrustModel(RuleBasedStateMachine):
             self.assert_records_match_vcenter()
 
     # ----------------------------------------------------------------- rules: behind its back
-    @precondition(lambda self: bool(self.ours()))
     @rule(pick=st.integers(0, 1000), what=st.sampled_from(["destroy", "rename", "power", "label"]))
     def behind_the_bots_back(self, pick: int, what: str) -> None:
         vms = sorted(self.ours(), key=lambda vm: vm["name"])
+        if not vms:  # see UNSEEN_STATE
+            return
         vm = vms[pick % len(vms)]
         if what == "destroy":
             self.admin.destroy(vm["moref"])
