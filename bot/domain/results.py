@@ -26,7 +26,9 @@ class ProgressEvent:
 
     `done` and `failed` count clones made (or destroyed); a deployment that powers its clones on
     also counts them powered on (`powered_on`) and, when its types customize, customized
-    (`customized`, `customization_failed`); those are None for a run without that stage.
+    (`customized`, `customization_failed`); those are None for a run without that stage. A
+    resumed deployment counts the clones made before the crash in `made_before` (its stages
+    count the whole lab; `done` and `total` only what this run makes).
     """
 
     kind: EventKind
@@ -43,6 +45,7 @@ class ProgressEvent:
     powered_on: int | None = None
     customized: int | None = None
     customization_failed: int = 0
+    made_before: int = 0
 
     @property
     def remaining(self) -> int:
@@ -54,7 +57,7 @@ class ProgressEvent:
         on (and customizes them), as both front ends show it; "" for any other run."""
         if self.powered_on is None:
             return ""
-        parts = [f"cloned {self.done}", f"powered on {self.powered_on}"]
+        parts = [f"cloned {self.made_before + self.done}", f"powered on {self.powered_on}"]
         if self.customized is not None:
             customized = f"customized {self.customized}"
             if self.customization_failed:

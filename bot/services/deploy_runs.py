@@ -186,7 +186,6 @@ class DeployRuns:
         made before: those not recorded on are powered on now, those on whose customization
         was still awaited are watched again; the run's new clones as each is made."""
         customizing = sum(1 for c in planned if self.settings.type(c.type).customization_spec)
-        emit.stages(customizing=customizing)
         making = {c.id for c in todo}
         ids = {c.id for c in planned} - making
         earlier = [
@@ -194,6 +193,7 @@ class DeployRuns:
             for c in (self.repo.clones(run_id=run_id, states=[CloneState.READY]) if ids else [])
             if c.id in ids and c.moref
         ]
+        emit.stages(customizing=customizing, made_before=len(earlier))
         on = [c for c in earlier if c.power_state == "poweredOn"]
         awaited = [c for c in on if c.customization == "pending"]
         # Events are matched from shortly before the first power-on (allowing for clock skew);

@@ -179,15 +179,18 @@ class Emitter:
         self.customized: int | None = None
         self.customization_failed = 0
         self.customizing = 0  # clones whose customization is awaited
+        self.made_before = 0  # a resumed run: clones made before the crash (see `stages`)
         self.lock = threading.Lock()
 
-    def stages(self, *, customizing: int) -> None:
+    def stages(self, *, customizing: int, made_before: int = 0) -> None:
         """This deployment powers its clones on, and awaits the customization of `customizing`
-        of them: events count both stages from now on."""
+        of them (`made_before` of its clones were made before a crash): events count both
+        stages from now on."""
         with self.lock:
             self.powered_on = 0
             self.customized = 0 if customizing else None
             self.customizing = customizing
+            self.made_before = made_before
 
     def __call__(
         self,
@@ -231,6 +234,7 @@ class Emitter:
                 powered_on=self.powered_on,
                 customized=self.customized,
                 customization_failed=self.customization_failed,
+                made_before=self.made_before,
             )
         if self.callback is not None:
             try:

@@ -13,7 +13,7 @@ import pytest
 
 from bot.domain import grammar
 from bot.domain.errors import VCenterError
-from bot.domain.models import Clone, CloneState
+from bot.domain.models import Clone, CloneState, RunKind
 from bot.domain.placement import Host, spread
 from bot.domain.results import ProgressEvent
 from bot.domain.vsphere import CloneRequest, VmFacts
@@ -244,3 +244,47 @@ def _services_over(make_services: Any, fake: FakeVCenter, **overrides: Any) -> S
     base: Services = make_services(**overrides)
     service = Service(base.settings, base.repo, fake)
     return Made(base.settings, base.repo, fake, service, Admin(service), Recovery.over(service))
+
+
+def test_a_resumed_deployment_that_powers_on_finishes_the_bring_up_of_earlier_clones(
+    make_services: Any, vcenter: FakeVCenter
+) -> None:
+    """After a crash, the run recovery starts in its place (power_on inherited) powers on the
+    clones made before that were still off, watches again a customization still awaited (that
+    clone is not powered on again), and counts the ones already done."""
+    vcenter.customization_spec_exists = lambda name: True  # type: ignore[method-assign]
+    s = make_services(types=CUSTOMIZED)
+    _deploy(s, "deploy capture 3 as cohort")  # made, left off: the state at the crash, below
+    awaited, done, off = s.repo.clones(environment="cohort")
+    vcenter.power([awaited.moref or "", done.moref or ""], "on")
+    s.repo.update_clone(awaited.id, power_state="poweredOn", customization="pending")
+    s.repo.update_clone(done.id, power_state="poweredOn", customization="succeeded")
+    powered: list[str] = []
+    real = vcenter.power
+
+    def power(morefs: Sequence[str], action: str) -> list[VCenterError | None]:
+        powered.extend(morefs)
+        return real(morefs, action)
+
+    vcenter.power = power  # type: ignore[method-assign]
+    ids = [awaited.id, done.id, off.id]
+    run = s.repo.start_run(
+        environment="cohort", kind=RunKind.DEPLOY, requested_by="t", requested=3,
+        clone_ids=ids, power_on=True,
+    )  # fmt: skip
+    events: list[ProgressEvent] = []
+    result = s.service.deploy_runs.run_clones(
+        run.id,
+        s.service.queries.environment("cohort"),
+        s.repo.clones(run_id=run.id),
+        "t",
+        events.append,
+        power_on=run.power_on,
+        todo=[],
+    )
+
+    assert powered == [off.moref]  # only the clone still off; the awaited one is not asked again
+    assert len(result.ready) == 3
+    assert events[-1].stages_text == "cloned 3 · powered on 3 · customized 3"
+    records = s.repo.clones(environment="cohort")
+    assert {(c.power_state, c.customization) for c in records} == {("poweredOn", "succeeded")}
