@@ -225,6 +225,7 @@ class SlackBot:
         """Stop taking changing work (requests are still answered), stop the scheduler, and wait
         up to `timeout_s` for the work in hand. Returns the runs still unfinished."""
         self.ctx.draining.set()
+        log.info("stopping: finishing the work in hand (at most %.0f s)", timeout_s)
         self.schedules.shutdown(wait=False)  # no new scheduled job; a running one goes on
         deadline = time.monotonic() + timeout_s
         wake = hurry or threading.Event()
@@ -374,9 +375,7 @@ def main(build: Callable[[Settings], Services], environ: Mapping[str, str] | Non
         bot.start()
         stop_serving = _serve(bot, tokens)
         stop.wait()
-        limit = settings.slack.drain_timeout_s
-        log.info("stopping: finishing the work in hand (at most %.0f s)", limit)
-        unfinished = bot.drain(limit, hurry=hurry)
+        unfinished = bot.drain(settings.slack.drain_timeout_s, hurry=hurry)
         if unfinished:
             bot.interrupt(unfinished)
         stop_serving()

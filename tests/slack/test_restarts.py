@@ -155,6 +155,9 @@ def test_sigterm_keeps_answering_drains_for_a_bounded_time_and_the_rest_resumes(
     status = bot.command("status", user=STRANGER)
     assert status.status == 200 and status.elapsed_s < 3
     fake.wait_for(lambda: any("big-b" in t for t in _ephemeral(fake)), timeout=3)
+    # The signal reaches the bot's main thread when the machine gets round to it: once it says
+    # it drains, a changing command is refused.
+    wait_until(lambda: "stopping: finishing the work in hand" in bot.log(), timeout=30)
     deploy = bot.command("deploy capture 1 as other")
     assert deploy.status == 200 and deploy.elapsed_s < 3
     assert "The bot is restarting" in deploy.json["text"]
