@@ -54,6 +54,7 @@ from handlers.jobs import Jobs, TrackedExecutor
 from handlers.listeners import register
 from handlers.notify import SlackNotifier
 from handlers.people import SlackPeople
+from handlers.progress import LiveRuns
 from handlers.recovered import recover_and_report
 from handlers.serving import EVENTS_PATH, HttpServer, bolt_logger, http_server
 from handlers.webapi import make_client
@@ -240,6 +241,8 @@ class SlackBot:
     def interrupt(self, runs: list[Run]) -> None:
         """Mark `runs` interrupted (the next start resumes them) and say so in their messages."""
         service = self.ctx.services.service
+        # An edit waits out the update interval of its message, then Slack's answer.
+        wait_s = self.ctx.settings.slack.progress_interval_s + 10.0
         for run in runs:
             try:
                 service.runs.finish_run(
@@ -253,11 +256,15 @@ class SlackBot:
             except ClonesError as exc:  # it finished meanwhile
                 log.info("run %s was not interrupted: %s", run.id, exc)
                 continue
+            ready = len(service.queries.run_clones(run.id, states=[CloneState.READY]))
+            r = restart_pending(run, ready)
+            # The run's own progress message, when this process shows it: the paused state is
+            # its last edit (progress still queued is dropped, so it cannot overwrite it).
+            if self.ctx.live.finish(run.id, r, timeout_s=wait_s):
+                continue
             shown = service.runs.shown_in(run.id)
             if shown is None:
                 continue
-            ready = len(service.queries.run_clones(run.id, states=[CloneState.READY]))
-            r = restart_pending(run, ready)
             try:
                 self.app.client.chat_update(
                     channel=shown.channel, ts=shown.ts, text=r.text, blocks=r.blocks
@@ -310,7 +317,8 @@ def create_bot(
             "Check the network or proxy (and [slack] api_url), then start again."
         ) from None
     clock = clock or core.service.clock
-    notifier = SlackNotifier(client, core.settings, clock, services=core)
+    live = LiveRuns(core)  # one for typed, confirmed, scheduled and resumed runs
+    notifier = SlackNotifier(client, core.settings, clock, services=core, live=live)
     schedules = core.schedules_for(notifier=notifier, clock=clock)
     trainees = core.service.trainees
     access = AccessPolicy(s, group_members_lookup(client), is_trainee=trainees.holds_vm)
@@ -325,6 +333,7 @@ def create_bot(
         audit=core.repo,
         seen=SeenRequests(store=core.repo.first_sighting),
         reads=Jobs(workers=2, max_pending=64, name="read"),
+        live=live,
     )
     register(app, ctx)
     if not ctx.access.configured:

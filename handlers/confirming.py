@@ -264,7 +264,7 @@ def _confirmed(
         lambda e: flow.progress(e, user),
         interval_s=ctx.settings.slack.progress_interval_s,
         ts=click.ts,
-        record=ctx.record_run,
+        live=ctx.live,
     )
 
     def work() -> None:

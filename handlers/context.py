@@ -26,7 +26,7 @@ from handlers.blocks.kit import Rendered, denied, error, internal_error, restart
 from handlers.confirmations import Confirmations
 from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, incident_id
-from handlers.progress import Record, recorder
+from handlers.progress import LiveRuns
 
 log = logging.getLogger("handlers")
 
@@ -89,6 +89,8 @@ class HandlerContext:
     # Set while the bot drains its work before exiting (SIGTERM): requests are still answered,
     # but changing commands and buttons are told the bot is restarting.
     draining: threading.Event = field(default_factory=threading.Event)
+    # The progress messages of runs in flight, and where each run is shown (kept with the run).
+    live: LiveRuns = field(default_factory=LiveRuns)
 
     @property
     def settings(self) -> Settings:
@@ -133,11 +135,6 @@ class HandlerContext:
             return True
         tell(self.denial(decision, user=user, channel=channel, command=command))
         return False
-
-    @property
-    def record_run(self) -> Record:
-        """`ProgressMessage`'s record: where each run is shown, so a resumed run finishes it."""
-        return recorder(self.services)
 
     def next_event_texts(self) -> dict[str, str]:
         """Environment -> "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)" (one query)."""

@@ -28,7 +28,7 @@ from bot.settings import Settings
 from handlers.blocks import runs as shown
 from handlers.blocks import schedules
 from handlers.blocks.kit import SLACK_ID, esc, section
-from handlers.progress import ProgressMessage, recorder
+from handlers.progress import LiveRuns, ProgressMessage
 from handlers.runs import ChannelUnavailable, finish_deploy, open_message
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,14 @@ class SlackNotifier:
         *,
         interval_s: float | None = None,
         services: Services | None = None,
+        live: LiveRuns | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.clock = clock
         # Where each run's message is recorded, and the chart (None: neither).
         self.services = services
+        self.live = live or LiveRuns(services)
         self.interval_s = settings.slack.progress_interval_s if interval_s is None else interval_s
 
     def channel_for(self, environment: Environment) -> str | None:
@@ -127,14 +129,13 @@ class SlackRunReport:
                 "cannot post the scheduled run of %s in %s: %s", environment.name, channel, exc
             )
             return
-        services = notifier.services
         self.progress = ProgressMessage(
             self.client,
             channel,
             shown.scheduled_progress,
             interval_s=notifier.interval_s,
             ts=ts,
-            record=recorder(services) if services is not None else None,
+            live=notifier.live,
         )
         self.progress.mark_sent()
         self.on_event = self.progress.on_event

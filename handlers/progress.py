@@ -6,8 +6,10 @@ thread per message posts it: at most once per `interval_s`, coalescing everythin
 and always ending with the final state. Rendering and the HTTP calls run on the sender thread, so a
 slow Slack never slows a clone worker.
 
-`record(run_id, channel, ts)` is told where each run is shown, once the message exists: the bot
-keeps it with the run (`recorder`) so that a run resumed after a crash edits this same message.
+`LiveRuns` is told where each run is shown, once the message exists: it keeps that with the run,
+so that a run resumed after a crash edits this same message, and it knows which of this process's
+messages shows which run, so that a bot stopping mid-run puts the paused state in that message
+last (an update still queued must not overwrite it).
 """
 
 from __future__ import annotations
@@ -26,16 +28,37 @@ from handlers.blocks.kit import Rendered
 
 log = logging.getLogger(__name__)
 
-Record = Callable[[int, str, str], object]  # run id, channel, message ts
 
+class LiveRuns:
+    """The progress messages of this process's runs, by run, and where each run is shown."""
 
-def recorder(services: Services) -> Record:
-    """`record` for a ProgressMessage: where each run is shown, kept with the run."""
+    def __init__(self, services: Services | None = None) -> None:
+        self._services = services  # None: nothing is kept with the runs (tests, tools)
+        self._lock = threading.Lock()
+        self._messages: dict[int, ProgressMessage] = {}
 
-    def record(run_id: int, channel: str, ts: str) -> object:
-        return services.service.runs.show_in(run_id, channel=channel, ts=ts)
+    def record(self, run_id: int, message: ProgressMessage) -> None:
+        """`message` shows run `run_id` (its ts is known)."""
+        with self._lock:
+            self._messages[run_id] = message
+        if self._services is not None and message.ts:
+            self._services.service.runs.show_in(run_id, channel=message.channel, ts=message.ts)
 
-    return record
+    def forget(self, message: ProgressMessage) -> None:
+        """`message` shows its final state: no run needs it any more."""
+        with self._lock:
+            for run_id in [r for r, m in self._messages.items() if m is message]:
+                del self._messages[run_id]
+
+    def finish(self, run_id: int, final: Rendered, timeout_s: float) -> bool:
+        """Show `final` as the last state of the message that shows `run_id` in this process
+        (progress still queued for it is dropped). False: no message here shows that run."""
+        with self._lock:
+            message = self._messages.get(run_id)
+        if message is None:
+            return False
+        message.finish(final, timeout_s)
+        return True
 
 
 class ProgressMessage:
@@ -50,7 +73,7 @@ class ProgressMessage:
         interval_s: float,
         ts: str | None = None,
         clock: Callable[[], float] = time.monotonic,
-        record: Record | None = None,
+        live: LiveRuns | None = None,
     ) -> None:
         self.client = client
         self.channel = channel
@@ -63,7 +86,7 @@ class ProgressMessage:
         self._final: Rendered | None = None
         self._last_sent: float | None = None
         self._thread: threading.Thread | None = None
-        self._record = record
+        self._live = live
         self._run_id: int | None = None  # the run of the latest event
         self._recorded: set[int] = set()
         self.sent = 0  # messages posted or updated, for logs and tests
@@ -98,9 +121,12 @@ class ProgressMessage:
             self._note_run()
 
     def finish(self, final: Rendered, timeout_s: float = 120.0) -> str | None:
-        """Show `final` (after the interval since the last update) and return the message ts."""
+        """Show `final` (after the interval since the last update) and return the message ts.
+        The first final state given is the one shown (a run the bot marked paused as it stopped
+        stays paused when its worker ends a moment later)."""
         with self._cond:
-            self._final = final
+            if self._final is None:
+                self._final = final
             thread = self._thread
             if thread is None:  # no event ever arrived: send the final state directly
                 self._thread = thread = threading.Thread(
@@ -132,6 +158,8 @@ class ProgressMessage:
             if rendered is not None:
                 self._send(rendered)
             if last:
+                if self._live is not None:
+                    self._live.forget(self)
                 return
 
     def _safe_render(self, event: ProgressEvent) -> Rendered | None:
@@ -163,13 +191,13 @@ class ProgressMessage:
             self._last_sent = self._clock()
 
     def _note_run(self) -> None:
-        """Tell `record` where the current run is shown (once per run)."""
+        """Tell `live` where the current run is shown (once per run)."""
         with self._cond:
             run_id = self._run_id
-            if self._record is None or run_id is None or run_id in self._recorded or not self.ts:
+            if self._live is None or run_id is None or run_id in self._recorded or not self.ts:
                 return
             self._recorded.add(run_id)
         try:
-            self._record(run_id, self.channel, self.ts)
+            self._live.record(run_id, self)
         except Exception:  # the display goes on; only a later crash loses track of it
             log.exception("could not record the message of run %s", run_id)

@@ -64,7 +64,7 @@ def recover_and_report(
                 lambda e: shown.resumed_progress(e, requester),
                 interval_s=ctx.settings.slack.progress_interval_s,
                 ts=s.message.ts,
-                record=ctx.record_run,
+                live=ctx.live,
             )
         s.live.on_event(event)
 

@@ -200,7 +200,7 @@ def deploy(r: Request) -> None:
         lambda e: shown.deploy_progress(e, user),
         interval_s=ctx.settings.slack.progress_interval_s,
         ts=ts,
-        record=ctx.record_run,
+        live=ctx.live,
     )
     progress.mark_sent()  # the first post counts against the update interval
     try:

@@ -12,7 +12,7 @@ from bot.settings import SlackSettings
 from handlers.app import make_client
 from handlers.blocks.kit import Rendered, section
 from handlers.blocks.runs import deploy_progress
-from handlers.progress import ProgressMessage
+from handlers.progress import LiveRuns, ProgressMessage
 
 from .fake_api import FakeSlack
 
@@ -55,3 +55,27 @@ def test_final_survives_429(fake_slack: FakeSlack) -> None:
     ts = progress.finish(Rendered("final", []))
     assert ts is not None and fake_slack.messages[ts].text == "final"
     assert [c.status for c in fake_slack.of("chat.update")] == [429, 429, 200]
+
+
+def test_a_run_paused_at_a_restart_keeps_the_paused_state_whatever_its_workers_still_send(
+    fake_slack: FakeSlack,
+) -> None:
+    """SIGTERM past the drain limit: the bot marks the run paused while its clone workers still
+    send progress (and may still finish). The paused state is the message's last edit."""
+    client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
+    live = LiveRuns()
+    progress = ProgressMessage(
+        client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=1.0, live=live
+    )
+    progress.on_event(_event(1))
+    fake_slack.wait_for(lambda: progress.sent)  # posted, and known to show run 1
+    progress.on_event(_event(2))  # queued behind the interval when the bot stops
+
+    assert live.finish(1, Rendered("paused", [section("paused by a restart")]), timeout_s=10)
+    progress.on_event(_event(3))  # a worker still running
+    assert progress.finish(Rendered("done", [section("all done")])) is not None
+
+    ts = fake_slack.of("chat.postMessage")[0].params.get("ts") or progress.ts
+    assert ts is not None and fake_slack.messages[ts].text == "paused"
+    assert [u.params["text"] for u in fake_slack.of("chat.update")] == ["paused"]
+    assert not live.finish(1, Rendered("again", []), timeout_s=1)  # forgotten once shown
