@@ -295,27 +295,7 @@ def create_bot(
     s = core.settings.slack
     client = client or make_client(s, tokens.bot_token)
     listeners = TrackedExecutor(LISTENER_THREADS, thread_name_prefix="listener")
-    try:
-        app = App(
-            client=client,
-            signing_secret=tokens.signing_secret,
-            # Socket Mode requests carry no signature; Bolt skips verification for them.
-            process_before_response=False,
-            logger=bolt_logger(),  # never logs request bodies
-            listener_executor=listeners,
-        )
-    except BoltError as exc:
-        listeners.shutdown(wait=False)
-        raise ConfigError(
-            f"Slack refused the bot token ({exc}). Check {s.bot_token_env}: reinstall the app "
-            "to your workspace and copy the Bot User OAuth Token again."
-        ) from None
-    except (SlackClientError, OSError) as exc:  # Bolt checks the token with auth.test at once
-        listeners.shutdown(wait=False)
-        raise ConfigError(
-            f"Could not reach Slack at {client.base_url} to check the bot token ({exc}). "
-            "Check the network or proxy (and [slack] api_url), then start again."
-        ) from None
+    app = _bolt_app(client, tokens, s, listeners)
     clock = clock or core.service.clock
     live = LiveRuns(core)  # one for typed, confirmed, scheduled and resumed runs
     notifier = SlackNotifier(client, core.settings, clock, services=core, live=live)
@@ -342,6 +322,33 @@ def create_bot(
             "run status, savings, types, plan, inventory and help."
         )
     return SlackBot(app, ctx, tokens, schedules, listeners)
+
+
+def _bolt_app(
+    client: WebClient, tokens: SlackTokens, s: SlackSettings, listeners: TrackedExecutor
+) -> App:
+    """The Bolt app (which checks the token with auth.test at once); a clear error if refused."""
+    try:
+        return App(
+            client=client,
+            signing_secret=tokens.signing_secret,
+            # Socket Mode requests carry no signature; Bolt skips verification for them.
+            process_before_response=False,
+            logger=bolt_logger(),  # never logs request bodies
+            listener_executor=listeners,
+        )
+    except BoltError as exc:
+        listeners.shutdown(wait=False)
+        raise ConfigError(
+            f"Slack refused the bot token ({exc}). Check {s.bot_token_env}: reinstall the app "
+            "to your workspace and copy the Bot User OAuth Token again."
+        ) from None
+    except (SlackClientError, OSError) as exc:
+        listeners.shutdown(wait=False)
+        raise ConfigError(
+            f"Could not reach Slack at {client.base_url} to check the bot token ({exc}). "
+            "Check the network or proxy (and [slack] api_url), then start again."
+        ) from None
 
 
 # ===================================================================== main
