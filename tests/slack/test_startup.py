@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.adapters.lab import LabProcess
 from bot.domain.errors import ConfigError
 from bot.settings import SlackSettings
 from handlers.app import read_tokens
+
+from .fake_api import FakeSlack
+from .process import BotProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,3 +89,34 @@ def test_api_url_and_drain_timeout_are_read_and_checked() -> None:
         _slack_settings(api_url="slack-gov.com")
     with pytest.raises(ConfigError, match="drain_timeout_s must be from 0 to 3600 seconds"):
         _slack_settings(drain_timeout_s=-1)
+
+
+@pytest.mark.parametrize(
+    ("slack_answer", "expected", "advice"),
+    [
+        ("invalid_auth", "Slack refused the bot token", "copy the Bot User OAuth Token again"),
+        ("unreachable", "Could not reach Slack at http://127.0.0.1:", "then start again"),
+    ],
+)
+def test_a_refused_or_unreachable_token_check_stops_the_bot_with_what_to_do(
+    lab: LabProcess,
+    fake_slack: FakeSlack,
+    tmp_path: Path,
+    slack_answer: str,
+    expected: str,
+    advice: str,
+) -> None:
+    """Bolt checks the bot token with auth.test at start: a refusal or a Slack that cannot be
+    reached ends the process with exit 2 and a sentence naming what to check, no traceback."""
+    bot = BotProcess(tmp_path, lab, fake_slack)
+    if slack_answer == "unreachable":
+        bot = BotProcess(tmp_path, lab, fake_slack, api_url=f"http://127.0.0.1:{free_port()}/api/")
+    else:
+        fake_slack.refuse("auth.test", slack_answer)
+    with pytest.raises(AssertionError, match="exited at start-up"):
+        bot.start(timeout=60)
+    assert bot.wait(timeout=10) == 2
+    log = bot.log()
+    assert expected in log and advice in log, log
+    assert "Traceback" not in log
+    assert "xoxb-test" not in log  # the token itself is never printed
