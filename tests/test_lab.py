@@ -366,7 +366,7 @@ def test_latency_is_served_concurrently(lab: LabProcess, si: Any) -> None:
         t.join()
     elapsed = time.monotonic() - start
     assert states == ["success"] * 8
-    assert 0.3 <= elapsed < 4 * 0.3, elapsed
+    assert 0.3 <= elapsed < 2.0, elapsed  # in parallel: one after another would take 2.4 s
     lab.control.configure(clone_latency_ms=0)
     start = time.monotonic()
     clone(si, parent, "lat-fast", spec)
