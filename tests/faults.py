@@ -43,6 +43,22 @@ def wait_until(predicate: Callable[[], object], timeout: float = 60.0, every: fl
         time.sleep(every)
 
 
+def wait_while_running(
+    proc: subprocess.Popen[str], predicate: Callable[[], object], timeout: float = 60.0
+) -> Any:
+    """`wait_until`, failing at once with the process's output if it ends first (a kill point
+    the process never reached says why, instead of a timeout)."""
+
+    def reached() -> object:
+        value = predicate()
+        if value or proc.poll() is None:
+            return value
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"the process ended (exit {proc.returncode}) first:\n{out}\n{err}")
+
+    return wait_until(reached, timeout)
+
+
 class Clones:
     """The `clones` command as an operator runs it: a config file, a SQLite file, a process."""
 

@@ -28,6 +28,7 @@ from tests.faults import (
     record,
     snapshot_count,
     wait_until,
+    wait_while_running,
 )
 from tests.helpers import lab_settings, set_state
 from tests.slack.fake_api import FakeSlack
@@ -72,7 +73,7 @@ def test_sigkill_mid_deploy_and_power_on_then_resume_powers_every_clone_on(
         with clones.repo() as repo:
             return sum(c.power_state == "poweredOn" for c in repo.clones(environment="lit"))
 
-    wait_until(lambda: clones.count("lit", "ready") >= 4 and on() >= 1, timeout=90)
+    wait_while_running(proc, lambda: clones.count("lit", "ready") >= 4 and on() >= 1, timeout=90)
     kill(proc)
     with clones.repo() as repo:
         [run] = repo.runs(environment="lit")
@@ -110,7 +111,7 @@ def test_sigkill_mid_deploy_then_recovery_finishes_30_with_no_duplicate_or_orpha
     untouched = others(lab, set())
 
     proc = clones.start("deploy", "capture", "30", "as", "crash")
-    wait_until(lambda: clones.count("crash", "ready") >= 6, timeout=90)
+    wait_while_running(proc, lambda: clones.count("crash", "ready") >= 6, timeout=90)
     kill(proc)
 
     with clones.repo() as repo:
@@ -184,7 +185,7 @@ def test_sigkill_mid_strip_back_then_resume_destroys_the_rest_and_nothing_else(
     snapshots = snapshot_count(lab)
 
     proc = clones.start("teardown", "strip", "--yes")
-    wait_until(lambda: clones.count("strip", "destroyed") >= 3, timeout=60)
+    wait_while_running(proc, lambda: clones.count("strip", "destroyed") >= 3, timeout=60)
     kill(proc)
     destroyed_at_kill = clones.count("strip", "destroyed")
     assert destroyed_at_kill < 12
@@ -229,7 +230,7 @@ def test_a_resumed_strip_back_ends_and_never_touches_a_later_deployment(
     first = {vm["instance_uuid"] for vm in clone_vms(lab, "TRN-CAP-")}
 
     proc = clones.start("teardown", "r1", "--yes")
-    wait_until(lambda: clones.count("r1", "destroying") >= 8, timeout=60)
+    wait_while_running(proc, lambda: clones.count("r1", "destroying") >= 8, timeout=60)
     kill(proc)
 
     resumed = clones.run("resume")
