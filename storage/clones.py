@@ -3,6 +3,7 @@ gone from vCenter, and the parents' sizes that savings weigh the clones' deltas 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
@@ -31,6 +32,7 @@ _CLONE_CHANGES: Final = frozenset(
         "host",
         "power_state",
         "customization",
+        "kept_attributes",
     }
 )
 
@@ -52,6 +54,7 @@ def clone_record(row: dict[str, Any]) -> Clone:
         host=row.get("host"),
         power_state=row.get("power_state"),
         customization=row.get("customization") or "",
+        kept_attributes=tuple(sorted(json.loads(row.get("kept_attributes") or "{}").items())),
         created_at=from_text(row["created_at"]),
         updated_at=from_text(row["updated_at"]),
     )
@@ -160,6 +163,9 @@ class CloneStore(Core):
         values = dict(changes)
         if "state" in values:
             values["state"] = CloneState(values["state"]).value
+        if "kept_attributes" in values:
+            kept = dict(values["kept_attributes"])
+            values["kept_attributes"] = json.dumps(kept, sort_keys=True) if kept else ""
         values["updated_at"] = to_text(utc_now())
         assignments = ", ".join(f"{column} = ?" for column in values)
         with self.transaction():

@@ -345,6 +345,13 @@ def m010_run_power_on(db: Database) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN power_on INTEGER NOT NULL DEFAULT 0")
 
 
+@migrations()
+def m011_clone_kept_attributes(db: Database) -> None:
+    # The custom attributes of the VM a refresh destroys (JSON object; '' for none), written
+    # with the destroy so the successor made after a crash carries them too.
+    db.execute("ALTER TABLE clones ADD COLUMN kept_attributes TEXT NOT NULL DEFAULT ''")
+
+
 def apply_migrations(db: _HasConnection) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

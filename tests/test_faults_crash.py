@@ -32,6 +32,7 @@ from tests.faults import (
 )
 from tests.helpers import lab_settings, set_state
 from tests.slack.fake_api import FakeSlack
+from tests.vsphere import Admin
 
 pytestmark = pytest.mark.lab
 
@@ -100,6 +101,38 @@ def test_sigkill_mid_deploy_and_power_on_then_resume_powers_every_clone_on(
         off_at_kill=len(off_at_kill & {c.name for c in ready_at_kill}),
         on_after_resume=len(vms),
     )
+
+
+def test_sigkill_mid_refresh_then_resume_keeps_the_admins_own_attributes(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
+    """An admin's own custom attribute (a cost centre) on each clone outlives a refresh killed
+    between destroying the old VMs and labelling their successors: recovery re-creates or
+    adopts each successor with it, as a refresh that runs to the end does."""
+    lab = make_lab({"clone_latency_ms": 300})
+    clones = Clones(tmp_path, lab, concurrency=2)
+    assert clones.run("deploy", "capture", "4", "as", "kept").returncode == 0
+    admin = Admin(lab)
+    try:
+        for vm in clone_vms(lab, "TRN-CAP-"):
+            admin.tag(vm["moref"], "CostCenter", f"CC-{vm['name']}")
+        lab.control.configure(clone_latency_ms=3000)
+        proc = clones.start("refresh", "kept", "--yes")
+        wait_while_running(proc, lambda: clones.count("kept", "cloning") >= 1, timeout=60)
+        kill(proc)
+        with clones.repo() as repo:
+            cut = [c for c in repo.clones(environment="kept") if c.state is CloneState.CLONING]
+        assert cut and all(dict(c.kept_attributes)["CostCenter"] for c in cut)
+
+        result = clones.run("resume")
+        assert result.returncode == 0, result.stdout + result.stderr
+        lab.control.wait_idle()
+        names = sorted(vm["name"] for vm in clone_vms(lab, "TRN-CAP-"))
+        assert names == [f"TRN-CAP-{n:03}" for n in range(1, 5)]
+        for name in names:
+            assert admin.custom_values(name).get("CostCenter") == f"CC-{name}", name
+    finally:
+        admin.close()
 
 
 @pytest.mark.parametrize("recover_with", ["cli", "bot"])

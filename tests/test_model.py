@@ -102,6 +102,9 @@ class TrustModel(RuleBasedStateMachine):
         self.pending: dict[str, set[str]] = {}
         self.behind_destroyed: set[str] = set()
         self.relabelled: set[str] = set()
+        # An admin's own attribute set on clones (clone record id -> value): a refresh or
+        # rebuild, cut short or not, must hand it on to the successor VM.
+        self.tags: dict[int, str] = {}
         self.renames = 0
         self.unreconciled = False  # VMs destroyed behind the bot's back since the last recovery
         self.stripped: set[str] = set()  # environments a strip back was started on
@@ -338,6 +341,11 @@ class TrustModel(RuleBasedStateMachine):
     @initialize(kind=st.sampled_from(TYPES), count=st.integers(1, 4))
     def first_lab(self, kind: str, count: int) -> None:
         self.act("deploy", "a", ("deploy", kind, str(count), "as", "a"), "none", 0.0)
+        # The admin's asset tagging: every clone of the first lab gets a cost centre.
+        for c in self.rows():
+            if c.state is CloneState.READY and c.moref:
+                self.admin.tag(c.moref, "CostCenter", f"CC-{c.name}")
+                self.tags[c.id] = f"CC-{c.name}"
 
     def needs_recovery(self) -> bool:
         """Something for recovery to do: an unfinished run, or VMs gone behind the bot's back
@@ -396,16 +404,27 @@ class TrustModel(RuleBasedStateMachine):
             self.assert_records_match_vcenter()
 
     # ----------------------------------------------------------------- rules: behind its back
-    @rule(pick=st.integers(0, 1000), what=st.sampled_from(["destroy", "rename", "power", "label"]))
+    @rule(
+        pick=st.integers(0, 1000),
+        what=st.sampled_from(["destroy", "rename", "power", "label", "tag"]),
+    )
     def behind_the_bots_back(self, pick: int, what: str) -> None:
         vms = sorted(self.ours(), key=lambda vm: vm["name"])
         if not vms:  # see UNSEEN_STATE
             return
         vm = vms[pick % len(vms)]
+        ready = {c.instance_uuid: c.id for c in self.rows() if c.state is CloneState.READY}
         if what == "destroy":
             self.admin.destroy(vm["moref"])
             self.behind_destroyed.add(vm["instance_uuid"])
             self.unreconciled = True
+            self.tags.pop(ready.get(vm["instance_uuid"], -1), None)  # gone with its VM
+        elif what == "tag":
+            if vm["instance_uuid"] not in ready:  # a VM no finished record claims
+                return
+            value = f"CC-{pick:04}"
+            self.admin.tag(vm["moref"], "CostCenter", value)
+            self.tags[ready[vm["instance_uuid"]]] = value
         elif what == "rename":
             self.renames += 1
             self.admin.rename(vm["moref"], f"renamed-{self.renames:03}")
@@ -450,6 +469,22 @@ class TrustModel(RuleBasedStateMachine):
         assert len({(a.environment, a.trainee) for a in active}) == len(active)
         gone = [a.clone_name for a in active if states[a.clone_id] is CloneState.DESTROYED]
         assert not gone, f"assignments outlived their destroyed clones: {gone}"
+
+    @invariant()
+    def admins_attributes_follow_their_clones(self) -> None:
+        """Whatever VM a tagged record is ready on now (the first one, or a successor a refresh
+        or rebuild made, after a crash too) carries the admin's attribute."""
+        if not self.tags:
+            return
+        vms = self.vms()
+        rows = {c.id: c for c in self.rows()}
+        for clone_id, value in self.tags.items():
+            c = rows[clone_id]
+            vm = vms.get(c.instance_uuid or "")
+            if c.state is CloneState.READY and vm is not None:
+                assert (vm.get("custom") or {}).get("CostCenter") == value, (
+                    f"{c.name} lost its CostCenter"
+                )
 
     def assert_resumed_deploys_powered_on(self, runs_before: int) -> None:
         """A deployment "and power on" that recovery finished (a run started by this step) left

@@ -47,6 +47,14 @@ class Admin:
             WaitForTask(vm.PowerOffVM_Task())
         WaitForTask(vm.Destroy_Task())
 
+    def tag(self, moref: str, attribute: str, value: str) -> None:
+        """Set a custom attribute of the admin's own (defined for VMs first if need be)."""
+        fields = self.session.content.customFieldsManager
+        key = next((f.key for f in fields.field or [] if f.name == attribute), None)
+        if key is None:
+            key = fields.AddCustomFieldDef(name=attribute, moType=vim.VirtualMachine).key
+        fields.SetField(entity=self._vm(moref), key=key, value=value)
+
     def custom_values(self, name: str) -> dict[str, str]:
         """A VM's custom attributes by name, as the vSphere Client shows them (found by name)."""
         content = self.session.content

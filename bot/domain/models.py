@@ -135,6 +135,9 @@ class Clone:
     host: str | None = None  # moref of the host it was placed on
     power_state: str | None = None  # last known: poweredOn / poweredOff / suspended
     customization: str = ""  # "", "pending", "succeeded", "failed"
+    # Attributes of the VM a refresh (or rebuild) destroyed, for its successor: recorded with
+    # the destroy, so a successor made after a crash gets them too. Name -> value pairs.
+    kept_attributes: tuple[tuple[str, str], ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

@@ -110,6 +110,7 @@ class Cloner:
         return self.repo.update_clone(
             clone.id,
             state=CloneState.READY,
+            kept_attributes={},  # the successor carries them now
             moref=facts.moref,
             instance_uuid=facts.instance_uuid,
             delta_bytes=facts.unshared_bytes or facts.committed_bytes,
@@ -164,6 +165,7 @@ class Cloner:
             attributes={
                 **attributes,
                 **extra_attributes(t, clone.name, environment),
+                **dict(clone.kept_attributes),  # a refreshed VM's, recorded before its destroy
                 **(keep_attributes or {}),
             },
             notes=provenance_note(provenance),

@@ -255,9 +255,10 @@ class Refresher:
         try:  # destroy, clone and power on, one after the other on the VM's host
             host = clone_host(self.settings, clone, vm.host)
             with job.limits.host_op(host, clone_datastore(self.settings, clone)):
-                self.repo.update_clone(clone.id, state=CloneState.DESTROYING)
-                self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
                 keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
+                # Recorded with the destroy: a successor made after a crash carries them too.
+                self.repo.update_clone(clone.id, state=CloneState.DESTROYING, kept_attributes=keep)
+                self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
                 done = self.cloner.clone_one(
                     clone,
                     job.env,
