@@ -79,6 +79,7 @@ def build_context(core: bootstrap.App, client: Any) -> tuple[Any, str]:
     from handlers.dedupe import SeenRequests
     from handlers.jobs import Jobs
     from handlers.listeners import register
+    from handlers.progress import LiveRuns
 
     s = core.settings
     providers: dict[str, Any] = {
@@ -88,6 +89,7 @@ def build_context(core: bootstrap.App, client: Any) -> tuple[Any, str]:
         "confirmations": Confirmations(),
         "audit": core.repo,
         "seen": SeenRequests(store=core.repo.first_sighting),
+        "live": LiveRuns(core),
     }
     fields = [f.name for f in dataclasses.fields(HandlerContext) if f.init]
     for name in fields:  # new fields named like the core App's parts (admin, recovery, ...)

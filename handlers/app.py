@@ -312,8 +312,8 @@ def create_bot(
         confirmations=Confirmations(),
         audit=core.repo,
         seen=SeenRequests(store=core.repo.first_sighting),
-        reads=Jobs(workers=2, max_pending=64, name="read"),
         live=live,
+        reads=Jobs(workers=2, max_pending=64, name="read"),
     )
     register(app, ctx)
     if not ctx.access.configured:

@@ -84,13 +84,13 @@ class HandlerContext:
     # The repository is reached through the services, except for these two, on purpose:
     audit: Audit  # denied and cancelled requests (nothing else is written from here)
     seen: SeenRequests  # replayed and retried requests, remembered in SQLite
+    # The progress messages of runs in flight, and where each run is shown (kept with the run).
+    live: LiveRuns
     # Read-only commands get their own small pool: queued deployments never make them "busy".
     reads: Jobs | None = None
     # Set while the bot drains its work before exiting (SIGTERM): requests are still answered,
     # but changing commands and buttons are told the bot is restarting.
     draining: threading.Event = field(default_factory=threading.Event)
-    # The progress messages of runs in flight, and where each run is shown (kept with the run).
-    live: LiveRuns = field(default_factory=LiveRuns)
 
     @property
     def settings(self) -> Settings:
