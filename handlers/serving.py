@@ -19,12 +19,14 @@ import logging
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import waitress
-from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_bolt.request.internals import build_context
 from waitress.channel import HTTPChannel
 
 if TYPE_CHECKING:
@@ -113,13 +115,33 @@ class SlackWsgiApp(SlackRequestHandler):
         except UnicodeDecodeError:
             return BoltResponse(status=400, body="The request body is not UTF-8.")
         try:
-            bolt_request = BoltRequest(
-                body=body, query=request.query_string, headers=request.get_headers()
-            )
+            bolt_request = slack_request(body, request.get_headers(), request.query_string)
         except (ValueError, TypeError, AttributeError, KeyError):
             # JSON that does not parse, or a payload that is not an object: not from Slack.
             return BoltResponse(status=400, body="The request body is not a Slack payload.")
         return self.app.dispatch(bolt_request)
+
+
+def slack_request(
+    body: str, headers: dict[str, Any], query: str | dict[str, Any] | None = None
+) -> BoltRequest:
+    """A BoltRequest for an HTTP body, parsed right.
+
+    Bolt takes any form body that merely contains the letters "payload" for a button click and
+    looks for a `payload` field; a slash command whose text, user name or channel name holds the
+    word (`/clones deploy capture 2 as payload-tests`, a user called "payload") then parses as {}
+    and is answered 404 with no listener run. Such a form is parsed again here as the plain form
+    it is, and the request's context rebuilt from it (the signature check reads the raw body,
+    which stays as it came)."""
+    req = BoltRequest(body=body, query=query, headers=headers)
+    if req.body or not body or body.lstrip().startswith("{"):
+        return req
+    form = dict(parse_qsl(body, keep_blank_values=True))
+    if "payload" in form:
+        return req  # a real click whose payload is empty or not an object: Bolt's {} stands
+    req.body = form
+    req.context = build_context(BoltContext(), form)
+    return req
 
 
 def _plain(start_response: StartResponse, status: int, text: str) -> list[bytes]:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from slack_bolt import BoltRequest
 
 from bot.domain import grammar
 from bot.domain.errors import UsageError
 from handlers.blocks import ids
+from handlers.serving import slack_request
 from tests.conftest import HYPOTHESIS_PROFILE
 from tests.faults import record
 
@@ -62,7 +62,7 @@ class Calls:
 
 def _dispatch(h: SlackHarness, body: str) -> tuple[int, str]:
     headers: dict[str, str | Sequence[str]] = {k.lower(): v for k, v in sign(body).items()}
-    resp = h.bot.app.dispatch(BoltRequest(body=body, headers=headers))
+    resp = h.bot.app.dispatch(slack_request(body, headers))
     return resp.status, resp.body
 
 

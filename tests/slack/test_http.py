@@ -19,7 +19,7 @@ import pytest
 from handlers.serving import MAX_BODY_BYTES
 from tests.faults import record
 
-from .conftest import STRANGER, SlackHarness
+from .conftest import OPERATOR, STRANGER, SlackHarness
 from .signing import sign, slash_body
 
 pytestmark = pytest.mark.lab
@@ -262,3 +262,15 @@ def test_any_body_and_headers_through_the_wsgi_app_get_an_answer_never_an_except
     harness.idle()
     assert not [r for r in caplog.records if r.exc_info]
     assert {400, 401, 404} <= set(seen)
+
+
+def test_a_slash_command_holding_the_word_payload_is_answered(harness: SlackHarness) -> None:
+    """Bolt takes any form body holding the letters "payload" for a click's and parses it as {}
+    (a 404 and no listener): the text, the user's name and an environment name may all hold it."""
+    h = harness
+    for text, user in (("status payload-tests", OPERATOR), ("help", "PAYLOAD")):
+        reply = h.command(text, user=user)
+        assert reply.status == 200, (text, user, reply.body)
+        h.idle()
+    said = " ".join(h.ephemeral_texts())
+    assert "payload-tests" in said  # the status listener ran and named the environment
