@@ -87,7 +87,7 @@ def test_api_url_and_drain_timeout_are_read_and_checked() -> None:
     assert _slack_settings().drain_timeout_s == 25.0 and _slack_settings().api_url is None
     with pytest.raises(ConfigError, match=r'api_url must be an http\(s\) URL such as "https://'):
         _slack_settings(api_url="slack-gov.com")
-    with pytest.raises(ConfigError, match="drain_timeout_s must be from 0 to 3600 seconds"):
+    with pytest.raises(ConfigError, match="drain_timeout_s must be a number of seconds from 0 to"):
         _slack_settings(drain_timeout_s=-1)
 
 
