@@ -57,7 +57,13 @@ from handlers.notify import SlackNotifier
 from handlers.people import SlackPeople
 from handlers.progress import LiveRuns
 from handlers.recovered import recover_and_report
-from handlers.serving import EVENTS_PATH, HttpServer, bolt_logger, http_server
+from handlers.serving import (
+    EVENTS_PATH,
+    GatedSocketModeHandler,
+    HttpServer,
+    bolt_logger,
+    http_server,
+)
 from handlers.webapi import make_client
 
 log = logging.getLogger("clones.slack")
@@ -456,9 +462,7 @@ def listen(bot: SlackBot, port: int, host: str = "0.0.0.0") -> HttpServer:
 def _serve(bot: SlackBot, tokens: SlackTokens, server: HttpServer | None) -> Callable[[], None]:
     """Connect over Socket Mode, or serve HTTP on the bound `server`; returns what stops it."""
     if server is None:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        handler = SocketModeHandler(bot.app, tokens.app_token)
+        handler = GatedSocketModeHandler(bot.app, tokens.app_token)
         handler.connect()
         log.info("connected to Slack over Socket Mode")
         return handler.close
