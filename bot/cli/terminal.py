@@ -72,6 +72,8 @@ def thumbprint(words: list[str], opts: Options, out: TextIO, wiring: Wiring) -> 
             "names": list(cert.names),
             "trusted": seen.trusted,
             "reason": seen.reason,
+            "pin": seen.toml_line,
+            "remove": "insecure = true" if trust.get("insecure") else None,
         }
         print(json.dumps(data, indent=2), file=out)
         return EXIT_OK
@@ -88,12 +90,16 @@ def thumbprint(words: list[str], opts: Options, out: TextIO, wiring: Wiring) -> 
     if trust:
         verdict = "trusted by clones.toml" if seen.trusted else f"NOT trusted: {seen.reason}"
         print(f"With the current [vcenter] settings: {verdict}", file=out)
+    # insecure = true and a pin cannot be set together: the pin replaces it.
+    instead = ", in place of insecure = true" if trust.get("insecure") else ""
     print(
         "Compare the SHA-256 fingerprint with vCenter's own (vSphere Client, Administration, "
-        "Certificate Management, Machine SSL certificate), then pin it under [vcenter]:",
+        f"Certificate Management, Machine SSL certificate), then pin it under [vcenter]{instead}:",
         file=out,
     )
     print(f"  {seen.toml_line}", file=out)
+    if instead:
+        print("  # and remove: insecure = true", file=out)
     return EXIT_OK
 
 
