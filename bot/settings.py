@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bot.domain.errors import ConfigError, UsageError
 from bot.domain.trainees import ASSIGNED_TO
 from bot.domain.vsphere import CLONE_ATTRIBUTES, PROVENANCE_ATTRIBUTES
-from bot.schema import Check, Place, Reader, Rules, named, setting
+from bot.schema import Check, Place, Reader, Rules, named, setting, shown
 
 BUNDLED_LAB_CONFIG = Path(__file__).resolve().parent / "data" / "lab.toml"
 LAB_URL = "lab"  # `[vcenter] url = "lab"`: use the bundled lab vCenter, started on demand
@@ -70,14 +70,16 @@ def _slack_ids(prefixes: str) -> Check:
 
 def _env_name(value: str, at: Place) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise at.error(f"must name an environment variable (e.g. SLACK_BOT_TOKEN), not {value!r}.")
+        raise at.error(
+            f"must name an environment variable (e.g. SLACK_BOT_TOKEN), not {shown(value)}."
+        )
     return value
 
 
 def _http_url(value: str, at: Place) -> str:
     if not re.fullmatch(r"https?://\S+", value):
         raise at.error(
-            f'must be an http(s) URL such as "https://slack-gov.com/api/", got {value!r}.'
+            f'must be an http(s) URL such as "https://slack-gov.com/api/", got {shown(value)}.'
         )
     return value
 
@@ -106,15 +108,27 @@ def database_location(value: str, base_dir: Path) -> Path:
         raise ValueError(
             f'is a {scheme.group(1)}:// URL; give the path of a SQLite file, e.g. "clones.db"'
         )
-    path = Path(value).expanduser()
+    path = _expanded(value)
     return path if path.is_absolute() else base_dir / path
+
+
+def _expanded(value: str) -> Path:
+    """A path as written, `~` expanded; ValueError for one no file can have."""
+    if "\0" in value:
+        raise ValueError("holds a NUL character, which no path can")
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~user of a user this machine does not know
+        raise ValueError(
+            f"starts with {value.split('/')[0]}, a home folder this machine does not know"
+        ) from None
 
 
 def _database(value: str, at: Place) -> Path:
     try:
         return database_location(value, at.base_dir)
     except ValueError as exc:
-        raise at.error(f"{value!r} {exc}.") from None
+        raise at.error(f"{shown(value)} {exc}.") from None
 
 
 def _ca_file(value: str, at: Place) -> str | None:
@@ -122,10 +136,15 @@ def _ca_file(value: str, at: Place) -> str | None:
     hold PEM certificates."""
     if value == "":
         return None
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = at.base_dir / path
-    if not path.is_file():
+    try:
+        path = _expanded(value)
+        path = path if path.is_absolute() else at.base_dir / path
+        found = path.is_file()
+    except (ValueError, OSError) as exc:
+        raise at.error(
+            f"{shown(value)} cannot be read ({getattr(exc, 'strerror', None) or exc})."
+        ) from None
+    if not found:
         raise at.error(
             f"{named(str(path))} does not exist (a relative ca_file is read from the "
             "configuration file's folder)."
@@ -146,7 +165,7 @@ def _thumbprint(value: str, at: Place) -> str | None:
     try:
         return parse_thumbprint(value)
     except ValueError as exc:
-        raise at.error(f"{value!r} {exc}.") from None
+        raise at.error(f"{shown(value)} {exc}.") from None
 
 
 def _disk_mode(value: str, at: Place) -> str:

@@ -105,6 +105,18 @@ class ShmGuard:
 
 def check_location(path: Path) -> None:
     """A database path that cannot be a database file; its folder, made if missing."""
+    try:
+        _check_location(path)
+    except (OSError, ValueError) as exc:  # a name too long, a NUL, a folder we may not read
+        raise StorageError(
+            f"The database {path} cannot be used ({getattr(exc, 'strerror', None) or exc}): "
+            "check the path and its folder's permissions."
+        ) from None
+
+
+def _check_location(path: Path) -> None:
+    if "\0" in str(path):
+        raise ValueError("the path holds a NUL character")
     if path.is_dir():
         raise StorageError(
             f"The database {path} is a folder, not a file: set [clones] database to a file in "

@@ -317,7 +317,8 @@ def of_type(tp: Any) -> st.SearchStrategy[Any]:
     if tp is float:
         return st.floats(min_value=-1, max_value=5_000) | st.floats()
     if tp in (str, Path):
-        return st.text(max_size=12) | st.sampled_from(["x", "UTC", "Europe/London", "A_B"])
+        odd = ["~nosuchuser/x", "a\x00b", "x" * 300, "postgresql://h/db", "/", "."]
+        return st.text(max_size=12) | st.sampled_from(["x", "UTC", "Europe/London", "A_B", *odd])
     if typing.get_origin(tp) is tuple:
         ids = st.sampled_from(["U012ABCDEF", "S012ABCDEF", "C012ABCDEF", "bob"])
         return st.lists(ids | st.text(max_size=5), max_size=3)
