@@ -435,7 +435,7 @@ def _prepare(
         return None
     try:
         return settings, tokens, core, create_bot(core, tokens)
-    except ConfigError as exc:
+    except ClonesError as exc:  # the token refused, Slack unreachable, the database
         core.close()
         print(f"clones: {exc}", file=sys.stderr)
         return None
