@@ -39,19 +39,13 @@ from tests.conftest import HYPOTHESIS_PROFILE, ROOT
 from tests.faults import record
 from tests.helpers import LAB_TYPES, PASSWORD_ENV, to_toml, write_config
 from tests.terminal import Terminal, assert_clean_failure
-
-SOURCE = Path("/etc/clones/clones.toml")
+from tests.test_settings import SOURCE
+from tests.test_settings import good as a_good_file
 
 
 def good() -> dict[str, Any]:
-    return {
-        "vcenter": {"url": "https://vcenter.example.com/sdk", "user": "svc-clones"},
-        "clones": {"database": "clones.db", "retry_backoff_s": 0},
-        "types": copy.deepcopy(LAB_TYPES),
-        "slack": {"channels": ["C012ABCDEF"]},
-        "schedule": {},
-        "trainees": {},
-    }
+    """test_settings' good file, with every table present."""
+    return {**a_good_file(), "slack": {"channels": ["C012ABCDEF"]}, "schedule": {}, "trainees": {}}
 
 
 def load(raw: dict[str, Any], env: dict[str, str] | None = None) -> Settings:
