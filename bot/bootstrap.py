@@ -110,6 +110,7 @@ def vcenter_for(settings: VCenterSettings) -> VCenter:
 def build(settings: Settings | None = None, *, start_lab: bool = True) -> Services:
     """The services for `settings`: SQLite, the vCenter adapter, the chart, and the schedule
     service (recording times; the Slack bot replaces it with one that runs the scheduler)."""
+    from bot.host import say_on_bus_error
     from bot.services.admin import Admin
     from bot.services.container import Services
     from bot.services.core import Service
@@ -121,8 +122,15 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     settings = settings or load_settings()
     vc_settings = resolve_vcenter(settings.vcenter, start_lab=start_lab)
     settings = replace(settings, vcenter=vc_settings)
-    settings.database.parent.mkdir(parents=True, exist_ok=True)
-    repo = Repository(settings.database)
+    say_on_bus_error(
+        f"clones: The database {settings.database} has become read-only or failed while in "
+        f"use: the system stopped clones with a bus error (SIGBUS) when it wrote "
+        f"{settings.database.name}-shm (the file was made immutable, or its filesystem was "
+        "remounted read-only, often after a disk error). What was done so far is recorded: make "
+        "it writable again, then run the command again (`clones resume` finishes a run that "
+        "stopped)."
+    )
+    repo = Repository(settings.database)  # makes its folder; StorageError when it cannot
     vcenter = vcenter_for(settings.vcenter)
     service = Service(settings, repo, vcenter)
     services = Services(
@@ -245,12 +253,17 @@ class _TerminalWiring:
 def cli(argv: Sequence[str] | None = None) -> int:
     """The `clones` console script."""
     from bot.cli.main import main as cli_main
+    from bot.host import watch_bus_errors
 
+    if argv is None:  # the console script: a process of its own
+        watch_bus_errors(code=1)
     return cli_main(argv, _TerminalWiring())
 
 
 def slack(environ: Mapping[str, str] | None = None) -> int:
     """`python -m bot`: the Slack bot (Socket Mode or HTTP, see handlers.app)."""
+    from bot.host import watch_bus_errors
     from handlers.app import main as slack_main
 
+    watch_bus_errors(code=2)
     return slack_main(build, environ)

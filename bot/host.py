@@ -1,4 +1,5 @@
-"""This machine and this process, as run ownership names them (ground floor: standard library).
+"""This machine and this process, as run ownership names them, and how the process ends on a bus
+error (ground floor: standard library).
 
 A run records its owner as `host:pid:token`. The token is drawn once per process, so a process
 that gets the same host name and pid as a dead one (a container restarted: the bot is PID 1
@@ -8,7 +9,9 @@ again) is never taken for it, and the dead one's runs are recovered.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import uuid
 
 _TOKEN = uuid.uuid4().hex[:12]
@@ -46,3 +49,60 @@ def owner_gone(owner: str) -> bool:
     if int(pid) == os.getpid():
         return True  # our pid, not our token: a previous life of this pid
     return not pid_alive(int(pid))
+
+
+# A bus error (SIGBUS) is how the kernel answers a write into a memory-mapped file that can no
+# longer be written: SQLite's WAL index (`clones.db-shm`) once the file is made immutable or its
+# filesystem is remounted read-only. SQLite cannot catch it, and by default it ends the process
+# without a word. The storage core checks the file before each statement (storage/faults.py);
+# for a fault in the middle of one, this says one sentence and exits instead. Python runs its
+# own signal handlers only in the main thread, between bytecodes, and the faulting thread (the
+# main thread too, perhaps) re-runs the faulting write for ever: so the signal is also written to
+# a pipe (`signal.set_wakeup_fd`) that a thread of its own waits on.
+class _BusError:
+    message = (
+        "clones: stopped by a bus error (SIGBUS): a file in use, such as the database's -shm "
+        "file, could no longer be written."
+    )
+    code = 1
+    watching = False
+    once = threading.Lock()
+
+
+def say_on_bus_error(message: str) -> None:
+    """The sentence a bus error ends this process with, from now on."""
+    _BusError.message = message
+
+
+def watch_bus_errors(code: int) -> bool:
+    """End this process with the `say_on_bus_error` sentence and exit `code` on a bus error.
+    Call from the main thread of an entry point; False (nothing installed) elsewhere, or where
+    the signal wake-up descriptor is taken already (an event loop)."""
+    if threading.current_thread() is not threading.main_thread() or _BusError.watching:
+        return False
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    taken = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    if taken != -1:  # someone else's: give it back
+        signal.set_wakeup_fd(taken)
+        os.close(read)
+        os.close(write)
+        return False
+    _BusError.code, _BusError.watching = code, True
+    signal.signal(signal.SIGBUS, lambda signum, frame: _bus_error())
+    waiter = threading.Thread(target=_wait_for_bus_error, args=(read,), daemon=True)
+    waiter.name = "bus-error"
+    waiter.start()
+    return True
+
+
+def _wait_for_bus_error(read: int) -> None:
+    while True:
+        if bytes([signal.SIGBUS]) in os.read(read, 256):
+            _bus_error()
+
+
+def _bus_error() -> None:
+    if _BusError.once.acquire(blocking=False):
+        os.write(2, (_BusError.message.rstrip() + "\n").encode("utf-8", "replace"))
+        os._exit(_BusError.code)

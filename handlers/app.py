@@ -22,6 +22,7 @@ at once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -56,7 +57,13 @@ from handlers.notify import SlackNotifier
 from handlers.people import SlackPeople
 from handlers.progress import LiveRuns
 from handlers.recovered import recover_and_report
-from handlers.serving import EVENTS_PATH, HttpServer, bolt_logger, http_server
+from handlers.serving import (
+    EVENTS_PATH,
+    GatedSocketModeHandler,
+    HttpServer,
+    bolt_logger,
+    http_server,
+)
 from handlers.webapi import make_client
 
 log = logging.getLogger("clones.slack")
@@ -355,27 +362,16 @@ def _bolt_app(
 def main(build: Callable[[Settings], Services], environ: Mapping[str, str] | None = None) -> int:
     """`python -m bot` (through `bot.bootstrap.slack`, which hands it `build`): start the
     services and the Slack front end; returns an exit code."""
-    from bot.settings import load_settings
-
     env = dict(os.environ if environ is None else environ)
     logging.basicConfig(
         level=env.get("CLONES_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    try:
-        settings = load_settings(environ=env)
-        tokens = read_tokens(settings.slack, env)  # before the lab or vCenter: fail fast
-        core = build(settings)
-    except ClonesError as exc:  # configuration, tokens, the lab or vCenter: one clear line
-        print(f"clones: {exc}", file=sys.stderr)
+    prepared = _prepare(build, env)
+    if prepared is None:
         return 2
-    try:
-        bot = create_bot(core, tokens)
-    except ConfigError as exc:
-        core.close()
-        print(f"clones: {exc}", file=sys.stderr)
-        return 2
+    settings, tokens, core, bot = prepared
     stop = threading.Event()
     hurry = threading.Event()  # a second signal: stop draining now
 
@@ -387,9 +383,20 @@ def main(build: Callable[[Settings], Services], environ: Mapping[str, str] | Non
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     unfinished: list[Run] = []
+    server: HttpServer | None = None
     try:
+        # The port first: a port in use stops the start before the scheduler or recovery run.
+        server = None if tokens.socket_mode else listen(bot, tokens.port)
         bot.start()
-        stop_serving = _serve(bot, tokens)
+    except ClonesError as exc:  # the port, the database: one clear line
+        if server is not None:
+            server.shutdown()
+        bot.close(wait=False)
+        core.close()
+        print(f"clones: {exc}", file=sys.stderr)
+        return 2
+    try:
+        stop_serving = _serve(bot, tokens, server)
         stop.wait()
         unfinished = bot.drain(settings.slack.drain_timeout_s, hurry=hurry)
         if unfinished:
@@ -412,16 +419,53 @@ def main(build: Callable[[Settings], Services], environ: Mapping[str, str] | Non
     return 0
 
 
-def _serve(bot: SlackBot, tokens: SlackTokens) -> Callable[[], None]:
-    """Connect over Socket Mode or listen on HTTP; returns what stops it."""
-    if tokens.socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+def _prepare(
+    build: Callable[[Settings], Services], env: Mapping[str, str]
+) -> tuple[Settings, SlackTokens, Services, SlackBot] | None:
+    """The settings, tokens, services and Bolt app; None when one of them cannot be had (the
+    reason printed in one line)."""
+    from bot.settings import load_settings
 
-        handler = SocketModeHandler(bot.app, tokens.app_token)
+    try:
+        settings = load_settings(environ=env)
+        tokens = read_tokens(settings.slack, env)  # before the lab or vCenter: fail fast
+        core = build(settings)
+    except ClonesError as exc:  # configuration, tokens, the database, the lab or vCenter
+        print(f"clones: {exc}", file=sys.stderr)
+        return None
+    try:
+        return settings, tokens, core, create_bot(core, tokens)
+    except ClonesError as exc:  # the token refused, Slack unreachable, the database
+        core.close()
+        print(f"clones: {exc}", file=sys.stderr)
+        return None
+
+
+def listen(bot: SlackBot, port: int, host: str = "0.0.0.0") -> HttpServer:
+    """The HTTP server for Slack's requests, bound to `port` (not serving yet); ConfigError, one
+    sentence, when the port cannot be had."""
+    try:
+        return http_server(bot.app, host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "is in use by another process (another bot still running?)"
+        elif exc.errno == errno.EACCES:
+            why = "needs privileges this user does not have (ports below 1024)"
+        else:
+            why = f"cannot be used ({exc.strerror or exc})"
+        raise ConfigError(
+            f"Cannot listen for Slack on port {port}: it {why}; stop that process or set PORT "
+            "to a free port."
+        ) from None
+
+
+def _serve(bot: SlackBot, tokens: SlackTokens, server: HttpServer | None) -> Callable[[], None]:
+    """Connect over Socket Mode, or serve HTTP on the bound `server`; returns what stops it."""
+    if server is None:
+        handler = GatedSocketModeHandler(bot.app, tokens.app_token)
         handler.connect()
         log.info("connected to Slack over Socket Mode")
         return handler.close
-    server = http_server(bot.app, "0.0.0.0", tokens.port)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     log.info("listening for Slack on http://0.0.0.0:%d%s", tokens.port, EVENTS_PATH)
     return server.shutdown

@@ -17,6 +17,7 @@ SQLITE_BUSY while upgrading a read lock to a write lock.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -25,7 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Self
 
-from storage.migrations import apply_migrations
+from storage.faults import ShmGuard, check_location, foreign_tables, refuse_foreign, translated
+from storage.migrations import MIGRATIONS_TABLE, apply_migrations, migrations
 
 BUSY_TIMEOUT_S: Final = 30.0
 
@@ -96,8 +98,10 @@ class _ThreadState(threading.local):
 class Core:
     """One SQLite file: per-thread connections, the write queue, transactions, migrations.
 
-    Opening applies pending migrations. The stores (storage/*.py) add the queries; they reach
-    SQLite only through `transaction()` and the `_rows`/`_row`/`_execute` helpers below.
+    Opening applies pending migrations, to a new file or one of ours only: a SQLite file of
+    something else is refused, never migrated into. The stores (storage/*.py) add the queries;
+    they reach SQLite only through `transaction()` and the `_rows`/`_row`/`_execute` helpers
+    below, where a storage fault becomes a StorageError (storage/faults.py).
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -109,9 +113,17 @@ class Core:
         # connections of finished threads can be closed instead of leaking.
         self._connections: list[tuple[threading.Thread, Database]] = []
         self._generation = 0  # bumped by close(): threads then reconnect on next use
-        db = self._db()
-        _enable_wal(db)
-        with self.transaction():
+        self._shm = ShmGuard(self.path)
+        check_location(self.path)
+        with self._faults():
+            db = self._db()
+            foreign = foreign_tables(db.conn, MIGRATIONS_TABLE, migrations.name)
+        if foreign:
+            self.close()
+            raise refuse_foreign(self.path, foreign)
+        with self._faults():
+            _enable_wal(db)
+        with self.transaction(), self._faults():
             apply_migrations(db)
 
     def __enter__(self) -> Self:
@@ -157,44 +169,62 @@ class Core:
         return db
 
     @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """A statement's storage faults as StorageError; first, a WAL index that can no longer
+        be written stops it before SQLite touches the file (see storage/faults.py)."""
+        with translated(self.path):
+            self._shm.check()
+            yield
+
+    @contextmanager
     def transaction(self) -> Iterator[None]:
         """Run a block atomically under the write lock (`BEGIN IMMEDIATE`).
 
         Nested use on one thread becomes a savepoint: an inner failure undoes only the inner
-        block, and the outer transaction decides the commit.
+        block, and the outer transaction decides the commit. A rollback after a storage fault
+        that failed too is left to SQLite (it rolls back a failed write itself) so that the
+        first fault is the one reported.
         """
-        conn = self._db().conn
+        with self._faults():
+            conn = self._db().conn
         if conn.in_transaction:
             local = self._local
             local.savepoints += 1
             name = f"clones_sp{local.savepoints}"
-            conn.execute(f"SAVEPOINT {name}")
+            with self._faults():
+                conn.execute(f"SAVEPOINT {name}")
             try:
                 yield
             except BaseException:
-                if conn.in_transaction:  # some errors already rolled everything back
-                    conn.execute(f"ROLLBACK TO {name}")
-                    conn.execute(f"RELEASE {name}")
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:  # some errors already rolled everything back
+                        conn.execute(f"ROLLBACK TO {name}")
+                        conn.execute(f"RELEASE {name}")
                 raise
             else:
-                conn.execute(f"RELEASE {name}")
+                with self._faults():
+                    conn.execute(f"RELEASE {name}")
             finally:
                 local.savepoints -= 1
             return
         with self._writing():
-            conn.execute("BEGIN IMMEDIATE")
+            with self._faults():
+                conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                 raise
             else:
                 try:
-                    conn.execute("COMMIT")
+                    with self._faults():
+                        conn.execute("COMMIT")
                 except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
                     raise
 
     @contextmanager
@@ -216,7 +246,8 @@ class Core:
                 self._write_lock.release()
 
     def _rows(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
-        return list(self._db().query(sql, params))
+        with self._faults():
+            return list(self._db().query(sql, params))
 
     def _row(self, sql: str, params: Sequence[object] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, params)
@@ -224,12 +255,13 @@ class Core:
 
     def _tuples(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Rows as plain tuples: for hot paths that would not use the column names."""
-        return self._db().execute(sql, params).fetchall()
+        with self._faults():
+            return self._db().execute(sql, params).fetchall()
 
     def _execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
-        with self._writing():
+        with self._writing(), self._faults():
             return self._db().execute(sql, params)
 
     def _execute_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
-        with self._writing():
+        with self._writing(), self._faults():
             self._db().conn.executemany(sql, rows)

@@ -15,6 +15,11 @@ class ConfigError(ClonesError):
     """The configuration file, a lab spec or the environment is missing or malformed."""
 
 
+class StorageError(ClonesError):
+    """The database cannot be opened, read or written: a full disk, a read-only or damaged file,
+    a path that is a folder, a file that is not the bot's database."""
+
+
 class NotFoundError(ClonesError):
     """A type, environment, parent, snapshot or other named thing does not exist."""
 
