@@ -736,3 +736,21 @@ def test_refresh_stops_a_type_at_its_first_full_copy(lab: LabProcess, make_app: 
     run = app.repo.get_run(result.run_id)
     assert "capture stopped at its first full copy" in run.message
     assert "3 capture clones not refreshed" in run.message
+
+
+def test_refresh_makes_one_stray_full_copy_again_as_linked(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    # After the first clone re-created proved linked, one full copy is removed and made again.
+    app = make_app(lab, concurrency=1)
+    deploy(app, "deploy capture 4 as cohort")
+    lab.control.reset()
+    lab.control.configure(faults={"full_copy_nth": [2]})
+
+    result = app.admin.refresh(grammar.Refresh("cohort"), actor="trainer")
+
+    assert len(result.refreshed) == 4 and result.failed == [] and result.skipped == []
+    assert lab.control.stats()["clone_calls"] == 5
+    assert all(vm["linked"] for vm in clones_of(lab).values()) and len(clones_of(lab)) == 4
+    run = app.repo.get_run(result.run_id)
+    assert "came out as a full copy, was removed and made again as a linked clone" in run.message
