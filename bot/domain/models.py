@@ -141,6 +141,15 @@ class Clone:
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
+    @property
+    def known_power(self) -> str | None:
+        """Its power state as last seen, while its VM may exist (ready, or being destroyed);
+        None for a clone that failed, went missing or was destroyed: a power state recorded
+        before that says nothing now."""
+        if self.state in (CloneState.READY, CloneState.DESTROYING):
+            return self.power_state
+        return None
+
 
 @dataclass(frozen=True)
 class Run:
