@@ -29,6 +29,7 @@ from bot.domain.models import CloneState
 from bot.domain.placement import drs_prefix
 from bot.domain.provenance import read_provenance
 from bot.domain.savings import GIB
+from bot.services.check import Checker
 from tests.helpers import (
     LAB_TYPES,
     MakeApp,
@@ -219,7 +220,7 @@ def test_host_limit_confines_a_parents_clones_to_a_drs_host_group(
 
     # status shows the spread.
     [status] = app.service.status("big")
-    assert status.hosts_by_parent == {"Capture": 8}
+    assert status.hosts_by_parent == {"Capture": tuple(sorted(hosts_used))}
 
     # A second deployment keeps the host group and adds its clones to the VM group.
     second = deploy(app, "deploy capture 4 as big-two")
@@ -234,6 +235,63 @@ def test_host_limit_confines_a_parents_clones_to_a_drs_host_group(
     config = drs_config(app, "Training-Large")
     assert [r.name for r in config.rule].count(f"{prefix}-must-run") == 1
     assert [g.name for g in config.group].count(f"{prefix}-vms") == 1
+
+
+LARGE = {"resource_pool": "Training-Large"}
+PARENT_OF = {"capture": "Capture", "packaging": "Packaging", "verification": "Verification"}
+
+
+def host_groups(app: App) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Each parent's DRS host group in Training-Large (host names), and host moref -> name."""
+    cluster, hosts = app.vcenter.cluster_hosts("Training-Large")
+    name_of = {h.moref: h.name for h in hosts}
+    groups = {
+        parent: {name_of[m] for m in app.vcenter.drs_confinement(cluster, drs_prefix(parent))[1]}
+        for parent in PARENT_OF.values()
+    }
+    return groups, name_of
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one-by-one", "in-one-deployment"])
+def test_the_host_groups_of_several_parents_spread_over_the_whole_cluster(
+    make_lab: MakeLab, make_app: MakeApp, together: bool
+) -> None:
+    # 12 hosts, 3 parents, at most 8 hosts per base disk: the three groups use all 12 hosts
+    # (they were the same 8, by name, before), none more than 8, and each clone runs on its
+    # parent's group. Deployed one type at a time, or all in one deployment.
+    lab = large_lab(make_lab)
+    app = make_app(
+        lab, types=types_with(capture=LARGE, packaging=LARGE, verification=LARGE),
+        max_hosts_per_base_disk=8,
+    )  # fmt: skip
+    if together:
+        deploy(app, "deploy capture 4 packaging 4 verification 4 as all")
+    else:
+        for t in PARENT_OF:
+            deploy(app, f"deploy {t} 4 as {t}-env")
+
+    groups, name_of = host_groups(app)
+    assert all(len(g) == 8 for g in groups.values()), groups
+    assert set().union(*groups.values()) == set(name_of.values())  # all 12 hosts
+    for vm in clones_of(lab).values():
+        assert vm["host"] in groups[vm["parent"]], vm["name"]
+
+    # A parent with clones keeps its group: another deployment of it stays on the same hosts.
+    deploy(app, "deploy capture 6 as more")
+    again, _ = host_groups(app)
+    assert again == groups
+    capture_hosts = {vm["host"] for vm in clones_of(lab).values() if vm["parent"] == "Capture"}
+    assert capture_hosts <= groups["Capture"]
+
+    # `check` and `status ENV` name the hosts each parent uses.
+    report = Checker(app.service).run()
+    found = {f.subject: f.text for f in report.findings}
+    for t, parent in PARENT_OF.items():
+        listed = ", ".join(sorted(groups[parent]))
+        assert f"clones of {parent} go to a DRS host group of 8: {listed}." in found[f"{t} hosts"]
+    [status] = app.service.status("more")
+    assert set(status.hosts_by_parent["Capture"]) <= groups["Capture"]
+    assert len(status.hosts_by_parent["Capture"]) == 6
 
 
 def test_small_cluster_needs_no_confinement(make_lab: MakeLab, make_app: MakeApp) -> None:
