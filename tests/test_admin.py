@@ -10,6 +10,9 @@ the adapter hands out. Nothing is mocked.
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -522,17 +525,64 @@ def test_plan_shows_estimates_and_free_space(lab: LabProcess, make_app: MakeApp)
     assert vms(lab) == before  # plan creates nothing
 
 
-def test_plan_uses_the_configured_delta_then_what_clones_measured(
-    lab: LabProcess, make_app: MakeApp
+def age_clones(app: App, environment: str, days: float) -> None:
+    """The environment's clones made `days` ago (a course that ran): their creation time moved
+    back in the SQLite file, as if the bot had made them then."""
+    with sqlite3.connect(app.settings.database) as db:
+        for clone_id, created in db.execute(
+            "SELECT id, created_at FROM clones WHERE environment = ?", (environment,)
+        ).fetchall():
+            earlier = datetime.fromisoformat(created) - timedelta(days=days)
+            db.execute(
+                "UPDATE clones SET created_at = ? WHERE id = ?",
+                (earlier.isoformat(timespec="microseconds"), clone_id),
+            )
+
+
+def test_plan_and_check_estimate_the_delta_from_how_far_clones_grew(
+    make_lab: MakeLab, make_app: MakeApp
 ) -> None:
+    # The lab's clones grow 1 GB a second while on. A just-made delta (0.13 GB) never sets the
+    # estimate (it once said "room for about 22352413932 clones of 0.00 GB"); the sizes that
+    # status, inventory and strip back read are recorded, and once the course's clones have
+    # lived a day, plan and check estimate from the 95th percentile of their peaks.
+    lab = make_lab({"delta_growth_gb_per_min": 60})
     app = make_app(lab, types=types_with(capture={"delta_estimate_gb": 0.5}))
-    # No clone yet: the type's delta_estimate_gb.
-    assert plan(app, "plan capture 25").estimate.linked_bytes == pytest.approx(
-        3.34 * GIB + 25 * 0.5 * GIB, abs=25
+    deploy(app, "deploy capture 3 as nov and power on")
+    app.service.status("nov")  # sizes read and recorded, but the clones are young
+    before = plan(app, "plan capture 25")
+    assert before.estimate.linked_bytes == pytest.approx(3.34 * GIB + 25 * 0.5 * GIB, abs=25)
+    assert before.deltas["capture"].source == "configured 0.50 GB: no clone has lived a day yet"
+
+    age_clones(app, "nov", days=1)  # the course ran a day
+    time.sleep(0.5)
+    app.service.status("nov")
+    peaks = {c.name: c.peak_bytes or 0 for c in app.repo.clones(environment="nov")}
+    assert all(p > 0.6 * GIB for p in peaks.values()), peaks  # 0.13 GB when made
+    est = plan(app, "plan capture 25").deltas["capture"]
+    assert est.bytes == max(peaks.values())  # 95th percentile of 3: the largest
+    assert est.source == (
+        f"from 3 clones of nov that lived a day or more, 95th percentile {est.bytes / GIB:.2f} GB"
     )
-    deploy(app, "deploy capture 2 as measured")
-    # Clones exist: their measured delta (the lab's 0.13 GB) wins: the origin's 6.59 GB.
-    assert plan(app, "plan capture 25").estimate.linked_gb == 6.59
+    result = plan(app, "plan capture 25")
+    assert result.estimate.linked_bytes == pytest.approx(3.34 * GIB + 25 * est.bytes, abs=25)
+    assert result.needs[0].needed_bytes == 25 * est.bytes
+
+    report = Checker(app.service).run()
+    [capacity] = [f for f in report.findings if f.subject == "capture capacity"]
+    assert f"clones of {est.bytes / GIB:.2f} GB (from 3 clones of nov that lived" in capacity.text
+
+    # The strip back reads each clone's size before destroying it: the last, largest peaks.
+    time.sleep(0.3)
+    app.service.teardown("nov", actor="trainer")
+    final = {c.name: c.peak_bytes or 0 for c in app.repo.clones(environment="nov")}
+    assert all(final[n] > peaks[n] for n in peaks), (peaks, final)
+    assert plan(app, "plan capture 1").deltas["capture"].bytes == max(final.values())
+
+    # A new course's clones, young, do not lower it; nor does an inventory of them.
+    deploy(app, "deploy capture 2 as dec")
+    app.admin.inventory("dec")
+    assert plan(app, "plan capture 1").deltas["capture"].bytes == max(final.values())
 
 
 def test_capacity_guard_counts_swap_when_powering_on(make_lab: MakeLab, make_app: MakeApp) -> None:

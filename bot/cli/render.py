@@ -307,6 +307,10 @@ def show_plan(plan: PlanResult, v: View) -> int:
     if opts.json:
         data = {
             "estimate": plan.estimate.as_dict(),
+            "delta_per_clone": {
+                t: {"gb": round(d.bytes / 2**30, 2), "source": d.source, "clones": d.clones}
+                for t, d in plan.deltas.items()
+            },
             "power_on": plan.power_on,
             "fits": plan.fits,
             "datastores": [{**plain(n), "fits": n.fits} for n in plan.needs],
@@ -315,6 +319,8 @@ def show_plan(plan: PlanResult, v: View) -> int:
         return EXIT_OK if plan.fits else EXIT_ERROR
     print(f"{say.ESTIMATED}:", file=out)
     print(format_table(plan.estimate), file=out)
+    for t, d in plan.deltas.items():
+        print(say.delta_per_clone(t, d), file=out)
     for n in plan.needs:
         print(say.datastore(n), file=out)
     return EXIT_OK if plan.fits else EXIT_ERROR

@@ -242,12 +242,13 @@ class Checker:
         subject = f"{t.name} capacity"
         free = self.vcenter.datastore_free_bytes(t.datastore)
         headroom = int(self.settings.capacity_headroom_gb * GIB)
-        per_clone = max(self.service.deployer.delta_estimate(t), 1)
+        delta = self.service.deployer.delta_basis(t)
+        per_clone = max(delta.bytes, 1)
         room = max(0, (free - headroom) // per_clone)
         text = (
             f"Datastore {t.datastore} has {free / GIB:.2f} GB free: room for about {room} "
-            f"clones of {per_clone / GIB:.2f} GB after {headroom / GIB:.2f} GB headroom "
-            f"(max_count {t.max_count})."
+            f"clones of {per_clone / GIB:.2f} GB ({delta.source}) after {headroom / GIB:.2f} GB "
+            f"headroom (max_count {t.max_count})."
         )
         if room < 1:
             return Finding(

@@ -28,6 +28,7 @@ from bot.domain.vsphere import (
     ATTR_MANAGED_BY,
 )
 from bot.services.runs import LIVE_STATES, Core
+from bot.services.sizes import record_seen
 from bot.settings import TypeSettings
 
 log = logging.getLogger(__name__)
@@ -180,12 +181,14 @@ class Queries:
         }
 
     def drift(self, environment: str, clones: Sequence[Clone]) -> dict[int, Drift]:
-        """Compare recorded clones that should exist with what vCenter holds, in one read."""
+        """Compare recorded clones that should exist with what vCenter holds, in one read (which
+        also reads their sizes: recorded, for the capacity estimate)."""
         settled = [
             c for c in clones if c.state in (CloneState.READY, CloneState.DESTROYING) and c.moref
         ]
-        seen = self.vcenter.sightings([c.moref for c in settled if c.moref])
+        seen = self.vcenter.sightings([c.moref for c in settled if c.moref], also=("storage",))
         by_moref = {vm.moref: vm for vm in seen}
+        record_seen(self.repo, ((c, by_moref[c.moref]) for c in settled if c.moref in by_moref))
         out: dict[int, Drift] = {}
         for c in settled:
             vm = by_moref.get(c.moref or "")

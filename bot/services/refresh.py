@@ -27,6 +27,7 @@ from bot.services.fullcopy import FullCopyGuard
 from bot.services.limits import OpLimits, clone_datastore, clone_host
 from bot.services.pipeline import Stop, run_per_clone
 from bot.services.runs import Core, Emitter, outcome_state
+from bot.services.sizes import record_seen
 
 if TYPE_CHECKING:
     from bot.services.cloning import Cloner
@@ -149,8 +150,9 @@ class Refresher:
                     )
             self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
             verified, gone, skipped = self.ownership.verify_ours(
-                env, clones, also=("host", "notes")
+                env, clones, also=("host", "notes", "storage")
             )
+            record_seen(self.repo, verified)  # how far they grew, for the next estimate
             run = self.runs.start_run(
                 environment=env.name,
                 kind=RunKind.REFRESH,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.domain.capacity import DeltaEstimate
 from bot.domain.models import ParentFacts
 from bot.domain.results import (
     CapacityNeed,
@@ -177,6 +178,11 @@ def parent_size(facts: ParentFacts) -> str:
 
 
 ESTIMATED = "Estimated sizes (nothing is created)"
+
+
+def delta_per_clone(type_name: str, est: DeltaEstimate, m: Marks = PLAIN) -> str:
+    """ "capture: 2.40 GB a clone, from 25 clones of nov-cohort that lived a day or more, ..." """
+    return f"{m.name(type_name)}: {gb(est.bytes)} a clone, {m.text(est.source)}"
 
 
 def datastore(n: CapacityNeed, m: Marks = PLAIN) -> str:

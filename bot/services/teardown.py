@@ -27,6 +27,7 @@ from bot.ports import ProgressCallback
 from bot.services.limits import OpLimits, clone_datastore, clone_host, may_crowd_a_host
 from bot.services.pipeline import Stop, retrying, run_per_clone
 from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state
+from bot.services.sizes import record_seen
 
 # A strip back's records: live clones, and those that failed or went missing (cleared).
 STRIPPABLE = (*LIVE_STATES, *FAILURE_STATES)
@@ -121,17 +122,10 @@ class StripBack:
         emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
         verified, gone, skipped = self.ownership.verify_ours(env, clones, also=self._extras())
-        cleared: list[str] = []
-        for c in gone:
-            self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
-            if c.state.live:
-                emit("clone_ready", clone=c.name, ok=True, message="already gone")
-            else:
-                cleared.append(c.name)
-                emit("clone_ready", clone=c.name, ok=True, message="no VM in vCenter: cleared")
+        record_seen(self.repo, verified)  # how far they grew, for the next estimate
+        cleared = self._settle_gone(gone, emit)
         for c, why in skipped:
             emit("clone_failed", clone=c.name, ok=False, message=why)
-
         per = run_per_clone(
             verified,
             partial(self._destroy_one, emit, OpLimits.of(self.settings)),
@@ -155,11 +149,7 @@ class StripBack:
         state = outcome_state(ended, len(problems), lost=bool(error))
         message = str(error) if error else ""
         self.runs.finish_run(
-            run_id,
-            state=state,
-            succeeded=ended,
-            failed=len(problems),
-            message=message,
+            run_id, state=state, succeeded=ended, failed=len(problems), message=message
         )
         result = TeardownResult(
             run_id=run_id,
@@ -180,6 +170,19 @@ class StripBack:
         if error is not None:
             raise error
         return result
+
+    def _settle_gone(self, gone: list[Clone], emit: Emitter) -> list[str]:
+        """Record destroyed what vCenter no longer has: a live clone already gone, and a failed
+        record with no VM (cleared: returned, by name)."""
+        cleared: list[str] = []
+        for c in gone:
+            self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
+            if c.state.live:
+                emit("clone_ready", clone=c.name, ok=True, message="already gone")
+            else:
+                cleared.append(c.name)
+                emit("clone_ready", clone=c.name, ok=True, message="no VM in vCenter: cleared")
+        return cleared
 
     def _extras(self) -> tuple[str, ...]:
         """What strip back's check reads beside identity and labels: the storage each clone

@@ -128,6 +128,9 @@ def plan(p: PlanResult) -> Rendered:
         f"{p.estimate.linked_gb:.2f} GB; {verdict}"
     )
     blocks = [section(f"*{say.ESTIMATED}*\n{code(format_table(p.estimate))}")]
+    deltas = [say.delta_per_clone(t, d, MRKDWN) for t, d in p.deltas.items()]
+    if deltas:
+        blocks.append(context(clip("\n".join(deltas))))
     if lines:
         blocks.append(section(capped_lines(lines)))
     if p.power_on:
