@@ -175,6 +175,7 @@ def test_an_environment_of_failed_records_is_listed_and_cleared(
     assert "clones teardown broken clears failed records" in listed.out
     [env] = term("status", "--json").json["environments"]
     assert env["name"] == "broken" and env["counts"] == {"capture": {"failed": 2}}
+    assert [f["name"] for f in env["failures"]] == ["TRN-CAP-001", "TRN-CAP-002"]
 
     cleared = term("teardown", "broken", "--yes")
     assert cleared.code == 0, cleared.out + cleared.err

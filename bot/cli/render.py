@@ -191,6 +191,7 @@ def _status_json(statuses: list[EnvironmentStatus], v: View) -> list[dict[str, A
                     for c in clones
                     if c.state.live or command.environment
                 ],
+                "failures": [dataclasses.asdict(f) for f in st.failures],
                 **(
                     {"checked_against_vcenter": st.checked, "unchecked": st.unchecked}
                     if command.environment
