@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from bot.domain.capacity import ClonePeak
 from bot.domain.errors import VCenterError
 from bot.domain.lab import LabEndpoint
 from bot.domain.models import (
@@ -180,6 +181,8 @@ class Clones(Protocol):
     def mark_missing(
         self, clone_ids: Iterable[int], *, unchanged_since: datetime
     ) -> list[Clone]: ...
+    def record_sizes(self, sizes: Iterable[tuple[int, int]]) -> None: ...
+    def clone_peaks(self, *, type: str, parent: str) -> list[ClonePeak]: ...
     def save_parent_facts(self, facts: ParentFacts) -> None: ...
     def parent_facts(self) -> dict[str, ParentFacts]: ...
 

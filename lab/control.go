@@ -138,6 +138,7 @@ type configView struct {
 	DestroyLatencyMS       int       `json:"destroy_latency_ms"`
 	PowerOnLatencyMS       int       `json:"power_on_latency_ms"`
 	CustomizationLatencyMS int       `json:"customization_latency_ms"`
+	DeltaGrowthGBPerMin    float64   `json:"delta_growth_gb_per_min"`
 	Faults                 FaultSpec `json:"faults"`
 	Privileges             []string  `json:"privileges"` // null: every privilege
 }
@@ -148,7 +149,7 @@ func (l *Lab) getConfig(none) (configView, error) {
 	return configView{
 		CloneLatencyMS: l.cloneLatency, DestroyLatencyMS: l.destroyLat, PowerOnLatencyMS: l.powerOnLat,
 		CustomizationLatencyMS: l.cust.getLatency(), Faults: l.faults.withLists(),
-		Privileges: l.grants.current(),
+		Privileges: l.grants.current(), DeltaGrowthGBPerMin: l.growthGBPerMin,
 	}, nil
 }
 
@@ -158,6 +159,8 @@ type configUpdate struct {
 	DestroyLatencyMS       *int `json:"destroy_latency_ms"`
 	PowerOnLatencyMS       *int `json:"power_on_latency_ms"`
 	CustomizationLatencyMS *int `json:"customization_latency_ms"`
+	// DeltaGrowthGBPerMin: how much a powered-on clone's disk grows per minute from now on.
+	DeltaGrowthGBPerMin *float64 `json:"delta_growth_gb_per_min"`
 	// Faults is a partial FaultSpec: the fields given replace the current ones (a seed reseeds).
 	Faults json.RawMessage `json:"faults"`
 	// Privileges replaces the user's privileges; null gives every privilege again.
@@ -185,6 +188,9 @@ func (o *optionalList) UnmarshalJSON(data []byte) error {
 func (l *Lab) setConfig(u configUpdate) (configView, error) {
 	var p problems
 	privilegeProblems(u.Privileges.list, &p)
+	if u.DeltaGrowthGBPerMin != nil {
+		growthProblems(*u.DeltaGrowthGBPerMin, &p)
+	}
 	for _, ms := range []*int{u.CloneLatencyMS, u.DestroyLatencyMS, u.PowerOnLatencyMS, u.CustomizationLatencyMS} {
 		if ms != nil && *ms < 0 {
 			p.add("latencies must be 0 or more")
@@ -217,7 +223,13 @@ func (l *Lab) setConfig(u configUpdate) (configView, error) {
 	if u.PowerOnLatencyMS != nil {
 		l.powerOnLat = *u.PowerOnLatencyMS
 	}
+	if u.DeltaGrowthGBPerMin != nil {
+		l.growthGBPerMin = *u.DeltaGrowthGBPerMin
+	}
 	l.mu.Unlock()
+	if u.DeltaGrowthGBPerMin != nil {
+		l.store.setGrowth(*u.DeltaGrowthGBPerMin)
+	}
 	if u.CustomizationLatencyMS != nil {
 		l.cust.setLatency(*u.CustomizationLatencyMS)
 	}

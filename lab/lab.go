@@ -35,13 +35,14 @@ type Lab struct {
 	hooks   map[string][]methodHook     // by SOAP method (routing.go)
 	control map[string]http.HandlerFunc // by "METHOD /lab/path" (control.go)
 
-	mu           sync.Mutex // guards the settings below (POST /lab/config changes them)
-	cloneLatency int
-	destroyLat   int
-	powerOnLat   int
-	faults       FaultSpec
-	rng          *rand.Rand // draws fail_fraction failures
-	cloneOrdinal int        // CloneVM_Task calls since start or the last reset (fail_nth, full_copy_nth)
+	mu             sync.Mutex // guards the settings below (POST /lab/config changes them)
+	cloneLatency   int
+	destroyLat     int
+	powerOnLat     int
+	growthGBPerMin float64 // delta_growth_gb_per_min, as set (storage.go applies it)
+	faults         FaultSpec
+	rng            *rand.Rand // draws fail_fraction failures
+	cloneOrdinal   int        // CloneVM_Task calls since start or the last reset (fail_nth, full_copy_nth)
 
 	cloneMu sync.Mutex // serialises the body of CloneVM_Task (not its latency)
 
@@ -56,21 +57,22 @@ type Lab struct {
 
 func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
 	l := &Lab{
-		mux:          mux,
-		inv:          inv,
-		spec:         spec,
-		cloneLatency: spec.CloneLatencyMS,
-		destroyLat:   spec.DestroyLatencyMS,
-		powerOnLat:   spec.PowerOnLatencyMS,
-		faults:       spec.Faults,
-		rng:          rand.New(rand.NewSource(spec.Faults.Seed)),
-		stats:        newCounters(),
-		sessions:     newSessionGate(),
-		outage:       &outage{},
-		store:        newStorageFigures(inv),
-		cust:         newCustomizer(spec),
-		grants:       newGrants(spec.User, spec.Privileges),
-		hostOps:      newHostOps(),
+		mux:            mux,
+		inv:            inv,
+		spec:           spec,
+		cloneLatency:   spec.CloneLatencyMS,
+		destroyLat:     spec.DestroyLatencyMS,
+		powerOnLat:     spec.PowerOnLatencyMS,
+		growthGBPerMin: spec.DeltaGrowthGBPerMin,
+		faults:         spec.Faults,
+		rng:            rand.New(rand.NewSource(spec.Faults.Seed)),
+		stats:          newCounters(),
+		sessions:       newSessionGate(),
+		outage:         &outage{},
+		store:          newStorageFigures(inv, spec.DeltaGrowthGBPerMin),
+		cust:           newCustomizer(spec),
+		grants:         newGrants(spec.User, spec.Privileges),
+		hostOps:        newHostOps(),
 	}
 	l.registerHooks()
 	l.control = l.controlHandlers()

@@ -64,6 +64,13 @@ var readOnlyMethods = map[string]bool{
 	"DoesCustomizationSpecExist": true, "GetCustomizationSpec": true,
 }
 
+// Methods that read properties: with delta_growth_gb_per_min set, storage figures are re-imposed
+// before them, so a read sees each clone's size as of now.
+var propertyReads = map[string]bool{
+	"Fetch": true, "RetrieveProperties": true, "RetrievePropertiesEx": true,
+	"ContinueRetrievePropertiesEx": true,
+}
+
 func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	// While paused (POST /lab/pause) vCenter is unreachable: a SOAP request that arrives, or
 	// whose answer is ready, is dropped with its connection (the work it asked for may be done:
@@ -101,6 +108,9 @@ func (l *Lab) answerSOAP(w http.ResponseWriter, r *http.Request) {
 		if after != nil {
 			afters = append(afters, after)
 		}
+	}
+	if propertyReads[c.name] && l.store.growing() {
+		l.store.apply() // clones grow while on: a read sees their size as of now
 	}
 	rec := l.forward(r, body)
 	for _, after := range afters {

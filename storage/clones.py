@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
 
+from bot.domain.capacity import ClonePeak
 from bot.domain.errors import ConfigError, ConflictError, NotFoundError
 from bot.domain.models import Clone, CloneState, ParentFacts, clone_transition
 from storage.core import Core
@@ -57,6 +58,9 @@ def clone_record(row: dict[str, Any]) -> Clone:
         kept_attributes=tuple(sorted(json.loads(row.get("kept_attributes") or "{}").items())),
         created_at=from_text(row["created_at"]),
         updated_at=from_text(row["updated_at"]),
+        peak_bytes=row.get("peak_bytes"),
+        peak_at=from_text(row.get("peak_at")),
+        sized_at=from_text(row.get("sized_at")),
     )
 
 
@@ -282,6 +286,39 @@ class CloneStore(Core):
                 )
                 if cursor.rowcount == 1:
                     out.append(self.get_clone(clone_id))
+        return out
+
+    # -- how far clones grew, for the capacity estimate --------------------------------------
+
+    def record_sizes(self, sizes: Iterable[tuple[int, int]]) -> None:
+        """Record sizes read from vCenter, (clone id, committed bytes) pairs: each clone's peak
+        (and when it was reached) and when its size was last read. Not a change of the clone:
+        its updated_at stays (a read must not look like a newer write to `mark_missing`)."""
+        now = to_text(utc_now())
+        rows = [(n, now, n, now, clone_id) for clone_id, n in sizes if n > 0]
+        if not rows:
+            return
+        with self.transaction():  # every expression reads the row as it was before
+            self._execute_many(
+                "UPDATE clones SET"
+                " peak_at = CASE WHEN ? > COALESCE(peak_bytes, 0) THEN ? ELSE peak_at END,"
+                " peak_bytes = MAX(COALESCE(peak_bytes, 0), ?), sized_at = ? WHERE id = ?",
+                rows,
+            )
+
+    def clone_peaks(self, *, type: str, parent: str) -> list[ClonePeak]:
+        """The peaks recorded for the clones of one type made from one parent, live or not
+        (a few columns: a type may have thousands of clones over the years)."""
+        rows = self._tuples(
+            "SELECT environment, peak_bytes, created_at, sized_at FROM clones"
+            " WHERE type = ? AND parent = ? AND peak_bytes IS NOT NULL AND sized_at IS NOT NULL",
+            (type, parent),
+        )
+        out = []
+        for environment, peak, created, sized in rows:
+            created_at, sized_at = from_text(created), from_text(sized)
+            if created_at is not None and sized_at is not None:
+                out.append(ClonePeak(environment, peak, created_at, sized_at))
         return out
 
     # -- the parents' sizes (from vCenter), for savings reports ----------------------------

@@ -352,6 +352,18 @@ def m011_clone_kept_attributes(db: Database) -> None:
     db.execute("ALTER TABLE clones ADD COLUMN kept_attributes TEXT NOT NULL DEFAULT ''")
 
 
+@migrations()
+def m013_clone_peak_size(db: Database) -> None:
+    # The largest committed size vCenter showed for a clone (bytes) and when, and when its size
+    # was last read: the capacity estimate (bot/domain/capacity.py) takes a high percentile of
+    # the peaks of clones that lived at least a day. Columns updated in place, not a history
+    # table: every read of an estate (status, inventory, strip back, refresh) would add a row
+    # per clone, while only the peak and the clone's age at its last reading are ever used.
+    db.execute("ALTER TABLE clones ADD COLUMN peak_bytes INTEGER")
+    db.execute("ALTER TABLE clones ADD COLUMN peak_at TEXT")
+    db.execute("ALTER TABLE clones ADD COLUMN sized_at TEXT")
+
+
 def apply_migrations(db: _HasConnection) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

@@ -137,13 +137,17 @@ class TrustModel(RuleBasedStateMachine):
         with Repository(self.clones.database) as repo:
             return repo.clones()
 
-    def owned_by(self, environment: str) -> set[str]:
-        """Instance UUIDs of the environment's live records: what a strip back or refresh of it
-        starting now may act on (less what was relabelled behind the bot's back)."""
+    def owned_by(self, environment: str, *, failed: bool = False) -> set[str]:
+        """Instance UUIDs of the environment's live records (and, with `failed`, its failed or
+        missing ones, which a strip back clears): what a strip back or refresh of it starting
+        now may act on (less what was relabelled behind the bot's back)."""
+        states = (CloneState.FAILED, CloneState.MISSING) if failed else ()
         return {
             c.instance_uuid
             for c in self.rows()
-            if c.environment == environment and c.state.live and c.instance_uuid
+            if c.environment == environment
+            and (c.state.live or c.state in states)
+            and c.instance_uuid
         } - self.relabelled
 
     def run_count(self) -> int:
@@ -200,7 +204,9 @@ class TrustModel(RuleBasedStateMachine):
         assert "internal error" not in out + err, (words, out, err)
 
     def removable(self, kind: str, environment: str) -> set[str]:
-        return self.owned_by(environment) if kind in ("teardown", "refresh") else set()
+        if kind == "teardown":
+            return self.owned_by(environment, failed=True)
+        return self.owned_by(environment) if kind == "refresh" else set()
 
     def act(
         self,
@@ -259,6 +265,27 @@ class TrustModel(RuleBasedStateMachine):
         code = self.act("deploy", environment, words, fault, delay)
         if code in (0, None):  # it ran (to the end, or until killed): a new run's clones
             self.bot_powered.discard(environment)
+
+    @rule(
+        environment=st.sampled_from(ENVIRONMENTS),
+        copies=st.sampled_from([[2], [2, 3]]),
+        fault=st.sampled_from(["none", "kill", "kill"]),
+        delay=st.sampled_from(DELAYS),
+    )
+    def deploy_with_stray_full_copies(
+        self, environment: str, copies: list[int], fault: str, delay: float
+    ) -> None:
+        """A deployment whose second (and third) clone calls come out as full copies: the
+        first is removed and made again as a linked clone, a second stops the type (perhaps
+        killed mid-way, while one is being made again)."""
+        made = self.lab.control.stats()["clone_calls"]  # counted, like the ordinals, since reset
+        self.lab.control.configure(faults={"full_copy_nth": [made + n for n in copies]})
+        try:
+            self.deploy_words(environment, ("deploy", "capture", "4", "as", environment),
+                              fault, delay, False)  # fmt: skip
+        finally:
+            self.lab.control.configure(faults={"full_copy_nth": []})
+        self.steps[f"full copies {len(copies)}"] += 1
 
     @precondition(lambda self: bool(self.stripped))
     @rule(

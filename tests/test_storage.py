@@ -529,6 +529,32 @@ def test_missing_is_recorded_only_for_rows_unchanged_since_the_read(repo: Reposi
     assert reserve(repo, 1) == [a.name]  # a missing clone's name is free again
 
 
+def test_sizes_keep_each_clones_peak_without_changing_the_clone(repo: Repository) -> None:
+    repo.ensure_environment("nov", owner="U1")
+    a, b = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=2, run_id=None
+    )
+    before = repo.get_clone(a.id)
+    repo.record_sizes([(a.id, 100), (b.id, 0)])  # 0: no size read, nothing recorded
+    first = repo.get_clone(a.id)
+    assert (first.peak_bytes, first.peak_at is not None) == (100, True)
+    assert first.updated_at == before.updated_at  # a read is not a change (mark_missing)
+    assert repo.get_clone(b.id).peak_bytes is None and repo.get_clone(b.id).sized_at is None
+    time.sleep(0.001)
+    repo.record_sizes([(a.id, 80)])  # smaller: the peak and its time stay, the reading moves
+    second = repo.get_clone(a.id)
+    assert (second.peak_bytes, second.peak_at) == (100, first.peak_at)
+    assert second.sized_at is not None and first.sized_at is not None
+    assert second.sized_at > first.sized_at
+    repo.record_sizes([(a.id, 300)])
+    third = repo.get_clone(a.id)
+    assert third.peak_bytes == 300 and third.peak_at is not None
+    assert first.peak_at is not None and third.peak_at > first.peak_at
+    [peak] = repo.clone_peaks(type="capture", parent="p")
+    assert (peak.environment, peak.peak_bytes, peak.created_at) == ("nov", 300, a.created_at)
+    assert repo.clone_peaks(type="capture", parent="other") == []
+
+
 # -- audit ---------------------------------------------------------------------------------
 
 

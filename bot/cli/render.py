@@ -17,8 +17,9 @@ from typing import Any, TextIO
 from bot.cli.options import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, Options
 from bot.domain import grammar
 from bot.domain.errors import UsageError
-from bot.domain.models import CloneState, RunState
+from bot.domain.models import RunState
 from bot.domain.results import (
+    FAILURE_STATES,
     DeployResult,
     EnvironmentStatus,
     FailedClone,
@@ -133,6 +134,7 @@ def show_teardown(result: TeardownResult, v: View) -> int:
                     "state": result.state.value,
                     "destroyed": result.destroyed,
                     "already_gone": result.already_gone,
+                    "cleared": result.cleared,
                     "skipped": [f.__dict__ for f in result.skipped],
                     "failed": [f.__dict__ for f in result.failed],
                     "renamed": result.renamed,
@@ -147,6 +149,8 @@ def show_teardown(result: TeardownResult, v: View) -> int:
         print(f"{say.stripped_back(result)} ({result.elapsed_s:.1f} s).", file=out)
         if result.already_gone:
             print(f"  {say.already_gone(len(result.already_gone))}", file=out)
+        if result.cleared:
+            print(f"  {say.cleared(result.cleared)}", file=out)
         for old, new in sorted(result.renamed.items()):
             print(f"  {say.renamed(old, new)}: destroyed", file=out)
         for f in result.skipped:
@@ -178,7 +182,7 @@ def _status_json(statuses: list[EnvironmentStatus], v: View) -> list[dict[str, A
                         "parent": c.parent,
                         "moref": c.moref,
                         "host": c.host,
-                        "power_state": c.power_state,
+                        "power_state": c.known_power,
                         "customization": c.customization,
                         "error": c.error,
                         "drift": plain(st.drift[c.id]) if c.id in st.drift else None,
@@ -187,6 +191,7 @@ def _status_json(statuses: list[EnvironmentStatus], v: View) -> list[dict[str, A
                     for c in clones
                     if c.state.live or command.environment
                 ],
+                "failures": [dataclasses.asdict(f) for f in st.failures],
                 **(
                     {"checked_against_vcenter": st.checked, "unchecked": st.unchecked}
                     if command.environment
@@ -214,14 +219,16 @@ def show_status(statuses: list[EnvironmentStatus], v: View) -> int:
                 print(f"  {label} {shown}", file=out)
         for t, states in sorted(st.by_type.items()):
             print(f"  {t:<14} {say.state_counts(states)}", file=out)
+        for line in say.failure_lines(st):
+            print(f"  {line}", file=out)
         if command.environment:
             limit = app.settings.max_hosts_per_base_disk
-            for parent, n in st.hosts_by_parent.items():
-                print(f"  {parent}: clones on {n} host(s) (limit {limit} per base disk)", file=out)
+            for parent, hosts in st.hosts_by_parent.items():
+                print(f"  {say.parent_hosts(parent, hosts, limit)}", file=out)
             print(f"  {say.vcenter_note(st)}", file=out)
             for c in st.clones:
-                if c.state.live or c.state in (CloneState.FAILED, CloneState.MISSING):
-                    power = say.power_word(c.power_state)
+                if c.state.live or c.state in FAILURE_STATES:
+                    power = say.power_word(c.known_power)
                     extra = f"  {c.error}" if c.error else ""
                     if c.id in st.drift:
                         extra = f"  ! {st.drift[c.id].text}" + extra
@@ -301,6 +308,10 @@ def show_plan(plan: PlanResult, v: View) -> int:
     if opts.json:
         data = {
             "estimate": plan.estimate.as_dict(),
+            "delta_per_clone": {
+                t: {"gb": round(d.bytes / 2**30, 2), "source": d.source, "clones": d.clones}
+                for t, d in plan.deltas.items()
+            },
             "power_on": plan.power_on,
             "fits": plan.fits,
             "datastores": [{**plain(n), "fits": n.fits} for n in plan.needs],
@@ -309,6 +320,8 @@ def show_plan(plan: PlanResult, v: View) -> int:
         return EXIT_OK if plan.fits else EXIT_ERROR
     print(f"{say.ESTIMATED}:", file=out)
     print(format_table(plan.estimate), file=out)
+    for t, d in plan.deltas.items():
+        print(say.delta_per_clone(t, d), file=out)
     for n in plan.needs:
         print(say.datastore(n), file=out)
     return EXIT_OK if plan.fits else EXIT_ERROR

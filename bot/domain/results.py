@@ -9,6 +9,10 @@ from typing import Literal
 from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.domain.savings import GIB, Savings
 
+# Records of clones that did not come to be, or vanished: shown with their errors until a strip
+# back clears them (destroying a VM left of one, when provably the bot's).
+FAILURE_STATES = (CloneState.FAILED, CloneState.MISSING)
+
 EventKind = Literal[
     "started",
     "clone_ready",
@@ -96,6 +100,7 @@ class TeardownPlan:
     by_type: dict[str, int]
     clones: int
     reclaim_bytes: int
+    failed_records: int = 0  # failed or missing records it clears (or destroys a VM left of)
 
     @property
     def reclaim_gb(self) -> float:
@@ -115,6 +120,9 @@ class TeardownResult:
     state: RunState
     renamed: dict[str, str] = field(default_factory=dict)  # recorded name -> name in vCenter
     message: str = ""
+    # Failed or missing records with no VM in vCenter: cleared (recorded destroyed). One whose
+    # VM was there, provably the bot's, was destroyed and is in `destroyed`.
+    cleared: list[str] = field(default_factory=list)
 
     @property
     def reclaimed_gb(self) -> float:
@@ -148,8 +156,8 @@ class EnvironmentStatus:
     environment: Environment
     by_type: dict[str, dict[str, int]]  # type -> state -> count
     clones: list[Clone] = field(default_factory=list)
-    # parent -> how many hosts its live clones in this environment run on (host-limit check)
-    hosts_by_parent: dict[str, int] = field(default_factory=dict)
+    # parent -> the hosts its live clones in this environment run on (names where known)
+    hosts_by_parent: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # One environment's status is compared with vCenter: clone id -> how it differs there.
     drift: dict[int, Drift] = field(default_factory=dict)
     checked: bool = False  # compared with vCenter just now
@@ -157,10 +165,24 @@ class EnvironmentStatus:
     # One environment's status: clone id -> the trainee (Slack user ID) who holds it.
     assigned: dict[int, str] = field(default_factory=dict)
 
+    # The environments list: its clones that failed or went missing, with why (not cleared
+    # yet: a strip back clears the records of those with no VM left).
+    failures: tuple[FailedClone, ...] = ()
+
     @property
     def live(self) -> int:
         return sum(
             n for states in self.by_type.values() for s, n in states.items() if CloneState(s).live
+        )
+
+    @property
+    def failed(self) -> int:
+        """Its clones recorded as failed or missing (records a strip back clears)."""
+        return sum(
+            n
+            for states in self.by_type.values()
+            for s, n in states.items()
+            if CloneState(s) in FAILURE_STATES
         )
 
 

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 
 from bot.domain.errors import (
     ClonesError,
@@ -57,14 +58,15 @@ class Cloner:
         keep_attributes: Mapping[str, str] | None = None,
         new_uuid: bool = False,
         slot: AbstractContextManager[object] | None = None,
-        on_full_copy: Callable[[LinkedCloneCheckFailed], None] | None = None,
+        on_full_copy: Callable[[LinkedCloneCheckFailed], bool] | None = None,
     ) -> Clone:
         """Clone one VM (while holding `slot`, if given), then label it; record the outcome.
 
         A clone that comes out as a full copy is removed by the adapter; its removal is
-        audited here, and `on_full_copy` hears of it (deploy stops the type there)."""
+        audited here, and `on_full_copy` hears of it while the slot is held: when it answers
+        True the clone is made again, once (see `_make`)."""
         t = self.settings.type(clone.type)
-        attempts = 0
+        attempts = [0]
         try:
             instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
             # Record the instance UUID before asking vCenter, so a lost reply or a crash can
@@ -80,32 +82,26 @@ class Cloner:
                 clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
             )
             with slot or nullcontext():
-                for attempt in retrying(self.settings, emit, clone.name):
-                    with attempt:
-                        attempts += 1
-                        facts = self._clone_or_adopt(request)
+                request, facts = self._make(clone, request, emit, on_full_copy, attempts)
             # Labelling costs vCenter little: it happens after the slot is free, so the next
             # clone starts at once. Idempotent, so a transient fault just repeats it.
             for attempt in retrying(self.settings, emit, clone.name):
                 with attempt:
                     facts = self.vcenter.finish_clone(facts, request)
         except VCenterUnreachable:
-            self.repo.update_clone(clone.id, attempts=attempts)
+            self.repo.update_clone(clone.id, attempts=attempts[0])
             raise
         except LinkedCloneCheckFailed as exc:
-            self._record_full_copy(clone, exc)
-            if on_full_copy is not None:
-                on_full_copy(exc)
             return self.repo.update_clone(
                 clone.id,
                 state=CloneState.FAILED,
                 error=str(exc),
-                attempts=attempts,
+                attempts=attempts[0],
                 moref=None if exc.removed else exc.moref,
             )
         except ClonesError as exc:
             return self.repo.update_clone(
-                clone.id, state=CloneState.FAILED, error=str(exc), attempts=attempts
+                clone.id, state=CloneState.FAILED, error=str(exc), attempts=attempts[0]
             )
         return self.repo.update_clone(
             clone.id,
@@ -115,10 +111,43 @@ class Cloner:
             instance_uuid=facts.instance_uuid,
             delta_bytes=facts.unshared_bytes or facts.committed_bytes,
             error=None,
-            attempts=attempts,
+            attempts=attempts[0],
             host=facts.host or None,
             power_state="poweredOn" if facts.powered_on else "poweredOff",
         )
+
+    def _make(
+        self,
+        clone: Clone,
+        request: CloneRequest,
+        emit: Emitter,
+        on_full_copy: Callable[[LinkedCloneCheckFailed], bool] | None,
+        attempts: list[int],
+    ) -> tuple[CloneRequest, VmFacts]:
+        """The clone task (transient faults retried), in the caller's slot. A full copy (the
+        adapter removed it) is audited and told to `on_full_copy`; when that answers True it
+        is made again, once, under a new instance UUID recorded first, as for any clone. That
+        happens in the same slot (a rare write there): the type's next clone never starts
+        between the two."""
+        for second in (False, True):
+            try:
+                for attempt in retrying(self.settings, emit, clone.name):
+                    with attempt:
+                        attempts[0] += 1
+                        return request, self._clone_or_adopt(request)
+            except LinkedCloneCheckFailed as exc:
+                self._record_full_copy(clone, exc)
+                again = on_full_copy(exc) if on_full_copy is not None else False
+                if second or not again:
+                    raise
+            emit(
+                "clone_retry",
+                clone=clone.name,
+                message="came out as a full copy (removed): making it again as a linked clone",
+            )
+            clone = self.repo.update_clone(clone.id, instance_uuid=str(uuid.uuid4()))
+            request = replace(request, instance_uuid=clone.instance_uuid or "")
+        raise AssertionError("the second try returns or raises")
 
     def _record_full_copy(self, clone: Clone, exc: LinkedCloneCheckFailed) -> None:
         self.repo.audit(

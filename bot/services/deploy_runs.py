@@ -13,10 +13,7 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from bot.domain.errors import (
-    LinkedCloneCheckFailed,
-    VCenterUnreachable,
-)
+from bot.domain.errors import VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.domain.results import (
     DeployResult,
@@ -116,8 +113,8 @@ class DeployRuns:
             elif (lost := bringup.finish()) is not None:
                 unreachable.append(lost)
         result = self._finish_deploy(run_id, env, planned, started, unreachable, emit)
-        if guard.stopped:  # said once, for the run: the first copy's own error has the causes
-            note = guard.summary()
+        note = guard.summary()  # said once, for the run: each copy's own error has the causes
+        if note:
             message = f"{result.message}. {note}" if result.message else note
             self.repo.update_run(run_id, message=message)
             result = replace(result, message=message)
@@ -131,7 +128,7 @@ class DeployRuns:
         turn = b.guard.enter(clone.type)
         if stop():  # vCenter was lost while this clone waited for its turn
             if turn is not None:
-                b.guard.leave(clone.type, turn, linked=False, name=clone.name)
+                b.guard.leave(clone.type, turn, linked=False)
             return clone
         if turn is None:  # this type stopped at a full copy: not attempted
             return self._skip(b, clone)
@@ -139,7 +136,6 @@ class DeployRuns:
         host = placement.host_for(clone.name) if placement else None
         t = self.settings.type(clone.type)
         ticket = b.limits.clone(place_key(host, t.resource_pool), t.datastore)
-        copies: list[LinkedCloneCheckFailed] = []
         try:
             done = self.cloner.clone_one(
                 clone,
@@ -149,13 +145,13 @@ class DeployRuns:
                 b.emit,
                 host=host,
                 slot=b.guard.slot(ticket, clone.type),
-                on_full_copy=copies.append,
+                on_full_copy=partial(b.guard.full_copy, clone.type, clone.name),
             )
         except TypeStopped:  # stopped while this clone waited for a slot
-            b.guard.leave(clone.type, turn, linked=False, name=clone.name)
+            b.guard.leave(clone.type, turn, linked=False)
             return self._skip(b, clone)
         except BaseException:  # the turn passes on, whatever happened
-            b.guard.leave(clone.type, turn, linked=False, name=clone.name)
+            b.guard.leave(clone.type, turn, linked=False)
             raise
         if done.state is CloneState.READY:
             b.emit("clone_ready", clone=done.name, ok=True)
@@ -163,13 +159,8 @@ class DeployRuns:
                 b.bringup.add(done)
         else:
             b.emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
-        b.guard.leave(  # after the event: a full copy is reported before what it stopped
-            clone.type,
-            turn,
-            linked=done.state is CloneState.READY,
-            name=clone.name,
-            full_copy=copies[0] if copies else None,
-        )
+        # After the event: a full copy is reported before what it stopped.
+        b.guard.leave(clone.type, turn, linked=done.state is CloneState.READY)
         return done
 
     def _skip(self, b: _Batch, clone: Clone) -> Clone:

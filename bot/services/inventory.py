@@ -13,6 +13,7 @@ from bot.domain.provenance import deployed_by_and_at
 from bot.domain.savings import GIB
 from bot.domain.vsphere import PROVENANCE_ATTRIBUTES, VmFacts
 from bot.services.runs import LIVE_STATES, Core
+from bot.services.sizes import record_seen
 
 if TYPE_CHECKING:
     from bot.services.queries import Queries
@@ -51,6 +52,7 @@ class Inventory:
         live: dict[str, VmFacts] = {}
         for folder in sorted(folders):
             live.update({found.moref: found for found in self.vcenter.find_vms(folder)})
+        record_seen(self.repo, ((c, live[c.moref]) for c in clones if c.moref in live))
         hosts = self._host_names()
         held = {a.clone_id: a.trainee for a in self.repo.assignments(environment=environment)}
         rows = []

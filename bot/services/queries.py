@@ -16,6 +16,7 @@ from bot.domain.errors import (
 )
 from bot.domain.models import Clone, CloneState, Environment, ParentFacts, Run, RunState
 from bot.domain.results import (
+    FAILURE_STATES,
     DeployResult,
     Drift,
     EnvironmentStatus,
@@ -27,6 +28,7 @@ from bot.domain.vsphere import (
     ATTR_MANAGED_BY,
 )
 from bot.services.runs import LIVE_STATES, Core
+from bot.services.sizes import record_seen
 from bot.settings import TypeSettings
 
 log = logging.getLogger(__name__)
@@ -121,11 +123,6 @@ class Queries:
                 t: {s.value: n for s, n in states.items()}
                 for t, states in counts.get(env.name, {}).items()
             }
-            hosts: dict[str, set[str]] = {}
-            for c in clones:
-                if c.state.live and c.host:
-                    hosts.setdefault(c.parent, set()).add(c.host)
-            spread = {parent: len(h) for parent, h in sorted(hosts.items())}
             try:
                 drift, unchecked = self.drift(env.name, clones), ""
             except VCenterError as exc:
@@ -135,7 +132,7 @@ class Queries:
                     env,
                     by_type,
                     clones,
-                    hosts_by_parent=spread,
+                    hosts_by_parent=self._hosts_by_parent(clones, names=not unchecked),
                     drift=drift,
                     checked=not unchecked,
                     unchecked=unchecked,
@@ -144,24 +141,54 @@ class Queries:
                     },
                 )
             ]
+        failures: dict[str, list[FailedClone]] = {}
+        for c in self.repo.clones(states=FAILURE_STATES):
+            failures.setdefault(c.environment, []).append(
+                FailedClone(c.name, c.type, c.error or c.state.value)
+            )
         out = []
         for env in self.repo.list_environments():
             by_type = {
                 t: {s.value: n for s, n in states.items()}
                 for t, states in counts.get(env.name, {}).items()
             }
-            status = EnvironmentStatus(env, by_type)
-            if status.live or env.ends_at or env.starts_at:
+            status = EnvironmentStatus(env, by_type, failures=tuple(failures.get(env.name, ())))
+            if status.live or status.failures or env.ends_at or env.starts_at:
                 out.append(status)
         return out
 
+    def _hosts_by_parent(
+        self, clones: Sequence[Clone], *, names: bool
+    ) -> dict[str, tuple[str, ...]]:
+        """Each parent's hosts, those its live clones run on (host names, read from vCenter
+        for the clones' resource pools when `names`, else as recorded: morefs)."""
+        hosts: dict[str, set[str]] = {}
+        pools: set[str] = set()
+        for c in clones:
+            if c.state.live and c.host:
+                hosts.setdefault(c.parent, set()).add(c.host)
+                if c.type in self.settings.types:
+                    pools.add(self.settings.types[c.type].resource_pool)
+        named: dict[str, str] = {}
+        for pool in sorted(pools) if names and hosts else ():
+            try:
+                named.update({h.moref: h.name for h in self.vcenter.cluster_hosts(pool)[1]})
+            except ClonesError as exc:
+                log.warning("host names of %s unavailable: %s", pool, exc)
+        return {
+            parent: tuple(sorted(named.get(m, m) for m in morefs))
+            for parent, morefs in sorted(hosts.items())
+        }
+
     def drift(self, environment: str, clones: Sequence[Clone]) -> dict[int, Drift]:
-        """Compare recorded clones that should exist with what vCenter holds, in one read."""
+        """Compare recorded clones that should exist with what vCenter holds, in one read (which
+        also reads their sizes: recorded, for the capacity estimate)."""
         settled = [
             c for c in clones if c.state in (CloneState.READY, CloneState.DESTROYING) and c.moref
         ]
-        seen = self.vcenter.sightings([c.moref for c in settled if c.moref])
+        seen = self.vcenter.sightings([c.moref for c in settled if c.moref], also=("storage",))
         by_moref = {vm.moref: vm for vm in seen}
+        record_seen(self.repo, ((c, by_moref[c.moref]) for c in settled if c.moref in by_moref))
         out: dict[int, Drift] = {}
         for c in settled:
             vm = by_moref.get(c.moref or "")

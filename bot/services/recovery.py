@@ -333,6 +333,8 @@ class Recovery:
         parts = [f"{len(result.destroyed)} destroyed"]
         if result.already_gone:
             parts.append(f"{len(result.already_gone)} already gone")
+        if result.cleared:
+            parts.append(f"{len(result.cleared)} failed records cleared")
         return ResumedRun(
             run_id=run.id,
             environment=env.name,

@@ -8,11 +8,11 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.domain import grammar
 from bot.domain.errors import (
-    LinkedCloneCheckFailed,
     NotFoundError,
     UsageError,
     VCenterError,
@@ -27,6 +27,7 @@ from bot.services.fullcopy import FullCopyGuard
 from bot.services.limits import OpLimits, clone_datastore, clone_host
 from bot.services.pipeline import Stop, run_per_clone
 from bot.services.runs import Core, Emitter, outcome_state
+from bot.services.sizes import record_seen
 
 if TYPE_CHECKING:
     from bot.services.cloning import Cloner
@@ -149,8 +150,9 @@ class Refresher:
                     )
             self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
             verified, gone, skipped = self.ownership.verify_ours(
-                env, clones, also=("host", "notes")
+                env, clones, also=("host", "notes", "storage")
             )
+            record_seen(self.repo, verified)  # how far they grew, for the next estimate
             run = self.runs.start_run(
                 environment=env.name,
                 kind=RunKind.REFRESH,
@@ -218,8 +220,7 @@ class Refresher:
             len(refreshed), len(problems) + len(skipped) + len(kept), lost=lost is not None
         )
         message = str(lost) if lost else ""
-        if job.guard.stopped:
-            message = " ".join(m for m in (message, job.guard.summary("not refreshed")) if m)
+        message = " ".join(m for m in (message, job.guard.summary("not refreshed")) if m)
         self.runs.finish_run(
             run_id, state=state, succeeded=len(refreshed), failed=len(problems), message=message
         )
@@ -250,7 +251,6 @@ class Refresher:
             why = job.guard.not_attempted(clone.type, "not refreshed, left as it was")
             job.emit("clone_failed", clone=clone.name, ok=False, message=why)
             return _Outcome(clone, refreshed=False, error=why, kept=True)
-        copies: list[LinkedCloneCheckFailed] = []
         done, linked, powered = clone, False, False
         try:  # destroy, clone and power on, one after the other on the VM's host
             host = clone_host(self.settings, clone, vm.host)
@@ -268,7 +268,7 @@ class Refresher:
                     host=vm.host or None,
                     keep_attributes=keep,
                     new_uuid=True,
-                    on_full_copy=copies.append,
+                    on_full_copy=partial(job.guard.full_copy, clone.type, clone.name),
                 )
                 linked = done.state is CloneState.READY
                 if linked and vm.powered_on and done.moref:
@@ -281,8 +281,7 @@ class Refresher:
         except VCenterError as exc:
             done = self.repo.update_clone(clone.id, state=CloneState.READY, error=str(exc))
         finally:
-            full_copy = copies[0] if copies else None
-            job.guard.leave(clone.type, turn, linked=linked, name=clone.name, full_copy=full_copy)
+            job.guard.leave(clone.type, turn, linked=linked)
         if done.state is CloneState.READY and not done.error:
             job.emit("clone_ready", clone=done.name, ok=True)
             return _Outcome(done, refreshed=True, powered=powered)

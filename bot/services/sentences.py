@@ -14,9 +14,10 @@ wrote; the terminal leaves words as they are) comes in as `Marks`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.domain.capacity import DeltaEstimate
 from bot.domain.models import ParentFacts
 from bot.domain.results import (
     CapacityNeed,
@@ -113,6 +114,14 @@ def already_gone(n: int) -> str:
     return f"{n} already gone from vCenter"
 
 
+def cleared(names: Sequence[str], m: Marks = PLAIN) -> str:
+    """Failed records a strip back cleared: their VM was not in vCenter."""
+    return (
+        f"{plural(len(names), 'failed record')} cleared, no VM in vCenter: "
+        f"{', '.join(m.code(n) for n in names)}"
+    )
+
+
 def renamed(old: str, new: str, m: Marks = PLAIN) -> str:
     """A clone renamed outside the bot (and destroyed all the same: it was provably ours)."""
     return f"{m.code(old)}, now named {m.code(new)}"
@@ -120,10 +129,15 @@ def renamed(old: str, new: str, m: Marks = PLAIN) -> str:
 
 def teardown_plan(plan: TeardownPlan, m: Marks = PLAIN) -> str:
     """What a strip back would do, shown before it is confirmed."""
+    records = m.strong(plural(plan.failed_records, "failed record"))
+    clearing = f"clears {records} (a VM left of one is destroyed too, only when provably the bot's)"
+    if not plan.clones:
+        return f"This {clearing}. Nothing else is touched."
+    also = f" It also {clearing}." if plan.failed_records else ""
     return (
         f"This powers off and destroys {m.strong(plural(plan.clones, 'clone'))} "
-        f"({m.text(kinds(plan.by_type))}) and reclaims about {m.strong(gb(plan.reclaim_bytes))}. "
-        "Parents and their base snapshots are kept."
+        f"({m.text(kinds(plan.by_type))}) and reclaims about {m.strong(gb(plan.reclaim_bytes))}."
+        f"{also} Parents and their base snapshots are kept."
     )
 
 
@@ -166,6 +180,11 @@ def parent_size(facts: ParentFacts) -> str:
 ESTIMATED = "Estimated sizes (nothing is created)"
 
 
+def delta_per_clone(type_name: str, est: DeltaEstimate, m: Marks = PLAIN) -> str:
+    """ "capture: 2.40 GB a clone, from 25 clones of nov-cohort that lived a day or more, ..." """
+    return f"{m.name(type_name)}: {gb(est.bytes)} a clone, {m.text(est.source)}"
+
+
 def datastore(n: CapacityNeed, m: Marks = PLAIN) -> str:
     """One datastore of a plan: free, needed (swap included), headroom, and whether it fits."""
     swap = f" (incl. {gb(n.swap_bytes)} swap)" if n.swap_bytes else ""
@@ -184,8 +203,35 @@ def finding(f: Finding, m: Marks = PLAIN) -> str:
 
 # ===================================================================== status, savings, inventory
 def environment_head(st: EnvironmentStatus, owner: str, m: Marks = PLAIN) -> str:
-    """ "nov-cohort: 25 live clones, owner alice" (`owner` as the front end shows people)."""
-    return f"{m.name(st.environment.name)}: {plural(st.live, 'live clone')}, owner {owner}"
+    """ "nov-cohort: 25 live clones, owner alice" (`owner` as the front end shows people);
+    "nov-cohort: 0 live clones, 3 failed, owner alice" while it has failed records."""
+    failed = f", {st.failed} failed" if st.failed else ""
+    return f"{m.name(st.environment.name)}: {plural(st.live, 'live clone')}{failed}, owner {owner}"
+
+
+SHOWN_FAILURES = 3  # failed clones named per environment in the environments list
+
+
+def failure_lines(st: EnvironmentStatus, m: Marks = PLAIN) -> list[str]:
+    """The environments list's lines for an environment's failed records: a few, with why,
+    and how to see the rest and clear them."""
+    if not st.failures:
+        return []
+    shown = st.failures[:SHOWN_FAILURES]
+    lines = [f"failed: {m.code(f.name)}: {m.text(f.error)}" for f in shown]
+    more = len(st.failures) - len(shown)
+    rest = f"{more} more in {m.command(f'status {st.environment.name}')}; " if more else ""
+    clear = m.command(f"teardown {st.environment.name}")
+    lines.append(f"({rest}{clear} clears failed records that have no VM in vCenter)")
+    return lines
+
+
+def parent_hosts(parent: str, hosts: Sequence[str], limit: int, m: Marks = PLAIN) -> str:
+    """ "Capture: clones on 3 hosts (limit 8 per base disk): esx-01, esx-02, esx-03" """
+    return (
+        f"{m.code(parent)}: clones on {plural(len(hosts), 'host')} (limit {limit} per base "
+        f"disk): {m.text(', '.join(hosts))}"
+    )
 
 
 def vcenter_note(st: EnvironmentStatus) -> str:

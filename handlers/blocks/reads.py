@@ -37,6 +37,7 @@ def environment_summary(
     lines = [say.environment_head(st, who(st.environment.owner), MRKDWN)]
     for t, states in sorted(st.by_type.items()):
         lines.append(f"• {esc(t)}: {say.state_counts(states)}")
+    lines += say.failure_lines(st, MRKDWN)
     if savings is not None and savings.clones:
         lines.append(
             f"Saves {savings.saved_vs_thin_gb:.2f} GB against thin full clones "
@@ -47,9 +48,11 @@ def environment_summary(
     return "\n".join(lines)
 
 
-def _clone_lines(st: EnvironmentStatus, trainees: bool) -> list[str]:
-    """One environment's clones (those alive or with an error), under the vCenter note; who
-    holds each when `trainees` (operators see it; trainees never see each other's VMs)."""
+def _clone_lines(st: EnvironmentStatus, trainees: bool, limit: int) -> list[str]:
+    """One environment's hosts by parent, then its clones (those alive or with an error)
+    under the vCenter note; who holds each when `trainees` (operators see it; trainees never
+    see each other's VMs). `limit`: hosts per shared base disk."""
+    hosts = [say.parent_hosts(p, h, limit, MRKDWN) for p, h in st.hosts_by_parent.items()]
     note = say.vcenter_note(st)
     lines = [
         f"`{esc(c.name)}` {esc(c.type)} {c.state.value}"
@@ -60,8 +63,8 @@ def _clone_lines(st: EnvironmentStatus, trainees: bool) -> list[str]:
         if c.state.live or c.error
     ]
     if not lines:
-        return []
-    return [f"{':warning: ' if st.drift else ''}_{esc(note)}_", *lines]
+        return hosts
+    return [*hosts, f"{':warning: ' if st.drift else ''}_{esc(note)}_", *lines]
 
 
 def status(
@@ -69,9 +72,11 @@ def status(
     environment: str | None,
     next_events: dict[str, str] | None = None,
     trainees: bool = False,
+    hosts_per_base_disk: int = 8,
 ) -> Rendered:
     """`next_events`: environment -> "strip back Fri 27 Nov 17:00 GMT (in 1 d 7 h)";
-    `trainees`: show who holds each clone."""
+    `trainees`: show who holds each clone; `hosts_per_base_disk`: the host limit shown beside
+    each parent's hosts."""
     if not statuses:
         return Rendered(say.no_environments(MRKDWN), [section(say.no_environments(MRKDWN))])
     events = next_events or {}
@@ -79,7 +84,7 @@ def status(
     shown = statuses[:MAX_ENVIRONMENTS]
     for st in shown:
         blocks.append(section(environment_summary(st, None, events.get(st.environment.name))))
-        lines = _clone_lines(st, trainees) if environment is not None else []
+        lines = _clone_lines(st, trainees, hosts_per_base_disk) if environment is not None else []
         if lines:
             blocks.append(section(capped_lines(lines, more=" (`inventory ENV` lists all)")))
     if len(statuses) > len(shown):
@@ -123,6 +128,9 @@ def plan(p: PlanResult) -> Rendered:
         f"{p.estimate.linked_gb:.2f} GB; {verdict}"
     )
     blocks = [section(f"*{say.ESTIMATED}*\n{code(format_table(p.estimate))}")]
+    deltas = [say.delta_per_clone(t, d, MRKDWN) for t, d in p.deltas.items()]
+    if deltas:
+        blocks.append(context(clip("\n".join(deltas))))
     if lines:
         blocks.append(section(capped_lines(lines)))
     if p.power_on:

@@ -193,11 +193,13 @@ def teardown_progress(e: ProgressEvent, confirmer: str) -> Rendered:
 def teardown_result(r: TeardownResult, confirmer: str, how: str = "") -> Rendered:
     """A strip back's final state; `how` replaces "confirmed by ..." (e.g. "scheduled")."""
     icon = ":white_check_mark:" if r.state is RunState.SUCCEEDED else ":warning:"
-    gone = len(r.destroyed) + len(r.already_gone)
+    gone = len(r.destroyed) + len(r.already_gone) + len(r.cleared)
     how = how or f"confirmed by {who(confirmer)}"
     blocks = [section(f"{icon} {say.stripped_back(r, MRKDWN, how)} in {duration(r.elapsed_s)}.")]
     if r.already_gone:
         blocks.append(section(f"{say.already_gone(len(r.already_gone))}."))
+    if r.cleared:
+        blocks.append(section(clip(f"{say.cleared(r.cleared, MRKDWN)}.")))
     if r.renamed:
         renamed = [say.renamed(old, new, MRKDWN) for old, new in sorted(r.renamed.items())]
         blocks.append(section("Renamed outside the bot, destroyed:\n" + capped_lines(renamed)))
