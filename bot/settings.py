@@ -126,6 +126,9 @@ class TraineeSettings:
     # A trainee's rebuild waits this long for a busy environment (another trainee's rebuild,
     # a deployment) before it gives up.
     busy_wait_s: float = 120.0
+    # A hand-out waits for Slack's rate limits this long in all (not per trainee); those not
+    # reached by then are listed for the trainer, and `handout ENV` tries them again.
+    handout_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -478,7 +481,16 @@ def _trainees(raw: dict[str, Any], where: str) -> TraineeSettings:
     busy = _number(raw, "busy_wait_s", 120.0, ctx)
     if not 0 <= busy <= 3600:
         raise ConfigError(f"{ctx} busy_wait_s must be from 0 to 3600 seconds (e.g. 120).")
-    known = ("assigned_to_attribute", "remind", "message_interval_s", "busy_wait_s")
+    give_up = _number(raw, "handout_timeout_s", 600.0, ctx)
+    if not 10 <= give_up <= 86400:
+        raise ConfigError(f"{ctx} handout_timeout_s must be from 10 to 86400 seconds (e.g. 600).")
+    known = (
+        "assigned_to_attribute",
+        "remind",
+        "message_interval_s",
+        "busy_wait_s",
+        "handout_timeout_s",
+    )
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(
@@ -489,6 +501,7 @@ def _trainees(raw: dict[str, Any], where: str) -> TraineeSettings:
         remind=flags["remind"],
         message_interval_s=interval,
         busy_wait_s=busy,
+        handout_timeout_s=give_up,
     )
 
 
