@@ -16,7 +16,7 @@ from bot.domain.trainees import Assigned, HandedOut, HandOutProgress
 from handlers.blocks import trainees
 from handlers.blocks.kit import Rendered, error
 from handlers.context import Request, brief
-from handlers.pacing import pacer_of, watching
+from handlers.pacing import NOTICEABLE_WAIT_S, pacer_of, watching
 from handlers.progress import ProgressMessage
 from handlers.runs import ChannelUnavailable, open_message
 
@@ -39,7 +39,9 @@ class HandOutMessage:
         self.pacer = pacer_of(client)
         self.user, self.environment = user, environment
         self._last: HandOutProgress | None = None
-        self._paced_s = 0.0  # the last wait Slack's limits imposed (0: none so far)
+        self._waited_s = 0.0  # how long the hand-out's calls waited for Slack's limits so far
+        self._pacing = False  # long enough to say so
+        self._wait_s = 0.0  # the latest wait
         self.message: ProgressMessage[HandOutProgress] = ProgressMessage(
             client, channel, self._render, interval_s=interval_s, ts=ts
         )
@@ -50,16 +52,20 @@ class HandOutMessage:
         self.message.on_event(p)
 
     def paced(self, wait_s: float) -> None:
-        """A call of the hand-out waits `wait_s` for Slack's limits: say so now."""
-        self._paced_s = wait_s
-        self.message.on_event(self._last or HandOutProgress(self.environment, 0, 0, 0))
+        """A call of the hand-out waits `wait_s` for Slack's limits: once the waits add up to
+        something a person notices, the message says Slack is pacing it, and for how long."""
+        self._waited_s += wait_s
+        self._wait_s = wait_s
+        if self._waited_s >= NOTICEABLE_WAIT_S * self.pacer.scale or self._pacing:
+            self._pacing = True
+            self.message.on_event(self._last or HandOutProgress(self.environment, 0, 0, 0))
 
     def _render(self, p: HandOutProgress) -> Rendered:
         note = ""
-        if self._paced_s:
+        if self._pacing:
             left = p.total - p.sent - p.failed
             eta = self.pacer.direct_messages_eta(left) if left > 0 else 0.0
-            note = trainees.pacing(max(eta, 0.0 if p.total else self._paced_s))
+            note = trainees.pacing(max(eta, 0.0 if p.total else self._wait_s))
         return trainees.handout_progress(p, self.user, note)
 
     def finish(self, final: Rendered) -> None:

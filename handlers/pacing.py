@@ -26,8 +26,8 @@ a retry there would resend the same payload, unpaced and unseen by anyone else.
 Who waits how: `paced(priority, within_s)` sets both for the calls made inside it (a context
 variable, so one thread's setting never leaks into another's); `Pacer.turn` lets a caller take
 its turn first and decide only then what to send (a progress message sends its latest state,
-never a stale one, `handlers.progress`); `watching(callback)` is told when a call made inside it
-has to wait for more than a moment (the hand-out's message says Slack is pacing it).
+never a stale one, `handlers.progress`); `watching(callback)` is told how long each call made
+inside it has to wait (the hand-out's message says when Slack is pacing it).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ DIRECT_MESSAGES = (2, 1.0)
 # Progress and background calls may use this share of a rule; the rest waits for answers to a
 # person and final states.
 LOW_PRIORITY_SHARE = 0.75
-NOTICEABLE_WAIT_S = 1.0  # a wait this long is worth telling a watcher about
+NOTICEABLE_WAIT_S = 1.0  # waits adding up to this much are worth telling a person about
 MAX_BUCKETS = 2_000  # past this many channels, the idle ones are forgotten
 
 
@@ -199,7 +199,7 @@ def paced(
 
 @contextmanager
 def watching(callback: Callable[[float], None]) -> Iterator[None]:
-    """`callback(seconds)` is told whenever a call made inside has to wait that long."""
+    """`callback(seconds)` is told how long each call made inside has to wait (when it must)."""
     current = _OPTIONS.get()
     token = _OPTIONS.set(_Options(current.priority, current.within_s, callback))
     try:
@@ -270,7 +270,7 @@ class Pacer:
         on_ticket: Callable[[_Ticket | None], None] | None = None,
     ) -> _Ticket:
         """Wait for this call's turn; `SlackBusy` when it would come after `deadline`.
-        `watch(seconds)`: told once when the wait is noticeable; `on_ticket`: handed the
+        `watch(seconds)`: told how long the wait looks (once); `on_ticket`: handed the
         ticket while it waits, then None."""
         told = False
         started = self._clock()
@@ -297,7 +297,7 @@ class Pacer:
                         raise SlackBusy(method, at - now)
                     if deadline is not None and now >= deadline:
                         raise SlackBusy(method, 1.0)
-                    if watch and not told and at is not None and at - now >= NOTICEABLE_WAIT_S:
+                    if watch and not told and at is not None and at > now:
                         tell, told = at - now, True
                     if not tell:
                         limit = 1.0 if at is None else at - now

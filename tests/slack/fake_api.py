@@ -94,7 +94,8 @@ class FakeSlack:
         self.channel_members: dict[str, list[str]] = {}
         self.page_size = 200
         self.socket_url = ""
-        self._rate_limits: dict[str, list[int]] = {}  # method -> [remaining, retry_after]
+        # (method, channel or None) -> [remaining, retry_after]
+        self._rate_limits: dict[tuple[str, str | None], list[int]] = {}
         self._refusals: list[_Refusal] = []
         self._ts = itertools.count(1)
         self._files = itertools.count(1)
@@ -125,10 +126,13 @@ class FakeSlack:
         return f"{self.base}/response/{name}"
 
     # ------------------------------------------------------------------ scripting and queries
-    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
-        """Answer the next `times` calls of `method` with 429 and Retry-After."""
+    def rate_limit(
+        self, method: str, times: int = 1, retry_after: int = 1, *, channel: str | None = None
+    ) -> None:
+        """Answer the next `times` calls of `method` (to `channel` only, if given) with 429
+        and Retry-After."""
         with self._cond:
-            self._rate_limits[method] = [times, retry_after]
+            self._rate_limits[(method, channel)] = [times, retry_after]
 
     def refuse(self, method: str, error: str, *, channel: str | None = None, **extra: Any) -> None:
         """Answer `method` (in `channel` only, if given) with {"ok": false, "error": error,
@@ -215,12 +219,14 @@ class FakeSlack:
             self.calls.append(call)
             self._cond.notify_all()
 
-    def _limited(self, method: str) -> int | None:
+    def _limited(self, method: str, params: dict[str, Any]) -> int | None:
+        where = str(params.get("channel") or params.get("channel_id") or "")
         with self._cond:
-            rule = self._rate_limits.get(method)
-            if rule and rule[0] > 0:
-                rule[0] -= 1
-                return rule[1]
+            for key in ((method, where), (method, None)):
+                rule = self._rate_limits.get(key)
+                if rule and rule[0] > 0:
+                    rule[0] -= 1
+                    return rule[1]
         return None
 
     def _over_tier(self, method: str, p: dict[str, Any], now: float) -> float | None:
@@ -396,7 +402,7 @@ class FakeSlack:
                     self._reply(200, b"ok", "text/plain")
                     return
                 method = path.removeprefix("/api/")
-                retry_after = fake._limited(method)
+                retry_after = fake._limited(method, params)
                 if retry_after is None:
                     over = fake._over_tier(method, params, arrived)
                     retry_after = None if over is None else max(1, math.ceil(over))
