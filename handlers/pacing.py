@@ -476,9 +476,7 @@ class PacedWebClient(WebClient):
         super().__init__(*args, **kwargs)
         self.pacer = pacer
 
-    def api_call(
-        self, api_method: str, *, http_verb: str = "POST", **kwargs: Any
-    ) -> SlackResponse:
+    def api_call(self, api_method: str, *, http_verb: str = "POST", **kwargs: Any) -> SlackResponse:
         channel = _channel_of(kwargs.get("json"), kwargs.get("data"), kwargs.get("params"))
         held = _HELD.get()
         if held is not None and held.method == api_method:

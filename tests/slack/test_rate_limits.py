@@ -84,9 +84,7 @@ def test_the_slash_text_arrives_escaped_as_slack_sends_it() -> None:
 def test_calls_from_many_threads_stay_within_the_tiers_and_never_meet_a_429(
     tiered: FakeSlack,
 ) -> None:
-    client = make_client(
-        SlackSettings(api_url=tiered.api_url), "xoxb-t", pacer=Pacer(scale=SCALE)
-    )
+    client = make_client(SlackSettings(api_url=tiered.api_url), "xoxb-t", pacer=Pacer(scale=SCALE))
     tiered.add_user("U1", "Ann")
 
     def work() -> None:
@@ -190,9 +188,7 @@ def test_an_edit_rate_limited_sends_the_latest_state_never_a_stale_retry(
     fake_slack: FakeSlack,
 ) -> None:
     client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-t")
-    message: ProgressMessage[ProgressEvent] = ProgressMessage(
-        client, "C1", _render, interval_s=0.1
-    )
+    message: ProgressMessage[ProgressEvent] = ProgressMessage(client, "C1", _render, interval_s=0.1)
     message.on_event(_event(1))
     fake_slack.wait_for(lambda: fake_slack.ok_calls("chat.postMessage"))
     fake_slack.rate_limit("chat.update", times=1, retry_after=2)

@@ -157,8 +157,7 @@ def test_a_run_whose_first_message_slack_keeps_refusing_starts_nothing(
     assert h.command("deploy capture 2 as limited").status == 200
     h.idle(30)
     assert h.ephemeral_texts()[-1] == (
-        ":warning: Slack is rate-limiting this workspace, nothing was started, try again in "
-        "30 s."
+        ":warning: Slack is rate-limiting this workspace, nothing was started, try again in 30 s."
     )
     assert h.lab.control.stats()["total"] == before
     assert not h.core.repo.runs(environment="limited")
