@@ -48,7 +48,9 @@ CHANNEL = "CTRAINING"
 
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
+    """The fake Slack Web API keeping Slack's rate tiers (with Slack's minute): whatever the
+    bot does in a test, it does within them, or Slack's 429 says so."""
+    fake = FakeSlack(tiers=True).start()
     yield fake
     fake.stop()
 
