@@ -65,7 +65,7 @@ class Profile:
     trainees: int = 110  # a hand-out from one channel
     deployments: int = 4  # deployments at once, beside a hand-out
     deployment_clones: int = 40  # clones in each
-    deployment_latency_ms: int = 4_500  # lab clone latency while they run (about 90 s each)
+    deployment_latency_ms: int = 7_000  # lab clone latency while they run (over a minute)
 
 
 FULL = Profile("full")

@@ -229,6 +229,7 @@ class Pacer:
         self._streams = 0
         self.waited_s = 0.0  # total time calls waited for their turn (figures, logs)
         self.limited = 0  # 429s received
+        self.calls = 0  # calls let through (each attempt of a call counts)
 
     # ------------------------------------------------------------------ rules
     def _bucket(self, key: str) -> _Bucket | None:
@@ -292,6 +293,7 @@ class Pacer:
                         for b in ticket.buckets:
                             b.in_flight += 1
                         self.waited_s += now - started
+                        self.calls += 1
                         return ticket
                     if at is not None and deadline is not None and at > deadline:
                         raise SlackBusy(method, at - now)

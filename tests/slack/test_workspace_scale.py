@@ -83,6 +83,10 @@ def test_a_hand_out_from_a_channel_keeps_within_the_tiers_and_a_second_asks_noth
     assert h.fake.busiest("chat.postMessage", MINUTE_S / 60, lambda c: c in dms) <= 2
     assert took >= 30 / 2 * MINUTE_S / 60 * 0.9
     assert any("Slack is pacing the hand-out" in e for e in _edits(h.fake))
+    # Every Web API call of the bot went through its one pacer (Bolt's listeners' too).
+    h.idle()
+    web_api = [c for c in h.fake.calls if c.method not in ("upload", "response_url")]
+    assert h.bot.app.client.pacer.calls == len(web_api)  # type: ignore[attr-defined]
 
     # Again, with nobody new: no call per member, no message.
     calls = len(h.fake.calls)
