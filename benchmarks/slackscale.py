@@ -229,7 +229,7 @@ def at_once(profile: Profile, tmp: Path) -> dict[str, Any]:
                 )
                 bot.bot.wait_idle(120)
                 took = time.monotonic() - started
-                lags = {}
+                lags: dict[str, float | None] = {}
                 for env in envs:
                     [run] = bot.core.repo.runs(environment=env)
                     final = _final(fake, f"ready in {env}", first)
