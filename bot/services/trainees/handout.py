@@ -40,6 +40,7 @@ class HandOuts:
         self.people = people
         self._uuid: str | None = None  # vCenter's instance UUID, read once
         self._lock = threading.Lock()
+        self.monotonic: Callable[[], float] = time.monotonic  # the hand-outs' time budgets
 
     # ------------------------------------------------------------------ links
     @property
@@ -104,14 +105,14 @@ class HandOuts:
         if messenger is None:
             return HandOutReport(not_sent=f"trainees were not messaged: {self.people.missing}")
         clones = {c.id: c for c in self.repo.clones(environment=env.name)}
-        deadline = time.monotonic() + self.settings.trainees.handout_timeout_s
+        deadline = self.monotonic() + self.settings.trainees.handout_timeout_s
         sent: list[str] = []
         failed: list[tuple[str, str]] = []
         _show(on_progress, HandOutProgress(env.name, len(assignments), 0, 0))
         for a in assignments:
             error = ""
             try:
-                left = max(0.0, deadline - time.monotonic())
+                left = max(0.0, deadline - self.monotonic())
                 messenger.send(a.trainee, self.hand_out(env, clones[a.clone_id]), within_s=left)
                 self.repo.mark_handed_out(a.id)
                 sent.append(a.trainee)
@@ -134,7 +135,7 @@ class HandOuts:
         messenger = self.people.messenger
         if messenger is None:
             return False
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        left = None if deadline is None else max(0.0, deadline - self.monotonic())
         try:
             messenger.send(user, message, within_s=left)
         except NotDelivered as exc:
@@ -149,7 +150,7 @@ class HandOuts:
         if self.people.messenger is None:
             return 0
         told = 0
-        deadline = time.monotonic() + self.settings.trainees.handout_timeout_s
+        deadline = self.monotonic() + self.settings.trainees.handout_timeout_s
         for a in self.repo.untold_removals():
             if self.repo.claim_told(a.id):
                 told += self._tell(a.trainee, VmRemoved(a.environment, a.clone_name), deadline)
@@ -161,7 +162,7 @@ class HandOuts:
         if not self.settings.trainees.remind or env.ends_at is None:
             return 0
         ends = self.ends(env)
-        deadline = time.monotonic() + self.settings.trainees.handout_timeout_s
+        deadline = self.monotonic() + self.settings.trainees.handout_timeout_s
         return sum(
             self._tell(a.trainee, LabEnding(env.name, a.clone_name, ends), deadline)
             for a in self.repo.assignments(environment=env.name)
