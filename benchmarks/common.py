@@ -64,7 +64,7 @@ class Profile:
     slack_minute_s: float = 60.0  # Slack's minute (every rate window scales with it)
     trainees: int = 110  # a hand-out from one channel
     deployments: int = 4  # deployments at once, beside a hand-out
-    deployment_clones: int = 40  # clones in each
+    deployment_clones: int = 60  # clones in each
     deployment_latency_ms: int = 7_000  # lab clone latency while they run (over a minute)
 
 

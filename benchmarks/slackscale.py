@@ -230,8 +230,10 @@ def at_once(profile: Profile, tmp: Path) -> dict[str, Any]:
                 bot.bot.wait_idle(120)
                 took = time.monotonic() - started
                 lags: dict[str, float | None] = {}
+                ready: dict[str, int] = {}
                 for env in envs:
                     [run] = bot.core.repo.runs(environment=env)
+                    ready[env] = run.succeeded
                     final = _final(fake, f"ready in {env}", first)
                     if final is None or run.finished_at is None:
                         lags[env] = None
@@ -250,6 +252,7 @@ def at_once(profile: Profile, tmp: Path) -> dict[str, Any]:
         "chat_update": len(updates),
         "chat_update_busiest_minute": _busiest(updates, window),
         "final_lag_s": lags,
+        "ready": ready,
         "dms": sum(1 for c in calls if c.status == 200 and c.params.get("channel") in cohort),
     }
 
@@ -360,6 +363,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         ["figure", "value"],
     )
     t2.add("seconds until all ended", second["seconds"])
+    t2.add("clones ready", " ".join(str(n) for n in second["ready"].values()))
     t2.add("chat.update in all", second["chat_update"])
     t2.add("chat.update, busiest minute", second["chat_update_busiest_minute"])
     t2.add("429s received", second["limited"])
