@@ -9,6 +9,8 @@ waited out for a bounded time) is the trainee service's, through the `Messenger`
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from slack_sdk import WebClient
 
@@ -94,22 +96,21 @@ def _open(r: Request, environment: str) -> HandOutMessage | None:
 
 def assign(r: Request) -> None:
     """The slash command's step for `assign`: its message, then the dispatch, then the outcome."""
-    environment = r.command.environment
-    shown = _open(r, environment)
-    if shown is None:
-        return
-    try:
-        with watching(shown.paced):
-            result = r.run(on_handout=shown.on_progress)
-    except Exception as exc:
-        shown.finish(trainees.assign_stopped(environment, r.user, brief(exc)))
-        raise
-    assert isinstance(result, Assigned)
-    shown.finish(trainees.assigned(result, r.user))
+    _in_message(r, lambda result: trainees.assigned(result, r.user), trainees.assign_stopped)
 
 
 def handout(r: Request) -> None:
     """`handout ENV`: the hand-out again to those not reached, in a message like `assign`'s."""
+    _in_message(r, lambda result: trainees.handed_out(result, r.user), trainees.handout_stopped)
+
+
+def _in_message(
+    r: Request,
+    outcome: Callable[[Any], Rendered],
+    stopped: Callable[[str, str, str], Rendered],
+) -> None:
+    """The trainer's message first, then the command with its progress (and Slack's pacing)
+    shown there, then its outcome (or why it stopped)."""
     environment = r.command.environment
     shown = _open(r, environment)
     if shown is None:
@@ -118,7 +119,7 @@ def handout(r: Request) -> None:
         with watching(shown.paced):
             result = r.run(on_handout=shown.on_progress)
     except Exception as exc:
-        shown.finish(trainees.handout_stopped(environment, r.user, brief(exc)))
+        shown.finish(stopped(environment, r.user, brief(exc)))
         raise
-    assert isinstance(result, HandedOut)
-    shown.finish(trainees.handed_out(result, r.user))
+    assert isinstance(result, Assigned | HandedOut)
+    shown.finish(outcome(result))
