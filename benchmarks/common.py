@@ -60,6 +60,12 @@ class Profile:
     big_clones: int = 600
     big_concurrency: int = 32
     cold_repeats: int = 15  # cold starts of each command (the median is reported)
+    # slackscale: Slack's tiers kept by the fake (issue 23)
+    slack_minute_s: float = 60.0  # Slack's minute (every rate window scales with it)
+    trainees: int = 110  # a hand-out from one channel
+    deployments: int = 4  # deployments at once, beside a hand-out
+    deployment_clones: int = 60  # clones in each
+    deployment_latency_ms: int = 7_000  # lab clone latency while they run (over a minute)
 
 
 FULL = Profile("full")
@@ -81,6 +87,11 @@ SMOKE = Profile(
     big_clones=24,
     big_concurrency=8,
     cold_repeats=3,
+    slack_minute_s=6.0,
+    trainees=12,
+    deployments=4,
+    deployment_clones=6,
+    deployment_latency_ms=300,
 )
 
 

@@ -379,15 +379,18 @@ class Directory(Protocol):
 
     def channel_members(self, channel: str) -> list[str]: ...
     def person(self, user: str) -> Person: ...
+    # Many at once (a channel's members): one paged listing, not a look-up per member.
+    def persons(self, users: Sequence[str]) -> dict[str, Person]: ...
     def user_by_email(self, email: str) -> str | None: ...  # None: nobody has it
     def group_members(self, group: str) -> list[str]: ...
 
 
 class Messenger(Protocol):
     """Direct messages to people (Slack DMs in production), paced to the workspace's limits
-    and waiting out rate limiting. `send` raises `NotDelivered` saying why it could not."""
+    and waiting out rate limiting for at most `within_s` seconds (None: the messenger's own
+    bound). `send` raises `NotDelivered` saying why it could not."""
 
-    def send(self, user: str, message: DirectMessage) -> None: ...
+    def send(self, user: str, message: DirectMessage, *, within_s: float | None = None) -> None: ...
 
 
 # ------------------------------------------------------------------------------------ others

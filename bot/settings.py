@@ -342,6 +342,9 @@ class TraineeSettings:
     # A trainee's rebuild waits this long for a busy environment (another trainee's rebuild,
     # a deployment) before it gives up.
     busy_wait_s: float = setting(120.0, lo=0, hi=3600)
+    # A hand-out waits for Slack's rate limits this long in all (not per trainee); those not
+    # reached by then are listed for the trainer, and `handout ENV` tries them again.
+    handout_timeout_s: float = setting(600.0, lo=10, hi=86400)
 
 
 @dataclass(frozen=True)

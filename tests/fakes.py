@@ -383,6 +383,10 @@ class FakePeople:
         self.lookups["person"] += 1
         return self.members.get(user, Person(user))
 
+    def persons(self, users: Sequence[str]) -> dict[str, Person]:
+        self.lookups["persons"] += 1
+        return {u: self.members.get(u, Person(u)) for u in users}
+
     def user_by_email(self, email: str) -> str | None:
         self.lookups["user_by_email"] += 1
         return next((p.id for p in self.members.values() if p.email == email), None)
@@ -391,7 +395,9 @@ class FakePeople:
         return list(self.groups.get(group, []))
 
     # ----------------------------------------------------------------- Messenger
-    def send(self, user: str, message: DirectMessage) -> None:
+    def send(self, user: str, message: DirectMessage, *, within_s: float | None = None) -> None:
+        if within_s is not None and within_s <= 0:
+            raise NotDelivered("Slack kept rate limiting the messages")
         if user in self.unreachable:
             raise NotDelivered(self.unreachable[user])
         self.sent.append((user, message))

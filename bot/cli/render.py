@@ -27,7 +27,7 @@ from bot.domain.results import (
 )
 from bot.domain.savings import Savings, format_table
 from bot.domain.timeparse import describe_time
-from bot.domain.trainees import Assigned, MyVms, SelfService, Unassigned
+from bot.domain.trainees import Assigned, HandedOut, MyVms, SelfService, Unassigned
 from bot.services import sentences as say
 from bot.services.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
 from bot.services.check import CheckReport
@@ -514,9 +514,30 @@ def show_assign(r: Assigned, v: View) -> int:
         print(f"{say.handed_out(r.handout)}.", file=out)
         for trainee, why in r.handout.failed:
             print(f"  not reached: {say.not_reached(trainee, why)}", file=out)
+        if r.handout.failed:
+            print(f"  {say.retry_handout(r.environment)}.", file=out)
         for vm, why in r.attribute_errors:
             print(f"  AssignedTo not written on {vm}: {why}", file=out)
     return EXIT_PARTIAL if r.handout.failed or r.attribute_errors else EXIT_OK
+
+
+def show_handout(r: HandedOut, v: View) -> int:
+    if v.opts.json:
+        data = {
+            "environment": r.environment,
+            "waiting": r.waiting,
+            "sent": r.report.sent,
+            "failed": [{"trainee": u, "why": why} for u, why in r.report.failed],
+            "not_sent": r.report.not_sent,
+        }
+        print(json.dumps(data, indent=2), file=v.out)
+    else:
+        print(f"{say.handed_out_again(r)}.", file=v.out)
+        for trainee, why in r.report.failed:
+            print(f"  not reached: {say.not_reached(trainee, why)}", file=v.out)
+        if r.report.failed:
+            print(f"  {say.retry_handout(r.environment)}.", file=v.out)
+    return EXIT_PARTIAL if r.report.failed or r.report.not_sent else EXIT_OK
 
 
 def show_unassign(r: Unassigned, v: View) -> int:
@@ -585,6 +606,7 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.Check: show_check,
     grammar.Help: show_help,
     grammar.Assign: show_assign,
+    grammar.Handout: show_handout,
     grammar.Unassign: show_unassign,
     grammar.My: show_my,
     grammar.Reset: show_self_service,

@@ -219,6 +219,17 @@ class Assign:
 
 
 @dataclass(frozen=True, slots=True)
+class Handout:
+    """Send the hand-out again to the environment's trainees it has not reached yet (Slack
+    kept rate limiting it, a scope was missing, ...)."""
+
+    verb: ClassVar[str] = "handout"
+    access: ClassVar[Access] = Access.CHANGE
+
+    environment: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unassign:
     verb: ClassVar[str] = "unassign"
     access: ClassVar[Access] = Access.CHANGE
@@ -294,6 +305,7 @@ COMMAND_CLASSES: tuple[type[_CommandClass], ...] = (
     Orphans,
     Check,
     Assign,
+    Handout,
     Unassign,
     My,
     Reset,
@@ -326,6 +338,7 @@ Command = (
     | Orphans
     | Check
     | Assign
+    | Handout
     | Unassign
     | My
     | Reset
@@ -1003,6 +1016,30 @@ def _parse_assign(args: list[str]) -> Command:
             )
         return Assign(env, roster=source)
     return Assign(env, people=_people(rest, "assign", _ASSIGN_EXAMPLE))
+
+
+_HANDOUT_EXAMPLE = "handout nov-cohort"
+
+
+@_verb(
+    "handout",
+    summary="send the hand-out again to an environment's trainees it has not reached yet",
+    example=_HANDOUT_EXAMPLE,
+    syntax="handout ENV",
+    detail=(
+        "For those `assign` listed as not reached (Slack kept rate limiting the messages, a "
+        "scope was missing): each gets their direct message; those reached already get "
+        "nothing again.",
+    ),
+    examples=(_HANDOUT_EXAMPLE,),
+)
+def _parse_handout(args: list[str]) -> Command:
+    if len(args) > 1:
+        raise UsageError(
+            f'handout takes one environment name, got "{_show(" ".join(args))}", e.g. '
+            f'"{_HANDOUT_EXAMPLE}"'
+        )
+    return Handout(_one_environment(args, _HANDOUT_EXAMPLE))
 
 
 _UNASSIGN_EXAMPLE = "unassign nov-cohort @U01ALICE"

@@ -125,6 +125,9 @@ ROUTES: dict[type[Any], Route] = {
     grammar.Assign: lambda s, c, i: s.service.trainees.assign(
         c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
     ),
+    grammar.Handout: lambda s, c, i: s.service.trainees.handout(
+        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
+    ),
     grammar.Unassign: lambda s, c, i: s.service.trainees.unassign(
         c, actor=i.actor, source=i.source, channel=i.channel
     ),

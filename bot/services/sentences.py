@@ -29,6 +29,7 @@ from bot.domain.results import (
 from bot.domain.savings import GIB
 from bot.domain.trainees import (
     Assigned,
+    HandedOut,
     HandOutReport,
     MyVm,
     RebuildPlan,
@@ -316,6 +317,21 @@ def handed_out(r: HandOutReport, m: Marks = PLAIN) -> str:
         return "Hand-out: every trainee named already has theirs"
     missed = f", {m.strong(plural(len(r.failed), 'trainee'))} not reached" if r.failed else ""
     return f"Hand-out: {plural(len(r.sent), 'trainee')} reached{missed}"
+
+
+def handed_out_again(r: HandedOut, m: Marks = PLAIN) -> str:
+    """ "nov-cohort: the hand-out again to 3 trainees not reached before: 3 trainees reached" """
+    if not r.waiting:
+        return f"{m.name(r.environment)}: every trainee has their hand-out; nothing to send"
+    return (
+        f"{m.name(r.environment)}: the hand-out again to "
+        f"{plural(r.waiting, 'trainee')} not reached before. {handed_out(r.report, m)}"
+    )
+
+
+def retry_handout(environment: str, m: Marks = PLAIN) -> str:
+    """What to type to try those not reached again."""
+    return f'"{m.command(f"handout {environment}")}" sends it to them again'
 
 
 def not_reached(trainee: str, why: str, m: Marks = PLAIN) -> str:

@@ -43,6 +43,7 @@ SAMPLES = {
     "check": "check",
     "help": "help deploy",
     "assign": "assign nowhere <@UANN|ann>",
+    "handout": "handout nowhere",
     "unassign": "unassign nowhere <@UANN|ann>",
     "my": "my",
     "reset": "reset",
@@ -50,6 +51,7 @@ SAMPLES = {
 }
 CHANGING = (
     "assign",
+    "handout",
     "unassign",
     "prepare",
     "power",
