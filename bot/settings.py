@@ -37,6 +37,9 @@ class VCenterSettings:
     datacenter: str | None = None
     timeout_s: float = 60.0
     task_timeout_s: float = 1800.0
+    # Quiet for this long, the session is checked (one read) before the next call, and renewed
+    # if it has ended: the first read after a night's idle never finds out the hard way.
+    session_check_s: float = 60.0
 
     @property
     def is_lab(self) -> bool:
@@ -339,7 +342,12 @@ def _vcenter(
             raise ConfigError(f"{where} [vcenter] {chosen} needs an https url.")
     timeout_s = _number(vc, "timeout_s", 60.0, f"{where} [vcenter]")
     task_timeout_s = _number(vc, "task_timeout_s", 1800.0, f"{where} [vcenter]")
-    for key, value in (("timeout_s", timeout_s), ("task_timeout_s", task_timeout_s)):
+    session_check_s = _number(vc, "session_check_s", 60.0, f"{where} [vcenter]")
+    for key, value in (
+        ("timeout_s", timeout_s),
+        ("task_timeout_s", task_timeout_s),
+        ("session_check_s", session_check_s),
+    ):
         if value <= 0:
             raise ConfigError(f"{where} [vcenter] {key} must be more than 0 seconds.")
     return VCenterSettings(
@@ -353,6 +361,7 @@ def _vcenter(
         datacenter=vc.get("datacenter"),
         timeout_s=timeout_s,
         task_timeout_s=task_timeout_s,
+        session_check_s=session_check_s,
     )
 
 

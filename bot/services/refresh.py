@@ -148,9 +148,9 @@ class Refresher:
                         f'"prepare {t}" first.'
                     )
             self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
-            verified, gone, skipped = self.ownership.verify_ours(
-                env, clones, also=("host", "notes")
-            )
+            checked = self.ownership.verify_ours(env, clones, also=("host", "notes"))
+            # Unseen clones are left as they were, with the not provably ours: never "missing".
+            verified, gone, skipped = checked.verified, checked.gone, checked.left_alone
             run = self.runs.start_run(
                 environment=env.name,
                 kind=RunKind.REFRESH,

@@ -105,12 +105,17 @@ class StripBack:
         started = time.monotonic()
         emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
-        verified, gone, skipped = self.ownership.verify_ours(env, clones, also=self._extras())
+        checked = self.ownership.verify_ours(env, clones, also=self._extras())
+        verified, gone, skipped = checked.verified, checked.gone, checked.skipped
         for c in gone:
             self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
             emit("clone_ready", clone=c.name, ok=True, message="already gone")
         for c, why in skipped:
             emit("clone_failed", clone=c.name, ok=False, message=why)
+        # Unseen is never gone: left recorded as it was, named, and the run is not a success.
+        unseen = [FailedClone(c.name, c.type, u.cannot_see(c.name)) for c, u in checked.unseen]
+        for f in unseen:
+            emit("clone_failed", clone=f.name, ok=False, message=f.error)
 
         per = run_per_clone(
             verified,
@@ -129,7 +134,7 @@ class StripBack:
         already_gone = [c.name for c in gone] + [c.name for c, r in done if r.gone]
         reclaimed = sum(r.reclaimed_bytes for _, r in done)
         failed = [r for _, r in per.results if isinstance(r, FailedClone)]
-        problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped]
+        problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped] + unseen
         state = outcome_state(len(destroyed) + len(already_gone), len(problems), lost=bool(error))
         message = str(error) if error else ""
         self.runs.finish_run(
@@ -146,6 +151,7 @@ class StripBack:
             already_gone=sorted(already_gone),
             skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
             failed=failed,
+            unseen=unseen,
             reclaimed_bytes=reclaimed,
             elapsed_s=time.monotonic() - started,
             state=state,
