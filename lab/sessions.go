@@ -42,7 +42,8 @@ type sessionGate struct {
 	// expiredReads is how reads without a live session are answered: expiredReadsFault or
 	// expiredReadsMissingSet (visibility.go).
 	expiredReads string
-	// anonReads counts the reads let through to the simulator without a session.
+	// anonReads counts the PropertyCollector reads (RetrieveProperties[Ex]) let through to the
+	// simulator without a session (a Fetch, such as a client's "who is logged in?", is not).
 	anonReads int
 }
 
@@ -84,7 +85,9 @@ func (g *sessionGate) simulatorAnswers(method string) bool {
 	if g.expiredReads != expiredReadsMissingSet || !simulatorAnonReads[method] {
 		return false
 	}
-	g.anonReads++
+	if method != "Fetch" {
+		g.anonReads++
+	}
 	return true
 }
 

@@ -119,7 +119,8 @@ type statsResponse struct {
 	HostOpsMax    map[string]int `json:"host_ops_in_flight_max"`
 	HostOpsMaxAny int            `json:"host_ops_in_flight_max_any"`
 
-	// Reads answered without a session, by the simulator ("expired_session_reads": "missing_set").
+	// RetrieveProperties[Ex] calls answered without a session, by the simulator
+	// ("expired_session_reads": "missing_set").
 	ReadsWithoutSession int `json:"reads_without_session"`
 }
 

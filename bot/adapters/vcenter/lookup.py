@@ -377,7 +377,8 @@ def _unseen(oc: Any) -> Unseen | None:
     """The first fault vCenter answered for this object instead of a property (None: none)."""
     for missing in getattr(oc, "missingSet", None) or []:
         fault = getattr(missing, "fault", None)
-        inner = getattr(fault, "fault", None) if fault is not None else None
+        # pyVmomi hands the fault itself; the WSDL wraps it in a LocalizedMethodFault.
+        inner = fault.fault if isinstance(fault, vmodl.LocalizedMethodFault) else fault
         if inner is None:
             continue
         return Unseen(
