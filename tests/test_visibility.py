@@ -111,9 +111,7 @@ def test_a_strip_back_that_cannot_see_some_clones_leaves_them_and_exits_non_zero
 
     resume = term("resume")  # nothing is recorded missing either
     assert resume.code == 3 and f"cannot see VM {hidden[0]}: {UNSEEN}" in resume.out
-    assert {c.state for n, c in term.clones("cohort").items() if n in hidden} == {
-        CloneState.READY
-    }
+    assert {c.state for n, c in term.clones("cohort").items() if n in hidden} == {CloneState.READY}
 
     lab.control.configure(no_permission_vms=None)  # the privilege granted again
     again = term("teardown", "cohort", "--yes")
