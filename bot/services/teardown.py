@@ -28,7 +28,7 @@ from bot.services.pipeline import Stop, retrying, run_per_clone
 from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state
 
 if TYPE_CHECKING:
-    from bot.services.ownership import Ownership
+    from bot.services.ownership import Checked, Ownership
     from bot.services.queries import Queries
 
 log = logging.getLogger(__name__)
@@ -107,16 +107,7 @@ class StripBack:
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
         checked = self.ownership.verify_ours(env, clones, also=self._extras())
         verified, gone, skipped = checked.verified, checked.gone, checked.skipped
-        for c in gone:
-            self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
-            emit("clone_ready", clone=c.name, ok=True, message="already gone")
-        for c, why in skipped:
-            emit("clone_failed", clone=c.name, ok=False, message=why)
-        # Unseen is never gone: left recorded as it was, named, and the run is not a success.
-        unseen = [FailedClone(c.name, c.type, u.cannot_see(c.name)) for c, u in checked.unseen]
-        for f in unseen:
-            emit("clone_failed", clone=f.name, ok=False, message=f.error)
-
+        unseen = self._not_to_destroy(checked, emit)
         per = run_per_clone(
             verified,
             partial(self._destroy_one, emit, OpLimits.of(self.settings)),
@@ -163,6 +154,20 @@ class StripBack:
         if error is not None:
             raise error
         return result
+
+    def _not_to_destroy(self, checked: Checked, emit: Emitter) -> list[FailedClone]:
+        """Record and report the clones not to destroy: those gone are destroyed; those not
+        provably ours, and those vCenter would not show, are left as they were (unseen is never
+        gone, and the run is not a success). Returns the unseen, as "cannot see VM X: ..."."""
+        for c in checked.gone:
+            self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
+            emit("clone_ready", clone=c.name, ok=True, message="already gone")
+        for c, why in checked.skipped:
+            emit("clone_failed", clone=c.name, ok=False, message=why)
+        unseen = [FailedClone(c.name, c.type, u.cannot_see(c.name)) for c, u in checked.unseen]
+        for f in unseen:
+            emit("clone_failed", clone=f.name, ok=False, message=f.error)
+        return unseen
 
     def _extras(self) -> tuple[str, ...]:
         """What strip back's check reads beside identity and labels: the storage each clone

@@ -290,25 +290,8 @@ class Lookup:
     def _by_object(
         self, groups: Sequence[tuple[Sequence[Any], list[str]]], report_missing: bool
     ) -> Read:
-        paths_by_type: dict[type, list[str]] = {}
-        objs: list[Any] = []
-        for group, paths in groups:
-            if not group:
-                continue
-            objs += group
-            known = paths_by_type.setdefault(type(group[0]), [])
-            known += [p for p in paths if p not in known]
-        if not objs:
-            return Read([], {})
-        spec = vmodl.query.PropertyCollector.FilterSpec(
-            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=o) for o in objs],
-            propSet=[
-                vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths)
-                for kind, paths in paths_by_type.items()
-            ],
-            reportMissingObjectsInResults=report_missing or None,
-        )
-        return self._read_spec(spec)
+        spec = _object_spec(groups, report_missing)
+        return self._read_spec(spec) if spec is not None else Read([], {})
 
     def _collect(self, once: Callable[[], Read]) -> Read:
         """A read, repeated once after a new login when vCenter answered it with
@@ -321,27 +304,56 @@ class Lookup:
         return read
 
     def _read_spec(self, spec: Any) -> Read:
-        pc = self.session.content.propertyCollector
-        options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=1000)
-        call = self.session.call
-        rows: list[Row] = []
-        faults: dict[str, tuple[Any, Unseen]] = {}
-        result = call("reading properties", lambda: pc.RetrievePropertiesEx([spec], options))
-        while result is not None:
-            for oc in result.objects or []:
-                unseen = _unseen(oc)
-                if unseen is not None:
-                    faults[unseen.moref] = (oc.obj, unseen)
-                else:
-                    rows.append((oc.obj, {p.name: p.val for p in oc.propSet or []}))
-            token = result.token
-            if not token:
-                break
-            result = call(
-                "reading properties",
-                lambda t=token: pc.ContinueRetrievePropertiesEx(t),  # type: ignore[misc]
-            )
-        return Read(rows, faults)
+        return _read_pages(self.session, spec)
+
+
+def _object_spec(
+    groups: Sequence[tuple[Sequence[Any], list[str]]], report_missing: bool
+) -> Any | None:
+    """A FilterSpec for several groups of (objects of one type, their properties); None when
+    there is no object."""
+    paths_by_type: dict[type, list[str]] = {}
+    objs: list[Any] = []
+    for group, paths in groups:
+        if not group:
+            continue
+        objs += group
+        known = paths_by_type.setdefault(type(group[0]), [])
+        known += [p for p in paths if p not in known]
+    if not objs:
+        return None
+    return vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=o) for o in objs],
+        propSet=[
+            vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths)
+            for kind, paths in paths_by_type.items()
+        ],
+        reportMissingObjectsInResults=report_missing or None,
+    )
+
+
+def _read_pages(session: Session, spec: Any) -> Read:
+    """One RetrievePropertiesEx and its pages: the objects read, and those faulted."""
+    pc = session.content.propertyCollector
+    options = vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=1000)
+    rows: list[Row] = []
+    faults: dict[str, tuple[Any, Unseen]] = {}
+    result = session.call("reading properties", lambda: pc.RetrievePropertiesEx([spec], options))
+    while result is not None:
+        for oc in result.objects or []:
+            unseen = _unseen(oc)
+            if unseen is not None:
+                faults[unseen.moref] = (oc.obj, unseen)
+            else:
+                rows.append((oc.obj, {p.name: p.val for p in oc.propSet or []}))
+        token = result.token
+        if not token:
+            break
+        result = session.call(
+            "reading properties",
+            lambda t=token: pc.ContinueRetrievePropertiesEx(t),  # type: ignore[misc]
+        )
+    return Read(rows, faults)
 
 
 @dataclass(frozen=True)
