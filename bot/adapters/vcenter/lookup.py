@@ -254,11 +254,6 @@ class Lookup:
 
         return self._collect(once).rows_or_raise()
 
-    def retrieve_container(self, kind: type, paths: list[str], *, root: Any) -> list[Row]:
-        """These properties of every object of a kind under `root`, through a container view;
-        CannotSee if vCenter would not show one of them."""
-        return self.read_container(kind, paths, root=root).rows_or_raise()
-
     def read_container(self, kind: type, paths: list[str], *, root: Any) -> Read:
         """These properties of every object of a kind under `root`, through a container view:
         what it lists is seen or unseen (a fault); what it does not list is gone."""
