@@ -238,21 +238,8 @@ class Lookup:
         """These properties of the objects `obj` refers to through its property `path` (a
         cluster's "host"), in one call."""
 
-        def once() -> Read:
-            traversal = vmodl.query.PropertyCollector.TraversalSpec(
-                name="related", path=path, skip=False, type=type(obj)
-            )
-            spec = vmodl.query.PropertyCollector.FilterSpec(
-                objectSet=[
-                    vmodl.query.PropertyCollector.ObjectSpec(
-                        obj=obj, skip=True, selectSet=[traversal]
-                    )
-                ],
-                propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths)],
-            )
-            return self._read_spec(spec)
-
-        return self._collect(once).rows_or_raise()
+        spec = _through(obj, path, type(obj), kind, paths)
+        return self._collect(lambda: self._read_spec(spec)).rows_or_raise()
 
     def read_container(self, kind: type, paths: list[str], *, root: Any) -> Read:
         """These properties of every object of a kind under `root`, through a container view:
@@ -266,18 +253,7 @@ class Lookup:
             lambda: views.CreateContainerView(container=root, type=[kind], recursive=True),
         )
         try:
-            traversal = vmodl.query.PropertyCollector.TraversalSpec(
-                name="view", path="view", skip=False, type=vim.view.ContainerView
-            )
-            spec = vmodl.query.PropertyCollector.FilterSpec(
-                objectSet=[
-                    vmodl.query.PropertyCollector.ObjectSpec(
-                        obj=view, skip=True, selectSet=[traversal]
-                    )
-                ],
-                propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths)],
-            )
-            return self._read_spec(spec)
+            return self._read_spec(_through(view, "view", vim.view.ContainerView, kind, paths))
         finally:
             with quiet():
                 view.Destroy()
@@ -300,6 +276,20 @@ class Lookup:
 
     def _read_spec(self, spec: Any) -> Read:
         return _read_pages(self.session, spec)
+
+
+def _through(obj: Any, path: str, obj_type: type, kind: type, paths: list[str]) -> Any:
+    """A FilterSpec for these properties of the objects of `kind` that `obj` refers to through
+    its property `path` (a container view's "view", a cluster's "host"), not of `obj` itself."""
+    traversal = vmodl.query.PropertyCollector.TraversalSpec(
+        name="through", path=path, skip=False, type=obj_type
+    )
+    return vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[
+            vmodl.query.PropertyCollector.ObjectSpec(obj=obj, skip=True, selectSet=[traversal])
+        ],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths)],
+    )
 
 
 def _object_spec(
