@@ -251,6 +251,9 @@ class VCenterSettings:
     datacenter: str | None = None
     timeout_s: float = setting(60.0, above=0, hi=3600)
     task_timeout_s: float = setting(1800.0, above=0, hi=7 * 24 * 3600)
+    # Quiet for this long, the session is checked (one read) before the next call, and renewed
+    # if it has ended: the first read after a night's idle never finds out the hard way.
+    session_check_s: float = setting(60.0, above=0, hi=24 * 3600)
 
     @property
     def is_lab(self) -> bool:

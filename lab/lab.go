@@ -6,6 +6,7 @@ package main
 //	routing.go     SOAP routing: the path of every call, and the per-method hooks
 //	soap.go        SOAP plumbing: envelopes, faults, handing a call to the simulator
 //	sessions.go    the session gate (NotAuthenticated without a live session)
+//	visibility.go  what the user may not see (NoPermission VMs, expired reads as the simulator)
 //	stats.go       request counters, busy time, requests in flight (GET /lab/stats)
 //	hostops.go     operations in flight per host (clones, power, destroy)
 //	pause.go       vCenter unreachable for a while (POST /lab/pause)
@@ -48,6 +49,7 @@ type Lab struct {
 
 	stats    *counters
 	sessions *sessionGate
+	visible  *visibility
 	outage   *outage
 	store    *storageFigures
 	cust     *customizer
@@ -68,6 +70,7 @@ func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
 		rng:            rand.New(rand.NewSource(spec.Faults.Seed)),
 		stats:          newCounters(),
 		sessions:       newSessionGate(),
+		visible:        newVisibility(),
 		outage:         &outage{},
 		store:          newStorageFigures(inv, spec.DeltaGrowthGBPerMin),
 		cust:           newCustomizer(spec),
@@ -108,6 +111,7 @@ func (l *Lab) sleep(ms func() int) time.Duration {
 // reset zeroes the counters and the fault ordinals and reseeds the fault RNG (POST /lab/reset).
 func (l *Lab) reset() {
 	l.stats.reset()
+	l.sessions.resetCounts()
 	l.hostOps.reset()
 	l.mu.Lock()
 	l.cloneOrdinal = 0

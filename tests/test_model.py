@@ -4,8 +4,12 @@ Hypothesis drives random sequences of what happens to a real estate: deployments
 environment names too), strip backs, refreshes, power changes, trainees assigned and one
 trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
 any of them SIGKILLed at a random moment or cut off by vCenter going dark; sessions expired under
-them; `resume` and the Slack bot's start-up recovery; and someone at the vSphere Client
-destroying, renaming, powering or relabelling clones behind the bot's back.
+them (with NotAuthenticated faults, or the way VMware's simulator answers: HTTP 200 with every
+object in missingSet); `resume` and the Slack bot's start-up recovery (its session expired
+before it starts, too); a long-lived bot's status and strip back after its session ended; the
+bot's account losing its rights on some clones (NoPermission per VM) and getting them back;
+and someone at the vSphere Client destroying, renaming, powering or relabelling clones behind
+the bot's back.
 
 After every step (once the lab has finished any work a killed process had asked for) it checks:
 - nothing the bot did not make is touched (decoys, parents, their snapshots);
@@ -18,6 +22,8 @@ After every step (once the lab has finished any work a killed process had asked 
 - an assignment holds one clone and a trainee one clone per environment, and none outlives its
   clone's destruction; a rebuild that finished left the VM under the same name, linked, new;
 - every exit code is one of the documented ones, and no traceback reaches the terminal;
+- nothing unseen is recorded gone: no record is destroyed or missing while its VM exists, and a
+  long-lived bot's status never calls an existing clone missing;
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
   UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
   unfinished, no clone is left mid-way.
@@ -52,7 +58,8 @@ from hypothesis.stateful import (
 from slack_sdk import WebClient
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
-from bot.bootstrap import build
+from bot.bootstrap import App, build
+from bot.domain.errors import ClonesError
 from bot.domain.models import CloneState, RunKind, RunState
 from handlers.app import SlackTokens, create_bot
 from storage import Repository
@@ -113,11 +120,15 @@ class TrustModel(RuleBasedStateMachine):
         self.behind_powered: set[str] = set()  # instance UUIDs
         self.bot_powered: set[str] = set()  # environments
         self.steps: Counter[str] = Counter()
+        self.hidden: set[str] = set()  # names of VMs the bot's account may not see now
+        self.long_lived: App | None = None  # a bot's services, kept between steps
 
     def teardown(self) -> None:
         try:
             record("model sequence", steps=sum(self.steps.values()), **self.steps)
         finally:
+            if self.long_lived is not None:
+                self.long_lived.close()
             self.admin.close()
             self.lab.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -190,13 +201,19 @@ class TrustModel(RuleBasedStateMachine):
             if fault == "pause":
                 self.lab.control.pause(0.8)
             else:
-                self.lab.control.expire_sessions()
+                self.expire(upstream=fault == "expire-upstream")
             out, err = proc.communicate(timeout=180)
             code = proc.returncode
             self._check_output(code, out, err, words)
         self.lab.control.pause(0)
         self.lab.control.wait_idle()
         return code
+
+    def expire(self, *, upstream: bool) -> None:
+        """End every session: the next calls get NotAuthenticated faults, or (`upstream`) reads
+        are answered as VMware's simulator answers them, HTTP 200 with every object faulted."""
+        self.lab.control.configure(expired_session_reads="missing_set" if upstream else "fault")
+        self.lab.control.expire_sessions()
 
     def _check_output(self, code: int, out: str, err: str, words: tuple[str, ...]) -> None:
         assert code in EXIT_CODES, (words, code, out, err)
@@ -247,7 +264,9 @@ class TrustModel(RuleBasedStateMachine):
         environment=st.sampled_from(ENVIRONMENTS),
         kind=st.sampled_from(TYPES),
         count=st.integers(1, 4),
-        fault=st.sampled_from(["none", "none", "none", "kill", "pause", "expire"]),
+        fault=st.sampled_from(
+            ["none", "none", "none", "kill", "pause", "expire", "expire-upstream"]
+        ),
         delay=st.sampled_from(DELAYS),
         power_on=st.sampled_from([False, False, True]),
     )
@@ -306,7 +325,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
-        fault=st.sampled_from(["none", "kill", "kill", "pause"]),
+        fault=st.sampled_from(["none", "kill", "kill", "pause", "expire-upstream"]),
         delay=st.sampled_from(DELAYS),
     )
     def strip_back(self, environment: str, fault: str, delay: float) -> None:
@@ -396,14 +415,15 @@ class TrustModel(RuleBasedStateMachine):
         self.steps["resume"] += 1
         self.assert_vanished_only(before, self.vms(), allowed)
         self.assert_resumed_deploys_powered_on(runs_before)
-        if code in (0, 3):
+        if code in (0, 3) and not self.hidden:  # with VMs it cannot see, it cannot finish
             self.pending.clear()
             self.unreconciled = False
             self.assert_records_match_vcenter()
 
-    @rule()
-    def start_the_bot(self) -> None:
-        """The Slack bot starting on the same database: start-up recovery, run to the end."""
+    @rule(expired=st.sampled_from([False, False, True]))
+    def start_the_bot(self, expired: bool) -> None:
+        """The Slack bot starting on the same database: start-up recovery, run to the end
+        (`expired`: its session, opened first, ended the simulator's way before it starts)."""
         if not self.needs_recovery():  # see UNSEEN_STATE
             return
         before = self.vms()
@@ -411,6 +431,9 @@ class TrustModel(RuleBasedStateMachine):
         runs_before = self.run_count()
         fake = FakeSlack().start()
         core = build(lab_settings(self.lab, self.clones.database), start_lab=False)
+        if expired:
+            core.vcenter.connect()
+            self.expire(upstream=True)
         try:
             client = WebClient(token="xoxb-test", base_url=fake.api_url)
             bot = create_bot(core, SlackTokens("xoxb-test", "s" * 32, "", 0), client=client)
@@ -425,7 +448,7 @@ class TrustModel(RuleBasedStateMachine):
         self.assert_resumed_deploys_powered_on(runs_before)
         with Repository(self.clones.database) as repo:
             unfinished = repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED])
-        if not unfinished:
+        if not unfinished and not self.hidden:
             self.pending.clear()
             self.unreconciled = False
             self.assert_records_match_vcenter()
@@ -436,7 +459,11 @@ class TrustModel(RuleBasedStateMachine):
         what=st.sampled_from(["destroy", "rename", "power", "label", "tag"]),
     )
     def behind_the_bots_back(self, pick: int, what: str) -> None:
-        vms = sorted(self.ours(), key=lambda vm: vm["name"])
+        # The admin's session is refused on VMs the bot's account may not see, too (the lab
+        # refuses them to every session): they are left to the bot.
+        vms = sorted(
+            (vm for vm in self.ours() if vm["name"] not in self.hidden), key=lambda vm: vm["name"]
+        )
         if not vms:  # see UNSEEN_STATE
             return
         vm = vms[pick % len(vms)]
@@ -463,7 +490,88 @@ class TrustModel(RuleBasedStateMachine):
             self.relabelled.add(vm["instance_uuid"])
         self.steps[f"behind/{what}"] += 1
 
+    # ----------------------------------------------------------------- rules: what it cannot see
+    @rule(pick=st.integers(0, 1000), count=st.integers(0, 2))
+    def permissions(self, pick: int, count: int) -> None:
+        """The bot's account loses its rights on `count` of its clones (0: gets them back)."""
+        names = sorted({vm["name"] for vm in self.ours()})
+        chosen = {names[(pick + i) % len(names)] for i in range(count)} if names else set()
+        self.lab.control.configure(no_permission_vms=sorted(chosen) or None)
+        self.hidden = chosen
+        self.steps[f"permissions/{len(chosen)}"] += 1
+
+    def bot(self, *, expired: bool) -> App:
+        """The long-lived bot's services (built once, kept between steps), its session ended
+        the simulator's way first when `expired`."""
+        if self.long_lived is None:
+            self.long_lived = build(lab_settings(self.lab, self.clones.database), start_lab=False)
+            self.long_lived.vcenter.connect()
+        if expired:
+            self.expire(upstream=True)
+        return self.long_lived
+
+    @rule(environment=st.sampled_from(ENVIRONMENTS), expired=st.booleans())
+    def status_in_a_long_lived_bot(self, environment: str, expired: bool) -> None:
+        """A long-lived bot's status (its session perhaps ended meanwhile): an existing clone is
+        never "missing"; one it may not see is "cannot see"."""
+        app = self.bot(expired=expired)
+        try:
+            (status,) = app.service.status(environment)
+        except ClonesError:  # no such environment yet
+            return
+        self.steps[f"status/{'expired' if expired else 'live'}"] += 1
+        if not status.checked:
+            return
+        by_moref = {vm["moref"]: vm for vm in self.lab.control.vms()}
+        for c in status.clones:
+            drift = status.drift.get(c.id)
+            vm = by_moref.get(c.moref or "")
+            if vm is None or vm["instance_uuid"] != c.instance_uuid or drift is None:
+                continue
+            assert not drift.missing, f"{c.name} exists but status calls it missing"
+            if vm["name"] in self.hidden:
+                assert drift.unseen.startswith(f"cannot see VM {c.name}: NoPermission"), drift
+
+    @rule(environment=st.sampled_from(ENVIRONMENTS), expired=st.booleans())
+    def strip_back_in_a_long_lived_bot(self, environment: str, expired: bool) -> None:
+        """A strip back by a long-lived bot (its session perhaps ended meanwhile)."""
+        before = self.vms()
+        may_remove = self.removable("teardown", environment)
+        app = self.bot(expired=expired)
+        try:
+            result = app.service.teardown(environment, actor="model")
+        except ClonesError:  # nothing to strip back, or busy
+            result = None
+        self.lab.control.wait_idle()
+        self.steps[f"long-lived teardown/{'expired' if expired else 'live'}"] += 1
+        self.assert_vanished_only(before, self.vms(), may_remove)
+        self.stripped.add(environment)
+        if result is None:
+            return
+        hidden = {f.name for f in result.unseen}
+        assert hidden <= self.hidden, f"cannot see {hidden - self.hidden}, yet may see them"
+        if result.unseen or result.failed or result.skipped:
+            assert result.state is not RunState.SUCCEEDED, result
+            self.pending.setdefault(environment, set()).update(may_remove)
+
     # ----------------------------------------------------------------- invariants
+    @invariant()
+    def nothing_unseen_is_recorded_gone(self) -> None:
+        """A record says destroyed or missing only when its VM is gone (by instance UUID)."""
+        vms = self.vms()
+        latest: dict[str, Any] = {}
+        for c in self.rows():
+            if c.instance_uuid and (
+                c.instance_uuid not in latest or c.id > latest[c.instance_uuid].id
+            ):
+                latest[c.instance_uuid] = c
+        wrong = [
+            f"{c.name} ({c.state.value})"
+            for uuid, c in latest.items()
+            if c.state in (CloneState.DESTROYED, CloneState.MISSING) and uuid in vms
+        ]
+        assert not wrong, "recorded gone, yet in vCenter: " + ", ".join(wrong)
+
     @invariant()
     def decoys_parents_and_snapshots_untouched(self) -> None:
         now = {vm["moref"]: vm for vm in self.lab.control.vms()}

@@ -136,6 +136,7 @@ def show_teardown(result: TeardownResult, v: View) -> int:
                     "already_gone": result.already_gone,
                     "cleared": result.cleared,
                     "skipped": [f.__dict__ for f in result.skipped],
+                    "unseen": [f.__dict__ for f in result.unseen],
                     "failed": [f.__dict__ for f in result.failed],
                     "renamed": result.renamed,
                     "reclaimed_gb": result.reclaimed_gb,
@@ -155,6 +156,8 @@ def show_teardown(result: TeardownResult, v: View) -> int:
             print(f"  {say.renamed(old, new)}: destroyed", file=out)
         for f in result.skipped:
             print(f"  left alone: {f.name}: {f.error}", file=out)
+        for f in result.unseen:
+            print(f"  left as recorded: {f.error}", file=out)
         for f in result.failed:
             print(f"  failed: {f.name}: {f.error}", file=out)
     if result.state is RunState.SUCCEEDED:

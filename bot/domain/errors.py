@@ -48,6 +48,12 @@ class VCenterUnreachable(VCenterError):
     """vCenter did not answer at all (network, TLS, DNS)."""
 
 
+class CannotSee(VCenterError):
+    """vCenter answered a read with a fault for an object instead of its properties
+    (NoPermission, or NotAuthenticated after a new login): it may well exist, so nothing is
+    recorded gone and nothing is done to it. The message names it, the fault and the privilege."""
+
+
 class VCenterFault(VCenterError):
     """A vSphere fault raised by a task or a call.
 

@@ -123,6 +123,8 @@ class TeardownResult:
     # Failed or missing records with no VM in vCenter: cleared (recorded destroyed). One whose
     # VM was there, provably the bot's, was destroyed and is in `destroyed`.
     cleared: list[str] = field(default_factory=list)
+    # vCenter would not show them (NoPermission, ...): left recorded as they were, not gone
+    unseen: list[FailedClone] = field(default_factory=list)
 
     @property
     def reclaimed_gb(self) -> float:
@@ -137,9 +139,13 @@ class Drift:
     renamed_to: str = ""  # its name in vCenter, when someone renamed it
     power: str = ""  # "on" / "off": its power state in vCenter, when the record says otherwise
     relabelled: tuple[str, ...] = ()  # e.g. "Environment is 'other'"
+    # vCenter would not show it: "cannot see VM X: NoPermission, privilege System.Read"
+    unseen: str = ""
 
     @property
     def text(self) -> str:
+        if self.unseen:
+            return self.unseen
         if self.missing:
             return "missing from vCenter"
         parts = []

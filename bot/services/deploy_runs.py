@@ -19,6 +19,7 @@ from bot.domain.results import (
     DeployResult,
     FailedClone,
 )
+from bot.domain.vsphere import Visibility
 from bot.ports import ProgressCallback
 from bot.services.bringup import BringUp
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
@@ -234,9 +235,10 @@ class DeployRuns:
         # After a lost vCenter, clones not attempted stay planned and those mid-clone stay
         # cloning (with their instance UUID recorded): the run is interrupted and `resume`
         # finishes it. Otherwise, re-read what exists so the report counts exactly that.
+        unseen: dict[int, str] = {}
         if not unreachable:
-            clones = self._verify_ready(clones)
-        ready = [c.name for c in clones if c.state is CloneState.READY]
+            clones = self._verify_ready(clones, unseen)
+        ready = [c.name for c in clones if c.state is CloneState.READY and c.id not in unseen]
         unfinished = (CloneState.PLANNED, CloneState.CLONING)
         interrupted = [c.name for c in clones if unreachable and c.state in unfinished]
         failed = [
@@ -244,6 +246,7 @@ class DeployRuns:
             for c in clones
             if c.state is not CloneState.READY and c.name not in interrupted
         ]
+        failed += [FailedClone(c.name, c.type, unseen[c.id]) for c in clones if c.id in unseen]
         # A clone whose guest customization failed exists and is linked, but is not usable as
         # a training machine yet: the run reports it as a failure (it stays recorded as ready).
         failed += [
@@ -285,13 +288,21 @@ class DeployRuns:
         emit("finished", message=message or f"{len(ready)} clones ready in {env.name}")
         return result
 
-    def _verify_ready(self, clones: list[Clone]) -> list[Clone]:
-        """Count exactly what exists: re-read every clone this run says is ready (one call)."""
+    def _verify_ready(
+        self, clones: list[Clone], unseen: dict[int, str] | None = None
+    ) -> list[Clone]:
+        """Count exactly what exists: re-read every clone this run says is ready (one call).
+        Those vCenter would not show stay ready; `unseen` gets why, by clone id."""
+        unseen = {} if unseen is None else unseen
         ready = [c for c in clones if c.state is CloneState.READY and c.moref]
         uuids = self.vcenter.instance_uuids([c.moref for c in ready if c.moref])
         out = {c.id: c for c in clones}
-        for c, found in zip(ready, uuids, strict=True):
-            if found is None or found != c.instance_uuid:
+        for c in ready:
+            moref = c.moref or ""
+            seen = uuids.visibility(moref)
+            if seen is Visibility.UNSEEN:  # made and recorded: never counted gone, but said
+                unseen[c.id] = uuids.unseen[moref].cannot_see(c.name)
+            elif seen is Visibility.GONE or uuids.seen[moref] != c.instance_uuid:
                 out[c.id] = self.repo.update_clone(
                     c.id, state=CloneState.MISSING, error="missing from vCenter after deployment"
                 )

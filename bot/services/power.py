@@ -112,8 +112,8 @@ class PowerCommand:
                 f"Environment {env.name} has no ready clones to power {command.action}."
             )
         with self.runs.environment_lock(env.name):
-            verified, gone, skipped = self.ownership.verify_ours(env, clones)
-            ours = [c for c, _ in verified]
+            checked = self.ownership.verify_ours(env, clones)
+            ours, gone = [c for c, _ in checked.verified], checked.gone
             failed = self.power_clones(ours, command.action)
             for c in gone:  # nobody asked the bot to destroy them: recorded as missing
                 self.repo.update_clone(c.id, state=CloneState.MISSING, error="missing from vCenter")
@@ -123,7 +123,7 @@ class PowerCommand:
             action=command.action,
             done=[c.name for c in ours if c.name not in failed_names],
             failed=failed + [FailedClone(c.name, c.type, "missing from vCenter") for c in gone],
-            skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
+            skipped=[FailedClone(c.name, c.type, why) for c, why in checked.left_alone],
         )
         self.repo.audit(
             actor=actor,

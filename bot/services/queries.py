@@ -186,12 +186,16 @@ class Queries:
         settled = [
             c for c in clones if c.state in (CloneState.READY, CloneState.DESTROYING) and c.moref
         ]
-        seen = self.vcenter.sightings([c.moref for c in settled if c.moref], also=("storage",))
-        by_moref = {vm.moref: vm for vm in seen}
-        record_seen(self.repo, ((c, by_moref[c.moref]) for c in settled if c.moref in by_moref))
+        reading = self.vcenter.sightings([c.moref for c in settled if c.moref], also=("storage",))
+        seen = reading.seen
+        record_seen(self.repo, ((c, seen[c.moref]) for c in settled if c.moref and c.moref in seen))
         out: dict[int, Drift] = {}
         for c in settled:
-            vm = by_moref.get(c.moref or "")
+            unseen = reading.unseen.get(c.moref or "")
+            if unseen is not None:  # never "missing": vCenter would not show it
+                out[c.id] = Drift(unseen=unseen.cannot_see(c.name))
+                continue
+            vm = reading.seen.get(c.moref or "")
             if vm is None or vm.instance_uuid != c.instance_uuid:
                 out[c.id] = Drift(missing=True)
                 continue

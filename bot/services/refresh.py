@@ -149,9 +149,9 @@ class Refresher:
                         f'"prepare {t}" first.'
                     )
             self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
-            verified, gone, skipped = self.ownership.verify_ours(
-                env, clones, also=("host", "notes", "storage")
-            )
+            checked = self.ownership.verify_ours(env, clones, also=("host", "notes", "storage"))
+            # Unseen clones are left as they were, with the not provably ours: never "missing".
+            verified, gone, skipped = checked.verified, checked.gone, checked.left_alone
             record_seen(self.repo, verified)  # how far they grew, for the next estimate
             run = self.runs.start_run(
                 environment=env.name,

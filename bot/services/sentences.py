@@ -101,7 +101,13 @@ def deployed(r: DeployResult, m: Marks = PLAIN) -> str:
 
 
 def destroyed_count(r: TeardownResult) -> str:
-    return f"{plural(len(r.destroyed), 'clone')} destroyed, {r.reclaimed_gb:.2f} GB reclaimed"
+    done = f"{plural(len(r.destroyed), 'clone')} destroyed, {r.reclaimed_gb:.2f} GB reclaimed"
+    return f"{done}; {cannot_see(len(r.unseen))}" if r.unseen else done
+
+
+def cannot_see(n: int) -> str:
+    """Clones vCenter would not show: never counted gone, left as they were recorded."""
+    return f"{plural(n, 'clone')} vCenter would not show, left as recorded"
 
 
 def stripped_back(r: TeardownResult, m: Marks = PLAIN, how: str = "") -> str:
@@ -239,8 +245,15 @@ def vcenter_note(st: EnvironmentStatus) -> str:
     """Whether one environment's records were compared with vCenter, and how they differ."""
     if not st.checked:
         return f"vCenter not checked, records shown as they are: {st.unchecked}"
-    differ = len(st.drift)
-    return f"vCenter: {differ} clone(s) differ from the records" if differ else "vCenter: matches"
+    unseen = sum(1 for d in st.drift.values() if d.unseen)
+    differ = len(st.drift) - unseen
+    parts = [f"{differ} clone(s) differ from the records"] if differ else []
+    if unseen:
+        parts.append(
+            f"{unseen} clone(s) cannot be seen (left as recorded: grant the bot's account the "
+            "privilege named)"
+        )
+    return f"vCenter: {'; '.join(parts)}" if parts else "vCenter: matches"
 
 
 def no_environments(m: Marks = PLAIN) -> str:

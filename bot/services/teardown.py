@@ -33,7 +33,7 @@ from bot.services.sizes import record_seen
 STRIPPABLE = (*LIVE_STATES, *FAILURE_STATES)
 
 if TYPE_CHECKING:
-    from bot.services.ownership import Ownership
+    from bot.services.ownership import Checked, Ownership
     from bot.services.queries import Queries
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,10 @@ class StripBack:
         started = time.monotonic()
         emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
-        verified, gone, skipped = self.ownership.verify_ours(env, clones, also=self._extras())
+        checked = self.ownership.verify_ours(env, clones, also=self._extras())
+        verified, gone, skipped = checked.verified, checked.gone, checked.skipped
         record_seen(self.repo, verified)  # how far they grew, for the next estimate
-        cleared = self._settle_gone(gone, emit)
-        for c, why in skipped:
-            emit("clone_failed", clone=c.name, ok=False, message=why)
+        cleared, unseen = self._not_to_destroy(checked, emit)
         per = run_per_clone(
             verified,
             partial(self._destroy_one, emit, OpLimits.of(self.settings)),
@@ -144,7 +143,7 @@ class StripBack:
         already_gone += [c.name for c, r in done if r.gone]
         reclaimed = sum(r.reclaimed_bytes for _, r in done)
         failed = [r for _, r in per.results if isinstance(r, FailedClone)]
-        problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped]
+        problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped] + unseen
         ended = len(destroyed) + len(already_gone) + len(cleared)
         state = outcome_state(ended, len(problems), lost=bool(error))
         message = str(error) if error else ""
@@ -158,6 +157,7 @@ class StripBack:
             already_gone=sorted(already_gone),
             skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
             failed=failed,
+            unseen=unseen,
             reclaimed_bytes=reclaimed,
             elapsed_s=time.monotonic() - started,
             state=state,
@@ -171,18 +171,27 @@ class StripBack:
             raise error
         return result
 
-    def _settle_gone(self, gone: list[Clone], emit: Emitter) -> list[str]:
-        """Record destroyed what vCenter no longer has: a live clone already gone, and a failed
-        record with no VM (cleared: returned, by name)."""
+    def _not_to_destroy(
+        self, checked: Checked, emit: Emitter
+    ) -> tuple[list[str], list[FailedClone]]:
+        """Record and report the clones not to destroy: those gone are recorded destroyed (a
+        live clone already gone; a failed record with no VM: cleared, returned by name); those
+        not provably ours, and those vCenter would not show, are left as they were (unseen is
+        never gone, and the run is not a success: returned as "cannot see VM X: ...")."""
         cleared: list[str] = []
-        for c in gone:
+        for c in checked.gone:
             self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
             if c.state.live:
                 emit("clone_ready", clone=c.name, ok=True, message="already gone")
             else:
                 cleared.append(c.name)
                 emit("clone_ready", clone=c.name, ok=True, message="no VM in vCenter: cleared")
-        return cleared
+        for c, why in checked.skipped:
+            emit("clone_failed", clone=c.name, ok=False, message=why)
+        unseen = [FailedClone(c.name, c.type, u.cannot_see(c.name)) for c, u in checked.unseen]
+        for f in unseen:
+            emit("clone_failed", clone=f.name, ok=False, message=f.error)
+        return cleared, unseen
 
     def _extras(self) -> tuple[str, ...]:
         """What strip back's check reads beside identity and labels: the storage each clone

@@ -204,8 +204,10 @@ def teardown_result(r: TeardownResult, confirmer: str, how: str = "") -> Rendere
         renamed = [say.renamed(old, new, MRKDWN) for old, new in sorted(r.renamed.items())]
         blocks.append(section("Renamed outside the bot, destroyed:\n" + capped_lines(renamed)))
     blocks += failures("Left alone (not provably ours)", r.skipped)
+    blocks += failures("Cannot see in vCenter (left as recorded)", r.unseen)
     blocks += failures("Failed", r.failed)
-    blocks.append(context(f"run {r.run_id} · {gone} of {gone + len(r.failed) + len(r.skipped)}"))
+    left = len(r.failed) + len(r.skipped) + len(r.unseen)
+    blocks.append(context(f"run {r.run_id} · {gone} of {gone + left}"))
     return Rendered(say.stripped_back(r), blocks)
 
 

@@ -167,12 +167,12 @@ class Assigner:
         clones = {c.id: c for c in self.repo.clones(environment=env.name)}
         mine = [clones[a.clone_id] for a, _ in held if a.clone_id in clones]
         try:
-            verified, gone, skipped = self.ownership.verify_ours(env, mine)
+            checked = self.ownership.verify_ours(env, mine)
         except ClonesError as exc:
             return [(a.clone_name, str(exc)) for a, _ in held]
-        facts = {c.id: vm for c, vm in verified}
-        problems = [(c.name, "missing from vCenter") for c in gone]
-        problems += [(c.name, why) for c, why in skipped]
+        facts = {c.id: vm for c, vm in checked.verified}
+        problems = [(c.name, "missing from vCenter") for c in checked.gone]
+        problems += [(c.name, why) for c, why in checked.left_alone]
         for a, who in held:
             vm = facts.get(a.clone_id)
             if vm is None:
