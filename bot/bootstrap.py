@@ -113,6 +113,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     from bot.services.admin import Admin
     from bot.services.container import Services
     from bot.services.core import Service
+    from bot.services.limits import OpLimits
     from bot.services.recovery import Recovery
     from bot.services.schedules import ScheduleService
     from bot.settings import load_settings
@@ -124,7 +125,10 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     settings.database.parent.mkdir(parents=True, exist_ok=True)
     repo = Repository(settings.database)
     vcenter = vcenter_for(settings.vcenter)
-    service = Service(settings, repo, vcenter)
+    # One limiter for every run of the process (typed, scheduled, resumed; deploys, strip backs,
+    # power, refresh, bring-up): `concurrency` and the per-host and per-datastore limits are
+    # vCenter's, whoever asks.
+    service = Service(settings, repo, vcenter, limits=OpLimits.of(settings))
     services = Services(
         settings,
         repo,

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.cli.options import EXIT_OK, TERMINAL_HELP, TERMINAL_VERBS, Options
+from bot.cli.options import EXIT_INTERRUPTED, EXIT_OK, TERMINAL_HELP, TERMINAL_VERBS, Options
 from bot.domain import grammar
 from bot.domain.errors import UsageError
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # Commands that report progress as they go (a bar on a terminal).
 _LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume, grammar.Rebuild)
+# Commands that Ctrl-C (or SIGTERM) stops starting operations in vCenter (bot/cli/stopping.py).
+_STOPPABLE = (*_LONG, grammar.Power)
 
 
 def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
@@ -55,6 +57,7 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
     from bot.cli.progress import Progress
     from bot.cli.render import RENDER, View
     from bot.cli.roster import handout_lines
+    from bot.cli.stopping import Stopping
     from bot.services.dispatch import Invocation, dispatch, plan_for, settled
 
     actor = os.environ.get("CLONES_USER") or getpass.getuser()
@@ -67,12 +70,18 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
     if plan is not None and not confirmed(command, plan, opts, out):
         print("Cancelled: nothing was changed.", file=out)
         return EXIT_OK
+    stopping = Stopping(services)
     with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
-        result = dispatch(services, command, replace(invocation, on_event=progress))
+        invocation = replace(invocation, on_event=progress)
+        if isinstance(command, _STOPPABLE):
+            result = stopping.run(lambda: dispatch(services, command, invocation))
+        else:
+            result = dispatch(services, command, invocation)
     render = RENDER.get(type(command))
     if render is None:  # every command has a renderer; a test checks it
         raise UsageError(f'"{command.verb}" is not available in the terminal; type "clones help".')
-    return render(result, View(command, opts, out, services))
+    code = render(result, View(command, opts, out, services))
+    return EXIT_INTERRUPTED if stopping.requested else code
 
 
 def _warn_abandoned(services: Services) -> None:

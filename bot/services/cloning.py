@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 from bot.domain.errors import (
     ClonesError,
+    Interrupted,
     LinkedCloneCheckFailed,
     VCenterFault,
     VCenterUnreachable,
@@ -91,6 +92,10 @@ class Cloner:
                     facts = self.vcenter.finish_clone(facts, request)
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, attempts=attempts)
+            raise
+        except Interrupted:  # the user stopped the process while it waited for a slot
+            if attempts == 0:  # never asked for: planned again, for `resume`
+                self.repo.update_clone(clone.id, state=CloneState.PLANNED)
             raise
         except LinkedCloneCheckFailed as exc:
             self._record_full_copy(clone, exc)

@@ -1,5 +1,7 @@
 """Strip back: power off and destroy an environment's clones, the set recorded when the run
-starts and nothing else (its recovery acts on the same set)."""
+starts and nothing else (its recovery acts on the same set). Stopped by the user (Ctrl-C), it
+destroys nothing more, records the destroys vCenter finishes, and ends interrupted for
+`resume`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bot.domain.errors import (
     ClonesError,
+    Interrupted,
     NotFoundError,
     VCenterUnreachable,
 )
@@ -23,9 +26,9 @@ from bot.domain.results import (
 )
 from bot.domain.vsphere import Destroyed, VmSighting
 from bot.ports import ProgressCallback
-from bot.services.limits import OpLimits, clone_datastore, clone_host, may_crowd_a_host
-from bot.services.pipeline import Stop, retrying, run_per_clone
-from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state
+from bot.services.limits import clone_datastore, clone_host, may_crowd_a_host
+from bot.services.pipeline import NotStarted, Stop, retrying, run_per_clone
+from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state, stopped_message
 
 if TYPE_CHECKING:
     from bot.services.ownership import Ownership
@@ -47,6 +50,7 @@ class StripBack:
         after: Callable[[], object] | None = None,
     ) -> None:
         self.after = after
+        self.core = core
         self.settings = core.settings
         self.repo = core.repo
         self.vcenter = core.vcenter
@@ -114,9 +118,10 @@ class StripBack:
 
         per = run_per_clone(
             verified,
-            partial(self._destroy_one, emit, OpLimits.of(self.settings)),
+            partial(self._destroy_one, run_id, emit),
             workers=self.settings.concurrency,
             name="strip",
+            halt=self.core.halt,
         )
         error = per.lost
         # Not started (vCenter was lost first) stays ready; mid-destroy goes back to ready: the
@@ -130,8 +135,14 @@ class StripBack:
         reclaimed = sum(r.reclaimed_bytes for _, r in done)
         failed = [r for _, r in per.results if isinstance(r, FailedClone)]
         problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped]
-        state = outcome_state(len(destroyed) + len(already_gone), len(problems), lost=bool(error))
+        state = outcome_state(
+            len(destroyed) + len(already_gone), len(problems), lost=bool(error or per.halted)
+        )
         message = str(error) if error else ""
+        if per.halted:  # the rest stay ready, recorded: `resume` destroys them
+            message = stopped_message(
+                per.halted, f"{len(per.not_started)} clones not destroyed", "strip back"
+            )
         self.runs.finish_run(
             run_id,
             state=state,
@@ -173,21 +184,30 @@ class StripBack:
             log.exception("after the strip back")
 
     def _destroy_one(
-        self, emit: Emitter, limits: OpLimits, item: tuple[Clone, VmSighting], stop: Stop
-    ) -> Destroyed | FailedClone | None:
+        self, run_id: int, emit: Emitter, item: tuple[Clone, VmSighting], stop: Stop
+    ) -> Destroyed | FailedClone:
         """Destroy one verified clone (retrying transient faults); record and report it."""
         if stop():
-            return None
+            raise NotStarted
         clone, facts = item
         self.repo.update_clone(clone.id, state=CloneState.DESTROYING, moref=facts.moref)
         try:
             for attempt in retrying(self.settings, emit, clone.name):
                 host = clone_host(self.settings, clone, facts.host)
-                with attempt, limits.host_op(host, clone_datastore(self.settings, clone)):
+                ticket = self.core.limits.host_op(
+                    host,
+                    clone_datastore(self.settings, clone),
+                    owner=run_id,
+                    on_queued=emit.queued,
+                )
+                with attempt, ticket:
                     outcome = self.vcenter.destroy(
                         facts.moref, expected_uuid=facts.instance_uuid, facts=facts
                     )
         except VCenterUnreachable:
+            raise
+        except Interrupted:  # stopped while it waited for room: never asked, still ready
+            self.repo.update_clone(clone.id, state=CloneState.READY)
             raise
         except ClonesError as exc:
             self.repo.update_clone(clone.id, state=CloneState.READY, error=str(exc))
