@@ -48,9 +48,10 @@ def _records_match_the_lab(clones: Clones, lab: LabProcess, environment: str) ->
     mid_way = [c.name for c in rows if c.state in (CloneState.CLONING, CloneState.DESTROYING)]
     assert not mid_way, f"left mid-way: {mid_way}"
     ready = {c.instance_uuid: c for c in rows if c.state is CloneState.READY}
-    assert set(vms) == set(ready), (sorted(vm["name"] for vm in vms.values()), sorted(
-        c.name for c in ready.values()
-    ))
+    assert set(vms) == set(ready), (
+        sorted(vm["name"] for vm in vms.values()),
+        sorted(c.name for c in ready.values()),
+    )
 
 
 def _run_of(clones: Clones, environment: str, kind: RunKind) -> Any:
