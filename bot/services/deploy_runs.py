@@ -108,30 +108,42 @@ class DeployRuns:
             halt=self.core.halt,
         )
         unreachable: list[VCenterUnreachable] = [per.lost] if per.lost else []
-        halted = per.halted
-        guard = batch.guard
-        if not unreachable and not halted:
-            try:
-                self._confine(placements or {})
-            except VCenterUnreachable as exc:
-                unreachable.append(exc)
-        not_up = 0  # stopped by the user during bring-up: clones left to power on or await
-        if bringup is not None:
-            if unreachable or halted:
-                bringup.abandon()
-            elif (lost := bringup.finish()) is not None:
-                unreachable.append(lost)
-            if halted or bringup.halted:
-                halted, not_up = halted or bringup.halted, bringup.left + bringup.watch.dropped
+        halted, not_up = self._after_cloning(per.halted, unreachable, placements, bringup)
         result = self._finish_deploy(
             run_id, env, planned, started, unreachable, emit, halted=halted, not_up=not_up
         )
+        guard = batch.guard
         if guard.stopped:  # said once, for the run: the first copy's own error has the causes
             note = guard.summary()
             message = f"{result.message}. {note}" if result.message else note
             self.repo.update_run(run_id, message=message)
             result = replace(result, message=message)
         return result
+
+    def _after_cloning(
+        self,
+        halted: str,
+        unreachable: list[VCenterUnreachable],
+        placements: dict[str, TypePlacement] | None,
+        bringup: BringUp | None,
+    ) -> tuple[str, int]:
+        """DRS confinement, then the end of bring-up (all of it unless vCenter was lost or the
+        user stopped the run); adds a loss of vCenter to `unreachable`. Returns what stopped the
+        run ("Ctrl-C", or "") and how many clones it left to power on or customize."""
+        if not unreachable and not halted:
+            try:
+                self._confine(placements or {})
+            except VCenterUnreachable as exc:
+                unreachable.append(exc)
+        if bringup is None:
+            return halted, 0
+        if unreachable or halted:
+            bringup.abandon()
+        elif (lost := bringup.finish()) is not None:
+            unreachable.append(lost)
+        if halted or bringup.halted:
+            return halted or bringup.halted, bringup.left + bringup.watch.dropped
+        return "", 0
 
     def _clone_in_turn(self, b: _Batch, clone: Clone, stop: Stop) -> Clone:
         """One clone of the batch, in its type's turn (the type's first clone probes alone; a

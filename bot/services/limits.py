@@ -46,7 +46,6 @@ class OpLimits:
     """Tickets for operations, granted while every limit they count against has room, fairly
     between their owners."""
 
-    # Kept whole: one lock guards the counters, the queue and the owners' state together.
     def __init__(self, total: int, per_host: int, per_datastore: int) -> None:
         self.total = total
         self.per_host = per_host
@@ -62,7 +61,6 @@ class OpLimits:
         self._order = itertools.count(1)
         self._halted = ""  # why the process stopped starting operations ("" while it runs)
         self.most_on_a_host = 0  # the most operations seen at once on one host
-        self.most_clones = 0  # the most clone tasks seen at once
 
     @classmethod
     def of(cls, settings: Settings) -> OpLimits:
@@ -110,6 +108,7 @@ class OpLimits:
             for t in self._queue:
                 t.state = "halted"
             self._queue.clear()
+            self._queued.clear()  # nobody waits any more: nothing more to tell
             self._cond.notify_all()
 
     def wait_for_waiting(self, n: int, timeout_s: float) -> bool:
@@ -182,7 +181,6 @@ class OpLimits:
             self._datastores[t.datastore] += 1
         self._owners[t.owner] += 1
         self.most_on_a_host = max(self.most_on_a_host, self._hosts[t.host])
-        self.most_clones = max(self.most_clones, self._clones)
         self._cond.notify_all()
 
     def _give_back(self, t: Ticket) -> None:

@@ -79,7 +79,6 @@ def run_per_clone(
     propagates once the pool is done.
     """
     stop = Stop(halt)
-    out: PerClone[T, R] = PerClone()
 
     def guarded(item: T) -> R:
         if stop():
@@ -110,6 +109,13 @@ def run_per_clone(
         finally:
             if unhook is not None:
                 unhook()
+    return _outcome(futures, stop)
+
+
+def _outcome(futures: list[tuple[T, Future[R]]], stop: Stop) -> PerClone[T, R]:
+    """What each item of a finished pool came to; a bug (any exception other than the loss of
+    vCenter or a stop before the item started) is raised."""
+    out: PerClone[T, R] = PerClone()
     bug: BaseException | None = None
     for item, f in futures:
         if f.cancelled():
@@ -125,8 +131,8 @@ def run_per_clone(
     if bug is not None:
         raise bug
     out.lost = stop.error
-    if out.lost is None and out.not_started and halt is not None and halt():
-        out.halted = halt.why
+    if out.lost is None and out.not_started and stop.halt is not None and stop.halt():
+        out.halted = stop.halt.why
     return out
 
 

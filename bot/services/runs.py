@@ -260,6 +260,7 @@ class Emitter:
         # Queued behind other runs for vCenter capacity (bot.services.limits): what to show.
         self.waiting = ""
         self._queued_order = 0
+        self._finished = False
         self.lock = threading.Lock()
 
     def stages(self, *, customizing: int, made_before: int = 0) -> None:
@@ -276,8 +277,8 @@ class Emitter:
         """The limiter's word that this run waits for vCenter capacity (every operation it asks
         for waits, none is in flight) or no longer does: said as a progress event."""
         with self.lock:
-            if order < self._queued_order:
-                return  # an older report, told late
+            if order < self._queued_order or self._finished:
+                return  # an older report, told late; or the run is over
             self._queued_order = order
             text = f"queued: waiting for vCenter capacity ({why})" if queued else ""
             if text == self.waiting:
@@ -294,6 +295,8 @@ class Emitter:
         message: str = "",
     ) -> None:
         with self.lock:
+            if kind == "finished":
+                self._finished, self.waiting = True, ""
             if ok is True:
                 self.done += 1
             elif ok is False:

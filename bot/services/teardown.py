@@ -27,7 +27,7 @@ from bot.domain.results import (
 from bot.domain.vsphere import Destroyed, VmSighting
 from bot.ports import ProgressCallback
 from bot.services.limits import clone_datastore, clone_host, may_crowd_a_host
-from bot.services.pipeline import NotStarted, Stop, retrying, run_per_clone
+from bot.services.pipeline import NotStarted, PerClone, Stop, retrying, run_per_clone
 from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state, stopped_message
 
 if TYPE_CHECKING:
@@ -116,19 +116,8 @@ class StripBack:
         for c, why in skipped:
             emit("clone_failed", clone=c.name, ok=False, message=why)
 
-        per = run_per_clone(
-            verified,
-            partial(self._destroy_one, run_id, emit),
-            workers=self.settings.concurrency,
-            name="strip",
-            halt=self.core.halt,
-        )
+        per = self._destroy_all(run_id, emit, verified)
         error = per.lost
-        # Not started (vCenter was lost first) stays ready; mid-destroy goes back to ready: the
-        # resumed run re-verifies both.
-        if error is not None:
-            for c in self.repo.clones(run_id=run_id, states=[CloneState.DESTROYING]):
-                self.repo.update_clone(c.id, state=CloneState.READY)
         done = [(c, r) for (c, _), r in per.results if isinstance(r, Destroyed)]
         destroyed = [c.name for c, r in done if not r.gone]
         already_gone = [c.name for c in gone] + [c.name for c, r in done if r.gone]
@@ -168,6 +157,24 @@ class StripBack:
         if error is not None:
             raise error
         return result
+
+    def _destroy_all(
+        self, run_id: int, emit: Emitter, verified: list[tuple[Clone, VmSighting]]
+    ) -> PerClone[tuple[Clone, VmSighting], Destroyed | FailedClone]:
+        """The pool of destroys. Not started (vCenter was lost, or the user stopped the run)
+        stays ready; mid-destroy when vCenter was lost goes back to ready: the resumed run
+        re-verifies both."""
+        per = run_per_clone(
+            verified,
+            partial(self._destroy_one, run_id, emit),
+            workers=self.settings.concurrency,
+            name="strip",
+            halt=self.core.halt,
+        )
+        if per.lost is not None:
+            for c in self.repo.clones(run_id=run_id, states=[CloneState.DESTROYING]):
+                self.repo.update_clone(c.id, state=CloneState.READY)
+        return per
 
     def _extras(self) -> tuple[str, ...]:
         """What strip back's check reads beside identity and labels: the storage each clone
