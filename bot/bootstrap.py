@@ -247,10 +247,19 @@ class _TerminalWiring:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """The `clones` console script."""
+    """The `clones` console script (`argv` None: the process's own arguments)."""
     from bot.cli.main import main as cli_main
 
-    return cli_main(argv, _TerminalWiring())
+    try:
+        return cli_main(argv, _TerminalWiring())
+    finally:
+        if argv is None:
+            # The process ends now, its report written: a late Ctrl-C or SIGTERM must not kill
+            # it (Python restores the default action of a handled signal as it exits).
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def slack(environ: Mapping[str, str] | None = None) -> int:

@@ -17,6 +17,7 @@ from bot.domain import grammar
 from bot.domain.errors import UsageError
 
 if TYPE_CHECKING:
+    from bot.cli.stopping import Stopping
     from bot.cli.wiring import Wiring
     from bot.services.container import Services
 
@@ -40,24 +41,27 @@ def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
         print(text.replace("`", ""), file=out)
         return EXIT_OK
     from bot.cli.roster import with_roster
+    from bot.cli.stopping import Stopping
     from bot.settings import load_settings
 
     command = with_roster(command)
     services = wiring.build(load_settings(opts.config))
-    try:
-        return _run(command, services, opts, out)
-    finally:
-        services.close()
+    # Ctrl-C and SIGTERM stop the command and let it report (bot/cli/stopping.py).
+    with Stopping(services, enabled=isinstance(command, _STOPPABLE)) as stopping:
+        try:
+            code = _run(command, services, opts, out, stopping)
+        finally:
+            services.close()
+    return EXIT_INTERRUPTED if stopping.requested else code
 
 
-def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
+def _run(command: Any, services: Services, opts: Options, out: TextIO, stopping: Stopping) -> int:
     from dataclasses import replace
 
     from bot.cli.dialogue import confirmed
     from bot.cli.progress import Progress
     from bot.cli.render import RENDER, View
     from bot.cli.roster import handout_lines
-    from bot.cli.stopping import Stopping
     from bot.services.dispatch import Invocation, dispatch, plan_for, settled
 
     actor = os.environ.get("CLONES_USER") or getpass.getuser()
@@ -70,18 +74,13 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
     if plan is not None and not confirmed(command, plan, opts, out):
         print("Cancelled: nothing was changed.", file=out)
         return EXIT_OK
-    stopping = Stopping(services)
-    with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
-        invocation = replace(invocation, on_event=progress)
-        if isinstance(command, _STOPPABLE):
-            result = stopping.run(lambda: dispatch(services, command, invocation))
-        else:
-            result = dispatch(services, command, invocation)
     render = RENDER.get(type(command))
     if render is None:  # every command has a renderer; a test checks it
         raise UsageError(f'"{command.verb}" is not available in the terminal; type "clones help".')
-    code = render(result, View(command, opts, out, services))
-    return EXIT_INTERRUPTED if stopping.requested else code
+    with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
+        invocation = replace(invocation, on_event=progress)
+        result = stopping.run(lambda: dispatch(services, command, invocation))
+    return render(result, View(command, opts, out, services))
 
 
 def _warn_abandoned(services: Services) -> None:

@@ -36,14 +36,32 @@ _MARK_TIMEOUT_S = 3.0  # a second signal: how long marking the runs interrupted 
 
 
 class Stopping:
-    """Runs one command so that Ctrl-C and SIGTERM stop it as the module says; `requested`
-    names the signal once one came ("" until then)."""
+    """Ctrl-C and SIGTERM stop the command run through `run` as the module says, while the
+    context is entered (until the process has closed its connections); `requested` names the
+    signal once one came ("" until then). Before `run` (a confirmation prompt) either signal
+    raises KeyboardInterrupt, as Ctrl-C does by default; after it, one changes nothing. Not
+    `enabled`: `run` just calls the command, signals act as usual."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, enabled: bool = True) -> None:
         self.services = services
+        self.enabled = enabled
         self.requested = ""
+        self._started = False  # the command runs (before: a signal is a KeyboardInterrupt)
+        self._over = False  # the command has ended (a signal now changes nothing)
+        self._previous: dict[signal.Signals, object] = {}
+
+    def __enter__(self) -> Stopping:
+        if self.enabled:
+            self._previous = {s: signal.signal(s, self._on_signal) for s in _NAMES}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)  # type: ignore[arg-type]
 
     def run(self, work: Callable[[], T]) -> T:
+        if not self.enabled:
+            return work()
         outcome: dict[str, object] = {}
         done = threading.Event()
 
@@ -55,20 +73,20 @@ class Stopping:
             finally:
                 done.set()
 
-        worker = threading.Thread(target=command, name="command", daemon=True)
-        previous = {s: signal.signal(s, self._on_signal) for s in _NAMES}
-        try:
-            worker.start()
-            done.wait()  # signals are handled here, between waits
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        self._started = True
+        threading.Thread(target=command, name="command", daemon=True).start()
+        done.wait()  # signals are handled here, between waits
+        self._over = True
         if "error" in outcome:
             raise outcome["error"]  # type: ignore[misc]
         return outcome["result"]  # type: ignore[return-value]
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = _NAMES.get(signal.Signals(signum), f"signal {signum}")
+        if not self._started:
+            raise KeyboardInterrupt  # nothing runs yet (a prompt): stop as Ctrl-C always does
+        if self._over:
+            return  # the command has ended: its report is being written, then the process ends
         if self.requested:
             self._exit_now(name)
         self.requested = name
