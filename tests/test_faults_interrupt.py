@@ -65,7 +65,7 @@ def test_ctrl_c_mid_deploy_stops_starting_clones_and_resume_finishes_the_40(
 ) -> None:
     """The issue's repro: a deployment of 40 interrupted once 1 clone existed made all 40 and
     left its run `running`. Now only the clone tasks already in vCenter finish."""
-    lab = make_lab({"clone_latency_ms": 400})
+    lab = make_lab({"clone_latency_ms": 1000})  # ten rounds: the signal comes in the first
     clones = Clones(tmp_path, lab, concurrency=CONCURRENCY)
     proc = clones.start("deploy", "capture", "40", "as", "ctrl")
     wait_while_running(proc, lambda: clones.count("ctrl", "ready") >= 1, timeout=90)
@@ -89,6 +89,7 @@ def test_ctrl_c_mid_deploy_stops_starting_clones_and_resume_finishes_the_40(
     assert f"{len(vms)} of 40" in stopped.out, stopped.out
     assert "clones resume" in stopped.out + stopped.err
 
+    lab.control.configure(clone_latency_ms=0)
     result = clones.run("resume")
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(vm["name"] for vm in clone_vms(lab))
@@ -122,7 +123,7 @@ def test_ctrl_c_mid_strip_back_destroys_only_what_was_in_flight(
     assert len(ours) == 40
     untouched = others(lab, ours)
     snapshots = snapshot_count(lab)
-    lab.control.configure(destroy_latency_ms=400)
+    lab.control.configure(destroy_latency_ms=800)  # ten rounds: the signal comes in the third
 
     proc = clones.start("teardown", "strip", "--yes")
     wait_while_running(proc, lambda: clones.count("strip", "destroyed") >= 8, timeout=90)
@@ -142,6 +143,7 @@ def test_ctrl_c_mid_strip_back_destroys_only_what_was_in_flight(
     assert clones.count("strip", "destroyed") == destroyed
     assert "clones resume" in stopped.out + stopped.err
 
+    lab.control.configure(destroy_latency_ms=0)
     result = clones.run("resume")
     assert result.returncode == 0, result.stdout + result.stderr
     assert [vm for vm in lab.control.vms() if vm["moref"] in ours] == []
@@ -162,7 +164,7 @@ def test_ctrl_c_mid_strip_back_destroys_only_what_was_in_flight(
 
 
 def test_sigterm_mid_deploy_stops_like_ctrl_c(make_lab: MakeLab, tmp_path: Path) -> None:
-    lab = make_lab({"clone_latency_ms": 400})
+    lab = make_lab({"clone_latency_ms": 1000})
     clones = Clones(tmp_path, lab, concurrency=CONCURRENCY)
     proc = clones.start("deploy", "capture", "24", "as", "term")
     wait_while_running(proc, lambda: clones.count("term", "ready") >= 1, timeout=90)
@@ -175,6 +177,7 @@ def test_sigterm_mid_deploy_stops_like_ctrl_c(make_lab: MakeLab, tmp_path: Path)
     assert _run_of(clones, "term", RunKind.DEPLOY).state is RunState.INTERRUPTED
     _records_match_the_lab(clones, lab, "term")
 
+    lab.control.configure(clone_latency_ms=0)
     result = clones.run("resume")
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(vm["name"] for vm in clone_vms(lab))
@@ -188,10 +191,14 @@ def test_a_second_ctrl_c_exits_at_once_and_resume_finishes(
     """Clone tasks take 6 s each: the first Ctrl-C would wait for those in vCenter; the second
     exits at once. The run is interrupted (not busy) and `resume` adopts what the tasks still
     in vCenter made: nothing lost, nothing doubled."""
-    lab = make_lab({"clone_latency_ms": 6000})
+    lab = make_lab({"clone_latency_ms": 6000})  # 40 clones: ten rounds of 6 s
     clones = Clones(tmp_path, lab, concurrency=CONCURRENCY)
-    proc = clones.start("deploy", "capture", "12", "as", "twice")
-    wait_while_running(proc, lambda: clones.count("twice", "cloning") >= 1, timeout=90)
+    proc = clones.start("deploy", "capture", "40", "as", "twice")
+
+    def a_clone_task_in_vcenter() -> bool:
+        return lab.control.stats()["requests"].get("CloneVM_Task", 0) >= 1
+
+    wait_while_running(proc, a_clone_task_in_vcenter, timeout=90)
     stopped = interrupt(proc, twice=True)
 
     assert stopped.code == 130, stopped.err
@@ -199,18 +206,22 @@ def test_a_second_ctrl_c_exits_at_once_and_resume_finishes(
     assert "Traceback" not in stopped.out + stopped.err
     assert "clones resume" in stopped.err
     run = _run_of(clones, "twice", RunKind.DEPLOY)
-    assert run.state is RunState.INTERRUPTED, run.state
+    assert run.state is RunState.INTERRUPTED, (run, stopped)
     lab.control.wait_idle(timeout=60)  # the tasks left in vCenter finish there
+    left_by_the_tasks = len(clone_vms(lab))
+    assert left_by_the_tasks >= 1  # made after the process had gone: resume adopts it
 
+    lab.control.configure(clone_latency_ms=0)
     result = clones.run("resume", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(vm["name"] for vm in clone_vms(lab))
-    assert names == _names(12) and duplicates(names) == 0
+    assert names == _names(40) and duplicates(names) == 0
     _records_match_the_lab(clones, lab, "twice")
     record(
         "second ctrl-c mid-deploy of 12, resumed",
         faults_injected=2,
         exit_after_second_s=round(stopped.exit_s, 2),
+        made_by_tasks_left_in_vcenter=left_by_the_tasks,
         after_resume=len(names),
         duplicates=0,
     )
