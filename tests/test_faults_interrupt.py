@@ -173,7 +173,8 @@ def test_sigterm_mid_deploy_stops_like_ctrl_c(make_lab: MakeLab, tmp_path: Path)
     lab.control.wait_idle()
 
     assert stopped.code == 130, stopped.err
-    assert len(clone_vms(lab)) <= made_at_signal + CONCURRENCY
+    made_at_exit = len(clone_vms(lab))
+    assert made_at_exit <= made_at_signal + CONCURRENCY
     assert _run_of(clones, "term", RunKind.DEPLOY).state is RunState.INTERRUPTED
     _records_match_the_lab(clones, lab, "term")
 
@@ -182,7 +183,14 @@ def test_sigterm_mid_deploy_stops_like_ctrl_c(make_lab: MakeLab, tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     names = sorted(vm["name"] for vm in clone_vms(lab))
     assert names == _names(24)
-    record("sigterm mid-deploy of 24, resumed", faults_injected=1, exit_code=stopped.code)
+    record(
+        "sigterm mid-deploy of 24, resumed",
+        faults_injected=1,
+        vms_at_signal=made_at_signal,
+        vms_at_exit=made_at_exit,
+        exit_code=stopped.code,
+        after_resume=len(names),
+    )
 
 
 def test_a_second_ctrl_c_exits_at_once_and_resume_finishes(
@@ -218,7 +226,7 @@ def test_a_second_ctrl_c_exits_at_once_and_resume_finishes(
     assert names == _names(40) and duplicates(names) == 0
     _records_match_the_lab(clones, lab, "twice")
     record(
-        "second ctrl-c mid-deploy of 12, resumed",
+        "second ctrl-c mid-deploy of 40, resumed",
         faults_injected=2,
         exit_after_second_s=round(stopped.exit_s, 2),
         made_by_tasks_left_in_vcenter=left_by_the_tasks,
