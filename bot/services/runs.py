@@ -108,7 +108,7 @@ class RunBook:
         if self.halt():
             raise Interrupted(
                 f"Stopped by {self.halt.why} before the {RunKind(kind).value} of {environment} "
-                "started: nothing was changed in vCenter."
+                "started: no clone was made, destroyed or powered."
             )
         run = self.repo.start_run(
             environment=environment,
