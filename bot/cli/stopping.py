@@ -44,7 +44,8 @@ class Stopping:
 
     def __init__(self, services: Services, *, enabled: bool = True) -> None:
         self.services = services
-        self.enabled = enabled
+        # Only the main thread may take signals (a terminal called from a thread: as before).
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
         self.requested = ""
         self._started = False  # the command runs (before: a signal is a KeyboardInterrupt)
         self._over = False  # the command has ended (a signal now changes nothing)
