@@ -114,6 +114,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     from bot.services.admin import Admin
     from bot.services.container import Services
     from bot.services.core import Service
+    from bot.services.limits import OpLimits
     from bot.services.recovery import Recovery
     from bot.services.schedules import ScheduleService
     from bot.settings import load_settings
@@ -132,7 +133,10 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     )
     repo = Repository(settings.database)  # makes its folder; StorageError when it cannot
     vcenter = vcenter_for(settings.vcenter)
-    service = Service(settings, repo, vcenter)
+    # One limiter for every run of the process (typed, scheduled, resumed; deploys, strip backs,
+    # power, refresh, bring-up): `concurrency` and the per-host and per-datastore limits are
+    # vCenter's, whoever asks.
+    service = Service(settings, repo, vcenter, limits=OpLimits.of(settings))
     services = Services(
         settings,
         repo,
@@ -251,13 +255,22 @@ class _TerminalWiring:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """The `clones` console script."""
+    """The `clones` console script (`argv` None: the process's own arguments)."""
     from bot.cli.main import main as cli_main
     from bot.host import watch_bus_errors
 
     if argv is None:  # the console script: a process of its own
         watch_bus_errors(code=1)
-    return cli_main(argv, _TerminalWiring())
+    try:
+        return cli_main(argv, _TerminalWiring())
+    finally:
+        if argv is None:
+            # The process ends now, its report written: a late Ctrl-C or SIGTERM must not kill
+            # it (Python restores the default action of a handled signal as it exits).
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def slack(environ: Mapping[str, str] | None = None) -> int:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +124,52 @@ def kill(proc: subprocess.Popen[str]) -> None:
     """SIGKILL: no clean-up of any kind runs in the process."""
     proc.kill()
     proc.communicate(timeout=30)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How a `clones` process ended after Ctrl-C (or SIGTERM): its exit code, what it printed,
+    and the seconds from the last signal to its exit."""
+
+    code: int
+    out: str
+    err: str
+    exit_s: float
+
+
+STOPPING = "stopping"  # what the terminal says on the first Ctrl-C (bot/cli/stopping.py)
+
+
+def interrupt(
+    proc: subprocess.Popen[str],
+    sig: signal.Signals = signal.SIGINT,
+    *,
+    twice: bool = False,
+    timeout: float = 120.0,
+) -> Stopped:
+    """Ctrl-C as a terminal sends it (SIGINT; or `sig`, e.g. SIGTERM), then wait for the
+    process to end. With `twice`, the second signal follows once the process said it is
+    stopping (or ended). A process still running after `timeout` is killed (and the test
+    fails on its exit code)."""
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    try:
+        proc.send_signal(sig)
+        said: list[str] = []
+        if twice:
+            assert proc.stderr is not None
+            while line := proc.stderr.readline():
+                said.append(line)
+                if STOPPING in line:
+                    break
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        sent = time.monotonic()
+        out, err = proc.communicate()
+        exit_s = time.monotonic() - sent
+    finally:
+        watchdog.cancel()
+    return Stopped(proc.returncode, out, "".join(said) + err, exit_s)
 
 
 def clone_vms(lab: LabProcess, prefix: str = "TRN-") -> list[dict[str, Any]]:

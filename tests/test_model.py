@@ -3,13 +3,13 @@
 Hypothesis drives random sequences of what happens to a real estate: deployments (into reused
 environment names too), strip backs, refreshes, power changes, trainees assigned and one
 trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
-any of them SIGKILLed at a random moment or cut off by vCenter going dark; sessions expired under
-them (with NotAuthenticated faults, or the way VMware's simulator answers: HTTP 200 with every
-object in missingSet); `resume` and the Slack bot's start-up recovery (its session expired
-before it starts, too); a long-lived bot's status and strip back after its session ended; the
-bot's account losing its rights on some clones (NoPermission per VM) and getting them back;
-and someone at the vSphere Client destroying, renaming, powering or relabelling clones behind
-the bot's back.
+any of them SIGKILLed at a random moment, stopped with Ctrl-C (once, or twice: at once) or SIGTERM,
+or cut off by vCenter going dark; sessions expired under them (with NotAuthenticated faults, or
+the way VMware's simulator answers: HTTP 200 with every object in missingSet); `resume` and the
+Slack bot's start-up recovery (its session expired before it starts, too); a long-lived bot's
+status and strip back after its session ended; the bot's account losing its rights on some
+clones (NoPermission per VM) and getting them back; and someone at the vSphere Client
+destroying, renaming, powering or relabelling clones behind the bot's back.
 
 After every step (once the lab has finished any work a killed process had asked for) it checks:
 - nothing the bot did not make is touched (decoys, parents, their snapshots);
@@ -24,6 +24,10 @@ After every step (once the lab has finished any work a killed process had asked 
 - every exit code is one of the documented ones, and no traceback reaches the terminal;
 - nothing unseen is recorded gone: no record is destroyed or missing while its VM exists, and a
   long-lived bot's status never calls an existing clone missing;
+- a command stopped by Ctrl-C or SIGTERM exits 130 and leaves no run `running` (interrupted:
+  resumable, the environment not busy); stopped once, what vCenter was doing finished and is
+  recorded (no clone of its run mid-way, every VM it made recorded ready, every VM it removed
+  recorded destroyed);
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
   UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
   unfinished, no clone is left mid-way.
@@ -38,6 +42,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -63,7 +68,7 @@ from bot.domain.errors import ClonesError
 from bot.domain.models import CloneState, RunKind, RunState
 from handlers.app import SlackTokens, create_bot
 from storage import Repository
-from tests.faults import Clones, record
+from tests.faults import Clones, interrupt, record
 from tests.helpers import lab_settings
 from tests.slack.fake_api import FakeSlack
 from tests.vsphere import Admin
@@ -72,7 +77,13 @@ pytestmark = pytest.mark.lab
 
 ENVIRONMENTS = ("a", "b")
 TYPES = ("capture", "packaging")
-EXIT_CODES = {0, 1, 2, 3}
+EXIT_CODES = {0, 1, 2, 3, 130}
+# Stopping a command as a terminal does: (signal, a second one once it says it is stopping).
+STOPS = {
+    "ctrl-c": (signal.SIGINT, False),
+    "ctrl-c twice": (signal.SIGINT, True),
+    "sigterm": (signal.SIGTERM, False),
+}
 DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault strikes
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
@@ -181,9 +192,11 @@ class TrustModel(RuleBasedStateMachine):
         return done.returncode
 
     def run_with_fault(self, fault: str, delay: float, *words: str) -> int | None:
-        """Start a command and strike it `delay` s in: SIGKILL it, make vCenter unreachable
-        for a while, or expire every session. Returns its exit code (None when killed)."""
+        """Start a command and strike it `delay` s in: SIGKILL it, stop it (Ctrl-C, twice, or
+        SIGTERM), make vCenter unreachable for a while, or expire every session. Returns its
+        exit code (None when killed)."""
         runs_before = self.run_count()
+        vms_before = set(self.vms())
         proc = self.clones.start(*words)
         # Strike `delay` s after the command's run has started (or once it has ended).
         deadline = time.monotonic() + 30
@@ -197,6 +210,13 @@ class TrustModel(RuleBasedStateMachine):
             proc.kill()
             proc.communicate(timeout=60)
             code = None
+        elif fault in STOPS:
+            sig, twice = STOPS[fault]
+            stopped = interrupt(proc, sig, twice=twice, timeout=180)
+            code = stopped.code
+            self._check_output(code, stopped.out, stopped.err, words)
+            self.lab.control.wait_idle()
+            self.assert_stopped_cleanly(code, runs_before, vms_before, once=not twice)
         else:
             if fault == "pause":
                 self.lab.control.pause(0.8)
@@ -214,6 +234,31 @@ class TrustModel(RuleBasedStateMachine):
         are answered as VMware's simulator answers them, HTTP 200 with every object faulted."""
         self.lab.control.configure(expired_session_reads="missing_set" if upstream else "fault")
         self.lab.control.expire_sessions()
+
+    def assert_stopped_cleanly(
+        self, code: int, runs_before: int, vms_before: set[str], *, once: bool
+    ) -> None:
+        """A command stopped by Ctrl-C or SIGTERM: no run left `running`; stopped once, its
+        runs' clones are not mid-way and their records match vCenter (nothing unrecorded made
+        or destroyed)."""
+        if code != 130:
+            return  # it had ended before the signal came
+        with Repository(self.clones.database) as repo:
+            runs = sorted(repo.runs(limit=100_000), key=lambda r: r.id)[runs_before:]
+            assert not [r.id for r in runs if r.state is RunState.RUNNING], "left running"
+            if not once:
+                return
+            vms = self.vms()
+            for run in runs:
+                for c in repo.clones(run_id=run.id):
+                    mid_way = (CloneState.CLONING, CloneState.DESTROYING)
+                    assert c.state not in mid_way, f"{c.name} left {c.state}"
+                    if c.state is CloneState.READY and c.instance_uuid not in self.behind_destroyed:
+                        assert c.instance_uuid in vms, f"{c.name} recorded ready, not in vCenter"
+            recorded = {c.instance_uuid for c in repo.clones() if c.state.live}
+        made = [vm for vm in self.ours() if vm["instance_uuid"] not in vms_before]
+        unrecorded = [vm["name"] for vm in made if vm["instance_uuid"] not in recorded]
+        assert not unrecorded, f"VMs made without a live record after Ctrl-C: {unrecorded}"
 
     def _check_output(self, code: int, out: str, err: str, words: tuple[str, ...]) -> None:
         assert code in EXIT_CODES, (words, code, out, err)
@@ -265,7 +310,7 @@ class TrustModel(RuleBasedStateMachine):
         kind=st.sampled_from(TYPES),
         count=st.integers(1, 4),
         fault=st.sampled_from(
-            ["none", "none", "none", "kill", "pause", "expire", "expire-upstream"]
+            ["none", "none", "none", "kill", "pause", "expire", "expire-upstream", *STOPS]
         ),
         delay=st.sampled_from(DELAYS),
         power_on=st.sampled_from([False, False, True]),
@@ -282,7 +327,7 @@ class TrustModel(RuleBasedStateMachine):
         """A deployment (perhaps "and power on"); one that ran powers on what it made."""
         words += ("and", "power", "on") if power_on else ()
         code = self.act("deploy", environment, words, fault, delay)
-        if code in (0, None):  # it ran (to the end, or until killed): a new run's clones
+        if code in (0, None, 130):  # it ran (to the end, or until killed or stopped): new clones
             self.bot_powered.discard(environment)
 
     @rule(
@@ -325,7 +370,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
-        fault=st.sampled_from(["none", "kill", "kill", "pause", "expire-upstream"]),
+        fault=st.sampled_from(["none", "kill", "kill", "pause", "expire-upstream", *STOPS]),
         delay=st.sampled_from(DELAYS),
     )
     def strip_back(self, environment: str, fault: str, delay: float) -> None:
@@ -335,7 +380,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
-        fault=st.sampled_from(["none", "kill"]),
+        fault=st.sampled_from(["none", "kill", "ctrl-c", "ctrl-c twice"]),
         delay=st.sampled_from(DELAYS),
     )
     def refresh(self, environment: str, fault: str, delay: float) -> None:
@@ -363,7 +408,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         pick=st.integers(0, 100),
-        fault=st.sampled_from(["none", "kill", "kill"]),
+        fault=st.sampled_from(["none", "kill", "kill", "ctrl-c"]),
         delay=st.sampled_from(DELAYS),
     )
     def rebuild(self, pick: int, fault: str, delay: float) -> None:

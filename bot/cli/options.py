@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.domain.errors import UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports it (bot/cli/stopping.py)
 
 # The verbs only the terminal has (bot/cli/terminal.py), and the line `clones help` adds for them.
 TERMINAL_VERBS = ("lab", "demo", "thumbprint")

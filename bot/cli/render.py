@@ -160,6 +160,8 @@ def show_teardown(result: TeardownResult, v: View) -> int:
             print(f"  left as recorded: {f.error}", file=out)
         for f in result.failed:
             print(f"  failed: {f.name}: {f.error}", file=out)
+        if result.message and result.state is RunState.INTERRUPTED:
+            print(result.message, file=out)
     if result.state is RunState.SUCCEEDED:
         return EXIT_OK
     return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
@@ -380,6 +382,8 @@ def show_refresh(result: RefreshResult, v: View) -> int:
         print(f"{say.refreshed(result)} ({result.elapsed_s:.1f} s).", file=out)
         for f in [*result.failed, *result.skipped]:
             print(f"  {f.name}: {f.error}", file=out)
+        if result.message and result.state is RunState.INTERRUPTED:
+            print(result.message, file=out)
     if result.state is RunState.SUCCEEDED:
         return EXIT_OK
     return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
@@ -587,6 +591,8 @@ def show_rebuild(result: RefreshResult, v: View) -> int:
         print(json.dumps(plain(result), indent=2), file=v.out)
     else:
         print(f"{say.rebuilt(result)} ({result.elapsed_s:.1f} s).", file=v.out)
+        if result.message and result.state is RunState.INTERRUPTED:
+            print(result.message, file=v.out)
     return EXIT_OK if result.state is RunState.SUCCEEDED else EXIT_ERROR
 
 

@@ -32,6 +32,11 @@ class CapacityError(ClonesError):
     """The datastore or a limit cannot take the requested deployment."""
 
 
+class Interrupted(ClonesError):
+    """The user stopped the process (Ctrl-C, SIGTERM) before this work started; its text says
+    what stopped it."""
+
+
 class PermissionDenied(ClonesError):
     """The user or channel may not run this command."""
 

@@ -20,6 +20,7 @@ EventKind = Literal[
     "clone_retry",
     "clone_powered_on",  # a deployment that powers on: this clone is on
     "clone_customized",  # ...and its guest customization ended (`message`: why it failed)
+    "waiting",  # queued behind other runs for vCenter capacity, or no longer (`waiting`)
     "finished",
 ]
 
@@ -32,7 +33,8 @@ class ProgressEvent:
     also counts them powered on (`powered_on`) and, when its types customize, customized
     (`customized`, `customization_failed`); those are None for a run without that stage. A
     resumed deployment counts the clones made before the crash in `made_before` (its stages
-    count the whole lab; `done` and `total` only what this run makes).
+    count the whole lab; `done` and `total` only what this run makes). `waiting` says, while
+    the run is queued behind other runs for vCenter capacity, that it is and why.
     """
 
     kind: EventKind
@@ -50,6 +52,7 @@ class ProgressEvent:
     customized: int | None = None
     customization_failed: int = 0
     made_before: int = 0
+    waiting: str = ""
 
     @property
     def remaining(self) -> int:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from bot.domain.errors import (
     CannotSee,
     ClonesError,
+    Interrupted,
     LinkedCloneCheckFailed,
     VCenterFault,
     VCenterUnreachable,
@@ -91,6 +92,10 @@ class Cloner:
                     facts = self.vcenter.finish_clone(facts, request)
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, attempts=attempts[0])
+            raise
+        except Interrupted:  # the user stopped the process while it waited for a slot
+            if attempts == 0:  # never asked for: planned again, for `resume`
+                self.repo.update_clone(clone.id, state=CloneState.PLANNED)
             raise
         except LinkedCloneCheckFailed as exc:
             return self.repo.update_clone(

@@ -180,6 +180,9 @@ class Recovery:
         left: list[tuple[int, str]] = []
         lost = False  # vCenter stopped answering: records are not judged by it now
         for run in self.abandoned():
+            if self.runs.halt():  # the user stopped this process: the rest wait for next time
+                left.append((run.id, f"stopped by {self.runs.halt.why} before it was resumed"))
+                continue
             new = self.repo.supersede_run(run.id, owner=self.runs.owner, expected_owner=run.owner)
             if new is None:
                 continue  # another process took it over first, or it ended meanwhile
@@ -202,7 +205,9 @@ class Recovery:
         missing: list[Clone] = []
         unseen: list[str] = []
         unchecked = "vCenter stopped answering" if lost else ""
-        if not lost:
+        if self.runs.halt():
+            unchecked = f"stopped by {self.runs.halt.why}"
+        elif not lost:
             try:
                 missing, unseen = self.reconcile()
             except VCenterUnreachable as exc:

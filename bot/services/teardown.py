@@ -1,5 +1,7 @@
 """Strip back: power off and destroy an environment's clones, the set recorded when the run
-starts and nothing else (its recovery acts on the same set)."""
+starts and nothing else (its recovery acts on the same set). Stopped by the user (Ctrl-C), it
+destroys nothing more, records the destroys vCenter finishes, and ends interrupted for
+`resume`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bot.domain.errors import (
     ClonesError,
+    Interrupted,
     NotFoundError,
     VCenterUnreachable,
 )
@@ -24,9 +27,9 @@ from bot.domain.results import (
 )
 from bot.domain.vsphere import Destroyed, VmSighting
 from bot.ports import ProgressCallback
-from bot.services.limits import OpLimits, clone_datastore, clone_host, may_crowd_a_host
-from bot.services.pipeline import Stop, retrying, run_per_clone
-from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state
+from bot.services.limits import clone_datastore, clone_host, may_crowd_a_host
+from bot.services.pipeline import NotStarted, PerClone, Stop, retrying, run_per_clone
+from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state, stopped_message
 from bot.services.sizes import record_seen
 
 # A strip back's records: live clones, and those that failed or went missing (cleared).
@@ -52,6 +55,7 @@ class StripBack:
         after: Callable[[], object] | None = None,
     ) -> None:
         self.after = after
+        self.core = core
         self.settings = core.settings
         self.repo = core.repo
         self.vcenter = core.vcenter
@@ -125,18 +129,8 @@ class StripBack:
         verified, gone, skipped = checked.verified, checked.gone, checked.skipped
         record_seen(self.repo, verified)  # how far they grew, for the next estimate
         cleared, unseen = self._not_to_destroy(checked, emit)
-        per = run_per_clone(
-            verified,
-            partial(self._destroy_one, emit, OpLimits.of(self.settings)),
-            workers=self.settings.concurrency,
-            name="strip",
-        )
+        per = self._destroy_all(run_id, emit, verified)
         error = per.lost
-        # Not started (vCenter was lost first) stays ready; mid-destroy goes back to ready: the
-        # resumed run re-verifies both.
-        if error is not None:
-            for c in self.repo.clones(run_id=run_id, states=[CloneState.DESTROYING]):
-                self.repo.update_clone(c.id, state=CloneState.READY)
         done = [(c, r) for (c, _), r in per.results if isinstance(r, Destroyed)]
         destroyed = [c.name for c, r in done if not r.gone]
         already_gone = [c.name for c in gone if c.state.live]
@@ -145,8 +139,12 @@ class StripBack:
         failed = [r for _, r in per.results if isinstance(r, FailedClone)]
         problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped] + unseen
         ended = len(destroyed) + len(already_gone) + len(cleared)
-        state = outcome_state(ended, len(problems), lost=bool(error))
+        state = outcome_state(ended, len(problems), lost=bool(error or per.halted))
         message = str(error) if error else ""
+        if per.halted:  # the rest stay ready, recorded: `resume` destroys them
+            message = stopped_message(
+                per.halted, f"{len(per.not_started)} clones not destroyed", "strip back"
+            )
         self.runs.finish_run(
             run_id, state=state, succeeded=ended, failed=len(problems), message=message
         )
@@ -193,6 +191,24 @@ class StripBack:
             emit("clone_failed", clone=f.name, ok=False, message=f.error)
         return cleared, unseen
 
+    def _destroy_all(
+        self, run_id: int, emit: Emitter, verified: list[tuple[Clone, VmSighting]]
+    ) -> PerClone[tuple[Clone, VmSighting], Destroyed | FailedClone]:
+        """The pool of destroys. Not started (vCenter was lost, or the user stopped the run)
+        stays ready; mid-destroy when vCenter was lost goes back to ready: the resumed run
+        re-verifies both."""
+        per = run_per_clone(
+            verified,
+            partial(self._destroy_one, run_id, emit),
+            workers=self.settings.concurrency,
+            name="strip",
+            halt=self.core.halt,
+        )
+        if per.lost is not None:
+            for c in self.repo.clones(run_id=run_id, states=[CloneState.DESTROYING]):
+                self.repo.update_clone(c.id, state=CloneState.READY)
+        return per
+
     def _extras(self) -> tuple[str, ...]:
         """What strip back's check reads beside identity and labels: the storage each clone
         frees, and where it runs when more destroys run at once than one host may take (each
@@ -208,11 +224,11 @@ class StripBack:
             log.exception("after the strip back")
 
     def _destroy_one(
-        self, emit: Emitter, limits: OpLimits, item: tuple[Clone, VmSighting], stop: Stop
-    ) -> Destroyed | FailedClone | None:
+        self, run_id: int, emit: Emitter, item: tuple[Clone, VmSighting], stop: Stop
+    ) -> Destroyed | FailedClone:
         """Destroy one verified clone (retrying transient faults); record and report it."""
         if stop():
-            return None
+            raise NotStarted
         clone, facts = item
         # A live clone is recorded destroying; a failed record keeps its state (and why) until
         # its VM is gone: its run owns it, so a crash before then acts on it again.
@@ -221,11 +237,20 @@ class StripBack:
         try:
             for attempt in retrying(self.settings, emit, clone.name):
                 host = clone_host(self.settings, clone, facts.host)
-                with attempt, limits.host_op(host, clone_datastore(self.settings, clone)):
+                ticket = self.core.limits.host_op(
+                    host,
+                    clone_datastore(self.settings, clone),
+                    owner=run_id,
+                    on_queued=emit.queued,
+                )
+                with attempt, ticket:
                     outcome = self.vcenter.destroy(
                         facts.moref, expected_uuid=facts.instance_uuid, facts=facts
                     )
         except VCenterUnreachable:
+            raise
+        except Interrupted:  # stopped while it waited for room: never asked, still ready
+            self.repo.update_clone(clone.id, state=CloneState.READY)
             raise
         except ClonesError as exc:
             if clone.state.live:

@@ -42,14 +42,14 @@ def _progress(text: str, head: str, e: ProgressEvent, done_word: str, eta: str =
     counts = f"{done_word} {e.done} · failed {e.failed} · remaining {e.remaining}"
     stages = f"\n{e.stages_text}" if e.stages_text else ""  # cloned / powered on / customized
     eta = eta or duration(e.eta_s)
-    return Rendered(
-        text,
-        [
-            section(head),
-            section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}{stages}"),
-            context(f"elapsed {duration(e.elapsed_s)} · ETA {eta} · run {e.run_id}"),
-        ],
-    )
+    blocks = [
+        section(head),
+        section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}{stages}"),
+        context(f"elapsed {duration(e.elapsed_s)} · ETA {eta} · run {e.run_id}"),
+    ]
+    if e.waiting:  # queued behind other runs for vCenter capacity: not stuck
+        blocks.insert(2, context(f":hourglass: {esc(e.waiting)}"))
+    return Rendered(text, blocks)
 
 
 # ===================================================================== deploy
