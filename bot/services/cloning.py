@@ -94,7 +94,7 @@ class Cloner:
             self.repo.update_clone(clone.id, attempts=attempts[0])
             raise
         except Interrupted:  # the user stopped the process while it waited for a slot
-            if attempts == 0:  # never asked for: planned again, for `resume`
+            if attempts[0] == 0:  # never asked for: planned again, for `resume`
                 self.repo.update_clone(clone.id, state=CloneState.PLANNED)
             raise
         except LinkedCloneCheckFailed as exc:
