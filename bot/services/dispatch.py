@@ -149,7 +149,7 @@ ROUTES: dict[type[Any], Route] = {
 PLANS: dict[type[Any], Callable[[Services, Any], object]] = {
     grammar.Teardown: lambda s, c: s.service.teardown_plan(c.environment),
     grammar.Refresh: lambda s, c: s.admin.refresher.plan(c.environment),
-    grammar.Orphans: lambda s, c: s.recovery.orphans() if c.action else None,
+    grammar.Orphans: lambda s, c: s.recovery.orphan_finder.orphans() if c.action else None,
     grammar.Rebuild: lambda s, c: s.service.trainees.rebuild_plan(c),  # settled: its VM named
 }
 

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 from bot.domain.errors import CannotSee, ClonesError, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
-from bot.domain.results import DeployResult, FailedClone, TeardownResult
+from bot.domain.results import DeployResult, TeardownResult
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
 from bot.ports import ProgressCallback
 from bot.services.core import Service
-from bot.services.orphans import Orphan, Orphans
+from bot.services.orphans import Orphans
 from bot.services.ownership import locate
 from bot.services.runs import Core
 
@@ -407,16 +407,6 @@ class Recovery:
             self.settings.types[c.type].folder for c in clones if c.type in self.settings.types
         }
         return {folder: self.vcenter.find_vms(folder) for folder in sorted(folders)}
-
-    # ================================================================= orphans
-    def orphans(self) -> list[Orphan]:
-        return self.orphan_finder.orphans()
-
-    def adopt(self, orphan: Orphan, *, actor: str) -> Clone:
-        return self.orphan_finder.adopt(orphan, actor=actor)
-
-    def remove(self, orphan: Orphan, *, actor: str) -> FailedClone | None:
-        return self.orphan_finder.remove(orphan, actor=actor)
 
 
 def _cannot_see(reading: VmReading[VmFacts], clones: list[Clone]) -> None:
