@@ -74,9 +74,11 @@ type Spec struct {
 	CloneLatencyMS   int             `json:"clone_latency_ms"`
 	DestroyLatencyMS int             `json:"destroy_latency_ms"`
 	PowerOnLatencyMS int             `json:"power_on_latency_ms"`
-	Faults           FaultSpec       `json:"faults"`
-	User             string          `json:"user"`
-	Password         string          `json:"password"`
+	// How long a finished task stays readable before the lab forgets it (reaper.go).
+	TaskRetentionS float64   `json:"task_retention_s"`
+	Faults         FaultSpec `json:"faults"`
+	User           string    `json:"user"`
+	Password       string    `json:"password"`
 	// Guest customization (customize.go).
 	CustomizationSpecs     []CustomizationSpecSpec `json:"customization_specs"`
 	CustomizationLatencyMS int                     `json:"customization_latency_ms"`
@@ -93,8 +95,11 @@ func defaultSpec() *Spec {
 		Datastores: []DatastoreSpec{{Name: "TrainingDS", CapacityGB: 500, FreeGB: 480}},
 		Folders:    []string{"Parents", "Training"},
 		Faults:     FaultSpec{Fault: "FileLocked", Seed: 1},
-		User:       "clones",
-		Password:   "lab-password",
+		// Long enough for any client to read a task's outcome; short enough that a lab making
+		// and destroying clones all day keeps a steady size.
+		TaskRetentionS: 10,
+		User:           "clones",
+		Password:       "lab-password",
 	}
 }
 
@@ -184,6 +189,9 @@ func (s *Spec) validate(p *problems) {
 	privilegeProblems(s.Privileges, p)
 	if s.CloneLatencyMS < 0 || s.DestroyLatencyMS < 0 || s.PowerOnLatencyMS < 0 {
 		p.add("clone_latency_ms/destroy_latency_ms/power_on_latency_ms: must be 0 or more")
+	}
+	if s.TaskRetentionS < 1 || s.TaskRetentionS > 86400 {
+		p.add("task_retention_s: must be from 1 to 86400 seconds (a client must have time to read a task it started)")
 	}
 	s.validateCustomization(p)
 	s.Faults.validate(p)
