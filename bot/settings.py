@@ -151,6 +151,11 @@ class Settings:
     confine_hosts: bool = True  # keep each parent's clones on at most that many hosts (DRS rule)
     capacity_headroom_gb: float = 10.0  # free space to leave on a datastore after a deployment
     customization_timeout_s: float = 900.0  # wait this long for a guest customization to finish
+    # Finished environments, their runs and clones are kept this many days (0: for ever), the
+    # audit log longer; the scheduler's holder prunes them at prune_hour (team time zone).
+    history_days: int = 400
+    audit_days: int = 1095
+    prune_hour: int = 3
     slack: SlackSettings = field(default_factory=SlackSettings)
     timezone: str = "UTC"  # the team's time zone for schedules and displayed times
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
@@ -246,6 +251,9 @@ def settings_from_dict(
         raise ConfigError(f"{where} [clones] customization_timeout_s must be a number of seconds.")
     if custom_timeout <= 0:
         raise ConfigError(f"{where} [clones] customization_timeout_s must be more than 0.")
+    history_days = _int(clones_raw, "history_days", 400, 0, 36_500, f"{where} [clones]")
+    audit_days = _int(clones_raw, "audit_days", 1095, 0, 36_500, f"{where} [clones]")
+    prune_hour = _int(clones_raw, "prune_hour", 3, 0, 23, f"{where} [clones]")
 
     types_raw = _table(raw, "types", where, required=False)
     if not types_raw:
@@ -286,6 +294,9 @@ def settings_from_dict(
         confine_hosts=confine,
         capacity_headroom_gb=float(headroom),
         customization_timeout_s=float(custom_timeout),
+        history_days=history_days,
+        audit_days=audit_days,
+        prune_hour=prune_hour,
         source=source,
     )
 
