@@ -37,9 +37,9 @@ _OLD_ENVIRONMENT = f"""
     AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.environment = e.name
                     AND s.stripping_for_end IS NOT NULL)
     AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.environment = e.name
-                    AND (a.ended_at IS NULL OR a.ended_at >= ?))
+                    AND a.ended_at IS NULL)
 """
-_ENV_CUTS = 4
+_ENV_CUTS = 3
 
 # A finished run, older than the cutoff, that made or owns no clone that may be in vCenter.
 _OLD_RUN = f"""
@@ -66,17 +66,18 @@ class PruneStore(Core):
     def prune_history(
         self, *, before: datetime | None, audit_before: datetime | None, batch: int = 50
     ) -> Pruned:
-        """Remove one batch of each kind older than its cutoff (None: keep that kind for
-        ever): up to `batch` environments, ten times as many runs, clones and audit rows.
-        `done` when none of them found anything to remove."""
+        """Remove one batch older than its cutoff (None: keep that kind for ever): up to
+        `batch` whole environments; when none is left, up to ten times as many runs of the
+        environments that stay, then as many of their clones; and up to as many audit rows.
+        `done` when nothing was left to remove."""
         pruned = Pruned()
         if before is not None:
             cut = _text(before)
-            pruned = Pruned(
-                environments=self._prune_environments(cut, batch),
-                runs=self._prune_runs(cut, batch * 10),
-                clones=self._prune_clones(cut, batch * 10),
-            )
+            pruned = Pruned(environments=self._prune_environments(cut, batch))
+            if not pruned.environments:
+                pruned = Pruned(runs=self._prune_runs(cut, batch * 10))
+            if not pruned.removed:
+                pruned = Pruned(clones=self._prune_clones(cut, batch * 10))
         if audit_before is not None:
             pruned = pruned + Pruned(audit=self._prune_audit(_text(audit_before), batch * 10))
         return Pruned(
