@@ -1,14 +1,15 @@
 """Who may run which verb where, from Slack.
 
 Read-only verbs (status, history, savings, types, plan, inventory, my, help) are for everyone,
-everywhere. `check` and `audit` are for admins only (in any channel). Self-service verbs (reset, rebuild, and
-power on|off without an environment) are for trainees (anyone holding an assignment) on their own
-VM, and for operators on anyone's, anywhere; which VM is checked by the trainee service, which
-audits a refusal too. Every other verb changes something (deploy, teardown, prepare, power ENV,
-refresh, schedule, extend, cancel-schedule, assign, unassign, and any verb added later unless
-listed here) and needs an admin, an operator, or a member of an operator user group, in one of
-the configured channels (any channel when none are configured). With nobody configured,
-changing verbs are refused: a fresh install must not let a whole workspace destroy VMs.
+everywhere. `check` and `audit` are for admins only (in any channel). Self-service verbs (reset,
+rebuild, and power on|off without an environment) are for trainees (anyone holding an assignment)
+on their own VM, and for operators on anyone's, anywhere; which VM is checked by the trainee
+service, which audits a refusal too. Every other verb changes something (deploy, teardown,
+prepare, power ENV, refresh, schedule, extend, cancel-schedule, assign, unassign, and any verb
+added later unless listed here) and needs an admin, an operator, or a member of an operator user
+group, in one of the configured channels (any channel when none are configured). With nobody
+configured, changing verbs are refused: a fresh install must not let a whole workspace destroy
+VMs.
 """
 
 from __future__ import annotations

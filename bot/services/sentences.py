@@ -244,17 +244,16 @@ def saved(s: Savings | None, m: Marks = PLAIN) -> str:
 
 
 def environment_life(h: EnvironmentHistory, zone: str | tzinfo, m: Marks = PLAIN) -> str:
-    """ "nov-cohort: stripped back; 25 clones made by U1, Mon 3 Nov 2025 09:00 to Fri 7 Nov
-    2025 17:05; saved 60.20 GB against thin full clones (95.1%)": when, who, how many, savings,
-    outcome."""
+    """ "nov-cohort: stripped back; 25 clones made by U1 (1 failed), Mon 3 Nov 2025 09:00 to
+    Fri 7 Nov 2025 17:05; saved 60.20 GB against thin full clones (95.1%)": when, who, how many,
+    savings, outcome."""
     who = ", ".join(m.person(p) for p in h.deployed_by) or m.person(h.environment.owner)
-    failed = f" ({h.failed} failed)" if h.failed else ""
-    live = f", {h.live} live" if h.live else ""
-    head = (
-        f"{m.name(h.environment.name)}: {h.outcome}; {plural(h.made, 'clone')} made{failed}{live}"
-    )
+    notes = [f"{h.failed} failed"] * bool(h.failed) + [f"{h.live} live"] * bool(h.live)
+    extra = f" ({', '.join(notes)})" if notes else ""
+    made = f"{plural(h.made, 'clone')} made by {who}{extra}"
     tail = saved(h.savings, m)
-    return f"{head} by {who}, {_span(h.started_at, h.finished_at, zone)}" + (
+    span = _span(h.started_at, h.finished_at, zone)
+    return f"{m.name(h.environment.name)}: {h.outcome}; {made}, {span}" + (
         f"; {tail}" if tail else ""
     )
 
