@@ -60,6 +60,8 @@ class Profile:
     big_clones: int = 600
     big_concurrency: int = 32
     cold_repeats: int = 15  # cold starts of each command (the median is reported)
+    # history: a year of finished courses beside what is live (issue 26)
+    history_environments: int = 7_860
 
 
 FULL = Profile("full")
@@ -81,6 +83,7 @@ SMOKE = Profile(
     big_clones=24,
     big_concurrency=8,
     cold_repeats=3,
+    history_environments=300,
 )
 
 

@@ -22,6 +22,7 @@ EXPECTED = {
     "limits": {"params", "wall_s", "ideal_s", "lab_ideal_s", "host_ops_in_flight_max", "targets"},
     "coldstart": {"params", "median_s", "heavy_imports", "targets", "tables"},
     "big": {"params", "sqlite", "precheck_s", "strip_calls_per_clone", "targets", "tables"},
+    "history": {"params", "times_ms", "targets", "tables"},
 }
 
 
