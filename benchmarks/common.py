@@ -62,6 +62,12 @@ class Profile:
     cold_repeats: int = 15  # cold starts of each command (the median is reported)
     # history: a year of finished courses beside what is live (issue 26)
     history_environments: int = 7_860
+    history_courses: int = 100  # courses deployed, assigned and stripped back, for their size
+    # soak: overlapping deploy / status / assign / strip back cycles (issue 26)
+    soak_minutes: float = 4.0
+    soak_lanes: int = 3
+    soak_latency_ms: int = 10
+    soak_warmup: float = 0.3  # share of the rounds before slopes are fitted
 
 
 FULL = Profile("full")
@@ -84,6 +90,8 @@ SMOKE = Profile(
     big_concurrency=8,
     cold_repeats=3,
     history_environments=300,
+    history_courses=5,
+    soak_minutes=0.4,
 )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sqlite3
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -122,6 +123,66 @@ def measure(path: Path, fake: FakeSlack, repeats: int) -> dict[str, float]:
         core.close()
 
 
+def used_bytes(path: Path) -> int:
+    """The bytes the database's pages hold (free pages left out), WAL checkpointed first."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - free) * size)
+    finally:
+        conn.close()
+
+
+def course_growth(path: Path, courses: int) -> dict[str, float]:
+    """What one course adds to the database, as the services write it (the same rows as from
+    Slack, less its replay keys, which expire): 25 clones deployed, assigned to 25 trainees and
+    stripped back, through the service layer over an in-memory vCenter (tests/fakes.py)."""
+    from bot.services.admin import Admin
+    from bot.services.container import Services
+    from bot.services.core import Service
+    from bot.services.dispatch import Invocation, dispatch
+    from bot.services.recovery import Recovery
+    from tests.fakes import FakePeople, FakeVCenter
+
+    settings = settings_for(None, path)
+    repo, vcenter = Repository(path), FakeVCenter()
+    service = Service(settings, repo, vcenter)
+    services = Services(settings, repo, vcenter, service, Admin(service), Recovery.over(service))
+    people = FakePeople()
+    trainees = [f"UT{n:04d}" for n in range(25)]
+    for user in trainees:
+        people.add(user, f"Trainee {user}", f"{user.lower()}@example.com")
+    service.trainees.connect(people, people, staff=lambda user: user == "UTRAINER")
+    who = Invocation("UTRAINER", "slack", channel="CBENCH")
+    try:
+        before = used_bytes(path)
+        for i in range(courses):
+            env = f"course-{i:04d}"
+            dispatch(
+                services,
+                grammar.parse(f"deploy capture 10 packaging 10 verification 5 as {env}"),
+                who,
+            )
+            dispatch(
+                services,
+                grammar.parse(f"assign {env} " + " ".join(f"<@{u}>" for u in trainees)),
+                who,
+            )
+            dispatch(services, grammar.Teardown(env), who)
+        after = used_bytes(path)
+    finally:
+        services.close()
+    per_course = (after - before) / courses
+    return {
+        "courses": courses,
+        "kb_per_course": round(per_course / 1024, 1),
+        "mb_per_100_courses": round(per_course * 100 / 2**20, 2),
+    }
+
+
 def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
     environments = profile.history_environments
     fake = FakeSlack().start()
@@ -137,6 +198,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             size_mb = round(sum(p.stat().st_size for p in Path(tmp).glob("year.db*")) / 2**20, 1)
             repeats = max(profile.repeats * 4, 5)
             times = {"empty": measure(empty, fake, repeats), "year": measure(year, fake, repeats)}
+            growth = course_growth(Path(tmp) / "courses.db", profile.history_courses)
     finally:
         fake.stop()
         if saved_config is None:
@@ -161,6 +223,11 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
     for key, t in targets.items():
         checks.add(key, t["value"], t["target"], verdict(t["met"]))
     print(table.render())
+    print(
+        f"   a course of 25 clones (deployed, assigned, stripped back) adds "
+        f"{growth['kb_per_course']} KB to the database ({growth['mb_per_100_courses']} MB per "
+        f"100 courses; measured over {growth['courses']})"
+    )
     print(checks.render())
     data = {
         "params": {
@@ -172,6 +239,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             "repeats": repeats,
         },
         "times_ms": times,
+        "course_growth": growth,
         "targets": targets,
         "tables": [table.to_json(), checks.to_json()],
     }
