@@ -64,10 +64,10 @@ class Profile:
     history_environments: int = 7_860
     history_courses: int = 100  # courses deployed, assigned and stripped back, for their size
     # soak: overlapping deploy / status / assign / strip back cycles (issue 26)
-    soak_minutes: float = 4.0
+    soak_minutes: float = 8.0
     soak_lanes: int = 3
     soak_latency_ms: int = 10
-    soak_warmup: float = 0.3  # share of the rounds before slopes are fitted
+    soak_warmup: float = 0.5  # share of the rounds before slopes are fitted (the first half)
 
 
 FULL = Profile("full")

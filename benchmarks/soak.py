@@ -66,10 +66,14 @@ class SoakBot(BotProcess):
                 **lab_environ(self.lab),
             }
         )
+        # CLONES_SOAK_BOT_ROOT: run the bot of another checkout (with benchmarks/soak_bot.py
+        # copied in), e.g. the code before a fix, for a comparison made side by side.
+        root = Path(os.environ.get("CLONES_SOAK_BOT_ROOT") or ROOT)
+        env["PYTHONPATH"] = str(root)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.soak_bot"],
-                cwd=ROOT,
+                cwd=root,
                 env=env,
                 stdout=log,
                 stderr=log,
@@ -218,11 +222,11 @@ class Soak:
         return None
 
     def forget_old(self) -> None:
-        """Keep the fake Slack's own records small (the driver's memory is not measured)."""
+        """Keep the fake Slack's own records small (the driver's memory is not measured); the
+        messages stay, as the bot edits its own later."""
         with self.fake._cond:
             self.fake.calls.clear()
             self.fake.uploads.clear()
-            self.fake.messages.clear()
 
 
 def _proc(pid: int) -> tuple[float, int, int]:

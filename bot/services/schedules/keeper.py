@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from bot.domain.models import Environment, ScheduleRecord
+from bot.host import release_freed_memory
 from bot.ports import JobArgs, Repository, Scheduler
 from bot.services.schedules.results import StartReport
 from bot.services.schedules.times import TimeRules, seconds
@@ -170,8 +171,10 @@ class Keeper:
     # ------------------------------------------------------------------ the job table
     def resync(self) -> None:
         """The periodic job: `sync`, then `after_resync` and `housekeeping` when this process
-        holds the scheduler (a failure is logged; the next re-sync tries again)."""
+        holds the scheduler (a failure is logged; the next re-sync tries again). Every bot also
+        hands back the memory its allocator kept after frees (`release_freed_memory`)."""
         self.sync()
+        release_freed_memory()
         if not self.lock.held:
             return
         for hook in (self.after_resync, self.housekeeping):
