@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -25,33 +27,50 @@ func liveHeap() (alloc, inUse uint64) {
 	return m.HeapAlloc, m.HeapInuse
 }
 
-// registered is how many objects the simulator's registry holds (all kinds).
-func registered(t *testing.T) int {
+// held is what a lab keeps per VM, counted: the simulator's registry (objects and their locks),
+// files in the datastores' folders, and the lab's own records (storage figures, customizations).
+type held struct{ Objects, Locks, Files, Figures, Customizations int }
+
+func heldBy(t *testing.T, tl *testLab) held {
 	t.Helper()
 	data, err := simulator.Map.MarshalJSON()
 	if err != nil {
 		t.Fatalf("registry: %v", err)
 	}
-	var counts struct{ Objects int }
-	if err := json.Unmarshal(data, &counts); err != nil {
+	var h held
+	if err := json.Unmarshal(data, &h); err != nil {
 		t.Fatalf("registry: %v", err)
 	}
-	return counts.Objects
+	_ = filepath.Walk(tl.built.inv.tmpDir, func(string, os.FileInfo, error) error {
+		h.Files++
+		return nil
+	})
+	l := tl.built.lab
+	l.store.mu.Lock()
+	h.Figures = len(l.store.figs)
+	l.store.mu.Unlock()
+	l.cust.mu.Lock()
+	h.Customizations = len(l.cust.recs)
+	l.cust.mu.Unlock()
+	return h
 }
 
-// makeAndDestroy clones the parent (linked), powers the clone on and off, and destroys it: what
-// a deploy and strip back do to one VM.
+// makeAndDestroy clones the parent (linked, customized), powers the clone on (the guest is
+// customized) and off, and destroys it: what a deploy and strip back do to one VM.
 func makeAndDestroy(t *testing.T, tl *testLab, parent *object.VirtualMachine, spec types.VirtualMachineCloneSpec, name string) {
 	t.Helper()
 	ctx := context.Background()
 	vm := tl.mustClone(parent, name, spec)
-	for _, step := range []func(context.Context) (*object.Task, error){vm.PowerOn, vm.PowerOff, vm.Destroy} {
+	for i, step := range []func(context.Context) (*object.Task, error){vm.PowerOn, vm.PowerOff, vm.Destroy} {
 		task, err := step(ctx)
 		if err == nil {
 			err = task.Wait(ctx)
 		}
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		if i == 0 && spec.Customization != nil && tl.built.lab.cust.state(vm.Reference()) != "succeeded" {
+			t.Fatalf("%s was not customized", name)
 		}
 	}
 }
@@ -64,11 +83,19 @@ func TestMakingAndDestroyingThousandsOfClonesLeavesTheLabItsSize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("thousands of clones")
 	}
-	tl := startLab(t, func(s *Spec) { s.TaskRetentionS = 1 })
+	tl := startLab(t, func(s *Spec) {
+		s.TaskRetentionS = 1
+		s.CustomizationSpecs = []CustomizationSpecSpec{{Name: "win", Kind: "sysprep"}}
+	})
 	c := tl.connect()
 	parent := tl.parent(c, tl.built.lab.spec.Parents[0].Name)
 	snap := tl.snapshot(parent)
 	spec := tl.cloneSpec(&snap, linkedMove)
+	item, err := object.NewCustomizationSpecManager(c).GetCustomizationSpec(context.Background(), "win")
+	if err != nil {
+		t.Fatalf("GetCustomizationSpec: %v", err)
+	}
+	spec.Customization = &item.Spec
 	reaper := tl.built.lab.reaper
 	swept := func() bool { return reaper.tracked() == 0 }
 	const warmUp, cycles = 200, 2000
@@ -76,20 +103,20 @@ func TestMakingAndDestroyingThousandsOfClonesLeavesTheLabItsSize(t *testing.T) {
 		makeAndDestroy(t, tl, parent, spec, fmt.Sprintf("soak-%05d", i))
 	}
 	waitFor(t, 10*time.Second, "the warm-up's tasks to be forgotten", swept)
-	objectsBefore := registered(t)
+	before := heldBy(t, tl)
 	allocBefore, inUseBefore := liveHeap()
 	for i := warmUp; i < warmUp+cycles; i++ {
 		makeAndDestroy(t, tl, parent, spec, fmt.Sprintf("soak-%05d", i))
 	}
 	waitFor(t, 10*time.Second, "the tasks to be forgotten", swept)
-	objectsAfter := registered(t)
+	after := heldBy(t, tl)
 	allocAfter, inUseAfter := liveHeap()
 	grew := float64(allocAfter) - float64(allocBefore)
-	t.Logf("%d clones made and destroyed: registry %d -> %d objects, heap objects %d -> %d KB "+
-		"(%.3f KB per clone), heap spans %d -> %d KB", cycles, objectsBefore, objectsAfter,
+	t.Logf("%d clones made and destroyed: held %+v -> %+v, heap objects %d -> %d KB "+
+		"(%.3f KB per clone), heap spans %d -> %d KB", cycles, before, after,
 		allocBefore>>10, allocAfter>>10, grew/1024/cycles, inUseBefore>>10, inUseAfter>>10)
-	if objectsAfter != objectsBefore {
-		t.Errorf("the registry holds %d objects, %d before", objectsAfter, objectsBefore)
+	if after != before {
+		t.Errorf("the lab holds %+v, %+v before", after, before)
 	}
 	if grew > 512<<10 {
 		t.Errorf("heap objects grew by %.0f KB over %d clones (from %d KB)", grew/1024, cycles, allocBefore>>10)
