@@ -66,6 +66,14 @@ class Profile:
     deployments: int = 4  # deployments at once, beside a hand-out
     deployment_clones: int = 60  # clones in each
     deployment_latency_ms: int = 7_000  # lab clone latency while they run (over a minute)
+    # history: a year of finished courses beside what is live (issue 26)
+    history_environments: int = 7_860
+    history_courses: int = 100  # courses deployed, assigned and stripped back, for their size
+    # soak: overlapping deploy / status / assign / strip back cycles (issue 26)
+    soak_minutes: float = 8.0
+    soak_lanes: int = 3
+    soak_latency_ms: int = 10
+    soak_warmup: float = 0.5  # share of the rounds before slopes are fitted (the first half)
 
 
 FULL = Profile("full")
@@ -92,6 +100,9 @@ SMOKE = Profile(
     deployments=4,
     deployment_clones=6,
     deployment_latency_ms=300,
+    history_environments=300,
+    history_courses=5,
+    soak_minutes=0.4,
 )
 
 

@@ -275,8 +275,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
 
 def slack(environ: Mapping[str, str] | None = None) -> int:
     """`python -m bot`: the Slack bot (Socket Mode or HTTP, see handlers.app)."""
-    from bot.host import watch_bus_errors
+    from bot.host import limit_malloc_arenas, watch_bus_errors
     from handlers.app import main as slack_main
 
     watch_bus_errors(code=2)
+    limit_malloc_arenas()  # a long-running process of many threads: see bot/host.py
     return slack_main(build, environ)

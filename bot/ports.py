@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from bot.domain.capacity import ClonePeak
 from bot.domain.errors import VCenterError
+from bot.domain.history import EnvironmentHistory, Pruned
 from bot.domain.lab import LabEndpoint
 from bot.domain.models import (
     KEEP,
@@ -143,6 +144,7 @@ class Environments(Protocol):
     def ensure_environment(self, name: str, owner: str, channel: str = "") -> Environment: ...
     def get_environment(self, name: str) -> Environment | None: ...
     def list_environments(self) -> list[Environment]: ...
+    def live_environments(self) -> list[Environment]: ...  # live clones, pending, resumable
     def update_environment(
         self,
         name: str,
@@ -175,9 +177,12 @@ class Clones(Protocol):
         states: Iterable[CloneState] | None = None,
         type: str | None = None,
         run_id: int | None = None,
+        current: bool = False,  # only clones not destroyed
     ) -> list[Clone]: ...
     def clones_by_instance_uuid(self, uuids: Iterable[str]) -> dict[str, Clone]: ...
-    def clone_counts(self) -> dict[str, dict[str, dict[CloneState, int]]]: ...
+    def clone_counts(
+        self, environments: Iterable[str] | None = None
+    ) -> dict[str, dict[str, dict[CloneState, int]]]: ...  # clones not destroyed
     def clone_deltas(
         self, *, environment: str | None = None, states: Iterable[CloneState] = ...
     ) -> list[tuple[str, int | None]]: ...
@@ -251,6 +256,25 @@ class Audit(Protocol):
         detail: str = "",
     ) -> AuditEntry: ...
     def audit_entries(self, *, limit: int = 100, actor: str | None = None) -> list[AuditEntry]: ...
+    def audit_since(
+        self, since: datetime, *, limit: int | None = None, newest: bool = False
+    ) -> list[AuditEntry]: ...
+    def count_audit_since(self, since: datetime) -> int: ...
+
+
+class History(Protocol):
+    """The past, read on request (`history [ENV]`), and pruned once older than its window."""
+
+    def recent_environments(self, limit: int) -> tuple[list[str], int]: ...
+    def environment_history(
+        self, names: Sequence[str]
+    ) -> list[tuple[EnvironmentHistory, list[tuple[str, int | None]]]]: ...
+    def run_history(
+        self, environment: str, limit: int
+    ) -> tuple[list[Run], int, dict[int, list[tuple[str, int | None]]]]: ...
+    def prune_history(
+        self, *, before: datetime | None, audit_before: datetime | None, batch: int = 50
+    ) -> Pruned: ...
 
 
 class Assignments(Protocol):
@@ -279,7 +303,7 @@ class Assignments(Protocol):
     def claim_told(self, assignment_id: int) -> bool: ...
 
 
-class Repository(Environments, Clones, Runs, Schedules, Audit, Assignments, Protocol):
+class Repository(Environments, Clones, Runs, Schedules, Audit, Assignments, History, Protocol):
     """The bot's records: what it intended and did (SQLite in production)."""
 
     def transaction(self) -> AbstractContextManager[None]: ...

@@ -384,6 +384,11 @@ class Settings:
     capacity_headroom_gb: float = setting(10.0, lo=0, hi=1_000_000)
     # Wait this long for a guest customization to finish.
     customization_timeout_s: float = setting(900.0, above=0, hi=24 * 3600)
+    # Finished environments, their runs and clones are kept this many days (0: for ever), the
+    # audit log longer; the scheduler's holder prunes them at prune_hour (team time zone).
+    history_days: int = setting(400, lo=0, hi=36_500)
+    audit_days: int = setting(1095, lo=0, hi=36_500)
+    prune_hour: int = setting(3, lo=0, hi=23)
     slack: SlackSettings = field(default_factory=SlackSettings)
     # The team's time zone for schedules and displayed times.
     timezone: str = setting("UTC", check=_timezone)

@@ -370,7 +370,7 @@ def create_bot(
     if not ctx.access.configured:
         log.warning(
             "No [slack] operators, operator_groups or admins configured: Slack users can only "
-            "run status, savings, types, plan, inventory and help."
+            "run status, history, savings, types, plan, inventory and help."
         )
     return SlackBot(app, ctx, tokens, schedules, listeners)
 

@@ -16,6 +16,7 @@ package main
 //	drs.go         clone placement and DRS groups
 //	privileges.go  answers to privilege queries from the spec
 //	customize.go   guest customization
+//	reaper.go      finished tasks forgotten after task_retention_s (memory stays flat)
 //	control.go     the typed /lab control API; vms.go: GET and POST /lab/vms
 //
 // The spec is read by spec.go and decode.go, the inventory built by build.go and setup.go.
@@ -55,6 +56,7 @@ type Lab struct {
 	cust     *customizer
 	grants   *grants
 	hostOps  *hostOps
+	reaper   *taskReaper
 }
 
 func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
@@ -77,6 +79,8 @@ func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
 		grants:         newGrants(spec.User, spec.Privileges),
 		hostOps:        newHostOps(),
 	}
+	l.reaper = newTaskReaper(time.Duration(spec.TaskRetentionS*float64(time.Second)), l.outage)
+	l.reaper.start()
 	l.registerHooks()
 	l.control = l.controlHandlers()
 	l.store.apply()

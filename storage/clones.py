@@ -15,7 +15,7 @@ from bot.domain.models import Clone, CloneState, ParentFacts, clone_transition
 from storage.core import Core
 from storage.environments import require_environment
 from storage.runs import load_run
-from storage.sql import LIVE, Where, from_text, placeholders, to_text, utc_now
+from storage.sql import CURRENT, LIVE, Where, from_text, placeholders, to_text, utc_now
 
 # How many candidate names `reserve_clones` checks per query (kept under SQLite's 999 host
 # parameters limit of older builds).
@@ -210,14 +210,18 @@ class CloneStore(Core):
         states: Iterable[CloneState] | None = None,
         type: str | None = None,
         run_id: int | None = None,
+        current: bool = False,
     ) -> list[Clone]:
-        """Clones matching every given filter, ordered by environment, type and name."""
+        """Clones matching every given filter, ordered by environment, type and name;
+        `current`: only those not destroyed (what status shows; destroyed ones are history)."""
         where = (
             Where()
             .equal("environment", environment)
             .among("state", None if states is None else [CloneState(s).value for s in states])
             .equal("type", type)
         )
+        if current:
+            where.holds(CURRENT)
         if run_id is not None:
             where.holds("id IN (SELECT clone_id FROM run_clones WHERE run_id = ?)", run_id)
         if where.nothing:
@@ -254,12 +258,20 @@ class CloneStore(Core):
             params.append(environment)
         return [(row[0], row[1]) for row in self._tuples(sql, params)]
 
-    def clone_counts(self) -> dict[str, dict[str, dict[CloneState, int]]]:
-        """environment -> type -> state -> number of clones (states with none are absent)."""
+    def clone_counts(
+        self, environments: Iterable[str] | None = None
+    ) -> dict[str, dict[str, dict[CloneState, int]]]:
+        """environment -> type -> state -> number of clones not destroyed (states with none are
+        absent), of the given environments (None: all). Destroyed clones are history: a year of
+        them costs this read nothing (it reads the partial index `clones_current` only)."""
+        where = Where().holds(CURRENT).among("environment", environments)
+        if where.nothing:
+            return {}
         counts: dict[str, dict[str, dict[CloneState, int]]] = {}
         for row in self._rows(
-            "SELECT environment, type, state, count(*) AS n FROM clones"
-            " GROUP BY environment, type, state"
+            f"SELECT environment, type, state, count(*) AS n FROM clones{where}"
+            " GROUP BY environment, type, state",
+            where.params,
         ):
             by_type = counts.setdefault(row["environment"], {})
             by_type.setdefault(row["type"], {})[CloneState(row["state"])] = row["n"]

@@ -364,6 +364,32 @@ def m013_clone_peak_size(db: Database) -> None:
     db.execute("ALTER TABLE clones ADD COLUMN sized_at TEXT")
 
 
+@migrations()
+def m014_history_indexes(db: Database) -> None:
+    # Everyday reads read what is live, not a year of history (issue 26). Each partial index
+    # holds only the rows those reads want, and a query uses it only when its WHERE clause
+    # repeats the index's word for word (storage.sql.CURRENT, the queries in storage/*.py):
+    # clones not destroyed (live, failed, missing), by environment, type and state: status,
+    # App Home and the live environments; environments with a start or an end to keep and
+    # claimed strip backs: the schedules' re-sync and next events; removals not told yet: the
+    # re-sync's messages to trainees.
+    db.execute(
+        "CREATE INDEX clones_current ON clones(environment, type, state) WHERE state != 'destroyed'"
+    )
+    db.execute(
+        "CREATE INDEX environments_starts ON environments(starts_at) WHERE starts_at IS NOT NULL"
+    )
+    db.execute("CREATE INDEX environments_ends ON environments(ends_at) WHERE ends_at IS NOT NULL")
+    db.execute(
+        "CREATE INDEX schedules_stripping ON schedules(stripping_for_end)"
+        " WHERE stripping_for_end IS NOT NULL"
+    )
+    db.execute(
+        "CREATE INDEX assignments_untold ON assignments(id)"
+        " WHERE ended_reason = 'removed' AND told_at IS NULL"
+    )
+
+
 def apply_migrations(db: _HasConnection) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

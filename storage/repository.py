@@ -12,6 +12,8 @@
 - `storage.schedules.ScheduleStore` (`ports.Schedules`: bookkeeping and claims);
 - `storage.audit.AuditStore` (`ports.Audit`);
 - `storage.assignments.AssignmentStore` (`ports.Assignments`: trainees and the clones they hold);
+- `storage.history.HistoryStore` and `storage.pruning.PruneStore` (`ports.History`: the past,
+  read on request, and pruned once older than its window);
 - `storage.seen.SeenRequestStore` (replay keys).
 """
 
@@ -23,6 +25,8 @@ from storage.assignments import AssignmentStore
 from storage.audit import AuditStore
 from storage.clones import CloneStore
 from storage.environments import EnvironmentStore
+from storage.history import HistoryStore
+from storage.pruning import PruneStore
 from storage.runs import RunStore
 from storage.schedules import ScheduleStore
 from storage.seen import SeenRequestStore
@@ -38,6 +42,8 @@ class Repository(
     ScheduleStore,
     AuditStore,
     AssignmentStore,
+    HistoryStore,
+    PruneStore,
     SeenRequestStore,
 ):
     """All reads and writes of the bot's state. Safe to share between threads.

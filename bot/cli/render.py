@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from bot.cli.options import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, Options
 from bot.domain import grammar
 from bot.domain.errors import UsageError
+from bot.domain.history import AuditLog, History
 from bot.domain.models import RunState
 from bot.domain.results import (
     FAILURE_STATES,
@@ -214,6 +215,8 @@ def show_status(statuses: list[EnvironmentStatus], v: View) -> int:
         return EXIT_OK
     if not statuses:
         print(say.no_environments(), file=out)
+        if not command.environment and not command.everything:
+            print(say.finished_hint(), file=out)
         return EXIT_OK
     for st in statuses:
         env = st.environment
@@ -243,6 +246,64 @@ def show_status(statuses: list[EnvironmentStatus], v: View) -> int:
                         f"    {c.name:<16} {c.type:<14} {c.state.value:<10} {power:<4}{extra}",
                         file=out,
                     )
+            if not st.clones:
+                print(f"  {say.nothing_live(env.name)}", file=out)
+    return EXIT_OK
+
+
+def show_history(h: History, v: View) -> int:
+    out, zone = v.out, v.services.settings.timezone
+    if v.opts.json:
+        data = {
+            "environment": h.environment,
+            "environments": [
+                {
+                    **plain(e),
+                    "outcome": e.outcome,
+                    "savings": e.savings.as_dict() if e.savings else None,
+                }
+                for e in h.environments
+            ],
+            "runs": [
+                {**plain(r), "savings": r.savings.as_dict() if r.savings else None} for r in h.runs
+            ],
+            "more": h.more,
+        }
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK
+    if not h.environments:
+        print(say.no_history(h.environment), file=out)
+    for e in h.environments:
+        print(say.environment_life(e, zone), file=out)
+    for r in h.runs:
+        print(f"  {say.run_life(r, zone)}", file=out)
+    if h.more:
+        older = "runs" if h.environment else "environments"
+        print(f"...and {h.more} older {older}.", file=out)
+    return EXIT_OK
+
+
+AUDIT_COLUMNS = ("at", "actor", "source", "channel", "command", "result", "detail")
+
+
+def show_audit(log: AuditLog, v: View) -> int:
+    out = v.out
+    if v.opts.json:
+        data = {"since": iso(log.since), "entries": [plain(e) for e in log.entries]}
+        print(json.dumps(data, indent=2), file=out)
+    elif v.opts.csv:
+        writer = csv.writer(out)
+        writer.writerow(AUDIT_COLUMNS)
+        for e in log.entries:
+            writer.writerow([iso(e.at) if c == "at" else getattr(e, c) for c in AUDIT_COLUMNS])
+    elif not log.entries:
+        print(
+            f"No audit entries since {say.moment(log.since, v.services.settings.timezone)}.",
+            file=out,
+        )
+    else:
+        for e in log.entries:
+            print(say.audit_line(e, v.services.settings.timezone), file=out)
     return EXIT_OK
 
 
@@ -601,6 +662,8 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.Teardown: show_teardown,
     grammar.Refresh: show_refresh,
     grammar.Status: show_status,
+    grammar.History: show_history,
+    grammar.Audit: show_audit,
     grammar.Savings: show_savings,
     grammar.Types: show_types,
     grammar.Plan: show_plan,

@@ -19,7 +19,7 @@ from typing import ClassVar, Protocol
 
 from bot.domain import trainees
 from bot.domain.errors import UsageError
-from bot.domain.timeparse import DURATION_EXAMPLES, parse_duration
+from bot.domain.timeparse import DURATION_EXAMPLES, parse_duration, since_text
 
 ENV_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 # Type names are configured by the operator; this only keeps junk (quotes, unicode) out of commands.
@@ -66,10 +66,33 @@ class Deploy:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    """Live environments; `everything` (`status --all`): finished ones too."""
+
     verb: ClassVar[str] = "status"
     access: ClassVar[Access] = Access.READ
 
     environment: str | None = None
+    everything: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What became of environments (when, who, how many, savings, outcome), or of one."""
+
+    verb: ClassVar[str] = "history"
+    access: ClassVar[Access] = Access.READ
+
+    environment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """The audit log from `since` on (raw text: a date, a time or a length of time back)."""
+
+    verb: ClassVar[str] = "audit"
+    access: ClassVar[Access] = Access.ADMIN
+
+    since: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +312,8 @@ class _CommandClass(Protocol):
 COMMAND_CLASSES: tuple[type[_CommandClass], ...] = (
     Deploy,
     Status,
+    History,
+    Audit,
     Savings,
     Teardown,
     Schedule,
@@ -322,6 +347,8 @@ def verbs_with(access: Access) -> frozenset[str]:
 Command = (
     Deploy
     | Status
+    | History
+    | Audit
     | Savings
     | Teardown
     | Schedule
@@ -650,15 +677,73 @@ _verb(
 # The other verbs
 
 
+_ALL_FLAGS = ("--all", "-all")  # a phone's "—all" arrives as "-all" (normalise)
+
+
 @_verb(
     "status",
-    summary="show environments, or one environment's clones",
+    summary="show live environments, or one environment's clones",
     example="status nov-cohort",
-    syntax="status [ENV]",
-    examples=("status", "status nov-cohort"),
+    syntax="status [ENV | --all]",
+    detail=(
+        "Lists environments with clones in vCenter, a deploy or strip back to come, or a run "
+        "to finish; `--all` lists finished ones too (`history` says what became of them).",
+    ),
+    examples=("status", "status nov-cohort", "status --all"),
 )
 def _parse_status(args: list[str]) -> Command:
-    return Status(_optional_environment("status", args))
+    flags = [a for a in args if a.lower() in _ALL_FLAGS]
+    rest = [a for a in args if a.lower() not in _ALL_FLAGS]
+    if flags and rest:
+        raise UsageError(
+            '"--all" lists every environment: give an environment or --all, not both, '
+            'e.g. "status --all" or "status nov-cohort"'
+        )
+    if not flags and any(a.startswith("-") for a in rest):
+        raise UsageError(
+            f'status knows one option, --all, not "{_show(rest[0])}", e.g. "status --all"'
+        )
+    return Status(_optional_environment("status", rest), everything=bool(flags))
+
+
+@_verb(
+    "history",
+    summary="what became of environments: when, who, how many, savings, outcome",
+    example="history nov-cohort",
+    syntax="history [ENV]",
+    detail=(
+        "Without ENV: the most recently run environments, finished ones included. With ENV: "
+        "its runs, newest first. History is kept for the [clones] history_days setting.",
+    ),
+    examples=("history", "history nov-cohort"),
+)
+def _parse_history(args: list[str]) -> Command:
+    return History(_optional_environment("history", args))
+
+
+_AUDIT_EXAMPLE = "audit --since 2026-01-31"
+
+
+@_verb(
+    "audit",
+    summary="the audit log: who asked for what, from where, and what came of it",
+    example=_AUDIT_EXAMPLE,
+    syntax="audit [--since DATE]",
+    detail=(
+        "DATE is a day (2026-01-31, from its start in the team's time zone), a time "
+        f'(2026-01-31T09:00) or a length of time back ({DURATION_EXAMPLES}, "30d"); '
+        "without it, the last 7 days.",
+        "In a terminal, `--csv` prints CSV (every entry). In Slack, for admins only.",
+    ),
+    examples=("audit", _AUDIT_EXAMPLE, "audit --since 30d"),
+)
+def _parse_audit(args: list[str]) -> Command:
+    words = list(args)
+    if not words:
+        return Audit()
+    if words[0].lower() in ("--since", "-since", "since") and len(words) == 2:
+        return Audit(since_text(words[1], _AUDIT_EXAMPLE))
+    raise UsageError(f'audit takes "--since DATE" or nothing, e.g. "{_AUDIT_EXAMPLE}"')
 
 
 @_verb(

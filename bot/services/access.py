@@ -1,14 +1,15 @@
 """Who may run which verb where, from Slack.
 
-Read-only verbs (status, savings, types, plan, inventory, my, help) are for everyone,
-everywhere. `check` is for admins only (in any channel). Self-service verbs (reset, rebuild, and
-power on|off without an environment) are for trainees (anyone holding an assignment) on their own
-VM, and for operators on anyone's, anywhere; which VM is checked by the trainee service, which
-audits a refusal too. Every other verb changes something (deploy, teardown, prepare, power ENV,
-refresh, schedule, extend, cancel-schedule, assign, unassign, and any verb added later unless
-listed here) and needs an admin, an operator, or a member of an operator user group, in one of
-the configured channels (any channel when none are configured). With nobody configured,
-changing verbs are refused: a fresh install must not let a whole workspace destroy VMs.
+Read-only verbs (status, history, savings, types, plan, inventory, my, help) are for everyone,
+everywhere. `check` and `audit` are for admins only (in any channel). Self-service verbs (reset,
+rebuild, and power on|off without an environment) are for trainees (anyone holding an assignment)
+on their own VM, and for operators on anyone's, anywhere; which VM is checked by the trainee
+service, which audits a refusal too. Every other verb changes something (deploy, teardown,
+prepare, power ENV, refresh, schedule, extend, cancel-schedule, assign, unassign, and any verb
+added later unless listed here) and needs an admin, an operator, or a member of an operator user
+group, in one of the configured channels (any channel when none are configured). With nobody
+configured, changing verbs are refused: a fresh install must not let a whole workspace destroy
+VMs.
 
 Operator groups' members are read from Slack (`usergroups.users.list`, Tier 2) into a cache that
 `refresh` keeps current in the background; a check never waits for Slack when it may not
@@ -33,7 +34,8 @@ READ_ONLY_VERBS = grammar.verbs_with(grammar.Access.READ)
 # Verbs for admins only, in any channel: `check` changes nothing but shows the vCenter setup
 # (hosts, objects, the service account's privileges).
 ADMIN_VERBS = grammar.verbs_with(grammar.Access.ADMIN)
-_READ_ONLY_TEXT = "status, savings, types, plan, inventory, my and help"
+_ADMIN_SHOWS = {"check": "how vCenter is set up", "audit": "who asked for what, from where"}
+_READ_ONLY_TEXT = "status, history, savings, types, plan, inventory, my and help"
 
 GroupMembers = Callable[[str], Iterable[str]]  # user group ID -> member user IDs
 
@@ -135,10 +137,11 @@ class AccessPolicy:
         if verb in ADMIN_VERBS:
             if self.is_admin(user):
                 return ALLOWED
+            shows = _ADMIN_SHOWS.get(verb, "what only admins may see")
             return Decision(
                 False,
-                f"`{verb}` is for the bot's admins: it shows how vCenter is set up. Ask an admin "
-                "to run it, or run `clones check` in a terminal.",
+                f"`{verb}` is for the bot's admins: it shows {shows}. Ask an admin to run it, or "
+                f"run `clones {verb}` in a terminal.",
             )
         if not self.configured:
             return Decision(

@@ -19,6 +19,7 @@ from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.cloning import Cloner
 from bot.services.deploy import Deployer
 from bot.services.deploy_runs import DeployRuns
+from bot.services.history import HistoryReader
 from bot.services.limits import OpLimits
 from bot.services.ownership import Ownership
 from bot.services.placements import Placements
@@ -52,6 +53,7 @@ class Service:
         self.settings, self.repo, self.vcenter, self.clock = settings, repo, vcenter, clock
         self.runs = self.core.runs
         self.queries = Queries(self.core)
+        self.history = HistoryReader(self.core, self.queries)
         self.placements = Placements(self.core)
         self.ownership = Ownership(self.core)
         self.cloner = Cloner(self.core)
@@ -122,8 +124,10 @@ class Service:
     def environment(self, name: str) -> Environment:
         return self.queries.environment(name)
 
-    def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
-        return self.queries.status(environment)
+    def status(
+        self, environment: str | None = None, *, everything: bool = False
+    ) -> list[EnvironmentStatus]:
+        return self.queries.status(environment, everything=everything)
 
     def savings(self, environment: str | None = None) -> Savings:
         return self.queries.savings(environment)

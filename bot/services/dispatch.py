@@ -51,6 +51,8 @@ class Deployed:
 
 Route = Callable[[Services, Any, Invocation], object]
 
+AUDIT_SHOWN = 40  # audit entries a Slack answer shows (the terminal's --csv has them all)
+
 
 def _schedules(s: Services) -> ScheduleService:
     if s.schedules is None:  # pragma: no cover - bootstrap always provides one
@@ -106,7 +108,12 @@ ROUTES: dict[type[Any], Route] = {
     grammar.Refresh: lambda s, c, i: s.admin.refresh(
         c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
     ),
-    grammar.Status: lambda s, c, i: s.service.status(c.environment),
+    grammar.Status: lambda s, c, i: s.service.status(c.environment, everything=c.everything),
+    grammar.History: lambda s, c, i: s.service.history.history(c.environment),
+    # The terminal exports every entry (--csv); Slack shows the newest.
+    grammar.Audit: lambda s, c, i: s.service.history.audit(
+        c.since, limit=None if i.source == "cli" else AUDIT_SHOWN
+    ),
     grammar.Savings: lambda s, c, i: s.service.savings(c.environment),
     grammar.Types: lambda s, c, i: s.service.types(),
     grammar.Plan: lambda s, c, i: s.admin.plan(c),

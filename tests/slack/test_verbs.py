@@ -27,6 +27,8 @@ from .fake_api import Message
 SAMPLES = {
     "deploy": "deploy capture 1 as every-verb",
     "status": "status",
+    "history": "history",
+    "audit": "audit --since 30d",
     "savings": "savings",
     "teardown": "teardown nowhere",
     "schedule": "schedule nowhere until fri 17:00",
