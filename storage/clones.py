@@ -4,7 +4,6 @@ gone from vCenter, and the parents' sizes that savings weigh the clones' deltas 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
@@ -13,6 +12,7 @@ from bot.domain.errors import ConfigError, ConflictError, NotFoundError
 from bot.domain.models import Clone, CloneState, ParentFacts, clone_transition
 from storage.core import Core
 from storage.environments import require_environment
+from storage.faults import IntegrityViolation
 from storage.runs import load_run
 from storage.sql import LIVE, Where, from_text, placeholders, to_text, utc_now
 
@@ -100,31 +100,26 @@ class CloneStore(Core):
                 load_run(self, run_id)
             names = self._free_names(pattern, count)
             now = utc_now()
-            clones = []
-            for name in names:
-                cursor = self._execute(
-                    "INSERT INTO clones (name, environment, type, parent, state, run_id,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        name,
-                        environment,
-                        type,
-                        parent,
-                        CloneState.PLANNED.value,
-                        run_id,
-                        to_text(now),
-                        to_text(now),
-                    ),
+            stamp = to_text(now)
+            planned = CloneState.PLANNED.value
+            ids = self._insert_many(
+                "INSERT INTO clones (name, environment, type, parent, state, run_id,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (name, environment, type, parent, planned, run_id, stamp, stamp)
+                    for name in names
+                ],
+            )
+            if run_id is not None:
+                self._execute_many(
+                    "INSERT INTO run_clones (run_id, clone_id) VALUES (?, ?)",
+                    [(run_id, clone_id) for clone_id in ids],
                 )
-                assert cursor.lastrowid is not None
-                if run_id is not None:
-                    self._execute(
-                        "INSERT INTO run_clones (run_id, clone_id) VALUES (?, ?)",
-                        (run_id, cursor.lastrowid),
-                    )
+            clones = []
+            for name, clone_id in zip(names, ids, strict=True):
                 clones.append(
                     Clone(
-                        id=cursor.lastrowid,
+                        id=clone_id,
                         name=name,
                         environment=environment,
                         type=type,
@@ -176,8 +171,8 @@ class CloneStore(Core):
                 self._execute(
                     f"UPDATE clones SET {assignments} WHERE id = ?", [*values.values(), clone_id]
                 )
-            except sqlite3.IntegrityError as exc:
-                if "UNIQUE" in str(exc):
+            except IntegrityViolation as exc:
+                if exc.unique:
                     raise ConflictError(
                         f"Clone {current.name!r} cannot become live again: another live clone"
                         " already has that name."

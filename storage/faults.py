@@ -21,6 +21,16 @@ from pathlib import Path
 
 from bot.domain.errors import StorageError
 
+
+class IntegrityViolation(Exception):
+    """A constraint refused a write, on either backend (the stores turn it into their own
+    errors); `unique`: it was a unique index or key."""
+
+    def __init__(self, message: str, *, unique: bool) -> None:
+        super().__init__(message)
+        self.unique = unique
+
+
 _RESUME = "then run the command again (`clones resume` finishes a run that stopped)"
 
 
