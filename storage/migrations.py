@@ -146,7 +146,7 @@ class _Registry:
 
 
 def _on_sqlite(fn: Migration) -> Callable[[Database], None]:
-    def run(db: Schema) -> None:
+    def run(db: Database) -> None:
         fn(Schema("sqlite", db.execute))
 
     run.__name__ = fn.__name__

@@ -103,7 +103,7 @@ class PostgresDatabase:
 
     def script(self, sql: str) -> None:
         """A statement as written (DDL, BEGIN, SAVEPOINT ...): no parameters, no `%` rewriting."""
-        self.conn.execute(sql)  # type: ignore[call-overload]  # str, not LiteralString
+        self.conn.execute(sql)
 
     @property
     def in_transaction(self) -> bool:

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -236,7 +236,8 @@ class SqliteBackend:
                 for statement in statements:
                     db.script(statement)
 
-    def writing(self) -> AbstractContextManager[object]:
+    @contextmanager
+    def writing(self) -> Iterator[None]:
         """Writers in this process take turns on a lock before asking SQLite for its write lock.
 
         SQLite's busy handler waits for a held write lock by sleeping in growing steps (up to
@@ -246,17 +247,9 @@ class SqliteBackend:
         still meet SQLite's lock and busy timeout. Past that timeout the write goes ahead
         without the lock, so a misuse can only ever be slow, never hang.
         """
-        return _TimedLock(self._write_lock, BUSY_TIMEOUT_S)
-
-
-class _TimedLock:
-    def __init__(self, lock: threading.RLock, timeout: float) -> None:
-        self._lock, self._timeout, self._acquired = lock, timeout, False
-
-    def __enter__(self) -> object:
-        self._acquired = self._lock.acquire(timeout=self._timeout)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._acquired:
-            self._lock.release()
+        acquired = self._write_lock.acquire(timeout=BUSY_TIMEOUT_S)
+        try:
+            yield
+        finally:
+            if acquired:
+                self._write_lock.release()
