@@ -118,6 +118,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     from bot.services.schedules import ScheduleService
     from bot.settings import load_settings
     from storage import Repository
+    from storage.copy import DatabaseCopier
 
     settings = settings or load_settings()
     vc_settings = resolve_vcenter(settings.vcenter, start_lab=start_lab)
@@ -152,6 +153,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     services.schedule_factory = lambda notifier, clock: schedule_service(
         services, notifier=notifier, clock=clock
     )
+    services.databases = DatabaseCopier(password_env=settings.database_password_env)
     connect_people(services)
     return services
 

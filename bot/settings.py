@@ -192,13 +192,13 @@ def _database(value: str, at: Place) -> Path | DatabaseUrl:
     try:
         return database_location(value, at.base_dir)
     except ValueError as exc:
-        raise at.error(f"{shown(_without_secrets(value))} {exc}.") from None
+        raise at.error(f"{shown(without_secrets(value))} {exc}.") from None
 
 
-def _without_secrets(value: str) -> str:
-    """A database URL as a message may show it: a password (user:PASSWORD@, password=,
-    sslpassword=) as ***."""
-    value = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", value)
+def without_secrets(value: str) -> str:
+    """Text as a message or the audit log may show it: the password of a database URL in it
+    (user:PASSWORD@, password=, sslpassword=) as ***."""
+    value = re.sub(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):[^/@\s]*@", r"\1:***@", value)
     return re.sub(r"(?i)\b((?:ssl)?password)=[^&]*", r"\1=***", value)
 
 

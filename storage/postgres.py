@@ -287,6 +287,7 @@ class PostgresBackend:
         from psycopg import errors
 
         text = " ".join(str(exc).split()) or type(exc).__name__
+        first = _first(str(exc)) or text
         lowered = text.lower()
         if isinstance(exc, errors.InsufficientPrivilege):
             what = (
@@ -302,7 +303,7 @@ class PostgresBackend:
             what = f"cannot be written: the server's disk is full. Free space there, {_RESUME}"
         elif "password" in lowered:
             what = (
-                f"refused the login ({_first(text)}): set the user's password in the environment "
+                f"refused the login ({first}): set the user's password in the environment "
                 f"variable {self.password_env} ([clones] database_password_env names it)"
             )
         elif "does not exist" in lowered and "database" in lowered:
@@ -311,15 +312,15 @@ class PostgresBackend:
                 "name in [clones] database"
             )
         elif "does not exist" in lowered and "role" in lowered:
-            what = f"has no such user ({_first(text)}): fix the user in [clones] database"
+            what = f"has no such user ({first}): fix the user in [clones] database"
         elif "ssl" in lowered or "certificate" in lowered:
             what = (
-                f"refused the TLS connection ({_first(text)}): check the sslmode, sslrootcert, "
+                f"refused the TLS connection ({first}): check the sslmode, sslrootcert, "
                 "sslcert and sslkey parameters of [clones] database"
             )
         elif _unreachable(lowered):
             what = (
-                f"cannot be reached ({_first(text)}): check that PostgreSQL runs there and "
+                f"cannot be reached ({first}): check that PostgreSQL runs there and "
                 f"accepts connections from this machine, {_RESUME}"
             )
         else:
@@ -328,8 +329,10 @@ class PostgresBackend:
 
 
 def _first(text: str) -> str:
-    """The part of a libpq message that says what happened (it repeats the address first)."""
-    return text.rsplit(" failed: ", 1)[-1].strip().rstrip(".")
+    """The part of a libpq message that says what happened: its first line, less the address
+    it repeats first ('connection to server at "h", port 5432 failed: Connection refused')."""
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    return " ".join(line.rsplit(" failed: ", 1)[-1].split()).rstrip(".")
 
 
 def _unreachable(lowered: str) -> bool:

@@ -111,8 +111,9 @@ def make_app(tmp_path: Path) -> Iterator[MakeApp]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test taking `backend` runs once per backend its closest `backends` mark names
-    (`pytestmark = BOTH_BACKENDS` from tests/rawdb.py for a module; `@pytest.mark.backends("sqlite")` for a test
-    about SQLite alone); without the mark, on SQLite only."""
+    (`pytestmark = BOTH_BACKENDS` from tests/rawdb.py for a module;
+    `@pytest.mark.backends("sqlite")` for a test about SQLite alone); without the mark, on
+    SQLite only."""
     marker = metafunc.definition.get_closest_marker("backends")
     if marker is not None and "backend" in metafunc.fixturenames:
         metafunc.parametrize("backend", marker.args, indirect=True)

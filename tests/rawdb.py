@@ -37,7 +37,7 @@ def connect(location: str | Path) -> Iterator[Any]:
         ) as conn:
             yield conn
         return
-    conn = sqlite3.connect(location)
+    conn = sqlite3.connect(location, isolation_level=None)  # autocommit, as PostgreSQL's
     try:
         yield conn
     finally:

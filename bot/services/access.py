@@ -28,6 +28,8 @@ READ_ONLY_VERBS = grammar.verbs_with(grammar.Access.READ)
 # Verbs for admins only, in any channel: `check` changes nothing but shows the vCenter setup
 # (hosts, objects, the service account's privileges).
 ADMIN_VERBS = grammar.verbs_with(grammar.Access.ADMIN)
+# Verbs Slack never runs (`db copy`): they work on files of the bot's machine.
+TERMINAL_VERBS = grammar.verbs_with(grammar.Access.TERMINAL)
 _READ_ONLY_TEXT = "status, savings, types, plan, inventory, my and help"
 
 GroupMembers = Callable[[str], Iterable[str]]  # user group ID -> member user IDs
@@ -93,6 +95,12 @@ class AccessPolicy:
         `power` is both an operator's and a trainee's); None: the verb's usual one."""
         if access is grammar.Access.SELF:
             return self._self_service(user, verb)
+        if verb in TERMINAL_VERBS or access is grammar.Access.TERMINAL:
+            return Decision(
+                False,
+                f"`{verb}` runs only in a terminal on the bot's machine: it works on the bot's "
+                f"own database files. Run `clones {verb} ...` there (`clones help {verb}`).",
+            )
         if verb in READ_ONLY_VERBS and access in (None, grammar.Access.READ):
             return ALLOWED
         if verb in ADMIN_VERBS:

@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from bot.domain import grammar
 from bot.domain.errors import UsageError
 from bot.services.dispatch import Invocation, settled
+from bot.settings import without_secrets
 from handlers import confirming, handout, recovered, runs
 from handlers.blocks import admin, plans, trainees
 from handlers.blocks.kit import restarting, usage_error
@@ -69,7 +70,7 @@ def handle(
         return
     decision = ctx.access.check(user, channel, command.verb, command.access)
     if not decision:
-        said = f"/clones {text}".strip()
+        said = without_secrets(f"/clones {text}".strip())  # a URL's password is never kept
         ack(
             response_type="ephemeral",
             text=ctx.denial(decision, user=user, channel=channel, command=said),
