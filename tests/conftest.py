@@ -41,8 +41,12 @@ settings.load_profile(HYPOTHESIS_PROFILE)
 def _hermetic_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every test session has its own lab state folder (a lab the user started by hand, or the
     README's demo, is never seen), and processes the tests start run this checkout's code."""
-    saved = {name: os.environ.get(name) for name in ("CLONES_LAB_DIR", "PYTHONPATH")}
+    saved = {
+        name: os.environ.get(name) for name in ("CLONES_LAB_DIR", "PYTHONPATH", "XDG_STATE_HOME")
+    }
     os.environ["CLONES_LAB_DIR"] = str(tmp_path_factory.mktemp("lab-state"))
+    # The user's state folder (crash reports, a PostgreSQL database's scheduler lock).
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("user-state"))
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved["PYTHONPATH"]) if p)
     yield
     from bot.adapters.lab import lab_down
