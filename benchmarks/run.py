@@ -20,7 +20,17 @@ from typing import Any
 if not __package__:  # `python benchmarks/run.py`: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import big, calls, coldstart, limits, scale, slack_ack, throughput, usable
+from benchmarks import (
+    big,
+    calls,
+    coldstart,
+    limits,
+    scale,
+    slack_ack,
+    storage,
+    throughput,
+    usable,
+)
 from benchmarks.common import FULL, RESULTS_DIR, SMOKE, Profile, machine
 
 BENCHMARKS: dict[str, Callable[[Profile, Path], dict[str, Any]]] = {
@@ -32,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[Profile, Path], dict[str, Any]]] = {
     "limits": limits.run,
     "coldstart": coldstart.run,
     "big": big.run,
+    "storage": storage.run,
 }
 
 

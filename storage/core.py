@@ -129,19 +129,24 @@ class Core:
             yield db
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, durable: bool = False) -> Iterator[None]:
         """Run a block atomically, as the only writer until it ends.
 
         Nested use on one thread becomes a savepoint: an inner failure undoes only the inner
-        block, and the outer transaction decides the commit.
+        block, and the outer transaction decides the commit. `durable`: on PostgreSQL the commit
+        survives a crash of the database server's machine too (for a lease, a fencing epoch;
+        storage/postgres.py says why the others need not); nested, it makes the outer one so.
         """
         backend = self._backend
         with backend.faults():
             held = backend.current()
         if held is None:
-            with backend.begin():
+            with backend.begin(durable=durable):
                 yield
             return
+        if durable and held.dialect == "postgresql":
+            with backend.faults():
+                held.script("SET LOCAL synchronous_commit = on")
         savepoints = self._savepoints
         savepoints.depth += 1
         name = f"clones_sp{savepoints.depth}"

@@ -13,8 +13,16 @@ write transaction takes one transaction-level advisory lock (`pg_advisory_xact_l
 by COMMIT or ROLLBACK, scoped to the database) right after BEGIN: writers take turns in the order
 they asked, across threads, processes and machines, while readers never wait (MVCC). A single
 write outside a transaction runs in one of these too, as SQLite's autocommit write takes its
-write lock. The write transactions are short (milliseconds), so one lock costs no measurable
-throughput at the bot's scale (benchmarks/storage.py prints the figures).
+write lock. The write transactions are short (well under a millisecond of the server's time),
+so one lock costs little throughput at the bot's scale (benchmarks/storage.py prints figures).
+
+Durability: the bot's sessions commit with `synchronous_commit = off`, the same promise as its
+SQLite files (WAL, synchronous=NORMAL): a crash of the database server's machine may lose the last
+commits (well under a second), never corrupts, and reconciliation against vCenter recovers what
+they recorded; a crash of a bot loses nothing. Without it every write would wait for the
+server's disk flush while holding the write lock (about 10 ms here, so writes would queue).
+A write that must survive the server's crash too (a leadership lease or its fencing epoch) asks
+for it: `Core.transaction(durable=True)` (`SET LOCAL synchronous_commit = on`).
 
 psycopg is imported only when a PostgreSQL database is opened: a SQLite user never loads it.
 """
@@ -186,6 +194,7 @@ class PostgresBackend:
                     max_size=POOL_SIZE,
                     timeout=TIMEOUT_S,
                     check=ConnectionPool.check_connection,  # a server restart costs no error
+                    configure=_configure,
                     name="clones",
                     open=True,
                 )
@@ -213,18 +222,21 @@ class PostgresBackend:
         return self._local.held
 
     @contextmanager
-    def begin(self) -> Iterator[PostgresDatabase]:
-        """An outermost transaction on a connection held until it ends: BEGIN, the write lock,
-        ... COMMIT, or ROLLBACK on an exception (a failed ROLLBACK, on a connection that broke,
-        is left to the pool, which discards it)."""
+    def begin(self, *, durable: bool = False) -> Iterator[PostgresDatabase]:
+        """An outermost transaction on a connection held until it ends: BEGIN and the write lock
+        (one round trip), ... COMMIT, or ROLLBACK on an exception (a failed ROLLBACK, on a
+        connection that broke, is left to the pool, which discards it). `durable`: its COMMIT
+        waits for the server's disk (see the module's docstring)."""
         pool = self.pool()
         with self.faults():
             conn = pool.getconn()
         db = PostgresDatabase(conn)
         try:
             with self.faults():
-                db.script("BEGIN")
-                db.script(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+                db.script(
+                    f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+                    + ("; SET LOCAL synchronous_commit = on" if durable else "")
+                )
             self._local.held = db
             try:
                 yield db
@@ -326,6 +338,11 @@ class PostgresBackend:
         else:
             what = f"failed ({text}); {_RESUME}"
         return StorageError(f"The database {self.label} {what}.")
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Each pooled connection's session (see the module's docstring on durability)."""
+    conn.execute("SET synchronous_commit = off")
 
 
 def _first(text: str) -> str:

@@ -207,11 +207,12 @@ class SqliteBackend:
                 raise IntegrityViolation(str(exc), unique="UNIQUE" in str(exc)) from exc
 
     @contextmanager
-    def begin(self) -> Iterator[SqliteDatabase]:
+    def begin(self, *, durable: bool = False) -> Iterator[SqliteDatabase]:
         """An outermost transaction: `BEGIN IMMEDIATE` (the write lock, up front) ... COMMIT,
         ROLLBACK on an exception. A rollback after a storage fault that failed too is left to
         SQLite (it rolls back a failed write itself) so that the first fault is the one
-        reported."""
+        reported. `durable` changes nothing here: a SQLite file's durability is its connection's
+        (synchronous=NORMAL), and a bot on SQLite shares one machine with its database."""
         with self.faults():
             db = self.db()
         with self.writing():
