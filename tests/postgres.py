@@ -66,6 +66,7 @@ class PostgresServer:
         self._free: list[str] = []  # emptied databases, ready for the next test
         self._lock = threading.Lock()
         self._as_root = os.geteuid() == 0
+        self._options = ""
 
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_root else []
@@ -116,6 +117,7 @@ class PostgresServer:
                 check=False,
             )
             if started.returncode == 0:
+                self._options = " ".join([*options, f"-p {self.port}"])
                 break
         else:
             log = (self.folder / "log").read_text(encoding="utf-8", errors="replace")
@@ -172,6 +174,15 @@ class PostgresServer:
         )
         with self._lock:
             self._free.append(name)
+
+    def pg_ctl(self, action: str) -> None:
+        """`pg_ctl stop` (fast: clients are disconnected) or `start` again on the same port."""
+        argv = [str(self.bin / "pg_ctl"), "-D", str(self.data), "-w"]
+        if action == "start":
+            argv += ["-l", str(self.folder / "log"), "-o", self._options, "start"]
+        else:
+            argv += ["-m", "fast", action]
+        self._run(*argv)
 
     def stop(self) -> None:
         if self.port:
