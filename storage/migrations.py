@@ -373,6 +373,42 @@ def m008_run_messages(db: Schema) -> None:
     )
 
 
+# m009's trigger, in each dialect (the SQLite text as it shipped, so new files match old ones):
+# a clone destroyed ends its active assignment in the same statement.
+_END_WITH_CLONE_SQLITE = """
+        CREATE TRIGGER assignments_end_with_clone
+        AFTER UPDATE OF state ON clones
+        WHEN NEW.state = 'destroyed' AND OLD.state != 'destroyed'
+        BEGIN
+            UPDATE assignments
+            SET ended_at = strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000+00:00',
+                ended_reason = 'removed'
+            WHERE clone_id = NEW.id AND ended_at IS NULL;
+        END
+        """
+_END_WITH_CLONE_POSTGRESQL = (
+    """
+    CREATE FUNCTION assignments_end_with_clone() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE assignments
+        SET ended_at = to_char(statement_timestamp() AT TIME ZONE 'UTC',
+                               'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00',
+            ended_reason = 'removed'
+        WHERE clone_id = NEW.id AND ended_at IS NULL;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER assignments_end_with_clone
+    AFTER UPDATE OF state ON clones
+    FOR EACH ROW
+    WHEN (NEW.state = 'destroyed' AND OLD.state <> 'destroyed')
+    EXECUTE FUNCTION assignments_end_with_clone()
+    """,
+)
+
+
 @migrations()
 def m009_assignments(db: Schema) -> None:
     # Which trainee (a Slack user ID) holds which clone. Active while ended_at is NULL: one
@@ -406,41 +442,7 @@ def m009_assignments(db: Schema) -> None:
     # A clone destroyed (a strip back, its recovery, ...) ends its assignment in the same
     # statement, whatever destroyed it; the trainee is told afterwards (told_at). The time is
     # written as storage.sql.to_text writes it (UTC, microseconds, +00:00).
-    db.either(
-        sqlite="""
-        CREATE TRIGGER assignments_end_with_clone
-        AFTER UPDATE OF state ON clones
-        WHEN NEW.state = 'destroyed' AND OLD.state != 'destroyed'
-        BEGIN
-            UPDATE assignments
-            SET ended_at = strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000+00:00',
-                ended_reason = 'removed'
-            WHERE clone_id = NEW.id AND ended_at IS NULL;
-        END
-        """,
-        postgresql=(
-            """
-            CREATE FUNCTION assignments_end_with_clone() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                UPDATE assignments
-                SET ended_at = to_char(statement_timestamp() AT TIME ZONE 'UTC',
-                                       'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00',
-                    ended_reason = 'removed'
-                WHERE clone_id = NEW.id AND ended_at IS NULL;
-                RETURN NULL;
-            END
-            $$
-            """,
-            """
-            CREATE TRIGGER assignments_end_with_clone
-            AFTER UPDATE OF state ON clones
-            FOR EACH ROW
-            WHEN (NEW.state = 'destroyed' AND OLD.state <> 'destroyed')
-            EXECUTE FUNCTION assignments_end_with_clone()
-            """,
-        ),
-    )
+    db.either(sqlite=_END_WITH_CLONE_SQLITE, postgresql=_END_WITH_CLONE_POSTGRESQL)
 
 
 @migrations()
