@@ -68,6 +68,8 @@ def copy_tables(src: Core, dst: Core) -> tuple[tuple[str, int], ...]:
             if _count(db, table) != rows:  # pragma: no cover - COPY writes every row or fails
                 raise StorageError(f"Copying {table} into {dst.label} lost rows; nothing copied.")
         _move_sequences(src, db, tables)
+        for table in tables:  # the planner's statistics now, not at autovacuum's next visit
+            db.script(f"ANALYZE {table}")
     return tuple(copied)
 
 

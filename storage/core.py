@@ -177,8 +177,8 @@ class Core:
             yield db
 
     def _rows(self, sql: str, params: Sequence[object] = ()) -> list[dict[str, Any]]:
-        with self._using() as db:
-            return list(db.query(sql, params))
+        with self._backend.faults():
+            return self._backend.read(lambda db: list(db.query(sql, params)))
 
     def _row(self, sql: str, params: Sequence[object] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, params)
@@ -186,8 +186,8 @@ class Core:
 
     def _tuples(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Rows as plain tuples: for hot paths that would not use the column names."""
-        with self._using() as db:
-            return list(db.execute(sql, params).fetchall())
+        with self._backend.faults():
+            return self._backend.read(lambda db: list(db.execute(sql, params).fetchall()))
 
     def _execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         with self._writer() as db:

@@ -33,9 +33,9 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from bot.domain.errors import StorageError
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
+T = TypeVar("T")
 POOL_SIZE: Final = 10  # connections at most, per bot; idle ones beyond 1 are closed after 10 min
 TIMEOUT_S: Final = 30.0  # waiting for a pooled connection, or for the server to answer a connect
 # The advisory lock every write transaction takes ("clones" in ASCII): see the module docstring.
@@ -193,7 +194,6 @@ class PostgresBackend:
                     min_size=1,
                     max_size=POOL_SIZE,
                     timeout=TIMEOUT_S,
-                    check=ConnectionPool.check_connection,  # a server restart costs no error
                     configure=_configure,
                     name="clones",
                     open=True,
@@ -218,6 +218,30 @@ class PostgresBackend:
         with self.pool().connection() as conn:
             yield PostgresDatabase(conn)
 
+    def read(self, fn: Callable[[PostgresDatabase], T]) -> T:
+        """`fn` (a read) on this thread's transaction's connection, or on a pooled one.
+
+        A pooled connection the server has closed meanwhile (a restart, an idle timeout, a
+        failover) is only found out by using it: a read that meets one has the pool test its
+        idle connections (a restart closes them all) and runs again, once, on a sound one
+        (reads change nothing, so running one twice is safe). This replaces the pool's check
+        before each borrow, a round trip that would double every read."""
+        held = self._local.held
+        if held is not None:
+            return fn(held)
+        import psycopg
+
+        pool = self.pool()
+        for attempt in (1, 2):
+            with pool.connection() as conn:
+                try:
+                    return fn(PostgresDatabase(conn))
+                except psycopg.OperationalError:
+                    if attempt == 2:
+                        raise
+            pool.check()  # the others went with it: each idle connection tested, replaced
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def current(self) -> PostgresDatabase | None:
         return self._local.held
 
@@ -227,16 +251,11 @@ class PostgresBackend:
         (one round trip), ... COMMIT, or ROLLBACK on an exception (a failed ROLLBACK, on a
         connection that broke, is left to the pool, which discards it). `durable`: its COMMIT
         waits for the server's disk (see the module's docstring)."""
-        pool = self.pool()
         with self.faults():
-            conn = pool.getconn()
+            conn = self._begun(durable)
         db = PostgresDatabase(conn)
+        pool = self.pool()
         try:
-            with self.faults():
-                db.script(
-                    f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
-                    + ("; SET LOCAL synchronous_commit = on" if durable else "")
-                )
             self._local.held = db
             try:
                 yield db
@@ -253,8 +272,34 @@ class PostgresBackend:
             finally:
                 self._local.held = None
         finally:
-            self.rollback_quietly(db, "ROLLBACK")  # when BEGIN passed and the lock failed
+            self.rollback_quietly(db, "ROLLBACK")  # back to the pool idle, whatever happened
             pool.putconn(conn)
+
+    def _begun(self, durable: bool) -> psycopg.Connection[Any]:
+        """A pooled connection with a write transaction begun on it (the write lock taken). A
+        connection the server closed meanwhile fails at BEGIN, before anything was done: it is
+        dropped and BEGIN runs again, once, on a fresh one (see `read`)."""
+        import psycopg
+
+        pool = self.pool()
+        begin = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+        begin += "; SET LOCAL synchronous_commit = on" if durable else ""
+        for attempt in (1, 2):
+            conn = pool.getconn()
+            try:
+                conn.execute(begin)
+                return conn
+            except BaseException as exc:
+                # The server's "terminating connection" or a lost socket: nothing was done.
+                broken = isinstance(exc, psycopg.OperationalError)
+                with contextlib.suppress(psycopg.Error):
+                    if not conn.closed and PostgresDatabase(conn).in_transaction:
+                        conn.execute("ROLLBACK")
+                pool.putconn(conn)
+                if attempt == 2 or not broken:
+                    raise
+                pool.check()  # see `read`
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def rollback_quietly(self, db: PostgresDatabase, *statements: str) -> None:
         with contextlib.suppress(self.driver_error):

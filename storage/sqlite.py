@@ -19,10 +19,10 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from storage.dialect import Dialect
 from storage.faults import (
@@ -35,6 +35,7 @@ from storage.faults import (
 )
 from storage.migrations import MIGRATIONS_TABLE, migrations
 
+T = TypeVar("T")
 BUSY_TIMEOUT_S: Final = 30.0
 
 
@@ -188,6 +189,9 @@ class SqliteBackend:
     @contextmanager
     def using(self) -> Iterator[SqliteDatabase]:
         yield self.db()
+
+    def read(self, fn: Callable[[SqliteDatabase], T]) -> T:
+        return fn(self.db())
 
     def current(self) -> SqliteDatabase | None:
         """This thread's connection when a transaction is open on it."""

@@ -33,8 +33,10 @@ def test_a_server_restart_between_statements_costs_no_error(
         repo.ensure_environment("nov", owner="U1")
         postgres_server.pg_ctl("stop")  # every pooled connection is cut
         postgres_server.pg_ctl("start")
-        assert [e.name for e in repo.list_environments()] == ["nov"]  # a fresh connection
-        repo.ensure_environment("dec", owner="U1")  # and a write transaction
+        assert [e.name for e in repo.list_environments()] == ["nov"]  # a read first
+        postgres_server.pg_ctl("stop")
+        postgres_server.pg_ctl("start")
+        repo.ensure_environment("dec", owner="U1")  # a write transaction first
         assert len(repo.list_environments()) == 2
 
 
