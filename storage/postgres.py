@@ -151,6 +151,11 @@ class PostgresBackend:
             "autocommit": True,
             "application_name": "clones",
             "connect_timeout": int(TIMEOUT_S),
+            # No server-side prepared statements: a plan the server cached for `SELECT *` fails
+            # ("cached plan must not change result type") once another bot's migration adds a
+            # column, and bots are upgraded one at a time. Planning these small queries costs
+            # far less than a round trip.
+            "prepare_threshold": None,
         }
         if password:
             self._kwargs["password"] = password

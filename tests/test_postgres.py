@@ -130,3 +130,20 @@ def test_commands_on_an_unreachable_database_say_so_in_one_line(
         result, "The database postgresql://clones@127.0.0.1:9/clones", "cannot be reached"
     )
     assert result.code == 1
+
+
+def test_a_bot_keeps_reading_while_another_version_adds_a_column(url: str) -> None:
+    # Upgrading one bot at a time: the new version's migration adds a column under the old
+    # bot's feet. Its reads (SELECT *) must go on, not fail on a plan cached for the old shape.
+    with Repository(url) as repo:
+        repo.ensure_environment("nov", owner="U1")
+        (clone,) = repo.reserve_clones(
+            environment="nov", type="capture", parent="p", pattern="T-{n}", count=1, run_id=None
+        )
+        for _ in range(10):  # often enough for a driver to prepare the statement
+            assert repo.get_clone(clone.id).name == "T-1"
+            assert len(repo.clones(environment="nov")) == 1
+        raw(url, "ALTER TABLE clones ADD COLUMN added_by_a_newer_version TEXT")
+        for _ in range(3):
+            assert repo.get_clone(clone.id).name == "T-1"
+            assert len(repo.clones(environment="nov")) == 1
