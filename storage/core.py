@@ -25,6 +25,7 @@ constraint (`update_clone`, `assign`) end their transaction with an error.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,8 +47,6 @@ class _Savepoints:
     """Per-core nesting depth of this thread's transaction (savepoint names)."""
 
     def __init__(self) -> None:
-        import threading
-
         self._local = threading.local()
 
     @property

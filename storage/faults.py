@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from bot.domain.errors import StorageError
 
@@ -74,6 +75,29 @@ def explain(exc: sqlite3.DatabaseError, path: Path) -> StorageError:
     else:
         what = f"failed ({exc})"
     return StorageError(f"The database {path} {what}.")
+
+
+@contextmanager
+def committed(
+    db: Any,
+    faults: Callable[[], AbstractContextManager[object]],
+    rollback: Callable[[Any, str], None],
+) -> Iterator[None]:
+    """The end of a transaction on `db`, either backend: COMMIT after the block, or ROLLBACK
+    when it raised or when COMMIT itself failed (`rollback` stays quiet about a connection that
+    already rolled back or broke, so the first fault is the one reported)."""
+    try:
+        yield
+    except BaseException:
+        rollback(db, "ROLLBACK")
+        raise
+    else:
+        try:
+            with faults():
+                db.script("COMMIT")
+        except BaseException:
+            rollback(db, "ROLLBACK")
+            raise
 
 
 @contextmanager

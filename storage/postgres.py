@@ -30,7 +30,6 @@ psycopg is imported only when a PostgreSQL database is opened: a SQLite user nev
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bot.domain.errors import StorageError
 from storage.dialect import Dialect, to_postgres
-from storage.faults import IntegrityViolation
+from storage.faults import IntegrityViolation, committed
 from storage.migrations import MIGRATIONS_TABLE, migrations
 
 if TYPE_CHECKING:
@@ -263,17 +262,8 @@ class PostgresBackend:
         try:
             self._local.held = db
             try:
-                yield db
-            except BaseException:
-                self.rollback_quietly(db, "ROLLBACK")
-                raise
-            else:
-                try:
-                    with self.faults():
-                        db.script("COMMIT")
-                except BaseException:
-                    self.rollback_quietly(db, "ROLLBACK")
-                    raise
+                with committed(db, self.faults, self.rollback_quietly):
+                    yield db
             finally:
                 self._local.held = None
         finally:
@@ -443,7 +433,3 @@ def _foreign_tables(db: PostgresDatabase) -> list[str]:
         if ours:
             return []
     return sorted(names)
-
-
-def environ_default() -> Mapping[str, str]:
-    return os.environ

@@ -29,6 +29,7 @@ from storage.faults import (
     IntegrityViolation,
     ShmGuard,
     check_location,
+    committed,
     foreign_tables,
     refuse_foreign,
     translated,
@@ -222,18 +223,8 @@ class SqliteBackend:
         with self.writing():
             with self.faults():
                 db.script("BEGIN IMMEDIATE")
-            try:
+            with committed(db, self.faults, self.rollback_quietly):
                 yield db
-            except BaseException:
-                self.rollback_quietly(db, "ROLLBACK")
-                raise
-            else:
-                try:
-                    with self.faults():
-                        db.script("COMMIT")
-                except BaseException:
-                    self.rollback_quietly(db, "ROLLBACK")
-                    raise
 
     def rollback_quietly(self, db: SqliteDatabase, *statements: str) -> None:
         with contextlib.suppress(sqlite3.Error):
