@@ -68,8 +68,11 @@ def copy_tables(src: Core, dst: Core) -> tuple[tuple[str, int], ...]:
             if _count(db, table) != rows:  # pragma: no cover - COPY writes every row or fails
                 raise StorageError(f"Copying {table} into {dst.label} lost rows; nothing copied.")
         _move_sequences(src, db, tables)
-        for table in tables:  # the planner's statistics now, not at autovacuum's next visit
-            db.script(f"ANALYZE {table}")
+    with dst._using() as db:  # outside the transaction (VACUUM cannot run in one)
+        for table in tables:
+            # The planner's statistics and the visibility map now, not at autovacuum's next
+            # visit: status counts clones with an index-only scan from the first read.
+            db.script(f"VACUUM (ANALYZE) {table}")
     return tuple(copied)
 
 
