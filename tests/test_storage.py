@@ -335,6 +335,13 @@ def test_update_get_find(repo: Repository) -> None:
     set_state(repo, clone.id, CloneState.DESTROYED)
     assert repo.find_clone("TRN-CAP-001") is None  # only live clones are found
 
+    # What an update returns is what a fresh read finds, every field.
+    kept = repo.update_clone(
+        clone.id, kept_attributes={"CostCentre": "TR-01"}, host="h1", power_state="poweredOn",
+        customization="succeeded", error=None,
+    )  # fmt: skip
+    assert kept == repo.get_clone(clone.id) and kept.kept_attributes == (("CostCentre", "TR-01"),)
+
     with pytest.raises(NotFoundError, match="12345"):
         repo.get_clone(12345)
     with pytest.raises(NotFoundError):
