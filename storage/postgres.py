@@ -60,12 +60,13 @@ def is_postgres_url(location: object) -> bool:
 
 
 def redacted(url: str) -> str:
-    """The URL with any password shown as ***, for messages and logs."""
+    """The URL with any password (user:PASSWORD@, password=, sslpassword=) shown as ***, for
+    messages and logs (the settings refuse such a URL; a caller of Repository may not)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return re.sub(r"(?i)\b((?:ssl)?password)=[^&]*", r"\1=***", url)
 
 
 class PostgresDatabase:
