@@ -115,7 +115,7 @@ def deploy_text(n: int, environment: str) -> str:
 
 def settings_for(
     lab: LabProcess | None,
-    database: Path,
+    database: Path | str,
     *,
     types: dict[str, dict[str, Any]] | None = None,
     **clones: Any,

@@ -31,6 +31,7 @@ from benchmarks import (
     slack_ack,
     slackscale,
     soak,
+    storage,
     throughput,
     usable,
 )
@@ -48,6 +49,7 @@ BENCHMARKS: dict[str, Callable[[Profile, Path], dict[str, Any]]] = {
     "slackscale": slackscale.run,
     "history": history.run,
     "soak": soak.run,
+    "storage": storage.run,
 }
 
 

@@ -119,19 +119,23 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     from bot.services.schedules import ScheduleService
     from bot.settings import load_settings
     from storage import Repository
+    from storage.copy import DatabaseCopier
 
     settings = settings or load_settings()
     vc_settings = resolve_vcenter(settings.vcenter, start_lab=start_lab)
     settings = replace(settings, vcenter=vc_settings)
-    say_on_bus_error(
-        f"clones: The database {settings.database} has become read-only or failed while in "
-        f"use: the system stopped clones with a bus error (SIGBUS) when it wrote "
-        f"{settings.database.name}-shm (the file was made immutable, or its filesystem was "
-        "remounted read-only, often after a disk error). What was done so far is recorded: make "
-        "it writable again, then run the command again (`clones resume` finishes a run that "
-        "stopped)."
-    )
-    repo = Repository(settings.database)  # makes its folder; StorageError when it cannot
+    if isinstance(settings.database, Path):  # a SQLite file maps its WAL index (-shm)
+        say_on_bus_error(
+            f"clones: The database {settings.database} has become read-only or failed while in "
+            f"use: the system stopped clones with a bus error (SIGBUS) when it wrote "
+            f"{settings.database.name}-shm (the file was made immutable, or its filesystem was "
+            "remounted read-only, often after a disk error). What was done so far is recorded: "
+            "make it writable again, then run the command again (`clones resume` finishes a run "
+            "that stopped)."
+        )
+    # A SQLite file (its folder made; StorageError when it cannot), or a PostgreSQL database
+    # whose password is read from the environment variable the settings name.
+    repo = Repository(settings.database, password_env=settings.database_password_env)
     vcenter = vcenter_for(settings.vcenter)
     # One limiter for every run of the process (typed, scheduled, resumed; deploys, strip backs,
     # power, refresh, bring-up): `concurrency` and the per-host and per-datastore limits are
@@ -153,6 +157,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     services.schedule_factory = lambda notifier, clock: schedule_service(
         services, notifier=notifier, clock=clock
     )
+    services.databases = DatabaseCopier(password_env=settings.database_password_env)
     connect_people(services)
     return services
 

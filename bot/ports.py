@@ -33,7 +33,7 @@ from bot.domain.models import (
     RunState,
     ScheduleRecord,
 )
-from bot.domain.results import ProgressEvent
+from bot.domain.results import DatabaseCopied, ProgressEvent
 from bot.domain.savings import Savings
 from bot.domain.trainees import DirectMessage, Person
 from bot.domain.vsphere import (
@@ -483,4 +483,13 @@ class Trust(Protocol):
         timeout: float = 10.0,
     ) -> Inspection:
         """VCenterUnreachable (with the real reason) when it cannot be read at all."""
+        ...
+
+
+class DatabaseCopier(Protocol):
+    """Copies a SQLite database into an empty PostgreSQL one (`clones db copy`)."""
+
+    def copy(self, source: Path, target: str) -> DatabaseCopied:
+        """StorageError, and nothing written, when `source` is not a clones database or
+        `target` cannot be reached or holds rows already."""
         ...

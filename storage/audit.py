@@ -39,13 +39,13 @@ class AuditStore(Core):
         detail: str = "",
     ) -> AuditEntry:
         at = utc_now()
-        cursor = self._execute(
+        entry_id = self._insert(
             "INSERT INTO audit (at, actor, source, channel, command, result, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (to_text(at), actor, source, channel, command, result, detail),
         )
         return AuditEntry(
-            id=cursor.lastrowid,
+            id=entry_id,
             at=at,
             actor=actor,
             source=source,

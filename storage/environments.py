@@ -44,8 +44,8 @@ class EnvironmentStore(Core):
         """Create the environment if missing; an existing one is returned unchanged."""
         with self.transaction():
             self._execute(
-                "INSERT OR IGNORE INTO environments (name, owner, channel, created_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO environments (name, owner, channel, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (name, owner, channel, to_text(utc_now())),
             )
             return require_environment(self, name)

@@ -1,9 +1,12 @@
-"""SQLite repository: the source of truth for environments, clones, runs and the audit log.
+"""The repository: the source of truth for environments, clones, runs and the audit log, on a
+SQLite file or a PostgreSQL database.
 
 `Repository` implements `bot.ports.Repository` as one store per port over one shared core:
 
-- `storage.core.Core`: per-thread connections on one WAL file, the in-process write queue,
-  `transaction()` (BEGIN IMMEDIATE, savepoints when nested), migrations on open, `close()`;
+- `storage.core.Core`: the backend (storage/sqlite.py: per-thread connections on one WAL file,
+  the in-process write queue, BEGIN IMMEDIATE; storage/postgres.py: a small pool, each write
+  transaction under one advisory lock), `transaction()` (savepoints when nested), migrations on
+  open, `close()`; the stores' SQL is one text for both (storage/dialect.py);
 - `storage.environments.EnvironmentStore` (`ports.Environments`);
 - `storage.clones.CloneStore` (`ports.Clones`: reservation, updates along the state machine,
   counts, deltas, missing clones, parents' sizes);

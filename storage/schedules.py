@@ -62,7 +62,8 @@ class ScheduleStore(Core):
         with self.transaction():
             require_environment(self, name)
             self._execute(
-                "INSERT OR IGNORE INTO schedules (environment, updated_at) VALUES (?, ?)",
+                "INSERT INTO schedules (environment, updated_at) VALUES (?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (name, changes["updated_at"]),
             )
             assignments = ", ".join(f"{column} = ?" for column in changes)

@@ -63,11 +63,14 @@ def wait_while_running(
 
 
 class Clones:
-    """The `clones` command as an operator runs it: a config file, a SQLite file, a process."""
+    """The `clones` command as an operator runs it: a config file, its database (a SQLite file,
+    or the PostgreSQL URL `database`), a process."""
 
-    def __init__(self, tmp_path: Path, lab: LabProcess, **overrides: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, lab: LabProcess, *, database: str | None = None, **overrides: Any
+    ) -> None:
         self.tmp_path = tmp_path
-        self.database = tmp_path / "clones.db"
+        self.database: Any = database or tmp_path / "clones.db"
         self.config = write_config(
             tmp_path / "clones.toml", lab_config(lab, self.database, **overrides)
         )
@@ -110,8 +113,12 @@ class Clones:
     def repo(self) -> Repository:
         return Repository(self.database)
 
+    def has_database(self) -> bool:
+        """False while no command has made the SQLite file yet (a PostgreSQL database exists)."""
+        return not isinstance(self.database, Path) or self.database.exists()
+
     def count(self, environment: str, state: str) -> int:
-        if not self.database.exists():
+        if not self.has_database():
             return 0
         try:
             with Repository(self.database) as repo:

@@ -25,6 +25,7 @@ EXPECTED = {
     "slackscale": {"params", "handout", "at_once", "ack", "targets", "tables"},
     "history": {"params", "times_ms", "course_growth", "targets", "tables"},
     "soak": {"params", "slopes_per_100_cycles", "samples", "targets", "tables"},
+    "storage": {"params", "deploy", "status", "copy_s", "targets", "tables"},
 }
 
 

@@ -96,15 +96,18 @@ TRAINEES = ("U01", "U02", "U03", "U04")
 
 
 class TrustModel(RuleBasedStateMachine):
+    postgres: Any = None  # the session's PostgreSQL server when run on that backend
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="clones-model-"))
+        self.url = self.postgres.new_database() if self.postgres is not None else None
         spec = deep_merge(
             json.loads(DEFAULT_SPEC.read_text(encoding="utf-8")),
             {"clone_latency_ms": 60, "destroy_latency_ms": 60},
         )
         self.lab = LabProcess.start(spec)
-        self.clones = Clones(self.tmp, self.lab, concurrency=3, retries=1)
+        self.clones = Clones(self.tmp, self.lab, database=self.url, concurrency=3, retries=1)
         self.admin = Admin(self.lab)
         # Decoys: a VM named like a clone in another folder, and one forging ManagedBy.
         self.lab.control.add_vm("TRN-CAP-002", folder="Parents", parent_like="Capture")
@@ -143,6 +146,8 @@ class TrustModel(RuleBasedStateMachine):
             self.admin.close()
             self.lab.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.url is not None:
+                self.postgres.drop_database(self.url)
 
     # ----------------------------------------------------------------- what exists
     def vms(self) -> dict[str, dict[str, Any]]:
@@ -154,7 +159,7 @@ class TrustModel(RuleBasedStateMachine):
         }
 
     def rows(self) -> list[Any]:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return []
         with Repository(self.clones.database) as repo:
             return repo.clones()
@@ -173,7 +178,7 @@ class TrustModel(RuleBasedStateMachine):
         } - self.relabelled
 
     def run_count(self) -> int:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return 0
         try:
             with Repository(self.clones.database) as repo:
@@ -393,7 +398,7 @@ class TrustModel(RuleBasedStateMachine):
 
     # ----------------------------------------------------------------- rules: trainees
     def assignments(self) -> list[Any]:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return []
         with Repository(self.clones.database) as repo:
             return repo.assignments()
@@ -444,7 +449,7 @@ class TrustModel(RuleBasedStateMachine):
         more of each sequence for the steps that matter.)"""
         if self.unreconciled:
             return True
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return False
         with Repository(self.clones.database) as repo:
             return bool(repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED]))
@@ -640,7 +645,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @invariant()
     def assignments_follow_their_clones(self) -> None:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return
         with Repository(self.clones.database) as repo:
             active = repo.assignments()
@@ -670,7 +675,7 @@ class TrustModel(RuleBasedStateMachine):
         """A deployment "and power on" that recovery finished (a run started by this step) left
         every clone it made on, those made before the crash included (unless someone powered
         them since)."""
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return
         vms = self.vms()
         with Repository(self.clones.database) as repo:
@@ -716,5 +721,11 @@ TrustModel.TestCase.settings = settings(
 )
 
 
-def test_trust_model(lab_binary: Path) -> None:
-    TrustModel.TestCase("runTest").runTest()
+@pytest.mark.backends("sqlite", "postgresql")
+def test_trust_model(lab_binary: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    if backend == "postgresql":
+        TrustModel.postgres = request.getfixturevalue("postgres_server")
+    try:
+        TrustModel.TestCase("runTest").runTest()
+    finally:
+        TrustModel.postgres = None

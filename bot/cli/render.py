@@ -21,6 +21,7 @@ from bot.domain.history import AuditLog, History
 from bot.domain.models import RunState
 from bot.domain.results import (
     FAILURE_STATES,
+    DatabaseCopied,
     DeployResult,
     EnvironmentStatus,
     FailedClone,
@@ -657,6 +658,25 @@ def show_rebuild(result: RefreshResult, v: View) -> int:
     return EXIT_OK if result.state is RunState.SUCCEEDED else EXIT_ERROR
 
 
+def show_db_copy(result: DatabaseCopied, v: View) -> int:
+    if v.opts.json:
+        print(json.dumps(plain(result), indent=2), file=v.out)
+        return EXIT_OK
+    print(
+        f"Copied {result.rows} rows in {len(result.tables)} tables from {result.source} to "
+        f"{result.target}; ids and sequences kept.",
+        file=v.out,
+    )
+    for name, rows in result.tables:
+        print(f"  {name:<16} {rows:>8}", file=v.out)
+    print(
+        f'Now set [clones] database = "{result.target}" (its password in the environment) and '
+        "start the bots.",
+        file=v.out,
+    )
+    return EXIT_OK
+
+
 RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.Deploy: show_deploy,
     grammar.Teardown: show_teardown,
@@ -684,4 +704,5 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.Reset: show_self_service,
     grammar.MyPower: show_self_service,
     grammar.Rebuild: show_rebuild,
+    grammar.DbCopy: show_db_copy,
 }

@@ -35,13 +35,15 @@ COUNT_PATTERN = re.compile(r"[0-9]{1,6}")
 
 class Access(enum.StrEnum):
     """Who may run a command: anyone (it only reads), operators (it changes the lab), admins
-    (it only reads, but shows how vCenter is set up), or trainees on the VM they were given
-    (operators on anyone's)."""
+    (it only reads, but shows how vCenter is set up), trainees on the VM they were given
+    (operators on anyone's), or only someone at a terminal on the bot's machine (it works on
+    the bot's own database files: Slack refuses it)."""
 
     READ = "read"
     CHANGE = "change"
     ADMIN = "admin"
     SELF = "self"
+    TERMINAL = "terminal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +228,18 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class DbCopy:
+    """Copy a SQLite database (`source`, a path) into an empty PostgreSQL one (`target`, a
+    postgresql:// URL): every table, ids and sequences kept. Terminal only."""
+
+    verb: ClassVar[str] = "db"
+    access: ClassVar[Access] = Access.TERMINAL
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
 class Assign:
     """Give each trainee one ready clone of an environment, then message them its details.
 
@@ -336,6 +350,7 @@ COMMAND_CLASSES: tuple[type[_CommandClass], ...] = (
     Reset,
     Rebuild,
     MyPower,
+    DbCopy,
 )
 
 
@@ -371,6 +386,7 @@ Command = (
     | Reset
     | Rebuild
     | MyPower
+    | DbCopy
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -1034,6 +1050,34 @@ def _parse_orphans(args: list[str]) -> Command:
 def _parse_check(args: list[str]) -> Command:
     _no_arguments("check", args)
     return Check()
+
+
+DB_COPY_EXAMPLE = "db copy clones.db postgresql://clones@db.example.com:5432/clones"
+
+
+@_verb(
+    "db",
+    summary="copy the bot's SQLite database into an empty PostgreSQL one (terminal only)",
+    example=DB_COPY_EXAMPLE,
+    syntax="db copy SOURCE TARGET",
+    detail=(
+        "SOURCE is a SQLite file, TARGET a postgresql://USER@HOST:PORT/DB URL of an empty "
+        "database (its password in the environment variable [clones] database_password_env "
+        "names). Every table is copied in one transaction, ids and sequences kept; a target "
+        "that holds rows already is refused and nothing is written. Stop the bots first, then "
+        "point [clones] database at TARGET.",
+        "In a terminal only: it works on the bot's own database files.",
+    ),
+    examples=(DB_COPY_EXAMPLE,),
+)
+def _parse_db(args: list[str]) -> Command:
+    if not args or args[0].lower() != "copy":
+        raise UsageError(f'"db" takes "copy SOURCE TARGET", e.g. "{DB_COPY_EXAMPLE}"')
+    if len(args) != 3:
+        raise UsageError(
+            f'"db copy" takes a SOURCE file and a TARGET URL, e.g. "{DB_COPY_EXAMPLE}"'
+        )
+    return DbCopy(source=args[1], target=args[2])
 
 
 _ASSIGN_EXAMPLE = "assign nov-cohort @U01ALICE @U02BOB"

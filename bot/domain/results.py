@@ -206,3 +206,17 @@ class CapacityNeed:
     @property
     def fits(self) -> bool:
         return self.free_bytes >= self.needed_bytes + self.headroom_bytes
+
+
+@dataclass(frozen=True)
+class DatabaseCopied:
+    """`db copy`: what was copied from a SQLite file into a PostgreSQL database, table by
+    table (name, rows), in the order written."""
+
+    source: str
+    target: str  # the URL, without a password
+    tables: tuple[tuple[str, int], ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(n for _, n in self.tables)

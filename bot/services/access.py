@@ -35,6 +35,8 @@ READ_ONLY_VERBS = grammar.verbs_with(grammar.Access.READ)
 # (hosts, objects, the service account's privileges).
 ADMIN_VERBS = grammar.verbs_with(grammar.Access.ADMIN)
 _ADMIN_SHOWS = {"check": "how vCenter is set up", "audit": "who asked for what, from where"}
+# Verbs Slack never runs (`db copy`): they work on files of the bot's machine.
+TERMINAL_VERBS = grammar.verbs_with(grammar.Access.TERMINAL)
 _READ_ONLY_TEXT = "status, history, savings, types, plan, inventory, my and help"
 
 GroupMembers = Callable[[str], Iterable[str]]  # user group ID -> member user IDs
@@ -132,6 +134,12 @@ class AccessPolicy:
     ) -> Decision:
         if access is grammar.Access.SELF:
             return self._self_service(user, verb, wait)
+        if verb in TERMINAL_VERBS or access is grammar.Access.TERMINAL:
+            return Decision(
+                False,
+                f"`{verb}` runs only in a terminal on the bot's machine: it works on the bot's "
+                f"own database files. Run `clones {verb} ...` there (`clones help {verb}`).",
+            )
         if verb in READ_ONLY_VERBS and access in (None, grammar.Access.READ):
             return ALLOWED
         if verb in ADMIN_VERBS:

@@ -19,6 +19,7 @@ from bot.domain.results import DeployResult
 from bot.domain.trainees import SelfService
 from bot.ports import ProgressCallback
 from bot.services.container import Services
+from bot.services.databases import copy_database
 from bot.services.orphans import act_on_orphans
 from bot.services.schedules import ScheduleResult, ScheduleService
 from bot.services.trainees import OnHandOut
@@ -149,6 +150,7 @@ ROUTES: dict[type[Any], Route] = {
         channel=i.channel,
         on_event=i.on_event,
     ),
+    grammar.DbCopy: lambda s, c, i: copy_database(s.databases, c),
 }
 
 # Destructive commands show what they would do, and act only once confirmed: the front end

@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from bot.domain import grammar
 from bot.domain.errors import UsageError
 from bot.services.dispatch import Invocation, settled
+from bot.settings import without_secrets
 from handlers import confirming, handout, recovered, runs
 from handlers.blocks import admin, plans, trainees
 from handlers.blocks.kit import checking_access, restarting, unescape, usage_error
@@ -69,7 +70,7 @@ def handle(
     if isinstance(command, grammar.Help):
         ack(response_type="ephemeral", text=grammar.usage(command.topic))
         return
-    said = f"/clones {text}".strip()
+    said = without_secrets(f"/clones {text}".strip())  # a URL's password is never kept
     tell = Reply(respond)
     # Never waits for Slack: an operator group not read yet is decided after the ack.
     decision = ctx.access.check(user, channel, command.verb, command.access, wait=False)
