@@ -35,7 +35,7 @@ def run(s: Services, text: str) -> Any:
 def year(services: Services) -> Services:
     """Services whose database holds a year of finished courses (500 here; the benchmark
     writes 7,860) and, beside them, two live environments deployed the usual way."""
-    fill(Path(str(services.repo.path)), environments=500)
+    fill(Path(str(services.repo.location)), environments=500)
     run(services, "deploy capture 3 as live-a")
     run(services, "deploy packaging 2 as live-b")
     return services
@@ -219,7 +219,7 @@ def _counts(path: Path) -> dict[str, int]:
 def two_years(services: Services) -> Iterator[Services]:
     """800 days of finished courses, and old environments that something keeps."""
     s = services
-    path = Path(str(s.repo.path))
+    path = Path(str(s.repo.location))
     old = NOW - timedelta(days=600)
     # Live for 600 days: a clone still in vCenter, the run that made it, and an earlier
     # cohort's destroyed clone under the same name.
@@ -272,7 +272,7 @@ def two_years(services: Services) -> Iterator[Services]:
 
 def test_pruning_removes_only_what_is_older_than_the_window(two_years: Services) -> None:
     s = two_years
-    path = Path(str(s.repo.path))
+    path = Path(str(s.repo.location))
     cut = NOW - WINDOW
     conn = sqlite3.connect(path)
     course_ends = dict(
@@ -369,6 +369,6 @@ def test_pruning_runs_in_small_batches_at_the_quiet_hour_once_a_day(
 
 def test_history_days_zero_keeps_history_for_ever(make_services: Any) -> None:
     s = make_services(history_days=0, audit_days=0)
-    fill(Path(str(s.repo.path)), environments=20, days=3000)
+    fill(Path(str(s.repo.location)), environments=20, days=3000)
     pruned = Pruner(s.settings, s.repo, lambda: NOW).prune()
     assert pruned.done and pruned.removed == 0
