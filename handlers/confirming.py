@@ -81,88 +81,80 @@ def _ours(plan: list[Orphan]) -> tuple[str, tuple[str, ...]]:
     return plans.ORPHANS_TOKEN_ENV, tuple(o.vm.moref for o in plan if o.ours)
 
 
-FLOWS: dict[type[Any], Flow] = {
-    grammar.Teardown: Flow(
-        "teardown",
-        ACTION_CONFIRM,
-        ACTION_CANCEL,
-        command=grammar.Teardown,
-        words=lambda env: f"teardown {env}",
-        what=lambda env: f"strip back of {env}",
-        token=_environment,
-        ask=plans.teardown_plan,
-        starting=plans.teardown_starting,
-        progress=shown.teardown_progress,
-        done=shown.teardown_result,
-        aborted=partial(shown.run_aborted, RunKind.TEARDOWN),
-        cancelled=plans.teardown_cancelled,
-        home_note=shown.teardown_finished_note,
-    ),
-    grammar.Refresh: Flow(
-        "refresh",
-        ACTION_REFRESH_CONFIRM,
-        ACTION_REFRESH_CANCEL,
-        command=grammar.Refresh,
-        words=lambda env: f"refresh {env}",
-        what=lambda env: f"refresh of {env}",
-        token=_environment,
-        ask=plans.refresh_plan,
-        starting=plans.refresh_starting,
-        progress=shown.refresh_progress,
-        done=shown.refresh_result,
-        aborted=partial(shown.run_aborted, RunKind.REFRESH),
-        cancelled=plans.refresh_cancelled,
-    ),
-    grammar.Orphans: Flow(
-        "orphans",
-        ACTION_ORPHANS_CONFIRM,
-        ACTION_ORPHANS_CANCEL,
-        command=lambda _: grammar.Orphans("remove"),
-        words=lambda _: "orphans remove",
-        what=lambda _: "orphans remove",
-        token=_ours,
-        ask=lambda plan, requester, token: plans.orphans_remove_plan(
-            [o.vm.name for o in plan if o.ours], requester, token
-        ),
-        starting=plans.orphans_starting,
-        progress=lambda e, user: plans.orphans_starting("", user),  # it sends no events
-        done=admin.orphans_removed,
-        aborted=plans.orphans_stopped,
-        cancelled=plans.orphans_cancelled,
-        nothing=lambda plan, command: admin.orphans_list(OrphansOutcome(plan, command.action)),
-    ),
-    grammar.Rebuild: Flow(
-        "rebuild",
-        ACTION_REBUILD_CONFIRM,
-        ACTION_REBUILD_CANCEL,
-        command=lambda vm: grammar.Rebuild(vm=vm),
-        words=lambda vm: f"rebuild {vm}",
-        what=lambda vm: f"rebuild of {vm}",
-        token=lambda plan: (plan.vm, ()),
-        ask=plans.rebuild_plan,
-        starting=trainees.rebuild_progress,
-        progress=lambda e, user: trainees.rebuild_progress(e.clone or "", user),
-        done=trainees.rebuilt,
-        aborted=trainees.rebuild_stopped,
-        cancelled=plans.rebuild_cancelled,
-        where=lambda r: r.user,
-    ),
-}
+# The confirmations, each registered with its command in `handlers.verbs.SLACK`.
+TEARDOWN = Flow(
+    "teardown",
+    ACTION_CONFIRM,
+    ACTION_CANCEL,
+    command=grammar.Teardown,
+    words=lambda env: f"teardown {env}",
+    what=lambda env: f"strip back of {env}",
+    token=_environment,
+    ask=plans.teardown_plan,
+    starting=plans.teardown_starting,
+    progress=shown.teardown_progress,
+    done=shown.teardown_result,
+    aborted=partial(shown.run_aborted, RunKind.TEARDOWN),
+    cancelled=plans.teardown_cancelled,
+    home_note=shown.teardown_finished_note,
+)
 
+REFRESH = Flow(
+    "refresh",
+    ACTION_REFRESH_CONFIRM,
+    ACTION_REFRESH_CANCEL,
+    command=grammar.Refresh,
+    words=lambda env: f"refresh {env}",
+    what=lambda env: f"refresh of {env}",
+    token=_environment,
+    ask=plans.refresh_plan,
+    starting=plans.refresh_starting,
+    progress=shown.refresh_progress,
+    done=shown.refresh_result,
+    aborted=partial(shown.run_aborted, RunKind.REFRESH),
+    cancelled=plans.refresh_cancelled,
+)
 
-def flow_for(command: object) -> Flow | None:
-    """The confirmation `command` needs in Slack; None: it runs at once (`orphans adopt` only
-    records VMs, so of the orphans only `remove` is confirmed)."""
-    if isinstance(command, grammar.Orphans) and command.action != "remove":
-        return None
-    return FLOWS.get(type(command))
+ORPHANS_REMOVE = Flow(
+    "orphans",
+    ACTION_ORPHANS_CONFIRM,
+    ACTION_ORPHANS_CANCEL,
+    command=lambda _: grammar.Orphans("remove"),
+    words=lambda _: "orphans remove",
+    what=lambda _: "orphans remove",
+    token=_ours,
+    ask=lambda plan, requester, token: plans.orphans_remove_plan(
+        [o.vm.name for o in plan if o.ours], requester, token
+    ),
+    starting=plans.orphans_starting,
+    progress=lambda e, user: plans.orphans_starting("", user),  # it sends no events
+    done=admin.orphans_removed,
+    aborted=plans.orphans_stopped,
+    cancelled=plans.orphans_cancelled,
+    nothing=lambda plan, command: admin.orphans_list(OrphansOutcome(plan, command.action)),
+)
+
+REBUILD = Flow(
+    "rebuild",
+    ACTION_REBUILD_CONFIRM,
+    ACTION_REBUILD_CANCEL,
+    command=lambda vm: grammar.Rebuild(vm=vm),
+    words=lambda vm: f"rebuild {vm}",
+    what=lambda vm: f"rebuild of {vm}",
+    token=lambda plan: (plan.vm, ()),
+    ask=plans.rebuild_plan,
+    starting=trainees.rebuild_progress,
+    progress=lambda e, user: trainees.rebuild_progress(e.clone or "", user),
+    done=trainees.rebuilt,
+    aborted=trainees.rebuild_stopped,
+    cancelled=plans.rebuild_cancelled,
+    where=lambda r: r.user,
+)
 
 
 # ===================================================================== asking
-def ask(r: Request) -> None:
+def ask(r: Request, flow: Flow) -> None:
     """Post what the command would do, with Confirm / Cancel, in the request's channel."""
-    flow = flow_for(r.command)
-    assert flow is not None
     # What it acts on, named and checked first (a rebuild: the asker's own VM).
     command = settled(r.ctx.services, r.command, r.invocation())
     plan = plan_for(r.ctx.services, command)

@@ -41,7 +41,8 @@ __all__ = [  # what other modules use besides the command classes (which the sta
     "suggest",
 ]
 
-COMMAND_CLASSES: tuple[type[Command], ...] = tuple(_spec.CLASSES)
+SPECS = _spec.CLASSES  # command class -> its spec
+COMMAND_CLASSES: tuple[type[Command], ...] = tuple(SPECS)
 # The verbs in the order the help lists them (help itself last).
 VERBS: tuple[str, ...] = tuple(sorted(_spec.GRAMMARS, key=lambda v: v == "help"))
 

@@ -37,6 +37,7 @@ _ADMIN_SHOWS = {"check": "how vCenter is set up", "audit": "who asked for what, 
 # Verbs Slack never runs (`db copy`): they work on files of the bot's machine.
 TERMINAL_VERBS = grammar.verbs_with(grammar.Access.TERMINAL)
 
+
 def _listed(verbs: list[str]) -> str:
     return ", ".join(verbs[:-1]) + " and " + verbs[-1] if len(verbs) > 1 else "".join(verbs)
 

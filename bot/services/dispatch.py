@@ -50,8 +50,6 @@ class Deployed:
     end_note: str = ""
 
 
-Route = Callable[[Services, Any, Invocation], object]
-
 AUDIT_SHOWN = 40  # audit entries a Slack answer shows (the terminal's --csv has them all)
 
 
@@ -101,65 +99,88 @@ def _power_mine(s: Services, c: grammar.Reset | grammar.MyPower, i: Invocation) 
     )
 
 
-ROUTES: dict[type[Any], Route] = {
-    grammar.Deploy: _deploy,
-    grammar.Teardown: lambda s, c, i: s.service.teardown(
-        c.environment, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
-    ),
-    grammar.Refresh: lambda s, c, i: s.admin.refresh(
-        c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
-    ),
-    grammar.Status: lambda s, c, i: s.service.status(c.environment, everything=c.everything),
-    grammar.History: lambda s, c, i: s.service.history.history(c.environment),
-    # The terminal exports every entry (--csv); Slack shows the newest.
-    grammar.Audit: lambda s, c, i: s.service.history.audit(
-        c.since, limit=None if i.source == "cli" else AUDIT_SHOWN
-    ),
-    grammar.Savings: lambda s, c, i: s.service.savings(c.environment),
-    grammar.Types: lambda s, c, i: s.service.types(),
-    grammar.Plan: lambda s, c, i: s.admin.plan(c),
-    grammar.Inventory: lambda s, c, i: s.admin.inventory(c.environment),
-    grammar.Prepare: lambda s, c, i: s.admin.prepare(c, actor=i.actor, source=i.source),
-    grammar.Power: lambda s, c, i: s.admin.power(c, actor=i.actor, source=i.source),
-    grammar.Schedule: _schedule,
-    grammar.Extend: _extend,
-    grammar.CancelSchedule: _cancel,
-    grammar.Resume: lambda s, c, i: s.recovery.recover(actor=i.actor, on_event=i.on_event),
-    grammar.Orphans: lambda s, c, i: act_on_orphans(
-        s.recovery.orphan_finder, c.action, actor=i.actor, only=i.only
-    ),
-    grammar.Check: lambda s, c, i: s.checker.run(),
-    grammar.Help: lambda s, c, i: grammar.usage(c.topic),
-    grammar.Assign: lambda s, c, i: s.service.trainees.assign(
-        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
-    ),
-    grammar.Handout: lambda s, c, i: s.service.trainees.handout(
-        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
-    ),
-    grammar.Unassign: lambda s, c, i: s.service.trainees.unassign(
-        c, actor=i.actor, source=i.source, channel=i.channel
-    ),
-    grammar.My: lambda s, c, i: s.service.trainees.mine(i.actor),
-    grammar.Reset: _power_mine,
-    grammar.MyPower: _power_mine,
-    grammar.Rebuild: lambda s, c, i: s.service.trainees.rebuild(
-        c,
-        actor=i.actor,
-        anyone=i.anyone,
-        source=i.source,
-        channel=i.channel,
-        on_event=i.on_event,
-    ),
-    grammar.DbCopy: lambda s, c, i: copy_database(s.databases, c),
-}
+@dataclass(frozen=True)
+class Route:
+    """A command's route: the use case it calls and, when its spec says it destroys, what it
+    would do, shown before confirming (the front end renders the plan and asks; terminal: type
+    the name or --yes; Slack: Confirm / Cancel)."""
 
-# Destructive commands show what they would do, and act only once confirmed: the front end
-# renders the plan and asks (terminal: type the name or --yes; Slack: Confirm / Cancel).
-PLANS: dict[type[Any], Callable[[Services, Any], object]] = {
-    grammar.Teardown: lambda s, c: s.service.teardown_plan(c.environment),
-    grammar.Refresh: lambda s, c: s.admin.refresher.plan(c.environment),
-    grammar.Orphans: lambda s, c: s.recovery.orphan_finder.orphans() if c.action else None,
-    grammar.Rebuild: lambda s, c: s.service.trainees.rebuild_plan(c),  # settled: its VM named
+    call: Callable[[Services, Any, Invocation], object]
+    plan: Callable[[Services, Any], object] | None = None
+
+
+# The services' one registry: a route per command class (a test checks each class has one, and
+# a plan exactly when its spec destroys).
+ROUTES: dict[type[Any], Route] = {
+    grammar.Deploy: Route(_deploy),
+    grammar.Teardown: Route(
+        lambda s, c, i: s.service.teardown(
+            c.environment, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
+        ),
+        plan=lambda s, c: s.service.teardown_plan(c.environment),
+    ),
+    grammar.Refresh: Route(
+        lambda s, c, i: s.admin.refresh(
+            c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
+        ),
+        plan=lambda s, c: s.admin.refresher.plan(c.environment),
+    ),
+    grammar.Status: Route(lambda s, c, i: s.service.status(c.environment, everything=c.everything)),
+    grammar.History: Route(lambda s, c, i: s.service.history.history(c.environment)),
+    # The terminal exports every entry (--csv); Slack shows the newest.
+    grammar.Audit: Route(
+        lambda s, c, i: s.service.history.audit(
+            c.since, limit=None if i.source == "cli" else AUDIT_SHOWN
+        )
+    ),
+    grammar.Savings: Route(lambda s, c, i: s.service.savings(c.environment)),
+    grammar.Types: Route(lambda s, c, i: s.service.types()),
+    grammar.Plan: Route(lambda s, c, i: s.admin.plan(c)),
+    grammar.Inventory: Route(lambda s, c, i: s.admin.inventory(c.environment)),
+    grammar.Prepare: Route(lambda s, c, i: s.admin.prepare(c, actor=i.actor, source=i.source)),
+    grammar.Power: Route(lambda s, c, i: s.admin.power(c, actor=i.actor, source=i.source)),
+    grammar.Schedule: Route(_schedule),
+    grammar.Extend: Route(_extend),
+    grammar.CancelSchedule: Route(_cancel),
+    grammar.Resume: Route(lambda s, c, i: s.recovery.recover(actor=i.actor, on_event=i.on_event)),
+    grammar.Orphans: Route(
+        lambda s, c, i: act_on_orphans(
+            s.recovery.orphan_finder, c.action, actor=i.actor, only=i.only
+        ),
+        plan=lambda s, c: s.recovery.orphan_finder.orphans() if c.action else None,
+    ),
+    grammar.Check: Route(lambda s, c, i: s.checker.run()),
+    grammar.Help: Route(lambda s, c, i: grammar.usage(c.topic)),
+    grammar.Assign: Route(
+        lambda s, c, i: s.service.trainees.assign(
+            c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
+        )
+    ),
+    grammar.Handout: Route(
+        lambda s, c, i: s.service.trainees.handout(
+            c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
+        )
+    ),
+    grammar.Unassign: Route(
+        lambda s, c, i: s.service.trainees.unassign(
+            c, actor=i.actor, source=i.source, channel=i.channel
+        )
+    ),
+    grammar.My: Route(lambda s, c, i: s.service.trainees.mine(i.actor)),
+    grammar.Reset: Route(_power_mine),
+    grammar.MyPower: Route(_power_mine),
+    grammar.Rebuild: Route(
+        lambda s, c, i: s.service.trainees.rebuild(
+            c,
+            actor=i.actor,
+            anyone=i.anyone,
+            source=i.source,
+            channel=i.channel,
+            on_event=i.on_event,
+        ),
+        plan=lambda s, c: s.service.trainees.rebuild_plan(c),  # settled: its VM named
+    ),
+    grammar.DbCopy: Route(lambda s, c, i: copy_database(s.databases, c)),
 }
 
 
@@ -168,7 +189,7 @@ def dispatch(services: Services, command: object, invocation: Invocation) -> obj
     route = ROUTES.get(type(command))
     if route is None:  # every command class has a route; a test checks it
         raise UsageError(f'"{getattr(command, "verb", command)}" cannot be run here.')
-    return route(services, command, invocation)
+    return route.call(services, command, invocation)
 
 
 def settled(services: Services, command: object, invocation: Invocation) -> object:
@@ -195,5 +216,5 @@ def settled(services: Services, command: object, invocation: Invocation) -> obje
 
 def plan_for(services: Services, command: object) -> object | None:
     """What a destructive command would do, to show before confirming; None: no confirming."""
-    plan = PLANS.get(type(command))
-    return plan(services, command) if plan is not None else None
+    route = ROUTES.get(type(command))
+    return route.plan(services, command) if route is not None and route.plan else None

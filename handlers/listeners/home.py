@@ -88,6 +88,6 @@ def on_home_teardown(ctx: HandlerContext, body: dict[str, Any], client: WebClien
         said = f"teardown {environment} (App Home)"
         if ctx.permitted(decision, tell, user=user, channel=channel, command=said):
             request = Request(ctx, grammar.Teardown(environment), user, channel, client, tell)
-            confirming.ask(request)
+            confirming.ask(request, confirming.TEARDOWN)
 
     reporting(tell, "home teardown", lambda: ctx.jobs.submit(reporting, tell, "teardown", plan))

@@ -14,7 +14,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.domain import grammar
-from handlers import confirming
+from handlers import verbs
 from handlers.blocks.ids import (
     ACTION_MY_POWER_OFF,
     ACTION_MY_POWER_ON,
@@ -22,7 +22,6 @@ from handlers.blocks.ids import (
     ACTION_MY_RESET,
 )
 from handlers.context import DirectReply, HandlerContext, Reply, Request, Tell, reporting
-from handlers.replies import reply
 
 VM_VALUE_MAX = 80  # a VM name; anything longer is not one of ours
 
@@ -70,5 +69,5 @@ def on_my_vm(
     if not ctx.permitted(decision, tell, user=user, channel=channel, command=said):
         return
     request = Request(ctx, command, user, channel, client, tell)
-    step = confirming.ask if confirming.flow_for(command) is not None else reply
+    step = verbs.step_for(command)
     reporting(tell, words, lambda: ctx.jobs.submit(reporting, tell, words, lambda: step(request)))
