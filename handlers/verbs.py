@@ -163,7 +163,7 @@ SLACK: dict[type[Any], InSlack] = {
     grammar.Power: InSlack(
         "the result in the channel",
         ack=lambda r: admin.powering(r.command.action, r.command.environment),
-        reply=lambda result, r: Answer(admin.power_result(result, r.user), public=True),
+        reply=lambda result, r: Answer(admin.each_done(result, r.user), public=True),
     ),
     grammar.Refresh: InSlack(
         "the plan with **Confirm refresh** / **Cancel**, then live progress",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.models import Clone, CloneState, Environment, RunState
 from bot.domain.savings import GIB, Savings
 
 # Records of clones that did not come to be, or vanished: shown with their errors until a strip
@@ -40,7 +40,7 @@ class ProgressEvent:
     kind: EventKind
     run_id: int
     environment: str
-    action: RunKind
+    action: str  # the run's kind (a RunKind), or a bulk verb's label ("Snapshot")
     total: int
     done: int
     failed: int

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from bot.domain import grammar
 from bot.ports import ProgressCallback
+from bot.services.bulk import BulkResult, EachClone
 from bot.services.core import Service
 from bot.services.inventory import Inventory, InventoryRow
 from bot.services.plan import Planner, PlanResult
-from bot.services.power import PowerCommand, PowerResult
+from bot.services.power import PowerCommand
 from bot.services.prepare import Finding, Preparer, PrepareReport
 from bot.services.refresh import Refresher, RefreshResult
 
 __all__ = [
     "Admin",
+    "BulkResult",
     "Finding",
     "InventoryRow",
     "PlanResult",
-    "PowerResult",
     "PrepareReport",
     "RefreshResult",
 ]
@@ -36,7 +37,9 @@ class Admin:
         self.preparer = Preparer(core)
         self.planner = Planner(core, service.deployer)
         self.inventory_reader = Inventory(core, service.queries)
-        self.power_command = PowerCommand(core, service.power, service.ownership, service.queries)
+        # An operation on each ready, provably ours clone of an environment (power, snapshot).
+        self.each_clone = EachClone(core, service.ownership, service.queries)
+        self.power_command = PowerCommand(service.power, self.each_clone)
         self.refresher = Refresher(
             core,
             queries=service.queries,
@@ -57,7 +60,7 @@ class Admin:
     def inventory(self, environment: str | None = None) -> list[InventoryRow]:
         return self.inventory_reader.inventory(environment)
 
-    def power(self, command: grammar.Power, *, actor: str, source: str = "cli") -> PowerResult:
+    def power(self, command: grammar.Power, *, actor: str, source: str = "cli") -> BulkResult:
         return self.power_command.power_environment(command, actor=actor, source=source)
 
     def refresh(

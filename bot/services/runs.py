@@ -238,7 +238,7 @@ class Emitter:
         self,
         run_id: int,
         environment: str,
-        action: RunKind,
+        action: str,
         total: int,
         started: float,
         callback: ProgressCallback | None,
