@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,16 @@ def test_every_command_has_a_route_a_rendering_and_its_verb() -> None:
         assert grammar.parse(text).verb == verb
     planned = {cls for cls, route in ROUTES.items() if route.plan is not None}
     assert planned == {cls for cls, spec in grammar.SPECS.items() if spec.destroys}
+
+
+def test_the_tables_of_commands_in_the_docs_are_generated_from_the_specs() -> None:
+    """README.md's and docs/slack.md's tables of commands are made by scripts/verbs.py from the
+    specs: a verb added, renamed or given other access fails here until it is run."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "verbs.py"), "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
