@@ -189,6 +189,11 @@ SLACK: dict[type[Any], InSlack] = {
     grammar.Schedule: InSlack("the new times in the channel", reply=schedule_answer),
     grammar.Extend: InSlack("the new end in the channel", reply=schedule_answer),
     grammar.CancelSchedule: InSlack("what was dropped, in the channel", reply=schedule_answer),
+    grammar.Snapshot: InSlack(
+        "the result in the channel: each clone snapshotted, failed or left alone",
+        ack=lambda r: f"Snapshotting the clones of {r.command.environment}...",
+        reply=lambda result, r: Answer(admin.each_done(result, r.user), public=True),
+    ),
     grammar.DbCopy: InSlack("refused: it runs only in a terminal on the bot's machine"),
 }
 

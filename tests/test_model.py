@@ -1,8 +1,8 @@
 """A stateful, model-based test of the bot's trust promises against the lab vCenter.
 
 Hypothesis drives random sequences of what happens to a real estate: deployments (into reused
-environment names too), strip backs, refreshes, power changes, trainees assigned and one
-trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
+environment names too), strip backs, refreshes, power changes, snapshots, trainees assigned
+and one trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
 any of them SIGKILLed at a random moment, stopped with Ctrl-C (once, or twice: at once) or SIGTERM,
 or cut off by vCenter going dark; sessions expired under them (with NotAuthenticated faults, or
 the way VMware's simulator answers: HTTP 200 with every object in missingSet); `resume` and the
@@ -395,6 +395,29 @@ class TrustModel(RuleBasedStateMachine):
     def power(self, environment: str, action: str) -> None:
         self.act("power", environment, ("power", action, environment), "none", 0.0)
         self.bot_powered.add(environment)
+
+    @rule(environment=st.sampled_from(ENVIRONMENTS), name=st.sampled_from(["cp1", "cp2"]))
+    def snapshot(self, environment: str, name: str) -> None:
+        """Only the environment's ready clones that are provably the bot's gain a snapshot:
+        never a VM the account cannot see (unseen), a replaced or relabelled one, a decoy
+        (`forged-01` carries the environment's labels) or a parent."""
+
+        def counts() -> dict[str, int]:
+            return {vm["moref"]: int(vm.get("snapshots") or 0) for vm in self.lab.control.vms()}
+
+        uuid = {vm["moref"]: vm["instance_uuid"] for vm in self.lab.control.vms()}
+        hidden = {vm["instance_uuid"] for vm in self.lab.control.vms() if vm["name"] in self.hidden}
+        ready = {
+            c.instance_uuid
+            for c in self.rows()
+            if c.environment == environment and c.state is CloneState.READY and c.instance_uuid
+        }
+        before = counts()
+        self.act("snapshot", environment, ("snapshot", environment, name), "none", 0.0)
+        after = counts()
+        grown = {uuid.get(m, m) for m in after if after[m] > before.get(m, 0)}
+        wrong = grown - (ready - self.relabelled - hidden)
+        assert not wrong, f"snapshotted VMs not provably ours: {sorted(wrong)}"
 
     # ----------------------------------------------------------------- rules: trainees
     def assignments(self) -> list[Any]:

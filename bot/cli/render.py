@@ -705,4 +705,5 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.MyPower: show_self_service,
     grammar.Rebuild: show_rebuild,
     grammar.DbCopy: show_db_copy,
+    grammar.Snapshot: show_each_done,
 }

@@ -17,7 +17,9 @@ from bot.domain import grammar
 from bot.domain.errors import ClonesError, UsageError
 from bot.domain.results import DeployResult
 from bot.domain.trainees import SelfService
+from bot.domain.vsphere import VmTask
 from bot.ports import ProgressCallback
+from bot.services.bulk import BulkResult
 from bot.services.container import Services
 from bot.services.databases import copy_database
 from bot.services.orphans import act_on_orphans
@@ -111,6 +113,23 @@ class Route:
 
 # The services' one registry: a route per command class (a test checks each class has one, and
 # a plan exactly when its spec destroys).
+def _snapshot(s: Services, c: grammar.Snapshot, i: Invocation) -> BulkResult:
+    description = f"clones: {c.environment}, by {i.actor} ({i.source})"
+    arguments = (("name", c.name), ("description", description), ("memory", False))
+    task = VmTask("CreateSnapshot_Task", (*arguments, ("quiesce", False)))
+    return s.admin.each_clone.run(
+        c.environment,
+        lambda clone: s.vcenter.vm_tasks([clone.moref or ""], task)[0],
+        action=c.name,
+        doing="snapshot",
+        label=f'Snapshot "{c.name}" of',
+        words=f"snapshot {c.environment} {c.name}",
+        actor=i.actor,
+        source=i.source,
+        on_event=i.on_event,
+    )
+
+
 ROUTES: dict[type[Any], Route] = {
     grammar.Deploy: Route(_deploy),
     grammar.Teardown: Route(
@@ -181,6 +200,7 @@ ROUTES: dict[type[Any], Route] = {
         plan=lambda s, c: s.service.trainees.rebuild_plan(c),  # settled: its VM named
     ),
     grammar.DbCopy: Route(lambda s, c, i: copy_database(s.databases, c)),
+    grammar.Snapshot: Route(_snapshot),
 }
 
 

@@ -1,8 +1,9 @@
 """The operators' commands on the lab: strip back, prepare, power, refresh, resume, orphans,
-check."""
+check, snapshot."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -227,3 +228,53 @@ class Check:
 
     verb: ClassVar[str] = "check"
     access: ClassVar[Access] = Access.ADMIN
+
+
+_SNAPSHOT_EXAMPLE = "snapshot nov-cohort before-lab-2"
+SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+
+
+def _parse_snapshot(args: list[str]) -> Snapshot:
+    if not args:
+        raise UsageError(
+            f'say which environment and a name for the snapshot, e.g. "{_SNAPSHOT_EXAMPLE}"'
+        )
+    env = w.environment(args[0], _SNAPSHOT_EXAMPLE)
+    if len(args) == 1:
+        raise UsageError(
+            f'say a name for the snapshot after the environment, e.g. "snapshot {env} before-lab-2"'
+        )
+    if len(args) > 2 or not SNAPSHOT_NAME.fullmatch(args[1]):
+        raise UsageError(
+            f'"{w.show(" ".join(args[1:]))}" is not a snapshot name: one word of letters, digits, '
+            f'"-", "_" or ".", up to 80 characters, e.g. "snapshot {env} before-lab-2"'
+        )
+    return Snapshot(env, args[1])
+
+
+@command(
+    parse=_parse_snapshot,
+    summary="snapshot every ready clone of an environment: a checkpoint before an exercise",
+    example=_SNAPSHOT_EXAMPLE,
+    syntax="snapshot ENV NAME",
+    detail=(
+        "Each ready clone that is provably the bot's gets a snapshot called NAME, `concurrency` "
+        "at a time (and per host); the parents and their base snapshots are never touched.",
+        "A linked clone's snapshot holds only what changed since it was made, on the clone's "
+        "own delta disk. A strip back or refresh destroys the clone and every snapshot it has "
+        "(the parent's base snapshot stays): a snapshot is for going back during a course, in "
+        "the vSphere Client (Revert to snapshot), not for keeping a lab.",
+        "Without the VMs' memory and not quiesced: like pulling the plug at that moment.",
+    ),
+    examples=(_SNAPSHOT_EXAMPLE,),
+    progress=True,
+)
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Snapshot each ready clone of `environment`, the snapshot called `name`."""
+
+    verb: ClassVar[str] = "snapshot"
+    access: ClassVar[Access] = Access.CHANGE
+
+    environment: str
+    name: str
