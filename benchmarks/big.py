@@ -23,14 +23,13 @@ from typing import Any
 from benchmarks.common import (
     Profile,
     Table,
-    deploy_text,
+    deploy_command,
     lab,
     settings_for,
     verdict,
     write_result,
 )
 from bot import bootstrap
-from bot.domain import grammar
 from bot.domain.models import CloneState
 from bot.services import fullcopy
 from storage import sqlite as storage_sqlite
@@ -109,15 +108,15 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         settings = settings_for(lb, Path(tmp) / "clones.db", concurrency=c)
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.service.deploy(grammar.parse(deploy_text(3, "warm")), actor=ACTOR)  # type: ignore[arg-type]
-            app.service.teardown("warm", actor=ACTOR)
+            app.service.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
+            app.service.strip_back.teardown("warm", actor=ACTOR)
             lb.control.reset()
             started = time.perf_counter()
             with watch.installed():
-                deployed = app.service.deploy(grammar.parse(deploy_text(n, "big")), actor=ACTOR)  # type: ignore[arg-type]
+                deployed = app.service.deployer.deploy(deploy_command(n, "big"), actor=ACTOR)
             deploy_s = time.perf_counter() - started
             deploy_stats = lb.control.stats()
-            env = app.service.environment("big")
+            env = app.service.queries.environment("big")
             clones = app.repo.clones(environment="big", states=[CloneState.READY])
             checks_s: list[float] = []
             lb.control.reset()
@@ -129,7 +128,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             check_stats = lb.control.stats()
             lb.control.reset()
             started = time.perf_counter()
-            stripped = app.service.teardown("big", actor=ACTOR)
+            stripped = app.service.strip_back.teardown("big", actor=ACTOR)
             strip_s = time.perf_counter() - started
             strip_stats = lb.control.stats()
         finally:

@@ -90,7 +90,7 @@ def test_vcenter_unreachable_mid_strip_back_stops_cleanly_and_resume_finishes_it
             lab.control.pause(120)
 
     with pytest.raises(Exception, match="Lost contact with vCenter") as raised:
-        app.service.teardown("dusk", actor="trainer", on_event=pause_after_three)
+        app.service.strip_back.teardown("dusk", actor="trainer", on_event=pause_after_three)
     dropped = lab.control.stats()["dropped"]
     lab.control.pause(0)
     assert type(raised.value).__name__ == "VCenterUnreachable"
@@ -190,7 +190,7 @@ def test_session_expiry_while_clones_are_in_flight_is_invisible(
     try:
         result = deploy(app, "deploy capture 18 as sleepy")
         wait_until(lambda: expiries >= 3)
-        stripped = app.service.teardown("sleepy", actor="trainer")
+        stripped = app.service.strip_back.teardown("sleepy", actor="trainer")
     finally:
         stop.set()
         expirer.join()

@@ -589,7 +589,7 @@ class TrustModel(RuleBasedStateMachine):
         never "missing"; one it may not see is "cannot see"."""
         app = self.bot(expired=expired)
         try:
-            (status,) = app.service.status(environment)
+            (status,) = app.service.queries.status(environment)
         except ClonesError:  # no such environment yet
             return
         self.steps[f"status/{'expired' if expired else 'live'}"] += 1
@@ -612,7 +612,7 @@ class TrustModel(RuleBasedStateMachine):
         may_remove = self.removable("teardown", environment)
         app = self.bot(expired=expired)
         try:
-            result = app.service.teardown(environment, actor="model")
+            result = app.service.strip_back.teardown(environment, actor="model")
         except ClonesError:  # nothing to strip back, or busy
             result = None
         self.lab.control.wait_idle()

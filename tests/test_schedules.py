@@ -916,7 +916,7 @@ def test_missed_strip_back_of_real_clones_runs_at_restart(lab: LabProcess, datab
     try:
         command = grammar.parse("deploy capture 2 as late")
         assert isinstance(command, grammar.Deploy)
-        app.service.deploy(command, actor="UOWNER", source="cli")
+        app.service.deployer.deploy(command, actor="UOWNER", source="cli")
         first = bootstrap.schedule_service(app, notifier=notes, clock=clock)
         first.start(paused=True)
         schedule(first, "schedule late until in 2h")

@@ -1,9 +1,9 @@
 """The deploy, strip back and query services, wired over one vCenter and one repository.
 
-`Service` builds the pieces every front end and the other services use (`runs`, `queries`,
-`placements`, `ownership`, `cloner`, `power`, `deploy_runs`, `deployer`, `trainees`,
-`strip_back`) and offers the operations a command asks for (deploy, strip back, status, savings,
-types). It holds no logic of its own: each operation lives in its own module.
+`Service` builds the use cases every front end and the other services use (`runs`, `queries`,
+`history`, `placements`, `ownership`, `cloner`, `power`, `deploy_runs`, `deployer`, `trainees`,
+`strip_back`); the routes (`bot.services.dispatch`) call them directly. It holds no logic and
+forwards nothing: each operation lives in its own module.
 """
 
 from __future__ import annotations
@@ -11,11 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from bot.domain import grammar
-from bot.domain.models import Environment
-from bot.domain.results import DeployResult, EnvironmentStatus, TeardownPlan, TeardownResult
-from bot.domain.savings import Savings
-from bot.ports import ProgressCallback, Repository, VCenter
+from bot.ports import Repository, VCenter
 from bot.services.cloning import Cloner
 from bot.services.deploy import Deployer
 from bot.services.deploy_runs import DeployRuns
@@ -24,7 +20,7 @@ from bot.services.limits import OpLimits
 from bot.services.ownership import Ownership
 from bot.services.placements import Placements
 from bot.services.power import Power
-from bot.services.queries import Queries, TypeStatus
+from bot.services.queries import Queries
 from bot.services.refresh import Refresher
 from bot.services.runs import Core, RunBook
 from bot.services.teardown import StripBack
@@ -33,7 +29,7 @@ from bot.settings import Settings
 
 
 class Service:
-    """The services over one vCenter and one repository, and the operations commands call."""
+    """The use cases over one vCenter and one repository (each an attribute)."""
 
     def __init__(
         self,
@@ -87,50 +83,3 @@ class Service:
         """The user stops this process (`why`: "Ctrl-C", "SIGTERM"): nothing new starts in
         vCenter; what is there finishes and is recorded; each run ends interrupted."""
         self.runs.halt.set(why)
-
-    # ------------------------------------------------------------------ operations
-    def deploy(
-        self,
-        command: grammar.Deploy,
-        *,
-        actor: str,
-        source: str = "cli",
-        channel: str = "",
-        on_event: ProgressCallback | None = None,
-    ) -> DeployResult:
-        return self.deployer.deploy(
-            command, actor=actor, source=source, channel=channel, on_event=on_event
-        )
-
-    def default_environment(self, command: grammar.Deploy) -> str:
-        return self.deployer.default_environment(command)
-
-    def teardown_plan(self, environment: str) -> TeardownPlan:
-        return self.strip_back.teardown_plan(environment)
-
-    def teardown(
-        self,
-        environment: str,
-        *,
-        actor: str,
-        source: str = "cli",
-        channel: str = "",
-        on_event: ProgressCallback | None = None,
-    ) -> TeardownResult:
-        return self.strip_back.teardown(
-            environment, actor=actor, source=source, channel=channel, on_event=on_event
-        )
-
-    def environment(self, name: str) -> Environment:
-        return self.queries.environment(name)
-
-    def status(
-        self, environment: str | None = None, *, everything: bool = False
-    ) -> list[EnvironmentStatus]:
-        return self.queries.status(environment, everything=everything)
-
-    def savings(self, environment: str | None = None) -> Savings:
-        return self.queries.savings(environment)
-
-    def types(self) -> list[TypeStatus]:
-        return self.queries.types()

@@ -66,7 +66,7 @@ def _deploy(s: Services, c: grammar.Deploy, i: Invocation) -> Deployed | Schedul
         return _schedules(s).schedule_deploy(c, actor=i.actor, source=i.source, channel=i.channel)
     # `until` alone: checked (and the lease cap) before anything is created, recorded after.
     times = _schedules(s).deploy_times(c) if c.until else None
-    result = s.service.deploy(
+    result = s.service.deployer.deploy(
         c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
     )
     note = ""
@@ -133,18 +133,20 @@ def _snapshot(s: Services, c: grammar.Snapshot, i: Invocation) -> BulkResult:
 ROUTES: dict[type[Any], Route] = {
     grammar.Deploy: Route(_deploy),
     grammar.Teardown: Route(
-        lambda s, c, i: s.service.teardown(
+        lambda s, c, i: s.service.strip_back.teardown(
             c.environment, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
         ),
-        plan=lambda s, c: s.service.teardown_plan(c.environment),
+        plan=lambda s, c: s.service.strip_back.teardown_plan(c.environment),
     ),
     grammar.Refresh: Route(
-        lambda s, c, i: s.admin.refresh(
+        lambda s, c, i: s.admin.refresher.refresh(
             c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
         ),
         plan=lambda s, c: s.admin.refresher.plan(c.environment),
     ),
-    grammar.Status: Route(lambda s, c, i: s.service.status(c.environment, everything=c.everything)),
+    grammar.Status: Route(
+        lambda s, c, i: s.service.queries.status(c.environment, everything=c.everything)
+    ),
     grammar.History: Route(lambda s, c, i: s.service.history.history(c.environment)),
     # The terminal exports every entry (--csv); Slack shows the newest.
     grammar.Audit: Route(
@@ -152,12 +154,16 @@ ROUTES: dict[type[Any], Route] = {
             c.since, limit=None if i.source == "cli" else AUDIT_SHOWN
         )
     ),
-    grammar.Savings: Route(lambda s, c, i: s.service.savings(c.environment)),
-    grammar.Types: Route(lambda s, c, i: s.service.types()),
-    grammar.Plan: Route(lambda s, c, i: s.admin.plan(c)),
-    grammar.Inventory: Route(lambda s, c, i: s.admin.inventory(c.environment)),
-    grammar.Prepare: Route(lambda s, c, i: s.admin.prepare(c, actor=i.actor, source=i.source)),
-    grammar.Power: Route(lambda s, c, i: s.admin.power(c, actor=i.actor, source=i.source)),
+    grammar.Savings: Route(lambda s, c, i: s.service.queries.savings(c.environment)),
+    grammar.Types: Route(lambda s, c, i: s.service.queries.types()),
+    grammar.Plan: Route(lambda s, c, i: s.admin.planner.plan(c)),
+    grammar.Inventory: Route(lambda s, c, i: s.admin.inventory_reader.inventory(c.environment)),
+    grammar.Prepare: Route(
+        lambda s, c, i: s.admin.preparer.prepare(c, actor=i.actor, source=i.source)
+    ),
+    grammar.Power: Route(
+        lambda s, c, i: s.admin.power_command.power_environment(c, actor=i.actor, source=i.source)
+    ),
     grammar.Schedule: Route(_schedule),
     grammar.Extend: Route(_extend),
     grammar.CancelSchedule: Route(_cancel),

@@ -115,7 +115,9 @@ def _settled(ctx: HandlerContext, command: Any) -> Any:
     """A deployment into the default environment names it now, so the ack, the run's message
     and the run itself agree on it; `power off TRN-CAP-001` names that one VM (`settled`)."""
     if isinstance(command, grammar.Deploy) and not command.environment:
-        return replace(command, environment=ctx.services.service.default_environment(command))
+        return replace(
+            command, environment=ctx.services.service.deployer.default_environment(command)
+        )
     if isinstance(command, grammar.Power):
         return settled(ctx.services, command, Invocation("", "slack"))
     return command

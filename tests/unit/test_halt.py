@@ -64,7 +64,7 @@ def test_no_run_starts_once_the_process_is_halted(services: Services) -> None:
     command = grammar.parse("deploy capture 2 as late")
     assert isinstance(command, grammar.Deploy)
     with pytest.raises(Interrupted, match="Stopped by Ctrl-C before the deploy of late started"):
-        services.service.deploy(command, actor="trainer")
+        services.service.deployer.deploy(command, actor="trainer")
     assert services.repo.runs(environment="late") == []
     assert services.repo.clones(environment="late") == []
 

@@ -92,14 +92,16 @@ def _plans(conn: sqlite3.Connection, statements: list[str]) -> list[tuple[str, s
 def _everyday_reads(s: Services) -> None:
     """What `status`, App Home (handlers.listeners.home.publish_home), `savings`, `inventory`
     and the schedules' re-sync read."""
-    s.service.status()
-    s.service.status("live-a")
-    for st in s.service.status():  # App Home: each environment's savings, runs, one's own VMs
-        s.service.savings(st.environment.name)
+    s.service.queries.status()
+    s.service.queries.status("live-a")
+    for (
+        st
+    ) in s.service.queries.status():  # App Home: each environment's savings, runs, one's own VMs
+        s.service.queries.savings(st.environment.name)
     s.service.queries.running_runs()
     s.service.trainees.mine("UTRAINEE")
-    s.service.savings()
-    s.admin.inventory()
+    s.service.queries.savings()
+    s.admin.inventory_reader.inventory()
     s.service.trainees.tell_removed()  # the re-sync's after-work
     s.repo.scheduled_environments()  # the re-sync's job table and every status's next events
 

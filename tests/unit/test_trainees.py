@@ -317,7 +317,7 @@ def test_a_strip_back_ends_the_assignments_and_tells_each_trainee_once(
     run(services, "deploy capture 3 as nov")
     run(services, "assign nov U01 U02")
     people.sent.clear()
-    services.service.teardown("nov", actor="UTRAINER")
+    services.service.strip_back.teardown("nov", actor="UTRAINER")
     assert services.repo.assignments() == []
     ended = services.repo.assignments(active=False)
     assert {a.ended_reason for a in ended} == {"removed"} and all(a.told_at for a in ended)
@@ -333,7 +333,7 @@ def test_removals_wait_for_a_messenger(services: Services, people: FakePeople) -
     run(services, "assign nov U01")
     trainees = services.service.trainees
     trainees.connect(None, None)  # the terminal without a token
-    services.service.teardown("nov", actor="trainer")
+    services.service.strip_back.teardown("nov", actor="trainer")
     assert len(services.repo.untold_removals()) == 1
     trainees.connect(people, people)  # the bot, at its next start
     assert trainees.tell_removed() == 1

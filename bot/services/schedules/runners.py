@@ -133,7 +133,7 @@ class Runners:
         command = grammar.parse(record.deploy_command)
         assert isinstance(command, grammar.Deploy)
         self.repo.save_schedule(name, deploy_command=None)
-        env = self.service.environment(name)
+        env = self.service.queries.environment(name)
         actor = record.requested_by or "scheduler"
         report = self.voice.report(
             env,
@@ -143,7 +143,7 @@ class Runners:
             self._lateness(planned, missed),
         )
         try:
-            result = self.service.deploy(
+            result = self.service.deployer.deploy(
                 command,
                 actor=actor,
                 source="scheduler",
@@ -201,7 +201,7 @@ class Runners:
         if not self._claim_teardown(name, planned, missed):
             return
         self.keeper.drop("remind", name)
-        env = self.service.environment(name)
+        env = self.service.queries.environment(name)
         retrying = self.keeper.retrying(name)
         report = self._teardown_report(env, planned, missed, retrying=retrying)
         if self._strip_back(env, planned, report, retrying=retrying):
@@ -257,7 +257,7 @@ class Runners:
         vCenter trouble: tried again later), True when the strip back is over."""
         name = env.name
         try:
-            result = self.service.teardown(
+            result = self.service.strip_back.teardown(
                 name,
                 actor="scheduler",
                 source="scheduler",
@@ -318,7 +318,7 @@ class Runners:
         if not self.repo.mark_reminded(name, planned_end):
             log.info("reminder for %s at %s: already sent, or the end moved", name, planned_end)
             return
-        env = self.service.environment(name)
+        env = self.service.queries.environment(name)
         self.voice.remind(env, env.owner, planned_end)
         try:  # the trainees too, when [trainees] remind is set
             self.service.trainees.remind(env)
