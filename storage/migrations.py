@@ -352,6 +352,41 @@ def m011_clone_kept_attributes(db: Database) -> None:
     db.execute("ALTER TABLE clones ADD COLUMN kept_attributes TEXT NOT NULL DEFAULT ''")
 
 
+@migrations()
+def m012_assignments_end_when_the_vm_does(db: Database) -> None:
+    # A right follows the VM, not its name: an assignment ends in the same statement in which
+    # its clone leaves `ready` for good (destroyed, missing from vCenter, or failed: a rebuild
+    # that could not make it again), because those states free the name for another clone.
+    # ended_reason: 'removed' (destroyed, as m009 wrote it), 'missing' or 'failed'; the
+    # trainee is told afterwards (told_at). A clone mid-rebuild (destroying, cloning, planned)
+    # keeps its assignment: the rebuild's successor is the same record.
+    db.execute("DROP TRIGGER assignments_end_with_clone")
+    db.execute(
+        """
+        CREATE TRIGGER assignments_end_with_clone
+        AFTER UPDATE OF state ON clones
+        WHEN NEW.state IN ('destroyed', 'missing', 'failed') AND OLD.state != NEW.state
+        BEGIN
+            UPDATE assignments
+            SET ended_at = strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000+00:00',
+                ended_reason = CASE NEW.state WHEN 'destroyed' THEN 'removed' ELSE NEW.state END
+            WHERE clone_id = NEW.id AND ended_at IS NULL;
+        END
+        """
+    )
+    # Assignments an older version left on clones already gone or failed end now (told next).
+    db.execute(
+        """
+        UPDATE assignments
+        SET ended_at = strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000+00:00',
+            ended_reason = (SELECT CASE c.state WHEN 'destroyed' THEN 'removed' ELSE c.state END
+                            FROM clones c WHERE c.id = assignments.clone_id)
+        WHERE ended_at IS NULL AND clone_id IN
+            (SELECT id FROM clones WHERE state IN ('destroyed', 'missing', 'failed'))
+        """
+    )
+
+
 def apply_migrations(db: _HasConnection) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)
