@@ -16,7 +16,13 @@ After every step (once the lab has finished any work a killed process had asked 
   recovery;
 - no duplicate VM names in the clones' folder, no duplicate instance UUIDs;
 - an assignment holds one clone and a trainee one clone per environment, and none outlives its
-  clone's destruction; a rebuild that finished left the VM under the same name, linked, new;
+  clone leaving `ready` for good (destroyed, missing, failed); a rebuild that finished left the VM
+  under the same name, linked, new;
+- a trainee's own action (reset, power on/off, rebuild; typed with or without a VM's name, or a
+  button's value kept from any earlier `my`, stale or someone else's; a rebuild made to fail)
+  reaches no VM but the ones assigned to them when they acted: vCenter's events of that moment
+  name no other VM, nothing else vanishes, and a refusal is audited as denied. Names freed by a
+  VM gone missing or a failed rebuild come back in the other environment, for another trainee;
 - every exit code is one of the documented ones, and no traceback reaches the terminal;
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
   UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
@@ -53,13 +59,26 @@ from slack_sdk import WebClient
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
 from bot.bootstrap import build
+from bot.domain import grammar
+from bot.domain.errors import ClonesError, PermissionDenied
 from bot.domain.models import CloneState, RunKind, RunState
+from bot.services.access import AccessPolicy
+from bot.services.dispatch import Invocation, dispatch, settled
+from bot.settings import SlackSettings
 from handlers.app import SlackTokens, create_bot
+from handlers.blocks.ids import (
+    ACTION_MY_POWER_OFF,
+    ACTION_MY_POWER_ON,
+    ACTION_MY_REBUILD,
+    ACTION_MY_RESET,
+)
+from handlers.blocks.trainees import vm_buttons
+from handlers.listeners.trainees import command_of
 from storage import Repository
 from tests.faults import Clones, record
 from tests.helpers import lab_settings
 from tests.slack.fake_api import FakeSlack
-from tests.vsphere import Admin
+from tests.vsphere import Admin, last_event_key, vm_events
 
 pytestmark = pytest.mark.lab
 
@@ -70,6 +89,15 @@ DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault stri
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
 TRAINEES = ("U01", "U02", "U03", "U04")
+# A trainee's action, as the button that stands for it.
+BUTTON_OF = {
+    "reset": ACTION_MY_RESET,
+    "on": ACTION_MY_POWER_ON,
+    "off": ACTION_MY_POWER_OFF,
+    "rebuild": ACTION_MY_REBUILD,
+}
+TYPED = {"reset": "reset", "on": "power on", "off": "power off", "rebuild": "rebuild"}
+GONE_FOR_GOOD = (CloneState.MISSING, CloneState.FAILED, CloneState.DESTROYED)
 # UNSEEN_STATE: which rules may run never depends on what the lab or the database hold (a kill
 # lands at a slightly different moment each time, so the same choices can leave a different
 # estate): Hypothesis must see the same choices give the same rules, or it stops the run with
@@ -112,6 +140,9 @@ class TrustModel(RuleBasedStateMachine):
         # resumed "and power on" need not (and must not) undo it.
         self.behind_powered: set[str] = set()  # instance UUIDs
         self.bot_powered: set[str] = set()  # environments
+        # Every button value a trainee was shown by `my` (the trainee, the value): clicked later
+        # by anyone, stale or not.
+        self.buttons: list[tuple[str, str]] = []
         self.steps: Counter[str] = Counter()
 
     def teardown(self) -> None:
@@ -338,6 +369,130 @@ class TrustModel(RuleBasedStateMachine):
             assert len(rebuilt) == 1 and rebuilt[0]["linked"], a.clone_name
             assert rebuilt[0]["instance_uuid"] != clone.instance_uuid
 
+    # ----------------------------------------------------------------- rules: trainees themselves
+    @contextlib.contextmanager
+    def in_process(self) -> Any:
+        """The services over the model's database and lab, as the Slack bot holds them."""
+        services = build(lab_settings(self.lab, self.clones.database), start_lab=False)
+        try:
+            yield services
+        finally:
+            services.close()
+
+    @rule(who=st.sampled_from(TRAINEES))
+    def trainee_looks(self, who: str) -> None:
+        """A trainee opens `my` (or the Home tab): the buttons they see are kept for later."""
+        with self.in_process() as services:
+            mine = services.service.trainees.mine(who)
+        for vm in mine.vms:
+            values = {e["value"] for e in vm_buttons(vm)["elements"]}
+            self.buttons += [(who, value) for value in sorted(values)]
+        self.steps["trainee/look"] += 1
+
+    @rule(
+        who=st.sampled_from(TRAINEES),
+        action=st.sampled_from(["reset", "on", "off", "rebuild"]),
+        how=st.sampled_from(["own", "name", "button", "button"]),
+        pick=st.integers(0, 1000),
+        fail=st.sampled_from([False, False, True]),
+        holder=st.sampled_from([True, True, False]),
+    )
+    def trainee_acts(
+        self, who: str, action: str, how: str, pick: int, fail: bool, holder: bool
+    ) -> None:
+        """A trainee (`holder`: one who holds a VM now, if anyone does) resets, powers or
+        rebuilds (every clone call failing, if `fail`): their own VM, a VM by name (any name the
+        lab or the records know), or a button kept from any earlier `my` (their own or someone
+        else's, stale or not). It reaches only the VMs they held when they acted; a refusal is
+        audited."""
+        holders = sorted({a.trainee for a in self.assignments()})
+        if holder and holders:
+            who = holders[pick % len(holders)]
+        if how == "button":
+            if not self.buttons:  # see UNSEEN_STATE
+                return
+            command = command_of(BUTTON_OF[action], self.buttons[pick % len(self.buttons)][1])
+        elif how == "name":
+            names = sorted({vm["name"] for vm in self.ours()} | {c.name for c in self.rows()})
+            if not names:
+                return
+            name = names[pick % len(names)]
+            if action in ("on", "off") and pick % 2:  # a button of an older version: the name
+                command = command_of(BUTTON_OF[action], name)
+            else:  # typed; `power on NAME` is an operator's form, which the policy refuses
+                command = grammar.parse(f"{TYPED[action]} {name}")
+        else:
+            command = grammar.parse(TYPED[action])
+        held = self.held_by(who)
+        before, mark = self.vms(), last_event_key(self.admin)
+        if fail:
+            self.lab.control.configure(faults={"fail_fraction": 1.0, "fault": "InvalidArgument"})
+        try:
+            outcome = self.trainee_run(who, command)
+        finally:
+            if fail:
+                self.lab.control.configure(faults={"fail_fraction": 0.0})
+            self.lab.control.wait_idle()
+        self.steps[f"trainee/{action}/{how}{'/fail' if fail else ''}/{outcome}"] += 1
+        # The records the trainee held: their VMs then, and a rebuild's successor of the same
+        # record, are all it may reach.
+        rows = {c.id: c for c in self.rows()}
+        mine = {uuid for uuid, _ in held.values()}
+        morefs = {moref for _, moref in held.values()}
+        morefs |= {rows[i].moref for i in held if rows[i].moref}
+        reached = vm_events(self.admin, mark)
+        strays = [(kind, moref) for _, kind, moref in reached if moref not in morefs]
+        assert not strays, f"{who}'s {command} reached VMs not assigned to them: {strays}"
+        self.assert_vanished_only(before, self.vms(), mine)
+
+    def held_by(self, who: str) -> dict[int, tuple[str, str]]:
+        """The clone records `who` holds now: id -> (instance UUID, moref)."""
+        with Repository(self.clones.database) as repo:
+            held = [repo.get_clone(a.clone_id) for a in repo.assignments(trainee=who)]
+        return {c.id: (c.instance_uuid or "", c.moref or "") for c in held}
+
+    def trainee_run(self, who: str, command: Any) -> str:
+        """Run a trainee's command as the Slack bot does: the access policy, then settled (a
+        rebuild names its VM, as its Confirm button binds it), then dispatched. Returns the
+        outcome: "done", "policy", or the error's class; a refusal is audited as denied."""
+        with self.in_process() as services:
+            trainees = services.service.trainees
+            policy = AccessPolicy(SlackSettings(operators=("UOPS",)), is_trainee=trainees.holds_vm)
+            if not policy.check(who, "CCOURSE", command.verb, command.access):
+                return "policy"
+            last = services.repo.audit_entries(limit=1)
+            mark = (last[0].id or 0) if last else 0
+            invocation = Invocation(who, "slack", "CCOURSE")
+            try:
+                dispatch(services, settled(services, command, invocation), invocation)
+            except PermissionDenied:
+                audited = services.repo.audit_entries(actor=who, limit=5)
+                results = [e.result for e in audited if (e.id or 0) > mark]
+                assert results == ["denied"], f"{who}'s refused {command}: audited {results}"
+                return "denied"
+            except ClonesError as exc:
+                return type(exc).__name__
+        return "done"
+
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(TRAINEES))
+    def reuse_a_freed_name(self, pick: int, who: str) -> None:
+        """A name freed by a VM that went missing or whose rebuild failed comes back: one clone
+        of its type deployed into the other environment, and a trainee given one there."""
+        rows = self.rows()
+        live = {c.name for c in rows if c.state.live}
+        freed = [
+            c
+            for c in rows
+            if c.state in (CloneState.MISSING, CloneState.FAILED) and c.name not in live
+        ]
+        if not freed:  # see UNSEEN_STATE
+            return
+        c = freed[pick % len(freed)]
+        other = next(e for e in ENVIRONMENTS if e != c.environment)
+        self.act("deploy", other, ("deploy", c.type, "1", "as", other), "none", 0.0)
+        self.act("assign", other, ("assign", other, who), "none", 0.0, set())
+        self.steps["reuse"] += 1
+
     @initialize(kind=st.sampled_from(TYPES), count=st.integers(1, 4))
     def first_lab(self, kind: str, count: int) -> None:
         self.act("deploy", "a", ("deploy", kind, str(count), "as", "a"), "none", 0.0)
@@ -467,8 +622,8 @@ class TrustModel(RuleBasedStateMachine):
             states = {c.id: c.state for c in repo.clones()}
         assert len({a.clone_id for a in active}) == len(active), "a clone held twice"
         assert len({(a.environment, a.trainee) for a in active}) == len(active)
-        gone = [a.clone_name for a in active if states[a.clone_id] is CloneState.DESTROYED]
-        assert not gone, f"assignments outlived their destroyed clones: {gone}"
+        gone = [a.clone_name for a in active if states[a.clone_id] in GONE_FOR_GOOD]
+        assert not gone, f"assignments outlived their clones (destroyed, missing, failed): {gone}"
 
     @invariant()
     def admins_attributes_follow_their_clones(self) -> None:

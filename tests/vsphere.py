@@ -74,6 +74,36 @@ class Admin:
         fields.SetField(entity=self._vm(moref), key=key, value=value)
 
 
+# VM events that say something was done to a VM: its power changed, it was reconfigured or removed.
+VM_EVENTS = (
+    "VmStartingEvent",
+    "VmStoppingEvent",
+    "VmSuspendingEvent",
+    "VmReconfiguredEvent",
+    "VmRemovedEvent",
+)
+
+
+def vm_events(admin: Admin, after: int = 0) -> list[tuple[int, str, str]]:
+    """(key, event type, VM moref) of the VM events vCenter recorded after event key `after`
+    (`VM_EVENTS`; the newest 1,000), oldest first: which VMs an operation reached."""
+    spec = vim.event.EventFilterSpec(eventTypeId=list(VM_EVENTS), maxCount=1000)
+    events = admin.session.content.eventManager.QueryEvents(spec) or []
+    found = [
+        (int(e.key), type(e).__name__.rsplit(".", 1)[-1], str(e.vm.vm._moId))
+        for e in events
+        if int(e.key) > after and e.vm is not None and e.vm.vm is not None
+    ]
+    return sorted(found)
+
+
+def last_event_key(admin: Admin) -> int:
+    """The key of the newest event vCenter recorded (0: none yet)."""
+    spec = vim.event.EventFilterSpec(maxCount=1)
+    events = admin.session.content.eventManager.QueryEvents(spec) or []
+    return max((int(e.key) for e in events), default=0)
+
+
 def run_task(task: Any) -> Any:
     """Wait for a task started through any session, as an admin's script would; its result."""
     WaitForTask(task)
