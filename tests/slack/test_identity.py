@@ -22,7 +22,7 @@ from handlers.blocks.ids import (
 from tests.helpers import vms
 from tests.vsphere import Admin
 
-from .conftest import CHANNEL, OPERATOR, SlackHarness
+from .conftest import OPERATOR, SlackHarness
 from .fake_api import FakeSlack
 
 pytestmark = pytest.mark.lab
@@ -54,10 +54,7 @@ def _buttons(h: SlackHarness, user: str) -> dict[str, str]:
     h.idle()
     blocks = h.fake.of("response_url")[-1].params["blocks"]
     return {
-        e["action_id"]: e["value"]
-        for b in blocks
-        if b["type"] == "actions"
-        for e in b["elements"]
+        e["action_id"]: e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]
     }
 
 

@@ -20,7 +20,7 @@ from bot.services.queries import Queries
 from bot.services.refresh import Refresher, RefreshResult
 from bot.services.runs import Core
 from bot.services.trainees.handout import HandOuts
-from bot.services.trainees.identity import Asker, Held, Holdings, Target
+from bot.services.trainees.identity import Asker, Held, Holdings
 
 
 class Desk:
@@ -63,12 +63,6 @@ class Desk:
                 )
             )
         return MyVms(user, out)
-
-    def targets(
-        self, command: Target, actor: str, *, anyone: bool, source: str, channel: str
-    ) -> list[Held]:
-        """The assigned VMs a self-service command acts on (see `identity.Holdings.targets`)."""
-        return self.holdings.targets(command, Asker(actor, source, channel, anyone))
 
     # ------------------------------------------------------------------ power
     def power_mine(
