@@ -186,8 +186,8 @@ def settled(services: Services, command: object, invocation: Invocation) -> obje
         ref = trainees.held_ref(name) if queries.find_environment(name) is None else None
         if ref is not None:
             if command.action == "reset":
-                return grammar.Reset(vm=name, ref=ref)
-            return grammar.MyPower(command.action, vm=name, ref=ref)
+                return grammar.Reset(vm=ref.name, ref=ref)
+            return grammar.MyPower(command.action, vm=ref.name, ref=ref)
     if isinstance(command, grammar.Rebuild):
         return services.service.trainees.settle(
             command,

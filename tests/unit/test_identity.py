@@ -211,8 +211,9 @@ def test_an_operators_power_off_by_name_is_settled_by_identity(
     del vcenter.vms[vcenter.named("TRN-CAP-001").moref]
     run(s, "resume")
     moref = _reuse_the_name_for_u08(s, vcenter)
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(PermissionDenied, match="no longer assigned to anyone"):
         dispatch(s, queued, TRAINER)
+    assert _denied(s, "UTRAINER")[0].command == "power off TRN-CAP-001"
     assert vcenter.vms[moref].powered_on
     # Settled now, it names U08's VM, and powers that one off.
     now = settled(s, grammar.parse("power off TRN-CAP-001"), TRAINER)

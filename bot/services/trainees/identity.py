@@ -36,6 +36,10 @@ NOT_YOURS = (
     "That is not your VM: you may reset, rebuild and power only the VM you were given "
     '("my" shows it).'
 )
+GONE_BY = (
+    "{vm} is no longer assigned to anyone (its VM went, or was given back), so nothing was done: "
+    '"status ENV" shows what is there now.'
+)
 STALE = (
     "That button is for {vm} as it was when the button was shown; the VM has been rebuilt or "
     'replaced since, so nothing was done. "my" shows your VM with fresh buttons.'
@@ -117,7 +121,8 @@ class Holdings:
         held = self.repo.assignments(clone_ids=[ref.clone_id])
         if not held or (not asker.anyone and held[0].trainee != asker.actor):
             what = f"not the actor's VM: {ref.name or '?'} (clone record {ref.clone_id})"
-            self.deny(command, asker, what, NOT_YOURS)
+            sentence = GONE_BY.format(vm=ref.name or "That VM") if asker.anyone else NOT_YOURS
+            self.deny(command, asker, what, sentence)
         clone = self.repo.get_clone(ref.clone_id)
         recorded = (clone.instance_uuid or "").lower()
         if not ref.instance_uuid or recorded != ref.instance_uuid.lower():
