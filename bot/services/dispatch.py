@@ -160,9 +160,12 @@ def dispatch(services: Services, command: object, invocation: Invocation) -> obj
     if route is None:  # every command class has a route; a test checks it
         raise UsageError(f'"{getattr(command, "verb", command)}" cannot be run here.')
     try:
-        return route(services, command, invocation)
-    finally:
+        result = route(services, command, invocation)
+    except ClonesError:  # it may have changed things before it stopped
         _tell_trainees(services)
+        raise
+    _tell_trainees(services)
+    return result
 
 
 def _tell_trainees(services: Services) -> None:
