@@ -382,12 +382,17 @@ class TrustModel(RuleBasedStateMachine):
     @rule(who=st.sampled_from(TRAINEES))
     def trainee_looks(self, who: str) -> None:
         """A trainee opens `my` (or the Home tab): the buttons they see are kept for later."""
+        self.look(who)
+        self.steps["trainee/look"] += 1
+
+    def look(self, who: str) -> None:
         with self.in_process() as services:
             mine = services.service.trainees.mine(who)
         for vm in mine.vms:
             values = {e["value"] for e in vm_buttons(vm)["elements"]}
-            self.buttons += [(who, value) for value in sorted(values)]
-        self.steps["trainee/look"] += 1
+            self.buttons += [
+                (who, value) for value in sorted(values) if (who, value) not in self.buttons
+            ]
 
     @rule(
         who=st.sampled_from(TRAINEES),
@@ -406,8 +411,13 @@ class TrustModel(RuleBasedStateMachine):
         else's, stale or not). It reaches only the VMs they held when they acted; a refusal is
         audited."""
         holders = sorted({a.trainee for a in self.assignments()})
+        if holder and not holders:  # a trainer gives them one first
+            environment = ENVIRONMENTS[pick % len(ENVIRONMENTS)]
+            self.act("assign", environment, ("assign", environment, who), "none", 0.0, set())
+            holders = sorted({a.trainee for a in self.assignments()})
         if holder and holders:
             who = holders[pick % len(holders)]
+        self.look(who)  # what `my` shows them now, kept with every earlier button
         if how == "button":
             if not self.buttons:  # see UNSEEN_STATE
                 return
