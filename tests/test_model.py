@@ -96,6 +96,8 @@ BUTTON_OF = {
     "off": ACTION_MY_POWER_OFF,
     "rebuild": ACTION_MY_REBUILD,
 }
+ACTIONS = ("reset", "on", "off", "rebuild")
+FAILING = st.sampled_from([False, False, True])  # every clone call fails while it runs
 TYPED = {"reset": "reset", "on": "power on", "off": "power off", "rebuild": "rebuild"}
 GONE_FOR_GOOD = (CloneState.MISSING, CloneState.FAILED, CloneState.DESTROYED)
 # UNSEEN_STATE: which rules may run never depends on what the lab or the database hold (a kill
@@ -379,13 +381,8 @@ class TrustModel(RuleBasedStateMachine):
         finally:
             services.close()
 
-    @rule(who=st.sampled_from(TRAINEES))
-    def trainee_looks(self, who: str) -> None:
-        """A trainee opens `my` (or the Home tab): the buttons they see are kept for later."""
-        self.look(who)
-        self.steps["trainee/look"] += 1
-
     def look(self, who: str) -> None:
+        """`who` opens `my` (or the Home tab): the buttons they see are kept for later."""
         with self.in_process() as services:
             mine = services.service.trainees.mine(who)
         for vm in mine.vms:
@@ -394,45 +391,56 @@ class TrustModel(RuleBasedStateMachine):
                 (who, value) for value in sorted(values) if (who, value) not in self.buttons
             ]
 
-    @rule(
-        who=st.sampled_from(TRAINEES),
-        action=st.sampled_from(["reset", "on", "off", "rebuild"]),
-        how=st.sampled_from(["own", "name", "button", "button"]),
-        pick=st.integers(0, 1000),
-        fail=st.sampled_from([False, False, True]),
-        holder=st.sampled_from([True, True, False]),
-    )
-    def trainee_acts(
-        self, who: str, action: str, how: str, pick: int, fail: bool, holder: bool
-    ) -> None:
-        """A trainee (`holder`: one who holds a VM now, if anyone does) resets, powers or
-        rebuilds (every clone call failing, if `fail`): their own VM, a VM by name (any name the
-        lab or the records know), or a button kept from any earlier `my` (their own or someone
-        else's, stale or not). It reaches only the VMs they held when they acted; a refusal is
-        audited."""
-        holders = sorted({a.trainee for a in self.assignments()})
-        if holder and not holders:  # a trainer gives them one first
-            environment = ENVIRONMENTS[pick % len(ENVIRONMENTS)]
-            self.act("assign", environment, ("assign", environment, who), "none", 0.0, set())
-            holders = sorted({a.trainee for a in self.assignments()})
-        if holder and holders:
-            who = holders[pick % len(holders)]
-        self.look(who)  # what `my` shows them now, kept with every earlier button
-        if how == "button":
-            if not self.buttons:  # see UNSEEN_STATE
-                return
-            command = command_of(BUTTON_OF[action], self.buttons[pick % len(self.buttons)][1])
-        elif how == "name":
-            names = sorted({vm["name"] for vm in self.ours()} | {c.name for c in self.rows()})
-            if not names:
-                return
-            name = names[pick % len(names)]
-            if action in ("on", "off") and pick % 2:  # a button of an older version: the name
-                command = command_of(BUTTON_OF[action], name)
-            else:  # typed; `power on NAME` is an operator's form, which the policy refuses
-                command = grammar.parse(f"{TYPED[action]} {name}")
+    # Three rules (not one with a `how` argument): each is then drawn as often as any other rule.
+    @rule(action=st.sampled_from(ACTIONS), pick=st.integers(0, 1000), fail=FAILING)
+    def trainee_acts_on_their_vm(self, action: str, pick: int, fail: bool) -> None:
+        """`reset`, `power on|off` or `rebuild`, naming nothing: their own VM."""
+        who = self.trainee(pick)
+        self.trainee_acts(who, grammar.parse(TYPED[action]), f"{action}/own", fail)
+
+    @rule(action=st.sampled_from(ACTIONS), pick=st.integers(0, 1000), fail=FAILING)
+    def trainee_names_a_vm(self, action: str, pick: int, fail: bool) -> None:
+        """`reset NAME` or `rebuild NAME` typed, `power on|off NAME` typed (an operator's form,
+        which the policy refuses) or on a button of an older version (the name alone): any
+        name the lab or the records know."""
+        who = self.trainee(pick)
+        names = sorted({vm["name"] for vm in self.ours()} | {c.name for c in self.rows()})
+        if not names:  # see UNSEEN_STATE
+            return
+        name = names[pick % len(names)]
+        if action in ("on", "off") and pick % 2:
+            command = command_of(BUTTON_OF[action], name)
         else:
-            command = grammar.parse(TYPED[action])
+            command = grammar.parse(f"{TYPED[action]} {name}")
+        self.trainee_acts(who, command, f"{action}/name", fail)
+
+    @rule(action=st.sampled_from(ACTIONS), pick=st.integers(0, 1000), fail=FAILING)
+    def trainee_clicks(self, action: str, pick: int, fail: bool) -> None:
+        """A button kept from any earlier `my`: their own or someone else's, stale or not."""
+        who = self.trainee(pick)
+        if not self.buttons:  # see UNSEEN_STATE
+            return
+        value = self.buttons[(pick // 7) % len(self.buttons)][1]
+        self.trainee_acts(who, command_of(BUTTON_OF[action], value), f"{action}/button", fail)
+
+    def trainee(self, pick: int) -> str:
+        """Who acts: mostly one who holds a VM (when nobody does, a trainer gives one first),
+        sometimes anyone. They open `my` first: its buttons are kept with every earlier one."""
+        who = TRAINEES[pick % len(TRAINEES)]
+        if pick % 3:
+            holders = sorted({a.trainee for a in self.assignments()})
+            if not holders:
+                environment = ENVIRONMENTS[pick % len(ENVIRONMENTS)]
+                self.act("assign", environment, ("assign", environment, who), "none", 0.0, set())
+                holders = sorted({a.trainee for a in self.assignments()})
+            if holders:
+                who = holders[pick % len(holders)]
+        self.look(who)
+        return who
+
+    def trainee_acts(self, who: str, command: Any, what: str, fail: bool) -> None:
+        """A trainee's command (every clone call failing, if `fail`) reaches only the VMs they
+        held when they acted; a refusal is audited."""
         held = self.held_by(who)
         before, mark = self.vms(), last_event_key(self.admin)
         if fail:
@@ -443,7 +451,7 @@ class TrustModel(RuleBasedStateMachine):
             if fail:
                 self.lab.control.configure(faults={"fail_fraction": 0.0})
             self.lab.control.wait_idle()
-        self.steps[f"trainee/{action}/{how}{'/fail' if fail else ''}/{outcome}"] += 1
+        self.steps[f"trainee/{what}{'/fail' if fail else ''}/{outcome}"] += 1
         # The records the trainee held: their VMs then, and a rebuild's successor of the same
         # record, are all it may reach.
         rows = {c.id: c for c in self.rows()}
