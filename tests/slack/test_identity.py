@@ -24,17 +24,11 @@ from tests.vsphere import Admin
 
 from .conftest import OPERATOR, SlackHarness
 from .fake_api import FakeSlack
+from .test_trainees import _deploy
 
 pytestmark = pytest.mark.lab
 
 U01, U08 = "U01", "U08"
-
-
-def _deploy(h: SlackHarness, text: str) -> None:
-    before = len(h.fake.ok_calls("files.completeUploadExternal"))
-    assert h.command(text).status == 200
-    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal")[before:], timeout=120)
-    h.idle()
 
 
 def _assign(h: SlackHarness, environment: str, user: str) -> None:
@@ -64,6 +58,14 @@ def _dms(fake: FakeSlack, user: str) -> list[str]:
         for c in fake.ok_calls("chat.postMessage")
         if c.params["channel"] in (user, fake.dm(user))
     ]
+
+
+def _course_a_for_u01(h: SlackHarness) -> dict[str, str]:
+    """Course a: one clone, powered on, given to U01; the buttons `my` shows them."""
+    _workspace(h.fake)
+    _deploy(h, "deploy capture 1 as course-a and power on")
+    _assign(h, "course-a", U01)
+    return _buttons(h, U01)
 
 
 def _course_b_for_u08(h: SlackHarness) -> dict[str, Any]:
@@ -108,10 +110,7 @@ def test_a_name_reused_after_an_admin_deleted_the_vm_is_not_the_old_trainees(
     harness: SlackHarness,
 ) -> None:
     h = harness
-    _workspace(h.fake)
-    _deploy(h, "deploy capture 1 as course-a and power on")
-    _assign(h, "course-a", U01)
-    old = _buttons(h, U01)
+    old = _course_a_for_u01(h)
     assert ACTION_MY_POWER_OFF in old and "TRN-CAP-001" in old[ACTION_MY_POWER_OFF]
 
     admin = Admin(h.lab)
@@ -140,10 +139,7 @@ def test_a_name_reused_after_a_failed_rebuild_is_not_the_old_trainees(
     harness: SlackHarness,
 ) -> None:
     h = harness
-    _workspace(h.fake)
-    _deploy(h, "deploy capture 1 as course-a and power on")
-    _assign(h, "course-a", U01)
-    old = _buttons(h, U01)
+    old = _course_a_for_u01(h)
 
     # U01 rebuilds (Rebuild..., Confirm in their DM); every clone call fails meanwhile.
     h.lab.control.configure(faults={"fail_fraction": 1.0, "fault": "InvalidArgument"})

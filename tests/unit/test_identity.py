@@ -20,9 +20,10 @@ from bot.domain.errors import PermissionDenied, VCenterFault
 from bot.domain.models import CloneState
 from bot.domain.trainees import VmLost, VmRef
 from bot.services.container import Services
-from bot.services.dispatch import Invocation, dispatch, settled
+from bot.services.dispatch import dispatch, settled
 from storage import Repository
 from tests.fakes import FakePeople, FakeVCenter
+from tests.unit.test_trainees import TRAINER, run, trainee
 
 # The trigger as migration m009 made it: an assignment ended only when its clone was destroyed.
 M009_TRIGGER = """
@@ -35,16 +36,6 @@ BEGIN
     WHERE clone_id = NEW.id AND ended_at IS NULL;
 END
 """
-
-TRAINER = Invocation("UTRAINER", "slack", "CTRAIN", anyone=True)
-
-
-def trainee(user: str) -> Invocation:
-    return Invocation(user, "slack", "CTRAIN")
-
-
-def run(s: Services, text: str, who: Invocation = TRAINER) -> Any:
-    return dispatch(s, grammar.parse(text), who)
 
 
 @pytest.fixture
@@ -64,6 +55,13 @@ def _button(s: Services, user: str) -> VmRef:
 
 def _denied(s: Services, actor: str) -> list[Any]:
     return [e for e in s.repo.audit_entries(actor=actor) if e.result == "denied"]
+
+
+def _course_a_for_u01(s: Services) -> VmRef:
+    """Course a: one clone, powered on, given to U01; the identity their buttons carry."""
+    run(s, "deploy capture 1 as course-a and power on")
+    run(s, "assign course-a U01")
+    return _button(s, "U01")
 
 
 def _reuse_the_name_for_u08(s: Services, vcenter: FakeVCenter) -> str:
@@ -99,9 +97,7 @@ def test_a_name_reused_after_the_vm_went_missing_never_reaches_the_new_holder(
     services: Services, people: FakePeople, vcenter: FakeVCenter
 ) -> None:
     s = services
-    run(s, "deploy capture 1 as course-a and power on")
-    run(s, "assign course-a U01")
-    old = _button(s, "U01")
+    old = _course_a_for_u01(s)
     gone = vcenter.named("TRN-CAP-001")
     del vcenter.vms[gone.moref]  # an admin deletes the VM in the vSphere Client
 
@@ -126,9 +122,7 @@ def test_a_failed_rebuild_ends_the_assignment_and_the_reused_name_is_not_the_tra
     services: Services, people: FakePeople, vcenter: FakeVCenter
 ) -> None:
     s = services
-    run(s, "deploy capture 1 as course-a and power on")
-    run(s, "assign course-a U01")
-    old = _button(s, "U01")
+    old = _course_a_for_u01(s)
     vcenter.fail_clone["TRN-CAP-001"] = VCenterFault("no", "InvalidArgument")
     result = dispatch(s, grammar.Rebuild(), trainee("U01"))
     assert result.refreshed == [] and result.failed
