@@ -20,8 +20,9 @@ After every step (once the lab has finished any work a killed process had asked 
   under the same name, linked, new;
 - a trainee's own action (reset, power on/off, rebuild; typed with or without a VM's name, or a
   button's value kept from any earlier `my`, stale or someone else's; a rebuild made to fail)
-  reaches no VM but the ones assigned to them when they acted: vCenter's events of that moment
-  name no other VM, nothing else vanishes, and a refusal is audited as denied. Names freed by a
+  reaches no VM but the ones assigned to them when they acted: no task vCenter started in that
+  moment (failed ones too) names another VM, nothing else vanishes, and a refusal is audited as
+  denied. Names freed by a
   VM gone missing or a failed rebuild come back in the other environment, for another trainee;
 - every exit code is one of the documented ones, and no traceback reaches the terminal;
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
@@ -78,7 +79,7 @@ from storage import Repository
 from tests.faults import Clones, record
 from tests.helpers import lab_settings
 from tests.slack.fake_api import FakeSlack
-from tests.vsphere import Admin, last_event_key, vm_events
+from tests.vsphere import Admin, recent_tasks, tasks_since
 
 pytestmark = pytest.mark.lab
 
@@ -442,7 +443,7 @@ class TrustModel(RuleBasedStateMachine):
         """A trainee's command (every clone call failing, if `fail`) reaches only the VMs they
         held when they acted; a refusal is audited."""
         held = self.held_by(who)
-        before, mark = self.vms(), last_event_key(self.admin)
+        before, tasks = self.vms(), recent_tasks(self.admin)
         if fail:
             self.lab.control.configure(faults={"fail_fraction": 1.0, "fault": "InvalidArgument"})
         try:
@@ -458,8 +459,11 @@ class TrustModel(RuleBasedStateMachine):
         mine = {uuid for uuid, _ in held.values()}
         morefs = {moref for _, moref in held.values()}
         morefs |= {rows[i].moref for i in held if rows[i].moref}
-        reached = vm_events(self.admin, mark)
-        strays = [(kind, moref) for _, kind, moref in reached if moref not in morefs]
+        strays = [
+            (what, moref)
+            for _, what, moref in tasks_since(self.admin, tasks)
+            if moref not in morefs
+        ]
         assert not strays, f"{who}'s {command} reached VMs not assigned to them: {strays}"
         self.assert_vanished_only(before, self.vms(), mine)
 
@@ -505,11 +509,38 @@ class TrustModel(RuleBasedStateMachine):
         ]
         if not freed:  # see UNSEEN_STATE
             return
-        c = freed[pick % len(freed)]
+        self.reuse(freed[pick % len(freed)], who)
+
+    def reuse(self, c: Any, who: str) -> None:
         other = next(e for e in ENVIRONMENTS if e != c.environment)
         self.act("deploy", other, ("deploy", c.type, "1", "as", other), "none", 0.0)
         self.act("assign", other, ("assign", other, who), "none", 0.0, set())
         self.steps["reuse"] += 1
+
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(TRAINEES))
+    def a_trainees_vm_vanishes(self, pick: int, who: str) -> None:
+        """The issue's sequence in one step: an admin deletes a VM a trainee holds, `resume`
+        records it missing, and its name comes back in the other environment, for `who`. The
+        trainee rules then act with whatever that trainee kept (their buttons, the name)."""
+        held = self.assignments()
+        if not held:  # see UNSEEN_STATE
+            return
+        a = held[pick % len(held)]
+        with Repository(self.clones.database) as repo:
+            clone = repo.get_clone(a.clone_id)
+        if clone.state is not CloneState.READY or clone.instance_uuid not in self.vms():
+            return
+        self.look(a.trainee)  # what they were shown last
+        self.admin.destroy(clone.moref or "")
+        self.behind_destroyed.add(clone.instance_uuid or "")
+        self.unreconciled = True
+        self.tags.pop(clone.id, None)
+        self.steps["behind/destroy held"] += 1
+        self.resume()
+        with Repository(self.clones.database) as repo:
+            clone = repo.get_clone(a.clone_id)
+        if clone.state is CloneState.MISSING:
+            self.reuse(clone, who)
 
     @initialize(kind=st.sampled_from(TYPES), count=st.integers(1, 4))
     def first_lab(self, kind: str, count: int) -> None:
