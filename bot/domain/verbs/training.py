@@ -209,13 +209,14 @@ def _parse_reset(args: list[str]) -> Reset:
 @dataclass(frozen=True, slots=True)
 class Reset:
     """Power-reset the asker's VM (`vm`: one of theirs by name; `trainee`: an operator acting
-    for that trainee)."""
+    for that trainee; `ref`: the VM a button or a settled command names, by identity)."""
 
     verb: ClassVar[str] = "reset"
     access: ClassVar[Access] = Access.SELF
 
     vm: str | None = None
     trainee: str | None = None
+    ref: trainees.VmRef | None = None  # a button's or settled command's VM, by identity
 
 
 def _parse_rebuild(args: list[str]) -> Rebuild:
@@ -245,6 +246,7 @@ class Rebuild:
 
     vm: str | None = None
     trainee: str | None = None
+    ref: trainees.VmRef | None = None
 
 
 @command()
@@ -258,3 +260,4 @@ class MyPower:
     action: str  # "on" or "off"
     vm: str | None = None
     trainee: str | None = None
+    ref: trainees.VmRef | None = None
