@@ -45,13 +45,13 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         settings = with_concurrency(settings_for(lb, Path(tmp) / "clones.db"), profile.concurrency)
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.service.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
-            app.service.strip_back.teardown("warm", actor=ACTOR)
+            app.use_cases.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
+            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
             lb.control.reset()
-            app.service.deployer.deploy(deploy_command(n, "calls"), actor=ACTOR)
+            app.use_cases.deployer.deploy(deploy_command(n, "calls"), actor=ACTOR)
             deploy = lb.control.stats()
             lb.control.reset()
-            app.service.strip_back.teardown("calls", actor=ACTOR)
+            app.use_cases.strip_back.teardown("calls", actor=ACTOR)
             strip = lb.control.stats()
         finally:
             app.close()

@@ -53,7 +53,7 @@ SHARED_PER_HOST = 2  # the runs across runs: `max_ops_per_host`, so that it bind
 
 
 def _deploy(app: Any, text: str) -> Any:
-    return app.service.deployer.deploy(grammar.parse(text), actor=ACTOR)
+    return app.use_cases.deployer.deploy(grammar.parse(text), actor=ACTOR)
 
 
 def _at_once(work: list[Callable[[], Any]]) -> tuple[float, list[Any]]:
@@ -99,18 +99,18 @@ def _shared_runs(app: Any, lb: Any, n: int) -> dict[str, Any]:
     started = time.perf_counter()
     _deploy(app, deploy_text(n, "one"))
     one_wall = time.perf_counter() - started
-    app.service.strip_back.teardown("one", actor=ACTOR)
+    app.use_cases.strip_back.teardown("one", actor=ACTOR)
     parts = [n // RUNS + (1 if i < n % RUNS else 0) for i in range(RUNS)]
     _deploy(app, deploy_text(max(n // RUNS, 1), "old"))
     lb.control.reset()
     wall, results = _at_once(
         [lambda i=i, k=k: _deploy(app, deploy_text(k, f"run{i}")) for i, k in enumerate(parts)]
-        + [lambda: app.service.strip_back.teardown("old", actor=ACTOR)]
+        + [lambda: app.use_cases.strip_back.teardown("old", actor=ACTOR)]
     )
     stats = lb.control.stats()
     made = sum(len(r.ready) for r in results[:RUNS])
     for i in range(RUNS):
-        app.service.strip_back.teardown(f"run{i}", actor=ACTOR)
+        app.use_cases.strip_back.teardown(f"run{i}", actor=ACTOR)
     if made != n:
         raise RuntimeError(f"{made} of {n} clones ready in {RUNS} concurrent runs")
     # Fair shares: a 4-clone run started once a run of N holds every slot.
@@ -123,7 +123,7 @@ def _shared_runs(app: Any, lb: Any, n: int) -> dict[str, Any]:
             ready.set()
 
     def deploy_big() -> Any:
-        return app.service.deployer.deploy(
+        return app.use_cases.deployer.deploy(
             grammar.parse(deploy_text(n, "big")), actor=ACTOR, on_event=on_big
         )
 
@@ -138,7 +138,7 @@ def _shared_runs(app: Any, lb: Any, n: int) -> dict[str, Any]:
 
     big_wall, _ = _at_once([deploy_big, deploy_small])
     for env in ("big", "small"):
-        app.service.strip_back.teardown(env, actor=ACTOR)
+        app.use_cases.strip_back.teardown(env, actor=ACTOR)
     return {
         "runs": parts,
         "concurrency": app.settings.concurrency,
@@ -171,14 +171,14 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         )
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.service.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
-            app.service.strip_back.teardown("warm", actor=ACTOR)
+            app.use_cases.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
+            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
             lb.control.reset()
             started = time.perf_counter()
-            deployed = app.service.deployer.deploy(deploy_command(n, "wide"), actor=ACTOR)
+            deployed = app.use_cases.deployer.deploy(deploy_command(n, "wide"), actor=ACTOR)
             wall = time.perf_counter() - started
             stats = lb.control.stats()
-            app.service.strip_back.teardown("wide", actor=ACTOR)
+            app.use_cases.strip_back.teardown("wide", actor=ACTOR)
         finally:
             app.close()
         shared = _shared(lb, Path(tmp), n, profile.concurrency)

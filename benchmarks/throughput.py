@@ -53,17 +53,17 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             app = bootstrap.build(with_concurrency(base, level), start_lab=False)
             try:
                 warm = f"warm-c{level}"
-                app.service.deployer.deploy(deploy_command(3, warm), actor=ACTOR)
-                app.service.strip_back.teardown(warm, actor=ACTOR)
+                app.use_cases.deployer.deploy(deploy_command(3, warm), actor=ACTOR)
+                app.use_cases.strip_back.teardown(warm, actor=ACTOR)
                 env = f"bench-c{level}"
                 lb.control.reset()
                 started = time.perf_counter()
-                deployed = app.service.deployer.deploy(deploy_command(n, env), actor=ACTOR)
+                deployed = app.use_cases.deployer.deploy(deploy_command(n, env), actor=ACTOR)
                 deploy_s = time.perf_counter() - started
                 deploy_stats = lb.control.stats()
                 lb.control.reset()
                 started = time.perf_counter()
-                stripped = app.service.strip_back.teardown(env, actor=ACTOR)
+                stripped = app.use_cases.strip_back.teardown(env, actor=ACTOR)
                 strip_s = time.perf_counter() - started
                 strip_stats = lb.control.stats()
             finally:

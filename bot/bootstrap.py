@@ -113,10 +113,10 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     from bot.host import say_on_bus_error
     from bot.services.admin import Admin
     from bot.services.container import Services
-    from bot.services.core import Service
     from bot.services.limits import OpLimits
     from bot.services.recovery import Recovery
     from bot.services.schedules import ScheduleService
+    from bot.services.usecases import UseCases
     from bot.settings import load_settings
     from storage import Repository
     from storage.copy import DatabaseCopier
@@ -140,7 +140,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     # One limiter for every run of the process (typed, scheduled, resumed; deploys, strip backs,
     # power, refresh, bring-up): `concurrency` and the per-host and per-datastore limits are
     # vCenter's, whoever asks.
-    service = Service(settings, repo, vcenter, limits=OpLimits.of(settings))
+    service = UseCases(settings, repo, vcenter, limits=OpLimits.of(settings))
     services = Services(
         settings,
         repo,
@@ -199,7 +199,7 @@ def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
     slack = app.settings.slack
     token = env.get(slack.bot_token_env, "").strip()
-    trainees = app.service.trainees
+    trainees = app.use_cases.trainees
     if not token:
         trainees.connect(
             None,
@@ -235,7 +235,12 @@ def schedule_service(
     from bot.services.schedules import ScheduleService
 
     return ScheduleService(
-        app.settings, app.repo, app.service, scheduler(app.settings), notifier=notifier, clock=clock
+        app.settings,
+        app.repo,
+        app.use_cases,
+        scheduler(app.settings),
+        notifier=notifier,
+        clock=clock,
     )
 
 

@@ -3,7 +3,7 @@ orphans, a trainee's rebuild), one flow parameterised by the command.
 
 Asking: the plan from `bot.services.dispatch.plan_for` (what the terminal prints before it asks
 for the name) is posted in the channel with two buttons carrying a one-time token
-(`handlers.confirmations`). Clicking: the click is checked from scratch (draining, the token,
+(`handlers.confirm_tokens`). Clicking: the click is checked from scratch (draining, the token,
 who may confirm), the token is used up, the buttons are replaced at once, and the command runs
 through the dispatch table in the job pool with its progress and outcome in that same message.
 A cancel is audited and leaves the message saying nothing was done.
@@ -23,7 +23,7 @@ from bot.domain.errors import ClonesError
 from bot.domain.models import RunKind
 from bot.domain.results import ProgressEvent
 from bot.domain.trainees import VmRef
-from bot.services.dispatch import plan_for, settled
+from bot.services.dispatch import plan_for, resolve_target
 from bot.services.orphans import Orphan, OrphansOutcome
 from handlers.blocks import admin, plans, trainees
 from handlers.blocks import runs as shown
@@ -38,10 +38,10 @@ from handlers.blocks.ids import (
     ACTION_REFRESH_CONFIRM,
 )
 from handlers.blocks.kit import Rendered
-from handlers.confirmations import PendingTeardown
+from handlers.confirm_tokens import PendingTeardown
 from handlers.context import SOURCE, HandlerContext, Request, Tell, brief, log, reporting
 from handlers.progress import ProgressMessage
-from handlers.runs import tell_home_channel
+from handlers.run_messages import tell_home_channel
 
 Shown = Callable[[str, str], Rendered]  # (the token's key, a user) -> the message
 
@@ -164,7 +164,7 @@ REBUILD = Flow(
 def ask(r: Request, flow: Flow) -> None:
     """Post what the command would do, with Confirm / Cancel, in the request's channel."""
     # What it acts on, named and checked first (a rebuild: the asker's own VM).
-    command = settled(r.ctx.services, r.command, r.invocation())
+    command = resolve_target(r.ctx.services, r.command, r.invocation())
     plan = plan_for(r.ctx.services, command)
     key, items = flow.token(plan)  # the orphans shown, exactly, are the ones a click removes
     if flow.nothing is not None and not items:  # nothing of the bot's own: say what was found
@@ -268,7 +268,7 @@ def _confirmed(
     )
 
     def work() -> None:
-        queries = ctx.services.service.queries
+        queries = ctx.services.use_cases.queries
         home = queries.find_environment(click.key) if flow.home_note else None  # before it goes
         try:
             only = (taken.items or None) if flow.action == "orphans" else None

@@ -23,7 +23,7 @@ from bot.services.schedules import ScheduleService
 from bot.services.trainees import OnHandOut
 from bot.settings import Settings
 from handlers.blocks.kit import Rendered, denied, error, internal_error, restarting
-from handlers.confirmations import Confirmations
+from handlers.confirm_tokens import Confirmations
 from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, incident_id
 from handlers.pacing import SlackBusy

@@ -20,7 +20,7 @@ from handlers.blocks.kit import Rendered, error
 from handlers.context import Request, brief
 from handlers.pacing import NOTICEABLE_WAIT_S, pacer_of, watching
 from handlers.progress import ProgressMessage
-from handlers.runs import ChannelUnavailable, open_message
+from handlers.run_messages import ChannelUnavailable, open_message
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class HandOutMessage:
 
 def _open(r: Request, environment: str) -> HandOutMessage | None:
     """The trainer's message; None (and the trainer told) when it cannot be posted."""
-    r.ctx.services.service.queries.environment(environment)  # unknown: said privately
+    r.ctx.services.use_cases.queries.environment(environment)  # unknown: said privately
     try:
         channel, ts = open_message(
             r.client, r.channel, trainees.handout_starting(environment, r.user)

@@ -51,7 +51,7 @@ class LiveRuns:
         with self._lock:
             self._messages[run_id] = message
         if self._services is not None and message.ts:
-            self._services.service.runs.show_in(run_id, channel=message.channel, ts=message.ts)
+            self._services.use_cases.runs.show_in(run_id, channel=message.channel, ts=message.ts)
 
     def forget(self, message: ProgressMessage[Any]) -> None:
         """`message` shows its final state: no run needs it any more."""

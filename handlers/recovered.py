@@ -27,7 +27,7 @@ from handlers.blocks import runs as shown
 from handlers.blocks.kit import SLACK_ID, Rendered
 from handlers.context import SOURCE, HandlerContext, Request
 from handlers.progress import ProgressMessage
-from handlers.runs import chart_under, edit
+from handlers.run_messages import chart_under, edit
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def recover_and_report(
 ) -> RecoveryReport:
     """Resume every abandoned run and finish each one's Slack message (at start-up, and for
     `/clones resume`). Raises ClonesError when recovery cannot run (e.g. vCenter unreachable)."""
-    runs = ctx.services.service.runs
+    runs = ctx.services.use_cases.runs
     abandoned = ctx.services.recovery.abandoned()
     # One run per environment at a time: an environment names the run its events belong to
     # (a resumed strip back runs as a new run of the same environment).
@@ -94,7 +94,7 @@ def resume(r: Request) -> None:
 
 
 def _finish_resumed(ctx: HandlerContext, client: WebClient, s: _Shown, r: ResumedRun) -> None:
-    queries = ctx.services.service.queries
+    queries = ctx.services.use_cases.queries
     if r.kind is RunKind.TEARDOWN:
         _show(ctx, client, s, shown.resumed_teardown(queries.run(r.run_id)))
         return
@@ -118,7 +118,7 @@ def _show(
             return s.live.channel, ts
     elif s.message is not None and edit(client, s.message.channel, s.message.ts, final):
         return s.message.channel, s.message.ts
-    env = ctx.services.service.queries.find_environment(s.run.environment)
+    env = ctx.services.use_cases.queries.find_environment(s.run.environment)
     channel = env.channel if env is not None and env.channel else ""
     if not channel and SLACK_ID.fullmatch(s.run.requested_by):
         channel = s.run.requested_by  # a user ID as channel: the app's DM with them

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.domain import grammar
 from bot.domain.errors import UsageError
-from handlers import confirming, handout, recovered, runs
+from handlers import confirming, handout, recovered, run_messages
 from handlers.blocks import admin, plans, reads, trainees
 from handlers.blocks.kit import Rendered, section
 from handlers.blocks.runs import deploy_ack
@@ -44,7 +44,7 @@ def _deploy_ack(r: Request) -> str:
     command, ctx = r.command, r.ctx
     # Unknown types and counts over a type's max_count are answered in the ack, before the
     # "Deploying..." promise (one SQLite read; vCenter is asked only in the job).
-    ctx.services.service.deployer.check_counts(command)
+    ctx.services.use_cases.deployer.check_counts(command)
     # Times are checked before anything is recorded or created: bad ones are answered here.
     times = ctx.schedules.deploy_times(command) if command.at or command.until else None
     if command.at:
@@ -85,7 +85,7 @@ SLACK: dict[type[Any], InSlack] = {
     grammar.Deploy: InSlack(
         "live progress message in the channel, then savings and chart (`at WHEN`: the times)",
         ack=_deploy_ack,
-        step=runs.deploy,  # the run's own message, posted before anything is created
+        step=run_messages.deploy,  # the run's own message, posted before anything is created
     ),
     grammar.Plan: InSlack(
         "estimated sizes and datastore fit, privately", reply=lambda p, r: Answer(reads.plan(p))

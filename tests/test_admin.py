@@ -1,10 +1,10 @@
 """The admin features against the lab vCenter over SOAP, with real SQLite files.
 
 prepare, host-limit confinement, guest customization, disk mode, power, plan and the capacity
-guard, the asset inventory and refresh: each through the service layer (`bot.services.core.Service`,
-`bot.services.admin.Admin`) wired by `bot.bootstrap.build`, checked in the lab's own view of its VMs
-(`/lab/vms`) and, where the lab shows no view, by reading vCenter through pyVmomi objects that
-the adapter hands out. Nothing is mocked.
+guard, the asset inventory and refresh: each through the service layer
+(`bot.services.usecases.UseCases`, `bot.services.admin.Admin`) wired by `bot.bootstrap.build`,
+checked in the lab's own view of its VMs (`/lab/vms`) and, where the lab shows no view, by
+reading vCenter through pyVmomi objects that the adapter hands out. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def test_types_shows_each_readiness(lab: LabProcess, make_app: MakeApp) -> None:
     app = make_app(lab, types=types_with(ghost=ghost))
     app.admin.preparer.prepare(grammar.Prepare("capture"), actor="admin")
     power_parent(app, "Verification")
-    status = {ts.type.name: ts for ts in app.service.queries.types()}
+    status = {ts.type.name: ts for ts in app.use_cases.queries.types()}
     assert {n: ts.readiness for n, ts in status.items()} == {
         "capture": "ready",
         "packaging": "needs snapshot",
@@ -222,7 +222,7 @@ def test_host_limit_confines_a_parents_clones_to_a_drs_host_group(
     assert rule.vmGroupName == f"{prefix}-vms" and rule.affineHostGroupName == f"{prefix}-hosts"
 
     # status shows the spread.
-    [status] = app.service.queries.status("big")
+    [status] = app.use_cases.queries.status("big")
     assert status.hosts_by_parent == {"Capture": tuple(sorted(hosts_used))}
 
     # A second deployment keeps the host group and adds its clones to the VM group.
@@ -287,12 +287,12 @@ def test_the_host_groups_of_several_parents_spread_over_the_whole_cluster(
     assert capture_hosts <= groups["Capture"]
 
     # `check` and `status ENV` name the hosts each parent uses.
-    report = Checker(app.service).run()
+    report = Checker(app.use_cases).run()
     found = {f.subject: f.text for f in report.findings}
     for t, parent in PARENT_OF.items():
         listed = ", ".join(sorted(groups[parent]))
         assert f"clones of {parent} go to a DRS host group of 8: {listed}." in found[f"{t} hosts"]
-    [status] = app.service.queries.status("more")
+    [status] = app.use_cases.queries.status("more")
     assert set(status.hosts_by_parent["Capture"]) <= groups["Capture"]
     assert len(status.hosts_by_parent["Capture"]) == 6
 
@@ -549,14 +549,14 @@ def test_plan_and_check_estimate_the_delta_from_how_far_clones_grew(
     lab = make_lab({"delta_growth_gb_per_min": 60})
     app = make_app(lab, types=types_with(capture={"delta_estimate_gb": 0.5}))
     deploy(app, "deploy capture 3 as nov and power on")
-    app.service.queries.status("nov")  # sizes read and recorded, but the clones are young
+    app.use_cases.queries.status("nov")  # sizes read and recorded, but the clones are young
     before = plan(app, "plan capture 25")
     assert before.estimate.linked_bytes == pytest.approx(3.34 * GIB + 25 * 0.5 * GIB, abs=25)
     assert before.deltas["capture"].source == "configured 0.50 GB: no clone has lived a day yet"
 
     age_clones(app, "nov", days=1)  # the course ran a day
     time.sleep(0.5)
-    app.service.queries.status("nov")
+    app.use_cases.queries.status("nov")
     peaks = {c.name: c.peak_bytes or 0 for c in app.repo.clones(environment="nov")}
     assert all(p > 0.6 * GIB for p in peaks.values()), peaks  # 0.13 GB when made
     est = plan(app, "plan capture 25").deltas["capture"]
@@ -568,13 +568,13 @@ def test_plan_and_check_estimate_the_delta_from_how_far_clones_grew(
     assert result.estimate.linked_bytes == pytest.approx(3.34 * GIB + 25 * est.bytes, abs=25)
     assert result.needs[0].needed_bytes == 25 * est.bytes
 
-    report = Checker(app.service).run()
+    report = Checker(app.use_cases).run()
     [capacity] = [f for f in report.findings if f.subject == "capture capacity"]
     assert f"clones of {est.bytes / GIB:.2f} GB (from 3 clones of nov that lived" in capacity.text
 
     # The strip back reads each clone's size before destroying it: the last, largest peaks.
     time.sleep(0.3)
-    app.service.strip_back.teardown("nov", actor="trainer")
+    app.use_cases.strip_back.teardown("nov", actor="trainer")
     final = {c.name: c.peak_bytes or 0 for c in app.repo.clones(environment="nov")}
     assert all(final[n] > peaks[n] for n in peaks), (peaks, final)
     assert plan(app, "plan capture 1").deltas["capture"].bytes == max(final.values())
@@ -790,7 +790,7 @@ def test_confinement_survives_a_strip_back_and_a_new_deployment(
     cluster, _ = app.vcenter.cluster_hosts("Training-Large")
     prefix = drs_prefix("Capture")
     _, host_group, _ = app.vcenter.drs_confinement(cluster, prefix)
-    app.service.strip_back.teardown("first", actor="trainer")
+    app.use_cases.strip_back.teardown("first", actor="trainer")
     assert clones_of(lab) == {}
 
     result = deploy(app, "deploy capture 3 as second")

@@ -75,7 +75,7 @@ from bot.domain import grammar
 from bot.domain.errors import ClonesError, PermissionDenied
 from bot.domain.models import CloneState, RunKind, RunState
 from bot.services.access import AccessPolicy
-from bot.services.dispatch import Invocation, dispatch, settled
+from bot.services.dispatch import Invocation, dispatch, resolve_target
 from bot.settings import SlackSettings
 from handlers.app import SlackTokens, create_bot
 from handlers.blocks.ids import (
@@ -503,7 +503,7 @@ class TrustModel(RuleBasedStateMachine):
     def look(self, who: str) -> None:
         """`who` opens `my` (or the Home tab): the buttons they see are kept for later."""
         with self.in_process() as services:
-            mine = services.service.trainees.mine(who)
+            mine = services.use_cases.trainees.mine(who)
         for vm in mine.vms:
             values = {e["value"] for e in vm_buttons(vm)["elements"]}
             self.buttons += [
@@ -596,7 +596,7 @@ class TrustModel(RuleBasedStateMachine):
         rebuild names its VM, as its Confirm button binds it), then dispatched. Returns the
         outcome: "done", "policy", or the error's class; a refusal is audited as denied."""
         with self.in_process() as services:
-            trainees = services.service.trainees
+            trainees = services.use_cases.trainees
             policy = AccessPolicy(SlackSettings(operators=("UOPS",)), is_trainee=trainees.holds_vm)
             if not policy.check(who, "CCOURSE", command.verb, command.access):
                 return "policy"
@@ -604,7 +604,7 @@ class TrustModel(RuleBasedStateMachine):
             mark = (last[0].id or 0) if last else 0
             invocation = Invocation(who, "slack", "CCOURSE")
             try:
-                dispatch(services, settled(services, command, invocation), invocation)
+                dispatch(services, resolve_target(services, command, invocation), invocation)
             except PermissionDenied:
                 audited = services.repo.audit_entries(actor=who, limit=5)
                 results = [e.result for e in audited if (e.id or 0) > mark]
@@ -792,7 +792,7 @@ class TrustModel(RuleBasedStateMachine):
         never "missing"; one it may not see is "cannot see"."""
         app = self.bot(expired=expired)
         try:
-            (status,) = app.service.queries.status(environment)
+            (status,) = app.use_cases.queries.status(environment)
         except ClonesError:  # no such environment yet
             return
         self.steps[f"status/{'expired' if expired else 'live'}"] += 1
@@ -815,7 +815,7 @@ class TrustModel(RuleBasedStateMachine):
         may_remove = self.removable("teardown", environment)
         app = self.bot(expired=expired)
         try:
-            result = app.service.strip_back.teardown(environment, actor="model")
+            result = app.use_cases.strip_back.teardown(environment, actor="model")
         except ClonesError:  # nothing to strip back, or busy
             result = None
         self.lab.control.wait_idle()

@@ -28,8 +28,8 @@ from bot.domain.errors import ConflictError, NotFoundError, UsageError
 from bot.domain.models import CloneState, Environment, RunKind, RunState
 from bot.domain.results import DeployResult, TeardownResult
 from bot.ports import ScheduledJob
-from bot.services.core import ProgressCallback, Service
 from bot.services.schedules import ScheduleService, StartReport
+from bot.services.usecases import ProgressCallback, UseCases
 from bot.settings import Settings, settings_from_dict
 from storage import Repository
 from tests.faults import wait_until
@@ -65,7 +65,7 @@ class Notes:
         return "\n".join(t for _, t in self.messages)
 
 
-class RecordingService(Service):
+class RecordingService(UseCases):
     """The real service layer, except deploy and strip back are recorded instead of sent to
     vCenter (the end-to-end tests below use the real ones against the lab)."""
 
@@ -156,8 +156,8 @@ def schedule(svc: ScheduleService, text: str) -> None:
 
 
 def calls(svc: ScheduleService) -> list[tuple[str, str, str]]:
-    assert isinstance(svc.service, RecordingService)
-    return svc.service.calls
+    assert isinstance(svc.use_cases, RecordingService)
+    return svc.use_cases.calls
 
 
 # ===================================================================== the job table
@@ -435,7 +435,7 @@ def test_a_strip_back_due_during_its_deployment_waits_for_it(world: World) -> No
 
     svc = world.scheduler()
     _deploy_at(svc, "deploy capture 2 as short at 10:24 until 10:25")
-    service = svc.service
+    service = svc.use_cases
     assert isinstance(service, RecordingService)
     deploying, release = threading.Event(), threading.Event()
     real_deploy = service.deploy
@@ -495,7 +495,7 @@ def test_a_strip_back_meeting_a_busy_environment_waits_and_runs_once_it_is_free(
     svc = world.scheduler()
     world.add_clones(svc, "nov")
     schedule(svc, "schedule nov until in 30m")  # inside the reminder lead: no reminder
-    service = svc.service
+    service = svc.use_cases
     assert isinstance(service, RecordingService)
     service.busy = True
     world.clock.advance(minutes=30)
@@ -916,7 +916,7 @@ def test_missed_strip_back_of_real_clones_runs_at_restart(lab: LabProcess, datab
     try:
         command = grammar.parse("deploy capture 2 as late")
         assert isinstance(command, grammar.Deploy)
-        app.service.deployer.deploy(command, actor="UOWNER", source="cli")
+        app.use_cases.deployer.deploy(command, actor="UOWNER", source="cli")
         first = bootstrap.schedule_service(app, notifier=notes, clock=clock)
         first.start(paused=True)
         schedule(first, "schedule late until in 2h")

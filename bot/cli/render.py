@@ -173,7 +173,7 @@ def _status_json(statuses: list[EnvironmentStatus], v: View) -> list[dict[str, A
     command, app = v.command, v.services
     envs = []
     for st in statuses:
-        clones = st.clones or app.service.queries.clones_of(st.environment.name)
+        clones = st.clones or app.use_cases.queries.clones_of(st.environment.name)
         envs.append(
             {
                 "name": st.environment.name,

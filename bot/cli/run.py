@@ -58,14 +58,14 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO, stopping:
     from bot.cli.progress import Progress
     from bot.cli.render import RENDER, View
     from bot.cli.roster import handout_lines
-    from bot.services.dispatch import Invocation, dispatch, plan_for, settled
+    from bot.services.dispatch import Invocation, dispatch, plan_for, resolve_target
 
     actor = os.environ.get("CLONES_USER") or getpass.getuser()
     if command.access is grammar.Access.CHANGE and not isinstance(command, grammar.Resume):
         _warn_abandoned(services)
     # The terminal is trusted like an operator: self-service commands may name any trainee's VM.
     invocation = Invocation(actor, "cli", anyone=True, on_handout=handout_lines(opts, out))
-    command = settled(services, command, invocation)
+    command = resolve_target(services, command, invocation)
     plan = plan_for(services, command)
     if plan is not None and not confirmed(command, plan, opts, out):
         print("Cancelled: nothing was changed.", file=out)

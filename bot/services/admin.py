@@ -9,12 +9,12 @@ directly.
 from __future__ import annotations
 
 from bot.services.bulk import BulkResult, EachClone
-from bot.services.core import Service
 from bot.services.inventory import Inventory, InventoryRow
 from bot.services.plan import Planner, PlanResult
 from bot.services.power import PowerCommand
 from bot.services.prepare import Finding, Preparer, PrepareReport
 from bot.services.refresh import Refresher, RefreshResult
+from bot.services.usecases import UseCases
 
 __all__ = [
     "Admin",
@@ -30,7 +30,7 @@ __all__ = [
 class Admin:
     """The admin's tasks, over the services of `service`."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: UseCases) -> None:
         core = service.core
         self.settings = service.settings
         self.preparer = Preparer(core)

@@ -20,11 +20,12 @@ from bot.domain.errors import NotFoundError, VCenterError
 from bot.domain.models import Clone, CloneState
 from bot.domain.results import FailedClone
 from bot.ports import ProgressCallback, Repository
+from bot.services.core import Core
 from bot.services.limits import clone_host
 from bot.services.ownership import Ownership
 from bot.services.pipeline import Stop, run_per_clone
 from bot.services.queries import Queries
-from bot.services.runs import Core, Emitter
+from bot.services.runbook import Emitter
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,7 @@ def _deploy(s: Services, c: grammar.Deploy, i: Invocation) -> Deployed | Schedul
         return _schedules(s).schedule_deploy(c, actor=i.actor, source=i.source, channel=i.channel)
     # `until` alone: checked (and the lease cap) before anything is created, recorded after.
     times = _schedules(s).deploy_times(c) if c.until else None
-    result = s.service.deployer.deploy(
+    result = s.use_cases.deployer.deploy(
         c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
     )
     note = ""
@@ -99,7 +99,7 @@ def _cancel(s: Services, c: grammar.CancelSchedule, i: Invocation) -> ScheduleRe
 
 
 def _power_mine(s: Services, c: grammar.Reset | grammar.MyPower, i: Invocation) -> SelfService:
-    return s.service.trainees.power(
+    return s.use_cases.trainees.power(
         c, actor=i.actor, anyone=i.anyone, source=i.source, channel=i.channel
     )
 
@@ -136,10 +136,10 @@ def _snapshot(s: Services, c: grammar.Snapshot, i: Invocation) -> BulkResult:
 ROUTES: dict[type[Any], Route] = {
     grammar.Deploy: Route(_deploy),
     grammar.Teardown: Route(
-        lambda s, c, i: s.service.strip_back.teardown(
+        lambda s, c, i: s.use_cases.strip_back.teardown(
             c.environment, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
         ),
-        plan=lambda s, c: s.service.strip_back.teardown_plan(c.environment),
+        plan=lambda s, c: s.use_cases.strip_back.teardown_plan(c.environment),
     ),
     grammar.Refresh: Route(
         lambda s, c, i: s.admin.refresher.refresh(
@@ -148,17 +148,17 @@ ROUTES: dict[type[Any], Route] = {
         plan=lambda s, c: s.admin.refresher.plan(c.environment),
     ),
     grammar.Status: Route(
-        lambda s, c, i: s.service.queries.status(c.environment, everything=c.everything)
+        lambda s, c, i: s.use_cases.queries.status(c.environment, everything=c.everything)
     ),
-    grammar.History: Route(lambda s, c, i: s.service.history.history(c.environment)),
+    grammar.History: Route(lambda s, c, i: s.use_cases.history.history(c.environment)),
     # The terminal exports every entry (--csv); Slack shows the newest.
     grammar.Audit: Route(
-        lambda s, c, i: s.service.history.audit(
+        lambda s, c, i: s.use_cases.history.audit(
             c.since, limit=None if i.source == "cli" else AUDIT_SHOWN
         )
     ),
-    grammar.Savings: Route(lambda s, c, i: s.service.queries.savings(c.environment)),
-    grammar.Types: Route(lambda s, c, i: s.service.queries.types()),
+    grammar.Savings: Route(lambda s, c, i: s.use_cases.queries.savings(c.environment)),
+    grammar.Types: Route(lambda s, c, i: s.use_cases.queries.types()),
     grammar.Plan: Route(lambda s, c, i: s.admin.planner.plan(c)),
     grammar.Inventory: Route(lambda s, c, i: s.admin.inventory_reader.inventory(c.environment)),
     grammar.Prepare: Route(
@@ -180,25 +180,25 @@ ROUTES: dict[type[Any], Route] = {
     grammar.Check: Route(lambda s, c, i: s.checker.run()),
     grammar.Help: Route(lambda s, c, i: grammar.usage(c.topic)),
     grammar.Assign: Route(
-        lambda s, c, i: s.service.trainees.assign(
+        lambda s, c, i: s.use_cases.trainees.assign(
             c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
         )
     ),
     grammar.Handout: Route(
-        lambda s, c, i: s.service.trainees.handout(
+        lambda s, c, i: s.use_cases.trainees.handout(
             c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
         )
     ),
     grammar.Unassign: Route(
-        lambda s, c, i: s.service.trainees.unassign(
+        lambda s, c, i: s.use_cases.trainees.unassign(
             c, actor=i.actor, source=i.source, channel=i.channel
         )
     ),
-    grammar.My: Route(lambda s, c, i: s.service.trainees.mine(i.actor)),
+    grammar.My: Route(lambda s, c, i: s.use_cases.trainees.mine(i.actor)),
     grammar.Reset: Route(_power_mine),
     grammar.MyPower: Route(_power_mine),
     grammar.Rebuild: Route(
-        lambda s, c, i: s.service.trainees.rebuild(
+        lambda s, c, i: s.use_cases.trainees.rebuild(
             c,
             actor=i.actor,
             anyone=i.anyone,
@@ -206,7 +206,7 @@ ROUTES: dict[type[Any], Route] = {
             channel=i.channel,
             on_event=i.on_event,
         ),
-        plan=lambda s, c: s.service.trainees.rebuild_plan(c),  # settled: its VM named
+        plan=lambda s, c: s.use_cases.trainees.rebuild_plan(c),  # settled: its VM named
     ),
     grammar.DbCopy: Route(lambda s, c, i: copy_database(s.databases, c)),
     grammar.Snapshot: Route(_snapshot),
@@ -231,12 +231,12 @@ def _tell_trainees(services: Services) -> None:
     """Trainees whose VM left them during the command (a strip back, a VM found missing, a
     rebuild that failed: the assignment ended in the same write) are told now, once each."""
     try:
-        services.service.trainees.tell_removed()
+        services.use_cases.trainees.tell_removed()
     except ClonesError as exc:  # the database busy, ...: the next command or re-sync tells them
         log.warning("trainees not told yet: %s", exc)
 
 
-def settled(services: Services, command: object, invocation: Invocation) -> object:
+def resolve_target(services: Services, command: object, invocation: Invocation) -> object:
     """The command with what it acts on named, before it is planned and confirmed: `rebuild`
     names the one VM (the actor's own, checked; a refusal is audited); `power off TRN-CAP-001`
     (a name that is no environment but a trainee's VM) becomes that one VM's power command.
@@ -244,14 +244,14 @@ def settled(services: Services, command: object, invocation: Invocation) -> obje
     that VM alone, never on another that took its name meanwhile."""
     if isinstance(command, grammar.Power):
         name = command.environment
-        queries, trainees = services.service.queries, services.service.trainees
+        queries, trainees = services.use_cases.queries, services.use_cases.trainees
         ref = trainees.held_ref(name) if queries.find_environment(name) is None else None
         if ref is not None:
             if command.action == "reset":
                 return grammar.Reset(vm=ref.name, ref=ref)
             return grammar.MyPower(command.action, vm=ref.name, ref=ref)
     if isinstance(command, grammar.Rebuild):
-        return services.service.trainees.settle(
+        return services.use_cases.trainees.settle(
             command,
             actor=invocation.actor,
             anyone=invocation.anyone,

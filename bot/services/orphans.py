@@ -14,7 +14,8 @@ from bot.domain.errors import ClonesError, ConflictError
 from bot.domain.models import Clone, CloneState
 from bot.domain.results import FailedClone
 from bot.domain.vsphere import ATTR_ENVIRONMENT, ATTR_MANAGED_BY, VmFacts
-from bot.services.runs import LIVE_STATES, Core
+from bot.services.core import Core
+from bot.services.runbook import LIVE_STATES
 
 
 @dataclass(frozen=True)

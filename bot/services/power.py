@@ -12,7 +12,8 @@ from bot.domain.errors import VCenterError
 from bot.domain.models import Clone
 from bot.domain.results import FailedClone
 from bot.services.bulk import BulkResult, EachClone, each_clone
-from bot.services.runs import Core, Emitter
+from bot.services.core import Core
+from bot.services.runbook import Emitter
 
 log = logging.getLogger(__name__)
 

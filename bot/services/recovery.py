@@ -26,10 +26,10 @@ from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
 from bot.domain.results import DeployResult, TeardownResult
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
 from bot.ports import ProgressCallback
-from bot.services.core import Service
+from bot.services.core import Core
 from bot.services.orphans import Orphans
 from bot.services.ownership import locate
-from bot.services.runs import Core
+from bot.services.usecases import UseCases
 
 if TYPE_CHECKING:
     from bot.services.cloning import Cloner
@@ -142,7 +142,7 @@ class Recovery:
         self.relabel = relabel
 
     @classmethod
-    def over(cls, service: Service, *, clock: Callable[[], datetime] | None = None) -> Recovery:
+    def over(cls, service: UseCases, *, clock: Callable[[], datetime] | None = None) -> Recovery:
         """Recovery over the services `service` wires."""
         return cls(
             service.core,

@@ -24,10 +24,11 @@ from bot.domain.results import FailedClone
 from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmSighting
 from bot.ports import ProgressCallback
 from bot.services.bulk import record_missing
+from bot.services.core import Core
 from bot.services.fullcopy import FullCopyGuard
 from bot.services.limits import OpLimits, clone_datastore, clone_host
 from bot.services.pipeline import NotStarted, Stop, run_per_clone
-from bot.services.runs import Core, Emitter, outcome_state, stopped_message
+from bot.services.runbook import Emitter, outcome_state, stopped_message
 from bot.services.sizes import record_seen
 
 if TYPE_CHECKING:

@@ -74,7 +74,7 @@ def on_extend(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell
     def work() -> None:
         result = request.run()
         assert isinstance(result, ScheduleResult)
-        env = ctx.services.service.queries.environment(environment)
+        env = ctx.services.use_cases.queries.environment(environment)
         if ts and result.ends_at is not None:
             r = schedules.reminder(
                 environment,

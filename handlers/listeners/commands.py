@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 
 from bot.domain import grammar
 from bot.domain.errors import UsageError
-from bot.services.dispatch import Invocation, settled
+from bot.services.dispatch import Invocation, resolve_target
 from bot.settings import without_secrets
 from handlers import verbs
 from handlers.blocks.kit import checking_access, restarting, unescape, usage_error
@@ -113,11 +113,11 @@ def _decide_then_start(
 
 def _settled(ctx: HandlerContext, command: Any) -> Any:
     """A deployment into the default environment names it now, so the ack, the run's message
-    and the run itself agree on it; `power off TRN-CAP-001` names that one VM (`settled`)."""
+    and the run itself agree on it; `power off TRN-CAP-001` names that one VM (`resolve_target`)."""
     if isinstance(command, grammar.Deploy) and not command.environment:
         return replace(
-            command, environment=ctx.services.service.deployer.default_environment(command)
+            command, environment=ctx.services.use_cases.deployer.default_environment(command)
         )
     if isinstance(command, grammar.Power):
-        return settled(ctx.services, command, Invocation("", "slack"))
+        return resolve_target(ctx.services, command, Invocation("", "slack"))
     return command

@@ -44,7 +44,7 @@ def register(app: App, ctx: HandlerContext) -> None:
 
 
 def publish_home(ctx: HandlerContext, client: WebClient, user: str) -> None:
-    service = ctx.services.service
+    service = ctx.services.use_cases
     statuses = service.queries.status()
     savings: dict[str, Savings | None] = {}
     note = ""
@@ -81,7 +81,7 @@ def on_home_teardown(ctx: HandlerContext, body: dict[str, Any], client: WebClien
         return
 
     def plan() -> None:
-        env = ctx.services.service.queries.environment(environment)
+        env = ctx.services.use_cases.queries.environment(environment)
         # The plan goes where the environment lives; without a channel, to the app's DM.
         channel = env.channel or user
         decision = ctx.access.check(user, channel, grammar.Teardown.verb)

@@ -76,7 +76,7 @@ def test_gone_is_one_outcome_however_it_is_found(services: Services, vcenter: Fa
     deploy(services, "deploy capture 3 as nov")
     gone = vcenter.named("TRN-CAP-002")
     del vcenter.vms[gone.moref]  # deleted in the vSphere Client
-    result = services.service.strip_back.teardown("nov", actor="trainer")
+    result = services.use_cases.strip_back.teardown("nov", actor="trainer")
     assert result.already_gone == ["TRN-CAP-002"]
     assert result.destroyed == ["TRN-CAP-001", "TRN-CAP-003"]
     states = {c.name: c.state for c in services.repo.clones(environment="nov")}
@@ -159,7 +159,7 @@ def test_status_shows_drift_beside_each_record(services: Services, vcenter: Fake
     vcenter.named("TRN-CAP-001").name = "renamed-001"
     vcenter.named("TRN-CAP-002").attributes["Environment"] = "elsewhere"
     del vcenter.vms[vcenter.named("TRN-CAP-003").moref]
-    [st] = services.service.queries.status("nov")
+    [st] = services.use_cases.queries.status("nov")
     drift = {c.name: st.drift[c.id].text for c in st.clones if c.id in st.drift}
     assert drift == {
         "TRN-CAP-001": "renamed to renamed-001",
@@ -167,7 +167,7 @@ def test_status_shows_drift_beside_each_record(services: Services, vcenter: Fake
         "TRN-CAP-003": "missing from vCenter",
     }
     # A strip back leaves the relabelled clone alone and names the renamed one.
-    result = services.service.strip_back.teardown("nov", actor="trainer")
+    result = services.use_cases.strip_back.teardown("nov", actor="trainer")
     assert result.renamed == {"TRN-CAP-001": "renamed-001"}
     assert [f.name for f in result.skipped] == ["TRN-CAP-002"]
 
@@ -194,8 +194,11 @@ def test_destructive_commands_have_a_plan_to_confirm(services: Services) -> None
 
 def test_one_environment_runs_one_thing_at_a_time(services: Services) -> None:
     deploy(services, "deploy capture 1 as nov")
-    with services.service.runs.environment_lock("nov"), pytest.raises(ConflictError, match="busy"):
-        services.service.strip_back.teardown("nov", actor="trainer")
+    with (
+        services.use_cases.runs.environment_lock("nov"),
+        pytest.raises(ConflictError, match="busy"),
+    ):
+        services.use_cases.strip_back.teardown("nov", actor="trainer")
 
 
 def test_run_per_clone_stops_starting_work_once_vcenter_is_lost() -> None:
@@ -237,7 +240,7 @@ def test_strip_back_checks_ownership_with_one_narrow_read(
     deploy(services, "deploy capture 5 as nov")
     vcenter.calls.clear()
     vcenter.sighting_extras.clear()
-    result = services.service.strip_back.teardown("nov", actor="trainer")
+    result = services.use_cases.strip_back.teardown("nov", actor="trainer")
     assert len(result.destroyed) == 5
     assert vcenter.calls["sightings"] == 1 and vcenter.calls["vm_facts"] == 0
     assert vcenter.sighting_extras == [("storage",)]
@@ -254,6 +257,6 @@ def test_a_vm_without_labels_is_checked_by_its_notes_read_for_it_alone(
     bare.attributes.clear()
     vcenter.calls.clear()
     vcenter.sighting_extras.clear()
-    result = services.service.strip_back.teardown("nov", actor="trainer")
+    result = services.use_cases.strip_back.teardown("nov", actor="trainer")
     assert sorted(result.destroyed) == ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]
     assert vcenter.sighting_extras == [("storage",), ("notes",)]

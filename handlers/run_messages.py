@@ -226,7 +226,7 @@ def deploy(r: Request) -> None:
     assert isinstance(deployed, Deployed)
     result = deployed.result
     finish_deploy(r.client, ctx.services.chart, progress, result, user, note=deployed.end_note)
-    home = ctx.services.service.queries.find_environment(result.environment)
+    home = ctx.services.use_cases.queries.find_environment(result.environment)
     tell_home_channel(r.client, home, channel, shown.deploy_finished_note(result, user))
     log.info("deploy of %s finished: %s", result.environment, result.state.value)
 
