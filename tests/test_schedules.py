@@ -27,9 +27,9 @@ from bot.domain import grammar
 from bot.domain.errors import ConflictError, NotFoundError, UsageError
 from bot.domain.models import CloneState, Environment, RunKind, RunState
 from bot.domain.results import DeployResult, TeardownResult
-from bot.ports import ScheduledJob
+from bot.ports import ProgressCallback, ScheduledJob
 from bot.services.schedules import ScheduleService, StartReport
-from bot.services.usecases import ProgressCallback, UseCases
+from bot.services.usecases import UseCases
 from bot.settings import Settings, settings_from_dict
 from storage import Repository
 from tests.faults import wait_until
