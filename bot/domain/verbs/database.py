@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 from bot.domain.errors import UsageError
-from bot.domain.verbs.spec import Access, command
+from bot.domain.verbs.spec import Access, Verb, command
 
 DB_COPY_EXAMPLE = "db copy clones.db postgresql://clones@db.example.com:5432/clones"
 
@@ -22,6 +19,8 @@ def _parse_db(args: list[str]) -> DbCopy:
 
 
 @command(
+    "db",
+    Access.TERMINAL,
     parse=_parse_db,
     summary="copy the bot's SQLite database into an empty PostgreSQL one (terminal only)",
     example=DB_COPY_EXAMPLE,
@@ -36,13 +35,9 @@ def _parse_db(args: list[str]) -> DbCopy:
     ),
     examples=(DB_COPY_EXAMPLE,),
 )
-@dataclass(frozen=True, slots=True)
-class DbCopy:
+class DbCopy(Verb):
     """Copy a SQLite database (`source`, a path) into an empty PostgreSQL one (`target`, a
     postgresql:// URL): every table, ids and sequences kept. Terminal only."""
-
-    verb: ClassVar[str] = "db"
-    access: ClassVar[Access] = Access.TERMINAL
 
     source: str
     target: str

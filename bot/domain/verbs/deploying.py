@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from bot.domain.errors import UsageError
 from bot.domain.verbs import words as w
-from bot.domain.verbs.spec import Access, command
+from bot.domain.verbs.spec import Access, Verb, command
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +135,8 @@ def _parse_deploy(args: list[str]) -> Deploy:
 
 
 @command(
+    "deploy",
+    Access.CHANGE,
     parse=_parse_deploy,
     summary="deploy linked clones of one or more types into an environment",
     example=_DEPLOY_EXAMPLE,
@@ -155,12 +156,8 @@ def _parse_deploy(args: list[str]) -> Deploy:
     ),
     progress=True,
 )
-@dataclass(frozen=True, slots=True)
-class Deploy:
+class Deploy(Verb):
     """Deploy clones of one or more types; `at`/`until` are raw time text, parsed later."""
-
-    verb: ClassVar[str] = "deploy"
-    access: ClassVar[Access] = Access.CHANGE
 
     items: tuple[DeployItem, ...]
     environment: str | None = None
@@ -175,6 +172,8 @@ def _parse_plan(args: list[str]) -> Plan:
 
 
 @command(
+    "plan",
+    Access.READ,
     parse=_parse_plan,
     summary="estimate thick, thin and linked sizes and check the datastore's free space",
     example="plan capture 25",
@@ -182,10 +181,6 @@ def _parse_plan(args: list[str]) -> Plan:
     detail=("Nothing is created; `and power on` counts RAM-sized swap files too.",),
     examples=("plan capture 25", "plan capture 25 packaging 25 and power on"),
 )
-@dataclass(frozen=True, slots=True)
-class Plan:
-    verb: ClassVar[str] = "plan"
-    access: ClassVar[Access] = Access.READ
-
+class Plan(Verb):
     items: tuple[DeployItem, ...]
     power_on: bool = False

@@ -4,13 +4,11 @@ check, snapshot."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import ClassVar
 
 from bot.domain import trainees
 from bot.domain.errors import UsageError
 from bot.domain.verbs import words as w
-from bot.domain.verbs.spec import Access, command
+from bot.domain.verbs.spec import Access, Verb, command
 from bot.domain.verbs.training import MyPower, Reset
 
 
@@ -26,6 +24,8 @@ def _parse_teardown(args: list[str]) -> Teardown:
 
 
 @command(
+    "teardown",
+    Access.CHANGE,
     parse=_parse_teardown,
     summary="power off and destroy an environment's clones (never anything else)",
     example="teardown nov-cohort",
@@ -36,11 +36,7 @@ def _parse_teardown(args: list[str]) -> Teardown:
     progress=True,
     destroys=True,
 )
-@dataclass(frozen=True, slots=True)
-class Teardown:
-    verb: ClassVar[str] = "teardown"
-    access: ClassVar[Access] = Access.CHANGE
-
+class Teardown(Verb):
     environment: str
 
 
@@ -57,6 +53,8 @@ def _parse_prepare(args: list[str]) -> Prepare:
 
 
 @command(
+    "prepare",
+    Access.CHANGE,
     parse=_parse_prepare,
     summary="check a type's parent and create its base snapshot if missing",
     example="prepare capture",
@@ -68,12 +66,8 @@ def _parse_prepare(args: list[str]) -> Prepare:
     ),
     examples=("prepare capture", "prepare capture power-off"),
 )
-@dataclass(frozen=True, slots=True)
-class Prepare:
+class Prepare(Verb):
     """Check a type's parent; optionally power it off; create the base snapshot if missing."""
-
-    verb: ClassVar[str] = "prepare"
-    access: ClassVar[Access] = Access.CHANGE
 
     type: str
     power_off: bool = False
@@ -103,6 +97,8 @@ def _parse_power(args: list[str]) -> Power | MyPower | Reset:
 
 
 @command(
+    "power",
+    Access.CHANGE,
     parse=_parse_power,
     summary="power an environment's clones on, off or reset; without ENV, your own VM",
     example="power on nov-cohort",
@@ -115,11 +111,7 @@ def _parse_power(args: list[str]) -> Power | MyPower | Reset:
     examples=("power on nov-cohort", "power reset nov-cohort", "power off", "power on @U01ALICE"),
     stoppable=True,
 )
-@dataclass(frozen=True, slots=True)
-class Power:
-    verb: ClassVar[str] = "power"
-    access: ClassVar[Access] = Access.CHANGE
-
+class Power(Verb):
     action: str  # "on", "off" or "reset"
     environment: str
 
@@ -132,6 +124,8 @@ def _parse_refresh(args: list[str]) -> Refresh:
 
 
 @command(
+    "refresh",
+    Access.CHANGE,
     parse=_parse_refresh,
     summary="re-create an environment's clones from the current base snapshot, same names",
     example="refresh nov-cohort",
@@ -141,11 +135,7 @@ def _parse_refresh(args: list[str]) -> Refresh:
     progress=True,
     destroys=True,
 )
-@dataclass(frozen=True, slots=True)
-class Refresh:
-    verb: ClassVar[str] = "refresh"
-    access: ClassVar[Access] = Access.CHANGE
-
+class Refresh(Verb):
     environment: str
 
 
@@ -155,6 +145,8 @@ def _parse_resume(args: list[str]) -> Resume:
 
 
 @command(
+    "resume",
+    Access.CHANGE,
     parse=_parse_resume,
     summary="finish deployments and strip backs that a crash or a lost vCenter interrupted",
     example="resume",
@@ -166,12 +158,8 @@ def _parse_resume(args: list[str]) -> Resume:
     examples=("resume",),
     progress=True,
 )
-@dataclass(frozen=True, slots=True)
-class Resume:
+class Resume(Verb):
     """Finish deployments and strip backs that a crash or a lost vCenter interrupted."""
-
-    verb: ClassVar[str] = "resume"
-    access: ClassVar[Access] = Access.CHANGE
 
 
 def _parse_orphans(args: list[str]) -> Orphans:
@@ -184,6 +172,8 @@ def _parse_orphans(args: list[str]) -> Orphans:
 
 
 @command(
+    "orphans",
+    Access.CHANGE,
     parse=_parse_orphans,
     summary="VMs marked ManagedBy this bot that no environment records; adopt or remove them",
     example="orphans",
@@ -195,11 +185,7 @@ def _parse_orphans(args: list[str]) -> Orphans:
     examples=("orphans", "orphans adopt", "orphans remove"),
     destroys=True,
 )
-@dataclass(frozen=True, slots=True)
-class Orphans:
-    verb: ClassVar[str] = "orphans"
-    access: ClassVar[Access] = Access.CHANGE
-
+class Orphans(Verb):
     action: str | None = None  # None: list; "adopt" or "remove"
 
 
@@ -209,6 +195,8 @@ def _parse_check(args: list[str]) -> Check:
 
 
 @command(
+    "check",
+    Access.ADMIN,
     parse=_parse_check,
     summary="check the connection, every type's setup and the account's privileges in vCenter",
     example="check",
@@ -222,12 +210,8 @@ def _parse_check(args: list[str]) -> Check:
     examples=("check",),
     aliases=("preflight",),
 )
-@dataclass(frozen=True, slots=True)
-class Check:
+class Check(Verb):
     """A pre-flight of the configuration against vCenter that changes nothing."""
-
-    verb: ClassVar[str] = "check"
-    access: ClassVar[Access] = Access.ADMIN
 
 
 _SNAPSHOT_EXAMPLE = "snapshot nov-cohort before-lab-2"
@@ -253,6 +237,8 @@ def _parse_snapshot(args: list[str]) -> Snapshot:
 
 
 @command(
+    "snapshot",
+    Access.CHANGE,
     parse=_parse_snapshot,
     summary="snapshot every ready clone of an environment: a checkpoint before an exercise",
     example=_SNAPSHOT_EXAMPLE,
@@ -269,12 +255,8 @@ def _parse_snapshot(args: list[str]) -> Snapshot:
     examples=(_SNAPSHOT_EXAMPLE,),
     progress=True,
 )
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(Verb):
     """Snapshot each ready clone of `environment`, the snapshot called `name`."""
-
-    verb: ClassVar[str] = "snapshot"
-    access: ClassVar[Access] = Access.CHANGE
 
     environment: str
     name: str

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 from bot.domain.errors import UsageError
 from bot.domain.timeparse import DURATION_EXAMPLES, since_text
 from bot.domain.verbs import words as w
-from bot.domain.verbs.spec import Access, command
+from bot.domain.verbs.spec import Access, Verb, command
 
 _ALL_FLAGS = ("--all", "-all")  # a phone's "—all" arrives as "-all" (normalise)
 
@@ -29,6 +26,8 @@ def _parse_status(args: list[str]) -> Status:
 
 
 @command(
+    "status",
+    Access.READ,
     parse=_parse_status,
     summary="show live environments, or one environment's clones",
     example="status nov-cohort",
@@ -39,12 +38,8 @@ def _parse_status(args: list[str]) -> Status:
     ),
     examples=("status", "status nov-cohort", "status --all"),
 )
-@dataclass(frozen=True, slots=True)
-class Status:
+class Status(Verb):
     """Live environments; `everything` (`status --all`): finished ones too."""
-
-    verb: ClassVar[str] = "status"
-    access: ClassVar[Access] = Access.READ
 
     environment: str | None = None
     everything: bool = False
@@ -55,6 +50,8 @@ def _parse_history(args: list[str]) -> History:
 
 
 @command(
+    "history",
+    Access.READ,
     parse=_parse_history,
     summary="what became of environments: when, who, how many, savings, outcome",
     example="history nov-cohort",
@@ -65,12 +62,8 @@ def _parse_history(args: list[str]) -> History:
     ),
     examples=("history", "history nov-cohort"),
 )
-@dataclass(frozen=True, slots=True)
-class History:
+class History(Verb):
     """What became of environments (when, who, how many, savings, outcome), or of one."""
-
-    verb: ClassVar[str] = "history"
-    access: ClassVar[Access] = Access.READ
 
     environment: str | None = None
 
@@ -88,6 +81,8 @@ def _parse_audit(args: list[str]) -> Audit:
 
 
 @command(
+    "audit",
+    Access.ADMIN,
     parse=_parse_audit,
     summary="the audit log: who asked for what, from where, and what came of it",
     example=_AUDIT_EXAMPLE,
@@ -100,12 +95,8 @@ def _parse_audit(args: list[str]) -> Audit:
     ),
     examples=("audit", _AUDIT_EXAMPLE, "audit --since 30d"),
 )
-@dataclass(frozen=True, slots=True)
-class Audit:
+class Audit(Verb):
     """The audit log from `since` on (raw text: a date, a time or a length of time back)."""
-
-    verb: ClassVar[str] = "audit"
-    access: ClassVar[Access] = Access.ADMIN
 
     since: str | None = None
 
@@ -115,6 +106,8 @@ def _parse_savings(args: list[str]) -> Savings:
 
 
 @command(
+    "savings",
+    Access.READ,
     parse=_parse_savings,
     summary="disk space linked clones save against thick and thin full clones",
     example="savings nov-cohort",
@@ -122,11 +115,7 @@ def _parse_savings(args: list[str]) -> Savings:
     detail=("Without ENV, counts every live clone.",),
     examples=("savings", "savings nov-cohort"),
 )
-@dataclass(frozen=True, slots=True)
-class Savings:
-    verb: ClassVar[str] = "savings"
-    access: ClassVar[Access] = Access.READ
-
+class Savings(Verb):
     environment: str | None = None
 
 
@@ -136,15 +125,15 @@ def _parse_types(args: list[str]) -> Types:
 
 
 @command(
+    "types",
+    Access.READ,
     parse=_parse_types,
     summary="list the VM types you can deploy",
     example="types",
     syntax="types",
 )
-@dataclass(frozen=True, slots=True)
-class Types:
-    verb: ClassVar[str] = "types"
-    access: ClassVar[Access] = Access.READ
+class Types(Verb):
+    """Takes nothing after its verb."""
 
 
 def _parse_inventory(args: list[str]) -> Inventory:
@@ -152,6 +141,8 @@ def _parse_inventory(args: list[str]) -> Inventory:
 
 
 @command(
+    "inventory",
+    Access.READ,
     parse=_parse_inventory,
     summary="list clones with their custom attributes, power state and storage",
     example="inventory nov-cohort",
@@ -159,11 +150,7 @@ def _parse_inventory(args: list[str]) -> Inventory:
     detail=("In a terminal, `--csv` prints CSV.",),
     examples=("inventory", "inventory nov-cohort"),
 )
-@dataclass(frozen=True, slots=True)
-class Inventory:
-    verb: ClassVar[str] = "inventory"
-    access: ClassVar[Access] = Access.READ
-
+class Inventory(Verb):
     environment: str | None = None
 
 
@@ -174,15 +161,13 @@ def _parse_help(args: list[str]) -> Help:
 
 
 @command(
+    "help",
+    Access.READ,
     parse=_parse_help,
     summary="list the commands, or explain one",
     example="help deploy",
     syntax="help [COMMAND]",
     examples=("help", "help deploy"),
 )
-@dataclass(frozen=True, slots=True)
-class Help:
-    verb: ClassVar[str] = "help"
-    access: ClassVar[Access] = Access.READ
-
+class Help(Verb):
     topic: str | None = None  # a canonical verb name

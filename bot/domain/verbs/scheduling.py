@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 from bot.domain.errors import UsageError
 from bot.domain.timeparse import DURATION_EXAMPLES, parse_duration
 from bot.domain.verbs import words as w
-from bot.domain.verbs.spec import Access, command
+from bot.domain.verbs.spec import Access, Verb, command
 
 _SCHEDULE_EXAMPLE = "schedule nov-cohort until fri 17:00"
 
@@ -35,6 +32,8 @@ def _parse_schedule(args: list[str]) -> Schedule:
 
 
 @command(
+    "schedule",
+    Access.CHANGE,
     parse=_parse_schedule,
     summary="set when an environment is stripped back (and when a scheduled deploy starts)",
     example=_SCHEDULE_EXAMPLE,
@@ -51,12 +50,8 @@ def _parse_schedule(args: list[str]) -> Schedule:
         "schedule nov-cohort until in 3h",
     ),
 )
-@dataclass(frozen=True, slots=True)
-class Schedule:
+class Schedule(Verb):
     """Set or move an environment's start (a scheduled deploy) and/or end (raw time text)."""
-
-    verb: ClassVar[str] = "schedule"
-    access: ClassVar[Access] = Access.CHANGE
 
     environment: str
     at: str | None = None
@@ -77,6 +72,8 @@ def _parse_extend(args: list[str]) -> Extend:
 
 
 @command(
+    "extend",
+    Access.CHANGE,
     parse=_parse_extend,
     summary="strip an environment back later than scheduled",
     example=_EXTEND_EXAMPLE,
@@ -87,12 +84,8 @@ def _parse_extend(args: list[str]) -> Extend:
     ),
     examples=(_EXTEND_EXAMPLE, "extend nov-cohort by 1h30m", "extend nov-cohort"),
 )
-@dataclass(frozen=True, slots=True)
-class Extend:
+class Extend(Verb):
     """Move an environment's scheduled end later; `by` is raw duration text (None: default)."""
-
-    verb: ClassVar[str] = "extend"
-    access: ClassVar[Access] = Access.CHANGE
 
     environment: str
     by: str | None = None
@@ -112,6 +105,8 @@ def _parse_cancel_schedule(args: list[str]) -> CancelSchedule:
 
 
 @command(
+    "cancel-schedule",
+    Access.CHANGE,
     parse=_parse_cancel_schedule,
     summary="drop an environment's scheduled deploy, strip back and reminder",
     example=_CANCEL_EXAMPLE,
@@ -120,9 +115,5 @@ def _parse_cancel_schedule(args: list[str]) -> CancelSchedule:
     examples=(_CANCEL_EXAMPLE, "unschedule nov-cohort"),
     aliases=("unschedule", "cancel schedule"),
 )
-@dataclass(frozen=True, slots=True)
-class CancelSchedule:
-    verb: ClassVar[str] = "cancel-schedule"
-    access: ClassVar[Access] = Access.CHANGE
-
+class CancelSchedule(Verb):
     environment: str

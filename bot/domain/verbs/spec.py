@@ -1,9 +1,10 @@
 """A command's spec, the domain's part: its dataclass, who may run it, whether it shows progress,
 whether it destroys (and so is planned and confirmed), and its grammar (parser, help, examples).
 
-`@command(...)` on a command's dataclass is the one registration a verb makes in the domain; every
-list of verbs (`grammar.COMMAND_CLASSES`, `grammar.VERBS`, the help, the access texts, the tests'
-samples, the generated docs) is read from the registry it fills. The services, the terminal and
+`@command(verb, access, ...)` on a command's class (a `Verb`) makes it a frozen dataclass and is
+the one registration a verb makes in the domain; every list of verbs (`grammar.COMMAND_CLASSES`,
+`grammar.VERBS`, the help, the access texts, the tests' samples, the generated docs) is read from
+the registry it fills. The services, the terminal and
 Slack keep one registry each, keyed by the same dataclass (docs/architecture.md, "Adding a
 command").
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, dataclass_transform
 
 
 class Access(enum.StrEnum):
@@ -32,6 +33,14 @@ class Access(enum.StrEnum):
 class Command(Protocol):
     """What every command dataclass has: its verb and who may run it."""
 
+    verb: ClassVar[str]
+    access: ClassVar[Access]
+
+
+class Verb:
+    """The base of every command dataclass: its verb and who may run it, set by `@command`."""
+
+    __slots__ = ()
     verb: ClassVar[str]
     access: ClassVar[Access]
 
@@ -71,7 +80,10 @@ ALIASES: dict[tuple[str, ...], str] = {}  # words -> canonical verb
 C = TypeVar("C")
 
 
+@dataclass_transform(frozen_default=True)
 def command(
+    verb: str,
+    access: Access,
     *,
     parse: Parser | None = None,
     summary: str = "",
@@ -84,10 +96,14 @@ def command(
     stoppable: bool | None = None,
     destroys: bool = False,
 ) -> Callable[[type[C]], type[C]]:
-    """Register a command's dataclass with its grammar (when `parse` is given) and traits."""
+    """Make the class a frozen dataclass with this verb and access, and register it with its
+    grammar (when `parse` is given: a command another verb's parser returns has none) and
+    traits."""
 
     def register(cls: type[C]) -> type[C]:
-        verb = str(getattr(cls, "verb"))  # noqa: B009 - a ClassVar every command has
+        setattr(cls, "verb", verb)  # noqa: B010 - a ClassVar of `Verb`
+        setattr(cls, "access", access)  # noqa: B010
+        made = dataclass(frozen=True, slots=True)(cls)
         grammar = None
         if parse is not None:
             grammar = Grammar(
@@ -103,14 +119,14 @@ def command(
             GRAMMARS[verb] = grammar
             for words in (verb, *grammar.aliases):
                 ALIASES[tuple(words.split())] = verb
-        CLASSES[cls] = CommandSpec(
-            cls,  # type: ignore[arg-type]
+        CLASSES[made] = CommandSpec(
+            made,  # type: ignore[arg-type]
             progress=progress,
             stoppable=progress if stoppable is None else stoppable,
             destroys=destroys,
             grammar=grammar,
         )
-        return cls
+        return made
 
     return register
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 from bot.domain import trainees
 from bot.domain.errors import UsageError
 from bot.domain.verbs import words as w
-from bot.domain.verbs.spec import Access, command
+from bot.domain.verbs.spec import Access, Verb, command
 
 _ASSIGN_EXAMPLE = "assign nov-cohort @U01ALICE @U02BOB"
 
@@ -57,6 +54,8 @@ def _parse_assign(args: list[str]) -> Assign:
 
 
 @command(
+    "assign",
+    Access.CHANGE,
     parse=_parse_assign,
     summary="give each trainee one ready VM of an environment and message them its details",
     example=_ASSIGN_EXAMPLE,
@@ -77,15 +76,11 @@ def _parse_assign(args: list[str]) -> Assign:
         "assign nov-cohort from roster.csv",
     ),
 )
-@dataclass(frozen=True, slots=True)
-class Assign:
+class Assign(Verb):
     """Give each trainee one ready clone of an environment, then message them its details.
 
     `people` are Slack member IDs or e-mail addresses; or `channel` (its members); or `roster`
     (a CSV file the terminal reads into `people`)."""
-
-    verb: ClassVar[str] = "assign"
-    access: ClassVar[Access] = Access.CHANGE
 
     environment: str
     people: tuple[str, ...] = ()
@@ -106,6 +101,8 @@ def _parse_handout(args: list[str]) -> Handout:
 
 
 @command(
+    "handout",
+    Access.CHANGE,
     parse=_parse_handout,
     summary="send the hand-out again to an environment's trainees it has not reached yet",
     example=_HANDOUT_EXAMPLE,
@@ -117,13 +114,9 @@ def _parse_handout(args: list[str]) -> Handout:
     ),
     examples=(_HANDOUT_EXAMPLE,),
 )
-@dataclass(frozen=True, slots=True)
-class Handout:
+class Handout(Verb):
     """Send the hand-out again to the environment's trainees it has not reached yet (Slack
     kept rate limiting it, a scope was missing, ...)."""
-
-    verb: ClassVar[str] = "handout"
-    access: ClassVar[Access] = Access.CHANGE
 
     environment: str
 
@@ -137,17 +130,15 @@ def _parse_unassign(args: list[str]) -> Unassign:
 
 
 @command(
+    "unassign",
+    Access.CHANGE,
     parse=_parse_unassign,
     summary="take an environment's VM back from trainees (the VM stays)",
     example=_UNASSIGN_EXAMPLE,
     syntax="unassign ENV @PERSON ...",
     examples=(_UNASSIGN_EXAMPLE,),
 )
-@dataclass(frozen=True, slots=True)
-class Unassign:
-    verb: ClassVar[str] = "unassign"
-    access: ClassVar[Access] = Access.CHANGE
-
+class Unassign(Verb):
     environment: str
     people: tuple[str, ...]
 
@@ -158,18 +149,16 @@ def _parse_my(args: list[str]) -> My:
 
 
 @command(
+    "my",
+    Access.READ,
     parse=_parse_my,
     summary="the training VMs you were given, their state and links",
     example="my",
     syntax="my",
     aliases=("my vm", "my vms", "mine"),
 )
-@dataclass(frozen=True, slots=True)
-class My:
+class My(Verb):
     """The VMs the person asking holds."""
-
-    verb: ClassVar[str] = "my"
-    access: ClassVar[Access] = Access.READ
 
 
 def _target(verb: str, args: list[str]) -> tuple[str | None, str | None]:
@@ -197,6 +186,8 @@ def _parse_reset(args: list[str]) -> Reset:
 
 
 @command(
+    "reset",
+    Access.SELF,
     parse=_parse_reset,
     summary="power-reset your training VM (with non-persistent disks: back to the base image)",
     example="reset",
@@ -206,13 +197,9 @@ def _parse_reset(args: list[str]) -> Reset:
     ),
     examples=("reset", "reset TRN-CAP-001"),
 )
-@dataclass(frozen=True, slots=True)
-class Reset:
+class Reset(Verb):
     """Power-reset the asker's VM (`vm`: one of theirs by name; `trainee`: an operator acting
     for that trainee; `ref`: the VM a button or a settled command names, by identity)."""
-
-    verb: ClassVar[str] = "reset"
-    access: ClassVar[Access] = Access.SELF
 
     vm: str | None = None
     trainee: str | None = None
@@ -225,6 +212,8 @@ def _parse_rebuild(args: list[str]) -> Rebuild:
 
 
 @command(
+    "rebuild",
+    Access.SELF,
     parse=_parse_rebuild,
     summary="re-create your training VM from its base snapshot: same name, same assignment",
     example="rebuild",
@@ -237,25 +226,17 @@ def _parse_rebuild(args: list[str]) -> Rebuild:
     progress=True,
     destroys=True,
 )
-@dataclass(frozen=True, slots=True)
-class Rebuild:
+class Rebuild(Verb):
     """Re-create the asker's VM from its base snapshot, same name and assignment."""
-
-    verb: ClassVar[str] = "rebuild"
-    access: ClassVar[Access] = Access.SELF
 
     vm: str | None = None
     trainee: str | None = None
     ref: trainees.VmRef | None = None
 
 
-@command()
-@dataclass(frozen=True, slots=True)
-class MyPower:
+@command("power", Access.SELF)
+class MyPower(Verb):
     """`power on|off` without an environment: the asker's own VM (an operator: a trainee's)."""
-
-    verb: ClassVar[str] = "power"
-    access: ClassVar[Access] = Access.SELF
 
     action: str  # "on" or "off"
     vm: str | None = None

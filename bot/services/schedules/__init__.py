@@ -18,8 +18,8 @@ from bot.ports import Notifier, RunReport
 from bot.services.schedules.keeper import JOB_KINDS, JobKind, job_id
 from bot.services.schedules.notify import LogNotifier, default_notifier
 from bot.services.schedules.results import DeployTimes, ScheduleResult, StartReport
-from bot.services.schedules.times import EventKind
 from bot.services.schedules.service import ScheduleService
+from bot.services.schedules.times import EventKind
 
 __all__ = [
     "JOB_KINDS",
