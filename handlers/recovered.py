@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackClientError
 from bot.domain import grammar
 from bot.domain.models import Run, RunKind, RunMessage
 from bot.domain.results import ProgressEvent
-from bot.services.dispatch import Invocation, dispatch
+from bot.services.dispatch import RESUME, Invocation, run
 from bot.services.recovery import RecoveryReport, ResumedRun
 from handlers.blocks import admin
 from handlers.blocks import runs as shown
@@ -69,8 +69,7 @@ def recover_and_report(
         s.live.on_event(event)
 
     invocation = Invocation(actor, SOURCE, on_event=on_event)
-    report = dispatch(ctx.services, grammar.Resume(), invocation)
-    assert isinstance(report, RecoveryReport)
+    report = run(RESUME, ctx.services, grammar.Resume(), invocation)
     if report.resumed or report.left or report.missing or report.unseen:
         log.warning("recovery: %s", report.text)
     for resumed in report.resumed:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bot.domain import grammar
 from bot.domain.errors import ClonesError, UsageError
@@ -24,10 +24,14 @@ from bot.services.bulk import BulkResult
 from bot.services.container import Services
 from bot.services.databases import copy_database
 from bot.services.orphans import act_on_orphans
+from bot.services.recovery import RecoveryReport
 from bot.services.schedules import ScheduleResult, ScheduleService
-from bot.services.trainees import OnHandOut
+from bot.services.trainees import Assigned, HandedOut, OnHandOut
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,11 @@ def _schedules(s: Services) -> ScheduleService:
     return s.schedules
 
 
-def _deploy(s: Services, c: grammar.Deploy, i: Invocation) -> Deployed | ScheduleResult:
-    if c.at:
-        return _schedules(s).schedule_deploy(c, actor=i.actor, source=i.source, channel=i.channel)
+def _deploy_later(s: Services, c: grammar.Deploy, i: Invocation) -> ScheduleResult:
+    return _schedules(s).schedule_deploy(c, actor=i.actor, source=i.source, channel=i.channel)
+
+
+def _deploy(s: Services, c: grammar.Deploy, i: Invocation) -> Deployed:
     # `until` alone: checked (and the lease cap) before anything is created, recorded after.
     times = _schedules(s).deploy_times(c) if c.until else None
     result = s.use_cases.deployer.deploy(
@@ -105,13 +111,33 @@ def _power_mine(s: Services, c: grammar.Reset | grammar.MyPower, i: Invocation) 
 
 
 @dataclass(frozen=True)
-class Route:
-    """A command's route: the use case it calls and, when its spec says it destroys, what it
-    would do, shown before confirming (the front end renders the plan and asks; terminal: type
-    the name or --yes; Slack: Confirm / Cancel)."""
+class Route(Generic[C, R]):
+    """A command's route: the use case it calls, typed by its result (`run(route, ...)` returns
+    an `R`: a front end that needs the result's type asks the route, no isinstance), and, when
+    its spec says it destroys, what it would do, shown before confirming (the front end renders
+    the plan and asks; terminal: type the name or --yes; Slack: Confirm / Cancel)."""
 
-    call: Callable[[Services, Any, Invocation], object]
-    plan: Callable[[Services, Any], object] | None = None
+    call: Callable[[Services, C, Invocation], R]
+    plan: Callable[[Services, C], object] | None = None
+
+
+# The routes a front end runs for a typed result (the rest are looked up in ROUTES).
+DEPLOY_NOW: Route[grammar.Deploy, Deployed] = Route(_deploy)
+DEPLOY_LATER: Route[grammar.Deploy, ScheduleResult] = Route(_deploy_later)  # `deploy ... at`
+EXTEND: Route[grammar.Extend, ScheduleResult] = Route(_extend)
+RESUME: Route[grammar.Resume, RecoveryReport] = Route(
+    lambda s, c, i: s.recovery.recover(actor=i.actor, on_event=i.on_event)
+)
+ASSIGN: Route[grammar.Assign, Assigned] = Route(
+    lambda s, c, i: s.use_cases.trainees.assign(
+        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
+    )
+)
+HANDOUT: Route[grammar.Handout, HandedOut] = Route(
+    lambda s, c, i: s.use_cases.trainees.handout(
+        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
+    )
+)
 
 
 # The services' one registry: a route per command class (a test checks each class has one, and
@@ -133,8 +159,8 @@ def _snapshot(s: Services, c: grammar.Snapshot, i: Invocation) -> BulkResult:
     )
 
 
-ROUTES: dict[type[Any], Route] = {
-    grammar.Deploy: Route(_deploy),
+ROUTES: dict[type[Any], Route[Any, Any]] = {
+    grammar.Deploy: Route(lambda s, c, i: (DEPLOY_LATER if c.at else DEPLOY_NOW).call(s, c, i)),
     grammar.Teardown: Route(
         lambda s, c, i: s.use_cases.strip_back.teardown(
             c.environment, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
@@ -168,9 +194,9 @@ ROUTES: dict[type[Any], Route] = {
         lambda s, c, i: s.admin.power_command.power_environment(c, actor=i.actor, source=i.source)
     ),
     grammar.Schedule: Route(_schedule),
-    grammar.Extend: Route(_extend),
+    grammar.Extend: EXTEND,
     grammar.CancelSchedule: Route(_cancel),
-    grammar.Resume: Route(lambda s, c, i: s.recovery.recover(actor=i.actor, on_event=i.on_event)),
+    grammar.Resume: RESUME,
     grammar.Orphans: Route(
         lambda s, c, i: act_on_orphans(
             s.recovery.orphan_finder, c.action, actor=i.actor, only=i.only
@@ -179,16 +205,8 @@ ROUTES: dict[type[Any], Route] = {
     ),
     grammar.Check: Route(lambda s, c, i: s.checker.run()),
     grammar.Help: Route(lambda s, c, i: grammar.usage(c.topic)),
-    grammar.Assign: Route(
-        lambda s, c, i: s.use_cases.trainees.assign(
-            c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
-        )
-    ),
-    grammar.Handout: Route(
-        lambda s, c, i: s.use_cases.trainees.handout(
-            c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
-        )
-    ),
+    grammar.Assign: ASSIGN,
+    grammar.Handout: HANDOUT,
     grammar.Unassign: Route(
         lambda s, c, i: s.use_cases.trainees.unassign(
             c, actor=i.actor, source=i.source, channel=i.channel
@@ -218,6 +236,11 @@ def dispatch(services: Services, command: object, invocation: Invocation) -> obj
     route = ROUTES.get(type(command))
     if route is None:  # every command class has a route; a test checks it
         raise UsageError(f'"{getattr(command, "verb", command)}" cannot be run here.')
+    return run(route, services, command, invocation)
+
+
+def run(route: Route[C, R], services: Services, command: C, invocation: Invocation) -> R:
+    """Carry `command` out by `route` and return its result, typed."""
     try:
         result = route.call(services, command, invocation)
     except ClonesError:  # it may have changed things before it stopped

@@ -14,7 +14,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.domain import grammar
-from bot.services.schedules import ScheduleResult
+from bot.services.dispatch import EXTEND
 from handlers import confirming, verbs
 from handlers.blocks import schedules
 from handlers.blocks.ids import ACTION_EXTEND, ACTION_STRIP_NOW
@@ -72,8 +72,7 @@ def on_extend(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell
     request = Request(ctx, grammar.Extend(environment), user, channel, client, tell)
 
     def work() -> None:
-        result = request.run()
-        assert isinstance(result, ScheduleResult)
+        result = request.run_route(EXTEND)
         env = ctx.services.use_cases.queries.environment(environment)
         if ts and result.ends_at is not None:
             r = schedules.reminder(
