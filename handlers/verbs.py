@@ -30,7 +30,8 @@ Replier = Callable[[Any, Request], Answer]
 
 @dataclass(frozen=True)
 class InSlack:
-    """One command in Slack. Exactly one of `reply`, `step` and `flow` says what follows the ack."""
+    """One command in Slack: `reply` or `step` says what follows the ack, and `flow` (instead,
+    or for `orphans remove` besides) when it destroys."""
 
     shows: str  # what the person sees, for docs/slack.md
     ack: Ack | None = None  # None: a plain ack; the answer follows
