@@ -66,26 +66,39 @@ class Notes:
 
 
 class RecordingService(UseCases):
-    """The real service layer, except deploy and strip back are recorded instead of sent to
-    vCenter (the end-to-end tests below use the real ones against the lab)."""
+    """The real use cases, except deploy and strip back are recorded instead of sent to vCenter
+    (the end-to-end tests below use the real ones against the lab)."""
 
     def __init__(self, settings: Settings, repo: Repository) -> None:
         super().__init__(settings, repo, VCenter(settings.vcenter))
         self.calls: list[tuple[str, str, str]] = []
         self.busy = False  # strip backs refused as if another run held the environment
+        self.deployer = _Recorded(self.deployer, deploy=self._deploy)  # type: ignore[assignment]
+        self.strip_back = _Recorded(self.strip_back, teardown=self._teardown)  # type: ignore[assignment]
 
-    def deploy(self, command: grammar.Deploy, **kwargs: Any) -> DeployResult:
+    def _deploy(self, command: grammar.Deploy, **kwargs: Any) -> DeployResult:
         assert command.environment is not None
         self.calls.append(("deploy", command.environment, kwargs["source"]))
         return DeployResult(0, command.environment, 0, [], [], 0.0, RunState.SUCCEEDED)
 
-    def teardown(self, environment: str, **kwargs: Any) -> TeardownResult:
+    def _teardown(self, environment: str, **kwargs: Any) -> TeardownResult:
         if self.busy:
             raise ConflictError(f"{environment} is busy with another deployment or strip back.")
         self.calls.append(("teardown", environment, kwargs["source"]))
         for c in self.repo.clones(environment=environment):
             set_state(self.repo, c.id, CloneState.DESTROYED)
         return TeardownResult(0, environment, [], [], [], [], 0, 0.0, RunState.SUCCEEDED)
+
+
+class _Recorded:
+    """A use case with some of its operations replaced (the rest are the real one's)."""
+
+    def __init__(self, real: object, **replaced: Any) -> None:
+        self._real = real
+        self.__dict__.update(replaced)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
 
 
 @dataclass
@@ -438,7 +451,7 @@ def test_a_strip_back_due_during_its_deployment_waits_for_it(world: World) -> No
     service = svc.use_cases
     assert isinstance(service, RecordingService)
     deploying, release = threading.Event(), threading.Event()
-    real_deploy = service.deploy
+    real_deploy = service.deployer.deploy
 
     def slow_deploy(command: grammar.Deploy, **kwargs: Any) -> DeployResult:
         deploying.set()
@@ -446,7 +459,7 @@ def test_a_strip_back_due_during_its_deployment_waits_for_it(world: World) -> No
         world.add_clones(svc, "short")
         return real_deploy(command, **kwargs)
 
-    service.deploy = slow_deploy  # type: ignore[method-assign]
+    service.deployer.deploy = slow_deploy  # type: ignore[method-assign]
     world.clock.now = datetime(2026, 11, 26, 10, 24, tzinfo=UTC)
     planned = datetime(2026, 11, 26, 10, 24, tzinfo=UTC)
     deploy = threading.Thread(target=svc.run, args=("deploy", "short", planned))
