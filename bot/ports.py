@@ -173,6 +173,19 @@ class Clones(Protocol):
         run_id: int | None = None,
     ) -> list[Clone]: ...
     def clones_by_instance_uuid(self, uuids: Iterable[str]) -> dict[str, Clone]: ...
+    def record_found_clone(
+        self,
+        *,
+        environment: str,
+        type: str,
+        parent: str,
+        name: str,
+        moref: str,
+        instance_uuid: str,
+        host: str | None = None,
+        delta_bytes: int | None = None,
+        power_state: str | None = None,
+    ) -> Clone: ...
     def clone_counts(self) -> dict[str, dict[str, dict[CloneState, int]]]: ...
     def clone_deltas(
         self, *, environment: str | None = None, states: Iterable[CloneState] = ...

@@ -113,7 +113,6 @@ func (l *Lab) refuseHook(c *soapCall, w http.ResponseWriter) (bool, func(*httpte
 	if rule == nil {
 		return false, nil
 	}
-	l.stats.countInjected()
 	fault, msg := refusalFault(*rule, decodeBody(c.body))
 	if rule.Fault == "NotAuthenticated" {
 		l.sessions.end(c.cookie) // as an expired session: the client logs in again
@@ -241,7 +240,6 @@ func (l *Lab) outageAfterReply() func() {
 	seconds := l.faults.OutageAfterCloneS
 	l.mu.Unlock()
 	return func() {
-		l.stats.countInjected()
 		l.sessions.expireAll()
 		l.outage.pauseFor(time.Duration(seconds * float64(time.Second)))
 	}

@@ -237,6 +237,51 @@ class CloneStore(Core):
                 out[row["instance_uuid"]] = clone_record(row)
         return out
 
+    def record_found_clone(
+        self,
+        *,
+        environment: str,
+        type: str,
+        parent: str,
+        name: str,
+        moref: str,
+        instance_uuid: str,
+        host: str | None = None,
+        delta_bytes: int | None = None,
+        power_state: str | None = None,
+    ) -> Clone:
+        """Record a clone the bot made whose record was lost (`orphans adopt`): a READY row,
+        owned by no run, in one transaction; refused when a live clone has the name."""
+        with self.transaction():
+            require_environment(self, environment)
+            now = to_text(utc_now())
+            try:
+                cursor = self._execute(
+                    "INSERT INTO clones (name, environment, type, parent, state, moref,"
+                    " instance_uuid, host, delta_bytes, power_state, attempts, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                    (
+                        name,
+                        environment,
+                        type,
+                        parent,
+                        CloneState.READY.value,
+                        moref,
+                        instance_uuid,
+                        host,
+                        delta_bytes,
+                        power_state,
+                        now,
+                        now,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(
+                    f"A live clone named {name!r} is recorded already; {name} was left alone."
+                ) from exc
+            assert cursor.lastrowid is not None
+            return self.get_clone(cursor.lastrowid)
+
     def clone_deltas(
         self, *, environment: str | None = None, states: Iterable[CloneState] = (CloneState.READY,)
     ) -> list[tuple[str, int | None]]:

@@ -67,6 +67,9 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
     if plan is not None and not confirmed(command, plan, opts, out):
         print("Cancelled: nothing was changed.", file=out)
         return EXIT_OK
+    if isinstance(command, grammar.Orphans) and isinstance(plan, list):
+        # Only the orphans shown (and agreed to) are acted on, as in Slack.
+        invocation = replace(invocation, only=[o.vm.moref for o in plan if o.ours])
     with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
         result = dispatch(services, command, replace(invocation, on_event=progress))
     render = RENDER.get(type(command))

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 from bot.domain.errors import (
     ClonesError,
+    CloneUnread,
     LinkedCloneCheckFailed,
     VCenterFault,
     VCenterUnreachable,
@@ -61,10 +62,15 @@ class Cloner:
     ) -> Clone:
         """Clone one VM (while holding `slot`, if given), then label it; record the outcome.
 
-        A clone that comes out as a full copy is removed by the adapter; its removal is
-        audited here, and `on_full_copy` hears of it (deploy stops the type there)."""
+        Once the clone task has made the VM, its moref and instance UUID are recorded before
+        any later step (labels, disk mode): a later step that fails for good destroys the VM
+        it made (`_unmake`), and one cut short by vCenter going away leaves the record knowing
+        the VM, for `resume` to finish. A clone that comes out as a full copy is removed by the
+        adapter; its removal is audited here, and `on_full_copy` hears of it (deploy stops the
+        type there)."""
         t = self.settings.type(clone.type)
         attempts = 0
+        made: VmFacts | None = None
         try:
             instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
             # Record the instance UUID before asking vCenter, so a lost reply or a crash can
@@ -83,12 +89,18 @@ class Cloner:
                 for attempt in retrying(self.settings, emit, clone.name):
                     with attempt:
                         attempts += 1
-                        facts = self._clone_or_adopt(request)
+                        made = self._clone_or_adopt(request)
+            assert made is not None, "the retries end in a VM or an exception"
+            # The VM exists: the record knows it before anything else is asked of vCenter.
+            clone = self.repo.update_clone(
+                clone.id, moref=made.moref, instance_uuid=made.instance_uuid, attempts=attempts
+            )
             # Labelling costs vCenter little: it happens after the slot is free, so the next
             # clone starts at once. Idempotent, so a transient fault just repeats it.
+            facts: VmFacts = made
             for attempt in retrying(self.settings, emit, clone.name):
                 with attempt:
-                    facts = self.vcenter.finish_clone(facts, request)
+                    facts = self.vcenter.finish_clone(made, request)
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, attempts=attempts)
             raise
@@ -103,7 +115,12 @@ class Cloner:
                 attempts=attempts,
                 moref=None if exc.removed else exc.moref,
             )
+        except CloneUnread as exc:
+            self.repo.update_clone(clone.id, moref=exc.moref, attempts=attempts)
+            return self._unmake(clone, exc.moref, clone.instance_uuid or "", exc, attempts)
         except ClonesError as exc:
+            if made is not None:
+                return self._unmake(clone, made.moref, made.instance_uuid, exc, attempts)
             return self.repo.update_clone(
                 clone.id, state=CloneState.FAILED, error=str(exc), attempts=attempts
             )
@@ -118,6 +135,49 @@ class Cloner:
             attempts=attempts,
             host=facts.host or None,
             power_state="poweredOn" if facts.powered_on else "poweredOff",
+        )
+
+    def _unmake(
+        self, clone: Clone, moref: str, instance_uuid: str, why: ClonesError, attempts: int
+    ) -> Clone:
+        """A step after the clone task failed for good: destroy the VM the task made (proved
+        by the instance UUID this clone chose) and say so. If vCenter goes away meanwhile the
+        record stays `cloning` with the VM's moref, for `resume`; if the destroy is refused,
+        the clone is recorded failed with its moref kept, so `orphans` finds it as the bot's."""
+        reason = f"{clone.name} was cloned ({moref}) but could not be finished: {why}"
+        try:
+            self.vcenter.destroy(moref, expected_uuid=instance_uuid)
+        except VCenterUnreachable:
+            self.repo.update_clone(clone.id, attempts=attempts)
+            raise
+        except ClonesError as exc:
+            error = (
+                f"{reason}. Destroying it failed too ({exc}): it stays in vCenter as {moref}, "
+                'recorded; "orphans remove" removes it, "orphans adopt" keeps it.'
+            )
+            self._audit_unmade(clone, moref, instance_uuid, "error", f"NOT destroyed: {exc}")
+            return self.repo.update_clone(
+                clone.id, state=CloneState.FAILED, error=error, attempts=attempts
+            )
+        self._audit_unmade(clone, moref, instance_uuid, "ok", "destroyed")
+        return self.repo.update_clone(
+            clone.id,
+            state=CloneState.FAILED,
+            error=f"{reason}. The VM it made (instance UUID {instance_uuid}) was destroyed; "
+            "nothing is left behind.",
+            attempts=attempts,
+            moref=None,
+        )
+
+    def _audit_unmade(
+        self, clone: Clone, moref: str, instance_uuid: str, result: str, fate: str
+    ) -> None:
+        self.repo.audit(
+            actor="clones",
+            source="service",
+            command=f"remove unfinished clone {clone.name}",
+            result=result,
+            detail=f"{moref} (instance UUID {instance_uuid}) in {clone.environment}: {fate}",
         )
 
     def _record_full_copy(self, clone: Clone, exc: LinkedCloneCheckFailed) -> None:

@@ -148,6 +148,12 @@ class InventoryReads:
             disk_modes=tuple(str(getattr(d.backing, "diskMode", "")) for d in disks),
             parent_moref=str(parent._moId) if (parent := props.get("parent")) is not None else "",
             notes=str(props.get("config.annotation") or ""),
+            base_disks=tuple(
+                str(getattr(d.backing.parent, "fileName", "") or "")
+                for d in disks
+                if getattr(d.backing, "parent", None)
+            ),
+            disk_files=tuple(f for d in disks for f in _chain_files(d.backing)),
         )
 
     # ----------------------------------------------------------------- parents
@@ -242,6 +248,17 @@ class InventoryReads:
 
 
 # --------------------------------------------------------------------- disks and snapshots
+def _chain_files(backing: Any) -> Iterator[str]:
+    """The files of a disk's backing chain: its own, then each parent's."""
+    seen = 0
+    while backing is not None and seen < 64:  # a chain is never that long; a loop never ends
+        name = getattr(backing, "fileName", None)
+        if name:
+            yield str(name)
+        backing = getattr(backing, "parent", None)
+        seen += 1
+
+
 def is_disk(device: Any) -> bool:
     return isinstance(device, vim.vm.device.VirtualDisk)
 
