@@ -73,17 +73,17 @@ def test_a_step_after_the_clone_task_that_fails_destroys_the_vm_it_made_and_says
 
     result = deploy(app, "deploy capture 3 as lbl")
 
-    assert len(result.failed) == failed, result
+    assert _unrecorded(app, lab) == []  # no VM in vCenter that its records do not know
     rows = app.repo.clones(environment="lbl")
+    ready = {c.instance_uuid for c in rows if c.state is CloneState.READY}
+    assert {vm["instance_uuid"] for vm in clone_vms(lab, "TRN-CAP-")} == ready
+    assert len(result.failed) == failed, result
     broken = [c for c in rows if c.state is CloneState.FAILED]
     assert len(broken) == failed
     for c in broken:
         assert "could not be finished" in (c.error or ""), c.error
         assert "was destroyed; nothing is left behind" in (c.error or ""), c.error
         assert c.moref is None
-    ready = {c.instance_uuid for c in rows if c.state is CloneState.READY}
-    assert {vm["instance_uuid"] for vm in clone_vms(lab, "TRN-CAP-")} == ready
-    assert _unrecorded(app, lab) == []
     audit = [e for e in app.repo.audit_entries() if e.command.startswith("remove unfinished")]
     assert len(audit) == failed and all(e.result == "ok" for e in audit)
     assert Recovery.over(app.service).orphans() == []
@@ -111,12 +111,12 @@ def test_a_clone_whose_destroy_is_refused_too_stays_recorded_and_orphans_removes
     result = deploy(app, "deploy capture 2 as stuck")
 
     assert result.state is RunState.FAILED
+    assert _unrecorded(app, lab) == []
     rows = app.repo.clones(environment="stuck")
     assert {c.state for c in rows} == {CloneState.FAILED}
     vms = {vm["moref"]: vm for vm in clone_vms(lab, "TRN-CAP-")}
     assert {c.moref for c in rows} == set(vms)  # each failed record keeps its VM's moref
     assert all("Destroying it failed too" in (c.error or "") for c in rows)
-    assert _unrecorded(app, lab) == []
 
     finder = Recovery.over(app.service).orphan_finder
     listed = finder.orphans()

@@ -20,7 +20,12 @@ After every step (once the lab has finished any work a killed process had asked 
 - every exit code is one of the documented ones, and no traceback reaches the terminal;
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
   UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
-  unfinished, no clone is left mid-way.
+  unfinished, no clone is left mid-way;
+- no leak: every VM in vCenter carrying the bot's provenance in its Notes is recorded (a live
+  row with its instance UUID, or a failed one that kept its moref), also when a step after the
+  clone task failed (a label refused, the session lost and not regained, vCenter lost right
+  after the clone task's reply) and after the database was lost and `orphans adopt` / `orphans
+  remove` took the bot's clones back.
 
 CI runs a bounded number of sequences (CLONES_MODEL_EXAMPLES, default 4, deterministic under
 CI=true); docs/reliability.md reports a long run.
@@ -54,10 +59,11 @@ from slack_sdk import WebClient
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
 from bot.bootstrap import build
 from bot.domain.models import CloneState, RunKind, RunState
+from bot.domain.provenance import named_by, read_provenance
 from handlers.app import SlackTokens, create_bot
 from storage import Repository
 from tests.faults import Clones, record
-from tests.helpers import lab_settings
+from tests.helpers import LAB_TYPES, lab_settings
 from tests.slack.fake_api import FakeSlack
 from tests.vsphere import Admin
 
@@ -70,6 +76,10 @@ DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault stri
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
 TRAINEES = ("U01", "U02", "U03", "U04")
+# Faults in the steps after the clone task (the lab's faults.refuse / outage_after_clone_nth),
+# armed for one deployment: a label refused, the session lost (NotAuthenticated even after
+# logging in again), vCenter lost right after a clone task's reply.
+STEP_FAULTS = ("refuse-label", "session-lost", "outage")
 # UNSEEN_STATE: which rules may run never depends on what the lab or the database hold (a kill
 # lands at a slightly different moment each time, so the same choices can leave a different
 # estate): Hypothesis must see the same choices give the same rules, or it stops the run with
@@ -113,6 +123,7 @@ class TrustModel(RuleBasedStateMachine):
         self.behind_powered: set[str] = set()  # instance UUIDs
         self.bot_powered: set[str] = set()  # environments
         self.steps: Counter[str] = Counter()
+        self.nth = 1  # which call a step fault (STEP_FAULTS) strikes
 
     def teardown(self) -> None:
         try:
@@ -194,6 +205,30 @@ class TrustModel(RuleBasedStateMachine):
         self.lab.control.wait_idle()
         return code
 
+    def run_with_step_fault(self, fault: str, *words: str) -> int:
+        """Run a command while the lab fails a step after the clone task (see STEP_FAULTS):
+        the `nth` SetField refused, or refused with NotAuthenticated three times running (the
+        session lost; pyVmomi's logins again do not hold), or vCenter lost for 0.8 s right
+        after the `nth` clone task's reply."""
+        control = self.lab.control
+        control.reset()  # the clone calls' ordinals count from here
+        if fault == "refuse-label":
+            rule = {"method": "SetField", "fault": "NoPermission", "nth": [self.nth]}
+            control.configure(faults={"refuse": [rule]})
+        elif fault == "session-lost":
+            lost = [self.nth, self.nth + 1, self.nth + 2]
+            rule = {"method": "SetField", "fault": "NotAuthenticated", "nth": lost}
+            control.configure(faults={"refuse": [rule]})
+        else:
+            nth = [1 + self.nth % 4]
+            control.configure(faults={"outage_after_clone_nth": nth, "outage_after_clone_s": 0.8})
+        try:
+            return self.run(*words)
+        finally:
+            control.configure(faults={"refuse": [], "outage_after_clone_nth": []})
+            control.pause(0)
+            control.wait_idle()
+
     def _check_output(self, code: int, out: str, err: str, words: tuple[str, ...]) -> None:
         assert code in EXIT_CODES, (words, code, out, err)
         assert "Traceback" not in out + err, (words, out, err)
@@ -217,6 +252,8 @@ class TrustModel(RuleBasedStateMachine):
             may_remove = self.removable(kind, environment)
         if fault == "none":
             code: int | None = self.run(*words)
+        elif fault in STEP_FAULTS:
+            code = self.run_with_step_fault(fault, *words)
         else:
             code = self.run_with_fault(fault, delay, *words)
         self.steps[f"{kind}/{fault}"] += 1
@@ -241,14 +278,23 @@ class TrustModel(RuleBasedStateMachine):
         environment=st.sampled_from(ENVIRONMENTS),
         kind=st.sampled_from(TYPES),
         count=st.integers(1, 4),
-        fault=st.sampled_from(["none", "none", "none", "kill", "pause", "expire"]),
+        fault=st.sampled_from(["none", "none", "none", "kill", "pause", "expire", *STEP_FAULTS]),
         delay=st.sampled_from(DELAYS),
         power_on=st.sampled_from([False, False, True]),
+        nth=st.integers(1, 6),
     )
     def deploy(
-        self, environment: str, kind: str, count: int, fault: str, delay: float, power_on: bool
+        self,
+        environment: str,
+        kind: str,
+        count: int,
+        fault: str,
+        delay: float,
+        power_on: bool,
+        nth: int,
     ) -> None:
         words = ("deploy", kind, str(count), "as", environment)
+        self.nth = nth  # which call a step fault strikes
         self.deploy_words(environment, words, fault, delay, power_on)
 
     def deploy_words(
@@ -403,6 +449,38 @@ class TrustModel(RuleBasedStateMachine):
             self.unreconciled = False
             self.assert_records_match_vcenter()
 
+    @rule()
+    def lose_the_database(self) -> None:
+        """The SQLite file is lost (deleted; a backup from before any deployment restored).
+        `orphans` knows the bot's clones by their Notes; `orphans adopt` records those a type
+        still names again, `orphans remove` removes the rest (renamed ones); nothing else."""
+        if not self.clones.database.exists():  # see UNSEEN_STATE
+            return
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.clones.database}{suffix}").unlink(missing_ok=True)
+        before = self.vms()
+        ours = {u: vm for u, vm in before.items() if self.provenance_ours(vm)}
+        listed = self.clones.run("orphans", timeout=180)
+        self._check_output(listed.returncode, listed.stdout, listed.stderr, ("orphans",))
+        for vm in ours.values():
+            line = next(x for x in listed.stdout.splitlines() if f"({vm['moref']})" in x)
+            assert ": made by this bot" in line, line
+        self.act("orphans", "", ("orphans", "adopt", "--yes"), "none", 0.0, set())
+        unnamed = {u for u, vm in ours.items() if not self.named_by_a_type(vm["name"])}
+        self.act("orphans", "", ("orphans", "remove", "--yes"), "none", 0.0, unnamed)
+        assert set(before) - set(self.vms()) == unnamed
+        # The records are new: the model's bookkeeping by record starts again.
+        self.tags.clear()
+        self.pending.clear()
+        self.unreconciled = False
+        self.steps["database lost"] += 1
+
+    def provenance_ours(self, vm: dict[str, Any]) -> bool:
+        return read_provenance(vm.get("notes") or "").get("ManagedBy") == "clones"
+
+    def named_by_a_type(self, name: str) -> bool:
+        return any(named_by(t["name_pattern"], name) for t in LAB_TYPES.values())
+
     # ----------------------------------------------------------------- rules: behind its back
     @rule(
         pick=st.integers(0, 1000),
@@ -447,6 +525,20 @@ class TrustModel(RuleBasedStateMachine):
             assert {k: seen.get(k) for k in keep} == {k: vm.get(k) for k in keep}, vm["name"]
             # A parent gains its base snapshot once (the first deployment); never loses one.
             assert int(seen.get("snapshots") or 0) >= int(vm.get("snapshots") or 0)
+
+    @invariant()
+    def no_leak(self) -> None:
+        """Every VM carrying the bot's provenance is recorded by its instance UUID: a live
+        row, or a failed one that kept its moref (a VM whose destroy was refused)."""
+        rows = self.rows()
+        live = {c.instance_uuid for c in rows if c.state.live}
+        kept = {(c.instance_uuid, c.moref) for c in rows if c.state is CloneState.FAILED}
+        leaked = [
+            vm["name"]
+            for u, vm in self.vms().items()
+            if self.provenance_ours(vm) and u not in live and (u, vm["moref"]) not in kept
+        ]
+        assert not leaked, f"VMs of the bot's that no record knows: {sorted(leaked)}"
 
     @invariant()
     def no_duplicates(self) -> None:
