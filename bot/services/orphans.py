@@ -99,7 +99,7 @@ class Orphans:
             return {}, f"its Notes name this bot, but it is not a linked clone of {parent}"
         leaf = parent.rsplit("/", 1)[-1]
         parents = [p for p in vms if p.name == leaf and p.moref != vm.moref]
-        if not any(set(vm.base_disks) <= set(p.disk_files) for p in parents):
+        if not vm.base_disks or not any(set(vm.base_disks) <= set(p.disk_files) for p in parents):
             return {}, f"its Notes name this bot, but it is not a linked clone of {parent}"
         return noted, ""
 
