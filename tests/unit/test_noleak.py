@@ -27,11 +27,11 @@ def test_a_label_refused_for_good_destroys_the_vm_it_made_and_says_so(
     vcenter.fail_finish["TRN-CAP-002"] = REFUSED
     result = _deploy(services, "deploy capture 3 as lbl").result
     assert result.state is RunState.PARTIAL
+    assert [vm.name for vm in vcenter.clones()] == ["TRN-CAP-001", "TRN-CAP-003"]  # no leak
     [failed] = [c for c in services.repo.clones(environment="lbl") if c.state is CloneState.FAILED]
     assert failed.name == "TRN-CAP-002" and failed.moref is None
     assert "TRN-CAP-002 was cloned (vm-" in (failed.error or "")
     assert "NoPermission" in (failed.error or "") and "was destroyed" in (failed.error or "")
-    assert [vm.name for vm in vcenter.clones()] == ["TRN-CAP-001", "TRN-CAP-003"]
     assert vcenter.calls["finish_clone"] == 3  # a permanent fault is not retried
 
 
