@@ -187,6 +187,12 @@ class FakeVCenter:
                 if folder is None or vm.folder == folder.split("/")[-1]
             ]
 
+    def vm_by_instance_uuid(self, instance_uuid: str) -> VmFacts | None:
+        self._call("vm_by_instance_uuid")
+        with self._lock:
+            found = [vm for vm in self.vms.values() if vm.instance_uuid == instance_uuid]
+        return found[0].facts() if found else None
+
     def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
         self._call("vm_facts")
         with self._lock:

@@ -45,7 +45,7 @@ class Cloner:
         self.clock = core.clock
         self.runs = core.runs
 
-    # Kept whole: one try around the clone, so each outcome is recorded in one place.
+    # Kept whole: one try around the clone task, so each of its outcomes is recorded in one place.
     def clone_one(
         self,
         clone: Clone,
@@ -65,12 +65,14 @@ class Cloner:
         Once the clone task has made the VM, its moref and instance UUID are recorded before
         any later step (labels, disk mode): a later step that fails for good destroys the VM
         it made (`_unmake`), and one cut short by vCenter going away leaves the record knowing
-        the VM, for `resume` to finish. A clone that comes out as a full copy is removed by the
-        adapter; its removal is audited here, and `on_full_copy` hears of it (deploy stops the
-        type there)."""
+        the VM, for `resume` to finish. A clone task that seems to have failed is believed only
+        once no VM carries the instance UUID it asked for (a reply lost and the call repeated
+        by pyVmomi may hide a VM it made). A clone that comes out as a full copy is removed by
+        the adapter; its removal is audited here, and `on_full_copy` hears of it (deploy stops
+        the type there)."""
         t = self.settings.type(clone.type)
         attempts = 0
-        made: VmFacts | None = None
+        request: CloneRequest | None = None
         try:
             instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
             # Record the instance UUID before asking vCenter, so a lost reply or a crash can
@@ -90,17 +92,6 @@ class Cloner:
                     with attempt:
                         attempts += 1
                         made = self._clone_or_adopt(request)
-            assert made is not None, "the retries end in a VM or an exception"
-            # The VM exists: the record knows it before anything else is asked of vCenter.
-            clone = self.repo.update_clone(
-                clone.id, moref=made.moref, instance_uuid=made.instance_uuid, attempts=attempts
-            )
-            # Labelling costs vCenter little: it happens after the slot is free, so the next
-            # clone starts at once. Idempotent, so a transient fault just repeats it.
-            facts: VmFacts = made
-            for attempt in retrying(self.settings, emit, clone.name):
-                with attempt:
-                    facts = self.vcenter.finish_clone(made, request)
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, attempts=attempts)
             raise
@@ -119,11 +110,68 @@ class Cloner:
             self.repo.update_clone(clone.id, moref=exc.moref, attempts=attempts)
             return self._unmake(clone, exc.moref, clone.instance_uuid or "", exc, attempts)
         except ClonesError as exc:
+            found = self._made_anyway(clone, request, exc, attempts)
+            if isinstance(found, Clone):
+                return found  # recorded failed: nothing made, or it could not be told
+            made = found
+        return self._finish(clone, made, request, emit, attempts)
+
+    def _made_anyway(
+        self, clone: Clone, request: CloneRequest | None, why: ClonesError, attempts: int
+    ) -> VmFacts | Clone:
+        """After a clone task that failed: the VM it made anyway (found by the instance UUID
+        it asked for), or the clone recorded failed (none was made, or it cannot be told)."""
+        error = str(why)
+        if request is not None:
+            try:
+                made = self.vcenter.vm_by_instance_uuid(request.instance_uuid)
+            except VCenterUnreachable:
+                self.repo.update_clone(clone.id, attempts=attempts)
+                raise
+            except ClonesError as check:
+                made = None
+                error += (
+                    f" Whether vCenter made it anyway could not be checked ({check}); if it "
+                    'did, "orphans" lists it (by the instance UUID recorded for it).'
+                )
             if made is not None:
-                return self._unmake(clone, made.moref, made.instance_uuid, exc, attempts)
-            return self.repo.update_clone(
-                clone.id, state=CloneState.FAILED, error=str(exc), attempts=attempts
-            )
+                return made
+        return self.repo.update_clone(
+            clone.id, state=CloneState.FAILED, error=error, attempts=attempts
+        )
+
+    def _finish(
+        self,
+        clone: Clone,
+        made: VmFacts,
+        request: CloneRequest | None,
+        emit: Emitter,
+        attempts: int,
+    ) -> Clone:
+        """Record the VM the clone task made, then label it (disk mode, custom attributes)."""
+        assert request is not None, "a VM is made only once its request is"
+        # The VM exists: the record knows it before anything else is asked of vCenter.
+        clone = self.repo.update_clone(
+            clone.id, moref=made.moref, instance_uuid=made.instance_uuid, attempts=attempts
+        )
+        facts = made
+        try:
+            if not made.linked:
+                raise LinkedCloneCheckFailed(
+                    f"{clone.name} is not a linked clone (its disk has no parent backing).",
+                    moref=made.moref,
+                    removed=False,
+                )
+            # Labelling costs vCenter little: it happens after the slot is free, so the next
+            # clone starts at once. Idempotent, so a transient fault just repeats it.
+            for attempt in retrying(self.settings, emit, clone.name):
+                with attempt:
+                    facts = self.vcenter.finish_clone(made, request)
+        except VCenterUnreachable:
+            self.repo.update_clone(clone.id, attempts=attempts)
+            raise
+        except ClonesError as exc:
+            return self._unmake(clone, made.moref, made.instance_uuid, exc, attempts)
         return self.repo.update_clone(
             clone.id,
             state=CloneState.READY,

@@ -61,6 +61,23 @@ class InventoryReads:
         by_moref = {str(obj._moId): props for obj, props in rows}
         return [self.facts(m, by_moref[m]) if m in by_moref else None for m in morefs]
 
+    def vm_by_instance_uuid(self, instance_uuid: str) -> VmFacts | None:
+        """The facts of the VM carrying this instance UUID in the datacenter (None: none does):
+        SearchIndex.FindByUuid, then one read of the VM."""
+        lookup = self.lookup
+        index = lookup.session.content.searchIndex
+        datacenter = lookup.datacenter()
+        vm = lookup.session.call(
+            f"looking for the VM with instance UUID {instance_uuid}",
+            lambda: index.FindByUuid(
+                datacenter=datacenter, uuid=instance_uuid, vmSearch=True, instanceUuid=True
+            ),
+        )
+        if vm is None:
+            return None
+        facts = self.vm_facts([str(vm._moId)])[0]
+        return facts if facts is not None and facts.instance_uuid == instance_uuid else None
+
     def find_vms(self, folder: str | None = None) -> list[VmFacts]:
         """Every VM (templates excluded) under a folder path, or in the whole datacenter."""
         lookup = self.lookup
