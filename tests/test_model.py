@@ -124,6 +124,7 @@ class TrustModel(RuleBasedStateMachine):
         self.bot_powered: set[str] = set()  # environments
         self.steps: Counter[str] = Counter()
         self.nth = 1  # which call a step fault (STEP_FAULTS) strikes
+        self.database_lost = False
 
     def teardown(self) -> None:
         try:
@@ -449,6 +450,7 @@ class TrustModel(RuleBasedStateMachine):
             self.unreconciled = False
             self.assert_records_match_vcenter()
 
+    @precondition(lambda self: not self.database_lost)  # once a sequence: it resets the rest
     @rule()
     def lose_the_database(self) -> None:
         """The SQLite file is lost (deleted; a backup from before any deployment restored).
@@ -473,6 +475,7 @@ class TrustModel(RuleBasedStateMachine):
         self.tags.clear()
         self.pending.clear()
         self.unreconciled = False
+        self.database_lost = True
         self.steps["database lost"] += 1
 
     def provenance_ours(self, vm: dict[str, Any]) -> bool:
