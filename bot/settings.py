@@ -3,70 +3,43 @@
 The file is found at `$CLONES_CONFIG`, else `./clones.toml`, else the bundled lab configuration
 (`bot/data/lab.toml`), which points at the lab vCenter simulator. Passwords and tokens never live in
 the file: it names the environment variables that hold them.
+
+The settings dataclasses below are the schema of the file (`bot.schema` reads it): a table is a
+dataclass, a key is a field with its name, type and default, and `setting(...)` adds a range, an
+environment variable that overrides the file, or a check of its own. A key the schema does not
+have, a value of the wrong type, a number out of range or not finite: each is an error naming the
+table, the key and what to write. Then each table's rules (`_RULES`) check what spans keys. So a
+new setting is one line, for example in `[clones]`:
+
+    history_days: int = setting(30, lo=1, hi=3650)  # keep finished runs this long
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 import re
+import string
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.domain.errors import ConfigError, UsageError
+from bot.domain.trainees import ASSIGNED_TO
+from bot.domain.vsphere import CLONE_ATTRIBUTES, PROVENANCE_ATTRIBUTES
+from bot.schema import Check, Place, Reader, Rules, named, setting, shown
 
 BUNDLED_LAB_CONFIG = Path(__file__).resolve().parent / "data" / "lab.toml"
 LAB_URL = "lab"  # `[vcenter] url = "lab"`: use the bundled lab vCenter, started on demand
 TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+TYPE_NAME_RULE = 'type names are lower-case letters, digits and "-" (e.g. "capture")'
 VM_NAME_MAX = 80  # vSphere limit for a VM name
 MAX_CONCURRENCY = 128  # clone tasks at once (the pool runs twice as many threads)
-
-
-@dataclass(frozen=True)
-class VCenterSettings:
-    url: str  # https://vcenter.example.com/sdk, or "lab"
-    user: str = ""
-    password: str = field(default="", repr=False)
-    password_env: str = "CLONES_VCENTER_PASSWORD"
-    insecure: bool = False  # skip TLS certificate verification (self-signed lab endpoints only)
-    ca_file: str | None = None  # PEM CA certificate(s) to trust (absolute path)
-    thumbprint: str | None = None  # pinned certificate fingerprint, "SHA256:AB:CD:..."
-    datacenter: str | None = None
-    timeout_s: float = 60.0
-    task_timeout_s: float = 1800.0
-
-    @property
-    def is_lab(self) -> bool:
-        return self.url == LAB_URL
-
-
-@dataclass(frozen=True)
-class TypeSettings:
-    """One kind of training VM and where its clones go."""
-
-    name: str
-    parent: str  # VM name, or an inventory path under the datacenter's VM folder
-    name_pattern: str  # str.format pattern with {n}, e.g. "TRN-CAP-{n:03}"
-    folder: str  # VM folder path under the datacenter's VM folder
-    resource_pool: str  # cluster name, or "cluster/Resources/pool"
-    datastore: str
-    snapshot: str = "clones-base"
-    max_count: int = 100
-    description: str = ""
-    customization_spec: str | None = None  # a named guest customization spec in vCenter
-    disk_mode: str | None = None  # e.g. "independent_nonpersistent", set after cloning
-    power_on: bool = False  # power clones on when they are ready
-    # Expected delta of a new clone (GB), for plans and the capacity guard until this type has
-    # clones of its own to average; None: 1 GB.
-    delta_estimate_gb: float | None = None
-    # Extra custom attributes for the asset inventory: name -> value pattern, with {name} (the
-    # clone's name), {n} (its number), {type} and {environment} filled in at deploy time.
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
 DISK_MODES = (
     "persistent",
     "nonpersistent",
@@ -77,44 +50,361 @@ DISK_MODES = (
 )
 NETBIOS_MAX = 15  # Windows computer names; customization uses the clone's name
 ATTRIBUTE_FIELDS = ("name", "n", "type", "environment")
+# Custom attributes only the bot writes: ownership (what a strip back may remove), provenance
+# and the trainee a clone is assigned to. A type's `attributes` may not name them.
+RESERVED_ATTRIBUTES = (*CLONE_ATTRIBUTES, *PROVENANCE_ATTRIBUTES, ASSIGNED_TO)
+
+
+# ===================================================================== checks of one key
+def _slack_ids(prefixes: str) -> Check:
+    def check(value: tuple[str, ...], at: Place) -> tuple[str, ...]:
+        for v in value:
+            if not re.fullmatch(f"[{prefixes}][A-Z0-9]{{2,}}", v):
+                raise at.error(
+                    f": {v!r} is not a Slack ID (IDs look like U012ABCDEF; find them in a "
+                    "profile's ... menu, Copy member ID)."
+                )
+        return value
+
+    return check
+
+
+def _env_name(value: str, at: Place) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise at.error(
+            f"must name an environment variable (e.g. SLACK_BOT_TOKEN), not {shown(value)}."
+        )
+    return value
+
+
+def _http_url(value: str, at: Place) -> str:
+    if not re.fullmatch(r"https?://\S+", value):
+        raise at.error(
+            f'must be an http(s) URL such as "https://slack-gov.com/api/", got {shown(value)}.'
+        )
+    return value
+
+
+def _timezone(value: str, at: Place) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise at.error(
+            f'{json.dumps(value)} is not a time zone; use an IANA name such as "Europe/London".'
+        ) from None
+    return value
+
+
+class DatabaseUrl(str):
+    """`[clones] database` naming a PostgreSQL database: `postgresql://USER@HOST:PORT/DB`, with
+    libpq parameters (TLS: sslmode, sslrootcert, ...) after `?`, never with a password (that
+    comes from the environment variable `[clones] database_password_env` names)."""
+
+    __slots__ = ()
+
+
+# libpq's connection parameters a URL may carry after `?` (PostgreSQL 17's list), less the
+# secrets: a password belongs in the environment, never in the configuration file.
+LIBPQ_PARAMETERS = frozenset(
+    (  # noqa: SIM905 (a list of words reads best as words)
+        "host hostaddr port dbname user passfile require_auth channel_binding connect_timeout "
+        "client_encoding options application_name fallback_application_name keepalives "
+        "keepalives_idle keepalives_interval keepalives_count tcp_user_timeout replication "
+        "gssencmode sslmode sslnegotiation sslcompression sslcert sslkey sslcertmode sslrootcert "
+        "sslcrl sslcrldir sslsni requirepeer ssl_min_protocol_version ssl_max_protocol_version "
+        "krbsrvname gsslib gssdelegation service target_session_attrs load_balance_hosts"
+    ).split()
+)
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_PG_EXAMPLE = "postgresql://clones@db.example.com:5432/clones?sslmode=verify-full"
+
+
+def database_location(value: str, base_dir: Path) -> Path | DatabaseUrl:
+    """Where the database is, as `[clones] database` (or $CLONES_DB) names it: a SQLite file,
+    relative to the configuration file's folder, or a PostgreSQL URL. The one place a database
+    address is parsed. ValueError says what is wrong with `value`."""
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme:
+        if scheme.group(1).lower() in ("postgresql", "postgres"):
+            return _postgres_url(value)
+        raise ValueError(
+            f"is a {scheme.group(1)}:// URL; give the path of a SQLite file, e.g. "
+            f'"clones.db", or a PostgreSQL URL, e.g. "{_PG_EXAMPLE}"'
+        )
+    path = _expanded(value)
+    return path if path.is_absolute() else base_dir / path
+
+
+def _postgres_url(value: str) -> DatabaseUrl:
+    """A PostgreSQL URL checked as far as it can be without connecting."""
+    if re.search(r"\s", value):
+        raise ValueError("holds a space; a URL has none (write %20 for one in a parameter)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (ValueError for a port that is not a number)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc}); e.g. {json.dumps(_PG_EXAMPLE)}") from None
+    if parts.password is not None:
+        raise ValueError(
+            "holds a password: write the URL without it (postgresql://USER@HOST/DB) and put the "
+            "password in the environment variable [clones] database_password_env names "
+            "(CLONES_DATABASE_PASSWORD unless you name another)"
+        )
+    if not parts.path.strip("/"):
+        raise ValueError(f"names no database: end it with /DBNAME, e.g. {json.dumps(_PG_EXAMPLE)}")
+    if parts.fragment:
+        raise ValueError("has a #fragment, which a database URL cannot have")
+    for pair in filter(None, parts.query.split("&")):
+        key, _, setting_value = pair.partition("=")
+        if key in ("password", "sslpassword"):
+            raise ValueError(
+                f"holds {key}=...: secrets come from the environment, never the file; put the "
+                "password in the variable [clones] database_password_env names"
+            )
+        if key not in LIBPQ_PARAMETERS:
+            near = difflib.get_close_matches(key, sorted(LIBPQ_PARAMETERS), n=1)
+            hint = f' (did you mean "{near[0]}"?)' if near else ""
+            raise ValueError(
+                f"has {json.dumps(key)}, which is not a PostgreSQL connection parameter{hint}; "
+                "the TLS ones are sslmode, sslrootcert, sslcert and sslkey"
+            )
+        if key == "sslmode" and setting_value not in SSL_MODES:
+            raise ValueError(
+                f"has sslmode={setting_value}; use one of {', '.join(SSL_MODES)} "
+                "(verify-full checks the server's certificate and name)"
+            )
+    return DatabaseUrl(value)
+
+
+def _expanded(value: str) -> Path:
+    """A path as written, `~` expanded; ValueError for one no file can have."""
+    if "\0" in value:
+        raise ValueError("holds a NUL character, which no path can")
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~user of a user this machine does not know
+        raise ValueError(
+            f"starts with {value.split('/')[0]}, a home folder this machine does not know"
+        ) from None
+
+
+def _database(value: str, at: Place) -> Path | DatabaseUrl:
+    try:
+        return database_location(value, at.base_dir)
+    except ValueError as exc:
+        raise at.error(f"{shown(without_secrets(value))} {exc}.") from None
+
+
+def without_secrets(value: str) -> str:
+    """Text as a message or the audit log may show it: the password of a database URL in it
+    (user:PASSWORD@, password=, sslpassword=) as ***."""
+    value = re.sub(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):[^/@\s]*@", r"\1:***@", value)
+    return re.sub(r"(?i)\b((?:ssl)?password)=[^&]*", r"\1=***", value)
+
+
+def _ca_file(value: str, at: Place) -> str | None:
+    """ca_file as an absolute path (relative to the configuration file's folder), checked to
+    hold PEM certificates."""
+    if value == "":
+        return None
+    try:
+        path = _expanded(value)
+        path = path if path.is_absolute() else at.base_dir / path
+        found = path.is_file()
+    except (ValueError, OSError) as exc:
+        raise at.error(
+            f"{shown(value)} cannot be read ({getattr(exc, 'strerror', None) or exc})."
+        ) from None
+    if not found:
+        raise at.error(
+            f"{named(str(path))} does not exist (a relative ca_file is read from the "
+            "configuration file's folder)."
+        )
+    from bot.certificates import ca_file_problem  # ssl and hashlib: only when there is one
+
+    problem = ca_file_problem(str(path))
+    if problem:
+        raise ConfigError(f"{at.label.removesuffix(' ca_file')} {problem}.")
+    return str(path)
+
+
+def _thumbprint(value: str, at: Place) -> str | None:
+    if value == "":
+        return None
+    from bot.certificates import parse_thumbprint
+
+    try:
+        return parse_thumbprint(value)
+    except ValueError as exc:
+        raise at.error(f"{shown(value)} {exc}.") from None
+
+
+def _disk_mode(value: str, at: Place) -> str:
+    if value not in DISK_MODES:
+        raise at.error(
+            f"{json.dumps(value)} is not a vSphere disk mode; use one of {', '.join(DISK_MODES)} "
+            "(training labs usually want independent_nonpersistent)."
+        )
+    return value
+
+
+def _attributes(value: dict[str, str], at: Place) -> dict[str, str]:
+    reserved = {name.lower(): name for name in RESERVED_ATTRIBUTES}
+    for name, pattern in value.items():
+        if name.lower() in reserved:
+            raise at.error(
+                f": {named(name)} is a label the bot writes itself "
+                f"({', '.join(RESERVED_ATTRIBUTES)}: they mark which clones are its own and "
+                "where they came from); give this "
+                f'attribute another name, e.g. "Course{reserved[name.lower()]}".'
+            )
+        if not name.strip():
+            raise at.error(': an attribute name must not be empty (e.g. CostCentre = "TR-01").')
+        problem = format_problem(pattern, ATTRIBUTE_FIELDS)
+        if problem:
+            raise at.error(
+                f".{named(name)} = {json.dumps(pattern)} is not valid ({problem}); use only "
+                "{name}, {n}, {type} and {environment}."
+            )
+    return value
+
+
+def format_problem(pattern: str, names: tuple[str, ...]) -> str:
+    """Why `pattern` is not a str.format pattern over `names` ("" when it is): each field one
+    of the names, as is (no attribute or index), with a short format spec."""
+    try:
+        parsed = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        return str(exc)
+    for _, name, spec, _ in parsed:
+        if name is None:
+            continue
+        if name not in names:
+            return f"unknown field {{{name}}}"
+        if spec and (len(spec) > 8 or "{" in spec or re.search(r"\d{3,}", spec)):
+            return f"format {spec!r} is too long"
+    try:
+        pattern.format(**{n: 1 if n == "n" else n for n in names})
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        return str(exc) or type(exc).__name__
+    return ""
+
+
+def _nonblank_optional(value: str, at: Place) -> str:
+    if not value.strip():
+        raise at.error('must be a spec name, e.g. "win-training", or left out.')
+    return value
+
+
+# ===================================================================== the schema
+@dataclass(frozen=True)
+class VCenterSettings:
+    """`[vcenter]`: where vCenter is and how to trust it; the password comes from the
+    environment."""
+
+    url: str = setting(
+        env="CLONES_VCENTER_URL",
+        nonempty=True,
+        example='"https://vcenter.example.com/sdk", or url = "lab" for the bundled lab vCenter',
+    )  # https://vcenter.example.com/sdk, or "lab"
+    user: str = setting("", env="CLONES_VCENTER_USER")
+    password: str = setting(
+        "",
+        secret=True,
+        file=False,
+        refuse=": the file must not contain a password; put it in the environment variable "
+        "named by password_env (CLONES_VCENTER_PASSWORD unless you name another).",
+    )
+    password_env: str = setting("CLONES_VCENTER_PASSWORD", check=_env_name)
+    insecure: bool = False  # skip TLS certificate verification (self-signed lab endpoints only)
+    ca_file: str | None = setting(None, check=_ca_file)  # PEM CA certificate(s) to trust
+    thumbprint: str | None = setting(None, check=_thumbprint)  # pinned, "SHA256:AB:CD:..."
+    datacenter: str | None = None
+    timeout_s: float = setting(60.0, above=0, hi=3600)
+    task_timeout_s: float = setting(1800.0, above=0, hi=7 * 24 * 3600)
+    # Quiet for this long, the session is checked (one read) before the next call, and renewed
+    # if it has ended: the first read after a night's idle never finds out the hard way.
+    session_check_s: float = setting(60.0, above=0, hi=24 * 3600)
+
+    @property
+    def is_lab(self) -> bool:
+        return self.url == LAB_URL
+
+
+@dataclass(frozen=True)
+class TypeSettings:
+    """`[types.NAME]`: one kind of training VM and where its clones go."""
+
+    name: str = setting(
+        file=False, refuse="is the table's own name ([types.NAME]); remove this key."
+    )
+    parent: str = setting(nonempty=True)  # VM name, or a path under the datacenter's VM folder
+    folder: str = setting(nonempty=True)  # VM folder path under the datacenter's VM folder
+    resource_pool: str = setting(nonempty=True)  # cluster name, or "cluster/Resources/pool"
+    datastore: str = setting(nonempty=True)
+    # str.format pattern with {n}, e.g. "TRN-CAP-{n:03}"; "": TRN- and the name's first letters.
+    name_pattern: str = setting("", nonempty=True, example='"TRN-CAP-{n:03}"')
+    snapshot: str = setting("clones-base", nonempty=True, example='"clones-base"')
+    max_count: int = setting(100, lo=1, hi=10_000)
+    description: str = ""
+    # A named guest customization spec in vCenter.
+    customization_spec: str | None = setting(None, check=_nonblank_optional)
+    disk_mode: str | None = setting(None, check=_disk_mode)  # set after cloning
+    power_on: bool = False  # power clones on when they are ready
+    # Expected delta of a new clone (GB), for plans and the capacity guard until this type has
+    # clones of its own to average; None: 1 GB.
+    delta_estimate_gb: float | None = setting(None, lo=0, hi=65_536)
+    # Extra custom attributes for the asset inventory: name -> value pattern, with {name} (the
+    # clone's name), {n} (its number), {type} and {environment} filled in at deploy time.
+    attributes: dict[str, str] = setting(
+        factory=dict, check=_attributes, example='CostCentre = "TR-01"'
+    )
 
 
 @dataclass(frozen=True)
 class SlackSettings:
-    """Who may change things from Slack and where the bot acts; tokens come from the environment."""
+    """`[slack]`: who may change things from Slack and where the bot acts; tokens come from the
+    environment."""
 
     # Slack user IDs allowed everything, including confirming another user's strip back.
-    admins: tuple[str, ...] = ()
-    operators: tuple[str, ...] = ()  # Slack user IDs allowed to deploy, strip back, power, ...
-    operator_groups: tuple[str, ...] = ()  # Slack user group IDs (S...) whose members are operators
-    channels: tuple[str, ...] = ()  # channel IDs where the bot acts; empty: any channel
-    bot_token_env: str = "SLACK_BOT_TOKEN"
-    signing_secret_env: str = "SLACK_SIGNING_SECRET"
-    app_token_env: str = "SLACK_APP_TOKEN"
-    progress_interval_s: float = 3.0  # at most one chat.update per message this often (Tier 3)
+    admins: tuple[str, ...] = setting((), check=_slack_ids("UW"), example='["U012ABCDEF"]')
+    # Slack user IDs allowed to deploy, strip back, power, ...
+    operators: tuple[str, ...] = setting((), check=_slack_ids("UW"), example='["U012ABCDEF"]')
+    # Slack user group IDs (S...) whose members are operators.
+    operator_groups: tuple[str, ...] = setting((), check=_slack_ids("S"), example='["S012ABCDEF"]')
+    # Channel IDs where the bot acts; empty: any channel.
+    channels: tuple[str, ...] = setting((), check=_slack_ids("CGD"), example='["C012ABCDEF"]')
+    bot_token_env: str = setting("SLACK_BOT_TOKEN", check=_env_name)
+    signing_secret_env: str = setting("SLACK_SIGNING_SECRET", check=_env_name)
+    app_token_env: str = setting("SLACK_APP_TOKEN", check=_env_name)
+    # At most one chat.update per message this often (Tier 3).
+    progress_interval_s: float = setting(3.0, lo=1, hi=600, why="Slack rate limits")
     # Slack Web API base URL: GovSlack (https://slack-gov.com/api/), a proxy, or a test fake.
-    api_url: str | None = None
+    api_url: str | None = setting(None, check=_http_url)
     # On SIGTERM, keep answering and wait this long for the work in hand before exiting; what is
     # not finished by then is resumed at the next start. Keep it under the supervisor's kill
     # timeout (Docker 10 s by default, systemd 90 s, Heroku 30 s).
-    drain_timeout_s: float = 25.0
+    drain_timeout_s: float = setting(25.0, lo=0, hi=3600)
 
 
 @dataclass(frozen=True)
 class ScheduleSettings:
-    """Deploy-ahead, strip-back and reminder policy (the `[schedule]` table)."""
+    """`[schedule]`: deploy-ahead, strip-back and reminder policy."""
 
-    reminder_lead_min: int = 60  # remind the owner this long before a scheduled strip back
-    max_lease_hours: int = 336  # an environment's end may be at most this long after its start
-    default_extension_min: int = 120  # `extend ENV` without a length, and Slack's "Extend" button
+    # Remind the owner this long before a scheduled strip back.
+    reminder_lead_min: int = setting(60, lo=0, hi=7 * 24 * 60)
+    # An environment's end may be at most this long after its start.
+    max_lease_hours: int = setting(336, lo=1, hi=366 * 24)
+    # `extend ENV` without a length, and Slack's "Extend" button.
+    default_extension_min: int = setting(120, lo=1, hi=7 * 24 * 60)
     # How often the scheduler re-reads SQLite (schedules set by another process), and how often a
     # bot standing by tries to take the scheduler over from one that stopped.
-    resync_s: float = 30.0
+    resync_s: float = setting(30.0, lo=0.1, hi=3600)
 
 
 @dataclass(frozen=True)
 class TraineeSettings:
-    """Trainees and the VMs they are given (the `[trainees]` table)."""
+    """`[trainees]`: trainees and the VMs they are given."""
 
     # Write each assignment on its clone as the custom attribute AssignedTo (one SetField per
     # assignment), so vCenter's own views show who holds which VM.
@@ -122,40 +412,65 @@ class TraineeSettings:
     # Send each trainee the reminder before a scheduled strip back, as the owner gets it.
     remind: bool = False
     # Direct messages to one conversation at most this often (Slack: about one a second).
-    message_interval_s: float = 1.0
+    message_interval_s: float = setting(1.0, lo=0, hi=60)
     # A trainee's rebuild waits this long for a busy environment (another trainee's rebuild,
     # a deployment) before it gives up.
-    busy_wait_s: float = 120.0
+    busy_wait_s: float = setting(120.0, lo=0, hi=3600)
+    # A hand-out waits for Slack's rate limits this long in all (not per trainee); those not
+    # reached by then are listed for the trainer, and `handout ENV` tries them again.
+    handout_timeout_s: float = setting(600.0, lo=10, hi=86400)
 
 
 @dataclass(frozen=True)
 class Settings:
+    """The whole file. Its own plain fields are the keys of `[clones]`; a field holding a
+    dataclass is a table of that name (`[vcenter]`, `[slack]`, ...), `types` the `[types.NAME]`
+    tables."""
+
     vcenter: VCenterSettings
-    types: dict[str, TypeSettings]
-    database: Path
-    concurrency: int = 8  # clone tasks in vCenter at once, in all
+    types: dict[str, TypeSettings] = setting(
+        factory=dict, names=TYPE_NAME_RE.pattern, why=TYPE_NAME_RULE
+    )
+    # SQLite file, relative to the configuration file, or a PostgreSQL URL
+    # ("postgresql://USER@HOST:PORT/DB?sslmode=verify-full"); $CLONES_DB overrides.
+    database: Path | DatabaseUrl = setting(
+        Path("clones.db"), env="CLONES_DB", check=_database, nonempty=True
+    )
+    # The environment variable holding the PostgreSQL user's password (never in the file).
+    database_password_env: str = setting("CLONES_DATABASE_PASSWORD", check=_env_name)
+    concurrency: int = setting(8, lo=1, hi=MAX_CONCURRENCY)  # clone tasks in vCenter at once
     # ...and at most this many operations (clones, power operations, destroys) at once on one
     # host, and clones and destroys on one datastore: vCenter's own defaults (8 provisioning
     # operations per host, a cost of 128 per datastore). A cluster of many hosts can take a
     # `concurrency` above the per-host limit; the bot then places each clone on a host itself.
-    max_ops_per_host: int = 8
-    max_ops_per_datastore: int = 128
-    retries: int = 3  # extra attempts for a clone after a transient fault
-    retry_backoff_s: float = 2.0  # first backoff; doubles each attempt, with jitter
-    managed_by: str = "clones"  # value of the ManagedBy custom attribute on every clone
+    max_ops_per_host: int = setting(8, lo=1, hi=MAX_CONCURRENCY)
+    max_ops_per_datastore: int = setting(128, lo=1, hi=1024)
+    retries: int = setting(3, lo=0, hi=10)  # extra attempts for a clone after a transient fault
+    # First backoff; doubles each attempt, with jitter.
+    retry_backoff_s: float = setting(2.0, lo=0, hi=600)
+    # Value of the ManagedBy custom attribute on every clone.
+    managed_by: str = setting("clones", nonempty=True, example='"clones"')
     # Also write DeployedBy/DeployedAt as custom attributes (they are always in the Notes).
     provenance_attributes: bool = False
-    max_environment_clones: int = 500
+    max_environment_clones: int = setting(500, lo=1, hi=10_000)
     # Hosts that may open one shared base disk: 8 on VMFS3, 32 on VMFS5+ with vSphere 5.1+.
-    max_hosts_per_base_disk: int = 8
+    max_hosts_per_base_disk: int = setting(8, lo=1, hi=64)
     confine_hosts: bool = True  # keep each parent's clones on at most that many hosts (DRS rule)
-    capacity_headroom_gb: float = 10.0  # free space to leave on a datastore after a deployment
-    customization_timeout_s: float = 900.0  # wait this long for a guest customization to finish
+    # Free space to leave on a datastore after a deployment.
+    capacity_headroom_gb: float = setting(10.0, lo=0, hi=1_000_000)
+    # Wait this long for a guest customization to finish.
+    customization_timeout_s: float = setting(900.0, above=0, hi=24 * 3600)
+    # Finished environments, their runs and clones are kept this many days (0: for ever), the
+    # audit log longer; the scheduler's holder prunes them at prune_hour (team time zone).
+    history_days: int = setting(400, lo=0, hi=36_500)
+    audit_days: int = setting(1095, lo=0, hi=36_500)
+    prune_hour: int = setting(3, lo=0, hi=23)
     slack: SlackSettings = field(default_factory=SlackSettings)
-    timezone: str = "UTC"  # the team's time zone for schedules and displayed times
+    # The team's time zone for schedules and displayed times.
+    timezone: str = setting("UTC", check=_timezone)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     trainees: TraineeSettings = field(default_factory=TraineeSettings)
-    source: Path | None = None  # the file these settings came from
+    source: Path | None = setting(None, file=False)  # the file these settings came from
 
     def type(self, name: str) -> TypeSettings:
         from bot.domain.grammar import suggest
@@ -170,7 +485,8 @@ class Settings:
             raise UsageError(f'Unknown type "{name}".{did} Known types: {known}.') from None
 
 
-def config_path(environ: dict[str, str] | None = None) -> Path:
+# ===================================================================== reading a file
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if env.get("CLONES_CONFIG"):
         return Path(env["CLONES_CONFIG"])
@@ -178,7 +494,7 @@ def config_path(environ: dict[str, str] | None = None) -> Path:
     return local if local.exists() else BUNDLED_LAB_CONFIG
 
 
-def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the configuration; raise ConfigError naming the problem and the fix."""
     env = dict(os.environ if environ is None else environ)
     path = path or config_path(env)
@@ -205,421 +521,111 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     return settings_from_dict(raw, env=env, source=path)
 
 
-# Kept whole: reads the file's tables in order; each check names the key it is about.
 def settings_from_dict(
-    raw: dict[str, Any], *, env: dict[str, str] | None = None, source: Path | None = None
+    raw: dict[str, Any], *, env: Mapping[str, str] | None = None, source: Path | None = None
 ) -> Settings:
+    """Settings from a parsed file (`raw`, as tomllib returns it) and the environment."""
     env = dict(os.environ if env is None else env)
     where = str(source) if source else "configuration"
-    base_dir = source.parent if source and source != BUNDLED_LAB_CONFIG else Path.cwd()
-
-    vc_raw = _table(raw, "vcenter", where)
-    vcenter = _vcenter(vc_raw, env, where, base_dir)
-
-    clones_raw = _table(raw, "clones", where, required=False)
-    database = Path(env.get("CLONES_DB") or clones_raw.get("database", "clones.db"))
-    if not database.is_absolute():
-        database = base_dir / database
-    concurrency = _int(clones_raw, "concurrency", 8, 1, MAX_CONCURRENCY, f"{where} [clones]")
-    per_host = _int(clones_raw, "max_ops_per_host", 8, 1, MAX_CONCURRENCY, f"{where} [clones]")
-    per_datastore = _int(clones_raw, "max_ops_per_datastore", 128, 1, 1024, f"{where} [clones]")
-    retries = _int(clones_raw, "retries", 3, 0, 10, f"{where} [clones]")
-    backoff = _number(clones_raw, "retry_backoff_s", 2.0, f"{where} [clones]")
-    if backoff < 0:
-        raise ConfigError(f"{where} [clones] retry_backoff_s must be 0 or more seconds.")
-    managed_by = str(clones_raw.get("managed_by", "clones"))
-    if not managed_by.strip():
-        raise ConfigError(f'{where} [clones] managed_by must not be empty (e.g. "clones").')
-    provenance = clones_raw.get("provenance_attributes", False)
-    if not isinstance(provenance, bool):
-        raise ConfigError(f"{where} [clones] provenance_attributes must be true or false.")
-    max_env = _int(clones_raw, "max_environment_clones", 500, 1, 10_000, f"{where} [clones]")
-    max_hosts = _int(clones_raw, "max_hosts_per_base_disk", 8, 1, 64, f"{where} [clones]")
-    confine = clones_raw.get("confine_hosts", True)
-    if not isinstance(confine, bool):
-        raise ConfigError(f"{where} [clones] confine_hosts must be true or false.")
-    headroom = clones_raw.get("capacity_headroom_gb", 10.0)
-    if isinstance(headroom, bool) or not isinstance(headroom, int | float) or headroom < 0:
-        raise ConfigError(f"{where} [clones] capacity_headroom_gb must be 0 or more (GB).")
-    custom_timeout = clones_raw.get("customization_timeout_s", 900.0)
-    if isinstance(custom_timeout, bool) or not isinstance(custom_timeout, int | float):
-        raise ConfigError(f"{where} [clones] customization_timeout_s must be a number of seconds.")
-    if custom_timeout <= 0:
-        raise ConfigError(f"{where} [clones] customization_timeout_s must be more than 0.")
-
-    types_raw = _table(raw, "types", where, required=False)
-    if not types_raw:
-        raise ConfigError(f"{where}: no [types.NAME] tables; add one per kind of training VM.")
-    types = {name: _type(name, t, where) for name, t in types_raw.items()}
-    _check_patterns_disjoint(types, where)
-
-    slack = _slack(_table(raw, "slack", where, required=False), where)
-    timezone = str(clones_raw.get("timezone", "UTC"))
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f'{where} [clones] timezone "{timezone}" is not a time zone; use an IANA name such as '
-            '"Europe/London".'
-        ) from None
-
-    schedule = _schedule(_table(raw, "schedule", where, required=False), where)
-    trainees = _trainees(_table(raw, "trainees", where, required=False), where)
-
-    return Settings(
-        vcenter=vcenter,
-        slack=slack,
-        timezone=timezone,
-        schedule=schedule,
-        trainees=trainees,
-        types=types,
-        database=database,
-        concurrency=concurrency,
-        max_ops_per_host=per_host,
-        max_ops_per_datastore=per_datastore,
-        retries=retries,
-        retry_backoff_s=backoff,
-        managed_by=managed_by,
-        provenance_attributes=provenance,
-        max_environment_clones=max_env,
-        max_hosts_per_base_disk=max_hosts,
-        confine_hosts=confine,
-        capacity_headroom_gb=float(headroom),
-        customization_timeout_s=float(custom_timeout),
-        source=source,
-    )
+    base_dir = source.parent.absolute() if source and source != BUNDLED_LAB_CONFIG else Path.cwd()
+    return Reader(where, env, base_dir, _RULES).root(Settings, raw, "clones", source=source)
 
 
-# Kept whole: reads [vcenter] key by key; each check names its key and the fix.
-def _vcenter(
-    vc: dict[str, Any], env: dict[str, str], where: str, base_dir: Path
-) -> VCenterSettings:
-    url = str(env.get("CLONES_VCENTER_URL") or vc.get("url", "")).strip()
-    if not url:
-        raise ConfigError(
-            f'{where} [vcenter] url is missing: e.g. url = "https://vcenter.example.com/sdk", '
-            'or url = "lab" for the bundled lab vCenter.'
-        )
-    password_env = str(vc.get("password_env", "CLONES_VCENTER_PASSWORD"))
-    if "password" in vc:
-        raise ConfigError(
-            f"{where} [vcenter] must not contain a password; put it in the environment "
-            f"variable named by password_env ({password_env})."
-        )
-    insecure = vc.get("insecure", False)
-    if not isinstance(insecure, bool):
-        raise ConfigError(f"{where} [vcenter] insecure must be true or false (no quotes).")
+# ===================================================================== rules across keys
+def _vcenter_rules(vc: VCenterSettings, at: Place, env: Mapping[str, str]) -> VCenterSettings:
+    url = vc.url.strip()
     if url != LAB_URL:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("https", "http") or not parsed.hostname:
-            raise ConfigError(
-                f'{where} [vcenter] url "{url}" is not a URL: e.g. "https://vcenter.example.com/sdk".'
+        scheme = _url_scheme(url)
+        if scheme is None:
+            raise at.error(
+                f'url {json.dumps(url)} is not a URL: e.g. "https://vcenter.example.com/sdk".'
             )
-        if parsed.scheme == "http" and not insecure:
-            raise ConfigError(
-                f"{where} [vcenter] url uses plain http; use https, or set insecure = true "
-                "for a lab endpoint on a trusted network."
+        if scheme == "http" and not vc.insecure:
+            raise at.error(
+                "url uses plain http; use https, or set insecure = true for a lab endpoint on a "
+                "trusted network."
             )
-    user = str(env.get("CLONES_VCENTER_USER") or vc.get("user", ""))
-    ca_file = _ca_file(vc.get("ca_file"), where, base_dir)
-    thumbprint = _thumbprint(vc.get("thumbprint"), where)
-    if thumbprint or ca_file:
-        chosen = "thumbprint" if thumbprint else "ca_file"
-        if insecure:
-            raise ConfigError(
-                f"{where} [vcenter] sets both insecure = true and {chosen}; insecure verifies "
-                f"nothing, so remove it (keep {chosen})."
+    if vc.thumbprint or vc.ca_file:
+        chosen = "thumbprint" if vc.thumbprint else "ca_file"
+        if vc.insecure:
+            raise at.error(
+                f"sets both insecure = true and {chosen}; insecure verifies nothing, so remove "
+                f"it (keep {chosen})."
             )
-        if thumbprint and ca_file:
-            raise ConfigError(
-                f"{where} [vcenter] sets both ca_file and thumbprint; keep one: ca_file trusts "
-                "the CA that issued vCenter's certificate, thumbprint pins the certificate itself."
+        if vc.thumbprint and vc.ca_file:
+            raise at.error(
+                "sets both ca_file and thumbprint; keep one: ca_file trusts the CA that issued "
+                "vCenter's certificate, thumbprint pins the certificate itself."
             )
-        if url != LAB_URL and urlparse(url).scheme != "https":
-            raise ConfigError(f"{where} [vcenter] {chosen} needs an https url.")
-    timeout_s = _number(vc, "timeout_s", 60.0, f"{where} [vcenter]")
-    task_timeout_s = _number(vc, "task_timeout_s", 1800.0, f"{where} [vcenter]")
-    for key, value in (("timeout_s", timeout_s), ("task_timeout_s", task_timeout_s)):
-        if value <= 0:
-            raise ConfigError(f"{where} [vcenter] {key} must be more than 0 seconds.")
-    return VCenterSettings(
-        url=url,
-        user=user,
-        password=env.get(password_env, ""),
-        password_env=password_env,
-        insecure=insecure,
-        ca_file=ca_file,
-        thumbprint=thumbprint,
-        datacenter=vc.get("datacenter"),
-        timeout_s=timeout_s,
-        task_timeout_s=task_timeout_s,
-    )
+        if url != LAB_URL and _url_scheme(url) != "https":
+            raise at.error(f"{chosen} needs an https url.")
+    return replace(vc, url=url, password=env.get(vc.password_env, ""))
 
 
-def _ca_file(value: Any, where: str, base_dir: Path) -> str | None:
-    """ca_file as an absolute path (relative to the configuration file's folder), checked to
-    hold PEM certificates."""
-    if value is None or value == "":
+def _url_scheme(url: str) -> str | None:
+    """http or https for a URL with a host (and a port, if any, that is a number); else None."""
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError:
         return None
-    if not isinstance(value, str):
-        raise ConfigError(f'{where} [vcenter] ca_file must be a path, e.g. "vcenter-ca.pem".')
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
-    if not path.is_file():
-        raise ConfigError(
-            f"{where} [vcenter] ca_file {path} does not exist (a relative ca_file is read from "
-            "the configuration file's folder)."
-        )
-    from bot.certificates import ca_file_problem  # ssl and hashlib: only when there is one
+    return parsed.scheme if parsed.scheme in ("https", "http") and parsed.hostname else None
 
-    problem = ca_file_problem(str(path))
+
+def _type_rules(t: TypeSettings, at: Place, env: Mapping[str, str]) -> TypeSettings:
+    pattern = t.name_pattern or f"TRN-{t.name[:3].upper()}-{{n:03}}"
+    problem = format_problem(pattern, ("n",))
     if problem:
-        raise ConfigError(f"{where} [vcenter] {problem}.")
-    return str(path)
-
-
-def _thumbprint(value: Any, where: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f'{where} [vcenter] thumbprint must be text, e.g. "SHA256:AB:CD:...".')
-    try:
-        from bot.certificates import parse_thumbprint
-
-        return parse_thumbprint(value)
-    except ValueError as exc:
-        raise ConfigError(f"{where} [vcenter] thumbprint {value!r} {exc}.") from None
-
-
-def _slack(raw: dict[str, Any], where: str) -> SlackSettings:
-    ctx = f"{where} [slack]"
-
-    def ids(key: str, prefixes: str) -> tuple[str, ...]:
-        value = raw.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f'{ctx} {key} must be a list of Slack IDs, e.g. ["U012ABCDEF"].')
-        bad = [v for v in value if not re.fullmatch(f"[{prefixes}][A-Z0-9]{{2,}}", v)]
-        if bad:
-            raise ConfigError(
-                f"{ctx} {key}: {bad[0]!r} is not a Slack ID (IDs look like U012ABCDEF; find them "
-                "in a profile's ... menu, Copy member ID)."
-            )
-        return tuple(value)
-
-    interval = _number(raw, "progress_interval_s", 3.0, ctx)
-    if interval < 1.0:
-        raise ConfigError(
-            f"{ctx} progress_interval_s must be at least 1 second (Slack rate limits)."
+        raise at.error(
+            f"name_pattern {json.dumps(pattern)} is not valid ({problem}); use one {{n}} "
+            'placeholder, e.g. "TRN-CAP-{n:03}".'
         )
-    drain = _number(raw, "drain_timeout_s", 25.0, ctx)
-    if not 0 <= drain <= 3600:
-        raise ConfigError(f"{ctx} drain_timeout_s must be from 0 to 3600 seconds, got {drain}.")
-    api_url = raw.get("api_url")
-    if api_url is not None and (
-        not isinstance(api_url, str) or not re.fullmatch(r"https?://\S+", api_url)
-    ):
-        raise ConfigError(
-            f'{ctx} api_url must be an http(s) URL such as "https://slack-gov.com/api/", '
-            f"got {api_url!r}."
+    if "{n" not in pattern or pattern.format(n=2) == pattern.format(n=1):
+        raise at.error(
+            f'name_pattern {json.dumps(pattern)} must contain {{n}}, e.g. "TRN-CAP-{{n:03}}".'
         )
-    return SlackSettings(
-        admins=ids("admins", "UW"),
-        operators=ids("operators", "UW"),
-        operator_groups=ids("operator_groups", "S"),
-        channels=ids("channels", "CGD"),
-        bot_token_env=str(raw.get("bot_token_env", "SLACK_BOT_TOKEN")),
-        signing_secret_env=str(raw.get("signing_secret_env", "SLACK_SIGNING_SECRET")),
-        app_token_env=str(raw.get("app_token_env", "SLACK_APP_TOKEN")),
-        progress_interval_s=interval,
-        api_url=api_url,
-        drain_timeout_s=drain,
-    )
+    longest = pattern.format(n=t.max_count)
+    if len(longest) > VM_NAME_MAX:
+        raise at.error(f"name_pattern makes names longer than {VM_NAME_MAX} characters.")
+    if t.customization_spec is not None and len(longest) > NETBIOS_MAX:
+        raise at.error(
+            f"name_pattern makes computer names such as {json.dumps(longest)} ({len(longest)} "
+            "characters); "
+            f'Windows allows {NETBIOS_MAX}. Shorten the pattern, e.g. "TRN-CAP-{{n:03}}".'
+        )
+    return replace(t, name_pattern=pattern)
 
 
-def _schedule(raw: dict[str, Any], where: str) -> ScheduleSettings:
-    ctx = f"{where} [schedule]"
-    lead = _int(raw, "reminder_lead_min", 60, 0, 7 * 24 * 60, ctx)
-    max_lease = _int(raw, "max_lease_hours", 336, 1, 366 * 24, ctx)
-    extension = _int(raw, "default_extension_min", 120, 1, 7 * 24 * 60, ctx)
-    if extension > max_lease * 60:
-        raise ConfigError(
-            f"{ctx} default_extension_min ({extension}) is longer than max_lease_hours "
-            f"({max_lease} h); make it shorter, e.g. 120."
+def _schedule_rules(s: ScheduleSettings, at: Place, env: Mapping[str, str]) -> ScheduleSettings:
+    if s.default_extension_min > s.max_lease_hours * 60:
+        raise at.error(
+            f"default_extension_min ({s.default_extension_min}) is longer than max_lease_hours "
+            f"({s.max_lease_hours} h); make it shorter, e.g. 120."
         )
-    resync = _number(raw, "resync_s", 30.0, ctx)
-    if not 0.1 <= resync <= 3600:
-        raise ConfigError(f"{ctx} resync_s must be from 0.1 to 3600 seconds (e.g. 30).")
-    known = ("reminder_lead_min", "max_lease_hours", "default_extension_min", "resync_s")
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{ctx} has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}."
-        )
-    return ScheduleSettings(
-        reminder_lead_min=lead,
-        max_lease_hours=max_lease,
-        default_extension_min=extension,
-        resync_s=resync,
-    )
+    return s
 
 
-def _trainees(raw: dict[str, Any], where: str) -> TraineeSettings:
-    ctx = f"{where} [trainees]"
-    flags = {}
-    for key in ("assigned_to_attribute", "remind"):
-        value = raw.get(key, False)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{ctx} {key} must be true or false.")
-        flags[key] = value
-    interval = _number(raw, "message_interval_s", 1.0, ctx)
-    if not 0 <= interval <= 60:
-        raise ConfigError(f"{ctx} message_interval_s must be from 0 to 60 seconds (e.g. 1).")
-    busy = _number(raw, "busy_wait_s", 120.0, ctx)
-    if not 0 <= busy <= 3600:
-        raise ConfigError(f"{ctx} busy_wait_s must be from 0 to 3600 seconds (e.g. 120).")
-    known = ("assigned_to_attribute", "remind", "message_interval_s", "busy_wait_s")
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{ctx} has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}."
-        )
-    return TraineeSettings(
-        assigned_to_attribute=flags["assigned_to_attribute"],
-        remind=flags["remind"],
-        message_interval_s=interval,
-        busy_wait_s=busy,
-    )
-
-
-# Kept whole: reads one [types.NAME] table key by key; each check names its key and the fix.
-def _type(name: str, t: Any, where: str) -> TypeSettings:
-    ctx = f"{where} [types.{name}]"
-    if not TYPE_NAME_RE.match(name):
-        raise ConfigError(
-            f'{ctx}: type names are lower-case letters, digits and "-" (e.g. "capture").'
-        )
-    if not isinstance(t, dict):
-        raise ConfigError(f"{ctx} must be a table.")
-    missing = [k for k in ("parent", "folder", "resource_pool", "datastore") if not t.get(k)]
-    if missing:
-        raise ConfigError(f"{ctx} is missing {', '.join(missing)}.")
-    pattern = str(t.get("name_pattern", f"TRN-{name[:3].upper()}-{{n:03}}"))
-    try:
-        sample = pattern.format(n=1)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(
-            f'{ctx} name_pattern "{pattern}" is not valid ({exc}); use one {{n}} placeholder, '
-            'e.g. "TRN-CAP-{n:03}".'
-        ) from None
-    if "{n" not in pattern or pattern.format(n=2) == sample:
-        raise ConfigError(
-            f'{ctx} name_pattern "{pattern}" must contain {{n}}, e.g. "TRN-CAP-{{n:03}}".'
-        )
-    max_count = _int(t, "max_count", 100, 1, 10_000, ctx)
-    if len(pattern.format(n=max_count)) > VM_NAME_MAX:
-        raise ConfigError(f"{ctx} name_pattern makes names longer than {VM_NAME_MAX} characters.")
-    snapshot = str(t.get("snapshot", "clones-base"))
-    if not snapshot.strip():
-        raise ConfigError(f'{ctx} snapshot must not be empty (e.g. "clones-base").')
-    spec = t.get("customization_spec")
-    if spec is not None:
-        if not isinstance(spec, str) or not spec.strip():
-            raise ConfigError(f'{ctx} customization_spec must be a spec name, e.g. "win-training".')
-        longest = pattern.format(n=max_count)
-        if len(longest) > NETBIOS_MAX:
-            raise ConfigError(
-                f'{ctx} name_pattern makes computer names such as "{longest}" ({len(longest)} '
-                f"characters); Windows allows {NETBIOS_MAX}. Shorten the pattern, e.g. "
-                '"TRN-CAP-{n:03}".'
-            )
-    disk_mode = t.get("disk_mode")
-    if disk_mode is not None and disk_mode not in DISK_MODES:
-        raise ConfigError(
-            f'{ctx} disk_mode "{disk_mode}" is not a vSphere disk mode; use one of '
-            f"{', '.join(DISK_MODES)} (training labs usually want independent_nonpersistent)."
-        )
-    delta_estimate = t.get("delta_estimate_gb")
-    if delta_estimate is not None and (
-        isinstance(delta_estimate, bool)
-        or not isinstance(delta_estimate, int | float)
-        or delta_estimate < 0
-    ):
-        raise ConfigError(f"{ctx} delta_estimate_gb must be a number of GB, 0 or more (e.g. 0.5).")
-    power_on = t.get("power_on", False)
-    if not isinstance(power_on, bool):
-        raise ConfigError(f"{ctx} power_on must be true or false.")
-    attributes = t.get("attributes", {})
-    if not isinstance(attributes, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
-    ):
-        raise ConfigError(
-            f'{ctx} attributes must be a table of names to text, e.g. CostCentre = "TR-01".'
-        )
-    for key, value in attributes.items():
-        try:
-            value.format(name="TRN-CAP-001", n=1, type=name, environment="env")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(
-                f'{ctx} attributes.{key} = "{value}" is not valid ({exc}); use only '
-                f"{{name}}, {{n}}, {{type}} and {{environment}}."
-            ) from None
-    return TypeSettings(
-        name=name,
-        parent=str(t["parent"]),
-        name_pattern=pattern,
-        folder=str(t["folder"]),
-        resource_pool=str(t["resource_pool"]),
-        datastore=str(t["datastore"]),
-        snapshot=snapshot,
-        max_count=max_count,
-        description=str(t.get("description", "")),
-        customization_spec=spec,
-        disk_mode=disk_mode,
-        power_on=power_on,
-        attributes=dict(attributes),
-        delta_estimate_gb=float(delta_estimate) if delta_estimate is not None else None,
-    )
-
-
-def _check_patterns_disjoint(types: dict[str, TypeSettings], where: str) -> None:
-    """Two types with one naming pattern would fight over names; refuse that at load time."""
+def _settings_rules(s: Settings, at: Place, env: Mapping[str, str]) -> Settings:
+    where = at.label.removesuffix(" [clones]")
+    if not s.types:
+        raise ConfigError(f"{where}: no [types.NAME] tables; add one per kind of training VM.")
     seen: dict[str, str] = {}
-    for t in types.values():
-        key = t.name_pattern.format(n=1)
-        if key in seen:
+    for t in s.types.values():  # two types with one pattern would fight over names
+        first = t.name_pattern.format(n=1)
+        if first in seen:
             raise ConfigError(
-                f"{where}: types {seen[key]} and {t.name} use the same name_pattern; "
-                "give each type its own prefix."
+                f"{where}: types {seen[first]} and {t.name} use the same name_pattern; give each "
+                "type its own prefix."
             )
-        seen[key] = t.name
+        seen[first] = t.name
+    if isinstance(s.database, Path) and not s.database.is_absolute():  # the default, "clones.db"
+        return replace(s, database=at.base_dir / s.database)
+    return s
 
 
-def _table(raw: dict[str, Any], key: str, where: str, required: bool = True) -> dict[str, Any]:
-    value = raw.get(key)
-    if value is None:
-        if required:
-            raise ConfigError(
-                f"{where}: the [{key}] table is missing; add it (README.md, Configuration, "
-                "lists its settings)."
-            )
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: {key} must be a table ([{key}]).")
-    return value
-
-
-def _number(raw: dict[str, Any], key: str, default: float, ctx: str) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(
-            f"{ctx} {key} must be a number of seconds (e.g. {default}), not {value!r}."
-        )
-    return float(value)
-
-
-def _int(raw: dict[str, Any], key: str, default: int, lo: int, hi: int, ctx: str) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{ctx} {key} must be a whole number from {lo} to {hi}.")
-    return value
+_RULES: dict[type, Rules] = {
+    Settings: _settings_rules,
+    VCenterSettings: _vcenter_rules,
+    TypeSettings: _type_rules,
+    ScheduleSettings: _schedule_rules,
+}

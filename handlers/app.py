@@ -22,6 +22,7 @@ at once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -35,7 +36,7 @@ from datetime import datetime
 from types import FrameType
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
@@ -53,10 +54,17 @@ from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, TrackedExecutor
 from handlers.listeners import register
 from handlers.notify import SlackNotifier
+from handlers.pacing import PacedWebClient, Pacer, Priority, paced
 from handlers.people import SlackPeople
 from handlers.progress import LiveRuns
 from handlers.recovered import recover_and_report
-from handlers.serving import EVENTS_PATH, HttpServer, bolt_logger, http_server
+from handlers.serving import (
+    EVENTS_PATH,
+    GatedSocketModeHandler,
+    HttpServer,
+    bolt_logger,
+    http_server,
+)
 from handlers.webapi import make_client
 
 log = logging.getLogger("clones.slack")
@@ -142,6 +150,36 @@ def group_members_lookup(client: WebClient) -> Any:
     return members
 
 
+GROUPS_RETRY_S = 10.0  # after a failed read of the operator groups, try again this much later
+
+
+def refresh_groups(access: AccessPolicy, stop: threading.Event) -> None:
+    """Keep the operator groups' members current in the background (a thread of the bot): read
+    at start, again as each goes stale or a check finds one missing. Slack's pacing is waited
+    out here, at the lowest priority, never before an acknowledgement."""
+    while not stop.is_set():
+        started = time.monotonic()
+        with paced(Priority.BACKGROUND, within_s=None):
+            access.refresh()
+        if stop.is_set():
+            return
+        wait = access.stale_in() or GROUPS_RETRY_S
+        access.wanted.wait(wait)
+        # Woken early (a check met a group it does not know): not more than once a second.
+        stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def shared_client(client: WebClient) -> Callable[..., None]:
+    """Bolt middleware: listeners get the bot's one paced client, not the plain WebClient Bolt
+    makes for each request (whose calls the pacer would not see)."""
+
+    def use(context: BoltContext, next: Callable[[], None]) -> None:
+        context["client"] = client
+        next()
+
+    return use
+
+
 @dataclass
 class SlackBot:
     """The Bolt app plus what it runs on; `start()` starts the scheduler and start-up recovery,
@@ -152,6 +190,7 @@ class SlackBot:
     tokens: SlackTokens
     schedules: ScheduleService
     listeners: TrackedExecutor | None = None  # Bolt's listener executor
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self, *, paused: bool = False) -> StartReport:
         """Start the scheduler (rebuilt from SQLite; missed work runs now and says so in its
@@ -160,6 +199,12 @@ class SlackBot:
         when it needs an operator's attention (another process holds the scheduler, or work was
         missed); each resumed run is reported in its own message, not there."""
         self.ctx.jobs.submit(self._recover)
+        access = self.ctx.access
+        if access.settings.operator_groups:
+            access.refreshed_in_background = True
+            threading.Thread(
+                target=refresh_groups, args=(access, self._stop), name="groups", daemon=True
+            ).start()
         self.schedules.on_takeover = self._took_over
         report = self.schedules.start(paused=paused)
         log.log(logging.INFO if report.active else logging.WARNING, "%s", report.message)
@@ -273,6 +318,8 @@ class SlackBot:
                 log.exception("could not mark run %s as interrupted in Slack", run.id)
 
     def close(self, wait: bool = True) -> None:
+        self._stop.set()
+        self.ctx.access.wanted.set()
         self.schedules.shutdown(wait=wait)
         self.ctx.jobs.shutdown(wait=wait)
         if self.ctx.reads is not None:
@@ -285,24 +332,28 @@ def create_bot(
     core: Services,
     tokens: SlackTokens,
     *,
-    client: WebClient | None = None,
+    client: PacedWebClient | None = None,
     jobs: Jobs | None = None,
     clock: Callable[[], datetime] | None = None,
+    pacer: Pacer | None = None,
 ) -> SlackBot:
     """The real Bolt app with every listener registered, on the services of `core`, with a
     schedule service that reports to Slack in place of the terminal's (not started: see
-    `SlackBot.start`). `clock` is the schedule service's (tests pass a controllable one)."""
+    `SlackBot.start`). `clock` is the schedule service's (tests pass a controllable one).
+    Every Web API call goes through one client and its pacer (`pacer`: tests pass one whose
+    minute is as short as their fake Slack's)."""
     s = core.settings.slack
-    client = client or make_client(s, tokens.bot_token)
+    client = client or make_client(s, tokens.bot_token, pacer=pacer)
     listeners = TrackedExecutor(LISTENER_THREADS, thread_name_prefix="listener")
     app = _bolt_app(client, tokens, s, listeners)
+    app.use(shared_client(client))
     clock = clock or core.service.clock
     live = LiveRuns(core)  # one for typed, confirmed, scheduled and resumed runs
     notifier = SlackNotifier(client, core.settings, clock, services=core, live=live)
     schedules = core.schedules_for(notifier=notifier, clock=clock)
     trainees = core.service.trainees
     access = AccessPolicy(s, group_members_lookup(client), is_trainee=trainees.holds_vm)
-    # Trainees are looked up and messaged with the bot's own client (429s waited out).
+    # Trainees are looked up and messaged with the bot's own client (paced, 429s waited out).
     people = SlackPeople(client, interval_s=core.settings.trainees.message_interval_s)
     trainees.connect(people, people, staff=access.is_operator)
     ctx = HandlerContext(
@@ -319,7 +370,7 @@ def create_bot(
     if not ctx.access.configured:
         log.warning(
             "No [slack] operators, operator_groups or admins configured: Slack users can only "
-            "run status, savings, types, plan, inventory and help."
+            "run status, history, savings, types, plan, inventory and help."
         )
     return SlackBot(app, ctx, tokens, schedules, listeners)
 
@@ -355,27 +406,16 @@ def _bolt_app(
 def main(build: Callable[[Settings], Services], environ: Mapping[str, str] | None = None) -> int:
     """`python -m bot` (through `bot.bootstrap.slack`, which hands it `build`): start the
     services and the Slack front end; returns an exit code."""
-    from bot.settings import load_settings
-
     env = dict(os.environ if environ is None else environ)
     logging.basicConfig(
         level=env.get("CLONES_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    try:
-        settings = load_settings(environ=env)
-        tokens = read_tokens(settings.slack, env)  # before the lab or vCenter: fail fast
-        core = build(settings)
-    except ClonesError as exc:  # configuration, tokens, the lab or vCenter: one clear line
-        print(f"clones: {exc}", file=sys.stderr)
+    prepared = _prepare(build, env)
+    if prepared is None:
         return 2
-    try:
-        bot = create_bot(core, tokens)
-    except ConfigError as exc:
-        core.close()
-        print(f"clones: {exc}", file=sys.stderr)
-        return 2
+    settings, tokens, core, bot = prepared
     stop = threading.Event()
     hurry = threading.Event()  # a second signal: stop draining now
 
@@ -387,9 +427,20 @@ def main(build: Callable[[Settings], Services], environ: Mapping[str, str] | Non
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     unfinished: list[Run] = []
+    server: HttpServer | None = None
     try:
+        # The port first: a port in use stops the start before the scheduler or recovery run.
+        server = None if tokens.socket_mode else listen(bot, tokens.port)
         bot.start()
-        stop_serving = _serve(bot, tokens)
+    except ClonesError as exc:  # the port, the database: one clear line
+        if server is not None:
+            server.shutdown()
+        bot.close(wait=False)
+        core.close()
+        print(f"clones: {exc}", file=sys.stderr)
+        return 2
+    try:
+        stop_serving = _serve(bot, tokens, server)
         stop.wait()
         unfinished = bot.drain(settings.slack.drain_timeout_s, hurry=hurry)
         if unfinished:
@@ -412,16 +463,53 @@ def main(build: Callable[[Settings], Services], environ: Mapping[str, str] | Non
     return 0
 
 
-def _serve(bot: SlackBot, tokens: SlackTokens) -> Callable[[], None]:
-    """Connect over Socket Mode or listen on HTTP; returns what stops it."""
-    if tokens.socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
+def _prepare(
+    build: Callable[[Settings], Services], env: Mapping[str, str]
+) -> tuple[Settings, SlackTokens, Services, SlackBot] | None:
+    """The settings, tokens, services and Bolt app; None when one of them cannot be had (the
+    reason printed in one line)."""
+    from bot.settings import load_settings
 
-        handler = SocketModeHandler(bot.app, tokens.app_token)
+    try:
+        settings = load_settings(environ=env)
+        tokens = read_tokens(settings.slack, env)  # before the lab or vCenter: fail fast
+        core = build(settings)
+    except ClonesError as exc:  # configuration, tokens, the database, the lab or vCenter
+        print(f"clones: {exc}", file=sys.stderr)
+        return None
+    try:
+        return settings, tokens, core, create_bot(core, tokens)
+    except ClonesError as exc:  # the token refused, Slack unreachable, the database
+        core.close()
+        print(f"clones: {exc}", file=sys.stderr)
+        return None
+
+
+def listen(bot: SlackBot, port: int, host: str = "0.0.0.0") -> HttpServer:
+    """The HTTP server for Slack's requests, bound to `port` (not serving yet); ConfigError, one
+    sentence, when the port cannot be had."""
+    try:
+        return http_server(bot.app, host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "is in use by another process (another bot still running?)"
+        elif exc.errno == errno.EACCES:
+            why = "needs privileges this user does not have (ports below 1024)"
+        else:
+            why = f"cannot be used ({exc.strerror or exc})"
+        raise ConfigError(
+            f"Cannot listen for Slack on port {port}: it {why}; stop that process or set PORT "
+            "to a free port."
+        ) from None
+
+
+def _serve(bot: SlackBot, tokens: SlackTokens, server: HttpServer | None) -> Callable[[], None]:
+    """Connect over Socket Mode, or serve HTTP on the bound `server`; returns what stops it."""
+    if server is None:
+        handler = GatedSocketModeHandler(bot.app, tokens.app_token)
         handler.connect()
         log.info("connected to Slack over Socket Mode")
         return handler.close
-    server = http_server(bot.app, "0.0.0.0", tokens.port)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     log.info("listening for Slack on http://0.0.0.0:%d%s", tokens.port, EVENTS_PATH)
     return server.shutdown

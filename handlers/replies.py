@@ -47,9 +47,17 @@ def _sees_trainees(r: Request) -> bool:
 # command of the grammar is answered here, or by a run's message, or by a confirmation).
 REPLIES: dict[type[Any], Callable[[Any, Request], Answer]] = {
     grammar.Status: lambda statuses, r: Answer(
-        reads.status(statuses, r.command.environment, r.ctx.next_event_texts(), _sees_trainees(r))
+        reads.status(
+            statuses,
+            r.command.environment,
+            r.ctx.next_event_texts(),
+            _sees_trainees(r),
+            r.ctx.settings.max_hosts_per_base_disk,
+        )
     ),
     grammar.Savings: lambda s, r: Answer(reads.savings(s, r.command.environment)),
+    grammar.History: lambda h, r: Answer(reads.history(h, r.ctx.services.settings.timezone)),
+    grammar.Audit: lambda log, r: Answer(reads.audit(log, r.ctx.services.settings.timezone)),
     grammar.Types: lambda types, r: Answer(reads.types(types)),
     grammar.Plan: lambda plan, r: Answer(reads.plan(plan)),
     grammar.Inventory: lambda rows, r: Answer(

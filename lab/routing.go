@@ -1,8 +1,9 @@
 package main
 
-// SOAP routing: every call to /sdk is counted, passes the session gate, then the hooks of its
-// method (which may answer it themselves), then the simulator; storage figures are re-imposed
-// after any call that may have changed them. While the lab is paused the connection is dropped.
+// SOAP routing: every call to /sdk is counted, passes the session gate and the visibility check
+// (a call on a VM the user may not see), then the hooks of its method (which may answer it
+// themselves), then the simulator; storage figures are re-imposed after any call that may have
+// changed them. While the lab is paused the connection is dropped.
 
 import (
 	"io/ioutil"
@@ -50,6 +51,7 @@ func (l *Lab) registerHooks() {
 	on(l.powerOnHook, "PowerOnVM_Task")           // customize.go
 	on(l.forgetCustomizationHook, "Destroy_Task") // customize.go
 	on(l.forgetInGroupsHook, "Destroy_Task")      // drs.go
+	on(l.visible.readHook, readMethods...)        // visibility.go
 }
 
 // anyMethod registers a hook for every method (run before the hooks of the call's own method).
@@ -68,6 +70,13 @@ var readOnlyMethods = map[string]bool{
 	"SetField": true, "AddCustomFieldDef": true, "QueryEvents": true, "CancelWaitForUpdates": true,
 	"FetchUserPrivilegeOnEntities": true, "HasPrivilegeOnEntities": true,
 	"DoesCustomizationSpecExist": true, "GetCustomizationSpec": true,
+}
+
+// Methods that read properties: with delta_growth_gb_per_min set, storage figures are re-imposed
+// before them, so a read sees each clone's size as of now.
+var propertyReads = map[string]bool{
+	"Fetch": true, "RetrieveProperties": true, "RetrievePropertiesEx": true,
+	"ContinueRetrievePropertiesEx": true,
 }
 
 func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
@@ -99,7 +108,7 @@ func (l *Lab) answerSOAP(w http.ResponseWriter, r *http.Request) *soapCall {
 	c := &soapCall{r: r, body: body, name: soapMethodName(body), cookie: sessionCookie(r)}
 	defer l.stats.begin(c)()
 	defer l.trackHostOp(c)()
-	if !l.sessions.admit(c, w) {
+	if !l.sessions.admit(c, w) || l.visible.refuseHidden(c, w) {
 		return c
 	}
 	var afters []func(*httptest.ResponseRecorder)
@@ -111,6 +120,9 @@ func (l *Lab) answerSOAP(w http.ResponseWriter, r *http.Request) *soapCall {
 		if after != nil {
 			afters = append(afters, after)
 		}
+	}
+	if propertyReads[c.name] && l.store.growing() {
+		l.store.apply() // clones grow while on: a read sees their size as of now
 	}
 	rec := l.forward(r, body)
 	for _, after := range afters {

@@ -4,6 +4,10 @@ package main
 // what vCenter would show in summary.storage and storage.perDatastoreUsage (docs/lab-spec.md,
 // "Storage figures"), and each datastore's freeSpace: free_gb less what the VMs made since commit,
 // less the swap files of powered-on VMs. They are re-imposed after every call that may change them.
+//
+// A clone's disk grows while it is powered on (delta_growth_gb_per_min; 0 by default), as a
+// Windows clone's delta does once it boots and is used: the growth is added whenever the figures
+// are re-imposed, which, while it is on, is also before every property read.
 
 import (
 	"sync"
@@ -22,26 +26,42 @@ type figures struct {
 	linked   bool
 	isParent bool // counted in the spec's free_gb already
 	ds       types.ManagedObjectReference
-	snapshot string // moref of the snapshot a linked clone was made from ("" otherwise)
+	snapshot string    // moref of the snapshot a linked clone was made from ("" otherwise)
+	grown    int64     // bytes its disk grew while powered on (delta_growth_gb_per_min)
+	on       bool      // powered on when the figures were last re-imposed
+	tick     time.Time // when the figures were last re-imposed (growth is counted from there)
 }
 
 func (f *figures) committed() int64 {
+	base := f.used
 	if f.linked {
-		return f.delta
+		base = f.delta
 	}
-	return f.used
+	if base+f.grown > f.capacity && f.grown > 0 {
+		return max64(base, f.capacity) // a disk never holds more than its capacity
+	}
+	return base + f.grown
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
 }
 
 // storageFigures holds the figures of every VM the lab knows (VMs destroyed are dropped).
 type storageFigures struct {
-	inv  *inventory
-	mu   sync.Mutex
-	figs map[types.ManagedObjectReference]*figures
+	inv    *inventory
+	mu     sync.Mutex
+	figs   map[types.ManagedObjectReference]*figures
+	growth int64 // bytes a powered-on clone's disk grows per minute (delta_growth_gb_per_min)
 }
 
 // newStorageFigures starts with the parents of the spec.
-func newStorageFigures(inv *inventory) *storageFigures {
-	s := &storageFigures{inv: inv, figs: map[types.ManagedObjectReference]*figures{}}
+func newStorageFigures(inv *inventory, growthGBPerMin float64) *storageFigures {
+	s := &storageFigures{inv: inv, figs: map[types.ManagedObjectReference]*figures{},
+		growth: gbBytes(growthGBPerMin)}
 	for _, p := range inv.parents {
 		s.figs[p.ref] = &figures{
 			capacity: gbBytes(p.spec.DiskGB),
@@ -64,7 +84,8 @@ func (s *storageFigures) add(ref types.ManagedObjectReference, fig *figures) {
 // delta, a full copy what the source really holds (at most the clone's capacity).
 func (s *storageFigures) recordClone(src types.ManagedObjectReference, clone *simulator.VirtualMachine,
 	capacity int64, linked bool, snapshot string) {
-	fig := &figures{capacity: capacity, linked: linked, snapshot: snapshot, ds: s.datastoreOf(clone)}
+	fig := &figures{capacity: capacity, linked: linked, snapshot: snapshot, ds: s.datastoreOf(clone),
+		tick: time.Now()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if srcFig := s.figs[src]; srcFig != nil {
@@ -99,6 +120,36 @@ func (s *storageFigures) datastoreOf(vm *simulator.VirtualMachine) types.Managed
 	return types.ManagedObjectReference{}
 }
 
+// growing says whether powered-on clones grow (reads then re-impose the figures first).
+func (s *storageFigures) growing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.growth > 0
+}
+
+// setGrowth changes delta_growth_gb_per_min; the growth so far is counted at the old rate.
+func (s *storageFigures) setGrowth(gbPerMin float64) {
+	s.apply()
+	s.mu.Lock()
+	s.growth = gbBytes(gbPerMin)
+	s.mu.Unlock()
+}
+
+// grow adds to a clone's disk what it grew since the last tick, if it was on all that time
+// (a power-on or power-off re-imposes the figures, so each interval is either on or off).
+func (s *storageFigures) grow(vm *simulator.VirtualMachine, fig *figures, now time.Time) {
+	if fig.isParent {
+		return
+	}
+	if fig.on && s.growth > 0 && !fig.tick.IsZero() {
+		fig.grown += int64(float64(s.growth) * now.Sub(fig.tick).Minutes())
+	}
+	simulator.Map.WithLock(vm, func() {
+		fig.on = vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn
+	})
+	fig.tick = now
+}
+
 // apply re-imposes the storage figures of every VM and the datastores' free space.
 func (s *storageFigures) apply() {
 	s.mu.Lock()
@@ -111,6 +162,7 @@ func (s *storageFigures) apply() {
 			delete(s.figs, ref)
 			continue
 		}
+		s.grow(vm, fig, now)
 		if !fig.isParent {
 			used[fig.ds] += fig.committed()
 		}

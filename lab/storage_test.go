@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/types"
@@ -74,5 +75,78 @@ func TestStorageFigures(t *testing.T) {
 	}
 	if got := tl.datastoreFree(c); got != free {
 		t.Fatalf("free space after destroying the clones: %d, want it back at %d", got, free)
+	}
+}
+
+// A clone's disk grows while it is powered on (delta_growth_gb_per_min), never while it is off,
+// never beyond its capacity; the datastore's free space goes down with it; the control API sets
+// and shows the rate.
+func TestDeltaGrowsWhilePoweredOn(t *testing.T) {
+	tl := startLab(t, func(s *Spec) { s.DeltaGrowthGBPerMin = 60 }) // 1 GB a second
+	c := tl.connect()
+	parent := tl.parent(c, "Capture") // disk 11, delta 0.13 GB
+	snap := tl.snapshot(parent)
+	delta, disk := gbBytes(0.13), gbBytes(11)
+	on := tl.mustClone(parent, "on", tl.cloneSpec(&snap, linkedMove))
+	off := tl.mustClone(parent, "off", tl.cloneSpec(&snap, linkedMove))
+	committed := func(vm *object.VirtualMachine) int64 {
+		return tl.props(vm, "summary.storage").Summary.Storage.Committed
+	}
+	ctx := context.Background()
+	task, err := on.PowerOn(ctx)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatalf("power on: %v", err)
+	}
+	free := tl.datastoreFree(c)
+	time.Sleep(300 * time.Millisecond)
+	grown := committed(on)
+	if grown < delta+gbBytes(0.25) || grown > delta+gbBytes(3) {
+		t.Fatalf("after 0.3 s on at 1 GB/s: committed %d, want about %d", grown, delta+gbBytes(0.3))
+	}
+	if got := committed(off); got != delta {
+		t.Fatalf("a powered-off clone grew: committed %d, want %d", got, delta)
+	}
+	if got := tl.datastoreFree(c); got >= free {
+		t.Fatalf("free space did not go down as the clone grew: %d, was %d", got, free)
+	}
+	if got := tl.vms()["on"].Committed; got < grown {
+		t.Fatalf("/lab/vms committed %d, below the %d read before", got, grown)
+	}
+
+	task, err = on.PowerOff(ctx)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatalf("power off: %v", err)
+	}
+	stopped := committed(on)
+	time.Sleep(200 * time.Millisecond)
+	if got := committed(on); got != stopped {
+		t.Fatalf("a clone grew while off: %d, was %d", got, stopped)
+	}
+
+	// The control API: the rate as set; 0 stops growth; the disk stops at its capacity.
+	var view configView
+	tl.mustCall("POST", "/lab/config", map[string]interface{}{"delta_growth_gb_per_min": 6000}, &view)
+	if view.DeltaGrowthGBPerMin != 6000 {
+		t.Fatalf("config shows delta_growth_gb_per_min %v", view.DeltaGrowthGBPerMin)
+	}
+	task, err = on.PowerOn(ctx)
+	if err == nil {
+		err = task.Wait(ctx)
+	}
+	if err != nil {
+		t.Fatalf("power on again: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // 20 GB at 100 GB/s: more than the disk holds
+	if got := committed(on); got != disk {
+		t.Fatalf("committed %d beyond or below the disk's capacity %d", got, disk)
+	}
+	if code := tl.call("POST", "/lab/config", map[string]interface{}{"delta_growth_gb_per_min": -1}, nil); code != 400 {
+		t.Fatalf("a negative growth rate: status %d, want 400", code)
 	}
 }

@@ -50,6 +50,9 @@ type addVMRequest struct {
 }
 
 func (l *Lab) listVMs(none) ([]vmEntry, error) {
+	if l.store.growing() { // committed as of now
+		l.store.apply()
+	}
 	fields := customFieldNames()
 	out := []vmEntry{}
 	for _, e := range simulator.Map.All("VirtualMachine") {

@@ -10,6 +10,9 @@ the adapter hands out. Nothing is mocked.
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from bot.domain.models import CloneState
 from bot.domain.placement import drs_prefix
 from bot.domain.provenance import read_provenance
 from bot.domain.savings import GIB
+from bot.services.check import Checker
 from tests.helpers import (
     LAB_TYPES,
     MakeApp,
@@ -219,7 +223,7 @@ def test_host_limit_confines_a_parents_clones_to_a_drs_host_group(
 
     # status shows the spread.
     [status] = app.service.status("big")
-    assert status.hosts_by_parent == {"Capture": 8}
+    assert status.hosts_by_parent == {"Capture": tuple(sorted(hosts_used))}
 
     # A second deployment keeps the host group and adds its clones to the VM group.
     second = deploy(app, "deploy capture 4 as big-two")
@@ -234,6 +238,63 @@ def test_host_limit_confines_a_parents_clones_to_a_drs_host_group(
     config = drs_config(app, "Training-Large")
     assert [r.name for r in config.rule].count(f"{prefix}-must-run") == 1
     assert [g.name for g in config.group].count(f"{prefix}-vms") == 1
+
+
+LARGE = {"resource_pool": "Training-Large"}
+PARENT_OF = {"capture": "Capture", "packaging": "Packaging", "verification": "Verification"}
+
+
+def host_groups(app: App) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Each parent's DRS host group in Training-Large (host names), and host moref -> name."""
+    cluster, hosts = app.vcenter.cluster_hosts("Training-Large")
+    name_of = {h.moref: h.name for h in hosts}
+    groups = {
+        parent: {name_of[m] for m in app.vcenter.drs_confinement(cluster, drs_prefix(parent))[1]}
+        for parent in PARENT_OF.values()
+    }
+    return groups, name_of
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one-by-one", "in-one-deployment"])
+def test_the_host_groups_of_several_parents_spread_over_the_whole_cluster(
+    make_lab: MakeLab, make_app: MakeApp, together: bool
+) -> None:
+    # 12 hosts, 3 parents, at most 8 hosts per base disk: the three groups use all 12 hosts
+    # (they were the same 8, by name, before), none more than 8, and each clone runs on its
+    # parent's group. Deployed one type at a time, or all in one deployment.
+    lab = large_lab(make_lab)
+    app = make_app(
+        lab, types=types_with(capture=LARGE, packaging=LARGE, verification=LARGE),
+        max_hosts_per_base_disk=8,
+    )  # fmt: skip
+    if together:
+        deploy(app, "deploy capture 4 packaging 4 verification 4 as all")
+    else:
+        for t in PARENT_OF:
+            deploy(app, f"deploy {t} 4 as {t}-env")
+
+    groups, name_of = host_groups(app)
+    assert all(len(g) == 8 for g in groups.values()), groups
+    assert set().union(*groups.values()) == set(name_of.values())  # all 12 hosts
+    for vm in clones_of(lab).values():
+        assert vm["host"] in groups[vm["parent"]], vm["name"]
+
+    # A parent with clones keeps its group: another deployment of it stays on the same hosts.
+    deploy(app, "deploy capture 6 as more")
+    again, _ = host_groups(app)
+    assert again == groups
+    capture_hosts = {vm["host"] for vm in clones_of(lab).values() if vm["parent"] == "Capture"}
+    assert capture_hosts <= groups["Capture"]
+
+    # `check` and `status ENV` name the hosts each parent uses.
+    report = Checker(app.service).run()
+    found = {f.subject: f.text for f in report.findings}
+    for t, parent in PARENT_OF.items():
+        listed = ", ".join(sorted(groups[parent]))
+        assert f"clones of {parent} go to a DRS host group of 8: {listed}." in found[f"{t} hosts"]
+    [status] = app.service.status("more")
+    assert set(status.hosts_by_parent["Capture"]) <= groups["Capture"]
+    assert len(status.hosts_by_parent["Capture"]) == 6
 
 
 def test_small_cluster_needs_no_confinement(make_lab: MakeLab, make_app: MakeApp) -> None:
@@ -464,17 +525,64 @@ def test_plan_shows_estimates_and_free_space(lab: LabProcess, make_app: MakeApp)
     assert vms(lab) == before  # plan creates nothing
 
 
-def test_plan_uses_the_configured_delta_then_what_clones_measured(
-    lab: LabProcess, make_app: MakeApp
+def age_clones(app: App, environment: str, days: float) -> None:
+    """The environment's clones made `days` ago (a course that ran): their creation time moved
+    back in the SQLite file, as if the bot had made them then."""
+    with sqlite3.connect(app.settings.database) as db:
+        for clone_id, created in db.execute(
+            "SELECT id, created_at FROM clones WHERE environment = ?", (environment,)
+        ).fetchall():
+            earlier = datetime.fromisoformat(created) - timedelta(days=days)
+            db.execute(
+                "UPDATE clones SET created_at = ? WHERE id = ?",
+                (earlier.isoformat(timespec="microseconds"), clone_id),
+            )
+
+
+def test_plan_and_check_estimate_the_delta_from_how_far_clones_grew(
+    make_lab: MakeLab, make_app: MakeApp
 ) -> None:
+    # The lab's clones grow 1 GB a second while on. A just-made delta (0.13 GB) never sets the
+    # estimate (it once said "room for about 22352413932 clones of 0.00 GB"); the sizes that
+    # status, inventory and strip back read are recorded, and once the course's clones have
+    # lived a day, plan and check estimate from the 95th percentile of their peaks.
+    lab = make_lab({"delta_growth_gb_per_min": 60})
     app = make_app(lab, types=types_with(capture={"delta_estimate_gb": 0.5}))
-    # No clone yet: the type's delta_estimate_gb.
-    assert plan(app, "plan capture 25").estimate.linked_bytes == pytest.approx(
-        3.34 * GIB + 25 * 0.5 * GIB, abs=25
+    deploy(app, "deploy capture 3 as nov and power on")
+    app.service.status("nov")  # sizes read and recorded, but the clones are young
+    before = plan(app, "plan capture 25")
+    assert before.estimate.linked_bytes == pytest.approx(3.34 * GIB + 25 * 0.5 * GIB, abs=25)
+    assert before.deltas["capture"].source == "configured 0.50 GB: no clone has lived a day yet"
+
+    age_clones(app, "nov", days=1)  # the course ran a day
+    time.sleep(0.5)
+    app.service.status("nov")
+    peaks = {c.name: c.peak_bytes or 0 for c in app.repo.clones(environment="nov")}
+    assert all(p > 0.6 * GIB for p in peaks.values()), peaks  # 0.13 GB when made
+    est = plan(app, "plan capture 25").deltas["capture"]
+    assert est.bytes == max(peaks.values())  # 95th percentile of 3: the largest
+    assert est.source == (
+        f"from 3 clones of nov that lived a day or more, 95th percentile {est.bytes / GIB:.2f} GB"
     )
-    deploy(app, "deploy capture 2 as measured")
-    # Clones exist: their measured delta (the lab's 0.13 GB) wins: the origin's 6.59 GB.
-    assert plan(app, "plan capture 25").estimate.linked_gb == 6.59
+    result = plan(app, "plan capture 25")
+    assert result.estimate.linked_bytes == pytest.approx(3.34 * GIB + 25 * est.bytes, abs=25)
+    assert result.needs[0].needed_bytes == 25 * est.bytes
+
+    report = Checker(app.service).run()
+    [capacity] = [f for f in report.findings if f.subject == "capture capacity"]
+    assert f"clones of {est.bytes / GIB:.2f} GB (from 3 clones of nov that lived" in capacity.text
+
+    # The strip back reads each clone's size before destroying it: the last, largest peaks.
+    time.sleep(0.3)
+    app.service.teardown("nov", actor="trainer")
+    final = {c.name: c.peak_bytes or 0 for c in app.repo.clones(environment="nov")}
+    assert all(final[n] > peaks[n] for n in peaks), (peaks, final)
+    assert plan(app, "plan capture 1").deltas["capture"].bytes == max(final.values())
+
+    # A new course's clones, young, do not lower it; nor does an inventory of them.
+    deploy(app, "deploy capture 2 as dec")
+    app.admin.inventory("dec")
+    assert plan(app, "plan capture 1").deltas["capture"].bytes == max(final.values())
 
 
 def test_capacity_guard_counts_swap_when_powering_on(make_lab: MakeLab, make_app: MakeApp) -> None:
@@ -736,3 +844,21 @@ def test_refresh_stops_a_type_at_its_first_full_copy(lab: LabProcess, make_app: 
     run = app.repo.get_run(result.run_id)
     assert "capture stopped at its first full copy" in run.message
     assert "3 capture clones not refreshed" in run.message
+
+
+def test_refresh_makes_one_stray_full_copy_again_as_linked(
+    lab: LabProcess, make_app: MakeApp
+) -> None:
+    # After the first clone re-created proved linked, one full copy is removed and made again.
+    app = make_app(lab, concurrency=1)
+    deploy(app, "deploy capture 4 as cohort")
+    lab.control.reset()
+    lab.control.configure(faults={"full_copy_nth": [2]})
+
+    result = app.admin.refresh(grammar.Refresh("cohort"), actor="trainer")
+
+    assert len(result.refreshed) == 4 and result.failed == [] and result.skipped == []
+    assert lab.control.stats()["clone_calls"] == 5
+    assert all(vm["linked"] for vm in clones_of(lab).values()) and len(clones_of(lab)) == 4
+    run = app.repo.get_run(result.run_id)
+    assert "came out as a full copy, was removed and made again as a linked clone" in run.message

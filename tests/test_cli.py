@@ -22,9 +22,12 @@ import pytest
 from bot.adapters.lab import LabProcess
 from bot.cli import main as cli
 from bot.cli import options
+from bot.domain.models import CloneState
 from bot.domain.provenance import read_provenance
-from tests.helpers import LAB_TYPES, PASSWORD_ENV
+from storage import Repository
+from tests.helpers import LAB_TYPES, PASSWORD_ENV, set_state
 from tests.terminal import Terminal, assert_clean_failure
+from tests.vsphere import Admin
 
 pytestmark = pytest.mark.lab
 
@@ -151,6 +154,89 @@ def test_deploy_more_and_partial_runs_exit_codes(lab: LabProcess, term: Terminal
     [env] = status["environments"]
     states = sorted(c["state"] for c in env["clones"])
     assert states == ["failed"] + ["ready"] * 4
+
+
+def test_an_environment_of_failed_records_is_listed_and_cleared(
+    lab: LabProcess, term: Terminal
+) -> None:
+    # Every clone of a deployment failed: the environment holds failed records only. `status`
+    # lists it with its failures (it was hidden: "No environments"), and `teardown` clears the
+    # records, whose VMs never came to be, saying so, exit 0 (it was "no clones", exit 1).
+    term.configure(lab)
+    lab.control.configure(faults={"fail_nth": [1, 2], "fault": "InvalidArgument"})
+    lab.control.reset()
+    assert term("deploy", "capture", "2", "as", "broken").code == options.EXIT_ERROR
+    before = lab_state(lab)
+
+    listed = term("status")
+    assert listed.code == 0, listed.err
+    assert "broken: 0 live clones, 2 failed, owner trainer" in listed.out
+    assert "failed: TRN-CAP-001: " in listed.out and "InvalidArgument" in listed.out
+    assert "clones teardown broken clears failed records" in listed.out
+    [env] = term("status", "--json").json["environments"]
+    assert env["name"] == "broken" and env["counts"] == {"capture": {"failed": 2}}
+    assert [f["name"] for f in env["failures"]] == ["TRN-CAP-001", "TRN-CAP-002"]
+
+    cleared = term("teardown", "broken", "--yes")
+    assert cleared.code == 0, cleared.out + cleared.err
+    assert "2 failed records cleared, no VM in vCenter: TRN-CAP-001, TRN-CAP-002" in cleared.out
+    assert "Traceback" not in cleared.out + cleared.err
+    assert lab_state(lab) == before  # nothing in vCenter touched
+    assert {c.state.value for c in term.clones("broken").values()} == {"destroyed"}
+    assert "No environments" in term("status").out
+    again = term("teardown", "broken", "--yes")
+    assert_clean_failure(again, "no clones to strip back and no failed records")
+
+
+def test_a_strip_back_destroys_a_vm_left_of_a_failed_record_only_when_it_is_ours(
+    lab: LabProcess, term: Terminal
+) -> None:
+    # Records that say missing, though their VMs are there (vCenter had lost them for a while):
+    # the strip back destroys such a VM through its normal path, when it proves to be the
+    # bot's, and leaves one relabelled by someone else alone.
+    term.configure(lab)
+    assert term("deploy", "capture", "3", "as", "cohort").code == 0
+    records = term.clones("cohort")
+    with Repository(term.database) as repo:
+        for name in ("TRN-CAP-001", "TRN-CAP-002"):
+            set_state(repo, records[name].id, CloneState.MISSING, error="was gone")
+    admin = Admin(lab)
+    try:
+        admin.relabel(records["TRN-CAP-002"].moref or "", "Environment", "elsewhere")
+    finally:
+        admin.close()
+
+    stripped = term("teardown", "cohort", "--yes", "--json")
+    assert stripped.code == options.EXIT_PARTIAL, stripped.out + stripped.err
+    body = stripped.json
+    assert sorted(body["destroyed"]) == ["TRN-CAP-001", "TRN-CAP-003"]
+    assert [f["name"] for f in body["skipped"]] == ["TRN-CAP-002"]
+    assert body["cleared"] == []
+    left = {vm["name"] for vm in lab.control.vms() if vm["folder"] == "Training"}
+    assert left == {"TRN-CAP-002"}
+
+
+def test_status_shows_no_power_state_for_a_missing_or_failed_clone(
+    lab: LabProcess, term: Terminal
+) -> None:
+    term.configure(lab)
+    assert term("deploy", "capture", "2", "as", "cohort", "and", "power", "on").code == 0
+    records = term.clones("cohort")
+    admin = Admin(lab)
+    try:
+        admin.destroy(records["TRN-CAP-002"].moref or "")
+    finally:
+        admin.close()
+    assert term("resume").code == 0  # records it missing (its power state was "on")
+    assert term.clones("cohort")["TRN-CAP-002"].state is CloneState.MISSING
+
+    shown = term("status", "cohort")
+    lines = {line.split()[0]: line.split() for line in shown.out.splitlines() if "TRN-" in line}
+    assert lines["TRN-CAP-001"][2:4] == ["ready", "on"]
+    assert lines["TRN-CAP-002"][2] == "missing" and "on" not in lines["TRN-CAP-002"]
+    [env] = term("status", "cohort", "--json").json["environments"]
+    power = {c["name"]: c["power_state"] for c in env["clones"]}
+    assert power == {"TRN-CAP-001": "poweredOn", "TRN-CAP-002": None}
 
 
 def test_teardown_needs_confirmation_off_a_terminal(lab: LabProcess, term: Terminal) -> None:

@@ -130,7 +130,8 @@ def test_host_limit_from_the_terminal(make_lab: MakeLab, term: Terminal, tmp_pat
     assert len({vm["host"] for vm in clones.values()}) == 8
 
     status = ok(term("status", "big"))
-    assert "Capture: clones on 8 host(s) (limit 8 per base disk)" in status.out
+    names = ", ".join(sorted({vm["host"] for vm in clones.values()}))
+    assert f"Capture: clones on 8 hosts (limit 8 per base disk): {names}" in status.out
     [env] = ok(term("status", "big", "--json")).json["environments"]
     hosts = {c["host"] for c in env["clones"]}
     assert len(hosts) == 8

@@ -3,8 +3,12 @@
 Hypothesis drives random sequences of what happens to a real estate: deployments (into reused
 environment names too), strip backs, refreshes, power changes, trainees assigned and one
 trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
-any of them SIGKILLed at a random moment or cut off by vCenter going dark; sessions expired under
-them; `resume` and the Slack bot's start-up recovery; and someone at the vSphere Client
+any of them SIGKILLed at a random moment, stopped with Ctrl-C (once, or twice: at once) or SIGTERM,
+or cut off by vCenter going dark; sessions expired under them (with NotAuthenticated faults, or
+the way VMware's simulator answers: HTTP 200 with every object in missingSet); `resume` and the
+Slack bot's start-up recovery (its session expired before it starts, too); a long-lived bot's
+status and strip back after its session ended; the bot's account losing its rights on some
+clones (NoPermission per VM) and getting them back; and someone at the vSphere Client
 destroying, renaming, powering or relabelling clones behind the bot's back.
 
 After every step (once the lab has finished any work a killed process had asked for) it checks:
@@ -18,6 +22,12 @@ After every step (once the lab has finished any work a killed process had asked 
 - an assignment holds one clone and a trainee one clone per environment, and none outlives its
   clone's destruction; a rebuild that finished left the VM under the same name, linked, new;
 - every exit code is one of the documented ones, and no traceback reaches the terminal;
+- nothing unseen is recorded gone: no record is destroyed or missing while its VM exists, and a
+  long-lived bot's status never calls an existing clone missing;
+- a command stopped by Ctrl-C or SIGTERM exits 130 and leaves no run `running` (interrupted:
+  resumable, the environment not busy); stopped once, what vCenter was doing finished and is
+  recorded (no clone of its run mid-way, every VM it made recorded ready, every VM it removed
+  recorded destroyed);
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
   UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
   unfinished, no clone is left mid-way;
@@ -37,6 +47,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -57,12 +68,13 @@ from hypothesis.stateful import (
 from slack_sdk import WebClient
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
-from bot.bootstrap import build
+from bot.bootstrap import App, build
+from bot.domain.errors import ClonesError
 from bot.domain.models import CloneState, RunKind, RunState
 from bot.domain.provenance import named_by, read_provenance
 from handlers.app import SlackTokens, create_bot
 from storage import Repository
-from tests.faults import Clones, record
+from tests.faults import Clones, interrupt, record
 from tests.helpers import LAB_TYPES, lab_settings
 from tests.slack.fake_api import FakeSlack
 from tests.vsphere import Admin
@@ -71,7 +83,13 @@ pytestmark = pytest.mark.lab
 
 ENVIRONMENTS = ("a", "b")
 TYPES = ("capture", "packaging")
-EXIT_CODES = {0, 1, 2, 3}
+EXIT_CODES = {0, 1, 2, 3, 130}
+# Stopping a command as a terminal does: (signal, a second one once it says it is stopping).
+STOPS = {
+    "ctrl-c": (signal.SIGINT, False),
+    "ctrl-c twice": (signal.SIGINT, True),
+    "sigterm": (signal.SIGTERM, False),
+}
 DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault strikes
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
@@ -88,15 +106,18 @@ STEP_FAULTS = ("refuse-label", "session-lost", "outage")
 
 
 class TrustModel(RuleBasedStateMachine):
+    postgres: Any = None  # the session's PostgreSQL server when run on that backend
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="clones-model-"))
+        self.url = self.postgres.new_database() if self.postgres is not None else None
         spec = deep_merge(
             json.loads(DEFAULT_SPEC.read_text(encoding="utf-8")),
             {"clone_latency_ms": 60, "destroy_latency_ms": 60},
         )
         self.lab = LabProcess.start(spec)
-        self.clones = Clones(self.tmp, self.lab, concurrency=3, retries=1)
+        self.clones = Clones(self.tmp, self.lab, database=self.url, concurrency=3, retries=1)
         self.admin = Admin(self.lab)
         # Decoys: a VM named like a clone in another folder, and one forging ManagedBy.
         self.lab.control.add_vm("TRN-CAP-002", folder="Parents", parent_like="Capture")
@@ -125,14 +146,20 @@ class TrustModel(RuleBasedStateMachine):
         self.steps: Counter[str] = Counter()
         self.nth = 1  # which call a step fault (STEP_FAULTS) strikes
         self.database_lost = False
+        self.hidden: set[str] = set()  # names of VMs the bot's account may not see now
+        self.long_lived: App | None = None  # a bot's services, kept between steps
 
     def teardown(self) -> None:
         try:
             record("model sequence", steps=sum(self.steps.values()), **self.steps)
         finally:
+            if self.long_lived is not None:
+                self.long_lived.close()
             self.admin.close()
             self.lab.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.url is not None:
+                self.postgres.drop_database(self.url)
 
     # ----------------------------------------------------------------- what exists
     def vms(self) -> dict[str, dict[str, Any]]:
@@ -144,22 +171,26 @@ class TrustModel(RuleBasedStateMachine):
         }
 
     def rows(self) -> list[Any]:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return []
         with Repository(self.clones.database) as repo:
             return repo.clones()
 
-    def owned_by(self, environment: str) -> set[str]:
-        """Instance UUIDs of the environment's live records: what a strip back or refresh of it
-        starting now may act on (less what was relabelled behind the bot's back)."""
+    def owned_by(self, environment: str, *, failed: bool = False) -> set[str]:
+        """Instance UUIDs of the environment's live records (and, with `failed`, its failed or
+        missing ones, which a strip back clears): what a strip back or refresh of it starting
+        now may act on (less what was relabelled behind the bot's back)."""
+        states = (CloneState.FAILED, CloneState.MISSING) if failed else ()
         return {
             c.instance_uuid
             for c in self.rows()
-            if c.environment == environment and c.state.live and c.instance_uuid
+            if c.environment == environment
+            and (c.state.live or c.state in states)
+            and c.instance_uuid
         } - self.relabelled
 
     def run_count(self) -> int:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return 0
         try:
             with Repository(self.clones.database) as repo:
@@ -178,9 +209,11 @@ class TrustModel(RuleBasedStateMachine):
         return done.returncode
 
     def run_with_fault(self, fault: str, delay: float, *words: str) -> int | None:
-        """Start a command and strike it `delay` s in: SIGKILL it, make vCenter unreachable
-        for a while, or expire every session. Returns its exit code (None when killed)."""
+        """Start a command and strike it `delay` s in: SIGKILL it, stop it (Ctrl-C, twice, or
+        SIGTERM), make vCenter unreachable for a while, or expire every session. Returns its
+        exit code (None when killed)."""
         runs_before = self.run_count()
+        vms_before = set(self.vms())
         proc = self.clones.start(*words)
         # Strike `delay` s after the command's run has started (or once it has ended).
         deadline = time.monotonic() + 30
@@ -194,11 +227,18 @@ class TrustModel(RuleBasedStateMachine):
             proc.kill()
             proc.communicate(timeout=60)
             code = None
+        elif fault in STOPS:
+            sig, twice = STOPS[fault]
+            stopped = interrupt(proc, sig, twice=twice, timeout=180)
+            code = stopped.code
+            self._check_output(code, stopped.out, stopped.err, words)
+            self.lab.control.wait_idle()
+            self.assert_stopped_cleanly(code, runs_before, vms_before, once=not twice)
         else:
             if fault == "pause":
                 self.lab.control.pause(0.8)
             else:
-                self.lab.control.expire_sessions()
+                self.expire(upstream=fault == "expire-upstream")
             out, err = proc.communicate(timeout=180)
             code = proc.returncode
             self._check_output(code, out, err, words)
@@ -230,13 +270,46 @@ class TrustModel(RuleBasedStateMachine):
             control.pause(0)
             control.wait_idle()
 
+    def expire(self, *, upstream: bool) -> None:
+        """End every session: the next calls get NotAuthenticated faults, or (`upstream`) reads
+        are answered as VMware's simulator answers them, HTTP 200 with every object faulted."""
+        self.lab.control.configure(expired_session_reads="missing_set" if upstream else "fault")
+        self.lab.control.expire_sessions()
+
+    def assert_stopped_cleanly(
+        self, code: int, runs_before: int, vms_before: set[str], *, once: bool
+    ) -> None:
+        """A command stopped by Ctrl-C or SIGTERM: no run left `running`; stopped once, its
+        runs' clones are not mid-way and their records match vCenter (nothing unrecorded made
+        or destroyed)."""
+        if code != 130:
+            return  # it had ended before the signal came
+        with Repository(self.clones.database) as repo:
+            runs = sorted(repo.runs(limit=100_000), key=lambda r: r.id)[runs_before:]
+            assert not [r.id for r in runs if r.state is RunState.RUNNING], "left running"
+            if not once:
+                return
+            vms = self.vms()
+            for run in runs:
+                for c in repo.clones(run_id=run.id):
+                    mid_way = (CloneState.CLONING, CloneState.DESTROYING)
+                    assert c.state not in mid_way, f"{c.name} left {c.state}"
+                    if c.state is CloneState.READY and c.instance_uuid not in self.behind_destroyed:
+                        assert c.instance_uuid in vms, f"{c.name} recorded ready, not in vCenter"
+            recorded = {c.instance_uuid for c in repo.clones() if c.state.live}
+        made = [vm for vm in self.ours() if vm["instance_uuid"] not in vms_before]
+        unrecorded = [vm["name"] for vm in made if vm["instance_uuid"] not in recorded]
+        assert not unrecorded, f"VMs made without a live record after Ctrl-C: {unrecorded}"
+
     def _check_output(self, code: int, out: str, err: str, words: tuple[str, ...]) -> None:
         assert code in EXIT_CODES, (words, code, out, err)
         assert "Traceback" not in out + err, (words, out, err)
         assert "internal error" not in out + err, (words, out, err)
 
     def removable(self, kind: str, environment: str) -> set[str]:
-        return self.owned_by(environment) if kind in ("teardown", "refresh") else set()
+        if kind == "teardown":
+            return self.owned_by(environment, failed=True)
+        return self.owned_by(environment) if kind == "refresh" else set()
 
     def act(
         self,
@@ -279,7 +352,19 @@ class TrustModel(RuleBasedStateMachine):
         environment=st.sampled_from(ENVIRONMENTS),
         kind=st.sampled_from(TYPES),
         count=st.integers(1, 4),
-        fault=st.sampled_from(["none", "none", "none", "kill", "pause", "expire", *STEP_FAULTS]),
+        fault=st.sampled_from(
+            [
+                "none",
+                "none",
+                "none",
+                "kill",
+                "pause",
+                "expire",
+                "expire-upstream",
+                *STOPS,
+                *STEP_FAULTS,
+            ]
+        ),
         delay=st.sampled_from(DELAYS),
         power_on=st.sampled_from([False, False, True]),
         nth=st.integers(1, 6),
@@ -304,8 +389,29 @@ class TrustModel(RuleBasedStateMachine):
         """A deployment (perhaps "and power on"); one that ran powers on what it made."""
         words += ("and", "power", "on") if power_on else ()
         code = self.act("deploy", environment, words, fault, delay)
-        if code in (0, None):  # it ran (to the end, or until killed): a new run's clones
+        if code in (0, None, 130):  # it ran (to the end, or until killed or stopped): new clones
             self.bot_powered.discard(environment)
+
+    @rule(
+        environment=st.sampled_from(ENVIRONMENTS),
+        copies=st.sampled_from([[2], [2, 3]]),
+        fault=st.sampled_from(["none", "kill", "kill"]),
+        delay=st.sampled_from(DELAYS),
+    )
+    def deploy_with_stray_full_copies(
+        self, environment: str, copies: list[int], fault: str, delay: float
+    ) -> None:
+        """A deployment whose second (and third) clone calls come out as full copies: the
+        first is removed and made again as a linked clone, a second stops the type (perhaps
+        killed mid-way, while one is being made again)."""
+        made = self.lab.control.stats()["clone_calls"]  # counted, like the ordinals, since reset
+        self.lab.control.configure(faults={"full_copy_nth": [made + n for n in copies]})
+        try:
+            self.deploy_words(environment, ("deploy", "capture", "4", "as", environment),
+                              fault, delay, False)  # fmt: skip
+        finally:
+            self.lab.control.configure(faults={"full_copy_nth": []})
+        self.steps[f"full copies {len(copies)}"] += 1
 
     @precondition(lambda self: bool(self.stripped))
     @rule(
@@ -326,7 +432,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
-        fault=st.sampled_from(["none", "kill", "kill", "pause"]),
+        fault=st.sampled_from(["none", "kill", "kill", "pause", "expire-upstream", *STOPS]),
         delay=st.sampled_from(DELAYS),
     )
     def strip_back(self, environment: str, fault: str, delay: float) -> None:
@@ -336,7 +442,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
-        fault=st.sampled_from(["none", "kill"]),
+        fault=st.sampled_from(["none", "kill", "ctrl-c", "ctrl-c twice"]),
         delay=st.sampled_from(DELAYS),
     )
     def refresh(self, environment: str, fault: str, delay: float) -> None:
@@ -349,7 +455,7 @@ class TrustModel(RuleBasedStateMachine):
 
     # ----------------------------------------------------------------- rules: trainees
     def assignments(self) -> list[Any]:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return []
         with Repository(self.clones.database) as repo:
             return repo.assignments()
@@ -364,7 +470,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         pick=st.integers(0, 100),
-        fault=st.sampled_from(["none", "kill", "kill"]),
+        fault=st.sampled_from(["none", "kill", "kill", "ctrl-c"]),
         delay=st.sampled_from(DELAYS),
     )
     def rebuild(self, pick: int, fault: str, delay: float) -> None:
@@ -400,7 +506,7 @@ class TrustModel(RuleBasedStateMachine):
         more of each sequence for the steps that matter.)"""
         if self.unreconciled:
             return True
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return False
         with Repository(self.clones.database) as repo:
             return bool(repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED]))
@@ -416,14 +522,15 @@ class TrustModel(RuleBasedStateMachine):
         self.steps["resume"] += 1
         self.assert_vanished_only(before, self.vms(), allowed)
         self.assert_resumed_deploys_powered_on(runs_before)
-        if code in (0, 3):
+        if code in (0, 3) and not self.hidden:  # with VMs it cannot see, it cannot finish
             self.pending.clear()
             self.unreconciled = False
             self.assert_records_match_vcenter()
 
-    @rule()
-    def start_the_bot(self) -> None:
-        """The Slack bot starting on the same database: start-up recovery, run to the end."""
+    @rule(expired=st.sampled_from([False, False, True]))
+    def start_the_bot(self, expired: bool) -> None:
+        """The Slack bot starting on the same database: start-up recovery, run to the end
+        (`expired`: its session, opened first, ended the simulator's way before it starts)."""
         if not self.needs_recovery():  # see UNSEEN_STATE
             return
         before = self.vms()
@@ -431,6 +538,9 @@ class TrustModel(RuleBasedStateMachine):
         runs_before = self.run_count()
         fake = FakeSlack().start()
         core = build(lab_settings(self.lab, self.clones.database), start_lab=False)
+        if expired:
+            core.vcenter.connect()
+            self.expire(upstream=True)
         try:
             client = WebClient(token="xoxb-test", base_url=fake.api_url)
             bot = create_bot(core, SlackTokens("xoxb-test", "s" * 32, "", 0), client=client)
@@ -445,7 +555,7 @@ class TrustModel(RuleBasedStateMachine):
         self.assert_resumed_deploys_powered_on(runs_before)
         with Repository(self.clones.database) as repo:
             unfinished = repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED])
-        if not unfinished:
+        if not unfinished and not self.hidden:
             self.pending.clear()
             self.unreconciled = False
             self.assert_records_match_vcenter()
@@ -453,30 +563,53 @@ class TrustModel(RuleBasedStateMachine):
     @precondition(lambda self: not self.database_lost)  # once a sequence: it resets the rest
     @rule()
     def lose_the_database(self) -> None:
-        """The SQLite file is lost (deleted; a backup from before any deployment restored).
-        `orphans` knows the bot's clones by their Notes; `orphans adopt` records those a type
-        still names again, `orphans remove` removes the rest (renamed ones); nothing else."""
-        if not self.clones.database.exists():  # see UNSEEN_STATE
+        """The database is lost (the SQLite file deleted, the PostgreSQL schema dropped; a
+        backup from before any deployment restored). `orphans` knows the bot's clones by their
+        Notes; `orphans adopt` records those a type still names again, `orphans remove` removes
+        the rest (renamed ones); nothing else. A clone the bot may not see is neither listed
+        nor touched until its rights come back."""
+        if not self.clones.has_database():  # see UNSEEN_STATE
             return
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.clones.database}{suffix}").unlink(missing_ok=True)
+        if self.long_lived is not None:  # its connection is to the database that is lost
+            self.long_lived.close()
+            self.long_lived = None
+        if self.url is None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.clones.database}{suffix}").unlink(missing_ok=True)
+        else:
+            self.postgres.empty_database(self.url)
         before = self.vms()
         ours = {u: vm for u, vm in before.items() if self.provenance_ours(vm)}
-        listed = self.clones.run("orphans", timeout=180)
-        self._check_output(listed.returncode, listed.stdout, listed.stderr, ("orphans",))
-        for vm in ours.values():
-            line = next(x for x in listed.stdout.splitlines() if f"({vm['moref']})" in x)
-            assert ": made by this bot" in line, line
-        self.act("orphans", "", ("orphans", "adopt", "--yes"), "none", 0.0, set())
-        unnamed = {u for u, vm in ours.items() if not self.named_by_a_type(vm["name"])}
-        self.act("orphans", "", ("orphans", "remove", "--yes"), "none", 0.0, unnamed)
-        assert set(before) - set(self.vms()) == unnamed
+        self.take_orphans_back(ours, before)
+        if self.hidden:  # its rights back: what it could not see is taken back now
+            self.lab.control.configure(no_permission_vms=None)
+            self.hidden = set()
+            before = self.vms()
+            self.take_orphans_back({u: vm for u, vm in ours.items() if u in before}, before)
         # The records are new: the model's bookkeeping by record starts again.
         self.tags.clear()
         self.pending.clear()
         self.unreconciled = False
         self.database_lost = True
         self.steps["database lost"] += 1
+
+    def take_orphans_back(self, ours: dict[str, Any], before: dict[str, Any]) -> None:
+        """`orphans` lists the bot's clones it can see as its own (and not those it cannot);
+        `orphans adopt`, then `orphans remove` those no type names (renamed)."""
+        listed = self.clones.run("orphans", timeout=180)
+        self._check_output(listed.returncode, listed.stdout, listed.stderr, ("orphans",))
+        lines = listed.stdout.splitlines()
+        seen = {u: vm for u, vm in ours.items() if vm["name"] not in self.hidden}
+        for u, vm in ours.items():
+            line = next((x for x in lines if f"({vm['moref']})" in x), None)
+            if u in seen:
+                assert line is not None and ": made by this bot" in line, (vm["name"], line)
+            else:
+                assert line is None, f"{vm['name']} is listed, yet the bot may not see it"
+        self.act("orphans", "", ("orphans", "adopt", "--yes"), "none", 0.0, set())
+        unnamed = {u for u, vm in seen.items() if not self.named_by_a_type(vm["name"])}
+        self.act("orphans", "", ("orphans", "remove", "--yes"), "none", 0.0, unnamed)
+        assert set(before) - set(self.vms()) == unnamed
 
     def provenance_ours(self, vm: dict[str, Any]) -> bool:
         return read_provenance(vm.get("notes") or "").get("ManagedBy") == "clones"
@@ -490,7 +623,11 @@ class TrustModel(RuleBasedStateMachine):
         what=st.sampled_from(["destroy", "rename", "power", "label", "tag"]),
     )
     def behind_the_bots_back(self, pick: int, what: str) -> None:
-        vms = sorted(self.ours(), key=lambda vm: vm["name"])
+        # The admin's session is refused on VMs the bot's account may not see, too (the lab
+        # refuses them to every session): they are left to the bot.
+        vms = sorted(
+            (vm for vm in self.ours() if vm["name"] not in self.hidden), key=lambda vm: vm["name"]
+        )
         if not vms:  # see UNSEEN_STATE
             return
         vm = vms[pick % len(vms)]
@@ -517,7 +654,88 @@ class TrustModel(RuleBasedStateMachine):
             self.relabelled.add(vm["instance_uuid"])
         self.steps[f"behind/{what}"] += 1
 
+    # ----------------------------------------------------------------- rules: what it cannot see
+    @rule(pick=st.integers(0, 1000), count=st.integers(0, 2))
+    def permissions(self, pick: int, count: int) -> None:
+        """The bot's account loses its rights on `count` of its clones (0: gets them back)."""
+        names = sorted({vm["name"] for vm in self.ours()})
+        chosen = {names[(pick + i) % len(names)] for i in range(count)} if names else set()
+        self.lab.control.configure(no_permission_vms=sorted(chosen) or None)
+        self.hidden = chosen
+        self.steps[f"permissions/{len(chosen)}"] += 1
+
+    def bot(self, *, expired: bool) -> App:
+        """The long-lived bot's services (built once, kept between steps), its session ended
+        the simulator's way first when `expired`."""
+        if self.long_lived is None:
+            self.long_lived = build(lab_settings(self.lab, self.clones.database), start_lab=False)
+            self.long_lived.vcenter.connect()
+        if expired:
+            self.expire(upstream=True)
+        return self.long_lived
+
+    @rule(environment=st.sampled_from(ENVIRONMENTS), expired=st.booleans())
+    def status_in_a_long_lived_bot(self, environment: str, expired: bool) -> None:
+        """A long-lived bot's status (its session perhaps ended meanwhile): an existing clone is
+        never "missing"; one it may not see is "cannot see"."""
+        app = self.bot(expired=expired)
+        try:
+            (status,) = app.service.status(environment)
+        except ClonesError:  # no such environment yet
+            return
+        self.steps[f"status/{'expired' if expired else 'live'}"] += 1
+        if not status.checked:
+            return
+        by_moref = {vm["moref"]: vm for vm in self.lab.control.vms()}
+        for c in status.clones:
+            drift = status.drift.get(c.id)
+            vm = by_moref.get(c.moref or "")
+            if vm is None or vm["instance_uuid"] != c.instance_uuid or drift is None:
+                continue
+            assert not drift.missing, f"{c.name} exists but status calls it missing"
+            if vm["name"] in self.hidden:
+                assert drift.unseen.startswith(f"cannot see VM {c.name}: NoPermission"), drift
+
+    @rule(environment=st.sampled_from(ENVIRONMENTS), expired=st.booleans())
+    def strip_back_in_a_long_lived_bot(self, environment: str, expired: bool) -> None:
+        """A strip back by a long-lived bot (its session perhaps ended meanwhile)."""
+        before = self.vms()
+        may_remove = self.removable("teardown", environment)
+        app = self.bot(expired=expired)
+        try:
+            result = app.service.teardown(environment, actor="model")
+        except ClonesError:  # nothing to strip back, or busy
+            result = None
+        self.lab.control.wait_idle()
+        self.steps[f"long-lived teardown/{'expired' if expired else 'live'}"] += 1
+        self.assert_vanished_only(before, self.vms(), may_remove)
+        self.stripped.add(environment)
+        if result is None:
+            return
+        hidden = {f.name for f in result.unseen}
+        assert hidden <= self.hidden, f"cannot see {hidden - self.hidden}, yet may see them"
+        if result.unseen or result.failed or result.skipped:
+            assert result.state is not RunState.SUCCEEDED, result
+            self.pending.setdefault(environment, set()).update(may_remove)
+
     # ----------------------------------------------------------------- invariants
+    @invariant()
+    def nothing_unseen_is_recorded_gone(self) -> None:
+        """A record says destroyed or missing only when its VM is gone (by instance UUID)."""
+        vms = self.vms()
+        latest: dict[str, Any] = {}
+        for c in self.rows():
+            if c.instance_uuid and (
+                c.instance_uuid not in latest or c.id > latest[c.instance_uuid].id
+            ):
+                latest[c.instance_uuid] = c
+        wrong = [
+            f"{c.name} ({c.state.value})"
+            for uuid, c in latest.items()
+            if c.state in (CloneState.DESTROYED, CloneState.MISSING) and uuid in vms
+        ]
+        assert not wrong, "recorded gone, yet in vCenter: " + ", ".join(wrong)
+
     @invariant()
     def decoys_parents_and_snapshots_untouched(self) -> None:
         now = {vm["moref"]: vm for vm in self.lab.control.vms()}
@@ -555,7 +773,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @invariant()
     def assignments_follow_their_clones(self) -> None:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return
         with Repository(self.clones.database) as repo:
             active = repo.assignments()
@@ -585,7 +803,7 @@ class TrustModel(RuleBasedStateMachine):
         """A deployment "and power on" that recovery finished (a run started by this step) left
         every clone it made on, those made before the crash included (unless someone powered
         them since)."""
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return
         vms = self.vms()
         with Repository(self.clones.database) as repo:
@@ -631,5 +849,11 @@ TrustModel.TestCase.settings = settings(
 )
 
 
-def test_trust_model(lab_binary: Path) -> None:
-    TrustModel.TestCase("runTest").runTest()
+@pytest.mark.backends("sqlite", "postgresql")
+def test_trust_model(lab_binary: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    if backend == "postgresql":
+        TrustModel.postgres = request.getfixturevalue("postgres_server")
+    try:
+        TrustModel.TestCase("runTest").runTest()
+    finally:
+        TrustModel.postgres = None

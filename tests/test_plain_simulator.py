@@ -13,6 +13,7 @@ import hashlib
 import re
 import shutil
 import ssl
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,7 +226,34 @@ def test_a_session_that_expires_logs_in_again(plain: LabProcess, certs: Certs) -
         vc.datacenter_name()
         stub = vc.root_entity().obj._stub  # the adapter's own session
         vim.ServiceInstance("ServiceInstance", stub).RetrieveContent().sessionManager.Logout()
-        assert vc.find_vms()  # NotAuthenticated, a new Login, and the call again
+        assert vc.find_vms().seen  # NotAuthenticated, a new Login, and the call again
+
+
+def test_reads_the_simulator_answers_without_a_session_log_in_and_read_again(
+    plain: LabProcess, certs: Certs
+) -> None:
+    # A session ended by vCenter (here an admin's TerminateSession): VMware's simulator still
+    # answers RetrievePropertiesEx, HTTP 200, every property of every VM in missingSet with
+    # NotAuthenticated. That is unseen, never gone: the adapter logs in and reads again.
+    admin = connect(plain, certs)
+    try:
+        with VCenter(settings(plain, ca_file=str(certs.ca))) as vc:
+            morefs = sorted(vc.find_vms().seen)
+            assert len(morefs) >= 4
+            stub = vc.root_entity().obj._stub  # the adapter's own session
+
+            def end_the_adapters_session() -> None:
+                manager = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
+                key = manager.sessionManager.currentSession.key
+                admin.content.sessionManager.TerminateSession([key])
+
+            for read in (vc.sightings, vc.vm_facts, vc.instance_uuids):
+                end_the_adapters_session()
+                reading = read(morefs)
+                assert sorted(reading.seen) == morefs, read
+                assert not reading.unseen, read
+    finally:
+        Disconnect(admin)
 
 
 @pytest.mark.parametrize(
@@ -300,6 +328,44 @@ def test_thumbprint_prints_the_fingerprint_to_pin(
     assert term("thumbprint").out.count("trusted by clones.toml") == 1
     types = term("types")
     assert types.code == 0 and types.out.startswith("vm"), types.err
+
+
+def test_thumbprint_with_insecure_gives_the_pin_that_replaces_it(
+    plain: LabProcess, certs: Certs, term: Terminal
+) -> None:
+    """With insecure = true the pin line said nothing of insecure (a configuration with both is
+    refused) and --json had no pin at all; now both give the line and say what it replaces."""
+    pin = fingerprint_of(certs.good)
+    configure(term, plain)
+    raw = tomllib.loads(term.config.read_text(encoding="utf-8"))
+    raw["vcenter"]["insecure"] = True
+    write_config(term.config, raw)
+    shown = term("thumbprint")
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert "NOT trusted: insecure = true: nothing is verified." in shown.out
+    assert lines[-3].endswith("then pin it under [vcenter], in place of insecure = true:")
+    assert lines[-2:] == [f'  thumbprint = "{pin}"', "  # and remove: insecure = true"]
+    as_json = term("--json", "thumbprint").json
+    assert (as_json["pin"], as_json["remove"]) == (f'thumbprint = "{pin}"', "insecure = true")
+
+    # Doing what it says: the pin in place of insecure, and vCenter is trusted by it.
+    del raw["vcenter"]["insecure"]
+    raw["vcenter"]["thumbprint"] = pin
+    write_config(term.config, raw)
+    assert "trusted by clones.toml" in term("thumbprint").out
+    assert term("--json", "thumbprint").json["remove"] is None
+    types = term("types")
+    assert types.code == 0, types.err
+
+
+def test_the_ca_hint_names_vcenters_port(plain: LabProcess, certs: Certs, term: Terminal) -> None:
+    """The VMCA root is served where the SDK is: the hint gave https://HOST/certs/download.zip
+    without the port, which points at another service (or nothing) when vCenter is not on 443."""
+    configure(term, plain, ca=certs.other_ca)
+    result = term("types")
+    port = plain.info.port
+    assert_clean_failure(result, f"the VMCA root from https://127.0.0.1:{port}/certs/download.zip)")
 
 
 # ------------------------------------------------------------------------------------------------

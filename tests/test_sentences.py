@@ -13,12 +13,18 @@ from bot.cli.options import Options
 from bot.cli.render import View, show_deploy_result, show_orphans, show_teardown
 from bot.domain import grammar
 from bot.domain.errors import UsageError
-from bot.domain.models import Clone, CloneState, RunState
-from bot.domain.results import DeployResult, FailedClone, TeardownPlan, TeardownResult
+from bot.domain.models import Clone, CloneState, Environment, RunState
+from bot.domain.results import (
+    DeployResult,
+    EnvironmentStatus,
+    FailedClone,
+    TeardownPlan,
+    TeardownResult,
+)
 from bot.domain.vsphere import VmFacts
 from bot.services import sentences as say
 from bot.services.orphans import Orphan, OrphansOutcome
-from handlers.blocks import admin, plans
+from handlers.blocks import admin, plans, reads
 from handlers.blocks import runs as shown
 from handlers.blocks.kit import MRKDWN, Rendered
 
@@ -92,6 +98,39 @@ def test_the_plan_before_a_strip_back_is_the_same_sentence() -> None:
     slack = _slack(plans.teardown_plan(plan, "U1", "token"))
     assert say.teardown_plan(plan, MRKDWN) in slack
     assert "destroys *3 clones* (2 capture, 1 packaging) and reclaims about *3.00 GB*" in slack
+
+
+def test_failed_records_are_listed_planned_and_cleared_in_the_same_words() -> None:
+    env = Environment("broken", "U1")
+    failures = tuple(FailedClone(f"TRN-CAP-00{n}", "capture", "<InvalidArgument>") for n in "12345")
+    st = EnvironmentStatus(env, {"capture": {"failed": 5}}, failures=failures)
+    assert say.environment_head(st, "U1") == "broken: 0 live clones, 5 failed, owner U1"
+    lines = say.failure_lines(st)
+    assert lines[0] == "failed: TRN-CAP-001: <InvalidArgument>" and len(lines) == 4
+    assert lines[-1] == (
+        "(2 more in clones status broken; clones teardown broken clears failed records that "
+        "have no VM in vCenter)"
+    )
+    slack = _slack(reads.status([st], None))
+    assert "`TRN-CAP-001`: &lt;InvalidArgument&gt;" in slack  # escaped: vCenter wrote it
+    assert "/clones teardown broken clears failed records" in slack
+
+    plan = TeardownPlan("broken", {}, 0, 0, failed_records=5)
+    assert say.teardown_plan(plan) == (
+        "This clears 5 failed records (a VM left of one is destroyed too, only when provably "
+        "the bot's). Nothing else is touched."
+    )
+    both = TeardownPlan("nov", {"capture": 2}, 2, 2**30, failed_records=1)
+    assert "It also clears 1 failed record (" in say.teardown_plan(both)
+
+    done = TeardownResult(
+        run_id=9, environment="broken", destroyed=[], already_gone=[], skipped=[], failed=[],
+        reclaimed_bytes=0, elapsed_s=1.0, state=RunState.SUCCEEDED, cleared=["TRN-CAP-001"],
+    )  # fmt: skip
+    said = say.cleared(done.cleared)
+    assert said == "1 failed record cleared, no VM in vCenter: TRN-CAP-001"
+    assert said in _terminal(show_teardown, done, grammar.Teardown("broken"))
+    assert "no VM in vCenter: `TRN-CAP-001`" in _slack(shown.teardown_result(done, "U1"))
 
 
 def test_orphans_are_listed_in_the_same_words() -> None:

@@ -95,7 +95,7 @@ def _drop(path: str) -> Mutate:
 BAD: list[tuple[str, Mutate, list[str]]] = [
     ("no-vcenter", _drop("vcenter"), ["[vcenter] table is missing", "add it"]),
     ("vcenter-not-table", _set("vcenter", "x"), ["vcenter must be a table"]),
-    ("no-url", _drop("vcenter.url"), ["url is missing", 'url = "https://']),
+    ("no-url", _drop("vcenter.url"), ["is missing url", 'url = "https://']),
     ("url-not-url", _set("vcenter.url", "vcenter.example.com"), ["is not a URL", "https://"]),
     ("ftp-url", _set("vcenter.url", "ftp://vc/sdk"), ["is not a URL"]),
     ("plain-http", _set("vcenter.url", "http://vc/sdk"), ["plain http", "insecure = true"]),
@@ -122,7 +122,7 @@ BAD: list[tuple[str, Mutate, list[str]]] = [
     ("concurrency-text", _set("clones.concurrency", "8"), ["concurrency", "whole number"]),
     ("concurrency-bool", _set("clones.concurrency", True), ["concurrency", "whole number"]),
     ("retries-negative", _set("clones.retries", -1), ["retries", "from 0 to 10"]),
-    ("backoff-negative", _set("clones.retry_backoff_s", -1), ["retry_backoff_s", "0 or more"]),
+    ("backoff-negative", _set("clones.retry_backoff_s", -1), ["retry_backoff_s", "from 0 to 600"]),
     ("backoff-text", _set("clones.retry_backoff_s", "fast"), ["retry_backoff_s", "number"]),
     ("managed-by-empty", _set("clones.managed_by", " "), ["managed_by must not be empty"]),
     ("provenance-not-bool", _set("clones.provenance_attributes", "yes"),
@@ -148,7 +148,7 @@ BAD: list[tuple[str, Mutate, list[str]]] = [
     ),
     ("slack-admins-text", _set("slack.admins", "U123"), ["admins must be a list", "U012ABCDEF"]),
     ("slack-bad-id", _set("slack.operators", ["bob"]), ["'bob' is not a Slack ID"]),
-    ("slack-interval", _set("slack.progress_interval_s", 0.1), ["at least 1 second"]),
+    ("slack-interval", _set("slack.progress_interval_s", 0.1), ["from 1 to", "Slack rate limits"]),
     ("slack-interval-text", _set("slack.progress_interval_s", "x"), ["progress_interval_s"]),
 ]  # fmt: skip
 
@@ -318,7 +318,7 @@ def test_thumbprint_forms(written: str) -> None:
             {"thumbprint": HEX, "url": "http://vc.example.com/sdk", "insecure": False},
             "plain http",
         ),
-        ({"timeout_s": 0}, "timeout_s must be more than 0 seconds"),
+        ({"timeout_s": 0}, "timeout_s must be a number of seconds more than 0"),
     ],
 )
 def test_trust_settings_that_cannot_work(vcenter: dict[str, Any], words: str) -> None:

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from bot.cli.options import EXIT_ERROR, EXIT_OK, TERMINAL_HELP, TERMINAL_VERBS, Options
@@ -20,6 +20,9 @@ from bot.domain import grammar
 from bot.domain.errors import UsageError
 from bot.services.dispatch import Invocation, dispatch
 from bot.settings import BUNDLED_LAB_CONFIG, load_settings
+
+if TYPE_CHECKING:
+    from bot.certificates import Inspection
 
 __all__ = ["TERMINAL_HELP", "TERMINAL_VERBS", "run_terminal_verb"]
 
@@ -59,11 +62,18 @@ def thumbprint(words: list[str], opts: Options, out: TextIO, wiring: Wiring) -> 
         raise UsageError(f"{target} is not an https address; e.g. clones thumbprint vc.example.com")
     host, port = parsed.hostname, parsed.port or 443
     seen = wiring.trust.inspect(host, port, **trust)
+    _show_certificate(seen, trust, opts, out)
+    return EXIT_OK
+
+
+def _show_certificate(seen: Inspection, trust: dict[str, Any], opts: Options, out: TextIO) -> None:
+    """What `clones thumbprint` prints: the certificate, the verdict of the configuration's
+    trust settings (when there are some), and the pin line (in place of insecure = true)."""
     cert = seen.certificate
     if opts.json:
         data = {
-            "host": host,
-            "port": port,
+            "host": seen.host,
+            "port": seen.port,
             "sha256": cert.sha256,
             "sha1": cert.sha1,
             "subject": cert.subject,
@@ -72,10 +82,12 @@ def thumbprint(words: list[str], opts: Options, out: TextIO, wiring: Wiring) -> 
             "names": list(cert.names),
             "trusted": seen.trusted,
             "reason": seen.reason,
+            "pin": seen.toml_line,
+            "remove": "insecure = true" if trust.get("insecure") else None,
         }
         print(json.dumps(data, indent=2), file=out)
-        return EXIT_OK
-    print(f"{host}:{port} presents this certificate:", file=out)
+        return
+    print(f"{seen.host}:{seen.port} presents this certificate:", file=out)
     print(f"  SHA-256   {cert.sha256}", file=out)
     print(
         f"  SHA-1     {cert.sha1.removeprefix('SHA1:')} (older vSphere screens show this)", file=out
@@ -88,13 +100,16 @@ def thumbprint(words: list[str], opts: Options, out: TextIO, wiring: Wiring) -> 
     if trust:
         verdict = "trusted by clones.toml" if seen.trusted else f"NOT trusted: {seen.reason}"
         print(f"With the current [vcenter] settings: {verdict}", file=out)
+    # insecure = true and a pin cannot be set together: the pin replaces it.
+    instead = ", in place of insecure = true" if trust.get("insecure") else ""
     print(
         "Compare the SHA-256 fingerprint with vCenter's own (vSphere Client, Administration, "
-        "Certificate Management, Machine SSL certificate), then pin it under [vcenter]:",
+        f"Certificate Management, Machine SSL certificate), then pin it under [vcenter]{instead}:",
         file=out,
     )
     print(f"  {seen.toml_line}", file=out)
-    return EXIT_OK
+    if instead:
+        print("  # and remove: insecure = true", file=out)
 
 
 def lab(words: list[str], opts: Options, out: TextIO, wiring: Wiring) -> int:

@@ -15,6 +15,11 @@ class ConfigError(ClonesError):
     """The configuration file, a lab spec or the environment is missing or malformed."""
 
 
+class StorageError(ClonesError):
+    """The database cannot be opened, read or written: a full disk, a read-only or damaged file,
+    a path that is a folder, a file that is not the bot's database."""
+
+
 class NotFoundError(ClonesError):
     """A type, environment, parent, snapshot or other named thing does not exist."""
 
@@ -25,6 +30,11 @@ class ConflictError(ClonesError):
 
 class CapacityError(ClonesError):
     """The datastore or a limit cannot take the requested deployment."""
+
+
+class Interrupted(ClonesError):
+    """The user stopped the process (Ctrl-C, SIGTERM) before this work started; its text says
+    what stopped it."""
 
 
 class PermissionDenied(ClonesError):
@@ -41,6 +51,12 @@ class VCenterError(ClonesError):
 
 class VCenterUnreachable(VCenterError):
     """vCenter did not answer at all (network, TLS, DNS)."""
+
+
+class CannotSee(VCenterError):
+    """vCenter answered a read with a fault for an object instead of its properties
+    (NoPermission, or NotAuthenticated after a new login): it may well exist, so nothing is
+    recorded gone and nothing is done to it. The message names it, the fault and the privilege."""
 
 
 class VCenterFault(VCenterError):

@@ -142,6 +142,20 @@ class Clone:
     kept_attributes: tuple[tuple[str, str], ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # The largest committed size vCenter showed for it, and when; when its size was last read
+    # (status, inventory, strip back, refresh): how far it grew, for the capacity estimate.
+    peak_bytes: int | None = None
+    peak_at: datetime | None = None
+    sized_at: datetime | None = None
+
+    @property
+    def known_power(self) -> str | None:
+        """Its power state as last seen, while its VM may exist (ready, or being destroyed);
+        None for a clone that failed, went missing or was destroyed: a power state recorded
+        before that says nothing now."""
+        if self.state in (CloneState.READY, CloneState.DESTROYING):
+            return self.power_state
+        return None
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 On VMFS3 at most 8 hosts may open one shared base disk (32 on VMFS5+ with vSphere 5.1+), so when
 a cluster has more hosts than that, every clone of one parent must stay on one group of at most
-that many hosts. The bot keeps that group stable between deployments (clones already running on
-it stay put) and spreads new clones across it, least loaded first.
+that many hosts. The bot keeps that group stable between deployments while the parent has clones
+(they stay put), spreads new clones across it, least loaded first, and chooses the groups of
+several parents in one cluster so that together they use the whole cluster: a new group takes the
+hosts fewest other parents use first.
 """
 
 from __future__ import annotations
@@ -42,13 +44,21 @@ def drs_prefix(parent: str) -> str:
 
 
 def choose_group(
-    hosts: Sequence[Host], current_group: Iterable[str], limit: int, load: Counter[str]
+    hosts: Sequence[Host],
+    current_group: Iterable[str],
+    limit: int,
+    load: Counter[str],
+    others: Counter[str] | None = None,
 ) -> tuple[str, ...]:
-    """Keep the usable hosts of the current group, fill up to `limit` with the least loaded."""
+    """Keep the usable hosts of the current group, fill up to `limit` with the hosts that the
+    fewest other parents' groups use (`others`: host moref -> how many), then the least loaded,
+    then by name: with several parents in one cluster, their groups spread over all of it."""
     usable = {h.moref: h for h in hosts if h.usable}
     group = [m for m in current_group if m in usable][:limit]
+    used = others or Counter()
     spare = sorted(
-        (h for m, h in usable.items() if m not in group), key=lambda h: (load[h.moref], h.name)
+        (h for m, h in usable.items() if m not in group),
+        key=lambda h: (used[h.moref], load[h.moref], h.name),
     )
     group += [h.moref for h in spare[: max(limit - len(group), 0)]]
     if not group:
@@ -65,11 +75,15 @@ def plan_confinement(
     load: Counter[str],
     limit: int,
     confine: bool,
+    others: Counter[str] | None = None,
+    busy: Counter[str] | None = None,
 ) -> Confinement:
     """Decide where a deployment's clones of one parent go.
 
-    `load` counts the live clones of this parent already on each host. With a cluster of at most
-    `limit` hosts nothing needs confining and vCenter (DRS) places the clones.
+    `load` counts the live clones of this parent already on each host; `others`, for each host,
+    how many other parents' groups use it, and `busy` the live clones of every parent on it
+    (both rank the hosts a new or growing group takes: `choose_group`). With a cluster of at
+    most `limit` hosts nothing needs confining and vCenter (DRS) places the clones.
     """
     usable = [h for h in hosts if h.usable]
     if len(hosts) <= limit:
@@ -84,7 +98,7 @@ def plan_confinement(
         )
     if not usable:
         raise CapacityError(f'No usable host in the cluster for parent "{parent}".')
-    group = choose_group(hosts, current_group, limit, load)
+    group = choose_group(hosts, current_group, limit, load if busy is None else busy, others)
     counts = Counter({m: load[m] for m in group})
     assignments: dict[str, str | None] = {}
     for name in names:

@@ -9,6 +9,10 @@ from typing import Literal
 from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.domain.savings import GIB, Savings
 
+# Records of clones that did not come to be, or vanished: shown with their errors until a strip
+# back clears them (destroying a VM left of one, when provably the bot's).
+FAILURE_STATES = (CloneState.FAILED, CloneState.MISSING)
+
 EventKind = Literal[
     "started",
     "clone_ready",
@@ -16,6 +20,7 @@ EventKind = Literal[
     "clone_retry",
     "clone_powered_on",  # a deployment that powers on: this clone is on
     "clone_customized",  # ...and its guest customization ended (`message`: why it failed)
+    "waiting",  # queued behind other runs for vCenter capacity, or no longer (`waiting`)
     "finished",
 ]
 
@@ -28,7 +33,8 @@ class ProgressEvent:
     also counts them powered on (`powered_on`) and, when its types customize, customized
     (`customized`, `customization_failed`); those are None for a run without that stage. A
     resumed deployment counts the clones made before the crash in `made_before` (its stages
-    count the whole lab; `done` and `total` only what this run makes).
+    count the whole lab; `done` and `total` only what this run makes). `waiting` says, while
+    the run is queued behind other runs for vCenter capacity, that it is and why.
     """
 
     kind: EventKind
@@ -46,6 +52,7 @@ class ProgressEvent:
     customized: int | None = None
     customization_failed: int = 0
     made_before: int = 0
+    waiting: str = ""
 
     @property
     def remaining(self) -> int:
@@ -96,6 +103,7 @@ class TeardownPlan:
     by_type: dict[str, int]
     clones: int
     reclaim_bytes: int
+    failed_records: int = 0  # failed or missing records it clears (or destroys a VM left of)
 
     @property
     def reclaim_gb(self) -> float:
@@ -115,6 +123,11 @@ class TeardownResult:
     state: RunState
     renamed: dict[str, str] = field(default_factory=dict)  # recorded name -> name in vCenter
     message: str = ""
+    # Failed or missing records with no VM in vCenter: cleared (recorded destroyed). One whose
+    # VM was there, provably the bot's, was destroyed and is in `destroyed`.
+    cleared: list[str] = field(default_factory=list)
+    # vCenter would not show them (NoPermission, ...): left recorded as they were, not gone
+    unseen: list[FailedClone] = field(default_factory=list)
 
     @property
     def reclaimed_gb(self) -> float:
@@ -129,9 +142,13 @@ class Drift:
     renamed_to: str = ""  # its name in vCenter, when someone renamed it
     power: str = ""  # "on" / "off": its power state in vCenter, when the record says otherwise
     relabelled: tuple[str, ...] = ()  # e.g. "Environment is 'other'"
+    # vCenter would not show it: "cannot see VM X: NoPermission, privilege System.Read"
+    unseen: str = ""
 
     @property
     def text(self) -> str:
+        if self.unseen:
+            return self.unseen
         if self.missing:
             return "missing from vCenter"
         parts = []
@@ -148,8 +165,8 @@ class EnvironmentStatus:
     environment: Environment
     by_type: dict[str, dict[str, int]]  # type -> state -> count
     clones: list[Clone] = field(default_factory=list)
-    # parent -> how many hosts its live clones in this environment run on (host-limit check)
-    hosts_by_parent: dict[str, int] = field(default_factory=dict)
+    # parent -> the hosts its live clones in this environment run on (names where known)
+    hosts_by_parent: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # One environment's status is compared with vCenter: clone id -> how it differs there.
     drift: dict[int, Drift] = field(default_factory=dict)
     checked: bool = False  # compared with vCenter just now
@@ -157,10 +174,24 @@ class EnvironmentStatus:
     # One environment's status: clone id -> the trainee (Slack user ID) who holds it.
     assigned: dict[int, str] = field(default_factory=dict)
 
+    # The environments list: its clones that failed or went missing, with why (not cleared
+    # yet: a strip back clears the records of those with no VM left).
+    failures: tuple[FailedClone, ...] = ()
+
     @property
     def live(self) -> int:
         return sum(
             n for states in self.by_type.values() for s, n in states.items() if CloneState(s).live
+        )
+
+    @property
+    def failed(self) -> int:
+        """Its clones recorded as failed or missing (records a strip back clears)."""
+        return sum(
+            n
+            for states in self.by_type.values()
+            for s, n in states.items()
+            if CloneState(s) in FAILURE_STATES
         )
 
 
@@ -175,3 +206,17 @@ class CapacityNeed:
     @property
     def fits(self) -> bool:
         return self.free_bytes >= self.needed_bytes + self.headroom_bytes
+
+
+@dataclass(frozen=True)
+class DatabaseCopied:
+    """`db copy`: what was copied from a SQLite file into a PostgreSQL database, table by
+    table (name, rows), in the order written."""
+
+    source: str
+    target: str  # the URL, without a password
+    tables: tuple[tuple[str, int], ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(n for _, n in self.tables)

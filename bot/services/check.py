@@ -22,6 +22,7 @@ from bot.domain.errors import ClonesError, VCenterUnreachable
 from bot.domain.savings import GIB
 from bot.domain.vsphere import CLONE_ATTRIBUTES, PROVENANCE_ATTRIBUTES, Entity, ParentReport
 from bot.services.core import Service
+from bot.services.placements import Groups
 from bot.services.preflight import Finding, Needs, Preflight, TypeEntities
 from bot.settings import TypeSettings
 
@@ -45,9 +46,11 @@ class Checker:
         self.settings = service.settings
         self.vcenter = service.vcenter
         self.preflight = Preflight(service.settings, service.vcenter)
+        self._groups = Groups()
 
     def run(self) -> CheckReport:
         findings: list[Finding] = []
+        self._groups = Groups()  # each type's host group counts the groups of those before it
         try:
             self._run(findings)
         except VCenterUnreachable as exc:  # lost mid-check: what is known so far is the report
@@ -180,7 +183,7 @@ class Checker:
         subject = f"{t.name} hosts"
         limit = self.settings.max_hosts_per_base_disk
         try:
-            placement = self.service.placements.placement_for(t)
+            placement = self.service.placements.placement_for(t, groups=self._groups)
         except VCenterUnreachable:
             raise
         except ClonesError as exc:
@@ -205,12 +208,15 @@ class Checker:
             return False
         if placement.group:
             found.cluster = self._cluster(t)
+            names = {h.moref: h.name for h in hosts}
+            group = ", ".join(sorted(names.get(m, m) for m in placement.group))
             findings.append(
                 Finding(
                     "ok",
                     subject,
                     f"{len(hosts)} hosts, more than the {limit} that may share a base disk: "
-                    f"clones go to a DRS host group of {len(placement.group)}.",
+                    f"clones of {t.parent} go to a DRS host group of {len(placement.group)}: "
+                    f"{group}.",
                 )
             )
             return True
@@ -236,12 +242,13 @@ class Checker:
         subject = f"{t.name} capacity"
         free = self.vcenter.datastore_free_bytes(t.datastore)
         headroom = int(self.settings.capacity_headroom_gb * GIB)
-        per_clone = max(self.service.deployer.delta_estimate(t), 1)
+        delta = self.service.deployer.delta_basis(t)
+        per_clone = max(delta.bytes, 1)
         room = max(0, (free - headroom) // per_clone)
         text = (
             f"Datastore {t.datastore} has {free / GIB:.2f} GB free: room for about {room} "
-            f"clones of {per_clone / GIB:.2f} GB after {headroom / GIB:.2f} GB headroom "
-            f"(max_count {t.max_count})."
+            f"clones of {per_clone / GIB:.2f} GB ({delta.source}) after {headroom / GIB:.2f} GB "
+            f"headroom (max_count {t.max_count})."
         )
         if room < 1:
             return Finding(

@@ -7,10 +7,13 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 
 from bot.domain.errors import (
+    CannotSee,
     ClonesError,
     CloneUnread,
+    Interrupted,
     LinkedCloneCheckFailed,
     VCenterFault,
     VCenterUnreachable,
@@ -58,7 +61,7 @@ class Cloner:
         keep_attributes: Mapping[str, str] | None = None,
         new_uuid: bool = False,
         slot: AbstractContextManager[object] | None = None,
-        on_full_copy: Callable[[LinkedCloneCheckFailed], None] | None = None,
+        on_full_copy: Callable[[LinkedCloneCheckFailed], bool] | None = None,
     ) -> Clone:
         """Clone one VM (while holding `slot`, if given), then label it; record the outcome.
 
@@ -68,10 +71,10 @@ class Cloner:
         the VM, for `resume` to finish. A clone task that seems to have failed is believed only
         once no VM carries the instance UUID it asked for (a reply lost and the call repeated
         by pyVmomi may hide a VM it made). A clone that comes out as a full copy is removed by
-        the adapter; its removal is audited here, and `on_full_copy` hears of it (deploy stops
-        the type there)."""
+        the adapter; its removal is audited here, and `on_full_copy` hears of it while the slot
+        is held: when it answers True the clone is made again, once (see `_make`)."""
         t = self.settings.type(clone.type)
-        attempts = 0
+        attempts = [0]
         request: CloneRequest | None = None
         try:
             instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
@@ -88,33 +91,42 @@ class Cloner:
                 clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
             )
             with slot or nullcontext():
-                for attempt in retrying(self.settings, emit, clone.name):
-                    with attempt:
-                        attempts += 1
-                        made = self._clone_or_adopt(request)
+                request, made = self._make(clone, request, emit, on_full_copy, attempts)
         except VCenterUnreachable:
-            self.repo.update_clone(clone.id, attempts=attempts)
+            self.repo.update_clone(clone.id, attempts=attempts[0])
+            raise
+        except Interrupted:  # the user stopped the process while it waited for a slot
+            if attempts[0] == 0:  # never asked for: planned again, for `resume`
+                self.repo.update_clone(clone.id, state=CloneState.PLANNED)
             raise
         except LinkedCloneCheckFailed as exc:
-            self._record_full_copy(clone, exc)
-            if on_full_copy is not None:
-                on_full_copy(exc)
             return self.repo.update_clone(
                 clone.id,
                 state=CloneState.FAILED,
                 error=str(exc),
-                attempts=attempts,
+                attempts=attempts[0],
                 moref=None if exc.removed else exc.moref,
             )
         except CloneUnread as exc:
-            self.repo.update_clone(clone.id, moref=exc.moref, attempts=attempts)
-            return self._unmake(clone, exc.moref, clone.instance_uuid or "", exc, attempts)
+            clone = self.repo.update_clone(clone.id, moref=exc.moref, attempts=attempts[0])
+            return self._unmake(clone, exc.moref, clone.instance_uuid or "", exc, attempts[0])
         except ClonesError as exc:
-            found = self._made_anyway(clone, request, exc, attempts)
+            clone, request = self._latest(clone, request)
+            found = self._made_anyway(clone, request, exc, attempts[0])
             if isinstance(found, Clone):
                 return found  # recorded failed: nothing made, or it could not be told
             made = found
-        return self._finish(clone, made, request, emit, attempts)
+        return self._finish(clone, made, request, emit, attempts[0])
+
+    def _latest(
+        self, clone: Clone, request: CloneRequest | None
+    ) -> tuple[Clone, CloneRequest | None]:
+        """The clone's record and request as they are now: a full copy made again (`_make`)
+        chose a new instance UUID, recorded first."""
+        clone = self.repo.get_clone(clone.id)
+        if request is not None and clone.instance_uuid:
+            request = replace(request, instance_uuid=clone.instance_uuid)
+        return clone, request
 
     def _made_anyway(
         self, clone: Clone, request: CloneRequest | None, why: ClonesError, attempts: int
@@ -184,6 +196,39 @@ class Cloner:
             host=facts.host or None,
             power_state="poweredOn" if facts.powered_on else "poweredOff",
         )
+
+    def _make(
+        self,
+        clone: Clone,
+        request: CloneRequest,
+        emit: Emitter,
+        on_full_copy: Callable[[LinkedCloneCheckFailed], bool] | None,
+        attempts: list[int],
+    ) -> tuple[CloneRequest, VmFacts]:
+        """The clone task (transient faults retried), in the caller's slot. A full copy (the
+        adapter removed it) is audited and told to `on_full_copy`; when that answers True it
+        is made again, once, under a new instance UUID recorded first, as for any clone. That
+        happens in the same slot (a rare write there): the type's next clone never starts
+        between the two."""
+        for second in (False, True):
+            try:
+                for attempt in retrying(self.settings, emit, clone.name):
+                    with attempt:
+                        attempts[0] += 1
+                        return request, self._clone_or_adopt(request)
+            except LinkedCloneCheckFailed as exc:
+                self._record_full_copy(clone, exc)
+                again = on_full_copy(exc) if on_full_copy is not None else False
+                if second or not again:
+                    raise
+            emit(
+                "clone_retry",
+                clone=clone.name,
+                message="came out as a full copy (removed): making it again as a linked clone",
+            )
+            clone = self.repo.update_clone(clone.id, instance_uuid=str(uuid.uuid4()))
+            request = replace(request, instance_uuid=clone.instance_uuid or "")
+        raise AssertionError("the second try returns or raises")
 
     def _unmake(
         self, clone: Clone, moref: str, instance_uuid: str, why: ClonesError, attempts: int
@@ -290,15 +335,22 @@ class Cloner:
                 raise
             # A VM with this name exists. It is ours only if it carries the instance UUID we
             # recorded (an earlier attempt whose reply was lost); anything else is not touched.
-            same_name = [
-                vm for vm in self.vcenter.find_vms(request.folder) if vm.name == request.name
-            ]
+            listing = self.vcenter.find_vms(request.folder)
+            same_name = [vm for vm in listing.values() if vm.name == request.name]
             mine = next(
                 (vm for vm in same_name if vm.instance_uuid == request.instance_uuid and vm.linked),
                 None,
             )
             if mine is not None:
                 return mine
+            if not same_name and listing.unseen:
+                unseen = next(iter(listing.unseen.values()))
+                raise CannotSee(
+                    f"vCenter refused the name {request.name} (DuplicateName), and "
+                    f"{unseen.cannot_see(unseen.moref)}: it may be that VM, so nothing was "
+                    "created or touched. Grant the bot's account that privilege on folder "
+                    f"{request.folder}, then deploy again."
+                ) from None
             if not same_name:
                 raise VCenterFault(
                     f"vCenter refused the name {request.name} (DuplicateName), though no VM of "

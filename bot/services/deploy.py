@@ -9,13 +9,14 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from bot.domain import grammar
+from bot.domain.capacity import DeltaEstimate
 from bot.domain.errors import (
     CapacityError,
     NotFoundError,
     UsageError,
     VCenterError,
 )
-from bot.domain.models import Clone, CloneState, ParentFacts, RunKind
+from bot.domain.models import Clone, ParentFacts, RunKind
 from bot.domain.results import (
     CapacityNeed,
     DeployResult,
@@ -28,6 +29,7 @@ from bot.domain.vsphere import (
 from bot.ports import ProgressCallback
 from bot.services.preflight import Needs, Preflight
 from bot.services.runs import LIVE_STATES, Core
+from bot.services.sizes import delta_estimate
 from bot.settings import TypeSettings
 
 if TYPE_CHECKING:
@@ -257,18 +259,14 @@ class Deployer:
         return names
 
     def delta_estimate(self, t: TypeSettings) -> int:
-        """Expected delta per new clone: the average of this type's recorded clones, else the
-        type's delta_estimate_gb, else 1 GB (a powered-off linked clone's delta starts small)."""
-        seen = [
-            c.delta_bytes
-            for c in self.repo.clones(type=t.name, states=[CloneState.READY])
-            if c.delta_bytes
-        ]
-        if seen:
-            return int(sum(seen) / len(seen))
-        if t.delta_estimate_gb is not None:
-            return int(t.delta_estimate_gb * GIB)
-        return GIB
+        """Expected delta per new clone (bytes): see `delta_basis`."""
+        return self.delta_basis(t).bytes
+
+    def delta_basis(self, t: TypeSettings) -> DeltaEstimate:
+        """Expected delta per new clone, and where it comes from: a high percentile of the
+        largest sizes the type's clones that lived a day reached, never below the type's
+        delta_estimate_gb; else that figure (else 1 GB)."""
+        return delta_estimate(self.repo, t)
 
 
 def _items_text(items: Iterable[tuple[TypeSettings, int]]) -> str:

@@ -65,7 +65,8 @@ class Orphans:
 
     def orphans(self) -> list[Orphan]:
         """VMs carrying ManagedBy = this bot (attribute or Notes) that no live row claims."""
-        vms = self.vcenter.find_vms(None)
+        # What vCenter shows: a VM it would not show is never adopted or removed.
+        vms = self.vcenter.find_vms(None).values()
         mine = self.settings.managed_by
         claiming = [
             vm
@@ -178,7 +179,11 @@ class Orphans:
         facts: VmFacts | None = None
         if orphan.clone is None:
             # No record: prove it again, just before, by its instance UUID and its Notes.
-            facts = self.vcenter.vm_facts([orphan.vm.moref])[0]
+            reading = self.vcenter.vm_facts([orphan.vm.moref])
+            unseen = reading.unseen.get(orphan.vm.moref)
+            if unseen is not None:  # it may still be that VM: never read as gone
+                return FailedClone(orphan.vm.name, kind, unseen.cannot_see(orphan.vm.name))
+            facts = reading.seen.get(orphan.vm.moref)
             if facts is not None and (
                 facts.instance_uuid != orphan.vm.instance_uuid
                 or made_by(facts.notes, self.settings.managed_by) != dict(orphan.noted)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bot.domain.models import Clone
 from bot.domain.placement import Host, drs_prefix, plan_confinement, spread
 from bot.domain.vsphere import HostInfo
 from bot.services.limits import may_crowd_a_host
@@ -71,10 +72,12 @@ class Placements:
         self, types: Sequence[TypeSettings], *, power_on: bool = False
     ) -> dict[str, TypePlacement]:
         """Each type's placement for a deployment (that powers its clones on as they are made,
-        when `power_on`); the hosts of a resource pool several types share are read once."""
+        when `power_on`); the hosts of a resource pool several types share are read once, and
+        each parent's host group counts the groups chosen before it (`Groups`)."""
         seen: dict[str, tuple[Any, list[HostInfo]]] = {}
         everyone = self._host_load(power_on=power_on)
-        return {t.name: self.placement_for(t, seen, everyone) for t in types}
+        groups = Groups()
+        return {t.name: self.placement_for(t, seen, everyone, groups) for t in types}
 
     def _host_load(self, *, power_on: bool = False) -> Counter[str] | None:
         """Live clones (of every type) per host, when the bot places clones on hosts itself:
@@ -88,8 +91,11 @@ class Placements:
         t: TypeSettings,
         seen: dict[str, tuple[Any, list[HostInfo]]] | None = None,
         everyone: Counter[str] | None = None,
+        groups: Groups | None = None,
     ) -> TypePlacement:
-        """Check the host limit for a shared base disk before anything is created."""
+        """Check the host limit for a shared base disk before anything is created. `groups`:
+        the host groups of the parents placed before this one (by `placements_for`, or a
+        check going through every type), which this parent's group avoids where it can."""
         if everyone is None:
             everyone = self._host_load()
         if seen is not None and t.resource_pool in seen:
@@ -100,12 +106,20 @@ class Placements:
                 seen[t.resource_pool] = (cluster, hosts)
         limit = self.settings.max_hosts_per_base_disk
         prefix = drs_prefix(t.parent)
-        current: list[str] = []
-        if len(hosts) > limit:
-            _, current, _ = self.vcenter.drs_confinement(cluster, prefix)
-        live = self.repo.clones(type=t.name, states=LIVE_STATES)
-        load = Counter(c.host for c in live if c.host)
+        if groups is None or groups.live is None:
+            live = self.repo.clones(states=LIVE_STATES)
+            if groups is not None:
+                groups.live = live
+        else:
+            live = groups.live
+        load = Counter(c.host for c in live if c.host and c.parent == t.parent)
         plain_hosts = [Host(h.moref, h.name, h.usable) for h in hosts]
+        current: list[str] = []
+        others: Counter[str] = Counter()
+        if len(hosts) > limit:
+            groups = groups if groups is not None else Groups()
+            current = self._current_group(cluster, plain_hosts, t.parent, load, groups)
+            others = self._other_groups(cluster, plain_hosts, t.parent, live, groups)
         confinement = plan_confinement(
             parent=t.parent,
             names=[],
@@ -114,7 +128,11 @@ class Placements:
             load=load,
             limit=limit,
             confine=self.settings.confine_hosts,
+            others=others,
+            busy=Counter(c.host for c in live if c.host),
         )
+        if confinement.group and groups is not None:
+            groups.chosen[(_key(plain_hosts), t.parent)] = confinement.group
         usable = sum(h.usable for h in plain_hosts)
         spreading = everyone is not None and not confinement.group and usable > 1
         return TypePlacement(
@@ -127,3 +145,69 @@ class Placements:
             parent=t.parent,
             spread_load=everyone if spreading else None,
         )
+
+    def _current_group(
+        self, cluster: Any, hosts: Sequence[Host], parent: str, load: Counter[str], groups: Groups
+    ) -> list[str]:
+        """The parent's host group to keep: the one chosen earlier in this deployment (two
+        types of one parent), else its DRS host group while it has clones. A parent without
+        clones takes a new group, so the parents spread over the cluster."""
+        chosen = groups.chosen.get((_key(hosts), parent))
+        if chosen is not None:
+            return list(chosen)
+        if not load:
+            return []
+        return self._drs_group(cluster, hosts, parent, groups)
+
+    def _other_groups(
+        self,
+        cluster: Any,
+        hosts: Sequence[Host],
+        parent: str,
+        live: Sequence[Clone],
+        groups: Groups,
+    ) -> Counter[str]:
+        """How many other parents' host groups use each host of the cluster: those chosen in
+        this deployment, and those of parents with clones on the cluster's hosts (their DRS
+        host group, else the hosts their clones are on)."""
+        on_cluster = {h.moref for h in hosts}
+        here = _key(hosts)
+        placed = {p for (where, p) in groups.chosen if where == here}
+        clone_hosts: dict[str, set[str]] = {}
+        for c in live:
+            if c.parent != parent and c.parent not in placed and c.host in on_cluster:
+                clone_hosts.setdefault(c.parent, set()).add(c.host)
+        used: Counter[str] = Counter()
+        for (where, p), group in groups.chosen.items():
+            if where == here and p != parent:
+                used.update(set(group))
+        for other, on in sorted(clone_hosts.items()):
+            used.update(set(self._drs_group(cluster, hosts, other, groups)) or on)
+        return used
+
+    def _drs_group(
+        self, cluster: Any, hosts: Sequence[Host], parent: str, groups: Groups
+    ) -> list[str]:
+        """The parent's DRS host group in the cluster, read once per placement."""
+        key = (_key(hosts), parent)
+        if key not in groups.read:
+            _, group, _ = self.vcenter.drs_confinement(cluster, drs_prefix(parent))
+            groups.read[key] = group
+        return groups.read[key]
+
+
+_Cluster = frozenset[str]  # a cluster, known by its hosts' morefs (its object is opaque here)
+
+
+@dataclass
+class Groups:
+    """The host groups of the parents placed so far, (cluster, parent) -> host morefs, and the
+    DRS host groups read from vCenter, so one deployment (or check) reads each once."""
+
+    chosen: dict[tuple[_Cluster, str], tuple[str, ...]] = field(default_factory=dict)
+    read: dict[tuple[_Cluster, str], list[str]] = field(default_factory=dict)
+    live: list[Clone] | None = None  # the live clones, read once
+
+
+def _key(hosts: Sequence[Host]) -> _Cluster:
+    return frozenset(h.moref for h in hosts)

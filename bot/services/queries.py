@@ -16,6 +16,7 @@ from bot.domain.errors import (
 )
 from bot.domain.models import Clone, CloneState, Environment, ParentFacts, Run, RunState
 from bot.domain.results import (
+    FAILURE_STATES,
     DeployResult,
     Drift,
     EnvironmentStatus,
@@ -27,6 +28,7 @@ from bot.domain.vsphere import (
     ATTR_MANAGED_BY,
 )
 from bot.services.runs import LIVE_STATES, Core
+from bot.services.sizes import record_seen
 from bot.settings import TypeSettings
 
 log = logging.getLogger(__name__)
@@ -67,8 +69,9 @@ class Queries:
         return self.repo.get_environment(name)
 
     def clones_of(self, environment: str) -> list[Clone]:
-        """Every clone recorded for an environment, live or not."""
-        return self.repo.clones(environment=environment)
+        """An environment's clones not destroyed (live, failed, missing): destroyed ones are
+        its history (`history ENV`)."""
+        return self.repo.clones(environment=environment, current=True)
 
     def live_by_type(self, environment: str) -> dict[str, int]:
         """How many live clones of each type the environment has (none: {})."""
@@ -112,20 +115,20 @@ class Queries:
             message=run.message,
         )
 
-    def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
-        counts = self.repo.clone_counts()
+    def status(
+        self, environment: str | None = None, *, everything: bool = False
+    ) -> list[EnvironmentStatus]:
+        """The live environments (clones that may be in vCenter, a start or end to keep, a run
+        that may still act), or every one recorded (`everything`), or one: counts and clones
+        not destroyed. Each read goes through an index that holds only such rows, so a year of
+        finished environments and destroyed clones costs it nothing."""
         if environment is not None:
             env = self.environment(environment)
-            clones = self.repo.clones(environment=env.name)
+            clones = self.repo.clones(environment=env.name, current=True)
             by_type = {
                 t: {s.value: n for s, n in states.items()}
-                for t, states in counts.get(env.name, {}).items()
+                for t, states in self.repo.clone_counts([env.name]).get(env.name, {}).items()
             }
-            hosts: dict[str, set[str]] = {}
-            for c in clones:
-                if c.state.live and c.host:
-                    hosts.setdefault(c.parent, set()).add(c.host)
-            spread = {parent: len(h) for parent, h in sorted(hosts.items())}
             try:
                 drift, unchecked = self.drift(env.name, clones), ""
             except VCenterError as exc:
@@ -135,7 +138,7 @@ class Queries:
                     env,
                     by_type,
                     clones,
-                    hosts_by_parent=spread,
+                    hosts_by_parent=self._hosts_by_parent(clones, names=not unchecked),
                     drift=drift,
                     checked=not unchecked,
                     unchecked=unchecked,
@@ -144,27 +147,64 @@ class Queries:
                     },
                 )
             ]
-        out = []
-        for env in self.repo.list_environments():
-            by_type = {
-                t: {s.value: n for s, n in states.items()}
-                for t, states in counts.get(env.name, {}).items()
-            }
-            status = EnvironmentStatus(env, by_type)
-            if status.live or env.ends_at or env.starts_at:
-                out.append(status)
-        return out
+        envs = self.repo.list_environments() if everything else self.repo.live_environments()
+        counts = self.repo.clone_counts(None if everything else [e.name for e in envs])
+        failures: dict[str, list[FailedClone]] = {}
+        for c in self.repo.clones(states=FAILURE_STATES, current=True):
+            failures.setdefault(c.environment, []).append(
+                FailedClone(c.name, c.type, c.error or c.state.value)
+            )
+        return [
+            EnvironmentStatus(
+                env,
+                {
+                    t: {s.value: n for s, n in st.items()}
+                    for t, st in counts.get(env.name, {}).items()
+                },
+                failures=tuple(failures.get(env.name, ())),
+            )
+            for env in envs
+        ]
+
+    def _hosts_by_parent(
+        self, clones: Sequence[Clone], *, names: bool
+    ) -> dict[str, tuple[str, ...]]:
+        """Each parent's hosts, those its live clones run on (host names, read from vCenter
+        for the clones' resource pools when `names`, else as recorded: morefs)."""
+        hosts: dict[str, set[str]] = {}
+        pools: set[str] = set()
+        for c in clones:
+            if c.state.live and c.host:
+                hosts.setdefault(c.parent, set()).add(c.host)
+                if c.type in self.settings.types:
+                    pools.add(self.settings.types[c.type].resource_pool)
+        named: dict[str, str] = {}
+        for pool in sorted(pools) if names and hosts else ():
+            try:
+                named.update({h.moref: h.name for h in self.vcenter.cluster_hosts(pool)[1]})
+            except ClonesError as exc:
+                log.warning("host names of %s unavailable: %s", pool, exc)
+        return {
+            parent: tuple(sorted(named.get(m, m) for m in morefs))
+            for parent, morefs in sorted(hosts.items())
+        }
 
     def drift(self, environment: str, clones: Sequence[Clone]) -> dict[int, Drift]:
-        """Compare recorded clones that should exist with what vCenter holds, in one read."""
+        """Compare recorded clones that should exist with what vCenter holds, in one read (which
+        also reads their sizes: recorded, for the capacity estimate)."""
         settled = [
             c for c in clones if c.state in (CloneState.READY, CloneState.DESTROYING) and c.moref
         ]
-        seen = self.vcenter.sightings([c.moref for c in settled if c.moref])
-        by_moref = {vm.moref: vm for vm in seen}
+        reading = self.vcenter.sightings([c.moref for c in settled if c.moref], also=("storage",))
+        seen = reading.seen
+        record_seen(self.repo, ((c, seen[c.moref]) for c in settled if c.moref and c.moref in seen))
         out: dict[int, Drift] = {}
         for c in settled:
-            vm = by_moref.get(c.moref or "")
+            unseen = reading.unseen.get(c.moref or "")
+            if unseen is not None:  # never "missing": vCenter would not show it
+                out[c.id] = Drift(unseen=unseen.cannot_see(c.name))
+                continue
+            vm = reading.seen.get(c.moref or "")
             if vm is None or vm.instance_uuid != c.instance_uuid:
                 out[c.id] = Drift(missing=True)
                 continue

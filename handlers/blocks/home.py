@@ -71,7 +71,7 @@ def home(
         name = st.environment.name
         blocks.append({"type": "divider"})
         blocks.append(section(environment_summary(st, savings_by_env.get(name), events.get(name))))
-        if can_change and st.live:
+        if can_change and (st.live or st.failed):
             strip = button("Strip back...", ACTION_HOME_TEARDOWN, name, "danger")
             blocks.append(actions(f"clones_home_env_{name}", strip))
     if len(statuses) > HOME_MAX_ENVIRONMENTS:

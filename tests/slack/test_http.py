@@ -5,6 +5,9 @@ signed `/clones status` is still answered within Slack's 3 s."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
 import os
 import socket
@@ -12,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,7 +24,7 @@ from handlers.serving import MAX_BODY_BYTES
 from tests.faults import record
 
 from .conftest import OPERATOR, STRANGER, SlackHarness
-from .signing import sign, slash_body
+from .signing import SECRET, action_body, action_payload, sign, slash_body
 
 pytestmark = pytest.mark.lab
 
@@ -70,6 +74,22 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
 
 
 FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+DEEP = b"[" * 100_000 + b"]" * 100_000
+DEEP_FORM = b"payload=" + b"%5B" * 50_000
+
+
+def _signed(url: str, body: bytes, ctype: str, *, timestamp: str | None = None) -> bytes:
+    """A request signed with the app's secret (an HMAC over `timestamp` as given, when given)."""
+    headers = sign(body.decode())
+    if timestamp is not None:
+        digest = hmac.new(SECRET.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
+        headers = {
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": "v0=" + digest.hexdigest(),
+        }
+    headers = {k: v for k, v in headers.items() if k != "Content-Type"}
+    return _post(url, body, {"Content-Length": str(len(body)), "Content-Type": ctype, **headers})
 
 
 def _bad_requests(url: str) -> dict[str, tuple[bytes, int]]:
@@ -97,18 +117,42 @@ def _bad_requests(url: str) -> dict[str, tuple[bytes, int]]:
             ),
             413,
         ),
+        # Unsigned, a body is never parsed: whatever it holds, 401.
         "JSON that is not an object": (
             _post(url, b"[1, 2]", {"Content-Length": "6", "Content-Type": "application/json"}),
-            400,
+            401,
         ),
         "JSON that does not parse": (
             _post(url, b'{"a": ', {"Content-Length": "6", "Content-Type": "application/json"}),
-            400,
+            401,
         ),
+        "JSON that is not an object, signed": (_signed(url, b"[1, 2]", JSON), 400),
+        "JSON that does not parse, signed": (_signed(url, b'{"a": ', JSON), 400),
         "unsigned": (
             _post(url, b"text=status", {"Content-Length": "11", "Content-Type": FORM}),
             401,
         ),
+        # Before the body is parsed: a timestamp that is not a number (Bolt's int() raised
+        # ValueError: 500 and a traceback), a deeply nested body (RecursionError) unsigned.
+        "timestamp abc": (_signed(url, b"text=status", FORM, timestamp="abc"), 401),
+        "timestamp abc, no signature": (
+            _post(
+                url,
+                b"text=status",
+                {"Content-Length": "11", "Content-Type": FORM, "X-Slack-Request-Timestamp": "abc"},
+            ),
+            401,
+        ),
+        "timestamp in Arabic-Indic digits": (
+            _signed(url, b"text=status", FORM, timestamp="\u0661\u0662"),
+            401,
+        ),
+        "deeply nested JSON, unsigned": (
+            _post(url, DEEP, {"Content-Length": str(len(DEEP)), "Content-Type": JSON}),
+            401,
+        ),
+        "deeply nested JSON, signed": (_signed(url, DEEP, JSON), 400),
+        "deeply nested payload form, signed": (_signed(url, DEEP_FORM, FORM), 400),
         "GET of the events URL": (f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 404),
         "garbage request line": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
     }
@@ -238,8 +282,18 @@ def test_any_body_and_headers_through_the_wsgi_app_get_an_answer_never_an_except
         length=st.none() | st.sampled_from(["abc", "-1", "99999999999", " 3", ""]),
         method=st.sampled_from(["POST", "GET", "PUT", "HEAD"]),
         signed=st.booleans(),
+        timestamp=st.none()
+        | st.text(max_size=15)
+        | st.sampled_from(["abc", "-1", "1e9", "9" * 30, " 123", "\u0661\u0662"]),
     )
-    def check(body: bytes, ctype: str, length: str | None, method: str, signed: bool) -> None:
+    def check(
+        body: bytes,
+        ctype: str,
+        length: str | None,
+        method: str,
+        signed: bool,
+        timestamp: str | None,
+    ) -> None:
         environ = {
             "REQUEST_METHOD": method,
             "PATH_INFO": "/slack/events",
@@ -252,6 +306,8 @@ def test_any_body_and_headers_through_the_wsgi_app_get_an_answer_never_an_except
             for k, v in sign(body.decode("utf-8", "replace")).items():
                 if k != "Content-Type":
                     environ["HTTP_" + k.upper().replace("-", "_")] = v
+        if timestamp is not None:  # any header value: a number or not (ValueError in Bolt)
+            environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"] = timestamp
         answers: list[str] = []
         app(environ, lambda status, headers, exc_info=None: answers.append(status))
         status = int(answers[0].split()[0])
@@ -274,3 +330,58 @@ def test_a_slash_command_holding_the_word_payload_is_answered(harness: SlackHarn
         h.idle()
     said = " ".join(h.ephemeral_texts())
     assert "payload-tests" in said  # the status listener ran and named the environment
+
+
+def _shapes(h: SlackHarness) -> dict[str, str]:
+    """Name -> a signed-able body Slack never sends: a click whose user or channel is text, a
+    view without its type, a click without actions, an event that is not an object."""
+    from handlers import confirming
+    from handlers.blocks import ids
+
+    def click(action: str, **changes: Any) -> str:
+        payload = action_payload(action, "env", STRANGER, "CTRAINING", "1.2", MARKER)
+        payload.update(changes)
+        return action_body(payload)
+
+    confirm = next(iter(confirming.FLOWS.values())).confirm_id
+    bodies = {
+        f"user as text ({action})": click(action, user=STRANGER)
+        for action in (ids.ACTION_EXTEND, ids.ACTION_HOME_TEARDOWN, ids.ACTION_MY_POWER_ON, confirm)
+    }
+    bodies |= {
+        "channel as text": click(ids.ACTION_MY_POWER_ON, channel="CTRAINING"),
+        "team as a number": click(ids.ACTION_EXTEND, team=7),
+        "actions as text": click(ids.ACTION_EXTEND, actions="extend"),
+        "actions empty": click(ids.ACTION_EXTEND, actions=[]),
+        "view without type": action_body(
+            {"type": "view_submission", "user": {"id": STRANGER}, "view": {"callback_id": "x"}}
+        ),
+        "view as a list": action_body({"type": "view_submission", "view": [1]}),
+        "type as a number": action_body({"type": 5, "user": {"id": STRANGER}}),
+        "event as text": json.dumps({"type": "event_callback", "event": "app_home_opened"}),
+        "event without type": json.dumps({"type": "event_callback", "event": {"user": "U1"}}),
+    }
+    return bodies
+
+
+def test_signed_payloads_of_the_wrong_shape_are_acked_and_logged_as_ignored(
+    harness: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """They threw in the listener (or in Bolt's own helpers) before or after the ack: 500s and
+    404s with a traceback in the log. Now: 200, one line each, nothing done."""
+    h = harness
+    caplog.set_level(logging.INFO)
+    for name, body in _shapes(h).items():
+        caplog.clear()
+        headers = sign(body)
+        if body.startswith("{"):
+            headers["Content-Type"] = JSON
+        reply = h.post(body, headers)
+        h.idle()
+        assert (reply.status, reply.body) == (200, ""), name
+        assert not [r for r in caplog.records if r.exc_info], name
+        said = [r.getMessage() for r in caplog.records if "wrong shape" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith("Ignored a signed Slack request"), (name, said)
+        assert MARKER not in caplog.text
+    assert h.core.repo.runs() == [] and h.core.repo.audit_entries() == []
+    assert not h.fake.of("response_url")

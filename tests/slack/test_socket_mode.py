@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
-from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from handlers.blocks.ids import ACTION_CONFIRM
+from handlers.blocks.ids import ACTION_CONFIRM, ACTION_MY_POWER_ON
+from handlers.serving import GatedSocketModeHandler
 
 from .conftest import CHANNEL, OPERATOR, SlackHarness
 from .fake_socket import FakeSocketMode
@@ -20,7 +21,9 @@ pytestmark = pytest.mark.lab
 def socket_mode(harness: SlackHarness) -> Iterator[FakeSocketMode]:
     server = FakeSocketMode().start()
     harness.fake.socket_url = server.url
-    handler = SocketModeHandler(harness.bot.app, "xapp-1-test", web_client=harness.bot.app.client)
+    handler = GatedSocketModeHandler(
+        harness.bot.app, "xapp-1-test", web_client=harness.bot.app.client
+    )
     handler.connect()
     server.wait_connected()
     yield server
@@ -63,3 +66,22 @@ def test_deploy_and_teardown_over_socket_mode(
     socket_mode.wait_ack(envelope)
     h.fake.wait_for(lambda: plan.text.startswith("Stripped back sock"), timeout=60)
     assert not any(c.state.live for c in h.core.repo.clones(environment="sock"))
+
+
+def test_an_envelope_of_the_wrong_shape_is_acked_and_logged_as_ignored(
+    harness: SlackHarness, socket_mode: FakeSocketMode, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness
+    caplog.set_level(logging.INFO)
+    payload = action_payload(ACTION_MY_POWER_ON, "TRN-CAP-001", OPERATOR, CHANNEL, "1.2", "")
+    payload["user"] = OPERATOR  # Slack sends an object
+    envelope = socket_mode.send("interactive", payload)
+    socket_mode.wait_ack(envelope)
+    h.idle()
+    assert not [r for r in caplog.records if r.exc_info]
+    said = [r.getMessage() for r in caplog.records if "wrong shape" in r.getMessage()]
+    assert said == [
+        "Ignored a Socket Mode interactive envelope of the wrong shape "
+        "(block_actions user is str, not an object)"
+    ]
+    assert h.core.repo.audit_entries() == []

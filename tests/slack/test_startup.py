@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +88,7 @@ def test_api_url_and_drain_timeout_are_read_and_checked() -> None:
     assert _slack_settings().drain_timeout_s == 25.0 and _slack_settings().api_url is None
     with pytest.raises(ConfigError, match=r'api_url must be an http\(s\) URL such as "https://'):
         _slack_settings(api_url="slack-gov.com")
-    with pytest.raises(ConfigError, match="drain_timeout_s must be from 0 to 3600 seconds"):
+    with pytest.raises(ConfigError, match="drain_timeout_s must be a number of seconds from 0 to"):
         _slack_settings(drain_timeout_s=-1)
 
 
@@ -120,3 +121,22 @@ def test_a_refused_or_unreachable_token_check_stops_the_bot_with_what_to_do(
     assert expected in log and advice in log, log
     assert "Traceback" not in log
     assert "xoxb-test" not in log  # the token itself is never printed
+
+
+def test_a_port_in_use_stops_the_bot_with_one_sentence(
+    lab: LabProcess, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    bot = BotProcess(tmp_path, lab, fake_slack)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", bot.port))
+        taken.listen()
+        with pytest.raises(AssertionError, match="exited at start-up"):
+            bot.start(timeout=60)
+        assert bot.wait(timeout=10) == 2
+    log = bot.log()
+    assert "Traceback" not in log
+    said = [line for line in log.splitlines() if line.startswith("clones: ")]
+    assert said == [
+        f"clones: Cannot listen for Slack on port {bot.port}: it is in use by another process "
+        "(another bot still running?); stop that process or set PORT to a free port."
+    ]

@@ -45,7 +45,7 @@ def test_a_refused_destroy_keeps_the_vms_moref_and_orphans_lists_it_as_the_bots(
     [vm] = vcenter.clones()
     assert (row.state, row.moref) == (CloneState.FAILED, vm.moref)
     assert "Destroying it failed too" in (row.error or "")
-    [orphan] = services.recovery.orphans()
+    [orphan] = services.recovery.orphan_finder.orphans()
     assert orphan.ours and orphan.recorded and orphan.vm.moref == vm.moref
 
 

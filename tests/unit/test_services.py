@@ -95,6 +95,40 @@ def test_a_full_copy_stops_its_type_and_nothing_else(
     assert "stopped at its first full copy" in result.message
 
 
+def test_a_clone_skipped_at_a_full_copy_names_the_clone_that_stopped_its_type(
+    make_services: Any, vcenter: FakeVCenter
+) -> None:
+    # The race between the full copy and the clone waiting for its slot: once the first clone
+    # has proven the type linked, every clone comes out a full copy. The one that does holds
+    # its event until the clone behind it (waiting for the one slot) has been skipped. The
+    # skipped clone must name the clone that stopped the type, never "(?)".
+    s = make_services(concurrency=1)
+    skipped = threading.Event()
+
+    def on_event(e: Any) -> None:
+        if e.kind == "clone_ready":
+            vcenter.full_copies = True
+        elif (
+            e.kind == "clone_failed"
+            and "full copy" in e.message
+            and "not attempted" not in e.message
+        ):
+            skipped.wait(timeout=5)
+        elif e.kind == "clone_failed" and "not attempted" in e.message:
+            skipped.set()
+
+    done = dispatch(
+        s, grammar.parse("deploy capture 4 as nov"), Invocation("trainer", "cli", "", on_event)
+    )
+    assert isinstance(done, Deployed)
+    result = done.result
+    assert skipped.is_set()
+    [copy] = [f for f in result.failed if "not attempted" not in f.error]
+    rest = [f for f in result.failed if f is not copy]
+    assert rest and all(f"full copy ({copy.name})" in f.error for f in rest)
+    assert "(?)" not in result.message and f"full copy ({copy.name}, removed" in result.message
+
+
 def test_a_lost_vcenter_interrupts_the_run_and_resume_finishes_it(
     services: Services, vcenter: FakeVCenter
 ) -> None:

@@ -17,8 +17,18 @@ from pathlib import Path
 from typing import IO
 
 
-def lock_path_for(database: Path) -> Path:
-    return database.with_name(database.name + ".scheduler.lock")
+def lock_path_for(database: Path | str) -> Path:
+    """The lock file of a SQLite database (beside it), or of a PostgreSQL database named by its
+    URL (in this user's state folder, one per URL). With PostgreSQL the flock elects one
+    scheduler among the bots of one machine only: bots on several machines need leadership
+    through the database itself (issue 25)."""
+    if isinstance(database, Path):
+        return database.with_name(database.name + ".scheduler.lock")
+    import hashlib
+
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    digest = hashlib.sha256(database.encode("utf-8")).hexdigest()[:16]
+    return state / "clones" / f"postgresql-{digest}.scheduler.lock"
 
 
 class SchedulerLock:

@@ -160,9 +160,9 @@ def explain(exc: ssl.SSLError, *, where: str, pinned: bool, ca_file: str | None)
         if code in _UNTRUSTED:
             return (
                 f"{head} Its certificate is not issued by a CA in {trust}: set [vcenter] ca_file "
-                "to vCenter's CA certificate (PEM; the VMCA root from "
-                f"https://{where.rsplit(':', 1)[0]}/certs/download.zip), or pin the certificate "
-                'with thumbprint = "SHA256:..." (`clones thumbprint` prints it).'
+                f"to vCenter's CA certificate (PEM; the VMCA root from {ca_download(where)}), or "
+                'pin the certificate with thumbprint = "SHA256:..." (`clones thumbprint` prints '
+                "it)."
             )
         if code in (_HOSTNAME_MISMATCH, _IP_MISMATCH):
             return (
@@ -188,6 +188,14 @@ def explain(exc: ssl.SSLError, *, where: str, pinned: bool, ca_file: str | None)
             f"({reason}). Check the port in [vcenter] url (https://host:port/sdk)."
         )
     return f"TLS to vCenter at {where} failed: {reason}. Check [vcenter] url and the certificate."
+
+
+def ca_download(where: str) -> str:
+    """Where vCenter offers its CA certificates for the endpoint `where` (host:port): the same
+    host and port as its SDK (443 left out, an IPv6 address in brackets)."""
+    host, _, port = where.rpartition(":")
+    shown = f"[{host}]" if ":" in host else host
+    return f"https://{shown}{'' if port in ('', '443') else ':' + port}/certs/download.zip"
 
 
 def inspect(
