@@ -86,7 +86,7 @@ def test_a_step_after_the_clone_task_that_fails_destroys_the_vm_it_made_and_says
         assert c.moref is None
     audit = [e for e in app.repo.audit_entries() if e.command.startswith("remove unfinished")]
     assert len(audit) == failed and all(e.result == "ok" for e in audit)
-    assert Recovery.over(app.service).orphans() == []
+    assert Recovery.over(app.service).orphan_finder.orphans() == []
     record(
         f"{method} refused with {fault} after the clone task",
         faults_injected=failed,
@@ -158,7 +158,7 @@ def test_vcenter_lost_right_after_a_clone_task_then_resume_finishes_it(
     assert sorted(vm["name"] for vm in vms) == [f"TRN-CAP-{n:03}" for n in range(1, 5)]
     assert {vm["instance_uuid"] for vm in vms} == {c.instance_uuid for c in rows}
     assert all(vm["custom"].get("ManagedBy") == "clones" for vm in vms)
-    assert Recovery.over(app.service).orphans() == []
+    assert Recovery.over(app.service).orphan_finder.orphans() == []
 
 
 def test_clone_calls_whose_replies_were_lost_with_the_session_leave_no_vm_unrecorded(
@@ -186,7 +186,7 @@ def test_clone_calls_whose_replies_were_lost_with_the_session_leave_no_vm_unreco
     assert {c.state for c in rows} == {CloneState.READY}, [(c.name, c.error) for c in rows]
     vms = clone_vms(lab, "TRN-PKG-")
     assert {vm["instance_uuid"] for vm in vms} == {c.instance_uuid for c in rows}
-    assert Recovery.over(app.service).orphans() == []
+    assert Recovery.over(app.service).orphan_finder.orphans() == []
     requests = lab.control.stats()["requests"]
     record(
         "vCenter lost right after a clone reply, other clone calls in flight",
