@@ -38,6 +38,55 @@ from bot.settings import TypeSettings
 log = logging.getLogger(__name__)
 
 
+class Unmaker:
+    """Removes a VM a clone task made when a later step failed for good (no leak)."""
+
+    def __init__(self, core: Core) -> None:
+        self.repo = core.repo
+        self.vcenter = core.vcenter
+
+    def unmake(
+        self, clone: Clone, moref: str, instance_uuid: str, why: ClonesError, attempts: int
+    ) -> Clone:
+        """A step after the clone task failed for good: destroy the VM the task made (proved
+        by the instance UUID this clone chose) and say so. If vCenter goes away meanwhile the
+        record stays `cloning` with the VM's moref, for `resume`; if the destroy is refused,
+        the clone is recorded failed with its moref kept, so `orphans` finds it as the bot's."""
+        reason = f"{clone.name} was cloned ({moref}) but could not be finished: {why}"
+        try:
+            self.vcenter.destroy(moref, expected_uuid=instance_uuid)
+        except VCenterUnreachable:
+            self.repo.update_clone(clone.id, attempts=attempts)
+            raise
+        except ClonesError as exc:
+            error = (
+                f"{reason}. Destroying it failed too ({exc}): it stays in vCenter as {moref}, "
+                'recorded; "orphans remove" removes it, "orphans adopt" keeps it.'
+            )
+            self._audit(clone, moref, instance_uuid, "error", f"NOT destroyed: {exc}")
+            return self.repo.update_clone(
+                clone.id, state=CloneState.FAILED, error=error, attempts=attempts
+            )
+        self._audit(clone, moref, instance_uuid, "ok", "destroyed")
+        return self.repo.update_clone(
+            clone.id,
+            state=CloneState.FAILED,
+            error=f"{reason}. The VM it made (instance UUID {instance_uuid}) was destroyed; "
+            "nothing is left behind.",
+            attempts=attempts,
+            moref=None,
+        )
+
+    def _audit(self, clone: Clone, moref: str, instance_uuid: str, result: str, fate: str) -> None:
+        self.repo.audit(
+            actor="clones",
+            source="service",
+            command=f"remove unfinished clone {clone.name}",
+            result=result,
+            detail=f"{moref} (instance UUID {instance_uuid}) in {clone.environment}: {fate}",
+        )
+
+
 class Cloner:
     """Clones one recorded clone at a time (the pool around it is `run_per_clone`)."""
 
@@ -47,6 +96,7 @@ class Cloner:
         self.vcenter = core.vcenter
         self.clock = core.clock
         self.runs = core.runs
+        self.unmaker = Unmaker(core)
 
     # Kept whole: one try around the clone task, so each of its outcomes is recorded in one place.
     def clone_one(
@@ -67,7 +117,7 @@ class Cloner:
 
         Once the clone task has made the VM, its moref and instance UUID are recorded before
         any later step (labels, disk mode): a later step that fails for good destroys the VM
-        it made (`_unmake`), and one cut short by vCenter going away leaves the record knowing
+        it made (`Unmaker`), and one cut short by vCenter going away leaves the record knowing
         the VM, for `resume` to finish. A clone task that seems to have failed is believed only
         once no VM carries the instance UUID it asked for (a reply lost and the call repeated
         by pyVmomi may hide a VM it made). A clone that comes out as a full copy is removed by
@@ -109,7 +159,8 @@ class Cloner:
             )
         except CloneUnread as exc:
             clone = self.repo.update_clone(clone.id, moref=exc.moref, attempts=attempts[0])
-            return self._unmake(clone, exc.moref, clone.instance_uuid or "", exc, attempts[0])
+            uuid_asked = clone.instance_uuid or ""
+            return self.unmaker.unmake(clone, exc.moref, uuid_asked, exc, attempts[0])
         except ClonesError as exc:
             clone, request = self._latest(clone, request)
             found = self._made_anyway(clone, request, exc, attempts[0])
@@ -183,7 +234,7 @@ class Cloner:
             self.repo.update_clone(clone.id, attempts=attempts)
             raise
         except ClonesError as exc:
-            return self._unmake(clone, made.moref, made.instance_uuid, exc, attempts)
+            return self.unmaker.unmake(clone, made.moref, made.instance_uuid, exc, attempts)
         return self.repo.update_clone(
             clone.id,
             state=CloneState.READY,
@@ -229,49 +280,6 @@ class Cloner:
             clone = self.repo.update_clone(clone.id, instance_uuid=str(uuid.uuid4()))
             request = replace(request, instance_uuid=clone.instance_uuid or "")
         raise AssertionError("the second try returns or raises")
-
-    def _unmake(
-        self, clone: Clone, moref: str, instance_uuid: str, why: ClonesError, attempts: int
-    ) -> Clone:
-        """A step after the clone task failed for good: destroy the VM the task made (proved
-        by the instance UUID this clone chose) and say so. If vCenter goes away meanwhile the
-        record stays `cloning` with the VM's moref, for `resume`; if the destroy is refused,
-        the clone is recorded failed with its moref kept, so `orphans` finds it as the bot's."""
-        reason = f"{clone.name} was cloned ({moref}) but could not be finished: {why}"
-        try:
-            self.vcenter.destroy(moref, expected_uuid=instance_uuid)
-        except VCenterUnreachable:
-            self.repo.update_clone(clone.id, attempts=attempts)
-            raise
-        except ClonesError as exc:
-            error = (
-                f"{reason}. Destroying it failed too ({exc}): it stays in vCenter as {moref}, "
-                'recorded; "orphans remove" removes it, "orphans adopt" keeps it.'
-            )
-            self._audit_unmade(clone, moref, instance_uuid, "error", f"NOT destroyed: {exc}")
-            return self.repo.update_clone(
-                clone.id, state=CloneState.FAILED, error=error, attempts=attempts
-            )
-        self._audit_unmade(clone, moref, instance_uuid, "ok", "destroyed")
-        return self.repo.update_clone(
-            clone.id,
-            state=CloneState.FAILED,
-            error=f"{reason}. The VM it made (instance UUID {instance_uuid}) was destroyed; "
-            "nothing is left behind.",
-            attempts=attempts,
-            moref=None,
-        )
-
-    def _audit_unmade(
-        self, clone: Clone, moref: str, instance_uuid: str, result: str, fate: str
-    ) -> None:
-        self.repo.audit(
-            actor="clones",
-            source="service",
-            command=f"remove unfinished clone {clone.name}",
-            result=result,
-            detail=f"{moref} (instance UUID {instance_uuid}) in {clone.environment}: {fate}",
-        )
 
     def _record_full_copy(self, clone: Clone, exc: LinkedCloneCheckFailed) -> None:
         self.repo.audit(
