@@ -25,6 +25,7 @@ from bot.domain.models import (
     RunMessage,
     RunState,
 )
+from bot.domain.results import FailedClone
 from storage import Repository
 from storage.migrations import migrations
 from tests.helpers import set_state
@@ -853,3 +854,60 @@ def test_racing_repositories_get_exactly_one_winner(db_path: str) -> None:
         assert sorted(won["start"]) == sorted(won["end"]) == [False, True]
         assert len([r for r in won["run"] if r is not None]) == 1
         assert len(one.runs(environment="dec")) == 1
+
+
+def test_an_assignment_ends_in_the_write_its_clone_leaves_ready_for_good(repo: Repository) -> None:
+    """m009/m012's trigger, on each backend: a clone destroyed, missing or failed ends its
+    trainee's assignment in the same statement (the reason says which); a clone that merely
+    moves along (a rebuild's destroying) keeps it."""
+    repo.ensure_environment("nov", owner="U1")
+    made = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=4, run_id=None
+    )
+    for c in made:
+        set_state(repo, c.id, CloneState.READY, moref=f"vm-{c.id}", instance_uuid=f"u-{c.id}")
+    repo.assign(
+        environment="nov",
+        pairs=[(f"U0{i}", c.id) for i, c in enumerate(made)],
+        assigned_by="U1",
+    )
+    set_state(repo, made[0].id, CloneState.DESTROYED)
+    set_state(repo, made[1].id, CloneState.MISSING)
+    set_state(repo, made[2].id, CloneState.FAILED)
+    set_state(repo, made[3].id, CloneState.DESTROYING)  # a rebuild under way
+    every = {a.trainee: a for a in repo.assignments(environment="nov", active=None)}
+    assert {t: (a.ended_at is not None, a.ended_reason) for t, a in every.items()} == {
+        "U00": (True, "removed"),
+        "U01": (True, "missing"),
+        "U02": (True, "failed"),
+        "U03": (False, ""),
+    }
+    assert sorted(a.trainee for a in repo.untold_removals()) == ["U00", "U01", "U02"]
+
+
+def test_failed_clones_are_read_by_environment_without_the_destroyed(repo: Repository) -> None:
+    """What the status overview lists under each environment: its failed and missing clones
+    (their error, else their state), not destroyed ones, not other environments'."""
+    for env in ("nov", "dec", "jan"):
+        repo.ensure_environment(env, owner="U1")
+    nov = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=3, run_id=None
+    )
+    dec = repo.reserve_clones(
+        environment="dec", type="capture", parent="p", pattern="TRN-DEC-{n:03}", count=2,
+        run_id=None,
+    )  # fmt: skip
+    set_state(repo, nov[0].id, CloneState.FAILED, error="CloneVM_Task: disk full")
+    set_state(repo, nov[1].id, CloneState.READY, moref="vm-1", instance_uuid="u-1")
+    set_state(repo, nov[1].id, CloneState.MISSING)
+    set_state(repo, nov[2].id, CloneState.FAILED)
+    set_state(repo, nov[2].id, CloneState.DESTROYED)  # history: not listed
+    set_state(repo, dec[0].id, CloneState.FAILED, error="NoPermission")
+    assert repo.failed_clones(["nov", "jan"]) == {
+        "nov": [
+            FailedClone("TRN-CAP-001", "capture", "CloneVM_Task: disk full"),
+            FailedClone("TRN-CAP-002", "capture", "missing"),
+        ]
+    }
+    assert sorted(repo.failed_clones()) == ["dec", "nov"]
+    assert repo.failed_clones([]) == {}
