@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     from bot.adapters.scheduler.jobs import Scheduler
     from bot.domain.savings import Savings
-    from bot.ports import Chart, Clock, Lab, Notifier, Trust, VCenter
+    from bot.ports import Chart, Clock, Lab, Leases, Notifier, Trust, VCenter
     from bot.ports import Scheduler as SchedulerPort
     from bot.services.container import Services
     from bot.services.container import Services as App  # the wired application
+    from bot.services.leadership import Leadership
     from bot.services.schedules import ScheduleService
     from bot.settings import Settings, VCenterSettings
 
@@ -144,7 +145,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     )
     # Recording times only (the terminal): APScheduler is imported if the scheduler is ever used.
     services.schedules = ScheduleService(
-        settings, repo, service, cast("SchedulerPort", _LazyScheduler(settings))
+        settings, repo, service, cast("SchedulerPort", _LazyScheduler(settings, repo))
     )
     services.schedule_factory = lambda notifier, clock: schedule_service(
         services, notifier=notifier, clock=clock
@@ -154,15 +155,12 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
 
 
 class _LazyScheduler:
-    """The scheduler adapter with its lock made now and APScheduler imported on first use (the
-    terminal's schedule service records times and never starts it)."""
+    """The scheduler adapter with its leadership made now and APScheduler imported on first use
+    (the terminal's schedule service records times and never starts it)."""
 
-    def __init__(self, settings: Settings) -> None:
-        from bot.adapters.scheduler.lock import SchedulerLock, lock_path_for
-
+    def __init__(self, settings: Settings, repo: Leases) -> None:
         self._settings = settings
-        self._path = lock_path_for(settings.database)
-        self.lock = SchedulerLock(self._path)
+        self.lock = leadership(settings, repo)
         self._real: Scheduler | None = None
         self._guard = threading.Lock()
 
@@ -172,13 +170,18 @@ class _LazyScheduler:
                 from bot.adapters.scheduler.jobs import Scheduler
                 from bot.domain.timeparse import zone_of
 
-                self._real = Scheduler(
-                    self._path, timezone=zone_of(self._settings.timezone), lock=self.lock
-                )
+                self._real = Scheduler(self.lock, timezone=zone_of(self._settings.timezone))
             return self._real
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._scheduler(), name)
+
+
+def leadership(settings: Settings, repo: Leases) -> Leadership:
+    """Who leads (runs the schedules and the start-up recovery) for this database: its lease."""
+    from bot.services.leadership import Leadership
+
+    return Leadership(repo, lease_s=settings.lease_s)
 
 
 def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
@@ -209,13 +212,12 @@ def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
     trainees.connect(people, people, staff=AccessPolicy(slack, people.group_members).is_operator)
 
 
-def scheduler(settings: Settings) -> Scheduler:
-    """APScheduler in the team's zone, with the database's single-scheduler lock (not started)."""
+def scheduler(settings: Settings, repo: Leases) -> Scheduler:
+    """APScheduler in the team's zone, with the database's leadership (not started)."""
     from bot.adapters.scheduler.jobs import Scheduler
-    from bot.adapters.scheduler.lock import lock_path_for
     from bot.domain.timeparse import zone_of
 
-    return Scheduler(lock_path_for(settings.database), timezone=zone_of(settings.timezone))
+    return Scheduler(leadership(settings, repo), timezone=zone_of(settings.timezone))
 
 
 def schedule_service(
@@ -226,7 +228,12 @@ def schedule_service(
     from bot.services.schedules import ScheduleService
 
     return ScheduleService(
-        app.settings, app.repo, app.service, scheduler(app.settings), notifier=notifier, clock=clock
+        app.settings,
+        app.repo,
+        app.service,
+        scheduler(app.settings, app.repo),
+        notifier=notifier,
+        clock=clock,
     )
 
 

@@ -356,6 +356,9 @@ class Settings:
     )
     # SQLite file, relative to the configuration file; $CLONES_DB overrides.
     database: Path = setting(Path("clones.db"), env="CLONES_DB", check=_database, nonempty=True)
+    # A leader (the bot running the schedules) or a run's owner that stops renewing its lease
+    # (killed, hung, cut off) is taken over by another bot this long after its last renewal.
+    lease_s: float = setting(30.0, lo=1.0, hi=3600)
     concurrency: int = setting(8, lo=1, hi=MAX_CONCURRENCY)  # clone tasks in vCenter at once
     # ...and at most this many operations (clones, power operations, destroys) at once on one
     # host, and clones and destroys on one datastore: vCenter's own defaults (8 provisioning

@@ -22,6 +22,7 @@ at once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -159,6 +160,8 @@ class SlackBot:
     tokens: SlackTokens
     schedules: ScheduleService
     listeners: TrackedExecutor | None = None  # Bolt's listener executor
+    _recovering: threading.Lock = field(default_factory=threading.Lock)
+    _after_resync: Callable[[], object] | None = None
 
     def start(self, *, paused: bool = False) -> StartReport:
         """Start the scheduler (rebuilt from SQLite; missed work runs now and says so in its
@@ -166,9 +169,12 @@ class SlackBot:
         vCenter). The scheduler's report is logged, and posted to the first configured channel
         when it needs an operator's attention (another process holds the scheduler, or work was
         missed); each resumed run is reported in its own message, not there."""
-        self.ctx.jobs.submit(self._recover)
         self.schedules.on_takeover = self._took_over
         report = self.schedules.start(paused=paused)
+        if report.active:  # the leader recovers; a bot standing by does when it takes over
+            self.ctx.jobs.submit(self._recover)
+        keeper = self.schedules.keeper
+        self._after_resync, keeper.after_resync = keeper.after_resync, self._resynced
         log.log(logging.INFO if report.active else logging.WARNING, "%s", report.message)
         channels = self.ctx.settings.slack.channels
         if channels and (not report.active or report.missed):
@@ -193,12 +199,31 @@ class SlackBot:
             except (SlackClientError, OSError):
                 log.exception("could not post the scheduler takeover report")
 
+    def _resynced(self) -> None:
+        """The leader, after each re-sync: what the schedule service does then, and runs whose
+        owner (another bot, on any machine) died or hung past its lease are resumed here."""
+        if self._after_resync is not None:
+            self._after_resync()
+        if self._recovering.locked():
+            return
+        # Running runs only: an interrupted one (vCenter went away, a bot stopped cleanly)
+        # waits for `resume` or the next start, as with one bot.
+        abandoned = self.ctx.services.recovery.abandoned()
+        if not any(run.state is RunState.RUNNING for run in abandoned):
+            return
+        with contextlib.suppress(ClonesError):  # busy: the next re-sync tries again
+            self.ctx.jobs.submit(self._recover)
+
     def _recover(self) -> None:
         """Finish what a crash or a restart interrupted, each run in its own Slack message."""
+        if not self._recovering.acquire(blocking=False):
+            return  # one recovery at a time in this bot
         try:
-            recover_and_report(self.ctx, self.app.client)
+            recover_and_report(self.ctx, self.app.client, fence=self.schedules.keeper.fence())
         except ClonesError as exc:  # vCenter unreachable, ...: the next start tries again
             log.warning("start-up recovery could not run: %s", exc)
+        finally:
+            self._recovering.release()
         # Trainees whose VM a strip back removed while no messenger was at hand (the
         # terminal without a token, a crash): told now, once each.
         told = self.ctx.services.service.trainees.tell_removed()

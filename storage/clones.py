@@ -11,9 +11,10 @@ from typing import Any, Final
 
 from bot.domain.capacity import ClonePeak
 from bot.domain.errors import ConfigError, ConflictError, NotFoundError
-from bot.domain.models import Clone, CloneState, ParentFacts, clone_transition
+from bot.domain.models import Clone, CloneState, Fence, ParentFacts, clone_transition
 from storage.core import Core
 from storage.environments import require_environment
+from storage.leases import check_fence
 from storage.runs import load_run
 from storage.sql import LIVE, Where, from_text, placeholders, to_text, utc_now
 
@@ -159,8 +160,9 @@ class CloneStore(Core):
             start += _NAME_BATCH
         return names
 
-    def update_clone(self, clone_id: int, **changes: Any) -> Clone:
-        """Change a clone's recorded fields (state, moref, instance_uuid, error, host, ...)."""
+    def update_clone(self, clone_id: int, *, fence: Fence | None = None, **changes: Any) -> Clone:
+        """Change a clone's recorded fields (state, moref, instance_uuid, error, host, ...);
+        with a `fence`, only while its run is still this process's (`check_fence`)."""
         unknown = set(changes) - _CLONE_CHANGES
         if unknown:
             raise TypeError(f"update_clone() cannot change {sorted(unknown)}")
@@ -173,6 +175,7 @@ class CloneStore(Core):
         values["updated_at"] = to_text(utc_now())
         assignments = ", ".join(f"{column} = ?" for column in values)
         with self.transaction():
+            check_fence(self, fence)
             current = self.get_clone(clone_id)
             if "state" in changes:
                 clone_transition(current.state, CloneState(changes["state"]))

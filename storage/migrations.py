@@ -364,6 +364,28 @@ def m013_clone_peak_size(db: Database) -> None:
     db.execute("ALTER TABLE clones ADD COLUMN sized_at TEXT")
 
 
+@migrations()
+def m019_leases(db: Database) -> None:
+    # Leadership that survives machines (docs/operations.md): the lease row of the bot that
+    # runs the schedules ("scheduler"): its holder (host:pid:token), an epoch raised by every
+    # takeover (the fence every leader's write is checked against), and when it expires (Unix
+    # seconds). DOUBLE PRECISION, not REAL: PostgreSQL's REAL holds ~7 digits, far too few
+    # for a Unix time. Portable SQL: both engines take these statements as they are.
+    db.execute(
+        """
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            renewed_at DOUBLE PRECISION NOT NULL
+        )
+        """
+    )
+    # Every bot up (leading or standing by) and when it last said so, for "a bot stands by".
+    db.execute("CREATE TABLE bots (owner TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)")
+
+
 def apply_migrations(db: _HasConnection) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

@@ -12,7 +12,8 @@
 - `storage.schedules.ScheduleStore` (`ports.Schedules`: bookkeeping and claims);
 - `storage.audit.AuditStore` (`ports.Audit`);
 - `storage.assignments.AssignmentStore` (`ports.Assignments`: trainees and the clones they hold);
-- `storage.seen.SeenRequestStore` (replay keys).
+- `storage.seen.SeenRequestStore` (replay keys);
+- `storage.leases.LeaseStore` (`ports.Leases`: the leader's lease, the bots up, fences).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from storage.assignments import AssignmentStore
 from storage.audit import AuditStore
 from storage.clones import CloneStore
 from storage.environments import EnvironmentStore
+from storage.leases import LeaseStore
 from storage.runs import RunStore
 from storage.schedules import ScheduleStore
 from storage.seen import SeenRequestStore
@@ -39,6 +41,7 @@ class Repository(
     AuditStore,
     AssignmentStore,
     SeenRequestStore,
+    LeaseStore,
 ):
     """All reads and writes of the bot's state. Safe to share between threads.
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from bot.domain.errors import (
     ClonesError,
+    Fenced,
     LinkedCloneCheckFailed,
     VCenterFault,
     VCenterUnreachable,
@@ -74,6 +75,7 @@ class Cloner:
             # slot is taken: SQLite's write lock is never waited for while a slot is held.
             clone = self.repo.update_clone(
                 clone.id,
+                fence=self.runs.fence(emit.run_id),  # refused once another bot took the run
                 state=CloneState.CLONING,
                 instance_uuid=instance_uuid,
                 customization="",
@@ -88,6 +90,8 @@ class Cloner:
             for attempt in retrying(self.settings, emit, clone.name):
                 with attempt:
                     facts = self.vcenter.finish_clone(facts, request)
+        except Fenced:
+            raise  # the run is another bot's now: it records this clone, not us
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, attempts=attempts[0])
             raise
@@ -105,6 +109,7 @@ class Cloner:
             )
         return self.repo.update_clone(
             clone.id,
+            fence=self.runs.fence(emit.run_id),
             state=CloneState.READY,
             kept_attributes={},  # the successor carries them now
             moref=facts.moref,

@@ -41,7 +41,7 @@ class Service:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.core = Core(settings, repo, vcenter, clock, RunBook(repo))
+        self.core = Core(settings, repo, vcenter, clock, RunBook(repo, lease_s=settings.lease_s))
         self.settings, self.repo, self.vcenter, self.clock = settings, repo, vcenter, clock
         self.runs = self.core.runs
         self.queries = Queries(self.core)

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from bot.domain.errors import VCenterFault, VCenterUnreachable
+from bot.domain.errors import Fenced, VCenterFault, VCenterUnreachable
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,17 +32,18 @@ class PerClone(Generic[T, R]):
 
 
 class Stop:
-    """Set once vCenter is lost: work that has not started yet must not start."""
+    """Set once vCenter is lost (or the run was taken over by another bot: `Fenced`): work
+    that has not started yet must not start."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
-        self.error: VCenterUnreachable | None = None
+        self.error: VCenterUnreachable | Fenced | None = None
         self._lock = threading.Lock()
 
     def __call__(self) -> bool:
         return self._event.is_set()
 
-    def set(self, error: VCenterUnreachable) -> None:
+    def set(self, error: VCenterUnreachable | Fenced) -> None:
         with self._lock:
             if self.error is None:
                 self.error = error
@@ -69,7 +70,7 @@ def run_per_clone(
     def guarded(item: T) -> R:
         try:
             return work(item, stop)
-        except VCenterUnreachable as exc:
+        except (VCenterUnreachable, Fenced) as exc:
             stop.set(exc)
             raise
 
@@ -92,8 +93,10 @@ def run_per_clone(
         exc = f.exception()
         if exc is None:
             out.results.append((item, f.result()))
-        elif not isinstance(exc, VCenterUnreachable) and bug is None:
+        elif not isinstance(exc, VCenterUnreachable | Fenced) and bug is None:
             bug = exc
+    if isinstance(stop.error, Fenced):
+        raise stop.error  # the run is another bot's: this one stops here, recording nothing
     if bug is not None:
         raise bug
     out.lost = stop.error

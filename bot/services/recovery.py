@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bot.domain.errors import ClonesError, VCenterUnreachable
-from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
+from bot.domain.errors import ClonesError, Fenced, VCenterUnreachable
+from bot.domain.models import Clone, CloneState, Fence, Run, RunKind, RunState
 from bot.domain.results import DeployResult, FailedClone, TeardownResult
 from bot.domain.vsphere import VmFacts
+from bot.host import owner_gone
 from bot.ports import ProgressCallback
 from bot.services.core import Service
 from bot.services.orphans import Orphan, Orphans
@@ -158,21 +159,38 @@ class Recovery:
         return self.runs.owner_dead(run, self.clock())
 
     def recover(
-        self, *, actor: str = "clones", on_event: ProgressCallback | None = None
+        self,
+        *,
+        actor: str = "clones",
+        on_event: ProgressCallback | None = None,
+        fence: Fence | None = None,
     ) -> RecoveryReport:
         """Resume every abandoned run, then record ready clones whose VM is gone as missing.
 
         Each abandoned run is taken over atomically: it ends superseded in the transaction that
         starts its successor over the same clones, so two processes starting at once never
-        both resume it, and no later resume ever picks it up again.
+        both resume it, and no later resume ever picks it up again. The same transaction checks
+        that the run's lease (its owner's heartbeat) has expired, unless its owner certainly
+        died, and, with `fence` (the leader's recovery), that this process still leads.
         """
         resumed: list[ResumedRun] = []
         left: list[tuple[int, str]] = []
         lost = False  # vCenter stopped answering: records are not judged by it now
         for run in self.abandoned():
-            new = self.repo.supersede_run(run.id, owner=self.runs.owner, expected_owner=run.owner)
+            certain = run.state is RunState.INTERRUPTED or owner_gone(run.owner)
+            try:
+                new = self.repo.supersede_run(
+                    run.id,
+                    owner=self.runs.owner,
+                    expected_owner=run.owner,
+                    stale_before=None if certain else self.runs.stale_before(self.clock()),
+                    fence=fence,
+                )
+            except Fenced as exc:  # another bot leads now: the runs are its to resume
+                log.warning("fenced: recovery stopped: %s", exc)
+                break
             if new is None:
-                continue  # another process took it over first, or it ended meanwhile
+                continue  # another process took it over first, it ended, or it beat again
             self.runs.track_run(new.id)
             try:
                 if run.kind is RunKind.TEARDOWN:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain.errors import ConflictError
-from bot.domain.models import CloneState, Run, RunKind, RunMessage, RunState
+from bot.domain.models import CloneState, Fence, Run, RunKind, RunMessage, RunState
 from bot.domain.results import EventKind, ProgressEvent
 from bot.host import owner_gone, process_owner
 from bot.ports import ProgressCallback, Repository, VCenter
@@ -23,18 +23,21 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 15.0  # how often a running run says its process is alive
-STALE_AFTER = timedelta(minutes=2)  # a run whose heartbeat is older than this is abandoned
+# A run's owner renews its heartbeat (the run's lease) every third of `lease_s`; a run whose
+# heartbeat is older than `lease_s` is abandoned (its owner died, hung or was cut off).
 LIVE_STATES = tuple(s for s in CloneState if s.live)
 
 
 class RunBook:
-    """Runs this process owns: recorded with the clones they own, kept alive by a heartbeat (so
-    a run whose process died is told apart from one in progress elsewhere), and refused while
-    the environment has another (within this process, and across processes through SQLite)."""
+    """Runs this process owns: recorded with the clones they own, kept alive by a heartbeat (the
+    run's lease: a run whose process died or hung is told apart from one in progress elsewhere),
+    and refused while the environment has another (within this process, and across processes
+    and machines through the database). Once another process took a run over, this one's
+    heartbeat and every fenced write for it are refused (`fence`), and it stops working on it."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, *, lease_s: float = 30.0) -> None:
         self.repo = repo
+        self.lease_s = lease_s
         self._env_locks: dict[str, threading.Lock] = {}
         self._env_locks_guard = threading.Lock()
         self.owner = process_owner()
@@ -106,9 +109,13 @@ class RunBook:
         """Where the run is shown, if a front end said so (`show_in`)."""
         return self.repo.run_message(run_id)
 
+    def fence(self, run_id: int) -> Fence:
+        """What a write for run `run_id` is checked against: still running, still ours."""
+        return Fence(run_id=run_id, owner=self.owner)
+
     def _beat(self) -> None:
         while True:
-            self._heartbeat_wake.wait(HEARTBEAT_S)
+            self._heartbeat_wake.wait(max(self.lease_s / 3.0, 0.05))
             with self._env_locks_guard:
                 runs = list(self._active_runs)
                 if not runs:
@@ -116,19 +123,40 @@ class RunBook:
                     return
             for run_id in runs:
                 try:
-                    self.repo.heartbeat(run_id)
+                    if not self.repo.heartbeat(run_id, self.owner):
+                        self._taken_over(run_id)
                 except Exception:  # a missed beat only makes the run look stale sooner
                     log.exception("heartbeat of run %s failed", run_id)
 
+    def _taken_over(self, run_id: int) -> None:
+        with self._env_locks_guard:
+            if run_id not in self._active_runs:
+                return  # finished meanwhile
+            self._active_runs.discard(run_id)
+        run = self.repo.get_run(run_id)
+        if run.state is RunState.SUPERSEDED or run.owner != self.owner:
+            log.warning(
+                "fenced: refused the heartbeat of run %s: it is %s (%s); this bot stops "
+                "working on it",
+                run_id,
+                run.state.value,
+                run.message or f"owned by {run.owner}",
+            )
+
+    def stale_before(self, now: datetime) -> datetime:
+        """A run whose heartbeat is older than this has lost its lease."""
+        return now - timedelta(seconds=self.lease_s)
+
     def owner_dead(self, run: Run, now: datetime) -> bool:
         """True when the process running `run` is gone: it certainly ended (this machine), or
-        its heartbeat is older than STALE_AFTER (another machine). Never for this process."""
+        its heartbeat (the run's lease) is older than `lease_s` (hung, cut off, or another
+        machine). Never for this process."""
         if run.owner == self.owner:
             return False  # this very process runs it
         if owner_gone(run.owner):
             return True
         beat = run.heartbeat_at or run.started_at
-        return beat is None or now - beat > STALE_AFTER
+        return beat is None or beat < self.stale_before(now)
 
     def environment_lock(self, name: str) -> _TryLock:
         with self._env_locks_guard:

@@ -164,6 +164,7 @@ def make_harness(
         schedule: ScheduleSettings | None = None,
         trainees: TraineeSettings | None = None,
         paused: bool = True,
+        lease_s: float | None = None,
         **slack_overrides: Any,
     ) -> SlackHarness:
         """The bot with its scheduler started paused: tests run due jobs with `run_due()`
@@ -180,7 +181,10 @@ def make_harness(
         )
         fake_slack.group_members["SOPS"] = [GROUP_MEMBER]
         db = tmp_path / "clones.db"
-        core = bootstrap.build(lab_settings(lab, db, slack, schedule, trainees), start_lab=False)
+        settings = lab_settings(lab, db, slack, schedule, trainees)
+        if lease_s is not None:
+            settings = replace(settings, lease_s=lease_s)
+        core = bootstrap.build(settings, start_lab=False)
         bot = create_bot(core, SlackTokens("xoxb-test", SECRET, "", 0), clock=clock)
         bot.start(paused=paused)
         server = http_server(bot.app, "127.0.0.1", 0)
