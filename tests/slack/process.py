@@ -37,12 +37,29 @@ def free_port() -> int:
 class BotProcess:
     """One `python -m bot` process; `again()` makes the next one on the same config and data."""
 
-    def __init__(self, tmp_path: Path, lab: LabProcess, fake: FakeSlack, **slack: Any) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        lab: LabProcess,
+        fake: FakeSlack,
+        *,
+        database: Path | None = None,
+        clones: dict[str, Any] | None = None,
+        schedule: dict[str, Any] | None = None,
+        **slack: Any,
+    ) -> None:
+        """A bot whose state (config, logs, working directory) is `tmp_path`; `database`
+        (default: in `tmp_path`) may be shared with other bots; `clones` and `schedule` are
+        more keys of `[clones]` and `[schedule]`."""
         self.tmp_path = tmp_path
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.lab = lab
         self.fake = fake
-        self.database = tmp_path / "clones.db"
+        self.database = database or tmp_path / "clones.db"
         raw = lab_config(lab, self.database, concurrency=4, retry_backoff_s=0.1)
+        raw["clones"].update(clones or {})
+        if schedule:
+            raw["schedule"] = schedule
         raw["slack"] = {
             "operators": [OPERATOR],
             "admins": [ADMIN],
@@ -67,6 +84,10 @@ class BotProcess:
                 "SLACK_SIGNING_SECRET": SECRET,
                 "PORT": str(self.port),
                 "PYTHONUNBUFFERED": "1",
+                # Run from its own folder (as on its own machine): the code is found by path.
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+                ),
                 **lab_environ(self.lab),
             }
         )
@@ -74,7 +95,7 @@ class BotProcess:
         self.runs += 1
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "bot"], cwd=self.tmp_path, env=env, stdout=log, stderr=log
             )
         health = f"http://127.0.0.1:{self.port}/health"
         deadline = time.monotonic() + timeout

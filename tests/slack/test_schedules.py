@@ -483,7 +483,7 @@ def _bot_process(
 ) -> subprocess.Popen[bytes]:
     """`python -m bot` (HTTP mode) on `database`, the test's lab and its fake Slack."""
     raw = lab_config(lab, database)
-    raw["lease_s"] = lease_s
+    raw["clones"]["lease_s"] = lease_s
     raw["slack"] = {
         "api_url": fake.api_url,
         "operators": [OPERATOR],
