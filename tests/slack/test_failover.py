@@ -148,6 +148,8 @@ def test_the_other_bot_takes_over_and_nothing_is_done_twice(
     assert takeover_s <= LEASE_S + LEASE_S / 3 + 3.0, takeover_s
     if how == "SIGSTOP":
         assert "fenced: Refused: renewing lease 'scheduler' epoch 1" in refused
+        # ...and the deployment it was running, taken over meanwhile: its next clone write.
+        assert "Refused: run" in a.log() and "is no longer this bot's" in a.log()
     record(
         f"failover after {how} of the leader",
         lease_s=LEASE_S,

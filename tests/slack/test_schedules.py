@@ -200,7 +200,7 @@ def test_reminder_extend_and_strip_back_now(make_harness: Callable[..., SlackHar
     assert env is not None and env.ends_at == end + timedelta(hours=2)
     assert _jobs(h)["teardown:remind-env"] == end + timedelta(hours=2)
     assert _jobs(h)["remind:remind-env"] == end + timedelta(hours=1)
-    assert any("2 h later" in t for t in h.ephemeral_texts())
+    h.fake.wait_for(lambda: any("2 h later" in t for t in h.ephemeral_texts()))
     assert any(
         e.actor == OPERATOR and e.source == "slack" and e.command == "extend remind-env 2h"
         for e in h.core.repo.audit_entries()
