@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -64,6 +65,8 @@ class _LazyVCenter:
         self._settings = settings
         self._real: Any = None
         self._lock = threading.Lock()
+        # Told how long each call took (method name, seconds): the bot's /metrics.
+        self.observe: Callable[[str, float], None] | None = None
 
     def _adapter(self) -> Any:
         with self._lock:
@@ -74,7 +77,19 @@ class _LazyVCenter:
             return self._real
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._adapter(), name)
+        value = getattr(self._adapter(), name)
+        observe = self.observe
+        if observe is None or not callable(value) or name.startswith("_"):
+            return value
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return value(*args, **kwargs)
+            finally:
+                observe(name, time.monotonic() - started)
+
+        return timed
 
     def close(self) -> None:
         with self._lock:

@@ -55,6 +55,7 @@ from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, TrackedExecutor
 from handlers.listeners import register
 from handlers.notify import SlackNotifier
+from handlers.operations import Operations
 from handlers.people import SlackPeople
 from handlers.progress import LiveRuns
 from handlers.recovered import recover_and_report
@@ -160,6 +161,7 @@ class SlackBot:
     tokens: SlackTokens
     schedules: ScheduleService
     listeners: TrackedExecutor | None = None  # Bolt's listener executor
+    ops: Operations | None = None  # /ready and /metrics
     _recovering: threading.Lock = field(default_factory=threading.Lock)
     _after_resync: Callable[[], object] | None = None
 
@@ -353,7 +355,10 @@ def create_bot(
             "No [slack] operators, operator_groups or admins configured: Slack users can only "
             "run status, savings, types, plan, inventory and help."
         )
-    return SlackBot(app, ctx, tokens, schedules, listeners)
+    ops = Operations(core, schedules)
+    if hasattr(core.vcenter, "observe"):  # the bot's vCenter adapter, timed for /metrics
+        core.vcenter.observe = ops.observe_vcenter
+    return SlackBot(app, ctx, tokens, schedules, listeners, ops=ops)
 
 
 def _bolt_app(
@@ -470,7 +475,7 @@ def listen(bot: SlackBot, port: int, host: str = "0.0.0.0") -> HttpServer:
     """The HTTP server for Slack's requests, bound to `port` (not serving yet); ConfigError, one
     sentence, when the port cannot be had."""
     try:
-        return http_server(bot.app, host, port)
+        return http_server(bot.app, host, port, ops=bot.ops)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             why = "is in use by another process (another bot still running?)"

@@ -255,6 +255,13 @@ class RunStore(Core):
         )
         return [run_record(row) for row in rows]
 
+    def run_counts(self) -> list[tuple[str, str, int]]:
+        """(kind, state, number of runs) for every kind and state that has runs."""
+        rows = self._tuples(
+            "SELECT kind, state, COUNT(*) FROM runs GROUP BY kind, state ORDER BY kind, state"
+        )
+        return [(str(kind), str(state), int(n)) for kind, state, n in rows]
+
     # -- run ownership (crash recovery) ----------------------------------------------------
 
     def heartbeat(self, run_id: int, owner: str | None = None) -> bool:

@@ -187,7 +187,7 @@ def make_harness(
         core = bootstrap.build(settings, start_lab=False)
         bot = create_bot(core, SlackTokens("xoxb-test", SECRET, "", 0), clock=clock)
         bot.start(paused=paused)
-        server = http_server(bot.app, "127.0.0.1", 0)
+        server = http_server(bot.app, "127.0.0.1", 0, ops=bot.ops)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.server_address[1]
         harness = SlackHarness(
