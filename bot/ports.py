@@ -23,6 +23,7 @@ from bot.domain.models import (
     AuditEntry,
     Clone,
     CloneState,
+    Confirmation,
     Environment,
     Fence,
     Keep,
@@ -303,7 +304,18 @@ class Assignments(Protocol):
     def claim_told(self, assignment_id: int) -> bool: ...
 
 
-class Repository(Environments, Clones, Runs, Schedules, Audit, Assignments, Leases, Protocol):
+class ConfirmationTokens(Protocol):
+    """Confirm buttons' one-time tokens, shared by the bots on one database."""
+
+    def save_confirmation(self, c: Confirmation) -> None: ...
+    def confirmation(self, token: str) -> Confirmation | None: ...
+    def take_confirmation(self, token: str) -> Confirmation | None: ...  # exactly one caller
+    def expire_confirmations(self, before: float) -> None: ...
+
+
+class Repository(
+    Environments, Clones, Runs, Schedules, Audit, Assignments, Leases, ConfirmationTokens, Protocol
+):
     """The bot's records: what it intended and did (SQLite in production)."""
 
     def transaction(self) -> AbstractContextManager[None]: ...
@@ -442,6 +454,7 @@ __all__ = [
     "Chart",
     "Clock",
     "Clones",
+    "ConfirmationTokens",
     "Directory",
     "Environments",
     "Inventory",

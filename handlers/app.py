@@ -343,7 +343,7 @@ def create_bot(
         services=replace(core, schedules=schedules),
         access=access,
         jobs=jobs or Jobs(workers=max(2, core.settings.concurrency // 2), max_pending=32),
-        confirmations=Confirmations(),
+        confirmations=Confirmations(store=core.repo),
         audit=core.repo,
         seen=SeenRequests(store=core.repo.first_sighting),
         live=live,

@@ -386,6 +386,25 @@ def m019_leases(db: Database) -> None:
     db.execute("CREATE TABLE bots (owner TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)")
 
 
+@migrations()
+def m020_confirmations(db: Database) -> None:
+    # The one-time tokens of Confirm / Cancel buttons, shared by every bot on this database (a
+    # click may reach any of them); issued_at is Unix time, items a JSON list ('' for none).
+    db.execute(
+        """
+        CREATE TABLE confirmations (
+            token TEXT PRIMARY KEY,
+            environment TEXT NOT NULL,
+            requester TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            issued_at DOUBLE PRECISION NOT NULL,
+            action TEXT NOT NULL,
+            items TEXT NOT NULL DEFAULT ''
+        )
+        """
+    )
+
+
 def apply_migrations(db: _HasConnection) -> None:
     """Apply pending migrations. Call inside a `BEGIN IMMEDIATE` transaction (see module doc)."""
     migrations.apply(db)

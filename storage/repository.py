@@ -13,7 +13,8 @@
 - `storage.audit.AuditStore` (`ports.Audit`);
 - `storage.assignments.AssignmentStore` (`ports.Assignments`: trainees and the clones they hold);
 - `storage.seen.SeenRequestStore` (replay keys);
-- `storage.leases.LeaseStore` (`ports.Leases`: the leader's lease, the bots up, fences).
+- `storage.leases.LeaseStore` (`ports.Leases`: the leader's lease, the bots up, fences);
+- `storage.confirmations.ConfirmationStore` (`ports.ConfirmationTokens`: Confirm buttons).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from storage.assignments import AssignmentStore
 from storage.audit import AuditStore
 from storage.clones import CloneStore
+from storage.confirmations import ConfirmationStore
 from storage.environments import EnvironmentStore
 from storage.leases import LeaseStore
 from storage.runs import RunStore
@@ -42,6 +44,7 @@ class Repository(
     AssignmentStore,
     SeenRequestStore,
     LeaseStore,
+    ConfirmationStore,
 ):
     """All reads and writes of the bot's state. Safe to share between threads.
 

@@ -270,6 +270,20 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class Confirmation:
+    """A Confirm / Cancel button's one-time token and what it confirms (handlers/confirmations):
+    kept in the database, so the click may reach any bot sharing it. `issued_at`: Unix time."""
+
+    token: str
+    environment: str
+    requester: str
+    channel: str
+    issued_at: float
+    action: str = "teardown"  # what the token confirms: "teardown", "refresh", "orphans"
+    items: tuple[str, ...] = ()  # exactly what was shown, when the action acts on a list
+
+
+@dataclass(frozen=True)
 class RunMessage:
     """Where a run is shown in Slack: the channel and the ts of its progress message."""
 
