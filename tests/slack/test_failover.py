@@ -116,6 +116,13 @@ def test_the_other_bot_takes_over_and_nothing_is_done_twice(
 
     wait_until(settled, timeout=180)
     settled_s = time.monotonic() - stopped
+    # The deployment's own progress message (posted by A) is finished by B, which ran it last.
+    with Repository(database) as repo:
+        shown = repo.run_message(repo.runs(environment="big", limit=1)[0].id)
+    assert shown is not None
+    message = fake_slack.messages[shown.ts]
+    assert message.channel == shown.channel
+    fake_slack.wait_for(lambda: message.text.startswith("30 of 30 linked clones ready"), timeout=60)
 
     refused = ""
     if how == "SIGSTOP":
