@@ -52,9 +52,9 @@ def check_fence(core: Core, fence: Fence | None) -> None:
                 else "no lease"
             )
             raise Fenced(
-                f"Refused: this bot no longer leads (it acted under lease {fence.lease!r} "
-                f"epoch {fence.epoch}; the database has {who}). Another bot runs the "
-                "schedules now; nothing was written."
+                f"Refused: this process no longer leads (it acted under lease "
+                f"{fence.lease!r} epoch {fence.epoch}; the database has {who}). Another bot "
+                "runs the schedules now; nothing was written."
             )
     if fence.run_id is not None:
         owned = core._execute(
@@ -66,15 +66,15 @@ def check_fence(core: Core, fence: Fence | None) -> None:
                 "SELECT state, owner, superseded_by FROM runs WHERE id = ?", (fence.run_id,)
             )
             why = "it is gone"
-            if row is not None:
+            if row is not None and row["superseded_by"] is not None:
+                why = f"another process took it over as run {row['superseded_by']}"
+            elif row is not None and row["owner"] != fence.owner:
+                why = f"it is {row['state']}, owned by {row['owner']}"
+            elif row is not None:
                 why = f"it is {row['state']}"
-                if row["superseded_by"] is not None:
-                    why += f" (taken over as run {row['superseded_by']})"
-                elif row["owner"] != fence.owner:
-                    why += f", owned by {row['owner']}"
             raise Fenced(
-                f"Refused: run {fence.run_id} is no longer this bot's ({why}); nothing was "
-                "written, and this bot stops working on it."
+                f"Refused: run {fence.run_id} is no longer this process's ({why}); nothing was "
+                "written, and this process stops working on it."
             )
 
 

@@ -3,7 +3,8 @@
 Hypothesis drives random sequences of what happens to a real estate: deployments (into reused
 environment names too), strip backs, refreshes, power changes, trainees assigned and one
 trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
-any of them SIGKILLed at a random moment or cut off by vCenter going dark; sessions expired under
+any of them SIGKILLed at a random moment, hung (SIGSTOP) past its run's lease while `resume` takes
+the run over, or cut off by vCenter going dark; sessions expired under
 them; `resume` and the Slack bot's start-up recovery; and someone at the vSphere Client
 destroying, renaming, powering or relabelling clones behind the bot's back.
 
@@ -32,6 +33,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -67,6 +69,7 @@ ENVIRONMENTS = ("a", "b")
 TYPES = ("capture", "packaging")
 EXIT_CODES = {0, 1, 2, 3}
 DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault strikes
+LEASE_S = 1.0  # a hung command's run is another process's to resume this long after its beat
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
 TRAINEES = ("U01", "U02", "U03", "U04")
@@ -86,7 +89,7 @@ class TrustModel(RuleBasedStateMachine):
             {"clone_latency_ms": 60, "destroy_latency_ms": 60},
         )
         self.lab = LabProcess.start(spec)
-        self.clones = Clones(self.tmp, self.lab, concurrency=3, retries=1)
+        self.clones = Clones(self.tmp, self.lab, concurrency=3, retries=1, lease_s=LEASE_S)
         self.admin = Admin(self.lab)
         # Decoys: a VM named like a clone in another folder, and one forging ManagedBy.
         self.lab.control.add_vm("TRN-CAP-002", folder="Parents", parent_like="Capture")
@@ -186,6 +189,8 @@ class TrustModel(RuleBasedStateMachine):
             proc.kill()
             proc.communicate(timeout=60)
             code = None
+        elif fault == "hang":
+            code = self.hang(proc, words)
         else:
             if fault == "pause":
                 self.lab.control.pause(0.8)
@@ -197,6 +202,26 @@ class TrustModel(RuleBasedStateMachine):
         self.lab.control.pause(0)
         self.lab.control.wait_idle()
         return code
+
+    def hang(self, proc: subprocess.Popen[str], words: tuple[str, ...]) -> int:
+        """The command hangs (SIGSTOP) past its run's lease; `resume`, another process, takes
+        the run over and finishes it; then the hung command is continued: every write it then
+        attempts for the run is refused (fenced), so it makes and destroys nothing more."""
+        if proc.poll() is not None:  # it finished first: nothing hangs
+            out, err = proc.communicate(timeout=60)
+            self._check_output(proc.returncode, out, err, words)
+            return proc.returncode
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(LEASE_S * 1.5 + 0.2)  # its heartbeat is older than the lease now
+        self.lab.control.wait_idle()  # the clone or destroy tasks it had asked for are done
+        taken = self.clones.run("resume", timeout=180)
+        self._check_output(taken.returncode, taken.stdout, taken.stderr, ("resume",))
+        proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=180)
+        self._check_output(proc.returncode, out, err, words)
+        if "Resumed" in taken.stdout:
+            self.steps["hung run taken over"] += 1
+        return proc.returncode
 
     def _check_output(self, code: int, out: str, err: str, words: tuple[str, ...]) -> None:
         assert code in EXIT_CODES, (words, code, out, err)
@@ -247,7 +272,7 @@ class TrustModel(RuleBasedStateMachine):
         environment=st.sampled_from(ENVIRONMENTS),
         kind=st.sampled_from(TYPES),
         count=st.integers(1, 4),
-        fault=st.sampled_from(["none", "none", "none", "kill", "pause", "expire"]),
+        fault=st.sampled_from(["none", "none", "none", "kill", "pause", "expire", "hang"]),
         delay=st.sampled_from(DELAYS),
         power_on=st.sampled_from([False, False, True]),
     )
@@ -306,7 +331,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
-        fault=st.sampled_from(["none", "kill", "kill", "pause"]),
+        fault=st.sampled_from(["none", "kill", "kill", "pause", "hang"]),
         delay=st.sampled_from(DELAYS),
     )
     def strip_back(self, environment: str, fault: str, delay: float) -> None:

@@ -136,7 +136,7 @@ class RunBook:
         run = self.repo.get_run(run_id)
         if run.state is RunState.SUPERSEDED or run.owner != self.owner:
             log.warning(
-                "fenced: refused the heartbeat of run %s: it is %s (%s); this bot stops "
+                "fenced: refused the heartbeat of run %s: it is %s (%s); this process stops "
                 "working on it",
                 run_id,
                 run.state.value,

@@ -156,7 +156,7 @@ def test_the_other_bot_takes_over_and_nothing_is_done_twice(
     if how == "SIGSTOP":
         assert "fenced: Refused: renewing lease 'scheduler' epoch 1" in refused
         # ...and the deployment it was running, taken over meanwhile: its next clone write.
-        assert "Refused: run" in a.log() and "is no longer this bot's" in a.log()
+        assert "Refused: run" in a.log() and "is no longer this process's" in a.log()
     record(
         f"failover after {how} of the leader",
         lease_s=LEASE_S,
