@@ -22,6 +22,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.domain.errors import ClonesError
 from bot.domain.results import ProgressEvent
 from bot.services.container import Services
 from handlers.blocks.kit import Rendered
@@ -49,6 +50,15 @@ class LiveRuns:
         with self._lock:
             for run_id in [r for r, m in self._messages.items() if m is message]:
                 del self._messages[run_id]
+
+    def ours(self, run_id: int) -> bool:
+        """False once another bot took run `run_id` over: its message is that bot's to edit."""
+        if self._services is None:
+            return True
+        try:
+            return self._services.service.runs.owns(run_id)
+        except ClonesError:  # the database away: keep showing what this bot knows
+            return True
 
     def finish(self, run_id: int, final: Rendered, timeout_s: float) -> bool:
         """Show `final` as the last state of the message that shows `run_id` in this process
@@ -89,6 +99,7 @@ class ProgressMessage:
         self._live = live
         self._run_id: int | None = None  # the run of the latest event
         self._recorded: set[int] = set()
+        self._dropped = False  # another bot shows the run now: no edit from this one
         self.sent = 0  # messages posted or updated, for logs and tests
 
     @property
@@ -137,6 +148,17 @@ class ProgressMessage:
         thread.join(timeout_s)
         return self.ts
 
+    def drop(self) -> None:
+        """Stop showing the run without another edit: another bot took it over and shows it
+        in this same message (a progress update still queued here is never sent)."""
+        with self._cond:
+            self._dropped = True
+            if self._final is None:
+                self._final = Rendered("", [])
+            if self._thread is None:
+                return
+            self._cond.notify()
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -148,6 +170,7 @@ class ProgressMessage:
                     # so the message never changes faster than the interval.
                     while (now := self._clock()) < due:
                         self._cond.wait(due - now)
+                event: ProgressEvent | None = None
                 if self._final is not None:
                     rendered: Rendered | None = self._final
                     last = True
@@ -155,7 +178,10 @@ class ProgressMessage:
                     event, self._latest = self._latest, None
                     assert event is not None
                     rendered, last = self._safe_render(event), False
-            if rendered is not None:
+            if event is not None and self._live is not None and not self._live.ours(event.run_id):
+                self.drop()  # taken over meanwhile: the stale progress is not sent
+                continue
+            if rendered is not None and not self._dropped:
                 self._send(rendered)
             if last:
                 if self._live is not None:

@@ -85,10 +85,13 @@ class LeaseStore(Core):
         row = self._row("SELECT * FROM leases WHERE name = ?", (name,))
         return lease_record(row) if row else None
 
-    def acquire_lease(self, name: str, holder: str, ttl_s: float, now: float) -> Lease | None:
-        """Take lease `name` for `holder` when it is free (never held, released or expired),
-        with a new epoch; renew it when `holder` holds it already. None while another holds
-        it. Compare-and-set: of two bots racing, one UPDATE changes the row."""
+    def acquire_lease(
+        self, name: str, holder: str, ttl_s: float, now: float, *, dead: str = ""
+    ) -> Lease | None:
+        """Take lease `name` for `holder` when it is free (never held, released or expired, or
+        held by `dead`: a holder the caller knows has died), with a new epoch; renew it when
+        `holder` holds it already. None while another holds it. Compare-and-set: of two bots
+        racing, one UPDATE changes the row."""
         with self.transaction():
             created = self._execute(
                 "INSERT INTO leases (name, holder, epoch, expires_at, renewed_at)"
@@ -105,7 +108,7 @@ class LeaseStore(Core):
                     " WHERE name = ? AND holder = ? AND epoch = ?",
                     (now + ttl_s, now, name, holder, current.epoch),
                 )
-            elif current.expired(now):
+            elif current.expired(now) or (dead and current.holder == dead):
                 changed = self._execute(
                     "UPDATE leases SET holder = ?, epoch = epoch + 1, expires_at = ?,"
                     " renewed_at = ? WHERE name = ? AND epoch = ?",

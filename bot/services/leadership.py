@@ -5,7 +5,9 @@ The leader holds the `scheduler` lease row (storage/leases.py) and renews it eve
 `lease_s`; a bot standing by tries it as often and takes it once it has expired (a new epoch).
 A leader that cannot renew (paused, cut off, its database unreachable) stops counting itself
 leader `lease_s` after its last renewal by its own monotonic clock, before any other bot may take
-the lease (which waits `lease_s` by the expiry the leader wrote). That is timing; safety does not
+the lease (which waits `lease_s` by the expiry the leader wrote). A leader of this same machine
+whose process has certainly ended (killed, crashed) is taken over at once, as the file lock of
+earlier versions was released by the kernel. That is timing; safety does not
 rest on it: every write made as leader carries the `Fence` of the epoch it was decided under and
 is refused in its own transaction once another bot holds a newer one (docs/operations.md).
 """
@@ -19,7 +21,7 @@ import uuid
 from collections.abc import Callable
 
 from bot.domain.models import Fence, Lease
-from bot.host import process_owner
+from bot.host import owner_gone, process_owner
 from bot.ports import Leases
 
 log = logging.getLogger("clones.leadership")
@@ -86,7 +88,11 @@ class Leadership:
         ):
             self._held_at(epoch, mono)
             return True
-        lease = self.leases.acquire_lease(self.name, self.owner, self.lease_s, self.clock())
+        current = self.leases.get_lease(self.name)
+        dead = current.holder if current is not None and self._dead(current.holder) else ""
+        lease = self.leases.acquire_lease(
+            self.name, self.owner, self.lease_s, self.clock(), dead=dead
+        )
         if lease is None:
             return False
         self._held_at(lease.epoch, mono)
@@ -102,14 +108,28 @@ class Leadership:
     def lease(self) -> Lease | None:
         return self.leases.get_lease(self.name)
 
+    def _dead(self, holder: str) -> bool:
+        """True when `holder` certainly ended: a process of this machine that is gone (killed,
+        crashed, restarted), whose lease need not be waited out. Never another object of this
+        very process (tests run two bots in one)."""
+        host, pid, token = ([*holder.split(":"), "", "", ""])[:3]
+        if not holder or token == self.owner.split(":")[2]:
+            return False
+        return owner_gone(f"{host}:{pid}:{token}")
+
+    def _live(self, lease: Lease | None) -> bool:
+        return (
+            lease is not None and not lease.expired(self.clock()) and not self._dead(lease.holder)
+        )
+
     def holder(self) -> str:
         """Who holds the lease now ("" when nobody does)."""
         lease = self.lease()
-        return lease.holder if lease is not None and not lease.expired(self.clock()) else ""
+        return lease.holder if lease is not None and self._live(lease) else ""
 
     def is_held_elsewhere(self) -> bool:
         lease = self.lease()
-        return lease is not None and not lease.expired(self.clock()) and lease.holder != self.owner
+        return lease is not None and self._live(lease) and lease.holder != self.owner
 
     def fence(self) -> Fence:
         """The lease as this object holds it (or last held it): what its writes are checked

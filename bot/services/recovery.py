@@ -197,6 +197,8 @@ class Recovery:
                     resumed.append(self._resume_teardown(run, new, on_event))
                 else:
                     resumed.append(self._resume_clones(run, new, actor, on_event))
+            except Fenced as exc:  # taken over in turn (this process hung meanwhile)
+                log.warning("fenced: resuming run %s: %s", run.id, exc)
             except VCenterUnreachable as exc:
                 self._end_if_running(new.id, RunState.INTERRUPTED, str(exc))
                 left.append((run.id, str(exc)))

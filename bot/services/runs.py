@@ -109,6 +109,12 @@ class RunBook:
         """Where the run is shown, if a front end said so (`show_in`)."""
         return self.repo.run_message(run_id)
 
+    def owns(self, run_id: int) -> bool:
+        """True unless run `run_id` was taken over by another process (superseded while this
+        one ran it): a run this process ran to its end is still its own to show."""
+        run = self.repo.get_run(run_id)
+        return run.owner == self.owner and run.state is not RunState.SUPERSEDED
+
     def fence(self, run_id: int) -> Fence:
         """What a write for run `run_id` is checked against: still running, still ours."""
         return Fence(run_id=run_id, owner=self.owner)

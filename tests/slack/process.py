@@ -46,12 +46,14 @@ class BotProcess:
         database: Path | None = None,
         clones: dict[str, Any] | None = None,
         schedule: dict[str, Any] | None = None,
+        environ: dict[str, str] | None = None,
         **slack: Any,
     ) -> None:
         """A bot whose state (config, logs, working directory) is `tmp_path`; `database`
         (default: in `tmp_path`) may be shared with other bots; `clones` and `schedule` are
         more keys of `[clones]` and `[schedule]`."""
         self.tmp_path = tmp_path
+        self.environ = environ or {}
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.lab = lab
         self.fake = fake
@@ -89,6 +91,7 @@ class BotProcess:
                     p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
                 ),
                 **lab_environ(self.lab),
+                **self.environ,
             }
         )
         self.log_path = self.tmp_path / f"bot-{self.runs}.log"
