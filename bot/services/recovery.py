@@ -177,15 +177,8 @@ class Recovery:
         left: list[tuple[int, str]] = []
         lost = False  # vCenter stopped answering: records are not judged by it now
         for run in self.abandoned():
-            certain = run.state is RunState.INTERRUPTED or owner_gone(run.owner)
             try:
-                new = self.repo.supersede_run(
-                    run.id,
-                    owner=self.runs.owner,
-                    expected_owner=run.owner,
-                    stale_before=None if certain else self.runs.stale_before(self.clock()),
-                    fence=fence,
-                )
+                new = self._take_over(run, fence)
             except Fenced as exc:  # another bot leads now: the runs are its to resume
                 log.warning("fenced: recovery stopped: %s", exc)
                 break
@@ -219,6 +212,18 @@ class Recovery:
                 actor=actor, source="recovery", command="recover", result="ok", detail=report.text
             )
         return report
+
+    def _take_over(self, run: Run, fence: Fence | None) -> Run | None:
+        """Supersede `run` by a run of this process: only once its owner certainly died or its
+        lease (heartbeat) expired, checked in the takeover's own transaction."""
+        certain = run.state is RunState.INTERRUPTED or owner_gone(run.owner)
+        return self.repo.supersede_run(
+            run.id,
+            owner=self.runs.owner,
+            expected_owner=run.owner,
+            stale_before=None if certain else self.runs.stale_before(self.clock()),
+            fence=fence,
+        )
 
     def reconcile(self) -> list[Clone]:
         """Ready records whose VM vCenter no longer has (by instance UUID, anywhere in the
