@@ -138,7 +138,9 @@ class LeaseStore(Core):
         )
 
     def mark_bot(self, owner: str, now: float) -> None:
-        """Say that bot `owner` is up (leading or standing by) at `now`."""
+        """Say that bot `owner` is up (leading or standing by) at `now` (and forget bots not
+        heard of for a day: killed ones never said goodbye)."""
+        self._execute("DELETE FROM bots WHERE seen_at < ?", (now - 86400.0,))
         self._execute(
             "INSERT INTO bots (owner, seen_at) VALUES (?, ?)"
             " ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at",
