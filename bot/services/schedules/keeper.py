@@ -220,8 +220,13 @@ class Keeper:
         with self._sync_lock:
             if self.lock.held:
                 return self._sync_jobs(catch_up=startup)
+            before = self.lock.fence().epoch
             if not self._started or not self.lock.acquire():
                 return []
+            if before and self.lock.fence().epoch == before:
+                # Renewed late (this process was slow), under the same epoch: nobody else led
+                # meanwhile and its job table is whole, so this is no takeover.
+                return self._sync_jobs(catch_up=startup)
             report = self._start_report(self._sync_jobs(catch_up=True), took_over=True)
         if self.on_takeover is not None:
             try:
