@@ -223,9 +223,7 @@ class Keeper:
             before = self.lock.fence().epoch
             if not self._started or not self.lock.acquire():
                 return []
-            if before and self.lock.fence().epoch == before:
-                # Renewed late (this process was slow), under the same epoch: nobody else led
-                # meanwhile and its job table is whole, so this is no takeover.
+            if before and self.lock.fence().epoch == before:  # renewed late: nobody else led
                 return self._sync_jobs(catch_up=startup)
             report = self._start_report(self._sync_jobs(catch_up=True), took_over=True)
         if self.on_takeover is not None:
