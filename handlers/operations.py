@@ -128,6 +128,20 @@ class _StateCollector(Collector):
             log.warning("/metrics: the database did not answer")
         yield runs
         yield clones
+        try:
+            lease = repo.get_lease("scheduler")
+        except ClonesError:
+            lease = None
+        if lease is not None:
+            yield GaugeMetricFamily(
+                "clones_lease_epoch", "The leader's lease epoch (raised by every takeover)",
+                value=lease.epoch,
+            )  # fmt: skip
+            yield GaugeMetricFamily(
+                "clones_lease_renewed_seconds_ago",
+                "Seconds since whichever bot leads last renewed the lease (by this bot's clock)",
+                value=max(0.0, time.time() - lease.renewed_at),
+            )
         lock = self.ops.schedules.keeper.lock
         yield GaugeMetricFamily(
             "clones_leader", "1 while this bot leads (runs the schedules)", value=int(lock.held)

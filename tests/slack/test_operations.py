@@ -41,7 +41,9 @@ def test_ready_says_who_leads_and_metrics_count_runs_clones_and_latencies(
     status, text = _get(h, "/metrics")
     assert status == 200
     assert 'clones_runs{kind="deploy",state="succeeded"} 1.0' in text
-    assert "clones_leader 1.0" in text
+    assert "clones_leader 1.0" in text and "clones_lease_epoch 1.0" in text
+    values = dict(line.split(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert 0 <= float(values["clones_lease_renewed_seconds_ago"]) < h.core.settings.lease_s
     age = next(line for line in text.splitlines() if line.startswith("clones_lease_age_seconds "))
     assert 0 <= float(age.split()[1]) < h.core.settings.lease_s
     assert 'clones_vcenter_call_seconds_count{method="clone"} 2.0' in text
