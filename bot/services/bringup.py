@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-from bot.domain.errors import VCenterError, VCenterUnreachable
+from bot.domain.errors import Fenced, VCenterError, VCenterUnreachable
 from bot.domain.models import Clone
 from bot.services.limits import OpLimits, clone_host
 from bot.services.runs import Core, Emitter
@@ -38,6 +38,7 @@ class BringUp:
         self.vcenter = core.vcenter
         self.limits = limits
         self.emit = emit
+        self.runs = core.runs
         self._pool = ThreadPoolExecutor(
             max_workers=max(self.settings.concurrency, 1), thread_name_prefix="power"
         )
@@ -58,10 +59,14 @@ class BringUp:
         t = self.settings.type(clone.type)
         try:
             with self.limits.host_op(clone_host(self.settings, clone)):
+                self.runs.assert_owned(self.emit.run_id)  # not for a run taken over
                 [error] = self.vcenter.power([clone.moref], "on")
         except VCenterUnreachable as exc:
             with self._guard:
                 self._lost = self._lost or exc
+            return
+        except Fenced as exc:  # another bot took the run over: it powers its clones on
+            log.warning("fenced: %s", exc)
             return
         if error is not None:  # left powered off; said, as a batch power-on says it
             self.emit("clone_retry", clone=clone.name, message=f"power on failed: {error}")

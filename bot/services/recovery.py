@@ -254,7 +254,7 @@ class Recovery:
             kept = self._settle_refresh(clones)
             clones = self.repo.clones(run_id=run.id)
             unfinished = [c for c in clones if c.state in (CloneState.CLONING, CloneState.PLANNED)]
-            adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor)
+            adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor, run.id)
             placements = {}
             for type_name in {c.type for c in to_clone}:
                 t = self.settings.type(type_name)
@@ -291,7 +291,7 @@ class Recovery:
         )
 
     def _adopt_or_replan(
-        self, unfinished: list[Clone], environment: str, actor: str
+        self, unfinished: list[Clone], environment: str, actor: str, run_id: int
     ) -> tuple[list[str], list[Clone]]:
         """Each unfinished clone: adopted when vCenter has it under the recorded instance UUID
         (and linked), else planned again (a full copy made under our UUID is destroyed first:
@@ -304,6 +304,7 @@ class Recovery:
             if vm is not None and vm.linked:
                 self.repo.update_clone(
                     c.id,
+                    fence=self.runs.fence(run_id),
                     state=CloneState.READY,
                     moref=vm.moref,
                     host=vm.host or None,
@@ -317,6 +318,7 @@ class Recovery:
                 adopted.append(c.name)
                 continue
             if vm is not None:
+                self.runs.assert_owned(run_id)  # a full copy: destroyed by the run's owner only
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
             to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
         return adopted, to_clone

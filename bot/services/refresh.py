@@ -257,7 +257,12 @@ class Refresher:
             with job.limits.host_op(host, clone_datastore(self.settings, clone)):
                 keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
                 # Recorded with the destroy: a successor made after a crash carries them too.
-                self.repo.update_clone(clone.id, state=CloneState.DESTROYING, kept_attributes=keep)
+                self.repo.update_clone(
+                    clone.id,
+                    fence=self.runs.fence(job.emit.run_id),  # not for a run another bot took over
+                    state=CloneState.DESTROYING,
+                    kept_attributes=keep,
+                )
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
                 done = self.cloner.clone_one(
                     clone,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.domain.errors import ConflictError
+from bot.domain.errors import ConflictError, Fenced
 from bot.domain.models import CloneState, Fence, Run, RunKind, RunMessage, RunState
 from bot.domain.results import EventKind, ProgressEvent
 from bot.host import owner_gone, process_owner
@@ -114,6 +114,15 @@ class RunBook:
         one ran it): a run this process ran to its end is still its own to show."""
         run = self.repo.get_run(run_id)
         return run.owner == self.owner and run.state is not RunState.SUPERSEDED
+
+    def assert_owned(self, run_id: int) -> None:
+        """Raise Fenced unless run `run_id` still runs under this process: a fenced write (its
+        heartbeat) just before a vCenter action that no database transaction can enclose."""
+        if not self.repo.heartbeat(run_id, self.owner):
+            raise Fenced(
+                f"Refused: run {run_id} is no longer this process's (another process took it "
+                "over, or it ended); nothing was done, and this process stops working on it."
+            )
 
     def fence(self, run_id: int) -> Fence:
         """What a write for run `run_id` is checked against: still running, still ours."""
