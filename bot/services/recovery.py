@@ -25,7 +25,6 @@ from bot.domain.errors import ClonesError, Fenced, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Fence, Run, RunKind, RunState
 from bot.domain.results import DeployResult, FailedClone, TeardownResult
 from bot.domain.vsphere import VmFacts
-from bot.host import owner_gone
 from bot.ports import ProgressCallback
 from bot.services.core import Service
 from bot.services.orphans import Orphan, Orphans
@@ -178,7 +177,7 @@ class Recovery:
         lost = False  # vCenter stopped answering: records are not judged by it now
         for run in self.abandoned():
             try:
-                new = self._take_over(run, fence)
+                new = self.runs.take_over(run, fence=fence, now=self.clock())
             except Fenced as exc:  # another bot leads now: the runs are its to resume
                 log.warning("fenced: recovery stopped: %s", exc)
                 break
@@ -212,18 +211,6 @@ class Recovery:
                 actor=actor, source="recovery", command="recover", result="ok", detail=report.text
             )
         return report
-
-    def _take_over(self, run: Run, fence: Fence | None) -> Run | None:
-        """Supersede `run` by a run of this process: only once its owner certainly died or its
-        lease (heartbeat) expired, checked in the takeover's own transaction."""
-        certain = run.state is RunState.INTERRUPTED or owner_gone(run.owner)
-        return self.repo.supersede_run(
-            run.id,
-            owner=self.runs.owner,
-            expected_owner=run.owner,
-            stale_before=None if certain else self.runs.stale_before(self.clock()),
-            fence=fence,
-        )
 
     def reconcile(self) -> list[Clone]:
         """Ready records whose VM vCenter no longer has (by instance UUID, anywhere in the

@@ -158,6 +158,19 @@ class RunBook:
                 run.message or f"owned by {run.owner}",
             )
 
+    def take_over(self, run: Run, *, fence: Fence | None, now: datetime) -> Run | None:
+        """Supersede `run` (another process's, abandoned) by a run of this process: only once
+        its owner certainly died or its lease (heartbeat) expired, checked in the takeover's
+        own transaction, and (with `fence`, the leader's) only while this process leads."""
+        certain = run.state is RunState.INTERRUPTED or owner_gone(run.owner)
+        return self.repo.supersede_run(
+            run.id,
+            owner=self.owner,
+            expected_owner=run.owner,
+            stale_before=None if certain else self.stale_before(now),
+            fence=fence,
+        )
+
     def stale_before(self, now: datetime) -> datetime:
         """A run whose heartbeat is older than this has lost its lease."""
         return now - timedelta(seconds=self.lease_s)
