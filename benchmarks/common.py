@@ -60,6 +60,20 @@ class Profile:
     big_clones: int = 600
     big_concurrency: int = 32
     cold_repeats: int = 15  # cold starts of each command (the median is reported)
+    # slackscale: Slack's tiers kept by the fake (issue 23)
+    slack_minute_s: float = 60.0  # Slack's minute (every rate window scales with it)
+    trainees: int = 110  # a hand-out from one channel
+    deployments: int = 4  # deployments at once, beside a hand-out
+    deployment_clones: int = 60  # clones in each
+    deployment_latency_ms: int = 7_000  # lab clone latency while they run (over a minute)
+    # history: a year of finished courses beside what is live (issue 26)
+    history_environments: int = 7_860
+    history_courses: int = 100  # courses deployed, assigned and stripped back, for their size
+    # soak: overlapping deploy / status / assign / strip back cycles (issue 26)
+    soak_minutes: float = 8.0
+    soak_lanes: int = 3
+    soak_latency_ms: int = 10
+    soak_warmup: float = 0.5  # share of the rounds before slopes are fitted (the first half)
 
 
 FULL = Profile("full")
@@ -81,6 +95,14 @@ SMOKE = Profile(
     big_clones=24,
     big_concurrency=8,
     cold_repeats=3,
+    slack_minute_s=6.0,
+    trainees=12,
+    deployments=4,
+    deployment_clones=6,
+    deployment_latency_ms=300,
+    history_environments=300,
+    history_courses=5,
+    soak_minutes=0.4,
 )
 
 
@@ -93,7 +115,7 @@ def deploy_text(n: int, environment: str) -> str:
 
 def settings_for(
     lab: LabProcess | None,
-    database: Path,
+    database: Path | str,
     *,
     types: dict[str, dict[str, Any]] | None = None,
     **clones: Any,

@@ -11,13 +11,23 @@ a time; "plain ideal" is ceil(N / C_eff) x L, which leaves the probe round out. 
 what the lab itself cannot overlap: it makes one clone at a time after its latency (its clone
 lock), so the widest round's C_eff clones take C_eff x b more, b being the lab's own time per
 clone (`busy_ms` of CloneVM_Task).
+
+Then the limits across runs (issue 22), at the profile's `concurrency` (8) with
+`max_ops_per_host = 2`, so both bind: one deployment of N for reference; then four deployments
+of N/4 at once in the same process, beside a strip back of N/4 clones. They share one limiter,
+so the lab must still see at most `concurrency` clone tasks and 2 operations on a host; their
+total time is compared with the one deployment of N (the same work, one run). And fair shares: a
+4-clone deployment started once a deployment of N holds every slot: its time, and how many of the
+big run's clones were made by then.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +47,111 @@ from bot.domain import grammar
 
 TARGET_IDEAL_RATIO = 1.15
 ACTOR = "bench"
+RUNS = 4
+SHARED_PER_HOST = 2  # the runs across runs: `max_ops_per_host`, so that it binds
+
+
+def _deploy(app: Any, text: str) -> Any:
+    return app.service.deploy(grammar.parse(text), actor=ACTOR)
+
+
+def _at_once(work: list[Callable[[], Any]]) -> tuple[float, list[Any]]:
+    """Run each piece of work on its own thread at once; the wall time and the results."""
+    results: list[Any] = [None] * len(work)
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            results[i] = work[i]()
+        except BaseException as exc:  # raised below, on the benchmark's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(work))]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started, results
+
+
+def _shared(lb: Any, folder: Path, n: int, concurrency: int) -> dict[str, Any]:
+    """One deployment of N; four of N/4 at once, beside a strip back; a small run beside a big
+    one. All at `concurrency` and SHARED_PER_HOST, in one process (one limiter)."""
+    settings = settings_for(
+        lb,
+        folder / "shared.db",
+        concurrency=concurrency,
+        max_ops_per_host=SHARED_PER_HOST,
+        max_hosts_per_base_disk=32,
+    )
+    app = bootstrap.build(settings, start_lab=False)
+    try:
+        return _shared_runs(app, lb, n)
+    finally:
+        app.close()
+
+
+def _shared_runs(app: Any, lb: Any, n: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    _deploy(app, deploy_text(n, "one"))
+    one_wall = time.perf_counter() - started
+    app.service.teardown("one", actor=ACTOR)
+    parts = [n // RUNS + (1 if i < n % RUNS else 0) for i in range(RUNS)]
+    _deploy(app, deploy_text(max(n // RUNS, 1), "old"))
+    lb.control.reset()
+    wall, results = _at_once(
+        [lambda i=i, k=k: _deploy(app, deploy_text(k, f"run{i}")) for i, k in enumerate(parts)]
+        + [lambda: app.service.teardown("old", actor=ACTOR)]
+    )
+    stats = lb.control.stats()
+    made = sum(len(r.ready) for r in results[:RUNS])
+    for i in range(RUNS):
+        app.service.teardown(f"run{i}", actor=ACTOR)
+    if made != n:
+        raise RuntimeError(f"{made} of {n} clones ready in {RUNS} concurrent runs")
+    # Fair shares: a 4-clone run started once a run of N holds every slot.
+    big: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def on_big(e: Any) -> None:
+        big["ready"] = e.done
+        if e.done >= 1:
+            ready.set()
+
+    def deploy_big() -> Any:
+        return app.service.deploy(
+            grammar.parse(deploy_text(n, "big")), actor=ACTOR, on_event=on_big
+        )
+
+    small: dict[str, Any] = {}
+
+    def deploy_small() -> None:
+        ready.wait()
+        started = time.perf_counter()
+        result = _deploy(app, "deploy verification 4 as small")
+        small.update(s=time.perf_counter() - started, big_ready=big.get("ready", 0))
+        small["ready"] = len(result.ready)
+
+    big_wall, _ = _at_once([deploy_big, deploy_small])
+    for env in ("big", "small"):
+        app.service.teardown(env, actor=ACTOR)
+    return {
+        "runs": parts,
+        "concurrency": app.settings.concurrency,
+        "max_ops_per_host": SHARED_PER_HOST,
+        "one_run_s": round(one_wall, 3),
+        "wall_s": round(wall, 3),
+        "clone_calls_in_flight_max": stats.get("clone_calls_in_flight_max"),
+        "host_ops_in_flight_max_any": stats.get("host_ops_in_flight_max_any"),
+        "soap_calls": stats.get("total"),
+        "small_s": round(small["s"], 3),
+        "small_ready": small["ready"],
+        "big_s": round(big_wall, 3),
+        "big_ready_when_small_ended": small["big_ready"],
+    }
 
 
 def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
@@ -65,6 +180,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             app.service.teardown("wide", actor=ACTOR)
         finally:
             app.close()
+        shared = _shared(lb, Path(tmp), n, profile.concurrency)
     if len(deployed.ready) != n:
         raise RuntimeError(f"{len(deployed.ready)} of {n} clones ready")
     effective = min(c, profile.hosts * per_host)
@@ -83,6 +199,16 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             "value": most,
             "target": f"<= {per_host}",
             "met": most is not None and most <= per_host,
+        },
+        "shared_most_clone_calls": {
+            "value": shared["clone_calls_in_flight_max"],
+            "target": f"<= {shared['concurrency']}",
+            "met": (shared["clone_calls_in_flight_max"] or 0) <= shared["concurrency"],
+        },
+        "shared_most_ops_on_a_host": {
+            "value": shared["host_ops_in_flight_max_any"],
+            "target": f"<= {SHARED_PER_HOST}",
+            "met": (shared["host_ops_in_flight_max_any"] or 0) <= SHARED_PER_HOST,
         },
     }
     table = Table(
@@ -113,10 +239,38 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         stats.get("clone_calls_in_flight_max"),
         stats.get("total"),
     )
+    across = Table(
+        f"   {RUNS} deployments of {'+'.join(map(str, shared['runs']))} at once, beside a strip "
+        f"back of {max(n // RUNS, 1)} (concurrency {shared['concurrency']}, max_ops_per_host "
+        f"{SHARED_PER_HOST}, one process)",
+        [
+            "wall s",
+            "one run of N s",
+            "x one run",
+            "most clone calls",
+            "most on a host",
+            "SOAP calls",
+        ],
+    )
+    across.add(
+        shared["wall_s"],
+        shared["one_run_s"],
+        shared["wall_s"] / shared["one_run_s"],
+        shared["clone_calls_in_flight_max"],
+        shared["host_ops_in_flight_max_any"],
+        shared["soap_calls"],
+    )
+    fair = Table(
+        f"   a 4-clone run started while a run of {n} holds every slot",
+        ["small run s", "big run s", "big's clones ready when the small one ended"],
+    )
+    fair.add(shared["small_s"], shared["big_s"], shared["big_ready_when_small_ended"])
     checks = Table("   targets", ["check", "value", "target", "result"])
     for name, t in targets.items():
         checks.add(name, t["value"], t["target"], verdict(t["met"]))
     print(table.render())
+    print(across.render())
+    print(fair.render())
     print(checks.render())
     data = {
         "params": {
@@ -133,8 +287,9 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         "lab_ms_per_clone": round(body_s * 1000, 2),
         "host_ops_in_flight_max": stats.get("host_ops_in_flight_max"),
         "lab_stats": stats,
+        "shared": shared,
         "targets": targets,
-        "tables": [table.to_json(), checks.to_json()],
+        "tables": [table.to_json(), across.to_json(), fair.to_json(), checks.to_json()],
     }
     write_result("limits", profile, data, out_dir)
     return data

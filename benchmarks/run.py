@@ -14,13 +14,27 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 if not __package__:  # `python benchmarks/run.py`: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import big, calls, coldstart, limits, scale, slack_ack, throughput, usable
+from benchmarks import (
+    big,
+    calls,
+    coldstart,
+    history,
+    limits,
+    scale,
+    slack_ack,
+    slackscale,
+    soak,
+    storage,
+    throughput,
+    usable,
+)
 from benchmarks.common import FULL, RESULTS_DIR, SMOKE, Profile, machine
 
 BENCHMARKS: dict[str, Callable[[Profile, Path], dict[str, Any]]] = {
@@ -32,6 +46,10 @@ BENCHMARKS: dict[str, Callable[[Profile, Path], dict[str, Any]]] = {
     "limits": limits.run,
     "coldstart": coldstart.run,
     "big": big.run,
+    "slackscale": slackscale.run,
+    "history": history.run,
+    "soak": soak.run,
+    "storage": storage.run,
 }
 
 
@@ -41,9 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where JSON goes")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--soak-minutes", type=float, help="run the soak this long")
+    parser.add_argument(
+        "--soak-warmup", type=float, help="share of the soak's rounds before slopes are fitted"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     profile = SMOKE if args.smoke else FULL
+    if args.soak_minutes is not None:
+        profile = replace(profile, soak_minutes=args.soak_minutes)
+    if args.soak_warmup is not None:
+        profile = replace(profile, soak_warmup=args.soak_warmup)
     names = args.only or list(BENCHMARKS)
     summary: dict[str, Any] = {"profile": profile.name, "machine": machine(), "benchmarks": {}}
     missed: list[str] = []

@@ -130,25 +130,33 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     from bot.services.admin import Admin
     from bot.services.container import Services
     from bot.services.core import Service
+    from bot.services.limits import OpLimits
     from bot.services.recovery import Recovery
     from bot.services.schedules import ScheduleService
     from bot.settings import load_settings
     from storage import Repository
+    from storage.copy import DatabaseCopier
 
     settings = settings or load_settings()
     vc_settings = resolve_vcenter(settings.vcenter, start_lab=start_lab)
     settings = replace(settings, vcenter=vc_settings)
-    say_on_bus_error(
-        f"clones: The database {settings.database} has become read-only or failed while in "
-        f"use: the system stopped clones with a bus error (SIGBUS) when it wrote "
-        f"{settings.database.name}-shm (the file was made immutable, or its filesystem was "
-        "remounted read-only, often after a disk error). What was done so far is recorded: make "
-        "it writable again, then run the command again (`clones resume` finishes a run that "
-        "stopped)."
-    )
-    repo = Repository(settings.database)  # makes its folder; StorageError when it cannot
+    if isinstance(settings.database, Path):  # a SQLite file maps its WAL index (-shm)
+        say_on_bus_error(
+            f"clones: The database {settings.database} has become read-only or failed while in "
+            f"use: the system stopped clones with a bus error (SIGBUS) when it wrote "
+            f"{settings.database.name}-shm (the file was made immutable, or its filesystem was "
+            "remounted read-only, often after a disk error). What was done so far is recorded: "
+            "make it writable again, then run the command again (`clones resume` finishes a run "
+            "that stopped)."
+        )
+    # A SQLite file (its folder made; StorageError when it cannot), or a PostgreSQL database
+    # whose password is read from the environment variable the settings name.
+    repo = Repository(settings.database, password_env=settings.database_password_env)
     vcenter = vcenter_for(settings.vcenter)
-    service = Service(settings, repo, vcenter)
+    # One limiter for every run of the process (typed, scheduled, resumed; deploys, strip backs,
+    # power, refresh, bring-up): `concurrency` and the per-host and per-datastore limits are
+    # vCenter's, whoever asks.
+    service = Service(settings, repo, vcenter, limits=OpLimits.of(settings))
     services = Services(
         settings,
         repo,
@@ -165,6 +173,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     services.schedule_factory = lambda notifier, clock: schedule_service(
         services, notifier=notifier, clock=clock
     )
+    services.databases = DatabaseCopier(password_env=settings.database_password_env)
     connect_people(services)
     return services
 
@@ -273,19 +282,29 @@ class _TerminalWiring:
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    """The `clones` console script."""
+    """The `clones` console script (`argv` None: the process's own arguments)."""
     from bot.cli.main import main as cli_main
     from bot.host import watch_bus_errors
 
     if argv is None:  # the console script: a process of its own
         watch_bus_errors(code=1)
-    return cli_main(argv, _TerminalWiring())
+    try:
+        return cli_main(argv, _TerminalWiring())
+    finally:
+        if argv is None:
+            # The process ends now, its report written: a late Ctrl-C or SIGTERM must not kill
+            # it (Python restores the default action of a handled signal as it exits).
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def slack(environ: Mapping[str, str] | None = None) -> int:
     """`python -m bot`: the Slack bot (Socket Mode or HTTP, see handlers.app)."""
-    from bot.host import watch_bus_errors
+    from bot.host import limit_malloc_arenas, watch_bus_errors
     from handlers.app import main as slack_main
 
     watch_bus_errors(code=2)
+    limit_malloc_arenas()  # a long-running process of many threads: see bot/host.py
     return slack_main(build, environ)

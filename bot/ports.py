@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from bot.domain.capacity import ClonePeak
 from bot.domain.errors import VCenterError
+from bot.domain.history import EnvironmentHistory, Pruned
 from bot.domain.lab import LabEndpoint
 from bot.domain.models import (
     KEEP,
@@ -35,7 +36,7 @@ from bot.domain.models import (
     RunState,
     ScheduleRecord,
 )
-from bot.domain.results import ProgressEvent
+from bot.domain.results import DatabaseCopied, ProgressEvent
 from bot.domain.savings import Savings
 from bot.domain.trainees import DirectMessage, Person
 from bot.domain.vsphere import (
@@ -49,6 +50,7 @@ from bot.domain.vsphere import (
     NetworkInfo,
     ParentReport,
     VmFacts,
+    VmReading,
     VmSighting,
 )
 
@@ -81,12 +83,14 @@ class Inventory(Protocol):
     def parent_entity(self, parent: str) -> Entity: ...
     def parent_networks(self, parent: str) -> tuple[list[NetworkInfo], list[str]]: ...
     def networks_of(self, parents: Sequence[str]) -> dict[str, list[Entity]]: ...
-    def find_vms(self, folder: str | None = None) -> list[VmFacts]: ...
-    def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]: ...
+    # Reads of VMs answer each VM seen, gone or unseen (`VmReading.visibility`): a VM vCenter
+    # would not show (NoPermission, an ended session) is unseen, never gone.
+    def find_vms(self, folder: str | None = None) -> VmReading[VmFacts]: ...
+    def vm_facts(self, morefs: Sequence[str]) -> VmReading[VmFacts]: ...
     def sightings(
         self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
-    ) -> list[VmSighting]: ...
-    def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]: ...
+    ) -> VmReading[VmSighting]: ...
+    def instance_uuids(self, morefs: Sequence[str]) -> VmReading[str]: ...
     def datastore_free_bytes(self, datastore: str) -> int: ...
     def customization_spec_exists(self, spec_name: str) -> bool: ...
     def cluster_hosts(self, resource_pool: str) -> tuple[Any, list[HostInfo]]: ...
@@ -143,6 +147,7 @@ class Environments(Protocol):
     def ensure_environment(self, name: str, owner: str, channel: str = "") -> Environment: ...
     def get_environment(self, name: str) -> Environment | None: ...
     def list_environments(self) -> list[Environment]: ...
+    def live_environments(self) -> list[Environment]: ...  # live clones, pending, resumable
     def update_environment(
         self,
         name: str,
@@ -177,9 +182,12 @@ class Clones(Protocol):
         states: Iterable[CloneState] | None = None,
         type: str | None = None,
         run_id: int | None = None,
+        current: bool = False,  # only clones not destroyed
     ) -> list[Clone]: ...
     def clones_by_instance_uuid(self, uuids: Iterable[str]) -> dict[str, Clone]: ...
-    def clone_counts(self) -> dict[str, dict[str, dict[CloneState, int]]]: ...
+    def clone_counts(
+        self, environments: Iterable[str] | None = None
+    ) -> dict[str, dict[str, dict[CloneState, int]]]: ...  # clones not destroyed
     def clone_deltas(
         self, *, environment: str | None = None, states: Iterable[CloneState] = ...
     ) -> list[tuple[str, int | None]]: ...
@@ -278,6 +286,25 @@ class Audit(Protocol):
         detail: str = "",
     ) -> AuditEntry: ...
     def audit_entries(self, *, limit: int = 100, actor: str | None = None) -> list[AuditEntry]: ...
+    def audit_since(
+        self, since: datetime, *, limit: int | None = None, newest: bool = False
+    ) -> list[AuditEntry]: ...
+    def count_audit_since(self, since: datetime) -> int: ...
+
+
+class History(Protocol):
+    """The past, read on request (`history [ENV]`), and pruned once older than its window."""
+
+    def recent_environments(self, limit: int) -> tuple[list[str], int]: ...
+    def environment_history(
+        self, names: Sequence[str]
+    ) -> list[tuple[EnvironmentHistory, list[tuple[str, int | None]]]]: ...
+    def run_history(
+        self, environment: str, limit: int
+    ) -> tuple[list[Run], int, dict[int, list[tuple[str, int | None]]]]: ...
+    def prune_history(
+        self, *, before: datetime | None, audit_before: datetime | None, batch: int = 50
+    ) -> Pruned: ...
 
 
 class Assignments(Protocol):
@@ -316,7 +343,16 @@ class ConfirmationTokens(Protocol):
 
 
 class Repository(
-    Environments, Clones, Runs, Schedules, Audit, Assignments, Leases, ConfirmationTokens, Protocol
+    Environments,
+    Clones,
+    Runs,
+    Schedules,
+    Audit,
+    Assignments,
+    History,
+    Leases,
+    ConfirmationTokens,
+    Protocol,
 ):
     """The bot's records: what it intended and did (SQLite in production)."""
 
@@ -429,15 +465,18 @@ class Directory(Protocol):
 
     def channel_members(self, channel: str) -> list[str]: ...
     def person(self, user: str) -> Person: ...
+    # Many at once (a channel's members): one paged listing, not a look-up per member.
+    def persons(self, users: Sequence[str]) -> dict[str, Person]: ...
     def user_by_email(self, email: str) -> str | None: ...  # None: nobody has it
     def group_members(self, group: str) -> list[str]: ...
 
 
 class Messenger(Protocol):
     """Direct messages to people (Slack DMs in production), paced to the workspace's limits
-    and waiting out rate limiting. `send` raises `NotDelivered` saying why it could not."""
+    and waiting out rate limiting for at most `within_s` seconds (None: the messenger's own
+    bound). `send` raises `NotDelivered` saying why it could not."""
 
-    def send(self, user: str, message: DirectMessage) -> None: ...
+    def send(self, user: str, message: DirectMessage, *, within_s: float | None = None) -> None: ...
 
 
 # ------------------------------------------------------------------------------------ others
@@ -505,4 +544,13 @@ class Trust(Protocol):
         timeout: float = 10.0,
     ) -> Inspection:
         """VCenterUnreachable (with the real reason) when it cannot be read at all."""
+        ...
+
+
+class DatabaseCopier(Protocol):
+    """Copies a SQLite database into an empty PostgreSQL one (`clones db copy`)."""
+
+    def copy(self, source: Path, target: str) -> DatabaseCopied:
+        """StorageError, and nothing written, when `source` is not a clones database or
+        `target` cannot be reached or holds rows already."""
         ...

@@ -16,6 +16,7 @@ new setting is one line, for example in `[clones]`:
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -94,22 +95,85 @@ def _timezone(value: str, at: Place) -> str:
     return value
 
 
-def database_location(value: str, base_dir: Path) -> Path:
+class DatabaseUrl(str):
+    """`[clones] database` naming a PostgreSQL database: `postgresql://USER@HOST:PORT/DB`, with
+    libpq parameters (TLS: sslmode, sslrootcert, ...) after `?`, never with a password (that
+    comes from the environment variable `[clones] database_password_env` names)."""
+
+    __slots__ = ()
+
+
+# libpq's connection parameters a URL may carry after `?` (PostgreSQL 17's list), less the
+# secrets: a password belongs in the environment, never in the configuration file.
+LIBPQ_PARAMETERS = frozenset(
+    (  # noqa: SIM905 (a list of words reads best as words)
+        "host hostaddr port dbname user passfile require_auth channel_binding connect_timeout "
+        "client_encoding options application_name fallback_application_name keepalives "
+        "keepalives_idle keepalives_interval keepalives_count tcp_user_timeout replication "
+        "gssencmode sslmode sslnegotiation sslcompression sslcert sslkey sslcertmode sslrootcert "
+        "sslcrl sslcrldir sslsni requirepeer ssl_min_protocol_version ssl_max_protocol_version "
+        "krbsrvname gsslib gssdelegation service target_session_attrs load_balance_hosts"
+    ).split()
+)
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_PG_EXAMPLE = "postgresql://clones@db.example.com:5432/clones?sslmode=verify-full"
+
+
+def database_location(value: str, base_dir: Path) -> Path | DatabaseUrl:
     """Where the database is, as `[clones] database` (or $CLONES_DB) names it: a SQLite file,
-    relative to the configuration file's folder. The one place a database address is parsed:
-    PostgreSQL, when it comes, plugs in here. ValueError says what is wrong with `value`."""
+    relative to the configuration file's folder, or a PostgreSQL URL. The one place a database
+    address is parsed. ValueError says what is wrong with `value`."""
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", value)
     if scheme:
-        if scheme.group(1).lower().startswith("postgres"):
-            raise ValueError(
-                "is a PostgreSQL URL: PostgreSQL is not supported by this version of clones; "
-                'give the path of a SQLite file, e.g. "clones.db"'
-            )
+        if scheme.group(1).lower() in ("postgresql", "postgres"):
+            return _postgres_url(value)
         raise ValueError(
-            f'is a {scheme.group(1)}:// URL; give the path of a SQLite file, e.g. "clones.db"'
+            f"is a {scheme.group(1)}:// URL; give the path of a SQLite file, e.g. "
+            f'"clones.db", or a PostgreSQL URL, e.g. "{_PG_EXAMPLE}"'
         )
     path = _expanded(value)
     return path if path.is_absolute() else base_dir / path
+
+
+def _postgres_url(value: str) -> DatabaseUrl:
+    """A PostgreSQL URL checked as far as it can be without connecting."""
+    if re.search(r"\s", value):
+        raise ValueError("holds a space; a URL has none (write %20 for one in a parameter)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (ValueError for a port that is not a number)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc}); e.g. {json.dumps(_PG_EXAMPLE)}") from None
+    if parts.password is not None:
+        raise ValueError(
+            "holds a password: write the URL without it (postgresql://USER@HOST/DB) and put the "
+            "password in the environment variable [clones] database_password_env names "
+            "(CLONES_DATABASE_PASSWORD unless you name another)"
+        )
+    if not parts.path.strip("/"):
+        raise ValueError(f"names no database: end it with /DBNAME, e.g. {json.dumps(_PG_EXAMPLE)}")
+    if parts.fragment:
+        raise ValueError("has a #fragment, which a database URL cannot have")
+    for pair in filter(None, parts.query.split("&")):
+        key, _, setting_value = pair.partition("=")
+        if key in ("password", "sslpassword"):
+            raise ValueError(
+                f"holds {key}=...: secrets come from the environment, never the file; put the "
+                "password in the variable [clones] database_password_env names"
+            )
+        if key not in LIBPQ_PARAMETERS:
+            near = difflib.get_close_matches(key, sorted(LIBPQ_PARAMETERS), n=1)
+            hint = f' (did you mean "{near[0]}"?)' if near else ""
+            raise ValueError(
+                f"has {json.dumps(key)}, which is not a PostgreSQL connection parameter{hint}; "
+                "the TLS ones are sslmode, sslrootcert, sslcert and sslkey"
+            )
+        if key == "sslmode" and setting_value not in SSL_MODES:
+            raise ValueError(
+                f"has sslmode={setting_value}; use one of {', '.join(SSL_MODES)} "
+                "(verify-full checks the server's certificate and name)"
+            )
+    return DatabaseUrl(value)
 
 
 def _expanded(value: str) -> Path:
@@ -124,11 +188,18 @@ def _expanded(value: str) -> Path:
         ) from None
 
 
-def _database(value: str, at: Place) -> Path:
+def _database(value: str, at: Place) -> Path | DatabaseUrl:
     try:
         return database_location(value, at.base_dir)
     except ValueError as exc:
-        raise at.error(f"{shown(value)} {exc}.") from None
+        raise at.error(f"{shown(without_secrets(value))} {exc}.") from None
+
+
+def without_secrets(value: str) -> str:
+    """Text as a message or the audit log may show it: the password of a database URL in it
+    (user:PASSWORD@, password=, sslpassword=) as ***."""
+    value = re.sub(r"\b([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):[^/@\s]*@", r"\1:***@", value)
+    return re.sub(r"(?i)\b((?:ssl)?password)=[^&]*", r"\1=***", value)
 
 
 def _ca_file(value: str, at: Place) -> str | None:
@@ -251,6 +322,9 @@ class VCenterSettings:
     datacenter: str | None = None
     timeout_s: float = setting(60.0, above=0, hi=3600)
     task_timeout_s: float = setting(1800.0, above=0, hi=7 * 24 * 3600)
+    # Quiet for this long, the session is checked (one read) before the next call, and renewed
+    # if it has ended: the first read after a night's idle never finds out the hard way.
+    session_check_s: float = setting(60.0, above=0, hi=24 * 3600)
 
     @property
     def is_lab(self) -> bool:
@@ -342,6 +416,9 @@ class TraineeSettings:
     # A trainee's rebuild waits this long for a busy environment (another trainee's rebuild,
     # a deployment) before it gives up.
     busy_wait_s: float = setting(120.0, lo=0, hi=3600)
+    # A hand-out waits for Slack's rate limits this long in all (not per trainee); those not
+    # reached by then are listed for the trainer, and `handout ENV` tries them again.
+    handout_timeout_s: float = setting(600.0, lo=10, hi=86400)
 
 
 @dataclass(frozen=True)
@@ -354,8 +431,13 @@ class Settings:
     types: dict[str, TypeSettings] = setting(
         factory=dict, names=TYPE_NAME_RE.pattern, why=TYPE_NAME_RULE
     )
-    # SQLite file, relative to the configuration file; $CLONES_DB overrides.
-    database: Path = setting(Path("clones.db"), env="CLONES_DB", check=_database, nonempty=True)
+    # SQLite file, relative to the configuration file, or a PostgreSQL URL
+    # ("postgresql://USER@HOST:PORT/DB?sslmode=verify-full"); $CLONES_DB overrides.
+    database: Path | DatabaseUrl = setting(
+        Path("clones.db"), env="CLONES_DB", check=_database, nonempty=True
+    )
+    # The environment variable holding the PostgreSQL user's password (never in the file).
+    database_password_env: str = setting("CLONES_DATABASE_PASSWORD", check=_env_name)
     # A leader (the bot running the schedules) or a run's owner that stops renewing its lease
     # (killed, hung, cut off) is taken over by another bot this long after its last renewal.
     lease_s: float = setting(30.0, lo=1.0, hi=3600)
@@ -381,6 +463,11 @@ class Settings:
     capacity_headroom_gb: float = setting(10.0, lo=0, hi=1_000_000)
     # Wait this long for a guest customization to finish.
     customization_timeout_s: float = setting(900.0, above=0, hi=24 * 3600)
+    # Finished environments, their runs and clones are kept this many days (0: for ever), the
+    # audit log longer; the scheduler's holder prunes them at prune_hour (team time zone).
+    history_days: int = setting(400, lo=0, hi=36_500)
+    audit_days: int = setting(1095, lo=0, hi=36_500)
+    prune_hour: int = setting(3, lo=0, hi=23)
     slack: SlackSettings = field(default_factory=SlackSettings)
     # The team's time zone for schedules and displayed times.
     timezone: str = setting("UTC", check=_timezone)
@@ -534,7 +621,7 @@ def _settings_rules(s: Settings, at: Place, env: Mapping[str, str]) -> Settings:
                 "type its own prefix."
             )
         seen[first] = t.name
-    if not s.database.is_absolute():  # the default, "clones.db"
+    if isinstance(s.database, Path) and not s.database.is_absolute():  # the default, "clones.db"
         return replace(s, database=at.base_dir / s.database)
     return s
 

@@ -37,7 +37,7 @@ from datetime import datetime
 from types import FrameType
 from typing import Any
 
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
@@ -56,6 +56,7 @@ from handlers.jobs import Jobs, TrackedExecutor
 from handlers.listeners import register
 from handlers.notify import SlackNotifier
 from handlers.operations import Operations
+from handlers.pacing import PacedWebClient, Pacer, Priority, paced
 from handlers.people import SlackPeople
 from handlers.progress import LiveRuns
 from handlers.recovered import recover_and_report
@@ -151,6 +152,36 @@ def group_members_lookup(client: WebClient) -> Any:
     return members
 
 
+GROUPS_RETRY_S = 10.0  # after a failed read of the operator groups, try again this much later
+
+
+def refresh_groups(access: AccessPolicy, stop: threading.Event) -> None:
+    """Keep the operator groups' members current in the background (a thread of the bot): read
+    at start, again as each goes stale or a check finds one missing. Slack's pacing is waited
+    out here, at the lowest priority, never before an acknowledgement."""
+    while not stop.is_set():
+        started = time.monotonic()
+        with paced(Priority.BACKGROUND, within_s=None):
+            access.refresh()
+        if stop.is_set():
+            return
+        wait = access.stale_in() or GROUPS_RETRY_S
+        access.wanted.wait(wait)
+        # Woken early (a check met a group it does not know): not more than once a second.
+        stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def shared_client(client: WebClient) -> Callable[..., None]:
+    """Bolt middleware: listeners get the bot's one paced client, not the plain WebClient Bolt
+    makes for each request (whose calls the pacer would not see)."""
+
+    def use(context: BoltContext, next: Callable[[], None]) -> None:
+        context["client"] = client
+        next()
+
+    return use
+
+
 @dataclass
 class SlackBot:
     """The Bolt app plus what it runs on; `start()` starts the scheduler and start-up recovery,
@@ -164,6 +195,7 @@ class SlackBot:
     ops: Operations | None = None  # /ready and /metrics
     _recovering: threading.Lock = field(default_factory=threading.Lock)
     _after_resync: Callable[[], object] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self, *, paused: bool = False) -> StartReport:
         """Start the scheduler (rebuilt from SQLite; missed work runs now and says so in its
@@ -171,6 +203,12 @@ class SlackBot:
         vCenter). The scheduler's report is logged, and posted to the first configured channel
         when it needs an operator's attention (another process holds the scheduler, or work was
         missed); each resumed run is reported in its own message, not there."""
+        access = self.ctx.access
+        if access.settings.operator_groups:
+            access.refreshed_in_background = True
+            threading.Thread(
+                target=refresh_groups, args=(access, self._stop), name="groups", daemon=True
+            ).start()
         self.schedules.on_takeover = self._took_over
         report = self.schedules.start(paused=paused)
         if report.active:  # the leader recovers; a bot standing by does when it takes over
@@ -307,6 +345,8 @@ class SlackBot:
                 log.exception("could not mark run %s as interrupted in Slack", run.id)
 
     def close(self, wait: bool = True) -> None:
+        self._stop.set()
+        self.ctx.access.wanted.set()
         self.schedules.shutdown(wait=wait)
         self.ctx.jobs.shutdown(wait=wait)
         if self.ctx.reads is not None:
@@ -319,24 +359,28 @@ def create_bot(
     core: Services,
     tokens: SlackTokens,
     *,
-    client: WebClient | None = None,
+    client: PacedWebClient | None = None,
     jobs: Jobs | None = None,
     clock: Callable[[], datetime] | None = None,
+    pacer: Pacer | None = None,
 ) -> SlackBot:
     """The real Bolt app with every listener registered, on the services of `core`, with a
     schedule service that reports to Slack in place of the terminal's (not started: see
-    `SlackBot.start`). `clock` is the schedule service's (tests pass a controllable one)."""
+    `SlackBot.start`). `clock` is the schedule service's (tests pass a controllable one).
+    Every Web API call goes through one client and its pacer (`pacer`: tests pass one whose
+    minute is as short as their fake Slack's)."""
     s = core.settings.slack
-    client = client or make_client(s, tokens.bot_token)
+    client = client or make_client(s, tokens.bot_token, pacer=pacer)
     listeners = TrackedExecutor(LISTENER_THREADS, thread_name_prefix="listener")
     app = _bolt_app(client, tokens, s, listeners)
+    app.use(shared_client(client))
     clock = clock or core.service.clock
     live = LiveRuns(core)  # one for typed, confirmed, scheduled and resumed runs
     notifier = SlackNotifier(client, core.settings, clock, services=core, live=live)
     schedules = core.schedules_for(notifier=notifier, clock=clock)
     trainees = core.service.trainees
     access = AccessPolicy(s, group_members_lookup(client), is_trainee=trainees.holds_vm)
-    # Trainees are looked up and messaged with the bot's own client (429s waited out).
+    # Trainees are looked up and messaged with the bot's own client (paced, 429s waited out).
     people = SlackPeople(client, interval_s=core.settings.trainees.message_interval_s)
     trainees.connect(people, people, staff=access.is_operator)
     ctx = HandlerContext(
@@ -353,7 +397,7 @@ def create_bot(
     if not ctx.access.configured:
         log.warning(
             "No [slack] operators, operator_groups or admins configured: Slack users can only "
-            "run status, savings, types, plan, inventory and help."
+            "run status, history, savings, types, plan, inventory and help."
         )
     ops = Operations(core, schedules)
     if hasattr(core.vcenter, "observe"):  # the bot's vCenter adapter, timed for /metrics

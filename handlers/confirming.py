@@ -258,7 +258,7 @@ def _confirmed(
 ) -> None:
     user = click.user
     request = Request(ctx, flow.command(click.key), user, click.channel, client, tell)
-    progress = ProgressMessage(
+    progress: ProgressMessage[ProgressEvent] = ProgressMessage(
         client,
         click.channel,
         lambda e: flow.progress(e, user),

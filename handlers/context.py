@@ -26,6 +26,7 @@ from handlers.blocks.kit import Rendered, denied, error, internal_error, restart
 from handlers.confirmations import Confirmations
 from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, incident_id
+from handlers.pacing import SlackBusy
 from handlers.progress import LiveRuns
 
 log = logging.getLogger("handlers")
@@ -206,6 +207,8 @@ def explain(exc: BaseException) -> str:
     """The user-facing line for an error; unknown errors are logged with an incident id."""
     if isinstance(exc, ClonesError):
         return error(str(exc))
+    if isinstance(exc, SlackBusy):
+        return error(f"Slack is rate-limiting this workspace; try again in {exc.retry_after_s} s.")
     if isinstance(exc, SlackApiError):
         code = str(exc.response.get("error", "")) if exc.response is not None else ""
         if code in _SLACK_HINTS:

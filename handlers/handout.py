@@ -1,29 +1,32 @@
-"""`assign` in Slack: one channel message for the trainer, posted before anyone is assigned (so a
-channel the bot cannot post in is found out first), edited with the hand-out's progress (no
-more often than `progress_interval_s`), and finally with who holds a VM and who could not be
-reached. The hand-out itself (a direct message per trainee, paced, 429s waited out) is the
-trainee service's, through the `Messenger` port (`handlers.people`)."""
+"""`assign` and `handout` in Slack: one channel message for the trainer, posted before anyone is
+assigned (so a channel the bot cannot post in is found out first), kept current with the
+hand-out's progress like every progress message (`handlers.progress`: paced, coalesced), saying
+when Slack is pacing the hand-out and about how long it has to go, and finally who holds a VM
+and who could not be reached. The hand-out itself (a direct message per trainee, paced, 429s
+waited out for a bounded time) is the trainee service's, through the `Messenger` port
+(`handlers.people`)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
+from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 
-from bot.domain.trainees import Assigned, HandOutProgress
+from bot.domain.trainees import Assigned, HandedOut, HandOutProgress
 from handlers.blocks import trainees
 from handlers.blocks.kit import Rendered, error
 from handlers.context import Request, brief
+from handlers.pacing import NOTICEABLE_WAIT_S, pacer_of, watching
+from handlers.progress import ProgressMessage
 from handlers.runs import ChannelUnavailable, open_message
 
 log = logging.getLogger(__name__)
 
 
 class HandOutMessage:
-    """The trainer's one message, kept current while the hand-out runs (on the job's thread)."""
+    """The trainer's one message, kept current while the hand-out runs."""
 
     def __init__(
         self,
@@ -31,55 +34,92 @@ class HandOutMessage:
         channel: str,
         ts: str,
         user: str,
+        environment: str,
         *,
         interval_s: float,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.client, self.channel, self.ts, self.user = client, channel, ts, user
-        self.interval_s = interval_s
-        self._clock = clock
-        self._last = clock()
-        self.edits = 0
+        self.pacer = pacer_of(client)
+        self.user, self.environment = user, environment
+        self._last: HandOutProgress | None = None
+        self._waited_s = 0.0  # how long the hand-out's calls waited for Slack's limits so far
+        self._pacing = False  # long enough to say so
+        self._wait_s = 0.0  # the latest wait
+        self.message: ProgressMessage[HandOutProgress] = ProgressMessage(
+            client, channel, self._render, interval_s=interval_s, ts=ts
+        )
+        self.message.mark_sent()  # the first post counts against the interval
 
     def on_progress(self, p: HandOutProgress) -> None:
-        if self._clock() - self._last < self.interval_s:
-            return  # the final state shows it anyway
-        self._edit(trainees.handout_progress(p, self.user))
+        self._last = p
+        self.message.on_event(p)
+
+    def paced(self, wait_s: float) -> None:
+        """A call of the hand-out waits `wait_s` for Slack's limits: once the waits add up to
+        something a person notices, the message says Slack is pacing it, and for how long."""
+        self._waited_s += wait_s
+        self._wait_s = wait_s
+        if self._waited_s >= NOTICEABLE_WAIT_S * self.pacer.scale or self._pacing:
+            self._pacing = True
+            self.message.on_event(self._last or HandOutProgress(self.environment, 0, 0, 0))
+
+    def _render(self, p: HandOutProgress) -> Rendered:
+        note = ""
+        if self._pacing:
+            left = p.total - p.sent - p.failed
+            eta = self.pacer.direct_messages_eta(left) if left > 0 else 0.0
+            note = trainees.pacing(max(eta, 0.0 if p.total else self._wait_s))
+        return trainees.handout_progress(p, self.user, note)
 
     def finish(self, final: Rendered) -> None:
-        wait = self.interval_s - (self._clock() - self._last)
-        if wait > 0:
-            time.sleep(wait)
-        self._edit(final)
+        self.message.finish(final)
 
-    def _edit(self, r: Rendered) -> None:
-        try:
-            self.client.chat_update(channel=self.channel, ts=self.ts, text=r.text, blocks=r.blocks)
-            self.edits += 1
-        except (SlackClientError, OSError):  # the hand-out goes on; only its display is lost
-            log.exception("could not update the hand-out message in %s", self.channel)
-        finally:
-            self._last = self._clock()
+
+def _open(r: Request, environment: str) -> HandOutMessage | None:
+    """The trainer's message; None (and the trainer told) when it cannot be posted."""
+    r.ctx.services.service.queries.environment(environment)  # unknown: said privately
+    try:
+        channel, ts = open_message(
+            r.client, r.channel, trainees.handout_starting(environment, r.user)
+        )
+    except ChannelUnavailable as exc:
+        r.tell(error(str(exc).replace("Nothing was created", "Nobody was assigned")))
+        return None
+    return HandOutMessage(
+        r.client,
+        channel,
+        ts,
+        r.user,
+        environment,
+        interval_s=r.ctx.settings.slack.progress_interval_s,
+    )
 
 
 def assign(r: Request) -> None:
     """The slash command's step for `assign`: its message, then the dispatch, then the outcome."""
-    command = r.command
-    r.ctx.services.service.queries.environment(command.environment)  # unknown: said privately
-    try:
-        channel, ts = open_message(
-            r.client, r.channel, trainees.handout_starting(command.environment, r.user)
-        )
-    except ChannelUnavailable as exc:
-        r.tell(error(str(exc).replace("Nothing was created", "Nobody was assigned")))
+    _in_message(r, lambda result: trainees.assigned(result, r.user), trainees.assign_stopped)
+
+
+def handout(r: Request) -> None:
+    """`handout ENV`: the hand-out again to those not reached, in a message like `assign`'s."""
+    _in_message(r, lambda result: trainees.handed_out(result, r.user), trainees.handout_stopped)
+
+
+def _in_message(
+    r: Request,
+    outcome: Callable[[Any], Rendered],
+    stopped: Callable[[str, str, str], Rendered],
+) -> None:
+    """The trainer's message first, then the command with its progress (and Slack's pacing)
+    shown there, then its outcome (or why it stopped)."""
+    environment = r.command.environment
+    shown = _open(r, environment)
+    if shown is None:
         return
-    shown = HandOutMessage(
-        r.client, channel, ts, r.user, interval_s=r.ctx.settings.slack.progress_interval_s
-    )
     try:
-        result = r.run(on_handout=shown.on_progress)
+        with watching(shown.paced):
+            result = r.run(on_handout=shown.on_progress)
     except Exception as exc:
-        shown.finish(trainees.assign_stopped(command.environment, r.user, brief(exc)))
+        shown.finish(stopped(environment, r.user, brief(exc)))
         raise
-    assert isinstance(result, Assigned)
-    shown.finish(trainees.assigned(result, r.user))
+    assert isinstance(result, Assigned | HandedOut)
+    shown.finish(outcome(result))

@@ -1,12 +1,20 @@
 """The workspace's people over Slack's Web API: `bot.ports.Directory` (channel members, who a
 member is, look-up by e-mail, user group members) and `bot.ports.Messenger` (direct messages).
 
-Direct messages respect Slack's limits: each goes to the conversation `conversations.open`
-gives for the person (kept), no faster than one a `interval_s` per conversation (Slack allows
-about one message a second per conversation), and a 429 is waited out for its Retry-After: first
-by the client's RateLimitErrorRetryHandler (handlers.webapi), then here, a bounded number of
-times. What Slack refuses comes back as a sentence saying why (a deactivated account, a missing
-scope and which one).
+Within Slack's rate tiers, through the bot's paced client (`handlers.pacing`):
+
+- Who members are comes from a directory kept here: a few unknown members are read with
+  `users.info` (Tier 4), more at once (a channel's) by paging `users.list` (Tier 2, 200 members a
+  call) until all are found. Entries are kept for `PROFILE_TTL_S`, so running `assign` again
+  with nothing new asks Slack nothing per member.
+- A direct message is posted to the member's user ID: Slack opens the app's DM with them, so
+  there is no `conversations.open` per trainee. At most one a `interval_s` goes to one
+  conversation; the pacer keeps all of them within Slack's posting limits and waits out 429s.
+- A message waits for Slack at most as long as its caller allows (`within_s`: what is left of
+  the hand-out's time), then is not delivered, saying Slack kept rate limiting it.
+
+What Slack refuses comes back as a sentence saying why (a deactivated account, a missing scope
+and which one).
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from slack_sdk import WebClient
@@ -24,6 +32,7 @@ from slack_sdk.web import SlackResponse
 from bot.domain.errors import ClonesError, NotDelivered
 from bot.domain.trainees import DirectMessage, Person
 from handlers.blocks.trainees import direct_message
+from handlers.pacing import Priority, SlackBusy, paced
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +46,15 @@ _UNDELIVERED = {
     "not_allowed_token_type": "Slack refused the bot token",
     "invalid_auth": "Slack refused the bot token",
     "ratelimited": "Slack kept rate limiting the messages",
+    "channel_not_found": "Slack has no such member, or their account is deactivated",
     "restricted_action": "the workspace does not let the bot message members",
 }
+
+
+PROFILE_TTL_S = 3600.0  # who a member is (name, bot, deactivated) is kept this long
+FEW = 3  # this many unknown members are read one by one (users.info); more: users.list
+PAGE = 200  # members per users.list / conversations.members call (Slack's recommended most)
+MESSAGE_WAIT_S = 600.0  # a direct message waits this long for Slack at most, unless told
 
 
 class _Absent(Exception):
@@ -58,7 +74,7 @@ def _why(exc: SlackApiError, method: str) -> str:
             f"the Slack app lacks {scope} for {method}: add it under OAuth & Permissions and "
             "reinstall the app (docs/slack.md)"
         )
-    if code in ("channel_not_found", "not_in_channel"):
+    if code in ("channel_not_found", "not_in_channel") and method != "chat.postMessage":
         return (
             "the bot cannot see that channel: invite it there with /invite @clones (a private "
             "channel needs the bot as a member)"
@@ -67,47 +83,42 @@ def _why(exc: SlackApiError, method: str) -> str:
 
 
 class SlackPeople:
-    """Looks people up and messages them with one WebClient (thread-safe)."""
+    """Looks people up and messages them with the bot's paced WebClient (thread-safe)."""
 
     def __init__(
         self,
         client: WebClient,
         *,
         interval_s: float = 1.0,
-        retries: int = 3,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.interval_s = interval_s
-        self.retries = retries
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
-        self._dms: dict[str, str] = {}  # member -> their DM conversation with the bot
-        self._next: dict[str, float] = {}  # conversation -> when it may get the next message
+        self._next: dict[str, float] = {}  # member -> when their DM may get the next message
+        self._known: dict[str, tuple[float, Person]] = {}  # member -> (read at, who)
+        self._sweep = threading.Lock()  # one users.list sweep at a time
 
     # ------------------------------------------------------------------ calls
     def _call(
         self, method: str, call: Callable[[], SlackResponse], *, absent: str = ""
     ) -> SlackResponse:
-        """One Web API call: a 429 that outlived the client's own retries is waited out again
-        (bounded); Slack's `absent` error is `_Absent`; anything else refused is a ClonesError
-        saying why."""
-        for attempt in range(self.retries + 1):
-            try:
-                return call()
-            except SlackApiError as exc:
-                if absent and _code(exc) == absent:
-                    raise _Absent() from None
-                status = exc.response.status_code if exc.response is not None else 0
-                if status == 429 and attempt < self.retries:
-                    headers = exc.response.headers if exc.response is not None else {}
-                    self._sleep(_retry_after(headers))
-                    continue
-                raise ClonesError(_why(exc, method)) from None
-            except (SlackClientError, OSError) as exc:
-                raise ClonesError(f"Slack could not be reached for {method} ({exc})") from None
-        raise ClonesError(f"Slack kept rate limiting {method}")  # pragma: no cover
+        """One Web API call (the client paces it and waits out 429s); Slack's `absent` error
+        is `_Absent`; anything else refused is a ClonesError saying why."""
+        try:
+            return call()
+        except SlackApiError as exc:
+            if absent and _code(exc) == absent:
+                raise _Absent() from None
+            raise ClonesError(_why(exc, method)) from None
+        except SlackBusy as exc:
+            raise ClonesError(
+                f"Slack kept rate limiting {method}; try again in {exc.retry_after_s} s"
+            ) from None
+        except (SlackClientError, OSError) as exc:
+            raise ClonesError(f"Slack could not be reached for {method} ({exc})") from None
 
     # ------------------------------------------------------------------ Directory
     def channel_members(self, channel: str) -> list[str]:
@@ -117,7 +128,7 @@ class SlackPeople:
             resp = self._call(
                 "conversations.members",
                 lambda c=cursor: self.client.conversations_members(  # type: ignore[misc]
-                    channel=channel, limit=200, cursor=c
+                    channel=channel, limit=PAGE, cursor=c
                 ),
             )
             members += [str(m) for m in resp.get("members") or []]
@@ -126,16 +137,60 @@ class SlackPeople:
                 return members
 
     def person(self, user: str) -> Person:
-        resp = self._call("users.info", lambda: self.client.users_info(user=user))
-        u: dict[str, Any] = resp.get("user") or {}
+        return self.persons([user])[user]
+
+    def persons(self, users: Sequence[str]) -> dict[str, Person]:
+        """Who each member is: from the directory kept here; the unknown ones from Slack, a
+        few one by one (users.info), more by paging users.list until all are found."""
+        found = self._cached(users)
+        missing = [u for u in dict.fromkeys(users) if u not in found]
+        if len(missing) > FEW:
+            with self._sweep:  # a sweep running meanwhile may have found them
+                found.update(self._cached(missing))
+                missing = [u for u in missing if u not in found]
+                if len(missing) > FEW:
+                    found.update(self._list_until(set(missing)))
+                    missing = [u for u in missing if u not in found]
+        for user in missing:  # a few, or members users.list does not show (another workspace)
+            resp = self._call("users.info", lambda u=user: self.client.users_info(user=u))  # type: ignore[misc]
+            found[user] = self._keep(resp.get("user") or {"id": user})
+        return {u: found[u] for u in users}
+
+    def _cached(self, users: Sequence[str]) -> dict[str, Person]:
+        now = self._clock()
+        with self._lock:
+            hits = {u: self._known.get(u) for u in users}
+        return {u: hit[1] for u, hit in hits.items() if hit and now - hit[0] < PROFILE_TTL_S}
+
+    def _list_until(self, wanted: set[str]) -> dict[str, Person]:
+        """Page through users.list, keeping everyone, until every wanted member was seen."""
+        found: dict[str, Person] = {}
+        cursor: str | None = None
+        while True:
+            resp = self._call(
+                "users.list",
+                lambda c=cursor: self.client.users_list(limit=PAGE, cursor=c),  # type: ignore[misc]
+            )
+            for record in resp.get("members") or []:
+                p = self._keep(record)
+                if p.id in wanted:
+                    found[p.id] = p
+            cursor = str((resp.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor or len(found) == len(wanted):
+                return found
+
+    def _keep(self, u: dict[str, Any]) -> Person:
         profile: dict[str, Any] = u.get("profile") or {}
-        return Person(
-            id=user,
+        p = Person(
+            id=str(u.get("id") or ""),
             name=str(profile.get("real_name") or u.get("real_name") or u.get("name") or ""),
             email=str(profile.get("email") or ""),
             bot=bool(u.get("is_bot") or u.get("is_app_user")),
             deleted=bool(u.get("deleted")),
         )
+        with self._lock:
+            self._known[p.id] = (self._clock(), p)
+        return p
 
     def user_by_email(self, email: str) -> str | None:
         try:
@@ -156,51 +211,31 @@ class SlackPeople:
         return [str(u) for u in resp.get("users") or []]
 
     # ------------------------------------------------------------------ Messenger
-    def send(self, user: str, message: DirectMessage) -> None:
+    def send(self, user: str, message: DirectMessage, *, within_s: float | None = None) -> None:
+        """Post `message` to the app's DM with `user` (their user ID as the channel), waiting
+        for Slack at most `within_s` (default `MESSAGE_WAIT_S`)."""
         rendered = direct_message(message)
+        budget = MESSAGE_WAIT_S if within_s is None else within_s
+        if budget <= 0:
+            raise NotDelivered(_UNDELIVERED["ratelimited"])
         try:
-            channel = self._conversation(user)
-            self._wait_turn(channel)
-            self._call(
-                "chat.postMessage",
-                lambda: self.client.chat_postMessage(
-                    channel=channel, text=rendered.text, blocks=rendered.blocks
-                ),
-            )
-        except NotDelivered:
-            raise
-        except ClonesError as exc:
-            raise NotDelivered(str(exc)) from None
+            self._wait_turn(user)
+            with paced(Priority.FINAL, within_s=budget):
+                self.client.chat_postMessage(
+                    channel=user, text=rendered.text, blocks=rendered.blocks
+                )
+        except SlackBusy:
+            raise NotDelivered(_UNDELIVERED["ratelimited"]) from None
+        except SlackApiError as exc:
+            raise NotDelivered(_why(exc, "chat.postMessage")) from None
+        except (SlackClientError, OSError) as exc:
+            raise NotDelivered(f"Slack could not be reached ({exc})") from None
 
-    def _conversation(self, user: str) -> str:
-        with self._lock:
-            known = self._dms.get(user)
-        if known:
-            return known
-        resp = self._call("conversations.open", lambda: self.client.conversations_open(users=user))
-        channel = str((resp.get("channel") or {}).get("id") or "")
-        if not channel:
-            raise NotDelivered("Slack opened no conversation with this member")
-        with self._lock:
-            self._dms[user] = channel
-        return channel
-
-    def _wait_turn(self, channel: str) -> None:
-        """At most one message per `interval_s` to one conversation: take the next slot."""
+    def _wait_turn(self, user: str) -> None:
+        """At most one message per `interval_s` to one member: take the next slot."""
         with self._lock:
             now = self._clock()
-            slot = max(now, self._next.get(channel, now))
-            self._next[channel] = slot + self.interval_s
+            slot = max(now, self._next.get(user, now))
+            self._next[user] = slot + self.interval_s
         if slot > now:
             self._sleep(slot - now)
-
-
-def _retry_after(headers: Any) -> float:
-    raw = ""
-    for key, value in dict(headers or {}).items():
-        if str(key).lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) else value
-    try:
-        return max(0.0, min(float(raw), 60.0))
-    except (TypeError, ValueError):
-        return 1.0

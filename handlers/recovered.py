@@ -71,7 +71,7 @@ def recover_and_report(
     invocation = Invocation(actor, SOURCE, on_event=on_event, fence=fence)
     report = dispatch(ctx.services, grammar.Resume(), invocation)
     assert isinstance(report, RecoveryReport)
-    if report.resumed or report.left or report.missing:
+    if report.resumed or report.left or report.missing or report.unseen:
         log.warning("recovery: %s", report.text)
     for resumed in report.resumed:
         s = where.get(resumed.environment)

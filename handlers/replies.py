@@ -56,6 +56,8 @@ REPLIES: dict[type[Any], Callable[[Any, Request], Answer]] = {
         )
     ),
     grammar.Savings: lambda s, r: Answer(reads.savings(s, r.command.environment)),
+    grammar.History: lambda h, r: Answer(reads.history(h, r.ctx.services.settings.timezone)),
+    grammar.Audit: lambda log, r: Answer(reads.audit(log, r.ctx.services.settings.timezone)),
     grammar.Types: lambda types, r: Answer(reads.types(types)),
     grammar.Plan: lambda plan, r: Answer(reads.plan(plan)),
     grammar.Inventory: lambda rows, r: Answer(

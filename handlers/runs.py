@@ -24,7 +24,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.domain.errors import ClonesError, Fenced
 from bot.domain.models import Environment, RunKind
-from bot.domain.results import DeployResult
+from bot.domain.results import DeployResult, ProgressEvent
 from bot.domain.savings import Savings
 from bot.ports import Chart
 from bot.services.dispatch import Deployed
@@ -33,6 +33,7 @@ from handlers.blocks import runs as shown
 from handlers.blocks import schedules
 from handlers.blocks.kit import Rendered, esc, section
 from handlers.context import Request, brief, log
+from handlers.pacing import Priority, SlackBusy, paced
 from handlers.progress import ProgressMessage
 
 _log = logging.getLogger(__name__)
@@ -65,10 +66,20 @@ def error_code(exc: SlackApiError) -> str:
     return str(exc.response.get("error", "")) if exc.response is not None else ""
 
 
+FIRST_MESSAGE_WAIT_S = 15.0  # a run's first message waits this long for Slack's pacing at most
+
+
 def open_message(client: WebClient, channel: str, first: Rendered) -> tuple[str, str]:
-    """Post a run's first message; (channel, ts). ChannelUnavailable when the bot may not."""
+    """Post a run's first message; (channel, ts). ChannelUnavailable when the bot may not, or
+    when Slack rate limits the channel for longer than a person should wait for an answer."""
     try:
-        resp = client.chat_postMessage(channel=channel, text=first.text, blocks=first.blocks)
+        with paced(Priority.PERSON, within_s=FIRST_MESSAGE_WAIT_S):
+            resp = client.chat_postMessage(channel=channel, text=first.text, blocks=first.blocks)
+    except SlackBusy as exc:
+        raise ChannelUnavailable(
+            f"Slack is rate-limiting this workspace, nothing was started, try again in "
+            f"{exc.retry_after_s} s."
+        ) from None
     except SlackApiError as exc:
         hint = _CANNOT_POST.get(error_code(exc))
         if hint is not None:
@@ -194,7 +205,7 @@ def deploy(r: Request) -> None:
     channel, ts = open_message(
         r.client, r.channel, shown.deploy_starting(by_type, environment, user)
     )
-    progress = ProgressMessage(
+    progress: ProgressMessage[ProgressEvent] = ProgressMessage(
         r.client,
         channel,
         lambda e: shown.deploy_progress(e, user),

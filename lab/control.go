@@ -118,6 +118,7 @@ func (l *Lab) getStats(none) (statsResponse, error) {
 	out := l.stats.snapshot()
 	out.HostOpsMax, out.HostOpsMaxAny = l.hostOps.maxima()
 	out.Sessions = l.sessions.count()
+	out.ReadsWithoutSession = l.sessions.anonReadCount()
 	out.Paused = l.outage.active()
 	return out, nil
 }
@@ -141,6 +142,10 @@ type configView struct {
 	DeltaGrowthGBPerMin    float64   `json:"delta_growth_gb_per_min"`
 	Faults                 FaultSpec `json:"faults"`
 	Privileges             []string  `json:"privileges"` // null: every privilege
+	// How reads without a live session are answered: "fault" or "missing_set" (visibility.go).
+	ExpiredSessionReads string `json:"expired_session_reads"`
+	// VMs (by name) the user may not see: reads answer NoPermission for them (visibility.go).
+	NoPermissionVMs []string `json:"no_permission_vms"`
 }
 
 func (l *Lab) getConfig(none) (configView, error) {
@@ -150,6 +155,7 @@ func (l *Lab) getConfig(none) (configView, error) {
 		CloneLatencyMS: l.cloneLatency, DestroyLatencyMS: l.destroyLat, PowerOnLatencyMS: l.powerOnLat,
 		CustomizationLatencyMS: l.cust.getLatency(), Faults: l.faults.withLists(),
 		Privileges: l.grants.current(), DeltaGrowthGBPerMin: l.growthGBPerMin,
+		ExpiredSessionReads: l.sessions.expiredReadsMode(), NoPermissionVMs: l.visible.names(),
 	}, nil
 }
 
@@ -165,9 +171,13 @@ type configUpdate struct {
 	Faults json.RawMessage `json:"faults"`
 	// Privileges replaces the user's privileges; null gives every privilege again.
 	Privileges optionalList `json:"privileges"`
+	// ExpiredSessionReads: "fault" (NotAuthenticated faults) or "missing_set" (as the simulator).
+	ExpiredSessionReads *string `json:"expired_session_reads"`
+	// NoPermissionVMs replaces the VMs the user may not see (by name); null or [] for none.
+	NoPermissionVMs optionalList `json:"no_permission_vms"`
 }
 
-// optionalList is a list field that may be absent, null or a list.
+// optionalList is a list field that may be absent, null or a list (privileges, no_permission_vms).
 type optionalList struct {
 	set  bool
 	list []string
@@ -180,7 +190,7 @@ func (o *optionalList) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	if err := json.Unmarshal(data, &o.list); err != nil {
-		return fmt.Errorf("must be a list of privilege ids, or null for all")
+		return fmt.Errorf("must be a list of strings, or null")
 	}
 	return nil
 }
@@ -190,6 +200,9 @@ func (l *Lab) setConfig(u configUpdate) (configView, error) {
 	privilegeProblems(u.Privileges.list, &p)
 	if u.DeltaGrowthGBPerMin != nil {
 		growthProblems(*u.DeltaGrowthGBPerMin, &p)
+	}
+	if m := u.ExpiredSessionReads; m != nil && *m != expiredReadsFault && *m != expiredReadsMissingSet {
+		p.add("expired_session_reads: must be %q or %q, got %q", expiredReadsFault, expiredReadsMissingSet, *m)
 	}
 	for _, ms := range []*int{u.CloneLatencyMS, u.DestroyLatencyMS, u.PowerOnLatencyMS, u.CustomizationLatencyMS} {
 		if ms != nil && *ms < 0 {
@@ -235,6 +248,12 @@ func (l *Lab) setConfig(u configUpdate) (configView, error) {
 	}
 	if u.Privileges.set {
 		l.grants.set(u.Privileges.list)
+	}
+	if u.ExpiredSessionReads != nil {
+		l.sessions.setExpiredReads(*u.ExpiredSessionReads)
+	}
+	if u.NoPermissionVMs.set {
+		l.visible.set(u.NoPermissionVMs.list)
 	}
 	return l.getConfig(none{})
 }

@@ -6,6 +6,7 @@ package main
 //	routing.go     SOAP routing: the path of every call, and the per-method hooks
 //	soap.go        SOAP plumbing: envelopes, faults, handing a call to the simulator
 //	sessions.go    the session gate (NotAuthenticated without a live session)
+//	visibility.go  what the user may not see (NoPermission VMs, expired reads as the simulator)
 //	stats.go       request counters, busy time, requests in flight (GET /lab/stats)
 //	hostops.go     operations in flight per host (clones, power, destroy)
 //	pause.go       vCenter unreachable for a while (POST /lab/pause)
@@ -15,6 +16,7 @@ package main
 //	drs.go         clone placement and DRS groups
 //	privileges.go  answers to privilege queries from the spec
 //	customize.go   guest customization
+//	reaper.go      finished tasks forgotten after task_retention_s (memory stays flat)
 //	control.go     the typed /lab control API; vms.go: GET and POST /lab/vms
 //
 // The spec is read by spec.go and decode.go, the inventory built by build.go and setup.go.
@@ -48,11 +50,13 @@ type Lab struct {
 
 	stats    *counters
 	sessions *sessionGate
+	visible  *visibility
 	outage   *outage
 	store    *storageFigures
 	cust     *customizer
 	grants   *grants
 	hostOps  *hostOps
+	reaper   *taskReaper
 }
 
 func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
@@ -68,12 +72,15 @@ func newLab(spec *Spec, inv *inventory, mux *http.ServeMux) *Lab {
 		rng:            rand.New(rand.NewSource(spec.Faults.Seed)),
 		stats:          newCounters(),
 		sessions:       newSessionGate(),
+		visible:        newVisibility(),
 		outage:         &outage{},
 		store:          newStorageFigures(inv, spec.DeltaGrowthGBPerMin),
 		cust:           newCustomizer(spec),
 		grants:         newGrants(spec.User, spec.Privileges),
 		hostOps:        newHostOps(),
 	}
+	l.reaper = newTaskReaper(time.Duration(spec.TaskRetentionS*float64(time.Second)), l.outage)
+	l.reaper.start()
 	l.registerHooks()
 	l.control = l.controlHandlers()
 	l.store.apply()
@@ -108,6 +115,7 @@ func (l *Lab) sleep(ms func() int) time.Duration {
 // reset zeroes the counters and the fault ordinals and reseeds the fault RNG (POST /lab/reset).
 func (l *Lab) reset() {
 	l.stats.reset()
+	l.sessions.resetCounts()
 	l.hostOps.reset()
 	l.mu.Lock()
 	l.cloneOrdinal = 0

@@ -28,6 +28,13 @@ func (o *outage) active() bool {
 	return time.Now().Before(o.until)
 }
 
+// within tells whether the lab is paused at now or was less than d before it.
+func (o *outage) within(now time.Time, d time.Duration) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return now.Before(o.until.Add(d))
+}
+
 // dropWhilePaused drops the connection, and counts it, if the lab is paused now.
 func (l *Lab) dropWhilePaused(w http.ResponseWriter) bool {
 	if !l.outage.active() {

@@ -1,8 +1,9 @@
 package main
 
-// SOAP routing: every call to /sdk is counted, passes the session gate, then the hooks of its
-// method (which may answer it themselves), then the simulator; storage figures are re-imposed
-// after any call that may have changed them. While the lab is paused the connection is dropped.
+// SOAP routing: every call to /sdk is counted, passes the session gate and the visibility check
+// (a call on a VM the user may not see), then the hooks of its method (which may answer it
+// themselves), then the simulator; storage figures are re-imposed after any call that may have
+// changed them. While the lab is paused the connection is dropped.
 
 import (
 	"io/ioutil"
@@ -47,6 +48,7 @@ func (l *Lab) registerHooks() {
 	on(l.powerOnHook, "PowerOnVM_Task")           // customize.go
 	on(l.forgetCustomizationHook, "Destroy_Task") // customize.go
 	on(l.forgetInGroupsHook, "Destroy_Task")      // drs.go
+	on(l.visible.readHook, readMethods...)        // visibility.go
 }
 
 // Methods that cannot change storage figures (no re-application after them).
@@ -96,7 +98,7 @@ func (l *Lab) answerSOAP(w http.ResponseWriter, r *http.Request) {
 	c := &soapCall{r: r, body: body, name: soapMethodName(body), cookie: sessionCookie(r)}
 	defer l.stats.begin(c)()
 	defer l.trackHostOp(c)()
-	if !l.sessions.admit(c, w) {
+	if !l.sessions.admit(c, w) || l.visible.refuseHidden(c, w) {
 		return
 	}
 	var afters []func(*httptest.ResponseRecorder)

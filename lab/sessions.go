@@ -3,7 +3,10 @@ package main
 // The session gate: every call but RetrieveServiceContent, the Login family and a Fetch of
 // ServiceInstance.content needs a live session, as on vCenter. The lab keeps the sessions it saw
 // created, so it can end them all (POST /lab/expire-sessions): a client's next call then gets
-// NotAuthenticated, and a new Login works.
+// NotAuthenticated, and a new Login works. With "expired_session_reads": "missing_set"
+// (visibility.go) the reads VMware's simulator answers without a session (Fetch,
+// RetrieveProperties, RetrievePropertiesEx) go to it, and it answers them as it does: HTTP 200,
+// every property in missingSet with NotAuthenticated.
 
 import (
 	"net/http"
@@ -29,14 +32,63 @@ var loginMethods = []string{"Login", "LoginByToken", "CloneSession", "LoginExten
 // Properties anyone may Fetch without a session (pyVmomi sends <prop versionId="...">NAME</prop>).
 var anonProps = regexp.MustCompile(`<prop[^>]*>content</prop>`)
 
+// Reads VMware's simulator answers without a session (per property, with NotAuthenticated).
+var simulatorAnonReads = map[string]bool{"Fetch": true, "RetrieveProperties": true, "RetrievePropertiesEx": true}
+
 // sessionGate holds the session cookies the lab considers live.
 type sessionGate struct {
 	mu   sync.Mutex
 	live map[string]bool
+	// expiredReads is how reads without a live session are answered: expiredReadsFault or
+	// expiredReadsMissingSet (visibility.go).
+	expiredReads string
+	// anonReads counts the PropertyCollector reads (RetrieveProperties[Ex]) let through to the
+	// simulator without a session (a Fetch, such as a client's "who is logged in?", is not).
+	anonReads int
 }
 
 func newSessionGate() *sessionGate {
-	return &sessionGate{live: map[string]bool{}}
+	return &sessionGate{live: map[string]bool{}, expiredReads: expiredReadsFault}
+}
+
+// setExpiredReads chooses how reads without a live session are answered.
+func (g *sessionGate) setExpiredReads(mode string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.expiredReads = mode
+}
+
+func (g *sessionGate) expiredReadsMode() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.expiredReads
+}
+
+// anonReadCount is how many reads were answered without a session (GET /lab/stats).
+func (g *sessionGate) anonReadCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.anonReads
+}
+
+func (g *sessionGate) resetCounts() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.anonReads = 0
+}
+
+// simulatorAnswers tells whether the simulator answers this call without a session itself
+// (counted), as in the "missing_set" mode.
+func (g *sessionGate) simulatorAnswers(method string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.expiredReads != expiredReadsMissingSet || !simulatorAnonReads[method] {
+		return false
+	}
+	if method != "Fetch" {
+		g.anonReads++
+	}
+	return true
 }
 
 func (g *sessionGate) isLive(cookie string) bool {
@@ -57,6 +109,9 @@ func (g *sessionGate) admit(c *soapCall, w http.ResponseWriter) bool {
 	// else, SessionManager.currentSession included, needs a session (as in the simulator).
 	anonRead := c.name == "Fetch" && anonProps.Match(c.body)
 	if noSessionMethods[c.name] || c.name == "" || anonRead {
+		return true
+	}
+	if g.simulatorAnswers(c.name) {
 		return true
 	}
 	writeFault(w, "The session is not authenticated.", &types.NotAuthenticated{

@@ -64,6 +64,7 @@ func buildLab(spec *Spec, hostport string) (*builtLab, error) {
 
 // close removes what the lab left on disk (the datastores' folders).
 func (b *builtLab) close() {
+	b.lab.reaper.close()
 	b.model.Remove()
 	_ = os.RemoveAll(b.inv.tmpDir)
 }

@@ -74,12 +74,14 @@ type Spec struct {
 	CloneLatencyMS int             `json:"clone_latency_ms"`
 	// DeltaGrowthGBPerMin: how much a clone's disk grows per minute while it is powered on
 	// (storage.go), so a delta grows as a used Windows clone's does; 0 (the default): never.
-	DeltaGrowthGBPerMin float64   `json:"delta_growth_gb_per_min"`
-	DestroyLatencyMS    int       `json:"destroy_latency_ms"`
-	PowerOnLatencyMS    int       `json:"power_on_latency_ms"`
-	Faults              FaultSpec `json:"faults"`
-	User                string    `json:"user"`
-	Password            string    `json:"password"`
+	DeltaGrowthGBPerMin float64 `json:"delta_growth_gb_per_min"`
+	DestroyLatencyMS    int     `json:"destroy_latency_ms"`
+	PowerOnLatencyMS    int     `json:"power_on_latency_ms"`
+	// How long a finished task stays readable before the lab forgets it (reaper.go).
+	TaskRetentionS float64   `json:"task_retention_s"`
+	Faults         FaultSpec `json:"faults"`
+	User           string    `json:"user"`
+	Password       string    `json:"password"`
 	// Guest customization (customize.go).
 	CustomizationSpecs     []CustomizationSpecSpec `json:"customization_specs"`
 	CustomizationLatencyMS int                     `json:"customization_latency_ms"`
@@ -96,8 +98,11 @@ func defaultSpec() *Spec {
 		Datastores: []DatastoreSpec{{Name: "TrainingDS", CapacityGB: 500, FreeGB: 480}},
 		Folders:    []string{"Parents", "Training"},
 		Faults:     FaultSpec{Fault: "FileLocked", Seed: 1},
-		User:       "clones",
-		Password:   "lab-password",
+		// Long enough for any client to read a task's outcome; short enough that a lab making
+		// and destroying clones all day keeps a steady size.
+		TaskRetentionS: 10,
+		User:           "clones",
+		Password:       "lab-password",
 	}
 }
 
@@ -189,6 +194,9 @@ func (s *Spec) validate(p *problems) {
 		p.add("clone_latency_ms/destroy_latency_ms/power_on_latency_ms: must be 0 or more")
 	}
 	growthProblems(s.DeltaGrowthGBPerMin, p)
+	if s.TaskRetentionS < 1 || s.TaskRetentionS > 86400 {
+		p.add("task_retention_s: must be from 1 to 86400 seconds (a client must have time to read a task it started)")
+	}
 	s.validateCustomization(p)
 	s.Faults.validate(p)
 }

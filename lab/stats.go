@@ -118,6 +118,10 @@ type statsResponse struct {
 	// The most operations at once per host (hostops.go), by host name, and over all hosts.
 	HostOpsMax    map[string]int `json:"host_ops_in_flight_max"`
 	HostOpsMaxAny int            `json:"host_ops_in_flight_max_any"`
+
+	// RetrieveProperties[Ex] calls answered without a session, by the simulator
+	// ("expired_session_reads": "missing_set").
+	ReadsWithoutSession int `json:"reads_without_session"`
 }
 
 // snapshot is the counters as GET /lab/stats shows them (sessions and paused come from their

@@ -1,4 +1,5 @@
-"""Persistence: the SQLite repository and its migrations. The only package that speaks SQL."""
+"""Persistence: the repository (SQLite or PostgreSQL) and its migrations. The only package that
+speaks SQL."""
 
 from storage.repository import Repository
 

@@ -4,7 +4,6 @@ and whether the trainee was told."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -12,6 +11,7 @@ from bot.domain.errors import ConflictError
 from bot.domain.models import Assignment, CloneState
 from storage.core import Core
 from storage.environments import require_environment
+from storage.faults import IntegrityViolation
 from storage.sql import Where, from_text, placeholders, to_text, utc_now
 
 _SELECT: Final = (
@@ -74,18 +74,19 @@ class AssignmentStore(Core):
                         "assigned; nothing was assigned. Run the command again."
                     )
                 try:
-                    cursor = self._execute(
-                        "INSERT INTO assignments"
-                        " (environment, trainee, clone_id, assigned_by, assigned_at)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (environment, trainee, clone_id, assigned_by, now),
+                    ids.append(
+                        self._insert(
+                            "INSERT INTO assignments"
+                            " (environment, trainee, clone_id, assigned_by, assigned_at)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            (environment, trainee, clone_id, assigned_by, now),
+                        )
                     )
-                except sqlite3.IntegrityError:
+                except IntegrityViolation:
                     raise ConflictError(
                         f"{clone['name']} or its trainee was assigned by someone else meanwhile; "
                         "nothing was assigned. Run the command again."
                     ) from None
-                ids.append(int(cursor.lastrowid or 0))
             return self._by_ids(ids)
 
     def assignments(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bot.domain.models import AuditEntry
@@ -38,13 +39,13 @@ class AuditStore(Core):
         detail: str = "",
     ) -> AuditEntry:
         at = utc_now()
-        cursor = self._execute(
+        entry_id = self._insert(
             "INSERT INTO audit (at, actor, source, channel, command, result, detail)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (to_text(at), actor, source, channel, command, result, detail),
         )
         return AuditEntry(
-            id=cursor.lastrowid,
+            id=entry_id,
             at=at,
             actor=actor,
             source=source,
@@ -59,3 +60,20 @@ class AuditStore(Core):
         where, params = ("WHERE actor = ?", [actor]) if actor is not None else ("", [])
         rows = self._rows(f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?", [*params, limit])
         return [audit_record(row) for row in rows]
+
+    def audit_since(
+        self, since: datetime, *, limit: int | None = None, newest: bool = False
+    ) -> list[AuditEntry]:
+        """Audit entries at or after `since`, oldest first (through the index on `at`): the
+        first `limit` of them, or the last ones with `newest` (None: all)."""
+        order = "DESC" if newest else ""
+        rows = self._rows(
+            f"SELECT * FROM audit WHERE at >= ? ORDER BY at {order}, id {order} LIMIT ?",
+            (to_text(since), -1 if limit is None else limit),
+        )
+        entries = [audit_record(row) for row in rows]
+        return entries[::-1] if newest else entries
+
+    def count_audit_since(self, since: datetime) -> int:
+        row = self._row("SELECT count(*) AS n FROM audit WHERE at >= ?", (to_text(since),))
+        return int(row["n"]) if row else 0

@@ -4,7 +4,6 @@ gone from vCenter, and the parents' sizes that savings weigh the clones' deltas 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Final
@@ -14,9 +13,10 @@ from bot.domain.errors import ConfigError, ConflictError, NotFoundError
 from bot.domain.models import Clone, CloneState, Fence, ParentFacts, clone_transition
 from storage.core import Core
 from storage.environments import require_environment
+from storage.faults import IntegrityViolation
 from storage.leases import check_fence
 from storage.runs import load_run
-from storage.sql import LIVE, Where, from_text, placeholders, to_text, utc_now
+from storage.sql import CURRENT, LIVE, Where, from_text, placeholders, to_text, utc_now
 
 # How many candidate names `reserve_clones` checks per query (kept under SQLite's 999 host
 # parameters limit of older builds).
@@ -105,31 +105,26 @@ class CloneStore(Core):
                 load_run(self, run_id)
             names = self._free_names(pattern, count)
             now = utc_now()
-            clones = []
-            for name in names:
-                cursor = self._execute(
-                    "INSERT INTO clones (name, environment, type, parent, state, run_id,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        name,
-                        environment,
-                        type,
-                        parent,
-                        CloneState.PLANNED.value,
-                        run_id,
-                        to_text(now),
-                        to_text(now),
-                    ),
+            stamp = to_text(now)
+            planned = CloneState.PLANNED.value
+            ids = self._insert_many(
+                "INSERT INTO clones (name, environment, type, parent, state, run_id,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (name, environment, type, parent, planned, run_id, stamp, stamp)
+                    for name in names
+                ],
+            )
+            if run_id is not None:
+                self._execute_many(
+                    "INSERT INTO run_clones (run_id, clone_id) VALUES (?, ?)",
+                    [(run_id, clone_id) for clone_id in ids],
                 )
-                assert cursor.lastrowid is not None
-                if run_id is not None:
-                    self._execute(
-                        "INSERT INTO run_clones (run_id, clone_id) VALUES (?, ?)",
-                        (run_id, cursor.lastrowid),
-                    )
+            clones = []
+            for name, clone_id in zip(names, ids, strict=True):
                 clones.append(
                     Clone(
-                        id=cursor.lastrowid,
+                        id=clone_id,
                         name=name,
                         environment=environment,
                         type=type,
@@ -176,15 +171,16 @@ class CloneStore(Core):
         assignments = ", ".join(f"{column} = ?" for column in values)
         with self.transaction():
             check_fence(self, fence)
-            current = self.get_clone(clone_id)
+            row = self._clone_row(clone_id)
+            current = clone_record(row)
             if "state" in changes:
                 clone_transition(current.state, CloneState(changes["state"]))
             try:
                 self._execute(
                     f"UPDATE clones SET {assignments} WHERE id = ?", [*values.values(), clone_id]
                 )
-            except sqlite3.IntegrityError as exc:
-                if "UNIQUE" in str(exc):
+            except IntegrityViolation as exc:
+                if exc.unique:
                     raise ConflictError(
                         f"Clone {current.name!r} cannot become live again: another live clone"
                         " already has that name."
@@ -193,13 +189,18 @@ class CloneStore(Core):
                     f"Clone {current.name!r} cannot refer to run {values.get('run_id')}:"
                     " there is no such run."
                 ) from exc
-            return self.get_clone(clone_id)
+            # The row as written, without reading it back (a round trip per write on
+            # PostgreSQL; a deployment writes each clone twice): no trigger changes a clone.
+            return clone_record({**row, **values})
 
     def get_clone(self, clone_id: int) -> Clone:
+        return clone_record(self._clone_row(clone_id))
+
+    def _clone_row(self, clone_id: int) -> dict[str, Any]:
         row = self._row("SELECT * FROM clones WHERE id = ?", (clone_id,))
         if row is None:
             raise NotFoundError(f"There is no clone with id {clone_id}.")
-        return clone_record(row)
+        return row
 
     def find_clone(self, name: str) -> Clone | None:
         """The live clone with this name, if any."""
@@ -213,14 +214,18 @@ class CloneStore(Core):
         states: Iterable[CloneState] | None = None,
         type: str | None = None,
         run_id: int | None = None,
+        current: bool = False,
     ) -> list[Clone]:
-        """Clones matching every given filter, ordered by environment, type and name."""
+        """Clones matching every given filter, ordered by environment, type and name;
+        `current`: only those not destroyed (what status shows; destroyed ones are history)."""
         where = (
             Where()
             .equal("environment", environment)
             .among("state", None if states is None else [CloneState(s).value for s in states])
             .equal("type", type)
         )
+        if current:
+            where.holds(CURRENT)
         if run_id is not None:
             where.holds("id IN (SELECT clone_id FROM run_clones WHERE run_id = ?)", run_id)
         if where.nothing:
@@ -257,12 +262,20 @@ class CloneStore(Core):
             params.append(environment)
         return [(row[0], row[1]) for row in self._tuples(sql, params)]
 
-    def clone_counts(self) -> dict[str, dict[str, dict[CloneState, int]]]:
-        """environment -> type -> state -> number of clones (states with none are absent)."""
+    def clone_counts(
+        self, environments: Iterable[str] | None = None
+    ) -> dict[str, dict[str, dict[CloneState, int]]]:
+        """environment -> type -> state -> number of clones not destroyed (states with none are
+        absent), of the given environments (None: all). Destroyed clones are history: a year of
+        them costs this read nothing (it reads the partial index `clones_current` only)."""
+        where = Where().holds(CURRENT).among("environment", environments)
+        if where.nothing:
+            return {}
         counts: dict[str, dict[str, dict[CloneState, int]]] = {}
         for row in self._rows(
-            "SELECT environment, type, state, count(*) AS n FROM clones"
-            " GROUP BY environment, type, state"
+            f"SELECT environment, type, state, count(*) AS n FROM clones{where}"
+            " GROUP BY environment, type, state",
+            where.params,
         ):
             by_type = counts.setdefault(row["environment"], {})
             by_type.setdefault(row["type"], {})[CloneState(row["state"])] = row["n"]
@@ -298,14 +311,15 @@ class CloneStore(Core):
         (and when it was reached) and when its size was last read. Not a change of the clone:
         its updated_at stays (a read must not look like a newer write to `mark_missing`)."""
         now = to_text(utc_now())
-        rows = [(n, now, n, now, clone_id) for clone_id, n in sizes if n > 0]
+        rows = [(n, now, n, n, now, clone_id) for clone_id, n in sizes if n > 0]
         if not rows:
             return
         with self.transaction():  # every expression reads the row as it was before
             self._execute_many(
                 "UPDATE clones SET"
                 " peak_at = CASE WHEN ? > COALESCE(peak_bytes, 0) THEN ? ELSE peak_at END,"
-                " peak_bytes = MAX(COALESCE(peak_bytes, 0), ?), sized_at = ? WHERE id = ?",
+                " peak_bytes = CASE WHEN ? > COALESCE(peak_bytes, 0) THEN ? ELSE peak_bytes END,"
+                " sized_at = ? WHERE id = ?",  # no two-argument MAX: PostgreSQL has GREATEST
                 rows,
             )
 

@@ -8,7 +8,7 @@ from typing import Any
 from bot.domain.errors import ConflictError, NotFoundError
 from bot.domain.models import KEEP, Environment, Keep, RunState
 from storage.core import Core
-from storage.sql import LIVE, from_text, to_text, utc_now
+from storage.sql import CURRENT, LIVE, RESUMABLE, from_text, to_text, utc_now
 
 
 def environment_record(row: dict[str, Any]) -> Environment:
@@ -44,8 +44,8 @@ class EnvironmentStore(Core):
         """Create the environment if missing; an existing one is returned unchanged."""
         with self.transaction():
             self._execute(
-                "INSERT OR IGNORE INTO environments (name, owner, channel, created_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO environments (name, owner, channel, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (name, owner, channel, to_text(utc_now())),
             )
             return require_environment(self, name)
@@ -54,7 +54,23 @@ class EnvironmentStore(Core):
         return find_environment(self, name)
 
     def list_environments(self) -> list[Environment]:
+        """Every environment recorded, finished ones too (for `status --all`)."""
         rows = self._rows("SELECT * FROM environments ORDER BY name")
+        return [environment_record(row) for row in rows]
+
+    def live_environments(self) -> list[Environment]:
+        """The environments with something to show now: clones that may be in vCenter (or
+        failed and missing records, until a strip back clears them), a deployment or strip back
+        to come, or a run that may still act. Read through indexes
+        that hold only such rows, however many finished environments there are."""
+        rows = self._rows(
+            "SELECT * FROM environments WHERE name IN ("
+            f" SELECT environment FROM clones WHERE {CURRENT}"
+            " UNION SELECT name FROM environments WHERE starts_at IS NOT NULL"
+            " UNION SELECT name FROM environments WHERE ends_at IS NOT NULL"
+            f" UNION SELECT environment FROM runs WHERE {RESUMABLE}"
+            ") ORDER BY name"
+        )
         return [environment_record(row) for row in rows]
 
     def update_environment(

@@ -15,11 +15,22 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from bot.domain.errors import StorageError
+
+
+class IntegrityViolation(Exception):
+    """A constraint refused a write, on either backend (the stores turn it into their own
+    errors); `unique`: it was a unique index or key."""
+
+    def __init__(self, message: str, *, unique: bool) -> None:
+        super().__init__(message)
+        self.unique = unique
+
 
 _RESUME = "then run the command again (`clones resume` finishes a run that stopped)"
 
@@ -64,6 +75,29 @@ def explain(exc: sqlite3.DatabaseError, path: Path) -> StorageError:
     else:
         what = f"failed ({exc})"
     return StorageError(f"The database {path} {what}.")
+
+
+@contextmanager
+def committed(
+    db: Any,
+    faults: Callable[[], AbstractContextManager[object]],
+    rollback: Callable[[Any, str], None],
+) -> Iterator[None]:
+    """The end of a transaction on `db`, either backend: COMMIT after the block, or ROLLBACK
+    when it raised or when COMMIT itself failed (`rollback` stays quiet about a connection that
+    already rolled back or broke, so the first fault is the one reported)."""
+    try:
+        yield
+    except BaseException:
+        rollback(db, "ROLLBACK")
+        raise
+    else:
+        try:
+            with faults():
+                db.script("COMMIT")
+        except BaseException:
+            rollback(db, "ROLLBACK")
+            raise
 
 
 @contextmanager

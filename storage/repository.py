@@ -1,9 +1,12 @@
-"""SQLite repository: the source of truth for environments, clones, runs and the audit log.
+"""The repository: the source of truth for environments, clones, runs and the audit log, on a
+SQLite file or a PostgreSQL database.
 
 `Repository` implements `bot.ports.Repository` as one store per port over one shared core:
 
-- `storage.core.Core`: per-thread connections on one WAL file, the in-process write queue,
-  `transaction()` (BEGIN IMMEDIATE, savepoints when nested), migrations on open, `close()`;
+- `storage.core.Core`: the backend (storage/sqlite.py: per-thread connections on one WAL file,
+  the in-process write queue, BEGIN IMMEDIATE; storage/postgres.py: a small pool, each write
+  transaction under one advisory lock), `transaction()` (savepoints when nested), migrations on
+  open, `close()`; the stores' SQL is one text for both (storage/dialect.py);
 - `storage.environments.EnvironmentStore` (`ports.Environments`);
 - `storage.clones.CloneStore` (`ports.Clones`: reservation, updates along the state machine,
   counts, deltas, missing clones, parents' sizes);
@@ -12,6 +15,8 @@
 - `storage.schedules.ScheduleStore` (`ports.Schedules`: bookkeeping and claims);
 - `storage.audit.AuditStore` (`ports.Audit`);
 - `storage.assignments.AssignmentStore` (`ports.Assignments`: trainees and the clones they hold);
+- `storage.history.HistoryStore` and `storage.pruning.PruneStore` (`ports.History`: the past,
+  read on request, and pruned once older than its window);
 - `storage.seen.SeenRequestStore` (replay keys);
 - `storage.leases.LeaseStore` (`ports.Leases`: the leader's lease, the bots up, fences);
 - `storage.confirmations.ConfirmationStore` (`ports.ConfirmationTokens`: Confirm buttons).
@@ -26,7 +31,9 @@ from storage.audit import AuditStore
 from storage.clones import CloneStore
 from storage.confirmations import ConfirmationStore
 from storage.environments import EnvironmentStore
+from storage.history import HistoryStore
 from storage.leases import LeaseStore
+from storage.pruning import PruneStore
 from storage.runs import RunStore
 from storage.schedules import ScheduleStore
 from storage.seen import SeenRequestStore
@@ -42,6 +49,8 @@ class Repository(
     ScheduleStore,
     AuditStore,
     AssignmentStore,
+    HistoryStore,
+    PruneStore,
     SeenRequestStore,
     LeaseStore,
     ConfirmationStore,

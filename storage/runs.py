@@ -115,7 +115,7 @@ class RunStore(Core):
     ) -> Run:
         """Insert a running run and its members; call inside the caller's transaction."""
         now = to_text(utc_now())
-        cursor = self._execute(
+        run_id = self._insert(
             "INSERT INTO runs (environment, kind, requested_by, state, requested, started_at,"
             " owner, heartbeat_at, power_on) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -130,8 +130,6 @@ class RunStore(Core):
                 int(power_on),
             ),
         )
-        run_id = cursor.lastrowid
-        assert run_id is not None
         self._execute_many(
             "INSERT INTO run_clones (run_id, clone_id) VALUES (?, ?)",
             [(run_id, clone_id) for clone_id in clone_ids],

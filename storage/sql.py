@@ -9,6 +9,15 @@ from typing import Final
 # Must match the partial unique index `clones_live_name` word for word, or SQLite will not use
 # that index for the name lookups of `reserve_clones` and `find_clone`.
 LIVE: Final = "state NOT IN ('failed', 'destroyed', 'missing')"
+# Must match the partial index `clones_current` (m014) word for word: the clones not destroyed
+# (live, failed, missing), the only ones the everyday reads look at. A year of destroyed clones
+# is history, read on request (storage/history.py).
+CURRENT: Final = "state != 'destroyed'"
+# Live clones through that index: SQLite cannot tell that LIVE implies CURRENT by itself.
+LIVE_CURRENT: Final = f"{CURRENT} AND state NOT IN ('failed', 'missing')"
+# Runs that may still act: a running one (its process may have died: recovery resumes it) and
+# an interrupted one ("resume" finishes it).
+RESUMABLE: Final = "state IN ('running', 'interrupted')"
 
 
 def utc_now() -> datetime:

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge, ensure_built
 from bot.bootstrap import App
 from tests.helpers import MakeApp, lab_app
+from tests.postgres import PASSWORD, PASSWORD_ENV, PostgresServer
 from tests.terminal import Terminal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +41,12 @@ settings.load_profile(HYPOTHESIS_PROFILE)
 def _hermetic_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every test session has its own lab state folder (a lab the user started by hand, or the
     README's demo, is never seen), and processes the tests start run this checkout's code."""
-    saved = {name: os.environ.get(name) for name in ("CLONES_LAB_DIR", "PYTHONPATH")}
+    saved = {
+        name: os.environ.get(name) for name in ("CLONES_LAB_DIR", "PYTHONPATH", "XDG_STATE_HOME")
+    }
     os.environ["CLONES_LAB_DIR"] = str(tmp_path_factory.mktemp("lab-state"))
+    # The user's state folder (crash reports, a PostgreSQL database's scheduler lock).
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("user-state"))
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved["PYTHONPATH"]) if p)
     yield
     from bot.adapters.lab import lab_down
@@ -103,3 +108,49 @@ def make_app(tmp_path: Path) -> Iterator[MakeApp]:
     yield make
     for app in apps:
         app.close()
+
+
+# -- storage backends: SQLite files and a real PostgreSQL server ----------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test taking `backend` runs once per backend its closest `backends` mark names
+    (`pytestmark = BOTH_BACKENDS` from tests/rawdb.py for a module;
+    `@pytest.mark.backends("sqlite")` for a test about SQLite alone); without the mark, on
+    SQLite only."""
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", marker.args, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """ "sqlite" or "postgresql" (see pytest_generate_tests)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (started on first use, stopped at the end); the
+    bot's password is in the environment as the bot reads it."""
+    saved = os.environ.get(PASSWORD_ENV)
+    os.environ[PASSWORD_ENV] = PASSWORD
+    with PostgresServer() as server:
+        yield server
+    if saved is None:
+        os.environ.pop(PASSWORD_ENV, None)
+    else:
+        os.environ[PASSWORD_ENV] = saved
+
+
+@pytest.fixture
+def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """Where this test's database is: a new SQLite file, or a new empty PostgreSQL database
+    (dropped afterwards), as `[clones] database` would name it."""
+    if backend == "sqlite":
+        yield str(tmp_path / "clones.db")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    yield url
+    server.drop_database(url)

@@ -5,8 +5,10 @@ workspace's people (`FakePeople`: the Directory and Messenger ports).
 snapshot, linked clones, custom attributes, power, hosts and a datastore. It is a fake, not a
 mock: it keeps state and enforces what vCenter enforces that the services rely on (unique names
 in a folder, a destroyed VM is gone, a missing VM is `ManagedObjectNotFound`). Faults are
-switched on by the test (`fail_clone`, `full_copies`, `lost`). Everything that speaks SOAP is
-tested against the lab vCenter instead (tests/test_*.py); these tests run in milliseconds.
+switched on by the test (`fail_clone`, `full_copies`, `lost`, `hidden`: VMs every read answers
+unseen, with NoPermission, as vCenter does when the account lost its rights on them). Everything
+that speaks SOAP is tested against the lab vCenter instead (tests/test_*.py); these tests run in
+milliseconds.
 
 The repository is the real SQLite one on a temporary file (cheap, and the one true
 implementation of its transactions).
@@ -23,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.errors import (
+    CannotSee,
     LinkedCloneCheckFailed,
     NotDelivered,
     NotFoundError,
@@ -43,7 +46,9 @@ from bot.domain.vsphere import (
     HostInfo,
     NetworkInfo,
     ParentReport,
+    Unseen,
     VmFacts,
+    VmReading,
     VmSighting,
 )
 from bot.services.preflight import PRIVILEGES
@@ -104,6 +109,7 @@ class FakeVCenter:
         self.fail_clone: dict[str, VCenterFault] = {}  # clone name -> its task fault
         self.full_copies = False  # every clone comes out as a full copy
         self.lost = False  # every call: vCenter unreachable
+        self.hidden: set[str] = set()  # morefs every read answers with NoPermission
         for name in parents:
             self._add(name, folder="Parents", parent=True, linked=False, committed=3 * GIB)
 
@@ -176,46 +182,64 @@ class FakeVCenter:
     def networks_of(self, parents: Sequence[str]) -> dict[str, list[Entity]]:
         return {p: [Entity("network", "Training", "network-1")] for p in parents}
 
-    def find_vms(self, folder: str | None = None) -> list[VmFacts]:
+    def hide(self, *names: str) -> None:
+        """Reads answer these VMs unseen (NoPermission), calls on them fail so."""
+        self.hidden.update(self.named(n).moref for n in names)
+
+    def _reading(self, vms: Iterable[FakeVM], view: Any) -> VmReading[Any]:
+        seen, unseen = {}, {}
+        for vm in vms:
+            if vm.moref in self.hidden:
+                unseen[vm.moref] = Unseen(vm.moref, "NoPermission", "System.Read")
+            else:
+                seen[vm.moref] = view(vm)
+        return VmReading(seen, unseen)
+
+    def _refuse_hidden(self, moref: str) -> None:
+        if moref in self.hidden:
+            raise CannotSee(Unseen(moref, "NoPermission", "System.Read").cannot_see(moref))
+
+    def find_vms(self, folder: str | None = None) -> VmReading[VmFacts]:
         self._call("find_vms")
         with self._lock:
-            return [
-                vm.facts()
-                for vm in self.vms.values()
-                if folder is None or vm.folder == folder.split("/")[-1]
-            ]
+            where = folder.split("/")[-1] if folder else None
+            return self._reading(
+                (v for v in self.vms.values() if where is None or v.folder == where),
+                FakeVM.facts,
+            )
 
-    def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
+    def vm_facts(self, morefs: Sequence[str]) -> VmReading[VmFacts]:
         self._call("vm_facts")
         with self._lock:
-            return [self.vms[m].facts() if m in self.vms else None for m in morefs]
+            return self._reading((self.vms[m] for m in morefs if m in self.vms), FakeVM.facts)
 
     def sightings(
         self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
-    ) -> list[VmSighting]:
+    ) -> VmReading[VmSighting]:
         self._call("sightings")
+
+        def sighting(vm: FakeVM) -> VmSighting:
+            seen = vm.facts().sighting()
+            return replace(
+                seen,
+                committed_bytes=seen.committed_bytes if "storage" in also else 0,
+                host=seen.host if "host" in also else "",
+                notes=seen.notes if "notes" in also else "",
+            )
+
         with self._lock:
             self.sighting_extras.append(tuple(sorted(also)))
             chosen = self.vms.values() if morefs is None else [
                 self.vms[m] for m in morefs if m in self.vms
             ]  # fmt: skip
-            out = []
-            for vm in chosen:
-                seen = vm.facts().sighting()
-                out.append(
-                    replace(
-                        seen,
-                        committed_bytes=seen.committed_bytes if "storage" in also else 0,
-                        host=seen.host if "host" in also else "",
-                        notes=seen.notes if "notes" in also else "",
-                    )
-                )
-            return out
+            return self._reading(chosen, sighting)
 
-    def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
+    def instance_uuids(self, morefs: Sequence[str]) -> VmReading[str]:
         self._call("instance_uuids")
         with self._lock:
-            return [self.vms[m].instance_uuid if m in self.vms else None for m in morefs]
+            return self._reading(
+                (self.vms[m] for m in morefs if m in self.vms), lambda vm: vm.instance_uuid
+            )
 
     def datastore_free_bytes(self, datastore: str) -> int:
         return self.free_bytes
@@ -300,6 +324,7 @@ class FakeVCenter:
         self, moref: str, *, expected_uuid: str, facts: VmFacts | VmSighting | None = None
     ) -> Destroyed:
         self._call("destroy")
+        self._refuse_hidden(moref)
         with self._lock:
             vm = self.vms.get(moref)
             if vm is None:
@@ -316,6 +341,9 @@ class FakeVCenter:
             for m in morefs:
                 if m not in self.vms:
                     out.append(VCenterFault(f"{m} not found", "ManagedObjectNotFound"))
+                    continue
+                if m in self.hidden:
+                    out.append(VCenterFault(f"{m}: no permission", "NoPermission"))
                     continue
                 self.vms[m].powered_on = action in ("on", "reset")
                 out.append(None)
@@ -383,6 +411,10 @@ class FakePeople:
         self.lookups["person"] += 1
         return self.members.get(user, Person(user))
 
+    def persons(self, users: Sequence[str]) -> dict[str, Person]:
+        self.lookups["persons"] += 1
+        return {u: self.members.get(u, Person(u)) for u in users}
+
     def user_by_email(self, email: str) -> str | None:
         self.lookups["user_by_email"] += 1
         return next((p.id for p in self.members.values() if p.email == email), None)
@@ -391,7 +423,9 @@ class FakePeople:
         return list(self.groups.get(group, []))
 
     # ----------------------------------------------------------------- Messenger
-    def send(self, user: str, message: DirectMessage) -> None:
+    def send(self, user: str, message: DirectMessage, *, within_s: float | None = None) -> None:
+        if within_s is not None and within_s <= 0:
+            raise NotDelivered("Slack kept rate limiting the messages")
         if user in self.unreachable:
             raise NotDelivered(self.unreachable[user])
         self.sent.append((user, message))

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +63,14 @@ def wait_while_running(
 
 
 class Clones:
-    """The `clones` command as an operator runs it: a config file, a SQLite file, a process."""
+    """The `clones` command as an operator runs it: a config file, its database (a SQLite file,
+    or the PostgreSQL URL `database`), a process."""
 
-    def __init__(self, tmp_path: Path, lab: LabProcess, **overrides: Any) -> None:
+    def __init__(
+        self, tmp_path: Path, lab: LabProcess, *, database: str | None = None, **overrides: Any
+    ) -> None:
         self.tmp_path = tmp_path
-        self.database = tmp_path / "clones.db"
+        self.database: Any = database or tmp_path / "clones.db"
         self.config = write_config(
             tmp_path / "clones.toml", lab_config(lab, self.database, **overrides)
         )
@@ -107,8 +113,12 @@ class Clones:
     def repo(self) -> Repository:
         return Repository(self.database)
 
+    def has_database(self) -> bool:
+        """False while no command has made the SQLite file yet (a PostgreSQL database exists)."""
+        return not isinstance(self.database, Path) or self.database.exists()
+
     def count(self, environment: str, state: str) -> int:
-        if not self.database.exists():
+        if not self.has_database():
             return 0
         try:
             with Repository(self.database) as repo:
@@ -121,6 +131,52 @@ def kill(proc: subprocess.Popen[str]) -> None:
     """SIGKILL: no clean-up of any kind runs in the process."""
     proc.kill()
     proc.communicate(timeout=30)
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How a `clones` process ended after Ctrl-C (or SIGTERM): its exit code, what it printed,
+    and the seconds from the last signal to its exit."""
+
+    code: int
+    out: str
+    err: str
+    exit_s: float
+
+
+STOPPING = "stopping"  # what the terminal says on the first Ctrl-C (bot/cli/stopping.py)
+
+
+def interrupt(
+    proc: subprocess.Popen[str],
+    sig: signal.Signals = signal.SIGINT,
+    *,
+    twice: bool = False,
+    timeout: float = 120.0,
+) -> Stopped:
+    """Ctrl-C as a terminal sends it (SIGINT; or `sig`, e.g. SIGTERM), then wait for the
+    process to end. With `twice`, the second signal follows once the process said it is
+    stopping (or ended). A process still running after `timeout` is killed (and the test
+    fails on its exit code)."""
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    try:
+        proc.send_signal(sig)
+        said: list[str] = []
+        if twice:
+            assert proc.stderr is not None
+            while line := proc.stderr.readline():
+                said.append(line)
+                if STOPPING in line:
+                    break
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        sent = time.monotonic()
+        out, err = proc.communicate()
+        exit_s = time.monotonic() - sent
+    finally:
+        watchdog.cancel()
+    return Stopped(proc.returncode, out, "".join(said) + err, exit_s)
 
 
 def clone_vms(lab: LabProcess, prefix: str = "TRN-") -> list[dict[str, Any]]:

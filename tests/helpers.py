@@ -29,13 +29,14 @@ LAB_TYPES: dict[str, dict[str, Any]] = {
 
 def lab_config(
     lab: LabProcess | None,
-    database: Path,
+    database: Path | str,
     *,
     url: str | None = None,
     types: dict[str, dict[str, Any]] | None = None,
     **clones: Any,
 ) -> dict[str, Any]:
-    """A raw configuration (as TOML would load it) that targets `lab` and a SQLite file.
+    """A raw configuration (as TOML would load it) that targets `lab` and a database (a SQLite
+    file, or a PostgreSQL URL).
 
     `clones` overrides entries of the [clones] table; tests default to no retry backoff.
     """
@@ -63,14 +64,14 @@ def lab_environ(lab: LabProcess | None, password: str | None = None) -> dict[str
 
 
 def lab_settings(
-    lab: LabProcess, database: Path, *, password: str | None = None, **overrides: Any
+    lab: LabProcess, database: Path | str, *, password: str | None = None, **overrides: Any
 ) -> Settings:
     """Validated Settings for `lab`, with the database at `database`."""
     raw = lab_config(lab, database, **overrides)
     return settings_from_dict(raw, env=lab_environ(lab, password))
 
 
-def lab_app(lab: LabProcess, database: Path, **overrides: Any) -> App:
+def lab_app(lab: LabProcess, database: Path | str, **overrides: Any) -> App:
     """The wired application (repository, vCenter adapter, service) for `lab`."""
     return build(lab_settings(lab, database, **overrides), start_lab=False)
 

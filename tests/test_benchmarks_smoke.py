@@ -22,6 +22,10 @@ EXPECTED = {
     "limits": {"params", "wall_s", "ideal_s", "lab_ideal_s", "host_ops_in_flight_max", "targets"},
     "coldstart": {"params", "median_s", "heavy_imports", "targets", "tables"},
     "big": {"params", "sqlite", "precheck_s", "strip_calls_per_clone", "targets", "tables"},
+    "slackscale": {"params", "handout", "at_once", "ack", "targets", "tables"},
+    "history": {"params", "times_ms", "course_growth", "targets", "tables"},
+    "soak": {"params", "slopes_per_100_cycles", "samples", "targets", "tables"},
+    "storage": {"params", "deploy", "status", "copy_s", "targets", "tables"},
 }
 
 
@@ -32,7 +36,7 @@ def test_smoke_benchmarks_complete_and_write_json(lab_binary: Path, tmp_path: Pa
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=420,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for name, keys in EXPECTED.items():

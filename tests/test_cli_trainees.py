@@ -51,7 +51,7 @@ def slack_term(
 
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
+    fake = FakeSlack(tiers=True).start()
     yield fake
     fake.stop()
 
@@ -73,8 +73,8 @@ def test_assign_from_a_roster_with_the_bots_token(
     ]
     for user, vm in (("UANN", "TRN-CAP-001"), ("U0BOB", "TRN-CAP-002")):
         [dm] = [
-            c for c in fake_slack.ok_calls("chat.postMessage") if c.params["channel"] == f"D{user}"
-        ]
+            c for c in fake_slack.ok_calls("chat.postMessage") if c.params["channel"] == user
+        ]  # posted to the member ID: Slack opens the app's DM
         assert dm.params["text"] == f"Your training VM: {vm} in nov"
     lab_vms = clones_of(lab)
     assert lab_vms["TRN-CAP-001"]["custom"]["AssignedTo"] == "Ann Example (UANN)"
@@ -113,7 +113,7 @@ def test_assign_from_a_roster_with_the_bots_token(
     # The course's end: each trainee is told, once.
     ok(term("teardown", "nov", "--yes"))
     told = [c for c in fake_slack.ok_calls("chat.postMessage") if "is over" in c.params["text"]]
-    assert sorted(c.params["channel"] for c in told) == ["DU0BOB", "DUANN", "DUCAT"]
+    assert sorted(c.params["channel"] for c in told) == ["U0BOB", "UANN", "UCAT"]
 
 
 def test_assigned_to_is_written_and_cleared_in_vcenter(

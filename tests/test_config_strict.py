@@ -26,6 +26,7 @@ from bot.domain.errors import ConfigError
 from bot.schema import file_keys, named
 from bot.settings import (
     RESERVED_ATTRIBUTES,
+    DatabaseUrl,
     ScheduleSettings,
     Settings,
     SlackSettings,
@@ -161,20 +162,60 @@ def test_huge_finite_numbers_are_out_of_range() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# the database: a path, never a URL
+# the database: a SQLite path or a PostgreSQL URL, never with a password in it
 
 
 @pytest.mark.parametrize(
-    "url", ["postgresql://clones@host:5432/clones", "postgres://db/clones", "POSTGRESQL://x/y"]
+    "url",
+    [
+        "postgresql://clones@host:5432/clones",
+        "postgres://db/clones",
+        "POSTGRESQL://x/y",
+        "postgresql://clones@db.example.com/clones?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+    ],
 )
-def test_a_postgresql_url_is_refused_not_taken_for_a_path(url: str, tmp_path: Path) -> None:
+def test_a_postgresql_url_is_taken_as_a_url_not_a_path(url: str) -> None:
+    raw = good()
+    raw["clones"]["database"] = url
+    settings = load(raw)
+    assert isinstance(settings.database, DatabaseUrl) and settings.database == url
+    assert settings.database_password_env == "CLONES_DATABASE_PASSWORD"
+    from_env = load(good(), {"CLONES_DB": url})
+    assert isinstance(from_env.database, DatabaseUrl) and from_env.database == url
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("postgresql://clones:s3cret@db/clones", "holds a password: write the URL without it"),
+        ("postgresql://clones@db/clones?password=s3cret", "secrets come from the environment"),
+        ("postgresql://clones@db/clones?sslpassword=x", "secrets come from the environment"),
+        ("postgresql://clones@db", "names no database: end it with /DBNAME"),
+        ("postgresql://clones@db:port/clones", "is not a valid URL"),
+        ("postgresql://clones@db/clones?sslmod=require", 'did you mean "sslmode"?'),
+        ("postgresql://clones@db/clones?sslmode=yes", "use one of disable, allow, prefer"),
+        ("postgresql://clones@db/clo nes", "holds a space"),
+    ],
+)
+def test_a_postgresql_url_that_cannot_work_is_refused_with_what_to_write(
+    url: str, words: str
+) -> None:
     raw = good()
     raw["clones"]["database"] = url
     message = refused(raw)
-    assert "[clones] database" in message
-    assert "PostgreSQL is not supported by this version of clones" in message
-    from_env = refused(good(), {"CLONES_DB": url})
-    assert from_env.startswith("$CLONES_DB ") and "PostgreSQL is not supported" in from_env
+    assert message.startswith(f"{SOURCE} [clones] database ") and words in message
+    assert "s3cret" not in message  # the secret is never repeated back
+
+
+def test_the_password_variable_is_named_in_the_file_never_the_password() -> None:
+    raw = good()
+    raw["clones"]["database_password_env"] = "PGPASS_CLONES"
+    assert load(raw).database_password_env == "PGPASS_CLONES"
+    raw["clones"]["database_password_env"] = "not a name"
+    assert "must name an environment variable" in refused(raw)
+    raw = good()
+    raw["clones"]["database_password"] = "s3cret"
+    assert "unknown key" in refused(raw)
 
 
 def test_other_urls_and_non_text_databases_are_refused() -> None:

@@ -76,7 +76,13 @@ def test_status_in_the_terminal_and_unchecked_when_vcenter_is_away(
     assert as_json["checked_against_vcenter"] is True
     drifts = [c["drift"] for c in as_json["clones"] if c["drift"]]
     assert drifts == [
-        {"missing": False, "renamed_to": "someone-else", "power": "", "relabelled": []}
+        {
+            "missing": False,
+            "renamed_to": "someone-else",
+            "power": "",
+            "relabelled": [],
+            "unseen": "",
+        }
     ]
 
     lab.control.pause(30)

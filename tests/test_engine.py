@@ -649,9 +649,9 @@ def test_sightings_read_only_the_extras_asked_for(lab: LabProcess, app: App) -> 
     # labels, plus only the extras asked for; what it reads agrees with the full VM facts.
     deploy(app, "deploy capture 2 as cohort")
     morefs = [c.moref or "" for c in app.repo.clones(environment="cohort")]
-    plain = {s.moref: s for s in app.vcenter.sightings(morefs)}
-    extra = {s.moref: s for s in app.vcenter.sightings(morefs, also=("storage", "host", "notes"))}
-    facts = {f.moref: f for f in app.vcenter.vm_facts(morefs) if f is not None}
+    plain = app.vcenter.sightings(morefs).seen
+    extra = app.vcenter.sightings(morefs, also=("storage", "host", "notes")).seen
+    facts = app.vcenter.vm_facts(morefs).seen
     for moref in morefs:
         assert (plain[moref].committed_bytes, plain[moref].host, plain[moref].notes) == (0, "", "")
         assert extra[moref] == facts[moref].sighting()

@@ -84,9 +84,9 @@ def test_decoys_parents_snapshots_and_a_template_survive_every_operation(
 
     def clean_orphans() -> None:
         recovery = Recovery.over(app.service)
-        orphans = recovery.orphans()
+        orphans = recovery.orphan_finder.orphans()
         assert sorted(o.vm.name for o in orphans) == sorted([row.name, "forged"])
-        results = [recovery.remove(o, actor="trainer") for o in orphans]
+        results = [recovery.orphan_finder.remove(o, actor="trainer") for o in orphans]
         assert [r.error for r in results if r is not None] == [
             "not made by this bot (unknown instance UUID): left alone"
         ]

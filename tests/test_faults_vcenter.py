@@ -61,7 +61,7 @@ def test_vcenter_unreachable_mid_run_stops_cleanly_and_resume_finishes_it(
     assert app.repo.get_run(result.run_id).superseded_by == resumed.run_id
     run = app.repo.get_run(resumed.run_id)
     assert (run.state, run.succeeded, run.failed) == (RunState.SUCCEEDED, 20, 0)
-    assert Recovery.over(app.service).orphans() == []
+    assert Recovery.over(app.service).orphan_finder.orphans() == []
     record(
         "vCenter unreachable mid-deploy (lab paused), resumed",
         faults_injected=dropped,

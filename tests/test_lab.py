@@ -430,6 +430,7 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
         "dropped": 0,
         "paused": False,
         "sessions": stats["sessions"],
+        "reads_without_session": 0,
     }
 
 

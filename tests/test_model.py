@@ -3,9 +3,13 @@
 Hypothesis drives random sequences of what happens to a real estate: deployments (into reused
 environment names too), strip backs, refreshes, power changes, trainees assigned and one
 trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
-any of them SIGKILLed at a random moment, hung (SIGSTOP) past its run's lease while `resume` takes
-the run over, or cut off by vCenter going dark; sessions expired under
-them; `resume` and the Slack bot's start-up recovery; and someone at the vSphere Client
+any of them SIGKILLed at a random moment, stopped with Ctrl-C (once, or twice: at once) or SIGTERM,
+hung (SIGSTOP) past its run's lease while `resume` takes the run over, or cut off by vCenter
+going dark; sessions expired under them (with NotAuthenticated faults, or
+the way VMware's simulator answers: HTTP 200 with every object in missingSet); `resume` and the
+Slack bot's start-up recovery (its session expired before it starts, too); a long-lived bot's
+status and strip back after its session ended; the bot's account losing its rights on some
+clones (NoPermission per VM) and getting them back; and someone at the vSphere Client
 destroying, renaming, powering or relabelling clones behind the bot's back.
 
 After every step (once the lab has finished any work a killed process had asked for) it checks:
@@ -19,6 +23,12 @@ After every step (once the lab has finished any work a killed process had asked 
 - an assignment holds one clone and a trainee one clone per environment, and none outlives its
   clone's destruction; a rebuild that finished left the VM under the same name, linked, new;
 - every exit code is one of the documented ones, and no traceback reaches the terminal;
+- nothing unseen is recorded gone: no record is destroyed or missing while its VM exists, and a
+  long-lived bot's status never calls an existing clone missing;
+- a command stopped by Ctrl-C or SIGTERM exits 130 and leaves no run `running` (interrupted:
+  resumable, the environment not busy); stopped once, what vCenter was doing finished and is
+  recorded (no clone of its run mid-way, every VM it made recorded ready, every VM it removed
+  recorded destroyed);
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
   UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
   unfinished, no clone is left mid-way.
@@ -54,11 +64,12 @@ from hypothesis.stateful import (
 from slack_sdk import WebClient
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
-from bot.bootstrap import build
+from bot.bootstrap import App, build
+from bot.domain.errors import ClonesError
 from bot.domain.models import CloneState, RunKind, RunState
 from handlers.app import SlackTokens, create_bot
 from storage import Repository
-from tests.faults import Clones, record
+from tests.faults import Clones, interrupt, record
 from tests.helpers import lab_settings
 from tests.slack.fake_api import FakeSlack
 from tests.vsphere import Admin
@@ -67,7 +78,13 @@ pytestmark = pytest.mark.lab
 
 ENVIRONMENTS = ("a", "b")
 TYPES = ("capture", "packaging")
-EXIT_CODES = {0, 1, 2, 3}
+EXIT_CODES = {0, 1, 2, 3, 130}
+# Stopping a command as a terminal does: (signal, a second one once it says it is stopping).
+STOPS = {
+    "ctrl-c": (signal.SIGINT, False),
+    "ctrl-c twice": (signal.SIGINT, True),
+    "sigterm": (signal.SIGTERM, False),
+}
 DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault strikes
 LEASE_S = 1.0  # a hung command's run is another process's to resume this long after its beat
 FOLDER = "Training"
@@ -81,15 +98,20 @@ TRAINEES = ("U01", "U02", "U03", "U04")
 
 
 class TrustModel(RuleBasedStateMachine):
+    postgres: Any = None  # the session's PostgreSQL server when run on that backend
+
     def __init__(self) -> None:
         super().__init__()
         self.tmp = Path(tempfile.mkdtemp(prefix="clones-model-"))
+        self.url = self.postgres.new_database() if self.postgres is not None else None
         spec = deep_merge(
             json.loads(DEFAULT_SPEC.read_text(encoding="utf-8")),
             {"clone_latency_ms": 60, "destroy_latency_ms": 60},
         )
         self.lab = LabProcess.start(spec)
-        self.clones = Clones(self.tmp, self.lab, concurrency=3, retries=1, lease_s=LEASE_S)
+        self.clones = Clones(
+            self.tmp, self.lab, database=self.url, concurrency=3, retries=1, lease_s=LEASE_S
+        )
         self.admin = Admin(self.lab)
         # Decoys: a VM named like a clone in another folder, and one forging ManagedBy.
         self.lab.control.add_vm("TRN-CAP-002", folder="Parents", parent_like="Capture")
@@ -116,14 +138,20 @@ class TrustModel(RuleBasedStateMachine):
         self.behind_powered: set[str] = set()  # instance UUIDs
         self.bot_powered: set[str] = set()  # environments
         self.steps: Counter[str] = Counter()
+        self.hidden: set[str] = set()  # names of VMs the bot's account may not see now
+        self.long_lived: App | None = None  # a bot's services, kept between steps
 
     def teardown(self) -> None:
         try:
             record("model sequence", steps=sum(self.steps.values()), **self.steps)
         finally:
+            if self.long_lived is not None:
+                self.long_lived.close()
             self.admin.close()
             self.lab.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.url is not None:
+                self.postgres.drop_database(self.url)
 
     # ----------------------------------------------------------------- what exists
     def vms(self) -> dict[str, dict[str, Any]]:
@@ -135,7 +163,7 @@ class TrustModel(RuleBasedStateMachine):
         }
 
     def rows(self) -> list[Any]:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return []
         with Repository(self.clones.database) as repo:
             return repo.clones()
@@ -154,7 +182,7 @@ class TrustModel(RuleBasedStateMachine):
         } - self.relabelled
 
     def run_count(self) -> int:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return 0
         try:
             with Repository(self.clones.database) as repo:
@@ -173,9 +201,11 @@ class TrustModel(RuleBasedStateMachine):
         return done.returncode
 
     def run_with_fault(self, fault: str, delay: float, *words: str) -> int | None:
-        """Start a command and strike it `delay` s in: SIGKILL it, make vCenter unreachable
-        for a while, or expire every session. Returns its exit code (None when killed)."""
+        """Start a command and strike it `delay` s in: SIGKILL it, stop it (Ctrl-C, twice, or
+        SIGTERM), make vCenter unreachable for a while, or expire every session. Returns its
+        exit code (None when killed)."""
         runs_before = self.run_count()
+        vms_before = set(self.vms())
         proc = self.clones.start(*words)
         # Strike `delay` s after the command's run has started (or once it has ended).
         deadline = time.monotonic() + 30
@@ -191,11 +221,18 @@ class TrustModel(RuleBasedStateMachine):
             code = None
         elif fault == "hang":
             code = self.hang(proc, words)
+        elif fault in STOPS:
+            sig, twice = STOPS[fault]
+            stopped = interrupt(proc, sig, twice=twice, timeout=180)
+            code = stopped.code
+            self._check_output(code, stopped.out, stopped.err, words)
+            self.lab.control.wait_idle()
+            self.assert_stopped_cleanly(code, runs_before, vms_before, once=not twice)
         else:
             if fault == "pause":
                 self.lab.control.pause(0.8)
             else:
-                self.lab.control.expire_sessions()
+                self.expire(upstream=fault == "expire-upstream")
             out, err = proc.communicate(timeout=180)
             code = proc.returncode
             self._check_output(code, out, err, words)
@@ -222,6 +259,37 @@ class TrustModel(RuleBasedStateMachine):
         if "Resumed" in taken.stdout:
             self.steps["hung run taken over"] += 1
         return proc.returncode
+
+    def expire(self, *, upstream: bool) -> None:
+        """End every session: the next calls get NotAuthenticated faults, or (`upstream`) reads
+        are answered as VMware's simulator answers them, HTTP 200 with every object faulted."""
+        self.lab.control.configure(expired_session_reads="missing_set" if upstream else "fault")
+        self.lab.control.expire_sessions()
+
+    def assert_stopped_cleanly(
+        self, code: int, runs_before: int, vms_before: set[str], *, once: bool
+    ) -> None:
+        """A command stopped by Ctrl-C or SIGTERM: no run left `running`; stopped once, its
+        runs' clones are not mid-way and their records match vCenter (nothing unrecorded made
+        or destroyed)."""
+        if code != 130:
+            return  # it had ended before the signal came
+        with Repository(self.clones.database) as repo:
+            runs = sorted(repo.runs(limit=100_000), key=lambda r: r.id)[runs_before:]
+            assert not [r.id for r in runs if r.state is RunState.RUNNING], "left running"
+            if not once:
+                return
+            vms = self.vms()
+            for run in runs:
+                for c in repo.clones(run_id=run.id):
+                    mid_way = (CloneState.CLONING, CloneState.DESTROYING)
+                    assert c.state not in mid_way, f"{c.name} left {c.state}"
+                    if c.state is CloneState.READY and c.instance_uuid not in self.behind_destroyed:
+                        assert c.instance_uuid in vms, f"{c.name} recorded ready, not in vCenter"
+            recorded = {c.instance_uuid for c in repo.clones() if c.state.live}
+        made = [vm for vm in self.ours() if vm["instance_uuid"] not in vms_before]
+        unrecorded = [vm["name"] for vm in made if vm["instance_uuid"] not in recorded]
+        assert not unrecorded, f"VMs made without a live record after Ctrl-C: {unrecorded}"
 
     def _check_output(self, code: int, out: str, err: str, words: tuple[str, ...]) -> None:
         assert code in EXIT_CODES, (words, code, out, err)
@@ -272,7 +340,9 @@ class TrustModel(RuleBasedStateMachine):
         environment=st.sampled_from(ENVIRONMENTS),
         kind=st.sampled_from(TYPES),
         count=st.integers(1, 4),
-        fault=st.sampled_from(["none", "none", "none", "kill", "pause", "expire", "hang"]),
+        fault=st.sampled_from(
+            ["none", "none", "none", "kill", "pause", "expire", "expire-upstream", "hang", *STOPS]
+        ),
         delay=st.sampled_from(DELAYS),
         power_on=st.sampled_from([False, False, True]),
     )
@@ -288,7 +358,7 @@ class TrustModel(RuleBasedStateMachine):
         """A deployment (perhaps "and power on"); one that ran powers on what it made."""
         words += ("and", "power", "on") if power_on else ()
         code = self.act("deploy", environment, words, fault, delay)
-        if code in (0, None):  # it ran (to the end, or until killed): a new run's clones
+        if code in (0, None, 130):  # it ran (to the end, or until killed or stopped): new clones
             self.bot_powered.discard(environment)
 
     @rule(
@@ -331,7 +401,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
-        fault=st.sampled_from(["none", "kill", "kill", "pause", "hang"]),
+        fault=st.sampled_from(["none", "kill", "kill", "pause", "expire-upstream", "hang", *STOPS]),
         delay=st.sampled_from(DELAYS),
     )
     def strip_back(self, environment: str, fault: str, delay: float) -> None:
@@ -341,7 +411,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
-        fault=st.sampled_from(["none", "kill"]),
+        fault=st.sampled_from(["none", "kill", "ctrl-c", "ctrl-c twice"]),
         delay=st.sampled_from(DELAYS),
     )
     def refresh(self, environment: str, fault: str, delay: float) -> None:
@@ -354,7 +424,7 @@ class TrustModel(RuleBasedStateMachine):
 
     # ----------------------------------------------------------------- rules: trainees
     def assignments(self) -> list[Any]:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return []
         with Repository(self.clones.database) as repo:
             return repo.assignments()
@@ -369,7 +439,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         pick=st.integers(0, 100),
-        fault=st.sampled_from(["none", "kill", "kill"]),
+        fault=st.sampled_from(["none", "kill", "kill", "ctrl-c"]),
         delay=st.sampled_from(DELAYS),
     )
     def rebuild(self, pick: int, fault: str, delay: float) -> None:
@@ -405,7 +475,7 @@ class TrustModel(RuleBasedStateMachine):
         more of each sequence for the steps that matter.)"""
         if self.unreconciled:
             return True
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return False
         with Repository(self.clones.database) as repo:
             return bool(repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED]))
@@ -421,14 +491,15 @@ class TrustModel(RuleBasedStateMachine):
         self.steps["resume"] += 1
         self.assert_vanished_only(before, self.vms(), allowed)
         self.assert_resumed_deploys_powered_on(runs_before)
-        if code in (0, 3):
+        if code in (0, 3) and not self.hidden:  # with VMs it cannot see, it cannot finish
             self.pending.clear()
             self.unreconciled = False
             self.assert_records_match_vcenter()
 
-    @rule()
-    def start_the_bot(self) -> None:
-        """The Slack bot starting on the same database: start-up recovery, run to the end."""
+    @rule(expired=st.sampled_from([False, False, True]))
+    def start_the_bot(self, expired: bool) -> None:
+        """The Slack bot starting on the same database: start-up recovery, run to the end
+        (`expired`: its session, opened first, ended the simulator's way before it starts)."""
         if not self.needs_recovery():  # see UNSEEN_STATE
             return
         before = self.vms()
@@ -436,6 +507,9 @@ class TrustModel(RuleBasedStateMachine):
         runs_before = self.run_count()
         fake = FakeSlack().start()
         core = build(lab_settings(self.lab, self.clones.database), start_lab=False)
+        if expired:
+            core.vcenter.connect()
+            self.expire(upstream=True)
         try:
             client = WebClient(token="xoxb-test", base_url=fake.api_url)
             bot = create_bot(core, SlackTokens("xoxb-test", "s" * 32, "", 0), client=client)
@@ -450,7 +524,7 @@ class TrustModel(RuleBasedStateMachine):
         self.assert_resumed_deploys_powered_on(runs_before)
         with Repository(self.clones.database) as repo:
             unfinished = repo.runs(states=[RunState.RUNNING, RunState.INTERRUPTED])
-        if not unfinished:
+        if not unfinished and not self.hidden:
             self.pending.clear()
             self.unreconciled = False
             self.assert_records_match_vcenter()
@@ -461,7 +535,11 @@ class TrustModel(RuleBasedStateMachine):
         what=st.sampled_from(["destroy", "rename", "power", "label", "tag"]),
     )
     def behind_the_bots_back(self, pick: int, what: str) -> None:
-        vms = sorted(self.ours(), key=lambda vm: vm["name"])
+        # The admin's session is refused on VMs the bot's account may not see, too (the lab
+        # refuses them to every session): they are left to the bot.
+        vms = sorted(
+            (vm for vm in self.ours() if vm["name"] not in self.hidden), key=lambda vm: vm["name"]
+        )
         if not vms:  # see UNSEEN_STATE
             return
         vm = vms[pick % len(vms)]
@@ -488,7 +566,88 @@ class TrustModel(RuleBasedStateMachine):
             self.relabelled.add(vm["instance_uuid"])
         self.steps[f"behind/{what}"] += 1
 
+    # ----------------------------------------------------------------- rules: what it cannot see
+    @rule(pick=st.integers(0, 1000), count=st.integers(0, 2))
+    def permissions(self, pick: int, count: int) -> None:
+        """The bot's account loses its rights on `count` of its clones (0: gets them back)."""
+        names = sorted({vm["name"] for vm in self.ours()})
+        chosen = {names[(pick + i) % len(names)] for i in range(count)} if names else set()
+        self.lab.control.configure(no_permission_vms=sorted(chosen) or None)
+        self.hidden = chosen
+        self.steps[f"permissions/{len(chosen)}"] += 1
+
+    def bot(self, *, expired: bool) -> App:
+        """The long-lived bot's services (built once, kept between steps), its session ended
+        the simulator's way first when `expired`."""
+        if self.long_lived is None:
+            self.long_lived = build(lab_settings(self.lab, self.clones.database), start_lab=False)
+            self.long_lived.vcenter.connect()
+        if expired:
+            self.expire(upstream=True)
+        return self.long_lived
+
+    @rule(environment=st.sampled_from(ENVIRONMENTS), expired=st.booleans())
+    def status_in_a_long_lived_bot(self, environment: str, expired: bool) -> None:
+        """A long-lived bot's status (its session perhaps ended meanwhile): an existing clone is
+        never "missing"; one it may not see is "cannot see"."""
+        app = self.bot(expired=expired)
+        try:
+            (status,) = app.service.status(environment)
+        except ClonesError:  # no such environment yet
+            return
+        self.steps[f"status/{'expired' if expired else 'live'}"] += 1
+        if not status.checked:
+            return
+        by_moref = {vm["moref"]: vm for vm in self.lab.control.vms()}
+        for c in status.clones:
+            drift = status.drift.get(c.id)
+            vm = by_moref.get(c.moref or "")
+            if vm is None or vm["instance_uuid"] != c.instance_uuid or drift is None:
+                continue
+            assert not drift.missing, f"{c.name} exists but status calls it missing"
+            if vm["name"] in self.hidden:
+                assert drift.unseen.startswith(f"cannot see VM {c.name}: NoPermission"), drift
+
+    @rule(environment=st.sampled_from(ENVIRONMENTS), expired=st.booleans())
+    def strip_back_in_a_long_lived_bot(self, environment: str, expired: bool) -> None:
+        """A strip back by a long-lived bot (its session perhaps ended meanwhile)."""
+        before = self.vms()
+        may_remove = self.removable("teardown", environment)
+        app = self.bot(expired=expired)
+        try:
+            result = app.service.teardown(environment, actor="model")
+        except ClonesError:  # nothing to strip back, or busy
+            result = None
+        self.lab.control.wait_idle()
+        self.steps[f"long-lived teardown/{'expired' if expired else 'live'}"] += 1
+        self.assert_vanished_only(before, self.vms(), may_remove)
+        self.stripped.add(environment)
+        if result is None:
+            return
+        hidden = {f.name for f in result.unseen}
+        assert hidden <= self.hidden, f"cannot see {hidden - self.hidden}, yet may see them"
+        if result.unseen or result.failed or result.skipped:
+            assert result.state is not RunState.SUCCEEDED, result
+            self.pending.setdefault(environment, set()).update(may_remove)
+
     # ----------------------------------------------------------------- invariants
+    @invariant()
+    def nothing_unseen_is_recorded_gone(self) -> None:
+        """A record says destroyed or missing only when its VM is gone (by instance UUID)."""
+        vms = self.vms()
+        latest: dict[str, Any] = {}
+        for c in self.rows():
+            if c.instance_uuid and (
+                c.instance_uuid not in latest or c.id > latest[c.instance_uuid].id
+            ):
+                latest[c.instance_uuid] = c
+        wrong = [
+            f"{c.name} ({c.state.value})"
+            for uuid, c in latest.items()
+            if c.state in (CloneState.DESTROYED, CloneState.MISSING) and uuid in vms
+        ]
+        assert not wrong, "recorded gone, yet in vCenter: " + ", ".join(wrong)
+
     @invariant()
     def decoys_parents_and_snapshots_untouched(self) -> None:
         now = {vm["moref"]: vm for vm in self.lab.control.vms()}
@@ -512,7 +671,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @invariant()
     def assignments_follow_their_clones(self) -> None:
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return
         with Repository(self.clones.database) as repo:
             active = repo.assignments()
@@ -542,7 +701,7 @@ class TrustModel(RuleBasedStateMachine):
         """A deployment "and power on" that recovery finished (a run started by this step) left
         every clone it made on, those made before the crash included (unless someone powered
         them since)."""
-        if not self.clones.database.exists():
+        if not self.clones.has_database():
             return
         vms = self.vms()
         with Repository(self.clones.database) as repo:
@@ -588,5 +747,11 @@ TrustModel.TestCase.settings = settings(
 )
 
 
-def test_trust_model(lab_binary: Path) -> None:
-    TrustModel.TestCase("runTest").runTest()
+@pytest.mark.backends("sqlite", "postgresql")
+def test_trust_model(lab_binary: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    if backend == "postgresql":
+        TrustModel.postgres = request.getfixturevalue("postgres_server")
+    try:
+        TrustModel.TestCase("runTest").runTest()
+    finally:
+        TrustModel.postgres = None

@@ -226,7 +226,34 @@ def test_a_session_that_expires_logs_in_again(plain: LabProcess, certs: Certs) -
         vc.datacenter_name()
         stub = vc.root_entity().obj._stub  # the adapter's own session
         vim.ServiceInstance("ServiceInstance", stub).RetrieveContent().sessionManager.Logout()
-        assert vc.find_vms()  # NotAuthenticated, a new Login, and the call again
+        assert vc.find_vms().seen  # NotAuthenticated, a new Login, and the call again
+
+
+def test_reads_the_simulator_answers_without_a_session_log_in_and_read_again(
+    plain: LabProcess, certs: Certs
+) -> None:
+    # A session ended by vCenter (here an admin's TerminateSession): VMware's simulator still
+    # answers RetrievePropertiesEx, HTTP 200, every property of every VM in missingSet with
+    # NotAuthenticated. That is unseen, never gone: the adapter logs in and reads again.
+    admin = connect(plain, certs)
+    try:
+        with VCenter(settings(plain, ca_file=str(certs.ca))) as vc:
+            morefs = sorted(vc.find_vms().seen)
+            assert len(morefs) >= 4
+            stub = vc.root_entity().obj._stub  # the adapter's own session
+
+            def end_the_adapters_session() -> None:
+                manager = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
+                key = manager.sessionManager.currentSession.key
+                admin.content.sessionManager.TerminateSession([key])
+
+            for read in (vc.sightings, vc.vm_facts, vc.instance_uuids):
+                end_the_adapters_session()
+                reading = read(morefs)
+                assert sorted(reading.seen) == morefs, read
+                assert not reading.unseen, read
+    finally:
+        Disconnect(admin)
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, cast
 
-from bot.cli.options import EXIT_ERROR, EXIT_USAGE, check_options, parse_options
+from bot.cli.options import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    check_options,
+    parse_options,
+)
 from bot.cli.run import run
 from bot.cli.wiring import Wiring
-from bot.domain.errors import ClonesError, UsageError
+from bot.domain.errors import ClonesError, Interrupted, UsageError
 
 
 def main(argv: Sequence[str] | None, wiring: Wiring) -> int:
@@ -39,12 +45,15 @@ def main(argv: Sequence[str] | None, wiring: Wiring) -> int:
     except UsageError as exc:
         _error(str(exc))
         return EXIT_USAGE
+    except Interrupted as exc:  # Ctrl-C or SIGTERM before the run started: nothing was done
+        _error(str(exc))
+        return EXIT_INTERRUPTED
     except ClonesError as exc:
         _error(str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
         _error("interrupted; what was done so far is recorded (see `clones status`).")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # the last line of defence: never a traceback on the terminal
         path = _write_crash_report()
         _error(f"unexpected internal error ({type(exc).__name__}: {exc}); details in {path}")

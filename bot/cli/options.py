@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.domain.errors import UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, as a shell reports it (bot/cli/stopping.py)
 
 # The verbs only the terminal has (bot/cli/terminal.py), and the line `clones help` adds for them.
 TERMINAL_VERBS = ("lab", "demo", "thumbprint")
@@ -40,7 +41,7 @@ def parse_options(argv: Sequence[str]) -> Options:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.add_argument("--yes", "-y", action="store_true", help="confirm destructive commands")
     parser.add_argument("--chart", type=Path, help="write the savings chart PNG to this file")
-    parser.add_argument("--csv", action="store_true", help="inventory as CSV")
+    parser.add_argument("--csv", action="store_true", help="inventory and audit as CSV")
     parser.add_argument("--config", type=Path, help="configuration file (default $CLONES_CONFIG)")
     parser.add_argument("--verbose", "-v", action="store_true", help="log what happens")
     parser.add_argument("--help", "-h", action="store_true", help="show help")

@@ -63,6 +63,12 @@ class Progress:
                     print(msg, file=sys.stderr)
         elif e.kind == "clone_retry" and self.bar is None:
             print(f"  retrying {e.clone}: {e.message}", file=sys.stderr)
+        elif e.kind == "waiting":  # queued behind other runs of this process, or no longer
+            line = f"  {e.waiting}" if e.waiting else "  vCenter has room again: going on"
+            if self.bar is not None:
+                self.bar.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr)
 
     def _stages(self, e: ProgressEvent) -> None:
         """A deployment that powers on: cloned / powered on / customized, on the bar, or as a

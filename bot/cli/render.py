@@ -17,9 +17,11 @@ from typing import Any, TextIO
 from bot.cli.options import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, Options
 from bot.domain import grammar
 from bot.domain.errors import UsageError
+from bot.domain.history import AuditLog, History
 from bot.domain.models import RunState
 from bot.domain.results import (
     FAILURE_STATES,
+    DatabaseCopied,
     DeployResult,
     EnvironmentStatus,
     FailedClone,
@@ -27,7 +29,7 @@ from bot.domain.results import (
 )
 from bot.domain.savings import Savings, format_table
 from bot.domain.timeparse import describe_time
-from bot.domain.trainees import Assigned, MyVms, SelfService, Unassigned
+from bot.domain.trainees import Assigned, HandedOut, MyVms, SelfService, Unassigned
 from bot.services import sentences as say
 from bot.services.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
 from bot.services.check import CheckReport
@@ -136,6 +138,7 @@ def show_teardown(result: TeardownResult, v: View) -> int:
                     "already_gone": result.already_gone,
                     "cleared": result.cleared,
                     "skipped": [f.__dict__ for f in result.skipped],
+                    "unseen": [f.__dict__ for f in result.unseen],
                     "failed": [f.__dict__ for f in result.failed],
                     "renamed": result.renamed,
                     "reclaimed_gb": result.reclaimed_gb,
@@ -155,8 +158,12 @@ def show_teardown(result: TeardownResult, v: View) -> int:
             print(f"  {say.renamed(old, new)}: destroyed", file=out)
         for f in result.skipped:
             print(f"  left alone: {f.name}: {f.error}", file=out)
+        for f in result.unseen:
+            print(f"  left as recorded: {f.error}", file=out)
         for f in result.failed:
             print(f"  failed: {f.name}: {f.error}", file=out)
+        if result.message and result.state is RunState.INTERRUPTED:
+            print(result.message, file=out)
     if result.state is RunState.SUCCEEDED:
         return EXIT_OK
     return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
@@ -209,6 +216,8 @@ def show_status(statuses: list[EnvironmentStatus], v: View) -> int:
         return EXIT_OK
     if not statuses:
         print(say.no_environments(), file=out)
+        if not command.environment and not command.everything:
+            print(say.finished_hint(), file=out)
         return EXIT_OK
     for st in statuses:
         env = st.environment
@@ -238,6 +247,64 @@ def show_status(statuses: list[EnvironmentStatus], v: View) -> int:
                         f"    {c.name:<16} {c.type:<14} {c.state.value:<10} {power:<4}{extra}",
                         file=out,
                     )
+            if not st.clones:
+                print(f"  {say.nothing_live(env.name)}", file=out)
+    return EXIT_OK
+
+
+def show_history(h: History, v: View) -> int:
+    out, zone = v.out, v.services.settings.timezone
+    if v.opts.json:
+        data = {
+            "environment": h.environment,
+            "environments": [
+                {
+                    **plain(e),
+                    "outcome": e.outcome,
+                    "savings": e.savings.as_dict() if e.savings else None,
+                }
+                for e in h.environments
+            ],
+            "runs": [
+                {**plain(r), "savings": r.savings.as_dict() if r.savings else None} for r in h.runs
+            ],
+            "more": h.more,
+        }
+        print(json.dumps(data, indent=2), file=out)
+        return EXIT_OK
+    if not h.environments:
+        print(say.no_history(h.environment), file=out)
+    for e in h.environments:
+        print(say.environment_life(e, zone), file=out)
+    for r in h.runs:
+        print(f"  {say.run_life(r, zone)}", file=out)
+    if h.more:
+        older = "runs" if h.environment else "environments"
+        print(f"...and {h.more} older {older}.", file=out)
+    return EXIT_OK
+
+
+AUDIT_COLUMNS = ("at", "actor", "source", "channel", "command", "result", "detail")
+
+
+def show_audit(log: AuditLog, v: View) -> int:
+    out = v.out
+    if v.opts.json:
+        data = {"since": iso(log.since), "entries": [plain(e) for e in log.entries]}
+        print(json.dumps(data, indent=2), file=out)
+    elif v.opts.csv:
+        writer = csv.writer(out)
+        writer.writerow(AUDIT_COLUMNS)
+        for e in log.entries:
+            writer.writerow([iso(e.at) if c == "at" else getattr(e, c) for c in AUDIT_COLUMNS])
+    elif not log.entries:
+        print(
+            f"No audit entries since {say.moment(log.since, v.services.settings.timezone)}.",
+            file=out,
+        )
+    else:
+        for e in log.entries:
+            print(say.audit_line(e, v.services.settings.timezone), file=out)
     return EXIT_OK
 
 
@@ -377,6 +444,8 @@ def show_refresh(result: RefreshResult, v: View) -> int:
         print(f"{say.refreshed(result)} ({result.elapsed_s:.1f} s).", file=out)
         for f in [*result.failed, *result.skipped]:
             print(f"  {f.name}: {f.error}", file=out)
+        if result.message and result.state is RunState.INTERRUPTED:
+            print(result.message, file=out)
     if result.state is RunState.SUCCEEDED:
         return EXIT_OK
     return EXIT_PARTIAL if result.state is RunState.PARTIAL else EXIT_ERROR
@@ -514,9 +583,30 @@ def show_assign(r: Assigned, v: View) -> int:
         print(f"{say.handed_out(r.handout)}.", file=out)
         for trainee, why in r.handout.failed:
             print(f"  not reached: {say.not_reached(trainee, why)}", file=out)
+        if r.handout.failed:
+            print(f"  {say.retry_handout(r.environment)}.", file=out)
         for vm, why in r.attribute_errors:
             print(f"  AssignedTo not written on {vm}: {why}", file=out)
     return EXIT_PARTIAL if r.handout.failed or r.attribute_errors else EXIT_OK
+
+
+def show_handout(r: HandedOut, v: View) -> int:
+    if v.opts.json:
+        data = {
+            "environment": r.environment,
+            "waiting": r.waiting,
+            "sent": r.report.sent,
+            "failed": [{"trainee": u, "why": why} for u, why in r.report.failed],
+            "not_sent": r.report.not_sent,
+        }
+        print(json.dumps(data, indent=2), file=v.out)
+    else:
+        print(f"{say.handed_out_again(r)}.", file=v.out)
+        for trainee, why in r.report.failed:
+            print(f"  not reached: {say.not_reached(trainee, why)}", file=v.out)
+        if r.report.failed:
+            print(f"  {say.retry_handout(r.environment)}.", file=v.out)
+    return EXIT_PARTIAL if r.report.failed or r.report.not_sent else EXIT_OK
 
 
 def show_unassign(r: Unassigned, v: View) -> int:
@@ -563,7 +653,28 @@ def show_rebuild(result: RefreshResult, v: View) -> int:
         print(json.dumps(plain(result), indent=2), file=v.out)
     else:
         print(f"{say.rebuilt(result)} ({result.elapsed_s:.1f} s).", file=v.out)
+        if result.message and result.state is RunState.INTERRUPTED:
+            print(result.message, file=v.out)
     return EXIT_OK if result.state is RunState.SUCCEEDED else EXIT_ERROR
+
+
+def show_db_copy(result: DatabaseCopied, v: View) -> int:
+    if v.opts.json:
+        print(json.dumps(plain(result), indent=2), file=v.out)
+        return EXIT_OK
+    print(
+        f"Copied {result.rows} rows in {len(result.tables)} tables from {result.source} to "
+        f"{result.target}; ids and sequences kept.",
+        file=v.out,
+    )
+    for name, rows in result.tables:
+        print(f"  {name:<16} {rows:>8}", file=v.out)
+    print(
+        f'Now set [clones] database = "{result.target}" (its password in the environment) and '
+        "start the bots.",
+        file=v.out,
+    )
+    return EXIT_OK
 
 
 RENDER: dict[type[Any], Callable[[Any, View], int]] = {
@@ -571,6 +682,8 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.Teardown: show_teardown,
     grammar.Refresh: show_refresh,
     grammar.Status: show_status,
+    grammar.History: show_history,
+    grammar.Audit: show_audit,
     grammar.Savings: show_savings,
     grammar.Types: show_types,
     grammar.Plan: show_plan,
@@ -585,9 +698,11 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.Check: show_check,
     grammar.Help: show_help,
     grammar.Assign: show_assign,
+    grammar.Handout: show_handout,
     grammar.Unassign: show_unassign,
     grammar.My: show_my,
     grammar.Reset: show_self_service,
     grammar.MyPower: show_self_service,
     grammar.Rebuild: show_rebuild,
+    grammar.DbCopy: show_db_copy,
 }

@@ -12,16 +12,19 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.cli.options import EXIT_OK, TERMINAL_HELP, TERMINAL_VERBS, Options
+from bot.cli.options import EXIT_INTERRUPTED, EXIT_OK, TERMINAL_HELP, TERMINAL_VERBS, Options
 from bot.domain import grammar
 from bot.domain.errors import UsageError
 
 if TYPE_CHECKING:
+    from bot.cli.stopping import Stopping
     from bot.cli.wiring import Wiring
     from bot.services.container import Services
 
 # Commands that report progress as they go (a bar on a terminal).
 _LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume, grammar.Rebuild)
+# Commands that Ctrl-C (or SIGTERM) stops starting operations in vCenter (bot/cli/stopping.py).
+_STOPPABLE = (*_LONG, grammar.Power)
 
 
 def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
@@ -38,17 +41,21 @@ def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
         print(text.replace("`", ""), file=out)
         return EXIT_OK
     from bot.cli.roster import with_roster
+    from bot.cli.stopping import Stopping
     from bot.settings import load_settings
 
     command = with_roster(command)
     services = wiring.build(load_settings(opts.config))
-    try:
-        return _run(command, services, opts, out)
-    finally:
-        services.close()
+    # Ctrl-C and SIGTERM stop the command and let it report (bot/cli/stopping.py).
+    with Stopping(services, enabled=isinstance(command, _STOPPABLE)) as stopping:
+        try:
+            code = _run(command, services, opts, out, stopping)
+        finally:
+            services.close()
+    return EXIT_INTERRUPTED if stopping.requested else code
 
 
-def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
+def _run(command: Any, services: Services, opts: Options, out: TextIO, stopping: Stopping) -> int:
     from dataclasses import replace
 
     from bot.cli.dialogue import confirmed
@@ -67,11 +74,12 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO) -> int:
     if plan is not None and not confirmed(command, plan, opts, out):
         print("Cancelled: nothing was changed.", file=out)
         return EXIT_OK
-    with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
-        result = dispatch(services, command, replace(invocation, on_event=progress))
     render = RENDER.get(type(command))
     if render is None:  # every command has a renderer; a test checks it
         raise UsageError(f'"{command.verb}" is not available in the terminal; type "clones help".')
+    with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
+        invocation = replace(invocation, on_event=progress)
+        result = stopping.run(lambda: dispatch(services, command, invocation))
     return render(result, View(command, opts, out, services))
 
 

@@ -38,6 +38,11 @@ class CapacityError(ClonesError):
     """The datastore or a limit cannot take the requested deployment."""
 
 
+class Interrupted(ClonesError):
+    """The user stopped the process (Ctrl-C, SIGTERM) before this work started; its text says
+    what stopped it."""
+
+
 class PermissionDenied(ClonesError):
     """The user or channel may not run this command."""
 
@@ -52,6 +57,12 @@ class VCenterError(ClonesError):
 
 class VCenterUnreachable(VCenterError):
     """vCenter did not answer at all (network, TLS, DNS)."""
+
+
+class CannotSee(VCenterError):
+    """vCenter answered a read with a fault for an object instead of its properties
+    (NoPermission, or NotAuthenticated after a new login): it may well exist, so nothing is
+    recorded gone and nothing is done to it. The message names it, the fault and the privilege."""
 
 
 class VCenterFault(VCenterError):

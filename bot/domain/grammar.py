@@ -19,7 +19,7 @@ from typing import ClassVar, Protocol
 
 from bot.domain import trainees
 from bot.domain.errors import UsageError
-from bot.domain.timeparse import DURATION_EXAMPLES, parse_duration
+from bot.domain.timeparse import DURATION_EXAMPLES, parse_duration, since_text
 
 ENV_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 # Type names are configured by the operator; this only keeps junk (quotes, unicode) out of commands.
@@ -35,13 +35,15 @@ COUNT_PATTERN = re.compile(r"[0-9]{1,6}")
 
 class Access(enum.StrEnum):
     """Who may run a command: anyone (it only reads), operators (it changes the lab), admins
-    (it only reads, but shows how vCenter is set up), or trainees on the VM they were given
-    (operators on anyone's)."""
+    (it only reads, but shows how vCenter is set up), trainees on the VM they were given
+    (operators on anyone's), or only someone at a terminal on the bot's machine (it works on
+    the bot's own database files: Slack refuses it)."""
 
     READ = "read"
     CHANGE = "change"
     ADMIN = "admin"
     SELF = "self"
+    TERMINAL = "terminal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +68,33 @@ class Deploy:
 
 @dataclass(frozen=True, slots=True)
 class Status:
+    """Live environments; `everything` (`status --all`): finished ones too."""
+
     verb: ClassVar[str] = "status"
     access: ClassVar[Access] = Access.READ
 
     environment: str | None = None
+    everything: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What became of environments (when, who, how many, savings, outcome), or of one."""
+
+    verb: ClassVar[str] = "history"
+    access: ClassVar[Access] = Access.READ
+
+    environment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """The audit log from `since` on (raw text: a date, a time or a length of time back)."""
+
+    verb: ClassVar[str] = "audit"
+    access: ClassVar[Access] = Access.ADMIN
+
+    since: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +228,18 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class DbCopy:
+    """Copy a SQLite database (`source`, a path) into an empty PostgreSQL one (`target`, a
+    postgresql:// URL): every table, ids and sequences kept. Terminal only."""
+
+    verb: ClassVar[str] = "db"
+    access: ClassVar[Access] = Access.TERMINAL
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
 class Assign:
     """Give each trainee one ready clone of an environment, then message them its details.
 
@@ -216,6 +253,17 @@ class Assign:
     people: tuple[str, ...] = ()
     channel: str | None = None
     roster: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Handout:
+    """Send the hand-out again to the environment's trainees it has not reached yet (Slack
+    kept rate limiting it, a scope was missing, ...)."""
+
+    verb: ClassVar[str] = "handout"
+    access: ClassVar[Access] = Access.CHANGE
+
+    environment: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +326,8 @@ class _CommandClass(Protocol):
 COMMAND_CLASSES: tuple[type[_CommandClass], ...] = (
     Deploy,
     Status,
+    History,
+    Audit,
     Savings,
     Teardown,
     Schedule,
@@ -294,11 +344,13 @@ COMMAND_CLASSES: tuple[type[_CommandClass], ...] = (
     Orphans,
     Check,
     Assign,
+    Handout,
     Unassign,
     My,
     Reset,
     Rebuild,
     MyPower,
+    DbCopy,
 )
 
 
@@ -310,6 +362,8 @@ def verbs_with(access: Access) -> frozenset[str]:
 Command = (
     Deploy
     | Status
+    | History
+    | Audit
     | Savings
     | Teardown
     | Schedule
@@ -326,11 +380,13 @@ Command = (
     | Orphans
     | Check
     | Assign
+    | Handout
     | Unassign
     | My
     | Reset
     | Rebuild
     | MyPower
+    | DbCopy
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -637,15 +693,73 @@ _verb(
 # The other verbs
 
 
+_ALL_FLAGS = ("--all", "-all")  # a phone's "—all" arrives as "-all" (normalise)
+
+
 @_verb(
     "status",
-    summary="show environments, or one environment's clones",
+    summary="show live environments, or one environment's clones",
     example="status nov-cohort",
-    syntax="status [ENV]",
-    examples=("status", "status nov-cohort"),
+    syntax="status [ENV | --all]",
+    detail=(
+        "Lists environments with clones in vCenter, a deploy or strip back to come, or a run "
+        "to finish; `--all` lists finished ones too (`history` says what became of them).",
+    ),
+    examples=("status", "status nov-cohort", "status --all"),
 )
 def _parse_status(args: list[str]) -> Command:
-    return Status(_optional_environment("status", args))
+    flags = [a for a in args if a.lower() in _ALL_FLAGS]
+    rest = [a for a in args if a.lower() not in _ALL_FLAGS]
+    if flags and rest:
+        raise UsageError(
+            '"--all" lists every environment: give an environment or --all, not both, '
+            'e.g. "status --all" or "status nov-cohort"'
+        )
+    if not flags and any(a.startswith("-") for a in rest):
+        raise UsageError(
+            f'status knows one option, --all, not "{_show(rest[0])}", e.g. "status --all"'
+        )
+    return Status(_optional_environment("status", rest), everything=bool(flags))
+
+
+@_verb(
+    "history",
+    summary="what became of environments: when, who, how many, savings, outcome",
+    example="history nov-cohort",
+    syntax="history [ENV]",
+    detail=(
+        "Without ENV: the most recently run environments, finished ones included. With ENV: "
+        "its runs, newest first. History is kept for the [clones] history_days setting.",
+    ),
+    examples=("history", "history nov-cohort"),
+)
+def _parse_history(args: list[str]) -> Command:
+    return History(_optional_environment("history", args))
+
+
+_AUDIT_EXAMPLE = "audit --since 2026-01-31"
+
+
+@_verb(
+    "audit",
+    summary="the audit log: who asked for what, from where, and what came of it",
+    example=_AUDIT_EXAMPLE,
+    syntax="audit [--since DATE]",
+    detail=(
+        "DATE is a day (2026-01-31, from its start in the team's time zone), a time "
+        f'(2026-01-31T09:00) or a length of time back ({DURATION_EXAMPLES}, "30d"); '
+        "without it, the last 7 days.",
+        "In a terminal, `--csv` prints CSV (every entry). In Slack, for admins only.",
+    ),
+    examples=("audit", _AUDIT_EXAMPLE, "audit --since 30d"),
+)
+def _parse_audit(args: list[str]) -> Command:
+    words = list(args)
+    if not words:
+        return Audit()
+    if words[0].lower() in ("--since", "-since", "since") and len(words) == 2:
+        return Audit(since_text(words[1], _AUDIT_EXAMPLE))
+    raise UsageError(f'audit takes "--since DATE" or nothing, e.g. "{_AUDIT_EXAMPLE}"')
 
 
 @_verb(
@@ -938,6 +1052,34 @@ def _parse_check(args: list[str]) -> Command:
     return Check()
 
 
+DB_COPY_EXAMPLE = "db copy clones.db postgresql://clones@db.example.com:5432/clones"
+
+
+@_verb(
+    "db",
+    summary="copy the bot's SQLite database into an empty PostgreSQL one (terminal only)",
+    example=DB_COPY_EXAMPLE,
+    syntax="db copy SOURCE TARGET",
+    detail=(
+        "SOURCE is a SQLite file, TARGET a postgresql://USER@HOST:PORT/DB URL of an empty "
+        "database (its password in the environment variable [clones] database_password_env "
+        "names). Every table is copied in one transaction, ids and sequences kept; a target "
+        "that holds rows already is refused and nothing is written. Stop the bots first, then "
+        "point [clones] database at TARGET.",
+        "In a terminal only: it works on the bot's own database files.",
+    ),
+    examples=(DB_COPY_EXAMPLE,),
+)
+def _parse_db(args: list[str]) -> Command:
+    if not args or args[0].lower() != "copy":
+        raise UsageError(f'"db" takes "copy SOURCE TARGET", e.g. "{DB_COPY_EXAMPLE}"')
+    if len(args) != 3:
+        raise UsageError(
+            f'"db copy" takes a SOURCE file and a TARGET URL, e.g. "{DB_COPY_EXAMPLE}"'
+        )
+    return DbCopy(source=args[1], target=args[2])
+
+
 _ASSIGN_EXAMPLE = "assign nov-cohort @U01ALICE @U02BOB"
 
 
@@ -1003,6 +1145,30 @@ def _parse_assign(args: list[str]) -> Command:
             )
         return Assign(env, roster=source)
     return Assign(env, people=_people(rest, "assign", _ASSIGN_EXAMPLE))
+
+
+_HANDOUT_EXAMPLE = "handout nov-cohort"
+
+
+@_verb(
+    "handout",
+    summary="send the hand-out again to an environment's trainees it has not reached yet",
+    example=_HANDOUT_EXAMPLE,
+    syntax="handout ENV",
+    detail=(
+        "For those `assign` listed as not reached (Slack kept rate limiting the messages, a "
+        "scope was missing): each gets their direct message; those reached already get "
+        "nothing again.",
+    ),
+    examples=(_HANDOUT_EXAMPLE,),
+)
+def _parse_handout(args: list[str]) -> Command:
+    if len(args) > 1:
+        raise UsageError(
+            f'handout takes one environment name, got "{_show(" ".join(args))}", e.g. '
+            f'"{_HANDOUT_EXAMPLE}"'
+        )
+    return Handout(_one_environment(args, _HANDOUT_EXAMPLE))
 
 
 _UNASSIGN_EXAMPLE = "unassign nov-cohort @U01ALICE"

@@ -20,6 +20,7 @@ EventKind = Literal[
     "clone_retry",
     "clone_powered_on",  # a deployment that powers on: this clone is on
     "clone_customized",  # ...and its guest customization ended (`message`: why it failed)
+    "waiting",  # queued behind other runs for vCenter capacity, or no longer (`waiting`)
     "finished",
 ]
 
@@ -32,7 +33,8 @@ class ProgressEvent:
     also counts them powered on (`powered_on`) and, when its types customize, customized
     (`customized`, `customization_failed`); those are None for a run without that stage. A
     resumed deployment counts the clones made before the crash in `made_before` (its stages
-    count the whole lab; `done` and `total` only what this run makes).
+    count the whole lab; `done` and `total` only what this run makes). `waiting` says, while
+    the run is queued behind other runs for vCenter capacity, that it is and why.
     """
 
     kind: EventKind
@@ -50,6 +52,7 @@ class ProgressEvent:
     customized: int | None = None
     customization_failed: int = 0
     made_before: int = 0
+    waiting: str = ""
 
     @property
     def remaining(self) -> int:
@@ -123,6 +126,8 @@ class TeardownResult:
     # Failed or missing records with no VM in vCenter: cleared (recorded destroyed). One whose
     # VM was there, provably the bot's, was destroyed and is in `destroyed`.
     cleared: list[str] = field(default_factory=list)
+    # vCenter would not show them (NoPermission, ...): left recorded as they were, not gone
+    unseen: list[FailedClone] = field(default_factory=list)
 
     @property
     def reclaimed_gb(self) -> float:
@@ -137,9 +142,13 @@ class Drift:
     renamed_to: str = ""  # its name in vCenter, when someone renamed it
     power: str = ""  # "on" / "off": its power state in vCenter, when the record says otherwise
     relabelled: tuple[str, ...] = ()  # e.g. "Environment is 'other'"
+    # vCenter would not show it: "cannot see VM X: NoPermission, privilege System.Read"
+    unseen: str = ""
 
     @property
     def text(self) -> str:
+        if self.unseen:
+            return self.unseen
         if self.missing:
             return "missing from vCenter"
         parts = []
@@ -197,3 +206,17 @@ class CapacityNeed:
     @property
     def fits(self) -> bool:
         return self.free_bytes >= self.needed_bytes + self.headroom_bytes
+
+
+@dataclass(frozen=True)
+class DatabaseCopied:
+    """`db copy`: what was copied from a SQLite file into a PostgreSQL database, table by
+    table (name, rows), in the order written."""
+
+    source: str
+    target: str  # the URL, without a password
+    tables: tuple[tuple[str, int], ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(n for _, n in self.tables)

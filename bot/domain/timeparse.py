@@ -86,6 +86,43 @@ def parse_duration(text: str) -> timedelta:
     return duration
 
 
+SINCE_EXAMPLES = '"2026-01-31", "2026-01-31T09:00" or "30d"'
+MAX_SINCE = timedelta(days=100 * 366)
+
+
+def since_text(text: str, example: str) -> str:
+    """`text` if it reads as a start in the past (a day, a time, or a length of time back);
+    else UsageError (no clock or zone needed: `parse_since` reads it later)."""
+    try:
+        parse_since(text, datetime.now(UTC), UTC)
+    except UsageError:
+        raise UsageError(
+            f'could not read "{_shown(text, 30)}" as a date: use {SINCE_EXAMPLES}, e.g. "{example}"'
+        ) from None
+    return text
+
+
+def parse_since(text: str, now: datetime, zone: str | tzinfo) -> datetime:
+    """ "2026-01-31" (its start, in `zone`), "2026-01-31T09:00" (in `zone` unless it says its
+    offset) or "30d" (that long before `now`): the instant a read of the past starts from."""
+    tz = zone_of(zone)
+    raw = text.strip()
+    day = _ISO_DATE.fullmatch(raw)
+    if day:
+        try:
+            start = date(int(day.group(1)), int(day.group(2)), int(day.group(3)))
+        except ValueError:
+            raise UsageError(f'"{_shown(text)}" is not a day of the calendar') from None
+        return localise(start, time(0, 0), tz)
+    instant = _iso_instant(raw, raw.lower(), tz)
+    if instant is not None:
+        return instant
+    back = _read_duration(raw)
+    if back > MAX_SINCE:
+        raise UsageError(f"{describe_delta(back)} back is too long; give a date instead")
+    return (now - back).astimezone(tz)
+
+
 def _read_duration(text: str) -> timedelta:
     """A duration of any positive length (the callers say how long is too long)."""
     compact = text.strip().lower()

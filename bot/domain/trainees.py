@@ -198,6 +198,15 @@ class Assigned:
 
 
 @dataclass(frozen=True)
+class HandedOut:
+    """What `handout ENV` did: the hand-out again to the trainees not reached before."""
+
+    environment: str
+    report: HandOutReport
+    waiting: int  # trainees who had not been reached
+
+
+@dataclass(frozen=True)
 class Unassigned:
     environment: str
     ended: list[Assignment]

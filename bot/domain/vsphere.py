@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Generic, TypeVar
 
 # Custom attributes the bot writes on every clone: the origin used them as its asset database.
 # Who deployed a clone and when go in its Notes (bot/domain/provenance.py), and also in custom
@@ -68,6 +69,60 @@ class VmSighting:
 
 # What a sighting may also read, beside identity, power and labels (see VmSighting).
 SIGHTING_EXTRAS = ("storage", "host", "notes")
+
+
+class Visibility(Enum):
+    """The three answers to "is this VM there?" (design.md, "Identity and visibility")."""
+
+    SEEN = "seen"  # read, every property asked for
+    GONE = "gone"  # vCenter says it does not exist (ManagedObjectNotFound), or a listing that
+    # succeeded does not hold it
+    UNSEEN = "unseen"  # vCenter answered with a fault instead of its properties: it may exist
+
+
+@dataclass(frozen=True)
+class Unseen:
+    """A VM vCenter answered about with a fault instead of its properties (NoPermission: the
+    account lost its rights on it; NotAuthenticated: the session ended and a new login did not
+    help). Never a sign that it is gone: a record of it is left as it is."""
+
+    moref: str
+    fault: str  # the vSphere fault's name, e.g. "NoPermission"
+    privilege: str = ""  # the privilege vCenter named, e.g. "System.Read"
+
+    @property
+    def reason(self) -> str:
+        """ "NoPermission, privilege System.Read"."""
+        return f"{self.fault}, privilege {self.privilege}" if self.privilege else self.fault
+
+    def cannot_see(self, name: str) -> str:
+        """ "cannot see VM TRN-CAP-001: NoPermission, privilege System.Read"."""
+        return f"cannot see VM {name}: {self.reason}"
+
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class VmReading(Generic[V]):
+    """One read of VMs (by moref, or every VM under a folder), each VM it covers answered as
+    seen, gone or unseen: `visibility` is the one place that says which. A VM asked for by moref
+    and not in the answer is gone (vCenter leaves out what does not exist); in a listing, a VM
+    that is not in it is gone; a VM the answer carries a fault for is unseen, never gone."""
+
+    seen: Mapping[str, V] = field(default_factory=dict)  # by moref
+    unseen: Mapping[str, Unseen] = field(default_factory=dict)  # by moref
+
+    def visibility(self, moref: str) -> Visibility:
+        if moref in self.seen:
+            return Visibility.SEEN
+        if moref in self.unseen:
+            return Visibility.UNSEEN
+        return Visibility.GONE
+
+    def values(self) -> list[V]:
+        """What was seen (only that: ask `visibility` or `unseen` about the rest)."""
+        return list(self.seen.values())
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,12 @@ customization is watched while later clones are made. The run ends when the last
 usable (on, and customized when its type customizes), not a batch barrier after cloning.
 
 Power-ons run on a pool of their own (a clone worker goes straight back to cloning), each one
-counting on its host against `max_ops_per_host`; one watcher thread reads the customization
-outcomes of every clone powered on so far, one query for all of them, often while outcomes
-arrive and less often while none do.
+counting on its host against `max_ops_per_host` (the process's limiter); one watcher thread reads
+the customization outcomes of every clone powered on so far, one query for all of them, often
+while outcomes arrive and less often while none do.
+
+When the user stops the process (Ctrl-C), power-ons not started are dropped and customizations
+are no longer awaited (those clones stay recorded off, or `pending`): `resume` finishes them.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-from bot.domain.errors import Fenced, VCenterError, VCenterUnreachable
+from bot.domain.errors import Fenced, Interrupted, VCenterError, VCenterUnreachable
 from bot.domain.models import Clone
-from bot.services.limits import OpLimits, clone_host
+from bot.services.limits import clone_host
 from bot.services.runs import Core, Emitter
 
 log = logging.getLogger(__name__)
@@ -32,11 +35,12 @@ POLL_BACKOFF = 1.5
 class BringUp:
     """Powers clones on as they are made and watches their customization (one per run)."""
 
-    def __init__(self, core: Core, limits: OpLimits, emit: Emitter, since: datetime) -> None:
+    def __init__(self, core: Core, run_id: int, emit: Emitter, since: datetime) -> None:
         self.settings = core.settings
         self.repo = core.repo
         self.vcenter = core.vcenter
-        self.limits = limits
+        self.limits = core.limits
+        self.run_id = run_id
         self.emit = emit
         self.runs = core.runs
         self._pool = ThreadPoolExecutor(
@@ -46,20 +50,40 @@ class BringUp:
         self._lost: VCenterUnreachable | None = None
         self._guard = threading.Lock()
         self.watch = CustomizationWatch(core, emit, since)
+        self._halt = core.halt
+        self.left = 0  # clones left for `resume` to bring up: the user stopped the process
+        self._unhook = core.halt.hook(self._stop)
+
+    @property
+    def halted(self) -> str:
+        """What stopped the process ("Ctrl-C") when clones were left not up; else ""."""
+        return self._halt.why if self._halt() and self.left + self.watch.dropped else ""
 
     def add(self, clone: Clone) -> None:
         """Power `clone` on (a ready clone, just made) as soon as its host has room."""
         with self._guard:
-            if self._lost is None:
+            if self._halt():
+                self.left += 1
+            elif self._lost is None:
                 self._futures.append(self._pool.submit(self._power_on, clone))
+
+    def _stop(self) -> None:
+        """The user stopped the process: power-ons not started never start, and no
+        customization is awaited any more (resume looks again)."""
+        with self._guard:
+            self.left += sum(f.cancel() for f in self._futures)
+        self.watch.drop()
 
     def _power_on(self, clone: Clone) -> None:
         if self._lost is not None or not clone.moref:
             return
         t = self.settings.type(clone.type)
         try:
-            with self.limits.host_op(clone_host(self.settings, clone)):
-                self.runs.assert_owned(self.emit.run_id)  # not for a run taken over
+            ticket = self.limits.host_op(
+                clone_host(self.settings, clone), owner=self.run_id, on_queued=self.emit.queued
+            )
+            with ticket:
+                self.runs.assert_owned(self.run_id)  # not for a run taken over
                 [error] = self.vcenter.power([clone.moref], "on")
         except VCenterUnreachable as exc:
             with self._guard:
@@ -67,6 +91,10 @@ class BringUp:
             return
         except Fenced as exc:  # another bot took the run over: it powers its clones on
             log.warning("fenced: %s", exc)
+            return
+        except Interrupted:  # stopped while waiting for room on its host: never asked
+            with self._guard:
+                self.left += 1
             return
         if error is not None:  # left powered off; said, as a batch power-on says it
             self.emit("clone_retry", clone=clone.name, message=f"power on failed: {error}")
@@ -78,23 +106,26 @@ class BringUp:
             self.watch.add(clone)
 
     def finish(self) -> VCenterUnreachable | None:
-        """Wait until every clone added is on and customized (or timed out); the loss of
-        vCenter that stopped it, if any."""
+        """Wait until every clone added is on and customized (or timed out), or the user
+        stopped the process; the loss of vCenter that stopped it, if any."""
         self._pool.shutdown(wait=True)
         lost = self._lost
         lost = self.watch.finish(abandon=lost is not None) or lost
+        self._unhook()
         for f in self._futures:  # anything else a power-on raised is a bug: not swallowed
             if not f.cancelled() and (error := f.exception()) is not None:
                 raise error
         return lost
 
     def abandon(self) -> None:
-        """vCenter was lost: start no more power-ons, stop watching."""
+        """vCenter was lost, or the user stopped the process: start no more power-ons, stop
+        watching."""
         with self._guard:
             for f in self._futures:
                 f.cancel()
         self._pool.shutdown(wait=True)
         self.watch.finish(abandon=True)
+        self._unhook()
 
 
 class CustomizationWatch:
@@ -109,6 +140,8 @@ class CustomizationWatch:
         self._cond = threading.Condition()
         self._pending: dict[str, tuple[Clone, float]] = {}  # moref -> (clone, deadline)
         self._closed = False
+        self._dropped = False  # the user stopped the process: nothing more is awaited
+        self.dropped = 0  # clones whose customization was then no longer awaited
         self._lost: VCenterUnreachable | None = None
         self._failure: Exception | None = None
         self._thread: threading.Thread | None = None
@@ -117,10 +150,22 @@ class CustomizationWatch:
         assert clone.moref
         deadline = time.monotonic() + self.settings.customization_timeout_s
         with self._cond:
+            if self._dropped:
+                self.dropped += 1
+                return  # left pending in SQLite: resume watches it
             self._pending[clone.moref] = (clone, deadline)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="customization", daemon=True)
                 self._thread.start()
+            self._cond.notify_all()
+
+    def drop(self) -> None:
+        """Await nothing more (the user stopped the process): the clones awaited stay
+        `pending` in SQLite for `resume` (counted in `dropped`)."""
+        with self._cond:
+            self._dropped = True
+            self.dropped += len(self._pending)
+            self._pending.clear()
             self._cond.notify_all()
 
     def finish(self, *, abandon: bool = False) -> VCenterUnreachable | None:

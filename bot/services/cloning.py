@@ -10,8 +10,10 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 from bot.domain.errors import (
+    CannotSee,
     ClonesError,
     Fenced,
+    Interrupted,
     LinkedCloneCheckFailed,
     VCenterFault,
     VCenterUnreachable,
@@ -94,6 +96,10 @@ class Cloner:
             raise  # the run is another bot's now: it records this clone, not us
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, attempts=attempts[0])
+            raise
+        except Interrupted:  # the user stopped the process while it waited for a slot
+            if attempts[0] == 0:  # never asked for: planned again, for `resume`
+                self.repo.update_clone(clone.id, state=CloneState.PLANNED)
             raise
         except LinkedCloneCheckFailed as exc:
             return self.repo.update_clone(
@@ -216,15 +222,22 @@ class Cloner:
                 raise
             # A VM with this name exists. It is ours only if it carries the instance UUID we
             # recorded (an earlier attempt whose reply was lost); anything else is not touched.
-            same_name = [
-                vm for vm in self.vcenter.find_vms(request.folder) if vm.name == request.name
-            ]
+            listing = self.vcenter.find_vms(request.folder)
+            same_name = [vm for vm in listing.values() if vm.name == request.name]
             mine = next(
                 (vm for vm in same_name if vm.instance_uuid == request.instance_uuid and vm.linked),
                 None,
             )
             if mine is not None:
                 return mine
+            if not same_name and listing.unseen:
+                unseen = next(iter(listing.unseen.values()))
+                raise CannotSee(
+                    f"vCenter refused the name {request.name} (DuplicateName), and "
+                    f"{unseen.cannot_see(unseen.moref)}: it may be that VM, so nothing was "
+                    "created or touched. Grant the bot's account that privilege on folder "
+                    f"{request.folder}, then deploy again."
+                ) from None
             if not same_name:
                 raise VCenterFault(
                     f"vCenter refused the name {request.name} (DuplicateName), though no VM of "

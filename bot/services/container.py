@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bot.ports import Chart, Clock, Notifier, Repository, VCenter
+from bot.ports import Chart, Clock, DatabaseCopier, Notifier, Repository, VCenter
 from bot.services.admin import Admin
 from bot.services.check import Checker
 from bot.services.core import Service
@@ -32,6 +32,8 @@ class Services:
     admin: Admin
     recovery: Recovery
     chart: Chart | None = None
+    # `db copy` (terminal only): set by the composition root.
+    databases: DatabaseCopier | None = field(default=None, repr=False)
     # The schedule service: the Slack bot's runs the scheduler; the terminal's records times.
     schedules: ScheduleService | None = field(default=None, repr=False)
     # Makes a schedule service on the scheduler adapter with a notifier and clock of the front

@@ -19,6 +19,8 @@ from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.cloning import Cloner
 from bot.services.deploy import Deployer
 from bot.services.deploy_runs import DeployRuns
+from bot.services.history import HistoryReader
+from bot.services.limits import OpLimits
 from bot.services.ownership import Ownership
 from bot.services.placements import Placements
 from bot.services.power import Power
@@ -40,11 +42,18 @@ class Service:
         vcenter: VCenter,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        limits: OpLimits | None = None,
     ) -> None:
-        self.core = Core(settings, repo, vcenter, clock, RunBook(repo, lease_s=settings.lease_s))
+        """`limits`: the process's one operation limiter (`bot.bootstrap` builds it); a new
+        one from `settings` when not given."""
+        limits = limits or OpLimits.of(settings)
+        runs = RunBook(repo, lease_s=settings.lease_s)
+        runs.halt.hook(lambda: limits.halt(runs.halt.why))  # waiting operations never start
+        self.core = Core(settings, repo, vcenter, clock, runs, limits)
         self.settings, self.repo, self.vcenter, self.clock = settings, repo, vcenter, clock
         self.runs = self.core.runs
         self.queries = Queries(self.core)
+        self.history = HistoryReader(self.core, self.queries)
         self.placements = Placements(self.core)
         self.ownership = Ownership(self.core)
         self.cloner = Cloner(self.core)
@@ -73,6 +82,11 @@ class Service:
     def owner(self) -> str:
         """This process, as the runs it owns name it."""
         return self.runs.owner
+
+    def halt(self, why: str) -> None:
+        """The user stops this process (`why`: "Ctrl-C", "SIGTERM"): nothing new starts in
+        vCenter; what is there finishes and is recorded; each run ends interrupted."""
+        self.runs.halt.set(why)
 
     # ------------------------------------------------------------------ operations
     def deploy(
@@ -110,8 +124,10 @@ class Service:
     def environment(self, name: str) -> Environment:
         return self.queries.environment(name)
 
-    def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
-        return self.queries.status(environment)
+    def status(
+        self, environment: str | None = None, *, everything: bool = False
+    ) -> list[EnvironmentStatus]:
+        return self.queries.status(environment, everything=everything)
 
     def savings(self, environment: str | None = None) -> Savings:
         return self.queries.savings(environment)

@@ -1,8 +1,9 @@
 """A deployment's clones through the pool: each type's first clone first (a full copy stops the
 type), at most `concurrency` clone tasks in vCenter (and `max_ops_per_host`, `max_ops_per_datastore`
-on any one host or datastore), each clone powered on as soon as it is made when the deployment
-powers on (customization watched meanwhile: bot/services/bringup.py), then DRS confinement, and
-a report counting exactly what exists."""
+on any one host or datastore) for the whole process, each clone powered on as soon as it is made
+when the deployment powers on (customization watched meanwhile: bot/services/bringup.py), then DRS
+confinement, and a report counting exactly what exists. Stopped by the user (Ctrl-C), it starts
+nothing more, records what vCenter finishes, and ends interrupted for `resume`."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from bot.domain.results import (
     DeployResult,
     FailedClone,
 )
+from bot.domain.vsphere import Visibility
 from bot.ports import ProgressCallback
 from bot.services.bringup import BringUp
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
 from bot.services.limits import OpLimits, place_key
-from bot.services.pipeline import PerClone, Stop, run_per_clone
-from bot.services.runs import Core, Emitter
+from bot.services.pipeline import NotStarted, PerClone, Stop, run_per_clone
+from bot.services.runs import Core, Emitter, stopped_message
 
 if TYPE_CHECKING:
     from bot.services.cloning import Cloner
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 class _Batch:
     """One deployment's clones in flight: what each needs to clone, and its type's guard."""
 
+    run_id: int
     env: Environment
     actor: str
     deployed_at: str
@@ -58,6 +61,7 @@ class DeployRuns:
         self.vcenter = core.vcenter
         self.clock = core.clock
         self.runs = core.runs
+        self.limits = core.limits
         self.cloner = cloner
         self.queries = queries
 
@@ -78,36 +82,29 @@ class DeployRuns:
         started = time.monotonic()
         emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(work_list), started, on_event)
         emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
-        limits = OpLimits.of(self.settings)
-        bringup = self._bringup(run_id, planned, work_list, limits, emit) if power_on else None
+        bringup = self._bringup(run_id, planned, work_list, emit) if power_on else None
         batch = _Batch(
+            run_id=run_id,
             env=env,
             actor=actor,
             deployed_at=self.clock().isoformat(timespec="seconds"),
             emit=emit,
             placements=placements or {},
             guard=FullCopyGuard(),
-            # `concurrency` clone tasks at once in vCenter, `max_ops_per_host` on one host...:
-            # a clone frees its ticket when vCenter has made it, and is labelled, recorded (and
-            # powered on) while the next one clones.
-            limits=limits,
+            # `concurrency` clone tasks at once in vCenter, `max_ops_per_host` on one host...
+            # for the whole process: a clone frees its ticket when vCenter has made it, and is
+            # labelled, recorded (and powered on) while the next one clones.
+            limits=self.limits,
             bringup=bringup,
         )
         # Each type's first clone first, so the types' probes run side by side.
         per = self._clone_all(batch, work_list)
         unreachable: list[VCenterUnreachable] = [per.lost] if per.lost else []
+        halted, not_up = self._after_cloning(per.halted, unreachable, placements, bringup)
+        result = self._finish_deploy(
+            run_id, env, planned, started, unreachable, emit, halted=halted, not_up=not_up
+        )
         guard = batch.guard
-        if not unreachable:
-            try:
-                self._confine(placements or {})
-            except VCenterUnreachable as exc:
-                unreachable.append(exc)
-        if bringup is not None:
-            if unreachable:
-                bringup.abandon()
-            elif (lost := bringup.finish()) is not None:
-                unreachable.append(lost)
-        result = self._finish_deploy(run_id, env, planned, started, unreachable, emit)
         note = guard.summary()  # said once, for the run: each copy's own error has the causes
         if note:
             message = f"{result.message}. {note}" if result.message else note
@@ -122,28 +119,54 @@ class DeployRuns:
                 partial(self._clone_in_turn, batch),
                 workers=2 * self.settings.concurrency,
                 name="clone",
+                halt=self.core.halt,
             )
         except Fenced:  # another bot took the run over: it powers on and finishes, not us
             if batch.bringup is not None:
                 batch.bringup.abandon()
             raise
 
+    def _after_cloning(
+        self,
+        halted: str,
+        unreachable: list[VCenterUnreachable],
+        placements: dict[str, TypePlacement] | None,
+        bringup: BringUp | None,
+    ) -> tuple[str, int]:
+        """DRS confinement, then the end of bring-up (all of it unless vCenter was lost or the
+        user stopped the run); adds a loss of vCenter to `unreachable`. Returns what stopped the
+        run ("Ctrl-C", or "") and how many clones it left to power on or customize."""
+        if not unreachable and not halted:
+            try:
+                self._confine(placements or {})
+            except VCenterUnreachable as exc:
+                unreachable.append(exc)
+        if bringup is None:
+            return halted, 0
+        if unreachable or halted:
+            bringup.abandon()
+        elif (lost := bringup.finish()) is not None:
+            unreachable.append(lost)
+        if halted or bringup.halted:
+            return halted or bringup.halted, bringup.left + bringup.watch.dropped
+        return "", 0
+
     def _clone_in_turn(self, b: _Batch, clone: Clone, stop: Stop) -> Clone:
         """One clone of the batch, in its type's turn (the type's first clone probes alone; a
         full copy stops the type), while holding a clone slot."""
-        if stop():
-            return clone
         turn = b.guard.enter(clone.type)
-        if stop():  # vCenter was lost while this clone waited for its turn
+        if stop():  # vCenter was lost, or the user stopped, while this clone waited its turn
             if turn is not None:
                 b.guard.leave(clone.type, turn, linked=False)
-            return clone
+            raise NotStarted
         if turn is None:  # this type stopped at a full copy: not attempted
             return self._skip(b, clone)
         placement = b.placements.get(clone.type)
         host = placement.host_for(clone.name) if placement else None
         t = self.settings.type(clone.type)
-        ticket = b.limits.clone(place_key(host, t.resource_pool), t.datastore)
+        ticket = b.limits.clone(
+            place_key(host, t.resource_pool), t.datastore, owner=b.run_id, on_queued=b.emit.queued
+        )
         try:
             done = self.cloner.clone_one(
                 clone,
@@ -179,7 +202,7 @@ class DeployRuns:
         return done
 
     def _bringup(
-        self, run_id: int, planned: list[Clone], todo: list[Clone], limits: OpLimits, emit: Emitter
+        self, run_id: int, planned: list[Clone], todo: list[Clone], emit: Emitter
     ) -> BringUp:
         """The power-on and customization stage of this run, told of the clones a resumed run
         made before: those not recorded on are powered on now, those on whose customization
@@ -200,7 +223,7 @@ class DeployRuns:
         since = min(
             [self.clock(), *(c.created_at for c in awaited if c.created_at is not None)]
         ) - timedelta(seconds=30)
-        bringup = BringUp(self.core, limits, emit, since)
+        bringup = BringUp(self.core, run_id, emit, since)
         for c in earlier:
             if c.power_state != "poweredOn":
                 bringup.add(c)
@@ -236,22 +259,30 @@ class DeployRuns:
         started: float,
         unreachable: list[VCenterUnreachable],
         emit: Emitter,
+        *,
+        halted: str = "",
+        not_up: int = 0,
     ) -> DeployResult:
         ids = {c.id for c in planned}
         clones = [c for c in self.repo.clones(run_id=run_id) if c.id in ids]
         # After a lost vCenter, clones not attempted stay planned and those mid-clone stay
-        # cloning (with their instance UUID recorded): the run is interrupted and `resume`
-        # finishes it. Otherwise, re-read what exists so the report counts exactly that.
+        # cloning (with their instance UUID recorded); stopped by the user, clones not started
+        # stay planned (those vCenter was making are made and recorded): the run is interrupted
+        # and `resume` finishes it. Otherwise, re-read what exists so the report counts exactly
+        # that.
+        unseen: dict[int, str] = {}
         if not unreachable:
-            clones = self._verify_ready(clones)
-        ready = [c.name for c in clones if c.state is CloneState.READY]
+            clones = self._verify_ready(clones, unseen)
+        ready = [c.name for c in clones if c.state is CloneState.READY and c.id not in unseen]
         unfinished = (CloneState.PLANNED, CloneState.CLONING)
-        interrupted = [c.name for c in clones if unreachable and c.state in unfinished]
+        stopped = bool(unreachable or halted)
+        interrupted = [c.name for c in clones if stopped and c.state in unfinished]
         failed = [
             FailedClone(c.name, c.type, c.error or c.state.value)
             for c in clones
             if c.state is not CloneState.READY and c.name not in interrupted
         ]
+        failed += [FailedClone(c.name, c.type, unseen[c.id]) for c in clones if c.id in unseen]
         # A clone whose guest customization failed exists and is linked, but is not usable as
         # a training machine yet: the run reports it as a failure (it stays recorded as ready).
         failed += [
@@ -265,6 +296,12 @@ class DeployRuns:
                 f"{unreachable[0]} {len(interrupted)} clones are not finished; once vCenter "
                 'answers, run "resume" to finish them.'
             )
+        elif halted:
+            state = RunState.INTERRUPTED
+            left = [f"{len(interrupted)} clones not started"] if interrupted else []
+            if not_up:
+                left.append(f"{not_up} clones not powered on or customized yet")
+            message = stopped_message(halted, ", ".join(left), "deployment")
         elif not failed:
             state, message = RunState.SUCCEEDED, ""
         elif ready:
@@ -293,13 +330,21 @@ class DeployRuns:
         emit("finished", message=message or f"{len(ready)} clones ready in {env.name}")
         return result
 
-    def _verify_ready(self, clones: list[Clone]) -> list[Clone]:
-        """Count exactly what exists: re-read every clone this run says is ready (one call)."""
+    def _verify_ready(
+        self, clones: list[Clone], unseen: dict[int, str] | None = None
+    ) -> list[Clone]:
+        """Count exactly what exists: re-read every clone this run says is ready (one call).
+        Those vCenter would not show stay ready; `unseen` gets why, by clone id."""
+        unseen = {} if unseen is None else unseen
         ready = [c for c in clones if c.state is CloneState.READY and c.moref]
         uuids = self.vcenter.instance_uuids([c.moref for c in ready if c.moref])
         out = {c.id: c for c in clones}
-        for c, found in zip(ready, uuids, strict=True):
-            if found is None or found != c.instance_uuid:
+        for c in ready:
+            moref = c.moref or ""
+            seen = uuids.visibility(moref)
+            if seen is Visibility.UNSEEN:  # made and recorded: never counted gone, but said
+                unseen[c.id] = uuids.unseen[moref].cannot_see(c.name)
+            elif seen is Visibility.GONE or uuids.seen[moref] != c.instance_uuid:
                 out[c.id] = self.repo.update_clone(
                     c.id, state=CloneState.MISSING, error="missing from vCenter after deployment"
                 )

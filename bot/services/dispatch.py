@@ -20,6 +20,7 @@ from bot.domain.results import DeployResult
 from bot.domain.trainees import SelfService
 from bot.ports import ProgressCallback
 from bot.services.container import Services
+from bot.services.databases import copy_database
 from bot.services.orphans import act_on_orphans
 from bot.services.schedules import ScheduleResult, ScheduleService
 from bot.services.trainees import OnHandOut
@@ -53,6 +54,8 @@ class Deployed:
 
 
 Route = Callable[[Services, Any, Invocation], object]
+
+AUDIT_SHOWN = 40  # audit entries a Slack answer shows (the terminal's --csv has them all)
 
 
 def _schedules(s: Services) -> ScheduleService:
@@ -109,7 +112,12 @@ ROUTES: dict[type[Any], Route] = {
     grammar.Refresh: lambda s, c, i: s.admin.refresh(
         c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
     ),
-    grammar.Status: lambda s, c, i: s.service.status(c.environment),
+    grammar.Status: lambda s, c, i: s.service.status(c.environment, everything=c.everything),
+    grammar.History: lambda s, c, i: s.service.history.history(c.environment),
+    # The terminal exports every entry (--csv); Slack shows the newest.
+    grammar.Audit: lambda s, c, i: s.service.history.audit(
+        c.since, limit=None if i.source == "cli" else AUDIT_SHOWN
+    ),
     grammar.Savings: lambda s, c, i: s.service.savings(c.environment),
     grammar.Types: lambda s, c, i: s.service.types(),
     grammar.Plan: lambda s, c, i: s.admin.plan(c),
@@ -130,6 +138,9 @@ ROUTES: dict[type[Any], Route] = {
     grammar.Assign: lambda s, c, i: s.service.trainees.assign(
         c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
     ),
+    grammar.Handout: lambda s, c, i: s.service.trainees.handout(
+        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
+    ),
     grammar.Unassign: lambda s, c, i: s.service.trainees.unassign(
         c, actor=i.actor, source=i.source, channel=i.channel
     ),
@@ -144,6 +155,7 @@ ROUTES: dict[type[Any], Route] = {
         channel=i.channel,
         on_event=i.on_event,
     ),
+    grammar.DbCopy: lambda s, c, i: copy_database(s.databases, c),
 }
 
 # Destructive commands show what they would do, and act only once confirmed: the front end
@@ -151,7 +163,7 @@ ROUTES: dict[type[Any], Route] = {
 PLANS: dict[type[Any], Callable[[Services, Any], object]] = {
     grammar.Teardown: lambda s, c: s.service.teardown_plan(c.environment),
     grammar.Refresh: lambda s, c: s.admin.refresher.plan(c.environment),
-    grammar.Orphans: lambda s, c: s.recovery.orphans() if c.action else None,
+    grammar.Orphans: lambda s, c: s.recovery.orphan_finder.orphans() if c.action else None,
     grammar.Rebuild: lambda s, c: s.service.trainees.rebuild_plan(c),  # settled: its VM named
 }
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.domain.errors import ClonesError
-from bot.domain.models import CloneState
+from bot.domain.models import Clone, CloneState
 from bot.domain.provenance import deployed_by_and_at
 from bot.domain.savings import GIB
-from bot.domain.vsphere import PROVENANCE_ATTRIBUTES, VmFacts
+from bot.domain.vsphere import PROVENANCE_ATTRIBUTES, Unseen, VmFacts
 from bot.services.runs import LIVE_STATES, Core
 from bot.services.sizes import record_seen
 
@@ -50,8 +50,11 @@ class Inventory:
             self.settings.types[c.type].folder for c in clones if c.type in self.settings.types
         }
         live: dict[str, VmFacts] = {}
+        unseen: dict[str, Unseen] = {}
         for folder in sorted(folders):
-            live.update({found.moref: found for found in self.vcenter.find_vms(folder)})
+            listing = self.vcenter.find_vms(folder)
+            live.update(listing.seen)
+            unseen.update(listing.unseen)
         record_seen(self.repo, ((c, live[c.moref]) for c in clones if c.moref in live))
         hosts = self._host_names()
         held = {a.clone_id: a.trainee for a in self.repo.assignments(environment=environment)}
@@ -70,7 +73,7 @@ class Inventory:
                     type=c.type,
                     parent=c.parent,
                     environment=c.environment,
-                    state=c.state.value if vm or c.state is not CloneState.READY else "missing",
+                    state=_state(c, vm, unseen.get(c.moref or "")),
                     deployed_by=deployed_by,
                     deployed_at=deployed_at,
                     power_state=(("poweredOn" if vm.powered_on else "poweredOff") if vm else ""),
@@ -91,3 +94,12 @@ class Inventory:
                 continue
             names.update({h.moref: h.name for h in hosts})
         return names
+
+
+def _state(clone: Clone, vm: VmFacts | None, unseen: Unseen | None) -> str:
+    """The record's state, as vCenter bears it out: "missing" only where it is gone (not in
+    its folder's listing), "cannot see (NoPermission, privilege System.Read)" where vCenter
+    would not show it."""
+    if vm is not None or clone.state is not CloneState.READY:
+        return clone.state.value
+    return f"cannot see ({unseen.reason})" if unseen is not None else "missing"

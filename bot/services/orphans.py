@@ -35,9 +35,9 @@ class Orphans:
 
     def orphans(self) -> list[Orphan]:
         """VMs carrying ManagedBy = this bot that no live clone row claims."""
-        tagged = [
+        tagged = [  # what vCenter shows: a VM it would not show is never adopted or removed
             vm
-            for vm in self.vcenter.find_vms(None)
+            for vm in self.vcenter.find_vms(None).values()
             if vm.attributes.get(ATTR_MANAGED_BY) == self.settings.managed_by
         ]
         live = {c.instance_uuid for c in self.repo.clones(states=LIVE_STATES) if c.instance_uuid}

@@ -1,4 +1,5 @@
-"""Power for recorded clones, in batches, and waiting for guest customization after a power-on."""
+"""Power for recorded clones, each operation taking its room from the process's limiter, and
+waiting for guest customization after a power-on."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot.domain import grammar
-from bot.domain.errors import NotFoundError
+from bot.domain.errors import NotFoundError, VCenterError
 from bot.domain.models import Clone, CloneState
 from bot.domain.results import (
     FailedClone,
 )
-from bot.services.limits import clone_host, power_batches
+from bot.services.limits import clone_host
+from bot.services.pipeline import Stop, run_per_clone
 from bot.services.runs import Core, Emitter
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ class Power:
     """Powers clones on, off or reset, and waits for their customization."""
 
     def __init__(self, core: Core) -> None:
+        self.core = core
         self.settings = core.settings
         self.repo = core.repo
         self.vcenter = core.vcenter
@@ -37,24 +40,39 @@ class Power:
     def power_clones(
         self, clones: Sequence[Clone], action: str, *, emit: Emitter | None = None
     ) -> list[FailedClone]:
-        """Power clones on, off or reset in batches of `concurrency` tasks at a time, at most
-        `max_ops_per_host` of them on one host (a clone's recorded host; a clone the bot did not
-        place counts on its type's resource pool as one host)."""
+        """Power clones on, off or reset, `concurrency` tasks at a time at most, and at most
+        `max_ops_per_host` on one host (a clone's recorded host; a clone the bot did not place
+        counts on its type's resource pool as one host), counted with every other run of the
+        process. Stopped by the user (Ctrl-C), those not started are failed as not done."""
         state = {"on": "poweredOn", "off": "poweredOff", "reset": "poweredOn"}[action]
-        failed: list[FailedClone] = []
-        batches = power_batches(
+        owner = object()  # this command's operations, for fair shares beside the runs
+
+        def power_one(clone: Clone, stop: Stop) -> VCenterError | None:
+            assert clone.moref
+            ticket = self.core.limits.host_op(
+                clone_host(self.settings, clone),
+                owner=emit.run_id if emit is not None else owner,
+                on_queued=emit.queued if emit is not None else None,
+            )
+            with ticket:
+                [error] = self.vcenter.power([clone.moref], action)
+            if error is None:
+                self.repo.update_clone(clone.id, power_state=state)
+            return error
+
+        per = run_per_clone(
             [c for c in clones if c.moref],
-            lambda c: clone_host(self.settings, c),
-            total=self.settings.concurrency,
-            per_host=self.settings.max_ops_per_host,
+            power_one,
+            workers=self.settings.concurrency,
+            name="power",
+            halt=self.core.halt,
         )
-        for chunk in batches:
-            errors = self.vcenter.power([c.moref for c in chunk if c.moref], action)
-            for clone, error in zip(chunk, errors, strict=True):
-                if error is None:
-                    self.repo.update_clone(clone.id, power_state=state)
-                else:
-                    failed.append(FailedClone(clone.name, clone.type, str(error)))
+        failed = [FailedClone(c.name, c.type, str(e)) for c, e in per.results if e is not None]
+        if per.lost is not None:
+            raise per.lost
+        if per.halted:
+            why = f"not powered {action}: stopped by {per.halted} before it started"
+            failed += [FailedClone(c.name, c.type, why) for c in per.not_started]
         if emit is not None and failed:
             for f in failed:
                 emit("clone_retry", clone=f.name, message=f"power {action} failed: {f.error}")
@@ -112,8 +130,8 @@ class PowerCommand:
                 f"Environment {env.name} has no ready clones to power {command.action}."
             )
         with self.runs.environment_lock(env.name):
-            verified, gone, skipped = self.ownership.verify_ours(env, clones)
-            ours = [c for c, _ in verified]
+            checked = self.ownership.verify_ours(env, clones)
+            ours, gone = [c for c, _ in checked.verified], checked.gone
             failed = self.power_clones(ours, command.action)
             for c in gone:  # nobody asked the bot to destroy them: recorded as missing
                 self.repo.update_clone(c.id, state=CloneState.MISSING, error="missing from vCenter")
@@ -123,7 +141,7 @@ class PowerCommand:
             action=command.action,
             done=[c.name for c in ours if c.name not in failed_names],
             failed=failed + [FailedClone(c.name, c.type, "missing from vCenter") for c in gone],
-            skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
+            skipped=[FailedClone(c.name, c.type, why) for c, why in checked.left_alone],
         )
         self.repo.audit(
             actor=actor,

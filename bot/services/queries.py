@@ -69,8 +69,9 @@ class Queries:
         return self.repo.get_environment(name)
 
     def clones_of(self, environment: str) -> list[Clone]:
-        """Every clone recorded for an environment, live or not."""
-        return self.repo.clones(environment=environment)
+        """An environment's clones not destroyed (live, failed, missing): destroyed ones are
+        its history (`history ENV`)."""
+        return self.repo.clones(environment=environment, current=True)
 
     def live_by_type(self, environment: str) -> dict[str, int]:
         """How many live clones of each type the environment has (none: {})."""
@@ -114,14 +115,19 @@ class Queries:
             message=run.message,
         )
 
-    def status(self, environment: str | None = None) -> list[EnvironmentStatus]:
-        counts = self.repo.clone_counts()
+    def status(
+        self, environment: str | None = None, *, everything: bool = False
+    ) -> list[EnvironmentStatus]:
+        """The live environments (clones that may be in vCenter, a start or end to keep, a run
+        that may still act), or every one recorded (`everything`), or one: counts and clones
+        not destroyed. Each read goes through an index that holds only such rows, so a year of
+        finished environments and destroyed clones costs it nothing."""
         if environment is not None:
             env = self.environment(environment)
-            clones = self.repo.clones(environment=env.name)
+            clones = self.repo.clones(environment=env.name, current=True)
             by_type = {
                 t: {s.value: n for s, n in states.items()}
-                for t, states in counts.get(env.name, {}).items()
+                for t, states in self.repo.clone_counts([env.name]).get(env.name, {}).items()
             }
             try:
                 drift, unchecked = self.drift(env.name, clones), ""
@@ -141,21 +147,24 @@ class Queries:
                     },
                 )
             ]
+        envs = self.repo.list_environments() if everything else self.repo.live_environments()
+        counts = self.repo.clone_counts(None if everything else [e.name for e in envs])
         failures: dict[str, list[FailedClone]] = {}
-        for c in self.repo.clones(states=FAILURE_STATES):
+        for c in self.repo.clones(states=FAILURE_STATES, current=True):
             failures.setdefault(c.environment, []).append(
                 FailedClone(c.name, c.type, c.error or c.state.value)
             )
-        out = []
-        for env in self.repo.list_environments():
-            by_type = {
-                t: {s.value: n for s, n in states.items()}
-                for t, states in counts.get(env.name, {}).items()
-            }
-            status = EnvironmentStatus(env, by_type, failures=tuple(failures.get(env.name, ())))
-            if status.live or status.failures or env.ends_at or env.starts_at:
-                out.append(status)
-        return out
+        return [
+            EnvironmentStatus(
+                env,
+                {
+                    t: {s.value: n for s, n in st.items()}
+                    for t, st in counts.get(env.name, {}).items()
+                },
+                failures=tuple(failures.get(env.name, ())),
+            )
+            for env in envs
+        ]
 
     def _hosts_by_parent(
         self, clones: Sequence[Clone], *, names: bool
@@ -186,12 +195,16 @@ class Queries:
         settled = [
             c for c in clones if c.state in (CloneState.READY, CloneState.DESTROYING) and c.moref
         ]
-        seen = self.vcenter.sightings([c.moref for c in settled if c.moref], also=("storage",))
-        by_moref = {vm.moref: vm for vm in seen}
-        record_seen(self.repo, ((c, by_moref[c.moref]) for c in settled if c.moref in by_moref))
+        reading = self.vcenter.sightings([c.moref for c in settled if c.moref], also=("storage",))
+        seen = reading.seen
+        record_seen(self.repo, ((c, seen[c.moref]) for c in settled if c.moref and c.moref in seen))
         out: dict[int, Drift] = {}
         for c in settled:
-            vm = by_moref.get(c.moref or "")
+            unseen = reading.unseen.get(c.moref or "")
+            if unseen is not None:  # never "missing": vCenter would not show it
+                out[c.id] = Drift(unseen=unseen.cannot_see(c.name))
+                continue
+            vm = reading.seen.get(c.moref or "")
             if vm is None or vm.instance_uuid != c.instance_uuid:
                 out[c.id] = Drift(missing=True)
                 continue

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bot.domain.errors import ClonesError, Fenced, VCenterUnreachable
+from bot.domain.errors import CannotSee, ClonesError, Fenced, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Fence, Run, RunKind, RunState
-from bot.domain.results import DeployResult, FailedClone, TeardownResult
-from bot.domain.vsphere import VmFacts
+from bot.domain.results import DeployResult, TeardownResult
+from bot.domain.vsphere import Visibility, VmFacts, VmReading
 from bot.ports import ProgressCallback
 from bot.services.core import Service
-from bot.services.orphans import Orphan, Orphans
+from bot.services.orphans import Orphans
+from bot.services.ownership import locate
 from bot.services.runs import Core
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ class RecoveryReport:
     left: list[tuple[int, str]]  # (run id, why it was not resumed)
     missing: list[Clone] = field(default_factory=list)  # ready records whose VM is gone
     unchecked: str = ""  # why records could not be compared with vCenter
+    # ready records whose VM vCenter would not show: left as they were ("cannot see VM X: ...")
+    unseen: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -79,12 +82,13 @@ class RecoveryReport:
         return (
             not self.left
             and not self.unchecked
+            and not self.unseen
             and all(r.state is RunState.SUCCEEDED for r in self.resumed)
         )
 
     @property
     def text(self) -> str:
-        if not self.resumed and not self.left and not self.missing and not self.unchecked:
+        if not (self.resumed or self.left or self.missing or self.unchecked or self.unseen):
             return "Nothing to recover."
         lines = [r.text for r in self.resumed]
         for r in self.resumed:
@@ -97,6 +101,12 @@ class RecoveryReport:
                 f"{len(self.missing)} clones recorded as ready are gone from vCenter (deleted "
                 f"outside the bot): {names}{more}. Recorded as missing."
             )
+        if self.unseen:
+            lines.append(
+                f"{len(self.unseen)} clones recorded as ready cannot be seen in vCenter, left as "
+                "recorded (grant the bot's account the privilege named, then resume again):"
+            )
+            lines += [f"  {why}" for why in self.unseen]
         if self.unchecked:
             lines.append(f"Records not checked against vCenter: {self.unchecked}")
         return "\n".join(lines)
@@ -176,6 +186,9 @@ class Recovery:
         left: list[tuple[int, str]] = []
         lost = False  # vCenter stopped answering: records are not judged by it now
         for run in self.abandoned():
+            if self.runs.halt():  # the user stopped this process: the rest wait for next time
+                left.append((run.id, f"stopped by {self.runs.halt.why} before it was resumed"))
+                continue
             try:
                 new = self.runs.take_over(run, fence=fence, now=self.clock())
             except Fenced as exc:  # another bot leads now: the runs are its to resume
@@ -195,36 +208,59 @@ class Recovery:
                 self._end_if_running(new.id, RunState.INTERRUPTED, str(exc))
                 left.append((run.id, str(exc)))
                 lost = True
+            except CannotSee as exc:  # nothing decided on what it cannot see: resumable later
+                self._end_if_running(new.id, RunState.INTERRUPTED, str(exc))
+                left.append((run.id, str(exc)))
             except ClonesError as exc:
                 self._end_if_running(new.id, RunState.FAILED, str(exc))
                 left.append((run.id, str(exc)))
         missing: list[Clone] = []
+        unseen: list[str] = []
         unchecked = "vCenter stopped answering" if lost else ""
-        if not lost:
+        if self.runs.halt():
+            unchecked = f"stopped by {self.runs.halt.why}"
+        elif not lost:
             try:
-                missing = self.reconcile()
+                missing, unseen = self.reconcile()
             except VCenterUnreachable as exc:
                 unchecked = str(exc)
-        report = RecoveryReport(resumed, left, missing, unchecked)
-        if resumed or left or missing:
+        report = RecoveryReport(resumed, left, missing, unchecked, unseen)
+        if resumed or left or missing or unseen:
             self.repo.audit(
                 actor=actor, source="recovery", command="recover", result="ok", detail=report.text
             )
         return report
 
-    def reconcile(self) -> list[Clone]:
-        """Ready records whose VM vCenter no longer has (by instance UUID, anywhere in the
-        datacenter) become missing. Environments with a run in progress are left to it."""
+    def reconcile(self) -> tuple[list[Clone], list[str]]:
+        """Ready records whose VM vCenter no longer has become missing; those whose VM it
+        would not show are left as they were. Returns (missing, "cannot see VM X: ..." of the
+        unseen). Environments with a run in progress are left to it.
+
+        A record whose instance UUID is not in the listing of every VM in the datacenter is
+        asked for by its moref too, and recorded missing only when vCenter says that VM does
+        not exist: a VM the account may no longer see may be left out of a listing, and
+        unseen is never gone."""
         read_at = self.clock()
         busy = {r.environment for r in self.repo.runs(states=[RunState.RUNNING], limit=1000)}
         ready = [
             c for c in self.repo.clones(states=[CloneState.READY]) if c.environment not in busy
         ]
         if not ready:
-            return []  # nothing to compare: no vCenter call
-        present = {vm.instance_uuid for vm in self.vcenter.sightings()}
-        gone = [c.id for c in ready if c.instance_uuid not in present]
-        return self.repo.mark_missing(gone, unchanged_since=read_at) if gone else []
+            return [], []  # nothing to compare: no vCenter call
+        present = {vm.instance_uuid for vm in self.vcenter.sightings().values()}
+        absent = [c for c in ready if c.instance_uuid not in present]
+        asked = self.vcenter.sightings([c.moref for c in absent if c.moref])
+        gone, unseen = [], []
+        for c in absent:
+            seen = asked.visibility(c.moref) if c.moref else Visibility.GONE
+            if seen is Visibility.UNSEEN:
+                unseen.append(asked.unseen[c.moref or ""].cannot_see(c.name))
+            elif seen is Visibility.GONE or asked.seen[c.moref or ""].instance_uuid != (
+                c.instance_uuid
+            ):
+                gone.append(c.id)
+        missing = self.repo.mark_missing(gone, unchanged_since=read_at) if gone else []
+        return missing, unseen
 
     def _end_if_running(self, run_id: int, state: RunState, message: str) -> None:
         if self.repo.get_run(run_id).state is RunState.RUNNING:
@@ -282,8 +318,26 @@ class Recovery:
     ) -> tuple[list[str], list[Clone]]:
         """Each unfinished clone: adopted when vCenter has it under the recorded instance UUID
         (and linked), else planned again (a full copy made under our UUID is destroyed first:
-        it defeats the savings). Returns (adopted names, clones to clone)."""
-        found = self._by_uuid(unfinished)
+        it defeats the savings). Returns (adopted names, clones to clone). CannotSee, before
+        anything is decided, when one may be among VMs vCenter would not show: re-creating it
+        could make a second."""
+        listings = self._listings(unfinished)
+        found: dict[str, VmFacts] = {}
+        for c in unfinished:
+            t = self.settings.types.get(c.type)
+            listing = listings.get(t.folder) if t is not None else None
+            if listing is None:
+                continue
+            seen, vm = locate(listing, c)
+            if seen is Visibility.UNSEEN:
+                unseen = next(iter(listing.unseen.values()))
+                raise CannotSee(
+                    f"{unseen.cannot_see(unseen.moref)}: {c.name} may be that VM, so it is "
+                    "neither adopted nor made again. Grant the bot's account that privilege on "
+                    "the clones' folder, then resume."
+                )
+            if vm is not None:
+                found[c.instance_uuid or ""] = vm
         adopted: list[str] = []
         to_clone: list[Clone] = []
         for c in unfinished:
@@ -317,9 +371,11 @@ class Recovery:
         destroying = [c for c in clones if c.state is CloneState.DESTROYING]
         if not destroying:
             return []
-        facts = self.vcenter.vm_facts([c.moref or "" for c in destroying])
+        reading = self.vcenter.vm_facts([c.moref or "" for c in destroying])
+        _cannot_see(reading, destroying)  # before anything is decided
         kept = []
-        for c, vm in zip(destroying, facts, strict=True):
+        for c in destroying:
+            vm = reading.seen.get(c.moref or "")
             if vm is not None and vm.instance_uuid == c.instance_uuid:
                 self.repo.update_clone(c.id, state=CloneState.READY)
                 kept.append(c.name)
@@ -356,25 +412,23 @@ class Recovery:
             state=result.state,
             message=", ".join(parts),
             previous_run_id=old.id,
-            problems=[(f.name, f.error) for f in result.failed + result.skipped],
+            problems=[(f.name, f.error) for f in result.failed + result.skipped + result.unseen],
         )
 
-    def _by_uuid(self, clones: list[Clone]) -> dict[str, VmFacts]:
+    def _listings(self, clones: list[Clone]) -> dict[str, VmReading[VmFacts]]:
+        """Every VM of the folders these clones go in, by folder."""
         folders = {
             self.settings.types[c.type].folder for c in clones if c.type in self.settings.types
         }
-        found: dict[str, VmFacts] = {}
-        for folder in sorted(folders):
-            for vm in self.vcenter.find_vms(folder):
-                found[vm.instance_uuid] = vm
-        return found
+        return {folder: self.vcenter.find_vms(folder) for folder in sorted(folders)}
 
-    # ================================================================= orphans
-    def orphans(self) -> list[Orphan]:
-        return self.orphan_finder.orphans()
 
-    def adopt(self, orphan: Orphan, *, actor: str) -> Clone:
-        return self.orphan_finder.adopt(orphan, actor=actor)
-
-    def remove(self, orphan: Orphan, *, actor: str) -> FailedClone | None:
-        return self.orphan_finder.remove(orphan, actor=actor)
+def _cannot_see(reading: VmReading[VmFacts], clones: list[Clone]) -> None:
+    """CannotSee naming the first of these clones vCenter would not show (none: returns)."""
+    for c in clones:
+        unseen = reading.unseen.get(c.moref or "")
+        if unseen is not None:
+            raise CannotSee(
+                f"{unseen.cannot_see(c.name)}; its refresh is left as it was. Grant the bot's "
+                "account that privilege on it, then resume."
+            )

@@ -25,8 +25,8 @@ from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmSighting
 from bot.ports import ProgressCallback
 from bot.services.fullcopy import FullCopyGuard
 from bot.services.limits import OpLimits, clone_datastore, clone_host
-from bot.services.pipeline import Stop, run_per_clone
-from bot.services.runs import Core, Emitter, outcome_state
+from bot.services.pipeline import NotStarted, Stop, run_per_clone
+from bot.services.runs import Core, Emitter, outcome_state, stopped_message
 from bot.services.sizes import record_seen
 
 if TYPE_CHECKING:
@@ -46,17 +46,20 @@ class RefreshResult:
     skipped: list[FailedClone]
     elapsed_s: float
     state: RunState
+    message: str = ""  # why it is not done, and how to finish it (interrupted)
 
 
 @dataclass
 class _Refreshing:
     """One refresh in flight: what each clone's work needs, and the type guard."""
 
+    run_id: int
     env: Environment
     actor: str
     deployed_at: str
     emit: Emitter
-    limits: OpLimits  # each clone's destroy, clone and power-on count on its host
+    # Each clone's destroy, clone and power-on take one clone slot of the process's limiter.
+    limits: OpLimits
     guard: FullCopyGuard = field(default_factory=FullCopyGuard)
 
 
@@ -97,7 +100,7 @@ class Refresher:
         placements: Placements,
     ) -> None:
         self.settings, self.repo, self.vcenter = core.settings, core.repo, core.vcenter
-        self.clock, self.runs = core.clock, core.runs
+        self.clock, self.runs, self.core = core.clock, core.runs, core
         self.queries, self.ownership, self.cloner = queries, ownership, cloner
         self.power, self.placements = power, placements
 
@@ -149,9 +152,9 @@ class Refresher:
                         f'"prepare {t}" first.'
                     )
             self.vcenter.forget_snapshots()  # use each parent's newest base snapshot
-            verified, gone, skipped = self.ownership.verify_ours(
-                env, clones, also=("host", "notes", "storage")
-            )
+            checked = self.ownership.verify_ours(env, clones, also=("host", "notes", "storage"))
+            # Unseen clones are left as they were, with the not provably ours: never "missing".
+            verified, gone, skipped = checked.verified, checked.gone, checked.left_alone
             record_seen(self.repo, verified)  # how far they grew, for the next estimate
             run = self.runs.start_run(
                 environment=env.name,
@@ -180,7 +183,7 @@ class Refresher:
         emit = Emitter(run_id, env.name, RunKind.REFRESH, len(verified), started, on_event)
         emit("started", message=f"Refreshing {len(verified)} clones of {env.name}")
         job = _Refreshing(
-            env, actor, self.clock().isoformat(timespec="seconds"), emit, OpLimits.of(self.settings)
+            run_id, env, actor, self.clock().isoformat(timespec="seconds"), emit, self.core.limits
         )
         since = self.clock() - timedelta(seconds=30)
         per = run_per_clone(
@@ -188,9 +191,11 @@ class Refresher:
             lambda item, stop: self._refresh_one(job, item, stop),
             workers=self.settings.concurrency,
             name="refresh",
+            halt=self.core.halt,
         )
-        outcomes = [o for _, o in per.results if o is not None]
+        outcomes = [o for _, o in per.results]
         lost = per.lost
+        halted = per.halted
         refreshed = [o.clone.name for o in outcomes if o.refreshed]
         failed = [
             FailedClone(o.clone.name, o.clone.type, o.error)
@@ -199,7 +204,7 @@ class Refresher:
         ]
         kept = [FailedClone(o.clone.name, o.clone.type, o.error) for o in outcomes if o.kept]
         powered = [o.clone for o in outcomes if o.powered]
-        if powered and lost is None:
+        if powered and lost is None and not self.core.halt():
             try:
                 self.power.await_customization(powered, since, emit)
             except VCenterUnreachable as exc:
@@ -217,9 +222,15 @@ class Refresher:
             self.repo.update_clone(c.id, state=CloneState.MISSING, error="missing from vCenter")
         problems = failed + [FailedClone(c.name, c.type, "missing from vCenter") for c in gone]
         state = outcome_state(
-            len(refreshed), len(problems) + len(skipped) + len(kept), lost=lost is not None
+            len(refreshed),
+            len(problems) + len(skipped) + len(kept),
+            lost=lost is not None or bool(halted),
         )
         message = str(lost) if lost else ""
+        if halted and lost is None:  # the rest are left as they were: `resume` refreshes them
+            message = stopped_message(
+                halted, f"{len(per.not_started)} clones not refreshed yet", "refresh"
+            )
         message = " ".join(m for m in (message, job.guard.summary("not refreshed")) if m)
         self.runs.finish_run(
             run_id, state=state, succeeded=len(refreshed), failed=len(problems), message=message
@@ -235,18 +246,21 @@ class Refresher:
             skipped=[FailedClone(c.name, c.type, why) for c, why in skipped] + kept,
             elapsed_s=time.monotonic() - started,
             state=state,
+            message=message,
         )
 
     def _refresh_one(
         self, job: _Refreshing, item: tuple[Clone, VmSighting], stop: Stop
-    ) -> _Outcome | None:
+    ) -> _Outcome:
         """Destroy one old VM and clone its successor. Each type's first clone goes alone; a
         full copy stops the type with its other clones untouched (an endpoint that ignores
         linked cloning must not cost them all)."""
         clone, vm = item
-        if stop():
-            return None
         turn = job.guard.enter(clone.type)
+        if stop():  # vCenter was lost, or the user stopped, while it waited its turn
+            if turn is not None:
+                job.guard.leave(clone.type, turn, linked=False)
+            raise NotStarted
         if turn is None:
             why = job.guard.not_attempted(clone.type, "not refreshed, left as it was")
             job.emit("clone_failed", clone=clone.name, ok=False, message=why)
@@ -254,7 +268,13 @@ class Refresher:
         done, linked, powered = clone, False, False
         try:  # destroy, clone and power on, one after the other on the VM's host
             host = clone_host(self.settings, clone, vm.host)
-            with job.limits.host_op(host, clone_datastore(self.settings, clone)):
+            slot = job.limits.clone(
+                host,
+                clone_datastore(self.settings, clone),
+                owner=job.run_id,
+                on_queued=job.emit.queued,
+            )
+            with slot:
                 keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
                 # Recorded with the destroy: a successor made after a crash carries them too.
                 self.repo.update_clone(

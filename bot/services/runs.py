@@ -2,7 +2,9 @@
 
 Every bulk operation (deploy, strip back, refresh, recovery) starts a run through `RunBook`,
 which records the clones it owns and keeps the run's heartbeat while this process works on it,
-and reports progress through an `Emitter`. `Core` is what every service shares.
+and reports progress through an `Emitter`. `Halt` is the user stopping the process (Ctrl-C or
+SIGTERM in the terminal): no run starts anything new in vCenter from then on. `Core` is what
+every service shares.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.domain.errors import ConflictError, Fenced
+from bot.domain.errors import ClonesError, ConflictError, Fenced, Interrupted
 from bot.domain.models import CloneState, Fence, Run, RunKind, RunMessage, RunState
 from bot.domain.results import EventKind, ProgressEvent
 from bot.host import owner_gone, process_owner
 from bot.ports import ProgressCallback, Repository, VCenter
+from bot.services.limits import OpLimits
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,15 +31,62 @@ log = logging.getLogger(__name__)
 LIVE_STATES = tuple(s for s in CloneState if s.live)
 
 
+class Halt:
+    """Set once the user stops this process (Ctrl-C or SIGTERM in the terminal): no clone,
+    destroy or power operation starts from then on; those already in vCenter finish and are
+    recorded, and each run ends `interrupted` (`clones resume` finishes it). `why` names what
+    stopped it. Work that waits can `hook` a function to hear of it at once."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._hooks: dict[int, Callable[[], None]] = {}
+        self._ids = 0
+        self.why = ""
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, why: str) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.why = why
+            self._event.set()
+            hooks = list(self._hooks.values())
+        for hook in hooks:
+            hook()
+
+    def hook(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call `fn` when the process stops (at once if it has); returns what unhooks it."""
+        with self._lock:
+            self._ids += 1
+            key = self._ids
+            self._hooks[key] = fn
+            now = self._event.is_set()
+        if now:
+            fn()
+
+        def unhook() -> None:
+            with self._lock:
+                self._hooks.pop(key, None)
+
+        return unhook
+
+
 class RunBook:
     """Runs this process owns: recorded with the clones they own, kept alive by a heartbeat (the
     run's lease: a run whose process died or hung is told apart from one in progress elsewhere),
     and refused while the environment has another (within this process, and across processes
     and machines through the database). Once another process took a run over, this one's
-    heartbeat and every fenced write for it are refused (`fence`), and it stops working on it."""
+    heartbeat and every fenced write for it are refused (`fence`), and it stops working on it.
+    Once the process is halted, no run starts."""
 
-    def __init__(self, repo: Repository, *, lease_s: float = 30.0) -> None:
+    def __init__(
+        self, repo: Repository, halt: Halt | None = None, *, lease_s: float = 30.0
+    ) -> None:
         self.repo = repo
+        self.halt = halt or Halt()
         self.lease_s = lease_s
         self._env_locks: dict[str, threading.Lock] = {}
         self._env_locks_guard = threading.Lock()
@@ -59,7 +109,12 @@ class RunBook:
         power_on: bool = False,
     ) -> Run:
         """Record a run owned by this process and the clones it owns (refused while the
-        environment has another), and audit who started it."""
+        environment has another, or once the process is halted), and audit who started it."""
+        if self.halt():
+            raise Interrupted(
+                f"Stopped by {self.halt.why} before the {RunKind(kind).value} of {environment} "
+                "started: no clone was made, destroyed or powered."
+            )
         run = self.repo.start_run(
             environment=environment,
             kind=kind,
@@ -99,6 +154,30 @@ class RunBook:
         finally:
             with self._env_locks_guard:
                 self._active_runs.discard(run_id)
+
+    def interrupt_all(self, message: str) -> list[int]:
+        """Mark every run this process is running `interrupted` now, with `message` (the
+        process is about to exit without waiting for them: `resume` finishes them). Returns
+        their ids."""
+        with self._env_locks_guard:
+            runs = sorted(self._active_runs)
+        done = []
+        for run_id in runs:
+            run = self.repo.get_run(run_id)
+            if run.state is not RunState.RUNNING:
+                continue
+            try:
+                self.finish_run(
+                    run_id,
+                    state=RunState.INTERRUPTED,
+                    succeeded=run.succeeded,
+                    failed=run.failed,
+                    message=message,
+                )
+            except ClonesError:  # it finished meanwhile
+                continue
+            done.append(run_id)
+        return done
 
     def show_in(self, run_id: int, *, channel: str, ts: str) -> RunMessage:
         """Remember where a front end shows a run (a Slack message), so that the run, resumed
@@ -236,6 +315,10 @@ class Emitter:
         self.customization_failed = 0
         self.customizing = 0  # clones whose customization is awaited
         self.made_before = 0  # a resumed run: clones made before the crash (see `stages`)
+        # Queued behind other runs for vCenter capacity (bot.services.limits): what to show.
+        self.waiting = ""
+        self._queued_order = 0
+        self._finished = False
         self.lock = threading.Lock()
 
     def stages(self, *, customizing: int, made_before: int = 0) -> None:
@@ -248,6 +331,19 @@ class Emitter:
             self.customizing = customizing
             self.made_before = made_before
 
+    def queued(self, queued: bool, why: str, order: int) -> None:
+        """The limiter's word that this run waits for vCenter capacity (every operation it asks
+        for waits, none is in flight) or no longer does: said as a progress event."""
+        with self.lock:
+            if order < self._queued_order or self._finished:
+                return  # an older report, told late; or the run is over
+            self._queued_order = order
+            text = f"queued: waiting for vCenter capacity ({why})" if queued else ""
+            if text == self.waiting:
+                return
+            self.waiting = text
+        self("waiting", message=text)
+
     def __call__(
         self,
         kind: EventKind,
@@ -257,6 +353,8 @@ class Emitter:
         message: str = "",
     ) -> None:
         with self.lock:
+            if kind == "finished":
+                self._finished, self.waiting = True, ""
             if ok is True:
                 self.done += 1
             elif ok is False:
@@ -291,6 +389,7 @@ class Emitter:
                 customized=self.customized,
                 customization_failed=self.customization_failed,
                 made_before=self.made_before,
+                waiting=self.waiting,
             )
         if self.callback is not None:
             try:
@@ -308,12 +407,28 @@ def outcome_state(ok: int, problems: int, *, lost: bool) -> RunState:
     return RunState.SUCCEEDED
 
 
+def stopped_message(why: str, left: str, run: str) -> str:
+    """What a run stopped by the user says: "Stopped by Ctrl-C: 32 clones not started (the
+    operations already in vCenter finished and are recorded); `clones resume` finishes the
+    deployment." """
+    return (
+        f"Stopped by {why}: {left} (the operations already in vCenter finished and are "
+        f"recorded); `clones resume` finishes the {run}."
+    )
+
+
 @dataclass
 class Core:
-    """What every service shares: settings, the two ports, the clock and the run book."""
+    """What every service shares: settings, the two ports, the clock, the run book, and the
+    process's one operation limiter (every run's room in vCenter)."""
 
     settings: Settings
     repo: Repository
     vcenter: VCenter
     clock: Callable[[], datetime]
     runs: RunBook
+    limits: OpLimits
+
+    @property
+    def halt(self) -> Halt:
+        return self.runs.halt

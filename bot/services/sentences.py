@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 
 from bot.domain.capacity import DeltaEstimate
-from bot.domain.models import ParentFacts
+from bot.domain.history import EnvironmentHistory, RunHistory
+from bot.domain.models import AuditEntry, ParentFacts
 from bot.domain.results import (
     CapacityNeed,
     DeployResult,
@@ -26,9 +28,11 @@ from bot.domain.results import (
     TeardownPlan,
     TeardownResult,
 )
-from bot.domain.savings import GIB
+from bot.domain.savings import GIB, Savings
+from bot.domain.timeparse import zone_of
 from bot.domain.trainees import (
     Assigned,
+    HandedOut,
     HandOutReport,
     MyVm,
     RebuildPlan,
@@ -100,7 +104,13 @@ def deployed(r: DeployResult, m: Marks = PLAIN) -> str:
 
 
 def destroyed_count(r: TeardownResult) -> str:
-    return f"{plural(len(r.destroyed), 'clone')} destroyed, {r.reclaimed_gb:.2f} GB reclaimed"
+    done = f"{plural(len(r.destroyed), 'clone')} destroyed, {r.reclaimed_gb:.2f} GB reclaimed"
+    return f"{done}; {cannot_see(len(r.unseen))}" if r.unseen else done
+
+
+def cannot_see(n: int) -> str:
+    """Clones vCenter would not show: never counted gone, left as they were recorded."""
+    return f"{plural(n, 'clone')} vCenter would not show, left as recorded"
 
 
 def stripped_back(r: TeardownResult, m: Marks = PLAIN, how: str = "") -> str:
@@ -238,8 +248,15 @@ def vcenter_note(st: EnvironmentStatus) -> str:
     """Whether one environment's records were compared with vCenter, and how they differ."""
     if not st.checked:
         return f"vCenter not checked, records shown as they are: {st.unchecked}"
-    differ = len(st.drift)
-    return f"vCenter: {differ} clone(s) differ from the records" if differ else "vCenter: matches"
+    unseen = sum(1 for d in st.drift.values() if d.unseen)
+    differ = len(st.drift) - unseen
+    parts = [f"{differ} clone(s) differ from the records"] if differ else []
+    if unseen:
+        parts.append(
+            f"{unseen} clone(s) cannot be seen (left as recorded: grant the bot's account the "
+            "privilege named)"
+        )
+    return f"vCenter: {'; '.join(parts)}" if parts else "vCenter: matches"
 
 
 def no_environments(m: Marks = PLAIN) -> str:
@@ -254,6 +271,77 @@ def savings_title(environment: str | None) -> str:
 
 def no_clones(environment: str | None) -> str:
     return f"No clones recorded{f' in {environment}' if environment else ''}."
+
+
+def nothing_live(environment: str, m: Marks = PLAIN) -> str:
+    """Said under a finished environment's status."""
+    return f'Nothing of it is live; "{m.command(f"history {environment}")}" shows its past.'
+
+
+def finished_hint(m: Marks = PLAIN) -> str:
+    return f'Finished environments: "{m.command("status --all")}", "{m.command("history")}".'
+
+
+# ===================================================================== history and audit
+def moment(when: datetime | None, zone: str | tzinfo) -> str:
+    """ "Mon 3 Nov 2025 09:00" in the team's zone ("-" when not known)."""
+    if when is None:
+        return "-"
+    local = when.astimezone(zone_of(zone))
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M}"
+
+
+def _span(start: datetime | None, end: datetime | None, zone: str | tzinfo) -> str:
+    return f"{moment(start, zone)} to {moment(end, zone) if end else 'now'}"
+
+
+def saved(s: Savings | None, m: Marks = PLAIN) -> str:
+    """ "saved 60.20 GB against thin full clones (95.1%)", or "" when not known."""
+    if s is None or not s.clones:
+        return ""
+    figure = m.strong(f"{s.saved_vs_thin_gb:.2f} GB")
+    return f"saved {figure} against thin full clones ({s.saved_vs_thin_pct}%)"
+
+
+def environment_life(h: EnvironmentHistory, zone: str | tzinfo, m: Marks = PLAIN) -> str:
+    """ "nov-cohort: stripped back; 25 clones made by U1 (1 failed), Mon 3 Nov 2025 09:00 to
+    Fri 7 Nov 2025 17:05; saved 60.20 GB against thin full clones (95.1%)": when, who, how many,
+    savings, outcome."""
+    who = ", ".join(m.person(p) for p in h.deployed_by) or m.person(h.environment.owner)
+    notes = [f"{h.failed} failed"] * bool(h.failed) + [f"{h.live} live"] * bool(h.live)
+    extra = f" ({', '.join(notes)})" if notes else ""
+    made = f"{plural(h.made, 'clone')} made by {who}{extra}"
+    tail = saved(h.savings, m)
+    span = _span(h.started_at, h.finished_at, zone)
+    return f"{m.name(h.environment.name)}: {h.outcome}; {made}, {span}" + (
+        f"; {tail}" if tail else ""
+    )
+
+
+def run_life(r: RunHistory, zone: str | tzinfo, m: Marks = PLAIN) -> str:
+    """ "run 42, deploy by U1, Mon 3 Nov 2025 09:00 to 09:21: succeeded, 25 of 25 (saved ...)" """
+    run = r.run
+    done = f"{run.succeeded} of {run.requested}" + (f", {run.failed} failed" if run.failed else "")
+    tail = saved(r.savings, m)
+    message = f"; {m.text(run.message)}" if run.message else ""
+    return (
+        f"run {run.id}, {run.kind.value} by {m.person(run.requested_by)}, "
+        f"{_span(run.started_at, run.finished_at, zone)}: {run.state.value}, {done}"
+        + (f"; {tail}" if tail else "")
+        + message
+    )
+
+
+def no_history(environment: str | None) -> str:
+    return f"No runs recorded{f' for {environment}' if environment else ''}."
+
+
+def audit_line(e: AuditEntry, zone: str | tzinfo, m: Marks = PLAIN) -> str:
+    """ "Mon 3 Nov 2025 09:00 U1 (slack, C1): deploy capture 5 as x: ok" """
+    where = f"{e.source}, {e.channel}" if e.channel else e.source
+    detail = f" ({m.text(e.detail)})" if e.detail else ""
+    said = f"{m.text(e.command)}: {e.result}{detail}"
+    return f"{moment(e.at, zone)} {m.person(e.actor)} ({where}): {said}"
 
 
 # ===================================================================== orphans
@@ -316,6 +404,21 @@ def handed_out(r: HandOutReport, m: Marks = PLAIN) -> str:
         return "Hand-out: every trainee named already has theirs"
     missed = f", {m.strong(plural(len(r.failed), 'trainee'))} not reached" if r.failed else ""
     return f"Hand-out: {plural(len(r.sent), 'trainee')} reached{missed}"
+
+
+def handed_out_again(r: HandedOut, m: Marks = PLAIN) -> str:
+    """ "nov-cohort: the hand-out again to 3 trainees not reached before: 3 trainees reached" """
+    if not r.waiting:
+        return f"{m.name(r.environment)}: every trainee has their hand-out; nothing to send"
+    return (
+        f"{m.name(r.environment)}: the hand-out again to "
+        f"{plural(r.waiting, 'trainee')} not reached before. {handed_out(r.report, m)}"
+    )
+
+
+def retry_handout(environment: str, m: Marks = PLAIN) -> str:
+    """What to type to try those not reached again."""
+    return f'"{m.command(f"handout {environment}")}" sends it to them again'
 
 
 def not_reached(trainee: str, why: str, m: Marks = PLAIN) -> str:

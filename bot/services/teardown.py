@@ -1,5 +1,7 @@
 """Strip back: power off and destroy an environment's clones, the set recorded when the run
-starts and nothing else (its recovery acts on the same set)."""
+starts and nothing else (its recovery acts on the same set). Stopped by the user (Ctrl-C), it
+destroys nothing more, records the destroys vCenter finishes, and ends interrupted for
+`resume`."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bot.domain.errors import (
     ClonesError,
+    Interrupted,
     NotFoundError,
     VCenterUnreachable,
 )
@@ -24,16 +27,16 @@ from bot.domain.results import (
 )
 from bot.domain.vsphere import Destroyed, VmSighting
 from bot.ports import ProgressCallback
-from bot.services.limits import OpLimits, clone_datastore, clone_host, may_crowd_a_host
-from bot.services.pipeline import Stop, retrying, run_per_clone
-from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state
+from bot.services.limits import clone_datastore, clone_host, may_crowd_a_host
+from bot.services.pipeline import NotStarted, PerClone, Stop, retrying, run_per_clone
+from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state, stopped_message
 from bot.services.sizes import record_seen
 
 # A strip back's records: live clones, and those that failed or went missing (cleared).
 STRIPPABLE = (*LIVE_STATES, *FAILURE_STATES)
 
 if TYPE_CHECKING:
-    from bot.services.ownership import Ownership
+    from bot.services.ownership import Checked, Ownership
     from bot.services.queries import Queries
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class StripBack:
         after: Callable[[], object] | None = None,
     ) -> None:
         self.after = after
+        self.core = core
         self.settings = core.settings
         self.repo = core.repo
         self.vcenter = core.vcenter
@@ -121,33 +125,26 @@ class StripBack:
         started = time.monotonic()
         emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
-        verified, gone, skipped = self.ownership.verify_ours(env, clones, also=self._extras())
+        checked = self.ownership.verify_ours(env, clones, also=self._extras())
+        verified, gone, skipped = checked.verified, checked.gone, checked.skipped
         record_seen(self.repo, verified)  # how far they grew, for the next estimate
-        cleared = self._settle_gone(gone, emit)
-        for c, why in skipped:
-            emit("clone_failed", clone=c.name, ok=False, message=why)
-        per = run_per_clone(
-            verified,
-            partial(self._destroy_one, emit, OpLimits.of(self.settings)),
-            workers=self.settings.concurrency,
-            name="strip",
-        )
+        cleared, unseen = self._not_to_destroy(checked, emit)
+        per = self._destroy_all(run_id, emit, verified)
         error = per.lost
-        # Not started (vCenter was lost first) stays ready; mid-destroy goes back to ready: the
-        # resumed run re-verifies both.
-        if error is not None:
-            for c in self.repo.clones(run_id=run_id, states=[CloneState.DESTROYING]):
-                self.repo.update_clone(c.id, state=CloneState.READY)
         done = [(c, r) for (c, _), r in per.results if isinstance(r, Destroyed)]
         destroyed = [c.name for c, r in done if not r.gone]
         already_gone = [c.name for c in gone if c.state.live]
         already_gone += [c.name for c, r in done if r.gone]
         reclaimed = sum(r.reclaimed_bytes for _, r in done)
         failed = [r for _, r in per.results if isinstance(r, FailedClone)]
-        problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped]
+        problems = failed + [FailedClone(c.name, c.type, why) for c, why in skipped] + unseen
         ended = len(destroyed) + len(already_gone) + len(cleared)
-        state = outcome_state(ended, len(problems), lost=bool(error))
+        state = outcome_state(ended, len(problems), lost=bool(error or per.halted))
         message = str(error) if error else ""
+        if per.halted:  # the rest stay ready, recorded: `resume` destroys them
+            message = stopped_message(
+                per.halted, f"{len(per.not_started)} clones not destroyed", "strip back"
+            )
         self.runs.finish_run(
             run_id, state=state, succeeded=ended, failed=len(problems), message=message
         )
@@ -158,6 +155,7 @@ class StripBack:
             already_gone=sorted(already_gone),
             skipped=[FailedClone(c.name, c.type, why) for c, why in skipped],
             failed=failed,
+            unseen=unseen,
             reclaimed_bytes=reclaimed,
             elapsed_s=time.monotonic() - started,
             state=state,
@@ -171,18 +169,45 @@ class StripBack:
             raise error
         return result
 
-    def _settle_gone(self, gone: list[Clone], emit: Emitter) -> list[str]:
-        """Record destroyed what vCenter no longer has: a live clone already gone, and a failed
-        record with no VM (cleared: returned, by name)."""
+    def _not_to_destroy(
+        self, checked: Checked, emit: Emitter
+    ) -> tuple[list[str], list[FailedClone]]:
+        """Record and report the clones not to destroy: those gone are recorded destroyed (a
+        live clone already gone; a failed record with no VM: cleared, returned by name); those
+        not provably ours, and those vCenter would not show, are left as they were (unseen is
+        never gone, and the run is not a success: returned as "cannot see VM X: ...")."""
         cleared: list[str] = []
-        for c in gone:
+        for c in checked.gone:
             self.repo.update_clone(c.id, state=CloneState.DESTROYED, error=None)
             if c.state.live:
                 emit("clone_ready", clone=c.name, ok=True, message="already gone")
             else:
                 cleared.append(c.name)
                 emit("clone_ready", clone=c.name, ok=True, message="no VM in vCenter: cleared")
-        return cleared
+        for c, why in checked.skipped:
+            emit("clone_failed", clone=c.name, ok=False, message=why)
+        unseen = [FailedClone(c.name, c.type, u.cannot_see(c.name)) for c, u in checked.unseen]
+        for f in unseen:
+            emit("clone_failed", clone=f.name, ok=False, message=f.error)
+        return cleared, unseen
+
+    def _destroy_all(
+        self, run_id: int, emit: Emitter, verified: list[tuple[Clone, VmSighting]]
+    ) -> PerClone[tuple[Clone, VmSighting], Destroyed | FailedClone]:
+        """The pool of destroys. Not started (vCenter was lost, or the user stopped the run)
+        stays ready; mid-destroy when vCenter was lost goes back to ready: the resumed run
+        re-verifies both."""
+        per = run_per_clone(
+            verified,
+            partial(self._destroy_one, run_id, emit),
+            workers=self.settings.concurrency,
+            name="strip",
+            halt=self.core.halt,
+        )
+        if per.lost is not None:
+            for c in self.repo.clones(run_id=run_id, states=[CloneState.DESTROYING]):
+                self.repo.update_clone(c.id, state=CloneState.READY)
+        return per
 
     def _extras(self) -> tuple[str, ...]:
         """What strip back's check reads beside identity and labels: the storage each clone
@@ -199,11 +224,11 @@ class StripBack:
             log.exception("after the strip back")
 
     def _destroy_one(
-        self, emit: Emitter, limits: OpLimits, item: tuple[Clone, VmSighting], stop: Stop
-    ) -> Destroyed | FailedClone | None:
+        self, run_id: int, emit: Emitter, item: tuple[Clone, VmSighting], stop: Stop
+    ) -> Destroyed | FailedClone:
         """Destroy one verified clone (retrying transient faults); record and report it."""
         if stop():
-            return None
+            raise NotStarted
         clone, facts = item
         # A live clone is recorded destroying; a failed record keeps its state (and why) until
         # its VM is gone: its run owns it, so a crash before then acts on it again.
@@ -215,11 +240,20 @@ class StripBack:
         try:
             for attempt in retrying(self.settings, emit, clone.name):
                 host = clone_host(self.settings, clone, facts.host)
-                with attempt, limits.host_op(host, clone_datastore(self.settings, clone)):
+                ticket = self.core.limits.host_op(
+                    host,
+                    clone_datastore(self.settings, clone),
+                    owner=run_id,
+                    on_queued=emit.queued,
+                )
+                with attempt, ticket:
                     outcome = self.vcenter.destroy(
                         facts.moref, expected_uuid=facts.instance_uuid, facts=facts
                     )
         except VCenterUnreachable:
+            raise
+        except Interrupted:  # stopped while it waited for room: never asked, still ready
+            self.repo.update_clone(clone.id, state=CloneState.READY)
             raise
         except ClonesError as exc:
             if clone.state.live:

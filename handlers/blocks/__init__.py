@@ -10,7 +10,7 @@ package adds Slack's markup, icons, buttons and limits (50 blocks per message, 1
 - `ids`: the action ids the buttons carry (the listeners register the same ones);
 - `runs`: a run's own message, from "starting" through progress to its summary;
 - `plans`: what a destructive command would do, with Confirm / Cancel, and how that ended;
-- `reads`: status, savings, types, plan and inventory;
+- `reads`: status, history, savings, types, plan, inventory and the audit log;
 - `schedules`: schedule results and the owner's reminder;
 - `admin`: prepare, power, check, resume and orphans;
 - `home`: the App Home tab.

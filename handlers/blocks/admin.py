@@ -115,7 +115,7 @@ def check(report: CheckReport) -> Rendered:
 
 # ===================================================================== resume and orphans
 def recovery_report(r: RecoveryReport, user: str) -> Rendered:
-    icon = ":white_check_mark:" if not r.left else ":warning:"
+    icon = ":white_check_mark:" if not r.left and not r.unseen else ":warning:"
     lines = [f"{icon} *resume* for {who(user)}", *map(esc, r.text.split("\n"))]
     return Rendered(clip(r.text), [section(capped_lines(lines))])
 

@@ -34,6 +34,12 @@ def esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def unescape(text: str) -> str:
+    """Text as the user typed it, from Slack's escaped form (a slash command's text, sent with
+    `should_escape`: `&amp;`, `&lt;`, `&gt;`). What the bot shows back is escaped once, by `esc`."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def clip(text: str, limit: int = SECTION_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -148,6 +154,14 @@ def error(message: str) -> str:
 
 def denied(reason: str) -> str:
     return f":no_entry: {reason}"
+
+
+def checking_access(verb: str) -> str:
+    """The ack while the asker's operator groups are still being read from Slack."""
+    return (
+        f":hourglass_flowing_sand: Checking with Slack that you may `{esc(verb)}` (your "
+        "operator group); the answer follows here."
+    )
 
 
 def internal_error(incident: str) -> str:

@@ -1,9 +1,12 @@
-"""The read-only commands: status, savings, types, plan and inventory (answered privately)."""
+"""The read-only commands: status, history, savings, types, plan, inventory and the audit log
+(answered privately)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import tzinfo
 
+from bot.domain.history import AuditLog, History
 from bot.domain.results import EnvironmentStatus
 from bot.domain.savings import Savings, format_table
 from bot.services import sentences as say
@@ -78,7 +81,8 @@ def status(
     `trainees`: show who holds each clone; `hosts_per_base_disk`: the host limit shown beside
     each parent's hosts."""
     if not statuses:
-        return Rendered(say.no_environments(MRKDWN), [section(say.no_environments(MRKDWN))])
+        text = say.no_environments(MRKDWN)
+        return Rendered(text, [section(text), context(say.finished_hint(MRKDWN))])
     events = next_events or {}
     blocks: list[Block] = []
     shown = statuses[:MAX_ENVIRONMENTS]
@@ -87,6 +91,8 @@ def status(
         lines = _clone_lines(st, trainees, hosts_per_base_disk) if environment is not None else []
         if lines:
             blocks.append(section(capped_lines(lines, more=" (`inventory ENV` lists all)")))
+        if environment is not None and not st.live and not lines:
+            blocks.append(context(say.nothing_live(st.environment.name, MRKDWN)))
     if len(statuses) > len(shown):
         blocks.append(context(f"…and {len(statuses) - len(shown)} more environments"))
     parts = []
@@ -94,6 +100,41 @@ def status(
         event = events.get(st.environment.name)
         parts.append(f"{st.environment.name} ({st.live} live" + (f", {event})" if event else ")"))
     return Rendered(clip(", ".join(parts)), blocks[:MESSAGE_MAX_BLOCKS])
+
+
+def history(h: History, zone: str | tzinfo) -> Rendered:
+    """Environments (or one environment's runs), newest first, cut to fit one message."""
+    if not h.environments:
+        text = say.no_history(h.environment)
+        return Rendered(text, [section(esc(text))])
+    lines = [say.environment_life(e, zone, MRKDWN) for e in h.environments]
+    blocks: list[Block] = [section(capped_lines(lines))]
+    if h.runs:
+        runs = [f"• {say.run_life(r, zone, MRKDWN)}" for r in h.runs]
+        blocks.append(section(capped_lines(runs)))
+    if h.more:
+        older = "runs" if h.environment else "environments"
+        blocks.append(context(f"…and {h.more} older {older}"))
+    where = h.environment or "environments"
+    return Rendered(clip(f"History of {where}: {len(h.environments)} shown"), blocks)
+
+
+def audit(log: AuditLog, zone: str | tzinfo) -> Rendered:
+    """The newest entries since the date asked for; the terminal exports them all."""
+    since = say.moment(log.since, zone)
+    if not log.entries:
+        text = f"No audit entries since {since}."
+        return Rendered(text, [section(text)])
+    lines = [say.audit_line(e, zone, MRKDWN) for e in log.entries]
+    blocks: list[Block] = [section(f"*Audit log since {since}*"), section(capped_lines(lines))]
+    if log.more:
+        blocks.append(
+            context(
+                f"…and {log.more} earlier: `clones audit --since DATE --csv` in a terminal "
+                "exports every entry."
+            )
+        )
+    return Rendered(f"Audit log since {since}: {len(log.entries) + log.more} entries", blocks)
 
 
 def savings(s: Savings, environment: str | None) -> Rendered:

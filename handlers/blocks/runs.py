@@ -42,14 +42,14 @@ def _progress(text: str, head: str, e: ProgressEvent, done_word: str, eta: str =
     counts = f"{done_word} {e.done} · failed {e.failed} · remaining {e.remaining}"
     stages = f"\n{e.stages_text}" if e.stages_text else ""  # cloned / powered on / customized
     eta = eta or duration(e.eta_s)
-    return Rendered(
-        text,
-        [
-            section(head),
-            section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}{stages}"),
-            context(f"elapsed {duration(e.elapsed_s)} · ETA {eta} · run {e.run_id}"),
-        ],
-    )
+    blocks = [
+        section(head),
+        section(f"`{bar}` {e.done + e.failed}/{e.total}\n{counts}{stages}"),
+        context(f"elapsed {duration(e.elapsed_s)} · ETA {eta} · run {e.run_id}"),
+    ]
+    if e.waiting:  # queued behind other runs for vCenter capacity: not stuck
+        blocks.insert(2, context(f":hourglass: {esc(e.waiting)}"))
+    return Rendered(text, blocks)
 
 
 # ===================================================================== deploy
@@ -204,8 +204,10 @@ def teardown_result(r: TeardownResult, confirmer: str, how: str = "") -> Rendere
         renamed = [say.renamed(old, new, MRKDWN) for old, new in sorted(r.renamed.items())]
         blocks.append(section("Renamed outside the bot, destroyed:\n" + capped_lines(renamed)))
     blocks += failures("Left alone (not provably ours)", r.skipped)
+    blocks += failures("Cannot see in vCenter (left as recorded)", r.unseen)
     blocks += failures("Failed", r.failed)
-    blocks.append(context(f"run {r.run_id} · {gone} of {gone + len(r.failed) + len(r.skipped)}"))
+    left = len(r.failed) + len(r.skipped) + len(r.unseen)
+    blocks.append(context(f"run {r.run_id} · {gone} of {gone + left}"))
     return Rendered(say.stripped_back(r), blocks)
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from bot.domain.trainees import (
     Assigned,
     DirectMessage,
+    HandedOut,
     HandOut,
     HandOutProgress,
     LabEnding,
@@ -34,6 +35,7 @@ from handlers.blocks.kit import (
     button,
     capped_lines,
     context,
+    duration,
     esc,
     failures,
     progress_bar,
@@ -203,7 +205,28 @@ def handout_starting(environment: str, user: str) -> Rendered:
     )
 
 
-def handout_progress(p: HandOutProgress, user: str) -> Rendered:
+def pacing(left_s: float) -> str:
+    """Slack's rate limits are spacing the hand-out out: when it will be done."""
+    return (
+        f":snail: Slack is pacing the hand-out (its rate limits for apps): about "
+        f"{duration(max(1.0, left_s))} to go."
+    )
+
+
+def handout_progress(p: HandOutProgress, user: str, note: str = "") -> Rendered:
+    """The hand-out so far (`p.total` 0: the trainees are still being looked up); `note`:
+    `pacing`, when Slack is pacing it."""
+    extra = f"\n{note}" if note else ""
+    if not p.total:
+        return Rendered(
+            f"Assigning the VMs of {p.environment}",
+            [
+                section(
+                    f":outbox_tray: {who(user)} is assigning the VMs of *{esc(p.environment)}*: "
+                    f"looking the trainees up...{extra}"
+                )
+            ],
+        )
     bar = progress_bar(p.sent, p.failed, p.total)
     missed = f", {p.failed} not reached" if p.failed else ""
     return Rendered(
@@ -211,16 +234,16 @@ def handout_progress(p: HandOutProgress, user: str) -> Rendered:
         [
             section(
                 f":outbox_tray: Handing out *{esc(p.environment)}* for {who(user)}\n"
-                f"`{bar}` {p.sent}/{p.total} reached{missed}"
+                f"`{bar}` {p.sent}/{p.total} reached{missed}{extra}"
             )
         ],
     )
 
 
-def _not_reached(failed: Sequence[tuple[str, str]]) -> list[Block]:
+def _not_reached(environment: str, failed: Sequence[tuple[str, str]]) -> list[Block]:
     if not failed:
         return []
-    lines = ["*Not reached* (run the same `assign` again to retry them):"]
+    lines = [f"*Not reached* ({say.retry_handout(environment, MRKDWN)}):"]
     lines += [f"• {say.not_reached(u, why, MRKDWN)}" for u, why in failed[:MAX_NOT_REACHED]]
     if len(failed) > MAX_NOT_REACHED:
         lines.append(f"…and {len(failed) - MAX_NOT_REACHED} more")
@@ -235,7 +258,7 @@ def assigned(r: Assigned, user: str) -> Rendered:
             f"{say.handed_out(r.handout, MRKDWN)}."
         )
     ]
-    blocks += _not_reached(r.handout.failed)
+    blocks += _not_reached(r.environment, r.handout.failed)
     notes = []
     if r.left_out:
         notes.append(say.left_out(r.left_out))
@@ -247,6 +270,30 @@ def assigned(r: Assigned, user: str) -> Rendered:
     if notes:
         blocks.append(context(*notes))
     return Rendered(f"{say.assigned(r)}. {say.handed_out(r.handout)}", blocks)
+
+
+def handed_out(r: HandedOut, user: str) -> Rendered:
+    """What `handout ENV` did, in the trainer's message."""
+    ok = not r.report.failed and not r.report.not_sent
+    icon = ":white_check_mark:" if ok else ":warning:"
+    blocks: list[Block] = [section(f"{icon} {say.handed_out_again(r, MRKDWN)} (for {who(user)}).")]
+    blocks += _not_reached(r.environment, r.report.failed)
+    return Rendered(f"{say.handed_out_again(r)}.", blocks)
+
+
+def handout_stopped(environment: str, user: str, why: str) -> Rendered:
+    return Rendered(
+        f"The hand-out of {environment} stopped: {why}",
+        [section(f":x: The hand-out of *{esc(environment)}* for {who(user)}: {esc(why)}")],
+    )
+
+
+def handing_out(environment: str) -> str:
+    """The slash command's answer to `handout ENV`."""
+    return (
+        f"Sending the hand-out of {environment} to its trainees not reached yet; the progress "
+        "follows here..."
+    )
 
 
 def unassigned(r: Unassigned, user: str) -> Rendered:

@@ -23,11 +23,12 @@ from slack_sdk import WebClient
 from bot.domain import grammar
 from bot.domain.errors import UsageError
 from bot.services.dispatch import Invocation, settled
+from bot.settings import without_secrets
 from handlers import confirming, handout, recovered, runs
 from handlers.blocks import admin, plans, trainees
-from handlers.blocks.kit import restarting, usage_error
+from handlers.blocks.kit import checking_access, restarting, unescape, usage_error
 from handlers.blocks.runs import deploy_ack
-from handlers.context import HandlerContext, Reply, Request, explain, reporting
+from handlers.context import HandlerContext, Reply, Request, Tell, explain, reporting
 from handlers.replies import reply
 
 Step = Callable[[Request], None]
@@ -38,6 +39,7 @@ STEPS: dict[type[Any], Step] = {
     grammar.Deploy: runs.deploy,  # the run's own message, posted before anything is created
     grammar.Resume: recovered.resume,  # each resumed run finishes its own message
     grammar.Assign: handout.assign,  # the hand-out's progress in one channel message
+    grammar.Handout: handout.handout,  # the same, for those not reached before
 }
 
 
@@ -56,7 +58,8 @@ def register(app: App, ctx: HandlerContext) -> None:
 def handle(
     ctx: HandlerContext, ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
 ) -> None:
-    text = str(body.get("text", ""))
+    # Slack sends the text escaped (should_escape): the grammar reads what the user typed.
+    text = unescape(str(body.get("text", "")))
     user = str(body.get("user_id", ""))
     channel = str(body.get("channel_id", ""))
     try:
@@ -67,24 +70,27 @@ def handle(
     if isinstance(command, grammar.Help):
         ack(response_type="ephemeral", text=grammar.usage(command.topic))
         return
-    decision = ctx.access.check(user, channel, command.verb, command.access)
+    said = without_secrets(f"/clones {text}".strip())  # a URL's password is never kept
+    tell = Reply(respond)
+    # Never waits for Slack: an operator group not read yet is decided after the ack.
+    decision = ctx.access.check(user, channel, command.verb, command.access, wait=False)
+    if decision.pending:
+        ack(response_type="ephemeral", text=checking_access(command.verb))
+        verb = command.verb
+
+        def decide() -> None:
+            _decide_then_start(ctx, command, user, channel, client, tell, said)
+
+        reporting(tell, verb, lambda: ctx.jobs.submit(reporting, tell, verb, decide))
+        return
     if not decision:
-        said = f"/clones {text}".strip()
         ack(
             response_type="ephemeral",
             text=ctx.denial(decision, user=user, channel=channel, command=said),
         )
         return
-    reads = command.access is grammar.Access.READ
-    if ctx.draining.is_set() and not reads:
-        ack(response_type="ephemeral", text=restarting(command.verb))
-        return
     try:  # known errors as a sentence; a bug with an incident id to quote
-        request = Request(ctx, _settled(ctx, command), user, channel, client, Reply(respond))
-        answer = ACKS.get(type(request.command), _plain)(request)
-        pool = ctx.reads if reads and ctx.reads is not None else ctx.jobs
-        step = step_for(request.command)
-        pool.submit(reporting, request.tell, command.verb, lambda: step(request))
+        answer = _start(ctx, command, user, channel, client, tell)
     except Exception as exc:
         ack(response_type="ephemeral", text=explain(exc))
         return
@@ -92,6 +98,39 @@ def handle(
         ack(response_type="ephemeral", text=answer)
     else:
         ack()
+
+
+def _start(
+    ctx: HandlerContext, command: Any, user: str, channel: str, client: WebClient, tell: Tell
+) -> str:
+    """The command is allowed: what to answer at once, with its step queued after it."""
+    reads = command.access is grammar.Access.READ
+    if ctx.draining.is_set() and not reads:
+        return restarting(command.verb)
+    request = Request(ctx, _settled(ctx, command), user, channel, client, tell)
+    answer = ACKS.get(type(request.command), _plain)(request)
+    pool = ctx.reads if reads and ctx.reads is not None else ctx.jobs
+    step = step_for(request.command)
+    pool.submit(reporting, request.tell, command.verb, lambda: step(request))
+    return answer
+
+
+def _decide_then_start(
+    ctx: HandlerContext,
+    command: Any,
+    user: str,
+    channel: str,
+    client: WebClient,
+    tell: Tell,
+    said: str,
+) -> None:
+    """After the ack, when access hung on an operator group not read yet: read it (waiting for
+    Slack as long as it asks), then refuse or go on as the ack would have."""
+    decision = ctx.access.check(user, channel, command.verb, command.access)
+    if ctx.permitted(decision, tell, user=user, channel=channel, command=said):
+        answer = _start(ctx, command, user, channel, client, tell)
+        if answer:
+            tell(answer)
 
 
 def _settled(ctx: HandlerContext, command: Any) -> Any:
@@ -156,5 +195,6 @@ ACKS: dict[type[Any], Callable[[Request], str]] = {
     grammar.Resume: lambda r: admin.RESUMING,
     grammar.Orphans: lambda r: admin.looking_for_orphans(r.command.action),
     grammar.Assign: _assign,
+    grammar.Handout: lambda r: trainees.handing_out(r.command.environment),
     grammar.Rebuild: lambda r: plans.working_out("rebuild", r.command.vm or "your VM"),
 }

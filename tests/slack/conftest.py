@@ -26,6 +26,8 @@ from bot.settings import (
     load_settings,
 )
 from handlers.app import SlackBot, SlackTokens, create_bot, http_server
+from handlers.jobs import Jobs
+from handlers.pacing import Pacer
 from tests.helpers import Clock
 
 from .fake_api import FakeSlack
@@ -46,7 +48,9 @@ CHANNEL = "CTRAINING"
 
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
+    """The fake Slack Web API keeping Slack's rate tiers (with Slack's minute): whatever the
+    bot does in a test, it does within them, or Slack's 429 says so."""
+    fake = FakeSlack(tiers=True).start()
     yield fake
     fake.stop()
 
@@ -165,10 +169,16 @@ def make_harness(
         trainees: TraineeSettings | None = None,
         paused: bool = True,
         lease_s: float | None = None,
+        warm_groups: bool = True,
+        pacer: Pacer | None = None,
+        jobs: Jobs | None = None,
         **slack_overrides: Any,
     ) -> SlackHarness:
         """The bot with its scheduler started paused: tests run due jobs with `run_due()`
-        (`paused=False`: the real scheduler, running jobs on the wall clock)."""
+        (`paused=False`: the real scheduler, running jobs on the wall clock). `warm_groups`:
+        wait until the background refresh has read the operator groups (else a command may
+        meet them unread, and be decided after its ack); `pacer`: the bot's (one whose minute
+        is the fake's, when the fake's is shorter)."""
         slack = SlackSettings(
             **{
                 "admins": (ADMIN,),
@@ -185,8 +195,13 @@ def make_harness(
         if lease_s is not None:
             settings = replace(settings, lease_s=lease_s)
         core = bootstrap.build(settings, start_lab=False)
-        bot = create_bot(core, SlackTokens("xoxb-test", SECRET, "", 0), clock=clock)
+        if pacer is None and fake_slack.minute_s != 60.0:
+            pacer = Pacer(scale=fake_slack.minute_s / 60.0)
+        tokens = SlackTokens("xoxb-test", SECRET, "", 0)
+        bot = create_bot(core, tokens, clock=clock, pacer=pacer, jobs=jobs)
         bot.start(paused=paused)
+        if warm_groups:
+            fake_slack.wait_for(lambda: bot.ctx.access.stale_in() > 0)
         server = http_server(bot.app, "127.0.0.1", 0, ops=bot.ops)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.server_address[1]

@@ -4,8 +4,15 @@ Speaks what slack_sdk's WebClient and Bolt send: form or JSON bodies to /api/MET
 upload URL of files_upload_v2, and response_url posts. It can answer 429 with Retry-After, refuse
 a method with one of Slack's errors (`not_in_channel`, `missing_scope` with `needed`, ...), and
 keeps the latest text and blocks of every message so tests can assert what a channel shows. It
-has a workspace too (`add_user`, `channel_members`): users.info, users.lookupByEmail,
-conversations.members (paged) and conversations.open (a direct message is channel `dm(user)`).
+has a workspace too (`add_user`, `channel_members`): users.info, users.list and
+conversations.members (paged), users.lookupByEmail, and direct messages (a post to a user ID,
+or conversations.open, is channel `dm(user)`).
+
+With `tiers=True` it keeps Slack's rate limits as Slack documents them: each method its tier's
+calls per minute (`TIERS`), chat.postMessage about one a second per channel with short bursts
+(`POST_BURST` in `POST_BURST` seconds), and a call over a limit is answered 429 with the
+Retry-After left in its window (a refused call does not count). `minute_s` makes Slack's minute
+shorter for tests (every window scales with it); benchmarks keep the real 60 s.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +28,26 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+# Slack's documented tiers (api.slack.com/docs/rate-limits): calls per minute per method.
+TIER_PER_MINUTE = {1: 1, 2: 20, 3: 50, 4: 100}
+# The tier of each method this fake answers, from each method's page in Slack's reference.
+TIERS = {
+    "apps.connections.open": 1,
+    "usergroups.users.list": 2,
+    "users.list": 2,
+    "chat.update": 3,
+    "conversations.open": 3,
+    "users.lookupByEmail": 3,
+    "auth.test": 4,
+    "chat.postEphemeral": 4,
+    "conversations.members": 4,
+    "files.completeUploadExternal": 4,
+    "files.getUploadURLExternal": 4,
+    "users.info": 4,
+    "views.publish": 4,
+}
+POST_BURST = 5  # chat.postMessage: at most this many per channel in this many seconds
 
 
 @dataclass
@@ -52,7 +80,10 @@ class Message:
 
 
 class FakeSlack:
-    def __init__(self) -> None:
+    def __init__(self, *, tiers: bool = False, minute_s: float = 60.0) -> None:
+        self.tiers = tiers  # enforce Slack's rate limits (see the module's docstring)
+        self.minute_s = minute_s  # Slack's minute, shorter in tests
+        self._windows: dict[str, list[float]] = {}  # limit -> [window start, calls in it]
         self.calls: list[Call] = []
         self.messages: dict[str, Message] = {}  # ts -> message
         self.uploads: dict[str, bytes] = {}  # file_id -> bytes
@@ -63,7 +94,8 @@ class FakeSlack:
         self.channel_members: dict[str, list[str]] = {}
         self.page_size = 200
         self.socket_url = ""
-        self._rate_limits: dict[str, list[int]] = {}  # method -> [remaining, retry_after]
+        # (method, channel or None) -> [remaining, retry_after]
+        self._rate_limits: dict[tuple[str, str | None], list[int]] = {}
         self._refusals: list[_Refusal] = []
         self._ts = itertools.count(1)
         self._files = itertools.count(1)
@@ -94,10 +126,13 @@ class FakeSlack:
         return f"{self.base}/response/{name}"
 
     # ------------------------------------------------------------------ scripting and queries
-    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
-        """Answer the next `times` calls of `method` with 429 and Retry-After."""
+    def rate_limit(
+        self, method: str, times: int = 1, retry_after: int = 1, *, channel: str | None = None
+    ) -> None:
+        """Answer the next `times` calls of `method` (to `channel` only, if given) with 429
+        and Retry-After."""
         with self._cond:
-            self._rate_limits[method] = [times, retry_after]
+            self._rate_limits[(method, channel)] = [times, retry_after]
 
     def refuse(self, method: str, error: str, *, channel: str | None = None, **extra: Any) -> None:
         """Answer `method` (in `channel` only, if given) with {"ok": false, "error": error,
@@ -147,6 +182,21 @@ class FakeSlack:
     def ok_calls(self, method: str) -> list[Call]:
         return [c for c in self.of(method) if c.status == 200 and not c.error]
 
+    def limited(self) -> list[Call]:
+        """The calls answered 429."""
+        with self._cond:
+            return [c for c in self.calls if c.status == 429]
+
+    def busiest(self, method: str, window_s: float, where: Callable[[Call], bool] = bool) -> int:
+        """The most calls of `method` Slack took (not 429) in any `window_s` seconds."""
+        stamps = sorted(c.at for c in self.of(method) if c.status == 200 and where(c))
+        most, first = 0, 0
+        for last, at in enumerate(stamps):
+            while at - stamps[first] >= window_s:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
+
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -169,13 +219,46 @@ class FakeSlack:
             self.calls.append(call)
             self._cond.notify_all()
 
-    def _limited(self, method: str) -> int | None:
+    def _limited(self, method: str, params: dict[str, Any]) -> int | None:
+        where = str(params.get("channel") or params.get("channel_id") or "")
         with self._cond:
-            rule = self._rate_limits.get(method)
-            if rule and rule[0] > 0:
-                rule[0] -= 1
-                return rule[1]
+            for key in ((method, where), (method, None)):
+                rule = self._rate_limits.get(key)
+                if rule and rule[0] > 0:
+                    rule[0] -= 1
+                    return rule[1]
         return None
+
+    def _over_tier(self, method: str, p: dict[str, Any], now: float) -> float | None:
+        """With tiers on: the Retry-After (s) when this call is over one of Slack's limits,
+        else None (and the call is counted)."""
+        if not self.tiers:
+            return None
+        scale = self.minute_s / 60.0
+        limits: list[tuple[str, int, float]] = []
+        if method in TIERS:
+            limits.append((f"method:{method}", TIER_PER_MINUTE[TIERS[method]], self.minute_s))
+        if method == "chat.postMessage":
+            where = self._conversation(str(p.get("channel", "")))
+            limits.append((f"channel:{where}", POST_BURST, POST_BURST * scale))
+        with self._cond:
+            waits = []
+            for key, limit, window in limits:
+                start, count = self._windows.get(key, [now, 0])
+                if now >= start + window:  # a new window starts with this call
+                    start, count = now, 0
+                self._windows[key] = [start, count]
+                if count >= limit:
+                    waits.append(start + window - now)
+            if waits:
+                return max(waits)
+            for key, _, _ in limits:
+                self._windows[key][1] += 1
+        return None
+
+    def _conversation(self, channel: str) -> str:
+        """Where a post to `channel` goes: a user ID is that member's DM with the app."""
+        return self.dm(channel) if channel[:1] in ("U", "W") else channel
 
     def _api(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
         with self._cond:
@@ -189,8 +272,13 @@ class FakeSlack:
                     "team": "Test",
                 }
             if method == "chat.postMessage":
-                ts = f"{1700000000 + next(self._ts)}.000100"
                 channel = str(p.get("channel"))
+                if channel[:1] in ("U", "W"):  # the app's DM with that member
+                    member = self.users.get(channel)
+                    if member is not None and member["deleted"]:
+                        return {"ok": False, "error": "channel_not_found"}
+                    channel = self.dm(channel)
+                ts = f"{1700000000 + next(self._ts)}.000100"
                 self.messages[ts] = Message(
                     channel,
                     ts,
@@ -265,6 +353,13 @@ class FakeSlack:
                 if str(record["profile"].get("email", "")).lower() == email:
                     return {"ok": True, "user": record}
             return {"ok": False, "error": "users_not_found"}
+        if method == "users.list":
+            everyone = list(self.users.values())
+            first = int(p.get("cursor") or 0)
+            size = min(int(p.get("limit") or 0) or self.page_size, self.page_size)
+            listed = everyone[first : first + size]
+            after = str(first + size) if first + size < len(everyone) else ""
+            return {"ok": True, "members": listed, "response_metadata": {"next_cursor": after}}
         if method == "conversations.members":
             channel = str(p.get("channel"))
             if channel not in self.channel_members:
@@ -307,7 +402,10 @@ class FakeSlack:
                     self._reply(200, b"ok", "text/plain")
                     return
                 method = path.removeprefix("/api/")
-                retry_after = fake._limited(method)
+                retry_after = fake._limited(method, params)
+                if retry_after is None:
+                    over = fake._over_tier(method, params, arrived)
+                    retry_after = None if over is None else max(1, math.ceil(over))
                 if retry_after is not None:
                     fake._record(Call(method, params, arrived, 429))
                     body = json.dumps({"ok": False, "error": "ratelimited"}).encode()

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -30,7 +31,29 @@ def sign(body: str, secret: str = SECRET, timestamp: int | None = None) -> dict[
     }
 
 
+# What Slack itself writes in a slash command's text with should_escape: mentions, channels,
+# user groups, special mentions and links. Everything else the user typed arrives escaped.
+_SLACK_MARKUP = re.compile(r"<(?:[@#!][^<>\s]*|(?:https?|mailto):[^<>\s]*)>")
+
+
+def slack_escaped(typed: str) -> str:
+    """The text as Slack sends it with `should_escape: true`: `&`, `<` and `>` the user typed
+    become `&amp;`, `&lt;` and `&gt;`; the markup Slack made for picked people, channels and
+    links (`<@U123|ann>`, `<#C123|general>`) is left as it is."""
+
+    def esc(part: str) -> str:
+        return part.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    out, last = [], 0
+    for m in _SLACK_MARKUP.finditer(typed):
+        out += [esc(typed[last : m.start()]), m.group(0)]
+        last = m.end()
+    return "".join([*out, esc(typed[last:])])
+
+
 def slash_payload(text: str, user: str, channel: str, response_url: str) -> dict[str, str]:
+    """A slash command as Slack sends it; `text` is what the user typed (Slack's markup for
+    picked people and channels written as Slack writes it), escaped as Slack escapes it."""
     return {
         "token": "legacy-unused",
         "team_id": "T1",
@@ -40,7 +63,7 @@ def slash_payload(text: str, user: str, channel: str, response_url: str) -> dict
         "user_id": user,
         "user_name": user.lower(),
         "command": "/clones",
-        "text": text,
+        "text": slack_escaped(text),
         "api_app_id": "A1",
         "response_url": response_url,
         "trigger_id": trigger_id(),

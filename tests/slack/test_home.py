@@ -51,3 +51,30 @@ def test_home_lists_environments_with_buttons_for_operators(harness: SlackHarnes
         lambda: [m for m in h.fake.messages.values() if m.text.startswith("Strip back home-env?")]
     )[0]
     assert plan.channel == CHANNEL
+
+
+def test_home_shows_what_is_live_however_long_the_history(harness: SlackHarness) -> None:
+    """A year of finished courses (written with SQL) stays out of the Home tab; `/clones
+    history` shows them on request."""
+    from pathlib import Path
+
+    from tests.history import fill
+
+    h = harness
+    fill(Path(str(h.core.repo.location)), environments=300)
+    h.command("deploy capture 1 as home-live")
+    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
+    h.event({"type": "app_home_opened", "user": OPERATOR, "tab": "home"})
+    shown = _texts(_published(h, OPERATOR))
+    assert "*home-live*: 1 live clone" in shown
+    assert "course-" not in shown and "more" not in shown
+
+    h.command("history", user=STRANGER)
+    answer = h.fake.wait_for(
+        lambda: [
+            c
+            for c in h.fake.ok_calls("response_url")
+            if "course-00299" in str(c.params.get("blocks"))
+        ]
+    )
+    assert "stripped back; 20 clones made by" in str(answer[0].params["blocks"])

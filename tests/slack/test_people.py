@@ -1,17 +1,21 @@
-"""`handlers.people.SlackPeople` against the fake Slack Web API: direct messages paced per
-conversation and 429s waited out (also once the client's own retry handler gave up), what
-Slack refuses said in words, the workspace's look-ups."""
+"""`handlers.people.SlackPeople` against the fake Slack Web API: direct messages posted to the
+member's ID (no conversations.open), paced per conversation, 429s waited out by the pacer for
+everyone and for a bounded time, what Slack refuses said in words, the workspace's look-ups
+(users.list for many, users.info for a few, each member read once)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from slack_sdk import WebClient
 
 from bot.domain.errors import ClonesError, NotDelivered
 from bot.domain.trainees import HandOut, VmRemoved
+from bot.settings import SlackSettings
+from handlers.pacing import PacedWebClient
 from handlers.people import SlackPeople
+from handlers.webapi import make_client
 
 from .fake_api import FakeSlack
 
@@ -32,39 +36,57 @@ class Sleeps:
 
 
 @pytest.fixture
-def plain_client(fake_slack: FakeSlack) -> WebClient:
-    """A client without retry handlers: SlackPeople's own back-off is all there is."""
-    return WebClient(token="xoxb-test", base_url=fake_slack.api_url)
+def client(fake_slack: FakeSlack) -> PacedWebClient:
+    """The bot's client: every call through its pacer."""
+    return make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
 
 
-def test_messages_are_paced_per_conversation_and_429s_waited_out(
-    fake_slack: FakeSlack, plain_client: WebClient
+def test_messages_go_to_the_member_id_paced_per_conversation(
+    fake_slack: FakeSlack, client: PacedWebClient
 ) -> None:
     fake_slack.add_user("UANN", "Ann")
     fake_slack.add_user("UBOB", "Bob")
     t = Sleeps()
-    people = SlackPeople(plain_client, interval_s=1.0, clock=t.clock, sleep=t.sleep)
-    fake_slack.rate_limit("chat.postMessage", times=2, retry_after=3)
+    people = SlackPeople(client, interval_s=1.0, clock=t.clock, sleep=t.sleep)
     people.send("UANN", HandOut("nov", "TRN-CAP-001", "capture"))
-    assert t.slept == [3.0, 3.0]  # Retry-After, twice
     people.send("UBOB", VmRemoved("nov", "TRN-CAP-002"))  # another conversation: at once
-    assert t.slept == [3.0, 3.0]
+    assert t.slept == []
     people.send("UANN", VmRemoved("nov", "TRN-CAP-001"))  # the same one, within its second
-    assert t.slept == [3.0, 3.0]  # the 6 s of back-off already spaced it
-    people.send("UANN", VmRemoved("nov", "TRN-CAP-001"))
-    assert t.slept[-1] == pytest.approx(1.0)
+    assert t.slept == [pytest.approx(1.0)]
     posted = [c.params["channel"] for c in fake_slack.ok_calls("chat.postMessage")]
-    assert posted == ["DUANN", "DUBOB", "DUANN", "DUANN"]
-    assert len(fake_slack.ok_calls("conversations.open")) == 2  # kept per person
+    assert posted == ["UANN", "UBOB", "UANN"]  # Slack opens the app's DM with each
+    assert {m.channel for m in fake_slack.messages.values()} == {"DUANN", "DUBOB"}
+    assert not fake_slack.of("conversations.open")
 
-    fake_slack.rate_limit("chat.postMessage", times=10, retry_after=0)
+
+def test_a_429_pauses_direct_messages_for_everyone_and_the_wait_is_bounded(
+    fake_slack: FakeSlack, client: PacedWebClient
+) -> None:
+    fake_slack.add_user("UANN", "Ann")
+    fake_slack.add_user("UBOB", "Bob")
+    people = SlackPeople(client, interval_s=0)
+    fake_slack.rate_limit("chat.postMessage", times=1, retry_after=1)
+    started = time.monotonic()
+    people.send("UANN", HandOut("nov", "TRN-CAP-001", "capture"))
+    assert time.monotonic() - started >= 0.9  # Retry-After waited out, then sent once
+    assert [c.status for c in fake_slack.of("chat.postMessage")] == [429, 200]
+
+    # Slack keeps refusing for longer than the message may wait: not delivered at once,
+    # after one attempt, saying why (not 24 attempts of a minute each).
+    fake_slack.rate_limit("chat.postMessage", times=10, retry_after=30)
+    started = time.monotonic()
     with pytest.raises(NotDelivered, match="kept rate limiting"):
-        people.send("UBOB", VmRemoved("nov", "TRN-CAP-002"))
+        people.send("UBOB", VmRemoved("nov", "TRN-CAP-002"), within_s=5)
+    assert time.monotonic() - started < 2
+    assert [c.status for c in fake_slack.of("chat.postMessage")] == [429, 200, 429]
+    with pytest.raises(NotDelivered, match="kept rate limiting"):
+        people.send("UANN", VmRemoved("nov", "TRN-CAP-002"), within_s=0)
+    assert len(fake_slack.of("chat.postMessage")) == 3  # out of time: not even tried
 
 
-def test_refusals_say_why(fake_slack: FakeSlack, plain_client: WebClient) -> None:
+def test_refusals_say_why(fake_slack: FakeSlack, client: PacedWebClient) -> None:
     fake_slack.add_user("UGONE", "Gone", deleted=True)
-    people = SlackPeople(plain_client, interval_s=0)
+    people = SlackPeople(client, interval_s=0)
     with pytest.raises(NotDelivered, match="deactivated"):
         people.send("UGONE", VmRemoved("nov", "TRN-CAP-001"))
     fake_slack.refuse("users.lookupByEmail", "missing_scope", needed="users:read.email")
@@ -74,12 +96,12 @@ def test_refusals_say_why(fake_slack: FakeSlack, plain_client: WebClient) -> Non
         people.channel_members("CNOWHERE")
 
 
-def test_the_workspace_is_read_page_by_page(fake_slack: FakeSlack, plain_client: WebClient) -> None:
+def test_the_workspace_is_read_page_by_page(fake_slack: FakeSlack, client: PacedWebClient) -> None:
     fake_slack.add_user("UANN", "Ann Example", "ann@example.com")
     fake_slack.add_user("UBOT2", "A bot", bot=True)
     fake_slack.channel_members["CBIG"] = [f"U{n:04}" for n in range(25)]
     fake_slack.page_size = 10
-    people = SlackPeople(plain_client)
+    people = SlackPeople(client)
     assert people.channel_members("CBIG") == [f"U{n:04}" for n in range(25)]
     assert len(fake_slack.ok_calls("conversations.members")) == 3
     assert people.user_by_email("ANN@example.com") == "UANN"
@@ -89,12 +111,26 @@ def test_the_workspace_is_read_page_by_page(fake_slack: FakeSlack, plain_client:
         "Ann Example", "ann@example.com", False, "Ann Example (UANN)"
     )  # fmt: skip
     assert people.person("UBOT2").bot
+    assert len(fake_slack.ok_calls("users.info")) == 2  # a few: one by one
+
+    # Many at once: users.list, a page at a time, until every one is found; then kept.
+    for n in range(25):
+        fake_slack.add_user(f"U{n:04}", f"Member {n}")
+    members = [f"U{n:04}" for n in range(25)]
+    found = people.persons(members)
+    assert [p.name for p in found.values()] == [f"Member {n}" for n in range(25)]
+    assert len(fake_slack.ok_calls("users.list")) == 3  # 27 members, 10 a page
+    assert len(fake_slack.ok_calls("users.info")) == 2
+    people.persons([*members, "UANN"])
+    assert (
+        len(fake_slack.ok_calls("users.list")) == 3 and len(fake_slack.ok_calls("users.info")) == 2
+    )
 
 
 # The Web API methods the bot calls for trainees, and the bot scope each needs.
 TRAINEE_SCOPES = {
-    "conversations.open": "im:write",
     "users.info": "users:read",
+    "users.list": "users:read",
     "users.lookupByEmail": "users:read.email",
     "conversations.members": "channels:read",  # and groups:read for private channels
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from dataclasses import replace
 
 from bot.domain.models import RunKind
 from bot.domain.results import ProgressEvent
@@ -79,3 +80,19 @@ def test_a_run_paused_at_a_restart_keeps_the_paused_state_whatever_its_workers_s
     assert ts is not None and fake_slack.messages[ts].text == "paused"
     assert [u.params["text"] for u in fake_slack.of("chat.update")] == ["paused"]
     assert not live.finish(1, Rendered("again", []), timeout_s=1)  # forgotten once shown
+
+
+def test_a_run_queued_for_vcenter_capacity_says_so_in_its_message(fake_slack: FakeSlack) -> None:
+    """A run waiting behind other runs of the bot for room in vCenter (issue 22) shows why,
+    until it has room again: it does not look stuck."""
+    client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
+    progress = ProgressMessage(client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=0.0)
+    why = "queued: waiting for vCenter capacity (all 8 clone tasks (concurrency) are in use)"
+    progress.on_event(replace(_event(0, 4), kind="waiting", waiting=why))
+    fake_slack.wait_for(lambda: fake_slack.of("chat.postMessage"))
+    [post] = fake_slack.of("chat.postMessage")
+    assert f":hourglass: {why}" in str(post.params.get("blocks"))
+    progress.on_event(_event(1, 4))  # room again: the line goes
+    fake_slack.wait_for(lambda: fake_slack.of("chat.update"))
+    assert "waiting for vCenter capacity" not in str(fake_slack.of("chat.update")[-1].params)
+    progress.finish(Rendered("done", [section("all done")]))

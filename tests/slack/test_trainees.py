@@ -44,7 +44,11 @@ def _workspace(fake: FakeSlack, *users: str) -> None:
 
 def _dms(fake: FakeSlack, user: str) -> list[Any]:
     """The bot's messages that reached `user`'s direct messages."""
-    return [c for c in fake.ok_calls("chat.postMessage") if c.params["channel"] == fake.dm(user)]
+    return [
+        c
+        for c in fake.ok_calls("chat.postMessage")
+        if c.params["channel"] in (user, fake.dm(user))  # posted to the member ID: their DM
+    ]
 
 
 def _assign(h: SlackHarness, text: str) -> Message:
@@ -74,7 +78,6 @@ def test_a_cohort_of_25_is_handed_out_through_rate_limits_each_reached_once(
     h.fake.add_user("UHELPER", "Helper bot", bot=True)
     h.fake.channel_members["CCOHORT"] = [OPERATOR, "UHELPER", *cohort, "USLACKBOT"]
     h.fake.page_size = 10  # conversations.members answers in pages
-    h.fake.rate_limit("conversations.open", times=2, retry_after=1)
     h.fake.rate_limit("chat.postMessage", times=4, retry_after=1)
 
     shown = _assign(h, "assign nov from <#CCOHORT|cohort>")
@@ -83,7 +86,8 @@ def test_a_cohort_of_25_is_handed_out_through_rate_limits_each_reached_once(
     assert "Hand-out: 25 trainees reached" in shown.text
     assert "3 channel members left out" in json.dumps(shown.blocks)
     limited = [c for c in h.fake.calls if c.status == 429]
-    assert len(limited) == 6, "the rate limits were met, and waited out"
+    assert len(limited) == 4, "the rate limits were met, and waited out"
+    assert not h.fake.of("conversations.open")  # each DM posted to the member's ID
     lab = vms(h.lab)
     held = {a.trainee: a.clone_name for a in h.core.repo.assignments(environment="nov")}
     assert sorted(held) == cohort and len(set(held.values())) == 25
@@ -141,7 +145,7 @@ def test_a_trainee_resets_and_rebuilds_their_own_vm(harness: SlackHarness) -> No
     assert reply.status == 200 and "rebuild" in reply.json["text"]
     h.idle()
     [ask] = [m for m in h.fake.messages.values() if m.text.startswith(f"Rebuild {mine}?")]
-    assert ask.channel == ANN  # not in the course channel
+    assert ask.channel == h.fake.dm(ANN)  # not in the course channel: the app's DM
     value = next(
         e["value"]
         for b in ask.blocks
@@ -254,7 +258,9 @@ def test_assignments_survive_a_restart_and_the_home_tab_shows_the_vm(
     assert h.post(body, sign(body, h.secret)).status == 200
     h.idle()
     assert vms(h.lab)[mine]["power_state"] == "poweredOff"
-    assert [m.text for m in h.fake.in_channel(ANN)] == [f"Powered off {mine}"]
+    # In the app's DM with Ann, after her hand-out.
+    said = [m.text for m in h.fake.in_channel(h.fake.dm(ANN))]
+    assert said == [f"Your training VM: {mine} in lab", f"Powered off {mine}"]
 
 
 def test_a_strip_back_tells_each_trainee_once(harness: SlackHarness) -> None:

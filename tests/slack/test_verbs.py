@@ -10,9 +10,10 @@ import pytest
 from bot.domain import grammar
 from bot.domain.models import Clone, CloneState, Environment
 from bot.domain.results import EnvironmentStatus
-from bot.services.access import ADMIN_VERBS, READ_ONLY_VERBS
+from bot.services.access import ADMIN_VERBS, READ_ONLY_VERBS, TERMINAL_VERBS, AccessPolicy
 from bot.services.admin import InventoryRow
 from bot.services.dispatch import ROUTES
+from bot.settings import SlackSettings
 from handlers.blocks import reads
 from handlers.blocks.ids import ACTION_CONFIRM, ACTION_REFRESH_CANCEL, ACTION_REFRESH_CONFIRM
 from handlers.blocks.kit import SECTION_MAX
@@ -27,6 +28,8 @@ from .fake_api import Message
 SAMPLES = {
     "deploy": "deploy capture 1 as every-verb",
     "status": "status",
+    "history": "history",
+    "audit": "audit --since 30d",
     "savings": "savings",
     "teardown": "teardown nowhere",
     "schedule": "schedule nowhere until fri 17:00",
@@ -43,13 +46,16 @@ SAMPLES = {
     "check": "check",
     "help": "help deploy",
     "assign": "assign nowhere <@UANN|ann>",
+    "handout": "handout nowhere",
     "unassign": "unassign nowhere <@UANN|ann>",
     "my": "my",
     "reset": "reset",
     "rebuild": "rebuild",
+    "db": "db copy clones.db postgresql://clones@db.example.com/clones",
 }
 CHANGING = (
     "assign",
+    "handout",
     "unassign",
     "prepare",
     "power",
@@ -65,22 +71,34 @@ CHANGING = (
 # ===================================================================== without the lab
 def test_every_grammar_command_has_a_slack_step() -> None:
     """Each command is dispatched (a route) and shown in Slack: answered with its result, in a
-    run's own message, or confirmed first; never "not available"."""
+    run's own message, or confirmed first; never "not available". A terminal-only command
+    (`db copy`) is refused before any of that, with what to run instead."""
     commands = set(typing.get_args(grammar.Command))
     assert commands == set(ROUTES), "every command class needs a route in the dispatch table"
-    assert commands == set(REPLIES) | set(STEPS) | set(FLOWS), "and a way to show it in Slack"
+    slack = {c for c in commands if c.access is not grammar.Access.TERMINAL}
+    assert slack == set(REPLIES) | set(STEPS) | set(FLOWS), "and a way to show it in Slack"
     assert {c.verb for c in commands} == set(grammar.VERBS)
     assert set(SAMPLES) == set(grammar.VERBS), "add a sample for the new verb below"
     for verb, text in SAMPLES.items():
         command = grammar.parse(text)
         assert command.verb == verb
-        if step_for(command) is reply:
+        if step_for(command) is reply and command.access is not grammar.Access.TERMINAL:
             assert type(command) in REPLIES
 
 
 def test_read_only_verbs() -> None:
     assert {"plan", "inventory"} <= READ_ONLY_VERBS
     assert not READ_ONLY_VERBS & set(CHANGING)
+
+
+def test_terminal_only_verbs_are_refused_to_everyone_in_slack() -> None:
+    assert {"db"} == TERMINAL_VERBS
+    policy = AccessPolicy(SlackSettings(admins=(ADMIN,), operators=(OPERATOR,)))
+    for user in (ADMIN, OPERATOR, STRANGER):
+        decision = policy.check(user, CHANNEL, "db", grammar.Access.TERMINAL)
+        assert not decision
+        assert decision.reason.startswith("`db` runs only in a terminal on the bot's machine")
+        assert "`clones db ...`" in decision.reason
 
 
 def test_long_lists_are_cut_with_and_n_more() -> None:
@@ -142,6 +160,8 @@ def test_every_verb_answers(
         h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
     elif verb == "help":
         assert acked.startswith("`deploy TYPE COUNT")
+    elif verb in TERMINAL_VERBS:  # refused in the ack: nothing runs, nothing follows
+        assert "runs only in a terminal" in acked, acked
     else:
         # Every other verb answers after its work: privately, or in the channel.
         h.fake.wait_for(lambda: h.fake.of("response_url") or h.fake.of("chat.postMessage"))

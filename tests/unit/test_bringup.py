@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from bot.domain import grammar
-from bot.domain.errors import VCenterError
+from bot.domain.errors import Interrupted, VCenterError
 from bot.domain.models import Clone, CloneState, RunKind
 from bot.domain.placement import Host, spread
 from bot.domain.results import ProgressEvent
 from bot.domain.vsphere import CloneRequest, VmFacts
 from bot.services.container import Services
 from bot.services.dispatch import Deployed, Invocation, dispatch
-from bot.services.limits import OpLimits, clone_host, power_batches
+from bot.services.limits import OpLimits, clone_host
 from tests.fakes import FakeVCenter
 from tests.helpers import types_with
 
@@ -94,12 +94,79 @@ def test_many_threads_never_pass_the_per_host_limit(per_host: int) -> None:
     assert sum(now.values()) == 0
 
 
-def test_power_batches_keep_to_the_total_and_each_host_in_order() -> None:
-    items = ["a1", "a2", "a3", "b1", "a4", "b2", "c1"]
-    batches = power_batches(items, lambda s: s[0], total=4, per_host=2)
-    assert batches == [["a1", "a2", "b1", "b2"], ["a3", "a4", "c1"]]
-    assert power_batches([], lambda s: s, total=4, per_host=2) == []
-    assert power_batches(items, lambda s: s[0], total=8, per_host=8) == [items]
+def _acquire_in_thread(ticket: Any, got: list[Any], errors: list[Exception]) -> threading.Thread:
+    def take() -> None:
+        try:
+            ticket.acquire()
+        except Interrupted as exc:
+            errors.append(exc)
+            return
+        got.append(ticket.owner)
+
+    worker = threading.Thread(target=take)
+    worker.start()
+    return worker
+
+
+def test_room_that_frees_goes_to_the_run_with_the_fewest_operations_in_flight() -> None:
+    """Fair shares: run A holds both slots and queued three more before run B asked for one;
+    the next free slot goes to B (none in flight), not to A's older tickets."""
+    limits = OpLimits(total=2, per_host=8, per_datastore=8)
+    held = [limits.clone("h1", "ds", owner="A"), limits.clone("h2", "ds", owner="A")]
+    for t in held:
+        t.acquire()
+    got: list[Any] = []
+    workers = []
+    for n in range(3):
+        workers.append(_acquire_in_thread(limits.clone("h1", "ds", owner="A"), got, []))
+        assert limits.wait_for_waiting(n + 1, WAIT_S)
+    workers.append(_acquire_in_thread(limits.clone("h1", "ds", owner="B"), got, []))
+    assert limits.wait_for_waiting(4, WAIT_S)
+    held[0].release()
+    workers[3].join(WAIT_S)
+    assert got == ["B"]  # B first, although A's three waited longer
+    held[1].release()  # now A has none in flight and B one: A's oldest goes
+    workers[0].join(WAIT_S)
+    assert got == ["B", "A"] and limits.waiting == 2
+    limits.halt("test over")  # the two still waiting give up
+    for worker in workers:
+        worker.join(WAIT_S)
+        assert not worker.is_alive()
+
+
+def test_a_run_with_nothing_in_flight_is_told_it_is_queued_and_when_it_goes_on() -> None:
+    limits = OpLimits(total=1, per_host=8, per_datastore=8)
+    first = limits.clone("h1", "ds", owner="big")
+    first.acquire()
+    heard: list[tuple[bool, str, int]] = []
+    ticket = limits.clone("h2", "ds", owner="small", on_queued=lambda *a: heard.append(a))
+    got: list[Any] = []
+    worker = _acquire_in_thread(ticket, got, [])
+    assert limits.wait_for_waiting(1, WAIT_S)
+    first.release()
+    worker.join(WAIT_S)
+    assert got == ["small"]
+    assert [(q, why) for q, why, _ in heard] == [
+        (True, "all 1 clone tasks (concurrency) are in use"),
+        (False, ""),
+    ]
+    assert heard[0][2] < heard[1][2]  # ordered, so a late report is known as stale
+
+
+def test_a_halt_stops_waiting_tickets_and_refuses_new_ones() -> None:
+    limits = OpLimits(total=1, per_host=8, per_datastore=8)
+    held = limits.clone("h1", "ds", owner="A")
+    held.acquire()
+    errors: list[Exception] = []
+    worker = _acquire_in_thread(limits.clone("h1", "ds", owner="B"), [], errors)
+    assert limits.wait_for_waiting(1, WAIT_S)
+    limits.halt("Ctrl-C")
+    worker.join(WAIT_S)
+    assert [str(e) for e in errors] == ["Ctrl-C"] and limits.waiting == 0
+    with pytest.raises(Interrupted):
+        limits.host_op("h1").acquire()
+    held.release()  # what was in flight gives its room back as usual
+    assert limits.in_flight() == 0
 
 
 def test_a_clone_counts_on_where_it_runs_else_its_recorded_host_else_its_pool(
@@ -270,7 +337,7 @@ def test_a_resumed_deployment_that_powers_on_finishes_the_bring_up_of_earlier_cl
     ids = [awaited.id, done.id, off.id]
     run = s.repo.start_run(
         environment="cohort", kind=RunKind.DEPLOY, requested_by="t", requested=3,
-        clone_ids=ids, power_on=True,
+        clone_ids=ids, power_on=True, owner=s.service.runs.owner,  # this process's, as resumed
     )  # fmt: skip
     events: list[ProgressEvent] = []
     result = s.service.deploy_runs.run_clones(

@@ -127,7 +127,7 @@ def test_the_hand_out_carries_links_and_the_end_and_says_who_was_not_reached(
     )
     assert result.handout.sent == ["U01", "U03"]
     assert result.handout.failed == [("U02", "their Slack account is deactivated")]
-    assert [(p.sent, p.failed) for p in seen] == [(1, 0), (1, 1), (2, 1)]
+    assert [(p.sent, p.failed) for p in seen] == [(0, 0), (1, 0), (1, 1), (2, 1)]
     [message] = people.to("U01")
     assert isinstance(message, HandOut)
     moref = vcenter.named("TRN-CAP-001").moref
@@ -201,6 +201,43 @@ def test_a_rebuild_re_creates_the_recorded_vm_same_name_and_assignment(
     assert services.repo.get_clone(held.clone_id).moref == new.moref
     with pytest.raises(PermissionDenied):
         settled(services, grammar.parse("rebuild TRN-CAP-002"), trainee("U01"))
+
+
+def test_a_hand_out_gives_up_after_its_time_not_per_trainee_and_handout_retries_those(
+    services: Services, people: FakePeople
+) -> None:
+    """Slack keeps each message waiting 400 s: within the hand-out's 600 s two get through,
+    the rest are not even tried; `handout ENV` then messages only those."""
+    run(services, "deploy capture 4 as nov")
+    now = [0.0]
+    services.service.trainees.handouts.monotonic = lambda: now[0]
+    budgets: list[float | None] = []
+    deliver = people.send
+
+    def slow(user: str, message: Any, *, within_s: float | None = None) -> None:
+        budgets.append(within_s)
+        deliver(user, message, within_s=within_s)
+        now[0] += 400
+
+    people.send = slow  # type: ignore[method-assign]
+    result = run(services, "assign nov U01 U02 U03 U04")
+    assert result.handout.sent == ["U01", "U02"]
+    assert result.handout.failed == [
+        ("U03", "Slack kept rate limiting the messages"),
+        ("U04", "Slack kept rate limiting the messages"),
+    ]
+    assert budgets[:3] == [600, 200, 0]  # one budget for the hand-out, not one per trainee
+
+    again = run(services, "handout nov")
+    assert again.waiting == 2 and again.report.sent == ["U03", "U04"]
+    assert [u for u, _ in people.sent] == ["U01", "U02", "U03", "U04"]
+    assert run(services, "handout nov").waiting == 0  # everyone has theirs: nothing sent
+    assert len(people.sent) == 4
+    details = [e.detail for e in services.repo.audit_entries() if e.command == "handout nov"]
+    assert sorted(details) == [
+        "0 reached, 0 not reached of 0 waiting",
+        "2 reached, 0 not reached of 2 waiting",
+    ]
 
 
 def test_a_rebuild_waits_for_a_live_run_but_not_for_a_dead_one(make_services: Any) -> None:

@@ -65,8 +65,10 @@ class LabControl:
 
     def configure(self, **kwargs: Any) -> None:
         """Change clone_latency_ms, destroy_latency_ms, power_on_latency_ms,
-        customization_latency_ms, delta_growth_gb_per_min, faults (partial dict) and/or
-        privileges (a list, or None for all) at runtime."""
+        customization_latency_ms, delta_growth_gb_per_min, faults (partial dict), privileges (a
+        list, or None for all), expired_session_reads ("fault", or "missing_set": as VMware's
+        simulator answers reads after the session ended) and/or no_permission_vms (VM names whose
+        reads answer NoPermission; None for none) at runtime."""
         self._call("POST", "/config", kwargs)
 
     def expire_sessions(self) -> None:

@@ -43,6 +43,7 @@ from bot.domain.vsphere import (
     NetworkInfo,
     ParentReport,
     VmFacts,
+    VmReading,
     VmSighting,
 )
 from bot.settings import VCenterSettings
@@ -119,18 +120,18 @@ class VCenter:
     def networks_of(self, parents: Sequence[str]) -> dict[str, list[Entity]]:
         return self._preflight.networks_of(parents)
 
-    def find_vms(self, folder: str | None = None) -> list[VmFacts]:
+    def find_vms(self, folder: str | None = None) -> VmReading[VmFacts]:
         return self._inventory.find_vms(folder)
 
-    def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
+    def vm_facts(self, morefs: Sequence[str]) -> VmReading[VmFacts]:
         return self._inventory.vm_facts(morefs)
 
     def sightings(
         self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
-    ) -> list[VmSighting]:
+    ) -> VmReading[VmSighting]:
         return self._inventory.sightings(morefs, also=also)
 
-    def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
+    def instance_uuids(self, morefs: Sequence[str]) -> VmReading[str]:
         return self._inventory.instance_uuids(morefs)
 
     def datastore_free_bytes(self, datastore: str) -> int:

@@ -1,5 +1,6 @@
 """Reading VMs, parents, datastores and clusters, in the service's words (`VmFacts`,
-`VmSighting`, `ParentReport`, `HostInfo`): batched PropertyCollector reads, nothing changed."""
+`VmSighting`, `VmReading`, `ParentReport`, `HostInfo`): batched PropertyCollector reads, nothing
+changed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bot.domain.vsphere import (
     HostInfo,
     ParentReport,
     VmFacts,
+    VmReading,
     VmSighting,
 )
 
@@ -52,37 +54,43 @@ class InventoryReads:
         self.attributes = attributes
 
     # ----------------------------------------------------------------- VMs
-    def vm_facts(self, morefs: Sequence[str]) -> list[VmFacts | None]:
-        """Facts for each moref (None where the VM no longer exists), in one round trip."""
+    # Each read answers every VM it covers as seen, gone or unseen (`VmReading`): a VM vCenter
+    # answered with a fault for is unseen, never left out as if it were gone.
+    def vm_facts(self, morefs: Sequence[str]) -> VmReading[VmFacts]:
+        """Facts for each moref, in one round trip."""
         if not morefs:
-            return []
-        objs = [self.lookup.vm(m) for m in morefs]
-        rows = self.lookup.retrieve(objs, VM_PROPERTIES, report_missing=True)
-        by_moref = {str(obj._moId): props for obj, props in rows}
-        return [self.facts(m, by_moref[m]) if m in by_moref else None for m in morefs]
+            return VmReading()
+        read = self.lookup.read([self.lookup.vm(m) for m in morefs], VM_PROPERTIES)
+        return VmReading(
+            {str(obj._moId): self.facts(str(obj._moId), props) for obj, props in read.rows},
+            read.unseen,
+        )
 
-    def find_vms(self, folder: str | None = None) -> list[VmFacts]:
+    def find_vms(self, folder: str | None = None) -> VmReading[VmFacts]:
         """Every VM (templates excluded) under a folder path, or in the whole datacenter."""
         lookup = self.lookup
         root = lookup.find_path("folder", "vm", folder) if folder else lookup.datacenter()
-        rows = lookup.retrieve_container(
+        read = lookup.read_container(
             vim.VirtualMachine, [*VM_PROPERTIES, "config.template"], root=root
         )
-        return [
-            self.facts(str(obj._moId), props)
-            for obj, props in rows
-            if not props.get("config.template")
-        ]
+        return VmReading(
+            {
+                str(obj._moId): self.facts(str(obj._moId), props)
+                for obj, props in read.rows
+                if not props.get("config.template")
+            },
+            read.unseen,
+        )
 
     def sightings(
         self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
-    ) -> list[VmSighting]:
+    ) -> VmReading[VmSighting]:
         """VMs, narrowly: moref, instance UUID, name, power state and custom attributes, in
         one PropertyCollector read (paged), plus only the extras asked for (`also`: "storage",
-        "host", "notes"; never the device list). With `morefs`, those VMs (absent ones are
-        simply not in the result; what status compares records with); without, every VM in the
-        datacenter, templates excluded (what resume reconciles against: a VM moved to another
-        folder or renamed is still found by its instance UUID).
+        "host", "notes"; never the device list). With `morefs`, those VMs (what status compares
+        records with); without, every VM in the datacenter, templates excluded (what resume
+        reconciles against: a VM moved to another folder or renamed is still found by its
+        instance UUID).
         """
         unknown = set(also) - set(SIGHTING_EXTRAS)
         if unknown:
@@ -92,41 +100,39 @@ class InventoryReads:
         lookup = self.lookup
         if morefs is not None:
             if not morefs:
-                return []
-            rows = lookup.retrieve([lookup.vm(m) for m in morefs], paths, report_missing=True)
+                return VmReading()
+            read = lookup.read([lookup.vm(m) for m in morefs], paths)
         else:
-            rows = lookup.retrieve_container(
+            read = lookup.read_container(
                 vim.VirtualMachine, [*paths, "config.template"], root=lookup.datacenter()
             )
-        out = []
-        for obj, props in rows:
+        seen = {}
+        for obj, props in read.rows:
             if props.get("config.template"):
                 continue
             host = props.get("runtime.host")
-            out.append(
-                VmSighting(
-                    moref=str(obj._moId),
-                    instance_uuid=str(props.get("config.instanceUuid") or ""),
-                    name=str(props.get("name", "")),
-                    powered_on=props.get("runtime.powerState")
-                    == vim.VirtualMachinePowerState.poweredOn,
-                    attributes=self.attributes.values(props.get("customValue", [])),
-                    committed_bytes=int(props.get("summary.storage.committed") or 0),
-                    host=str(host._moId) if host is not None else "",
-                    notes=str(props.get("config.annotation") or ""),
-                )
+            seen[str(obj._moId)] = VmSighting(
+                moref=str(obj._moId),
+                instance_uuid=str(props.get("config.instanceUuid") or ""),
+                name=str(props.get("name", "")),
+                powered_on=props.get("runtime.powerState")
+                == vim.VirtualMachinePowerState.poweredOn,
+                attributes=self.attributes.values(props.get("customValue", [])),
+                committed_bytes=int(props.get("summary.storage.committed") or 0),
+                host=str(host._moId) if host is not None else "",
+                notes=str(props.get("config.annotation") or ""),
             )
-        return out
+        return VmReading(seen, read.unseen)
 
-    def instance_uuids(self, morefs: Sequence[str]) -> list[str | None]:
-        """Each VM's instance UUID (None where it no longer exists): a narrow read, in one call."""
+    def instance_uuids(self, morefs: Sequence[str]) -> VmReading[str]:
+        """Each VM's instance UUID: a narrow read, in one call."""
         if not morefs:
-            return []
-        rows = self.lookup.retrieve(
-            [self.lookup.vm(m) for m in morefs], ["config.instanceUuid"], report_missing=True
+            return VmReading()
+        read = self.lookup.read([self.lookup.vm(m) for m in morefs], ["config.instanceUuid"])
+        return VmReading(
+            {str(obj._moId): str(p.get("config.instanceUuid") or "") for obj, p in read.rows},
+            read.unseen,
         )
-        found = {str(obj._moId): p.get("config.instanceUuid") for obj, p in rows}
-        return [found.get(m) for m in morefs]
 
     def facts(self, moref: str, props: Mapping[str, Any]) -> VmFacts:
         """A VM's facts from its `VM_PROPERTIES`."""

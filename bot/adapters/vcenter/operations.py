@@ -20,8 +20,21 @@ from bot.adapters.vcenter.inventory import VM_PROPERTIES, InventoryReads, find_s
 from bot.adapters.vcenter.lookup import Lookup
 from bot.adapters.vcenter.session import Session
 from bot.adapters.vcenter.tasks import Tasks
-from bot.domain.errors import LinkedCloneCheckFailed, NotFoundError, VCenterError, VCenterFault
-from bot.domain.vsphere import CloneRequest, CustomizationOutcome, Destroyed, VmFacts, VmSighting
+from bot.domain.errors import (
+    CannotSee,
+    LinkedCloneCheckFailed,
+    NotFoundError,
+    VCenterError,
+    VCenterFault,
+)
+from bot.domain.vsphere import (
+    CloneRequest,
+    CustomizationOutcome,
+    Destroyed,
+    Visibility,
+    VmFacts,
+    VmSighting,
+)
 
 # pyVmomi's dynamic vSphere types, as Any (see faults.py).
 vim: Any = _vim
@@ -127,14 +140,19 @@ class Power:
         disk; the parent's base disk stays (vCenter never deletes a disk another VM's chain
         still uses).
 
-        A VM that is gone is one outcome however vCenter says so: absent from the read, a
+        A VM vCenter would not show (a fault in the read) is not touched: CannotSee. A VM that
+        is gone is one outcome however vCenter says so: left out of the read, a
         ManagedObjectNotFound fault of a call (the VM vanished between the read and the call,
         e.g. another process's Destroy_Task finished) or of a task: `Destroyed(gone=True)`.
         """
         if facts is None:
-            facts = self.inventory.vm_facts([moref])[0]
-        if facts is None:
-            return Destroyed(0, gone=True)
+            reading = self.inventory.vm_facts([moref])
+            seen = reading.visibility(moref)
+            if seen is Visibility.GONE:
+                return Destroyed(0, gone=True)
+            if seen is Visibility.UNSEEN:
+                raise CannotSee(reading.unseen[moref].cannot_see(moref) + "; not touched.")
+            facts = reading.seen[moref]
         if facts.moref != moref or facts.instance_uuid != expected_uuid:
             raise VCenterError(
                 f"{moref} is no longer the recorded VM (instance UUID changed); not touched."

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -35,15 +36,21 @@ class Session:
     """A shared, thread-safe session with one vCenter.
 
     One SOAP session is shared by all threads. An expired session is renewed by pyVmomi's
-    session-oriented stub (it logs in again on NotAuthenticated and repeats the call).
+    session-oriented stub when a call fails with NotAuthenticated (it logs in again and repeats
+    the call); by `relogin` when a read succeeds but carries NotAuthenticated per object (the
+    lookup's reads ask for it); and before the first call after `session_check_s` of quiet,
+    `call` checks the session (one read of currentSession) and logs in again if it has ended, so
+    the first read after a night's idle is never the one that finds out.
     """
 
     def __init__(self, settings: VCenterSettings) -> None:
         self.settings = settings
         self._lock = threading.RLock()
         self._si: Any | None = None
+        self._stub: Any | None = None  # the session-oriented stub: its login and its lock
         self._content: Any | None = None
         self._trust = ""  # how the TLS certificate is trusted, for `clones check`
+        self._last_answer = 0.0  # time.monotonic() of the last call vCenter answered
 
     def connect(self) -> None:
         """Open the shared session: TLS as configured (bot.adapters.vcenter.tls), then
@@ -99,8 +106,10 @@ class Session:
                     "(https://host:port/sdk)."
                 ) from None
             self._si = si
+            self._stub = session
             # Every read of si.content is a round trip; the content's morefs never change.
             self._content = content
+            self._last_answer = time.monotonic()
 
     def _tls_context(self, host: str, port: int) -> ssl.SSLContext:
         s = self.settings
@@ -150,6 +159,7 @@ class Session:
         with self._lock:
             si, self._si = self._si, None
             self._content = None
+            self._stub = None
         if si is None:
             return
         with quiet():
@@ -168,10 +178,41 @@ class Session:
         assert self._si is not None
         return self._si._stub
 
+    def relogin(self) -> None:
+        """Log in again now if the session has ended (the login first asks whether it is alive:
+        one round trip when it is). Serialised with the stub's own logins, so several threads
+        hit by one expiry log in once."""
+        with self._lock:
+            stub = self._stub
+        if stub is None:
+            self.connect()
+            return
+
+        def login() -> None:
+            with stub.lock:
+                stub.loginMethod(stub.soapStub)
+
+        self.call("logging in to vCenter again", login)
+
+    def _check_if_idle(self) -> None:
+        """Before the first call after `session_check_s` without one: is the session alive?"""
+        if self._stub is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_answer < self.settings.session_check_s:
+                return
+            self._last_answer = now  # one check, whichever thread comes first
+        self.relogin()
+
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one vSphere call, turning pyVmomi and socket errors into `bot.domain.errors`."""
+        """Run one vSphere call, turning pyVmomi and socket errors into `bot.domain.errors`
+        (after `_check_if_idle`)."""
+        self._check_if_idle()
         try:
-            return fn()
+            result = fn()
+            self._last_answer = time.monotonic()
+            return result
         except vmodl.MethodFault as exc:
             raise fault_error(exc, what) from None
         except ssl.SSLError as exc:  # the certificate changed under a running connection

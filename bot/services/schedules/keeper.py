@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from bot.domain.models import Environment, Fence, ScheduleRecord
+from bot.host import release_freed_memory
 from bot.ports import JobArgs, Repository, Scheduler
 from bot.services.schedules.results import StartReport
 from bot.services.schedules.times import TimeRules, seconds
@@ -67,6 +68,8 @@ class Keeper:
         # another process recorded for the bot to finish (trainees to tell their VM was removed
         # by a strip back run from a terminal without a Slack token).
         self.after_resync: Callable[[], object] | None = None
+        # Also after each re-sync, in the holder only: pruning history at the quiet hour.
+        self.housekeeping: Callable[[], object] | None = None
         self._sync_lock = threading.Lock()
         self._started = False  # start() ran: this process holds the scheduler or stands by
         self._guard = threading.Lock()  # _retry_at
@@ -200,15 +203,20 @@ class Keeper:
 
     # ------------------------------------------------------------------ the job table
     def resync(self) -> None:
-        """The periodic job: `sync`, then `after_resync` when this process holds the
-        scheduler (its failure is logged; the next re-sync tries again)."""
+        """The periodic job: `sync`, then `after_resync` and `housekeeping` when this process
+        holds the scheduler (a failure is logged; the next re-sync tries again). Every bot also
+        hands back the memory its allocator kept after frees (`release_freed_memory`)."""
         self.sync()
-        if self.after_resync is None or not self.lock.held:
+        release_freed_memory()
+        if not self.lock.held:
             return
-        try:
-            self.after_resync()
-        except Exception:
-            log.exception("after the schedules' re-sync")
+        for hook in (self.after_resync, self.housekeeping):
+            if hook is None:
+                continue
+            try:
+                hook()
+            except Exception:
+                log.exception("after the schedules' re-sync")
 
     def sync(self, *, startup: bool = False) -> list[str]:
         """Make the job table match SQLite; return what fell due while no scheduler ran.

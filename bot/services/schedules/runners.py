@@ -298,7 +298,7 @@ class Runners:
                 f"Scheduled strip back of {name} done: {len(result.destroyed)} clones destroyed, "
                 f"{result.reclaimed_gb:.2f} GB reclaimed"
             )
-            problems = len(result.failed) + len(result.skipped)
+            problems = len(result.failed) + len(result.skipped) + len(result.unseen)
             if problems:
                 text += f'; {problems} left (see "status {name}")'
             report.finished(result, text + ".")

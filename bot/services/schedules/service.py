@@ -5,7 +5,8 @@ parts together and answers for them:
 - `commands.ScheduleCommands`: schedule, deploy-at, deploy-until's end, extend, cancel;
 - `keeper.Keeper`: the job table from SQLite, the single-scheduler lock, failover, start-up report;
 - `runners.Runners`: the deploy, strip back and reminder jobs, one course at a time;
-- `notify.Reporter`: what the work says, through the `Notifier` port.
+- `notify.Reporter`: what the work says, through the `Notifier` port;
+- `prune.Pruner`: history older than its window, pruned at the quiet hour by the holder.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bot.services.core import Service
 from bot.services.schedules.commands import ScheduleCommands
 from bot.services.schedules.keeper import Keeper
 from bot.services.schedules.notify import LogNotifier, Reporter
+from bot.services.schedules.prune import Pruner
 from bot.services.schedules.results import DeployTimes, ScheduleResult, StartReport
 from bot.services.schedules.runners import Runners
 from bot.services.schedules.times import EventKind, TimeRules, next_event
@@ -50,6 +52,8 @@ class ScheduleService:
         self.keeper = Keeper(settings, repo, self.rules, scheduler, self.run, resync)
         self.keeper.on_takeover = on_takeover
         self.keeper.after_resync = service.trainees.tell_removed
+        self.pruner = Pruner(settings, repo, self.clock)
+        self.keeper.housekeeping = self.pruner.tick
         self.commands = ScheduleCommands(settings, repo, service, self.rules, self.keeper)
         self.runners = Runners(repo, service, self.rules, self.keeper, self.voice)
 

@@ -17,7 +17,14 @@ from collections.abc import Callable
 
 from bot.domain import grammar
 from bot.domain.models import Environment
-from bot.domain.trainees import Assigned, MyVms, RebuildPlan, SelfService, Unassigned
+from bot.domain.trainees import (
+    Assigned,
+    HandedOut,
+    MyVms,
+    RebuildPlan,
+    SelfService,
+    Unassigned,
+)
 from bot.ports import Directory, Messenger, ProgressCallback
 from bot.services.ownership import Ownership
 from bot.services.power import Power
@@ -92,6 +99,19 @@ class Trainees:
         on_progress: OnHandOut | None = None,
     ) -> Assigned:
         return self.assigner.assign(
+            command, actor=actor, source=source, channel=channel, on_progress=on_progress
+        )
+
+    def handout(
+        self,
+        command: grammar.Handout,
+        *,
+        actor: str,
+        source: str = "cli",
+        channel: str = "",
+        on_progress: OnHandOut | None = None,
+    ) -> HandedOut:
+        return self.assigner.hand_out_again(
             command, actor=actor, source=source, channel=channel, on_progress=on_progress
         )
 

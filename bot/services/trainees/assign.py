@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from bot.domain import grammar
 from bot.domain.errors import CapacityError, ClonesError
 from bot.domain.models import Assignment, Clone, CloneState, Environment
-from bot.domain.trainees import ASSIGNED_TO, Assigned, Person, Unassigned
+from bot.domain.trainees import ASSIGNED_TO, Assigned, HandedOut, Person, Unassigned
 from bot.services.ownership import Ownership
 from bot.services.queries import Queries
 from bot.services.runs import Core
@@ -83,6 +83,30 @@ class Assigner:
         report = self.handouts.send(env, [a for a in waiting if a.trainee in wanted], on_progress)
         return Assigned(env.name, new, kept, replaced, named.left_out, report, problems)
 
+    def hand_out_again(
+        self,
+        command: grammar.Handout,
+        *,
+        actor: str,
+        source: str = "cli",
+        channel: str = "",
+        on_progress: OnHandOut | None = None,
+    ) -> HandedOut:
+        """The hand-out to the environment's trainees not reached yet (only to them)."""
+        env = self.queries.environment(command.environment)
+        waiting = self.handouts.waiting(env)
+        report = self.handouts.send(env, waiting, on_progress)
+        self.repo.audit(
+            actor=actor,
+            source=source,
+            channel=channel,
+            command=f"handout {env.name}",
+            result="ok" if not report.failed and not report.not_sent else "partial",
+            detail=f"{len(report.sent)} reached, {len(report.failed)} not reached "
+            f"of {len(waiting)} waiting",
+        )
+        return HandedOut(env.name, report, len(waiting))
+
     def _short(self, env: Environment, ready: list[Clone], needed: int, free: int) -> str:
         """The refusal when too few ready clones are free, naming the deployment to type."""
         by_type = Counter(c.type for c in self.repo.clones(environment=env.name))
@@ -138,15 +162,17 @@ class Assigner:
         for it; only on clones verified ours. Returns (vm, why) for those not written."""
         if not self.settings.trainees.assigned_to_attribute or not held:
             return []
+        if not clear:  # who they are, in one batch (the directory keeps whom it read)
+            held = self._named(held)
         clones = {c.id: c for c in self.repo.clones(environment=env.name)}
         mine = [clones[a.clone_id] for a, _ in held if a.clone_id in clones]
         try:
-            verified, gone, skipped = self.ownership.verify_ours(env, mine)
+            checked = self.ownership.verify_ours(env, mine)
         except ClonesError as exc:
             return [(a.clone_name, str(exc)) for a, _ in held]
-        facts = {c.id: vm for c, vm in verified}
-        problems = [(c.name, "missing from vCenter") for c in gone]
-        problems += [(c.name, why) for c, why in skipped]
+        facts = {c.id: vm for c, vm in checked.verified}
+        problems = [(c.name, "missing from vCenter") for c in checked.gone]
+        problems += [(c.name, why) for c, why in checked.left_alone]
         for a, who in held:
             vm = facts.get(a.clone_id)
             if vm is None:
@@ -157,6 +183,19 @@ class Assigner:
             except ClonesError as exc:
                 problems.append((a.clone_name, str(exc)))
         return problems
+
+    def _named(
+        self, held: Sequence[tuple[Assignment, Person | None]]
+    ) -> list[tuple[Assignment, Person | None]]:
+        unknown = [a.trainee for a, who in held if who is None]
+        if not unknown or self.people.directory is None:
+            return list(held)
+        try:
+            found = self.people.directory.persons(unknown)
+        except ClonesError as exc:
+            log.info("no names for %d trainee(s): %s", len(unknown), exc)
+            return list(held)
+        return [(a, who or found.get(a.trainee)) for a, who in held]
 
     def _label_of(self, trainee: str, who: Person | None) -> str:
         if who is None and self.people.directory is not None:

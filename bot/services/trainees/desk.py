@@ -133,10 +133,10 @@ class Desk:
             clones = [c for a, c in pairs if a.environment == environment]
             ready = [c for c in clones if c.state is CloneState.READY]
             failed += [FailedClone(c.name, c.type, _not_ready(c)) for c in clones if c not in ready]
-            verified, gone, skipped = self.ownership.verify_ours(env, ready)
-            failed += [FailedClone(c.name, c.type, "missing from vCenter") for c in gone]
-            failed += [FailedClone(c.name, c.type, why) for c, why in skipped]
-            ours = [c for c, _ in verified]
+            checked = self.ownership.verify_ours(env, ready)
+            failed += [FailedClone(c.name, c.type, "missing from vCenter") for c in checked.gone]
+            failed += [FailedClone(c.name, c.type, why) for c, why in checked.left_alone]
+            ours = [c for c, _ in checked.verified]
             problems = self.power.power_clones(ours, action)
             failed += problems
             done += [c.name for c in ours if c.name not in {f.name for f in problems}]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from urllib.parse import urlparse
 
@@ -39,6 +40,7 @@ class HandOuts:
         self.people = people
         self._uuid: str | None = None  # vCenter's instance UUID, read once
         self._lock = threading.Lock()
+        self.monotonic: Callable[[], float] = time.monotonic  # the hand-outs' time budgets
 
     # ------------------------------------------------------------------ links
     @property
@@ -94,40 +96,48 @@ class HandOuts:
         on_progress: OnHandOut | None = None,
     ) -> HandOutReport:
         """The hand-out to each of these trainees, one after the other (the messenger paces
-        them and waits out rate limits); each one reached is recorded."""
+        them and waits out rate limits, for `[trainees] handout_timeout_s` in all: those left
+        then are not reached, and `handout ENV` tries them again); each one reached is
+        recorded."""
         messenger = self.people.messenger
         if not assignments:
             return HandOutReport()
         if messenger is None:
             return HandOutReport(not_sent=f"trainees were not messaged: {self.people.missing}")
         clones = {c.id: c for c in self.repo.clones(environment=env.name)}
+        deadline = self.monotonic() + self.settings.trainees.handout_timeout_s
         sent: list[str] = []
         failed: list[tuple[str, str]] = []
+        _show(on_progress, HandOutProgress(env.name, len(assignments), 0, 0))
         for a in assignments:
             error = ""
             try:
-                messenger.send(a.trainee, self.hand_out(env, clones[a.clone_id]))
+                left = max(0.0, deadline - self.monotonic())
+                messenger.send(a.trainee, self.hand_out(env, clones[a.clone_id]), within_s=left)
                 self.repo.mark_handed_out(a.id)
                 sent.append(a.trainee)
             except ClonesError as exc:  # NotDelivered, or a vCenter read for the links
                 error = str(exc)
                 failed.append((a.trainee, error))
-            if on_progress is not None:
-                progress = HandOutProgress(
+            _show(
+                on_progress,
+                HandOutProgress(
                     env.name, len(assignments), len(sent), len(failed), a.trainee, error
-                )
-                try:
-                    on_progress(progress)
-                except Exception:  # a broken display must not stop the hand-out
-                    log.exception("hand-out progress display failed")
+                ),
+            )
         return HandOutReport(sent, failed)
 
-    def _tell(self, user: str, message: DirectMessage) -> bool:
+    def waiting(self, env: Environment) -> list[Assignment]:
+        """The environment's trainees not reached yet (their hand-out never arrived)."""
+        return [a for a in self.repo.assignments(environment=env.name) if not a.handed_out_at]
+
+    def _tell(self, user: str, message: DirectMessage, deadline: float | None = None) -> bool:
         messenger = self.people.messenger
         if messenger is None:
             return False
+        left = None if deadline is None else max(0.0, deadline - self.monotonic())
         try:
-            messenger.send(user, message)
+            messenger.send(user, message, within_s=left)
         except NotDelivered as exc:
             log.warning("could not tell %s about %s: %s", user, message.vm, exc)
             return False
@@ -140,9 +150,10 @@ class HandOuts:
         if self.people.messenger is None:
             return 0
         told = 0
+        deadline = self.monotonic() + self.settings.trainees.handout_timeout_s
         for a in self.repo.untold_removals():
             if self.repo.claim_told(a.id):
-                told += self._tell(a.trainee, VmRemoved(a.environment, a.clone_name))
+                told += self._tell(a.trainee, VmRemoved(a.environment, a.clone_name), deadline)
         return told
 
     def remind(self, env: Environment) -> int:
@@ -151,7 +162,17 @@ class HandOuts:
         if not self.settings.trainees.remind or env.ends_at is None:
             return 0
         ends = self.ends(env)
+        deadline = self.monotonic() + self.settings.trainees.handout_timeout_s
         return sum(
-            self._tell(a.trainee, LabEnding(env.name, a.clone_name, ends))
+            self._tell(a.trainee, LabEnding(env.name, a.clone_name, ends), deadline)
             for a in self.repo.assignments(environment=env.name)
         )
+
+
+def _show(on_progress: OnHandOut | None, progress: HandOutProgress) -> None:
+    if on_progress is None:
+        return
+    try:
+        on_progress(progress)
+    except Exception:  # a broken display must not stop the hand-out
+        log.exception("hand-out progress display failed")

@@ -75,24 +75,17 @@ def resolve(people: People, command: grammar.Assign | grammar.Unassign) -> Named
 
 
 def _channel_members(people: People, channel: str) -> Named:
+    """The channel's members who are trainees: not bots, not deactivated, not the people who
+    run the lab. Who each is comes in one batch (`Directory.persons`), not one look-up each."""
     directory = people.need_directory("list a channel's members")
-    users: list[str] = []
-    persons: dict[str, Person] = {}
-    left_out = 0
-    for member in directory.channel_members(channel):
-        if member == SLACKBOT or people.staff(member):
-            left_out += 1
-            continue
-        p = directory.person(member)
-        if p.bot or p.deleted:
-            left_out += 1
-            continue
-        if member not in persons:
-            users.append(member)
-            persons[member] = p
+    members = list(dict.fromkeys(directory.channel_members(channel)))
+    candidates = [m for m in members if m != SLACKBOT and not people.staff(m)]
+    found = directory.persons(candidates) if candidates else {}
+    persons = {m: found[m] for m in candidates if not (found[m].bot or found[m].deleted)}
+    users = list(persons)
     if not users:
         raise NotFoundError(
             f"Channel {channel} has nobody to assign: its members are bots or run the lab. Invite "
             'the trainees to it, or name them: "assign ENV @alice @bob".'
         )
-    return Named(users, persons, left_out)
+    return Named(users, persons, len(members) - len(users))
