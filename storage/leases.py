@@ -12,7 +12,10 @@ Portable SQL only (SQLite and PostgreSQL alike): upserts with `ON CONFLICT`, com
 UPDATEs whose row count says who won, no dialect functions (times come from Python). The fence
 check is an UPDATE that changes nothing (`SET epoch = epoch`): on PostgreSQL it locks the lease
 row until the write commits, so a takeover waits for a write already checked (and a write after
-the takeover is refused); SQLite's single writer gives the same order.
+the takeover is refused); SQLite's single writer gives the same order, and so does PostgreSQL's
+write lock (storage/postgres.py: every write transaction takes it). Lease writes are durable
+(`transaction(durable=True)`): on PostgreSQL a takeover's new epoch, a renewal or a release
+survives a crash of the database server's machine too.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ class LeaseStore(Core):
         held by `dead`: a holder the caller knows has died), with a new epoch; renew it when
         `holder` holds it already. None while another holds it. Compare-and-set: of two bots
         racing, one UPDATE changes the row."""
-        with self.transaction():
+        with self.transaction(durable=True):
             created = self._execute(
                 "INSERT INTO leases (name, holder, epoch, expires_at, renewed_at)"
                 " VALUES (?, ?, 1, ?, ?) ON CONFLICT (name) DO NOTHING",
@@ -121,7 +124,7 @@ class LeaseStore(Core):
     def renew_lease(self, name: str, holder: str, epoch: int, ttl_s: float, now: float) -> bool:
         """Extend `holder`'s lease under `epoch`; False (nothing written) once another bot took
         it over (a newer epoch) or it was released."""
-        with self.transaction():
+        with self.transaction(durable=True):
             changed = self._execute(
                 "UPDATE leases SET expires_at = ?, renewed_at = ?"
                 " WHERE name = ? AND holder = ? AND epoch = ?",
@@ -131,11 +134,12 @@ class LeaseStore(Core):
 
     def release_lease(self, name: str, holder: str, epoch: int) -> None:
         """Give the lease up (a clean stop): another bot may take it at once."""
-        self._execute(
-            "UPDATE leases SET holder = '', expires_at = 0 WHERE name = ? AND holder = ?"
-            " AND epoch = ?",
-            (name, holder, epoch),
-        )
+        with self.transaction(durable=True):
+            self._execute(
+                "UPDATE leases SET holder = '', expires_at = 0 WHERE name = ? AND holder = ?"
+                " AND epoch = ?",
+                (name, holder, epoch),
+            )
 
     def mark_bot(self, owner: str, now: float) -> None:
         """Say that bot `owner` is up (leading or standing by) at `now` (and forget bots not

@@ -1,13 +1,15 @@
-"""Leases and fences on a real database file (storage/leases.py, bot/services/leadership.py): one
-leader at a time, a takeover only once the lease expired (a new epoch), and every write made under
-an old epoch, or for a run another process took over, refused in its own transaction."""
+"""Leases and fences on real databases, a SQLite file and a PostgreSQL database of the session's
+server (storage/leases.py, bot/services/leadership.py): one leader at a time, a takeover only once
+the lease expired (a new epoch), bots racing for an expired lease on their own connections (one
+wins), and every write made under an old epoch, or for a run another process took over, refused in
+its own transaction."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,9 @@ from bot.domain.errors import Fenced
 from bot.domain.models import CloneState, Fence, RunKind, RunState
 from bot.services.leadership import Leadership
 from storage import Repository
+from tests.rawdb import BOTH_BACKENDS
+
+pytestmark = BOTH_BACKENDS
 
 LEASE_S = 5.0
 
@@ -28,8 +33,8 @@ class Clock:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Repository]:
-    with Repository(tmp_path / "clones.db") as r:
+def repo(database: str) -> Iterator[Repository]:
+    with Repository(database) as r:
         yield r
 
 
@@ -113,3 +118,40 @@ def test_a_run_is_taken_over_only_after_its_lease_and_its_old_owner_is_refused(
         clones[0].id, fence=Fence(run_id=new.id, owner="m2:2:t2"), state=CloneState.CLONING
     )
     assert done.state is CloneState.CLONING
+
+
+def test_bots_racing_for_an_expired_lease_one_wins_under_one_new_epoch(
+    repo: Repository, database: str
+) -> None:
+    """Six bots, each with its own connection (as on six machines), try to take an expired
+    lease at the same moment: exactly one holds it, under the next epoch, and the others see
+    it held."""
+    clock = Clock()
+    first = repo.acquire_lease("scheduler", "gone:1:t0", LEASE_S, clock.now)
+    assert first is not None and first.epoch == 1
+    clock.now += LEASE_S + 1.0  # its holder died on another machine: the lease ran out
+    repos = [Repository(database) for _ in range(6)]
+    try:
+        racers = [Leadership(r, lease_s=LEASE_S, clock=clock) for r in repos]
+        start = threading.Barrier(len(racers))
+        won: list[Leadership] = []
+
+        def race(bot: Leadership) -> None:
+            start.wait()
+            if bot.acquire():
+                won.append(bot)
+
+        threads = [threading.Thread(target=race, args=(bot,)) for bot in racers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(won) == 1 and won[0].fence().epoch == 2
+        lease = repo.get_lease("scheduler")
+        assert lease is not None and lease.holder == won[0].owner and lease.epoch == 2
+        assert all(bot.is_held_elsewhere() for bot in racers if bot is not won[0])
+    finally:
+        for bot in won:
+            bot.release()
+        for r in repos:
+            r.close()

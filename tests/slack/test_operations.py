@@ -1,4 +1,5 @@
-"""`/ready` and `/metrics` on the bot's HTTP port (handlers/operations.py), over real HTTP."""
+"""`/ready` and `/metrics` on the bot's HTTP port (handlers/operations.py), over real HTTP, with
+the bot on a SQLite file and on a PostgreSQL database (the server stopped under it, too)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from collections.abc import Callable
 
 import pytest
 
+import storage.postgres
 from tests.faults import wait_until
+from tests.postgres import PostgresServer
+from tests.rawdb import BOTH_BACKENDS
 
 from .conftest import SlackHarness
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, BOTH_BACKENDS]
 
 
 def _get(h: SlackHarness, path: str) -> tuple[int, str]:
@@ -26,9 +30,9 @@ def _get(h: SlackHarness, path: str) -> tuple[int, str]:
 
 
 def test_ready_says_who_leads_and_metrics_count_runs_clones_and_latencies(
-    make_harness: Callable[..., SlackHarness],
+    make_harness: Callable[..., SlackHarness], database: str
 ) -> None:
-    h = make_harness(paused=False)
+    h = make_harness(paused=False, database=database)
     status, body = _get(h, "/ready")
     ready = json.loads(body)
     assert status == 200 and ready["ready"] is True
@@ -51,3 +55,29 @@ def test_ready_says_who_leads_and_metrics_count_runs_clones_and_latencies(
         line for line in text.splitlines() if line.startswith("clones_slack_ack_seconds_count")
     )
     assert float(acks.split()[1]) >= 1
+
+
+@pytest.mark.backends("postgresql")
+def test_ready_says_503_while_the_postgresql_server_is_down_and_200_once_it_is_back(
+    make_harness: Callable[..., SlackHarness],
+    database: str,
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(storage.postgres, "TIMEOUT_S", 2.0)
+    h = make_harness(paused=False, database=database)
+    assert _get(h, "/ready")[0] == 200
+    postgres_server.pg_ctl("stop")
+    try:
+        status, body = _get(h, "/ready")
+        ready = json.loads(body)
+        assert status == 503 and ready["ready"] is False
+        assert ready["database"].startswith("The database ") and "\n" not in ready["database"]
+        assert "clones-test-password" not in body  # never the password
+        assert ready["vcenter"] == "ok"  # what is wrong is said, not everything
+        status, text = _get(h, "/metrics")  # still answers: the bot's own figures
+        assert status == 200 and "clones_leader" in text
+    finally:
+        postgres_server.pg_ctl("start")
+    wait_until(lambda: _get(h, "/ready")[0] == 200, timeout=60)
+    assert json.loads(_get(h, "/ready")[1])["database"] == "ok"
