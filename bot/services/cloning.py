@@ -139,11 +139,15 @@ class Cloner:
         adapter removed it) is audited and told to `on_full_copy`; when that answers True it
         is made again, once, under a new instance UUID recorded first, as for any clone. That
         happens in the same slot (a rare write there): the type's next clone never starts
-        between the two."""
+        between the two. Each ask renews the run's lease first (`assert_owned`: a write in the
+        slot, one short transaction), so no other bot takes the run over while it is asked."""
         for second in (False, True):
             try:
                 for attempt in retrying(self.settings, emit, clone.name):
                     with attempt:
+                        # Still this process's run, just before each ask (a slot or a retry's
+                        # backoff may have outlasted the run's lease): Fenced, nothing asked.
+                        self.runs.assert_owned(emit.run_id)
                         attempts[0] += 1
                         return request, self._clone_or_adopt(request)
             except LinkedCloneCheckFailed as exc:

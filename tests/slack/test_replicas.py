@@ -2,7 +2,8 @@
 either. A replayed slash command that reaches the other bot is answered once (the replay keys are
 in the database), a Confirm click may reach the bot that did not post the plan (the one-time
 tokens are in the database) and is honoured exactly once across both, and the run's progress
-message is edited by the bot that runs it."""
+message is edited by the bot that runs it. On a SQLite file (two bots of one machine) and on a
+PostgreSQL database (bots of any machines)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,20 @@ import pytest
 
 from handlers.blocks.ids import ACTION_CONFIRM
 from tests.faults import record
+from tests.rawdb import BOTH_BACKENDS
 
 from .conftest import CHANNEL, OPERATOR, SlackHarness
 from .signing import sign, slash_body
 from .test_teardown import _plan
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, BOTH_BACKENDS]
 
 
 def test_a_request_reaching_either_replica_is_answered_once(
-    make_harness: Callable[..., SlackHarness],
+    make_harness: Callable[..., SlackHarness], database: str, backend: str
 ) -> None:
-    one = make_harness()
-    two = make_harness()  # the same database: it stands by for the schedules, serves requests
+    one = make_harness(database=database)
+    two = make_harness(database=database)  # stands by for the schedules, serves requests
     assert one.bot.schedules.active and not two.bot.schedules.active
 
     # A slash command, then Slack's identical replay delivered to the other replica.
@@ -53,4 +55,4 @@ def test_a_request_reaching_either_replica_is_answered_once(
     one.fake.wait_for(
         lambda: any("already confirmed or cancelled" in t for t in one.ephemeral_texts())
     )
-    record("two replicas: replay and double confirm", runs_started=2, duplicates=0)
+    record(f"two replicas on {backend}: replay and double confirm", runs_started=2, duplicates=0)
