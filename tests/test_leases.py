@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain.errors import Fenced
+import storage.postgres
+from bot.domain.errors import Fenced, StorageError
 from bot.domain.models import CloneState, Fence, RunKind, RunState
 from bot.services.leadership import Leadership
 from storage import Repository
@@ -155,3 +156,49 @@ def test_bots_racing_for_an_expired_lease_one_wins_under_one_new_epoch(
             bot.release()
         for r in repos:
             r.close()
+
+
+@pytest.mark.backends("postgresql")
+def test_a_bot_stopped_inside_a_write_holds_the_others_only_until_the_server_ends_its_session(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's writers take turns on one lock (storage/postgres.py), so a bot stopped
+    inside a write transaction (SIGSTOP, a frozen VM) would hold every other bot's writes, the
+    lease takeover among them, until it is continued. The bot's sessions ask the server to end
+    a transaction idle for IDLE_IN_TRANSACTION_S: the takeover then goes through, and the
+    stopped bot, continued, finds its transaction gone (one sentence), nothing of it kept."""
+    monkeypatch.setattr(storage.postgres, "IDLE_IN_TRANSACTION_S", 1.0)
+    clock = Clock()
+    with Repository(database) as hung, Repository(database) as other:
+        assert hung.acquire_lease("scheduler", "m1:1:t1", LEASE_S, clock.now) is not None
+        inside, go_on = threading.Event(), threading.Event()
+        refused: list[StorageError] = []
+
+        def stopped_inside_a_write() -> None:
+            try:
+                with hung.transaction():
+                    hung.audit(actor="U1", source="cli", command="half", result="ok")
+                    inside.set()
+                    go_on.wait(60)  # stopped: nothing reaches the server meanwhile
+                    hung.audit(actor="U1", source="cli", command="other half", result="ok")
+            except StorageError as exc:
+                refused.append(exc)
+
+        thread = threading.Thread(target=stopped_inside_a_write)
+        thread.start()
+        try:
+            assert inside.wait(30)
+            clock.now += LEASE_S + 1.0  # its lease ran out meanwhile
+            started = time.monotonic()
+            lease = other.acquire_lease("scheduler", "m2:2:t2", LEASE_S, clock.now)
+            waited = time.monotonic() - started
+        finally:
+            go_on.set()
+            thread.join(60)
+        assert lease is not None and lease.epoch == 2 and lease.holder == "m2:2:t2"
+        assert waited < 15, waited  # the idle timeout (1 s), not the stopped bot, decided
+        assert len(refused) == 1 and "\n" not in str(refused[0])
+        assert not [e for e in other.audit_entries() if e.command in ("half", "other half")]
+        # The connection the server ended is not handed out again: the bot writes on.
+        hung.audit(actor="U1", source="cli", command="after", result="ok")
+        assert [e.command for e in other.audit_entries()] == ["after"]
