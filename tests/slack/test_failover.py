@@ -125,7 +125,10 @@ def test_the_other_bot_takes_over_and_nothing_is_done_twice(
             schedule={"resync_s": 1.0},
             # Two machines: neither can tell from a process id whether the other is alive, so
             # a takeover waits for the lease to run out, SIGKILL or not.
-            environ={"CLONES_MACHINE": f"machine-{name}"},
+            environ={
+                "CLONES_MACHINE": f"machine-{name}",
+                "XDG_STATE_HOME": str(tmp_path / name / "state"),  # its own state folder
+            },
         )
         bots.append(b.start())
         return b
