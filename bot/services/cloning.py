@@ -70,14 +70,18 @@ class Cloner:
         True the clone is made again, once (see `_make`)."""
         t = self.settings.type(clone.type)
         attempts = [0]
+        # Every write for the clone is fenced: once another bot took the run over, this one
+        # records nothing for it (not even a failure over what the other made of it).
+        fence = self.runs.fence(emit.run_id)
         try:
             instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
             # Record the instance UUID before asking vCenter, so a lost reply or a crash can
             # still find the VM again by it (and never make a second one). Recorded before the
-            # slot is taken: SQLite's write lock is never waited for while a slot is held.
+            # slot is taken: while a slot is held, the write lock is waited for only by the
+            # run's heartbeat just before each ask (`_make`), one short write.
             clone = self.repo.update_clone(
                 clone.id,
-                fence=self.runs.fence(emit.run_id),  # refused once another bot took the run
+                fence=fence,
                 state=CloneState.CLONING,
                 instance_uuid=instance_uuid,
                 customization="",
@@ -95,15 +99,16 @@ class Cloner:
         except Fenced:
             raise  # the run is another bot's now: it records this clone, not us
         except VCenterUnreachable:
-            self.repo.update_clone(clone.id, attempts=attempts[0])
+            self.repo.update_clone(clone.id, fence=fence, attempts=attempts[0])
             raise
         except Interrupted:  # the user stopped the process while it waited for a slot
             if attempts[0] == 0:  # never asked for: planned again, for `resume`
-                self.repo.update_clone(clone.id, state=CloneState.PLANNED)
+                self.repo.update_clone(clone.id, fence=fence, state=CloneState.PLANNED)
             raise
         except LinkedCloneCheckFailed as exc:
             return self.repo.update_clone(
                 clone.id,
+                fence=fence,
                 state=CloneState.FAILED,
                 error=str(exc),
                 attempts=attempts[0],
@@ -111,11 +116,11 @@ class Cloner:
             )
         except ClonesError as exc:
             return self.repo.update_clone(
-                clone.id, state=CloneState.FAILED, error=str(exc), attempts=attempts[0]
+                clone.id, fence=fence, state=CloneState.FAILED, error=str(exc), attempts=attempts[0]
             )
         return self.repo.update_clone(
             clone.id,
-            fence=self.runs.fence(emit.run_id),
+            fence=fence,
             state=CloneState.READY,
             kept_attributes={},  # the successor carries them now
             moref=facts.moref,
@@ -160,7 +165,9 @@ class Cloner:
                 clone=clone.name,
                 message="came out as a full copy (removed): making it again as a linked clone",
             )
-            clone = self.repo.update_clone(clone.id, instance_uuid=str(uuid.uuid4()))
+            clone = self.repo.update_clone(
+                clone.id, fence=self.runs.fence(emit.run_id), instance_uuid=str(uuid.uuid4())
+            )
             request = replace(request, instance_uuid=clone.instance_uuid or "")
         raise AssertionError("the second try returns or raises")
 
