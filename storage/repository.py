@@ -9,7 +9,7 @@ SQLite file or a PostgreSQL database.
   open, `close()`; the stores' SQL is one text for both (storage/dialect.py);
 - `storage.environments.EnvironmentStore` (`ports.Environments`);
 - `storage.clones.CloneStore` (`ports.Clones`: reservation, updates along the state machine,
-  counts, deltas, missing clones, parents' sizes);
+  counts, deltas, missing clones; parents' sizes from its base, `storage.parents.ParentStore`);
 - `storage.runs.RunStore` (`ports.Runs`: start, takeover, finish, members, heartbeats,
   Slack messages);
 - `storage.schedules.ScheduleStore` (`ports.Schedules`: bookkeeping and claims);

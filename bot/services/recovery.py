@@ -25,7 +25,7 @@ from bot.domain.errors import CannotSee, ClonesError, Fenced, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Fence, Run, RunKind, RunState
 from bot.domain.results import DeployResult, TeardownResult
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
-from bot.ports import ProgressCallback
+from bot.ports import ProgressCallback, VCenter
 from bot.services.core import Service
 from bot.services.orphans import Orphans
 from bot.services.ownership import locate
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from bot.services.placements import Placements
     from bot.services.queries import Queries
     from bot.services.teardown import StripBack
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +128,8 @@ class Recovery:
         clock: Callable[[], datetime] | None = None,
         relabel: Callable[[str], object] | None = None,
     ) -> None:
-        self.settings, self.repo, self.vcenter, self.runs = (
-            core.settings,
-            core.repo,
-            core.vcenter,
-            core.runs,
-        )
+        self.settings, self.repo = core.settings, core.repo
+        self.vcenter, self.runs = core.vcenter, core.runs
         self.queries, self.placements, self.cloner = queries, placements, cloner
         self.deploy_runs, self.strip_back = deploy_runs, strip_back
         self.orphan_finder = Orphans(core)
@@ -175,13 +172,9 @@ class Recovery:
         fence: Fence | None = None,
     ) -> RecoveryReport:
         """Resume every abandoned run, then record ready clones whose VM is gone as missing.
-
-        Each abandoned run is taken over atomically: it ends superseded in the transaction that
-        starts its successor over the same clones, so two processes starting at once never
-        both resume it, and no later resume ever picks it up again. The same transaction checks
-        that the run's lease (its owner's heartbeat) has expired, unless its owner certainly
-        died, and, with `fence` (the leader's recovery), that this process still leads.
-        """
+        Each is taken over atomically (`RunBook.take_over`: ended superseded in the transaction
+        that starts its successor, once its lease expired or its owner died, and with `fence`,
+        the leader's recovery, only while this process leads): resumed once, by one process."""
         resumed: list[ResumedRun] = []
         left: list[tuple[int, str]] = []
         lost = False  # vCenter stopped answering: records are not judged by it now
@@ -321,7 +314,7 @@ class Recovery:
         it defeats the savings). Returns (adopted names, clones to clone). CannotSee, before
         anything is decided, when one may be among VMs vCenter would not show: re-creating it
         could make a second."""
-        listings = self._listings(unfinished)
+        listings = _listings(self.settings, self.vcenter, unfinished)
         found: dict[str, VmFacts] = {}
         for c in unfinished:
             t = self.settings.types.get(c.type)
@@ -340,12 +333,13 @@ class Recovery:
                 found[c.instance_uuid or ""] = vm
         adopted: list[str] = []
         to_clone: list[Clone] = []
+        fence = self.runs.fence(run_id)  # every write: refused once another took the run over
         for c in unfinished:
             vm = found.get(c.instance_uuid or "")
             if vm is not None and vm.linked:
                 self.repo.update_clone(
                     c.id,
-                    fence=self.runs.fence(run_id),
+                    fence=fence,
                     state=CloneState.READY,
                     moref=vm.moref,
                     host=vm.host or None,
@@ -361,7 +355,7 @@ class Recovery:
             if vm is not None:
                 self.runs.assert_owned(run_id)  # a full copy: destroyed by the run's owner only
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
-            to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
+            to_clone.append(self.repo.update_clone(c.id, fence=fence, state=CloneState.PLANNED))
         return adopted, to_clone
 
     def _settle_refresh(self, clones: list[Clone]) -> list[str]:
@@ -415,12 +409,13 @@ class Recovery:
             problems=[(f.name, f.error) for f in result.failed + result.skipped + result.unseen],
         )
 
-    def _listings(self, clones: list[Clone]) -> dict[str, VmReading[VmFacts]]:
-        """Every VM of the folders these clones go in, by folder."""
-        folders = {
-            self.settings.types[c.type].folder for c in clones if c.type in self.settings.types
-        }
-        return {folder: self.vcenter.find_vms(folder) for folder in sorted(folders)}
+
+def _listings(
+    settings: Settings, vcenter: VCenter, clones: list[Clone]
+) -> dict[str, VmReading[VmFacts]]:
+    """Every VM of the folders these clones go in, by folder."""
+    folders = {settings.types[c.type].folder for c in clones if c.type in settings.types}
+    return {folder: vcenter.find_vms(folder) for folder in sorted(folders)}
 
 
 def _cannot_see(reading: VmReading[VmFacts], clones: list[Clone]) -> None:

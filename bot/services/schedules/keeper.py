@@ -64,9 +64,8 @@ class Keeper:
         # Called (in the scheduler's thread) after this process took the scheduler over from
         # one that stopped; the Slack bot reports it and recovers the runs the other left.
         self.on_takeover: Callable[[StartReport], None] | None = None
-        # Called after each periodic re-sync by the process holding the scheduler: work that
-        # another process recorded for the bot to finish (trainees to tell their VM was removed
-        # by a strip back run from a terminal without a Slack token).
+        # Called after each periodic re-sync by the leader: work another process left the bot
+        # (trainees to tell their VM was removed by a strip back from a tokenless terminal).
         self.after_resync: Callable[[], object] | None = None
         # Also after each re-sync, in the holder only: pruning history at the quiet hour.
         self.housekeeping: Callable[[], object] | None = None
@@ -82,13 +81,10 @@ class Keeper:
 
     # ------------------------------------------------------------------ who keeps the times
     def keeper_note(self) -> str:
-        """ "" when a scheduler will run what was just scheduled (this process, or another bot
-        holding the lock); else a sentence saying that no scheduler runs right now.
-
-        A bot standing by takes the scheduler over here and now when it is free, so its reply
-        never promises a time that nobody keeps.
-        """
-        takeover = self.takeover_s
+        """ "" when a scheduler will run what was just scheduled (this process, or the leader
+        elsewhere); else a sentence saying that no scheduler runs right now. A bot standing by
+        takes the scheduler over here and now when it is free, so its reply never promises a
+        time that nobody keeps."""
         if self.active:
             return ""
         if self._started:
@@ -100,7 +96,7 @@ class Keeper:
         if self.lock.bots_elsewhere():
             return (
                 "No bot holds the scheduler for this database at this moment; the bot standing "
-                f"by takes it over within {seconds(takeover)} and runs anything due, late "
+                f"by takes it over within {seconds(self.takeover_s)} and runs anything due, late "
                 "if need be."
             )
         return (
@@ -111,14 +107,12 @@ class Keeper:
 
     @property
     def takeover_s(self) -> float:
-        """How long a bot standing by may take to take over from a leader that stopped: the
-        leader's lease runs out, then the next try (a third of the lease, or the re-sync)."""
+        """A standby's takeover time: the lease runs out, then its next try (lease/3 or re-sync)."""
         lease = self.lock.lease_s
         return math.ceil(lease + min(lease / 3.0, self.resync_s if self.resync_s > 0 else lease))
 
     def fence(self) -> Fence | None:
-        """What the jobs' claims are checked against: the lease this process leads under (None
-        in a process that never started a scheduler: tests driving the runners directly)."""
+        """What the jobs' claims are checked against: the lease led under (None: never started)."""
         return self.lock.fence() if self._started else None
 
     def running_anywhere(self) -> bool:
@@ -190,8 +184,7 @@ class Keeper:
             self.sync()
 
     def _lost(self, reason: str) -> None:
-        """Another bot leads now: nothing more is run from this job table (a job already
-        running is refused at its next fenced write)."""
+        """Another bot leads now: this job table runs nothing more (a running job is fenced)."""
         with self._sync_lock:
             for job in self.scheduler.jobs():
                 if kind_of(job.id) in JOB_KINDS:
