@@ -703,7 +703,8 @@ def test_the_lease_is_refused_to_another_process(world: World) -> None:
         [sys.executable, "-c", code, db], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["True", "False"]
-    lease = Repository(world.settings.database).get_lease("scheduler")
+    with Repository(world.settings.database) as repo:
+        lease = repo.get_lease("scheduler")
     assert lease is not None and lease.epoch == 2
 
 
