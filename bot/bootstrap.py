@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -19,10 +20,11 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     from bot.adapters.scheduler.jobs import Scheduler
     from bot.domain.savings import Savings
-    from bot.ports import Chart, Clock, Lab, Notifier, Trust, VCenter
+    from bot.ports import Chart, Clock, Lab, Leases, Notifier, Trust, VCenter
     from bot.ports import Scheduler as SchedulerPort
     from bot.services.container import Services
     from bot.services.container import Services as App  # the wired application
+    from bot.services.leadership import Leadership
     from bot.services.schedules import ScheduleService
     from bot.settings import Settings, VCenterSettings
 
@@ -63,6 +65,8 @@ class _LazyVCenter:
         self._settings = settings
         self._real: Any = None
         self._lock = threading.Lock()
+        # Told how long each call took (method name, seconds): the bot's /metrics.
+        self.observe: Callable[[str, float], None] | None = None
 
     def _adapter(self) -> Any:
         with self._lock:
@@ -73,7 +77,19 @@ class _LazyVCenter:
             return self._real
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._adapter(), name)
+        value = getattr(self._adapter(), name)
+        observe = self.observe
+        if observe is None or not callable(value) or name.startswith("_"):
+            return value
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return value(*args, **kwargs)
+            finally:
+                observe(name, time.monotonic() - started)
+
+        return timed
 
     def close(self) -> None:
         with self._lock:
@@ -152,7 +168,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     )
     # Recording times only (the terminal): APScheduler is imported if the scheduler is ever used.
     services.schedules = ScheduleService(
-        settings, repo, service, cast("SchedulerPort", _LazyScheduler(settings))
+        settings, repo, service, cast("SchedulerPort", _LazyScheduler(settings, repo))
     )
     services.schedule_factory = lambda notifier, clock: schedule_service(
         services, notifier=notifier, clock=clock
@@ -163,15 +179,12 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
 
 
 class _LazyScheduler:
-    """The scheduler adapter with its lock made now and APScheduler imported on first use (the
-    terminal's schedule service records times and never starts it)."""
+    """The scheduler adapter with its leadership made now and APScheduler imported on first use
+    (the terminal's schedule service records times and never starts it)."""
 
-    def __init__(self, settings: Settings) -> None:
-        from bot.adapters.scheduler.lock import SchedulerLock, lock_path_for
-
+    def __init__(self, settings: Settings, repo: Leases) -> None:
         self._settings = settings
-        self._path = lock_path_for(settings.database)
-        self.lock = SchedulerLock(self._path)
+        self.lock = leadership(settings, repo)
         self._real: Scheduler | None = None
         self._guard = threading.Lock()
 
@@ -181,13 +194,18 @@ class _LazyScheduler:
                 from bot.adapters.scheduler.jobs import Scheduler
                 from bot.domain.timeparse import zone_of
 
-                self._real = Scheduler(
-                    self._path, timezone=zone_of(self._settings.timezone), lock=self.lock
-                )
+                self._real = Scheduler(self.lock, timezone=zone_of(self._settings.timezone))
             return self._real
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._scheduler(), name)
+
+
+def leadership(settings: Settings, repo: Leases) -> Leadership:
+    """Who leads (runs the schedules and the start-up recovery) for this database: its lease."""
+    from bot.services.leadership import Leadership
+
+    return Leadership(repo, lease_s=settings.lease_s)
 
 
 def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
@@ -218,13 +236,12 @@ def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
     trainees.connect(people, people, staff=AccessPolicy(slack, people.group_members).is_operator)
 
 
-def scheduler(settings: Settings) -> Scheduler:
-    """APScheduler in the team's zone, with the database's single-scheduler lock (not started)."""
+def scheduler(settings: Settings, repo: Leases) -> Scheduler:
+    """APScheduler in the team's zone, with the database's leadership (not started)."""
     from bot.adapters.scheduler.jobs import Scheduler
-    from bot.adapters.scheduler.lock import lock_path_for
     from bot.domain.timeparse import zone_of
 
-    return Scheduler(lock_path_for(settings.database), timezone=zone_of(settings.timezone))
+    return Scheduler(leadership(settings, repo), timezone=zone_of(settings.timezone))
 
 
 def schedule_service(
@@ -235,7 +252,12 @@ def schedule_service(
     from bot.services.schedules import ScheduleService
 
     return ScheduleService(
-        app.settings, app.repo, app.service, scheduler(app.settings), notifier=notifier, clock=clock
+        app.settings,
+        app.repo,
+        app.service,
+        scheduler(app.settings, app.repo),
+        notifier=notifier,
+        clock=clock,
     )
 
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from bot.domain.errors import VCenterUnreachable
+from bot.domain.errors import Fenced, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.domain.results import (
     DeployResult,
@@ -25,7 +25,7 @@ from bot.ports import ProgressCallback
 from bot.services.bringup import BringUp
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
 from bot.services.limits import OpLimits, place_key
-from bot.services.pipeline import NotStarted, Stop, run_per_clone
+from bot.services.pipeline import NotStarted, PerClone, Stop, run_per_clone
 from bot.services.runs import Core, Emitter, stopped_message
 
 if TYPE_CHECKING:
@@ -98,13 +98,7 @@ class DeployRuns:
             bringup=bringup,
         )
         # Each type's first clone first, so the types' probes run side by side.
-        per = run_per_clone(
-            probes_first(work_list),
-            partial(self._clone_in_turn, batch),
-            workers=2 * self.settings.concurrency,
-            name="clone",
-            halt=self.core.halt,
-        )
+        per = self._clone_all(batch, work_list)
         unreachable: list[VCenterUnreachable] = [per.lost] if per.lost else []
         halted, not_up = self._after_cloning(per.halted, unreachable, placements, bringup)
         result = self._finish_deploy(
@@ -117,6 +111,20 @@ class DeployRuns:
             self.repo.update_run(run_id, message=message)
             result = replace(result, message=message)
         return result
+
+    def _clone_all(self, batch: _Batch, work_list: list[Clone]) -> PerClone[Clone, Clone]:
+        try:
+            return run_per_clone(
+                probes_first(work_list),
+                partial(self._clone_in_turn, batch),
+                workers=2 * self.settings.concurrency,
+                name="clone",
+                halt=self.core.halt,
+            )
+        except Fenced:  # another bot took the run over: it powers on and finishes, not us
+            if batch.bringup is not None:
+                batch.bringup.abandon()
+            raise
 
     def _after_cloning(
         self,

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from bot.domain.errors import CannotSee, ClonesError, VCenterUnreachable
-from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
+from bot.domain.errors import CannotSee, ClonesError, Fenced, VCenterUnreachable
+from bot.domain.models import Clone, CloneState, Fence, Run, RunKind, RunState
 from bot.domain.results import DeployResult, TeardownResult
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
-from bot.ports import ProgressCallback
+from bot.ports import ProgressCallback, VCenter
 from bot.services.core import Service
 from bot.services.orphans import Orphans
 from bot.services.ownership import locate
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from bot.services.placements import Placements
     from bot.services.queries import Queries
     from bot.services.teardown import StripBack
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,8 @@ class Recovery:
         clock: Callable[[], datetime] | None = None,
         relabel: Callable[[str], object] | None = None,
     ) -> None:
-        self.settings, self.repo, self.vcenter, self.runs = (
-            core.settings,
-            core.repo,
-            core.vcenter,
-            core.runs,
-        )
+        self.settings, self.repo = core.settings, core.repo
+        self.vcenter, self.runs = core.vcenter, core.runs
         self.queries, self.placements, self.cloner = queries, placements, cloner
         self.deploy_runs, self.strip_back = deploy_runs, strip_back
         self.orphan_finder = Orphans(core)
@@ -169,14 +166,16 @@ class Recovery:
         return self.runs.owner_dead(run, self.clock())
 
     def recover(
-        self, *, actor: str = "clones", on_event: ProgressCallback | None = None
+        self,
+        *,
+        actor: str = "clones",
+        on_event: ProgressCallback | None = None,
+        fence: Fence | None = None,
     ) -> RecoveryReport:
         """Resume every abandoned run, then record ready clones whose VM is gone as missing.
-
-        Each abandoned run is taken over atomically: it ends superseded in the transaction that
-        starts its successor over the same clones, so two processes starting at once never
-        both resume it, and no later resume ever picks it up again.
-        """
+        Each is taken over atomically (`RunBook.take_over`: ended superseded in the transaction
+        that starts its successor, once its lease expired or its owner died, and with `fence`,
+        the leader's recovery, only while this process leads): resumed once, by one process."""
         resumed: list[ResumedRun] = []
         left: list[tuple[int, str]] = []
         lost = False  # vCenter stopped answering: records are not judged by it now
@@ -184,15 +183,21 @@ class Recovery:
             if self.runs.halt():  # the user stopped this process: the rest wait for next time
                 left.append((run.id, f"stopped by {self.runs.halt.why} before it was resumed"))
                 continue
-            new = self.repo.supersede_run(run.id, owner=self.runs.owner, expected_owner=run.owner)
+            try:
+                new = self.runs.take_over(run, fence=fence, now=self.clock())
+            except Fenced as exc:  # another bot leads now: the runs are its to resume
+                log.warning("fenced: recovery stopped: %s", exc)
+                break
             if new is None:
-                continue  # another process took it over first, or it ended meanwhile
+                continue  # another process took it over first, it ended, or it beat again
             self.runs.track_run(new.id)
             try:
                 if run.kind is RunKind.TEARDOWN:
                     resumed.append(self._resume_teardown(run, new, on_event))
                 else:
                     resumed.append(self._resume_clones(run, new, actor, on_event))
+            except Fenced as exc:  # taken over in turn (this process hung meanwhile)
+                log.warning("fenced: resuming run %s: %s", run.id, exc)
             except VCenterUnreachable as exc:
                 self._end_if_running(new.id, RunState.INTERRUPTED, str(exc))
                 left.append((run.id, str(exc)))
@@ -266,7 +271,7 @@ class Recovery:
             kept = self._settle_refresh(clones)
             clones = self.repo.clones(run_id=run.id)
             unfinished = [c for c in clones if c.state in (CloneState.CLONING, CloneState.PLANNED)]
-            adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor)
+            adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor, run.id)
             placements = {}
             for type_name in {c.type for c in to_clone}:
                 t = self.settings.type(type_name)
@@ -303,14 +308,14 @@ class Recovery:
         )
 
     def _adopt_or_replan(
-        self, unfinished: list[Clone], environment: str, actor: str
+        self, unfinished: list[Clone], environment: str, actor: str, run_id: int
     ) -> tuple[list[str], list[Clone]]:
         """Each unfinished clone: adopted when vCenter has it under the recorded instance UUID
         (and linked), else planned again (a full copy made under our UUID is destroyed first:
         it defeats the savings). Returns (adopted names, clones to clone). CannotSee, before
         anything is decided, when one may be among VMs vCenter would not show: re-creating it
         could make a second."""
-        listings = self._listings(unfinished)
+        listings = _listings(self.settings, self.vcenter, unfinished)
         found: dict[str, VmFacts] = {}
         for c in unfinished:
             t = self.settings.types.get(c.type)
@@ -329,11 +334,13 @@ class Recovery:
                 found[c.instance_uuid or ""] = vm
         adopted: list[str] = []
         to_clone: list[Clone] = []
+        fence = self.runs.fence(run_id)  # every write: refused once another took the run over
         for c in unfinished:
             vm = found.get(c.instance_uuid or "")
             if vm is not None and vm.linked:
                 self.repo.update_clone(
                     c.id,
+                    fence=fence,
                     state=CloneState.READY,
                     moref=vm.moref,
                     host=vm.host or None,
@@ -347,8 +354,9 @@ class Recovery:
                 adopted.append(c.name)
                 continue
             if vm is not None:
+                self.runs.assert_owned(run_id)  # a full copy: destroyed by the run's owner only
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
-            to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
+            to_clone.append(self.repo.update_clone(c.id, fence=fence, state=CloneState.PLANNED))
         return adopted, to_clone
 
     def _settle_refresh(self, clones: list[Clone]) -> list[str]:
@@ -402,12 +410,13 @@ class Recovery:
             problems=[(f.name, f.error) for f in result.failed + result.skipped + result.unseen],
         )
 
-    def _listings(self, clones: list[Clone]) -> dict[str, VmReading[VmFacts]]:
-        """Every VM of the folders these clones go in, by folder."""
-        folders = {
-            self.settings.types[c.type].folder for c in clones if c.type in self.settings.types
-        }
-        return {folder: self.vcenter.find_vms(folder) for folder in sorted(folders)}
+
+def _listings(
+    settings: Settings, vcenter: VCenter, clones: list[Clone]
+) -> dict[str, VmReading[VmFacts]]:
+    """Every VM of the folders these clones go in, by folder."""
+    folders = {settings.types[c.type].folder for c in clones if c.type in settings.types}
+    return {folder: vcenter.find_vms(folder) for folder in sorted(folders)}
 
 
 def _cannot_see(reading: VmReading[VmFacts], clones: list[Clone]) -> None:

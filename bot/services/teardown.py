@@ -233,7 +233,10 @@ class StripBack:
         # A live clone is recorded destroying; a failed record keeps its state (and why) until
         # its VM is gone: its run owns it, so a crash before then acts on it again.
         marked = CloneState.DESTROYING if clone.state.live else clone.state
-        self.repo.update_clone(clone.id, state=marked, moref=facts.moref)
+        # Fenced: refused (and nothing destroyed) once another bot took the run over.
+        self.repo.update_clone(
+            clone.id, fence=self.runs.fence(emit.run_id), state=marked, moref=facts.moref
+        )
         try:
             for attempt in retrying(self.settings, emit, clone.name):
                 host = clone_host(self.settings, clone, facts.host)

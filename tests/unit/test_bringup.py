@@ -337,7 +337,7 @@ def test_a_resumed_deployment_that_powers_on_finishes_the_bring_up_of_earlier_cl
     ids = [awaited.id, done.id, off.id]
     run = s.repo.start_run(
         environment="cohort", kind=RunKind.DEPLOY, requested_by="t", requested=3,
-        clone_ids=ids, power_on=True,
+        clone_ids=ids, power_on=True, owner=s.service.runs.owner,  # this process's, as resumed
     )  # fmt: skip
     events: list[ProgressEvent] = []
     result = s.service.deploy_runs.run_clones(
