@@ -13,7 +13,9 @@ from typing import Any
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess
 from bot.bootstrap import App, build
 from bot.domain import grammar
+from bot.ports import Repository as RepositoryPort
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
+from storage import Repository
 
 PASSWORD_ENV = "CLONES_VCENTER_PASSWORD"
 
@@ -145,6 +147,13 @@ def vms(lab: LabProcess) -> dict[str, dict[str, Any]]:
 
 def clones_of(lab: LabProcess) -> dict[str, dict[str, Any]]:
     return {n: vm for n, vm in vms(lab).items() if n.startswith("TRN-")}
+
+
+def stored(repo: RepositoryPort) -> Repository:
+    """The services' repository as the storage class it is (its location, `find_clone`, its
+    connections: what a test reads that the services' port does not offer)."""
+    assert isinstance(repo, Repository), repo
+    return repo
 
 
 def set_state(repo: Any, clone_id: int, target: Any, **changes: Any) -> Any:

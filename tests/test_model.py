@@ -47,6 +47,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,13 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from slack_sdk import WebClient
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
 from bot.bootstrap import App, build
 from bot.domain.errors import ClonesError
 from bot.domain.models import CloneState, RunKind, RunState
 from handlers.app import SlackTokens, create_bot
+from handlers.webapi import make_client
 from storage import Repository
 from tests.faults import Clones, interrupt, record
 from tests.helpers import lab_settings
@@ -485,7 +486,8 @@ class TrustModel(RuleBasedStateMachine):
             core.vcenter.connect()
             self.expire(upstream=True)
         try:
-            client = WebClient(token="xoxb-test", base_url=fake.api_url)
+            # The bot's own paced client (a plain WebClient is refused by its progress messages).
+            client = make_client(replace(core.settings.slack, api_url=fake.api_url), "xoxb-test")
             bot = create_bot(core, SlackTokens("xoxb-test", "s" * 32, "", 0), client=client)
             bot.start(paused=True)
             bot.close(wait=True)  # waits until its job pool (the recovery) is idle

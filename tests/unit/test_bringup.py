@@ -237,7 +237,7 @@ def test_each_clone_is_on_and_customized_before_the_last_is_made(
     make_services: Any, vcenter: FakeVCenter
 ) -> None:
     fake = GatedVCenter(last="TRN-CAP-006")
-    fake.customization_spec_exists = lambda name: True  # type: ignore[method-assign]
+    fake.customization_spec_exists = lambda spec_name: True  # type: ignore[method-assign]
     s = _services_over(make_services, fake, types=CUSTOMIZED, concurrency=2)
     result, events = _deploy(s, "deploy capture 6 as cohort and power on")
 
@@ -259,7 +259,7 @@ def test_each_clone_is_on_and_customized_before_the_last_is_made(
 def test_a_failed_customization_is_counted_and_recorded(
     make_services: Any, vcenter: FakeVCenter
 ) -> None:
-    vcenter.customization_spec_exists = lambda name: True  # type: ignore[method-assign]
+    vcenter.customization_spec_exists = lambda spec_name: True  # type: ignore[method-assign]
     broken: set[str] = set()
     real = vcenter.customization_outcomes
 
@@ -319,7 +319,7 @@ def test_a_resumed_deployment_that_powers_on_finishes_the_bring_up_of_earlier_cl
     """After a crash, the run recovery starts in its place (power_on inherited) powers on the
     clones made before that were still off, watches again a customization still awaited (that
     clone is not powered on again), and counts the ones already done."""
-    vcenter.customization_spec_exists = lambda name: True  # type: ignore[method-assign]
+    vcenter.customization_spec_exists = lambda spec_name: True  # type: ignore[method-assign]
     s = make_services(types=CUSTOMIZED)
     _deploy(s, "deploy capture 3 as cohort")  # made, left off: the state at the crash, below
     awaited, done, off = s.repo.clones(environment="cohort")
