@@ -8,11 +8,12 @@ import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess
 from bot.bootstrap import App, build
 from bot.domain import grammar
+from bot.ports import Clock as ClockPort
 from bot.ports import Repository as RepositoryPort
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
 from storage import Repository
@@ -193,3 +194,7 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+if TYPE_CHECKING:  # mypy proves the double implements its port (docs/architecture.md)
+    _clock: ClockPort = Clock()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,7 @@ from bot.domain.models import Clone, CloneState, RunKind
 from bot.domain.placement import Host, spread
 from bot.domain.results import ProgressEvent
 from bot.domain.vsphere import CloneRequest, VmFacts
+from bot.ports import VCenter
 from bot.services.container import Services
 from bot.services.dispatch import Deployed, Invocation, dispatch
 from bot.services.limits import OpLimits, clone_host
@@ -231,6 +232,10 @@ class GatedVCenter(FakeVCenter):
         out = super().power(morefs, action)
         self.first_on.set()
         return out
+
+
+if TYPE_CHECKING:  # mypy proves the double implements its port (docs/architecture.md)
+    _gated: VCenter = GatedVCenter(last="")
 
 
 def test_each_clone_is_on_and_customized_before_the_last_is_made(
