@@ -22,6 +22,7 @@ from bot.domain import grammar
 from bot.domain.errors import ClonesError
 from bot.domain.models import RunKind
 from bot.domain.results import ProgressEvent
+from bot.domain.trainees import VmRef
 from bot.services.dispatch import plan_for, settled
 from bot.services.orphans import Orphan, OrphansOutcome
 from handlers.blocks import admin, plans, trainees
@@ -52,8 +53,9 @@ class Flow:
     action: str  # the token's action: "teardown", "refresh" or "orphans"
     confirm_id: str
     cancel_id: str
-    # The command a click confirms, from the token's key (the environment, or "orphans").
-    command: Callable[[str], Any]
+    # The command a click confirms, from the token's key (the environment, or "orphans") and the
+    # items it binds (a rebuild: the VM's identity, so no other VM of that name is rebuilt).
+    command: Callable[[str, tuple[str, ...]], Any]
     words: Callable[[str], str]  # the command as typed ("teardown X"): for the audit and advice
     what: Callable[[str], str]  # "strip back of X": for a button already used up
     # The token's key and the items it binds (the morefs shown), from the plan.
@@ -81,12 +83,18 @@ def _ours(plan: list[Orphan]) -> tuple[str, tuple[str, ...]]:
     return plans.ORPHANS_TOKEN_ENV, tuple(o.vm.moref for o in plan if o.ours)
 
 
+def _rebuild(vm: str, items: tuple[str, ...]) -> grammar.Rebuild:
+    """The rebuild a Confirm stands for: of the VM the plan showed, by identity."""
+    ref = VmRef.parse(items[0]) if items else None
+    return grammar.Rebuild(vm=vm, ref=ref)
+
+
 FLOWS: dict[type[Any], Flow] = {
     grammar.Teardown: Flow(
         "teardown",
         ACTION_CONFIRM,
         ACTION_CANCEL,
-        command=grammar.Teardown,
+        command=lambda env, _: grammar.Teardown(env),
         words=lambda env: f"teardown {env}",
         what=lambda env: f"strip back of {env}",
         token=_environment,
@@ -102,7 +110,7 @@ FLOWS: dict[type[Any], Flow] = {
         "refresh",
         ACTION_REFRESH_CONFIRM,
         ACTION_REFRESH_CANCEL,
-        command=grammar.Refresh,
+        command=lambda env, _: grammar.Refresh(env),
         words=lambda env: f"refresh {env}",
         what=lambda env: f"refresh of {env}",
         token=_environment,
@@ -117,7 +125,7 @@ FLOWS: dict[type[Any], Flow] = {
         "orphans",
         ACTION_ORPHANS_CONFIRM,
         ACTION_ORPHANS_CANCEL,
-        command=lambda _: grammar.Orphans("remove"),
+        command=lambda _, __: grammar.Orphans("remove"),
         words=lambda _: "orphans remove",
         what=lambda _: "orphans remove",
         token=_ours,
@@ -135,10 +143,10 @@ FLOWS: dict[type[Any], Flow] = {
         "rebuild",
         ACTION_REBUILD_CONFIRM,
         ACTION_REBUILD_CANCEL,
-        command=lambda vm: grammar.Rebuild(vm=vm),
+        command=_rebuild,
         words=lambda vm: f"rebuild {vm}",
         what=lambda vm: f"rebuild of {vm}",
-        token=lambda plan: (plan.vm, ()),
+        token=lambda plan: (plan.vm, (plan.ref.value,) if plan.ref else ()),
         ask=plans.rebuild_plan,
         starting=trainees.rebuild_progress,
         progress=lambda e, user: trainees.rebuild_progress(e.clone or "", user),
@@ -257,7 +265,7 @@ def _confirmed(
     tell: Tell,
 ) -> None:
     user = click.user
-    request = Request(ctx, flow.command(click.key), user, click.channel, client, tell)
+    request = Request(ctx, flow.command(click.key, taken.items), user, click.channel, client, tell)
     progress: ProgressMessage[ProgressEvent] = ProgressMessage(
         client,
         click.channel,
@@ -271,7 +279,8 @@ def _confirmed(
         queries = ctx.services.service.queries
         home = queries.find_environment(click.key) if flow.home_note else None  # before it goes
         try:
-            result = request.run(on_event=progress.on_event, only=taken.items or None)
+            only = (taken.items or None) if flow.action == "orphans" else None
+            result = request.run(on_event=progress.on_event, only=only)
         except Exception as exc:
             progress.finish(flow.aborted(click.key, taken.requester, brief(exc)))
             raise

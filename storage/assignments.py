@@ -1,6 +1,7 @@
 """Assignments: which trainee holds which clone, from `assign` to unassign, replacement or the
-clone's removal (a trigger of migration m009 ends an assignment when its clone is destroyed),
-and whether the trainee was told."""
+clone leaving `ready` for good (a trigger, migration m012, ends an assignment in the same
+statement in which its clone is destroyed, found missing or failed), and whether the trainee
+was told."""
 
 from __future__ import annotations
 
@@ -140,9 +141,11 @@ class AssignmentStore(Core):
         )
 
     def untold_removals(self) -> list[Assignment]:
-        """Assignments ended because their clone was removed, whose trainee was not told yet."""
+        """Assignments ended because their clone left `ready` for good (removed, missing,
+        failed), whose trainee was not told yet."""
         rows = self._rows(
-            _SELECT + " WHERE a.ended_reason = 'removed' AND a.told_at IS NULL ORDER BY a.id"
+            _SELECT + " WHERE a.ended_reason IN ('removed', 'missing', 'failed')"
+            " AND a.told_at IS NULL ORDER BY a.id"
         )
         return [assignment_record(row) for row in rows]
 

@@ -67,9 +67,12 @@ class AuditStore(Core):
         """Audit entries at or after `since`, oldest first (through the index on `at`): the
         first `limit` of them, or the last ones with `newest` (None: all)."""
         order = "DESC" if newest else ""
+        # No `LIMIT -1` for "all": PostgreSQL refuses a negative limit.
+        bound, params = (
+            ("", [to_text(since)]) if limit is None else (" LIMIT ?", [to_text(since), limit])
+        )
         rows = self._rows(
-            f"SELECT * FROM audit WHERE at >= ? ORDER BY at {order}, id {order} LIMIT ?",
-            (to_text(since), -1 if limit is None else limit),
+            f"SELECT * FROM audit WHERE at >= ? ORDER BY at {order}, id {order}{bound}", params
         )
         entries = [audit_record(row) for row in rows]
         return entries[::-1] if newest else entries

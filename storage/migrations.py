@@ -459,6 +459,75 @@ def m011_clone_kept_attributes(db: Schema) -> None:
     db.execute("ALTER TABLE clones ADD COLUMN kept_attributes TEXT NOT NULL DEFAULT ''")
 
 
+# m012's trigger, in each dialect: an assignment ends when its clone is destroyed, missing
+# or failed (each frees the clone's name for another clone).
+_END_WITH_VM_SQLITE = """
+        CREATE TRIGGER assignments_end_with_clone
+        AFTER UPDATE OF state ON clones
+        WHEN NEW.state IN ('destroyed', 'missing', 'failed') AND OLD.state != NEW.state
+        BEGIN
+            UPDATE assignments
+            SET ended_at = strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000+00:00',
+                ended_reason = CASE NEW.state WHEN 'destroyed' THEN 'removed' ELSE NEW.state END
+            WHERE clone_id = NEW.id AND ended_at IS NULL;
+        END
+        """
+_PG_NOW = (
+    "to_char(statement_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00:00'"
+)
+_END_WITH_VM_POSTGRESQL = (
+    f"""
+    CREATE FUNCTION assignments_end_with_clone() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE assignments
+        SET ended_at = {_PG_NOW},
+            ended_reason = CASE NEW.state WHEN 'destroyed' THEN 'removed' ELSE NEW.state END
+        WHERE clone_id = NEW.id AND ended_at IS NULL;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER assignments_end_with_clone
+    AFTER UPDATE OF state ON clones
+    FOR EACH ROW
+    WHEN (NEW.state IN ('destroyed', 'missing', 'failed') AND OLD.state <> NEW.state)
+    EXECUTE FUNCTION assignments_end_with_clone()
+    """,
+)
+_END_LEFT_OVER = """
+    UPDATE assignments
+    SET ended_at = {now},
+        ended_reason = (SELECT CASE c.state WHEN 'destroyed' THEN 'removed' ELSE c.state END
+                        FROM clones c WHERE c.id = assignments.clone_id)
+    WHERE ended_at IS NULL AND clone_id IN
+        (SELECT id FROM clones WHERE state IN ('destroyed', 'missing', 'failed'))
+    """
+
+
+@migrations()
+def m012_assignments_end_when_the_vm_does(db: Schema) -> None:
+    # A right follows the VM, not its name: an assignment ends in the same statement in which
+    # its clone leaves `ready` for good (destroyed, missing from vCenter, or failed: a rebuild
+    # that could not make it again), because those states free the name for another clone.
+    # ended_reason: 'removed' (destroyed, as m009 wrote it), 'missing' or 'failed'; the
+    # trainee is told afterwards (told_at). A clone mid-rebuild (destroying, cloning, planned)
+    # keeps its assignment: the rebuild's successor is the same record.
+    db.either(
+        sqlite=["DROP TRIGGER assignments_end_with_clone", _END_WITH_VM_SQLITE],
+        postgresql=[
+            "DROP TRIGGER assignments_end_with_clone ON clones",
+            "DROP FUNCTION assignments_end_with_clone()",
+            *_END_WITH_VM_POSTGRESQL,
+        ],
+    )
+    # Assignments an older version left on clones already gone or failed end now (told next).
+    db.either(
+        sqlite=_END_LEFT_OVER.format(now="strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000+00:00'"),
+        postgresql=_END_LEFT_OVER.format(now=_PG_NOW),
+    )
+
+
 @migrations()
 def m013_clone_peak_size(db: Schema) -> None:
     # The largest committed size vCenter showed for a clone (bytes) and when, and when its size
@@ -494,6 +563,17 @@ def m014_history_indexes(db: Schema) -> None:
     db.execute(
         "CREATE INDEX assignments_untold ON assignments(id)"
         " WHERE ended_reason = 'removed' AND told_at IS NULL"
+    )
+
+
+@migrations()
+def m015_untold_losses_index(db: Schema) -> None:
+    # Since m012 a trainee is told when their VM is removed, missing or failed: the untold
+    # index holds all three, as the re-sync's query reads them (its WHERE word for word).
+    db.execute("DROP INDEX assignments_untold")
+    db.execute(
+        "CREATE INDEX assignments_untold ON assignments(id)"
+        " WHERE ended_reason IN ('removed', 'missing', 'failed') AND told_at IS NULL"
     )
 
 

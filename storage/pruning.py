@@ -50,10 +50,11 @@ _OLD_RUN = f"""
 """
 
 # A clone gone from vCenter, older than the cutoff, that no run that may act owns and no
-# trainee holds. (`+c.state`: walk the table in id order, oldest first, and stop at the batch,
-# rather than read every destroyed clone through the state index and sort them.)
+# trainee holds. (`+c.state` on SQLite: walk the table in id order, oldest first, and stop at
+# the batch, rather than read every destroyed clone through the state index and sort them;
+# PostgreSQL has no unary plus on text and its planner weighs the two plans itself.)
 _OLD_CLONE = f"""
-    +c.state IN ('destroyed', 'failed', 'missing') AND c.updated_at < ?
+    {{unindexed}}c.state IN ('destroyed', 'failed', 'missing') AND c.updated_at < ?
     AND NOT EXISTS (SELECT 1 FROM run_clones rc JOIN runs r ON r.id = rc.run_id
                     WHERE rc.clone_id = c.id AND r.{RESUMABLE})
     AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.clone_id = c.id AND a.ended_at IS NULL)
@@ -85,7 +86,7 @@ class PruneStore(Core):
         )
 
     def _prune_environments(self, cut: str, limit: int) -> int:
-        where = f"{_OLD_ENVIRONMENT} ORDER BY e.rowid LIMIT ?"
+        where = f"{_OLD_ENVIRONMENT} ORDER BY e.created_at, e.name LIMIT ?"
         names = [
             row[0]
             for row in self._tuples(
@@ -129,10 +130,11 @@ class PruneStore(Core):
             return self._execute(f"DELETE FROM runs WHERE id IN ({marks})", ids).rowcount
 
     def _prune_clones(self, cut: str, limit: int) -> int:
+        old_clone = _OLD_CLONE.format(unindexed="+" if self.dialect == "sqlite" else "")
         ids = [
             row[0]
             for row in self._tuples(
-                f"SELECT c.id FROM clones c WHERE {_OLD_CLONE} ORDER BY c.id LIMIT ?", (cut, limit)
+                f"SELECT c.id FROM clones c WHERE {old_clone} ORDER BY c.id LIMIT ?", (cut, limit)
             )
         ]
         if not ids:
@@ -140,7 +142,7 @@ class PruneStore(Core):
         with self.transaction():
             cursor = self._execute(
                 f"DELETE FROM clones WHERE id IN ({placeholders(ids)}) AND id IN"
-                f" (SELECT c.id FROM clones c WHERE {_OLD_CLONE})",
+                f" (SELECT c.id FROM clones c WHERE {old_clone})",
                 [*ids, cut],
             )
             return cursor.rowcount

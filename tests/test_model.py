@@ -20,7 +20,14 @@ After every step (once the lab has finished any work a killed process had asked 
   recovery;
 - no duplicate VM names in the clones' folder, no duplicate instance UUIDs;
 - an assignment holds one clone and a trainee one clone per environment, and none outlives its
-  clone's destruction; a rebuild that finished left the VM under the same name, linked, new;
+  clone leaving `ready` for good (destroyed, missing, failed); a rebuild that finished left the VM
+  under the same name, linked, new;
+- a trainee's own action (reset, power on/off, rebuild; typed with or without a VM's name, or a
+  button's value kept from any earlier `my`, stale or someone else's; a rebuild made to fail)
+  reaches no VM but the ones assigned to them when they acted: no task vCenter started in that
+  moment (failed ones too) names another VM, nothing else vanishes, and a refusal is audited as
+  denied. Names freed by a
+  VM gone missing or a failed rebuild come back in the other environment, for another trainee;
 - every exit code is one of the documented ones, and no traceback reaches the terminal;
 - nothing unseen is recorded gone: no record is destroyed or missing while its VM exists, and a
   long-lived bot's status never calls an existing clone missing;
@@ -64,15 +71,27 @@ from hypothesis.stateful import (
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
 from bot.bootstrap import App, build
-from bot.domain.errors import ClonesError
+from bot.domain import grammar
+from bot.domain.errors import ClonesError, PermissionDenied
 from bot.domain.models import CloneState, RunKind, RunState
+from bot.services.access import AccessPolicy
+from bot.services.dispatch import Invocation, dispatch, settled
+from bot.settings import SlackSettings
 from handlers.app import SlackTokens, create_bot
+from handlers.blocks.ids import (
+    ACTION_MY_POWER_OFF,
+    ACTION_MY_POWER_ON,
+    ACTION_MY_REBUILD,
+    ACTION_MY_RESET,
+)
+from handlers.blocks.trainees import vm_buttons
+from handlers.listeners.trainees import command_of
 from handlers.webapi import make_client
 from storage import Repository
 from tests.faults import Clones, interrupt, record
 from tests.helpers import lab_settings
 from tests.slack.fake_api import FakeSlack
-from tests.vsphere import Admin
+from tests.vsphere import Admin, recent_tasks, tasks_since
 
 pytestmark = pytest.mark.lab
 
@@ -89,6 +108,17 @@ DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault stri
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
 TRAINEES = ("U01", "U02", "U03", "U04")
+# A trainee's action, as the button that stands for it.
+BUTTON_OF = {
+    "reset": ACTION_MY_RESET,
+    "on": ACTION_MY_POWER_ON,
+    "off": ACTION_MY_POWER_OFF,
+    "rebuild": ACTION_MY_REBUILD,
+}
+ACTIONS = ("reset", "on", "off", "rebuild")
+FAILING = st.sampled_from([False, False, True])  # every clone call fails while it runs
+TYPED = {"reset": "reset", "on": "power on", "off": "power off", "rebuild": "rebuild"}
+GONE_FOR_GOOD = (CloneState.MISSING, CloneState.FAILED, CloneState.DESTROYED)
 # UNSEEN_STATE: which rules may run never depends on what the lab or the database hold (a kill
 # lands at a slightly different moment each time, so the same choices can leave a different
 # estate): Hypothesis must see the same choices give the same rules, or it stops the run with
@@ -134,6 +164,9 @@ class TrustModel(RuleBasedStateMachine):
         # resumed "and power on" need not (and must not) undo it.
         self.behind_powered: set[str] = set()  # instance UUIDs
         self.bot_powered: set[str] = set()  # environments
+        # Every button value a trainee was shown by `my` (the trainee, the value): clicked later
+        # by anyone, stale or not.
+        self.buttons: list[tuple[str, str]] = []
         self.steps: Counter[str] = Counter()
         self.hidden: set[str] = set()  # names of VMs the bot's account may not see now
         self.long_lived: App | None = None  # a bot's services, kept between steps
@@ -435,6 +468,176 @@ class TrustModel(RuleBasedStateMachine):
             assert len(rebuilt) == 1 and rebuilt[0]["linked"], a.clone_name
             assert rebuilt[0]["instance_uuid"] != clone.instance_uuid
 
+    # ----------------------------------------------------------------- rules: trainees themselves
+    @contextlib.contextmanager
+    def in_process(self) -> Any:
+        """The services over the model's database and lab, as the Slack bot holds them."""
+        services = build(lab_settings(self.lab, self.clones.database), start_lab=False)
+        try:
+            yield services
+        finally:
+            services.close()
+
+    def look(self, who: str) -> None:
+        """`who` opens `my` (or the Home tab): the buttons they see are kept for later."""
+        with self.in_process() as services:
+            mine = services.service.trainees.mine(who)
+        for vm in mine.vms:
+            values = {e["value"] for e in vm_buttons(vm)["elements"]}
+            self.buttons += [
+                (who, value) for value in sorted(values) if (who, value) not in self.buttons
+            ]
+
+    # Three rules (not one with a `how` argument): each is then drawn as often as any other rule.
+    @rule(action=st.sampled_from(ACTIONS), pick=st.integers(0, 1000), fail=FAILING)
+    def trainee_acts_on_their_vm(self, action: str, pick: int, fail: bool) -> None:
+        """`reset`, `power on|off` or `rebuild`, naming nothing: their own VM."""
+        who = self.trainee(pick)
+        self.trainee_acts(who, grammar.parse(TYPED[action]), f"{action}/own", fail)
+
+    @rule(action=st.sampled_from(ACTIONS), pick=st.integers(0, 1000), fail=FAILING)
+    def trainee_names_a_vm(self, action: str, pick: int, fail: bool) -> None:
+        """`reset NAME` or `rebuild NAME` typed, `power on|off NAME` typed (an operator's form,
+        which the policy refuses) or on a button of an older version (the name alone): any
+        name the lab or the records know."""
+        who = self.trainee(pick)
+        names = sorted({vm["name"] for vm in self.ours()} | {c.name for c in self.rows()})
+        if not names:  # see UNSEEN_STATE
+            return
+        name = names[pick % len(names)]
+        if action in ("on", "off") and pick % 2:
+            command = command_of(BUTTON_OF[action], name)
+        else:
+            command = grammar.parse(f"{TYPED[action]} {name}")
+        self.trainee_acts(who, command, f"{action}/name", fail)
+
+    @rule(action=st.sampled_from(ACTIONS), pick=st.integers(0, 1000), fail=FAILING)
+    def trainee_clicks(self, action: str, pick: int, fail: bool) -> None:
+        """A button kept from any earlier `my`: their own or someone else's, stale or not."""
+        who = self.trainee(pick)
+        if not self.buttons:  # see UNSEEN_STATE
+            return
+        value = self.buttons[(pick // 7) % len(self.buttons)][1]
+        self.trainee_acts(who, command_of(BUTTON_OF[action], value), f"{action}/button", fail)
+
+    def trainee(self, pick: int) -> str:
+        """Who acts: mostly one who holds a VM (when nobody does, a trainer gives one first),
+        sometimes anyone. They open `my` first: its buttons are kept with every earlier one."""
+        who = TRAINEES[pick % len(TRAINEES)]
+        if pick % 3:
+            holders = sorted({a.trainee for a in self.assignments()})
+            if not holders:
+                environment = ENVIRONMENTS[pick % len(ENVIRONMENTS)]
+                self.act("assign", environment, ("assign", environment, who), "none", 0.0, set())
+                holders = sorted({a.trainee for a in self.assignments()})
+            if holders:
+                who = holders[pick % len(holders)]
+        self.look(who)
+        return who
+
+    def trainee_acts(self, who: str, command: Any, what: str, fail: bool) -> None:
+        """A trainee's command (every clone call failing, if `fail`) reaches only the VMs they
+        held when they acted; a refusal is audited."""
+        held = self.held_by(who)
+        before, tasks = self.vms(), recent_tasks(self.admin)
+        if fail:
+            self.lab.control.configure(faults={"fail_fraction": 1.0, "fault": "InvalidArgument"})
+        try:
+            outcome = self.trainee_run(who, command)
+        finally:
+            if fail:
+                self.lab.control.configure(faults={"fail_fraction": 0.0})
+            self.lab.control.wait_idle()
+        self.steps[f"trainee/{what}{'/fail' if fail else ''}/{outcome}"] += 1
+        # The records the trainee held: their VMs then, and a rebuild's successor of the same
+        # record, are all it may reach.
+        rows = {c.id: c for c in self.rows()}
+        mine = {uuid for uuid, _ in held.values()}
+        morefs = {moref for _, moref in held.values()}
+        morefs |= {rows[i].moref for i in held if rows[i].moref}
+        strays = [
+            (what, moref)
+            for _, what, moref in tasks_since(self.admin, tasks)
+            if moref not in morefs
+        ]
+        assert not strays, f"{who}'s {command} reached VMs not assigned to them: {strays}"
+        self.assert_vanished_only(before, self.vms(), mine)
+
+    def held_by(self, who: str) -> dict[int, tuple[str, str]]:
+        """The clone records `who` holds now: id -> (instance UUID, moref)."""
+        with Repository(self.clones.database) as repo:
+            held = [repo.get_clone(a.clone_id) for a in repo.assignments(trainee=who)]
+        return {c.id: (c.instance_uuid or "", c.moref or "") for c in held}
+
+    def trainee_run(self, who: str, command: Any) -> str:
+        """Run a trainee's command as the Slack bot does: the access policy, then settled (a
+        rebuild names its VM, as its Confirm button binds it), then dispatched. Returns the
+        outcome: "done", "policy", or the error's class; a refusal is audited as denied."""
+        with self.in_process() as services:
+            trainees = services.service.trainees
+            policy = AccessPolicy(SlackSettings(operators=("UOPS",)), is_trainee=trainees.holds_vm)
+            if not policy.check(who, "CCOURSE", command.verb, command.access):
+                return "policy"
+            last = services.repo.audit_entries(limit=1)
+            mark = (last[0].id or 0) if last else 0
+            invocation = Invocation(who, "slack", "CCOURSE")
+            try:
+                dispatch(services, settled(services, command, invocation), invocation)
+            except PermissionDenied:
+                audited = services.repo.audit_entries(actor=who, limit=5)
+                results = [e.result for e in audited if (e.id or 0) > mark]
+                assert results == ["denied"], f"{who}'s refused {command}: audited {results}"
+                return "denied"
+            except ClonesError as exc:
+                return type(exc).__name__
+        return "done"
+
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(TRAINEES))
+    def reuse_a_freed_name(self, pick: int, who: str) -> None:
+        """A name freed by a VM that went missing or whose rebuild failed comes back: one clone
+        of its type deployed into the other environment, and a trainee given one there."""
+        rows = self.rows()
+        live = {c.name for c in rows if c.state.live}
+        freed = [
+            c
+            for c in rows
+            if c.state in (CloneState.MISSING, CloneState.FAILED) and c.name not in live
+        ]
+        if not freed:  # see UNSEEN_STATE
+            return
+        self.reuse(freed[pick % len(freed)], who)
+
+    def reuse(self, c: Any, who: str) -> None:
+        other = next(e for e in ENVIRONMENTS if e != c.environment)
+        self.act("deploy", other, ("deploy", c.type, "1", "as", other), "none", 0.0)
+        self.act("assign", other, ("assign", other, who), "none", 0.0, set())
+        self.steps["reuse"] += 1
+
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(TRAINEES))
+    def a_trainees_vm_vanishes(self, pick: int, who: str) -> None:
+        """The issue's sequence in one step: an admin deletes a VM a trainee holds, `resume`
+        records it missing, and its name comes back in the other environment, for `who`. The
+        trainee rules then act with whatever that trainee kept (their buttons, the name)."""
+        held = self.assignments()
+        if not held:  # see UNSEEN_STATE
+            return
+        a = held[pick % len(held)]
+        with Repository(self.clones.database) as repo:
+            clone = repo.get_clone(a.clone_id)
+        if clone.state is not CloneState.READY or clone.instance_uuid not in self.vms():
+            return
+        self.look(a.trainee)  # what they were shown last
+        self.admin.destroy(clone.moref or "")
+        self.behind_destroyed.add(clone.instance_uuid or "")
+        self.unreconciled = True
+        self.tags.pop(clone.id, None)
+        self.steps["behind/destroy held"] += 1
+        self.resume()
+        with Repository(self.clones.database) as repo:
+            clone = repo.get_clone(a.clone_id)
+        if clone.state is CloneState.MISSING:
+            self.reuse(clone, who)
+
     @initialize(kind=st.sampled_from(TYPES), count=st.integers(1, 4))
     def first_lab(self, kind: str, count: int) -> None:
         self.act("deploy", "a", ("deploy", kind, str(count), "as", "a"), "none", 0.0)
@@ -654,8 +857,8 @@ class TrustModel(RuleBasedStateMachine):
             states = {c.id: c.state for c in repo.clones()}
         assert len({a.clone_id for a in active}) == len(active), "a clone held twice"
         assert len({(a.environment, a.trainee) for a in active}) == len(active)
-        gone = [a.clone_name for a in active if states[a.clone_id] is CloneState.DESTROYED]
-        assert not gone, f"assignments outlived their destroyed clones: {gone}"
+        gone = [a.clone_name for a in active if states[a.clone_id] in GONE_FOR_GOOD]
+        assert not gone, f"assignments outlived their clones (destroyed, missing, failed): {gone}"
 
     @invariant()
     def admins_attributes_follow_their_clones(self) -> None:

@@ -816,3 +816,32 @@ def test_racing_repositories_get_exactly_one_winner(db_path: str) -> None:
         assert sorted(won["start"]) == sorted(won["end"]) == [False, True]
         assert len([r for r in won["run"] if r is not None]) == 1
         assert len(one.runs(environment="dec")) == 1
+
+
+def test_an_assignment_ends_in_the_write_its_clone_leaves_ready_for_good(repo: Repository) -> None:
+    """m009/m012's trigger, on each backend: a clone destroyed, missing or failed ends its
+    trainee's assignment in the same statement (the reason says which); a clone that merely
+    moves along (a rebuild's destroying) keeps it."""
+    repo.ensure_environment("nov", owner="U1")
+    made = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=4, run_id=None
+    )
+    for c in made:
+        set_state(repo, c.id, CloneState.READY, moref=f"vm-{c.id}", instance_uuid=f"u-{c.id}")
+    repo.assign(
+        environment="nov",
+        pairs=[(f"U0{i}", c.id) for i, c in enumerate(made)],
+        assigned_by="U1",
+    )
+    set_state(repo, made[0].id, CloneState.DESTROYED)
+    set_state(repo, made[1].id, CloneState.MISSING)
+    set_state(repo, made[2].id, CloneState.FAILED)
+    set_state(repo, made[3].id, CloneState.DESTROYING)  # a rebuild under way
+    every = {a.trainee: a for a in repo.assignments(environment="nov", active=None)}
+    assert {t: (a.ended_at is not None, a.ended_reason) for t, a in every.items()} == {
+        "U00": (True, "removed"),
+        "U01": (True, "missing"),
+        "U02": (True, "failed"),
+        "U03": (False, ""),
+    }
+    assert sorted(a.trainee for a in repo.untold_removals()) == ["U00", "U01", "U02"]

@@ -8,12 +8,14 @@ from typing import Any
 
 from pyVim.task import WaitForTask
 from pyVmomi import vim as _vim
+from pyVmomi import vmodl as _vmodl
 
 from bot.adapters.lab import LabProcess
 from bot.adapters.vcenter.session import Session
 from bot.settings import VCenterSettings
 
 vim: Any = _vim  # pyVmomi's dynamic types
+vmodl: Any = _vmodl
 
 
 class Admin:
@@ -72,6 +74,50 @@ class Admin:
         fields = self.session.content.customFieldsManager
         key = next(f.key for f in fields.field if f.name == attribute)
         fields.SetField(entity=self._vm(moref), key=key, value=value)
+
+
+def recent_tasks(admin: Admin) -> set[str]:
+    """The keys of the tasks vCenter lists as recent (TaskManager.recentTask)."""
+    return {str(t._moId) for t in admin.session.content.taskManager.recentTask or []}
+
+
+def tasks_since(admin: Admin, before: set[str]) -> list[tuple[str, str, str]]:
+    """(task key, what: "VirtualMachine.reset", ..., the VM's moref) of every task on a VM that
+    vCenter started since `before` (`recent_tasks`), failed ones too: which VMs an operation
+    reached. Clone tasks are left out: their entity is the VM cloned from (a parent), read,
+    not changed. Read property by property: a task on another kind of object (a disk manager)
+    may carry an entity pyVmomi will not decode as a whole `info`."""
+    tasks = [
+        t for t in admin.session.content.taskManager.recentTask or [] if str(t._moId) not in before
+    ]
+    what = _task_property(admin, tasks, "info.descriptionId")
+    on_vms = [
+        t
+        for t in tasks
+        if str(what.get(str(t._moId), "")).startswith("VirtualMachine.")
+        and not str(what[str(t._moId)]).endswith(".cloneVm")
+    ]
+    entity = _task_property(admin, on_vms, "info.entity")
+    return [
+        (str(t._moId), str(what[str(t._moId)]), str(entity[str(t._moId)]._moId))
+        for t in on_vms
+        if entity.get(str(t._moId)) is not None
+    ]
+
+
+def _task_property(admin: Admin, tasks: list[Any], path: str) -> dict[str, Any]:
+    """One property of each task (by task key), in one PropertyCollector read."""
+    if not tasks:
+        return {}
+    spec = vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=t) for t in tasks],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.Task, pathSet=[path])],
+    )
+    out: dict[str, Any] = {}
+    for content in admin.session.content.propertyCollector.RetrieveContents([spec]) or []:
+        for prop in content.propSet or []:
+            out[str(content.obj._moId)] = prop.val
+    return out
 
 
 def run_task(task: Any) -> Any:

@@ -286,13 +286,14 @@ class My:
 @dataclass(frozen=True, slots=True)
 class Reset:
     """Power-reset the asker's VM (`vm`: one of theirs by name; `trainee`: an operator acting
-    for that trainee)."""
+    for that trainee; `ref`: the VM a button or a settled command names, by identity)."""
 
     verb: ClassVar[str] = "reset"
     access: ClassVar[Access] = Access.SELF
 
     vm: str | None = None
     trainee: str | None = None
+    ref: trainees.VmRef | None = None  # a button's or settled command's VM, by identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +305,7 @@ class Rebuild:
 
     vm: str | None = None
     trainee: str | None = None
+    ref: trainees.VmRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +318,7 @@ class MyPower:
     action: str  # "on" or "off"
     vm: str | None = None
     trainee: str | None = None
+    ref: trainees.VmRef | None = None
 
 
 class _CommandClass(Protocol):

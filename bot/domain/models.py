@@ -182,8 +182,10 @@ class Assignment:
     """One trainee holding one clone of an environment (a Slack user ID and a clone row).
 
     Active while `ended_at` is None. It ends when it is unassigned, replaced (its clone was no
-    longer ready when the trainee was assigned again) or removed (the clone was destroyed: a
-    strip back); `told_at` is when the trainee was told a removal (at most once)."""
+    longer ready when the trainee was assigned again), or when its clone leaves `ready` for good,
+    in the same write: removed (destroyed: a strip back), missing (gone from vCenter behind the
+    bot's back) or failed (a rebuild could not make it again). `told_at` is when the trainee was
+    told of one of those three (at most once)."""
 
     id: int
     environment: str
@@ -194,7 +196,7 @@ class Assignment:
     assigned_at: datetime | None = None
     handed_out_at: datetime | None = None  # the hand-out message reached the trainee
     ended_at: datetime | None = None
-    ended_reason: str = ""  # "unassigned", "replaced" or "removed"
+    ended_reason: str = ""  # "unassigned", "replaced", "removed", "missing" or "failed"
     told_at: datetime | None = None
 
     @property

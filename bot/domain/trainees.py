@@ -86,6 +86,39 @@ def read_roster(text: str, source: str = "the roster") -> list[str]:
     return people
 
 
+# ---------------------------------------------------------------------------------------- identity
+
+
+@dataclass(frozen=True)
+class VmRef:
+    """A trainee's VM as a button or a settled command names it: the clone's record id and the
+    instance UUID it had when it was shown (the name is only a label: names are reused once a
+    VM is gone). Acted on only while both still hold: the record is held, and carries that UUID.
+    """
+
+    clone_id: int
+    instance_uuid: str
+    name: str = ""
+
+    @property
+    def value(self) -> str:
+        """A button's value: "TRN-CAP-001 12 4f1c...", the name first for people reading it."""
+        return f"{self.name or '-'} {self.clone_id} {self.instance_uuid}"
+
+    @classmethod
+    def parse(cls, value: str) -> VmRef | None:
+        """The reference in a button's value; None for anything else (a bare VM name, from a
+        button posted before buttons carried identities)."""
+        words = value.split()
+        if len(words) != 3 or not words[1].isdigit() or not _UUID.fullmatch(words[2]):
+            return None
+        name = words[0] if VM_NAME.fullmatch(words[0]) else ""
+        return cls(int(words[1]), words[2], name)
+
+
+_UUID = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")  # an instance UUID (checked for equality)
+
+
 # ---------------------------------------------------------------------------------------- links
 
 
@@ -145,6 +178,16 @@ class VmRemoved:
 
 
 @dataclass(frozen=True)
+class VmLost:
+    """The trainee's VM left them before the course ended: it vanished from vCenter (deleted
+    outside the bot), or a rebuild could not make it again. The assignment has ended."""
+
+    environment: str
+    vm: str
+    why: str  # "missing" or "failed" (the assignment's ended_reason)
+
+
+@dataclass(frozen=True)
 class LabEnding:
     """The reminder before a scheduled strip back, for a trainee."""
 
@@ -153,7 +196,7 @@ class LabEnding:
     ends: str
 
 
-DirectMessage = HandOut | VmRemoved | LabEnding
+DirectMessage = HandOut | VmRemoved | VmLost | LabEnding
 
 
 # ---------------------------------------------------------------------------------------- results
@@ -224,6 +267,11 @@ class MyVm:
     client_url: str = ""
     vmrc_url: str = ""
     ends: str = ""
+    instance_uuid: str = ""  # the VM's, as recorded now: its buttons name it
+
+    @property
+    def ref(self) -> VmRef:
+        return VmRef(self.assignment.clone_id, self.instance_uuid, self.assignment.clone_name)
 
 
 @dataclass(frozen=True)
@@ -251,3 +299,4 @@ class RebuildPlan:
     environment: str
     type: str
     trainee: str
+    ref: VmRef | None = None  # the VM a confirmation binds (record id and instance UUID)

@@ -9,6 +9,7 @@ where a command is more than one call: a deploy with `until` also schedules its 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from bot.services.databases import copy_database
 from bot.services.orphans import act_on_orphans
 from bot.services.schedules import ScheduleResult, ScheduleService
 from bot.services.trainees import OnHandOut
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -168,20 +171,38 @@ def dispatch(services: Services, command: object, invocation: Invocation) -> obj
     route = ROUTES.get(type(command))
     if route is None:  # every command class has a route; a test checks it
         raise UsageError(f'"{getattr(command, "verb", command)}" cannot be run here.')
-    return route(services, command, invocation)
+    try:
+        result = route(services, command, invocation)
+    except ClonesError:  # it may have changed things before it stopped
+        _tell_trainees(services)
+        raise
+    _tell_trainees(services)
+    return result
+
+
+def _tell_trainees(services: Services) -> None:
+    """Trainees whose VM left them during the command (a strip back, a VM found missing, a
+    rebuild that failed: the assignment ended in the same write) are told now, once each."""
+    try:
+        services.service.trainees.tell_removed()
+    except ClonesError as exc:  # the database busy, ...: the next command or re-sync tells them
+        log.warning("trainees not told yet: %s", exc)
 
 
 def settled(services: Services, command: object, invocation: Invocation) -> object:
     """The command with what it acts on named, before it is planned and confirmed: `rebuild`
     names the one VM (the actor's own, checked; a refusal is audited); `power off TRN-CAP-001`
-    (a name that is no environment but a trainee's VM) becomes that one VM's power command."""
+    (a name that is no environment but a trainee's VM) becomes that one VM's power command.
+    Either names the VM by identity (its record and instance UUID): what runs later acts on
+    that VM alone, never on another that took its name meanwhile."""
     if isinstance(command, grammar.Power):
         name = command.environment
         queries, trainees = services.service.queries, services.service.trainees
-        if queries.find_environment(name) is None and trainees.is_held(name):
+        ref = trainees.held_ref(name) if queries.find_environment(name) is None else None
+        if ref is not None:
             if command.action == "reset":
-                return grammar.Reset(vm=name)
-            return grammar.MyPower(command.action, vm=name)
+                return grammar.Reset(vm=ref.name, ref=ref)
+            return grammar.MyPower(command.action, vm=ref.name, ref=ref)
     if isinstance(command, grammar.Rebuild):
         return services.service.trainees.settle(
             command,

@@ -16,7 +16,8 @@ ACTION_EXTEND = "clones_schedule_extend"  # the reminder's "Extend 2h"
 ACTION_STRIP_NOW = "clones_schedule_strip_now"  # the reminder's "Strip back now"
 ACTION_REBUILD_CONFIRM = "clones_rebuild_confirm"
 ACTION_REBUILD_CANCEL = "clones_rebuild_cancel"
-# A trainee's own VM (the Home tab and `/clones my`); the value is the VM's name.
+# A trainee's own VM (the Home tab and `/clones my`); the value names the VM by identity
+# (`VmRef.value`: name, clone record id, instance UUID; older buttons: the name alone).
 ACTION_MY_POWER_ON = "clones_my_power_on"
 ACTION_MY_POWER_OFF = "clones_my_power_off"
 ACTION_MY_RESET = "clones_my_reset"

@@ -17,6 +17,7 @@ from bot.domain.trainees import (
     MyVms,
     SelfService,
     Unassigned,
+    VmLost,
     VmRemoved,
 )
 from bot.services import sentences as say
@@ -106,6 +107,30 @@ def removed(m: VmRemoved) -> Rendered:
     )
 
 
+_LOST = {
+    "missing": "it is gone from vCenter (deleted outside the bot)",
+    "failed": "it could not be made again when it was rebuilt",
+}
+
+
+def lost(m: VmLost) -> Rendered:
+    why = _LOST.get(m.why, m.why)
+    text = (
+        f"Your training VM {m.vm} in {m.environment} is no longer yours: {why}. Its buttons "
+        "do nothing now; ask your trainer for another VM."
+    )
+    return Rendered(
+        text,
+        [
+            section(
+                f":warning: Your training VM `{esc(m.vm)}` in *{esc(m.environment)}* is no "
+                f"longer yours: {esc(why)}. Its buttons do nothing now; ask your trainer for "
+                "another VM."
+            )
+        ],
+    )
+
+
 def ending(m: LabEnding) -> Rendered:
     return Rendered(
         f"{m.environment} ends {m.ends}: your VM {m.vm} is removed then",
@@ -123,18 +148,22 @@ def direct_message(message: DirectMessage) -> Rendered:
         return hand_out(message)
     if isinstance(message, VmRemoved):
         return removed(message)
+    if isinstance(message, VmLost):
+        return lost(message)
     return ending(message)
 
 
 # ===================================================================== a trainee's VMs
 def vm_buttons(vm: MyVm) -> Block:
-    name = vm.assignment.clone_name
+    """The VM's buttons: each names it by identity (its record and instance UUID), so a
+    button kept after the VM is gone, rebuilt or its name reused acts on nothing else."""
+    name, value = vm.assignment.clone_name, vm.ref.value
     return actions(
         f"clones_my_{name}"[:255],
-        button("Power on", ACTION_MY_POWER_ON, name),
-        button("Power off", ACTION_MY_POWER_OFF, name),
-        button("Reset", ACTION_MY_RESET, name),
-        button("Rebuild...", ACTION_MY_REBUILD, name, "danger"),
+        button("Power on", ACTION_MY_POWER_ON, value),
+        button("Power off", ACTION_MY_POWER_OFF, value),
+        button("Reset", ACTION_MY_RESET, value),
+        button("Rebuild...", ACTION_MY_REBUILD, value, "danger"),
     )
 
 

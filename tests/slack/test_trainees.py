@@ -230,7 +230,8 @@ def test_assignments_survive_a_restart_and_the_home_tab_shows_the_vm(
     _deploy(first, "deploy capture 2 as lab and power on")
     _workspace(first.fake, ANN, BOB)
     _assign(first, f"assign lab <@{ANN}|ann> <@{BOB}|bob>")
-    mine = next(a.clone_name for a in first.core.repo.assignments(trainee=ANN))
+    held = next(a for a in first.core.repo.assignments(trainee=ANN))
+    mine, clone = held.clone_name, first.core.repo.get_clone(held.clone_id)
     first.bot.close(wait=True)
     first.core.close()
 
@@ -247,10 +248,12 @@ def test_assignments_survive_a_restart_and_the_home_tab_shows_the_vm(
         if b["type"] == "actions"
         for e in b["elements"]
     }
-    assert (ACTION_MY_POWER_OFF, mine) in buttons and (ACTION_MY_REBUILD, mine) in buttons
+    # Each names the VM by identity: its record and instance UUID, the name for the reader.
+    value = f"{mine} {clone.id} {clone.instance_uuid}"
+    assert (ACTION_MY_POWER_OFF, value) in buttons and (ACTION_MY_REBUILD, value) in buttons
 
     # Its Power off button, clicked on the Home tab (no response_url: the answer is a DM).
-    payload = action_payload(ACTION_MY_POWER_OFF, mine, ANN, "", "", "")
+    payload = action_payload(ACTION_MY_POWER_OFF, value, ANN, "", "", "")
     for key in ("response_url", "channel", "message"):
         payload.pop(key)
     payload["container"] = {"type": "view", "view_id": "V1"}

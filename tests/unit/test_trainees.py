@@ -25,6 +25,7 @@ from bot.domain.trainees import (
     HandOutProgress,
     LabEnding,
     RebuildPlan,
+    VmRef,
     VmRemoved,
     read_roster,
 )
@@ -190,9 +191,12 @@ def test_a_rebuild_re_creates_the_recorded_vm_same_name_and_assignment(
     old = vcenter.named("TRN-CAP-001")
     other = vcenter.named("TRN-CAP-002")
     command = settled(services, grammar.parse("rebuild"), trainee("U01"))
-    assert command == grammar.Rebuild(vm="TRN-CAP-001")
+    [held] = services.repo.assignments(trainee="U01")
+    ref = VmRef(held.clone_id, old.instance_uuid, "TRN-CAP-001")
+    assert command == grammar.Rebuild(vm="TRN-CAP-001", ref=ref)  # by identity, not name
     plan = plan_for(services, command)
     assert isinstance(plan, RebuildPlan) and plan.vm == "TRN-CAP-001" and plan.trainee == "U01"
+    assert plan.ref == ref
     result = dispatch(services, command, trainee("U01"))
     assert isinstance(result, RefreshResult) and result.refreshed == ["TRN-CAP-001"]
     new = vcenter.named("TRN-CAP-001")
@@ -379,7 +383,7 @@ def test_an_assignment_whose_clone_is_not_ready_is_replaced(
     run(services, "deploy capture 3 as nov")
     run(services, "assign nov U01")
     [a] = services.repo.assignments()
-    services.repo.update_clone(a.clone_id, state=CloneState.MISSING)  # deleted outside
+    services.repo.update_clone(a.clone_id, state=CloneState.DESTROYING)  # mid-rebuild
     result = run(services, "assign nov U01")
     assert [x.clone_name for x in result.replaced] == ["TRN-CAP-001"]
     assert [x.clone_name for x in result.new] == ["TRN-CAP-002"]

@@ -5,7 +5,8 @@ on one's own VM (`my`, `reset`, `power on|off`, `rebuild`).
   turning @mentions, e-mail addresses and a channel into Slack member IDs;
 - `assign`: one ready clone per trainee, stable across runs; the AssignedTo attribute;
 - `handout`: the direct messages (hand-out, reminder, "your VM was removed") and their links;
-- `desk`: the self-service commands, on the VM the assignment records only.
+- `desk`: the self-service commands, on the VM the assignment records only;
+- `identity`: which VM such a command (or a button) names, and vCenter's proof it is that VM.
 
 `Trainees` wires them over the services of `Service` (bot.services.core), which builds it; the
 composition root connects the people (`connect`).
@@ -24,6 +25,7 @@ from bot.domain.trainees import (
     RebuildPlan,
     SelfService,
     Unassigned,
+    VmRef,
 )
 from bot.ports import Directory, Messenger, ProgressCallback
 from bot.services.ownership import Ownership
@@ -84,9 +86,10 @@ class Trainees:
         """True when `user` is a trainee: they hold an assignment."""
         return self.repo.holds_assignment(user)
 
-    def is_held(self, vm: str) -> bool:
-        """True when a trainee holds the VM named `vm` (any case)."""
-        return any(a.clone_name.lower() == vm.lower() for a in self.repo.assignments())
+    def held_ref(self, vm: str) -> VmRef | None:
+        """The VM a trainee holds under the name `vm` (any case), by record id and instance
+        UUID; None when nobody holds one of that name."""
+        return self.desk.holdings.held_ref(vm)
 
     # ------------------------------------------------------------------ the commands
     def assign(
@@ -168,7 +171,8 @@ class Trainees:
 
     # ------------------------------------------------------------------ the course's end
     def tell_removed(self) -> int:
-        """Tell trainees whose VM a strip back removed (once each)."""
+        """Tell trainees whose VM left them (a strip back removed it, it went missing, or a
+        rebuild failed), once each."""
         return self.handouts.tell_removed()
 
     def remind(self, env: Environment) -> int:

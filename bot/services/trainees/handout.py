@@ -1,6 +1,7 @@
 """Messages to trainees: the hand-out (their VM, its vSphere Client and console links, when the
-lab ends), the reminder before a scheduled strip back, and, once a strip back removed their VM,
-that the course is over (told once, whoever stripped it back: an outbox in SQLite)."""
+lab ends), the reminder before a scheduled strip back, and, once their VM left them, that the
+course is over (a strip back removed it) or that they hold it no more (it went missing from
+vCenter, or a rebuild failed): told once each, whoever ended it (an outbox in SQLite)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from bot.domain.trainees import (
     HandOutProgress,
     HandOutReport,
     LabEnding,
+    VmLost,
     VmRemoved,
     vmrc_url,
     vsphere_client_url,
@@ -144,16 +146,22 @@ class HandOuts:
         return True
 
     def tell_removed(self) -> int:
-        """Tell each trainee whose VM a strip back removed (and who was not told yet) that the
-        course is over; each is claimed first, so two processes never tell one twice. Without
-        a messenger they wait for one (the bot's). Returns how many were told."""
+        """Tell each trainee whose assignment ended with its VM (and who was not told yet):
+        a strip back removed it (the course is over), or it went missing or its rebuild failed
+        (they hold it no more). Each is claimed first, so two processes never tell one twice.
+        Without a messenger they wait for one (the bot's). Returns how many were told."""
         if self.people.messenger is None:
             return 0
         told = 0
         deadline = self.monotonic() + self.settings.trainees.handout_timeout_s
         for a in self.repo.untold_removals():
             if self.repo.claim_told(a.id):
-                told += self._tell(a.trainee, VmRemoved(a.environment, a.clone_name), deadline)
+                message: DirectMessage = (
+                    VmRemoved(a.environment, a.clone_name)
+                    if a.ended_reason == "removed"
+                    else VmLost(a.environment, a.clone_name, a.ended_reason)
+                )
+                told += self._tell(a.trainee, message, deadline)
         return told
 
     def remind(self, env: Environment) -> int:
