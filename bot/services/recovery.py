@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, assert_never
 
 from bot.domain.errors import CannotSee, ClonesError, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
-from bot.domain.results import DeployResult, TeardownResult
+from bot.domain.results import (
+    DEPLOYING,
+    REFRESHING,
+    DeployResult,
+    ProgressLabel,
+    TeardownResult,
+)
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
 from bot.ports import ProgressCallback
 from bot.services.core import Service
@@ -193,8 +199,10 @@ class Recovery:
                 match run.kind:
                     case RunKind.TEARDOWN:
                         resumed.append(self._resume_teardown(run, new, on_event))
-                    case RunKind.DEPLOY | RunKind.REFRESH:
-                        resumed.append(self._resume_clones(run, new, actor, on_event))
+                    case RunKind.DEPLOY:
+                        resumed.append(self._resume_clones(run, new, actor, on_event, DEPLOYING))
+                    case RunKind.REFRESH:
+                        resumed.append(self._resume_clones(run, new, actor, on_event, REFRESHING))
                     case _:
                         assert_never(run.kind)
             except VCenterUnreachable as exc:
@@ -260,7 +268,12 @@ class Recovery:
             self.runs.finish_run(run_id, state=state, succeeded=0, failed=0, message=message)
 
     def _resume_clones(
-        self, old: Run, run: Run, actor: str, on_event: ProgressCallback | None
+        self,
+        old: Run,
+        run: Run,
+        actor: str,
+        on_event: ProgressCallback | None,
+        label: ProgressLabel,
     ) -> ResumedRun:
         """Finish a deployment or refresh: adopt what exists under the recorded instance UUID,
         re-create what does not (same names), report on every clone the run owns."""
@@ -286,6 +299,7 @@ class Recovery:
                 placements=placements,
                 power_on=run.power_on,  # "and power on" holds for the clones made before too
                 todo=to_clone,
+                label=label,
             )
         if self.relabel is not None and to_clone:
             try:

@@ -7,8 +7,7 @@ import threading
 import time
 from dataclasses import replace
 
-from bot.domain.models import RunKind
-from bot.domain.results import ProgressEvent
+from bot.domain.results import DEPLOYING, ProgressEvent
 from bot.settings import SlackSettings
 from handlers.app import make_client
 from handlers.blocks.kit import Rendered, section
@@ -19,7 +18,7 @@ from .fake_api import FakeSlack
 
 
 def _event(done: int, total: int = 50) -> ProgressEvent:
-    return ProgressEvent("clone_ready", 1, "env", RunKind.DEPLOY, total, done, 0, done * 0.01)
+    return ProgressEvent("clone_ready", 1, "env", DEPLOYING, total, done, 0, done * 0.01)
 
 
 def test_bursts_are_coalesced_and_the_final_state_always_sent(fake_slack: FakeSlack) -> None:
