@@ -3,7 +3,7 @@
 Adapters are imported when they are first needed, not when this module is: pyVmomi, APScheduler
 and matplotlib together take most of a second to import, and `clones help` or `clones status`
 need none of them (docs/performance.md, "Cold start"). The vCenter adapter is built on its first
-use (`_LazyVCenter`), the chart on its first render, the scheduler when the schedule service is
+use (`lazily`), the chart on its first render, the scheduler when the schedule service is
 made.
 """
 
