@@ -33,7 +33,7 @@ from bot.domain.models import (
     RunState,
     ScheduleRecord,
 )
-from bot.domain.results import DatabaseCopied, ProgressEvent
+from bot.domain.results import DatabaseCopied, FailedClone, ProgressEvent
 from bot.domain.savings import Savings
 from bot.domain.trainees import DirectMessage, Person
 from bot.domain.vsphere import (
@@ -183,6 +183,9 @@ class Clones(Protocol):
     def clone_counts(
         self, environments: Iterable[str] | None = None
     ) -> dict[str, dict[str, dict[CloneState, int]]]: ...  # clones not destroyed
+    def failed_clones(
+        self, environments: Iterable[str] | None = None
+    ) -> dict[str, list[FailedClone]]: ...  # failed and missing, by environment
     def clone_deltas(
         self, *, environment: str | None = None, states: Iterable[CloneState] = ...
     ) -> list[tuple[str, int | None]]: ...

@@ -11,6 +11,7 @@ from typing import Any, Final
 from bot.domain.capacity import ClonePeak
 from bot.domain.errors import ConfigError, ConflictError, NotFoundError
 from bot.domain.models import Clone, CloneState, ParentFacts, clone_transition
+from bot.domain.results import FAILURE_STATES, FailedClone
 from storage.core import Core
 from storage.environments import require_environment
 from storage.faults import IntegrityViolation
@@ -258,6 +259,29 @@ class CloneStore(Core):
             sql += " AND environment = ?"
             params.append(environment)
         return [(row[0], row[1]) for row in self._tuples(sql, params)]
+
+    def failed_clones(
+        self, environments: Iterable[str] | None = None
+    ) -> dict[str, list[FailedClone]]:
+        """environment -> its failed and missing clones (name, type, why), of the given
+        environments (None: all), by type and name: what status lists, read as three columns
+        rather than a whole Clone per row (a large estate's overview read a thousand)."""
+        where = (
+            Where()
+            .holds(CURRENT)
+            .among("state", [s.value for s in FAILURE_STATES])
+            .among("environment", environments)
+        )
+        if where.nothing:
+            return {}
+        out: dict[str, list[FailedClone]] = {}
+        for environment, name, type_, error, state in self._tuples(
+            f"SELECT environment, name, type, error, state FROM clones{where}"
+            " ORDER BY environment, type, name",
+            where.params,
+        ):
+            out.setdefault(environment, []).append(FailedClone(name, type_, error or state))
+        return out
 
     def clone_counts(
         self, environments: Iterable[str] | None = None

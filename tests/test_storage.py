@@ -26,6 +26,7 @@ from bot.domain.models import (
     RunMessage,
     RunState,
 )
+from bot.domain.results import FailedClone
 from storage import Repository
 from storage.migrations import migrations
 from tests.helpers import set_state
@@ -845,3 +846,31 @@ def test_an_assignment_ends_in_the_write_its_clone_leaves_ready_for_good(repo: R
         "U03": (False, ""),
     }
     assert sorted(a.trainee for a in repo.untold_removals()) == ["U00", "U01", "U02"]
+
+
+def test_failed_clones_are_read_by_environment_without_the_destroyed(repo: Repository) -> None:
+    """What the status overview lists under each environment: its failed and missing clones
+    (their error, else their state), not destroyed ones, not other environments'."""
+    for env in ("nov", "dec", "jan"):
+        repo.ensure_environment(env, owner="U1")
+    nov = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=3, run_id=None
+    )
+    dec = repo.reserve_clones(
+        environment="dec", type="capture", parent="p", pattern="TRN-DEC-{n:03}", count=2,
+        run_id=None,
+    )  # fmt: skip
+    set_state(repo, nov[0].id, CloneState.FAILED, error="CloneVM_Task: disk full")
+    set_state(repo, nov[1].id, CloneState.READY, moref="vm-1", instance_uuid="u-1")
+    set_state(repo, nov[1].id, CloneState.MISSING)
+    set_state(repo, nov[2].id, CloneState.FAILED)
+    set_state(repo, nov[2].id, CloneState.DESTROYED)  # history: not listed
+    set_state(repo, dec[0].id, CloneState.FAILED, error="NoPermission")
+    assert repo.failed_clones(["nov", "jan"]) == {
+        "nov": [
+            FailedClone("TRN-CAP-001", "capture", "CloneVM_Task: disk full"),
+            FailedClone("TRN-CAP-002", "capture", "missing"),
+        ]
+    }
+    assert sorted(repo.failed_clones()) == ["dec", "nov"]
+    assert repo.failed_clones([]) == {}

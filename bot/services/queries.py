@@ -16,7 +16,6 @@ from bot.domain.errors import (
 )
 from bot.domain.models import Clone, CloneState, Environment, ParentFacts, Run, RunState
 from bot.domain.results import (
-    FAILURE_STATES,
     DeployResult,
     Drift,
     EnvironmentStatus,
@@ -149,11 +148,7 @@ class Queries:
             ]
         envs = self.repo.list_environments() if everything else self.repo.live_environments()
         counts = self.repo.clone_counts(None if everything else [e.name for e in envs])
-        failures: dict[str, list[FailedClone]] = {}
-        for c in self.repo.clones(states=FAILURE_STATES, current=True):
-            failures.setdefault(c.environment, []).append(
-                FailedClone(c.name, c.type, c.error or c.state.value)
-            )
+        failures = self.repo.failed_clones(None if everything else [e.name for e in envs])
         return [
             EnvironmentStatus(
                 env,
