@@ -31,7 +31,7 @@ from bot.domain.results import (
     TeardownResult,
 )
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
-from bot.ports import ProgressCallback
+from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.core import Service
 from bot.services.orphans import Orphans
 from bot.services.ownership import locate
@@ -280,7 +280,7 @@ class Recovery:
         env = self.queries.environment(run.environment)
         with self.runs.environment_lock(env.name):
             clones = self.repo.clones(run_id=run.id)
-            kept = self._settle_refresh(clones)
+            kept = _settle_refresh(self.repo, self.vcenter, clones)
             clones = self.repo.clones(run_id=run.id)
             unfinished = [c for c in clones if c.state in (CloneState.CLONING, CloneState.PLANNED)]
             adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor)
@@ -369,25 +369,6 @@ class Recovery:
             to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
         return adopted, to_clone
 
-    def _settle_refresh(self, clones: list[Clone]) -> list[str]:
-        """A refresh killed between destroying an old VM and cloning its successor: where the
-        old VM (recorded moref and UUID) still exists it stays, as it was; where it is gone,
-        the clone is re-created. Returns the names left as they were."""
-        destroying = [c for c in clones if c.state is CloneState.DESTROYING]
-        if not destroying:
-            return []
-        reading = self.vcenter.vm_facts([c.moref or "" for c in destroying])
-        _cannot_see(reading, destroying)  # before anything is decided
-        kept = []
-        for c in destroying:
-            vm = reading.seen.get(c.moref or "")
-            if vm is not None and vm.instance_uuid == c.instance_uuid:
-                self.repo.update_clone(c.id, state=CloneState.READY)
-                kept.append(c.name)
-            else:
-                self.repo.update_clone(c.id, state=CloneState.PLANNED, moref=None)
-        return kept
-
     def _finish_adopted(self, clone: Clone, vm: VmFacts, environment: str, actor: str) -> None:
         t = self.settings.type(clone.type)
         request = self.cloner.clone_request(clone, t, environment, actor, vm.attributes)
@@ -426,6 +407,26 @@ class Recovery:
             self.settings.types[c.type].folder for c in clones if c.type in self.settings.types
         }
         return {folder: self.vcenter.find_vms(folder) for folder in sorted(folders)}
+
+
+def _settle_refresh(repo: Repository, vcenter: VCenter, clones: list[Clone]) -> list[str]:
+    """A refresh killed between destroying an old VM and cloning its successor: where the
+    old VM (recorded moref and UUID) still exists it stays, as it was; where it is gone,
+    the clone is re-created. Returns the names left as they were."""
+    destroying = [c for c in clones if c.state is CloneState.DESTROYING]
+    if not destroying:
+        return []
+    reading = vcenter.vm_facts([c.moref or "" for c in destroying])
+    _cannot_see(reading, destroying)  # before anything is decided
+    kept = []
+    for c in destroying:
+        vm = reading.seen.get(c.moref or "")
+        if vm is not None and vm.instance_uuid == c.instance_uuid:
+            repo.update_clone(c.id, state=CloneState.READY)
+            kept.append(c.name)
+        else:
+            repo.update_clone(c.id, state=CloneState.PLANNED, moref=None)
+    return kept
 
 
 def _cannot_see(reading: VmReading[VmFacts], clones: list[Clone]) -> None:
