@@ -626,6 +626,8 @@ class TrustModel(RuleBasedStateMachine):
             clone = repo.get_clone(a.clone_id)
         if clone.state is not CloneState.READY or clone.instance_uuid not in self.vms():
             return
+        if clone.name in self.hidden:  # the lab refuses the admin's session on it too
+            return
         self.look(a.trainee)  # what they were shown last
         self.admin.destroy(clone.moref or "")
         self.behind_destroyed.add(clone.instance_uuid or "")
