@@ -84,6 +84,7 @@ class Inventory(Protocol):
     # would not show (NoPermission, an ended session) is unseen, never gone.
     def find_vms(self, folder: str | None = None) -> VmReading[VmFacts]: ...
     def vm_facts(self, morefs: Sequence[str]) -> VmReading[VmFacts]: ...
+    def vm_by_instance_uuid(self, instance_uuid: str) -> VmFacts | None: ...
     def sightings(
         self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
     ) -> VmReading[VmSighting]: ...
@@ -180,6 +181,19 @@ class Clones(Protocol):
         current: bool = False,  # only clones not destroyed
     ) -> list[Clone]: ...
     def clones_by_instance_uuid(self, uuids: Iterable[str]) -> dict[str, Clone]: ...
+    def record_found_clone(
+        self,
+        *,
+        environment: str,
+        type: str,
+        parent: str,
+        name: str,
+        moref: str,
+        instance_uuid: str,
+        host: str | None = None,
+        delta_bytes: int | None = None,
+        power_state: str | None = None,
+    ) -> Clone: ...
     def clone_counts(
         self, environments: Iterable[str] | None = None
     ) -> dict[str, dict[str, dict[CloneState, int]]]: ...  # clones not destroyed

@@ -60,6 +60,9 @@ func (l *Lab) handleClone(w http.ResponseWriter, c *soapCall) (idle time.Duratio
 	if clone != nil {
 		l.fixClone(req, src, clone, draw.fullCopy, c.cloneHost)
 		l.applyCloneCustomization(req, clone)
+		if draw.outage {
+			c.afterReply = l.outageAfterReply()
+		}
 	}
 	l.store.apply()
 	copyRecorded(w, rec)

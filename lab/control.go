@@ -211,13 +211,14 @@ func (l *Lab) setConfig(u configUpdate) (configView, error) {
 		}
 	}
 	l.mu.Lock()
-	faults, reseed := l.faults, false
+	faults, reseed, refuse := l.faults, false, false
 	if len(u.Faults) > 0 {
 		decodeObject("faults", u.Faults, &faults, &p)
 		faults.validate(&p)
 		var keys map[string]json.RawMessage
 		_ = json.Unmarshal(u.Faults, &keys)
 		_, reseed = keys["seed"]
+		_, refuse = keys["refuse"]
 	}
 	if len(p) > 0 {
 		l.mu.Unlock()
@@ -226,6 +227,9 @@ func (l *Lab) setConfig(u configUpdate) (configView, error) {
 	l.faults = faults
 	if reseed {
 		l.reseed()
+	}
+	if refuse {
+		l.refusals.restart() // a new list of rules counts its calls from 1
 	}
 	if u.CloneLatencyMS != nil {
 		l.cloneLatency = *u.CloneLatencyMS

@@ -128,6 +128,7 @@ type cloneDraw struct {
 	fail     bool   // fail the call with fault
 	fault    string // faults.fault
 	fullCopy bool   // make a full copy whatever diskMoveType says
+	outage   bool   // lose vCenter right after the reply (stepfaults.go)
 }
 
 // drawCloneFaults counts one more CloneVM_Task call and decides its fate.
@@ -139,6 +140,7 @@ func (l *Lab) drawCloneFaults() cloneDraw {
 		fail:     containsInt(l.faults.FailNth, l.cloneOrdinal),
 		fault:    l.faults.Fault,
 		fullCopy: containsInt(l.faults.FullCopyNth, l.cloneOrdinal),
+		outage:   containsInt(l.faults.OutageAfterCloneNth, l.cloneOrdinal),
 	}
 	if l.faults.FailFraction > 0 && l.rng.Float64() < l.faults.FailFraction {
 		d.fail = true

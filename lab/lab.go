@@ -12,6 +12,7 @@ package main
 //	pause.go       vCenter unreachable for a while (POST /lab/pause)
 //	clone.go       CloneVM_Task as vCenter does it (linked clones, duplicate names, ...)
 //	faults.go      injected latency and faults (fail_nth, fail_fraction, full_copy_nth)
+//	stepfaults.go  the steps after a clone refused (faults.refuse), vCenter lost after a clone
 //	storage.go     storage figures of VMs and datastores
 //	drs.go         clone placement and DRS groups
 //	privileges.go  answers to privilege queries from the spec
@@ -47,6 +48,8 @@ type Lab struct {
 	cloneOrdinal   int        // CloneVM_Task calls since start or the last reset (fail_nth, full_copy_nth)
 
 	cloneMu sync.Mutex // serialises the body of CloneVM_Task (not its latency)
+
+	refusals refusals // each faults.refuse rule's call ordinals (stepfaults.go)
 
 	stats    *counters
 	sessions *sessionGate
@@ -121,6 +124,7 @@ func (l *Lab) reset() {
 	l.cloneOrdinal = 0
 	l.reseed()
 	l.mu.Unlock()
+	l.refusals.restart()
 	l.cust.reset()
 }
 

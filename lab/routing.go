@@ -23,6 +23,8 @@ type soapCall struct {
 	idle   time.Duration // injected latency and lock waits: left out of busy_ms
 	// CloneVM_Task: the host its clone goes to, chosen when the call arrives (hostops.go)
 	cloneHost *types.ManagedObjectReference
+	// afterReply runs once the answer has been sent (a hook's: stepfaults.go's outage)
+	afterReply func()
 }
 
 // A methodHook runs before the simulator sees a call of its method. It either answers the call
@@ -40,6 +42,7 @@ func (l *Lab) registerHooks() {
 	}
 	on(l.sessions.loginHook, loginMethods...)     // sessions.go
 	on(l.sessions.logoutHook, "Logout")           // sessions.go
+	on(l.refuseHook, anyMethod)                   // stepfaults.go: every method
 	on(l.privilegeHook, privilegeMethods...)      // privileges.go
 	on(l.cloneHook, "CloneVM_Task")               // clone.go
 	on(l.destroyLatencyHook, "Destroy_Task")      // faults.go
@@ -50,6 +53,9 @@ func (l *Lab) registerHooks() {
 	on(l.forgetInGroupsHook, "Destroy_Task")      // drs.go
 	on(l.visible.readHook, readMethods...)        // visibility.go
 }
+
+// anyMethod registers a hook for every method (run before the hooks of the call's own method).
+const anyMethod = "*"
 
 // Methods that cannot change storage figures (no re-application after them).
 var readOnlyMethods = map[string]bool{
@@ -81,31 +87,35 @@ func (l *Lab) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := httptest.NewRecorder()
-	l.answerSOAP(rec, r)
+	c := l.answerSOAP(rec, r)
 	if l.dropWhilePaused(w) {
 		return
 	}
 	copyRecorded(w, rec)
+	if c != nil && c.afterReply != nil {
+		c.afterReply() // before the handler returns: the client reads the answer after it
+	}
 }
 
-func (l *Lab) answerSOAP(w http.ResponseWriter, r *http.Request) {
+// answerSOAP answers one call into w and returns it (nil if its body could not be read).
+func (l *Lab) answerSOAP(w http.ResponseWriter, r *http.Request) *soapCall {
 	body, err := ioutil.ReadAll(r.Body)
 	_ = r.Body.Close()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+		return nil
 	}
 	c := &soapCall{r: r, body: body, name: soapMethodName(body), cookie: sessionCookie(r)}
 	defer l.stats.begin(c)()
 	defer l.trackHostOp(c)()
 	if !l.sessions.admit(c, w) || l.visible.refuseHidden(c, w) {
-		return
+		return c
 	}
 	var afters []func(*httptest.ResponseRecorder)
-	for _, hook := range l.hooks[c.name] {
+	for _, hook := range append(append([]methodHook{}, l.hooks[anyMethod]...), l.hooks[c.name]...) {
 		done, after := hook(c, w)
 		if done {
-			return
+			return c
 		}
 		if after != nil {
 			afters = append(afters, after)
@@ -122,4 +132,5 @@ func (l *Lab) answerSOAP(w http.ResponseWriter, r *http.Request) {
 		l.store.apply()
 	}
 	copyRecorded(w, rec)
+	return c
 }

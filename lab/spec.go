@@ -62,6 +62,12 @@ type FaultSpec struct {
 	// ordinal of the customization run (counted since start or the last POST /lab/reset).
 	CustomizationFailNames []string `json:"customization_fail_names"`
 	CustomizationFailNth   []int    `json:"customization_fail_nth"`
+	// The steps after a clone task (stepfaults.go): calls refused with a chosen fault, and
+	// vCenter lost right after the reply of the CloneVM_Task calls OutageAfterCloneNth names
+	// (same ordinals as FailNth) for OutageAfterCloneS seconds, every session ended.
+	Refuse              []RefuseSpec `json:"refuse"`
+	OutageAfterCloneNth []int        `json:"outage_after_clone_nth"`
+	OutageAfterCloneS   float64      `json:"outage_after_clone_s"`
 }
 
 // Spec is the whole lab description.
@@ -324,6 +330,17 @@ func (f *FaultSpec) validate(p *problems) {
 		}
 	}
 	f.validateCustomization(p)
+	for i, r := range f.Refuse {
+		r.validate(i, p)
+	}
+	for _, n := range f.OutageAfterCloneNth {
+		if n < 1 {
+			p.add("faults.outage_after_clone_nth: ordinals start at 1, got %d", n)
+		}
+	}
+	if f.OutageAfterCloneS < 0 {
+		p.add("faults.outage_after_clone_s: must be 0 or more, got %v", f.OutageAfterCloneS)
+	}
 	if f.FailFraction < 0 || f.FailFraction > 1 {
 		p.add("faults.fail_fraction: must be between 0 and 1, got %v", f.FailFraction)
 	}
@@ -345,6 +362,15 @@ func (f FaultSpec) withLists() FaultSpec {
 	}
 	if f.CustomizationFailNth == nil {
 		f.CustomizationFailNth = []int{}
+	}
+	f.Refuse = append([]RefuseSpec{}, f.Refuse...) // a copy: the lab's own list is shared
+	for i := range f.Refuse {
+		if f.Refuse[i].Nth == nil {
+			f.Refuse[i].Nth = []int{}
+		}
+	}
+	if f.OutageAfterCloneNth == nil {
+		f.OutageAfterCloneNth = []int{}
 	}
 	return f
 }

@@ -76,7 +76,57 @@ def _check_pattern(pattern: str) -> None:
         raise ConfigError(f"Clone name pattern {pattern!r} has no {{n}}: {hint}")
 
 
-class CloneStore(Core):
+class FoundCloneStore(Core):
+    """Clones recorded anew from what vCenter holds (part of `bot.ports.Clones`)."""
+
+    def record_found_clone(
+        self,
+        *,
+        environment: str,
+        type: str,
+        parent: str,
+        name: str,
+        moref: str,
+        instance_uuid: str,
+        host: str | None = None,
+        delta_bytes: int | None = None,
+        power_state: str | None = None,
+    ) -> Clone:
+        """Record a clone the bot made whose record was lost (`orphans adopt`): a READY row,
+        owned by no run, in one transaction; refused when a live clone has the name."""
+        with self.transaction():
+            require_environment(self, environment)
+            now = to_text(utc_now())
+            try:
+                clone_id = self._insert(
+                    "INSERT INTO clones (name, environment, type, parent, state, moref,"
+                    " instance_uuid, host, delta_bytes, power_state, attempts, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                    (
+                        name,
+                        environment,
+                        type,
+                        parent,
+                        CloneState.READY.value,
+                        moref,
+                        instance_uuid,
+                        host,
+                        delta_bytes,
+                        power_state,
+                        now,
+                        now,
+                    ),
+                )
+            except IntegrityViolation as exc:
+                raise ConflictError(
+                    f"A live clone named {name!r} is recorded already; {name} was left alone."
+                ) from exc
+            row = self._row("SELECT * FROM clones WHERE id = ?", (clone_id,))
+            assert row is not None, "inserted in this transaction"
+            return clone_record(row)
+
+
+class CloneStore(FoundCloneStore):
     """Implements `bot.ports.Clones`."""
 
     # Kept whole: choosing and inserting names must share one transaction.

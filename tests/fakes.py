@@ -108,6 +108,8 @@ class FakeVCenter:
         self.sighting_extras: list[tuple[str, ...]] = []  # `also` of each sightings read
         # Faults a test switches on.
         self.fail_clone: dict[str, VCenterFault] = {}  # clone name -> its task fault
+        self.fail_finish: dict[str, VCenterError] = {}  # clone name -> labelling's fault
+        self.fail_destroy: dict[str, VCenterError] = {}  # VM name -> its destroy's fault
         self.full_copies = False  # every clone comes out as a full copy
         self.lost = False  # every call: vCenter unreachable
         self.hidden: set[str] = set()  # morefs every read answers with NoPermission
@@ -208,6 +210,14 @@ class FakeVCenter:
                 (v for v in self.vms.values() if where is None or v.folder == where),
                 FakeVM.facts,
             )
+
+    def vm_by_instance_uuid(self, instance_uuid: str) -> VmFacts | None:
+        self._call("vm_by_instance_uuid")
+        with self._lock:
+            found = [vm for vm in self.vms.values() if vm.instance_uuid == instance_uuid]
+        if found:
+            self._refuse_hidden(found[0].moref)
+        return found[0].facts() if found else None
 
     def vm_facts(self, morefs: Sequence[str]) -> VmReading[VmFacts]:
         self._call("vm_facts")
@@ -316,6 +326,8 @@ class FakeVCenter:
 
     def finish_clone(self, facts: VmFacts, req: CloneRequest) -> VmFacts:
         self._call("finish_clone")
+        if req.name in self.fail_finish:
+            raise self.fail_finish[req.name]
         with self._lock:
             vm = self.vms[facts.moref]
             vm.attributes.update(req.attributes)
@@ -332,6 +344,8 @@ class FakeVCenter:
                 return Destroyed(0, gone=True)
             if vm.instance_uuid != expected_uuid:
                 raise VCenterError(f"{moref} is no longer the recorded VM; not touched.")
+            if vm.name in self.fail_destroy:
+                raise self.fail_destroy[vm.name]
             del self.vms[moref]
             return Destroyed(vm.committed_bytes, gone=False)
 

@@ -163,6 +163,13 @@ class PostgresServer:
     def drop_database(self, url: str) -> None:
         """Done with this database: its clients are ended and it is emptied for the next test
         (the same as a new one: no table, function, sequence or lock is left)."""
+        name = self.empty_database(url)
+        with self._lock:
+            self._free.append(name)
+
+    def empty_database(self, url: str) -> str:
+        """Its clients ended and everything in it dropped (a lost database: the same as a new
+        one); its name."""
         name = url.rsplit("/", 1)[-1].split("?")[0]
         self.admin(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
@@ -172,8 +179,7 @@ class PostgresServer:
             f"DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public AUTHORIZATION {USER}",
             database=name,
         )
-        with self._lock:
-            self._free.append(name)
+        return name
 
     def pg_ctl(self, action: str) -> None:
         """`pg_ctl stop` (fast: clients are disconnected) or `start` again on the same port."""

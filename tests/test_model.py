@@ -37,7 +37,12 @@ After every step (once the lab has finished any work a killed process had asked 
   recorded destroyed);
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
   UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
-  unfinished, no clone is left mid-way.
+  unfinished, no clone is left mid-way;
+- no leak: every VM in vCenter carrying the bot's provenance in its Notes is recorded (a live
+  row with its instance UUID, or a failed one that kept its moref), also when a step after the
+  clone task failed (a label refused, the session lost and not regained, vCenter lost right
+  after the clone task's reply) and after the database was lost and `orphans adopt` / `orphans
+  remove` took the bot's clones back.
 
 CI runs a bounded number of sequences (CLONES_MODEL_EXAMPLES, default 4, deterministic under
 CI=true); docs/reliability.md reports a long run.
@@ -74,6 +79,7 @@ from bot.bootstrap import App, build
 from bot.domain import grammar
 from bot.domain.errors import ClonesError, PermissionDenied
 from bot.domain.models import CloneState, RunKind, RunState
+from bot.domain.provenance import named_by, read_provenance
 from bot.services.access import AccessPolicy
 from bot.services.dispatch import Invocation, dispatch, settled
 from bot.settings import SlackSettings
@@ -89,7 +95,7 @@ from handlers.listeners.trainees import command_of
 from handlers.webapi import make_client
 from storage import Repository
 from tests.faults import Clones, interrupt, record
-from tests.helpers import lab_settings
+from tests.helpers import LAB_TYPES, lab_settings
 from tests.slack.fake_api import FakeSlack
 from tests.vsphere import Admin, recent_tasks, tasks_since
 
@@ -108,6 +114,10 @@ DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault stri
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
 TRAINEES = ("U01", "U02", "U03", "U04")
+# Faults in the steps after the clone task (the lab's faults.refuse / outage_after_clone_nth),
+# armed for one deployment: a label refused, the session lost (NotAuthenticated even after
+# logging in again), vCenter lost right after a clone task's reply.
+STEP_FAULTS = ("refuse-label", "session-lost", "outage")
 # A trainee's action, as the button that stands for it.
 BUTTON_OF = {
     "reset": ACTION_MY_RESET,
@@ -168,6 +178,8 @@ class TrustModel(RuleBasedStateMachine):
         # by anyone, stale or not.
         self.buttons: list[tuple[str, str]] = []
         self.steps: Counter[str] = Counter()
+        self.nth = 1  # which call a step fault (STEP_FAULTS) strikes
+        self.database_lost = False
         self.hidden: set[str] = set()  # names of VMs the bot's account may not see now
         self.long_lived: App | None = None  # a bot's services, kept between steps
 
@@ -268,6 +280,30 @@ class TrustModel(RuleBasedStateMachine):
         self.lab.control.wait_idle()
         return code
 
+    def run_with_step_fault(self, fault: str, *words: str) -> int:
+        """Run a command while the lab fails a step after the clone task (see STEP_FAULTS):
+        the `nth` SetField refused, or refused with NotAuthenticated three times running (the
+        session lost; pyVmomi's logins again do not hold), or vCenter lost for 0.8 s right
+        after the `nth` clone task's reply."""
+        control = self.lab.control
+        control.reset()  # the clone calls' ordinals count from here
+        if fault == "refuse-label":
+            rule = {"method": "SetField", "fault": "NoPermission", "nth": [self.nth]}
+            control.configure(faults={"refuse": [rule]})
+        elif fault == "session-lost":
+            lost = [self.nth, self.nth + 1, self.nth + 2]
+            rule = {"method": "SetField", "fault": "NotAuthenticated", "nth": lost}
+            control.configure(faults={"refuse": [rule]})
+        else:
+            nth = [1 + self.nth % 4]
+            control.configure(faults={"outage_after_clone_nth": nth, "outage_after_clone_s": 0.8})
+        try:
+            return self.run(*words)
+        finally:
+            control.configure(faults={"refuse": [], "outage_after_clone_nth": []})
+            control.pause(0)
+            control.wait_idle()
+
     def expire(self, *, upstream: bool) -> None:
         """End every session: the next calls get NotAuthenticated faults, or (`upstream`) reads
         are answered as VMware's simulator answers them, HTTP 200 with every object faulted."""
@@ -324,6 +360,8 @@ class TrustModel(RuleBasedStateMachine):
             may_remove = self.removable(kind, environment)
         if fault == "none":
             code: int | None = self.run(*words)
+        elif fault in STEP_FAULTS:
+            code = self.run_with_step_fault(fault, *words)
         else:
             code = self.run_with_fault(fault, delay, *words)
         self.steps[f"{kind}/{fault}"] += 1
@@ -349,7 +387,16 @@ class TrustModel(RuleBasedStateMachine):
         kind=st.sampled_from(TYPES),
         count=st.integers(1, 4),
         fault=st.sampled_from(
-            ["none", "none", "none", "kill", "pause", "expire", "expire-upstream", *STOPS]
+            [
+                "none",
+                "none",
+                "none",
+                "kill",
+                "pause",
+                "expire",
+                "expire-upstream",
+                *STOPS,
+            ]
         ),
         delay=st.sampled_from(DELAYS),
         power_on=st.sampled_from([False, False, True]),
@@ -359,6 +406,24 @@ class TrustModel(RuleBasedStateMachine):
     ) -> None:
         words = ("deploy", kind, str(count), "as", environment)
         self.deploy_words(environment, words, fault, delay, power_on)
+
+    @rule(
+        environment=st.sampled_from(ENVIRONMENTS),
+        kind=st.sampled_from(TYPES),
+        count=st.integers(1, 4),
+        fault=st.sampled_from(STEP_FAULTS),
+        power_on=st.sampled_from([False, False, True]),
+        nth=st.integers(1, 6),
+    )
+    def deploy_with_a_step_fault(
+        self, environment: str, kind: str, count: int, fault: str, power_on: bool, nth: int
+    ) -> None:
+        """A deployment whose step after the clone task fails (see STEP_FAULTS), a rule of its
+        own so that it is drawn as often as any other (a fault among the deploy rule's many
+        was drawn 1 time in 886 steps)."""
+        words = ("deploy", kind, str(count), "as", environment)
+        self.nth = nth  # which call a step fault strikes
+        self.deploy_words(environment, words, fault, 0.0, power_on)
 
     def deploy_words(
         self, environment: str, words: tuple[str, ...], fault: str, delay: float, power_on: bool
@@ -710,6 +775,63 @@ class TrustModel(RuleBasedStateMachine):
             self.unreconciled = False
             self.assert_records_match_vcenter()
 
+    @precondition(lambda self: not self.database_lost)  # once a sequence: it resets the rest
+    @rule()
+    def lose_the_database(self) -> None:
+        """The database is lost (the SQLite file deleted, the PostgreSQL schema dropped; a
+        backup from before any deployment restored). `orphans` knows the bot's clones by their
+        Notes; `orphans adopt` records those a type still names again, `orphans remove` removes
+        the rest (renamed ones); nothing else. A clone the bot may not see is neither listed
+        nor touched until its rights come back."""
+        if not self.clones.has_database():  # see UNSEEN_STATE
+            return
+        if self.long_lived is not None:  # its connection is to the database that is lost
+            self.long_lived.close()
+            self.long_lived = None
+        if self.url is None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.clones.database}{suffix}").unlink(missing_ok=True)
+        else:
+            self.postgres.empty_database(self.url)
+        before = self.vms()
+        ours = {u: vm for u, vm in before.items() if self.provenance_ours(vm)}
+        self.take_orphans_back(ours, before)
+        if self.hidden:  # its rights back: what it could not see is taken back now
+            self.lab.control.configure(no_permission_vms=None)
+            self.hidden = set()
+            before = self.vms()
+            self.take_orphans_back({u: vm for u, vm in ours.items() if u in before}, before)
+        # The records are new: the model's bookkeeping by record starts again.
+        self.tags.clear()
+        self.pending.clear()
+        self.unreconciled = False
+        self.database_lost = True
+        self.steps["database lost"] += 1
+
+    def take_orphans_back(self, ours: dict[str, Any], before: dict[str, Any]) -> None:
+        """`orphans` lists the bot's clones it can see as its own (and not those it cannot);
+        `orphans adopt`, then `orphans remove` those no type names (renamed)."""
+        listed = self.clones.run("orphans", timeout=180)
+        self._check_output(listed.returncode, listed.stdout, listed.stderr, ("orphans",))
+        lines = listed.stdout.splitlines()
+        seen = {u: vm for u, vm in ours.items() if vm["name"] not in self.hidden}
+        for u, vm in ours.items():
+            line = next((x for x in lines if f"({vm['moref']})" in x), None)
+            if u in seen:
+                assert line is not None and ": made by this bot" in line, (vm["name"], line)
+            else:
+                assert line is None, f"{vm['name']} is listed, yet the bot may not see it"
+        self.act("orphans", "", ("orphans", "adopt", "--yes"), "none", 0.0, set())
+        unnamed = {u for u, vm in seen.items() if not self.named_by_a_type(vm["name"])}
+        self.act("orphans", "", ("orphans", "remove", "--yes"), "none", 0.0, unnamed)
+        assert set(before) - set(self.vms()) == unnamed
+
+    def provenance_ours(self, vm: dict[str, Any]) -> bool:
+        return read_provenance(vm.get("notes") or "").get("ManagedBy") == "clones"
+
+    def named_by_a_type(self, name: str) -> bool:
+        return any(named_by(t["name_pattern"], name) for t in LAB_TYPES.values())
+
     # ----------------------------------------------------------------- rules: behind its back
     @rule(
         pick=st.integers(0, 1000),
@@ -839,6 +961,20 @@ class TrustModel(RuleBasedStateMachine):
             assert {k: seen.get(k) for k in keep} == {k: vm.get(k) for k in keep}, vm["name"]
             # A parent gains its base snapshot once (the first deployment); never loses one.
             assert int(seen.get("snapshots") or 0) >= int(vm.get("snapshots") or 0)
+
+    @invariant()
+    def no_leak(self) -> None:
+        """Every VM carrying the bot's provenance is recorded by its instance UUID: a live
+        row, or a failed one that kept its moref (a VM whose destroy was refused)."""
+        rows = self.rows()
+        live = {c.instance_uuid for c in rows if c.state.live}
+        kept = {(c.instance_uuid, c.moref) for c in rows if c.state is CloneState.FAILED}
+        leaked = [
+            vm["name"]
+            for u, vm in self.vms().items()
+            if self.provenance_ours(vm) and u not in live and (u, vm["moref"]) not in kept
+        ]
+        assert not leaked, f"VMs of the bot's that no record knows: {sorted(leaked)}"
 
     @invariant()
     def no_duplicates(self) -> None:

@@ -134,16 +134,29 @@ def test_failed_records_are_listed_planned_and_cleared_in_the_same_words() -> No
 
 
 def test_orphans_are_listed_in_the_same_words() -> None:
-    vm = VmFacts("vm-9", "TRN-CAP-900", "u-9", False, True, {"Environment": "<old>"})
+    vm = VmFacts("vm-9", "TRN-CAP-900", "u-9", False, True, {"Environment": "<elsewhere>"})
     ours = Orphan(vm, Clone(9, "TRN-CAP-900", "old", "capture", "Capture", CloneState.FAILED))
+    # Its record lost: known by its Notes (what vCenter holds, written by the clone call).
+    noted = Orphan(
+        VmFacts("vm-11", "TRN-CAP-901", "u-11", False, True),
+        None,
+        {"ManagedBy": "clones", "Environment": "<old>", "DeployedFrom": "Capture"},
+        type="capture",
+    )
     foreign = Orphan(VmFacts("vm-10", "decoy", "u-10", False, True), None)
-    outcome = OrphansOutcome([ours, foreign])
+    outcome = OrphansOutcome([ours, noted, foreign])
     terminal = _terminal(show_orphans, outcome, grammar.Orphans())
     slack = _slack(admin.orphans_list(outcome))
-    assert say.orphan(ours) in terminal and say.orphan(foreign) in terminal
-    assert "TRN-CAP-900 (vm-9): made by this bot, environment <old>" in terminal
-    # Slack escapes what vCenter holds (an attribute anyone can set) and quotes the VM name.
-    assert "`TRN-CAP-900` (vm-9): made by this bot, environment &lt;old&gt;" in slack
+    for o in (ours, noted, foreign):
+        assert say.orphan(o) in terminal
+    # A recorded one is named by its record's environment, a lost one by its Notes'.
+    assert "TRN-CAP-900 (vm-9): made by this bot, environment old" in terminal
+    assert (
+        "TRN-CAP-901 (vm-11): made by this bot, environment <old>, its record lost (its Notes "
+        "say so): adopt takes it back as capture" in terminal
+    )
+    # Slack escapes what vCenter holds (Notes anyone can edit) and quotes the VM name.
+    assert "`TRN-CAP-901` (vm-11): made by this bot, environment &lt;old&gt;" in slack
     assert "carries ManagedBy but was not made by this bot: never touched" in slack
     assert say.deal_with_orphans() in terminal and say.deal_with_orphans(MRKDWN) in slack
 

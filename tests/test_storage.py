@@ -179,6 +179,44 @@ def test_reservation_picks_smallest_free_numbers_and_reuses_dead_names(repo: Rep
     assert reserve(repo, 0) == []
 
 
+def test_a_found_clone_is_recorded_ready_and_a_live_name_is_never_taken_twice(
+    repo: Repository,
+) -> None:
+    """`orphans adopt` of a clone whose record was lost: a new ready row owned by no run; a
+    live clone of that name already recorded refuses it and changes nothing (both backends)."""
+    repo.ensure_environment("nov", owner="U1")
+    found = repo.record_found_clone(
+        environment="nov",
+        type="capture",
+        parent="Parents/Capture",
+        name="TRN-CAP-001",
+        moref="vm-42",
+        instance_uuid="5003aaaa-0000-0000-0000-000000000001",
+        host="esx-01",
+        delta_bytes=1024,
+        power_state="poweredOff",
+    )
+    assert (found.state, found.run_id, found.moref, found.attempts) == (
+        CloneState.READY,
+        None,
+        "vm-42",
+        0,
+    )
+    assert repo.get_clone(found.id) == found
+    assert reserve(repo, 1) == ["TRN-CAP-002"]  # the name is live again
+    with pytest.raises(ConflictError, match="TRN-CAP-001"):
+        repo.record_found_clone(
+            environment="nov",
+            type="capture",
+            parent="Parents/Capture",
+            name="TRN-CAP-001",
+            moref="vm-43",
+            instance_uuid="5003aaaa-0000-0000-0000-000000000002",
+        )
+    assert [c.moref for c in repo.clones(environment="nov")] == ["vm-42", None]
+    repo.ensure_environment("dec", owner="U1")  # the refused write left the database usable
+
+
 def test_reservation_spans_name_batches(repo: Repository) -> None:
     repo.ensure_environment("nov", owner="U1")
     names = reserve(repo, 1200, pattern="V-{n}")

@@ -70,6 +70,10 @@ class Admin:
         names = {f.key: f.name for f in content.customFieldsManager.field}
         return {names[v.key]: v.value for v in vm.customValue if v.key in names}
 
+    def write_notes(self, moref: str, notes: str) -> None:
+        """Replace a VM's Notes (its annotation), as the vSphere Client's "Edit Notes" does."""
+        WaitForTask(self._vm(moref).ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation=notes)))
+
     def relabel(self, moref: str, attribute: str, value: str) -> None:
         fields = self.session.content.customFieldsManager
         key = next(f.key for f in fields.field if f.name == attribute)

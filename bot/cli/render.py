@@ -519,8 +519,11 @@ def show_orphans(outcome: OrphansOutcome, v: View) -> int:
             {
                 "name": o.vm.name,
                 "moref": o.vm.moref,
+                "instance_uuid": o.vm.instance_uuid,
                 "ours": o.ours,
-                "environment": o.vm.attributes.get("Environment", ""),
+                "recorded": o.recorded,
+                "environment": o.environment,
+                "type": (o.clone.type if o.clone is not None else o.type) if o.ours else "",
                 "linked": o.vm.linked,
             }
             for o in outcome.orphans

@@ -74,6 +74,9 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO, stopping:
     if plan is not None and not confirmed(command, plan, opts, out):
         print("Cancelled: nothing was changed.", file=out)
         return EXIT_OK
+    if isinstance(command, grammar.Orphans) and isinstance(plan, list):
+        # Only the orphans shown (and agreed to) are acted on, as in Slack.
+        invocation = replace(invocation, only=[o.vm.moref for o in plan if o.ours])
     render = RENDER.get(type(command))
     if render is None:  # every command has a renderer; a test checks it
         raise UsageError(f'"{command.verb}" is not available in the terminal; type "clones help".')

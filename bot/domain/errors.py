@@ -87,3 +87,11 @@ class LinkedCloneCheckFailed(VCenterError):
         super().__init__(message)
         self.moref = moref
         self.removed = removed
+
+
+class CloneUnread(VCenterError):
+    """A clone task made its VM (`moref`), but reading the VM back failed: it exists, unverified."""
+
+    def __init__(self, message: str, *, moref: str) -> None:
+        super().__init__(message)
+        self.moref = moref

@@ -1018,12 +1018,15 @@ def _parse_resume(args: list[str]) -> Command:
 
 @_verb(
     "orphans",
-    summary="VMs marked ManagedBy this bot that no environment records; adopt or remove them",
+    summary="VMs this bot made that no environment records; adopt or remove them",
     example="orphans",
     syntax="orphans [adopt|remove]",
     detail=(
-        "Only VMs the bot itself made (their instance UUID is on record) can be adopted or "
-        "removed; any other VM carrying the attribute is listed and never touched.",
+        "Only VMs the bot itself made can be adopted or removed: their instance UUID is on "
+        "record, or (its records lost) their Notes carry its provenance and they are linked "
+        "clones of the parent named there. adopt records a lost one again in the environment "
+        "its Notes name when a type's parent and name pattern fit it; remove destroys the "
+        "bot's own. Any other VM carrying ManagedBy is listed and never touched.",
     ),
     examples=("orphans", "orphans adopt", "orphans remove"),
 )

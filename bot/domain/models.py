@@ -22,7 +22,9 @@ class CloneState(enum.StrEnum):
     PLANNED = "planned"  # name reserved in SQLite, nothing in vCenter yet
     CLONING = "cloning"  # CloneVM_Task issued (the instance UUID it asked for is recorded)
     READY = "ready"  # exists in vCenter, verified linked, attributes written
-    FAILED = "failed"  # gave up; `error` says why; nothing of it remains in vCenter
+    # gave up; `error` says why; nothing of it remains in vCenter, or (its VM could not be
+    # destroyed) the moref of what does, which `orphans` then lists as the bot's own
+    FAILED = "failed"
     DESTROYING = "destroying"  # strip back (or refresh) in progress
     DESTROYED = "destroyed"  # gone from vCenter at the bot's request; the name may be reused
     MISSING = "missing"  # gone from vCenter though nobody asked the bot to destroy it

@@ -13,6 +13,7 @@ attributes (two more vCenter calls per clone).
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
 
 HEADER = "Training lab clone made by clones. The lines below are read back by the bot."
@@ -52,3 +53,34 @@ def deployed_by_and_at(attributes: Mapping[str, str], notes: str) -> tuple[str, 
         attributes.get(ATTR_DEPLOYED_BY) or noted.get(ATTR_DEPLOYED_BY, ""),
         attributes.get(ATTR_DEPLOYED_AT) or noted.get(ATTR_DEPLOYED_AT, ""),
     )
+
+
+def made_by(notes: str, managed_by: str) -> dict[str, str]:
+    """The provenance in Notes when they name the bot `managed_by` with the environment and the
+    parent a clone came from; {} otherwise (Notes of anyone else, or too little to go on)."""
+    from bot.domain.vsphere import ATTR_DEPLOYED_FROM, ATTR_ENVIRONMENT, ATTR_MANAGED_BY
+
+    noted = read_provenance(notes)
+    if noted.get(ATTR_MANAGED_BY) != managed_by:
+        return {}
+    if not noted.get(ATTR_ENVIRONMENT) or not noted.get(ATTR_DEPLOYED_FROM):
+        return {}
+    return noted
+
+
+def named_by(pattern: str, name: str) -> bool:
+    """Whether a type's name pattern (a str.format pattern with {n}, e.g. "TRN-CAP-{n:03}")
+    makes exactly this name for some number."""
+    parts = list(string.Formatter().parse(pattern))
+    regex = ""
+    for literal, field, _spec, _conversion in parts:
+        regex += re.escape(literal)
+        if field is not None:
+            regex += r"(\d+)"
+    match = re.fullmatch(regex, name)
+    if match is None or len(match.groups()) != 1:
+        return False
+    try:
+        return pattern.format(n=int(match.group(1))) == name
+    except (KeyError, IndexError, ValueError):
+        return False

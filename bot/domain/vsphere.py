@@ -37,6 +37,11 @@ class VmFacts:
     disk_modes: tuple[str, ...] = ()
     parent_moref: str = ""  # the folder or vApp it sits in
     notes: str = ""  # the VM's Notes (annotation)
+    # Disk files: each linked disk's base (its backing parent's file), and every file of each
+    # disk's backing chain (its own, then its parents'): a linked clone of a parent has its
+    # base disks among the parent's chain files.
+    base_disks: tuple[str, ...] = ()
+    disk_files: tuple[str, ...] = ()
 
     def sighting(self) -> VmSighting:
         return VmSighting(

@@ -12,6 +12,7 @@ from dataclasses import replace
 from bot.domain.errors import (
     CannotSee,
     ClonesError,
+    CloneUnread,
     Interrupted,
     LinkedCloneCheckFailed,
     VCenterFault,
@@ -37,6 +38,55 @@ from bot.settings import TypeSettings
 log = logging.getLogger(__name__)
 
 
+class Unmaker:
+    """Removes a VM a clone task made when a later step failed for good (no leak)."""
+
+    def __init__(self, core: Core) -> None:
+        self.repo = core.repo
+        self.vcenter = core.vcenter
+
+    def unmake(
+        self, clone: Clone, moref: str, instance_uuid: str, why: ClonesError, attempts: int
+    ) -> Clone:
+        """A step after the clone task failed for good: destroy the VM the task made (proved
+        by the instance UUID this clone chose) and say so. If vCenter goes away meanwhile the
+        record stays `cloning` with the VM's moref, for `resume`; if the destroy is refused,
+        the clone is recorded failed with its moref kept, so `orphans` finds it as the bot's."""
+        reason = f"{clone.name} was cloned ({moref}) but could not be finished: {why}"
+        try:
+            self.vcenter.destroy(moref, expected_uuid=instance_uuid)
+        except VCenterUnreachable:
+            self.repo.update_clone(clone.id, attempts=attempts)
+            raise
+        except ClonesError as exc:
+            error = (
+                f"{reason}. Destroying it failed too ({exc}): it stays in vCenter as {moref}, "
+                'recorded; "orphans remove" removes it, "orphans adopt" keeps it.'
+            )
+            self._audit(clone, moref, instance_uuid, "error", f"NOT destroyed: {exc}")
+            return self.repo.update_clone(
+                clone.id, state=CloneState.FAILED, error=error, attempts=attempts
+            )
+        self._audit(clone, moref, instance_uuid, "ok", "destroyed")
+        return self.repo.update_clone(
+            clone.id,
+            state=CloneState.FAILED,
+            error=f"{reason}. The VM it made (instance UUID {instance_uuid}) was destroyed; "
+            "nothing is left behind.",
+            attempts=attempts,
+            moref=None,
+        )
+
+    def _audit(self, clone: Clone, moref: str, instance_uuid: str, result: str, fate: str) -> None:
+        self.repo.audit(
+            actor="clones",
+            source="service",
+            command=f"remove unfinished clone {clone.name}",
+            result=result,
+            detail=f"{moref} (instance UUID {instance_uuid}) in {clone.environment}: {fate}",
+        )
+
+
 class Cloner:
     """Clones one recorded clone at a time (the pool around it is `run_per_clone`)."""
 
@@ -46,8 +96,9 @@ class Cloner:
         self.vcenter = core.vcenter
         self.clock = core.clock
         self.runs = core.runs
+        self.unmaker = Unmaker(core)
 
-    # Kept whole: one try around the clone, so each outcome is recorded in one place.
+    # Kept whole: one try around the clone task, so each of its outcomes is recorded in one place.
     def clone_one(
         self,
         clone: Clone,
@@ -64,11 +115,17 @@ class Cloner:
     ) -> Clone:
         """Clone one VM (while holding `slot`, if given), then label it; record the outcome.
 
-        A clone that comes out as a full copy is removed by the adapter; its removal is
-        audited here, and `on_full_copy` hears of it while the slot is held: when it answers
-        True the clone is made again, once (see `_make`)."""
+        Once the clone task has made the VM, its moref and instance UUID are recorded before
+        any later step (labels, disk mode): a later step that fails for good destroys the VM
+        it made (`Unmaker`), and one cut short by vCenter going away leaves the record knowing
+        the VM, for `resume` to finish. A clone task that seems to have failed is believed only
+        once no VM carries the instance UUID it asked for (a reply lost and the call repeated
+        by pyVmomi may hide a VM it made). A clone that comes out as a full copy is removed by
+        the adapter; its removal is audited here, and `on_full_copy` hears of it while the slot
+        is held: when it answers True the clone is made again, once (see `_make`)."""
         t = self.settings.type(clone.type)
         attempts = [0]
+        request: CloneRequest | None = None
         try:
             instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
             # Record the instance UUID before asking vCenter, so a lost reply or a crash can
@@ -84,12 +141,7 @@ class Cloner:
                 clone, t, env.name, actor, keep_attributes, deployed_at=deployed_at, host=host
             )
             with slot or nullcontext():
-                request, facts = self._make(clone, request, emit, on_full_copy, attempts)
-            # Labelling costs vCenter little: it happens after the slot is free, so the next
-            # clone starts at once. Idempotent, so a transient fault just repeats it.
-            for attempt in retrying(self.settings, emit, clone.name):
-                with attempt:
-                    facts = self.vcenter.finish_clone(facts, request)
+                request, made = self._make(clone, request, emit, on_full_copy, attempts)
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, attempts=attempts[0])
             raise
@@ -105,10 +157,84 @@ class Cloner:
                 attempts=attempts[0],
                 moref=None if exc.removed else exc.moref,
             )
+        except CloneUnread as exc:
+            clone = self.repo.update_clone(clone.id, moref=exc.moref, attempts=attempts[0])
+            uuid_asked = clone.instance_uuid or ""
+            return self.unmaker.unmake(clone, exc.moref, uuid_asked, exc, attempts[0])
         except ClonesError as exc:
-            return self.repo.update_clone(
-                clone.id, state=CloneState.FAILED, error=str(exc), attempts=attempts[0]
-            )
+            clone, request = self._latest(clone, request)
+            found = self._made_anyway(clone, request, exc, attempts[0])
+            if isinstance(found, Clone):
+                return found  # recorded failed: nothing made, or it could not be told
+            made = found
+        return self._finish(clone, made, request, emit, attempts[0])
+
+    def _latest(
+        self, clone: Clone, request: CloneRequest | None
+    ) -> tuple[Clone, CloneRequest | None]:
+        """The clone's record and request as they are now: a full copy made again (`_make`)
+        chose a new instance UUID, recorded first."""
+        clone = self.repo.get_clone(clone.id)
+        if request is not None and clone.instance_uuid:
+            request = replace(request, instance_uuid=clone.instance_uuid)
+        return clone, request
+
+    def _made_anyway(
+        self, clone: Clone, request: CloneRequest | None, why: ClonesError, attempts: int
+    ) -> VmFacts | Clone:
+        """After a clone task that failed: the VM it made anyway (found by the instance UUID
+        it asked for), or the clone recorded failed (none was made, or it cannot be told)."""
+        error = str(why)
+        if request is not None:
+            try:
+                made = self.vcenter.vm_by_instance_uuid(request.instance_uuid)
+            except VCenterUnreachable:
+                self.repo.update_clone(clone.id, attempts=attempts)
+                raise
+            except ClonesError as check:
+                made = None
+                error += (
+                    f" Whether vCenter made it anyway could not be checked ({check}); if it "
+                    'did, "orphans" lists it (by the instance UUID recorded for it).'
+                )
+            if made is not None:
+                return made
+        return self.repo.update_clone(
+            clone.id, state=CloneState.FAILED, error=error, attempts=attempts
+        )
+
+    def _finish(
+        self,
+        clone: Clone,
+        made: VmFacts,
+        request: CloneRequest | None,
+        emit: Emitter,
+        attempts: int,
+    ) -> Clone:
+        """Record the VM the clone task made, then label it (disk mode, custom attributes)."""
+        assert request is not None, "a VM is made only once its request is"
+        # The VM exists: the record knows it before anything else is asked of vCenter.
+        clone = self.repo.update_clone(
+            clone.id, moref=made.moref, instance_uuid=made.instance_uuid, attempts=attempts
+        )
+        facts = made
+        try:
+            if not made.linked:
+                raise LinkedCloneCheckFailed(
+                    f"{clone.name} is not a linked clone (its disk has no parent backing).",
+                    moref=made.moref,
+                    removed=False,
+                )
+            # Labelling costs vCenter little: it happens after the slot is free, so the next
+            # clone starts at once. Idempotent, so a transient fault just repeats it.
+            for attempt in retrying(self.settings, emit, clone.name):
+                with attempt:
+                    facts = self.vcenter.finish_clone(made, request)
+        except VCenterUnreachable:
+            self.repo.update_clone(clone.id, attempts=attempts)
+            raise
+        except ClonesError as exc:
+            return self.unmaker.unmake(clone, made.moref, made.instance_uuid, exc, attempts)
         return self.repo.update_clone(
             clone.id,
             state=CloneState.READY,
@@ -117,7 +243,7 @@ class Cloner:
             instance_uuid=facts.instance_uuid,
             delta_bytes=facts.unshared_bytes or facts.committed_bytes,
             error=None,
-            attempts=attempts[0],
+            attempts=attempts,
             host=facts.host or None,
             power_state="poweredOn" if facts.powered_on else "poweredOff",
         )

@@ -7,10 +7,11 @@ clone up in vCenter by that instance UUID, adopts the ones that exist and verify
 re-creates the missing ones under the same names, and finishes the run. Never a duplicate (a name
 and a UUID are reserved once), never an orphan (every VM the bot made has a row).
 
-Orphans are VMs carrying the bot's ManagedBy attribute that no live clone row claims. Only those
-whose instance UUID the bot itself chose (it has a row for them, e.g. a clone recorded as failed
-whose reply was lost) may be adopted or removed; any other VM with the attribute is foreign (the
-attribute can be set by anyone) and is only reported.
+Orphans (`bot.services.orphans`) are VMs carrying the bot's ManagedBy (attribute or Notes) that
+no live clone row claims. Only the bot's own may be adopted or removed: those whose instance UUID
+it chose (it has a row for them), and, when records are lost, those whose Notes carry its
+provenance and that are linked clones of the parent the Notes name; any other VM with the
+attribute is foreign (the attribute can be set by anyone) and is only reported.
 """
 
 from __future__ import annotations

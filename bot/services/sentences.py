@@ -39,7 +39,6 @@ from bot.domain.trainees import (
     SelfService,
     Unassigned,
 )
-from bot.domain.vsphere import ATTR_ENVIRONMENT
 from bot.services.orphans import Orphan, OrphansOutcome
 from bot.services.power import PowerResult
 from bot.services.preflight import Finding
@@ -352,10 +351,15 @@ def orphan(o: Orphan, m: Marks = PLAIN) -> str:
     """One orphan: the bot's own (which adopt or remove may act on), or foreign (never)."""
     vm = o.vm
     head = f"{m.code(vm.name)} ({m.text(vm.moref)})"
-    if o.ours:
-        environment = vm.attributes.get(ATTR_ENVIRONMENT, "?")
-        return f"{head}: made by this bot, environment {m.text(environment)}"
-    return f"{head}: carries ManagedBy but was not made by this bot: never touched"
+    if not o.ours:
+        why = o.why_not or "carries ManagedBy but was not made by this bot"
+        return f"{head}: {why}: never touched"
+    line = f"{head}: made by this bot, environment {m.text(o.environment or '?')}"
+    if o.recorded:
+        return line
+    if o.type:
+        return f"{line}, its record lost (its Notes say so): adopt takes it back as {o.type}"
+    return f"{line}, its record lost (its Notes say so); it matches no configured type: remove only"
 
 
 def orphans_found(outcome: OrphansOutcome) -> str:

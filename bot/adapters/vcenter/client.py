@@ -126,6 +126,9 @@ class VCenter:
     def vm_facts(self, morefs: Sequence[str]) -> VmReading[VmFacts]:
         return self._inventory.vm_facts(morefs)
 
+    def vm_by_instance_uuid(self, instance_uuid: str) -> VmFacts | None:
+        return self._inventory.vm_by_instance_uuid(instance_uuid)
+
     def sightings(
         self, morefs: Sequence[str] | None = None, *, also: Collection[str] = ()
     ) -> VmReading[VmSighting]:

@@ -11,6 +11,7 @@ from pyVmomi import vim as _vim
 
 from bot.adapters.vcenter.attributes import Attributes
 from bot.adapters.vcenter.lookup import Lookup
+from bot.domain.errors import CannotSee
 from bot.domain.models import ParentFacts
 from bot.domain.vsphere import (
     SIGHTING_EXTRAS,
@@ -65,6 +66,28 @@ class InventoryReads:
             {str(obj._moId): self.facts(str(obj._moId), props) for obj, props in read.rows},
             read.unseen,
         )
+
+    def vm_by_instance_uuid(self, instance_uuid: str) -> VmFacts | None:
+        """The facts of the VM carrying this instance UUID in the datacenter (None: none does;
+        CannotSee when vCenter names one but would not show it): SearchIndex.FindByUuid, then
+        one read of the VM."""
+        lookup = self.lookup
+        index = lookup.session.content.searchIndex
+        datacenter = lookup.datacenter()
+        vm = lookup.session.call(
+            f"looking for the VM with instance UUID {instance_uuid}",
+            lambda: index.FindByUuid(
+                datacenter=datacenter, uuid=instance_uuid, vmSearch=True, instanceUuid=True
+            ),
+        )
+        if vm is None:
+            return None
+        moref = str(vm._moId)
+        read = self.vm_facts([moref])
+        if moref in read.unseen:  # it may be that VM: never answered as none
+            raise CannotSee(read.unseen[moref].cannot_see(moref))
+        facts = read.seen.get(moref)
+        return facts if facts is not None and facts.instance_uuid == instance_uuid else None
 
     def find_vms(self, folder: str | None = None) -> VmReading[VmFacts]:
         """Every VM (templates excluded) under a folder path, or in the whole datacenter."""
@@ -154,6 +177,12 @@ class InventoryReads:
             disk_modes=tuple(str(getattr(d.backing, "diskMode", "")) for d in disks),
             parent_moref=str(parent._moId) if (parent := props.get("parent")) is not None else "",
             notes=str(props.get("config.annotation") or ""),
+            base_disks=tuple(
+                str(getattr(d.backing.parent, "fileName", "") or "")
+                for d in disks
+                if getattr(d.backing, "parent", None)
+            ),
+            disk_files=tuple(f for d in disks for f in _chain_files(d.backing)),
         )
 
     # ----------------------------------------------------------------- parents
@@ -248,6 +277,17 @@ class InventoryReads:
 
 
 # --------------------------------------------------------------------- disks and snapshots
+def _chain_files(backing: Any) -> Iterator[str]:
+    """The files of a disk's backing chain: its own, then each parent's."""
+    seen = 0
+    while backing is not None and seen < 64:  # a chain is never that long; a loop never ends
+        name = getattr(backing, "fileName", None)
+        if name:
+            yield str(name)
+        backing = getattr(backing, "parent", None)
+        seen += 1
+
+
 def is_disk(device: Any) -> bool:
     return isinstance(device, vim.vm.device.VirtualDisk)
 

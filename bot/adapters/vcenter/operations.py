@@ -22,10 +22,12 @@ from bot.adapters.vcenter.session import Session
 from bot.adapters.vcenter.tasks import Tasks
 from bot.domain.errors import (
     CannotSee,
+    CloneUnread,
     LinkedCloneCheckFailed,
     NotFoundError,
     VCenterError,
     VCenterFault,
+    VCenterUnreachable,
 )
 from bot.domain.vsphere import (
     CloneRequest,
@@ -339,8 +341,9 @@ class Cloning:
         With `finish=False` the clone is verified but not labelled: the caller runs
         `finish_clone` itself (the service does so after freeing its clone slot).
         Raises VCenterFault (with `.transient`) when the clone task fails; nothing is left
-        behind by a failed task. Raises LinkedCloneCheckFailed (after destroying the copy) when
-        vCenter produced a full copy instead of a linked clone.
+        behind by a failed task. Raises CloneUnread (with the VM's moref) when the task made
+        the VM but reading it back failed. Raises LinkedCloneCheckFailed (after destroying the
+        copy) when vCenter produced a full copy instead of a linked clone.
         """
         vm = self.lookup.find_parent(req.parent)
         spec, folder = self._clone_spec(req)
@@ -363,6 +366,13 @@ class Cloning:
                 reason=result.reason,
             ) from None
         moref, props = _raise_failed(result)
+        if isinstance(props, VCenterUnreachable):
+            raise props  # the caller recorded the instance UUID it asked for: resume finds it
+        if isinstance(props, VCenterError):
+            raise CloneUnread(
+                f"{req.name} was cloned ({moref}) but could not be read back: {props}",
+                moref=moref,
+            )
         facts = self.inventory.facts(moref, props) if props is not None else None
         if facts is None:
             raise VCenterFault(f"{req.name} vanished right after cloning.", "NotFound", True)

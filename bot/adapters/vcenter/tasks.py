@@ -118,7 +118,9 @@ class Tasks:
         tasks that arrive together share one filter and one WaitForUpdatesEx (or, while tasks
         tend to be over by the time they are seen, one direct read), so waiting costs a few
         calls per batch of tasks, never a poll per task. With `read`, a successful task's
-        result (a VM) is returned as `(moref, properties)` read in one call for the batch.
+        result (a VM) is returned as `(moref, properties)` read in one call for the batch
+        (properties None: the VM was gone by then; a `VCenterError`: the task made the VM but
+        reading it failed, so the caller still knows which VM its task made).
         """
         if not tasks:
             return []
@@ -256,8 +258,8 @@ class TaskWaiter:
                 error = VCenterError(f"internal error while waiting for tasks: {exc}")
                 with self._cond:
                     queued, self._queue = self._queue, []
-                verifying = [w for w, _ in watch.verify]
-                _fail_all([*watch.outstanding.values(), *queued, *verifying], str(error), error)
+                _fail_all([*watch.outstanding.values(), *queued], str(error), error)
+                _fail_reads(watch.verify, str(error), error)
                 watch.outstanding.clear()
                 watch.filters.clear()
                 watch.verify.clear()
@@ -275,11 +277,9 @@ class TaskWaiter:
                     self._thread = None  # idle: let the thread go; a new one starts on demand
                     return None
             if self._stopped:
-                verifying, watch.verify = [w for w, _ in watch.verify], []
-                _fail_all(
-                    [*watch.outstanding.values(), *self._queue, *verifying],
-                    "the connection closed",
-                )
+                verifying, watch.verify = watch.verify, []
+                _fail_all([*watch.outstanding.values(), *self._queue], "the connection closed")
+                _fail_reads(verifying, "the connection closed")
                 return None
             self._gather(watch)
             new, self._queue = self._queue, []
@@ -387,7 +387,7 @@ class TaskWaiter:
         try:
             rows = self._read([([w.task for w in new], TASK_PROPS), *_result_groups(verify)])
         except VCenterError as exc:
-            _fail_all([w for w, _ in verify], str(exc), exc)
+            _fail_reads(verify, str(exc), exc)
             raise
         tasks = {str(obj._moId): p for obj, p in rows if isinstance(obj, vim.Task)}
         _deliver_results(verify, {str(o._moId): p for o, p in rows if not isinstance(o, vim.Task)})
@@ -498,12 +498,22 @@ def _fail_all(items: Sequence[_Waiting], why: str, exc: VCenterError | None = No
         w.done.set()
 
 
+def _fail_reads(
+    verify: Sequence[tuple[_Waiting, Any]], why: str, exc: VCenterError | None = None
+) -> None:
+    """These tasks made their VMs but reading them failed: each one's result is `(moref, the
+    error)` (vCenter unreachable, saying why, when no error is given)."""
+    for w, vm in verify:
+        w.result = (str(vm._moId), exc or VCenterUnreachable(why))
+        w.done.set()
+
+
 def _read_results(read: Read, verify: list[tuple[_Waiting, Any]]) -> None:
     """Read the VMs finished tasks produced (one call) and deliver them; a failed read is each
-    one's result."""
+    one's result, beside its VM's moref."""
     try:
         rows = read(_result_groups(verify))
     except VCenterError as exc:
-        _fail_all([w for w, _ in verify], str(exc), exc)
+        _fail_reads(verify, str(exc), exc)
         return
     _deliver_results(verify, {str(obj._moId): p for obj, p in rows})
