@@ -60,6 +60,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from slack_sdk import WebClient
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
 from bot.bootstrap import App, build
@@ -93,6 +93,7 @@ from handlers.blocks.ids import (
 )
 from handlers.blocks.trainees import vm_buttons
 from handlers.listeners.trainees import command_of
+from handlers.webapi import make_client
 from storage import Repository
 from tests.faults import Clones, interrupt, record
 from tests.helpers import LAB_TYPES, lab_settings
@@ -782,7 +783,8 @@ class TrustModel(RuleBasedStateMachine):
             core.vcenter.connect()
             self.expire(upstream=True)
         try:
-            client = WebClient(token="xoxb-test", base_url=fake.api_url)
+            # The bot's own paced client (a plain WebClient is refused by its progress messages).
+            client = make_client(replace(core.settings.slack, api_url=fake.api_url), "xoxb-test")
             bot = create_bot(core, SlackTokens("xoxb-test", "s" * 32, "", 0), client=client)
             bot.start(paused=True)
             bot.close(wait=True)  # waits until its job pool (the recovery) is idle

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -27,7 +27,7 @@ from bot.domain import grammar
 from bot.domain.errors import ConflictError, NotFoundError, UsageError
 from bot.domain.models import CloneState, Environment, RunKind, RunState
 from bot.domain.results import DeployResult, TeardownResult
-from bot.ports import ScheduledJob
+from bot.ports import Notifier, ScheduledJob
 from bot.services.core import ProgressCallback, Service
 from bot.services.leadership import Leadership
 from bot.services.schedules import ScheduleService, StartReport
@@ -64,6 +64,10 @@ class Notes:
 
     def text(self) -> str:
         return "\n".join(t for _, t in self.messages)
+
+
+if TYPE_CHECKING:  # mypy proves the double implements its port (docs/architecture.md)
+    _notifier: Notifier = Notes()
 
 
 class RecordingService(Service):

@@ -15,10 +15,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.domain.errors import Fenced, VCenterUnreachable
-from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.models import Clone, CloneState, Environment, RunState
 from bot.domain.results import (
+    DEPLOYING,
     DeployResult,
     FailedClone,
+    ProgressLabel,
 )
 from bot.domain.vsphere import Visibility
 from bot.ports import ProgressCallback
@@ -76,12 +78,17 @@ class DeployRuns:
         placements: dict[str, TypePlacement] | None = None,
         power_on: bool = False,
         todo: list[Clone] | None = None,
+        label: ProgressLabel = DEPLOYING,
     ) -> DeployResult:
-        """Clone `todo` (default: all of `planned`) in the pool; report on all of `planned`."""
+        """Clone `todo` (default: all of `planned`) in the pool; report on all of `planned`
+        (progress events say `label`: a resumed refresh says it refreshes)."""
         work_list = planned if todo is None else todo
         started = time.monotonic()
-        emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(work_list), started, on_event)
-        emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
+        emit = Emitter(run_id, env.name, label, len(work_list), started, on_event)
+        emit(
+            "started",
+            message=f"{label.doing} {len(work_list)} linked clones {label.where} {env.name}",
+        )
         bringup = self._bringup(run_id, planned, work_list, emit) if power_on else None
         batch = _Batch(
             run_id=run_id,

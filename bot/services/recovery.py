@@ -20,13 +20,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from bot.domain.errors import CannotSee, ClonesError, Fenced, VCenterUnreachable
 from bot.domain.models import Clone, CloneState, Fence, Run, RunKind, RunState
-from bot.domain.results import DeployResult, TeardownResult
+from bot.domain.results import (
+    DEPLOYING,
+    REFRESHING,
+    DeployResult,
+    ProgressLabel,
+    TeardownResult,
+)
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
-from bot.ports import ProgressCallback, VCenter
+from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.core import Service
 from bot.services.orphans import Orphans
 from bot.services.ownership import locate
@@ -192,10 +198,17 @@ class Recovery:
                 continue  # another process took it over first, it ended, or it beat again
             self.runs.track_run(new.id)
             try:
-                if run.kind is RunKind.TEARDOWN:
-                    resumed.append(self._resume_teardown(run, new, on_event))
-                else:
-                    resumed.append(self._resume_clones(run, new, actor, on_event))
+                # Every kind named: a new kind of run fails mypy here until it is given its own
+                # way to resume (never resumed as a clone run by default).
+                match run.kind:
+                    case RunKind.TEARDOWN:
+                        resumed.append(self._resume_teardown(run, new, on_event))
+                    case RunKind.DEPLOY:
+                        resumed.append(self._resume_clones(run, new, actor, on_event, DEPLOYING))
+                    case RunKind.REFRESH:
+                        resumed.append(self._resume_clones(run, new, actor, on_event, REFRESHING))
+                    case _:
+                        assert_never(run.kind)
             except Fenced as exc:  # taken over in turn (this process hung meanwhile)
                 log.warning("fenced: resuming run %s: %s", run.id, exc)
             except VCenterUnreachable as exc:
@@ -261,14 +274,19 @@ class Recovery:
             self.runs.finish_run(run_id, state=state, succeeded=0, failed=0, message=message)
 
     def _resume_clones(
-        self, old: Run, run: Run, actor: str, on_event: ProgressCallback | None
+        self,
+        old: Run,
+        run: Run,
+        actor: str,
+        on_event: ProgressCallback | None,
+        label: ProgressLabel,
     ) -> ResumedRun:
         """Finish a deployment or refresh: adopt what exists under the recorded instance UUID,
         re-create what does not (same names), report on every clone the run owns."""
         env = self.queries.environment(run.environment)
         with self.runs.environment_lock(env.name):
             clones = self.repo.clones(run_id=run.id)
-            kept = self._settle_refresh(clones)
+            kept = _settle_refresh(self.repo, self.vcenter, clones)
             clones = self.repo.clones(run_id=run.id)
             unfinished = [c for c in clones if c.state in (CloneState.CLONING, CloneState.PLANNED)]
             adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor, run.id)
@@ -287,6 +305,7 @@ class Recovery:
                 placements=placements,
                 power_on=run.power_on,  # "and power on" holds for the clones made before too
                 todo=to_clone,
+                label=label,
             )
         if self.relabel is not None and to_clone:
             try:
@@ -359,25 +378,6 @@ class Recovery:
             to_clone.append(self.repo.update_clone(c.id, fence=fence, state=CloneState.PLANNED))
         return adopted, to_clone
 
-    def _settle_refresh(self, clones: list[Clone]) -> list[str]:
-        """A refresh killed between destroying an old VM and cloning its successor: where the
-        old VM (recorded moref and UUID) still exists it stays, as it was; where it is gone,
-        the clone is re-created. Returns the names left as they were."""
-        destroying = [c for c in clones if c.state is CloneState.DESTROYING]
-        if not destroying:
-            return []
-        reading = self.vcenter.vm_facts([c.moref or "" for c in destroying])
-        _cannot_see(reading, destroying)  # before anything is decided
-        kept = []
-        for c in destroying:
-            vm = reading.seen.get(c.moref or "")
-            if vm is not None and vm.instance_uuid == c.instance_uuid:
-                self.repo.update_clone(c.id, state=CloneState.READY)
-                kept.append(c.name)
-            else:
-                self.repo.update_clone(c.id, state=CloneState.PLANNED, moref=None)
-        return kept
-
     def _finish_adopted(self, clone: Clone, vm: VmFacts, environment: str, actor: str) -> None:
         t = self.settings.type(clone.type)
         request = self.cloner.clone_request(clone, t, environment, actor, vm.attributes)
@@ -417,6 +417,26 @@ def _listings(
     """Every VM of the folders these clones go in, by folder."""
     folders = {settings.types[c.type].folder for c in clones if c.type in settings.types}
     return {folder: vcenter.find_vms(folder) for folder in sorted(folders)}
+
+
+def _settle_refresh(repo: Repository, vcenter: VCenter, clones: list[Clone]) -> list[str]:
+    """A refresh killed between destroying an old VM and cloning its successor: where the
+    old VM (recorded moref and UUID) still exists it stays, as it was; where it is gone,
+    the clone is re-created. Returns the names left as they were."""
+    destroying = [c for c in clones if c.state is CloneState.DESTROYING]
+    if not destroying:
+        return []
+    reading = vcenter.vm_facts([c.moref or "" for c in destroying])
+    _cannot_see(reading, destroying)  # before anything is decided
+    kept = []
+    for c in destroying:
+        vm = reading.seen.get(c.moref or "")
+        if vm is not None and vm.instance_uuid == c.instance_uuid:
+            repo.update_clone(c.id, state=CloneState.READY)
+            kept.append(c.name)
+        else:
+            repo.update_clone(c.id, state=CloneState.PLANNED, moref=None)
+    return kept
 
 
 def _cannot_see(reading: VmReading[VmFacts], clones: list[Clone]) -> None:

@@ -20,7 +20,7 @@ from bot.domain.errors import (
 )
 from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.domain.provenance import deployed_by_and_at
-from bot.domain.results import FailedClone
+from bot.domain.results import REFRESHING, FailedClone
 from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmSighting
 from bot.ports import ProgressCallback
 from bot.services.fullcopy import FullCopyGuard
@@ -180,7 +180,7 @@ class Refresher:
         on_event: ProgressCallback | None,
     ) -> RefreshResult:
         started = time.monotonic()
-        emit = Emitter(run_id, env.name, RunKind.REFRESH, len(verified), started, on_event)
+        emit = Emitter(run_id, env.name, REFRESHING, len(verified), started, on_event)
         emit("started", message=f"Refreshing {len(verified)} clones of {env.name}")
         job = _Refreshing(
             run_id, env, actor, self.clock().isoformat(timespec="seconds"), emit, self.core.limits

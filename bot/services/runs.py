@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from bot.domain.errors import ClonesError, ConflictError, Fenced, Interrupted
 from bot.domain.models import CloneState, Fence, Run, RunKind, RunMessage, RunState
-from bot.domain.results import EventKind, ProgressEvent
+from bot.domain.results import EventKind, ProgressEvent, ProgressLabel
 from bot.host import owner_gone, process_owner
 from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.limits import OpLimits
@@ -296,14 +296,14 @@ class Emitter:
         self,
         run_id: int,
         environment: str,
-        action: RunKind,
+        label: ProgressLabel,
         total: int,
         started: float,
         callback: ProgressCallback | None,
     ) -> None:
         self.run_id = run_id
         self.environment = environment
-        self.action = action
+        self.label = label
         self.total = total
         self.started = started
         self.callback = callback
@@ -377,7 +377,7 @@ class Emitter:
                 kind=kind,
                 run_id=self.run_id,
                 environment=self.environment,
-                action=self.action,
+                label=self.label,
                 total=self.total,
                 done=self.done,
                 failed=self.failed,

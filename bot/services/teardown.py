@@ -21,6 +21,7 @@ from bot.domain.errors import (
 from bot.domain.models import Clone, CloneState, Environment, RunKind
 from bot.domain.results import (
     FAILURE_STATES,
+    STRIPPING_BACK,
     FailedClone,
     TeardownPlan,
     TeardownResult,
@@ -123,7 +124,7 @@ class StripBack:
         left of one is destroyed like a live clone's (only when provably the bot's)."""
         clones = self.repo.clones(run_id=run_id, states=STRIPPABLE)
         started = time.monotonic()
-        emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
+        emit = Emitter(run_id, env.name, STRIPPING_BACK, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
         checked = self.ownership.verify_ours(env, clones, also=self._extras())
         verified, gone, skipped = checked.verified, checked.gone, checked.skipped
