@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from bot.domain.errors import NotFoundError, VCenterError
 from bot.domain.models import Clone, CloneState
-from bot.domain.results import FailedClone
+from bot.domain.results import FailedClone, ProgressLabel
 from bot.ports import ProgressCallback, Repository
 from bot.services.core import Core
 from bot.services.limits import clone_host
@@ -108,13 +108,15 @@ class EachClone:
         action: str,
         doing: str,
         label: str,
+        progress: ProgressLabel,
         words: str,
         actor: str,
         source: str,
         on_event: ProgressCallback | None = None,
     ) -> BulkResult:
         """`doing` says what is done to each clone ("power on"), `label` starts the result's
-        sentence ("Power on"), `words` are the command as the audit log shows it."""
+        sentence ("Power on"), `progress` is what its progress events say (`SNAPSHOTTING`),
+        `words` are the command as the audit log shows it."""
         env = self.queries.environment(environment)
         clones = self.repo.clones(environment=env.name, states=[CloneState.READY])
         if not clones:
@@ -122,7 +124,7 @@ class EachClone:
         with self.core.runs.environment_lock(env.name):
             checked = self.ownership.verify_ours(env, clones)
             ours = [c for c, _ in checked.verified]
-            emit = Emitter(0, env.name, label, len(ours), time.monotonic(), on_event)
+            emit = Emitter(0, env.name, progress, len(ours), time.monotonic(), on_event)
             emit("started", message=f"{label} {env.name}: {len(ours)} clones")
 
             def counted(clone: Clone) -> VCenterError | None:

@@ -14,11 +14,13 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from bot.domain.errors import VCenterUnreachable
-from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.errors import Fenced, VCenterUnreachable
+from bot.domain.models import Clone, CloneState, Environment, RunState
 from bot.domain.results import (
+    DEPLOYING,
     DeployResult,
     FailedClone,
+    ProgressLabel,
 )
 from bot.domain.vsphere import Visibility
 from bot.ports import ProgressCallback
@@ -26,7 +28,7 @@ from bot.services.bringup import BringUp
 from bot.services.core import Core
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
 from bot.services.limits import OpLimits, place_key
-from bot.services.pipeline import NotStarted, Stop, run_per_clone
+from bot.services.pipeline import NotStarted, PerClone, Stop, run_per_clone
 from bot.services.runbook import Emitter, stopped_message
 
 if TYPE_CHECKING:
@@ -77,12 +79,17 @@ class DeployRuns:
         placements: dict[str, TypePlacement] | None = None,
         power_on: bool = False,
         todo: list[Clone] | None = None,
+        label: ProgressLabel = DEPLOYING,
     ) -> DeployResult:
-        """Clone `todo` (default: all of `planned`) in the pool; report on all of `planned`."""
+        """Clone `todo` (default: all of `planned`) in the pool; report on all of `planned`
+        (progress events say `label`: a resumed refresh says it refreshes)."""
         work_list = planned if todo is None else todo
         started = time.monotonic()
-        emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(work_list), started, on_event)
-        emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
+        emit = Emitter(run_id, env.name, label, len(work_list), started, on_event)
+        emit(
+            "started",
+            message=f"{label.doing} {len(work_list)} linked clones {label.where} {env.name}",
+        )
         bringup = self._bringup(run_id, planned, work_list, emit) if power_on else None
         batch = _Batch(
             run_id=run_id,
@@ -99,13 +106,7 @@ class DeployRuns:
             bringup=bringup,
         )
         # Each type's first clone first, so the types' probes run side by side.
-        per = run_per_clone(
-            probes_first(work_list),
-            partial(self._clone_in_turn, batch),
-            workers=2 * self.settings.concurrency,
-            name="clone",
-            halt=self.core.halt,
-        )
+        per = self._clone_all(batch, work_list)
         unreachable: list[VCenterUnreachable] = [per.lost] if per.lost else []
         halted, not_up = self._after_cloning(per.halted, unreachable, placements, bringup)
         result = self._finish_deploy(
@@ -118,6 +119,20 @@ class DeployRuns:
             self.repo.update_run(run_id, message=message)
             result = replace(result, message=message)
         return result
+
+    def _clone_all(self, batch: _Batch, work_list: list[Clone]) -> PerClone[Clone, Clone]:
+        try:
+            return run_per_clone(
+                probes_first(work_list),
+                partial(self._clone_in_turn, batch),
+                workers=2 * self.settings.concurrency,
+                name="clone",
+                halt=self.core.halt,
+            )
+        except Fenced:  # another bot took the run over: it powers on and finishes, not us
+            if batch.bringup is not None:
+                batch.bringup.abandon()
+            raise
 
     def _after_cloning(
         self,

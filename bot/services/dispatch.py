@@ -16,7 +16,8 @@ from typing import Any, Generic, TypeVar
 
 from bot.domain import grammar
 from bot.domain.errors import ClonesError, UsageError
-from bot.domain.results import DeployResult
+from bot.domain.models import Fence
+from bot.domain.results import SNAPSHOTTING, DeployResult
 from bot.domain.trainees import SelfService
 from bot.domain.vsphere import VmTask
 from bot.ports import ProgressCallback
@@ -49,6 +50,8 @@ class Invocation:
     anyone: bool = False
     # `assign`: the hand-out's progress, after each trainee.
     on_handout: OnHandOut | None = None
+    # `resume` run by the leader: its run takeovers are fenced by the leader's lease.
+    fence: Fence | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ DEPLOY_NOW: Route[grammar.Deploy, Deployed] = Route(_deploy)
 DEPLOY_LATER: Route[grammar.Deploy, ScheduleResult] = Route(_deploy_later)  # `deploy ... at`
 EXTEND: Route[grammar.Extend, ScheduleResult] = Route(_extend)
 RESUME: Route[grammar.Resume, RecoveryReport] = Route(
-    lambda s, c, i: s.recovery.recover(actor=i.actor, on_event=i.on_event)
+    lambda s, c, i: s.recovery.recover(actor=i.actor, on_event=i.on_event, fence=i.fence)
 )
 ASSIGN: Route[grammar.Assign, Assigned] = Route(
     lambda s, c, i: s.use_cases.trainees.assign(
@@ -152,6 +155,7 @@ def _snapshot(s: Services, c: grammar.Snapshot, i: Invocation) -> BulkResult:
         action=c.name,
         doing="snapshot",
         label=f'Snapshot "{c.name}" of',
+        progress=SNAPSHOTTING,
         words=f"snapshot {c.environment} {c.name}",
         actor=i.actor,
         source=i.source,

@@ -10,7 +10,7 @@ from datetime import datetime
 from bot.domain import grammar
 from bot.domain.errors import VCenterError
 from bot.domain.models import Clone
-from bot.domain.results import FailedClone
+from bot.domain.results import FailedClone, ProgressLabel
 from bot.services.bulk import BulkResult, EachClone, each_clone
 from bot.services.core import Core
 from bot.services.runbook import Emitter
@@ -92,6 +92,9 @@ class PowerCommand:
             action=command.action,
             doing=f"power {command.action}",
             label=f"Power {command.action}",
+            progress=ProgressLabel(
+                f"Powering {command.action}", f"power {command.action}", "of", "done"
+            ),
             words=f"power {command.action} {command.environment}",
             actor=actor,
             source=source,
