@@ -23,7 +23,7 @@ from bot.domain.results import (
     ProgressLabel,
 )
 from bot.domain.vsphere import Visibility
-from bot.ports import ProgressCallback
+from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.bringup import BringUp
 from bot.services.core import Core
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
@@ -146,7 +146,7 @@ class DeployRuns:
         run ("Ctrl-C", or "") and how many clones it left to power on or customize."""
         if not unreachable and not halted:
             try:
-                self._confine(placements or {})
+                confine(self.repo, self.vcenter, placements or {})
             except VCenterUnreachable as exc:
                 unreachable.append(exc)
         if bringup is None:
@@ -243,20 +243,6 @@ class DeployRuns:
                 why = "" if c.customization == "succeeded" else "customization failed"
                 emit("clone_customized", clone=c.name, message=why)
         return bringup
-
-    def _confine(self, placements: dict[str, TypePlacement]) -> None:
-        """Confine each parent's clones to its host group (made on its hosts, and powered on
-        there: a power-on keeps a VM on the host it is registered on)."""
-        for placement in placements.values():
-            if placement.group:
-                members = [
-                    c.moref
-                    for c in self.repo.clones(states=[CloneState.READY])
-                    if c.parent == placement.parent and c.host in placement.group and c.moref
-                ]
-                self.vcenter.ensure_drs_confinement(
-                    placement.cluster, placement.prefix, members, placement.group
-                )
 
     # Kept whole: a run's outcome in order: re-read, classify, finish the run, savings.
     def _finish_deploy(
@@ -357,3 +343,18 @@ class DeployRuns:
                     c.id, state=CloneState.MISSING, error="missing from vCenter after deployment"
                 )
         return [out[c.id] for c in clones]
+
+
+def confine(repo: Repository, vcenter: VCenter, placements: dict[str, TypePlacement]) -> None:
+    """Confine each parent's clones to its host group (made on its hosts, and powered on
+    there: a power-on keeps a VM on the host it is registered on)."""
+    for placement in placements.values():
+        if placement.group:
+            members = [
+                c.moref
+                for c in repo.clones(states=[CloneState.READY])
+                if c.parent == placement.parent and c.host in placement.group and c.moref
+            ]
+            vcenter.ensure_drs_confinement(
+                placement.cluster, placement.prefix, members, placement.group
+            )

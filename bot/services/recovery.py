@@ -198,17 +198,7 @@ class Recovery:
                 continue  # another process took it over first, it ended, or it beat again
             self.runs.track_run(new.id)
             try:
-                # Every kind named: a new kind of run fails mypy here until it is given its own
-                # way to resume (never resumed as a clone run by default).
-                match run.kind:
-                    case RunKind.TEARDOWN:
-                        resumed.append(self._resume_teardown(run, new, on_event))
-                    case RunKind.DEPLOY:
-                        resumed.append(self._resume_clones(run, new, actor, on_event, DEPLOYING))
-                    case RunKind.REFRESH:
-                        resumed.append(self._resume_clones(run, new, actor, on_event, REFRESHING))
-                    case _:
-                        assert_never(run.kind)
+                resumed.append(self._resume(run, new, actor, on_event))
             except Fenced as exc:  # taken over in turn (this process hung meanwhile)
                 log.warning("fenced: resuming run %s: %s", run.id, exc)
             except VCenterUnreachable as exc:
@@ -237,6 +227,21 @@ class Recovery:
                 actor=actor, source="recovery", command="recover", result="ok", detail=report.text
             )
         return report
+
+    def _resume(
+        self, run: Run, new: Run, actor: str, on_event: ProgressCallback | None
+    ) -> ResumedRun:
+        """Resume `run` as `new`, the way its kind is resumed. Every kind named: a new kind of
+        run fails mypy here until it is given its own way (never resumed as a clone run)."""
+        match run.kind:
+            case RunKind.TEARDOWN:
+                return self._resume_teardown(run, new, on_event)
+            case RunKind.DEPLOY:
+                return self._resume_clones(run, new, actor, on_event, DEPLOYING)
+            case RunKind.REFRESH:
+                return self._resume_clones(run, new, actor, on_event, REFRESHING)
+            case _:
+                assert_never(run.kind)
 
     def reconcile(self) -> tuple[list[Clone], list[str]]:
         """Ready records whose VM vCenter no longer has become missing; those whose VM it
