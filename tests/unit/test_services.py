@@ -12,7 +12,7 @@ import pytest
 from bot.domain import grammar
 from bot.domain.errors import ConflictError, VCenterFault, VCenterUnreachable
 from bot.domain.models import CloneState, RunKind, RunState
-from bot.domain.results import REFRESHING, ProgressEvent
+from bot.domain.results import REFRESHING, SNAPSHOTTING, ProgressEvent
 from bot.services.container import Services
 from bot.services.dispatch import Deployed, Invocation, dispatch, plan_for
 from bot.services.pipeline import run_per_clone
@@ -293,3 +293,17 @@ def test_a_resumed_refresh_reports_its_progress_as_a_refresh(
     assert events and {e.label for e in events} == {REFRESHING}
     assert events[0].message.startswith("Refreshing ")
     assert "Resuming the refresh of *nov*" in str(shown.resumed_progress(events[-1], "U1").blocks)
+
+
+def test_a_snapshot_reports_progress_under_its_own_label(
+    services: Services, vcenter: FakeVCenter
+) -> None:
+    """A bulk verb's progress events say what it does (SNAPSHOTTING), not a run kind."""
+    deploy(services, "deploy capture 2 as nov")
+    events: list[ProgressEvent] = []
+    who = Invocation("operator", "cli", on_event=events.append)
+    result: Any = dispatch(services, grammar.parse("snapshot nov before-lab"), who)
+    assert len(result.done) == 2 and not result.failed
+    assert [t.method for _, t in vcenter.tasks_done] == ["CreateSnapshot_Task"] * 2
+    assert events and {e.label for e in events} == {SNAPSHOTTING}
+    assert [e.kind for e in events].count("clone_ready") == 2
