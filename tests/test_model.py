@@ -795,10 +795,10 @@ class TrustModel(RuleBasedStateMachine):
         ours = {u: vm for u, vm in before.items() if self.provenance_ours(vm)}
         self.take_orphans_back(ours, before)
         if self.hidden:  # its rights back: what it could not see is taken back now
+            unseen = {u: vm for u, vm in ours.items() if vm["name"] in self.hidden}
             self.lab.control.configure(no_permission_vms=None)
             self.hidden = set()
-            before = self.vms()
-            self.take_orphans_back({u: vm for u, vm in ours.items() if u in before}, before)
+            self.take_orphans_back(unseen, self.vms())
         # The records are new: the model's bookkeeping by record starts again.
         self.tags.clear()
         self.pending.clear()
