@@ -275,7 +275,7 @@ def sample(s: Soak, cycles: int, status_ms: list[float], log: Path) -> dict[str,
         "bot_rss_mb": rss,
         "threads": threads,
         "open_files": files,
-        "database_mb": _size_mb(s.bot.database),
+        "database_mb": _size_mb(Path(s.bot.database)),  # the soak runs on SQLite
         "log_kb": round(log.stat().st_size / 1024, 1),
         "lab_rss_mb": lab_rss,
         "status_ms": round(statistics.median(status_ms), 1),

@@ -3,7 +3,7 @@
 Adapters are imported when they are first needed, not when this module is: pyVmomi, APScheduler
 and matplotlib together take most of a second to import, and `clones help` or `clones status`
 need none of them (docs/performance.md, "Cold start"). The vCenter adapter is built on its first
-use (`_LazyVCenter`), the chart on its first render, the scheduler when the schedule service is
+use (`lazily`), the chart on its first render, the scheduler when the schedule service is
 made.
 """
 
@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from bot.adapters.chart import MatplotlibChart
     from bot.adapters.scheduler.jobs import Scheduler
-    from bot.domain.savings import Savings
-    from bot.ports import Chart, Clock, Lab, Notifier, Trust, VCenter
-    from bot.ports import Scheduler as SchedulerPort
+    from bot.adapters.vcenter.client import VCenter as VCenterAdapter
+    from bot.ports import Clock, Lab, Leases, Notifier, Trust, VCenter
     from bot.services.container import Services
     from bot.services.container import Services as App  # the wired application
+    from bot.services.leadership import Leadership
     from bot.services.schedules import ScheduleService
     from bot.settings import Settings, VCenterSettings
+
+T = TypeVar("T")
 
 
 def __getattr__(name: str) -> Any:
@@ -54,57 +58,79 @@ def resolve_vcenter(settings: VCenterSettings, *, start_lab: bool = True) -> VCe
     return replace(settings, url=info.url, user=info.user, password=info.password, insecure=True)
 
 
-class _LazyVCenter:
-    """The vCenter adapter (`bot.adapters.vcenter.client.VCenter`), imported and built on first
-    use: a command that never talks to vCenter never imports pyVmomi. Every attribute is the
-    real adapter's; `close` closes it only if it was ever built."""
+class _Lazy(Generic[T]):
+    """An adapter made by `make` on its first use: every attribute is the adapter's (`known`
+    ones are answered without making it), and `close` closes it only if it was ever made."""
 
-    def __init__(self, settings: VCenterSettings) -> None:
-        self._settings = settings
-        self._real: Any = None
+    def __init__(self, make: Callable[[], T], **known: object) -> None:
+        self._make = make
+        self._known = known
+        self._real: T | None = None
         self._lock = threading.Lock()
+        # Told how long each call took (method name, seconds): the bot's /metrics.
+        self.observe: Callable[[str, float], None] | None = None
 
-    def _adapter(self) -> Any:
+    def _made(self) -> T:
         with self._lock:
             if self._real is None:
-                from bot.adapters.vcenter.client import VCenter as Adapter
-
-                self._real = Adapter(self._settings)
+                self._real = self._make()
             return self._real
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._adapter(), name)
+        if name in self._known:
+            return self._known[name]
+        value = getattr(self._made(), name)
+        observe = self.observe
+        if observe is None or not callable(value) or name.startswith("_"):
+            return value
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return value(*args, **kwargs)
+            finally:
+                observe(name, time.monotonic() - started)
+
+        return timed
 
     def close(self) -> None:
         with self._lock:
             real = self._real
-        if real is not None:
-            real.close()
+        close = getattr(real, "close", None)
+        if close is not None:
+            close()
 
 
-class _LazyChart:
-    """The savings chart (matplotlib), imported on the first render."""
+def lazily(make: Callable[[], T], **known: object) -> T:
+    """`make()`'s adapter, made on its first use (see `_Lazy`), typed as what `make` returns.
 
-    def __init__(self) -> None:
-        self._real: Chart | None = None
-
-    def _chart(self) -> Chart:
-        if self._real is None:
-            from bot.adapters.chart import MatplotlibChart
-
-            self._real = MatplotlibChart()
-        return self._real
-
-    def render(self, savings: Savings, title: str) -> bytes:
-        return self._chart().render(savings, title)
-
-    def write(self, savings: Savings, path: Path) -> None:
-        self._chart().write(savings, path)
+    The type is the adapter's own, never a port's: where the result is handed on as a port
+    (`vcenter_for` returns `VCenter`, `build` passes the scheduler to `ScheduleService`), mypy
+    checks the adapter class against that port, so an adapter missing a port's method fails
+    `mypy` here (docs/architecture.md, "What mypy checks").
+    """
+    proxy: Any = _Lazy(make, **known)  # stands in for a T: every attribute is the T's
+    return proxy
 
 
 def vcenter_for(settings: VCenterSettings) -> VCenter:
-    """The vCenter port over `settings`, its adapter built on first use."""
-    return cast("VCenter", _LazyVCenter(settings))
+    """The vCenter port over `settings`: the adapter (`bot.adapters.vcenter.client.VCenter`,
+    checked against the port by mypy here), built on first use: a command that never talks to
+    vCenter never imports pyVmomi."""
+
+    def adapter() -> VCenterAdapter:
+        from bot.adapters.vcenter.client import VCenter as Adapter
+
+        return Adapter(settings)
+
+    return lazily(adapter)
+
+
+def _chart() -> MatplotlibChart:
+    """The savings chart (matplotlib), imported on the first render."""
+    from bot.adapters.chart import MatplotlibChart
+
+    return MatplotlibChart()
 
 
 def build(settings: Settings | None = None, *, start_lab: bool = True) -> Services:
@@ -148,11 +174,11 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
         service,
         Admin(service),
         Recovery.over(service),
-        chart=_LazyChart(),
+        chart=lazily(_chart),
     )
     # Recording times only (the terminal): APScheduler is imported if the scheduler is ever used.
     services.schedules = ScheduleService(
-        settings, repo, service, cast("SchedulerPort", _LazyScheduler(settings))
+        settings, repo, service, _recording_scheduler(settings, repo)
     )
     services.schedule_factory = lambda notifier, clock: schedule_service(
         services, notifier=notifier, clock=clock
@@ -162,32 +188,25 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     return services
 
 
-class _LazyScheduler:
-    """The scheduler adapter with its lock made now and APScheduler imported on first use (the
-    terminal's schedule service records times and never starts it)."""
+def _recording_scheduler(settings: Settings, repo: Leases) -> Scheduler:
+    """The scheduler adapter with its leadership made now and APScheduler imported on first use
+    (the terminal's schedule service records times and never starts it)."""
+    lock = leadership(settings, repo)
 
-    def __init__(self, settings: Settings) -> None:
-        from bot.adapters.scheduler.lock import SchedulerLock, lock_path_for
+    def adapter() -> Scheduler:
+        from bot.adapters.scheduler.jobs import Scheduler
+        from bot.domain.timeparse import zone_of
 
-        self._settings = settings
-        self._path = lock_path_for(settings.database)
-        self.lock = SchedulerLock(self._path)
-        self._real: Scheduler | None = None
-        self._guard = threading.Lock()
+        return Scheduler(lock, timezone=zone_of(settings.timezone))
 
-    def _scheduler(self) -> Scheduler:
-        with self._guard:
-            if self._real is None:
-                from bot.adapters.scheduler.jobs import Scheduler
-                from bot.domain.timeparse import zone_of
+    return lazily(adapter, lock=lock)
 
-                self._real = Scheduler(
-                    self._path, timezone=zone_of(self._settings.timezone), lock=self.lock
-                )
-            return self._real
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._scheduler(), name)
+def leadership(settings: Settings, repo: Leases) -> Leadership:
+    """Who leads (runs the schedules and the start-up recovery) for this database: its lease."""
+    from bot.services.leadership import Leadership
+
+    return Leadership(repo, lease_s=settings.lease_s)
 
 
 def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
@@ -218,13 +237,12 @@ def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
     trainees.connect(people, people, staff=AccessPolicy(slack, people.group_members).is_operator)
 
 
-def scheduler(settings: Settings) -> Scheduler:
-    """APScheduler in the team's zone, with the database's single-scheduler lock (not started)."""
+def scheduler(settings: Settings, repo: Leases) -> Scheduler:
+    """APScheduler in the team's zone, with the database's leadership (not started)."""
     from bot.adapters.scheduler.jobs import Scheduler
-    from bot.adapters.scheduler.lock import lock_path_for
     from bot.domain.timeparse import zone_of
 
-    return Scheduler(lock_path_for(settings.database), timezone=zone_of(settings.timezone))
+    return Scheduler(leadership(settings, repo), timezone=zone_of(settings.timezone))
 
 
 def schedule_service(
@@ -235,7 +253,12 @@ def schedule_service(
     from bot.services.schedules import ScheduleService
 
     return ScheduleService(
-        app.settings, app.repo, app.service, scheduler(app.settings), notifier=notifier, clock=clock
+        app.settings,
+        app.repo,
+        app.service,
+        scheduler(app.settings, app.repo),
+        notifier=notifier,
+        clock=clock,
     )
 
 

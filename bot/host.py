@@ -20,9 +20,15 @@ from collections.abc import Callable
 _TOKEN = uuid.uuid4().hex[:12]
 
 
+def machine_name() -> str:
+    """This machine's name in owner strings: $CLONES_MACHINE when set (where host names may
+    repeat across machines, e.g. containers given the same host name), else the host name."""
+    return os.environ.get("CLONES_MACHINE", "").strip().replace(":", "-") or socket.gethostname()
+
+
 def process_owner() -> str:
     """This process's owner string: `host:pid:token`."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_TOKEN}"
+    return f"{machine_name()}:{os.getpid()}:{_TOKEN}"
 
 
 def pid_alive(pid: int) -> bool:
@@ -47,7 +53,7 @@ def owner_gone(owner: str) -> bool:
         return False
     parts = owner.split(":")
     host, pid = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != machine_name() or not pid.isdigit():
         return False
     if int(pid) == os.getpid():
         return True  # our pid, not our token: a previous life of this pid

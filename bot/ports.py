@@ -24,8 +24,11 @@ from bot.domain.models import (
     AuditEntry,
     Clone,
     CloneState,
+    Confirmation,
     Environment,
+    Fence,
     Keep,
+    Lease,
     ParentFacts,
     Run,
     RunKind,
@@ -169,7 +172,9 @@ class Clones(Protocol):
         count: int,
         run_id: int | None,
     ) -> list[Clone]: ...
-    def update_clone(self, clone_id: int, **changes: Any) -> Clone: ...
+    def update_clone(
+        self, clone_id: int, *, fence: Fence | None = None, **changes: Any
+    ) -> Clone: ...
     def get_clone(self, clone_id: int) -> Clone: ...
     def clones(
         self,
@@ -224,7 +229,15 @@ class Runs(Protocol):
         clone_ids: Iterable[int] = (),
         power_on: bool = False,
     ) -> Run: ...
-    def supersede_run(self, run_id: int, *, owner: str, expected_owner: str) -> Run | None: ...
+    def supersede_run(
+        self,
+        run_id: int,
+        *,
+        owner: str,
+        expected_owner: str,
+        stale_before: datetime | None = None,  # the run's lease must have expired by then
+        fence: Fence | None = None,  # the leader's lease, checked in the same transaction
+    ) -> Run | None: ...
     def finish_run(
         self, run_id: int, *, state: RunState, succeeded: int, failed: int, message: str = ""
     ) -> Run: ...
@@ -237,7 +250,8 @@ class Runs(Protocol):
         states: Iterable[RunState] | None = None,
         limit: int = 100,
     ) -> list[Run]: ...
-    def heartbeat(self, run_id: int) -> None: ...
+    def heartbeat(self, run_id: int, owner: str | None = None) -> bool: ...  # False: not ours
+    def run_counts(self) -> list[tuple[str, str, int]]: ...  # (kind, state, runs)
     def save_run_message(self, run_id: int, *, channel: str, ts: str) -> RunMessage: ...
     def run_message(self, run_id: int) -> RunMessage | None: ...
 
@@ -256,9 +270,25 @@ class Schedules(Protocol):
     ) -> ScheduleRecord: ...
     def delete_schedule(self, name: str) -> None: ...
     def scheduled_environments(self) -> list[tuple[Environment, ScheduleRecord | None]]: ...
-    def claim_start(self, name: str, expected: datetime) -> bool: ...
-    def claim_end(self, name: str, expected: datetime) -> bool: ...
-    def mark_reminded(self, name: str, end: datetime) -> bool: ...
+    # Claims: compare-and-set; with a `fence`, refused (Fenced) once this process no longer
+    # holds the lease it decided under.
+    def claim_start(self, name: str, expected: datetime, *, fence: Fence | None = None) -> bool: ...
+    def claim_end(self, name: str, expected: datetime, *, fence: Fence | None = None) -> bool: ...
+    def mark_reminded(self, name: str, end: datetime, *, fence: Fence | None = None) -> bool: ...
+
+
+class Leases(Protocol):
+    """Lease rows and the bots up (storage/leases.py); times are Unix seconds."""
+
+    def get_lease(self, name: str) -> Lease | None: ...
+    def acquire_lease(
+        self, name: str, holder: str, ttl_s: float, now: float, *, dead: str = ""
+    ) -> Lease | None: ...
+    def renew_lease(self, name: str, holder: str, epoch: int, ttl_s: float, now: float) -> bool: ...
+    def release_lease(self, name: str, holder: str, epoch: int) -> None: ...
+    def mark_bot(self, owner: str, now: float) -> None: ...
+    def bots_seen(self, since: float) -> list[str]: ...
+    def forget_bot(self, owner: str) -> None: ...
 
 
 class Audit(Protocol):
@@ -320,7 +350,27 @@ class Assignments(Protocol):
     def claim_told(self, assignment_id: int) -> bool: ...
 
 
-class Repository(Environments, Clones, Runs, Schedules, Audit, Assignments, History, Protocol):
+class ConfirmationTokens(Protocol):
+    """Confirm buttons' one-time tokens, shared by the bots on one database."""
+
+    def save_confirmation(self, c: Confirmation) -> None: ...
+    def confirmation(self, token: str) -> Confirmation | None: ...
+    def take_confirmation(self, token: str) -> Confirmation | None: ...  # exactly one caller
+    def expire_confirmations(self, before: float) -> None: ...
+
+
+class Repository(
+    Environments,
+    Clones,
+    Runs,
+    Schedules,
+    Audit,
+    Assignments,
+    History,
+    Leases,
+    ConfirmationTokens,
+    Protocol,
+):
     """The bot's records: what it intended and did (SQLite in production)."""
 
     def transaction(self) -> AbstractContextManager[None]: ...
@@ -345,21 +395,30 @@ class ScheduledJob(NamedTuple):
     args: JobArgs
 
 
-class SchedulerLock(Protocol):
-    """One scheduler per database: an exclusive lock that dies with its holder (the kernel's
-    `flock` in production), plus a shared mark of every started bot so that a process without a
-    scheduler (the terminal) can tell "a bot stands by" from "no bot at all"."""
+class Leadership(Protocol):
+    """One leader per database (schedules and start-up recovery): a lease row renewed by its
+    holder, taken over once expired under a new epoch (bot/services/leadership.py), plus the
+    bots that say they are up, so that a process without a scheduler (the terminal) can tell
+    "a bot stands by" from "no bot at all"."""
 
     @property
-    def path(self) -> Path: ...  # for the log, never for a channel
+    def where(self) -> str: ...  # for the log, never for a channel
     @property
-    def held(self) -> bool: ...  # by this object
+    def held(self) -> bool: ...  # by this object, renewed less than lease_s ago
+    @property
+    def lease_s(self) -> float: ...
     def acquire(self) -> bool: ...  # never waits: False while someone else holds it
-    def holder(self) -> str: ...  # who holds it, as its holder wrote it ("" when unknown)
+    def holder(self) -> str: ...  # who holds it now ("" when nobody does)
     def is_held_elsewhere(self) -> bool: ...
+    def fence(self) -> Fence: ...  # what a leader's write is checked against
+    def lease_age(self) -> float | None: ...  # seconds since the last renewal (None: not held)
     def mark_bot(self) -> None: ...  # this process is a bot (holding or standing by)
     def bots_elsewhere(self) -> bool: ...
-    def release(self) -> None: ...  # the lock and the bot mark
+    def release(self) -> None: ...  # the lease and the bot mark
+
+    # Set by the keeper: told when the lease is lost, and asked to try it while standing by.
+    on_lost: Callable[[str], None] | None
+    on_vacant: Callable[[], None] | None
 
 
 class Scheduler(Protocol):
@@ -368,7 +427,7 @@ class Scheduler(Protocol):
     counts as in flight from the moment the pool takes it until the handler returns."""
 
     @property
-    def lock(self) -> SchedulerLock: ...
+    def lock(self) -> Leadership: ...
     @property
     def running(self) -> bool: ...  # started and not shut down (paused counts as running)
     def start(self, handler: JobHandler) -> None: ...  # paused: nothing runs before resume()
@@ -453,12 +512,15 @@ __all__ = [
     "Chart",
     "Clock",
     "Clones",
+    "ConfirmationTokens",
     "Directory",
     "Environments",
     "Inventory",
     "Iterator",
     "JobArgs",
     "JobHandler",
+    "Leadership",
+    "Leases",
     "Messenger",
     "Notifier",
     "ProgressCallback",
@@ -468,7 +530,6 @@ __all__ = [
     "Runs",
     "ScheduledJob",
     "Scheduler",
-    "SchedulerLock",
     "Schedules",
     "VCenter",
 ]

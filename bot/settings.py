@@ -438,6 +438,9 @@ class Settings:
     )
     # The environment variable holding the PostgreSQL user's password (never in the file).
     database_password_env: str = setting("CLONES_DATABASE_PASSWORD", check=_env_name)
+    # A leader (the bot running the schedules) or a run's owner that stops renewing its lease
+    # (killed, hung, cut off) is taken over by another bot this long after its last renewal.
+    lease_s: float = setting(30.0, lo=1.0, hi=3600)
     concurrency: int = setting(8, lo=1, hi=MAX_CONCURRENCY)  # clone tasks in vCenter at once
     # ...and at most this many operations (clones, power operations, destroys) at once on one
     # host, and clones and destroys on one datastore: vCenter's own defaults (8 provisioning

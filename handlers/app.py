@@ -22,6 +22,7 @@ at once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -54,6 +55,7 @@ from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, TrackedExecutor
 from handlers.listeners import register
 from handlers.notify import SlackNotifier
+from handlers.operations import Operations
 from handlers.pacing import PacedWebClient, Pacer, Priority, paced
 from handlers.people import SlackPeople
 from handlers.progress import LiveRuns
@@ -190,6 +192,9 @@ class SlackBot:
     tokens: SlackTokens
     schedules: ScheduleService
     listeners: TrackedExecutor | None = None  # Bolt's listener executor
+    ops: Operations | None = None  # /ready and /metrics
+    _recovering: threading.Lock = field(default_factory=threading.Lock)
+    _after_resync: Callable[[], object] | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self, *, paused: bool = False) -> StartReport:
@@ -198,7 +203,6 @@ class SlackBot:
         vCenter). The scheduler's report is logged, and posted to the first configured channel
         when it needs an operator's attention (another process holds the scheduler, or work was
         missed); each resumed run is reported in its own message, not there."""
-        self.ctx.jobs.submit(self._recover)
         access = self.ctx.access
         if access.settings.operator_groups:
             access.refreshed_in_background = True
@@ -207,6 +211,10 @@ class SlackBot:
             ).start()
         self.schedules.on_takeover = self._took_over
         report = self.schedules.start(paused=paused)
+        if report.active:  # the leader recovers; a bot standing by does when it takes over
+            self.ctx.jobs.submit(self._recover)
+        keeper = self.schedules.keeper
+        self._after_resync, keeper.after_resync = keeper.after_resync, self._resynced
         log.log(logging.INFO if report.active else logging.WARNING, "%s", report.message)
         channels = self.ctx.settings.slack.channels
         if channels and (not report.active or report.missed):
@@ -231,12 +239,31 @@ class SlackBot:
             except (SlackClientError, OSError):
                 log.exception("could not post the scheduler takeover report")
 
+    def _resynced(self) -> None:
+        """The leader, after each re-sync: what the schedule service does then, and runs whose
+        owner (another bot, on any machine) died or hung past its lease are resumed here."""
+        if self._after_resync is not None:
+            self._after_resync()
+        if self._recovering.locked():
+            return
+        # Running runs only: an interrupted one (vCenter went away, a bot stopped cleanly)
+        # waits for `resume` or the next start, as with one bot.
+        abandoned = self.ctx.services.recovery.abandoned()
+        if not any(run.state is RunState.RUNNING for run in abandoned):
+            return
+        with contextlib.suppress(ClonesError):  # busy: the next re-sync tries again
+            self.ctx.jobs.submit(self._recover)
+
     def _recover(self) -> None:
         """Finish what a crash or a restart interrupted, each run in its own Slack message."""
+        if not self._recovering.acquire(blocking=False):
+            return  # one recovery at a time in this bot
         try:
-            recover_and_report(self.ctx, self.app.client)
+            recover_and_report(self.ctx, self.app.client, fence=self.schedules.keeper.fence())
         except ClonesError as exc:  # vCenter unreachable, ...: the next start tries again
             log.warning("start-up recovery could not run: %s", exc)
+        finally:
+            self._recovering.release()
         # Trainees whose VM a strip back removed while no messenger was at hand (the
         # terminal without a token, a crash): told now, once each.
         told = self.ctx.services.service.trainees.tell_removed()
@@ -360,7 +387,7 @@ def create_bot(
         services=replace(core, schedules=schedules),
         access=access,
         jobs=jobs or Jobs(workers=max(2, core.settings.concurrency // 2), max_pending=32),
-        confirmations=Confirmations(),
+        confirmations=Confirmations(store=core.repo),
         audit=core.repo,
         seen=SeenRequests(store=core.repo.first_sighting),
         live=live,
@@ -372,7 +399,10 @@ def create_bot(
             "No [slack] operators, operator_groups or admins configured: Slack users can only "
             "run status, history, savings, types, plan, inventory and help."
         )
-    return SlackBot(app, ctx, tokens, schedules, listeners)
+    ops = Operations(core, schedules)
+    if hasattr(core.vcenter, "observe"):  # the bot's vCenter adapter, timed for /metrics
+        core.vcenter.observe = ops.observe_vcenter
+    return SlackBot(app, ctx, tokens, schedules, listeners, ops=ops)
 
 
 def _bolt_app(
@@ -489,7 +519,7 @@ def listen(bot: SlackBot, port: int, host: str = "0.0.0.0") -> HttpServer:
     """The HTTP server for Slack's requests, bound to `port` (not serving yet); ConfigError, one
     sentence, when the port cannot be had."""
     try:
-        return http_server(bot.app, host, port)
+        return http_server(bot.app, host, port, ops=bot.ops)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             why = "is in use by another process (another bot still running?)"

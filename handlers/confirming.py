@@ -19,7 +19,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.domain import grammar
-from bot.domain.errors import ClonesError
+from bot.domain.errors import ClonesError, Fenced
 from bot.domain.models import RunKind
 from bot.domain.results import ProgressEvent
 from bot.domain.trainees import VmRef
@@ -281,6 +281,10 @@ def _confirmed(
         try:
             only = (taken.items or None) if flow.action == "orphans" else None
             result = request.run(on_event=progress.on_event, only=only)
+        except Fenced as exc:  # another bot took the run over: it finishes this same message
+            progress.drop()
+            log.warning("fenced: %s: %s", flow.words(click.key), exc)
+            return
         except Exception as exc:
             progress.finish(flow.aborted(click.key, taken.requester, brief(exc)))
             raise

@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.domain.errors import ClonesError
 from bot.services.container import Services
 from handlers.blocks.kit import Rendered
 from handlers.pacing import Priority, SlackBusy, pacer_of
@@ -58,6 +59,15 @@ class LiveRuns:
         with self._lock:
             for run_id in [r for r, m in self._messages.items() if m is message]:
                 del self._messages[run_id]
+
+    def ours(self, run_id: int) -> bool:
+        """False once another bot took run `run_id` over: its message is that bot's to edit."""
+        if self._services is None:
+            return True
+        try:
+            return self._services.service.runs.owns(run_id)
+        except ClonesError:  # the database away: keep showing what this bot knows
+            return True
 
     def finish(self, run_id: int, final: Rendered, timeout_s: float) -> bool:
         """Show `final` as the last state of the message that shows `run_id` in this process
@@ -101,6 +111,7 @@ class ProgressMessage(Generic[E]):
         self._live = live
         self._run_id: int | None = None  # the run of the latest event
         self._recorded: set[int] = set()
+        self._dropped = False  # another bot shows the run now: no edit from this one
         self.sent = 0  # messages posted or updated, for logs and tests
 
     @property
@@ -146,6 +157,17 @@ class ProgressMessage(Generic[E]):
         thread.join(timeout_s)
         return self.ts
 
+    def drop(self) -> None:
+        """Stop showing the run without another edit: another bot took it over and shows it
+        in this same message (a progress update still queued here is never sent)."""
+        with self._cond:
+            self._dropped = True
+            if self._final is None:
+                self._final = Rendered("", [])
+            if self._thread is None:
+                return
+            self._cond.notify()
+
     def _start(self, name: str) -> threading.Thread:
         thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.pacer.stream_started()
@@ -169,6 +191,8 @@ class ProgressMessage(Generic[E]):
                 self._cond.wait()
             self._wait_interval()
             final = self._final is not None
+            if self._dropped:
+                return True  # another bot shows the run now: nothing more from this one
         method = "chat.postMessage" if self.ts is None else "chat.update"
         priority = Priority.FINAL if final else Priority.PROGRESS
         try:
@@ -180,7 +204,7 @@ class ProgressMessage(Generic[E]):
     def _wait_interval(self) -> None:
         """(Holding the lock) until this message may change again: the stretched interval for
         progress, the base one for the final state."""
-        while self._last_sent is not None:
+        while self._last_sent is not None and not self._dropped:
             base = self.interval_s
             gap = base if self._final is not None else self.pacer.edit_interval(base)
             left = self._last_sent + gap - self._clock()
@@ -207,7 +231,10 @@ class ProgressMessage(Generic[E]):
                 if event is None:
                     return False
                 rendered, last = self._safe_render(event), False
-        if rendered is not None:
+        if event is not None and not self._ours(event):
+            self.drop()  # taken over meanwhile: the stale progress is not sent
+            return True
+        if rendered is not None and not self._dropped:
             try:
                 self._send(rendered)
             except SlackBusy:
@@ -216,6 +243,11 @@ class ProgressMessage(Generic[E]):
                         self._latest = event
                 raise
         return last
+
+    def _ours(self, event: E) -> bool:
+        """False once another bot took the event's run over (it edits this message now)."""
+        run_id = getattr(event, "run_id", None)
+        return not isinstance(run_id, int) or self._live is None or self._live.ours(run_id)
 
     def _safe_render(self, event: E) -> Rendered | None:
         try:

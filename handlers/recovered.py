@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 
 from bot.domain import grammar
-from bot.domain.models import Run, RunKind, RunMessage
+from bot.domain.models import Fence, Run, RunKind, RunMessage
 from bot.domain.results import ProgressEvent
 from bot.services.dispatch import Invocation, dispatch
 from bot.services.recovery import RecoveryReport, ResumedRun
@@ -42,7 +42,7 @@ class _Shown:
 
 
 def recover_and_report(
-    ctx: HandlerContext, client: WebClient, *, actor: str = "clones"
+    ctx: HandlerContext, client: WebClient, *, actor: str = "clones", fence: Fence | None = None
 ) -> RecoveryReport:
     """Resume every abandoned run and finish each one's Slack message (at start-up, and for
     `/clones resume`). Raises ClonesError when recovery cannot run (e.g. vCenter unreachable)."""
@@ -68,7 +68,7 @@ def recover_and_report(
             )
         s.live.on_event(event)
 
-    invocation = Invocation(actor, SOURCE, on_event=on_event)
+    invocation = Invocation(actor, SOURCE, on_event=on_event, fence=fence)
     report = dispatch(ctx.services, grammar.Resume(), invocation)
     assert isinstance(report, RecoveryReport)
     if report.resumed or report.left or report.missing or report.unseen:

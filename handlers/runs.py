@@ -22,7 +22,7 @@ from collections import Counter
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.domain.errors import ClonesError
+from bot.domain.errors import ClonesError, Fenced
 from bot.domain.models import Environment, RunKind
 from bot.domain.results import DeployResult, ProgressEvent
 from bot.domain.savings import Savings
@@ -216,6 +216,10 @@ def deploy(r: Request) -> None:
     progress.mark_sent()  # the first post counts against the update interval
     try:
         deployed = r.run(channel=channel, on_event=progress.on_event)
+    except Fenced as exc:  # another bot took the run over: it finishes this same message
+        progress.drop()
+        log.warning("fenced: deploy of %s: %s", environment, exc)
+        return
     except Exception as exc:
         # The channel's message must not be left at "checking..." or mid-progress.
         if progress.started:

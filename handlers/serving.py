@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -48,6 +49,8 @@ from slack_sdk.socket_mode.builtin.client import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from waitress.channel import HTTPChannel
+
+from handlers.operations import CONTENT_TYPE, METRICS_PATH, READY_PATH, Operations
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment
@@ -109,15 +112,38 @@ def bolt_logger() -> logging.Logger:
 class SlackWsgiApp(SlackRequestHandler):
     """Bolt's WSGI adapter with a health check, a body cap and clean 4xx for malformed bodies."""
 
-    def __init__(self, app: App, *, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: App, *, max_body: int = MAX_BODY_BYTES, ops: Operations | None = None
+    ) -> None:
         super().__init__(app, EVENTS_PATH)
         self.max_body = max_body
+        self.ops = ops
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", ""))
         path = str(environ.get("PATH_INFO", ""))
         if path == HEALTH_PATH and method in ("GET", "HEAD"):
             return _plain(start_response, 200, "ok")
+        if self.ops is not None and method in ("GET", "HEAD"):
+            if path == READY_PATH:
+                ready, body = self.ops.ready()
+                status = "200 OK" if ready else "503 Service Unavailable"
+                start_response(status, [("Content-Type", "application/json")])
+                return [body]
+            if path == METRICS_PATH:
+                start_response("200 OK", [("Content-Type", CONTENT_TYPE)])
+                return [self.ops.metrics()]
+        if self.ops is not None and path == self.path and method == "POST":
+            started = time.monotonic()
+            try:
+                return self._events(environ, start_response)
+            finally:
+                self.ops.ack_latency.observe(time.monotonic() - started)
+        return self._events(environ, start_response)
+
+    def _events(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        method = str(environ.get("REQUEST_METHOD", ""))
+        path = str(environ.get("PATH_INFO", ""))
         if path == self.path and method == "POST":
             # waitress checks these first; this keeps the adapter safe under any WSGI server.
             length = str(environ.get("CONTENT_LENGTH") or "0").strip()
@@ -366,7 +392,13 @@ class HttpServer:
 
 
 def http_server(
-    app: App, host: str = "0.0.0.0", port: int = 3000, *, max_body: int = MAX_BODY_BYTES
+    app: App,
+    host: str = "0.0.0.0",
+    port: int = 3000,
+    *,
+    max_body: int = MAX_BODY_BYTES,
+    ops: Operations | None = None,
 ) -> HttpServer:
-    """Slack's request URL served by waitress (call `serve_forever()` in a thread)."""
-    return HttpServer(SlackWsgiApp(app, max_body=max_body), host, port, max_body=max_body)
+    """Slack's request URL served by waitress (call `serve_forever()` in a thread), with
+    `/ready` and `/metrics` when `ops` is given."""
+    return HttpServer(SlackWsgiApp(app, max_body=max_body, ops=ops), host, port, max_body=max_body)

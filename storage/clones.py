@@ -10,11 +10,13 @@ from typing import Any, Final
 
 from bot.domain.capacity import ClonePeak
 from bot.domain.errors import ConfigError, ConflictError, NotFoundError
-from bot.domain.models import Clone, CloneState, ParentFacts, clone_transition
+from bot.domain.models import Clone, CloneState, Fence, clone_transition
 from bot.domain.results import FAILURE_STATES, FailedClone
 from storage.core import Core
 from storage.environments import require_environment
 from storage.faults import IntegrityViolation
+from storage.leases import check_fence
+from storage.parents import ParentStore
 from storage.runs import load_run
 from storage.sql import CURRENT, LIVE, Where, from_text, placeholders, to_text, utc_now
 
@@ -126,7 +128,7 @@ class FoundCloneStore(Core):
             return clone_record(row)
 
 
-class CloneStore(FoundCloneStore):
+class CloneStore(FoundCloneStore, ParentStore):
     """Implements `bot.ports.Clones`."""
 
     # Kept whole: choosing and inserting names must share one transaction.
@@ -205,8 +207,9 @@ class CloneStore(FoundCloneStore):
             start += _NAME_BATCH
         return names
 
-    def update_clone(self, clone_id: int, **changes: Any) -> Clone:
-        """Change a clone's recorded fields (state, moref, instance_uuid, error, host, ...)."""
+    def update_clone(self, clone_id: int, *, fence: Fence | None = None, **changes: Any) -> Clone:
+        """Change a clone's recorded fields (state, moref, instance_uuid, error, host, ...);
+        with a `fence`, only while its run is still this process's (`check_fence`)."""
         unknown = set(changes) - _CLONE_CHANGES
         if unknown:
             raise TypeError(f"update_clone() cannot change {sorted(unknown)}")
@@ -219,6 +222,7 @@ class CloneStore(FoundCloneStore):
         values["updated_at"] = to_text(utc_now())
         assignments = ", ".join(f"{column} = ?" for column in values)
         with self.transaction():
+            check_fence(self, fence)
             row = self._clone_row(clone_id)
             current = clone_record(row)
             if "state" in changes:
@@ -408,34 +412,3 @@ class CloneStore(FoundCloneStore):
             if created_at is not None and sized_at is not None:
                 out.append(ClonePeak(environment, peak, created_at, sized_at))
         return out
-
-    # -- the parents' sizes (from vCenter), for savings reports ----------------------------
-
-    def save_parent_facts(self, facts: ParentFacts) -> None:
-        """Remember a parent's sizes (from vCenter) for savings reports."""
-        with self.transaction():
-            self._execute(
-                "INSERT INTO parents (name, provisioned_bytes, used_bytes, memory_mb, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET"
-                " provisioned_bytes = excluded.provisioned_bytes,"
-                " used_bytes = excluded.used_bytes, memory_mb = excluded.memory_mb,"
-                " updated_at = excluded.updated_at",
-                (
-                    facts.name,
-                    facts.provisioned_bytes,
-                    facts.used_bytes,
-                    facts.memory_mb,
-                    to_text(utc_now()),
-                ),
-            )
-
-    def parent_facts(self) -> dict[str, ParentFacts]:
-        return {
-            row["name"]: ParentFacts(
-                name=row["name"],
-                provisioned_bytes=row["provisioned_bytes"],
-                used_bytes=row["used_bytes"],
-                memory_mb=row["memory_mb"],
-            )
-            for row in self._rows("SELECT * FROM parents ORDER BY name")
-        }

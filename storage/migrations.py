@@ -577,6 +577,47 @@ def m015_untold_losses_index(db: Schema) -> None:
     )
 
 
+@migrations()
+def m019_leases(db: Schema) -> None:
+    # Leadership that survives machines (docs/operations.md): the lease row of the bot that
+    # runs the schedules ("scheduler"): its holder (host:pid:token), an epoch raised by every
+    # takeover (the fence every leader's write is checked against), and when it expires (Unix
+    # seconds; REAL is DOUBLE PRECISION on PostgreSQL, storage/dialect.py: its own REAL holds
+    # ~7 digits, far too few for a Unix time). Portable: no `db.either` needed.
+    db.execute(
+        """
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            expires_at REAL NOT NULL,
+            renewed_at REAL NOT NULL
+        )
+        """
+    )
+    # Every bot up (leading or standing by) and when it last said so, for "a bot stands by".
+    db.execute("CREATE TABLE bots (owner TEXT PRIMARY KEY, seen_at REAL NOT NULL)")
+
+
+@migrations()
+def m020_confirmations(db: Schema) -> None:
+    # The one-time tokens of Confirm / Cancel buttons, shared by every bot on this database (a
+    # click may reach any of them); issued_at is Unix time, items a JSON list ('' for none).
+    db.execute(
+        """
+        CREATE TABLE confirmations (
+            token TEXT PRIMARY KEY,
+            environment TEXT NOT NULL,
+            requester TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            issued_at REAL NOT NULL,
+            action TEXT NOT NULL,
+            items TEXT NOT NULL DEFAULT ''
+        )
+        """
+    )
+
+
 def apply_migrations(db: Connected) -> None:
     """Apply pending migrations. Call inside the core's write transaction (see module doc)."""
     migrations.apply(db)

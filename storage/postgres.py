@@ -47,6 +47,11 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 T = TypeVar("T")
+# A session idle inside a transaction this long is ended by the server, its transaction rolled
+# back: a bot stopped inside a write (SIGSTOP, a frozen VM, a debugger) would otherwise hold the
+# write lock, and so every other bot's writes, until it is continued (docs/operations.md). The
+# bot's own transactions never idle: their statements run back to back, database work only.
+IDLE_IN_TRANSACTION_S = 30.0
 POOL_SIZE: Final = 10  # connections at most, per bot; idle ones beyond 1 are closed after 10 min
 TIMEOUT_S: Final = 30.0  # waiting for a pooled connection, or for the server to answer a connect
 # The advisory lock every write transaction takes ("clones" in ASCII): see the module docstring.
@@ -382,8 +387,10 @@ class PostgresBackend:
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Each pooled connection's session (see the module's docstring on durability)."""
+    """Each pooled connection's session (see the module's docstring on durability, and
+    IDLE_IN_TRANSACTION_S)."""
     conn.execute("SET synchronous_commit = off")
+    conn.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION_S * 1000)}")
 
 
 def _first(text: str) -> str:

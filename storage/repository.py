@@ -9,7 +9,7 @@ SQLite file or a PostgreSQL database.
   open, `close()`; the stores' SQL is one text for both (storage/dialect.py);
 - `storage.environments.EnvironmentStore` (`ports.Environments`);
 - `storage.clones.CloneStore` (`ports.Clones`: reservation, updates along the state machine,
-  counts, deltas, missing clones, parents' sizes);
+  counts, deltas, missing clones; parents' sizes from its base, `storage.parents.ParentStore`);
 - `storage.runs.RunStore` (`ports.Runs`: start, takeover, finish, members, heartbeats,
   Slack messages);
 - `storage.schedules.ScheduleStore` (`ports.Schedules`: bookkeeping and claims);
@@ -17,7 +17,9 @@ SQLite file or a PostgreSQL database.
 - `storage.assignments.AssignmentStore` (`ports.Assignments`: trainees and the clones they hold);
 - `storage.history.HistoryStore` and `storage.pruning.PruneStore` (`ports.History`: the past,
   read on request, and pruned once older than its window);
-- `storage.seen.SeenRequestStore` (replay keys).
+- `storage.seen.SeenRequestStore` (replay keys);
+- `storage.leases.LeaseStore` (`ports.Leases`: the leader's lease, the bots up, fences);
+- `storage.confirmations.ConfirmationStore` (`ports.ConfirmationTokens`: Confirm buttons).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from typing import TYPE_CHECKING
 from storage.assignments import AssignmentStore
 from storage.audit import AuditStore
 from storage.clones import CloneStore
+from storage.confirmations import ConfirmationStore
 from storage.environments import EnvironmentStore
 from storage.history import HistoryStore
+from storage.leases import LeaseStore
 from storage.pruning import PruneStore
 from storage.runs import RunStore
 from storage.schedules import ScheduleStore
@@ -48,6 +52,8 @@ class Repository(
     HistoryStore,
     PruneStore,
     SeenRequestStore,
+    LeaseStore,
+    ConfirmationStore,
 ):
     """All reads and writes of the bot's state. Safe to share between threads.
 

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Final
 
 from bot.domain.errors import ConflictError, NotFoundError
-from bot.domain.models import Run, RunKind, RunMessage, RunState, run_transition
+from bot.domain.models import Fence, Run, RunKind, RunMessage, RunState, run_transition
 from storage.core import Core
 from storage.environments import require_environment
+from storage.leases import check_fence
 from storage.sql import Where, from_text, to_text, utc_now
 
 _RUN_CHANGES: Final = frozenset(
@@ -144,18 +146,33 @@ class RunStore(Core):
             (RunState.SUPERSEDED.value, by, message, to_text(utc_now()), run_id),
         )
 
-    def supersede_run(self, run_id: int, *, owner: str, expected_owner: str) -> Run | None:
+    def supersede_run(
+        self,
+        run_id: int,
+        *,
+        owner: str,
+        expected_owner: str,
+        stale_before: datetime | None = None,
+        fence: Fence | None = None,
+    ) -> Run | None:
         """Take an abandoned run over: in one transaction, end it as superseded and start a new
         run of the same kind, owned by `owner`, over the same clones. The old run can then never
         be picked up again.
 
-        None when the run has ended meanwhile or another process took it over first (its owner
-        is no longer `expected_owner`).
+        None when the run has ended meanwhile, another process took it over first (its owner
+        is no longer `expected_owner`), or (with `stale_before`) its owner's heartbeat is newer
+        than that: its lease has not expired. With a `fence` (the leader's lease), the takeover
+        is refused (Fenced) once this process no longer leads.
         """
         with self.transaction():
+            check_fence(self, fence)
             old = self.get_run(run_id)
             if old.state.terminal or old.owner != expected_owner:
                 return None
+            beat = old.heartbeat_at or old.started_at
+            running = old.state is RunState.RUNNING
+            if stale_before is not None and running and beat is not None and beat > stale_before:
+                return None  # its owner renewed the run's lease since: not abandoned
             new = self._insert_run(
                 old.environment, old.kind, old.requested_by, old.requested, owner, (), old.power_on
             )
@@ -236,15 +253,31 @@ class RunStore(Core):
         )
         return [run_record(row) for row in rows]
 
+    def run_counts(self) -> list[tuple[str, str, int]]:
+        """(kind, state, number of runs) for every kind and state that has runs."""
+        rows = self._tuples(
+            "SELECT kind, state, COUNT(*) FROM runs GROUP BY kind, state ORDER BY kind, state"
+        )
+        return [(str(kind), str(state), int(n)) for kind, state, n in rows]
+
     # -- run ownership (crash recovery) ----------------------------------------------------
 
-    def heartbeat(self, run_id: int) -> None:
-        """Say that the process running this run is alive."""
+    def heartbeat(self, run_id: int, owner: str | None = None) -> bool:
+        """Say that the process running this run is alive (renew the run's lease). With
+        `owner`, only while it still owns the run: False once another took it over (or it
+        ended)."""
         with self.transaction():
-            self._execute(
-                "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = ?",
-                (to_text(utc_now()), run_id, RunState.RUNNING.value),
-            )
+            if owner is None:
+                cursor = self._execute(
+                    "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = ?",
+                    (to_text(utc_now()), run_id, RunState.RUNNING.value),
+                )
+            else:
+                cursor = self._execute(
+                    "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = ? AND owner = ?",
+                    (to_text(utc_now()), run_id, RunState.RUNNING.value, owner),
+                )
+            return cursor.rowcount == 1
 
     # -- the Slack message of each run (see migration m008_run_messages) -------------------
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.domain.models import KEEP, Environment, Keep, ScheduleRecord
+from bot.domain.models import KEEP, Environment, Fence, Keep, ScheduleRecord
 from storage.core import Core
 from storage.environments import environment_record, find_environment, require_environment
+from storage.leases import check_fence
 from storage.sql import from_text, to_text, utc_now
 
 
@@ -100,17 +101,21 @@ class ScheduleStore(Core):
             out.append((environment_record(row), schedule))
         return out
 
-    def claim_start(self, name: str, expected: datetime) -> bool:
-        """Clear starts_at if it is still `expected`; True when this call cleared it."""
-        cursor = self._execute(
-            "UPDATE environments SET starts_at = NULL WHERE name = ? AND starts_at = ?",
-            (name, to_text(expected)),
-        )
-        return cursor.rowcount == 1
+    def claim_start(self, name: str, expected: datetime, *, fence: Fence | None = None) -> bool:
+        """Clear starts_at if it is still `expected`; True when this call cleared it. Fenced
+        (`check_fence`, in the same transaction) when the scheduler's lease is given."""
+        with self.transaction():
+            check_fence(self, fence)
+            cursor = self._execute(
+                "UPDATE environments SET starts_at = NULL WHERE name = ? AND starts_at = ?",
+                (name, to_text(expected)),
+            )
+            return cursor.rowcount == 1
 
-    def claim_end(self, name: str, expected: datetime) -> bool:
+    def claim_end(self, name: str, expected: datetime, *, fence: Fence | None = None) -> bool:
         """Move ends_at (if still `expected`) to schedules.stripping_for_end; True when claimed."""
         with self.transaction():
+            check_fence(self, fence)
             cursor = self._execute(
                 "UPDATE environments SET ends_at = NULL WHERE name = ? AND ends_at = ?",
                 (name, to_text(expected)),
@@ -120,10 +125,11 @@ class ScheduleStore(Core):
             self.save_schedule(name, stripping_for_end=expected)
             return True
 
-    def mark_reminded(self, name: str, end: datetime) -> bool:
+    def mark_reminded(self, name: str, end: datetime, *, fence: Fence | None = None) -> bool:
         """Record that the reminder for `end` was sent; False when it already was, or when the
         environment no longer ends then (so a reminder fires once per scheduled end)."""
         with self.transaction():
+            check_fence(self, fence)
             env = find_environment(self, name)
             if env is None or env.ends_at is None or env.ends_at != end:
                 return False

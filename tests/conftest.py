@@ -27,7 +27,7 @@ _CI = bool(os.environ.get("CI"))
 _COMMON: dict[str, Any] = {
     "deadline": None,
     "derandomize": _CI,
-    "database": None if _CI else settings.default.database,
+    "database": None if _CI else settings().database,
     "print_blob": True,
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.domain.errors import (
     CannotSee,
@@ -51,6 +51,7 @@ from bot.domain.vsphere import (
     VmReading,
     VmSighting,
 )
+from bot.ports import Directory, Messenger, VCenter
 from bot.services.preflight import PRIVILEGES
 
 GIB = 2**30
@@ -451,11 +452,7 @@ def relabel(vm: FakeVM, **attributes: str) -> FakeVM:
     return replace(vm)
 
 
-def _implements_the_port() -> None:
-    """mypy checks the fakes against the ports the services are typed against."""
-    from bot.ports import Directory, Messenger, VCenter
-
-    port: VCenter = FakeVCenter()
-    directory: Directory = FakePeople()
-    messenger: Messenger = FakePeople()
-    del port, directory, messenger
+if TYPE_CHECKING:  # mypy proves each fake implements its ports (docs/architecture.md)
+    _vcenter: VCenter = FakeVCenter()
+    _directory: Directory = FakePeople()
+    _messenger: Messenger = FakePeople()

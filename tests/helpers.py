@@ -8,12 +8,15 @@ import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess
 from bot.bootstrap import App, build
 from bot.domain import grammar
+from bot.ports import Clock as ClockPort
+from bot.ports import Repository as RepositoryPort
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
+from storage import Repository
 
 PASSWORD_ENV = "CLONES_VCENTER_PASSWORD"
 
@@ -147,6 +150,13 @@ def clones_of(lab: LabProcess) -> dict[str, dict[str, Any]]:
     return {n: vm for n, vm in vms(lab).items() if n.startswith("TRN-")}
 
 
+def stored(repo: RepositoryPort) -> Repository:
+    """The services' repository as the storage class it is (its location, `find_clone`, its
+    connections: what a test reads that the services' port does not offer)."""
+    assert isinstance(repo, Repository), repo
+    return repo
+
+
 def set_state(repo: Any, clone_id: int, target: Any, **changes: Any) -> Any:
     """Move a recorded clone to `target` along the shortest path the clone state machine
     allows (tests that need a clone in some state without running the steps in between)."""
@@ -184,3 +194,7 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+if TYPE_CHECKING:  # mypy proves the double implements its port (docs/architecture.md)
+    _clock: ClockPort = Clock()

@@ -37,11 +37,11 @@ def connect(location: str | Path) -> Iterator[Any]:
         ) as conn:
             yield conn
         return
-    conn = sqlite3.connect(location, isolation_level=None)  # autocommit, as PostgreSQL's
+    lite = sqlite3.connect(location, isolation_level=None)  # autocommit, as PostgreSQL's
     try:
-        yield conn
+        yield lite
     finally:
-        conn.close()
+        lite.close()
 
 
 def run(conn: Any, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

@@ -368,7 +368,7 @@ def mutations(draw: st.DrawFn) -> tuple[str, str, Any]:
     schema = TABLES.get(table.replace("packaging", "capture"))
     known = KNOWN.get(table.replace("packaging", "capture"), [])
     any_key = st.text(min_size=1, max_size=12)
-    key = draw(st.sampled_from(known) if known and draw(MOSTLY) else any_key)
+    key = draw(st.sampled_from(known) if bool(known) and draw(MOSTLY) else any_key)
     if schema is not None and key in known and draw(st.booleans()):
         return table, key, draw(of_type(typing.get_type_hints(schema)[key]))
     return table, key, draw(values)

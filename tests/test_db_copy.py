@@ -3,6 +3,7 @@ runs it in a terminal, against the session's real PostgreSQL server (tests/postg
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,9 +20,9 @@ PATTERN = "TRN-CAP-{n:03}"
 
 
 @pytest.fixture
-def target(postgres_server: PostgresServer) -> str:
+def target(postgres_server: PostgresServer) -> Iterator[str]:
     url = postgres_server.new_database()
-    yield url  # type: ignore[misc]
+    yield url
     postgres_server.drop_database(url)
 
 

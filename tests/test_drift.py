@@ -3,6 +3,7 @@ records what vanished; a strip back names what was renamed and leaves what was r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,9 @@ pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
-def admin(lab: LabProcess) -> Admin:
+def admin(lab: LabProcess) -> Iterator[Admin]:
     a = Admin(lab)
-    yield a  # type: ignore[misc]
+    yield a
     a.close()
 
 

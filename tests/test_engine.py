@@ -19,7 +19,7 @@ from bot.domain.errors import (
 from bot.domain.models import CloneState, RunKind, RunState
 from bot.domain.provenance import read_provenance
 from bot.domain.results import ProgressEvent
-from tests.helpers import LAB_TYPES, MakeApp, deploy
+from tests.helpers import LAB_TYPES, MakeApp, deploy, stored
 from tests.vsphere import Admin
 
 pytestmark = pytest.mark.lab
@@ -255,7 +255,7 @@ def test_teardown_leaves_a_clone_whose_attributes_no_longer_match(
     lab: LabProcess, app: App
 ) -> None:
     deploy(app, "deploy capture 3 as alpha")
-    moved = app.repo.find_clone("TRN-CAP-002")
+    moved = stored(app.repo).find_clone("TRN-CAP-002")
     assert moved is not None and moved.moref is not None
     # Someone relabelled this VM for another cohort: it is no longer provably ours.
     admin = Admin(lab)
@@ -275,7 +275,7 @@ def test_teardown_leaves_a_clone_whose_attributes_no_longer_match(
 
 def test_teardown_counts_a_clone_already_gone_from_vcenter(lab: LabProcess, app: App) -> None:
     deploy(app, "deploy capture 2 as alpha")
-    gone = app.repo.find_clone("TRN-CAP-001")
+    gone = stored(app.repo).find_clone("TRN-CAP-001")
     assert gone is not None and gone.moref is not None
     app.vcenter.destroy(gone.moref, expected_uuid=gone.instance_uuid or "")
 
@@ -325,7 +325,7 @@ def test_transient_faults_beyond_the_retries_fail_the_clone(
     assert result.ready == ["TRN-CAP-002"]
     [failed] = result.failed
     assert failed.name == "TRN-CAP-001" and "TaskInProgress" in failed.error
-    assert app.repo.find_clone("TRN-CAP-002") is not None
+    assert stored(app.repo).find_clone("TRN-CAP-002") is not None
     record = next(c for c in app.repo.clones() if c.name == "TRN-CAP-001")
     assert (record.state, record.attempts) == (CloneState.FAILED, 2)
     assert sorted(clone_vms(lab)) == ["TRN-CAP-002"]
@@ -574,7 +574,8 @@ def test_task_waiting_falls_back_to_filters_and_back(lab: LabProcess, app: App) 
     # As with a real vCenter, whose clone tasks run on after CloneVM_Task returns: the waiter
     # watches them through a filter and one WaitForUpdatesEx per batch.
     deploy(app, "deploy capture 1 as warm")
-    waiter = app.vcenter._tasks.waiter()
+    adapter: Any = app.vcenter  # the real adapter (its task waiter), built on first use
+    waiter = adapter._tasks.waiter()
     waiter._quick = False
     lab.control.reset()
     result = deploy(app, "deploy capture 4 as filtered")

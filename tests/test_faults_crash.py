@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from slack_sdk import WebClient
 
 from bot.adapters.lab import LabProcess
 from bot.bootstrap import build
 from bot.domain.models import CloneState, RunKind, RunState
 from handlers.app import SlackTokens, create_bot
+from handlers.webapi import make_client
 from tests.faults import (
     Clones,
     clone_vms,
@@ -46,7 +47,8 @@ def _recover_with_the_bot(lab: LabProcess, database: Path) -> str:
     fake = FakeSlack().start()
     core = build(lab_settings(lab, database), start_lab=False)
     try:
-        client = WebClient(token="xoxb-test", base_url=fake.api_url)
+        # The bot's own paced client (a plain WebClient is refused by its progress messages).
+        client = make_client(replace(core.settings.slack, api_url=fake.api_url), "xoxb-test")
         bot = create_bot(core, SlackTokens("xoxb-test", "s" * 32, "", 0), client=client)
         bot.start(paused=True)
         wait_until(

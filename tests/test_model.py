@@ -4,7 +4,8 @@ Hypothesis drives random sequences of what happens to a real estate: deployments
 environment names too), strip backs, refreshes, power changes, trainees assigned and one
 trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
 any of them SIGKILLed at a random moment, stopped with Ctrl-C (once, or twice: at once) or SIGTERM,
-or cut off by vCenter going dark; sessions expired under them (with NotAuthenticated faults, or
+hung (SIGSTOP) past its run's lease while `resume` takes the run over, or cut off by vCenter
+going dark; sessions expired under them (with NotAuthenticated faults, or
 the way VMware's simulator answers: HTTP 200 with every object in missingSet); `resume` and the
 Slack bot's start-up recovery (its session expired before it starts, too); a long-lived bot's
 status and strip back after its session ended; the bot's account losing its rights on some
@@ -59,6 +60,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +74,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from slack_sdk import WebClient
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess, deep_merge
 from bot.bootstrap import App, build
@@ -92,6 +93,7 @@ from handlers.blocks.ids import (
 )
 from handlers.blocks.trainees import vm_buttons
 from handlers.listeners.trainees import command_of
+from handlers.webapi import make_client
 from storage import Repository
 from tests.faults import Clones, interrupt, record
 from tests.helpers import LAB_TYPES, lab_settings
@@ -110,6 +112,7 @@ STOPS = {
     "sigterm": (signal.SIGTERM, False),
 }
 DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault strikes
+LEASE_S = 1.0  # a hung command's run is another process's to resume this long after its beat
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
 TRAINEES = ("U01", "U02", "U03", "U04")
@@ -147,7 +150,9 @@ class TrustModel(RuleBasedStateMachine):
             {"clone_latency_ms": 60, "destroy_latency_ms": 60},
         )
         self.lab = LabProcess.start(spec)
-        self.clones = Clones(self.tmp, self.lab, database=self.url, concurrency=3, retries=1)
+        self.clones = Clones(
+            self.tmp, self.lab, database=self.url, concurrency=3, retries=1, lease_s=LEASE_S
+        )
         self.admin = Admin(self.lab)
         # Decoys: a VM named like a clone in another folder, and one forging ManagedBy.
         self.lab.control.add_vm("TRN-CAP-002", folder="Parents", parent_like="Capture")
@@ -260,6 +265,8 @@ class TrustModel(RuleBasedStateMachine):
             proc.kill()
             proc.communicate(timeout=60)
             code = None
+        elif fault == "hang":
+            code = self.hang(proc, words)
         elif fault in STOPS:
             sig, twice = STOPS[fault]
             stopped = interrupt(proc, sig, twice=twice, timeout=180)
@@ -278,6 +285,26 @@ class TrustModel(RuleBasedStateMachine):
         self.lab.control.pause(0)
         self.lab.control.wait_idle()
         return code
+
+    def hang(self, proc: subprocess.Popen[str], words: tuple[str, ...]) -> int:
+        """The command hangs (SIGSTOP) past its run's lease; `resume`, another process, takes
+        the run over and finishes it; then the hung command is continued: every write it then
+        attempts for the run is refused (fenced), so it makes and destroys nothing more."""
+        if proc.poll() is not None:  # it finished first: nothing hangs
+            out, err = proc.communicate(timeout=60)
+            self._check_output(proc.returncode, out, err, words)
+            return proc.returncode
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(LEASE_S * 1.5 + 0.2)  # its heartbeat is older than the lease now
+        self.lab.control.wait_idle()  # the clone or destroy tasks it had asked for are done
+        taken = self.clones.run("resume", timeout=180)
+        self._check_output(taken.returncode, taken.stdout, taken.stderr, ("resume",))
+        proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=180)
+        self._check_output(proc.returncode, out, err, words)
+        if "Resumed" in taken.stdout:
+            self.steps["hung run taken over"] += 1
+        return proc.returncode
 
     def run_with_step_fault(self, fault: str, *words: str) -> int:
         """Run a command while the lab fails a step after the clone task (see STEP_FAULTS):
@@ -394,6 +421,7 @@ class TrustModel(RuleBasedStateMachine):
                 "pause",
                 "expire",
                 "expire-upstream",
+                "hang",
                 *STOPS,
             ]
         ),
@@ -469,7 +497,7 @@ class TrustModel(RuleBasedStateMachine):
 
     @rule(
         environment=st.sampled_from(ENVIRONMENTS),
-        fault=st.sampled_from(["none", "kill", "kill", "pause", "expire-upstream", *STOPS]),
+        fault=st.sampled_from(["none", "kill", "kill", "pause", "expire-upstream", "hang", *STOPS]),
         delay=st.sampled_from(DELAYS),
     )
     def strip_back(self, environment: str, fault: str, delay: float) -> None:
@@ -751,7 +779,8 @@ class TrustModel(RuleBasedStateMachine):
             core.vcenter.connect()
             self.expire(upstream=True)
         try:
-            client = WebClient(token="xoxb-test", base_url=fake.api_url)
+            # The bot's own paced client (a plain WebClient is refused by its progress messages).
+            client = make_client(replace(core.settings.slack, api_url=fake.api_url), "xoxb-test")
             bot = create_bot(core, SlackTokens("xoxb-test", "s" * 32, "", 0), client=client)
             bot.start(paused=True)
             bot.close(wait=True)  # waits until its job pool (the recovery) is idle

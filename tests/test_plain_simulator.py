@@ -183,8 +183,10 @@ def test_login_goes_straight_to_login(plain: LabProcess, certs: Certs) -> None:
     context = ssl.create_default_context(cafile=str(certs.ca))
     stub = SmartStubAdapter(host=plain.info.host, port=plain.info.port, sslContext=context)
     content = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
+    sessions = content.sessionManager
+    assert sessions is not None
     with pytest.raises(vim.fault.NotAuthenticated):
-        content.sessionManager.currentSession  # noqa: B018
+        sessions.currentSession  # noqa: B018
 
     with VCenter(settings(plain, ca_file=str(certs.ca))) as vc:
         endpoint = vc.endpoint()
@@ -225,7 +227,9 @@ def test_a_session_that_expires_logs_in_again(plain: LabProcess, certs: Certs) -
     with VCenter(settings(plain, ca_file=str(certs.ca))) as vc:
         vc.datacenter_name()
         stub = vc.root_entity().obj._stub  # the adapter's own session
-        vim.ServiceInstance("ServiceInstance", stub).RetrieveContent().sessionManager.Logout()
+        sessions = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent().sessionManager
+        assert sessions is not None
+        sessions.Logout()
         assert vc.find_vms().seen  # NotAuthenticated, a new Login, and the call again
 
 
@@ -244,7 +248,9 @@ def test_reads_the_simulator_answers_without_a_session_log_in_and_read_again(
 
             def end_the_adapters_session() -> None:
                 manager = vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
-                key = manager.sessionManager.currentSession.key
+                sessions = manager.sessionManager
+                assert sessions is not None and sessions.currentSession is not None
+                key = sessions.currentSession.key
                 admin.content.sessionManager.TerminateSession([key])
 
             for read in (vc.sightings, vc.vm_facts, vc.instance_uuids):

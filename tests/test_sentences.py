@@ -165,12 +165,11 @@ def test_a_deployment_that_powers_on_shows_its_stages_in_both_front_ends(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from bot.cli.progress import Progress
-    from bot.domain.models import RunKind
-    from bot.domain.results import ProgressEvent
+    from bot.domain.results import DEPLOYING, ProgressEvent
 
     def event(kind: Any, done: int, on: int, custom: int, failed: int = 0) -> ProgressEvent:
         return ProgressEvent(
-            kind, 7, "nov", RunKind.DEPLOY, 20, done, 0, 3.0, None, powered_on=on,
+            kind, 7, "nov", DEPLOYING, 20, done, 0, 3.0, None, powered_on=on,
             customized=custom, customization_failed=failed,
         )  # fmt: skip
 

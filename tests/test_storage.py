@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
@@ -822,7 +823,7 @@ def test_racing_repositories_get_exactly_one_winner(db_path: str) -> None:
         )
         one.finish_run(run.id, state=RunState.INTERRUPTED, succeeded=0, failed=0)
         barrier = threading.Barrier(2)
-        won: dict[str, list[object]] = {"takeover": [], "start": [], "end": [], "run": []}
+        won: dict[str, list[Any]] = {"takeover": [], "start": [], "end": [], "run": []}
 
         def bot(repo: Repository, owner: str) -> Callable[[], None]:
             def work() -> None:

@@ -50,8 +50,13 @@ def _foreign(path: Path) -> Path:
     return path
 
 
+def _made_folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
 BAD_DATABASES: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "a folder": (lambda p: (p.mkdir(), p)[1], "is a folder, not a file"),
+    "a folder": (lambda p: _made_folder(p), "is a folder, not a file"),
     "a text file": (
         lambda p: (p.write_text("not a database\n" * 200), p)[1],
         "is not a SQLite database",

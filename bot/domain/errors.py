@@ -28,6 +28,12 @@ class ConflictError(ClonesError):
     """The request clashes with the current state (busy environment, name taken, ...)."""
 
 
+class Fenced(ConflictError):
+    """A write refused because this process no longer holds what it acts under: the leadership
+    lease (another bot took the schedules over, with a newer epoch) or a run (another bot
+    took it over after its heartbeat went stale). The refused work is another bot's now."""
+
+
 class CapacityError(ClonesError):
     """The datastore or a limit cannot take the requested deployment."""
 

@@ -241,6 +241,53 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class Fence:
+    """What a write is done under, checked by the database in the write's own transaction.
+
+    `lease`, `holder`, `epoch`: the leadership lease this process held when it decided to act
+    (refused once another bot took the lease over: a newer epoch). `run_id`, `owner`: the run
+    it acts for (refused once another bot superseded the run). Either part may be absent."""
+
+    lease: str = ""
+    holder: str = ""
+    epoch: int = 0
+    run_id: int | None = None
+    owner: str = ""
+
+    def with_run(self, run_id: int, owner: str) -> Fence:
+        return Fence(self.lease, self.holder, self.epoch, run_id, owner)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A row of the `leases` table: who holds `name` (a process's owner string), under which
+    epoch (raised by every takeover), until when (Unix time, by the holder's clock)."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at: float
+    renewed_at: float
+
+    def expired(self, now: float) -> bool:
+        return not self.holder or self.expires_at <= now
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A Confirm / Cancel button's one-time token and what it confirms (handlers/confirmations):
+    kept in the database, so the click may reach any bot sharing it. `issued_at`: Unix time."""
+
+    token: str
+    environment: str
+    requester: str
+    channel: str
+    issued_at: float
+    action: str = "teardown"  # what the token confirms: "teardown", "refresh", "orphans"
+    items: tuple[str, ...] = ()  # exactly what was shown, when the action acts on a list
+
+
+@dataclass(frozen=True)
 class RunMessage:
     """Where a run is shown in Slack: the channel and the ts of its progress message."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.models import Clone, CloneState, Environment, RunState
 from bot.domain.savings import GIB, Savings
 
 # Records of clones that did not come to be, or vanished: shown with their errors until a strip
@@ -26,6 +26,29 @@ EventKind = Literal[
 
 
 @dataclass(frozen=True)
+class ProgressLabel:
+    """What a run's progress events say it does, in the words the front ends show: "Deploying"
+    (`doing`), the "deployment" (`run`) "into" (`where`) an environment, a clone "ready" when
+    done (`done`). A new bulk operation reports progress with a label of its own: no new kind of
+    run, no new renderer."""
+
+    doing: str
+    run: str
+    where: str
+    done: str
+
+    @property
+    def what(self) -> str:
+        """The run before its environment's name: "deployment into", "strip back of"."""
+        return f"{self.run} {self.where}"
+
+
+DEPLOYING = ProgressLabel("Deploying", "deployment", "into", "ready")
+STRIPPING_BACK = ProgressLabel("Stripping back", "strip back", "of", "destroyed")
+REFRESHING = ProgressLabel("Refreshing", "refresh", "of", "refreshed")
+
+
+@dataclass(frozen=True)
 class ProgressEvent:
     """One step of a deployment or strip back, for a front end to render.
 
@@ -40,7 +63,7 @@ class ProgressEvent:
     kind: EventKind
     run_id: int
     environment: str
-    action: RunKind
+    label: ProgressLabel
     total: int
     done: int
     failed: int

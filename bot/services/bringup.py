@@ -20,7 +20,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
-from bot.domain.errors import Interrupted, VCenterError, VCenterUnreachable
+from bot.domain.errors import Fenced, Interrupted, VCenterError, VCenterUnreachable
 from bot.domain.models import Clone
 from bot.services.limits import clone_host
 from bot.services.runs import Core, Emitter
@@ -42,6 +42,7 @@ class BringUp:
         self.limits = core.limits
         self.run_id = run_id
         self.emit = emit
+        self.runs = core.runs
         self._pool = ThreadPoolExecutor(
             max_workers=max(self.settings.concurrency, 1), thread_name_prefix="power"
         )
@@ -82,10 +83,14 @@ class BringUp:
                 clone_host(self.settings, clone), owner=self.run_id, on_queued=self.emit.queued
             )
             with ticket:
+                self.runs.assert_owned(self.run_id)  # not for a run taken over
                 [error] = self.vcenter.power([clone.moref], "on")
         except VCenterUnreachable as exc:
             with self._guard:
                 self._lost = self._lost or exc
+            return
+        except Fenced as exc:  # another bot took the run over: it powers its clones on
+            log.warning("fenced: %s", exc)
             return
         except Interrupted:  # stopped while waiting for room on its host: never asked
             with self._guard:

@@ -13,12 +13,13 @@ from bot.domain.errors import (
     CannotSee,
     ClonesError,
     CloneUnread,
+    Fenced,
     Interrupted,
     LinkedCloneCheckFailed,
     VCenterFault,
     VCenterUnreachable,
 )
-from bot.domain.models import Clone, CloneState, Environment
+from bot.domain.models import Clone, CloneState, Environment, Fence
 from bot.domain.provenance import provenance_note
 from bot.domain.vsphere import (
     ATTR_DEPLOYED_AT,
@@ -31,6 +32,7 @@ from bot.domain.vsphere import (
     CloneRequest,
     VmFacts,
 )
+from bot.ports import VCenter
 from bot.services.pipeline import retrying
 from bot.services.runs import Core, Emitter
 from bot.settings import TypeSettings
@@ -44,19 +46,29 @@ class Unmaker:
     def __init__(self, core: Core) -> None:
         self.repo = core.repo
         self.vcenter = core.vcenter
+        self.runs = core.runs
 
     def unmake(
-        self, clone: Clone, moref: str, instance_uuid: str, why: ClonesError, attempts: int
+        self,
+        clone: Clone,
+        moref: str,
+        instance_uuid: str,
+        why: ClonesError,
+        attempts: int,
+        fence: Fence,
     ) -> Clone:
         """A step after the clone task failed for good: destroy the VM the task made (proved
         by the instance UUID this clone chose) and say so. If vCenter goes away meanwhile the
         record stays `cloning` with the VM's moref, for `resume`; if the destroy is refused,
-        the clone is recorded failed with its moref kept, so `orphans` finds it as the bot's."""
+        the clone is recorded failed with its moref kept, so `orphans` finds it as the bot's.
+        Only while the run is still this process's (`fence`): else another bot adopts the VM."""
         reason = f"{clone.name} was cloned ({moref}) but could not be finished: {why}"
+        if fence.run_id is not None:
+            self.runs.assert_owned(fence.run_id)  # Fenced: nothing destroyed, nothing recorded
         try:
             self.vcenter.destroy(moref, expected_uuid=instance_uuid)
         except VCenterUnreachable:
-            self.repo.update_clone(clone.id, attempts=attempts)
+            self.repo.update_clone(clone.id, fence=fence, attempts=attempts)
             raise
         except ClonesError as exc:
             error = (
@@ -65,11 +77,12 @@ class Unmaker:
             )
             self._audit(clone, moref, instance_uuid, "error", f"NOT destroyed: {exc}")
             return self.repo.update_clone(
-                clone.id, state=CloneState.FAILED, error=error, attempts=attempts
+                clone.id, fence=fence, state=CloneState.FAILED, error=error, attempts=attempts
             )
         self._audit(clone, moref, instance_uuid, "ok", "destroyed")
         return self.repo.update_clone(
             clone.id,
+            fence=fence,
             state=CloneState.FAILED,
             error=f"{reason}. The VM it made (instance UUID {instance_uuid}) was destroyed; "
             "nothing is left behind.",
@@ -126,13 +139,18 @@ class Cloner:
         t = self.settings.type(clone.type)
         attempts = [0]
         request: CloneRequest | None = None
+        # Every write for the clone is fenced: once another bot took the run over, this one
+        # records nothing for it (not even a failure over what the other made of it).
+        fence = self.runs.fence(emit.run_id)
         try:
             instance_uuid = (None if new_uuid else clone.instance_uuid) or str(uuid.uuid4())
             # Record the instance UUID before asking vCenter, so a lost reply or a crash can
             # still find the VM again by it (and never make a second one). Recorded before the
-            # slot is taken: SQLite's write lock is never waited for while a slot is held.
+            # slot is taken: while a slot is held, the write lock is waited for only by the
+            # run's heartbeat just before each ask (`_make`), one short write.
             clone = self.repo.update_clone(
                 clone.id,
+                fence=fence,
                 state=CloneState.CLONING,
                 instance_uuid=instance_uuid,
                 customization="",
@@ -142,28 +160,33 @@ class Cloner:
             )
             with slot or nullcontext():
                 request, made = self._make(clone, request, emit, on_full_copy, attempts)
+        except Fenced:
+            raise  # the run is another bot's now: it records this clone, not us
         except VCenterUnreachable:
-            self.repo.update_clone(clone.id, attempts=attempts[0])
+            self.repo.update_clone(clone.id, fence=fence, attempts=attempts[0])
             raise
         except Interrupted:  # the user stopped the process while it waited for a slot
             if attempts[0] == 0:  # never asked for: planned again, for `resume`
-                self.repo.update_clone(clone.id, state=CloneState.PLANNED)
+                self.repo.update_clone(clone.id, fence=fence, state=CloneState.PLANNED)
             raise
         except LinkedCloneCheckFailed as exc:
             return self.repo.update_clone(
                 clone.id,
+                fence=fence,
                 state=CloneState.FAILED,
                 error=str(exc),
                 attempts=attempts[0],
                 moref=None if exc.removed else exc.moref,
             )
         except CloneUnread as exc:
-            clone = self.repo.update_clone(clone.id, moref=exc.moref, attempts=attempts[0])
+            clone = self.repo.update_clone(
+                clone.id, fence=fence, moref=exc.moref, attempts=attempts[0]
+            )
             uuid_asked = clone.instance_uuid or ""
-            return self.unmaker.unmake(clone, exc.moref, uuid_asked, exc, attempts[0])
+            return self.unmaker.unmake(clone, exc.moref, uuid_asked, exc, attempts[0], fence)
         except ClonesError as exc:
             clone, request = self._latest(clone, request)
-            found = self._made_anyway(clone, request, exc, attempts[0])
+            found = self._made_anyway(clone, request, exc, attempts[0], fence)
             if isinstance(found, Clone):
                 return found  # recorded failed: nothing made, or it could not be told
             made = found
@@ -180,7 +203,12 @@ class Cloner:
         return clone, request
 
     def _made_anyway(
-        self, clone: Clone, request: CloneRequest | None, why: ClonesError, attempts: int
+        self,
+        clone: Clone,
+        request: CloneRequest | None,
+        why: ClonesError,
+        attempts: int,
+        fence: Fence,
     ) -> VmFacts | Clone:
         """After a clone task that failed: the VM it made anyway (found by the instance UUID
         it asked for), or the clone recorded failed (none was made, or it cannot be told)."""
@@ -189,7 +217,7 @@ class Cloner:
             try:
                 made = self.vcenter.vm_by_instance_uuid(request.instance_uuid)
             except VCenterUnreachable:
-                self.repo.update_clone(clone.id, attempts=attempts)
+                self.repo.update_clone(clone.id, fence=fence, attempts=attempts)
                 raise
             except ClonesError as check:
                 made = None
@@ -200,7 +228,7 @@ class Cloner:
             if made is not None:
                 return made
         return self.repo.update_clone(
-            clone.id, state=CloneState.FAILED, error=error, attempts=attempts
+            clone.id, fence=fence, state=CloneState.FAILED, error=error, attempts=attempts
         )
 
     def _finish(
@@ -213,9 +241,14 @@ class Cloner:
     ) -> Clone:
         """Record the VM the clone task made, then label it (disk mode, custom attributes)."""
         assert request is not None, "a VM is made only once its request is"
+        fence = self.runs.fence(emit.run_id)
         # The VM exists: the record knows it before anything else is asked of vCenter.
         clone = self.repo.update_clone(
-            clone.id, moref=made.moref, instance_uuid=made.instance_uuid, attempts=attempts
+            clone.id,
+            fence=fence,
+            moref=made.moref,
+            instance_uuid=made.instance_uuid,
+            attempts=attempts,
         )
         facts = made
         try:
@@ -231,12 +264,13 @@ class Cloner:
                 with attempt:
                     facts = self.vcenter.finish_clone(made, request)
         except VCenterUnreachable:
-            self.repo.update_clone(clone.id, attempts=attempts)
+            self.repo.update_clone(clone.id, fence=fence, attempts=attempts)
             raise
         except ClonesError as exc:
-            return self.unmaker.unmake(clone, made.moref, made.instance_uuid, exc, attempts)
+            return self.unmaker.unmake(clone, made.moref, made.instance_uuid, exc, attempts, fence)
         return self.repo.update_clone(
             clone.id,
+            fence=fence,
             state=CloneState.READY,
             kept_attributes={},  # the successor carries them now
             moref=facts.moref,
@@ -260,13 +294,17 @@ class Cloner:
         adapter removed it) is audited and told to `on_full_copy`; when that answers True it
         is made again, once, under a new instance UUID recorded first, as for any clone. That
         happens in the same slot (a rare write there): the type's next clone never starts
-        between the two."""
+        between the two. Each ask renews the run's lease first (`assert_owned`: a write in the
+        slot, one short transaction), so no other bot takes the run over while it is asked."""
         for second in (False, True):
             try:
                 for attempt in retrying(self.settings, emit, clone.name):
                     with attempt:
+                        # Still this process's run, just before each ask (a slot or a retry's
+                        # backoff may have outlasted the run's lease): Fenced, nothing asked.
+                        self.runs.assert_owned(emit.run_id)
                         attempts[0] += 1
-                        return request, self._clone_or_adopt(request)
+                        return request, _clone_or_adopt(self.vcenter, request)
             except LinkedCloneCheckFailed as exc:
                 self._record_full_copy(clone, exc)
                 again = on_full_copy(exc) if on_full_copy is not None else False
@@ -277,7 +315,9 @@ class Cloner:
                 clone=clone.name,
                 message="came out as a full copy (removed): making it again as a linked clone",
             )
-            clone = self.repo.update_clone(clone.id, instance_uuid=str(uuid.uuid4()))
+            clone = self.repo.update_clone(
+                clone.id, fence=self.runs.fence(emit.run_id), instance_uuid=str(uuid.uuid4())
+            )
             request = replace(request, instance_uuid=clone.instance_uuid or "")
         raise AssertionError("the second try returns or raises")
 
@@ -335,45 +375,48 @@ class Cloner:
             disk_mode=t.disk_mode,
         )
 
-    def _clone_or_adopt(self, request: CloneRequest) -> VmFacts:
-        try:
-            return self.vcenter.clone(request, finish=False)
-        except VCenterFault as exc:
-            if exc.fault != "DuplicateName":
-                raise
-            # A VM with this name exists. It is ours only if it carries the instance UUID we
-            # recorded (an earlier attempt whose reply was lost); anything else is not touched.
-            listing = self.vcenter.find_vms(request.folder)
-            same_name = [vm for vm in listing.values() if vm.name == request.name]
-            mine = next(
-                (vm for vm in same_name if vm.instance_uuid == request.instance_uuid and vm.linked),
-                None,
-            )
-            if mine is not None:
-                return mine
-            if not same_name and listing.unseen:
-                unseen = next(iter(listing.unseen.values()))
-                raise CannotSee(
-                    f"vCenter refused the name {request.name} (DuplicateName), and "
-                    f"{unseen.cannot_see(unseen.moref)}: it may be that VM, so nothing was "
-                    "created or touched. Grant the bot's account that privilege on folder "
-                    f"{request.folder}, then deploy again."
-                ) from None
-            if not same_name:
-                raise VCenterFault(
-                    f"vCenter refused the name {request.name} (DuplicateName), though no VM of "
-                    f"that name is in folder {request.folder} now; nothing was created. Deploy "
-                    "again to retry, or check the folder in vCenter.",
-                    "DuplicateName",
-                    transient=False,
-                ) from None
+
+def _clone_or_adopt(vcenter: VCenter, request: CloneRequest) -> VmFacts:
+    """Ask for the clone; a DuplicateName is ours only if that VM carries the instance UUID
+    recorded for it (an earlier attempt whose reply was lost), and is then adopted."""
+    try:
+        return vcenter.clone(request, finish=False)
+    except VCenterFault as exc:
+        if exc.fault != "DuplicateName":
+            raise
+        # A VM with this name exists. It is ours only if it carries the instance UUID we
+        # recorded (an earlier attempt whose reply was lost); anything else is not touched.
+        listing = vcenter.find_vms(request.folder)
+        same_name = [vm for vm in listing.values() if vm.name == request.name]
+        mine = next(
+            (vm for vm in same_name if vm.instance_uuid == request.instance_uuid and vm.linked),
+            None,
+        )
+        if mine is not None:
+            return mine
+        if not same_name and listing.unseen:
+            unseen = next(iter(listing.unseen.values()))
+            raise CannotSee(
+                f"vCenter refused the name {request.name} (DuplicateName), and "
+                f"{unseen.cannot_see(unseen.moref)}: it may be that VM, so nothing was "
+                "created or touched. Grant the bot's account that privilege on folder "
+                f"{request.folder}, then deploy again."
+            ) from None
+        if not same_name:
             raise VCenterFault(
-                f"A VM named {request.name} already exists in folder {request.folder} and was "
-                "not made by this deployment; it was left alone. Rename or remove it, or "
-                "change the type's name_pattern.",
+                f"vCenter refused the name {request.name} (DuplicateName), though no VM of "
+                f"that name is in folder {request.folder} now; nothing was created. Deploy "
+                "again to retry, or check the folder in vCenter.",
                 "DuplicateName",
                 transient=False,
             ) from None
+        raise VCenterFault(
+            f"A VM named {request.name} already exists in folder {request.folder} and was "
+            "not made by this deployment; it was left alone. Rename or remove it, or "
+            "change the type's name_pattern.",
+            "DuplicateName",
+            transient=False,
+        ) from None
 
 
 def extra_attributes(t: TypeSettings, name: str, environment: str) -> dict[str, str]:

@@ -47,7 +47,7 @@ class Service:
         """`limits`: the process's one operation limiter (`bot.bootstrap` builds it); a new
         one from `settings` when not given."""
         limits = limits or OpLimits.of(settings)
-        runs = RunBook(repo)
+        runs = RunBook(repo, lease_s=settings.lease_s)
         runs.halt.hook(lambda: limits.halt(runs.halt.why))  # waiting operations never start
         self.core = Core(settings, repo, vcenter, clock, runs, limits)
         self.settings, self.repo, self.vcenter, self.clock = settings, repo, vcenter, clock

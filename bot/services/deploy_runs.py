@@ -14,18 +14,20 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from bot.domain.errors import VCenterUnreachable
-from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
+from bot.domain.errors import Fenced, VCenterUnreachable
+from bot.domain.models import Clone, CloneState, Environment, RunState
 from bot.domain.results import (
+    DEPLOYING,
     DeployResult,
     FailedClone,
+    ProgressLabel,
 )
 from bot.domain.vsphere import Visibility
-from bot.ports import ProgressCallback
+from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.bringup import BringUp
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
 from bot.services.limits import OpLimits, place_key
-from bot.services.pipeline import NotStarted, Stop, run_per_clone
+from bot.services.pipeline import NotStarted, PerClone, Stop, run_per_clone
 from bot.services.runs import Core, Emitter, stopped_message
 
 if TYPE_CHECKING:
@@ -76,12 +78,17 @@ class DeployRuns:
         placements: dict[str, TypePlacement] | None = None,
         power_on: bool = False,
         todo: list[Clone] | None = None,
+        label: ProgressLabel = DEPLOYING,
     ) -> DeployResult:
-        """Clone `todo` (default: all of `planned`) in the pool; report on all of `planned`."""
+        """Clone `todo` (default: all of `planned`) in the pool; report on all of `planned`
+        (progress events say `label`: a resumed refresh says it refreshes)."""
         work_list = planned if todo is None else todo
         started = time.monotonic()
-        emit = Emitter(run_id, env.name, RunKind.DEPLOY, len(work_list), started, on_event)
-        emit("started", message=f"Deploying {len(work_list)} linked clones into {env.name}")
+        emit = Emitter(run_id, env.name, label, len(work_list), started, on_event)
+        emit(
+            "started",
+            message=f"{label.doing} {len(work_list)} linked clones {label.where} {env.name}",
+        )
         bringup = self._bringup(run_id, planned, work_list, emit) if power_on else None
         batch = _Batch(
             run_id=run_id,
@@ -98,13 +105,7 @@ class DeployRuns:
             bringup=bringup,
         )
         # Each type's first clone first, so the types' probes run side by side.
-        per = run_per_clone(
-            probes_first(work_list),
-            partial(self._clone_in_turn, batch),
-            workers=2 * self.settings.concurrency,
-            name="clone",
-            halt=self.core.halt,
-        )
+        per = self._clone_all(batch, work_list)
         unreachable: list[VCenterUnreachable] = [per.lost] if per.lost else []
         halted, not_up = self._after_cloning(per.halted, unreachable, placements, bringup)
         result = self._finish_deploy(
@@ -118,6 +119,20 @@ class DeployRuns:
             result = replace(result, message=message)
         return result
 
+    def _clone_all(self, batch: _Batch, work_list: list[Clone]) -> PerClone[Clone, Clone]:
+        try:
+            return run_per_clone(
+                probes_first(work_list),
+                partial(self._clone_in_turn, batch),
+                workers=2 * self.settings.concurrency,
+                name="clone",
+                halt=self.core.halt,
+            )
+        except Fenced:  # another bot took the run over: it powers on and finishes, not us
+            if batch.bringup is not None:
+                batch.bringup.abandon()
+            raise
+
     def _after_cloning(
         self,
         halted: str,
@@ -130,7 +145,7 @@ class DeployRuns:
         run ("Ctrl-C", or "") and how many clones it left to power on or customize."""
         if not unreachable and not halted:
             try:
-                self._confine(placements or {})
+                confine(self.repo, self.vcenter, placements or {})
             except VCenterUnreachable as exc:
                 unreachable.append(exc)
         if bringup is None:
@@ -227,20 +242,6 @@ class DeployRuns:
                 why = "" if c.customization == "succeeded" else "customization failed"
                 emit("clone_customized", clone=c.name, message=why)
         return bringup
-
-    def _confine(self, placements: dict[str, TypePlacement]) -> None:
-        """Confine each parent's clones to its host group (made on its hosts, and powered on
-        there: a power-on keeps a VM on the host it is registered on)."""
-        for placement in placements.values():
-            if placement.group:
-                members = [
-                    c.moref
-                    for c in self.repo.clones(states=[CloneState.READY])
-                    if c.parent == placement.parent and c.host in placement.group and c.moref
-                ]
-                self.vcenter.ensure_drs_confinement(
-                    placement.cluster, placement.prefix, members, placement.group
-                )
 
     # Kept whole: a run's outcome in order: re-read, classify, finish the run, savings.
     def _finish_deploy(
@@ -341,3 +342,18 @@ class DeployRuns:
                     c.id, state=CloneState.MISSING, error="missing from vCenter after deployment"
                 )
         return [out[c.id] for c in clones]
+
+
+def confine(repo: Repository, vcenter: VCenter, placements: dict[str, TypePlacement]) -> None:
+    """Confine each parent's clones to its host group (made on its hosts, and powered on
+    there: a power-on keeps a VM on the host it is registered on)."""
+    for placement in placements.values():
+        if placement.group:
+            members = [
+                c.moref
+                for c in repo.clones(states=[CloneState.READY])
+                if c.parent == placement.parent and c.host in placement.group and c.moref
+            ]
+            vcenter.ensure_drs_confinement(
+                placement.cluster, placement.prefix, members, placement.group
+            )

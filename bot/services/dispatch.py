@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.domain import grammar
 from bot.domain.errors import ClonesError, UsageError
+from bot.domain.models import Fence
 from bot.domain.results import DeployResult
 from bot.domain.trainees import SelfService
 from bot.ports import ProgressCallback
@@ -43,6 +44,8 @@ class Invocation:
     anyone: bool = False
     # `assign`: the hand-out's progress, after each trainee.
     on_handout: OnHandOut | None = None
+    # `resume` run by the leader: its run takeovers are fenced by the leader's lease.
+    fence: Fence | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,9 @@ ROUTES: dict[type[Any], Route] = {
     grammar.Schedule: _schedule,
     grammar.Extend: _extend,
     grammar.CancelSchedule: _cancel,
-    grammar.Resume: lambda s, c, i: s.recovery.recover(actor=i.actor, on_event=i.on_event),
+    grammar.Resume: lambda s, c, i: s.recovery.recover(
+        actor=i.actor, on_event=i.on_event, fence=i.fence
+    ),
     grammar.Orphans: lambda s, c, i: act_on_orphans(
         s.recovery.orphan_finder, c.action, actor=i.actor, only=i.only
     ),

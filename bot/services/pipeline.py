@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from bot.domain.errors import Interrupted, VCenterFault, VCenterUnreachable
+from bot.domain.errors import Fenced, Interrupted, VCenterFault, VCenterUnreachable
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,19 +41,19 @@ class NotStarted(Exception):
 
 
 class Stop:
-    """Set once vCenter is lost, or the process is halted: work that has not started yet must
-    not start."""
+    """Set once vCenter is lost, the process is halted, or the run was taken over by another
+    bot (`Fenced`): work that has not started yet must not start."""
 
     def __init__(self, halt: Halt | None = None) -> None:
         self._event = threading.Event()
-        self.error: VCenterUnreachable | None = None
+        self.error: VCenterUnreachable | Fenced | None = None
         self._lock = threading.Lock()
         self.halt = halt
 
     def __call__(self) -> bool:
         return self._event.is_set() or (self.halt is not None and self.halt())
 
-    def set(self, error: VCenterUnreachable) -> None:
+    def set(self, error: VCenterUnreachable | Fenced) -> None:
         with self._lock:
             if self.error is None:
                 self.error = error
@@ -85,7 +85,7 @@ def run_per_clone(
             raise NotStarted
         try:
             return work(item, stop)
-        except VCenterUnreachable as exc:
+        except (VCenterUnreachable, Fenced) as exc:
             stop.set(exc)
             raise
 
@@ -126,8 +126,10 @@ def _outcome(futures: list[tuple[T, Future[R]]], stop: Stop) -> PerClone[T, R]:
             out.results.append((item, f.result()))
         elif isinstance(exc, NotStarted | Interrupted):
             out.not_started.append(item)
-        elif not isinstance(exc, VCenterUnreachable) and bug is None:
+        elif not isinstance(exc, VCenterUnreachable | Fenced) and bug is None:
             bug = exc
+    if isinstance(stop.error, Fenced):
+        raise stop.error  # the run is another bot's: this one stops here, recording nothing
     if bug is not None:
         raise bug
     out.lost = stop.error

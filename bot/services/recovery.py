@@ -20,13 +20,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
-from bot.domain.errors import CannotSee, ClonesError, VCenterUnreachable
-from bot.domain.models import Clone, CloneState, Run, RunKind, RunState
-from bot.domain.results import DeployResult, TeardownResult
+from bot.domain.errors import CannotSee, ClonesError, Fenced, VCenterUnreachable
+from bot.domain.models import Clone, CloneState, Fence, Run, RunKind, RunState
+from bot.domain.results import (
+    DEPLOYING,
+    REFRESHING,
+    DeployResult,
+    ProgressLabel,
+    TeardownResult,
+)
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
-from bot.ports import ProgressCallback
+from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.core import Service
 from bot.services.orphans import Orphans
 from bot.services.ownership import locate
@@ -38,6 +44,7 @@ if TYPE_CHECKING:
     from bot.services.placements import Placements
     from bot.services.queries import Queries
     from bot.services.teardown import StripBack
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +135,8 @@ class Recovery:
         clock: Callable[[], datetime] | None = None,
         relabel: Callable[[str], object] | None = None,
     ) -> None:
-        self.settings, self.repo, self.vcenter, self.runs = (
-            core.settings,
-            core.repo,
-            core.vcenter,
-            core.runs,
-        )
+        self.settings, self.repo = core.settings, core.repo
+        self.vcenter, self.runs = core.vcenter, core.runs
         self.queries, self.placements, self.cloner = queries, placements, cloner
         self.deploy_runs, self.strip_back = deploy_runs, strip_back
         self.orphan_finder = Orphans(core)
@@ -169,14 +172,16 @@ class Recovery:
         return self.runs.owner_dead(run, self.clock())
 
     def recover(
-        self, *, actor: str = "clones", on_event: ProgressCallback | None = None
+        self,
+        *,
+        actor: str = "clones",
+        on_event: ProgressCallback | None = None,
+        fence: Fence | None = None,
     ) -> RecoveryReport:
         """Resume every abandoned run, then record ready clones whose VM is gone as missing.
-
-        Each abandoned run is taken over atomically: it ends superseded in the transaction that
-        starts its successor over the same clones, so two processes starting at once never
-        both resume it, and no later resume ever picks it up again.
-        """
+        Each is taken over atomically (`RunBook.take_over`: ended superseded in the transaction
+        that starts its successor, once its lease expired or its owner died, and with `fence`,
+        the leader's recovery, only while this process leads): resumed once, by one process."""
         resumed: list[ResumedRun] = []
         left: list[tuple[int, str]] = []
         lost = False  # vCenter stopped answering: records are not judged by it now
@@ -184,15 +189,18 @@ class Recovery:
             if self.runs.halt():  # the user stopped this process: the rest wait for next time
                 left.append((run.id, f"stopped by {self.runs.halt.why} before it was resumed"))
                 continue
-            new = self.repo.supersede_run(run.id, owner=self.runs.owner, expected_owner=run.owner)
+            try:
+                new = self.runs.take_over(run, fence=fence, now=self.clock())
+            except Fenced as exc:  # another bot leads now: the runs are its to resume
+                log.warning("fenced: recovery stopped: %s", exc)
+                break
             if new is None:
-                continue  # another process took it over first, or it ended meanwhile
+                continue  # another process took it over first, it ended, or it beat again
             self.runs.track_run(new.id)
             try:
-                if run.kind is RunKind.TEARDOWN:
-                    resumed.append(self._resume_teardown(run, new, on_event))
-                else:
-                    resumed.append(self._resume_clones(run, new, actor, on_event))
+                resumed.append(self._resume(run, new, actor, on_event))
+            except Fenced as exc:  # taken over in turn (this process hung meanwhile)
+                log.warning("fenced: resuming run %s: %s", run.id, exc)
             except VCenterUnreachable as exc:
                 self._end_if_running(new.id, RunState.INTERRUPTED, str(exc))
                 left.append((run.id, str(exc)))
@@ -219,6 +227,21 @@ class Recovery:
                 actor=actor, source="recovery", command="recover", result="ok", detail=report.text
             )
         return report
+
+    def _resume(
+        self, run: Run, new: Run, actor: str, on_event: ProgressCallback | None
+    ) -> ResumedRun:
+        """Resume `run` as `new`, the way its kind is resumed. Every kind named: a new kind of
+        run fails mypy here until it is given its own way (never resumed as a clone run)."""
+        match run.kind:
+            case RunKind.TEARDOWN:
+                return self._resume_teardown(run, new, on_event)
+            case RunKind.DEPLOY:
+                return self._resume_clones(run, new, actor, on_event, DEPLOYING)
+            case RunKind.REFRESH:
+                return self._resume_clones(run, new, actor, on_event, REFRESHING)
+            case _:
+                assert_never(run.kind)
 
     def reconcile(self) -> tuple[list[Clone], list[str]]:
         """Ready records whose VM vCenter no longer has become missing; those whose VM it
@@ -256,17 +279,22 @@ class Recovery:
             self.runs.finish_run(run_id, state=state, succeeded=0, failed=0, message=message)
 
     def _resume_clones(
-        self, old: Run, run: Run, actor: str, on_event: ProgressCallback | None
+        self,
+        old: Run,
+        run: Run,
+        actor: str,
+        on_event: ProgressCallback | None,
+        label: ProgressLabel,
     ) -> ResumedRun:
         """Finish a deployment or refresh: adopt what exists under the recorded instance UUID,
         re-create what does not (same names), report on every clone the run owns."""
         env = self.queries.environment(run.environment)
         with self.runs.environment_lock(env.name):
             clones = self.repo.clones(run_id=run.id)
-            kept = self._settle_refresh(clones)
+            kept = _settle_refresh(self.repo, self.vcenter, clones)
             clones = self.repo.clones(run_id=run.id)
             unfinished = [c for c in clones if c.state in (CloneState.CLONING, CloneState.PLANNED)]
-            adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor)
+            adopted, to_clone = self._adopt_or_replan(unfinished, env.name, actor, run.id)
             placements = {}
             for type_name in {c.type for c in to_clone}:
                 t = self.settings.type(type_name)
@@ -282,6 +310,7 @@ class Recovery:
                 placements=placements,
                 power_on=run.power_on,  # "and power on" holds for the clones made before too
                 todo=to_clone,
+                label=label,
             )
         if self.relabel is not None and to_clone:
             try:
@@ -303,14 +332,14 @@ class Recovery:
         )
 
     def _adopt_or_replan(
-        self, unfinished: list[Clone], environment: str, actor: str
+        self, unfinished: list[Clone], environment: str, actor: str, run_id: int
     ) -> tuple[list[str], list[Clone]]:
         """Each unfinished clone: adopted when vCenter has it under the recorded instance UUID
         (and linked), else planned again (a full copy made under our UUID is destroyed first:
         it defeats the savings). Returns (adopted names, clones to clone). CannotSee, before
         anything is decided, when one may be among VMs vCenter would not show: re-creating it
         could make a second."""
-        listings = self._listings(unfinished)
+        listings = _listings(self.settings, self.vcenter, unfinished)
         found: dict[str, VmFacts] = {}
         for c in unfinished:
             t = self.settings.types.get(c.type)
@@ -329,11 +358,13 @@ class Recovery:
                 found[c.instance_uuid or ""] = vm
         adopted: list[str] = []
         to_clone: list[Clone] = []
+        fence = self.runs.fence(run_id)  # every write: refused once another took the run over
         for c in unfinished:
             vm = found.get(c.instance_uuid or "")
             if vm is not None and vm.linked:
                 self.repo.update_clone(
                     c.id,
+                    fence=fence,
                     state=CloneState.READY,
                     moref=vm.moref,
                     host=vm.host or None,
@@ -347,28 +378,10 @@ class Recovery:
                 adopted.append(c.name)
                 continue
             if vm is not None:
+                self.runs.assert_owned(run_id)  # a full copy: destroyed by the run's owner only
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
-            to_clone.append(self.repo.update_clone(c.id, state=CloneState.PLANNED))
+            to_clone.append(self.repo.update_clone(c.id, fence=fence, state=CloneState.PLANNED))
         return adopted, to_clone
-
-    def _settle_refresh(self, clones: list[Clone]) -> list[str]:
-        """A refresh killed between destroying an old VM and cloning its successor: where the
-        old VM (recorded moref and UUID) still exists it stays, as it was; where it is gone,
-        the clone is re-created. Returns the names left as they were."""
-        destroying = [c for c in clones if c.state is CloneState.DESTROYING]
-        if not destroying:
-            return []
-        reading = self.vcenter.vm_facts([c.moref or "" for c in destroying])
-        _cannot_see(reading, destroying)  # before anything is decided
-        kept = []
-        for c in destroying:
-            vm = reading.seen.get(c.moref or "")
-            if vm is not None and vm.instance_uuid == c.instance_uuid:
-                self.repo.update_clone(c.id, state=CloneState.READY)
-                kept.append(c.name)
-            else:
-                self.repo.update_clone(c.id, state=CloneState.PLANNED, moref=None)
-        return kept
 
     def _finish_adopted(self, clone: Clone, vm: VmFacts, environment: str, actor: str) -> None:
         t = self.settings.type(clone.type)
@@ -402,12 +415,33 @@ class Recovery:
             problems=[(f.name, f.error) for f in result.failed + result.skipped + result.unseen],
         )
 
-    def _listings(self, clones: list[Clone]) -> dict[str, VmReading[VmFacts]]:
-        """Every VM of the folders these clones go in, by folder."""
-        folders = {
-            self.settings.types[c.type].folder for c in clones if c.type in self.settings.types
-        }
-        return {folder: self.vcenter.find_vms(folder) for folder in sorted(folders)}
+
+def _listings(
+    settings: Settings, vcenter: VCenter, clones: list[Clone]
+) -> dict[str, VmReading[VmFacts]]:
+    """Every VM of the folders these clones go in, by folder."""
+    folders = {settings.types[c.type].folder for c in clones if c.type in settings.types}
+    return {folder: vcenter.find_vms(folder) for folder in sorted(folders)}
+
+
+def _settle_refresh(repo: Repository, vcenter: VCenter, clones: list[Clone]) -> list[str]:
+    """A refresh killed between destroying an old VM and cloning its successor: where the
+    old VM (recorded moref and UUID) still exists it stays, as it was; where it is gone,
+    the clone is re-created. Returns the names left as they were."""
+    destroying = [c for c in clones if c.state is CloneState.DESTROYING]
+    if not destroying:
+        return []
+    reading = vcenter.vm_facts([c.moref or "" for c in destroying])
+    _cannot_see(reading, destroying)  # before anything is decided
+    kept = []
+    for c in destroying:
+        vm = reading.seen.get(c.moref or "")
+        if vm is not None and vm.instance_uuid == c.instance_uuid:
+            repo.update_clone(c.id, state=CloneState.READY)
+            kept.append(c.name)
+        else:
+            repo.update_clone(c.id, state=CloneState.PLANNED, moref=None)
+    return kept
 
 
 def _cannot_see(reading: VmReading[VmFacts], clones: list[Clone]) -> None:

@@ -20,7 +20,7 @@ from bot.domain.errors import (
 )
 from bot.domain.models import Clone, CloneState, Environment, RunKind, RunState
 from bot.domain.provenance import deployed_by_and_at
-from bot.domain.results import FailedClone
+from bot.domain.results import REFRESHING, FailedClone
 from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmSighting
 from bot.ports import ProgressCallback
 from bot.services.fullcopy import FullCopyGuard
@@ -180,7 +180,7 @@ class Refresher:
         on_event: ProgressCallback | None,
     ) -> RefreshResult:
         started = time.monotonic()
-        emit = Emitter(run_id, env.name, RunKind.REFRESH, len(verified), started, on_event)
+        emit = Emitter(run_id, env.name, REFRESHING, len(verified), started, on_event)
         emit("started", message=f"Refreshing {len(verified)} clones of {env.name}")
         job = _Refreshing(
             run_id, env, actor, self.clock().isoformat(timespec="seconds"), emit, self.core.limits
@@ -277,7 +277,12 @@ class Refresher:
             with slot:
                 keep = {k: v for k, v in vm.attributes.items() if k != ATTR_DEPLOYED_AT}
                 # Recorded with the destroy: a successor made after a crash carries them too.
-                self.repo.update_clone(clone.id, state=CloneState.DESTROYING, kept_attributes=keep)
+                self.repo.update_clone(
+                    clone.id,
+                    fence=self.runs.fence(job.emit.run_id),  # not for a run another bot took over
+                    state=CloneState.DESTROYING,
+                    kept_attributes=keep,
+                )
                 self.vcenter.destroy(vm.moref, expected_uuid=vm.instance_uuid)
                 done = self.cloner.clone_one(
                     clone,
@@ -292,10 +297,7 @@ class Refresher:
                 )
                 linked = done.state is CloneState.READY
                 if linked and vm.powered_on and done.moref:
-                    errors = self.vcenter.power([done.moref], "on")
-                    if errors[0] is None:
-                        done = self.repo.update_clone(done.id, power_state="poweredOn")
-                        powered = True
+                    done, powered = self._power_on(done, job.emit.run_id)
         except VCenterUnreachable:
             raise
         except VCenterError as exc:
@@ -307,6 +309,14 @@ class Refresher:
             return _Outcome(done, refreshed=True, powered=powered)
         job.emit("clone_failed", clone=done.name, ok=False, message=done.error or "")
         return _Outcome(done, refreshed=False, error=done.error or done.state)
+
+    def _power_on(self, done: Clone, run_id: int) -> tuple[Clone, bool]:
+        """The refreshed clone of a VM that was on, powered on (left off on an error), by the
+        run's owner only (Fenced once another bot took the run over)."""
+        self.runs.assert_owned(run_id)
+        if self.vcenter.power([done.moref or ""], "on")[0] is not None:
+            return done, False
+        return self.repo.update_clone(done.id, power_state="poweredOn"), True
 
     def _confine(self, types: set[str]) -> None:
         """Refreshed clones are new VMs: put them in their parent's DRS VM group (host limit)."""

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.domain.errors import ClonesError, ConflictError, Interrupted
-from bot.domain.models import CloneState, Run, RunKind, RunMessage, RunState
-from bot.domain.results import EventKind, ProgressEvent
+from bot.domain.errors import ClonesError, ConflictError, Fenced, Interrupted
+from bot.domain.models import CloneState, Fence, Run, RunKind, RunMessage, RunState
+from bot.domain.results import EventKind, ProgressEvent, ProgressLabel
 from bot.host import owner_gone, process_owner
 from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.limits import OpLimits
@@ -26,8 +26,8 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 15.0  # how often a running run says its process is alive
-STALE_AFTER = timedelta(minutes=2)  # a run whose heartbeat is older than this is abandoned
+# A run's owner renews its heartbeat (the run's lease) every third of `lease_s`; a run whose
+# heartbeat is older than `lease_s` is abandoned (its owner died, hung or was cut off).
 LIVE_STATES = tuple(s for s in CloneState if s.live)
 
 
@@ -75,14 +75,19 @@ class Halt:
 
 
 class RunBook:
-    """Runs this process owns: recorded with the clones they own, kept alive by a heartbeat (so
-    a run whose process died is told apart from one in progress elsewhere), and refused while
-    the environment has another (within this process, and across processes through SQLite).
+    """Runs this process owns: recorded with the clones they own, kept alive by a heartbeat (the
+    run's lease: a run whose process died or hung is told apart from one in progress elsewhere),
+    and refused while the environment has another (within this process, and across processes
+    and machines through the database). Once another process took a run over, this one's
+    heartbeat and every fenced write for it are refused (`fence`), and it stops working on it.
     Once the process is halted, no run starts."""
 
-    def __init__(self, repo: Repository, halt: Halt | None = None) -> None:
+    def __init__(
+        self, repo: Repository, halt: Halt | None = None, *, lease_s: float = 30.0
+    ) -> None:
         self.repo = repo
         self.halt = halt or Halt()
+        self.lease_s = lease_s
         self._env_locks: dict[str, threading.Lock] = {}
         self._env_locks_guard = threading.Lock()
         self.owner = process_owner()
@@ -183,9 +188,28 @@ class RunBook:
         """Where the run is shown, if a front end said so (`show_in`)."""
         return self.repo.run_message(run_id)
 
+    def owns(self, run_id: int) -> bool:
+        """True unless run `run_id` was taken over by another process (superseded while this
+        one ran it): a run this process ran to its end is still its own to show."""
+        run = self.repo.get_run(run_id)
+        return run.owner == self.owner and run.state is not RunState.SUPERSEDED
+
+    def assert_owned(self, run_id: int) -> None:
+        """Raise Fenced unless run `run_id` still runs under this process: a fenced write (its
+        heartbeat) just before a vCenter action that no database transaction can enclose."""
+        if not self.repo.heartbeat(run_id, self.owner):
+            raise Fenced(
+                f"Refused: run {run_id} is no longer this process's (another process took it "
+                "over, or it ended); nothing was done, and this process stops working on it."
+            )
+
+    def fence(self, run_id: int) -> Fence:
+        """What a write for run `run_id` is checked against: still running, still ours."""
+        return Fence(run_id=run_id, owner=self.owner)
+
     def _beat(self) -> None:
         while True:
-            self._heartbeat_wake.wait(HEARTBEAT_S)
+            self._heartbeat_wake.wait(max(self.lease_s / 3.0, 0.05))
             with self._env_locks_guard:
                 runs = list(self._active_runs)
                 if not runs:
@@ -193,19 +217,53 @@ class RunBook:
                     return
             for run_id in runs:
                 try:
-                    self.repo.heartbeat(run_id)
+                    if not self.repo.heartbeat(run_id, self.owner):
+                        self._taken_over(run_id)
                 except Exception:  # a missed beat only makes the run look stale sooner
                     log.exception("heartbeat of run %s failed", run_id)
 
+    def _taken_over(self, run_id: int) -> None:
+        with self._env_locks_guard:
+            if run_id not in self._active_runs:
+                return  # finished meanwhile
+            self._active_runs.discard(run_id)
+        run = self.repo.get_run(run_id)
+        if run.state is RunState.SUPERSEDED or run.owner != self.owner:
+            log.warning(
+                "fenced: refused the heartbeat of run %s: it is %s (%s); this process stops "
+                "working on it",
+                run_id,
+                run.state.value,
+                run.message or f"owned by {run.owner}",
+            )
+
+    def take_over(self, run: Run, *, fence: Fence | None, now: datetime) -> Run | None:
+        """Supersede `run` (another process's, abandoned) by a run of this process: only once
+        its owner certainly died or its lease (heartbeat) expired, checked in the takeover's
+        own transaction, and (with `fence`, the leader's) only while this process leads."""
+        certain = run.state is RunState.INTERRUPTED or owner_gone(run.owner)
+        return self.repo.supersede_run(
+            run.id,
+            owner=self.owner,
+            expected_owner=run.owner,
+            stale_before=None if certain else self.stale_before(now),
+            fence=fence,
+        )
+
+    def stale_before(self, now: datetime) -> datetime:
+        """A run whose heartbeat is older than this has lost its lease."""
+        return now - timedelta(seconds=self.lease_s)
+
     def owner_dead(self, run: Run, now: datetime) -> bool:
         """True when the process running `run` is gone: it certainly ended (this machine), or
-        its heartbeat is older than STALE_AFTER (another machine). Never for this process."""
+        its heartbeat (the run's lease) is older than `lease_s` (hung, cut off, or another
+        machine). Never for this process."""
         if run.owner == self.owner:
             return False  # this very process runs it
         if owner_gone(run.owner):
             return True
         beat = run.heartbeat_at or run.started_at
-        return beat is None or now - beat > STALE_AFTER
+        return beat is None or beat < self.stale_before(now)
 
     def environment_lock(self, name: str) -> _TryLock:
         with self._env_locks_guard:
@@ -238,14 +296,14 @@ class Emitter:
         self,
         run_id: int,
         environment: str,
-        action: RunKind,
+        label: ProgressLabel,
         total: int,
         started: float,
         callback: ProgressCallback | None,
     ) -> None:
         self.run_id = run_id
         self.environment = environment
-        self.action = action
+        self.label = label
         self.total = total
         self.started = started
         self.callback = callback
@@ -319,7 +377,7 @@ class Emitter:
                 kind=kind,
                 run_id=self.run_id,
                 environment=self.environment,
-                action=self.action,
+                label=self.label,
                 total=self.total,
                 done=self.done,
                 failed=self.failed,

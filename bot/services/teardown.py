@@ -21,6 +21,7 @@ from bot.domain.errors import (
 from bot.domain.models import Clone, CloneState, Environment, RunKind
 from bot.domain.results import (
     FAILURE_STATES,
+    STRIPPING_BACK,
     FailedClone,
     TeardownPlan,
     TeardownResult,
@@ -123,7 +124,7 @@ class StripBack:
         left of one is destroyed like a live clone's (only when provably the bot's)."""
         clones = self.repo.clones(run_id=run_id, states=STRIPPABLE)
         started = time.monotonic()
-        emit = Emitter(run_id, env.name, RunKind.TEARDOWN, len(clones), started, on_event)
+        emit = Emitter(run_id, env.name, STRIPPING_BACK, len(clones), started, on_event)
         emit("started", message=f"Stripping back {len(clones)} clones of {env.name}")
         checked = self.ownership.verify_ours(env, clones, also=self._extras())
         verified, gone, skipped = checked.verified, checked.gone, checked.skipped
@@ -233,7 +234,10 @@ class StripBack:
         # A live clone is recorded destroying; a failed record keeps its state (and why) until
         # its VM is gone: its run owns it, so a crash before then acts on it again.
         marked = CloneState.DESTROYING if clone.state.live else clone.state
-        self.repo.update_clone(clone.id, state=marked, moref=facts.moref)
+        # Fenced: refused (and nothing destroyed) once another bot took the run over.
+        self.repo.update_clone(
+            clone.id, fence=self.runs.fence(emit.run_id), state=marked, moref=facts.moref
+        )
         try:
             for attempt in retrying(self.settings, emit, clone.name):
                 host = clone_host(self.settings, clone, facts.host)

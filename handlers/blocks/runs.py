@@ -249,12 +249,9 @@ def scheduled_starting(action: RunKind, environment: str, text: str) -> Rendered
 
 def scheduled_progress(e: ProgressEvent) -> Rendered:
     """A scheduled deploy's or strip back's live message (the same bar as a manual run)."""
-    deploying = e.action is RunKind.DEPLOY
-    verb = "Deploying" if deploying else "Stripping back"
-    done_word = "ready" if deploying else "destroyed"
+    verb, done_word, what = e.label.doing, e.label.done, e.label.what
     if e.kind == "finished":
         icon = ":white_check_mark:" if not e.failed and not e.remaining else ":warning:"
-        what = "deployment into" if deploying else "strip back of"
         counts = f"{done_word} {e.done} · failed {e.failed} · remaining {e.remaining}"
         head = f"{icon} Scheduled {what} *{esc(e.environment)}* finished"
         text = f"Scheduled {what} {e.environment} finished: {counts}"
@@ -275,15 +272,13 @@ def scheduled_stopped(action: RunKind, environment: str, text: str) -> Rendered:
 # ===================================================================== restarts
 def resumed_progress(e: ProgressEvent, requester: str) -> Rendered:
     """A run taken over after a restart: what is left of it, live."""
-    deploying = e.action is RunKind.DEPLOY
-    verb = "re-creating" if deploying else "stripping back"
-    what = "deployment into" if deploying else "strip back of"
+    what = e.label.what
     return _progress(
         f"Resuming the {what} {e.environment} after a restart: {e.done + e.failed}/{e.total}",
         f":recycle: Resuming the {what} *{esc(e.environment)}* for {who(requester)} "
-        f"after a restart: {verb} {say.plural(e.total, 'clone')}",
+        f"after a restart: {e.label.doing.lower()} {say.plural(e.total, 'clone')}",
         e,
-        "ready" if deploying else "destroyed",
+        e.label.done,
     )
 
 

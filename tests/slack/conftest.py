@@ -19,6 +19,7 @@ from bot import bootstrap
 from bot.adapters.lab import LabProcess
 from bot.settings import (
     BUNDLED_LAB_CONFIG,
+    DatabaseUrl,
     ScheduleSettings,
     SlackSettings,
     TraineeSettings,
@@ -75,7 +76,7 @@ class SlackHarness:
     fake: FakeSlack
     lab: LabProcess
     url: str
-    db_path: Path
+    db_path: Path | str  # a SQLite file, or a PostgreSQL URL
     secret: str = SECRET
     _clicks: int = field(default=0)
 
@@ -129,7 +130,7 @@ class SlackHarness:
 
 def lab_settings(
     lab: LabProcess,
-    db: Path,
+    db: Path | str,
     slack: SlackSettings,
     schedule: ScheduleSettings | None = None,
     trainees: TraineeSettings | None = None,
@@ -147,7 +148,7 @@ def lab_settings(
     return replace(
         settings,
         vcenter=vc,
-        database=db,
+        database=DatabaseUrl(db) if str(db).startswith("postgresql://") else Path(db),
         slack=slack,
         concurrency=4,
         retry_backoff_s=0.1,
@@ -168,16 +169,20 @@ def make_harness(
         schedule: ScheduleSettings | None = None,
         trainees: TraineeSettings | None = None,
         paused: bool = True,
+        lease_s: float | None = None,
         warm_groups: bool = True,
         pacer: Pacer | None = None,
         jobs: Jobs | None = None,
+        database: Path | str | None = None,
         **slack_overrides: Any,
     ) -> SlackHarness:
         """The bot with its scheduler started paused: tests run due jobs with `run_due()`
         (`paused=False`: the real scheduler, running jobs on the wall clock). `warm_groups`:
         wait until the background refresh has read the operator groups (else a command may
         meet them unread, and be decided after its ack); `pacer`: the bot's (one whose minute
-        is the fake's, when the fake's is shorter)."""
+        is the fake's, when the fake's is shorter); `database`: where the database is (the
+        `database` fixture's: a SQLite file or a PostgreSQL URL); by default the test's SQLite
+        file, which the bots of one test share."""
         slack = SlackSettings(
             **{
                 "admins": (ADMIN,),
@@ -189,8 +194,11 @@ def make_harness(
             }
         )
         fake_slack.group_members["SOPS"] = [GROUP_MEMBER]
-        db = tmp_path / "clones.db"
-        core = bootstrap.build(lab_settings(lab, db, slack, schedule, trainees), start_lab=False)
+        db: Path | str = tmp_path / "clones.db" if database is None else database
+        settings = lab_settings(lab, db, slack, schedule, trainees)
+        if lease_s is not None:
+            settings = replace(settings, lease_s=lease_s)
+        core = bootstrap.build(settings, start_lab=False)
         if pacer is None and fake_slack.minute_s != 60.0:
             pacer = Pacer(scale=fake_slack.minute_s / 60.0)
         tokens = SlackTokens("xoxb-test", SECRET, "", 0)
@@ -198,7 +206,7 @@ def make_harness(
         bot.start(paused=paused)
         if warm_groups:
             fake_slack.wait_for(lambda: bot.ctx.access.stale_in() > 0)
-        server = http_server(bot.app, "127.0.0.1", 0)
+        server = http_server(bot.app, "127.0.0.1", 0, ops=bot.ops)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         port = server.server_address[1]
         harness = SlackHarness(

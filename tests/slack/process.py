@@ -1,7 +1,8 @@
 """`python -m bot` as a deployment runs it (HTTP mode), against a test's lab and fake Slack.
 
 For the tests that kill or stop the bot: a real process with its own signal handling, a config
-file, a SQLite file that outlives it, and signed requests over HTTP.
+file, a database that outlives it (a SQLite file, or a PostgreSQL URL with the password in the
+process's environment, as a deployment gives it), and signed requests over HTTP.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from bot.adapters.lab import LabProcess
 from storage import Repository
 from tests.helpers import lab_config, lab_environ, write_config
+from tests.postgres import PASSWORD_ENV
 
 from .conftest import ADMIN, CHANNEL, OPERATOR, Reply
 from .fake_api import FakeSlack
@@ -37,12 +39,31 @@ def free_port() -> int:
 class BotProcess:
     """One `python -m bot` process; `again()` makes the next one on the same config and data."""
 
-    def __init__(self, tmp_path: Path, lab: LabProcess, fake: FakeSlack, **slack: Any) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        lab: LabProcess,
+        fake: FakeSlack,
+        *,
+        database: Path | str | None = None,
+        clones: dict[str, Any] | None = None,
+        schedule: dict[str, Any] | None = None,
+        environ: dict[str, str] | None = None,
+        **slack: Any,
+    ) -> None:
+        """A bot whose state (config, logs, working directory) is `tmp_path`; `database`
+        (default: in `tmp_path`; a path or a PostgreSQL URL) may be shared with other bots;
+        `clones` and `schedule` are more keys of `[clones]` and `[schedule]`."""
         self.tmp_path = tmp_path
+        self.environ = environ or {}
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.lab = lab
         self.fake = fake
-        self.database = tmp_path / "clones.db"
+        self.database: Path | str = database or tmp_path / "clones.db"
         raw = lab_config(lab, self.database, concurrency=4, retry_backoff_s=0.1)
+        raw["clones"].update(clones or {})
+        if schedule:
+            raw["schedule"] = schedule
         raw["slack"] = {
             "operators": [OPERATOR],
             "admins": [ADMIN],
@@ -67,14 +88,20 @@ class BotProcess:
                 "SLACK_SIGNING_SECRET": SECRET,
                 "PORT": str(self.port),
                 "PYTHONUNBUFFERED": "1",
+                # Run from its own folder (as on its own machine): the code is found by path.
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+                ),
                 **lab_environ(self.lab),
+                **self._database_password(),
+                **self.environ,
             }
         )
         self.log_path = self.tmp_path / f"bot-{self.runs}.log"
         self.runs += 1
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=log
+                [sys.executable, "-m", "bot"], cwd=self.tmp_path, env=env, stdout=log, stderr=log
             )
         health = f"http://127.0.0.1:{self.port}/health"
         deadline = time.monotonic() + timeout
@@ -88,6 +115,13 @@ class BotProcess:
             except OSError:
                 time.sleep(0.2)
         raise AssertionError(f"the bot did not answer /health within {timeout} s:\n{self.log()}")
+
+    def _database_password(self) -> dict[str, str]:
+        """A PostgreSQL database's password, from the test's environment (tests/postgres.py)
+        into the bot's, where the bot reads it; nothing for a SQLite file."""
+        if not str(self.database).startswith("postgresql://"):
+            return {}
+        return {PASSWORD_ENV: os.environ[PASSWORD_ENV]}
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handlers.blocks.ids import ACTION_HOME_TEARDOWN
+from tests.helpers import stored
 
 from .conftest import CHANNEL, OPERATOR, STRANGER, SlackHarness
 
@@ -61,7 +62,7 @@ def test_home_shows_what_is_live_however_long_the_history(harness: SlackHarness)
     from tests.history import fill
 
     h = harness
-    fill(Path(str(h.core.repo.location)), environments=300)
+    fill(Path(str(stored(h.core.repo).location)), environments=300)
     h.command("deploy capture 1 as home-live")
     h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
     h.event({"type": "app_home_opened", "user": OPERATOR, "tab": "home"})

@@ -309,7 +309,12 @@ def test_any_body_and_headers_through_the_wsgi_app_get_an_answer_never_an_except
         if timestamp is not None:  # any header value: a number or not (ValueError in Bolt)
             environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"] = timestamp
         answers: list[str] = []
-        app(environ, lambda status, headers, exc_info=None: answers.append(status))
+
+        def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            answers.append(status)
+            return lambda data: None  # WSGI's write(), never called here
+
+        app(environ, start_response)
         status = int(answers[0].split()[0])
         assert status in (200, 400, 401, 404, 413), answers
         seen[status] = seen.get(status, 0) + 1

@@ -7,8 +7,7 @@ import threading
 import time
 from dataclasses import replace
 
-from bot.domain.models import RunKind
-from bot.domain.results import ProgressEvent
+from bot.domain.results import DEPLOYING, ProgressEvent
 from bot.settings import SlackSettings
 from handlers.app import make_client
 from handlers.blocks.kit import Rendered, section
@@ -19,18 +18,20 @@ from .fake_api import FakeSlack
 
 
 def _event(done: int, total: int = 50) -> ProgressEvent:
-    return ProgressEvent("clone_ready", 1, "env", RunKind.DEPLOY, total, done, 0, done * 0.01)
+    return ProgressEvent("clone_ready", 1, "env", DEPLOYING, total, done, 0, done * 0.01)
 
 
 def test_bursts_are_coalesced_and_the_final_state_always_sent(fake_slack: FakeSlack) -> None:
     client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
-    progress = ProgressMessage(client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=1.0)
-    workers = [
-        threading.Thread(
-            target=lambda i=i: [progress.on_event(_event(i * 10 + k)) for k in range(10)]
-        )
-        for i in range(5)
-    ]
+    progress: ProgressMessage[ProgressEvent] = ProgressMessage(
+        client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=1.0
+    )
+
+    def burst(i: int) -> None:
+        for k in range(10):
+            progress.on_event(_event(i * 10 + k))
+
+    workers = [threading.Thread(target=burst, args=(i,)) for i in range(5)]
     started = time.monotonic()
     for w in workers:
         w.start()
@@ -40,7 +41,7 @@ def test_bursts_are_coalesced_and_the_final_state_always_sent(fake_slack: FakeSl
     ts = progress.finish(Rendered("done", [section("all done")]))
 
     posts, updates = fake_slack.of("chat.postMessage"), fake_slack.of("chat.update")
-    assert len(posts) == 1 and ts == posts[0].params.get("ts", ts)
+    assert ts is not None and len(posts) == 1 and ts == posts[0].params.get("ts", ts)
     assert 1 <= len(updates) <= 3  # 50 events became a handful of edits
     assert fake_slack.messages[ts].text == "done"
     stamps = [posts[0].at] + [u.at for u in updates]
@@ -50,7 +51,9 @@ def test_bursts_are_coalesced_and_the_final_state_always_sent(fake_slack: FakeSl
 def test_final_survives_429(fake_slack: FakeSlack) -> None:
     client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
     fake_slack.rate_limit("chat.update", times=2, retry_after=1)
-    progress = ProgressMessage(client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=1.0)
+    progress: ProgressMessage[ProgressEvent] = ProgressMessage(
+        client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=1.0
+    )
     progress.on_event(_event(1, 2))
     fake_slack.wait_for(lambda: fake_slack.of("chat.postMessage"))
     ts = progress.finish(Rendered("final", []))
@@ -65,7 +68,7 @@ def test_a_run_paused_at_a_restart_keeps_the_paused_state_whatever_its_workers_s
     send progress (and may still finish). The paused state is the message's last edit."""
     client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
     live = LiveRuns()
-    progress = ProgressMessage(
+    progress: ProgressMessage[ProgressEvent] = ProgressMessage(
         client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=1.0, live=live
     )
     progress.on_event(_event(1))
@@ -86,7 +89,9 @@ def test_a_run_queued_for_vcenter_capacity_says_so_in_its_message(fake_slack: Fa
     """A run waiting behind other runs of the bot for room in vCenter (issue 22) shows why,
     until it has room again: it does not look stuck."""
     client = make_client(SlackSettings(api_url=fake_slack.api_url), "xoxb-test")
-    progress = ProgressMessage(client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=0.0)
+    progress: ProgressMessage[ProgressEvent] = ProgressMessage(
+        client, "C1", lambda e: deploy_progress(e, "U1"), interval_s=0.0
+    )
     why = "queued: waiting for vCenter capacity (all 8 clone tasks (concurrency) are in use)"
     progress.on_event(replace(_event(0, 4), kind="waiting", waiting=why))
     fake_slack.wait_for(lambda: fake_slack.of("chat.postMessage"))

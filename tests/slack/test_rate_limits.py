@@ -17,8 +17,7 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.domain.models import RunKind
-from bot.domain.results import ProgressEvent
+from bot.domain.results import DEPLOYING, ProgressEvent
 from bot.settings import SlackSettings
 from handlers.blocks.kit import Rendered, section
 from handlers.pacing import Pacer, Priority, SlackBusy, paced
@@ -177,7 +176,7 @@ def test_answers_and_final_states_go_before_progress() -> None:
 
 # ===================================================================== progress edits
 def _event(done: int, total: int = 10) -> ProgressEvent:
-    return ProgressEvent("clone_ready", 1, "env", RunKind.DEPLOY, total, done, 0, 0.0)
+    return ProgressEvent("clone_ready", 1, "env", DEPLOYING, total, done, 0, 0.0)
 
 
 def _render(e: ProgressEvent) -> Rendered:

@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 
 from bot.adapters.lab import LabProcess
-from bot.adapters.scheduler import SchedulerLock, lock_path_for
 from bot.domain.models import CloneState, RunKind, RunState
+from bot.services.leadership import Leadership
 from bot.settings import ScheduleSettings
 from handlers.blocks.ids import ACTION_CONFIRM, ACTION_EXTEND, ACTION_STRIP_NOW
+from storage import Repository
 from tests.faults import record, wait_until
 from tests.helpers import Clock, lab_config, lab_environ, write_config
 
@@ -353,7 +354,8 @@ def test_a_course_missed_while_the_bot_was_down_leaves_nothing_and_says_why(
     # The start-up report: one line, no server paths.
     [report] = _texts(h, "Scheduler running")
     assert report.channel == CHANNEL and "\n" not in report.text
-    assert str(h.db_path.parent) not in report.text and ".lock" not in report.text
+    folder = h.db_path.parent if isinstance(h.db_path, Path) else h.db_path
+    assert str(folder) not in report.text and ".lock" not in report.text
     assert "2 fell due while no bot was running schedules" in report.text
     record(
         "course missed entirely while the bot was down",
@@ -479,10 +481,11 @@ def test_no_reply_promises_a_time_when_no_scheduler_holds_the_lock(harness: Slac
 
 
 def _bot_process(
-    lab: LabProcess, fake: FakeSlack, database: Path, schedule: dict[str, float]
+    lab: LabProcess, fake: FakeSlack, database: Path, schedule: dict[str, float], lease_s: float
 ) -> subprocess.Popen[bytes]:
     """`python -m bot` (HTTP mode) on `database`, the test's lab and its fake Slack."""
     raw = lab_config(lab, database)
+    raw["clones"]["lease_s"] = lease_s
     raw["slack"] = {
         "api_url": fake.api_url,
         "operators": [OPERATOR],
@@ -509,64 +512,72 @@ def _bot_process(
     )
 
 
-def test_the_standing_bot_takes_over_when_the_holder_is_killed_and_runs_the_job_once(
+def test_the_standing_bot_takes_over_when_the_holder_hangs_and_runs_the_job_once(
     make_harness: Callable[..., SlackHarness],
     lab: LabProcess,
     fake_slack: FakeSlack,
     tmp_path: Path,
 ) -> None:
-    """Bots A (a real `python -m bot`, holding the scheduler) and B (standing by) on one
-    database. A strip back falls due while A hangs (SIGSTOP), then A is SIGKILLed: B takes the
-    lock over within its resync interval, runs the strip back once, and says it was due when no
-    bot was running schedules (not "while the bot was not running": B was)."""
-    resync = 1.0
+    """Bots A (a real `python -m bot`, leading) and B (standing by) on one database. A hangs
+    (SIGSTOP) and a strip back falls due: B takes the lease over once A's has run out (within
+    `lease_s` and a third), runs the strip back once, and says it was due when no bot was
+    running schedules. A, continued, is refused its next write (its lease renewal: fenced) and
+    does nothing more."""
+    resync, lease = 1.0, 2.0
     database = tmp_path / "clones.db"  # the harness's database
-    a = _bot_process(lab, fake_slack, database, {"resync_s": 0.5})
+    a = _bot_process(lab, fake_slack, database, {"resync_s": 0.5}, lease)
+    a_log = database.with_name("bot-a.log")
     try:
-        lock = SchedulerLock(lock_path_for(database))
-        wait_until(lambda: f"pid {a.pid} " in lock.holder(), timeout=60)  # read, never probed
+        watch = Leadership(Repository(database))
+        wait_until(lambda: f":{a.pid}:" in watch.holder(), timeout=60)  # read, never probed
         h = make_harness(
-            paused=False, schedule=ScheduleSettings(resync_s=resync), channels=(CHANNEL,)
+            paused=False,
+            schedule=ScheduleSettings(resync_s=resync),
+            channels=(CHANNEL,),
+            lease_s=lease,
         )
         sched = h.bot.schedules
-        assert not sched.active  # A holds the lock: B stands by
+        assert not sched.active  # A leads: B stands by
         [standing] = _texts(h, "Standing by")
         assert standing.text == (
             ":calendar: Standing by: another bot runs the schedules for this database; this "
-            "one takes them over within 1 s if that one stops."
+            "one takes them over within 3 s if that one stops."
         )
         h.command("deploy capture 2 as s2c")
         h.command("deploy capture 1 as s2d")
         _deployed(h, 2)
 
         os.kill(a.pid, signal.SIGSTOP)  # A hangs: its scheduler runs nothing
-        end = datetime.now(UTC) + timedelta(seconds=1)
+        stopped = time.monotonic()
+        end = datetime.now(UTC) + timedelta(seconds=0.5)
         sched.set_end("s2c", end, actor=OPERATOR)
-        wait_until(lambda: datetime.now(UTC) > end)  # due while A hangs
-        assert not sched.active  # A still holds the lock: B does not take it over
-        killed = time.monotonic()
-        os.kill(a.pid, signal.SIGKILL)
-        a.wait(30)
         wait_until(lambda: sched.active, timeout=30)
-        takeover_s = time.monotonic() - killed
+        takeover_s = time.monotonic() - stopped
+        assert datetime.now(UTC) > end  # it fell due while nobody led
         # A reply right after the takeover promises a time this bot will keep.
         h.command("schedule s2d until in 2h")
         said = _said(h, "s2d strips back")
         assert "No bot" not in said["text"]
         _message(h, "Stripped back s2c: 2 clones destroyed")
         _idle(h)
+        os.kill(a.pid, signal.SIGCONT)  # A comes back: it no longer leads
+        wait_until(
+            lambda: "fenced: Refused: renewing lease 'scheduler'" in a_log.read_text(), timeout=30
+        )
+        _idle(h)
     finally:
         if a.poll() is None:
             a.kill()
             a.wait(30)
     record(
-        "standing bot takes the scheduler over after SIGKILL",
-        resync_s=resync,
+        "standing bot takes the scheduler over from a hung leader",
+        lease_s=lease,
         takeover_s=round(takeover_s, 2),
         teardown_runs=[r.kind for r in h.core.repo.runs(environment="s2c")].count(RunKind.TEARDOWN),
     )
-    # The next try after the lock came free (every `resync` s); the margin is for a busy machine.
-    assert takeover_s <= resync + 2.0, takeover_s
+    # The lease runs out within `lease` s of the stop, the next try within a third of it; the
+    # margin is for a busy machine.
+    assert takeover_s <= lease + lease / 3 + 2.0, takeover_s
     [taken] = _texts(h, "Took the schedules over from a bot that stopped")
     assert taken.channel == CHANNEL
     assert "1 fell due while no bot was running schedules" in taken.text

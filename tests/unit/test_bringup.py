@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,7 @@ from bot.domain.models import Clone, CloneState, RunKind
 from bot.domain.placement import Host, spread
 from bot.domain.results import ProgressEvent
 from bot.domain.vsphere import CloneRequest, VmFacts
+from bot.ports import VCenter
 from bot.services.container import Services
 from bot.services.dispatch import Deployed, Invocation, dispatch
 from bot.services.limits import OpLimits, clone_host
@@ -233,11 +234,15 @@ class GatedVCenter(FakeVCenter):
         return out
 
 
+if TYPE_CHECKING:  # mypy proves the double implements its port (docs/architecture.md)
+    _gated: VCenter = GatedVCenter(last="")
+
+
 def test_each_clone_is_on_and_customized_before_the_last_is_made(
     make_services: Any, vcenter: FakeVCenter
 ) -> None:
     fake = GatedVCenter(last="TRN-CAP-006")
-    fake.customization_spec_exists = lambda name: True  # type: ignore[method-assign]
+    fake.customization_spec_exists = lambda spec_name: True  # type: ignore[method-assign]
     s = _services_over(make_services, fake, types=CUSTOMIZED, concurrency=2)
     result, events = _deploy(s, "deploy capture 6 as cohort and power on")
 
@@ -259,7 +264,7 @@ def test_each_clone_is_on_and_customized_before_the_last_is_made(
 def test_a_failed_customization_is_counted_and_recorded(
     make_services: Any, vcenter: FakeVCenter
 ) -> None:
-    vcenter.customization_spec_exists = lambda name: True  # type: ignore[method-assign]
+    vcenter.customization_spec_exists = lambda spec_name: True  # type: ignore[method-assign]
     broken: set[str] = set()
     real = vcenter.customization_outcomes
 
@@ -319,7 +324,7 @@ def test_a_resumed_deployment_that_powers_on_finishes_the_bring_up_of_earlier_cl
     """After a crash, the run recovery starts in its place (power_on inherited) powers on the
     clones made before that were still off, watches again a customization still awaited (that
     clone is not powered on again), and counts the ones already done."""
-    vcenter.customization_spec_exists = lambda name: True  # type: ignore[method-assign]
+    vcenter.customization_spec_exists = lambda spec_name: True  # type: ignore[method-assign]
     s = make_services(types=CUSTOMIZED)
     _deploy(s, "deploy capture 3 as cohort")  # made, left off: the state at the crash, below
     awaited, done, off = s.repo.clones(environment="cohort")
@@ -337,7 +342,7 @@ def test_a_resumed_deployment_that_powers_on_finishes_the_bring_up_of_earlier_cl
     ids = [awaited.id, done.id, off.id]
     run = s.repo.start_run(
         environment="cohort", kind=RunKind.DEPLOY, requested_by="t", requested=3,
-        clone_ids=ids, power_on=True,
+        clone_ids=ids, power_on=True, owner=s.service.runs.owner,  # this process's, as resumed
     )  # fmt: skip
     events: list[ProgressEvent] = []
     result = s.service.deploy_runs.run_clones(

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 
 from bot.domain import grammar
+from bot.domain.history import AuditLog
 from bot.domain.models import CloneState, RunKind, RunState
 from bot.services.container import Services
 from bot.services.dispatch import Invocation, dispatch
 from bot.services.schedules.prune import Pruner
 from storage.sql import to_text
-from tests.helpers import Clock, set_state
+from tests.helpers import Clock, set_state, stored
 from tests.history import fill
 
 WHO = Invocation("trainer", "cli")
@@ -35,7 +36,7 @@ def run(s: Services, text: str) -> Any:
 def year(services: Services) -> Services:
     """Services whose database holds a year of finished courses (500 here; the benchmark
     writes 7,860) and, beside them, two live environments deployed the usual way."""
-    fill(Path(str(services.repo.location)), environments=500)
+    fill(Path(str(stored(services.repo).location)), environments=500)
     run(services, "deploy capture 3 as live-a")
     run(services, "deploy packaging 2 as live-b")
     return services
@@ -107,7 +108,7 @@ def _everyday_reads(s: Services) -> None:
 def test_the_everyday_reads_use_indexes_that_hold_only_what_they_show(year: Services) -> None:
     """EXPLAIN QUERY PLAN of every statement the everyday reads run on a year of history: none
     scans a history table, or an index of all its rows."""
-    conn = year.repo._db().conn  # this thread's connection: the reads below run on it
+    conn = stored(year.repo)._db().conn  # this thread's connection: the reads below run on it
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     try:
@@ -171,6 +172,7 @@ def test_the_audit_log_from_a_date_oldest_first(year: Services) -> None:
     everything = run(year, "audit --since 400d")
     assert len(everything.entries) >= 2 * 500
     slack = dispatch(year, grammar.parse("audit --since 400d"), Invocation("U1", "slack"))
+    assert isinstance(slack, AuditLog)
     assert len(slack.entries) == 40 and slack.more == len(everything.entries) - 40
     assert slack.entries == everything.entries[-40:]  # the newest
 
@@ -219,7 +221,7 @@ def _counts(path: Path) -> dict[str, int]:
 def two_years(services: Services) -> Iterator[Services]:
     """800 days of finished courses, and old environments that something keeps."""
     s = services
-    path = Path(str(s.repo.location))
+    path = Path(str(stored(s.repo).location))
     old = NOW - timedelta(days=600)
     # Live for 600 days: a clone still in vCenter, the run that made it, and an earlier
     # cohort's destroyed clone under the same name.
@@ -272,7 +274,7 @@ def two_years(services: Services) -> Iterator[Services]:
 
 def test_pruning_removes_only_what_is_older_than_the_window(two_years: Services) -> None:
     s = two_years
-    path = Path(str(s.repo.location))
+    path = Path(str(stored(s.repo).location))
     cut = NOW - WINDOW
     conn = sqlite3.connect(path)
     course_ends = dict(
@@ -369,6 +371,6 @@ def test_pruning_runs_in_small_batches_at_the_quiet_hour_once_a_day(
 
 def test_history_days_zero_keeps_history_for_ever(make_services: Any) -> None:
     s = make_services(history_days=0, audit_days=0)
-    fill(Path(str(s.repo.location)), environments=20, days=3000)
+    fill(Path(str(stored(s.repo).location)), environments=20, days=3000)
     pruned = Pruner(s.settings, s.repo, lambda: NOW).prune()
     assert pruned.done and pruned.removed == 0

@@ -20,7 +20,7 @@ from bot.domain.errors import PermissionDenied, VCenterFault
 from bot.domain.models import CloneState
 from bot.domain.trainees import VmLost, VmRef
 from bot.services.container import Services
-from bot.services.dispatch import dispatch, settled
+from bot.services.dispatch import Invocation, dispatch, settled
 from storage import Repository
 from tests.fakes import FakePeople, FakeVCenter
 from tests.unit.test_trainees import TRAINER, run, trainee
@@ -36,6 +36,11 @@ BEGIN
     WHERE clone_id = NEW.id AND ended_at IS NULL;
 END
 """
+
+
+def _act(s: Services, command: object, who: Invocation) -> Any:
+    """The command's result, read by attribute (`dispatch` answers `object`)."""
+    return dispatch(s, command, who)
 
 
 @pytest.fixture
@@ -112,7 +117,7 @@ def test_a_name_reused_after_the_vm_went_missing_never_reaches_the_new_holder(
     moref = _reuse_the_name_for_u08(s, vcenter)
     _u01_reaches_nothing(s, vcenter, old, moref)
     # U08's own button works, on U08's VM.
-    assert dispatch(s, grammar.MyPower("off", ref=_button(s, "U08")), trainee("U08")).done == [
+    assert _act(s, grammar.MyPower("off", ref=_button(s, "U08")), trainee("U08")).done == [
         "TRN-CAP-001"
     ]
     assert not vcenter.vms[moref].powered_on
@@ -124,7 +129,7 @@ def test_a_failed_rebuild_ends_the_assignment_and_the_reused_name_is_not_the_tra
     s = services
     old = _course_a_for_u01(s)
     vcenter.fail_clone["TRN-CAP-001"] = VCenterFault("no", "InvalidArgument")
-    result = dispatch(s, grammar.Rebuild(), trainee("U01"))
+    result = _act(s, grammar.Rebuild(), trainee("U01"))
     assert result.refreshed == [] and result.failed
     del vcenter.fail_clone["TRN-CAP-001"]
     [clone] = s.repo.clones(environment="course-a")
@@ -144,7 +149,7 @@ def test_a_button_shown_before_a_rebuild_is_stale_and_refused(
     run(s, "deploy capture 2 as nov and power on")
     run(s, "assign nov U01 U02")
     before = _button(s, "U01")
-    assert dispatch(s, grammar.Rebuild(ref=before), trainee("U01")).refreshed == ["TRN-CAP-001"]
+    assert _act(s, grammar.Rebuild(ref=before), trainee("U01")).refreshed == ["TRN-CAP-001"]
     after = _button(s, "U01")
     assert after.clone_id == before.clone_id and after.instance_uuid != before.instance_uuid
 
@@ -155,7 +160,7 @@ def test_a_button_shown_before_a_rebuild_is_stale_and_refused(
     [denied] = _denied(s, "U01")
     assert denied.command == "power off TRN-CAP-001" and "stale button" in denied.detail
     # The fresh button, and U02's identity in U01's hands (a forged value): mine only.
-    assert dispatch(s, grammar.MyPower("off", ref=after), trainee("U01")).done == ["TRN-CAP-001"]
+    assert _act(s, grammar.MyPower("off", ref=after), trainee("U01")).done == ["TRN-CAP-001"]
     with pytest.raises(PermissionDenied, match="not your VM"):
         dispatch(s, grammar.Reset(ref=_button(s, "U02")), trainee("U01"))
     assert vcenter.named("TRN-CAP-002").powered_on
@@ -211,7 +216,7 @@ def test_an_operators_power_off_by_name_is_settled_by_identity(
     assert vcenter.vms[moref].powered_on
     # Settled now, it names U08's VM, and powers that one off.
     now = settled(s, grammar.parse("power off TRN-CAP-001"), TRAINER)
-    assert dispatch(s, now, TRAINER).done == ["TRN-CAP-001"]
+    assert _act(s, now, TRAINER).done == ["TRN-CAP-001"]
     assert not vcenter.vms[moref].powered_on
 
 

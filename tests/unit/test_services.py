@@ -12,9 +12,11 @@ import pytest
 from bot.domain import grammar
 from bot.domain.errors import ConflictError, VCenterFault, VCenterUnreachable
 from bot.domain.models import CloneState, RunKind, RunState
+from bot.domain.results import REFRESHING, ProgressEvent
 from bot.services.container import Services
 from bot.services.dispatch import Deployed, Invocation, dispatch, plan_for
 from bot.services.pipeline import run_per_clone
+from handlers.blocks import runs as shown
 from tests.fakes import FakeVCenter
 
 WHO = Invocation("trainer", "cli")
@@ -257,3 +259,34 @@ def test_a_vm_without_labels_is_checked_by_its_notes_read_for_it_alone(
     result = services.service.teardown("nov", actor="trainer")
     assert sorted(result.destroyed) == ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]
     assert vcenter.sighting_extras == [("storage",), ("notes",)]
+
+
+def test_a_resumed_refresh_reports_its_progress_as_a_refresh(
+    services: Services, vcenter: FakeVCenter
+) -> None:
+    """Progress events carry a label, not a run kind: a refresh taken over after a crash says
+    it refreshes (it used to say it deployed, the only label its clone loop had)."""
+    deploy(services, "deploy capture 3 as nov")
+    original = vcenter.clone
+    made: list[str] = []
+
+    def flaky(req: Any, *, finish: bool = True) -> Any:
+        if made:
+            vcenter.lost = True
+        made.append(req.name)
+        return original(req, finish=finish)
+
+    vcenter.clone = flaky  # type: ignore[method-assign]
+    with pytest.raises(VCenterUnreachable):
+        deploy(services, "refresh nov")
+    [run] = [r for r in services.repo.runs(environment="nov") if r.kind is RunKind.REFRESH]
+    assert run.state is RunState.INTERRUPTED
+    vcenter.lost = False
+    vcenter.clone = original  # type: ignore[method-assign]
+    events: list[ProgressEvent] = []
+    report = services.recovery.recover(actor="trainer", on_event=events.append)
+    [resumed] = report.resumed
+    assert resumed.kind is RunKind.REFRESH and report.complete, report.text
+    assert events and {e.label for e in events} == {REFRESHING}
+    assert events[0].message.startswith("Refreshing ")
+    assert "Resuming the refresh of *nov*" in str(shown.resumed_progress(events[-1], "U1").blocks)

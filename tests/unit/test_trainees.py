@@ -24,12 +24,14 @@ from bot.domain.trainees import (
     HandOut,
     HandOutProgress,
     LabEnding,
+    RebuildPlan,
     VmRef,
     VmRemoved,
     read_roster,
 )
 from bot.services.container import Services
 from bot.services.dispatch import Invocation, dispatch, plan_for, settled
+from bot.services.refresh import RefreshResult
 from tests.fakes import FakePeople, FakeVCenter
 
 TRAINER = Invocation("UTRAINER", "slack", "CTRAIN", anyone=True)
@@ -193,10 +195,10 @@ def test_a_rebuild_re_creates_the_recorded_vm_same_name_and_assignment(
     ref = VmRef(held.clone_id, old.instance_uuid, "TRN-CAP-001")
     assert command == grammar.Rebuild(vm="TRN-CAP-001", ref=ref)  # by identity, not name
     plan = plan_for(services, command)
-    assert plan is not None and plan.vm == "TRN-CAP-001" and plan.trainee == "U01"
+    assert isinstance(plan, RebuildPlan) and plan.vm == "TRN-CAP-001" and plan.trainee == "U01"
     assert plan.ref == ref
     result = dispatch(services, command, trainee("U01"))
-    assert result.refreshed == ["TRN-CAP-001"]
+    assert isinstance(result, RefreshResult) and result.refreshed == ["TRN-CAP-001"]
     new = vcenter.named("TRN-CAP-001")
     assert new.moref != old.moref and new.linked and old.moref not in vcenter.vms
     assert vcenter.named("TRN-CAP-002") is other  # nobody else's VM was touched
@@ -275,9 +277,8 @@ def test_a_rebuild_waits_for_a_live_run_but_not_for_a_dead_one(make_services: An
         dispatch(s, grammar.Rebuild(vm="TRN-CAP-001"), trainee("U01"))
     assert time.monotonic() - started >= 2.5  # waited for it, up to busy_wait_s
     s.repo.finish_run(busy.id, state=RunState.SUCCEEDED, succeeded=1, failed=0)
-    assert dispatch(s, grammar.Rebuild(vm="TRN-CAP-001"), trainee("U01")).refreshed == [
-        "TRN-CAP-001"
-    ]
+    rebuilt = dispatch(s, grammar.Rebuild(vm="TRN-CAP-001"), trainee("U01"))
+    assert isinstance(rebuilt, RefreshResult) and rebuilt.refreshed == ["TRN-CAP-001"]
 
 
 def test_a_rebuild_cut_short_is_finished_by_recovery_with_its_assigned_to(

@@ -22,7 +22,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from pathlib import Path
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -32,8 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from bot.adapters.scheduler.lock import SchedulerLock
-from bot.ports import JobArgs, JobHandler, ScheduledJob
+from bot.ports import JobArgs, JobHandler, Leadership, ScheduledJob
 
 log = logging.getLogger("clones.schedule")
 
@@ -89,20 +87,19 @@ class _TrackingExecutor(ThreadPoolExecutor):
 
 class Scheduler:
     """`bot.ports.Scheduler` on APScheduler's `BackgroundScheduler`, with the database's
-    `SchedulerLock`."""
+    leadership (`bot.services.leadership.Leadership`: who may run it)."""
 
     def __init__(
         self,
-        lock_path: Path,
+        lock: Leadership,
         *,
         timezone: tzinfo | str = "UTC",
         max_workers: int = MAX_WORKERS,
         backend: BaseScheduler | None = None,
-        lock: SchedulerLock | None = None,
     ) -> None:
         self.key = uuid.uuid4().hex
         self.timezone = timezone
-        self._lock = lock or SchedulerLock(lock_path)
+        self._lock = lock
         self.backend = backend or BackgroundScheduler(
             timezone=timezone, executors={"default": _TrackingExecutor(self, max_workers)}
         )
@@ -112,7 +109,7 @@ class Scheduler:
         self._inflight: dict[str, int] = {}  # job id -> handed to a thread, not finished
 
     @property
-    def lock(self) -> SchedulerLock:
+    def lock(self) -> Leadership:
         return self._lock
 
     @property

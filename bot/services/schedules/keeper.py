@@ -1,6 +1,9 @@
-"""Keeping the schedules: the scheduler's job table derived from SQLite, in the one bot holding
-the database's scheduler lock; the bots standing by, which take it over when the holder dies; the
-start-up (or takeover) report, and the note that no scheduler keeps a time right now.
+"""Keeping the schedules: the scheduler's job table derived from the database, in the one bot
+that leads (holds the database's `scheduler` lease: bot/services/leadership.py); the bots standing
+by, which take it over once the leader's lease expires (it died, hung or was cut off); the
+start-up (or takeover) report, and the note that no scheduler keeps a time right now. A leader
+that loses the lease empties its job table, and every claim a job makes is fenced by the epoch it
+led under (`fence`), so a leader that comes back after another took over writes nothing.
 
 The job table is rebuilt from SQLite at start-up and re-synced every `[schedule] resync_s` (default
 30 s), so schedules set from the terminal, in another process, are picked up. Jobs have fixed ids
@@ -11,12 +14,13 @@ time, whether it was missed), and are handed to `run` (see `runners.py`).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
-from bot.domain.models import Environment, ScheduleRecord
+from bot.domain.models import Environment, Fence, ScheduleRecord
 from bot.host import release_freed_memory
 from bot.ports import JobArgs, Repository, Scheduler
 from bot.services.schedules.results import StartReport
@@ -39,7 +43,7 @@ def kind_of(jid: str) -> str:
 
 
 class Keeper:
-    """The job table of one process's scheduler, and who keeps the times (the lock)."""
+    """The job table of one process's scheduler, and who keeps the times (the lease)."""
 
     def __init__(
         self,
@@ -60,9 +64,8 @@ class Keeper:
         # Called (in the scheduler's thread) after this process took the scheduler over from
         # one that stopped; the Slack bot reports it and recovers the runs the other left.
         self.on_takeover: Callable[[StartReport], None] | None = None
-        # Called after each periodic re-sync by the process holding the scheduler: work that
-        # another process recorded for the bot to finish (trainees to tell their VM was removed
-        # by a strip back run from a terminal without a Slack token).
+        # Called after each periodic re-sync by the leader: work another process left the bot
+        # (trainees to tell their VM was removed by a strip back from a tokenless terminal).
         self.after_resync: Callable[[], object] | None = None
         # Also after each re-sync, in the holder only: pruning history at the quiet hour.
         self.housekeeping: Callable[[], object] | None = None
@@ -78,12 +81,10 @@ class Keeper:
 
     # ------------------------------------------------------------------ who keeps the times
     def keeper_note(self) -> str:
-        """ "" when a scheduler will run what was just scheduled (this process, or another bot
-        holding the lock); else a sentence saying that no scheduler runs right now.
-
-        A bot standing by takes the scheduler over here and now when it is free, so its reply
-        never promises a time that nobody keeps.
-        """
+        """ "" when a scheduler will run what was just scheduled (this process, or the leader
+        elsewhere); else a sentence saying that no scheduler runs right now. A bot standing by
+        takes the scheduler over here and now when it is free, so its reply never promises a
+        time that nobody keeps."""
         if self.active:
             return ""
         if self._started:
@@ -95,7 +96,7 @@ class Keeper:
         if self.lock.bots_elsewhere():
             return (
                 "No bot holds the scheduler for this database at this moment; the bot standing "
-                f"by takes it over within {seconds(self.resync_s)} and runs anything due, late "
+                f"by takes it over within {seconds(self.takeover_s)} and runs anything due, late "
                 "if need be."
             )
         return (
@@ -103,6 +104,16 @@ class Keeper:
             "that time until one starts (`python -m bot`); it then runs anything due, late if "
             "need be."
         )
+
+    @property
+    def takeover_s(self) -> float:
+        """A standby's takeover time: the lease runs out, then its next try (lease/3 or re-sync)."""
+        lease = self.lock.lease_s
+        return math.ceil(lease + min(lease / 3.0, self.resync_s if self.resync_s > 0 else lease))
+
+    def fence(self) -> Fence | None:
+        """What the jobs' claims are checked against: the lease led under (None: never started)."""
+        return self.lock.fence() if self._started else None
 
     def running_anywhere(self) -> bool:
         """True while a scheduler runs for this database (here, or in a bot holding the lock)."""
@@ -117,21 +128,23 @@ class Keeper:
         the scheduler holds its jobs without running them (tests drive `run_due` and `sync`).
         """
         self.scheduler.start(self._on_job)
-        self.lock.mark_bot()
+        self.lock.on_lost = self._lost
+        self.lock.on_vacant = self._vacant
         self._started = True
+        self.lock.mark_bot()
         if self.lock.acquire():
             report = self._start_report(self._sync_jobs(catch_up=True), took_over=False)
         else:
             log.warning(
-                "Scheduler lock %s is held by %s: standing by, trying it every %s",
-                self.lock.path,
-                self.lock.holder() or "another process",
-                seconds(self.resync_s),
+                "Scheduler %s is held by %s: standing by, taking it over within %s if it stops",
+                self.lock.where,
+                self.lock.holder() or "another bot",
+                seconds(self.takeover_s),
             )
             report = StartReport(
                 False,
                 "Standing by: another bot runs the schedules for this database; this one takes "
-                f"them over within {seconds(self.resync_s)} if that one stops.",
+                f"them over within {seconds(self.takeover_s)} if that one stops.",
             )
         if self.resync_s > 0:
             # The holder re-reads SQLite; a bot standing by tries the lock (see `sync`).
@@ -153,10 +166,10 @@ class Keeper:
             )
         log.log(
             logging.WARNING if took_over else logging.INFO,
-            "%s [database %s, lock %s]",
+            "%s [database %s, %s]",
             message,
             self.settings.database,
-            self.lock.path,
+            self.lock.where,
         )
         return StartReport(True, message + ".", jobs, missed, took_over=took_over)
 
@@ -164,6 +177,19 @@ class Keeper:
         self._started = False
         self.scheduler.shutdown(wait=wait)
         self.lock.release()
+
+    def _vacant(self) -> None:
+        """The lease thread, standing by: try the lease (`sync` takes the scheduler over)."""
+        if self._started:
+            self.sync()
+
+    def _lost(self, reason: str) -> None:
+        """Another bot leads now: this job table runs nothing more (a running job is fenced)."""
+        with self._sync_lock:
+            for job in self.scheduler.jobs():
+                if kind_of(job.id) in JOB_KINDS:
+                    self.scheduler.remove(job.id)
+        log.warning("the schedules are another bot's now; this one stands by (%s)", reason)
 
     def job_ids(self) -> list[str]:
         return sorted(j.id for j in self.scheduler.jobs())
@@ -195,8 +221,11 @@ class Keeper:
         with self._sync_lock:
             if self.lock.held:
                 return self._sync_jobs(catch_up=startup)
+            before = self.lock.fence().epoch
             if not self._started or not self.lock.acquire():
                 return []
+            if before and self.lock.fence().epoch == before:  # renewed late: nobody else led
+                return self._sync_jobs(catch_up=startup)
             report = self._start_report(self._sync_jobs(catch_up=True), took_over=True)
         if self.on_takeover is not None:
             try:

@@ -22,7 +22,7 @@ import threading
 from datetime import datetime
 
 from bot.domain import grammar
-from bot.domain.errors import ClonesError, ConflictError, NotFoundError, VCenterError
+from bot.domain.errors import ClonesError, ConflictError, Fenced, NotFoundError, VCenterError
 from bot.domain.models import Environment, RunKind, ScheduleRecord
 from bot.ports import Repository, RunReport
 from bot.services.core import Service
@@ -76,6 +76,8 @@ class Runners:
                 self._run_locked(kind, environment, planned, missed)
             finally:
                 lock.release()
+        except Fenced as exc:  # another bot leads (or runs the run) now: its work, not ours
+            log.warning("fenced: scheduled %s of %s: %s", kind, environment, exc)
         except Exception:
             log.exception("scheduled %s of %s failed", kind, environment)
 
@@ -123,7 +125,7 @@ class Runners:
         if env_now.ends_at is not None and env_now.ends_at <= self.rules.clock():
             self._skip_deploy(env_now, record, planned, missed)
             return
-        if not self.repo.claim_start(name, planned):
+        if not self.repo.claim_start(name, planned, fence=self.keeper.fence()):
             log.info("scheduled deploy of %s for %s: moved, cancelled or done", name, planned)
             return
         self._deploy(name, record, planned, missed)
@@ -150,6 +152,8 @@ class Runners:
                 channel=env.channel,
                 on_event=report.on_event,
             )
+        except Fenced:
+            raise  # another bot runs it now, and says so: nothing to report from here
         except ClonesError as exc:
             report.stopped(f"Scheduled deployment of {name} failed: {exc}")
             return
@@ -168,12 +172,12 @@ class Runners:
     ) -> None:
         """A deployment whose course has already ended creates nothing, and says why."""
         assert env.ends_at is not None
-        if not self.repo.claim_start(env.name, planned):
+        if not self.repo.claim_start(env.name, planned, fence=self.keeper.fence()):
             return
         ends = env.ends_at
         live = self.repo.clones(environment=env.name, states=LIVE_STATES)
         self.repo.save_schedule(env.name, deploy_command=None)
-        if not live and self.repo.claim_end(env.name, ends):
+        if not live and self.repo.claim_end(env.name, ends, fence=self.keeper.fence()):
             self._finish_teardown(env.name)  # nothing to strip back: the course is over
         self.repo.audit(
             actor="scheduler",
@@ -216,7 +220,7 @@ class Runners:
             # this strip back in the job table again, or drops it when the course is over.
             log.info("scheduled strip back of %s waits for its pending deployment", name)
             return False
-        if self.repo.claim_end(name, planned):
+        if self.repo.claim_end(name, planned, fence=self.keeper.fence()):
             return True
         record = self.repo.get_schedule(name)
         resuming = (
@@ -264,6 +268,8 @@ class Runners:
                 channel=env.channel,
                 on_event=report.on_event,
             )
+        except Fenced:
+            raise  # another bot runs it now, and says so: nothing to report from here
         except NotFoundError as exc:
             report.stopped(f"Scheduled strip back of {name}: nothing to do ({exc}).")
         except ConflictError as exc:
@@ -315,7 +321,7 @@ class Runners:
         if env_now is not None and env_now.starts_at is not None:
             log.info("reminder for %s: its deployment has not run yet", name)
             return
-        if not self.repo.mark_reminded(name, planned_end):
+        if not self.repo.mark_reminded(name, planned_end, fence=self.keeper.fence()):
             log.info("reminder for %s at %s: already sent, or the end moved", name, planned_end)
             return
         env = self.service.environment(name)
