@@ -33,9 +33,11 @@ def test_a_run_taken_over_mid_clone_asks_for_no_more_clones_and_records_no_failu
         asked.append(req.name)
         if len(asked) != 2:
             return real(req, finish=finish)
-        # The second clone's task is in vCenter; the third has recorded its UUID and waits for
-        # the slot. This process hangs past the run's lease: another bot takes the run over...
-        wait_until(lambda: _states(s).count(CloneState.CLONING) == 2, timeout=10)
+        # The second clone's task is in vCenter; the first is recorded ready (its worker free),
+        # so the third has recorded its UUID and waits for the slot. This process hangs past
+        # the run's lease: another bot takes the run over...
+        at_the_takeover = [CloneState.READY, CloneState.CLONING, CloneState.CLONING]
+        wait_until(lambda: _states(s) == at_the_takeover, timeout=10)
         (run,) = [r for r in s.repo.runs(environment="cohort") if r.state is RunState.RUNNING]
         assert s.repo.supersede_run(run.id, owner=OTHER_BOT, expected_owner=run.owner)
         # ...and, continued, this process hears that the task failed.
