@@ -154,7 +154,11 @@ func refusalFault(rule RefuseSpec, body interface{}) (types.BaseMethodFault, str
 	case "InvalidState":
 		return &types.InvalidState{}, "The operation is not allowed in the current state."
 	case "TaskInProgress":
-		return &types.TaskInProgress{Task: object}, "Another task is already in progress."
+		// Its task is the one in progress on the object (a Task, never the object itself:
+		// pyVmomi refuses any other type); a refused task method names its own failed task
+		// (writeFailedTask).
+		inProgress := types.ManagedObjectReference{Type: "Task", Value: "task-inprogress-" + object.Value}
+		return &types.TaskInProgress{Task: inProgress}, "Another task is already in progress."
 	}
 	return &types.SystemError{Reason: "fault injected by the lab"}, "A general system error occurred: fault injected by the lab"
 }
@@ -210,6 +214,9 @@ func writeFailedTask(w http.ResponseWriter, obj mo.Reference, method string, fau
 	task := simulator.CreateTask(obj, name, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
 		return nil, fault
 	})
+	if tip, ok := fault.(*types.TaskInProgress); ok {
+		tip.Task = task.Self
+	}
 	ref := task.Run()
 	simulator.Map.Update(task, []types.PropertyChange{{Name: "info.error", Val: types.LocalizedMethodFault{
 		Fault: fault, LocalizedMessage: msg,

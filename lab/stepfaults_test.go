@@ -137,6 +137,35 @@ func TestARefusedTaskMethodGetsARealFailedTask(t *testing.T) {
 	}
 }
 
+func TestARefusalWithTaskInProgressNamesATask(t *testing.T) {
+	tl := startLab(t, nil)
+	c := tl.connect()
+	parent := tl.parent(c, "Capture")
+	snap := tl.snapshot(parent)
+	clone := tl.mustClone(parent, "c1", tl.cloneSpec(&snap, linkedMove))
+	tl.mustCall("POST", "/lab/config", refuse(
+		map[string]interface{}{"method": "Destroy_Task", "fault": "TaskInProgress", "nth": []int{1}},
+	), nil)
+	ctx := context.Background()
+	tk, err := clone.Destroy(ctx)
+	if err != nil {
+		t.Fatalf("Destroy_Task: %v", err)
+	}
+	err = tk.Wait(ctx)
+	if faultName(err) != "TaskInProgress" {
+		t.Fatalf("destroy task: %v, want TaskInProgress", err)
+	}
+	// vCenter's TaskInProgress names a Task (pyVmomi refuses any other type there).
+	tip := err.(task.Error).Fault().(*types.TaskInProgress)
+	if tip.Task.Type != "Task" || tip.Task.Value == "" {
+		t.Fatalf("TaskInProgress.task = %v, want a Task", tip.Task)
+	}
+	fault, _ := refusalFault(RefuseSpec{Method: "SetField", Fault: "TaskInProgress"}, nil)
+	if ref := fault.(*types.TaskInProgress).Task; ref.Type != "Task" {
+		t.Fatalf("a SOAP fault's TaskInProgress.task = %v, want a Task", ref)
+	}
+}
+
 func TestRefusedWithNotAuthenticatedEndsTheSession(t *testing.T) {
 	tl := startLab(t, nil)
 	ctx := context.Background()

@@ -10,12 +10,12 @@ from typing import Any, Final
 
 from bot.domain.capacity import ClonePeak
 from bot.domain.errors import ConfigError, ConflictError, NotFoundError
-from bot.domain.models import Clone, CloneState, Fence, clone_transition
+from bot.domain.models import CLONE_TRANSITIONS, Clone, CloneState, Fence, clone_transition
 from bot.domain.results import FAILURE_STATES, FailedClone
 from storage.core import Core
 from storage.environments import require_environment
 from storage.faults import IntegrityViolation
-from storage.leases import check_fence
+from storage.leases import check_fence, fence_condition
 from storage.parents import ParentStore
 from storage.runs import load_run
 from storage.sql import CURRENT, LIVE, Where, from_text, placeholders, to_text, utc_now
@@ -221,29 +221,41 @@ class CloneStore(FoundCloneStore, ParentStore):
             values["kept_attributes"] = json.dumps(kept, sort_keys=True) if kept else ""
         values["updated_at"] = to_text(utc_now())
         assignments = ", ".join(f"{column} = ?" for column in values)
-        with self.transaction():
-            check_fence(self, fence)
-            row = self._clone_row(clone_id)
-            current = clone_record(row)
-            if "state" in changes:
-                clone_transition(current.state, CloneState(changes["state"]))
-            try:
-                self._execute(
-                    f"UPDATE clones SET {assignments} WHERE id = ?", [*values.values(), clone_id]
-                )
-            except IntegrityViolation as exc:
-                if exc.unique:
-                    raise ConflictError(
-                        f"Clone {current.name!r} cannot become live again: another live clone"
-                        " already has that name."
-                    ) from exc
+        # One statement (a round trip on PostgreSQL, inside the write lock): the state change
+        # allowed only from the states that may make it, the fence in its WHERE, the row as
+        # written back by RETURNING. When it writes nothing, the checks below say why.
+        where, params = "id = ?", [*values.values(), clone_id]
+        if "state" in changes:
+            new = CloneState(changes["state"])
+            sources = [s.value for s, to in CLONE_TRANSITIONS.items() if s is new or new in to]
+            where += f" AND state IN ({placeholders(sources)})"
+            params += sources
+        fenced, fence_params = fence_condition(fence)
+        sql = f"UPDATE clones SET {assignments} WHERE {where}{fenced} RETURNING *"
+        try:
+            if not self._in_transaction():  # inside one, a failure must undo only this write
+                written, _ = self._write_alone(sql, [*params, *fence_params])
+                if written:
+                    return clone_record(written[0])
+            with self.transaction():  # nothing written: again, then each check, in one
+                written, _ = self._write_alone(sql, [*params, *fence_params])
+                if written:
+                    return clone_record(written[0])
+                check_fence(self, fence)
+                current = clone_record(self._clone_row(clone_id))
+                if "state" in changes:
+                    clone_transition(current.state, CloneState(changes["state"]))
+                raise AssertionError(f"clone {clone_id}: nothing written, no check says why")
+        except IntegrityViolation as exc:  # read after the write was undone
+            name = self._clone_row(clone_id)["name"]
+            if exc.unique:
                 raise ConflictError(
-                    f"Clone {current.name!r} cannot refer to run {values.get('run_id')}:"
-                    " there is no such run."
+                    f"Clone {name!r} cannot become live again: another live clone"
+                    " already has that name."
                 ) from exc
-            # The row as written, without reading it back (a round trip per write on
-            # PostgreSQL; a deployment writes each clone twice): no trigger changes a clone.
-            return clone_record({**row, **values})
+            raise ConflictError(
+                f"Clone {name!r} cannot refer to run {values.get('run_id')}: there is no such run."
+            ) from exc
 
     def get_clone(self, clone_id: int) -> Clone:
         return clone_record(self._clone_row(clone_id))

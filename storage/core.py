@@ -193,6 +193,27 @@ class Core:
             cursor: Cursor = db.execute(sql, params)
             return cursor
 
+    def _in_transaction(self) -> bool:
+        """True inside a transaction this thread opened (`transaction`)."""
+        with self._backend.faults():
+            return self._backend.current() is not None
+
+    def _write_alone(
+        self, sql: str, params: Sequence[object] = ()
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One write statement (a RETURNING clause's rows and the row count back): on
+        PostgreSQL outside a transaction, its own write transaction in as few round trips as
+        the write lock allows (`PostgresBackend.write_alone`); otherwise as `_execute`."""
+        backend = self._backend
+        if isinstance(backend, PostgresBackend) and backend.current() is None:
+            with backend.faults():
+                return backend.write_alone(sql, params)
+        with self._writer() as db:
+            cursor = db.execute(sql, params)
+            keys = [d[0] for d in cursor.description or ()]
+            rows = [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()] if keys else []
+            return rows, cursor.rowcount
+
     def _insert(self, sql: str, params: Sequence[object] = ()) -> int:
         """An INSERT into a table with an `id` key; the new row's id."""
         with self._writer() as db:

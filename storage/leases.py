@@ -81,6 +81,24 @@ def check_fence(core: Core, fence: Fence | None) -> None:
             )
 
 
+def fence_condition(fence: Fence | None) -> tuple[str, list[object]]:
+    """`check_fence` as a condition for a write's own WHERE (" AND ..." and its parameters), so
+    a fenced one-row write is one statement: when it writes no row, `check_fence` in the same
+    transaction says whether the fence is why. Inside a write transaction nobody else writes
+    (SQLite's single writer, PostgreSQL's write lock), so the rows it reads cannot change
+    before the commit."""
+    if fence is None:
+        return "", []
+    sql, params = "", list[object]()
+    if fence.lease:
+        sql += " AND EXISTS (SELECT 1 FROM leases WHERE name = ? AND holder = ? AND epoch = ?)"
+        params += [fence.lease, fence.holder, fence.epoch]
+    if fence.run_id is not None:
+        sql += " AND EXISTS (SELECT 1 FROM runs WHERE id = ? AND owner = ? AND state = ?)"
+        params += [fence.run_id, fence.owner, RunState.RUNNING.value]
+    return sql, params
+
+
 class LeaseStore(Core):
     """Implements `bot.ports.Leases`."""
 

@@ -266,18 +266,12 @@ class RunStore(Core):
         """Say that the process running this run is alive (renew the run's lease). With
         `owner`, only while it still owns the run: False once another took it over (or it
         ended)."""
-        with self.transaction():
-            if owner is None:
-                cursor = self._execute(
-                    "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = ?",
-                    (to_text(utc_now()), run_id, RunState.RUNNING.value),
-                )
-            else:
-                cursor = self._execute(
-                    "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = ? AND owner = ?",
-                    (to_text(utc_now()), run_id, RunState.RUNNING.value, owner),
-                )
-            return cursor.rowcount == 1
+        sql = "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND state = ?"
+        params: list[object] = [to_text(utc_now()), run_id, RunState.RUNNING.value]
+        if owner is not None:
+            sql, params = sql + " AND owner = ?", [*params, owner]
+        _, count = self._write_alone(sql, params)
+        return count == 1
 
     # -- the Slack message of each run (see migration m008_run_messages) -------------------
 

@@ -233,3 +233,62 @@ def test_a_second_ctrl_c_exits_at_once_and_resume_finishes(
         after_resume=len(names),
         duplicates=0,
     )
+
+
+@pytest.mark.parametrize("verb", ["deploy", "teardown"])
+def test_ctrl_c_during_a_retry_backoff_ends_the_wait_and_asks_nothing_again(
+    make_lab: MakeLab, tmp_path: Path, verb: str
+) -> None:
+    """A transient fault (FileLocked, TaskInProgress) puts the operation in its backoff (up to
+    a minute); Ctrl-C then ends the wait at once and the operation is not asked for again
+    (before, the process slept out the backoff and asked once more after the signal). `resume`
+    finishes it."""
+    lab = make_lab({})
+    clones = Clones(tmp_path, lab, concurrency=CONCURRENCY, retries=3, retry_backoff_s=30)
+    if verb == "teardown":
+        made = clones.run("deploy", "capture", "2", "as", "backoff")
+        assert made.returncode == 0, made.stdout + made.stderr
+    method = "CloneVM_Task" if verb == "deploy" else "Destroy_Task"
+    if verb == "deploy":
+        lab.control.configure(faults={"fail_nth": [1], "fault": "FileLocked"})
+    else:
+        refuse = [{"method": method, "fault": "TaskInProgress", "nth": [1]}]
+        lab.control.configure(faults={"refuse": refuse})
+    lab.control.reset()
+
+    def calls() -> int:
+        return int(lab.control.stats()["requests"].get(method, 0))
+
+    args = ("deploy", "capture", "2", "as", "backoff") if verb == "deploy" else (
+        "teardown", "backoff", "--yes")  # fmt: skip
+    proc = clones.start(*args)
+    # The first ask refused: it waits its backoff (30 to 60 s). (The first clone of a type is
+    # made alone, so a deployment's second ask is the retry; a strip back asks for both.)
+    assert proc.stderr is not None  # where the progress goes, a line at a time
+    said = [proc.stderr.readline()]
+    while said[-1] and "retrying TRN-CAP-" not in said[-1]:  # the backoff has begun
+        said.append(proc.stderr.readline())
+    refused = said[-1].split("retrying ")[-1].split(":")[0]
+    stopped = interrupt(proc)
+    lab.control.wait_idle()
+
+    assert stopped.code == 130, stopped.out + stopped.err
+    assert stopped.exit_s < 10, stopped.exit_s  # not the backoff's 30 s or more
+    assert "Traceback" not in stopped.out + stopped.err
+    assert "retrying TRN-CAP-" in said[-1], said
+    # The refused one was not asked again (a strip back's other destroy may have been asked
+    # before the signal; the first clone of a deployment is made alone).
+    assert calls() == (1 if verb == "deploy" else 2) or (verb, calls()) == ("teardown", 1)
+    if verb == "teardown":
+        assert refused in {vm["name"] for vm in clone_vms(lab)}, refused
+    kind = RunKind.DEPLOY if verb == "deploy" else RunKind.TEARDOWN
+    assert _run_of(clones, "backoff", kind).state is RunState.INTERRUPTED
+    assert "clones resume" in stopped.out + stopped.err
+    _records_match_the_lab(clones, lab, "backoff")  # none left cloning or destroying
+
+    lab.control.configure(faults={})
+    result = clones.run("resume")
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = sorted(vm["name"] for vm in clone_vms(lab))
+    assert names == (_names(2) if verb == "deploy" else []), names
+    _records_match_the_lab(clones, lab, "backoff")

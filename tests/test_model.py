@@ -35,7 +35,8 @@ After every step (once the lab has finished any work a killed process had asked 
 - a command stopped by Ctrl-C or SIGTERM exits 130 and leaves no run `running` (interrupted:
   resumable, the environment not busy); stopped once, what vCenter was doing finished and is
   recorded (no clone of its run mid-way, every VM it made recorded ready, every VM it removed
-  recorded destroyed);
+  recorded destroyed); stopped during a transient fault's backoff, it exits without sleeping
+  the backoff out, asking for nothing again;
 - after a `resume` (or bot start) that says it finished: every record matches vCenter by instance
   UUID (ready rows exist, no VM of the bot's without a live row: no orphans), no run is left
   unfinished, no clone is left mid-way;
@@ -112,6 +113,9 @@ STOPS = {
     "sigterm": (signal.SIGTERM, False),
 }
 DELAYS = (0.0, 0.05, 0.12, 0.3)  # how long after its run started the fault strikes
+# A transient fault's backoff (5 to 10 s): long enough for a stop to land in it (only the
+# "backoff" faults below are transient).
+BACKOFF_S = 5.0
 LEASE_S = 1.0  # a hung command's run is another process's to resume this long after its beat
 FOLDER = "Training"
 UNFINISHED = (CloneState.PLANNED, CloneState.CLONING, CloneState.DESTROYING)
@@ -151,7 +155,13 @@ class TrustModel(RuleBasedStateMachine):
         )
         self.lab = LabProcess.start(spec)
         self.clones = Clones(
-            self.tmp, self.lab, database=self.url, concurrency=3, retries=1, lease_s=LEASE_S
+            self.tmp,
+            self.lab,
+            database=self.url,
+            concurrency=3,
+            retries=1,
+            lease_s=LEASE_S,
+            retry_backoff_s=BACKOFF_S,
         )
         self.admin = Admin(self.lab)
         # Decoys: a VM named like a clone in another folder, and one forging ManagedBy.
@@ -330,6 +340,41 @@ class TrustModel(RuleBasedStateMachine):
             control.pause(0)
             control.wait_idle()
 
+    def run_stopped_in_a_backoff(self, stop: str, kind: str, *words: str) -> int:
+        """Run a command whose first clone call (a deployment) or first destroy (a strip back)
+        fails with a transient fault, and stop it (`stop`, one of STOPS) once it says it is
+        retrying: the stop lands in the backoff, which must end at once, asking for nothing
+        again; stopped once, nothing is left mid-way (`assert_stopped_cleanly`)."""
+        control = self.lab.control
+        control.reset()  # the ordinals count from here
+        if kind == "deploy":
+            control.configure(faults={"fail_nth": [1], "fault": "FileLocked"})
+        else:
+            rule = {"method": "Destroy_Task", "fault": "TaskInProgress", "nth": [1]}
+            control.configure(faults={"refuse": [rule]})
+        runs_before, vms_before = self.run_count(), set(self.vms())
+        try:
+            proc = self.clones.start(*words)
+            assert proc.stderr is not None
+            said = [proc.stderr.readline()]
+            while said[-1] and "retrying " not in said[-1]:
+                said.append(proc.stderr.readline())
+            if not said[-1]:  # nothing to retry (nothing to make or destroy): it ended
+                out, err = proc.communicate(timeout=180)
+                self._check_output(proc.returncode, out, "".join(said) + err, words)
+                return proc.returncode
+            sig, twice = STOPS[stop]
+            stopped = interrupt(proc, sig, twice=twice, timeout=180)
+            self._check_output(stopped.code, stopped.out, "".join(said) + stopped.err, words)
+            assert stopped.exit_s < BACKOFF_S, f"{words}: the backoff was slept out"
+            control.wait_idle()
+            self.assert_stopped_cleanly(stopped.code, runs_before, vms_before, once=not twice)
+            self.steps[f"stopped in a backoff ({stop})"] += 1
+            return stopped.code
+        finally:
+            control.configure(faults={"fail_nth": [], "refuse": []})
+            control.wait_idle()
+
     def expire(self, *, upstream: bool) -> None:
         """End every session: the next calls get NotAuthenticated faults, or (`upstream`) reads
         are answered as VMware's simulator answers them, HTTP 200 with every object faulted."""
@@ -388,6 +433,8 @@ class TrustModel(RuleBasedStateMachine):
             code: int | None = self.run(*words)
         elif fault in STEP_FAULTS:
             code = self.run_with_step_fault(fault, *words)
+        elif fault.startswith("backoff "):
+            code = self.run_stopped_in_a_backoff(fault.removeprefix("backoff "), kind, *words)
         else:
             code = self.run_with_fault(fault, delay, *words)
         self.steps[f"{kind}/{fault}"] += 1
@@ -447,6 +494,22 @@ class TrustModel(RuleBasedStateMachine):
         self.nth = 1 + (pick // 48) % 6  # which call a step fault strikes
         words = ("deploy", kind, str(count), "as", environment)
         self.deploy_words(environment, words, fault, 0.0, (pick // 288) % 3 == 0)
+
+    @rule(pick=st.integers(0, 10_000))
+    def stopped_in_a_backoff(self, pick: int) -> None:
+        """A deployment or strip back stopped (Ctrl-C, twice, SIGTERM) while a transient
+        fault's backoff runs (see run_stopped_in_a_backoff); every choice from one number."""
+        environment = ENVIRONMENTS[pick % len(ENVIRONMENTS)]
+        stop = list(STOPS)[(pick // 2) % len(STOPS)]
+        if (pick // 6) % 2:
+            self.act("teardown", environment, ("teardown", environment, "--yes"),
+                     f"backoff {stop}", 0.0)  # fmt: skip
+            self.stripped.add(environment)
+            return
+        kind = TYPES[(pick // 12) % len(TYPES)]
+        count = 1 + (pick // 24) % 4
+        words = ("deploy", kind, str(count), "as", environment)
+        self.deploy_words(environment, words, f"backoff {stop}", 0.0, False)
 
     def deploy_words(
         self, environment: str, words: tuple[str, ...], fault: str, delay: float, power_on: bool

@@ -38,6 +38,10 @@ def test_a_server_restart_between_statements_costs_no_error(
         postgres_server.pg_ctl("start")
         repo.ensure_environment("dec", owner="U1")  # a write transaction first
         assert len(repo.list_environments()) == 2
+        run = repo.start_run(environment="dec", kind=RunKind.DEPLOY, requested_by="U1", requested=1)
+        postgres_server.pg_ctl("stop")
+        postgres_server.pg_ctl("start")
+        assert repo.heartbeat(run.id, run.owner)  # a one-statement write first (a pipeline)
 
 
 def test_a_server_gone_mid_run_is_one_sentence_and_the_run_stays_recorded(

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from bot.domain.errors import ConfigError, ConflictError, NotFoundError
+from bot.domain.errors import ConfigError, ConflictError, Fenced, NotFoundError
 from bot.domain.models import (
     CloneState,
+    Fence,
     InvalidTransition,
     ParentFacts,
     RunKind,
@@ -549,6 +550,40 @@ def test_clone_state_changes_follow_the_state_machine(repo: Repository) -> None:
     set_state(repo, clone.id, CloneState.DESTROYED)
     with pytest.raises(InvalidTransition):
         repo.update_clone(clone.id, state=CloneState.READY)  # destroyed is final
+
+
+def test_a_clone_write_is_one_statement_and_each_refusal_still_says_why(repo: Repository) -> None:
+    """update_clone writes with its checks in the statement (RETURNING the row); when it writes
+    nothing, the refusal names its cause, and inside a caller's transaction a refused write
+    undoes only itself."""
+    repo.ensure_environment("nov", owner="U1")
+    run = repo.start_run(
+        environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=2, owner="m1:1:t1"
+    )
+    a, b = repo.reserve_clones(
+        environment="nov", type="capture", parent="p", pattern=PATTERN, count=2, run_id=run.id
+    )
+    fence = Fence(run_id=run.id, owner="m1:1:t1")
+    done = repo.update_clone(a.id, fence=fence, state=CloneState.CLONING, moref="vm-1")
+    assert (done.state, done.moref) == (CloneState.CLONING, "vm-1")
+    assert repo.get_clone(a.id) == done  # the row returned is the row stored
+    with pytest.raises(NotFoundError, match="no clone with id 999999"):
+        repo.update_clone(999999, fence=fence, moref="vm-9")
+    with pytest.raises(Fenced):
+        repo.update_clone(a.id, fence=Fence(run_id=run.id, owner="other:1:x"), moref="vm-2")
+    set_state(repo, b.id, CloneState.READY)
+    set_state(repo, b.id, CloneState.MISSING)  # its name is free again
+    with repo.transaction():
+        again = repo.reserve_clones(
+            environment="nov", type="capture", parent="p", pattern=PATTERN, count=1, run_id=None
+        )
+        assert again[0].name == b.name
+        with pytest.raises(ConflictError, match=f"{b.name!r} cannot become live again"):
+            repo.update_clone(b.id, state=CloneState.READY)  # the name is another's now
+        repo.update_clone(a.id, fence=fence, state=CloneState.READY)  # the outer one goes on
+    assert repo.get_clone(a.id).state is CloneState.READY
+    assert repo.get_clone(b.id).state is CloneState.MISSING
+    assert repo.get_clone(again[0].id).state is CloneState.PLANNED
 
 
 def test_missing_is_recorded_only_for_rows_unchanged_since_the_read(repo: Repository) -> None:

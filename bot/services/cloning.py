@@ -166,10 +166,11 @@ class Cloner:
         except VCenterUnreachable:
             self.repo.update_clone(clone.id, fence=fence, attempts=attempts[0])
             raise
-        except Interrupted:  # the user stopped the process while it waited for a slot
-            if attempts[0] == 0:  # never asked for: planned again, for `resume`
-                self.repo.update_clone(clone.id, fence=fence, state=CloneState.PLANNED)
-            raise
+        except Interrupted:  # the user stopped the process: waiting for a slot, or a backoff
+            anyway = self._made_before_the_stop(clone, request, attempts[0], fence)
+            if anyway is None:
+                raise
+            return self._finish(clone, anyway, request, emit, attempts[0])
         except LinkedCloneCheckFailed as exc:
             return self.repo.update_clone(
                 clone.id,
@@ -202,6 +203,25 @@ class Cloner:
         if request is not None and clone.instance_uuid:
             request = replace(request, instance_uuid=clone.instance_uuid)
         return clone, request
+
+    def _made_before_the_stop(
+        self, clone: Clone, request: CloneRequest | None, attempts: int, fence: Fence
+    ) -> VmFacts | None:
+        """The user stopped the process before this clone was asked for (again): the VM an
+        earlier, refused ask made anyway (found by the instance UUID it asked for), to be
+        finished and recorded; else None, the clone recorded planned again for `resume`. When
+        that cannot be checked it stays cloning: `resume` looks for it by the same UUID."""
+        if attempts and request is not None:
+            clone, request = self._latest(clone, request)
+            assert request is not None
+            try:
+                made = self.vcenter.vm_by_instance_uuid(request.instance_uuid)
+            except ClonesError:
+                return None
+            if made is not None:
+                return made
+        self.repo.update_clone(clone.id, fence=fence, state=CloneState.PLANNED, attempts=attempts)
+        return None
 
     def _made_anyway(
         self,
@@ -299,7 +319,7 @@ class Cloner:
         slot, one short transaction), so no other bot takes the run over while it is asked."""
         for second in (False, True):
             try:
-                for attempt in retrying(self.settings, emit, clone.name):
+                for attempt in retrying(self.settings, emit, clone.name, self.runs.halt):
                     with attempt:
                         # Still this process's run, just before each ask (a slot or a retry's
                         # backoff may have outlasted the run's lease): Fenced, nothing asked.

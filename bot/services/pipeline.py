@@ -7,6 +7,7 @@ hands back what each finished with. `retrying` is the backoff for transient vCen
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -138,9 +139,14 @@ def _outcome(futures: list[tuple[T, Future[R]]], stop: Stop) -> PerClone[T, R]:
     return out
 
 
-def retrying(settings: Settings, emit: Callable[..., None], name: str) -> Retrying:
+def retrying(
+    settings: Settings, emit: Callable[..., None], name: str, halt: Halt | None = None
+) -> Retrying:
     """Retries with backoff for transient vCenter faults, each one reported as progress.
-    (tenacity is imported here, by the commands that change vCenter, not by every command.)"""
+    With `halt`, the backoff (up to a minute) ends the moment the user stops the process, and
+    the operation is not asked for again: `Interrupted` (what was asked is recorded before the
+    ask, so `clones resume` finds it). (tenacity is imported here, by the commands that change
+    vCenter, not by every command.)"""
     from tenacity import (
         Retrying,
         retry_if_exception,
@@ -152,7 +158,14 @@ def retrying(settings: Settings, emit: Callable[..., None], name: str) -> Retryi
         exc = state.outcome.exception() if state.outcome else None
         emit("clone_retry", clone=name, message=str(exc))
 
+    def sleep(seconds: float) -> None:
+        if halt is None:
+            time.sleep(seconds)
+        elif halt.wait(seconds):
+            raise Interrupted(f"{halt.why}: {name} was not asked for again")
+
     return Retrying(
+        sleep=sleep,
         stop=stop_after_attempt(settings.retries + 1),
         wait=wait_exponential_jitter(
             multiplier=settings.retry_backoff_s,

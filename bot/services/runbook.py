@@ -44,6 +44,10 @@ class Halt:
     def __call__(self) -> bool:
         return self._event.is_set()
 
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds, waking at once when the process stops (True)."""
+        return self._event.wait(timeout)
+
     def set(self, why: str) -> None:
         with self._lock:
             if self._event.is_set():

@@ -240,7 +240,7 @@ class StripBack:
             clone.id, fence=self.runs.fence(emit.run_id), state=marked, moref=facts.moref
         )
         try:
-            for attempt in retrying(self.settings, emit, clone.name):
+            for attempt in retrying(self.settings, emit, clone.name, self.runs.halt):
                 host = clone_host(self.settings, clone, facts.host)
                 ticket = self.core.limits.host_op(
                     host,
