@@ -23,14 +23,13 @@ from typing import Any
 from benchmarks.common import (
     Profile,
     Table,
-    deploy_text,
+    deploy_command,
     lab,
     settings_for,
     verdict,
     write_result,
 )
 from bot import bootstrap
-from bot.domain import grammar
 from bot.domain.models import CloneState
 from bot.services import fullcopy
 from storage import sqlite as storage_sqlite
@@ -109,27 +108,27 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         settings = settings_for(lb, Path(tmp) / "clones.db", concurrency=c)
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.service.deploy(grammar.parse(deploy_text(3, "warm")), actor=ACTOR)  # type: ignore[arg-type]
-            app.service.teardown("warm", actor=ACTOR)
+            app.use_cases.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
+            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
             lb.control.reset()
             started = time.perf_counter()
             with watch.installed():
-                deployed = app.service.deploy(grammar.parse(deploy_text(n, "big")), actor=ACTOR)  # type: ignore[arg-type]
+                deployed = app.use_cases.deployer.deploy(deploy_command(n, "big"), actor=ACTOR)
             deploy_s = time.perf_counter() - started
             deploy_stats = lb.control.stats()
-            env = app.service.environment("big")
+            env = app.use_cases.queries.environment("big")
             clones = app.repo.clones(environment="big", states=[CloneState.READY])
             checks_s: list[float] = []
             lb.control.reset()
             for _ in range(3):
                 began = time.perf_counter()
-                checked = app.service.ownership.verify_ours(env, clones)
+                checked = app.use_cases.ownership.verify_ours(env, clones)
                 verified, gone, skipped = checked.verified, checked.gone, checked.left_alone
                 checks_s.append(time.perf_counter() - began)
             check_stats = lb.control.stats()
             lb.control.reset()
             started = time.perf_counter()
-            stripped = app.service.teardown("big", actor=ACTOR)
+            stripped = app.use_cases.strip_back.teardown("big", actor=ACTOR)
             strip_s = time.perf_counter() - started
             strip_stats = lb.control.stats()
         finally:

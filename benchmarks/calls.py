@@ -15,7 +15,7 @@ from typing import Any
 from benchmarks.common import (
     Profile,
     Table,
-    deploy_text,
+    deploy_command,
     lab,
     settings_for,
     verdict,
@@ -23,7 +23,6 @@ from benchmarks.common import (
     write_result,
 )
 from bot import bootstrap
-from bot.domain import grammar
 
 TARGET_DEPLOY = 5.0  # issue 16 (issue 7: 6)
 TARGET_STRIP = 1.2  # issue 16 (issue 7: 3)
@@ -46,13 +45,13 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         settings = with_concurrency(settings_for(lb, Path(tmp) / "clones.db"), profile.concurrency)
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.service.deploy(grammar.parse(deploy_text(3, "warm")), actor=ACTOR)  # type: ignore[arg-type]
-            app.service.teardown("warm", actor=ACTOR)
+            app.use_cases.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
+            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
             lb.control.reset()
-            app.service.deploy(grammar.parse(deploy_text(n, "calls")), actor=ACTOR)  # type: ignore[arg-type]
+            app.use_cases.deployer.deploy(deploy_command(n, "calls"), actor=ACTOR)
             deploy = lb.control.stats()
             lb.control.reset()
-            app.service.teardown("calls", actor=ACTOR)
+            app.use_cases.strip_back.teardown("calls", actor=ACTOR)
             strip = lb.control.stats()
         finally:
             app.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess
+from bot.domain import grammar
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +105,13 @@ SMOKE = Profile(
     history_courses=5,
     soak_minutes=0.4,
 )
+
+
+def deploy_command(n: int, environment: str) -> grammar.Deploy:
+    """The `Deploy` command of `deploy_text(n, environment)`."""
+    command = grammar.parse(deploy_text(n, environment))
+    assert isinstance(command, grammar.Deploy)
+    return command
 
 
 def deploy_text(n: int, environment: str) -> str:

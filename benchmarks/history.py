@@ -142,14 +142,14 @@ def course_growth(path: Path, courses: int) -> dict[str, float]:
     stripped back, through the service layer over an in-memory vCenter (tests/fakes.py)."""
     from bot.services.admin import Admin
     from bot.services.container import Services
-    from bot.services.core import Service
     from bot.services.dispatch import Invocation, dispatch
     from bot.services.recovery import Recovery
+    from bot.services.usecases import UseCases
     from tests.fakes import FakePeople, FakeVCenter
 
     settings = settings_for(None, path)
     repo, vcenter = Repository(path), FakeVCenter()
-    service = Service(settings, repo, vcenter)
+    service = UseCases(settings, repo, vcenter)
     services = Services(settings, repo, vcenter, service, Admin(service), Recovery.over(service))
     people = FakePeople()
     trainees = [f"UT{n:04d}" for n in range(25)]

@@ -35,6 +35,7 @@ from benchmarks.common import (
     TYPES,
     Profile,
     Table,
+    deploy_command,
     deploy_text,
     design_ideal_s,
     lab,
@@ -52,7 +53,7 @@ SHARED_PER_HOST = 2  # the runs across runs: `max_ops_per_host`, so that it bind
 
 
 def _deploy(app: Any, text: str) -> Any:
-    return app.service.deploy(grammar.parse(text), actor=ACTOR)
+    return app.use_cases.deployer.deploy(grammar.parse(text), actor=ACTOR)
 
 
 def _at_once(work: list[Callable[[], Any]]) -> tuple[float, list[Any]]:
@@ -98,18 +99,18 @@ def _shared_runs(app: Any, lb: Any, n: int) -> dict[str, Any]:
     started = time.perf_counter()
     _deploy(app, deploy_text(n, "one"))
     one_wall = time.perf_counter() - started
-    app.service.teardown("one", actor=ACTOR)
+    app.use_cases.strip_back.teardown("one", actor=ACTOR)
     parts = [n // RUNS + (1 if i < n % RUNS else 0) for i in range(RUNS)]
     _deploy(app, deploy_text(max(n // RUNS, 1), "old"))
     lb.control.reset()
     wall, results = _at_once(
         [lambda i=i, k=k: _deploy(app, deploy_text(k, f"run{i}")) for i, k in enumerate(parts)]
-        + [lambda: app.service.teardown("old", actor=ACTOR)]
+        + [lambda: app.use_cases.strip_back.teardown("old", actor=ACTOR)]
     )
     stats = lb.control.stats()
     made = sum(len(r.ready) for r in results[:RUNS])
     for i in range(RUNS):
-        app.service.teardown(f"run{i}", actor=ACTOR)
+        app.use_cases.strip_back.teardown(f"run{i}", actor=ACTOR)
     if made != n:
         raise RuntimeError(f"{made} of {n} clones ready in {RUNS} concurrent runs")
     # Fair shares: a 4-clone run started once a run of N holds every slot.
@@ -122,7 +123,7 @@ def _shared_runs(app: Any, lb: Any, n: int) -> dict[str, Any]:
             ready.set()
 
     def deploy_big() -> Any:
-        return app.service.deploy(
+        return app.use_cases.deployer.deploy(
             grammar.parse(deploy_text(n, "big")), actor=ACTOR, on_event=on_big
         )
 
@@ -137,7 +138,7 @@ def _shared_runs(app: Any, lb: Any, n: int) -> dict[str, Any]:
 
     big_wall, _ = _at_once([deploy_big, deploy_small])
     for env in ("big", "small"):
-        app.service.teardown(env, actor=ACTOR)
+        app.use_cases.strip_back.teardown(env, actor=ACTOR)
     return {
         "runs": parts,
         "concurrency": app.settings.concurrency,
@@ -170,14 +171,14 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         )
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.service.deploy(grammar.parse(deploy_text(3, "warm")), actor=ACTOR)  # type: ignore[arg-type]
-            app.service.teardown("warm", actor=ACTOR)
+            app.use_cases.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
+            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
             lb.control.reset()
             started = time.perf_counter()
-            deployed = app.service.deploy(grammar.parse(deploy_text(n, "wide")), actor=ACTOR)  # type: ignore[arg-type]
+            deployed = app.use_cases.deployer.deploy(deploy_command(n, "wide"), actor=ACTOR)
             wall = time.perf_counter() - started
             stats = lb.control.stats()
-            app.service.teardown("wide", actor=ACTOR)
+            app.use_cases.strip_back.teardown("wide", actor=ACTOR)
         finally:
             app.close()
         shared = _shared(lb, Path(tmp), n, profile.concurrency)

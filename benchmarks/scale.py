@@ -153,7 +153,7 @@ class _Client:
 
 def _read(ctx: Any, command: grammar.Command) -> int:
     from handlers.context import Request
-    from handlers.replies import reply
+    from handlers.verbs import reply
 
     tell = _Tell()
     reply(Request(ctx, command, OPERATOR, CHANNEL, None, tell))  # type: ignore[arg-type]

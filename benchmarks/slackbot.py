@@ -75,7 +75,7 @@ def build_context(core: bootstrap.App, client: Any) -> tuple[Any, str]:
 
     from bot.services.access import AccessPolicy
     from handlers.app import group_members_lookup
-    from handlers.confirmations import Confirmations
+    from handlers.confirm_tokens import Confirmations
     from handlers.dedupe import SeenRequests
     from handlers.jobs import Jobs
     from handlers.listeners import register

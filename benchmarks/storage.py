@@ -27,7 +27,7 @@ from typing import Any
 from benchmarks.common import (
     Profile,
     Table,
-    deploy_text,
+    deploy_command,
     lab,
     percentile,
     settings_for,
@@ -36,7 +36,6 @@ from benchmarks.common import (
 )
 from benchmarks.scale import seed
 from bot import bootstrap
-from bot.domain import grammar
 from storage import Repository
 from storage.copy import DatabaseCopier
 from tests.postgres import PASSWORD, PASSWORD_ENV, PostgresServer
@@ -52,13 +51,13 @@ def _deploy_once(settings: Any, n: int, environment: str, *, warm: bool) -> tupl
     app = bootstrap.build(settings, start_lab=False)
     try:
         if warm:
-            app.service.deploy(grammar.parse(deploy_text(3, f"warm-{environment}")), actor=ACTOR)  # type: ignore[arg-type]
-            app.service.teardown(f"warm-{environment}", actor=ACTOR)
+            app.use_cases.deployer.deploy(deploy_command(3, f"warm-{environment}"), actor=ACTOR)
+            app.use_cases.strip_back.teardown(f"warm-{environment}", actor=ACTOR)
         started = time.perf_counter()
-        deployed = app.service.deploy(grammar.parse(deploy_text(n, environment)), actor=ACTOR)  # type: ignore[arg-type]
+        deployed = app.use_cases.deployer.deploy(deploy_command(n, environment), actor=ACTOR)
         deploy_s = time.perf_counter() - started
         started = time.perf_counter()
-        stripped = app.service.teardown(environment, actor=ACTOR)
+        stripped = app.use_cases.strip_back.teardown(environment, actor=ACTOR)
         strip_s = time.perf_counter() - started
     finally:
         app.close()
@@ -93,8 +92,8 @@ def measure_status(profile: Profile, where: dict[str, str], biggest: str) -> dic
         app = bootstrap.build(settings_for(None, where[backend]), start_lab=False)
         try:
             views = {
-                "status": lambda a=app: a.service.status(None),
-                f"status {biggest}": lambda a=app: a.service.status(biggest),
+                "status": lambda a=app: a.use_cases.queries.status(None),
+                f"status {biggest}": lambda a=app: a.use_cases.queries.status(biggest),
             }
             results: dict[str, Any] = {}
             for name, fn in views.items():

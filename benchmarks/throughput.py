@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks.common import (
     Profile,
     Table,
-    deploy_text,
+    deploy_command,
     lab,
     settings_for,
     verdict,
@@ -29,7 +29,6 @@ from benchmarks.common import (
     write_result,
 )
 from bot import bootstrap
-from bot.domain import grammar
 
 TARGET_IDEAL_RATIO = 1.15
 TARGET_SPEEDUP = 6.5
@@ -54,17 +53,17 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             app = bootstrap.build(with_concurrency(base, level), start_lab=False)
             try:
                 warm = f"warm-c{level}"
-                app.service.deploy(grammar.parse(deploy_text(3, warm)), actor=ACTOR)  # type: ignore[arg-type]
-                app.service.teardown(warm, actor=ACTOR)
+                app.use_cases.deployer.deploy(deploy_command(3, warm), actor=ACTOR)
+                app.use_cases.strip_back.teardown(warm, actor=ACTOR)
                 env = f"bench-c{level}"
                 lb.control.reset()
                 started = time.perf_counter()
-                deployed = app.service.deploy(grammar.parse(deploy_text(n, env)), actor=ACTOR)  # type: ignore[arg-type]
+                deployed = app.use_cases.deployer.deploy(deploy_command(n, env), actor=ACTOR)
                 deploy_s = time.perf_counter() - started
                 deploy_stats = lb.control.stats()
                 lb.control.reset()
                 started = time.perf_counter()
-                stripped = app.service.teardown(env, actor=ACTOR)
+                stripped = app.use_cases.strip_back.teardown(env, actor=ACTOR)
                 strip_s = time.perf_counter() - started
                 strip_stats = lb.control.stats()
             finally:

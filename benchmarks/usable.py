@@ -53,7 +53,7 @@ def _types() -> dict[str, dict[str, Any]]:
 
 
 def _deploy(app: Any, text: str) -> Any:
-    return app.service.deploy(grammar.parse(text), actor=ACTOR)
+    return app.use_cases.deployer.deploy(grammar.parse(text), actor=ACTOR)
 
 
 def _batch_barrier(app: Any, n: int, c: int, env: str) -> float:
@@ -97,7 +97,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         app = bootstrap.build(settings, start_lab=False)
         try:
             _deploy(app, deploy_text(3, "warm"))  # base snapshots, attribute definitions
-            app.service.teardown("warm", actor=ACTOR)
+            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
 
             lb.control.reset()
             started = time.perf_counter()
@@ -107,12 +107,12 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             phases["ours"]["ready"] = len(ours.ready)
             phases["ours"]["customized"] = sum(x.customization == "succeeded" for x in recorded)
             phases["ours"]["powered_on"] = sum(x.power_state == "poweredOn" for x in recorded)
-            app.service.teardown("ours", actor=ACTOR)
+            app.use_cases.strip_back.teardown("ours", actor=ACTOR)
 
             lb.control.reset()
             phases["batch"] = {"seconds": _batch_barrier(app, n, c, "batch")}
             phases["batch"]["stats"] = lb.control.stats()
-            app.service.teardown("batch", actor=ACTOR)
+            app.use_cases.strip_back.teardown("batch", actor=ACTOR)
         finally:
             app.close()
 

@@ -139,10 +139,10 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     from bot.host import say_on_bus_error
     from bot.services.admin import Admin
     from bot.services.container import Services
-    from bot.services.core import Service
     from bot.services.limits import OpLimits
     from bot.services.recovery import Recovery
     from bot.services.schedules import ScheduleService
+    from bot.services.usecases import UseCases
     from bot.settings import load_settings
     from storage import Repository
     from storage.copy import DatabaseCopier
@@ -166,7 +166,7 @@ def build(settings: Settings | None = None, *, start_lab: bool = True) -> Servic
     # One limiter for every run of the process (typed, scheduled, resumed; deploys, strip backs,
     # power, refresh, bring-up): `concurrency` and the per-host and per-datastore limits are
     # vCenter's, whoever asks.
-    service = Service(settings, repo, vcenter, limits=OpLimits.of(settings))
+    service = UseCases(settings, repo, vcenter, limits=OpLimits.of(settings))
     services = Services(
         settings,
         repo,
@@ -218,7 +218,7 @@ def connect_people(app: App, environ: Mapping[str, str] | None = None) -> None:
     env = os.environ if environ is None else environ
     slack = app.settings.slack
     token = env.get(slack.bot_token_env, "").strip()
-    trainees = app.service.trainees
+    trainees = app.use_cases.trainees
     if not token:
         trainees.connect(
             None,
@@ -255,7 +255,7 @@ def schedule_service(
     return ScheduleService(
         app.settings,
         app.repo,
-        app.service,
+        app.use_cases,
         scheduler(app.settings, app.repo),
         notifier=notifier,
         clock=clock,

@@ -52,6 +52,7 @@ from bot.domain.vsphere import (
     VmFacts,
     VmReading,
     VmSighting,
+    VmTask,
 )
 
 if TYPE_CHECKING:
@@ -118,6 +119,8 @@ class Provisioning(Protocol):
         self, moref: str, *, expected_uuid: str, facts: VmFacts | VmSighting | None = None
     ) -> Destroyed: ...
     def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]: ...
+    # A task on each VM (a bulk verb's: a snapshot, ...): per-VM errors, None where done.
+    def vm_tasks(self, morefs: Sequence[str], task: VmTask) -> list[VCenterError | None]: ...
     def set_attributes(self, moref: str, values: Mapping[str, str]) -> None: ...
     def shut_down(self, parent: str, timeout_s: float = 300.0) -> None: ...
     def customization_outcomes(

@@ -49,7 +49,7 @@ from bot.services.container import Services
 from bot.services.schedules import ScheduleService, StartReport
 from bot.settings import Settings, SlackSettings
 from handlers.blocks.runs import restart_pending
-from handlers.confirmations import Confirmations
+from handlers.confirm_tokens import Confirmations
 from handlers.context import HandlerContext
 from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, TrackedExecutor
@@ -266,7 +266,7 @@ class SlackBot:
             self._recovering.release()
         # Trainees whose VM a strip back removed while no messenger was at hand (the
         # terminal without a token, a crash): told now, once each.
-        told = self.ctx.services.service.trainees.tell_removed()
+        told = self.ctx.services.use_cases.trainees.tell_removed()
         if told:
             log.info("told %d trainee(s) that their VM was removed", told)
 
@@ -291,7 +291,7 @@ class SlackBot:
 
     def unfinished_runs(self) -> list[Run]:
         """Runs this process is running right now (typed, scheduled or resumed)."""
-        service = self.ctx.services.service
+        service = self.ctx.services.use_cases
         return [r for r in service.queries.running_runs() if r.owner == service.owner]
 
     def drain(self, timeout_s: float, *, hurry: threading.Event | None = None) -> list[Run]:
@@ -312,7 +312,7 @@ class SlackBot:
 
     def interrupt(self, runs: list[Run]) -> None:
         """Mark `runs` interrupted (the next start resumes them) and say so in their messages."""
-        service = self.ctx.services.service
+        service = self.ctx.services.use_cases
         # An edit waits out the update interval of its message, then Slack's answer.
         wait_s = self.ctx.settings.slack.progress_interval_s + 10.0
         for run in runs:
@@ -374,11 +374,11 @@ def create_bot(
     listeners = TrackedExecutor(LISTENER_THREADS, thread_name_prefix="listener")
     app = _bolt_app(client, tokens, s, listeners)
     app.use(shared_client(client))
-    clock = clock or core.service.clock
+    clock = clock or core.use_cases.clock
     live = LiveRuns(core)  # one for typed, confirmed, scheduled and resumed runs
     notifier = SlackNotifier(client, core.settings, clock, services=core, live=live)
     schedules = core.schedules_for(notifier=notifier, clock=clock)
-    trainees = core.service.trainees
+    trainees = core.use_cases.trainees
     access = AccessPolicy(s, group_members_lookup(client), is_trainee=trainees.holds_vm)
     # Trainees are looked up and messaged with the bot's own client (paced, 429s waited out).
     people = SlackPeople(client, interval_s=core.settings.trainees.message_interval_s)

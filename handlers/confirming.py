@@ -3,7 +3,7 @@ orphans, a trainee's rebuild), one flow parameterised by the command.
 
 Asking: the plan from `bot.services.dispatch.plan_for` (what the terminal prints before it asks
 for the name) is posted in the channel with two buttons carrying a one-time token
-(`handlers.confirmations`). Clicking: the click is checked from scratch (draining, the token,
+(`handlers.confirm_tokens`). Clicking: the click is checked from scratch (draining, the token,
 who may confirm), the token is used up, the buttons are replaced at once, and the command runs
 through the dispatch table in the job pool with its progress and outcome in that same message.
 A cancel is audited and leaves the message saying nothing was done.
@@ -23,7 +23,7 @@ from bot.domain.errors import ClonesError, Fenced
 from bot.domain.models import RunKind
 from bot.domain.results import ProgressEvent
 from bot.domain.trainees import VmRef
-from bot.services.dispatch import plan_for, settled
+from bot.services.dispatch import plan_for, resolve_target
 from bot.services.orphans import Orphan, OrphansOutcome
 from handlers.blocks import admin, plans, trainees
 from handlers.blocks import runs as shown
@@ -38,10 +38,10 @@ from handlers.blocks.ids import (
     ACTION_REFRESH_CONFIRM,
 )
 from handlers.blocks.kit import Rendered
-from handlers.confirmations import PendingTeardown
+from handlers.confirm_tokens import PendingTeardown
 from handlers.context import SOURCE, HandlerContext, Request, Tell, brief, log, reporting
 from handlers.progress import ProgressMessage
-from handlers.runs import tell_home_channel
+from handlers.run_messages import tell_home_channel
 
 Shown = Callable[[str, str], Rendered]  # (the token's key, a user) -> the message
 
@@ -89,90 +89,82 @@ def _rebuild(vm: str, items: tuple[str, ...]) -> grammar.Rebuild:
     return grammar.Rebuild(vm=vm, ref=ref)
 
 
-FLOWS: dict[type[Any], Flow] = {
-    grammar.Teardown: Flow(
-        "teardown",
-        ACTION_CONFIRM,
-        ACTION_CANCEL,
-        command=lambda env, _: grammar.Teardown(env),
-        words=lambda env: f"teardown {env}",
-        what=lambda env: f"strip back of {env}",
-        token=_environment,
-        ask=plans.teardown_plan,
-        starting=plans.teardown_starting,
-        progress=shown.teardown_progress,
-        done=shown.teardown_result,
-        aborted=partial(shown.run_aborted, RunKind.TEARDOWN),
-        cancelled=plans.teardown_cancelled,
-        home_note=shown.teardown_finished_note,
-    ),
-    grammar.Refresh: Flow(
-        "refresh",
-        ACTION_REFRESH_CONFIRM,
-        ACTION_REFRESH_CANCEL,
-        command=lambda env, _: grammar.Refresh(env),
-        words=lambda env: f"refresh {env}",
-        what=lambda env: f"refresh of {env}",
-        token=_environment,
-        ask=plans.refresh_plan,
-        starting=plans.refresh_starting,
-        progress=shown.refresh_progress,
-        done=shown.refresh_result,
-        aborted=partial(shown.run_aborted, RunKind.REFRESH),
-        cancelled=plans.refresh_cancelled,
-    ),
-    grammar.Orphans: Flow(
-        "orphans",
-        ACTION_ORPHANS_CONFIRM,
-        ACTION_ORPHANS_CANCEL,
-        command=lambda _, __: grammar.Orphans("remove"),
-        words=lambda _: "orphans remove",
-        what=lambda _: "orphans remove",
-        token=_ours,
-        ask=lambda plan, requester, token: plans.orphans_remove_plan(
-            [o.vm.name for o in plan if o.ours], requester, token
-        ),
-        starting=plans.orphans_starting,
-        progress=lambda e, user: plans.orphans_starting("", user),  # it sends no events
-        done=admin.orphans_removed,
-        aborted=plans.orphans_stopped,
-        cancelled=plans.orphans_cancelled,
-        nothing=lambda plan, command: admin.orphans_list(OrphansOutcome(plan, command.action)),
-    ),
-    grammar.Rebuild: Flow(
-        "rebuild",
-        ACTION_REBUILD_CONFIRM,
-        ACTION_REBUILD_CANCEL,
-        command=_rebuild,
-        words=lambda vm: f"rebuild {vm}",
-        what=lambda vm: f"rebuild of {vm}",
-        token=lambda plan: (plan.vm, (plan.ref.value,) if plan.ref else ()),
-        ask=plans.rebuild_plan,
-        starting=trainees.rebuild_progress,
-        progress=lambda e, user: trainees.rebuild_progress(e.clone or "", user),
-        done=trainees.rebuilt,
-        aborted=trainees.rebuild_stopped,
-        cancelled=plans.rebuild_cancelled,
-        where=lambda r: r.user,
-    ),
-}
+# The confirmations, each registered with its command in `handlers.verbs.SLACK`.
+TEARDOWN = Flow(
+    "teardown",
+    ACTION_CONFIRM,
+    ACTION_CANCEL,
+    command=lambda env, _: grammar.Teardown(env),
+    words=lambda env: f"teardown {env}",
+    what=lambda env: f"strip back of {env}",
+    token=_environment,
+    ask=plans.teardown_plan,
+    starting=plans.teardown_starting,
+    progress=shown.teardown_progress,
+    done=shown.teardown_result,
+    aborted=partial(shown.run_aborted, RunKind.TEARDOWN),
+    cancelled=plans.teardown_cancelled,
+    home_note=shown.teardown_finished_note,
+)
 
+REFRESH = Flow(
+    "refresh",
+    ACTION_REFRESH_CONFIRM,
+    ACTION_REFRESH_CANCEL,
+    command=lambda env, _: grammar.Refresh(env),
+    words=lambda env: f"refresh {env}",
+    what=lambda env: f"refresh of {env}",
+    token=_environment,
+    ask=plans.refresh_plan,
+    starting=plans.refresh_starting,
+    progress=shown.refresh_progress,
+    done=shown.refresh_result,
+    aborted=partial(shown.run_aborted, RunKind.REFRESH),
+    cancelled=plans.refresh_cancelled,
+)
 
-def flow_for(command: object) -> Flow | None:
-    """The confirmation `command` needs in Slack; None: it runs at once (`orphans adopt` only
-    records VMs, so of the orphans only `remove` is confirmed)."""
-    if isinstance(command, grammar.Orphans) and command.action != "remove":
-        return None
-    return FLOWS.get(type(command))
+ORPHANS_REMOVE = Flow(
+    "orphans",
+    ACTION_ORPHANS_CONFIRM,
+    ACTION_ORPHANS_CANCEL,
+    command=lambda _, __: grammar.Orphans("remove"),
+    words=lambda _: "orphans remove",
+    what=lambda _: "orphans remove",
+    token=_ours,
+    ask=lambda plan, requester, token: plans.orphans_remove_plan(
+        [o.vm.name for o in plan if o.ours], requester, token
+    ),
+    starting=plans.orphans_starting,
+    progress=lambda e, user: plans.orphans_starting("", user),  # it sends no events
+    done=admin.orphans_removed,
+    aborted=plans.orphans_stopped,
+    cancelled=plans.orphans_cancelled,
+    nothing=lambda plan, command: admin.orphans_list(OrphansOutcome(plan, command.action)),
+)
+
+REBUILD = Flow(
+    "rebuild",
+    ACTION_REBUILD_CONFIRM,
+    ACTION_REBUILD_CANCEL,
+    command=_rebuild,
+    words=lambda vm: f"rebuild {vm}",
+    what=lambda vm: f"rebuild of {vm}",
+    token=lambda plan: (plan.vm, (plan.ref.value,) if plan.ref else ()),
+    ask=plans.rebuild_plan,
+    starting=trainees.rebuild_progress,
+    progress=lambda e, user: trainees.rebuild_progress(e.clone or "", user),
+    done=trainees.rebuilt,
+    aborted=trainees.rebuild_stopped,
+    cancelled=plans.rebuild_cancelled,
+    where=lambda r: r.user,
+)
 
 
 # ===================================================================== asking
-def ask(r: Request) -> None:
+def ask(r: Request, flow: Flow) -> None:
     """Post what the command would do, with Confirm / Cancel, in the request's channel."""
-    flow = flow_for(r.command)
-    assert flow is not None
     # What it acts on, named and checked first (a rebuild: the asker's own VM).
-    command = settled(r.ctx.services, r.command, r.invocation())
+    command = resolve_target(r.ctx.services, r.command, r.invocation())
     plan = plan_for(r.ctx.services, command)
     key, items = flow.token(plan)  # the orphans shown, exactly, are the ones a click removes
     if flow.nothing is not None and not items:  # nothing of the bot's own: say what was found
@@ -276,7 +268,7 @@ def _confirmed(
     )
 
     def work() -> None:
-        queries = ctx.services.service.queries
+        queries = ctx.services.use_cases.queries
         home = queries.find_environment(click.key) if flow.home_note else None  # before it goes
         try:
             only = (taken.items or None) if flow.action == "orphans" else None

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from slack_bolt import Respond
 from slack_sdk import WebClient
@@ -18,18 +18,20 @@ from bot.domain.grammar import Access
 from bot.ports import Audit, ProgressCallback
 from bot.services.access import AccessPolicy, Decision
 from bot.services.container import Services
-from bot.services.dispatch import Invocation, dispatch
+from bot.services.dispatch import Invocation, Route, dispatch, run
 from bot.services.schedules import ScheduleService
 from bot.services.trainees import OnHandOut
 from bot.settings import Settings
 from handlers.blocks.kit import Rendered, denied, error, internal_error, restarting
-from handlers.confirmations import Confirmations
+from handlers.confirm_tokens import Confirmations
 from handlers.dedupe import SeenRequests
 from handlers.jobs import Jobs, incident_id
 from handlers.pacing import SlackBusy
 from handlers.progress import LiveRuns
 
 log = logging.getLogger("handlers")
+
+R = TypeVar("R")
 
 SOURCE = "slack"  # the audit log's `source` for everything done from Slack
 
@@ -193,6 +195,18 @@ class Request:
             channel=channel, on_event=on_event, only=only, on_handout=on_handout
         )
         return dispatch(self.ctx.services, self.command, invocation)
+
+    def run_route(
+        self,
+        route: Route[Any, R],
+        *,
+        channel: str | None = None,
+        on_event: ProgressCallback | None = None,
+        on_handout: OnHandOut | None = None,
+    ) -> R:
+        """The same, by a route named for its result's type (a step that uses the result)."""
+        invocation = self.invocation(channel=channel, on_event=on_event, on_handout=on_handout)
+        return run(route, self.ctx.services, self.command, invocation)
 
 
 # Slack API errors a user can fix, with what to do.

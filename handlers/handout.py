@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_sdk import WebClient
 
-from bot.domain.trainees import Assigned, HandedOut, HandOutProgress
+from bot.domain.trainees import HandOutProgress
+from bot.services.dispatch import ASSIGN, HANDOUT, Route
 from handlers.blocks import trainees
 from handlers.blocks.kit import Rendered, error
 from handlers.context import Request, brief
 from handlers.pacing import NOTICEABLE_WAIT_S, pacer_of, watching
 from handlers.progress import ProgressMessage
-from handlers.runs import ChannelUnavailable, open_message
+from handlers.run_messages import ChannelUnavailable, open_message
+
+R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,7 @@ class HandOutMessage:
 
 def _open(r: Request, environment: str) -> HandOutMessage | None:
     """The trainer's message; None (and the trainer told) when it cannot be posted."""
-    r.ctx.services.service.queries.environment(environment)  # unknown: said privately
+    r.ctx.services.use_cases.queries.environment(environment)  # unknown: said privately
     try:
         channel, ts = open_message(
             r.client, r.channel, trainees.handout_starting(environment, r.user)
@@ -96,17 +99,20 @@ def _open(r: Request, environment: str) -> HandOutMessage | None:
 
 def assign(r: Request) -> None:
     """The slash command's step for `assign`: its message, then the dispatch, then the outcome."""
-    _in_message(r, lambda result: trainees.assigned(result, r.user), trainees.assign_stopped)
+    _in_message(r, ASSIGN, lambda done: trainees.assigned(done, r.user), trainees.assign_stopped)
 
 
 def handout(r: Request) -> None:
     """`handout ENV`: the hand-out again to those not reached, in a message like `assign`'s."""
-    _in_message(r, lambda result: trainees.handed_out(result, r.user), trainees.handout_stopped)
+    _in_message(
+        r, HANDOUT, lambda done: trainees.handed_out(done, r.user), trainees.handout_stopped
+    )
 
 
 def _in_message(
     r: Request,
-    outcome: Callable[[Any], Rendered],
+    route: Route[Any, R],
+    outcome: Callable[[R], Rendered],
     stopped: Callable[[str, str, str], Rendered],
 ) -> None:
     """The trainer's message first, then the command with its progress (and Slack's pacing)
@@ -117,9 +123,8 @@ def _in_message(
         return
     try:
         with watching(shown.paced):
-            result = r.run(on_handout=shown.on_progress)
+            result = r.run_route(route, on_handout=shown.on_progress)
     except Exception as exc:
         shown.finish(stopped(environment, r.user, brief(exc)))
         raise
-    assert isinstance(result, Assigned | HandedOut)
     shown.finish(outcome(result))

@@ -29,7 +29,7 @@ from handlers.blocks import runs as shown
 from handlers.blocks import schedules
 from handlers.blocks.kit import SLACK_ID, esc, section
 from handlers.progress import LiveRuns, ProgressMessage
-from handlers.runs import ChannelUnavailable, finish_deploy, open_message
+from handlers.run_messages import ChannelUnavailable, finish_deploy, open_message
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class SlackRunReport:
 
     def _next_strip_back(self) -> str:
         services = self.notifier.services
-        queries = services.service.queries if services is not None else None
+        queries = services.use_cases.queries if services is not None else None
         env = queries.find_environment(self.environment.name) if queries is not None else None
         if env is None or env.ends_at is None:
             return ""

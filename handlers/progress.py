@@ -52,7 +52,7 @@ class LiveRuns:
         with self._lock:
             self._messages[run_id] = message
         if self._services is not None and message.ts:
-            self._services.service.runs.show_in(run_id, channel=message.channel, ts=message.ts)
+            self._services.use_cases.runs.show_in(run_id, channel=message.channel, ts=message.ts)
 
     def forget(self, message: ProgressMessage[Any]) -> None:
         """`message` shows its final state: no run needs it any more."""
@@ -65,7 +65,7 @@ class LiveRuns:
         if self._services is None:
             return True
         try:
-            return self._services.service.runs.owns(run_id)
+            return self._services.use_cases.runs.owns(run_id)
         except ClonesError:  # the database away: keep showing what this bot knows
             return True
 

@@ -20,14 +20,14 @@ from slack_sdk.errors import SlackClientError
 from bot.domain import grammar
 from bot.domain.models import Fence, Run, RunKind, RunMessage
 from bot.domain.results import ProgressEvent
-from bot.services.dispatch import Invocation, dispatch
+from bot.services.dispatch import RESUME, Invocation, run
 from bot.services.recovery import RecoveryReport, ResumedRun
 from handlers.blocks import admin
 from handlers.blocks import runs as shown
 from handlers.blocks.kit import SLACK_ID, Rendered
 from handlers.context import SOURCE, HandlerContext, Request
 from handlers.progress import ProgressMessage
-from handlers.runs import chart_under, edit
+from handlers.run_messages import chart_under, edit
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def recover_and_report(
 ) -> RecoveryReport:
     """Resume every abandoned run and finish each one's Slack message (at start-up, and for
     `/clones resume`). Raises ClonesError when recovery cannot run (e.g. vCenter unreachable)."""
-    runs = ctx.services.service.runs
+    runs = ctx.services.use_cases.runs
     abandoned = ctx.services.recovery.abandoned()
     # One run per environment at a time: an environment names the run its events belong to
     # (a resumed strip back runs as a new run of the same environment).
@@ -69,8 +69,7 @@ def recover_and_report(
         s.live.on_event(event)
 
     invocation = Invocation(actor, SOURCE, on_event=on_event, fence=fence)
-    report = dispatch(ctx.services, grammar.Resume(), invocation)
-    assert isinstance(report, RecoveryReport)
+    report = run(RESUME, ctx.services, grammar.Resume(), invocation)
     if report.resumed or report.left or report.missing or report.unseen:
         log.warning("recovery: %s", report.text)
     for resumed in report.resumed:
@@ -94,7 +93,7 @@ def resume(r: Request) -> None:
 
 
 def _finish_resumed(ctx: HandlerContext, client: WebClient, s: _Shown, r: ResumedRun) -> None:
-    queries = ctx.services.service.queries
+    queries = ctx.services.use_cases.queries
     if r.kind is RunKind.TEARDOWN:
         _show(ctx, client, s, shown.resumed_teardown(queries.run(r.run_id)))
         return
@@ -118,7 +117,7 @@ def _show(
             return s.live.channel, ts
     elif s.message is not None and edit(client, s.message.channel, s.message.ts, final):
         return s.message.channel, s.message.ts
-    env = ctx.services.service.queries.find_environment(s.run.environment)
+    env = ctx.services.use_cases.queries.find_environment(s.run.environment)
     channel = env.channel if env is not None and env.channel else ""
     if not channel and SLACK_ID.fullmatch(s.run.requested_by):
         channel = s.run.requested_by  # a user ID as channel: the app's DM with them

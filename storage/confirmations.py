@@ -1,4 +1,4 @@
-"""The one-time tokens of Confirm / Cancel buttons (handlers/confirmations.py), in the database
+"""The one-time tokens of Confirm / Cancel buttons (handlers/confirm_tokens.py), in the database
 so that a click reaching any bot that shares it finds its token, and exactly one click, on any
 bot, takes it (a compare-and-delete). Portable SQL."""
 

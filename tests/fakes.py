@@ -50,6 +50,7 @@ from bot.domain.vsphere import (
     VmFacts,
     VmReading,
     VmSighting,
+    VmTask,
 )
 from bot.ports import Directory, Messenger, VCenter
 from bot.services.preflight import PRIVILEGES
@@ -113,6 +114,7 @@ class FakeVCenter:
         self.full_copies = False  # every clone comes out as a full copy
         self.lost = False  # every call: vCenter unreachable
         self.hidden: set[str] = set()  # morefs every read answers with NoPermission
+        self.tasks_done: list[tuple[str, VmTask]] = []  # vm_tasks: (moref, task), in order
         for name in parents:
             self._add(name, folder="Parents", parent=True, linked=False, committed=3 * GIB)
 
@@ -362,6 +364,21 @@ class FakeVCenter:
                     continue
                 self.vms[m].powered_on = action in ("on", "reset")
                 out.append(None)
+        return out
+
+    def vm_tasks(self, morefs: Sequence[str], task: VmTask) -> list[VCenterError | None]:
+        """Each VM's task, done: recorded in `tasks_done` (moref, task) for tests to read."""
+        self._call("vm_tasks")
+        out: list[VCenterError | None] = []
+        with self._lock:
+            for m in morefs:
+                if m not in self.vms:
+                    out.append(VCenterFault(f"{m} not found", "ManagedObjectNotFound"))
+                elif m in self.hidden:
+                    out.append(VCenterFault(f"{m}: no permission", "NoPermission"))
+                else:
+                    self.tasks_done.append((m, task))
+                    out.append(None)
         return out
 
     def set_attributes(self, moref: str, values: Mapping[str, str]) -> None:

@@ -122,7 +122,7 @@ def deploy(app: App, text: str, actor: str = "trainer", **kwargs: Any) -> Any:
     """Run a deploy command through the service layer, as a front end would."""
     command = grammar.parse(text)
     assert isinstance(command, grammar.Deploy)
-    return app.service.deploy(command, actor=actor, **kwargs)
+    return app.use_cases.deployer.deploy(command, actor=actor, **kwargs)
 
 
 def types_with(**changes: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,10 +1,10 @@
 """The admin features against the lab vCenter over SOAP, with real SQLite files.
 
 prepare, host-limit confinement, guest customization, disk mode, power, plan and the capacity
-guard, the asset inventory and refresh: each through the service layer (`bot.services.core.Service`,
-`bot.services.admin.Admin`) wired by `bot.bootstrap.build`, checked in the lab's own view of its VMs
-(`/lab/vms`) and, where the lab shows no view, by reading vCenter through pyVmomi objects that
-the adapter hands out. Nothing is mocked.
+guard, the asset inventory and refresh: each through the service layer
+(`bot.services.usecases.UseCases`, `bot.services.admin.Admin`) wired by `bot.bootstrap.build`,
+checked in the lab's own view of its VMs (`/lab/vms`) and, where the lab shows no view, by
+reading vCenter through pyVmomi objects that the adapter hands out. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def test_prepare_refuses_a_powered_on_parent_and_power_off_shuts_it_down_then_sn
     app = make_app(lab)
     power_parent(app, "Capture")
 
-    refused = app.admin.prepare(grammar.parse("prepare capture"), actor="admin")  # type: ignore[arg-type]
+    refused = app.admin.preparer.prepare(grammar.parse("prepare capture"), actor="admin")  # type: ignore[arg-type]
     assert not refused.ready
     problems = [f.text for f in refused.findings if f.level == "problem"]
     assert problems and "powered on" in problems[0] and "prepare capture power-off" in problems[0]
@@ -92,7 +92,7 @@ def test_prepare_refuses_a_powered_on_parent_and_power_off_shuts_it_down_then_sn
 
     command = grammar.parse("prepare capture power-off")
     assert command == grammar.Prepare("capture", power_off=True)
-    done = app.admin.prepare(command, actor="admin")
+    done = app.admin.preparer.prepare(command, actor="admin")
     assert done.ready
     parent = vms(lab)["Capture"]
     assert parent["power_state"] == "poweredOff"
@@ -111,13 +111,13 @@ def test_prepare_reports_thick_and_independent_disks(make_lab: MakeLab, make_app
     )
     app = make_app(lab)
 
-    thick = app.admin.prepare(grammar.Prepare("capture"), actor="admin")
+    thick = app.admin.preparer.prepare(grammar.Prepare("capture"), actor="admin")
     advice = [f.text for f in thick.findings if f.level == "advice"]
     assert len(advice) == 1 and "thick" in advice[0] and "11.00 GB" in advice[0]
     assert thick.ready  # thick is advice: the parent can still be cloned
     assert thick.provisioned_bytes == 11 * GIB
 
-    independent = app.admin.prepare(grammar.Prepare("packaging"), actor="admin")
+    independent = app.admin.preparer.prepare(grammar.Prepare("packaging"), actor="admin")
     assert not independent.ready
     problems = [f.text for f in independent.findings if f.level == "problem"]
     assert len(problems) == 1
@@ -129,10 +129,10 @@ def test_prepare_reports_thick_and_independent_disks(make_lab: MakeLab, make_app
 
 def test_prepare_creates_the_configured_snapshot_once(lab: LabProcess, make_app: MakeApp) -> None:
     app = make_app(lab, types=types_with(capture={"snapshot": "golden-2024"}))
-    first = app.admin.prepare(grammar.Prepare("capture"), actor="admin")
+    first = app.admin.preparer.prepare(grammar.Prepare("capture"), actor="admin")
     assert first.ready
     assert any(f.level == "done" and '"golden-2024"' in f.text for f in first.findings)
-    second = app.admin.prepare(grammar.Prepare("capture"), actor="admin")
+    second = app.admin.preparer.prepare(grammar.Prepare("capture"), actor="admin")
     assert second.ready
     assert not any(f.level == "done" for f in second.findings)
     assert any(f.level == "ok" and "in place" in f.text for f in second.findings)
@@ -148,16 +148,16 @@ def test_prepare_unknown_type_is_a_clear_error(lab: LabProcess, make_app: MakeAp
     app = make_app(lab)
     before = vms(lab)
     with pytest.raises(UsageError, match=r'Unknown type "captur".*Did you mean "capture"'):
-        app.admin.prepare(grammar.Prepare("captur"), actor="admin")
+        app.admin.preparer.prepare(grammar.Prepare("captur"), actor="admin")
     assert vms(lab) == before
 
 
 def test_types_shows_each_readiness(lab: LabProcess, make_app: MakeApp) -> None:
     ghost = {**LAB_TYPES["capture"], "parent": "Nowhere", "name_pattern": "TRN-GHO-{n:03}"}
     app = make_app(lab, types=types_with(ghost=ghost))
-    app.admin.prepare(grammar.Prepare("capture"), actor="admin")
+    app.admin.preparer.prepare(grammar.Prepare("capture"), actor="admin")
     power_parent(app, "Verification")
-    status = {ts.type.name: ts for ts in app.service.types()}
+    status = {ts.type.name: ts for ts in app.use_cases.queries.types()}
     assert {n: ts.readiness for n, ts in status.items()} == {
         "capture": "ready",
         "packaging": "needs snapshot",
@@ -222,7 +222,7 @@ def test_host_limit_confines_a_parents_clones_to_a_drs_host_group(
     assert rule.vmGroupName == f"{prefix}-vms" and rule.affineHostGroupName == f"{prefix}-hosts"
 
     # status shows the spread.
-    [status] = app.service.status("big")
+    [status] = app.use_cases.queries.status("big")
     assert status.hosts_by_parent == {"Capture": tuple(sorted(hosts_used))}
 
     # A second deployment keeps the host group and adds its clones to the VM group.
@@ -287,12 +287,12 @@ def test_the_host_groups_of_several_parents_spread_over_the_whole_cluster(
     assert capture_hosts <= groups["Capture"]
 
     # `check` and `status ENV` name the hosts each parent uses.
-    report = Checker(app.service).run()
+    report = Checker(app.use_cases).run()
     found = {f.subject: f.text for f in report.findings}
     for t, parent in PARENT_OF.items():
         listed = ", ".join(sorted(groups[parent]))
         assert f"clones of {parent} go to a DRS host group of 8: {listed}." in found[f"{t} hosts"]
-    [status] = app.service.status("more")
+    [status] = app.use_cases.queries.status("more")
     assert set(status.hosts_by_parent["Capture"]) <= groups["Capture"]
     assert len(status.hosts_by_parent["Capture"]) == 6
 
@@ -375,7 +375,7 @@ def test_refresh_customises_powered_on_clones_again_and_reports_failures(
     )
     deploy(app, "deploy capture 2 as cust and power on")
     before = {n: vm["moref"] for n, vm in clones_of(lab).items()}
-    result = app.admin.refresh(grammar.Refresh("cust"), actor="tester")
+    result = app.admin.refresher.refresh(grammar.Refresh("cust"), actor="tester")
     after = clones_of(lab)
     assert all(after[n]["moref"] != before[n] for n in before)  # new VMs
     assert result.refreshed == ["TRN-CAP-001"]
@@ -436,7 +436,7 @@ def test_unknown_disk_mode_is_a_config_error(lab: LabProcess, tmp_path: Path) ->
 def power(app: App, text: str) -> Any:
     command = grammar.parse(text)
     assert isinstance(command, grammar.Power)
-    return app.admin.power(command, actor="trainer")
+    return app.admin.power_command.power_environment(command, actor="trainer")
 
 
 def test_power_on_off_reset_an_environment(lab: LabProcess, make_app: MakeApp) -> None:
@@ -502,7 +502,7 @@ def test_power_bad_input(lab: LabProcess, make_app: MakeApp) -> None:
 def plan(app: App, text: str) -> Any:
     command = grammar.parse(text)
     assert isinstance(command, grammar.Plan)
-    return app.admin.plan(command)
+    return app.admin.planner.plan(command)
 
 
 def test_plan_shows_estimates_and_free_space(lab: LabProcess, make_app: MakeApp) -> None:
@@ -549,14 +549,14 @@ def test_plan_and_check_estimate_the_delta_from_how_far_clones_grew(
     lab = make_lab({"delta_growth_gb_per_min": 60})
     app = make_app(lab, types=types_with(capture={"delta_estimate_gb": 0.5}))
     deploy(app, "deploy capture 3 as nov and power on")
-    app.service.status("nov")  # sizes read and recorded, but the clones are young
+    app.use_cases.queries.status("nov")  # sizes read and recorded, but the clones are young
     before = plan(app, "plan capture 25")
     assert before.estimate.linked_bytes == pytest.approx(3.34 * GIB + 25 * 0.5 * GIB, abs=25)
     assert before.deltas["capture"].source == "configured 0.50 GB: no clone has lived a day yet"
 
     age_clones(app, "nov", days=1)  # the course ran a day
     time.sleep(0.5)
-    app.service.status("nov")
+    app.use_cases.queries.status("nov")
     peaks = {c.name: c.peak_bytes or 0 for c in app.repo.clones(environment="nov")}
     assert all(p > 0.6 * GIB for p in peaks.values()), peaks  # 0.13 GB when made
     est = plan(app, "plan capture 25").deltas["capture"]
@@ -568,20 +568,20 @@ def test_plan_and_check_estimate_the_delta_from_how_far_clones_grew(
     assert result.estimate.linked_bytes == pytest.approx(3.34 * GIB + 25 * est.bytes, abs=25)
     assert result.needs[0].needed_bytes == 25 * est.bytes
 
-    report = Checker(app.service).run()
+    report = Checker(app.use_cases).run()
     [capacity] = [f for f in report.findings if f.subject == "capture capacity"]
     assert f"clones of {est.bytes / GIB:.2f} GB (from 3 clones of nov that lived" in capacity.text
 
     # The strip back reads each clone's size before destroying it: the last, largest peaks.
     time.sleep(0.3)
-    app.service.teardown("nov", actor="trainer")
+    app.use_cases.strip_back.teardown("nov", actor="trainer")
     final = {c.name: c.peak_bytes or 0 for c in app.repo.clones(environment="nov")}
     assert all(final[n] > peaks[n] for n in peaks), (peaks, final)
     assert plan(app, "plan capture 1").deltas["capture"].bytes == max(final.values())
 
     # A new course's clones, young, do not lower it; nor does an inventory of them.
     deploy(app, "deploy capture 2 as dec")
-    app.admin.inventory("dec")
+    app.admin.inventory_reader.inventory("dec")
     assert plan(app, "plan capture 1").deltas["capture"].bytes == max(final.values())
 
 
@@ -641,7 +641,7 @@ def test_inventory_attributes_are_set_in_vcenter_and_listed(
     assert "AssetTag" not in rows["TRN-PKG-001"]["custom"]
     assert "AssetTag" not in rows["Capture"]["custom"]
 
-    inventory = {r.name: r for r in app.admin.inventory("inv")}
+    inventory = {r.name: r for r in app.admin.inventory_reader.inventory("inv")}
     assert sorted(inventory) == ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003", "TRN-PKG-001"]
     row = inventory["TRN-CAP-002"]
     assert row.attributes == {
@@ -656,9 +656,9 @@ def test_inventory_attributes_are_set_in_vcenter_and_listed(
     assert row.power_state == "poweredOff" and row.state == "ready"
     assert row.committed_gb == pytest.approx(0.13, abs=0.01)
     assert row.host == rows["TRN-CAP-002"]["host"]
-    assert len(app.admin.inventory()) == 4
+    assert len(app.admin.inventory_reader.inventory()) == 4
     with pytest.raises(NotFoundError):
-        app.admin.inventory("nope")
+        app.admin.inventory_reader.inventory("nope")
 
 
 # ================================================================================ 8. refresh
@@ -694,7 +694,7 @@ def test_refresh_recreates_clones_from_the_newest_snapshot(
 
     command = grammar.parse("refresh cohort")
     assert command == grammar.Refresh("cohort")
-    result = app.admin.refresh(command, actor="admin")
+    result = app.admin.refresher.refresh(command, actor="admin")
     names = ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]
     assert result.refreshed == names and not result.failed and not result.skipped
     assert result.state.value == "succeeded"
@@ -734,7 +734,7 @@ def test_refresh_recreates_clones_from_the_newest_snapshot(
 def test_refresh_bad_input(lab: LabProcess, make_app: MakeApp) -> None:
     app = make_app(lab)
     with pytest.raises(NotFoundError, match='No environment named "ghost"'):
-        app.admin.refresh(grammar.Refresh("ghost"), actor="admin")
+        app.admin.refresher.refresh(grammar.Refresh("ghost"), actor="admin")
     with pytest.raises(UsageError):
         grammar.parse("refresh")
     assert app.repo.list_environments() == []
@@ -768,7 +768,7 @@ def test_refresh_keeps_confined_clones_in_their_drs_groups(
     old = clones_of(lab)
     snapshot_parent(app, "Capture")
 
-    result = app.admin.refresh(grammar.Refresh("big"), actor="admin")
+    result = app.admin.refresher.refresh(grammar.Refresh("big"), actor="admin")
     assert len(result.refreshed) == 10
     now = clones_of(lab)
     assert {n: vm["host"] for n, vm in now.items()} == {n: vm["host"] for n, vm in old.items()}
@@ -790,7 +790,7 @@ def test_confinement_survives_a_strip_back_and_a_new_deployment(
     cluster, _ = app.vcenter.cluster_hosts("Training-Large")
     prefix = drs_prefix("Capture")
     _, host_group, _ = app.vcenter.drs_confinement(cluster, prefix)
-    app.service.teardown("first", actor="trainer")
+    app.use_cases.strip_back.teardown("first", actor="trainer")
     assert clones_of(lab) == {}
 
     result = deploy(app, "deploy capture 3 as second")
@@ -827,7 +827,7 @@ def test_refresh_stops_a_type_at_its_first_full_copy(lab: LabProcess, make_app: 
 
     command = grammar.parse("refresh cohort")
     assert isinstance(command, grammar.Refresh)
-    result = app.admin.refresh(command, actor="trainer")
+    result = app.admin.refresher.refresh(command, actor="trainer")
 
     assert result.refreshed == [] and lab.control.stats()["clone_calls"] == 1
     [lost] = result.failed
@@ -855,7 +855,7 @@ def test_refresh_makes_one_stray_full_copy_again_as_linked(
     lab.control.reset()
     lab.control.configure(faults={"full_copy_nth": [2]})
 
-    result = app.admin.refresh(grammar.Refresh("cohort"), actor="trainer")
+    result = app.admin.refresher.refresh(grammar.Refresh("cohort"), actor="trainer")
 
     assert len(result.refreshed) == 4 and result.failed == [] and result.skipped == []
     assert lab.control.stats()["clone_calls"] == 5

@@ -91,7 +91,7 @@ def test_only_what_a_deployment_uses_is_required_of_it(lab: LabProcess, make_app
     lab.control.configure(privileges=[p for p in held if p != "VirtualMachine.Interact.Reset"])
     app = make_app(lab)
     assert len(deploy(app, "deploy capture 2 as cohort").ready) == 2
-    report = Checker(app.service).run()
+    report = Checker(app.use_cases).run()
     [problem] = report.problems
     assert "VirtualMachine.Interact.Reset" in problem.text and "(needed for power)" in problem.text
 

@@ -37,7 +37,7 @@ def test_status_shows_what_changed_behind_the_bots_back(
     admin.relabel(vms["TRN-CAP-004"]["moref"], "Environment", "elsewhere")
     calls = lab.control.stats()["total"]
 
-    [st] = app.service.status("drift")
+    [st] = app.use_cases.queries.status("drift")
     assert lab.control.stats()["total"] - calls <= 2  # one read (a page), not one per clone
     assert st.checked and not st.unchecked
     by_name = {c.name: st.drift.get(c.id) for c in st.clones}
@@ -52,7 +52,7 @@ def test_status_shows_what_changed_behind_the_bots_back(
 
     # A strip back destroys the renamed clone (and says so), leaves the relabelled one alone,
     # and counts the destroyed one as already gone.
-    result = app.service.teardown("drift", actor="trainer")
+    result = app.use_cases.strip_back.teardown("drift", actor="trainer")
     assert result.renamed == {"TRN-CAP-002": "renamed-002"}
     assert result.already_gone == ["TRN-CAP-001"]
     assert sorted(result.destroyed) == ["TRN-CAP-002", "TRN-CAP-003", "TRN-CAP-005"]

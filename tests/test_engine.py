@@ -118,7 +118,7 @@ def test_provenance_attributes_also_writes_deployed_by_and_at(
             assert set(custom) == {*ATTRIBUTES, "DeployedBy", "DeployedAt"}, custom
             assert custom["DeployedBy"] == "trainer"
             assert custom["DeployedAt"] == read_provenance(vm["notes"])["DeployedAt"]
-    rows = app.admin.inventory("audit")
+    rows = app.admin.inventory_reader.inventory("audit")
     assert [(r.deployed_by, bool(r.deployed_at)) for r in rows] == [("trainer", True)] * 2
 
 
@@ -127,7 +127,7 @@ def test_origin_figures_for_25_of_each_type(app: App) -> None:
     assert result.state is RunState.SUCCEEDED
     assert len(result.ready) == 75
 
-    s = app.service.savings("origin")
+    s = app.use_cases.queries.savings("origin")
     assert s.clones == 75
     assert (s.thick_gb, s.thin_gb, s.linked_gb) == (675.00, 238.75, 19.30)
     assert s.saved_vs_thin_gb == pytest.approx(219.45, abs=0.01)
@@ -136,20 +136,20 @@ def test_origin_figures_for_25_of_each_type(app: App) -> None:
     assert by_parent == {"Capture": 25, "Packaging": 25, "Verification": 25}
     assert result.savings is not None and result.savings.linked_gb == 19.30
 
-    overall = app.service.savings()
+    overall = app.use_cases.queries.savings()
     assert overall.as_dict() == s.as_dict()
 
 
 def test_status_counts_clones_by_type_and_state(app: App) -> None:
     deploy(app, "deploy capture 3 packaging 2 as cohort")
-    [status] = app.service.status("cohort")
+    [status] = app.use_cases.queries.status("cohort")
     assert status.by_type == {"capture": {"ready": 3}, "packaging": {"ready": 2}}
     assert status.live == 5
     assert sorted(c.name for c in status.clones) == [
         *names("TRN-CAP", range(1, 4)),
         *names("TRN-PKG", range(1, 3)),
     ]
-    assert [s.environment.name for s in app.service.status()] == ["cohort"]
+    assert [s.environment.name for s in app.use_cases.queries.status()] == ["cohort"]
 
 
 def test_deploying_more_adds_to_the_environment_with_the_next_free_names(
@@ -160,10 +160,10 @@ def test_deploying_more_adds_to_the_environment_with_the_next_free_names(
 
     assert sorted(more.ready) == [*names("TRN-CAP", [4, 5]), "TRN-PKG-001"]
     assert [e.name for e in app.repo.list_environments()] == ["cohort"]
-    [status] = app.service.status("cohort")
+    [status] = app.use_cases.queries.status("cohort")
     assert status.by_type == {"capture": {"ready": 5}, "packaging": {"ready": 1}}
     assert sorted(clone_vms(lab)) == [*names("TRN-CAP", range(1, 6)), "TRN-PKG-001"]
-    assert app.service.savings("cohort").clones == 6
+    assert app.use_cases.queries.savings("cohort").clones == 6
 
 
 def test_names_are_never_reused_while_a_clone_lives_and_reused_after_strip_back(
@@ -174,7 +174,7 @@ def test_names_are_never_reused_while_a_clone_lives_and_reused_after_strip_back(
     assert sorted(first.ready) == names("TRN-CAP", [1, 2])
     assert sorted(second.ready) == names("TRN-CAP", [3, 4])
 
-    app.service.teardown("alpha", actor="trainer")
+    app.use_cases.strip_back.teardown("alpha", actor="trainer")
     third = deploy(app, "deploy capture 3 as gamma")
     assert sorted(third.ready) == names("TRN-CAP", [1, 2, 5])
 
@@ -217,9 +217,9 @@ def test_teardown_removes_exactly_the_environment_and_nothing_else(
     before = vms_by_name(lab)
     alpha = {c.name: c.moref for c in app.repo.clones(environment="alpha")}
 
-    plan = app.service.teardown_plan("alpha")
+    plan = app.use_cases.strip_back.teardown_plan("alpha")
     assert (plan.clones, plan.by_type) == (5, {"capture": 3, "packaging": 2})
-    result = app.service.teardown("alpha", actor="trainer")
+    result = app.use_cases.strip_back.teardown("alpha", actor="trainer")
 
     assert result.state is RunState.SUCCEEDED
     assert result.destroyed == sorted(alpha)
@@ -246,9 +246,9 @@ def test_teardown_removes_exactly_the_environment_and_nothing_else(
         5,
         0,
     )
-    assert app.service.savings("alpha").clones == 0
+    assert app.use_cases.queries.savings("alpha").clones == 0
     with pytest.raises(NotFoundError, match="no clones to strip back"):
-        app.service.teardown("alpha", actor="trainer")
+        app.use_cases.strip_back.teardown("alpha", actor="trainer")
 
 
 def test_teardown_leaves_a_clone_whose_attributes_no_longer_match(
@@ -264,7 +264,7 @@ def test_teardown_leaves_a_clone_whose_attributes_no_longer_match(
     finally:
         admin.close()
 
-    result = app.service.teardown("alpha", actor="trainer")
+    result = app.use_cases.strip_back.teardown("alpha", actor="trainer")
 
     assert result.state is RunState.PARTIAL
     assert result.destroyed == names("TRN-CAP", [1, 3])
@@ -279,7 +279,7 @@ def test_teardown_counts_a_clone_already_gone_from_vcenter(lab: LabProcess, app:
     assert gone is not None and gone.moref is not None
     app.vcenter.destroy(gone.moref, expected_uuid=gone.instance_uuid or "")
 
-    result = app.service.teardown("alpha", actor="trainer")
+    result = app.use_cases.strip_back.teardown("alpha", actor="trainer")
     assert result.state is RunState.SUCCEEDED
     assert result.destroyed == ["TRN-CAP-002"]
     assert result.already_gone == ["TRN-CAP-001"]
@@ -350,9 +350,9 @@ def test_a_permanent_fault_fails_one_clone_without_retry_or_leftover(
     assert lab.control.stats()["clone_calls"] == 4  # no retry of a permanent fault
     run = app.repo.get_run(result.run_id)
     assert (run.state, run.requested, run.succeeded, run.failed) == (RunState.PARTIAL, 4, 3, 1)
-    [status] = app.service.status("cohort")
+    [status] = app.use_cases.queries.status("cohort")
     assert status.by_type == {"capture": {"ready": 3, "failed": 1}}
-    assert app.service.savings("cohort").clones == 3
+    assert app.use_cases.queries.savings("cohort").clones == 3
 
 
 def test_a_type_stops_at_its_first_full_copy_and_keeps_nothing(lab: LabProcess, app: App) -> None:
@@ -468,8 +468,8 @@ def test_base_snapshot_is_created_once_and_kept(lab: LabProcess, app: App) -> No
     lab.control.reset()
     deploy(app, "deploy capture 2 as alpha")
     deploy(app, "deploy capture 2 as beta")
-    app.service.teardown("alpha", actor="trainer")
-    app.service.teardown("beta", actor="trainer")
+    app.use_cases.strip_back.teardown("alpha", actor="trainer")
+    app.use_cases.strip_back.teardown("beta", actor="trainer")
     deploy(app, "deploy capture 1 as gamma")
 
     assert lab.control.stats()["requests"].get("CreateSnapshot_Task") == 1
@@ -603,10 +603,10 @@ def test_session_expiry_mid_run_is_invisible(lab: LabProcess, app: App) -> None:
     assert len(clone_vms(lab)) == 10
 
     lab.control.expire_sessions()
-    [status] = app.service.status("cohort")
+    [status] = app.use_cases.queries.status("cohort")
     assert status.live == 10
     lab.control.expire_sessions()
-    stripped = app.service.teardown("cohort", actor="trainer")
+    stripped = app.use_cases.strip_back.teardown("cohort", actor="trainer")
     assert stripped.state is RunState.SUCCEEDED and len(stripped.destroyed) == 10
     assert lab.control.stats()["requests"].get("Login", 0) >= 3
 
@@ -640,9 +640,9 @@ def test_unknown_environment(app: App) -> None:
     with pytest.raises(
         NotFoundError, match=r'No environment named "cohrot"\. Did you mean "cohort"'
     ):
-        app.service.teardown("cohrot", actor="trainer")
+        app.use_cases.strip_back.teardown("cohrot", actor="trainer")
     with pytest.raises(NotFoundError, match="No environment"):
-        app.service.savings("nowhere")
+        app.use_cases.queries.savings("nowhere")
 
 
 def test_sightings_read_only_the_extras_asked_for(lab: LabProcess, app: App) -> None:

@@ -86,7 +86,7 @@ def test_a_step_after_the_clone_task_that_fails_destroys_the_vm_it_made_and_says
         assert c.moref is None
     audit = [e for e in app.repo.audit_entries() if e.command.startswith("remove unfinished")]
     assert len(audit) == failed and all(e.result == "ok" for e in audit)
-    assert Recovery.over(app.service).orphan_finder.orphans() == []
+    assert Recovery.over(app.use_cases).orphan_finder.orphans() == []
     record(
         f"{method} refused with {fault} after the clone task",
         faults_injected=failed,
@@ -118,7 +118,7 @@ def test_a_clone_whose_destroy_is_refused_too_stays_recorded_and_orphans_removes
     assert {c.moref for c in rows} == set(vms)  # each failed record keeps its VM's moref
     assert all("Destroying it failed too" in (c.error or "") for c in rows)
 
-    finder = Recovery.over(app.service).orphan_finder
+    finder = Recovery.over(app.use_cases).orphan_finder
     listed = finder.orphans()
     assert sorted(o.vm.name for o in listed) == ["TRN-CAP-001", "TRN-CAP-002"]
     assert all(o.ours and o.recorded for o in listed)
@@ -148,7 +148,7 @@ def test_vcenter_lost_right_after_a_clone_task_then_resume_finishes_it(
     assert result.state is RunState.INTERRUPTED, result
     assert _unrecorded(app, lab) == []
     wait_until(lambda: not lab.control.stats()["paused"], timeout=30)
-    report = Recovery.over(app.service).recover(actor="trainer")
+    report = Recovery.over(app.use_cases).recover(actor="trainer")
     [resumed] = report.resumed
     assert resumed.state is RunState.SUCCEEDED, report.text
     assert "TRN-CAP-002" in resumed.adopted
@@ -158,7 +158,7 @@ def test_vcenter_lost_right_after_a_clone_task_then_resume_finishes_it(
     assert sorted(vm["name"] for vm in vms) == [f"TRN-CAP-{n:03}" for n in range(1, 5)]
     assert {vm["instance_uuid"] for vm in vms} == {c.instance_uuid for c in rows}
     assert all(vm["custom"].get("ManagedBy") == "clones" for vm in vms)
-    assert Recovery.over(app.service).orphan_finder.orphans() == []
+    assert Recovery.over(app.use_cases).orphan_finder.orphans() == []
 
 
 def test_clone_calls_whose_replies_were_lost_with_the_session_leave_no_vm_unrecorded(
@@ -181,12 +181,12 @@ def test_clone_calls_whose_replies_were_lost_with_the_session_leave_no_vm_unreco
 
     assert _unrecorded(app, lab) == []
     if result.state is RunState.INTERRUPTED:
-        Recovery.over(app.service).recover(actor="trainer")
+        Recovery.over(app.use_cases).recover(actor="trainer")
     rows = app.repo.clones(environment="lost")
     assert {c.state for c in rows} == {CloneState.READY}, [(c.name, c.error) for c in rows]
     vms = clone_vms(lab, "TRN-PKG-")
     assert {vm["instance_uuid"] for vm in vms} == {c.instance_uuid for c in rows}
-    assert Recovery.over(app.service).orphan_finder.orphans() == []
+    assert Recovery.over(app.use_cases).orphan_finder.orphans() == []
     requests = lab.control.stats()["requests"]
     record(
         "vCenter lost right after a clone reply, other clone calls in flight",

@@ -78,12 +78,14 @@ def test_decoys_parents_snapshots_and_a_template_survive_every_operation(
         checks += 1
 
     guarded("deploy", lambda: deploy(app, "deploy capture 4 as safe"))
-    guarded("refresh", lambda: app.admin.refresh(grammar.Refresh("safe"), actor="trainer"))
+    guarded(
+        "refresh", lambda: app.admin.refresher.refresh(grammar.Refresh("safe"), actor="trainer")
+    )
     row = app.repo.clones(environment="safe")[0]
     set_state(app.repo, row.id, CloneState.FAILED, error="reply lost")  # an orphan
 
     def clean_orphans() -> None:
-        recovery = Recovery.over(app.service)
+        recovery = Recovery.over(app.use_cases)
         orphans = recovery.orphan_finder.orphans()
         assert sorted(o.vm.name for o in orphans) == sorted([row.name, "forged"])
         results = [recovery.orphan_finder.remove(o, actor="trainer") for o in orphans]
@@ -92,8 +94,8 @@ def test_decoys_parents_snapshots_and_a_template_survive_every_operation(
         ]
 
     guarded("orphans remove", clean_orphans)
-    guarded("strip back", lambda: app.service.teardown("safe", actor="trainer"))
-    guarded("strip back", lambda: app.service.teardown("warmup", actor="trainer"))
+    guarded("strip back", lambda: app.use_cases.strip_back.teardown("safe", actor="trainer"))
+    guarded("strip back", lambda: app.use_cases.strip_back.teardown("warmup", actor="trainer"))
     assert clone_vms(lab, "TRN-CAP-") == [
         vm for vm in clone_vms(lab, "TRN-CAP-") if vm["folder"] == "Parents"
     ]
@@ -169,12 +171,12 @@ def test_a_strip_back_during_a_deployment_is_refused(
     try:
         wait_until(lambda: len(app.repo.clones(environment="busy")) == 12)
         with pytest.raises(ConflictError, match="busy with another deployment or strip back"):
-            app.service.teardown("busy", actor="trainer")
+            app.use_cases.strip_back.teardown("busy", actor="trainer")
         # ...and from another process (the check is in SQLite, across processes).
         other = lab_app(lab, app.settings.database)
         try:
             with pytest.raises(ConflictError, match=r"busy: deploy run \d+ .* still running"):
-                other.service.teardown("busy", actor="someone-else")
+                other.use_cases.strip_back.teardown("busy", actor="someone-else")
         finally:
             other.close()
     finally:

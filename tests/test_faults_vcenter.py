@@ -50,7 +50,7 @@ def test_vcenter_unreachable_mid_run_stops_cleanly_and_resume_finishes_it(
     # A clone task whose reply was dropped may have made its VM: never a second one.
     made_while_dark = len(clone_vms(lab, "TRN-CAP-")) - ready_at_stop
 
-    report = Recovery.over(app.service).recover(actor="trainer")
+    report = Recovery.over(app.use_cases).recover(actor="trainer")
     [resumed] = report.resumed
     assert resumed.state is RunState.SUCCEEDED and report.left == []
     assert len(resumed.adopted) + len(resumed.recreated) == unfinished
@@ -61,7 +61,7 @@ def test_vcenter_unreachable_mid_run_stops_cleanly_and_resume_finishes_it(
     assert app.repo.get_run(result.run_id).superseded_by == resumed.run_id
     run = app.repo.get_run(resumed.run_id)
     assert (run.state, run.succeeded, run.failed) == (RunState.SUCCEEDED, 20, 0)
-    assert Recovery.over(app.service).orphan_finder.orphans() == []
+    assert Recovery.over(app.use_cases).orphan_finder.orphans() == []
     record(
         "vCenter unreachable mid-deploy (lab paused), resumed",
         faults_injected=dropped,
@@ -90,7 +90,7 @@ def test_vcenter_unreachable_mid_strip_back_stops_cleanly_and_resume_finishes_it
             lab.control.pause(120)
 
     with pytest.raises(Exception, match="Lost contact with vCenter") as raised:
-        app.service.teardown("dusk", actor="trainer", on_event=pause_after_three)
+        app.use_cases.strip_back.teardown("dusk", actor="trainer", on_event=pause_after_three)
     dropped = lab.control.stats()["dropped"]
     lab.control.pause(0)
     assert type(raised.value).__name__ == "VCenterUnreachable"
@@ -98,7 +98,7 @@ def test_vcenter_unreachable_mid_strip_back_stops_cleanly_and_resume_finishes_it
     assert run.state is RunState.INTERRUPTED
     assert not app.repo.clones(environment="dusk", states=[CloneState.DESTROYING])
 
-    report = Recovery.over(app.service).recover(actor="trainer")
+    report = Recovery.over(app.use_cases).recover(actor="trainer")
     assert report.left == [] and len(report.resumed) == 1
     assert clone_vms(lab, "TRN-CAP-") == []
     assert {vm["moref"]: vm for vm in lab.control.vms() if vm["moref"] not in ours} == rest
@@ -190,7 +190,7 @@ def test_session_expiry_while_clones_are_in_flight_is_invisible(
     try:
         result = deploy(app, "deploy capture 18 as sleepy")
         wait_until(lambda: expiries >= 3)
-        stripped = app.service.teardown("sleepy", actor="trainer")
+        stripped = app.use_cases.strip_back.teardown("sleepy", actor="trainer")
     finally:
         stop.set()
         expirer.join()

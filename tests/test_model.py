@@ -1,8 +1,8 @@
 """A stateful, model-based test of the bot's trust promises against the lab vCenter.
 
 Hypothesis drives random sequences of what happens to a real estate: deployments (into reused
-environment names too), strip backs, refreshes, power changes, trainees assigned and one
-trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
+environment names too), strip backs, refreshes, power changes, snapshots, trainees assigned
+and one trainee's VM rebuilt (the refresh service for one clone) through the `clones` command;
 any of them SIGKILLed at a random moment, stopped with Ctrl-C (once, or twice: at once) or SIGTERM,
 hung (SIGSTOP) past its run's lease while `resume` takes the run over, or cut off by vCenter
 going dark; sessions expired under them (with NotAuthenticated faults, or
@@ -83,7 +83,7 @@ from bot.domain.errors import ClonesError, PermissionDenied
 from bot.domain.models import CloneState, RunKind, RunState
 from bot.domain.provenance import named_by, read_provenance
 from bot.services.access import AccessPolicy
-from bot.services.dispatch import Invocation, dispatch, settled
+from bot.services.dispatch import Invocation, dispatch, resolve_target
 from bot.settings import SlackSettings
 from handlers.app import SlackTokens, create_bot
 from handlers.blocks.ids import (
@@ -581,6 +581,29 @@ class TrustModel(RuleBasedStateMachine):
         self.act("power", environment, ("power", action, environment), "none", 0.0)
         self.bot_powered.add(environment)
 
+    @rule(environment=st.sampled_from(ENVIRONMENTS), name=st.sampled_from(["cp1", "cp2"]))
+    def snapshot(self, environment: str, name: str) -> None:
+        """Only the environment's ready clones that are provably the bot's gain a snapshot:
+        never a VM the account cannot see (unseen), a replaced or relabelled one, a decoy
+        (`forged-01` carries the environment's labels) or a parent."""
+
+        def counts() -> dict[str, int]:
+            return {vm["moref"]: int(vm.get("snapshots") or 0) for vm in self.lab.control.vms()}
+
+        uuid = {vm["moref"]: vm["instance_uuid"] for vm in self.lab.control.vms()}
+        hidden = {vm["instance_uuid"] for vm in self.lab.control.vms() if vm["name"] in self.hidden}
+        ready = {
+            c.instance_uuid
+            for c in self.rows()
+            if c.environment == environment and c.state is CloneState.READY and c.instance_uuid
+        }
+        before = counts()
+        self.act("snapshot", environment, ("snapshot", environment, name), "none", 0.0)
+        after = counts()
+        grown = {uuid.get(m, m) for m in after if after[m] > before.get(m, 0)}
+        wrong = grown - (ready - self.relabelled - hidden)
+        assert not wrong, f"snapshotted VMs not provably ours: {sorted(wrong)}"
+
     # ----------------------------------------------------------------- rules: trainees
     def assignments(self) -> list[Any]:
         if not self.clones.has_database():
@@ -632,7 +655,7 @@ class TrustModel(RuleBasedStateMachine):
     def look(self, who: str) -> None:
         """`who` opens `my` (or the Home tab): the buttons they see are kept for later."""
         with self.in_process() as services:
-            mine = services.service.trainees.mine(who)
+            mine = services.use_cases.trainees.mine(who)
         for vm in mine.vms:
             values = {e["value"] for e in vm_buttons(vm)["elements"]}
             self.buttons += [
@@ -725,7 +748,7 @@ class TrustModel(RuleBasedStateMachine):
         rebuild names its VM, as its Confirm button binds it), then dispatched. Returns the
         outcome: "done", "policy", or the error's class; a refusal is audited as denied."""
         with self.in_process() as services:
-            trainees = services.service.trainees
+            trainees = services.use_cases.trainees
             policy = AccessPolicy(SlackSettings(operators=("UOPS",)), is_trainee=trainees.holds_vm)
             if not policy.check(who, "CCOURSE", command.verb, command.access):
                 return "policy"
@@ -733,7 +756,7 @@ class TrustModel(RuleBasedStateMachine):
             mark = (last[0].id or 0) if last else 0
             invocation = Invocation(who, "slack", "CCOURSE")
             try:
-                dispatch(services, settled(services, command, invocation), invocation)
+                dispatch(services, resolve_target(services, command, invocation), invocation)
             except PermissionDenied:
                 audited = services.repo.audit_entries(actor=who, limit=5)
                 results = [e.result for e in audited if (e.id or 0) > mark]
@@ -981,7 +1004,7 @@ class TrustModel(RuleBasedStateMachine):
         never "missing"; one it may not see is "cannot see"."""
         app = self.bot(expired=expired)
         try:
-            (status,) = app.service.status(environment)
+            (status,) = app.use_cases.queries.status(environment)
         except ClonesError:  # no such environment yet
             return
         self.steps[f"status/{'expired' if expired else 'live'}"] += 1
@@ -1004,7 +1027,7 @@ class TrustModel(RuleBasedStateMachine):
         may_remove = self.removable("teardown", environment)
         app = self.bot(expired=expired)
         try:
-            result = app.service.teardown(environment, actor="model")
+            result = app.use_cases.strip_back.teardown(environment, actor="model")
         except ClonesError:  # nothing to strip back, or busy
             result = None
         self.lab.control.wait_idle()

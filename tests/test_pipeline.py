@@ -29,7 +29,7 @@ def _deploy(app: Any, text: str) -> tuple[Any, list[ProgressEvent]]:
 
     command = grammar.parse(text)
     assert isinstance(command, grammar.Deploy)
-    return app.service.deploy(command, actor="trainer", on_event=on_event), events
+    return app.use_cases.deployer.deploy(command, actor="trainer", on_event=on_event), events
 
 
 def test_each_clone_is_powered_on_as_it_is_made_and_the_run_ends_when_the_last_is_usable(

@@ -27,10 +27,10 @@ from bot.domain import grammar
 from bot.domain.errors import ConflictError, NotFoundError, UsageError
 from bot.domain.models import CloneState, Environment, RunKind, RunState
 from bot.domain.results import DeployResult, TeardownResult
-from bot.ports import Notifier, ScheduledJob
-from bot.services.core import ProgressCallback, Service
+from bot.ports import Notifier, ProgressCallback, ScheduledJob
 from bot.services.leadership import Leadership
 from bot.services.schedules import ScheduleService, StartReport
+from bot.services.usecases import UseCases
 from bot.settings import Settings, settings_from_dict
 from storage import Repository
 from tests.faults import wait_until
@@ -70,27 +70,40 @@ if TYPE_CHECKING:  # mypy proves the double implements its port (docs/architectu
     _notifier: Notifier = Notes()
 
 
-class RecordingService(Service):
-    """The real service layer, except deploy and strip back are recorded instead of sent to
-    vCenter (the end-to-end tests below use the real ones against the lab)."""
+class RecordingService(UseCases):
+    """The real use cases, except deploy and strip back are recorded instead of sent to vCenter
+    (the end-to-end tests below use the real ones against the lab)."""
 
     def __init__(self, settings: Settings, repo: Repository) -> None:
         super().__init__(settings, repo, VCenter(settings.vcenter))
         self.calls: list[tuple[str, str, str]] = []
         self.busy = False  # strip backs refused as if another run held the environment
+        self.deployer = _Recorded(self.deployer, deploy=self._deploy)  # type: ignore[assignment]
+        self.strip_back = _Recorded(self.strip_back, teardown=self._teardown)  # type: ignore[assignment]
 
-    def deploy(self, command: grammar.Deploy, **kwargs: Any) -> DeployResult:
+    def _deploy(self, command: grammar.Deploy, **kwargs: Any) -> DeployResult:
         assert command.environment is not None
         self.calls.append(("deploy", command.environment, kwargs["source"]))
         return DeployResult(0, command.environment, 0, [], [], 0.0, RunState.SUCCEEDED)
 
-    def teardown(self, environment: str, **kwargs: Any) -> TeardownResult:
+    def _teardown(self, environment: str, **kwargs: Any) -> TeardownResult:
         if self.busy:
             raise ConflictError(f"{environment} is busy with another deployment or strip back.")
         self.calls.append(("teardown", environment, kwargs["source"]))
         for c in self.repo.clones(environment=environment):
             set_state(self.repo, c.id, CloneState.DESTROYED)
         return TeardownResult(0, environment, [], [], [], [], 0, 0.0, RunState.SUCCEEDED)
+
+
+class _Recorded:
+    """A use case with some of its operations replaced (the rest are the real one's)."""
+
+    def __init__(self, real: object, **replaced: Any) -> None:
+        self._real = real
+        self.__dict__.update(replaced)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
 
 
 @dataclass
@@ -161,8 +174,8 @@ def schedule(svc: ScheduleService, text: str) -> None:
 
 
 def calls(svc: ScheduleService) -> list[tuple[str, str, str]]:
-    assert isinstance(svc.service, RecordingService)
-    return svc.service.calls
+    assert isinstance(svc.use_cases, RecordingService)
+    return svc.use_cases.calls
 
 
 # ===================================================================== the job table
@@ -440,10 +453,10 @@ def test_a_strip_back_due_during_its_deployment_waits_for_it(world: World) -> No
 
     svc = world.scheduler()
     _deploy_at(svc, "deploy capture 2 as short at 10:24 until 10:25")
-    service = svc.service
+    service = svc.use_cases
     assert isinstance(service, RecordingService)
     deploying, release = threading.Event(), threading.Event()
-    real_deploy = service.deploy
+    real_deploy = service.deployer.deploy
 
     def slow_deploy(command: grammar.Deploy, **kwargs: Any) -> DeployResult:
         deploying.set()
@@ -451,7 +464,7 @@ def test_a_strip_back_due_during_its_deployment_waits_for_it(world: World) -> No
         world.add_clones(svc, "short")
         return real_deploy(command, **kwargs)
 
-    service.deploy = slow_deploy  # type: ignore[method-assign]
+    service.deployer.deploy = slow_deploy  # type: ignore[method-assign]
     world.clock.now = datetime(2026, 11, 26, 10, 24, tzinfo=UTC)
     planned = datetime(2026, 11, 26, 10, 24, tzinfo=UTC)
     deploy = threading.Thread(target=svc.run, args=("deploy", "short", planned))
@@ -500,7 +513,7 @@ def test_a_strip_back_meeting_a_busy_environment_waits_and_runs_once_it_is_free(
     svc = world.scheduler()
     world.add_clones(svc, "nov")
     schedule(svc, "schedule nov until in 30m")  # inside the reminder lead: no reminder
-    service = svc.service
+    service = svc.use_cases
     assert isinstance(service, RecordingService)
     service.busy = True
     world.clock.advance(minutes=30)
@@ -925,7 +938,7 @@ def test_missed_strip_back_of_real_clones_runs_at_restart(lab: LabProcess, datab
     try:
         command = grammar.parse("deploy capture 2 as late")
         assert isinstance(command, grammar.Deploy)
-        app.service.deploy(command, actor="UOWNER", source="cli")
+        app.use_cases.deployer.deploy(command, actor="UOWNER", source="cli")
         first = bootstrap.schedule_service(app, notifier=notes, clock=clock)
         first.start(paused=True)
         schedule(first, "schedule late until in 2h")

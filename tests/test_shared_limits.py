@@ -66,7 +66,9 @@ class Watched:
 def _deploy(app: Any, text: str) -> Callable[[Callable[[ProgressEvent], None]], Any]:
     command = grammar.parse(text)
     assert isinstance(command, grammar.Deploy)
-    return lambda on_event: app.service.deploy(command, actor="trainer", on_event=on_event)
+    return lambda on_event: app.use_cases.deployer.deploy(
+        command, actor="trainer", on_event=on_event
+    )
 
 
 def test_four_concurrent_runs_keep_to_the_process_wide_limits(
@@ -93,7 +95,9 @@ def test_four_concurrent_runs_keep_to_the_process_wide_limits(
         Watched(_deploy(app, "deploy packaging 12 as r2 and power on")).start(),
         Watched(_deploy(app, "deploy verification 6 as r3")).start(),
         Watched(
-            lambda on_event: app.service.teardown("old", actor="trainer", on_event=on_event)
+            lambda on_event: app.use_cases.strip_back.teardown(
+                "old", actor="trainer", on_event=on_event
+            )
         ).start(),
     ]
     results = [w.join() for w in runs]

@@ -44,7 +44,7 @@ def test_a_long_lived_bot_whose_session_ended_sees_its_clones(
     reads_before = lab.control.stats()["reads_without_session"]
 
     expire_the_upstream_way(lab)
-    (status,) = app.service.status("cohort")
+    (status,) = app.use_cases.queries.status("cohort")
     assert status.checked and status.drift == {}, status.drift
 
     expire_the_upstream_way(lab)
@@ -53,7 +53,7 @@ def test_a_long_lived_bot_whose_session_ended_sees_its_clones(
     assert all(c.state is CloneState.READY for c in app.repo.clones(environment="cohort"))
 
     expire_the_upstream_way(lab)
-    result = app.service.teardown("cohort", actor="trainer")
+    result = app.use_cases.strip_back.teardown("cohort", actor="trainer")
     assert (len(result.destroyed), result.already_gone, result.unseen) == (24, [], [])
     assert result.state is RunState.SUCCEEDED
     assert clones_of(lab) == {}
@@ -74,7 +74,7 @@ def test_the_session_is_checked_before_the_first_read_after_idle_time(
         expire_the_upstream_way(lab)
         lab.control.reset()
         time.sleep(0.3)  # idle longer than session_check_s
-        (status,) = app.service.status("cohort")
+        (status,) = app.use_cases.queries.status("cohort")
         assert status.checked and status.drift == {}
         stats = lab.control.stats()
         # The check found the session gone and logged in before the first read: no read was

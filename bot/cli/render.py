@@ -31,7 +31,7 @@ from bot.domain.savings import Savings, format_table
 from bot.domain.timeparse import describe_time
 from bot.domain.trainees import Assigned, HandedOut, MyVms, SelfService, Unassigned
 from bot.services import sentences as say
-from bot.services.admin import InventoryRow, PlanResult, PowerResult, PrepareReport, RefreshResult
+from bot.services.admin import BulkResult, InventoryRow, PlanResult, PrepareReport, RefreshResult
 from bot.services.check import CheckReport
 from bot.services.container import Services
 from bot.services.dispatch import Deployed
@@ -173,7 +173,7 @@ def _status_json(statuses: list[EnvironmentStatus], v: View) -> list[dict[str, A
     command, app = v.command, v.services
     envs = []
     for st in statuses:
-        clones = st.clones or app.service.queries.clones_of(st.environment.name)
+        clones = st.clones or app.use_cases.queries.clones_of(st.environment.name)
         envs.append(
             {
                 "name": st.environment.name,
@@ -359,12 +359,12 @@ def show_prepare(report: PrepareReport, v: View) -> int:
     return EXIT_OK if report.ready else EXIT_ERROR
 
 
-def show_power(result: PowerResult, v: View) -> int:
+def show_each_done(result: BulkResult, v: View) -> int:
     opts, out = v.opts, v.out
     if opts.json:
         print(json.dumps(plain(result), indent=2), file=out)
     else:
-        print(f"{say.powered(result)}.", file=out)
+        print(f"{say.each_done(result)}.", file=out)
         for f in [*result.failed, *result.skipped]:
             print(f"  {f.name}: {f.error}", file=out)
     return EXIT_OK if not result.failed and not result.skipped else EXIT_PARTIAL
@@ -692,7 +692,7 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.Plan: show_plan,
     grammar.Inventory: show_inventory,
     grammar.Prepare: show_prepare,
-    grammar.Power: show_power,
+    grammar.Power: show_each_done,
     grammar.Schedule: show_schedule,
     grammar.Extend: show_schedule,
     grammar.CancelSchedule: show_schedule,
@@ -708,4 +708,5 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.MyPower: show_self_service,
     grammar.Rebuild: show_rebuild,
     grammar.DbCopy: show_db_copy,
+    grammar.Snapshot: show_each_done,
 }

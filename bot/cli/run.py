@@ -21,11 +21,6 @@ if TYPE_CHECKING:
     from bot.cli.wiring import Wiring
     from bot.services.container import Services
 
-# Commands that report progress as they go (a bar on a terminal).
-_LONG = (grammar.Deploy, grammar.Teardown, grammar.Refresh, grammar.Resume, grammar.Rebuild)
-# Commands that Ctrl-C (or SIGTERM) stops starting operations in vCenter (bot/cli/stopping.py).
-_STOPPABLE = (*_LONG, grammar.Power)
-
 
 def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
     words = opts.words
@@ -46,8 +41,9 @@ def run(opts: Options, out: TextIO, wiring: Wiring) -> int:
 
     command = with_roster(command)
     services = wiring.build(load_settings(opts.config))
-    # Ctrl-C and SIGTERM stop the command and let it report (bot/cli/stopping.py).
-    with Stopping(services, enabled=isinstance(command, _STOPPABLE)) as stopping:
+    # Ctrl-C and SIGTERM stop the command and let it report (bot/cli/stopping.py), when its spec
+    # says it starts operations in vCenter; its spec also says whether it shows a progress bar.
+    with Stopping(services, enabled=grammar.spec_of(command).stoppable) as stopping:
         try:
             code = _run(command, services, opts, out, stopping)
         finally:
@@ -62,14 +58,14 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO, stopping:
     from bot.cli.progress import Progress
     from bot.cli.render import RENDER, View
     from bot.cli.roster import handout_lines
-    from bot.services.dispatch import Invocation, dispatch, plan_for, settled
+    from bot.services.dispatch import Invocation, dispatch, plan_for, resolve_target
 
     actor = os.environ.get("CLONES_USER") or getpass.getuser()
     if command.access is grammar.Access.CHANGE and not isinstance(command, grammar.Resume):
         _warn_abandoned(services)
     # The terminal is trusted like an operator: self-service commands may name any trainee's VM.
     invocation = Invocation(actor, "cli", anyone=True, on_handout=handout_lines(opts, out))
-    command = settled(services, command, invocation)
+    command = resolve_target(services, command, invocation)
     plan = plan_for(services, command)
     if plan is not None and not confirmed(command, plan, opts, out):
         print("Cancelled: nothing was changed.", file=out)
@@ -80,7 +76,7 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO, stopping:
     render = RENDER.get(type(command))
     if render is None:  # every command has a renderer; a test checks it
         raise UsageError(f'"{command.verb}" is not available in the terminal; type "clones help".')
-    with Progress(out, enabled=not opts.json and isinstance(command, _LONG)) as progress:
+    with Progress(out, enabled=not opts.json and grammar.spec_of(command).progress) as progress:
         invocation = replace(invocation, on_event=progress)
         result = stopping.run(lambda: dispatch(services, command, invocation))
     return render(result, View(command, opts, out, services))

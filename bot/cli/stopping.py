@@ -91,13 +91,13 @@ class Stopping:
         if self.requested:
             self._exit_now(name)
         self.requested = name
-        in_flight = self.services.service.core.limits.in_flight()
+        in_flight = self.services.use_cases.core.limits.in_flight()
         _say(
             f"stopping ({name}): no new clone, destroy or power operation starts; the "
             f"{in_flight} already in vCenter finish and are recorded. {name} again exits at "
             "once; `clones resume` finishes what is left."
         )
-        self.services.service.halt(name)
+        self.services.use_cases.halt(name)
 
     def _exit_now(self, name: str) -> None:
         """Mark this process's runs interrupted (bounded: a stuck database never holds the
@@ -108,7 +108,7 @@ class Stopping:
             # On failure the run stays running (its owner dead): resume still finishes it.
             with contextlib.suppress(Exception):
                 marked.extend(
-                    self.services.service.runs.interrupt_all(
+                    self.services.use_cases.runs.interrupt_all(
                         f"Stopped at once by a second {name}: operations vCenter was doing may "
                         "have finished there. `clones resume` finishes the run (it adopts what "
                         "they made)."

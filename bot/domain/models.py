@@ -275,7 +275,7 @@ class Lease:
 
 @dataclass(frozen=True)
 class Confirmation:
-    """A Confirm / Cancel button's one-time token and what it confirms (handlers/confirmations):
+    """A Confirm / Cancel button's one-time token and what it confirms (handlers/confirm_tokens):
     kept in the database, so the click may reach any bot sharing it. `issued_at`: Unix time."""
 
     token: str

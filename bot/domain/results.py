@@ -46,6 +46,7 @@ class ProgressLabel:
 DEPLOYING = ProgressLabel("Deploying", "deployment", "into", "ready")
 STRIPPING_BACK = ProgressLabel("Stripping back", "strip back", "of", "destroyed")
 REFRESHING = ProgressLabel("Refreshing", "refresh", "of", "refreshed")
+SNAPSHOTTING = ProgressLabel("Snapshotting", "snapshot", "of", "snapshotted")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,16 @@ PROVENANCE_ATTRIBUTES = (ATTR_DEPLOYED_BY, ATTR_DEPLOYED_AT)
 
 
 @dataclass(frozen=True)
+class VmTask:
+    """One vSphere task method started on each of some VMs, with its arguments: what a bulk
+    verb does to each clone (`CreateSnapshot_Task` with a name, ...). The adapter starts them as
+    one batch and waits for them together; the services say which, and on which VMs."""
+
+    method: str  # a VirtualMachine method that returns a Task, e.g. "CreateSnapshot_Task"
+    arguments: tuple[tuple[str, str | bool | int], ...] = ()
+
+
+@dataclass(frozen=True)
 class VmFacts:
     """What the bot needs to know about one VM, read in one round trip."""
 

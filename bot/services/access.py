@@ -1,12 +1,11 @@
 """Who may run which verb where, from Slack.
 
-Read-only verbs (status, history, savings, types, plan, inventory, my, help) are for everyone,
+Read-only verbs (those with `Access.READ` in their spec: status, history, ...) are for everyone,
 everywhere. `check` and `audit` are for admins only (in any channel). Self-service verbs (reset,
 rebuild, and power on|off without an environment) are for trainees (anyone holding an assignment)
 on their own VM, and for operators on anyone's, anywhere; which VM is checked by the trainee
-service, which audits a refusal too. Every other verb changes something (deploy, teardown,
-prepare, power ENV, refresh, schedule, extend, cancel-schedule, assign, unassign, and any verb
-added later unless listed here) and needs an admin, an operator, or a member of an operator user
+service, which audits a refusal too. Every other verb changes something (`Access.CHANGE`:
+deploy, teardown, power ENV, ...) and needs an admin, an operator, or a member of an operator user
 group, in one of the configured channels (any channel when none are configured). With nobody
 configured, changing verbs are refused: a fresh install must not let a whole workspace destroy
 VMs.
@@ -37,7 +36,14 @@ ADMIN_VERBS = grammar.verbs_with(grammar.Access.ADMIN)
 _ADMIN_SHOWS = {"check": "how vCenter is set up", "audit": "who asked for what, from where"}
 # Verbs Slack never runs (`db copy`): they work on files of the bot's machine.
 TERMINAL_VERBS = grammar.verbs_with(grammar.Access.TERMINAL)
-_READ_ONLY_TEXT = "status, history, savings, types, plan, inventory, my and help"
+
+
+def _listed(verbs: list[str]) -> str:
+    return ", ".join(verbs[:-1]) + " and " + verbs[-1] if len(verbs) > 1 else "".join(verbs)
+
+
+# What everyone may run, in the help's order ("status, history, ... and help").
+_READ_ONLY_TEXT = _listed([v for v in grammar.VERBS if v in READ_ONLY_VERBS])
 
 GroupMembers = Callable[[str], Iterable[str]]  # user group ID -> member user IDs
 

@@ -22,8 +22,9 @@ from datetime import datetime
 
 from bot.domain.errors import Fenced, Interrupted, VCenterError, VCenterUnreachable
 from bot.domain.models import Clone
+from bot.services.core import Core
 from bot.services.limits import clone_host
-from bot.services.runs import Core, Emitter
+from bot.services.runbook import Emitter
 
 log = logging.getLogger(__name__)
 

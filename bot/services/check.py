@@ -21,9 +21,9 @@ from functools import partial
 from bot.domain.errors import ClonesError, VCenterUnreachable
 from bot.domain.savings import GIB
 from bot.domain.vsphere import CLONE_ATTRIBUTES, PROVENANCE_ATTRIBUTES, Entity, ParentReport
-from bot.services.core import Service
 from bot.services.placements import Groups
 from bot.services.preflight import Finding, Needs, Preflight, TypeEntities
+from bot.services.usecases import UseCases
 from bot.settings import TypeSettings
 
 
@@ -41,8 +41,8 @@ class CheckReport:
 
 
 class Checker:
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, service: UseCases) -> None:
+        self.use_cases = service
         self.settings = service.settings
         self.vcenter = service.vcenter
         self.preflight = Preflight(service.settings, service.vcenter)
@@ -183,7 +183,7 @@ class Checker:
         subject = f"{t.name} hosts"
         limit = self.settings.max_hosts_per_base_disk
         try:
-            placement = self.service.placements.placement_for(t, groups=self._groups)
+            placement = self.use_cases.placements.placement_for(t, groups=self._groups)
         except VCenterUnreachable:
             raise
         except ClonesError as exc:
@@ -242,7 +242,7 @@ class Checker:
         subject = f"{t.name} capacity"
         free = self.vcenter.datastore_free_bytes(t.datastore)
         headroom = int(self.settings.capacity_headroom_gb * GIB)
-        delta = self.service.deployer.delta_basis(t)
+        delta = self.use_cases.deployer.delta_basis(t)
         per_clone = max(delta.bytes, 1)
         room = max(0, (free - headroom) // per_clone)
         text = (

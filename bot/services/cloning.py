@@ -33,8 +33,9 @@ from bot.domain.vsphere import (
     VmFacts,
 )
 from bot.ports import VCenter
+from bot.services.core import Core
 from bot.services.pipeline import retrying
-from bot.services.runs import Core, Emitter
+from bot.services.runbook import Emitter
 from bot.settings import TypeSettings
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from bot.ports import Chart, Clock, DatabaseCopier, Notifier, Repository, VCenter
 from bot.services.admin import Admin
 from bot.services.check import Checker
-from bot.services.core import Service
 from bot.services.recovery import Recovery
+from bot.services.usecases import UseCases
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class Services:
     settings: Settings
     repo: Repository
     vcenter: VCenter
-    service: Service
+    use_cases: UseCases
     admin: Admin
     recovery: Recovery
     chart: Chart | None = None
@@ -51,7 +51,7 @@ class Services:
 
     @property
     def checker(self) -> Checker:
-        return Checker(self.service)
+        return Checker(self.use_cases)
 
     def close(self) -> None:
         self.vcenter.close()

@@ -1,136 +1,31 @@
-"""The deploy, strip back and query services, wired over one vCenter and one repository.
-
-`Service` builds the pieces every front end and the other services use (`runs`, `queries`,
-`placements`, `ownership`, `cloner`, `power`, `deploy_runs`, `deployer`, `trainees`,
-`strip_back`) and offers the operations a command asks for (deploy, strip back, status, savings,
-types). It holds no logic of its own: each operation lives in its own module.
-"""
+"""`Core`: what every use case shares (settings, the vCenter and repository ports, the clock,
+the run book, the process's one operation limiter). `bot.services.usecases.UseCases` builds one
+and hands it to each use case."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
-from bot.domain import grammar
-from bot.domain.models import Environment
-from bot.domain.results import DeployResult, EnvironmentStatus, TeardownPlan, TeardownResult
-from bot.domain.savings import Savings
-from bot.ports import ProgressCallback, Repository, VCenter
-from bot.services.cloning import Cloner
-from bot.services.deploy import Deployer
-from bot.services.deploy_runs import DeployRuns
-from bot.services.history import HistoryReader
+from bot.ports import Repository, VCenter
 from bot.services.limits import OpLimits
-from bot.services.ownership import Ownership
-from bot.services.placements import Placements
-from bot.services.power import Power
-from bot.services.queries import Queries, TypeStatus
-from bot.services.refresh import Refresher
-from bot.services.runs import Core, RunBook
-from bot.services.teardown import StripBack
-from bot.services.trainees import Trainees
+from bot.services.runbook import Halt, RunBook
 from bot.settings import Settings
 
 
-class Service:
-    """The services over one vCenter and one repository, and the operations commands call."""
+@dataclass
+class Core:
+    """What every service shares: settings, the two ports, the clock, the run book, and the
+    process's one operation limiter (every run's room in vCenter)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        repo: Repository,
-        vcenter: VCenter,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        limits: OpLimits | None = None,
-    ) -> None:
-        """`limits`: the process's one operation limiter (`bot.bootstrap` builds it); a new
-        one from `settings` when not given."""
-        limits = limits or OpLimits.of(settings)
-        runs = RunBook(repo, lease_s=settings.lease_s)
-        runs.halt.hook(lambda: limits.halt(runs.halt.why))  # waiting operations never start
-        self.core = Core(settings, repo, vcenter, clock, runs, limits)
-        self.settings, self.repo, self.vcenter, self.clock = settings, repo, vcenter, clock
-        self.runs = self.core.runs
-        self.queries = Queries(self.core)
-        self.history = HistoryReader(self.core, self.queries)
-        self.placements = Placements(self.core)
-        self.ownership = Ownership(self.core)
-        self.cloner = Cloner(self.core)
-        self.power = Power(self.core)
-        self.deploy_runs = DeployRuns(self.core, self.cloner, self.queries)
-        self.deployer = Deployer(self.core, self.placements, self.deploy_runs)
-        self.trainees = Trainees(
-            self.core,
-            queries=self.queries,
-            ownership=self.ownership,
-            power=self.power,
-            refresher=Refresher(
-                self.core,
-                queries=self.queries,
-                ownership=self.ownership,
-                cloner=self.cloner,
-                power=self.power,
-                placements=self.placements,
-            ),
-        )
-        self.strip_back = StripBack(
-            self.core, self.ownership, self.queries, after=self.trainees.tell_removed
-        )
+    settings: Settings
+    repo: Repository
+    vcenter: VCenter
+    clock: Callable[[], datetime]
+    runs: RunBook
+    limits: OpLimits
 
     @property
-    def owner(self) -> str:
-        """This process, as the runs it owns name it."""
-        return self.runs.owner
-
-    def halt(self, why: str) -> None:
-        """The user stops this process (`why`: "Ctrl-C", "SIGTERM"): nothing new starts in
-        vCenter; what is there finishes and is recorded; each run ends interrupted."""
-        self.runs.halt.set(why)
-
-    # ------------------------------------------------------------------ operations
-    def deploy(
-        self,
-        command: grammar.Deploy,
-        *,
-        actor: str,
-        source: str = "cli",
-        channel: str = "",
-        on_event: ProgressCallback | None = None,
-    ) -> DeployResult:
-        return self.deployer.deploy(
-            command, actor=actor, source=source, channel=channel, on_event=on_event
-        )
-
-    def default_environment(self, command: grammar.Deploy) -> str:
-        return self.deployer.default_environment(command)
-
-    def teardown_plan(self, environment: str) -> TeardownPlan:
-        return self.strip_back.teardown_plan(environment)
-
-    def teardown(
-        self,
-        environment: str,
-        *,
-        actor: str,
-        source: str = "cli",
-        channel: str = "",
-        on_event: ProgressCallback | None = None,
-    ) -> TeardownResult:
-        return self.strip_back.teardown(
-            environment, actor=actor, source=source, channel=channel, on_event=on_event
-        )
-
-    def environment(self, name: str) -> Environment:
-        return self.queries.environment(name)
-
-    def status(
-        self, environment: str | None = None, *, everything: bool = False
-    ) -> list[EnvironmentStatus]:
-        return self.queries.status(environment, everything=everything)
-
-    def savings(self, environment: str | None = None) -> Savings:
-        return self.queries.savings(environment)
-
-    def types(self) -> list[TypeStatus]:
-        return self.queries.types()
+    def halt(self) -> Halt:
+        return self.runs.halt

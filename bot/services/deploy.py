@@ -27,8 +27,9 @@ from bot.domain.vsphere import (
     PROVENANCE_ATTRIBUTES,
 )
 from bot.ports import ProgressCallback
+from bot.services.core import Core
 from bot.services.preflight import Needs, Preflight
-from bot.services.runs import LIVE_STATES, Core
+from bot.services.runbook import LIVE_STATES
 from bot.services.sizes import delta_estimate
 from bot.settings import TypeSettings
 

@@ -25,10 +25,11 @@ from bot.domain.results import (
 from bot.domain.vsphere import Visibility
 from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.bringup import BringUp
+from bot.services.core import Core
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
 from bot.services.limits import OpLimits, place_key
 from bot.services.pipeline import NotStarted, PerClone, Stop, run_per_clone
-from bot.services.runs import Core, Emitter, stopped_message
+from bot.services.runbook import Emitter, stopped_message
 
 if TYPE_CHECKING:
     from bot.services.cloning import Cloner

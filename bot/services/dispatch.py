@@ -12,21 +12,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bot.domain import grammar
 from bot.domain.errors import ClonesError, UsageError
 from bot.domain.models import Fence
-from bot.domain.results import DeployResult
+from bot.domain.results import SNAPSHOTTING, DeployResult
 from bot.domain.trainees import SelfService
+from bot.domain.vsphere import VmTask
 from bot.ports import ProgressCallback
+from bot.services.bulk import BulkResult
 from bot.services.container import Services
 from bot.services.databases import copy_database
 from bot.services.orphans import act_on_orphans
+from bot.services.recovery import RecoveryReport
 from bot.services.schedules import ScheduleResult, ScheduleService
-from bot.services.trainees import OnHandOut
+from bot.services.trainees import Assigned, HandedOut, OnHandOut
 
 log = logging.getLogger(__name__)
+
+C = TypeVar("C")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,6 @@ class Deployed:
     end_note: str = ""
 
 
-Route = Callable[[Services, Any, Invocation], object]
-
 AUDIT_SHOWN = 40  # audit entries a Slack answer shows (the terminal's --csv has them all)
 
 
@@ -67,12 +71,14 @@ def _schedules(s: Services) -> ScheduleService:
     return s.schedules
 
 
-def _deploy(s: Services, c: grammar.Deploy, i: Invocation) -> Deployed | ScheduleResult:
-    if c.at:
-        return _schedules(s).schedule_deploy(c, actor=i.actor, source=i.source, channel=i.channel)
+def _deploy_later(s: Services, c: grammar.Deploy, i: Invocation) -> ScheduleResult:
+    return _schedules(s).schedule_deploy(c, actor=i.actor, source=i.source, channel=i.channel)
+
+
+def _deploy(s: Services, c: grammar.Deploy, i: Invocation) -> Deployed:
     # `until` alone: checked (and the lease cap) before anything is created, recorded after.
     times = _schedules(s).deploy_times(c) if c.until else None
-    result = s.service.deploy(
+    result = s.use_cases.deployer.deploy(
         c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
     )
     note = ""
@@ -102,72 +108,130 @@ def _cancel(s: Services, c: grammar.CancelSchedule, i: Invocation) -> ScheduleRe
 
 
 def _power_mine(s: Services, c: grammar.Reset | grammar.MyPower, i: Invocation) -> SelfService:
-    return s.service.trainees.power(
+    return s.use_cases.trainees.power(
         c, actor=i.actor, anyone=i.anyone, source=i.source, channel=i.channel
     )
 
 
-ROUTES: dict[type[Any], Route] = {
-    grammar.Deploy: _deploy,
-    grammar.Teardown: lambda s, c, i: s.service.teardown(
-        c.environment, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
-    ),
-    grammar.Refresh: lambda s, c, i: s.admin.refresh(
-        c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
-    ),
-    grammar.Status: lambda s, c, i: s.service.status(c.environment, everything=c.everything),
-    grammar.History: lambda s, c, i: s.service.history.history(c.environment),
-    # The terminal exports every entry (--csv); Slack shows the newest.
-    grammar.Audit: lambda s, c, i: s.service.history.audit(
-        c.since, limit=None if i.source == "cli" else AUDIT_SHOWN
-    ),
-    grammar.Savings: lambda s, c, i: s.service.savings(c.environment),
-    grammar.Types: lambda s, c, i: s.service.types(),
-    grammar.Plan: lambda s, c, i: s.admin.plan(c),
-    grammar.Inventory: lambda s, c, i: s.admin.inventory(c.environment),
-    grammar.Prepare: lambda s, c, i: s.admin.prepare(c, actor=i.actor, source=i.source),
-    grammar.Power: lambda s, c, i: s.admin.power(c, actor=i.actor, source=i.source),
-    grammar.Schedule: _schedule,
-    grammar.Extend: _extend,
-    grammar.CancelSchedule: _cancel,
-    grammar.Resume: lambda s, c, i: s.recovery.recover(
-        actor=i.actor, on_event=i.on_event, fence=i.fence
-    ),
-    grammar.Orphans: lambda s, c, i: act_on_orphans(
-        s.recovery.orphan_finder, c.action, actor=i.actor, only=i.only
-    ),
-    grammar.Check: lambda s, c, i: s.checker.run(),
-    grammar.Help: lambda s, c, i: grammar.usage(c.topic),
-    grammar.Assign: lambda s, c, i: s.service.trainees.assign(
-        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
-    ),
-    grammar.Handout: lambda s, c, i: s.service.trainees.handout(
-        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
-    ),
-    grammar.Unassign: lambda s, c, i: s.service.trainees.unassign(
-        c, actor=i.actor, source=i.source, channel=i.channel
-    ),
-    grammar.My: lambda s, c, i: s.service.trainees.mine(i.actor),
-    grammar.Reset: _power_mine,
-    grammar.MyPower: _power_mine,
-    grammar.Rebuild: lambda s, c, i: s.service.trainees.rebuild(
-        c,
-        actor=i.actor,
-        anyone=i.anyone,
-        source=i.source,
-        channel=i.channel,
-        on_event=i.on_event,
-    ),
-    grammar.DbCopy: lambda s, c, i: copy_database(s.databases, c),
-}
+@dataclass(frozen=True)
+class Route(Generic[C, R]):
+    """A command's route: the use case it calls, typed by its result (`run(route, ...)` returns
+    an `R`: a front end that needs the result's type asks the route, no isinstance), and, when
+    its spec says it destroys, what it would do, shown before confirming (the front end renders
+    the plan and asks; terminal: type the name or --yes; Slack: Confirm / Cancel)."""
 
-# Destructive commands show what they would do, and act only once confirmed: the front end
-# renders the plan and asks (terminal: type the name or --yes; Slack: Confirm / Cancel).
-PLANS: dict[type[Any], Callable[[Services, Any], object]] = {
-    grammar.Teardown: lambda s, c: s.service.teardown_plan(c.environment),
-    grammar.Refresh: lambda s, c: s.admin.refresher.plan(c.environment),
-    grammar.Orphans: lambda s, c: s.recovery.orphan_finder.orphans() if c.action else None,
-    grammar.Rebuild: lambda s, c: s.service.trainees.rebuild_plan(c),  # settled: its VM named
+    call: Callable[[Services, C, Invocation], R]
+    plan: Callable[[Services, C], object] | None = None
+
+
+# The routes a front end runs for a typed result (the rest are looked up in ROUTES).
+DEPLOY_NOW: Route[grammar.Deploy, Deployed] = Route(_deploy)
+DEPLOY_LATER: Route[grammar.Deploy, ScheduleResult] = Route(_deploy_later)  # `deploy ... at`
+EXTEND: Route[grammar.Extend, ScheduleResult] = Route(_extend)
+RESUME: Route[grammar.Resume, RecoveryReport] = Route(
+    lambda s, c, i: s.recovery.recover(actor=i.actor, on_event=i.on_event, fence=i.fence)
+)
+ASSIGN: Route[grammar.Assign, Assigned] = Route(
+    lambda s, c, i: s.use_cases.trainees.assign(
+        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
+    )
+)
+HANDOUT: Route[grammar.Handout, HandedOut] = Route(
+    lambda s, c, i: s.use_cases.trainees.handout(
+        c, actor=i.actor, source=i.source, channel=i.channel, on_progress=i.on_handout
+    )
+)
+
+
+# The services' one registry: a route per command class (a test checks each class has one, and
+# a plan exactly when its spec destroys).
+def _snapshot(s: Services, c: grammar.Snapshot, i: Invocation) -> BulkResult:
+    description = f"clones: {c.environment}, by {i.actor} ({i.source})"
+    arguments = (("name", c.name), ("description", description), ("memory", False))
+    task = VmTask("CreateSnapshot_Task", (*arguments, ("quiesce", False)))
+    return s.admin.each_clone.run(
+        c.environment,
+        lambda clone: s.vcenter.vm_tasks([clone.moref or ""], task)[0],
+        action=c.name,
+        doing="snapshot",
+        label=f'Snapshot "{c.name}" of',
+        progress=SNAPSHOTTING,
+        words=f"snapshot {c.environment} {c.name}",
+        actor=i.actor,
+        source=i.source,
+        on_event=i.on_event,
+    )
+
+
+ROUTES: dict[type[Any], Route[Any, Any]] = {
+    grammar.Deploy: Route(lambda s, c, i: (DEPLOY_LATER if c.at else DEPLOY_NOW).call(s, c, i)),
+    grammar.Teardown: Route(
+        lambda s, c, i: s.use_cases.strip_back.teardown(
+            c.environment, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
+        ),
+        plan=lambda s, c: s.use_cases.strip_back.teardown_plan(c.environment),
+    ),
+    grammar.Refresh: Route(
+        lambda s, c, i: s.admin.refresher.refresh(
+            c, actor=i.actor, source=i.source, channel=i.channel, on_event=i.on_event
+        ),
+        plan=lambda s, c: s.admin.refresher.plan(c.environment),
+    ),
+    grammar.Status: Route(
+        lambda s, c, i: s.use_cases.queries.status(c.environment, everything=c.everything)
+    ),
+    grammar.History: Route(lambda s, c, i: s.use_cases.history.history(c.environment)),
+    # The terminal exports every entry (--csv); Slack shows the newest.
+    grammar.Audit: Route(
+        lambda s, c, i: s.use_cases.history.audit(
+            c.since, limit=None if i.source == "cli" else AUDIT_SHOWN
+        )
+    ),
+    grammar.Savings: Route(lambda s, c, i: s.use_cases.queries.savings(c.environment)),
+    grammar.Types: Route(lambda s, c, i: s.use_cases.queries.types()),
+    grammar.Plan: Route(lambda s, c, i: s.admin.planner.plan(c)),
+    grammar.Inventory: Route(lambda s, c, i: s.admin.inventory_reader.inventory(c.environment)),
+    grammar.Prepare: Route(
+        lambda s, c, i: s.admin.preparer.prepare(c, actor=i.actor, source=i.source)
+    ),
+    grammar.Power: Route(
+        lambda s, c, i: s.admin.power_command.power_environment(c, actor=i.actor, source=i.source)
+    ),
+    grammar.Schedule: Route(_schedule),
+    grammar.Extend: EXTEND,
+    grammar.CancelSchedule: Route(_cancel),
+    grammar.Resume: RESUME,
+    grammar.Orphans: Route(
+        lambda s, c, i: act_on_orphans(
+            s.recovery.orphan_finder, c.action, actor=i.actor, only=i.only
+        ),
+        plan=lambda s, c: s.recovery.orphan_finder.orphans() if c.action else None,
+    ),
+    grammar.Check: Route(lambda s, c, i: s.checker.run()),
+    grammar.Help: Route(lambda s, c, i: grammar.usage(c.topic)),
+    grammar.Assign: ASSIGN,
+    grammar.Handout: HANDOUT,
+    grammar.Unassign: Route(
+        lambda s, c, i: s.use_cases.trainees.unassign(
+            c, actor=i.actor, source=i.source, channel=i.channel
+        )
+    ),
+    grammar.My: Route(lambda s, c, i: s.use_cases.trainees.mine(i.actor)),
+    grammar.Reset: Route(_power_mine),
+    grammar.MyPower: Route(_power_mine),
+    grammar.Rebuild: Route(
+        lambda s, c, i: s.use_cases.trainees.rebuild(
+            c,
+            actor=i.actor,
+            anyone=i.anyone,
+            source=i.source,
+            channel=i.channel,
+            on_event=i.on_event,
+        ),
+        plan=lambda s, c: s.use_cases.trainees.rebuild_plan(c),  # settled: its VM named
+    ),
+    grammar.DbCopy: Route(lambda s, c, i: copy_database(s.databases, c)),
+    grammar.Snapshot: Route(_snapshot),
 }
 
 
@@ -176,8 +240,13 @@ def dispatch(services: Services, command: object, invocation: Invocation) -> obj
     route = ROUTES.get(type(command))
     if route is None:  # every command class has a route; a test checks it
         raise UsageError(f'"{getattr(command, "verb", command)}" cannot be run here.')
+    return run(route, services, command, invocation)
+
+
+def run(route: Route[C, R], services: Services, command: C, invocation: Invocation) -> R:
+    """Carry `command` out by `route` and return its result, typed."""
     try:
-        result = route(services, command, invocation)
+        result = route.call(services, command, invocation)
     except ClonesError:  # it may have changed things before it stopped
         _tell_trainees(services)
         raise
@@ -189,12 +258,12 @@ def _tell_trainees(services: Services) -> None:
     """Trainees whose VM left them during the command (a strip back, a VM found missing, a
     rebuild that failed: the assignment ended in the same write) are told now, once each."""
     try:
-        services.service.trainees.tell_removed()
+        services.use_cases.trainees.tell_removed()
     except ClonesError as exc:  # the database busy, ...: the next command or re-sync tells them
         log.warning("trainees not told yet: %s", exc)
 
 
-def settled(services: Services, command: object, invocation: Invocation) -> object:
+def resolve_target(services: Services, command: object, invocation: Invocation) -> object:
     """The command with what it acts on named, before it is planned and confirmed: `rebuild`
     names the one VM (the actor's own, checked; a refusal is audited); `power off TRN-CAP-001`
     (a name that is no environment but a trainee's VM) becomes that one VM's power command.
@@ -202,14 +271,14 @@ def settled(services: Services, command: object, invocation: Invocation) -> obje
     that VM alone, never on another that took its name meanwhile."""
     if isinstance(command, grammar.Power):
         name = command.environment
-        queries, trainees = services.service.queries, services.service.trainees
+        queries, trainees = services.use_cases.queries, services.use_cases.trainees
         ref = trainees.held_ref(name) if queries.find_environment(name) is None else None
         if ref is not None:
             if command.action == "reset":
                 return grammar.Reset(vm=ref.name, ref=ref)
             return grammar.MyPower(command.action, vm=ref.name, ref=ref)
     if isinstance(command, grammar.Rebuild):
-        return services.service.trainees.settle(
+        return services.use_cases.trainees.settle(
             command,
             actor=invocation.actor,
             anyone=invocation.anyone,
@@ -221,5 +290,5 @@ def settled(services: Services, command: object, invocation: Invocation) -> obje
 
 def plan_for(services: Services, command: object) -> object | None:
     """What a destructive command would do, to show before confirming; None: no confirming."""
-    plan = PLANS.get(type(command))
-    return plan(services, command) if plan is not None else None
+    route = ROUTES.get(type(command))
+    return route.plan(services, command) if route is not None and route.plan else None

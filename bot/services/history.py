@@ -12,8 +12,8 @@ from bot.domain.history import AuditLog, History, RunHistory
 from bot.domain.models import ParentFacts
 from bot.domain.savings import Savings, compute_savings
 from bot.domain.timeparse import parse_since
+from bot.services.core import Core
 from bot.services.queries import Queries
-from bot.services.runs import Core
 
 HISTORY_MAX = 50  # environments in `history`, most recently run first
 RUNS_MAX = 100  # runs in `history ENV`, newest first

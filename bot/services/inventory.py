@@ -12,7 +12,8 @@ from bot.domain.models import Clone, CloneState
 from bot.domain.provenance import deployed_by_and_at
 from bot.domain.savings import GIB
 from bot.domain.vsphere import PROVENANCE_ATTRIBUTES, Unseen, VmFacts
-from bot.services.runs import LIVE_STATES, Core
+from bot.services.core import Core
+from bot.services.runbook import LIVE_STATES
 from bot.services.sizes import record_seen
 
 if TYPE_CHECKING:

@@ -28,7 +28,8 @@ from bot.domain.vsphere import (
     ATTR_MANAGED_BY,
     VmFacts,
 )
-from bot.services.runs import LIVE_STATES, Core
+from bot.services.core import Core
+from bot.services.runbook import LIVE_STATES
 
 
 @dataclass(frozen=True)

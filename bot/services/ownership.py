@@ -19,7 +19,7 @@ from bot.domain.vsphere import (
     VmReading,
     VmSighting,
 )
-from bot.services.runs import Core
+from bot.services.core import Core
 
 log = logging.getLogger(__name__)
 

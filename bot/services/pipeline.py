@@ -19,7 +19,7 @@ from bot.settings import Settings
 if TYPE_CHECKING:
     from tenacity import RetryCallState, Retrying
 
-    from bot.services.runs import Halt
+    from bot.services.runbook import Halt
 
 T = TypeVar("T")
 R = TypeVar("R")

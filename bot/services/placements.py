@@ -14,8 +14,9 @@ from typing import Any
 from bot.domain.models import Clone
 from bot.domain.placement import Host, drs_prefix, plan_confinement, spread
 from bot.domain.vsphere import HostInfo
+from bot.services.core import Core
 from bot.services.limits import may_crowd_a_host
-from bot.services.runs import LIVE_STATES, Core
+from bot.services.runbook import LIVE_STATES
 from bot.settings import TypeSettings
 
 log = logging.getLogger(__name__)

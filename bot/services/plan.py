@@ -10,7 +10,7 @@ from bot.domain import grammar
 from bot.domain.capacity import DeltaEstimate
 from bot.domain.results import CapacityNeed
 from bot.domain.savings import Savings, estimate
-from bot.services.runs import Core
+from bot.services.core import Core
 
 if TYPE_CHECKING:
     from bot.services.deploy import Deployer

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bot.domain import grammar
 from bot.domain.savings import GIB
 from bot.domain.vsphere import ParentReport
-from bot.services.runs import Core
+from bot.services.core import Core
 
 
 @dataclass(frozen=True)

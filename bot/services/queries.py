@@ -26,7 +26,8 @@ from bot.domain.vsphere import (
     ATTR_ENVIRONMENT,
     ATTR_MANAGED_BY,
 )
-from bot.services.runs import LIVE_STATES, Core
+from bot.services.core import Core
+from bot.services.runbook import LIVE_STATES
 from bot.services.sizes import record_seen
 from bot.settings import TypeSettings
 

@@ -33,10 +33,10 @@ from bot.domain.results import (
 )
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
 from bot.ports import ProgressCallback, Repository, VCenter
-from bot.services.core import Service
+from bot.services.core import Core
 from bot.services.orphans import Orphans
 from bot.services.ownership import locate
-from bot.services.runs import Core
+from bot.services.usecases import UseCases
 
 if TYPE_CHECKING:
     from bot.services.cloning import Cloner
@@ -146,7 +146,7 @@ class Recovery:
         self.relabel = relabel
 
     @classmethod
-    def over(cls, service: Service, *, clock: Callable[[], datetime] | None = None) -> Recovery:
+    def over(cls, service: UseCases, *, clock: Callable[[], datetime] | None = None) -> Recovery:
         """Recovery over the services `service` wires."""
         return cls(
             service.core,

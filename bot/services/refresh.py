@@ -23,10 +23,12 @@ from bot.domain.provenance import deployed_by_and_at
 from bot.domain.results import REFRESHING, FailedClone
 from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmSighting
 from bot.ports import ProgressCallback
+from bot.services.bulk import record_missing
+from bot.services.core import Core
 from bot.services.fullcopy import FullCopyGuard
 from bot.services.limits import OpLimits, clone_datastore, clone_host
 from bot.services.pipeline import NotStarted, Stop, run_per_clone
-from bot.services.runs import Core, Emitter, outcome_state, stopped_message
+from bot.services.runbook import Emitter, outcome_state, stopped_message
 from bot.services.sizes import record_seen
 
 if TYPE_CHECKING:
@@ -218,9 +220,7 @@ class Refresher:
                 self._confine({c.type for c, _ in verified})
             except VCenterUnreachable as exc:
                 lost = exc
-        for c in gone:
-            self.repo.update_clone(c.id, state=CloneState.MISSING, error="missing from vCenter")
-        problems = failed + [FailedClone(c.name, c.type, "missing from vCenter") for c in gone]
+        problems = failed + record_missing(self.repo, gone)
         state = outcome_state(
             len(refreshed),
             len(problems) + len(skipped) + len(kept),

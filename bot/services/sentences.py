@@ -5,7 +5,7 @@ orphans, the status notes about vCenter, ... are worded once, here, so that `clo
 `/clones status` never drift apart. Each function is pure: a result in, a string out.
 
 Why this module is in `bot.services`: a sentence says a result, and half of the results are the
-services' own (`PowerResult`, `RefreshPlan`, `OrphansOutcome`, `TypeStatus`, ...), so it cannot be
+services' own (`BulkResult`, `RefreshPlan`, `OrphansOutcome`, `TypeStatus`, ...), so it cannot be
 in `bot.domain` (which imports only the domain); and it is the one layer both front ends already
 import, so neither imports the other. It knows neither Slack nor a terminal: how a front end sets
 a word apart (Slack bolds an environment, quotes a VM name and escapes what vCenter or a user
@@ -39,8 +39,8 @@ from bot.domain.trainees import (
     SelfService,
     Unassigned,
 )
+from bot.services.bulk import BulkResult
 from bot.services.orphans import Orphan, OrphansOutcome
-from bot.services.power import PowerResult
 from bot.services.preflight import Finding
 from bot.services.prepare import PrepareReport
 from bot.services.refresh import RefreshPlan, RefreshResult
@@ -168,12 +168,10 @@ def refreshed(r: RefreshResult, m: Marks = PLAIN, how: str = "") -> str:
     )
 
 
-def powered(r: PowerResult, m: Marks = PLAIN) -> str:
+def each_done(r: BulkResult, m: Marks = PLAIN) -> str:
+    """An operation on each clone of an environment: "Power on nov-cohort: 25 done, 0 failed"."""
     left = f", {len(r.skipped)} left alone" if r.skipped else ""
-    return (
-        f"Power {r.action} {m.name(r.environment)}: {len(r.done)} done, "
-        f"{len(r.failed)} failed{left}"
-    )
+    return f"{r.label} {m.name(r.environment)}: {len(r.done)} done, {len(r.failed)} failed{left}"
 
 
 # ===================================================================== admin reads

@@ -28,9 +28,10 @@ from bot.domain.results import (
 )
 from bot.domain.vsphere import Destroyed, VmSighting
 from bot.ports import ProgressCallback
+from bot.services.core import Core
 from bot.services.limits import clone_datastore, clone_host, may_crowd_a_host
 from bot.services.pipeline import NotStarted, PerClone, Stop, retrying, run_per_clone
-from bot.services.runs import LIVE_STATES, Core, Emitter, outcome_state, stopped_message
+from bot.services.runbook import LIVE_STATES, Emitter, outcome_state, stopped_message
 from bot.services.sizes import record_seen
 
 # A strip back's records: live clones, and those that failed or went missing (cleared).

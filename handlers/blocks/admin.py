@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.services import sentences as say
+from bot.services.bulk import BulkResult
 from bot.services.check import CheckReport
 from bot.services.orphans import OrphansOutcome
-from bot.services.power import PowerResult
 from bot.services.preflight import Finding
 from bot.services.prepare import PrepareReport
 from bot.services.recovery import RecoveryReport
@@ -62,12 +62,12 @@ def prepare_report(r: PrepareReport) -> Rendered:
     return Rendered(say.prepared(r), blocks)
 
 
-def power_result(r: PowerResult, user: str) -> Rendered:
+def each_done(r: BulkResult, user: str) -> Rendered:
     icon = ":white_check_mark:" if not r.failed and not r.skipped else ":warning:"
-    blocks = [section(f"{icon} {say.powered(r, MRKDWN)} (for {who(user)})")]
+    blocks = [section(f"{icon} {say.each_done(r, MRKDWN)} (for {who(user)})")]
     blocks += failures("Failed", r.failed)
     blocks += failures("Left alone (not provably ours)", r.skipped)
-    return Rendered(say.powered(r), blocks)
+    return Rendered(say.each_done(r), blocks)
 
 
 # ===================================================================== check

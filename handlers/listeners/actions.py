@@ -14,8 +14,8 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.domain import grammar
-from bot.services.schedules import ScheduleResult
-from handlers import confirming
+from bot.services.dispatch import EXTEND
+from handlers import confirming, verbs
 from handlers.blocks import schedules
 from handlers.blocks.ids import ACTION_EXTEND, ACTION_STRIP_NOW
 from handlers.blocks.kit import esc, who
@@ -26,7 +26,7 @@ Listener = Callable[[Ack, dict[str, Any], WebClient, Respond], None]
 
 
 def register(app: App, ctx: HandlerContext) -> None:
-    for flow in confirming.FLOWS.values():
+    for flow in verbs.FLOWS:
         app.action(flow.confirm_id)(_confirmation(ctx, flow, confirm=True))
         app.action(flow.cancel_id)(_confirmation(ctx, flow, confirm=False))
 
@@ -72,9 +72,8 @@ def on_extend(ctx: HandlerContext, body: dict[str, Any], client: WebClient, tell
     request = Request(ctx, grammar.Extend(environment), user, channel, client, tell)
 
     def work() -> None:
-        result = request.run()
-        assert isinstance(result, ScheduleResult)
-        env = ctx.services.service.environment(environment)
+        result = request.run_route(EXTEND)
+        env = ctx.services.use_cases.queries.environment(environment)
         if ts and result.ends_at is not None:
             r = schedules.reminder(
                 environment,
@@ -102,5 +101,7 @@ def on_strip_now(ctx: HandlerContext, body: dict[str, Any], client: WebClient, t
     reporting(
         tell,
         "strip back now",
-        lambda: ctx.jobs.submit(reporting, tell, "teardown plan", lambda: confirming.ask(request)),
+        lambda: ctx.jobs.submit(
+            reporting, tell, "teardown plan", lambda: confirming.ask(request, confirming.TEARDOWN)
+        ),
     )

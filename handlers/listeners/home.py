@@ -44,13 +44,13 @@ def register(app: App, ctx: HandlerContext) -> None:
 
 
 def publish_home(ctx: HandlerContext, client: WebClient, user: str) -> None:
-    service = ctx.services.service
-    statuses = service.status()
+    service = ctx.services.use_cases
+    statuses = service.queries.status()
     savings: dict[str, Savings | None] = {}
     note = ""
     for st in statuses[: home.HOME_MAX_ENVIRONMENTS]:
         try:
-            savings[st.environment.name] = service.savings(st.environment.name)
+            savings[st.environment.name] = service.queries.savings(st.environment.name)
         except ClonesError as exc:  # e.g. vCenter down: show the rest of the tab anyway
             savings[st.environment.name] = None
             note = f"Savings unavailable: {exc}"
@@ -81,13 +81,13 @@ def on_home_teardown(ctx: HandlerContext, body: dict[str, Any], client: WebClien
         return
 
     def plan() -> None:
-        env = ctx.services.service.environment(environment)
+        env = ctx.services.use_cases.queries.environment(environment)
         # The plan goes where the environment lives; without a channel, to the app's DM.
         channel = env.channel or user
         decision = ctx.access.check(user, channel, grammar.Teardown.verb)
         said = f"teardown {environment} (App Home)"
         if ctx.permitted(decision, tell, user=user, channel=channel, command=said):
             request = Request(ctx, grammar.Teardown(environment), user, channel, client, tell)
-            confirming.ask(request)
+            confirming.ask(request, confirming.TEARDOWN)
 
     reporting(tell, "home teardown", lambda: ctx.jobs.submit(reporting, tell, "teardown", plan))

@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 
 from bot.domain import grammar
 from bot.domain.trainees import VmRef
-from handlers import confirming
+from handlers import verbs
 from handlers.blocks.ids import (
     ACTION_MY_POWER_OFF,
     ACTION_MY_POWER_ON,
@@ -26,7 +26,6 @@ from handlers.blocks.ids import (
     ACTION_MY_RESET,
 )
 from handlers.context import DirectReply, HandlerContext, Reply, Request, Tell, reporting
-from handlers.replies import reply
 
 VALUE_MAX = 200  # a name, a record id and a UUID; anything longer is not one of ours
 
@@ -85,5 +84,5 @@ def on_my_vm(
     if not ctx.permitted(decision, tell, user=user, channel=channel, command=said):
         return
     request = Request(ctx, command, user, channel, client, tell)
-    step = confirming.ask if confirming.flow_for(command) is not None else reply
+    step = verbs.step_for(command)
     reporting(tell, words, lambda: ctx.jobs.submit(reporting, tell, words, lambda: step(request)))

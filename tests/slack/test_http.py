@@ -348,7 +348,7 @@ def _shapes(h: SlackHarness) -> dict[str, str]:
         payload.update(changes)
         return action_body(payload)
 
-    confirm = next(iter(confirming.FLOWS.values())).confirm_id
+    confirm = confirming.TEARDOWN.confirm_id
     bodies = {
         f"user as text ({action})": click(action, user=STRANGER)
         for action in (ids.ACTION_EXTEND, ids.ACTION_HOME_TEARDOWN, ids.ACTION_MY_POWER_ON, confirm)

@@ -47,7 +47,7 @@ def test_a_request_reaching_either_replica_is_answered_once(
     one.fake.wait_for(lambda: message.text.startswith("Stripped back twin"), timeout=60)
     assert one.click(ACTION_CONFIRM, value, OPERATOR, message.ts).status == 200
     teardowns = [r for r in one.core.repo.runs(environment="twin") if r.kind.value == "teardown"]
-    assert len(teardowns) == 1 and teardowns[0].owner == two.core.service.owner
+    assert len(teardowns) == 1 and teardowns[0].owner == two.core.use_cases.owner
     assert one.lab.control.stats()["requests"].get("Destroy_Task", 0) == 3
     # The plan's own message shows the run, edited by whichever replica ran it.
     shown = one.core.repo.run_message(teardowns[0].id)

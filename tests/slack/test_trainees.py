@@ -337,7 +337,7 @@ def test_a_strip_back_from_a_terminal_without_a_token_is_told_by_the_running_bot
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
     terminal = bootstrap.build(h.core.settings, start_lab=False)  # no Slack here
     try:
-        terminal.service.teardown("lab", actor="trainer", source="cli")
+        terminal.use_cases.strip_back.teardown("lab", actor="trainer", source="cli")
     finally:
         terminal.close()
     assert len(_dms(h.fake, ANN)) == 1  # the hand-out only, so far

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import typing
 
 import pytest
 
@@ -17,55 +16,21 @@ from bot.settings import SlackSettings
 from handlers.blocks import reads
 from handlers.blocks.ids import ACTION_CONFIRM, ACTION_REFRESH_CANCEL, ACTION_REFRESH_CONFIRM
 from handlers.blocks.kit import SECTION_MAX
-from handlers.confirming import FLOWS
-from handlers.listeners.commands import STEPS, step_for
-from handlers.replies import REPLIES, reply
+from handlers.verbs import SLACK
 
 from .conftest import ADMIN, CHANNEL, OPERATOR, STRANGER, SlackHarness
 from .fake_api import Message
 
-# One sample per verb; an environment that does not exist still gets a specific answer.
+# One sample per verb, the first example of its help; an environment that does not exist still
+# gets a specific answer, and a deployment makes one clone (not the example's 25).
 SAMPLES = {
-    "deploy": "deploy capture 1 as every-verb",
-    "status": "status",
-    "history": "history",
-    "audit": "audit --since 30d",
-    "savings": "savings",
-    "teardown": "teardown nowhere",
-    "schedule": "schedule nowhere until fri 17:00",
-    "extend": "extend nowhere 2h",
-    "cancel-schedule": "cancel-schedule nowhere",
-    "types": "types",
-    "prepare": "prepare capture",
-    "power": "power on nowhere",
-    "plan": "plan capture 5",
-    "inventory": "inventory",
-    "refresh": "refresh nowhere",
-    "resume": "resume",
-    "orphans": "orphans",
-    "check": "check",
-    "help": "help deploy",
-    "assign": "assign nowhere <@UANN|ann>",
-    "handout": "handout nowhere",
-    "unassign": "unassign nowhere <@UANN|ann>",
-    "my": "my",
-    "reset": "reset",
-    "rebuild": "rebuild",
-    "db": "db copy clones.db postgresql://clones@db.example.com/clones",
+    verb: grammar.grammar_of(verb).examples[0].replace(" 25", " 1")
+    if grammar.grammar_of(verb).examples
+    else grammar.grammar_of(verb).example
+    for verb in grammar.VERBS
 }
-CHANGING = (
-    "assign",
-    "handout",
-    "unassign",
-    "prepare",
-    "power",
-    "refresh",
-    "schedule",
-    "extend",
-    "cancel-schedule",
-    "resume",
-    "orphans",
-)
+# Every verb that changes something (its spec's access), refused to a stranger.
+CHANGING = sorted(grammar.verbs_with(grammar.Access.CHANGE))
 
 
 # ===================================================================== without the lab
@@ -73,17 +38,19 @@ def test_every_grammar_command_has_a_slack_step() -> None:
     """Each command is dispatched (a route) and shown in Slack: answered with its result, in a
     run's own message, or confirmed first; never "not available". A terminal-only command
     (`db copy`) is refused before any of that, with what to run instead."""
-    commands = set(typing.get_args(grammar.Command))
+    commands = set(grammar.COMMAND_CLASSES)
     assert commands == set(ROUTES), "every command class needs a route in the dispatch table"
-    slack = {c for c in commands if c.access is not grammar.Access.TERMINAL}
-    assert slack == set(REPLIES) | set(STEPS) | set(FLOWS), "and a way to show it in Slack"
+    assert commands == set(SLACK), "and an entry in Slack's registry (handlers/verbs.py)"
+    for cls in commands:
+        entry = SLACK[cls]
+        if cls.access is grammar.Access.TERMINAL:
+            assert (entry.reply, entry.step, entry.flow) == (None, None, None), cls
+        elif entry.flow is None:  # exactly one way to follow the ack (`orphans`: two)
+            assert (entry.reply is None) != (entry.step is None), cls
+        assert (entry.flow is not None) == grammar.SPECS[cls].destroys, cls
     assert {c.verb for c in commands} == set(grammar.VERBS)
-    assert set(SAMPLES) == set(grammar.VERBS), "add a sample for the new verb below"
     for verb, text in SAMPLES.items():
-        command = grammar.parse(text)
-        assert command.verb == verb
-        if step_for(command) is reply and command.access is not grammar.Access.TERMINAL:
-            assert type(command) in REPLIES
+        assert grammar.parse(text).verb == verb
 
 
 def test_read_only_verbs() -> None:
@@ -159,7 +126,7 @@ def test_every_verb_answers(
     if verb == "deploy":
         h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
     elif verb == "help":
-        assert acked.startswith("`deploy TYPE COUNT")
+        assert acked == grammar.usage(), acked  # answered in the ack
     elif verb in TERMINAL_VERBS:  # refused in the ack: nothing runs, nothing follows
         assert "runs only in a terminal" in acked, acked
     else:

@@ -10,8 +10,8 @@ import pytest
 
 from bot.services.admin import Admin
 from bot.services.container import Services
-from bot.services.core import Service
 from bot.services.recovery import Recovery
+from bot.services.usecases import UseCases
 from bot.settings import settings_from_dict
 from storage import Repository
 from tests.fakes import FakeVCenter
@@ -36,7 +36,7 @@ def make_services(tmp_path: Path, vcenter: FakeVCenter) -> Iterator[Any]:
             raw["trainees"] = trainees
         settings = settings_from_dict(raw, env={"CLONES_VCENTER_PASSWORD": "x"})
         repo = Repository(database)
-        service = Service(settings, repo, vcenter)
+        service = UseCases(settings, repo, vcenter)
         services = Services(
             settings, repo, vcenter, service, Admin(service), Recovery.over(service)
         )

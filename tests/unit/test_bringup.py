@@ -310,11 +310,11 @@ def _services_over(make_services: Any, fake: FakeVCenter, **overrides: Any) -> S
     """`Services` over another fake vCenter than the fixture's."""
     from bot.services.admin import Admin
     from bot.services.container import Services as Made
-    from bot.services.core import Service
     from bot.services.recovery import Recovery
+    from bot.services.usecases import UseCases
 
     base: Services = make_services(**overrides)
-    service = Service(base.settings, base.repo, fake)
+    service = UseCases(base.settings, base.repo, fake)
     return Made(base.settings, base.repo, fake, service, Admin(service), Recovery.over(service))
 
 
@@ -342,12 +342,12 @@ def test_a_resumed_deployment_that_powers_on_finishes_the_bring_up_of_earlier_cl
     ids = [awaited.id, done.id, off.id]
     run = s.repo.start_run(
         environment="cohort", kind=RunKind.DEPLOY, requested_by="t", requested=3,
-        clone_ids=ids, power_on=True, owner=s.service.runs.owner,  # this process's, as resumed
+        clone_ids=ids, power_on=True, owner=s.use_cases.runs.owner,  # this process's, as resumed
     )  # fmt: skip
     events: list[ProgressEvent] = []
-    result = s.service.deploy_runs.run_clones(
+    result = s.use_cases.deploy_runs.run_clones(
         run.id,
-        s.service.queries.environment("cohort"),
+        s.use_cases.queries.environment("cohort"),
         s.repo.clones(run_id=run.id),
         "t",
         events.append,

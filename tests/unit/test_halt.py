@@ -13,7 +13,7 @@ from bot.domain.errors import Interrupted
 from bot.domain.models import RunKind, RunState
 from bot.services.container import Services
 from bot.services.pipeline import Stop, run_per_clone
-from bot.services.runs import Halt
+from bot.services.runbook import Halt
 
 WAIT_S = 10.0  # only ever reached when the code under test is wrong
 
@@ -60,18 +60,18 @@ def test_a_halt_after_everything_started_is_no_interruption() -> None:
 
 
 def test_no_run_starts_once_the_process_is_halted(services: Services) -> None:
-    services.service.halt("Ctrl-C")
+    services.use_cases.halt("Ctrl-C")
     command = grammar.parse("deploy capture 2 as late")
     assert isinstance(command, grammar.Deploy)
     with pytest.raises(Interrupted, match="Stopped by Ctrl-C before the deploy of late started"):
-        services.service.deploy(command, actor="trainer")
+        services.use_cases.deployer.deploy(command, actor="trainer")
     assert services.repo.runs(environment="late") == []
     assert services.repo.clones(environment="late") == []
 
 
 def test_a_second_signal_marks_the_processs_running_runs_interrupted(services: Services) -> None:
     env = services.repo.ensure_environment("busy", owner="trainer")
-    runs = services.service.runs
+    runs = services.use_cases.runs
     run = runs.start_run(
         environment=env.name,
         kind=RunKind.DEPLOY,

@@ -93,15 +93,17 @@ def _plans(conn: sqlite3.Connection, statements: list[str]) -> list[tuple[str, s
 def _everyday_reads(s: Services) -> None:
     """What `status`, App Home (handlers.listeners.home.publish_home), `savings`, `inventory`
     and the schedules' re-sync read."""
-    s.service.status()
-    s.service.status("live-a")
-    for st in s.service.status():  # App Home: each environment's savings, runs, one's own VMs
-        s.service.savings(st.environment.name)
-    s.service.queries.running_runs()
-    s.service.trainees.mine("UTRAINEE")
-    s.service.savings()
-    s.admin.inventory()
-    s.service.trainees.tell_removed()  # the re-sync's after-work
+    s.use_cases.queries.status()
+    s.use_cases.queries.status("live-a")
+    for (
+        st
+    ) in s.use_cases.queries.status():  # App Home: each environment's savings, runs, one's own VMs
+        s.use_cases.queries.savings(st.environment.name)
+    s.use_cases.queries.running_runs()
+    s.use_cases.trainees.mine("UTRAINEE")
+    s.use_cases.queries.savings()
+    s.admin.inventory_reader.inventory()
+    s.use_cases.trainees.tell_removed()  # the re-sync's after-work
     s.repo.scheduled_environments()  # the re-sync's job table and every status's next events
 
 

@@ -20,7 +20,7 @@ from bot.domain.errors import PermissionDenied, VCenterFault
 from bot.domain.models import CloneState
 from bot.domain.trainees import VmLost, VmRef
 from bot.services.container import Services
-from bot.services.dispatch import Invocation, dispatch, settled
+from bot.services.dispatch import Invocation, dispatch, resolve_target
 from storage import Repository
 from tests.fakes import FakePeople, FakeVCenter
 from tests.unit.test_trainees import TRAINER, run, trainee
@@ -48,13 +48,13 @@ def people(services: Services) -> FakePeople:
     fake = FakePeople()
     for user in ("UTRAINER", "U01", "U02", "U08"):
         fake.add(user, f"Person {user}")
-    services.service.trainees.connect(fake, fake, staff=lambda user: user == "UTRAINER")
+    services.use_cases.trainees.connect(fake, fake, staff=lambda user: user == "UTRAINER")
     return fake
 
 
 def _button(s: Services, user: str) -> VmRef:
     """The identity the buttons of `user`'s VM carry (`my`, the Home tab)."""
-    [vm] = s.service.trainees.mine(user).vms
+    [vm] = s.use_cases.trainees.mine(user).vms
     return vm.ref
 
 
@@ -205,7 +205,7 @@ def test_an_operators_power_off_by_name_is_settled_by_identity(
     s = services
     run(s, "deploy capture 1 as course-a and power on")
     run(s, "assign course-a U01")
-    queued = settled(s, grammar.parse("power off TRN-CAP-001"), TRAINER)
+    queued = resolve_target(s, grammar.parse("power off TRN-CAP-001"), TRAINER)
     assert isinstance(queued, grammar.MyPower) and queued.ref == _button(s, "U01")
     del vcenter.vms[vcenter.named("TRN-CAP-001").moref]
     run(s, "resume")
@@ -215,7 +215,7 @@ def test_an_operators_power_off_by_name_is_settled_by_identity(
     assert _denied(s, "UTRAINER")[0].command == "power off TRN-CAP-001"
     assert vcenter.vms[moref].powered_on
     # Settled now, it names U08's VM, and powers that one off.
-    now = settled(s, grammar.parse("power off TRN-CAP-001"), TRAINER)
+    now = resolve_target(s, grammar.parse("power off TRN-CAP-001"), TRAINER)
     assert _act(s, now, TRAINER).done == ["TRN-CAP-001"]
     assert not vcenter.vms[moref].powered_on
 

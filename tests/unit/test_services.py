@@ -12,7 +12,7 @@ import pytest
 from bot.domain import grammar
 from bot.domain.errors import ConflictError, VCenterFault, VCenterUnreachable
 from bot.domain.models import CloneState, RunKind, RunState
-from bot.domain.results import REFRESHING, ProgressEvent
+from bot.domain.results import REFRESHING, SNAPSHOTTING, ProgressEvent
 from bot.services.container import Services
 from bot.services.dispatch import Deployed, Invocation, dispatch, plan_for
 from bot.services.pipeline import run_per_clone
@@ -78,7 +78,7 @@ def test_gone_is_one_outcome_however_it_is_found(services: Services, vcenter: Fa
     deploy(services, "deploy capture 3 as nov")
     gone = vcenter.named("TRN-CAP-002")
     del vcenter.vms[gone.moref]  # deleted in the vSphere Client
-    result = services.service.teardown("nov", actor="trainer")
+    result = services.use_cases.strip_back.teardown("nov", actor="trainer")
     assert result.already_gone == ["TRN-CAP-002"]
     assert result.destroyed == ["TRN-CAP-001", "TRN-CAP-003"]
     states = {c.name: c.state for c in services.repo.clones(environment="nov")}
@@ -161,7 +161,7 @@ def test_status_shows_drift_beside_each_record(services: Services, vcenter: Fake
     vcenter.named("TRN-CAP-001").name = "renamed-001"
     vcenter.named("TRN-CAP-002").attributes["Environment"] = "elsewhere"
     del vcenter.vms[vcenter.named("TRN-CAP-003").moref]
-    [st] = services.service.status("nov")
+    [st] = services.use_cases.queries.status("nov")
     drift = {c.name: st.drift[c.id].text for c in st.clones if c.id in st.drift}
     assert drift == {
         "TRN-CAP-001": "renamed to renamed-001",
@@ -169,7 +169,7 @@ def test_status_shows_drift_beside_each_record(services: Services, vcenter: Fake
         "TRN-CAP-003": "missing from vCenter",
     }
     # A strip back leaves the relabelled clone alone and names the renamed one.
-    result = services.service.teardown("nov", actor="trainer")
+    result = services.use_cases.strip_back.teardown("nov", actor="trainer")
     assert result.renamed == {"TRN-CAP-001": "renamed-001"}
     assert [f.name for f in result.skipped] == ["TRN-CAP-002"]
 
@@ -196,8 +196,11 @@ def test_destructive_commands_have_a_plan_to_confirm(services: Services) -> None
 
 def test_one_environment_runs_one_thing_at_a_time(services: Services) -> None:
     deploy(services, "deploy capture 1 as nov")
-    with services.service.runs.environment_lock("nov"), pytest.raises(ConflictError, match="busy"):
-        services.service.teardown("nov", actor="trainer")
+    with (
+        services.use_cases.runs.environment_lock("nov"),
+        pytest.raises(ConflictError, match="busy"),
+    ):
+        services.use_cases.strip_back.teardown("nov", actor="trainer")
 
 
 def test_run_per_clone_stops_starting_work_once_vcenter_is_lost() -> None:
@@ -239,7 +242,7 @@ def test_strip_back_checks_ownership_with_one_narrow_read(
     deploy(services, "deploy capture 5 as nov")
     vcenter.calls.clear()
     vcenter.sighting_extras.clear()
-    result = services.service.teardown("nov", actor="trainer")
+    result = services.use_cases.strip_back.teardown("nov", actor="trainer")
     assert len(result.destroyed) == 5
     assert vcenter.calls["sightings"] == 1 and vcenter.calls["vm_facts"] == 0
     assert vcenter.sighting_extras == [("storage",)]
@@ -256,7 +259,7 @@ def test_a_vm_without_labels_is_checked_by_its_notes_read_for_it_alone(
     bare.attributes.clear()
     vcenter.calls.clear()
     vcenter.sighting_extras.clear()
-    result = services.service.teardown("nov", actor="trainer")
+    result = services.use_cases.strip_back.teardown("nov", actor="trainer")
     assert sorted(result.destroyed) == ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]
     assert vcenter.sighting_extras == [("storage",), ("notes",)]
 
@@ -290,3 +293,17 @@ def test_a_resumed_refresh_reports_its_progress_as_a_refresh(
     assert events and {e.label for e in events} == {REFRESHING}
     assert events[0].message.startswith("Refreshing ")
     assert "Resuming the refresh of *nov*" in str(shown.resumed_progress(events[-1], "U1").blocks)
+
+
+def test_a_snapshot_reports_progress_under_its_own_label(
+    services: Services, vcenter: FakeVCenter
+) -> None:
+    """A bulk verb's progress events say what it does (SNAPSHOTTING), not a run kind."""
+    deploy(services, "deploy capture 2 as nov")
+    events: list[ProgressEvent] = []
+    who = Invocation("operator", "cli", on_event=events.append)
+    result: Any = dispatch(services, grammar.parse("snapshot nov before-lab"), who)
+    assert len(result.done) == 2 and not result.failed
+    assert [t.method for _, t in vcenter.tasks_done] == ["CreateSnapshot_Task"] * 2
+    assert events and {e.label for e in events} == {SNAPSHOTTING}
+    assert [e.kind for e in events].count("clone_ready") == 2

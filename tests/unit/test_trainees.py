@@ -30,7 +30,7 @@ from bot.domain.trainees import (
     read_roster,
 )
 from bot.services.container import Services
-from bot.services.dispatch import Invocation, dispatch, plan_for, settled
+from bot.services.dispatch import Invocation, dispatch, plan_for, resolve_target
 from bot.services.refresh import RefreshResult
 from tests.fakes import FakePeople, FakeVCenter
 
@@ -51,7 +51,7 @@ def people(services: Services) -> FakePeople:
     fake.add("UTRAINER", "Tina Trainer", "tina@example.com")
     for n in range(1, 6):
         fake.add(f"U0{n}", f"Trainee {n}", f"t{n}@example.com")
-    services.service.trainees.connect(fake, fake, staff=lambda user: user == "UTRAINER")
+    services.use_cases.trainees.connect(fake, fake, staff=lambda user: user == "UTRAINER")
     return fake
 
 
@@ -107,7 +107,7 @@ def test_e_mail_addresses_are_looked_up_and_unknown_ones_change_nothing(
 
 
 def test_without_slack_ids_work_and_e_mail_addresses_are_refused(services: Services) -> None:
-    services.service.trainees.connect(None, None, missing="SLACK_BOT_TOKEN is not set")
+    services.use_cases.trainees.connect(None, None, missing="SLACK_BOT_TOKEN is not set")
     run(services, "deploy capture 2 as nov")
     with pytest.raises(UsageError, match="SLACK_BOT_TOKEN is not set"):
         run(services, "assign nov t1@example.com")
@@ -125,7 +125,7 @@ def test_the_hand_out_carries_links_and_the_end_and_says_who_was_not_reached(
     services.repo.update_environment("nov", ends_at=ends)
     people.unreachable["U02"] = "their Slack account is deactivated"
     seen: list[HandOutProgress] = []
-    result = services.service.trainees.assign(
+    result = services.use_cases.trainees.assign(
         grammar.Assign("nov", ("U01", "U02", "U03")), actor="UTRAINER", on_progress=seen.append
     )
     assert result.handout.sent == ["U01", "U03"]
@@ -190,7 +190,7 @@ def test_a_rebuild_re_creates_the_recorded_vm_same_name_and_assignment(
     run(services, "assign nov U01 U02")
     old = vcenter.named("TRN-CAP-001")
     other = vcenter.named("TRN-CAP-002")
-    command = settled(services, grammar.parse("rebuild"), trainee("U01"))
+    command = resolve_target(services, grammar.parse("rebuild"), trainee("U01"))
     [held] = services.repo.assignments(trainee="U01")
     ref = VmRef(held.clone_id, old.instance_uuid, "TRN-CAP-001")
     assert command == grammar.Rebuild(vm="TRN-CAP-001", ref=ref)  # by identity, not name
@@ -206,7 +206,7 @@ def test_a_rebuild_re_creates_the_recorded_vm_same_name_and_assignment(
     assert held.clone_name == "TRN-CAP-001"
     assert services.repo.get_clone(held.clone_id).moref == new.moref
     with pytest.raises(PermissionDenied):
-        settled(services, grammar.parse("rebuild TRN-CAP-002"), trainee("U01"))
+        resolve_target(services, grammar.parse("rebuild TRN-CAP-002"), trainee("U01"))
 
 
 def test_a_hand_out_gives_up_after_its_time_not_per_trainee_and_handout_retries_those(
@@ -216,7 +216,7 @@ def test_a_hand_out_gives_up_after_its_time_not_per_trainee_and_handout_retries_
     the rest are not even tried; `handout ENV` then messages only those."""
     run(services, "deploy capture 4 as nov")
     now = [0.0]
-    services.service.trainees.handouts.monotonic = lambda: now[0]
+    services.use_cases.trainees.handouts.monotonic = lambda: now[0]
     budgets: list[float | None] = []
     deliver = people.send
 
@@ -255,7 +255,7 @@ def test_a_rebuild_waits_for_a_live_run_but_not_for_a_dead_one(make_services: An
     s = make_services(trainees={"busy_wait_s": 3})
     fake = FakePeople()
     fake.add("U01", "Trainee 1")
-    s.service.trainees.connect(fake, fake)
+    s.use_cases.trainees.connect(fake, fake)
     run(s, "deploy capture 1 as nov")
     run(s, "assign nov U01")
     dead = f"{socket.gethostname()}:{2**22 + 12345}:gone"  # no such pid here
@@ -287,10 +287,10 @@ def test_a_rebuild_cut_short_is_finished_by_recovery_with_its_assigned_to(
     """A rebuild whose process died after destroying the old VM: `resume` clones it again,
     same name, same assignment, and AssignedTo is written on the new VM too."""
     s = make_services(trainees={"assigned_to_attribute": True})
-    vcenter = s.service.core.vcenter
+    vcenter = s.use_cases.core.vcenter
     fake = FakePeople()
     fake.add("U01", "Trainee 1")
-    s.service.trainees.connect(fake, fake)
+    s.use_cases.trainees.connect(fake, fake)
     run(s, "deploy capture 2 as nov")
     run(s, "assign nov U01")
     [held] = s.repo.assignments(trainee="U01")
@@ -322,7 +322,7 @@ def test_a_strip_back_ends_the_assignments_and_tells_each_trainee_once(
     run(services, "deploy capture 3 as nov")
     run(services, "assign nov U01 U02")
     people.sent.clear()
-    services.service.teardown("nov", actor="UTRAINER")
+    services.use_cases.strip_back.teardown("nov", actor="UTRAINER")
     assert services.repo.assignments() == []
     ended = services.repo.assignments(active=False)
     assert {a.ended_reason for a in ended} == {"removed"} and all(a.told_at for a in ended)
@@ -330,15 +330,15 @@ def test_a_strip_back_ends_the_assignments_and_tells_each_trainee_once(
         ("U01", VmRemoved("nov", "TRN-CAP-001")),
         ("U02", VmRemoved("nov", "TRN-CAP-002")),
     ]
-    assert services.service.trainees.tell_removed() == 0  # once each
+    assert services.use_cases.trainees.tell_removed() == 0  # once each
 
 
 def test_removals_wait_for_a_messenger(services: Services, people: FakePeople) -> None:
     run(services, "deploy capture 1 as nov")
     run(services, "assign nov U01")
-    trainees = services.service.trainees
+    trainees = services.use_cases.trainees
     trainees.connect(None, None)  # the terminal without a token
-    services.service.teardown("nov", actor="trainer")
+    services.use_cases.strip_back.teardown("nov", actor="trainer")
     assert len(services.repo.untold_removals()) == 1
     trainees.connect(people, people)  # the bot, at its next start
     assert trainees.tell_removed() == 1
@@ -351,7 +351,7 @@ def test_unassign_keeps_the_vm_and_assigned_to_follows_the_setting(
     s = make_services(trainees={"assigned_to_attribute": True, "remind": True})
     people = FakePeople()
     people.add("U01", "Ann Example", "ann@example.com")
-    s.service.trainees.connect(people, people)
+    s.use_cases.trainees.connect(people, people)
     run(s, "deploy capture 2 as nov")
     run(s, "assign nov U01 U02")
     assert vcenter.named("TRN-CAP-001").attributes[ASSIGNED_TO] == "Ann Example (U01)"
@@ -372,7 +372,7 @@ def test_unassign_keeps_the_vm_and_assigned_to_follows_the_setting(
     # The reminder before a scheduled strip back reaches the trainees (configured here).
     env = s.repo.update_environment("nov", ends_at=datetime.now(UTC) + timedelta(hours=1))
     people.sent.clear()
-    assert s.service.trainees.remind(env) == 1
+    assert s.use_cases.trainees.remind(env) == 1
     [(user, message)] = people.sent
     assert user == "U02" and isinstance(message, LabEnding) and message.vm == "TRN-CAP-002"
 

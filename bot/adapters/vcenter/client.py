@@ -45,6 +45,7 @@ from bot.domain.vsphere import (
     VmFacts,
     VmReading,
     VmSighting,
+    VmTask,
 )
 from bot.settings import VCenterSettings
 
@@ -192,6 +193,9 @@ class VCenter:
 
     def power(self, morefs: Sequence[str], action: str) -> list[VCenterError | None]:
         return self._power.power(morefs, action)
+
+    def vm_tasks(self, morefs: Sequence[str], task: VmTask) -> list[VCenterError | None]:
+        return self._power.vm_tasks(morefs, task)
 
     def set_attributes(self, moref: str, values: Mapping[str, str]) -> None:
         """Set custom attributes on one VM (defining any vCenter lacks): one SetField each."""

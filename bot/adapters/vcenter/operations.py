@@ -10,6 +10,7 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pyVmomi import vim as _vim
@@ -36,6 +37,7 @@ from bot.domain.vsphere import (
     Visibility,
     VmFacts,
     VmSighting,
+    VmTask,
 )
 
 # pyVmomi's dynamic vSphere types, as Any (see faults.py).
@@ -91,6 +93,15 @@ class Power:
             else:
                 out.append(None)
         return out
+
+    def vm_tasks(self, morefs: Sequence[str], task: VmTask) -> list[VCenterError | None]:
+        """Start `task` on each VM as one batch of tasks; per-VM errors, None where done."""
+        arguments = dict(task.arguments)
+        started = []
+        for moref in morefs:
+            method = getattr(self.lookup.vm(moref), task.method)
+            started.append(self.tasks.start(f"{task.method} {moref}", partial(method, **arguments)))
+        return [r if isinstance(r, VCenterError) else None for r in self.tasks.wait(started)]
 
     def power_off(self, morefs: Sequence[str]) -> list[VCenterError | None]:
         """Power off VMs that are on (hard power-off: training clones are non-persistent)."""

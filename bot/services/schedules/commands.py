@@ -15,7 +15,6 @@ from bot.domain import grammar
 from bot.domain.errors import ConflictError, UsageError
 from bot.domain.timeparse import describe_delta, format_duration, parse_duration
 from bot.ports import Repository
-from bot.services.core import Service
 from bot.services.schedules.keeper import Keeper
 from bot.services.schedules.results import DeployTimes, ScheduleResult
 from bot.services.schedules.times import (
@@ -25,6 +24,7 @@ from bot.services.schedules.times import (
     deploy_text,
     times_detail,
 )
+from bot.services.usecases import UseCases
 from bot.settings import Settings
 
 
@@ -33,13 +33,13 @@ class ScheduleCommands:
         self,
         settings: Settings,
         repo: Repository,
-        service: Service,
+        service: UseCases,
         rules: TimeRules,
         keeper: Keeper,
     ) -> None:
         self.settings = settings
         self.repo = repo
-        self.service = service
+        self.use_cases = service
         self.rules = rules
         self.keeper = keeper
 
@@ -55,7 +55,7 @@ class ScheduleCommands:
     def deploy_times(self, command: grammar.Deploy) -> DeployTimes:
         """Validate a deploy's `at`/`until` (and its types) without changing anything."""
         rules = self.rules
-        env_name = command.environment or self.service.default_environment(command)
+        env_name = command.environment or self.use_cases.deployer.default_environment(command)
         for item in command.items:
             t = self.settings.type(item.type)  # unknown type: ConfigError naming the known ones
             if item.count > t.max_count:
@@ -126,7 +126,7 @@ class ScheduleCommands:
     ) -> ScheduleResult:
         """Record the end of a deploy that ran now (`deploy ... until WHEN`), validated earlier by
         `deploy_times`; an end that passed during the deploy strips back at once."""
-        env = self.service.environment(environment)
+        env = self.use_cases.queries.environment(environment)
         with self.repo.transaction():
             self.repo.update_environment(env.name, ends_at=ends_at)
             self.repo.save_schedule(
@@ -152,7 +152,7 @@ class ScheduleCommands:
     ) -> ScheduleResult:
         """`schedule ENV [at WHEN] [until WHEN]`: set or move an environment's start and end."""
         rules = self.rules
-        env = self.service.environment(command.environment)
+        env = self.use_cases.queries.environment(command.environment)
         record = self.repo.get_schedule(env.name)
         if record is not None and record.stripping_for_end is not None:
             raise ConflictError(f"{env.name} is being stripped back now; there is nothing to move.")
@@ -210,7 +210,7 @@ class ScheduleCommands:
     ) -> ScheduleResult:
         """Move the scheduled strip back later by `by` (default: the configured extension)."""
         rules = self.rules
-        env = self.service.environment(environment)
+        env = self.use_cases.queries.environment(environment)
         record = self.repo.get_schedule(env.name)
         if record is not None and record.stripping_for_end is not None:
             raise ConflictError(f"{env.name} is being stripped back now; it is too late to extend.")
@@ -258,7 +258,7 @@ class ScheduleCommands:
         self, environment: str, *, actor: str, source: str = "cli", channel: str = ""
     ) -> ScheduleResult:
         """Drop the scheduled deploy, strip back and reminder; the clones stay."""
-        env = self.service.environment(environment)
+        env = self.use_cases.queries.environment(environment)
         record = self.repo.get_schedule(env.name)
         if record is not None and record.stripping_for_end is not None:
             raise ConflictError(f"{env.name} is being stripped back now; it cannot be cancelled.")

@@ -25,10 +25,10 @@ from bot.domain import grammar
 from bot.domain.errors import ClonesError, ConflictError, Fenced, NotFoundError, VCenterError
 from bot.domain.models import Environment, RunKind, ScheduleRecord
 from bot.ports import Repository, RunReport
-from bot.services.core import Service
 from bot.services.schedules.keeper import Keeper
 from bot.services.schedules.notify import LazyReport, Reporter
 from bot.services.schedules.times import LIVE_STATES, TimeRules, seconds, times_detail
+from bot.services.usecases import UseCases
 
 log = logging.getLogger("clones.schedule")
 
@@ -39,13 +39,13 @@ class Runners:
     def __init__(
         self,
         repo: Repository,
-        service: Service,
+        service: UseCases,
         rules: TimeRules,
         keeper: Keeper,
         voice: Reporter,
     ) -> None:
         self.repo = repo
-        self.service = service
+        self.use_cases = service
         self.rules = rules
         self.keeper = keeper
         self.voice = voice
@@ -135,7 +135,7 @@ class Runners:
         command = grammar.parse(record.deploy_command)
         assert isinstance(command, grammar.Deploy)
         self.repo.save_schedule(name, deploy_command=None)
-        env = self.service.environment(name)
+        env = self.use_cases.queries.environment(name)
         actor = record.requested_by or "scheduler"
         report = self.voice.report(
             env,
@@ -145,7 +145,7 @@ class Runners:
             self._lateness(planned, missed),
         )
         try:
-            result = self.service.deploy(
+            result = self.use_cases.deployer.deploy(
                 command,
                 actor=actor,
                 source="scheduler",
@@ -205,7 +205,7 @@ class Runners:
         if not self._claim_teardown(name, planned, missed):
             return
         self.keeper.drop("remind", name)
-        env = self.service.environment(name)
+        env = self.use_cases.queries.environment(name)
         retrying = self.keeper.retrying(name)
         report = self._teardown_report(env, planned, missed, retrying=retrying)
         if self._strip_back(env, planned, report, retrying=retrying):
@@ -261,7 +261,7 @@ class Runners:
         vCenter trouble: tried again later), True when the strip back is over."""
         name = env.name
         try:
-            result = self.service.teardown(
+            result = self.use_cases.strip_back.teardown(
                 name,
                 actor="scheduler",
                 source="scheduler",
@@ -324,9 +324,9 @@ class Runners:
         if not self.repo.mark_reminded(name, planned_end, fence=self.keeper.fence()):
             log.info("reminder for %s at %s: already sent, or the end moved", name, planned_end)
             return
-        env = self.service.environment(name)
+        env = self.use_cases.queries.environment(name)
         self.voice.remind(env, env.owner, planned_end)
         try:  # the trainees too, when [trainees] remind is set
-            self.service.trainees.remind(env)
+            self.use_cases.trainees.remind(env)
         except Exception:  # a reminder that fails must not stop the scheduler
             log.exception("reminding the trainees of %s failed", name)

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 
 from bot.domain import grammar
 from bot.ports import Clock, Notifier, Repository, Scheduler
-from bot.services.core import Service
 from bot.services.schedules.commands import ScheduleCommands
 from bot.services.schedules.keeper import Keeper
 from bot.services.schedules.notify import LogNotifier, Reporter
@@ -24,6 +23,7 @@ from bot.services.schedules.prune import Pruner
 from bot.services.schedules.results import DeployTimes, ScheduleResult, StartReport
 from bot.services.schedules.runners import Runners
 from bot.services.schedules.times import EventKind, TimeRules, next_event
+from bot.services.usecases import UseCases
 from bot.settings import Settings
 
 
@@ -32,7 +32,7 @@ class ScheduleService:
         self,
         settings: Settings,
         repo: Repository,
-        service: Service,
+        service: UseCases,
         scheduler: Scheduler,
         *,
         notifier: Notifier | None = None,
@@ -42,7 +42,7 @@ class ScheduleService:
     ) -> None:
         self.settings = settings
         self.repo = repo
-        self.service = service
+        self.use_cases = service
         self.scheduler = scheduler
         self.clock: Clock = clock or service.clock
         self.rules = TimeRules(settings, repo, self.clock)

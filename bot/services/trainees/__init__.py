@@ -8,7 +8,7 @@ on one's own VM (`my`, `reset`, `power on|off`, `rebuild`).
 - `desk`: the self-service commands, on the VM the assignment records only;
 - `identity`: which VM such a command (or a button) names, and vCenter's proof it is that VM.
 
-`Trainees` wires them over the services of `Service` (bot.services.core), which builds it; the
+`Trainees` wires them over the services of `UseCases` (bot.services.core), which builds it; the
 composition root connects the people (`connect`).
 """
 
@@ -28,11 +28,11 @@ from bot.domain.trainees import (
     VmRef,
 )
 from bot.ports import Directory, Messenger, ProgressCallback
+from bot.services.core import Core
 from bot.services.ownership import Ownership
 from bot.services.power import Power
 from bot.services.queries import Queries
 from bot.services.refresh import Refresher, RefreshResult
-from bot.services.runs import Core
 from bot.services.trainees.assign import Assigner
 from bot.services.trainees.desk import Desk
 from bot.services.trainees.handout import HandOuts, OnHandOut

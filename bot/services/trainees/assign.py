@@ -12,9 +12,9 @@ from bot.domain import grammar
 from bot.domain.errors import CapacityError, ClonesError
 from bot.domain.models import Assignment, Clone, CloneState, Environment
 from bot.domain.trainees import ASSIGNED_TO, Assigned, HandedOut, Person, Unassigned
+from bot.services.core import Core
 from bot.services.ownership import Ownership
 from bot.services.queries import Queries
-from bot.services.runs import Core
 from bot.services.trainees.handout import HandOuts, OnHandOut
 from bot.services.trainees.people import People, resolve
 

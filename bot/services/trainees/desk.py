@@ -14,11 +14,11 @@ from bot.domain.models import Clone, CloneState, RunState
 from bot.domain.results import FailedClone
 from bot.domain.trainees import MyVm, MyVms, RebuildPlan, SelfService, VmRef
 from bot.ports import ProgressCallback
+from bot.services.core import Core
 from bot.services.ownership import Ownership
 from bot.services.power import Power
 from bot.services.queries import Queries
 from bot.services.refresh import Refresher, RefreshResult
-from bot.services.runs import Core
 from bot.services.trainees.handout import HandOuts
 from bot.services.trainees.identity import Asker, Held, Holdings
 

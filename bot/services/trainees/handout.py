@@ -25,7 +25,7 @@ from bot.domain.trainees import (
     vmrc_url,
     vsphere_client_url,
 )
-from bot.services.runs import Core
+from bot.services.core import Core
 from bot.services.trainees.people import People
 
 log = logging.getLogger(__name__)

@@ -13,16 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain.errors import ClonesError, ConflictError, Fenced, Interrupted
 from bot.domain.models import CloneState, Fence, Run, RunKind, RunMessage, RunState
 from bot.domain.results import EventKind, ProgressEvent, ProgressLabel
 from bot.host import owner_gone, process_owner
-from bot.ports import ProgressCallback, Repository, VCenter
-from bot.services.limits import OpLimits
-from bot.settings import Settings
+from bot.ports import ProgressCallback, Repository
 
 log = logging.getLogger(__name__)
 
@@ -419,20 +416,3 @@ def stopped_message(why: str, left: str, run: str) -> str:
         f"Stopped by {why}: {left} (the operations already in vCenter finished and are "
         f"recorded); `clones resume` finishes the {run}."
     )
-
-
-@dataclass
-class Core:
-    """What every service shares: settings, the two ports, the clock, the run book, and the
-    process's one operation limiter (every run's room in vCenter)."""
-
-    settings: Settings
-    repo: Repository
-    vcenter: VCenter
-    clock: Callable[[], datetime]
-    runs: RunBook
-    limits: OpLimits
-
-    @property
-    def halt(self) -> Halt:
-        return self.runs.halt

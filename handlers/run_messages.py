@@ -27,8 +27,7 @@ from bot.domain.models import Environment, RunKind
 from bot.domain.results import DeployResult, ProgressEvent
 from bot.domain.savings import Savings
 from bot.ports import Chart
-from bot.services.dispatch import Deployed
-from bot.services.schedules import ScheduleResult
+from bot.services.dispatch import DEPLOY_LATER, DEPLOY_NOW
 from handlers.blocks import runs as shown
 from handlers.blocks import schedules
 from handlers.blocks.kit import Rendered, esc, section
@@ -215,7 +214,7 @@ def deploy(r: Request) -> None:
     )
     progress.mark_sent()  # the first post counts against the update interval
     try:
-        deployed = r.run(channel=channel, on_event=progress.on_event)
+        deployed = r.run_route(DEPLOY_NOW, channel=channel, on_event=progress.on_event)
     except Fenced as exc:  # another bot took the run over: it finishes this same message
         progress.drop()
         log.warning("fenced: deploy of %s: %s", environment, exc)
@@ -227,10 +226,9 @@ def deploy(r: Request) -> None:
         else:
             progress.finish(shown.deploy_not_started(environment, user, brief(exc)))
         raise
-    assert isinstance(deployed, Deployed)
     result = deployed.result
     finish_deploy(r.client, ctx.services.chart, progress, result, user, note=deployed.end_note)
-    home = ctx.services.service.queries.find_environment(result.environment)
+    home = ctx.services.use_cases.queries.find_environment(result.environment)
     tell_home_channel(r.client, home, channel, shown.deploy_finished_note(result, user))
     log.info("deploy of %s finished: %s", result.environment, result.state.value)
 
@@ -242,11 +240,10 @@ def _schedule(r: Request) -> None:
     first = schedules.scheduling(by_type, environment, r.user)
     channel, ts = open_message(r.client, r.channel, first)
     try:
-        result = r.run()
+        result = r.run_route(DEPLOY_LATER)
     except Exception as exc:
         failed = schedules.scheduling_failed(environment, brief(exc))
         r.client.chat_update(channel=channel, ts=ts, text=failed.text, blocks=failed.blocks)
         raise
-    assert isinstance(result, ScheduleResult)
     done = schedules.schedule_result(result, r.user)
     r.client.chat_update(channel=channel, ts=ts, text=done.text, blocks=done.blocks)

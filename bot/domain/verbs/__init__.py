@@ -1,0 +1,1 @@
+"""Each family of verbs: one module each, a spec per verb (`spec.command`)."""
