@@ -64,8 +64,15 @@ class EnvironmentStore(Core):
         to come, or a run that may still act. Read through indexes
         that hold only such rows, however many finished environments there are."""
         rows = self._rows(
-            "SELECT * FROM environments WHERE name IN ("
-            f" SELECT environment FROM clones WHERE {CURRENT}"
+            # The environments of current clones, one index probe each (a loose index scan:
+            # the next name after the last), not a pass over every current clone.
+            "WITH RECURSIVE current_env(name) AS ("
+            f" SELECT min(environment) FROM clones WHERE {CURRENT}"
+            " UNION ALL SELECT (SELECT min(environment) FROM clones"
+            f" WHERE {CURRENT} AND environment > current_env.name)"
+            " FROM current_env WHERE current_env.name IS NOT NULL)"
+            " SELECT * FROM environments WHERE name IN ("
+            " SELECT name FROM current_env WHERE name IS NOT NULL"
             " UNION SELECT name FROM environments WHERE starts_at IS NOT NULL"
             " UNION SELECT name FROM environments WHERE ends_at IS NOT NULL"
             f" UNION SELECT environment FROM runs WHERE {RESUMABLE}"
