@@ -582,8 +582,11 @@ def test_a_clone_write_is_one_statement_and_each_refusal_still_says_why(repo: Re
             repo.update_clone(b.id, state=CloneState.READY)  # the name is another's now
         repo.update_clone(a.id, fence=fence, state=CloneState.READY)  # the outer one goes on
     assert repo.get_clone(a.id).state is CloneState.READY
+    with pytest.raises(ConflictError, match=f"{b.name!r} cannot become live again"):
+        repo.update_clone(b.id, state=CloneState.READY)  # on its own: one round trip, refused
     assert repo.get_clone(b.id).state is CloneState.MISSING
     assert repo.get_clone(again[0].id).state is CloneState.PLANNED
+    assert repo.heartbeat(run.id, "m1:1:t1") and not repo.heartbeat(run.id, "other:1:x")
 
 
 def test_missing_is_recorded_only_for_rows_unchanged_since_the_read(repo: Repository) -> None:
