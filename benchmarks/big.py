@@ -26,7 +26,7 @@ from benchmarks.common import (
     deploy_command,
     lab,
     settings_for,
-    verdict,
+    targets_table,
     write_result,
 )
 from bot import bootstrap
@@ -171,9 +171,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
     ]
     for row in rows:
         table.add(*row)
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     data = {

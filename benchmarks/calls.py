@@ -18,7 +18,7 @@ from benchmarks.common import (
     deploy_command,
     lab,
     settings_for,
-    verdict,
+    targets_table,
     with_concurrency,
     write_result,
 )
@@ -95,9 +95,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         strip.get("task_reads", 0),
         strip.get("task_reads", 0) / n,
     )
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     data = {

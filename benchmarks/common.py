@@ -256,6 +256,14 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def targets_table(targets: dict[str, dict[str, Any]], title: str = "   targets") -> Table:
+    """The targets table: a row a check (its value, its target, met or MISSED)."""
+    checks = Table(title, ["check", "value", "target", "result"])
+    for name, t in targets.items():
+        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    return checks
+
+
 def write_result(name: str, profile: Profile, data: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"

@@ -31,7 +31,7 @@ from benchmarks.common import (
     lab,
     percentile,
     settings_for,
-    verdict,
+    targets_table,
     write_result,
 )
 from benchmarks.scale import seed
@@ -190,9 +190,7 @@ def _report(
             label = view.replace(biggest, "ENV")
             table.add(f"{label} {stat[:3]} ms", s, p, round(p / s, 2) if s else "")
     table.add("seed SQLite s / db copy s", round(seed_s, 1), round(copy_s, 2), "")
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     data = {

@@ -24,7 +24,7 @@ from benchmarks.common import (
     deploy_command,
     lab,
     settings_for,
-    verdict,
+    targets_table,
     with_concurrency,
     write_result,
 )
@@ -155,9 +155,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
                 r[f"{phase}_vs_lab_ideal"],
                 r[f"{phase}_requests"],
             )
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     data = {
