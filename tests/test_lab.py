@@ -25,6 +25,7 @@ from bot.adapters.lab import (
     running_lab,
     validate_spec,
 )
+from bot.adapters.vcenter.operations import CUSTOMIZATION_EVENTS as OUTCOMES
 
 pytestmark = pytest.mark.lab
 
@@ -622,15 +623,8 @@ def test_lab_up_and_down(lab_binary: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------
 # guest customization, disk modes, power, DRS groups and rules
 
-CUSTOMIZATION_EVENTS = [
-    "CustomizationStartedEvent",
-    "CustomizationSucceeded",
-    "CustomizationFailed",
-    "CustomizationSysprepFailed",
-    "CustomizationLinuxIdentityFailed",
-    "CustomizationNetworkSetupFailed",
-    "CustomizationUnknownFailure",
-]
+# The start, then each outcome the bot's adapter waits for.
+CUSTOMIZATION_EVENTS = ["CustomizationStartedEvent", *OUTCOMES]
 CUSTOMIZATION_SPECS = {
     "customization_specs": [
         {"name": "win-training", "kind": "sysprep", "description": "Windows training VMs"},
