@@ -146,13 +146,7 @@ def test_a_name_reused_after_a_failed_rebuild_is_not_the_old_trainees(
     assert h.click(ACTION_MY_REBUILD, old[ACTION_MY_REBUILD], U01, "1.0", h.fake.dm(U01)).status
     h.idle()
     [ask] = [m for m in h.fake.messages.values() if m.text.startswith("Rebuild TRN-CAP-001?")]
-    value = next(
-        e["value"]
-        for b in ask.blocks
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == ACTION_REBUILD_CONFIRM
-    )
+    value = ask.button(ACTION_REBUILD_CONFIRM)
     assert h.click(ACTION_REBUILD_CONFIRM, value, U01, ask.ts, channel=h.fake.dm(U01)).status
     h.idle(120)
     h.lab.control.configure(faults={"fail_fraction": 0.0})

@@ -146,13 +146,7 @@ def test_a_trainee_resets_and_rebuilds_their_own_vm(harness: SlackHarness) -> No
     h.idle()
     [ask] = [m for m in h.fake.messages.values() if m.text.startswith(f"Rebuild {mine}?")]
     assert ask.channel == h.fake.dm(ANN)  # not in the course channel: the app's DM
-    value = next(
-        e["value"]
-        for b in ask.blocks
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == ACTION_REBUILD_CONFIRM
-    )
+    value = ask.button(ACTION_REBUILD_CONFIRM)
     assert h.click(ACTION_REBUILD_CONFIRM, value, ANN, ask.ts, channel=h.fake.dm(ANN)).status == 200
     h.fake.wait_for(lambda: ask.text.startswith("Rebuilt"), timeout=60)
     h.idle()
