@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess
 from bot.bootstrap import App, build
 from bot.domain import grammar
+from bot.domain.models import Clone, Run, RunKind
 from bot.ports import Clock as ClockPort
 from bot.ports import Repository as RepositoryPort
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
@@ -155,6 +156,20 @@ def stored(repo: RepositoryPort) -> Repository:
     connections: what a test reads that the services' port does not offer)."""
     assert isinstance(repo, Repository), repo
     return repo
+
+
+def dead_run(
+    repo: RepositoryPort, environment: str, kind: RunKind, requested_by: str, clones: list[Clone]
+) -> Run:
+    """A run over `clones` recorded by a process that has died since (owner `elsewhere:1:dead`)."""
+    return repo.start_run(
+        environment=environment,
+        kind=kind,
+        requested_by=requested_by,
+        requested=len(clones),
+        owner="elsewhere:1:dead",
+        clone_ids=[c.id for c in clones],
+    )
 
 
 def set_state(repo: Any, clone_id: int, target: Any, **changes: Any) -> Any:
