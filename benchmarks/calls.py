@@ -19,6 +19,7 @@ from benchmarks.common import (
     lab,
     settings_for,
     targets_table,
+    warm_up,
     with_concurrency,
     write_result,
 )
@@ -45,8 +46,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         settings = with_concurrency(settings_for(lb, Path(tmp) / "clones.db"), profile.concurrency)
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.use_cases.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
-            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
+            warm_up(app)
             lb.control.reset()
             app.use_cases.deployer.deploy(deploy_command(n, "calls"), actor=ACTOR)
             deploy = lb.control.stats()

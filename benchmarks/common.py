@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess
+from bot.bootstrap import App
 from bot.domain import grammar
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
 
@@ -150,6 +151,13 @@ def settings_for(
     }
     password = lab.info.password if lab else "lab-password"
     return settings_from_dict(raw, env={"CLONES_VCENTER_PASSWORD": password})
+
+
+def warm_up(app: App, environment: str = "warm") -> None:
+    """A 3-clone deployment into `environment` and its strip back, before what is measured:
+    base snapshots made, sessions, connections and caches warm."""
+    app.use_cases.deployer.deploy(deploy_command(3, environment), actor="bench")
+    app.use_cases.strip_back.teardown(environment, actor="bench")
 
 
 def with_concurrency(settings: Settings, concurrency: int) -> Settings:

@@ -32,6 +32,7 @@ from benchmarks.common import (
     percentile,
     settings_for,
     targets_table,
+    warm_up,
     write_result,
 )
 from benchmarks.scale import seed
@@ -51,8 +52,7 @@ def _deploy_once(settings: Any, n: int, environment: str, *, warm: bool) -> tupl
     app = bootstrap.build(settings, start_lab=False)
     try:
         if warm:
-            app.use_cases.deployer.deploy(deploy_command(3, f"warm-{environment}"), actor=ACTOR)
-            app.use_cases.strip_back.teardown(f"warm-{environment}", actor=ACTOR)
+            warm_up(app, f"warm-{environment}")
         started = time.perf_counter()
         deployed = app.use_cases.deployer.deploy(deploy_command(n, environment), actor=ACTOR)
         deploy_s = time.perf_counter() - started

@@ -25,6 +25,7 @@ from benchmarks.common import (
     lab,
     settings_for,
     targets_table,
+    warm_up,
     with_concurrency,
     write_result,
 )
@@ -52,9 +53,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         for level in (c, 1):
             app = bootstrap.build(with_concurrency(base, level), start_lab=False)
             try:
-                warm = f"warm-c{level}"
-                app.use_cases.deployer.deploy(deploy_command(3, warm), actor=ACTOR)
-                app.use_cases.strip_back.teardown(warm, actor=ACTOR)
+                warm_up(app, f"warm-c{level}")
                 env = f"bench-c{level}"
                 lb.control.reset()
                 started = time.perf_counter()
