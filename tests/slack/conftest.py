@@ -98,6 +98,15 @@ class SlackHarness:
         body = slash_body(text, user, channel, self.fake.response_url("cmd"))
         return self.post(body, sign(body, self.secret))
 
+    def deploy(self, text: str, timeout: float = 120.0) -> None:
+        """Send `text` (a deployment) as a slash command; return once its chart is posted (the
+        run has ended)."""
+        before = len(self.fake.ok_calls("files.completeUploadExternal"))
+        assert self.command(text).status == 200
+        self.fake.wait_for(
+            lambda: self.fake.ok_calls("files.completeUploadExternal")[before:], timeout=timeout
+        )
+
     def click(
         self, action_id: str, value: str, user: str, ts: str, channel: str = CHANNEL
     ) -> Reply:
