@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -156,6 +158,18 @@ def stored(repo: RepositoryPort) -> Repository:
     connections: what a test reads that the services' port does not offer)."""
     assert isinstance(repo, Repository), repo
     return repo
+
+
+def at_once(work: Callable[[int], object], n: int) -> float:
+    """`work(0)` ... `work(n - 1)`, each in its own thread, all started together: the seconds
+    until the last one ended."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - started
 
 
 def dead_run(

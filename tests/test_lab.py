@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from bot.adapters.lab import (
     validate_spec,
 )
 from bot.adapters.vcenter.operations import CUSTOMIZATION_EVENTS as OUTCOMES
+from tests.helpers import at_once
 
 pytestmark = pytest.mark.lab
 
@@ -359,13 +359,7 @@ def test_latency_is_served_concurrently(lab: LabProcess, si: Any) -> None:
         task = parent.CloneVM_Task(folder=folder, name=f"lat-{i}", spec=spec)
         states.append(wait(task).state)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - start
+    elapsed = at_once(work, 8)
     assert states == ["success"] * 8
     assert 0.3 <= elapsed < 2.0, elapsed  # in parallel: one after another would take 2.4 s
     lab.control.configure(clone_latency_ms=0)
