@@ -186,6 +186,29 @@ def dead_run(
     )
 
 
+def recorded_deployment(
+    repo: RepositoryPort, environment: str, count: int, pattern: str, *, owner: str = ""
+) -> tuple[Run, list[Clone]]:
+    """A deployment of `count` capture clones as recorded before cloning (by U1): its run, and
+    its clones reserved (nothing in vCenter)."""
+    run = repo.start_run(
+        environment=environment,
+        kind=RunKind.DEPLOY,
+        requested_by="U1",
+        requested=count,
+        owner=owner,
+    )
+    clones = repo.reserve_clones(
+        environment=environment,
+        type="capture",
+        parent="Capture",
+        pattern=pattern,
+        count=count,
+        run_id=run.id,
+    )
+    return run, clones
+
+
 def set_state(repo: Any, clone_id: int, target: Any, **changes: Any) -> Any:
     """Move a recorded clone to `target` along the shortest path the clone state machine
     allows (tests that need a clone in some state without running the steps in between)."""
