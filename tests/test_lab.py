@@ -26,6 +26,7 @@ from bot.adapters.lab import (
 )
 from bot.adapters.vcenter.operations import CUSTOMIZATION_EVENTS as OUTCOMES
 from tests.helpers import at_once
+from tests.vsphere import property_spec
 
 pytestmark = pytest.mark.lab
 
@@ -386,25 +387,13 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
         folder=find(si, vim.Folder, "Training"), name="s-2", spec=clone_spec(si, None)
     )
     pc = si.content.propertyCollector
-    read = vmodl.query.PropertyCollector.FilterSpec(
-        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=task)],
-        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.Task, pathSet=["info.state"])],
-    )
+    read = property_spec([task], vim.Task, "info.state")
     [found] = pc.RetrievePropertiesEx(
         [read], vmodl.query.PropertyCollector.RetrieveOptions()
     ).objects
     assert found.propSet[0].val == "success"  # the lab's tasks are over when the call returns
     pc.RetrievePropertiesEx(
-        [
-            vmodl.query.PropertyCollector.FilterSpec(
-                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=parent)],
-                propSet=[
-                    vmodl.query.PropertyCollector.PropertySpec(
-                        type=vim.VirtualMachine, pathSet=["name"]
-                    )
-                ],
-            )
-        ],
+        [property_spec([parent], vim.VirtualMachine, "name")],
         vmodl.query.PropertyCollector.RetrieveOptions(),
     )
     after = lab.control.stats()
@@ -888,14 +877,7 @@ def test_drs_groups_and_rules_round_trip(si: Any) -> None:
     )
     # The same through RetrievePropertiesEx (what a PropertyCollector-based adapter uses).
     pc = si.RetrieveContent().propertyCollector
-    filter_spec = vmodl.query.PropertyCollector.FilterSpec(
-        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=cluster)],
-        propSet=[
-            vmodl.query.PropertyCollector.PropertySpec(
-                type=vim.ClusterComputeResource, pathSet=["configurationEx"]
-            )
-        ],
-    )
+    filter_spec = property_spec([cluster], vim.ClusterComputeResource, "configurationEx")
     result = pc.RetrievePropertiesEx(
         specSet=[filter_spec], options=vmodl.query.PropertyCollector.RetrieveOptions()
     )
