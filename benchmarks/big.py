@@ -26,7 +26,8 @@ from benchmarks.common import (
     deploy_command,
     lab,
     settings_for,
-    verdict,
+    targets_table,
+    warm_up,
     write_result,
 )
 from bot import bootstrap
@@ -108,8 +109,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         settings = settings_for(lb, Path(tmp) / "clones.db", concurrency=c)
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.use_cases.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
-            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
+            warm_up(app)
             lb.control.reset()
             started = time.perf_counter()
             with watch.installed():
@@ -171,9 +171,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
     ]
     for row in rows:
         table.add(*row)
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     data = {

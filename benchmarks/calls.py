@@ -18,7 +18,8 @@ from benchmarks.common import (
     deploy_command,
     lab,
     settings_for,
-    verdict,
+    targets_table,
+    warm_up,
     with_concurrency,
     write_result,
 )
@@ -45,8 +46,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         settings = with_concurrency(settings_for(lb, Path(tmp) / "clones.db"), profile.concurrency)
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.use_cases.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
-            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
+            warm_up(app)
             lb.control.reset()
             app.use_cases.deployer.deploy(deploy_command(n, "calls"), actor=ACTOR)
             deploy = lb.control.stats()
@@ -95,9 +95,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         strip.get("task_reads", 0),
         strip.get("task_reads", 0) / n,
     )
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     data = {

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, TYPES, Profile, Table, verdict, write_result
+from benchmarks.common import ROOT, TYPES, Profile, Table, targets_table, write_result
 from bot.domain.models import CloneState, RunKind, RunState
 from storage import Repository
 
@@ -150,9 +150,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             round(median[key] - median["pass"], 3) if key != "pass" else "",
             ", ".join(heavy.get(key, [])) or ("none" if key != "pass" else ""),
         )
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     data = {

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess
+from bot.bootstrap import App
 from bot.domain import grammar
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
 
@@ -152,6 +153,13 @@ def settings_for(
     return settings_from_dict(raw, env={"CLONES_VCENTER_PASSWORD": password})
 
 
+def warm_up(app: App, environment: str = "warm") -> None:
+    """A 3-clone deployment into `environment` and its strip back, before what is measured:
+    base snapshots made, sessions, connections and caches warm."""
+    app.use_cases.deployer.deploy(deploy_command(3, environment), actor="bench")
+    app.use_cases.strip_back.teardown(environment, actor="bench")
+
+
 def with_concurrency(settings: Settings, concurrency: int) -> Settings:
     return replace(settings, concurrency=concurrency)
 
@@ -254,6 +262,14 @@ def _cell(value: Any) -> str:
 
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
+
+
+def targets_table(targets: dict[str, dict[str, Any]], title: str = "   targets") -> Table:
+    """The targets table: a row a check (its value, its target, met or MISSED)."""
+    checks = Table(title, ["check", "value", "target", "result"])
+    for name, t in targets.items():
+        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    return checks
 
 
 def write_result(name: str, profile: Profile, data: dict[str, Any], out_dir: Path) -> Path:

@@ -22,7 +22,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Profile, Table, median_ms, settings_for, timed, verdict, write_result
+from benchmarks.common import (
+    Profile,
+    Table,
+    median_ms,
+    settings_for,
+    targets_table,
+    timed,
+    write_result,
+)
 from benchmarks.scale import PARENTS, _home, _read
 from benchmarks.slackbot import FakeSlack, build_context, slack_settings
 from bot import bootstrap
@@ -219,9 +227,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         if target:
             key = _KEYS[name]
             targets[key] = {"value": extra, "target": target, "met": extra <= TARGET_EXTRA_MS}
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for key, t in targets.items():
-        checks.add(key, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(
         f"   a course of 25 clones (deployed, assigned, stripped back) adds "

@@ -40,7 +40,8 @@ from benchmarks.common import (
     design_ideal_s,
     lab,
     settings_for,
-    verdict,
+    targets_table,
+    warm_up,
     write_result,
 )
 from bot import bootstrap
@@ -171,8 +172,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         )
         app = bootstrap.build(settings, start_lab=False)
         try:
-            app.use_cases.deployer.deploy(deploy_command(3, "warm"), actor=ACTOR)
-            app.use_cases.strip_back.teardown("warm", actor=ACTOR)
+            warm_up(app)
             lb.control.reset()
             started = time.perf_counter()
             deployed = app.use_cases.deployer.deploy(deploy_command(n, "wide"), actor=ACTOR)
@@ -266,9 +266,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         ["small run s", "big run s", "big's clones ready when the small one ended"],
     )
     fair.add(shared["small_s"], shared["big_s"], shared["big_ready_when_small_ended"])
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(across.render())
     print(fair.render())

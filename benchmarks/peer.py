@@ -22,17 +22,11 @@ from pyVim.task import WaitForTask
 from pyVmomi import vim as _vim
 
 from bot.adapters.lab import LabProcess
+from bot.adapters.vcenter.operations import CUSTOMIZATION_EVENTS
 
 vim: Any = _vim
 
-OUTCOMES = [
-    "CustomizationSucceeded",
-    "CustomizationFailed",
-    "CustomizationSysprepFailed",
-    "CustomizationLinuxIdentityFailed",
-    "CustomizationNetworkSetupFailed",
-    "CustomizationUnknownFailure",
-]
+OUTCOMES = CUSTOMIZATION_EVENTS  # vSphere's events that end a guest customization
 
 
 @dataclass

@@ -29,8 +29,8 @@ from benchmarks.common import (
     Table,
     median_ms,
     settings_for,
+    targets_table,
     timed,
-    verdict,
     write_result,
 )
 from benchmarks.slackbot import (
@@ -410,11 +410,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
             "met": rss <= TARGET_RSS_MB,
             "at_clones": reference["clones"],
         }
-    checks = Table(
-        f"   targets (at {reference['clones']:,} clones)", ["check", "value", "target", "result"]
-    )
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets, f"   targets (at {reference['clones']:,} clones)")
     print(table.render())
     if profile.memory:
         print(mem.render())

@@ -29,7 +29,7 @@ from benchmarks.common import (
     lab,
     percentile,
     settings_for,
-    verdict,
+    targets_table,
     with_concurrency,
     write_result,
 )
@@ -201,9 +201,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
     table.add("ALL", len(ack["all_ms"]), ack["p50"], ack["p99"], ack["max"], ack["over_250ms"])
     for outcome, count in sorted(shipped["outcomes"].items(), key=lambda kv: -kv[1]):
         outcome_table.add(outcome, count)
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for key, t in targets.items():
-        checks.add(key, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(outcome_table.render())
     b = shipped["background"]

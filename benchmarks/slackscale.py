@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Profile, Table, lab, settings_for, verdict, write_result
+from benchmarks.common import Profile, Table, lab, settings_for, targets_table, write_result
 from bot import bootstrap
 from bot.adapters.lab import LabProcess
 from bot.domain.models import RunState
@@ -377,9 +377,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
     t3.add("ack (ms)", third["ack_ms"])
     t3.add("the answer followed after (s)", third["answer_after_s"])
     t3.add("usergroups.users.list answers", " ".join(map(str, third["usergroups_statuses"])))
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for key, t in targets.items():
-        checks.add(key, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     for table in (t1, t2, t3, checks):
         print(table.render())
     data = {

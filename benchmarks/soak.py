@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Profile, Table, lab, verdict, write_result
+from benchmarks.common import Profile, Table, lab, targets_table, write_result
 from bot.adapters.lab import LabProcess
 from handlers.blocks.ids import ACTION_CONFIRM
 from tests.helpers import lab_environ
@@ -405,9 +405,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
     ):
         if key in slopes:
             table.add(label, first[key], last[key], slopes[key])
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for key, t in targets.items():
-        checks.add(key, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(f"   lab RSS at start {result['lab_start_mb']} MB; worst after warm-up {lab_worst} MB")
     print(checks.render())

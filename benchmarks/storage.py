@@ -32,7 +32,8 @@ from benchmarks.common import (
     lab,
     percentile,
     settings_for,
-    verdict,
+    targets_table,
+    warm_up,
     write_result,
 )
 from benchmarks.scale import seed
@@ -52,8 +53,7 @@ def _deploy_once(settings: Any, n: int, environment: str, *, warm: bool) -> tupl
     app = bootstrap.build(settings, start_lab=False)
     try:
         if warm:
-            app.use_cases.deployer.deploy(deploy_command(3, f"warm-{environment}"), actor=ACTOR)
-            app.use_cases.strip_back.teardown(f"warm-{environment}", actor=ACTOR)
+            warm_up(app, f"warm-{environment}")
         started = time.perf_counter()
         deployed = app.use_cases.deployer.deploy(deploy_command(n, environment), actor=ACTOR)
         deploy_s = time.perf_counter() - started
@@ -193,9 +193,7 @@ def _report(
             label = view.replace(biggest, "ENV")
             table.add(f"{label} {stat[:3]} ms", s, p, round(p / s, 2) if s else "")
     table.add("seed SQLite s / db copy s", round(seed_s, 1), round(copy_s, 2), "")
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     data = {

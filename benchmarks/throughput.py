@@ -24,7 +24,8 @@ from benchmarks.common import (
     deploy_command,
     lab,
     settings_for,
-    verdict,
+    targets_table,
+    warm_up,
     with_concurrency,
     write_result,
 )
@@ -52,9 +53,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
         for level in (c, 1):
             app = bootstrap.build(with_concurrency(base, level), start_lab=False)
             try:
-                warm = f"warm-c{level}"
-                app.use_cases.deployer.deploy(deploy_command(3, warm), actor=ACTOR)
-                app.use_cases.strip_back.teardown(warm, actor=ACTOR)
+                warm_up(app, f"warm-c{level}")
                 env = f"bench-c{level}"
                 lb.control.reset()
                 started = time.perf_counter()
@@ -155,9 +154,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
                 r[f"{phase}_vs_lab_ideal"],
                 r[f"{phase}_requests"],
             )
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     data = {

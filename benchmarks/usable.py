@@ -36,7 +36,7 @@ from benchmarks.common import (
     deploy_text,
     lab,
     settings_for,
-    verdict,
+    targets_table,
     write_result,
 )
 from bot import bootstrap
@@ -176,9 +176,7 @@ def run(profile: Profile, out_dir: Path) -> dict[str, Any]:
     table.add(
         "batch-barrier bound", round(batch_bound, 3), batch_bound / pipelined_bound, "", "", ""
     )
-    checks = Table("   targets", ["check", "value", "target", "result"])
-    for name, t in targets.items():
-        checks.add(name, t["value"], t["target"], verdict(t["met"]))
+    checks = targets_table(targets)
     print(table.render())
     print(checks.render())
     print(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import time
 import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bot.adapters.lab import DEFAULT_SPEC, LabProcess
 from bot.bootstrap import App, build
 from bot.domain import grammar
+from bot.domain.models import Clone, Run, RunKind
 from bot.ports import Clock as ClockPort
 from bot.ports import Repository as RepositoryPort
 from bot.settings import BUNDLED_LAB_CONFIG, Settings, settings_from_dict
@@ -155,6 +158,55 @@ def stored(repo: RepositoryPort) -> Repository:
     connections: what a test reads that the services' port does not offer)."""
     assert isinstance(repo, Repository), repo
     return repo
+
+
+def at_once(work: Callable[[int], object], n: int) -> float:
+    """`work(0)` ... `work(n - 1)`, each in its own thread, all started together: the seconds
+    until the last one ended."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - started
+
+
+def dead_run(
+    repo: RepositoryPort, environment: str, kind: RunKind, requested_by: str, clones: list[Clone]
+) -> Run:
+    """A run over `clones` recorded by a process that has died since (owner `elsewhere:1:dead`)."""
+    return repo.start_run(
+        environment=environment,
+        kind=kind,
+        requested_by=requested_by,
+        requested=len(clones),
+        owner="elsewhere:1:dead",
+        clone_ids=[c.id for c in clones],
+    )
+
+
+def recorded_deployment(
+    repo: RepositoryPort, environment: str, count: int, pattern: str, *, owner: str = ""
+) -> tuple[Run, list[Clone]]:
+    """A deployment of `count` capture clones as recorded before cloning (by U1): its run, and
+    its clones reserved (nothing in vCenter)."""
+    run = repo.start_run(
+        environment=environment,
+        kind=RunKind.DEPLOY,
+        requested_by="U1",
+        requested=count,
+        owner=owner,
+    )
+    clones = repo.reserve_clones(
+        environment=environment,
+        type="capture",
+        parent="Capture",
+        pattern=pattern,
+        count=count,
+        run_id=run.id,
+    )
+    return run, clones
 
 
 def set_state(repo: Any, clone_id: int, target: Any, **changes: Any) -> Any:

@@ -76,6 +76,15 @@ def assert_nothing_changed(lab: LabProcess, app: App, before: dict[str, dict[str
     assert lab.control.stats()["requests"].get("CloneVM_Task", 0) == 0
 
 
+def refused_deploy(lab: LabProcess, app: App, text: str, error: type[Exception]) -> str:
+    """`text` deployed is refused with `error`, nothing changed: the refusal's message."""
+    before = vms(lab)
+    with pytest.raises(error) as info:
+        deploy(app, text)
+    assert_nothing_changed(lab, app, before)
+    return str(info.value)
+
+
 # ================================================================================ 1. prepare
 def test_prepare_refuses_a_powered_on_parent_and_power_off_shuts_it_down_then_snapshots(
     lab: LabProcess, make_app: MakeApp
@@ -176,6 +185,43 @@ def large_lab(make_lab: MakeLab) -> LabProcess:
     return make_lab({"clusters": LARGE_CLUSTERS})
 
 
+def confined_app(make_lab: MakeLab, make_app: MakeApp, **changes: Any) -> tuple[LabProcess, App]:
+    """A lab with a 12-host Training-Large cluster, and an app deploying capture there with at
+    most 8 hosts per base disk (`changes`: more settings)."""
+    lab = large_lab(make_lab)
+    app = make_app(
+        lab,
+        types=types_with(capture={"resource_pool": "Training-Large"}),
+        max_hosts_per_base_disk=8,
+        **changes,
+    )
+    return lab, app
+
+
+def capture_confinement(app: App, cluster_name: str = "Training-Large") -> Any:
+    """(VM group, host group, whether the rule is there) of Capture's DRS confinement."""
+    cluster, _ = app.vcenter.cluster_hosts(cluster_name)
+    return app.vcenter.drs_confinement(cluster, drs_prefix("Capture"))
+
+
+def confined_deployment(
+    make_lab: MakeLab, make_app: MakeApp, text: str
+) -> tuple[LabProcess, App, list[str]]:
+    """`text` deployed by `confined_app`: the lab, the app and Capture's DRS host group."""
+    lab, app = confined_app(make_lab, make_app)
+    deploy(app, text)
+    _, host_group, _ = capture_confinement(app)
+    return lab, app, host_group
+
+
+def assert_confined(lab: LabProcess, app: App, host_group: list[str]) -> None:
+    """Every clone is in Capture's DRS VM group, its host group is still `host_group`, and
+    the rule holds."""
+    vm_group, hosts, has_rule = capture_confinement(app)
+    assert sorted(vm_group) == sorted(vm["moref"] for vm in clones_of(lab).values())
+    assert sorted(hosts) == sorted(host_group) and has_rule
+
+
 def drs_config(app: App, cluster_name: str) -> Any:
     """The cluster's configurationEx, read through pyVmomi."""
     cluster, _ = app.vcenter.cluster_hosts(cluster_name)
@@ -185,12 +231,7 @@ def drs_config(app: App, cluster_name: str) -> Any:
 def test_host_limit_confines_a_parents_clones_to_a_drs_host_group(
     make_lab: MakeLab, make_app: MakeApp
 ) -> None:
-    lab = large_lab(make_lab)
-    app = make_app(
-        lab,
-        types=types_with(capture={"resource_pool": "Training-Large"}),
-        max_hosts_per_base_disk=8,
-    )
+    lab, app = confined_app(make_lab, make_app)
     result = deploy(app, "deploy capture 12 as big")
     assert len(result.ready) == 12 and not result.failed
 
@@ -301,34 +342,21 @@ def test_small_cluster_needs_no_confinement(make_lab: MakeLab, make_app: MakeApp
     lab = large_lab(make_lab)
     app = make_app(lab, max_hosts_per_base_disk=8)
     assert len(deploy(app, "deploy capture 10 as small").ready) == 10
-    cluster, _ = app.vcenter.cluster_hosts("Training")
-    assert app.vcenter.drs_confinement(cluster, drs_prefix("Capture")) == ([], [], False)
+    assert capture_confinement(app, "Training") == ([], [], False)
 
 
 def test_host_limit_without_confinement_is_refused_and_creates_nothing(
     make_lab: MakeLab, make_app: MakeApp
 ) -> None:
-    lab = large_lab(make_lab)
-    app = make_app(
-        lab,
-        types=types_with(capture={"resource_pool": "Training-Large"}),
-        max_hosts_per_base_disk=8,
-        confine_hosts=False,
-    )
-    before = vms(lab)
-    with pytest.raises(ConfigError) as info:
-        deploy(app, "deploy capture 3 as big")
-    text = str(info.value)
+    lab, app = confined_app(make_lab, make_app, confine_hosts=False)
+    text = refused_deploy(lab, app, "deploy capture 3 as big", ConfigError)
     assert "12 hosts" in text and "at most 8" in text and "confine_hosts" in text
-    assert_nothing_changed(lab, app, before)
-    cluster, _ = app.vcenter.cluster_hosts("Training-Large")
-    assert app.vcenter.drs_confinement(cluster, drs_prefix("Capture")) == ([], [], False)
+    assert capture_confinement(app) == ([], [], False)
 
 
 # ========================================================================== 3. customization
-def test_customization_on_power_on_records_success_and_failure(
-    make_lab: MakeLab, make_app: MakeApp
-) -> None:
+def customizing_app(make_lab: MakeLab, make_app: MakeApp) -> tuple[LabProcess, App]:
+    """A lab whose customization of TRN-CAP-002 fails, and an app customizing capture clones."""
     lab = make_lab(
         {
             "customization_specs": [WIN_SPEC],
@@ -340,6 +368,13 @@ def test_customization_on_power_on_records_success_and_failure(
         types=types_with(capture={"customization_spec": "win-training"}),
         customization_timeout_s=20,
     )
+    return lab, app
+
+
+def test_customization_on_power_on_records_success_and_failure(
+    make_lab: MakeLab, make_app: MakeApp
+) -> None:
+    lab, app = customizing_app(make_lab, make_app)
     result = deploy(app, "deploy capture 3 as cust and power on")
     assert sorted(result.ready) == ["TRN-CAP-001", "TRN-CAP-002", "TRN-CAP-003"]
 
@@ -362,17 +397,7 @@ def test_customization_on_power_on_records_success_and_failure(
 def test_refresh_customises_powered_on_clones_again_and_reports_failures(
     make_lab: MakeLab, make_app: MakeApp
 ) -> None:
-    lab = make_lab(
-        {
-            "customization_specs": [WIN_SPEC],
-            "faults": {"customization_fail_names": ["TRN-CAP-002"]},
-        }
-    )
-    app = make_app(
-        lab,
-        types=types_with(capture={"customization_spec": "win-training"}),
-        customization_timeout_s=20,
-    )
+    lab, app = customizing_app(make_lab, make_app)
     deploy(app, "deploy capture 2 as cust and power on")
     before = {n: vm["moref"] for n, vm in clones_of(lab).items()}
     result = app.admin.refresher.refresh(grammar.Refresh("cust"), actor="tester")
@@ -391,10 +416,8 @@ def test_missing_customization_spec_is_refused_before_anything_is_created(
     lab: LabProcess, make_app: MakeApp
 ) -> None:
     app = make_app(lab, types=types_with(capture={"customization_spec": "no-such-spec"}))
-    before = vms(lab)
-    with pytest.raises(NotFoundError, match='Customization spec "no-such-spec"'):
-        deploy(app, "deploy capture 3 as cust and power on")
-    assert_nothing_changed(lab, app, before)
+    text = refused_deploy(lab, app, "deploy capture 3 as cust and power on", NotFoundError)
+    assert 'Customization spec "no-such-spec"' in text
 
 
 def test_long_name_pattern_with_customization_is_a_config_error(
@@ -592,12 +615,8 @@ def test_capacity_guard_counts_swap_when_powering_on(make_lab: MakeLab, make_app
     assert plan(app, "plan capture 6").fits
     assert not plan(app, "plan capture 6 and power on").fits
 
-    before = vms(lab)
-    with pytest.raises(CapacityError) as info:
-        deploy(app, "deploy capture 6 as big and power on")
-    text = str(info.value)
+    text = refused_deploy(lab, app, "deploy capture 6 as big and power on", CapacityError)
     assert "TrainingDS" in text and "20.00 GB free" in text and "swap" in text
-    assert_nothing_changed(lab, app, before)
     assert vms(lab)["Capture"]["snapshots"] == 0
 
     result = deploy(app, "deploy capture 6 as big")
@@ -617,10 +636,7 @@ def test_plan_bad_input(lab: LabProcess, make_app: MakeApp) -> None:
 
 def test_impossible_count_creates_nothing(lab: LabProcess, make_app: MakeApp) -> None:
     app = make_app(lab)
-    before = vms(lab)
-    with pytest.raises(UsageError, match="maximum of 100"):
-        deploy(app, "deploy capture 101 as big")
-    assert_nothing_changed(lab, app, before)
+    assert "maximum of 100" in refused_deploy(lab, app, "deploy capture 101 as big", UsageError)
 
 
 # ============================================================================== 7. inventory
@@ -746,25 +762,13 @@ def test_deploy_from_a_powered_on_parent_without_snapshot_is_refused(
 ) -> None:
     app = make_app(lab)
     power_parent(app, "Capture")
-    before = vms(lab)
-    with pytest.raises(VCenterError, match="powered on"):
-        deploy(app, "deploy capture 2 as hot")
-    assert_nothing_changed(lab, app, before)
+    assert "powered on" in refused_deploy(lab, app, "deploy capture 2 as hot", VCenterError)
 
 
 def test_refresh_keeps_confined_clones_in_their_drs_groups(
     make_lab: MakeLab, make_app: MakeApp
 ) -> None:
-    lab = large_lab(make_lab)
-    app = make_app(
-        lab,
-        types=types_with(capture={"resource_pool": "Training-Large"}),
-        max_hosts_per_base_disk=8,
-    )
-    deploy(app, "deploy capture 10 as big")
-    cluster, _ = app.vcenter.cluster_hosts("Training-Large")
-    prefix = drs_prefix("Capture")
-    _, host_group, _ = app.vcenter.drs_confinement(cluster, prefix)
+    lab, app, host_group = confined_deployment(make_lab, make_app, "deploy capture 10 as big")
     old = clones_of(lab)
     snapshot_parent(app, "Capture")
 
@@ -772,32 +776,19 @@ def test_refresh_keeps_confined_clones_in_their_drs_groups(
     assert len(result.refreshed) == 10
     now = clones_of(lab)
     assert {n: vm["host"] for n, vm in now.items()} == {n: vm["host"] for n, vm in old.items()}
-    vm_group, host_group2, has_rule = app.vcenter.drs_confinement(cluster, prefix)
-    assert sorted(vm_group) == sorted(vm["moref"] for vm in now.values())
-    assert sorted(host_group2) == sorted(host_group) and has_rule
+    assert_confined(lab, app, host_group)
 
 
 def test_confinement_survives_a_strip_back_and_a_new_deployment(
     make_lab: MakeLab, make_app: MakeApp
 ) -> None:
-    lab = large_lab(make_lab)
-    app = make_app(
-        lab,
-        types=types_with(capture={"resource_pool": "Training-Large"}),
-        max_hosts_per_base_disk=8,
-    )
-    deploy(app, "deploy capture 3 as first")
-    cluster, _ = app.vcenter.cluster_hosts("Training-Large")
-    prefix = drs_prefix("Capture")
-    _, host_group, _ = app.vcenter.drs_confinement(cluster, prefix)
+    lab, app, host_group = confined_deployment(make_lab, make_app, "deploy capture 3 as first")
     app.use_cases.strip_back.teardown("first", actor="trainer")
     assert clones_of(lab) == {}
 
     result = deploy(app, "deploy capture 3 as second")
     assert len(result.ready) == 3 and not result.failed
-    vm_group, host_group2, has_rule = app.vcenter.drs_confinement(cluster, prefix)
-    assert sorted(vm_group) == sorted(vm["moref"] for vm in clones_of(lab).values())
-    assert sorted(host_group2) == sorted(host_group) and has_rule
+    assert_confined(lab, app, host_group)
 
 
 def test_lab_spec_checks_the_parent_disk_options(lab_binary: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from bot.domain.models import CloneState, ParentFacts, RunKind, RunState
 from storage import Repository
-from tests.helpers import set_state
+from tests.helpers import recorded_deployment, set_state
 from tests.postgres import PostgresServer
 from tests.rawdb import raw, tables
 from tests.terminal import Terminal, assert_clean_failure
@@ -34,17 +34,7 @@ def a_lived_in_database(path: Path) -> None:
         repo.ensure_environment("nov", owner="U1", channel="C1")
         repo.update_environment("nov", ends_at=datetime(2030, 11, 28, 17, tzinfo=UTC))
         repo.save_schedule("nov", deploy_command="deploy capture 3 as nov", requested_by="U1")
-        deploy = repo.start_run(
-            environment="nov", kind=RunKind.DEPLOY, requested_by="U1", requested=3, owner="a:1"
-        )
-        made = repo.reserve_clones(
-            environment="nov",
-            type="capture",
-            parent="Capture",
-            pattern=PATTERN,
-            count=3,
-            run_id=deploy.id,
-        )
+        deploy, made = recorded_deployment(repo, "nov", 3, PATTERN, owner="a:1")
         for clone in made:
             set_state(
                 repo,

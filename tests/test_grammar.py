@@ -115,6 +115,16 @@ def test_commands_are_frozen_and_hashable() -> None:
     assert hash(command) == hash(parse("deploy  capture  25  as  x"))
 
 
+def assert_refused(text: str, words: list[str]) -> None:
+    """`text` is refused with a one-line message holding each of `words`."""
+    with pytest.raises(UsageError) as caught:
+        parse(text)
+    message = str(caught.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
 @pytest.mark.parametrize(
     ("text", "words"),
     [
@@ -158,12 +168,7 @@ def test_commands_are_frozen_and_hashable() -> None:
     ],
 )
 def test_errors_name_the_problem_and_show_an_example(text: str, words: list[str]) -> None:
-    with pytest.raises(UsageError) as caught:
-        parse(text)
-    message = str(caught.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message
+    assert_refused(text, words)
 
 
 def test_unknown_verb_without_close_match_has_no_guess() -> None:
@@ -313,12 +318,7 @@ def test_parses_schedule_verbs(text: str, expected: Command) -> None:
     ],
 )
 def test_schedule_verb_errors_show_an_example(text: str, words: list[str]) -> None:
-    with pytest.raises(UsageError) as caught:
-        parse(text)
-    message = str(caught.value)
-    assert "\n" not in message
-    for word in words:
-        assert word in message
+    assert_refused(text, words)
 
 
 def test_schedule_verbs_in_usage() -> None:

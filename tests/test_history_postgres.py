@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from bot.domain.models import CloneState, RunKind, RunState
+from bot.domain.models import CloneState, RunState
 from storage import Repository
 from storage.copy import DatabaseCopier
 from storage.sql import to_text
-from tests.helpers import set_state
+from tests.helpers import recorded_deployment, set_state
 from tests.history import fill
 from tests.postgres import PostgresServer
 
@@ -32,17 +32,7 @@ def _live_beside_the_history(repo: Repository) -> None:
     """One environment still in use: 2 clones ready (one held by a trainee), its run finished
     long ago, all of it older than any cutoff the test uses."""
     repo.ensure_environment("live", owner="U1", channel="C1")
-    run = repo.start_run(
-        environment="live", kind=RunKind.DEPLOY, requested_by="U1", requested=2, owner="a:1"
-    )
-    made = repo.reserve_clones(
-        environment="live",
-        type="capture",
-        parent="Capture",
-        pattern="TRN-CAP-{n:03}",
-        count=2,
-        run_id=run.id,
-    )
+    run, made = recorded_deployment(repo, "live", 2, "TRN-CAP-{n:03}", owner="a:1")
     for clone in made:
         set_state(
             repo,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,9 @@ from bot.adapters.lab import (
     running_lab,
     validate_spec,
 )
+from bot.adapters.vcenter.operations import CUSTOMIZATION_EVENTS as OUTCOMES
+from tests.helpers import at_once
+from tests.vsphere import property_spec
 
 pytestmark = pytest.mark.lab
 
@@ -358,13 +360,7 @@ def test_latency_is_served_concurrently(lab: LabProcess, si: Any) -> None:
         task = parent.CloneVM_Task(folder=folder, name=f"lat-{i}", spec=spec)
         states.append(wait(task).state)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    start = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - start
+    elapsed = at_once(work, 8)
     assert states == ["success"] * 8
     assert 0.3 <= elapsed < 2.0, elapsed  # in parallel: one after another would take 2.4 s
     lab.control.configure(clone_latency_ms=0)
@@ -391,25 +387,13 @@ def test_stats_count_methods(lab: LabProcess, si: Any) -> None:
         folder=find(si, vim.Folder, "Training"), name="s-2", spec=clone_spec(si, None)
     )
     pc = si.content.propertyCollector
-    read = vmodl.query.PropertyCollector.FilterSpec(
-        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=task)],
-        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.Task, pathSet=["info.state"])],
-    )
+    read = property_spec([task], vim.Task, "info.state")
     [found] = pc.RetrievePropertiesEx(
         [read], vmodl.query.PropertyCollector.RetrieveOptions()
     ).objects
     assert found.propSet[0].val == "success"  # the lab's tasks are over when the call returns
     pc.RetrievePropertiesEx(
-        [
-            vmodl.query.PropertyCollector.FilterSpec(
-                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=parent)],
-                propSet=[
-                    vmodl.query.PropertyCollector.PropertySpec(
-                        type=vim.VirtualMachine, pathSet=["name"]
-                    )
-                ],
-            )
-        ],
+        [property_spec([parent], vim.VirtualMachine, "name")],
         vmodl.query.PropertyCollector.RetrieveOptions(),
     )
     after = lab.control.stats()
@@ -622,15 +606,8 @@ def test_lab_up_and_down(lab_binary: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------
 # guest customization, disk modes, power, DRS groups and rules
 
-CUSTOMIZATION_EVENTS = [
-    "CustomizationStartedEvent",
-    "CustomizationSucceeded",
-    "CustomizationFailed",
-    "CustomizationSysprepFailed",
-    "CustomizationLinuxIdentityFailed",
-    "CustomizationNetworkSetupFailed",
-    "CustomizationUnknownFailure",
-]
+# The start, then each outcome the bot's adapter waits for.
+CUSTOMIZATION_EVENTS = ["CustomizationStartedEvent", *OUTCOMES]
 CUSTOMIZATION_SPECS = {
     "customization_specs": [
         {"name": "win-training", "kind": "sysprep", "description": "Windows training VMs"},
@@ -900,14 +877,7 @@ def test_drs_groups_and_rules_round_trip(si: Any) -> None:
     )
     # The same through RetrievePropertiesEx (what a PropertyCollector-based adapter uses).
     pc = si.RetrieveContent().propertyCollector
-    filter_spec = vmodl.query.PropertyCollector.FilterSpec(
-        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=cluster)],
-        propSet=[
-            vmodl.query.PropertyCollector.PropertySpec(
-                type=vim.ClusterComputeResource, pathSet=["configurationEx"]
-            )
-        ],
-    )
+    filter_spec = property_spec([cluster], vim.ClusterComputeResource, "configurationEx")
     result = pc.RetrievePropertiesEx(
         specSet=[filter_spec], options=vmodl.query.PropertyCollector.RetrieveOptions()
     )

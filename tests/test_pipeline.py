@@ -4,7 +4,6 @@ once on each host."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from bot.domain import grammar
@@ -20,16 +19,10 @@ CUSTOMIZED = types_with(
 
 
 def _deploy(app: Any, text: str) -> tuple[Any, list[ProgressEvent]]:
-    events: list[ProgressEvent] = []
-    lock = threading.Lock()
-
-    def on_event(e: ProgressEvent) -> None:
-        with lock:
-            events.append(e)
-
+    events: list[ProgressEvent] = []  # list.append is atomic: clone threads share it
     command = grammar.parse(text)
     assert isinstance(command, grammar.Deploy)
-    return app.use_cases.deployer.deploy(command, actor="trainer", on_event=on_event), events
+    return app.use_cases.deployer.deploy(command, actor="trainer", on_event=events.append), events
 
 
 def test_each_clone_is_powered_on_as_it_is_made_and_the_run_ends_when_the_last_is_usable(

@@ -22,7 +22,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyVim.connect import Disconnect, SmartConnect, SmartStubAdapter
-from pyVmomi import vim, vmodl
+from pyVmomi import vim
 
 from bot.adapters.lab import LabProcess
 from bot.adapters.vcenter import VCenter
@@ -32,6 +32,7 @@ from bot.settings import VCenterSettings
 from tests.certs import Certs, ServerCert, make_certs
 from tests.helpers import PASSWORD_ENV, lab_config, write_config
 from tests.terminal import Terminal, assert_clean_failure
+from tests.vsphere import property_spec
 
 pytestmark = pytest.mark.lab
 
@@ -152,14 +153,7 @@ def snapshot_names(si: Any, vm: Any) -> list[str]:
     """Through the property collector: vcsim's accessor for one property (Fetch) fails on an
     unset one such as the snapshot of a VM without snapshots."""
     collector = si.RetrieveContent().propertyCollector
-    spec = vmodl.query.PropertyCollector.FilterSpec(
-        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=vm)],
-        propSet=[
-            vmodl.query.PropertyCollector.PropertySpec(
-                type=vim.VirtualMachine, pathSet=["snapshot"]
-            )
-        ],
-    )
+    spec = property_spec([vm], vim.VirtualMachine, "snapshot")
     names: list[str] = []
     for found in collector.RetrieveContents([spec]) or []:
         for prop in found.propSet or []:

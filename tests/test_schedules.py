@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,14 +143,32 @@ def make_settings(tmp: Path, database: str | None = None, **schedule: Any) -> Se
     return settings_from_dict(raw, env={})
 
 
+MakeWorld = Callable[..., World]
+
+
 @pytest.fixture
-def world(tmp_path: Path, database: str) -> Iterator[World]:
-    w = World(tmp_path, Clock(START), Notes(), make_settings(tmp_path, database))
-    yield w
-    for svc in w.started:
-        svc.shutdown(wait=False)
-    for repo in w.repos:
-        repo.close()
+def make_world(tmp_path: Path, database: str) -> Iterator[MakeWorld]:
+    """`make_world(now=START, **schedule)`: a world at `now` with those `[schedule]` settings;
+    its schedulers are shut down and its repositories closed after the test."""
+    made: list[World] = []
+
+    def make(now: datetime = START, **schedule: Any) -> World:
+        made.append(
+            World(tmp_path, Clock(now), Notes(), make_settings(tmp_path, database, **schedule))
+        )
+        return made[-1]
+
+    yield make
+    for w in made:
+        for svc in w.started:
+            svc.shutdown(wait=False)
+        for repo in w.repos:
+            repo.close()
+
+
+@pytest.fixture
+def world(make_world: MakeWorld) -> World:
+    return make_world()
 
 
 def sched_jobs(svc: ScheduleService) -> dict[str, datetime]:
@@ -319,18 +337,12 @@ def test_an_end_set_inside_the_lead_is_not_reminded(world: World) -> None:
     assert set(sched_jobs(svc)) == {"teardown:nov", "remind:nov"}
 
 
-def test_reminder_lead_is_configurable(tmp_path: Path, database: str) -> None:
-    w = World(
-        tmp_path, Clock(START), Notes(), make_settings(tmp_path, database, reminder_lead_min=15)
-    )
-    try:
-        svc = w.scheduler()
-        w.add_clones(svc, "nov")
-        schedule(svc, "schedule nov until fri 17:00")
-        assert sched_jobs(svc)["remind:nov"] == datetime(2026, 11, 27, 16, 45, tzinfo=UTC)
-    finally:
-        for s in w.started:
-            s.shutdown(wait=False)
+def test_reminder_lead_is_configurable(make_world: MakeWorld) -> None:
+    w = make_world(reminder_lead_min=15)
+    svc = w.scheduler()
+    w.add_clones(svc, "nov")
+    schedule(svc, "schedule nov until fri 17:00")
+    assert sched_jobs(svc)["remind:nov"] == datetime(2026, 11, 27, 16, 45, tzinfo=UTC)
 
 
 def test_cancel_removes_jobs_and_keeps_clones(world: World) -> None:
@@ -587,74 +599,60 @@ def test_replies_never_promise_a_time_that_no_scheduler_keeps(world: World) -> N
     assert set(sched_jobs(standby)) == {"teardown:nov", "remind:nov"}
 
 
-def test_a_deploy_past_the_cap_suggests_a_deploy_that_fits(tmp_path: Path, database: str) -> None:
-    w = World(tmp_path, Clock(START), Notes(), make_settings(tmp_path, database, max_lease_hours=3))
-    try:
-        svc = w.scheduler()
-        command = grammar.parse("deploy capture 1 as s6b until in 4h")
-        assert isinstance(command, grammar.Deploy)
-        with pytest.raises(UsageError) as caught:
-            svc.deploy_times(command)
-        message = str(caught.value)
-        assert 'e.g. "deploy capture 1 as s6b until 2026-11-26 13:00"' in message
-        assert "schedule s6b" not in message
-        fits = grammar.parse("deploy capture 1 as s6b until 2026-11-26 13:00")
-        assert isinstance(fits, grammar.Deploy)
-        assert svc.deploy_times(fits).ends_at == datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
-        ahead = grammar.parse("deploy capture 1 as s6b at in 1h until in 5h")
-        assert isinstance(ahead, grammar.Deploy)
-        with pytest.raises(
-            UsageError, match='"deploy capture 1 as s6b at in 1h until 2026-11-26 14:00"'
-        ):
-            svc.deploy_times(ahead)
-        far = grammar.parse("deploy capture 1 as s6b until in 400d")
-        assert isinstance(far, grammar.Deploy)
-        with pytest.raises(UsageError, match="at most a year ahead"):
-            svc.deploy_times(far)
-        assert svc.repo.list_environments() == []
-    finally:
-        for s in w.started:
-            s.shutdown(wait=False)
+def test_a_deploy_past_the_cap_suggests_a_deploy_that_fits(make_world: MakeWorld) -> None:
+    w = make_world(max_lease_hours=3)
+    svc = w.scheduler()
+    command = grammar.parse("deploy capture 1 as s6b until in 4h")
+    assert isinstance(command, grammar.Deploy)
+    with pytest.raises(UsageError) as caught:
+        svc.deploy_times(command)
+    message = str(caught.value)
+    assert 'e.g. "deploy capture 1 as s6b until 2026-11-26 13:00"' in message
+    assert "schedule s6b" not in message
+    fits = grammar.parse("deploy capture 1 as s6b until 2026-11-26 13:00")
+    assert isinstance(fits, grammar.Deploy)
+    assert svc.deploy_times(fits).ends_at == datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
+    ahead = grammar.parse("deploy capture 1 as s6b at in 1h until in 5h")
+    assert isinstance(ahead, grammar.Deploy)
+    with pytest.raises(
+        UsageError, match='"deploy capture 1 as s6b at in 1h until 2026-11-26 14:00"'
+    ):
+        svc.deploy_times(ahead)
+    far = grammar.parse("deploy capture 1 as s6b until in 400d")
+    assert isinstance(far, grammar.Deploy)
+    with pytest.raises(UsageError, match="at most a year ahead"):
+        svc.deploy_times(far)
+    assert svc.repo.list_environments() == []
 
 
 # ===================================================================== daylight saving
-def test_schedule_across_spring_forward(tmp_path: Path, database: str) -> None:
-    w = World(tmp_path, Clock(datetime(2026, 3, 27, 12, 0, tzinfo=UTC)), Notes(),
-              make_settings(tmp_path, database))  # fmt: skip
-    try:
-        svc = w.scheduler()
-        w.add_clones(svc, "spring")
-        schedule(svc, "schedule spring until mon 08:00")
-        end = datetime(2026, 3, 30, 7, 0, tzinfo=UTC)  # 08:00 BST
-        assert sched_jobs(svc) == {
-            "teardown:spring": end,
-            "remind:spring": end - timedelta(hours=1),
-        }
-        assert svc.next_event_text("spring") == "strip back Mon 30 Mar 08:00 BST (in 2 d 19 h)"
-        w.clock.now = end - timedelta(minutes=1)
-        assert svc.run_due() == ["remind:spring"]
-        w.clock.now = end
-        assert svc.run_due() == ["teardown:spring"]
-    finally:
-        for s in w.started:
-            s.shutdown(wait=False)
+def test_schedule_across_spring_forward(make_world: MakeWorld) -> None:
+    w = make_world(datetime(2026, 3, 27, 12, 0, tzinfo=UTC))
+    svc = w.scheduler()
+    w.add_clones(svc, "spring")
+    schedule(svc, "schedule spring until mon 08:00")
+    end = datetime(2026, 3, 30, 7, 0, tzinfo=UTC)  # 08:00 BST
+    assert sched_jobs(svc) == {
+        "teardown:spring": end,
+        "remind:spring": end - timedelta(hours=1),
+    }
+    assert svc.next_event_text("spring") == "strip back Mon 30 Mar 08:00 BST (in 2 d 19 h)"
+    w.clock.now = end - timedelta(minutes=1)
+    assert svc.run_due() == ["remind:spring"]
+    w.clock.now = end
+    assert svc.run_due() == ["teardown:spring"]
 
 
-def test_extend_across_fall_back_is_elapsed_time(tmp_path: Path, database: str) -> None:
-    w = World(tmp_path, Clock(datetime(2026, 10, 24, 12, 0, tzinfo=UTC)), Notes(),
-              make_settings(tmp_path, database))  # fmt: skip
-    try:
-        svc = w.scheduler()
-        w.add_clones(svc, "autumn")
-        schedule(svc, "schedule autumn until sun 00:30")  # 00:30 BST = Sat 23:30 UTC
-        result = svc.extend("autumn", "2h", actor="UOWNER")
-        assert result.ends_at == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
-        # Two real hours later the clocks say 01:30 GMT, one hour later on the wall.
-        assert "Sun 25 Oct 01:30 GMT" in result.message
-        assert sched_jobs(svc)["teardown:autumn"] == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
-    finally:
-        for s in w.started:
-            s.shutdown(wait=False)
+def test_extend_across_fall_back_is_elapsed_time(make_world: MakeWorld) -> None:
+    w = make_world(datetime(2026, 10, 24, 12, 0, tzinfo=UTC))
+    svc = w.scheduler()
+    w.add_clones(svc, "autumn")
+    schedule(svc, "schedule autumn until sun 00:30")  # 00:30 BST = Sat 23:30 UTC
+    result = svc.extend("autumn", "2h", actor="UOWNER")
+    assert result.ends_at == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    # Two real hours later the clocks say 01:30 GMT, one hour later on the wall.
+    assert "Sun 25 Oct 01:30 GMT" in result.message
+    assert sched_jobs(svc)["teardown:autumn"] == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
 
 
 # ===================================================================== one scheduler per database
@@ -832,31 +830,23 @@ def test_bad_scheduled_deploys_change_nothing(world: World, text: str, words: li
     assert _snapshot(svc) == before
 
 
-def test_extension_past_the_cap_is_explained_and_changes_nothing(
-    tmp_path: Path, database: str
-) -> None:
-    w = World(
-        tmp_path, Clock(START), Notes(), make_settings(tmp_path, database, max_lease_hours=48)
-    )
-    try:
-        svc = w.scheduler()
-        w.add_clones(svc, "nov")
-        schedule(svc, "schedule nov until in 40h")
-        before = _snapshot(svc)
-        with pytest.raises(UsageError) as caught:
-            svc.extend("nov", "10h", actor="UOWNER")
-        message = str(caught.value)
-        assert "at most 48 h" in message
-        assert "max_lease_hours" in message
-        assert "Sat 28 Nov 10:00 GMT" in message  # the latest allowed end
-        assert 'Extend by at most 8 h, e.g. "extend nov 8h"' in message
-        assert _snapshot(svc) == before
-        svc.extend("nov", "8h", actor="UOWNER")
-        with pytest.raises(UsageError, match="at the cap already"):
-            svc.extend("nov", "1m", actor="UOWNER")
-    finally:
-        for s in w.started:
-            s.shutdown(wait=False)
+def test_extension_past_the_cap_is_explained_and_changes_nothing(make_world: MakeWorld) -> None:
+    w = make_world(max_lease_hours=48)
+    svc = w.scheduler()
+    w.add_clones(svc, "nov")
+    schedule(svc, "schedule nov until in 40h")
+    before = _snapshot(svc)
+    with pytest.raises(UsageError) as caught:
+        svc.extend("nov", "10h", actor="UOWNER")
+    message = str(caught.value)
+    assert "at most 48 h" in message
+    assert "max_lease_hours" in message
+    assert "Sat 28 Nov 10:00 GMT" in message  # the latest allowed end
+    assert 'Extend by at most 8 h, e.g. "extend nov 8h"' in message
+    assert _snapshot(svc) == before
+    svc.extend("nov", "8h", actor="UOWNER")
+    with pytest.raises(UsageError, match="at the cap already"):
+        svc.extend("nov", "1m", actor="UOWNER")
 
 
 def test_extend_without_an_end_or_environment(world: World) -> None:

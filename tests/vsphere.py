@@ -109,14 +109,19 @@ def tasks_since(admin: Admin, before: set[str]) -> list[tuple[str, str, str]]:
     ]
 
 
+def property_spec(objects: list[Any], kind: Any, path: str) -> Any:
+    """A PropertyCollector filter spec reading `path` of each of `objects` (all of type `kind`)."""
+    return vmodl.query.PropertyCollector.FilterSpec(
+        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=o) for o in objects],
+        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=[path])],
+    )
+
+
 def _task_property(admin: Admin, tasks: list[Any], path: str) -> dict[str, Any]:
     """One property of each task (by task key), in one PropertyCollector read."""
     if not tasks:
         return {}
-    spec = vmodl.query.PropertyCollector.FilterSpec(
-        objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=t) for t in tasks],
-        propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.Task, pathSet=[path])],
-    )
+    spec = property_spec(tasks, vim.Task, path)
     out: dict[str, Any] = {}
     for content in admin.session.content.propertyCollector.RetrieveContents([spec]) or []:
         for prop in content.propSet or []:

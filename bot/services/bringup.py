@@ -22,7 +22,7 @@ from datetime import datetime
 
 from bot.domain.errors import Fenced, Interrupted, VCenterError, VCenterUnreachable
 from bot.domain.models import Clone
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.limits import clone_host
 from bot.services.runbook import Emitter
 
@@ -33,17 +33,13 @@ POLL_MAX_S = 5.0  # backing off to this while none do
 POLL_BACKOFF = 1.5
 
 
-class BringUp:
+class BringUp(OnCore):
     """Powers clones on as they are made and watches their customization (one per run)."""
 
     def __init__(self, core: Core, run_id: int, emit: Emitter, since: datetime) -> None:
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.limits = core.limits
+        super().__init__(core)
         self.run_id = run_id
         self.emit = emit
-        self.runs = core.runs
         self._pool = ThreadPoolExecutor(
             max_workers=max(self.settings.concurrency, 1), thread_name_prefix="power"
         )
@@ -129,13 +125,11 @@ class BringUp:
         self._unhook()
 
 
-class CustomizationWatch:
+class CustomizationWatch(OnCore):
     """One thread that reads the customization outcomes of the clones given to it."""
 
     def __init__(self, core: Core, emit: Emitter, since: datetime) -> None:
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
+        super().__init__(core)
         self.emit = emit
         self.since = since
         self._cond = threading.Condition()

@@ -20,7 +20,7 @@ from bot.domain.errors import NotFoundError, VCenterError
 from bot.domain.models import Clone, CloneState
 from bot.domain.results import FailedClone, ProgressLabel
 from bot.ports import ProgressCallback, Repository
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.limits import clone_host
 from bot.services.ownership import Ownership
 from bot.services.pipeline import Stop, run_per_clone
@@ -91,12 +91,11 @@ def record_missing(repo: Repository, gone: Sequence[Clone]) -> list[FailedClone]
     return [FailedClone(c.name, c.type, "missing from vCenter") for c in gone]
 
 
-class EachClone:
+class EachClone(OnCore):
     """An operation on each ready, provably ours clone of an environment (see the module)."""
 
     def __init__(self, core: Core, ownership: Ownership, queries: Queries) -> None:
-        self.core = core
-        self.repo = core.repo
+        super().__init__(core)
         self.ownership = ownership
         self.queries = queries
 

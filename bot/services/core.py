@@ -29,3 +29,17 @@ class Core:
     @property
     def halt(self) -> Halt:
         return self.runs.halt
+
+
+class OnCore:
+    """A use case over the `Core`: its settings, ports, clock, run book and limiter are the
+    core's, as attributes (`self.repo`, `self.vcenter`, ...), set in one place."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.settings = core.settings
+        self.repo = core.repo
+        self.vcenter = core.vcenter
+        self.clock = core.clock
+        self.runs = core.runs
+        self.limits = core.limits

@@ -27,7 +27,7 @@ from bot.domain.vsphere import (
     PROVENANCE_ATTRIBUTES,
 )
 from bot.ports import ProgressCallback
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.preflight import Needs, Preflight
 from bot.services.runbook import LIVE_STATES
 from bot.services.sizes import delta_estimate
@@ -40,15 +40,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Deployer:
+class Deployer(OnCore):
     """Deploys linked clones into an environment."""
 
     def __init__(self, core: Core, placements: Placements, deploy_runs: DeployRuns) -> None:
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.clock = core.clock
-        self.runs = core.runs
+        super().__init__(core)
         self.placements = placements
         self.deploy_runs = deploy_runs
 

@@ -25,7 +25,7 @@ from bot.domain.results import (
 from bot.domain.vsphere import Visibility
 from bot.ports import ProgressCallback, Repository, VCenter
 from bot.services.bringup import BringUp
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.fullcopy import FullCopyGuard, TypeStopped, probes_first
 from bot.services.limits import OpLimits, place_key
 from bot.services.pipeline import NotStarted, PerClone, Stop, run_per_clone
@@ -54,17 +54,11 @@ class _Batch:
     bringup: BringUp | None  # powers each clone on as it is made (a deployment that powers on)
 
 
-class DeployRuns:
+class DeployRuns(OnCore):
     """Runs a deployment's (or a resumed one's) clones and reports on the whole run."""
 
     def __init__(self, core: Core, cloner: Cloner, queries: Queries) -> None:
-        self.core = core
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.clock = core.clock
-        self.runs = core.runs
-        self.limits = core.limits
+        super().__init__(core)
         self.cloner = cloner
         self.queries = queries
 

@@ -12,7 +12,7 @@ from bot.domain.history import AuditLog, History, RunHistory
 from bot.domain.models import ParentFacts
 from bot.domain.savings import Savings, compute_savings
 from bot.domain.timeparse import parse_since
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.queries import Queries
 
 HISTORY_MAX = 50  # environments in `history`, most recently run first
@@ -20,13 +20,11 @@ RUNS_MAX = 100  # runs in `history ENV`, newest first
 AUDIT_DEFAULT = timedelta(days=7)  # `audit` without --since
 
 
-class HistoryReader:
+class HistoryReader(OnCore):
     """`history [ENV]` and `audit [--since DATE]`: reads of the past, never of vCenter."""
 
     def __init__(self, core: Core, queries: Queries) -> None:
-        self.settings = core.settings
-        self.repo = core.repo
-        self.clock = core.clock
+        super().__init__(core)
         self.queries = queries
 
     def history(self, environment: str | None = None) -> History:

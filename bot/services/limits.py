@@ -28,6 +28,7 @@ import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable, Hashable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.domain.errors import Interrupted
@@ -75,7 +76,7 @@ class OpLimits:
         on_queued: OnQueued | None = None,
     ) -> Ticket:
         """A clone's ticket: one of `concurrency`, one on its host, one on its datastore."""
-        return Ticket(self, host, datastore, clone=True, owner=owner, on_queued=on_queued)
+        return Ticket(self, host, datastore, is_clone=True, owner=owner, on_queued=on_queued)
 
     def host_op(
         self,
@@ -87,7 +88,7 @@ class OpLimits:
     ) -> Ticket:
         """A power operation's ticket (one on its host), or a destroy's (one on its host and
         one on its datastore)."""
-        return Ticket(self, host, datastore, clone=False, owner=owner, on_queued=on_queued)
+        return Ticket(self, host, datastore, is_clone=False, owner=owner, on_queued=on_queued)
 
     @property
     def waiting(self) -> int:
@@ -222,29 +223,21 @@ def _tell(reports: list[tuple[OnQueued, bool, str, int]]) -> None:
         listener(queued, why, order)
 
 
+@dataclass(eq=False)  # a ticket is itself, never equal to another with the same fields
 class Ticket:
     """Room for one operation: `acquire` waits for it (raising `Interrupted` when the process
     stops starting operations), `release` gives it back (also a context manager)."""
 
-    def __init__(
-        self,
-        limits: OpLimits,
-        host: str,
-        datastore: str,
-        *,
-        clone: bool,
-        owner: Hashable = None,
-        on_queued: OnQueued | None = None,
-    ) -> None:
-        self.limits = limits
-        self.host = host
-        self.datastore = datastore
-        self.is_clone = clone
-        self.owner = owner
-        self.on_queued = on_queued
-        self.state = "new"  # waiting, granted, released or halted
-        self.order = 0
-        self.why = ""
+    limits: OpLimits
+    host: str
+    datastore: str
+    _: KW_ONLY
+    is_clone: bool
+    owner: Hashable = None
+    on_queued: OnQueued | None = None
+    state: str = field(default="new", init=False)  # waiting, granted, released or halted
+    order: int = field(default=0, init=False)
+    why: str = field(default="", init=False)
 
     def acquire(self) -> None:
         self.limits._take(self)

@@ -28,7 +28,7 @@ from bot.domain.vsphere import (
     ATTR_MANAGED_BY,
     VmFacts,
 )
-from bot.services.core import Core
+from bot.services.core import OnCore
 from bot.services.runbook import LIVE_STATES
 
 
@@ -58,11 +58,8 @@ class Orphan:
         return self.noted.get(ATTR_ENVIRONMENT) or self.vm.attributes.get(ATTR_ENVIRONMENT, "")
 
 
-class Orphans:
+class Orphans(OnCore):
     """Finds, adopts and removes the bot's orphans (never a foreign VM)."""
-
-    def __init__(self, core: Core) -> None:
-        self.settings, self.repo, self.vcenter = core.settings, core.repo, core.vcenter
 
     def orphans(self) -> list[Orphan]:
         """VMs carrying ManagedBy = this bot (attribute or Notes) that no live row claims."""

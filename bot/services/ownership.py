@@ -19,7 +19,7 @@ from bot.domain.vsphere import (
     VmReading,
     VmSighting,
 )
-from bot.services.core import Core
+from bot.services.core import OnCore
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,8 @@ def locate(reading: VmReading[VmFacts], clone: Clone) -> tuple[Visibility, VmFac
     return Visibility.GONE, None
 
 
-class Ownership:
+class Ownership(OnCore):
     """Splits recorded clones into verified, gone, not provably ours, and unseen."""
-
-    def __init__(self, core: Core) -> None:
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.clock = core.clock
-        self.runs = core.runs
 
     def verify_ours(
         self, env: Environment, clones: list[Clone], *, also: Collection[str] = ()

@@ -14,7 +14,7 @@ from typing import Any
 from bot.domain.models import Clone
 from bot.domain.placement import Host, drs_prefix, plan_confinement, spread
 from bot.domain.vsphere import HostInfo
-from bot.services.core import Core
+from bot.services.core import OnCore
 from bot.services.limits import may_crowd_a_host
 from bot.services.runbook import LIVE_STATES
 from bot.settings import TypeSettings
@@ -59,15 +59,8 @@ class TypePlacement:
         return self.assignments.get(name)
 
 
-class Placements:
+class Placements(OnCore):
     """Each type's placement for a deployment, checked before anything is created."""
-
-    def __init__(self, core: Core) -> None:
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.clock = core.clock
-        self.runs = core.runs
 
     def placements_for(
         self, types: Sequence[TypeSettings], *, power_on: bool = False

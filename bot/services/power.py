@@ -12,22 +12,14 @@ from bot.domain.errors import VCenterError
 from bot.domain.models import Clone
 from bot.domain.results import FailedClone, ProgressLabel
 from bot.services.bulk import BulkResult, EachClone, each_clone
-from bot.services.core import Core
+from bot.services.core import OnCore
 from bot.services.runbook import Emitter
 
 log = logging.getLogger(__name__)
 
 
-class Power:
+class Power(OnCore):
     """Powers clones on, off or reset, and waits for their customization."""
-
-    def __init__(self, core: Core) -> None:
-        self.core = core
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.clock = core.clock
-        self.runs = core.runs
 
     def power_clones(
         self, clones: Sequence[Clone], action: str, *, emit: Emitter | None = None

@@ -26,7 +26,7 @@ from bot.domain.vsphere import (
     ATTR_ENVIRONMENT,
     ATTR_MANAGED_BY,
 )
-from bot.services.core import Core
+from bot.services.core import OnCore
 from bot.services.runbook import LIVE_STATES
 from bot.services.sizes import record_seen
 from bot.settings import TypeSettings
@@ -41,15 +41,8 @@ class TypeStatus:
     parent: ParentFacts | None = None
 
 
-class Queries:
+class Queries(OnCore):
     """Environments, status with drift, savings and types: reads only."""
-
-    def __init__(self, core: Core) -> None:
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.clock = core.clock
-        self.runs = core.runs
 
     def environment(self, name: str) -> Environment:
         env = self.repo.get_environment(name)

@@ -33,7 +33,7 @@ from bot.domain.results import (
 )
 from bot.domain.vsphere import Visibility, VmFacts, VmReading
 from bot.ports import ProgressCallback, Repository, VCenter
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.orphans import Orphans
 from bot.services.ownership import locate
 from bot.services.usecases import UseCases
@@ -120,7 +120,7 @@ class RecoveryReport:
         return "\n".join(lines)
 
 
-class Recovery:
+class Recovery(OnCore):
     """Finishes runs whose process died or lost vCenter, and reconciles records with vCenter."""
 
     def __init__(
@@ -135,8 +135,7 @@ class Recovery:
         clock: Callable[[], datetime] | None = None,
         relabel: Callable[[str], object] | None = None,
     ) -> None:
-        self.settings, self.repo = core.settings, core.repo
-        self.vcenter, self.runs = core.vcenter, core.runs
+        super().__init__(core)
         self.queries, self.placements, self.cloner = queries, placements, cloner
         self.deploy_runs, self.strip_back = deploy_runs, strip_back
         self.orphan_finder = Orphans(core)

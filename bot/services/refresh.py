@@ -24,7 +24,7 @@ from bot.domain.results import REFRESHING, FailedClone
 from bot.domain.vsphere import ATTR_DEPLOYED_AT, VmSighting
 from bot.ports import ProgressCallback
 from bot.services.bulk import record_missing
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.fullcopy import FullCopyGuard
 from bot.services.limits import OpLimits, clone_datastore, clone_host
 from bot.services.pipeline import NotStarted, Stop, run_per_clone
@@ -88,7 +88,7 @@ class RefreshPlan:
         return sum(self.by_type.values())
 
 
-class Refresher:
+class Refresher(OnCore):
     """Re-creates an environment's clones from the current base snapshot."""
 
     def __init__(
@@ -101,8 +101,7 @@ class Refresher:
         power: Power,
         placements: Placements,
     ) -> None:
-        self.settings, self.repo, self.vcenter = core.settings, core.repo, core.vcenter
-        self.clock, self.runs, self.core = core.clock, core.runs, core
+        super().__init__(core)
         self.queries, self.ownership, self.cloner = queries, ownership, cloner
         self.power, self.placements = power, placements
 

@@ -66,6 +66,17 @@ class Reply:
     def json(self) -> dict[str, Any]:
         return json.loads(self.body) if self.body else {}
 
+    @classmethod
+    def of_post(cls, url: str, body: str, headers: dict[str, str]) -> Reply:
+        """POST `body` to `url` as Slack would: the status, body and time of the answer."""
+        request = urllib.request.Request(url, data=body.encode(), headers=headers)
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return cls(response.status, response.read().decode(), time.monotonic() - started)
+        except urllib.error.HTTPError as exc:
+            return cls(exc.code, exc.read().decode(), time.monotonic() - started)
+
 
 @dataclass
 class SlackHarness:
@@ -81,17 +92,20 @@ class SlackHarness:
     _clicks: int = field(default=0)
 
     def post(self, body: str, headers: dict[str, str]) -> Reply:
-        request = urllib.request.Request(self.url, data=body.encode(), headers=headers)
-        started = time.monotonic()
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return Reply(response.status, response.read().decode(), time.monotonic() - started)
-        except urllib.error.HTTPError as exc:
-            return Reply(exc.code, exc.read().decode(), time.monotonic() - started)
+        return Reply.of_post(self.url, body, headers)
 
     def command(self, text: str, user: str = OPERATOR, channel: str = CHANNEL) -> Reply:
         body = slash_body(text, user, channel, self.fake.response_url("cmd"))
         return self.post(body, sign(body, self.secret))
+
+    def deploy(self, text: str, timeout: float = 120.0) -> None:
+        """Send `text` (a deployment) as a slash command; return once its chart is posted (the
+        run has ended)."""
+        before = len(self.fake.ok_calls("files.completeUploadExternal"))
+        assert self.command(text).status == 200
+        self.fake.wait_for(
+            lambda: self.fake.ok_calls("files.completeUploadExternal")[before:], timeout=timeout
+        )
 
     def click(
         self, action_id: str, value: str, user: str, ts: str, channel: str = CHANNEL

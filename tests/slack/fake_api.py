@@ -78,6 +78,16 @@ class Message:
     files: list[dict[str, Any]] = field(default_factory=list)
     edits: int = 0
 
+    def button(self, action_id: str) -> str:
+        """The value of the message's button `action_id` (StopIteration: it has none)."""
+        return next(
+            e["value"]
+            for b in self.blocks
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == action_id
+        )
+
 
 class FakeSlack:
     def __init__(self, *, tiers: bool = False, minute_s: float = 60.0) -> None:

@@ -138,13 +138,7 @@ class BotProcess:
         return self._post(action_body(payload))
 
     def _post(self, body: str) -> Reply:
-        request = urllib.request.Request(self.url, data=body.encode(), headers=sign(body))
-        started = time.monotonic()
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return Reply(response.status, response.read().decode(), time.monotonic() - started)
-        except urllib.error.HTTPError as exc:
-            return Reply(exc.code, exc.read().decode(), time.monotonic() - started)
+        return Reply.of_post(self.url, body, sign(body))
 
     def kill(self) -> None:
         """SIGKILL: nothing of the bot's own runs."""

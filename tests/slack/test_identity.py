@@ -24,7 +24,6 @@ from tests.vsphere import Admin
 
 from .conftest import OPERATOR, SlackHarness
 from .fake_api import FakeSlack
-from .test_trainees import _deploy
 
 pytestmark = pytest.mark.lab
 
@@ -63,14 +62,14 @@ def _dms(fake: FakeSlack, user: str) -> list[str]:
 def _course_a_for_u01(h: SlackHarness) -> dict[str, str]:
     """Course a: one clone, powered on, given to U01; the buttons `my` shows them."""
     _workspace(h.fake)
-    _deploy(h, "deploy capture 1 as course-a and power on")
+    h.deploy("deploy capture 1 as course-a and power on")
     _assign(h, "course-a", U01)
     return _buttons(h, U01)
 
 
 def _course_b_for_u08(h: SlackHarness) -> dict[str, Any]:
     """Course b: one clone, powered on; the freed name TRN-CAP-001 comes back; U08 holds it."""
-    _deploy(h, "deploy capture 1 as course-b and power on")
+    h.deploy("deploy capture 1 as course-b and power on")
     _assign(h, "course-b", U08)
     [theirs] = h.core.repo.assignments(trainee=U08)
     assert theirs.clone_name == "TRN-CAP-001"
@@ -146,13 +145,7 @@ def test_a_name_reused_after_a_failed_rebuild_is_not_the_old_trainees(
     assert h.click(ACTION_MY_REBUILD, old[ACTION_MY_REBUILD], U01, "1.0", h.fake.dm(U01)).status
     h.idle()
     [ask] = [m for m in h.fake.messages.values() if m.text.startswith("Rebuild TRN-CAP-001?")]
-    value = next(
-        e["value"]
-        for b in ask.blocks
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == ACTION_REBUILD_CONFIRM
-    )
+    value = ask.button(ACTION_REBUILD_CONFIRM)
     assert h.click(ACTION_REBUILD_CONFIRM, value, U01, ask.ts, channel=h.fake.dm(U01)).status
     h.idle(120)
     h.lab.control.configure(faults={"fail_fraction": 0.0})

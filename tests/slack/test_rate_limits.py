@@ -23,6 +23,7 @@ from handlers.blocks.kit import Rendered, section
 from handlers.pacing import Pacer, Priority, SlackBusy, paced
 from handlers.progress import ProgressMessage
 from handlers.webapi import make_client
+from tests.helpers import at_once
 
 from .fake_api import FakeSlack
 from .signing import slack_escaped
@@ -86,18 +87,12 @@ def test_calls_from_many_threads_stay_within_the_tiers_and_never_meet_a_429(
     client = make_client(SlackSettings(api_url=tiered.api_url), "xoxb-t", pacer=Pacer(scale=SCALE))
     tiered.add_user("U1", "Ann")
 
-    def work() -> None:
+    def work(_: int) -> None:
         for _ in range(5):
             client.users_info(user="U1")  # Tier 4
             client.chat_postMessage(channel="CBUSY", text="x")  # one channel
 
-    threads = [threading.Thread(target=work) for _ in range(12)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    took = time.monotonic() - started
+    took = at_once(work, 12)
     assert not tiered.limited()
     assert len(tiered.ok_calls("users.info")) == 60
     assert tiered.busiest("users.info", MINUTE_S) <= 80  # 80% of Tier 4

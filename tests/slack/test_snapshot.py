@@ -107,9 +107,7 @@ def test_snapshot_from_the_terminal(lab: LabProcess, term: Terminal) -> None:
 
 def test_snapshot_from_slack_and_refused_for_a_trainee(harness: SlackHarness) -> None:
     h = harness
-    before = len(h.fake.ok_calls("files.completeUploadExternal"))
-    assert h.command("deploy capture 2 as lab").status == 200
-    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal")[before:], timeout=120)
+    h.deploy("deploy capture 2 as lab")
     h.fake.add_user(OPERATOR, "Olga Operator", "olga@example.com")
     h.fake.add_user(ANN, "Trainee Ann", "ann@example.com")
     assert h.command(f"assign lab <@{ANN}|ann>").status == 200

@@ -15,8 +15,7 @@ pytestmark = pytest.mark.lab
 
 
 def _deploy(h: SlackHarness, n: int, env: str) -> None:
-    h.command(f"deploy capture {n} as {env}")
-    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
+    h.deploy(f"deploy capture {n} as {env}")
 
 
 def _plan(h: SlackHarness, env: str, user: str = OPERATOR) -> tuple[Message, str]:

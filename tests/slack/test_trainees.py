@@ -30,12 +30,6 @@ pytestmark = pytest.mark.lab
 ANN, BOB = "UANN", "UBOB"
 
 
-def _deploy(h: SlackHarness, text: str) -> None:
-    before = len(h.fake.ok_calls("files.completeUploadExternal"))
-    assert h.command(text).status == 200
-    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal")[before:], timeout=120)
-
-
 def _workspace(fake: FakeSlack, *users: str) -> None:
     fake.add_user(OPERATOR, "Olga Operator", "olga@example.com")
     for user in users:
@@ -61,6 +55,14 @@ def _assign(h: SlackHarness, text: str) -> Message:
     return shown
 
 
+def _ann_and_bob(h: SlackHarness, deployment: str) -> dict[str, str]:
+    """`deployment` made into environment "lab", Ann and Bob assigned to it: trainee -> VM."""
+    h.deploy(deployment)
+    _workspace(h.fake, ANN, BOB)
+    _assign(h, f"assign lab <@{ANN}|ann> <@{BOB}|bob>")
+    return {a.trainee: a.clone_name for a in h.core.repo.assignments()}
+
+
 def _said(h: SlackHarness, user: str) -> list[str]:
     """What `user` was told privately (slash command answers) and in their DMs."""
     texts = [json.dumps(c.params) for c in h.fake.of("response_url")]
@@ -72,7 +74,7 @@ def test_a_cohort_of_25_is_handed_out_through_rate_limits_each_reached_once(
     harness: SlackHarness,
 ) -> None:
     h = harness
-    _deploy(h, "deploy capture 25 as nov")
+    h.deploy("deploy capture 25 as nov")
     cohort = [f"UT{n:03}" for n in range(1, 26)]
     _workspace(h.fake, *cohort)
     h.fake.add_user("UHELPER", "Helper bot", bot=True)
@@ -118,10 +120,7 @@ def test_a_cohort_of_25_is_handed_out_through_rate_limits_each_reached_once(
 
 def test_a_trainee_resets_and_rebuilds_their_own_vm(harness: SlackHarness) -> None:
     h = harness
-    _deploy(h, "deploy capture 3 as lab and power on")
-    _workspace(h.fake, ANN, BOB)
-    _assign(h, f"assign lab <@{ANN}|ann> <@{BOB}|bob>")
-    held = {a.trainee: a.clone_name for a in h.core.repo.assignments()}
+    held = _ann_and_bob(h, "deploy capture 3 as lab and power on")
     mine, theirs = held[ANN], held[BOB]
 
     # /clones my: the VM, its state and links, with the self-service buttons.
@@ -146,13 +145,7 @@ def test_a_trainee_resets_and_rebuilds_their_own_vm(harness: SlackHarness) -> No
     h.idle()
     [ask] = [m for m in h.fake.messages.values() if m.text.startswith(f"Rebuild {mine}?")]
     assert ask.channel == h.fake.dm(ANN)  # not in the course channel: the app's DM
-    value = next(
-        e["value"]
-        for b in ask.blocks
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == ACTION_REBUILD_CONFIRM
-    )
+    value = ask.button(ACTION_REBUILD_CONFIRM)
     assert h.click(ACTION_REBUILD_CONFIRM, value, ANN, ask.ts, channel=h.fake.dm(ANN)).status == 200
     h.fake.wait_for(lambda: ask.text.startswith("Rebuilt"), timeout=60)
     h.idle()
@@ -173,10 +166,7 @@ def test_a_trainee_resets_and_rebuilds_their_own_vm(harness: SlackHarness) -> No
 
 def test_a_trainee_trying_anothers_vm_is_refused_and_audited(harness: SlackHarness) -> None:
     h = harness
-    _deploy(h, "deploy capture 2 as lab and power on")
-    _workspace(h.fake, ANN, BOB)
-    _assign(h, f"assign lab <@{ANN}|ann> <@{BOB}|bob>")
-    theirs = next(a.clone_name for a in h.core.repo.assignments(trainee=BOB))
+    theirs = _ann_and_bob(h, "deploy capture 2 as lab and power on")[BOB]
     h.lab.control.reset()
 
     assert h.command(f"reset {theirs}", user=ANN).status == 200
@@ -227,7 +217,7 @@ def test_assignments_survive_a_restart_and_the_home_tab_shows_the_vm(
     make_harness: Any,
 ) -> None:
     first: SlackHarness = make_harness()
-    _deploy(first, "deploy capture 2 as lab and power on")
+    first.deploy("deploy capture 2 as lab and power on")
     _workspace(first.fake, ANN, BOB)
     _assign(first, f"assign lab <@{ANN}|ann> <@{BOB}|bob>")
     held = next(a for a in first.core.repo.assignments(trainee=ANN))
@@ -268,10 +258,7 @@ def test_assignments_survive_a_restart_and_the_home_tab_shows_the_vm(
 
 def test_a_strip_back_tells_each_trainee_once(harness: SlackHarness) -> None:
     h = harness
-    _deploy(h, "deploy capture 3 as lab")
-    _workspace(h.fake, ANN, BOB)
-    _assign(h, f"assign lab <@{ANN}|ann> <@{BOB}|bob>")
-    held = {a.trainee: a.clone_name for a in h.core.repo.assignments()}
+    held = _ann_and_bob(h, "deploy capture 3 as lab")
 
     h.command("teardown lab")
     h.idle()
@@ -297,10 +284,7 @@ def test_the_reminder_before_a_scheduled_strip_back_reaches_the_trainees_when_co
 ) -> None:
     clock = Clock()
     h: SlackHarness = make_harness(clock=clock, trainees=TraineeSettings(remind=True))
-    _deploy(h, "deploy capture 2 as lab until in 3h")
-    _workspace(h.fake, ANN, BOB)
-    _assign(h, f"assign lab <@{ANN}|ann> <@{BOB}|bob>")
-    held = {a.trainee: a.clone_name for a in h.core.repo.assignments()}
+    held = _ann_and_bob(h, "deploy capture 2 as lab until in 3h")
 
     clock.advance(hours=2, minutes=1)
     assert h.bot.schedules.run_due() == ["remind:lab"]
@@ -317,7 +301,7 @@ def test_the_reminder_before_a_scheduled_strip_back_reaches_the_trainees_when_co
 def test_without_the_setting_the_reminder_is_the_owners_only(make_harness: Any) -> None:
     clock = Clock()
     h: SlackHarness = make_harness(clock=clock)
-    _deploy(h, "deploy capture 1 as lab until in 3h")
+    h.deploy("deploy capture 1 as lab until in 3h")
     _workspace(h.fake, ANN)
     _assign(h, f"assign lab <@{ANN}|ann>")
     clock.advance(hours=2, minutes=1)
@@ -331,7 +315,7 @@ def test_a_strip_back_from_a_terminal_without_a_token_is_told_by_the_running_bot
     harness: SlackHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = harness
-    _deploy(h, "deploy capture 1 as lab")
+    h.deploy("deploy capture 1 as lab")
     _workspace(h.fake, ANN)
     _assign(h, f"assign lab <@{ANN}|ann>")
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)

@@ -172,16 +172,10 @@ def _message(h: SlackHarness, prefix: str) -> Message:
     )[0]
 
 
-def _value(message: Message, action_id: str) -> str:
-    actions = next(b for b in message.blocks if b["type"] == "actions")
-    return str(next(e["value"] for e in actions["elements"] if e["action_id"] == action_id))
-
-
 @pytest.mark.lab
 def test_refresh_needs_confirmation(harness: SlackHarness) -> None:
     h = harness
-    h.command("deploy capture 2 as fresh")
-    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
+    h.deploy("deploy capture 2 as fresh")
     before = h.lab.control.stats()["clone_calls"]
     old = {c.name: c.instance_uuid for c in h.core.repo.clones(environment="fresh")}
 
@@ -191,8 +185,8 @@ def test_refresh_needs_confirmation(harness: SlackHarness) -> None:
     assert plan.channel == CHANNEL
     shown = plan.blocks[0]["text"]["text"]
     assert "destroys and re-creates *2 clones* (2 capture)" in shown and "lost" in shown
-    value = _value(plan, ACTION_REFRESH_CONFIRM)
-    assert value == _value(plan, ACTION_REFRESH_CANCEL)
+    value = plan.button(ACTION_REFRESH_CONFIRM)
+    assert value == plan.button(ACTION_REFRESH_CANCEL)
     assert h.lab.control.stats()["clone_calls"] == before  # nothing yet
 
     # The token confirms a refresh only: not a strip back, and not for a bystander.
@@ -222,12 +216,11 @@ def test_refresh_needs_confirmation(harness: SlackHarness) -> None:
 @pytest.mark.lab
 def test_refresh_cancel_changes_nothing(harness: SlackHarness) -> None:
     h = harness
-    h.command("deploy capture 1 as stay")
-    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
+    h.deploy("deploy capture 1 as stay")
     before = h.lab.control.stats()["clone_calls"]
     h.command("refresh stay")
     plan = _message(h, "Refresh stay?")
-    h.click(ACTION_REFRESH_CANCEL, _value(plan, ACTION_REFRESH_CANCEL), OPERATOR, plan.ts)
+    h.click(ACTION_REFRESH_CANCEL, plan.button(ACTION_REFRESH_CANCEL), OPERATOR, plan.ts)
     h.fake.wait_for(lambda: "cancelled" in plan.text)
     assert "nothing was changed" in plan.text
     assert h.lab.control.stats()["clone_calls"] == before
@@ -237,8 +230,7 @@ def test_refresh_cancel_changes_nothing(harness: SlackHarness) -> None:
 @pytest.mark.lab
 def test_power_and_plan_and_inventory_render(harness: SlackHarness) -> None:
     h = harness
-    h.command("deploy capture 2 as pw")
-    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal"), timeout=60)
+    h.deploy("deploy capture 2 as pw")
 
     h.command("power on pw")
     power = h.fake.wait_for(

@@ -47,12 +47,6 @@ def _cohort(fake: FakeSlack, n: int, channel: str = "CCOHORT") -> list[str]:
     return cohort
 
 
-def _deploy(h: SlackHarness, text: str) -> None:
-    before = len(h.fake.ok_calls("files.completeUploadExternal"))
-    assert h.command(text).status == 200
-    h.fake.wait_for(lambda: h.fake.ok_calls("files.completeUploadExternal")[before:], timeout=120)
-
-
 def _edits(fake: FakeSlack) -> list[str]:
     return [json.dumps(c.params.get("blocks")) for c in fake.ok_calls("chat.update")]
 
@@ -61,7 +55,7 @@ def test_a_hand_out_from_a_channel_keeps_within_the_tiers_and_a_second_asks_noth
     harness: SlackHarness,
 ) -> None:
     h = harness
-    _deploy(h, "deploy capture 30 as nov")
+    h.deploy("deploy capture 30 as nov")
     cohort = _cohort(h.fake, 30)
     h.fake.page_size = 20  # users.list and conversations.members answer in pages
 
@@ -103,7 +97,7 @@ def test_deployments_and_a_hand_out_at_once_stay_under_the_tier_and_every_final_
     make_harness: Callable[..., SlackHarness],
 ) -> None:
     h = make_harness(jobs=Jobs(workers=6, max_pending=8))
-    _deploy(h, "deploy capture 8 as cohort")
+    h.deploy("deploy capture 8 as cohort")
     cohort = _cohort(h.fake, 8)
     h.lab.control.configure(clone_latency_ms=2500)
     h.fake.calls.clear()
@@ -179,7 +173,7 @@ def test_a_hand_out_out_of_time_names_who_was_not_reached_and_handout_retries_th
     make_harness: Callable[..., SlackHarness],
 ) -> None:
     h = make_harness(trainees=TraineeSettings(handout_timeout_s=10))
-    _deploy(h, "deploy capture 3 as lab")
+    h.deploy("deploy capture 3 as lab")
     _cohort(h.fake, 3)
     # Slack keeps refusing UT002's DM for longer than the hand-out may wait.
     h.fake.rate_limit("chat.postMessage", times=1, retry_after=11, channel="UT002")

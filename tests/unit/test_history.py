@@ -21,7 +21,7 @@ from bot.services.container import Services
 from bot.services.dispatch import Invocation, dispatch
 from bot.services.schedules.prune import Pruner
 from storage.sql import to_text
-from tests.helpers import Clock, set_state, stored
+from tests.helpers import Clock, recorded_deployment, set_state, stored
 from tests.history import fill
 
 WHO = Invocation("trainer", "cli")
@@ -233,17 +233,8 @@ def two_years(services: Services) -> Iterator[Services]:
     # A deployment that a lost vCenter interrupted, never resumed ("resume" may finish it):
     # its clones all failed, so only the run keeps it.
     s.repo.ensure_environment("old-interrupted", "U1")
-    stopped = s.repo.start_run(
-        environment="old-interrupted", kind=RunKind.DEPLOY, requested_by="U1", requested=2
-    )
-    for clone in s.repo.reserve_clones(
-        environment="old-interrupted",
-        type="capture",
-        parent="Capture",
-        pattern="OLD-INT-{n}",
-        count=2,
-        run_id=stopped.id,
-    ):
+    stopped, reserved = recorded_deployment(s.repo, "old-interrupted", 2, "OLD-INT-{n}")
+    for clone in reserved:
         set_state(s.repo, clone.id, CloneState.FAILED, error="lost vCenter")
     s.repo.finish_run(stopped.id, state=RunState.INTERRUPTED, succeeded=0, failed=0)
     # A run whose process died mid-way (still "running"): recovery resumes it at start-up.

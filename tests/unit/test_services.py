@@ -18,6 +18,7 @@ from bot.services.dispatch import Deployed, Invocation, dispatch, plan_for
 from bot.services.pipeline import run_per_clone
 from handlers.blocks import runs as shown
 from tests.fakes import FakeVCenter
+from tests.helpers import dead_run
 
 WHO = Invocation("trainer", "cli")
 
@@ -48,14 +49,7 @@ def test_a_strip_back_destroys_only_what_it_recorded_and_ends_once(
     repo = services.repo
     live = repo.clones(environment="nov", states=[CloneState.READY])
     # A strip back whose process died after recording its set and destroying two clones.
-    run = repo.start_run(
-        environment="nov",
-        kind=RunKind.TEARDOWN,
-        requested_by="trainer",
-        requested=4,
-        owner="elsewhere:1:dead",
-        clone_ids=[c.id for c in live],
-    )
+    run = dead_run(repo, "nov", RunKind.TEARDOWN, "trainer", live)
     for c in live[:2]:
         repo.update_clone(c.id, state=CloneState.DESTROYING)
         vcenter.destroy(c.moref or "", expected_uuid=c.instance_uuid or "")

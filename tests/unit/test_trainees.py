@@ -33,6 +33,7 @@ from bot.services.container import Services
 from bot.services.dispatch import Invocation, dispatch, plan_for, resolve_target
 from bot.services.refresh import RefreshResult
 from tests.fakes import FakePeople, FakeVCenter
+from tests.helpers import dead_run
 
 TRAINER = Invocation("UTRAINER", "slack", "CTRAIN", anyone=True)
 
@@ -295,14 +296,7 @@ def test_a_rebuild_cut_short_is_finished_by_recovery_with_its_assigned_to(
     run(s, "assign nov U01")
     [held] = s.repo.assignments(trainee="U01")
     clone = s.repo.get_clone(held.clone_id)
-    stuck = s.repo.start_run(
-        environment="nov",
-        kind=RunKind.REFRESH,
-        requested_by="U01",
-        requested=1,
-        owner="elsewhere:1:dead",
-        clone_ids=[clone.id],
-    )
+    stuck = dead_run(s.repo, "nov", RunKind.REFRESH, "U01", [clone])
     s.repo.update_clone(clone.id, state=CloneState.DESTROYING)
     vcenter.destroy(clone.moref or "", expected_uuid=clone.instance_uuid or "")
     s.repo.update_run(stuck.id, state=RunState.INTERRUPTED)

@@ -12,7 +12,7 @@ from bot.domain.models import CloneState, RunKind, RunState
 from bot.services.container import Services
 from bot.services.dispatch import Invocation, dispatch
 from tests.fakes import FakeVCenter
-from tests.helpers import set_state
+from tests.helpers import dead_run, set_state
 
 WHO = Invocation("trainer", "cli")
 CANNOT_SEE = "cannot see VM TRN-CAP-002: NoPermission, privilege System.Read"
@@ -122,14 +122,7 @@ def test_resume_neither_adopts_nor_remakes_a_clone_it_may_not_see(
     run(services, "deploy capture 2 as nov")
     repo = services.repo
     c2 = next(c for c in repo.clones(environment="nov") if c.name == "TRN-CAP-002")
-    run_id = repo.start_run(
-        environment="nov",
-        kind=RunKind.DEPLOY,
-        requested_by="trainer",
-        requested=1,
-        owner="elsewhere:1:dead",
-        clone_ids=[c2.id],
-    ).id
+    run_id = dead_run(repo, "nov", RunKind.DEPLOY, "trainer", [c2]).id
     set_state(repo, c2.id, CloneState.CLONING, moref=None)
     repo.update_run(run_id, state=RunState.INTERRUPTED)
     vcenter.hide("TRN-CAP-002")

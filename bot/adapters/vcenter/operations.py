@@ -8,7 +8,7 @@ import copy
 import threading
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -288,28 +288,19 @@ class Customization:
         return out
 
 
+@dataclass(eq=False)
 class Cloning:
     """Base snapshots, linked clones from them, and the steps that finish a clone."""
 
-    def __init__(
-        self,
-        session: Session,
-        lookup: Lookup,
-        inventory: InventoryReads,
-        attributes: Attributes,
-        tasks: Tasks,
-        power: Power,
-        customization: Customization,
-    ) -> None:
-        self.session = session
-        self.lookup = lookup
-        self.inventory = inventory
-        self.attributes = attributes
-        self.tasks = tasks
-        self.power = power
-        self.customization = customization
-        self._lock = threading.Lock()
-        self._snapshots: dict[tuple[str, str], str] = {}
+    session: Session
+    lookup: Lookup
+    inventory: InventoryReads
+    attributes: Attributes
+    tasks: Tasks
+    power: Power
+    customization: Customization
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _snapshots: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
 
     def ensure_base_snapshot(self, parent: str, snapshot: str, *, create: bool = True) -> str:
         """Return the base snapshot's moref, creating it once while the parent is powered off.

@@ -9,6 +9,7 @@ command, the lease start, which end was already reminded).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain import grammar
@@ -28,20 +29,13 @@ from bot.services.usecases import UseCases
 from bot.settings import Settings
 
 
+@dataclass(eq=False)
 class ScheduleCommands:
-    def __init__(
-        self,
-        settings: Settings,
-        repo: Repository,
-        service: UseCases,
-        rules: TimeRules,
-        keeper: Keeper,
-    ) -> None:
-        self.settings = settings
-        self.repo = repo
-        self.use_cases = service
-        self.rules = rules
-        self.keeper = keeper
+    settings: Settings
+    repo: Repository
+    use_cases: UseCases
+    rules: TimeRules
+    keeper: Keeper
 
     def _result(self, env: str, starts: datetime | None, ends: datetime | None) -> ScheduleResult:
         """The times set, said with who keeps them (never a promise no scheduler keeps)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from bot.domain.history import Pruned
@@ -26,24 +27,16 @@ BATCH = 50  # environments a batch (runs, clones and audit rows: ten times as ma
 BUDGET_S = 1.0  # time one tick spends pruning
 
 
+@dataclass(eq=False)
 class Pruner:
     """Prunes history older than its window in the process holding the scheduler."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        repo: Repository,
-        clock: Clock,
-        *,
-        batch: int = BATCH,
-        budget_s: float = BUDGET_S,
-    ) -> None:
-        self.settings = settings
-        self.repo = repo
-        self.clock = clock
-        self.batch = batch
-        self.budget_s = budget_s
-        self._done_on: date | None = None  # the local day pruning last finished
+    settings: Settings
+    repo: Repository
+    clock: Clock
+    batch: int = field(default=BATCH, kw_only=True)
+    budget_s: float = field(default=BUDGET_S, kw_only=True)
+    _done_on: date | None = field(default=None, init=False)  # the local day pruning last finished
 
     def cutoffs(self, now: datetime) -> tuple[datetime | None, datetime | None]:
         """(history, audit): what is older goes; None keeps that kind for ever."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.domain import grammar
@@ -33,25 +34,19 @@ from bot.services.usecases import UseCases
 log = logging.getLogger("clones.schedule")
 
 
+@dataclass(eq=False)
 class Runners:
     """The job functions behind `deploy:`, `teardown:` and `remind:` jobs."""
 
-    def __init__(
-        self,
-        repo: Repository,
-        service: UseCases,
-        rules: TimeRules,
-        keeper: Keeper,
-        voice: Reporter,
-    ) -> None:
-        self.repo = repo
-        self.use_cases = service
-        self.rules = rules
-        self.keeper = keeper
-        self.voice = voice
-        self._guard = threading.Lock()  # the fields below
-        self._env_locks: dict[str, threading.Lock] = {}  # one course's jobs run one at a time
-        self._waiting: dict[str, int] = {}  # environment -> jobs waiting for its lock
+    repo: Repository
+    use_cases: UseCases
+    rules: TimeRules
+    keeper: Keeper
+    voice: Reporter
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False)  # the fields below
+    # One course's jobs run one at a time (an environment's lock).
+    _env_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)
+    _waiting: dict[str, int] = field(default_factory=dict, init=False)  # env -> jobs waiting
 
     def waiting(self, environment: str) -> int:
         """How many of `environment`'s jobs wait for another of its jobs to finish."""

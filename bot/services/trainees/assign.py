@@ -12,7 +12,7 @@ from bot.domain import grammar
 from bot.domain.errors import CapacityError, ClonesError
 from bot.domain.models import Assignment, Clone, CloneState, Environment
 from bot.domain.trainees import ASSIGNED_TO, Assigned, HandedOut, Person, Unassigned
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.ownership import Ownership
 from bot.services.queries import Queries
 from bot.services.trainees.handout import HandOuts, OnHandOut
@@ -21,7 +21,7 @@ from bot.services.trainees.people import People, resolve
 log = logging.getLogger(__name__)
 
 
-class Assigner:
+class Assigner(OnCore):
     """Pairs trainees with ready clones and takes them back."""
 
     def __init__(
@@ -32,7 +32,7 @@ class Assigner:
         ownership: Ownership,
         handouts: HandOuts,
     ) -> None:
-        self.settings, self.repo, self.vcenter = core.settings, core.repo, core.vcenter
+        super().__init__(core)
         self.people, self.queries, self.ownership = people, queries, ownership
         self.handouts = handouts
 

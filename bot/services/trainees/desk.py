@@ -14,7 +14,7 @@ from bot.domain.models import Clone, CloneState, RunState
 from bot.domain.results import FailedClone
 from bot.domain.trainees import MyVm, MyVms, RebuildPlan, SelfService, VmRef
 from bot.ports import ProgressCallback
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.ownership import Ownership
 from bot.services.power import Power
 from bot.services.queries import Queries
@@ -23,7 +23,7 @@ from bot.services.trainees.handout import HandOuts
 from bot.services.trainees.identity import Asker, Held, Holdings
 
 
-class Desk:
+class Desk(OnCore):
     """What a trainee may do with the VM they were given."""
 
     def __init__(
@@ -36,8 +36,7 @@ class Desk:
         refresher: Refresher,
         handouts: HandOuts,
     ) -> None:
-        self.settings, self.repo = core.settings, core.repo
-        self.runs, self.clock = core.runs, core.clock
+        super().__init__(core)
         self.queries, self.power = queries, power
         self.refresher, self.handouts = refresher, handouts
         self.holdings = Holdings(core.repo, queries, ownership)

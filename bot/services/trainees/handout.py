@@ -25,7 +25,7 @@ from bot.domain.trainees import (
     vmrc_url,
     vsphere_client_url,
 )
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.trainees.people import People
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,11 @@ log = logging.getLogger(__name__)
 OnHandOut = Callable[[HandOutProgress], None]
 
 
-class HandOuts:
+class HandOuts(OnCore):
     """Builds and sends the trainees' direct messages through the `Messenger` port."""
 
     def __init__(self, core: Core, people: People) -> None:
-        self.settings, self.repo, self.vcenter = core.settings, core.repo, core.vcenter
-        self.clock = core.clock
+        super().__init__(core)
         self.people = people
         self._uuid: str | None = None  # vCenter's instance UUID, read once
         self._lock = threading.Lock()
