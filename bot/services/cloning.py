@@ -33,7 +33,7 @@ from bot.domain.vsphere import (
     VmFacts,
 )
 from bot.ports import VCenter
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.pipeline import retrying
 from bot.services.runbook import Emitter
 from bot.settings import TypeSettings
@@ -41,13 +41,8 @@ from bot.settings import TypeSettings
 log = logging.getLogger(__name__)
 
 
-class Unmaker:
+class Unmaker(OnCore):
     """Removes a VM a clone task made when a later step failed for good (no leak)."""
-
-    def __init__(self, core: Core) -> None:
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.runs = core.runs
 
     def unmake(
         self,
@@ -101,15 +96,11 @@ class Unmaker:
         )
 
 
-class Cloner:
+class Cloner(OnCore):
     """Clones one recorded clone at a time (the pool around it is `run_per_clone`)."""
 
     def __init__(self, core: Core) -> None:
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.clock = core.clock
-        self.runs = core.runs
+        super().__init__(core)
         self.unmaker = Unmaker(core)
 
     # Kept whole: one try around the clone task, so each of its outcomes is recorded in one place.

@@ -28,7 +28,7 @@ from bot.domain.results import (
 )
 from bot.domain.vsphere import Destroyed, VmSighting
 from bot.ports import ProgressCallback
-from bot.services.core import Core
+from bot.services.core import Core, OnCore
 from bot.services.limits import clone_datastore, clone_host, may_crowd_a_host
 from bot.services.pipeline import NotStarted, PerClone, Stop, retrying, run_per_clone
 from bot.services.runbook import LIVE_STATES, Emitter, outcome_state, stopped_message
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class StripBack:
+class StripBack(OnCore):
     """Strips environments back. `after` runs once each strip back has ended (its trainees are
     told their VM was removed: `bot.services.trainees`); it never fails the strip back."""
 
@@ -56,13 +56,8 @@ class StripBack:
         *,
         after: Callable[[], object] | None = None,
     ) -> None:
+        super().__init__(core)
         self.after = after
-        self.core = core
-        self.settings = core.settings
-        self.repo = core.repo
-        self.vcenter = core.vcenter
-        self.clock = core.clock
-        self.runs = core.runs
         self.ownership = ownership
         self.queries = queries
 
