@@ -41,7 +41,9 @@ def test_ready_says_who_leads_and_metrics_count_runs_clones_and_latencies(
     assert ready["leader"] == h.bot.schedules.keeper.lock.holder() != ""
 
     assert h.command("deploy capture 2 as ops-env").status == 200
-    wait_until(lambda: 'clones_clones{state="ready"} 2.0' in _get(h, "/metrics")[1], timeout=60)
+    # The run's end is recorded a moment after its last clone is ready: wait for both.
+    done = ('clones_clones{state="ready"} 2.0', 'clones_runs{kind="deploy",state="succeeded"} 1.0')
+    wait_until(lambda: all(m in _get(h, "/metrics")[1] for m in done), timeout=60)
     status, text = _get(h, "/metrics")
     assert status == 200
     assert 'clones_runs{kind="deploy",state="succeeded"} 1.0' in text
