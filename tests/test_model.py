@@ -541,23 +541,6 @@ class TrustModel(RuleBasedStateMachine):
         wrong = grown - (ready - self.relabelled - hidden)
         assert not wrong, f"snapshotted VMs not provably ours: {sorted(wrong)}"
 
-    @rule(environment=st.sampled_from(ENVIRONMENTS))
-    def suspend(self, environment: str) -> None:
-        """Only the environment's ready clones that are provably the bot's are suspended."""
-        uuid = {vm["moref"]: vm["instance_uuid"] for vm in self.lab.control.vms()}
-        hidden = {vm["instance_uuid"] for vm in self.lab.control.vms() if vm["name"] in self.hidden}
-        ready = {
-            c.instance_uuid
-            for c in self.rows()
-            if c.environment == environment and c.state is CloneState.READY and c.instance_uuid
-        }
-        was = {vm["moref"]: vm["power_state"] for vm in self.lab.control.vms()}
-        self.act("suspend", environment, ("suspend", environment), "none", 0.0)
-        now = {vm["moref"]: vm["power_state"] for vm in self.lab.control.vms()}
-        moved = {uuid.get(m, m) for m, s in now.items() if s == "suspended" != was.get(m)}
-        wrong = moved - (ready - self.relabelled - hidden)
-        assert not wrong, f"suspended VMs not provably ours: {sorted(wrong)}"
-
     # ----------------------------------------------------------------- rules: trainees
     def assignments(self) -> list[Any]:
         if not self.clones.has_database():

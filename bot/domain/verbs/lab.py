@@ -7,7 +7,7 @@ import re
 
 from bot.domain import trainees
 from bot.domain.errors import UsageError
-from bot.domain.results import SNAPSHOTTING, ProgressLabel
+from bot.domain.results import SNAPSHOTTING
 from bot.domain.verbs import words as w
 from bot.domain.verbs.spec import Access, OnEachClone, Verb, command
 from bot.domain.verbs.training import MyPower, Reset
@@ -281,38 +281,3 @@ class Snapshot(Verb):
 
     environment: str
     name: str
-
-
-SUSPENDING = ProgressLabel("Suspending", "suspend", "of", "suspended")
-
-
-def _parse_suspend(args: list[str]) -> Suspend:
-    example = "suspend nov-cohort"
-    if len(args) != 1:
-        raise UsageError(f'say which environment to suspend, e.g. "{example}"')
-    return Suspend(w.environment(args[0], example))
-
-
-@command(
-    "suspend",
-    Access.CHANGE,
-    parse=_parse_suspend,
-    summary="suspend every ready clone of an environment (memory kept); power on resumes them",
-    example="suspend nov-cohort",
-    syntax="suspend ENV",
-    detail=("Frees the hosts' CPU and memory overnight; `power on ENV` resumes each clone.",),
-    examples=("suspend nov-cohort",),
-    each_clone=OnEachClone(
-        lambda c, actor, source: VmTask("SuspendVM_Task"),
-        SUSPENDING,
-        doing="suspend",
-        label="Suspend",
-        action="suspend",
-        ack="Suspending the clones of {environment}...",
-        shows="the result in the channel: each clone suspended, failed or left alone",
-    ),
-)
-class Suspend(Verb):
-    """Suspend each ready clone of `environment`."""
-
-    environment: str
