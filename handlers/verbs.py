@@ -2,8 +2,9 @@
 within 3 s (`ack`) and what follows it: the result answered (`reply`), a step of its own (a
 deployment's message, the hand-out), or Confirm / Cancel first (`flow`, destructive commands).
 
-A test checks that every command of the grammar has an entry (a terminal-only one is refused
-before any of this), and docs/slack.md's table of commands is generated from `shows`.
+A test checks that every command of the grammar has an entry or is a bulk verb, whose entry is
+derived from its spec (`in_slack`); a terminal-only one is refused before any of this, and
+docs/slack.md's table of commands is generated from `shows`.
 """
 
 from __future__ import annotations
@@ -190,15 +191,24 @@ SLACK: dict[type[Any], InSlack] = {
     grammar.Schedule: InSlack("the new times in the channel", reply=schedule_answer),
     grammar.Extend: InSlack("the new end in the channel", reply=schedule_answer),
     grammar.CancelSchedule: InSlack("what was dropped, in the channel", reply=schedule_answer),
-    grammar.Snapshot: InSlack(
-        "the result in the channel: each clone snapshotted, failed or left alone",
-        ack=lambda r: f"Snapshotting the clones of {r.command.environment}...",
-        reply=lambda result, r: Answer(admin.each_done(result, r.user), public=True),
-    ),
     grammar.DbCopy: InSlack("refused: it runs only in a terminal on the bot's machine"),
 }
 
 FLOWS: tuple[Flow, ...] = tuple(s.flow for s in SLACK.values() if s.flow is not None)
+
+
+def in_slack(cls: type[Any]) -> InSlack | None:
+    """A command class's entry: in SLACK, or, for a bulk verb (its spec names `each_clone`), its
+    spec's ack and what it shows, then the result in the channel (`admin.each_done`)."""
+    spec = grammar.SPECS.get(cls)
+    if cls in SLACK or spec is None or spec.each_clone is None:
+        return SLACK.get(cls)
+    bulk = spec.each_clone
+    return InSlack(
+        bulk.shows,
+        ack=lambda r: bulk.said(bulk.ack, r.command),
+        reply=lambda result, r: Answer(admin.each_done(result, r.user), public=True),
+    )
 
 
 def flow_for(command: object) -> Flow | None:
@@ -206,20 +216,21 @@ def flow_for(command: object) -> Flow | None:
     records VMs, so of the orphans only `remove` is confirmed)."""
     if isinstance(command, grammar.Orphans) and command.action != "remove":
         return None
-    entry = SLACK.get(type(command))
+    entry = in_slack(type(command))
     return entry.flow if entry is not None else None
 
 
 def ack(r: Request) -> str:
     """What the slash command answers at once ("": a plain ack)."""
-    entry = SLACK[type(r.command)]
-    return entry.ack(r) if entry.ack is not None else ""
+    entry = in_slack(type(r.command))
+    return entry.ack(r) if entry is not None and entry.ack is not None else ""
 
 
 def reply(r: Request) -> None:
     """Carry the command out through the dispatch table, then answer with its result: privately,
     or in the channel for what changed something others should see."""
-    render = SLACK[type(r.command)].reply
+    entry = in_slack(type(r.command))
+    render = entry.reply if entry is not None else None
     if render is None:  # every command that reaches here has one; a test checks it
         raise UsageError(f'"{r.command.verb}" is not available from Slack.')
     answer = render(r.run(), r)
@@ -231,5 +242,5 @@ def step_for(command: object) -> Step:
     flow = flow_for(command)
     if flow is not None:
         return lambda r: confirming.ask(r, flow)
-    entry = SLACK.get(type(command))
+    entry = in_slack(type(command))
     return entry.step if entry is not None and entry.step is not None else reply

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.domain import grammar  # noqa: E402
-from handlers.verbs import SLACK  # noqa: E402
+from handlers.verbs import in_slack  # noqa: E402
 
 WHO = {
     grammar.Access.READ: "everyone",
@@ -50,7 +50,9 @@ def slack_table() -> str:
     rows = ["| Command | Who | What Slack shows |", "|---|---|---|"]
     for s in _specs():
         assert s.grammar is not None
-        shows = SLACK[s.cls].shows
+        entry = in_slack(s.cls)
+        assert entry is not None, s.cls  # every command is in Slack's registry or a bulk verb
+        shows = entry.shows
         rows.append(f"| `{_cell(s.grammar.syntax)}` | {WHO[s.cls.access]} | {_cell(shows)} |")
     return "\n".join(rows)
 

@@ -708,5 +708,13 @@ RENDER: dict[type[Any], Callable[[Any, View], int]] = {
     grammar.MyPower: show_self_service,
     grammar.Rebuild: show_rebuild,
     grammar.DbCopy: show_db_copy,
-    grammar.Snapshot: show_each_done,
 }
+
+
+def renderer_for(cls: type[Any]) -> Callable[[Any, View], int] | None:
+    """A command class's renderer: its entry in RENDER, or, for a bulk verb (its spec names
+    `each_clone`), `show_each_done`."""
+    spec = grammar.SPECS.get(cls)
+    if cls not in RENDER and spec is not None and spec.each_clone is not None:
+        return show_each_done
+    return RENDER.get(cls)

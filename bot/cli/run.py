@@ -56,7 +56,7 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO, stopping:
 
     from bot.cli.dialogue import confirmed
     from bot.cli.progress import Progress
-    from bot.cli.render import RENDER, View
+    from bot.cli.render import View, renderer_for
     from bot.cli.roster import handout_lines
     from bot.services.dispatch import Invocation, dispatch, plan_for, resolve_target
 
@@ -73,7 +73,7 @@ def _run(command: Any, services: Services, opts: Options, out: TextIO, stopping:
     if isinstance(command, grammar.Orphans) and isinstance(plan, list):
         # Only the orphans shown (and agreed to) are acted on, as in Slack.
         invocation = replace(invocation, only=[o.vm.moref for o in plan if o.ours])
-    render = RENDER.get(type(command))
+    render = renderer_for(type(command))
     if render is None:  # every command has a renderer; a test checks it
         raise UsageError(f'"{command.verb}" is not available in the terminal; type "clones help".')
     with Progress(out, enabled=not opts.json and grammar.spec_of(command).progress) as progress:

@@ -17,9 +17,8 @@ from typing import Any, Generic, TypeVar
 from bot.domain import grammar
 from bot.domain.errors import ClonesError, UsageError
 from bot.domain.models import Fence
-from bot.domain.results import SNAPSHOTTING, DeployResult
+from bot.domain.results import DeployResult
 from bot.domain.trainees import SelfService
-from bot.domain.vsphere import VmTask
 from bot.ports import ProgressCallback
 from bot.services.bulk import BulkResult
 from bot.services.container import Services
@@ -144,25 +143,7 @@ HANDOUT: Route[grammar.Handout, HandedOut] = Route(
 
 
 # The services' one registry: a route per command class (a test checks each class has one, and
-# a plan exactly when its spec destroys).
-def _snapshot(s: Services, c: grammar.Snapshot, i: Invocation) -> BulkResult:
-    description = f"clones: {c.environment}, by {i.actor} ({i.source})"
-    arguments = (("name", c.name), ("description", description), ("memory", False))
-    task = VmTask("CreateSnapshot_Task", (*arguments, ("quiesce", False)))
-    return s.admin.each_clone.run(
-        c.environment,
-        lambda clone: s.vcenter.vm_tasks([clone.moref or ""], task)[0],
-        action=c.name,
-        doing="snapshot",
-        label=f'Snapshot "{c.name}" of',
-        progress=SNAPSHOTTING,
-        words=f"snapshot {c.environment} {c.name}",
-        actor=i.actor,
-        source=i.source,
-        on_event=i.on_event,
-    )
-
-
+# a plan exactly when its spec destroys), except a bulk verb's (`route_for`).
 ROUTES: dict[type[Any], Route[Any, Any]] = {
     grammar.Deploy: Route(lambda s, c, i: (DEPLOY_LATER if c.at else DEPLOY_NOW).call(s, c, i)),
     grammar.Teardown: Route(
@@ -231,13 +212,43 @@ ROUTES: dict[type[Any], Route[Any, Any]] = {
         plan=lambda s, c: s.use_cases.trainees.rebuild_plan(c),  # settled: its VM named
     ),
     grammar.DbCopy: Route(lambda s, c, i: copy_database(s.databases, c)),
-    grammar.Snapshot: Route(_snapshot),
 }
+
+
+def _on_each_clone(s: Services, c: Any, i: Invocation) -> BulkResult:
+    """Every bulk verb's route: its spec's task on each ready, provably ours clone."""
+    bulk = grammar.spec_of(c).each_clone
+    assert bulk is not None  # route_for gives this route to bulk verbs only
+    task = bulk.task(c, i.actor, i.source)
+    return s.admin.each_clone.run(
+        c.environment,
+        lambda clone: s.vcenter.vm_tasks([clone.moref or ""], task)[0],
+        action=bulk.said(bulk.action, c),
+        doing=bulk.said(bulk.doing, c),
+        label=bulk.said(bulk.label, c),
+        progress=bulk.progress,
+        words=bulk.audited(c),
+        actor=i.actor,
+        source=i.source,
+        on_event=i.on_event,
+    )
+
+
+ON_EACH_CLONE: Route[Any, BulkResult] = Route(_on_each_clone)
+
+
+def route_for(cls: type[Any]) -> Route[Any, Any] | None:
+    """A command class's route: its entry in ROUTES, or, for a bulk verb (its spec names
+    `each_clone`), the one route every bulk verb shares."""
+    spec = grammar.SPECS.get(cls)
+    if cls not in ROUTES and spec is not None and spec.each_clone is not None:
+        return ON_EACH_CLONE
+    return ROUTES.get(cls)
 
 
 def dispatch(services: Services, command: object, invocation: Invocation) -> object:
     """Carry `command` out (already confirmed, when it needs confirming) and return its result."""
-    route = ROUTES.get(type(command))
+    route = route_for(type(command))
     if route is None:  # every command class has a route; a test checks it
         raise UsageError(f'"{getattr(command, "verb", command)}" cannot be run here.')
     return run(route, services, command, invocation)
@@ -290,5 +301,5 @@ def resolve_target(services: Services, command: object, invocation: Invocation) 
 
 def plan_for(services: Services, command: object) -> object | None:
     """What a destructive command would do, to show before confirming; None: no confirming."""
-    route = ROUTES.get(type(command))
+    route = route_for(type(command))
     return route.plan(services, command) if route is not None and route.plan else None

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from bot.cli.render import renderer_for, show_each_done
 from bot.domain import grammar
 from bot.domain.models import Clone, CloneState, Environment
 from bot.domain.results import EnvironmentStatus
+from bot.domain.verbs import spec
 from bot.services.access import ADMIN_VERBS, READ_ONLY_VERBS, TERMINAL_VERBS, AccessPolicy
 from bot.services.admin import InventoryRow
-from bot.services.dispatch import ROUTES
+from bot.services.bulk import BulkResult
+from bot.services.dispatch import ON_EACH_CLONE, ROUTES, route_for
 from bot.settings import SlackSettings
 from handlers.blocks import reads
 from handlers.blocks.ids import ACTION_CONFIRM, ACTION_REFRESH_CANCEL, ACTION_REFRESH_CONFIRM
 from handlers.blocks.kit import SECTION_MAX
-from handlers.verbs import SLACK
+from handlers.verbs import SLACK, in_slack, reply, step_for
 
 from .conftest import ADMIN, CHANNEL, OPERATOR, STRANGER, SlackHarness
 from .fake_api import Message
@@ -39,10 +44,13 @@ def test_every_grammar_command_has_a_slack_step() -> None:
     run's own message, or confirmed first; never "not available". A terminal-only command
     (`db copy`) is refused before any of that, with what to run instead."""
     commands = set(grammar.COMMAND_CLASSES)
-    assert commands == set(ROUTES), "every command class needs a route in the dispatch table"
-    assert commands == set(SLACK), "and an entry in Slack's registry (handlers/verbs.py)"
+    bulk = {cls for cls, spec in grammar.SPECS.items() if spec.each_clone is not None}
+    assert commands == set(ROUTES) | bulk, "every command class needs a route (or is bulk)"
+    assert commands == set(SLACK) | bulk, "and an entry in Slack's registry (handlers/verbs.py)"
+    assert not (set(ROUTES) | set(SLACK)) & bulk, "a bulk verb's entries are derived, not written"
     for cls in commands:
-        entry = SLACK[cls]
+        entry = in_slack(cls)
+        assert entry is not None, cls
         if cls.access is grammar.Access.TERMINAL:
             assert (entry.reply, entry.step, entry.flow) == (None, None, None), cls
         elif entry.flow is None:  # exactly one way to follow the ack (`orphans`: two)
@@ -51,6 +59,58 @@ def test_every_grammar_command_has_a_slack_step() -> None:
     assert {c.verb for c in commands} == set(grammar.VERBS)
     for verb, text in SAMPLES.items():
         assert grammar.parse(text).verb == verb
+
+
+def test_a_bulk_verb_gets_its_route_rendering_and_slack_entry_from_its_spec() -> None:
+    """A bulk verb registers once (`@command(..., each_clone=OnEachClone(...))`): the services
+    give it the one route every bulk verb shares, the terminal `show_each_done`, Slack its
+    spec's ack and the result in the channel; its texts fill in from its fields."""
+    bulk = {cls: s.each_clone for cls, s in grammar.SPECS.items() if s.each_clone is not None}
+    assert grammar.Snapshot in bulk
+    for cls, each in bulk.items():
+        assert cls.verb in SAMPLES, cls  # a verb of its own, with an example
+        sample: Any = grammar.parse(SAMPLES[cls.verb])
+        assert type(sample) is cls and grammar.SPECS[cls].progress
+        assert route_for(cls) is ON_EACH_CLONE and route_for(cls).plan is None  # type: ignore[union-attr]
+        assert renderer_for(cls) is show_each_done
+        entry = in_slack(cls)
+        assert entry is not None and entry.shows == each.shows
+        assert entry.flow is None and entry.step is None and step_for(sample) is reply
+        assert entry.ack is not None and entry.reply is not None
+        said = entry.ack(SimpleNamespace(command=sample))  # type: ignore[arg-type]
+        assert said == each.said(each.ack, sample) and "{" not in said, said
+        result = BulkResult(sample.environment, each.said(each.action, sample), ["A"], [], [])
+        answer = entry.reply(result, SimpleNamespace(user="U1"))  # type: ignore[arg-type]
+        assert answer.public and sample.environment in answer.rendered.text
+        for text in (each.doing, each.label, each.action):
+            assert "{" not in each.said(text, sample), text
+        assert each.audited(sample) == SAMPLES[cls.verb]
+        assert each.task(sample, "olga", "slack").method.endswith("_Task")
+    assert bulk[grammar.Snapshot].audited(grammar.parse("snapshot lab cp1")) == "snapshot lab cp1"
+
+
+def test_a_bulk_verb_acts_on_an_environment_and_confirms_nothing() -> None:
+    """The derived route has no plan and the derived Slack entry no Confirm / Cancel: a bulk
+    verb without an environment, or one that destroys, is refused when it is declared, before
+    it is registered anywhere."""
+    each = grammar.SPECS[grammar.Snapshot].each_clone
+    assert each is not None
+    before = (dict(spec.CLASSES), dict(spec.GRAMMARS))
+    with pytest.raises(TypeError, match="needs an `environment` field"):
+
+        @spec.command("nowhere", grammar.Access.CHANGE, parse=lambda a: None, each_clone=each)
+        class Nowhere(spec.Verb):
+            name: str
+
+    with pytest.raises(TypeError, match="needs its own route, plan and Slack flow"):
+
+        @spec.command(
+            "wipe", grammar.Access.CHANGE, parse=lambda a: None, each_clone=each, destroys=True
+        )
+        class Wipe(spec.Verb):
+            environment: str
+
+    assert before == (spec.CLASSES, spec.GRAMMARS)
 
 
 def test_read_only_verbs() -> None:

@@ -7,9 +7,11 @@ import re
 
 from bot.domain import trainees
 from bot.domain.errors import UsageError
+from bot.domain.results import SNAPSHOTTING
 from bot.domain.verbs import words as w
-from bot.domain.verbs.spec import Access, Verb, command
+from bot.domain.verbs.spec import Access, OnEachClone, Verb, command
 from bot.domain.verbs.training import MyPower, Reset
+from bot.domain.vsphere import VmTask
 
 
 def _parse_teardown(args: list[str]) -> Teardown:
@@ -239,6 +241,14 @@ def _parse_snapshot(args: list[str]) -> Snapshot:
     return Snapshot(env, args[1])
 
 
+def _snapshot_task(c: Snapshot, actor: str, source: str) -> VmTask:
+    """Each clone's snapshot: named, its description saying whose, without memory, not
+    quiesced."""
+    description = f"clones: {c.environment}, by {actor} ({source})"
+    arguments = (("name", c.name), ("description", description), ("memory", False))
+    return VmTask("CreateSnapshot_Task", (*arguments, ("quiesce", False)))
+
+
 @command(
     "snapshot",
     Access.CHANGE,
@@ -256,7 +266,15 @@ def _parse_snapshot(args: list[str]) -> Snapshot:
         "Without the VMs' memory and not quiesced: like pulling the plug at that moment.",
     ),
     examples=(_SNAPSHOT_EXAMPLE,),
-    progress=True,
+    each_clone=OnEachClone(
+        _snapshot_task,
+        SNAPSHOTTING,
+        doing="snapshot",
+        label='Snapshot "{name}" of',
+        action="{name}",
+        ack="Snapshotting the clones of {environment}...",
+        shows="the result in the channel: each clone snapshotted, failed or left alone",
+    ),
 )
 class Snapshot(Verb):
     """Snapshot each ready clone of `environment`, the snapshot called `name`."""
