@@ -48,11 +48,8 @@ func setField(c *vim25.Client, vm *object.VirtualMachine, key int32, value strin
 }
 
 func TestRefusedSetFieldAnswersTheFaultOnTheCallsNamed(t *testing.T) {
-	tl := startLab(t, nil)
+	tl, clone := startWithAClone(t)
 	c := tl.connect()
-	parent := tl.parent(c, "Capture")
-	snap := tl.snapshot(parent)
-	clone := tl.mustClone(parent, "c1", tl.cloneSpec(&snap, linkedMove))
 	key := customField(t, c, "ManagedBy")
 
 	tl.mustCall("POST", "/lab/config", refuse(map[string]interface{}{
@@ -92,12 +89,16 @@ func TestRefusedSetFieldAnswersTheFaultOnTheCallsNamed(t *testing.T) {
 	}
 }
 
-func TestARefusedTaskMethodGetsARealFailedTask(t *testing.T) {
+// startWithAClone starts a lab and makes one linked clone of Capture, "c1".
+func startWithAClone(t *testing.T) (*testLab, *object.VirtualMachine) {
 	tl := startLab(t, nil)
-	c := tl.connect()
-	parent := tl.parent(c, "Capture")
+	parent := tl.parent(tl.connect(), "Capture")
 	snap := tl.snapshot(parent)
-	clone := tl.mustClone(parent, "c1", tl.cloneSpec(&snap, linkedMove))
+	return tl, tl.mustClone(parent, "c1", tl.cloneSpec(&snap, linkedMove))
+}
+
+func TestARefusedTaskMethodGetsARealFailedTask(t *testing.T) {
+	tl, clone := startWithAClone(t)
 	tl.mustCall("POST", "/lab/config", refuse(
 		map[string]interface{}{"method": "ReconfigVM_Task", "fault": "NoPermission", "nth": []int{1}},
 		map[string]interface{}{"method": "Destroy_Task", "fault": "InvalidState", "nth": []int{1}},
@@ -138,11 +139,7 @@ func TestARefusedTaskMethodGetsARealFailedTask(t *testing.T) {
 }
 
 func TestARefusalWithTaskInProgressNamesATask(t *testing.T) {
-	tl := startLab(t, nil)
-	c := tl.connect()
-	parent := tl.parent(c, "Capture")
-	snap := tl.snapshot(parent)
-	clone := tl.mustClone(parent, "c1", tl.cloneSpec(&snap, linkedMove))
+	tl, clone := startWithAClone(t)
 	tl.mustCall("POST", "/lab/config", refuse(
 		map[string]interface{}{"method": "Destroy_Task", "fault": "TaskInProgress", "nth": []int{1}},
 	), nil)
